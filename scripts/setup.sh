@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# fractality: install everything the project needs on a Debian bookworm machine, as root.
+#
+#   PostgreSQL 15 and its dev files, clang (bindgen), sudo, pgvector 0.8.0 built from Debian's
+#   source package, cargo-pgrx 0.18.0, and `cargo pgrx init` against the system PostgreSQL.
+#
+# Idempotent: every step checks first, so a second run takes seconds.
+set -euo pipefail
+
+PG_MAJOR=15
+PG_CONFIG=/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config
+PGRX_VERSION=0.18.0
+PGVECTOR_VERSION=0.8.0
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+export DEBIAN_FRONTEND=noninteractive
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh installs system packages: run it as root" >&2
+    exit 1
+fi
+
+# 1. Debian packages --------------------------------------------------------------------------
+packages=(postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} postgresql-contrib
+          libclang-dev clang sudo build-essential pkg-config dpkg-dev ca-certificates
+          postgresql-${PG_MAJOR}-cron)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    apt-get update -qq
+    # Debian's postgresql-common would create and start a 'main' cluster on 5432; we run our own.
+    mkdir -p /etc/postgresql-common
+    if [ ! -f /etc/postgresql-common/createcluster.conf ]; then
+        echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+    fi
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    log "Debian packages present"
+fi
+
+# 2. pgvector from Debian's source package ----------------------------------------------------
+pg_sharedir="$($PG_CONFIG --sharedir)"
+if [ ! -f "$pg_sharedir/extension/vector--${PGVECTOR_VERSION}.sql" ]; then
+    log "building pgvector ${PGVECTOR_VERSION} from Debian's source package"
+    src_list=/etc/apt/sources.list.d/fractality-trixie-src.sources
+    if [ ! -f "$src_list" ]; then
+        cat > "$src_list" <<EOF
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+        apt-get update -qq
+    fi
+    build=$(mktemp -d)
+    chmod 755 "$build"   # apt-get source downloads as _apt
+    (
+        cd "$build"
+        apt-get source -qq --download-only "pgvector=${PGVECTOR_VERSION}*" >/dev/null 2>&1 \
+            || apt-get source -qq --download-only pgvector >/dev/null
+        tarball=$(ls pgvector_*.orig.tar.* | head -n 1)
+        mkdir src && tar -xf "$tarball" -C src --strip-components=1
+        cd src
+        make -s PG_CONFIG="$PG_CONFIG" OPTFLAGS="" -j"$(nproc)" >/dev/null
+        make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+    )
+    rm -rf "$build"
+else
+    log "pgvector ${PGVECTOR_VERSION} present"
+fi
+
+# 3. cargo-pgrx --------------------------------------------------------------------------------
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! cargo pgrx --version 2>/dev/null | grep -q " ${PGRX_VERSION}\$"; then
+    log "installing cargo-pgrx ${PGRX_VERSION} (a few minutes)"
+    cargo install cargo-pgrx --version "${PGRX_VERSION}" --locked --quiet
+else
+    log "cargo-pgrx ${PGRX_VERSION} present"
+fi
+
+# 4. cargo pgrx init against the system PostgreSQL ---------------------------------------------
+if ! grep -qs "pg${PG_MAJOR} *= *\"${PG_CONFIG}\"" "$HOME/.pgrx/config.toml"; then
+    log "cargo pgrx init --pg${PG_MAJOR} ${PG_CONFIG}"
+    cargo pgrx init --pg${PG_MAJOR} "$PG_CONFIG" >/dev/null
+else
+    log "pgrx initialised for pg${PG_MAJOR}"
+fi
+
+# 5. the postgres OS user runs the test and demo servers: it must reach the work tree ---------
+# (initdb refuses root). Make the path to the checkout traversable.
+d="$here"
+while [ "$d" != "/" ]; do
+    chmod o+x "$d" 2>/dev/null || true
+    d=$(dirname "$d")
+done
+log "setup done"

@@ -1,0 +1,72 @@
+-- fractality: bootstrap
+-- Loaded first. Helpers the schema itself depends on: the tenant of the current session and the
+-- monthly partition helper used at install time and by partition maintenance.
+--
+-- CREATE EXTENSION runs this with search_path = fractality, <schemas of required extensions>,
+-- so the pgvector type `vector` resolves wherever pgvector was installed.
+
+-- The tenant of the current session: the setting fractality.user_id as a uuid, NULL when unset.
+-- Row-level security compares every tenant row's user_id with it.
+CREATE FUNCTION fractality.current_user_id() RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT nullif(current_setting('fractality.user_id', true), '')::uuid $$;
+
+COMMENT ON FUNCTION fractality.current_user_id() IS
+    'The tenant of this session: the setting fractality.user_id as a uuid (NULL when unset).';
+
+-- Microseconds since the Unix epoch of a timestamptz; experience_events.timestamp uses them.
+CREATE FUNCTION fractality.epoch_us(t timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT (date_part('epoch', t) * 1000000)::bigint $$;
+
+-- Creates the monthly partition of `parent` (consciousness_streams, ranged on timestamptz, or
+-- experience_events, ranged on bigint microseconds) that holds `month`, unless it exists.
+-- Returns true when it created one. Identifiers are quoted with %I, bounds with %L.
+CREATE FUNCTION fractality.create_month_partition(parent regclass, month date) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo      timestamptz := date_trunc('month', month::timestamp) AT TIME ZONE 'UTC';
+    hi      timestamptz := (date_trunc('month', month::timestamp) + interval '1 month') AT TIME ZONE 'UTC';
+    part_name text;
+    lo_txt  text;
+    hi_txt  text;
+BEGIN
+    IF parent IS NULL OR month IS NULL THEN
+        RAISE EXCEPTION 'create_month_partition: parent and month must not be NULL'
+            USING ERRCODE = '22004';
+    END IF;
+    IF month = 'infinity'::date OR month = '-infinity'::date THEN
+        RAISE EXCEPTION 'create_month_partition: month % is not a finite date', month
+            USING ERRCODE = '22023';
+    END IF;
+    IF parent = 'fractality.consciousness_streams'::regclass THEN
+        lo_txt := lo::text;
+        hi_txt := hi::text;
+    ELSIF parent = 'fractality.experience_events'::regclass THEN
+        lo_txt := fractality.epoch_us(lo)::text;
+        hi_txt := fractality.epoch_us(hi)::text;
+    ELSE
+        RAISE EXCEPTION 'create_month_partition: % is not a partitioned table of fractality', parent
+            USING ERRCODE = '22023',
+                  HINT = 'Use fractality.consciousness_streams or fractality.experience_events.';
+    END IF;
+
+    SELECT c.relname || '_' || to_char(lo AT TIME ZONE 'UTC', 'YYYY_MM') INTO part_name
+    FROM pg_class c WHERE c.oid = parent;
+
+    IF EXISTS (SELECT 1 FROM pg_class c
+               WHERE c.relname = part_name
+                 AND c.relnamespace = 'fractality'::regnamespace) THEN
+        RETURN false;
+    END IF;
+
+    EXECUTE format('CREATE TABLE fractality.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
+                   part_name, parent, lo_txt, hi_txt);
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION fractality.create_month_partition(regclass, date) IS
+    'Creates the monthly partition of consciousness_streams or experience_events holding the given month (UTC); false when it already exists.';

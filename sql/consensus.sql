@@ -1,0 +1,42 @@
+-- fractality: the collective layer
+-- Consensus nodes crystallise when nodes of several users resonate. They hold only aggregates
+-- (centroid, counts, scores); the links say which of a tenant's nodes contributed and are visible
+-- to that tenant alone.
+
+CREATE TABLE fractality.consensus_nodes (
+    id                uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    node_key          text        NOT NULL UNIQUE,
+    label             text,
+    metadata          jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    centroid          vector(384),
+    contributor_count integer     NOT NULL DEFAULT 0,
+    resonance_score   float8      NOT NULL DEFAULT 0.0,
+    last_calculated   timestamptz NOT NULL DEFAULT now(),
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT consensus_nodes_node_key_length CHECK (char_length(node_key) BETWEEN 1 AND 255),
+    CONSTRAINT consensus_nodes_contributors CHECK (contributor_count >= 0),
+    CONSTRAINT consensus_nodes_score_range CHECK (resonance_score >= -1 AND resonance_score <= 1),
+    CONSTRAINT consensus_nodes_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
+);
+
+COMMENT ON TABLE fractality.consensus_nodes IS
+    'Collective nodes: centroid and group resonance of similar nodes held by several users.';
+
+CREATE INDEX consensus_nodes_score ON fractality.consensus_nodes (resonance_score DESC);
+
+CREATE TABLE fractality.consensus_links (
+    consensus_id uuid        NOT NULL REFERENCES fractality.consensus_nodes (id) ON DELETE CASCADE,
+    node_id      uuid        NOT NULL,
+    user_id      uuid        NOT NULL,
+    similarity   float8      NOT NULL,
+    linked_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consensus_id, node_id),
+    CONSTRAINT consensus_links_node FOREIGN KEY (node_id, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
+    CONSTRAINT consensus_links_similarity_range CHECK (similarity >= -1 AND similarity <= 1)
+);
+
+COMMENT ON TABLE fractality.consensus_links IS
+    'Which node contributed to which consensus node, with its similarity to the centroid.';
+
+CREATE INDEX consensus_links_node ON fractality.consensus_links (node_id);

@@ -1,0 +1,155 @@
+-- fractality: the experience store
+-- The RL experience of the agent runtime: events (8-D state, 8-D action, four rewards), action
+-- metadata, versioned policies with lineage, versioned configuration and learning metrics.
+-- Column for column as in the seed (PersistenceBackend v0.26.0). It belongs to the runtime, not to
+-- a tenant: it carries no user_id, and access to it is granted by privileges.
+
+-- Events. Partitioned by month on "timestamp" (microseconds since the Unix epoch, UTC), so that
+-- archiving moves whole partitions. Columns are ordered widest-alignment first to keep the row
+-- narrow (no padding); the primary key leads with time, so that inserts append and time-range
+-- reads use it.
+CREATE TABLE fractality.experience_events (
+    "timestamp"        bigint      NOT NULL,
+    episode_id         bigint      NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    step_number        integer     NOT NULL,
+    state_l1           real        NOT NULL,  -- existence
+    state_l2           real        NOT NULL,  -- novelty
+    state_l3           real        NOT NULL,  -- velocity
+    state_l4           real        NOT NULL,  -- attention
+    state_l5           real        NOT NULL,  -- cognitive load
+    state_l6           real        NOT NULL,  -- certainty
+    state_l7           real        NOT NULL,  -- valence
+    state_l8           real        NOT NULL,  -- coherence
+    action_l1          real        NOT NULL,
+    action_l2          real        NOT NULL,
+    action_l3          real        NOT NULL,
+    action_l4          real        NOT NULL,
+    action_l5          real        NOT NULL,
+    action_l6          real        NOT NULL,
+    action_l7          real        NOT NULL,
+    action_l8          real        NOT NULL,
+    reward_homeostasis real        NOT NULL DEFAULT 0.0,
+    reward_curiosity   real        NOT NULL DEFAULT 0.0,
+    reward_efficiency  real        NOT NULL DEFAULT 0.0,
+    reward_goal        real        NOT NULL DEFAULT 0.0,
+    adna_version_hash  integer     NOT NULL,
+    sequence_number    integer     NOT NULL,
+    event_type         smallint    NOT NULL,
+    flags              smallint    NOT NULL,
+    archived           boolean     NOT NULL DEFAULT false,
+    event_id           bytea       NOT NULL,
+    CONSTRAINT experience_events_pkey PRIMARY KEY ("timestamp", event_id),
+    CONSTRAINT experience_events_event_id_length CHECK (octet_length(event_id) = 16),
+    CONSTRAINT experience_events_timestamp_range CHECK ("timestamp" >= 0),
+    -- rewards feed every aggregate: a NaN or an infinity would poison them all
+    CONSTRAINT experience_events_rewards_finite CHECK (
+            reward_homeostasis > '-Infinity'::real AND reward_homeostasis < 'Infinity'::real
+        AND reward_curiosity   > '-Infinity'::real AND reward_curiosity   < 'Infinity'::real
+        AND reward_efficiency  > '-Infinity'::real AND reward_efficiency  < 'Infinity'::real
+        AND reward_goal        > '-Infinity'::real AND reward_goal        < 'Infinity'::real)
+) PARTITION BY RANGE ("timestamp");
+
+COMMENT ON TABLE fractality.experience_events IS
+    'RL experience events; "timestamp" in microseconds since the Unix epoch; monthly partitions.';
+COMMENT ON COLUMN fractality.experience_events.event_id IS 'u128 event id as 16 bytes.';
+
+CREATE TABLE fractality.experience_events_default
+    PARTITION OF fractality.experience_events DEFAULT;
+
+SELECT fractality.create_month_partition('fractality.experience_events', current_date);
+SELECT fractality.create_month_partition('fractality.experience_events',
+                                         (current_date + interval '1 month')::date);
+
+CREATE TABLE fractality.action_metadata (
+    event_id        bytea        PRIMARY KEY,
+    event_timestamp bigint       NOT NULL,
+    intent_type     varchar(255) NOT NULL,
+    executor_id     varchar(255) NOT NULL,
+    parameters      jsonb        NOT NULL DEFAULT '{}'::jsonb,
+    created_at      timestamptz  NOT NULL DEFAULT now(),
+    -- a foreign key into a partitioned table must name the partition key too
+    CONSTRAINT action_metadata_event FOREIGN KEY (event_timestamp, event_id)
+        REFERENCES fractality.experience_events ("timestamp", event_id) ON DELETE CASCADE,
+    CONSTRAINT action_metadata_event_id_length CHECK (octet_length(event_id) = 16)
+);
+
+COMMENT ON TABLE fractality.action_metadata IS
+    'Intent, executor and parameters of action events; one row per event.';
+
+CREATE INDEX action_metadata_intent_type ON fractality.action_metadata (intent_type);
+CREATE INDEX action_metadata_executor ON fractality.action_metadata (executor_id);
+CREATE INDEX action_metadata_parameters ON fractality.action_metadata USING gin (parameters);
+CREATE INDEX action_metadata_event_ref ON fractality.action_metadata (event_timestamp, event_id);
+
+-- Policies: one active row per state bin; each new version points at the one it replaced.
+CREATE TABLE fractality.adna_policies (
+    policy_id        serial       PRIMARY KEY,
+    state_bin_id     varchar(255) NOT NULL,
+    rule_id          varchar(255) NOT NULL,
+    action_weights   jsonb        NOT NULL,
+    metadata         jsonb,
+    version          integer      NOT NULL DEFAULT 1,
+    version_hash     integer      NOT NULL,
+    parent_policy_id integer      REFERENCES fractality.adna_policies (policy_id),
+    created_at       timestamptz  NOT NULL DEFAULT now(),
+    updated_at       timestamptz  NOT NULL DEFAULT now(),
+    is_active        boolean      NOT NULL DEFAULT true,
+    total_executions bigint       NOT NULL DEFAULT 0,
+    avg_reward       real         NOT NULL DEFAULT 0.0,
+    CONSTRAINT adna_policies_version_positive CHECK (version >= 1),
+    CONSTRAINT adna_policies_executions_nonnegative CHECK (total_executions >= 0),
+    CONSTRAINT adna_policies_not_own_parent CHECK (parent_policy_id <> policy_id)
+);
+
+COMMENT ON TABLE fractality.adna_policies IS
+    'Versioned policies per state bin with lineage; events reference version_hash.';
+COMMENT ON COLUMN fractality.adna_policies.version_hash IS
+    'Referenced by experience_events.adna_version_hash.';
+
+-- the seed's UNIQUE (...) WHERE, written as the partial unique index it has to be
+CREATE UNIQUE INDEX adna_policies_one_active ON fractality.adna_policies (state_bin_id)
+    WHERE is_active;
+CREATE INDEX adna_policies_lineage ON fractality.adna_policies (parent_policy_id);
+CREATE INDEX adna_policies_version_hash ON fractality.adna_policies (version_hash);
+CREATE INDEX adna_policies_performance ON fractality.adna_policies (avg_reward DESC);
+
+CREATE TABLE fractality.configuration_store (
+    config_id        serial       PRIMARY KEY,
+    component_name   varchar(255) NOT NULL,
+    config_key       varchar(255) NOT NULL,
+    config_value     jsonb        NOT NULL,
+    version          integer      NOT NULL DEFAULT 1,
+    parent_config_id integer      REFERENCES fractality.configuration_store (config_id),
+    created_at       timestamptz  NOT NULL DEFAULT now(),
+    updated_at       timestamptz  NOT NULL DEFAULT now(),
+    is_active        boolean      NOT NULL DEFAULT true,
+    CONSTRAINT configuration_store_version_positive CHECK (version >= 1),
+    CONSTRAINT configuration_store_not_own_parent CHECK (parent_config_id <> config_id)
+);
+
+COMMENT ON TABLE fractality.configuration_store IS
+    'Versioned runtime configuration: one active row per (component_name, config_key).';
+
+CREATE UNIQUE INDEX configuration_store_one_active
+    ON fractality.configuration_store (component_name, config_key) WHERE is_active;
+CREATE INDEX configuration_store_lineage ON fractality.configuration_store (parent_config_id);
+
+CREATE TABLE fractality.learning_metrics (
+    metric_id         serial       PRIMARY KEY,
+    "timestamp"       timestamptz  NOT NULL DEFAULT now(),
+    metric_type       varchar(255) NOT NULL,
+    metric_data       jsonb        NOT NULL,
+    related_policy_id integer      REFERENCES fractality.adna_policies (policy_id) ON DELETE SET NULL,
+    -- no foreign key: events move to the cold tier, their metrics stay
+    related_event_id  bytea,
+    CONSTRAINT learning_metrics_event_id_length
+        CHECK (related_event_id IS NULL OR octet_length(related_event_id) = 16)
+);
+
+COMMENT ON TABLE fractality.learning_metrics IS
+    'Learning progress: proposal_accepted, reward_trend, policy_performance, ...';
+
+CREATE INDEX learning_metrics_timestamp ON fractality.learning_metrics ("timestamp" DESC);
+CREATE INDEX learning_metrics_type ON fractality.learning_metrics (metric_type);
+CREATE INDEX learning_metrics_policy ON fractality.learning_metrics (related_policy_id);

@@ -1,0 +1,85 @@
+-- fractality: the graph
+-- nodes (with energy), their embeddings, and weighted edges. Every row carries the tenant key
+-- user_id; edges and embeddings are tied to their nodes' tenant by composite foreign keys, so a
+-- row can never point into another tenant's graph.
+
+CREATE TABLE fractality.nodes (
+    id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id     uuid        NOT NULL DEFAULT fractality.current_user_id(),
+    node_key    text        NOT NULL,
+    label       text,
+    type        text,
+    metadata    jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    atp         float8      NOT NULL DEFAULT 1.0,
+    atp_at      timestamptz NOT NULL DEFAULT now(),
+    energy      jsonb       NOT NULL DEFAULT '{"network": "default"}'::jsonb,
+    search      tsvector    GENERATED ALWAYS AS (
+                    to_tsvector('english'::regconfig,
+                                coalesce(label, '') || ' ' || coalesce(metadata ->> 'description', ''))
+                ) STORED,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT nodes_user_key UNIQUE (user_id, node_key),
+    CONSTRAINT nodes_id_user UNIQUE (id, user_id),
+    CONSTRAINT nodes_node_key_length CHECK (char_length(node_key) BETWEEN 1 AND 255),
+    CONSTRAINT nodes_type_length CHECK (char_length(type) <= 50),
+    CONSTRAINT nodes_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
+    CONSTRAINT nodes_energy_object CHECK (jsonb_typeof(energy) = 'object'),
+    -- NaN sorts above every number in PostgreSQL, so `atp <= 1` also rejects NaN.
+    CONSTRAINT nodes_atp_range CHECK (atp >= 0 AND atp <= 1),
+    CONSTRAINT nodes_atp_at_finite CHECK (isfinite(atp_at))
+) WITH (fillfactor = 80);  -- room for HOT updates: energy changes never touch an index
+
+COMMENT ON TABLE fractality.nodes IS
+    'Graph vertices of every tenant. atp in [0, 1] is the energy as of atp_at; read it decayed.';
+COMMENT ON COLUMN fractality.nodes.atp_at IS 'When atp was last written.';
+COMMENT ON COLUMN fractality.nodes.energy IS 'Other energy fields (network, ...); ATP lives in atp.';
+
+CREATE INDEX nodes_metadata_gin ON fractality.nodes USING gin (metadata);
+CREATE INDEX nodes_search_gin ON fractality.nodes USING gin (search);
+
+-- One embedding per node, kept apart from nodes so that energy updates never touch the vector index.
+CREATE TABLE fractality.node_embeddings (
+    node_id       uuid        PRIMARY KEY,
+    user_id       uuid        NOT NULL DEFAULT fractality.current_user_id(),
+    embedding     vector(384) NOT NULL,
+    model_version text,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT node_embeddings_node FOREIGN KEY (node_id, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE
+);
+
+COMMENT ON TABLE fractality.node_embeddings IS
+    'One 384-d embedding per node (pgvector), indexed with HNSW for cosine distance.';
+
+CREATE INDEX node_embeddings_hnsw ON fractality.node_embeddings
+    USING hnsw (embedding vector_cosine_ops);
+CREATE INDEX node_embeddings_user ON fractality.node_embeddings (user_id);
+
+CREATE TABLE fractality.edges (
+    id                uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id           uuid        NOT NULL DEFAULT fractality.current_user_id(),
+    from_node         uuid        NOT NULL,
+    to_node           uuid        NOT NULL,
+    relationship_type text        NOT NULL DEFAULT 'child',
+    weight            float8      NOT NULL DEFAULT 1.0,
+    metadata          jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT edges_unique UNIQUE (from_node, to_node, relationship_type),
+    CONSTRAINT edges_from FOREIGN KEY (from_node, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
+    CONSTRAINT edges_to FOREIGN KEY (to_node, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
+    CONSTRAINT edges_type_length CHECK (char_length(relationship_type) BETWEEN 1 AND 50),
+    CONSTRAINT edges_weight_range CHECK (weight >= -1 AND weight <= 1),
+    CONSTRAINT edges_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
+);
+
+COMMENT ON TABLE fractality.edges IS
+    'Weighted relationships between two nodes of one tenant; weight in [-1, 1].';
+
+-- Traversal reads (from_node, relationship_type) in weight order; to_node rides along so that the
+-- walk is an index-only scan.
+CREATE INDEX edges_from_type_weight ON fractality.edges
+    (from_node, relationship_type, weight DESC) INCLUDE (to_node);
+CREATE INDEX edges_to ON fractality.edges (to_node);

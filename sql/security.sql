@@ -1,0 +1,35 @@
+-- fractality: security
+-- Row-level security on every tenant table: a role that is neither the owner nor BYPASSRLS sees
+-- and writes only the rows whose user_id equals the setting fractality.user_id. With no setting it
+-- sees nothing. Loaded last.
+--
+-- No table privilege is granted here: the administrator grants them to the application roles
+-- (see README, "Tenants and privileges"). Partitions get no grants, so they are reached only
+-- through their parent, where the policy applies.
+
+ALTER TABLE fractality.nodes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON fractality.nodes
+    USING (user_id = fractality.current_user_id());
+
+ALTER TABLE fractality.node_embeddings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON fractality.node_embeddings
+    USING (user_id = fractality.current_user_id());
+
+ALTER TABLE fractality.edges ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON fractality.edges
+    USING (user_id = fractality.current_user_id());
+
+ALTER TABLE fractality.consciousness_streams ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON fractality.consciousness_streams
+    USING (user_id = fractality.current_user_id());
+
+ALTER TABLE fractality.consciousness_archive ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON fractality.consciousness_archive
+    USING (user_id = fractality.current_user_id());
+
+ALTER TABLE fractality.consensus_links ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON fractality.consensus_links
+    USING (user_id = fractality.current_user_id());
+
+-- consensus_nodes has no policy: it holds only aggregates across tenants. Grant SELECT on it to
+-- application roles; it is written by the consensus functions (SECURITY DEFINER).

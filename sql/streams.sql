@@ -1,0 +1,60 @@
+-- fractality: consciousness streams
+-- Energy and attention of each node over time, range-partitioned by month (UTC) with a default
+-- partition, and the packed cold tier they are archived into.
+
+CREATE TABLE fractality.consciousness_streams (
+    time             timestamptz NOT NULL,
+    node_id          uuid        NOT NULL,
+    user_id          uuid        NOT NULL DEFAULT fractality.current_user_id(),
+    atp_level        float8      NOT NULL,
+    attention_score  float8,
+    resonance_vector real[],
+    CONSTRAINT consciousness_streams_node FOREIGN KEY (node_id, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
+    CONSTRAINT consciousness_streams_time_finite CHECK (isfinite(time)),
+    CONSTRAINT consciousness_streams_atp_range CHECK (atp_level >= 0 AND atp_level <= 1),
+    CONSTRAINT consciousness_streams_attention_finite
+        CHECK (attention_score > '-Infinity'::float8 AND attention_score < 'Infinity'::float8)
+) PARTITION BY RANGE (time);
+
+COMMENT ON TABLE fractality.consciousness_streams IS
+    'Energy (atp_level) and attention of nodes over time; monthly partitions (UTC) plus a default.';
+
+-- Propagates to every partition: a node's recent points, newest first.
+CREATE INDEX consciousness_streams_node_time ON fractality.consciousness_streams (node_id, time DESC);
+
+CREATE TABLE fractality.consciousness_streams_default
+    PARTITION OF fractality.consciousness_streams DEFAULT;
+
+SELECT fractality.create_month_partition('fractality.consciousness_streams', current_date);
+SELECT fractality.create_month_partition('fractality.consciousness_streams',
+                                         (current_date + interval '1 month')::date);
+
+-- The cold tier: many points of one node per row, column-wise, lossless.
+-- times[i], atp_levels[i], attention_scores[i] and resonance_vectors->i describe point i.
+CREATE TABLE fractality.consciousness_archive (
+    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    node_id           uuid        NOT NULL,
+    user_id           uuid        NOT NULL DEFAULT fractality.current_user_id(),
+    time_from         timestamptz NOT NULL,
+    time_to           timestamptz NOT NULL,
+    points            integer     NOT NULL,
+    times             timestamptz[] NOT NULL,
+    atp_levels        float8[]    NOT NULL,
+    attention_scores  float8[],
+    resonance_vectors jsonb,
+    archived_at       timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT consciousness_archive_node FOREIGN KEY (node_id, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
+    CONSTRAINT consciousness_archive_span CHECK (time_from <= time_to),
+    CONSTRAINT consciousness_archive_points CHECK (
+        points > 0
+        AND cardinality(times) = points
+        AND cardinality(atp_levels) = points
+        AND (attention_scores IS NULL OR cardinality(attention_scores) = points))
+);
+
+COMMENT ON TABLE fractality.consciousness_archive IS
+    'Cold tier of consciousness_streams: points of one node packed column-wise, lossless.';
+
+CREATE INDEX consciousness_archive_node_time ON fractality.consciousness_archive (node_id, time_from);

@@ -1,0 +1,128 @@
+//! User-facing errors: each carries a SQLSTATE, a message that names the bad value, and a hint.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+
+#[derive(thiserror::Error, Debug, Clone, PartialEq)]
+pub enum FractalityError {
+    /// 22000 data_exception, as pgvector reports it.
+    #[error("different vector dimensions {0} and {1}")]
+    DimensionMismatch(usize, usize),
+
+    /// 22023 invalid_parameter_value: NaN, infinities, out-of-range rates, negative sizes.
+    #[error("invalid value for {name}: {value}")]
+    InvalidParameter {
+        name: &'static str,
+        value: String,
+        hint: &'static str,
+    },
+
+    /// 22004 null_value_not_allowed.
+    #[error("{0} must not be NULL")]
+    NullNotAllowed(&'static str),
+
+    /// XX001 data_corrupted: a datum that does not have the layout its type promises.
+    #[error("corrupt vector datum: {0}")]
+    CorruptVector(String),
+}
+
+impl FractalityError {
+    pub fn invalid(name: &'static str, value: impl ToString, hint: &'static str) -> Self {
+        FractalityError::InvalidParameter {
+            name,
+            value: value.to_string(),
+            hint,
+        }
+    }
+
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        match self {
+            FractalityError::DimensionMismatch(..) => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            FractalityError::InvalidParameter { .. } => {
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+            }
+            FractalityError::NullNotAllowed(_) => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            FractalityError::CorruptVector(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        }
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            FractalityError::DimensionMismatch(..) => {
+                Some("Both vectors must have the same number of dimensions.")
+            }
+            FractalityError::InvalidParameter { hint, .. } => Some(hint),
+            FractalityError::NullNotAllowed(_) => None,
+            FractalityError::CorruptVector(_) => None,
+        }
+    }
+
+    /// Raise this error as a PostgreSQL ERROR: the transaction aborts, nothing is written.
+    pub fn report(self) -> ! {
+        let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "fractality");
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint.to_string());
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    }
+}
+
+/// `result.unwrap_or_report()`: the value, or the error raised as a PostgreSQL ERROR.
+pub trait OrReport<T> {
+    fn unwrap_or_report(self) -> T;
+}
+
+impl<T> OrReport<T> for Result<T, FractalityError> {
+    fn unwrap_or_report(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => e.report(),
+        }
+    }
+}
+
+/// A float as PostgreSQL prints it: NaN, Infinity, -Infinity, or the number.
+pub fn pg_float(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        value.to_string()
+    }
+}
+
+/// A float argument that must be a finite number.
+pub fn finite(name: &'static str, value: f64) -> Result<f64, FractalityError> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(FractalityError::invalid(
+            name,
+            pg_float(value),
+            "Pass a finite number (not NaN or an infinity).",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_value() {
+        assert_eq!(
+            FractalityError::DimensionMismatch(3, 4).to_string(),
+            "different vector dimensions 3 and 4"
+        );
+        let e = finite("decay_rate", f64::NAN).unwrap_err();
+        assert_eq!(e.to_string(), "invalid value for decay_rate: NaN");
+        assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE);
+        assert_eq!(
+            finite("x", f64::INFINITY).unwrap_err().to_string(),
+            "invalid value for x: Infinity"
+        );
+        assert_eq!(finite("x", 0.5), Ok(0.5));
+    }
+}

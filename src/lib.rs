@@ -1,0 +1,55 @@
+//! fractality: a living memory layer for AI agents inside PostgreSQL.
+//!
+//! This file is the table of contents: the modules, the SQL files in the order the extension
+//! script loads them, and `_PG_init`. Pure math lives in plain functions with `#[test]`s of their
+//! own; the `#[pg_extern]` layer converts arguments, calls them, and talks to SPI.
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!(name, version);
+
+pub mod errors;
+pub mod gucs;
+pub mod vector;
+
+// ---- the SQL, in load order ------------------------------------------------------------------
+// bootstrap: the tenant helper and the partition helper the tables below use at install time.
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/graph.sql", name = "graph", requires = ["bootstrap"]);
+extension_sql_file!("../sql/streams.sql", name = "streams", requires = ["graph"]);
+extension_sql_file!("../sql/consensus.sql", name = "consensus", requires = ["graph"]);
+extension_sql_file!("../sql/experience.sql", name = "experience", requires = ["bootstrap"]);
+extension_sql_file!("../sql/retention.sql", name = "retention", requires = ["bootstrap"]);
+extension_sql_file!(
+    "../sql/triggers.sql",
+    name = "triggers",
+    requires = ["graph", "experience"]
+);
+extension_sql_file!(
+    "../sql/views.sql",
+    name = "views",
+    requires = ["graph", "streams"]
+);
+// finalize: row-level security over everything above.
+extension_sql_file!("../sql/security.sql", name = "security", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+// ---- in-server tests (cargo pgrx test), kept in pgrx-tests/ ----------------------------------
+#[cfg(any(test, feature = "pg_test"))]
+#[path = "../pgrx-tests/mod.rs"]
+mod pgrx_tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

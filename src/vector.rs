@@ -1,0 +1,350 @@
+//! pgvector interop: [`Vector`] reads pgvector's `vector` datum in place.
+//!
+//! pgvector lays a vector out as a varlena:
+//!
+//! ```text
+//! int32 vl_len_;   varlena header (4-byte form once detoasted)
+//! int16 dim;       number of dimensions
+//! int16 unused;    always 0
+//! float x[dim];    the values, 4-byte aligned
+//! ```
+//!
+//! A datum with a plain 4-byte header (the common case for an argument read from a table row or
+//! a parameter) is borrowed where it lies: no copy. A toasted, compressed or short-header datum is
+//! detoasted first (a copy in the current memory context, freed with it). Every native function of
+//! fractality reads embeddings through this type; it can be a `#[pg_extern]` argument and return
+//! value.
+
+use crate::errors::{FractalityError, OrReport};
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
+use pgrx::prelude::*;
+use std::borrow::Cow;
+
+/// pgvector's limit on the dimensions of a `vector`.
+pub const VECTOR_MAX_DIM: usize = 16_000;
+/// varlena header + dim + unused.
+const HEADER_BYTES: usize = 8;
+
+/// A pgvector `vector`: borrowed from its datum where it lies, or owned when built in Rust.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vector<'a> {
+    values: Cow<'a, [f32]>,
+}
+
+impl<'a> Vector<'a> {
+    /// A vector built in Rust. Refuses what pgvector refuses: no dimensions, more than
+    /// [`VECTOR_MAX_DIM`], NaN or infinite values.
+    pub fn from_vec(values: Vec<f32>) -> Result<Vector<'static>, FractalityError> {
+        validate(&values)?;
+        Ok(Vector {
+            values: Cow::Owned(values),
+        })
+    }
+
+    /// A vector borrowing `values` (validated as in [`Vector::from_vec`]).
+    pub fn from_slice(values: &'a [f32]) -> Result<Vector<'a>, FractalityError> {
+        validate(values)?;
+        Ok(Vector {
+            values: Cow::Borrowed(values),
+        })
+    }
+
+    pub fn as_slice(&self) -> &[f32] {
+        &self.values
+    }
+
+    pub fn dims(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when the values are read in place from the datum, without a copy.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.values, Cow::Borrowed(_))
+    }
+
+    pub fn into_owned(self) -> Vector<'static> {
+        Vector {
+            values: Cow::Owned(self.values.into_owned()),
+        }
+    }
+
+    /// Reads a `vector` datum, in place when it has a plain 4-byte header, detoasting otherwise.
+    ///
+    /// # Safety
+    /// `datum` must be a non-null datum of pgvector's `vector` type, valid for `'a`.
+    pub unsafe fn from_datum_ref(datum: pg_sys::Datum) -> Result<Vector<'a>, FractalityError> {
+        unsafe {
+            let raw = datum.cast_mut_ptr::<pg_sys::varlena>();
+            // Returns `raw` itself when it is neither toasted, compressed nor short-headed.
+            let plain = pg_sys::pg_detoast_datum(raw);
+            let total = pgrx::varsize_4b(plain);
+            let base = plain as *const u8;
+            if total < HEADER_BYTES {
+                return Err(FractalityError::CorruptVector(format!(
+                    "{total} bytes is shorter than the vector header"
+                )));
+            }
+            let dim = base.add(4).cast::<i16>().read_unaligned();
+            if dim < 0 || total != HEADER_BYTES + 4 * dim as usize {
+                return Err(FractalityError::CorruptVector(format!(
+                    "{dim} dimensions do not fill {total} bytes"
+                )));
+            }
+            let data = base.add(HEADER_BYTES).cast::<f32>();
+            if data.is_aligned() {
+                Ok(Vector {
+                    values: Cow::Borrowed(std::slice::from_raw_parts(data, dim as usize)),
+                })
+            } else {
+                // Never expected from PostgreSQL (vector is int4-aligned), but never read unaligned.
+                let values = (0..dim as usize).map(|i| data.add(i).read_unaligned()).collect();
+                Ok(Vector {
+                    values: Cow::Owned(values),
+                })
+            }
+        }
+    }
+
+    /// A new `vector` datum (palloc'd in the current memory context) holding these values.
+    pub fn to_datum(&self) -> pg_sys::Datum {
+        let dim = self.dims();
+        let total = HEADER_BYTES + 4 * dim;
+        unsafe {
+            let ptr = pg_sys::palloc0(total) as *mut u8;
+            pgrx::set_varsize_4b(ptr.cast(), total as i32);
+            ptr.add(4).cast::<i16>().write(dim as i16);
+            std::ptr::copy_nonoverlapping(
+                self.values.as_ptr(),
+                ptr.add(HEADER_BYTES).cast::<f32>(),
+                dim,
+            );
+            pg_sys::Datum::from(ptr)
+        }
+    }
+}
+
+/// What pgvector accepts as a vector.
+pub fn validate(values: &[f32]) -> Result<(), FractalityError> {
+    if values.is_empty() {
+        return Err(FractalityError::invalid(
+            "vector dimensions",
+            0,
+            "A vector must have at least 1 dimension.",
+        ));
+    }
+    if values.len() > VECTOR_MAX_DIM {
+        return Err(FractalityError::invalid(
+            "vector dimensions",
+            values.len(),
+            "pgvector's vector holds at most 16000 dimensions.",
+        ));
+    }
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(FractalityError::InvalidParameter {
+            name: "vector element",
+            value: format!("{} at position {}", crate::errors::pg_float(*v as f64), i + 1),
+            hint: "Vectors hold finite numbers only (no NaN or infinities).",
+        });
+    }
+    Ok(())
+}
+
+// ---- pure math ------------------------------------------------------------------------------
+
+fn same_dims(a: &[f32], b: &[f32]) -> Result<(), FractalityError> {
+    if a.len() == b.len() {
+        Ok(())
+    } else {
+        Err(FractalityError::DimensionMismatch(a.len(), b.len()))
+    }
+}
+
+/// Cosine similarity in [-1, 1], accumulated in f64; `None` when either vector has zero norm.
+pub fn cosine(a: &[f32], b: &[f32]) -> Result<Option<f64>, FractalityError> {
+    same_dims(a, b)?;
+    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64, y as f64);
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some((dot / (na.sqrt() * nb.sqrt())).clamp(-1.0, 1.0)))
+}
+
+/// The unit vector in the direction of `v`.
+pub fn normalize(v: &[f32]) -> Result<Vec<f32>, FractalityError> {
+    let norm = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return Err(FractalityError::invalid(
+            "vector",
+            "a zero vector",
+            "A zero vector has no direction; it cannot be normalised.",
+        ));
+    }
+    Ok(v.iter().map(|&x| ((x as f64) / norm) as f32).collect())
+}
+
+// ---- the pgrx boundary ----------------------------------------------------------------------
+
+unsafe impl SqlTranslatable for Vector<'_> {
+    const TYPE_IDENT: &'static str = "fractality::vector::Vector";
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("vector"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("vector")));
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for Vector<'fcx> {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        if arg.is_null() {
+            FractalityError::NullNotAllowed("vector argument").report();
+        }
+        let datum = unsafe { arg.unbox_arg_using_from_datum::<RawDatum>() };
+        match datum {
+            Some(RawDatum(d)) => unsafe { Vector::from_datum_ref(d) }.unwrap_or_report(),
+            None => FractalityError::NullNotAllowed("vector argument").report(),
+        }
+    }
+}
+
+unsafe impl BoxRet for Vector<'_> {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        unsafe { fcinfo.return_raw_datum(self.to_datum()) }
+    }
+}
+
+impl FromDatum for Vector<'_> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Self> {
+        if is_null {
+            None
+        } else {
+            Some(unsafe { Vector::from_datum_ref(datum) }.unwrap_or_report())
+        }
+    }
+}
+
+impl IntoDatum for Vector<'_> {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(self.to_datum())
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        vector_type_oid()
+    }
+}
+
+/// The datum itself, for reading arguments without interpretation.
+struct RawDatum(pg_sys::Datum);
+
+impl FromDatum for RawDatum {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Self> {
+        (!is_null).then_some(RawDatum(datum))
+    }
+}
+
+/// The OID of pgvector's `vector` type, wherever pgvector is installed.
+pub fn vector_type_oid() -> pg_sys::Oid {
+    Spi::get_one::<pg_sys::Oid>(
+        "SELECT t.oid FROM pg_catalog.pg_type t \
+           JOIN pg_catalog.pg_extension e ON e.extnamespace = t.typnamespace \
+          WHERE e.extname = 'vector' AND t.typname = 'vector'",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "type vector of extension vector does not exist",
+            "fractality",
+        )
+        .set_hint("CREATE EXTENSION vector (fractality requires it).")
+        .report(PgLogLevel::ERROR);
+        unreachable!()
+    })
+}
+
+// ---- SQL functions --------------------------------------------------------------------------
+
+/// Cosine similarity of two vectors, in [-1, 1]; NULL when either has zero norm.
+/// Equals `1 - (a <=> b)` of pgvector, computed natively.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn cosine_similarity(a: Vector<'_>, b: Vector<'_>) -> Option<f64> {
+    cosine(a.as_slice(), b.as_slice()).unwrap_or_report()
+}
+
+/// The unit vector in the direction of `v`.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn normalize_vector(v: Vector<'_>) -> Vector<'static> {
+    Vector::from_vec(normalize(v.as_slice()).unwrap_or_report()).unwrap_or_report()
+}
+
+/// The number of dimensions of `v`, read from the datum in place.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_dims_native(v: Vector<'_>) -> i32 {
+    v.dims() as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+
+    #[test]
+    fn cosine_of_known_vectors() {
+        assert_relative_eq!(cosine(&[1.0, 0.0], &[1.0, 0.0]).unwrap().unwrap(), 1.0);
+        assert_relative_eq!(cosine(&[1.0, 0.0], &[0.0, 2.0]).unwrap().unwrap(), 0.0);
+        assert_relative_eq!(cosine(&[1.0, 0.0], &[-3.0, 0.0]).unwrap().unwrap(), -1.0);
+        assert_relative_eq!(
+            cosine(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]).unwrap().unwrap(),
+            32.0 / (14.0f64.sqrt() * 77.0f64.sqrt()),
+            epsilon = 1e-12
+        );
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]).unwrap(), None);
+    }
+
+    #[test]
+    fn cosine_refuses_a_dimension_mismatch() {
+        assert_eq!(
+            cosine(&[1.0, 2.0, 3.0], &[1.0, 2.0]),
+            Err(FractalityError::DimensionMismatch(3, 2))
+        );
+    }
+
+    #[test]
+    fn normalize_gives_unit_length() {
+        let n = normalize(&[3.0, 4.0]).unwrap();
+        assert_relative_eq!(n[0], 0.6);
+        assert_relative_eq!(n[1], 0.8);
+        assert!(normalize(&[0.0, 0.0, 0.0]).is_err());
+    }
+
+    #[test]
+    fn validate_refuses_what_pgvector_refuses() {
+        assert!(validate(&[]).is_err());
+        assert!(validate(&vec![0.0; VECTOR_MAX_DIM + 1]).is_err());
+        let e = validate(&[1.0, f32::NAN]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for vector element: NaN at position 2"
+        );
+        assert!(validate(&[1.0, f32::INFINITY]).is_err());
+        assert!(validate(&[1.0, 2.0]).is_ok());
+    }
+}
