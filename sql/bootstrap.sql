@@ -19,6 +19,22 @@ CREATE FUNCTION fractality.epoch_us(t timestamptz) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT (date_part('epoch', t) * 1000000)::bigint $$;
 
+-- Row-level security on a partition of a tenant table, the same policy as its parent: a role
+-- granted the partition itself (GRANT ... ON ALL TABLES IN SCHEMA does that) still sees only its
+-- tenant's rows.
+CREATE FUNCTION fractality.protect_partition(part regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part);
+    IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = part AND polname = 'tenant_isolation') THEN
+        EXECUTE format('CREATE POLICY tenant_isolation ON %s USING (user_id = fractality.current_user_id())',
+                       part);
+    END IF;
+END
+$$;
+
 -- Creates the monthly partition of `parent` (consciousness_streams, ranged on timestamptz, or
 -- experience_events, ranged on bigint microseconds) that holds `month`, unless it exists.
 -- Returns true when it created one. Identifiers are quoted with %I, bounds with %L.
@@ -41,10 +57,10 @@ BEGIN
         RAISE EXCEPTION 'create_month_partition: month % is not a finite date', month
             USING ERRCODE = '22023';
     END IF;
-    IF parent = 'fractality.consciousness_streams'::regclass THEN
+    IF parent = to_regclass('fractality.consciousness_streams') THEN
         lo_txt := lo::text;
         hi_txt := hi::text;
-    ELSIF parent = 'fractality.experience_events'::regclass THEN
+    ELSIF parent = to_regclass('fractality.experience_events') THEN
         lo_txt := fractality.epoch_us(lo)::text;
         hi_txt := fractality.epoch_us(hi)::text;
     ELSE
@@ -64,6 +80,9 @@ BEGIN
 
     EXECUTE format('CREATE TABLE fractality.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
                    part_name, parent, lo_txt, hi_txt);
+    IF parent = to_regclass('fractality.consciousness_streams') THEN
+        PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
+    END IF;
     RETURN true;
 END
 $$;

@@ -25,6 +25,7 @@ CREATE INDEX consciousness_streams_node_time ON fractality.consciousness_streams
 
 CREATE TABLE fractality.consciousness_streams_default
     PARTITION OF fractality.consciousness_streams DEFAULT;
+SELECT fractality.protect_partition('fractality.consciousness_streams_default');
 
 SELECT fractality.create_month_partition('fractality.consciousness_streams', current_date);
 SELECT fractality.create_month_partition('fractality.consciousness_streams',

@@ -177,7 +177,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> Result<Option<f64>, FractalityError> {
     if na == 0.0 || nb == 0.0 {
         return Ok(None);
     }
-    Ok(Some((dot / (na.sqrt() * nb.sqrt())).clamp(-1.0, 1.0)))
+    Ok(Some((dot / (na * nb).sqrt()).clamp(-1.0, 1.0)))
 }
 
 /// The unit vector in the direction of `v`.

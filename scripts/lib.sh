@@ -1,0 +1,75 @@
+# fractality: shared helpers for the project's scripts (sourced, not run).
+# A local PostgreSQL 15 server of the project's own: data directory inside the work tree
+# (ignored by git), started as the `postgres` OS user (initdb refuses root), reachable on
+# localhost:$PORT with trust authentication for local connections only.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_CONFIG="$PG_BIN/pg_config"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1;34m[fractality]\033[0m %s\n' "$*"; }
+
+# Run a command as the postgres OS user, from a directory it can read.
+as_pg() { (cd / && sudo -u postgres -H "$@"); }
+
+# server_start DATADIR PORT: initialise (once) and start (unless running) a server.
+server_start() {
+    local data port="$2"
+    data="$(realpath -m "$1")"
+    if [ ! -f "$data/PG_VERSION" ]; then
+        log "initdb $data"
+        mkdir -p "$data"
+        chown postgres:postgres "$data"
+        chmod 700 "$data"
+        as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-instructions >/dev/null
+        cat >> "$data/postgresql.conf" <<CONF
+# fractality: project-local server
+listen_addresses = 'localhost'
+unix_socket_directories = '$data'
+shared_buffers = 1GB
+maintenance_work_mem = 2GB
+work_mem = 64MB
+max_wal_size = 4GB
+max_connections = 100
+shared_preload_libraries = 'pg_cron'
+cron.database_name = 'postgres'
+CONF
+    fi
+    if as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        # running: make sure it is on the requested port
+        local running_port
+        running_port=$(sed -n 4p "$data/postmaster.pid" 2>/dev/null)
+        if [ "$running_port" != "$port" ]; then
+            log "restarting $data on port $port (was $running_port)"
+            as_pg "$PG_BIN/pg_ctl" -D "$data" -w -m fast stop >/dev/null
+        else
+            return 0
+        fi
+    fi
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -o "-p $port" start >/dev/null \
+        || { tail -n 30 "$data/server.log" >&2; return 1; }
+}
+
+server_stop() {
+    local data
+    data="$(realpath -m "$1")"
+    if [ -f "$data/PG_VERSION" ] && as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        as_pg "$PG_BIN/pg_ctl" -D "$data" -w -m fast stop >/dev/null
+    fi
+}
+
+# psql against the project's server as the postgres superuser.
+pg_psql() {
+    local port="$1"; shift
+    "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h localhost -p "$port" -U postgres "$@"
+}
+
+# Build the extension and install it into the system PostgreSQL 15.
+install_extension() {
+    local profile=("$@")
+    (cd "$ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" "${profile[@]}" 2>&1 \
+        | grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)' \
+        | grep -E 'Installing|Finished|error|warning' || true)
+    test -f "$($PG_CONFIG --pkglibdir)/fractality.so"
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# fractality: set up everything and run every test, as root on Debian bookworm.
+#
+#   1. cargo fmt --check and cargo clippy -D warnings
+#   2. plain Rust unit tests and the #[pg_test] suites in pgrx-tests/ (cargo pgrx test)
+#   3. the pg_regress suite in tests/pg_regress/ (the SQL contract as a client sees it)
+#   4. the client-side tests in tests/client/ through a real client (the `postgres` crate)
+#
+# Ends with one summary line: "total: N passed, M failed". Exit status 0 only if all passed.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+TEST_PORT="${FRACTALITY_TEST_PORT:-54331}"
+TEST_DATA="$ROOT/target/test-pgdata"
+PGRX_DATA="$ROOT/target/pgrx-test-data"
+LOGS="$ROOT/target/test-logs"
+
+bash "$ROOT/scripts/setup.sh"
+mkdir -p "$LOGS"
+
+passed=0
+failed=0
+count_cargo() {  # add up the "test result:" lines of a cargo test log
+    local p f
+    read -r p f < <(awk '/^test result:/ { for (i = 2; i <= NF; i++) {
+                             if ($i ~ /^passed/) p += $(i - 1); if ($i ~ /^failed/) f += $(i - 1) } }
+                         END { print p + 0, f + 0 }' "$1")
+    passed=$((passed + p))
+    failed=$((failed + f))
+    last_failed=$f
+}
+
+log "1/4 cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "2/4 cargo pgrx test (unit tests and #[pg_test] suites)"
+mkdir -p "$PGRX_DATA"
+chown postgres:postgres "$PGRX_DATA"
+status=0
+cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_DATA" 2>&1 \
+    | grep -vE '^\s+(Compiling|Downloaded|Downloading)' | tee "$LOGS/pgrx-test.log" || status=$?
+count_cargo "$LOGS/pgrx-test.log"
+if [ "$status" -ne 0 ] && [ "$last_failed" -eq 0 ]; then failed=$((failed + 1)); fi  # did not build or run
+
+log "3/4 pg_regress (tests/pg_regress) against a fresh server on port $TEST_PORT"
+install_extension
+server_stop "$TEST_DATA"
+rm -rf "$TEST_DATA"
+server_start "$TEST_DATA" "$TEST_PORT"
+trap 'server_stop "$TEST_DATA"' EXIT
+regress_dir="$ROOT/target/pg_regress"
+rm -rf "$regress_dir"
+mkdir -p "$regress_dir"
+chown postgres:postgres "$regress_dir"
+tests=$(sed -n 's/^test: *//p' "$ROOT/tests/pg_regress/schedule" | tr '\n' ' ')
+status=0
+as_pg "$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress" \
+    --bindir="$PG_BIN" --host=localhost --port="$TEST_PORT" --user=postgres \
+    --inputdir="$ROOT/tests/pg_regress" --outputdir="$regress_dir" \
+    --schedule="$ROOT/tests/pg_regress/schedule" --dbname=fractality_regress \
+    2>&1 | tee "$LOGS/pg_regress.log" || status=$?
+n_tests=$(echo "$tests" | wc -w)
+n_failed=$(grep -cE '(\.\.\.|^not ok|^ok).*FAILED|^not ok' "$LOGS/pg_regress.log" || true)
+passed=$((passed + n_tests - n_failed))
+failed=$((failed + n_failed))
+if [ "$status" -ne 0 ]; then
+    [ "$n_failed" -gt 0 ] || failed=$((failed + 1))
+    [ -f "$regress_dir/regression.diffs" ] && cat "$regress_dir/regression.diffs"
+fi
+
+log "4/4 client-side tests (tests/client) through a real client"
+status=0
+FRACTALITY_TEST_URL="host=localhost port=$TEST_PORT user=postgres dbname=postgres" \
+    cargo test -p fractality-client 2>&1 \
+    | grep -vE '^\s+(Compiling|Downloaded|Downloading)' | tee "$LOGS/client.log" || status=$?
+count_cargo "$LOGS/client.log"
+if [ "$status" -ne 0 ] && [ "$last_failed" -eq 0 ]; then failed=$((failed + 1)); fi
+
+echo
+log "pg_test + unit, pg_regress and client suites done"
+echo "total: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
