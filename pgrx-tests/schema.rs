@@ -8,7 +8,9 @@ mod tests {
     use pgrx::prelude::*;
 
     fn count(sql: &str) -> i64 {
-        Spi::get_one::<i64>(sql).expect("query runs").expect("not null")
+        Spi::get_one::<i64>(sql)
+            .expect("query runs")
+            .expect("not null")
     }
 
     #[pg_test]
@@ -33,7 +35,11 @@ mod tests {
             ));
             assert_eq!(n, 1, "table fractality.{table} is missing");
         }
-        for view in ["active_consciousness", "consciousness_evolution", "database_health"] {
+        for view in [
+            "active_consciousness",
+            "consciousness_evolution",
+            "database_health",
+        ] {
             let n = count(&format!(
                 "SELECT count(*) FROM pg_views WHERE schemaname = 'fractality' AND viewname = '{view}'"
             ));
@@ -61,7 +67,10 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert!(part.starts_with("fractality.consciousness_streams_2"), "landed in {part}");
+        assert!(
+            part.starts_with("fractality.consciousness_streams_2"),
+            "landed in {part}"
+        );
         // creating an existing partition again is a no-op
         let created = Spi::get_one::<bool>(
             "SELECT fractality.create_month_partition('fractality.experience_events', current_date)",
@@ -71,7 +80,9 @@ mod tests {
         assert!(!created);
     }
 
-    #[pg_test(error = "new row for relation \"nodes\" violates check constraint \"nodes_atp_range\"")]
+    #[pg_test(
+        error = "new row for relation \"nodes\" violates check constraint \"nodes_atp_range\""
+    )]
     fn schema_refuses_atp_out_of_range() {
         Spi::run(
             "INSERT INTO fractality.nodes (user_id, node_key, atp) VALUES (gen_random_uuid(), 'x', 1.5)",
@@ -79,7 +90,9 @@ mod tests {
         .unwrap();
     }
 
-    #[pg_test(error = "new row for relation \"nodes\" violates check constraint \"nodes_atp_range\"")]
+    #[pg_test(
+        error = "new row for relation \"nodes\" violates check constraint \"nodes_atp_range\""
+    )]
     fn schema_refuses_nan_atp() {
         Spi::run(
             "INSERT INTO fractality.nodes (user_id, node_key, atp) VALUES (gen_random_uuid(), 'x', 'NaN')",
@@ -87,7 +100,9 @@ mod tests {
         .unwrap();
     }
 
-    #[pg_test(error = "new row for relation \"edges\" violates check constraint \"edges_weight_range\"")]
+    #[pg_test(
+        error = "new row for relation \"edges\" violates check constraint \"edges_weight_range\""
+    )]
     fn schema_refuses_edge_weight_out_of_range() {
         Spi::run(
             "INSERT INTO fractality.nodes (id, user_id, node_key) VALUES
@@ -120,7 +135,9 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM fractality.node_embeddings"), 0);
     }
 
-    #[pg_test(error = "insert or update on table \"edges\" violates foreign key constraint \"edges_to\"")]
+    #[pg_test(
+        error = "insert or update on table \"edges\" violates foreign key constraint \"edges_to\""
+    )]
     fn schema_refuses_an_edge_into_another_tenant() {
         Spi::run(
             "INSERT INTO fractality.nodes (id, user_id, node_key) VALUES
@@ -133,7 +150,9 @@ mod tests {
         .unwrap();
     }
 
-    #[pg_test(error = "duplicate key value violates unique constraint \"adna_policies_one_active\"")]
+    #[pg_test(
+        error = "duplicate key value violates unique constraint \"adna_policies_one_active\""
+    )]
     fn schema_allows_one_active_policy_per_state_bin() {
         Spi::run(
             "INSERT INTO fractality.adna_policies (state_bin_id, rule_id, action_weights, version_hash)

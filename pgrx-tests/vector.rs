@@ -21,7 +21,10 @@ mod tests {
                  SELECT fractality.cosine_similarity(a, b) - (1 - (a <=> b)) FROM v"
             );
             let diff = f64_of(&sql).expect("not null");
-            assert!(diff.abs() < 1e-5, "dims {dims}: differs from pgvector by {diff}");
+            assert!(
+                diff.abs() < 1e-5,
+                "dims {dims}: differs from pgvector by {diff}"
+            );
             let n = Spi::get_one::<i32>(&format!(
                 "SELECT fractality.vector_dims_native(array_agg(i::real)::vector) FROM generate_series(1, {dims}) i"
             ))
@@ -38,7 +41,8 @@ mod tests {
             .unwrap();
         assert_eq!(v, "[0.6,0.8]");
         // a returned vector is a real pgvector value: pgvector's own operators accept it
-        let norm = f64_of("SELECT vector_norm(fractality.normalize_vector('[1,2,3,4,5]'))").unwrap();
+        let norm =
+            f64_of("SELECT vector_norm(fractality.normalize_vector('[1,2,3,4,5]'))").unwrap();
         assert_relative_eq!(norm, 1.0, epsilon = 1e-6);
     }
 
@@ -61,14 +65,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(chunks > 0, "the 2000-d vector is toasted");
-        let dims = Spi::get_one::<i32>("SELECT fractality.vector_dims_native(v) FROM vt WHERE id = 1")
-            .unwrap()
-            .unwrap();
+        let dims =
+            Spi::get_one::<i32>("SELECT fractality.vector_dims_native(v) FROM vt WHERE id = 1")
+                .unwrap()
+                .unwrap();
         assert_eq!(dims, 2000);
-        let self_sim = f64_of("SELECT fractality.cosine_similarity(v, v) FROM vt WHERE id = 1").unwrap();
+        let self_sim =
+            f64_of("SELECT fractality.cosine_similarity(v, v) FROM vt WHERE id = 1").unwrap();
         assert_relative_eq!(self_sim, 1.0, epsilon = 1e-9);
         // a 3-d vector is stored with a 1-byte header on disk
-        let sim = f64_of("SELECT fractality.cosine_similarity(v, '[2,4,6]') FROM vt WHERE id = 2").unwrap();
+        let sim = f64_of("SELECT fractality.cosine_similarity(v, '[2,4,6]') FROM vt WHERE id = 2")
+            .unwrap();
         assert_relative_eq!(sim, 1.0, epsilon = 1e-9);
     }
 
@@ -80,13 +87,23 @@ mod tests {
         assert!(read.is_borrowed());
         assert_eq!(read.as_slice(), &[1.0, 2.0, 3.0]);
         let data_ptr = unsafe { (datum.cast_mut_ptr::<u8>()).add(8) } as *const f32;
-        assert_eq!(read.as_slice().as_ptr(), data_ptr, "no copy for a plain datum");
+        assert_eq!(
+            read.as_slice().as_ptr(),
+            data_ptr,
+            "no copy for a plain datum"
+        );
     }
 
     #[pg_test]
     fn vector_null_gives_null() {
-        assert_eq!(f64_of("SELECT fractality.cosine_similarity(NULL, '[1,2]')"), None);
-        assert_eq!(f64_of("SELECT fractality.cosine_similarity('[0,0]', '[1,2]')"), None);
+        assert_eq!(
+            f64_of("SELECT fractality.cosine_similarity(NULL, '[1,2]')"),
+            None
+        );
+        assert_eq!(
+            f64_of("SELECT fractality.cosine_similarity('[0,0]', '[1,2]')"),
+            None
+        );
     }
 
     #[pg_test(error = "different vector dimensions 3 and 2")]

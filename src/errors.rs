@@ -118,7 +118,10 @@ mod tests {
         );
         let e = finite("decay_rate", f64::NAN).unwrap_err();
         assert_eq!(e.to_string(), "invalid value for decay_rate: NaN");
-        assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE);
+        assert_eq!(
+            e.sqlstate(),
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+        );
         assert_eq!(
             finite("x", f64::INFINITY).unwrap_err().to_string(),
             "invalid value for x: Infinity"

@@ -17,9 +17,21 @@ pub mod vector;
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/graph.sql", name = "graph", requires = ["bootstrap"]);
 extension_sql_file!("../sql/streams.sql", name = "streams", requires = ["graph"]);
-extension_sql_file!("../sql/consensus.sql", name = "consensus", requires = ["graph"]);
-extension_sql_file!("../sql/experience.sql", name = "experience", requires = ["bootstrap"]);
-extension_sql_file!("../sql/retention.sql", name = "retention", requires = ["bootstrap"]);
+extension_sql_file!(
+    "../sql/consensus.sql",
+    name = "consensus",
+    requires = ["graph"]
+);
+extension_sql_file!(
+    "../sql/experience.sql",
+    name = "experience",
+    requires = ["bootstrap"]
+);
+extension_sql_file!(
+    "../sql/retention.sql",
+    name = "retention",
+    requires = ["bootstrap"]
+);
 extension_sql_file!(
     "../sql/triggers.sql",
     name = "triggers",

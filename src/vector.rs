@@ -102,7 +102,9 @@ impl<'a> Vector<'a> {
                 })
             } else {
                 // Never expected from PostgreSQL (vector is int4-aligned), but never read unaligned.
-                let values = (0..dim as usize).map(|i| data.add(i).read_unaligned()).collect();
+                let values = (0..dim as usize)
+                    .map(|i| data.add(i).read_unaligned())
+                    .collect();
                 Ok(Vector {
                     values: Cow::Owned(values),
                 })
@@ -147,7 +149,11 @@ pub fn validate(values: &[f32]) -> Result<(), FractalityError> {
     if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(FractalityError::InvalidParameter {
             name: "vector element",
-            value: format!("{} at position {}", crate::errors::pg_float(*v as f64), i + 1),
+            value: format!(
+                "{} at position {}",
+                crate::errors::pg_float(*v as f64),
+                i + 1
+            ),
             hint: "Vectors hold finite numbers only (no NaN or infinities).",
         });
     }
@@ -182,7 +188,11 @@ pub fn cosine(a: &[f32], b: &[f32]) -> Result<Option<f64>, FractalityError> {
 
 /// The unit vector in the direction of `v`.
 pub fn normalize(v: &[f32]) -> Result<Vec<f32>, FractalityError> {
-    let norm = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt();
     if norm == 0.0 {
         return Err(FractalityError::invalid(
             "vector",

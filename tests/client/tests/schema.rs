@@ -1,0 +1,190 @@
+//! The data model through a real client: tables, partitions, pgvector values, constraints.
+
+mod common;
+
+use approx::assert_relative_eq;
+use pgvector::Vector;
+
+#[test]
+fn every_table_and_view_of_the_data_model_is_there() {
+    let mut c = common::db();
+    let rows = c
+        .query(
+            "SELECT c.relname::text FROM pg_class c
+              WHERE c.relnamespace = 'fractality'::regnamespace
+                AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition
+              ORDER BY 1",
+            &[],
+        )
+        .unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    for expected in [
+        "action_metadata",
+        "active_consciousness",
+        "adna_policies",
+        "configuration_store",
+        "consciousness_archive",
+        "consciousness_evolution",
+        "consciousness_streams",
+        "consensus_links",
+        "consensus_nodes",
+        "database_health",
+        "edges",
+        "experience_events",
+        "learning_metrics",
+        "node_embeddings",
+        "nodes",
+        "retention_policies",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn embeddings_round_trip_as_pgvector_values() {
+    let mut c = common::db();
+    let user = common::tenant();
+    let a: Vec<f32> = (0..384).map(|i| ((i as f32) * 0.37).sin()).collect();
+    let b: Vec<f32> = (0..384)
+        .map(|i| ((i as f32) * 0.37).sin() + 0.1 * ((i as f32) * 1.3).cos())
+        .collect();
+    let mut ids = Vec::new();
+    for (key, v) in [("a", &a), ("b", &b)] {
+        let id: uuid::Uuid = c
+            .query_one(
+                "INSERT INTO fractality.nodes (user_id, node_key) VALUES ($1, $2) RETURNING id",
+                &[&user, &key],
+            )
+            .unwrap()
+            .get(0);
+        c.execute(
+            "INSERT INTO fractality.node_embeddings (node_id, user_id, embedding) VALUES ($1, $2, $3)",
+            &[&id, &user, &Vector::from(v.clone())],
+        )
+        .unwrap();
+        ids.push(id);
+    }
+    let row = c
+        .query_one(
+            "SELECT ea.embedding, fractality.cosine_similarity(ea.embedding, eb.embedding),
+                    1 - (ea.embedding <=> eb.embedding)
+               FROM fractality.node_embeddings ea, fractality.node_embeddings eb
+              WHERE ea.node_id = $1 AND eb.node_id = $2",
+            &[&ids[0], &ids[1]],
+        )
+        .unwrap();
+    let back: Vector = row.get(0);
+    assert_eq!(back.as_slice(), a.as_slice());
+    let native: f64 = row.get(1);
+    let pgvector: f64 = row.get(2);
+    let dot: f64 = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (*x as f64) * (*y as f64))
+        .sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    assert_relative_eq!(native, dot / (na * nb), epsilon = 1e-9);
+    assert_relative_eq!(native, pgvector, epsilon = 1e-5);
+    // a returned vector arrives as a pgvector value
+    let unit: Vector = c
+        .query_one(
+            "SELECT fractality.normalize_vector($1)",
+            &[&Vector::from(vec![3.0, 4.0])],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(unit.as_slice(), &[0.6, 0.8]);
+}
+
+#[test]
+fn bad_rows_are_refused_with_their_sqlstate_and_nothing_is_written() {
+    let mut c = common::db();
+    let user = common::tenant();
+    let e = c
+        .execute(
+            "INSERT INTO fractality.nodes (user_id, node_key, atp) VALUES ($1, 'x', $2)",
+            &[&user, &f64::NAN],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "23514", "{e}");
+    let e = c
+        .execute(
+            "INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
+             VALUES (gen_random_uuid(), $1, array_fill(0.5, ARRAY[384])::vector)",
+            &[&user],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "23503", "{e}");
+    let e = c
+        .query_one(
+            "SELECT fractality.cosine_similarity($1, $2)",
+            &[
+                &Vector::from(vec![1.0, 2.0, 3.0]),
+                &Vector::from(vec![1.0, 2.0]),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22000", "{e}");
+    assert!(e.as_db_error().unwrap().message().contains("3 and 2"));
+    // a multi-row insert with one bad row writes none of them
+    let e = c
+        .execute(
+            "INSERT INTO fractality.nodes (user_id, node_key, atp) VALUES ($1, 'ok-1', 0.5), ($1, 'ok-2', 0.5), ($1, 'bad', 2)",
+            &[&user],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "23514");
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE user_id = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn stream_points_are_routed_to_monthly_partitions() {
+    let mut c = common::db();
+    let user = common::tenant();
+    let id: uuid::Uuid = c
+        .query_one(
+            "INSERT INTO fractality.nodes (user_id, node_key) VALUES ($1, 'streamer') RETURNING id",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    c.execute(
+        "INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, attention_score)
+         VALUES (now(), $1, $2, 0.9, 0.5), (now() + interval '1 month', $1, $2, 0.8, 0.4),
+                ('2001-01-01', $1, $2, 0.7, NULL)",
+        &[&id, &user],
+    )
+    .unwrap();
+    let rows = c
+        .query(
+            "SELECT tableoid::regclass::text, atp_level FROM fractality.consciousness_streams
+              WHERE node_id = $1 ORDER BY time",
+            &[&id],
+        )
+        .unwrap();
+    let parts: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(parts[0], "fractality.consciousness_streams_default");
+    assert!(
+        parts[1].starts_with("fractality.consciousness_streams_20"),
+        "{parts:?}"
+    );
+    assert!(
+        parts[2].starts_with("fractality.consciousness_streams_20"),
+        "{parts:?}"
+    );
+    assert_ne!(
+        parts[1], parts[2],
+        "this month and next month are separate partitions"
+    );
+}
