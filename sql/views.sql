@@ -47,8 +47,11 @@ SELECT 'cache_hit_ratio', NULL,
   FROM pg_catalog.pg_statio_user_tables
 UNION ALL
 SELECT 'table_bytes', c.relname::text,
-       (SELECT sum(pg_catalog.pg_total_relation_size(t.relid))
-          FROM pg_catalog.pg_partition_tree(c.oid) t)::numeric
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT sum(pg_catalog.pg_total_relation_size(t.relid))
+                    FROM pg_catalog.pg_partition_tree(c.oid) t)
+            ELSE pg_catalog.pg_total_relation_size(c.oid)
+       END::numeric
   FROM pg_catalog.pg_class c
  WHERE c.relnamespace = 'fractality'::regnamespace
    AND c.relkind IN ('r', 'p')

@@ -1,1 +1,5 @@
+//! fractality seen from a real client: the benchmark data generator and the benchmark harness.
+//! The client-side tests live in `tests/`.
 
+pub mod bench;
+pub mod datagen;

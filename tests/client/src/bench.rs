@@ -1,0 +1,635 @@
+//! The benchmark harness: named scenarios, each timing a native path of fractality and a
+//! baseline (plain SQL, or the seed's schema) doing the same work on the same data in the same
+//! run. Measurements repeat; the table reports the median (and the p99 where there are enough
+//! samples) of each side and the gain of the native side.
+//!
+//! Adding a scenario: write a `fn(&mut Ctx) -> Result<Vec<Row>, Error>` and add one entry to
+//! [`SCENARIOS`]. [`alternate`] runs the two sides in turns; [`Figure::from_samples`] summarises.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Instant;
+
+use postgres::Client;
+
+use crate::datagen::{self, Error, LoadStep, Params};
+
+/// What a scenario gets: the connection, the scale of the loaded data, and `--reps`.
+pub struct Ctx<'a> {
+    pub client: &'a mut Client,
+    pub params: &'a Params,
+    pub reps: Option<usize>,
+}
+
+impl Ctx<'_> {
+    /// Repetitions: `--reps` if given, else the scenario's default.
+    pub fn reps(&self, default: usize) -> usize {
+        self.reps.unwrap_or(default).max(1)
+    }
+}
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    pub about: &'static str,
+    /// What the "baseline" column means for this scenario.
+    pub baseline: &'static str,
+    pub run: fn(&mut Ctx<'_>) -> Result<Vec<Row>, Error>,
+}
+
+/// Every scenario, in the order `all` runs them.
+pub const SCENARIOS: &[Scenario] = &[Scenario {
+    name: "ingest",
+    aliases: &["storage"],
+    about: "COPY rate into experience_events and bytes per stored event, incl. indexes",
+    baseline: "the seed's experience_events (bench_seed schema: pk + 6 indexes)",
+    run: ingest,
+}];
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS
+        .iter()
+        .find(|s| s.name == name || s.aliases.contains(&name))
+}
+
+/// The scenarios named (all when none is); an unknown name is an error listing the known ones.
+pub fn select(names: &[String]) -> Result<Vec<&'static Scenario>, String> {
+    if names.is_empty() || names.iter().any(|n| n == "all") {
+        return Ok(SCENARIOS.iter().collect());
+    }
+    let mut out: Vec<&'static Scenario> = Vec::new();
+    for name in names {
+        let s = find(name)
+            .ok_or_else(|| format!("unknown scenario '{name}'; known: {}", known_names()))?;
+        if !out.iter().any(|o| o.name == s.name) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+pub fn known_names() -> String {
+    let mut names: Vec<String> = SCENARIOS
+        .iter()
+        .map(|s| {
+            if s.aliases.is_empty() {
+                s.name.to_string()
+            } else {
+                format!("{} (alias {})", s.name, s.aliases.join(", "))
+            }
+        })
+        .collect();
+    names.push("all".to_string());
+    names.join(", ")
+}
+
+// ---- figures ---------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unit {
+    Millis,
+    Seconds,
+    RowsPerSec,
+    BytesPerRow,
+}
+
+impl Unit {
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Unit::RowsPerSec)
+    }
+
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::Millis if v < 10.0 => format!("{v:.2} ms"),
+            Unit::Millis => format!("{v:.1} ms"),
+            Unit::Seconds => format!("{v:.2} s"),
+            Unit::RowsPerSec => format!("{} rows/s", thousands(v.round() as u64)),
+            Unit::BytesPerRow => format!("{v:.1} B"),
+        }
+    }
+}
+
+/// 1234567 -> "1 234 567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figure {
+    pub median: f64,
+    /// Only with at least `P99_MIN_SAMPLES` samples.
+    pub p99: Option<f64>,
+    pub unit: Unit,
+}
+
+pub const P99_MIN_SAMPLES: usize = 10;
+
+impl Figure {
+    pub fn single(value: f64, unit: Unit) -> Self {
+        Figure {
+            median: value,
+            p99: None,
+            unit,
+        }
+    }
+
+    pub fn from_samples(samples: &[f64], unit: Unit) -> Self {
+        let p99 = if samples.len() >= P99_MIN_SAMPLES {
+            // the tail is the bad end: slow for times, low for rates
+            let q = if unit.higher_is_better() { 0.01 } else { 0.99 };
+            Some(percentile(samples, q))
+        } else {
+            None
+        };
+        Figure {
+            median: percentile(samples, 0.5),
+            p99,
+            unit,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        match self.p99 {
+            Some(p) => format!(
+                "{} (p99 {})",
+                self.unit.format(self.median),
+                self.unit.format(p)
+            ),
+            None => self.unit.format(self.median),
+        }
+    }
+}
+
+/// Nearest-rank percentile, `q` in [0, 1]; the median of an even count is the mean of the two
+/// middle values.
+pub fn percentile(samples: &[f64], q: f64) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    if q == 0.5 && v.len() % 2 == 0 {
+        return (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0;
+    }
+    let rank = (q * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// One line of the results table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub measure: String,
+    pub native: Option<Figure>,
+    pub baseline: Option<Figure>,
+    pub target: String,
+}
+
+impl Row {
+    pub fn new(measure: impl Into<String>, native: Option<Figure>, baseline: Option<Figure>) -> Self {
+        Row {
+            measure: measure.into(),
+            native,
+            baseline,
+            target: String::new(),
+        }
+    }
+
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = target.into();
+        self
+    }
+
+    /// How many times better the native side is (faster, higher rate, smaller): > 1 is better.
+    pub fn gain(&self) -> Option<f64> {
+        let (n, b) = (self.native.as_ref()?, self.baseline.as_ref()?);
+        if n.unit != b.unit {
+            return None;
+        }
+        Some(if n.unit.higher_is_better() {
+            n.median / b.median
+        } else {
+            b.median / n.median
+        })
+    }
+}
+
+// ---- timing ----------------------------------------------------------------------------------
+
+/// Runs `f` and returns its result with the seconds it took.
+pub fn timed<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<(T, f64), Error> {
+    let started = Instant::now();
+    let out = f()?;
+    Ok((out, started.elapsed().as_secs_f64()))
+}
+
+/// Runs `native` and `baseline` `reps` times each, in turns (so that drift hits both alike).
+/// Each returns the figure it measured itself, so that its set-up stays out of the timing.
+pub fn alternate<N, B>(
+    client: &mut Client,
+    reps: usize,
+    mut native: N,
+    mut baseline: B,
+) -> Result<(Vec<f64>, Vec<f64>), Error>
+where
+    N: FnMut(&mut Client) -> Result<f64, Error>,
+    B: FnMut(&mut Client) -> Result<f64, Error>,
+{
+    let (mut a, mut b) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+    for _ in 0..reps {
+        a.push(native(client)?);
+        b.push(baseline(client)?);
+    }
+    Ok((a, b))
+}
+
+// ---- the report ------------------------------------------------------------------------------
+
+/// The machine and the server, for the results' header.
+pub struct Machine {
+    pub date: String,
+    pub cores: usize,
+    pub cpu: String,
+    pub mem_gib: f64,
+    pub postgres: String,
+    pub pgvector: String,
+    pub fractality: String,
+}
+
+pub fn machine(client: &mut Client) -> Result<Machine, Error> {
+    let row = client.query_one(
+        "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC',
+                current_setting('server_version'),
+                (SELECT extversion FROM pg_extension WHERE extname = 'vector'),
+                (SELECT extversion FROM pg_extension WHERE extname = 'fractality')",
+        &[],
+    )?;
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let mem_kib: f64 = field(&meminfo, "MemTotal")
+        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    Ok(Machine {
+        date: row.get(0),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown cpu".into()),
+        mem_gib: mem_kib / 1024.0 / 1024.0,
+        postgres: row.get(1),
+        pgvector: row.get::<_, Option<String>>(2).unwrap_or_else(|| "-".into()),
+        fractality: row.get::<_, Option<String>>(3).unwrap_or_else(|| "-".into()),
+    })
+}
+
+/// How the data got there: loaded now (with the load steps) or reused from an earlier run.
+pub enum DataSource {
+    Loaded(Vec<LoadStep>),
+    Reused,
+}
+
+pub struct Report<'a> {
+    pub machine: &'a Machine,
+    pub params: &'a Params,
+    pub command: String,
+    pub data: &'a DataSource,
+    pub results: &'a [(&'static Scenario, Vec<Row>)],
+    pub failure: Option<String>,
+}
+
+impl Report<'_> {
+    pub fn markdown(&self) -> String {
+        let (m, p) = (self.machine, self.params);
+        let mut s = String::new();
+        let _ = writeln!(s, "## fractality-bench, {}\n", m.date);
+        let _ = writeln!(
+            s,
+            "- machine: {} cores ({}), {:.1} GiB RAM; PostgreSQL {}, pgvector {}, fractality {}",
+            m.cores, m.cpu, m.mem_gib, m.postgres, m.pgvector, m.fractality
+        );
+        let _ = writeln!(
+            s,
+            "- scale: {} nodes, {} events, {} tenants, {} clusters, seed {}",
+            p.nodes,
+            p.events,
+            p.users,
+            p.clusters(),
+            p.seed
+        );
+        let _ = writeln!(s, "- command: `{}`\n", self.command);
+
+        match self.data {
+            DataSource::Reused => {
+                let _ = writeln!(s, "Data: reused from an earlier run (`--reuse`).\n");
+            }
+            DataSource::Loaded(steps) => {
+                let _ = writeln!(s, "### data load (binary COPY, constraints and triggers on)\n");
+                let _ = writeln!(s, "| step | rows | time | rate |");
+                let _ = writeln!(s, "|---|---:|---:|---:|");
+                for st in steps {
+                    let rate = if st.rows > 0 && st.secs > 0.0 {
+                        Unit::RowsPerSec.format(st.rows as f64 / st.secs)
+                    } else {
+                        String::new()
+                    };
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:.1} s | {} |",
+                        st.what,
+                        thousands(st.rows),
+                        st.secs,
+                        rate
+                    );
+                }
+                let _ = writeln!(s);
+            }
+        }
+
+        let _ = writeln!(s, "### results\n");
+        let _ = writeln!(
+            s,
+            "| scenario | measure | fractality | baseline | gain | target |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---|");
+        for (scenario, rows) in self.results {
+            for r in rows {
+                let cell = |f: &Option<Figure>| f.as_ref().map_or("-".into(), Figure::render);
+                let gain = r.gain().map_or(String::new(), |g| format!("{g:.2}x"));
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    scenario.name,
+                    r.measure,
+                    cell(&r.native),
+                    cell(&r.baseline),
+                    gain,
+                    r.target
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\nMedians (p99 with >= {P99_MIN_SAMPLES} samples). gain: how many times better \
+             fractality is (faster, higher rate, smaller); > 1 is better. Baselines:"
+        );
+        for (scenario, _) in self.results {
+            let _ = writeln!(s, "- {}: {}", scenario.name, scenario.baseline);
+        }
+        if let Some(f) = &self.failure {
+            let _ = writeln!(s, "\n**failed:** {f}");
+        }
+        s
+    }
+}
+
+// ---- scenario: ingest (alias storage) --------------------------------------------------------
+
+const NATIVE_EVENTS: &str = "fractality.experience_events";
+const SEED_EVENTS: &str = "bench_seed.experience_events";
+
+/// The seed's experience_events (seeds/002) with its indexes, verbatim but schema-qualified.
+const SEED_EVENTS_DDL: &str = r#"
+DROP SCHEMA IF EXISTS bench_seed CASCADE;
+CREATE SCHEMA bench_seed;
+CREATE TABLE bench_seed.experience_events (
+    event_id BYTEA PRIMARY KEY,
+    timestamp BIGINT NOT NULL,
+    episode_id BIGINT NOT NULL,
+    step_number INTEGER NOT NULL,
+    event_type SMALLINT NOT NULL,
+    flags SMALLINT NOT NULL,
+    state_l1 REAL NOT NULL,
+    state_l2 REAL NOT NULL,
+    state_l3 REAL NOT NULL,
+    state_l4 REAL NOT NULL,
+    state_l5 REAL NOT NULL,
+    state_l6 REAL NOT NULL,
+    state_l7 REAL NOT NULL,
+    state_l8 REAL NOT NULL,
+    action_l1 REAL NOT NULL,
+    action_l2 REAL NOT NULL,
+    action_l3 REAL NOT NULL,
+    action_l4 REAL NOT NULL,
+    action_l5 REAL NOT NULL,
+    action_l6 REAL NOT NULL,
+    action_l7 REAL NOT NULL,
+    action_l8 REAL NOT NULL,
+    reward_homeostasis REAL NOT NULL DEFAULT 0.0,
+    reward_curiosity REAL NOT NULL DEFAULT 0.0,
+    reward_efficiency REAL NOT NULL DEFAULT 0.0,
+    reward_goal REAL NOT NULL DEFAULT 0.0,
+    adna_version_hash INTEGER NOT NULL,
+    sequence_number INTEGER NOT NULL,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    archived BOOLEAN DEFAULT FALSE
+);
+CREATE INDEX idx_events_timestamp ON bench_seed.experience_events(timestamp DESC);
+CREATE INDEX idx_events_episode ON bench_seed.experience_events(episode_id, step_number);
+CREATE INDEX idx_events_type ON bench_seed.experience_events(event_type);
+CREATE INDEX idx_events_adna_version ON bench_seed.experience_events(adna_version_hash);
+CREATE INDEX idx_events_archived ON bench_seed.experience_events(archived) WHERE NOT archived;
+CREATE INDEX idx_events_total_reward ON bench_seed.experience_events(
+    (reward_homeostasis + reward_curiosity + reward_efficiency + reward_goal) DESC
+);
+"#;
+
+/// Empties `table`, checkpoints (so that no checkpoint lands inside the timing), then COPYs the
+/// payload; returns events per second.
+fn copy_events(client: &mut Client, table: &str, payload: &[u8], events: u64) -> Result<f64, Error> {
+    client.batch_execute(&format!("TRUNCATE {table} CASCADE"))?;
+    client.batch_execute("CHECKPOINT")?;
+    let (rows, secs) = timed(|| {
+        let mut writer = client.copy_in(&format!(
+            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+            datagen::EVENT_COLUMNS
+        ))?;
+        for chunk in payload.chunks(1 << 20) {
+            writer.write_all(chunk)?;
+        }
+        Ok(writer.finish()?)
+    })?;
+    if rows != events {
+        return Err(format!("COPY into {table} took {rows} rows, expected {events}").into());
+    }
+    Ok(rows as f64 / secs)
+}
+
+/// On-disk size of a table (all partitions) and of each of its indexes.
+struct Size {
+    rows: i64,
+    /// Heap, TOAST, free space and visibility maps.
+    table: i64,
+    /// (index, bytes); a partitioned index sums its partitions.
+    indexes: Vec<(String, i64)>,
+}
+
+impl Size {
+    fn total(&self) -> i64 {
+        self.table + self.indexes.iter().map(|(_, b)| b).sum::<i64>()
+    }
+    fn per_row(&self, bytes: i64) -> f64 {
+        bytes as f64 / self.rows.max(1) as f64
+    }
+}
+
+fn size(client: &mut Client, table: &str) -> Result<Size, Error> {
+    let rows: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])?
+        .get(0);
+    let heap: i64 = client
+        .query_one(
+            "SELECT coalesce(sum(pg_table_size(relid)), 0)::bigint
+               FROM pg_partition_tree($1::text::regclass) WHERE isleaf",
+            &[&table],
+        )?
+        .get(0);
+    let indexes = client
+        .query(
+            "SELECT coalesce(parent.relname, i.relname)::text,
+                    sum(pg_relation_size(i.oid))::bigint
+               FROM pg_partition_tree($1::text::regclass) t
+               JOIN pg_index x ON x.indrelid = t.relid
+               JOIN pg_class i ON i.oid = x.indexrelid
+               LEFT JOIN pg_inherits h ON h.inhrelid = i.oid
+               LEFT JOIN pg_class parent ON parent.oid = h.inhparent
+              WHERE t.isleaf
+              GROUP BY 1
+              ORDER BY 2 DESC, 1",
+            &[&table],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok(Size {
+        rows,
+        table: heap,
+        indexes,
+    })
+}
+
+/// COPY of the same events into fractality's table and the seed's, in turns; then the bytes
+/// each takes per event, indexes included, after VACUUM (ANALYZE).
+fn ingest(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
+    let reps = ctx.reps(3);
+    let p = ctx.params;
+    let events = datagen::events(p, &datagen::policies(p));
+    let mut payload = Vec::new();
+    datagen::encode_events(&events, &mut payload)?;
+    let n = events.len() as u64;
+    drop(events);
+
+    ctx.client.batch_execute(SEED_EVENTS_DDL)?;
+    let from = p.anchor_us - datagen::EVENT_DAYS * 86_400_000_000;
+    datagen::ensure_months(ctx.client, NATIVE_EVENTS, from, p.anchor_us)?;
+    eprintln!("  ingest: COPY {n} events x {reps} into each table");
+    let (native, seed) = alternate(
+        ctx.client,
+        reps,
+        |c| copy_events(c, NATIVE_EVENTS, &payload, n),
+        |c| copy_events(c, SEED_EVENTS, &payload, n),
+    )?;
+    let mut rows = vec![Row::new(
+        format!(
+            "COPY {} events, binary ({} bytes/event on the wire)",
+            thousands(n),
+            payload.len() as u64 / n.max(1)
+        ),
+        Some(Figure::from_samples(&native, Unit::RowsPerSec)),
+        Some(Figure::from_samples(&seed, Unit::RowsPerSec)),
+    )];
+
+    ctx.client
+        .batch_execute(&format!("VACUUM (ANALYZE) {NATIVE_EVENTS}"))?;
+    ctx.client
+        .batch_execute(&format!("VACUUM (ANALYZE) {SEED_EVENTS}"))?;
+    let ours = size(ctx.client, NATIVE_EVENTS)?;
+    let theirs = size(ctx.client, SEED_EVENTS)?;
+    for s in [&ours, &theirs] {
+        if s.rows != n as i64 {
+            return Err(format!("expected {n} events, found {}", s.rows).into());
+        }
+    }
+    let bytes = |s: &Size, b: i64| Some(Figure::single(s.per_row(b), Unit::BytesPerRow));
+    rows.push(
+        Row::new(
+            "bytes/event incl. indexes",
+            bytes(&ours, ours.total()),
+            bytes(&theirs, theirs.total()),
+        )
+        .target("<= 200 B (seed doc: 349 B)"),
+    );
+    rows.push(Row::new(
+        "- heap (incl. toast, fsm, vm)",
+        bytes(&ours, ours.table),
+        bytes(&theirs, theirs.table),
+    ));
+    for (name, b) in &ours.indexes {
+        rows.push(Row::new(format!("- index {name}"), bytes(&ours, *b), None));
+    }
+    for (name, b) in &theirs.indexes {
+        rows.push(Row::new(format!("- index {name}"), None, bytes(&theirs, *b)));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let v = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&v, 0.5), 3.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.5);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 0.99), 99.0);
+        assert_eq!(percentile(&hundred, 0.01), 1.0);
+        assert!(Figure::from_samples(&v, Unit::Millis).p99.is_none());
+        assert_eq!(Figure::from_samples(&hundred, Unit::Millis).p99, Some(99.0));
+    }
+
+    #[test]
+    fn gain_is_better_than_one_when_native_wins() {
+        let fast = Row::new(
+            "t",
+            Some(Figure::single(2.0, Unit::Millis)),
+            Some(Figure::single(10.0, Unit::Millis)),
+        );
+        assert_eq!(fast.gain(), Some(5.0));
+        let rate = Row::new(
+            "r",
+            Some(Figure::single(300.0, Unit::RowsPerSec)),
+            Some(Figure::single(100.0, Unit::RowsPerSec)),
+        );
+        assert_eq!(rate.gain(), Some(3.0));
+        assert_eq!(Row::new("x", None, None).gain(), None);
+    }
+
+    #[test]
+    fn scenarios_by_name_or_alias_and_unknown_names_fail() {
+        assert_eq!(select(&[]).unwrap().len(), SCENARIOS.len());
+        let s = select(&["storage".into(), "ingest".into()]).unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].name, "ingest");
+        let err = select(&["nope".into()]).err().unwrap();
+        assert!(err.contains("unknown scenario 'nope'") && err.contains("ingest"));
+    }
+
+    #[test]
+    fn thousands_separator() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1 234 567");
+    }
+}
