@@ -58,6 +58,7 @@ impl FractalityError {
     }
 
     /// Raise this error as a PostgreSQL ERROR: the transaction aborts, nothing is written.
+    #[track_caller]
     pub fn report(self) -> ! {
         let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "fractality");
         if let Some(hint) = self.hint() {
@@ -74,6 +75,7 @@ pub trait OrReport<T> {
 }
 
 impl<T> OrReport<T> for Result<T, FractalityError> {
+    #[track_caller]
     fn unwrap_or_report(self) -> T {
         match self {
             Ok(v) => v,

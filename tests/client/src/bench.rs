@@ -114,7 +114,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);
@@ -176,7 +176,7 @@ pub fn percentile(samples: &[f64], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
-    if q == 0.5 && v.len() % 2 == 0 {
+    if q == 0.5 && v.len().is_multiple_of(2) {
         return (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0;
     }
     let rank = (q * v.len() as f64).ceil() as usize;
@@ -193,7 +193,11 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(measure: impl Into<String>, native: Option<Figure>, baseline: Option<Figure>) -> Self {
+    pub fn new(
+        measure: impl Into<String>,
+        native: Option<Figure>,
+        baseline: Option<Figure>,
+    ) -> Self {
         Row {
             measure: measure.into(),
             native,
@@ -288,8 +292,12 @@ pub fn machine(client: &mut Client) -> Result<Machine, Error> {
         cpu: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown cpu".into()),
         mem_gib: mem_kib / 1024.0 / 1024.0,
         postgres: row.get(1),
-        pgvector: row.get::<_, Option<String>>(2).unwrap_or_else(|| "-".into()),
-        fractality: row.get::<_, Option<String>>(3).unwrap_or_else(|| "-".into()),
+        pgvector: row
+            .get::<_, Option<String>>(2)
+            .unwrap_or_else(|| "-".into()),
+        fractality: row
+            .get::<_, Option<String>>(3)
+            .unwrap_or_else(|| "-".into()),
     })
 }
 
@@ -334,7 +342,10 @@ impl Report<'_> {
                 let _ = writeln!(s, "Data: reused from an earlier run (`--reuse`).\n");
             }
             DataSource::Loaded(steps) => {
-                let _ = writeln!(s, "### data load (binary COPY, constraints and triggers on)\n");
+                let _ = writeln!(
+                    s,
+                    "### data load (binary COPY, constraints and triggers on)\n"
+                );
                 let _ = writeln!(s, "| step | rows | time | rate |");
                 let _ = writeln!(s, "|---|---:|---:|---:|");
                 for st in steps {
@@ -347,7 +358,11 @@ impl Report<'_> {
                         s,
                         "| {} | {} | {:.1} s | {} |",
                         st.what,
-                        thousands(st.rows),
+                        if st.rows > 0 {
+                            thousands(st.rows)
+                        } else {
+                            String::new()
+                        },
                         st.secs,
                         rate
                     );
@@ -446,7 +461,12 @@ CREATE INDEX idx_events_total_reward ON bench_seed.experience_events(
 
 /// Empties `table`, checkpoints (so that no checkpoint lands inside the timing), then COPYs the
 /// payload; returns events per second.
-fn copy_events(client: &mut Client, table: &str, payload: &[u8], events: u64) -> Result<f64, Error> {
+fn copy_events(
+    client: &mut Client,
+    table: &str,
+    payload: &[u8],
+    events: u64,
+) -> Result<f64, Error> {
     client.batch_execute(&format!("TRUNCATE {table} CASCADE"))?;
     client.batch_execute("CHECKPOINT")?;
     let (rows, secs) = timed(|| {
@@ -483,29 +503,36 @@ impl Size {
     }
 }
 
+/// The tables holding the rows of table $1: its leaf partitions, or itself when it is not
+/// partitioned (pg_partition_tree lists nothing for a plain table).
+const LEAVES: &str = "SELECT relid::oid FROM pg_partition_tree($1::text::regclass) WHERE isleaf
+                      UNION
+                      SELECT c.oid FROM pg_class c
+                       WHERE c.oid = $1::text::regclass AND c.relkind = 'r'";
+
 fn size(client: &mut Client, table: &str) -> Result<Size, Error> {
     let rows: i64 = client
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])?
         .get(0);
     let heap: i64 = client
         .query_one(
-            "SELECT coalesce(sum(pg_table_size(relid)), 0)::bigint
-               FROM pg_partition_tree($1::text::regclass) WHERE isleaf",
+            &format!("SELECT coalesce(sum(pg_table_size(relid)), 0)::bigint FROM ({LEAVES}) t"),
             &[&table],
         )?
         .get(0);
     let indexes = client
         .query(
-            "SELECT coalesce(parent.relname, i.relname)::text,
+            &format!(
+                "SELECT coalesce(parent.relname, i.relname)::text,
                     sum(pg_relation_size(i.oid))::bigint
-               FROM pg_partition_tree($1::text::regclass) t
+               FROM ({LEAVES}) t
                JOIN pg_index x ON x.indrelid = t.relid
                JOIN pg_class i ON i.oid = x.indexrelid
                LEFT JOIN pg_inherits h ON h.inhrelid = i.oid
                LEFT JOIN pg_class parent ON parent.oid = h.inhparent
-              WHERE t.isleaf
               GROUP BY 1
-              ORDER BY 2 DESC, 1",
+              ORDER BY 2 DESC, 1"
+            ),
             &[&table],
         )?
         .iter()
@@ -578,7 +605,11 @@ fn ingest(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         rows.push(Row::new(format!("- index {name}"), bytes(&ours, *b), None));
     }
     for (name, b) in &theirs.indexes {
-        rows.push(Row::new(format!("- index {name}"), None, bytes(&theirs, *b)));
+        rows.push(Row::new(
+            format!("- index {name}"),
+            None,
+            bytes(&theirs, *b),
+        ));
     }
     Ok(rows)
 }

@@ -158,20 +158,40 @@ pub fn graph(p: &Params) -> Graph {
 }
 
 const TOPICS: [&str; 20] = [
-    "memory", "energy", "river", "market", "protein", "galaxy", "language", "music", "garden",
-    "network", "climate", "ocean", "city", "dream", "algorithm", "forest", "harbor", "signal",
-    "engine", "library",
+    "memory",
+    "energy",
+    "river",
+    "market",
+    "protein",
+    "galaxy",
+    "language",
+    "music",
+    "garden",
+    "network",
+    "climate",
+    "ocean",
+    "city",
+    "dream",
+    "algorithm",
+    "forest",
+    "harbor",
+    "signal",
+    "engine",
+    "library",
 ];
 const QUALIFIERS: [&str; 20] = [
-    "quiet", "bright", "ancient", "rapid", "hidden", "shared", "fragile", "deep", "open", "distant",
-    "warm", "silent", "golden", "broken", "living", "early", "northern", "strange", "simple",
-    "layered",
+    "quiet", "bright", "ancient", "rapid", "hidden", "shared", "fragile", "deep", "open",
+    "distant", "warm", "silent", "golden", "broken", "living", "early", "northern", "strange",
+    "simple", "layered",
 ];
 const TYPES: [&str; 5] = ["concept", "memory", "entity", "event", "skill"];
 
 fn topic(cluster: u32) -> (&'static str, &'static str) {
     let c = cluster as usize;
-    (TOPICS[c % TOPICS.len()], QUALIFIERS[(c / TOPICS.len()) % QUALIFIERS.len()])
+    (
+        TOPICS[c % TOPICS.len()],
+        QUALIFIERS[(c / TOPICS.len()) % QUALIFIERS.len()],
+    )
 }
 
 /// COPY columns of `encode_nodes`.
@@ -235,7 +255,10 @@ pub fn edges(g: &Graph, p: &Params) -> Vec<Edge> {
     let mut by_group: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
     let mut by_user: Vec<Vec<u32>> = vec![Vec::new(); g.users.len()];
     for (i, n) in g.nodes.iter().enumerate() {
-        by_group.entry((n.user, n.cluster)).or_default().push(i as u32);
+        by_group
+            .entry((n.user, n.cluster))
+            .or_default()
+            .push(i as u32);
         by_user[n.user as usize].push(i as u32);
     }
     let mut edges = Vec::with_capacity(g.nodes.len() * 4);
@@ -404,12 +427,17 @@ pub fn events(p: &Params, policies: &[Policy]) -> Vec<Event> {
             for s in &mut state {
                 *s = (*s + 0.05 * rng.sample::<f32, _>(StandardNormal)).clamp(0.0, 1.0);
             }
-            let action: [f32; 8] =
-                std::array::from_fn(|_| (0.4 * rng.sample::<f32, _>(StandardNormal)).clamp(-1.0, 1.0));
+            let action: [f32; 8] = std::array::from_fn(|_| {
+                (0.4 * rng.sample::<f32, _>(StandardNormal)).clamp(-1.0, 1.0)
+            });
             let terminal = step + 1 == steps;
             let deviation = state.iter().map(|s| (s - 0.5).abs()).sum::<f32>() / 8.0;
             let effort = action.iter().map(|a| a.abs()).sum::<f32>() / 8.0;
-            let goal = if terminal && rng.random_bool(0.3) { 1.0 } else { 0.0 };
+            let goal = if terminal && rng.random_bool(0.3) {
+                1.0
+            } else {
+                0.0
+            };
             let event_type = match rng.random_range(0..100) {
                 0..40 => 0,  // observation
                 40..80 => 1, // action
@@ -506,7 +534,8 @@ impl<W: Write> CopyEncoder<W> {
     }
 
     fn field(&mut self, data: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(&(data.len() as i32).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(data.len() as i32).to_be_bytes());
         self.buf.extend_from_slice(data);
         self
     }
@@ -613,7 +642,12 @@ where
 }
 
 /// Creates the monthly partitions of `parent` for every month from `from_us` to `to_us`.
-pub fn ensure_months(client: &mut Client, parent: &str, from_us: i64, to_us: i64) -> Result<(), Error> {
+pub fn ensure_months(
+    client: &mut Client,
+    parent: &str,
+    from_us: i64,
+    to_us: i64,
+) -> Result<(), Error> {
     client.query(
         "SELECT fractality.create_month_partition($1::text::regclass, m.month)
            FROM (SELECT DISTINCT date_trunc('month', d)::date AS month
@@ -632,7 +666,10 @@ pub fn insert_policies(client: &mut Client, policies: &[Policy]) -> Result<Vec<i
     let mut ids: Vec<i32> = Vec::with_capacity(policies.len());
     for pol in policies {
         let parent: Option<i32> = pol.parent.map(|i| ids[i]);
-        let weights = format!("{{\"explore\": 0.2, \"exploit\": 0.8, \"version\": {}}}", pol.version);
+        let weights = format!(
+            "{{\"explore\": 0.2, \"exploit\": 0.8, \"version\": {}}}",
+            pol.version
+        );
         let row = client.query_one(
             "INSERT INTO fractality.adna_policies
                  (state_bin_id, rule_id, action_weights, version, version_hash, parent_policy_id, is_active)
@@ -670,7 +707,10 @@ pub fn load(client: &mut Client, p: &Params) -> Result<Vec<LoadStep>, Error> {
     let edge_list = edges(&g, p);
     let policy_list = policies(p);
     let event_list = events(p, &policy_list);
-    eprintln!("  generated in memory in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "  generated in memory in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let sql = format!("COPY fractality.nodes ({NODE_COLUMNS}) FROM STDIN (FORMAT binary)");
     let (rows, secs) = copy(client, &sql, |w| encode_nodes(&g, p, w))?;
@@ -702,7 +742,12 @@ pub fn load(client: &mut Client, p: &Params) -> Result<Vec<LoadStep>, Error> {
     step("edges", rows, secs);
 
     let stream_from = p.anchor_us - STREAM_DAYS * DAY_US;
-    ensure_months(client, "fractality.consciousness_streams", stream_from, p.anchor_us)?;
+    ensure_months(
+        client,
+        "fractality.consciousness_streams",
+        stream_from,
+        p.anchor_us,
+    )?;
     let sql = format!(
         "COPY fractality.consciousness_streams ({STREAM_COLUMNS}) FROM STDIN (FORMAT binary)"
     );
@@ -711,7 +756,12 @@ pub fn load(client: &mut Client, p: &Params) -> Result<Vec<LoadStep>, Error> {
 
     insert_policies(client, &policy_list)?;
     let event_from = p.anchor_us - EVENT_DAYS * DAY_US;
-    ensure_months(client, "fractality.experience_events", event_from, p.anchor_us)?;
+    ensure_months(
+        client,
+        "fractality.experience_events",
+        event_from,
+        p.anchor_us,
+    )?;
     let sql =
         format!("COPY fractality.experience_events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)");
     let (rows, secs) = copy(client, &sql, |w| encode_events(&event_list, w))?;
@@ -760,7 +810,10 @@ mod tests {
             }
         }
         let mean = intra.iter().sum::<f32>() / intra.len() as f32;
-        assert!((0.78..0.88).contains(&mean), "mean intra-cluster cosine {mean}");
+        assert!(
+            (0.78..0.88).contains(&mean),
+            "mean intra-cluster cosine {mean}"
+        );
         for c in intra {
             assert!((0.72..0.93).contains(&c), "intra-cluster cosine {c}");
         }

@@ -170,7 +170,10 @@ fn run(o: &Opts, scenarios: &[&'static Scenario], command: String) -> Result<boo
     let data = match reused {
         Some(anchor_us) => {
             params.anchor_us = anchor_us;
-            eprintln!("reusing the loaded data (seed {}, {} nodes, {} events)", o.seed, o.nodes, o.events);
+            eprintln!(
+                "reusing the loaded data (seed {}, {} nodes, {} events)",
+                o.seed, o.nodes, o.events
+            );
             DataSource::Reused
         }
         None => {
@@ -254,10 +257,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let command = std::iter::once("fractality-bench".to_string())
-        .chain(args.iter().filter(|a| !a.starts_with("--url")).cloned())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let mut command = format!(
+        "fractality-bench --nodes {} --events {} --users {} --seed {}",
+        opts.nodes, opts.events, opts.users, opts.seed
+    );
+    if let Some(r) = opts.reps {
+        command += &format!(" --reps {r}");
+    }
+    if opts.reuse {
+        command += " --reuse";
+    }
+    for s in &scenarios {
+        command += &format!(" {}", s.name);
+    }
     match run(&opts, &scenarios, command) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
