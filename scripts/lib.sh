@@ -65,10 +65,13 @@ pg_psql() {
     "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h localhost -p "$port" -U postgres "$@"
 }
 
-# Build the extension and install it into the system PostgreSQL 15.
+# Build the extension and install it into the system PostgreSQL 15. The install location is
+# shared by every checkout on the machine: installs take /tmp/fractality-pg.lock (unless the
+# caller already holds it and says so with FRACTALITY_PG_LOCKED=1).
 install_extension() {
-    local profile=("$@")
-    (cd "$ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" "${profile[@]}" 2>&1 \
+    local profile=("$@") lock=()
+    [ -n "${FRACTALITY_PG_LOCKED:-}" ] || lock=(flock /tmp/fractality-pg.lock)
+    (cd "$ROOT" && "${lock[@]}" cargo pgrx install --pg-config "$PG_CONFIG" "${profile[@]}" 2>&1 \
         | grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)' \
         | grep -E 'Installing|Finished|error|warning' || true)
     test -f "$($PG_CONFIG --pkglibdir)/fractality.so"

@@ -148,7 +148,7 @@ fn record_dataset(client: &mut Client, p: &Params) -> Result<(), Error> {
 
 fn run(o: &Opts, scenarios: &[&'static Scenario], command: String) -> Result<bool, Error> {
     let mut client = Client::connect(&o.url, NoTls)
-        .map_err(|e| format!("cannot connect to '{}': {e}", o.url))?;
+        .map_err(|e| format!("cannot connect to '{}': {}", o.url, chain(&e)))?;
     let machine = bench::machine(&mut client)?;
     if machine.fractality == "-" {
         return Err("the extension fractality is not installed in this database".into());
@@ -231,6 +231,20 @@ fn run(o: &Opts, scenarios: &[&'static Scenario], command: String) -> Result<boo
     Ok(results.len() == scenarios.len())
 }
 
+/// An error with its causes: "error connecting to server: Connection refused (os error 111)".
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        cause = c.source();
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = match parse_args(&args) {
@@ -274,7 +288,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("fractality-bench: error: {e}");
+            eprintln!("fractality-bench: error: {}", chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
