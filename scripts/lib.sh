@@ -4,6 +4,8 @@
 # localhost:$PORT with trust authentication for local connections only.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The postgres OS user reads what we install and what pg_regress runs: never make it private.
+umask 022
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_CONFIG="$PG_BIN/pg_config"
 export PATH="$HOME/.cargo/bin:$PATH"

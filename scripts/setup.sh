@@ -13,6 +13,7 @@ PGRX_VERSION=0.18.0
 PGVECTOR_VERSION=0.8.0
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
+umask 022   # what gets installed must be readable by the postgres OS user
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 export DEBIAN_FRONTEND=noninteractive
 

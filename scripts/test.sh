@@ -53,13 +53,15 @@ trap 'server_stop "$TEST_DATA"' EXIT
 regress_dir="$ROOT/target/pg_regress"
 rm -rf "$regress_dir"
 mkdir -p "$regress_dir"
-chown postgres:postgres "$regress_dir"
+# pg_regress runs as the postgres OS user: give it its own readable copy of the suite
+cp -r "$ROOT/tests/pg_regress" "$regress_dir/input"
+chown -R postgres:postgres "$regress_dir"
 tests=$(sed -n 's/^test: *//p' "$ROOT/tests/pg_regress/schedule" | tr '\n' ' ')
 status=0
 as_pg "$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress" \
     --bindir="$PG_BIN" --host=localhost --port="$TEST_PORT" --user=postgres \
-    --inputdir="$ROOT/tests/pg_regress" --outputdir="$regress_dir" \
-    --schedule="$ROOT/tests/pg_regress/schedule" --dbname=fractality_regress \
+    --inputdir="$regress_dir/input" --outputdir="$regress_dir" \
+    --schedule="$regress_dir/input/schedule" --dbname=fractality_regress \
     2>&1 | tee "$LOGS/pg_regress.log" || status=$?
 n_tests=$(echo "$tests" | wc -w)
 n_failed=$(grep -cE '(\.\.\.|^not ok|^ok).*FAILED|^not ok' "$LOGS/pg_regress.log" || true)
