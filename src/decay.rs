@@ -347,8 +347,10 @@ UPDATE fractality.nodes n
            AND ctid <  pg_catalog.format('(%s,0)', $3::bigint)::tid
            AND atp_at < $1
            AND fractality.current_atp(atp, atp_at, $1) <> atp
-           FOR UPDATE SKIP LOCKED) b
- WHERE n.ctid = b.ctid";
+           FOR NO KEY UPDATE SKIP LOCKED) b
+ WHERE n.ctid = b.ctid
+   AND n.ctid >= pg_catalog.format('(%s,0)', $2::bigint)::tid
+   AND n.ctid <  pg_catalog.format('(%s,0)', $3::bigint)::tid";
 
 /// Writes the lazily decayed energy back into `atp` (and `atp_at` = now) for every node whose
 /// stored value is stale, in batches of about `batch_size` rows (ranges of the table's blocks).

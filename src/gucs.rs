@@ -87,6 +87,13 @@ unsafe extern "C-unwind" fn assign_decay_tick(
     }
 }
 
+/// Whether `fractality.notify` is on: the WHEN condition of the trigger nodes_notify, read from
+/// the setting's variable (no text parsing per row).
+#[pgrx::pg_extern(stable, parallel_safe)]
+pub fn notify_enabled() -> bool {
+    NOTIFY.get()
+}
+
 pub fn init() {
     GucRegistry::define_string_guc(
         c"fractality.user_id",

@@ -36,7 +36,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/triggers.sql",
     name = "triggers",
-    requires = ["graph", "experience"]
+    requires = ["graph", "experience", gucs::notify_enabled]
 );
 // decay: node_energy, every node's energy read decayed (current_atp), used by the views.
 extension_sql_file!(
