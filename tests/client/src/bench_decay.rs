@@ -6,7 +6,8 @@
 //!   including its expression index on the ATP);
 //! - `sum(current_atp(atp, atp_at))` over every node vs `sum(atp)` (the stored column);
 //! - `materialize_decay()` vs the equivalent plain SQL UPDATE (the same curve in SQL arithmetic),
-//!   each starting from the same stale state (every atp_at moved one hour back, then VACUUM).
+//!   each starting from the same stale state (every atp_at moved one hour back, then VACUUM);
+//!   and vs the same UPDATE with materialize_decay's guarantee (SKIP LOCKED) in one statement.
 //!
 //! Both sides run with `fractality.notify = off` (a bulk writer's setting), so that the plain
 //! UPDATE does not send one notification per row.
@@ -74,6 +75,17 @@ UPDATE fractality.nodes
    SET atp = greatest(0.1, atp * 0.95 ^ (date_part('epoch', now() - atp_at) / 3600.0)),
        atp_at = now()
  WHERE atp > 0.1 AND atp_at < now()";
+
+/// The same UPDATE with materialize_decay's guarantee (rows a writer holds are skipped, never
+/// waited for), in one statement: the rows are locked with SKIP LOCKED first.
+const PLAIN_MATERIALIZE_SKIP_LOCKED: &str = "
+UPDATE fractality.nodes n
+   SET atp = greatest(0.1, n.atp * 0.95 ^ (date_part('epoch', now() - n.atp_at) / 3600.0)),
+       atp_at = now()
+  FROM (SELECT ctid FROM fractality.nodes
+         WHERE atp > 0.1 AND atp_at < now()
+           FOR NO KEY UPDATE SKIP LOCKED) b
+ WHERE n.ctid = b.ctid";
 
 fn ms(client: &mut Client, sql: &str) -> Result<f64, Error> {
     let (_, secs) = timed(|| Ok(client.batch_execute(sql)?))?;
@@ -209,6 +221,23 @@ pub fn decay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         )
         .target("no slower (gain >= 1x)"),
     );
+    let (native, plain) = alternate(
+        c,
+        reps,
+        |c| {
+            stale(c)?;
+            ms(c, "SELECT fractality.materialize_decay()")
+        },
+        |c| {
+            stale(c)?;
+            ms(c, PLAIN_MATERIALIZE_SKIP_LOCKED)
+        },
+    )?;
+    rows.push(Row::new(
+        "- the same, vs one plain UPDATE that also skips locked rows (FOR NO KEY UPDATE SKIP LOCKED)",
+        Some(Figure::from_samples(&native, Unit::Millis)),
+        Some(Figure::from_samples(&plain, Unit::Millis)),
+    ));
     c.batch_execute("RESET fractality.notify")?;
     Ok(rows)
 }
