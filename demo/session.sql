@@ -17,6 +17,23 @@ SELECT node_key, label, atp, child_count, last_activity
  WHERE user_id = 'a11ce000-0000-4000-8000-000000000001'
  ORDER BY child_count DESC, atp DESC LIMIT 5;
 
+\echo '== energy decays lazily (0.95 per hour, floor 0.1): stored value, when, and now =='
+SELECT node_key, round(stored_atp::numeric, 3) AS stored_atp, atp_at, round(atp::numeric, 3) AS atp_now
+  FROM fractality.node_energy
+ WHERE user_id = 'a11ce000-0000-4000-8000-000000000001'
+ ORDER BY atp_at LIMIT 3;
+
+\echo '== a pulse feeds an idea (current energy + 0.3, at most 1) and records a stream point =='
+SELECT node_key, round(fractality.pulse(id, 0.3)::numeric, 3) AS atp_after_pulse
+  FROM fractality.nodes
+ WHERE user_id = 'a11ce000-0000-4000-8000-000000000001' AND node_key = 'graph-resonance-1';
+
+\echo '== the seed''s explicit tick over one mind, with the exact old values =='
+SELECT n.node_key, round(d.old_atp::numeric, 4) AS old_atp, round(d.new_atp::numeric, 4) AS new_atp
+  FROM fractality.apply_consciousness_decay(0.95, 0.1, 'a11ce000-0000-4000-8000-000000000001') d
+  JOIN fractality.nodes n ON n.id = d.node_id
+ ORDER BY d.old_atp DESC LIMIT 3;
+
 \echo '== ideas held by several minds: native cosine similarity, read in place from pgvector datums =='
 SELECT a.node_key AS alice_node, b.node_key AS bob_node,
        round(fractality.cosine_similarity(ea.embedding, eb.embedding)::numeric, 3) AS similarity,

@@ -22,6 +22,23 @@ CREATE TRIGGER configuration_store_touch_updated_at
     BEFORE UPDATE ON fractality.configuration_store
     FOR EACH ROW EXECUTE FUNCTION fractality.touch_updated_at();
 
+-- nodes.search: the full text of label and metadata->>'description', computed on insert and on
+-- updates of those columns only, so energy writes (atp, atp_at) stay cheap HOT updates.
+CREATE FUNCTION fractality.nodes_search() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.search := to_tsvector('english'::regconfig,
+                              coalesce(NEW.label, '') || ' ' || coalesce(NEW.metadata ->> 'description', ''));
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER nodes_search
+    BEFORE INSERT OR UPDATE OF label, metadata, search ON fractality.nodes
+    FOR EACH ROW EXECUTE FUNCTION fractality.nodes_search();
+
 -- pg_notify('consciousness_update', {node_id, node_key, user_id, atp, action}) for every insert,
 -- update and delete of a node. A bulk load turns it off for its own session or transaction with
 -- SET [LOCAL] fractality.notify = off.
@@ -50,5 +67,5 @@ $$;
 CREATE TRIGGER nodes_notify
     AFTER INSERT OR UPDATE OR DELETE ON fractality.nodes
     FOR EACH ROW
-    WHEN (coalesce(nullif(current_setting('fractality.notify', true), ''), 'on')::boolean)
+    WHEN (fractality.notify_enabled())
     EXECUTE FUNCTION fractality.notify_consciousness_update();

@@ -1,24 +1,25 @@
 -- fractality: views
 -- Every view runs with the rights of the caller (security_invoker), so row-level security holds.
 
--- Nodes above an energy level, with their child count and last stream activity.
+-- Nodes above an energy level (current, decayed energy), with their child count and last stream
+-- activity.
 CREATE VIEW fractality.active_consciousness WITH (security_invoker = true) AS
-SELECT n.id AS node_id,
+SELECT n.node_id,
        n.user_id,
        n.node_key,
        n.label,
        n.atp,
        (SELECT count(*)
           FROM fractality.edges e
-         WHERE e.from_node = n.id AND e.relationship_type = 'child') AS child_count,
+         WHERE e.from_node = n.node_id AND e.relationship_type = 'child') AS child_count,
        (SELECT max(cs.time)
           FROM fractality.consciousness_streams cs
-         WHERE cs.node_id = n.id) AS last_activity
-  FROM fractality.nodes n
+         WHERE cs.node_id = n.node_id) AS last_activity
+  FROM fractality.node_energy n
  WHERE n.atp > 0.5;
 
 COMMENT ON VIEW fractality.active_consciousness IS
-    'Nodes with energy above 0.5, their child count and their last stream point.';
+    'Nodes with current (decayed) energy above 0.5, their child count and their last stream point.';
 
 -- Hourly energy by node key over the last 24 hours, and how many minds (users) held it.
 CREATE VIEW fractality.consciousness_evolution WITH (security_invoker = true) AS

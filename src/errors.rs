@@ -21,6 +21,10 @@ pub enum FractalityError {
     #[error("{0} must not be NULL")]
     NullNotAllowed(&'static str),
 
+    /// P0002 no_data_found: a node that does not exist or that row-level security hides.
+    #[error("node {0} does not exist or is not visible")]
+    NodeNotFound(String),
+
     /// XX001 data_corrupted: a datum that does not have the layout its type promises.
     #[error("corrupt vector datum: {0}")]
     CorruptVector(String),
@@ -42,6 +46,7 @@ impl FractalityError {
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
             }
             FractalityError::NullNotAllowed(_) => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            FractalityError::NodeNotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::CorruptVector(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
         }
     }
@@ -53,6 +58,9 @@ impl FractalityError {
             }
             FractalityError::InvalidParameter { hint, .. } => Some(hint),
             FractalityError::NullNotAllowed(_) => None,
+            FractalityError::NodeNotFound(_) => Some(
+                "Check the id, and that fractality.user_id names the node's tenant (row-level security shows only its rows).",
+            ),
             FractalityError::CorruptVector(_) => None,
         }
     }

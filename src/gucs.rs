@@ -1,8 +1,9 @@
 //! Settings (`fractality.*` GUCs). Versioned application configuration belongs in
 //! `fractality.configuration_store`, not here.
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
-use std::ffi::CString;
+use pgrx::{pg_guard, pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// `fractality.user_id`: the tenant of the session, a uuid. Row-level security shows a role that
 /// is neither owner nor BYPASSRLS only the rows whose `user_id` equals it; unset, it sees nothing.
@@ -12,6 +13,86 @@ pub static USER_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>:
 /// `fractality.notify`: whether changes to nodes send `pg_notify('consciousness_update', …)`.
 /// On by default; bulk loads turn it off for their transaction with `SET LOCAL fractality.notify = off`.
 pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// `fractality.decay_rate`: the fraction of its energy a node keeps per tick, in (0, 1]; 0.95.
+pub static DECAY_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.95);
+
+/// `fractality.decay_tick`: the time one decay step takes, a positive duration ('1 hour',
+/// '30 min', '1h 30min', '01:30:00', '2 days'); '1 hour'. Parsed once when set.
+pub static DECAY_TICK: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"1 hour"));
+
+/// `fractality.atp_floor`: energy never decays below this level, in [0, 1]; 0.1. A value already
+/// below it stays as it is.
+pub static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
+
+/// fractality.decay_tick in microseconds, set by its assign hook.
+static DECAY_TICK_US: AtomicI64 = AtomicI64::new(3_600_000_000);
+
+/// The current `fractality.decay_tick` in microseconds.
+#[inline]
+pub fn decay_tick_us() -> i64 {
+    DECAY_TICK_US.load(Ordering::Relaxed)
+}
+
+/// Tells the GUC machinery why a value was refused (it raises 22023 with this detail).
+unsafe fn refuse(detail: &str) -> bool {
+    let c = CString::new(detail).unwrap_or_default();
+    unsafe { pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(c.as_ptr()) };
+    false
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_decay_rate(
+    newval: *mut f64,
+    _extra: *mut *mut core::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    let v = unsafe { *newval };
+    if v > 0.0 && v <= 1.0 {
+        true
+    } else {
+        unsafe { refuse("fractality.decay_rate must lie in (0, 1]: the fraction kept per tick.") }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_decay_tick(
+    newval: *mut *mut core::ffi::c_char,
+    _extra: *mut *mut core::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    let p = unsafe { *newval };
+    if p.is_null() {
+        return unsafe { refuse("fractality.decay_tick must be set to a positive duration.") };
+    }
+    let text = unsafe { CStr::from_ptr(p) }.to_string_lossy();
+    match crate::decay::parse_tick(&text) {
+        Ok(_) => true,
+        Err(why) => unsafe { refuse(&format!("fractality.decay_tick: {why}.")) },
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn assign_decay_tick(
+    newval: *const core::ffi::c_char,
+    _extra: *mut core::ffi::c_void,
+) {
+    if newval.is_null() {
+        return;
+    }
+    let text = unsafe { CStr::from_ptr(newval) }.to_string_lossy();
+    if let Ok(us) = crate::decay::parse_tick(&text) {
+        DECAY_TICK_US.store(us, Ordering::Relaxed);
+    }
+}
+
+/// Whether `fractality.notify` is on: the WHEN condition of the trigger nodes_notify, read from
+/// the setting's variable (no text parsing per row).
+#[pgrx::pg_extern(stable, parallel_safe)]
+pub fn notify_enabled() -> bool {
+    NOTIFY.get()
+}
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -27,6 +108,43 @@ pub fn init() {
         c"Send consciousness_update notifications for changes to nodes.",
         c"Turn off (SET LOCAL fractality.notify = off) for bulk loads that should not send one notification per row.",
         &NOTIFY,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc_with_hooks(
+        c"fractality.decay_rate",
+        c"Fraction of its energy (ATP) a node keeps per decay tick, in (0, 1].",
+        c"current_atp decays a node's energy as atp * decay_rate ^ (elapsed / decay_tick), never below fractality.atp_floor.",
+        &DECAY_RATE,
+        0.0,
+        1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+        Some(check_decay_rate),
+        None,
+        None,
+    );
+    // SAFETY: the hooks are #[pg_guard]ed and only parse the value.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"fractality.decay_tick",
+            c"The time one decay step takes: a positive duration such as '1 hour'.",
+            c"Units us, ms, s, min, h, d, w (and long forms), HH:MM[:SS], or a bare number of seconds; months and years are refused.",
+            &DECAY_TICK,
+            GucContext::Userset,
+            GucFlags::default(),
+            Some(check_decay_tick),
+            Some(assign_decay_tick),
+            None,
+        );
+    }
+    GucRegistry::define_float_guc(
+        c"fractality.atp_floor",
+        c"Energy (ATP) never decays below this level, in [0, 1].",
+        c"A value already below the floor stays as it is.",
+        &ATP_FLOOR,
+        0.0,
+        1.0,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+pub mod decay;
 pub mod errors;
 pub mod gucs;
 pub mod vector;
@@ -35,12 +36,18 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/triggers.sql",
     name = "triggers",
-    requires = ["graph", "experience"]
+    requires = ["graph", "experience", gucs::notify_enabled]
+);
+// decay: node_energy, every node's energy read decayed (current_atp), used by the views.
+extension_sql_file!(
+    "../sql/decay.sql",
+    name = "decay",
+    requires = ["graph", decay::current_atp]
 );
 extension_sql_file!(
     "../sql/views.sql",
     name = "views",
-    requires = ["graph", "streams"]
+    requires = ["graph", "streams", "decay"]
 );
 // finalize: row-level security over everything above.
 extension_sql_file!("../sql/security.sql", name = "security", finalize);

@@ -38,13 +38,23 @@ pub struct Scenario {
 }
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "ingest",
-    aliases: &["storage"],
-    about: "COPY rate into experience_events and bytes per stored event, incl. indexes",
-    baseline: "the seed's experience_events (bench_seed schema: pk + 6 indexes)",
-    run: ingest,
-}];
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "ingest",
+        aliases: &["storage"],
+        about: "COPY rate into experience_events and bytes per stored event, incl. indexes",
+        baseline: "the seed's experience_events (bench_seed schema: pk + 6 indexes)",
+        run: ingest,
+    },
+    Scenario {
+        name: "decay",
+        aliases: &[],
+        about: "apply_consciousness_decay, current_atp reads and materialize_decay",
+        baseline:
+            "the seed's PL/pgSQL over energy->>'ATP' (bench_seed.nodes); sum(atp); a plain UPDATE",
+        run: crate::bench_decay::decay,
+    },
+];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS

@@ -1,0 +1,281 @@
+//! Consciousness decay through a real client: summary notifications, materialisation beside a
+//! writer holding a row, tenants under row-level security, SQLSTATEs, and composition of the lazy
+//! read.
+
+mod common;
+
+use approx::assert_relative_eq;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::Client;
+use std::time::Duration;
+
+static ROLE: std::sync::Once = std::sync::Once::new();
+
+/// A login role that is neither owner nor BYPASSRLS, granted what an application role needs.
+fn tenant_role(admin: &mut Client) -> Client {
+    ROLE.call_once(|| {
+        admin
+            .batch_execute(
+                "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_decay_tenant') THEN
+                     CREATE ROLE fractality_decay_tenant LOGIN; END IF;
+                 END $$;
+                 GRANT USAGE ON SCHEMA fractality TO fractality_decay_tenant;
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality
+                    TO fractality_decay_tenant;",
+            )
+            .unwrap();
+    });
+    common::connect_as("fractality_decay_tenant")
+}
+
+fn as_tenant(c: &mut Client, user: uuid::Uuid) {
+    c.execute(
+        "SELECT set_config('fractality.user_id', $1, false)",
+        &[&user.to_string()],
+    )
+    .unwrap();
+}
+
+/// `n` nodes of `user` with energy `atp` as of `ago` before now; their ids in key order.
+fn nodes(c: &mut Client, user: uuid::Uuid, n: i32, atp: f64, ago: &str) -> Vec<uuid::Uuid> {
+    c.query(
+        "INSERT INTO fractality.nodes (user_id, node_key, atp, atp_at)
+         SELECT $1, 'n' || lpad(k::text, 4, '0'), $3, now() - $4::text::interval
+           FROM generate_series(1, $2) k
+         RETURNING id, node_key",
+        &[&user, &n, &atp, &ago],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+fn notifications(c: &mut Client, wait: Duration) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut n = c.notifications();
+    let mut it = n.timeout_iter(wait);
+    while let Some(msg) = it.next().unwrap() {
+        out.push(serde_json::from_str(msg.payload()).expect("payload is JSON"));
+    }
+    out
+}
+
+#[test]
+fn decay_writes_send_one_summary_notification_not_one_per_row() {
+    let mut listener = common::db();
+    listener
+        .batch_execute("LISTEN consciousness_update")
+        .unwrap();
+    let mut writer = common::db();
+    let user = common::tenant();
+    writer.batch_execute("SET fractality.notify = off").unwrap();
+    let ids = nodes(&mut writer, user, 25, 0.9, "0");
+    writer.batch_execute("RESET fractality.notify").unwrap();
+
+    let decayed = writer
+        .query(
+            "SELECT node_id, old_atp, new_atp FROM fractality.apply_consciousness_decay(0.95, 0.1, $1)",
+            &[&user],
+        )
+        .unwrap();
+    assert_eq!(decayed.len(), 25);
+    for r in &decayed {
+        assert_eq!(r.get::<_, f64>(1), 0.9);
+        assert_relative_eq!(r.get::<_, f64>(2), 0.855);
+    }
+    let pulsed: f64 = writer
+        .query_one("SELECT fractality.pulse($1, 0.1)", &[&ids[0]])
+        .unwrap()
+        .get(0);
+    assert_relative_eq!(pulsed, 0.955, max_relative = 1e-6);
+
+    let mine: Vec<serde_json::Value> = notifications(&mut listener, Duration::from_secs(2))
+        .into_iter()
+        .filter(|p| p["user_id"] == user.to_string())
+        .collect();
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert_eq!(mine[0]["action"], "DECAY");
+    assert_eq!(mine[0]["rows"], 25);
+    assert_eq!(mine[1]["action"], "UPDATE");
+    assert_eq!(mine[1]["node_id"], ids[0].to_string());
+    // the session's setting is as it was
+    let notify: String = writer
+        .query_one("SELECT current_setting('fractality.notify')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(notify, "on");
+}
+
+#[test]
+fn decay_materialize_skips_a_row_a_writer_holds_and_never_waits() {
+    let mut admin = common::db();
+    let mut tenant = tenant_role(&mut admin);
+    let user = common::tenant();
+    let ids = nodes(&mut admin, user, 20, 0.8, "2 hours");
+    as_tenant(&mut tenant, user);
+    let before: f64 = tenant
+        .query_one(
+            "SELECT sum(atp) FROM fractality.node_energy WHERE user_id = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+
+    let mut holder = common::db();
+    holder.batch_execute("BEGIN").unwrap();
+    holder
+        .execute(
+            "UPDATE fractality.nodes SET label = 'held' WHERE id = $1",
+            &[&ids[0]],
+        )
+        .unwrap();
+
+    tenant
+        .batch_execute("SET statement_timeout = '10s'")
+        .unwrap();
+    let written: i64 = tenant
+        .query_one("SELECT fractality.materialize_decay(4)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 19, "every visible stale row but the held one");
+    holder.batch_execute("ROLLBACK").unwrap();
+
+    let stale: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE user_id = $1 AND atp = 0.8",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stale, 1, "the held row was left for the next run");
+    let after: f64 = tenant
+        .query_one(
+            "SELECT sum(atp) FROM fractality.node_energy WHERE user_id = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_relative_eq!(before, after, max_relative = 1e-6);
+    // the next run writes the held row too (and the other 19 again: they are an instant stale)
+    let written: i64 = tenant
+        .query_one("SELECT fractality.materialize_decay()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 20);
+    let stale: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE user_id = $1 AND atp = 0.8",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stale, 0);
+}
+
+#[test]
+fn decay_bad_input_fails_with_sqlstates_and_writes_nothing() {
+    let mut admin = common::db();
+    let mut tenant = tenant_role(&mut admin);
+    let (mine, theirs) = (common::tenant(), common::tenant());
+    let my_id = nodes(&mut admin, mine, 1, 0.5, "0")[0];
+    let their_id = nodes(&mut admin, theirs, 1, 0.5, "0")[0];
+    as_tenant(&mut tenant, mine);
+    let nobody = uuid::Uuid::nil();
+
+    let cases: Vec<(&str, Vec<&(dyn postgres::types::ToSql + Sync)>, &str)> = vec![
+        ("SELECT fractality.pulse($1, 0.1)", vec![&their_id], "P0002"),
+        ("SELECT fractality.pulse($1, 0.1)", vec![&nobody], "P0002"),
+        ("SELECT fractality.pulse($1, 'NaN')", vec![&my_id], "22023"),
+        (
+            "SELECT fractality.pulse($1, '-Infinity')",
+            vec![&my_id],
+            "22023",
+        ),
+        (
+            "SELECT count(*) FROM fractality.apply_consciousness_decay(1.5)",
+            vec![],
+            "22023",
+        ),
+        (
+            "SELECT count(*) FROM fractality.apply_consciousness_decay(0.9, 'NaN')",
+            vec![],
+            "22023",
+        ),
+        (
+            "SELECT fractality.decay_atp(0.5, '-1 second', 0.9, '1 hour', 0.1)",
+            vec![],
+            "22023",
+        ),
+        (
+            "SELECT fractality.current_atp(0.5, 'infinity', now())",
+            vec![],
+            "22023",
+        ),
+        ("SELECT fractality.materialize_decay(-1)", vec![], "22023"),
+        ("SET fractality.decay_rate = 0", vec![], "22023"),
+        ("SET fractality.decay_tick = '0 s'", vec![], "22023"),
+        ("SET fractality.atp_floor = 2", vec![], "22023"),
+    ];
+    for (sql, args, code) in cases {
+        let e = tenant.query(sql, &args).unwrap_err();
+        assert_eq!(common::sqlstate(&e), code, "{sql}: {e}");
+    }
+    let e = tenant
+        .query("SELECT fractality.pulse($1, 0.1)", &[&their_id])
+        .unwrap_err();
+    let message = e
+        .as_db_error()
+        .expect("a server error")
+        .message()
+        .to_string();
+    assert_eq!(
+        message,
+        format!("node {their_id} does not exist or is not visible")
+    );
+
+    // nothing written: both nodes as they were, no stream points
+    let row = admin
+        .query_one(
+            "SELECT sum(atp),
+                    (SELECT count(*) FROM fractality.consciousness_streams WHERE user_id IN ($1, $2))
+               FROM fractality.nodes WHERE user_id IN ($1, $2)",
+            &[&mine, &theirs],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, f64>(0), 1.0);
+    assert_eq!(row.get::<_, i64>(1), 0);
+}
+
+#[test]
+fn decay_lazy_reads_compose_over_random_values() {
+    let mut c = common::db();
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(33);
+    for _ in 0..200 {
+        let atp: f64 = rng.random_range(0.0..=1.0);
+        let rate: f64 = rng.random_range(0.05..=1.0);
+        let floor: f64 = rng.random_range(0.0..=0.5);
+        let h1: f64 = rng.random_range(0.0..100.0);
+        let h2: f64 = rng.random_range(0.0..100.0);
+        c.execute(
+            "SELECT set_config('fractality.decay_rate', $1, false), set_config('fractality.atp_floor', $2, false)",
+            &[&rate.to_string(), &floor.to_string()],
+        )
+        .unwrap();
+        let row = c
+            .query_one(
+                "WITH t AS (SELECT timestamptz '2026-01-01 00:00+00' AS t0,
+                                   timestamptz '2026-01-01 00:00+00' + $2 * interval '1 hour' AS t1,
+                                   timestamptz '2026-01-01 00:00+00' + ($2 + $3) * interval '1 hour' AS t2)
+                 SELECT fractality.current_atp($1, t0, t2),
+                        fractality.current_atp(fractality.current_atp($1, t0, t1), t1, t2)
+                   FROM t",
+                &[&atp, &h1, &h2],
+            )
+            .unwrap();
+        let (direct, stepwise): (f64, f64) = (row.get(0), row.get(1));
+        assert_relative_eq!(direct, stepwise, max_relative = 1e-9, epsilon = 1e-12);
+    }
+}
