@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 pub mod errors;
+pub mod graph;
 pub mod gucs;
 pub mod vector;
 

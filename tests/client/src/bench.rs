@@ -38,13 +38,23 @@ pub struct Scenario {
 }
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "ingest",
-    aliases: &["storage"],
-    about: "COPY rate into experience_events and bytes per stored event, incl. indexes",
-    baseline: "the seed's experience_events (bench_seed schema: pk + 6 indexes)",
-    run: ingest,
-}];
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "ingest",
+        aliases: &["storage"],
+        about: "COPY rate into experience_events and bytes per stored event, incl. indexes",
+        baseline: "the seed's experience_events (bench_seed schema: pk + 6 indexes)",
+        run: ingest,
+    },
+    Scenario {
+        name: "graph",
+        aliases: &["traverse"],
+        about: "traverse vs the seed's recursive CTE, consciousness_path, upsert_node rates",
+        baseline: "traverse: the seed's recursive CTE (path array, cycle check, every simple path) on the same roots; \
+                   upsert_node: the seed's saveNode INSERT ... ON CONFLICT DO UPDATE",
+        run: crate::bench_graph::graph,
+    },
+];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS
