@@ -15,8 +15,8 @@ use std::hash::Hash;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::{JsonB, PgOid, Uuid};
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
 use serde::Deserialize;
 
 use crate::errors::{finite, pg_float, FractalityError, OrReport};
@@ -323,42 +323,100 @@ where
 // ---- SPI helpers -----------------------------------------------------------------------------
 
 thread_local! {
-    /// Plans kept for the life of the backend, by query text (re-planned by PostgreSQL itself
-    /// when the tables or the role change).
-    static PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    /// Plans kept for the life of the backend, by query text, prepared as generic plans: the
+    /// traversal's queries (`= ANY($1)` on an index) plan in about as long as they run, and the
+    /// plan cache would otherwise re-plan them on every call. PostgreSQL still re-plans them
+    /// itself when the tables or the role change.
+    static PLANS: RefCell<HashMap<&'static str, usize>> = RefCell::new(HashMap::new());
 }
 
-/// Runs a read-only `query` with a kept plan; `f` consumes the result.
-fn select_kept<R>(
-    client: &SpiClient<'_>,
-    query: &'static str,
-    types: &[PgOid],
-    args: &[DatumWithOid<'_>],
-    f: impl FnOnce(pgrx::spi::SpiTupleTable<'_>) -> R,
-) -> R {
-    PLANS.with(|plans| {
-        let mut plans = plans.borrow_mut();
-        if !plans.contains_key(query) {
-            let plan = client
-                .prepare(query, types)
-                .unwrap_or_else(|e| spi_error(e))
-                .keep();
-            plans.insert(query, plan);
+/// A row of an SPI result, read in place.
+pub struct RawRow {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl RawRow {
+    /// Column `n` (1-based).
+    fn get<T: FromDatum>(&self, n: i32) -> Option<T> {
+        unsafe {
+            let mut isnull = false;
+            let d = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
+            T::from_datum(d, isnull)
         }
-        let plan = &plans[query];
-        let table = client
-            .select(plan, None, args)
-            .unwrap_or_else(|e| spi_error(e));
-        f(table)
-    })
+    }
+}
+
+/// Runs a `query` with a kept generic plan (SPI must be connected: call it inside
+/// `Spi::connect`); `row` maps each result row. `read_only` reads with the calling statement's
+/// snapshot (the readers); writers pass false so that they see their own earlier writes.
+fn select_kept<R>(
+    read_only: bool,
+    query: &'static str,
+    types: &[pg_sys::Oid],
+    args: &[DatumWithOid<'_>],
+    mut row: impl FnMut(&RawRow) -> R,
+) -> Vec<R> {
+    let plan = PLANS.with(|plans| {
+        if let Some(p) = plans.borrow().get(query) {
+            return *p as pg_sys::SPIPlanPtr;
+        }
+        let text = std::ffi::CString::new(query).expect("no NUL in query text");
+        let mut argtypes = types.to_vec();
+        let plan = unsafe {
+            pg_sys::SPI_prepare_cursor(
+                text.as_ptr(),
+                argtypes.len() as i32,
+                argtypes.as_mut_ptr(),
+                pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+            )
+        };
+        if plan.is_null() {
+            pgrx::error!("fractality: could not prepare {query}");
+        }
+        unsafe { pg_sys::SPI_keepplan(plan) };
+        plans.borrow_mut().insert(query, plan as usize);
+        plan
+    });
+    let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(args.len());
+    let mut nulls: Vec<std::os::raw::c_char> = Vec::with_capacity(args.len());
+    for a in args {
+        match a.datum() {
+            Some(d) => {
+                values.push(d.sans_lifetime());
+                nulls.push(b' ' as std::os::raw::c_char);
+            }
+            None => {
+                values.push(pg_sys::Datum::from(0usize));
+                nulls.push(b'n' as std::os::raw::c_char);
+            }
+        }
+    }
+    unsafe {
+        let status =
+            pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), read_only, 0);
+        if status < 0 {
+            pgrx::error!("fractality: SPI_execute_plan returned {status} for {query}");
+        }
+        let table = pg_sys::SPI_tuptable;
+        let n = pg_sys::SPI_processed as usize;
+        let mut out = Vec::with_capacity(n);
+        if !table.is_null() {
+            let desc = (*table).tupdesc;
+            for i in 0..n {
+                out.push(row(&RawRow {
+                    tuple: *(*table).vals.add(i),
+                    desc,
+                }));
+            }
+            pg_sys::SPI_freetuptable(table);
+        }
+        out
+    }
 }
 
 fn spi_error(e: pgrx::spi::SpiError) -> ! {
     pgrx::error!("fractality: SPI: {e}")
-}
-
-fn oid(o: pg_sys::Oid) -> PgOid {
-    PgOid::from(o)
 }
 
 fn not_found(what: &'static str, key: impl ToString) -> FractalityError {
@@ -368,22 +426,38 @@ fn not_found(what: &'static str, key: impl ToString) -> FractalityError {
     }
 }
 
-/// The tenant of the session (`fractality.user_id`), or an error when it is unset.
+/// The tenant of the session (`fractality.user_id`), or NULL when it is unset; read from the
+/// setting directly (a malformed value is left to `fractality.current_user_id()` to reject).
+fn session_tenant_opt() -> Option<Uuid> {
+    let setting = crate::gucs::USER_ID.get();
+    match setting.as_ref().map(|c| c.to_string_lossy()) {
+        None => None,
+        Some(text) if text.is_empty() => None,
+        Some(text) => match parse_uuid(&text) {
+            Some(bytes) => Some(Uuid::from_bytes(bytes)),
+            None => Spi::get_one::<Uuid>("SELECT fractality.current_user_id()")
+                .unwrap_or_else(|e| spi_error(e)),
+        },
+    }
+}
+
+/// The tenant of the session, or an error when it is unset.
 fn session_tenant() -> Uuid {
-    Spi::get_one::<Uuid>("SELECT fractality.current_user_id()")
-        .unwrap_or_else(|e| spi_error(e))
-        .unwrap_or_else(|| FractalityError::NoTenant.report())
+    session_tenant_opt().unwrap_or_else(|| FractalityError::NoTenant.report())
 }
 
 /// The id of `key` in `user`'s graph, or P0002.
-fn node_id(client: &SpiClient<'_>, user: Uuid, key: &str) -> Uuid {
+fn node_id(_client: &SpiClient<'_>, user: Uuid, key: &str) -> Uuid {
     select_kept(
-        client,
+        false,
         "SELECT n.id FROM fractality.nodes n WHERE n.user_id = $1 AND n.node_key = $2",
-        &[oid(pg_sys::UUIDOID), oid(pg_sys::TEXTOID)],
+        &[pg_sys::UUIDOID, pg_sys::TEXTOID],
         &[user.into(), key.into()],
-        |t| t.first().get_one::<Uuid>().ok().flatten(),
+        |r| r.get::<Uuid>(1),
     )
+    .into_iter()
+    .flatten()
+    .next()
     .unwrap_or_else(|| not_found("node", format!("'{key}'")).report())
 }
 
@@ -462,13 +536,24 @@ pub fn upsert(user: Uuid, fields: NodeFields<'_>) -> Uuid {
             metadata.into(),
             fields.atp.into(),
         ];
-        let id = client
-            .update(UPSERT_NODE, None, &args)
-            .unwrap_or_else(|e| spi_error(e))
-            .first()
-            .get_one::<Uuid>()
-            .unwrap_or_else(|e| spi_error(e))
-            .expect("INSERT ... RETURNING id returns the id");
+        let id = select_kept(
+            false,
+            UPSERT_NODE,
+            &[
+                pg_sys::UUIDOID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::JSONBOID,
+                pg_sys::FLOAT8OID,
+            ],
+            &args,
+            |r| r.get::<Uuid>(1),
+        )
+        .into_iter()
+        .flatten()
+        .next()
+        .expect("INSERT ... RETURNING id returns the id");
         if let (Some(v), Some(voi)) = (fields.embedding, vector_oid) {
             let emb = unsafe { DatumWithOid::new(v, voi) };
             client
@@ -555,23 +640,29 @@ pub fn link_keys(user: Uuid, from_key: &str, to_key: &str, rel: &str, weight: f6
     Spi::connect_mut(|client| {
         let from = node_id(client, user, from_key);
         let to = node_id(client, user, to_key);
-        client
-            .update(
-                UPSERT_EDGE,
-                None,
-                &[
-                    user.into(),
-                    from.into(),
-                    to.into(),
-                    rel.into(),
-                    weight.into(),
-                ],
-            )
-            .unwrap_or_else(|e| spi_error(e))
-            .first()
-            .get_one::<Uuid>()
-            .unwrap_or_else(|e| spi_error(e))
-            .expect("RETURNING id")
+        select_kept(
+            false,
+            UPSERT_EDGE,
+            &[
+                pg_sys::UUIDOID,
+                pg_sys::UUIDOID,
+                pg_sys::UUIDOID,
+                pg_sys::TEXTOID,
+                pg_sys::FLOAT8OID,
+            ],
+            &[
+                user.into(),
+                from.into(),
+                to.into(),
+                rel.into(),
+                weight.into(),
+            ],
+            |r| r.get::<Uuid>(1),
+        )
+        .into_iter()
+        .flatten()
+        .next()
+        .expect("RETURNING id")
     })
 }
 
@@ -689,15 +780,12 @@ const LEVEL_EDGES: &str = "SELECT e.from_node, e.to_node, e.weight FROM fractali
                             WHERE e.from_node = ANY($1) AND e.relationship_type = $2";
 const NODE_KEYS: &str = "SELECT n.id, n.node_key FROM fractality.nodes n WHERE n.id = ANY($1)";
 
-fn uuid_rows3(t: pgrx::spi::SpiTupleTable<'_>) -> Vec<(Uuid, Uuid, f64)> {
-    t.map(|r| {
-        (
-            r.get::<Uuid>(1).unwrap().unwrap(),
-            r.get::<Uuid>(2).unwrap().unwrap(),
-            r.get::<f64>(3).unwrap().unwrap(),
-        )
-    })
-    .collect()
+fn edge_row(r: &RawRow) -> (Uuid, Uuid, f64) {
+    (
+        r.get::<Uuid>(1).expect("from_node"),
+        r.get::<Uuid>(2).expect("to_node"),
+        r.get::<f64>(3).expect("weight or energy"),
+    )
 }
 
 type TraverseRow = (Uuid, String, i32, Vec<Uuid>, f64);
@@ -722,38 +810,36 @@ fn traverse(
     ),
 > {
     let depth = check_depth(max_depth).unwrap_or_report();
-    let uuid_array = oid(pg_sys::UUIDARRAYOID);
-    let rows = Spi::connect(|client| {
-        let exists = select_kept(
-            client,
-            "SELECT n.node_key FROM fractality.nodes n WHERE n.id = $1",
-            &[oid(pg_sys::UUIDOID)],
-            &[root.into()],
-            |t| t.first().get_one::<String>().ok().flatten(),
-        );
-        if exists.is_none() {
-            not_found("node", root).report();
-        }
+    let rows = Spi::connect(|_client| {
         let visits = breadth_first(root, depth, |frontier| {
             select_kept(
-                client,
+                true,
                 LEVEL_EDGES,
-                &[uuid_array, oid(pg_sys::TEXTOID)],
+                &[pg_sys::UUIDARRAYOID, pg_sys::TEXTOID],
                 &[frontier.to_vec().into(), relationship.into()],
-                uuid_rows3,
+                edge_row,
             )
         });
         let ids: Vec<Uuid> = visits.iter().map(|v| v.node).collect();
-        let keys: HashMap<Uuid, String> =
-            select_kept(client, NODE_KEYS, &[uuid_array], &[ids.into()], |t| {
-                t.map(|r| {
-                    (
-                        r.get::<Uuid>(1).unwrap().unwrap(),
-                        r.get::<String>(2).unwrap().unwrap(),
-                    )
-                })
-                .collect()
-            });
+        let keys: HashMap<Uuid, String> = select_kept(
+            true,
+            NODE_KEYS,
+            &[pg_sys::UUIDARRAYOID],
+            &[ids.into()],
+            |r| {
+                (
+                    r.get::<Uuid>(1).expect("id"),
+                    r.get::<String>(2).expect("node_key"),
+                )
+            },
+        )
+        .into_iter()
+        .collect();
+        // the root's key is fetched with the others: a root the caller cannot see has no key
+        // (and, row-level security hiding its edges too, nothing was walked from it)
+        if !keys.contains_key(&root) {
+            not_found("node", root).report();
+        }
         (0..visits.len())
             .filter_map(|i| {
                 let v = &visits[i];
@@ -799,23 +885,21 @@ fn consciousness_path(
                 .report();
         }
     }
-    let uuid_array = oid(pg_sys::UUIDARRAYOID);
-    let path = Spi::connect(|client| {
+    let path = Spi::connect(|_client| {
         let ends: HashMap<Uuid, f64> = select_kept(
-            client,
+            true,
             PATH_ENDS,
-            &[uuid_array],
+            &[pg_sys::UUIDARRAYOID],
             &[vec![from, to].into()],
-            |t| {
-                t.map(|r| {
-                    (
-                        r.get::<Uuid>(1).unwrap().unwrap(),
-                        r.get::<f64>(2).unwrap().unwrap(),
-                    )
-                })
-                .collect()
+            |r| {
+                (
+                    r.get::<Uuid>(1).expect("id"),
+                    r.get::<f64>(2).expect("energy"),
+                )
             },
-        );
+        )
+        .into_iter()
+        .collect();
         for n in [from, to] {
             if !ends.contains_key(&n) {
                 not_found("node", n).report();
@@ -823,11 +907,11 @@ fn consciousness_path(
         }
         cheapest_path(from, ends[&from], to, max_cost, PATH_BATCH, |batch| {
             select_kept(
-                client,
+                true,
                 PATH_EDGES,
-                &[uuid_array],
+                &[pg_sys::UUIDARRAYOID],
                 &[batch.to_vec().into()],
-                uuid_rows3,
+                edge_row,
             )
         })
     });
@@ -1004,8 +1088,7 @@ SELECT p.time, $1, $2, p.atp_level, p.attention_score, p.resonance_vector
 fn freeze(node: JsonB) -> Uuid {
     let stream_json = node.0.get("stream").cloned();
     let frozen = parse_frozen(node.0).unwrap_or_report();
-    let user = Spi::get_one::<Uuid>("SELECT fractality.current_user_id()")
-        .unwrap_or_else(|e| spi_error(e))
+    let user = session_tenant_opt()
         .or_else(|| {
             frozen
                 .user_id

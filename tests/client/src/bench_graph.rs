@@ -165,9 +165,9 @@ pub fn graph(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         Ok(())
     };
     let single_native =
-        client.prepare("SELECT fractality.upsert_node_for($1, $2, $3, $4::jsonb, $5)")?;
+        client.prepare("SELECT fractality.upsert_node_for($1, $2, $3, $4::text::jsonb, $5)")?;
     let single_seed = client.prepare(
-        "INSERT INTO fractality.nodes (user_id, node_key, label, metadata, atp) VALUES ($1, $2, $3, $4::jsonb, $5)
+        "INSERT INTO fractality.nodes (user_id, node_key, label, metadata, atp) VALUES ($1, $2, $3, $4::text::jsonb, $5)
          ON CONFLICT (user_id, node_key) DO UPDATE SET
              label = EXCLUDED.label, metadata = EXCLUDED.metadata, atp = EXCLUDED.atp,
              updated_at = CURRENT_TIMESTAMP
