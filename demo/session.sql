@@ -64,6 +64,26 @@ SELECT count(*) AS visible_to_bob, count(DISTINCT user_id) AS tenants FROM fract
 RESET fractality.user_id;
 RESET ROLE;
 
+\echo '== the graph: alice''s ideas breadth first along resonance (native, cycles cut) =='
+SET fractality.user_id = 'a11ce000-0000-4000-8000-000000000001';
+SELECT t.node_key, t.depth, cardinality(t.path) AS path_len, round(t.accumulated_weight::numeric, 3) AS weight
+  FROM fractality.traverse((SELECT id FROM fractality.nodes
+                             WHERE user_id = fractality.current_user_id()
+                               AND node_key = 'quantum-consciousness-2'), 5, 'resonates_with') t;
+
+\echo '== the cheapest path of thought: edge cost 1 / (atp_a * atp_b) =='
+SELECT p.step, n.node_key, n.atp, round(p.cost::numeric, 3) AS cost
+  FROM fractality.consciousness_path(
+         (SELECT id FROM fractality.nodes WHERE user_id = fractality.current_user_id() AND node_key = 'quantum-consciousness-1'),
+         (SELECT id FROM fractality.nodes WHERE user_id = fractality.current_user_id() AND node_key = 'reward-shaping-2')) p
+  JOIN fractality.nodes n ON n.id = p.node_id ORDER BY p.step;
+
+\echo '== live updates: LISTEN consciousness_update, then upsert a node =='
+LISTEN consciousness_update;
+SELECT fractality.upsert_node('insight-1', 'A new insight', '{"description": "resonance across minds"}', 0.8) IS NOT NULL AS upserted;
+UNLISTEN consciousness_update;
+RESET fractality.user_id;
+
 \echo '== health =='
 SELECT metric, object, value FROM fractality.database_health
  WHERE metric <> 'table_bytes' OR object IN ('nodes', 'node_embeddings', 'experience_events')

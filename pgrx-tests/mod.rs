@@ -2,5 +2,6 @@
 //! created (`CREATE EXTENSION fractality CASCADE`). One file per concern.
 
 mod decay;
+mod graph;
 mod schema;
 mod vector;

@@ -37,7 +37,44 @@ SELECT date_trunc('hour', cs.time) AS hour,
 COMMENT ON VIEW fractality.consciousness_evolution IS
     'Hourly average and deviation of energy per node key over the last 24 hours, with distinct users.';
 
--- Connections, cache hit ratio and the size of every fractality table (partitions summed).
+-- Query times from pg_stat_statements when it is installed (and loaded), nothing otherwise: the
+-- view below works without it. The extension's schema is looked up and quoted; the query is fixed.
+CREATE FUNCTION fractality.statement_times()
+RETURNS TABLE (metric text, object text, value numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ext_schema name;
+BEGIN
+    SELECT n.nspname INTO ext_schema
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pg_stat_statements';
+    IF ext_schema IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT ''avg_query_time_ms''::text, NULL::text,
+                round((sum(s.total_exec_time) / nullif(sum(s.calls), 0))::numeric, 3)
+           FROM %1$I.pg_stat_statements s
+          WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+         UNION ALL
+         SELECT ''max_mean_query_time_ms'', NULL, round(max(s.mean_exec_time)::numeric, 3)
+           FROM %1$I.pg_stat_statements s
+          WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())',
+        ext_schema);
+EXCEPTION
+    -- installed but not in shared_preload_libraries, or not readable by this role
+    WHEN object_not_in_prerequisite_state OR insufficient_privilege THEN
+        RETURN;
+END
+$$;
+
+COMMENT ON FUNCTION fractality.statement_times() IS
+    'Average and worst mean execution time (ms) of this database''s statements from pg_stat_statements; no rows without it.';
+
+-- Connections, cache hit ratio, the size of every fractality table (partitions summed), and query
+-- times where pg_stat_statements is installed.
 CREATE VIEW fractality.database_health WITH (security_invoker = true) AS
 SELECT 'connections'::text AS metric, NULL::text AS object, count(*)::numeric AS value
   FROM pg_catalog.pg_stat_activity
@@ -56,7 +93,9 @@ SELECT 'table_bytes', c.relname::text,
   FROM pg_catalog.pg_class c
  WHERE c.relnamespace = 'fractality'::regnamespace
    AND c.relkind IN ('r', 'p')
-   AND NOT c.relispartition;
+   AND NOT c.relispartition
+UNION ALL
+SELECT t.metric, t.object, t.value FROM fractality.statement_times() t;
 
 COMMENT ON VIEW fractality.database_health IS
-    'Connections to this database, heap cache hit ratio (%), and bytes of each fractality table.';
+    'Connections to this database, heap cache hit ratio (%), bytes of each fractality table, and query times where pg_stat_statements is installed.';

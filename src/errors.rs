@@ -28,6 +28,14 @@ pub enum FractalityError {
     /// XX001 data_corrupted: a datum that does not have the layout its type promises.
     #[error("corrupt vector datum: {0}")]
     CorruptVector(String),
+
+    /// P0002 no_data_found: a node (or other row) that does not exist or that the caller may not see.
+    #[error("{what} {key} does not exist")]
+    NotFound { what: &'static str, key: String },
+
+    /// 22004 null_value_not_allowed: a function that needs the session's tenant, called without one.
+    #[error("fractality.user_id is not set")]
+    NoTenant,
 }
 
 impl FractalityError {
@@ -48,6 +56,8 @@ impl FractalityError {
             FractalityError::NullNotAllowed(_) => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             FractalityError::NodeNotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::CorruptVector(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            FractalityError::NotFound { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            FractalityError::NoTenant => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
         }
     }
 
@@ -62,6 +72,12 @@ impl FractalityError {
                 "Check the id, and that fractality.user_id names the node's tenant (row-level security shows only its rows).",
             ),
             FractalityError::CorruptVector(_) => None,
+            FractalityError::NotFound { .. } => {
+                Some("Check the key or id, and that fractality.user_id names the tenant that owns it.")
+            }
+            FractalityError::NoTenant => Some(
+                "SET fractality.user_id = '<tenant uuid>' (or pass user_id where the function takes one).",
+            ),
         }
     }
 

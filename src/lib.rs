@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 
 pub mod decay;
 pub mod errors;
+pub mod graph;
 pub mod gucs;
 pub mod vector;
 

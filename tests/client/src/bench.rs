@@ -54,6 +54,14 @@ pub const SCENARIOS: &[Scenario] = &[
             "the seed's PL/pgSQL over energy->>'ATP' (bench_seed.nodes); sum(atp); a plain UPDATE",
         run: crate::bench_decay::decay,
     },
+    Scenario {
+        name: "graph",
+        aliases: &["traverse"],
+        about: "traverse vs the seed's recursive CTE, consciousness_path, upsert_node rates",
+        baseline: "traverse: the seed's recursive CTE (path array, cycle check, every simple path) on the same roots; \
+                   upsert_node: the seed's saveNode INSERT ... ON CONFLICT DO UPDATE",
+        run: crate::bench_graph::graph,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {

@@ -3,4 +3,5 @@
 
 pub mod bench;
 pub mod bench_decay;
+pub mod bench_graph;
 pub mod datagen;

@@ -11,7 +11,7 @@ SELECT inhparent::regclass AS parent, count(*) AS partitions,
        count(*) FILTER (WHERE c.relname LIKE '%\_default') AS default_partitions
   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
  WHERE inhparent IN ('fractality.consciousness_streams'::regclass, 'fractality.experience_events'::regclass)
- GROUP BY 1 ORDER BY 1;
+ GROUP BY 1 ORDER BY inhparent::regclass::text;
 
 -- columns of the tenant tables and the experience store, with types and defaults
 SELECT table_name, column_name, data_type, is_nullable, column_default, is_generated
@@ -28,7 +28,7 @@ SELECT attrelid::regclass, attname, format_type(atttypid, atttypmod)
   FROM pg_attribute
  WHERE attrelid IN ('fractality.node_embeddings'::regclass, 'fractality.consensus_nodes'::regclass)
    AND atttypid = 'vector'::regtype
- ORDER BY 1, 2;
+ ORDER BY attrelid::regclass::text, 2;
 
 -- indexes of the parents (partition indexes are inherited)
 SELECT tablename, indexname, indexdef
@@ -44,7 +44,7 @@ SELECT tgrelid::regclass AS "table", tgname, tgenabled
   FROM pg_trigger
  WHERE tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'fractality'::regnamespace)
    AND NOT tgisinternal
- ORDER BY 1, 2;
+ ORDER BY tgrelid::regclass::text, 2;
 
 -- storage options: every view runs with the caller's rights; nodes leave room for HOT updates
 SELECT relname, relkind, reloptions FROM pg_class
