@@ -112,7 +112,9 @@ fn tenants_walk_only_their_own_graph() {
         .get(0);
     assert_eq!(keys, 1);
 
-    // the cheapest path along Alice's chain: cost 1 / (atp_i * atp_i+1) summed
+    // the cheapest path along Alice's chain: cost 1 / (atp_i * atp_i+1) summed, on current
+    // energy; with decay off for this session the stored values are the current ones
+    a.batch_execute("SET fractality.decay_rate = 1").unwrap();
     let rows = a
         .query(
             "SELECT p.step, n.node_key, p.cost FROM fractality.consciousness_path($1,
