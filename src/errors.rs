@@ -24,6 +24,14 @@ pub enum FractalityError {
     /// XX001 data_corrupted: a datum that does not have the layout its type promises.
     #[error("corrupt vector datum: {0}")]
     CorruptVector(String),
+
+    /// P0002 no_data_found: a node that does not exist or that the caller may not see.
+    #[error("{what} {key} does not exist or is not visible to the caller")]
+    NotFound {
+        what: &'static str,
+        key: String,
+        hint: &'static str,
+    },
 }
 
 impl FractalityError {
@@ -43,6 +51,7 @@ impl FractalityError {
             }
             FractalityError::NullNotAllowed(_) => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             FractalityError::CorruptVector(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            FractalityError::NotFound { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
         }
     }
 
@@ -54,6 +63,7 @@ impl FractalityError {
             FractalityError::InvalidParameter { hint, .. } => Some(hint),
             FractalityError::NullNotAllowed(_) => None,
             FractalityError::CorruptVector(_) => None,
+            FractalityError::NotFound { hint, .. } => Some(hint),
         }
     }
 
@@ -81,6 +91,15 @@ impl<T> OrReport<T> for Result<T, FractalityError> {
             Ok(v) => v,
             Err(e) => e.report(),
         }
+    }
+}
+
+/// A node that does not exist or that the caller may not see (P0002).
+pub fn node_not_found(key: impl ToString) -> FractalityError {
+    FractalityError::NotFound {
+        what: "node",
+        key: key.to_string(),
+        hint: "Check the id or key, and that fractality.user_id names the node's tenant.",
     }
 }
 
