@@ -123,12 +123,16 @@ pub fn merge_metadata(all: &[Value]) -> Value {
 
 // ---- SQL ------------------------------------------------------------------------------------
 
-/// May the calling session see this tenant's node? Its own tenant (fractality.user_id), or
-/// any when the session user is a superuser or bypasses row-level security.
+/// May the caller see this tenant's node? Its own tenant (fractality.user_id), or any when the
+/// calling role (the one SET ROLE chose, else the session user: inside SECURITY DEFINER
+/// current_user is the owner) is a superuser or bypasses row-level security.
 const CALLER_MAY_SEE_SQL: &str = "
     SELECT $1 = fractality.current_user_id()
         OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                    WHERE r.rolname = session_user AND (r.rolsuper OR r.rolbypassrls))";
+                    WHERE r.rolname = CASE pg_catalog.current_setting('role')
+                                           WHEN 'none' THEN session_user
+                                           ELSE pg_catalog.current_setting('role') END
+                      AND (r.rolsuper OR r.rolbypassrls))";
 
 const SOURCE_SQL: &str = "
     SELECT n.user_id, e.node_id IS NOT NULL

@@ -211,7 +211,7 @@ fn with_plan<R>(
 fn calculate_resonance(node_a: pgrx::Uuid, node_b: pgrx::Uuid) -> Option<f64> {
     let uuid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::UUIDOID);
     Spi::connect(|client| {
-        with_plan(&PAIR_PLAN, &client, PAIR_SQL, &[uuid, uuid], |plan| {
+        with_plan(&PAIR_PLAN, client, PAIR_SQL, &[uuid, uuid], |plan| {
             let table = client
                 .select(plan, Some(1), &[node_a.into(), node_b.into()])
                 .unwrap_or_else(|e| panic!("calculate_resonance: {e}"));
@@ -367,7 +367,7 @@ fn resonant(
             .unwrap_or_else(|e| panic!("find_resonant: {e}"));
         let position: std::collections::HashMap<pgrx::Uuid, usize> =
             ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        let mut info: Vec<Option<(String, Option<String>, f64, f64)>> = vec![None; ids.len()];
+        let mut info: Vec<Option<Detail>> = vec![None; ids.len()];
         for row in details {
             let id = row.get::<pgrx::Uuid>(1).unwrap().expect("id");
             if let Some(&i) = position.get(&id) {
@@ -400,6 +400,9 @@ fn resonant(
             .collect()
     })
 }
+
+/// A candidate's key, label, energy and edge weight to the source.
+type Detail = (String, Option<String>, f64, f64);
 
 enum DatumArg {
     Id(pgrx::Uuid),

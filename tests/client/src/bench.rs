@@ -38,13 +38,23 @@ pub struct Scenario {
 }
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "ingest",
-    aliases: &["storage"],
-    about: "COPY rate into experience_events and bytes per stored event, incl. indexes",
-    baseline: "the seed's experience_events (bench_seed schema: pk + 6 indexes)",
-    run: ingest,
-}];
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "ingest",
+        aliases: &["storage"],
+        about: "COPY rate into experience_events and bytes per stored event, incl. indexes",
+        baseline: "the seed's experience_events (bench_seed schema: pk + 6 indexes)",
+        run: ingest,
+    },
+    Scenario {
+        name: "resonance",
+        aliases: &[],
+        about: "calculate_resonance per pair, resonance_score per row, find_resonant recall and latency",
+        baseline: "the seed's PL/pgSQL calculate_resonance (bench_seed schema); the same arithmetic \
+                   as an SQL expression; a bare pgvector kNN query (ORDER BY embedding <=> q LIMIT 20)",
+        run: crate::bench_resonance::resonance,
+    },
+];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS

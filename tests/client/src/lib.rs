@@ -2,4 +2,5 @@
 //! The client-side tests live in `tests/`.
 
 pub mod bench;
+pub mod bench_resonance;
 pub mod datagen;
