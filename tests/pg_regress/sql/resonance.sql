@@ -32,7 +32,7 @@ INSERT INTO minds VALUES ('aaaaaaaa-0000-0000-0000-000000000000', 'alice', 1),
                          ('bbbbbbbb-0000-0000-0000-000000000000', 'bob', 2),
                          ('cccccccc-0000-0000-0000-000000000000', 'carol', 3);
 INSERT INTO fractality.nodes (id, user_id, node_key, label, metadata, atp)
-SELECT ('00000000-0000-0000-0000-0000000' || m.n || t || f || '000')::uuid, m.user_id,
+SELECT ('00000000-0000-0000-0000-000000' || m.n || t || f || '000')::uuid, m.user_id,
        format('%s-%s', CASE t WHEN 1 THEN 'dreams' ELSE 'tides' END, f),
        format('%s #%s', CASE t WHEN 1 THEN 'Dreams' ELSE 'Tides' END, f),
        jsonb_build_object('theme', CASE t WHEN 1 THEN 'dreams' ELSE 'tides' END, 'facet', f, 'mind', m.name),
@@ -63,10 +63,10 @@ SELECT a.node_key AS a, b.node_key AS b,
    AND a.node_key = 'dreams-1' AND b.node_key IN ('dreams-2', 'dreams-3', 'tides-1')
  ORDER BY b.node_key;
 -- carol's nodes have no embedding yet: NULL; a missing node: P0002
-SELECT fractality.calculate_resonance('00000000-0000-0000-0000-000000011000', '00000000-0000-0000-0000-000000311000') AS no_embedding;
+SELECT fractality.calculate_resonance('00000000-0000-0000-0000-000000111000', '00000000-0000-0000-0000-000000311000') AS no_embedding;
 DO $$
 BEGIN
-    PERFORM fractality.calculate_resonance('00000000-0000-0000-0000-000000011000', '00000000-0000-0000-0000-00000000dead');
+    PERFORM fractality.calculate_resonance('00000000-0000-0000-0000-000000111000', '00000000-0000-0000-0000-00000000dead');
 EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
 END $$;
@@ -77,11 +77,11 @@ SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
 SELECT node_key, label, round(similarity::numeric, 3) AS similarity, atp, round(resonance::numeric, 3) AS resonance
   FROM fractality.find_resonant('dreams-2');
 SELECT node_key FROM fractality.find_resonant('dreams-2', 0.7, 1);
-SELECT count(*) AS across_themes FROM fractality.find_resonant('dreams-2', 0.9, 20);
+SELECT count(*) AS above_0_9 FROM fractality.find_resonant('dreams-2', 0.9, 20);
 -- bob's node is invisible to alice: P0002 as if it did not exist
 DO $$
 BEGIN
-    PERFORM fractality.calculate_resonance('00000000-0000-0000-0000-000000011000', '00000000-0000-0000-0000-000000021000');
+    PERFORM fractality.calculate_resonance('00000000-0000-0000-0000-000000111000', '00000000-0000-0000-0000-000000211000');
 EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
 END $$;
@@ -93,7 +93,7 @@ BEGIN
         'SELECT * FROM fractality.find_resonant(''dreams-2'', 0.7, 1000000)',
         'SELECT * FROM fractality.find_resonant(''dreams-2'', 1.5)',
         'SELECT * FROM fractality.find_resonant(''no-such-key'')',
-        'SELECT * FROM fractality.find_resonant(''00000000-0000-0000-0000-000000021000''::uuid)'] LOOP
+        'SELECT * FROM fractality.find_resonant(''00000000-0000-0000-0000-000000211000''::uuid)'] LOOP
         BEGIN
             EXECUTE q;
         EXCEPTION WHEN OTHERS THEN
@@ -103,11 +103,11 @@ BEGIN
 END $$;
 
 -- consensus: alice and bob alone are two users, too few for the default of three
-SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-000000011000') IS NULL AS too_few;
+SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-000000111000') IS NULL AS too_few;
 -- alice may not crystallise from bob's node
 DO $$
 BEGIN
-    PERFORM fractality.crystallize_consensus('00000000-0000-0000-0000-000000021000');
+    PERFORM fractality.crystallize_consensus('00000000-0000-0000-0000-000000211000');
 EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
 END $$;
@@ -120,7 +120,7 @@ SELECT n.id, n.user_id, fractality.normalize_vector(
   FROM fractality.nodes n, LATERAL (SELECT split_part(n.node_key, '-', 2)::int AS f) f
  WHERE n.user_id = 'cccccccc-0000-0000-0000-000000000000' AND n.node_key LIKE 'dreams%';
 SET LOCAL ROLE fractality_regress_resonance;
-SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-000000011000') = fractality.crystallize_consensus('00000000-0000-0000-0000-000000012000') AS same_consensus;
+SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-000000111000') = fractality.crystallize_consensus('00000000-0000-0000-0000-000000112000') AS same_consensus;
 RESET ROLE;
 SELECT node_key, label, metadata, contributor_count, round(resonance_score::numeric, 3) AS group_resonance,
        (SELECT count(*) FROM fractality.consensus_links l WHERE l.consensus_id = c.id) AS links
