@@ -180,10 +180,18 @@ const PAIR_SQL: &str = concat!(
 );
 
 thread_local! {
-    /// The plan of PAIR_SQL, prepared once per session (PostgreSQL re-plans it when the schema,
-    /// the role or row-security settings change).
+    /// The plans of the queries below, prepared once per session (PostgreSQL re-plans them when
+    /// the schema, the role or row-security settings change).
     static PAIR_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static SOURCE_BY_ID_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static SOURCE_BY_KEY_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static CANDIDATES_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static DETAILS_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
 }
+
+const UUID: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::UUIDOID);
+const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::UUIDARRAYOID);
+const TEXT: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::TEXTOID);
 
 fn with_plan<R>(
     cell: &'static std::thread::LocalKey<OnceCell<OwnedPreparedStatement>>,
@@ -209,9 +217,8 @@ fn with_plan<R>(
 /// P0002 for a node that does not exist or that the caller may not see.
 #[pg_extern(stable, strict)]
 fn calculate_resonance(node_a: pgrx::Uuid, node_b: pgrx::Uuid) -> Option<f64> {
-    let uuid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::UUIDOID);
     Spi::connect(|client| {
-        with_plan(&PAIR_PLAN, client, PAIR_SQL, &[uuid, uuid], |plan| {
+        with_plan(&PAIR_PLAN, client, PAIR_SQL, &[UUID, UUID], |plan| {
             let table = client
                 .select(plan, Some(1), &[node_a.into(), node_b.into()])
                 .unwrap_or_else(|e| panic!("calculate_resonance: {e}"));
@@ -275,7 +282,7 @@ const CANDIDATES_SQL: &str = "
       FROM fractality.node_embeddings e
      WHERE e.user_id = $2 AND e.node_id <> $1
      ORDER BY e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
-     LIMIT $3";
+     LIMIT 2000"; // = MAX_CANDIDATES
 
 /// Details of the chosen candidates: key, label, energy, and the edge to the source.
 const DETAILS_SQL: &str = concat!(
@@ -300,7 +307,6 @@ fn check_k(k: i32) -> Result<usize, FractalityError> {
 }
 
 fn resonant(
-    source_sql: &'static str,
     key: DatumArg,
     threshold_: f64,
     k: i32,
@@ -314,9 +320,14 @@ fn resonant(
                 DatumArg::Id(id) => (pgrx::datum::DatumWithOid::from(*id), id.to_string()),
                 DatumArg::Key(s) => (pgrx::datum::DatumWithOid::from(s.as_str()), s.clone()),
             };
-            let t = client
-                .select(source_sql, Some(1), &[arg])
-                .unwrap_or_else(|e| panic!("find_resonant: {e}"));
+            let (cell, sql, ty) = match &key {
+                DatumArg::Id(_) => (&SOURCE_BY_ID_PLAN, SOURCE_BY_ID_SQL, UUID),
+                DatumArg::Key(_) => (&SOURCE_BY_KEY_PLAN, SOURCE_BY_KEY_SQL, TEXT),
+            };
+            let t = with_plan(cell, client, sql, &[ty], |plan| {
+                client.select(plan, Some(1), &[arg])
+            })
+            .unwrap_or_else(|e| panic!("find_resonant: {e}"));
             if t.is_empty() {
                 node_not_found(shown).report();
             }
@@ -336,9 +347,12 @@ fn resonant(
         // candidates within the threshold, nearest first, until the distance passes it
         let mut ids: Vec<pgrx::Uuid> = Vec::new();
         let mut sims: Vec<f64> = Vec::new();
-        let mut cursor = client.open_cursor(
+        let mut cursor = with_plan(
+            &CANDIDATES_PLAN,
+            client,
             CANDIDATES_SQL,
-            &[source_id.into(), tenant.into(), MAX_CANDIDATES.into()],
+            &[UUID, UUID],
+            |plan| client.open_cursor(plan, &[source_id.into(), tenant.into()]),
         );
         'scan: loop {
             let batch = cursor
@@ -362,9 +376,14 @@ fn resonant(
         }
 
         // energy, key, label and the edge to the source; then the native re-ranking
-        let details = client
-            .select(DETAILS_SQL, None, &[source_id.into(), ids.clone().into()])
-            .unwrap_or_else(|e| panic!("find_resonant: {e}"));
+        let details = with_plan(
+            &DETAILS_PLAN,
+            client,
+            DETAILS_SQL,
+            &[UUID, UUID_ARRAY],
+            |plan| client.select(plan, None, &[source_id.into(), ids.clone().into()]),
+        )
+        .unwrap_or_else(|e| panic!("find_resonant: {e}"));
         let position: std::collections::HashMap<pgrx::Uuid, usize> =
             ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut info: Vec<Option<Detail>> = vec![None; ids.len()];
@@ -428,7 +447,7 @@ fn find_resonant(
         name!(resonance, f64),
     ),
 > {
-    TableIterator::new(resonant(SOURCE_BY_ID_SQL, DatumArg::Id(node), threshold, k))
+    TableIterator::new(resonant(DatumArg::Id(node), threshold, k))
 }
 
 /// As `find_resonant(uuid, ...)`, the source named by its key in the caller's tenant
@@ -449,12 +468,7 @@ fn find_resonant_by_key(
         name!(resonance, f64),
     ),
 > {
-    TableIterator::new(resonant(
-        SOURCE_BY_KEY_SQL,
-        DatumArg::Key(node_key.to_string()),
-        threshold,
-        k,
-    ))
+    TableIterator::new(resonant(DatumArg::Key(node_key.to_string()), threshold, k))
 }
 
 #[cfg(test)]

@@ -144,9 +144,9 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         "DROP TABLE IF EXISTS bench_scores;
          CREATE TABLE bench_scores AS
            SELECT (random() * 2 - 1) AS s, random() AS a, random() AS b, (random() * 2 - 1) AS w
-             FROM generate_series(1, {SCORE_ROWS});
-         VACUUM ANALYZE bench_scores;"
+             FROM generate_series(1, {SCORE_ROWS});"
     ))?;
+    c.batch_execute("VACUUM ANALYZE bench_scores")?;
     eprintln!("  resonance: resonance_score over {SCORE_ROWS} rows x {reps}");
     let (n, b) = alternate(
         c,
