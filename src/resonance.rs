@@ -217,6 +217,10 @@ fn with_plan<R>(
 /// P0002 for a node that does not exist or that the caller may not see.
 #[pg_extern(stable, strict)]
 fn calculate_resonance(node_a: pgrx::Uuid, node_b: pgrx::Uuid) -> Option<f64> {
+    // SAFETY: runs inside a transaction of a backend; every relation opened is closed again.
+    if let Some(r) = unsafe { direct::pair(node_a, node_b) } {
+        return r.unwrap_or_report();
+    }
     Spi::connect(|client| {
         with_plan(&PAIR_PLAN, client, PAIR_SQL, &[UUID, UUID], |plan| {
             let table = client
@@ -250,6 +254,181 @@ fn calculate_resonance(node_a: pgrx::Uuid, node_b: pgrx::Uuid) -> Option<f64> {
             Some(score(sim, atp_a, atp_b, edge, SEED_WEIGHTS).unwrap_or_report())
         })
     })
+}
+
+/// calculate_resonance without the executor: five index lookups through the access methods,
+/// for callers to whom no row-level security applies (owner, superuser, BYPASSRLS) and who may
+/// SELECT the three tables. Anything else (row-level security, missing privileges, no active
+/// snapshot, an unexpected schema) returns None and the caller takes the SPI path, where
+/// PostgreSQL applies policies and raises permission errors as for any query.
+mod direct {
+    use super::{score, SEED_WEIGHTS};
+    use crate::errors::{node_not_found, FractalityError};
+    use crate::vector::{cosine, Vector};
+    use pgrx::pg_sys;
+    use pgrx::IntoDatum;
+    use std::ffi::CStr;
+
+    struct Rel {
+        heap: pg_sys::Oid,
+        index: pg_sys::Oid,
+        attnum: pg_sys::AttrNumber,
+    }
+
+    unsafe fn rel(ns: pg_sys::Oid, table: &CStr, index: &CStr, column: &CStr) -> Option<Rel> {
+        unsafe {
+            let heap = pg_sys::get_relname_relid(table.as_ptr(), ns);
+            let index = pg_sys::get_relname_relid(index.as_ptr(), ns);
+            if heap == pg_sys::InvalidOid || index == pg_sys::InvalidOid {
+                return None;
+            }
+            if pg_sys::check_enable_rls(heap, pg_sys::InvalidOid, true)
+                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+                || pg_sys::pg_class_aclcheck(heap, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _)
+                    != pg_sys::AclResult::ACLCHECK_OK
+            {
+                return None;
+            }
+            let attnum = pg_sys::get_attnum(heap, column.as_ptr());
+            (attnum > 0).then_some(Rel {
+                heap,
+                index,
+                attnum,
+            })
+        }
+    }
+
+    /// Calls `f` with the value of `r.attnum` of each visible row whose first index columns
+    /// equal `keys` (uuids).
+    unsafe fn scan(
+        r: &Rel,
+        keys: &[pg_sys::Datum],
+        snapshot: pg_sys::Snapshot,
+        mut f: impl FnMut(Option<pg_sys::Datum>),
+    ) {
+        unsafe {
+            let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+            let heap = pg_sys::table_open(r.heap, lock);
+            let index = pg_sys::index_open(r.index, lock);
+            let mut sk: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
+            for (i, k) in keys.iter().enumerate() {
+                pg_sys::ScanKeyInit(
+                    &mut sk[i],
+                    (i + 1) as pg_sys::AttrNumber,
+                    pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                    pg_sys::Oid::from(pg_sys::F_UUID_EQ),
+                    *k,
+                );
+            }
+            let desc = pg_sys::index_beginscan(heap, index, snapshot, keys.len() as i32, 0);
+            pg_sys::index_rescan(
+                desc,
+                sk.as_mut_ptr(),
+                keys.len() as i32,
+                std::ptr::null_mut(),
+                0,
+            );
+            let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+            while pg_sys::index_getnext_slot(
+                desc,
+                pg_sys::ScanDirection::ForwardScanDirection,
+                slot,
+            ) {
+                let mut isnull = false;
+                let d = pg_sys::slot_getattr(slot, r.attnum as i32, &mut isnull);
+                f((!isnull).then_some(d));
+            }
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            pg_sys::index_endscan(desc);
+            pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+        }
+    }
+
+    pub(super) unsafe fn pair(
+        a: pgrx::Uuid,
+        b: pgrx::Uuid,
+    ) -> Option<Result<Option<f64>, FractalityError>> {
+        unsafe {
+            if !pg_sys::ActiveSnapshotSet() {
+                return None;
+            }
+            let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
+            if ns == pg_sys::InvalidOid {
+                return None;
+            }
+            // the one place the energy is read here too: the stored column (see atp_of!)
+            let nodes = rel(ns, c"nodes", c"nodes_pkey", c"atp")?;
+            let embeddings = rel(
+                ns,
+                c"node_embeddings",
+                c"node_embeddings_pkey",
+                c"embedding",
+            )?;
+            let edges = rel(ns, c"edges", c"edges_unique", c"weight")?;
+            let snapshot = pg_sys::GetActiveSnapshot();
+            let (da, db) = (a.into_datum()?, b.into_datum()?);
+
+            let atp = |d| {
+                let mut found = None;
+                scan(&nodes, &[d], snapshot, |v| {
+                    found = Some(v.map_or(0.0, |x| f64::from_datum_unchecked(x)))
+                });
+                found
+            };
+            let Some(atp_a) = atp(da) else {
+                return Some(Err(node_not_found(a)));
+            };
+            let Some(atp_b) = atp(db) else {
+                return Some(Err(node_not_found(b)));
+            };
+            let embedding = |d| {
+                let mut found: Option<Result<Vec<f32>, FractalityError>> = None;
+                scan(&embeddings, &[d], snapshot, |v| {
+                    if let Some(x) = v {
+                        found = Some(Vector::from_datum_ref(x).map(|v| v.as_slice().to_vec()));
+                    }
+                });
+                found
+            };
+            let (va, vb) = match (embedding(da), embedding(db)) {
+                (Some(Ok(va)), Some(Ok(vb))) => (va, vb),
+                (Some(Err(e)), _) | (_, Some(Err(e))) => return Some(Err(e)),
+                _ => return Some(Ok(None)),
+            };
+            let mut edge: Option<f64> = None;
+            for keys in [[da, db], [db, da]] {
+                scan(&edges, &keys, snapshot, |v| {
+                    if let Some(x) = v {
+                        let w = f64::from_datum_unchecked(x);
+                        let better = match edge {
+                            None => true,
+                            Some(e) => w.abs() > e.abs() || (w.abs() == e.abs() && w > e),
+                        };
+                        if better {
+                            edge = Some(w);
+                        }
+                    }
+                });
+            }
+            let sim = match cosine(&va, &vb) {
+                Ok(Some(s)) => s,
+                Ok(None) => return Some(Ok(None)),
+                Err(e) => return Some(Err(e)),
+            };
+            Some(score(sim, atp_a, atp_b, edge.unwrap_or(0.0), SEED_WEIGHTS).map(Some))
+        }
+    }
+
+    trait FromDatumUnchecked {
+        unsafe fn from_datum_unchecked(d: pg_sys::Datum) -> f64;
+    }
+    impl FromDatumUnchecked for f64 {
+        /// A float8 datum (pass by value).
+        unsafe fn from_datum_unchecked(d: pg_sys::Datum) -> f64 {
+            f64::from_bits(d.value() as u64)
+        }
+    }
 }
 
 // ---- SQL: find_resonant ------------------------------------------------------------------------
