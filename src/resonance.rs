@@ -357,7 +357,11 @@ mod direct {
             if ns == pg_sys::InvalidOid {
                 return None;
             }
-            // the one place the energy is read here too: the stored column (see atp_of!)
+            // Energy is defined once, by atp_of!: this path reads the stored column, so it
+            // stands aside (SPI path) as soon as atp_of! reads anything else (e.g. current_atp).
+            if atp_of!("n") != "n.atp" {
+                return None;
+            }
             let nodes = rel(ns, c"nodes", c"nodes_pkey", c"atp")?;
             let embeddings = rel(
                 ns,
