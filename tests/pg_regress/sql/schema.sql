@@ -11,7 +11,7 @@ SELECT inhparent::regclass AS parent, count(*) AS partitions,
        count(*) FILTER (WHERE c.relname LIKE '%\_default') AS default_partitions
   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
  WHERE inhparent IN ('fractality.consciousness_streams'::regclass, 'fractality.experience_events'::regclass)
- GROUP BY 1 ORDER BY 1;
+ GROUP BY 1 ORDER BY inhparent::regclass::text;
 
 -- columns of the tenant tables and the experience store, with types and defaults
 SELECT table_name, column_name, data_type, is_nullable, column_default, is_generated
