@@ -46,6 +46,22 @@ SELECT a.node_key AS alice_node, b.node_key AS bob_node,
    AND b.node_key IN ('quantum-consciousness-3', 'reward-shaping-3')
  ORDER BY 1, 2;
 
+\echo '== resonance: alice''s ideas resonating with quantum-consciousness-1 (HNSW candidates, re-ranked natively) =='
+SET fractality.user_id = 'a11ce000-0000-4000-8000-000000000001';
+SELECT node_key, round(similarity::numeric, 3) AS similarity, atp, round(resonance::numeric, 3) AS resonance
+  FROM fractality.find_resonant('quantum-consciousness-1', 0.7, 5);
+RESET fractality.user_id;
+
+\echo '== consensus: alice, bob and carol hold the same themes; a consensus node crystallises =='
+SELECT n.node_key AS from_node, fractality.crystallize_consensus(n.id) IS NOT NULL AS formed
+  FROM fractality.nodes n
+ WHERE n.user_id = 'a11ce000-0000-4000-8000-000000000001' AND n.node_key LIKE '%-1' ORDER BY 1;
+SELECT label, contributor_count AS minds, round(resonance_score::numeric, 3) AS group_resonance,
+       (SELECT count(*) FROM fractality.consensus_links l WHERE l.consensus_id = c.id) AS linked_nodes
+  FROM fractality.consensus_nodes c ORDER BY label;
+SELECT depth, count(*) AS nodes, round(max(resonance_score)::numeric, 3) AS resonance
+  FROM fractality.consensus_tree(0.7, 3) GROUP BY depth ORDER BY depth;
+
 \echo '== an agent''s episodes: rewards per episode (last five) =='
 SELECT episode_id, count(*) AS steps,
        round(sum(reward_homeostasis + reward_curiosity + reward_efficiency + reward_goal)::numeric, 3) AS total_reward

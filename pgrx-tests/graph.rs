@@ -430,7 +430,7 @@ mod tests {
         assert!(count("SELECT count(*) FROM fractality.database_health") >= 2);
     }
 
-    #[pg_test(error = "node 'nope' does not exist")]
+    #[pg_test(error = "node 'nope' does not exist or is not visible")]
     fn graph_link_to_an_unknown_key_is_p0002() {
         as_alice();
         Spi::run("SELECT fractality.upsert_node('p1')").unwrap();
@@ -483,7 +483,7 @@ mod tests {
         .unwrap();
     }
 
-    #[pg_test(error = "node 00000000-0000-0000-0000-000000000000 does not exist")]
+    #[pg_test(error = "node 00000000-0000-0000-0000-000000000000 does not exist or is not visible")]
     fn graph_traverse_from_an_unknown_root_is_p0002() {
         Spi::run("SELECT * FROM fractality.traverse('00000000-0000-0000-0000-000000000000')")
             .unwrap();

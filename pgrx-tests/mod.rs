@@ -3,5 +3,6 @@
 
 mod decay;
 mod graph;
+mod resonance;
 mod schema;
 mod vector;

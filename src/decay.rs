@@ -450,7 +450,7 @@ pub fn pulse(node_id: Option<pgrx::Uuid>, energy: Option<f64>) -> f64 {
     .expect("pulse: UPDATE");
     match atp {
         Some(v) => v,
-        None => FractalityError::NodeNotFound(id.to_string()).report(),
+        None => crate::errors::node_not_found(id).report(),
     }
 }
 

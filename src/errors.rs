@@ -21,16 +21,13 @@ pub enum FractalityError {
     #[error("{0} must not be NULL")]
     NullNotAllowed(&'static str),
 
-    /// P0002 no_data_found: a node that does not exist or that row-level security hides.
-    #[error("node {0} does not exist or is not visible")]
-    NodeNotFound(String),
-
     /// XX001 data_corrupted: a datum that does not have the layout its type promises.
     #[error("corrupt vector datum: {0}")]
     CorruptVector(String),
 
-    /// P0002 no_data_found: a node (or other row) that does not exist or that the caller may not see.
-    #[error("{what} {key} does not exist")]
+    /// P0002 no_data_found: a node (or other row) that does not exist or that the caller may not
+    /// see (row-level security hides it).
+    #[error("{what} {key} does not exist or is not visible")]
     NotFound { what: &'static str, key: String },
 
     /// 22004 null_value_not_allowed: a function that needs the session's tenant, called without one.
@@ -54,7 +51,6 @@ impl FractalityError {
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
             }
             FractalityError::NullNotAllowed(_) => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            FractalityError::NodeNotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::CorruptVector(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             FractalityError::NotFound { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::NoTenant => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
@@ -68,13 +64,10 @@ impl FractalityError {
             }
             FractalityError::InvalidParameter { hint, .. } => Some(hint),
             FractalityError::NullNotAllowed(_) => None,
-            FractalityError::NodeNotFound(_) => Some(
-                "Check the id, and that fractality.user_id names the node's tenant (row-level security shows only its rows).",
-            ),
             FractalityError::CorruptVector(_) => None,
-            FractalityError::NotFound { .. } => {
-                Some("Check the key or id, and that fractality.user_id names the tenant that owns it.")
-            }
+            FractalityError::NotFound { .. } => Some(
+                "Check the id or key, and that fractality.user_id names the tenant that owns it (row-level security shows only its rows).",
+            ),
             FractalityError::NoTenant => Some(
                 "SET fractality.user_id = '<tenant uuid>' (or pass user_id where the function takes one).",
             ),
@@ -105,6 +98,14 @@ impl<T> OrReport<T> for Result<T, FractalityError> {
             Ok(v) => v,
             Err(e) => e.report(),
         }
+    }
+}
+
+/// A node that does not exist or that the caller may not see (P0002).
+pub fn node_not_found(key: impl ToString) -> FractalityError {
+    FractalityError::NotFound {
+        what: "node",
+        key: key.to_string(),
     }
 }
 

@@ -8,10 +8,12 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+pub mod consensus;
 pub mod decay;
 pub mod errors;
 pub mod graph;
 pub mod gucs;
+pub mod resonance;
 pub mod vector;
 
 // ---- the SQL, in load order ------------------------------------------------------------------
@@ -49,6 +51,18 @@ extension_sql_file!(
     "../sql/views.sql",
     name = "views",
     requires = ["graph", "streams", "decay"]
+);
+// resonance and consensus: search settings and SECURITY DEFINER of the functions in
+// src/resonance.rs and src/consensus.rs, and consensus_tree.
+extension_sql_file!(
+    "../sql/resonance.sql",
+    name = "resonance",
+    requires = [
+        "consensus",
+        resonance::find_resonant,
+        resonance::find_resonant_by_key,
+        consensus::crystallize_consensus
+    ]
 );
 // finalize: row-level security over everything above.
 extension_sql_file!("../sql/security.sql", name = "security", finalize);

@@ -62,6 +62,14 @@ pub const SCENARIOS: &[Scenario] = &[
                    upsert_node: the seed's saveNode INSERT ... ON CONFLICT DO UPDATE",
         run: crate::bench_graph::graph,
     },
+    Scenario {
+        name: "resonance",
+        aliases: &[],
+        about: "calculate_resonance per pair, resonance_score per row, find_resonant recall and latency",
+        baseline: "the seed's PL/pgSQL calculate_resonance (bench_seed schema); the same arithmetic \
+                   as an SQL expression; a bare pgvector kNN query (ORDER BY embedding <=> q LIMIT 20)",
+        run: crate::bench_resonance::resonance,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {

@@ -4,4 +4,5 @@
 pub mod bench;
 pub mod bench_decay;
 pub mod bench_graph;
+pub mod bench_resonance;
 pub mod datagen;

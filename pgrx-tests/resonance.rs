@@ -1,0 +1,300 @@
+//! Resonance and consensus: the score, calculate_resonance against the seed's formula,
+//! find_resonant's recall against an exact full scan on clustered data, consensus with 2 vs 3
+//! users, the consensus tree.
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use approx::assert_relative_eq;
+    use pgrx::prelude::*;
+
+    fn f64_of(sql: &str) -> Option<f64> {
+        Spi::get_one::<f64>(sql).expect("query runs")
+    }
+
+    /// `users` tenants x `clusters` clusters x `per` nodes: node `u<u>-c<c>-<i>`, embedding
+    /// normalize(centre_c + noise), cosine about 0.8 within a cluster and about 0 across.
+    fn clustered(users: i32, clusters: i32, per: i32) {
+        Spi::run(&format!(
+            "SELECT setseed(0.17);
+             CREATE TEMP TABLE centres AS
+               SELECT c, array_agg(random() * 2 - 1 ORDER BY d) AS v
+                 FROM generate_series(1, {clusters}) c, generate_series(1, 384) d GROUP BY c;
+             INSERT INTO fractality.nodes (id, user_id, node_key, label, atp)
+             SELECT gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad(u::text, 12, '0'))::uuid,
+                    format('u%s-c%s-%s', u, c, i), format('cluster %s', c), 0.2 + 0.8 * random()
+               FROM generate_series(1, {users}) u, generate_series(1, {clusters}) c,
+                    generate_series(1, {per}) i;
+             INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
+             SELECT n.id, n.user_id, fractality.normalize_vector(
+                      (SELECT array_agg((ce.v[d] + (random() * 2 - 1) * 0.5)::real ORDER BY d)
+                         FROM generate_series(1, 384) d)::vector)
+               FROM fractality.nodes n
+               JOIN centres ce ON 'c' || ce.c = split_part(n.node_key, '-', 2);"
+        ))
+        .unwrap();
+    }
+
+    fn node_id(key: &str, user: i32) -> String {
+        Spi::get_one::<pgrx::Uuid>(&format!(
+            "SELECT id FROM fractality.nodes WHERE node_key = '{key}'
+                AND user_id = ('00000000-0000-0000-0000-' || lpad('{user}', 12, '0'))::uuid"
+        ))
+        .unwrap()
+        .expect("node exists")
+        .to_string()
+    }
+
+    #[pg_test]
+    fn resonance_score_is_the_weighted_sum() {
+        assert_relative_eq!(
+            f64_of("SELECT fractality.resonance_score(0.8, 0.5, 0.6, 1.0)").unwrap(),
+            0.5 * 0.8 + 0.3 * 0.3 + 0.2
+        );
+        assert_relative_eq!(
+            f64_of("SELECT fractality.resonance_score(0.8, 0.5, 0.6, 1.0, 1, 0, 0)").unwrap(),
+            0.8
+        );
+        assert_eq!(
+            f64_of("SELECT fractality.resonance_score(NULL, 0.5, 0.6, 1.0)"),
+            None
+        );
+    }
+
+    #[pg_test(error = "invalid value for atp_b: 1.5")]
+    fn resonance_score_refuses_out_of_range() {
+        f64_of("SELECT fractality.resonance_score(0.8, 0.5, 1.5, 0)");
+    }
+
+    #[pg_test(error = "invalid value for w_edge: NaN")]
+    fn resonance_score_refuses_nan_weight() {
+        f64_of("SELECT fractality.resonance_score(0.8, 0.5, 0.5, 0, 0.5, 0.3, 'NaN')");
+    }
+
+    #[pg_test]
+    fn calculate_resonance_matches_the_seed_formula_both_directions() {
+        clustered(1, 2, 3);
+        let (a, b, c) = (
+            node_id("u1-c1-1", 1),
+            node_id("u1-c1-2", 1),
+            node_id("u1-c2-1", 1),
+        );
+        Spi::run(&format!(
+            "INSERT INTO fractality.edges (user_id, from_node, to_node, weight)
+             SELECT user_id, '{b}', '{a}', 0.4 FROM fractality.nodes WHERE id = '{a}'"
+        ))
+        .unwrap();
+        let seed = |x: &str, y: &str, w: f64| {
+            f64_of(&format!(
+                "SELECT 0.5 * (1 - (ea.embedding <=> eb.embedding)) + 0.3 * a.atp * b.atp + 0.2 * {w}
+                   FROM fractality.nodes a JOIN fractality.node_embeddings ea ON ea.node_id = a.id,
+                        fractality.nodes b JOIN fractality.node_embeddings eb ON eb.node_id = b.id
+                  WHERE a.id = '{x}' AND b.id = '{y}'"
+            ))
+            .unwrap()
+        };
+        let native = |x: &str, y: &str| {
+            f64_of(&format!(
+                "SELECT fractality.calculate_resonance('{x}', '{y}')"
+            ))
+            .unwrap()
+        };
+        // the edge b -> a counts for (a, b) and (b, a)
+        assert_relative_eq!(native(&a, &b), seed(&a, &b, 0.4), epsilon = 1e-6);
+        assert_relative_eq!(native(&b, &a), seed(&a, &b, 0.4), epsilon = 1e-6);
+        assert_relative_eq!(native(&a, &c), seed(&a, &c, 0.0), epsilon = 1e-6);
+        assert!(native(&a, &b) > native(&a, &c));
+        // no embedding: NULL
+        Spi::run(&format!(
+            "DELETE FROM fractality.node_embeddings WHERE node_id = '{c}'"
+        ))
+        .unwrap();
+        assert_eq!(
+            f64_of(&format!(
+                "SELECT fractality.calculate_resonance('{a}', '{c}')"
+            )),
+            None
+        );
+    }
+
+    #[pg_test(error = "node 00000000-0000-0000-0000-00000000dead does not exist or is not visible")]
+    fn calculate_resonance_missing_node_is_p0002() {
+        clustered(1, 1, 2);
+        let a = node_id("u1-c1-1", 1);
+        f64_of(&format!(
+            "SELECT fractality.calculate_resonance('{a}', '00000000-0000-0000-0000-00000000dead')"
+        ));
+    }
+
+    #[pg_test]
+    fn find_resonant_recall_against_an_exact_scan() {
+        clustered(3, 12, 12);
+        Spi::run("ANALYZE fractality.node_embeddings").unwrap();
+        let mut hits = 0i64;
+        let mut wanted = 0i64;
+        for (u, c) in [(1, 1), (2, 5), (3, 9), (1, 12)] {
+            let src = node_id(&format!("u{u}-c{c}-1"), u);
+            let exact = format!(
+                "SELECT e.node_id FROM fractality.node_embeddings e, fractality.node_embeddings s
+                  WHERE s.node_id = '{src}' AND e.user_id = s.user_id AND e.node_id <> s.node_id
+                    AND 1 - (e.embedding <=> s.embedding) >= 0.7"
+            );
+            wanted += Spi::get_one::<i64>(&format!("SELECT count(*) FROM ({exact}) x"))
+                .unwrap()
+                .unwrap();
+            hits += Spi::get_one::<i64>(&format!(
+                "SELECT count(*) FROM fractality.find_resonant('{src}'::uuid, 0.7, 20) r
+                  WHERE r.node_id IN ({exact})"
+            ))
+            .unwrap()
+            .unwrap();
+            // never the source, never another tenant, never below the threshold, ordered
+            let bad = Spi::get_one::<i64>(&format!(
+                "SELECT count(*) FROM fractality.find_resonant('{src}'::uuid, 0.7, 20) r
+                   JOIN fractality.nodes n ON n.id = r.node_id
+                  WHERE r.node_id = '{src}' OR n.user_id <> (SELECT user_id FROM fractality.nodes WHERE id = '{src}')
+                     OR r.similarity < 0.7"
+            ))
+            .unwrap()
+            .unwrap();
+            assert_eq!(bad, 0);
+            let ordered = Spi::get_one::<bool>(&format!(
+                "SELECT coalesce(bool_and(resonance <= prev), true) FROM (
+                   SELECT resonance, lag(resonance, 1, 2.0) OVER () AS prev
+                     FROM fractality.find_resonant('{src}'::uuid)) x"
+            ))
+            .unwrap()
+            .unwrap();
+            assert!(ordered);
+        }
+        assert!(wanted >= 40, "{wanted} exact answers");
+        let recall = hits as f64 / wanted as f64;
+        assert!(recall >= 0.95, "recall {recall}");
+    }
+
+    #[pg_test]
+    fn find_resonant_k_limits_and_scores_match_calculate_resonance() {
+        clustered(1, 2, 8);
+        let src = node_id("u1-c1-1", 1);
+        let n = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM fractality.find_resonant('{src}'::uuid, 0.7, 3)"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(n, 3);
+        let diff = f64_of(&format!(
+            "SELECT max(abs(r.resonance - fractality.calculate_resonance('{src}', r.node_id)))
+               FROM fractality.find_resonant('{src}'::uuid, 0.5, 20) r"
+        ))
+        .unwrap();
+        assert!(
+            diff < 1e-6,
+            "find_resonant and calculate_resonance differ by {diff}"
+        );
+    }
+
+    #[pg_test(error = "invalid value for k: 0")]
+    fn find_resonant_refuses_k_zero() {
+        Spi::run("SELECT * FROM fractality.find_resonant(gen_random_uuid(), 0.7, 0)").unwrap();
+    }
+
+    #[pg_test(error = "invalid value for threshold: NaN")]
+    fn find_resonant_refuses_nan_threshold() {
+        Spi::run("SELECT * FROM fractality.find_resonant('x', 'NaN', 5)").unwrap();
+    }
+
+    #[pg_test]
+    fn consensus_needs_three_users_and_is_idempotent() {
+        clustered(2, 2, 3);
+        let src = node_id("u1-c1-1", 1);
+        let none = Spi::get_one::<pgrx::Uuid>(&format!(
+            "SELECT fractality.crystallize_consensus('{src}')"
+        ))
+        .unwrap();
+        assert_eq!(none, None, "two users are not a consensus");
+        let written = Spi::get_one::<i64>("SELECT count(*) FROM fractality.consensus_nodes")
+            .unwrap()
+            .unwrap();
+        assert_eq!(written, 0);
+        // a third user's node on the same theme
+        Spi::run(&format!(
+            "INSERT INTO fractality.nodes (id, user_id, node_key, label)
+             VALUES ('00000000-0000-0000-0000-0000000000c3', '00000000-0000-0000-0000-000000000003', 'u3-c1-1', 'cluster 1');
+             INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
+             SELECT '00000000-0000-0000-0000-0000000000c3', '00000000-0000-0000-0000-000000000003', embedding
+               FROM fractality.node_embeddings WHERE node_id = '{src}'"
+        ))
+        .unwrap();
+        let first = Spi::get_one::<pgrx::Uuid>(&format!(
+            "SELECT fractality.crystallize_consensus('{src}')"
+        ))
+        .unwrap()
+        .expect("three users form a consensus");
+        let second = Spi::get_one::<pgrx::Uuid>(&format!(
+            "SELECT fractality.crystallize_consensus('{src}')"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(first, second);
+        let (count, links, label) = Spi::get_three::<i32, i64, String>(
+            "SELECT c.contributor_count,
+                    (SELECT count(*) FROM fractality.consensus_links l WHERE l.consensus_id = c.id),
+                    c.label
+               FROM fractality.consensus_nodes c",
+        )
+        .unwrap();
+        assert_eq!(count, Some(3));
+        assert_eq!(
+            links,
+            Some(7),
+            "3 + 3 cluster-1 nodes of two users and the third user's"
+        );
+        assert_eq!(label.as_deref(), Some("cluster 1"));
+        let score = f64_of("SELECT resonance_score FROM fractality.consensus_nodes").unwrap();
+        assert!((0.7..=1.0).contains(&score), "group resonance {score}");
+        let n = Spi::get_one::<i64>("SELECT count(*) FROM fractality.consensus_nodes")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1);
+        // a min_contributors of 4 is not met
+        assert_eq!(
+            Spi::get_one::<pgrx::Uuid>(&format!(
+                "SELECT fractality.crystallize_consensus('{src}', 0.7, 4)"
+            ))
+            .unwrap(),
+            None
+        );
+    }
+
+    #[pg_test]
+    fn consensus_tree_decays_and_cuts_cycles() {
+        clustered(3, 1, 2);
+        let a = node_id("u1-c1-1", 1);
+        let b = node_id("u1-c1-2", 1);
+        Spi::run(&format!(
+            "INSERT INTO fractality.edges (user_id, from_node, to_node)
+             SELECT user_id, '{a}', '{b}' FROM fractality.nodes WHERE id = '{a}';
+             INSERT INTO fractality.edges (user_id, from_node, to_node)
+             SELECT user_id, '{b}', '{a}' FROM fractality.nodes WHERE id = '{a}';
+             SELECT fractality.crystallize_consensus('{a}', 0.5, 3);"
+        ))
+        .unwrap();
+        let (rows, max_depth) = Spi::get_two::<i64, i32>(
+            "SELECT count(*), max(depth) FROM fractality.consensus_tree(0.5, 5)",
+        )
+        .unwrap();
+        // the consensus node, its 6 nodes, and one step along the a <-> b cycle from each of a, b
+        assert_eq!(rows, Some(1 + 6 + 2));
+        assert_eq!(max_depth, Some(2));
+        let ratio = f64_of(
+            "SELECT min(resonance_score) / max(resonance_score) FROM fractality.consensus_tree(0.5, 5)",
+        )
+        .unwrap();
+        assert_relative_eq!(ratio, 0.81, epsilon = 1e-9);
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM fractality.consensus_tree(0.99, 5)").unwrap(),
+            Some(0)
+        );
+    }
+}

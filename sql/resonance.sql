@@ -1,0 +1,86 @@
+-- fractality: resonance and consensus
+-- Settings of the native functions in src/resonance.rs and src/consensus.rs, and the consensus
+-- tree. Loaded after those functions are created.
+--
+-- pgvector's schema is looked up here, at install time, never assumed: the functions that use
+-- its operators get a search_path pinned to pg_catalog, that schema, pg_temp (all of
+-- fractality's own objects are schema-qualified in their queries).
+--
+-- find_resonant and crystallize_consensus read candidates from the HNSW index in distance order
+-- with pgvector's iterative scan (strict order), so that a tenant filter cannot starve the scan
+-- and the caller can stop once the distance passes the threshold. These are SET clauses of the
+-- functions: they hold while the function runs and are restored when it returns.
+DO $$
+DECLARE
+    vector_schema name;
+BEGIN
+    SELECT n.nspname INTO vector_schema
+      FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'vector';
+    IF vector_schema IS NULL THEN
+        RAISE EXCEPTION 'fractality requires pgvector: extension vector is not installed'
+            USING ERRCODE = '42704', HINT = 'CREATE EXTENSION fractality CASCADE installs it.';
+    END IF;
+    EXECUTE format('ALTER FUNCTION fractality.find_resonant(uuid, float8, integer)
+                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    EXECUTE format('ALTER FUNCTION fractality.find_resonant(text, float8, integer)
+                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    -- consensus sees across tenants and exposes only aggregates and links
+    EXECUTE format('ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer)
+                        SECURITY DEFINER SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+END
+$$;
+
+ALTER FUNCTION fractality.find_resonant(uuid, float8, integer)
+    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 100;
+ALTER FUNCTION fractality.find_resonant(text, float8, integer)
+    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 100;
+ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer)
+    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 100;
+
+-- The seed's traversal: from each consensus node whose resonance_score exceeds min_score, to
+-- the caller's contributing nodes (depth 1, through consensus_links), then along edges
+-- (from_node -> to_node); resonance decays by 0.9 a level; a node already on the path is not
+-- entered again (cycles cut). Runs as the caller: only the caller's links and nodes are seen.
+CREATE FUNCTION fractality.consensus_tree(min_score float8 DEFAULT 0.8, max_depth integer DEFAULT 5)
+RETURNS TABLE (consensus_id uuid, node_id uuid, node_key text, label text,
+               resonance_score float8, depth integer, path uuid[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF min_score IS NULL OR min_score = 'NaN'::float8 OR min_score < -1 OR min_score > 1 THEN
+        RAISE EXCEPTION 'invalid value for min_score: %', coalesce(min_score::text, 'NULL')
+            USING ERRCODE = '22023', HINT = 'min_score is a resonance score in [-1, 1] (e.g. 0.8).';
+    END IF;
+    IF max_depth IS NULL OR max_depth < 0 OR max_depth > 100 THEN
+        RAISE EXCEPTION 'invalid value for max_depth: %', coalesce(max_depth::text, 'NULL')
+            USING ERRCODE = '22023', HINT = 'max_depth is a number of levels from 0 to 100.';
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE tree (consensus_id, node_id, node_key, label, resonance_score, depth, path) AS (
+        SELECT cn.id, cn.id, cn.node_key, cn.label, cn.resonance_score, 0, ARRAY[cn.id]
+          FROM fractality.consensus_nodes cn
+         WHERE cn.resonance_score > min_score
+        UNION ALL
+        SELECT t.consensus_id, n.id, n.node_key, n.label, t.resonance_score * 0.9, t.depth + 1,
+               t.path || n.id
+          FROM tree t
+          CROSS JOIN LATERAL (
+                SELECT l.node_id AS next FROM fractality.consensus_links l
+                 WHERE t.depth = 0 AND l.consensus_id = t.node_id
+                UNION ALL
+                SELECT e.to_node FROM fractality.edges e
+                 WHERE t.depth > 0 AND e.from_node = t.node_id) step
+          JOIN fractality.nodes n ON n.id = step.next
+         WHERE t.depth < max_depth
+           AND NOT n.id = ANY (t.path)
+    )
+    SELECT t.consensus_id, t.node_id, t.node_key, t.label, t.resonance_score, t.depth, t.path
+      FROM tree t
+     ORDER BY t.resonance_score DESC, t.depth, t.consensus_id, t.path;
+END
+$$;
+
+COMMENT ON FUNCTION fractality.consensus_tree(float8, integer) IS
+    'From strong consensus nodes to the caller''s contributing nodes and along their edges; resonance decays 0.9 a level; cycles cut.';

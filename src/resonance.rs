@@ -1,0 +1,541 @@
+//! Resonance: how strongly two nodes of a mind resonate.
+//!
+//! `resonance = w_sim * cosine similarity + w_energy * atp_a * atp_b + w_edge * edge weight`,
+//! with the seed's weights 0.5, 0.3 and 0.2. [`score`] is the pure math;
+//! `calculate_resonance` reads both nodes, both embeddings (in place, through
+//! [`crate::vector::Vector`]) and the edge between them in one SPI query with a plan kept for the
+//! session; `find_resonant` takes candidates from the HNSW index and re-ranks them natively.
+//!
+//! Every function here runs as the caller: row-level security decides what it sees.
+
+use std::cell::OnceCell;
+
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::PgOid;
+
+use crate::errors::{finite, node_not_found, FractalityError, OrReport};
+use crate::vector::{cosine, Vector};
+
+/// The energy of node alias `$n` in the SQL below. THE one place where fractality's resonance
+/// code reads a node's energy: the current (lazily decayed) energy.
+macro_rules! atp_of {
+    ($n:literal) => {
+        concat!("fractality.current_atp(", $n, ".atp, ", $n, ".atp_at)")
+    };
+}
+
+pub const W_SIM: f64 = 0.5;
+pub const W_ENERGY: f64 = 0.3;
+pub const W_EDGE: f64 = 0.2;
+
+/// Largest `k` find_resonant accepts.
+pub const MAX_K: i32 = 1000;
+/// At most this many candidates within the threshold are re-ranked (the nearest ones).
+pub const MAX_CANDIDATES: i64 = 2000;
+/// Rows fetched from the index scan at a time.
+const FETCH: i64 = 64;
+
+/// The weights of the three terms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Weights {
+    pub sim: f64,
+    pub energy: f64,
+    pub edge: f64,
+}
+
+pub const SEED_WEIGHTS: Weights = Weights {
+    sim: W_SIM,
+    energy: W_ENERGY,
+    edge: W_EDGE,
+};
+
+fn in_range(
+    name: &'static str,
+    v: f64,
+    lo: f64,
+    hi: f64,
+    hint: &'static str,
+) -> Result<f64, FractalityError> {
+    let v = finite(name, v)?;
+    if v < lo || v > hi {
+        return Err(FractalityError::invalid(name, v, hint));
+    }
+    Ok(v)
+}
+
+impl Weights {
+    /// Each weight finite and in [0, 1].
+    pub fn new(sim: f64, energy: f64, edge: f64) -> Result<Self, FractalityError> {
+        const HINT: &str = "Weights are numbers in [0, 1] (the seed's are 0.5, 0.3 and 0.2).";
+        Ok(Weights {
+            sim: in_range("w_sim", sim, 0.0, 1.0, HINT)?,
+            energy: in_range("w_energy", energy, 0.0, 1.0, HINT)?,
+            edge: in_range("w_edge", edge, 0.0, 1.0, HINT)?,
+        })
+    }
+}
+
+/// A similarity threshold: finite, in [-1, 1].
+pub fn threshold(v: f64) -> Result<f64, FractalityError> {
+    in_range(
+        "threshold",
+        v,
+        -1.0,
+        1.0,
+        "A threshold is a cosine similarity in [-1, 1] (e.g. 0.7).",
+    )
+}
+
+/// The resonance of two nodes: validated inputs, weighted sum.
+pub fn score(
+    similarity: f64,
+    atp_a: f64,
+    atp_b: f64,
+    edge_weight: f64,
+    w: Weights,
+) -> Result<f64, FractalityError> {
+    let similarity = in_range(
+        "similarity",
+        similarity,
+        -1.0,
+        1.0,
+        "A similarity is a cosine in [-1, 1].",
+    )?;
+    const ATP: &str = "Energy (ATP) lies in [0, 1].";
+    let atp_a = in_range("atp_a", atp_a, 0.0, 1.0, ATP)?;
+    let atp_b = in_range("atp_b", atp_b, 0.0, 1.0, ATP)?;
+    let edge_weight = in_range(
+        "edge_weight",
+        edge_weight,
+        -1.0,
+        1.0,
+        "Edge weights lie in [-1, 1]; pass 0 where there is no edge.",
+    )?;
+    Ok(raw_score(similarity, atp_a, atp_b, edge_weight, w))
+}
+
+/// The weighted sum itself, for inputs already known to be in range.
+#[inline]
+pub fn raw_score(similarity: f64, atp_a: f64, atp_b: f64, edge_weight: f64, w: Weights) -> f64 {
+    w.sim * similarity + w.energy * atp_a * atp_b + w.edge * edge_weight
+}
+
+/// A candidate of find_resonant before and after re-ranking.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ranked {
+    pub index: usize,
+    pub similarity: f64,
+    pub resonance: f64,
+}
+
+/// Orders by resonance (highest first), then similarity, then input order; keeps `k`.
+pub fn rerank(mut c: Vec<Ranked>, k: usize) -> Vec<Ranked> {
+    c.sort_by(|a, b| {
+        b.resonance
+            .total_cmp(&a.resonance)
+            .then(b.similarity.total_cmp(&a.similarity))
+            .then(a.index.cmp(&b.index))
+    });
+    c.truncate(k);
+    c
+}
+
+// ---- SQL: the pure function -------------------------------------------------------------------
+
+/// `w_sim * similarity + w_energy * atp_a * atp_b + w_edge * edge_weight`; every input validated.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn resonance_score(
+    similarity: f64,
+    atp_a: f64,
+    atp_b: f64,
+    edge_weight: f64,
+    w_sim: default!(f64, 0.5),
+    w_energy: default!(f64, 0.3),
+    w_edge: default!(f64, 0.2),
+) -> f64 {
+    let w = Weights::new(w_sim, w_energy, w_edge).unwrap_or_report();
+    score(similarity, atp_a, atp_b, edge_weight, w).unwrap_or_report()
+}
+
+// ---- SQL: calculate_resonance ------------------------------------------------------------------
+
+/// Both nodes (a row even when one is missing), their energy, their embeddings, and the edge
+/// between them in either direction: where several join the pair, the one of greatest |weight|.
+const PAIR_SQL: &str = concat!(
+    "SELECT a.id IS NOT NULL, b.id IS NOT NULL, ",
+    atp_of!("a"),
+    ", ",
+    atp_of!("b"),
+    ", ea.embedding, eb.embedding,
+            (SELECT e.weight FROM fractality.edges e
+              WHERE (e.from_node = $1 AND e.to_node = $2) OR (e.from_node = $2 AND e.to_node = $1)
+              ORDER BY abs(e.weight) DESC, e.weight DESC LIMIT 1)
+       FROM (SELECT) AS one
+       LEFT JOIN fractality.nodes a ON a.id = $1
+       LEFT JOIN fractality.nodes b ON b.id = $2
+       LEFT JOIN fractality.node_embeddings ea ON ea.node_id = a.id
+       LEFT JOIN fractality.node_embeddings eb ON eb.node_id = b.id"
+);
+
+thread_local! {
+    /// The plans of the queries below, prepared once per session (PostgreSQL re-plans them when
+    /// the schema, the role or row-security settings change).
+    static PAIR_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static SOURCE_BY_ID_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static SOURCE_BY_KEY_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static CANDIDATES_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static DETAILS_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+}
+
+const UUID: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::UUIDOID);
+const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::UUIDARRAYOID);
+const TEXT: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::TEXTOID);
+
+fn with_plan<R>(
+    cell: &'static std::thread::LocalKey<OnceCell<OwnedPreparedStatement>>,
+    client: &SpiClient<'_>,
+    sql: &'static str,
+    types: &[PgOid],
+    f: impl FnOnce(&OwnedPreparedStatement) -> R,
+) -> R {
+    cell.with(|c| {
+        if c.get().is_none() {
+            let plan = client
+                .prepare(sql, types)
+                .unwrap_or_else(|e| panic!("preparing a resonance query: {e}"))
+                .keep();
+            let _ = c.set(plan);
+        }
+        f(c.get().expect("plan prepared"))
+    })
+}
+
+/// The seed's resonance of two nodes: 0.5 x cosine similarity + 0.3 x energy product + 0.2 x
+/// edge weight (0 without an edge). NULL where either node has no embedding (or a zero one).
+/// P0002 for a node that does not exist or that the caller may not see.
+#[pg_extern(stable, strict)]
+fn calculate_resonance(node_a: pgrx::Uuid, node_b: pgrx::Uuid) -> Option<f64> {
+    Spi::connect(|client| {
+        with_plan(&PAIR_PLAN, client, PAIR_SQL, &[UUID, UUID], |plan| {
+            let table = client
+                .select(plan, Some(1), &[node_a.into(), node_b.into()])
+                .unwrap_or_else(|e| panic!("calculate_resonance: {e}"));
+            let row = table.first();
+            let flag = |i| row.get::<bool>(i).ok().flatten().unwrap_or(false);
+            if !flag(1) {
+                node_not_found(node_a).report();
+            }
+            if !flag(2) {
+                node_not_found(node_b).report();
+            }
+            let atp_a = row.get::<f64>(3).ok().flatten().unwrap_or(0.0);
+            let atp_b = row.get::<f64>(4).ok().flatten().unwrap_or(0.0);
+            let (Some(da), Some(db)) = (
+                row.get_datum_by_ordinal(5).ok().flatten(),
+                row.get_datum_by_ordinal(6).ok().flatten(),
+            ) else {
+                return None;
+            };
+            // SAFETY: both are non-null `vector` datums of a tuple that lives as long as `table`.
+            let (va, vb) = unsafe {
+                (
+                    Vector::from_datum_ref(da).unwrap_or_report(),
+                    Vector::from_datum_ref(db).unwrap_or_report(),
+                )
+            };
+            let sim = cosine(va.as_slice(), vb.as_slice()).unwrap_or_report()?;
+            let edge = row.get::<f64>(7).ok().flatten().unwrap_or(0.0);
+            Some(score(sim, atp_a, atp_b, edge, SEED_WEIGHTS).unwrap_or_report())
+        })
+    })
+}
+
+// ---- SQL: find_resonant ------------------------------------------------------------------------
+
+/// The source by id: its tenant, energy and whether it has an embedding.
+const SOURCE_BY_ID_SQL: &str = concat!(
+    "SELECT n.id, n.user_id, ",
+    atp_of!("n"),
+    ", e.node_id IS NOT NULL
+       FROM fractality.nodes n LEFT JOIN fractality.node_embeddings e ON e.node_id = n.id
+      WHERE n.id = $1"
+);
+
+/// The source by key, in the caller's tenant.
+const SOURCE_BY_KEY_SQL: &str = concat!(
+    "SELECT n.id, n.user_id, ",
+    atp_of!("n"),
+    ", e.node_id IS NOT NULL
+       FROM fractality.nodes n LEFT JOIN fractality.node_embeddings e ON e.node_id = n.id
+      WHERE n.user_id = fractality.current_user_id() AND n.node_key = $1"
+);
+
+/// Candidates of the source's tenant in order of distance, from the HNSW index (the function
+/// runs with hnsw.iterative_scan = strict_order, so that the tenant filter does not starve the
+/// scan and rows come in distance order). The caller stops reading once the distance passes
+/// the threshold; the LIMIT only bounds the scan.
+const CANDIDATES_SQL: &str = "
+    SELECT e.node_id,
+           e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
+      FROM fractality.node_embeddings e
+     WHERE e.user_id = $2 AND e.node_id <> $1
+     ORDER BY e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
+     LIMIT 2000"; // = MAX_CANDIDATES
+
+/// Details of the chosen candidates: key, label, energy, and the edge to the source.
+const DETAILS_SQL: &str = concat!(
+    "SELECT n.id, n.node_key, n.label, ",
+    atp_of!("n"),
+    ",
+            (SELECT e.weight FROM fractality.edges e
+              WHERE (e.from_node = $1 AND e.to_node = n.id) OR (e.from_node = n.id AND e.to_node = $1)
+              ORDER BY abs(e.weight) DESC, e.weight DESC LIMIT 1)
+       FROM fractality.nodes n WHERE n.id = ANY($2)"
+);
+
+fn check_k(k: i32) -> Result<usize, FractalityError> {
+    if k <= 0 || k > MAX_K {
+        return Err(FractalityError::invalid(
+            "k",
+            k,
+            "k is the number of results wanted, from 1 to 1000.",
+        ));
+    }
+    Ok(k as usize)
+}
+
+fn resonant(
+    key: DatumArg,
+    threshold_: f64,
+    k: i32,
+) -> Vec<(pgrx::Uuid, String, Option<String>, f64, f64, f64)> {
+    let threshold_ = threshold(threshold_).unwrap_or_report();
+    let k = check_k(k).unwrap_or_report();
+    let max_distance = 1.0 - threshold_;
+    Spi::connect(|client| {
+        let source = {
+            let (arg, shown) = match &key {
+                DatumArg::Id(id) => (pgrx::datum::DatumWithOid::from(*id), id.to_string()),
+                DatumArg::Key(s) => (pgrx::datum::DatumWithOid::from(s.as_str()), s.clone()),
+            };
+            let (cell, sql, ty) = match &key {
+                DatumArg::Id(_) => (&SOURCE_BY_ID_PLAN, SOURCE_BY_ID_SQL, UUID),
+                DatumArg::Key(_) => (&SOURCE_BY_KEY_PLAN, SOURCE_BY_KEY_SQL, TEXT),
+            };
+            let t = with_plan(cell, client, sql, &[ty], |plan| {
+                client.select(plan, Some(1), &[arg])
+            })
+            .unwrap_or_else(|e| panic!("find_resonant: {e}"));
+            if t.is_empty() {
+                node_not_found(shown).report();
+            }
+            let row = t.first();
+            (
+                row.get::<pgrx::Uuid>(1).unwrap().expect("id"),
+                row.get::<pgrx::Uuid>(2).unwrap().expect("user_id"),
+                row.get::<f64>(3).unwrap().unwrap_or(0.0),
+                row.get::<bool>(4).unwrap().unwrap_or(false),
+            )
+        };
+        let (source_id, tenant, source_atp, has_embedding) = source;
+        if !has_embedding {
+            return Vec::new();
+        }
+
+        // candidates within the threshold, nearest first, until the distance passes it
+        let mut ids: Vec<pgrx::Uuid> = Vec::new();
+        let mut sims: Vec<f64> = Vec::new();
+        let mut cursor = with_plan(
+            &CANDIDATES_PLAN,
+            client,
+            CANDIDATES_SQL,
+            &[UUID, UUID],
+            |plan| client.open_cursor(plan, &[source_id.into(), tenant.into()]),
+        );
+        'scan: loop {
+            let batch = cursor
+                .fetch(FETCH)
+                .unwrap_or_else(|e| panic!("find_resonant: {e}"));
+            if batch.is_empty() {
+                break;
+            }
+            for row in batch {
+                let distance = row.get::<f64>(2).unwrap().unwrap_or(f64::INFINITY);
+                if distance > max_distance {
+                    break 'scan;
+                }
+                ids.push(row.get::<pgrx::Uuid>(1).unwrap().expect("node_id"));
+                sims.push((1.0 - distance).clamp(-1.0, 1.0));
+            }
+        }
+        drop(cursor);
+        if ids.is_empty() {
+            return Vec::new();
+        }
+
+        // energy, key, label and the edge to the source; then the native re-ranking
+        let details = with_plan(
+            &DETAILS_PLAN,
+            client,
+            DETAILS_SQL,
+            &[UUID, UUID_ARRAY],
+            |plan| client.select(plan, None, &[source_id.into(), ids.clone().into()]),
+        )
+        .unwrap_or_else(|e| panic!("find_resonant: {e}"));
+        let position: std::collections::HashMap<pgrx::Uuid, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut info: Vec<Option<Detail>> = vec![None; ids.len()];
+        for row in details {
+            let id = row.get::<pgrx::Uuid>(1).unwrap().expect("id");
+            if let Some(&i) = position.get(&id) {
+                info[i] = Some((
+                    row.get::<String>(2).unwrap().unwrap_or_default(),
+                    row.get::<String>(3).unwrap(),
+                    row.get::<f64>(4).unwrap().unwrap_or(0.0),
+                    row.get::<f64>(5).unwrap().unwrap_or(0.0),
+                ));
+            }
+        }
+        let ranked: Vec<Ranked> = info
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                let (_, _, atp, edge) = d.as_ref()?;
+                Some(Ranked {
+                    index: i,
+                    similarity: sims[i],
+                    resonance: raw_score(sims[i], source_atp, *atp, *edge, SEED_WEIGHTS),
+                })
+            })
+            .collect();
+        rerank(ranked, k)
+            .into_iter()
+            .map(|r| {
+                let (key, label, atp, _) = info[r.index].clone().expect("detail");
+                (ids[r.index], key, label, r.similarity, atp, r.resonance)
+            })
+            .collect()
+    })
+}
+
+/// A candidate's key, label, energy and edge weight to the source.
+type Detail = (String, Option<String>, f64, f64);
+
+enum DatumArg {
+    Id(pgrx::Uuid),
+    Key(String),
+}
+
+/// The nodes of the source's tenant that resonate with it: similarity at least `threshold`,
+/// ordered by resonance (highest first), at most `k`. Candidates come from the HNSW index;
+/// the source is never in its own result. Empty when the source has no embedding.
+#[pg_extern(stable, strict, name = "find_resonant")]
+fn find_resonant(
+    node: pgrx::Uuid,
+    threshold: default!(f64, 0.7),
+    k: default!(i32, 20),
+) -> TableIterator<
+    'static,
+    (
+        name!(node_id, pgrx::Uuid),
+        name!(node_key, String),
+        name!(label, Option<String>),
+        name!(similarity, f64),
+        name!(atp, f64),
+        name!(resonance, f64),
+    ),
+> {
+    TableIterator::new(resonant(DatumArg::Id(node), threshold, k))
+}
+
+/// As `find_resonant(uuid, ...)`, the source named by its key in the caller's tenant
+/// (`fractality.user_id`).
+#[pg_extern(stable, strict, name = "find_resonant")]
+fn find_resonant_by_key(
+    node_key: &str,
+    threshold: default!(f64, 0.7),
+    k: default!(i32, 20),
+) -> TableIterator<
+    'static,
+    (
+        name!(node_id, pgrx::Uuid),
+        name!(node_key, String),
+        name!(label, Option<String>),
+        name!(similarity, f64),
+        name!(atp, f64),
+        name!(resonance, f64),
+    ),
+> {
+    TableIterator::new(resonant(DatumArg::Key(node_key.to_string()), threshold, k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+
+    #[test]
+    fn score_is_the_seeds_weighted_sum() {
+        assert_relative_eq!(
+            score(0.8, 0.5, 0.6, 1.0, SEED_WEIGHTS).unwrap(),
+            0.5 * 0.8 + 0.3 * 0.5 * 0.6 + 0.2 * 1.0
+        );
+        assert_relative_eq!(score(1.0, 1.0, 1.0, 1.0, SEED_WEIGHTS).unwrap(), 1.0);
+        assert_relative_eq!(score(-1.0, 0.0, 0.0, -1.0, SEED_WEIGHTS).unwrap(), -0.7);
+        let w = Weights::new(1.0, 0.0, 0.0).unwrap();
+        assert_relative_eq!(score(0.25, 1.0, 1.0, 1.0, w).unwrap(), 0.25);
+    }
+
+    #[test]
+    fn score_refuses_nan_infinities_and_out_of_range() {
+        let e = score(f64::NAN, 0.5, 0.5, 0.0, SEED_WEIGHTS).unwrap_err();
+        assert_eq!(e.to_string(), "invalid value for similarity: NaN");
+        assert!(score(1.5, 0.5, 0.5, 0.0, SEED_WEIGHTS).is_err());
+        assert!(score(0.5, -0.1, 0.5, 0.0, SEED_WEIGHTS).is_err());
+        assert!(score(0.5, 0.5, f64::INFINITY, 0.0, SEED_WEIGHTS).is_err());
+        assert!(score(0.5, 0.5, 0.5, 1.01, SEED_WEIGHTS).is_err());
+        assert!(Weights::new(0.5, -0.3, 0.2).is_err());
+        assert!(Weights::new(0.5, 0.3, f64::NAN).is_err());
+        assert!(Weights::new(1.5, 0.3, 0.2).is_err());
+        assert!(threshold(1.1).is_err());
+        assert!(threshold(f64::NEG_INFINITY).is_err());
+        assert_eq!(threshold(0.7), Ok(0.7));
+    }
+
+    #[test]
+    fn k_must_be_sane() {
+        assert!(check_k(0).is_err());
+        assert!(check_k(-3).is_err());
+        assert!(check_k(MAX_K + 1).is_err());
+        assert_eq!(check_k(20), Ok(20));
+    }
+
+    #[test]
+    fn rerank_orders_by_resonance_then_similarity() {
+        let c = vec![
+            Ranked {
+                index: 0,
+                similarity: 0.9,
+                resonance: 0.5,
+            },
+            Ranked {
+                index: 1,
+                similarity: 0.7,
+                resonance: 0.8,
+            },
+            Ranked {
+                index: 2,
+                similarity: 0.8,
+                resonance: 0.5,
+            },
+            Ranked {
+                index: 3,
+                similarity: 0.75,
+                resonance: 0.1,
+            },
+        ];
+        let r: Vec<usize> = rerank(c, 3).iter().map(|r| r.index).collect();
+        assert_eq!(r, vec![1, 0, 2]);
+    }
+}

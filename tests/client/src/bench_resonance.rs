@@ -1,0 +1,249 @@
+//! Benchmark scenario `resonance`: calculate_resonance per pair against the seed's PL/pgSQL
+//! version, resonance_score per row against the same SQL expression, and find_resonant's
+//! recall@20 and latency against a bare pgvector kNN query.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use postgres::Client;
+use uuid::Uuid;
+
+use crate::bench::{alternate, thousands, timed, Ctx, Figure, Row, Unit};
+use crate::datagen::Error;
+
+/// The seed's schema for resonance (seeds/000): embedding on the node, ATP in jsonb, and its
+/// PL/pgSQL calculate_resonance verbatim (three queries per call), schema-qualified.
+const SEED_DDL: &str = "
+    DROP SCHEMA IF EXISTS bench_seed_resonance CASCADE;
+    CREATE SCHEMA bench_seed_resonance;
+    CREATE TABLE bench_seed_resonance.nodes AS
+        SELECT n.id, n.user_id, n.node_key, n.label, jsonb_build_object('ATP', n.atp) AS energy,
+               e.embedding
+          FROM fractality.nodes n LEFT JOIN fractality.node_embeddings e ON e.node_id = n.id;
+    ALTER TABLE bench_seed_resonance.nodes ADD PRIMARY KEY (id);
+    CREATE TABLE bench_seed_resonance.edges AS
+        SELECT id, user_id, from_node, to_node, relationship_type, weight FROM fractality.edges;
+    CREATE INDEX ON bench_seed_resonance.edges (from_node, to_node);
+    CREATE INDEX ON bench_seed_resonance.edges (to_node);
+    ANALYZE bench_seed_resonance.nodes, bench_seed_resonance.edges;
+    CREATE FUNCTION bench_seed_resonance.calculate_resonance(node1_id UUID, node2_id UUID)
+    RETURNS FLOAT AS $$
+    DECLARE
+        similarity FLOAT;
+        energy_product FLOAT;
+        edge_weight FLOAT;
+    BEGIN
+        SELECT 1 - (n1.embedding <=> n2.embedding) INTO similarity
+          FROM bench_seed_resonance.nodes n1, bench_seed_resonance.nodes n2
+         WHERE n1.id = node1_id AND n2.id = node2_id;
+        SELECT (n1.energy->>'ATP')::float * (n2.energy->>'ATP')::float INTO energy_product
+          FROM bench_seed_resonance.nodes n1, bench_seed_resonance.nodes n2
+         WHERE n1.id = node1_id AND n2.id = node2_id;
+        SELECT COALESCE(weight, 0) INTO edge_weight
+          FROM bench_seed_resonance.edges
+         WHERE (from_node = node1_id AND to_node = node2_id)
+            OR (from_node = node2_id AND to_node = node1_id)
+         LIMIT 1;
+        RETURN (similarity * 0.5) + (energy_product * 0.3) + (edge_weight * 0.2);
+    END;
+    $$ LANGUAGE plpgsql;";
+
+const PAIRS: i64 = 5_000;
+const SCORE_ROWS: i64 = 1_000_000;
+const SOURCES: i64 = 100;
+
+fn ms(secs: f64) -> f64 {
+    secs * 1e3
+}
+
+pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
+    let reps = ctx.reps(5);
+    let c = &mut *ctx.client;
+    // pgvector's schema on the path for the seed's function and the bare queries
+    let vs: String = c
+        .query_one(
+            "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+              WHERE e.extname = 'vector'",
+            &[],
+        )?
+        .get(0);
+    c.batch_execute(&format!(
+        "SET search_path = public, \"{vs}\"; SET max_parallel_workers_per_gather = 0"
+    ))?;
+    eprintln!("  resonance: seed schema copy");
+    c.batch_execute(SEED_DDL)?;
+    let mut rows = Vec::new();
+
+    // ---- calculate_resonance per pair: half joined by an edge, half from the same cluster
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS bench_pairs;
+         CREATE TABLE bench_pairs AS
+           (SELECT from_node AS a, to_node AS b FROM fractality.edges ORDER BY id LIMIT {half})
+           UNION ALL
+           (SELECT a.node_id, b.node_id FROM
+              (SELECT node_id, row_number() OVER (ORDER BY node_id) r FROM fractality.node_embeddings) a
+              JOIN (SELECT node_id, row_number() OVER (ORDER BY node_id DESC) r FROM fractality.node_embeddings) b
+                ON a.r = b.r
+             LIMIT {half});
+         ANALYZE bench_pairs;",
+        half = PAIRS / 2
+    ))?;
+    let check: f64 = c
+        .query_one(
+            "SELECT max(abs(fractality.calculate_resonance(a, b)
+                           - bench_seed_resonance.calculate_resonance(a, b)))
+               FROM bench_pairs p
+              WHERE NOT EXISTS (SELECT 1 FROM fractality.edges e
+                                 WHERE (e.from_node, e.to_node) IN ((p.a, p.b), (p.b, p.a))
+                                 GROUP BY 1 HAVING count(*) > 1)",
+            &[],
+        )?
+        .get(0);
+    if check > 1e-6 {
+        return Err(format!("calculate_resonance differs from the seed's by {check}").into());
+    }
+    let run = |sql: &'static str| {
+        move |c: &mut Client| -> Result<f64, Error> {
+            let (_, s) = timed(|| Ok(c.query_one(sql, &[])?))?;
+            Ok(ms(s))
+        }
+    };
+    eprintln!("  resonance: calculate_resonance over {PAIRS} pairs x {reps}");
+    let (n, b) = alternate(
+        c,
+        reps,
+        run("SELECT sum(fractality.calculate_resonance(a, b)) FROM bench_pairs"),
+        run("SELECT sum(bench_seed_resonance.calculate_resonance(a, b)) FROM bench_pairs"),
+    )?;
+    let per_pair = |v: &[f64]| {
+        Figure::single(
+            Figure::from_samples(v, Unit::Millis).median * 1e3 / PAIRS as f64,
+            Unit::Millis,
+        )
+    };
+    rows.push(
+        Row::new(
+            format!(
+                "calculate_resonance, {} pairs (ms per batch)",
+                thousands(PAIRS as u64)
+            ),
+            Some(Figure::from_samples(&n, Unit::Millis)),
+            Some(Figure::from_samples(&b, Unit::Millis)),
+        )
+        .target(">= 10x faster"),
+    );
+    let (pn, pb) = (per_pair(&n), per_pair(&b));
+    rows.push(Row::new(
+        "- per pair (µs, shown as ms x 1000)",
+        Some(pn),
+        Some(pb),
+    ));
+
+    // ---- resonance_score per row
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS bench_scores;
+         CREATE TABLE bench_scores AS
+           SELECT (random() * 2 - 1) AS s, random() AS a, random() AS b, (random() * 2 - 1) AS w
+             FROM generate_series(1, {SCORE_ROWS});"
+    ))?;
+    c.batch_execute("VACUUM ANALYZE bench_scores")?;
+    eprintln!("  resonance: resonance_score over {SCORE_ROWS} rows x {reps}");
+    let (n, b) = alternate(
+        c,
+        reps,
+        run("SELECT sum(fractality.resonance_score(s, a, b, w)) FROM bench_scores"),
+        run("SELECT sum(0.5 * s + 0.3 * a * b + 0.2 * w) FROM bench_scores"),
+    )?;
+    rows.push(
+        Row::new(
+            format!("resonance_score, {} rows", thousands(SCORE_ROWS as u64)),
+            Some(Figure::from_samples(&n, Unit::Millis)),
+            Some(Figure::from_samples(&b, Unit::Millis)),
+        )
+        .target("<= 1.5x the SQL expression"),
+    );
+
+    // ---- find_resonant vs exact, and a bare kNN query vs its exact answer
+    let sources: Vec<Uuid> = c
+        .query(
+            &format!(
+                "SELECT node_id FROM fractality.node_embeddings
+                  ORDER BY hashtext(node_id::text) LIMIT {SOURCES}"
+            ),
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let ids = |c: &mut Client, sql: &str, src: &Uuid| -> Result<(Vec<Uuid>, f64), Error> {
+        let started = Instant::now();
+        let r = c.query(sql, &[src])?;
+        let secs = started.elapsed().as_secs_f64();
+        Ok((r.iter().map(|r| r.get(0)).collect(), ms(secs)))
+    };
+    const NATIVE: &str = "SELECT node_id FROM fractality.find_resonant($1::uuid, 0.7, 20)";
+    // the exact answer: every node of the tenant within the threshold (full scan), the top 20
+    // by resonance
+    const EXACT: &str = "
+        SELECT e.node_id FROM fractality.node_embeddings e,
+               (SELECT user_id, embedding FROM fractality.node_embeddings WHERE node_id = $1) s
+         WHERE e.user_id = s.user_id AND e.node_id <> $1 AND 1 - (e.embedding <=> s.embedding) >= 0.7
+         ORDER BY fractality.calculate_resonance($1, e.node_id) DESC LIMIT 20";
+    const BARE: &str = "
+        SELECT node_id FROM fractality.node_embeddings
+         ORDER BY embedding <=> (SELECT embedding FROM fractality.node_embeddings WHERE node_id = $1)
+         LIMIT 20";
+    let recall = |got: &[Uuid], want: &[Uuid]| -> (usize, usize) {
+        let g: HashSet<&Uuid> = got.iter().collect();
+        (want.iter().filter(|w| g.contains(w)).count(), want.len())
+    };
+    let mut native_ms = Vec::new();
+    let mut bare_ms = Vec::new();
+    let (mut nh, mut nw, mut bh, mut bw) = (0, 0, 0, 0);
+    let mut exact_bare = Vec::new();
+    c.batch_execute("SET enable_indexscan = off")?;
+    let mut exact_native = Vec::new();
+    for s in &sources {
+        exact_native.push(ids(c, EXACT, s)?.0);
+        exact_bare.push(ids(c, BARE, s)?.0);
+    }
+    c.batch_execute("RESET enable_indexscan; SET hnsw.ef_search = 40")?;
+    eprintln!(
+        "  resonance: find_resonant vs bare kNN, {} sources",
+        sources.len()
+    );
+    // warm up both paths once
+    for s in sources.iter().take(5) {
+        ids(c, NATIVE, s)?;
+        ids(c, BARE, s)?;
+    }
+    for (i, s) in sources.iter().enumerate() {
+        let (got, t) = ids(c, NATIVE, s)?;
+        native_ms.push(t);
+        let (h, w) = recall(&got, &exact_native[i]);
+        nh += h;
+        nw += w;
+        let (got, t) = ids(c, BARE, s)?;
+        bare_ms.push(t);
+        let (h, w) = recall(&got, &exact_bare[i]);
+        bh += h;
+        bw += w;
+    }
+    let nr = nh as f64 / nw.max(1) as f64;
+    let br = bh as f64 / bw.max(1) as f64;
+    rows.push(
+        Row::new(
+            format!(
+                "find_resonant k=20 vs bare kNN (ef_search 40), {} sources; recall@20 {nr:.3} vs {br:.3} ({nw} exact answers)",
+                sources.len()
+            ),
+            Some(Figure::from_samples(&native_ms, Unit::Millis)),
+            Some(Figure::from_samples(&bare_ms, Unit::Millis)),
+        )
+        .target("recall >= 0.95; <= 1.5x bare kNN"),
+    );
+    c.batch_execute(
+        "RESET hnsw.ef_search; RESET search_path; RESET max_parallel_workers_per_gather",
+    )?;
+    Ok(rows)
+}

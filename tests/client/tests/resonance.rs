@@ -1,0 +1,186 @@
+//! Resonance and consensus through real login roles: a tenant's find_resonant never returns
+//! another tenant's nodes; consensus forms across tenants (3 users, not 2) and each tenant sees
+//! only the aggregate and its own links.
+
+mod common;
+
+use fractality_client::datagen::{clustered, random_unit, rng};
+use pgvector::Vector;
+use postgres::Client;
+use uuid::Uuid;
+
+static ROLES: std::sync::Once = std::sync::Once::new();
+
+fn roles(admin: &mut Client) {
+    ROLES.call_once(|| {
+        admin
+            .batch_execute(
+                "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_resonance_a') THEN
+                     CREATE ROLE fractality_resonance_a LOGIN; END IF;
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_resonance_b') THEN
+                     CREATE ROLE fractality_resonance_b LOGIN; END IF;
+             END $$;
+             GRANT USAGE ON SCHEMA fractality TO fractality_resonance_a, fractality_resonance_b;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality
+                TO fractality_resonance_a, fractality_resonance_b;",
+            )
+            .unwrap();
+    });
+}
+
+/// `per` nodes of each tenant around one shared cluster centre, keys `<prefix>-<i>`.
+fn load(
+    admin: &mut Client,
+    tenants: &[Uuid],
+    prefix: &str,
+    per: usize,
+    seed: u64,
+) -> Vec<Vec<Uuid>> {
+    let mut r = rng(seed, prefix);
+    let centre = random_unit(&mut r);
+    tenants
+        .iter()
+        .map(|t| {
+            (0..per)
+                .map(|i| {
+                    let id = Uuid::new_v4();
+                    admin
+                        .execute(
+                            "INSERT INTO fractality.nodes (id, user_id, node_key, label, atp)
+                             VALUES ($1, $2, $3, $4, 0.8)",
+                            &[&id, t, &format!("{prefix}-{i}"), &format!("{prefix} idea")],
+                        )
+                        .unwrap();
+                    let v = Vector::from(clustered(&centre, 0.2, &mut r));
+                    admin
+                        .execute(
+                            "INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
+                             VALUES ($1, $2, $3)",
+                            &[&id, t, &v],
+                        )
+                        .unwrap();
+                    id
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn as_tenant(role: &str, tenant: Uuid) -> Client {
+    let mut c = common::connect_as(role);
+    c.execute(
+        "SELECT set_config('fractality.user_id', $1, false)",
+        &[&tenant.to_string()],
+    )
+    .unwrap();
+    c
+}
+
+#[test]
+fn find_resonant_never_crosses_tenants() {
+    let mut admin = common::db();
+    roles(&mut admin);
+    let (ua, ub) = (common::tenant(), common::tenant());
+    let ids = load(&mut admin, &[ua, ub], "shared-theme", 8, 7);
+    let mut a = as_tenant("fractality_resonance_a", ua);
+
+    let rows = a
+        .query(
+            "SELECT node_id, similarity FROM fractality.find_resonant('shared-theme-0', 0.5, 50)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 7, "alice's 7 other nodes, none of bob's 8");
+    for r in &rows {
+        let id: Uuid = r.get(0);
+        assert!(ids[0].contains(&id) && id != ids[0][0]);
+        assert!(r.get::<_, f64>(1) >= 0.5);
+    }
+    // bob's node, as alice: P0002 for find_resonant and calculate_resonance alike
+    let e = a
+        .query(
+            "SELECT * FROM fractality.find_resonant($1::uuid)",
+            &[&ids[1][0]],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "P0002", "{e}");
+    let e = a
+        .query_one(
+            "SELECT fractality.calculate_resonance($1, $2)",
+            &[&ids[0][0], &ids[1][0]],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "P0002", "{e}");
+    let ok: Option<f64> = a
+        .query_one(
+            "SELECT fractality.calculate_resonance($1, $2)",
+            &[&ids[0][0], &ids[0][1]],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ok.unwrap() > 0.5);
+}
+
+#[test]
+fn consensus_forms_with_three_users_not_two() {
+    let mut admin = common::db();
+    roles(&mut admin);
+    let (ua, ub, uc) = (common::tenant(), common::tenant(), common::tenant());
+    let ids = load(&mut admin, &[ua, ub], "consensus-theme", 3, 11);
+    let mut a = as_tenant("fractality_resonance_a", ua);
+    let none: Option<Uuid> = a
+        .query_one("SELECT fractality.crystallize_consensus($1)", &[&ids[0][0]])
+        .unwrap()
+        .get(0);
+    assert_eq!(none, None, "two users are not a consensus");
+
+    // a third user holds the same theme (same seed and prefix: the same centre)
+    load(&mut admin, &[uc], "consensus-theme", 3, 11);
+    let id: Option<Uuid> = a
+        .query_one("SELECT fractality.crystallize_consensus($1)", &[&ids[0][0]])
+        .unwrap()
+        .get(0);
+    let id = id.expect("three users form a consensus");
+    let again: Option<Uuid> = a
+        .query_one("SELECT fractality.crystallize_consensus($1)", &[&ids[0][0]])
+        .unwrap()
+        .get(0);
+    assert_eq!(again, Some(id), "idempotent");
+    let row = a
+        .query_one(
+            "SELECT contributor_count, resonance_score, label FROM fractality.consensus_nodes WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 3);
+    assert!(row.get::<_, f64>(1) > 0.7);
+    assert_eq!(
+        row.get::<_, Option<String>>(2).as_deref(),
+        Some("consensus-theme idea")
+    );
+    // every link is visible to the owner only: alice sees her own links
+    let mine: i64 = a
+        .query_one(
+            "SELECT count(*) FROM fractality.consensus_links WHERE consensus_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    let all: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.consensus_links WHERE consensus_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(mine >= 3 && all > mine, "alice sees {mine} of {all} links");
+    let foreign: i64 = a
+        .query_one(
+            "SELECT count(*) FROM fractality.consensus_links WHERE user_id <> $1",
+            &[&ua],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(foreign, 0);
+}

@@ -1,0 +1,140 @@
+-- Resonance and consensus: the score, pair resonance, resonant search within a tenant,
+-- consensus across tenants (2 users: none; 3 users: one, idempotent), the consensus tree.
+\set VERBOSITY terse
+BEGIN;
+CREATE ROLE fractality_regress_resonance NOLOGIN;
+GRANT USAGE ON SCHEMA fractality TO fractality_regress_resonance;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO fractality_regress_resonance;
+
+-- the weighted sum, validated
+SELECT fractality.resonance_score(0.8, 0.5, 0.6, 1.0) AS seed_weights,
+       fractality.resonance_score(0.8, 0.5, 0.6, 1.0, 1, 0, 0) AS similarity_only,
+       fractality.resonance_score(NULL, 0.5, 0.6, 1.0) AS null_arg;
+DO $$
+DECLARE q text;
+BEGIN
+    FOREACH q IN ARRAY ARRAY[
+        'SELECT fractality.resonance_score(''NaN'', 0.5, 0.5, 0)',
+        'SELECT fractality.resonance_score(0.5, 1.5, 0.5, 0)',
+        'SELECT fractality.resonance_score(0.5, 0.5, 0.5, 0, 0.5, ''Infinity'', 0.2)',
+        'SELECT fractality.resonance_score(0.5, 0.5, 0.5, -2)'] LOOP
+        BEGIN
+            EXECUTE q;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+
+-- three minds, two themes, three facets each: facets of a theme have cosine about 0.9
+CREATE TEMP TABLE minds (user_id uuid, name text, n int);
+INSERT INTO minds VALUES ('aaaaaaaa-0000-0000-0000-000000000000', 'alice', 1),
+                         ('bbbbbbbb-0000-0000-0000-000000000000', 'bob', 2),
+                         ('cccccccc-0000-0000-0000-000000000000', 'carol', 3);
+INSERT INTO fractality.nodes (id, user_id, node_key, label, metadata, atp)
+SELECT ('00000000-0000-0000-0000-000000' || m.n || t || f || '000')::uuid, m.user_id,
+       format('%s-%s', CASE t WHEN 1 THEN 'dreams' ELSE 'tides' END, f),
+       format('%s #%s', CASE t WHEN 1 THEN 'Dreams' ELSE 'Tides' END, f),
+       jsonb_build_object('theme', CASE t WHEN 1 THEN 'dreams' ELSE 'tides' END, 'facet', f, 'mind', m.name),
+       round((0.4 + 0.1 * f + 0.05 * m.n)::numeric, 2)
+  FROM minds m, generate_series(1, 2) t, generate_series(1, 3) f;
+INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
+SELECT n.id, n.user_id, fractality.normalize_vector(
+         (SELECT array_agg((sin(d * (t.t * 0.7) + t.t) + 0.3 * cos(d * (f.f * 1.3 + u.n)))::real ORDER BY d)
+            FROM generate_series(1, 384) d)::vector)
+  FROM fractality.nodes n
+  JOIN minds u ON u.user_id = n.user_id
+  CROSS JOIN LATERAL (SELECT CASE WHEN n.node_key LIKE 'dreams%' THEN 1 ELSE 2 END AS t) t
+  CROSS JOIN LATERAL (SELECT split_part(n.node_key, '-', 2)::int AS f) f
+ WHERE u.name IN ('alice', 'bob');
+INSERT INTO fractality.edges (user_id, from_node, to_node, weight)
+SELECT user_id, id, (SELECT id FROM fractality.nodes x WHERE x.user_id = n.user_id AND x.node_key = 'dreams-1'), 0.5
+  FROM fractality.nodes n WHERE n.node_key = 'dreams-2' AND n.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+
+-- pair resonance: 0.5 x similarity + 0.3 x energy product + 0.2 x edge (either direction)
+SELECT a.node_key AS a, b.node_key AS b,
+       round(fractality.calculate_resonance(a.id, b.id)::numeric, 4) AS native,
+       round((0.5 * (1 - (ea.embedding <=> eb.embedding)) + 0.3 * a.atp * b.atp
+              + 0.2 * coalesce((SELECT weight FROM fractality.edges e
+                                 WHERE (e.from_node, e.to_node) IN ((a.id, b.id), (b.id, a.id))), 0))::numeric, 4) AS seed_formula
+  FROM fractality.nodes a JOIN fractality.node_embeddings ea ON ea.node_id = a.id,
+       fractality.nodes b JOIN fractality.node_embeddings eb ON eb.node_id = b.id
+ WHERE a.user_id = 'aaaaaaaa-0000-0000-0000-000000000000' AND b.user_id = a.user_id
+   AND a.node_key = 'dreams-1' AND b.node_key IN ('dreams-2', 'dreams-3', 'tides-1')
+ ORDER BY b.node_key;
+-- carol's nodes have no embedding yet: NULL; a missing node: P0002
+SELECT fractality.calculate_resonance('00000000-0000-0000-0000-000000111000', '00000000-0000-0000-0000-000000311000') AS no_embedding;
+DO $$
+BEGIN
+    PERFORM fractality.calculate_resonance('00000000-0000-0000-0000-000000111000', '00000000-0000-0000-0000-00000000dead');
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+END $$;
+
+-- as alice's application role: her resonant nodes, never bob's, never the source
+SET LOCAL ROLE fractality_regress_resonance;
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SELECT node_key, label, round(similarity::numeric, 3) AS similarity, atp, round(resonance::numeric, 3) AS resonance
+  FROM fractality.find_resonant('dreams-2');
+SELECT node_key FROM fractality.find_resonant('dreams-2', 0.7, 1);
+SELECT count(*) AS above_0_9 FROM fractality.find_resonant('dreams-2', 0.9, 20);
+-- bob's node is invisible to alice: P0002 as if it did not exist
+DO $$
+BEGIN
+    PERFORM fractality.calculate_resonance('00000000-0000-0000-0000-000000111000', '00000000-0000-0000-0000-000000211000');
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+END $$;
+DO $$
+DECLARE q text;
+BEGIN
+    FOREACH q IN ARRAY ARRAY[
+        'SELECT * FROM fractality.find_resonant(''dreams-2'', 0.7, 0)',
+        'SELECT * FROM fractality.find_resonant(''dreams-2'', 0.7, 1000000)',
+        'SELECT * FROM fractality.find_resonant(''dreams-2'', 1.5)',
+        'SELECT * FROM fractality.find_resonant(''no-such-key'')',
+        'SELECT * FROM fractality.find_resonant(''00000000-0000-0000-0000-000000211000''::uuid)'] LOOP
+        BEGIN
+            EXECUTE q;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+
+-- consensus: alice and bob alone are two users, too few for the default of three
+SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-000000111000') IS NULL AS too_few;
+-- alice may not crystallise from bob's node
+DO $$
+BEGIN
+    PERFORM fractality.crystallize_consensus('00000000-0000-0000-0000-000000211000');
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+END $$;
+RESET ROLE;
+-- carol thinks about dreams too
+INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
+SELECT n.id, n.user_id, fractality.normalize_vector(
+         (SELECT array_agg((sin(d * 0.7 + 1) + 0.3 * cos(d * (f * 1.3 + 3)))::real ORDER BY d)
+            FROM generate_series(1, 384) d)::vector)
+  FROM fractality.nodes n, LATERAL (SELECT split_part(n.node_key, '-', 2)::int AS f) f
+ WHERE n.user_id = 'cccccccc-0000-0000-0000-000000000000' AND n.node_key LIKE 'dreams%';
+SET LOCAL ROLE fractality_regress_resonance;
+SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-000000111000') = fractality.crystallize_consensus('00000000-0000-0000-0000-000000112000') AS same_consensus;
+RESET ROLE;
+SELECT node_key, label, metadata, contributor_count, round(resonance_score::numeric, 3) AS group_resonance,
+       (SELECT count(*) FROM fractality.consensus_links l WHERE l.consensus_id = c.id) AS links
+  FROM fractality.consensus_nodes c;
+SET LOCAL ROLE fractality_regress_resonance;
+-- alice sees the aggregate and her own links only
+SELECT n.node_key, round(l.similarity::numeric, 3) AS similarity_to_centroid
+  FROM fractality.consensus_links l JOIN fractality.nodes n ON n.id = l.node_id ORDER BY 1;
+SELECT depth, node_key, round(resonance_score::numeric, 3) AS resonance
+  FROM fractality.consensus_tree(0.7, 5) ORDER BY depth, node_key;
+DO $$
+BEGIN
+    PERFORM fractality.consensus_tree('NaN', 5);
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+END $$;
+ROLLBACK;
