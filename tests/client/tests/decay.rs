@@ -5,37 +5,8 @@
 mod common;
 
 use approx::assert_relative_eq;
-use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 use std::time::Duration;
-
-static ROLE: std::sync::Once = std::sync::Once::new();
-
-/// A login role that is neither owner nor BYPASSRLS, granted what an application role needs.
-fn tenant_role(admin: &mut Client) -> Client {
-    ROLE.call_once(|| {
-        admin
-            .batch_execute(
-                "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_decay_tenant') THEN
-                     CREATE ROLE fractality_decay_tenant LOGIN; END IF;
-                 END $$;
-                 GRANT USAGE ON SCHEMA fractality TO fractality_decay_tenant;
-                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality
-                    TO fractality_decay_tenant;",
-            )
-            .unwrap();
-    });
-    common::connect_as("fractality_decay_tenant")
-}
-
-fn as_tenant(c: &mut Client, user: uuid::Uuid) {
-    c.execute(
-        "SELECT set_config('fractality.user_id', $1, false)",
-        &[&user.to_string()],
-    )
-    .unwrap();
-}
 
 /// `n` nodes of `user` with energy `atp` as of `ago` before now; their ids in key order.
 fn nodes(c: &mut Client, user: uuid::Uuid, n: i32, atp: f64, ago: &str) -> Vec<uuid::Uuid> {
@@ -50,16 +21,6 @@ fn nodes(c: &mut Client, user: uuid::Uuid, n: i32, atp: f64, ago: &str) -> Vec<u
     .iter()
     .map(|r| r.get(0))
     .collect()
-}
-
-fn notifications(c: &mut Client, wait: Duration) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let mut n = c.notifications();
-    let mut it = n.timeout_iter(wait);
-    while let Some(msg) = it.next().unwrap() {
-        out.push(serde_json::from_str(msg.payload()).expect("payload is JSON"));
-    }
-    out
 }
 
 #[test]
@@ -91,7 +52,7 @@ fn decay_writes_send_one_summary_notification_not_one_per_row() {
         .get(0);
     assert_relative_eq!(pulsed, 0.955, max_relative = 1e-6);
 
-    let mine: Vec<serde_json::Value> = notifications(&mut listener, Duration::from_secs(2))
+    let mine: Vec<serde_json::Value> = common::notifications(&mut listener, Duration::from_secs(2))
         .into_iter()
         .filter(|p| p["user_id"] == user.to_string())
         .collect();
@@ -111,10 +72,10 @@ fn decay_writes_send_one_summary_notification_not_one_per_row() {
 #[test]
 fn decay_materialize_skips_a_row_a_writer_holds_and_never_waits() {
     let mut admin = common::db();
-    let mut tenant = tenant_role(&mut admin);
+    let mut tenant = common::app("fractality_decay_tenant", None);
     let user = common::tenant();
     let ids = nodes(&mut admin, user, 20, 0.8, "2 hours");
-    as_tenant(&mut tenant, user);
+    common::set_tenant(&mut tenant, user);
     let before: f64 = tenant
         .query_one(
             "SELECT sum(atp) FROM fractality.node_energy WHERE user_id = $1",
@@ -177,11 +138,11 @@ fn decay_materialize_skips_a_row_a_writer_holds_and_never_waits() {
 #[test]
 fn decay_bad_input_fails_with_sqlstates_and_writes_nothing() {
     let mut admin = common::db();
-    let mut tenant = tenant_role(&mut admin);
+    let mut tenant = common::app("fractality_decay_tenant", None);
     let (mine, theirs) = (common::tenant(), common::tenant());
     let my_id = nodes(&mut admin, mine, 1, 0.5, "0")[0];
     let their_id = nodes(&mut admin, theirs, 1, 0.5, "0")[0];
-    as_tenant(&mut tenant, mine);
+    common::set_tenant(&mut tenant, mine);
     let nobody = uuid::Uuid::nil();
 
     let cases: Vec<(&str, Vec<&(dyn postgres::types::ToSql + Sync)>, &str)> = vec![

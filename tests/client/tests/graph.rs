@@ -9,36 +9,9 @@ use postgres::Client;
 use std::time::Duration;
 use uuid::Uuid;
 
-static ROLES: std::sync::Once = std::sync::Once::new();
-
-/// A login role that is neither owner nor BYPASSRLS, granted what an application role needs.
-fn app_role(admin: &mut Client) {
-    ROLES.call_once(|| {
-        admin
-            .batch_execute(
-                "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_graph_app') THEN
-                     CREATE ROLE fractality_graph_app LOGIN; END IF;
-                 END $$;
-                 GRANT USAGE ON SCHEMA fractality TO fractality_graph_app;
-                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality
-                    TO fractality_graph_app;",
-            )
-            .unwrap();
-    });
-}
-
-fn as_tenant(c: &mut Client, user: Uuid) {
-    c.execute(
-        "SELECT set_config('fractality.user_id', $1, false)",
-        &[&user.to_string()],
-    )
-    .unwrap();
-}
-
 /// A chain root -> n1 -> ... -> n{len} plus a back edge n{len} -> root, for `user`.
 fn chain(c: &mut Client, user: Uuid, len: i32) -> Uuid {
-    as_tenant(c, user);
+    common::set_tenant(c, user);
     c.execute(
         "SELECT fractality.upsert_node('n' || i, 'node ' || i, '{}', 0.5 + i / (2.0 * $1))
            FROM generate_series(0, $1) i",
@@ -65,11 +38,9 @@ fn chain(c: &mut Client, user: Uuid, len: i32) -> Uuid {
 
 #[test]
 fn tenants_walk_only_their_own_graph() {
-    let mut admin = common::db();
-    app_role(&mut admin);
     let (ua, ub) = (common::tenant(), common::tenant());
-    let mut a = common::connect_as("fractality_graph_app");
-    let mut b = common::connect_as("fractality_graph_app");
+    let mut a = common::app("fractality_graph_app", None);
+    let mut b = common::app("fractality_graph_app", None);
     let root_a = chain(&mut a, ua, 6);
     let root_b = chain(&mut b, ub, 3);
 
@@ -192,7 +163,7 @@ fn concurrent_upserts_of_one_key_make_one_node() {
         .map(|t| {
             std::thread::spawn(move || {
                 let mut c = common::db();
-                as_tenant(&mut c, user);
+                common::set_tenant(&mut c, user);
                 (0..25)
                     .map(|i| {
                         c.query_one(
@@ -234,7 +205,7 @@ fn upsert_node_announces_insert_then_update() {
         .unwrap();
     let mut writer = common::db();
     let user = common::tenant();
-    as_tenant(&mut writer, user);
+    common::set_tenant(&mut writer, user);
     let id: Uuid = writer
         .query_one("SELECT fractality.upsert_node('live', atp => 0.3)", &[])
         .unwrap()

@@ -2,19 +2,7 @@
 
 mod common;
 
-use postgres::fallible_iterator::FallibleIterator;
 use std::time::Duration;
-
-fn drain(c: &mut postgres::Client, wait: Duration) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let mut n = c.notifications();
-    let mut it = n.timeout_iter(wait);
-    while let Some(msg) = it.next().unwrap() {
-        assert_eq!(msg.channel(), "consciousness_update");
-        out.push(serde_json::from_str(msg.payload()).expect("payload is JSON"));
-    }
-    out
-}
 
 #[test]
 fn node_changes_are_announced_with_their_payload() {
@@ -41,7 +29,7 @@ fn node_changes_are_announced_with_their_payload() {
         .execute("DELETE FROM fractality.nodes WHERE id = $1", &[&id])
         .unwrap();
 
-    let mine: Vec<serde_json::Value> = drain(&mut listener, Duration::from_secs(2))
+    let mine: Vec<serde_json::Value> = common::notifications(&mut listener, Duration::from_secs(2))
         .into_iter()
         .filter(|p| p["user_id"] == user.to_string())
         .collect();
@@ -73,7 +61,7 @@ fn bulk_loads_can_turn_notifications_off() {
     )
     .unwrap();
     tx.commit().unwrap();
-    let mine = drain(&mut listener, Duration::from_millis(500))
+    let mine = common::notifications(&mut listener, Duration::from_millis(500))
         .into_iter()
         .filter(|p| p["user_id"] == user.to_string())
         .count();

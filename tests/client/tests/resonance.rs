@@ -9,26 +9,6 @@ use pgvector::Vector;
 use postgres::Client;
 use uuid::Uuid;
 
-static ROLES: std::sync::Once = std::sync::Once::new();
-
-fn roles(admin: &mut Client) {
-    ROLES.call_once(|| {
-        admin
-            .batch_execute(
-                "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_resonance_a') THEN
-                     CREATE ROLE fractality_resonance_a LOGIN; END IF;
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_resonance_b') THEN
-                     CREATE ROLE fractality_resonance_b LOGIN; END IF;
-             END $$;
-             GRANT USAGE ON SCHEMA fractality TO fractality_resonance_a, fractality_resonance_b;
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality
-                TO fractality_resonance_a, fractality_resonance_b;",
-            )
-            .unwrap();
-    });
-}
-
 /// `per` nodes of each tenant around one shared cluster centre, keys `<prefix>-<i>`.
 fn load(
     admin: &mut Client,
@@ -67,23 +47,12 @@ fn load(
         .collect()
 }
 
-fn as_tenant(role: &str, tenant: Uuid) -> Client {
-    let mut c = common::connect_as(role);
-    c.execute(
-        "SELECT set_config('fractality.user_id', $1, false)",
-        &[&tenant.to_string()],
-    )
-    .unwrap();
-    c
-}
-
 #[test]
 fn find_resonant_never_crosses_tenants() {
     let mut admin = common::db();
-    roles(&mut admin);
     let (ua, ub) = (common::tenant(), common::tenant());
     let ids = load(&mut admin, &[ua, ub], "shared-theme", 8, 7);
-    let mut a = as_tenant("fractality_resonance_a", ua);
+    let mut a = common::app("fractality_resonance_a", Some(ua));
 
     let rows = a
         .query(
@@ -125,10 +94,9 @@ fn find_resonant_never_crosses_tenants() {
 #[test]
 fn consensus_forms_with_three_users_not_two() {
     let mut admin = common::db();
-    roles(&mut admin);
     let (ua, ub, uc) = (common::tenant(), common::tenant(), common::tenant());
     let ids = load(&mut admin, &[ua, ub], "consensus-theme", 3, 11);
-    let mut a = as_tenant("fractality_resonance_a", ua);
+    let mut a = common::app("fractality_resonance_a", Some(ua));
     let none: Option<Uuid> = a
         .query_one("SELECT fractality.crystallize_consensus($1)", &[&ids[0][0]])
         .unwrap()

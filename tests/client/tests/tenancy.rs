@@ -4,28 +4,6 @@ mod common;
 
 use postgres::Client;
 
-static ROLES: std::sync::Once = std::sync::Once::new();
-
-/// Two login roles, neither owner nor BYPASSRLS, granted what an application role needs.
-/// (Once per test process: concurrent GRANTs on the same objects collide.)
-fn tenant_roles(admin: &mut Client) {
-    ROLES.call_once(|| {
-        admin
-            .batch_execute(
-                "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_tenant_a') THEN
-                     CREATE ROLE fractality_tenant_a LOGIN; END IF;
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_tenant_b') THEN
-                     CREATE ROLE fractality_tenant_b LOGIN; END IF;
-             END $$;
-             GRANT USAGE ON SCHEMA fractality TO fractality_tenant_a, fractality_tenant_b;
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality
-                TO fractality_tenant_a, fractality_tenant_b;",
-            )
-            .unwrap();
-    });
-}
-
 fn count(c: &mut Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
 }
@@ -33,11 +11,10 @@ fn count(c: &mut Client, sql: &str) -> i64 {
 #[test]
 fn tenants_see_and_change_only_their_own_rows() {
     let mut admin = common::db();
-    tenant_roles(&mut admin);
     let (ua, ub) = (common::tenant(), common::tenant());
 
-    let mut a = common::connect_as("fractality_tenant_a");
-    let mut b = common::connect_as("fractality_tenant_b");
+    let mut a = common::app("fractality_tenant_a", None);
+    let mut b = common::app("fractality_tenant_b", None);
     // no user id: nothing visible, nothing writable
     assert_eq!(count(&mut a, "SELECT count(*) FROM fractality.nodes"), 0);
     let e = a
@@ -133,7 +110,6 @@ fn tenants_see_and_change_only_their_own_rows() {
 #[test]
 fn partitions_granted_directly_still_filter_by_tenant() {
     let mut admin = common::db();
-    tenant_roles(&mut admin);
     let (ua, ub) = (common::tenant(), common::tenant());
     for u in [ua, ub] {
         admin
@@ -145,7 +121,7 @@ fn partitions_granted_directly_still_filter_by_tenant() {
             )
             .unwrap();
     }
-    let mut a = common::connect_as("fractality_tenant_a");
+    let mut a = common::app("fractality_tenant_a", None);
     a.execute(
         "SELECT set_config('fractality.user_id', $1, false)",
         &[&ua.to_string()],

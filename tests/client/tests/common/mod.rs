@@ -2,8 +2,11 @@
 //! `postgres` crate exactly as an application would reach it.
 #![allow(dead_code)]
 
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
-use std::sync::Once;
+use std::collections::HashSet;
+use std::sync::{Mutex, Once};
+use std::time::Duration;
 
 pub const DB: &str = "fractality_client";
 
@@ -62,4 +65,66 @@ pub fn sqlstate(err: &postgres::Error) -> String {
     err.code()
         .map(|c| c.code().to_string())
         .unwrap_or_else(|| format!("no SQLSTATE: {err}"))
+}
+
+static ROLES: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// A connection as login role `role`: neither owner nor BYPASSRLS, granted what an application
+/// role needs (created on first use; the GRANTs of one test process run one at a time, since
+/// concurrent GRANTs on the same objects collide). With `tenant`, `fractality.user_id` is set.
+pub fn app(role: &str, tenant: Option<uuid::Uuid>) -> Client {
+    {
+        let mut done = ROLES.lock().unwrap();
+        let done = done.get_or_insert_with(HashSet::new);
+        if !done.contains(role) {
+            let mut admin = db();
+            let create: Option<String> = admin
+                .query_one(
+                    "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
+                                 THEN format('CREATE ROLE %I LOGIN', $1) END",
+                    &[&role],
+                )
+                .unwrap()
+                .get(0);
+            if let Some(sql) = create {
+                admin.batch_execute(&sql).unwrap();
+            }
+            let grants: String = admin
+                .query_one(
+                    "SELECT format('GRANT USAGE ON SCHEMA fractality TO %1$I;
+                                    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO %1$I;', $1)",
+                    &[&role],
+                )
+                .unwrap()
+                .get(0);
+            admin.batch_execute(&grants).unwrap();
+            done.insert(role.to_string());
+        }
+    }
+    let mut c = connect_as(role);
+    if let Some(t) = tenant {
+        set_tenant(&mut c, t);
+    }
+    c
+}
+
+/// `fractality.user_id` of this session.
+pub fn set_tenant(c: &mut Client, tenant: uuid::Uuid) {
+    c.execute(
+        "SELECT set_config('fractality.user_id', $1, false)",
+        &[&tenant.to_string()],
+    )
+    .unwrap();
+}
+
+/// The consciousness_update payloads that arrive within `wait`, parsed.
+pub fn notifications(c: &mut Client, wait: Duration) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut n = c.notifications();
+    let mut it = n.timeout_iter(wait);
+    while let Some(msg) = it.next().unwrap() {
+        assert_eq!(msg.channel(), "consciousness_update");
+        out.push(serde_json::from_str(msg.payload()).expect("payload is JSON"));
+    }
+    out
 }
