@@ -1,5 +1,6 @@
 //! In-server test suites, run by `cargo pgrx test` inside a PostgreSQL backend with the extension
 //! created (`CREATE EXTENSION fractality CASCADE`). One file per concern.
 
+mod experience;
 mod schema;
 mod vector;

@@ -24,6 +24,27 @@ pub enum FractalityError {
     /// XX001 data_corrupted: a datum that does not have the layout its type promises.
     #[error("corrupt vector datum: {0}")]
     CorruptVector(String),
+
+    /// 22023 invalid_parameter_value: one element of an event batch (or the single event) is
+    /// malformed; names the element and the field.
+    #[error("{context}, field \"{field}\": {problem}")]
+    BadEvent {
+        context: String,
+        field: String,
+        problem: String,
+    },
+
+    /// 23505 unique_violation: an event (timestamp, event_id) given twice or already stored.
+    #[error("duplicate event (timestamp {timestamp}, event_id {event_id}): {detail}")]
+    DuplicateEvent {
+        timestamp: i64,
+        event_id: String,
+        detail: String,
+    },
+
+    /// P0002 no_data_found: a row the caller named does not exist (or is not visible to them).
+    #[error("{what} {key} does not exist")]
+    NotFound { what: &'static str, key: String },
 }
 
 impl FractalityError {
@@ -43,6 +64,9 @@ impl FractalityError {
             }
             FractalityError::NullNotAllowed(_) => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             FractalityError::CorruptVector(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            FractalityError::BadEvent { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            FractalityError::DuplicateEvent { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            FractalityError::NotFound { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
         }
     }
 
@@ -54,6 +78,13 @@ impl FractalityError {
             FractalityError::InvalidParameter { hint, .. } => Some(hint),
             FractalityError::NullNotAllowed(_) => None,
             FractalityError::CorruptVector(_) => None,
+            FractalityError::BadEvent { .. } => Some(
+                "An event is an object with the columns of experience_events: event_id (32 hex digits or a UUID), timestamp (integer microseconds >= 0), episode_id, step_number, event_type, flags, state_l1..state_l8, action_l1..action_l8, adna_version_hash, sequence_number; rewards default to 0. Nothing of the batch was written.",
+            ),
+            FractalityError::DuplicateEvent { .. } => Some(
+                "(timestamp, event_id) identifies an event; nothing of the batch was written.",
+            ),
+            FractalityError::NotFound { .. } => None,
         }
     }
 
