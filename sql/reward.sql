@@ -34,6 +34,16 @@ CREATE AGGREGATE fractality.reward_stats(float8) (
 COMMENT ON AGGREGATE fractality.reward_stats(float8) IS
     'Count, mean, sample stddev, min and max (Welford; parallel with a combine step). NULLs are skipped.';
 
+-- One pass over an episode's events: {steps, homeostasis, curiosity, efficiency, goal, discounted}
+-- (the discounted return by step number, as discounted_return(reward, gamma, step)). The engine of
+-- episode_returns: one transition per event instead of one per sum.
+CREATE AGGREGATE fractality.episode_sums(step integer, homeostasis real, curiosity real,
+                                         efficiency real, goal real, gamma float8) (
+    SFUNC = fractality.episode_sums_sfunc,
+    STYPE = internal,
+    FINALFUNC = fractality.episode_sums_ffunc
+);
+
 -- Per-episode returns of the hot events with "timestamp" in [from_us, to_us).
 CREATE FUNCTION fractality.episode_returns(from_us bigint, to_us bigint, gamma float8 DEFAULT 0.99)
 RETURNS TABLE (episode_id bigint, steps bigint, total float8, discounted float8, mean float8,
@@ -51,15 +61,11 @@ BEGIN
             HINT = 'The discount factor gamma must be a number in [0, 1].';
     END IF;
     RETURN QUERY
-    SELECT s.episode_id, s.n, s.h + s.c + s.e + s.g, s.d, (s.h + s.c + s.e + s.g) / s.n,
-           s.h, s.c, s.e, s.g
-      FROM (SELECT ev.episode_id, count(*) AS n,
-                   sum(ev.reward_homeostasis::float8) AS h, sum(ev.reward_curiosity::float8) AS c,
-                   sum(ev.reward_efficiency::float8) AS e, sum(ev.reward_goal::float8) AS g,
-                   fractality.discounted_return(
-                       fractality.total_reward(ev.reward_homeostasis, ev.reward_curiosity,
-                                               ev.reward_efficiency, ev.reward_goal)::float8,
-                       episode_returns.gamma, ev.step_number) AS d
+    SELECT s.episode_id, s.v[1]::bigint, s.v[2] + s.v[3] + s.v[4] + s.v[5], s.v[6],
+           (s.v[2] + s.v[3] + s.v[4] + s.v[5]) / s.v[1], s.v[2], s.v[3], s.v[4], s.v[5]
+      FROM (SELECT ev.episode_id,
+                   fractality.episode_sums(ev.step_number, ev.reward_homeostasis, ev.reward_curiosity,
+                                           ev.reward_efficiency, ev.reward_goal, episode_returns.gamma) AS v
               FROM fractality.experience_events ev
              WHERE ev."timestamp" >= from_us AND ev."timestamp" < to_us AND NOT ev.archived
              GROUP BY ev.episode_id) s

@@ -243,6 +243,20 @@ pub fn parse_metadata(ctx: &str, v: &Value) -> Result<Metadata, FractalityError>
     })
 }
 
+fn known_field(k: &str) -> bool {
+    match k {
+        "event_id" | "timestamp" | "episode_id" | "step_number" | "event_type" | "flags"
+        | "adna_version_hash" | "sequence_number" | "metadata" => true,
+        _ => {
+            (k.len() == 8 && k.starts_with("state_l") && (b'1'..=b'8').contains(&k.as_bytes()[7]))
+                || (k.len() == 9
+                    && k.starts_with("action_l")
+                    && (b'1'..=b'8').contains(&k.as_bytes()[8]))
+                || REWARD_FIELDS.contains(&k)
+        }
+    }
+}
+
 /// One event object with the seed's column names.
 pub fn parse_event(ctx: &str, v: &Value) -> Result<Event, FractalityError> {
     let obj = v.as_object().ok_or_else(|| {
@@ -252,15 +266,12 @@ pub fn parse_event(ctx: &str, v: &Value) -> Result<Event, FractalityError> {
             format!("expected an object, got {}", show(v)),
         )
     })?;
-    for key in obj.keys() {
-        let k = key.as_str();
-        if !(OTHER_FIELDS.contains(&k)
-            || STATE_FIELDS.contains(&k)
-            || ACTION_FIELDS.contains(&k)
-            || REWARD_FIELDS.contains(&k))
-        {
-            return Err(bad(ctx, k, "unknown field"));
-        }
+    if obj.len() > OTHER_FIELDS.len() + 20 || obj.keys().any(|k| !known_field(k)) {
+        let k = obj
+            .keys()
+            .find(|k| !known_field(k))
+            .map_or("(event)", |k| k.as_str());
+        return Err(bad(ctx, k, "unknown field"));
     }
     let id_value = obj
         .get("event_id")
@@ -354,49 +365,173 @@ pub fn check_unique(events: &[Event]) -> Result<(), FractalityError> {
 
 // ---- writing ---------------------------------------------------------------------------------
 
-const INSERT_EVENTS: &str = r#"
-INSERT INTO fractality.experience_events
-    ("timestamp", event_id, episode_id, step_number, event_type, flags,
-     state_l1, state_l2, state_l3, state_l4, state_l5, state_l6, state_l7, state_l8,
-     action_l1, action_l2, action_l3, action_l4, action_l5, action_l6, action_l7, action_l8,
-     reward_homeostasis, reward_curiosity, reward_efficiency, reward_goal,
-     adna_version_hash, sequence_number)
-SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::int[], $5::smallint[], $6::smallint[],
-                     $7::real[], $8::real[], $9::real[], $10::real[], $11::real[], $12::real[], $13::real[], $14::real[],
-                     $15::real[], $16::real[], $17::real[], $18::real[], $19::real[], $20::real[], $21::real[], $22::real[],
-                     $23::real[], $24::real[], $25::real[], $26::real[],
-                     $27::int[], $28::int[])"#;
-
 const INSERT_METADATA: &str = r#"
 INSERT INTO fractality.action_metadata (event_timestamp, event_id, intent_type, executor_id, parameters)
 SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::jsonb[])"#;
 
-/// Stored events of the batch's time window that the batch would duplicate.
+/// Stored events of the batch's time window (the batch would duplicate any of them that it holds).
 const STORED_IN_WINDOW: &str = r#"
 SELECT "timestamp", event_id FROM fractality.experience_events
- WHERE "timestamp" BETWEEN $1 AND $2 AND "timestamp" = ANY($3)"#;
+ WHERE "timestamp" BETWEEN $1 AND $2"#;
 
-/// Writes a validated batch: refuses duplicates of stored events, then one INSERT for the
-/// events and one for their metadata. Returns the number of events written.
+/// The columns the COPY below fills, in its order.
+const COPY_COLUMNS: [&str; 28] = [
+    "timestamp",
+    "event_id",
+    "episode_id",
+    "step_number",
+    "event_type",
+    "flags",
+    "state_l1",
+    "state_l2",
+    "state_l3",
+    "state_l4",
+    "state_l5",
+    "state_l6",
+    "state_l7",
+    "state_l8",
+    "action_l1",
+    "action_l2",
+    "action_l3",
+    "action_l4",
+    "action_l5",
+    "action_l6",
+    "action_l7",
+    "action_l8",
+    "reward_homeostasis",
+    "reward_curiosity",
+    "reward_efficiency",
+    "reward_goal",
+    "adna_version_hash",
+    "sequence_number",
+];
+
+/// The batch in PostgreSQL's binary COPY format, columns as in `COPY_COLUMNS`.
+pub fn encode_copy(events: &[Event]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + events.len() * 250 + 2);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes()); // flags
+    out.extend_from_slice(&0i32.to_be_bytes()); // header extension
+    fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    for e in events {
+        out.extend_from_slice(&(COPY_COLUMNS.len() as i16).to_be_bytes());
+        field(&mut out, &e.timestamp.to_be_bytes());
+        field(&mut out, &e.event_id);
+        field(&mut out, &e.episode_id.to_be_bytes());
+        field(&mut out, &e.step_number.to_be_bytes());
+        field(&mut out, &e.event_type.to_be_bytes());
+        field(&mut out, &e.flags.to_be_bytes());
+        for x in e.state.iter().chain(&e.action).chain(&e.rewards) {
+            field(&mut out, &x.to_be_bytes());
+        }
+        field(&mut out, &e.adna_version_hash.to_be_bytes());
+        field(&mut out, &e.sequence_number.to_be_bytes());
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}
+
+thread_local! {
+    /// The COPY data being fed to CopyFrom, and how much of it was read.
+    static COPY_SOURCE: std::cell::RefCell<(Vec<u8>, usize)> =
+        const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// CopyFrom's data source: the next bytes of COPY_SOURCE; 0 at the end.
+unsafe extern "C-unwind" fn copy_source(
+    outbuf: *mut std::ffi::c_void,
+    _minread: std::ffi::c_int,
+    maxread: std::ffi::c_int,
+) -> std::ffi::c_int {
+    COPY_SOURCE.with(|src| {
+        let mut src = src.borrow_mut();
+        let (data, pos) = &mut *src;
+        let n = (data.len() - *pos).min(maxread.max(0) as usize);
+        std::ptr::copy_nonoverlapping(data.as_ptr().add(*pos), outbuf as *mut u8, n);
+        *pos += n;
+        n as std::ffi::c_int
+    })
+}
+
+/// Inserts the events with PostgreSQL's own COPY FROM machinery (binary format from memory):
+/// partition routing, multi-row inserts, index updates, constraints and triggers exactly as a
+/// client's COPY, without a round trip through SQL text or arrays. The caller needs INSERT on
+/// experience_events, as for an INSERT.
+fn copy_events(events: &[Event]) -> u64 {
+    use pgrx::pg_sys;
+    COPY_SOURCE.with(|src| *src.borrow_mut() = (encode_copy(events), 0));
+    let copied = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"fractality".as_ptr(), false);
+        let relid = pg_sys::get_relname_relid(c"experience_events".as_ptr(), nsp);
+        if relid == pg_sys::InvalidOid {
+            error!("fractality.experience_events does not exist");
+        }
+        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+        let nsitem = pg_sys::addRangeTableEntryForRelation(
+            pstate,
+            rel,
+            pg_sys::RowExclusiveLock as i32,
+            std::ptr::null_mut(),
+            false,
+            false,
+        );
+        // as COPY FROM: INSERT privilege on the table (an error otherwise)
+        (*(*nsitem).p_rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
+        pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
+        let mut columns: *mut pg_sys::List = std::ptr::null_mut();
+        for name in COPY_COLUMNS {
+            let c = std::ffi::CString::new(name).expect("no NUL");
+            let node = pg_sys::makeString(pg_sys::pstrdup(c.as_ptr()));
+            columns = pg_sys::lappend(columns, node.cast());
+        }
+        let format = pg_sys::makeDefElem(
+            pg_sys::pstrdup(c"format".as_ptr()),
+            pg_sys::makeString(pg_sys::pstrdup(c"binary".as_ptr())).cast(),
+            -1,
+        );
+        let options = pg_sys::lappend(std::ptr::null_mut(), format.cast());
+        let cstate = pg_sys::BeginCopyFrom(
+            pstate,
+            rel,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            false,
+            Some(copy_source),
+            columns,
+            options,
+        );
+        let n = pg_sys::CopyFrom(cstate);
+        pg_sys::EndCopyFrom(cstate);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        n
+    };
+    COPY_SOURCE.with(|src| *src.borrow_mut() = (Vec::new(), 0));
+    copied
+}
+
+/// Writes a validated batch: refuses duplicates of stored events, then COPYs the events and
+/// INSERTs their metadata. Returns the number of events written.
 pub fn insert_events(events: &[Event]) -> i64 {
     if events.is_empty() {
         return 0;
     }
     let lo = events.iter().map(|e| e.timestamp).min().unwrap_or(0);
     let hi = events.iter().map(|e| e.timestamp).max().unwrap_or(0);
-    let timestamps: Vec<i64> = events.iter().map(|e| e.timestamp).collect();
 
-    Spi::connect_mut(|client| {
-        // duplicates of stored events (see the storage note in sql/experience.sql)
+    // duplicates of stored events (see the storage note in sql/experience.sql)
+    Spi::connect(|client| {
+        let stored = client
+            .select(STORED_IN_WINDOW, None, &[lo.into(), hi.into()])
+            .unwrap_or_else(|e| error!("reading stored events: {e}"));
+        if stored.is_empty() {
+            return;
+        }
         let batch: HashSet<(i64, [u8; 16])> =
             events.iter().map(|e| (e.timestamp, e.event_id)).collect();
-        let stored = client
-            .select(
-                STORED_IN_WINDOW,
-                None,
-                &[lo.into(), hi.into(), timestamps.clone().into()],
-            )
-            .unwrap_or_else(|e| error!("reading stored events: {e}"));
         for row in stored {
             let ts: i64 = row.get(1).ok().flatten().unwrap_or_default();
             let id: Vec<u8> = row.get(2).ok().flatten().unwrap_or_default();
@@ -411,61 +546,19 @@ pub fn insert_events(events: &[Event]) -> i64 {
                 }
             }
         }
+    });
 
-        let col_f32 = |f: &dyn Fn(&Event) -> f32| events.iter().map(f).collect::<Vec<f32>>();
-        let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
-            timestamps.into(),
-            events
-                .iter()
-                .map(|e| e.event_id.to_vec())
-                .collect::<Vec<Vec<u8>>>()
-                .into(),
-            events
-                .iter()
-                .map(|e| e.episode_id)
-                .collect::<Vec<i64>>()
-                .into(),
-            events
-                .iter()
-                .map(|e| e.step_number)
-                .collect::<Vec<i32>>()
-                .into(),
-            events
-                .iter()
-                .map(|e| e.event_type)
-                .collect::<Vec<i16>>()
-                .into(),
-            events.iter().map(|e| e.flags).collect::<Vec<i16>>().into(),
-        ];
-        for k in 0..8 {
-            args.push(col_f32(&|e| e.state[k]).into());
-        }
-        for k in 0..8 {
-            args.push(col_f32(&|e| e.action[k]).into());
-        }
-        for k in 0..4 {
-            args.push(col_f32(&|e| e.rewards[k]).into());
-        }
-        args.push(
-            events
-                .iter()
-                .map(|e| e.adna_version_hash)
-                .collect::<Vec<i32>>()
-                .into(),
+    let copied = copy_events(events);
+    if copied != events.len() as u64 {
+        error!(
+            "write_events: COPY took {copied} of {} events",
+            events.len()
         );
-        args.push(
-            events
-                .iter()
-                .map(|e| e.sequence_number)
-                .collect::<Vec<i32>>()
-                .into(),
-        );
-        client
-            .update(INSERT_EVENTS, None, &args)
-            .unwrap_or_else(|e| error!("inserting events: {e}"));
+    }
 
-        let with_meta: Vec<&Event> = events.iter().filter(|e| e.metadata.is_some()).collect();
-        if !with_meta.is_empty() {
+    let with_meta: Vec<&Event> = events.iter().filter(|e| e.metadata.is_some()).collect();
+    if !with_meta.is_empty() {
+        Spi::connect_mut(|client| {
             let meta = |e: &&Event| e.metadata.clone().expect("filtered");
             let margs: Vec<pgrx::datum::DatumWithOid> = vec![
                 with_meta
@@ -497,8 +590,8 @@ pub fn insert_events(events: &[Event]) -> i64 {
             client
                 .update(INSERT_METADATA, None, &margs)
                 .unwrap_or_else(|e| error!("inserting action metadata: {e}"));
-        }
-    });
+        });
+    }
     events.len() as i64
 }
 

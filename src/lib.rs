@@ -45,6 +45,8 @@ extension_sql_file!(
         reward::discounted_return_ffunc,
         reward::discounted_return_steps_sfunc,
         reward::discounted_return_steps_ffunc,
+        reward::episode_sums_sfunc,
+        reward::episode_sums_ffunc,
         reward::reward_stats_sfunc,
         reward::reward_stats_ffunc,
         reward::reward_stats_combine,

@@ -112,6 +112,41 @@ impl DiscountedBySteps {
     }
 }
 
+// ---- one episode's sums in one pass (episode_returns) ----------------------------------------
+
+/// Steps, the four component sums and the discounted return by step number of one episode.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EpisodeSums {
+    pub steps: i64,
+    pub components: [f64; 4],
+    pub discounted: DiscountedBySteps,
+}
+
+impl EpisodeSums {
+    pub fn push(
+        &mut self,
+        step: i64,
+        rewards: [f32; 4],
+        gamma: f64,
+    ) -> Result<(), FractalityError> {
+        self.steps += 1;
+        for (sum, r) in self.components.iter_mut().zip(rewards) {
+            *sum += f64::from(r);
+        }
+        let [h, c, e, g] = rewards;
+        self.discounted
+            .push(f64::from(total_reward(h, c, e, g)), gamma, step)
+    }
+
+    /// steps, homeostasis, curiosity, efficiency, goal, discounted.
+    pub fn values(&self) -> Vec<f64> {
+        let mut v = vec![self.steps as f64];
+        v.extend(self.components);
+        v.push(self.discounted.sum);
+        v
+    }
+}
+
 // ---- reward_stats: Welford, with Chan's combination ------------------------------------------
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -261,6 +296,40 @@ fn discounted_return_steps_sfunc(
 fn discounted_return_steps_ffunc(state: Internal) -> Option<f64> {
     let s = unsafe { state.get::<DiscountedBySteps>() }?;
     s.started.then_some(s.sum)
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Transition of the aggregate `fractality.episode_sums` behind episode_returns: one call per
+/// event instead of one per sum.
+#[pg_extern(immutable, parallel_safe)]
+fn episode_sums_sfunc(
+    mut state: Internal,
+    step: Option<i32>,
+    homeostasis: Option<f32>,
+    curiosity: Option<f32>,
+    efficiency: Option<f32>,
+    goal: Option<f32>,
+    gamma: Option<f64>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let s: &mut EpisodeSums = unsafe { state_mut(&mut state, fcinfo, "episode_sums_sfunc") };
+    let need = |name: &'static str| FractalityError::NullNotAllowed(name);
+    let rewards = [
+        homeostasis.unwrap_or(0.0),
+        curiosity.unwrap_or(0.0),
+        efficiency.unwrap_or(0.0),
+        goal.unwrap_or(0.0),
+    ];
+    let step = step.ok_or_else(|| need("step")).unwrap_or_report();
+    let gamma = gamma.ok_or_else(|| need("gamma")).unwrap_or_report();
+    s.push(step.into(), rewards, gamma).unwrap_or_report();
+    state
+}
+
+/// steps, homeostasis, curiosity, efficiency, goal, discounted; NULL for no rows.
+#[pg_extern(immutable, parallel_safe)]
+fn episode_sums_ffunc(state: Internal) -> Option<Vec<f64>> {
+    unsafe { state.get::<EpisodeSums>() }.map(EpisodeSums::values)
 }
 
 #[pg_extern(immutable, parallel_safe)]
@@ -484,6 +553,14 @@ mod tests {
         }
         assert_relative_eq!(d.sum, o.sum, epsilon = 1e-12);
         assert_eq!(d.first_step, 0);
+    }
+
+    #[test]
+    fn episode_sums_in_one_pass() {
+        let mut e = EpisodeSums::default();
+        e.push(1, [1.0, 0.0, 0.0, 0.0], 0.5).unwrap();
+        e.push(0, [0.0, 2.0, 0.0, 1.0], 0.5).unwrap();
+        assert_eq!(e.values(), vec![2.0, 1.0, 2.0, 0.0, 1.0, 3.0 + 0.5]);
     }
 
     #[test]
