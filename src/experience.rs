@@ -705,22 +705,40 @@ pub fn events_from_arrays(
     Ok(out)
 }
 
+/// The elements of a fixed-size array: straight from the array's data when it has no NULLs.
+fn opts<T>(a: &Array<'_, T>) -> Vec<Option<T>>
+where
+    T: pgrx::array::Scalar + 'static,
+    for<'a> T: pgrx::datum::UnboxDatum<As<'a> = T>,
+{
+    match a.as_slice() {
+        Ok(values) => values.iter().map(|&v| Some(v)).collect(),
+        Err(_) => a.iter().collect(),
+    }
+}
+
 /// The typed-array form of `write_events`, for clients that send arrays.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, strict, parallel_unsafe, name = "write_events")]
 fn write_events_arrays(
     event_ids: Array<'_, &[u8]>,
-    timestamps: Vec<Option<i64>>,
-    episode_ids: Vec<Option<i64>>,
-    step_numbers: Vec<Option<i32>>,
-    event_types: Vec<Option<i16>>,
-    flags: Vec<Option<i16>>,
-    states: Vec<Option<f32>>,
-    actions: Vec<Option<f32>>,
-    rewards: Vec<Option<f32>>,
-    adna_version_hashes: Vec<Option<i32>>,
-    sequence_numbers: Vec<Option<i32>>,
+    timestamps: Array<'_, i64>,
+    episode_ids: Array<'_, i64>,
+    step_numbers: Array<'_, i32>,
+    event_types: Array<'_, i16>,
+    flags: Array<'_, i16>,
+    states: Array<'_, f32>,
+    actions: Array<'_, f32>,
+    rewards: Array<'_, f32>,
+    adna_version_hashes: Array<'_, i32>,
+    sequence_numbers: Array<'_, i32>,
 ) -> i64 {
+    let (timestamps, episode_ids, step_numbers) =
+        (opts(&timestamps), opts(&episode_ids), opts(&step_numbers));
+    let (event_types, flags) = (opts(&event_types), opts(&flags));
+    let (states, actions, rewards) = (opts(&states), opts(&actions), opts(&rewards));
+    let (adna_version_hashes, sequence_numbers) =
+        (opts(&adna_version_hashes), opts(&sequence_numbers));
     let event_ids: Vec<Option<Vec<u8>>> = event_ids.iter().map(|b| b.map(<[u8]>::to_vec)).collect();
     let events = events_from_arrays(
         &event_ids,

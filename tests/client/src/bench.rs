@@ -632,26 +632,57 @@ fn ingest(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
 /// Events per write_events call.
 const WRITE_BATCH: usize = 10_000;
 
-/// The rows of one batch as the typed arrays of write_events.
-fn write_arrays(client: &mut Client, batch: &[datagen::Event]) -> Result<(), Error> {
-    let ids: Vec<Vec<u8>> = batch.iter().map(|e| e.event_id.to_vec()).collect();
-    let ts: Vec<i64> = batch.iter().map(|e| e.timestamp_us).collect();
-    let eps: Vec<i64> = batch.iter().map(|e| e.episode_id).collect();
-    let steps: Vec<i32> = batch.iter().map(|e| e.step_number).collect();
-    let types: Vec<i16> = batch.iter().map(|e| e.event_type).collect();
-    let flags: Vec<i16> = batch.iter().map(|e| e.flags).collect();
-    let states: Vec<f32> = batch.iter().flat_map(|e| e.state).collect();
-    let actions: Vec<f32> = batch.iter().flat_map(|e| e.action).collect();
-    let rewards: Vec<f32> = batch.iter().flat_map(|e| e.rewards).collect();
-    let hashes: Vec<i32> = batch.iter().map(|e| e.adna_version_hash).collect();
-    let seqs: Vec<i32> = batch.iter().map(|e| e.sequence_number).collect();
-    client.query_one(
-        "SELECT fractality.write_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        &[
-            &ids, &ts, &eps, &steps, &types, &flags, &states, &actions, &rewards, &hashes, &seqs,
-        ],
-    )?;
-    Ok(())
+/// One batch as the typed arrays of write_events, built before the timing (as the COPY payload).
+struct ArrayBatch {
+    ids: Vec<Vec<u8>>,
+    ts: Vec<i64>,
+    eps: Vec<i64>,
+    steps: Vec<i32>,
+    types: Vec<i16>,
+    flags: Vec<i16>,
+    states: Vec<f32>,
+    actions: Vec<f32>,
+    rewards: Vec<f32>,
+    hashes: Vec<i32>,
+    seqs: Vec<i32>,
+}
+
+impl ArrayBatch {
+    fn new(batch: &[datagen::Event]) -> Self {
+        ArrayBatch {
+            ids: batch.iter().map(|e| e.event_id.to_vec()).collect(),
+            ts: batch.iter().map(|e| e.timestamp_us).collect(),
+            eps: batch.iter().map(|e| e.episode_id).collect(),
+            steps: batch.iter().map(|e| e.step_number).collect(),
+            types: batch.iter().map(|e| e.event_type).collect(),
+            flags: batch.iter().map(|e| e.flags).collect(),
+            states: batch.iter().flat_map(|e| e.state).collect(),
+            actions: batch.iter().flat_map(|e| e.action).collect(),
+            rewards: batch.iter().flat_map(|e| e.rewards).collect(),
+            hashes: batch.iter().map(|e| e.adna_version_hash).collect(),
+            seqs: batch.iter().map(|e| e.sequence_number).collect(),
+        }
+    }
+
+    fn write(&self, client: &mut Client) -> Result<(), Error> {
+        client.query_one(
+            "SELECT fractality.write_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &self.ids,
+                &self.ts,
+                &self.eps,
+                &self.steps,
+                &self.types,
+                &self.flags,
+                &self.states,
+                &self.actions,
+                &self.rewards,
+                &self.hashes,
+                &self.seqs,
+            ],
+        )?;
+        Ok(())
+    }
 }
 
 /// One batch as the JSON array write_events(jsonb) takes.
@@ -691,7 +722,8 @@ fn json_batch(batch: &[datagen::Event]) -> String {
 /// returns events per second.
 fn write_all(
     client: &mut Client,
-    events: &[datagen::Event],
+    events: usize,
+    arrays: &[ArrayBatch],
     json: Option<&[String]>,
 ) -> Result<f64, Error> {
     client.batch_execute(&format!("TRUNCATE {NATIVE_EVENTS} CASCADE"))?;
@@ -704,8 +736,8 @@ fn write_all(
                 }
             }
             None => {
-                for batch in events.chunks(WRITE_BATCH) {
-                    write_arrays(client, batch)?;
+                for batch in arrays {
+                    batch.write(client)?;
                 }
             }
         }
@@ -714,14 +746,10 @@ fn write_all(
     let stored: i64 = client
         .query_one(&format!("SELECT count(*) FROM {NATIVE_EVENTS}"), &[])?
         .get(0);
-    if stored != events.len() as i64 {
-        return Err(format!(
-            "write_events stored {stored} events, expected {}",
-            events.len()
-        )
-        .into());
+    if stored != events as i64 {
+        return Err(format!("write_events stored {stored} events, expected {events}").into());
     }
-    Ok(events.len() as f64 / secs)
+    Ok(events as f64 / secs)
 }
 
 /// write_events (typed arrays and JSON) against the COPY rates measured into the same table.
@@ -732,6 +760,7 @@ fn write_events_rows(
     reps: usize,
 ) -> Result<Vec<Row>, Error> {
     let json: Vec<String> = events.chunks(WRITE_BATCH).map(json_batch).collect();
+    let arrays: Vec<ArrayBatch> = events.chunks(WRITE_BATCH).map(ArrayBatch::new).collect();
     eprintln!(
         "  ingest: write_events {} events x {reps}, typed arrays and JSON, {WRITE_BATCH} a batch",
         events.len()
@@ -739,8 +768,8 @@ fn write_events_rows(
     let (arrays, jsons) = alternate(
         client,
         reps,
-        |c| write_all(c, events, None),
-        |c| write_all(c, events, Some(&json)),
+        |c| write_all(c, events.len(), &arrays, None),
+        |c| write_all(c, events.len(), &arrays, Some(&json)),
     )?;
     let copy = Some(Figure::from_samples(copy_rates, Unit::RowsPerSec));
     Ok(vec![
