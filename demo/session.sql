@@ -62,15 +62,15 @@ SELECT label, contributor_count AS minds, round(resonance_score::numeric, 3) AS 
 SELECT depth, count(*) AS nodes, round(max(resonance_score)::numeric, 3) AS resonance
   FROM fractality.consensus_tree(0.7, 3) GROUP BY depth ORDER BY depth;
 
-\echo '== an agent''s episodes: rewards per episode (last five) =='
-SELECT episode_id, count(*) AS steps,
-       round(sum(reward_homeostasis + reward_curiosity + reward_efficiency + reward_goal)::numeric, 3) AS total_reward
-  FROM fractality.experience_events
- GROUP BY episode_id ORDER BY episode_id DESC LIMIT 5;
+\echo '== an agent''s episodes: native episode returns, discounted at 0.95 (last five) =='
+SELECT episode_id, steps, round(total::numeric, 3) AS total, round(discounted::numeric, 3) AS discounted,
+       round(mean::numeric, 4) AS mean, round(goal::numeric, 1) AS goal
+  FROM fractality.episode_returns(0, fractality.epoch_us(now()), 0.95)
+ ORDER BY episode_id DESC LIMIT 5;
 
-\echo '== policy lineage =='
-SELECT policy_id, state_bin_id, rule_id, version, parent_policy_id, is_active
-  FROM fractality.adna_policies ORDER BY version;
+\echo '== policy lineage: save a third version of bin-explore, then walk its ancestry =='
+SELECT fractality.save_policy('bin-explore', 'curious-v3', '{"1": 0.8, "2": 0.2}') AS new_policy \gset
+SELECT depth, ancestor_id, version, rule_id, is_active FROM fractality.policy_lineage(:new_policy);
 
 \echo '== tenancy: as an application role, bob sees only his own minds'' nodes =='
 SET ROLE fractality_demo_app;

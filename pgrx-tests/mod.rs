@@ -2,6 +2,7 @@
 //! created (`CREATE EXTENSION fractality CASCADE`). One file per concern.
 
 mod decay;
+mod experience;
 mod graph;
 mod resonance;
 mod schema;

@@ -6,8 +6,17 @@
 
 -- Events. Partitioned by month on "timestamp" (microseconds since the Unix epoch, UTC), so that
 -- archiving moves whole partitions. Columns are ordered widest-alignment first to keep the row
--- narrow (no padding); the primary key leads with time, so that inserts append and time-range
--- reads use it.
+-- narrow (no padding).
+--
+-- Storage: the row alone takes about 174 bytes on disk; a btree over ("timestamp", event_id)
+-- would add about 50 more per event. The API reads events by time range (query_events,
+-- episode_returns, high_reward_events) or scans them whole (sample_experiences), and events
+-- arrive roughly in time order, so the only index is a BRIN over "timestamp" (a few bytes per
+-- thousand events). The trade-off: no unique index, hence no declarative primary key or foreign
+-- key. (timestamp, event_id) identifies an event; the write functions refuse duplicates within a
+-- batch and against the stored events of the batch's time window (not against a concurrent
+-- transaction writing the same ids), and action_metadata's reference to its event is kept by the
+-- triggers below (checked on insert, cascaded on delete and truncate).
 CREATE TABLE fractality.experience_events (
     "timestamp"        bigint      NOT NULL,
     episode_id         bigint      NOT NULL,
@@ -39,7 +48,6 @@ CREATE TABLE fractality.experience_events (
     flags              smallint    NOT NULL,
     archived           boolean     NOT NULL DEFAULT false,
     event_id           bytea       NOT NULL,
-    CONSTRAINT experience_events_pkey PRIMARY KEY ("timestamp", event_id),
     CONSTRAINT experience_events_event_id_length CHECK (octet_length(event_id) = 16),
     CONSTRAINT experience_events_timestamp_range CHECK ("timestamp" >= 0),
     -- rewards feed every aggregate: a NaN or an infinity would poison them all
@@ -57,6 +65,9 @@ COMMENT ON COLUMN fractality.experience_events.event_id IS 'u128 event id as 16 
 CREATE TABLE fractality.experience_events_default
     PARTITION OF fractality.experience_events DEFAULT;
 
+CREATE INDEX experience_events_time ON fractality.experience_events
+    USING brin ("timestamp") WITH (pages_per_range = 32);
+
 SELECT fractality.create_month_partition('fractality.experience_events', current_date);
 SELECT fractality.create_month_partition('fractality.experience_events',
                                          (current_date + interval '1 month')::date);
@@ -68,9 +79,7 @@ CREATE TABLE fractality.action_metadata (
     executor_id     varchar(255) NOT NULL,
     parameters      jsonb        NOT NULL DEFAULT '{}'::jsonb,
     created_at      timestamptz  NOT NULL DEFAULT now(),
-    -- a foreign key into a partitioned table must name the partition key too
-    CONSTRAINT action_metadata_event FOREIGN KEY (event_timestamp, event_id)
-        REFERENCES fractality.experience_events ("timestamp", event_id) ON DELETE CASCADE,
+    -- the reference to the event (event_timestamp, event_id) is kept by triggers, see below
     CONSTRAINT action_metadata_event_id_length CHECK (octet_length(event_id) = 16)
 );
 
@@ -81,6 +90,51 @@ CREATE INDEX action_metadata_intent_type ON fractality.action_metadata (intent_t
 CREATE INDEX action_metadata_executor ON fractality.action_metadata (executor_id);
 CREATE INDEX action_metadata_parameters ON fractality.action_metadata USING gin (parameters);
 CREATE INDEX action_metadata_event_ref ON fractality.action_metadata (event_timestamp, event_id);
+
+-- The reference from action_metadata to its event, kept by triggers (experience_events has no
+-- unique index for a foreign key to use; see the storage note above). SQLSTATE 23503 as a
+-- foreign key would report it.
+CREATE FUNCTION fractality.action_metadata_check_event() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM fractality.experience_events e
+                    WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id) THEN
+        RAISE foreign_key_violation USING
+            MESSAGE = format('insert or update on table "action_metadata" violates the reference "action_metadata_event": no event (%s, %s)',
+                             NEW.event_timestamp, NEW.event_id),
+            HINT = 'Write the event first (fractality.write_event), or both with fractality.write_event_with_metadata.';
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE CONSTRAINT TRIGGER action_metadata_event
+    AFTER INSERT OR UPDATE OF event_id, event_timestamp ON fractality.action_metadata
+    FOR EACH ROW EXECUTE FUNCTION fractality.action_metadata_check_event();
+
+CREATE FUNCTION fractality.experience_events_cascade_delete() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM fractality.action_metadata m
+     USING old_events o
+     WHERE m.event_timestamp = o."timestamp" AND m.event_id = o.event_id;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER experience_events_cascade_delete
+    AFTER DELETE ON fractality.experience_events
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality.experience_events_cascade_delete();
+
+CREATE FUNCTION fractality.experience_events_cascade_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE fractality.action_metadata;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER experience_events_cascade_truncate
+    AFTER TRUNCATE ON fractality.experience_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality.experience_events_cascade_truncate();
 
 -- Policies: one active row per state bin; each new version points at the one it replaced.
 CREATE TABLE fractality.adna_policies (

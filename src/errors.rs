@@ -33,6 +33,23 @@ pub enum FractalityError {
     /// 22004 null_value_not_allowed: a function that needs the session's tenant, called without one.
     #[error("fractality.user_id is not set")]
     NoTenant,
+
+    /// 22023 invalid_parameter_value: one element of an event batch (or the single event) is
+    /// malformed; names the element and the field.
+    #[error("{context}, field \"{field}\": {problem}")]
+    BadEvent {
+        context: String,
+        field: String,
+        problem: String,
+    },
+
+    /// 23505 unique_violation: an event (timestamp, event_id) given twice or already stored.
+    #[error("duplicate event (timestamp {timestamp}, event_id {event_id}): {detail}")]
+    DuplicateEvent {
+        timestamp: i64,
+        event_id: String,
+        detail: String,
+    },
 }
 
 impl FractalityError {
@@ -54,6 +71,8 @@ impl FractalityError {
             FractalityError::CorruptVector(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             FractalityError::NotFound { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::NoTenant => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            FractalityError::BadEvent { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            FractalityError::DuplicateEvent { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
         }
     }
 
@@ -70,6 +89,12 @@ impl FractalityError {
             ),
             FractalityError::NoTenant => Some(
                 "SET fractality.user_id = '<tenant uuid>' (or pass user_id where the function takes one).",
+            ),
+            FractalityError::BadEvent { .. } => Some(
+                "An event is an object with the columns of experience_events: event_id (32 hex digits or a UUID), timestamp (integer microseconds >= 0), episode_id, step_number, event_type, flags, state_l1..state_l8, action_l1..action_l8, adna_version_hash, sequence_number; rewards default to 0. Nothing of the batch was written.",
+            ),
+            FractalityError::DuplicateEvent { .. } => Some(
+                "(timestamp, event_id) identifies an event; nothing of the batch was written.",
             ),
         }
     }

@@ -11,9 +11,11 @@ use pgrx::prelude::*;
 pub mod consensus;
 pub mod decay;
 pub mod errors;
+pub mod experience;
 pub mod graph;
 pub mod gucs;
 pub mod resonance;
+pub mod reward;
 pub mod vector;
 
 // ---- the SQL, in load order ------------------------------------------------------------------
@@ -30,6 +32,36 @@ extension_sql_file!(
     "../sql/experience.sql",
     name = "experience",
     requires = ["bootstrap"]
+);
+extension_sql_file!(
+    "../sql/reward_types.sql",
+    name = "reward_types",
+    requires = ["bootstrap"]
+);
+extension_sql_file!(
+    "../sql/reward.sql",
+    name = "reward",
+    requires = [
+        "experience",
+        "reward_types",
+        reward::total_reward,
+        reward::discounted_return_sfunc,
+        reward::discounted_return_ffunc,
+        reward::discounted_return_steps_sfunc,
+        reward::discounted_return_steps_ffunc,
+        reward::episode_sums_sfunc,
+        reward::episode_sums_ffunc,
+        reward::reward_stats_sfunc,
+        reward::reward_stats_ffunc,
+        reward::reward_stats_combine,
+        reward::reward_stats_serial,
+        reward::reward_stats_deserial
+    ]
+);
+extension_sql_file!(
+    "../sql/experience_api.sql",
+    name = "experience_api",
+    requires = ["experience", reward::total_reward]
 );
 extension_sql_file!(
     "../sql/retention.sql",

@@ -42,8 +42,9 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "ingest",
         aliases: &["storage"],
-        about: "COPY rate into experience_events and bytes per stored event, incl. indexes",
-        baseline: "the seed's experience_events (bench_seed schema: pk + 6 indexes)",
+        about: "COPY and write_events rates into experience_events and bytes per stored event, incl. indexes",
+        baseline: "the seed's experience_events (bench_seed schema: pk + 6 indexes); for write_events, \
+                   binary COPY into fractality's own table",
         run: ingest,
     },
     Scenario {
@@ -69,6 +70,14 @@ pub const SCENARIOS: &[Scenario] = &[
         baseline: "the seed's PL/pgSQL calculate_resonance (bench_seed schema); the same arithmetic \
                    as an SQL expression; a bare pgvector kNN query (ORDER BY embedding <=> q LIMIT 20)",
         run: crate::bench_resonance::resonance,
+    },
+    Scenario {
+        name: "reward",
+        aliases: &[],
+        about: "episode_returns and discounted_return over all events vs plain SQL",
+        baseline: "plain SQL on the same events: GROUP BY sums for episode_returns, row_number() \
+                   window + power() for discounted_return",
+        run: reward,
     },
 ];
 
@@ -537,7 +546,6 @@ fn ingest(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     let mut payload = Vec::new();
     datagen::encode_events(&events, &mut payload)?;
     let n = events.len() as u64;
-    drop(events);
 
     ctx.client.batch_execute(SEED_EVENTS_DDL)?;
     let from = p.anchor_us - datagen::EVENT_DAYS * 86_400_000_000;
@@ -558,6 +566,9 @@ fn ingest(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         Some(Figure::from_samples(&native, Unit::RowsPerSec)),
         Some(Figure::from_samples(&seed, Unit::RowsPerSec)),
     )];
+
+    rows.extend(write_events_rows(ctx.client, &events, &native, reps)?);
+    drop(events);
 
     ctx.client
         .batch_execute(&format!("VACUUM (ANALYZE) {NATIVE_EVENTS}"))?;
@@ -597,6 +608,302 @@ fn ingest(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     Ok(rows)
 }
 
+// ---- write_events (part of the ingest scenario) ------------------------------------------------
+
+/// Events per write_events call.
+const WRITE_BATCH: usize = 10_000;
+
+/// One batch as the typed arrays of write_events, built before the timing (as the COPY payload).
+struct ArrayBatch {
+    ids: Vec<Vec<u8>>,
+    ts: Vec<i64>,
+    eps: Vec<i64>,
+    steps: Vec<i32>,
+    types: Vec<i16>,
+    flags: Vec<i16>,
+    states: Vec<f32>,
+    actions: Vec<f32>,
+    rewards: Vec<f32>,
+    hashes: Vec<i32>,
+    seqs: Vec<i32>,
+}
+
+impl ArrayBatch {
+    fn new(batch: &[datagen::Event]) -> Self {
+        ArrayBatch {
+            ids: batch.iter().map(|e| e.event_id.to_vec()).collect(),
+            ts: batch.iter().map(|e| e.timestamp_us).collect(),
+            eps: batch.iter().map(|e| e.episode_id).collect(),
+            steps: batch.iter().map(|e| e.step_number).collect(),
+            types: batch.iter().map(|e| e.event_type).collect(),
+            flags: batch.iter().map(|e| e.flags).collect(),
+            states: batch.iter().flat_map(|e| e.state).collect(),
+            actions: batch.iter().flat_map(|e| e.action).collect(),
+            rewards: batch.iter().flat_map(|e| e.rewards).collect(),
+            hashes: batch.iter().map(|e| e.adna_version_hash).collect(),
+            seqs: batch.iter().map(|e| e.sequence_number).collect(),
+        }
+    }
+
+    fn write(&self, client: &mut Client) -> Result<(), Error> {
+        client.query_one(
+            "SELECT fractality.write_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &self.ids,
+                &self.ts,
+                &self.eps,
+                &self.steps,
+                &self.types,
+                &self.flags,
+                &self.states,
+                &self.actions,
+                &self.rewards,
+                &self.hashes,
+                &self.seqs,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// One batch as the JSON array write_events(jsonb) takes.
+fn json_batch(batch: &[datagen::Event]) -> String {
+    let mut s = String::with_capacity(batch.len() * 700);
+    s.push('[');
+    for (i, e) in batch.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let id: String = e.event_id.iter().map(|b| format!("{b:02x}")).collect();
+        let _ = write!(
+            s,
+            "{{\"event_id\":\"{id}\",\"timestamp\":{},\"episode_id\":{},\"step_number\":{},\
+             \"event_type\":{},\"flags\":{}",
+            e.timestamp_us, e.episode_id, e.step_number, e.event_type, e.flags
+        );
+        for (k, v) in e.state.iter().enumerate() {
+            let _ = write!(s, ",\"state_l{}\":{v}", k + 1);
+        }
+        for (k, v) in e.action.iter().enumerate() {
+            let _ = write!(s, ",\"action_l{}\":{v}", k + 1);
+        }
+        let [h, c, ef, g] = e.rewards;
+        let _ = write!(
+            s,
+            ",\"reward_homeostasis\":{h},\"reward_curiosity\":{c},\"reward_efficiency\":{ef},\
+             \"reward_goal\":{g},\"adna_version_hash\":{},\"sequence_number\":{}}}",
+            e.adna_version_hash, e.sequence_number
+        );
+    }
+    s.push(']');
+    s
+}
+
+/// Empties the table, checkpoints, then writes every event through write_events in batches;
+/// returns events per second.
+fn write_all(
+    client: &mut Client,
+    events: usize,
+    arrays: &[ArrayBatch],
+    json: Option<&[String]>,
+) -> Result<f64, Error> {
+    client.batch_execute(&format!("TRUNCATE {NATIVE_EVENTS} CASCADE"))?;
+    client.batch_execute("CHECKPOINT")?;
+    let ((), secs) = timed(|| {
+        match json {
+            Some(batches) => {
+                for b in batches {
+                    client.query_one("SELECT fractality.write_events($1::text::jsonb)", &[b])?;
+                }
+            }
+            None => {
+                for batch in arrays {
+                    batch.write(client)?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let stored: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {NATIVE_EVENTS}"), &[])?
+        .get(0);
+    if stored != events as i64 {
+        return Err(format!("write_events stored {stored} events, expected {events}").into());
+    }
+    Ok(events as f64 / secs)
+}
+
+/// write_events (typed arrays and JSON) against the COPY rates measured into the same table.
+fn write_events_rows(
+    client: &mut Client,
+    events: &[datagen::Event],
+    copy_rates: &[f64],
+    reps: usize,
+) -> Result<Vec<Row>, Error> {
+    let json: Vec<String> = events.chunks(WRITE_BATCH).map(json_batch).collect();
+    let arrays: Vec<ArrayBatch> = events.chunks(WRITE_BATCH).map(ArrayBatch::new).collect();
+    eprintln!(
+        "  ingest: write_events {} events x {reps}, typed arrays and JSON, {WRITE_BATCH} a batch",
+        events.len()
+    );
+    let (arrays, jsons) = alternate(
+        client,
+        reps,
+        |c| write_all(c, events.len(), &arrays, None),
+        |c| write_all(c, events.len(), &arrays, Some(&json)),
+    )?;
+    let copy = Some(Figure::from_samples(copy_rates, Unit::RowsPerSec));
+    Ok(vec![
+        Row::new(
+            format!(
+                "write_events typed arrays, {} a batch, vs COPY into the same table",
+                thousands(WRITE_BATCH as u64)
+            ),
+            Some(Figure::from_samples(&arrays, Unit::RowsPerSec)),
+            copy.clone(),
+        )
+        .target(">= 50 000 events/s and >= 0.5x COPY"),
+        Row::new(
+            format!(
+                "write_events JSON (jsonb), {} a batch, vs COPY into the same table",
+                thousands(WRITE_BATCH as u64)
+            ),
+            Some(Figure::from_samples(&jsons, Unit::RowsPerSec)),
+            copy,
+        )
+        .target(">= 50 000 events/s and >= 0.5x COPY"),
+    ])
+}
+
+// ---- scenario: reward ------------------------------------------------------------------------
+
+const EPISODE_RETURNS: &str = "SELECT * FROM fractality.episode_returns($1, $2, 0.99)";
+
+const EPISODE_SUMS_SQL: &str = r#"
+SELECT episode_id, count(*) AS steps,
+       sum(reward_homeostasis::float8 + reward_curiosity + reward_efficiency + reward_goal) AS total,
+       avg(reward_homeostasis::float8 + reward_curiosity + reward_efficiency + reward_goal) AS mean,
+       sum(reward_homeostasis::float8), sum(reward_curiosity::float8),
+       sum(reward_efficiency::float8), sum(reward_goal::float8)
+  FROM fractality.experience_events
+ WHERE "timestamp" >= $1 AND "timestamp" < $2 AND NOT archived
+ GROUP BY episode_id ORDER BY episode_id"#;
+
+const DISCOUNTED_BY_STEP: &str = r#"
+SELECT episode_id,
+       fractality.discounted_return((reward_homeostasis + reward_curiosity + reward_efficiency + reward_goal)::float8,
+                                    0.99, step_number)
+  FROM fractality.experience_events GROUP BY episode_id"#;
+
+const DISCOUNTED_ORDERED: &str = r#"
+SELECT episode_id,
+       fractality.discounted_return((reward_homeostasis + reward_curiosity + reward_efficiency + reward_goal)::float8,
+                                    0.99 ORDER BY step_number)
+  FROM fractality.experience_events GROUP BY episode_id"#;
+
+const DISCOUNTED_WINDOW_SQL: &str = r#"
+SELECT episode_id, sum(r * power(0.99::float8, k)) AS discounted
+  FROM (SELECT episode_id,
+               (reward_homeostasis + reward_curiosity + reward_efficiency + reward_goal)::float8 AS r,
+               row_number() OVER (PARTITION BY episode_id ORDER BY step_number) - 1 AS k
+          FROM fractality.experience_events) s
+ GROUP BY episode_id"#;
+
+/// Runs `sql` and returns (milliseconds, rows).
+fn query_ms(
+    client: &mut Client,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<(f64, usize), Error> {
+    let (rows, secs) = timed(|| Ok(client.query(sql, params)?))?;
+    Ok((secs * 1e3, rows.len()))
+}
+
+fn reward(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
+    let reps = ctx.reps(7);
+    let c = &mut *ctx.client;
+    let events: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {NATIVE_EVENTS}"), &[])?
+        .get(0);
+    if events == 0 {
+        return Err("no events loaded".into());
+    }
+    c.batch_execute(&format!("VACUUM (ANALYZE) {NATIVE_EVENTS}"))?;
+    let (from, to) = (0i64, i64::MAX);
+    // warm the cache and check that both sides agree before timing them
+    let ours = c.query(EPISODE_RETURNS, &[&from, &to])?;
+    let sql = c.query(EPISODE_SUMS_SQL, &[&from, &to])?;
+    if ours.len() != sql.len() {
+        return Err(format!(
+            "episode_returns: {} episodes, SQL {}",
+            ours.len(),
+            sql.len()
+        )
+        .into());
+    }
+    for (a, b) in ours.iter().zip(&sql) {
+        let (ta, tb): (f64, f64) = (a.get(2), b.get(2));
+        if a.get::<_, i64>(0) != b.get::<_, i64>(0) || (ta - tb).abs() > 1e-6 * tb.abs().max(1.0) {
+            return Err("episode_returns and the SQL GROUP BY disagree".into());
+        }
+    }
+    let by_step = c.query(DISCOUNTED_BY_STEP, &[])?;
+    let window = c.query(DISCOUNTED_WINDOW_SQL, &[])?;
+    let sum = |rows: &[postgres::Row]| rows.iter().map(|r| r.get::<_, f64>(1)).sum::<f64>();
+    if by_step.len() != window.len()
+        || (sum(&by_step) - sum(&window)).abs() > 1e-6 * sum(&window).abs().max(1.0)
+    {
+        return Err("discounted_return and the window SQL disagree".into());
+    }
+    eprintln!(
+        "  reward: {events} events, {} episodes, {reps} reps",
+        ours.len()
+    );
+
+    let (a, b) = alternate(
+        c,
+        reps,
+        |c| Ok(query_ms(c, EPISODE_RETURNS, &[&from, &to])?.0),
+        |c| Ok(query_ms(c, EPISODE_SUMS_SQL, &[&from, &to])?.0),
+    )?;
+    let mut rows = vec![Row::new(
+        format!(
+            "episode_returns over {} events ({} episodes) vs GROUP BY sums",
+            thousands(events as u64),
+            thousands(ours.len() as u64)
+        ),
+        Some(Figure::from_samples(&a, Unit::Millis)),
+        Some(Figure::from_samples(&b, Unit::Millis)),
+    )
+    .target("<= 1.5x the SQL (gain >= 0.67)")];
+    let (a, b) = alternate(
+        c,
+        reps,
+        |c| Ok(query_ms(c, DISCOUNTED_BY_STEP, &[])?.0),
+        |c| Ok(query_ms(c, DISCOUNTED_WINDOW_SQL, &[])?.0),
+    )?;
+    rows.push(
+        Row::new(
+            "discounted_return(r, gamma, step) per episode vs row_number() window",
+            Some(Figure::from_samples(&a, Unit::Millis)),
+            Some(Figure::from_samples(&b, Unit::Millis)),
+        )
+        .target(">= 3x faster"),
+    );
+    let (a, b) = alternate(
+        c,
+        reps,
+        |c| Ok(query_ms(c, DISCOUNTED_ORDERED, &[])?.0),
+        |c| Ok(query_ms(c, DISCOUNTED_WINDOW_SQL, &[])?.0),
+    )?;
+    rows.push(Row::new(
+        "discounted_return(r, gamma ORDER BY step) per episode vs row_number() window",
+        Some(Figure::from_samples(&a, Unit::Millis)),
+        Some(Figure::from_samples(&b, Unit::Millis)),
+    ));
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,6 +940,7 @@ mod tests {
     #[test]
     fn scenarios_by_name_or_alias_and_unknown_names_fail() {
         assert_eq!(select(&[]).unwrap().len(), SCENARIOS.len());
+        assert_eq!(select(&["reward".into()]).unwrap()[0].name, "reward");
         let s = select(&["storage".into(), "ingest".into()]).unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].name, "ingest");

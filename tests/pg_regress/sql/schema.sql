@@ -48,7 +48,9 @@ SELECT tgrelid::regclass AS "table", tgname, tgenabled
 
 -- storage options: every view runs with the caller's rights; nodes leave room for HOT updates
 SELECT relname, relkind, reloptions FROM pg_class
- WHERE relnamespace = 'fractality'::regnamespace AND reloptions IS NOT NULL ORDER BY 1;
+ WHERE relnamespace = 'fractality'::regnamespace AND reloptions IS NOT NULL
+   AND relkind <> 'i'  -- partitions' indexes carry their month in their names
+ ORDER BY 1;
 
 -- defaults as a client sees them
 BEGIN;

@@ -1,0 +1,235 @@
+-- fractality: the experience store's API in SQL (the seed's PersistenceBackend trait)
+-- Reads by time range, the seed's high-reward batch retrieval, versioned policies and versioned
+-- configuration with lineage. Ingest (write_event, write_events, write_event_with_metadata) is in
+-- src/experience.rs.
+
+-- Events with "timestamp" in [start_us, end_us), oldest first, at most "limit"; with_metadata
+-- fills intent_type, executor_id and parameters from action_metadata (NULL otherwise).
+-- include_archived: events flagged archived are left out unless it is true. Events moved to the
+-- cold tier are not read here yet: that comes with the archiving issue; until then the flag
+-- only decides about flagged rows still in experience_events.
+CREATE FUNCTION fractality.query_events(start_us bigint, end_us bigint, "limit" integer DEFAULT 1000,
+                                        with_metadata boolean DEFAULT false,
+                                        include_archived boolean DEFAULT false)
+RETURNS TABLE ("timestamp" bigint, event_id bytea, episode_id bigint, step_number integer,
+               event_type smallint, flags smallint,
+               state real[], action real[],
+               reward_homeostasis real, reward_curiosity real, reward_efficiency real, reward_goal real,
+               total_reward real, adna_version_hash integer, sequence_number integer, archived boolean,
+               intent_type varchar, executor_id varchar, parameters jsonb)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF start_us IS NULL OR end_us IS NULL OR start_us > end_us THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid time range for query_events: [%s, %s)', start_us, end_us),
+            HINT = 'Pass start_us <= end_us, both microseconds since the Unix epoch.';
+    END IF;
+    IF "limit" IS NULL OR "limit" < 0 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for limit: %s', coalesce("limit"::text, 'NULL')),
+            HINT = 'limit must be an integer >= 0.';
+    END IF;
+    RETURN QUERY
+    SELECT e."timestamp", e.event_id, e.episode_id, e.step_number, e.event_type, e.flags,
+           ARRAY[e.state_l1, e.state_l2, e.state_l3, e.state_l4, e.state_l5, e.state_l6, e.state_l7, e.state_l8],
+           ARRAY[e.action_l1, e.action_l2, e.action_l3, e.action_l4, e.action_l5, e.action_l6, e.action_l7, e.action_l8],
+           e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal,
+           fractality.total_reward(e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal),
+           e.adna_version_hash, e.sequence_number, e.archived,
+           m.intent_type, m.executor_id, m.parameters
+      FROM fractality.experience_events e
+      LEFT JOIN fractality.action_metadata m
+        ON with_metadata AND m.event_timestamp = e."timestamp" AND m.event_id = e.event_id
+     WHERE e."timestamp" >= start_us AND e."timestamp" < end_us
+       AND (include_archived OR NOT e.archived)
+     ORDER BY e."timestamp", e.event_id
+     LIMIT "limit";
+END $$;
+
+-- The seed's "batch retrieval for IntuitionEngine": recent events whose total reward exceeds
+-- min_reward, newest first, with their metadata.
+CREATE FUNCTION fractality.high_reward_events(since_us bigint, min_reward real DEFAULT 0.5,
+                                              "limit" integer DEFAULT 1000)
+RETURNS TABLE ("timestamp" bigint, event_id bytea, episode_id bigint, step_number integer,
+               event_type smallint, total_reward real, adna_version_hash integer,
+               intent_type varchar, executor_id varchar, parameters jsonb)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF since_us IS NULL OR min_reward IS NULL OR min_reward = 'NaN' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid argument for high_reward_events: since_us %s, min_reward %s',
+                             coalesce(since_us::text, 'NULL'), coalesce(min_reward::text, 'NULL')),
+            HINT = 'Pass a time in microseconds since the Unix epoch and a finite reward threshold.';
+    END IF;
+    IF "limit" IS NULL OR "limit" < 0 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for limit: %s', coalesce("limit"::text, 'NULL')),
+            HINT = 'limit must be an integer >= 0.';
+    END IF;
+    RETURN QUERY
+    SELECT e."timestamp", e.event_id, e.episode_id, e.step_number, e.event_type,
+           fractality.total_reward(e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal),
+           e.adna_version_hash, m.intent_type, m.executor_id, m.parameters
+      FROM fractality.experience_events e
+      LEFT JOIN fractality.action_metadata m
+        ON m.event_timestamp = e."timestamp" AND m.event_id = e.event_id
+     WHERE e."timestamp" > since_us
+       AND NOT e.archived
+       AND fractality.total_reward(e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal) > min_reward
+     ORDER BY e."timestamp" DESC, e.event_id
+     LIMIT "limit";
+END $$;
+
+-- ---- policies ---------------------------------------------------------------------------------
+
+-- Saves a new version of the policy of a state bin: the active one (if any) becomes its parent
+-- and inactive; version = the bin's highest version + 1; version_hash = hash of bin, rule,
+-- version and weights. Concurrent saves for one bin are serialised by a transaction-scoped
+-- advisory lock on the bin, so there is never more than one active policy per bin.
+CREATE FUNCTION fractality.save_policy(state_bin_id text, rule_id text, action_weights jsonb,
+                                       metadata jsonb DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    bad_key text;
+    parent integer;
+    next_version integer;
+    new_id integer;
+BEGIN
+    IF state_bin_id IS NULL OR state_bin_id = '' OR length(state_bin_id) > 255 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for state_bin_id: %s', coalesce(quote_literal(state_bin_id), 'NULL')),
+            HINT = 'state_bin_id is a non-empty text of at most 255 characters.';
+    END IF;
+    IF rule_id IS NULL OR rule_id = '' OR length(rule_id) > 255 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for rule_id: %s', coalesce(quote_literal(rule_id), 'NULL')),
+            HINT = 'rule_id is a non-empty text of at most 255 characters.';
+    END IF;
+    IF action_weights IS NULL OR jsonb_typeof(action_weights) <> 'object' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for action_weights: %s', coalesce(action_weights::text, 'NULL')),
+            HINT = 'action_weights is a JSON object of numbers, e.g. {"0": 0.7, "3": 0.3}.';
+    END IF;
+    SELECT k INTO bad_key FROM jsonb_each(action_weights) AS w(k, v)
+     WHERE jsonb_typeof(w.v) <> 'number' LIMIT 1;
+    IF bad_key IS NOT NULL THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for action_weights: key %s is not a number', quote_literal(bad_key)),
+            HINT = 'action_weights is a JSON object of numbers, e.g. {"0": 0.7, "3": 0.3}.';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for metadata: %s', metadata),
+            HINT = 'metadata is a JSON object or NULL.';
+    END IF;
+
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.adna_policies/' || state_bin_id, 0));
+    SELECT p.policy_id INTO parent FROM fractality.adna_policies p
+     WHERE p.state_bin_id = save_policy.state_bin_id AND p.is_active;
+    SELECT coalesce(max(p.version), 0) + 1 INTO next_version FROM fractality.adna_policies p
+     WHERE p.state_bin_id = save_policy.state_bin_id;
+    UPDATE fractality.adna_policies p SET is_active = false, updated_at = now()
+     WHERE p.policy_id = parent;
+    INSERT INTO fractality.adna_policies
+        (state_bin_id, rule_id, action_weights, metadata, version, version_hash, parent_policy_id, is_active)
+    VALUES (state_bin_id, rule_id, action_weights, metadata, next_version,
+            hashtext(concat_ws(E'\x1f', state_bin_id, rule_id, next_version, action_weights::text)),
+            parent, true)
+    RETURNING policy_id INTO new_id;
+    RETURN new_id;
+END $$;
+
+-- The active policy of a state bin as a JSON object, or NULL when the bin has none.
+CREATE FUNCTION fractality.load_policy(state_bin_id text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+               'policy_id', p.policy_id, 'state_bin_id', p.state_bin_id, 'rule_id', p.rule_id,
+               'action_weights', p.action_weights, 'metadata', p.metadata, 'version', p.version,
+               'version_hash', p.version_hash, 'parent_policy_id', p.parent_policy_id,
+               'total_executions', p.total_executions, 'avg_reward', p.avg_reward,
+               'created_at', p.created_at)
+      FROM fractality.adna_policies p
+     WHERE p.state_bin_id = load_policy.state_bin_id AND p.is_active
+$$;
+
+-- The policy and its ancestors, from the policy itself (depth 0) back to the first version.
+CREATE FUNCTION fractality.policy_lineage(policy_id integer)
+RETURNS TABLE (depth integer, ancestor_id integer, version integer, rule_id varchar,
+               version_hash integer, is_active boolean, created_at timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.policy_id = policy_lineage.policy_id) THEN
+        RAISE no_data_found USING
+            MESSAGE = format('policy %s does not exist', coalesce(policy_lineage.policy_id::text, 'NULL')),
+            HINT = 'Pass a policy_id returned by fractality.save_policy.';
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE up AS (
+        SELECT 0 AS d, p.* FROM fractality.adna_policies p WHERE p.policy_id = policy_lineage.policy_id
+        UNION ALL
+        SELECT up.d + 1, p.* FROM up JOIN fractality.adna_policies p ON p.policy_id = up.parent_policy_id
+         WHERE up.d < 100000
+    )
+    SELECT up.d, up.policy_id, up.version, up.rule_id, up.version_hash, up.is_active, up.created_at
+      FROM up ORDER BY up.d;
+END $$;
+
+-- ---- configuration ----------------------------------------------------------------------------
+
+-- Saves a new version of (component, key): the active one becomes its parent and inactive.
+-- Returns the config_id. Serialised per (component, key) like save_policy.
+CREATE FUNCTION fractality.save_config(component text, key text, value jsonb)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    parent integer;
+    next_version integer;
+    new_id integer;
+BEGIN
+    IF component IS NULL OR component = '' OR length(component) > 255 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for component: %s', coalesce(quote_literal(component), 'NULL')),
+            HINT = 'component is a non-empty text of at most 255 characters.';
+    END IF;
+    IF key IS NULL OR key = '' OR length(key) > 255 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for key: %s', coalesce(quote_literal(key), 'NULL')),
+            HINT = 'key is a non-empty text of at most 255 characters.';
+    END IF;
+    IF value IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = 'value must not be NULL',
+            HINT = 'Pass a JSON value; the JSON null is ''null''::jsonb.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.configuration_store/' || component || E'\x1f' || key, 0));
+    SELECT c.config_id INTO parent FROM fractality.configuration_store c
+     WHERE c.component_name = component AND c.config_key = key AND c.is_active;
+    SELECT coalesce(max(c.version), 0) + 1 INTO next_version FROM fractality.configuration_store c
+     WHERE c.component_name = component AND c.config_key = key;
+    UPDATE fractality.configuration_store c SET is_active = false, updated_at = now()
+     WHERE c.config_id = parent;
+    INSERT INTO fractality.configuration_store
+        (component_name, config_key, config_value, version, parent_config_id, is_active)
+    VALUES (component, key, value, next_version, parent, true)
+    RETURNING config_id INTO new_id;
+    RETURN new_id;
+END $$;
+
+-- The active value of (component, key), or NULL when there is none.
+CREATE FUNCTION fractality.load_config(component text, key text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT c.config_value FROM fractality.configuration_store c
+     WHERE c.component_name = load_config.component AND c.config_key = load_config.key AND c.is_active
+$$;
+
+-- Every version of (component, key), newest first.
+CREATE FUNCTION fractality.config_history(component text, key text)
+RETURNS TABLE (config_id integer, version integer, config_value jsonb, parent_config_id integer,
+               is_active boolean, created_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT c.config_id, c.version, c.config_value, c.parent_config_id, c.is_active, c.created_at
+      FROM fractality.configuration_store c
+     WHERE c.component_name = config_history.component AND c.config_key = config_history.key
+     ORDER BY c.version DESC
+$$;

@@ -1,0 +1,146 @@
+-- fractality: reward aggregation over the experience store
+-- The aggregates over the Rust state functions of src/reward.rs, per-episode returns, and the
+-- incremental roll-up of rewards into adna_policies.
+
+-- discounted_return(reward, gamma ORDER BY step): r0 + g r1 + g^2 r2 + ... in the given order.
+CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8) (
+    SFUNC = fractality.discounted_return_sfunc,
+    STYPE = internal,
+    FINALFUNC = fractality.discounted_return_ffunc
+);
+COMMENT ON AGGREGATE fractality.discounted_return(float8, float8) IS
+    'Discounted return of the rewards in ORDER BY order: sum of gamma^k * reward_k. NULL rewards are skipped.';
+
+-- discounted_return(reward, gamma, step): the same by step number, in any order (no sort):
+-- sum of gamma^(step - first step) * reward.
+CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8, step integer) (
+    SFUNC = fractality.discounted_return_steps_sfunc,
+    STYPE = internal,
+    FINALFUNC = fractality.discounted_return_steps_ffunc
+);
+COMMENT ON AGGREGATE fractality.discounted_return(float8, float8, integer) IS
+    'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward.';
+
+-- reward_stats(x): (n, mean, stddev, min, max) by Welford, parallel through a combine step.
+CREATE AGGREGATE fractality.reward_stats(float8) (
+    SFUNC = fractality.reward_stats_sfunc,
+    STYPE = internal,
+    FINALFUNC = fractality.reward_stats_ffunc,
+    COMBINEFUNC = fractality.reward_stats_combine,
+    SERIALFUNC = fractality.reward_stats_serial,
+    DESERIALFUNC = fractality.reward_stats_deserial,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE fractality.reward_stats(float8) IS
+    'Count, mean, sample stddev, min and max (Welford; parallel with a combine step). NULLs are skipped.';
+
+-- One pass over an episode's events: {steps, homeostasis, curiosity, efficiency, goal, discounted}
+-- (the discounted return by step number, as discounted_return(reward, gamma, step)). The engine of
+-- episode_returns: one transition per event instead of one per sum.
+CREATE AGGREGATE fractality.episode_sums(step integer, homeostasis real, curiosity real,
+                                         efficiency real, goal real, gamma float8) (
+    SFUNC = fractality.episode_sums_sfunc,
+    STYPE = internal,
+    FINALFUNC = fractality.episode_sums_ffunc
+);
+
+-- Per-episode returns of the hot events with "timestamp" in [from_us, to_us).
+CREATE FUNCTION fractality.episode_returns(from_us bigint, to_us bigint, gamma float8 DEFAULT 0.99)
+RETURNS TABLE (episode_id bigint, steps bigint, total float8, discounted float8, mean float8,
+               homeostasis float8, curiosity float8, efficiency float8, goal float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    IF from_us IS NULL OR to_us IS NULL OR from_us > to_us THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid time range for episode_returns: [%s, %s)', from_us, to_us),
+            HINT = 'Pass from_us <= to_us, both microseconds since the Unix epoch.';
+    END IF;
+    IF gamma IS NULL OR gamma = 'NaN' OR gamma < 0 OR gamma > 1 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for gamma: %s', gamma),
+            HINT = 'The discount factor gamma must be a number in [0, 1].';
+    END IF;
+    RETURN QUERY
+    SELECT s.episode_id, s.v[1]::bigint, s.v[2] + s.v[3] + s.v[4] + s.v[5], s.v[6],
+           (s.v[2] + s.v[3] + s.v[4] + s.v[5]) / s.v[1], s.v[2], s.v[3], s.v[4], s.v[5]
+      FROM (SELECT ev.episode_id,
+                   fractality.episode_sums(ev.step_number, ev.reward_homeostasis, ev.reward_curiosity,
+                                           ev.reward_efficiency, ev.reward_goal, episode_returns.gamma) AS v
+              FROM fractality.experience_events ev
+             WHERE ev."timestamp" >= from_us AND ev."timestamp" < to_us AND NOT ev.archived
+             GROUP BY ev.episode_id) s
+     ORDER BY s.episode_id;
+END $$;
+
+-- Events not yet rolled into adna_policies: every insert into experience_events (write_events,
+-- INSERT, COPY) adds one row per adna_version_hash of the statement, in the same transaction, so
+-- each event is counted exactly once whatever the path and however often the refresh runs.
+CREATE TABLE fractality.policy_reward_inbox (
+    adna_version_hash integer NOT NULL,
+    events            bigint  NOT NULL,
+    reward_sum        float8  NOT NULL
+);
+COMMENT ON TABLE fractality.policy_reward_inbox IS
+    'Per-statement reward sums of inserted events, waiting for refresh_policy_rewards().';
+
+CREATE FUNCTION fractality.experience_events_to_inbox() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fractality.policy_reward_inbox (adna_version_hash, events, reward_sum)
+    SELECT n.adna_version_hash, count(*),
+           sum(fractality.total_reward(n.reward_homeostasis, n.reward_curiosity,
+                                       n.reward_efficiency, n.reward_goal)::float8)
+      FROM new_events n
+     GROUP BY n.adna_version_hash;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER experience_events_to_inbox
+    AFTER INSERT ON fractality.experience_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality.experience_events_to_inbox();
+
+-- Rolls the waiting events into adna_policies (total_executions, avg_reward) through
+-- adna_version_hash = version_hash, and writes one 'reward_trend' row to learning_metrics when
+-- it rolled any. Events of a hash that no policy has wait for one. Returns the events rolled in.
+CREATE FUNCTION fractality.refresh_policy_rewards() RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    rolled bigint;
+    summary jsonb;
+BEGIN
+    WITH taken AS (
+        DELETE FROM fractality.policy_reward_inbox i
+         WHERE EXISTS (SELECT 1 FROM fractality.adna_policies p
+                        WHERE p.version_hash = i.adna_version_hash)
+        RETURNING i.adna_version_hash, i.events, i.reward_sum
+    ), per_hash AS (
+        SELECT t.adna_version_hash, sum(t.events)::bigint AS events, sum(t.reward_sum) AS reward_sum
+          FROM taken t GROUP BY t.adna_version_hash
+    ), updated AS (
+        UPDATE fractality.adna_policies p
+           SET avg_reward = ((p.avg_reward::float8 * p.total_executions + h.reward_sum)
+                             / (p.total_executions + h.events))::real,
+               total_executions = p.total_executions + h.events,
+               updated_at = now()
+          FROM per_hash h
+         WHERE p.version_hash = h.adna_version_hash
+        RETURNING p.policy_id, p.version_hash, h.events, h.reward_sum, p.avg_reward
+    )
+    SELECT coalesce(sum(h.events), 0),
+           jsonb_build_object(
+               'events', coalesce(sum(h.events), 0),
+               'mean_reward', sum(h.reward_sum) / nullif(sum(h.events), 0),
+               'policies', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'policy_id', u.policy_id, 'events', u.events,
+                                'mean_reward', u.reward_sum / u.events,
+                                'avg_reward', u.avg_reward) ORDER BY u.policy_id), '[]'::jsonb)
+                              FROM updated u))
+      INTO rolled, summary
+      FROM per_hash h;
+    IF rolled > 0 THEN
+        INSERT INTO fractality.learning_metrics (metric_type, metric_data)
+        VALUES ('reward_trend', summary);
+    END IF;
+    RETURN rolled::integer;
+END $$;

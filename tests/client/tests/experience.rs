@@ -1,0 +1,297 @@
+//! The experience store through a real client: JSON and typed-array batches, refusals with
+//! their SQLSTATE and nothing written, concurrent policy saves, reward aggregates and sampling.
+
+mod common;
+
+use std::sync::Mutex;
+
+use approx::assert_relative_eq;
+use postgres::Client;
+use serde_json::{json, Value};
+
+/// The tests of this file share the experience tables: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn event(ts: i64, id: u128, episode: i64, step: i32, goal: f32) -> Value {
+    let mut e = json!({
+        "event_id": format!("{id:032x}"), "timestamp": ts, "episode_id": episode,
+        "step_number": step, "event_type": 1, "flags": 0,
+        "reward_homeostasis": 0.1, "reward_goal": goal,
+        "adna_version_hash": 555, "sequence_number": step
+    });
+    for k in 1..=8 {
+        e[format!("state_l{k}")] = json!(0.5);
+        e[format!("action_l{k}")] = json!(-0.25);
+    }
+    e
+}
+
+fn count(c: &mut Client, from: i64, to: i64) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM fractality.experience_events WHERE \"timestamp\" >= $1 AND \"timestamp\" < $2",
+        &[&from, &to],
+    )
+    .unwrap()
+    .get(0)
+}
+
+#[test]
+fn experience_json_and_array_batches_round_trip() {
+    let _g = lock();
+    let mut c = common::db();
+    let base = 7_000_000_000i64;
+    let batch = Value::Array(
+        (0..500)
+            .map(|i| event(base + i, 0xabc000 + i as u128, 70, i as i32, 0.0))
+            .collect(),
+    );
+    let n: i64 = c
+        .query_one("SELECT fractality.write_events($1)", &[&batch])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 500);
+
+    // typed arrays, as a client that sends arrays would
+    let m = 300usize;
+    let ids: Vec<Vec<u8>> = (0..m)
+        .map(|i| (0xdef000u128 + i as u128).to_be_bytes().to_vec())
+        .collect();
+    let ts: Vec<i64> = (0..m as i64).map(|i| base + 1000 + i).collect();
+    let eps: Vec<i64> = vec![71; m];
+    let steps: Vec<i32> = (0..m as i32).collect();
+    let zeros: Vec<i16> = vec![0; m];
+    let states: Vec<f32> = vec![0.5; 8 * m];
+    let rewards: Vec<f32> = (0..m).flat_map(|_| [0.25f32, 0.0, 0.0, 0.0]).collect();
+    let hashes: Vec<i32> = vec![555; m];
+    let n: i64 = c
+        .query_one(
+            "SELECT fractality.write_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &ids, &ts, &eps, &steps, &zeros, &zeros, &states, &states, &rewards, &hashes,
+                &steps,
+            ],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, m as i64);
+    assert_eq!(count(&mut c, base, base + 2000), 800);
+
+    let rows = c
+        .query(
+            "SELECT event_id, total_reward, state FROM fractality.query_events($1, $2, 1000)",
+            &[&(base + 1000), &(base + 2000)],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), m);
+    let first: Vec<u8> = rows[0].get(0);
+    assert_eq!(first, ids[0]);
+    assert_relative_eq!(rows[0].get::<_, f32>(1), 0.25);
+    assert_eq!(rows[0].get::<_, Vec<f32>>(2), vec![0.5; 8]);
+
+    // episode returns over what was written
+    let r = c
+        .query_one(
+            "SELECT steps, total, discounted FROM fractality.episode_returns($1, $2, 0.9) WHERE episode_id = 71",
+            &[&base, &(base + 2000)],
+        )
+        .unwrap();
+    assert_eq!(r.get::<_, i64>(0), m as i64);
+    assert_relative_eq!(r.get::<_, f64>(1), 0.25 * m as f64, epsilon = 1e-9);
+    let expected: f64 = (0..m as i32).map(|k| 0.25 * 0.9f64.powi(k)).sum();
+    assert_relative_eq!(r.get::<_, f64>(2), expected, epsilon = 1e-9);
+}
+
+#[test]
+fn experience_bad_batches_are_refused_whole_with_sqlstate() {
+    let _g = lock();
+    let mut c = common::db();
+    let base = 8_000_000_000i64;
+    let good = |i: i64| event(base + i, 0xbad000 + i as u128, 80, i as i32, 0.0);
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            {
+                let mut e = good(3);
+                e.as_object_mut().unwrap().remove("flags");
+                json!([good(1), good(2), e])
+            },
+            "22023",
+            "element 2, field \"flags\": missing",
+        ),
+        (
+            {
+                let mut e = good(2);
+                e["event_id"] = json!("0102030405060708090a0b0c0d0e0f");
+                json!([good(1), e])
+            },
+            "22023",
+            "element 1, field \"event_id\"",
+        ),
+        (
+            {
+                let mut e = good(2);
+                e["reward_curiosity"] = json!("NaN");
+                json!([good(1), e])
+            },
+            "22023",
+            "element 1, field \"reward_curiosity\": expected a number",
+        ),
+        (
+            {
+                let mut e = good(2);
+                e["episode_id"] = json!(1.5);
+                json!([good(1), e])
+            },
+            "22023",
+            "element 1, field \"episode_id\": expected an integer",
+        ),
+        (
+            json!([good(1), good(2), good(1)]),
+            "23505",
+            "elements 0 and 2",
+        ),
+    ];
+    for (batch, state, message) in cases {
+        let err = c
+            .query_one("SELECT fractality.write_events($1)", &[&batch])
+            .unwrap_err();
+        assert_eq!(common::sqlstate(&err), state, "{err}");
+        let text = err.as_db_error().unwrap().message().to_string();
+        assert!(text.contains(message), "{text} should contain {message}");
+        assert_eq!(count(&mut c, base, base + 100), 0, "nothing written");
+    }
+    // a duplicate of a stored event refuses the batch that carries it
+    c.query_one("SELECT fractality.write_events($1)", &[&json!([good(10)])])
+        .unwrap();
+    let err = c
+        .query_one(
+            "SELECT fractality.write_events($1)",
+            &[&json!([good(11), good(10)])],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "23505");
+    assert_eq!(count(&mut c, base, base + 100), 1);
+    // other functions: bad arguments, clear SQLSTATEs
+    for (sql, state) in [
+        ("SELECT * FROM fractality.query_events(10, 1, 5)", "22023"),
+        ("SELECT * FROM fractality.query_events(1, 10, -5)", "22023"),
+        (
+            "SELECT * FROM fractality.episode_returns(0, 10, 'NaN')",
+            "22023",
+        ),
+        (
+            "SELECT * FROM fractality.sample_experiences(10, -1.0)",
+            "22023",
+        ),
+        ("SELECT fractality.save_policy('b', 'r', '\"x\"')", "22023"),
+        ("SELECT * FROM fractality.policy_lineage(-42)", "P0002"),
+        ("SELECT fractality.save_config('c', 'k', NULL)", "22004"),
+    ] {
+        let err = c.query(sql, &[]).unwrap_err();
+        assert_eq!(common::sqlstate(&err), state, "{sql}: {err}");
+    }
+}
+
+#[test]
+fn experience_concurrent_policy_saves_leave_one_active() {
+    let _g = lock();
+    let bin = format!("concurrent-{}", common::tenant());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let bin = bin.clone();
+            std::thread::spawn(move || {
+                let mut c = common::db();
+                for k in 0..5 {
+                    c.query_one(
+                        "SELECT fractality.save_policy($1, $2, '{\"0\": 1}')",
+                        &[&bin, &format!("rule-{t}-{k}")],
+                    )
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut c = common::db();
+    let row = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE is_active), count(*), count(DISTINCT version), max(version)
+               FROM fractality.adna_policies WHERE state_bin_id = $1",
+            &[&bin],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1, "exactly one active policy");
+    assert_eq!(row.get::<_, i64>(1), 40);
+    assert_eq!(row.get::<_, i64>(2), 40, "versions are distinct");
+    assert_eq!(row.get::<_, i32>(3), 40);
+    // the lineage of the active one runs through all 40 versions
+    let depth: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.policy_lineage(
+                 (SELECT policy_id FROM fractality.adna_policies WHERE state_bin_id = $1 AND is_active))",
+            &[&bin],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(depth, 40);
+}
+
+#[test]
+fn experience_sampling_frequencies_follow_priorities() {
+    let _g = lock();
+    let mut c = common::db();
+    // take the hot events out of the way inside a transaction, rolled back at the end
+    let mut tx = c.transaction().unwrap();
+    tx.batch_execute("DELETE FROM fractality.experience_events")
+        .unwrap();
+    let goals = [0.9f32, 0.1, 0.0, 1.9, 4.9];
+    let batch = Value::Array(
+        goals
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                event(
+                    9_000_000_000 + i as i64,
+                    0x5a0000 + i as u128,
+                    90,
+                    i as i32,
+                    *g,
+                )
+            })
+            .collect(),
+    );
+    tx.query_one("SELECT fractality.write_events($1)", &[&batch])
+        .unwrap();
+    let draws = 50_000i32;
+    let rows = tx
+        .query(
+            "SELECT sequence_number, count(*)::float8 / $1
+               FROM fractality.sample_experiences($1, alpha => 0.5, seed => 11) s
+               JOIN fractality.experience_events e USING (event_id)
+              GROUP BY 1 ORDER BY 1",
+            &[&draws],
+        )
+        .unwrap();
+    // totals are 0.1 + goal: 1.0, 0.2, 0.1, 2.0, 5.0; priority sqrt(total) + 1e-6
+    let priorities: Vec<f64> = goals
+        .iter()
+        .map(|g| (0.1f64 + f64::from(*g)).sqrt() + 1e-6)
+        .collect();
+    let sum: f64 = priorities.iter().sum();
+    assert_eq!(rows.len(), 5);
+    for r in rows {
+        let i = r.get::<_, i32>(0) as usize;
+        let share: f64 = r.get(1);
+        assert!(
+            (share - priorities[i] / sum).abs() < 0.01,
+            "event {i}: share {share}, expected {}",
+            priorities[i] / sum
+        );
+    }
+    tx.rollback().unwrap();
+}

@@ -1,0 +1,122 @@
+-- The experience store through SQL: ingest, queries, policies, configuration, reward aggregates,
+-- prioritised sampling. Everything inside one transaction, rolled back at the end.
+\set VERBOSITY default
+BEGIN;
+-- a JSON batch: ids as 32 hex digits or a UUID, "timestamp" in microseconds; rewards default 0
+CREATE TEMP TABLE ev AS
+SELECT jsonb_build_object(
+           'event_id', lpad(to_hex(g), 32, '0'), 'timestamp', 1000 * g, 'episode_id', 1 + g / 5,
+           'step_number', g % 5, 'event_type', 1, 'flags', 0,
+           'state_l1', 0.5, 'state_l2', 0.5, 'state_l3', 0.5, 'state_l4', 0.5,
+           'state_l5', 0.5, 'state_l6', 0.5, 'state_l7', 0.5, 'state_l8', 0.5,
+           'action_l1', 0, 'action_l2', 0, 'action_l3', 0, 'action_l4', 0,
+           'action_l5', 0, 'action_l6', 0, 'action_l7', 0, 'action_l8', 0,
+           'reward_homeostasis', (g % 3) * 0.25, 'reward_goal', CASE WHEN g % 5 = 4 THEN 1 ELSE 0 END,
+           'adna_version_hash', 77, 'sequence_number', g) AS e
+  FROM generate_series(0, 9) g;
+SELECT fractality.write_events((SELECT jsonb_agg(e) FROM ev)) AS written;
+-- one event with its metadata
+SELECT fractality.write_event_with_metadata(
+    (SELECT e || '{"event_id": "00000000-0000-0000-0000-0000000000aa", "timestamp": 50000, "episode_id": 9, "step_number": 0}' FROM ev LIMIT 1),
+    '{"intent_type": "explore", "executor_id": "agent-1", "parameters": {"depth": 2}}');
+-- and one through the column form
+SELECT fractality.write_event('\x000000000000000000000000000000bb', 60000, 9, 1, 0::smallint, 0::smallint,
+                              array_fill(0.25::real, ARRAY[8]), array_fill(0::real, ARRAY[8]), 77, 11,
+                              reward_curiosity => 0.5);
+SELECT "timestamp", encode(event_id, 'hex') AS event_id, episode_id, step_number, total_reward,
+       intent_type, parameters
+  FROM fractality.query_events(0, 100000, 20, with_metadata => true);
+SELECT count(*) AS in_range FROM fractality.query_events(2000, 5000, 100);
+SELECT "timestamp", total_reward FROM fractality.high_reward_events(0, 0.5, 3);
+
+-- malformed batches are refused whole, naming the element and the field; nothing is written
+SAVEPOINT s;
+SELECT fractality.write_events(jsonb_build_array((SELECT e FROM ev LIMIT 1) || '{"event_id": "00000000000000000000000000000c01"}',
+                                                 (SELECT e FROM ev LIMIT 1) - 'episode_id'));
+ROLLBACK TO s;
+SELECT fractality.write_events(jsonb_build_array((SELECT e FROM ev LIMIT 1) || '{"event_id": "000000000000000000000000000c01", "timestamp": 1}'));
+ROLLBACK TO s;
+SELECT fractality.write_events(jsonb_build_array((SELECT e FROM ev LIMIT 1) || '{"event_id": "00000000000000000000000000000c01", "reward_goal": "NaN"}'));
+ROLLBACK TO s;
+SELECT fractality.write_events(jsonb_build_array((SELECT e FROM ev LIMIT 1) || '{"event_id": "00000000000000000000000000000c01", "step_number": "two"}'));
+ROLLBACK TO s;
+SELECT fractality.write_events(jsonb_build_array((SELECT e FROM ev LIMIT 1) || '{"event_id": "00000000000000000000000000000c01", "timestamp": 1}',
+                                                 (SELECT e FROM ev LIMIT 1) || '{"event_id": "00000000000000000000000000000c01", "timestamp": 1}'));
+ROLLBACK TO s;
+SELECT fractality.write_events((SELECT jsonb_agg(e) FROM ev WHERE (e->>'sequence_number')::int < 2));
+ROLLBACK TO s;
+SELECT fractality.write_events('{"not": "an array"}');
+ROLLBACK TO s;
+SELECT fractality.write_events(ARRAY['\x01'::bytea], ARRAY[1::bigint], ARRAY[1::bigint], ARRAY[0], ARRAY[0::smallint],
+                               ARRAY[0::smallint], array_fill(0::real, ARRAY[8]), array_fill(0::real, ARRAY[8]),
+                               ARRAY[0, 0, 0, 0]::real[], ARRAY[1], ARRAY[1]);
+ROLLBACK TO s;
+SELECT * FROM fractality.query_events(10, 5, 1);
+ROLLBACK TO s;
+SELECT count(*) AS events_after_refusals FROM fractality.experience_events;
+
+-- reward aggregates
+SELECT episode_id, steps, round(total::numeric, 6) AS total, round(discounted::numeric, 6) AS discounted,
+       round(mean::numeric, 6) AS mean, homeostasis, curiosity, efficiency, goal
+  FROM fractality.episode_returns(0, 100000, 0.5);
+-- episode 1 by hand: total rewards 0, 0.25, 0.5, 0, 1.25 at steps 0..4, in any order for the
+-- step form: 0.25 / 2 + 0.5 / 4 + 1.25 / 16 = 0.328125
+SELECT fractality.discounted_return(r, 0.5 ORDER BY s) AS ordered,
+       fractality.discounted_return(r, 0.5, s) AS by_step
+  FROM (VALUES (2, 0.5), (0, 0.0), (4, 1.25), (1, 0.25), (3, 0.0)) v(s, r);
+SELECT fractality.total_reward(0.1, 0.2, 0.3, 0.4) = 0.1::real + 0.2::real + 0.3::real + 0.4::real AS same_as_index_expression;
+SELECT (fractality.reward_stats(x)).* FROM (VALUES (1.0), (2.0), (4.0), (NULL)) v(x);
+SELECT fractality.reward_stats(x) FROM (VALUES (1.0)) v(x) WHERE false;
+SAVEPOINT s;
+SELECT * FROM fractality.episode_returns(0, 100000, 1.5);
+ROLLBACK TO s;
+SELECT fractality.reward_stats(x) FROM (VALUES ('NaN'::float8)) v(x);
+ROLLBACK TO s;
+
+-- policies: each save makes the previous one its parent
+SELECT fractality.save_policy('bin-r', 'rule-a', '{"0": 0.5, "1": 0.5}') IS NOT NULL AS saved;
+SELECT fractality.save_policy('bin-r', 'rule-b', '{"0": 0.7, "1": 0.3}', '{"note": "greedier"}') IS NOT NULL AS saved;
+SELECT fractality.save_policy('bin-r', 'rule-c', '{"0": 0.9, "1": 0.1}') AS last_id \gset
+SELECT depth, version, rule_id, is_active FROM fractality.policy_lineage(:last_id);
+SELECT load ->> 'rule_id' AS rule, load -> 'action_weights' AS weights, load ->> 'version' AS version
+  FROM fractality.load_policy('bin-r') load;
+SELECT fractality.load_policy('nobody') IS NULL AS no_policy;
+SAVEPOINT s;
+SELECT fractality.save_policy('bin-r', 'rule-d', '[1, 2]');
+ROLLBACK TO s;
+SELECT fractality.save_policy('bin-r', 'rule-d', '{"0": "high"}');
+ROLLBACK TO s;
+SELECT fractality.save_policy('', 'rule-d', '{}');
+ROLLBACK TO s;
+SELECT * FROM fractality.policy_lineage(-1);
+ROLLBACK TO s;
+
+-- configuration
+SELECT fractality.save_config('action_controller', 'exploration_rate', '0.2') IS NOT NULL AS saved;
+SELECT fractality.save_config('action_controller', 'exploration_rate', '0.1') IS NOT NULL AS saved;
+SELECT fractality.load_config('action_controller', 'exploration_rate') AS current;
+SELECT version, config_value, is_active, parent_config_id IS NOT NULL AS has_parent
+  FROM fractality.config_history('action_controller', 'exploration_rate');
+SELECT fractality.load_config('action_controller', 'missing') IS NULL AS no_value;
+
+-- rewards roll into the policy whose version_hash the events carry, once
+UPDATE fractality.adna_policies SET version_hash = 77 WHERE policy_id = :last_id;
+SELECT fractality.refresh_policy_rewards() AS rolled, fractality.refresh_policy_rewards() AS again;
+SELECT total_executions, round(avg_reward::numeric, 4) AS avg_reward
+  FROM fractality.adna_policies WHERE policy_id = :last_id;
+SELECT metric_type, metric_data ->> 'events' AS events FROM fractality.learning_metrics;
+
+-- prioritised sampling: reproducible with a seed; the zero-reward events are (almost) never drawn
+SELECT (SELECT array_agg(event_id) FROM fractality.sample_experiences(20, seed => 5))
+     = (SELECT array_agg(event_id) FROM fractality.sample_experiences(20, seed => 5)) AS same_sample;
+SELECT count(*) AS draws, max(weight) AS max_weight,
+       count(*) FILTER (WHERE priority < 0.001) AS zero_reward_draws
+  FROM fractality.sample_experiences(1000, seed => 1);
+SAVEPOINT s;
+SELECT * FROM fractality.sample_experiences(-1);
+ROLLBACK TO s;
+
+-- metadata follows its event
+DELETE FROM fractality.experience_events WHERE "timestamp" = 50000;
+SELECT count(*) AS metadata_left FROM fractality.action_metadata;
+ROLLBACK;
