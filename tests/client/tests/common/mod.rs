@@ -74,14 +74,14 @@ static ROLES: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 /// concurrent GRANTs on the same objects collide). With `tenant`, `fractality.user_id` is set.
 pub fn app(role: &str, tenant: Option<uuid::Uuid>) -> Client {
     {
-        let mut done = ROLES.lock().unwrap();
+        let mut done = ROLES.lock().unwrap_or_else(|e| e.into_inner());
         let done = done.get_or_insert_with(HashSet::new);
         if !done.contains(role) {
             let mut admin = db();
             let create: Option<String> = admin
                 .query_one(
-                    "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
-                                 THEN format('CREATE ROLE %I LOGIN', $1) END",
+                    "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1::text)
+                                 THEN format('CREATE ROLE %I LOGIN', $1::text) END",
                     &[&role],
                 )
                 .unwrap()
@@ -92,7 +92,7 @@ pub fn app(role: &str, tenant: Option<uuid::Uuid>) -> Client {
             let grants: String = admin
                 .query_one(
                     "SELECT format('GRANT USAGE ON SCHEMA fractality TO %1$I;
-                                    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO %1$I;', $1)",
+                                    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO %1$I;', $1::text)",
                     &[&role],
                 )
                 .unwrap()
