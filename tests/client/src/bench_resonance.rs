@@ -67,8 +67,11 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
             &[],
         )?
         .get(0);
+    // decay off in this session: fractality reads current (decayed) energy, the seed's copy the
+    // stored one; with a rate of 1 the two are the same, so both sides compute the same numbers
     c.batch_execute(&format!(
-        "SET search_path = public, \"{vs}\"; SET max_parallel_workers_per_gather = 0"
+        "SET search_path = public, \"{vs}\"; SET max_parallel_workers_per_gather = 0;
+         SET fractality.decay_rate = 1"
     ))?;
     eprintln!("  resonance: seed schema copy");
     c.batch_execute(SEED_DDL)?;
@@ -243,7 +246,8 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         .target("recall >= 0.95; <= 1.5x bare kNN"),
     );
     c.batch_execute(
-        "RESET hnsw.ef_search; RESET search_path; RESET max_parallel_workers_per_gather",
+        "RESET hnsw.ef_search; RESET search_path; RESET max_parallel_workers_per_gather;
+         RESET fractality.decay_rate",
     )?;
     Ok(rows)
 }
