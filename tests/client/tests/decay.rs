@@ -25,10 +25,7 @@ fn nodes(c: &mut Client, user: uuid::Uuid, n: i32, atp: f64, ago: &str) -> Vec<u
 
 #[test]
 fn decay_writes_send_one_summary_notification_not_one_per_row() {
-    let mut listener = common::db();
-    listener
-        .batch_execute("LISTEN consciousness_update")
-        .unwrap();
+    let mut listener = common::listener();
     let mut writer = common::db();
     let user = common::tenant();
     writer.batch_execute("SET fractality.notify = off").unwrap();

@@ -199,10 +199,7 @@ fn concurrent_upserts_of_one_key_make_one_node() {
 
 #[test]
 fn upsert_node_announces_insert_then_update() {
-    let mut listener = common::db();
-    listener
-        .batch_execute("LISTEN consciousness_update")
-        .unwrap();
+    let mut listener = common::listener();
     let mut writer = common::db();
     let user = common::tenant();
     common::set_tenant(&mut writer, user);

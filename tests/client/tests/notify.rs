@@ -6,10 +6,7 @@ use std::time::Duration;
 
 #[test]
 fn node_changes_are_announced_with_their_payload() {
-    let mut listener = common::db();
-    listener
-        .batch_execute("LISTEN consciousness_update")
-        .unwrap();
+    let mut listener = common::listener();
     let mut writer = common::db();
     let user = common::tenant();
     let id: uuid::Uuid = writer
@@ -45,10 +42,7 @@ fn node_changes_are_announced_with_their_payload() {
 
 #[test]
 fn bulk_loads_can_turn_notifications_off() {
-    let mut listener = common::db();
-    listener
-        .batch_execute("LISTEN consciousness_update")
-        .unwrap();
+    let mut listener = common::listener();
     let mut writer = common::db();
     let user = common::tenant();
     let mut tx = writer.transaction().unwrap();

@@ -117,6 +117,13 @@ pub fn set_tenant(c: &mut Client, tenant: uuid::Uuid) {
     .unwrap();
 }
 
+/// A connection listening on the consciousness_update channel.
+pub fn listener() -> Client {
+    let mut c = db();
+    c.batch_execute("LISTEN consciousness_update").unwrap();
+    c
+}
+
 /// The consciousness_update payloads that arrive within `wait`, parsed.
 pub fn notifications(c: &mut Client, wait: Duration) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
