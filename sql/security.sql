@@ -31,5 +31,9 @@ ALTER TABLE fractality.consensus_links ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON fractality.consensus_links
     USING (user_id = fractality.current_user_id());
 
--- consensus_nodes has no policy: it holds only aggregates across tenants. Grant SELECT on it to
--- application roles; it is written by the consensus functions (SECURITY DEFINER).
+-- consensus_nodes is readable by every role granted SELECT, and written only by its owner (the
+-- SECURITY DEFINER consensus functions): without a policy for INSERT, UPDATE or DELETE, a tenant
+-- granted those privileges (GRANT ... ON ALL TABLES) cannot forge, rewrite or delete the
+-- collective layer, whose deletion would cascade to every tenant's consensus_links.
+ALTER TABLE fractality.consensus_nodes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY consensus_read ON fractality.consensus_nodes FOR SELECT USING (true);

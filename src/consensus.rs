@@ -55,29 +55,37 @@ pub fn group_resonance(vectors: &[&[f32]]) -> Result<Option<f64>, FractalityErro
     Ok((n > 0).then(|| sum / n as f64))
 }
 
-/// The label most contributors share when a majority share it; else the words all labels start
-/// with (e.g. "Quantum consciousness" from "Quantum consciousness #1" and "... #2"); else the
-/// most frequent label (ties: the first in text order).
-pub fn merge_labels(labels: &[Option<String>]) -> Option<String> {
-    let present: Vec<&str> = labels.iter().flatten().map(|s| s.trim()).collect();
+/// The label a strict majority of the contributing nodes carry and a strict majority of the
+/// contributing users hold (a user counts once, however many of its nodes carry it); else the words all labels start with (e.g. "Quantum
+/// consciousness" from "Quantum consciousness #1" and "... #2"); else none. Never the label of
+/// a minority of the users: a consensus exposes only what the users share.
+pub fn merge_labels<U: Eq + std::hash::Hash + Ord + Copy>(
+    labels: &[(U, Option<String>)],
+) -> Option<String> {
+    let users: HashSet<U> = labels.iter().map(|(u, _)| *u).collect();
+    let present: Vec<(U, &str)> = labels
+        .iter()
+        .filter_map(|(u, l)| l.as_deref().map(|l| (*u, l.trim())))
+        .collect();
     if present.is_empty() {
         return None;
     }
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for l in &present {
-        *counts.entry(l).or_default() += 1;
+    let mut holders: BTreeMap<&str, (usize, HashSet<U>)> = BTreeMap::new();
+    for (u, l) in &present {
+        let h = holders.entry(l).or_default();
+        h.0 += 1;
+        h.1.insert(*u);
     }
-    let (top, n) = counts
+    if let Some((top, _)) = holders
         .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-        .map(|(l, n)| (*l, *n))
-        .expect("not empty");
-    if 2 * n > present.len() {
+        .filter(|(_, (n, us))| 2 * n > present.len() && 2 * us.len() > users.len())
+        .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.0.cmp(a.0)))
+    {
         return Some(top.to_string());
     }
     let words: Vec<Vec<&str>> = present
         .iter()
-        .map(|l| l.split_whitespace().collect())
+        .map(|(_, l)| l.split_whitespace().collect())
         .collect();
     let mut common: Vec<&str> = Vec::new();
     for (i, w) in words[0].iter().enumerate() {
@@ -91,30 +99,36 @@ pub fn merge_labels(labels: &[Option<String>]) -> Option<String> {
         .join(" ")
         .trim_end_matches(|c: char| !c.is_alphanumeric())
         .to_string();
-    if prefix.is_empty() {
-        Some(top.to_string())
-    } else {
-        Some(prefix)
-    }
+    (!prefix.is_empty()).then_some(prefix)
 }
 
-/// The top-level keys whose value a strict majority of the contributors' metadata share.
-pub fn merge_metadata(all: &[Value]) -> Value {
-    let mut counts: BTreeMap<&str, Vec<(&Value, usize)>> = BTreeMap::new();
-    for m in all {
+/// The top-level keys whose value a strict majority of the contributing nodes carry and a strict
+/// majority of the contributing users hold (a user counts once per value).
+pub fn merge_metadata<U: Eq + std::hash::Hash + Copy>(all: &[(U, Value)]) -> Value {
+    let users: HashSet<U> = all.iter().map(|(u, _)| *u).collect();
+    // per key: each value with the nodes and the users that hold it
+    type Holders<'v, U> = Vec<(&'v Value, usize, HashSet<U>)>;
+    let mut holders: BTreeMap<&str, Holders<'_, U>> = BTreeMap::new();
+    for (u, m) in all {
         if let Value::Object(map) = m {
             for (k, v) in map {
-                let slot = counts.entry(k.as_str()).or_default();
-                match slot.iter_mut().find(|(x, _)| *x == v) {
-                    Some((_, n)) => *n += 1,
-                    None => slot.push((v, 1)),
+                let slot = holders.entry(k.as_str()).or_default();
+                match slot.iter_mut().find(|(x, _, _)| *x == v) {
+                    Some((_, n, us)) => {
+                        *n += 1;
+                        us.insert(*u);
+                    }
+                    None => slot.push((v, 1, HashSet::from([*u]))),
                 }
             }
         }
     }
     let mut out = serde_json::Map::new();
-    for (k, values) in counts {
-        if let Some((v, _)) = values.iter().find(|(_, n)| 2 * n > all.len()) {
+    for (k, values) in holders {
+        if let Some((v, _, _)) = values
+            .iter()
+            .find(|(_, n, us)| 2 * n > all.len() && 2 * us.len() > users.len())
+        {
             out.insert(k.to_string(), (*v).clone());
         }
     }
@@ -152,7 +166,7 @@ const SOURCE_EMBEDDING_SQL: &str = "
     SELECT e.node_id, e.user_id, e.embedding FROM fractality.node_embeddings e WHERE e.node_id = $1";
 
 const MEMBER_INFO_SQL: &str = "
-    SELECT n.label, n.metadata FROM fractality.nodes n WHERE n.id = ANY($1) ORDER BY n.id";
+    SELECT n.user_id, n.label, n.metadata FROM fractality.nodes n WHERE n.id = ANY($1) ORDER BY n.id";
 
 /// The consensus node most of these nodes are already linked to.
 const EXISTING_SQL: &str = "
@@ -300,12 +314,15 @@ fn crystallize_consensus(
         let mut labels = Vec::new();
         let mut metadata = Vec::new();
         for row in spi(client.select(MEMBER_INFO_SQL, None, &[ids.clone().into()])) {
-            labels.push(spi(row.get::<String>(1)));
-            metadata.push(
-                spi(row.get::<pgrx::JsonB>(2))
+            let user: pgrx::Uuid = spi(row.get(1)).expect("user_id");
+            let user = *user.as_bytes();
+            labels.push((user, spi(row.get::<String>(2))));
+            metadata.push((
+                user,
+                spi(row.get::<pgrx::JsonB>(3))
                     .map(|j| j.0)
                     .unwrap_or(Value::Null),
-            );
+            ));
         }
         let label = merge_labels(&labels);
         let meta = pgrx::JsonB(merge_metadata(&metadata));
@@ -398,8 +415,14 @@ mod tests {
     }
 
     #[test]
-    fn labels_merge_by_majority_then_common_words() {
-        let l = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+    fn labels_merge_by_majority_of_users_then_common_words() {
+        // one label per user: users 0, 1, 2, ...
+        let l = |v: &[&str]| {
+            v.iter()
+                .enumerate()
+                .map(|(u, s)| (u, Some(s.to_string())))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             merge_labels(&l(&["Dreams", "Dreams", "Sleep"])).as_deref(),
             Some("Dreams")
@@ -413,22 +436,46 @@ mod tests {
             .as_deref(),
             Some("Quantum mind")
         );
-        assert_eq!(merge_labels(&l(&["b", "a"])).as_deref(), Some("a"));
-        assert_eq!(merge_labels(&[None, None]), None);
+        // no majority, nothing in common: no single user's label is exposed
+        assert_eq!(merge_labels(&l(&["b", "a"])), None);
+        assert_eq!(merge_labels::<usize>(&[(0, None), (1, None)]), None);
+        // a label on most nodes, all of one user, is no majority of the users
+        let many = [
+            (0, Some("secret plan".to_string())),
+            (0, Some("secret plan".to_string())),
+            (0, Some("secret plan".to_string())),
+            (1, Some("alpha".to_string())),
+            (2, Some("gamma".to_string())),
+        ];
+        assert_eq!(merge_labels(&many), None);
+        // a label every user holds on a few of its nodes is no majority of the nodes
+        let facets: Vec<(usize, Option<String>)> = (0..3)
+            .flat_map(|u| (1..=3).map(move |f| (u, Some(format!("Dreams #{f}")))))
+            .collect();
+        assert_eq!(merge_labels(&facets).as_deref(), Some("Dreams"));
     }
 
     #[test]
-    fn metadata_keeps_what_a_majority_shares() {
+    fn metadata_keeps_what_a_majority_of_users_shares() {
         let m = merge_metadata(&[
-            json!({"theme": "dreams", "facet": 1, "secret": "x"}),
-            json!({"theme": "dreams", "facet": 2}),
-            json!({"theme": "dreams", "facet": 1}),
+            (1, json!({"theme": "dreams", "facet": 1, "secret": "x"})),
+            (2, json!({"theme": "dreams", "facet": 2})),
+            (3, json!({"theme": "dreams", "facet": 1})),
         ]);
         assert_eq!(m, json!({"theme": "dreams", "facet": 1}));
         assert_eq!(
-            merge_metadata(&[json!({"a": 1}), json!({"a": 2})]),
+            merge_metadata(&[(1, json!({"a": 1})), (2, json!({"a": 2}))]),
             json!({})
         );
+        // three nodes of one user against two users: the user's secret is no majority
+        let m = merge_metadata(&[
+            (1, json!({"secret": "x", "theme": "t"})),
+            (1, json!({"secret": "x", "theme": "t"})),
+            (1, json!({"secret": "x", "theme": "t"})),
+            (2, json!({"theme": "t"})),
+            (3, json!({"theme": "t"})),
+        ]);
+        assert_eq!(m, json!({"theme": "t"}));
     }
 
     #[test]

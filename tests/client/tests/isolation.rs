@@ -1,0 +1,545 @@
+//! Tenant isolation through every table and every function that reads or writes tenant data,
+//! with two login roles of two tenants (neither owner nor BYPASSRLS): tenant A neither sees nor
+//! changes tenant B's rows (B's rows are digested before and after A's attempts), a session with
+//! no user id sees nothing, consensus exposes only aggregates, and the SECURITY DEFINER
+//! crystallize_consensus resists a search_path hijack.
+
+mod common;
+mod reliability;
+
+use postgres::Client;
+use reliability::{tenant_snapshot, vector_text, TENANT_TABLES};
+use uuid::Uuid;
+
+struct Graph {
+    root: Uuid,
+    child: Uuid,
+    leaf: Uuid,
+}
+
+/// root -> child -> leaf of the session's tenant, with embeddings close to every other tenant's,
+/// a pulse (stream point), an old stream point (default partition) and an archive row.
+fn build(c: &mut Client, who: &str) -> Graph {
+    let mut ids = Vec::new();
+    for (i, key) in ["root", "child", "leaf"].iter().enumerate() {
+        let id: Uuid = c
+            .query_one(
+                "SELECT fractality.upsert_node($1, $2, $3, 0.9, $4::text::vector, 'idea')",
+                &[
+                    key,
+                    &format!("{who} {key} secret"),
+                    &serde_json::json!({"description": format!("{who} private thought"), "owner": who}),
+                    &vector_text(0, i, 0.05),
+                ],
+            )
+            .unwrap()
+            .get(0);
+        ids.push(id);
+    }
+    c.batch_execute(
+        "SELECT fractality.link('root', 'child', 'child', 0.8);
+         SELECT fractality.link('child', 'leaf', 'child', 0.7);",
+    )
+    .unwrap();
+    c.execute("SELECT fractality.pulse($1, 0.05)", &[&ids[0]])
+        .unwrap();
+    c.execute(
+        "INSERT INTO fractality.consciousness_streams (time, node_id, atp_level) VALUES ('2001-01-01', $1, 0.5)",
+        &[&ids[1]],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO fractality.consciousness_archive (node_id, time_from, time_to, points, times, atp_levels)
+         VALUES ($1, '2001-01-01', '2001-01-01', 1, ARRAY['2001-01-01'::timestamptz], ARRAY[0.4])",
+        &[&ids[2]],
+    )
+    .unwrap();
+    Graph {
+        root: ids[0],
+        child: ids[1],
+        leaf: ids[2],
+    }
+}
+
+/// Every uuid a query returns (any column of type uuid or uuid[]).
+fn uuids(c: &mut Client, sql: &str) -> Result<Vec<Uuid>, String> {
+    let rows = c.query(sql, &[]).map_err(|e| common::sqlstate(&e))?;
+    let mut out = Vec::new();
+    for r in rows {
+        for (i, col) in r.columns().iter().enumerate() {
+            match col.type_().name() {
+                "uuid" => out.extend(r.get::<_, Option<Uuid>>(i)),
+                "_uuid" => out.extend(r.get::<_, Option<Vec<Uuid>>>(i).unwrap_or_default()),
+                "jsonb" => {
+                    let v: Option<serde_json::Value> = r.get(i);
+                    let text = v.map(|v| v.to_string()).unwrap_or_default();
+                    for word in text.split('"') {
+                        if let Ok(u) = Uuid::parse_str(word) {
+                            out.push(u);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn tenant_a_neither_sees_nor_changes_tenant_b() {
+    let mut admin = common::db();
+    let (ua, ub) = (common::tenant(), common::tenant());
+    let mut a = common::app("fractality_iso_a", Some(ua));
+    let mut b = common::app("fractality_iso_b", Some(ub));
+    let ga = build(&mut a, "A");
+    let gb = build(&mut b, "B");
+    let b_ids = [gb.root, gb.child, gb.leaf];
+    let before = tenant_snapshot(&mut admin, ub);
+    assert_eq!(before["nodes"].0, 3);
+    assert_eq!(before["edges"].0, 2);
+    assert_eq!(before["consciousness_streams"].0, 2);
+    assert_eq!(before["consciousness_archive"].0, 1);
+
+    // ---- reads: what A gets back never names one of B's rows ----------------------------------
+    let (br, bc, bl, ar) = (gb.root, gb.child, gb.leaf, ga.root);
+    let reads: Vec<String> = vec![
+        "SELECT id, user_id FROM fractality.nodes".into(),
+        "SELECT node_id, user_id FROM fractality.node_embeddings".into(),
+        "SELECT id, from_node, to_node, user_id FROM fractality.edges".into(),
+        "SELECT node_id, user_id FROM fractality.consciousness_streams".into(),
+        "SELECT node_id, user_id FROM fractality.consciousness_streams_default".into(),
+        "SELECT node_id, user_id FROM fractality.consciousness_archive".into(),
+        "SELECT node_id, user_id FROM fractality.consensus_links".into(),
+        "SELECT node_id, user_id FROM fractality.node_energy".into(),
+        "SELECT node_id, user_id FROM fractality.active_consciousness".into(),
+        "SELECT * FROM fractality.children('root')".into(),
+        "SELECT * FROM fractality.parents('child')".into(),
+        "SELECT * FROM fractality.traverse((SELECT id FROM fractality.nodes WHERE node_key = 'root'))".into(),
+        format!("SELECT * FROM fractality.traverse('{br}')"),
+        format!("SELECT * FROM fractality.consciousness_path('{br}', '{bl}')"),
+        format!("SELECT * FROM fractality.consciousness_path('{ar}', '{bl}')"),
+        "SELECT fractality.thaw('root', 10)".into(),
+        "SELECT * FROM fractality.search_nodes('secret')".into(),
+        "SELECT * FROM fractality.search_nodes('private thought')".into(),
+        "SELECT * FROM fractality.find_resonant('root', 0.0, 1000)".into(),
+        format!("SELECT * FROM fractality.find_resonant('{ar}'::uuid, -1.0, 1000)"),
+        format!("SELECT * FROM fractality.find_resonant('{br}'::uuid, -1.0, 1000)"),
+        format!("SELECT fractality.calculate_resonance('{ar}', '{br}')"),
+        format!("SELECT fractality.calculate_resonance('{br}', '{bc}')"),
+        "SELECT * FROM fractality.consensus_tree(-1, 5)".into(),
+        "SELECT node_id FROM fractality.apply_consciousness_decay(0.5, 0.1, NULL)".into(),
+        format!("SELECT node_id FROM fractality.apply_consciousness_decay(0.5, 0.1, '{ub}')"),
+        format!("SELECT fractality.pulse('{br}', 0.5)"),
+        format!("SELECT fractality.crystallize_consensus('{br}', 0.5, 2)"),
+    ];
+    for sql in &reads {
+        match uuids(&mut a, sql) {
+            Ok(seen) => {
+                for id in b_ids.iter().chain([&ub]) {
+                    assert!(!seen.contains(id), "tenant A saw B's {id} through: {sql}");
+                }
+            }
+            // a node of B is, for A, a node that does not exist
+            Err(state) => assert_eq!(state, "P0002", "{sql}"),
+        }
+    }
+    // the hourly view has no ids: B's keys and labels are the same as A's, so count A's points
+    let points: i64 = a
+        .query_one(
+            "SELECT coalesce(sum(points), 0)::bigint FROM fractality.consciousness_evolution",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let own: i64 = a
+        .query_one(
+            "SELECT count(*) FROM fractality.consciousness_streams WHERE time > now() - interval '24 hours'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(points, own);
+    let minds: i64 = a
+        .query_one(
+            "SELECT coalesce(max(active_minds), 0) FROM fractality.consciousness_evolution",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        minds, 1,
+        "consciousness_evolution counts only the caller's mind"
+    );
+    // materialize_decay writes A's rows only (B's atp_at stays: the digest below)
+    a.batch_execute("SELECT fractality.materialize_decay(1)")
+        .unwrap();
+
+    // ---- writes: by key they land in A's graph, by id or in B's name they are refused ---------
+    let writes: Vec<(String, &[&str])> = vec![
+        (
+            format!("SELECT fractality.upsert_node_for('{ub}', 'root', 'hijacked')"),
+            &["42501"],
+        ),
+        (
+            format!("SELECT fractality.upsert_node_for('{ub}', 'planted', 'planted')"),
+            &["42501"],
+        ),
+        ("SELECT fractality.upsert_node('root', 'A again')".into(), &[]),
+        (
+            "SELECT fractality.link('root', 'leaf', 'cross', 0.5)".into(),
+            &[],
+        ),
+        ("SELECT fractality.unlink('root', 'child')".into(), &[]),
+        ("SELECT fractality.link('root', 'child')".into(), &[]),
+        (
+            format!(
+                "SELECT fractality.freeze(jsonb_build_object('id', '{br}'::uuid, 'user_id', '{ub}'::uuid,
+                        'node_key', 'root', 'label', 'frozen by A', 'atp', 0.2,
+                        'edges', jsonb_build_object('outgoing', jsonb_build_array(
+                            jsonb_build_object('to_node', '{bl}'::uuid, 'to_key', 'leaf', 'type', 'freeze', 'weight', 0.3)))))"
+            ),
+            &[],
+        ),
+        (format!("SELECT fractality.pulse('{bc}', -1)"), &["P0002"]),
+        (
+            format!("UPDATE fractality.nodes SET label = 'x' WHERE user_id = '{ub}'"),
+            &[],
+        ),
+        (
+            format!("DELETE FROM fractality.edges WHERE user_id = '{ub}'"),
+            &[],
+        ),
+        (
+            format!("DELETE FROM fractality.consciousness_streams WHERE node_id = '{br}'"),
+            &[],
+        ),
+        (
+            format!("DELETE FROM fractality.consciousness_archive WHERE user_id = '{ub}'"),
+            &[],
+        ),
+        (
+            format!("UPDATE fractality.node_embeddings SET model_version = 'x' WHERE node_id = '{bc}'"),
+            &[],
+        ),
+        (
+            format!("INSERT INTO fractality.nodes (user_id, node_key) VALUES ('{ub}', 'planted')"),
+            &["42501"],
+        ),
+        (
+            format!("INSERT INTO fractality.edges (user_id, from_node, to_node) VALUES ('{ub}', '{br}', '{bl}')"),
+            &["42501"],
+        ),
+        (
+            format!("INSERT INTO fractality.edges (from_node, to_node) VALUES ('{ar}', '{bl}')"),
+            &["23503"],
+        ),
+        (
+            format!("INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level) VALUES (now(), '{br}', '{ub}', 1)"),
+            &["42501"],
+        ),
+        (
+            format!("INSERT INTO fractality.consciousness_streams (time, node_id, atp_level) VALUES (now(), '{br}', 1)"),
+            &["23503"],
+        ),
+        (
+            format!("INSERT INTO fractality.node_embeddings (node_id, user_id, embedding) VALUES ('{br}', '{ub}', array_fill(0.1, ARRAY[384])::vector)"),
+            &["42501"],
+        ),
+        (
+            format!("UPDATE fractality.nodes SET user_id = '{ub}' WHERE node_key = 'leaf'"),
+            &["42501"],
+        ),
+    ];
+    for (sql, states) in &writes {
+        match common_try(&mut a, sql) {
+            Ok(()) => assert!(states.is_empty(), "{sql} succeeded, expected {states:?}"),
+            Err(s) => assert!(
+                states.contains(&s.as_str()),
+                "{sql}: {s}, expected {states:?}"
+            ),
+        }
+    }
+    let after = tenant_snapshot(&mut admin, ub);
+    assert_eq!(before, after, "tenant B's rows changed while A worked");
+    // A's own graph did change: the writes by key landed there
+    let a_label: String = admin
+        .query_one(
+            "SELECT label FROM fractality.nodes WHERE user_id = $1 AND node_key = 'root'",
+            &[&ua],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(a_label, "frozen by A");
+
+    // ---- no user id: nothing visible, nothing writable ----------------------------------------
+    let mut none = common::app("fractality_iso_none", None);
+    for t in TENANT_TABLES.iter().chain(&[
+        "node_energy",
+        "active_consciousness",
+        "consciousness_evolution",
+    ]) {
+        let n: i64 = none
+            .query_one(&format!("SELECT count(*) FROM fractality.{t}"), &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{t} without a user id");
+    }
+    let anonymous: Vec<(String, &[&str])> = vec![
+        ("SELECT fractality.upsert_node('x')".into(), &["22004"]),
+        ("SELECT fractality.link('root', 'child')".into(), &["22004"]),
+        (
+            "SELECT fractality.unlink('root', 'child')".into(),
+            &["22004"],
+        ),
+        (
+            "SELECT * FROM fractality.children('root')".into(),
+            &["22004", "P0002"],
+        ),
+        (
+            "SELECT * FROM fractality.parents('child')".into(),
+            &["22004", "P0002"],
+        ),
+        ("SELECT fractality.thaw('root')".into(), &["22004", "P0002"]),
+        (
+            "SELECT fractality.freeze('{\"node_key\": \"root\"}')".into(),
+            &["22004"],
+        ),
+        (
+            format!("SELECT * FROM fractality.traverse('{ar}')"),
+            &["P0002"],
+        ),
+        (
+            format!(
+                "SELECT * FROM fractality.consciousness_path('{ar}', '{}')",
+                ga.leaf
+            ),
+            &["P0002"],
+        ),
+        (format!("SELECT fractality.pulse('{ar}', 0.1)"), &["P0002"]),
+        (
+            format!(
+                "SELECT fractality.calculate_resonance('{ar}', '{}')",
+                ga.child
+            ),
+            &["P0002"],
+        ),
+        (
+            format!("SELECT * FROM fractality.find_resonant('{ar}'::uuid)"),
+            &["P0002"],
+        ),
+        (
+            "SELECT * FROM fractality.find_resonant('root')".into(),
+            &["22004", "P0002"],
+        ),
+        (
+            format!("SELECT fractality.crystallize_consensus('{ar}', 0.5, 2)"),
+            &["P0002"],
+        ),
+    ];
+    for (sql, states) in &anonymous {
+        match common_try(&mut none, sql) {
+            // only an empty answer may succeed
+            Ok(()) => {
+                let rows = uuids(&mut none, sql).unwrap();
+                assert!(rows.is_empty(), "{sql} without a user id returned {rows:?}");
+            }
+            Err(s) => assert!(
+                states.contains(&s.as_str()),
+                "{sql}: {s}, expected {states:?}"
+            ),
+        }
+    }
+    for sql in [
+        "SELECT * FROM fractality.search_nodes('secret')",
+        // the consensus nodes themselves (depth 0) are the shared aggregate; no tenant node below
+        "SELECT node_id FROM fractality.consensus_tree(-1, 5) WHERE depth > 0",
+        "SELECT node_id FROM fractality.apply_consciousness_decay(0.5, 0.1, NULL)",
+    ] {
+        assert!(uuids(&mut none, sql).unwrap().is_empty(), "{sql}");
+    }
+    assert_eq!(
+        none.query_one("SELECT fractality.materialize_decay()", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
+    assert_eq!(before, tenant_snapshot(&mut admin, ub));
+}
+
+fn common_try(c: &mut Client, sql: &str) -> Result<(), String> {
+    reliability::try_sql(c, sql)
+}
+
+/// Consensus sees across tenants (SECURITY DEFINER) but exposes only aggregates: the label and
+/// metadata of one tenant never reach the others, the links stay per tenant, and a tenant cannot
+/// write consensus nodes. A tenant that puts look-alike functions, operators and tables first in
+/// its search_path does not change what the function reads.
+#[test]
+fn consensus_exposes_only_aggregates_and_resists_search_path_hijack() {
+    let mut admin = common::db();
+    let (ua, ub, uc) = (common::tenant(), common::tenant(), common::tenant());
+    let mut ids = Vec::new();
+    // B holds three nodes with one secret label and key: a majority of the nodes, not of the minds
+    for (i, (u, key, label, secret)) in [
+        (ua, "hj-a", "alpha thought", "a-only"),
+        (ub, "hj-b1", "beta secret plan", "b-only"),
+        (ub, "hj-b2", "beta secret plan", "b-only"),
+        (ub, "hj-b3", "beta secret plan", "b-only"),
+        (uc, "hj-c", "gamma thought", "c-only"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id: Uuid = admin
+            .query_one(
+                "SELECT fractality.upsert_node_for($1, $2, $3, $4, 0.8, $5::text::vector)",
+                &[
+                    u,
+                    key,
+                    label,
+                    &serde_json::json!({"secret": secret, "theme": "hijack"}),
+                    &vector_text(1, 9 + i, 0.02),
+                ],
+            )
+            .unwrap()
+            .get(0);
+        ids.push(id);
+    }
+    let role = "fractality_iso_hijacker";
+    let mut a = common::app(role, Some(ua));
+    let db: String = admin
+        .query_one("SELECT current_database()::text", &[])
+        .unwrap()
+        .get(0);
+    admin
+        .batch_execute(&format!("GRANT CREATE ON DATABASE {db} TO {role}"))
+        .unwrap();
+    let (bid, aid) = (ids[1], ids[0]);
+    a.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS evil CASCADE;
+         CREATE SCHEMA evil;
+         CREATE TABLE evil.calls (what text);
+         CREATE FUNCTION evil.current_setting(text, boolean) RETURNS text LANGUAGE sql
+             AS $$ INSERT INTO evil.calls VALUES ('current_setting'); SELECT '{ub}'::text $$;
+         CREATE FUNCTION evil.current_setting(text) RETURNS text LANGUAGE sql
+             AS $$ INSERT INTO evil.calls VALUES ('current_setting'); SELECT 'on'::text $$;
+         CREATE FUNCTION evil.current_user_id() RETURNS uuid LANGUAGE sql
+             AS $$ INSERT INTO evil.calls VALUES ('current_user_id'); SELECT '{ub}'::uuid $$;
+         CREATE FUNCTION evil.uuid_eq(uuid, uuid) RETURNS boolean LANGUAGE sql
+             AS $$ INSERT INTO evil.calls VALUES ('='); SELECT true $$;
+         CREATE OPERATOR evil.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = evil.uuid_eq);
+         CREATE FUNCTION evil.unnest(anyarray) RETURNS SETOF anyelement LANGUAGE sql
+             AS $$ INSERT INTO evil.calls VALUES ('unnest'); SELECT NULL::anyelement WHERE false $$;
+         CREATE TABLE evil.nodes AS SELECT * FROM fractality.nodes WHERE false;
+         CREATE TABLE evil.node_embeddings AS SELECT * FROM fractality.node_embeddings WHERE false;
+         CREATE TABLE evil.consensus_links AS SELECT * FROM fractality.consensus_links WHERE false;
+         CREATE TABLE evil.pg_roles (rolname name, rolsuper boolean, rolbypassrls boolean);
+         INSERT INTO evil.pg_roles VALUES ('{role}', true, true);
+         CREATE TEMP TABLE nodes (id uuid);
+         SET search_path = evil, pg_temp, pg_catalog, public, fractality;"
+    ))
+    .unwrap();
+    // the hijack is live for A's own queries ...
+    let own_eq: bool = a.query_one("SELECT '{00000000-0000-0000-0000-000000000001}'::uuid = '{00000000-0000-0000-0000-000000000002}'::uuid", &[]).unwrap().get(0);
+    assert!(
+        own_eq,
+        "the look-alike operator is first in A's search_path"
+    );
+    a.batch_execute("TRUNCATE evil.calls").unwrap();
+    // ... but not inside crystallize_consensus: B's node stays invisible to A
+    let e = a
+        .execute(
+            "SELECT fractality.crystallize_consensus($1, 0.9, 3)",
+            &[&bid],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "P0002", "{e}");
+    // and A's own node forms the consensus from the real tables
+    let cid: Option<Uuid> = a
+        .query_one(
+            "SELECT fractality.crystallize_consensus($1, 0.9, 3)",
+            &[&aid],
+        )
+        .unwrap()
+        .get(0);
+    let cid = cid.expect("three minds hold the theme");
+    let calls: i64 = a
+        .query_one("SELECT count(*) FROM evil.calls", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        calls, 0,
+        "a look-alike object ran inside the SECURITY DEFINER function"
+    );
+    a.batch_execute("RESET search_path").unwrap();
+
+    let (contributors, label, meta): (i32, Option<String>, serde_json::Value) = {
+        let r = a
+            .query_one(
+                "SELECT contributor_count, label, metadata FROM fractality.consensus_nodes WHERE id = $1",
+                &[&cid],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!(contributors, 3);
+    // only what a majority of the minds share: the theme, not one mind's label or secret
+    assert_eq!(meta, serde_json::json!({"theme": "hijack"}));
+    assert!(
+        label
+            .as_deref()
+            .is_none_or(|l| !l.contains("secret") && !l.contains("alpha") && !l.contains("gamma")),
+        "one mind's label became the consensus label: {label:?}"
+    );
+    // links: each tenant its own
+    let links: Vec<Uuid> = a
+        .query(
+            "SELECT node_id FROM fractality.consensus_links WHERE consensus_id = $1",
+            &[&cid],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(links, vec![aid]);
+    let mut b = common::app("fractality_iso_b", Some(ub));
+    let b_links: i64 = b
+        .query_one(
+            "SELECT count(*) FROM fractality.consensus_links WHERE consensus_id = $1",
+            &[&cid],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(b_links, 3);
+    // a tenant cannot rewrite or delete the collective layer (it would cascade to others' links)
+    for (sql, state) in [
+        ("UPDATE fractality.consensus_nodes SET label = 'mine'", None),
+        ("DELETE FROM fractality.consensus_nodes", None),
+        (
+            "INSERT INTO fractality.consensus_nodes (node_key) VALUES ('forged')",
+            Some("42501"),
+        ),
+    ] {
+        match reliability::try_sql(&mut a, sql) {
+            Ok(()) => assert!(state.is_none(), "{sql}"),
+            Err(s) => assert_eq!(Some(s.as_str()), state, "{sql}"),
+        }
+    }
+    let still: (i64, i64) = {
+        let r = admin
+            .query_one(
+                "SELECT (SELECT count(*) FROM fractality.consensus_nodes WHERE id = $1 AND label IS DISTINCT FROM 'mine'),
+                        (SELECT count(*) FROM fractality.consensus_links WHERE consensus_id = $1)",
+                &[&cid],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(still, (1, 5));
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA evil CASCADE; REVOKE CREATE ON DATABASE {db} FROM {role}"
+        ))
+        .unwrap();
+}

@@ -1,0 +1,117 @@
+//! Shared by the reliability suites (isolation, bad_input, load, crash, upgrade): invariants of
+//! the fractality tables as a superuser sees them.
+#![allow(dead_code)]
+
+use postgres::Client;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Every table of the extension (partitions excluded: their parents count their rows).
+pub fn tables(c: &mut Client) -> Vec<String> {
+    c.query(
+        "SELECT c.relname::text FROM pg_class c
+          WHERE c.relnamespace = 'fractality'::regnamespace AND c.relkind IN ('r', 'p')
+            AND NOT c.relispartition
+          ORDER BY 1",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Row count of every table of the extension.
+pub fn counts(c: &mut Client) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for t in tables(c) {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM fractality.{t}"), &[])
+            .unwrap()
+            .get(0);
+        out.insert(t, n);
+    }
+    out
+}
+
+/// The tenant tables (those with a user_id column).
+pub const TENANT_TABLES: &[&str] = &[
+    "nodes",
+    "node_embeddings",
+    "edges",
+    "consciousness_streams",
+    "consciousness_archive",
+    "consensus_links",
+];
+
+/// A digest of every row of `tenant` in every tenant table, as the owner sees them.
+pub fn tenant_snapshot(admin: &mut Client, tenant: Uuid) -> BTreeMap<String, (i64, String)> {
+    let mut out = BTreeMap::new();
+    for t in TENANT_TABLES {
+        let row = admin
+            .query_one(
+                &format!(
+                    "SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '')
+                       FROM fractality.{t} x WHERE x.user_id = $1"
+                ),
+                &[&tenant],
+            )
+            .unwrap();
+        out.insert(t.to_string(), (row.get(0), row.get(1)));
+    }
+    out
+}
+
+/// The server process of this connection.
+pub fn backend_pid(c: &mut Client) -> i32 {
+    c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
+}
+
+/// A 384-d unit vector as pgvector text: direction `family` (vectors of two families are far
+/// apart, cosine about 0.2) plus a small tilt on dimension `tilt`.
+pub fn vector_text(family: usize, tilt: usize, amount: f32) -> String {
+    let mut v: Vec<f32> = (0..384)
+        .map(|j| if j % 8 == family % 8 { 1.0 } else { 0.05 })
+        .collect();
+    v[tilt % 384] += amount;
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let parts: Vec<String> = v.iter().map(|x| format!("{}", x / norm)).collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// Events of the experience store that break no rule: ids from `first`, one per microsecond
+/// from `ts0`, as the JSON array write_events takes.
+pub fn events_json(first: u64, n: usize, ts0: i64) -> serde_json::Value {
+    serde_json::Value::Array(
+        (0..n)
+            .map(|i| {
+                let id = first + i as u64;
+                let mut e = serde_json::json!({
+                    "event_id": format!("{:032x}", id),
+                    "timestamp": ts0 + i as i64,
+                    "episode_id": (id / 100) as i64,
+                    "step_number": (i % 100) as i32,
+                    "event_type": 1,
+                    "flags": 0,
+                    "adna_version_hash": 7,
+                    "sequence_number": i as i32,
+                    "reward_goal": 0.5,
+                });
+                for l in 1..=8 {
+                    e[format!("state_l{l}")] = serde_json::json!(0.1 * l as f64);
+                    e[format!("action_l{l}")] = serde_json::json!(0.0);
+                }
+                e
+            })
+            .collect(),
+    )
+}
+
+/// Runs `sql` and returns its SQLSTATE when it fails.
+pub fn try_sql(c: &mut Client, sql: &str) -> Result<(), String> {
+    c.batch_execute(sql).map_err(|e| {
+        e.code()
+            .map(|s| s.code().to_string())
+            .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+    })
+}
