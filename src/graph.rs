@@ -446,6 +446,12 @@ fn session_tenant_opt() -> Option<Uuid> {
     }
 }
 
+/// An argument of a function that is not strict (it has other arguments where NULL means
+/// something) that must not be NULL: 22004 otherwise.
+fn required<T>(name: &'static str, value: Option<T>) -> T {
+    value.unwrap_or_else(|| FractalityError::NullNotAllowed(name).report())
+}
+
 /// The tenant of the session, or an error when it is unset.
 fn session_tenant() -> Uuid {
     session_tenant_opt().unwrap_or_else(|| FractalityError::NoTenant.report())
@@ -574,13 +580,14 @@ pub fn upsert(user: Uuid, fields: NodeFields<'_>) -> Uuid {
 /// stored object, an embedding (384 dimensions) is upserted into node_embeddings. Returns its id.
 #[pg_extern(volatile, parallel_unsafe, name = "upsert_node")]
 fn upsert_node(
-    node_key: &str,
+    node_key: Option<&str>,
     label: default!(Option<&str>, "NULL"),
     metadata: default!(Option<JsonB>, "'{}'"),
     atp: default!(Option<f64>, "NULL"),
     embedding: default!(Option<Vector<'_>>, "NULL"),
     r#type: default!(Option<&str>, "NULL"),
 ) -> Uuid {
+    let node_key = required("node_key", node_key);
     let user = session_tenant();
     upsert(
         user,
@@ -601,14 +608,16 @@ fn upsert_node(
 /// would be ambiguous between the two.
 #[pg_extern(volatile, parallel_unsafe)]
 fn upsert_node_for(
-    user_id: Uuid,
-    node_key: &str,
+    user_id: Option<Uuid>,
+    node_key: Option<&str>,
     label: default!(Option<&str>, "NULL"),
     metadata: default!(Option<JsonB>, "'{}'"),
     atp: default!(Option<f64>, "NULL"),
     embedding: default!(Option<Vector<'_>>, "NULL"),
     r#type: default!(Option<&str>, "NULL"),
 ) -> Uuid {
+    let user_id = required("user_id", user_id);
+    let node_key = required("node_key", node_key);
     upsert(
         user_id,
         NodeFields {
@@ -879,10 +888,11 @@ type PathRow = (i32, Uuid, f64);
 /// step with the cumulative cost; empty when there is no path (costing at most `max_cost`).
 #[pg_extern(stable, parallel_unsafe)]
 fn consciousness_path(
-    from: Uuid,
-    to: Uuid,
+    from: Option<Uuid>,
+    to: Option<Uuid>,
     max_cost: default!(Option<f64>, "NULL"),
 ) -> TableIterator<'static, (name!(step, i32), name!(node_id, Uuid), name!(cost, f64))> {
+    let (from, to) = (required("from", from), required("to", to));
     if let Some(m) = max_cost {
         let m = finite("max_cost", m).unwrap_or_report();
         if m < 0.0 {

@@ -403,6 +403,10 @@ fn reward_stats_ffunc(
 
 pub const PRIORITY_EPSILON: f64 = 1e-6;
 
+/// At most this many draws per call: the sample is built in memory, and an allocation the
+/// server cannot make aborts the process rather than raising an ERROR.
+pub const MAX_DRAWS: i32 = 1_000_000;
+
 /// Priorities |r|^alpha + epsilon; `n` draws with replacement, P(i) proportional to the
 /// priority; importance weights (N P(i))^-beta normalised so that the largest drawn is 1.
 /// Returns (index, priority, weight) per draw.
@@ -459,9 +463,9 @@ fn check_unit(name: &'static str, v: f64, hint: &'static str) -> Result<f64, Fra
 /// same sample (for the same stored events); without a seed the draw is random.
 #[pg_extern(volatile, parallel_unsafe)]
 fn sample_experiences(
-    n: i32,
-    alpha: default!(f64, 0.6),
-    beta: default!(f64, 0.4),
+    n: Option<i32>,
+    alpha: default!(Option<f64>, 0.6),
+    beta: default!(Option<f64>, 0.4),
     seed: default!(Option<i64>, "NULL"),
 ) -> TableIterator<
     'static,
@@ -471,8 +475,22 @@ fn sample_experiences(
         name!(weight, f64),
     ),
 > {
-    if n < 0 {
-        FractalityError::invalid("n", n, "The number of draws n must be >= 0.").report();
+    // not strict (a NULL seed means a random draw): the other arguments refuse NULL themselves
+    let need = |v: Option<f64>, name: &'static str| {
+        v.ok_or(FractalityError::NullNotAllowed(name))
+            .unwrap_or_report()
+    };
+    let n = n
+        .ok_or(FractalityError::NullNotAllowed("n"))
+        .unwrap_or_report();
+    let (alpha, beta) = (need(alpha, "alpha"), need(beta, "beta"));
+    if !(0..=MAX_DRAWS).contains(&n) {
+        FractalityError::invalid(
+            "n",
+            n,
+            "The number of draws n is from 0 to 1000000 (draw larger samples in several calls).",
+        )
+        .report();
     }
     check_unit(
         "alpha",
