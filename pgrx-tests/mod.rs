@@ -4,6 +4,7 @@
 mod decay;
 mod experience;
 mod graph;
+mod reliability;
 mod resonance;
 mod schema;
 mod vector;

@@ -79,15 +79,15 @@ pub fn vector_text(family: usize, tilt: usize, amount: f32) -> String {
     format!("[{}]", parts.join(","))
 }
 
-/// Events of the experience store that break no rule: ids from `first`, one per microsecond
-/// from `ts0`, as the JSON array write_events takes.
-pub fn events_json(first: u64, n: usize, ts0: i64) -> serde_json::Value {
+/// Events of the experience store that break no rule: ids `prefix` (the first 8 bytes) and
+/// 0, 1, ..., one per microsecond from `ts0`, as the JSON array write_events takes.
+pub fn events_json(prefix: u64, n: usize, ts0: i64) -> serde_json::Value {
     serde_json::Value::Array(
         (0..n)
             .map(|i| {
-                let id = first + i as u64;
+                let id = i as u64;
                 let mut e = serde_json::json!({
-                    "event_id": format!("{:032x}", id),
+                    "event_id": format!("{prefix:016x}{id:016x}"),
                     "timestamp": ts0 + i as i64,
                     "episode_id": (id / 100) as i64,
                     "step_number": (i % 100) as i32,
