@@ -1,0 +1,197 @@
+//! kill -9 of a backend half way, and the server's crash recovery. PostgreSQL ends every
+//! backend when one dies by a signal, and replays its write-ahead log: what was acknowledged
+//! must all be there, exactly once, and nothing of the calls in flight. This file holds one test
+//! (the crash ends every connection of the server, so it must not share a process with others;
+//! cargo runs test binaries one after another).
+
+mod common;
+mod reliability;
+
+use postgres::{Client, NoTls};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+fn test_db_url() -> String {
+    let mut parts: Vec<String> = common::admin_url()
+        .split_whitespace()
+        .filter(|kv| !kv.starts_with("dbname="))
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("dbname={}", common::DB));
+    parts.join(" ")
+}
+
+/// Connects once the server accepts connections again (crash recovery done).
+fn reconnect() -> Client {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        match Client::connect(&test_db_url(), NoTls) {
+            Ok(c) => return c,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no recovery after the crash: {e}"
+                );
+                thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// Polls until backend `pid` is active in a transaction that has written; with `lock`, until it
+/// also waits for a lock.
+fn wait_until_half_way(admin: &mut Client, pid: i32, lock: bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok: bool = admin
+            .query_one(
+                "SELECT coalesce(bool_or(state = 'active' AND backend_xid IS NOT NULL
+                                         AND (NOT $2 OR wait_event_type = 'Lock')), false)
+                   FROM pg_stat_activity WHERE pid = $1",
+                &[&pid, &lock],
+            )
+            .unwrap()
+            .get(0);
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backend {pid} never got half way"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Everything a test may compare before and after the crash.
+fn state(c: &mut Client, tenant: Uuid) -> (std::collections::BTreeMap<String, i64>, String, i64) {
+    let digest: String = c
+        .query_one(
+            "SELECT md5(string_agg(id::text || atp::text || atp_at::text, ',' ORDER BY id))
+               FROM fractality.nodes WHERE user_id = $1",
+            &[&tenant],
+        )
+        .unwrap()
+        .get(0);
+    let events: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT DISTINCT \"timestamp\", event_id FROM fractality.experience_events) d",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    (reliability::counts(c), digest, events)
+}
+
+#[test]
+fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
+    let mut admin = common::db();
+    let tenant = Uuid::from_u128(0xc7a5_0000_0000_4000_8000_0000_0000_0001);
+    admin
+        .execute(
+            "INSERT INTO fractality.nodes (user_id, node_key, atp, atp_at)
+             SELECT $1, 'crash-' || i, 0.9, now() - interval '3 hours'
+               FROM generate_series(1, 100000) i",
+            &[&tenant],
+        )
+        .unwrap();
+    admin.batch_execute("ANALYZE fractality.nodes").unwrap();
+    // acknowledged before the crash: events, pulses (stream points), policies
+    let acked = reliability::events_json(9 << 60, 5000, 7_000_000_000);
+    admin
+        .execute("SELECT fractality.write_events($1::jsonb)", &[&acked])
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "SET fractality.user_id = '{tenant}';
+             SELECT fractality.pulse(id, 0.05) FROM fractality.nodes
+              WHERE user_id = '{tenant}' AND node_key LIKE 'crash-1_';
+             SELECT fractality.save_policy('crash-bin', 'r' || i, '{{\"0\": 1}}') FROM generate_series(1, 3) i;"
+        ))
+        .unwrap();
+    let before = state(&mut admin, tenant);
+    assert_eq!(before.0["consciousness_streams"], 10);
+
+    // a write_events batch held in its statement trigger, a materialize_decay half way
+    let mut holder = common::db();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE fractality.policy_reward_inbox IN SHARE MODE")
+        .unwrap();
+    let mut ingest = common::db();
+    let ingest_pid = reliability::backend_pid(&mut ingest);
+    let batch = reliability::events_json(10 << 60, 20_000, 7_100_000_000);
+    let ingest_call = thread::spawn(move || {
+        ingest
+            .query_one("SELECT fractality.write_events($1::jsonb)", &[&batch])
+            .map(|_| ())
+    });
+    wait_until_half_way(&mut admin, ingest_pid, true);
+    let mut decay = common::db();
+    let decay_pid = reliability::backend_pid(&mut decay);
+    let decay_call = thread::spawn(move || {
+        decay
+            .query_one("SELECT fractality.materialize_decay(100)", &[])
+            .map(|_| ())
+    });
+    wait_until_half_way(&mut admin, decay_pid, false);
+
+    let killed = Command::new("kill")
+        .args(["-9", &decay_pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success(), "kill -9 {decay_pid}");
+    assert!(
+        decay_call.join().unwrap().is_err(),
+        "materialize_decay was killed"
+    );
+    assert!(
+        ingest_call.join().unwrap().is_err(),
+        "the server ended every backend"
+    );
+    drop(holder);
+    drop(admin);
+
+    let mut admin = reconnect();
+    let after = state(&mut admin, tenant);
+    assert_eq!(after, before, "rows or energy changed across the crash");
+    let stored: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.experience_events WHERE substr(event_id, 1, 8) = $1",
+            &[&(9u64 << 60).to_be_bytes().to_vec()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 5000, "acknowledged events after recovery");
+    let active: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.adna_policies WHERE state_bin_id = 'crash-bin' AND is_active",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(active, 1);
+    // every btree index of the extension is consistent with its table
+    admin
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS amcheck;
+             SELECT bt_index_check(c.oid, true)
+               FROM pg_class c JOIN pg_am am ON am.oid = c.relam
+              WHERE c.relnamespace = 'fractality'::regnamespace AND c.relkind = 'i'
+                AND am.amname = 'btree';",
+        )
+        .unwrap();
+    // and the calls that were in flight succeed now
+    let batch = reliability::events_json(10 << 60, 20_000, 7_100_000_000);
+    let n: i64 = admin
+        .query_one("SELECT fractality.write_events($1::jsonb)", &[&batch])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 20_000);
+    let written: i64 = admin
+        .query_one("SELECT fractality.materialize_decay()", &[])
+        .unwrap()
+        .get(0);
+    assert!(written >= 100_000, "{written}");
+}
