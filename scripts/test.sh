@@ -46,6 +46,8 @@ if [ "$status" -ne 0 ] && [ "$last_failed" -eq 0 ]; then failed=$((failed + 1));
 
 log "3/4 pg_regress (tests/pg_regress) against a fresh server on port $TEST_PORT"
 install_extension
+# the previous versions' install scripts, for the upgrade test (tests/client/tests/upgrade.rs)
+install -m 644 "$ROOT"/tests/upgrade/fractality--*.sql "$($PG_CONFIG --sharedir)/extension/"
 server_stop "$TEST_DATA"
 rm -rf "$TEST_DATA"
 server_start "$TEST_DATA" "$TEST_PORT"

@@ -1,0 +1,298 @@
+//! Upgrades: install the previous version (0.1.0, its install script kept in
+//! tests/upgrade/fractality--0.1.0.sql; scripts/test.sh puts it beside the current one), write
+//! a row into every table, run ALTER EXTENSION fractality UPDATE, find every row unchanged and
+//! every function working, and compare the upgraded schema with a fresh install of the current
+//! version, object by object: a schema change that the upgrade script
+//! (sql/fractality--A--B.sql) forgets fails this test, and the message lists what differs.
+
+mod common;
+mod reliability;
+
+use postgres::{Client, NoTls};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+const PREVIOUS: &str = "0.1.0";
+
+fn url(db: &str) -> String {
+    let mut parts: Vec<String> = common::admin_url()
+        .split_whitespace()
+        .filter(|kv| !kv.starts_with("dbname="))
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("dbname={db}"));
+    parts.join(" ")
+}
+
+/// A fresh database `name` with `create` run in it.
+fn fresh_db(name: &str, create: &str) -> Client {
+    let mut admin = Client::connect(&common::admin_url(), NoTls).expect("connect");
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let mut c = Client::connect(&url(name), NoTls).unwrap();
+    c.batch_execute(create).unwrap();
+    c
+}
+
+/// Every object of schema fractality as one line each: relations with their options, columns,
+/// constraints, indexes, policies, triggers, views, functions and aggregates (full definition),
+/// types, comments, privileges, and the extension's membership list.
+const CATALOG: &str = r#"
+WITH ns AS (SELECT 'fractality'::regnamespace AS oid),
+ext AS (SELECT oid FROM pg_extension WHERE extname = 'fractality')
+SELECT 'relation ' || c.relname || ' kind ' || c.relkind::text || ' options ' || coalesce(c.reloptions::text, '')
+       || ' rls ' || c.relrowsecurity || '/' || c.relforcerowsecurity || ' acl ' || coalesce(c.relacl::text, '')
+       || ' partition ' || coalesce(pg_get_expr(c.relpartbound, c.oid), '')
+       || ' key ' || CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) ELSE '' END
+       || ' comment ' || coalesce(obj_description(c.oid, 'pg_class'), '')
+  FROM pg_class c, ns WHERE c.relnamespace = ns.oid
+UNION ALL
+SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || ' notnull ' || a.attnotnull || ' default ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+       || ' generated ' || a.attgenerated::text || ' identity ' || a.attidentity::text || ' position ' || a.attnum
+       || ' comment ' || coalesce(col_description(c.oid, a.attnum), '')
+  FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+ WHERE c.relkind IN ('r', 'p', 'v', 'c', 'm', 'f')
+UNION ALL
+SELECT 'constraint ' || c.relname || '.' || k.conname || ' ' || pg_get_constraintdef(k.oid)
+  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN ns ON c.relnamespace = ns.oid
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN ns ON c.relnamespace = ns.oid
+UNION ALL
+SELECT 'policy ' || c.relname || '.' || p.polname || ' ' || p.polcmd::text || ' ' || p.polpermissive
+       || ' roles ' || p.polroles::text || ' using ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '')
+       || ' check ' || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')
+  FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN ns ON c.relnamespace = ns.oid
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(t.oid) || ' enabled ' || t.tgenabled::text
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON c.relnamespace = ns.oid
+ WHERE NOT t.tgisinternal
+UNION ALL
+SELECT 'view ' || c.relname || ' ' || pg_get_viewdef(c.oid)
+  FROM pg_class c JOIN ns ON c.relnamespace = ns.oid WHERE c.relkind IN ('v', 'm')
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure::text || ' kind ' || p.prokind::text || ' acl ' || coalesce(p.proacl::text, '')
+       || ' comment ' || coalesce(obj_description(p.oid, 'pg_proc'), '') || ' '
+       || CASE WHEN p.prokind = 'a' THEN
+              (SELECT 'aggregate ' || a.aggtransfn::text || ' ' || a.aggfinalfn::text || ' '
+                      || a.aggcombinefn::text || ' ' || a.aggserialfn::text || ' ' || a.aggdeserialfn::text
+                      || ' ' || a.aggtranstype::regtype::text || ' ' || coalesce(a.agginitval, '')
+                      || ' ' || a.aggkind::text || ' ' || a.aggfinalmodify::text
+                 FROM pg_aggregate a WHERE a.aggfnoid = p.oid)
+          ELSE pg_get_functiondef(p.oid) END
+  FROM pg_proc p JOIN ns ON p.pronamespace = ns.oid
+UNION ALL
+SELECT 'type ' || t.typname || ' ' || t.typtype::text || ' ' || format_type(t.oid, NULL)
+  FROM pg_type t JOIN ns ON t.typnamespace = ns.oid
+UNION ALL
+SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid)
+  FROM pg_depend d, ext WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid
+   AND d.deptype = 'e'
+"#;
+
+fn catalog(c: &mut Client) -> BTreeSet<String> {
+    c.query(CATALOG, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+/// Row count and digest of every table of the extension.
+fn contents(c: &mut Client) -> BTreeMap<String, (i64, String)> {
+    let mut out = BTreeMap::new();
+    for t in reliability::tables(c) {
+        let r = c
+            .query_one(
+                &format!(
+                    "SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '')
+                       FROM fractality.{t} x"
+                ),
+                &[],
+            )
+            .unwrap();
+        out.insert(t, (r.get(0), r.get(1)));
+    }
+    out
+}
+
+/// A row in every table, written through the previous version's functions where it has them.
+fn write_everything(c: &mut Client) -> (Uuid, Uuid) {
+    let users = [
+        Uuid::from_u128(0x0919_0000_0000_4000_8000_0000_0000_0001),
+        Uuid::from_u128(0x0919_0000_0000_4000_8000_0000_0000_0002),
+        Uuid::from_u128(0x0919_0000_0000_4000_8000_0000_0000_0003),
+    ];
+    let mut roots = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let root: Uuid = c
+            .query_one(
+                "SELECT fractality.upsert_node_for($1, 'root', 'Upgrade root', '{\"theme\": \"upgrade\"}', 0.9, $2::text::vector, 'idea')",
+                &[u, &reliability::vector_text(3, i, 0.05)],
+            )
+            .unwrap()
+            .get(0);
+        c.execute(
+            "SELECT fractality.upsert_node_for($1, 'child', 'Upgrade child', '{}', 0.7, $2::text::vector)",
+            &[u, &reliability::vector_text(3, 10 + i, 0.05)],
+        )
+        .unwrap();
+        c.batch_execute(&format!(
+            "SET fractality.user_id = '{u}';
+             SELECT fractality.link('root', 'child', 'child', 0.8);
+             SELECT fractality.pulse('{root}', 0.05);
+             INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
+             VALUES ('2001-01-01', '{root}', '{u}', 0.5);
+             INSERT INTO fractality.consciousness_archive (node_id, user_id, time_from, time_to, points, times, atp_levels)
+             VALUES ('{root}', '{u}', '2000-01-01', '2000-01-01', 1, ARRAY['2000-01-01'::timestamptz], ARRAY[0.4]);"
+        ))
+        .unwrap();
+        roots.push(root);
+    }
+    let consensus: Option<Uuid> = c
+        .query_one(
+            "SELECT fractality.crystallize_consensus($1, 0.8, 3)",
+            &[&roots[0]],
+        )
+        .unwrap()
+        .get(0);
+    assert!(consensus.is_some(), "three minds hold the upgrade theme");
+    let events = reliability::events_json(0x0919, 100, 1_000_000);
+    c.execute("SELECT fractality.write_events($1::jsonb)", &[&events])
+        .unwrap();
+    c.batch_execute(
+        "SELECT fractality.write_event_with_metadata(
+             '{\"event_id\": \"0000000000000000000000000000ffff\", \"timestamp\": 2000000, \"episode_id\": 9, \"step_number\": 0, \"event_type\": 1, \"flags\": 0, \"state_l1\": 0, \"state_l2\": 0, \"state_l3\": 0, \"state_l4\": 0, \"state_l5\": 0, \"state_l6\": 0, \"state_l7\": 0, \"state_l8\": 0, \"action_l1\": 0, \"action_l2\": 0, \"action_l3\": 0, \"action_l4\": 0, \"action_l5\": 0, \"action_l6\": 0, \"action_l7\": 0, \"action_l8\": 0, \"adna_version_hash\": 7, \"sequence_number\": 0}',
+             '{\"intent_type\": \"explore\", \"executor_id\": \"e1\", \"parameters\": {\"p\": 1}}');
+         SELECT fractality.save_policy('upgrade-bin', 'rule-1', '{\"0\": 0.5}');
+         SELECT fractality.save_policy('upgrade-bin', 'rule-2', '{\"0\": 0.7}');
+         SELECT fractality.save_config('upgrade', 'key', '{\"v\": 1}');
+         SELECT fractality.save_config('upgrade', 'key', '{\"v\": 2}');
+         INSERT INTO fractality.learning_metrics (metric_type, metric_data) VALUES ('upgrade', '{\"x\": 1}');
+         INSERT INTO fractality.retention_policies (relation, keep, action)
+         VALUES ('fractality.consciousness_streams', '3 months', 'archive');",
+    )
+    .unwrap();
+    (roots[0], users[0])
+}
+
+#[test]
+fn upgrade_from_the_previous_version_keeps_every_row_and_matches_a_fresh_install() {
+    let mut old = fresh_db(
+        "fractality_upgrade_old",
+        &format!("CREATE EXTENSION fractality VERSION '{PREVIOUS}' CASCADE"),
+    );
+    let (root, user) = write_everything(&mut old);
+    let before = contents(&mut old);
+    for (t, (n, _)) in &before {
+        // the inbox is emptied when policies take their events in; every other table has rows
+        assert!(
+            *n > 0 || t == "policy_reward_inbox",
+            "no row in {t} before the upgrade"
+        );
+    }
+
+    old.batch_execute("ALTER EXTENSION fractality UPDATE")
+        .unwrap();
+    let version: String = old
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'fractality'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let current: String = old
+        .query_one(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'fractality'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, current);
+    assert_ne!(version, PREVIOUS);
+    assert_eq!(contents(&mut old), before, "rows changed in the upgrade");
+
+    // every function works on the upgraded schema and its data
+    old.batch_execute(&format!("SET fractality.user_id = '{user}'"))
+        .unwrap();
+    let checks: &[(&str, i64)] = &[
+        ("SELECT count(*) FROM fractality.traverse((SELECT id FROM fractality.nodes WHERE node_key = 'root' AND user_id = fractality.current_user_id()))", 2),
+        ("SELECT count(*) FROM fractality.children('root')", 1),
+        ("SELECT jsonb_array_length(fractality.thaw('root') -> 'stream')", 2),
+        ("SELECT count(*) FROM fractality.find_resonant('root', 0.0, 10)", 1),
+        ("SELECT count(*) FROM fractality.query_events(0, 10000000, 1000, true)", 101),
+        ("SELECT (fractality.load_policy('upgrade-bin') ->> 'version')::bigint", 2),
+        ("SELECT count(*) FROM fractality.config_history('upgrade', 'key')", 2),
+        ("SELECT fractality.refresh_policy_rewards()", 0),
+        ("SELECT count(*) FROM fractality.sample_experiences(5, 0.6, 0.4, 1)", 5),
+        ("SELECT count(*) FROM fractality.episode_returns(0, 10000000)", 2),
+        // as the owner: every tenant's root and child contributed
+        ("SELECT count(*) FROM fractality.consensus_tree(0.0, 5) WHERE depth = 1", 6),
+        ("SELECT count(*) FROM fractality.active_consciousness WHERE user_id = fractality.current_user_id()", 2),
+        ("SELECT count(*) FROM fractality.apply_consciousness_decay(0.9, 0.1, fractality.current_user_id())", 2),
+        ("SELECT sign(fractality.materialize_decay())::bigint", 1),
+        ("SELECT count(*) FROM fractality.search_nodes('upgrade')", 2),
+        ("SELECT (fractality.crystallize_consensus((SELECT id FROM fractality.nodes WHERE node_key = 'root' AND user_id = fractality.current_user_id()), 0.8, 3) IS NOT NULL)::int::bigint", 1),
+        ("SELECT fractality.write_events('[]'::jsonb)", 0),
+    ];
+    for (sql, expected) in checks {
+        let got: i64 = old
+            .query_one(&format!("SELECT ({sql})::bigint"), &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+            .get(0);
+        assert_eq!(got, *expected, "{sql}");
+    }
+    let atp: f64 = old
+        .query_one("SELECT fractality.pulse($1, 0.01)", &[&root])
+        .unwrap()
+        .get(0);
+    assert!((0.0..=1.0).contains(&atp));
+
+    // the upgraded schema is the fresh one, object for object
+    let mut new = fresh_db(
+        "fractality_upgrade_new",
+        "CREATE EXTENSION fractality CASCADE",
+    );
+    let (upgraded, fresh) = (catalog(&mut old), catalog(&mut new));
+    let missing: Vec<&String> = fresh.difference(&upgraded).collect();
+    let extra: Vec<&String> = upgraded.difference(&fresh).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "the upgrade script does not produce the schema of a fresh install.\n\
+         In a fresh install, not after the upgrade ({}):\n  {}\n\
+         After the upgrade, not in a fresh install ({}):\n  {}",
+        missing.len(),
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  "),
+        extra.len(),
+        extra
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
+    eprintln!(
+        "upgrade {PREVIOUS} -> {version}: {} tables, {} rows kept; {} catalog entries identical to a fresh install",
+        before.len(),
+        before.values().map(|v| v.0).sum::<i64>(),
+        fresh.len()
+    );
+    drop(old);
+    drop(new);
+    let mut admin = Client::connect(&common::admin_url(), NoTls).unwrap();
+    for db in ["fractality_upgrade_old", "fractality_upgrade_new"] {
+        admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .unwrap();
+    }
+}
