@@ -133,6 +133,19 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
         format!("SELECT fractality.pulse('{br}', 0.5)"),
         format!("SELECT fractality.crystallize_consensus('{br}', 0.5, 2)"),
     ];
+    // every partition of the streams, read directly (granted by ON ALL TABLES)
+    let mut reads = reads;
+    for r in admin
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = 'fractality.consciousness_streams'::regclass",
+            &[],
+        )
+        .unwrap()
+    {
+        let part: String = r.get(0);
+        reads.push(format!("SELECT node_id, user_id FROM fractality.{part}"));
+    }
     for sql in &reads {
         match uuids(&mut a, sql) {
             Ok(seen) => {
