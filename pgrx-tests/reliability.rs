@@ -28,14 +28,14 @@ mod tests {
     }
 
     #[pg_test(error = "boom: a Rust panic")]
-    fn pg_reliability_a_panic_is_an_error() {
+    fn reliability_a_rust_panic_is_an_error() {
         Spi::run("SELECT tests.reliability_panic('boom: a Rust panic')").unwrap();
     }
 
     /// Caught in PL/pgSQL (a subtransaction): SQLSTATE XX000 and the panic's message; the
     /// node the function wrote is gone; the backend goes on serving queries.
     #[pg_test]
-    fn pg_reliability_a_panic_rolls_back_what_the_function_wrote() {
+    fn reliability_a_rust_panic_rolls_back_what_the_function_wrote() {
         Spi::run(
             "CREATE TEMP TABLE caught AS SELECT ''::text AS state, ''::text AS message WITH NO DATA;
              DO $$
