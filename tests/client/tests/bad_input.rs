@@ -374,13 +374,13 @@ fn every_function_refuses_bad_input_cleanly() {
         }
     }
     let errors = runs.iter().filter(|r| r.outcome.is_err()).count();
-    eprintln!(
+    reliability::report(&format!(
         "bad input: {} calls of {} functions, {} refused with an ERROR, {} succeeded; backend pid {pid} throughout",
         runs.len(),
         functions().len(),
         errors,
         runs.len() - errors
-    );
+    ));
     assert!(
         failures.is_empty(),
         "{} problems:\n{}",

@@ -359,11 +359,11 @@ fn load_run_keeps_every_invariant() {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let ops: u64 = done.values().sum();
-    eprintln!(
+    reliability::report(&format!(
         "load: {CLIENTS} clients, {elapsed:.1} s, {ops} operations ({:.0}/s), {} events acknowledged; per operation {done:?}; retried {retried:?}",
         ops as f64 / elapsed,
         events.len()
-    );
+    ));
     assert!(ops > 0);
 
     check_events(&mut admin, &tag.to_be_bytes(), &events);

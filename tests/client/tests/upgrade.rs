@@ -284,12 +284,12 @@ fn upgrade_from_the_previous_version_keeps_every_row_and_matches_a_fresh_install
             .collect::<Vec<_>>()
             .join("\n  ")
     );
-    eprintln!(
+    reliability::report(&format!(
         "upgrade {PREVIOUS} -> {version}: {} tables, {} rows kept; {} catalog entries identical to a fresh install",
         before.len(),
         before.values().map(|v| v.0).sum::<i64>(),
         fresh.len()
-    );
+    ));
     drop(old);
     drop(new);
     let mut admin = Client::connect(&common::admin_url(), NoTls).unwrap();

@@ -107,6 +107,24 @@ pub fn events_json(prefix: u64, n: usize, ts0: i64) -> serde_json::Value {
     )
 }
 
+/// A figure of a reliability suite: printed, and appended to target/reliability-figures.txt
+/// (cargo shows a passing test's output only with --nocapture; the README quotes these lines).
+pub fn report(line: &str) {
+    use std::io::Write;
+    eprintln!("{line}");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/reliability-figures.txt"
+    );
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 /// Runs `sql` and returns its SQLSTATE when it fails.
 pub fn try_sql(c: &mut Client, sql: &str) -> Result<(), String> {
     c.batch_execute(sql).map_err(|e| {
