@@ -216,6 +216,76 @@ mod tests {
         );
     }
 
+    #[pg_test]
+    fn decay_tick_is_one_clamped_tick_and_records_nothing_on_its_own() {
+        assert_relative_eq!(
+            f("SELECT fractality.decay_tick(gen_random_uuid(), 0.5, 0.5, 0.1)"),
+            0.25
+        );
+        assert_eq!(
+            f("SELECT fractality.decay_tick(gen_random_uuid(), 0.15, 0.5, 0.1)"),
+            0.1
+        );
+        // called outside apply_consciousness_decay it leaves nothing behind for the next tick
+        let high = node("tick-high", 0.9, "0");
+        Spi::run(&format!(
+            "SELECT fractality.decay_tick('{high}', 0.2, 0.5, 0.1)"
+        ))
+        .unwrap();
+        assert_eq!(
+            i(
+                "SELECT count(*) FROM fractality.apply_consciousness_decay(0.5, 0.1)
+                WHERE old_atp = 0.9 AND new_atp = 0.45"
+            ),
+            1
+        );
+        // two ticks in one transaction: each reports the value it decayed from
+        assert_eq!(
+            i(
+                "SELECT count(*) FROM fractality.apply_consciousness_decay(0.5, 0.1)
+                WHERE old_atp = 0.45 AND new_atp = 0.225"
+            ),
+            1
+        );
+    }
+
+    #[pg_test]
+    fn decay_energy_writes_leave_updated_at_and_content_writes_set_it() {
+        // no BEFORE UPDATE row trigger on nodes: it would lock every row an energy write touches
+        assert_eq!(
+            i("SELECT count(*) FROM pg_trigger
+                WHERE tgrelid = 'fractality.nodes'::regclass AND NOT tgisinternal
+                  AND tgtype & 2 = 2 AND tgtype & 16 = 16"),
+            0
+        );
+        let id = node("touched", 0.9, "0");
+        Spi::run(&format!(
+            "UPDATE fractality.nodes SET updated_at = '2000-01-01' WHERE id = '{id}'"
+        ))
+        .unwrap();
+        Spi::run("SELECT count(*) FROM fractality.apply_consciousness_decay(0.5)").unwrap();
+        Spi::run(&format!("SELECT fractality.pulse('{id}', 0.1)")).unwrap();
+        assert_eq!(
+            i(&format!(
+                "SELECT count(*) FROM fractality.nodes
+                  WHERE id = '{id}' AND updated_at = '2000-01-01'"
+            )),
+            1
+        );
+        Spi::run(
+            "SELECT fractality.upsert_node_for('00000000-0000-0000-0000-0000000000d1', 'touched',
+                                               'Touched again')",
+        )
+        .unwrap();
+        assert_eq!(
+            i(&format!(
+                "SELECT count(*) FROM fractality.nodes
+                  WHERE id = '{id}' AND updated_at = now() AND label = 'Touched again'"
+            )),
+            1
+        );
+    }
+
     #[pg_test(error = "invalid value for decay_rate: 0")]
     fn decay_apply_refuses_a_zero_rate() {
         i("SELECT count(*) FROM fractality.apply_consciousness_decay(0)");

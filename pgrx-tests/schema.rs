@@ -162,14 +162,14 @@ mod tests {
     }
 
     #[pg_test]
-    fn schema_search_column_is_generated() {
+    fn schema_full_text_is_indexed() {
         Spi::run(
             "INSERT INTO fractality.nodes (user_id, node_key, label, metadata)
              VALUES (gen_random_uuid(), 'q', 'Quantum consciousness', '{\"description\": \"entangled minds\"}')",
         )
         .unwrap();
         assert_eq!(
-            count("SELECT count(*) FROM fractality.nodes WHERE search @@ to_tsquery('english', 'entangle & quantum')"),
+            count("SELECT count(*) FROM fractality.nodes WHERE fractality.node_search(label, metadata) @@ to_tsquery('english', 'entangle & quantum')"),
             1
         );
     }

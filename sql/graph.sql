@@ -13,9 +13,6 @@ CREATE TABLE fractality.nodes (
     atp         float8      NOT NULL DEFAULT 1.0,
     atp_at      timestamptz NOT NULL DEFAULT now(),
     energy      jsonb       NOT NULL DEFAULT '{"network": "default"}'::jsonb,
-    -- full text of label and metadata->>'description', kept by the trigger nodes_search (not a
-    -- generated column: PostgreSQL 15 recomputes those on every UPDATE, energy writes included)
-    search      tsvector,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT nodes_user_key UNIQUE (user_id, node_key),
@@ -32,14 +29,31 @@ CREATE TABLE fractality.nodes (
 -- row, finds room for every new row version on its own page: energy writes stay HOT updates that
 -- touch no index (at fillfactor 80 most of a full pass went to other pages and into all five
 -- indexes, about 4x slower). The cost is a heap about 1.6x larger.
+-- No BEFORE UPDATE trigger sits on nodes: PostgreSQL locks every row such a trigger could see
+-- (a WAL-logged tuple lock) before looking at its column list or WHEN clause, which made an
+-- energy write about 20% dearer. So the full text is an index expression, not a stored column,
+-- and updated_at is written by the functions that change a node's content (upsert_node, freeze).
 
 COMMENT ON TABLE fractality.nodes IS
     'Graph vertices of every tenant. atp in [0, 1] is the energy as of atp_at; read it decayed.';
 COMMENT ON COLUMN fractality.nodes.atp_at IS 'When atp was last written.';
 COMMENT ON COLUMN fractality.nodes.energy IS 'Other energy fields (network, ...); ATP lives in atp.';
+COMMENT ON COLUMN fractality.nodes.updated_at IS
+    'When the content (key, label, type, metadata) was last written by upsert_node or freeze; energy writes leave it.';
+
+-- The full text of a node: its label and metadata->>'description'. Indexed (GIN) as an expression
+-- rather than stored, so that energy writes neither recompute nor carry it.
+-- WHERE fractality.node_search(label, metadata) @@ q uses the index.
+CREATE FUNCTION fractality.node_search(label text, metadata jsonb) RETURNS tsvector
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_catalog.to_tsvector('english'::regconfig,
+                              coalesce(label, '') || ' ' || coalesce(metadata OPERATOR(pg_catalog.->>) 'description', ''));
+
+COMMENT ON FUNCTION fractality.node_search(text, jsonb) IS
+    'The full text of a node (label and metadata->>''description''); nodes_search_gin indexes it.';
 
 CREATE INDEX nodes_metadata_gin ON fractality.nodes USING gin (metadata);
-CREATE INDEX nodes_search_gin ON fractality.nodes USING gin (search);
+CREATE INDEX nodes_search_gin ON fractality.nodes USING gin (fractality.node_search(label, metadata));
 
 -- One embedding per node, kept apart from nodes so that energy updates never touch the vector index.
 CREATE TABLE fractality.node_embeddings (

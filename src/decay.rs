@@ -17,6 +17,7 @@
 use crate::errors::{finite, FractalityError, OrReport};
 use crate::gucs;
 use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
 
 const USECS_PER_SEC: f64 = 1_000_000.0;
 const SECS_PER_DAY: f64 = 86_400.0;
@@ -275,23 +276,68 @@ fn notify_restore(was_on: bool, action: &str, rows: i64, user: Option<pgrx::Uuid
     }
 }
 
+/// The explicit tick as one UPDATE: `decay_tick` computes each new value and records the value it
+/// decayed from, so the exact old value comes without a self-join (PostgreSQL 15's RETURNING sees
+/// only the new row); RETURNING confirms which rows were written.
 const APPLY_SQL: &str = "
 UPDATE fractality.nodes n
-   SET atp = greatest(n.atp * $1, $2)
-  FROM (SELECT id, atp
-          FROM fractality.nodes
-         WHERE atp > $2
-           AND greatest(atp * $1, $2) <> atp
-           AND ($3::uuid IS NULL OR user_id = $3::uuid)) o
- WHERE n.id = o.id
-   AND n.atp = o.atp
-RETURNING n.id, o.atp, n.atp";
+   SET atp = fractality.decay_tick(n.id, n.atp, $1, $2)
+ WHERE n.atp > $2
+   AND greatest(n.atp * $1, $2) <> n.atp
+   AND ($3::uuid IS NULL OR n.user_id = $3::uuid)
+RETURNING n.id";
+
+/// Node id -> (old atp, new atp) of the rows one explicit tick wrote.
+type Ticked = std::collections::HashMap<[u8; 16], (f64, f64)>;
+
+thread_local! {
+    /// While apply_consciousness_decay's UPDATE runs: node id -> (old atp, new atp), filled by
+    /// [`decay_tick`] as the UPDATE evaluates each row. `None` when no tick is running.
+    static TICKED: std::cell::RefCell<Option<Ticked>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Arms [`TICKED`] for one UPDATE and disarms it however the UPDATE ends (an ERROR unwinds
+/// through Rust frames, so the guard is dropped).
+struct TickRecord;
+
+impl TickRecord {
+    fn arm() -> Self {
+        TICKED.with(|t| *t.borrow_mut() = Some(Ticked::new()));
+        TickRecord
+    }
+
+    fn take(self) -> Ticked {
+        TICKED.with(|t| t.borrow_mut().take()).unwrap_or_default()
+    }
+}
+
+impl Drop for TickRecord {
+    fn drop(&mut self) {
+        TICKED.with(|t| *t.borrow_mut() = None);
+    }
+}
+
+/// One row's explicit tick, `greatest(atp * rate, floor)`, for apply_consciousness_decay's UPDATE,
+/// which it also tells the value it decayed from. Called anywhere else it only computes.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+pub fn decay_tick(node_id: pgrx::Uuid, atp: f64, rate: f64, floor: f64) -> f64 {
+    let new = (atp * rate).max(floor);
+    TICKED.with(|t| {
+        if let Some(map) = t.borrow_mut().as_mut() {
+            // a row re-evaluated after a concurrent update (EvalPlanQual) overwrites its entry
+            map.insert(*node_id.as_bytes(), (atp, new));
+        }
+    });
+    new
+}
 
 /// The seed's one-tick decay over the stored energy: every node above `min_atp` (of one tenant
 /// when `p_user_id` is given) keeps `decay_rate` of it, never dropping below `min_atp`. Returns the
 /// exact old and new values of the rows it changed, and touches no other row. `atp_at` does not
 /// move: the tick comes on top of the lazy decay. A row a concurrent transaction changed while
-/// this ran keeps that write and is left out of this tick.
+/// this ran is decayed from that transaction's value (as any UPDATE would), and that value is
+/// the old one reported.
 #[pg_extern(volatile)]
 pub fn apply_consciousness_decay(
     decay_rate: default!(Option<f64>, 0.95),
@@ -316,18 +362,22 @@ pub fn apply_consciousness_decay(
 
     let was_on = notify_off();
     let rows: Vec<(pgrx::Uuid, f64, f64)> = Spi::connect_mut(|client| {
+        let record = TickRecord::arm();
         let table = client.update(
             APPLY_SQL,
             None,
             &[rate.into(), floor.into(), p_user_id.into()],
         )?;
         let mut out = Vec::with_capacity(table.len());
-        for row in table {
-            out.push((
-                row.get::<pgrx::Uuid>(1)?.expect("id"),
-                row.get::<f64>(2)?.expect("old atp"),
-                row.get::<f64>(3)?.expect("new atp"),
-            ));
+        let ids: Vec<pgrx::Uuid> = table
+            .map(|row| row.get::<pgrx::Uuid>(1).map(|id| id.expect("id")))
+            .collect::<Result<_, _>>()?;
+        let ticked = record.take();
+        for id in ids {
+            let (old, new) = *ticked
+                .get(id.as_bytes())
+                .expect("decay_tick saw every written row");
+            out.push((id, old, new));
         }
         Ok::<_, pgrx::spi::Error>(out)
     })
@@ -336,9 +386,19 @@ pub fn apply_consciousness_decay(
     TableIterator::new(rows)
 }
 
-/// One batch: the rows of a block range whose decayed value differs from the stored one, locked
-/// with SKIP LOCKED, written back with atp_at = $1.
-const MATERIALIZE_SQL: &str = "
+/// One batch, the fast way: the rows of a block range whose decayed value differs from the stored
+/// one, written back with atp_at = $1 by a plain UPDATE (run with a short lock_timeout).
+const MATERIALIZE_PLAIN_SQL: &str = "
+UPDATE fractality.nodes n
+   SET atp = fractality.current_atp(n.atp, n.atp_at, $1), atp_at = $1
+ WHERE n.ctid >= pg_catalog.format('(%s,0)', $2::bigint)::tid
+   AND n.ctid <  pg_catalog.format('(%s,0)', $3::bigint)::tid
+   AND n.atp_at < $1
+   AND fractality.current_atp(n.atp, n.atp_at, $1) <> n.atp";
+
+/// One batch, the way that never waits: the same rows locked first with SKIP LOCKED, so rows a
+/// concurrent transaction holds are left out.
+const MATERIALIZE_SKIP_LOCKED_SQL: &str = "
 UPDATE fractality.nodes n
    SET atp = fractality.current_atp(n.atp, n.atp_at, $1), atp_at = $1
   FROM (SELECT ctid
@@ -352,11 +412,43 @@ UPDATE fractality.nodes n
    AND n.ctid >= pg_catalog.format('(%s,0)', $2::bigint)::tid
    AND n.ctid <  pg_catalog.format('(%s,0)', $3::bigint)::tid";
 
+/// How long the plain batches of materialize_decay wait for a row a writer holds before the run
+/// falls back to batches that skip such rows. Well below deadlock_timeout (1 s by default), so a
+/// writer waiting for a row materialize_decay already wrote never sees a deadlock.
+const WRITER_WAIT: &str = "10ms";
+
+/// Runs `f` in a subtransaction; `Some` when it committed, `None` when it failed with
+/// lock_not_available (55P03, a lock_timeout) and was rolled back. Any other error propagates.
+fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Option<R> {
+    // SAFETY: the pattern of PL/pgSQL's exception blocks: begin an internal subtransaction, stay
+    // in the caller's memory context, and on the way out release (or roll back) it and restore
+    // the caller's memory context and resource owner.
+    let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    unsafe {
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+    }
+    let out = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| Some(f())))
+        .catch_when(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, |_| None)
+        .execute();
+    unsafe {
+        if out.is_some() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    }
+    out
+}
+
 /// Writes the lazily decayed energy back into `atp` (and `atp_at` = now) for every node whose
 /// stored value is stale, in batches of about `batch_size` rows (ranges of the table's blocks).
-/// Rows a concurrent transaction holds are skipped (left for the next run), so it never waits for
-/// a writer and cannot deadlock with one. Readers see the same energy before and after. Returns
-/// the rows written.
+/// It does not wait for writers: the batches are plain UPDATEs that give up on a row a concurrent
+/// transaction holds after 10 ms, and then the whole run is rolled back and redone in batches that
+/// skip the rows writers hold (left for the next run), so it cannot deadlock with a writer either.
+/// Readers see the same energy before and after. Returns the rows written.
 #[pg_extern(volatile)]
 pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
     let batch = batch_size
@@ -383,32 +475,56 @@ pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
                             / pg_catalog.current_setting('block_size')::bigint,
                         CASE WHEN c.relpages > 0 AND c.reltuples > 0
                              THEN c.reltuples / c.relpages ELSE 0 END::float8,
-                        pg_catalog.now()
+                        pg_catalog.now(),
+                        pg_catalog.current_setting('lock_timeout')
                    FROM pg_catalog.pg_class c
                   WHERE c.oid = 'fractality.nodes'::regclass",
                 None,
                 &[],
             )?
-            .first()
-            .get_three::<i64, f64, TimestampWithTimeZone>()?;
-        let blocks = row.0.unwrap_or(0);
-        let per_block = row.1.unwrap_or(0.0);
-        let now = row.2.expect("now()");
+            .first();
+        let blocks = row.get::<i64>(1)?.unwrap_or(0);
+        let per_block = row.get::<f64>(2)?.unwrap_or(0.0);
+        let now = row.get::<TimestampWithTimeZone>(3)?.expect("now()");
+        let lock_timeout = row.get::<String>(4)?.expect("lock_timeout");
         let step = if per_block >= 1.0 {
             ((batch as f64 / per_block).floor() as i64).max(1)
         } else {
             // no statistics yet: assume the tightest packing an 8 kB page allows for this table
             (batch / 60).max(1)
         };
-        let mut written: i64 = 0;
-        let mut from = 0i64;
-        while from < blocks {
-            let to = (from + step).min(blocks);
-            let t = client.update(MATERIALIZE_SQL, None, &[now.into(), from.into(), to.into()])?;
-            written += t.len() as i64;
-            from = to;
+        let ranges: Vec<(i64, i64)> = (0..blocks)
+            .step_by(step as usize)
+            .map(|from| (from, (from + step).min(blocks)))
+            .collect();
+        let run = |client: &mut pgrx::spi::SpiClient<'_>, sql: &str| {
+            let mut written = 0i64;
+            for &(from, to) in &ranges {
+                let t = client.update(sql, None, &[now.into(), from.into(), to.into()])?;
+                written += t.len() as i64;
+            }
+            Ok::<_, pgrx::spi::Error>(written)
+        };
+        // plain batches, in one subtransaction, waiting at most WRITER_WAIT for a held row
+        let plain = in_subtransaction(|| {
+            Spi::run_with_args(
+                "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+                &[WRITER_WAIT.into()],
+            )
+            .expect("set_config");
+            run(client, MATERIALIZE_PLAIN_SQL)
+        });
+        match plain {
+            Some(written) => {
+                Spi::run_with_args(
+                    "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+                    &[lock_timeout.into()],
+                )?;
+                written
+            }
+            // a writer held a row: everything above was rolled back (lock_timeout with it)
+            None => run(client, MATERIALIZE_SKIP_LOCKED_SQL),
         }
-        Ok::<_, pgrx::spi::Error>(written)
     })
     .expect("materialize_decay: UPDATE");
     notify_restore(was_on, "MATERIALIZE", written, None);

@@ -525,7 +525,8 @@ ON CONFLICT (user_id, node_key) DO UPDATE
        type     = coalesce($4, n.type),
        metadata = n.metadata || coalesce($5, '{}'::jsonb),
        atp      = coalesce($6, n.atp),
-       atp_at   = CASE WHEN $6 IS NULL THEN n.atp_at ELSE now() END
+       atp_at   = CASE WHEN $6 IS NULL THEN n.atp_at ELSE now() END,
+       updated_at = now()
 RETURNING n.id";
 
 const UPSERT_EMBEDDING: &str = "
@@ -1163,10 +1164,11 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
 // ---- full-text search ------------------------------------------------------------------------
 
 const SEARCH: &str = concat!(
-    "SELECT n.id, n.node_key, n.label, ts_rank_cd(n.search, q)::float8 AS rank, ",
+    "SELECT n.id, n.node_key, n.label,
+            ts_rank_cd(fractality.node_search(n.label, n.metadata), q)::float8 AS rank, ",
     energy!("n"),
     " FROM fractality.nodes n, websearch_to_tsquery('english', $1) q
-      WHERE n.search @@ q
+      WHERE fractality.node_search(n.label, n.metadata) @@ q
         AND (fractality.current_user_id() IS NULL OR n.user_id = fractality.current_user_id())
       ORDER BY rank DESC, n.node_key, n.id
       LIMIT $2"
@@ -1175,9 +1177,9 @@ const SEARCH: &str = concat!(
 type SearchRow = (Uuid, String, Option<String>, f64, f64);
 
 /// Full-text search over the nodes' labels and descriptions (`metadata->>'description'`), with
-/// web-search syntax ("quoted phrases", or, -not), through the GIN index on the generated
-/// tsvector; the `k` best by ts_rank_cd. Searches the session's tenant when fractality.user_id is
-/// set, otherwise every node the caller may see.
+/// web-search syntax ("quoted phrases", or, -not), through the GIN index on
+/// `fractality.node_search(label, metadata)`; the `k` best by ts_rank_cd. Searches the session's
+/// tenant when fractality.user_id is set, otherwise every node the caller may see.
 #[pg_extern(stable, strict, parallel_unsafe)]
 fn search_nodes(
     query: &str,

@@ -67,7 +67,7 @@ fn decay_writes_send_one_summary_notification_not_one_per_row() {
 }
 
 #[test]
-fn decay_materialize_skips_a_row_a_writer_holds_and_never_waits() {
+fn decay_materialize_skips_a_row_a_writer_holds_without_blocking() {
     let mut admin = common::db();
     let mut tenant = common::app("fractality_decay_tenant", None);
     let user = common::tenant();
@@ -93,11 +93,25 @@ fn decay_materialize_skips_a_row_a_writer_holds_and_never_waits() {
     tenant
         .batch_execute("SET statement_timeout = '10s'")
         .unwrap();
+    // the plain batches wait 10 ms for the held row, then the run is redone skipping it
+    tenant.batch_execute("BEGIN").unwrap();
+    let started = std::time::Instant::now();
     let written: i64 = tenant
         .query_one("SELECT fractality.materialize_decay(4)", &[])
         .unwrap()
         .get(0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "no wait anywhere near deadlock_timeout: {:?}",
+        started.elapsed()
+    );
     assert_eq!(written, 19, "every visible stale row but the held one");
+    let lock_timeout: String = tenant.query_one("SHOW lock_timeout", &[]).unwrap().get(0);
+    assert_eq!(
+        lock_timeout, "0",
+        "the caller's lock_timeout is left as it was"
+    );
+    tenant.batch_execute("COMMIT").unwrap();
     holder.batch_execute("ROLLBACK").unwrap();
 
     let stale: i64 = admin

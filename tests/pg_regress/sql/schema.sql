@@ -58,6 +58,6 @@ SET LOCAL fractality.user_id = '11111111-1111-1111-1111-111111111111';
 INSERT INTO fractality.nodes (node_key, label) VALUES ('first-thought', 'First thought');
 SELECT user_id, node_key, atp, energy, metadata, type,
        atp_at = now() AS atp_at_now, created_at = now() AS created_now,
-       search
+       fractality.node_search(label, metadata) AS search
   FROM fractality.nodes;
 ROLLBACK;
