@@ -130,8 +130,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
-    lo bigint;
-    hi bigint;
+    p_lo bigint;
+    p_hi bigint;
     n_old bigint;
     n_new bigint;
     moved bigint := 0;
@@ -153,16 +153,30 @@ BEGIN
               WHERE p.lo IS NOT NULL AND p.lo::bigint < cutoff_us
               ORDER BY p.lo::bigint
     LOOP
-        lo := r.lo;
-        hi := r.hi;
-        IF hi <= cutoff_us THEN
+        p_lo := r.lo;
+        p_hi := r.hi;
+        IF EXISTS (SELECT 1 FROM fractality.partition_bounds('fractality.experience_events_archive') a
+                    WHERE a.lo IS NOT NULL AND a.lo::bigint < least(p_hi, cutoff_us) AND a.hi::bigint > p_lo) THEN
+            -- the cold tier already covers part of this range (a hot partition created again
+            -- for an archived month): its old rows move one by one
+            EXECUTE format('WITH m AS (DELETE FROM %s WHERE "timestamp" < $1 RETURNING *) INSERT INTO fractality.experience_events_archive SELECT * FROM m',
+                           r.part) USING cutoff_us;
+            GET DIAGNOSTICS k = ROW_COUNT;
+            moved := moved + k;
+            IF p_hi <= cutoff_us THEN
+                EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
+                EXECUTE format('DROP TABLE %s', r.part);
+            END IF;
+            CONTINUE;
+        END IF;
+        IF p_hi <= cutoff_us THEN
             -- wholly old: the partition itself moves, its rows stay where they lie
             EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-            PERFORM fractality.set_event_bound(r.part, lo, hi)
+            PERFORM fractality.set_event_bound(r.part, p_lo, p_hi)
               WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
                                  WHERE conrelid = r.part AND conname = 'partition_bound');
-            PERFORM fractality.attach_to_archive(r.part, lo, hi);
+            PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
             moved := moved + k;
             CONTINUE;
         END IF;
@@ -175,41 +189,41 @@ BEGIN
         END IF;
         SELECT c.relname INTO hot_name FROM pg_class c WHERE c.oid = r.part;
         IF n_new <= n_old THEN
-            -- the recent rows move into a new hot partition [cutoff, hi); the old one goes cold
-            side := fractality.new_event_table(left(hot_name, 50) || '_split', cutoff_us, hi);
+            -- the recent rows move into a new hot partition [cutoff, p_hi); the old one goes cold
+            side := fractality.new_event_table(left(hot_name, 50) || '_split', cutoff_us, p_hi);
             EXECUTE format('WITH m AS (DELETE FROM %s WHERE "timestamp" >= $1 RETURNING *) INSERT INTO %s SELECT * FROM m',
                            r.part, side) USING cutoff_us;
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-            PERFORM fractality.set_event_bound(r.part, lo, cutoff_us);
-            PERFORM fractality.attach_to_archive(r.part, lo, cutoff_us);
+            PERFORM fractality.set_event_bound(r.part, p_lo, cutoff_us);
+            PERFORM fractality.attach_to_archive(r.part, p_lo, cutoff_us);
             EXECUTE format('ALTER TABLE %s RENAME TO %I', side, hot_name);
             EXECUTE format('ALTER TABLE fractality.experience_events ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
-                           hot_name, cutoff_us, hi);
+                           hot_name, cutoff_us, p_hi);
         ELSE
-            -- the old rows move into the cold tier and the hot partition shrinks to [cutoff, hi).
-            -- They join the cold partition that ends at lo if it holds the same month (an
+            -- the old rows move into the cold tier and the hot partition shrinks to [cutoff, p_hi).
+            -- They join the cold partition that ends at p_lo if it holds the same month (an
             -- earlier split), so that frequent runs do not pile up partitions; else a new one.
             SELECT a.part, a.lo::bigint AS lo INTO adj
               FROM fractality.partition_bounds('fractality.experience_events_archive') a
-             WHERE a.hi IS NOT NULL AND a.hi::bigint = lo
+             WHERE a.hi IS NOT NULL AND a.hi::bigint = p_lo
                AND a.lo::bigint >= fractality.epoch_us(
-                       date_trunc('month', fractality.us_to_timestamptz(lo) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC');
+                       date_trunc('month', fractality.us_to_timestamptz(p_lo) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC');
             IF FOUND THEN
                 side := adj.part;
                 cold_lo := adj.lo;
                 EXECUTE format('ALTER TABLE fractality.experience_events_archive DETACH PARTITION %s', side);
                 PERFORM fractality.set_event_bound(side, adj.lo, cutoff_us);
             ELSE
-                side := fractality.new_event_table(left(hot_name, 50) || '_split', lo, cutoff_us);
-                cold_lo := lo;
+                side := fractality.new_event_table(left(hot_name, 50) || '_split', p_lo, cutoff_us);
+                cold_lo := p_lo;
             END IF;
             EXECUTE format('WITH m AS (DELETE FROM %s WHERE "timestamp" < $1 RETURNING *) INSERT INTO %s SELECT * FROM m',
                            r.part, side) USING cutoff_us;
             PERFORM fractality.attach_to_archive(side, cold_lo, cutoff_us);
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-            PERFORM fractality.set_event_bound(r.part, cutoff_us, hi);
+            PERFORM fractality.set_event_bound(r.part, cutoff_us, p_hi);
             EXECUTE format('ALTER TABLE fractality.experience_events ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)',
-                           r.part, cutoff_us, hi);
+                           r.part, cutoff_us, p_hi);
         END IF;
         moved := moved + n_old;
     END LOOP;
