@@ -66,6 +66,20 @@ AS $$
      WHERE i.inhparent = parent
 $$;
 
+-- Drops a partition (detached or not). The partitions made while the extension was created are
+-- members of it; they leave it first, since PostgreSQL refuses to drop a member on its own.
+CREATE FUNCTION fractality.drop_partition(part regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_depend d
+                WHERE d.classid = 'pg_class'::regclass AND d.objid = part AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION fractality DROP TABLE %s', part);
+    END IF;
+    EXECUTE format('DROP TABLE %s', part);
+END $$;
+
 -- Name of the archive partition starting at lo: experience_events_archive_YYYY_MM for a month's
 -- start, else with the day and time to the microsecond.
 CREATE FUNCTION fractality.archive_partition_name(lo bigint) RETURNS text
@@ -165,7 +179,7 @@ BEGIN
             moved := moved + k;
             IF p_hi <= cutoff_us THEN
                 EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-                EXECUTE format('DROP TABLE %s', r.part);
+                PERFORM fractality.drop_partition(r.part);
             END IF;
             CONTINUE;
         END IF;
@@ -284,7 +298,7 @@ BEGIN
         IF r.hi IS NOT NULL AND r.hi <= cutoff_us THEN
             EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-            EXECUTE format('DROP TABLE %s', r.part);
+            PERFORM fractality.drop_partition(r.part);
         ELSE
             EXECUTE format('DELETE FROM %s WHERE "timestamp" < $1', r.part) USING cutoff_us;
             GET DIAGNOSTICS k = ROW_COUNT;
@@ -356,7 +370,7 @@ BEGIN
         LOOP
             moved := moved + fractality.pack_stream_points(format('SELECT * FROM %s', r.part), cutoff);
             EXECUTE format('ALTER TABLE fractality.consciousness_streams DETACH PARTITION %s', r.part);
-            EXECUTE format('DROP TABLE %s', r.part);
+            PERFORM fractality.drop_partition(r.part);
         END LOOP;
     END IF;
     -- the rest: the straddling partition, the default one, and everything for a tenant role
@@ -406,7 +420,7 @@ BEGIN
         LOOP
             EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
             EXECUTE format('ALTER TABLE fractality.consciousness_streams DETACH PARTITION %s', r.part);
-            EXECUTE format('DROP TABLE %s', r.part);
+            PERFORM fractality.drop_partition(r.part);
             gone := gone + k;
         END LOOP;
     END IF;

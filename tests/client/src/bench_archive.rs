@@ -47,7 +47,7 @@ fn reset_native(
                       UNION ALL
                       SELECT part FROM fractality.partition_bounds('fractality.experience_events')
                        WHERE lo IS NOT NULL LOOP
-                 EXECUTE format('DROP TABLE %s', r.part);
+                 PERFORM fractality.drop_partition(r.part);
              END LOOP;
          END $$;
          TRUNCATE fractality.experience_events_archive, fractality.action_metadata_archive;

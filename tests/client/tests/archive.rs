@@ -27,7 +27,7 @@ fn reset(c: &mut Client) {
                       SELECT part FROM fractality.partition_bounds('fractality.experience_events') WHERE lo IS NOT NULL
                       UNION ALL
                       SELECT part FROM fractality.partition_bounds('fractality.consciousness_streams') WHERE lo IS NOT NULL LOOP
-                 EXECUTE format('DROP TABLE %s', r.part);
+                 PERFORM fractality.drop_partition(r.part);
              END LOOP;
          END $$;
          TRUNCATE fractality.experience_events, fractality.experience_events_archive,
@@ -428,7 +428,7 @@ fn pg_cron_runs_maintenance() {
         }
         thread::sleep(Duration::from_millis(500));
     };
-    cron.query_one("SELECT cron.unschedule($1)", &[&job])
+    cron.query_one("SELECT cron.unschedule($1::bigint)", &[&job])
         .unwrap();
     assert_eq!(status.0, "succeeded", "{:?}", status.1);
     // it did the work: the retention policy ran and the old points are packed
