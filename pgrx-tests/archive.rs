@@ -184,6 +184,16 @@ mod tests {
         );
     }
 
+    #[pg_test(error = "duplicate event (timestamp 86400000000, event_id \\xdddddddddddddddddddddddddddddddd): already stored")]
+    fn archived_events_still_refuse_duplicates() {
+        let write = "SELECT fractality.write_event('\\xdddddddddddddddddddddddddddddddd', 86400000000, 1, 1,
+                             0::smallint, 0::smallint, array_fill(0.25::real, ARRAY[8]),
+                             array_fill(0::real, ARRAY[8]), 77, 11)";
+        Spi::run(write).unwrap();
+        assert_eq!(one::<i64>("SELECT fractality.archive_old_events(7)"), 1);
+        Spi::run(write).unwrap();
+    }
+
     fn seed_stream_points() {
         Spi::run(
             "SET LOCAL fractality.notify = off;

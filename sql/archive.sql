@@ -495,6 +495,8 @@ BEGIN
                 WHERE c.relname = part_name AND c.relnamespace = 'fractality'::regnamespace) THEN
         RETURN false;
     END IF;
+    -- CREATE ... PARTITION OF and ATTACH need it anyway; taken before the default partition is read
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', parent);
     IF streams THEN
         lo_txt := lo::text; hi_txt := hi::text; key := 'time';
     ELSE
@@ -507,7 +509,6 @@ BEGIN
     END IF;
     -- the default partition caught rows of this month: they move into the new partition, which
     -- is attached once filled
-    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', parent);
     EXECUTE format('CREATE TABLE fractality.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)',
                    part_name, parent);
     IF NOT streams THEN
@@ -546,6 +547,8 @@ BEGIN
             HINT = 'ahead is a number of months in [0, 120].';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0));
+    -- the parents first (before their default partitions are read): the archivers lock them so
+    LOCK TABLE fractality.consciousness_streams, fractality.experience_events IN ACCESS SHARE MODE;
     FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
              UNION
              SELECT date_trunc('month', s.time AT TIME ZONE 'UTC')::date
@@ -620,9 +623,9 @@ END $$;
 
 -- ---- maintenance -------------------------------------------------------------------------------
 
--- One maintenance pass in one transaction: partitions for the coming months (ensure_partitions
--- with 3 months ahead), every retention policy applied (its last_run and last_result updated),
--- decay materialised. Idempotent. A second session calling it while one runs returns at once
+-- One maintenance pass in one transaction: decay materialised, partitions for the coming months
+-- (ensure_partitions with 3 months ahead), every retention policy applied (its last_run and
+-- last_result updated). Idempotent. A second session calling it while one runs returns at once
 -- with {"skipped": true}. Schedule it with pg_cron, e.g.
 --   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
 CREATE FUNCTION fractality.run_maintenance() RETURNS jsonb
@@ -638,6 +641,8 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0)) THEN
         RETURN jsonb_build_object('skipped', true);
     END IF;
+    -- decay first: it locks no table of the tiers, so their locks below are held briefly
+    materialized := fractality.materialize_decay();
     created := fractality.ensure_partitions(3);
     FOR p IN SELECT * FROM fractality.retention_policies ORDER BY relation::text LOOP
         IF p.relation = 'fractality.experience_events'::regclass THEN
@@ -659,7 +664,6 @@ BEGIN
          WHERE r.relation = p.relation;
         done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
     END LOOP;
-    materialized := fractality.materialize_decay();
     RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
                               'decay_materialized', materialized);
 END $$;
