@@ -55,14 +55,16 @@ fn reset_native(
     )?;
     datagen::ensure_months(client, "fractality.experience_events", from_us, to_us)?;
     copy_in(client, "fractality.experience_events", payload)?;
-    client.batch_execute("VACUUM (ANALYZE) fractality.experience_events; CHECKPOINT")?;
+    client.batch_execute("VACUUM (ANALYZE) fractality.experience_events")?;
+    client.batch_execute("CHECKPOINT")?;
     Ok(())
 }
 
 fn reset_seed(client: &mut Client, payload: &[u8]) -> Result<(), Error> {
     client.batch_execute("TRUNCATE bench_archive.experience_events")?;
     copy_in(client, "bench_archive.experience_events", payload)?;
-    client.batch_execute("VACUUM (ANALYZE) bench_archive.experience_events; CHECKPOINT")?;
+    client.batch_execute("VACUUM (ANALYZE) bench_archive.experience_events")?;
+    client.batch_execute("CHECKPOINT")?;
     Ok(())
 }
 
@@ -96,7 +98,7 @@ fn total_bytes(client: &mut Client, table: &str) -> Result<i64, Error> {
         .get(0))
 }
 
-/// `query_events` over [from, to) with include_archived, `n` times; seconds each.
+/// `query_events` over [from, to) with include_archived, `n` times; milliseconds each.
 fn query_day(client: &mut Client, from: i64, to: i64, n: usize) -> Result<(i64, Vec<f64>), Error> {
     let mut secs = Vec::with_capacity(n);
     let mut rows = 0;
@@ -110,7 +112,7 @@ fn query_day(client: &mut Client, from: i64, to: i64, n: usize) -> Result<(i64, 
                 .get::<_, i64>(0))
         })?;
         rows = r;
-        secs.push(s);
+        secs.push(s * 1000.0);
     }
     Ok((rows, secs))
 }
