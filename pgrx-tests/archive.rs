@@ -184,7 +184,9 @@ mod tests {
         );
     }
 
-    #[pg_test(error = "duplicate event (timestamp 86400000000, event_id \\xdddddddddddddddddddddddddddddddd): already stored")]
+    #[pg_test(
+        error = "duplicate event (timestamp 86400000000, event_id \\xdddddddddddddddddddddddddddddddd): already stored"
+    )]
     fn archived_events_still_refuse_duplicates() {
         let write = "SELECT fractality.write_event('\\xdddddddddddddddddddddddddddddddd', 86400000000, 1, 1,
                              0::smallint, 0::smallint, array_fill(0.25::real, ARRAY[8]),
