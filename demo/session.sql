@@ -100,6 +100,20 @@ SELECT fractality.upsert_node('insight-1', 'A new insight', '{"description": "re
 UNLISTEN consciousness_update;
 RESET fractality.user_id;
 
+\echo '== retention: keep a day of events hot; run_maintenance archives the rest, still readable =='
+SELECT fractality.add_retention_policy('fractality.experience_events', '1 day', 'archive');
+SELECT r->'retention' AS retention FROM fractality.run_maintenance() r;
+SELECT count(*) FILTER (WHERE archived) AS archived, count(*) AS all_events, count(intent_type) AS with_metadata
+  FROM fractality.query_events(0, fractality.epoch_us(now()), 100000, true, true);
+
+\echo '== stream points older than two days, packed per node; one node''s history across both tiers =='
+SELECT fractality.archive_streams('2 days') AS points_packed;
+SELECT count(*) AS packed_rows, sum(points) AS points FROM fractality.consciousness_archive;
+SELECT archived, count(*) AS points, min(time) < max(time) AS spans_time
+  FROM fractality.stream_history((SELECT id FROM fractality.nodes ORDER BY node_key, user_id LIMIT 1),
+                                 '-infinity', 'infinity')
+ GROUP BY archived ORDER BY archived;
+
 \echo '== health =='
 SELECT metric, object, value FROM fractality.database_health
  WHERE metric <> 'table_bytes' OR object IN ('nodes', 'node_embeddings', 'experience_events')

@@ -80,6 +80,12 @@ BEGIN
 
     EXECUTE format('CREATE TABLE fractality.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
                    part_name, parent, lo_txt, hi_txt);
+    IF parent = to_regclass('fractality.experience_events') THEN
+        -- the bound as a CHECK constraint too (free on an empty table): archiving can then move
+        -- the partition into the cold tier with ATTACH PARTITION without scanning its rows
+        EXECUTE format('ALTER TABLE fractality.%I ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
+                       part_name, lo_txt, hi_txt);
+    END IF;
     IF parent = to_regclass('fractality.consciousness_streams') THEN
         PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
     END IF;

@@ -5,9 +5,9 @@
 
 -- Events with "timestamp" in [start_us, end_us), oldest first, at most "limit"; with_metadata
 -- fills intent_type, executor_id and parameters from action_metadata (NULL otherwise).
--- include_archived: events flagged archived are left out unless it is true. Events moved to the
--- cold tier are not read here yet: that comes with the archiving issue; until then the flag
--- only decides about flagged rows still in experience_events.
+-- include_archived: events flagged archived are left out unless it is true, and so are the
+-- events moved into the cold tier (experience_events_archive, see sql/archive.sql); with it they
+-- come back bit for bit as written, with their metadata, and "archived" is true for them.
 CREATE FUNCTION fractality.query_events(start_us bigint, end_us bigint, "limit" integer DEFAULT 1000,
                                         with_metadata boolean DEFAULT false,
                                         include_archived boolean DEFAULT false)
@@ -35,13 +35,22 @@ BEGIN
            ARRAY[e.action_l1, e.action_l2, e.action_l3, e.action_l4, e.action_l5, e.action_l6, e.action_l7, e.action_l8],
            e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal,
            fractality.total_reward(e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal),
-           e.adna_version_hash, e.sequence_number, e.archived,
-           m.intent_type, m.executor_id, m.parameters
-      FROM fractality.experience_events e
-      LEFT JOIN fractality.action_metadata m
-        ON with_metadata AND m.event_timestamp = e."timestamp" AND m.event_id = e.event_id
-     WHERE e."timestamp" >= start_us AND e."timestamp" < end_us
-       AND (include_archived OR NOT e.archived)
+           e.adna_version_hash, e.sequence_number, e.is_archived,
+           e.m_intent_type, e.m_executor_id, e.m_parameters
+      FROM (SELECT h.*, h.archived AS is_archived,
+                   m.intent_type AS m_intent_type, m.executor_id AS m_executor_id, m.parameters AS m_parameters
+              FROM fractality.experience_events h
+              LEFT JOIN fractality.action_metadata m
+                ON with_metadata AND m.event_timestamp = h."timestamp" AND m.event_id = h.event_id
+             WHERE h."timestamp" >= start_us AND h."timestamp" < end_us
+               AND (include_archived OR NOT h.archived)
+            UNION ALL
+            SELECT c.*, true,
+                   m.intent_type, m.executor_id, m.parameters
+              FROM fractality.experience_events_archive c
+              LEFT JOIN fractality.action_metadata_archive m
+                ON with_metadata AND m.event_timestamp = c."timestamp" AND m.event_id = c.event_id
+             WHERE include_archived AND c."timestamp" >= start_us AND c."timestamp" < end_us) e
      ORDER BY e."timestamp", e.event_id
      LIMIT "limit";
 END $$;

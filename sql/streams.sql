@@ -32,7 +32,11 @@ SELECT fractality.create_month_partition('fractality.consciousness_streams',
                                          (current_date + interval '1 month')::date);
 
 -- The cold tier: many points of one node per row, column-wise, lossless.
--- times[i], atp_levels[i], attention_scores[i] and resonance_vectors->i describe point i.
+-- times[i], atp_levels[i], attention_scores[i] and resonance_vectors[i] describe point i, in time
+-- order. attention_scores (resonance_vectors) is NULL when every point's value was NULL.
+-- resonance_vectors holds each real[] as its text form written with extra_float_digits = 3, which
+-- reads back bit for bit (dimensions, bounds, NULL elements included); fractality.archive_streams
+-- writes it and fractality.stream_history reads it.
 CREATE TABLE fractality.consciousness_archive (
     id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     node_id           uuid        NOT NULL,
@@ -43,7 +47,7 @@ CREATE TABLE fractality.consciousness_archive (
     times             timestamptz[] NOT NULL,
     atp_levels        float8[]    NOT NULL,
     attention_scores  float8[],
-    resonance_vectors jsonb,
+    resonance_vectors text[],
     archived_at       timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT consciousness_archive_node FOREIGN KEY (node_id, user_id)
         REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
@@ -52,7 +56,8 @@ CREATE TABLE fractality.consciousness_archive (
         points > 0
         AND cardinality(times) = points
         AND cardinality(atp_levels) = points
-        AND (attention_scores IS NULL OR cardinality(attention_scores) = points))
+        AND (attention_scores IS NULL OR cardinality(attention_scores) = points)
+        AND (resonance_vectors IS NULL OR cardinality(resonance_vectors) = points))
 );
 
 COMMENT ON TABLE fractality.consciousness_archive IS

@@ -356,9 +356,13 @@ const INSERT_METADATA: &str = r#"
 INSERT INTO fractality.action_metadata (event_timestamp, event_id, intent_type, executor_id, parameters)
 SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::jsonb[])"#;
 
-/// Stored events of the batch's time window (the batch would duplicate any of them that it holds).
+/// Stored events of the batch's time window (the batch would duplicate any of them that it holds),
+/// in the hot tier and in the cold one (sql/archive.sql).
 const STORED_IN_WINDOW: &str = r#"
 SELECT "timestamp", event_id FROM fractality.experience_events
+ WHERE "timestamp" BETWEEN $1 AND $2
+UNION ALL
+SELECT "timestamp", event_id FROM fractality.experience_events_archive
  WHERE "timestamp" BETWEEN $1 AND $2"#;
 
 /// The columns the COPY below fills, in its order.

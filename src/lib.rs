@@ -68,6 +68,19 @@ extension_sql_file!(
     name = "retention",
     requires = ["bootstrap"]
 );
+// archiving and retention: the cold tier of events, archive_old_events, archive_streams,
+// stream_history, ensure_partitions, retention policies, run_maintenance.
+extension_sql_file!(
+    "../sql/archive.sql",
+    name = "archive",
+    requires = [
+        "experience",
+        "streams",
+        "retention",
+        "decay",
+        decay::materialize_decay
+    ]
+);
 extension_sql_file!(
     "../sql/triggers.sql",
     name = "triggers",

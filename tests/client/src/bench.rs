@@ -79,6 +79,14 @@ pub const SCENARIOS: &[Scenario] = &[
                    window + power() for discounted_return",
         run: reward,
     },
+    Scenario {
+        name: "archive",
+        aliases: &[],
+        about: "archive_old_events(7) over 30 days of events; cold-tier bytes per event and per stream point; query_events over an archived day",
+        baseline: "the seed's archive_old_events (UPDATE ... SET archived = TRUE) on the seed-shaped table \
+                   (bench_archive schema: pk + 6 indexes); for bytes and query_events, the hot tier",
+        run: crate::bench_archive::archive,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {

@@ -2,6 +2,7 @@
 //! The client-side tests live in `tests/`.
 
 pub mod bench;
+pub mod bench_archive;
 pub mod bench_decay;
 pub mod bench_graph;
 pub mod bench_resonance;

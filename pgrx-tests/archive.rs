@@ -1,0 +1,485 @@
+//! Archiving and retention inside the server: events move into the cold tier (whole partitions
+//! without being rewritten) and read back bit for bit; stream points pack losslessly; partitions
+//! ahead; retention policies; run_maintenance; bad input moves nothing.
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn one<T: FromDatum + IntoDatum>(sql: &str) -> T {
+        Spi::get_one::<T>(sql)
+            .expect("query runs")
+            .expect("not null")
+    }
+
+    /// The SQLSTATE a statement fails with ("ok" when it does not); its effects are undone.
+    fn state_of(sql: &str) -> String {
+        Spi::run(
+            "CREATE OR REPLACE FUNCTION pg_temp.state_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
+        )
+        .unwrap();
+        Spi::get_one_with_args::<String>("SELECT pg_temp.state_of($1)", &[sql.into()])
+            .unwrap()
+            .unwrap()
+    }
+
+    /// 401 events, one every 6 hours back from now (100 days), with awkward reals, and metadata
+    /// on every fifth; partitions for the months 40 and 70 days back.
+    fn seed_events() {
+        Spi::run(
+            "SELECT fractality.create_month_partition('fractality.experience_events', (now() - interval '40 days')::date);
+             SELECT fractality.create_month_partition('fractality.experience_events', (now() - interval '70 days')::date);
+             SELECT fractality.write_events((SELECT jsonb_agg(jsonb_build_object(
+                 'event_id', 'a0' || lpad(to_hex(g), 30, '0'),
+                 'timestamp', fractality.epoch_us(now() - g * interval '6 hours') - 1,
+                 'episode_id', g / 10, 'step_number', g % 10, 'event_type', g % 5, 'flags', g % 3,
+                 'state_l1', CASE g % 4 WHEN 0 THEN -0.0 WHEN 1 THEN 1e-45 WHEN 2 THEN 3.4e38 ELSE 1.0 / 3 END,
+                 'state_l2', g * 0.1, 'state_l3', 0.5, 'state_l4', 0.5, 'state_l5', 0.5,
+                 'state_l6', 0.5, 'state_l7', 0.5, 'state_l8', 2.0 / 3,
+                 'action_l1', -1, 'action_l2', 0, 'action_l3', 0, 'action_l4', 0,
+                 'action_l5', 0, 'action_l6', 0, 'action_l7', 0, 'action_l8', 1e-7 * g,
+                 'reward_homeostasis', (g % 3) * 0.25, 'reward_goal', 1.0 / 7,
+                 'adna_version_hash', 77, 'sequence_number', g))
+               FROM generate_series(0, 400) g));
+             INSERT INTO fractality.action_metadata (event_timestamp, event_id, intent_type, executor_id, parameters)
+             SELECT \"timestamp\", event_id, 'explore', 'agent-' || sequence_number,
+                    jsonb_build_object('g', sequence_number, 'x', 1.0 / 3)
+               FROM fractality.experience_events WHERE sequence_number % 5 = 0;",
+        )
+        .unwrap();
+    }
+
+    /// Every column of query_events but "archived", as text that keeps every bit of a real.
+    const IMAGE: &str = "SELECT \"timestamp\", event_id, episode_id, step_number, event_type, flags,
+                                state::text, action::text, reward_homeostasis::text, reward_curiosity::text,
+                                reward_efficiency::text, reward_goal::text, total_reward::text,
+                                adna_version_hash, sequence_number, intent_type, executor_id, parameters
+                           FROM fractality.query_events(0, 9223372036854775807, 1000000, true, true)";
+
+    #[pg_test]
+    fn archive_old_events_moves_partitions_and_reads_back() {
+        Spi::run("SET LOCAL extra_float_digits = 3").unwrap();
+        seed_events();
+        Spi::run(&format!("CREATE TEMP TABLE ev_before AS {IMAGE}")).unwrap();
+        let old: i64 = one("SELECT count(*) FROM fractality.experience_events
+              WHERE \"timestamp\" < fractality.epoch_us(now() - interval '7 days')");
+        let old_meta: i64 = one("SELECT count(*) FROM fractality.action_metadata
+              WHERE event_timestamp < fractality.epoch_us(now() - interval '7 days')");
+        assert!(old > 300 && old_meta > 50);
+        // the partition of 70 days back: its file must end up in the cold tier untouched
+        let file: i64 = one(
+            "SELECT c.relfilenode::bigint FROM pg_class c
+              WHERE c.oid = format('fractality.experience_events_%s',
+                                   to_char((now() - interval '70 days') AT TIME ZONE 'UTC', 'YYYY_MM'))::regclass",
+        );
+
+        assert_eq!(one::<i64>("SELECT fractality.archive_old_events(7)"), old);
+        assert_eq!(one::<i64>("SELECT fractality.archive_old_events(7)"), 0);
+
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.experience_events_archive"),
+            old
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.experience_events") + old,
+            401
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.experience_events
+                  WHERE \"timestamp\" < fractality.epoch_us(now() - interval '7 days')"
+            ),
+            0
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.action_metadata_archive"),
+            old_meta
+        );
+        assert!(one::<bool>(&format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                             WHERE i.inhparent = 'fractality.experience_events_archive'::regclass
+                               AND c.relfilenode = {file})"
+        )));
+
+        // bit for bit, metadata included
+        Spi::run(&format!("CREATE TEMP TABLE ev_after AS {IMAGE}")).unwrap();
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM ((TABLE ev_before EXCEPT ALL TABLE ev_after)
+                                      UNION ALL (TABLE ev_after EXCEPT ALL TABLE ev_before)) d"
+            ),
+            0
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM ev_after"), 401);
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.query_events(0, 9223372036854775807, 1000000, true, true)
+                  WHERE archived"
+            ),
+            old
+        );
+        // without include_archived, only the hot tier
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.query_events(0, 9223372036854775807, 1000000)"
+            ),
+            401 - old
+        );
+
+        // a later cutoff splits the current hot partition again; everything still once
+        let more: i64 = one("SELECT fractality.archive_old_events(2)");
+        assert!(more > 0);
+        assert_eq!(
+            one::<i64>(
+                "SELECT (SELECT count(*) FROM fractality.experience_events)
+                      + (SELECT count(*) FROM fractality.experience_events_archive)"
+            ),
+            401
+        );
+        assert_eq!(
+            one::<i64>("SELECT fractality.archive_old_events(0)"),
+            401 - old - more
+        );
+        Spi::run(&format!("CREATE TEMP TABLE ev_all_cold AS {IMAGE}")).unwrap();
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM ((TABLE ev_before EXCEPT ALL TABLE ev_all_cold)
+                                      UNION ALL (TABLE ev_all_cold EXCEPT ALL TABLE ev_before)) d"
+            ),
+            0
+        );
+    }
+
+    #[pg_test]
+    fn archive_late_events_of_archived_months() {
+        seed_events();
+        let first: i64 = one("SELECT fractality.archive_old_events(7)");
+        // a late event of an archived month lands in the hot default partition, then goes cold
+        Spi::run(
+            "SELECT fractality.write_event('\\xbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb',
+                     fractality.epoch_us(now() - interval '65 days'), 1, 1, 0::smallint, 0::smallint,
+                     array_fill(0.25::real, ARRAY[8]), array_fill(0::real, ARRAY[8]), 77, 11)",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.experience_events_default"),
+            1
+        );
+        assert_eq!(one::<i64>("SELECT fractality.archive_old_events(7)"), 1);
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.experience_events_archive"),
+            first + 1
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.query_events(
+                        fractality.epoch_us(now() - interval '66 days'),
+                        fractality.epoch_us(now() - interval '64 days'), 100, false, true)
+                  WHERE event_id = '\\xbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb'"
+            ),
+            1
+        );
+    }
+
+    #[pg_test(
+        error = "duplicate event (timestamp 86400000000, event_id \\xdddddddddddddddddddddddddddddddd): already stored"
+    )]
+    fn archived_events_still_refuse_duplicates() {
+        let write = "SELECT fractality.write_event('\\xdddddddddddddddddddddddddddddddd', 86400000000, 1, 1,
+                             0::smallint, 0::smallint, array_fill(0.25::real, ARRAY[8]),
+                             array_fill(0::real, ARRAY[8]), 77, 11)";
+        Spi::run(write).unwrap();
+        assert_eq!(one::<i64>("SELECT fractality.archive_old_events(7)"), 1);
+        Spi::run(write).unwrap();
+    }
+
+    fn seed_stream_points() {
+        Spi::run(
+            "SET LOCAL fractality.notify = off;
+             INSERT INTO fractality.nodes (id, user_id, node_key, label) VALUES
+                 ('00000000-0000-0000-0000-0000000000a1', '11111111-1111-1111-1111-111111111111', 'arch-a', 'A'),
+                 ('00000000-0000-0000-0000-0000000000b1', '22222222-2222-2222-2222-222222222222', 'arch-b', 'B');
+             SELECT fractality.create_month_partition('fractality.consciousness_streams', (now() - interval '5 months')::date);
+             INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, attention_score, resonance_vector)
+             SELECT now() - g * interval '1 hour',
+                    CASE WHEN g % 3 = 0 THEN '00000000-0000-0000-0000-0000000000b1'::uuid ELSE '00000000-0000-0000-0000-0000000000a1' END,
+                    CASE WHEN g % 3 = 0 THEN '22222222-2222-2222-2222-222222222222'::uuid ELSE '11111111-1111-1111-1111-111111111111' END,
+                    (g % 100) / 100.0 + 1e-12 * g,
+                    CASE WHEN g % 7 = 0 THEN NULL ELSE g / 3.0 END,
+                    CASE g % 6 WHEN 0 THEN ARRAY[g / 7.0, -0.0, 'NaN', NULL, 1e-45]::real[]
+                               WHEN 1 THEN '[0:1]={1.5,2.5}'::real[]
+                               WHEN 2 THEN '{{1,2},{3,4}}'::real[]
+                               WHEN 3 THEN '{}'::real[] END
+               FROM generate_series(0, 6000) g;
+             -- two points at the same instant
+             INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
+             VALUES (now() - interval '200 days', '00000000-0000-0000-0000-0000000000a1', '11111111-1111-1111-1111-111111111111', 0.25),
+                    (now() - interval '200 days', '00000000-0000-0000-0000-0000000000a1', '11111111-1111-1111-1111-111111111111', 0.75);",
+        )
+        .unwrap();
+    }
+
+    const HISTORY: &str =
+        "SELECT n.id, h.time, h.atp_level, h.attention_score, h.resonance_vector::text,
+                                  array_dims(h.resonance_vector)
+                             FROM fractality.nodes n,
+                                  fractality.stream_history(n.id, '-infinity', 'infinity') h
+                            WHERE n.node_key IN ('arch-a', 'arch-b')";
+
+    #[pg_test]
+    fn archive_streams_packs_losslessly() {
+        Spi::run("SET LOCAL extra_float_digits = 3").unwrap();
+        seed_stream_points();
+        Spi::run(&format!("CREATE TEMP TABLE st_before AS {HISTORY}")).unwrap();
+        let total: i64 = one("SELECT count(*) FROM st_before");
+        assert_eq!(total, 6003);
+        let old: i64 = one(
+            "SELECT count(*) FROM fractality.consciousness_streams WHERE time < now() - interval '1 day'",
+        );
+        assert_eq!(
+            one::<i64>("SELECT fractality.archive_streams('1 day')"),
+            old
+        );
+        assert_eq!(one::<i64>("SELECT fractality.archive_streams('1 day')"), 0);
+        // the partition of 5 months back was read once and dropped
+        assert!(!one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_class
+                             WHERE relname = format('consciousness_streams_%s',
+                                   to_char((now() - interval '5 months') AT TIME ZONE 'UTC', 'YYYY_MM')))"
+        ));
+        assert_eq!(
+            one::<i64>("SELECT sum(points)::bigint FROM fractality.consciousness_archive"),
+            old
+        );
+        // packed: at most 1000 points a row, in time order
+        assert!(one::<bool>(
+            "SELECT bool_and(points <= 1000 AND times[1] = time_from AND times[points] = time_to
+                             AND times = (SELECT array_agg(t ORDER BY t) FROM unnest(times) t))
+               FROM fractality.consciousness_archive"
+        ));
+        assert!(one::<i64>("SELECT count(*) FROM fractality.consciousness_archive") < old / 500);
+
+        Spi::run(&format!("CREATE TEMP TABLE st_after AS {HISTORY}")).unwrap();
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM ((TABLE st_before EXCEPT ALL TABLE st_after)
+                                      UNION ALL (TABLE st_after EXCEPT ALL TABLE st_before)) d"
+            ),
+            0
+        );
+        // in time order across tiers, the archived flag on the cold points
+        assert!(one::<bool>(
+            "SELECT bool_and(ok) FROM (
+                 SELECT time >= lag(time) OVER () OR lag(time) OVER () IS NULL AS ok
+                   FROM fractality.stream_history('00000000-0000-0000-0000-0000000000a1', '-infinity', 'infinity')) s"
+        ));
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.stream_history('00000000-0000-0000-0000-0000000000a1',
+                                                                '-infinity', 'infinity') WHERE archived"
+            ),
+            one::<i64>(
+                "SELECT sum(points)::bigint FROM fractality.consciousness_archive
+                  WHERE node_id = '00000000-0000-0000-0000-0000000000a1'"
+            )
+        );
+        // a window inside one packed row
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.stream_history('00000000-0000-0000-0000-0000000000a1',
+                        now() - interval '100 hours', now() - interval '90 hours')"
+            ),
+            one::<i64>(
+                "SELECT count(*) FROM st_before
+                  WHERE id = '00000000-0000-0000-0000-0000000000a1'
+                    AND time >= now() - interval '100 hours' AND time < now() - interval '90 hours'"
+            )
+        );
+        // deleting a node deletes its archived points
+        Spi::run("DELETE FROM fractality.nodes WHERE node_key = 'arch-b'").unwrap();
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.consciousness_archive
+                  WHERE node_id = '00000000-0000-0000-0000-0000000000b1'"
+            ),
+            0
+        );
+    }
+
+    #[pg_test]
+    fn archive_bad_input_moves_nothing() {
+        seed_events();
+        seed_stream_points();
+        let counts = "SELECT (SELECT count(*) FROM fractality.experience_events) * 1000000
+                           + (SELECT count(*) FROM fractality.consciousness_streams)";
+        let before: i64 = one(counts);
+        for (sql, state) in [
+            ("SELECT fractality.archive_old_events(NULL)", "22004"),
+            ("SELECT fractality.archive_old_events(-1)", "22023"),
+            ("SELECT fractality.archive_streams(NULL)", "22004"),
+            ("SELECT fractality.archive_streams('-1 day')", "22023"),
+            ("SELECT fractality.archive_streams('1 month -40 days')", "22023"),
+            ("SELECT fractality.archive_streams('NaN')", "22007"),
+            ("SELECT fractality.ensure_partitions(-1)", "22023"),
+            ("SELECT fractality.ensure_partitions(NULL)", "22004"),
+            ("SELECT fractality.add_retention_policy('fractality.nodes', '1 day', 'archive')", "22023"),
+            ("SELECT fractality.add_retention_policy('fractality.no_such_table', '1 day', 'drop')", "42P01"),
+            ("SELECT fractality.add_retention_policy('fractality.experience_events', '0 days', 'drop')", "22023"),
+            ("SELECT fractality.add_retention_policy('fractality.experience_events', '-3 days', 'drop')", "22023"),
+            ("SELECT fractality.add_retention_policy('fractality.experience_events', NULL, 'drop')", "22004"),
+            ("SELECT fractality.add_retention_policy('fractality.experience_events', '1 day', 'shred')", "22023"),
+            ("SELECT fractality.remove_retention_policy(NULL)", "22004"),
+            ("SELECT fractality.stream_history(NULL, now(), now())", "22004"),
+            ("SELECT fractality.stream_history('00000000-0000-0000-0000-0000000000a1', now(), now() - interval '1 day')", "22023"),
+            ("SELECT fractality.stream_history('00000000-0000-0000-0000-00000000ffff', '-infinity', 'infinity')", "P0002"),
+        ] {
+            assert_eq!(state_of(sql), state, "{sql}");
+        }
+        assert_eq!(one::<i64>(counts), before);
+        assert_eq!(
+            one::<i64>(
+                "SELECT (SELECT count(*) FROM fractality.experience_events_archive)
+                      + (SELECT count(*) FROM fractality.consciousness_archive)
+                      + (SELECT count(*) FROM fractality.retention_policies)"
+            ),
+            0
+        );
+    }
+
+    #[pg_test]
+    fn ensure_partitions_moves_rows_out_of_default() {
+        // rows of month +5 caught by the default partitions
+        Spi::run(
+            "SET LOCAL fractality.notify = off;
+             INSERT INTO fractality.nodes (id, user_id, node_key, label) VALUES
+                 ('00000000-0000-0000-0000-0000000000c1', '11111111-1111-1111-1111-111111111111', 'ens', 'E');
+             INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
+             VALUES (date_trunc('month', now()) + interval '5 months 3 days', '00000000-0000-0000-0000-0000000000c1',
+                     '11111111-1111-1111-1111-111111111111', 0.5);
+             SELECT fractality.write_event('\\xcccccccccccccccccccccccccccccccc',
+                     fractality.epoch_us(date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '5 months 3 days'),
+                     1, 1, 0::smallint, 0::smallint,
+                     array_fill(0.25::real, ARRAY[8]), array_fill(0::real, ARRAY[8]), 77, 11);",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.consciousness_streams_default"),
+            1
+        );
+        let expected: i64 = one(
+            "SELECT count(*) FROM (VALUES ('consciousness_streams'), ('experience_events')) t(p),
+                    (SELECT g FROM generate_series(0, 1) g UNION SELECT 5) m
+              WHERE NOT EXISTS (SELECT 1 FROM pg_class c
+                                 WHERE c.relname = t.p || '_' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC')
+                                                                        + make_interval(months => m.g), 'YYYY_MM'))",
+        );
+        assert_eq!(
+            one::<i32>("SELECT fractality.ensure_partitions(1)"),
+            expected as i32
+        );
+        assert_eq!(one::<i32>("SELECT fractality.ensure_partitions(1)"), 0);
+        assert_eq!(
+            one::<i64>(
+                "SELECT (SELECT count(*) FROM fractality.consciousness_streams_default)
+                      + (SELECT count(*) FROM fractality.experience_events_default)"
+            ),
+            0
+        );
+        let month = "to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '5 months', 'YYYY_MM')";
+        assert_eq!(
+            one::<i64>(&format!(
+                "SELECT count(*) FROM fractality.consciousness_streams s
+                  WHERE s.tableoid = format('fractality.consciousness_streams_%s', {month})::regclass"
+            )),
+            1
+        );
+        assert_eq!(
+            one::<i64>(&format!(
+                "SELECT count(*) FROM fractality.experience_events e
+                  WHERE e.tableoid = format('fractality.experience_events_%s', {month})::regclass"
+            )),
+            1
+        );
+        // the new stream partition has row-level security like the others
+        assert!(one::<bool>(&format!(
+            "SELECT relrowsecurity FROM pg_class
+              WHERE oid = format('fractality.consciousness_streams_%s', {month})::regclass"
+        )));
+        // months 2 and 3 ahead
+        assert!(one::<i32>("SELECT fractality.ensure_partitions(3)") >= 0);
+        assert!(one::<bool>(
+            "SELECT bool_and(EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = 'experience_events_'
+                     || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => g), 'YYYY_MM')))
+               FROM generate_series(0, 3) g"
+        ));
+    }
+
+    #[pg_test]
+    fn retention_policies_and_run_maintenance() {
+        seed_events();
+        seed_stream_points();
+        Spi::run(
+            "SELECT fractality.add_retention_policy('fractality.experience_events', '10 days', 'archive');
+             SELECT fractality.add_retention_policy('fractality.experience_events', '20 days', 'drop');
+             SELECT fractality.add_retention_policy('fractality.consciousness_streams', '30 days', 'archive');",
+        )
+        .unwrap();
+        // the second call replaced the first
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.retention_policies"),
+            2
+        );
+        let dropped: i64 = one("SELECT count(*) FROM fractality.experience_events
+              WHERE \"timestamp\" < fractality.epoch_us(now() - interval '20 days')");
+        let packed: i64 = one(
+            "SELECT count(*) FROM fractality.consciousness_streams WHERE time < now() - interval '30 days'",
+        );
+        let events: i64 = one("SELECT count(*) FROM fractality.experience_events");
+        let report: pgrx::JsonB = one("SELECT fractality.run_maintenance()");
+        let r = &report.0;
+        assert_eq!(r["skipped"], false);
+        let retention = r["retention"].as_array().unwrap();
+        assert_eq!(retention.len(), 2);
+        assert_eq!(retention[0]["relation"], "fractality.consciousness_streams");
+        assert_eq!(retention[0]["rows"], packed);
+        assert_eq!(retention[1]["relation"], "fractality.experience_events");
+        assert_eq!(retention[1]["action"], "drop");
+        assert_eq!(retention[1]["rows"], dropped);
+        assert!(r["decay_materialized"].as_i64().is_some());
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.experience_events"),
+            events - dropped
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.action_metadata
+                  WHERE event_timestamp < fractality.epoch_us(now() - interval '20 days')"
+            ),
+            0
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT last_result FROM fractality.retention_policies
+                  WHERE relation = 'fractality.consciousness_streams'::regclass AND last_run IS NOT NULL"
+            ),
+            packed
+        );
+        // idempotent
+        let again: pgrx::JsonB = one("SELECT fractality.run_maintenance()");
+        assert_eq!(again.0["partitions_created"], 0);
+        assert!(again.0["retention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["rows"] == 0));
+        assert!(one::<bool>(
+            "SELECT fractality.remove_retention_policy('fractality.experience_events')"
+        ));
+        assert!(!one::<bool>(
+            "SELECT fractality.remove_retention_policy('fractality.experience_events')"
+        ));
+    }
+}

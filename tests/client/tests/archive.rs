@@ -1,0 +1,450 @@
+//! Archiving and retention through a real client: a run cancelled or killed half way leaves every
+//! event and stream point exactly once; tenants cannot read each other's archived points;
+//! run_maintenance lets a second caller return at once; pg_cron runs it.
+
+mod common;
+
+use common::*;
+use postgres::Client;
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The tests of this file move every old row of the database: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Both tiers emptied, every non-default partition dropped, this month and the next recreated.
+fn reset(c: &mut Client) {
+    c.batch_execute(
+        "DROP TRIGGER IF EXISTS pause_packing ON fractality.consciousness_archive;
+         DO $$ DECLARE r record; BEGIN
+             FOR r IN SELECT part FROM fractality.partition_bounds('fractality.experience_events_archive') WHERE lo IS NOT NULL
+                      UNION ALL
+                      SELECT part FROM fractality.partition_bounds('fractality.experience_events') WHERE lo IS NOT NULL
+                      UNION ALL
+                      SELECT part FROM fractality.partition_bounds('fractality.consciousness_streams') WHERE lo IS NOT NULL LOOP
+                 PERFORM fractality.drop_partition(r.part);
+             END LOOP;
+         END $$;
+         TRUNCATE fractality.experience_events, fractality.experience_events_archive,
+                  fractality.action_metadata_archive, fractality.consciousness_streams,
+                  fractality.consciousness_archive, fractality.retention_policies;
+         SELECT fractality.ensure_partitions(1);",
+    )
+    .unwrap();
+}
+
+/// 400 events, one every 6 hours back from now (100 days), metadata on every fifth, and
+/// partitions for the months 40 and 70 days back.
+fn seed_events(c: &mut Client) {
+    c.batch_execute(
+        "SELECT fractality.create_month_partition('fractality.experience_events', (now() - interval '40 days')::date);
+         SELECT fractality.create_month_partition('fractality.experience_events', (now() - interval '70 days')::date);
+         SELECT fractality.write_events((SELECT jsonb_agg(jsonb_build_object(
+             'event_id', 'c0' || lpad(to_hex(g), 30, '0'),
+             'timestamp', fractality.epoch_us(now() - g * interval '6 hours') - 1,
+             'episode_id', g / 10, 'step_number', g % 10, 'event_type', 1, 'flags', 0,
+             'state_l1', 1.0 / 3, 'state_l2', 0.5, 'state_l3', 0.5, 'state_l4', 0.5,
+             'state_l5', 0.5, 'state_l6', 0.5, 'state_l7', 0.5, 'state_l8', 0.5,
+             'action_l1', 0, 'action_l2', 0, 'action_l3', 0, 'action_l4', 0,
+             'action_l5', 0, 'action_l6', 0, 'action_l7', 0, 'action_l8', 0,
+             'adna_version_hash', 7, 'sequence_number', g))
+           FROM generate_series(0, 399) g));
+         INSERT INTO fractality.action_metadata (event_timestamp, event_id, intent_type, executor_id)
+         SELECT \"timestamp\", event_id, 'explore', 'agent' FROM fractality.experience_events
+          WHERE sequence_number % 5 = 0;",
+    )
+    .unwrap();
+}
+
+/// (events hot, events cold, distinct events, metadata hot + cold, distinct metadata).
+fn event_counts(c: &mut Client) -> (i64, i64, i64, i64, i64) {
+    let r = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM fractality.experience_events),
+                    (SELECT count(*) FROM fractality.experience_events_archive),
+                    (SELECT count(DISTINCT (\"timestamp\", event_id)) FROM
+                        (SELECT \"timestamp\", event_id FROM fractality.experience_events
+                         UNION ALL
+                         SELECT \"timestamp\", event_id FROM fractality.experience_events_archive) u),
+                    (SELECT count(*) FROM fractality.action_metadata)
+                      + (SELECT count(*) FROM fractality.action_metadata_archive),
+                    (SELECT count(DISTINCT event_id) FROM
+                        (SELECT event_id FROM fractality.action_metadata
+                         UNION ALL
+                         SELECT event_id FROM fractality.action_metadata_archive) u)",
+            &[],
+        )
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+}
+
+fn backend_pid(c: &mut Client) -> i32 {
+    c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
+}
+
+/// Waits until backend `pid` satisfies `cond` (SQL over pg_stat_activity a / pg_locks l).
+fn wait_for(c: &mut Client, pid: i32, cond: &str) {
+    let started = Instant::now();
+    loop {
+        let hit: bool = c
+            .query_one(&format!("SELECT EXISTS ({cond})"), &[&pid])
+            .unwrap()
+            .get(0);
+        if hit {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "backend {pid} never reached: {cond}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const WAITS_ON_METADATA_ARCHIVE: &str = "SELECT 1 FROM pg_locks l
+     WHERE l.pid = $1 AND NOT l.granted
+       AND l.relation = 'fractality.action_metadata_archive'::regclass";
+
+/// Runs archive_old_events(7) in a session of its own while `blocker` holds the cold metadata
+/// table: the run moves the partitions, then waits at its last step. `interrupt` ends it there.
+fn interrupted_event_archive(interrupt: &str, timeout: Option<&str>) -> String {
+    let mut admin = db();
+    let mut blocker = db();
+    blocker
+        .batch_execute(
+            "BEGIN; LOCK TABLE fractality.action_metadata_archive IN ACCESS EXCLUSIVE MODE",
+        )
+        .unwrap();
+    let mut runner = db();
+    let pid = backend_pid(&mut runner);
+    let timeout = timeout.map(str::to_string);
+    let handle = thread::spawn(move || {
+        if let Some(t) = timeout {
+            runner
+                .batch_execute(&format!("SET statement_timeout = '{t}'"))
+                .unwrap();
+        }
+        runner.query_one("SELECT fractality.archive_old_events(7)", &[])
+    });
+    wait_for(&mut admin, pid, WAITS_ON_METADATA_ARCHIVE);
+    if !interrupt.is_empty() {
+        let sent: bool = admin
+            .query_one(&format!("SELECT {interrupt}($1)"), &[&pid])
+            .unwrap()
+            .get(0);
+        assert!(sent);
+    }
+    let err = handle.join().unwrap().expect_err("the run was interrupted");
+    blocker.batch_execute("ROLLBACK").unwrap();
+    err.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| "closed".into())
+}
+
+#[test]
+fn archive_events_cancelled_or_killed_half_way_keeps_each_event_once() {
+    let _s = serial();
+    let mut c = db();
+    for (interrupt, timeout, expect) in [
+        ("", Some("2s"), "57014"),
+        ("pg_cancel_backend", None, "57014"),
+        ("pg_terminate_backend", None, "closed"),
+    ] {
+        reset(&mut c);
+        seed_events(&mut c);
+        let before = event_counts(&mut c);
+        assert_eq!(before, (400, 0, 400, 80, 80));
+        let state = interrupted_event_archive(interrupt, timeout);
+        assert!(
+            state == expect || (expect == "closed" && state == "57P01"),
+            "{interrupt}: ended with {state}"
+        );
+        // nothing happened: every event once, all hot, partitions back in place
+        assert_eq!(event_counts(&mut c), before, "after {interrupt}");
+        let cold_parts: i64 = c
+            .query_one(
+                "SELECT count(*) FROM fractality.partition_bounds('fractality.experience_events_archive')
+                  WHERE lo IS NOT NULL",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(cold_parts, 0);
+        // and a run to the end moves them all, exactly once
+        let moved: i64 = c
+            .query_one("SELECT fractality.archive_old_events(7)", &[])
+            .unwrap()
+            .get(0);
+        let (hot, cold, distinct, meta, meta_distinct) = event_counts(&mut c);
+        assert_eq!((cold, hot + cold, distinct), (moved, 400, 400));
+        assert_eq!((meta, meta_distinct), (80, 80));
+        assert!(moved > 350);
+    }
+}
+
+/// A node of tenant `user` with 1200 points, one every 6 hours back from now (300 days), and a
+/// partition for the month 5 months back.
+fn seed_points(c: &mut Client, node: uuid::Uuid, user: uuid::Uuid) {
+    c.execute(
+        "INSERT INTO fractality.nodes (id, user_id, node_key, label) VALUES ($1, $2, $3, 'archived')",
+        &[&node, &user, &format!("arch-{node}")],
+    )
+    .unwrap();
+    c.batch_execute(
+        "SELECT fractality.create_month_partition('fractality.consciousness_streams', (now() - interval '5 months')::date)",
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, attention_score, resonance_vector)
+         SELECT now() - g * interval '6 hours', $1, $2, (g % 10) / 10.0, g / 7.0,
+                CASE WHEN g % 4 = 0 THEN ARRAY[g / 3.0, 0.5]::real[] END
+           FROM generate_series(0, 1199) g",
+        &[&node, &user],
+    )
+    .unwrap();
+}
+
+/// (points hot, points cold, distinct point times) of a node.
+fn point_counts(c: &mut Client, node: uuid::Uuid) -> (i64, i64, i64) {
+    let r = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM fractality.consciousness_streams WHERE node_id = $1),
+                    (SELECT coalesce(sum(points), 0)::bigint FROM fractality.consciousness_archive WHERE node_id = $1),
+                    (SELECT count(DISTINCT time) FROM fractality.stream_history($1, '-infinity', 'infinity'))",
+            &[&node],
+        )
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+#[test]
+fn archive_streams_cancelled_or_killed_half_way_keeps_each_point_once() {
+    let _s = serial();
+    let mut c = db();
+    for interrupt in ["pg_cancel_backend", "pg_terminate_backend"] {
+        reset(&mut c);
+        let (node, user) = (uuid::Uuid::new_v4(), tenant());
+        seed_points(&mut c, node, user);
+        assert_eq!(point_counts(&mut c, node), (1200, 0, 1200));
+        // a pause at the second packing statement: after the old partition was packed and dropped
+        c.batch_execute(
+            "CREATE SEQUENCE IF NOT EXISTS public.packing_calls;
+             SELECT setval('public.packing_calls', 1, false);
+             CREATE OR REPLACE FUNCTION public.pause_packing() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF nextval('public.packing_calls') >= 2 THEN PERFORM pg_sleep(60); END IF;
+                 RETURN NULL;
+             END $$;
+             CREATE TRIGGER pause_packing AFTER INSERT ON fractality.consciousness_archive
+                 FOR EACH STATEMENT EXECUTE FUNCTION public.pause_packing();",
+        )
+        .unwrap();
+        let mut runner = db();
+        let pid = backend_pid(&mut runner);
+        let handle =
+            thread::spawn(move || runner.query_one("SELECT fractality.archive_streams()", &[]));
+        wait_for(
+            &mut c,
+            pid,
+            "SELECT 1 FROM pg_stat_activity a WHERE a.pid = $1 AND a.wait_event = 'PgSleep'",
+        );
+        let calls: i64 = c
+            .query_one("SELECT last_value FROM public.packing_calls", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(calls, 2, "the first packing step is done");
+        let sent: bool = c
+            .query_one(&format!("SELECT {interrupt}($1)"), &[&pid])
+            .unwrap()
+            .get(0);
+        assert!(sent);
+        assert!(handle.join().unwrap().is_err());
+        c.batch_execute("DROP TRIGGER pause_packing ON fractality.consciousness_archive")
+            .unwrap();
+        // every point once, all hot; the dropped partition is back
+        assert_eq!(
+            point_counts(&mut c, node),
+            (1200, 0, 1200),
+            "after {interrupt}"
+        );
+        let part: bool = c
+            .query_one(
+                "SELECT to_regclass(format('fractality.consciousness_streams_%s',
+                            to_char((now() - interval '5 months') AT TIME ZONE 'UTC', 'YYYY_MM'))) IS NOT NULL",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(part);
+        // a run to the end: each point once, across the tiers
+        let moved: i64 = c
+            .query_one("SELECT fractality.archive_streams()", &[])
+            .unwrap()
+            .get(0);
+        let (hot, cold, distinct) = point_counts(&mut c, node);
+        assert_eq!((cold, hot + cold, distinct), (moved, 1200, 1200));
+        assert!(moved > 800);
+    }
+}
+
+#[test]
+fn archived_points_stay_with_their_tenant() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let (ta, tb) = (tenant(), tenant());
+    let (na, nb) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    seed_points(&mut c, na, ta);
+    seed_points(&mut c, nb, tb);
+
+    // a tenant's own archive run moves its own points only
+    let mut a = app("archive_tenant", Some(ta));
+    let moved: i64 = a
+        .query_one("SELECT fractality.archive_streams('30 days')", &[])
+        .unwrap()
+        .get(0);
+    assert!(moved > 1000);
+    assert_eq!(point_counts(&mut c, nb).1, 0);
+    assert_eq!(point_counts(&mut c, na).1, moved);
+
+    // the administrator archives the rest
+    c.query_one("SELECT fractality.archive_streams('30 days')", &[])
+        .unwrap();
+    assert_eq!(point_counts(&mut c, nb).1, moved);
+
+    // tenant a sees its own packed rows only, and no history of b's node
+    let rows: Vec<uuid::Uuid> = a
+        .query(
+            "SELECT DISTINCT node_id FROM fractality.consciousness_archive",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, vec![na]);
+    let err = a
+        .query(
+            "SELECT * FROM fractality.stream_history($1, '-infinity', 'infinity')",
+            &[&nb],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "P0002");
+    let own: i64 = a
+        .query_one(
+            "SELECT count(*) FROM fractality.stream_history($1, '-infinity', 'infinity') WHERE archived",
+            &[&na],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(own, moved);
+    // nor can it write into b's archive
+    let err = a
+        .execute(
+            "INSERT INTO fractality.consciousness_archive (node_id, user_id, time_from, time_to, points, times, atp_levels)
+             VALUES ($1, $2, now(), now(), 1, ARRAY[now()], ARRAY[0.5::float8])",
+            &[&nb, &tb],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+}
+
+#[test]
+fn run_maintenance_second_caller_returns_at_once() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let mut first = db();
+    first.batch_execute("BEGIN").unwrap();
+    let r: serde_json::Value = first
+        .query_one("SELECT fractality.run_maintenance()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(r["skipped"], false);
+    let started = Instant::now();
+    let r: serde_json::Value = c
+        .query_one("SELECT fractality.run_maintenance()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(r["skipped"], true);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    first.batch_execute("COMMIT").unwrap();
+    let r: serde_json::Value = c
+        .query_one("SELECT fractality.run_maintenance()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(r["skipped"], false);
+    assert_eq!(r["partitions_created"], 0);
+}
+
+#[test]
+fn pg_cron_runs_maintenance() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let (node, user) = (uuid::Uuid::new_v4(), tenant());
+    seed_points(&mut c, node, user);
+    c.batch_execute(
+        "SELECT fractality.add_retention_policy('fractality.consciousness_streams', '2 days', 'archive')",
+    )
+    .unwrap();
+
+    // pg_cron lives in the database named by cron.database_name (postgres on the test server)
+    let mut cron = Client::connect(&admin_url(), postgres::NoTls).unwrap();
+    cron.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        .unwrap();
+    cron.batch_execute(
+        "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'fractality-archive-test'",
+    )
+    .unwrap();
+    let job: i64 = cron
+        .query_one(
+            "SELECT cron.schedule_in_database('fractality-archive-test', '* * * * *',
+                                              'SELECT fractality.run_maintenance()', $1)",
+            &[&DB],
+        )
+        .unwrap()
+        .get(0);
+    let started = Instant::now();
+    let status = loop {
+        let row = cron
+            .query_opt(
+                "SELECT status, return_message FROM cron.job_run_details
+                  WHERE jobid = $1 AND status IN ('succeeded', 'failed')
+                  ORDER BY runid LIMIT 1",
+                &[&job],
+            )
+            .unwrap();
+        if let Some(r) = row {
+            break (r.get::<_, String>(0), r.get::<_, Option<String>>(1));
+        }
+        if started.elapsed() > Duration::from_secs(130) {
+            break ("never ran".to_string(), None);
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    cron.query_one("SELECT cron.unschedule($1::bigint)", &[&job])
+        .unwrap();
+    assert_eq!(status.0, "succeeded", "{:?}", status.1);
+    // it did the work: the retention policy ran and the old points are packed
+    let (last_result, hot_old): (Option<i64>, i64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT last_result FROM fractality.retention_policies),
+                        (SELECT count(*) FROM fractality.consciousness_streams
+                          WHERE time < now() - interval '3 days')",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(last_result.unwrap_or(0) > 1000);
+    assert_eq!(hot_old, 0);
+    let (hot, cold, distinct) = point_counts(&mut c, node);
+    assert_eq!((hot + cold, distinct), (1200, 1200));
+}
