@@ -146,6 +146,66 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         Some(pb),
     ));
 
+    // ---- the same as an application role under row-level security: pairs of one tenant
+    // (its edges, then pairs of its nodes), read by a role that is neither owner nor BYPASSRLS
+    c.batch_execute(
+        "DROP TABLE IF EXISTS bench_tenant_pairs;
+         CREATE TABLE bench_tenant_pairs AS
+           WITH t AS (SELECT user_id FROM fractality.nodes GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1),
+                n AS (SELECT id, row_number() OVER (ORDER BY id) r, count(*) OVER () c
+                        FROM fractality.nodes WHERE user_id = (SELECT user_id FROM t))
+           (SELECT e.from_node AS a, e.to_node AS b FROM fractality.edges e
+             WHERE e.user_id = (SELECT user_id FROM t) ORDER BY e.id LIMIT 2500)
+           UNION ALL
+           (SELECT x.id, y.id FROM n x JOIN n y ON y.r = (x.r * 7919) % x.c + 1 LIMIT 2500);
+         ANALYZE bench_tenant_pairs;
+         DO $$ BEGIN CREATE ROLE bench_tenant NOLOGIN NOSUPERUSER NOBYPASSRLS;
+               EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT USAGE ON SCHEMA fractality TO bench_tenant;
+         GRANT SELECT ON fractality.nodes, fractality.node_embeddings, fractality.edges,
+                         bench_tenant_pairs TO bench_tenant;",
+    )?;
+    let (tenant_pairs, tenant): (i64, String) = {
+        let r = c.query_one(
+            "SELECT count(*), min(n.user_id::text) FROM bench_tenant_pairs p
+               JOIN fractality.nodes n ON n.id = p.a",
+            &[],
+        )?;
+        (r.get(0), r.get(1))
+    };
+    eprintln!("  resonance: calculate_resonance as a tenant under RLS, {tenant_pairs} pairs x {reps}");
+    let as_tenant = format!(
+        "SET ROLE bench_tenant; SET fractality.user_id = '{tenant}';
+         SELECT sum(fractality.calculate_resonance(a, b)) FROM bench_tenant_pairs;
+         RESET ROLE; RESET fractality.user_id;"
+    );
+    let (n, b) = alternate(
+        c,
+        reps,
+        |c: &mut Client| -> Result<f64, Error> {
+            let ((), s) = timed(|| Ok(c.batch_execute(&as_tenant)?))?;
+            Ok(ms(s))
+        },
+        run("SELECT sum(bench_seed_resonance.calculate_resonance(a, b)) FROM bench_tenant_pairs"),
+    )?;
+    let per_tenant_pair = |v: &[f64]| {
+        Figure::single(
+            Figure::from_samples(v, Unit::Millis).median * 1e3 / tenant_pairs as f64,
+            Unit::Millis,
+        )
+    };
+    rows.push(
+        Row::new(
+            format!(
+                "calculate_resonance as an application role under row-level security, {} pairs of one tenant, per pair (µs, shown as ms x 1000); seed without RLS",
+                thousands(tenant_pairs as u64)
+            ),
+            Some(per_tenant_pair(&n)),
+            Some(per_tenant_pair(&b)),
+        )
+        .target(">= 10x faster"),
+    );
+
     // ---- resonance_score per row
     c.batch_execute(&format!(
         "DROP TABLE IF EXISTS bench_scores;
