@@ -276,9 +276,9 @@ pub(crate) fn spi_pair(node_a: pgrx::Uuid, node_b: pgrx::Uuid) -> Option<f64> {
 /// PUBLIC), permissive ones OR-ed, restrictive ones AND-ed, and nothing visible when no
 /// permissive policy applies; compiled once with ExecInitCheck over the scan tuple.
 ///
-/// The compiled state is keyed by (local transaction, command id, user, security context,
-/// row_security): any DDL (a new policy, say) advances the command id, so it is never used
-/// stale. Anything unusual returns None and the caller takes the SPI path, where PostgreSQL
+/// The compiled state is keyed by (local transaction, subtransaction, command id, user, security
+/// context, row_security): any DDL (a new policy, say) advances the command id, and a
+/// subtransaction that undid one is left behind, so it is never used stale. Anything unusual returns None and the caller takes the SPI path, where PostgreSQL
 /// itself plans the same query: a missing privilege (SPI raises the error), a policy with a
 /// sub-query, row-security hooks of another extension, row_security = off where policies apply
 /// (SPI raises the error), inheritance children, a changed schema or energy definition, values
@@ -316,6 +316,8 @@ mod direct {
     #[derive(Clone, Copy, PartialEq)]
     struct Key {
         lxid: u32,
+        /// A (sub)transaction aborted since the build (a policy change undone) is another one.
+        subxid: u32,
         cid: u32,
         user: Oid,
         sec: i32,
@@ -348,6 +350,7 @@ mod direct {
             pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
             Key {
                 lxid: (*pg_sys::MyProc).lxid,
+                subxid: pg_sys::GetCurrentSubTransactionId(),
                 cid: pg_sys::GetCurrentCommandId(false),
                 user,
                 sec,
