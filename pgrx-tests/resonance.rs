@@ -191,7 +191,10 @@ mod tests {
 
         // owner / superuser: no policy applies; equal to SPI on every pair
         assert_eq!(disagreements(), 0);
-        assert!(res(&a1, &a2).parse::<f64>().is_ok(), "the superuser sees both tenants");
+        assert!(
+            res(&a1, &a2).parse::<f64>().is_ok(),
+            "the superuser sees both tenants"
+        );
 
         // tenant 1 under row-level security
         Spi::run(
@@ -201,7 +204,11 @@ mod tests {
         .unwrap();
         assert_eq!(disagreements(), 0);
         assert!(res(&a1, &b1).parse::<f64>().is_ok());
-        assert_eq!(res(&a1, &a2), "error P0002", "tenant 1 cannot read tenant 2's node");
+        assert_eq!(
+            res(&a1, &a2),
+            "error P0002",
+            "tenant 1 cannot read tenant 2's node"
+        );
         assert_eq!(res(&a2, &a1), "error P0002");
 
         // no tenant set: nothing visible

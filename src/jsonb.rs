@@ -247,16 +247,14 @@ pub fn pairs<'a>(v: &Value<'a>, mut f: impl FnMut(&'a [u8], Value<'a>) -> bool) 
                         jv.val.string.len as usize,
                     );
                 }
-                pg_sys::JsonbIteratorToken::WJB_VALUE => {
-                    if !f(key, Value::from_jbv(&jv)) {
-                        // release the iterator chain
-                        while !it.is_null() {
-                            let parent = (*it).parent;
-                            pg_sys::pfree(it.cast());
-                            it = parent;
-                        }
-                        return false;
+                pg_sys::JsonbIteratorToken::WJB_VALUE if !f(key, Value::from_jbv(&jv)) => {
+                    // release the iterator chain
+                    while !it.is_null() {
+                        let parent = (*it).parent;
+                        pg_sys::pfree(it.cast());
+                        it = parent;
                     }
+                    return false;
                 }
                 pg_sys::JsonbIteratorToken::WJB_DONE => break,
                 _ => {}
@@ -333,7 +331,7 @@ impl<'a> Decimal<'a> {
             )
         };
         let rest = body.get(start..)?;
-        if rest.len() % 2 != 0 || (rest.as_ptr() as usize) % 2 != 0 {
+        if !rest.len().is_multiple_of(2) || !(rest.as_ptr() as usize).is_multiple_of(2) {
             return None;
         }
         // SAFETY: aligned, in bounds, i16 has no invalid bit patterns
@@ -382,7 +380,7 @@ impl<'a> Decimal<'a> {
         }
         // value = m * 10^e
         let mut e = 4 * (self.weight - self.digits.len() as i32 + 1);
-        while e < 0 && m != 0 && m % 10 == 0 {
+        while e < 0 && m != 0 && m.is_multiple_of(10) {
             m /= 10;
             e += 1;
         }
@@ -461,7 +459,10 @@ mod tests {
         assert_eq!(with(short(true, 0, 0, &[42]), |d| d.to_i64()), Some(-42));
         assert_eq!(with(short(false, 0, 0, &[]), |d| d.to_i64()), Some(0));
         // 100000000 = 1 0000 0000, trailing zero digits stripped
-        assert_eq!(with(short(false, 2, 0, &[1]), |d| d.to_i64()), Some(100_000_000));
+        assert_eq!(
+            with(short(false, 2, 0, &[1]), |d| d.to_i64()),
+            Some(100_000_000)
+        );
         // 5.0 has a fractional part in its text: not an integer for serde
         assert_eq!(with(short(false, 0, 1, &[5]), |d| d.to_i64()), None);
         // i64::MAX = 922 3372 0368 5477 5807, and one more
@@ -483,7 +484,10 @@ mod tests {
         let b = short(true, 0, 1, &[12, 5000]);
         assert_eq!(with(b, |d| d.to_f64_exact()), Some(-12.5));
         // 3 (an integer for a real field)
-        assert_eq!(with(short(false, 0, 0, &[3]), |d| d.to_f64_exact()), Some(3.0));
+        assert_eq!(
+            with(short(false, 0, 0, &[3]), |d| d.to_f64_exact()),
+            Some(3.0)
+        );
         // 0.0000001 = weight -2, digit 1000
         let b = short(false, -2, 7, &[1000]);
         assert_eq!(with(b, |d| d.to_f64_exact()), Some(1e-7));

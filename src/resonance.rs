@@ -435,7 +435,7 @@ mod direct {
             let any = if permissive.len() == 1 {
                 permissive[0]
             } else {
-                pg_sys::makeBoolExpr(pg_sys::BoolExprType::OR_EXPR, ors, -1) as *mut pg_sys::Expr
+                pg_sys::makeBoolExpr(pg_sys::BoolExprType::OR_EXPR, ors, -1)
             };
             let mut ands: *mut pg_sys::List = std::ptr::null_mut();
             for q in restrictive.iter().chain(std::iter::once(&any)) {
@@ -451,7 +451,10 @@ mod direct {
             (*test).location = -1;
             let planned = pg_sys::expression_planner(test.cast());
             let list = pg_sys::lappend(std::ptr::null_mut(), planned.cast());
-            Some(Rls::Check(pg_sys::ExecInitCheck(list, std::ptr::null_mut())))
+            Some(Rls::Check(pg_sys::ExecInitCheck(
+                list,
+                std::ptr::null_mut(),
+            )))
         }
     }
 
@@ -537,7 +540,14 @@ mod direct {
             if ns == Oid::INVALID {
                 return None;
             }
-            let nodes = table(ns, c"nodes", c"nodes_pkey", &[c"id"], &[c"atp", c"atp_at"], user)?;
+            let nodes = table(
+                ns,
+                c"nodes",
+                c"nodes_pkey",
+                &[c"id"],
+                &[c"atp", c"atp_at"],
+                user,
+            )?;
             let embeddings = table(
                 ns,
                 c"node_embeddings",
@@ -579,10 +589,9 @@ mod direct {
             let key = current_key();
             let mut cache = (*flinfo).fn_extra as *mut Cache;
             if cache.is_null() {
-                cache = pg_sys::MemoryContextAllocZero(
-                    (*flinfo).fn_mcxt,
-                    std::mem::size_of::<Cache>(),
-                ) as *mut Cache;
+                cache =
+                    pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<Cache>())
+                        as *mut Cache;
                 cache.write(Cache {
                     key,
                     plan: None,
@@ -614,7 +623,11 @@ mod direct {
     }
 
     /// Whether the row in `slot` passes the table's row-level security.
-    unsafe fn visible(t: &Table, econtext: *mut pg_sys::ExprContext, slot: *mut pg_sys::TupleTableSlot) -> bool {
+    unsafe fn visible(
+        t: &Table,
+        econtext: *mut pg_sys::ExprContext,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) -> bool {
         unsafe {
             match t.rls {
                 Rls::Off => true,
@@ -772,10 +785,12 @@ mod direct {
                 vb = attr(s, p.embeddings.cols[0])
             });
             let sim = match (va, vb) {
-                (Some(x), Some(y)) => match (Vector::from_datum_ref(x), Vector::from_datum_ref(y)) {
-                    (Ok(x), Ok(y)) => cosine(x.as_slice(), y.as_slice()),
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                },
+                (Some(x), Some(y)) => {
+                    match (Vector::from_datum_ref(x), Vector::from_datum_ref(y)) {
+                        (Ok(x), Ok(y)) => cosine(x.as_slice(), y.as_slice()),
+                        (Err(e), _) | (_, Err(e)) => Err(e),
+                    }
+                }
                 _ => Ok(None),
             };
             pg_sys::ExecDropSingleTupleTableSlot(slot_a);

@@ -173,7 +173,9 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         )?;
         (r.get(0), r.get(1))
     };
-    eprintln!("  resonance: calculate_resonance as a tenant under RLS, {tenant_pairs} pairs x {reps}");
+    eprintln!(
+        "  resonance: calculate_resonance as a tenant under RLS, {tenant_pairs} pairs x {reps}"
+    );
     let as_tenant = format!(
         "SET ROLE bench_tenant; SET fractality.user_id = '{tenant}';
          SELECT sum(fractality.calculate_resonance(a, b)) FROM bench_tenant_pairs;
