@@ -453,8 +453,8 @@ mod tests {
 
     #[test]
     fn integers() {
-        // 1732000000000123 = 17 3200 0000 0000 0123 (base 10000), weight 3
-        let b = short(false, 3, 0, &[17, 3200, 0, 0, 123]);
+        // 1732000000000123 = 1732 0000 0000 0123 (base 10000), weight 3
+        let b = short(false, 3, 0, &[1732, 0, 0, 123]);
         assert_eq!(with(b, |d| d.to_i64()), Some(1_732_000_000_000_123));
         assert_eq!(with(short(true, 0, 0, &[42]), |d| d.to_i64()), Some(-42));
         assert_eq!(with(short(false, 0, 0, &[]), |d| d.to_i64()), Some(0));
@@ -488,8 +488,8 @@ mod tests {
             with(short(false, 0, 0, &[3]), |d| d.to_f64_exact()),
             Some(3.0)
         );
-        // 0.0000001 = weight -2, digit 1000
-        let b = short(false, -2, 7, &[1000]);
+        // 0.0000001 = 0.0000 0010: weight -2, digit 10
+        let b = short(false, -2, 7, &[10]);
         assert_eq!(with(b, |d| d.to_f64_exact()), Some(1e-7));
         // 1e-30: beyond the exact powers, left to serde
         let b = long(false, -8, 30, &[100]);
