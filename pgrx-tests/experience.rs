@@ -142,6 +142,101 @@ mod tests {
         );
     }
 
+    /// 'same' when write_events' in-place jsonb reader gives what serde over the JSON text
+    /// gives (the same events, or the same error message); otherwise both, for the message.
+    #[pg_extern(immutable, strict)]
+    fn exp_jsonb_reader_agrees(batch: crate::jsonb::JsonbArg<'_>) -> String {
+        let fast = crate::experience::parse_batch_jsonb(&batch).map_err(|e| e.to_string());
+        let slow = crate::experience::parse_batch(&batch.to_serde()).map_err(|e| e.to_string());
+        if fast == slow {
+            "same".into()
+        } else {
+            format!("jsonb reader: {fast:?}\nserde: {slow:?}")
+        }
+    }
+
+    #[pg_test]
+    fn exp_write_events_jsonb_reader_equals_serde() {
+        // random well-formed batches: floats of many magnitudes and digit counts, integers at
+        // their bounds, ids as hex or UUID, rewards present or not, some with metadata
+        let events = "
+            SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                     'event_id', CASE WHEN i % 2 = 0 THEN md5(i::text || SEED)
+                                      ELSE md5(i::text || SEED)::uuid::text END,
+                     'timestamp', CASE WHEN i = 1 THEN 9223372036854775807 ELSE 1700000000000000 + i * 977 END,
+                     'episode_id', CASE WHEN i = 2 THEN -9223372036854775808 ELSE i / 7 END,
+                     'step_number', CASE WHEN i = 3 THEN 2147483647 ELSE i % 7 END,
+                     'event_type', CASE WHEN i = 4 THEN -32768 ELSE i % 3 END,
+                     'flags', 0, 'adna_version_hash', -2147483648 + i, 'sequence_number', i,
+                     'state_l1', random(), 'state_l2', (random() * 1e6)::real,
+                     'state_l3', (random() * 1e-6)::real, 'state_l4', -random()::real,
+                     'state_l5', round((random() * 100)::numeric, (i % 12)),
+                     'state_l6', (random() * 1e-30)::float8, 'state_l7', (random() * 3e38)::real,
+                     'state_l8', i,
+                     'action_l1', 0, 'action_l2', -0.0, 'action_l3', 1e-45::float8,
+                     'action_l4', 12345678901234567890::numeric, 'action_l5', 0.1,
+                     'action_l6', random() - 0.5, 'action_l7', (random() * 10)::numeric(20, 15),
+                     'action_l8', 2.5e-7,
+                     'reward_homeostasis', CASE WHEN i % 3 = 0 THEN NULL ELSE random() END,
+                     'reward_curiosity', (random() - 0.5)::real,
+                     'reward_efficiency', CASE WHEN i % 5 = 0 THEN NULL ELSE 1 END,
+                     'reward_goal', random() * 1000,
+                     'metadata', CASE WHEN i % 4 = 0 THEN jsonb_build_object(
+                         'intent_type', 'move', 'executor_id', 'x' || i,
+                         'parameters', jsonb_build_object('speed', random())) END)))
+              FROM generate_series(1, 400) i";
+        for s in 0..5 {
+            Spi::run(&format!("SELECT setseed(0.{s})")).unwrap();
+            let got: String = one(&format!(
+                "SELECT tests.exp_jsonb_reader_agrees(b) FROM ({}) x(b)",
+                events.replace("SEED", &format!("'{s}'"))
+            ));
+            assert_eq!(got, "same");
+        }
+        // malformed batches: the same message, naming the element and field
+        let event = r#"{"event_id": "000102030405060708090a0b0c0d0e0f", "timestamp": 1,
+            "episode_id": 1, "step_number": 0, "event_type": 0, "flags": 0,
+            "adna_version_hash": 0, "sequence_number": 0,
+            "state_l1": 0, "state_l2": 0, "state_l3": 0, "state_l4": 0, "state_l5": 0,
+            "state_l6": 0, "state_l7": 0, "state_l8": 0, "action_l1": 0, "action_l2": 0,
+            "action_l3": 0, "action_l4": 0, "action_l5": 0, "action_l6": 0, "action_l7": 0,
+            "action_l8": 0}"#;
+        let with = |k: &str, v: &str| format!(r#"{}, "{k}": {v}}}"#, &event[..event.len() - 1]);
+        let without = |k: &str| {
+            let mut o: serde_json::Value = serde_json::from_str(event).unwrap();
+            o.as_object_mut().unwrap().remove(k);
+            o.to_string()
+        };
+        let cases = [
+            "{}".to_string(),
+            "42".to_string(),
+            r#""text""#.to_string(),
+            "[]".to_string(),
+            format!("[{event}, 7]"),
+            format!("[{event}, {}]", without("state_l3")),
+            format!("[{}]", with("timestamp", "-1")),
+            format!("[{}]", with("timestamp", "1.5")),
+            format!("[{}]", with("step_number", "2147483648")),
+            format!("[{}]", with("flags", r#""1""#)),
+            format!("[{}]", with("state_l1", "1e39")),
+            format!("[{}]", with("state_l1", "null")),
+            format!("[{}]", with("reward_goal", "true")),
+            format!("[{}]", with("event_id", r#""0001""#)),
+            format!("[{}]", with("event_id", "17")),
+            format!("[{}]", with("surprise", "1")),
+            format!("[{}]", with("metadata", "[]")),
+            format!("[{}]", with("metadata", r#"{"intent_type": "x"}"#)),
+            format!("[{event}, {event}]"),
+        ];
+        for c in &cases {
+            let got: String = one(&format!(
+                "SELECT tests.exp_jsonb_reader_agrees('{}'::jsonb)",
+                c.replace('\'', "''")
+            ));
+            assert_eq!(got, "same", "{c}");
+        }
+    }
+
     #[pg_test(
         error = "write_events: element 1, field \"event_id\": expected 16 bytes (32 hex digits or a UUID), got \"000102030405060708090a0b0c0d0e\" (30 hex digits, 15 bytes)"
     )]

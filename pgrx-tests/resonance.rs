@@ -127,6 +127,100 @@ mod tests {
         ));
     }
 
+    /// calculate_resonance through its SPI query only: the reference for the direct path.
+    #[pg_extern(stable, strict)]
+    fn spi_resonance(a: pgrx::Uuid, b: pgrx::Uuid) -> Option<f64> {
+        crate::resonance::spi_pair(a, b)
+    }
+
+    /// Every ordered pair of the test's nodes (and a missing id) where the direct path and the
+    /// SPI query disagree: value (to 12 digits), NULL, or SQLSTATE.
+    fn disagreements() -> i64 {
+        Spi::get_one::<i64>(
+            "SELECT count(*) FROM pg_temp.ids a, pg_temp.ids b
+              WHERE pg_temp.res(a.id, b.id, false) IS DISTINCT FROM pg_temp.res(a.id, b.id, true)",
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    fn res(a: &str, b: &str) -> String {
+        Spi::get_one::<String>(&format!("SELECT pg_temp.res('{a}', '{b}', false)"))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[pg_test]
+    fn calculate_resonance_direct_path_equals_spi_under_row_level_security() {
+        clustered(2, 2, 4);
+        Spi::run(
+            "SELECT setseed(0.42);
+             -- edges within each tenant, both directions for some pairs, random weights
+             INSERT INTO fractality.edges (user_id, from_node, to_node, relationship_type, weight)
+             SELECT a.user_id, a.id, b.id, t, round((random() * 2 - 1)::numeric, 3)
+               FROM fractality.nodes a JOIN fractality.nodes b ON a.user_id = b.user_id AND a.id <> b.id,
+                    unnest(ARRAY['child', 'echo']) t
+              WHERE random() < 0.4;
+             DELETE FROM fractality.node_embeddings
+              WHERE node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'u1-c2-4');
+             CREATE TEMP TABLE ids AS SELECT id FROM fractality.nodes
+               UNION ALL SELECT '00000000-0000-0000-0000-00000000dead'::uuid;
+             CREATE FUNCTION pg_temp.res(a uuid, b uuid, spi boolean) RETURNS text
+             LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF spi THEN
+                     RETURN coalesce(round(tests.spi_resonance(a, b)::numeric, 12)::text, 'null');
+                 END IF;
+                 RETURN coalesce(round(fractality.calculate_resonance(a, b)::numeric, 12)::text, 'null');
+             EXCEPTION WHEN OTHERS THEN
+                 RETURN 'error ' || SQLSTATE;
+             END $$;
+             CREATE ROLE fractality_test_rls NOLOGIN NOSUPERUSER NOBYPASSRLS;
+             GRANT USAGE ON SCHEMA fractality, tests TO fractality_test_rls;
+             GRANT SELECT ON fractality.nodes, fractality.node_embeddings, fractality.edges
+                TO fractality_test_rls;
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tests TO fractality_test_rls;
+             GRANT SELECT ON pg_temp.ids TO fractality_test_rls;",
+        )
+        .unwrap();
+        let (a1, b1, a2) = (
+            node_id("u1-c1-1", 1),
+            node_id("u1-c1-2", 1),
+            node_id("u2-c1-1", 2),
+        );
+
+        // owner / superuser: no policy applies; equal to SPI on every pair
+        assert_eq!(disagreements(), 0);
+        assert!(
+            res(&a1, &a2).parse::<f64>().is_ok(),
+            "the superuser sees both tenants"
+        );
+
+        // tenant 1 under row-level security
+        Spi::run(
+            "SET LOCAL ROLE fractality_test_rls;
+             SET LOCAL fractality.user_id = '00000000-0000-0000-0000-000000000001'",
+        )
+        .unwrap();
+        assert_eq!(disagreements(), 0);
+        assert!(res(&a1, &b1).parse::<f64>().is_ok());
+        assert_eq!(
+            res(&a1, &a2),
+            "error P0002",
+            "tenant 1 cannot read tenant 2's node"
+        );
+        assert_eq!(res(&a2, &a1), "error P0002");
+
+        // no tenant set: nothing visible
+        Spi::run("SET LOCAL fractality.user_id = ''").unwrap();
+        assert_eq!(res(&a1, &b1), "error P0002");
+        assert_eq!(disagreements(), 0);
+
+        Spi::run("RESET ROLE").unwrap();
+        // (policies added by a test, and a policy changed between two calls, are in the
+        // pg_regress suite: DDL on the shared tables would deadlock the parallel #[pg_test]s)
+    }
+
     #[pg_test]
     fn find_resonant_recall_against_an_exact_scan() {
         clustered(3, 12, 12);

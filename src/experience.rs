@@ -13,6 +13,7 @@ use pgrx::JsonB;
 use serde_json::{Map, Value};
 
 use crate::errors::{FractalityError, OrReport};
+use crate::jsonb::{self, JsonbArg};
 
 /// One event, column for column as in experience_events.
 #[derive(Clone, Debug, PartialEq)]
@@ -591,9 +592,131 @@ pub fn insert_events(events: &[Event]) -> i64 {
 /// Writes a batch of events given as a JSON array of objects (the seed's column names; an
 /// optional "metadata" object per event). Returns the number of events written.
 #[pg_extern(volatile, strict, parallel_unsafe, name = "write_events")]
-fn write_events_json(events: JsonB) -> i64 {
-    let batch = parse_batch(&events.0).unwrap_or_report();
+fn write_events_json(events: JsonbArg<'_>) -> i64 {
+    let batch = parse_batch_jsonb(&events).unwrap_or_report();
     insert_events(&batch)
+}
+
+/// [`parse_batch`] over the jsonb in place: each element decoded straight from its binary
+/// container ([`event_from_jsonb`]); an element it does not take as it is (a metadata object, a
+/// number it cannot convert exactly, anything malformed) goes through serde and
+/// [`parse_event`] as its JSON text, so results and error messages are those of parse_batch.
+pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityError> {
+    let root = batch.root();
+    if !root.is_array() {
+        return parse_batch(&batch.to_serde());
+    }
+    let mut out = Vec::new();
+    let mut failed = None;
+    jsonb::elements(&root, |i, item| {
+        if failed.is_some() {
+            return;
+        }
+        let event = match event_from_jsonb(&item) {
+            Some(e) => Ok(e),
+            None => parse_event(&format!("write_events: element {i}"), &item.to_serde()),
+        };
+        match event {
+            Ok(e) => out.push(e),
+            Err(e) => failed = Some(e),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    check_unique(&out)?;
+    Ok(out)
+}
+
+/// Fields of an event object, by position in [`event_from_jsonb`]'s table.
+fn field_slot(key: &[u8]) -> Option<usize> {
+    Some(match key {
+        b"event_id" => 0,
+        b"timestamp" => 1,
+        b"episode_id" => 2,
+        b"step_number" => 3,
+        b"event_type" => 4,
+        b"flags" => 5,
+        b"adna_version_hash" => 6,
+        b"sequence_number" => 7,
+        b"reward_homeostasis" => 24,
+        b"reward_curiosity" => 25,
+        b"reward_efficiency" => 26,
+        b"reward_goal" => 27,
+        b"metadata" => 28,
+        _ if key.len() == 8 && key.starts_with(b"state_l") && (b'1'..=b'8').contains(&key[7]) => {
+            8 + (key[7] - b'1') as usize
+        }
+        _ if key.len() == 9 && key.starts_with(b"action_l") && (b'1'..=b'8').contains(&key[8]) => {
+            16 + (key[8] - b'1') as usize
+        }
+        _ => return None,
+    })
+}
+
+/// One well-formed event object without metadata, read from its jsonb container; None for
+/// anything else (the caller then asks [`parse_event`], which accepts or explains it). Where it
+/// returns an event, parse_event returns the same one.
+pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<Event> {
+    let mut seen = [false; 29];
+    let mut id = [0u8; 16];
+    let mut ints = [0i64; 8];
+    let mut reals = [0f32; 20]; // state 8, action 8, rewards 4
+    let ok = jsonb::pairs(item, |key, v| {
+        let Some(slot) = field_slot(key) else {
+            return false;
+        };
+        seen[slot] = true;
+        match slot {
+            0 => match v.as_str().map(parse_event_id) {
+                Some(Ok(b)) => id = b,
+                _ => return false,
+            },
+            1..=7 => {
+                let (min, max) = match slot {
+                    1 => (0, i64::MAX),
+                    2 => (i64::MIN, i64::MAX),
+                    4 | 5 => (i16::MIN.into(), i16::MAX.into()),
+                    _ => (i32::MIN.into(), i32::MAX.into()),
+                };
+                match v.as_i64() {
+                    Some(n) if n >= min && n <= max => ints[slot] = n,
+                    _ => return false,
+                }
+            }
+            8..=27 => match v.as_f64().map(|x| x as f32) {
+                Some(r) if r.is_finite() => reals[slot - 8] = r,
+                _ => return false,
+            },
+            // metadata: only a null one is taken here
+            _ => return matches!(v, jsonb::Value::Null),
+        }
+        true
+    });
+    // every field but the rewards (0 when absent) and metadata is required
+    if !ok || !seen[..24].iter().all(|&s| s) {
+        return None;
+    }
+    let mut state = [0f32; 8];
+    state.copy_from_slice(&reals[..8]);
+    let mut action = [0f32; 8];
+    action.copy_from_slice(&reals[8..16]);
+    let mut rewards = [0f32; 4];
+    rewards.copy_from_slice(&reals[16..]);
+    Some(Event {
+        timestamp: ints[1],
+        event_id: id,
+        episode_id: ints[2],
+        step_number: ints[3] as i32,
+        event_type: ints[4] as i16,
+        flags: ints[5] as i16,
+        state,
+        action,
+        rewards,
+        adna_version_hash: ints[6] as i32,
+        sequence_number: ints[7] as i32,
+        metadata: None,
+    })
 }
 
 fn array_len<T>(

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod experience;
 pub mod graph;
 pub mod gucs;
+pub mod jsonb;
 pub mod resonance;
 pub mod reward;
 pub mod vector;

@@ -215,7 +215,21 @@ fn with_plan<R>(
 /// edge weight (0 without an edge). NULL where either node has no embedding (or a zero one).
 /// P0002 for a node that does not exist or that the caller may not see.
 #[pg_extern(stable, strict)]
-fn calculate_resonance(node_a: pgrx::Uuid, node_b: pgrx::Uuid) -> Option<f64> {
+fn calculate_resonance(
+    node_a: pgrx::Uuid,
+    node_b: pgrx::Uuid,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Option<f64> {
+    // SAFETY: called by the executor with its fcinfo; every relation and scan opened is closed
+    if let Some(r) = unsafe { direct::pair(fcinfo, node_a, node_b) } {
+        return r.unwrap_or_report();
+    }
+    spi_pair(node_a, node_b)
+}
+
+/// calculate_resonance through SPI: PostgreSQL plans and checks the query (the fallback of the
+/// direct path below, and the reference it is tested against).
+pub(crate) fn spi_pair(node_a: pgrx::Uuid, node_b: pgrx::Uuid) -> Option<f64> {
     Spi::connect(|client| {
         with_plan(&PAIR_PLAN, client, PAIR_SQL, &[UUID, UUID], |plan| {
             let table = client
@@ -249,6 +263,568 @@ fn calculate_resonance(node_a: pgrx::Uuid, node_b: pgrx::Uuid) -> Option<f64> {
             Some(score(sim, atp_a, atp_b, edge, SEED_WEIGHTS).unwrap_or_report())
         })
     })
+}
+
+/// calculate_resonance without the executor, row-level security included.
+///
+/// Six B-tree lookups through the access methods with the active snapshot: both nodes (energy),
+/// both embeddings, and the edges between them in either direction. Per query (per call site,
+/// in `fn_extra`) the relations, their indexes and columns are resolved once, SELECT privilege
+/// is checked, and `check_enable_rls` decides whether row-level security applies to the caller;
+/// where it does, the relation's policies are applied to every fetched row exactly as the
+/// rewriter would for a SELECT: the SELECT and ALL policies whose roles include the user (or
+/// PUBLIC), permissive ones OR-ed, restrictive ones AND-ed, and nothing visible when no
+/// permissive policy applies; compiled once with ExecInitCheck over the scan tuple.
+///
+/// The compiled state is keyed by (local transaction, subtransaction, command id, user, security
+/// context, row_security): any DDL (a new policy, say) advances the command id, and a
+/// subtransaction that undid one is left behind, so it is never used stale. Anything unusual returns None and the caller takes the SPI path, where PostgreSQL
+/// itself plans the same query: a missing privilege (SPI raises the error), a policy with a
+/// sub-query, row-security hooks of another extension, row_security = off where policies apply
+/// (SPI raises the error), inheritance children, a changed schema or energy definition, values
+/// the SQL function would refuse.
+mod direct {
+    use super::{score, SEED_WEIGHTS};
+    use crate::errors::{node_not_found, FractalityError};
+    use crate::vector::{cosine, Vector};
+    use pgrx::pg_sys::{self, AttrNumber, Datum, Oid};
+    use pgrx::IntoDatum;
+    use std::ffi::CStr;
+
+    /// What row-level security makes of a relation for this caller.
+    #[derive(Clone, Copy)]
+    enum Rls {
+        /// No policy applies (RLS off, owner, superuser, BYPASSRLS).
+        Off,
+        /// RLS applies and no permissive policy does: no row is visible.
+        Deny,
+        /// Rows pass when this check (`(quals) IS TRUE`) holds.
+        Check(*mut pg_sys::ExprState),
+    }
+
+    #[derive(Clone, Copy)]
+    struct Table {
+        heap: Oid,
+        index: Oid,
+        /// Leading index columns compared for equality with uuids.
+        nkeys: usize,
+        /// Columns read from each row.
+        cols: [AttrNumber; 2],
+        rls: Rls,
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    struct Key {
+        lxid: u32,
+        /// A (sub)transaction aborted since the build (a policy change undone) is another one.
+        subxid: u32,
+        cid: u32,
+        user: Oid,
+        sec: i32,
+        row_security: bool,
+    }
+
+    #[derive(Clone, Copy)]
+    struct Plan {
+        nodes: Table,
+        embeddings: Table,
+        edges: Table,
+        econtext: *mut pg_sys::ExprContext,
+    }
+
+    /// Lives in `fn_extra`, allocated in `fn_mcxt`; `cx` holds the compiled state of `plan`.
+    struct Cache {
+        key: Key,
+        /// None: the direct path does not apply under this key (take SPI).
+        plan: Option<Plan>,
+        cx: pg_sys::MemoryContext,
+    }
+
+    /// The energy expression this path computes natively; it stands aside (SPI) as soon as
+    /// `atp_of!` reads energy any other way.
+    const ENERGY: &str = "fractality.current_atp(n.atp, n.atp_at)";
+
+    unsafe fn current_key() -> Key {
+        unsafe {
+            let (mut user, mut sec) = (Oid::INVALID, 0);
+            pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
+            Key {
+                lxid: (*pg_sys::MyProc).lxid,
+                subxid: pg_sys::GetCurrentSubTransactionId(),
+                cid: pg_sys::GetCurrentCommandId(false),
+                user,
+                sec,
+                row_security: pg_sys::row_security,
+            }
+        }
+    }
+
+    /// Elements of a `List` of pointers.
+    unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
+        unsafe {
+            if list.is_null() {
+                return Vec::new();
+            }
+            std::slice::from_raw_parts((*list).elements, (*list).length as usize)
+                .iter()
+                .map(|c| c.ptr_value as *mut T)
+                .collect()
+        }
+    }
+
+    /// rowsecurity.c's check_role_for_policy: PUBLIC, or a role whose privileges the user has.
+    unsafe fn policy_applies_to(roles: *mut pg_sys::ArrayType, user: Oid) -> bool {
+        unsafe {
+            if roles.is_null() || (*roles).ndim != 1 {
+                return false;
+            }
+            let base = roles as *const u8;
+            let n = *(base.add(std::mem::size_of::<pg_sys::ArrayType>()) as *const i32);
+            let offset = if (*roles).dataoffset != 0 {
+                (*roles).dataoffset as usize
+            } else {
+                // ARR_OVERHEAD_NONULLS(1): MAXALIGN(header + dims + lbounds)
+                (std::mem::size_of::<pg_sys::ArrayType>() + 8 + 7) & !7
+            };
+            let oids = std::slice::from_raw_parts(base.add(offset) as *const Oid, n as usize);
+            if oids.first().map(|o| o.to_u32()) == Some(pg_sys::ACL_ID_PUBLIC) {
+                return true;
+            }
+            oids.iter().any(|&r| pg_sys::has_privs_of_role(user, r))
+        }
+    }
+
+    /// The SELECT policies of `rel` for `user`, as the rewriter applies them (rowsecurity.c:
+    /// get_policies_for_relation + add_security_quals). None when a policy needs a sub-query.
+    unsafe fn compile_policies(rel: pg_sys::Relation, user: Oid) -> Option<Rls> {
+        unsafe {
+            let desc = (*rel).rd_rsdesc;
+            let policies = if desc.is_null() {
+                Vec::new()
+            } else {
+                list_ptrs::<pg_sys::RowSecurityPolicy>((*desc).policies)
+            };
+            let (mut permissive, mut restrictive) = (Vec::new(), Vec::new());
+            for p in policies {
+                let cmd = (*p).polcmd as u8;
+                if !(cmd == b'*' || cmd == pg_sys::ACL_SELECT_CHR)
+                    || !policy_applies_to((*p).roles, user)
+                {
+                    continue;
+                }
+                if (*p).qual.is_null() {
+                    continue; // a policy without USING adds no qual (as add_security_quals)
+                }
+                if (*p).hassublinks {
+                    return None;
+                }
+                let qual = pg_sys::copyObjectImpl((*p).qual.cast()) as *mut pg_sys::Expr;
+                if (*p).permissive {
+                    permissive.push(qual);
+                } else {
+                    restrictive.push(qual);
+                }
+            }
+            if permissive.is_empty() {
+                return Some(Rls::Deny);
+            }
+            let mut ors: *mut pg_sys::List = std::ptr::null_mut();
+            for q in &permissive {
+                ors = pg_sys::lappend(ors, (*q).cast());
+            }
+            let any = if permissive.len() == 1 {
+                permissive[0]
+            } else {
+                pg_sys::makeBoolExpr(pg_sys::BoolExprType::OR_EXPR, ors, -1)
+            };
+            let mut ands: *mut pg_sys::List = std::ptr::null_mut();
+            for q in restrictive.iter().chain(std::iter::once(&any)) {
+                ands = pg_sys::lappend(ands, (*q).cast());
+            }
+            let all = pg_sys::make_ands_explicit(ands);
+            // a row passes when the quals are true (false or null hide it)
+            let test = pg_sys::palloc0(std::mem::size_of::<pg_sys::BooleanTest>())
+                as *mut pg_sys::BooleanTest;
+            (*test).xpr.type_ = pg_sys::NodeTag::T_BooleanTest;
+            (*test).arg = all;
+            (*test).booltesttype = pg_sys::BoolTestType::IS_TRUE;
+            (*test).location = -1;
+            let planned = pg_sys::expression_planner(test.cast());
+            let list = pg_sys::lappend(std::ptr::null_mut(), planned.cast());
+            Some(Rls::Check(pg_sys::ExecInitCheck(
+                list,
+                std::ptr::null_mut(),
+            )))
+        }
+    }
+
+    /// A relation of schema `ns` with its B-tree index whose leading columns are `keys` (uuids),
+    /// the columns `values` to read, privileges and row-level security resolved for `user`.
+    unsafe fn table(
+        ns: Oid,
+        name: &CStr,
+        index_name: &CStr,
+        keys: &[&CStr],
+        values: &[&CStr],
+        user: Oid,
+    ) -> Option<Table> {
+        unsafe {
+            let heap = pg_sys::get_relname_relid(name.as_ptr(), ns);
+            let index = pg_sys::get_relname_relid(index_name.as_ptr(), ns);
+            if heap == Oid::INVALID || index == Oid::INVALID {
+                return None;
+            }
+            if pg_sys::pg_class_aclcheck(heap, user, pg_sys::ACL_SELECT as pg_sys::AclMode)
+                != pg_sys::AclResult::ACLCHECK_OK
+            {
+                return None;
+            }
+            let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+            let rel = pg_sys::table_open(heap, lock);
+            let irel = pg_sys::index_open(index, lock);
+            let mut ok = (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_RELATION
+                && !(*(*rel).rd_rel).relhassubclass
+                && (*(*irel).rd_rel).relam == pg_sys::BTREE_AM_OID
+                && !(*irel).rd_index.is_null()
+                && (*(*irel).rd_index).indrelid == heap
+                && (*(*irel).rd_index).indnkeyatts as usize >= keys.len();
+            if ok {
+                let indkey = (*(*irel).rd_index).indkey.values.as_slice(keys.len());
+                for (i, k) in keys.iter().enumerate() {
+                    let att = pg_sys::get_attnum(heap, k.as_ptr());
+                    ok &= att > 0
+                        && indkey[i] == att
+                        && pg_sys::get_atttype(heap, att) == pg_sys::UUIDOID;
+                }
+            }
+            let mut cols = [0 as AttrNumber; 2];
+            for (c, v) in cols.iter_mut().zip(values) {
+                *c = pg_sys::get_attnum(heap, v.as_ptr());
+                ok &= *c > 0;
+            }
+            let rls = if !ok {
+                None
+            } else {
+                match pg_sys::check_enable_rls(heap, Oid::INVALID, true) as u32 {
+                    pg_sys::CheckEnableRlsResult::RLS_ENABLED => {
+                        if pg_sys::row_security {
+                            compile_policies(rel, user)
+                        } else {
+                            None // the query would fail; SPI raises the error
+                        }
+                    }
+                    _ => Some(Rls::Off),
+                }
+            };
+            pg_sys::index_close(irel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            Some(Table {
+                heap,
+                index,
+                nkeys: keys.len(),
+                cols,
+                rls: rls?,
+            })
+        }
+    }
+
+    unsafe fn build(user: Oid) -> Option<Plan> {
+        unsafe {
+            if atp_of!("n") != ENERGY
+                || { pg_sys::row_security_policy_hook_permissive }.is_some()
+                || { pg_sys::row_security_policy_hook_restrictive }.is_some()
+            {
+                return None;
+            }
+            let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
+            if ns == Oid::INVALID {
+                return None;
+            }
+            let nodes = table(
+                ns,
+                c"nodes",
+                c"nodes_pkey",
+                &[c"id"],
+                &[c"atp", c"atp_at"],
+                user,
+            )?;
+            let embeddings = table(
+                ns,
+                c"node_embeddings",
+                c"node_embeddings_pkey",
+                &[c"node_id"],
+                &[c"embedding"],
+                user,
+            )?;
+            let edges = table(
+                ns,
+                c"edges",
+                c"edges_unique",
+                &[c"from_node", c"to_node"],
+                &[c"weight"],
+                user,
+            )?;
+            let types_ok = pg_sys::get_atttype(nodes.heap, nodes.cols[0]) == pg_sys::FLOAT8OID
+                && pg_sys::get_atttype(nodes.heap, nodes.cols[1]) == pg_sys::TIMESTAMPTZOID
+                && pg_sys::get_atttype(edges.heap, edges.cols[0]) == pg_sys::FLOAT8OID;
+            if !types_ok {
+                return None;
+            }
+            Some(Plan {
+                nodes,
+                embeddings,
+                edges,
+                econtext: pg_sys::CreateStandaloneExprContext(),
+            })
+        }
+    }
+
+    /// The plan for this call site, built or rebuilt when the key changed.
+    unsafe fn plan(fcinfo: pg_sys::FunctionCallInfo) -> Option<Plan> {
+        unsafe {
+            let flinfo = (*fcinfo).flinfo;
+            if flinfo.is_null() || !pg_sys::ActiveSnapshotSet() {
+                return None;
+            }
+            let key = current_key();
+            let mut cache = (*flinfo).fn_extra as *mut Cache;
+            if cache.is_null() {
+                cache =
+                    pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<Cache>())
+                        as *mut Cache;
+                cache.write(Cache {
+                    key,
+                    plan: None,
+                    cx: pg_sys::AllocSetContextCreateExtended(
+                        (*flinfo).fn_mcxt,
+                        c"fractality calculate_resonance".as_ptr(),
+                        pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+                        pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+                        pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+                    ),
+                });
+                (*flinfo).fn_extra = cache.cast();
+            } else if (*cache).key == key {
+                return (*cache).plan;
+            }
+            let c = &mut *cache;
+            // forget the old plan first: if building fails with an error, nothing stale remains
+            c.plan = None;
+            c.key = Key { lxid: 0, ..key };
+            pg_sys::MemoryContextReset(c.cx);
+            let old = pg_sys::CurrentMemoryContext;
+            pg_sys::CurrentMemoryContext = c.cx;
+            let plan = build(key.user);
+            pg_sys::CurrentMemoryContext = old;
+            c.plan = plan;
+            c.key = key;
+            plan
+        }
+    }
+
+    /// Whether the row in `slot` passes the table's row-level security.
+    unsafe fn visible(
+        t: &Table,
+        econtext: *mut pg_sys::ExprContext,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) -> bool {
+        unsafe {
+            match t.rls {
+                Rls::Off => true,
+                Rls::Deny => false,
+                Rls::Check(state) => {
+                    (*econtext).ecxt_scantuple = slot;
+                    let pass = pg_sys::ExecCheck(state, econtext);
+                    pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+                    pass
+                }
+            }
+        }
+    }
+
+    /// An open relation with its index and a scan over it.
+    struct Scan {
+        heap: pg_sys::Relation,
+        index: pg_sys::Relation,
+        desc: pg_sys::IndexScanDesc,
+        keys: [pg_sys::ScanKeyData; 2],
+        nkeys: usize,
+    }
+
+    impl Scan {
+        unsafe fn open(t: &Table, snapshot: pg_sys::Snapshot) -> Scan {
+            unsafe {
+                let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+                let heap = pg_sys::table_open(t.heap, lock);
+                let index = pg_sys::index_open(t.index, lock);
+                let desc = pg_sys::index_beginscan(heap, index, snapshot, t.nkeys as i32, 0);
+                Scan {
+                    heap,
+                    index,
+                    desc,
+                    keys: std::mem::zeroed(),
+                    nkeys: t.nkeys,
+                }
+            }
+        }
+
+        /// Visits each visible row (under the snapshot and the table's policies) whose leading
+        /// index columns equal `keys`, stored in `slot`.
+        unsafe fn each(
+            &mut self,
+            t: &Table,
+            econtext: *mut pg_sys::ExprContext,
+            keys: &[Datum],
+            slot: *mut pg_sys::TupleTableSlot,
+            mut f: impl FnMut(*mut pg_sys::TupleTableSlot),
+        ) {
+            unsafe {
+                for (i, k) in keys.iter().enumerate().take(self.nkeys) {
+                    pg_sys::ScanKeyInit(
+                        &mut self.keys[i],
+                        (i + 1) as AttrNumber,
+                        pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                        Oid::from(pg_sys::F_UUID_EQ),
+                        *k,
+                    );
+                }
+                pg_sys::index_rescan(
+                    self.desc,
+                    self.keys.as_mut_ptr(),
+                    self.nkeys as i32,
+                    std::ptr::null_mut(),
+                    0,
+                );
+                while pg_sys::index_getnext_slot(
+                    self.desc,
+                    pg_sys::ScanDirection::ForwardScanDirection,
+                    slot,
+                ) {
+                    if visible(t, econtext, slot) {
+                        f(slot);
+                    }
+                }
+            }
+        }
+
+        unsafe fn close(self) {
+            unsafe {
+                pg_sys::index_endscan(self.desc);
+                pg_sys::index_close(self.index, pg_sys::NoLock as pg_sys::LOCKMODE);
+                pg_sys::table_close(self.heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+            }
+        }
+    }
+
+    unsafe fn attr(slot: *mut pg_sys::TupleTableSlot, att: AttrNumber) -> Option<Datum> {
+        unsafe {
+            let mut isnull = false;
+            let d = pg_sys::slot_getattr(slot, att as i32, &mut isnull);
+            (!isnull).then_some(d)
+        }
+    }
+
+    fn f64_of(d: Datum) -> f64 {
+        f64::from_bits(d.value() as u64)
+    }
+
+    /// The resonance of a and b, or None: take the SPI path.
+    pub(super) unsafe fn pair(
+        fcinfo: pg_sys::FunctionCallInfo,
+        a: pgrx::Uuid,
+        b: pgrx::Uuid,
+    ) -> Option<Result<Option<f64>, FractalityError>> {
+        unsafe {
+            let p = plan(fcinfo)?;
+            let snapshot = pg_sys::GetActiveSnapshot();
+            let now = pg_sys::GetCurrentTransactionStartTimestamp();
+            let (da, db) = (a.into_datum()?, b.into_datum()?);
+
+            // energy: (atp, atp_at) of each node; Some(None) where the row holds values the SQL
+            // function would refuse (out of range, infinite time): SPI raises its error
+            let mut nodes = Scan::open(&p.nodes, snapshot);
+            let slot = pg_sys::table_slot_create(nodes.heap, std::ptr::null_mut());
+            let energy = |key: Datum, scan: &mut Scan| {
+                let mut found: Option<Option<f64>> = None;
+                scan.each(&p.nodes, p.econtext, &[key], slot, |s| {
+                    found = Some(match (attr(s, p.nodes.cols[0]), attr(s, p.nodes.cols[1])) {
+                        (Some(atp), Some(at)) => {
+                            let (atp, at) = (f64_of(atp), at.value() as i64);
+                            ((0.0..=1.0).contains(&atp) && at != i64::MIN && at != i64::MAX)
+                                .then(|| crate::decay::current(atp, at, now))
+                        }
+                        _ => None,
+                    });
+                });
+                found
+            };
+            let ea = energy(da, &mut nodes);
+            let eb = energy(db, &mut nodes);
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            nodes.close();
+            let atp_a = match ea {
+                None => return Some(Err(node_not_found(a))),
+                Some(None) => return None,
+                Some(Some(x)) => x,
+            };
+            let atp_b = match eb {
+                None => return Some(Err(node_not_found(b))),
+                Some(None) => return None,
+                Some(Some(x)) => x,
+            };
+
+            // embeddings, each in its own slot so that both stay readable in place
+            let mut emb = Scan::open(&p.embeddings, snapshot);
+            let slot_a = pg_sys::table_slot_create(emb.heap, std::ptr::null_mut());
+            let slot_b = pg_sys::table_slot_create(emb.heap, std::ptr::null_mut());
+            let (mut va, mut vb) = (None, None);
+            emb.each(&p.embeddings, p.econtext, &[da], slot_a, |s| {
+                va = attr(s, p.embeddings.cols[0])
+            });
+            emb.each(&p.embeddings, p.econtext, &[db], slot_b, |s| {
+                vb = attr(s, p.embeddings.cols[0])
+            });
+            let sim = match (va, vb) {
+                (Some(x), Some(y)) => {
+                    match (Vector::from_datum_ref(x), Vector::from_datum_ref(y)) {
+                        (Ok(x), Ok(y)) => cosine(x.as_slice(), y.as_slice()),
+                        (Err(e), _) | (_, Err(e)) => Err(e),
+                    }
+                }
+                _ => Ok(None),
+            };
+            pg_sys::ExecDropSingleTupleTableSlot(slot_a);
+            pg_sys::ExecDropSingleTupleTableSlot(slot_b);
+            emb.close();
+            let sim = match sim {
+                Ok(Some(s)) => s,
+                Ok(None) => return Some(Ok(None)),
+                Err(e) => return Some(Err(e)),
+            };
+
+            // the edge of greatest |weight| (then greatest weight) in either direction
+            let mut edges = Scan::open(&p.edges, snapshot);
+            let slot = pg_sys::table_slot_create(edges.heap, std::ptr::null_mut());
+            let mut edge: Option<f64> = None;
+            for keys in [[da, db], [db, da]] {
+                edges.each(&p.edges, p.econtext, &keys, slot, |s| {
+                    if let Some(x) = attr(s, p.edges.cols[0]) {
+                        let w = f64_of(x);
+                        let better = match edge {
+                            None => true,
+                            Some(e) => w.abs() > e.abs() || (w.abs() == e.abs() && w > e),
+                        };
+                        if better {
+                            edge = Some(w);
+                        }
+                    }
+                });
+            }
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            edges.close();
+            Some(score(sim, atp_a, atp_b, edge.unwrap_or(0.0), SEED_WEIGHTS).map(Some))
+        }
+    }
 }
 
 // ---- SQL: find_resonant ------------------------------------------------------------------------

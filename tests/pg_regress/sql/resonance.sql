@@ -137,4 +137,76 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
 END $$;
+-- calculate_resonance reads a pair through the primary-key indexes without the executor and
+-- applies each table's row-level security itself, exactly as a query would: policies of the
+-- caller's roles only, permissive ones OR-ed, restrictive ones AND-ed, a policy created between
+-- two calls of one call site, a policy with a sub-query (then PostgreSQL plans the query)
+CREATE FUNCTION pg_temp.res(a uuid, b uuid) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN coalesce(round(fractality.calculate_resonance(a, b)::numeric, 4)::text, 'null');
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ' ' || SQLERRM;
+END $$;
+CREATE TEMP TABLE pairs (a text, b text, note text);
+INSERT INTO pairs VALUES
+    ('dreams-1', 'dreams-2', 'joined by an edge of weight 0.5'),
+    ('dreams-2', 'dreams-3', ''),
+    ('dreams-3', 'bob dreams-3', 'bob''s node'),
+    ('dreams-1', 'carol dreams-1', 'carol''s node');
+CREATE FUNCTION pg_temp.key_id(k text) RETURNS uuid LANGUAGE sql AS $$
+    SELECT ('00000000-0000-0000-0000-000000'
+            || CASE WHEN k LIKE 'bob %' THEN 2 WHEN k LIKE 'carol %' THEN 3 ELSE 1 END
+            || CASE WHEN k LIKE '%dreams%' THEN 1 ELSE 2 END || right(k, 1) || '000')::uuid $$;
+GRANT SELECT ON pairs TO fractality_regress_resonance;
+CREATE FUNCTION pg_temp.show() RETURNS TABLE (a text, b text, resonance text, note text)
+LANGUAGE sql AS $$
+    SELECT p.a, p.b, pg_temp.res(pg_temp.key_id(p.a), pg_temp.key_id(p.b)), p.note FROM pairs p $$;
+SET LOCAL ROLE fractality_regress_resonance;
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SELECT * FROM pg_temp.show();
+-- no tenant set: nothing is visible
+SET LOCAL fractality.user_id = '';
+SELECT * FROM pg_temp.show();
+RESET ROLE;
+-- a restrictive policy on energy: alice's dreams-1 (ATP 0.55) disappears; a permissive policy
+-- of another role changes nothing; a permissive one of alice's role shows her bob's dreams-3
+-- node, but not its embedding (that table's policy still holds): NULL
+CREATE POLICY regress_energetic ON fractality.nodes AS RESTRICTIVE FOR SELECT USING (atp > 0.6);
+CREATE POLICY regress_other_role ON fractality.nodes FOR SELECT TO pg_monitor USING (true);
+CREATE POLICY regress_bob_dreams ON fractality.nodes FOR SELECT TO fractality_regress_resonance
+    USING (node_key = 'dreams-3');
+SET LOCAL ROLE fractality_regress_resonance;
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SELECT * FROM pg_temp.show();
+RESET ROLE;
+DROP POLICY regress_energetic ON fractality.nodes;
+DROP POLICY regress_other_role ON fractality.nodes;
+DROP POLICY regress_bob_dreams ON fractality.nodes;
+-- a policy with a sub-query hides the edge from dreams-2: the pair loses 0.2 x 0.5
+CREATE POLICY regress_subquery ON fractality.edges AS RESTRICTIVE FOR SELECT
+    USING (from_node NOT IN (SELECT n.id FROM fractality.nodes n WHERE n.node_key = 'dreams-2'));
+SET LOCAL ROLE fractality_regress_resonance;
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SELECT * FROM pg_temp.show() LIMIT 1;
+RESET ROLE;
+DROP POLICY regress_subquery ON fractality.edges;
+-- one call site (PL/pgSQL keeps the expression across statements of a transaction): a policy
+-- created between two calls holds for the second
+CREATE FUNCTION pg_temp.hide_nodes() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+    CREATE POLICY regress_hide ON fractality.nodes AS RESTRICTIVE FOR SELECT USING (false);
+END $$;
+CREATE FUNCTION pg_temp.before_after() RETURNS TABLE (call text, resonance text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    call := 'before'; resonance := pg_temp.res(pg_temp.key_id('dreams-1'), pg_temp.key_id('dreams-2'));
+    RETURN NEXT;
+    PERFORM pg_temp.hide_nodes();
+    call := 'after'; resonance := pg_temp.res(pg_temp.key_id('dreams-1'), pg_temp.key_id('dreams-2'));
+    RETURN NEXT;
+END $$;
+SET LOCAL ROLE fractality_regress_resonance;
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SELECT * FROM pg_temp.before_after();
+RESET ROLE;
 ROLLBACK;
