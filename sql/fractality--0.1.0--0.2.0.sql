@@ -27,3 +27,831 @@ CREATE INDEX nodes_search_gin ON fractality.nodes USING gin (fractality.node_sea
 CREATE FUNCTION fractality."decay_tick"("node_id" uuid, "atp" double precision, "rate" double precision,
                                         "floor" double precision) RETURNS double precision
 STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'decay_tick_wrapper';
+
+-- archiving (issue 5) -----------------------------------------------------------------------------
+-- consciousness_archive.resonance_vectors: jsonb (unused by 0.1.0's functions) becomes text[], each
+-- element the text form of a real[]
+CREATE FUNCTION fractality.upgrade_020_vectors(j jsonb) RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT array_agg(CASE WHEN jsonb_typeof(e) = 'null' THEN NULL
+                          ELSE (SELECT array_agg(x::real) FROM jsonb_array_elements_text(e) x)::text END
+                     ORDER BY o)
+      FROM jsonb_array_elements(j) WITH ORDINALITY t(e, o)
+$$;
+ALTER TABLE fractality.consciousness_archive DROP CONSTRAINT consciousness_archive_points;
+ALTER TABLE fractality.consciousness_archive
+    ALTER COLUMN resonance_vectors TYPE text[] USING fractality.upgrade_020_vectors(resonance_vectors);
+DROP FUNCTION fractality.upgrade_020_vectors(jsonb);
+ALTER TABLE fractality.consciousness_archive ADD CONSTRAINT consciousness_archive_points CHECK (
+        points > 0
+        AND cardinality(times) = points
+        AND cardinality(atp_levels) = points
+        AND (attention_scores IS NULL OR cardinality(attention_scores) = points)
+        AND (resonance_vectors IS NULL OR cardinality(resonance_vectors) = points));
+
+-- new event partitions carry their bound as a CHECK constraint (partition_bound)
+CREATE OR REPLACE FUNCTION fractality.create_month_partition(parent regclass, month date) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo      timestamptz := date_trunc('month', month::timestamp) AT TIME ZONE 'UTC';
+    hi      timestamptz := (date_trunc('month', month::timestamp) + interval '1 month') AT TIME ZONE 'UTC';
+    part_name text;
+    lo_txt  text;
+    hi_txt  text;
+BEGIN
+    IF parent IS NULL OR month IS NULL THEN
+        RAISE EXCEPTION 'create_month_partition: parent and month must not be NULL'
+            USING ERRCODE = '22004';
+    END IF;
+    IF month = 'infinity'::date OR month = '-infinity'::date THEN
+        RAISE EXCEPTION 'create_month_partition: month % is not a finite date', month
+            USING ERRCODE = '22023';
+    END IF;
+    IF parent = to_regclass('fractality.consciousness_streams') THEN
+        lo_txt := lo::text;
+        hi_txt := hi::text;
+    ELSIF parent = to_regclass('fractality.experience_events') THEN
+        lo_txt := fractality.epoch_us(lo)::text;
+        hi_txt := fractality.epoch_us(hi)::text;
+    ELSE
+        RAISE EXCEPTION 'create_month_partition: % is not a partitioned table of fractality', parent
+            USING ERRCODE = '22023',
+                  HINT = 'Use fractality.consciousness_streams or fractality.experience_events.';
+    END IF;
+
+    SELECT c.relname || '_' || to_char(lo AT TIME ZONE 'UTC', 'YYYY_MM') INTO part_name
+    FROM pg_class c WHERE c.oid = parent;
+
+    IF EXISTS (SELECT 1 FROM pg_class c
+               WHERE c.relname = part_name
+                 AND c.relnamespace = 'fractality'::regnamespace) THEN
+        RETURN false;
+    END IF;
+
+    EXECUTE format('CREATE TABLE fractality.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
+                   part_name, parent, lo_txt, hi_txt);
+    IF parent = to_regclass('fractality.experience_events') THEN
+        -- the bound as a CHECK constraint too (free on an empty table): archiving can then move
+        -- the partition into the cold tier with ATTACH PARTITION without scanning its rows
+        EXECUTE format('ALTER TABLE fractality.%I ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
+                       part_name, lo_txt, hi_txt);
+    END IF;
+    IF parent = to_regclass('fractality.consciousness_streams') THEN
+        PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- query_events also reads the cold tier
+CREATE OR REPLACE FUNCTION fractality.query_events(start_us bigint, end_us bigint, "limit" integer DEFAULT 1000,
+                                        with_metadata boolean DEFAULT false,
+                                        include_archived boolean DEFAULT false)
+RETURNS TABLE ("timestamp" bigint, event_id bytea, episode_id bigint, step_number integer,
+               event_type smallint, flags smallint,
+               state real[], action real[],
+               reward_homeostasis real, reward_curiosity real, reward_efficiency real, reward_goal real,
+               total_reward real, adna_version_hash integer, sequence_number integer, archived boolean,
+               intent_type varchar, executor_id varchar, parameters jsonb)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF start_us IS NULL OR end_us IS NULL OR start_us > end_us THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid time range for query_events: [%s, %s)', start_us, end_us),
+            HINT = 'Pass start_us <= end_us, both microseconds since the Unix epoch.';
+    END IF;
+    IF "limit" IS NULL OR "limit" < 0 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for limit: %s', coalesce("limit"::text, 'NULL')),
+            HINT = 'limit must be an integer >= 0.';
+    END IF;
+    RETURN QUERY
+    SELECT e."timestamp", e.event_id, e.episode_id, e.step_number, e.event_type, e.flags,
+           ARRAY[e.state_l1, e.state_l2, e.state_l3, e.state_l4, e.state_l5, e.state_l6, e.state_l7, e.state_l8],
+           ARRAY[e.action_l1, e.action_l2, e.action_l3, e.action_l4, e.action_l5, e.action_l6, e.action_l7, e.action_l8],
+           e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal,
+           fractality.total_reward(e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal),
+           e.adna_version_hash, e.sequence_number, e.is_archived,
+           e.m_intent_type, e.m_executor_id, e.m_parameters
+      FROM (SELECT h.*, h.archived AS is_archived,
+                   m.intent_type AS m_intent_type, m.executor_id AS m_executor_id, m.parameters AS m_parameters
+              FROM fractality.experience_events h
+              LEFT JOIN fractality.action_metadata m
+                ON with_metadata AND m.event_timestamp = h."timestamp" AND m.event_id = h.event_id
+             WHERE h."timestamp" >= start_us AND h."timestamp" < end_us
+               AND (include_archived OR NOT h.archived)
+            UNION ALL
+            SELECT c.*, true,
+                   m.intent_type, m.executor_id, m.parameters
+              FROM fractality.experience_events_archive c
+              LEFT JOIN fractality.action_metadata_archive m
+                ON with_metadata AND m.event_timestamp = c."timestamp" AND m.event_id = c.event_id
+             WHERE include_archived AND c."timestamp" >= start_us AND c."timestamp" < end_us) e
+     ORDER BY e."timestamp", e.event_id
+     LIMIT "limit";
+END $$;
+
+-- sql/archive.sql as a fresh install loads it
+-- fractality: archiving and retention
+-- The cold tier of experience events (experience_events_archive, action_metadata_archive), moving
+-- events and stream points into it, partitions ahead, retention policies and run_maintenance().
+--
+-- Events: hot and cold are two partitioned tables of the same row type, with disjoint time ranges
+-- (plus a default partition each). A hot partition that lies wholly before the cutoff moves with
+-- DETACH PARTITION + ATTACH PARTITION: its rows are not rewritten, and since every hot partition
+-- carries its bound as a CHECK constraint (partition_bound, see create_month_partition), ATTACH
+-- does not even scan them. The partition that straddles the cutoff is split by moving rows: the
+-- recent ones into a new hot partition when most are old, else the old ones into the cold
+-- partition of the same range (see archive_events_before).
+-- Stream points are packed per node (consciousness_archive) instead: there the per-row overhead
+-- and the index dominate, and a packed row holds up to 1000 points.
+--
+-- Every step runs in the caller's transaction: an error, a cancel or a crash half way leaves
+-- every event and every point exactly once, in the hot or the cold tier. Archivers of one kind
+-- are serialised by a transaction-scoped advisory lock. The DDL steps need the owner of the
+-- tables (the administrator, or the pg_cron job of the administrator).
+
+-- ---- the cold tier of events ------------------------------------------------------------------
+
+CREATE TABLE fractality.experience_events_archive (
+    LIKE fractality.experience_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE
+) PARTITION BY RANGE ("timestamp");
+
+COMMENT ON TABLE fractality.experience_events_archive IS
+    'Cold tier of experience_events: the same rows, moved by fractality.archive_old_events; read with query_events(..., include_archived => true).';
+
+-- rows whose time range no archive partition covers (late events of archived months)
+CREATE TABLE fractality.experience_events_archive_default
+    PARTITION OF fractality.experience_events_archive DEFAULT;
+
+-- the same index as the hot tier's, so that an attached partition brings its own
+CREATE INDEX experience_events_archive_time ON fractality.experience_events_archive
+    USING brin ("timestamp") WITH (pages_per_range = 32);
+
+CREATE TABLE fractality.action_metadata_archive (
+    LIKE fractality.action_metadata INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE,
+    CONSTRAINT action_metadata_archive_pkey PRIMARY KEY (event_id)
+);
+
+COMMENT ON TABLE fractality.action_metadata_archive IS
+    'Cold tier of action_metadata: the metadata of archived events.';
+
+CREATE INDEX action_metadata_archive_event_ref
+    ON fractality.action_metadata_archive (event_timestamp, event_id);
+
+-- ---- helpers ------------------------------------------------------------------------------------
+
+-- A microsecond count since the Unix epoch as a timestamptz, exactly.
+CREATE FUNCTION fractality.us_to_timestamptz(us bigint) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT timestamptz 'epoch' + us * interval '1 microsecond' $$;
+
+-- The partitions of a range-partitioned table of fractality with their bounds as text (NULL for
+-- the default partition).
+CREATE FUNCTION fractality.partition_bounds(parent regclass)
+RETURNS TABLE (part regclass, lo text, hi text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid::regclass, b[1], b[2]
+      FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid
+      LEFT JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                     '^FOR VALUES FROM \(''?([^'')]*)''?\) TO \(''?([^'')]*)''?\)$') b ON true
+     WHERE i.inhparent = parent
+$$;
+
+-- Drops a partition (detached or not). The partitions made while the extension was created are
+-- members of it; they leave it first, since PostgreSQL refuses to drop a member on its own.
+CREATE FUNCTION fractality.drop_partition(part regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_depend d
+                WHERE d.classid = 'pg_class'::regclass AND d.objid = part AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION fractality DROP TABLE %s', part);
+    END IF;
+    EXECUTE format('DROP TABLE %s', part);
+END $$;
+
+-- Name of the archive partition starting at lo: experience_events_archive_YYYY_MM for a month's
+-- start, else with the day and time to the microsecond.
+CREATE FUNCTION fractality.archive_partition_name(lo bigint) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+    SELECT 'experience_events_archive_'
+           || CASE WHEN t = date_trunc('month', t) THEN to_char(t, 'YYYY_MM')
+                   ELSE to_char(t, 'YYYY_MM_DD_HH24MISS_US') END
+      FROM (SELECT fractality.us_to_timestamptz(lo) AT TIME ZONE 'UTC' AS t) s
+$$;
+
+-- A fresh table shaped like `parent` (columns, defaults, CHECK constraints) in schema fractality,
+-- with the given bound as its partition_bound constraint; ready to be filled and attached.
+CREATE FUNCTION fractality.new_event_table(name text, lo bigint, hi bigint) RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE TABLE fractality.%I (LIKE fractality.experience_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)', name);
+    EXECUTE format('ALTER TABLE fractality.%I ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
+                   name, lo, hi);
+    RETURN format('fractality.%I', name)::regclass;
+END $$;
+
+-- Sets the partition_bound constraint of a detached event table (one scan of its rows).
+CREATE FUNCTION fractality.set_event_bound(tbl regclass, lo bigint, hi bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS partition_bound, ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
+                   tbl, lo, hi);
+END $$;
+
+-- Attaches a detached event table to the cold tier as [lo, hi), after taking in the rows of the
+-- cold default partition that fall in that range (late events archived earlier), which ATTACH
+-- would otherwise refuse. The table is renamed after its range first.
+CREATE FUNCTION fractality.attach_to_archive(tbl regclass, lo bigint, hi bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := fractality.archive_partition_name(lo);
+BEGIN
+    EXECUTE format('WITH m AS (DELETE FROM fractality.experience_events_archive_default
+                                WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING *)
+                    INSERT INTO %s SELECT * FROM m', tbl) USING lo, hi;
+    IF (SELECT c.relname FROM pg_class c WHERE c.oid = tbl) <> name THEN
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', tbl, name);
+    END IF;
+    EXECUTE format('ALTER TABLE fractality.experience_events_archive ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
+                   name, lo, hi);
+END $$;
+
+-- ---- events ------------------------------------------------------------------------------------
+
+-- A new table of fractality's event columns holding the rows of `src` in [lo, hi), made with
+-- CREATE TABLE AS (bulk, about twice as fast as INSERT ... SELECT), then given experience_events'
+-- NOT NULLs, defaults and CHECK constraints and partition_bound [lo, hi) in one ALTER (one scan):
+-- ready to be attached.
+CREATE FUNCTION fractality.event_table_as(name text, src regclass, lo bigint, hi bigint) RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent regclass := 'fractality.experience_events'::regclass;
+    alters text;
+BEGIN
+    EXECUTE format('CREATE TABLE fractality.%I AS SELECT * FROM %s WHERE "timestamp" >= %s AND "timestamp" < %s',
+                   name, src, lo, hi);
+    SELECT string_agg(x, ', ') INTO alters FROM (
+        SELECT format('ALTER COLUMN %I SET NOT NULL', a.attname)
+          FROM pg_attribute a
+         WHERE a.attrelid = parent AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+        UNION ALL
+        SELECT format('ALTER COLUMN %I SET DEFAULT %s', a.attname, pg_get_expr(d.adbin, d.adrelid))
+          FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+         WHERE d.adrelid = parent
+        UNION ALL
+        SELECT format('ADD CONSTRAINT %I %s', c.conname, pg_get_constraintdef(c.oid))
+          FROM pg_constraint c WHERE c.conrelid = parent AND c.contype = 'c'
+        UNION ALL
+        SELECT format('ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %s AND "timestamp" < %s)', lo, hi)
+    ) s(x);
+    EXECUTE format('ALTER TABLE fractality.%I %s', name, alters);
+    RETURN format('fractality.%I', name)::regclass;
+END $$;
+
+-- Moves every event with "timestamp" < cutoff_us (and its action_metadata) into the cold tier;
+-- returns the number of events moved. archive_old_events and run_maintenance call it.
+--
+-- Per hot partition P = [lo, hi) that starts before the cutoff:
+--   * no cold partition overlaps [lo, hi), and P lies wholly before the cutoff: P itself moves
+--     (DETACH, ATTACH to the cold tier with the same bound; no row is read or written);
+--   * no cold partition overlaps, P straddles the cutoff, and most of its rows are old: its recent
+--     rows move into a new hot partition [cutoff, hi) (which takes P's name), and P moves whole;
+--   * otherwise its old rows move row by row into the cold tier, where the cold partition of P's
+--     range takes them (made, empty, with P's bound if there is none yet); so frequent runs move
+--     each row once, into one cold partition a month. A wholly old P is then dropped.
+-- The hot default partition's old rows move row by row too.
+CREATE FUNCTION fractality.archive_events_before(cutoff_us bigint) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    p_lo bigint;
+    p_hi bigint;
+    n_old bigint;
+    n_new bigint;
+    moved bigint := 0;
+    k bigint;
+    hot_name text;
+    side regclass;
+    overlap boolean;
+BEGIN
+    IF cutoff_us IS NULL THEN
+        RAISE null_value_not_allowed USING MESSAGE = 'cutoff_us must not be NULL';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
+    -- DETACH needs it anyway; taken first, so that no lock is ever upgraded half way. It also
+    -- keeps writers out, so that a row move can be an INSERT ... SELECT and then a DELETE.
+    LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
+
+    FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
+               FROM fractality.partition_bounds('fractality.experience_events') p
+              WHERE p.lo IS NOT NULL AND p.lo::bigint < cutoff_us
+              ORDER BY p.lo::bigint
+    LOOP
+        p_lo := r.lo;
+        p_hi := r.hi;
+        SELECT c.relname INTO hot_name FROM pg_class c WHERE c.oid = r.part;
+        overlap := EXISTS (SELECT 1 FROM fractality.partition_bounds('fractality.experience_events_archive') a
+                            WHERE a.lo IS NOT NULL AND a.lo::bigint < p_hi AND a.hi::bigint > p_lo);
+        IF NOT overlap AND p_hi <= cutoff_us THEN
+            -- wholly old: the partition itself moves, its rows stay where they lie
+            EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
+            EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
+            PERFORM fractality.set_event_bound(r.part, p_lo, p_hi)
+              WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
+                                 WHERE conrelid = r.part AND conname = 'partition_bound');
+            PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
+            moved := moved + k;
+            CONTINUE;
+        END IF;
+
+        IF NOT overlap THEN
+            EXECUTE format('SELECT count(*) FILTER (WHERE "timestamp" < $1), count(*) FILTER (WHERE "timestamp" >= $1) FROM %s',
+                           r.part) INTO n_old, n_new USING cutoff_us;
+            IF n_old = 0 THEN
+                CONTINUE;
+            END IF;
+            IF n_new < n_old THEN
+                -- straddles, mostly old: the recent rows move out, P goes cold whole
+                side := fractality.event_table_as(left(hot_name, 50) || '_split', r.part, cutoff_us, p_hi);
+                EXECUTE format('DELETE FROM %s WHERE "timestamp" >= $1', r.part) USING cutoff_us;
+                EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
+                PERFORM fractality.set_event_bound(r.part, p_lo, p_hi)
+                  WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
+                                     WHERE conrelid = r.part AND conname = 'partition_bound');
+                PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
+                EXECUTE format('ALTER TABLE %s RENAME TO %I', side, hot_name);
+                EXECUTE format('ALTER TABLE fractality.experience_events ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
+                               hot_name, cutoff_us, p_hi);
+                moved := moved + n_old;
+                CONTINUE;
+            END IF;
+            -- straddles, mostly recent: a cold partition with P's bound takes the old rows
+            side := fractality.new_event_table(left(hot_name, 50) || '_cold', p_lo, p_hi);
+            PERFORM fractality.attach_to_archive(side, p_lo, p_hi);
+        END IF;
+
+        -- row by row (the cold tier routes them); writers are locked out meanwhile
+        EXECUTE format('INSERT INTO fractality.experience_events_archive SELECT * FROM %s WHERE "timestamp" < $1',
+                       r.part) USING cutoff_us;
+        GET DIAGNOSTICS k = ROW_COUNT;
+        EXECUTE format('DELETE FROM %s WHERE "timestamp" < $1', r.part) USING cutoff_us;
+        moved := moved + k;
+        IF p_hi <= cutoff_us THEN
+            EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
+            PERFORM fractality.drop_partition(r.part);
+        END IF;
+    END LOOP;
+
+    -- old events the hot default partition caught: rows move (to their cold partition, or the
+    -- cold default partition)
+    INSERT INTO fractality.experience_events_archive
+    SELECT * FROM fractality.experience_events_default WHERE "timestamp" < cutoff_us;
+    GET DIAGNOSTICS k = ROW_COUNT;
+    DELETE FROM fractality.experience_events_default WHERE "timestamp" < cutoff_us;
+    moved := moved + k;
+
+    -- and the metadata of every archived event
+    INSERT INTO fractality.action_metadata_archive
+    SELECT * FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
+    DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
+
+    RETURN moved;
+END $$;
+
+-- The seed's function, done right: events older than days_threshold days leave the hot tier for
+-- the cold tier (experience_events_archive), with their action_metadata. Returns how many moved;
+-- a second run moves nothing.
+CREATE FUNCTION fractality.archive_old_events(days_threshold integer) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF days_threshold IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = 'days_threshold must not be NULL',
+            HINT = 'Pass the age in days beyond which events are archived, e.g. 7.';
+    END IF;
+    IF days_threshold < 0 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for days_threshold: %s', days_threshold),
+            HINT = 'days_threshold is a number of days >= 0.';
+    END IF;
+    RETURN fractality.archive_events_before(
+        fractality.epoch_us(now() - make_interval(days => days_threshold)));
+END $$;
+
+-- Deletes every event (and its metadata) with "timestamp" < cutoff_us from the hot tier; whole
+-- partitions are dropped. Returns the number of events deleted. The 'drop' retention action.
+CREATE FUNCTION fractality.drop_events_before(cutoff_us bigint) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    k bigint;
+    gone bigint := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
+    LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
+    DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
+    FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
+               FROM fractality.partition_bounds('fractality.experience_events') p
+              WHERE p.lo IS NULL OR p.lo::bigint < cutoff_us
+    LOOP
+        IF r.hi IS NOT NULL AND r.hi <= cutoff_us THEN
+            EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
+            EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
+            PERFORM fractality.drop_partition(r.part);
+        ELSE
+            EXECUTE format('DELETE FROM %s WHERE "timestamp" < $1', r.part) USING cutoff_us;
+            GET DIAGNOSTICS k = ROW_COUNT;
+        END IF;
+        gone := gone + k;
+    END LOOP;
+    RETURN gone;
+END $$;
+
+-- ---- streams -----------------------------------------------------------------------------------
+
+-- Packs the stream rows that the query `src` yields (consciousness_streams' columns; $1 in it is
+-- `cutoff`) into consciousness_archive: per node, up to 1000 points per row in time order.
+-- Internal: the callers pass fixed SQL.
+CREATE FUNCTION fractality.pack_stream_points(src text, cutoff timestamptz) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3
+AS $$
+DECLARE
+    k bigint;
+BEGIN
+    EXECUTE format($q$
+        WITH src AS (%s),
+        numbered AS (
+            SELECT s.*, row_number() OVER (PARTITION BY s.node_id, s.user_id ORDER BY s.time) AS rn
+              FROM src s),
+        packed AS (
+            INSERT INTO fractality.consciousness_archive
+                (node_id, user_id, time_from, time_to, points, times, atp_levels, attention_scores,
+                 resonance_vectors)
+            SELECT node_id, user_id, min(time), max(time), count(*)::integer,
+                   array_agg(time ORDER BY rn), array_agg(atp_level ORDER BY rn),
+                   CASE WHEN bool_or(attention_score IS NOT NULL)
+                        THEN array_agg(attention_score ORDER BY rn) END,
+                   CASE WHEN bool_or(resonance_vector IS NOT NULL)
+                        THEN array_agg(resonance_vector::text ORDER BY rn) END
+              FROM numbered
+             GROUP BY node_id, user_id, (rn - 1) / 1000
+            RETURNING points)
+        SELECT coalesce(sum(points), 0) FROM packed $q$, src) INTO k USING cutoff;
+    RETURN k;
+END $$;
+
+-- Moves every stream point with time < cutoff into consciousness_archive; returns how many.
+-- The caller's row-level security holds: a tenant role moves its own points only. The owner
+-- moves wholly old partitions by reading them once and dropping them.
+CREATE FUNCTION fractality.archive_streams_before(cutoff timestamptz) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    moved bigint := 0;
+    is_owner boolean;
+BEGIN
+    IF cutoff IS NULL THEN
+        RAISE null_value_not_allowed USING MESSAGE = 'cutoff must not be NULL';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
+    SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
+      FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
+    IF is_owner THEN
+        LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
+        FOR r IN SELECT p.part
+                   FROM fractality.partition_bounds('fractality.consciousness_streams') p
+                  WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
+                  ORDER BY p.lo::timestamptz
+        LOOP
+            moved := moved + fractality.pack_stream_points(format('SELECT * FROM %s', r.part), cutoff);
+            EXECUTE format('ALTER TABLE fractality.consciousness_streams DETACH PARTITION %s', r.part);
+            PERFORM fractality.drop_partition(r.part);
+        END LOOP;
+    END IF;
+    -- the rest: the straddling partition, the default one, and everything for a tenant role
+    moved := moved + fractality.pack_stream_points(
+        'DELETE FROM fractality.consciousness_streams WHERE time < $1 RETURNING *', cutoff);
+    RETURN moved;
+END $$;
+
+-- Stream points older than `older_than` move into consciousness_archive, packed per node and
+-- lossless. Returns how many points moved; a second run moves nothing.
+CREATE FUNCTION fractality.archive_streams(older_than interval DEFAULT '3 months') RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF older_than IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = 'older_than must not be NULL',
+            HINT = 'Pass the age beyond which stream points are archived, e.g. ''3 months''.';
+    END IF;
+    IF older_than < interval '0' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for older_than: %s', older_than),
+            HINT = 'older_than is an interval >= 0, e.g. ''3 months''.';
+    END IF;
+    RETURN fractality.archive_streams_before(now() - older_than);
+END $$;
+
+-- Deletes every stream point with time < cutoff (whole partitions are dropped by the owner).
+CREATE FUNCTION fractality.drop_streams_before(cutoff timestamptz) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    k bigint;
+    gone bigint := 0;
+    is_owner boolean;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
+    SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
+      FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
+    IF is_owner THEN
+        LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
+        FOR r IN SELECT p.part
+                   FROM fractality.partition_bounds('fractality.consciousness_streams') p
+                  WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
+        LOOP
+            EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
+            EXECUTE format('ALTER TABLE fractality.consciousness_streams DETACH PARTITION %s', r.part);
+            PERFORM fractality.drop_partition(r.part);
+            gone := gone + k;
+        END LOOP;
+    END IF;
+    DELETE FROM fractality.consciousness_streams WHERE time < cutoff;
+    GET DIAGNOSTICS k = ROW_COUNT;
+    RETURN gone + k;
+END $$;
+
+-- A node's stream points in [from, to), from the hot and the cold tier, in time order. Runs as
+-- the caller: row-level security shows a tenant its own nodes' points only.
+CREATE FUNCTION fractality.stream_history(node uuid, "from" timestamptz, "to" timestamptz)
+RETURNS TABLE ("time" timestamptz, atp_level float8, attention_score float8, resonance_vector real[],
+               archived boolean)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF node IS NULL OR "from" IS NULL OR "to" IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('stream_history: %s must not be NULL',
+                             CASE WHEN node IS NULL THEN 'node' WHEN "from" IS NULL THEN 'from' ELSE 'to' END),
+            HINT = 'Pass a node id and a time range [from, to); ''-infinity'' and ''infinity'' are allowed.';
+    END IF;
+    IF "from" > "to" THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid time range for stream_history: [%s, %s)', "from", "to"),
+            HINT = 'Pass from <= to.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM fractality.nodes n WHERE n.id = node) THEN
+        RAISE no_data_found USING
+            MESSAGE = format('node %s does not exist or is not visible', node),
+            HINT = 'Check the id or key, and that fractality.user_id names the tenant that owns it (row-level security shows only its rows).';
+    END IF;
+    RETURN QUERY
+    SELECT h.t, h.a, h.att, h.r, h.cold FROM (
+        SELECT s.time AS t, s.atp_level AS a, s.attention_score AS att, s.resonance_vector AS r,
+               false AS cold
+          FROM fractality.consciousness_streams s
+         WHERE s.node_id = node AND s.time >= "from" AND s.time < "to"
+        UNION ALL
+        SELECT p.t, p.a, p.att, p.r::real[], true
+          FROM fractality.consciousness_archive c,
+               unnest(c.times, c.atp_levels, c.attention_scores, c.resonance_vectors) AS p(t, a, att, r)
+         WHERE c.node_id = node AND c.time_to >= "from" AND c.time_from < "to"
+           AND p.t >= "from" AND p.t < "to"
+    ) h
+    ORDER BY h.t, h.cold DESC;
+END $$;
+
+-- ---- partitions ahead --------------------------------------------------------------------------
+
+-- Creates the monthly partition of `parent` holding `month` unless a partition of that name
+-- exists; rows of that month caught by the default partition move into it. Returns true when it
+-- created one.
+CREATE FUNCTION fractality.ensure_month_partition(parent regclass, month date) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    streams boolean := parent = 'fractality.consciousness_streams'::regclass;
+    lo timestamptz := date_trunc('month', month::timestamp) AT TIME ZONE 'UTC';
+    hi timestamptz := (date_trunc('month', month::timestamp) + interval '1 month') AT TIME ZONE 'UTC';
+    part_name text;
+    dflt text;
+    lo_txt text;
+    hi_txt text;
+    key text;
+    caught boolean;
+BEGIN
+    SELECT c.relname || '_' || to_char(lo AT TIME ZONE 'UTC', 'YYYY_MM'), c.relname || '_default'
+      INTO part_name, dflt FROM pg_class c WHERE c.oid = parent;
+    IF EXISTS (SELECT 1 FROM pg_class c
+                WHERE c.relname = part_name AND c.relnamespace = 'fractality'::regnamespace) THEN
+        RETURN false;
+    END IF;
+    -- CREATE ... PARTITION OF and ATTACH need it anyway; taken before the default partition is read
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', parent);
+    IF streams THEN
+        lo_txt := lo::text; hi_txt := hi::text; key := 'time';
+    ELSE
+        lo_txt := fractality.epoch_us(lo)::text; hi_txt := fractality.epoch_us(hi)::text; key := 'timestamp';
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM fractality.%I WHERE %I >= %L AND %I < %L)',
+                   dflt, key, lo_txt, key, hi_txt) INTO caught;
+    IF NOT caught THEN
+        RETURN fractality.create_month_partition(parent, month);
+    END IF;
+    -- the default partition caught rows of this month: they move into the new partition, which
+    -- is attached once filled
+    EXECUTE format('CREATE TABLE fractality.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)',
+                   part_name, parent);
+    IF NOT streams THEN
+        EXECUTE format('ALTER TABLE fractality.%I ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
+                       part_name, lo_txt, hi_txt);
+    END IF;
+    EXECUTE format('WITH m AS (DELETE FROM fractality.%I WHERE %I >= %L AND %I < %L RETURNING *) INSERT INTO fractality.%I SELECT * FROM m',
+                   dflt, key, lo_txt, key, hi_txt, part_name);
+    EXECUTE format('ALTER TABLE %s ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
+                   parent, part_name, lo_txt, hi_txt);
+    IF streams THEN
+        PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
+    END IF;
+    RETURN true;
+END $$;
+
+-- Creates the monthly partitions of consciousness_streams and experience_events from the current
+-- month (UTC) to `ahead` months after it, and those of later months whose rows the default
+-- partitions caught (moving the rows into them). Returns how many it created.
+CREATE FUNCTION fractality.ensure_partitions(ahead integer DEFAULT 3) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    this_month date := date_trunc('month', now() AT TIME ZONE 'UTC')::date;
+    m date;
+    created integer := 0;
+BEGIN
+    IF ahead IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = 'ahead must not be NULL',
+            HINT = 'Pass the number of months ahead to create, e.g. 3.';
+    END IF;
+    IF ahead < 0 OR ahead > 120 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for ahead: %s', ahead),
+            HINT = 'ahead is a number of months in [0, 120].';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0));
+    -- the parents first (before their default partitions are read): the archivers lock them so
+    LOCK TABLE fractality.consciousness_streams, fractality.experience_events IN ACCESS SHARE MODE;
+    FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
+             UNION
+             SELECT date_trunc('month', s.time AT TIME ZONE 'UTC')::date
+               FROM fractality.consciousness_streams_default s
+              WHERE s.time >= this_month::timestamp AT TIME ZONE 'UTC'
+             ORDER BY 1
+    LOOP
+        created := created + fractality.ensure_month_partition('fractality.consciousness_streams', m)::integer;
+    END LOOP;
+    FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
+             UNION
+             SELECT date_trunc('month', fractality.us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date
+               FROM fractality.experience_events_default e
+              WHERE e."timestamp" >= fractality.epoch_us(this_month::timestamp AT TIME ZONE 'UTC')
+             ORDER BY 1
+    LOOP
+        created := created + fractality.ensure_month_partition('fractality.experience_events', m)::integer;
+    END LOOP;
+    RETURN created;
+END $$;
+
+-- ---- retention policies ------------------------------------------------------------------------
+
+-- Keep `relation` (experience_events or consciousness_streams) for `keep`, then 'archive' (into
+-- the cold tier) or 'drop' its older rows; applied by run_maintenance(). Replaces the relation's
+-- policy if it has one.
+CREATE FUNCTION fractality.add_retention_policy(relation regclass, keep interval, action text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF relation IS NULL OR keep IS NULL OR action IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('add_retention_policy: %s must not be NULL',
+                             CASE WHEN relation IS NULL THEN 'relation' WHEN keep IS NULL THEN 'keep' ELSE 'action' END),
+            HINT = 'Pass a relation, a positive interval and ''archive'' or ''drop''.';
+    END IF;
+    IF relation NOT IN ('fractality.experience_events'::regclass, 'fractality.consciousness_streams'::regclass) THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for relation: %s is not a partitioned table of fractality', relation),
+            HINT = 'Retention applies to fractality.experience_events and fractality.consciousness_streams.';
+    END IF;
+    IF keep <= interval '0' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for keep: %s', keep),
+            HINT = 'keep is a positive interval, e.g. ''30 days''.';
+    END IF;
+    IF action NOT IN ('archive', 'drop') THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for action: %s', quote_literal(action)),
+            HINT = 'action is ''archive'' (move into the cold tier) or ''drop'' (delete).';
+    END IF;
+    INSERT INTO fractality.retention_policies AS p (relation, keep, action)
+    VALUES (add_retention_policy.relation, add_retention_policy.keep, add_retention_policy.action)
+    ON CONFLICT ON CONSTRAINT retention_policies_pkey DO UPDATE
+       SET keep = excluded.keep, action = excluded.action, last_run = NULL, last_result = NULL;
+END $$;
+
+-- Removes the retention policy of `relation`; false when it had none.
+CREATE FUNCTION fractality.remove_retention_policy(relation regclass) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF relation IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = 'remove_retention_policy: relation must not be NULL',
+            HINT = 'Pass the relation whose policy to remove, e.g. ''fractality.experience_events''.';
+    END IF;
+    DELETE FROM fractality.retention_policies p WHERE p.relation = remove_retention_policy.relation;
+    RETURN FOUND;
+END $$;
+
+-- ---- maintenance -------------------------------------------------------------------------------
+
+-- One maintenance pass in one transaction: decay materialised, partitions for the coming months
+-- (ensure_partitions with 3 months ahead), every retention policy applied (its last_run and
+-- last_result updated). Idempotent. A second session calling it while one runs returns at once
+-- with {"skipped": true}. Schedule it with pg_cron, e.g.
+--   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
+CREATE FUNCTION fractality.run_maintenance() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    p record;
+    created integer;
+    n bigint;
+    done jsonb := '[]'::jsonb;
+    materialized bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0)) THEN
+        RETURN jsonb_build_object('skipped', true);
+    END IF;
+    -- decay first: it locks no table of the tiers, so their locks below are held briefly
+    materialized := fractality.materialize_decay();
+    created := fractality.ensure_partitions(3);
+    FOR p IN SELECT * FROM fractality.retention_policies ORDER BY relation::text LOOP
+        IF p.relation = 'fractality.experience_events'::regclass THEN
+            IF p.action = 'archive' THEN
+                n := fractality.archive_events_before(fractality.epoch_us(now() - p.keep));
+            ELSE
+                n := fractality.drop_events_before(fractality.epoch_us(now() - p.keep));
+            END IF;
+        ELSIF p.relation = 'fractality.consciousness_streams'::regclass THEN
+            IF p.action = 'archive' THEN
+                n := fractality.archive_streams_before(now() - p.keep);
+            ELSE
+                n := fractality.drop_streams_before(now() - p.keep);
+            END IF;
+        ELSE
+            CONTINUE;
+        END IF;
+        UPDATE fractality.retention_policies r SET last_run = now(), last_result = n
+         WHERE r.relation = p.relation;
+        done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
+    END LOOP;
+    RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
+                              'decay_materialized', materialized);
+END $$;
+
+-- the bound of every existing event partition as its partition_bound constraint, as
+-- create_month_partition now adds it
+SELECT fractality.set_event_bound(b.part, b.lo::bigint, b.hi::bigint)
+  FROM fractality.partition_bounds('fractality.experience_events') b
+ WHERE b.lo IS NOT NULL;
