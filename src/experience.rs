@@ -366,6 +366,23 @@ UNION ALL
 SELECT "timestamp", event_id FROM fractality.experience_events_archive
  WHERE "timestamp" BETWEEN $1 AND $2"#;
 
+/// The same in the hot tier alone, for a schema of 0.1.0 (no cold tier) served by this library
+/// until `ALTER EXTENSION fractality UPDATE` has run.
+const STORED_IN_WINDOW_HOT: &str = r#"
+SELECT "timestamp", event_id FROM fractality.experience_events
+ WHERE "timestamp" BETWEEN $1 AND $2"#;
+
+/// Whether the cold tier of events exists (two syscache lookups).
+fn cold_tier_exists() -> bool {
+    // SAFETY: plain catalog lookups by name, inside a transaction.
+    unsafe {
+        let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
+        ns != pg_sys::InvalidOid
+            && pg_sys::get_relname_relid(c"experience_events_archive".as_ptr(), ns)
+                != pg_sys::InvalidOid
+    }
+}
+
 /// The columns the COPY below fills, in its order.
 const COPY_COLUMNS: [&str; 28] = [
     "timestamp",
@@ -517,7 +534,15 @@ pub fn insert_events(events: &[Event]) -> i64 {
     // duplicates of stored events (see the storage note in sql/experience.sql)
     Spi::connect(|client| {
         let stored = client
-            .select(STORED_IN_WINDOW, None, &[lo.into(), hi.into()])
+            .select(
+                if cold_tier_exists() {
+                    STORED_IN_WINDOW
+                } else {
+                    STORED_IN_WINDOW_HOT
+                },
+                None,
+                &[lo.into(), hi.into()],
+            )
             .unwrap_or_else(|e| error!("reading stored events: {e}"));
         if stored.is_empty() {
             return;
