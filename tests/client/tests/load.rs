@@ -49,8 +49,9 @@ struct Worker {
 
 type Op = fn(&mut Client, &mut Worker) -> Result<(), postgres::Error>;
 
-/// The mix: (name, weight, operation). Adding an operation to the load run is one entry here
-/// (archive_old_events and run_maintenance join when the archiving issue lands).
+/// The mix: (name, weight, operation). Adding an operation to the load run is one entry here.
+/// Archiving needs the owner, so it runs beside the mix in one maintenance connection (see
+/// `maintain`).
 const OPS: &[(&str, u32, Op)] = &[
     ("write_events(arrays)", 3, op_write_events_arrays),
     ("write_events(jsonb)", 2, op_write_events_json),
@@ -216,7 +217,32 @@ fn seed_tenant(c: &mut Client) -> Vec<Uuid> {
         .collect()
 }
 
-/// Every acknowledged event is present exactly once; nothing else of this run is.
+/// The maintenance connection of the load run (the owner, as a pg_cron job would be): until
+/// `stop`, archive_old_events with a cutoff 40 or 25 days back (the workers write events over
+/// the last two months, so each run moves some of them into the cold tier while writers go on),
+/// then run_maintenance. Returns (runs, events archived).
+fn maintain(stop: Arc<AtomicBool>) -> (u64, i64) {
+    let mut c = common::db();
+    let (mut runs, mut archived) = (0u64, 0i64);
+    for days in [40i32, 25].iter().cycle() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let n: i64 = c
+            .query_one("SELECT fractality.archive_old_events($1)", &[days])
+            .unwrap_or_else(|e| panic!("archive_old_events({days}) failed: {e:?}"))
+            .get(0);
+        c.query_one("SELECT fractality.run_maintenance()", &[])
+            .unwrap_or_else(|e| panic!("run_maintenance failed: {e:?}"));
+        runs += 1;
+        archived += n;
+        thread::sleep(Duration::from_millis(500));
+    }
+    (runs, archived)
+}
+
+/// Every acknowledged event is present exactly once, in the hot or the cold tier; nothing else
+/// of this run is.
 fn check_events(admin: &mut Client, prefix: &[u8], acked: &[(i64, Vec<u8>)]) {
     let ts: Vec<i64> = acked.iter().map(|e| e.0).collect();
     let ids: Vec<Vec<u8>> = acked.iter().map(|e| e.1.clone()).collect();
@@ -224,6 +250,9 @@ fn check_events(admin: &mut Client, prefix: &[u8], acked: &[(i64, Vec<u8>)]) {
         .query_one(
             "WITH acked AS (SELECT * FROM unnest($1::bigint[], $2::bytea[]) AS a (ts, id)),
                   stored AS (SELECT \"timestamp\" AS ts, event_id AS id FROM fractality.experience_events
+                              WHERE substr(event_id, 1, $4) = $3
+                             UNION ALL
+                             SELECT \"timestamp\", event_id FROM fractality.experience_events_archive
                               WHERE substr(event_id, 1, $4) = $3)
              SELECT (SELECT count(*) FROM acked),
                     (SELECT count(*) FROM stored),
@@ -336,8 +365,15 @@ fn load_run_keeps_every_invariant() {
             })
         })
         .collect();
+    let maintainer = {
+        let stop = stop.clone();
+        thread::spawn(move || maintain(stop))
+    };
     thread::sleep(Duration::from_secs(secs));
     stop.store(true, Ordering::Relaxed);
+    let (maint_runs, archived) = maintainer
+        .join()
+        .expect("the maintenance connection failed");
     let mut done: BTreeMap<&str, u64> = BTreeMap::new();
     let mut retried: BTreeMap<String, u64> = BTreeMap::new();
     let mut events = Vec::new();
@@ -360,11 +396,15 @@ fn load_run_keeps_every_invariant() {
     let elapsed = start.elapsed().as_secs_f64();
     let ops: u64 = done.values().sum();
     reliability::report(&format!(
-        "load: {CLIENTS} clients, {elapsed:.1} s, {ops} operations ({:.0}/s), {} events acknowledged; per operation {done:?}; retried {retried:?}",
+        "load: {CLIENTS} clients, {elapsed:.1} s, {ops} operations ({:.0}/s), {} events acknowledged; per operation {done:?}; retried {retried:?}; beside them {maint_runs} archive_old_events + run_maintenance runs, {archived} events archived",
         ops as f64 / elapsed,
         events.len()
     ));
     assert!(ops > 0);
+    assert!(maint_runs > 0, "no maintenance run during the load");
+    // the workers' events span the two months before 2026-11-19, so every run after that date
+    // finds some older than the cutoff
+    assert!(archived > 0, "the load run archived no event");
 
     check_events(&mut admin, &tag.to_be_bytes(), &events);
     // one stream point per acknowledged pulse (the tenants' nodes get points from nothing else)
