@@ -387,6 +387,9 @@ BEGIN
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
+        -- nodes before the streams, in the order pulse and every writer of points take them (a
+        -- partition's foreign key to nodes needs SHARE ROW EXCLUSIVE on nodes): no deadlock
+        LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
         LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
         FOR r IN SELECT p.part
                    FROM fractality.partition_bounds('fractality.consciousness_streams') p
@@ -438,6 +441,9 @@ BEGIN
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
+        -- nodes before the streams, in the order pulse and every writer of points take them (a
+        -- partition's foreign key to nodes needs SHARE ROW EXCLUSIVE on nodes): no deadlock
+        LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
         LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
         FOR r IN SELECT p.part
                    FROM fractality.partition_bounds('fractality.consciousness_streams') p
@@ -519,6 +525,11 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_class c
                 WHERE c.relname = part_name AND c.relnamespace = 'fractality'::regnamespace) THEN
         RETURN false;
+    END IF;
+    -- a stream partition's foreign key takes SHARE ROW EXCLUSIVE on nodes: taken first, in the
+    -- order pulse and every writer of points lock nodes and then the streams (no deadlock)
+    IF streams THEN
+        LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
     END IF;
     -- CREATE ... PARTITION OF and ATTACH need it anyway; taken before the default partition is read
     EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', parent);
@@ -666,8 +677,9 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0)) THEN
         RETURN jsonb_build_object('skipped', true);
     END IF;
-    -- decay first: it locks no table of the tiers, so their locks below are held briefly
-    materialized := fractality.materialize_decay();
+    -- partitions and retention before decay: materialize_decay leaves row locks on nodes, and
+    -- a stream partition made or dropped after them would wait for SHARE ROW EXCLUSIVE on nodes
+    -- behind a pulse that waits for one of those rows (a deadlock the load run found)
     created := fractality.ensure_partitions(3);
     FOR p IN SELECT * FROM fractality.retention_policies ORDER BY relation::text LOOP
         IF p.relation = 'fractality.experience_events'::regclass THEN
@@ -689,6 +701,7 @@ BEGIN
          WHERE r.relation = p.relation;
         done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
     END LOOP;
+    materialized := fractality.materialize_decay();
     RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
                               'decay_materialized', materialized);
 END $$;

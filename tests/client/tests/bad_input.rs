@@ -239,6 +239,23 @@ fn functions() -> Vec<Func> {
         },
         Func { call: "fractality.statement_times", args: &[] },
         Func { call: "SELECT count(*) FROM fractality.database_health", args: &[] },
+        // archiving and retention (the archivers move rows on success: a failed call moves none)
+        Func {
+            call: "fractality.stream_history",
+            args: &[("'{ROOT}'", "uuid"), ("now() - interval '1 day'", "timestamptz"), ("now()", "timestamptz")],
+        },
+        Func { call: "fractality.ensure_partitions", args: &[("3", "integer")] },
+        Func {
+            call: "fractality.add_retention_policy",
+            args: &[("'fractality.consciousness_streams'", "regclass"), ("'3 months'", "interval"), ("'archive'", "text")],
+        },
+        Func {
+            call: "fractality.remove_retention_policy",
+            args: &[("'fractality.consciousness_streams'", "regclass")],
+        },
+        Func { call: "fractality.archive_streams", args: &[("'36500 days'", "interval")] },
+        Func { call: "fractality.archive_old_events", args: &[("36500", "integer")] },
+        Func { call: "fractality.run_maintenance", args: &[] },
     ]
 }
 
