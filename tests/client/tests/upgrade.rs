@@ -53,7 +53,9 @@ SELECT 'relation ' || c.relname || ' kind ' || c.relkind::text || ' options ' ||
 UNION ALL
 SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
        || ' notnull ' || a.attnotnull || ' default ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
-       || ' generated ' || a.attgenerated::text || ' identity ' || a.attidentity::text || ' position ' || a.attnum
+       || ' generated ' || a.attgenerated::text || ' identity ' || a.attidentity::text
+       -- the place among the live columns (a column an upgrade drops leaves a gap in attnum)
+       || ' position ' || rank() OVER (PARTITION BY c.oid ORDER BY a.attnum)
        || ' comment ' || coalesce(col_description(c.oid, a.attnum), '')
   FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
