@@ -1,6 +1,7 @@
 //! kill -9 of a backend half way, and the server's crash recovery. PostgreSQL ends every
 //! backend when one dies by a signal, and replays its write-ahead log: what was acknowledged
-//! must all be there, exactly once, and nothing of the calls in flight. This file holds one test
+//! must all be there, exactly once, and nothing of the calls in flight. Two crashes: one during
+//! materialize_decay with a batch ingest in flight, one during archive_old_events. This file holds one test
 //! (the crash ends every connection of the server, so it must not share a process with others;
 //! cargo runs test binaries one after another).
 
@@ -195,4 +196,87 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
         .unwrap()
         .get(0);
     assert!(written >= 100_000, "{written}");
+
+    // a second crash: archive_old_events half way (the events moved into the cold tier, waiting
+    // to move their metadata behind another session's lock), kill -9, recovery; every event and
+    // metadata row is still there exactly once, in the hot tier where it was
+    let before = tiers(&mut admin);
+    let mut holder = common::db();
+    holder
+        .batch_execute(
+            "BEGIN; LOCK TABLE fractality.action_metadata_archive IN ACCESS EXCLUSIVE MODE",
+        )
+        .unwrap();
+    let mut archiver = common::db();
+    let archive_pid = reliability::backend_pid(&mut archiver);
+    let archive_call = thread::spawn(move || {
+        archiver
+            .query_one("SELECT fractality.archive_old_events(1)", &[])
+            .map(|_| ())
+    });
+    wait_until_half_way(&mut admin, archive_pid, true);
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -9 {archive_pid}")])
+        .status()
+        .expect("run kill");
+    assert!(killed.success(), "kill -9 {archive_pid}");
+    assert!(
+        archive_call.join().unwrap().is_err(),
+        "archive_old_events was killed"
+    );
+    drop(holder);
+    drop(admin);
+
+    let mut admin = reconnect();
+    assert_eq!(
+        tiers(&mut admin),
+        before,
+        "events or metadata changed across the crash of an archive"
+    );
+    let hot: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.experience_events WHERE substr(event_id, 1, 8) = $1",
+            &[&(9u64 << 60).to_be_bytes().to_vec()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(hot, 5000, "the killed archive moved nothing");
+    admin
+        .batch_execute(
+            "SELECT bt_index_check(c.oid, true)
+               FROM pg_class c JOIN pg_am am ON am.oid = c.relam
+              WHERE c.relnamespace = 'fractality'::regnamespace AND c.relkind = 'i'
+                AND am.amname = 'btree';",
+        )
+        .unwrap();
+    // the archive run again goes through, and still every event is there once
+    let moved: i64 = admin
+        .query_one("SELECT fractality.archive_old_events(1)", &[])
+        .unwrap()
+        .get(0);
+    assert!(moved >= 25_000, "{moved}");
+    assert_eq!(tiers(&mut admin), before, "events after the archive");
+    let cold: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.experience_events_archive WHERE substr(event_id, 1, 8) = $1",
+            &[&(9u64 << 60).to_be_bytes().to_vec()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(cold, 5000, "the acknowledged events, archived");
+}
+
+/// Distinct events and metadata rows across the hot and the cold tier.
+fn tiers(c: &mut Client) -> (i64, i64) {
+    let r = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM (SELECT \"timestamp\", event_id FROM fractality.experience_events
+                                           UNION
+                                           SELECT \"timestamp\", event_id FROM fractality.experience_events_archive) e),
+                    (SELECT count(*) FROM fractality.action_metadata)
+                  + (SELECT count(*) FROM fractality.action_metadata_archive)",
+            &[],
+        )
+        .unwrap();
+    (r.get(0), r.get(1))
 }
