@@ -41,29 +41,13 @@ fn reconnect() -> Client {
     }
 }
 
-/// Polls until backend `pid` is active in a transaction that has written; with `lock`, until it
-/// also waits for a lock.
-fn wait_until_half_way(admin: &mut Client, pid: i32, lock: bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ok: bool = admin
-            .query_one(
-                "SELECT coalesce(bool_or(state = 'active' AND backend_xid IS NOT NULL
-                                         AND (NOT $2 OR wait_event_type = 'Lock')), false)
-                   FROM pg_stat_activity WHERE pid = $1",
-                &[&pid, &lock],
-            )
-            .unwrap()
-            .get(0);
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "backend {pid} never got half way"
-        );
-        thread::sleep(Duration::from_millis(2));
-    }
+/// kill -9 of a backend, with the shell's own kill (no procps needed on a minimal machine).
+fn kill_9(pid: i32) {
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -9 {pid}")])
+        .status()
+        .expect("run kill");
+    assert!(killed.success(), "kill -9 {pid}");
 }
 
 /// Everything a test may compare before and after the crash.
@@ -128,7 +112,7 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
             .query_one("SELECT fractality.write_events($1::jsonb)", &[&batch])
             .map(|_| ())
     });
-    wait_until_half_way(&mut admin, ingest_pid, true);
+    reliability::wait_until_half_way(&mut admin, ingest_pid, true);
     let mut decay = common::db();
     let decay_pid = reliability::backend_pid(&mut decay);
     let decay_call = thread::spawn(move || {
@@ -136,14 +120,9 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
             .query_one("SELECT fractality.materialize_decay(100)", &[])
             .map(|_| ())
     });
-    wait_until_half_way(&mut admin, decay_pid, false);
+    reliability::wait_until_half_way(&mut admin, decay_pid, false);
 
-    // the shell's own kill: no procps needed on a minimal machine
-    let killed = Command::new("sh")
-        .args(["-c", &format!("kill -9 {decay_pid}")])
-        .status()
-        .expect("run kill");
-    assert!(killed.success(), "kill -9 {decay_pid}");
+    kill_9(decay_pid);
     assert!(
         decay_call.join().unwrap().is_err(),
         "materialize_decay was killed"
@@ -214,12 +193,8 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
             .query_one("SELECT fractality.archive_old_events(1)", &[])
             .map(|_| ())
     });
-    wait_until_half_way(&mut admin, archive_pid, true);
-    let killed = Command::new("sh")
-        .args(["-c", &format!("kill -9 {archive_pid}")])
-        .status()
-        .expect("run kill");
-    assert!(killed.success(), "kill -9 {archive_pid}");
+    reliability::wait_until_half_way(&mut admin, archive_pid, true);
+    kill_9(archive_pid);
     assert!(
         archive_call.join().unwrap().is_err(),
         "archive_old_events was killed"

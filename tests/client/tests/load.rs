@@ -441,31 +441,6 @@ fn load_run_keeps_every_invariant() {
     assert!(retried.is_empty(), "retryable errors: {retried:?}");
 }
 
-/// Polls pg_stat_activity until backend `pid` is active in a transaction that has written
-/// (it holds a transaction id) and, with `waiting`, waits for a lock.
-fn wait_until_half_way(admin: &mut Client, pid: i32, waiting: bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ok: bool = admin
-            .query_one(
-                "SELECT coalesce(bool_or(state = 'active' AND backend_xid IS NOT NULL
-                                         AND (NOT $2 OR wait_event_type = 'Lock')), false)
-                   FROM pg_stat_activity WHERE pid = $1",
-                &[&pid, &waiting],
-            )
-            .unwrap()
-            .get(0);
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "backend {pid} never got half way"
-        );
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
 fn nodes_digest(admin: &mut Client, tenant: Uuid) -> String {
     admin
         .query_one(
@@ -521,7 +496,7 @@ fn backends_ended_half_way_leave_nothing_behind() {
                 .query_one("SELECT fractality.write_events($1::jsonb)", &[&batch])
                 .map(|_| ())
         });
-        wait_until_half_way(&mut admin, pid, true);
+        reliability::wait_until_half_way(&mut admin, pid, true);
         admin
             .execute(&format!("SELECT {signal}($1)"), &[&pid])
             .unwrap();
@@ -539,7 +514,7 @@ fn backends_ended_half_way_leave_nothing_behind() {
                 .query_one("SELECT fractality.materialize_decay(100)", &[])
                 .map(|_| ())
         });
-        wait_until_half_way(&mut admin, pid, false);
+        reliability::wait_until_half_way(&mut admin, pid, false);
         admin
             .execute(&format!("SELECT {signal}($1)"), &[&pid])
             .unwrap();

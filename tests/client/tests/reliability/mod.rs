@@ -133,3 +133,28 @@ pub fn try_sql(c: &mut Client, sql: &str) -> Result<(), String> {
             .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
     })
 }
+
+/// Polls pg_stat_activity until backend `pid` is active in a transaction that has written
+/// (it holds a transaction id) and, with `waiting`, waits for a lock.
+pub fn wait_until_half_way(admin: &mut Client, pid: i32, waiting: bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ok: bool = admin
+            .query_one(
+                "SELECT coalesce(bool_or(state = 'active' AND backend_xid IS NOT NULL
+                                         AND (NOT $2 OR wait_event_type = 'Lock')), false)
+                   FROM pg_stat_activity WHERE pid = $1",
+                &[&pid, &waiting],
+            )
+            .unwrap()
+            .get(0);
+        if ok {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backend {pid} never got half way"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
