@@ -338,36 +338,25 @@ fn crystallize_consensus(
                 }
             }));
         let centre_arg: Vec<f32> = centre;
-        let id: pgrx::Uuid = match existing {
-            Some(id) => spi(client
-                .update(
-                    UPDATE_SQL,
-                    Some(1),
-                    &[
-                        id.into(),
-                        label.into(),
-                        meta.into(),
-                        centre_arg.into(),
-                        count.into(),
-                        group.into(),
-                    ],
-                )
-                .and_then(|t| t.first().get(1))),
-            None => spi(client
-                .update(
-                    INSERT_SQL,
-                    Some(1),
-                    &[
-                        node.to_string().into(),
-                        label.into(),
-                        meta.into(),
-                        centre_arg.into(),
-                        count.into(),
-                        group.into(),
-                    ],
-                )
-                .and_then(|t| t.first().get(1))),
-        }
+        // an existing consensus is updated by its id, a new one inserted for the source node
+        let (sql, key): (&str, pgrx::datum::DatumWithOid) = match existing {
+            Some(id) => (UPDATE_SQL, id.into()),
+            None => (INSERT_SQL, node.to_string().into()),
+        };
+        let id: pgrx::Uuid = spi(client
+            .update(
+                sql,
+                Some(1),
+                &[
+                    key,
+                    label.into(),
+                    meta.into(),
+                    centre_arg.into(),
+                    count.into(),
+                    group.into(),
+                ],
+            )
+            .and_then(|t| t.first().get(1)))
         .expect("consensus id");
 
         let member_users: Vec<pgrx::Uuid> = members.iter().map(|m| m.user).collect();
