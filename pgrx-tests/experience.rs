@@ -155,6 +155,19 @@ mod tests {
         }
     }
 
+    /// 'same' when the text reader over `text` (the text and json forms) gives what the jsonb
+    /// reader over the same batch as jsonb gives: the same events, or the same error message.
+    #[pg_extern(immutable, strict)]
+    fn exp_text_reader_agrees(text: &str, batch: crate::jsonb::JsonbArg<'_>) -> String {
+        let by_text = crate::experience::parse_batch_text(text).map_err(|e| e.to_string());
+        let by_jsonb = crate::experience::parse_batch_jsonb(&batch).map_err(|e| e.to_string());
+        if by_text == by_jsonb {
+            "same".into()
+        } else {
+            format!("text reader: {by_text:?}\njsonb reader: {by_jsonb:?}")
+        }
+    }
+
     #[pg_test]
     fn exp_write_events_jsonb_reader_equals_serde() {
         // random well-formed batches: floats of many magnitudes and digit counts, integers at
@@ -188,10 +201,11 @@ mod tests {
         for s in 0..5 {
             Spi::run(&format!("SELECT setseed(0.{s})")).unwrap();
             let got: String = one(&format!(
-                "SELECT tests.exp_jsonb_reader_agrees(b) FROM ({}) x(b)",
+                "SELECT tests.exp_jsonb_reader_agrees(b) || ' ' || tests.exp_text_reader_agrees(b::text, b)
+                   FROM ({}) x(b)",
                 events.replace("SEED", &format!("'{s}'"))
             ));
-            assert_eq!(got, "same");
+            assert_eq!(got, "same same");
         }
         // malformed batches: the same message, naming the element and field
         let event = r#"{"event_id": "000102030405060708090a0b0c0d0e0f", "timestamp": 1,
@@ -229,12 +243,78 @@ mod tests {
             format!("[{event}, {event}]"),
         ];
         for c in &cases {
+            let c = c.replace('\'', "''");
             let got: String = one(&format!(
-                "SELECT tests.exp_jsonb_reader_agrees('{}'::jsonb)",
-                c.replace('\'', "''")
+                "SELECT tests.exp_jsonb_reader_agrees('{c}'::jsonb) || ' '
+                        || tests.exp_text_reader_agrees('{c}', '{c}'::jsonb)"
             ));
-            assert_eq!(got, "same", "{c}");
+            assert_eq!(got, "same same", "{c}");
         }
+    }
+
+    #[pg_test]
+    fn exp_write_events_text_json_and_jsonb_store_the_same_events() {
+        let batch = |base: i64| {
+            format!(
+                "SELECT json_agg(json_build_object(
+                     'event_id', md5(({base} + i)::text), 'timestamp', {base} + i, 'episode_id', i / 3,
+                     'step_number', i % 3, 'event_type', 1, 'flags', 0,
+                     'adna_version_hash', 5, 'sequence_number', i,
+                     'state_l1', i * 0.1, 'state_l2', -1.5e-3, 'state_l3', 1e10, 'state_l4', 0,
+                     'state_l5', 0, 'state_l6', 0, 'state_l7', 0, 'state_l8', 1.0 / 3,
+                     'action_l1', 0.1, 'action_l2', 0, 'action_l3', 0, 'action_l4', 0,
+                     'action_l5', 0, 'action_l6', 0, 'action_l7', 0, 'action_l8', -2,
+                     'reward_goal', i * 0.25,
+                     'metadata', CASE WHEN i % 2 = 0 THEN json_build_object(
+                         'intent_type', 'move', 'executor_id', 'x' || i,
+                         'parameters', json_build_object('speed', i)) END))
+                   FROM generate_series(1, 50) i"
+            )
+        };
+        let n: i64 = one(&format!(
+            "SELECT fractality.write_events_json(({})::text)
+                  + fractality.write_events_json(({})::json)
+                  + fractality.write_events(({})::jsonb)",
+            batch(0),
+            batch(1000),
+            batch(2000)
+        ));
+        assert_eq!(n, 150);
+        // each form's rows, moved back to the first form's timestamps, are the same rows, with
+        // their metadata (the first form's 50 rows all present: nothing filtered away)
+        let differ: i64 = one(
+            "WITH e AS (
+                 SELECT \"timestamp\" / 1000 AS form, \"timestamp\" % 1000 AS t, *
+                   FROM fractality.query_events(0, 3000, 1000, true))
+             SELECT count(*) FROM (
+                 (SELECT COLS FROM e WHERE form = 0 EXCEPT ALL SELECT COLS FROM e WHERE form = 1)
+                 UNION ALL
+                 (SELECT COLS FROM e WHERE form = 2 EXCEPT ALL SELECT COLS FROM e WHERE form = 1)) d"
+                .replace("COLS", "t, episode_id, step_number, event_type, flags, state, action, reward_homeostasis, reward_curiosity, reward_efficiency, reward_goal, adna_version_hash, sequence_number, intent_type, executor_id, parameters::text")
+                .as_str(),
+        );
+        assert_eq!(differ, 0);
+        // (action_metadata's key is the event id alone: each form's events have ids of their own)
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.query_events(0, 3000, 1000)
+                  WHERE event_id = decode(md5(\"timestamp\"::text), 'hex')"
+            ),
+            150
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.query_events(0, 1000, 1000, true) WHERE intent_type = 'move'"),
+            25
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.action_metadata"),
+            75
+        );
+    }
+
+    #[pg_test(error = "write_events_json: invalid JSON: expected value at line 1 column 2")]
+    fn exp_write_events_text_refuses_invalid_json() {
+        Spi::run("SELECT fractality.write_events_json('[,]')").unwrap();
     }
 
     #[pg_test(

@@ -3,6 +3,15 @@
 -- configuration with lineage. Ingest (write_event, write_events, write_event_with_metadata) is in
 -- src/experience.rs.
 
+-- write_events_json over a json argument: the C function of its text form (a json datum is its
+-- text), so the batch is read by serde straight from the text, with no jsonb conversion. An
+-- untyped literal picks the text form (PostgreSQL prefers the string category). A name of its
+-- own, not a write_events overload: with a text one beside write_events(jsonb), a client's
+-- untyped `write_events($1)` would be resolved to text and a jsonb value bound to it refused.
+CREATE FUNCTION fractality.write_events_json(events json) RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_text_wrapper';
+
 -- Events with "timestamp" in [start_us, end_us), oldest first, at most "limit"; with_metadata
 -- fills intent_type, executor_id and parameters from action_metadata (NULL otherwise).
 -- include_archived: events flagged archived are left out unless it is true, and so are the

@@ -43,6 +43,13 @@ pub enum FractalityError {
         problem: String,
     },
 
+    /// 22P02 invalid_text_representation: text given as JSON that does not parse.
+    #[error("{context}: invalid JSON: {detail}")]
+    InvalidJson {
+        context: &'static str,
+        detail: String,
+    },
+
     /// 23505 unique_violation: an event (timestamp, event_id) given twice or already stored.
     #[error("duplicate event (timestamp {timestamp}, event_id {event_id}): {detail}")]
     DuplicateEvent {
@@ -72,6 +79,9 @@ impl FractalityError {
             FractalityError::NotFound { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::NoTenant => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             FractalityError::BadEvent { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            FractalityError::InvalidJson { .. } => {
+                PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION
+            }
             FractalityError::DuplicateEvent { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
         }
     }
@@ -92,6 +102,9 @@ impl FractalityError {
             ),
             FractalityError::BadEvent { .. } => Some(
                 "An event is an object with the columns of experience_events: event_id (32 hex digits or a UUID), timestamp (integer microseconds >= 0), episode_id, step_number, event_type, flags, state_l1..state_l8, action_l1..action_l8, adna_version_hash, sequence_number; rewards default to 0. Nothing of the batch was written.",
+            ),
+            FractalityError::InvalidJson { .. } => Some(
+                "The batch is a JSON array of event objects; nothing of it was written.",
             ),
             FractalityError::DuplicateEvent { .. } => Some(
                 "(timestamp, event_id) identifies an event; nothing of the batch was written.",

@@ -62,7 +62,11 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/experience_api.sql",
     name = "experience_api",
-    requires = ["experience", reward::total_reward]
+    requires = [
+        "experience",
+        reward::total_reward,
+        experience::write_events_text
+    ]
 );
 extension_sql_file!(
     "../sql/retention.sql",

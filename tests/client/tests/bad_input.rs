@@ -4,7 +4,7 @@
 //! quotes and semicolons, ...). Every call must either succeed or raise an ERROR with a
 //! documented SQLSTATE; after every call the backend is the same process (it never crashed), and
 //! after every failed call the row count of every fractality table is unchanged. Then 10k-event
-//! batches with one bad element, in both forms of write_events.
+//! batches with one bad element, in every form of write_events (jsonb, typed arrays) and in write_events_json.
 
 mod common;
 mod reliability;
@@ -56,6 +56,17 @@ fn variants(ty: &str) -> Vec<String> {
             "(repeat('[', 200) || repeat(']', 200))::jsonb",
             "to_jsonb(QUOTES::text)",
             "jsonb_build_object('node_key', QUOTES, 'label', QUOTES, 'event_id', QUOTES)",
+        ],
+        "json" => &[
+            "'{}'",
+            "'[]'",
+            "'null'",
+            "'[1, 2]'",
+            "'[{\"event_id\": 1e999}]'",
+            "'[{\"a\": \"\\u0000\"}]'",
+            "(repeat('[', 200) || repeat(']', 200))::json",
+            "to_json(QUOTES::text)",
+            "json_build_array(json_build_object('event_id', QUOTES, 'metadata', QUOTES))",
         ],
         "vector" => &[
             "'[1,2,3]'",
@@ -155,6 +166,8 @@ fn functions() -> Vec<Func> {
         },
         Func { call: "fractality.search_nodes", args: &[("'root'", "text"), ("20", "integer")] },
         Func { call: "fractality.write_events", args: &[("'[]'", "jsonb")] },
+        Func { call: "fractality.write_events_json", args: &[("'[]'", "text")] },
+        Func { call: "fractality.write_events_json", args: &[("'[]'", "json")] },
         Func {
             call: "fractality.write_events",
             args: &[
@@ -439,8 +452,31 @@ fn ten_thousand_event_batches_with_one_bad_element() {
             .query_one("SELECT fractality.write_events($1::jsonb)", &[batch])
             .unwrap_err();
         assert_eq!(common::sqlstate(&e), *state, "{e}");
+        // the same batch as JSON text, in the text and json forms: the same refusal
+        for sql in [
+            "SELECT fractality.write_events_json($1)",
+            "SELECT fractality.write_events_json($1::text::json)",
+        ] {
+            let t = c.query_one(sql, &[&batch.to_string()]).unwrap_err();
+            assert_eq!(common::sqlstate(&t), *state, "{sql}: {t}");
+            assert_eq!(
+                t.as_db_error().map(|d| d.message()),
+                e.as_db_error().map(|d| d.message()),
+                "{sql}"
+            );
+        }
         assert_eq!(total(&mut c), 0);
     }
+    // text cut short half way through the batch: 22P02, nothing written
+    let text = good.to_string();
+    let e = c
+        .query_one(
+            "SELECT fractality.write_events_json($1)",
+            &[&&text[..text.len() / 2]],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22P02", "{e}");
+    assert_eq!(total(&mut c), 0);
     // typed arrays: one NaN reward, one short id, a state array one value short
     let ids: Vec<Vec<u8>> = (0..n)
         .map(|i| ((2u128 << 100) + i as u128).to_be_bytes().to_vec())

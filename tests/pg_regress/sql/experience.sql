@@ -29,6 +29,17 @@ SELECT "timestamp", encode(event_id, 'hex') AS event_id, episode_id, step_number
 SELECT count(*) AS in_range FROM fractality.query_events(2000, 5000, 100);
 SELECT "timestamp", total_reward FROM fractality.high_reward_events(0, 0.5, 3);
 
+-- write_events_json (text, json): the same batch read by serde straight from its text
+SAVEPOINT t;
+SELECT fractality.write_events_json((SELECT jsonb_agg(e || jsonb_build_object('timestamp', (e->>'timestamp')::bigint + 1)) FROM ev)::text) AS as_text,
+       fractality.write_events_json((SELECT jsonb_agg(e || jsonb_build_object('timestamp', (e->>'timestamp')::bigint + 2)) FROM ev)::json) AS as_json;
+SELECT "timestamp" % 1000 AS form, count(*), sum(total_reward), sum(step_number), count(DISTINCT event_id)
+  FROM fractality.query_events(0, 100000, 100) GROUP BY 1 ORDER BY 1;
+ROLLBACK TO t;
+-- text that is not JSON
+SELECT fractality.write_events_json('[{"event_id": ]');
+ROLLBACK TO t;
+
 -- malformed batches are refused whole, naming the element and the field; nothing is written
 SAVEPOINT s;
 SELECT fractality.write_events(jsonb_build_array((SELECT e FROM ev LIMIT 1) || '{"event_id": "00000000000000000000000000000c01"}',
