@@ -54,7 +54,11 @@ type Op = fn(&mut Client, &mut Worker) -> Result<(), postgres::Error>;
 /// `maintain`).
 const OPS: &[(&str, u32, Op)] = &[
     ("write_events(arrays)", 3, op_write_events_arrays),
-    ("write_events(jsonb)", 2, op_write_events_json),
+    (
+        "write_events(jsonb) / write_events_json",
+        2,
+        op_write_events_json,
+    ),
     ("pulse", 6, op_pulse),
     ("upsert_node", 4, op_upsert_node),
     ("link", 4, op_link),
@@ -121,10 +125,16 @@ fn op_write_events_json(c: &mut Client, w: &mut Worker) -> Result<(), postgres::
         batch.push(e);
         acked.push((ts, id));
     }
-    c.query_one(
-        "SELECT fractality.write_events($1::jsonb)",
-        &[&serde_json::Value::Array(batch)],
-    )?;
+    // half as jsonb, half as JSON text through write_events_json
+    let batch = serde_json::Value::Array(batch);
+    if w.rng.random_bool(0.5) {
+        c.query_one("SELECT fractality.write_events($1::jsonb)", &[&batch])?;
+    } else {
+        c.query_one(
+            "SELECT fractality.write_events_json($1)",
+            &[&batch.to_string()],
+        )?;
+    }
     w.events.extend(acked);
     Ok(())
 }

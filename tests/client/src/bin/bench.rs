@@ -199,7 +199,7 @@ fn run(o: &Opts, scenarios: &[&'static Scenario], command: String) -> Result<boo
         match (s.run)(&mut ctx) {
             Ok(rows) => results.push((*s, rows)),
             Err(e) => {
-                failure = Some(format!("scenario {}: {e}", s.name));
+                failure = Some(format!("scenario {}: {}", s.name, describe(&*e)));
                 break;
             }
         }
@@ -292,4 +292,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error with its causes: a database error's own message, not only "db error".
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
