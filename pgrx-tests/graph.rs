@@ -200,6 +200,29 @@ mod tests {
     }
 
     #[pg_test]
+    fn graph_traverse_paths_are_ordinary_uuid_arrays() {
+        as_alice();
+        Spi::run(
+            "SELECT fractality.upsert_node(k) FROM unnest(ARRAY['a0', 'a1', 'a2']) k;
+             SELECT fractality.link('a0', 'a1'), fractality.link('a1', 'a2');",
+        )
+        .unwrap();
+        // built in one piece natively: the same value, type, bounds and text as SQL's own array
+        let wrong = count(
+            "WITH ids AS (SELECT node_key, id FROM fractality.nodes WHERE node_key LIKE 'a_'),
+                  t AS (SELECT * FROM fractality.traverse((SELECT id FROM ids WHERE node_key = 'a0'), 2))
+             SELECT count(*) FROM t
+              WHERE t.path IS DISTINCT FROM ARRAY(SELECT id FROM ids WHERE node_key <= t.node_key ORDER BY node_key)
+                 OR pg_typeof(t.path) <> 'uuid[]'::regtype
+                 OR array_ndims(t.path) <> 1 OR array_lower(t.path, 1) <> 1
+                 OR t.path::text <> ARRAY(SELECT id FROM ids WHERE node_key <= t.node_key ORDER BY node_key)::text
+                 OR t.path <> t.path::text::uuid[]
+                 OR (t.path || t.node_id)[cardinality(t.path) + 1] IS DISTINCT FROM t.node_id",
+        );
+        assert_eq!(wrong, 0);
+    }
+
+    #[pg_test]
     fn graph_traverse_cuts_cycles_and_follows_one_relationship() {
         as_alice();
         Spi::run(

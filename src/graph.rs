@@ -13,7 +13,11 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::Hash;
 
+use pgrx::callconv::{BoxRet, FcInfo};
 use pgrx::datum::DatumWithOid;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Uuid};
@@ -793,7 +797,10 @@ fn parents(
 
 const LEVEL_EDGES: &str = "SELECT e.from_node, e.to_node, e.weight FROM fractality.edges e
                             WHERE e.from_node = ANY($1) AND e.relationship_type = $2";
-const NODE_KEYS: &str = "SELECT n.id, n.node_key FROM fractality.nodes n WHERE n.id = ANY($1)";
+/// The keys of the nodes reached, one index lookup per id (a nested loop: `= ANY` planned as a
+/// bitmap scan here, which sorts and prefetches pages already in shared buffers).
+const NODE_KEYS: &str = "SELECT n.id, n.node_key FROM unnest($1::uuid[]) AS k(id)
+                          JOIN fractality.nodes n ON n.id = k.id";
 
 fn edge_row(r: &RawRow) -> (Uuid, Uuid, f64) {
     (
@@ -803,7 +810,56 @@ fn edge_row(r: &RawRow) -> (Uuid, Uuid, f64) {
     )
 }
 
-type TraverseRow = (Uuid, String, i32, Vec<Uuid>, f64);
+/// A `uuid[]` built in one piece with `construct_array`: pgrx's `Vec<Uuid>` goes through
+/// `accumArrayResult`, a palloc and a type lookup per element, which cost `traverse` more than
+/// its index lookups at depth 3 (a path per row, a frontier per level).
+pub struct UuidArray(pub Vec<Uuid>);
+
+impl IntoDatum for UuidArray {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        let mut elems: Vec<pg_sys::Datum> = self
+            .0
+            .iter()
+            .map(|u| pg_sys::Datum::from(u.as_ptr() as usize))
+            .collect();
+        // SAFETY: every element points at 16 bytes that outlive the call; construct_array
+        // copies them into a new array in the current memory context
+        let array = unsafe {
+            pg_sys::construct_array(
+                elems.as_mut_ptr(),
+                elems.len() as i32,
+                pg_sys::UUIDOID,
+                16,
+                false,
+                pg_sys::TYPALIGN_CHAR as std::os::raw::c_char,
+            )
+        };
+        Some(pg_sys::Datum::from(array as usize))
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::UUIDARRAYOID
+    }
+}
+
+unsafe impl BoxRet for UuidArray {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        match self.into_datum() {
+            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+unsafe impl SqlTranslatable for UuidArray {
+    const TYPE_IDENT: &'static str = <Vec<Uuid> as SqlTranslatable>::TYPE_IDENT;
+    const TYPE_ORIGIN: TypeOrigin = <Vec<Uuid> as SqlTranslatable>::TYPE_ORIGIN;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> =
+        <Vec<Uuid> as SqlTranslatable>::ARGUMENT_SQL;
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> = <Vec<Uuid> as SqlTranslatable>::RETURN_SQL;
+}
+
+type TraverseRow = (Uuid, String, i32, UuidArray, f64);
 
 /// Breadth first from `root` along edges of one relationship type, to `max_depth` (0 to 100):
 /// every reachable node once, at its smallest depth, with the path to it and the product of the
@@ -820,27 +876,32 @@ fn traverse(
         name!(node_id, Uuid),
         name!(node_key, String),
         name!(depth, i32),
-        name!(path, Vec<Uuid>),
+        name!(path, UuidArray),
         name!(accumulated_weight, f64),
     ),
 > {
     let depth = check_depth(max_depth).unwrap_or_report();
     let rows = Spi::connect(|_client| {
+        // ids are sent in index order: the scan's own sort of the array finds it sorted, and
+        // consecutive descents share the upper pages of the index
         let visits = breadth_first(root, depth, |frontier| {
+            let mut ids = frontier.to_vec();
+            ids.sort_unstable();
             select_kept(
                 true,
                 LEVEL_EDGES,
                 &[pg_sys::UUIDARRAYOID, pg_sys::TEXTOID],
-                &[frontier.to_vec().into(), relationship.into()],
+                &[UuidArray(ids).into(), relationship.into()],
                 edge_row,
             )
         });
-        let ids: Vec<Uuid> = visits.iter().map(|v| v.node).collect();
-        let keys: HashMap<Uuid, String> = select_kept(
+        let mut ids: Vec<Uuid> = visits.iter().map(|v| v.node).collect();
+        ids.sort_unstable();
+        let mut keys: HashMap<Uuid, String> = select_kept(
             true,
             NODE_KEYS,
             &[pg_sys::UUIDARRAYOID],
-            &[ids.into()],
+            &[UuidArray(ids).into()],
             |r| {
                 (
                     r.get::<Uuid>(1).expect("id"),
@@ -860,8 +921,14 @@ fn traverse(
                 let v = &visits[i];
                 // an edge can only point at a node of its own tenant (composite foreign key), so
                 // every node is visible; skip rather than fail should a policy say otherwise
-                let key = keys.get(&v.node)?.clone();
-                Some((v.node, key, v.depth as i32, path_of(&visits, i), v.weight))
+                let key = keys.remove(&v.node)?;
+                Some((
+                    v.node,
+                    key,
+                    v.depth as i32,
+                    UuidArray(path_of(&visits, i)),
+                    v.weight,
+                ))
             })
             .collect::<Vec<TraverseRow>>()
     });

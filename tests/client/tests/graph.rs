@@ -61,6 +61,28 @@ fn tenants_walk_only_their_own_graph() {
         "the whole chain, the back edge cut: {mine:?}"
     );
     assert_eq!(mine[6], ("n6".to_string(), 6));
+    // paths arrive as uuid[] in the binary protocol: root first, each step the next link
+    let ids: Vec<Uuid> = a
+        .query(
+            "SELECT id FROM fractality.nodes WHERE user_id = $1 ORDER BY substr(node_key, 2)::int",
+            &[&ua],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let paths: Vec<(i32, Vec<Uuid>)> = a
+        .query(
+            "SELECT depth, path FROM fractality.traverse($1, 10) ORDER BY depth",
+            &[&root_a],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (depth, path) in &paths {
+        assert_eq!(path[..], ids[..=*depth as usize], "depth {depth}");
+    }
     assert_eq!(walk(&mut a, root_a, 2).len(), 3);
     assert_eq!(walk(&mut b, root_b, 10).len(), 4);
 

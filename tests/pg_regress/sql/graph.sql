@@ -44,6 +44,11 @@ SELECT t.node_key, t.depth,
        round(t.accumulated_weight::numeric, 4) AS accumulated_weight
   FROM fractality.traverse((SELECT id FROM fractality.nodes WHERE node_key = 'mind')) t;
 SELECT node_key, depth FROM fractality.traverse((SELECT id FROM fractality.nodes WHERE node_key = 'mind'), 1);
+-- paths are ordinary one-dimensional uuid[] values, root first, ending at the node
+SELECT pg_typeof(path) AS type, array_dims(path) AS dims, path[1] = (SELECT id FROM fractality.nodes WHERE node_key = 'mind') AS from_root,
+       path[depth + 1] = node_id AS to_node, path = path::text::uuid[] AS round_trips, count(*)
+  FROM fractality.traverse((SELECT id FROM fractality.nodes WHERE node_key = 'mind'))
+ GROUP BY 1, 2, 3, 4, 5 ORDER BY 2;
 SELECT node_key, depth FROM fractality.traverse((SELECT id FROM fractality.nodes WHERE node_key = 'dream'), 3, 'contradicts');
 
 -- cheapest path: cost 1 / (atp_a * atp_b) per edge
