@@ -62,6 +62,17 @@ SELECT label, contributor_count AS minds, round(resonance_score::numeric, 3) AS 
 SELECT depth, count(*) AS nodes, round(max(resonance_score)::numeric, 3) AS resonance
   FROM fractality.consensus_tree(0.7, 3) GROUP BY depth ORDER BY depth;
 
+\echo '== an agent logs two steps of episode 41 as one JSON batch (write_events_json: serde reads the text) =='
+SELECT fractality.write_events_json((
+  SELECT jsonb_agg(jsonb_build_object(
+           'event_id', md5('demo-live-' || s), 'timestamp', fractality.epoch_us(now()) - 10 + s,
+           'episode_id', 41, 'step_number', s, 'event_type', 1, 'flags', 0,
+           'adna_version_hash', 1002, 'sequence_number', 2000 + s, 'reward_goal', s - 1,
+           'metadata', jsonb_build_object('intent_type', 'exploit', 'executor_id', 'agent-demo'))
+         || (SELECT jsonb_object_agg(f || k, 0.5) FROM unnest(ARRAY['state_l', 'action_l']) f,
+                    generate_series(1, 8) k))::text
+    FROM generate_series(1, 2) s)) AS events_written;
+
 \echo '== an agent''s episodes: native episode returns, discounted at 0.95 (last five) =='
 SELECT episode_id, steps, round(total::numeric, 3) AS total, round(discounted::numeric, 3) AS discounted,
        round(mean::numeric, 4) AS mean, round(goal::numeric, 1) AS goal
