@@ -679,7 +679,10 @@ pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityE
     Ok(out)
 }
 
-/// Fields of an event object, by position in [`event_from_jsonb`]'s table.
+/// The slot of the optional metadata object.
+const METADATA: usize = 28;
+
+/// Fields of an event object, by their slot in [`Fields`].
 fn field_slot(key: &[u8]) -> Option<usize> {
     Some(match key {
         b"event_id" => 0,
@@ -694,7 +697,7 @@ fn field_slot(key: &[u8]) -> Option<usize> {
         b"reward_curiosity" => 25,
         b"reward_efficiency" => 26,
         b"reward_goal" => 27,
-        b"metadata" => 28,
+        b"metadata" => METADATA,
         _ if key.len() == 8 && key.starts_with(b"state_l") && (b'1'..=b'8').contains(&key[7]) => {
             8 + (key[7] - b'1') as usize
         }
@@ -727,13 +730,9 @@ impl Fields {
         }
     }
 
-    /// The slot of a field met for the first time; None for an unknown or repeated one.
-    fn slot(&mut self, key: &[u8]) -> Option<usize> {
-        let slot = field_slot(key)?;
-        if std::mem::replace(&mut self.seen[slot], true) {
-            return None;
-        }
-        Some(slot)
+    /// The slot (of [`field_slot`]) of a field met for the first time; None for a repeated one.
+    fn claim(&mut self, slot: usize) -> Option<usize> {
+        (!std::mem::replace(&mut self.seen[slot], true)).then_some(slot)
     }
 
     fn id(&mut self, text: &str) -> bool {
@@ -800,13 +799,15 @@ impl Fields {
 /// returns an event, parse_event returns the same one.
 pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<Event> {
     let mut f = Fields::new();
-    let ok = jsonb::pairs(item, |key, v| match f.slot(key) {
-        Some(0) => v.as_str().is_some_and(|t| f.id(t)),
-        Some(slot @ 1..=7) => v.as_i64().is_some_and(|n| f.int(slot, n)),
-        Some(slot @ 8..=27) => v.as_f64().is_some_and(|x| f.real(slot, x)),
-        // metadata: only a null one is taken here
-        Some(_) => matches!(v, jsonb::Value::Null),
-        None => false,
+    let ok = jsonb::pairs(item, |key, v| {
+        match field_slot(key).and_then(|s| f.claim(s)) {
+            Some(0) => v.as_str().is_some_and(|t| f.id(t)),
+            Some(slot @ 1..=7) => v.as_i64().is_some_and(|n| f.int(slot, n)),
+            Some(slot @ 8..=27) => v.as_f64().is_some_and(|x| f.real(slot, x)),
+            // metadata: only a null one is taken here
+            Some(_) => matches!(v, jsonb::Value::Null),
+            None => false,
+        }
     });
     if !ok {
         return None;
@@ -849,7 +850,7 @@ fn read_text(text: &str) -> Option<Vec<Event>> {
 mod text_reader {
     //! The serde visitors of [`super::parse_batch_text`]: an array of objects, each object's
     //! values put in [`super::Fields`]; any error only means "not taken as it is".
-    use super::{field_slot, parse_metadata, Event, Fields};
+    use super::{field_slot, parse_metadata, Event, Fields, METADATA};
     use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
     use serde_json::Value;
     use std::fmt;
@@ -903,32 +904,27 @@ mod text_reader {
             let mut f = Fields::new();
             let mut metadata = None;
             while let Some(Key(key)) = map.next_key()? {
-                let Some(slot) = key.and_then(|k| f.slot(k.as_bytes())) else {
+                let Some(slot) = key.and_then(|s| f.claim(s)) else {
                     return Err(refuse());
                 };
-                let ok = match slot {
-                    0 => match map.next_value::<Scalar>()? {
-                        Scalar::Str(t) => f.id(&t),
-                        _ => false,
-                    },
-                    1..=7 => match map.next_value::<Scalar>()? {
-                        Scalar::Int(n) => f.int(slot, n),
-                        _ => false,
-                    },
-                    8..=27 => match map.next_value::<Scalar>()? {
-                        Scalar::Int(n) => f.real(slot, n as f64),
-                        Scalar::UInt(n) => f.real(slot, n as f64),
-                        Scalar::Float(x) => f.real(slot, x),
-                        _ => false,
-                    },
-                    _ => match map.next_value::<Value>()? {
+                let ok = if slot == METADATA {
+                    match map.next_value::<Value>()? {
                         Value::Null => true,
                         m => {
                             let ctx = format!("write_events: element {}", self.index);
                             metadata = parse_metadata(&ctx, &m).ok();
                             metadata.is_some()
                         }
-                    },
+                    }
+                } else {
+                    match (slot, map.next_value::<Scalar>()?) {
+                        (0, Scalar::Str(t)) => f.id(&t),
+                        (1..=7, Scalar::Int(n)) => f.int(slot, n),
+                        (8..=27, Scalar::Int(n)) => f.real(slot, n as f64),
+                        (8..=27, Scalar::UInt(n)) => f.real(slot, n as f64),
+                        (8..=27, Scalar::Float(x)) => f.real(slot, x),
+                        _ => false,
+                    }
                 };
                 if !ok {
                     return Err(refuse());
@@ -938,22 +934,19 @@ mod text_reader {
         }
     }
 
-    /// A field name; None for one that is not a string the reader knows.
-    struct Key<'a>(Option<std::borrow::Cow<'a, str>>);
+    /// A field name as its slot ([`field_slot`]); None for a name the reader does not know.
+    struct Key(Option<usize>);
 
-    impl<'de> de::Deserialize<'de> for Key<'de> {
+    impl<'de> de::Deserialize<'de> for Key {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Key<'de>;
+            impl Visitor<'_> for V {
+                type Value = Key;
                 fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                     f.write_str("a field name")
                 }
-                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                    Ok(Key(field_slot(v.as_bytes()).map(|_| v.into())))
-                }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                    Ok(Key(field_slot(v.as_bytes()).map(|_| v.to_string().into())))
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                    Ok(Key(field_slot(v.as_bytes())))
                 }
             }
             d.deserialize_str(V)
