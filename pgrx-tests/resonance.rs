@@ -225,6 +225,15 @@ mod tests {
     fn find_resonant_recall_against_an_exact_scan() {
         clustered(3, 12, 12);
         Spi::run("ANALYZE fractality.node_embeddings").unwrap();
+        // both paths: the exact scan of the tenant (144 embeddings, under the default limit)
+        // and the HNSW scan (limit 0)
+        for limit in ["2000", "0"] {
+            Spi::run(&format!("SET LOCAL fractality.exact_scan_limit = {limit}")).unwrap();
+            recall_against_an_exact_scan(limit);
+        }
+    }
+
+    fn recall_against_an_exact_scan(limit: &str) {
         let mut hits = 0i64;
         let mut wanted = 0i64;
         for (u, c) in [(1, 1), (2, 5), (3, 9), (1, 12)] {
@@ -264,7 +273,73 @@ mod tests {
         }
         assert!(wanted >= 40, "{wanted} exact answers");
         let recall = hits as f64 / wanted as f64;
-        assert!(recall >= 0.95, "recall {recall}");
+        assert!(
+            recall >= 0.95,
+            "recall {recall} with exact_scan_limit {limit}"
+        );
+        if limit != "0" {
+            assert_eq!(hits, wanted, "the exact scan misses nothing");
+        }
+    }
+
+    #[pg_test]
+    fn find_resonant_finds_its_tenant_in_a_crowded_neighbourhood() {
+        // tenant 2 holds 2 100 vectors close around a centre, tenant 1 five further out: the scan
+        // over every tenant meets 2 000 of tenant 2's first, all within the threshold, and hands
+        // over to tenant 1's own scan, which finds the other four
+        Spi::run(
+            "SELECT setseed(0.29);
+             CREATE TEMP TABLE centre AS
+               SELECT array_agg(random() * 2 - 1 ORDER BY d) AS v FROM generate_series(1, 384) d;
+             INSERT INTO fractality.nodes (id, user_id, node_key, label, atp)
+             SELECT gen_random_uuid(), ('00000000-0000-0000-0000-00000000000' || t.u)::uuid,
+                    format('crowd-%s', i), 'crowd', 0.5
+               FROM (VALUES (1, 5), (2, 2100)) t(u, n), generate_series(1, t.n) i;
+             INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
+             SELECT n.id, n.user_id, fractality.normalize_vector(
+                      (SELECT array_agg((c.v[d] + (random() * 2 - 1)
+                                 * CASE WHEN n.user_id = '00000000-0000-0000-0000-000000000001'
+                                        THEN 0.3 ELSE 0.02 END)::real ORDER BY d)
+                         FROM generate_series(1, 384) d)::vector)
+               FROM fractality.nodes n, centre c WHERE n.label = 'crowd';",
+        )
+        .unwrap();
+        // the HNSW path (the tenant is small enough for the exact scan, checked at the end)
+        Spi::run("SET LOCAL fractality.exact_scan_limit = 0").unwrap();
+        let src = node_id("crowd-1", 1);
+        let nearer = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM fractality.node_embeddings e, fractality.node_embeddings s
+              WHERE s.node_id = '{src}' AND e.user_id <> s.user_id
+                AND e.embedding <=> s.embedding < (SELECT min(o.embedding <=> s.embedding)
+                                                      FROM fractality.node_embeddings o
+                                                     WHERE o.user_id = s.user_id AND o.node_id <> s.node_id)"
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(
+            nearer >= 2000,
+            "{nearer} of the other tenant's nodes come first"
+        );
+        let found = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM fractality.find_resonant('{src}'::uuid, 0.7, 20) r
+               JOIN fractality.nodes n ON n.id = r.node_id
+              WHERE n.user_id = '00000000-0000-0000-0000-000000000001' AND n.label = 'crowd'"
+        ))
+        .unwrap()
+        .unwrap();
+        let total = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM fractality.find_resonant('{src}'::uuid, 0.7, 20)"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!((found, total), (4, 4));
+        Spi::run("RESET fractality.exact_scan_limit").unwrap();
+        let exact = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM fractality.find_resonant('{src}'::uuid, 0.7, 20)"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(exact, 4);
     }
 
     #[pg_test]

@@ -26,6 +26,11 @@ pub static DECAY_TICK: GucSetting<Option<CString>> =
 /// below it stays as it is.
 pub static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 
+/// `fractality.exact_scan_limit`: find_resonant reads a tenant of at most this many embeddings
+/// exactly (every one of them, through the `user_id` index: recall 1) instead of through the HNSW
+/// index; 0 turns the exact scan off. 2000.
+pub static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(2000);
+
 /// fractality.decay_tick in microseconds, set by its assign hook.
 static DECAY_TICK_US: AtomicI64 = AtomicI64::new(3_600_000_000);
 
@@ -145,6 +150,16 @@ pub fn init() {
         &ATP_FLOOR,
         0.0,
         1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"fractality.exact_scan_limit",
+        c"find_resonant scans a tenant of at most this many embeddings exactly instead of through the HNSW index.",
+        c"The exact scan reads every embedding of the source's tenant (recall 1); above the limit the HNSW index gives the candidates. 0 turns the exact scan off.",
+        &EXACT_SCAN_LIMIT,
+        0,
+        i32::MAX,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -6,7 +6,10 @@
 //! [`crate::vector::Vector`]) and the edge between them in one SPI query with a plan kept for the
 //! session; `find_resonant` takes candidates from the HNSW index and re-ranks them natively.
 //!
-//! Every function here runs as the caller: row-level security decides what it sees.
+//! Every function here runs as the caller: row-level security decides what it sees. One step
+//! runs as the owner of `node_embeddings` ([`AsOwner`]): find_resonant's distance-ordered scan
+//! over every tenant, from which only ids of the source's tenant are kept (the caller must see
+//! the source first); the rows returned are then read as the caller, under row-level security.
 
 use std::cell::OnceCell;
 
@@ -184,13 +187,17 @@ thread_local! {
     static PAIR_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
     static SOURCE_BY_ID_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
     static SOURCE_BY_KEY_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static NEAREST_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
     static CANDIDATES_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static EXACT_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+    static TENANT_SIZE_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
     static DETAILS_PLAN: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
 }
 
 const UUID: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::UUIDOID);
 const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::UUIDARRAYOID);
 const TEXT: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::TEXTOID);
+const INT8: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::INT8OID);
 
 fn with_plan<R>(
     cell: &'static std::thread::LocalKey<OnceCell<OwnedPreparedStatement>>,
@@ -728,6 +735,62 @@ mod direct {
         f64::from_bits(d.value() as u64)
     }
 
+    /// How many entries the B-tree index node_embeddings_user holds for `tenant`, counted up to
+    /// `cap`, from the index alone (no heap page is read, so entries of rows deleted but not yet
+    /// vacuumed count too): the size estimate by which find_resonant picks its path. Nothing of
+    /// it reaches the caller but that choice. None where the index is not the expected one.
+    pub(super) unsafe fn tenant_entries(tenant: pgrx::Uuid, cap: i64) -> Option<i64> {
+        unsafe {
+            if !pg_sys::ActiveSnapshotSet() {
+                return None;
+            }
+            let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
+            if ns == Oid::INVALID {
+                return None;
+            }
+            let heap = pg_sys::get_relname_relid(c"node_embeddings".as_ptr(), ns);
+            let index = pg_sys::get_relname_relid(c"node_embeddings_user".as_ptr(), ns);
+            if heap == Oid::INVALID || index == Oid::INVALID {
+                return None;
+            }
+            let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+            let rel = pg_sys::table_open(heap, lock);
+            let irel = pg_sys::index_open(index, lock);
+            let att = pg_sys::get_attnum(heap, c"user_id".as_ptr());
+            let ok = (*(*irel).rd_rel).relam == pg_sys::BTREE_AM_OID
+                && !(*irel).rd_index.is_null()
+                && (*(*irel).rd_index).indrelid == heap
+                && (*(*irel).rd_index).indnkeyatts >= 1
+                && att > 0
+                && (*(*irel).rd_index).indkey.values.as_slice(1)[0] == att
+                && pg_sys::get_atttype(heap, att) == pg_sys::UUIDOID;
+            let mut n = 0i64;
+            if ok {
+                let key_datum = tenant.into_datum()?;
+                let desc = pg_sys::index_beginscan(rel, irel, pg_sys::GetActiveSnapshot(), 1, 0);
+                let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+                pg_sys::ScanKeyInit(
+                    &mut key,
+                    1,
+                    pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                    Oid::from(pg_sys::F_UUID_EQ),
+                    key_datum,
+                );
+                pg_sys::index_rescan(desc, &mut key, 1, std::ptr::null_mut(), 0);
+                while n < cap
+                    && !pg_sys::index_getnext_tid(desc, pg_sys::ScanDirection::ForwardScanDirection)
+                        .is_null()
+                {
+                    n += 1;
+                }
+                pg_sys::index_endscan(desc);
+            }
+            pg_sys::index_close(irel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            ok.then_some(n)
+        }
+    }
+
     /// The resonance of a and b, or None: take the SPI path.
     pub(super) unsafe fn pair(
         fcinfo: pg_sys::FunctionCallInfo,
@@ -847,19 +910,49 @@ const SOURCE_BY_KEY_SQL: &str = concat!(
       WHERE n.user_id = fractality.current_user_id() AND n.node_key = $1"
 );
 
-/// Candidates of the source's tenant in order of distance, from the HNSW index (the function
-/// runs with hnsw.iterative_scan = strict_order, so that the tenant filter does not starve the
-/// scan and rows come in distance order). The caller stops reading once the distance passes
-/// the threshold; the LIMIT only bounds the scan.
+/// Candidates of every tenant in order of distance, from the HNSW index, read as the owner of
+/// `node_embeddings` (see [`AsOwner`]); the caller keeps the source's tenant and stops reading once
+/// the distance passes the threshold. No tenant filter: nothing starves the scan, and it stops
+/// after the nodes within the threshold (of any tenant) plus one. The LIMIT only bounds it.
+const NEAREST_SQL: &str = "
+    SELECT e.node_id, e.user_id,
+           e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
+      FROM fractality.node_embeddings e
+     WHERE e.node_id <> $1
+     ORDER BY e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
+     LIMIT 2000"; // = NEAREST_ROWS
+
+/// Every embedding of the source's tenant with its distance, read as the caller (no ORDER BY:
+/// the `user_id` index, never the HNSW one): the exact scan of small tenants.
+const EXACT_SQL: &str = "
+    SELECT e.node_id, e.user_id,
+           e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
+      FROM fractality.node_embeddings e
+     WHERE e.user_id = $2 AND e.node_id <> $1";
+
+/// How many embeddings the tenant holds, up to `$2`: where [`direct::tenant_entries`] cannot
+/// count the index entries (another index, say).
+const TENANT_SIZE_SQL: &str = "
+    SELECT count(*) FROM (SELECT FROM fractality.node_embeddings e WHERE e.user_id = $1 LIMIT $2) x";
+
+/// Rows of the unfiltered scan read at most; when they are all within the threshold (a crowded
+/// neighbourhood), the tenant's own scan below takes over.
+const NEAREST_ROWS: usize = 2000;
+
+/// Candidates of the source's tenant in order of distance, from the HNSW index, read as the
+/// caller (the function runs with hnsw.iterative_scan = strict_order, so that the tenant filter
+/// does not starve the scan and rows come in distance order). The caller stops reading once the
+/// distance passes the threshold; the LIMIT only bounds the scan.
 const CANDIDATES_SQL: &str = "
-    SELECT e.node_id,
+    SELECT e.node_id, e.user_id,
            e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
       FROM fractality.node_embeddings e
      WHERE e.user_id = $2 AND e.node_id <> $1
      ORDER BY e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
      LIMIT 2000"; // = MAX_CANDIDATES
 
-/// Details of the chosen candidates: key, label, energy, and the edge to the source.
+/// Details of the chosen candidates, read as the caller: key, label, energy, and the edge to the
+/// source; a candidate whose node or embedding the caller may not see is left out.
 const DETAILS_SQL: &str = concat!(
     "SELECT n.id, n.node_key, n.label, ",
     atp_of!("n"),
@@ -867,7 +960,8 @@ const DETAILS_SQL: &str = concat!(
             (SELECT e.weight FROM fractality.edges e
               WHERE (e.from_node = $1 AND e.to_node = n.id) OR (e.from_node = n.id AND e.to_node = $1)
               ORDER BY abs(e.weight) DESC, e.weight DESC LIMIT 1)
-       FROM fractality.nodes n WHERE n.id = ANY($2)"
+       FROM fractality.nodes n JOIN fractality.node_embeddings v ON v.node_id = n.id
+      WHERE n.id = ANY($2)"
 );
 
 fn check_k(k: i32) -> Result<usize, FractalityError> {
@@ -919,33 +1013,107 @@ fn resonant(
             return Vec::new();
         }
 
-        // candidates within the threshold, nearest first, until the distance passes it
-        let mut ids: Vec<pgrx::Uuid> = Vec::new();
-        let mut sims: Vec<f64> = Vec::new();
-        let mut cursor = with_plan(
-            &CANDIDATES_PLAN,
-            client,
-            CANDIDATES_SQL,
-            &[UUID, UUID],
-            |plan| client.open_cursor(plan, &[source_id.into(), tenant.into()]),
-        );
-        'scan: loop {
-            let batch = cursor
+        // candidates within the threshold, nearest first
+        let fetch = |cursor: &mut pgrx::spi::SpiCursor<'_>| {
+            cursor
                 .fetch(FETCH)
-                .unwrap_or_else(|e| panic!("find_resonant: {e}"));
-            if batch.is_empty() {
-                break;
-            }
-            for row in batch {
-                let distance = row.get::<f64>(2).unwrap().unwrap_or(f64::INFINITY);
-                if distance > max_distance {
-                    break 'scan;
+                .unwrap_or_else(|e| panic!("find_resonant: {e}"))
+                .map(|row| {
+                    (
+                        row.get::<pgrx::Uuid>(1).unwrap().expect("node_id"),
+                        row.get::<pgrx::Uuid>(2).unwrap().expect("user_id"),
+                        row.get::<f64>(3).unwrap().unwrap_or(f64::INFINITY),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut found: Vec<(pgrx::Uuid, f64)> = Vec::new();
+        let limit = crate::gucs::EXACT_SCAN_LIMIT.get();
+        let small = limit > 0 && {
+            let cap = limit as i64 + 1;
+            // SAFETY: reads index entries only, under the active snapshot; opens and closes
+            // the relations it reads
+            let n = unsafe { direct::tenant_entries(tenant, cap) }.unwrap_or_else(|| {
+                with_plan(
+                    &TENANT_SIZE_PLAN,
+                    client,
+                    TENANT_SIZE_SQL,
+                    &[UUID, INT8],
+                    |plan| client.select(plan, Some(1), &[tenant.into(), cap.into()]),
+                )
+                .unwrap_or_else(|e| panic!("find_resonant: {e}"))
+                .first()
+                .get::<i64>(1)
+                .unwrap()
+                .unwrap_or(0)
+            });
+            n <= limit as i64
+        };
+        if small {
+            // a small tenant: every embedding of it, as the caller; exact
+            let mut cursor = with_plan(&EXACT_PLAN, client, EXACT_SQL, &[UUID, UUID], |plan| {
+                client.open_cursor(plan, &[source_id.into(), tenant.into()])
+            });
+            loop {
+                let batch = fetch(&mut cursor);
+                if batch.is_empty() {
+                    break;
                 }
-                ids.push(row.get::<pgrx::Uuid>(1).unwrap().expect("node_id"));
-                sims.push((1.0 - distance).clamp(-1.0, 1.0));
+                found.extend(
+                    batch
+                        .into_iter()
+                        .filter(|(_, _, d)| *d <= max_distance)
+                        .map(|(id, _, d)| (id, d)),
+                );
+            }
+            found.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            found.truncate(MAX_CANDIDATES as usize);
+        } else {
+            // the HNSW index in distance order until the distance passes the threshold: first
+            // the scan over every tenant (as the table's owner; only the source's tenant is
+            // kept, and the details below are read as the caller, under row-level security),
+            // then, when that scan ends inside the threshold, the tenant's own scan
+            let read = |rows: &mut dyn FnMut() -> Vec<(pgrx::Uuid, pgrx::Uuid, f64)>,
+                        found: &mut Vec<(pgrx::Uuid, f64)>|
+             -> (usize, bool) {
+                let mut seen = 0;
+                loop {
+                    let batch = rows();
+                    if batch.is_empty() {
+                        return (seen, false);
+                    }
+                    for (id, user, distance) in batch {
+                        seen += 1;
+                        if distance > max_distance {
+                            return (seen, true);
+                        }
+                        if user == tenant && found.len() < MAX_CANDIDATES as usize {
+                            found.push((id, distance));
+                        }
+                    }
+                }
+            };
+            let (seen, passed) = {
+                let _owner = AsOwner::enter();
+                let mut cursor = with_plan(&NEAREST_PLAN, client, NEAREST_SQL, &[UUID], |plan| {
+                    client.open_cursor(plan, &[source_id.into()])
+                });
+                read(&mut || fetch(&mut cursor), &mut found)
+            };
+            if !passed && seen >= NEAREST_ROWS {
+                found.clear();
+                let mut cursor = with_plan(
+                    &CANDIDATES_PLAN,
+                    client,
+                    CANDIDATES_SQL,
+                    &[UUID, UUID],
+                    |plan| client.open_cursor(plan, &[source_id.into(), tenant.into()]),
+                );
+                read(&mut || fetch(&mut cursor), &mut found);
             }
         }
-        drop(cursor);
+        let ids: Vec<pgrx::Uuid> = found.iter().map(|f| f.0).collect();
+        let sims: Vec<f64> = found.iter().map(|f| (1.0 - f.1).clamp(-1.0, 1.0)).collect();
         if ids.is_empty() {
             return Vec::new();
         }
@@ -998,14 +1166,60 @@ fn resonant(
 /// A candidate's key, label, energy and edge weight to the source.
 type Detail = (String, Option<String>, f64, f64);
 
+/// While alive, the current user is the owner of `fractality.node_embeddings`, as inside a
+/// SECURITY DEFINER function (a local user id change, restricted operation): find_resonant's scan
+/// over every tenant runs so, and only ids of the source's tenant leave it, whose details are then
+/// read as the caller. The caller's identity comes back on drop (and, after an error, with the
+/// (sub)transaction's abort).
+struct AsOwner {
+    user: pg_sys::Oid,
+    sec: i32,
+}
+
+impl AsOwner {
+    fn enter() -> AsOwner {
+        // SAFETY: catalog lookups and the user id switch of fmgr_security_definer, undone in drop
+        unsafe {
+            let (mut user, mut sec) = (pg_sys::Oid::INVALID, 0);
+            pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
+            let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), false);
+            let oid = pg_sys::get_relname_relid(c"node_embeddings".as_ptr(), ns);
+            if oid == pg_sys::Oid::INVALID {
+                pgrx::error!("find_resonant: relation fractality.node_embeddings does not exist");
+            }
+            let rel = pg_sys::table_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            let owner = (*(*rel).rd_rel).relowner;
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::SetUserIdAndSecContext(
+                owner,
+                sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+            );
+            AsOwner { user, sec }
+        }
+    }
+}
+
+impl Drop for AsOwner {
+    fn drop(&mut self) {
+        // SAFETY: restores what enter() saved
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.sec) }
+    }
+}
+
 enum DatumArg {
     Id(pgrx::Uuid),
     Key(String),
 }
 
 /// The nodes of the source's tenant that resonate with it: similarity at least `threshold`,
-/// ordered by resonance (highest first), at most `k`. Candidates come from the HNSW index;
-/// the source is never in its own result. Empty when the source has no embedding.
+/// ordered by resonance (highest first), at most `k`. Candidates come from the HNSW index in
+/// distance order, read until the distance passes the threshold: first a scan over every tenant
+/// (as the table's owner, the source's tenant kept), which stops after the neighbourhood within
+/// the threshold; when 2 000 rows of it are all within (a crowded neighbourhood), the tenant's
+/// own scan (iterative, strict order) as the caller. The details of the candidates are read as
+/// the caller: what row-level security hides is left out. The source is never in its own
+/// result. Empty when the source has no embedding.
 #[pg_extern(stable, strict, name = "find_resonant")]
 fn find_resonant(
     node: pgrx::Uuid,

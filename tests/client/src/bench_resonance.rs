@@ -336,6 +336,76 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         )
         .target("recall >= 0.95; <= 1.5x bare kNN at the same recall"),
     );
+    // ---- each of find_resonant's two paths forced: the exact scan of the tenant, and the HNSW
+    // scan (fractality.exact_scan_limit decides between them per call)
+    for (setting, what) in [
+        (
+            "0",
+            "the HNSW path forced (fractality.exact_scan_limit = 0)",
+        ),
+        (
+            "2147483647",
+            "the exact scan forced (fractality.exact_scan_limit = 2147483647)",
+        ),
+    ] {
+        c.batch_execute(&format!("SET fractality.exact_scan_limit = {setting}"))?;
+        let (mut times, mut h, mut w) = (Vec::new(), 0, 0);
+        for s in sources.iter().take(5) {
+            ids(c, NATIVE, s)?;
+        }
+        for (i, s) in sources.iter().enumerate() {
+            let (got, t) = ids(c, NATIVE, s)?;
+            times.push(t);
+            let (hh, ww) = recall(&got, &exact_native[i]);
+            h += hh;
+            w += ww;
+        }
+        c.batch_execute("RESET fractality.exact_scan_limit")?;
+        rows.push(
+            Row::new(
+                format!(
+                    "find_resonant, {what}; recall@20 {:.3}; vs the bare kNN above",
+                    h as f64 / w.max(1) as f64
+                ),
+                Some(Figure::from_samples(&times, Unit::Millis)),
+                Some(Figure::from_samples(&bare_ms, Unit::Millis)),
+            )
+            .target("recall >= 0.95; <= 1.5x bare kNN at the same recall"),
+        );
+    }
+    // ---- find_resonant as the application role of one tenant (row-level security on): the
+    // tenant's own nodes as sources
+    let tenant_sources: Vec<Uuid> = c
+        .query(
+            "SELECT node_id FROM fractality.node_embeddings WHERE user_id = $1::text::uuid
+              ORDER BY hashtext(node_id::text) LIMIT 50",
+            &[&tenant],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    c.batch_execute(&format!(
+        "SET ROLE bench_tenant; SET fractality.user_id = '{tenant}'"
+    ))?;
+    let mut tenant_ms = Vec::new();
+    for s in tenant_sources.iter().take(5) {
+        ids(c, NATIVE, s)?;
+    }
+    for s in &tenant_sources {
+        tenant_ms.push(ids(c, NATIVE, s)?.1);
+    }
+    c.batch_execute("RESET ROLE; RESET fractality.user_id")?;
+    rows.push(
+        Row::new(
+            format!(
+                "find_resonant as an application role under row-level security, {} sources of one tenant; vs the bare kNN above",
+                tenant_sources.len()
+            ),
+            Some(Figure::from_samples(&tenant_ms, Unit::Millis)),
+            Some(Figure::from_samples(&bare_ms, Unit::Millis)),
+        )
+        .target("<= 1.5x bare kNN at the same recall"),
+    );
     c.batch_execute(
         "RESET hnsw.ef_search; RESET search_path; RESET max_parallel_workers_per_gather;
          RESET fractality.decay_rate",

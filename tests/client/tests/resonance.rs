@@ -54,17 +54,34 @@ fn find_resonant_never_crosses_tenants() {
     let ids = load(&mut admin, &[ua, ub], "shared-theme", 8, 7);
     let mut a = common::app("fractality_resonance_a", Some(ua));
 
-    let rows = a
-        .query(
-            "SELECT node_id, similarity FROM fractality.find_resonant('shared-theme-0', 0.5, 50)",
-            &[],
-        )
-        .unwrap();
-    assert_eq!(rows.len(), 7, "alice's 7 other nodes, none of bob's 8");
-    for r in &rows {
-        let id: Uuid = r.get(0);
-        assert!(ids[0].contains(&id) && id != ids[0][0]);
-        assert!(r.get::<_, f64>(1) >= 0.5);
+    // both paths: the exact scan of alice's embeddings (under fractality.exact_scan_limit), and
+    // the HNSW scan over every tenant that runs as the table's owner (limit 0), where bob's nodes
+    // come up and must be left out
+    for limit in ["2000", "0"] {
+        a.batch_execute(&format!("SET fractality.exact_scan_limit = {limit}"))
+            .unwrap();
+        let rows = a
+            .query(
+                "SELECT node_id, similarity FROM fractality.find_resonant('shared-theme-0', 0.5, 50)",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            rows.len(),
+            7,
+            "alice's 7 other nodes, none of bob's 8 (limit {limit})"
+        );
+        for r in &rows {
+            let id: Uuid = r.get(0);
+            assert!(ids[0].contains(&id) && id != ids[0][0]);
+            assert!(r.get::<_, f64>(1) >= 0.5);
+        }
+        // the owner's identity does not outlive the call
+        let who: String = a
+            .query_one("SELECT current_user::text", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(who, "fractality_resonance_a");
     }
     // bob's node, as alice: P0002 for find_resonant and calculate_resonance alike
     let e = a

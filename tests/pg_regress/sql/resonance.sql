@@ -178,6 +178,13 @@ CREATE POLICY regress_bob_dreams ON fractality.nodes FOR SELECT TO fractality_re
 SET LOCAL ROLE fractality_regress_resonance;
 SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
 SELECT * FROM pg_temp.show();
+-- find_resonant keeps what alice may see: dreams-1 is gone here too, from the exact scan of her
+-- tenant and from the HNSW scan over every tenant (run as the table's owner; limit 0)
+SELECT node_key FROM fractality.find_resonant('dreams-2', 0.5, 20) ORDER BY 1;
+SET LOCAL fractality.exact_scan_limit = 0;
+SELECT node_key FROM fractality.find_resonant('dreams-2', 0.5, 20) ORDER BY 1;
+SELECT current_user;
+RESET fractality.exact_scan_limit;
 RESET ROLE;
 DROP POLICY regress_energetic ON fractality.nodes;
 DROP POLICY regress_other_role ON fractality.nodes;
@@ -190,6 +197,19 @@ SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
 SELECT * FROM pg_temp.show() LIMIT 1;
 RESET ROLE;
 DROP POLICY regress_subquery ON fractality.edges;
+-- a restrictive policy on embeddings hides the vector of alice's dreams-3: find_resonant leaves
+-- the node out (and calculate_resonance gives NULL)
+CREATE POLICY regress_no_vector ON fractality.node_embeddings AS RESTRICTIVE FOR SELECT
+    USING (node_id <> '00000000-0000-0000-0000-000000113000');
+SET LOCAL ROLE fractality_regress_resonance;
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SELECT node_key FROM fractality.find_resonant('dreams-2', 0.5, 20) ORDER BY 1;
+SET LOCAL fractality.exact_scan_limit = 0;
+SELECT node_key FROM fractality.find_resonant('dreams-2', 0.5, 20) ORDER BY 1;
+RESET fractality.exact_scan_limit;
+SELECT fractality.calculate_resonance(pg_temp.key_id('dreams-2'), pg_temp.key_id('dreams-3')) AS hidden_vector;
+RESET ROLE;
+DROP POLICY regress_no_vector ON fractality.node_embeddings;
 -- one call site (PL/pgSQL keeps the expression across statements of a transaction): a policy
 -- created between two calls holds for the second
 CREATE FUNCTION pg_temp.hide_nodes() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$
