@@ -7,8 +7,8 @@
 -- fractality's own objects are schema-qualified in their queries).
 --
 -- find_resonant and crystallize_consensus read candidates from the HNSW index in distance order
--- with pgvector's iterative scan (strict order), so that a tenant filter cannot starve the scan
--- and the caller can stop once the distance passes the threshold. These are SET clauses of the
+-- with pgvector's iterative scan (strict order), so that a filter cannot starve the scan and the
+-- caller can stop once the distance passes the threshold. These are SET clauses of the
 -- functions: they hold while the function runs and are restored when it returns.
 DO $$
 DECLARE
@@ -31,10 +31,12 @@ BEGIN
 END
 $$;
 
+-- find_resonant's ef_search: its HNSW scan must reach every node within the threshold, not only
+-- the nearest 20 (recall@20 at 1M nodes in the benchmark: 0.917 at 100, 0.961 at 400)
 ALTER FUNCTION fractality.find_resonant(uuid, float8, integer)
-    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 100;
+    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 400;
 ALTER FUNCTION fractality.find_resonant(text, float8, integer)
-    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 100;
+    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 400;
 ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer)
     SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 100;
 
