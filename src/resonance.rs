@@ -198,6 +198,7 @@ const UUID: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::UUIDOID);
 const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::UUIDARRAYOID);
 const TEXT: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::TEXTOID);
 const INT8: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::INT8OID);
+const FLOAT8: PgOid = PgOid::BuiltIn(pg_sys::PgBuiltInOids::FLOAT8OID);
 
 fn with_plan<R>(
     cell: &'static std::thread::LocalKey<OnceCell<OwnedPreparedStatement>>,
@@ -922,13 +923,17 @@ const NEAREST_SQL: &str = "
      ORDER BY e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
      LIMIT 2000"; // = NEAREST_ROWS
 
-/// Every embedding of the source's tenant with its distance, read as the caller (no ORDER BY:
-/// the `user_id` index, never the HNSW one): the exact scan of small tenants.
+/// The source's tenant's embeddings within distance `$3`, each distance computed once, read as
+/// the caller from every embedding of the tenant (no ORDER BY: the `user_id` index, never the
+/// HNSW one): the exact scan of small tenants.
 const EXACT_SQL: &str = "
-    SELECT e.node_id, e.user_id,
-           e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
-      FROM fractality.node_embeddings e
-     WHERE e.user_id = $2 AND e.node_id <> $1";
+    SELECT node_id, user_id, d FROM (
+        SELECT e.node_id, e.user_id,
+               e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1) AS d
+          FROM fractality.node_embeddings e
+         WHERE e.user_id = $2 AND e.node_id <> $1
+        OFFSET 0) t
+     WHERE d <= $3";
 
 /// How many embeddings the tenant holds, up to `$2`: where [`direct::tenant_entries`] cannot
 /// count the index entries (another index, say).
@@ -1051,21 +1056,26 @@ fn resonant(
         };
         if small {
             // a small tenant: every embedding of it, as the caller; exact
-            let mut cursor = with_plan(&EXACT_PLAN, client, EXACT_SQL, &[UUID, UUID], |plan| {
-                client.open_cursor(plan, &[source_id.into(), tenant.into()])
-            });
-            loop {
-                let batch = fetch(&mut cursor);
-                if batch.is_empty() {
-                    break;
-                }
-                found.extend(
-                    batch
-                        .into_iter()
-                        .filter(|(_, _, d)| *d <= max_distance)
-                        .map(|(id, _, d)| (id, d)),
-                );
-            }
+            let rows = with_plan(
+                &EXACT_PLAN,
+                client,
+                EXACT_SQL,
+                &[UUID, UUID, FLOAT8],
+                |plan| {
+                    client.select(
+                        plan,
+                        None,
+                        &[source_id.into(), tenant.into(), max_distance.into()],
+                    )
+                },
+            )
+            .unwrap_or_else(|e| panic!("find_resonant: {e}"));
+            found.extend(rows.map(|row| {
+                (
+                    row.get::<pgrx::Uuid>(1).unwrap().expect("node_id"),
+                    row.get::<f64>(3).unwrap().unwrap_or(f64::INFINITY),
+                )
+            }));
             found.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
             found.truncate(MAX_CANDIDATES as usize);
         } else {
