@@ -754,6 +754,7 @@ mod direct {
             if heap == Oid::INVALID || index == Oid::INVALID {
                 return None;
             }
+            let key_datum = tenant.into_datum()?;
             let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
             let rel = pg_sys::table_open(heap, lock);
             let irel = pg_sys::index_open(index, lock);
@@ -767,7 +768,6 @@ mod direct {
                 && pg_sys::get_atttype(heap, att) == pg_sys::UUIDOID;
             let mut n = 0i64;
             if ok {
-                let key_datum = tenant.into_datum()?;
                 let desc = pg_sys::index_beginscan(rel, irel, pg_sys::GetActiveSnapshot(), 1, 0);
                 let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
                 pg_sys::ScanKeyInit(
@@ -957,14 +957,19 @@ const CANDIDATES_SQL: &str = "
      LIMIT 2000"; // = MAX_CANDIDATES
 
 /// Details of the chosen candidates, read as the caller: key, label, energy, and the edge to the
-/// source; a candidate whose node or embedding the caller may not see is left out.
+/// source (of greatest |weight|, in either direction: two index probes, not one OR that the
+/// planner answers with a bitmap per row); a candidate whose node or embedding the caller may not
+/// see is left out.
 const DETAILS_SQL: &str = concat!(
     "SELECT n.id, n.node_key, n.label, ",
     atp_of!("n"),
     ",
-            (SELECT e.weight FROM fractality.edges e
-              WHERE (e.from_node = $1 AND e.to_node = n.id) OR (e.from_node = n.id AND e.to_node = $1)
-              ORDER BY abs(e.weight) DESC, e.weight DESC LIMIT 1)
+            (SELECT x.w FROM (SELECT e.weight AS w FROM fractality.edges e
+                               WHERE e.from_node = $1 AND e.to_node = n.id
+                              UNION ALL
+                              SELECT e.weight FROM fractality.edges e
+                               WHERE e.from_node = n.id AND e.to_node = $1) x
+              ORDER BY abs(x.w) DESC, x.w DESC LIMIT 1)
        FROM fractality.nodes n JOIN fractality.node_embeddings v ON v.node_id = n.id
       WHERE n.id = ANY($2)"
 );
@@ -1223,7 +1228,9 @@ enum DatumArg {
 }
 
 /// The nodes of the source's tenant that resonate with it: similarity at least `threshold`,
-/// ordered by resonance (highest first), at most `k`. Candidates come from the HNSW index in
+/// ordered by resonance (highest first), at most `k`. A tenant of at most
+/// `fractality.exact_scan_limit` embeddings is read exactly (every embedding, as the caller).
+/// Above that, candidates come from the HNSW index in
 /// distance order, read until the distance passes the threshold: first a scan over every tenant
 /// (as the table's owner, the source's tenant kept), which stops after the neighbourhood within
 /// the threshold; when 2 000 rows of it are all within (a crowded neighbourhood), the tenant's
