@@ -466,6 +466,30 @@ mod direct {
         }
     }
 
+    /// Whether `irel` is a B-tree index of the plain table `rel` whose leading columns are the
+    /// uuid columns `keys`, in that order.
+    unsafe fn uuid_btree(rel: pg_sys::Relation, irel: pg_sys::Relation, keys: &[&CStr]) -> bool {
+        unsafe {
+            let heap = (*rel).rd_id;
+            let mut ok = (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_RELATION
+                && !(*(*rel).rd_rel).relhassubclass
+                && (*(*irel).rd_rel).relam == pg_sys::BTREE_AM_OID
+                && !(*irel).rd_index.is_null()
+                && (*(*irel).rd_index).indrelid == heap
+                && (*(*irel).rd_index).indnkeyatts as usize >= keys.len();
+            if ok {
+                let indkey = (*(*irel).rd_index).indkey.values.as_slice(keys.len());
+                for (i, k) in keys.iter().enumerate() {
+                    let att = pg_sys::get_attnum(heap, k.as_ptr());
+                    ok &= att > 0
+                        && indkey[i] == att
+                        && pg_sys::get_atttype(heap, att) == pg_sys::UUIDOID;
+                }
+            }
+            ok
+        }
+    }
+
     /// A relation of schema `ns` with its B-tree index whose leading columns are `keys` (uuids),
     /// the columns `values` to read, privileges and row-level security resolved for `user`.
     unsafe fn table(
@@ -490,21 +514,7 @@ mod direct {
             let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
             let rel = pg_sys::table_open(heap, lock);
             let irel = pg_sys::index_open(index, lock);
-            let mut ok = (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_RELATION
-                && !(*(*rel).rd_rel).relhassubclass
-                && (*(*irel).rd_rel).relam == pg_sys::BTREE_AM_OID
-                && !(*irel).rd_index.is_null()
-                && (*(*irel).rd_index).indrelid == heap
-                && (*(*irel).rd_index).indnkeyatts as usize >= keys.len();
-            if ok {
-                let indkey = (*(*irel).rd_index).indkey.values.as_slice(keys.len());
-                for (i, k) in keys.iter().enumerate() {
-                    let att = pg_sys::get_attnum(heap, k.as_ptr());
-                    ok &= att > 0
-                        && indkey[i] == att
-                        && pg_sys::get_atttype(heap, att) == pg_sys::UUIDOID;
-                }
-            }
+            let mut ok = uuid_btree(rel, irel, keys);
             let mut cols = [0 as AttrNumber; 2];
             for (c, v) in cols.iter_mut().zip(values) {
                 *c = pg_sys::get_attnum(heap, v.as_ptr());
@@ -758,14 +768,7 @@ mod direct {
             let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
             let rel = pg_sys::table_open(heap, lock);
             let irel = pg_sys::index_open(index, lock);
-            let att = pg_sys::get_attnum(heap, c"user_id".as_ptr());
-            let ok = (*(*irel).rd_rel).relam == pg_sys::BTREE_AM_OID
-                && !(*irel).rd_index.is_null()
-                && (*(*irel).rd_index).indrelid == heap
-                && (*(*irel).rd_index).indnkeyatts >= 1
-                && att > 0
-                && (*(*irel).rd_index).indkey.values.as_slice(1)[0] == att
-                && pg_sys::get_atttype(heap, att) == pg_sys::UUIDOID;
+            let ok = uuid_btree(rel, irel, &[c"user_id"]);
             let mut n = 0i64;
             if ok {
                 let desc = pg_sys::index_beginscan(rel, irel, pg_sys::GetActiveSnapshot(), 1, 0);
@@ -1024,19 +1027,6 @@ fn resonant(
         }
 
         // candidates within the threshold, nearest first
-        let fetch = |cursor: &mut pgrx::spi::SpiCursor<'_>| {
-            cursor
-                .fetch(FETCH)
-                .unwrap_or_else(|e| panic!("find_resonant: {e}"))
-                .map(|row| {
-                    (
-                        row.get::<pgrx::Uuid>(1).unwrap().expect("node_id"),
-                        row.get::<pgrx::Uuid>(2).unwrap().expect("user_id"),
-                        row.get::<f64>(3).unwrap().unwrap_or(f64::INFINITY),
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
         let mut found: Vec<(pgrx::Uuid, f64)> = Vec::new();
         let limit = crate::gucs::EXACT_SCAN_LIMIT.get();
         let small = limit > 0 && {
@@ -1088,6 +1078,19 @@ fn resonant(
             // the scan over every tenant (as the table's owner; only the source's tenant is
             // kept, and the details below are read as the caller, under row-level security),
             // then, when that scan ends inside the threshold, the tenant's own scan
+            let fetch = |cursor: &mut pgrx::spi::SpiCursor<'_>| {
+                cursor
+                    .fetch(FETCH)
+                    .unwrap_or_else(|e| panic!("find_resonant: {e}"))
+                    .map(|row| {
+                        (
+                            row.get::<pgrx::Uuid>(1).unwrap().expect("node_id"),
+                            row.get::<pgrx::Uuid>(2).unwrap().expect("user_id"),
+                            row.get::<f64>(3).unwrap().unwrap_or(f64::INFINITY),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
             let read = |rows: &mut dyn FnMut() -> Vec<(pgrx::Uuid, pgrx::Uuid, f64)>,
                         found: &mut Vec<(pgrx::Uuid, f64)>|
              -> (usize, bool) {

@@ -56,6 +56,9 @@ const RECALL_TARGET: f64 = 0.95;
 /// hnsw.ef_search values tried for the bare query, lowest first.
 const BARE_EF_SEARCH: [i32; 9] = [40, 60, 80, 100, 150, 200, 300, 400, 800];
 
+/// Times of find_resonant and of the bare query (ms), and the (hits, wanted) of each.
+type InTurns = (Vec<f64>, Vec<f64>, [usize; 4]);
+
 fn ms(secs: f64) -> f64 {
     secs * 1e3
 }
@@ -266,9 +269,6 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         let g: HashSet<&Uuid> = got.iter().collect();
         (want.iter().filter(|w| g.contains(w)).count(), want.len())
     };
-    let mut native_ms = Vec::new();
-    let mut bare_ms = Vec::new();
-    let (mut nh, mut nw, mut bh, mut bw) = (0, 0, 0, 0);
     let mut exact_bare = Vec::new();
     c.batch_execute("SET enable_indexscan = off")?;
     let mut exact_native = Vec::new();
@@ -301,23 +301,29 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         "  resonance: find_resonant vs bare kNN (ef_search {ef}), {} sources",
         sources.len()
     );
-    // warm up both paths once
-    for s in sources.iter().take(5) {
-        ids(c, NATIVE, s)?;
-        ids(c, BARE, s)?;
-    }
-    for (i, s) in sources.iter().enumerate() {
-        let (got, t) = ids(c, NATIVE, s)?;
-        native_ms.push(t);
-        let (h, w) = recall(&got, &exact_native[i]);
-        nh += h;
-        nw += w;
-        let (got, t) = ids(c, BARE, s)?;
-        bare_ms.push(t);
-        let (h, w) = recall(&got, &exact_bare[i]);
-        bh += h;
-        bw += w;
-    }
+    // find_resonant and the bare query in turns, source by source (after a warm-up of both):
+    // their times and their (hits, wanted) against each exact answer
+    let in_turns = |c: &mut Client| -> Result<InTurns, Error> {
+        for s in sources.iter().take(5) {
+            ids(c, NATIVE, s)?;
+            ids(c, BARE, s)?;
+        }
+        let (mut native, mut bare, mut counts) = (Vec::new(), Vec::new(), [0; 4]);
+        for (i, s) in sources.iter().enumerate() {
+            let (got, t) = ids(c, NATIVE, s)?;
+            native.push(t);
+            let (h, w) = recall(&got, &exact_native[i]);
+            counts[0] += h;
+            counts[1] += w;
+            let (got, t) = ids(c, BARE, s)?;
+            bare.push(t);
+            let (h, w) = recall(&got, &exact_bare[i]);
+            counts[2] += h;
+            counts[3] += w;
+        }
+        Ok((native, bare, counts))
+    };
+    let (native_ms, bare_ms, [nh, nw, bh, bw]) = in_turns(c)?;
     let nr = nh as f64 / nw.max(1) as f64;
     let br = bh as f64 / bw.max(1) as f64;
     if br < RECALL_TARGET {
@@ -348,20 +354,8 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
             "the exact scan forced (fractality.exact_scan_limit = 2147483647)",
         ),
     ] {
-        // in turns with the bare query, as above
         c.batch_execute(&format!("SET fractality.exact_scan_limit = {setting}"))?;
-        let (mut times, mut bare, mut h, mut w) = (Vec::new(), Vec::new(), 0, 0);
-        for s in sources.iter().take(5) {
-            ids(c, NATIVE, s)?;
-        }
-        for (i, s) in sources.iter().enumerate() {
-            let (got, t) = ids(c, NATIVE, s)?;
-            times.push(t);
-            let (hh, ww) = recall(&got, &exact_native[i]);
-            h += hh;
-            w += ww;
-            bare.push(ids(c, BARE, s)?.1);
-        }
+        let (times, bare, [h, w, _, _]) = in_turns(c)?;
         c.batch_execute("RESET fractality.exact_scan_limit")?;
         rows.push(
             Row::new(
