@@ -14,6 +14,14 @@ mod tests {
             .expect("not null")
     }
 
+    /// The tests of this file move partitions (ACCESS EXCLUSIVE locks held to the end of each
+    /// test's transaction): one at a time, as the client suite runs them, so that two of them
+    /// never wait for each other's locks.
+    fn serial() {
+        Spi::run("SELECT pg_advisory_xact_lock(hashtextextended('fractality archive tests', 0))")
+            .unwrap();
+    }
+
     /// The SQLSTATE a statement fails with ("ok" when it does not); its effects are undone.
     fn state_of(sql: &str) -> String {
         Spi::run(
@@ -27,7 +35,9 @@ mod tests {
     }
 
     /// 401 events, one every 6 hours back from now (100 days), with awkward reals, and metadata
-    /// on every fifth; partitions for the months 40 and 70 days back.
+    /// on every fifth; partitions for the months 40 and 70 days back made first, those of the
+    /// other months by ensure_partitions from the rows the default partition caught (whatever
+    /// the date, every month of the span ends up with its partition).
     fn seed_events() {
         Spi::run(
             "SELECT fractality.create_month_partition('fractality.experience_events', (now() - interval '40 days')::date);
@@ -47,9 +57,14 @@ mod tests {
              INSERT INTO fractality.action_metadata (event_timestamp, event_id, intent_type, executor_id, parameters)
              SELECT \"timestamp\", event_id, 'explore', 'agent-' || sequence_number,
                     jsonb_build_object('g', sequence_number, 'x', 1.0 / 3)
-               FROM fractality.experience_events WHERE sequence_number % 5 = 0;",
+               FROM fractality.experience_events WHERE sequence_number % 5 = 0;
+             SELECT fractality.ensure_partitions(1);",
         )
         .unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.experience_events_default"),
+            0
+        );
     }
 
     /// Every column of query_events but "archived", as text that keeps every bit of a real.
@@ -61,6 +76,7 @@ mod tests {
 
     #[pg_test]
     fn archive_old_events_moves_partitions_and_reads_back() {
+        serial();
         Spi::run("SET LOCAL extra_float_digits = 3").unwrap();
         seed_events();
         Spi::run(&format!("CREATE TEMP TABLE ev_before AS {IMAGE}")).unwrap();
@@ -155,6 +171,7 @@ mod tests {
 
     #[pg_test]
     fn archive_late_events_of_archived_months() {
+        serial();
         seed_events();
         let first: i64 = one("SELECT fractality.archive_old_events(7)");
         // a late event of an archived month lands in the hot default partition, then goes cold
@@ -188,6 +205,7 @@ mod tests {
         error = "duplicate event (timestamp 86400000000, event_id \\xdddddddddddddddddddddddddddddddd): already stored"
     )]
     fn archived_events_still_refuse_duplicates() {
+        serial();
         let write = "SELECT fractality.write_event('\\xdddddddddddddddddddddddddddddddd', 86400000000, 1, 1,
                              0::smallint, 0::smallint, array_fill(0.25::real, ARRAY[8]),
                              array_fill(0::real, ARRAY[8]), 77, 11)";
@@ -231,6 +249,7 @@ mod tests {
 
     #[pg_test]
     fn archive_streams_packs_losslessly() {
+        serial();
         Spi::run("SET LOCAL extra_float_digits = 3").unwrap();
         seed_stream_points();
         Spi::run(&format!("CREATE TEMP TABLE st_before AS {HISTORY}")).unwrap();
@@ -311,6 +330,7 @@ mod tests {
 
     #[pg_test]
     fn archive_bad_input_moves_nothing() {
+        serial();
         seed_events();
         seed_stream_points();
         let counts = "SELECT (SELECT count(*) FROM fractality.experience_events) * 1000000
@@ -349,8 +369,110 @@ mod tests {
         );
     }
 
+    /// History imported after install: events and stream points of past months without a
+    /// partition land in the default partitions; ensure_partitions moves them into monthly
+    /// partitions (metadata untouched), so that archiving then moves whole partitions. A month
+    /// the cold tier already holds keeps its late events in the default partition.
+    #[pg_test]
+    fn ensure_partitions_moves_history_out_of_default() {
+        serial();
+        Spi::run("SET LOCAL extra_float_digits = 3").unwrap();
+        Spi::run(
+            "SET LOCAL fractality.notify = off;
+             INSERT INTO fractality.nodes (id, user_id, node_key, label) VALUES
+                 ('00000000-0000-0000-0000-0000000000c2', '11111111-1111-1111-1111-111111111111', 'hist', 'H');
+             INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
+             SELECT now() - g * interval '10 days', '00000000-0000-0000-0000-0000000000c2',
+                    '11111111-1111-1111-1111-111111111111', g / 100.0
+               FROM generate_series(5, 40) g;
+             SELECT fractality.write_events((SELECT jsonb_agg(jsonb_build_object(
+                 'event_id', 'e0' || lpad(to_hex(g), 30, '0'),
+                 'timestamp', fractality.epoch_us(now() - g * interval '5 days') + 7,
+                 'episode_id', g, 'step_number', 0, 'event_type', 1, 'flags', 0,
+                 'state_l1', 1.0 / 3, 'state_l2', 0, 'state_l3', 0, 'state_l4', 0, 'state_l5', 0,
+                 'state_l6', 0, 'state_l7', 0, 'state_l8', 0, 'action_l1', 0, 'action_l2', 0,
+                 'action_l3', 0, 'action_l4', 0, 'action_l5', 0, 'action_l6', 0, 'action_l7', 0,
+                 'action_l8', 0, 'reward_goal', g, 'adna_version_hash', 1, 'sequence_number', g))
+               FROM generate_series(10, 80) g));
+             INSERT INTO fractality.action_metadata (event_timestamp, event_id, intent_type, executor_id)
+             SELECT \"timestamp\", event_id, 'recall', 'agent' FROM fractality.experience_events;",
+        )
+        .unwrap();
+        Spi::run(&format!("CREATE TEMP TABLE hist_before AS {IMAGE}")).unwrap();
+        let caught: i64 = one("SELECT count(*) FROM fractality.experience_events_default");
+        assert!(caught > 0);
+        let months: i64 = one(
+            "SELECT count(DISTINCT to_char(fractality.us_to_timestamptz(\"timestamp\") AT TIME ZONE 'UTC', 'YYYY_MM'))
+               FROM fractality.experience_events_default",
+        );
+        assert!(one::<i32>("SELECT fractality.ensure_partitions(0)") as i64 >= months);
+        assert_eq!(
+            one::<i64>(
+                "SELECT (SELECT count(*) FROM fractality.experience_events_default)
+                      + (SELECT count(*) FROM fractality.consciousness_streams_default)"
+            ),
+            0
+        );
+        // every event in the partition named after its month, every stream point too
+        assert!(one::<bool>(
+            "SELECT bool_and(e.tableoid = format('fractality.experience_events_%s',
+                        to_char(fractality.us_to_timestamptz(e.\"timestamp\") AT TIME ZONE 'UTC', 'YYYY_MM'))::regclass)
+               FROM fractality.experience_events e"
+        ));
+        assert!(one::<bool>(
+            "SELECT bool_and(s.tableoid = format('fractality.consciousness_streams_%s',
+                        to_char(s.time AT TIME ZONE 'UTC', 'YYYY_MM'))::regclass
+                        AND (SELECT relrowsecurity FROM pg_class WHERE oid = s.tableoid))
+               FROM fractality.consciousness_streams s"
+        ));
+        assert_eq!(one::<i32>("SELECT fractality.ensure_partitions(0)"), 0);
+        Spi::run(&format!("CREATE TEMP TABLE hist_after AS {IMAGE}")).unwrap();
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM ((TABLE hist_before EXCEPT ALL TABLE hist_after)
+                                      UNION ALL (TABLE hist_after EXCEPT ALL TABLE hist_before)) d"
+            ),
+            0
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM hist_after"), 71);
+
+        // archiving now moves the wholly old months as they lie (their files go cold untouched)
+        Spi::run(
+            "CREATE TEMP TABLE old_files AS
+             SELECT c.relfilenode FROM fractality.partition_bounds('fractality.experience_events') p
+               JOIN pg_class c ON c.oid = p.part
+              WHERE p.hi IS NOT NULL AND p.hi::bigint <= fractality.epoch_us(now() - interval '7 days')",
+        )
+        .unwrap();
+        assert!(one::<i64>("SELECT count(*) FROM old_files") >= 2);
+        assert_eq!(one::<i64>("SELECT fractality.archive_old_events(7)"), 71);
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM old_files o
+                  WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                                     WHERE i.inhparent = 'fractality.experience_events_archive'::regclass
+                                       AND c.relfilenode = o.relfilenode)"
+            ),
+            0
+        );
+        // a late event of an archived month stays in the default partition for the cold tier
+        Spi::run(
+            "SELECT fractality.write_event('\\xe1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1',
+                     fractality.epoch_us(now() - interval '200 days'), 1, 1, 0::smallint, 0::smallint,
+                     array_fill(0.25::real, ARRAY[8]), array_fill(0::real, ARRAY[8]), 77, 11)",
+        )
+        .unwrap();
+        assert_eq!(one::<i32>("SELECT fractality.ensure_partitions(0)"), 0);
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.experience_events_default"),
+            1
+        );
+        assert_eq!(one::<i64>("SELECT fractality.archive_old_events(7)"), 1);
+    }
+
     #[pg_test]
     fn ensure_partitions_moves_rows_out_of_default() {
+        serial();
         // rows of month +5 caught by the default partitions
         Spi::run(
             "SET LOCAL fractality.notify = off;
@@ -419,6 +541,7 @@ mod tests {
 
     #[pg_test]
     fn retention_policies_and_run_maintenance() {
+        serial();
         seed_events();
         seed_stream_points();
         Spi::run(

@@ -562,8 +562,12 @@ BEGIN
 END $$;
 
 -- Creates the monthly partitions of consciousness_streams and experience_events from the current
--- month (UTC) to `ahead` months after it, and those of later months whose rows the default
--- partitions caught (moving the rows into them). Returns how many it created.
+-- month (UTC) to `ahead` months after it, and those of any other month whose rows the default
+-- partitions caught (history imported after install, events from the future), moving the rows
+-- into them as pg_partman's partition_data does; so that archiving and retention move whole
+-- partitions whatever the date. The one exception: events of a month the cold tier already
+-- holds (late events of an archived month) stay in the default partition, and the next archiving
+-- run moves them into the cold tier. Returns how many partitions it created.
 CREATE FUNCTION fractality.ensure_partitions(ahead integer DEFAULT 3) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -587,20 +591,25 @@ BEGIN
     LOCK TABLE fractality.consciousness_streams, fractality.experience_events IN ACCESS SHARE MODE;
     FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
              UNION
-             SELECT date_trunc('month', s.time AT TIME ZONE 'UTC')::date
+             SELECT DISTINCT date_trunc('month', s.time AT TIME ZONE 'UTC')::date
                FROM fractality.consciousness_streams_default s
-              WHERE s.time >= this_month::timestamp AT TIME ZONE 'UTC'
+              WHERE s.time >= '0001-01-01 00:00+00' AND s.time < '9999-12-01 00:00+00'
              ORDER BY 1
     LOOP
         created := created + fractality.ensure_month_partition('fractality.consciousness_streams', m)::integer;
     END LOOP;
     FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
              UNION
-             SELECT date_trunc('month', fractality.us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date
+             SELECT DISTINCT date_trunc('month', fractality.us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date
                FROM fractality.experience_events_default e
-              WHERE e."timestamp" >= fractality.epoch_us(this_month::timestamp AT TIME ZONE 'UTC')
+              WHERE e."timestamp" < 253399622400000000  -- 9999-12-01: the names have four-digit years
              ORDER BY 1
     LOOP
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM fractality.partition_bounds('fractality.experience_events_archive') a
+             WHERE a.lo IS NOT NULL
+               AND a.lo::bigint < fractality.epoch_us((m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
+               AND a.hi::bigint > fractality.epoch_us(m::timestamp AT TIME ZONE 'UTC'));
         created := created + fractality.ensure_month_partition('fractality.experience_events', m)::integer;
     END LOOP;
     RETURN created;

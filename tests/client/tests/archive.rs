@@ -39,7 +39,8 @@ fn reset(c: &mut Client) {
 }
 
 /// 400 events, one every 6 hours back from now (100 days), metadata on every fifth, and
-/// partitions for the months 40 and 70 days back.
+/// partitions for the months 40 and 70 days back; ensure_partitions makes those of the other
+/// months from the rows the default partition caught, whatever the date.
 fn seed_events(c: &mut Client) {
     c.batch_execute(
         "SELECT fractality.create_month_partition('fractality.experience_events', (now() - interval '40 days')::date);
@@ -56,7 +57,8 @@ fn seed_events(c: &mut Client) {
            FROM generate_series(0, 399) g));
          INSERT INTO fractality.action_metadata (event_timestamp, event_id, intent_type, executor_id)
          SELECT \"timestamp\", event_id, 'explore', 'agent' FROM fractality.experience_events
-          WHERE sequence_number % 5 = 0;",
+          WHERE sequence_number % 5 = 0;
+         SELECT fractality.ensure_partitions(1);",
     )
     .unwrap();
 }

@@ -1,4 +1,4 @@
-//! Upgrades: install each earlier version (0.1.0, 0.2.0, 0.3.0: their install scripts kept in
+//! Upgrades: install each earlier version (0.1.0 to 0.4.0: their install scripts kept in
 //! tests/upgrade/fractality--<version>.sql; scripts/test.sh puts them beside the current one), write
 //! a row into every table, run ALTER EXTENSION fractality UPDATE, find every row unchanged and
 //! every function working, and compare the upgraded schema with a fresh install of the current
@@ -207,6 +207,11 @@ fn upgrade_from_0_2_0_keeps_every_row_and_matches_a_fresh_install() {
 #[test]
 fn upgrade_from_0_3_0_keeps_every_row_and_matches_a_fresh_install() {
     upgrade_from("0.3.0");
+}
+
+#[test]
+fn upgrade_from_0_4_0_keeps_every_row_and_matches_a_fresh_install() {
+    upgrade_from("0.4.0");
 }
 
 fn upgrade_from(previous: &str) {
