@@ -512,7 +512,7 @@ mod tests {
             .unwrap();
     }
 
-    #[pg_test(error = "different vector dimensions 3 and 384")]
+    #[pg_test(error = "embedding of 3 dimensions for model 'default' of 384 dimensions")]
     fn graph_embedding_of_the_wrong_size_is_refused() {
         as_alice();
         Spi::run("SELECT fractality.upsert_node('p1', embedding => '[1,2,3]')").unwrap();

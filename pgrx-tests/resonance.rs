@@ -1,6 +1,7 @@
-//! Resonance and consensus: the score, calculate_resonance against the seed's formula,
-//! find_resonant's recall against an exact full scan on clustered data, consensus with 2 vs 3
-//! users, the consensus tree.
+//! Resonance and consensus: the score, calculate_resonance and resonance_with against the seed's
+//! formula and under row-level security, find_resonant's recall against an exact full scan on
+//! clustered data (both paths, a crowded partition, a second model), consensus with 2 vs 3 users
+//! and its guard, the consensus tree.
 
 use pgrx::prelude::*;
 
@@ -127,31 +128,26 @@ mod tests {
         ));
     }
 
-    /// calculate_resonance through its SPI query only: the reference for the direct path.
-    #[pg_extern(stable, strict)]
-    fn spi_resonance(a: pgrx::Uuid, b: pgrx::Uuid) -> Option<f64> {
-        crate::resonance::spi_pair(a, b)
+    fn res(a: &str, b: &str) -> String {
+        Spi::get_one::<String>(&format!("SELECT pg_temp.res('{a}', '{b}')"))
+            .unwrap()
+            .unwrap()
     }
 
-    /// Every ordered pair of the test's nodes (and a missing id) where the direct path and the
-    /// SPI query disagree: value (to 12 digits), NULL, or SQLSTATE.
+    /// Every ordered pair of the test's nodes (and a missing id) where calculate_resonance and
+    /// the seed's formula written in plain SQL (as the same role) disagree: value (within 1e-6:
+    /// pgvector's distance is computed in single precision), NULL, or P0002.
     fn disagreements() -> i64 {
         Spi::get_one::<i64>(
             "SELECT count(*) FROM pg_temp.ids a, pg_temp.ids b
-              WHERE pg_temp.res(a.id, b.id, false) IS DISTINCT FROM pg_temp.res(a.id, b.id, true)",
+              WHERE NOT pg_temp.same(pg_temp.res(a.id, b.id), pg_temp.plain(a.id, b.id))",
         )
         .unwrap()
         .unwrap()
     }
 
-    fn res(a: &str, b: &str) -> String {
-        Spi::get_one::<String>(&format!("SELECT pg_temp.res('{a}', '{b}', false)"))
-            .unwrap()
-            .unwrap()
-    }
-
     #[pg_test]
-    fn calculate_resonance_direct_path_equals_spi_under_row_level_security() {
+    fn calculate_resonance_equals_plain_sql_under_row_level_security() {
         clustered(2, 2, 4);
         Spi::run(
             "SELECT setseed(0.42);
@@ -165,21 +161,36 @@ mod tests {
               WHERE node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'u1-c2-4');
              CREATE TEMP TABLE ids AS SELECT id FROM fractality.nodes
                UNION ALL SELECT '00000000-0000-0000-0000-00000000dead'::uuid;
-             CREATE FUNCTION pg_temp.res(a uuid, b uuid, spi boolean) RETURNS text
+             CREATE FUNCTION pg_temp.res(a uuid, b uuid) RETURNS text
              LANGUAGE plpgsql AS $$
              BEGIN
-                 IF spi THEN
-                     RETURN coalesce(round(tests.spi_resonance(a, b)::numeric, 12)::text, 'null');
-                 END IF;
-                 RETURN coalesce(round(fractality.calculate_resonance(a, b)::numeric, 12)::text, 'null');
+                 RETURN coalesce(fractality.calculate_resonance(a, b)::text, 'null');
              EXCEPTION WHEN OTHERS THEN
                  RETURN 'error ' || SQLSTATE;
              END $$;
+             -- the seed's formula over what the role sees: P0002 where either node is hidden
+             CREATE FUNCTION pg_temp.plain(a uuid, b uuid) RETURNS text
+             LANGUAGE sql AS $$
+             SELECT CASE WHEN na.node_id IS NULL OR nb.node_id IS NULL THEN 'error P0002'
+                         ELSE coalesce((0.5 * (1 - (ea.embedding <=> eb.embedding)) + 0.3 * na.atp * nb.atp
+                                 + 0.2 * coalesce((SELECT w FROM (SELECT e.weight AS w FROM fractality.edges e
+                                                                   WHERE (e.from_node, e.to_node) IN ((a, b), (b, a))) x
+                                                   ORDER BY abs(w) DESC, w DESC LIMIT 1), 0))::text,
+                                       'null') END
+               FROM (SELECT) one
+               LEFT JOIN fractality.node_energy na ON na.node_id = a
+               LEFT JOIN fractality.node_energy nb ON nb.node_id = b
+               LEFT JOIN fractality.node_embeddings ea ON ea.node_id = a AND ea.model = 'default'
+               LEFT JOIN fractality.node_embeddings eb ON eb.node_id = b AND eb.model = 'default' $$;
+             CREATE FUNCTION pg_temp.same(x text, y text) RETURNS boolean
+             LANGUAGE sql AS $$
+             SELECT CASE WHEN x ~ '^-?[0-9.e-]+$' AND y ~ '^-?[0-9.e-]+$'
+                         THEN abs(x::float8 - y::float8) < 1e-6 ELSE x = y END $$;
              CREATE ROLE fractality_test_rls NOLOGIN NOSUPERUSER NOBYPASSRLS;
-             GRANT USAGE ON SCHEMA fractality, tests TO fractality_test_rls;
-             GRANT SELECT ON fractality.nodes, fractality.node_embeddings, fractality.edges
+             GRANT USAGE ON SCHEMA fractality TO fractality_test_rls;
+             GRANT SELECT ON fractality.nodes, fractality.node_embeddings, fractality.edges,
+                             fractality.embedding_models, fractality.node_energy
                 TO fractality_test_rls;
-             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tests TO fractality_test_rls;
              GRANT SELECT ON pg_temp.ids TO fractality_test_rls;",
         )
         .unwrap();
@@ -189,7 +200,7 @@ mod tests {
             node_id("u2-c1-1", 2),
         );
 
-        // owner / superuser: no policy applies; equal to SPI on every pair
+        // owner / superuser: no policy applies
         assert_eq!(disagreements(), 0);
         assert!(
             res(&a1, &a2).parse::<f64>().is_ok(),
@@ -217,8 +228,80 @@ mod tests {
         assert_eq!(disagreements(), 0);
 
         Spi::run("RESET ROLE").unwrap();
-        // (policies added by a test, and a policy changed between two calls, are in the
-        // pg_regress suite: DDL on the shared tables would deadlock the parallel #[pg_test]s)
+    }
+
+    #[pg_test]
+    fn resonance_with_is_calculate_resonance_for_a_set() {
+        clustered(1, 2, 6);
+        let src = node_id("u1-c1-1", 1);
+        Spi::run(&format!(
+            "INSERT INTO fractality.edges (user_id, from_node, to_node, weight)
+             SELECT user_id, '{src}', id, -0.6 FROM fractality.nodes WHERE node_key = 'u1-c2-3';
+             DELETE FROM fractality.node_embeddings
+              WHERE node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'u1-c1-6');"
+        ))
+        .unwrap();
+        // every node once, one of them twice, in a given order
+        let differing = Spi::get_one::<i64>(&format!(
+            "WITH others AS (SELECT array_agg(id ORDER BY node_key DESC) || array_agg(id ORDER BY node_key) FILTER (WHERE node_key = 'u1-c2-3') AS ids
+                               FROM fractality.nodes),
+                  r AS (SELECT row_number() OVER () AS i, r.* FROM others, fractality.resonance_with('{src}', others.ids) r)
+             SELECT count(*) FROM r, others
+              WHERE r.node_id <> others.ids[r.i]
+                 OR r.resonance IS DISTINCT FROM fractality.calculate_resonance('{src}', r.node_id)
+                 OR r.edge_weight <> CASE WHEN r.node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'u1-c2-3') THEN -0.6 ELSE 0 END
+                 OR r.atp IS DISTINCT FROM (SELECT atp FROM fractality.node_energy WHERE node_id = r.node_id)
+                 OR (r.similarity IS NULL) <> (r.node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'u1-c1-6'))"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(differing, 0);
+        let rows = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM fractality.resonance_with('{src}',
+                    (SELECT array_agg(id) FROM fractality.nodes) || '{{}}'::uuid[])"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(rows, 12);
+        // the source with itself: similarity 1
+        assert_relative_eq!(
+            f64_of(&format!(
+                "SELECT similarity FROM fractality.resonance_with('{src}', ARRAY['{src}'::uuid])"
+            ))
+            .unwrap(),
+            1.0,
+            epsilon = 1e-9
+        );
+    }
+
+    #[pg_test(error = "node 00000000-0000-0000-0000-00000000dead does not exist or is not visible")]
+    fn resonance_with_an_unknown_node_is_p0002() {
+        clustered(1, 1, 2);
+        let a = node_id("u1-c1-1", 1);
+        Spi::run(&format!(
+            "SELECT * FROM fractality.resonance_with('{a}', ARRAY['{a}', '00000000-0000-0000-0000-00000000dead']::uuid[])"
+        ))
+        .unwrap();
+    }
+
+    #[pg_test(error = "an element of others must not be NULL")]
+    fn resonance_with_refuses_null_elements() {
+        clustered(1, 1, 2);
+        let a = node_id("u1-c1-1", 1);
+        Spi::run(&format!(
+            "SELECT * FROM fractality.resonance_with('{a}', ARRAY['{a}', NULL]::uuid[])"
+        ))
+        .unwrap();
+    }
+
+    #[pg_test(error = "unknown embedding model 'nomodel'")]
+    fn resonance_with_an_unknown_model_is_22023() {
+        clustered(1, 1, 2);
+        let a = node_id("u1-c1-1", 1);
+        Spi::run(&format!(
+            "SELECT * FROM fractality.resonance_with('{a}', ARRAY['{a}']::uuid[], 'nomodel')"
+        ))
+        .unwrap();
     }
 
     #[pg_test]
@@ -282,29 +365,57 @@ mod tests {
         }
     }
 
+    /// A tenant id whose node_embeddings partition is tenant 1's (another tenant of the same
+    /// HNSW index).
+    fn partition_mate() -> String {
+        Spi::get_one::<pgrx::Uuid>(
+            "WITH p AS (SELECT count(*)::int AS n FROM pg_inherits
+                         WHERE inhparent = 'fractality.node_embeddings'::regclass),
+                  r AS (SELECT g AS rem FROM p, generate_series(0, p.n - 1) g
+                         WHERE satisfies_hash_partition('fractality.node_embeddings'::regclass, p.n, g,
+                                                        '00000000-0000-0000-0000-000000000001'::uuid))
+             SELECT c.u FROM p, r, (SELECT ('00000000-0000-0000-0000-' || lpad(i::text, 12, '0'))::uuid AS u
+                                      FROM generate_series(2, 999) i) c
+              WHERE satisfies_hash_partition('fractality.node_embeddings'::regclass, p.n, r.rem, c.u)
+              ORDER BY c.u LIMIT 1",
+        )
+        .unwrap()
+        .expect("a tenant of the same partition")
+        .to_string()
+    }
+
     #[pg_test]
-    fn find_resonant_finds_its_tenant_in_a_crowded_neighbourhood() {
-        // tenant 2 holds 2 100 vectors close around a centre, tenant 1 five further out: the scan
-        // over every tenant meets 2 000 of tenant 2's first, all within the threshold, and hands
-        // over to tenant 1's own scan, which finds the other four
-        Spi::run(
+    fn find_resonant_finds_its_tenant_in_a_crowded_partition() {
+        // tenant 1 holds five vectors around a centre, another tenant of the same partition
+        // 2 100 much nearer to it: the tenant-filtered index scan skips them all
+        let mate = partition_mate();
+        Spi::run(&format!(
             "SELECT setseed(0.29);
              CREATE TEMP TABLE centre AS
                SELECT array_agg(random() * 2 - 1 ORDER BY d) AS v FROM generate_series(1, 384) d;
              INSERT INTO fractality.nodes (id, user_id, node_key, label, atp)
-             SELECT gen_random_uuid(), ('00000000-0000-0000-0000-00000000000' || t.u)::uuid,
-                    format('crowd-%s', i), 'crowd', 0.5
-               FROM (VALUES (1, 5), (2, 2100)) t(u, n), generate_series(1, t.n) i;
+             SELECT gen_random_uuid(), t.u, format('crowd-%s', i), 'crowd', 0.5
+               FROM (VALUES ('00000000-0000-0000-0000-000000000001'::uuid, 5), ('{mate}'::uuid, 2100)) t(u, n),
+                    generate_series(1, t.n) i;
              INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
              SELECT n.id, n.user_id, fractality.normalize_vector(
                       (SELECT array_agg((c.v[d] + (random() * 2 - 1)
                                  * CASE WHEN n.user_id = '00000000-0000-0000-0000-000000000001'
                                         THEN 0.3 ELSE 0.02 END)::real ORDER BY d)
                          FROM generate_series(1, 384) d)::vector)
-               FROM fractality.nodes n, centre c WHERE n.label = 'crowd';",
-        )
+               FROM fractality.nodes n, centre c WHERE n.label = 'crowd';"
+        ))
         .unwrap();
-        // the HNSW path (the tenant is small enough for the exact scan, checked at the end)
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(DISTINCT tableoid) FROM fractality.node_embeddings
+                  WHERE node_id IN (SELECT id FROM fractality.nodes WHERE label = 'crowd')"
+            )
+            .unwrap(),
+            Some(1),
+            "both tenants in one partition"
+        );
+        // the index path (the tenant is small enough for the exact scan, checked at the end)
         Spi::run("SET LOCAL fractality.exact_scan_limit = 0").unwrap();
         let src = node_id("crowd-1", 1);
         let nearer = Spi::get_one::<i64>(&format!(
@@ -340,6 +451,71 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(exact, 4);
+    }
+
+    // Models side by side (register_model, find_resonant, thaw and freeze per model) are in
+    // the pg_regress suite (tests/pg_regress/sql/models.sql): registering a model builds indexes
+    // on the shared partitions, DDL that would deadlock the parallel #[pg_test]s.
+
+    /// The SQLSTATE and message a statement fails with ("ok" when it does not); its effects are undone.
+    fn failure(sql: &str) -> String {
+        Spi::run(
+            "CREATE OR REPLACE FUNCTION pg_temp.failure(q text) RETURNS text LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE q; RETURN 'ok';
+             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ' ' || SQLERRM; END $$",
+        )
+        .unwrap();
+        Spi::get_one_with_args::<String>("SELECT pg_temp.failure($1)", &[sql.into()])
+            .unwrap()
+            .unwrap()
+    }
+
+    #[pg_test]
+    fn models_refuse_bad_input_and_write_nothing() {
+        Spi::run(
+            "SET LOCAL fractality.user_id = '00000000-0000-0000-0000-000000000001';
+             SELECT fractality.upsert_node('held', embedding => array_fill(0.5, ARRAY[384])::vector);",
+        )
+        .unwrap();
+        let before = Spi::get_one::<i64>(
+            "SELECT (SELECT count(*) FROM fractality.nodes) * 1000 + (SELECT count(*) FROM fractality.node_embeddings)
+                    + (SELECT count(*) FROM fractality.embedding_models) * 1000000",
+        )
+        .unwrap()
+        .unwrap();
+        for (sql, expected) in [
+            ("SELECT fractality.register_model('default', 9)", "22023 model 'default' has 384 dimensions and holds embeddings: it cannot change to 9"),
+            ("SELECT fractality.register_model('Bad-Name', 9)", "22023 invalid value for model: 'Bad-Name'"),
+            ("SELECT fractality.register_model('big', 4001)", "22023 invalid value for dims: 4001"),
+            ("SELECT fractality.register_model('small', 0)", "22023 invalid value for dims: 0"),
+            ("SELECT fractality.register_model(NULL, 3)", "22004 register_model: model must not be NULL"),
+            ("SELECT fractality.upsert_node('x', embedding => '[1,2,3]')",
+             "22000 embedding of 3 dimensions for model 'default' of 384 dimensions"),
+            ("SELECT fractality.upsert_node('x', embedding => '[1,2,3]', model => 'nomodel')",
+             "22023 unknown embedding model 'nomodel'"),
+            ("SELECT fractality.upsert_node('x', embedding => '[1,2,3]', model => 'no model')",
+             "22023 invalid value for model: 'no model'"),
+            ("INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
+              SELECT id, user_id, 'default', '[1,2]' FROM fractality.nodes WHERE node_key = 'held'",
+             "22000 embedding of 2 dimensions for model 'default' of 384 dimensions"),
+            ("INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
+              SELECT id, user_id, 'nomodel', '[1,2]' FROM fractality.nodes WHERE node_key = 'held'",
+             "22023 unknown embedding model 'nomodel'"),
+            ("SELECT * FROM fractality.find_resonant('held', 0.5, 5, 'nomodel')",
+             "22023 unknown embedding model 'nomodel'"),
+            ("SELECT * FROM fractality.find_resonant('held', 0.5, 5, 'Default')",
+             "22023 invalid value for model: 'Default'"),
+            ("SELECT fractality.thaw('held', 1, 'x y')", "22023 invalid value for model: 'x y'"),
+        ] {
+            assert_eq!(failure(sql), expected, "{sql}");
+        }
+        let after = Spi::get_one::<i64>(
+            "SELECT (SELECT count(*) FROM fractality.nodes) * 1000 + (SELECT count(*) FROM fractality.node_embeddings)
+                    + (SELECT count(*) FROM fractality.embedding_models) * 1000000",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(before, after, "a failing call writes nothing");
     }
 
     #[pg_test]
@@ -426,6 +602,21 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(n, 1);
+        // the centroid is kept apart, for the owner
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM fractality.consensus_centroids").unwrap(),
+            Some(1)
+        );
+        // the part that sees across tenants acts only for the node's own embedding
+        assert!(failure(&format!(
+            "SELECT fractality._crystallize_consensus('{src}', array_fill(0.1, ARRAY[384])::vector, 0.7, 3, 'default')"
+        ))
+        .starts_with("P0002 node "));
+        // two contributors are never enough
+        assert!(failure(&format!(
+            "SELECT fractality.crystallize_consensus('{src}', 0.7, 2)"
+        ))
+        .starts_with("22023 invalid value for min_contributors: 2"));
         // a min_contributors of 4 is not met
         assert_eq!(
             Spi::get_one::<pgrx::Uuid>(&format!(

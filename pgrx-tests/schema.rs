@@ -47,6 +47,38 @@ mod tests {
         }
     }
 
+    /// Scale-out: every primary and unique key of a table that holds tenants' rows (a user_id
+    /// column) includes user_id, the distribution column should the data outgrow one server.
+    #[pg_test]
+    fn schema_every_key_of_a_tenant_table_includes_user_id() {
+        let tenant_tables = count(
+            "SELECT count(*) FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+              WHERE c.relnamespace = 'fractality'::regnamespace AND c.relkind IN ('r', 'p')
+                AND a.attname = 'user_id' AND NOT a.attisdropped",
+        );
+        // nodes, node_embeddings and its 16 partitions, edges, the stream partitions and
+        // parent, consciousness_archive, consensus_links
+        assert!(tenant_tables >= 23, "{tenant_tables} tenant tables");
+        let keys_with_user = count(
+            "SELECT count(*) FROM pg_index i
+               JOIN pg_class c ON c.oid = i.indrelid
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
+              WHERE c.relnamespace = 'fractality'::regnamespace AND i.indisunique
+                AND a.attnum = ANY (i.indkey::int2[])",
+        );
+        assert!(keys_with_user >= 20, "{keys_with_user} keys with user_id");
+        let offending: Option<String> = Spi::get_one(
+            "SELECT string_agg(c.relname || ': ' || pg_get_indexdef(i.indexrelid), '; ')
+               FROM pg_index i
+               JOIN pg_class c ON c.oid = i.indrelid
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
+              WHERE c.relnamespace = 'fractality'::regnamespace AND i.indisunique
+                AND NOT a.attnum = ANY (i.indkey::int2[])",
+        )
+        .unwrap();
+        assert_eq!(offending, None, "unique keys without user_id");
+    }
+
     #[pg_test]
     fn schema_partitions_current_and_next_month_and_default() {
         for parent in ["consciousness_streams", "experience_events"] {

@@ -2,6 +2,13 @@
 -- Run by ALTER EXTENSION fractality UPDATE (TO '0.5.0'), after the earlier upgrade scripts when
 -- coming from an older version. tests/client/tests/upgrade.rs updates 0.1.0 to 0.4.0 installs
 -- (their scripts kept in tests/upgrade/) and compares each with a fresh install.
+--
+-- 0.5.0 brings embedding models of any dimension in node_embeddings hash-partitioned by tenant
+-- (an HNSW index per partition and model), keys that all include user_id, resonance_with,
+-- consensus that needs three users and keeps its centroid from tenants, and partitions made for
+-- rows the default partitions caught. The existing embeddings move into the partitioned table
+-- (every row kept) as the 'default' model; the index is built once they are in, so the upgrade
+-- takes about as long as building the index (minutes per million embeddings).
 
 -- ---- partitions: rows the default partitions caught move into monthly partitions ------------
 
@@ -59,3 +66,456 @@ BEGIN
     RETURN created;
 END $$;
 
+-- ---- keys: every primary and unique key of a tenant table includes user_id -----------------
+-- nodes' key becomes (id, user_id) (id first: a node is still found by its id alone); the
+-- foreign keys that pointed at the unique (id, user_id) point at it.
+
+ALTER TABLE fractality.edges DROP CONSTRAINT edges_from, DROP CONSTRAINT edges_to;
+ALTER TABLE fractality.consciousness_streams DROP CONSTRAINT consciousness_streams_node;
+ALTER TABLE fractality.consciousness_archive DROP CONSTRAINT consciousness_archive_node;
+ALTER TABLE fractality.consensus_links DROP CONSTRAINT consensus_links_node;
+ALTER TABLE fractality.node_embeddings DROP CONSTRAINT node_embeddings_node;
+
+ALTER TABLE fractality.nodes DROP CONSTRAINT nodes_id_user, DROP CONSTRAINT nodes_pkey;
+ALTER TABLE fractality.nodes ADD CONSTRAINT nodes_pkey PRIMARY KEY (id, user_id);
+
+ALTER TABLE fractality.edges DROP CONSTRAINT edges_pkey, DROP CONSTRAINT edges_unique;
+ALTER TABLE fractality.edges
+    ADD CONSTRAINT edges_pkey PRIMARY KEY (id, user_id),
+    ADD CONSTRAINT edges_unique UNIQUE (from_node, to_node, relationship_type, user_id),
+    ADD CONSTRAINT edges_from FOREIGN KEY (from_node, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
+    ADD CONSTRAINT edges_to FOREIGN KEY (to_node, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE;
+
+ALTER TABLE fractality.consciousness_streams
+    ADD CONSTRAINT consciousness_streams_node FOREIGN KEY (node_id, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE;
+
+ALTER TABLE fractality.consciousness_archive DROP CONSTRAINT consciousness_archive_pkey;
+ALTER TABLE fractality.consciousness_archive
+    ADD CONSTRAINT consciousness_archive_pkey PRIMARY KEY (id, user_id),
+    ADD CONSTRAINT consciousness_archive_node FOREIGN KEY (node_id, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE;
+
+ALTER TABLE fractality.consensus_links DROP CONSTRAINT consensus_links_pkey;
+ALTER TABLE fractality.consensus_links
+    ADD CONSTRAINT consensus_links_pkey PRIMARY KEY (consensus_id, node_id, user_id),
+    ADD CONSTRAINT consensus_links_node FOREIGN KEY (node_id, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE;
+
+-- ---- embeddings: models of any dimension, node_embeddings partitioned by tenant --------------
+-- The 0.4.0 table steps aside, the partitioned one takes its name and its rows (as the 'default'
+-- model), then the model's index is built over them and the old table goes.
+
+ALTER TABLE fractality.node_embeddings RENAME TO node_embeddings_0_4_0;
+ALTER TABLE fractality.node_embeddings_0_4_0 DROP CONSTRAINT node_embeddings_pkey;
+DROP INDEX fractality.node_embeddings_hnsw, fractality.node_embeddings_user;
+
+CREATE TABLE fractality.embedding_models (
+    model      text        NOT NULL,
+    dims       integer     NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT embedding_models_pkey PRIMARY KEY (model),
+    CONSTRAINT embedding_models_name CHECK (model ~ '^[a-z][a-z0-9_]{0,31}$'),
+    CONSTRAINT embedding_models_dims CHECK (dims BETWEEN 1 AND 4000)
+);
+
+COMMENT ON TABLE fractality.embedding_models IS
+    'Embedding models: name and dimension. Registered with fractality.register_model; a model is fixed once it holds embeddings.';
+
+-- The element type of a model's index: vector up to 2 000 dimensions, halfvec above.
+CREATE FUNCTION fractality.model_index_type(dims integer) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN CASE WHEN dims <= 2000 THEN 'vector' ELSE 'halfvec' END;
+
+COMMENT ON FUNCTION fractality.model_index_type(integer) IS
+    'The type a model''s HNSW index casts its embeddings to: vector up to 2 000 dimensions, halfvec above (to 4 000).';
+
+CREATE TABLE fractality.node_embeddings (
+    user_id       uuid        NOT NULL DEFAULT fractality.current_user_id(),
+    node_id       uuid        NOT NULL,
+    model         text        NOT NULL DEFAULT 'default',
+    embedding     vector      NOT NULL,
+    model_version text,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT node_embeddings_pkey PRIMARY KEY (user_id, node_id, model),
+    CONSTRAINT node_embeddings_node FOREIGN KEY (node_id, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
+    CONSTRAINT node_embeddings_model FOREIGN KEY (model)
+        REFERENCES fractality.embedding_models (model)
+) PARTITION BY HASH (user_id);
+
+COMMENT ON TABLE fractality.node_embeddings IS
+    'One embedding per node and model (pgvector), hash-partitioned by tenant; an HNSW index (cosine) per partition and model.';
+
+-- Deleting a node deletes its embeddings; the foreign key's own lookups go through this index
+-- (node_id, user_id) rather than the primary key's (user_id, node_id, model).
+CREATE INDEX node_embeddings_node ON fractality.node_embeddings (node_id, user_id);
+
+-- The partitions, fixed at install: fractality.embedding_partitions (default 16) if set before
+-- CREATE EXTENSION, e.g.  SET fractality.embedding_partitions = 64; CREATE EXTENSION fractality;
+DO $$
+DECLARE
+    setting text := current_setting('fractality.embedding_partitions', true);
+    n integer;
+BEGIN
+    IF setting IS NULL OR setting = '' THEN
+        n := 16;
+    ELSIF setting !~ '^[0-9]{1,4}$' OR setting::integer NOT BETWEEN 1 AND 1024 THEN
+        RAISE EXCEPTION 'invalid value for fractality.embedding_partitions: %', setting
+            USING ERRCODE = '22023', HINT = 'The number of partitions of node_embeddings, from 1 to 1024 (default 16).';
+    ELSE
+        n := setting::integer;
+    END IF;
+    FOR i IN 0 .. n - 1 LOOP
+        EXECUTE format('CREATE TABLE fractality.%I PARTITION OF fractality.node_embeddings
+                            FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
+                       'node_embeddings_p' || lpad(i::text, greatest(2, length((n - 1)::text)), '0'), n, i);
+    END LOOP;
+END
+$$;
+
+-- An embedding's dimension is its model's (22000 naming both), and the model is registered
+-- (22023): checked before the row reaches the foreign key or the model's index.
+CREATE FUNCTION fractality._node_embeddings_check() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d integer;
+    got integer;
+BEGIN
+    SELECT m.dims INTO d FROM fractality.embedding_models m WHERE m.model = NEW.model;
+    IF d IS NULL THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('unknown embedding model %L', NEW.model),
+            HINT = 'Register it first: SELECT fractality.register_model(''<model>'', <dimensions>); fractality.embedding_models lists the models.';
+    END IF;
+    got := fractality.vector_dims_native(NEW.embedding);
+    IF got <> d THEN
+        RAISE data_exception USING
+            MESSAGE = format('embedding of %s dimensions for model %L of %s dimensions', got, NEW.model, d),
+            HINT = 'Every embedding of a model has the model''s dimension (fractality.embedding_models); register another model for another dimension.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER node_embeddings_check
+    BEFORE INSERT OR UPDATE OF model, embedding ON fractality.node_embeddings
+    FOR EACH ROW EXECUTE FUNCTION fractality._node_embeddings_check();
+
+-- Builds the HNSW index of `model` on every partition of node_embeddings that lacks it (named
+-- node_embeddings_<partition>_<model>_hnsw, attached to node_embeddings_<model>_hnsw); returns
+-- each partition built and the seconds its build took. Bulk loads drop the index first
+-- (drop_model_index), load, then build it here: building is far faster than inserting into it.
+CREATE FUNCTION fractality.build_model_index(model text)
+RETURNS TABLE (partition_name text, seconds float8)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d integer;
+    ty text;
+    opclass text;
+    parent_index text;
+    part record;
+    child text;
+    t0 timestamptz;
+BEGIN
+    SELECT m.dims INTO d FROM fractality.embedding_models m WHERE m.model = build_model_index.model;
+    IF d IS NULL THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('unknown embedding model %L', build_model_index.model),
+            HINT = 'fractality.embedding_models lists the registered models.';
+    END IF;
+    -- pgvector's type and operator class, qualified with its schema (wherever it was installed)
+    SELECT format('%I.%I', n.nspname, fractality.model_index_type(d)),
+           format('%I.%I', n.nspname, fractality.model_index_type(d) || '_cosine_ops')
+      INTO ty, opclass
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'vector';
+    parent_index := 'node_embeddings_' || build_model_index.model || '_hnsw';
+    IF to_regclass(format('fractality.%I', parent_index)) IS NULL THEN
+        EXECUTE format('CREATE INDEX %I ON ONLY fractality.node_embeddings USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L',
+                       parent_index, ty, d, opclass, build_model_index.model);
+    END IF;
+    FOR part IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'fractality.node_embeddings'::regclass ORDER BY c.relname
+    LOOP
+        child := part.relname || '_' || build_model_index.model || '_hnsw';
+        CONTINUE WHEN to_regclass(format('fractality.%I', child)) IS NOT NULL;
+        t0 := clock_timestamp();
+        EXECUTE format('CREATE INDEX %I ON fractality.%I USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L',
+                       child, part.relname, ty, d, opclass, build_model_index.model);
+        EXECUTE format('ALTER INDEX fractality.%I ATTACH PARTITION fractality.%I', parent_index, child);
+        partition_name := part.relname;
+        seconds := date_part('epoch', clock_timestamp() - t0);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION fractality.build_model_index(text) IS
+    'Builds the HNSW index of a model on every partition of node_embeddings that lacks it; returns the seconds each took.';
+
+-- Drops the HNSW index of `model` from every partition (before a bulk load); true when there was one.
+CREATE FUNCTION fractality.drop_model_index(model text) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    idx regclass := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM fractality.embedding_models m WHERE m.model = drop_model_index.model) THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('unknown embedding model %L', drop_model_index.model),
+            HINT = 'fractality.embedding_models lists the registered models.';
+    END IF;
+    IF idx IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('DROP INDEX %s', idx);
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION fractality.drop_model_index(text) IS
+    'Drops the HNSW index of a model from every partition of node_embeddings (before a bulk load; build_model_index rebuilds it).';
+
+-- Registers an embedding model (name, dimension) and builds its HNSW index on every partition.
+-- Idempotent: registering a model again with the same dimension does nothing (and needs no
+-- privilege beyond reading embedding_models). A model that holds embeddings is fixed: another
+-- dimension for it is an error; one that holds none takes the new dimension (its index rebuilt).
+-- Creating indexes needs the owner of node_embeddings: the administrator registers new models.
+CREATE FUNCTION fractality.register_model(model text, dims integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_dims integer;
+BEGIN
+    IF model IS NULL OR dims IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('register_model: %s must not be NULL', CASE WHEN model IS NULL THEN 'model' ELSE 'dims' END),
+            HINT = 'Pass a model name and its number of dimensions, e.g. register_model(''text_embedding_3_small'', 1536).';
+    END IF;
+    IF model !~ '^[a-z][a-z0-9_]{0,31}$' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for model: %L', model),
+            HINT = 'A model name is a plain identifier: lower-case letters, digits and underscores, starting with a letter, at most 32 characters (e.g. ''text_embedding_3_small'').';
+    END IF;
+    IF dims < 1 OR dims > 4000 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for dims: %s', dims),
+            HINT = 'pgvector''s HNSW indexes take up to 2 000 dimensions as vector and up to 4 000 as halfvec (fractality uses halfvec above 2 000); reduce larger embeddings first (e.g. the dimensions parameter of Matryoshka models).';
+    END IF;
+    SELECT m.dims INTO current_dims FROM fractality.embedding_models m WHERE m.model = register_model.model;
+    IF current_dims = dims THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c
+                    WHERE c.oid = 'fractality.node_embeddings'::regclass
+                      AND pg_has_role(c.relowner, 'USAGE')) THEN
+        RAISE insufficient_privilege USING
+            MESSAGE = format('register_model: only the owner of fractality.node_embeddings may register model %L', model),
+            HINT = 'A new model builds an HNSW index on every partition: the administrator registers it once; then register_model with the same dimension succeeds for every role.';
+    END IF;
+    IF current_dims IS NOT NULL THEN
+        IF EXISTS (SELECT 1 FROM fractality.node_embeddings e WHERE e.model = register_model.model) THEN
+            RAISE invalid_parameter_value USING
+                MESSAGE = format('model %L has %s dimensions and holds embeddings: it cannot change to %s',
+                                 model, current_dims, dims),
+                HINT = 'A model is fixed once it holds embeddings; register the new one under another name.';
+        END IF;
+        PERFORM fractality.drop_model_index(model);
+        UPDATE fractality.embedding_models m SET dims = register_model.dims WHERE m.model = register_model.model;
+    ELSE
+        INSERT INTO fractality.embedding_models (model, dims) VALUES (register_model.model, register_model.dims);
+    END IF;
+    PERFORM fractality.build_model_index(model);
+END
+$$;
+
+COMMENT ON FUNCTION fractality.register_model(text, integer) IS
+    'Registers an embedding model (a plain identifier, 1 to 4 000 dimensions) and builds its HNSW index on every partition; idempotent.';
+
+INSERT INTO fractality.embedding_models (model, dims) VALUES ('default', 384);
+INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding, model_version, updated_at)
+SELECT e.user_id, e.node_id, 'default', e.embedding, e.model_version, e.updated_at
+  FROM fractality.node_embeddings_0_4_0 e;
+SELECT count(*) AS partitions_indexed FROM fractality.build_model_index('default');
+DROP TABLE fractality.node_embeddings_0_4_0;
+
+-- ---- consensus: a model per consensus node, the centroid kept from tenants ------------------
+
+ALTER TABLE fractality.consensus_nodes
+    ADD COLUMN model text NOT NULL DEFAULT 'default' REFERENCES fractality.embedding_models (model);
+
+-- The unit centroid of each consensus, for the owner alone (row-level security without a policy
+-- for any other role: see sql/security.sql).
+CREATE TABLE fractality.consensus_centroids (
+    consensus_id uuid   PRIMARY KEY REFERENCES fractality.consensus_nodes (id) ON DELETE CASCADE,
+    centroid     vector NOT NULL
+);
+
+COMMENT ON TABLE fractality.consensus_centroids IS
+    'The unit centroid of each consensus node; readable by the owner only (a centroid of few vectors gives them away).';
+
+INSERT INTO fractality.consensus_centroids (consensus_id, centroid)
+SELECT c.id, c.centroid FROM fractality.consensus_nodes c WHERE c.centroid IS NOT NULL;
+ALTER TABLE fractality.consensus_nodes DROP COLUMN centroid;
+
+COMMENT ON TABLE fractality.consensus_nodes IS
+    'Collective nodes: contributor count and group resonance of similar nodes held by several users, and what a majority of them share.';
+
+-- ---- functions: a model for every embedding function; resonance_with; the consensus split ---
+
+DROP FUNCTION fractality.find_resonant(uuid, float8, integer);
+DROP FUNCTION fractality.find_resonant(text, float8, integer);
+DROP FUNCTION fractality.calculate_resonance(uuid, uuid);
+DROP FUNCTION fractality.crystallize_consensus(uuid, float8, integer);
+DROP FUNCTION fractality.upsert_node(text, text, jsonb, float8, vector, text);
+DROP FUNCTION fractality.upsert_node_for(uuid, text, text, jsonb, float8, vector, text);
+DROP FUNCTION fractality.thaw(text, integer);
+DROP FUNCTION fractality.freeze(jsonb);
+-- their parameter "r#type" becomes "type"
+DROP FUNCTION fractality.link(text, text, text, float8);
+DROP FUNCTION fractality.unlink(text, text, text);
+
+CREATE FUNCTION fractality."find_resonant"(
+    "node" uuid, "threshold" double precision DEFAULT 0.7, "k" integer DEFAULT 20,
+    "model" text DEFAULT 'default'
+) RETURNS TABLE (
+    "node_id" uuid, "node_key" text, "label" text, "similarity" double precision,
+    "atp" double precision, "resonance" double precision
+) STRICT STABLE
+LANGUAGE c AS 'MODULE_PATHNAME', 'find_resonant_wrapper';
+CREATE FUNCTION fractality."find_resonant"(
+    "node_key" text, "threshold" double precision DEFAULT 0.7, "k" integer DEFAULT 20,
+    "model" text DEFAULT 'default'
+) RETURNS TABLE (
+    "node_id" uuid, "node_key" text, "label" text, "similarity" double precision,
+    "atp" double precision, "resonance" double precision
+) STRICT STABLE
+LANGUAGE c AS 'MODULE_PATHNAME', 'find_resonant_by_key_wrapper';
+CREATE FUNCTION fractality."calculate_resonance"(
+    "node_a" uuid, "node_b" uuid, "model" text DEFAULT 'default'
+) RETURNS double precision STRICT STABLE
+LANGUAGE c AS 'MODULE_PATHNAME', 'calculate_resonance_wrapper';
+CREATE FUNCTION fractality."resonance_with"(
+	"node" uuid, /* Uuid */
+	"others" uuid[], /* Vec < Option < Uuid > > */
+	"model" TEXT DEFAULT 'default' /* & str */
+) RETURNS TABLE (
+	"node_id" uuid,  /* Uuid */
+	"similarity" double precision,  /* Option < f64 > */
+	"atp" double precision,  /* f64 */
+	"edge_weight" double precision,  /* f64 */
+	"resonance" double precision  /* Option < f64 > */
+)
+STRICT STABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resonance_with_wrapper';
+CREATE FUNCTION fractality."crystallize_consensus"(
+    "node" uuid, "threshold" double precision DEFAULT 0.7, "min_contributors" integer DEFAULT 3,
+    "model" text DEFAULT 'default'
+) RETURNS uuid STRICT VOLATILE
+LANGUAGE c AS 'MODULE_PATHNAME', 'crystallize_consensus_wrapper';
+CREATE FUNCTION fractality."_crystallize_consensus"(
+	"node" uuid, /* Uuid */
+	"embedding" vector, /* Vector < '_ > */
+	"threshold" double precision, /* f64 */
+	"min_contributors" INT, /* i32 */
+	"model" TEXT /* & str */
+) RETURNS uuid /* Option < Uuid > */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'crystallize_consensus_definer_wrapper';
+CREATE FUNCTION fractality."upsert_node"(
+    "node_key" text, "label" text DEFAULT NULL, "metadata" jsonb DEFAULT '{}',
+    "atp" double precision DEFAULT NULL, "embedding" vector DEFAULT NULL, "type" text DEFAULT NULL,
+    "model" text DEFAULT 'default'
+) RETURNS uuid VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'upsert_node_wrapper';
+CREATE FUNCTION fractality."upsert_node_for"(
+    "user_id" uuid, "node_key" text, "label" text DEFAULT NULL, "metadata" jsonb DEFAULT '{}',
+    "atp" double precision DEFAULT NULL, "embedding" vector DEFAULT NULL, "type" text DEFAULT NULL,
+    "model" text DEFAULT 'default'
+) RETURNS uuid VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'upsert_node_for_wrapper';
+CREATE FUNCTION fractality."thaw"(
+    "node_key" text, "stream_points" integer DEFAULT 100, "model" text DEFAULT 'default'
+) RETURNS jsonb STRICT STABLE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'thaw_wrapper';
+CREATE FUNCTION fractality."freeze"("node" jsonb, "model" text DEFAULT 'default')
+RETURNS uuid STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'freeze_wrapper';
+CREATE FUNCTION fractality."link"(
+    "from_key" text, "to_key" text, "type" text DEFAULT 'child', "weight" double precision DEFAULT 1.0
+) RETURNS uuid STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'link_wrapper';
+CREATE FUNCTION fractality."unlink"("from_key" text, "to_key" text, "type" text DEFAULT 'child')
+RETURNS bool STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'unlink_wrapper';
+
+DO $$
+DECLARE
+    vector_schema name;
+BEGIN
+    SELECT n.nspname INTO vector_schema
+      FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'vector';
+    IF vector_schema IS NULL THEN
+        RAISE EXCEPTION 'fractality requires pgvector: extension vector is not installed'
+            USING ERRCODE = '42704', HINT = 'CREATE EXTENSION fractality CASCADE installs it.';
+    END IF;
+    EXECUTE format('ALTER FUNCTION fractality.find_resonant(uuid, float8, integer, text)
+                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    EXECUTE format('ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
+                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    EXECUTE format('ALTER FUNCTION fractality.resonance_with(uuid, uuid[], text)
+                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    EXECUTE format('ALTER FUNCTION fractality.calculate_resonance(uuid, uuid, text)
+                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    -- consensus: crystallize_consensus reads the source as the caller; _crystallize_consensus,
+    -- which must see across tenants, runs as the owner and exposes only aggregates and links
+    EXECUTE format('ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text)
+                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    EXECUTE format('ALTER FUNCTION fractality._crystallize_consensus(uuid, %I.vector, float8, integer, text)
+                        SECURITY DEFINER SET search_path = pg_catalog, %I, pg_temp
+                        SET hnsw.iterative_scan = ''strict_order'' SET hnsw.ef_search = 100
+                        SET hnsw.max_scan_tuples = 100000 SET enable_sort = off',
+                   vector_schema, vector_schema);
+END
+$$;
+
+-- The tenant's search (src/search.rs) reads the model's HNSW index in distance order until the
+-- caller has what it needs: iterative (a tenant filter must not starve the scan), strict order
+-- (the stop rule relies on it), the index order rather than a sort of the tenant's rows, and
+-- room for crowded neighbourhoods (other tenants' rows skipped on the way).
+ALTER FUNCTION fractality.find_resonant(uuid, float8, integer, text)
+    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
+    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off;
+ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
+    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
+    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off;
+
+-- ---- row-level security of the new tables -----------------------------------------------------
+
+ALTER TABLE fractality.node_embeddings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON fractality.node_embeddings
+    USING (user_id = fractality.current_user_id());
+-- and on each of its partitions (a role granted a partition itself sees its tenant's rows only)
+SELECT fractality.protect_partition(i.inhrelid::regclass)
+  FROM pg_catalog.pg_inherits i WHERE i.inhparent = 'fractality.node_embeddings'::regclass;
+
+-- the models are read by every role granted SELECT and written only by their owner
+-- (register_model as the administrator)
+ALTER TABLE fractality.embedding_models ENABLE ROW LEVEL SECURITY;
+CREATE POLICY models_read ON fractality.embedding_models FOR SELECT USING (true);
+
+-- internal helpers: not for direct calls
+REVOKE EXECUTE ON FUNCTION fractality._node_embeddings_check() FROM PUBLIC;
+ALTER TABLE fractality.consensus_centroids ENABLE ROW LEVEL SECURITY;

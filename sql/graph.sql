@@ -1,10 +1,11 @@
 -- fractality: the graph
--- nodes (with energy), their embeddings, and weighted edges. Every row carries the tenant key
--- user_id; edges and embeddings are tied to their nodes' tenant by composite foreign keys, so a
--- row can never point into another tenant's graph.
+-- nodes (with energy) and weighted edges (their embeddings: sql/embeddings.sql). Every row carries
+-- the tenant key user_id, and every primary and unique key includes it (the distribution column,
+-- should the data outgrow one server); edges, embeddings and stream points are tied to their
+-- nodes' tenant by composite foreign keys, so a row can never point into another tenant's graph.
 
 CREATE TABLE fractality.nodes (
-    id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    id          uuid        NOT NULL DEFAULT gen_random_uuid(),
     user_id     uuid        NOT NULL DEFAULT fractality.current_user_id(),
     node_key    text        NOT NULL,
     label       text,
@@ -15,8 +16,9 @@ CREATE TABLE fractality.nodes (
     energy      jsonb       NOT NULL DEFAULT '{"network": "default"}'::jsonb,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
+    -- id first: a node is found by its id alone
+    CONSTRAINT nodes_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT nodes_user_key UNIQUE (user_id, node_key),
-    CONSTRAINT nodes_id_user UNIQUE (id, user_id),
     CONSTRAINT nodes_node_key_length CHECK (char_length(node_key) BETWEEN 1 AND 255),
     CONSTRAINT nodes_type_length CHECK (char_length(type) <= 50),
     CONSTRAINT nodes_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
@@ -55,26 +57,8 @@ COMMENT ON FUNCTION fractality.node_search(text, jsonb) IS
 CREATE INDEX nodes_metadata_gin ON fractality.nodes USING gin (metadata);
 CREATE INDEX nodes_search_gin ON fractality.nodes USING gin (fractality.node_search(label, metadata));
 
--- One embedding per node, kept apart from nodes so that energy updates never touch the vector index.
-CREATE TABLE fractality.node_embeddings (
-    node_id       uuid        PRIMARY KEY,
-    user_id       uuid        NOT NULL DEFAULT fractality.current_user_id(),
-    embedding     vector(384) NOT NULL,
-    model_version text,
-    updated_at    timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT node_embeddings_node FOREIGN KEY (node_id, user_id)
-        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE
-);
-
-COMMENT ON TABLE fractality.node_embeddings IS
-    'One 384-d embedding per node (pgvector), indexed with HNSW for cosine distance.';
-
-CREATE INDEX node_embeddings_hnsw ON fractality.node_embeddings
-    USING hnsw (embedding vector_cosine_ops);
-CREATE INDEX node_embeddings_user ON fractality.node_embeddings (user_id);
-
 CREATE TABLE fractality.edges (
-    id                uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    id                uuid        NOT NULL DEFAULT gen_random_uuid(),
     user_id           uuid        NOT NULL DEFAULT fractality.current_user_id(),
     from_node         uuid        NOT NULL,
     to_node           uuid        NOT NULL,
@@ -82,7 +66,8 @@ CREATE TABLE fractality.edges (
     weight            float8      NOT NULL DEFAULT 1.0,
     metadata          jsonb       NOT NULL DEFAULT '{}'::jsonb,
     created_at        timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT edges_unique UNIQUE (from_node, to_node, relationship_type),
+    CONSTRAINT edges_pkey PRIMARY KEY (id, user_id),
+    CONSTRAINT edges_unique UNIQUE (from_node, to_node, relationship_type, user_id),
     CONSTRAINT edges_from FOREIGN KEY (from_node, user_id)
         REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
     CONSTRAINT edges_to FOREIGN KEY (to_node, user_id)

@@ -6,9 +6,9 @@
 -- its operators get a search_path pinned to pg_catalog, that schema, pg_temp (all of
 -- fractality's own objects are schema-qualified in their queries).
 --
--- find_resonant and crystallize_consensus read candidates from the HNSW index in distance order
--- with pgvector's iterative scan (strict order), so that a filter cannot starve the scan and the
--- caller can stop once the distance passes the threshold. These are SET clauses of the
+-- find_resonant and crystallize_consensus read candidates from the HNSW indexes in distance
+-- order with pgvector's iterative scan (strict order), so that a filter cannot starve the scan
+-- and the caller can stop once the distance passes the threshold. These are SET clauses of the
 -- functions: they hold while the function runs and are restored when it returns.
 DO $$
 DECLARE
@@ -21,24 +21,36 @@ BEGIN
         RAISE EXCEPTION 'fractality requires pgvector: extension vector is not installed'
             USING ERRCODE = '42704', HINT = 'CREATE EXTENSION fractality CASCADE installs it.';
     END IF;
-    EXECUTE format('ALTER FUNCTION fractality.find_resonant(uuid, float8, integer)
+    EXECUTE format('ALTER FUNCTION fractality.find_resonant(uuid, float8, integer, text)
                         SET search_path = pg_catalog, %I, pg_temp', vector_schema);
-    EXECUTE format('ALTER FUNCTION fractality.find_resonant(text, float8, integer)
+    EXECUTE format('ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
                         SET search_path = pg_catalog, %I, pg_temp', vector_schema);
-    -- consensus sees across tenants and exposes only aggregates and links
-    EXECUTE format('ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer)
-                        SECURITY DEFINER SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    EXECUTE format('ALTER FUNCTION fractality.resonance_with(uuid, uuid[], text)
+                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    EXECUTE format('ALTER FUNCTION fractality.calculate_resonance(uuid, uuid, text)
+                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    -- consensus: crystallize_consensus reads the source as the caller; _crystallize_consensus,
+    -- which must see across tenants, runs as the owner and exposes only aggregates and links
+    EXECUTE format('ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text)
+                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    EXECUTE format('ALTER FUNCTION fractality._crystallize_consensus(uuid, %I.vector, float8, integer, text)
+                        SECURITY DEFINER SET search_path = pg_catalog, %I, pg_temp
+                        SET hnsw.iterative_scan = ''strict_order'' SET hnsw.ef_search = 100
+                        SET hnsw.max_scan_tuples = 100000 SET enable_sort = off',
+                   vector_schema, vector_schema);
 END
 $$;
 
--- find_resonant's ef_search: its HNSW scan must reach every node within the threshold, not only
--- the nearest 20 (recall@20 at 1M nodes in the benchmark: 0.917 at 100, 0.961 at 400)
-ALTER FUNCTION fractality.find_resonant(uuid, float8, integer)
-    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 400;
-ALTER FUNCTION fractality.find_resonant(text, float8, integer)
-    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 400;
-ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer)
-    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 100;
+-- The tenant's search (src/search.rs) reads the model's HNSW index in distance order until the
+-- caller has what it needs: iterative (a tenant filter must not starve the scan), strict order
+-- (the stop rule relies on it), the index order rather than a sort of the tenant's rows, and
+-- room for crowded neighbourhoods (other tenants' rows skipped on the way).
+ALTER FUNCTION fractality.find_resonant(uuid, float8, integer, text)
+    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
+    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off;
+ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
+    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
+    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off;
 
 -- The seed's traversal: from each consensus node whose resonance_score exceeds min_score, to
 -- the caller's contributing nodes (depth 1, through consensus_links), then along edges

@@ -14,6 +14,17 @@ CREATE POLICY tenant_isolation ON fractality.nodes
 ALTER TABLE fractality.node_embeddings ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON fractality.node_embeddings
     USING (user_id = fractality.current_user_id());
+-- and on each of its partitions (a role granted a partition itself sees its tenant's rows only)
+SELECT fractality.protect_partition(i.inhrelid::regclass)
+  FROM pg_catalog.pg_inherits i WHERE i.inhparent = 'fractality.node_embeddings'::regclass;
+
+-- the models are read by every role granted SELECT and written only by their owner
+-- (register_model as the administrator)
+ALTER TABLE fractality.embedding_models ENABLE ROW LEVEL SECURITY;
+CREATE POLICY models_read ON fractality.embedding_models FOR SELECT USING (true);
+
+-- internal helpers: not for direct calls
+REVOKE EXECUTE ON FUNCTION fractality._node_embeddings_check() FROM PUBLIC;
 
 ALTER TABLE fractality.edges ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON fractality.edges
@@ -37,3 +48,6 @@ CREATE POLICY tenant_isolation ON fractality.consensus_links
 -- collective layer, whose deletion would cascade to every tenant's consensus_links.
 ALTER TABLE fractality.consensus_nodes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY consensus_read ON fractality.consensus_nodes FOR SELECT USING (true);
+
+-- the centroids: no policy at all, so no role but the owner (and BYPASSRLS) reads or writes one
+ALTER TABLE fractality.consensus_centroids ENABLE ROW LEVEL SECURITY;

@@ -38,7 +38,7 @@ SELECT fractality.create_month_partition('fractality.consciousness_streams',
 -- reads back bit for bit (dimensions, bounds, NULL elements included); fractality.archive_streams
 -- writes it and fractality.stream_history reads it.
 CREATE TABLE fractality.consciousness_archive (
-    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                bigint      GENERATED ALWAYS AS IDENTITY,
     node_id           uuid        NOT NULL,
     user_id           uuid        NOT NULL DEFAULT fractality.current_user_id(),
     time_from         timestamptz NOT NULL,
@@ -49,6 +49,7 @@ CREATE TABLE fractality.consciousness_archive (
     attention_scores  float8[],
     resonance_vectors text[],
     archived_at       timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT consciousness_archive_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT consciousness_archive_node FOREIGN KEY (node_id, user_id)
         REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
     CONSTRAINT consciousness_archive_span CHECK (time_from <= time_to),

@@ -1,19 +1,25 @@
 //! Consensus: a collective node crystallises when nodes of several users resonate.
 //!
-//! `crystallize_consensus` runs SECURITY DEFINER with a pinned search_path (set in
-//! sql/resonance.sql, where pgvector's schema is looked up at install time): it must see across
-//! tenants, so it returns and stores only aggregates (centroid, counts, group resonance, a label
-//! and metadata shared by a majority) and the links, which each tenant sees only for its own
-//! nodes. The math (centroid, group resonance, merging) lives in plain functions below.
+//! `crystallize_consensus` runs as the caller: it reads the source node and its embedding under
+//! row-level security, then hands them to `_crystallize_consensus`, which runs SECURITY DEFINER
+//! with a pinned search_path (set in sql/resonance.sql) because it must see across tenants. That
+//! part acts only for a caller presenting the node's stored embedding, and stores only aggregates
+//! (counts, group resonance, a label and metadata shared by a majority of at least three users)
+//! and the links, which each tenant sees only for its own nodes; the centroid is kept where only
+//! the owner reads it. The math (centroid, group resonance, merging) lives in plain functions.
 
 use std::collections::{BTreeMap, HashSet};
 
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
+use pgrx::Uuid;
 use serde_json::Value;
 
 use crate::errors::{node_not_found, FractalityError, OrReport};
-use crate::resonance::threshold;
-use crate::vector::{cosine, normalize, Vector};
+use crate::models::{model_arg, Model};
+use crate::resonance::{self, threshold, NodeRef};
+use crate::spi::{self, Cursor, Query};
+use crate::vector::{cosine, normalize, vector_type_oid, Vector};
 
 /// At most this many nodes (the nearest to the source) make up one consensus.
 pub const MAX_MEMBERS: i64 = 500;
@@ -55,10 +61,22 @@ pub fn group_resonance(vectors: &[&[f32]]) -> Result<Option<f64>, FractalityErro
     Ok((n > 0).then(|| sum / n as f64))
 }
 
+/// Fewest distinct users that must hold a label or a metadata value for a consensus to show it:
+/// a guess of one tenant's label that another tenant copies is never confirmed by it.
+pub const MIN_SHARING_USERS: usize = 3;
+
+/// Held by a strict majority of the nodes and of the users, and by at least
+/// [`MIN_SHARING_USERS`] users.
+fn shared(nodes: usize, all_nodes: usize, users: usize, all_users: usize) -> bool {
+    2 * nodes > all_nodes && 2 * users > all_users && users >= MIN_SHARING_USERS
+}
+
 /// The label a strict majority of the contributing nodes carry and a strict majority of the
-/// contributing users hold (a user counts once, however many of its nodes carry it); else the words all labels start with (e.g. "Quantum
-/// consciousness" from "Quantum consciousness #1" and "... #2"); else none. Never the label of
-/// a minority of the users: a consensus exposes only what the users share.
+/// contributing users hold, at least three of them (a user counts once, however many of its
+/// nodes carry it); else the words all labels start with, when at least three users have a
+/// label (e.g. "Quantum consciousness" from "Quantum consciousness #1" and "... #2"); else none.
+/// Never the label of a minority of the users, nor one only two users share: a consensus
+/// exposes only what the users share, and confirms no guess of one tenant about another's.
 pub fn merge_labels<U: Eq + std::hash::Hash + Ord + Copy>(
     labels: &[(U, Option<String>)],
 ) -> Option<String> {
@@ -78,10 +96,14 @@ pub fn merge_labels<U: Eq + std::hash::Hash + Ord + Copy>(
     }
     if let Some((top, _)) = holders
         .iter()
-        .filter(|(_, (n, us))| 2 * n > present.len() && 2 * us.len() > users.len())
+        .filter(|(_, (n, us))| shared(*n, present.len(), us.len(), users.len()))
         .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.0.cmp(a.0)))
     {
         return Some(top.to_string());
+    }
+    let labelled: HashSet<U> = present.iter().map(|(u, _)| *u).collect();
+    if labelled.len() < MIN_SHARING_USERS {
+        return None;
     }
     let words: Vec<Vec<&str>> = present
         .iter()
@@ -127,7 +149,7 @@ pub fn merge_metadata<U: Eq + std::hash::Hash + Copy>(all: &[(U, Value)]) -> Val
     for (k, values) in holders {
         if let Some((v, _, _)) = values
             .iter()
-            .find(|(_, n, us)| 2 * n > all.len() && 2 * us.len() > users.len())
+            .find(|(_, n, us)| shared(*n, all.len(), us.len(), users.len()))
         {
             out.insert(k.to_string(), (*v).clone());
         }
@@ -137,240 +159,330 @@ pub fn merge_metadata<U: Eq + std::hash::Hash + Copy>(all: &[(U, Value)]) -> Val
 
 // ---- SQL ------------------------------------------------------------------------------------
 
-/// May the caller see this tenant's node? Its own tenant (fractality.user_id), or any when the
-/// calling role (the one SET ROLE chose, else the session user: inside SECURITY DEFINER
-/// current_user is the owner) is a superuser or bypasses row-level security.
-const CALLER_MAY_SEE_SQL: &str = "
-    SELECT $1 = fractality.current_user_id()
-        OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                    WHERE r.rolname = CASE pg_catalog.current_setting('role')
-                                           WHEN 'none' THEN session_user
-                                           ELSE pg_catalog.current_setting('role') END
-                      AND (r.rolsuper OR r.rolbypassrls))";
-
-const SOURCE_SQL: &str = "
-    SELECT n.user_id, e.node_id IS NOT NULL
-      FROM fractality.nodes n LEFT JOIN fractality.node_embeddings e ON e.node_id = n.id
-     WHERE n.id = $1";
-
-/// Nodes of every tenant nearest to the source (itself included), from the HNSW index; the
-/// caller stops reading once the distance passes the threshold.
-const MEMBERS_SQL: &str = "
-    SELECT e.node_id, e.user_id, e.embedding,
-           e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
-      FROM fractality.node_embeddings e
-     ORDER BY e.embedding <=> (SELECT s.embedding FROM fractality.node_embeddings s WHERE s.node_id = $1)
-     LIMIT $2";
-
-const SOURCE_EMBEDDING_SQL: &str = "
-    SELECT e.node_id, e.user_id, e.embedding FROM fractality.node_embeddings e WHERE e.node_id = $1";
-
-const MEMBER_INFO_SQL: &str = "
-    SELECT n.user_id, n.label, n.metadata FROM fractality.nodes n WHERE n.id = ANY($1) ORDER BY n.id";
-
-/// The consensus node most of these nodes are already linked to.
-const EXISTING_SQL: &str = "
-    SELECT l.consensus_id FROM fractality.consensus_links l
-     WHERE l.node_id = ANY($1)
-     GROUP BY l.consensus_id
-     ORDER BY count(*) DESC, bool_or(l.node_id = $2) DESC, l.consensus_id
-     LIMIT 1";
-
-const INSERT_SQL: &str = "
-    INSERT INTO fractality.consensus_nodes
-        (node_key, label, metadata, centroid, contributor_count, resonance_score, last_calculated)
-    VALUES ('consensus-' || $1::text, $2, $3, $4::real[]::vector, $5, $6, now())
-    ON CONFLICT (node_key) DO UPDATE
-       SET label = EXCLUDED.label, metadata = EXCLUDED.metadata, centroid = EXCLUDED.centroid,
-           contributor_count = EXCLUDED.contributor_count,
-           resonance_score = EXCLUDED.resonance_score, last_calculated = now()
-    RETURNING id";
-
-const UPDATE_SQL: &str = "
-    UPDATE fractality.consensus_nodes
-       SET label = $2, metadata = $3, centroid = $4::real[]::vector, contributor_count = $5,
-           resonance_score = $6, last_calculated = now()
-     WHERE id = $1
-    RETURNING id";
-
-const UNLINK_SQL: &str = "
-    DELETE FROM fractality.consensus_links WHERE consensus_id = $1 AND NOT (node_id = ANY($2))";
-
-const LINK_SQL: &str = "
-    INSERT INTO fractality.consensus_links (consensus_id, node_id, user_id, similarity)
-    SELECT $1, m.node_id, m.user_id, m.similarity
-      FROM unnest($2::uuid[], $3::uuid[], $4::float8[]) AS m (node_id, user_id, similarity)
-    ON CONFLICT (consensus_id, node_id) DO UPDATE SET similarity = EXCLUDED.similarity";
+const SOURCE: &str = include_str!("../sql/queries/consensus_source.sql");
+const MEMBERS: &str = include_str!("../sql/queries/consensus_members.sql");
+const MEMBER_INFO: &str = include_str!("../sql/queries/consensus_member_info.sql");
+const EXISTING: &str = include_str!("../sql/queries/consensus_existing.sql");
+const INSERT: &str = include_str!("../sql/queries/consensus_insert.sql");
+const UPDATE: &str = include_str!("../sql/queries/consensus_update.sql");
+const UNLINK: &str = include_str!("../sql/queries/consensus_unlink.sql");
+const LINK: &str = include_str!("../sql/queries/consensus_link.sql");
+const CALL: &str = include_str!("../sql/queries/consensus_call.sql");
 
 struct Member {
-    id: pgrx::Uuid,
-    user: pgrx::Uuid,
+    id: Uuid,
+    user: Uuid,
     embedding: Vec<f32>,
 }
 
+/// Fewest distinct users a consensus may have: with two, one contributor's vector and the
+/// aggregate give away the other's.
+pub const MIN_CONTRIBUTORS: i32 = 3;
+
 fn check_min_contributors(n: i32) -> Result<usize, FractalityError> {
-    if !(2..=1000).contains(&n) {
+    if !(MIN_CONTRIBUTORS..=1000).contains(&n) {
         return Err(FractalityError::invalid(
             "min_contributors",
             n,
-            "A consensus needs from 2 to 1000 distinct users (default 3).",
+            "A consensus needs from 3 to 1000 distinct users (default 3): fewer would expose one user's node to another.",
         ));
     }
     Ok(n as usize)
 }
 
-fn spi<T>(r: Result<T, pgrx::spi::SpiError>) -> T {
-    r.unwrap_or_else(|e| panic!("crystallize_consensus: {e}"))
+/// Forms or updates the consensus around `node` (see README): when the nodes within `threshold`
+/// of it (any tenant, the source included) belong to at least `min_contributors` distinct users.
+/// Runs as the caller, who must see `node` (P0002 otherwise): it reads the node's embedding of
+/// `model` under row-level security and hands it to `_crystallize_consensus`, the part that sees
+/// across tenants. NULL when the node has no embedding of the model or too few users hold
+/// similar nodes (nothing written).
+#[pg_extern(
+    volatile,
+    strict,
+    sql = r#"
+CREATE FUNCTION fractality."crystallize_consensus"(
+    "node" uuid, "threshold" double precision DEFAULT 0.7, "min_contributors" integer DEFAULT 3,
+    "model" text DEFAULT 'default'
+) RETURNS uuid STRICT VOLATILE
+LANGUAGE c AS 'MODULE_PATHNAME', 'crystallize_consensus_wrapper';
+"#
+)]
+fn crystallize_consensus(
+    node: Uuid,
+    threshold: f64,
+    min_contributors: i32,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Option<Uuid> {
+    let model = unsafe { model_arg(fcinfo, 3) }.expect("strict");
+    self::threshold(threshold).unwrap_or_report();
+    check_min_contributors(min_contributors).unwrap_or_report();
+    spi::connect(|| -> Result<Option<Uuid>, FractalityError> {
+        let model = Model::lookup(&model)?;
+        let src = resonance::node(&NodeRef::Id(node))?;
+        let Some(embedding) = resonance::embeddings_of(src.tenant, &[node], &model)?.remove(&node)
+        else {
+            return Ok(None);
+        };
+        let voi = vector_type_oid();
+        let v = Vector::from_vec(embedding)?;
+        spi::one::<Uuid>(
+            &Query {
+                name: "consensus_call",
+                text: CALL,
+                types: &[
+                    pg_sys::UUIDOID,
+                    voi,
+                    pg_sys::FLOAT8OID,
+                    pg_sys::INT4OID,
+                    pg_sys::TEXTOID,
+                ],
+            },
+            &[
+                node.into(),
+                // SAFETY: a vector datum with the vector type's OID
+                unsafe { DatumWithOid::new(v, voi) },
+                threshold.into(),
+                min_contributors.into(),
+                model.name.as_str().into(),
+            ],
+            false,
+        )
+    })
+    .unwrap_or_report()
 }
 
-/// Forms or updates the consensus node of the nodes that lie within `threshold` (cosine
-/// similarity) of `node`, when they belong to at least `min_contributors` distinct users (the
-/// source's owner included): centroid, contributor count, group resonance (mean pairwise
-/// similarity), a label and metadata shared by the contributors, and a link per contributing
-/// node. Returns its id; NULL when there are too few users (nothing is written then).
-/// Idempotent. SECURITY DEFINER (see sql/resonance.sql).
-#[pg_extern(volatile, strict)]
-fn crystallize_consensus(
-    node: pgrx::Uuid,
-    threshold: default!(f64, 0.7),
-    min_contributors: default!(i32, 3),
-) -> Option<pgrx::Uuid> {
+/// The part of crystallize_consensus that sees across tenants: SECURITY DEFINER (sql/resonance.sql)
+/// with a pinned search_path. It acts only for a caller that presents `node`'s stored embedding
+/// of `model` exactly, which only a role that may read the node has (P0002 otherwise), and
+/// returns nothing but the consensus id: counts, group resonance, a label and metadata shared by
+/// a majority of at least three users are what the consensus stores for every tenant to read;
+/// the centroid is the owner's alone.
+#[pg_extern(volatile, strict, name = "_crystallize_consensus")]
+fn crystallize_consensus_definer(
+    node: Uuid,
+    embedding: Vector<'_>,
+    threshold: f64,
+    min_contributors: i32,
+    model: &str,
+) -> Option<Uuid> {
     let max_distance = 1.0 - self::threshold(threshold).unwrap_or_report();
     let min_users = check_min_contributors(min_contributors).unwrap_or_report();
-    Spi::connect_mut(|client| {
-        let t = spi(client.select(SOURCE_SQL, Some(1), &[node.into()]));
-        if t.is_empty() {
-            node_not_found(node).report();
-        }
-        let row = t.first();
-        let owner: pgrx::Uuid = spi(row.get(1)).expect("user_id");
-        let has_embedding: bool = spi(row.get(2)).unwrap_or(false);
-        let visible: bool = spi(client
-            .select(CALLER_MAY_SEE_SQL, Some(1), &[owner.into()])
-            .and_then(|t| t.first().get::<bool>(1)))
-        .unwrap_or(false);
-        if !visible {
-            node_not_found(node).report();
-        }
-        if !has_embedding {
-            return None;
-        }
-
-        // the source first, then its neighbours across tenants until the threshold
-        let mut members: Vec<Member> = Vec::new();
-        let mut seen: HashSet<pgrx::Uuid> = HashSet::new();
-        // the table positioned on a row: (node_id, user_id, embedding read in place, ...)
-        let read = |t: &pgrx::spi::SpiTupleTable<'_>| -> Member {
-            let datum = spi(t.get_datum_by_ordinal(3)).expect("embedding");
-            // SAFETY: a non-null vector datum of a tuple alive for this SPI session
-            let v = unsafe { Vector::from_datum_ref(datum) }.unwrap_or_report();
-            Member {
-                id: spi(t.get(1)).expect("node_id"),
-                user: spi(t.get(2)).expect("user_id"),
-                embedding: v.as_slice().to_vec(),
-            }
-        };
-        let mut t = spi(client.select(SOURCE_EMBEDDING_SQL, Some(1), &[node.into()]));
-        while t.next().is_some() {
-            let m = read(&t);
-            seen.insert(m.id);
-            members.push(m);
-        }
-        let mut cursor = client.open_cursor(MEMBERS_SQL, &[node.into(), MAX_MEMBERS.into()]);
-        'scan: loop {
-            let mut batch = spi(cursor.fetch(FETCH));
-            if batch.is_empty() {
-                break;
-            }
-            while batch.next().is_some() {
-                let distance: f64 = spi(batch.get(4)).unwrap_or(f64::INFINITY);
-                if distance > max_distance {
-                    break 'scan;
-                }
-                let m = read(&batch);
-                if seen.insert(m.id) {
-                    members.push(m);
-                }
-            }
-        }
-        drop(cursor);
-
-        let users: HashSet<pgrx::Uuid> = members.iter().map(|m| m.user).collect();
-        if users.len() < min_users {
-            return None;
-        }
-        let vectors: Vec<&[f32]> = members.iter().map(|m| m.embedding.as_slice()).collect();
-        let centre = centroid(&vectors).unwrap_or_report();
-        let group = group_resonance(&vectors)
-            .unwrap_or_report()
-            .unwrap_or(1.0)
-            .clamp(-1.0, 1.0);
-        let sims: Vec<f64> = vectors
-            .iter()
-            .map(|v| cosine(v, &centre).unwrap_or_report().unwrap_or(0.0))
-            .collect();
-
-        let ids: Vec<pgrx::Uuid> = members.iter().map(|m| m.id).collect();
-        let mut labels = Vec::new();
-        let mut metadata = Vec::new();
-        for row in spi(client.select(MEMBER_INFO_SQL, None, &[ids.clone().into()])) {
-            let user: pgrx::Uuid = spi(row.get(1)).expect("user_id");
-            let user = *user.as_bytes();
-            labels.push((user, spi(row.get::<String>(2))));
-            metadata.push((
-                user,
-                spi(row.get::<pgrx::JsonB>(3))
-                    .map(|j| j.0)
-                    .unwrap_or(Value::Null),
-            ));
-        }
-        let label = merge_labels(&labels);
-        let meta = pgrx::JsonB(merge_metadata(&metadata));
-        let count = users.len() as i32;
-
-        let existing: Option<pgrx::Uuid> = spi(client
-            .select(EXISTING_SQL, Some(1), &[ids.clone().into(), node.into()])
-            .and_then(|t| {
-                if t.is_empty() {
-                    Ok(None)
-                } else {
-                    t.first().get(1)
-                }
-            }));
-        let centre_arg: Vec<f32> = centre;
-        // an existing consensus is updated by its id, a new one inserted for the source node
-        let (sql, key): (&str, pgrx::datum::DatumWithOid) = match existing {
-            Some(id) => (UPDATE_SQL, id.into()),
-            None => (INSERT_SQL, node.to_string().into()),
-        };
-        let id: pgrx::Uuid = spi(client
-            .update(
-                sql,
-                Some(1),
-                &[
-                    key,
-                    label.into(),
-                    meta.into(),
-                    centre_arg.into(),
-                    count.into(),
-                    group.into(),
-                ],
-            )
-            .and_then(|t| t.first().get(1)))
-        .expect("consensus id");
-
-        let member_users: Vec<pgrx::Uuid> = members.iter().map(|m| m.user).collect();
-        spi(client.update(UNLINK_SQL, None, &[id.into(), ids.clone().into()]));
-        spi(client.update(
-            LINK_SQL,
-            None,
-            &[id.into(), ids.into(), member_users.into(), sims.into()],
-        ));
-        Some(id)
-    })
+    spi::connect(|| consensus(node, &embedding, max_distance, min_users, model)).unwrap_or_report()
 }
 
-/// Distinct users among (node, user) pairs; exposed for tests.
+fn consensus(
+    node: Uuid,
+    embedding: &Vector<'_>,
+    max_distance: f64,
+    min_users: usize,
+    model: &str,
+) -> Result<Option<Uuid>, FractalityError> {
+    let model = Model::lookup(model)?;
+    // the source, as stored: the caller's embedding must be exactly it
+    let source: Option<Member> = spi::rows(
+        &Query {
+            name: "consensus_source",
+            text: SOURCE,
+            types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
+        },
+        &[node.into(), model.name.as_str().into()],
+        false,
+        |r| -> Result<Option<Member>, FractalityError> {
+            let (Some(user), Some(d)) = (r.get::<Uuid>(1), r.datum(2)) else {
+                return Ok(None);
+            };
+            // SAFETY: a non-null vector datum of the row being read
+            let v = unsafe { Vector::from_datum_ref(d) }?;
+            Ok(Some(Member {
+                id: node,
+                user,
+                embedding: v.as_slice().to_vec(),
+            }))
+        },
+    )?
+    .into_iter()
+    .next()
+    .transpose()?
+    .flatten();
+    let Some(source) = source.filter(|m| m.embedding.as_slice() == embedding.as_slice()) else {
+        return Err(node_not_found(node));
+    };
+    let owner = source.user;
+
+    // its neighbours across tenants until the threshold, nearest first
+    let margin = if model.index_type() == "vector" {
+        1e-6
+    } else {
+        1e-2
+    };
+    let mut seen: HashSet<Uuid> = HashSet::from([node]);
+    let mut members = vec![source];
+    let text = model.render(MEMBERS);
+    let voi = vector_type_oid();
+    let query = Vector::from_slice(embedding.as_slice())?;
+    let mut cursor = Cursor::open(
+        &Query {
+            name: "consensus_members",
+            text: &text,
+            types: &[voi, pg_sys::INT8OID],
+        },
+        // SAFETY: a vector datum with the vector type's OID
+        &[unsafe { DatumWithOid::new(query, voi) }, MAX_MEMBERS.into()],
+        false,
+    )?;
+    'scan: loop {
+        let batch = cursor.fetch(
+            FETCH,
+            |r| -> Result<Option<(f64, Member)>, FractalityError> {
+                let (Some(id), Some(user), Some(d), Some(distance)) = (
+                    r.get::<Uuid>(1),
+                    r.get::<Uuid>(2),
+                    r.datum(3),
+                    r.get::<f64>(4),
+                ) else {
+                    return Ok(None);
+                };
+                // SAFETY: a non-null vector datum of the row being read
+                let v = unsafe { Vector::from_datum_ref(d) }?;
+                Ok(Some((
+                    distance,
+                    Member {
+                        id,
+                        user,
+                        embedding: v.as_slice().to_vec(),
+                    },
+                )))
+            },
+        );
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            let Some((distance, m)) = r? else { continue };
+            if distance.is_nan() {
+                continue; // a zero vector
+            }
+            if distance > max_distance + margin {
+                break 'scan;
+            }
+            let sim = cosine(embedding.as_slice(), &m.embedding)?.unwrap_or(-1.0);
+            if sim >= 1.0 - max_distance && seen.insert(m.id) {
+                members.push(m);
+            }
+        }
+    }
+    drop(cursor);
+
+    let users: HashSet<Uuid> = members.iter().map(|m| m.user).collect();
+    if users.len() < min_users || users.len() < MIN_CONTRIBUTORS as usize {
+        return Ok(None);
+    }
+    let vectors: Vec<&[f32]> = members.iter().map(|m| m.embedding.as_slice()).collect();
+    let centre = centroid(&vectors)?;
+    let group = group_resonance(&vectors)?.unwrap_or(1.0).clamp(-1.0, 1.0);
+    let sims: Vec<f64> = vectors
+        .iter()
+        .map(|v| Ok(cosine(v, &centre)?.unwrap_or(0.0)))
+        .collect::<Result<_, FractalityError>>()?;
+
+    let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
+    let mut labels = Vec::new();
+    let mut metadata = Vec::new();
+    for (user, label, meta) in spi::rows(
+        &Query {
+            name: "consensus_member_info",
+            text: MEMBER_INFO,
+            types: &[pg_sys::UUIDARRAYOID],
+        },
+        &[ids.clone().into()],
+        false,
+        |r| {
+            (
+                r.get::<Uuid>(1),
+                r.get::<String>(2),
+                r.get::<pgrx::JsonB>(3).map(|j| j.0).unwrap_or(Value::Null),
+            )
+        },
+    )? {
+        let Some(user) = user else { continue };
+        let user = *user.as_bytes();
+        labels.push((user, label));
+        metadata.push((user, meta));
+    }
+    let label = merge_labels(&labels);
+    let meta = pgrx::JsonB(merge_metadata(&metadata));
+    let count = users.len() as i32;
+    let _ = owner;
+
+    let existing: Option<Uuid> = spi::one(
+        &Query {
+            name: "consensus_existing",
+            text: EXISTING,
+            types: &[pg_sys::UUIDARRAYOID, pg_sys::UUIDOID],
+        },
+        &[ids.clone().into(), node.into()],
+        false,
+    )?;
+    let save_types = [
+        pg_sys::UUIDOID,
+        pg_sys::TEXTOID,
+        pg_sys::JSONBOID,
+        pg_sys::FLOAT4ARRAYOID,
+        pg_sys::INT4OID,
+        pg_sys::FLOAT8OID,
+        pg_sys::TEXTOID,
+    ];
+    let (name, text, key) = match existing {
+        Some(id) => ("consensus_update", UPDATE, id),
+        None => ("consensus_insert", INSERT, node),
+    };
+    let id: Uuid = spi::one(
+        &Query {
+            name,
+            text,
+            types: &save_types,
+        },
+        &[
+            key.into(),
+            label.into(),
+            meta.into(),
+            centre.into(),
+            count.into(),
+            group.into(),
+            model.name.as_str().into(),
+        ],
+        false,
+    )?
+    .ok_or(FractalityError::Internal {
+        query: name,
+        detail: "no consensus id returned".into(),
+    })?;
+
+    let member_users: Vec<Uuid> = members.iter().map(|m| m.user).collect();
+    spi::run(
+        &Query {
+            name: "consensus_unlink",
+            text: UNLINK,
+            types: &[pg_sys::UUIDOID, pg_sys::UUIDARRAYOID],
+        },
+        &[id.into(), ids.clone().into()],
+    )?;
+    spi::run(
+        &Query {
+            name: "consensus_link",
+            text: LINK,
+            types: &[
+                pg_sys::UUIDOID,
+                pg_sys::UUIDARRAYOID,
+                pg_sys::UUIDARRAYOID,
+                pg_sys::FLOAT8ARRAYOID,
+            ],
+        },
+        &[id.into(), ids.into(), member_users.into(), sims.into()],
+    )?;
+    Ok(Some(id))
+}
+
 pub fn distinct_users<T: Eq + std::hash::Hash + Copy>(users: &[T]) -> usize {
     users.iter().copied().collect::<HashSet<T>>().len()
 }
@@ -413,8 +525,20 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            merge_labels(&l(&["Dreams", "Dreams", "Sleep"])).as_deref(),
+            merge_labels(&l(&["Dreams", "Dreams", "Dreams", "Sleep"])).as_deref(),
             Some("Dreams")
+        );
+        // two users of three share a label: shown, it would confirm one tenant's guess of
+        // another's (copy the guess, see whether the consensus takes it)
+        assert_eq!(merge_labels(&l(&["Dreams", "Dreams", "Sleep"])), None);
+        // the same through the common words: two labelled users are not enough
+        assert_eq!(
+            merge_labels(&[
+                (0, Some("secret plan #1".to_string())),
+                (1, Some("secret plan #2".to_string())),
+                (2, None)
+            ]),
+            None
         );
         assert_eq!(
             merge_labels(&l(&[
@@ -450,8 +574,16 @@ mod tests {
             (1, json!({"theme": "dreams", "facet": 1, "secret": "x"})),
             (2, json!({"theme": "dreams", "facet": 2})),
             (3, json!({"theme": "dreams", "facet": 1})),
+            (4, json!({"theme": "dreams", "facet": 1})),
         ]);
         assert_eq!(m, json!({"theme": "dreams", "facet": 1}));
+        // a value two users of three share is not shown (it would confirm a guess)
+        let m = merge_metadata(&[
+            (1, json!({"theme": "dreams", "facet": 1})),
+            (2, json!({"theme": "dreams", "facet": 2})),
+            (3, json!({"theme": "dreams", "facet": 1})),
+        ]);
+        assert_eq!(m, json!({"theme": "dreams"}));
         assert_eq!(
             merge_metadata(&[(1, json!({"a": 1})), (2, json!({"a": 2}))]),
             json!({})
@@ -470,6 +602,7 @@ mod tests {
     #[test]
     fn min_contributors_is_checked() {
         assert!(check_min_contributors(1).is_err());
+        assert!(check_min_contributors(2).is_err());
         assert!(check_min_contributors(1001).is_err());
         assert_eq!(check_min_contributors(3), Ok(3));
         assert_eq!(distinct_users(&[1, 2, 2, 3]), 3);

@@ -50,6 +50,27 @@ pub enum FractalityError {
         detail: String,
     },
 
+    /// 22023 invalid_parameter_value: a model that is not registered.
+    #[error("unknown embedding model '{0}'")]
+    UnknownModel(String),
+
+    /// 22000 data_exception: an embedding whose dimension is not its model's.
+    #[error("embedding of {got} dimensions for model '{model}' of {dims} dimensions")]
+    ModelDimension {
+        model: String,
+        got: usize,
+        dims: usize,
+    },
+
+    /// 55000 object_not_in_prerequisite_state: the library is newer than the database's schema.
+    #[error("the fractality schema of this database is older than its library")]
+    SchemaBehind,
+
+    /// XX000 internal_error: SPI refused one of fractality's own queries (not an error of the
+    /// query itself, which PostgreSQL reports as it is).
+    #[error("fractality: internal query {query} failed: {detail}")]
+    Internal { query: &'static str, detail: String },
+
     /// 23505 unique_violation: an event (timestamp, event_id) given twice or already stored.
     #[error("duplicate event (timestamp {timestamp}, event_id {event_id}): {detail}")]
     DuplicateEvent {
@@ -83,6 +104,12 @@ impl FractalityError {
                 PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION
             }
             FractalityError::DuplicateEvent { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            FractalityError::UnknownModel(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            FractalityError::ModelDimension { .. } => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            FractalityError::Internal { .. } => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            FractalityError::SchemaBehind => {
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
         }
     }
 
@@ -109,6 +136,16 @@ impl FractalityError {
             FractalityError::DuplicateEvent { .. } => Some(
                 "(timestamp, event_id) identifies an event; nothing of the batch was written.",
             ),
+            FractalityError::UnknownModel(_) => Some(
+                "Register it first: SELECT fractality.register_model('<model>', <dimensions>); fractality.embedding_models lists the models.",
+            ),
+            FractalityError::ModelDimension { .. } => Some(
+                "Every embedding of a model has the model's dimension (fractality.embedding_models); register another model for another dimension.",
+            ),
+            FractalityError::Internal { .. } => None,
+            FractalityError::SchemaBehind => {
+                Some("Run ALTER EXTENSION fractality UPDATE (docs/UPGRADES.md says what it does).")
+            }
         }
     }
 

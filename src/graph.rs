@@ -43,8 +43,6 @@ macro_rules! energy {
 
 /// Deepest `traverse` accepted.
 pub const MAX_DEPTH: i32 = 100;
-/// Dimensions of `node_embeddings.embedding`.
-pub const EMBEDDING_DIMS: usize = 384;
 /// How many frontier nodes `consciousness_path` expands per query.
 const PATH_BATCH: usize = 128;
 
@@ -485,6 +483,8 @@ pub struct NodeFields<'a> {
     pub metadata: Option<serde_json::Value>,
     pub atp: Option<f64>,
     pub embedding: Option<Vector<'a>>,
+    /// The model of `embedding`.
+    pub model: &'a str,
     pub node_type: Option<&'a str>,
 }
 
@@ -512,11 +512,7 @@ impl NodeFields<'_> {
                 ));
             }
         }
-        if let Some(e) = &self.embedding {
-            if e.dims() != EMBEDDING_DIMS {
-                return Err(FractalityError::DimensionMismatch(e.dims(), EMBEDDING_DIMS));
-            }
-        }
+        crate::models::check_name(self.model)?;
         Ok(())
     }
 }
@@ -533,15 +529,12 @@ ON CONFLICT (user_id, node_key) DO UPDATE
        updated_at = now()
 RETURNING n.id";
 
-const UPSERT_EMBEDDING: &str = "
-INSERT INTO fractality.node_embeddings AS e (node_id, user_id, embedding)
-VALUES ($1, $2, $3)
-ON CONFLICT (node_id) DO UPDATE SET embedding = EXCLUDED.embedding, updated_at = now()";
+const UPSERT_EMBEDDING: &str = include_str!("../sql/queries/upsert_embedding.sql");
+const UPSERT_EMBEDDING_0_4: &str = include_str!("../sql/queries/upsert_embedding_0_4.sql");
 
 /// Inserts or updates `user`'s node `fields.key`; returns its id.
 pub fn upsert(user: Uuid, fields: NodeFields<'_>) -> Uuid {
     fields.validate().unwrap_or_report();
-    let vector_oid = fields.embedding.as_ref().map(|_| vector_type_oid());
     Spi::connect_mut(|client| {
         let metadata = fields.metadata.map(JsonB);
         let args: Vec<DatumWithOid> = vec![
@@ -552,6 +545,15 @@ pub fn upsert(user: Uuid, fields: NodeFields<'_>) -> Uuid {
             metadata.into(),
             fields.atp.into(),
         ];
+        // the model and the dimension before anything is written (a 0.4.0 schema not yet
+        // updated takes the default model's 384-d embeddings as it did)
+        let current = crate::models::schema_is_current();
+        if let Some(v) = &fields.embedding {
+            if current || fields.model != crate::models::DEFAULT {
+                let model = crate::models::Model::lookup(fields.model).unwrap_or_report();
+                model.check(v).unwrap_or_report();
+            }
+        }
         let id = select_kept(
             false,
             UPSERT_NODE,
@@ -570,20 +572,64 @@ pub fn upsert(user: Uuid, fields: NodeFields<'_>) -> Uuid {
         .flatten()
         .next()
         .expect("INSERT ... RETURNING id returns the id");
-        if let (Some(v), Some(voi)) = (fields.embedding, vector_oid) {
-            let emb = unsafe { DatumWithOid::new(v, voi) };
-            client
-                .update(UPSERT_EMBEDDING, None, &[id.into(), user.into(), emb])
-                .unwrap_or_else(|e| spi_error(e));
+        if let Some(v) = fields.embedding {
+            if current {
+                write_embedding(id, user, fields.model, v);
+            } else {
+                let voi = vector_type_oid();
+                crate::spi::run(
+                    &crate::spi::Query {
+                        name: "upsert_embedding_0_4",
+                        text: UPSERT_EMBEDDING_0_4,
+                        types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, voi],
+                    },
+                    // SAFETY: a vector datum with the vector type's OID
+                    &[id.into(), user.into(), unsafe { DatumWithOid::new(v, voi) }],
+                )
+                .unwrap_or_report();
+            }
         }
+        let _ = client;
         id
     })
 }
 
+/// Inserts or replaces node `id`'s embedding of `model` (checked by the caller); SPI connected.
+fn write_embedding(id: Uuid, user: Uuid, model: &str, v: Vector<'_>) {
+    let voi = vector_type_oid();
+    // SAFETY: a vector datum with the vector type's OID
+    let emb = unsafe { DatumWithOid::new(v, voi) };
+    crate::spi::run(
+        &crate::spi::Query {
+            name: "upsert_embedding",
+            text: UPSERT_EMBEDDING,
+            types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, voi, pg_sys::TEXTOID],
+        },
+        &[id.into(), user.into(), emb, model.into()],
+    )
+    .unwrap_or_report();
+}
+
+fn frozen_has(by_model: &[(String, Vector<'static>)], model: &str) -> bool {
+    by_model.iter().any(|(m, _)| m == model)
+}
+
 /// Inserts or updates the node `node_key` of the session's tenant (`fractality.user_id`): a NULL
 /// label, type or atp keeps the stored value (1.0 for a new node), metadata is merged into the
-/// stored object, an embedding (384 dimensions) is upserted into node_embeddings. Returns its id.
-#[pg_extern(volatile, parallel_unsafe, name = "upsert_node")]
+/// stored object, an embedding (of `model`'s dimension) is upserted into node_embeddings as the
+/// node's embedding of that model. Returns its id.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."upsert_node"(
+    "node_key" text, "label" text DEFAULT NULL, "metadata" jsonb DEFAULT '{}',
+    "atp" double precision DEFAULT NULL, "embedding" vector DEFAULT NULL, "type" text DEFAULT NULL,
+    "model" text DEFAULT 'default'
+) RETURNS uuid VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'upsert_node_wrapper';
+"#
+)]
 fn upsert_node(
     node_key: Option<&str>,
     label: default!(Option<&str>, "NULL"),
@@ -591,8 +637,11 @@ fn upsert_node(
     atp: default!(Option<f64>, "NULL"),
     embedding: default!(Option<Vector<'_>>, "NULL"),
     r#type: default!(Option<&str>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> Uuid {
     let node_key = required("node_key", node_key);
+    let model = required("model", unsafe { crate::models::model_arg(fcinfo, 6) });
+    let model = model.as_str();
     let user = session_tenant();
     upsert(
         user,
@@ -602,6 +651,7 @@ fn upsert_node(
             metadata: metadata.map(|j| j.0),
             atp,
             embedding,
+            model,
             node_type: r#type,
         },
     )
@@ -611,7 +661,19 @@ fn upsert_node(
 /// applies to other roles). A name of its own rather than an overload of `upsert_node`: with
 /// `user_id uuid` first, a call like `upsert_node('k', 'label', '{}')` of untyped literals
 /// would be ambiguous between the two.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."upsert_node_for"(
+    "user_id" uuid, "node_key" text, "label" text DEFAULT NULL, "metadata" jsonb DEFAULT '{}',
+    "atp" double precision DEFAULT NULL, "embedding" vector DEFAULT NULL, "type" text DEFAULT NULL,
+    "model" text DEFAULT 'default'
+) RETURNS uuid VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'upsert_node_for_wrapper';
+"#
+)]
+#[allow(clippy::too_many_arguments)] // the SQL function's parameters
 fn upsert_node_for(
     user_id: Option<Uuid>,
     node_key: Option<&str>,
@@ -620,9 +682,12 @@ fn upsert_node_for(
     atp: default!(Option<f64>, "NULL"),
     embedding: default!(Option<Vector<'_>>, "NULL"),
     r#type: default!(Option<&str>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> Uuid {
     let user_id = required("user_id", user_id);
     let node_key = required("node_key", node_key);
+    let model = required("model", unsafe { crate::models::model_arg(fcinfo, 7) });
+    let model = model.as_str();
     upsert(
         user_id,
         NodeFields {
@@ -631,6 +696,7 @@ fn upsert_node_for(
             metadata: metadata.map(|j| j.0),
             atp,
             embedding,
+            model,
             node_type: r#type,
         },
     )
@@ -641,7 +707,7 @@ fn upsert_node_for(
 const UPSERT_EDGE: &str = "
 INSERT INTO fractality.edges AS e (user_id, from_node, to_node, relationship_type, weight)
 VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (from_node, to_node, relationship_type) DO UPDATE SET weight = EXCLUDED.weight
+ON CONFLICT ON CONSTRAINT edges_unique DO UPDATE SET weight = EXCLUDED.weight
 RETURNING e.id";
 
 /// Links `user`'s nodes `from_key` -> `to_key`; returns the edge id.
@@ -687,7 +753,16 @@ pub fn link_keys(user: Uuid, from_key: &str, to_key: &str, rel: &str, weight: f6
 
 /// Links the session tenant's node `from_key` to `to_key` with a relationship type and a weight
 /// in [-1, 1]; an existing edge of that type between them gets the new weight. Returns its id.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."link"(
+    "from_key" text, "to_key" text, "type" text DEFAULT 'child', "weight" double precision DEFAULT 1.0
+) RETURNS uuid STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'link_wrapper';
+"#
+)]
 fn link(
     from_key: &str,
     to_key: &str,
@@ -698,7 +773,15 @@ fn link(
 }
 
 /// Removes the edge `from_key` -> `to_key` of that type; true when there was one.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."unlink"("from_key" text, "to_key" text, "type" text DEFAULT 'child')
+RETURNS bool STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'unlink_wrapper';
+"#
+)]
 fn unlink(from_key: &str, to_key: &str, r#type: default!(&str, "'child'")) -> bool {
     let user = session_tenant();
     Spi::connect_mut(|client| {
@@ -1009,43 +1092,29 @@ fn consciousness_path(
 
 // ---- thaw and freeze -------------------------------------------------------------------------
 
-const THAW: &str = concat!(
-    "SELECT jsonb_build_object(
-        'id', n.id, 'user_id', n.user_id, 'node_key', n.node_key, 'label', n.label, 'type', n.type,
-        'metadata', n.metadata, 'energy', n.energy,
-        'atp', ",
-    energy!("n"),
-    ", 'atp_at', n.atp_at, 'created_at', n.created_at, 'updated_at', n.updated_at,
-        'embedding', (SELECT emb.embedding::text::jsonb FROM fractality.node_embeddings emb
-                       WHERE emb.node_id = n.id),
-        'edges', jsonb_build_object(
-            'outgoing', coalesce((SELECT jsonb_agg(jsonb_build_object(
-                              'id', e.id, 'to_node', e.to_node, 'to_key', t.node_key,
-                              'type', e.relationship_type, 'weight', e.weight, 'metadata', e.metadata)
-                              ORDER BY e.relationship_type, t.node_key)
-                            FROM fractality.edges e JOIN fractality.nodes t ON t.id = e.to_node
-                           WHERE e.from_node = n.id), '[]'::jsonb),
-            'incoming', coalesce((SELECT jsonb_agg(jsonb_build_object(
-                              'id', e.id, 'from_node', e.from_node, 'from_key', f.node_key,
-                              'type', e.relationship_type, 'weight', e.weight, 'metadata', e.metadata)
-                              ORDER BY e.relationship_type, f.node_key)
-                            FROM fractality.edges e JOIN fractality.nodes f ON f.id = e.from_node
-                           WHERE e.to_node = n.id), '[]'::jsonb)),
-        'stream', coalesce((SELECT jsonb_agg(jsonb_build_object(
-                              'time', s.time, 'atp_level', s.atp_level,
-                              'attention_score', s.attention_score,
-                              'resonance_vector', s.resonance_vector) ORDER BY s.time DESC)
-                            FROM (SELECT * FROM fractality.consciousness_streams s
-                                   WHERE s.node_id = n.id ORDER BY s.time DESC LIMIT $3) s),
-                           '[]'::jsonb))
-       FROM fractality.nodes n WHERE n.user_id = $1 AND n.node_key = $2"
-);
+const THAW: &str = include_str!("../sql/queries/thaw.sql");
 
 /// The node `node_key` of the session's tenant as one JSON document: its fields and metadata,
 /// its energy, its embedding (an array, or null), its outgoing and incoming edges, and its
 /// latest `stream_points` stream points (newest first). P0002 when there is no such node.
-#[pg_extern(stable, strict, parallel_unsafe)]
-fn thaw(node_key: &str, stream_points: default!(i32, 100)) -> JsonB {
+#[pg_extern(
+    stable,
+    strict,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."thaw"(
+    "node_key" text, "stream_points" integer DEFAULT 100, "model" text DEFAULT 'default'
+) RETURNS jsonb STRICT STABLE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'thaw_wrapper';
+"#
+)]
+fn thaw(node_key: &str, stream_points: i32, fcinfo: pg_sys::FunctionCallInfo) -> JsonB {
+    let model = unsafe { crate::models::model_arg(fcinfo, 2) }.expect("strict");
+    let model = model.as_str();
+    crate::models::check_name(model).unwrap_or_report();
+    if !crate::models::schema_is_current() {
+        FractalityError::SchemaBehind.report();
+    }
     if stream_points < 0 {
         FractalityError::invalid(
             "stream_points",
@@ -1060,7 +1129,12 @@ fn thaw(node_key: &str, stream_points: default!(i32, 100)) -> JsonB {
             .select(
                 THAW,
                 None,
-                &[user.into(), node_key.into(), (stream_points as i64).into()],
+                &[
+                    user.into(),
+                    node_key.into(),
+                    (stream_points as i64).into(),
+                    model.into(),
+                ],
             )
             .unwrap_or_else(|e| spi_error(e));
         if table.is_empty() {
@@ -1086,6 +1160,8 @@ pub struct Frozen {
     pub metadata: Option<serde_json::Value>,
     pub atp: Option<f64>,
     pub embedding: Option<Vec<f32>>,
+    /// Embeddings by model (thaw writes every model's here).
+    pub embeddings: std::collections::BTreeMap<String, Vec<f32>>,
     pub edges: FrozenEdges,
     pub stream: Vec<FrozenPoint>,
 }
@@ -1163,12 +1239,24 @@ SELECT p.time, $1, $2, p.atp_level, p.attention_score, p.resonance_vector
                     WHERE s.node_id = $1 AND s.time = p.time)";
 
 /// Writes a node back from the document `thaw` returns (or one an application built): the node
-/// (upserted by key), its embedding, its outgoing edges (by target key) and its buffered stream
-/// points, all in the caller's transaction: an error anywhere writes nothing. Stream points the
-/// node already has at the same time are skipped, so freezing a thawed node twice adds nothing.
-/// The tenant is the session's (`fractality.user_id`), or the document's `user_id` when unset.
-#[pg_extern(volatile, strict, parallel_unsafe)]
-fn freeze(node: JsonB) -> Uuid {
+/// (upserted by key), its embeddings (`embedding` as `model`'s, and each of `embeddings` as its
+/// model's), its outgoing edges (by target key) and its buffered stream points, all in the
+/// caller's transaction: an error anywhere writes nothing. Stream points the node already has at
+/// the same time are skipped, so freezing a thawed node twice adds nothing. The tenant is the
+/// session's (`fractality.user_id`), or the document's `user_id` when unset.
+#[pg_extern(
+    volatile,
+    strict,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."freeze"("node" jsonb, "model" text DEFAULT 'default')
+RETURNS uuid STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'freeze_wrapper';
+"#
+)]
+fn freeze(node: JsonB, fcinfo: pg_sys::FunctionCallInfo) -> Uuid {
+    let model = unsafe { crate::models::model_arg(fcinfo, 1) }.expect("strict");
+    let model = model.as_str();
     let stream_json = node.0.get("stream").cloned();
     let frozen = parse_frozen(node.0).unwrap_or_report();
     let user = session_tenant_opt()
@@ -1179,9 +1267,29 @@ fn freeze(node: JsonB) -> Uuid {
                 .and_then(|u| Uuid::from_slice(&parse_uuid(u)?).ok())
         })
         .unwrap_or_else(|| FractalityError::NoTenant.report());
-    let embedding = frozen
-        .embedding
-        .map(|v| Vector::from_vec(v).unwrap_or_report());
+    // every embedding by model, `embedding` taking precedence for `model`; all checked first
+    let mut by_model: Vec<(String, Vector<'static>)> = Vec::new();
+    if let Some(v) = frozen.embedding {
+        by_model.push((model.to_string(), Vector::from_vec(v).unwrap_or_report()));
+    }
+    for (m, v) in frozen.embeddings {
+        if frozen_has(&by_model, &m) {
+            continue;
+        }
+        by_model.push((m, Vector::from_vec(v).unwrap_or_report()));
+    }
+    Spi::connect(|_| {
+        for (m, v) in &by_model {
+            crate::models::Model::lookup(m)
+                .and_then(|model| model.check(v))
+                .unwrap_or_report();
+        }
+    });
+    let mut rest = by_model.into_iter();
+    let (first_model, first) = match rest.next() {
+        Some((m, v)) => (Some(m), Some(v)),
+        None => (None, None),
+    };
     let key = frozen.node_key.as_deref().expect("checked");
     let id = upsert(
         user,
@@ -1190,10 +1298,14 @@ fn freeze(node: JsonB) -> Uuid {
             label: frozen.label.as_deref(),
             metadata: frozen.metadata,
             atp: frozen.atp,
-            embedding,
+            embedding: first,
+            model: first_model.as_deref().unwrap_or(model),
             node_type: frozen.node_type.as_deref(),
         },
     );
+    for (m, v) in rest {
+        Spi::connect_mut(|_| write_embedding(id, user, &m, v));
+    }
     for e in &frozen.edges.outgoing {
         link_keys(user, key, &e.to_key, &e.relationship, e.weight);
     }

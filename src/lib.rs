@@ -15,19 +15,28 @@ pub mod experience;
 pub mod graph;
 pub mod gucs;
 pub mod jsonb;
+pub mod models;
 pub mod resonance;
 pub mod reward;
+pub mod search;
+pub mod spi;
 pub mod vector;
 
 // ---- the SQL, in load order ------------------------------------------------------------------
 // bootstrap: the tenant helper and the partition helper the tables below use at install time.
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/graph.sql", name = "graph", requires = ["bootstrap"]);
+// embeddings: the models (register_model) and node_embeddings, partitioned by tenant.
+extension_sql_file!(
+    "../sql/embeddings.sql",
+    name = "embeddings",
+    requires = ["graph", vector::vector_dims_native]
+);
 extension_sql_file!("../sql/streams.sql", name = "streams", requires = ["graph"]);
 extension_sql_file!(
     "../sql/consensus.sql",
     name = "consensus",
-    requires = ["graph"]
+    requires = ["graph", "embeddings"]
 );
 extension_sql_file!(
     "../sql/experience.sql",
@@ -111,7 +120,10 @@ extension_sql_file!(
         "consensus",
         resonance::find_resonant,
         resonance::find_resonant_by_key,
-        consensus::crystallize_consensus
+        resonance::resonance_with,
+        resonance::calculate_resonance,
+        consensus::crystallize_consensus,
+        consensus::crystallize_consensus_definer
     ]
 );
 // finalize: row-level security over everything above.

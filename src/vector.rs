@@ -269,9 +269,36 @@ impl FromDatum for RawDatum {
     }
 }
 
+thread_local! {
+    /// The OID of `vector`, looked up once per session and checked at each use.
+    static VECTOR_OID: std::cell::Cell<pg_sys::Oid> = const { std::cell::Cell::new(pg_sys::Oid::INVALID) };
+}
+
+/// True when `oid` names a type called `vector` (a syscache probe).
+fn is_vector_type(oid: pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup, released before returning
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::TYPEOID as i32,
+            pg_sys::Datum::from(oid),
+        );
+        if tuple.is_null() {
+            return false;
+        }
+        let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_type>(tuple);
+        let ok = std::ffi::CStr::from_ptr((*form).typname.data.as_ptr()) == c"vector";
+        pg_sys::ReleaseSysCache(tuple);
+        ok
+    }
+}
+
 /// The OID of pgvector's `vector` type, wherever pgvector is installed.
 pub fn vector_type_oid() -> pg_sys::Oid {
-    Spi::get_one::<pg_sys::Oid>(
+    let cached = VECTOR_OID.get();
+    if cached != pg_sys::Oid::INVALID && is_vector_type(cached) {
+        return cached;
+    }
+    let oid = Spi::get_one::<pg_sys::Oid>(
         "SELECT t.oid FROM pg_catalog.pg_type t \
            JOIN pg_catalog.pg_extension e ON e.extnamespace = t.typnamespace \
           WHERE e.extname = 'vector' AND t.typname = 'vector'",
@@ -287,7 +314,9 @@ pub fn vector_type_oid() -> pg_sys::Oid {
         .set_hint("CREATE EXTENSION vector (fractality requires it).")
         .report(PgLogLevel::ERROR);
         unreachable!()
-    })
+    });
+    VECTOR_OID.set(oid);
+    oid
 }
 
 // ---- SQL functions --------------------------------------------------------------------------

@@ -73,13 +73,16 @@ fn decay_materialize_skips_a_row_a_writer_holds_without_blocking() {
     let user = common::tenant();
     let ids = nodes(&mut admin, user, 20, 0.8, "2 hours");
     common::set_tenant(&mut tenant, user);
-    let before: f64 = tenant
-        .query_one(
-            "SELECT sum(atp) FROM fractality.node_energy WHERE user_id = $1",
-            &[&user],
-        )
+    // energy is read as of one fixed instant before and after, so that the time the test takes
+    // (decay goes on) does not count
+    let at: String = admin
+        .query_one("SELECT (now() + interval '1 hour')::text", &[])
         .unwrap()
         .get(0);
+    const ENERGY_AT: &str =
+        "SELECT sum(fractality.current_atp(stored_atp, atp_at, $2::text::timestamptz))
+                               FROM fractality.node_energy WHERE user_id = $1";
+    let before: f64 = tenant.query_one(ENERGY_AT, &[&user, &at]).unwrap().get(0);
 
     let mut holder = common::db();
     holder.batch_execute("BEGIN").unwrap();
@@ -122,14 +125,8 @@ fn decay_materialize_skips_a_row_a_writer_holds_without_blocking() {
         .unwrap()
         .get(0);
     assert_eq!(stale, 1, "the held row was left for the next run");
-    let after: f64 = tenant
-        .query_one(
-            "SELECT sum(atp) FROM fractality.node_energy WHERE user_id = $1",
-            &[&user],
-        )
-        .unwrap()
-        .get(0);
-    assert_relative_eq!(before, after, max_relative = 1e-6);
+    let after: f64 = tenant.query_one(ENERGY_AT, &[&user, &at]).unwrap().get(0);
+    assert_relative_eq!(before, after, max_relative = 1e-9);
     // the next run writes the held row too (and the other 19 again: they are an instant stale)
     let written: i64 = tenant
         .query_one("SELECT fractality.materialize_decay()", &[])

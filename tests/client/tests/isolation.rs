@@ -131,7 +131,7 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
         "SELECT node_id FROM fractality.apply_consciousness_decay(0.5, 0.1, NULL)".into(),
         format!("SELECT node_id FROM fractality.apply_consciousness_decay(0.5, 0.1, '{ub}')"),
         format!("SELECT fractality.pulse('{br}', 0.5)"),
-        format!("SELECT fractality.crystallize_consensus('{br}', 0.5, 2)"),
+        format!("SELECT fractality.crystallize_consensus('{br}', 0.5, 3)"),
     ];
     // every partition of the streams, read directly (granted by ON ALL TABLES)
     let mut reads = reads;
@@ -346,7 +346,7 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
             &["22004", "P0002"],
         ),
         (
-            format!("SELECT fractality.crystallize_consensus('{ar}', 0.5, 2)"),
+            format!("SELECT fractality.crystallize_consensus('{ar}', 0.5, 3)"),
             &["P0002"],
         ),
     ];

@@ -42,7 +42,7 @@ INSERT INTO fractality.edges (user_id, from_node, to_node, weight)
 VALUES ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-00000000000b', 0.75);
 ROLLBACK TO s;
 SELECT relationship_type, weight FROM fractality.edges;
--- embeddings: 384 dimensions, the node's tenant
+-- embeddings: the model's dimension (384 for 'default'), the node's tenant
 INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
 VALUES ('00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-000000000001', '[1,2,3]');
 ROLLBACK TO s;

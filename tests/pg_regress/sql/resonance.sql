@@ -137,10 +137,9 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
 END $$;
--- calculate_resonance reads a pair through the primary-key indexes without the executor and
--- applies each table's row-level security itself, exactly as a query would: policies of the
--- caller's roles only, permissive ones OR-ed, restrictive ones AND-ed, a policy created between
--- two calls of one call site, a policy with a sub-query (then PostgreSQL plans the query)
+-- calculate_resonance reads a pair through SQL as the caller, so every policy holds as in any
+-- query: policies of the caller's roles only, permissive ones OR-ed, restrictive ones AND-ed, a
+-- policy created between two calls of one call site, a policy with a sub-query
 CREATE FUNCTION pg_temp.res(a uuid, b uuid) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
     RETURN coalesce(round(fractality.calculate_resonance(a, b)::numeric, 4)::text, 'null');

@@ -23,12 +23,21 @@ SELECT table_name, column_name, data_type, is_nullable, column_default, is_gener
                       'configuration_store', 'learning_metrics', 'retention_policies')
  ORDER BY table_name, ordinal_position;
 
--- the embedding column is a 384-d pgvector vector
+-- the embedding columns are pgvector vectors of any dimension (each model's is checked against
+-- embedding_models); node_embeddings is hash-partitioned by tenant, an HNSW index per model
 SELECT attrelid::regclass, attname, format_type(atttypid, atttypmod)
   FROM pg_attribute
- WHERE attrelid IN ('fractality.node_embeddings'::regclass, 'fractality.consensus_nodes'::regclass)
+ WHERE attrelid IN ('fractality.node_embeddings'::regclass, 'fractality.consensus_centroids'::regclass)
    AND atttypid = 'vector'::regtype
  ORDER BY attrelid::regclass::text, 2;
+SELECT model, dims FROM fractality.embedding_models;
+SELECT pg_get_partkeydef('fractality.node_embeddings'::regclass) AS partition_key,
+       count(*) AS partitions,
+       count(*) FILTER (WHERE c.relrowsecurity) AS with_row_security,
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+                                       WHERE i.indrelid = c.oid AND x.relname = c.relname || '_default_hnsw')) AS with_default_index
+  FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
+ WHERE h.inhparent = 'fractality.node_embeddings'::regclass;
 
 -- indexes of the parents (partition indexes are inherited)
 SELECT tablename, indexname, indexdef

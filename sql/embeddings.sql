@@ -1,0 +1,244 @@
+-- fractality: embeddings
+-- The embedding models an installation knows (name and dimension) and one embedding per node and
+-- model in node_embeddings, hash-partitioned by tenant, with one HNSW index per partition and
+-- model. Kept apart from nodes so that energy updates never touch a vector index.
+--
+-- Vectors of different dimensions share the column `embedding vector`; each model's HNSW index
+-- is pgvector's recipe for that: an expression index on the embedding cast to the model's
+-- dimension, restricted to the model's rows
+--     CREATE INDEX ... USING hnsw ((embedding::vector(384)) vector_cosine_ops) WHERE model = 'default'
+-- and a query reaches it by ordering by the same expression with the same WHERE. Models of more
+-- than 2 000 dimensions (pgvector's HNSW limit for vector) are indexed as halfvec (up to 4 000):
+--     ((embedding::halfvec(3072)) halfvec_cosine_ops)
+-- the stored vectors keep full precision; only the index order is computed in half precision.
+
+CREATE TABLE fractality.embedding_models (
+    model      text        NOT NULL,
+    dims       integer     NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT embedding_models_pkey PRIMARY KEY (model),
+    CONSTRAINT embedding_models_name CHECK (model ~ '^[a-z][a-z0-9_]{0,31}$'),
+    CONSTRAINT embedding_models_dims CHECK (dims BETWEEN 1 AND 4000)
+);
+
+COMMENT ON TABLE fractality.embedding_models IS
+    'Embedding models: name and dimension. Registered with fractality.register_model; a model is fixed once it holds embeddings.';
+
+-- The element type of a model's index: vector up to 2 000 dimensions, halfvec above.
+CREATE FUNCTION fractality.model_index_type(dims integer) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN CASE WHEN dims <= 2000 THEN 'vector' ELSE 'halfvec' END;
+
+COMMENT ON FUNCTION fractality.model_index_type(integer) IS
+    'The type a model''s HNSW index casts its embeddings to: vector up to 2 000 dimensions, halfvec above (to 4 000).';
+
+CREATE TABLE fractality.node_embeddings (
+    user_id       uuid        NOT NULL DEFAULT fractality.current_user_id(),
+    node_id       uuid        NOT NULL,
+    model         text        NOT NULL DEFAULT 'default',
+    embedding     vector      NOT NULL,
+    model_version text,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT node_embeddings_pkey PRIMARY KEY (user_id, node_id, model),
+    CONSTRAINT node_embeddings_node FOREIGN KEY (node_id, user_id)
+        REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
+    CONSTRAINT node_embeddings_model FOREIGN KEY (model)
+        REFERENCES fractality.embedding_models (model)
+) PARTITION BY HASH (user_id);
+
+COMMENT ON TABLE fractality.node_embeddings IS
+    'One embedding per node and model (pgvector), hash-partitioned by tenant; an HNSW index (cosine) per partition and model.';
+
+-- Deleting a node deletes its embeddings; the foreign key's own lookups go through this index
+-- (node_id, user_id) rather than the primary key's (user_id, node_id, model).
+CREATE INDEX node_embeddings_node ON fractality.node_embeddings (node_id, user_id);
+
+-- The partitions, fixed at install: fractality.embedding_partitions (default 16) if set before
+-- CREATE EXTENSION, e.g.  SET fractality.embedding_partitions = 64; CREATE EXTENSION fractality;
+DO $$
+DECLARE
+    setting text := current_setting('fractality.embedding_partitions', true);
+    n integer;
+BEGIN
+    IF setting IS NULL OR setting = '' THEN
+        n := 16;
+    ELSIF setting !~ '^[0-9]{1,4}$' OR setting::integer NOT BETWEEN 1 AND 1024 THEN
+        RAISE EXCEPTION 'invalid value for fractality.embedding_partitions: %', setting
+            USING ERRCODE = '22023', HINT = 'The number of partitions of node_embeddings, from 1 to 1024 (default 16).';
+    ELSE
+        n := setting::integer;
+    END IF;
+    FOR i IN 0 .. n - 1 LOOP
+        EXECUTE format('CREATE TABLE fractality.%I PARTITION OF fractality.node_embeddings
+                            FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
+                       'node_embeddings_p' || lpad(i::text, greatest(2, length((n - 1)::text)), '0'), n, i);
+    END LOOP;
+END
+$$;
+
+-- An embedding's dimension is its model's (22000 naming both), and the model is registered
+-- (22023): checked before the row reaches the foreign key or the model's index.
+CREATE FUNCTION fractality._node_embeddings_check() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d integer;
+    got integer;
+BEGIN
+    SELECT m.dims INTO d FROM fractality.embedding_models m WHERE m.model = NEW.model;
+    IF d IS NULL THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('unknown embedding model %L', NEW.model),
+            HINT = 'Register it first: SELECT fractality.register_model(''<model>'', <dimensions>); fractality.embedding_models lists the models.';
+    END IF;
+    got := fractality.vector_dims_native(NEW.embedding);
+    IF got <> d THEN
+        RAISE data_exception USING
+            MESSAGE = format('embedding of %s dimensions for model %L of %s dimensions', got, NEW.model, d),
+            HINT = 'Every embedding of a model has the model''s dimension (fractality.embedding_models); register another model for another dimension.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER node_embeddings_check
+    BEFORE INSERT OR UPDATE OF model, embedding ON fractality.node_embeddings
+    FOR EACH ROW EXECUTE FUNCTION fractality._node_embeddings_check();
+
+-- Builds the HNSW index of `model` on every partition of node_embeddings that lacks it (named
+-- node_embeddings_<partition>_<model>_hnsw, attached to node_embeddings_<model>_hnsw); returns
+-- each partition built and the seconds its build took. Bulk loads drop the index first
+-- (drop_model_index), load, then build it here: building is far faster than inserting into it.
+CREATE FUNCTION fractality.build_model_index(model text)
+RETURNS TABLE (partition_name text, seconds float8)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d integer;
+    ty text;
+    opclass text;
+    parent_index text;
+    part record;
+    child text;
+    t0 timestamptz;
+BEGIN
+    SELECT m.dims INTO d FROM fractality.embedding_models m WHERE m.model = build_model_index.model;
+    IF d IS NULL THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('unknown embedding model %L', build_model_index.model),
+            HINT = 'fractality.embedding_models lists the registered models.';
+    END IF;
+    -- pgvector's type and operator class, qualified with its schema (wherever it was installed)
+    SELECT format('%I.%I', n.nspname, fractality.model_index_type(d)),
+           format('%I.%I', n.nspname, fractality.model_index_type(d) || '_cosine_ops')
+      INTO ty, opclass
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'vector';
+    parent_index := 'node_embeddings_' || build_model_index.model || '_hnsw';
+    IF to_regclass(format('fractality.%I', parent_index)) IS NULL THEN
+        EXECUTE format('CREATE INDEX %I ON ONLY fractality.node_embeddings USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L',
+                       parent_index, ty, d, opclass, build_model_index.model);
+    END IF;
+    FOR part IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'fractality.node_embeddings'::regclass ORDER BY c.relname
+    LOOP
+        child := part.relname || '_' || build_model_index.model || '_hnsw';
+        CONTINUE WHEN to_regclass(format('fractality.%I', child)) IS NOT NULL;
+        t0 := clock_timestamp();
+        EXECUTE format('CREATE INDEX %I ON fractality.%I USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L',
+                       child, part.relname, ty, d, opclass, build_model_index.model);
+        EXECUTE format('ALTER INDEX fractality.%I ATTACH PARTITION fractality.%I', parent_index, child);
+        partition_name := part.relname;
+        seconds := date_part('epoch', clock_timestamp() - t0);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION fractality.build_model_index(text) IS
+    'Builds the HNSW index of a model on every partition of node_embeddings that lacks it; returns the seconds each took.';
+
+-- Drops the HNSW index of `model` from every partition (before a bulk load); true when there was one.
+CREATE FUNCTION fractality.drop_model_index(model text) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    idx regclass := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM fractality.embedding_models m WHERE m.model = drop_model_index.model) THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('unknown embedding model %L', drop_model_index.model),
+            HINT = 'fractality.embedding_models lists the registered models.';
+    END IF;
+    IF idx IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('DROP INDEX %s', idx);
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION fractality.drop_model_index(text) IS
+    'Drops the HNSW index of a model from every partition of node_embeddings (before a bulk load; build_model_index rebuilds it).';
+
+-- Registers an embedding model (name, dimension) and builds its HNSW index on every partition.
+-- Idempotent: registering a model again with the same dimension does nothing (and needs no
+-- privilege beyond reading embedding_models). A model that holds embeddings is fixed: another
+-- dimension for it is an error; one that holds none takes the new dimension (its index rebuilt).
+-- Creating indexes needs the owner of node_embeddings: the administrator registers new models.
+CREATE FUNCTION fractality.register_model(model text, dims integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_dims integer;
+BEGIN
+    IF model IS NULL OR dims IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('register_model: %s must not be NULL', CASE WHEN model IS NULL THEN 'model' ELSE 'dims' END),
+            HINT = 'Pass a model name and its number of dimensions, e.g. register_model(''text_embedding_3_small'', 1536).';
+    END IF;
+    IF model !~ '^[a-z][a-z0-9_]{0,31}$' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for model: %L', model),
+            HINT = 'A model name is a plain identifier: lower-case letters, digits and underscores, starting with a letter, at most 32 characters (e.g. ''text_embedding_3_small'').';
+    END IF;
+    IF dims < 1 OR dims > 4000 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for dims: %s', dims),
+            HINT = 'pgvector''s HNSW indexes take up to 2 000 dimensions as vector and up to 4 000 as halfvec (fractality uses halfvec above 2 000); reduce larger embeddings first (e.g. the dimensions parameter of Matryoshka models).';
+    END IF;
+    SELECT m.dims INTO current_dims FROM fractality.embedding_models m WHERE m.model = register_model.model;
+    IF current_dims = dims THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c
+                    WHERE c.oid = 'fractality.node_embeddings'::regclass
+                      AND pg_has_role(c.relowner, 'USAGE')) THEN
+        RAISE insufficient_privilege USING
+            MESSAGE = format('register_model: only the owner of fractality.node_embeddings may register model %L', model),
+            HINT = 'A new model builds an HNSW index on every partition: the administrator registers it once; then register_model with the same dimension succeeds for every role.';
+    END IF;
+    IF current_dims IS NOT NULL THEN
+        IF EXISTS (SELECT 1 FROM fractality.node_embeddings e WHERE e.model = register_model.model) THEN
+            RAISE invalid_parameter_value USING
+                MESSAGE = format('model %L has %s dimensions and holds embeddings: it cannot change to %s',
+                                 model, current_dims, dims),
+                HINT = 'A model is fixed once it holds embeddings; register the new one under another name.';
+        END IF;
+        PERFORM fractality.drop_model_index(model);
+        UPDATE fractality.embedding_models m SET dims = register_model.dims WHERE m.model = register_model.model;
+    ELSE
+        INSERT INTO fractality.embedding_models (model, dims) VALUES (register_model.model, register_model.dims);
+    END IF;
+    PERFORM fractality.build_model_index(model);
+END
+$$;
+
+COMMENT ON FUNCTION fractality.register_model(text, integer) IS
+    'Registers an embedding model (a plain identifier, 1 to 4 000 dimensions) and builds its HNSW index on every partition; idempotent.';
+
+SELECT fractality.register_model('default', 384);

@@ -1,0 +1,9 @@
+-- The embeddings of one model across every tenant in order of cosine distance to $1, at most
+-- $2: the candidates of a consensus (read by _crystallize_consensus, as the owner). A template
+-- (src/models.rs): each partition's HNSW index of the model, merged in distance order.
+SELECT e.node_id, e.user_id, e.embedding,
+       (e.embedding::{{type}}({{dims}})) <=> ($1::{{type}}({{dims}})) AS distance
+  FROM fractality.node_embeddings e
+ WHERE e.model = {{model}}
+ ORDER BY (e.embedding::{{type}}({{dims}})) <=> ($1::{{type}}({{dims}}))
+ LIMIT $2

@@ -1,0 +1,12 @@
+-- A tenant's embeddings of one model in order of cosine distance to $2 through the model's HNSW
+-- index in the tenant's partition ($1: tenant, $2: the query vector). A template: {{model}},
+-- {{type}} and {{dims}} are the model's (src/models.rs); the ORDER BY and the WHERE are the
+-- index's expression and predicate. Run with hnsw.iterative_scan = strict_order (the tenant
+-- filter must not starve the scan) and enable_sort = off (the index order, not a sort of the
+-- tenant's rows), which the calling functions set; read through a cursor until the distance
+-- passes what the caller needs.
+SELECT e.node_id, e.embedding,
+       (e.embedding::{{type}}({{dims}})) <=> ($2::{{type}}({{dims}})) AS distance
+  FROM fractality.node_embeddings e
+ WHERE e.user_id = $1 AND e.model = {{model}}
+ ORDER BY (e.embedding::{{type}}({{dims}})) <=> ($2::{{type}}({{dims}}))

@@ -1,0 +1,35 @@
+-- thaw: the node $2 of tenant $1 as one document: fields, metadata, current energy, its
+-- embeddings (`embedding`: model $4's, as an array; `embeddings`: every model's, by
+-- model), outgoing and incoming edges, and its latest $3 stream points (newest first).
+SELECT jsonb_build_object(
+    'id', n.id, 'user_id', n.user_id, 'node_key', n.node_key, 'label', n.label, 'type', n.type,
+    'metadata', n.metadata, 'energy', n.energy,
+    'atp', ne.atp, 'atp_at', n.atp_at, 'created_at', n.created_at, 'updated_at', n.updated_at,
+    'embedding', (SELECT emb.embedding::text::jsonb FROM fractality.node_embeddings emb
+                   WHERE emb.user_id = n.user_id AND emb.node_id = n.id AND emb.model = $4),
+    'embeddings', coalesce((SELECT jsonb_object_agg(emb.model, emb.embedding::text::jsonb)
+                              FROM fractality.node_embeddings emb
+                             WHERE emb.user_id = n.user_id AND emb.node_id = n.id), '{}'::jsonb),
+    'edges', jsonb_build_object(
+        'outgoing', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                          'id', e.id, 'to_node', e.to_node, 'to_key', t.node_key,
+                          'type', e.relationship_type, 'weight', e.weight, 'metadata', e.metadata)
+                          ORDER BY e.relationship_type, t.node_key)
+                        FROM fractality.edges e JOIN fractality.nodes t ON t.id = e.to_node
+                       WHERE e.from_node = n.id), '[]'::jsonb),
+        'incoming', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                          'id', e.id, 'from_node', e.from_node, 'from_key', f.node_key,
+                          'type', e.relationship_type, 'weight', e.weight, 'metadata', e.metadata)
+                          ORDER BY e.relationship_type, f.node_key)
+                        FROM fractality.edges e JOIN fractality.nodes f ON f.id = e.from_node
+                       WHERE e.to_node = n.id), '[]'::jsonb)),
+    'stream', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                          'time', s.time, 'atp_level', s.atp_level,
+                          'attention_score', s.attention_score,
+                          'resonance_vector', s.resonance_vector) ORDER BY s.time DESC)
+                        FROM (SELECT * FROM fractality.consciousness_streams s
+                               WHERE s.node_id = n.id ORDER BY s.time DESC LIMIT $3) s),
+                       '[]'::jsonb))
+  FROM fractality.nodes n
+  JOIN fractality.node_energy ne ON ne.node_id = n.id AND ne.user_id = n.user_id
+ WHERE n.user_id = $1 AND n.node_key = $2

@@ -1,0 +1,178 @@
+//! Embedding models: a name and a dimension (`fractality.embedding_models`, registered with
+//! `register_model` in sql/embeddings.sql), and the queries of one model.
+//!
+//! A model's HNSW index is an expression index over `embedding::vector(N)` (or `halfvec(N)`
+//! above 2 000 dimensions) restricted to `model = '<name>'`; a query reaches it only when it
+//! orders by the same expression under the same restriction, written into its text. So the
+//! queries that scan the index are templates (`sql/queries/*.sql`) rendered per model: `{{model}}`
+//! becomes the model's name as a quoted literal, `{{dims}}` its dimension and `{{type}}` the
+//! element type of its index. The name comes from the registry, where a CHECK constraint keeps it
+//! a plain identifier; no value of a caller's is ever written into SQL text.
+
+use crate::errors::FractalityError;
+use crate::spi;
+use crate::vector::Vector;
+use pgrx::pg_sys;
+
+/// The model every function uses unless told otherwise (registered at install, 384 dimensions).
+pub const DEFAULT: &str = "default";
+
+/// pgvector's largest HNSW-indexable `vector`; above it a model's index is over `halfvec`.
+pub const VECTOR_INDEX_MAX_DIMS: usize = 2000;
+
+/// A registered model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub name: String,
+    pub dims: usize,
+}
+
+/// A model name as the registry accepts it: a plain identifier (lower-case letters, digits and
+/// underscores, starting with a letter, at most 32 characters).
+pub fn check_name(name: &str) -> Result<&str, FractalityError> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 32
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(FractalityError::invalid(
+            "model",
+            format!("'{name}'"),
+            "A model name is a plain identifier: lower-case letters, digits and underscores, starting with a letter, at most 32 characters (e.g. 'text_embedding_3_small').",
+        ))
+    }
+}
+
+const DIMS: &str = include_str!("../sql/queries/model_dims.sql");
+
+/// The trailing `model` argument (0-based position `n`) of a function whose SQL definition
+/// gained it in 0.5.0. A database still on the 0.4.0 schema (before `ALTER EXTENSION fractality
+/// UPDATE`) calls the same library symbol without it: that means the default model. None for
+/// an explicit NULL.
+///
+/// # Safety
+/// `fcinfo` is the call info of the running function call (or null).
+pub unsafe fn model_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
+    // SAFETY: the caller's fcinfo; argument n is read only when it was passed
+    unsafe {
+        if fcinfo.is_null() || ((*fcinfo).nargs as usize) <= n {
+            return Some(DEFAULT.to_string());
+        }
+        pgrx::fcinfo::pg_getarg::<String>(fcinfo, n)
+    }
+}
+
+/// Whether the database holds the schema of this library (0.5.0 on: `embedding_models`), not
+/// an older one still waiting for `ALTER EXTENSION fractality UPDATE`.
+pub fn schema_is_current() -> bool {
+    // SAFETY: catalog lookups by name
+    unsafe {
+        let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
+        ns != pg_sys::Oid::INVALID
+            && pg_sys::get_relname_relid(c"embedding_models".as_ptr(), ns) != pg_sys::Oid::INVALID
+    }
+}
+
+impl Model {
+    /// The registered model `name`: 22023 for a malformed or unknown name, 55000 on a schema
+    /// older than the library. SPI must be connected.
+    pub fn lookup(name: &str) -> Result<Model, FractalityError> {
+        check_name(name)?;
+        if !schema_is_current() {
+            return Err(FractalityError::SchemaBehind);
+        }
+        let q = spi::Query {
+            name: "model_dims",
+            text: DIMS,
+            types: &[pg_sys::TEXTOID],
+        };
+        match spi::one::<i32>(&q, &[name.into()], true)? {
+            Some(d) if d > 0 => Ok(Model {
+                name: name.to_string(),
+                dims: d as usize,
+            }),
+            _ => Err(FractalityError::UnknownModel(name.to_string())),
+        }
+    }
+
+    /// The element type of this model's index.
+    pub fn index_type(&self) -> &'static str {
+        index_type(self.dims)
+    }
+
+    /// `template` for this model: `{{model}}`, `{{dims}}` and `{{type}}` filled in.
+    pub fn render(&self, template: &str) -> String {
+        render(template, &self.name, self.dims)
+    }
+
+    /// An embedding of this model: 22000 naming both dimensions otherwise.
+    pub fn check(&self, v: &Vector<'_>) -> Result<(), FractalityError> {
+        if v.dims() == self.dims {
+            Ok(())
+        } else {
+            Err(FractalityError::ModelDimension {
+                model: self.name.clone(),
+                got: v.dims(),
+                dims: self.dims,
+            })
+        }
+    }
+}
+
+pub fn index_type(dims: usize) -> &'static str {
+    if dims <= VECTOR_INDEX_MAX_DIMS {
+        "vector"
+    } else {
+        "halfvec"
+    }
+}
+
+/// The template with a model's name (as a quoted literal), dimension and index type.
+pub fn render(template: &str, name: &str, dims: usize) -> String {
+    template
+        .replace("{{model}}", &format!("'{}'", name.replace('\'', "''")))
+        .replace("{{dims}}", &dims.to_string())
+        .replace("{{type}}", index_type(dims))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_plain_identifiers() {
+        assert!(check_name("default").is_ok());
+        assert!(check_name("text_embedding_3_small").is_ok());
+        assert!(check_name("m2").is_ok());
+        for bad in [
+            "",
+            "Default",
+            "2m",
+            "a-b",
+            "a b",
+            "x'y",
+            &"a".repeat(33),
+            "é",
+        ] {
+            let e = check_name(bad).unwrap_err();
+            assert_eq!(e.to_string(), format!("invalid value for model: '{bad}'"));
+        }
+    }
+
+    #[test]
+    fn templates_render_per_model() {
+        let q = "SELECT e.embedding::{{type}}({{dims}}) <=> $1 FROM t e WHERE e.model = {{model}}";
+        assert_eq!(
+            render(q, "default", 384),
+            "SELECT e.embedding::vector(384) <=> $1 FROM t e WHERE e.model = 'default'"
+        );
+        assert_eq!(
+            render(q, "large", 3072),
+            "SELECT e.embedding::halfvec(3072) <=> $1 FROM t e WHERE e.model = 'large'"
+        );
+        assert_eq!(index_type(2000), "vector");
+        assert_eq!(index_type(2001), "halfvec");
+    }
+}

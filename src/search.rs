@@ -1,0 +1,204 @@
+//! The nearest embeddings of one tenant and one model to a query vector, best first, read as the
+//! caller: what find_resonant, recall and remember's duplicate check start from.
+//!
+//! Two paths, chosen per call by the tenant's size (counted from its primary-key entries up to
+//! `fractality.exact_scan_limit` + 1):
+//! - a small tenant is read whole: every embedding, its cosine computed natively (exact);
+//! - a larger one through the model's HNSW index in the tenant's partition (one partition: the
+//!   tenant is a parameter the executor prunes by at start-up), with the tenant as a filter that
+//!   pgvector's iterative scan keeps from starving the scan, in distance order, read in batches
+//!   until the caller has what it needs.
+//!
+//! Either way each hit carries the similarity computed natively from the stored vector, so both
+//! paths report the same numbers; `order` is what the rows are ordered by (the index's distance
+//! as a similarity), which callers compare with their bounds, less [`TenantScan::margin`].
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+use crate::errors::FractalityError;
+use crate::models::Model;
+use crate::spi::{self, Cursor, Query};
+use crate::vector::{cosine, vector_type_oid, Vector};
+
+/// Rows fetched from the index at a time.
+const FETCH: i64 = 64;
+
+const TENANT_SIZE: &str = include_str!("../sql/queries/tenant_size.sql");
+const TENANT_EMBEDDINGS: &str = include_str!("../sql/queries/tenant_embeddings.sql");
+const TENANT_NEAREST: &str = include_str!("../sql/queries/tenant_nearest.sql");
+
+/// One embedding found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    pub node_id: Uuid,
+    /// Cosine similarity of the stored vector to the query, computed natively.
+    pub similarity: f64,
+    /// The similarity the rows are ordered by (1 - the index's distance on the index path).
+    pub order: f64,
+}
+
+/// How a tenant was searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    Exact,
+    Index,
+}
+
+impl Path {
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Exact => "exact",
+            Path::Index => "index",
+        }
+    }
+}
+
+/// A search in progress.
+pub struct TenantScan {
+    path: Path,
+    margin: f64,
+    exact: std::vec::IntoIter<Hit>,
+    cursor: Option<Cursor>,
+    query: Vec<f32>,
+}
+
+impl TenantScan {
+    /// Starts the search of `tenant`'s embeddings of `model` nearest to `query` (of the model's
+    /// dimension, checked by the caller). SPI must be connected; the calling function runs with
+    /// hnsw.iterative_scan = strict_order and enable_sort = off.
+    pub fn open(model: &Model, tenant: Uuid, query: &[f32]) -> Result<TenantScan, FractalityError> {
+        let limit = crate::gucs::EXACT_SCAN_LIMIT.get();
+        let small = limit > 0 && {
+            let q = Query {
+                name: "tenant_size",
+                text: TENANT_SIZE,
+                types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, pg_sys::INT8OID],
+            };
+            let n: i64 = spi::one(
+                &q,
+                &[
+                    tenant.into(),
+                    model.name.as_str().into(),
+                    (limit as i64 + 1).into(),
+                ],
+                true,
+            )?
+            .unwrap_or(0);
+            n <= limit as i64
+        };
+        let margin = if model.index_type() == "vector" {
+            1e-6
+        } else {
+            // halfvec distances carry about three significant digits
+            1e-2
+        };
+        if small {
+            let q = Query {
+                name: "tenant_embeddings",
+                text: TENANT_EMBEDDINGS,
+                types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
+            };
+            let mut hits = Vec::new();
+            let rows = spi::rows(
+                &q,
+                &[tenant.into(), model.name.as_str().into()],
+                true,
+                |r| -> Result<Option<Hit>, FractalityError> {
+                    let id = r.get::<Uuid>(1);
+                    let v = match r.datum(2) {
+                        // SAFETY: a non-null vector datum of the row being read
+                        Some(d) => unsafe { Vector::from_datum_ref(d) }?,
+                        None => return Ok(None),
+                    };
+                    let sim = cosine(query, v.as_slice())?;
+                    Ok(id.zip(sim).map(|(node_id, similarity)| Hit {
+                        node_id,
+                        similarity,
+                        order: similarity,
+                    }))
+                },
+            )?;
+            for r in rows {
+                hits.extend(r?);
+            }
+            hits.sort_by(|a, b| {
+                b.similarity
+                    .total_cmp(&a.similarity)
+                    .then_with(|| a.node_id.cmp(&b.node_id))
+            });
+            return Ok(TenantScan {
+                path: Path::Exact,
+                margin: 0.0,
+                exact: hits.into_iter(),
+                cursor: None,
+                query: query.to_vec(),
+            });
+        }
+        let text = model.render(TENANT_NEAREST);
+        let q = Query {
+            name: "tenant_nearest",
+            text: &text,
+            types: &[pg_sys::UUIDOID, vector_type_oid()],
+        };
+        let qv = Vector::from_slice(query)?;
+        // SAFETY: the datum is a vector of the vector type's OID
+        let arg = unsafe { DatumWithOid::new(qv, vector_type_oid()) };
+        let cursor = Cursor::open(&q, &[tenant.into(), arg], true)?;
+        Ok(TenantScan {
+            path: Path::Index,
+            margin,
+            exact: Vec::new().into_iter(),
+            cursor: Some(cursor),
+            query: query.to_vec(),
+        })
+    }
+
+    pub fn path(&self) -> Path {
+        self.path
+    }
+
+    /// What `order` may fall short of the true similarity by (index distances in reduced
+    /// precision): a caller stops once `order < bound - margin`.
+    pub fn margin(&self) -> f64 {
+        self.margin
+    }
+
+    /// The next hits in order, none at the end.
+    pub fn next_batch(&mut self) -> Result<Vec<Hit>, FractalityError> {
+        let Some(cursor) = self.cursor.as_mut() else {
+            return Ok(self.exact.by_ref().take(FETCH as usize).collect());
+        };
+        let query = &self.query;
+        let rows = cursor.fetch(FETCH, |r| -> Result<Option<Hit>, FractalityError> {
+            let id = r.get::<Uuid>(1);
+            let distance = r.get::<f64>(3);
+            let v = match r.datum(2) {
+                // SAFETY: a non-null vector datum of the row being read
+                Some(d) => unsafe { Vector::from_datum_ref(d) }?,
+                None => return Ok(None),
+            };
+            let sim = cosine(query, v.as_slice())?;
+            Ok(match (id, sim, distance) {
+                (Some(node_id), Some(similarity), Some(d)) if !d.is_nan() => Some(Hit {
+                    node_id,
+                    similarity,
+                    order: 1.0 - d,
+                }),
+                // a zero vector has no direction: no similarity, and pgvector's distance is NaN
+                _ => None,
+            })
+        });
+        let mut hits = Vec::with_capacity(rows.len());
+        let fetched = rows.len();
+        for r in rows {
+            hits.extend(r?);
+        }
+        if fetched > 0 && hits.is_empty() {
+            // only zero vectors in this batch: go on with the next one
+            return self.next_batch();
+        }
+        Ok(hits)
+    }
+}

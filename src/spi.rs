@@ -1,0 +1,246 @@
+//! The one way fractality runs SQL: plans kept for the session, `$n` parameters, rows read in
+//! place, failures as [`FractalityError`].
+//!
+//! Every query is prepared once per backend (by its text) as a generic plan and kept: the
+//! functions call the same few queries over and over, and a partitioned table (node_embeddings)
+//! would otherwise be planned anew on every call. A generic plan still reaches only the tenant's
+//! partition: PostgreSQL prunes `user_id = $1` when the executor starts. PostgreSQL re-plans a
+//! kept plan itself when a table, an index or the role changes.
+//!
+//! SQL errors raised while a query runs (a constraint, row-level security, a cancel) are
+//! PostgreSQL ERRORs and abort the calling statement as they should; what this module maps into
+//! [`FractalityError::Internal`] are the SPI failures that are not (a query that cannot be
+//! prepared, a misuse).
+//!
+//! The caller holds an SPI connection (`pgrx::Spi::connect` or [`connect`]).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::raw::c_char;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+
+use crate::errors::FractalityError;
+
+/// A query: a name for messages, its text (from `sql/queries/*.sql`, or rendered from one of
+/// them for a model), and the types of its parameters.
+pub struct Query<'a> {
+    pub name: &'static str,
+    pub text: &'a str,
+    pub types: &'a [pg_sys::Oid],
+}
+
+thread_local! {
+    /// Kept plans by query text.
+    static PLANS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `f` with an SPI connection open.
+pub fn connect<R>(f: impl FnOnce() -> R) -> R {
+    Spi::connect_mut(|_| f())
+}
+
+fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
+    if let Some(p) = PLANS.with(|plans| plans.borrow().get(q.text).copied()) {
+        return Ok(p as pg_sys::SPIPlanPtr);
+    }
+    let text = CString::new(q.text).map_err(|_| FractalityError::Internal {
+        query: q.name,
+        detail: "query text holds a NUL byte".into(),
+    })?;
+    let mut types = q.types.to_vec();
+    // SAFETY: SPI is connected (module contract); text and types outlive the call
+    let plan = unsafe {
+        pg_sys::SPI_prepare_cursor(
+            text.as_ptr(),
+            types.len() as i32,
+            types.as_mut_ptr(),
+            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+        )
+    };
+    if plan.is_null() {
+        return Err(spi_failure(q.name, unsafe { pg_sys::SPI_result }));
+    }
+    // SAFETY: a plan SPI_prepare_cursor just made
+    let kept = unsafe { pg_sys::SPI_keepplan(plan) };
+    if kept != 0 {
+        return Err(spi_failure(q.name, kept));
+    }
+    PLANS.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
+    Ok(plan)
+}
+
+fn spi_failure(query: &'static str, code: i32) -> FractalityError {
+    FractalityError::Internal {
+        query,
+        detail: format!("SPI code {code}"),
+    }
+}
+
+/// Datums and null flags of the arguments, as SPI takes them.
+fn values(args: &[DatumWithOid<'_>]) -> (Vec<pg_sys::Datum>, Vec<c_char>) {
+    args.iter()
+        .map(|a| match a.datum() {
+            Some(d) => (d.sans_lifetime(), b' ' as c_char),
+            None => (pg_sys::Datum::from(0usize), b'n' as c_char),
+        })
+        .unzip()
+}
+
+/// One row of a result, read in place: valid while the callback that receives it runs.
+pub struct Row {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl Row {
+    /// Column `n` (1-based) as `T`; None for NULL.
+    pub fn get<T: FromDatum>(&self, n: i32) -> Option<T> {
+        // SAFETY: tuple and desc come from the current SPI_tuptable
+        unsafe {
+            let mut isnull = false;
+            let d = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
+            T::from_datum(d, isnull)
+        }
+    }
+
+    /// Column `n` (1-based) as a raw datum, for values read in place (vectors); None for NULL.
+    pub fn datum(&self, n: i32) -> Option<pg_sys::Datum> {
+        // SAFETY: as in get
+        unsafe {
+            let mut isnull = false;
+            let d = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
+            (!isnull).then_some(d)
+        }
+    }
+}
+
+/// The rows of `SPI_tuptable` mapped by `f`, then freed.
+unsafe fn collect<R>(mut f: impl FnMut(&Row) -> R) -> Vec<R> {
+    unsafe {
+        let table = pg_sys::SPI_tuptable;
+        let n = pg_sys::SPI_processed as usize;
+        let mut out = Vec::with_capacity(n);
+        if !table.is_null() {
+            let desc = (*table).tupdesc;
+            for i in 0..n {
+                out.push(f(&Row {
+                    tuple: *(*table).vals.add(i),
+                    desc,
+                }));
+            }
+            pg_sys::SPI_freetuptable(table);
+        }
+        out
+    }
+}
+
+/// Runs `q` with `args` and maps every row with `f`. `read_only` runs it with the calling
+/// statement's snapshot (readers); writers pass false and see their own earlier writes.
+pub fn rows<R>(
+    q: &Query<'_>,
+    args: &[DatumWithOid<'_>],
+    read_only: bool,
+    f: impl FnMut(&Row) -> R,
+) -> Result<Vec<R>, FractalityError> {
+    let plan = plan(q)?;
+    let (mut datums, nulls) = values(args);
+    // SAFETY: a kept plan, arguments of the prepared types
+    unsafe {
+        let status =
+            pg_sys::SPI_execute_plan(plan, datums.as_mut_ptr(), nulls.as_ptr(), read_only, 0);
+        if status < 0 {
+            return Err(spi_failure(q.name, status));
+        }
+        Ok(collect(f))
+    }
+}
+
+/// Runs `q` for its effect; returns the number of rows it processed.
+pub fn run(q: &Query<'_>, args: &[DatumWithOid<'_>]) -> Result<u64, FractalityError> {
+    let plan = plan(q)?;
+    let (mut datums, nulls) = values(args);
+    // SAFETY: as in rows
+    unsafe {
+        let status = pg_sys::SPI_execute_plan(plan, datums.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        if status < 0 {
+            return Err(spi_failure(q.name, status));
+        }
+        let n = pg_sys::SPI_processed;
+        if !pg_sys::SPI_tuptable.is_null() {
+            pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
+        }
+        Ok(n)
+    }
+}
+
+/// The first column of the first row, if any.
+pub fn one<T: FromDatum>(
+    q: &Query<'_>,
+    args: &[DatumWithOid<'_>],
+    read_only: bool,
+) -> Result<Option<T>, FractalityError> {
+    Ok(rows(q, args, read_only, |r| r.get::<T>(1))?
+        .into_iter()
+        .next()
+        .flatten())
+}
+
+/// A query read in batches, for scans that stop early (distance order until a threshold).
+pub struct Cursor {
+    portal: pg_sys::Portal,
+    name: &'static str,
+}
+
+impl Cursor {
+    pub fn open(
+        q: &Query<'_>,
+        args: &[DatumWithOid<'_>],
+        read_only: bool,
+    ) -> Result<Cursor, FractalityError> {
+        let plan = plan(q)?;
+        let (mut datums, nulls) = values(args);
+        // SAFETY: a kept plan, arguments of the prepared types; the portal is closed on drop
+        let portal = unsafe {
+            pg_sys::SPI_cursor_open(
+                std::ptr::null(),
+                plan,
+                datums.as_mut_ptr(),
+                nulls.as_ptr(),
+                read_only,
+            )
+        };
+        if portal.is_null() {
+            return Err(spi_failure(q.name, unsafe { pg_sys::SPI_result }));
+        }
+        Ok(Cursor {
+            portal,
+            name: q.name,
+        })
+    }
+
+    /// The next `n` rows mapped by `f` (fewer at the end, none after it).
+    pub fn fetch<R>(&mut self, n: i64, f: impl FnMut(&Row) -> R) -> Vec<R> {
+        // SAFETY: an open portal of this SPI connection
+        unsafe {
+            pg_sys::SPI_cursor_fetch(self.portal, true, n as _);
+            collect(f)
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        // While unwinding from an error, the abort of the (sub)transaction closes the portal.
+        if !std::thread::panicking() {
+            // SAFETY: the portal is open
+            unsafe { pg_sys::SPI_cursor_close(self.portal) }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+-- Embedding models of any dimension side by side: register_model (idempotent, fixed once it
+-- holds embeddings, administrators only for new ones), an HNSW index per partition and model,
+-- models above 2 000 dimensions indexed as halfvec, find_resonant / resonance_with / thaw /
+-- freeze per model, bad input.
+\set VERBOSITY terse
+BEGIN;
+CREATE ROLE fractality_regress_models NOLOGIN;
+GRANT USAGE ON SCHEMA fractality TO fractality_regress_models;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO fractality_regress_models;
+
+SELECT fractality.register_model('tiny', 8);
+SELECT fractality.register_model('tiny', 8) AS again;
+SELECT fractality.register_model('wide', 2500);
+SELECT model, dims, fractality.model_index_type(dims) AS index_type
+  FROM fractality.embedding_models ORDER BY model;
+-- one index per partition and model, attached to the model's index on the parent
+SELECT i.inhparent::regclass AS model_index, count(*) AS partitions
+  FROM pg_inherits i
+ WHERE i.inhparent IN ('fractality.node_embeddings_tiny_hnsw'::regclass,
+                       'fractality.node_embeddings_wide_hnsw'::regclass)
+ GROUP BY 1 ORDER BY 1;
+SELECT pg_get_indexdef('fractality.node_embeddings_p00_wide_hnsw'::regclass) AS halfvec_index;
+
+-- an application role: a known model again is fine, a new one needs the owner
+SET LOCAL ROLE fractality_regress_models;
+SELECT fractality.register_model('tiny', 8) AS known;
+DO $$
+BEGIN
+    PERFORM fractality.register_model('mine', 16);
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+END $$;
+
+-- six nodes with a 384-d default embedding and an 8-d tiny one: in 'tiny' the odd and the even
+-- nodes are two clusters, in 'default' all six are close
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SELECT count(fractality.upsert_node('m-' || i, 'node ' || i,
+           embedding => (SELECT array_agg(CASE WHEN d = 1 THEN 10 ELSE (i * d % 7) / 50.0 END)
+                           FROM generate_series(1, 384) d)::vector)) AS default_embeddings
+  FROM generate_series(1, 6) i;
+SELECT count(fractality.upsert_node('m-' || i, model => 'tiny',
+           embedding => (SELECT array_agg(CASE WHEN d = (i % 2) + 1 THEN 1 ELSE i / 100.0 END)
+                           FROM generate_series(1, 8) d)::vector)) AS tiny_embeddings
+  FROM generate_series(1, 6) i;
+SELECT count(fractality.upsert_node('w-' || i, model => 'wide',
+           embedding => (SELECT array_agg(CASE WHEN d % 3 = i % 3 THEN 1 ELSE 0.01 * i END)
+                           FROM generate_series(1, 2500) d)::vector)) AS wide_embeddings
+  FROM generate_series(1, 6) i;
+SELECT model, count(*) AS embeddings FROM fractality.node_embeddings GROUP BY model ORDER BY model;
+
+-- per model, by the exact scan and through the index
+SET LOCAL fractality.exact_scan_limit = 2000;
+SELECT 'exact' AS path, string_agg(node_key, ',' ORDER BY node_key) AS tiny
+  FROM fractality.find_resonant('m-1', 0.9, 20, 'tiny');
+SELECT count(*) AS default_neighbours FROM fractality.find_resonant('m-1', 0.9, 20);
+SELECT string_agg(node_key, ',' ORDER BY node_key) AS wide FROM fractality.find_resonant('w-1', 0.9, 20, 'wide');
+SET LOCAL fractality.exact_scan_limit = 0;
+SELECT 'index' AS path, string_agg(node_key, ',' ORDER BY node_key) AS tiny
+  FROM fractality.find_resonant('m-1', 0.9, 20, 'tiny');
+SELECT count(*) AS default_neighbours FROM fractality.find_resonant('m-1', 0.9, 20);
+SELECT string_agg(node_key, ',' ORDER BY node_key) AS wide FROM fractality.find_resonant('w-1', 0.9, 20, 'wide');
+RESET fractality.exact_scan_limit;
+
+-- resonance per model
+SELECT n.node_key, round(r.similarity::numeric, 3) AS similarity, round(r.resonance::numeric, 3) AS resonance
+  FROM fractality.resonance_with((SELECT id FROM fractality.nodes WHERE node_key = 'm-1'),
+                                 (SELECT array_agg(id ORDER BY node_key) FROM fractality.nodes WHERE node_key LIKE 'm-%'),
+                                 'tiny') r
+  JOIN fractality.nodes n ON n.id = r.node_id;
+SELECT round(fractality.calculate_resonance(a.id, b.id, 'tiny')::numeric, 3) AS tiny,
+       round(fractality.calculate_resonance(a.id, b.id)::numeric, 3) AS "default",
+       fractality.calculate_resonance(a.id, b.id, 'wide') AS wide_none
+  FROM fractality.nodes a, fractality.nodes b WHERE a.node_key = 'm-1' AND b.node_key = 'm-2';
+
+-- thaw shows every model's embedding; freeze(thaw) writes them all back
+SELECT jsonb_array_length(d->'embedding') AS tiny_dims,
+       (SELECT string_agg(k || ':' || jsonb_array_length(d->'embeddings'->k), ',' ORDER BY k)
+          FROM jsonb_object_keys(d->'embeddings') k) AS embeddings
+  FROM fractality.thaw('m-2', 0, 'tiny') d;
+CREATE TEMP TABLE emb_before AS SELECT node_id, model, embedding::text FROM fractality.node_embeddings;
+CREATE TEMP TABLE thawed AS SELECT fractality.thaw('m-2', 0, 'tiny') AS d;
+UPDATE fractality.node_embeddings SET embedding = array_fill(0.5, ARRAY[8])::vector
+ WHERE model = 'tiny' AND node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'm-2');
+SELECT fractality.freeze(d, 'tiny') IS NOT NULL AS frozen FROM thawed;
+SELECT count(*) AS differing
+  FROM ((SELECT node_id, model, embedding::text FROM fractality.node_embeddings EXCEPT ALL TABLE emb_before)
+        UNION ALL
+        (TABLE emb_before EXCEPT ALL SELECT node_id, model, embedding::text FROM fractality.node_embeddings)) d;
+
+-- bad input: clear errors, nothing written
+CREATE TEMP TABLE counts_before AS
+SELECT (SELECT count(*) FROM fractality.nodes) AS nodes, (SELECT count(*) FROM fractality.node_embeddings) AS embeddings;
+DO $$
+DECLARE q text;
+BEGIN
+    FOREACH q IN ARRAY ARRAY[
+        'SELECT fractality.upsert_node(''x'', embedding => ''[1,2,3]'', model => ''tiny'')',
+        'SELECT fractality.upsert_node(''x'', embedding => ''[1,2,3]'', model => ''nomodel'')',
+        'SELECT fractality.upsert_node(''x'', embedding => ''[1,2,3]'', model => ''Tiny'')',
+        'SELECT * FROM fractality.find_resonant(''m-1'', 0.5, 5, ''nomodel'')',
+        'SELECT * FROM fractality.resonance_with((SELECT id FROM fractality.nodes WHERE node_key = ''m-1''), ''{}'', ''no model'')',
+        'SELECT fractality.freeze(''{"node_key": "x", "embeddings": {"tiny": [1, 2]}}'')',
+        'SELECT fractality.freeze(''{"node_key": "x", "embeddings": {"nomodel": [1, 2]}}'')',
+        'INSERT INTO fractality.node_embeddings (node_id, model, embedding)
+         SELECT id, ''wide'', ''[1,2]'' FROM fractality.nodes WHERE node_key = ''m-1'''] LOOP
+        BEGIN
+            EXECUTE q;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+SELECT (SELECT count(*) FROM fractality.nodes) = c.nodes AND (SELECT count(*) FROM fractality.node_embeddings) = c.embeddings
+       AS nothing_written
+  FROM counts_before c;
+RESET ROLE;
+
+-- a model that holds embeddings is fixed; one that holds none may change
+DO $$
+BEGIN
+    PERFORM fractality.register_model('tiny', 9);
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+END $$;
+SELECT fractality.register_model('spare', 4);
+SELECT fractality.register_model('spare', 5);
+SELECT dims FROM fractality.embedding_models WHERE model = 'spare';
+SELECT pg_get_indexdef('fractality.node_embeddings_p00_spare_hnsw'::regclass) AS spare_index;
+-- the bulk-load path: drop a model's index, load, build it (the seconds per partition vary)
+SELECT fractality.drop_model_index('tiny') AS dropped, fractality.drop_model_index('tiny') AS dropped_again;
+SELECT count(*) AS partitions_built FROM fractality.build_model_index('tiny');
+SELECT count(*) AS built_again FROM fractality.build_model_index('tiny');
+DO $$
+DECLARE q text;
+BEGIN
+    FOREACH q IN ARRAY ARRAY[
+        'SELECT fractality.register_model(''a-b'', 8)',
+        'SELECT fractality.register_model(''toolong_toolong_toolong_toolong_x'', 8)',
+        'SELECT fractality.register_model(''huge'', 4001)',
+        'SELECT fractality.register_model(''none'', 0)',
+        'SELECT fractality.register_model(''n'', NULL)',
+        'SELECT fractality.build_model_index(''nomodel'')',
+        'SELECT fractality.drop_model_index(''nomodel'')'] LOOP
+        BEGIN
+            EXECUTE q;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+ROLLBACK;
