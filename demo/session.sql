@@ -1,5 +1,39 @@
 -- fractality demo session (run by scripts/demo.sh through psql, echoing each query)
 \pset footer off
+\echo '== an agent''s memory loop: remember, recall, reinforce, decay, forget =='
+-- A toy embedding for the demo: each word of the text adds to one of 384 dimensions (plug in a
+-- real model's 384-d vectors instead, or register_model() for another dimension).
+CREATE FUNCTION pg_temp.embed(t text) RETURNS vector LANGUAGE sql IMMUTABLE AS $$
+    SELECT fractality.normalize_vector((SELECT array_agg(coalesce(w.n, 0) + 0.01 ORDER BY d)
+      FROM generate_series(0, 383) d
+      LEFT JOIN (SELECT abs(hashtext(x)) % 384 AS dim, count(*)::float8 AS n
+                   FROM regexp_split_to_table(lower(t), '[^a-z]+') x WHERE length(x) > 2 GROUP BY 1) w
+        ON w.dim = d)::vector) $$;
+SET fractality.user_id = 'da7a0000-0000-4000-8000-00000000a9e7';
+SELECT f.fact, r.created
+  FROM unnest(ARRAY['The user prefers green tea in the morning',
+                    'The user lives in Lyon, France',
+                    'The project deadline is Friday',
+                    'The user prefers green tea in the morning',
+                    'The user has a cat named Miso']) WITH ORDINALITY f(fact, i),
+       LATERAL fractality.remember(NULL, f.fact, pg_temp.embed(f.fact)) r
+ ORDER BY f.i;
+-- ten hours pass (the demo moves the memories' clock back): energy decays lazily, 0.95 an hour
+UPDATE fractality.nodes SET atp_at = atp_at - interval '10 hours'
+ WHERE user_id = fractality.current_user_id();
+-- recall by meaning and words; the two memories used are reinforced (+0.2 energy each)
+SELECT content, round(similarity::numeric, 3) AS similarity, round(text_rank::numeric, 3) AS text_rank,
+       round(atp::numeric, 3) AS atp, round(score::numeric, 3) AS score
+  FROM fractality.recall(pg_temp.embed('what does the user drink in the morning'), 2,
+                         'tea morning', reinforce => 0.2);
+SELECT label AS memory, round(atp::numeric, 3) AS atp_now,
+       round(fractality.current_atp(stored_atp, atp_at, now() + interval '12 hours')::numeric, 3) AS atp_in_12_hours
+  FROM fractality.node_energy WHERE user_id = fractality.current_user_id() ORDER BY atp DESC, label;
+SELECT fractality.forget((SELECT node_key FROM fractality.nodes
+                           WHERE user_id = fractality.current_user_id() AND label LIKE '%deadline%')) AS forgotten;
+SELECT count(*) AS memories_left FROM fractality.nodes WHERE user_id = fractality.current_user_id();
+RESET fractality.user_id;
+
 \echo '== the data model =='
 \dt fractality.*
 \dv fractality.*

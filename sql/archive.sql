@@ -670,7 +670,7 @@ END $$;
 
 -- One maintenance pass in one transaction: decay materialised, partitions for the coming months
 -- (ensure_partitions with 3 months ahead), every retention policy applied (its last_run and
--- last_result updated). Idempotent. A second session calling it while one runs returns at once
+-- last_result updated), expired memories deleted. Idempotent. A second session calling it while one runs returns at once
 -- with {"skipped": true}. Schedule it with pg_cron, e.g.
 --   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
 CREATE FUNCTION fractality.run_maintenance() RETURNS jsonb
@@ -682,6 +682,7 @@ DECLARE
     n bigint;
     done jsonb := '[]'::jsonb;
     materialized bigint;
+    expired bigint;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0)) THEN
         RETURN jsonb_build_object('skipped', true);
@@ -710,7 +711,10 @@ BEGIN
          WHERE r.relation = p.relation;
         done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
     END LOOP;
+    -- memories past their expiry (remember's ttl) go, with what hangs off them
+    DELETE FROM fractality.nodes n WHERE n.expires_at <= now();
+    GET DIAGNOSTICS expired = ROW_COUNT;
     materialized := fractality.materialize_decay();
     RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
-                              'decay_materialized', materialized);
+                              'memories_expired', expired, 'decay_materialized', materialized);
 END $$;

@@ -5,7 +5,8 @@
 -- src/decay.rs.
 
 -- Every node's energy as of now, without any write: one seq scan of nodes and a native call per
--- row. The views of the schema read energy through it.
+-- row. THE one place where fractality reads a node's current energy: the views, resonance,
+-- recall and the rest of the functions read it through this view.
 CREATE VIEW fractality.node_energy WITH (security_invoker = true) AS
 SELECT n.id                                         AS node_id,
        n.user_id,
@@ -13,7 +14,9 @@ SELECT n.id                                         AS node_id,
        n.label,
        fractality.current_atp(n.atp, n.atp_at)      AS atp,
        n.atp                                        AS stored_atp,
-       n.atp_at
+       n.atp_at,
+       n.metadata,
+       n.expires_at
   FROM fractality.nodes n;
 
 COMMENT ON VIEW fractality.node_energy IS

@@ -53,8 +53,8 @@ COMMENT ON TABLE fractality.node_embeddings IS
 -- (node_id, user_id) rather than the primary key's (user_id, node_id, model).
 CREATE INDEX node_embeddings_node ON fractality.node_embeddings (node_id, user_id);
 
--- The partitions, fixed at install: fractality.embedding_partitions (default 16) if set before
--- CREATE EXTENSION, e.g.  SET fractality.embedding_partitions = 64; CREATE EXTENSION fractality;
+-- The partitions, fixed at install: the setting fractality.embedding_partitions (default 16), e.g.
+--   SET fractality.embedding_partitions = 64; CREATE EXTENSION fractality CASCADE;
 DO $$
 DECLARE
     setting text := current_setting('fractality.embedding_partitions', true);

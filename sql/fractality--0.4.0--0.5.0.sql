@@ -153,8 +153,8 @@ COMMENT ON TABLE fractality.node_embeddings IS
 -- (node_id, user_id) rather than the primary key's (user_id, node_id, model).
 CREATE INDEX node_embeddings_node ON fractality.node_embeddings (node_id, user_id);
 
--- The partitions, fixed at install: fractality.embedding_partitions (default 16) if set before
--- CREATE EXTENSION, e.g.  SET fractality.embedding_partitions = 64; CREATE EXTENSION fractality;
+-- The partitions, fixed at install: the setting fractality.embedding_partitions (default 16), e.g.
+--   SET fractality.embedding_partitions = 64; CREATE EXTENSION fractality CASCADE;
 DO $$
 DECLARE
     setting text := current_setting('fractality.embedding_partitions', true);
@@ -369,6 +369,190 @@ ALTER TABLE fractality.consensus_nodes DROP COLUMN centroid;
 
 COMMENT ON TABLE fractality.consensus_nodes IS
     'Collective nodes: contributor count and group resonance of similar nodes held by several users, and what a majority of them share.';
+
+-- ---- the agent memory API: expiry, remember, recall, forget ----------------------------------
+
+ALTER TABLE fractality.nodes
+    ADD COLUMN expires_at timestamptz,
+    ADD CONSTRAINT nodes_expires_at_finite CHECK (isfinite(expires_at));
+COMMENT ON COLUMN fractality.nodes.expires_at IS
+    'When the memory expires (remember''s ttl), apart from decay: never recalled after it, deleted by run_maintenance.';
+-- the memories that expire, for run_maintenance (energy writes leave expires_at: still HOT)
+CREATE INDEX nodes_expires_at ON fractality.nodes (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Every node's energy as of now, without any write: one seq scan of nodes and a native call per
+-- row. THE one place where fractality reads a node's current energy: the views, resonance,
+-- recall and the rest of the functions read it through this view.
+CREATE OR REPLACE VIEW fractality.node_energy WITH (security_invoker = true) AS
+SELECT n.id                                         AS node_id,
+       n.user_id,
+       n.node_key,
+       n.label,
+       fractality.current_atp(n.atp, n.atp_at)      AS atp,
+       n.atp                                        AS stored_atp,
+       n.atp_at,
+       n.metadata,
+       n.expires_at
+  FROM fractality.nodes n;
+
+-- ---- maintenance -------------------------------------------------------------------------------
+
+-- One maintenance pass in one transaction: decay materialised, partitions for the coming months
+-- (ensure_partitions with 3 months ahead), every retention policy applied (its last_run and
+-- last_result updated), expired memories deleted. Idempotent. A second session calling it while one runs returns at once
+-- with {"skipped": true}. Schedule it with pg_cron, e.g.
+--   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
+CREATE OR REPLACE FUNCTION fractality.run_maintenance() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    p record;
+    created integer;
+    n bigint;
+    done jsonb := '[]'::jsonb;
+    materialized bigint;
+    expired bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0)) THEN
+        RETURN jsonb_build_object('skipped', true);
+    END IF;
+    -- partitions and retention before decay: materialize_decay leaves row locks on nodes, and
+    -- a stream partition made or dropped after them would wait for SHARE ROW EXCLUSIVE on nodes
+    -- behind a pulse that waits for one of those rows (a deadlock the load run found)
+    created := fractality.ensure_partitions(3);
+    FOR p IN SELECT * FROM fractality.retention_policies ORDER BY relation::text LOOP
+        IF p.relation = 'fractality.experience_events'::regclass THEN
+            IF p.action = 'archive' THEN
+                n := fractality.archive_events_before(fractality.epoch_us(now() - p.keep));
+            ELSE
+                n := fractality.drop_events_before(fractality.epoch_us(now() - p.keep));
+            END IF;
+        ELSIF p.relation = 'fractality.consciousness_streams'::regclass THEN
+            IF p.action = 'archive' THEN
+                n := fractality.archive_streams_before(now() - p.keep);
+            ELSE
+                n := fractality.drop_streams_before(now() - p.keep);
+            END IF;
+        ELSE
+            CONTINUE;
+        END IF;
+        UPDATE fractality.retention_policies r SET last_run = now(), last_result = n
+         WHERE r.relation = p.relation;
+        done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
+    END LOOP;
+    -- memories past their expiry (remember's ttl) go, with what hangs off them
+    DELETE FROM fractality.nodes n WHERE n.expires_at <= now();
+    GET DIAGNOSTICS expired = ROW_COUNT;
+    materialized := fractality.materialize_decay();
+    RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
+                              'memories_expired', expired, 'decay_materialized', materialized);
+END $$;
+CREATE FUNCTION fractality."remember"(
+	"node_key" TEXT, /* Option < & str > */
+	"content" TEXT, /* Option < & str > */
+	"embedding" vector, /* Option < Vector < '_ > > */
+	"metadata" jsonb DEFAULT '{}', /* Option < JsonB > */
+	"model" TEXT DEFAULT 'default', /* Option < & str > */
+	"dedup_threshold" double precision DEFAULT 0.95, /* Option < f64 > */
+	"ttl" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS TABLE (
+	"node_id" uuid,  /* Uuid */
+	"created" bool  /* bool */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'remember_wrapper';
+CREATE FUNCTION fractality."remember_many"(
+	"memories" jsonb, /* Option < JsonB > */
+	"model" TEXT DEFAULT 'default', /* Option < & str > */
+	"dedup_threshold" double precision DEFAULT 0.95 /* Option < f64 > */
+) RETURNS TABLE (
+	"node_id" uuid,  /* Uuid */
+	"created" bool  /* bool */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'remember_many_wrapper';
+CREATE FUNCTION fractality."recall"(
+	"query" vector, /* Option < Vector < '_ > > */
+	"k" INT DEFAULT 10, /* Option < i32 > */
+	"query_text" TEXT DEFAULT NULL, /* Option < & str > */
+	"context" TEXT DEFAULT NULL, /* Option < & str > */
+	"model" TEXT DEFAULT 'default', /* Option < & str > */
+	"min_similarity" double precision DEFAULT 0, /* Option < f64 > */
+	"reinforce" double precision DEFAULT 0, /* Option < f64 > */
+	"w_sim" double precision DEFAULT NULL, /* Option < f64 > */
+	"w_energy" double precision DEFAULT NULL, /* Option < f64 > */
+	"w_edge" double precision DEFAULT NULL /* Option < f64 > */
+) RETURNS TABLE (
+	"node_id" uuid,  /* Uuid */
+	"node_key" TEXT,  /* String */
+	"content" TEXT,  /* Option < String > */
+	"metadata" jsonb,  /* JsonB */
+	"similarity" double precision,  /* Option < f64 > */
+	"text_rank" double precision,  /* Option < f64 > */
+	"atp" double precision,  /* f64 */
+	"edge_weight" double precision,  /* f64 */
+	"score" double precision  /* f64 */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'recall_wrapper';
+CREATE FUNCTION fractality."recall_explain"(
+	"query" vector, /* Option < Vector < '_ > > */
+	"k" INT DEFAULT 10, /* Option < i32 > */
+	"query_text" TEXT DEFAULT NULL, /* Option < & str > */
+	"context" TEXT DEFAULT NULL, /* Option < & str > */
+	"model" TEXT DEFAULT 'default', /* Option < & str > */
+	"min_similarity" double precision DEFAULT 0, /* Option < f64 > */
+	"w_sim" double precision DEFAULT NULL, /* Option < f64 > */
+	"w_energy" double precision DEFAULT NULL, /* Option < f64 > */
+	"w_edge" double precision DEFAULT NULL /* Option < f64 > */
+) RETURNS TABLE (
+	"position" INT,  /* i32 */
+	"node_id" uuid,  /* Uuid */
+	"node_key" TEXT,  /* String */
+	"similarity" double precision,  /* Option < f64 > */
+	"vector_rank" INT,  /* Option < i32 > */
+	"text_rank" double precision,  /* Option < f64 > */
+	"text_position" INT,  /* Option < i32 > */
+	"relevance" double precision,  /* f64 */
+	"atp" double precision,  /* f64 */
+	"edge_weight" double precision,  /* f64 */
+	"score" double precision,  /* f64 */
+	"returned" bool,  /* bool */
+	"path" TEXT  /* String */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'recall_explain_wrapper';
+CREATE FUNCTION fractality."forget"(
+	"node_key" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'forget_wrapper';
+
+DO $$
+DECLARE
+    vector_schema name;
+    f text;
+BEGIN
+    SELECT n.nspname INTO vector_schema
+      FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'vector';
+    FOREACH f IN ARRAY ARRAY[
+        format('fractality.remember(text, text, %I.vector, jsonb, text, float8, interval)', vector_schema),
+        'fractality.remember_many(jsonb, text, float8)',
+        format('fractality.recall(%I.vector, integer, text, text, text, float8, float8, float8, float8, float8)', vector_schema),
+        format('fractality.recall_explain(%I.vector, integer, text, text, text, float8, float8, float8, float8)', vector_schema)] LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp
+                            SET hnsw.iterative_scan = ''strict_order'' SET hnsw.ef_search = 40
+                            SET hnsw.max_scan_tuples = 100000 SET enable_sort = off',
+                       f, vector_schema);
+    END LOOP;
+END
+$$;
 
 -- ---- functions: a model for every embedding function; resonance_with; the consensus split ---
 

@@ -16,6 +16,9 @@ CREATE TABLE fractality.nodes (
     energy      jsonb       NOT NULL DEFAULT '{"network": "default"}'::jsonb,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
+    -- when a memory expires (remember's ttl), apart from decay: never recalled after it, deleted
+    -- by run_maintenance
+    expires_at  timestamptz,
     -- id first: a node is found by its id alone
     CONSTRAINT nodes_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT nodes_user_key UNIQUE (user_id, node_key),
@@ -25,7 +28,8 @@ CREATE TABLE fractality.nodes (
     CONSTRAINT nodes_energy_object CHECK (jsonb_typeof(energy) = 'object'),
     -- NaN sorts above every number in PostgreSQL, so `atp <= 1` also rejects NaN.
     CONSTRAINT nodes_atp_range CHECK (atp >= 0 AND atp <= 1),
-    CONSTRAINT nodes_atp_at_finite CHECK (isfinite(atp_at))
+    CONSTRAINT nodes_atp_at_finite CHECK (isfinite(atp_at)),
+    CONSTRAINT nodes_expires_at_finite CHECK (isfinite(expires_at))
 ) WITH (fillfactor = 50);
 -- Half of each page is left free so that a decay pass, which rewrites the energy of nearly every
 -- row, finds room for every new row version on its own page: energy writes stay HOT updates that
@@ -40,6 +44,8 @@ COMMENT ON TABLE fractality.nodes IS
     'Graph vertices of every tenant. atp in [0, 1] is the energy as of atp_at; read it decayed.';
 COMMENT ON COLUMN fractality.nodes.atp_at IS 'When atp was last written.';
 COMMENT ON COLUMN fractality.nodes.energy IS 'Other energy fields (network, ...); ATP lives in atp.';
+COMMENT ON COLUMN fractality.nodes.expires_at IS
+    'When the memory expires (remember''s ttl), apart from decay: never recalled after it, deleted by run_maintenance.';
 COMMENT ON COLUMN fractality.nodes.updated_at IS
     'When the content (key, label, type, metadata) was last written by upsert_node or freeze; energy writes leave it.';
 
@@ -55,6 +61,8 @@ COMMENT ON FUNCTION fractality.node_search(text, jsonb) IS
     'The full text of a node (label and metadata->>''description''); nodes_search_gin indexes it.';
 
 CREATE INDEX nodes_metadata_gin ON fractality.nodes USING gin (metadata);
+-- the memories that expire, for run_maintenance (energy writes leave expires_at: still HOT)
+CREATE INDEX nodes_expires_at ON fractality.nodes (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX nodes_search_gin ON fractality.nodes USING gin (fractality.node_search(label, metadata));
 
 CREATE TABLE fractality.edges (

@@ -50,6 +50,14 @@ pub enum FractalityError {
         detail: String,
     },
 
+    /// 22023 invalid_parameter_value: one element of a remember_many batch is malformed.
+    #[error("memory {element}, field \"{field}\": {problem}")]
+    BadMemory {
+        element: usize,
+        field: String,
+        problem: String,
+    },
+
     /// 22023 invalid_parameter_value: a model that is not registered.
     #[error("unknown embedding model '{0}'")]
     UnknownModel(String),
@@ -105,6 +113,7 @@ impl FractalityError {
             }
             FractalityError::DuplicateEvent { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
             FractalityError::UnknownModel(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            FractalityError::BadMemory { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             FractalityError::ModelDimension { .. } => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
             FractalityError::Internal { .. } => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             FractalityError::SchemaBehind => {
@@ -143,6 +152,9 @@ impl FractalityError {
                 "Every embedding of a model has the model's dimension (fractality.embedding_models); register another model for another dimension.",
             ),
             FractalityError::Internal { .. } => None,
+            FractalityError::BadMemory { .. } => Some(
+                "A memory is an object {content, embedding[, node_key, metadata, ttl]}; nothing of the batch was written.",
+            ),
             FractalityError::SchemaBehind => {
                 Some("Run ALTER EXTENSION fractality UPDATE (docs/UPGRADES.md says what it does).")
             }

@@ -595,7 +595,7 @@ pub fn upsert(user: Uuid, fields: NodeFields<'_>) -> Uuid {
 }
 
 /// Inserts or replaces node `id`'s embedding of `model` (checked by the caller); SPI connected.
-fn write_embedding(id: Uuid, user: Uuid, model: &str, v: Vector<'_>) {
+pub(crate) fn write_embedding(id: Uuid, user: Uuid, model: &str, v: Vector<'_>) {
     let voi = vector_type_oid();
     // SAFETY: a vector datum with the vector type's OID
     let emb = unsafe { DatumWithOid::new(v, voi) };

@@ -31,6 +31,22 @@ pub static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 /// index; 0 turns the exact scan off. 2000.
 pub static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(2000);
 
+/// `fractality.embedding_partitions`: how many hash partitions (by tenant) node_embeddings gets
+/// when the extension is created, 1 to 1024; 16. Read only by CREATE EXTENSION: set it before,
+/// e.g. `SET fractality.embedding_partitions = 64; CREATE EXTENSION fractality CASCADE;`.
+pub static EMBEDDING_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(16);
+
+/// `fractality.remember_energy`: the energy `remember` feeds a memory it already holds (the same
+/// key, or one within the duplicate threshold), in [0, 1]; 0.1.
+pub static REMEMBER_ENERGY: GucSetting<f64> = GucSetting::<f64>::new(0.1);
+
+/// `fractality.recall_w_sim`, `recall_w_energy`, `recall_w_edge`: the weights of relevance,
+/// current energy and the edge to the context in `recall`'s score, each in [0, 1]; the seed's
+/// resonance weights 0.5, 0.3 and 0.2. A call's own weights take precedence.
+pub static RECALL_W_SIM: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+pub static RECALL_W_ENERGY: GucSetting<f64> = GucSetting::<f64>::new(0.3);
+pub static RECALL_W_EDGE: GucSetting<f64> = GucSetting::<f64>::new(0.2);
+
 /// fractality.decay_tick in microseconds, set by its assign hook.
 static DECAY_TICK_US: AtomicI64 = AtomicI64::new(3_600_000_000);
 
@@ -163,6 +179,54 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"fractality.embedding_partitions",
+        c"Hash partitions (by tenant) of node_embeddings, fixed when the extension is created.",
+        c"Read by CREATE EXTENSION only: set it before creating the extension.",
+        &EMBEDDING_PARTITIONS,
+        1,
+        1024,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"fractality.remember_energy",
+        c"Energy remember feeds a memory the tenant already holds (same key or a near duplicate), in [0, 1].",
+        c"The memory is pulsed by this much instead of being stored again.",
+        &REMEMBER_ENERGY,
+        0.0,
+        1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    for (name, short, setting) in [
+        (
+            c"fractality.recall_w_sim",
+            c"Weight of relevance (similarity, or the fused text and vector rank) in recall's score.",
+            &RECALL_W_SIM,
+        ),
+        (
+            c"fractality.recall_w_energy",
+            c"Weight of a memory's current energy in recall's score.",
+            &RECALL_W_ENERGY,
+        ),
+        (
+            c"fractality.recall_w_edge",
+            c"Weight of the edge to the context node in recall's score.",
+            &RECALL_W_EDGE,
+        ),
+    ] {
+        GucRegistry::define_float_guc(
+            name,
+            short,
+            c"recall's score is w_sim x relevance + w_energy x current energy + w_edge x edge weight to the context; each weight in [0, 1] (defaults 0.5, 0.3, 0.2, the seed's resonance).",
+            setting,
+            0.0,
+            1.0,
+            GucContext::Userset,
+            GucFlags::default(),
+        );
+    }
     // Unknown fractality.* settings are typos: refuse them once the library is loaded.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"fractality".as_ptr()) };
 }

@@ -15,6 +15,7 @@ pub mod experience;
 pub mod graph;
 pub mod gucs;
 pub mod jsonb;
+pub mod memory;
 pub mod models;
 pub mod resonance;
 pub mod reward;
@@ -124,6 +125,18 @@ extension_sql_file!(
         resonance::calculate_resonance,
         consensus::crystallize_consensus,
         consensus::crystallize_consensus_definer
+    ]
+);
+// the agent memory API: settings of remember, recall and recall_explain (src/memory.rs).
+extension_sql_file!(
+    "../sql/memory.sql",
+    name = "memory",
+    requires = [
+        "embeddings",
+        memory::remember,
+        memory::remember_many,
+        memory::recall,
+        memory::recall_explain
     ]
 );
 // finalize: row-level security over everything above.

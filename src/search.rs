@@ -67,8 +67,15 @@ pub struct TenantScan {
 impl TenantScan {
     /// Starts the search of `tenant`'s embeddings of `model` nearest to `query` (of the model's
     /// dimension, checked by the caller). SPI must be connected; the calling function runs with
-    /// hnsw.iterative_scan = strict_order and enable_sort = off.
-    pub fn open(model: &Model, tenant: Uuid, query: &[f32]) -> Result<TenantScan, FractalityError> {
+    /// hnsw.iterative_scan = strict_order and enable_sort = off. `read_only` reads with the
+    /// calling statement's snapshot (stable functions); writers pass false to see their own
+    /// writes.
+    pub fn open(
+        model: &Model,
+        tenant: Uuid,
+        query: &[f32],
+        read_only: bool,
+    ) -> Result<TenantScan, FractalityError> {
         let limit = crate::gucs::EXACT_SCAN_LIMIT.get();
         let small = limit > 0 && {
             let q = Query {
@@ -83,7 +90,7 @@ impl TenantScan {
                     model.name.as_str().into(),
                     (limit as i64 + 1).into(),
                 ],
-                true,
+                read_only,
             )?
             .unwrap_or(0);
             n <= limit as i64
@@ -104,7 +111,7 @@ impl TenantScan {
             let rows = spi::rows(
                 &q,
                 &[tenant.into(), model.name.as_str().into()],
-                true,
+                read_only,
                 |r| -> Result<Option<Hit>, FractalityError> {
                     let id = r.get::<Uuid>(1);
                     let v = match r.datum(2) {
@@ -145,7 +152,7 @@ impl TenantScan {
         let qv = Vector::from_slice(query)?;
         // SAFETY: the datum is a vector of the vector type's OID
         let arg = unsafe { DatumWithOid::new(qv, vector_type_oid()) };
-        let cursor = Cursor::open(&q, &[tenant.into(), arg], true)?;
+        let cursor = Cursor::open(&q, &[tenant.into(), arg], read_only)?;
         Ok(TenantScan {
             path: Path::Index,
             margin,

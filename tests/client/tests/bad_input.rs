@@ -75,6 +75,11 @@ fn variants(ty: &str) -> Vec<String> {
             "array_fill(1, ARRAY[16000])::vector",
         ],
         "uuid" => &["'00000000-0000-0000-0000-00000000dead'"],
+        "uuid[]" => &[
+            "'{}'",
+            "'{NULL}'",
+            "ARRAY['00000000-0000-0000-0000-00000000dead']::uuid[]",
+        ],
         "bytea" => &["'\\x'", "'\\x00'", "decode(repeat('ab', 10000), 'hex')"],
         "real[]" => &[
             "'{}'",
@@ -131,21 +136,85 @@ fn functions() -> Vec<Func> {
             call: "fractality.resonance_score",
             args: &[("0.5", "float8"), ("0.5", "float8"), ("0.5", "float8"), ("0.5", "float8"), ("0.5", "float8"), ("0.3", "float8"), ("0.2", "float8")],
         },
-        Func { call: "fractality.calculate_resonance", args: &[("'{ROOT}'", "uuid"), ("'{CHILD}'", "uuid")] },
-        Func { call: "fractality.find_resonant", args: &[("'{ROOT}'", "uuid"), ("0.7", "float8"), ("20", "integer")] },
-        Func { call: "fractality.find_resonant", args: &[("'root'", "text"), ("0.7", "float8"), ("20", "integer")] },
+        Func {
+            call: "fractality.calculate_resonance",
+            args: &[("'{ROOT}'", "uuid"), ("'{CHILD}'", "uuid"), ("'default'", "text")],
+        },
+        Func {
+            call: "fractality.resonance_with",
+            args: &[("'{ROOT}'", "uuid"), ("ARRAY['{CHILD}', '{LEAF}']::uuid[]", "uuid[]"), ("'default'", "text")],
+        },
+        Func {
+            call: "fractality.find_resonant",
+            args: &[("'{ROOT}'", "uuid"), ("0.7", "float8"), ("20", "integer"), ("'default'", "text")],
+        },
+        Func {
+            call: "fractality.find_resonant",
+            args: &[("'root'", "text"), ("0.7", "float8"), ("20", "integer"), ("'default'", "text")],
+        },
         Func {
             call: "fractality.crystallize_consensus",
-            args: &[("'{ROOT}'", "uuid"), ("0.7", "float8"), ("3", "integer")],
+            args: &[("'{ROOT}'", "uuid"), ("0.7", "float8"), ("3", "integer"), ("'default'", "text")],
         },
+        Func { call: "fractality.register_model", args: &[("'default'", "text"), ("384", "integer")] },
+        Func {
+            call: "fractality.remember",
+            args: &[
+                ("'k-remember'", "text"),
+                ("'a fact'", "text"),
+                (V384, "vector"),
+                ("'{\"a\": 1}'", "jsonb"),
+                ("'default'", "text"),
+                ("0.95", "float8"),
+                ("'7 days'", "interval"),
+            ],
+        },
+        Func {
+            call: "fractality.remember_many",
+            args: &[
+                ("jsonb_build_array(jsonb_build_object('content', 'batch fact', 'embedding', (array_fill(0.07, ARRAY[384]))))", "jsonb"),
+                ("'default'", "text"),
+                ("0.95", "float8"),
+            ],
+        },
+        Func {
+            call: "fractality.recall",
+            args: &[
+                (V384, "vector"),
+                ("10", "integer"),
+                ("'root'", "text"),
+                ("'root'", "text"),
+                ("'default'", "text"),
+                ("0", "float8"),
+                ("0.1", "float8"),
+                ("0.5", "float8"),
+                ("0.3", "float8"),
+                ("0.2", "float8"),
+            ],
+        },
+        Func {
+            call: "fractality.recall_explain",
+            args: &[
+                (V384, "vector"),
+                ("10", "integer"),
+                ("'root'", "text"),
+                ("'root'", "text"),
+                ("'default'", "text"),
+                ("0", "float8"),
+                ("0.5", "float8"),
+                ("0.3", "float8"),
+                ("0.2", "float8"),
+            ],
+        },
+        Func { call: "fractality.forget", args: &[("'k-never-there'", "text")] },
         Func { call: "fractality.consensus_tree", args: &[("0.8", "float8"), ("5", "integer")] },
         Func {
             call: "fractality.upsert_node",
-            args: &[("'k-upsert'", "text"), ("'label'", "text"), ("'{\"a\": 1}'", "jsonb"), ("0.5", "float8"), (V384, "vector"), ("'idea'", "text")],
+            args: &[("'k-upsert'", "text"), ("'label'", "text"), ("'{\"a\": 1}'", "jsonb"), ("0.5", "float8"), (V384, "vector"), ("'idea'", "text"), ("'default'", "text")],
         },
         Func {
             call: "fractality.upsert_node_for",
-            args: &[("fractality.current_user_id()", "uuid"), ("'k-for'", "text"), ("'label'", "text"), ("'{}'", "jsonb"), ("0.5", "float8"), (V384, "vector"), ("'idea'", "text")],
+            args: &[("fractality.current_user_id()", "uuid"), ("'k-for'", "text"), ("'label'", "text"), ("'{}'", "jsonb"), ("0.5", "float8"), (V384, "vector"), ("'idea'", "text"), ("'default'", "text")],
         },
         Func {
             call: "fractality.link",
@@ -159,10 +228,16 @@ fn functions() -> Vec<Func> {
             call: "fractality.consciousness_path",
             args: &[("'{ROOT}'", "uuid"), ("'{LEAF}'", "uuid"), ("100", "float8")],
         },
-        Func { call: "fractality.thaw", args: &[("'root'", "text"), ("10", "integer")] },
+        Func {
+            call: "fractality.thaw",
+            args: &[("'root'", "text"), ("10", "integer"), ("'default'", "text")],
+        },
         Func {
             call: "fractality.freeze",
-            args: &[("'{\"node_key\": \"frozen\", \"label\": \"f\", \"atp\": 0.5}'", "jsonb")],
+            args: &[
+                ("'{\"node_key\": \"frozen\", \"label\": \"f\", \"atp\": 0.5}'", "jsonb"),
+                ("'default'", "text"),
+            ],
         },
         Func { call: "fractality.search_nodes", args: &[("'root'", "text"), ("20", "integer")] },
         Func { call: "fractality.write_events", args: &[("'[]'", "jsonb")] },

@@ -1,7 +1,8 @@
 //! kill -9 of a backend half way, and the server's crash recovery. PostgreSQL ends every
 //! backend when one dies by a signal, and replays its write-ahead log: what was acknowledged
 //! must all be there, exactly once, and nothing of the calls in flight. Two crashes: one during
-//! materialize_decay with a batch ingest in flight, one during archive_old_events. This file holds one test
+//! materialize_decay with a batch ingest and a remember_many in flight, one during
+//! archive_old_events. This file holds one test
 //! (the crash ends every connection of the server, so it must not share a process with others;
 //! cargo runs test binaries one after another).
 
@@ -93,11 +94,14 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
             "SET fractality.user_id = '{tenant}';
              SELECT fractality.pulse(id, 0.05) FROM fractality.nodes
               WHERE user_id = '{tenant}' AND node_key LIKE 'crash-1_';
-             SELECT fractality.save_policy('crash-bin', 'r' || i, '{{\"0\": 1}}') FROM generate_series(1, 3) i;"
+             SELECT fractality.save_policy('crash-bin', 'r' || i, '{{\"0\": 1}}') FROM generate_series(1, 3) i;
+             SELECT fractality.remember('crash-memory', 'a memory from before the crash', $v${}$v$);",
+            reliability::vector_text(5, 0, 0.0)
         ))
         .unwrap();
     let before = state(&mut admin, tenant);
     assert_eq!(before.0["consciousness_streams"], 10);
+    assert_eq!(before.0["node_embeddings"], 1);
 
     // a write_events batch held in its statement trigger, a materialize_decay half way
     let mut holder = common::db();
@@ -121,6 +125,42 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
             .map(|_| ())
     });
     reliability::wait_until_half_way(&mut admin, decay_pid, false);
+    // a remember_many of 300 memories, held at its last one (the memory from before, which it
+    // reinforces, is locked by another session) with the 299 others written
+    let mut memory_holder = common::db();
+    memory_holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM fractality.nodes WHERE user_id = '{tenant}' AND node_key = 'crash-memory' FOR UPDATE"
+        ))
+        .unwrap();
+    let mut rememberer = common::db();
+    rememberer
+        .batch_execute(&format!("SET fractality.user_id = '{tenant}'"))
+        .unwrap();
+    let remember_pid = reliability::backend_pid(&mut rememberer);
+    let mut memories: Vec<serde_json::Value> = (0..299)
+        .map(|i| {
+            serde_json::json!({
+                "content": format!("memory {i} of the batch in flight"),
+                "embedding": serde_json::from_str::<serde_json::Value>(
+                    &reliability::vector_text(i % 8, i, 0.1 + i as f32 * 0.01)).unwrap(),
+            })
+        })
+        .collect();
+    memories.push(serde_json::json!({
+        "node_key": "crash-memory", "content": "told again",
+        "embedding": serde_json::from_str::<serde_json::Value>(&reliability::vector_text(5, 0, 0.0)).unwrap(),
+    }));
+    let memories = serde_json::Value::Array(memories);
+    let remember_call = thread::spawn(move || {
+        rememberer
+            .query(
+                "SELECT * FROM fractality.remember_many($1::jsonb, 'default', 1.0)",
+                &[&memories],
+            )
+            .map(|_| ())
+    });
+    reliability::wait_until_half_way(&mut admin, remember_pid, true);
 
     kill_9(decay_pid);
     assert!(
@@ -131,6 +171,11 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
         ingest_call.join().unwrap().is_err(),
         "the server ended every backend"
     );
+    assert!(
+        remember_call.join().unwrap().is_err(),
+        "the server ended the remember_many in flight"
+    );
+    drop(memory_holder);
     drop(holder);
     drop(admin);
 

@@ -113,6 +113,10 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
         "SELECT node_id, user_id FROM fractality.consensus_links".into(),
         "SELECT node_id, user_id FROM fractality.node_energy".into(),
         "SELECT node_id, user_id FROM fractality.active_consciousness".into(),
+        format!("SELECT node_id FROM fractality.recall('{}'::vector, 1000, 'secret private thought')", vector_text(0, 1, 0.05)),
+        format!("SELECT node_id FROM fractality.recall('{}'::vector, 1000, context => 'root')", vector_text(0, 2, 0.05)),
+        format!("SELECT node_id FROM fractality.recall_explain('{}'::vector, 1000, 'secret')", vector_text(0, 1, 0.05)),
+        format!("SELECT node_id FROM fractality.resonance_with('{ar}', ARRAY['{bc}'::uuid])"),
         "SELECT * FROM fractality.children('root')".into(),
         "SELECT * FROM fractality.parents('child')".into(),
         "SELECT * FROM fractality.traverse((SELECT id FROM fractality.nodes WHERE node_key = 'root'))".into(),
@@ -199,6 +203,11 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
             &["42501"],
         ),
         ("SELECT fractality.upsert_node('root', 'A again')".into(), &[]),
+        // remember lands in A's memory (B's near-duplicate root is not A's to reinforce)
+        (
+            format!("SELECT * FROM fractality.remember(NULL, 'B root secret', '{}'::vector)", vector_text(0, 0, 0.05)),
+            &[],
+        ),
         (
             "SELECT fractality.link('root', 'leaf', 'cross', 0.5)".into(),
             &[],
@@ -263,6 +272,8 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
             format!("UPDATE fractality.nodes SET user_id = '{ub}' WHERE node_key = 'leaf'"),
             &["42501"],
         ),
+        // last: forget by key forgets A's own leaf, nothing of B's
+        ("SELECT fractality.forget('leaf')".into(), &[]),
     ];
     for (sql, states) in &writes {
         match common_try(&mut a, sql) {

@@ -65,6 +65,8 @@ const OPS: &[(&str, u32, Op)] = &[
     ("find_resonant", 4, op_find_resonant),
     ("materialize_decay", 1, op_materialize_decay),
     ("save_policy", 3, op_save_policy),
+    ("remember", 3, op_remember),
+    ("recall", 3, op_recall),
 ];
 
 const BATCH: usize = 50;
@@ -187,6 +189,33 @@ fn op_find_resonant(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Erro
         let id: Uuid = r.get(0);
         assert!(w.nodes.contains(&id), "find_resonant crossed tenants: {id}");
     }
+    Ok(())
+}
+
+/// A fact of a few dozen, told again and again by the tenant's workers: remember stores it once
+/// and then reinforces it (one stream point per reinforcement, counted with the pulses).
+fn op_remember(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
+    let k = w.rng.random_range(0..40usize);
+    let created: bool = c
+        .query_one(
+            "SELECT created FROM fractality.remember(NULL, $1, $2::text::vector)",
+            &[&format!("load fact {k}"), &vector_text(3 + k % 4, k, 0.5)],
+        )?
+        .get(0);
+    if !created {
+        w.pulses += 1;
+    }
+    Ok(())
+}
+
+/// recall with reinforcement: one stream point per memory returned.
+fn op_recall(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
+    let k = w.rng.random_range(0..40usize);
+    let rows = c.query(
+        "SELECT node_key FROM fractality.recall($1::text::vector, 3, reinforce => 0.01)",
+        &[&vector_text(3 + k % 4, k, 0.5)],
+    )?;
+    w.pulses += rows.len() as i64;
     Ok(())
 }
 

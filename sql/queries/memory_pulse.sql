@@ -1,0 +1,10 @@
+-- Reinforcement on access: the recalled memories $1 of tenant $3 fed by energy $2 each (current
+-- energy + $2, at most 1), one stream point each.
+WITH u AS (
+    UPDATE fractality.nodes
+       SET atp = least(1.0, greatest(0.0, fractality.current_atp(atp, atp_at, now()) + $2)),
+           atp_at = now()
+     WHERE id = ANY($1) AND user_id = $3
+    RETURNING id, user_id, atp, atp_at)
+INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
+SELECT u.atp_at, u.id, u.user_id, u.atp FROM u

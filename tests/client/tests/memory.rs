@@ -1,0 +1,215 @@
+//! The agent memory API through a real client, as application roles: two sessions telling the
+//! same fact at once end with one memory (by content and by similarity under another key);
+//! recall's answer equals the score computed over every memory of the tenant (both search
+//! paths); a read-only recall writes nothing.
+
+mod common;
+mod reliability;
+
+use postgres::Client;
+use reliability::vector_text;
+use std::thread;
+use uuid::Uuid;
+
+/// Runs `sql` in a transaction of `c` and holds it open; returns after the statement ran.
+fn begin_and(c: &mut Client, sql: &str) {
+    c.batch_execute("BEGIN").unwrap();
+    c.batch_execute(sql).unwrap();
+}
+
+/// Waits until backend `pid` waits for a lock.
+fn wait_for_lock(admin: &mut Client, pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let waiting: bool = admin
+            .query_one(
+                "SELECT coalesce(bool_or(state = 'active' AND wait_event_type = 'Lock'), false)
+                   FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if waiting {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pid} never waited");
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn two_sessions_telling_the_same_fact_end_with_one_memory() {
+    let tenant = common::tenant();
+    let mut admin = common::db();
+    for (case, second_key, first_vector, second_vector) in [
+        // the same content, no key: the same derived key
+        (
+            "same content",
+            "NULL",
+            vector_text(6, 1, 0.0),
+            vector_text(6, 1, 0.0),
+        ),
+        // another key, a near-identical vector: the duplicate check
+        (
+            "other key",
+            "'told-differently'",
+            vector_text(7, 1, 0.0),
+            vector_text(7, 1, 0.001),
+        ),
+    ] {
+        let mut a = common::app("fractality_memory_a", Some(tenant));
+        let mut b = common::app("fractality_memory_a", Some(tenant));
+        begin_and(
+            &mut a,
+            &format!(
+                "SELECT fractality.remember(NULL, 'the same fact, {case}', '{first_vector}'::vector)"
+            ),
+        );
+        let b_pid = reliability::backend_pid(&mut b);
+        let sql = format!(
+            "SELECT created FROM fractality.remember({second_key}, 'the same fact, {case}', '{second_vector}'::vector)"
+        );
+        let second = thread::spawn(move || -> bool { b.query_one(&sql, &[]).unwrap().get(0) });
+        // b waits for a's transaction (the tenant's remember lock) ...
+        wait_for_lock(&mut admin, b_pid);
+        a.batch_execute("COMMIT").unwrap();
+        // ... then finds a's memory and reinforces it
+        assert!(
+            !second.join().unwrap(),
+            "the second telling created a memory"
+        );
+        let memories: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM fractality.nodes WHERE user_id = $1 AND label = 'the same fact, ' || $2",
+                &[&tenant, &case],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(memories, 1, "{case}");
+    }
+}
+
+/// A unit vector near centre `c` of 12 (deterministic for `i`): clusters of cosine about 0.8.
+fn clustered(c: usize, i: usize) -> String {
+    let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut noise = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 20_000) as f32 / 10_000.0 - 1.0
+    };
+    let v: Vec<f32> = (0..384)
+        .map(|d| {
+            let centre = if d % 12 == c {
+                1.0
+            } else {
+                ((d * 7 + c * 13) % 11) as f32 / 22.0
+            };
+            centre + 0.09 * noise()
+        })
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let parts: Vec<String> = v.iter().map(|x| format!("{}", x / norm)).collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// recall's k memories against the same score computed by a full scan of the tenant.
+fn exact_top(c: &mut Client, tenant: Uuid, query: &str, k: i64) -> Vec<Uuid> {
+    c.query(
+        "SELECT n.node_id FROM fractality.node_energy n
+           JOIN fractality.node_embeddings e ON e.user_id = n.user_id AND e.node_id = n.node_id AND e.model = 'default'
+          WHERE n.user_id = $1
+          ORDER BY 0.5 * (1 - (e.embedding <=> $2::text::vector)) + 0.3 * n.atp DESC
+          LIMIT $3",
+        &[&tenant, &query, &k],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn recall_equals_the_score_over_every_memory_and_a_plain_recall_writes_nothing() {
+    let tenant = common::tenant();
+    let mut admin = common::db();
+    let mut c = common::app("fractality_memory_b", Some(tenant));
+    // 1 500 memories in 12 families, energies spread
+    c.batch_execute("SET fractality.notify = off").unwrap();
+    let batch: Vec<serde_json::Value> = (0..1500)
+        .map(|i| {
+            serde_json::json!({
+                "content": format!("memory {i}"),
+                "embedding": serde_json::from_str::<serde_json::Value>(&clustered(i % 12, i)).unwrap(),
+            })
+        })
+        .collect();
+    let rows = c
+        .query(
+            "SELECT * FROM fractality.remember_many($1::jsonb, 'default', 1.0)",
+            &[&serde_json::Value::Array(batch)],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1500);
+    admin
+        .execute(
+            "UPDATE fractality.nodes SET atp = (abs(hashtext(id::text)) % 1000) / 1000.0 WHERE user_id = $1",
+            &[&tenant],
+        )
+        .unwrap();
+    admin
+        .batch_execute("ANALYZE fractality.node_embeddings")
+        .unwrap();
+    let points = |admin: &mut Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM fractality.consciousness_streams WHERE user_id = $1",
+                &[&tenant],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let before = points(&mut admin);
+    let (mut hits, mut wanted) = (0usize, 0usize);
+    for limit in ["2000000", "0"] {
+        c.batch_execute(&format!("SET fractality.exact_scan_limit = {limit}"))
+            .unwrap();
+        for q in 0..12 {
+            let query = clustered(q, 100_000 + q);
+            let exact = exact_top(&mut admin, tenant, &query, 10);
+            let got: Vec<Uuid> = c
+                .query(
+                    "SELECT node_id FROM fractality.recall($1::text::vector, 10)",
+                    &[&query],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(got.len(), 10);
+            wanted += exact.len();
+            hits += got.iter().filter(|id| exact.contains(id)).count();
+            if limit != "0" {
+                let mut g = got.clone();
+                let mut e = exact.clone();
+                g.sort();
+                e.sort();
+                assert_eq!(g, e, "the exact path returns the exact answer");
+            }
+        }
+    }
+    let recall = hits as f64 / wanted as f64;
+    assert!(recall >= 0.95, "recall@10 {recall}");
+    assert_eq!(
+        points(&mut admin),
+        before,
+        "recall without reinforcement wrote"
+    );
+    // with reinforcement: one point per memory returned
+    c.query(
+        "SELECT * FROM fractality.recall($1::text::vector, 5, reinforce => 0.1)",
+        &[&clustered(3, 7)],
+    )
+    .unwrap();
+    assert_eq!(points(&mut admin), before + 5);
+}

@@ -1,0 +1,145 @@
+-- The agent memory API: remember (deduplicating by key and by similarity, reinforcing), recall
+-- by a query vector and words (energy-weighted, the edge to a context, reinforcement on use),
+-- recall_explain, expiry apart from decay, forget, remember_many, bad input. As an application
+-- role under row-level security; one transaction, rolled back.
+\set VERBOSITY terse
+BEGIN;
+CREATE ROLE fractality_regress_memory NOLOGIN;
+GRANT USAGE ON SCHEMA fractality TO fractality_regress_memory;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO fractality_regress_memory;
+-- 384-d directions: fact i points along axis i (and a little along its neighbours); a component
+-- of i / 1000 on the last axis keeps the similarities of unrelated facts distinct (no ties)
+CREATE FUNCTION pg_temp.v(i int, noise float8 DEFAULT 0) RETURNS vector LANGUAGE sql AS $$
+    SELECT (SELECT array_agg(CASE WHEN d = i THEN 1.0 WHEN abs(d - i) = 1 THEN 0.3 WHEN d = 384 THEN i / 1000.0
+                                  ELSE noise * ((d * 7 + i) % 5) / 5 END
+                             ORDER BY d) FROM generate_series(1, 384) d)::vector $$;
+SET LOCAL ROLE fractality_regress_memory;
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+
+-- an agent remembers five facts; the third is told twice (once with another key): one memory
+SELECT created FROM fractality.remember(NULL, 'Paris is the capital of France', pg_temp.v(10), '{"source": "atlas"}');
+SELECT created FROM fractality.remember(NULL, 'The Seine flows through Paris', pg_temp.v(20));
+SELECT created FROM fractality.remember('tea', 'Alice drinks green tea every morning', pg_temp.v(30), '{"about": "alice"}');
+SELECT created FROM fractality.remember(NULL, 'Bob prefers coffee', pg_temp.v(40));
+SELECT created FROM fractality.remember(NULL, 'The meeting is on Tuesday', pg_temp.v(50), ttl => '1 hour');
+SELECT created FROM fractality.remember('tea', 'Alice drinks green tea every morning', pg_temp.v(30), '{"confirmed": true}');
+SELECT created FROM fractality.remember(NULL, 'Alice has green tea in the morning', pg_temp.v(30, 0.01));
+SELECT node_key, label, metadata, type, expires_at IS NOT NULL AS expires
+  FROM fractality.nodes ORDER BY label;
+-- told three times: two pulses of fractality.remember_energy on top of full energy (capped at
+-- 1), each recorded in the stream
+SELECT n.node_key, count(s.*) AS stream_points
+  FROM fractality.nodes n LEFT JOIN fractality.consciousness_streams s ON s.node_id = n.id
+ GROUP BY n.node_key ORDER BY n.node_key;
+
+-- recall by a query vector near the tea memory: similarity, energy and score, best first
+UPDATE fractality.nodes SET atp = 0.2 WHERE node_key <> 'tea';
+SELECT node_key, content, round(similarity::numeric, 3) AS similarity, text_rank,
+       round(atp::numeric, 3) AS atp, edge_weight, round(score::numeric, 3) AS score
+  FROM fractality.recall(pg_temp.v(30, 0.05), 3);
+-- words too: reciprocal-rank fusion of the vector and the full-text ranking
+SELECT node_key, content, round(text_rank::numeric, 3) AS text_rank, round(score::numeric, 3) AS score
+  FROM fractality.recall(pg_temp.v(11), 2, 'capital France');
+-- the edge to a context node lifts its neighbour; the weights can change per call
+SELECT fractality.link('tea', (SELECT node_key FROM fractality.nodes WHERE label LIKE 'Bob%'), 'related', 0.9) IS NOT NULL AS linked;
+SELECT content, edge_weight, round(score::numeric, 3) AS score
+  FROM fractality.recall(pg_temp.v(40), 2, context => 'tea');
+SELECT content, round(score::numeric, 3) AS similarity_only
+  FROM fractality.recall(pg_temp.v(40), 2, w_sim => 1, w_energy => 0, w_edge => 0);
+-- why: every candidate with its parts, and how the tenant was searched
+SELECT position, left(node_key, 10) AS node_key, round(similarity::numeric, 3) AS similarity, vector_rank,
+       round(relevance::numeric, 3) AS relevance, round(atp::numeric, 3) AS atp, edge_weight,
+       round(score::numeric, 3) AS score, returned, path
+  FROM fractality.recall_explain(pg_temp.v(40), 2, context => 'tea') WHERE position <= 4;
+SET LOCAL fractality.exact_scan_limit = 0;
+SELECT DISTINCT path FROM fractality.recall_explain(pg_temp.v(40), 2);
+SELECT content FROM fractality.recall(pg_temp.v(40), 1);
+RESET fractality.exact_scan_limit;
+
+-- reinforcement on access: 0 writes nothing; 0.5 feeds each returned memory and records it
+CREATE TEMP TABLE points_before AS SELECT count(*) AS n FROM fractality.consciousness_streams;
+SELECT count(*) AS recalled FROM fractality.recall(pg_temp.v(40), 2);
+SELECT (SELECT count(*) FROM fractality.consciousness_streams) - n AS new_points FROM points_before;
+SELECT content, round(atp::numeric, 3) AS atp FROM fractality.recall(pg_temp.v(40), 1, reinforce => 0.5);
+SELECT (SELECT count(*) FROM fractality.consciousness_streams) - n AS new_points FROM points_before;
+SELECT label, round(atp::numeric, 3) AS atp_now FROM fractality.node_energy WHERE label LIKE 'Bob%';
+
+-- expiry apart from decay: an expired memory is never recalled, run_maintenance deletes it
+UPDATE fractality.nodes SET expires_at = now() - interval '1 second' WHERE label LIKE 'The meeting%';
+SELECT count(*) AS meeting_recalled FROM fractality.recall(pg_temp.v(50), 5) WHERE content LIKE 'The meeting%';
+RESET ROLE;
+SELECT r->'memories_expired' AS expired FROM fractality.run_maintenance() r;
+SET LOCAL ROLE fractality_regress_memory;
+SELECT count(*) AS meetings FROM fractality.nodes WHERE label LIKE 'The meeting%';
+
+-- forget: the node, its embedding, edges and stream points go
+SELECT fractality.forget('tea') AS forgotten, fractality.forget('tea') AS again;
+SELECT (SELECT count(*) FROM fractality.nodes WHERE node_key = 'tea') AS nodes,
+       (SELECT count(*) FROM fractality.edges) AS edges,
+       (SELECT count(*) FROM fractality.node_embeddings) AS embeddings;
+
+-- a batch: the same rules, duplicates within the batch become one memory
+SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS reinforced
+  FROM fractality.remember_many(jsonb_build_array(
+         jsonb_build_object('content', 'Carol likes jazz', 'embedding', pg_temp.v(60)::real[]),
+         jsonb_build_object('content', 'Carol likes jazz music', 'embedding', pg_temp.v(60, 0.01)::real[]),
+         jsonb_build_object('content', 'Dave runs marathons', 'embedding', pg_temp.v(70)::real[],
+                            'node_key', 'dave', 'metadata', '{"sport": true}'::jsonb, 'ttl', '30 days'),
+         jsonb_build_object('content', 'The Seine flows through Paris', 'embedding', pg_temp.v(20)::real[])));
+
+-- another tenant remembers the same fact: a memory of its own, and never sees the first's
+SET LOCAL fractality.user_id = 'bbbbbbbb-0000-0000-0000-000000000000';
+SELECT created FROM fractality.remember(NULL, 'Carol likes jazz', pg_temp.v(60));
+SELECT count(*) AS visible FROM fractality.recall(pg_temp.v(60), 10);
+SELECT fractality.forget('dave') AS forgets_anothers;
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SELECT count(*) AS still_there FROM fractality.nodes WHERE node_key = 'dave';
+
+-- bad input: clear errors, nothing written
+CREATE TEMP TABLE before_bad AS SELECT (SELECT count(*) FROM fractality.nodes) AS n,
+                                       (SELECT count(*) FROM fractality.consciousness_streams) AS s;
+DO $$
+DECLARE q text;
+BEGIN
+    FOREACH q IN ARRAY ARRAY[
+        'SELECT * FROM fractality.remember(NULL, ''x'', ''[1,2,3]'')',
+        'SELECT * FROM fractality.remember(NULL, ''x'', pg_temp.v(1), model => ''nomodel'')',
+        'SELECT * FROM fractality.remember(NULL, ''x'', array_fill(0, ARRAY[384])::vector)',
+        'SELECT * FROM fractality.remember(NULL, NULL, pg_temp.v(1))',
+        'SELECT * FROM fractality.remember(NULL, ''x'', pg_temp.v(1), ''[1]'')',
+        'SELECT * FROM fractality.remember(NULL, ''x'', pg_temp.v(1), dedup_threshold => 1.5)',
+        'SELECT * FROM fractality.remember(NULL, ''x'', pg_temp.v(1), dedup_threshold => ''NaN'')',
+        'SELECT * FROM fractality.remember(NULL, ''x'', pg_temp.v(1), ttl => ''-1 day'')',
+        'SELECT * FROM fractality.remember(repeat(''k'', 256), ''x'', pg_temp.v(1))',
+        'SELECT * FROM fractality.remember_many(''{"content": "x"}'')',
+        'SELECT * FROM fractality.remember_many(jsonb_build_array(jsonb_build_object(''content'', ''ok'', ''embedding'', pg_temp.v(2)::real[]), jsonb_build_object(''content'', ''bad'', ''embedding'', ARRAY[1, 2])))',
+        'SELECT * FROM fractality.remember_many(''[{"content": "x", "embedding": [1], "ttl": "soon"}]'')',
+        'SELECT * FROM fractality.recall(''[1,2]'')',
+        'SELECT * FROM fractality.recall(pg_temp.v(1), 0)',
+        'SELECT * FROM fractality.recall(pg_temp.v(1), 1001)',
+        'SELECT * FROM fractality.recall(pg_temp.v(1), model => ''nomodel'')',
+        'SELECT * FROM fractality.recall(pg_temp.v(1), context => ''no-such-node'')',
+        'SELECT * FROM fractality.recall(pg_temp.v(1), min_similarity => 2)',
+        'SELECT * FROM fractality.recall(pg_temp.v(1), reinforce => -0.5)',
+        'SELECT * FROM fractality.recall(pg_temp.v(1), w_energy => ''NaN'')',
+        'SELECT * FROM fractality.recall(array_fill(0, ARRAY[384])::vector)',
+        'SELECT * FROM fractality.recall_explain(pg_temp.v(1), k => -1)'] LOOP
+        BEGIN
+            EXECUTE q;
+            RAISE NOTICE 'no error: %', q;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+SET LOCAL fractality.user_id = '';
+DO $$
+BEGIN
+    PERFORM fractality.remember(NULL, 'x', pg_temp.v(1));
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+END $$;
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SELECT (SELECT count(*) FROM fractality.nodes) = n AND (SELECT count(*) FROM fractality.consciousness_streams) = s
+       AS nothing_written FROM before_bad;
+ROLLBACK;
