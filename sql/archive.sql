@@ -277,6 +277,10 @@ BEGIN
     INSERT INTO fractality.action_metadata_archive
     SELECT * FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
+    -- archived events leave the replay buffers (the partitions moved without a DELETE)
+    IF moved > 0 AND EXISTS (SELECT 1 FROM fractality.replay_buffers) THEN
+        PERFORM fractality._replay_remove_before(cutoff_us);
+    END IF;
 
     RETURN moved;
 END $$;
@@ -330,6 +334,10 @@ BEGIN
         END IF;
         gone := gone + k;
     END LOOP;
+    -- dropped events leave the replay buffers (the partitions dropped without a DELETE)
+    IF gone > 0 AND EXISTS (SELECT 1 FROM fractality.replay_buffers) THEN
+        PERFORM fractality._replay_remove_before(cutoff_us);
+    END IF;
     RETURN gone;
 END $$;
 

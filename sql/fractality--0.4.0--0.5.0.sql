@@ -554,6 +554,404 @@ BEGIN
 END
 $$;
 
+-- ---- prioritised replay: buffers, items, sum trees; archiving takes events out of them -----
+
+CREATE TABLE fractality.replay_buffers (
+    buffer_id      integer     GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name           text        NOT NULL,
+    alpha          float8      NOT NULL DEFAULT 0.6,
+    beta           float8      NOT NULL DEFAULT 0.4,
+    epsilon        float8      NOT NULL DEFAULT 1e-6,
+    capacity       bigint,
+    event_type     smallint,
+    policy_version integer,
+    -- the largest priority the buffer has held: new events enter at it
+    max_priority   float8      NOT NULL DEFAULT 1.0,
+    -- items ever entered (the next slot is next_seq, or next_seq % capacity)
+    next_seq       bigint      NOT NULL DEFAULT 0,
+    size           bigint      NOT NULL DEFAULT 0,
+    -- levels of the sum tree (the root is the one block of level levels - 1)
+    levels         smallint    NOT NULL DEFAULT 1,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT replay_buffers_name UNIQUE (name),
+    CONSTRAINT replay_buffers_name_length CHECK (char_length(name) BETWEEN 1 AND 63),
+    CONSTRAINT replay_buffers_alpha CHECK (alpha >= 0 AND alpha <= 10),
+    CONSTRAINT replay_buffers_beta CHECK (beta >= 0 AND beta <= 1),
+    CONSTRAINT replay_buffers_epsilon CHECK (epsilon > 0 AND epsilon < 1),
+    CONSTRAINT replay_buffers_capacity CHECK (capacity > 0),
+    CONSTRAINT replay_buffers_max_priority CHECK (max_priority > 0 AND max_priority < 'Infinity'),
+    CONSTRAINT replay_buffers_counts CHECK (next_seq >= 0 AND size >= 0 AND levels >= 1)
+);
+
+COMMENT ON TABLE fractality.replay_buffers IS
+    'Prioritised replay buffers over experience_events: alpha, beta, epsilon, an optional capacity (the oldest item goes first) and filter.';
+
+CREATE TABLE fractality.replay_items (
+    buffer_id       integer NOT NULL REFERENCES fractality.replay_buffers (buffer_id) ON DELETE CASCADE,
+    slot            bigint  NOT NULL,
+    event_timestamp bigint  NOT NULL,
+    event_id        bytea   NOT NULL,
+    priority        float8  NOT NULL,
+    CONSTRAINT replay_items_pkey PRIMARY KEY (buffer_id, slot),
+    CONSTRAINT replay_items_priority CHECK (priority > 0 AND priority < 'Infinity')
+);
+
+COMMENT ON TABLE fractality.replay_items IS
+    'The events of each replay buffer by slot, with their priority p (the sum tree holds p^alpha).';
+
+-- update_priorities finds items by event id; deleted events leave every buffer by it too
+CREATE INDEX replay_items_event ON fractality.replay_items (event_id);
+-- archiving takes out every item older than its cutoff
+CREATE INDEX replay_items_time ON fractality.replay_items USING brin (event_timestamp);
+
+CREATE TABLE fractality.replay_tree (
+    buffer_id integer  NOT NULL REFERENCES fractality.replay_buffers (buffer_id) ON DELETE CASCADE,
+    level     smallint NOT NULL,
+    block     bigint   NOT NULL,
+    sums      float8[] NOT NULL,
+    CONSTRAINT replay_tree_pkey PRIMARY KEY (buffer_id, level, block)
+);
+
+COMMENT ON TABLE fractality.replay_tree IS
+    'The sum tree of each replay buffer: blocks of 128 partial sums per level (level 0: p^alpha by slot).';
+
+-- Events written enter every buffer whose filter they pass, at the buffer's largest priority;
+-- with a capacity the oldest items are overwritten. One buffer at a time, each locked for the
+-- rest of the transaction (its writers are serialised; samplers read a consistent snapshot).
+-- SECURITY DEFINER: a role that may write events keeps the buffers in step without privileges
+-- of its own on them.
+CREATE FUNCTION fractality."_replay_entered"(
+	"buffer_id" INT, /* i32 */
+	"first_seq" bigint, /* i64 */
+	"k" bigint, /* i64 */
+	"fresh" bigint /* i64 */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'replay_entered_wrapper';
+CREATE FUNCTION fractality."_replay_remove"(
+	"event_ids" bytea[], /* Array < '_, & [u8] > */
+	"timestamps" bigint[] /* Vec < Option < i64 > > */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'replay_remove_wrapper';
+CREATE FUNCTION fractality."_replay_remove_before"(
+	"cutoff_us" bigint /* i64 */
+) RETURNS bigint /* i64 */
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'replay_remove_before_wrapper';
+CREATE FUNCTION fractality._replay_enter() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+    k bigint;
+    fresh bigint;
+BEGIN
+    FOR b IN SELECT * FROM fractality.replay_buffers ORDER BY buffer_id FOR UPDATE LOOP
+        SELECT count(*) INTO k FROM new_events n
+         WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
+           AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version);
+        CONTINUE WHEN k = 0;
+        -- entry j of the batch takes sequence number next_seq + j; with a capacity, slot
+        -- seq % capacity (the oldest item there goes), and only the batch's last `capacity`
+        -- entries are written (the earlier ones would be overwritten by them at once)
+        WITH written AS (
+            INSERT INTO fractality.replay_items AS i (buffer_id, slot, event_timestamp, event_id, priority)
+            SELECT b.buffer_id,
+                   CASE WHEN b.capacity IS NULL THEN b.next_seq + m.j ELSE (b.next_seq + m.j) % b.capacity END,
+                   m."timestamp", m.event_id, b.max_priority
+              FROM (SELECT row_number() OVER () - 1 AS j, n."timestamp", n.event_id
+                      FROM new_events n
+                     WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
+                       AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version)) m
+             WHERE b.capacity IS NULL OR m.j >= k - b.capacity
+            ON CONFLICT ON CONSTRAINT replay_items_pkey DO UPDATE
+               SET event_timestamp = EXCLUDED.event_timestamp, event_id = EXCLUDED.event_id,
+                   priority = EXCLUDED.priority
+            RETURNING i.xmax = 0 AS fresh)
+        SELECT count(*) FILTER (WHERE w.fresh) INTO fresh FROM written w;
+        -- the sum tree over the slots written, the buffer's counters
+        PERFORM fractality._replay_entered(b.buffer_id, b.next_seq, k, fresh);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER experience_events_to_replay
+    AFTER INSERT ON fractality.experience_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._replay_enter();
+
+-- Events deleted leave every buffer (archiving and dropping take theirs out in
+-- archive_events_before and drop_events_before, which move or drop whole partitions).
+CREATE FUNCTION fractality._replay_leave() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM fractality.replay_buffers) THEN
+        PERFORM fractality._replay_remove(
+            ARRAY(SELECT o.event_id FROM old_events o),
+            ARRAY(SELECT o."timestamp" FROM old_events o));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER experience_events_from_replay
+    AFTER DELETE ON fractality.experience_events
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._replay_leave();
+
+CREATE FUNCTION fractality._replay_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM fractality.replay_items;
+    DELETE FROM fractality.replay_tree;
+    UPDATE fractality.replay_buffers SET size = 0, levels = 1;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER experience_events_truncate_replay
+    AFTER TRUNCATE ON fractality.experience_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._replay_truncate();
+CREATE FUNCTION fractality."create_replay_buffer"(
+	"name" TEXT, /* Option < & str > */
+	"alpha" double precision DEFAULT 0.6, /* Option < f64 > */
+	"beta" double precision DEFAULT 0.4, /* Option < f64 > */
+	"epsilon" double precision DEFAULT 1e-6, /* Option < f64 > */
+	"capacity" bigint DEFAULT NULL, /* Option < i64 > */
+	"event_type" smallint DEFAULT NULL, /* Option < i16 > */
+	"policy_version" INT DEFAULT NULL, /* Option < i32 > */
+	"backfill" bool DEFAULT false /* Option < bool > */
+) RETURNS INT /* i32 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_replay_buffer_wrapper';
+CREATE FUNCTION fractality."drop_replay_buffer"(
+	"name" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_replay_buffer_wrapper';
+CREATE FUNCTION fractality."sample_experiences"(
+	"buffer" TEXT, /* Option < & str > */
+	"n" INT, /* Option < i32 > */
+	"beta" double precision DEFAULT NULL, /* Option < f64 > */
+	"seed" bigint DEFAULT NULL /* Option < i64 > */
+) RETURNS TABLE (
+	"event_id" bytea,  /* Vec < u8 > */
+	"event_timestamp" bigint,  /* i64 */
+	"priority" double precision,  /* f64 */
+	"probability" double precision,  /* f64 */
+	"weight" double precision  /* f64 */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sample_experiences_from_wrapper';
+CREATE FUNCTION fractality."update_priorities"(
+	"buffer" TEXT, /* Option < & str > */
+	"event_ids" bytea[], /* :: std :: option :: Option < Array < '_, & [u8] > > */
+	"priorities" double precision[] /* :: std :: option :: Option < Vec < Option < f64 > > > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'update_priorities_wrapper';
+CREATE FUNCTION fractality."replay_batch"(
+	"buffer" TEXT, /* Option < & str > */
+	"n" INT, /* Option < i32 > */
+	"beta" double precision DEFAULT NULL, /* Option < f64 > */
+	"seed" bigint DEFAULT NULL, /* Option < i64 > */
+	"next_within" interval DEFAULT '1 hour' /* Option < Interval > */
+) RETURNS TABLE (
+	"event_id" bytea,  /* Vec < u8 > */
+	"event_timestamp" bigint,  /* i64 */
+	"episode_id" bigint,  /* i64 */
+	"step_number" INT,  /* i32 */
+	"event_type" smallint,  /* i16 */
+	"state" real[],  /* Vec < Option < f32 > > */
+	"action" real[],  /* Vec < Option < f32 > > */
+	"reward_homeostasis" real,  /* f32 */
+	"reward_curiosity" real,  /* f32 */
+	"reward_efficiency" real,  /* f32 */
+	"reward_goal" real,  /* f32 */
+	"total_reward" real,  /* f32 */
+	"next_state" real[],  /* :: std :: option :: Option < Vec < Option < f32 > > > */
+	"intent_type" TEXT,  /* Option < String > */
+	"executor_id" TEXT,  /* Option < String > */
+	"parameters" jsonb,  /* Option < pgrx :: JsonB > */
+	"priority" double precision,  /* f64 */
+	"probability" double precision,  /* f64 */
+	"weight" double precision  /* f64 */
+)
+STABLE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'replay_batch_wrapper';
+
+-- Moves every event with "timestamp" < cutoff_us (and its action_metadata) into the cold tier;
+-- returns the number of events moved. archive_old_events and run_maintenance call it.
+--
+-- Per hot partition P = [lo, hi) that starts before the cutoff:
+--   * no cold partition overlaps [lo, hi), and P lies wholly before the cutoff: P itself moves
+--     (DETACH, ATTACH to the cold tier with the same bound; no row is read or written);
+--   * no cold partition overlaps, P straddles the cutoff, and most of its rows are old: its recent
+--     rows move into a new hot partition [cutoff, hi) (which takes P's name), and P moves whole;
+--   * otherwise its old rows move row by row into the cold tier, where the cold partition of P's
+--     range takes them (made, empty, with P's bound if there is none yet); so frequent runs move
+--     each row once, into one cold partition a month. A wholly old P is then dropped.
+-- The hot default partition's old rows move row by row too.
+CREATE OR REPLACE FUNCTION fractality.archive_events_before(cutoff_us bigint) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    p_lo bigint;
+    p_hi bigint;
+    n_old bigint;
+    n_new bigint;
+    moved bigint := 0;
+    k bigint;
+    hot_name text;
+    side regclass;
+    overlap boolean;
+BEGIN
+    IF cutoff_us IS NULL THEN
+        RAISE null_value_not_allowed USING MESSAGE = 'cutoff_us must not be NULL';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
+    -- DETACH needs it anyway; taken first, so that no lock is ever upgraded half way. It also
+    -- keeps writers out, so that a row move can be an INSERT ... SELECT and then a DELETE.
+    LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
+
+    FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
+               FROM fractality.partition_bounds('fractality.experience_events') p
+              WHERE p.lo IS NOT NULL AND p.lo::bigint < cutoff_us
+              ORDER BY p.lo::bigint
+    LOOP
+        p_lo := r.lo;
+        p_hi := r.hi;
+        SELECT c.relname INTO hot_name FROM pg_class c WHERE c.oid = r.part;
+        overlap := EXISTS (SELECT 1 FROM fractality.partition_bounds('fractality.experience_events_archive') a
+                            WHERE a.lo IS NOT NULL AND a.lo::bigint < p_hi AND a.hi::bigint > p_lo);
+        IF NOT overlap AND p_hi <= cutoff_us THEN
+            -- wholly old: the partition itself moves, its rows stay where they lie
+            EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
+            EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
+            PERFORM fractality.set_event_bound(r.part, p_lo, p_hi)
+              WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
+                                 WHERE conrelid = r.part AND conname = 'partition_bound');
+            PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
+            moved := moved + k;
+            CONTINUE;
+        END IF;
+
+        IF NOT overlap THEN
+            EXECUTE format('SELECT count(*) FILTER (WHERE "timestamp" < $1), count(*) FILTER (WHERE "timestamp" >= $1) FROM %s',
+                           r.part) INTO n_old, n_new USING cutoff_us;
+            IF n_old = 0 THEN
+                CONTINUE;
+            END IF;
+            IF n_new < n_old THEN
+                -- straddles, mostly old: the recent rows move out, P goes cold whole
+                side := fractality.event_table_as(left(hot_name, 50) || '_split', r.part, cutoff_us, p_hi);
+                EXECUTE format('DELETE FROM %s WHERE "timestamp" >= $1', r.part) USING cutoff_us;
+                EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
+                PERFORM fractality.set_event_bound(r.part, p_lo, p_hi)
+                  WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
+                                     WHERE conrelid = r.part AND conname = 'partition_bound');
+                PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
+                EXECUTE format('ALTER TABLE %s RENAME TO %I', side, hot_name);
+                EXECUTE format('ALTER TABLE fractality.experience_events ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
+                               hot_name, cutoff_us, p_hi);
+                moved := moved + n_old;
+                CONTINUE;
+            END IF;
+            -- straddles, mostly recent: a cold partition with P's bound takes the old rows
+            side := fractality.new_event_table(left(hot_name, 50) || '_cold', p_lo, p_hi);
+            PERFORM fractality.attach_to_archive(side, p_lo, p_hi);
+        END IF;
+
+        -- row by row (the cold tier routes them); writers are locked out meanwhile
+        EXECUTE format('INSERT INTO fractality.experience_events_archive SELECT * FROM %s WHERE "timestamp" < $1',
+                       r.part) USING cutoff_us;
+        GET DIAGNOSTICS k = ROW_COUNT;
+        EXECUTE format('DELETE FROM %s WHERE "timestamp" < $1', r.part) USING cutoff_us;
+        moved := moved + k;
+        IF p_hi <= cutoff_us THEN
+            EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
+            PERFORM fractality.drop_partition(r.part);
+        END IF;
+    END LOOP;
+
+    -- old events the hot default partition caught: rows move (to their cold partition, or the
+    -- cold default partition)
+    INSERT INTO fractality.experience_events_archive
+    SELECT * FROM fractality.experience_events_default WHERE "timestamp" < cutoff_us;
+    GET DIAGNOSTICS k = ROW_COUNT;
+    DELETE FROM fractality.experience_events_default WHERE "timestamp" < cutoff_us;
+    moved := moved + k;
+
+    -- and the metadata of every archived event
+    INSERT INTO fractality.action_metadata_archive
+    SELECT * FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
+    DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
+    -- archived events leave the replay buffers (the partitions moved without a DELETE)
+    IF moved > 0 AND EXISTS (SELECT 1 FROM fractality.replay_buffers) THEN
+        PERFORM fractality._replay_remove_before(cutoff_us);
+    END IF;
+
+    RETURN moved;
+END $$;
+-- Deletes every event (and its metadata) with "timestamp" < cutoff_us from the hot tier; whole
+-- partitions are dropped. Returns the number of events deleted. The 'drop' retention action.
+CREATE OR REPLACE FUNCTION fractality.drop_events_before(cutoff_us bigint) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    k bigint;
+    gone bigint := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
+    LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
+    DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
+    FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
+               FROM fractality.partition_bounds('fractality.experience_events') p
+              WHERE p.lo IS NULL OR p.lo::bigint < cutoff_us
+    LOOP
+        IF r.hi IS NOT NULL AND r.hi <= cutoff_us THEN
+            EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
+            EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
+            PERFORM fractality.drop_partition(r.part);
+        ELSE
+            EXECUTE format('DELETE FROM %s WHERE "timestamp" < $1', r.part) USING cutoff_us;
+            GET DIAGNOSTICS k = ROW_COUNT;
+        END IF;
+        gone := gone + k;
+    END LOOP;
+    -- dropped events leave the replay buffers (the partitions dropped without a DELETE)
+    IF gone > 0 AND EXISTS (SELECT 1 FROM fractality.replay_buffers) THEN
+        PERFORM fractality._replay_remove_before(cutoff_us);
+    END IF;
+    RETURN gone;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION fractality._replay_enter() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_leave() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_truncate() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
+
 -- ---- functions: a model for every embedding function; resonance_with; the consensus split ---
 
 DROP FUNCTION fractality.find_resonant(uuid, float8, integer);
@@ -702,4 +1100,10 @@ CREATE POLICY models_read ON fractality.embedding_models FOR SELECT USING (true)
 
 -- internal helpers: not for direct calls
 REVOKE EXECUTE ON FUNCTION fractality._node_embeddings_check() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_enter() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_leave() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_truncate() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
 ALTER TABLE fractality.consensus_centroids ENABLE ROW LEVEL SECURITY;

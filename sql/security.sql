@@ -25,6 +25,12 @@ CREATE POLICY models_read ON fractality.embedding_models FOR SELECT USING (true)
 
 -- internal helpers: not for direct calls
 REVOKE EXECUTE ON FUNCTION fractality._node_embeddings_check() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_enter() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_leave() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_truncate() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
 
 ALTER TABLE fractality.edges ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON fractality.edges

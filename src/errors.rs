@@ -58,6 +58,10 @@ pub enum FractalityError {
         problem: String,
     },
 
+    /// P0002 no_data_found: update_priorities for events that are not in the buffer.
+    #[error("replay buffer '{buffer}' holds no item of event {ids}")]
+    NotInBuffer { buffer: String, ids: String },
+
     /// 22023 invalid_parameter_value: a model that is not registered.
     #[error("unknown embedding model '{0}'")]
     UnknownModel(String),
@@ -113,6 +117,7 @@ impl FractalityError {
             }
             FractalityError::DuplicateEvent { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
             FractalityError::UnknownModel(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            FractalityError::NotInBuffer { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::BadMemory { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             FractalityError::ModelDimension { .. } => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
             FractalityError::Internal { .. } => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -152,6 +157,9 @@ impl FractalityError {
                 "Every embedding of a model has the model's dimension (fractality.embedding_models); register another model for another dimension.",
             ),
             FractalityError::Internal { .. } => None,
+            FractalityError::NotInBuffer { .. } => Some(
+                "Write back priorities of the events a sample of this buffer returned (archived and deleted events leave every buffer); nothing was written.",
+            ),
             FractalityError::BadMemory { .. } => Some(
                 "A memory is an object {content, embedding[, node_key, metadata, ttl]}; nothing of the batch was written.",
             ),

@@ -17,6 +17,7 @@ pub mod gucs;
 pub mod jsonb;
 pub mod memory;
 pub mod models;
+pub mod replay;
 pub mod resonance;
 pub mod reward;
 pub mod search;
@@ -78,6 +79,18 @@ extension_sql_file!(
         experience::write_events_text
     ]
 );
+// prioritised replay: buffers, their items and sum trees, the triggers that keep them in step
+// with the events (src/replay.rs has the functions).
+extension_sql_file!(
+    "../sql/replay.sql",
+    name = "replay",
+    requires = [
+        "experience",
+        "reward",
+        replay::replay_entered,
+        replay::replay_remove
+    ]
+);
 extension_sql_file!(
     "../sql/retention.sql",
     name = "retention",
@@ -93,7 +106,9 @@ extension_sql_file!(
         "streams",
         "retention",
         "decay",
-        decay::materialize_decay
+        "replay",
+        decay::materialize_decay,
+        replay::replay_remove_before
     ]
 );
 extension_sql_file!(

@@ -458,9 +458,11 @@ fn check_unit(name: &'static str, v: f64, hint: &'static str) -> Result<f64, Fra
     }
 }
 
-/// Prioritised replay over the hot events: n draws with replacement, priority
+/// Prioritised replay over the hot events (0.4.0's form, kept for one release: replay buffers,
+/// `sample_experiences(buffer, n)`, replace it): n draws with replacement, priority
 /// |total_reward|^alpha + 1e-6, importance weights normalised to max 1. The same seed gives the
-/// same sample (for the same stored events); without a seed the draw is random.
+/// same sample (for the same stored events); without a seed the draw is random. It reads the
+/// events twice and holds only the draws (memory O(n), time O(N)).
 #[pg_extern(volatile, parallel_unsafe)]
 fn sample_experiences(
     n: Option<i32>,
@@ -504,37 +506,96 @@ fn sample_experiences(
         "beta must be a finite number >= 0 (0: no correction).",
     )
     .unwrap_or_report();
-    let (ids, rewards): (Vec<Vec<u8>>, Vec<f64>) = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT event_id, fractality.total_reward(reward_homeostasis, reward_curiosity,
-                        reward_efficiency, reward_goal)::float8
-                   FROM fractality.experience_events
-                  WHERE NOT archived
-                  ORDER BY \"timestamp\", event_id",
-                None,
-                &[],
-            )
-            .unwrap_or_else(|e| error!("reading events: {e}"))
-            .map(|row| {
-                (
-                    row.get::<Vec<u8>>(1).ok().flatten().unwrap_or_default(),
-                    row.get::<f64>(2).ok().flatten().unwrap_or_default(),
-                )
-            })
-            .unzip()
-    });
+    // Two passes over the hot events in one order, holding only the n draws: the first sums
+    // the priorities, the second walks their running sum past the n points drawn in [0, sum).
+    // (Replay buffers, fractality.sample_experiences(buffer, n), draw in O(log N) instead.)
     let mut rng = match seed {
         Some(s) => StdRng::seed_from_u64(s as u64),
         None => StdRng::from_rng(&mut rand::rng()),
     };
-    let draws = prioritised_sample(&rewards, n as usize, alpha, beta, &mut rng);
-    TableIterator::new(
-        draws
+    let priority = |r: f64| r.abs().powf(alpha) + PRIORITY_EPSILON;
+    let draws: Vec<(Vec<u8>, f64, f64)> = crate::spi::connect(|| -> Result<_, FractalityError> {
+        let q = crate::spi::Query {
+            name: "sample_hot_events",
+            text: SAMPLE_HOT_EVENTS,
+            types: &[],
+        };
+        let (mut count, mut total) = (0u64, 0.0f64);
+        let mut cursor = crate::spi::Cursor::open(&q, &[], true)?;
+        loop {
+            let rows = cursor.fetch(10_000, |r| r.get::<f64>(2).unwrap_or(0.0));
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows {
+                count += 1;
+                total += priority(r);
+            }
+        }
+        drop(cursor);
+        if count == 0 || n == 0 {
+            return Ok(Vec::new());
+        }
+        let points: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * total).collect();
+        let mut order: Vec<usize> = (0..points.len()).collect();
+        order.sort_by(|a, b| points[*a].total_cmp(&points[*b]));
+        let mut picked: Vec<Option<(Vec<u8>, f64)>> = vec![None; points.len()];
+        let (mut next, mut running, mut last) = (0usize, 0.0f64, None);
+        let mut cursor = crate::spi::Cursor::open(&q, &[], true)?;
+        'walk: loop {
+            let rows = cursor.fetch(10_000, |r| {
+                (
+                    r.get::<Vec<u8>>(1).unwrap_or_default(),
+                    r.get::<f64>(2).unwrap_or(0.0),
+                )
+            });
+            if rows.is_empty() {
+                break;
+            }
+            for (id, r) in rows {
+                let p = priority(r);
+                running += p;
+                while next < order.len() && points[order[next]] < running {
+                    picked[order[next]] = Some((id.clone(), p));
+                    next += 1;
+                }
+                last = Some((id, p));
+                if next == order.len() {
+                    break 'walk;
+                }
+            }
+        }
+        drop(cursor);
+        // a point at the very end (rounding) takes the last event
+        let weights_of: Vec<(Vec<u8>, f64)> = picked
             .into_iter()
-            .map(move |(i, p, w)| (ids[i].clone(), p, w)),
-    )
+            .map(|d| d.or_else(|| last.clone()).unwrap_or_default())
+            .collect();
+        let mut draws: Vec<(Vec<u8>, f64, f64)> = weights_of
+            .into_iter()
+            .map(|(id, p)| {
+                let w = (count as f64 * (p / total)).powf(-beta);
+                (id, p, w)
+            })
+            .collect();
+        let max_w = draws.iter().map(|d| d.2).fold(0.0, f64::max);
+        if max_w > 0.0 {
+            for d in &mut draws {
+                d.2 /= max_w;
+            }
+        }
+        Ok(draws)
+    })
+    .unwrap_or_report();
+    TableIterator::new(draws)
 }
+
+/// The hot events in one fixed order with their total reward (sample_experiences' two passes).
+const SAMPLE_HOT_EVENTS: &str = "SELECT event_id, fractality.total_reward(reward_homeostasis,
+       reward_curiosity, reward_efficiency, reward_goal)::float8
+  FROM fractality.experience_events
+ WHERE NOT archived
+ ORDER BY \"timestamp\", event_id";
 
 #[cfg(test)]
 mod tests {

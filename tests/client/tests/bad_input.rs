@@ -88,6 +88,8 @@ fn variants(ty: &str) -> Vec<String> {
             "'{{1,2},{3,4}}'",
         ],
         "bytea[]" | "bigint[]" | "integer[]" | "smallint[]" => &["'{}'", "'{NULL}'"],
+        "float8[]" => &["'{}'", "'{NULL}'", "'{NaN}'", "'{-1}'", "'{1, 2}'"],
+        "boolean" => &["true"],
         "date" => &["'infinity'", "'-infinity'", "'4713-01-01 BC'"],
         "timestamptz" => &["'infinity'", "'-infinity'", "'4713-01-01 00:00 BC'"],
         "interval" => &["'-1 hour'", "'0'", "'100000000 hours'", "'1 month'"],
@@ -207,6 +209,38 @@ fn functions() -> Vec<Func> {
             ],
         },
         Func { call: "fractality.forget", args: &[("'k-never-there'", "text")] },
+        Func {
+            call: "fractality.create_replay_buffer",
+            args: &[
+                ("'bad-input-buffer'", "text"),
+                ("0.6", "float8"),
+                ("0.4", "float8"),
+                ("1e-6", "float8"),
+                ("1000", "bigint"),
+                ("1", "smallint"),
+                ("7", "integer"),
+                ("false", "boolean"),
+            ],
+        },
+        Func {
+            call: "fractality.sample_experiences",
+            args: &[("'bad-input-buffer'", "text"), ("8", "integer"), ("0.4", "float8"), ("1", "bigint")],
+        },
+        Func {
+            call: "fractality.replay_batch",
+            args: &[
+                ("'bad-input-buffer'", "text"),
+                ("8", "integer"),
+                ("0.4", "float8"),
+                ("1", "bigint"),
+                ("'1 hour'", "interval"),
+            ],
+        },
+        Func {
+            call: "fractality.update_priorities",
+            args: &[("'bad-input-buffer'", "text"), ("'{}'", "bytea[]"), ("'{}'", "float8[]")],
+        },
+        Func { call: "fractality.drop_replay_buffer", args: &[("'bad-input-buffer-never'", "text")] },
         Func { call: "fractality.consensus_tree", args: &[("0.8", "float8"), ("5", "integer")] },
         Func {
             call: "fractality.upsert_node",

@@ -95,7 +95,10 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
              SELECT fractality.pulse(id, 0.05) FROM fractality.nodes
               WHERE user_id = '{tenant}' AND node_key LIKE 'crash-1_';
              SELECT fractality.save_policy('crash-bin', 'r' || i, '{{\"0\": 1}}') FROM generate_series(1, 3) i;
-             SELECT fractality.remember('crash-memory', 'a memory from before the crash', $v${}$v$);",
+             SELECT fractality.remember('crash-memory', 'a memory from before the crash', $v${}$v$);
+             RESET fractality.user_id;
+             SELECT fractality.drop_replay_buffer('crash');
+             SELECT fractality.create_replay_buffer('crash', backfill => true);",
             reliability::vector_text(5, 0, 0.0)
         ))
         .unwrap();
@@ -161,6 +164,29 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
             .map(|_| ())
     });
     reliability::wait_until_half_way(&mut admin, remember_pid, true);
+    // a learner's update_priorities half way: its items and leaf blocks written, held at the
+    // root of the buffer's sum tree (locked by another session)
+    let mut tree_holder = common::db();
+    tree_holder
+        .batch_execute(
+            "BEGIN; SELECT 1 FROM fractality.replay_tree t JOIN fractality.replay_buffers b USING (buffer_id)
+              WHERE b.name = 'crash' AND t.level = b.levels - 1 FOR UPDATE OF t",
+        )
+        .unwrap();
+    let mut learner = common::db();
+    let learner_pid = reliability::backend_pid(&mut learner);
+    let learn_call = thread::spawn(move || {
+        learner
+            .query_one(
+                "SELECT fractality.update_priorities('crash',
+                        ARRAY(SELECT event_id FROM fractality.replay_items i JOIN fractality.replay_buffers b USING (buffer_id)
+                               WHERE b.name = 'crash' ORDER BY i.slot LIMIT 300),
+                        ARRAY(SELECT 3.0 FROM generate_series(1, 300)))",
+                &[],
+            )
+            .map(|_| ())
+    });
+    reliability::wait_until_half_way(&mut admin, learner_pid, true);
 
     kill_9(decay_pid);
     assert!(
@@ -175,6 +201,11 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
         remember_call.join().unwrap().is_err(),
         "the server ended the remember_many in flight"
     );
+    assert!(
+        learn_call.join().unwrap().is_err(),
+        "the server ended the update_priorities in flight"
+    );
+    drop(tree_holder);
     drop(memory_holder);
     drop(holder);
     drop(admin);
@@ -182,6 +213,32 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
     let mut admin = reconnect();
     let after = state(&mut admin, tenant);
     assert_eq!(after, before, "rows or energy changed across the crash");
+    // the replay buffer's tree still equals its items (priorities as before the crash)
+    let (consistent, updated): (bool, i64) = {
+        let r = admin
+            .query_one(
+                "SELECT bool_and(abs(l.s - i.s) <= 1e-9 * greatest(1, i.s)) AND min(b.size) = min(i.n),
+                        min(i.updated)
+                   FROM fractality.replay_buffers b,
+                        LATERAL (SELECT t.level, sum(x) AS s FROM fractality.replay_tree t, unnest(t.sums) x
+                                  WHERE t.buffer_id = b.buffer_id GROUP BY t.level) l,
+                        LATERAL (SELECT coalesce(sum(power(r.priority, b.alpha)), 0) AS s, count(*) AS n,
+                                        count(*) FILTER (WHERE r.priority > 2) AS updated
+                                   FROM fractality.replay_items r WHERE r.buffer_id = b.buffer_id) i
+                  WHERE b.name = 'crash'",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(
+        consistent,
+        "the sum tree differs from its items after the crash"
+    );
+    assert_eq!(
+        updated, 0,
+        "the killed update_priorities left priorities behind"
+    );
     let stored: i64 = admin
         .query_one(
             "SELECT count(*) FROM fractality.experience_events WHERE substr(event_id, 1, 8) = $1",

@@ -67,6 +67,7 @@ const OPS: &[(&str, u32, Op)] = &[
     ("save_policy", 3, op_save_policy),
     ("remember", 3, op_remember),
     ("recall", 3, op_recall),
+    ("sample + update_priorities", 3, op_learn),
 ];
 
 const BATCH: usize = 50;
@@ -208,6 +209,34 @@ fn op_remember(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
     Ok(())
 }
 
+/// A learner: a sample of the shared replay buffer and its TD errors written back, in one
+/// transaction that holds the buffer (as archiving does while it takes archived events out), so
+/// that every sampled event is still there for the update.
+fn op_learn(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
+    let mut t = c.transaction()?;
+    t.execute(
+        "SELECT 1 FROM fractality.replay_buffers WHERE name = 'load' FOR UPDATE",
+        &[],
+    )?;
+    let ids: Vec<Vec<u8>> = t
+        .query(
+            "SELECT event_id FROM fractality.sample_experiences('load', 32)",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let errors: Vec<f64> = ids.iter().map(|_| w.rng.random_range(0.0..5.0)).collect();
+    let n: i64 = t
+        .query_one(
+            "SELECT fractality.update_priorities('load', $1, $2)",
+            &[&ids, &errors],
+        )?
+        .get(0);
+    assert!(n as usize <= ids.len());
+    t.commit()
+}
+
 /// recall with reinforcement: one stream point per memory returned.
 fn op_recall(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
     let k = w.rng.random_range(0..40usize);
@@ -346,7 +375,11 @@ fn load_run_keeps_every_invariant() {
     // policies need the sequences)
     common::app("fractality_load", None);
     admin
-        .batch_execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA fractality TO fractality_load")
+        .batch_execute(
+            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA fractality TO fractality_load;
+             SELECT fractality.drop_replay_buffer('load');
+             SELECT fractality.create_replay_buffer('load', backfill => true);",
+        )
         .unwrap();
     let tag: u32 = rand::rng().random();
     let stop = Arc::new(AtomicBool::new(false));
@@ -477,6 +510,27 @@ fn load_run_keeps_every_invariant() {
         .unwrap()
         .get(0);
     assert_eq!(deadlocks, 0, "deadlocks during the load run");
+    // the learners, the writers and the archiver left the replay buffer's sum tree equal to its
+    // items: every level sums to the items' p^alpha, and its size counts them
+    let (levels_ok, size_ok): (bool, bool) = {
+        let r = admin
+            .query_one(
+                "SELECT bool_and(abs(l.s - i.s) <= 1e-9 * greatest(1, i.s)), min(b.size) = min(i.n)
+                   FROM fractality.replay_buffers b,
+                        LATERAL (SELECT t.level, sum(x) AS s FROM fractality.replay_tree t, unnest(t.sums) x
+                                  WHERE t.buffer_id = b.buffer_id GROUP BY t.level) l,
+                        LATERAL (SELECT coalesce(sum(power(r.priority, b.alpha)), 0) AS s, count(*) AS n
+                                   FROM fractality.replay_items r WHERE r.buffer_id = b.buffer_id) i
+                  WHERE b.name = 'load'",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(
+        levels_ok && size_ok,
+        "the replay buffer's tree or size drifted from its items"
+    );
     assert!(retried.is_empty(), "retryable errors: {retried:?}");
 }
 

@@ -1,0 +1,157 @@
+-- fractality: prioritised experience replay
+-- Named replay buffers over the experience store, as Schaul et al. (2016) define prioritised
+-- replay and as Reverb and TorchRL implement it, but durable and transactional: events enter a
+-- buffer when they are written, at the buffer's largest priority so far; a learner samples
+-- (P(i) = p_i^alpha / sum_k p_k^alpha, importance weights (N P(i))^-beta / max), computes its TD
+-- errors and writes them back as priorities (|delta| + epsilon). The sampling structure is a sum
+-- tree kept in the database: replay_tree holds, per buffer, blocks of FANOUT (128) partial sums,
+-- level 0 the items' p^alpha by slot, each level above the sums of the blocks below; a draw reads
+-- one block per level (O(log N)), an update rewrites the blocks above the items it changed.
+-- src/replay.rs has the functions; this file the tables and the triggers that keep buffers in
+-- step with the events (written, deleted, truncated; archive_events_before and
+-- drop_events_before take archived and dropped events out explicitly).
+
+CREATE TABLE fractality.replay_buffers (
+    buffer_id      integer     GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name           text        NOT NULL,
+    alpha          float8      NOT NULL DEFAULT 0.6,
+    beta           float8      NOT NULL DEFAULT 0.4,
+    epsilon        float8      NOT NULL DEFAULT 1e-6,
+    capacity       bigint,
+    event_type     smallint,
+    policy_version integer,
+    -- the largest priority the buffer has held: new events enter at it
+    max_priority   float8      NOT NULL DEFAULT 1.0,
+    -- items ever entered (the next slot is next_seq, or next_seq % capacity)
+    next_seq       bigint      NOT NULL DEFAULT 0,
+    size           bigint      NOT NULL DEFAULT 0,
+    -- levels of the sum tree (the root is the one block of level levels - 1)
+    levels         smallint    NOT NULL DEFAULT 1,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT replay_buffers_name UNIQUE (name),
+    CONSTRAINT replay_buffers_name_length CHECK (char_length(name) BETWEEN 1 AND 63),
+    CONSTRAINT replay_buffers_alpha CHECK (alpha >= 0 AND alpha <= 10),
+    CONSTRAINT replay_buffers_beta CHECK (beta >= 0 AND beta <= 1),
+    CONSTRAINT replay_buffers_epsilon CHECK (epsilon > 0 AND epsilon < 1),
+    CONSTRAINT replay_buffers_capacity CHECK (capacity > 0),
+    CONSTRAINT replay_buffers_max_priority CHECK (max_priority > 0 AND max_priority < 'Infinity'),
+    CONSTRAINT replay_buffers_counts CHECK (next_seq >= 0 AND size >= 0 AND levels >= 1)
+);
+
+COMMENT ON TABLE fractality.replay_buffers IS
+    'Prioritised replay buffers over experience_events: alpha, beta, epsilon, an optional capacity (the oldest item goes first) and filter.';
+
+CREATE TABLE fractality.replay_items (
+    buffer_id       integer NOT NULL REFERENCES fractality.replay_buffers (buffer_id) ON DELETE CASCADE,
+    slot            bigint  NOT NULL,
+    event_timestamp bigint  NOT NULL,
+    event_id        bytea   NOT NULL,
+    priority        float8  NOT NULL,
+    CONSTRAINT replay_items_pkey PRIMARY KEY (buffer_id, slot),
+    CONSTRAINT replay_items_priority CHECK (priority > 0 AND priority < 'Infinity')
+);
+
+COMMENT ON TABLE fractality.replay_items IS
+    'The events of each replay buffer by slot, with their priority p (the sum tree holds p^alpha).';
+
+-- update_priorities finds items by event id; deleted events leave every buffer by it too
+CREATE INDEX replay_items_event ON fractality.replay_items (event_id);
+-- archiving takes out every item older than its cutoff
+CREATE INDEX replay_items_time ON fractality.replay_items USING brin (event_timestamp);
+
+CREATE TABLE fractality.replay_tree (
+    buffer_id integer  NOT NULL REFERENCES fractality.replay_buffers (buffer_id) ON DELETE CASCADE,
+    level     smallint NOT NULL,
+    block     bigint   NOT NULL,
+    sums      float8[] NOT NULL,
+    CONSTRAINT replay_tree_pkey PRIMARY KEY (buffer_id, level, block)
+);
+
+COMMENT ON TABLE fractality.replay_tree IS
+    'The sum tree of each replay buffer: blocks of 128 partial sums per level (level 0: p^alpha by slot).';
+
+-- Events written enter every buffer whose filter they pass, at the buffer's largest priority;
+-- with a capacity the oldest items are overwritten. One buffer at a time, each locked for the
+-- rest of the transaction (its writers are serialised; samplers read a consistent snapshot).
+-- SECURITY DEFINER: a role that may write events keeps the buffers in step without privileges
+-- of its own on them.
+CREATE FUNCTION fractality._replay_enter() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+    k bigint;
+    fresh bigint;
+BEGIN
+    FOR b IN SELECT * FROM fractality.replay_buffers ORDER BY buffer_id FOR UPDATE LOOP
+        SELECT count(*) INTO k FROM new_events n
+         WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
+           AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version);
+        CONTINUE WHEN k = 0;
+        -- entry j of the batch takes sequence number next_seq + j; with a capacity, slot
+        -- seq % capacity (the oldest item there goes), and only the batch's last `capacity`
+        -- entries are written (the earlier ones would be overwritten by them at once)
+        WITH written AS (
+            INSERT INTO fractality.replay_items AS i (buffer_id, slot, event_timestamp, event_id, priority)
+            SELECT b.buffer_id,
+                   CASE WHEN b.capacity IS NULL THEN b.next_seq + m.j ELSE (b.next_seq + m.j) % b.capacity END,
+                   m."timestamp", m.event_id, b.max_priority
+              FROM (SELECT row_number() OVER () - 1 AS j, n."timestamp", n.event_id
+                      FROM new_events n
+                     WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
+                       AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version)) m
+             WHERE b.capacity IS NULL OR m.j >= k - b.capacity
+            ON CONFLICT ON CONSTRAINT replay_items_pkey DO UPDATE
+               SET event_timestamp = EXCLUDED.event_timestamp, event_id = EXCLUDED.event_id,
+                   priority = EXCLUDED.priority
+            RETURNING i.xmax = 0 AS fresh)
+        SELECT count(*) FILTER (WHERE w.fresh) INTO fresh FROM written w;
+        -- the sum tree over the slots written, the buffer's counters
+        PERFORM fractality._replay_entered(b.buffer_id, b.next_seq, k, fresh);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER experience_events_to_replay
+    AFTER INSERT ON fractality.experience_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._replay_enter();
+
+-- Events deleted leave every buffer (archiving and dropping take theirs out in
+-- archive_events_before and drop_events_before, which move or drop whole partitions).
+CREATE FUNCTION fractality._replay_leave() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM fractality.replay_buffers) THEN
+        PERFORM fractality._replay_remove(
+            ARRAY(SELECT o.event_id FROM old_events o),
+            ARRAY(SELECT o."timestamp" FROM old_events o));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER experience_events_from_replay
+    AFTER DELETE ON fractality.experience_events
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._replay_leave();
+
+CREATE FUNCTION fractality._replay_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM fractality.replay_items;
+    DELETE FROM fractality.replay_tree;
+    UPDATE fractality.replay_buffers SET size = 0, levels = 1;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER experience_events_truncate_replay
+    AFTER TRUNCATE ON fractality.experience_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._replay_truncate();

@@ -1,0 +1,130 @@
+-- Prioritised experience replay: buffers fed by write_events at their largest priority, a sum
+-- tree that always equals its items, draws that follow p^alpha (chi-square at a fixed seed),
+-- weights by the formula, priorities written back, eviction at capacity, filters, events that
+-- leave (deleted, archived), replay_batch, bad input. One transaction, rolled back.
+\set VERBOSITY terse
+BEGIN;
+SET LOCAL fractality.notify = off;
+-- events of episodes of 10 steps, two types
+CREATE FUNCTION pg_temp.events(first int, last int, ts0 bigint) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_agg(jsonb_build_object(
+        'event_id', lpad(to_hex(g), 32, '0'), 'timestamp', ts0 + g, 'episode_id', g / 10,
+        'step_number', g % 10, 'event_type', g % 2, 'flags', 0,
+        'state_l1', g, 'state_l2', 0, 'state_l3', 0, 'state_l4', 0, 'state_l5', 0, 'state_l6', 0,
+        'state_l7', 0, 'state_l8', 0, 'action_l1', 1, 'action_l2', 0, 'action_l3', 0, 'action_l4', 0,
+        'action_l5', 0, 'action_l6', 0, 'action_l7', 0, 'action_l8', 0, 'reward_goal', g % 3,
+        'adna_version_hash', 7 + g % 2, 'sequence_number', g))
+      FROM generate_series(first, last) g $$;
+-- the tree's invariant: every level sums to the items' p^alpha, and the counters are right
+CREATE FUNCTION pg_temp.consistent(buf text) RETURNS boolean LANGUAGE sql AS $$
+    SELECT bool_and(abs(l.s - i.s) <= 1e-9 * greatest(1, i.s)) AND min(b.size) = min(i.n)
+      FROM fractality.replay_buffers b,
+           LATERAL (SELECT t.level, sum(x) AS s FROM fractality.replay_tree t, unnest(t.sums) x
+                     WHERE t.buffer_id = b.buffer_id GROUP BY t.level) l,
+           LATERAL (SELECT coalesce(sum(power(r.priority, b.alpha)), 0) AS s, count(*) AS n
+                      FROM fractality.replay_items r WHERE r.buffer_id = b.buffer_id) i
+     WHERE b.name = buf $$;
+
+SELECT fractality.create_replay_buffer('all') > 0 AS created;
+SELECT fractality.create_replay_buffer('type1', alpha => 1, capacity => 50, event_type => 1::smallint) > 0 AS created;
+SELECT fractality.write_events(pg_temp.events(0, 999, 1000000)) AS written;
+SELECT fractality.write_events(pg_temp.events(1000, 1199, 1000000)) AS written;
+SELECT name, size, next_seq, levels, max_priority FROM fractality.replay_buffers ORDER BY name;
+SELECT pg_temp.consistent('all') AS all_consistent, pg_temp.consistent('type1') AS type1_consistent;
+-- capacity 50, oldest first: the 50 newest type-1 events
+SELECT min(event_timestamp) - 1000000 AS oldest, max(event_timestamp) - 1000000 AS newest, count(*)
+  FROM fractality.replay_items i JOIN fractality.replay_buffers b USING (buffer_id) WHERE b.name = 'type1';
+
+-- new items at the largest priority; the learner's priorities change the draws
+SELECT count(*) = 1 AS uniform FROM (SELECT DISTINCT probability FROM fractality.sample_experiences('all', 100, seed => 1)) d;
+SELECT fractality.update_priorities('all',
+         ARRAY(SELECT decode(lpad(to_hex(g), 32, '0'), 'hex') FROM generate_series(0, 9) g),
+         ARRAY(SELECT 10.0 * (g + 1) FROM generate_series(0, 9) g)) AS updated;
+SELECT name, round(max_priority::numeric, 6) AS max_priority FROM fractality.replay_buffers WHERE name = 'all';
+SELECT pg_temp.consistent('all') AS consistent_after_update;
+-- a new event enters at that largest priority
+SELECT fractality.write_events(pg_temp.events(1200, 1200, 1000000)) AS written;
+SELECT round(priority::numeric, 6) AS new_item_priority FROM fractality.replay_items
+ WHERE event_id = decode(lpad(to_hex(1200), 32, '0'), 'hex') AND buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all');
+
+-- frequencies over 200 000 draws at a fixed seed against P(i) = p_i^alpha / sum: chi-square
+-- over the 11 prioritised items and the rest pooled (df 11; 31.26 is its 0.001 quantile)
+CREATE TEMP TABLE draws AS SELECT * FROM fractality.sample_experiences('all', 200000, seed => 42);
+CREATE TEMP TABLE expected AS
+WITH items AS (SELECT r.* FROM fractality.replay_items r
+                WHERE r.buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all'))
+SELECT CASE WHEN priority > 1.5 THEN encode(event_id, 'hex') ELSE 'rest' END AS cell,
+       sum(power(priority, 0.6)) / (SELECT sum(power(priority, 0.6)) FROM items) AS p
+  FROM items GROUP BY 1;
+SELECT count(*) AS cells,
+       sum(power(coalesce(o.n, 0) - 200000 * e.p, 2) / (200000 * e.p)) < 31.26 AS chi_square_passes
+  FROM expected e
+  LEFT JOIN (SELECT CASE WHEN priority > 1.5 THEN encode(event_id, 'hex') ELSE 'rest' END AS cell, count(*) AS n
+               FROM draws GROUP BY 1) o USING (cell);
+-- probabilities and weights by the formula: (N P(i))^-beta / max over the draw
+SELECT bool_and(abs(d.probability - power(d.priority, 0.6) / t.s) < 1e-12) AS probabilities,
+       bool_and(abs(d.weight - power(1201 * d.probability, -0.4) / m.w) < 1e-9) AS weights,
+       max(d.weight) = 1 AS normalised
+  FROM draws d,
+       (SELECT sum(power(priority, 0.6)) AS s FROM fractality.replay_items
+         WHERE buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all')) t,
+       (SELECT max(power(1201 * probability, -0.4)) AS w FROM draws) m;
+-- the same seed, the same sample; another seed, another
+SELECT (SELECT array_agg(event_id) FROM fractality.sample_experiences('all', 20, seed => 5))
+     = (SELECT array_agg(event_id) FROM fractality.sample_experiences('all', 20, seed => 5)) AS reproducible,
+       (SELECT array_agg(event_id) FROM fractality.sample_experiences('all', 20, seed => 5))
+     <> (SELECT array_agg(event_id) FROM fractality.sample_experiences('all', 20, seed => 6)) AS seeds_differ;
+
+-- a learner's batch in one call: state, action, rewards, next state, metadata
+SELECT fractality.write_event_with_metadata(
+         pg_temp.events(1300, 1300, 1000000) -> 0,
+         '{"intent_type": "explore", "executor_id": "learner-1", "parameters": {"lr": 0.01}}');
+SELECT fractality.update_priorities('all', ARRAY[decode(lpad(to_hex(1300), 32, '0'), 'hex')], ARRAY[1e6]);
+SELECT episode_id, step_number, state, action, reward_goal, next_state, intent_type, parameters,
+       round(probability::numeric, 3) AS probability
+  FROM fractality.replay_batch('all', 1, seed => 9);
+SELECT count(*) FILTER (WHERE next_state IS NOT NULL) AS with_next,
+       count(*) FILTER (WHERE step_number = 9 AND next_state IS NULL) AS episode_ends
+  FROM fractality.replay_batch('all', 500, seed => 3);
+
+-- deleted and archived events leave every buffer; the tree follows
+DELETE FROM fractality.experience_events WHERE "timestamp" < 1000000 + 100;
+SELECT fractality.archive_old_events(0) > 0 AS archived;
+SELECT name, size FROM fractality.replay_buffers ORDER BY name;
+SELECT pg_temp.consistent('all') AS all_consistent, pg_temp.consistent('type1') AS type1_consistent;
+SELECT count(*) AS drawn_from_empty FROM fractality.sample_experiences('all', 10, seed => 1);
+
+-- bad input: clear errors, nothing written
+DO $$
+DECLARE q text;
+BEGIN
+    FOREACH q IN ARRAY ARRAY[
+        'SELECT * FROM fractality.sample_experiences(''nobuffer'', 10)',
+        'SELECT * FROM fractality.sample_experiences(''all'', -1)',
+        'SELECT * FROM fractality.sample_experiences(''all'', 1000001)',
+        'SELECT * FROM fractality.sample_experiences(''all'', 10, beta => 1.5)',
+        'SELECT fractality.update_priorities(''all'', ARRAY[''\x00''::bytea], ARRAY[1.0, 2.0])',
+        'SELECT fractality.update_priorities(''all'', ARRAY[''\x00''::bytea], ARRAY[''NaN''::float8])',
+        'SELECT fractality.update_priorities(''all'', ARRAY[''\x00''::bytea], ARRAY[-1.0])',
+        'SELECT fractality.update_priorities(''all'', ARRAY[''\x00''::bytea], ARRAY[NULL::float8])',
+        'SELECT fractality.update_priorities(''all'', ARRAY[''\x0000000000000000000000000000dead''::bytea], ARRAY[1.0])',
+        'SELECT fractality.update_priorities(''nobuffer'', ARRAY[]::bytea[], ARRAY[]::float8[])',
+        'SELECT fractality.create_replay_buffer(''all'')',
+        'SELECT fractality.create_replay_buffer('''')',
+        'SELECT fractality.create_replay_buffer(''x'', alpha => ''NaN'')',
+        'SELECT fractality.create_replay_buffer(''x'', beta => 2)',
+        'SELECT fractality.create_replay_buffer(''x'', epsilon => 0)',
+        'SELECT fractality.create_replay_buffer(''x'', capacity => 0)',
+        'SELECT * FROM fractality.replay_batch(''all'', 1, next_within => ''-1 hour'')'] LOOP
+        BEGIN
+            EXECUTE q;
+            RAISE NOTICE 'no error: %', q;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+SELECT fractality.drop_replay_buffer('type1') AS dropped, fractality.drop_replay_buffer('type1') AS again;
+SELECT count(*) AS type1_tree_blocks FROM fractality.replay_tree t
+ WHERE NOT EXISTS (SELECT 1 FROM fractality.replay_buffers b WHERE b.buffer_id = t.buffer_id);
+ROLLBACK;
