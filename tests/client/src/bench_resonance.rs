@@ -1236,9 +1236,10 @@ fn remove_tenants(c: &mut Client, tenants: &[Uuid]) -> Result<(), Error> {
         "DELETE FROM fractality.nodes WHERE user_id = ANY($1)",
         &[&tenants],
     )?;
+    c.batch_execute("RESET fractality.notify")?;
+    // one statement: VACUUM cannot run in the implicit transaction of several
     c.batch_execute(
-        "RESET fractality.notify;
-         VACUUM (ANALYZE) fractality.nodes, fractality.node_embeddings, fractality.edges,
+        "VACUUM (ANALYZE) fractality.nodes, fractality.node_embeddings, fractality.edges,
                           fractality.consciousness_streams",
     )?;
     Ok(())
@@ -1401,13 +1402,17 @@ pub fn resonance_1536(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         match load {
             Some(l) => {
                 for (what, n, secs) in l.steps {
-                    let rate = if n > 0 && secs > 0.0 {
-                        format!(", {}", Unit::RowsPerSec.format(n as f64 / secs))
+                    let detail = if n > 0 && secs > 0.0 {
+                        format!(
+                            " ({} rows, {})",
+                            thousands(n),
+                            Unit::RowsPerSec.format(n as f64 / secs)
+                        )
                     } else {
                         String::new()
                     };
                     rows.push(Row::new(
-                        format!("load: {what} ({} rows{rate})", thousands(n)),
+                        format!("load: {what}{detail}"),
                         Some(Figure::single(secs, Unit::Seconds)),
                         None,
                     ));
