@@ -608,12 +608,13 @@ enum Mode {
 }
 
 impl Mode {
-    fn describe(self) -> &'static str {
+    /// What the pass measures; `limit` is the server's fractality.exact_scan_limit.
+    fn describe(self, limit: &str) -> String {
         match self {
-            Mode::Default => "default settings (exact path up to fractality.exact_scan_limit = 2 000 embeddings a tenant, else the index path)",
-            Mode::Index => "the index path forced (SET fractality.exact_scan_limit = 0)",
-            Mode::Exact => "the exact path forced (SET fractality.exact_scan_limit = 1000000000)",
-            Mode::AppRole => "as an application role (bench_tenant: not the owner, NOBYPASSRLS, SELECT granted, fractality.user_id set to the source's tenant), default settings",
+            Mode::Default => format!("default settings (the exact path for a tenant of at most fractality.exact_scan_limit = {limit} embeddings, else the index path)"),
+            Mode::Index => "the index path forced (SET fractality.exact_scan_limit = 0)".to_string(),
+            Mode::Exact => "the exact path forced (SET fractality.exact_scan_limit = 1000000000)".to_string(),
+            Mode::AppRole => format!("as an application role (bench_tenant: not the owner, NOBYPASSRLS, SELECT granted, fractality.user_id set to the source's tenant), default settings (exact_scan_limit {limit})"),
         }
     }
 
@@ -715,6 +716,14 @@ fn find_resonant_rows(
         "VACUUM (ANALYZE) fractality.node_embeddings, fractality.nodes, fractality.edges",
     )?;
     let scale = Scale::of(c, s)?;
+    // the library defines its settings when it loads: call it first
+    let limit: String = c
+        .query_one(
+            "SELECT fractality.resonance_score(0, 0, 0, 0) IS NOT NULL,
+                    current_setting('fractality.exact_scan_limit')",
+            &[],
+        )?
+        .get(1);
     if scale.rows == 0 {
         return Err(format!("no embeddings of model '{}'", s.model).into());
     }
@@ -760,14 +769,14 @@ fn find_resonant_rows(
         eprintln!(
             "  {}: find_resonant vs bare kNN, {}",
             s.model,
-            mode.describe()
+            mode.describe(&limit)
         );
         let p = pass(c, s, mode, &srcs, &exact)?;
         rows.push(
             Row::new(
                 format!(
                     "find_resonant k=20 threshold {THRESHOLD}, {}: {} sources of {tenants} tenants, {}; {}; vs the {}",
-                    mode.describe(),
+                    mode.describe(&limit),
                     srcs.len(),
                     scale.describe(s),
                     p.native_recall.describe(),
@@ -804,14 +813,14 @@ fn find_resonant_rows(
             "  {}: crowded neighbourhoods, {} sources, {}",
             s.model,
             crowded.len(),
-            mode.describe()
+            mode.describe(&limit)
         );
         let p = pass(c, s, mode, &crowded, &exact)?;
         rows.push(
             Row::new(
                 format!(
                     "find_resonant k=20, crowded neighbourhoods, {}: {} sources of {crowded_tenants} tenants (of {checked} candidates whose partition and cluster hold several tenants) whose partition holds other tenants' embeddings nearer than the source's own 20th neighbour (median {} of them, max {}), {}; {}; vs the {}",
-                    mode.describe(),
+                    mode.describe(&limit),
                     crowded.len(),
                     percentile(&nearer_f, 0.5),
                     nearer.iter().max().copied().unwrap_or(0),
@@ -868,8 +877,8 @@ const WITH_SOURCES_SQL: &str = "
      ORDER BY n.user_id, hashtext(n.id::text), n.id";
 
 /// The others of a source: the targets of its edges (either direction), then nodes of its
-/// cluster in its tenant, then any nodes of its tenant, up to $2; with the kind of each
-/// (1 edge, 2 cluster, 3 random).
+/// cluster in its tenant, then any nodes of its tenant, up to $2, each with an embedding (nodes
+/// other scenarios added may have none); with the kind of each (1 edge, 2 cluster, 3 random).
 const WITH_OTHERS_SQL: &str = "
     WITH s AS (SELECT id, user_id, metadata->>'cluster' AS cluster FROM fractality.nodes WHERE id = $1),
     pool AS (
@@ -880,8 +889,11 @@ const WITH_OTHERS_SQL: &str = "
          WHERE n.user_id = s.user_id AND n.metadata->>'cluster' = s.cluster
         UNION ALL
         SELECT n.id, 3 FROM fractality.nodes n, s WHERE n.user_id = s.user_id)
-    SELECT id, min(kind) FROM pool WHERE id <> $1
-     GROUP BY id ORDER BY min(kind), hashtext(id::text), id LIMIT $2";
+    SELECT p.id, min(p.kind) FROM pool p, s
+     WHERE p.id <> $1
+       AND EXISTS (SELECT 1 FROM fractality.node_embeddings e
+                    WHERE e.user_id = s.user_id AND e.node_id = p.id AND e.model = 'default')
+     GROUP BY p.id ORDER BY min(p.kind), hashtext(p.id::text), p.id LIMIT $2";
 
 fn resonance_with_rows(c: &mut Client, reps: usize, scale: &Scale) -> Result<Vec<Row>, Error> {
     let sources: Vec<Uuid> = ids(&c.query(WITH_SOURCES_SQL, &[&WITH_SOURCES])?);
