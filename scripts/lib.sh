@@ -15,28 +15,40 @@ log() { printf '\033[1;34m[fractality]\033[0m %s\n' "$*"; }
 # Run a command as the postgres OS user, from a directory it can read.
 as_pg() { (cd / && sudo -u postgres -H "$@"); }
 
-# server_start DATADIR PORT: initialise (once) and start (unless running) a server.
+# server_start DATADIR PORT [stock]: initialise (once) and start (unless running) a server.
+# The configuration is written at initdb: the project's tuned memory and WAL settings, or with
+# `stock` PostgreSQL's own defaults for them (shared_buffers, work_mem, maintenance_work_mem,
+# max_wal_size untouched), for checking figures on an untuned server. A data directory keeps
+# the configuration it was created with.
 server_start() {
-    local data port="$2"
+    local data port="$2" profile="${3:-tuned}"
     data="$(realpath -m "$1")"
+    case "$profile" in
+        tuned|stock) ;;
+        *) log "server_start: unknown profile '$profile' (tuned or stock)"; return 1 ;;
+    esac
     if [ ! -f "$data/PG_VERSION" ]; then
-        log "initdb $data"
+        log "initdb $data ($profile configuration)"
         mkdir -p "$data"
         chown postgres:postgres "$data"
         chmod 700 "$data"
         as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-instructions >/dev/null
         cat >> "$data/postgresql.conf" <<CONF
-# fractality: project-local server
+# fractality: project-local server ($profile)
 listen_addresses = 'localhost'
 unix_socket_directories = '$data'
-shared_buffers = 1GB
-maintenance_work_mem = 2GB
-work_mem = 64MB
-max_wal_size = 4GB
 max_connections = 100
 shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
 CONF
+        if [ "$profile" = tuned ]; then
+            cat >> "$data/postgresql.conf" <<CONF
+shared_buffers = 1GB
+maintenance_work_mem = 2GB
+work_mem = 64MB
+max_wal_size = 4GB
+CONF
+        fi
     fi
     if as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         # running: make sure it is on the requested port

@@ -35,9 +35,11 @@ pub struct Scenario {
     /// What the "baseline" column means for this scenario.
     pub baseline: &'static str,
     pub run: fn(&mut Ctx<'_>) -> Result<Vec<Row>, Error>,
+    /// Whether `all` (or no scenario named) runs it; the others run only when named.
+    pub in_all: bool,
 }
 
-/// Every scenario, in the order `all` runs them.
+/// Every scenario, in the order `all` runs them (those with `in_all`).
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "ingest",
@@ -46,6 +48,7 @@ pub const SCENARIOS: &[Scenario] = &[
         baseline: "the seed's experience_events (bench_seed schema: pk + 6 indexes); for write_events, \
                    binary COPY into fractality's own table",
         run: ingest,
+        in_all: true,
     },
     Scenario {
         name: "decay",
@@ -54,6 +57,7 @@ pub const SCENARIOS: &[Scenario] = &[
         baseline:
             "the seed's PL/pgSQL over energy->>'ATP' (bench_seed.nodes); sum(atp); a plain UPDATE",
         run: crate::bench_decay::decay,
+        in_all: true,
     },
     Scenario {
         name: "graph",
@@ -62,14 +66,21 @@ pub const SCENARIOS: &[Scenario] = &[
         baseline: "traverse: the seed's recursive CTE (path array, cycle check, every simple path) on the same roots; \
                    upsert_node: the seed's saveNode INSERT ... ON CONFLICT DO UPDATE",
         run: crate::bench_graph::graph,
+        in_all: true,
     },
     Scenario {
         name: "resonance",
         aliases: &[],
-        about: "calculate_resonance per pair, resonance_score per row, find_resonant recall and latency",
-        baseline: "the seed's PL/pgSQL calculate_resonance (bench_seed schema); the same arithmetic \
-                   as an SQL expression; a bare pgvector kNN query (ORDER BY embedding <=> q LIMIT 20)",
+        about: "find_resonant recall@20 and latency (default, index path, exact path, application role; \
+                crowded neighbourhoods), resonance_with per pair, calculate_resonance per pair, \
+                resonance_score per row, HNSW builds (partitions vs one index)",
+        baseline: "find_resonant: a bare pgvector kNN (ORDER BY embedding <=> q LIMIT 20) over bench_flat, \
+                   an unpartitioned copy of every tenant's embeddings with one HNSW index, at the lowest \
+                   ef_search reaching recall@20 0.95; resonance_with: the seed's PL/pgSQL \
+                   calculate_resonance per pair (bench_seed_resonance schema) and the same formula as one \
+                   plain SQL query; resonance_score: the same arithmetic as an SQL expression",
         run: crate::bench_resonance::resonance,
+        in_all: true,
     },
     Scenario {
         name: "reward",
@@ -78,6 +89,7 @@ pub const SCENARIOS: &[Scenario] = &[
         baseline: "plain SQL on the same events: GROUP BY sums for episode_returns, row_number() \
                    window + power() for discounted_return",
         run: reward,
+        in_all: true,
     },
     Scenario {
         name: "archive",
@@ -86,6 +98,17 @@ pub const SCENARIOS: &[Scenario] = &[
         baseline: "the seed's archive_old_events (UPDATE ... SET archived = TRUE) on the seed-shaped table \
                    (bench_archive schema: pk + 6 indexes); for bytes and query_events, the hot tier",
         run: crate::bench_archive::archive,
+        in_all: true,
+    },
+    Scenario {
+        name: "resonance_1536",
+        aliases: &[],
+        about: "a second model (openai_1536, 1536 dimensions, 20 tenants, --nodes embeddings): load and \
+                per-partition HNSW build, find_resonant recall@20 and latency",
+        baseline: "a bare pgvector kNN over bench_flat_1536, an unpartitioned copy of the model's \
+                   embeddings with one HNSW index, at the lowest ef_search reaching recall@20 0.95",
+        run: crate::bench_resonance::resonance_1536,
+        in_all: false,
     },
 ];
 
@@ -97,11 +120,11 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
 
 /// The scenarios named (all when none is); an unknown name is an error listing the known ones.
 pub fn select(names: &[String]) -> Result<Vec<&'static Scenario>, String> {
-    if names.is_empty() || names.iter().any(|n| n == "all") {
-        return Ok(SCENARIOS.iter().collect());
-    }
     let mut out: Vec<&'static Scenario> = Vec::new();
-    for name in names {
+    if names.is_empty() || names.iter().any(|n| n == "all") {
+        out.extend(SCENARIOS.iter().filter(|s| s.in_all));
+    }
+    for name in names.iter().filter(|n| *n != "all") {
         let s = find(name)
             .ok_or_else(|| format!("unknown scenario '{name}'; known: {}", known_names()))?;
         if !out.iter().any(|o| o.name == s.name) {
@@ -122,7 +145,7 @@ pub fn known_names() -> String {
             }
         })
         .collect();
-    names.push("all".to_string());
+    names.push("all (every one but resonance_1536)".to_string());
     names.join(", ")
 }
 
@@ -130,6 +153,7 @@ pub fn known_names() -> String {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Unit {
+    Micros,
     Millis,
     Seconds,
     RowsPerSec,
@@ -143,6 +167,8 @@ impl Unit {
 
     pub fn format(self, v: f64) -> String {
         match self {
+            Unit::Micros if v < 10.0 => format!("{v:.2} µs"),
+            Unit::Micros => format!("{v:.1} µs"),
             Unit::Millis if v < 10.0 => format!("{v:.2} ms"),
             Unit::Millis => format!("{v:.1} ms"),
             Unit::Seconds => format!("{v:.2} s"),
@@ -308,6 +334,8 @@ pub struct Machine {
     pub postgres: String,
     pub pgvector: String,
     pub fractality: String,
+    /// The server's memory and WAL settings, as configured (before the harness sets anything).
+    pub settings: String,
 }
 
 pub fn machine(client: &mut Client) -> Result<Machine, Error> {
@@ -315,7 +343,11 @@ pub fn machine(client: &mut Client) -> Result<Machine, Error> {
         "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC',
                 current_setting('server_version'),
                 (SELECT extversion FROM pg_extension WHERE extname = 'vector'),
-                (SELECT extversion FROM pg_extension WHERE extname = 'fractality')",
+                (SELECT extversion FROM pg_extension WHERE extname = 'fractality'),
+                format('shared_buffers %s, work_mem %s, maintenance_work_mem %s, max_wal_size %s, effective_cache_size %s',
+                       current_setting('shared_buffers'), current_setting('work_mem'),
+                       current_setting('maintenance_work_mem'), current_setting('max_wal_size'),
+                       current_setting('effective_cache_size'))",
         &[],
     )?;
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -341,6 +373,7 @@ pub fn machine(client: &mut Client) -> Result<Machine, Error> {
         fractality: row
             .get::<_, Option<String>>(3)
             .unwrap_or_else(|| "-".into()),
+        settings: row.get(4),
     })
 }
 
@@ -368,6 +401,11 @@ impl Report<'_> {
             s,
             "- machine: {} cores ({}), {:.1} GiB RAM; PostgreSQL {}, pgvector {}, fractality {}",
             m.cores, m.cpu, m.mem_gib, m.postgres, m.pgvector, m.fractality
+        );
+        let _ = writeln!(
+            s,
+            "- server settings: {} (the harness sets maintenance_work_mem 2GB for its HNSW builds)",
+            m.settings
         );
         let _ = writeln!(
             s,
@@ -399,7 +437,7 @@ impl Report<'_> {
                     };
                     let _ = writeln!(
                         s,
-                        "| {} | {} | {:.1} s | {} |",
+                        "| {} | {} | {:.2} s | {} |",
                         st.what,
                         if st.rows > 0 {
                             thousands(st.rows)
@@ -1034,7 +1072,16 @@ mod tests {
 
     #[test]
     fn scenarios_by_name_or_alias_and_unknown_names_fail() {
-        assert_eq!(select(&[]).unwrap().len(), SCENARIOS.len());
+        let every = SCENARIOS.iter().filter(|s| s.in_all).count();
+        assert_eq!(select(&[]).unwrap().len(), every);
+        assert_eq!(select(&["all".into()]).unwrap().len(), every);
+        assert!(select(&[])
+            .unwrap()
+            .iter()
+            .all(|s| s.name != "resonance_1536"));
+        let s = select(&["all".into(), "resonance_1536".into()]).unwrap();
+        assert_eq!(s.len(), every + 1);
+        assert_eq!(s.last().unwrap().name, "resonance_1536");
         assert_eq!(select(&["reward".into()]).unwrap()[0].name, "reward");
         let s = select(&["storage".into(), "ingest".into()]).unwrap();
         assert_eq!(s.len(), 1);

@@ -1,9 +1,9 @@
 //! Deterministic benchmark data at a chosen scale, loaded with binary COPY.
 //!
 //! One seed gives the same data every time (given the same anchor time): tenants, a clustered
-//! graph of nodes with 384-d embeddings, edges mostly within a tenant's cluster, stream points,
-//! policies and RL experience events. Each table draws from its own random stream, so that
-//! changing the number of events does not change the graph.
+//! graph of nodes with 384-d embeddings (model 'default'), edges mostly within a tenant's
+//! cluster, stream points, policies and RL experience events. Each table draws from its own
+//! random stream, so that changing the number of events does not change the graph.
 //!
 //! Embeddings are clustered: K random unit centres (K = nodes / 100, at least 10), each node
 //! `normalize(centre + noise)` with a noise of squared norm s² in [0.12, 0.32], so that two nodes of
@@ -11,8 +11,15 @@
 //! clusters about 0 (random unit vectors in 384 dimensions are nearly orthogonal). Every cluster
 //! is shared by several tenants, so cross-tenant consensus has material.
 //!
+//! The same generator, with its own streams, makes the tenants and embeddings of another model
+//! (`bench_1536`: 20 tenants, 1536 dimensions): [`build_graph`] and [`edges_from`] take the
+//! random stream and the shape.
+//!
 //! The encoders (`encode_*`) write PostgreSQL's binary COPY format to any `Write`, so they are
-//! tested without a database; [`load`] streams them into the server.
+//! tested without a database; [`load`] streams them into the server. Embeddings are loaded the
+//! documented way: the model's HNSW indexes dropped (`fractality.drop_model_index`), COPY, then
+//! built on every partition (`fractality.build_model_index`, [`build_model_index`]), whose time
+//! is reported in all and per partition.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -27,8 +34,10 @@ use uuid::Uuid;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Dimension of `fractality.node_embeddings.embedding`.
+/// Dimension of the embeddings of model 'default' (`fractality.embedding_models`).
 pub const DIM: usize = 384;
+/// The model of the generated graph's embeddings.
+pub const MODEL: &str = "default";
 const DAY_US: i64 = 86_400_000_000;
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01 UTC).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
@@ -84,14 +93,20 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 /// A random unit vector of `DIM` dimensions.
 pub fn random_unit(rng: &mut StdRng) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..DIM).map(|_| rng.sample(StandardNormal)).collect();
+    random_unit_of(rng, DIM)
+}
+
+/// A random unit vector of `dims` dimensions.
+pub fn random_unit_of(rng: &mut StdRng, dims: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..dims).map(|_| rng.sample(StandardNormal)).collect();
     normalize(&mut v);
     v
 }
 
-/// `normalize(centre + noise)`, the noise's expected squared norm being `noise`.
+/// `normalize(centre + noise)`, the noise's expected squared norm being `noise` (in the
+/// centre's dimension).
 pub fn clustered(centre: &[f32], noise: f32, rng: &mut StdRng) -> Vec<f32> {
-    let sigma = (noise / DIM as f32).sqrt();
+    let sigma = (noise / centre.len() as f32).sqrt();
     let mut v: Vec<f32> = centre
         .iter()
         .map(|c| c + sigma * rng.sample::<f32, _>(StandardNormal))
@@ -125,25 +140,35 @@ const USERS_PER_CLUSTER: usize = 5;
 /// Tenants, cluster centres and nodes: node i belongs to cluster i mod K and to one of the
 /// tenants of that cluster.
 pub fn graph(p: &Params) -> Graph {
-    let mut rng = rng(p.seed, "graph");
-    let users: Vec<Uuid> = (0..p.users.max(1)).map(|_| uuid(&mut rng)).collect();
-    let k = p.clusters();
-    let centres: Vec<Vec<f32>> = (0..k).map(|_| random_unit(&mut rng)).collect();
+    build_graph(
+        &mut rng(p.seed, "graph"),
+        p.users,
+        p.nodes,
+        p.clusters(),
+        DIM,
+    )
+}
+
+/// `users` tenants, `k` cluster centres of `dims` dimensions and `nodes` nodes drawn from `rng`:
+/// node i belongs to cluster i mod k and to one of the tenants of that cluster.
+pub fn build_graph(rng: &mut StdRng, users: usize, nodes: usize, k: usize, dims: usize) -> Graph {
+    let users: Vec<Uuid> = (0..users.max(1)).map(|_| uuid(rng)).collect();
+    let centres: Vec<Vec<f32>> = (0..k).map(|_| random_unit_of(rng, dims)).collect();
     let per_cluster = USERS_PER_CLUSTER.min(users.len());
     let cluster_users: Vec<Vec<u32>> = (0..k)
         .map(|_| {
-            index::sample(&mut rng, users.len(), per_cluster)
+            index::sample(rng, users.len(), per_cluster)
                 .into_iter()
                 .map(|u| u as u32)
                 .collect()
         })
         .collect();
-    let nodes = (0..p.nodes)
+    let nodes = (0..nodes)
         .map(|i| {
             let cluster = i % k;
             let owners = &cluster_users[cluster];
             Node {
-                id: uuid(&mut rng),
+                id: uuid(rng),
                 user: owners[rng.random_range(0..owners.len())],
                 cluster: cluster as u32,
                 noise: rng.random_range(0.12..0.32),
@@ -200,7 +225,17 @@ pub const NODE_COLUMNS: &str = "id, user_id, node_key, label, type, metadata, at
 /// Nodes: key `node-<i>`, a label and a description naming the cluster's topic, metadata with the
 /// cluster (ground truth for benchmarks), ATP uniform in [0, 1], `atp_at` within the last 3 days.
 pub fn encode_nodes<W: Write>(g: &Graph, p: &Params, out: W) -> io::Result<u64> {
-    let mut rng = rng(p.seed, "nodes");
+    encode_nodes_as(g, &mut rng(p.seed, "nodes"), "node-", p.anchor_us, out)
+}
+
+/// As [`encode_nodes`]: keys `<prefix><i>`, type, ATP and `atp_at` drawn from `rng`.
+pub fn encode_nodes_as<W: Write>(
+    g: &Graph,
+    rng: &mut StdRng,
+    prefix: &str,
+    anchor_us: i64,
+    out: W,
+) -> io::Result<u64> {
     let mut enc = CopyEncoder::new(out);
     for (i, n) in g.nodes.iter().enumerate() {
         let (topic, qualifier) = topic(n.cluster);
@@ -212,26 +247,38 @@ pub fn encode_nodes<W: Write>(g: &Graph, p: &Params, out: W) -> io::Result<u64> 
         enc.row(8)?
             .uuid(&n.id)
             .uuid(&g.users[n.user as usize])
-            .text(&format!("node-{i}"))
+            .text(&format!("{prefix}{i}"))
             .text(&format!("{qualifier} {topic} {i}"))
             .text(TYPES[rng.random_range(0..TYPES.len())])
             .jsonb(&metadata.to_string())
             .f64(rng.random())
-            .timestamptz(p.anchor_us - rng.random_range(0..3 * DAY_US));
+            .timestamptz(anchor_us - rng.random_range(0..3 * DAY_US));
     }
     enc.finish()
 }
 
-pub const EMBEDDING_COLUMNS: &str = "node_id, user_id, embedding, model_version";
+/// COPY columns of `encode_embeddings` (node_embeddings' primary key first).
+pub const EMBEDDING_COLUMNS: &str = "user_id, node_id, model, embedding, model_version";
 
+/// The graph's embeddings, model 'default': each node `clustered` around its cluster's centre.
 pub fn encode_embeddings<W: Write>(g: &Graph, p: &Params, out: W) -> io::Result<u64> {
-    let mut rng = rng(p.seed, "embeddings");
+    encode_model_embeddings(g, &mut rng(p.seed, "embeddings"), MODEL, out)
+}
+
+/// The embeddings of `g`'s nodes for `model` (of the centres' dimension), drawn from `rng`.
+pub fn encode_model_embeddings<W: Write>(
+    g: &Graph,
+    rng: &mut StdRng,
+    model: &str,
+    out: W,
+) -> io::Result<u64> {
     let mut enc = CopyEncoder::new(out);
     for n in &g.nodes {
-        let v = clustered(&g.centres[n.cluster as usize], n.noise, &mut rng);
-        enc.row(4)?
-            .uuid(&n.id)
+        let v = clustered(&g.centres[n.cluster as usize], n.noise, rng);
+        enc.row(5)?
             .uuid(&g.users[n.user as usize])
+            .uuid(&n.id)
+            .text(model)
             .vector(&v)
             .text("bench-clustered-v1");
     }
@@ -251,7 +298,11 @@ pub struct Edge {
 /// tenant and cluster, the rest to any node of the tenant. 80% 'child', 20% 'resonates_with';
 /// weight in [0.05, 1] for 90%, in [-1, 0) for the rest. No self-loops, no duplicates.
 pub fn edges(g: &Graph, p: &Params) -> Vec<Edge> {
-    let mut rng = rng(p.seed, "edges");
+    edges_from(g, &mut rng(p.seed, "edges"))
+}
+
+/// As [`edges`], drawn from `rng`.
+pub fn edges_from(g: &Graph, rng: &mut StdRng) -> Vec<Edge> {
     let mut by_group: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
     let mut by_user: Vec<Vec<u32>> = vec![Vec::new(); g.users.len()];
     for (i, n) in g.nodes.iter().enumerate() {
@@ -294,7 +345,7 @@ pub fn edges(g: &Graph, p: &Params) -> Vec<Edge> {
                 rng.random_range(-1.0..0.0)
             };
             edges.push(Edge {
-                id: uuid(&mut rng),
+                id: uuid(rng),
                 from,
                 to,
                 relationship,
@@ -682,13 +733,179 @@ pub fn insert_policies(client: &mut Client, policies: &[Policy]) -> Result<Vec<i
     Ok(ids)
 }
 
-/// Empties the tables the generator fills, then loads everything: nodes, embeddings (without
-/// the HNSW index, rebuilt afterwards under the same name), edges, streams, policies, events;
-/// then ANALYZE. Constraints and triggers stay on; only notifications are turned off.
+/// One model's HNSW index built on every partition of node_embeddings by
+/// `fractality.build_model_index`: the wall time of the call and each partition's build.
+#[derive(Clone, Debug)]
+pub struct IndexBuild {
+    pub model: String,
+    pub wall_secs: f64,
+    /// Maintenance settings of the build, for the report.
+    pub settings: String,
+    pub partitions: Vec<PartitionBuild>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PartitionBuild {
+    pub partition: String,
+    /// Embeddings of the model in the partition.
+    pub rows: i64,
+    pub secs: f64,
+}
+
+impl IndexBuild {
+    pub fn rows(&self) -> i64 {
+        self.partitions.iter().map(|b| b.rows).sum()
+    }
+
+    /// The fastest, median and slowest partition builds (by seconds) among the partitions that
+    /// hold rows of the model (all of them when none does).
+    pub fn spread(&self) -> Option<[&PartitionBuild; 3]> {
+        let mut v: Vec<&PartitionBuild> = self.partitions.iter().filter(|b| b.rows > 0).collect();
+        if v.is_empty() {
+            v = self.partitions.iter().collect();
+        }
+        v.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+        let n = v.len();
+        (n > 0).then(|| [v[0], v[(n - 1) / 2], v[n - 1]])
+    }
+
+    /// Partitions holding rows of the model.
+    pub fn used(&self) -> usize {
+        self.partitions.iter().filter(|b| b.rows > 0).count()
+    }
+
+    /// The build as load steps: in all, then the fastest, median and slowest partition.
+    pub fn steps(&self) -> Vec<LoadStep> {
+        let mut out = vec![LoadStep {
+            what: format!(
+                "node_embeddings HNSW index of model '{}' on {} partitions ({} holding rows): build_model_index in all ({})",
+                self.model,
+                self.partitions.len(),
+                self.used(),
+                self.settings
+            ),
+            rows: self.rows() as u64,
+            secs: self.wall_secs,
+        }];
+        if let Some(spread) = self.spread() {
+            for (label, b) in ["fastest", "median", "slowest"].iter().zip(spread) {
+                out.push(LoadStep {
+                    what: format!("- {label} partition build ({})", b.partition),
+                    rows: b.rows as u64,
+                    secs: b.secs,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Where the last build of each model's index is kept, for the scenarios to report.
+pub const INDEX_BUILDS: &str = "public.fractality_bench_index_builds";
+
+/// Builds the HNSW index of `model` on every partition that lacks it (after a bulk load with
+/// the index dropped), with 2 GB of maintenance_work_mem and as many processes as cores;
+/// records the build in [`INDEX_BUILDS`].
+pub fn build_model_index(client: &mut Client, model: &str) -> Result<IndexBuild, Error> {
+    // Leader plus workers: as many processes as cores (the server runs on this machine).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1));
+    client.batch_execute(&format!(
+        "SET maintenance_work_mem = '2GB'; SET max_parallel_maintenance_workers = {workers}"
+    ))?;
+    let started = Instant::now();
+    let built = client.query(
+        "SELECT partition_name, seconds FROM fractality.build_model_index($1)",
+        &[&model],
+    )?;
+    let wall_secs = started.elapsed().as_secs_f64();
+    client.batch_execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")?;
+    let rows: HashMap<String, i64> = client
+        .query(
+            "SELECT c.relname::text, count(*)
+               FROM fractality.node_embeddings e JOIN pg_class c ON c.oid = e.tableoid
+              WHERE e.model = $1 GROUP BY 1",
+            &[&model],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let partitions: Vec<PartitionBuild> = built
+        .iter()
+        .map(|r| {
+            let partition: String = r.get(0);
+            PartitionBuild {
+                rows: rows.get(&partition).copied().unwrap_or(0),
+                secs: r.get(1),
+                partition,
+            }
+        })
+        .collect();
+    let b = IndexBuild {
+        model: model.to_string(),
+        wall_secs,
+        settings: format!("maintenance_work_mem 2GB, {workers} parallel workers"),
+        partitions,
+    };
+    client.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {INDEX_BUILDS} (model text, partition text, rows bigint,
+             seconds float8, wall_seconds float8, settings text, built_at timestamptz DEFAULT now())"
+    ))?;
+    client.execute(
+        &format!("DELETE FROM {INDEX_BUILDS} WHERE model = $1"),
+        &[&model],
+    )?;
+    for pb in &b.partitions {
+        client.execute(
+            &format!(
+                "INSERT INTO {INDEX_BUILDS} (model, partition, rows, seconds, wall_seconds, settings)
+                 VALUES ($1, $2, $3, $4, $5, $6)"
+            ),
+            &[&model, &pb.partition, &pb.rows, &pb.secs, &b.wall_secs, &b.settings],
+        )?;
+    }
+    Ok(b)
+}
+
+/// The last build of `model`'s index recorded by [`build_model_index`], if any.
+pub fn recorded_build(client: &mut Client, model: &str) -> Result<Option<IndexBuild>, Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&INDEX_BUILDS])?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let rows = client.query(
+        &format!(
+            "SELECT partition, rows, seconds, wall_seconds, settings FROM {INDEX_BUILDS}
+              WHERE model = $1 ORDER BY partition"
+        ),
+        &[&model],
+    )?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(IndexBuild {
+        model: model.to_string(),
+        wall_secs: first.get(3),
+        settings: first.get(4),
+        partitions: rows
+            .iter()
+            .map(|r| PartitionBuild {
+                partition: r.get(0),
+                rows: r.get(1),
+                secs: r.get(2),
+            })
+            .collect(),
+    }))
+}
+
+/// Empties the tables the generator fills, then loads everything: nodes, embeddings (with the
+/// model's HNSW indexes dropped, then built on every partition), edges, streams, policies,
+/// events; then ANALYZE. Constraints and triggers stay on; only notifications are turned off.
 pub fn load(client: &mut Client, p: &Params) -> Result<Vec<LoadStep>, Error> {
     let mut steps = Vec::new();
     let mut step = |what: &str, rows: u64, secs: f64| {
-        eprintln!("  {what}: {rows} rows in {secs:.1} s");
+        eprintln!("  {what}: {rows} rows in {secs:.2} s");
         steps.push(LoadStep {
             what: what.to_string(),
             rows,
@@ -698,9 +915,9 @@ pub fn load(client: &mut Client, p: &Params) -> Result<Vec<LoadStep>, Error> {
     client.batch_execute(
         "SET fractality.notify = off;
          TRUNCATE fractality.nodes, fractality.experience_events, fractality.adna_policies
-             RESTART IDENTITY CASCADE;
-         DROP INDEX IF EXISTS fractality.node_embeddings_hnsw;",
+             RESTART IDENTITY CASCADE;",
     )?;
+    client.query_one("SELECT fractality.drop_model_index($1)", &[&MODEL])?;
 
     let started = Instant::now();
     let g = graph(p);
@@ -719,23 +936,14 @@ pub fn load(client: &mut Client, p: &Params) -> Result<Vec<LoadStep>, Error> {
     let sql =
         format!("COPY fractality.node_embeddings ({EMBEDDING_COLUMNS}) FROM STDIN (FORMAT binary)");
     let (rows, secs) = copy(client, &sql, |w| encode_embeddings(&g, p, w))?;
-    step("node_embeddings", rows, secs);
-
-    // Leader plus workers: as many processes as cores (the server runs on this machine).
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1));
-    client.batch_execute(&format!(
-        "SET maintenance_work_mem = '2GB'; SET max_parallel_maintenance_workers = {workers}"
-    ))?;
-    let started = Instant::now();
-    client.batch_execute(
-        "CREATE INDEX node_embeddings_hnsw ON fractality.node_embeddings
-             USING hnsw (embedding vector_cosine_ops)",
-    )?;
     step(
-        "node_embeddings_hnsw (CREATE INDEX)",
-        g.nodes.len() as u64,
-        started.elapsed().as_secs_f64(),
+        &format!("node_embeddings (model '{MODEL}', {DIM} dimensions, HNSW index dropped)"),
+        rows,
+        secs,
     );
+    for st in build_model_index(client, MODEL)?.steps() {
+        step(&st.what, st.rows, st.secs);
+    }
 
     let sql = format!("COPY fractality.edges ({EDGE_COLUMNS}) FROM STDIN (FORMAT binary)");
     let (rows, secs) = copy(client, &sql, |w| encode_edges(&g, &edge_list, w))?;
