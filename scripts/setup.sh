@@ -2,7 +2,9 @@
 # fractality: install everything the project needs on a Debian bookworm machine, as root.
 #
 #   PostgreSQL 15 and its dev files, clang (bindgen), sudo, pgvector 0.8.0 built from Debian's
-#   source package, cargo-pgrx 0.18.0, and `cargo pgrx init` against the system PostgreSQL.
+#   source package, cargo-pgrx 0.18.0, and `cargo pgrx init` against the system PostgreSQL; for
+#   the client examples, a Python virtual environment with the pinned packages of
+#   clients/python/requirements.txt and the Node.js packages of clients/node/package-lock.json.
 #
 # Idempotent: every step checks first, so a second run takes seconds.
 set -euo pipefail
@@ -92,7 +94,41 @@ else
     log "pgrx initialised for pg${PG_MAJOR}"
 fi
 
-# 5. the postgres OS user runs the test and demo servers: it must reach the work tree ---------
+# 5. the Python client: a virtual environment with the pinned packages -------------------------
+# (re)installed when requirements.txt changed: its hash is kept in the venv
+py_dir="$here/clients/python"
+req_hash=$(sha256sum "$py_dir/requirements.txt" | cut -d' ' -f1)
+"$py_dir/.venv/bin/python" -c '' 2>/dev/null || rm -rf "$py_dir/.venv"   # none, or its python is gone
+if [ "$(cat "$py_dir/.venv/requirements.sha256" 2>/dev/null)" != "$req_hash" ]; then
+    log "Python client: virtual environment clients/python/.venv, packages of requirements.txt"
+    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then   # Debian's python3 needs python3-venv
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+    fi
+    [ -x "$py_dir/.venv/bin/python" ] || python3 -m venv "$py_dir/.venv"
+    "$py_dir/.venv/bin/python" -m pip install -q --disable-pip-version-check -r "$py_dir/requirements.txt"
+    echo "$req_hash" > "$py_dir/.venv/requirements.sha256"
+else
+    log "Python client packages present"
+fi
+
+# 6. the Node.js client: npm ci from package-lock.json ------------------------------------------
+# (again when the lock is newer than what npm ci last installed: node_modules/.package-lock.json)
+node_dir="$here/clients/node"
+if ! command -v npm >/dev/null; then
+    log "installing Node.js and npm from Debian"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ ! -f "$node_dir/node_modules/.package-lock.json" ] \
+   || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules/.package-lock.json" ]; then
+    log "Node.js client: npm ci in clients/node"
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+else
+    log "Node.js client packages present"
+fi
+
+# 7. the postgres OS user runs the test and demo servers: it must reach the work tree ---------
 # (initdb refuses root). Make the path to the checkout traversable.
 d="$here"
 while [ "$d" != "/" ]; do

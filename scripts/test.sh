@@ -5,6 +5,8 @@
 #   2. plain Rust unit tests and the #[pg_test] suites in pgrx-tests/ (cargo pgrx test)
 #   3. the pg_regress suite in tests/pg_regress/ (the SQL contract as a client sees it)
 #   4. the client-side tests in tests/client/ through a real client (the `postgres` crate)
+#   5. the Python and Node.js clients: pytest in clients/python, node --test in clients/node,
+#      against the same server as 4
 #
 # Ends with one summary line: "total: N passed, M failed". Exit status 0 only if all passed.
 set -euo pipefail
@@ -31,11 +33,11 @@ count_cargo() {  # add up the "test result:" lines of a cargo test log
     last_failed=$f
 }
 
-log "1/4 cargo fmt --check, cargo clippy -D warnings"
+log "1/5 cargo fmt --check, cargo clippy -D warnings"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-log "2/4 cargo pgrx test (unit tests and #[pg_test] suites)"
+log "2/5 cargo pgrx test (unit tests and #[pg_test] suites)"
 mkdir -p "$PGRX_DATA"
 chown postgres:postgres "$PGRX_DATA"
 status=0
@@ -44,7 +46,7 @@ cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_DATA" 2>&1 \
 count_cargo "$LOGS/pgrx-test.log"
 if [ "$status" -ne 0 ] && [ "$last_failed" -eq 0 ]; then failed=$((failed + 1)); fi  # did not build or run
 
-log "3/4 pg_regress (tests/pg_regress) against a fresh server on port $TEST_PORT"
+log "3/5 pg_regress (tests/pg_regress) against a fresh server on port $TEST_PORT"
 install_extension
 # the previous versions' install scripts, for the upgrade test (tests/client/tests/upgrade.rs)
 install -m 644 "$ROOT"/tests/upgrade/fractality--*.sql "$($PG_CONFIG --sharedir)/extension/"
@@ -74,7 +76,7 @@ if [ "$status" -ne 0 ]; then
     [ -f "$regress_dir/regression.diffs" ] && cat "$regress_dir/regression.diffs"
 fi
 
-log "4/4 client-side tests (tests/client) through a real client"
+log "4/5 client-side tests (tests/client) through a real client"
 status=0
 FRACTALITY_TEST_URL="host=localhost port=$TEST_PORT user=postgres dbname=postgres" \
     cargo test -p fractality-client 2>&1 \
@@ -82,7 +84,31 @@ FRACTALITY_TEST_URL="host=localhost port=$TEST_PORT user=postgres dbname=postgre
 count_cargo "$LOGS/client.log"
 if [ "$status" -ne 0 ] && [ "$last_failed" -eq 0 ]; then failed=$((failed + 1)); fi
 
+log "5/5 Python and Node.js clients (clients/python: pytest, clients/node: node --test)"
+CLIENT_URL="host=localhost port=$TEST_PORT user=postgres dbname=postgres"
+count_tier() {  # count_tier PASSED FAILED STATUS: a runner that failed but counted no failure did not run
+    passed=$((passed + $1))
+    failed=$((failed + $2))
+    if [ "$3" -ne 0 ] && [ "$2" -eq 0 ]; then failed=$((failed + 1)); fi
+}
+status=0
+(cd "$ROOT/clients/python" && FRACTALITY_TEST_URL="$CLIENT_URL" .venv/bin/python -m pytest -q -rfE) 2>&1 \
+    | tee "$LOGS/python.log" || status=$?
+# pytest's summary line: "1 failed, 26 passed, 1 error in 5.56s"
+read -r p f < <(grep -E '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' "$LOGS/python.log" | tail -n 1 \
+                | awk '{ for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i - 1);
+                                                       if ($i ~ /^(failed|errors?)/) f += $(i - 1) } }
+                       END { print p + 0, f + 0 }')
+count_tier "$p" "$f" "$status"
+status=0
+(cd "$ROOT/clients/node" && FRACTALITY_TEST_URL="$CLIENT_URL" node --test --test-reporter=tap test/) 2>&1 \
+    | tee "$LOGS/node.log" || status=$?
+# the TAP reporter's closing lines: "# pass N", "# fail N", "# cancelled N"
+read -r p f < <(awk '/^# pass / { p = $3 } /^# fail / { f = $3 } /^# cancelled / { c = $3 }
+                     END { print p + 0, f + c }' "$LOGS/node.log")
+count_tier "$p" "$f" "$status"
+
 echo
-log "pg_test + unit, pg_regress and client suites done"
+log "pg_test + unit, pg_regress, client suites and the Python and Node.js clients done"
 echo "total: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,249 @@
+// fractality through node-postgres' own type handling, against FRACTALITY_TEST_URL (libpq
+// conninfo or URL; scripts/test.sh starts that server), in a database of this file's own.
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import pgvector from 'pgvector/pg';
+import { run } from '../agent.js';
+import { embed } from '../embedding.js';
+import { Memory, withTenant } from '../memory.js';
+
+const DB = 'fractality_node';
+const ROLE = 'fractality_node_app';
+
+function config(database, user) {  // node-postgres takes URLs, not libpq's key=value form
+  const raw = process.env.FRACTALITY_TEST_URL ?? 'host=localhost port=54331 user=postgres dbname=postgres';
+  let c;
+  if (raw.includes('://')) {
+    const u = new URL(raw);
+    c = { host: u.hostname, port: u.port, user: u.username, dbname: u.pathname.slice(1), password: u.password };
+  } else {
+    c = Object.fromEntries(raw.trim().split(/\s+/).map((kv) => kv.split('=')));
+  }
+  return { host: c.host, port: Number(c.port || 5432), user: user ?? c.user, password: c.password || undefined,
+    database: database ?? c.dbname };
+}
+
+async function connect({ vector = true } = {}) {
+  const client = new pg.Client(config(DB));
+  await client.connect();
+  if (vector) await pgvector.registerTypes(client);
+  return client;
+}
+
+const newPool = (user, max) => new pg.Pool({ ...config(DB, user), max });  // withTenant registers pgvector's types
+
+const close = (a, b, eps = 1e-9) => assert.ok(Math.abs(a - b) <= eps, `${a} is not within ${eps} of ${b}`);
+let db;
+
+before(async () => {
+  const admin = new pg.Client(config());
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${DB}`);
+  await admin.end();
+  db = await connect({ vector: false });
+  await db.query('CREATE EXTENSION fractality CASCADE');
+  await pgvector.registerTypes(db);  // the vector type exists only now
+  // an application role: not superuser, not owner, not BYPASSRLS (README, "Tenants and privileges")
+  await db.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${ROLE}')
+                  THEN CREATE ROLE ${ROLE} LOGIN; END IF; END $$`);
+  await db.query(`GRANT USAGE ON SCHEMA fractality TO ${ROLE};
+                  GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO ${ROLE}`);
+});
+
+after(async () => {
+  await db.end();
+  const admin = new pg.Client(config());
+  await admin.connect();
+  await admin.query(`DROP DATABASE ${DB} WITH (FORCE)`);
+  await admin.end();
+});
+
+test('a vector round-trips exactly (as float32) through toSql and the type parser', async () => {
+  const values = Array.from({ length: 384 }, (_, i) => Math.fround((Math.random() * 2 - 1) * 10 ** ((i % 61) - 30)));
+  values[0] = Math.fround(0.1);
+  values[1] = 3.4028234663852886e38;  // the largest float32
+  const { rows: [{ v }] } = await db.query('SELECT $1::vector AS v', [pgvector.toSql(values)]);
+  assert.equal(v.length, 384);
+  assert.deepEqual(v.map(Math.fround), values);  // shortest decimal digits: the same float32 values
+
+  await db.query("SELECT set_config('fractality.user_id', $1, false)", [randomUUID()]);
+  const { rows: [{ id }] } = await db.query("SELECT fractality.upsert_node('vec', 'v', '{}', NULL, $1) AS id",
+    [pgvector.toSql(values)]);
+  const { rows: [{ embedding }] } = await db.query('SELECT embedding FROM fractality.node_embeddings WHERE node_id = $1', [id]);
+  assert.deepEqual(embedding.map(Math.fround), values);
+});
+
+test('traverse paths decode to arrays of uuid strings', async () => {
+  await db.query("SELECT set_config('fractality.user_id', $1, false)", [randomUUID()]);
+  const ids = {};
+  for (const key of ['mind', 'dream', 'river']) {
+    ids[key] = (await db.query('SELECT fractality.upsert_node($1) AS id', [key])).rows[0].id;
+  }
+  await db.query("SELECT fractality.link('mind', 'dream', 'child', 0.6), fractality.link('dream', 'river', 'child', 0.8)");
+  const { rows } = await db.query('SELECT node_key, depth, path, accumulated_weight FROM fractality.traverse($1) ORDER BY depth', [ids.mind]);
+  assert.deepEqual(rows.map((r) => [r.node_key, r.depth]), [['mind', 0], ['dream', 1], ['river', 2]]);
+  assert.deepEqual(rows[2].path, [ids.mind, ids.dream, ids.river]);
+  close(rows[2].accumulated_weight, 0.48);
+  const { rows: [{ keys }] } = await db.query(
+    'SELECT array_agg(node_key ORDER BY node_key) AS keys FROM fractality.nodes WHERE id = ANY($1::uuid[])', [[ids.mind, ids.river]]);
+  assert.deepEqual(keys, ['mind', 'river']);
+});
+
+test('bytea event ids and JSON batches survive write_events_json and query_events', async () => {
+  const base = 2_000_000;
+  const ids = [randomBytes(16), randomBytes(16), randomBytes(16)];
+  const parameters = { query: 'it\'s "quoted"', k: 3, nested: [1.5, null, true] };
+  const batch = ids.map((id, n) => {
+    const e = { event_id: id.toString('hex'), timestamp: base + n, episode_id: 9, step_number: n, event_type: 1, flags: 0,
+      reward_goal: n / 2, reward_curiosity: 0.25, adna_version_hash: 7, sequence_number: n };
+    for (let k = 1; k <= 8; k++) { e[`state_l${k}`] = k / 8; e[`action_l${k}`] = -k / 16; }
+    if (n === 0) e.metadata = { intent_type: 'recall', executor_id: 'node-test', parameters };
+    return e;
+  });
+  const { rows: [{ n }] } = await db.query('SELECT fractality.write_events_json($1::text) AS n', [JSON.stringify(batch)]);
+  assert.equal(n, '3');  // bigint comes back as a string in node-postgres
+  const { rows } = await db.query(
+    'SELECT event_id, state, total_reward, intent_type, parameters FROM fractality.query_events($1, $2, 100, true)', [base, base + 3]);
+  assert.deepEqual(rows.map((r) => r.event_id), ids);  // bytea -> Buffer
+  assert.deepEqual(rows[0].state, [1, 2, 3, 4, 5, 6, 7, 8].map((k) => k / 8));  // real[] -> numbers
+  rows.forEach((r, i) => close(r.total_reward, 0.25 + i / 2, 1e-6));
+  assert.deepEqual([rows[0].intent_type, rows[0].parameters], ['recall', parameters]);  // jsonb -> object
+
+  const one = randomBytes(16);  // a Buffer as a bytea parameter
+  await db.query(`SELECT fractality.write_event($1, $2, 10, 0, 1::int2, 0::int2, $3::real[], $3::real[], 7, 0)`,
+    [one, base + 10, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]]);
+  const { rows: [got] } = await db.query('SELECT event_id FROM fractality.query_events($1, $2)', [base + 10, base + 11]);
+  assert.ok(got.event_id.equals(one));
+
+  const { rows: [ret] } = await db.query(
+    'SELECT steps, total, discounted FROM fractality.episode_returns($1, $2, 0.5) WHERE episode_id = 9', [base, base + 3]);
+  assert.equal(Number(ret.steps), 3);
+  close(ret.total, 0.75 + 1.5, 1e-6);
+  close(ret.discounted, 0.25 + 0.75 * 0.5 + 1.25 * 0.25, 1e-6);
+  const { rows: sample } = await db.query('SELECT event_id, weight FROM fractality.sample_experiences(20, 0.6, 0.4, 1)');
+  assert.equal(sample.length, 20);
+  assert.ok(sample.every((r) => Buffer.isBuffer(r.event_id) && r.event_id.length === 16));
+  close(Math.max(...sample.map((r) => r.weight)), 1);
+});
+
+test('errors carry their SQLSTATE in err.code, with a hint, and write nothing', async () => {
+  await db.query("SELECT set_config('fractality.user_id', $1, false)", [randomUUID()]);
+  const cases = [
+    ['SELECT fractality.normalize_vector($1)', [pgvector.toSql([0, 0])], '22023', /zero vector/],
+    ['SELECT fractality.pulse($1, 0.1)', [randomUUID()], 'P0002', /does not exist/],
+    ['SELECT fractality.cosine_similarity($1::vector, $2::vector)', ['[1,2,3]', '[1,2]'], '22000', /3 and 2/],
+    ["SELECT fractality.upsert_node('k', 'l', '{}', NULL, $1)", [pgvector.toSql([0.5, 0.5, 0.5])], '22000', /384/],
+    ["SELECT fractality.upsert_node('k', 'l', '{}', $1)", ['NaN'], '22023', /NaN/],
+    ['SELECT fractality.write_events_json($1::text)', ['[{"event_id": ]'], '22P02', /line 1 column 15/],
+  ];
+  for (const [sql, params, code, message] of cases) {
+    await assert.rejects(db.query(sql, params), (err) => {
+      assert.equal(err.code, code, `${sql}: ${err.message}`);
+      assert.match(err.message, message);
+      assert.ok(err.hint, `${sql} has a hint`);
+      return true;
+    });
+  }
+  assert.equal((await db.query('SELECT count(*)::int AS n FROM fractality.nodes WHERE node_key = $1', ['k'])).rows[0].n, 0);
+  await db.query('RESET fractality.user_id');
+  await assert.rejects(db.query("SELECT fractality.upsert_node('k')"), { code: '22004' });
+});
+
+test('SET LOCAL tenancy holds across a pool: two tenants interleaved on the same connections', async () => {
+  const pool = newPool(ROLE, 3);  // three: two tenants taking turns on two would keep their own
+  const [a, b] = [randomUUID(), randomUUID()];
+  const pids = { [a]: new Set(), [b]: new Set() };
+  const nodes = { [a]: new Set(), [b]: new Set() };
+  try {
+    const { rows: [me] } = await pool.query('SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user');
+    assert.deepEqual(me, { rolsuper: false, rolbypassrls: false });
+    for (let i = 0; i < 5; i++) {
+      for (const t of [a, b]) {
+        await withTenant(pool, t, async (client) => {
+          pids[t].add(client.processID);
+          const memory = new Memory(client, embed);
+          const { nodeId, created } = await memory.remember(`shared fact number ${i}`, { key: `fact-${i}` });
+          assert.ok(created);
+          nodes[t].add(nodeId);
+          await memory.reinforce([nodeId], 0.1);
+          for (const table of ['nodes', 'node_embeddings', 'consciousness_streams', 'node_energy']) {
+            const { rows } = await client.query(`SELECT DISTINCT user_id FROM fractality.${table}`);
+            assert.deepEqual(rows.map((r) => r.user_id), [t], table);
+          }
+          const recalled = await memory.recall('shared fact', { k: 50, words: 'shared fact' });
+          assert.deepEqual(new Set(recalled.map((r) => r.node_id)), nodes[t]);
+        });
+      }
+    }
+    assert.ok([...pids[a]].some((pid) => pids[b].has(pid)), 'some pooled connection served both tenants');
+    for (const [t, other] of [[a, b], [b, a]]) {
+      await withTenant(pool, t, async (client) => {
+        for (const id of nodes[other]) {  // the other tenant's nodes do not exist for this one
+          await client.query('SAVEPOINT s');
+          await assert.rejects(client.query('SELECT fractality.pulse($1, 0.1)', [id]), { code: 'P0002' });
+          await client.query('ROLLBACK TO SAVEPOINT s');
+        }
+      });
+    }
+    const { rows: [after] } = await pool.query(
+      "SELECT current_setting('fractality.user_id', true) AS tenant, (SELECT count(*)::int FROM fractality.nodes) AS n");
+    assert.ok(!after.tenant, 'no tenant outside a tenant transaction');
+    assert.equal(after.n, 0);
+  } finally {
+    await pool.end();
+  }
+});
+
+test('a consciousness_update notification arrives with the documented payload', async () => {
+  const listener = await connect();
+  const received = [];
+  const arrived = new Promise((resolve) => listener.on('notification', (msg) => {
+    received.push(msg);
+    if (received.length === 2) resolve();
+  }));
+  await listener.query('LISTEN consciousness_update');
+  const pool = newPool(undefined, 2);
+  const user = randomUUID();
+  try {
+    const nodeId = await withTenant(pool, user, (c) =>
+      new Memory(c, embed).remember('The tide comes in twice a day', { importance: 0.4, key: 'tide' }).then((r) => r.nodeId));
+    const energy = await withTenant(pool, user, (c) => new Memory(c, embed).reinforce([nodeId], 0.25));
+    await Promise.race([arrived, new Promise((_, reject) => setTimeout(() => reject(new Error('no notification')), 2000))]);
+    assert.deepEqual(received.map((m) => m.channel), ['consciousness_update', 'consciousness_update']);
+    const [insert, update] = received.map((m) => JSON.parse(m.payload));
+    assert.deepEqual(insert, { node_id: nodeId, node_key: 'tide', user_id: user, atp: 0.4, action: 'INSERT' });
+    assert.deepEqual(Object.keys(update).sort(), ['action', 'atp', 'node_id', 'node_key', 'user_id']);
+    assert.equal(update.action, 'UPDATE');
+    close(update.atp, energy.get(nodeId));
+    close(update.atp, 0.65, 1e-3);
+  } finally {
+    await pool.end();
+    await listener.end();
+  }
+});
+
+test('the example agent runs end to end', async () => {
+  const lines = [];
+  const results = await run(config(DB), (line) => lines.push(line));
+  assert.deepEqual(results.ada.answers, [['What is the capital of France?', 'Paris is the capital of France']]);
+  assert.deepEqual(results.bob.answers, [['What is the name of the cat?', 'Bob has a cat called Miso'],
+    ['What is the capital of France?', null]]);  // Ada's fact lives in another tenant
+  assert.ok(lines.some((l) => l.includes('"Paris is the capital of France"') && l.includes('again')));
+  // the live listener saw the second telling and the use: 0.5 -> 0.6 -> 0.8
+  const live = lines.filter((l) => l.includes('~ live: UPDATE "Paris is the capital of France"'));
+  assert.deepEqual(live.map((l) => l.slice(-4)), ['0.50', '0.60', '0.80']);
+  const { rows } = await db.query(
+    `SELECT n.label, e.atp FROM fractality.node_energy e JOIN fractality.nodes n ON n.id = e.node_id
+      WHERE n.user_id = $1 ORDER BY n.label`, [results.ada.userId]);
+  assert.deepEqual(rows.map((r) => r.label), ['Ada drinks green tea in the morning', 'Paris is the capital of France']);
+  close(rows[1].atp, 0.8, 1e-3);
+  const { rows: events } = await db.query(
+    `SELECT step_number, intent_type FROM fractality.query_events(0, 9223372036854775807, 1000, true)
+      WHERE episode_id = $1 ORDER BY step_number`, [results.ada.episodeId]);
+  assert.deepEqual(events.map((e) => e.intent_type), ['remember', 'remember', 'remember', 'recall']);
+  assert.equal(Number(results.ada.steps), 4);
+  assert.equal(results.replay.length, 4);
+});

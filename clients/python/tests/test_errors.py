@@ -1,0 +1,77 @@
+"""Errors reach Python as psycopg's exception classes, with their SQLSTATE, message and hint; a
+failed call writes nothing and leaves a pooled connection usable."""
+
+import json
+import uuid
+
+import psycopg
+import pytest
+from pgvector import Vector
+from pgvector.psycopg import register_vector
+from psycopg import errors
+from psycopg_pool import ConnectionPool
+
+from memory import Memory, tenant
+
+TENANT = uuid.uuid4()
+
+
+def unit(i: int, dims: int = 384) -> Vector:
+    return Vector([1.0 if d == i else 0.0 for d in range(dims)])
+
+
+@pytest.mark.parametrize("sql, args, cls, sqlstate, words", [
+    ("SELECT fractality.normalize_vector(%s)", (Vector([0.0, 0.0]),), errors.InvalidParameterValue, "22023", "zero vector"),
+    ("SELECT fractality.pulse(%s, 0.1)", (uuid.UUID(int=255),), errors.NoDataFound, "P0002", "does not exist"),
+    ("SELECT fractality.cosine_similarity(%s, %s)", (Vector([1.0, 2, 3]), Vector([1.0, 2])), errors.DataException, "22000", "3 and 2"),
+    ("SELECT fractality.upsert_node('k', 'label', '{}', NULL, %s)", (Vector([0.5] * 3),), errors.DataException, "22000", "384"),
+    ("SELECT fractality.upsert_node('k', 'label', '{}', %s)", (float("nan"),), errors.InvalidParameterValue, "22023", "NaN"),
+    ("SELECT fractality.link('nowhere', 'elsewhere')", None, errors.NoDataFound, "P0002", "'nowhere'"),
+    ("SELECT fractality.write_events_json(%s::text)", ('[{"event_id": ]',), errors.InvalidTextRepresentation, "22P02", "line 1 column 15"),
+    ("SELECT fractality.sample_experiences(-1)", None, errors.InvalidParameterValue, "22023", "-1"),
+])
+def test_errors_carry_their_sqlstate(conn, sql, args, cls, sqlstate, words):
+    conn.execute("SELECT set_config('fractality.user_id', %s, false)", (str(TENANT),))
+    before = conn.execute("SELECT count(*) FROM fractality.nodes").fetchone()[0]
+    with pytest.raises(cls) as e:
+        conn.execute(sql, args)
+    assert e.value.sqlstate == sqlstate
+    assert words in e.value.diag.message_primary
+    assert e.value.diag.message_hint  # every user-facing error has a hint
+    assert conn.execute("SELECT count(*) FROM fractality.nodes").fetchone()[0] == before
+
+
+def test_no_tenant_is_22004(conn):
+    conn.execute("RESET fractality.user_id")
+    with pytest.raises(errors.NullValueNotAllowed) as e:
+        conn.execute("SELECT fractality.upsert_node('k')")
+    assert e.value.sqlstate == "22004"
+    assert "fractality.user_id" in e.value.diag.message_primary
+
+
+def test_a_bad_batch_is_refused_whole(conn):
+    good = {"event_id": uuid.uuid4().hex, "timestamp": 5_000_000, "episode_id": 1, "step_number": 0,
+            "event_type": 1, "flags": 0, "adna_version_hash": 1, "sequence_number": 0,
+            **{f"state_l{k}": 0.0 for k in range(1, 9)}, **{f"action_l{k}": 0.0 for k in range(1, 9)}}
+    bad = dict(good, event_id="0102030405060708090a0b0c0d0e0f")  # 15 bytes
+    with pytest.raises(errors.InvalidParameterValue) as e:
+        conn.execute("SELECT fractality.write_events_json(%s::text)", (json.dumps([good, bad]),))
+    assert "element 1" in e.value.diag.message_primary and "15 bytes" in e.value.diag.message_primary
+    assert conn.execute("SELECT count(*) FROM fractality.experience_events").fetchone()[0] == 0
+    assert conn.execute("SELECT fractality.write_events_json(%s::text)", (json.dumps([good]),)).fetchone()[0] == 1
+    with pytest.raises(errors.UniqueViolation) as e:  # the same (timestamp, event_id) again
+        conn.execute("SELECT fractality.write_events_json(%s::text)", (json.dumps([good]),))
+    assert e.value.sqlstate == "23505"
+    assert conn.execute("SELECT count(*) FROM fractality.experience_events").fetchone()[0] == 1
+
+
+def test_an_error_rolls_back_the_tenant_transaction_and_the_pool_goes_on(db):
+    with ConnectionPool(db, min_size=1, max_size=1, kwargs={"autocommit": True},
+                        configure=register_vector, open=True) as pool:
+        with pytest.raises(errors.NoDataFound):
+            with tenant(pool, TENANT) as conn:
+                Memory(conn, lambda text: unit(7).to_list()).remember("written, then rolled back", key="doomed")
+                conn.execute("SELECT fractality.pulse(%s, 0.1)", (uuid.UUID(int=1),))
+        with tenant(pool, TENANT) as conn:  # the same (only) connection, usable again
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            assert conn.execute("SELECT count(*) FROM fractality.nodes WHERE node_key = 'doomed'").fetchone()[0] == 0
