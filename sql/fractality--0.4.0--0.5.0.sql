@@ -642,6 +642,12 @@ CREATE FUNCTION fractality."_replay_remove_before"(
 STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'replay_remove_before_wrapper';
+CREATE FUNCTION fractality."_replay_rebuild"(
+	"buffer_id" INT /* i32 */
+) RETURNS bigint /* i64 */
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'replay_rebuild_wrapper';
 CREATE FUNCTION fractality._replay_enter() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -951,6 +957,7 @@ REVOKE EXECUTE ON FUNCTION fractality._replay_truncate() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;
 
 -- ---- functions: a model for every embedding function; resonance_with; the consensus split ---
 
@@ -1106,4 +1113,5 @@ REVOKE EXECUTE ON FUNCTION fractality._replay_truncate() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;
 ALTER TABLE fractality.consensus_centroids ENABLE ROW LEVEL SECURITY;

@@ -31,6 +31,7 @@ REVOKE EXECUTE ON FUNCTION fractality._replay_truncate() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;
 
 ALTER TABLE fractality.edges ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON fractality.edges

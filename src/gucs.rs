@@ -26,9 +26,10 @@ pub static DECAY_TICK: GucSetting<Option<CString>> =
 /// below it stays as it is.
 pub static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 
-/// `fractality.exact_scan_limit`: find_resonant reads a tenant of at most this many embeddings
-/// exactly (every one of them, through the `user_id` index: recall 1) instead of through the HNSW
-/// index; 0 turns the exact scan off. 2000.
+/// `fractality.exact_scan_limit`: a tenant's search (find_resonant, recall, remember's duplicate
+/// check) reads a tenant of at most this many 384-d embeddings exactly (every one of them: recall
+/// 1) instead of through its partition's HNSW index; for a model of d dimensions the limit is
+/// scaled by 384 / d. 0 turns the exact scan off. 2000.
 pub static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(2000);
 
 /// `fractality.embedding_partitions`: how many hash partitions (by tenant) node_embeddings gets
@@ -171,8 +172,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"fractality.exact_scan_limit",
-        c"find_resonant scans a tenant of at most this many embeddings exactly instead of through the HNSW index.",
-        c"The exact scan reads every embedding of the source's tenant (recall 1); above the limit the HNSW index gives the candidates. 0 turns the exact scan off.",
+        c"A tenant's search reads a tenant of at most this many 384-d embeddings exactly instead of through the HNSW index.",
+        c"find_resonant, recall and remember read every embedding of a small tenant (recall 1); above the limit (scaled by 384 / dimensions) the tenant's partition index gives the candidates. 0 turns the exact scan off.",
         &EXACT_SCAN_LIMIT,
         0,
         i32::MAX,

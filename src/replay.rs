@@ -743,6 +743,38 @@ fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
     Ok(())
 }
 
+/// Rebuilds buffer `buffer_id`'s counters and whole sum tree from its items (items written
+/// directly, by a loader or a benchmark). Internal: the owner's.
+#[pg_extern(volatile, strict, parallel_unsafe, name = "_replay_rebuild")]
+fn replay_rebuild(buffer_id: i32) -> i64 {
+    spi::connect(|| -> Result<i64, FractalityError> {
+        let mut b = buffer(None, Some(buffer_id), true)?;
+        b.size = spi::one::<i64>(
+            &Query {
+                name: "replay_size",
+                text: SIZE,
+                types: &[pg_sys::INT4OID],
+            },
+            &[buffer_id.into()],
+            false,
+        )?
+        .unwrap_or(0);
+        b.next_seq = b.next_seq.max(b.size);
+        spi::run(
+            &Query {
+                name: "replay_tree_clear",
+                text: "DELETE FROM fractality.replay_tree WHERE buffer_id = $1",
+                types: &[pg_sys::INT4OID],
+            },
+            &[buffer_id.into()],
+        )?;
+        rebuild(&mut b)?;
+        save_counters(&b)?;
+        Ok(b.size)
+    })
+    .unwrap_or_report()
+}
+
 /// Drops a replay buffer with its items and tree; false when there was none.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn drop_replay_buffer(name: &str) -> bool {

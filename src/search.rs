@@ -24,6 +24,11 @@ use crate::vector::{cosine, vector_type_oid, Vector};
 
 /// Rows fetched from the index at a time.
 const FETCH: i64 = 64;
+/// The most rows one search reads through the index.
+pub const MAX_ROWS: i64 = 10_000;
+/// `fractality.exact_scan_limit` counts embeddings of this many dimensions: a model of more
+/// dimensions takes the exact path for proportionally fewer (the cost is per element).
+const REFERENCE_DIMS: i64 = 384;
 
 const TENANT_SIZE: &str = include_str!("../sql/queries/tenant_size.sql");
 const TENANT_EMBEDDINGS: &str = include_str!("../sql/queries/tenant_embeddings.sql");
@@ -76,7 +81,10 @@ impl TenantScan {
         query: &[f32],
         read_only: bool,
     ) -> Result<TenantScan, FractalityError> {
-        let limit = crate::gucs::EXACT_SCAN_LIMIT.get();
+        // the exact path while rows x dimensions stay within the limit's 384-d rows
+        let limit = ((crate::gucs::EXACT_SCAN_LIMIT.get() as i64) * REFERENCE_DIMS
+            / model.dims.max(1) as i64)
+            .min(i32::MAX as i64);
         let small = limit > 0 && {
             let q = Query {
                 name: "tenant_size",
@@ -88,12 +96,12 @@ impl TenantScan {
                 &[
                     tenant.into(),
                     model.name.as_str().into(),
-                    (limit as i64 + 1).into(),
+                    (limit + 1).into(),
                 ],
                 read_only,
             )?
             .unwrap_or(0);
-            n <= limit as i64
+            n <= limit
         };
         let margin = if model.index_type() == "vector" {
             1e-6
@@ -147,12 +155,12 @@ impl TenantScan {
         let q = Query {
             name: "tenant_nearest",
             text: &text,
-            types: &[pg_sys::UUIDOID, vector_type_oid()],
+            types: &[pg_sys::UUIDOID, vector_type_oid(), pg_sys::INT8OID],
         };
         let qv = Vector::from_slice(query)?;
         // SAFETY: the datum is a vector of the vector type's OID
         let arg = unsafe { DatumWithOid::new(qv, vector_type_oid()) };
-        let cursor = Cursor::open(&q, &[tenant.into(), arg], read_only)?;
+        let cursor = Cursor::open(&q, &[tenant.into(), arg, MAX_ROWS.into()], read_only)?;
         Ok(TenantScan {
             path: Path::Index,
             margin,

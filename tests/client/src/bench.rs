@@ -101,6 +101,29 @@ pub const SCENARIOS: &[Scenario] = &[
         in_all: true,
     },
     Scenario {
+        name: "memory",
+        aliases: &["recall"],
+        about: "recall k=10 (with and without words) latency and recall@10 against the same score over \
+                the whole tenant; remember one at a time; remember_many of 10 000",
+        baseline: "a bare pgvector kNN (k=10) over bench_flat at the lowest ef_search reaching recall@10 \
+                   0.95; for remember, the plain SQL a user would write (a kNN duplicate check and \
+                   INSERT ... ON CONFLICT of the node and its embedding, one statement); for \
+                   remember_many, remember one at a time",
+        run: crate::bench_memory::memory,
+        in_all: true,
+    },
+    Scenario {
+        name: "replay",
+        aliases: &[],
+        about: "a replay buffer over every hot event: sample 256 with weights, update_priorities of 256, \
+                write_events with and without a buffer, sample time at 100k / 1M / 10M items",
+        baseline: "weighted sampling in SQL (Efraimidis-Spirakis: ORDER BY random() ^ (1 / p^alpha) DESC \
+                   LIMIT n over the buffer's items) and the 0.4.0 sample_experiences over the store; \
+                   write_events with no buffer",
+        run: crate::bench_replay::replay,
+        in_all: true,
+    },
+    Scenario {
         name: "resonance_1536",
         aliases: &[],
         about: "a second model (openai_1536, 1536 dimensions, 20 tenants, --nodes embeddings): load and \

@@ -96,23 +96,23 @@ pub const TENANTS_1536: usize = 20;
 const DATASET_1536: &str = "public.fractality_bench_dataset_1536";
 
 /// The embeddings of one model as the scenarios measure them.
-struct Space {
-    model: &'static str,
-    dims: usize,
+pub(crate) struct Space {
+    pub(crate) model: &'static str,
+    pub(crate) dims: usize,
     /// The unpartitioned copy of the model's embeddings with one HNSW index: the bare kNN's table.
-    flat: &'static str,
+    pub(crate) flat: &'static str,
     /// find_resonant's latency target, as a multiple of the bare kNN's.
-    max_ratio: f64,
+    pub(crate) max_ratio: f64,
 }
 
-const SPACE_384: Space = Space {
+pub(crate) const SPACE_384: Space = Space {
     model: datagen::MODEL,
     dims: datagen::DIM,
     flat: "public.bench_flat",
     max_ratio: 1.0,
 };
 
-const SPACE_1536: Space = Space {
+pub(crate) const SPACE_1536: Space = Space {
     model: MODEL_1536,
     dims: DIMS_1536,
     flat: "public.bench_flat_1536",
@@ -124,7 +124,7 @@ fn ms(secs: f64) -> f64 {
 }
 
 /// Processes for the untimed exact answers: the leader plus a worker per other core.
-fn exact_workers() -> usize {
+pub(crate) fn exact_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1))
 }
 
@@ -132,7 +132,7 @@ fn exact_workers() -> usize {
 /// bare queries), no parallel query, and decay off: fractality reads current (decayed) energy,
 /// the seed's copy the stored one; with a rate of 1 the two are the same, so every side computes
 /// the same numbers.
-fn open_session(c: &mut Client) -> Result<(), Error> {
+pub(crate) fn open_session(c: &mut Client) -> Result<(), Error> {
     let vs: String = c
         .query_one(
             "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
@@ -147,7 +147,7 @@ fn open_session(c: &mut Client) -> Result<(), Error> {
     Ok(())
 }
 
-fn close_session(c: &mut Client) -> Result<(), Error> {
+pub(crate) fn close_session(c: &mut Client) -> Result<(), Error> {
     c.batch_execute(
         "RESET ROLE; RESET fractality.user_id; RESET fractality.exact_scan_limit;
          RESET hnsw.ef_search; RESET enable_indexscan; RESET search_path;
@@ -158,7 +158,7 @@ fn close_session(c: &mut Client) -> Result<(), Error> {
 
 /// The role of the application-role measurements: neither owner nor BYPASSRLS, with what the
 /// README grants an application (here SELECT only), and the bare kNN's table.
-fn tenant_role(c: &mut Client, flat: &str) -> Result<(), Error> {
+pub(crate) fn tenant_role(c: &mut Client, flat: &str) -> Result<(), Error> {
     c.batch_execute(&format!(
         "DO $$ BEGIN CREATE ROLE bench_tenant NOLOGIN NOSUPERUSER NOBYPASSRLS;
                EXCEPTION WHEN duplicate_object THEN NULL; END $$;
@@ -221,8 +221,8 @@ impl Scale {
 /// Where the copies' keys are kept: rebuilt only when the model's embeddings changed.
 const FLAT_KEYS: &str = "public.bench_flat_keys";
 
-struct Flat {
-    rows: i64,
+pub(crate) struct Flat {
+    pub(crate) rows: i64,
     build_secs: f64,
     /// Built by an earlier run (the same embeddings).
     reused: bool,
@@ -231,7 +231,7 @@ struct Flat {
 /// The copy of the model's embeddings in one plain table with one HNSW index (cosine), built
 /// with the settings of the partitions' builds, unless an earlier run built it from the same
 /// embeddings (same row count and checksum of ids and vectors).
-fn flat_copy(c: &mut Client, s: &Space) -> Result<Flat, Error> {
+pub(crate) fn flat_copy(c: &mut Client, s: &Space) -> Result<Flat, Error> {
     let ones = Vector::from(vec![1.0f32; s.dims]);
     // a checksum of every row: its ids and its vector's sum of elements
     let key = c.query_one(
@@ -349,11 +349,11 @@ fn build_rows(s: &Space, scale: &Scale, build: Option<&IndexBuild>, flat: &Flat)
 // ---- sources and exact answers ---------------------------------------------------------------
 
 /// A source node: its tenant, its partition and its embedding (the query vector).
-struct Source {
-    node: Uuid,
-    tenant: Uuid,
-    partition: String,
-    query: Vector,
+pub(crate) struct Source {
+    pub(crate) node: Uuid,
+    pub(crate) tenant: Uuid,
+    pub(crate) partition: String,
+    pub(crate) query: Vector,
 }
 
 fn source_rows(rows: &[postgres::Row]) -> Vec<Source> {
@@ -368,7 +368,7 @@ fn source_rows(rows: &[postgres::Row]) -> Vec<Source> {
 }
 
 /// `n` sources spread over the model's embeddings (in an order fixed by their ids).
-fn sources(c: &mut Client, s: &Space, n: usize) -> Result<Vec<Source>, Error> {
+pub(crate) fn sources(c: &mut Client, s: &Space, n: usize) -> Result<Vec<Source>, Error> {
     let rows = c.query(
         &format!(
             "SELECT e.node_id, e.user_id, e.tableoid::regclass::text, e.embedding::vector({})
@@ -383,7 +383,7 @@ fn sources(c: &mut Client, s: &Space, n: usize) -> Result<Vec<Source>, Error> {
 }
 
 /// The untimed exact computations: no index scan (so no HNSW), parallel sequential scans.
-fn exact_mode(c: &mut Client, on: bool) -> Result<(), Error> {
+pub(crate) fn exact_mode(c: &mut Client, on: bool) -> Result<(), Error> {
     if on {
         c.batch_execute(&format!(
             "SET enable_indexscan = off; SET max_parallel_workers_per_gather = {}",

@@ -1,0 +1,215 @@
+//! Benchmark scenario `replay`: a prioritised replay buffer over every hot event of the loaded
+//! store.
+//! - sample 256 with weights (median ms) against weighted sampling in SQL over the buffer's items
+//!   (Efraimidis-Spirakis: ORDER BY random() ^ (1 / p^alpha) DESC LIMIT n) and the 0.4.0
+//!   sample_experiences over the store;
+//! - update_priorities of 256 sampled ids;
+//! - write_events of 5 000-event batches with the buffer against the same with no buffer;
+//! - the sample's time over buffers of 100 000, 1 000 000 and 10 000 000 items (items written
+//!   directly, the tree built once), which should barely move.
+//!
+//! The buffers and the events written are removed at the end.
+
+use postgres::Client;
+use rand::{Rng, SeedableRng};
+
+use crate::bench::{thousands, timed, Ctx, Figure, Row, Unit};
+use crate::datagen::Error;
+
+const DRAWS: i64 = 256;
+const WRITE_BATCH: usize = 5_000;
+const WRITE_BATCHES: usize = 6;
+const SCALES: [i64; 3] = [100_000, 1_000_000, 10_000_000];
+
+fn ms(secs: f64) -> f64 {
+    secs * 1e3
+}
+
+/// A batch of `n` events far in the future (so that nothing else reads them), ids from `tag`.
+fn events(tag: u64, n: usize) -> String {
+    let ts0: i64 = 4_000_000_000_000_000 + (tag as i64) * 10_000_000;
+    let items: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"event_id\": \"{:016x}{:016x}\", \"timestamp\": {}, \"episode_id\": {}, \"step_number\": {}, \"event_type\": 1, \"flags\": 0, \
+                 \"state_l1\": 0.5, \"state_l2\": 0.5, \"state_l3\": 0.5, \"state_l4\": 0.5, \"state_l5\": 0.5, \"state_l6\": 0.5, \"state_l7\": 0.5, \"state_l8\": 0.5, \
+                 \"action_l1\": 1, \"action_l2\": 0, \"action_l3\": 0, \"action_l4\": 0, \"action_l5\": 0, \"action_l6\": 0, \"action_l7\": 0, \"action_l8\": 0, \
+                 \"reward_goal\": {}, \"adna_version_hash\": 1, \"sequence_number\": {}}}",
+                0xbe7c_0000_0000_0000u64 | tag,
+                i,
+                ts0 + i as i64,
+                (tag as i64) * 1000 + (i / 10) as i64,
+                i % 10,
+                (i % 7) as f64 / 7.0,
+                i
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
+    let reps = ctx.reps(20);
+    let c = &mut *ctx.client;
+    let mut rows = Vec::new();
+    c.batch_execute(
+        "SET max_parallel_workers_per_gather = 0;
+         SELECT fractality.drop_replay_buffer(name) FROM fractality.replay_buffers WHERE name LIKE 'bench%';",
+    )?;
+
+    // ---- write_events without a buffer, then with one ------------------------------------------
+    let write = |c: &mut Client, tag: u64| -> Result<f64, Error> {
+        let batch = events(tag, WRITE_BATCH);
+        let (_, t) =
+            timed(|| Ok(c.query_one("SELECT fractality.write_events_json($1::text)", &[&batch])?))?;
+        Ok(ms(t))
+    };
+    let mut without = Vec::new();
+    for i in 0..WRITE_BATCHES {
+        without.push(write(c, 100 + i as u64)?);
+    }
+    // the buffer over every hot event (its build timed)
+    let hot: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.experience_events WHERE NOT archived",
+            &[],
+        )?
+        .get(0);
+    let (_, build) = timed(|| {
+        Ok(c.query_one(
+            "SELECT fractality.create_replay_buffer('bench', backfill => true)",
+            &[],
+        )?)
+    })?;
+    let (size, levels): (i64, i16) = {
+        let r = c.query_one(
+            "SELECT size, levels FROM fractality.replay_buffers WHERE name = 'bench'",
+            &[],
+        )?;
+        (r.get(0), r.get(1))
+    };
+    eprintln!("  replay: buffer of {size} items ({levels} levels) built in {build:.1} s");
+    let mut with = Vec::new();
+    for i in 0..WRITE_BATCHES {
+        with.push(write(c, 200 + i as u64)?);
+    }
+    rows.push(Row::new(
+        format!(
+            "create_replay_buffer with backfill over {} hot events (s, once)",
+            thousands(hot as u64)
+        ),
+        Some(Figure::single(build, Unit::Seconds)),
+        None,
+    ));
+    rows.push(
+        Row::new(
+            format!(
+                "write_events_json of {} events (ms per batch), with the buffer against no buffer",
+                thousands(WRITE_BATCH as u64)
+            ),
+            Some(Figure::from_samples(&with, Unit::Millis)),
+            Some(Figure::from_samples(&without, Unit::Millis)),
+        )
+        .target("<= 1.3x the time without buffers"),
+    );
+
+    // ---- sample 256 against SQL, update_priorities ---------------------------------------------
+    let sample =
+        c.prepare("SELECT event_id, weight FROM fractality.sample_experiences('bench', $1)")?;
+    let es = c.prepare(
+        "SELECT i.event_id FROM fractality.replay_items i
+          WHERE i.buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'bench')
+          ORDER BY random() ^ (1.0 / power(i.priority, 0.6)) DESC LIMIT $1",
+    )?;
+    let update = c.prepare("SELECT fractality.update_priorities('bench', $1, $2)")?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.params.seed);
+    let (mut native, mut sql, mut updates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let (drawn, t) = timed(|| Ok(c.query(&sample, &[&DRAWS])?))?;
+        native.push(ms(t));
+        let ids: Vec<Vec<u8>> = drawn.iter().map(|r| r.get(0)).collect();
+        let errors: Vec<f64> = ids.iter().map(|_| rng.random_range(0.0..3.0)).collect();
+        let (_, t) = timed(|| Ok(c.query_one(&update, &[&ids, &errors])?))?;
+        updates.push(ms(t));
+        let (_, t) = timed(|| Ok(c.query(&es, &[&DRAWS])?))?;
+        sql.push(ms(t));
+    }
+    rows.push(
+        Row::new(
+            format!(
+                "sample_experiences('bench', 256) with weights, buffer of {} items",
+                thousands(size as u64)
+            ),
+            Some(Figure::from_samples(&native, Unit::Millis)),
+            Some(Figure::from_samples(&sql, Unit::Millis)),
+        )
+        .target("<= 5 ms; >= 50x the weighted-sampling SQL"),
+    );
+    // the 0.4.0 form over the whole store, a few times
+    let mut old = Vec::new();
+    for _ in 0..3 {
+        let (_, t) = timed(|| {
+            Ok(c.query(
+                "SELECT * FROM fractality.sample_experiences(256, 0.6, 0.4)",
+                &[],
+            )?)
+        })?;
+        old.push(ms(t));
+    }
+    rows.push(Row::new(
+        "- against the 0.4.0 sample_experiences(256, alpha, beta) over every hot event",
+        Some(Figure::from_samples(&native, Unit::Millis)),
+        Some(Figure::from_samples(&old, Unit::Millis)),
+    ));
+    rows.push(
+        Row::new(
+            "update_priorities of 256 sampled ids (ms)",
+            Some(Figure::from_samples(&updates, Unit::Millis)),
+            None,
+        )
+        .target("<= 5 ms"),
+    );
+
+    // ---- the sample's time as the buffer grows ---------------------------------------------------
+    for n in SCALES {
+        let name = format!("bench_scale_{n}");
+        let id: i32 = c
+            .query_one("SELECT fractality.create_replay_buffer($1)", &[&name])?
+            .get(0);
+        let ((), fill) = timed(|| {
+            c.execute(
+                "INSERT INTO fractality.replay_items (buffer_id, slot, event_timestamp, event_id, priority)
+                 SELECT $1, g, g, int8send(g), 0.5 + (g % 97) / 10.0 FROM generate_series(0, $2 - 1) g",
+                &[&id, &n],
+            )?;
+            c.query_one("SELECT fractality._replay_rebuild($1)", &[&id])?;
+            Ok(())
+        })?;
+        let stmt = c.prepare(&format!(
+            "SELECT event_id, weight FROM fractality.sample_experiences('{name}', $1)"
+        ))?;
+        let mut t_s = Vec::new();
+        for _ in 0..reps {
+            let (_, t) = timed(|| Ok(c.query(&stmt, &[&DRAWS])?))?;
+            t_s.push(ms(t));
+        }
+        eprintln!("  replay: {n} items filled and built in {fill:.1} s");
+        rows.push(Row::new(
+            format!(
+                "- sample 256 from a buffer of {} items (tree built in {fill:.1} s with the items)",
+                thousands(n as u64)
+            ),
+            Some(Figure::from_samples(&t_s, Unit::Millis)),
+            None,
+        ));
+        c.execute("SELECT fractality.drop_replay_buffer($1)", &[&name])?;
+    }
+
+    // the events and buffers of the scenario go again
+    c.batch_execute(
+        "DELETE FROM fractality.experience_events WHERE \"timestamp\" >= 4000000000000000;
+         SELECT fractality.drop_replay_buffer('bench');
+         RESET max_parallel_workers_per_gather;",
+    )?;
+    Ok(rows)
+}
