@@ -418,18 +418,31 @@ UPDATE fractality.nodes n
 const WRITER_WAIT: &str = "10ms";
 
 /// Runs `f` in a subtransaction; `Some` when it committed, `None` when it failed with
-/// lock_not_available (55P03, a lock_timeout) and was rolled back. Any other error propagates.
+/// lock_not_available (55P03, a lock_timeout) and was rolled back. Any other error (a cancel, a
+/// constraint, anything) rolls the subtransaction back too and then propagates, so that a caller's
+/// PL/pgSQL EXCEPTION block finds the transaction as it left it.
 fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Option<R> {
     // SAFETY: the pattern of PL/pgSQL's exception blocks: begin an internal subtransaction, stay
     // in the caller's memory context, and on the way out release (or roll back) it and restore
     // the caller's memory context and resource owner.
     let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    let restore = move || unsafe {
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    };
     unsafe {
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(context);
     }
     let out = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| Some(f())))
         .catch_when(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, |_| None)
+        .catch_others(|e| {
+            // SAFETY: the error state is flushed (pgrx copied the error out); undo the
+            // subtransaction as PL/pgSQL does before re-throwing
+            unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+            restore();
+            e.rethrow()
+        })
         .execute();
     unsafe {
         if out.is_some() {
@@ -437,9 +450,8 @@ fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Option<R> {
         } else {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
         }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
     }
+    restore();
     out
 }
 

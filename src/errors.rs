@@ -58,6 +58,10 @@ pub enum FractalityError {
         problem: String,
     },
 
+    /// 22003 numeric_value_out_of_range: a result beyond its type, as PostgreSQL's arithmetic.
+    #[error("value out of range: overflow in {0}")]
+    Overflow(&'static str),
+
     /// P0002 no_data_found: update_priorities for events that are not in the buffer.
     #[error("replay buffer '{buffer}' holds no item of event {ids}")]
     NotInBuffer { buffer: String, ids: String },
@@ -118,6 +122,7 @@ impl FractalityError {
             FractalityError::DuplicateEvent { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
             FractalityError::UnknownModel(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             FractalityError::NotInBuffer { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            FractalityError::Overflow(_) => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
             FractalityError::BadMemory { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             FractalityError::ModelDimension { .. } => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
             FractalityError::Internal { .. } => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -157,6 +162,7 @@ impl FractalityError {
                 "Every embedding of a model has the model's dimension (fractality.embedding_models); register another model for another dimension.",
             ),
             FractalityError::Internal { .. } => None,
+            FractalityError::Overflow(_) => None,
             FractalityError::NotInBuffer { .. } => Some(
                 "Write back priorities of the events a sample of this buffer returned (archived and deleted events leave every buffer); nothing was written.",
             ),

@@ -1214,7 +1214,7 @@ fn write_event(
     reward_curiosity: default!(Option<f32>, 0.0),
     reward_efficiency: default!(Option<f32>, 0.0),
     reward_goal: default!(Option<f32>, 0.0),
-    metadata: default!(Option<JsonB>, "NULL"),
+    metadata: default!(Option<crate::jsonb::JsonValue>, "NULL"),
 ) {
     let need = |name: &'static str| FractalityError::NullNotAllowed(name);
     let id = event_id.ok_or_else(|| need("event_id")).unwrap_or_report();
@@ -1257,7 +1257,7 @@ fn write_event(
 /// One event as a JSON object (as in `write_events`) with its action metadata
 /// {intent_type, executor_id, parameters}.
 #[pg_extern(volatile, strict, parallel_unsafe)]
-fn write_event_with_metadata(event: JsonB, metadata: JsonB) {
+fn write_event_with_metadata(event: crate::jsonb::JsonValue, metadata: crate::jsonb::JsonValue) {
     let ctx = "write_event_with_metadata";
     let mut e = parse_event(ctx, &event.0).unwrap_or_report();
     e.metadata = Some(parse_metadata(ctx, &metadata.0).unwrap_or_report());

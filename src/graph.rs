@@ -633,7 +633,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'upsert_node_wrapper';
 fn upsert_node(
     node_key: Option<&str>,
     label: default!(Option<&str>, "NULL"),
-    metadata: default!(Option<JsonB>, "'{}'"),
+    metadata: default!(Option<crate::jsonb::JsonValue>, "'{}'"),
     atp: default!(Option<f64>, "NULL"),
     embedding: default!(Option<Vector<'_>>, "NULL"),
     r#type: default!(Option<&str>, "NULL"),
@@ -678,7 +678,7 @@ fn upsert_node_for(
     user_id: Option<Uuid>,
     node_key: Option<&str>,
     label: default!(Option<&str>, "NULL"),
-    metadata: default!(Option<JsonB>, "'{}'"),
+    metadata: default!(Option<crate::jsonb::JsonValue>, "'{}'"),
     atp: default!(Option<f64>, "NULL"),
     embedding: default!(Option<Vector<'_>>, "NULL"),
     r#type: default!(Option<&str>, "NULL"),
@@ -1254,7 +1254,7 @@ RETURNS uuid STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'freeze_wrapper';
 "#
 )]
-fn freeze(node: JsonB, fcinfo: pg_sys::FunctionCallInfo) -> Uuid {
+fn freeze(node: crate::jsonb::JsonValue, fcinfo: pg_sys::FunctionCallInfo) -> Uuid {
     let model = unsafe { crate::models::model_arg(fcinfo, 1) }.expect("strict");
     let model = model.as_str();
     let stream_json = node.0.get("stream").cloned();

@@ -541,3 +541,49 @@ mod tests {
         }
     }
 }
+
+/// A `jsonb` argument read into a `serde_json::Value` by fractality itself: what serde_json
+/// cannot hold (a number beyond float8, nesting deeper than 128 levels) is refused as bad input
+/// (22023) naming the problem, where pgrx's own `JsonB` would fail with an internal error.
+pub struct JsonValue(pub serde_json::Value);
+
+unsafe impl SqlTranslatable for JsonValue {
+    const TYPE_IDENT: &'static str = "fractality::jsonb::JsonValue";
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
+}
+
+/// The text of a jsonb datum, parsed.
+pub fn parse_jsonb_datum(d: pg_sys::Datum) -> Result<serde_json::Value, FractalityError> {
+    // SAFETY: a non-null jsonb datum; JsonbToCString writes into a fresh palloc'd buffer
+    let text = unsafe {
+        let jb: *mut pg_sys::Jsonb = pg_sys::pg_detoast_datum(d.cast_mut_ptr()).cast();
+        let cstr = pg_sys::JsonbToCString(
+            std::ptr::null_mut(),
+            &raw mut (*jb).root,
+            pgrx::varsize_any_exhdr(jb.cast()) as i32,
+        );
+        std::ffi::CStr::from_ptr(cstr).to_string_lossy().into_owned()
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        FractalityError::invalid(
+            "jsonb argument",
+            e.to_string(),
+            "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.",
+        )
+    })
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for JsonValue {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        match unsafe { arg.unbox_arg_using_from_datum::<RawDatum>() } {
+            Some(RawDatum(d)) => match parse_jsonb_datum(d) {
+                Ok(v) => JsonValue(v),
+                Err(e) => e.report(),
+            },
+            None => FractalityError::NullNotAllowed("jsonb argument").report(),
+        }
+    }
+}

@@ -390,7 +390,7 @@ fn remember(
     node_key: Option<&str>,
     content: Option<&str>,
     embedding: Option<Vector<'_>>,
-    metadata: default!(Option<JsonB>, "'{}'"),
+    metadata: default!(Option<crate::jsonb::JsonValue>, "'{}'"),
     model: default!(Option<&str>, "'default'"),
     dedup_threshold: default!(Option<f64>, 0.95),
     ttl: default!(Option<Interval>, "NULL"),
@@ -497,7 +497,7 @@ pub fn parse_memories(doc: &Value) -> Result<Vec<(Memory, Option<String>)>, Frac
 /// checked before anything is written; one row per element.
 #[pg_extern(volatile, parallel_unsafe)]
 fn remember_many(
-    memories: Option<JsonB>,
+    memories: Option<crate::jsonb::JsonValue>,
     model: default!(Option<&str>, "'default'"),
     dedup_threshold: default!(Option<f64>, 0.95),
 ) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {

@@ -11,10 +11,35 @@ use crate::errors::{pg_float, FractalityError, OrReport};
 
 /// The sum of the four reward components, in real arithmetic left to right: exactly the value
 /// of the seed's index expression `reward_homeostasis + reward_curiosity + reward_efficiency +
-/// reward_goal`.
+/// reward_goal`. A NaN or an infinity is refused (22023), as every function refuses them (stored
+/// events cannot hold one); a sum beyond real overflows (22003), as real `+` does.
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn total_reward(homeostasis: f32, curiosity: f32, efficiency: f32, goal: f32) -> f32 {
-    homeostasis + curiosity + efficiency + goal
+    sum_rewards(homeostasis, curiosity, efficiency, goal).unwrap_or_report()
+}
+
+/// total_reward's arithmetic and checks.
+pub fn sum_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<f32, FractalityError> {
+    for (name, v) in [
+        ("reward_homeostasis", h),
+        ("reward_curiosity", c),
+        ("reward_efficiency", e),
+        ("reward_goal", g),
+    ] {
+        if !v.is_finite() {
+            return Err(FractalityError::invalid(
+                name,
+                pg_float(v as f64),
+                "Rewards are finite numbers (not NaN or an infinity).",
+            ));
+        }
+    }
+    let sum = h + c + e + g;
+    if sum.is_finite() {
+        Ok(sum)
+    } else {
+        Err(FractalityError::Overflow("total_reward"))
+    }
 }
 
 pub fn check_gamma(gamma: f64) -> Result<f64, FractalityError> {
@@ -604,7 +629,16 @@ mod tests {
 
     #[test]
     fn total_reward_is_the_real_sum() {
-        assert_eq!(total_reward(0.1, 0.2, 0.3, 0.4), 0.1f32 + 0.2 + 0.3 + 0.4);
+        assert_eq!(sum_rewards(0.1, 0.2, 0.3, 0.4), Ok(0.1f32 + 0.2 + 0.3 + 0.4));
+        assert_eq!(
+            sum_rewards(0.1, f32::NAN, 0.3, 0.4).unwrap_err().to_string(),
+            "invalid value for reward_curiosity: NaN"
+        );
+        assert!(sum_rewards(f32::INFINITY, 0.0, 0.0, 0.0).is_err());
+        assert_eq!(
+            sum_rewards(3e38, 3e38, 0.0, 0.0),
+            Err(FractalityError::Overflow("total_reward"))
+        );
     }
 
     #[test]
