@@ -4,22 +4,26 @@
 //   node clients/node/agent.js        # FRACTALITY_URL overrides the server
 //
 // Each conversation is one tenant; each turn one transaction with the tenant set inside it. The
-// agent remembers, recalls (query vector + words), reinforces what it used, and logs each step
-// as an experience event (write_events_json); then it reads the episode's return and samples a
-// replay batch. Writing priorities back (update_priorities) waits for issue 17.
+// agent remembers (a fact told again, in other words, is one memory, reinforced), sleeps (its
+// memories lose half their energy), recalls (query vector + words) reinforcing what it answers
+// from, and logs each step as an experience event (write_events_json); then it reads the
+// episode's return, replays a batch from its replay buffer (replay_batch) and writes toy TD
+// errors back (update_priorities).
 import { randomBytes, randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { embed } from './embedding.js';
-import { Memory, factKey, withTenant } from './memory.js';
+import { Memory, memoryKey, withTenant } from './memory.js';
 
 export const DEFAULT_URL = 'postgresql://postgres@localhost:54330/fractality_demo';
 const ANSWER_SIMILARITY = 0.3;
 const INTENTS = ['remember', 'recall'];
+export const BUFFER = 'node-agent';
+const POLICY_VERSION = 2;  // the events' adna_version_hash: the buffer takes this agent's events only
 
 export const CONVERSATIONS = {
   ada: [['tell', 'Paris is the capital of France'], ['tell', 'Ada drinks green tea in the morning'],
-    ['tell', 'Paris is the capital of France'], ['ask', 'What is the capital of France?']],
+    ['sleep'], ['tell', 'The capital of France is Paris'], ['ask', 'What is the capital of France?']],
   bob: [['tell', 'Bob has a cat called Miso'], ['ask', 'What is the name of the cat?'],
     ['ask', 'What is the capital of France?']],
 };
@@ -29,13 +33,42 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function event(episodeId, step, intent, state, rewards) {  // one row of experience_events, as JSON
   const e = { event_id: randomBytes(16).toString('hex'), timestamp: Number(nowUs()), episode_id: episodeId,
-    step_number: step, event_type: INTENTS.indexOf(intent) + 1, flags: 0, adna_version_hash: 0,
+    step_number: step, event_type: INTENTS.indexOf(intent) + 1, flags: 0, adna_version_hash: POLICY_VERSION,
     sequence_number: step, ...rewards, metadata: { intent_type: intent, executor_id: 'node-agent', parameters: {} } };
   for (let i = 0; i < 8; i++) {
     e[`state_l${i + 1}`] = state[i];
     e[`action_l${i + 1}`] = i === INTENTS.indexOf(intent) ? 1 : 0;
   }
   return e;
+}
+
+// the agent's replay buffer, created once (23505: another session created it meanwhile)
+export async function ensureBuffer(pool) {
+  const find = async () => (await pool.query('SELECT buffer_id FROM fractality.replay_buffers WHERE name = $1', [BUFFER])).rows[0];
+  const found = await find();
+  if (found) return { bufferId: found.buffer_id, created: false };
+  try {
+    const { rows: [{ id }] } = await pool.query(
+      'SELECT fractality.create_replay_buffer($1, policy_version => $2) AS id', [BUFFER, POLICY_VERSION]);
+    return { bufferId: id, created: true };
+  } catch (e) {
+    if (e.code !== '23505') throw e;
+    return { bufferId: (await find()).buffer_id, created: false };
+  }
+}
+
+// a learner's step: a batch of transitions, TD errors of a toy critic (V = the batch's mean
+// reward, 0 after an episode's end), |TD error| written back as priorities
+export async function learn(pool, n, seed, gamma = 0.9) {
+  const { rows: batch } = await pool.query(
+    `SELECT event_id, episode_id, step_number, intent_type, state, next_state, total_reward, priority, weight
+       FROM fractality.replay_batch($1, $2, seed => $3)`, [BUFFER, n, seed]);
+  const v = batch.reduce((s, t) => s + t.total_reward, 0) / (batch.length || 1);
+  const errors = batch.map((t) => t.total_reward + (t.next_state ? gamma * v : 0) - v);
+  const { rows: [{ updated }] } = await pool.query(
+    'SELECT fractality.update_priorities($1, $2::bytea[], $3::float8[]) AS updated',
+    [BUFFER, batch.map((t) => t.event_id), errors.map(Math.abs)]);
+  return { batch, errors, updated: Number(updated) };
 }
 
 // `server`: a connection string or a node-postgres config object
@@ -46,14 +79,16 @@ export async function run(server, log = console.log) {
   const listener = await pool.connect();
   listener.on('notification', (msg) => {
     const u = JSON.parse(msg.payload);
-    if (tenants.has(u.user_id)) {
-      log(`    ~ live: ${u.action} ${JSON.stringify(facts.get(u.node_key) ?? u.node_key)} energy ${Number(u.atp).toFixed(2)}`);
-    }
+    if (!tenants.has(u.user_id)) return;
+    if (u.node_key === undefined) log(`    ~ live: ${u.action} of ${u.rows} memories`);  // a decay tick's summary
+    else log(`    ~ live: ${u.action} ${JSON.stringify(facts.get(u.node_key) ?? u.node_key)} energy ${Number(u.atp).toFixed(2)}`);
   });
   await listener.query('LISTEN consciousness_update');
   const started = nowUs();
   const results = {};
   try {
+    const { bufferId, created } = await ensureBuffer(pool);  // before the first event
+    log(`replay buffer ${JSON.stringify(BUFFER)} (id ${bufferId}) ${created ? 'created' : 'already there'}`);
     let episodeId = Number(started);
     for (const [name, turns] of Object.entries(CONVERSATIONS)) {
       const userId = randomUUID();
@@ -66,18 +101,19 @@ export async function run(server, log = console.log) {
           const memory = new Memory(client, embed);
           let e;
           if (kind === 'tell') {
-            facts.set(factKey(text), text);
             const { created } = await memory.remember(text, { metadata: { source: name } });
+            if (created) facts.set(memoryKey(text), text);  // the key remember derived
             log(`  remember  ${JSON.stringify(text).padEnd(40)} ${created ? 'new' : 'again'}`);
             e = event(episodeId, step++, 'remember', embed(text), { reward_curiosity: created ? 1 : 0 });
-          } else {
-            const [best] = await memory.recall(text, { k: 3, words: text });
-            const known = best && best.similarity >= ANSWER_SIMILARITY;
-            if (known) await memory.reinforce([best.node_id]);
-            answers.push([text, known ? best.content : null]);
-            log(`  ask       ${JSON.stringify(text).padEnd(40)} -> ${known ? JSON.stringify(best.content) +
+          } else if (kind === 'sleep') {
+            log(`  sleep     ${await memory.sleep(0.5)} memories keep half their energy`);
+            return;
+          } else {  // one call: the best memory above the threshold (or matching the words), fed on use
+            const [best] = await memory.recall(text, { k: 1, words: text, minSimilarity: ANSWER_SIMILARITY, reinforce: 0.2 });
+            answers.push([text, best ? best.content : null]);
+            log(`  ask       ${JSON.stringify(text).padEnd(40)} -> ${best ? JSON.stringify(best.content) +
               ` (similarity ${best.similarity.toFixed(2)})` : "I don't know"}`);
-            e = event(episodeId, step++, 'recall', embed(text), { reward_goal: known ? 1 : 0 });
+            e = event(episodeId, step++, 'recall', embed(text), { reward_goal: best ? 1 : 0 });
           }
           await client.query('SELECT fractality.write_events_json($1::text)', [JSON.stringify([e])]);
         });
@@ -90,10 +126,11 @@ export async function run(server, log = console.log) {
       results[name] = { userId, episodeId, answers, ...ret };
       episodeId += 1;
     }
-    const { rows: batch } = await pool.query(
-      'SELECT event_id, priority, weight FROM fractality.sample_experiences(4, 0.6, 0.4, 7) ORDER BY priority DESC, event_id');
-    log(`replay batch (seed 7): ${batch.map((r) => `${r.event_id.toString('hex').slice(0, 8)}… p ${r.priority.toFixed(2)} w ${r.weight.toFixed(2)}`).join(', ')}`);
-    results.replay = batch;
+    const replay = await learn(pool, 4, 7);
+    log(`replay batch (seed 7): ${replay.batch.map((t, i) => `${t.intent_type} p ${t.priority.toFixed(2)} ` +
+      `|TD| ${Math.abs(replay.errors[i]).toFixed(2)}`).join(', ')}; ${replay.updated} priorities written back`);
+    results.replay = replay;
+    results.bufferId = bufferId;
   } finally {
     await listener.query('UNLISTEN *');
     listener.release();

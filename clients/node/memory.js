@@ -3,14 +3,12 @@
 // opens a transaction and sets fractality.user_id for that transaction only (set_config(..., true)
 // is SET LOCAL with a bind parameter); the next borrower starts with no tenant.
 //
-// fractality 0.4.0 has no remember/recall/forget yet (issue 15): until they land, remember is
-// upsert_node (+ a pulse when the key is known), recall an exact cosine scan of the tenant's
-// embeddings plus search_nodes for the words, reinforce is pulse, forget deletes the node. Each
-// method becomes one call to the SQL function of the same name afterwards.
+// Each method is one call: remember (a new memory at full energy, or the one it duplicates, by key
+// or within 0.95 cosine similarity, reinforced by 0.1), recall (query vector + words, energy and
+// the edge to a context in the score, `reinforce` feeding what it returns), pulse, an explicit
+// decay tick for the tenant (sleep), forget by key.
 import { createHash } from 'node:crypto';
 import pgvector from 'pgvector/pg';
-
-export const REMEMBER_ENERGY = 0.1;
 
 // pool.connect() with pgvector's type parser registered once per connection, awaited (the
 // pool.on('connect', registerTypes) idiom sends its query while the caller's may already be
@@ -40,8 +38,8 @@ export async function withTenant(pool, userId, fn) {
   }
 }
 
-export const factKey = (content) =>
-  'fact-' + createHash('sha1').update(content.toLowerCase().split(/\s+/).join(' ')).digest('hex').slice(0, 12);
+// the key remember derives for a memory told without one: 'memory-' || md5(content)
+export const memoryKey = (content) => 'memory-' + createHash('md5').update(content).digest('hex');
 
 export class Memory {
   constructor(client, embed) {
@@ -54,46 +52,37 @@ export class Memory {
   }
 
   // -> { nodeId, created }
-  async remember(content, { metadata = {}, importance = 0.5, key = factKey(content) } = {}) {
-    const known = await this.one(
-      'SELECT id FROM fractality.nodes WHERE node_key = $1 AND user_id = fractality.current_user_id()', [key]);
-    const { id } = await this.one("SELECT fractality.upsert_node($1, $2, $3, $4, $5, 'memory') AS id",
-      [key, content, metadata, known ? null : importance, pgvector.toSql(this.embed(content))]);
-    if (known) await this.reinforce([id], REMEMBER_ENERGY);
-    return { nodeId: id, created: !known };
+  async remember(content, { metadata = {}, key = null, ttl = null } = {}) {
+    const { node_id: nodeId, created } = await this.one(
+      'SELECT node_id, created FROM fractality.remember($1, $2, $3, $4, ttl => $5::interval)',
+      [key, content, pgvector.toSql(this.embed(content)), metadata, ttl]);
+    return { nodeId, created };
   }
 
-  // the tenant's memories most worth bringing back, best first
-  async recall(query, { k = 5, words = null } = {}) {
-    const { rows } = await this.client.query(`
-      WITH by_vector AS (
-          SELECT node_id, 1 - (embedding <=> $1::vector) AS similarity
-            FROM fractality.node_embeddings
-           WHERE user_id = fractality.current_user_id()
-           ORDER BY similarity DESC
-           LIMIT $2::int),
-      by_text AS (
-          SELECT node_id, rank FROM fractality.search_nodes($3::text, $2::int) WHERE $3::text IS NOT NULL)
-      SELECT n.node_id, n.node_key AS key, n.label AS content, v.similarity, t.rank AS text_rank, n.atp,
-             0.5 * coalesce(v.similarity, 0) + 0.3 * n.atp + 0.2 * least(coalesce(t.rank, 0), 1) AS score
-        FROM by_vector v FULL JOIN by_text t USING (node_id)
-        JOIN fractality.node_energy n ON n.node_id = coalesce(v.node_id, t.node_id)
-       ORDER BY score DESC
-       LIMIT $2::int`, [pgvector.toSql(this.embed(query)), k, words]);
+  // the tenant's memories most worth bringing back, best first (atp: the energy before reinforcement)
+  async recall(query, { k = 5, words = null, context = null, minSimilarity = 0, reinforce = 0 } = {}) {
+    const { rows } = await this.client.query(
+      `SELECT node_id, node_key AS key, content, metadata, similarity, text_rank, atp, edge_weight, score
+         FROM fractality.recall($1, $2, query_text => $3, context => $4, min_similarity => $5, reinforce => $6)`,
+      [pgvector.toSql(this.embed(query)), k, words, context, minSimilarity, reinforce]);
     return rows;
   }
 
-  // pulses the memories that were used -> Map(node id -> new energy)
+  // pulses memories by id -> Map(node id -> new energy)
   async reinforce(nodeIds, energy = 0.2) {
     const { rows } = await this.client.query(
       'SELECT id, fractality.pulse(id, $1) AS atp FROM unnest($2::uuid[]) AS id', [energy, nodeIds]);
     return new Map(rows.map((r) => [r.id, r.atp]));
   }
 
-  async forget(content, key = factKey(content)) {
-    const { rowCount } = await this.client.query(
-      'DELETE FROM fractality.nodes WHERE node_key = $1 AND user_id = fractality.current_user_id()', [key]);
-    return rowCount === 1;
+  // time passing for the tenant: every memory keeps `keep` of its energy -> how many changed
+  async sleep(keep = 0.5) {
+    return (await this.one(
+      'SELECT count(*)::int AS n FROM fractality.apply_consciousness_decay($1, 0.1, fractality.current_user_id())', [keep])).n;
+  }
+
+  async forget(content, key = memoryKey(content)) {
+    return (await this.one('SELECT fractality.forget($1) AS gone', [key])).gone;
   }
 
   async link(fromKey, toKey, weight = 1.0) {

@@ -2,10 +2,12 @@
 
 Two scripted conversations, one tenant each. Every turn is one transaction on a pooled
 connection with the conversation's tenant set for that transaction: the agent remembers what it
-is told, recalls with a query vector and the words of a question, reinforces the memory it used,
-forgets on request, and logs the step as an experience event. At the end of a conversation it
-reads the episode's return and walks its memory graph; at the end of the session it samples a
-prioritised replay batch.
+is told (a fact told again, in any words close enough, is the same memory, reinforced), recalls
+with a query vector and the words of a question (reinforcing the memory it answers from), forgets
+on request, sleeps (its memories lose half their energy), and logs the step as an experience
+event. At the end of a conversation it reads the episode's return and walks its memory graph; at
+the end of the session it replays a prioritised batch from its replay buffer and writes the TD
+errors back as priorities.
 
     clients/python/.venv/bin/python clients/python/agent.py      # FRACTALITY_URL overrides the server
 """
@@ -19,17 +21,19 @@ from psycopg_pool import ConnectionPool
 
 import experience
 from embedding import embed
-from memory import Memory, fact_key, tenant
+from memory import Memory, memory_key, tenant
 
 DEFAULT_URL = "postgresql://postgres@localhost:54330/fractality_demo"
-ANSWER_SIMILARITY = 0.35  # below it the agent says it does not know
+ANSWER_SIMILARITY = 0.35  # recall's min_similarity: below it (and without matching words) the agent does not know
+USE_ENERGY = 0.2  # what recalling a memory to answer from feeds it
 
 CONVERSATIONS = {
     "ada": [
         ("tell", "Paris is the capital of France"),
         ("tell", "The Seine flows through Paris"),
         ("tell", "Ada drinks green tea in the morning"),
-        ("tell", "Paris is the capital of France"),
+        ("sleep", "a night passes"),
+        ("tell", "The capital of France is Paris"),  # the same fact in other words: one memory
         ("ask", "What is the capital of France?"),
         ("ask", "What does Ada drink in the morning?"),
         ("forget", "The Seine flows through Paris"),
@@ -50,7 +54,7 @@ def converse(pool, name: str, turns, episode_id: int, since_us: int, out) -> dic
     answers = []
     out(f"conversation {name} (tenant {user_id})")
     with tenant(pool, user_id) as conn:
-        Memory(conn, embed).remember(f"conversation with {name}", key=root, importance=1.0)
+        Memory(conn, embed).remember(f"conversation with {name}", key=root)
     for kind, text in turns:
         with tenant(pool, user_id) as conn:  # one transaction per turn, the tenant set inside it
             memory = Memory(conn, embed)
@@ -59,17 +63,19 @@ def converse(pool, name: str, turns, episode_id: int, since_us: int, out) -> dic
                 nearest = memory.recall(text, k=1)
                 novelty = 1.0 - (nearest[0].similarity or 0.0) if nearest else 1.0
                 node_id, created = memory.remember(text, {"source": name})
-                memory.link(root, fact_key(text), weight=0.8)
+                if created:  # its key is the one remember derived from the content
+                    memory.link(root, memory_key(text), weight=0.8)
                 out(f"  remember  {text!r:45} {'new' if created else 'again'}, energy {memory.energy(node_id):.2f}")
                 episode.step("remember", state, {"text": text}, curiosity=novelty)
             elif kind == "ask":
-                recalled = memory.recall(text, k=3, words=text)
-                best = recalled[0] if recalled else None
-                if best and (best.similarity or 0.0) >= ANSWER_SIMILARITY:
-                    energy = memory.reinforce([best.node_id])[best.node_id]
+                # one call: the best memory above the threshold (or matching the words), fed on use
+                recalled = memory.recall(text, k=1, words=text, context=root,
+                                         min_similarity=ANSWER_SIMILARITY, reinforce=USE_ENERGY)
+                if recalled:
+                    best = recalled[0]
                     answers.append((text, best.content))
-                    out(f"  ask       {text!r:45} -> {best.content!r} "
-                        f"(similarity {best.similarity:.2f}, score {best.score:.2f}, energy now {energy:.2f})")
+                    out(f"  ask       {text!r:45} -> {best.content!r} (similarity {best.similarity:.2f}, "
+                        f"score {best.score:.2f}, energy {best.atp:.2f} -> {memory.energy(best.node_id):.2f})")
                     episode.step("recall", state, {"text": text, "used": best.key}, goal=1.0)
                 else:
                     answers.append((text, None))
@@ -79,6 +85,8 @@ def converse(pool, name: str, turns, episode_id: int, since_us: int, out) -> dic
                 gone = memory.forget(text)
                 out(f"  forget    {text!r:45} {'forgotten' if gone else 'not known'}")
                 episode.step("forget", state, {"text": text}, efficiency=0.5 if gone else 0.0)
+            elif kind == "sleep":
+                out(f"  sleep     {text}: {memory.sleep(0.5)} memories keep half their energy")
             episode.flush(conn)
     with tenant(pool, user_id) as conn:
         steps, total, discounted = episode.returns(conn, since_us)
@@ -89,23 +97,36 @@ def converse(pool, name: str, turns, episode_id: int, since_us: int, out) -> dic
             "steps": steps, "total": total, "discounted": discounted, "walk": walk}
 
 
+def replay(pool, out, episodes: dict[int, str], n: int = 6, seed: int = 7) -> dict:
+    """A learner's step: a prioritised batch, toy TD errors, priorities written back."""
+    with pool.connection() as conn, conn.transaction():
+        batch = experience.replay_batch(conn, n, seed=seed)
+        errors = experience.td_errors(batch)
+        updated = experience.update_priorities(conn, [t["event_id"] for t in batch], errors)
+    out(f"replay batch of {len(batch)} from buffer {experience.BUFFER!r} (seed {seed}):")
+    for t, delta in zip(batch, errors):
+        origin = episodes.get(t["episode_id"], "earlier")  # the buffer keeps the events of earlier runs
+        nxt = "-> next" if t["next_state"] is not None else "(end)  "
+        out(f"  {t['event_id'].hex()[:8]}…  {origin:7} step {t['step_number']} {t['intent_type']:8} "
+            f"reward {t['total_reward']:.2f} {nxt}  priority {t['priority']:.3f} weight {t['weight']:.3f}  "
+            f"|TD error| {abs(delta):.3f}")
+    out(f"update_priorities: {updated} priorities written back")
+    return {"batch": batch, "errors": errors, "updated": updated}
+
+
 def run(url: str, out=print) -> dict:
     """Runs both conversations against `url`; returns what each produced."""
     started = experience.now_us()  # also the first episode id: unique per run
     results = {}
     with ConnectionPool(url, min_size=1, max_size=4, kwargs={"autocommit": True},
                         configure=register_vector, open=True) as pool:
+        with pool.connection() as conn:  # before the first event: events enter buffers when written
+            buffer_id, created = experience.ensure_buffer(conn)
+        out(f"replay buffer {experience.BUFFER!r} (id {buffer_id}) {'created' if created else 'already there'}")
         for i, (name, turns) in enumerate(CONVERSATIONS.items()):
             results[name] = converse(pool, name, turns, started + i, started, out)
-        with pool.connection() as conn:
-            batch = experience.sample(conn, 6, since_us=started, seed=7)
-        ours = sum(1 for row in batch if row[3] is not None)
-        out(f"replay batch of {len(batch)} (seed 7; {ours} from this session, the rest from earlier events):")
-        for event_id, priority, weight, episode_id, step in batch:
-            origin = f"episode {episode_id} step {step}" if episode_id is not None else "earlier event"
-            out(f"  {event_id.hex()[:12]}…  priority {priority:.3f}  weight {weight:.3f}  {origin}")
-        out("(priorities are not written back yet: fractality.update_priorities arrives with issue 17)")
-        results["replay"] = batch
+        results["replay"] = replay(pool, out, {r["episode_id"]: name for name, r in results.items()})
+        results["buffer_id"] = buffer_id
     return results
 
 

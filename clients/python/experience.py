@@ -1,19 +1,23 @@
-"""The agent's steps as experience events: fractality's experience store and replay.
+"""The agent's steps as experience events, and prioritised replay over them.
 
 Events belong to the agent runtime, not to a tenant (they carry no user_id): one episode per
 conversation, one event per step, written as one JSON batch with fractality.write_events_json.
 
-Left out until issue 17 lands: writing priorities back after learning
-(fractality.update_priorities) and fetching a learner's batch in one call (replay_batch).
-`sample` uses today's sample_experiences, whose priority is |total reward|^alpha over the whole
-store.
+Replay: the agent keeps a named replay buffer (`ensure_buffer`, created once; every event written
+afterwards enters it at the buffer's largest priority). A learner takes a batch in one call
+(`replay_batch`: state, action, rewards, next state, sampling probability and importance weight),
+computes its TD errors and writes them back (`update_priorities`): priority = |TD error| + epsilon.
 """
 
 import json
 import time
 import uuid
 
+import psycopg
+
 ACTIONS = ("remember", "recall", "forget")
+BUFFER = "python-agent"
+POLICY_VERSION = 1  # the events' adna_version_hash: the buffer takes this agent's events only
 
 
 def now_us() -> int:
@@ -36,7 +40,7 @@ class Episode:
             "event_id": event_id.hex(), "timestamp": now_us(), "episode_id": self.episode_id,
             "step_number": self.steps, "event_type": ACTIONS.index(action) + 1, "flags": 0,
             "reward_goal": goal, "reward_curiosity": curiosity, "reward_efficiency": efficiency,
-            "adna_version_hash": 0, "sequence_number": self.steps,
+            "adna_version_hash": POLICY_VERSION, "sequence_number": self.steps,
             "metadata": {"intent_type": action, "executor_id": self.executor, "parameters": parameters},
         }
         for i in range(8):
@@ -62,12 +66,43 @@ class Episode:
             (since_us, now_us() + 1, gamma, self.episode_id)).fetchone()
 
 
-def sample(conn, n: int, since_us: int, seed: int):
-    """A prioritised replay batch over the store: (event_id, priority, weight, episode_id or None
-    for events older than `since_us`, step_number)."""
-    return conn.execute(
-        """SELECT s.event_id, s.priority, s.weight, e.episode_id, e.step_number
-             FROM fractality.sample_experiences(%s, 0.6, 0.4, %s) s
-             LEFT JOIN fractality.query_events(%s, %s, 100000) e USING (event_id)
-            ORDER BY s.priority DESC, s.event_id""",
-        (n, seed, since_us, now_us() + 1)).fetchall()
+def ensure_buffer(conn, name: str = BUFFER) -> tuple[int, bool]:
+    """The replay buffer `name` (alpha 0.6, beta 0.4, this agent's policy version), created if it
+    does not exist: (buffer_id, created). Safe against a concurrent creator (23505 caught)."""
+    find = "SELECT buffer_id FROM fractality.replay_buffers WHERE name = %s"
+    if row := conn.execute(find, (name,)).fetchone():
+        return row[0], False
+    try:
+        with conn.transaction():  # a savepoint inside a transaction: the failure stays in it
+            return conn.execute("SELECT fractality.create_replay_buffer(%s, policy_version => %s)",
+                                (name, POLICY_VERSION)).fetchone()[0], True
+    except psycopg.errors.UniqueViolation:  # created meanwhile by another session
+        return conn.execute(find, (name,)).fetchone()[0], False
+
+
+BATCH_COLUMNS = ("event_id", "episode_id", "step_number", "intent_type", "state", "next_state",
+                 "total_reward", "priority", "probability", "weight")
+
+
+def replay_batch(conn, n: int, seed: int | None = None, buffer: str = BUFFER) -> list[dict]:
+    """`n` prioritised draws (with replacement) from the buffer, each a transition: the event's
+    state, its reward, the next state of its episode (None at the end of one), its priority,
+    sampling probability and importance weight."""
+    cur = conn.execute(
+        f"SELECT {', '.join(BATCH_COLUMNS)} FROM fractality.replay_batch(%s, %s, seed => %s)",
+        (buffer, n, seed))
+    return [dict(zip(BATCH_COLUMNS, row)) for row in cur]
+
+
+def td_errors(batch: list[dict], gamma: float = 0.9) -> list[float]:
+    """A toy critic's TD errors: V(s) is the batch's mean reward for every state (0 after the end
+    of an episode), so delta = r + gamma * V(s') - V(s). A real learner puts its network here."""
+    v = sum(t["total_reward"] for t in batch) / len(batch) if batch else 0.0
+    return [t["total_reward"] + (gamma * v if t["next_state"] is not None else 0.0) - v for t in batch]
+
+
+def update_priorities(conn, event_ids: list[bytes], errors: list[float], buffer: str = BUFFER) -> int:
+    """Writes |TD error| back as the priority of each event (the buffer adds its epsilon); returns
+    the items updated (an id drawn twice counts once)."""
+    return conn.execute("SELECT fractality.update_priorities(%s, %s::bytea[], %s::float8[])",
+                        (buffer, event_ids, [abs(e) for e in errors])).fetchone()[0]

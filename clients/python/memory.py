@@ -5,32 +5,33 @@ a transaction and sets `fractality.user_id` for that transaction only (SET LOCAL
 set_config(..., true) because SET cannot take a bind parameter). When the transaction ends the
 setting is gone, so the next borrower of the connection starts with no tenant. For an application
 role (not the owner, not BYPASSRLS) row-level security then shows each transaction its tenant's
-rows only; the queries below also name the tenant, so that a superuser sees the same.
+rows only; fractality's memory functions work in the setting's tenant whoever the caller is.
 
-fractality 0.4.0 has no memory API of its own yet: `remember`, `recall` and `forget` (issue 15)
-are being built. Until they land, `Memory` composes what exists, and each method becomes one
-call afterwards:
+The calls, each one round trip:
 
-    remember  -> SELECT node_id, created FROM fractality.remember(key, content, embedding, metadata)
-    recall    -> SELECT ... FROM fractality.recall(query, k, query_text)
-    reinforce -> fractality.recall(..., reinforce => energy), or pulse as now
-    forget    -> SELECT fractality.forget(key)
-
-Today: remember is upsert_node (+ a pulse when the key is known: no similarity dedup), recall is
-an exact cosine scan of the tenant's embeddings plus search_nodes for the words, scored 0.5 x
-similarity + 0.3 x current energy + 0.2 x text rank (a stand-in for recall's fusion), reinforce
-is pulse, forget deletes the node (its embedding, edges and stream points go with it).
+    remember      fractality.remember(key, content, embedding, metadata, ttl => ...): a new memory
+                  at full energy (1.0), or, for the same key or a memory within `dedup` cosine
+                  similarity, that memory reinforced (+ fractality.remember_energy, 0.1, at most 1;
+                  metadata merged): (node_id, created). A NULL key is 'memory-' || md5(content).
+    remember_many fractality.remember_many(jsonb): the same for a JSON batch
+    recall        fractality.recall(query, k, query_text, context, ...): the memories most worth
+                  bringing back, scored 0.5 x relevance + 0.3 x energy + 0.2 x edge weight to the
+                  context; with `reinforce` > 0 each one returned is fed that energy
+    reinforce     fractality.pulse per node: feeds memories by id
+    sleep         fractality.apply_consciousness_decay for the tenant: an explicit decay tick
+    forget        fractality.forget(key): the node, its embedding, edges and stream points go
 """
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 import hashlib
 import uuid
 
 from pgvector import Vector
 from psycopg.types.json import Jsonb
 
-REMEMBER_ENERGY = 0.1  # a fact told again gains this much energy (issue 15's remember_energy)
+DEDUP_THRESHOLD = 0.95  # remember's default: a memory this similar is the same memory
 
 
 @contextmanager
@@ -41,9 +42,9 @@ def tenant(pool, user_id: uuid.UUID):
         yield conn
 
 
-def fact_key(content: str) -> str:
-    """A stable key for a fact the agent has no key for (remember() will derive one itself)."""
-    return "fact-" + hashlib.sha1(" ".join(content.lower().split()).encode()).hexdigest()[:12]
+def memory_key(content: str) -> str:
+    """The key remember() derives for a memory told without one ('memory-' || md5(content))."""
+    return "memory-" + hashlib.md5(content.encode()).hexdigest()
 
 
 @dataclass
@@ -51,9 +52,11 @@ class Recalled:
     node_id: uuid.UUID
     key: str
     content: str
+    metadata: dict
     similarity: float | None
-    text_rank: float | None
-    atp: float
+    text_rank: float | None  # None: the words did not match it (or no words were given)
+    atp: float  # the energy the score used, before any reinforcement
+    edge_weight: float
     score: float
 
 
@@ -64,57 +67,51 @@ class Memory:
         self.conn = conn
         self.embed = embed
 
-    def remember(self, content: str, metadata: dict | None = None, importance: float = 0.5,
-                 key: str | None = None) -> tuple[uuid.UUID, bool]:
-        """Stores a fact (new ones start with `importance` as energy); a known key is reinforced.
-        Returns (node_id, created)."""
-        key = key or fact_key(content)
-        known = self.conn.execute(
-            "SELECT id FROM fractality.nodes WHERE node_key = %s AND user_id = fractality.current_user_id()",
-            (key,)).fetchone()
-        node_id = self.conn.execute(
-            "SELECT fractality.upsert_node(%s, %s, %s, %s, %s, 'memory')",
-            (key, content, Jsonb(metadata or {}), None if known else importance,
-             Vector(self.embed(content)))).fetchone()[0]
-        if known:
-            self.reinforce([node_id], REMEMBER_ENERGY)
-        return node_id, known is None
+    def remember(self, content: str, metadata: dict | None = None, key: str | None = None,
+                 ttl: timedelta | None = None, dedup: float = DEDUP_THRESHOLD) -> tuple[uuid.UUID, bool]:
+        """Stores a fact, or reinforces the memory it duplicates. Returns (node_id, created)."""
+        return self.conn.execute(
+            """SELECT node_id, created
+                 FROM fractality.remember(%s, %s, %s, %s, dedup_threshold => %s, ttl => %s)""",
+            (key, content, Vector(self.embed(content)), Jsonb(metadata or {}), dedup, ttl)).fetchone()
 
-    def recall(self, query: str, k: int = 5, words: str | None = None) -> list[Recalled]:
-        """The tenant's memories most worth bringing back for `query`, best first."""
+    def remember_many(self, facts: list[dict], dedup: float = DEDUP_THRESHOLD) -> list[tuple[uuid.UUID, bool]]:
+        """Remembers a batch, in order, by the rules of `remember`: each fact a dict with `content`
+        and optionally `node_key`, `metadata`, `ttl` (text, e.g. '7 days'). One row per fact."""
+        batch = [{**f, "embedding": self.embed(f["content"])} for f in facts]
+        return self.conn.execute(
+            "SELECT node_id, created FROM fractality.remember_many(%s, dedup_threshold => %s)",
+            (Jsonb(batch), dedup)).fetchall()
+
+    def recall(self, query: str, k: int = 5, words: str | None = None, context: str | None = None,
+               min_similarity: float = 0.0, reinforce: float = 0.0) -> list[Recalled]:
+        """The tenant's memories most worth bringing back for `query` (its embedding; `words`
+        for the full-text side, `context` a node key whose neighbours score higher), best first.
+        Memories less similar than `min_similarity` are left out unless the words match them;
+        `reinforce` > 0 feeds each memory returned that much energy."""
         rows = self.conn.execute(
-            """
-            WITH by_vector AS (   -- exact: ORDER BY similarity does not take the shared HNSW index
-                SELECT node_id, 1 - (embedding <=> %(q)s) AS similarity
-                  FROM fractality.node_embeddings
-                 WHERE user_id = fractality.current_user_id()
-                 ORDER BY similarity DESC
-                 LIMIT %(k)s),
-            by_text AS (
-                SELECT node_id, rank FROM fractality.search_nodes(%(words)s::text, %(k)s)
-                 WHERE %(words)s::text IS NOT NULL)
-            SELECT n.node_id, n.node_key, n.label, v.similarity, t.rank, n.atp,
-                   0.5 * coalesce(v.similarity, 0) + 0.3 * n.atp + 0.2 * least(coalesce(t.rank, 0), 1) AS score
-              FROM by_vector v FULL JOIN by_text t USING (node_id)
-              JOIN fractality.node_energy n ON n.node_id = coalesce(v.node_id, t.node_id)
-             ORDER BY score DESC
-             LIMIT %(k)s
-            """,
-            {"q": Vector(self.embed(query)), "k": k, "words": words}).fetchall()
+            """SELECT node_id, node_key, content, metadata, similarity, text_rank, atp, edge_weight, score
+                 FROM fractality.recall(%s, %s, query_text => %s, context => %s,
+                                        min_similarity => %s, reinforce => %s)""",
+            (Vector(self.embed(query)), k, words, context, min_similarity, reinforce)).fetchall()
         return [Recalled(*r) for r in rows]
 
     def reinforce(self, node_ids: list[uuid.UUID], energy: float = 0.2) -> dict[uuid.UUID, float]:
-        """Feeds the memories that were used; returns their new energy."""
+        """Feeds memories by id (one stream point each); returns their new energy."""
         rows = self.conn.execute(
             "SELECT id, fractality.pulse(id, %s) FROM unnest(%s::uuid[]) AS id", (energy, node_ids))
         return dict(rows.fetchall())
 
+    def sleep(self, keep: float = 0.5) -> int:
+        """Time passing, for the tenant: every memory keeps `keep` of its stored energy (never below
+        0.1), fractality's explicit decay tick. Returns the memories it changed."""
+        return self.conn.execute(
+            "SELECT count(*) FROM fractality.apply_consciousness_decay(%s, 0.1, fractality.current_user_id())",
+            (keep,)).fetchone()[0]
+
     def forget(self, content: str | None = None, key: str | None = None) -> bool:
-        """Deletes a memory with its embedding, edges and stream points."""
-        cur = self.conn.execute(
-            "DELETE FROM fractality.nodes WHERE node_key = %s AND user_id = fractality.current_user_id()",
-            (key or fact_key(content),))
-        return cur.rowcount == 1
+        """Forgets a memory by key (or by the key derived from `content`); false if there was none."""
+        return self.conn.execute("SELECT fractality.forget(%s)", (key or memory_key(content),)).fetchone()[0]
 
     def energy(self, node_id: uuid.UUID) -> float:
         """A memory's current (lazily decayed) energy."""

@@ -5,9 +5,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import pgvector from 'pgvector/pg';
-import { run } from '../agent.js';
+import { BUFFER, run } from '../agent.js';
 import { embed } from '../embedding.js';
-import { Memory, withTenant } from '../memory.js';
+import { Memory, memoryKey, withTenant } from '../memory.js';
 
 const DB = 'fractality_node';
 const ROLE = 'fractality_node_app';
@@ -123,10 +123,18 @@ test('bytea event ids and JSON batches survive write_events_json and query_event
   assert.equal(Number(ret.steps), 3);
   close(ret.total, 0.75 + 1.5, 1e-6);
   close(ret.discounted, 0.25 + 0.75 * 0.5 + 1.25 * 0.25, 1e-6);
-  const { rows: sample } = await db.query('SELECT event_id, weight FROM fractality.sample_experiences(20, 0.6, 0.4, 1)');
+  // a replay buffer over them: Buffers out of a sample, an array of Buffers back in as bytea[]
+  await db.query("SELECT fractality.create_replay_buffer('types', backfill => true)");
+  const { rows: sample } = await db.query("SELECT event_id, weight FROM fractality.sample_experiences('types', 20, seed => 1)");
   assert.equal(sample.length, 20);
   assert.ok(sample.every((r) => Buffer.isBuffer(r.event_id) && r.event_id.length === 16));
   close(Math.max(...sample.map((r) => r.weight)), 1);
+  const { rows: [{ n: updated }] } = await db.query("SELECT fractality.update_priorities('types', $1, $2) AS n", [[ids[0], one], [3, 0]]);
+  assert.equal(updated, '2');
+  const { rows: items } = await db.query('SELECT event_id, priority FROM fractality.replay_items ORDER BY priority DESC');
+  assert.ok(items[0].event_id.equals(ids[0]) && items.at(-1).event_id.equals(one));
+  close(items[0].priority, 3 + 1e-6, 1e-12);
+  close(items.at(-1).priority, 1e-6, 1e-12);
 });
 
 test('errors carry their SQLSTATE in err.code, with a hint, and write nothing', async () => {
@@ -138,6 +146,10 @@ test('errors carry their SQLSTATE in err.code, with a hint, and write nothing', 
     ["SELECT fractality.upsert_node('k', 'l', '{}', NULL, $1)", [pgvector.toSql([0.5, 0.5, 0.5])], '22000', /384/],
     ["SELECT fractality.upsert_node('k', 'l', '{}', $1)", ['NaN'], '22023', /NaN/],
     ['SELECT fractality.write_events_json($1::text)', ['[{"event_id": ]'], '22P02', /line 1 column 15/],
+    ['SELECT * FROM fractality.recall($1, 0)', [pgvector.toSql(embed('x'))], '22023', /k: 0/],
+    ["SELECT * FROM fractality.remember(NULL, 'x', $1)", [pgvector.toSql([1, 0, 0])], '22000', /3 dimensions/],
+    ["SELECT * FROM fractality.replay_batch('nobuffer', 1)", [], '22023', /'nobuffer'/],
+    ["SELECT fractality.update_priorities('types', ARRAY[$1::bytea], ARRAY[1.0])", [randomBytes(16)], 'P0002', /holds no item/],
   ];
   for (const [sql, params, code, message] of cases) {
     await assert.rejects(db.query(sql, params), (err) => {
@@ -197,53 +209,102 @@ test('SET LOCAL tenancy holds across a pool: two tenants interleaved on the same
   }
 });
 
-test('a consciousness_update notification arrives with the documented payload', async () => {
+test('consciousness_update notifications arrive with the documented payloads', async () => {
   const listener = await connect();
   const received = [];
   const arrived = new Promise((resolve) => listener.on('notification', (msg) => {
     received.push(msg);
-    if (received.length === 2) resolve();
+    if (received.length === 4) resolve();
   }));
   await listener.query('LISTEN consciousness_update');
   const pool = newPool(undefined, 2);
   const user = randomUUID();
   try {
     const nodeId = await withTenant(pool, user, (c) =>
-      new Memory(c, embed).remember('The tide comes in twice a day', { importance: 0.4, key: 'tide' }).then((r) => r.nodeId));
+      new Memory(c, embed).remember('The tide comes in twice a day', { key: 'tide' }).then((r) => r.nodeId));
+    await withTenant(pool, user, (c) => new Memory(c, embed).sleep(0.5));
     const energy = await withTenant(pool, user, (c) => new Memory(c, embed).reinforce([nodeId], 0.25));
+    assert.equal(await withTenant(pool, user, (c) => new Memory(c, embed).forget(null, 'tide')), true);
     await Promise.race([arrived, new Promise((_, reject) => setTimeout(() => reject(new Error('no notification')), 2000))]);
-    assert.deepEqual(received.map((m) => m.channel), ['consciousness_update', 'consciousness_update']);
-    const [insert, update] = received.map((m) => JSON.parse(m.payload));
-    assert.deepEqual(insert, { node_id: nodeId, node_key: 'tide', user_id: user, atp: 0.4, action: 'INSERT' });
+    assert.deepEqual(received.map((m) => m.channel), Array(4).fill('consciousness_update'));
+    const [insert, decay, update, del] = received.map((m) => JSON.parse(m.payload));
+    assert.deepEqual(insert, { node_id: nodeId, node_key: 'tide', user_id: user, atp: 1, action: 'INSERT' });  // full energy
+    assert.deepEqual(decay, { action: 'DECAY', rows: 1, user_id: user });  // a decay tick: one summary
     assert.deepEqual(Object.keys(update).sort(), ['action', 'atp', 'node_id', 'node_key', 'user_id']);
     assert.equal(update.action, 'UPDATE');
     close(update.atp, energy.get(nodeId));
-    close(update.atp, 0.65, 1e-3);
+    close(update.atp, 0.75, 1e-3);  // halved, plus 0.25
+    assert.deepEqual([del.action, del.node_id], ['DELETE', nodeId]);
   } finally {
     await pool.end();
     await listener.end();
   }
 });
 
+test('remember: a fact told twice is one memory; recall with words finds what the vector misses', async () => {
+  const pool = newPool(ROLE, 1);
+  try {
+    await withTenant(pool, randomUUID(), async (client) => {
+      const memory = new Memory(client, embed);
+      const first = await memory.remember('Carol plays the cello', { metadata: { heard: 1 } });
+      const again = await memory.remember('Carol plays the cello', { metadata: { confirmed: true } });
+      assert.deepEqual([first.created, again.created, again.nodeId], [true, false, first.nodeId]);
+      await memory.remember('Dave runs marathons', { key: 'dave', ttl: '30 days' });
+      const { rows } = await client.query('SELECT node_key, metadata FROM fractality.nodes ORDER BY node_key');
+      assert.deepEqual(rows, [{ node_key: 'dave', metadata: {} },
+        { node_key: memoryKey('Carol plays the cello'), metadata: { heard: 1, confirmed: true } }]);  // merged
+      assert.deepEqual(await memory.recall('Which sport?', { k: 1, minSimilarity: 0.5 }), []);
+      const [hit] = await memory.recall('Which sport?', { k: 1, words: 'marathons', minSimilarity: 0.5 });
+      assert.equal(hit.key, 'dave');
+      assert.ok(hit.similarity < 0.5 && hit.text_rank > 0);
+    });
+  } finally {
+    await pool.end();
+  }
+});
+
 test('the example agent runs end to end', async () => {
   const lines = [];
   const results = await run(config(DB), (line) => lines.push(line));
+  assert.equal(lines[0], `replay buffer "${BUFFER}" (id ${results.bufferId}) created`);
   assert.deepEqual(results.ada.answers, [['What is the capital of France?', 'Paris is the capital of France']]);
   assert.deepEqual(results.bob.answers, [['What is the name of the cat?', 'Bob has a cat called Miso'],
     ['What is the capital of France?', null]]);  // Ada's fact lives in another tenant
-  assert.ok(lines.some((l) => l.includes('"Paris is the capital of France"') && l.includes('again')));
-  // the live listener saw the second telling and the use: 0.5 -> 0.6 -> 0.8
-  const live = lines.filter((l) => l.includes('~ live: UPDATE "Paris is the capital of France"'));
-  assert.deepEqual(live.map((l) => l.slice(-4)), ['0.50', '0.60', '0.80']);
+  assert.ok(lines.some((l) => l.includes('"The capital of France is Paris"') && l.endsWith('again')));
+  // the live listener: full energy, the night halves it, told again + 0.1, used + 0.2
+  const live = lines.filter((l) => l.includes('~ live:') && l.includes('"Paris is the capital of France"'));
+  assert.deepEqual(live.map((l) => [l.split(' ')[6], l.slice(-4)]), [['INSERT', '1.00'], ['UPDATE', '0.60'], ['UPDATE', '0.80']]);
+  assert.ok(lines.includes('    ~ live: DECAY of 2 memories'));
   const { rows } = await db.query(
     `SELECT n.label, e.atp FROM fractality.node_energy e JOIN fractality.nodes n ON n.id = e.node_id
       WHERE n.user_id = $1 ORDER BY n.label`, [results.ada.userId]);
   assert.deepEqual(rows.map((r) => r.label), ['Ada drinks green tea in the morning', 'Paris is the capital of France']);
+  close(rows[0].atp, 0.5, 1e-3);
   close(rows[1].atp, 0.8, 1e-3);
   const { rows: events } = await db.query(
-    `SELECT step_number, intent_type FROM fractality.query_events(0, 9223372036854775807, 1000, true)
+    `SELECT step_number, intent_type, state FROM fractality.query_events(0, 9223372036854775807, 1000, true)
       WHERE episode_id = $1 ORDER BY step_number`, [results.ada.episodeId]);
   assert.deepEqual(events.map((e) => e.intent_type), ['remember', 'remember', 'remember', 'recall']);
   assert.equal(Number(results.ada.steps), 4);
-  assert.equal(results.replay.length, 4);
+
+  // replay: transitions with their next state, priorities = |TD error| + epsilon
+  const { batch, errors, updated } = results.replay;
+  assert.equal(batch.length, 4);
+  const byId = new Map(events.map((e) => [e.step_number, e.state]));
+  for (const t of batch) {
+    assert.ok(Buffer.isBuffer(t.event_id) && t.state.length === 8);
+    const last = t.episode_id === String(results.ada.episodeId) ? 3 : 2;  // bigint: a string
+    assert.equal(t.next_state === null, t.step_number === last);
+    if (t.episode_id === String(results.ada.episodeId)) {
+      assert.deepEqual(t.state, byId.get(t.step_number));
+      if (t.next_state) assert.deepEqual(t.next_state, byId.get(t.step_number + 1));
+    }
+  }
+  assert.equal(updated, new Set(batch.map((t) => t.event_id.toString('hex'))).size);
+  const { rows: items } = await db.query(
+    `SELECT event_id, priority FROM fractality.replay_items JOIN fractality.replay_buffers USING (buffer_id)
+      WHERE name = $1`, [BUFFER]);
+  assert.equal(items.length, 4 + 3);
+  const priority = new Map(items.map((i) => [i.event_id.toString('hex'), i.priority]));
+  batch.forEach((t, i) => close(priority.get(t.event_id.toString('hex')), Math.abs(errors[i]) + 1e-6, 1e-9));
 });

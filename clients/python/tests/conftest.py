@@ -39,13 +39,14 @@ def conn(db):
 
 
 def app_role(db: str, role: str) -> str:
-    """A LOGIN role that is neither superuser, owner nor BYPASSRLS, granted what an application
-    needs (as the README says); returns its conninfo for the module's database."""
+    """A LOGIN role that is neither superuser, owner nor BYPASSRLS, granted what the examples need
+    (the README's table grants; its sequence grant is for save_policy and the like, which they
+    do not call); returns its conninfo for the module's database."""
     with psycopg.connect(db, autocommit=True) as c:
         if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
             c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
         c.execute(sql.SQL("GRANT USAGE ON SCHEMA fractality TO {0};"
-                          "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO {0};"
-                          "GRANT USAGE ON ALL SEQUENCES IN SCHEMA fractality TO {0}").format(sql.Identifier(role)))
+                          "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO {0}"
+                          ).format(sql.Identifier(role)))
         dbname = c.info.dbname
     return conninfo(dbname, role)

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 import agent
+import experience
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,10 @@ def test_it_answers_from_its_own_tenant_only(session):
         ("What is the name of the cat?", "Bob has a cat called Miso"),
         ("What is the capital of France?", None),  # Ada's fact is in another tenant
     ]
-    assert any("'Paris is the capital of France'" in line and "again, energy 0.60" in line for line in lines)
+    # the same fact in other words is the memory told first, reinforced: half its energy after
+    # the night, plus remember's 0.1
+    assert any("'The capital of France is Paris'" in line and "again, energy 0.60" in line for line in lines)
+    assert any("4 memories keep half their energy" in line for line in lines)
     assert any("forgotten" in line for line in lines)
 
 
@@ -35,16 +39,27 @@ def test_its_memories_and_their_energy(db, session):
     ada, bob = results["ada"]["tenant"], results["bob"]["tenant"]
     assert isinstance(ada, uuid.UUID) and ada != bob
     with psycopg.connect(db) as c:
-        rows = c.execute("""SELECT n.label, e.atp, (SELECT count(*) FROM fractality.consciousness_streams s WHERE s.node_id = n.id)
+        rows = c.execute("""SELECT n.label, n.node_key, e.atp, n.metadata,
+                                   (SELECT count(*) FROM fractality.consciousness_streams s WHERE s.node_id = n.id)
                               FROM fractality.node_energy e JOIN fractality.nodes n ON n.id = e.node_id
                              WHERE n.user_id = %s ORDER BY n.label""", (ada,)).fetchall()
+    # told twice (once in other words), the Seine forgotten: three memories
     assert [r[0] for r in rows] == ["Ada drinks green tea in the morning", "Paris is the capital of France",
-                                    "conversation with ada"]  # the Seine was forgotten
-    energy = {label: atp for label, atp, _ in rows}
-    points = {label: n for label, _, n in rows}
-    assert energy["Paris is the capital of France"] == pytest.approx(0.5 + 0.1 + 0.2, abs=1e-3)  # told twice, used once
+                                    "conversation with ada"]
+    label = {r[0]: r for r in rows}
+    assert label["Paris is the capital of France"][1] == "memory-42e8430ff197de28f51e222271314243"  # md5, as in SQL
+    assert label["conversation with ada"][1] == "conversation-ada"
+    assert label["Paris is the capital of France"][3] == {"source": "ada"}
+    energy = {r[0]: r[2] for r in rows}
+    points = {r[0]: r[4] for r in rows}
+    # 1.0 new, halved by the night, + 0.1 told again, + 0.2 used to answer (decay over the
+    # run's seconds is below 1e-4)
+    assert energy["Paris is the capital of France"] == pytest.approx(0.5 + 0.1 + 0.2, abs=1e-3)
     assert energy["Ada drinks green tea in the morning"] == pytest.approx(0.5 + 0.2, abs=1e-3)
+    assert energy["conversation with ada"] == pytest.approx(0.5, abs=1e-3)
+    # a stream point for each reinforcement (the night's tick writes none)
     assert points["Paris is the capital of France"] == 2 and points["Ada drinks green tea in the morning"] == 1
+    assert points["conversation with ada"] == 0
 
     walk = results["ada"]["walk"]
     children = [(label, path) for _, label, depth, path in walk if depth == 1]
@@ -68,16 +83,56 @@ def test_its_steps_are_experience_events(db, session):
             assert r["steps"] == len(intents)
             assert r["total"] == pytest.approx(sum(e[2] for e in events), abs=1e-5)
             assert r["discounted"] == pytest.approx(sum(e[2] * 0.9 ** e[0] for e in events), abs=1e-5)
-    answered = [e for e in results["ada"]["answers"] if e[1]]
-    assert len(answered) == 2
 
 
-def test_it_samples_a_replay_batch_of_its_events(session):
+def test_every_step_entered_its_replay_buffer(db, session):
     results, lines = session
-    batch = results["replay"]
+    assert lines[0] == f"replay buffer 'python-agent' (id {results['buffer_id']}) created"
+    with psycopg.connect(db) as c:
+        size, policy = c.execute("SELECT size, policy_version FROM fractality.replay_buffers WHERE name = 'python-agent'").fetchone()
+        assert (size, policy) == (8 + 3, experience.POLICY_VERSION)
+        assert experience.ensure_buffer(c) == (results["buffer_id"], False)  # idempotent
+
+
+def test_replay_batch_returns_transitions(db, session):
+    results, _ = session
+    batch = results["replay"]["batch"]
     assert len(batch) == 6
-    assert all(isinstance(event_id, bytes) and len(event_id) == 16 for event_id, *_ in batch)
-    episodes = {results["ada"]["episode_id"], results["bob"]["episode_id"]}
-    assert {row[3] for row in batch} <= episodes  # this database holds no other events
-    assert max(row[2] for row in batch) == pytest.approx(1.0)
-    assert "update_priorities" in lines[-1]
+    assert all(isinstance(t["event_id"], bytes) and len(t["event_id"]) == 16 for t in batch)
+    assert {t["episode_id"] for t in batch} <= {results["ada"]["episode_id"], results["bob"]["episode_id"]}
+    assert all(t["priority"] == 1.0 and t["weight"] == pytest.approx(1.0) for t in batch)  # all new: uniform
+    assert all(t["probability"] == pytest.approx(1 / 11) for t in batch)
+    with psycopg.connect(db) as c:
+        for t in batch:  # state and next state: the events' own (real[] -> list of float)
+            state, nxt = c.execute(
+                """SELECT e.state, n.state FROM fractality.query_events(0, 9223372036854775807, 1000) e
+                   LEFT JOIN fractality.query_events(0, 9223372036854775807, 1000) n
+                          ON n.episode_id = e.episode_id AND n.step_number = e.step_number + 1
+                    WHERE e.event_id = %s""", (t["event_id"],)).fetchone()
+            assert t["state"] == state and len(state) == 8
+            assert t["next_state"] == nxt
+    last = {results["ada"]["episode_id"]: 7, results["bob"]["episode_id"]: 2}
+    assert all((t["next_state"] is None) == (t["step_number"] == last[t["episode_id"]]) for t in batch)
+
+
+def test_td_errors_are_written_back_as_priorities(db, session):
+    results, lines = session
+    batch, errors = results["replay"]["batch"], results["replay"]["errors"]
+    ids = {t["event_id"] for t in batch}
+    assert results["replay"]["updated"] == len(ids)  # an event drawn twice is one item
+    mean = sum(t["total_reward"] for t in batch) / len(batch)
+    for t, delta in zip(batch, errors):  # r + gamma V(s') - V(s), V = the batch's mean reward
+        assert delta == pytest.approx(t["total_reward"] + (0.9 * mean if t["next_state"] is not None else 0) - mean)
+    with psycopg.connect(db) as c:
+        stored = dict(c.execute(
+            """SELECT i.event_id, i.priority FROM fractality.replay_items i
+                 JOIN fractality.replay_buffers b USING (buffer_id) WHERE b.name = 'python-agent'""").fetchall())
+        assert len(stored) == 11
+        for t, delta in zip(batch, errors):
+            assert stored[t["event_id"]] == pytest.approx(abs(delta) + 1e-6, abs=1e-9)  # + epsilon
+        assert all(p == 1.0 for i, p in stored.items() if i not in ids)  # the others untouched
+        # and the draws follow: probabilities now p^0.6 / sum
+        total = sum(p ** 0.6 for p in stored.values())
+        again = c.execute("SELECT event_id, probability FROM fractality.sample_experiences('python-agent', 20, seed => 1)").fetchall()
+        assert all(prob == pytest.approx(stored[i] ** 0.6 / total) for i, prob in again)
+    assert lines[-1] == f"update_priorities: {len(ids)} priorities written back"

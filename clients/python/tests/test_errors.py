@@ -28,7 +28,14 @@ def unit(i: int, dims: int = 384) -> Vector:
     ("SELECT fractality.upsert_node('k', 'label', '{}', %s)", (float("nan"),), errors.InvalidParameterValue, "22023", "NaN"),
     ("SELECT fractality.link('nowhere', 'elsewhere')", None, errors.NoDataFound, "P0002", "'nowhere'"),
     ("SELECT fractality.write_events_json(%s::text)", ('[{"event_id": ]',), errors.InvalidTextRepresentation, "22P02", "line 1 column 15"),
-    ("SELECT fractality.sample_experiences(-1)", None, errors.InvalidParameterValue, "22023", "-1"),
+    ("SELECT * FROM fractality.remember(NULL, 'x', %s)", (Vector([0.5] * 3),), errors.DataException, "22000", "3 dimensions"),
+    ("SELECT * FROM fractality.remember(NULL, 'x', %s, dedup_threshold => 1.5)", (unit(1),), errors.InvalidParameterValue, "22023", "dedup_threshold"),
+    ("SELECT * FROM fractality.remember_many(%s)", ('[{"content": "x"}]',), errors.InvalidParameterValue, "22023", 'memory 1, field "embedding"'),
+    ("SELECT * FROM fractality.recall(%s, 0)", (unit(1),), errors.InvalidParameterValue, "22023", "k: 0"),
+    ("SELECT * FROM fractality.recall(%s, context => 'no-such-node')", (unit(1),), errors.NoDataFound, "P0002", "'no-such-node'"),
+    ("SELECT * FROM fractality.recall(%s)", (Vector([0.0] * 384),), errors.InvalidParameterValue, "22023", "zero vector"),
+    ("SELECT * FROM fractality.sample_experiences('nobuffer', 10)", None, errors.InvalidParameterValue, "22023", "'nobuffer'"),
+    ("SELECT * FROM fractality.replay_batch('nobuffer', 10)", None, errors.InvalidParameterValue, "22023", "'nobuffer'"),
 ])
 def test_errors_carry_their_sqlstate(conn, sql, args, cls, sqlstate, words):
     conn.execute("SELECT set_config('fractality.user_id', %s, false)", (str(TENANT),))
@@ -41,12 +48,40 @@ def test_errors_carry_their_sqlstate(conn, sql, args, cls, sqlstate, words):
     assert conn.execute("SELECT count(*) FROM fractality.nodes").fetchone()[0] == before
 
 
-def test_no_tenant_is_22004(conn):
+@pytest.mark.parametrize("call", ["SELECT fractality.upsert_node('k')",
+                                  "SELECT * FROM fractality.remember('k', 'x', %s)",
+                                  "SELECT * FROM fractality.recall(%s)"])
+def test_no_tenant_is_22004(conn, call):
     conn.execute("RESET fractality.user_id")
     with pytest.raises(errors.NullValueNotAllowed) as e:
-        conn.execute("SELECT fractality.upsert_node('k')")
+        conn.execute(call, (unit(1),) if "%s" in call else None)
     assert e.value.sqlstate == "22004"
     assert "fractality.user_id" in e.value.diag.message_primary
+
+
+def test_replay_errors_write_nothing(conn):
+    assert conn.execute("SELECT fractality.create_replay_buffer('errors')").fetchone()[0] > 0
+    with pytest.raises(errors.UniqueViolation) as e:  # the name exists
+        conn.execute("SELECT fractality.create_replay_buffer('errors')")
+    assert e.value.sqlstate == "23505" and "replay_buffers_name" in e.value.diag.message_primary
+    one = uuid.uuid4().bytes
+    conn.execute("""SELECT fractality.write_event(%s, 7000000, 1, 0, 1::int2, 0::int2, %s::real[], %s::real[], 0, 0)""",
+                 (one, [0.0] * 8, [0.0] * 8))
+    items = "SELECT event_id, priority FROM fractality.replay_items i JOIN fractality.replay_buffers b USING (buffer_id) WHERE b.name = 'errors'"
+    assert conn.execute(items).fetchall() == [(one, 1.0)]  # entered at the largest priority
+    for ids, priorities, cls, words in [
+        ([one, uuid.uuid4().bytes], [0.5, 0.5], errors.NoDataFound, "holds no item of event"),  # one unknown id
+        ([one], [-1.0], errors.InvalidParameterValue, "-1 at position 1"),
+        ([one], [0.5, 0.5], errors.InvalidParameterValue, "2 priorities for 1 event ids"),
+    ]:
+        with pytest.raises(cls) as e:
+            conn.execute("SELECT fractality.update_priorities('errors', %s, %s)", (ids, priorities))
+        assert words in e.value.diag.message_primary and e.value.diag.message_hint
+        assert conn.execute(items).fetchall() == [(one, 1.0)]  # all or nothing
+    assert conn.execute("SELECT fractality.update_priorities('errors', %s, %s)", ([one], [0.5])).fetchone()[0] == 1
+    assert conn.execute(items).fetchall() == [(one, pytest.approx(0.5 + 1e-6))]
+    conn.execute("DELETE FROM fractality.experience_events WHERE event_id = %s", (one,))
+    assert conn.execute(items).fetchall() == []  # a deleted event leaves every buffer
 
 
 def test_a_bad_batch_is_refused_whole(conn):

@@ -19,23 +19,31 @@ def test_memory_changes_are_announced_with_their_payload(db):
          ConnectionPool(db, min_size=1, max_size=2, kwargs={"autocommit": True},
                         configure=register_vector, open=True) as pool:
         listener.execute("LISTEN consciousness_update")
-        with tenant(pool, user) as conn:  # three transactions: remember, reinforce, forget
-            node_id, _ = Memory(conn, embed).remember("The tide comes in twice a day", importance=0.4)
-            key = conn.execute("SELECT node_key FROM fractality.nodes WHERE id = %s", (node_id,)).fetchone()[0]
+        # five transactions: remember, told again, a night, reinforce, forget
+        with tenant(pool, user) as conn:
+            node_id, created = Memory(conn, embed).remember("The tide comes in twice a day", key="tide")
+            assert created
+        with tenant(pool, user) as conn:
+            assert Memory(conn, embed).remember("The tide comes in twice a day", key="tide") == (node_id, False)
+        with tenant(pool, user) as conn:
+            assert Memory(conn, embed).sleep(0.5) == 1
         with tenant(pool, user) as conn:
             energy = Memory(conn, embed).reinforce([node_id], 0.25)[node_id]
         with tenant(pool, user) as conn:
-            assert Memory(conn, embed).forget(key=key)
-        received = list(listener.notifies(timeout=2.0, stop_after=3))
+            assert Memory(conn, embed).forget(key="tide")
+        received = list(listener.notifies(timeout=2.0, stop_after=5))
     assert {n.channel for n in received} == {"consciousness_update"}
     mine = [json.loads(n.payload) for n in received]
-    assert [p["action"] for p in mine] == ["INSERT", "UPDATE", "DELETE"]
-    for p in mine:
+    assert [p["action"] for p in mine] == ["INSERT", "UPDATE", "DECAY", "UPDATE", "DELETE"]
+    for p in mine[:2] + mine[3:]:  # one per row changed
         assert set(p) == {"node_id", "node_key", "user_id", "atp", "action"}
-        assert (p["node_id"], p["node_key"], p["user_id"]) == (str(node_id), key, str(user))
-    assert mine[0]["atp"] == pytest.approx(0.4)
-    assert mine[1]["atp"] == pytest.approx(energy)
-    assert energy == pytest.approx(0.65, abs=1e-3)  # 0.4 plus 0.25, a fraction of a second of decay
+        assert (p["node_id"], p["node_key"], p["user_id"]) == (str(node_id), "tide", str(user))
+    assert mine[2] == {"action": "DECAY", "rows": 1, "user_id": str(user)}  # a decay tick: one summary
+    assert mine[0]["atp"] == 1.0  # a new memory starts at full energy
+    assert mine[1]["atp"] == pytest.approx(1.0)  # told again: + 0.1, capped at 1
+    assert mine[3]["atp"] == pytest.approx(energy)
+    assert energy == pytest.approx(0.75, abs=1e-3)  # halved, plus 0.25 (a fraction of a second of decay)
+    assert mine[4]["atp"] == pytest.approx(energy)
 
 
 def test_the_insert_payload(db):

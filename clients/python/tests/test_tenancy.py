@@ -1,7 +1,9 @@
 """SET LOCAL tenancy behind a connection pool: two tenants interleaved on the same pooled
-connections, as an application role that row-level security applies to, never see each other."""
+connections, as an application role that row-level security applies to, never see each other;
+and the memory calls (remember's lock, batches, words, expiry) as that role."""
 
 import threading
+from datetime import timedelta
 import uuid
 
 import psycopg
@@ -99,7 +101,8 @@ def test_concurrent_tenants_share_a_pool(pool):
         try:
             for i in range(15):
                 with tenant(pool, t) as conn:
-                    conn.execute("SELECT fractality.upsert_node(%s)", (f"k{i}",))
+                    _, created = Memory(conn, embed).remember(f"concurrent fact {i}", key=f"k{i}")
+                    assert created
                     seen = conn.execute("SELECT user_id, count(*) FROM fractality.nodes GROUP BY user_id").fetchall()
                     assert seen == [(t, i + 1)], seen
         except Exception as e:  # reported by the main thread
@@ -111,3 +114,55 @@ def test_concurrent_tenants_share_a_pool(pool):
     for th in threads:
         th.join()
     assert failures == []
+
+
+def test_one_fact_told_at_once_on_three_connections_is_one_memory(pool):
+    """remember holds a lock per tenant until the transaction ends: the second and third tellers
+    wait, then find the first's memory (by the key derived from the content) and reinforce it."""
+    t = uuid.uuid4()
+    ready = threading.Barrier(3)
+    results, failures = [], []
+
+    def tell():
+        try:
+            with tenant(pool, t) as conn:
+                ready.wait(timeout=5)
+                results.append(Memory(conn, embed).remember("The bakery opens at seven", {"teller": threading.get_ident()}))
+        except Exception as e:
+            failures.append(e)
+
+    threads = [threading.Thread(target=tell) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert failures == []
+    assert sorted(created for _, created in results) == [False, False, True]
+    assert len({node_id for node_id, _ in results}) == 1
+    with tenant(pool, t) as conn:
+        assert conn.execute("SELECT count(*) FROM fractality.nodes").fetchone()[0] == 1
+        # the two later tellings reinforced it: two stream points, energy capped at 1
+        assert conn.execute("SELECT count(*), max(atp_level) FROM fractality.consciousness_streams").fetchone() == (2, 1.0)
+
+
+def test_batches_words_and_expiry_as_the_application_role(pool):
+    with tenant(pool, uuid.uuid4()) as conn:
+        memory = Memory(conn, embed)
+        rows = memory.remember_many([{"content": "Carol plays the cello"},
+                                     {"content": "Dave runs marathons", "node_key": "dave", "ttl": "30 days"},
+                                     {"content": "Carol plays the cello", "metadata": {"heard": 2}}])
+        assert [created for _, created in rows] == [True, True, False] and rows[0][0] == rows[2][0]
+        assert conn.execute("SELECT count(*) FROM fractality.nodes").fetchone()[0] == 2
+
+        # the words find what the vector alone does not: below min_similarity, matched by text
+        assert memory.recall("Which sport?", k=1, min_similarity=0.5) == []
+        [hit] = memory.recall("Which sport?", k=1, words="marathons", min_similarity=0.5)
+        assert (hit.key, hit.content) == ("dave", "Dave runs marathons")
+        assert hit.similarity < 0.5 and hit.text_rank > 0
+
+        node_id, _ = memory.remember("The library closes at noon", ttl=timedelta(hours=1))
+        assert conn.execute("SELECT expires_at - now() FROM fractality.nodes WHERE id = %s", (node_id,)).fetchone()[0] \
+            == timedelta(hours=1)
+        assert memory.recall("The library closes at noon", k=1)[0].node_id == node_id
+        conn.execute("UPDATE fractality.nodes SET expires_at = now() - interval '1 second' WHERE id = %s", (node_id,))
+        assert node_id not in {m.node_id for m in memory.recall("The library closes at noon", k=5)}  # expired

@@ -4,6 +4,7 @@ import json
 import random
 import uuid
 from array import array
+from datetime import timedelta
 
 import pytest
 from pgvector import Vector
@@ -118,9 +119,42 @@ def test_bytea_ids_and_json_batches_survive_write_events_json(conn):
     assert total == pytest.approx(sum(0.25 + n / 2 for n in range(5)))
     assert discounted == pytest.approx(sum((0.25 + n / 2) * 0.5 ** n for n in range(5)))
 
-    sample = conn.execute("SELECT event_id, priority, weight FROM fractality.sample_experiences(50, 0.6, 0.4, 3)").fetchall()
+    # a replay buffer over them (backfilled): bytea ids out of a sample, a bytea[] back in
+    conn.execute("SELECT fractality.create_replay_buffer('types', backfill => true)")
+    sample = conn.execute("SELECT event_id, priority, weight FROM fractality.sample_experiences('types', 50, seed => 3)").fetchall()
     assert len(sample) == 50
     stored = {r[0] for r in conn.execute("SELECT event_id FROM fractality.experience_events")}
-    assert {r[0] for r in sample} <= stored
-    assert max(r[2] for r in sample) == pytest.approx(1.0)
-    assert all(0 < r[2] <= 1 + 1e-12 for r in sample)
+    assert {r[0] for r in sample} == stored  # 50 draws from 7 items: every one drawn
+    assert all(r[1] == 1.0 and r[2] == pytest.approx(1.0) for r in sample)
+    assert conn.execute("SELECT fractality.update_priorities('types', %s, %s)",
+                        ([ids[0], one], [3.0, 0.0])).fetchone()[0] == 2
+    priorities = dict(conn.execute("SELECT event_id, priority FROM fractality.replay_items"))
+    assert priorities[ids[0]] == pytest.approx(3.0 + 1e-6) and priorities[one] == pytest.approx(1e-6)
+    weights = dict(conn.execute("SELECT event_id, weight FROM fractality.sample_experiences('types', 200, seed => 4)"))
+    assert weights[ids[0]] < weights[ids[1]] < 1 + 1e-12  # drawn more often, weighted less
+
+
+def test_memories_through_remember_many_and_recall(conn):
+    set_tenant(conn, uuid.uuid4())
+    values = [float32s(384, seed=5)]
+    values.append(values[0][::-1])  # another direction (the largest component elsewhere)
+    facts = [{"content": "a fact with every magnitude", "embedding": values[0], "metadata": {"n": [1, 2.5, None]}},
+             {"content": "another one", "embedding": values[1], "node_key": "other", "ttl": "2 days"},
+             {"content": "another one, told again", "embedding": values[1]}]  # similarity 1: the same memory
+    rows = conn.execute("SELECT node_id, created FROM fractality.remember_many(%s)", (Jsonb(facts),)).fetchall()
+    assert [r[1] for r in rows] == [True, True, False]
+    assert rows[1][0] == rows[2][0] and all(isinstance(r[0], uuid.UUID) for r in rows)
+    stored = conn.execute("SELECT embedding FROM fractality.node_embeddings WHERE node_id = %s", (rows[0][0],)).fetchone()[0]
+    assert stored.to_list() == values[0]  # JSON numbers: the same float32 values
+    recalled = conn.execute(
+        "SELECT node_id, node_key, content, metadata, similarity, text_rank, atp, edge_weight, score FROM fractality.recall(%s, 2, min_similarity => -1)",
+        (Vector(values[0]),)).fetchall()
+    node_id, key, content, metadata, similarity, text_rank, atp, edge, score = recalled[0]
+    assert (node_id, content, metadata) == (rows[0][0], "a fact with every magnitude", {"n": [1, 2.5, None]})  # jsonb -> dict
+    assert key.startswith("memory-") and len(key) == 7 + 32
+    assert similarity == pytest.approx(1.0) and text_rank is None and edge == 0.0
+    assert score == pytest.approx(0.5 * similarity + 0.3 * atp)
+    assert recalled[1][1] == "other" and recalled[1][3] == {}
+    # metadata merged and the expiry kept: the telling again had no ttl of its own
+    expires = conn.execute("SELECT expires_at - created_at FROM fractality.nodes WHERE node_key = 'other'").fetchone()[0]
+    assert expires == timedelta(days=2)  # interval -> timedelta
