@@ -58,6 +58,10 @@ pub enum FractalityError {
         problem: String,
     },
 
+    /// 42710 duplicate_object: a replay buffer of that name exists already.
+    #[error("replay buffer \"{0}\" already exists")]
+    BufferExists(String),
+
     /// 22003 numeric_value_out_of_range: a result beyond its type, as PostgreSQL's arithmetic.
     #[error("value out of range: overflow in {0}")]
     Overflow(&'static str),
@@ -124,6 +128,7 @@ impl FractalityError {
             FractalityError::NotInBuffer { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::Overflow(_) => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
             FractalityError::BadMemory { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            FractalityError::BufferExists(_) => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             FractalityError::ModelDimension { .. } => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
             FractalityError::Internal { .. } => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             FractalityError::SchemaBehind => {
@@ -165,6 +170,9 @@ impl FractalityError {
             FractalityError::Overflow(_) => None,
             FractalityError::NotInBuffer { .. } => Some(
                 "Write back priorities of the events a sample of this buffer returned (archived and deleted events leave every buffer); nothing was written.",
+            ),
+            FractalityError::BufferExists(_) => Some(
+                "A name names one buffer: use the one there is (fractality.replay_buffers holds its id) or drop_replay_buffer it first.",
             ),
             FractalityError::BadMemory { .. } => Some(
                 "A memory is an object {content, embedding[, node_key, metadata, ttl]}; nothing of the batch was written.",

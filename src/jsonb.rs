@@ -565,7 +565,9 @@ pub fn parse_jsonb_datum(d: pg_sys::Datum) -> Result<serde_json::Value, Fractali
             &raw mut (*jb).root,
             pgrx::varsize_any_exhdr(jb.cast()) as i32,
         );
-        std::ffi::CStr::from_ptr(cstr).to_string_lossy().into_owned()
+        std::ffi::CStr::from_ptr(cstr)
+            .to_string_lossy()
+            .into_owned()
     };
     serde_json::from_str(&text).map_err(|e| {
         FractalityError::invalid(

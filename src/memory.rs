@@ -139,7 +139,7 @@ fn check_ttl(ttl: Option<Interval>) -> Result<Option<Interval>, FractalityError>
         Some(t) if t.as_micros() <= 0 || t.months() < 0 || t.days() < 0 || t.micros() < 0 => {
             Err(FractalityError::invalid(
                 "ttl",
-                format!("{} months {} days {} us", t.months(), t.days(), t.micros()),
+                format!("'{t}'"),
                 "ttl is a positive interval (e.g. '7 days'), or NULL for a memory that never expires.",
             ))
         }
@@ -527,23 +527,11 @@ fn remember_many(
     TableIterator::new(remember_all(&batch, model, dedup).unwrap_or_report())
 }
 
-/// An interval from its text, as PostgreSQL reads it.
+/// An interval from its text, as PostgreSQL's `interval_in` reads it (pgrx catches its syntax
+/// and field errors, so the caller can say which memory held the text).
 fn parse_interval(text: &str) -> Result<Interval, String> {
-    let r = spi::connect(|| {
-        spi::one::<Interval>(
-            &Query {
-                name: "parse_interval",
-                text: "SELECT $1::interval",
-                types: &[pg_sys::TEXTOID],
-            },
-            &[text.into()],
-            true,
-        )
-    });
-    match r {
-        Ok(Some(i)) => Ok(i),
-        _ => Err(format!("'{text}' is not an interval")),
-    }
+    text.parse::<Interval>()
+        .map_err(|_| format!("'{text}' is not an interval such as '7 days'"))
 }
 
 /// Forgets the memory `node_key` of the caller's tenant: the node goes, and with it its
@@ -865,8 +853,9 @@ type RecallRow = (
 /// The caller's memories most worth bringing back for `query` (and `query_text`), best first,
 /// at most `k`: scored `w_sim * relevance + w_energy * current energy + w_edge * edge weight to
 /// the `context` node`. Relevance is the cosine similarity; with `query_text`, the
-/// reciprocal-rank fusion of the vector ranking and the full-text ranking. Expired memories and
-/// those below `min_similarity` are left out. With `reinforce > 0` each returned memory is
+/// reciprocal-rank fusion of the vector ranking and the full-text ranking. Expired memories are
+/// left out, and so are those below `min_similarity` unless `query_text` matches their words (a
+/// memory found by its words is kept whatever its similarity). With `reinforce > 0` each returned memory is
 /// pulsed by that energy (recorded in its stream); with 0 the call writes nothing.
 #[pg_extern(volatile, parallel_unsafe)]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)] // the SQL function's signature

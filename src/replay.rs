@@ -670,10 +670,7 @@ fn create_replay_buffer(
             ],
             false,
         )?
-        .ok_or(FractalityError::Internal {
-            query: "replay_create",
-            detail: "no id returned".into(),
-        })?;
+        .ok_or_else(|| FractalityError::BufferExists(name.to_string()))?;
         if backfill {
             let mut b = buffer(None, Some(id), true)?;
             let k = spi::one::<i64>(

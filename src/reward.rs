@@ -629,9 +629,14 @@ mod tests {
 
     #[test]
     fn total_reward_is_the_real_sum() {
-        assert_eq!(sum_rewards(0.1, 0.2, 0.3, 0.4), Ok(0.1f32 + 0.2 + 0.3 + 0.4));
         assert_eq!(
-            sum_rewards(0.1, f32::NAN, 0.3, 0.4).unwrap_err().to_string(),
+            sum_rewards(0.1, 0.2, 0.3, 0.4),
+            Ok(0.1f32 + 0.2 + 0.3 + 0.4)
+        );
+        assert_eq!(
+            sum_rewards(0.1, f32::NAN, 0.3, 0.4)
+                .unwrap_err()
+                .to_string(),
             "invalid value for reward_curiosity: NaN"
         );
         assert!(sum_rewards(f32::INFINITY, 0.0, 0.0, 0.0).is_err());

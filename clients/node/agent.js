@@ -42,7 +42,7 @@ function event(episodeId, step, intent, state, rewards) {  // one row of experie
   return e;
 }
 
-// the agent's replay buffer, created once (23505: another session created it meanwhile)
+// the agent's replay buffer, created once (42710: another session created it meanwhile)
 export async function ensureBuffer(pool) {
   const find = async () => (await pool.query('SELECT buffer_id FROM fractality.replay_buffers WHERE name = $1', [BUFFER])).rows[0];
   const found = await find();
@@ -52,7 +52,7 @@ export async function ensureBuffer(pool) {
       'SELECT fractality.create_replay_buffer($1, policy_version => $2) AS id', [BUFFER, POLICY_VERSION]);
     return { bufferId: id, created: true };
   } catch (e) {
-    if (e.code !== '23505') throw e;
+    if (e.code !== '42710') throw e;
     return { bufferId: (await find()).buffer_id, created: false };
   }
 }

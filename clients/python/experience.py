@@ -68,7 +68,7 @@ class Episode:
 
 def ensure_buffer(conn, name: str = BUFFER) -> tuple[int, bool]:
     """The replay buffer `name` (alpha 0.6, beta 0.4, this agent's policy version), created if it
-    does not exist: (buffer_id, created). Safe against a concurrent creator (23505 caught)."""
+    does not exist: (buffer_id, created). Safe against a concurrent creator (42710 caught)."""
     find = "SELECT buffer_id FROM fractality.replay_buffers WHERE name = %s"
     if row := conn.execute(find, (name,)).fetchone():
         return row[0], False
@@ -76,7 +76,7 @@ def ensure_buffer(conn, name: str = BUFFER) -> tuple[int, bool]:
         with conn.transaction():  # a savepoint inside a transaction: the failure stays in it
             return conn.execute("SELECT fractality.create_replay_buffer(%s, policy_version => %s)",
                                 (name, POLICY_VERSION)).fetchone()[0], True
-    except psycopg.errors.UniqueViolation:  # created meanwhile by another session
+    except psycopg.errors.DuplicateObject:  # created meanwhile by another session
         return conn.execute(find, (name,)).fetchone()[0], False
 
 

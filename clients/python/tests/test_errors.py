@@ -61,9 +61,11 @@ def test_no_tenant_is_22004(conn, call):
 
 def test_replay_errors_write_nothing(conn):
     assert conn.execute("SELECT fractality.create_replay_buffer('errors')").fetchone()[0] > 0
-    with pytest.raises(errors.UniqueViolation) as e:  # the name exists
+    with pytest.raises(errors.DuplicateObject) as e:  # the name exists
         conn.execute("SELECT fractality.create_replay_buffer('errors')")
-    assert e.value.sqlstate == "23505" and "replay_buffers_name" in e.value.diag.message_primary
+    assert e.value.sqlstate == "42710"
+    assert e.value.diag.message_primary == 'replay buffer "errors" already exists'
+    assert "drop_replay_buffer" in e.value.diag.message_hint
     one = uuid.uuid4().bytes
     conn.execute("""SELECT fractality.write_event(%s, 7000000, 1, 0, 1::int2, 0::int2, %s::real[], %s::real[], 0, 0)""",
                  (one, [0.0] * 8, [0.0] * 8))

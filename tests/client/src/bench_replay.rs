@@ -114,8 +114,9 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     );
 
     // ---- sample 256 against SQL, update_priorities ---------------------------------------------
-    let sample =
-        c.prepare("SELECT event_id, weight FROM fractality.sample_experiences('bench', $1)")?;
+    let sample = c.prepare(
+        "SELECT event_id, weight FROM fractality.sample_experiences('bench', $1::integer)",
+    )?;
     let es = c.prepare(
         "SELECT i.event_id FROM fractality.replay_items i
           WHERE i.buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'bench')
@@ -186,7 +187,7 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
             Ok(())
         })?;
         let stmt = c.prepare(&format!(
-            "SELECT event_id, weight FROM fractality.sample_experiences('{name}', $1)"
+            "SELECT event_id, weight FROM fractality.sample_experiences('{name}', $1::integer)"
         ))?;
         let mut t_s = Vec::new();
         for _ in 0..reps {

@@ -248,3 +248,108 @@ fn decay_lazy_reads_compose_over_random_values() {
         assert_relative_eq!(direct, stepwise, max_relative = 1e-9, epsilon = 1e-12);
     }
 }
+
+/// materialize_decay inside a caller's PL/pgSQL EXCEPTION block: whatever error ends it half way
+/// (a constraint a trigger raises on one row, a cancel while it writes), its own subtransaction is
+/// rolled back, the caller's block catches the error, and the transaction goes on in a correct
+/// state: nothing of the run is written, the settings it changed are back, and the next statement
+/// (and a later commit) works.
+#[test]
+fn decay_materialize_leaves_a_callers_exception_block_in_a_correct_state() {
+    let mut admin = common::db();
+    let user = common::tenant();
+    admin.batch_execute("SET fractality.notify = off").unwrap();
+    nodes(&mut admin, user, 200, 0.8, "3 hours");
+    let tag = user.simple().to_string();
+    // a trigger that fails on one of this tenant's rows, or sleeps on each of them
+    admin
+        .batch_execute(&format!(
+            "CREATE FUNCTION public.fractality_trap_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.user_id = '{user}' THEN
+                     IF current_setting('fractality_test.trap', true) = 'raise' AND NEW.node_key = 'n0150' THEN
+                         RAISE check_violation USING MESSAGE = 'trap: no energy for n0150';
+                     ELSIF current_setting('fractality_test.trap', true) = 'sleep' THEN
+                         PERFORM pg_sleep(0.01);
+                     END IF;
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER trap_{tag} BEFORE UPDATE ON fractality.nodes
+                 FOR EACH ROW EXECUTE FUNCTION public.fractality_trap_{tag}();"
+        ))
+        .unwrap();
+    let stored = |c: &mut Client| -> String {
+        c.query_one(
+            "SELECT md5(string_agg(atp::text || atp_at::text, ',' ORDER BY node_key))
+               FROM fractality.nodes WHERE user_id = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = stored(&mut admin);
+    for (trap, handler) in [
+        ("raise", "WHEN check_violation THEN got := SQLSTATE;"),
+        ("sleep", "WHEN query_canceled THEN got := SQLSTATE;"),
+    ] {
+        admin
+            .batch_execute(&format!(
+                "BEGIN;
+                 SET LOCAL fractality_test.trap = '{trap}';
+                 SET LOCAL statement_timeout = '{}';
+                 CREATE TEMP TABLE IF NOT EXISTS caught (trap text, state text, lock_timeout text, fine boolean);
+                 DO $$
+                 DECLARE got text;
+                 BEGIN
+                     BEGIN
+                         PERFORM fractality.materialize_decay(20);
+                         got := 'no error';
+                     EXCEPTION {handler}
+                     END;
+                     -- the block's own state: settings as they were, the transaction usable
+                     INSERT INTO caught VALUES ('{trap}', got, current_setting('lock_timeout'),
+                                                (SELECT count(*) FROM fractality.nodes) > 0);
+                 END $$;
+                 RESET statement_timeout;
+                 COMMIT;",
+                if trap == "sleep" { "300ms" } else { "0" }
+            ))
+            .unwrap_or_else(|e| panic!("{trap}: the caller's block did not hold: {e:?}"));
+        let (state, lock_timeout, fine): (String, String, bool) = {
+            let r = admin
+                .query_one(
+                    "SELECT state, lock_timeout, fine FROM caught WHERE trap = $1",
+                    &[&trap],
+                )
+                .unwrap();
+            (r.get(0), r.get(1), r.get(2))
+        };
+        let expected = if trap == "raise" { "23514" } else { "57014" };
+        assert_eq!(
+            state, expected,
+            "{trap}: the error reached the caller's block"
+        );
+        assert_eq!(
+            lock_timeout, "0",
+            "{trap}: lock_timeout is the caller's again"
+        );
+        assert!(fine, "{trap}: the transaction went on");
+        assert_eq!(
+            stored(&mut admin),
+            before,
+            "{trap}: nothing of the run was written"
+        );
+    }
+    admin
+        .batch_execute(&format!(
+            "DROP TRIGGER trap_{tag} ON fractality.nodes; DROP FUNCTION public.fractality_trap_{tag}();"
+        ))
+        .unwrap();
+    // and without the trap, the run writes every stale row
+    let written: i64 = admin
+        .query_one("SELECT fractality.materialize_decay()", &[])
+        .unwrap()
+        .get(0);
+    assert!(written >= 200, "{written}");
+}
