@@ -81,6 +81,16 @@ mod tests {
 
     #[pg_test]
     fn schema_partitions_current_and_next_month_and_default() {
+        // the install script makes only the default partitions (monthly partitions are ordinary
+        // tables that pg_dump dumps); maintenance makes the months
+        for parent in ["consciousness_streams", "experience_events"] {
+            let n = count(&format!(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'fractality.{parent}'::regclass"
+            ));
+            assert_eq!(n, 1, "{parent}: the default partition alone after install");
+        }
+        let made = count("SELECT fractality.ensure_partitions(1)::bigint");
+        assert_eq!(made, 4, "this month and the next, of both tables");
         for parent in ["consciousness_streams", "experience_events"] {
             let n = count(&format!(
                 "SELECT count(*) FROM pg_inherits WHERE inhparent = 'fractality.{parent}'::regclass"

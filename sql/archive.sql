@@ -30,8 +30,9 @@ COMMENT ON TABLE fractality.experience_events_archive IS
 CREATE TABLE fractality.experience_events_archive_default
     PARTITION OF fractality.experience_events_archive DEFAULT;
 
--- the same index as the hot tier's, so that an attached partition brings its own
-CREATE INDEX experience_events_archive_time ON fractality.experience_events_archive
+-- each partition has its own BRIN index, as in the hot tier (an attached partition brings its
+-- own; none is declared on the parent, see streams.sql: pg_dump)
+CREATE INDEX experience_events_archive_default_time ON fractality.experience_events_archive_default
     USING brin ("timestamp") WITH (pages_per_range = 32);
 
 CREATE TABLE fractality.action_metadata_archive (
@@ -102,6 +103,7 @@ BEGIN
     EXECUTE format('CREATE TABLE fractality.%I (LIKE fractality.experience_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)', name);
     EXECUTE format('ALTER TABLE fractality.%I ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
                    name, lo, hi);
+    PERFORM fractality.index_partition(format('fractality.%I', name)::regclass);
     RETURN format('fractality.%I', name)::regclass;
 END $$;
 
@@ -131,6 +133,7 @@ BEGIN
     IF (SELECT c.relname FROM pg_class c WHERE c.oid = tbl) <> name THEN
         EXECUTE format('ALTER TABLE %s RENAME TO %I', tbl, name);
     END IF;
+    PERFORM fractality.index_partition(tbl);
     EXECUTE format('ALTER TABLE fractality.experience_events_archive ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
                    name, lo, hi);
 END $$;
@@ -166,6 +169,7 @@ BEGIN
         SELECT format('ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %s AND "timestamp" < %s)', lo, hi)
     ) s(x);
     EXECUTE format('ALTER TABLE fractality.%I %s', name, alters);
+    PERFORM fractality.index_partition(format('fractality.%I', name)::regclass);
     RETURN format('fractality.%I', name)::regclass;
 END $$;
 
@@ -243,6 +247,7 @@ BEGIN
                                      WHERE conrelid = r.part AND conname = 'partition_bound');
                 PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
                 EXECUTE format('ALTER TABLE %s RENAME TO %I', side, hot_name);
+                PERFORM fractality.index_partition(side);
                 EXECUTE format('ALTER TABLE fractality.experience_events ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
                                hot_name, cutoff_us, p_hi);
                 moved := moved + n_old;
@@ -561,6 +566,7 @@ BEGIN
     END IF;
     EXECUTE format('WITH m AS (DELETE FROM fractality.%I WHERE %I >= %L AND %I < %L RETURNING *) INSERT INTO fractality.%I SELECT * FROM m',
                    dflt, key, lo_txt, key, hi_txt, part_name);
+    PERFORM fractality.index_partition(format('fractality.%I', part_name)::regclass);
     EXECUTE format('ALTER TABLE %s ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
                    parent, part_name, lo_txt, hi_txt);
     IF streams THEN

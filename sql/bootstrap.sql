@@ -1,6 +1,6 @@
 -- fractality: bootstrap
 -- Loaded first. Helpers the schema itself depends on: the tenant of the current session and the
--- monthly partition helper used at install time and by partition maintenance.
+-- monthly partition helpers used by partition maintenance.
 --
 -- CREATE EXTENSION runs this with search_path = fractality, <schemas of required extensions>,
 -- so the pgvector type `vector` resolves wherever pgvector was installed.
@@ -31,6 +31,44 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = part AND polname = 'tenant_isolation') THEN
         EXECUTE format('CREATE POLICY tenant_isolation ON %s USING (user_id = fractality.current_user_id())',
                        part);
+    END IF;
+END
+$$;
+
+-- Gives a partition of consciousness_streams or of experience_events(_archive), or a table about
+-- to become one, its own index, named after it: (node_id, time DESC) for stream points
+-- (<name>_node_time), a BRIN over "timestamp" for events (<name>_time). An index it already has
+-- (a table renamed since) takes the name. The parents declare no index: pg_dump dumps each
+-- monthly partition, a table of its own, with its index, and pg_restore must not meet one made
+-- for it by the parent (see streams.sql).
+CREATE FUNCTION fractality.index_partition(part regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel text;
+    streams boolean;
+    want text;
+    have text;
+BEGIN
+    SELECT c.relname INTO rel FROM pg_class c WHERE c.oid = part;
+    streams := EXISTS (SELECT 1 FROM pg_attribute a
+                        WHERE a.attrelid = part AND a.attname = 'atp_level' AND NOT a.attisdropped);
+    want := rel || CASE WHEN streams THEN '_node_time' ELSE '_time' END;
+    SELECT ci.relname INTO have
+      FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid
+     WHERE i.indrelid = part
+     ORDER BY ci.relname = want DESC
+     LIMIT 1;
+    IF have = want THEN
+        RETURN;
+    ELSIF have IS NOT NULL THEN
+        EXECUTE format('ALTER INDEX fractality.%I RENAME TO %I', have, want);
+    ELSIF streams THEN
+        EXECUTE format('CREATE INDEX %I ON %s (node_id, time DESC)', want, part);
+    ELSE
+        EXECUTE format('CREATE INDEX %I ON %s USING brin ("timestamp") WITH (pages_per_range = 32)',
+                       want, part);
     END IF;
 END
 $$;
@@ -89,6 +127,7 @@ BEGIN
     IF parent = to_regclass('fractality.consciousness_streams') THEN
         PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
     END IF;
+    PERFORM fractality.index_partition(format('fractality.%I', part_name)::regclass);
     RETURN true;
 END
 $$;

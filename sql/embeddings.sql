@@ -53,18 +53,18 @@ COMMENT ON TABLE fractality.node_embeddings IS
 -- (node_id, user_id) rather than the primary key's (user_id, node_id, model).
 CREATE INDEX node_embeddings_node ON fractality.node_embeddings (node_id, user_id);
 
--- The partitions, fixed at install: the setting fractality.embedding_partitions (default 16), e.g.
---   SET fractality.embedding_partitions = 64; CREATE EXTENSION fractality CASCADE;
+-- The partitions, fixed at install: the setting fractality.embedding_partitions (default 64), e.g.
+--   SET fractality.embedding_partitions = 256; CREATE EXTENSION fractality CASCADE;
 DO $$
 DECLARE
     setting text := current_setting('fractality.embedding_partitions', true);
     n integer;
 BEGIN
     IF setting IS NULL OR setting = '' THEN
-        n := 16;
+        n := 64;
     ELSIF setting !~ '^[0-9]{1,4}$' OR setting::integer NOT BETWEEN 1 AND 1024 THEN
         RAISE EXCEPTION 'invalid value for fractality.embedding_partitions: %', setting
-            USING ERRCODE = '22023', HINT = 'The number of partitions of node_embeddings, from 1 to 1024 (default 16).';
+            USING ERRCODE = '22023', HINT = 'The number of partitions of node_embeddings, from 1 to 1024 (default 64).';
     ELSE
         n := setting::integer;
     END IF;
@@ -159,6 +159,23 @@ $$;
 
 COMMENT ON FUNCTION fractality.build_model_index(text) IS
     'Builds the HNSW index of a model on every partition of node_embeddings that lacks it; returns the seconds each took.';
+
+-- A model's row inserted (by register_model, or by pg_restore from a dump) gets the model's
+-- HNSW index on every partition: the indexes made at run time on node_embeddings' partitions,
+-- which belong to the extension, are not in a dump; the rows of embedding_models are.
+CREATE FUNCTION fractality._embedding_models_index() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM fractality.build_model_index(NEW.model);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER embedding_models_index
+    AFTER INSERT ON fractality.embedding_models
+    FOR EACH ROW EXECUTE FUNCTION fractality._embedding_models_index();
 
 -- Drops the HNSW index of `model` from every partition (before a bulk load); true when there was one.
 CREATE FUNCTION fractality.drop_model_index(model text) RETURNS boolean

@@ -62,15 +62,12 @@ COMMENT ON TABLE fractality.experience_events IS
     'RL experience events; "timestamp" in microseconds since the Unix epoch; monthly partitions.';
 COMMENT ON COLUMN fractality.experience_events.event_id IS 'u128 event id as 16 bytes.';
 
+-- The default partition, made here; the monthly ones by fractality.ensure_partitions
+-- (run_maintenance), as ordinary tables, each with its own BRIN index (see streams.sql: pg_dump).
 CREATE TABLE fractality.experience_events_default
     PARTITION OF fractality.experience_events DEFAULT;
-
-CREATE INDEX experience_events_time ON fractality.experience_events
+CREATE INDEX experience_events_default_time ON fractality.experience_events_default
     USING brin ("timestamp") WITH (pages_per_range = 32);
-
-SELECT fractality.create_month_partition('fractality.experience_events', current_date);
-SELECT fractality.create_month_partition('fractality.experience_events',
-                                         (current_date + interval '1 month')::date);
 
 CREATE TABLE fractality.action_metadata (
     event_id        bytea        PRIMARY KEY,
@@ -102,13 +99,17 @@ BEGIN
         RAISE foreign_key_violation USING
             MESSAGE = format('insert or update on table "action_metadata" violates the reference "action_metadata_event": no event (%s, %s)',
                              NEW.event_timestamp, NEW.event_id),
-            HINT = 'Write the event first (fractality.write_event), or both with fractality.write_event_with_metadata.';
+            HINT = 'Write the event first (fractality.write_event), or both with fractality.write_event_with_metadata; restore a dump in one transaction (pg_restore --single-transaction).';
     END IF;
     RETURN NULL;
 END $$;
 
+-- Checked at commit (DEFERRABLE INITIALLY DEFERRED), as a foreign key declared so would be: a
+-- restore of a dump in one transaction (pg_restore --single-transaction, psql --single-transaction)
+-- loads action_metadata before the events it refers to.
 CREATE CONSTRAINT TRIGGER action_metadata_event
     AFTER INSERT OR UPDATE OF event_id, event_timestamp ON fractality.action_metadata
+    DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION fractality.action_metadata_check_event();
 
 CREATE FUNCTION fractality.experience_events_cascade_delete() RETURNS trigger

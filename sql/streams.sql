@@ -20,16 +20,18 @@ CREATE TABLE fractality.consciousness_streams (
 COMMENT ON TABLE fractality.consciousness_streams IS
     'Energy (atp_level) and attention of nodes over time; monthly partitions (UTC) plus a default.';
 
--- Propagates to every partition: a node's recent points, newest first.
-CREATE INDEX consciousness_streams_node_time ON fractality.consciousness_streams (node_id, time DESC);
-
+-- The partitions: a default one, made here, and one per month (UTC), made by
+-- fractality.ensure_partitions (run_maintenance) as months come, never by the install script:
+-- monthly partitions are ordinary tables, not members of the extension, so that pg_dump dumps
+-- them (definition, rows, index) and a restore never meets a partition of the same name made by
+-- CREATE EXTENSION. For the same reason the index is each partition's own, not one declared on
+-- the parent (whose partitions' indexes pg_restore would create twice): a node's recent points,
+-- newest first.
 CREATE TABLE fractality.consciousness_streams_default
     PARTITION OF fractality.consciousness_streams DEFAULT;
 SELECT fractality.protect_partition('fractality.consciousness_streams_default');
-
-SELECT fractality.create_month_partition('fractality.consciousness_streams', current_date);
-SELECT fractality.create_month_partition('fractality.consciousness_streams',
-                                         (current_date + interval '1 month')::date);
+CREATE INDEX consciousness_streams_default_node_time
+    ON fractality.consciousness_streams_default (node_id, time DESC);
 
 -- The cold tier: many points of one node per row, column-wise, lossless.
 -- times[i], atp_levels[i], attention_scores[i] and resonance_vectors[i] describe point i, in time

@@ -95,6 +95,10 @@ UNION ALL
 SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid)
   FROM pg_depend d, ext WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid
    AND d.deptype = 'e'
+UNION ALL
+SELECT 'dumped ' || x.rel::regclass::text || ' ' || coalesce(x.cond, '')
+  FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(rel, cond)
+ WHERE e.extname = 'fractality'
 "#;
 
 fn catalog(c: &mut Client) -> BTreeSet<String> {
@@ -361,8 +365,13 @@ fn upgrade_from(previous: &str) {
         .get(0);
     assert!((0.0..=1.0).contains(&atp));
 
-    // the upgraded schema is the fresh one, object for object
-    let mut new = fresh_db(&new_db, "CREATE EXTENSION fractality CASCADE");
+    // the upgraded schema is the fresh one, object for object; the monthly partitions the old
+    // install script made (this month's and the next) are ordinary tables now, as
+    // ensure_partitions makes them in a fresh install
+    let mut new = fresh_db(
+        &new_db,
+        "CREATE EXTENSION fractality CASCADE; SELECT fractality.ensure_partitions(1);",
+    );
     let (upgraded, fresh) = (catalog(&mut old), catalog(&mut new));
     let missing: Vec<&String> = fresh.difference(&upgraded).collect();
     let extra: Vec<&String> = upgraded.difference(&fresh).collect();

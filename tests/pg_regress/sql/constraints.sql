@@ -99,9 +99,11 @@ ROLLBACK TO s;
 SELECT episode_id, step_number, reward_homeostasis + reward_curiosity + reward_efficiency + reward_goal AS total,
        archived, octet_length(event_id) AS id_bytes
   FROM fractality.experience_events;
--- metadata must point at an event
+-- metadata must point at an event: checked at commit (a restore loads the metadata first), or
+-- when the constraint is set IMMEDIATE
 INSERT INTO fractality.action_metadata (event_id, event_timestamp, intent_type, executor_id, parameters)
 VALUES ('\xffffffffffffffffffffffffffffffff', 0, 'explore', 'agent-1', '{}');
+SET CONSTRAINTS fractality.action_metadata_event IMMEDIATE;
 ROLLBACK TO s;
 INSERT INTO fractality.action_metadata (event_id, event_timestamp, intent_type, executor_id, parameters)
 SELECT event_id, "timestamp", 'explore', 'agent-1', '{"depth": 2}' FROM fractality.experience_events;

@@ -53,6 +53,7 @@ SELECT tgrelid::regclass AS "table", tgname, tgenabled
   FROM pg_trigger
  WHERE tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'fractality'::regnamespace)
    AND NOT tgisinternal
+   AND tgparentid = 0  -- a partition's clone of its parent's trigger is the parent's
  ORDER BY tgrelid::regclass::text, 2;
 
 -- storage options: every view runs with the caller's rights; nodes leave room for HOT updates

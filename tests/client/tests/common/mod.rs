@@ -44,8 +44,11 @@ pub fn db() -> Client {
             .batch_execute(&format!("CREATE DATABASE {DB}"))
             .unwrap();
         let mut c = Client::connect(&url_for(DB, "postgres"), NoTls).unwrap();
-        c.batch_execute("CREATE EXTENSION fractality CASCADE")
-            .unwrap();
+        // monthly partitions come from maintenance, as in a deployment: this month's and the next
+        c.batch_execute(
+            "CREATE EXTENSION fractality CASCADE; SELECT fractality.ensure_partitions(1);",
+        )
+        .unwrap();
     });
     Client::connect(&url_for(DB, "postgres"), NoTls).expect("connect to the test database")
 }
@@ -92,7 +95,9 @@ pub fn app(role: &str, tenant: Option<uuid::Uuid>) -> Client {
             let grants: String = admin
                 .query_one(
                     "SELECT format('GRANT USAGE ON SCHEMA fractality TO %1$I;
-                                    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO %1$I;', $1::text)",
+                                    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO %1$I;
+                                    GRANT EXECUTE ON FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text),
+                                        fractality._crystallize_consensus(uuid, vector, float8, integer, text) TO %1$I;', $1::text)",
                     &[&role],
                 )
                 .unwrap()
