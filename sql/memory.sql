@@ -3,7 +3,8 @@
 -- settings their searches run with (as for find_resonant in sql/resonance.sql): pgvector's
 -- schema pinned on the search_path, and the tenant's HNSW index read in distance order,
 -- iteratively (the tenant filter must not starve the scan), in strict order (recall's stop rule
--- relies on it), the index order rather than a sort of the tenant's rows.
+-- relies on it), the index order rather than a sort of the tenant's rows; and no JIT (with
+-- enable_sort off a sort's cost is huge, which would otherwise compile every plan that sorts).
 DO $$
 DECLARE
     vector_schema name;
@@ -19,7 +20,7 @@ BEGIN
         format('fractality.recall_explain(%I.vector, integer, text, text, text, float8, float8, float8, float8)', vector_schema)] LOOP
         EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp
                             SET hnsw.iterative_scan = ''strict_order'' SET hnsw.ef_search = 40
-                            SET hnsw.max_scan_tuples = 100000 SET enable_sort = off',
+                            SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off',
                        f, vector_schema);
     END LOOP;
 END

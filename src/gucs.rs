@@ -27,15 +27,16 @@ pub static DECAY_TICK: GucSetting<Option<CString>> =
 pub static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 
 /// `fractality.exact_scan_limit`: a tenant's search (find_resonant, recall, remember's duplicate
-/// check) reads a tenant of at most this many 384-d embeddings exactly (every one of them: recall
-/// 1) instead of through its partition's HNSW index; for a model of d dimensions the limit is
-/// scaled by 384 / d. 0 turns the exact scan off. 2000.
+/// check) reads a tenant of at most this many 384-d embeddings exactly (every one of them, a
+/// recall of 1) instead of through its partition's HNSW index; for a model of d dimensions the
+/// limit is scaled by 384 / d. 0 turns the exact scan off. 2000.
 pub static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(2000);
 
 /// `fractality.embedding_partitions`: how many hash partitions (by tenant) node_embeddings gets
-/// when the extension is created, 1 to 1024; 16. Read only by CREATE EXTENSION: set it before,
-/// e.g. `SET fractality.embedding_partitions = 64; CREATE EXTENSION fractality CASCADE;`.
-pub static EMBEDDING_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(16);
+/// when the extension is created, 1 to 1024; 64 (a tenant group per partition: the fewer tenants
+/// share a partition, the less its HNSW scan has to skip). Read only by CREATE EXTENSION: set
+/// it before, e.g. `SET fractality.embedding_partitions = 256; CREATE EXTENSION fractality;`.
+pub static EMBEDDING_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(64);
 
 /// `fractality.remember_energy`: the energy `remember` feeds a memory it already holds (the same
 /// key, or one within the duplicate threshold), in [0, 1]; 0.1.

@@ -3,15 +3,16 @@
 //!
 //! Two paths, chosen per call by the tenant's size (counted from its primary-key entries up to
 //! `fractality.exact_scan_limit` + 1):
-//! - a small tenant is read whole: every embedding, its cosine computed natively (exact);
+//! - a small tenant is read whole: every embedding's distance to the query (exact);
 //! - a larger one through the model's HNSW index in the tenant's partition (one partition: the
 //!   tenant is a parameter the executor prunes by at start-up), with the tenant as a filter that
 //!   pgvector's iterative scan keeps from starving the scan, in distance order, read in batches
 //!   until the caller has what it needs.
 //!
-//! Either way each hit carries the similarity computed natively from the stored vector, so both
-//! paths report the same numbers; `order` is what the rows are ordered by (the index's distance
-//! as a similarity), which callers compare with their bounds, less [`TenantScan::margin`].
+//! Either way the distances are pgvector's, computed in full precision where the rows are (only
+//! ids and distances come back, never the vectors), so both paths report the same numbers;
+//! `order` is what the rows are ordered by (the index's distance as a similarity, in halfvec
+//! above 2 000 dimensions), which callers compare with their bounds, less [`TenantScan::margin`].
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -20,10 +21,11 @@ use pgrx::Uuid;
 use crate::errors::FractalityError;
 use crate::models::Model;
 use crate::spi::{self, Cursor, Query};
-use crate::vector::{cosine, vector_type_oid, Vector};
+use crate::vector::{vector_type_oid, Vector};
 
-/// Rows fetched from the index at a time.
-const FETCH: i64 = 64;
+/// Rows fetched from the index at a time, at most (batches start at what the caller asks for
+/// and double).
+const FETCH: usize = 256;
 /// The most rows one search reads through the index.
 pub const MAX_ROWS: i64 = 10_000;
 /// `fractality.exact_scan_limit` counts embeddings of this many dimensions: a model of more
@@ -66,7 +68,8 @@ pub struct TenantScan {
     margin: f64,
     exact: std::vec::IntoIter<Hit>,
     cursor: Option<Cursor>,
-    query: Vec<f32>,
+    /// The size of the next batch.
+    batch: usize,
 }
 
 impl TenantScan {
@@ -80,6 +83,7 @@ impl TenantScan {
         tenant: Uuid,
         query: &[f32],
         read_only: bool,
+        first: usize,
     ) -> Result<TenantScan, FractalityError> {
         // the exact path while rows x dimensions stay within the limit's 384-d rows
         let limit = ((crate::gucs::EXACT_SCAN_LIMIT.get() as i64) * REFERENCE_DIMS
@@ -109,35 +113,25 @@ impl TenantScan {
             // halfvec distances carry about three significant digits
             1e-2
         };
+        let qv = Vector::from_slice(query)?;
+        // SAFETY: the datum is a vector of the vector type's OID
+        let arg = unsafe { DatumWithOid::new(qv, vector_type_oid()) };
+        let batch = first.clamp(1, FETCH);
         if small {
             let q = Query {
                 name: "tenant_embeddings",
                 text: TENANT_EMBEDDINGS,
-                types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
+                types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, vector_type_oid()],
             };
-            let mut hits = Vec::new();
-            let rows = spi::rows(
+            let mut hits: Vec<Hit> = spi::rows(
                 &q,
-                &[tenant.into(), model.name.as_str().into()],
+                &[tenant.into(), model.name.as_str().into(), arg],
                 read_only,
-                |r| -> Result<Option<Hit>, FractalityError> {
-                    let id = r.get::<Uuid>(1);
-                    let v = match r.datum(2) {
-                        // SAFETY: a non-null vector datum of the row being read
-                        Some(d) => unsafe { Vector::from_datum_ref(d) }?,
-                        None => return Ok(None),
-                    };
-                    let sim = cosine(query, v.as_slice())?;
-                    Ok(id.zip(sim).map(|(node_id, similarity)| Hit {
-                        node_id,
-                        similarity,
-                        order: similarity,
-                    }))
-                },
-            )?;
-            for r in rows {
-                hits.extend(r?);
-            }
+                |r| hit(r.get::<Uuid>(1), r.get::<f64>(2), None),
+            )?
+            .into_iter()
+            .flatten()
+            .collect();
             hits.sort_by(|a, b| {
                 b.similarity
                     .total_cmp(&a.similarity)
@@ -148,7 +142,7 @@ impl TenantScan {
                 margin: 0.0,
                 exact: hits.into_iter(),
                 cursor: None,
-                query: query.to_vec(),
+                batch,
             });
         }
         let text = model.render(TENANT_NEAREST);
@@ -157,16 +151,13 @@ impl TenantScan {
             text: &text,
             types: &[pg_sys::UUIDOID, vector_type_oid(), pg_sys::INT8OID],
         };
-        let qv = Vector::from_slice(query)?;
-        // SAFETY: the datum is a vector of the vector type's OID
-        let arg = unsafe { DatumWithOid::new(qv, vector_type_oid()) };
         let cursor = Cursor::open(&q, &[tenant.into(), arg, MAX_ROWS.into()], read_only)?;
         Ok(TenantScan {
             path: Path::Index,
             margin,
             exact: Vec::new().into_iter(),
             cursor: Some(cursor),
-            query: query.to_vec(),
+            batch,
         })
     }
 
@@ -180,40 +171,42 @@ impl TenantScan {
         self.margin
     }
 
-    /// The next hits in order, none at the end.
+    /// The next hits in order, none at the end: as many as the caller asked for at first, then
+    /// twice as many each time (up to 256).
     pub fn next_batch(&mut self) -> Result<Vec<Hit>, FractalityError> {
+        let n = self.batch;
+        self.batch = (self.batch * 2).min(FETCH);
         let Some(cursor) = self.cursor.as_mut() else {
-            return Ok(self.exact.by_ref().take(FETCH as usize).collect());
+            return Ok(self.exact.by_ref().take(n).collect());
         };
-        let query = &self.query;
-        let rows = cursor.fetch(FETCH, |r| -> Result<Option<Hit>, FractalityError> {
-            let id = r.get::<Uuid>(1);
-            let distance = r.get::<f64>(3);
-            let v = match r.datum(2) {
-                // SAFETY: a non-null vector datum of the row being read
-                Some(d) => unsafe { Vector::from_datum_ref(d) }?,
-                None => return Ok(None),
-            };
-            let sim = cosine(query, v.as_slice())?;
-            Ok(match (id, sim, distance) {
-                (Some(node_id), Some(similarity), Some(d)) if !d.is_nan() => Some(Hit {
-                    node_id,
-                    similarity,
-                    order: 1.0 - d,
-                }),
-                // a zero vector has no direction: no similarity, and pgvector's distance is NaN
-                _ => None,
-            })
+        let rows = cursor.fetch(n as i64, |r| {
+            (r.get::<Uuid>(1), r.get::<f64>(2), r.get::<f64>(3))
         });
-        let mut hits = Vec::with_capacity(rows.len());
         let fetched = rows.len();
-        for r in rows {
-            hits.extend(r?);
-        }
+        let hits: Vec<Hit> = rows
+            .into_iter()
+            .filter_map(|(id, exact, order)| hit(id, exact, Some(order)))
+            .collect();
         if fetched > 0 && hits.is_empty() {
             // only zero vectors in this batch: go on with the next one
             return self.next_batch();
         }
         Ok(hits)
     }
+}
+
+/// A hit from a row: the similarity from the full-precision distance, the order from the
+/// index's distance (the same on the exact path). A zero vector has no direction: pgvector's
+/// distance is NaN, and there is no hit.
+fn hit(id: Option<Uuid>, exact: Option<f64>, order: Option<Option<f64>>) -> Option<Hit> {
+    let exact = exact.filter(|d| !d.is_nan())?;
+    let order = match order {
+        None => exact,
+        Some(o) => o.filter(|d| !d.is_nan())?,
+    };
+    Some(Hit {
+        node_id: id?,
+        similarity: (1.0 - exact).clamp(-1.0, 1.0),
+        order: 1.0 - order,
+    })
 }

@@ -1,13 +1,14 @@
 -- A tenant's embeddings of one model in order of cosine distance to $2 through the model's HNSW
 -- index in the tenant's partition ($1: tenant, $2: the query vector, $3: at most so many; a
--- LIMIT, even as a parameter, also gives the generic plan a cheaper start than none). A template: {{model}},
--- {{type}} and {{dims}} are the model's (src/models.rs); the ORDER BY and the WHERE are the
--- index's expression and predicate. Run with hnsw.iterative_scan = strict_order (the tenant
--- filter must not starve the scan) and enable_sort = off (the index order, not a sort of the
--- tenant's rows), which the calling functions set; read through a cursor until the distance
--- passes what the caller needs.
-SELECT e.node_id, e.embedding,
-       (e.embedding::{{type}}({{dims}})) <=> ($2::{{type}}({{dims}})) AS distance
+-- LIMIT, even as a parameter, also gives the generic plan a cheaper start than none). A template:
+-- {{model}}, {{type}} and {{dims}} are the model's (src/models.rs); the ORDER BY and the WHERE
+-- are the index's expression and predicate. `distance` is the full-precision distance (the
+-- index's, in halfvec above 2 000 dimensions, only orders). Run with hnsw.iterative_scan =
+-- strict_order (the tenant filter must not starve the scan) and enable_sort = off (the index
+-- order, not a sort of the tenant's rows), which the calling functions set; read through a
+-- cursor until the distance passes what the caller needs. Only ids and distances travel.
+SELECT e.node_id, e.embedding <=> $2 AS distance,
+       (e.embedding::{{type}}({{dims}})) <=> ($2::{{type}}({{dims}})) AS order_distance
   FROM fractality.node_embeddings e
  WHERE e.user_id = $1 AND e.model = {{model}}
  ORDER BY (e.embedding::{{type}}({{dims}})) <=> ($2::{{type}}({{dims}}))

@@ -285,6 +285,8 @@ pub fn memory(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
          DELETE FROM fractality.nodes WHERE node_key LIKE 'bench-mem-%' OR label LIKE 'bench memory%'
              OR label LIKE 'bench batch memory%';",
     )?;
+    // their index entries are dead now: vacuumed, so that later scenarios search a clean graph
+    c.batch_execute("VACUUM fractality.node_embeddings")?;
     close_session(c)?;
     Ok(rows)
 }

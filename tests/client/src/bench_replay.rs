@@ -54,7 +54,8 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     let mut rows = Vec::new();
     c.batch_execute(
         "SET max_parallel_workers_per_gather = 0;
-         SELECT fractality.drop_replay_buffer(name) FROM fractality.replay_buffers WHERE name LIKE 'bench%';",
+         SELECT fractality.drop_replay_buffer(name) FROM fractality.replay_buffers WHERE name LIKE 'bench%';
+         DELETE FROM fractality.experience_events WHERE \"timestamp\" >= 4000000000000000;",
     )?;
 
     // ---- write_events without a buffer, then with one ------------------------------------------
