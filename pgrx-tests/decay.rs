@@ -217,27 +217,23 @@ mod tests {
     }
 
     #[pg_test]
-    fn decay_tick_is_one_clamped_tick_and_records_nothing_on_its_own() {
-        assert_relative_eq!(
-            f("SELECT fractality.decay_tick(gen_random_uuid(), 0.5, 0.5, 0.1)"),
-            0.25
-        );
-        assert_eq!(
-            f("SELECT fractality.decay_tick(gen_random_uuid(), 0.15, 0.5, 0.1)"),
-            0.1
-        );
-        // called outside apply_consciousness_decay it leaves nothing behind for the next tick
+    fn one_tick_is_clamped_and_reports_the_value_it_decayed_from() {
+        // the per-row step is greatest(atp * rate, floor), and the old value is the exact one
         let high = node("tick-high", 0.9, "0");
-        Spi::run(&format!(
-            "SELECT fractality.decay_tick('{high}', 0.2, 0.5, 0.1)"
-        ))
-        .unwrap();
+        let low = node("tick-low", 0.15, "0");
         assert_eq!(
-            i(
+            i(&format!(
                 "SELECT count(*) FROM fractality.apply_consciousness_decay(0.5, 0.1)
-                WHERE old_atp = 0.9 AND new_atp = 0.45"
-            ),
-            1
+                  WHERE (node_id = '{high}' AND old_atp = 0.9 AND new_atp = 0.45)
+                     OR (node_id = '{low}' AND old_atp = 0.15 AND new_atp = 0.1)"
+            )),
+            2
+        );
+        // the internal step of 0.4.0 is gone
+        assert_eq!(
+            i("SELECT count(*) FROM pg_proc WHERE proname = 'decay_tick'
+                 AND pronamespace = 'fractality'::regnamespace"),
+            0
         );
         // two ticks in one transaction: each reports the value it decayed from
         assert_eq!(

@@ -66,6 +66,293 @@ BEGIN
     RETURN created;
 END $$;
 
+-- ---- pg_dump: monthly partitions are ordinary tables, each with its own index ----------------
+-- 0.4.0's install script made the first monthly partitions, so they were members of the
+-- extension (pg_dump skipped them, rows and all), and the parents declared the indexes (which
+-- pg_restore then met twice). From 0.5.0 the parents declare none: every partition has its own
+-- index (built here for the partitions there are: a BRIN per event partition is quick, a
+-- (node_id, time) btree per stream partition takes about as long as the parent's took), and
+-- monthly partitions leave the extension.
+
+-- Gives a partition of consciousness_streams or of experience_events(_archive), or a table about
+-- to become one, its own index, named after it: (node_id, time DESC) for stream points
+-- (<name>_node_time), a BRIN over "timestamp" for events (<name>_time). An index it already has
+-- (a table renamed since) takes the name. The parents declare no index: pg_dump dumps each
+-- monthly partition, a table of its own, with its index, and pg_restore must not meet one made
+-- for it by the parent (see streams.sql).
+CREATE OR REPLACE FUNCTION fractality.index_partition(part regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel text;
+    streams boolean;
+    want text;
+    have text;
+BEGIN
+    SELECT c.relname INTO rel FROM pg_class c WHERE c.oid = part;
+    streams := EXISTS (SELECT 1 FROM pg_attribute a
+                        WHERE a.attrelid = part AND a.attname = 'atp_level' AND NOT a.attisdropped);
+    want := rel || CASE WHEN streams THEN '_node_time' ELSE '_time' END;
+    SELECT ci.relname INTO have
+      FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid
+     WHERE i.indrelid = part
+     ORDER BY ci.relname = want DESC
+     LIMIT 1;
+    IF have = want THEN
+        RETURN;
+    ELSIF have IS NOT NULL THEN
+        EXECUTE format('ALTER INDEX fractality.%I RENAME TO %I', have, want);
+    ELSIF streams THEN
+        EXECUTE format('CREATE INDEX %I ON %s (node_id, time DESC)', want, part);
+    ELSE
+        EXECUTE format('CREATE INDEX %I ON %s USING brin ("timestamp") WITH (pages_per_range = 32)',
+                       want, part);
+    END IF;
+END
+$$;
+-- Creates the monthly partition of `parent` (consciousness_streams, ranged on timestamptz, or
+-- experience_events, ranged on bigint microseconds) that holds `month`, unless it exists.
+-- Returns true when it created one. Identifiers are quoted with %I, bounds with %L.
+CREATE OR REPLACE FUNCTION fractality.create_month_partition(parent regclass, month date) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo      timestamptz := date_trunc('month', month::timestamp) AT TIME ZONE 'UTC';
+    hi      timestamptz := (date_trunc('month', month::timestamp) + interval '1 month') AT TIME ZONE 'UTC';
+    part_name text;
+    lo_txt  text;
+    hi_txt  text;
+BEGIN
+    IF parent IS NULL OR month IS NULL THEN
+        RAISE EXCEPTION 'create_month_partition: parent and month must not be NULL'
+            USING ERRCODE = '22004';
+    END IF;
+    IF month = 'infinity'::date OR month = '-infinity'::date THEN
+        RAISE EXCEPTION 'create_month_partition: month % is not a finite date', month
+            USING ERRCODE = '22023';
+    END IF;
+    IF parent = to_regclass('fractality.consciousness_streams') THEN
+        lo_txt := lo::text;
+        hi_txt := hi::text;
+    ELSIF parent = to_regclass('fractality.experience_events') THEN
+        lo_txt := fractality.epoch_us(lo)::text;
+        hi_txt := fractality.epoch_us(hi)::text;
+    ELSE
+        RAISE EXCEPTION 'create_month_partition: % is not a partitioned table of fractality', parent
+            USING ERRCODE = '22023',
+                  HINT = 'Use fractality.consciousness_streams or fractality.experience_events.';
+    END IF;
+
+    SELECT c.relname || '_' || to_char(lo AT TIME ZONE 'UTC', 'YYYY_MM') INTO part_name
+    FROM pg_class c WHERE c.oid = parent;
+
+    IF EXISTS (SELECT 1 FROM pg_class c
+               WHERE c.relname = part_name
+                 AND c.relnamespace = 'fractality'::regnamespace) THEN
+        RETURN false;
+    END IF;
+
+    EXECUTE format('CREATE TABLE fractality.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
+                   part_name, parent, lo_txt, hi_txt);
+    IF parent = to_regclass('fractality.experience_events') THEN
+        -- the bound as a CHECK constraint too (free on an empty table): archiving can then move
+        -- the partition into the cold tier with ATTACH PARTITION without scanning its rows
+        EXECUTE format('ALTER TABLE fractality.%I ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
+                       part_name, lo_txt, hi_txt);
+    END IF;
+    IF parent = to_regclass('fractality.consciousness_streams') THEN
+        PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
+    END IF;
+    PERFORM fractality.index_partition(format('fractality.%I', part_name)::regclass);
+    RETURN true;
+END
+$$;
+-- A fresh table shaped like `parent` (columns, defaults, CHECK constraints) in schema fractality,
+-- with the given bound as its partition_bound constraint; ready to be filled and attached.
+CREATE OR REPLACE FUNCTION fractality.new_event_table(name text, lo bigint, hi bigint) RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE TABLE fractality.%I (LIKE fractality.experience_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)', name);
+    EXECUTE format('ALTER TABLE fractality.%I ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
+                   name, lo, hi);
+    PERFORM fractality.index_partition(format('fractality.%I', name)::regclass);
+    RETURN format('fractality.%I', name)::regclass;
+END $$;
+
+-- Sets the partition_bound constraint of a detached event table (one scan of its rows).
+CREATE OR REPLACE FUNCTION fractality.set_event_bound(tbl regclass, lo bigint, hi bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS partition_bound, ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
+                   tbl, lo, hi);
+END $$;
+
+-- Attaches a detached event table to the cold tier as [lo, hi), after taking in the rows of the
+-- cold default partition that fall in that range (late events archived earlier), which ATTACH
+-- would otherwise refuse. The table is renamed after its range first.
+CREATE OR REPLACE FUNCTION fractality.attach_to_archive(tbl regclass, lo bigint, hi bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := fractality.archive_partition_name(lo);
+BEGIN
+    EXECUTE format('WITH m AS (DELETE FROM fractality.experience_events_archive_default
+                                WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING *)
+                    INSERT INTO %s SELECT * FROM m', tbl) USING lo, hi;
+    IF (SELECT c.relname FROM pg_class c WHERE c.oid = tbl) <> name THEN
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', tbl, name);
+    END IF;
+    PERFORM fractality.index_partition(tbl);
+    EXECUTE format('ALTER TABLE fractality.experience_events_archive ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
+                   name, lo, hi);
+END $$;
+-- A new table of fractality's event columns holding the rows of `src` in [lo, hi), made with
+-- CREATE TABLE AS (bulk, about twice as fast as INSERT ... SELECT), then given experience_events'
+-- NOT NULLs, defaults and CHECK constraints and partition_bound [lo, hi) in one ALTER (one scan):
+-- ready to be attached.
+CREATE OR REPLACE FUNCTION fractality.event_table_as(name text, src regclass, lo bigint, hi bigint) RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent regclass := 'fractality.experience_events'::regclass;
+    alters text;
+BEGIN
+    EXECUTE format('CREATE TABLE fractality.%I AS SELECT * FROM %s WHERE "timestamp" >= %s AND "timestamp" < %s',
+                   name, src, lo, hi);
+    SELECT string_agg(x, ', ') INTO alters FROM (
+        SELECT format('ALTER COLUMN %I SET NOT NULL', a.attname)
+          FROM pg_attribute a
+         WHERE a.attrelid = parent AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+        UNION ALL
+        SELECT format('ALTER COLUMN %I SET DEFAULT %s', a.attname, pg_get_expr(d.adbin, d.adrelid))
+          FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+         WHERE d.adrelid = parent
+        UNION ALL
+        SELECT format('ADD CONSTRAINT %I %s', c.conname, pg_get_constraintdef(c.oid))
+          FROM pg_constraint c WHERE c.conrelid = parent AND c.contype = 'c'
+        UNION ALL
+        SELECT format('ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %s AND "timestamp" < %s)', lo, hi)
+    ) s(x);
+    EXECUTE format('ALTER TABLE fractality.%I %s', name, alters);
+    PERFORM fractality.index_partition(format('fractality.%I', name)::regclass);
+    RETURN format('fractality.%I', name)::regclass;
+END $$;
+-- Creates the monthly partition of `parent` holding `month` unless a partition of that name
+-- exists; rows of that month caught by the default partition move into it. Returns true when it
+-- created one.
+CREATE OR REPLACE FUNCTION fractality.ensure_month_partition(parent regclass, month date) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    streams boolean := parent = 'fractality.consciousness_streams'::regclass;
+    lo timestamptz := date_trunc('month', month::timestamp) AT TIME ZONE 'UTC';
+    hi timestamptz := (date_trunc('month', month::timestamp) + interval '1 month') AT TIME ZONE 'UTC';
+    part_name text;
+    dflt text;
+    lo_txt text;
+    hi_txt text;
+    key text;
+    caught boolean;
+BEGIN
+    SELECT c.relname || '_' || to_char(lo AT TIME ZONE 'UTC', 'YYYY_MM'), c.relname || '_default'
+      INTO part_name, dflt FROM pg_class c WHERE c.oid = parent;
+    IF EXISTS (SELECT 1 FROM pg_class c
+                WHERE c.relname = part_name AND c.relnamespace = 'fractality'::regnamespace) THEN
+        RETURN false;
+    END IF;
+    -- a stream partition's foreign key takes SHARE ROW EXCLUSIVE on nodes: taken first, in the
+    -- order pulse and every writer of points lock nodes and then the streams (no deadlock)
+    IF streams THEN
+        LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
+    END IF;
+    -- CREATE ... PARTITION OF and ATTACH need it anyway; taken before the default partition is read
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', parent);
+    IF streams THEN
+        lo_txt := lo::text; hi_txt := hi::text; key := 'time';
+    ELSE
+        lo_txt := fractality.epoch_us(lo)::text; hi_txt := fractality.epoch_us(hi)::text; key := 'timestamp';
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM fractality.%I WHERE %I >= %L AND %I < %L)',
+                   dflt, key, lo_txt, key, hi_txt) INTO caught;
+    IF NOT caught THEN
+        RETURN fractality.create_month_partition(parent, month);
+    END IF;
+    -- the default partition caught rows of this month: they move into the new partition, which
+    -- is attached once filled
+    EXECUTE format('CREATE TABLE fractality.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)',
+                   part_name, parent);
+    IF NOT streams THEN
+        EXECUTE format('ALTER TABLE fractality.%I ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
+                       part_name, lo_txt, hi_txt);
+    END IF;
+    EXECUTE format('WITH m AS (DELETE FROM fractality.%I WHERE %I >= %L AND %I < %L RETURNING *) INSERT INTO fractality.%I SELECT * FROM m',
+                   dflt, key, lo_txt, key, hi_txt, part_name);
+    PERFORM fractality.index_partition(format('fractality.%I', part_name)::regclass);
+    EXECUTE format('ALTER TABLE %s ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
+                   parent, part_name, lo_txt, hi_txt);
+    IF streams THEN
+        PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
+    END IF;
+    RETURN true;
+END $$;
+
+DROP INDEX fractality.consciousness_streams_node_time;
+DROP INDEX fractality.experience_events_time;
+DROP INDEX fractality.experience_events_archive_time;
+
+DO $$
+DECLARE
+    r record;
+    ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'fractality');
+BEGIN
+    FOR r IN SELECT i.inhrelid::regclass AS part, c.relname
+               FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent IN ('fractality.consciousness_streams'::regclass,
+                                    'fractality.experience_events'::regclass,
+                                    'fractality.experience_events_archive'::regclass)
+              ORDER BY c.relname
+    LOOP
+        PERFORM fractality.index_partition(r.part);
+        IF r.relname !~ '_default$' AND EXISTS (
+               SELECT 1 FROM pg_catalog.pg_depend d
+                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = r.part
+                  AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
+                  AND d.deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION fractality DROP TABLE %s', r.part);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- action_metadata's reference to its event: checked at commit (a restore in one transaction
+-- loads the metadata before the events)
+CREATE OR REPLACE FUNCTION fractality.action_metadata_check_event() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM fractality.experience_events e
+                    WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id) THEN
+        RAISE foreign_key_violation USING
+            MESSAGE = format('insert or update on table "action_metadata" violates the reference "action_metadata_event": no event (%s, %s)',
+                             NEW.event_timestamp, NEW.event_id),
+            HINT = 'Write the event first (fractality.write_event), or both with fractality.write_event_with_metadata; restore a dump in one transaction (pg_restore --single-transaction).';
+    END IF;
+    RETURN NULL;
+END $$;
+DROP TRIGGER action_metadata_event ON fractality.action_metadata;
+CREATE CONSTRAINT TRIGGER action_metadata_event
+    AFTER INSERT OR UPDATE OF event_id, event_timestamp ON fractality.action_metadata
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION fractality.action_metadata_check_event();
+
 -- ---- keys: every primary and unique key of a tenant table includes user_id -----------------
 -- nodes' key becomes (id, user_id) (id first: a node is still found by its id alone); the
 -- foreign keys that pointed at the unique (id, user_id) point at it.
@@ -153,18 +440,18 @@ COMMENT ON TABLE fractality.node_embeddings IS
 -- (node_id, user_id) rather than the primary key's (user_id, node_id, model).
 CREATE INDEX node_embeddings_node ON fractality.node_embeddings (node_id, user_id);
 
--- The partitions, fixed at install: the setting fractality.embedding_partitions (default 16), e.g.
---   SET fractality.embedding_partitions = 64; CREATE EXTENSION fractality CASCADE;
+-- The partitions, fixed at install: the setting fractality.embedding_partitions (default 64), e.g.
+--   SET fractality.embedding_partitions = 256; CREATE EXTENSION fractality CASCADE;
 DO $$
 DECLARE
     setting text := current_setting('fractality.embedding_partitions', true);
     n integer;
 BEGIN
     IF setting IS NULL OR setting = '' THEN
-        n := 16;
+        n := 64;
     ELSIF setting !~ '^[0-9]{1,4}$' OR setting::integer NOT BETWEEN 1 AND 1024 THEN
         RAISE EXCEPTION 'invalid value for fractality.embedding_partitions: %', setting
-            USING ERRCODE = '22023', HINT = 'The number of partitions of node_embeddings, from 1 to 1024 (default 16).';
+            USING ERRCODE = '22023', HINT = 'The number of partitions of node_embeddings, from 1 to 1024 (default 64).';
     ELSE
         n := setting::integer;
     END IF;
@@ -259,6 +546,23 @@ $$;
 
 COMMENT ON FUNCTION fractality.build_model_index(text) IS
     'Builds the HNSW index of a model on every partition of node_embeddings that lacks it; returns the seconds each took.';
+
+-- A model's row inserted (by register_model, or by pg_restore from a dump) gets the model's
+-- HNSW index on every partition: the indexes made at run time on node_embeddings' partitions,
+-- which belong to the extension, are not in a dump; the rows of embedding_models are.
+CREATE FUNCTION fractality._embedding_models_index() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM fractality.build_model_index(NEW.model);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER embedding_models_index
+    AFTER INSERT ON fractality.embedding_models
+    FOR EACH ROW EXECUTE FUNCTION fractality._embedding_models_index();
 
 -- Drops the HNSW index of `model` from every partition (before a bulk load); true when there was one.
 CREATE FUNCTION fractality.drop_model_index(model text) RETURNS boolean
@@ -451,7 +755,7 @@ CREATE FUNCTION fractality."remember"(
 	"node_key" TEXT, /* Option < & str > */
 	"content" TEXT, /* Option < & str > */
 	"embedding" vector, /* Option < Vector < '_ > > */
-	"metadata" jsonb DEFAULT '{}', /* Option < JsonB > */
+	"metadata" jsonb DEFAULT '{}', /* Option < crate :: jsonb :: JsonValue > */
 	"model" TEXT DEFAULT 'default', /* Option < & str > */
 	"dedup_threshold" double precision DEFAULT 0.95, /* Option < f64 > */
 	"ttl" interval DEFAULT NULL /* Option < Interval > */
@@ -463,7 +767,7 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'remember_wrapper';
 CREATE FUNCTION fractality."remember_many"(
-	"memories" jsonb, /* Option < JsonB > */
+	"memories" jsonb, /* Option < crate :: jsonb :: JsonValue > */
 	"model" TEXT DEFAULT 'default', /* Option < & str > */
 	"dedup_threshold" double precision DEFAULT 0.95 /* Option < f64 > */
 ) RETURNS TABLE (
@@ -548,7 +852,7 @@ BEGIN
         format('fractality.recall_explain(%I.vector, integer, text, text, text, float8, float8, float8, float8)', vector_schema)] LOOP
         EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp
                             SET hnsw.iterative_scan = ''strict_order'' SET hnsw.ef_search = 40
-                            SET hnsw.max_scan_tuples = 100000 SET enable_sort = off',
+                            SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off',
                        f, vector_schema);
     END LOOP;
 END
@@ -875,6 +1179,7 @@ BEGIN
                                      WHERE conrelid = r.part AND conname = 'partition_bound');
                 PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
                 EXECUTE format('ALTER TABLE %s RENAME TO %I', side, hot_name);
+                PERFORM fractality.index_partition(side);
                 EXECUTE format('ALTER TABLE fractality.experience_events ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
                                hot_name, cutoff_us, p_hi);
                 moved := moved + n_old;
@@ -1075,21 +1380,34 @@ BEGIN
     EXECUTE format('ALTER FUNCTION fractality._crystallize_consensus(uuid, %I.vector, float8, integer, text)
                         SECURITY DEFINER SET search_path = pg_catalog, %I, pg_temp
                         SET hnsw.iterative_scan = ''strict_order'' SET hnsw.ef_search = 100
-                        SET hnsw.max_scan_tuples = 100000 SET enable_sort = off',
+                        SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off',
                    vector_schema, vector_schema);
+    -- Granted, not public: a consensus tells its caller how many users hold ideas near a seed of
+    -- the caller's choosing; a caller holding several tenants and calling it again and again with
+    -- seeds and thresholds it picks learns, a bit at a time, where another tenant's vectors lie.
+    -- The administrator grants it to the roles trusted with that (or runs it from pg_cron):
+    --   GRANT EXECUTE ON FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text),
+    --       fractality._crystallize_consensus(uuid, vector, float8, integer, text) TO curator;
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text),
+                        fractality._crystallize_consensus(uuid, %I.vector, float8, integer, text) FROM PUBLIC',
+                   vector_schema);
 END
 $$;
 
 -- The tenant's search (src/search.rs) reads the model's HNSW index in distance order until the
 -- caller has what it needs: iterative (a tenant filter must not starve the scan), strict order
 -- (the stop rule relies on it), the index order rather than a sort of the tenant's rows, and
--- room for crowded neighbourhoods (other tenants' rows skipped on the way).
+-- room for crowded neighbourhoods (other tenants' rows skipped on the way); no JIT (with
+-- enable_sort off a sort's estimated cost is huge, which would compile every plan that sorts).
 ALTER FUNCTION fractality.find_resonant(uuid, float8, integer, text)
     SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
-    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off;
+    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off;
 ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
     SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
-    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off;
+    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off;
+
+-- 0.4.0's per-row step of the explicit tick: apply_consciousness_decay locks the rows and reads the old values itself
+DROP FUNCTION fractality.decay_tick(uuid, double precision, double precision, double precision);
 
 -- ---- row-level security of the new tables -----------------------------------------------------
 
@@ -1115,3 +1433,67 @@ REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUB
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;
 ALTER TABLE fractality.consensus_centroids ENABLE ROW LEVEL SECURITY;
+
+-- ---- backups ------------------------------------------------------------------------------------
+-- pg_dump dumps the rows of an extension's tables only when the extension marks them: every
+-- table of fractality (each partition made here, the default and hash partitions) and every
+-- sequence, so that pg_dump / pg_restore give back every row and every sequence's value. The
+-- 'default' model is made by CREATE EXTENSION itself and left out. Monthly partitions are
+-- ordinary tables (see streams.sql), dumped as any table is. action_metadata's reference to its
+-- event is checked at commit: restore in one transaction (pg_restore --single-transaction).
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS rel, c.relname
+               FROM pg_catalog.pg_depend d
+               JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
+              WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
+                AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'fractality')
+                AND d.deptype = 'e'
+                AND c.relkind IN ('r', 'S')
+              ORDER BY c.relname
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(r.rel,
+            CASE WHEN r.relname = 'embedding_models' THEN 'WHERE model <> ''default''' ELSE '' END);
+    END LOOP;
+END
+$$;
+
+-- ---- internal helpers ---------------------------------------------------------------------------
+-- Not executable by PUBLIC: the partition and archive steps and the owner's maintenance functions
+-- that call them (ensure_partitions, archive_old_events, archive_streams, run_maintenance, the
+-- retention policies, index builds: they change tables only their owner may change; the owner
+-- keeps the right, and grants it to a maintenance role if need be), the trigger functions
+-- (checked when a trigger is created, not when it fires) and the aggregates' support functions
+-- (checked for the aggregate's owner). Every other function of the schema is the API.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure
+               FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'fractality'::regnamespace
+                AND p.proname IN (
+                    'archive_events_before', 'archive_partition_name', 'archive_streams_before',
+                    'attach_to_archive', 'create_month_partition', 'drop_events_before',
+                    'drop_partition', 'drop_streams_before', 'ensure_month_partition',
+                    'event_table_as', 'index_partition', 'new_event_table', 'pack_stream_points',
+                    'partition_bounds', 'protect_partition', 'set_event_bound',
+                    '_embedding_models_index', 'action_metadata_check_event',
+                    'experience_events_cascade_delete', 'experience_events_cascade_truncate',
+                    'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
+                    'discounted_return_ffunc', 'discounted_return_sfunc',
+                    'discounted_return_steps_ffunc', 'discounted_return_steps_sfunc',
+                    'episode_sums_ffunc', 'episode_sums_sfunc', 'reward_stats_combine',
+                    'reward_stats_deserial', 'reward_stats_ffunc', 'reward_stats_serial',
+                    'reward_stats_sfunc',
+                    -- the owner's maintenance: partitions, archiving, retention, index builds
+                    'ensure_partitions', 'archive_old_events', 'archive_streams', 'run_maintenance',
+                    'add_retention_policy', 'remove_retention_policy', 'build_model_index',
+                    'drop_model_index')
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;

@@ -36,21 +36,31 @@ BEGIN
     EXECUTE format('ALTER FUNCTION fractality._crystallize_consensus(uuid, %I.vector, float8, integer, text)
                         SECURITY DEFINER SET search_path = pg_catalog, %I, pg_temp
                         SET hnsw.iterative_scan = ''strict_order'' SET hnsw.ef_search = 100
-                        SET hnsw.max_scan_tuples = 100000 SET enable_sort = off',
+                        SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off',
                    vector_schema, vector_schema);
+    -- Granted, not public: a consensus tells its caller how many users hold ideas near a seed of
+    -- the caller's choosing; a caller holding several tenants and calling it again and again with
+    -- seeds and thresholds it picks learns, a bit at a time, where another tenant's vectors lie.
+    -- The administrator grants it to the roles trusted with that (or runs it from pg_cron):
+    --   GRANT EXECUTE ON FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text),
+    --       fractality._crystallize_consensus(uuid, vector, float8, integer, text) TO curator;
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text),
+                        fractality._crystallize_consensus(uuid, %I.vector, float8, integer, text) FROM PUBLIC',
+                   vector_schema);
 END
 $$;
 
 -- The tenant's search (src/search.rs) reads the model's HNSW index in distance order until the
 -- caller has what it needs: iterative (a tenant filter must not starve the scan), strict order
 -- (the stop rule relies on it), the index order rather than a sort of the tenant's rows, and
--- room for crowded neighbourhoods (other tenants' rows skipped on the way).
+-- room for crowded neighbourhoods (other tenants' rows skipped on the way); no JIT (with
+-- enable_sort off a sort's estimated cost is huge, which would compile every plan that sorts).
 ALTER FUNCTION fractality.find_resonant(uuid, float8, integer, text)
     SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
-    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off;
+    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off;
 ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
     SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
-    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off;
+    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off;
 
 -- The seed's traversal: from each consensus node whose resonance_score exceeds min_score, to
 -- the caller's contributing nodes (depth 1, through consensus_links), then along edges

@@ -58,3 +58,67 @@ CREATE POLICY consensus_read ON fractality.consensus_nodes FOR SELECT USING (tru
 
 -- the centroids: no policy at all, so no role but the owner (and BYPASSRLS) reads or writes one
 ALTER TABLE fractality.consensus_centroids ENABLE ROW LEVEL SECURITY;
+
+-- ---- backups ------------------------------------------------------------------------------------
+-- pg_dump dumps the rows of an extension's tables only when the extension marks them: every
+-- table of fractality (each partition made here, the default and hash partitions) and every
+-- sequence, so that pg_dump / pg_restore give back every row and every sequence's value. The
+-- 'default' model is made by CREATE EXTENSION itself and left out. Monthly partitions are
+-- ordinary tables (see streams.sql), dumped as any table is. action_metadata's reference to its
+-- event is checked at commit: restore in one transaction (pg_restore --single-transaction).
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS rel, c.relname
+               FROM pg_catalog.pg_depend d
+               JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
+              WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
+                AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'fractality')
+                AND d.deptype = 'e'
+                AND c.relkind IN ('r', 'S')
+              ORDER BY c.relname
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(r.rel,
+            CASE WHEN r.relname = 'embedding_models' THEN 'WHERE model <> ''default''' ELSE '' END);
+    END LOOP;
+END
+$$;
+
+-- ---- internal helpers ---------------------------------------------------------------------------
+-- Not executable by PUBLIC: the partition and archive steps and the owner's maintenance functions
+-- that call them (ensure_partitions, archive_old_events, archive_streams, run_maintenance, the
+-- retention policies, index builds: they change tables only their owner may change; the owner
+-- keeps the right, and grants it to a maintenance role if need be), the trigger functions
+-- (checked when a trigger is created, not when it fires) and the aggregates' support functions
+-- (checked for the aggregate's owner). Every other function of the schema is the API.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure
+               FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'fractality'::regnamespace
+                AND p.proname IN (
+                    'archive_events_before', 'archive_partition_name', 'archive_streams_before',
+                    'attach_to_archive', 'create_month_partition', 'drop_events_before',
+                    'drop_partition', 'drop_streams_before', 'ensure_month_partition',
+                    'event_table_as', 'index_partition', 'new_event_table', 'pack_stream_points',
+                    'partition_bounds', 'protect_partition', 'set_event_bound',
+                    '_embedding_models_index', 'action_metadata_check_event',
+                    'experience_events_cascade_delete', 'experience_events_cascade_truncate',
+                    'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
+                    'discounted_return_ffunc', 'discounted_return_sfunc',
+                    'discounted_return_steps_ffunc', 'discounted_return_steps_sfunc',
+                    'episode_sums_ffunc', 'episode_sums_sfunc', 'reward_stats_combine',
+                    'reward_stats_deserial', 'reward_stats_ffunc', 'reward_stats_serial',
+                    'reward_stats_sfunc',
+                    -- the owner's maintenance: partitions, archiving, retention, index builds
+                    'ensure_partitions', 'archive_old_events', 'archive_streams', 'run_maintenance',
+                    'add_retention_policy', 'remove_retention_policy', 'build_model_index',
+                    'drop_model_index')
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;

@@ -3,12 +3,15 @@
 //! `crystallize_consensus` runs as the caller: it reads the source node and its embedding under
 //! row-level security, then hands them to `_crystallize_consensus`, which runs SECURITY DEFINER
 //! with a pinned search_path (set in sql/resonance.sql) because it must see across tenants. That
-//! part acts only for a caller presenting the node's stored embedding, and stores only aggregates
-//! (counts, group resonance, a label and metadata shared by a majority of at least three users)
-//! and the links, which each tenant sees only for its own nodes; the centroid is kept where only
-//! the owner reads it. The math (centroid, group resonance, merging) lives in plain functions.
+//! part acts only for a caller presenting the node's stored embedding, and publishes only what
+//! gives no tenant's data away: the number of users, the group resonance to one decimal, and the
+//! links, which each tenant sees only for its own nodes, with their similarity to the seed to
+//! one decimal; no label, no metadata; the centroid is kept where only the owner reads it.
+//! Nothing published is computed from any tenant's label, and no number is precise enough to
+//! solve for another tenant's vector, however many probe nodes a caller links. The math
+//! (centroid, group resonance, rounding) lives in plain functions.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -61,107 +64,17 @@ pub fn group_resonance(vectors: &[&[f32]]) -> Result<Option<f64>, FractalityErro
     Ok((n > 0).then(|| sum / n as f64))
 }
 
-/// Fewest distinct users that must hold a label or a metadata value for a consensus to show it:
-/// a guess of one tenant's label that another tenant copies is never confirmed by it.
-pub const MIN_SHARING_USERS: usize = 3;
-
-/// Held by a strict majority of the nodes and of the users, and by at least
-/// [`MIN_SHARING_USERS`] users.
-fn shared(nodes: usize, all_nodes: usize, users: usize, all_users: usize) -> bool {
-    2 * nodes > all_nodes && 2 * users > all_users && users >= MIN_SHARING_USERS
-}
-
-/// The label a strict majority of the contributing nodes carry and a strict majority of the
-/// contributing users hold, at least three of them (a user counts once, however many of its
-/// nodes carry it); else the words all labels start with, when at least three users have a
-/// label (e.g. "Quantum consciousness" from "Quantum consciousness #1" and "... #2"); else none.
-/// Never the label of a minority of the users, nor one only two users share: a consensus
-/// exposes only what the users share, and confirms no guess of one tenant about another's.
-pub fn merge_labels<U: Eq + std::hash::Hash + Ord + Copy>(
-    labels: &[(U, Option<String>)],
-) -> Option<String> {
-    let users: HashSet<U> = labels.iter().map(|(u, _)| *u).collect();
-    let present: Vec<(U, &str)> = labels
-        .iter()
-        .filter_map(|(u, l)| l.as_deref().map(|l| (*u, l.trim())))
-        .collect();
-    if present.is_empty() {
-        return None;
-    }
-    let mut holders: BTreeMap<&str, (usize, HashSet<U>)> = BTreeMap::new();
-    for (u, l) in &present {
-        let h = holders.entry(l).or_default();
-        h.0 += 1;
-        h.1.insert(*u);
-    }
-    if let Some((top, _)) = holders
-        .iter()
-        .filter(|(_, (n, us))| shared(*n, present.len(), us.len(), users.len()))
-        .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.0.cmp(a.0)))
-    {
-        return Some(top.to_string());
-    }
-    let labelled: HashSet<U> = present.iter().map(|(u, _)| *u).collect();
-    if labelled.len() < MIN_SHARING_USERS {
-        return None;
-    }
-    let words: Vec<Vec<&str>> = present
-        .iter()
-        .map(|(_, l)| l.split_whitespace().collect())
-        .collect();
-    let mut common: Vec<&str> = Vec::new();
-    for (i, w) in words[0].iter().enumerate() {
-        if words.iter().all(|ws| ws.get(i) == Some(w)) {
-            common.push(w);
-        } else {
-            break;
-        }
-    }
-    let prefix = common
-        .join(" ")
-        .trim_end_matches(|c: char| !c.is_alphanumeric())
-        .to_string();
-    (!prefix.is_empty()).then_some(prefix)
-}
-
-/// The top-level keys whose value a strict majority of the contributing nodes carry and a strict
-/// majority of the contributing users hold (a user counts once per value).
-pub fn merge_metadata<U: Eq + std::hash::Hash + Copy>(all: &[(U, Value)]) -> Value {
-    let users: HashSet<U> = all.iter().map(|(u, _)| *u).collect();
-    // per key: each value with the nodes and the users that hold it
-    type Holders<'v, U> = Vec<(&'v Value, usize, HashSet<U>)>;
-    let mut holders: BTreeMap<&str, Holders<'_, U>> = BTreeMap::new();
-    for (u, m) in all {
-        if let Value::Object(map) = m {
-            for (k, v) in map {
-                let slot = holders.entry(k.as_str()).or_default();
-                match slot.iter_mut().find(|(x, _, _)| *x == v) {
-                    Some((_, n, us)) => {
-                        *n += 1;
-                        us.insert(*u);
-                    }
-                    None => slot.push((v, 1, HashSet::from([*u]))),
-                }
-            }
-        }
-    }
-    let mut out = serde_json::Map::new();
-    for (k, values) in holders {
-        if let Some((v, _, _)) = values
-            .iter()
-            .find(|(_, n, us)| shared(*n, all.len(), us.len(), users.len()))
-        {
-            out.insert(k.to_string(), (*v).clone());
-        }
-    }
-    Value::Object(out)
+/// What a consensus publishes of a score that depends on other tenants' vectors: one decimal.
+/// A consensus tells its readers how many users hold ideas near its seed and roughly how close
+/// they are, never a number precise enough to solve for one of them (see README: consensus).
+pub fn coarse(x: f64) -> f64 {
+    ((x * 10.0).round() / 10.0).clamp(-1.0, 1.0)
 }
 
 // ---- SQL ------------------------------------------------------------------------------------
 
 const SOURCE: &str = include_str!("../sql/queries/consensus_source.sql");
 const MEMBERS: &str = include_str!("../sql/queries/consensus_members.sql");
-const MEMBER_INFO: &str = include_str!("../sql/queries/consensus_member_info.sql");
 const EXISTING: &str = include_str!("../sql/queries/consensus_existing.sql");
 const INSERT: &str = include_str!("../sql/queries/consensus_insert.sql");
 const UPDATE: &str = include_str!("../sql/queries/consensus_update.sql");
@@ -213,6 +126,7 @@ fn crystallize_consensus(
     min_contributors: i32,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Option<Uuid> {
+    crate::errors::writer(c"crystallize_consensus");
     let model = unsafe { model_arg(fcinfo, 3) }.expect("strict");
     self::threshold(threshold).unwrap_or_report();
     check_min_contributors(min_contributors).unwrap_or_report();
@@ -265,6 +179,7 @@ fn crystallize_consensus_definer(
     min_contributors: i32,
     model: &str,
 ) -> Option<Uuid> {
+    crate::errors::writer(c"_crystallize_consensus");
     let max_distance = 1.0 - self::threshold(threshold).unwrap_or_report();
     let min_users = check_min_contributors(min_contributors).unwrap_or_report();
     spi::connect(|| consensus(node, &embedding, max_distance, min_users, model)).unwrap_or_report()
@@ -307,7 +222,6 @@ fn consensus(
     let Some(source) = source.filter(|m| m.embedding.as_slice() == embedding.as_slice()) else {
         return Err(node_not_found(node));
     };
-    let owner = source.user;
 
     // its neighbours across tenants until the threshold, nearest first
     let margin = if model.index_type() == "vector" {
@@ -379,40 +293,20 @@ fn consensus(
     }
     let vectors: Vec<&[f32]> = members.iter().map(|m| m.embedding.as_slice()).collect();
     let centre = centroid(&vectors)?;
-    let group = group_resonance(&vectors)?.unwrap_or(1.0).clamp(-1.0, 1.0);
+    let group = coarse(group_resonance(&vectors)?.unwrap_or(1.0));
+    // each member's similarity to the seed (the caller's node), to one decimal
     let sims: Vec<f64> = vectors
         .iter()
-        .map(|v| Ok(cosine(v, &centre)?.unwrap_or(0.0)))
+        .map(|v| Ok(coarse(cosine(v, embedding.as_slice())?.unwrap_or(0.0))))
         .collect::<Result<_, FractalityError>>()?;
 
     let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
-    let mut labels = Vec::new();
-    let mut metadata = Vec::new();
-    for (user, label, meta) in spi::rows(
-        &Query {
-            name: "consensus_member_info",
-            text: MEMBER_INFO,
-            types: &[pg_sys::UUIDARRAYOID],
-        },
-        &[ids.clone().into()],
-        false,
-        |r| {
-            (
-                r.get::<Uuid>(1),
-                r.get::<String>(2),
-                r.get::<pgrx::JsonB>(3).map(|j| j.0).unwrap_or(Value::Null),
-            )
-        },
-    )? {
-        let Some(user) = user else { continue };
-        let user = *user.as_bytes();
-        labels.push((user, label));
-        metadata.push((user, meta));
-    }
-    let label = merge_labels(&labels);
-    let meta = pgrx::JsonB(merge_metadata(&metadata));
+    // no label and no metadata: a label or a value shown only when several users share it
+    // confirms a guess about another tenant's (a caller may hold several tenants), and the
+    // caller's own would reach every tenant
+    let label: Option<String> = None;
+    let meta = pgrx::JsonB(Value::Object(Default::default()));
     let count = users.len() as i32;
-    let _ = owner;
 
     let existing: Option<Uuid> = spi::one(
         &Query {
@@ -491,7 +385,6 @@ pub fn distinct_users<T: Eq + std::hash::Hash + Copy>(users: &[T]) -> usize {
 mod tests {
     use super::*;
     use approx::assert_relative_eq;
-    use serde_json::json;
 
     #[test]
     fn centroid_is_the_normalised_mean_direction() {
@@ -516,87 +409,12 @@ mod tests {
     }
 
     #[test]
-    fn labels_merge_by_majority_of_users_then_common_words() {
-        // one label per user: users 0, 1, 2, ...
-        let l = |v: &[&str]| {
-            v.iter()
-                .enumerate()
-                .map(|(u, s)| (u, Some(s.to_string())))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            merge_labels(&l(&["Dreams", "Dreams", "Dreams", "Sleep"])).as_deref(),
-            Some("Dreams")
-        );
-        // two users of three share a label: shown, it would confirm one tenant's guess of
-        // another's (copy the guess, see whether the consensus takes it)
-        assert_eq!(merge_labels(&l(&["Dreams", "Dreams", "Sleep"])), None);
-        // the same through the common words: two labelled users are not enough
-        assert_eq!(
-            merge_labels(&[
-                (0, Some("secret plan #1".to_string())),
-                (1, Some("secret plan #2".to_string())),
-                (2, None)
-            ]),
-            None
-        );
-        assert_eq!(
-            merge_labels(&l(&[
-                "Quantum mind #1",
-                "Quantum mind #2",
-                "Quantum mind #3"
-            ]))
-            .as_deref(),
-            Some("Quantum mind")
-        );
-        // no majority, nothing in common: no single user's label is exposed
-        assert_eq!(merge_labels(&l(&["b", "a"])), None);
-        assert_eq!(merge_labels::<usize>(&[(0, None), (1, None)]), None);
-        // a label on most nodes, all of one user, is no majority of the users
-        let many = [
-            (0, Some("secret plan".to_string())),
-            (0, Some("secret plan".to_string())),
-            (0, Some("secret plan".to_string())),
-            (1, Some("alpha".to_string())),
-            (2, Some("gamma".to_string())),
-        ];
-        assert_eq!(merge_labels(&many), None);
-        // a label every user holds on a few of its nodes is no majority of the nodes
-        let facets: Vec<(usize, Option<String>)> = (0..3)
-            .flat_map(|u| (1..=3).map(move |f| (u, Some(format!("Dreams #{f}")))))
-            .collect();
-        assert_eq!(merge_labels(&facets).as_deref(), Some("Dreams"));
-    }
-
-    #[test]
-    fn metadata_keeps_what_a_majority_of_users_shares() {
-        let m = merge_metadata(&[
-            (1, json!({"theme": "dreams", "facet": 1, "secret": "x"})),
-            (2, json!({"theme": "dreams", "facet": 2})),
-            (3, json!({"theme": "dreams", "facet": 1})),
-            (4, json!({"theme": "dreams", "facet": 1})),
-        ]);
-        assert_eq!(m, json!({"theme": "dreams", "facet": 1}));
-        // a value two users of three share is not shown (it would confirm a guess)
-        let m = merge_metadata(&[
-            (1, json!({"theme": "dreams", "facet": 1})),
-            (2, json!({"theme": "dreams", "facet": 2})),
-            (3, json!({"theme": "dreams", "facet": 1})),
-        ]);
-        assert_eq!(m, json!({"theme": "dreams"}));
-        assert_eq!(
-            merge_metadata(&[(1, json!({"a": 1})), (2, json!({"a": 2}))]),
-            json!({})
-        );
-        // three nodes of one user against two users: the user's secret is no majority
-        let m = merge_metadata(&[
-            (1, json!({"secret": "x", "theme": "t"})),
-            (1, json!({"secret": "x", "theme": "t"})),
-            (1, json!({"secret": "x", "theme": "t"})),
-            (2, json!({"theme": "t"})),
-            (3, json!({"theme": "t"})),
-        ]);
-        assert_eq!(m, json!({"theme": "t"}));
+    fn published_scores_have_one_decimal() {
+        assert_eq!(coarse(0.8734), 0.9);
+        assert_eq!(coarse(0.7499), 0.7);
+        assert_eq!(coarse(-0.04), -0.0);
+        assert_eq!(coarse(1.0), 1.0);
+        assert_eq!(coarse(1.04), 1.0);
     }
 
     #[test]

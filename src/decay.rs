@@ -276,60 +276,29 @@ fn notify_restore(was_on: bool, action: &str, rows: i64, user: Option<pgrx::Uuid
     }
 }
 
-/// The explicit tick as one UPDATE: `decay_tick` computes each new value and records the value it
-/// decayed from, so the exact old value comes without a self-join (PostgreSQL 15's RETURNING sees
-/// only the new row); RETURNING confirms which rows were written.
+/// The explicit tick as one UPDATE. The rows are locked first (FOR NO KEY UPDATE, which under
+/// READ COMMITTED returns the latest committed version of a row a concurrent transaction changed,
+/// re-checked against the WHERE), so the locked row's value is exactly the one the UPDATE decays:
+/// the old value comes from there, the new from RETURNING (PostgreSQL 15's RETURNING sees only
+/// the new row).
 const APPLY_SQL: &str = "
 UPDATE fractality.nodes n
-   SET atp = fractality.decay_tick(n.id, n.atp, $1, $2)
- WHERE n.atp > $2
-   AND greatest(n.atp * $1, $2) <> n.atp
-   AND ($3::uuid IS NULL OR n.user_id = $3::uuid)
-RETURNING n.id";
+   SET atp = greatest(o.atp * $1, $2)
+  FROM (SELECT id, user_id, atp
+          FROM fractality.nodes
+         WHERE atp > $2
+           AND greatest(atp * $1, $2) <> atp
+           AND ($3::uuid IS NULL OR user_id = $3::uuid)
+           FOR NO KEY UPDATE) o
+ WHERE n.id = o.id AND n.user_id = o.user_id
+RETURNING n.id, o.atp, n.atp";
 
-/// Node id -> (old atp, new atp) of the rows one explicit tick wrote.
-type Ticked = std::collections::HashMap<[u8; 16], (f64, f64)>;
-
-thread_local! {
-    /// While apply_consciousness_decay's UPDATE runs: node id -> (old atp, new atp), filled by
-    /// [`decay_tick`] as the UPDATE evaluates each row. `None` when no tick is running.
-    static TICKED: std::cell::RefCell<Option<Ticked>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Arms [`TICKED`] for one UPDATE and disarms it however the UPDATE ends (an ERROR unwinds
-/// through Rust frames, so the guard is dropped).
-struct TickRecord;
-
-impl TickRecord {
-    fn arm() -> Self {
-        TICKED.with(|t| *t.borrow_mut() = Some(Ticked::new()));
-        TickRecord
-    }
-
-    fn take(self) -> Ticked {
-        TICKED.with(|t| t.borrow_mut().take()).unwrap_or_default()
-    }
-}
-
-impl Drop for TickRecord {
-    fn drop(&mut self) {
-        TICKED.with(|t| *t.borrow_mut() = None);
-    }
-}
-
-/// One row's explicit tick, `greatest(atp * rate, floor)`, for apply_consciousness_decay's UPDATE,
-/// which it also tells the value it decayed from. Called anywhere else it only computes.
-#[pg_extern(volatile, strict, parallel_unsafe)]
-pub fn decay_tick(node_id: pgrx::Uuid, atp: f64, rate: f64, floor: f64) -> f64 {
-    let new = (atp * rate).max(floor);
-    TICKED.with(|t| {
-        if let Some(map) = t.borrow_mut().as_mut() {
-            // a row re-evaluated after a concurrent update (EvalPlanQual) overwrites its entry
-            map.insert(*node_id.as_bytes(), (atp, new));
-        }
-    });
-    new
+/// 0.4.0's per-row step of the explicit tick, `greatest(atp * rate, floor)`: no longer in the
+/// schema (the upgrade drops it), but its symbol stays in the library so that the install
+/// scripts of 0.4.0 and earlier still load against it (an installation being upgraded).
+#[pg_extern(sql = false, volatile, strict, parallel_unsafe)]
+pub fn decay_tick(_node_id: pgrx::Uuid, atp: f64, rate: f64, floor: f64) -> f64 {
+    (atp * rate).max(floor)
 }
 
 /// The seed's one-tick decay over the stored energy: every node above `min_atp` (of one tenant
@@ -351,6 +320,7 @@ pub fn apply_consciousness_decay(
         name!(new_atp, f64),
     ),
 > {
+    crate::errors::writer(c"apply_consciousness_decay");
     let rate = decay_rate
         .ok_or(FractalityError::NullNotAllowed("decay_rate"))
         .and_then(|r| check_rate("decay_rate", r))
@@ -362,24 +332,20 @@ pub fn apply_consciousness_decay(
 
     let was_on = notify_off();
     let rows: Vec<(pgrx::Uuid, f64, f64)> = Spi::connect_mut(|client| {
-        let record = TickRecord::arm();
         let table = client.update(
             APPLY_SQL,
             None,
             &[rate.into(), floor.into(), p_user_id.into()],
         )?;
-        let mut out = Vec::with_capacity(table.len());
-        let ids: Vec<pgrx::Uuid> = table
-            .map(|row| row.get::<pgrx::Uuid>(1).map(|id| id.expect("id")))
-            .collect::<Result<_, _>>()?;
-        let ticked = record.take();
-        for id in ids {
-            let (old, new) = *ticked
-                .get(id.as_bytes())
-                .expect("decay_tick saw every written row");
-            out.push((id, old, new));
-        }
-        Ok::<_, pgrx::spi::Error>(out)
+        table
+            .map(|row| {
+                Ok((
+                    row.get::<pgrx::Uuid>(1)?.expect("id"),
+                    row.get::<f64>(2)?.expect("old atp"),
+                    row.get::<f64>(3)?.expect("new atp"),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })
     .expect("apply_consciousness_decay: UPDATE");
     notify_restore(was_on, "DECAY", rows.len() as i64, p_user_id);
@@ -466,6 +432,7 @@ pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
     let batch = batch_size
         .ok_or(FractalityError::NullNotAllowed("batch_size"))
         .and_then(|b| {
+            crate::errors::writer(c"materialize_decay");
             if b > 0 {
                 Ok(i64::from(b))
             } else {
@@ -548,6 +515,7 @@ pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
 /// consciousness_streams. Returns the new ATP.
 #[pg_extern(volatile)]
 pub fn pulse(node_id: Option<pgrx::Uuid>, energy: Option<f64>) -> f64 {
+    crate::errors::writer(c"pulse");
     let id = node_id
         .ok_or(FractalityError::NullNotAllowed("node_id"))
         .unwrap_or_report();

@@ -242,6 +242,14 @@ pub fn finite(name: &'static str, value: f64) -> Result<f64, FractalityError> {
     }
 }
 
+/// A writer refuses a read-only transaction (a hot standby, `default_transaction_read_only`,
+/// `SET TRANSACTION READ ONLY`) with PostgreSQL's own error, 25006, before it reads or locks
+/// anything.
+pub fn writer(name: &std::ffi::CStr) {
+    // SAFETY: a C string; PostgreSQL raises the ERROR itself
+    unsafe { pg_sys::PreventCommandIfReadOnly(name.as_ptr()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -644,6 +644,7 @@ pub fn insert_events(events: &[Event]) -> i64 {
 /// optional "metadata" object per event). Returns the number of events written.
 #[pg_extern(volatile, strict, parallel_unsafe, name = "write_events")]
 fn write_events_json(events: JsonbArg<'_>) -> i64 {
+    crate::errors::writer(c"write_events");
     let batch = parse_batch_jsonb(&events).unwrap_or_report();
     insert_events(&batch)
 }
@@ -655,7 +656,7 @@ fn write_events_json(events: JsonbArg<'_>) -> i64 {
 pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityError> {
     let root = batch.root();
     if !root.is_array() {
-        return parse_batch(&batch.to_serde());
+        return parse_batch(&batch.to_serde()?);
     }
     let mut out = Vec::new();
     let mut failed = None;
@@ -665,7 +666,9 @@ pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityE
         }
         let event = match event_from_jsonb(&item) {
             Some(e) => Ok(e),
-            None => parse_event(&format!("write_events: element {i}"), &item.to_serde()),
+            None => item
+                .to_serde()
+                .and_then(|v| parse_event(&format!("write_events: element {i}"), &v)),
         };
         match event {
             Ok(e) => out.push(e),
@@ -1135,6 +1138,7 @@ where
 /// read by serde straight from the text. Returns the number of events written.
 #[pg_extern(volatile, strict, parallel_unsafe, name = "write_events_json")]
 fn write_events_text(events: &str) -> i64 {
+    crate::errors::writer(c"write_events_json");
     let batch = parse_batch_text(events).unwrap_or_report();
     insert_events(&batch)
 }
@@ -1155,6 +1159,7 @@ fn write_events_arrays(
     adna_version_hashes: Array<'_, i32>,
     sequence_numbers: Array<'_, i32>,
 ) -> i64 {
+    crate::errors::writer(c"write_events");
     let (timestamps, episode_ids, step_numbers) =
         (opts(&timestamps), opts(&episode_ids), opts(&step_numbers));
     let (event_types, flags) = (opts(&event_types), opts(&flags));
@@ -1216,6 +1221,7 @@ fn write_event(
     reward_goal: default!(Option<f32>, 0.0),
     metadata: default!(Option<crate::jsonb::JsonValue>, "NULL"),
 ) {
+    crate::errors::writer(c"write_event");
     let need = |name: &'static str| FractalityError::NullNotAllowed(name);
     let id = event_id.ok_or_else(|| need("event_id")).unwrap_or_report();
     let state = state.ok_or_else(|| need("state")).unwrap_or_report();
@@ -1258,6 +1264,7 @@ fn write_event(
 /// {intent_type, executor_id, parameters}.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn write_event_with_metadata(event: crate::jsonb::JsonValue, metadata: crate::jsonb::JsonValue) {
+    crate::errors::writer(c"write_event_with_metadata");
     let ctx = "write_event_with_metadata";
     let mut e = parse_event(ctx, &event.0).unwrap_or_report();
     e.metadata = Some(parse_metadata(ctx, &metadata.0).unwrap_or_report());

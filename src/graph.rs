@@ -442,8 +442,13 @@ fn session_tenant_opt() -> Option<Uuid> {
         Some(text) if text.is_empty() => None,
         Some(text) => match parse_uuid(&text) {
             Some(bytes) => Some(Uuid::from_bytes(bytes)),
-            None => Spi::get_one::<Uuid>("SELECT fractality.current_user_id()")
-                .unwrap_or_else(|e| spi_error(e)),
+            // read only (a standby has no transaction id to give)
+            None => Spi::connect(|c| {
+                c.select("SELECT fractality.current_user_id()", Some(1), &[])?
+                    .first()
+                    .get_one::<Uuid>()
+            })
+            .unwrap_or_else(|e| spi_error(e)),
         },
     }
 }
@@ -639,6 +644,7 @@ fn upsert_node(
     r#type: default!(Option<&str>, "NULL"),
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Uuid {
+    crate::errors::writer(c"upsert_node");
     let node_key = required("node_key", node_key);
     let model = required("model", unsafe { crate::models::model_arg(fcinfo, 6) });
     let model = model.as_str();
@@ -684,6 +690,7 @@ fn upsert_node_for(
     r#type: default!(Option<&str>, "NULL"),
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Uuid {
+    crate::errors::writer(c"upsert_node_for");
     let user_id = required("user_id", user_id);
     let node_key = required("node_key", node_key);
     let model = required("model", unsafe { crate::models::model_arg(fcinfo, 7) });
@@ -769,6 +776,7 @@ fn link(
     r#type: default!(&str, "'child'"),
     weight: default!(f64, "1.0"),
 ) -> Uuid {
+    crate::errors::writer(c"link");
     link_keys(session_tenant(), from_key, to_key, r#type, weight)
 }
 
@@ -785,6 +793,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'unlink_wrapper';
 fn unlink(from_key: &str, to_key: &str, r#type: default!(&str, "'child'")) -> bool {
     let user = session_tenant();
     Spi::connect_mut(|client| {
+        crate::errors::writer(c"unlink");
         let from = node_id(client, user, from_key);
         let to = node_id(client, user, to_key);
         let deleted = client
@@ -1255,6 +1264,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'freeze_wrapper';
 "#
 )]
 fn freeze(node: crate::jsonb::JsonValue, fcinfo: pg_sys::FunctionCallInfo) -> Uuid {
+    crate::errors::writer(c"freeze");
     let model = unsafe { crate::models::model_arg(fcinfo, 1) }.expect("strict");
     let model = model.as_str();
     let stream_json = node.0.get("stream").cloned();

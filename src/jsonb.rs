@@ -87,7 +87,7 @@ impl<'fcx> JsonbArg<'fcx> {
     }
 
     /// The whole value as serde sees it (through its text, as pgrx's JsonB).
-    pub fn to_serde(&self) -> serde_json::Value {
+    pub fn to_serde(&self) -> Result<serde_json::Value, FractalityError> {
         self.root().to_serde()
     }
 }
@@ -165,13 +165,16 @@ impl<'a> Value<'a> {
         }
     }
 
-    /// The value as serde sees it: jsonb_out's text of it, parsed.
-    pub fn to_serde(&self) -> serde_json::Value {
+    /// The value as serde sees it: jsonb_out's text of it, parsed. A number beyond float8 or
+    /// nesting deeper than serde reads is 22023.
+    pub fn to_serde(&self) -> Result<serde_json::Value, FractalityError> {
         let text = match self {
-            Value::Null => return serde_json::Value::Null,
-            Value::Bool(b) => return serde_json::Value::Bool(*b),
+            Value::Null => return Ok(serde_json::Value::Null),
+            Value::Bool(b) => return Ok(serde_json::Value::Bool(*b)),
             Value::String(b) => {
-                return serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
+                return Ok(serde_json::Value::String(
+                    String::from_utf8_lossy(b).into_owned(),
+                ))
             }
             // SAFETY: a numeric datum of a live jsonb
             Value::Number(n) => unsafe { numeric_text(*n) }.unwrap_or_default(),
@@ -183,8 +186,18 @@ impl<'a> Value<'a> {
                 t
             },
         };
-        serde_json::from_str(&text).expect("jsonb prints valid JSON")
+        serde_json::from_str(&text).map_err(unreadable)
     }
+}
+
+/// JSON that jsonb holds but serde does not read (a number beyond float8, nesting deeper than 128
+/// levels): 22023.
+fn unreadable(e: serde_json::Error) -> FractalityError {
+    FractalityError::invalid(
+        "jsonb argument",
+        e.to_string(),
+        "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.",
+    )
 }
 
 /// The text numeric_out prints for a numeric.
@@ -411,6 +424,48 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+/// A `jsonb` argument read into a `serde_json::Value` by fractality itself: what serde_json
+/// cannot hold (a number beyond float8, nesting deeper than 128 levels) is refused as bad input
+/// (22023) naming the problem, where pgrx's own `JsonB` would fail with an internal error.
+pub struct JsonValue(pub serde_json::Value);
+
+unsafe impl SqlTranslatable for JsonValue {
+    const TYPE_IDENT: &'static str = "fractality::jsonb::JsonValue";
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
+}
+
+/// The text of a jsonb datum, parsed.
+pub fn parse_jsonb_datum(d: pg_sys::Datum) -> Result<serde_json::Value, FractalityError> {
+    // SAFETY: a non-null jsonb datum; JsonbToCString writes into a fresh palloc'd buffer
+    let text = unsafe {
+        let jb: *mut pg_sys::Jsonb = pg_sys::pg_detoast_datum(d.cast_mut_ptr()).cast();
+        let cstr = pg_sys::JsonbToCString(
+            std::ptr::null_mut(),
+            &raw mut (*jb).root,
+            pgrx::varsize_any_exhdr(jb.cast()) as i32,
+        );
+        std::ffi::CStr::from_ptr(cstr)
+            .to_string_lossy()
+            .into_owned()
+    };
+    serde_json::from_str(&text).map_err(unreadable)
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for JsonValue {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        match unsafe { arg.unbox_arg_using_from_datum::<RawDatum>() } {
+            Some(RawDatum(d)) => match parse_jsonb_datum(d) {
+                Ok(v) => JsonValue(v),
+                Err(e) => e.report(),
+            },
+            None => FractalityError::NullNotAllowed("jsonb argument").report(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,54 +593,6 @@ mod tests {
             if let Some(got) = with(b, |d| d.to_f64_exact()) {
                 assert_eq!(got, want, "{text}");
             }
-        }
-    }
-}
-
-/// A `jsonb` argument read into a `serde_json::Value` by fractality itself: what serde_json
-/// cannot hold (a number beyond float8, nesting deeper than 128 levels) is refused as bad input
-/// (22023) naming the problem, where pgrx's own `JsonB` would fail with an internal error.
-pub struct JsonValue(pub serde_json::Value);
-
-unsafe impl SqlTranslatable for JsonValue {
-    const TYPE_IDENT: &'static str = "fractality::jsonb::JsonValue";
-    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
-    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
-    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
-        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
-}
-
-/// The text of a jsonb datum, parsed.
-pub fn parse_jsonb_datum(d: pg_sys::Datum) -> Result<serde_json::Value, FractalityError> {
-    // SAFETY: a non-null jsonb datum; JsonbToCString writes into a fresh palloc'd buffer
-    let text = unsafe {
-        let jb: *mut pg_sys::Jsonb = pg_sys::pg_detoast_datum(d.cast_mut_ptr()).cast();
-        let cstr = pg_sys::JsonbToCString(
-            std::ptr::null_mut(),
-            &raw mut (*jb).root,
-            pgrx::varsize_any_exhdr(jb.cast()) as i32,
-        );
-        std::ffi::CStr::from_ptr(cstr)
-            .to_string_lossy()
-            .into_owned()
-    };
-    serde_json::from_str(&text).map_err(|e| {
-        FractalityError::invalid(
-            "jsonb argument",
-            e.to_string(),
-            "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.",
-        )
-    })
-}
-
-unsafe impl<'fcx> ArgAbi<'fcx> for JsonValue {
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        match unsafe { arg.unbox_arg_using_from_datum::<RawDatum>() } {
-            Some(RawDatum(d)) => match parse_jsonb_datum(d) {
-                Ok(v) => JsonValue(v),
-                Err(e) => e.report(),
-            },
-            None => FractalityError::NullNotAllowed("jsonb argument").report(),
         }
     }
 }

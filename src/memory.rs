@@ -134,12 +134,50 @@ fn check_direction(name: &'static str, v: &[f32]) -> Result<(), FractalityError>
     Ok(())
 }
 
+/// An interval as PostgreSQL's default style prints it (e.g. `-1 days`, `1 mon 02:00:00`),
+/// computed here (no call into the server).
+fn interval_text(t: &Interval) -> String {
+    let mut parts = Vec::new();
+    let plural =
+        |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    if t.months() != 0 {
+        let (y, m) = (t.months() / 12, t.months() % 12);
+        if y != 0 {
+            parts.push(plural(y as i64, "year", "years"));
+        }
+        if m != 0 {
+            parts.push(plural(m as i64, "mon", "mons"));
+        }
+    }
+    if t.days() != 0 {
+        parts.push(plural(t.days() as i64, "day", "days"));
+    }
+    let us = t.micros();
+    if us != 0 || parts.is_empty() {
+        let sign = if us < 0 { "-" } else { "" };
+        let a = us.unsigned_abs();
+        let (h, m, s, f) = (
+            a / 3_600_000_000,
+            a / 60_000_000 % 60,
+            a / 1_000_000 % 60,
+            a % 1_000_000,
+        );
+        let frac = if f == 0 {
+            String::new()
+        } else {
+            format!(".{f:06}").trim_end_matches('0').to_string()
+        };
+        parts.push(format!("{sign}{h:02}:{m:02}:{s:02}{frac}"));
+    }
+    parts.join(" ")
+}
+
 fn check_ttl(ttl: Option<Interval>) -> Result<Option<Interval>, FractalityError> {
     match ttl {
         Some(t) if t.as_micros() <= 0 || t.months() < 0 || t.days() < 0 || t.micros() < 0 => {
             Err(FractalityError::invalid(
                 "ttl",
-                format!("'{t}'"),
+                format!("'{}'", interval_text(&t)),
                 "ttl is a positive interval (e.g. '7 days'), or NULL for a memory that never expires.",
             ))
         }
@@ -284,7 +322,7 @@ fn remember_one(
         return Ok((id, false));
     }
     // a near duplicate: the nearest unexpired memory within the threshold
-    let mut scan = TenantScan::open(model, tenant, &m.embedding, false)?;
+    let mut scan = TenantScan::open(model, tenant, &m.embedding, false, 4)?;
     let mut near: Vec<(Uuid, f64)> = Vec::new();
     'scan: loop {
         let batch = scan.next_batch()?;
@@ -395,6 +433,7 @@ fn remember(
     dedup_threshold: default!(Option<f64>, 0.95),
     ttl: default!(Option<Interval>, "NULL"),
 ) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {
+    crate::errors::writer(c"remember");
     let required = |name: &'static str| FractalityError::NullNotAllowed(name);
     let memory = Memory {
         key: node_key.map(str::to_string),
@@ -501,6 +540,7 @@ fn remember_many(
     model: default!(Option<&str>, "'default'"),
     dedup_threshold: default!(Option<f64>, 0.95),
 ) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {
+    crate::errors::writer(c"remember_many");
     let doc = memories
         .ok_or(FractalityError::NullNotAllowed("memories"))
         .unwrap_or_report();
@@ -538,6 +578,7 @@ fn parse_interval(text: &str) -> Result<Interval, String> {
 /// embeddings, edges, stream points and consensus links. False when there was none.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn forget(node_key: &str) -> bool {
+    crate::errors::writer(c"forget");
     spi::connect(|| -> Result<bool, FractalityError> {
         let tenant = tenant()?;
         Ok(spi::run(
@@ -657,7 +698,9 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
 
     let mut sims: HashMap<Uuid, f64> = HashMap::new();
     let mut vector_order: Vec<Uuid> = Vec::new();
-    let mut scan = TenantScan::open(&model, tenant, a.query, false)?;
+    let pool = (4 * k).max(40);
+    let first = if a.query_text.is_some() { pool } else { k + 1 };
+    let mut scan = TenantScan::open(&model, tenant, a.query, false, first)?;
     let path = scan.path();
     let mut info: HashMap<Uuid, Detail> = HashMap::new();
     let score_of = |relevance: f64, atp: f64, edge: f64| score(relevance, atp, edge, w);
@@ -675,7 +718,6 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
 
     // vector candidates: without words, until nothing unread can beat the k-th best score;
     // with words, the nearest `pool` (then fused with the text ranking)
-    let pool = (4 * k).max(40);
     let mut best: Vec<f64> = Vec::new(); // scores of the candidates so far, for the k-th best
     for (id, s) in &sims {
         if let Some((_, _, _, atp)) = info.get(id) {
@@ -898,6 +940,10 @@ fn recall(
         reinforce: reinforce.ok_or(need("reinforce")).unwrap_or_report(),
         weights: weights(w_sim, w_energy, w_edge),
     };
+    if args.reinforce > 0.0 {
+        // reinforcing writes; without it recall only reads (and runs on a standby)
+        crate::errors::writer(c"recall");
+    }
     let r = spi::connect(|| recall_in(&args)).unwrap_or_report();
     let rows: Vec<RecallRow> = r
         .candidates

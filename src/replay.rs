@@ -599,6 +599,7 @@ fn create_replay_buffer(
     policy_version: default!(Option<i32>, "NULL"),
     backfill: default!(Option<bool>, false),
 ) -> i32 {
+    crate::errors::writer(c"create_replay_buffer");
     let need = |name: &'static str| FractalityError::NullNotAllowed(name);
     let name = name.ok_or(need("name")).unwrap_or_report();
     let alpha = check_unit_interval(
@@ -775,6 +776,7 @@ fn replay_rebuild(buffer_id: i32) -> i64 {
 /// Drops a replay buffer with its items and tree; false when there was none.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn drop_replay_buffer(name: &str) -> bool {
+    crate::errors::writer(c"drop_replay_buffer");
     spi::connect(|| {
         spi::run(
             &Query {
@@ -936,6 +938,7 @@ fn update_priorities(
     event_ids: Option<Array<'_, &[u8]>>,
     priorities: Option<Vec<Option<f64>>>,
 ) -> i64 {
+    crate::errors::writer(c"update_priorities");
     let need = |name: &'static str| FractalityError::NullNotAllowed(name);
     let name = buffer.ok_or(need("buffer")).unwrap_or_report();
     let ids: Vec<Option<Vec<u8>>> = event_ids

@@ -453,7 +453,7 @@ fn resonant(
     if query.iter().all(|x| *x == 0.0) {
         return Ok(Vec::new()); // no direction, no similarity
     }
-    let mut scan = TenantScan::open(&model, src.tenant, &query, true)?;
+    let mut scan = TenantScan::open(&model, src.tenant, &query, true, k + 1)?;
     let mut found: Vec<(Uuid, f64)> = Vec::new();
     'scan: loop {
         let batch = scan.next_batch()?;

@@ -160,7 +160,7 @@ impl EpisodeSums {
         }
         let [h, c, e, g] = rewards;
         self.discounted
-            .push(f64::from(total_reward(h, c, e, g)), gamma, step)
+            .push(f64::from(sum_rewards(h, c, e, g)?), gamma, step)
     }
 
     /// steps, homeostasis, curiosity, efficiency, goal, discounted.

@@ -298,11 +298,18 @@ pub fn vector_type_oid() -> pg_sys::Oid {
     if cached != pg_sys::Oid::INVALID && is_vector_type(cached) {
         return cached;
     }
-    let oid = Spi::get_one::<pg_sys::Oid>(
-        "SELECT t.oid FROM pg_catalog.pg_type t \
-           JOIN pg_catalog.pg_extension e ON e.extnamespace = t.typnamespace \
-          WHERE e.extname = 'vector' AND t.typname = 'vector'",
-    )
+    // a read-only query (Spi::get_one would ask for a transaction id, which a standby refuses)
+    let oid = Spi::connect(|c| {
+        c.select(
+            "SELECT t.oid FROM pg_catalog.pg_type t \
+               JOIN pg_catalog.pg_extension e ON e.extnamespace = t.typnamespace \
+              WHERE e.extname = 'vector' AND t.typname = 'vector'",
+            Some(1),
+            &[],
+        )?
+        .first()
+        .get_one::<pg_sys::Oid>()
+    })
     .ok()
     .flatten()
     .unwrap_or_else(|| {

@@ -7,7 +7,15 @@
 //! and B alone; (c) a consensus of A, B and C, reading everything A and C can read about it and
 //! solving for u_b: with one node each, with many probe nodes in C, and with C's one node moved
 //! between repeated calls; (d) a guessed label (and metadata) on A's and C's nodes, to see
-//! whether the consensus confirms that B used it.
+//! whether the consensus confirms that B used it; (e) calling crystallize_consensus without the
+//! grant.
+//!
+//! What a consensus publishes since this suite first broke it: the number of users, the group
+//! resonance to one decimal, the seed's own label and metadata (the caller's), and each tenant's
+//! own links with their similarity to the seed to one decimal. The attacks solve for u_b from
+//! those as they did from the exact centroid similarities that leaked before; a caller that
+//! repeats calls with seeds and thresholds of its choosing still learns a bit at a time (the
+//! user count), which is why crystallize_consensus is granted to trusted roles, not PUBLIC.
 //!
 //! The bound of (c): the attacker knows, before any consensus, that u_b is near u_a (within the
 //! threshold), so u_a itself is a guess of cosine cos(u_a, u_b) = 0.95. What it can read after
@@ -173,7 +181,16 @@ struct Actors {
 }
 
 fn actors() -> Actors {
-    let admin = common::db();
+    let mut admin = common::db();
+    // a consensus seeded by the attacker's own node carries the attacker's own label: the label
+    // test's seeds are labelled with the guess, so its consensus nodes go before the next test
+    // looks for the secret in what the attacker reads
+    admin
+        .batch_execute(
+            "DELETE FROM fractality.consensus_nodes
+              WHERE label ILIKE '%nightingale%' OR metadata::text ILIKE '%nightingale%'",
+        )
+        .unwrap();
     let (ua, ub, uc) = (common::tenant(), common::tenant(), common::tenant());
     let a = common::app(ATTACKER, Some(ua));
     let c = common::app(ATTACKER, Some(uc));
@@ -724,4 +741,46 @@ fn d_the_label_rule_confirms_no_guess() {
          and C guessed (both held by the attacker):\n{}",
         leaks.join("\n")
     );
+}
+
+#[test]
+fn e_crystallize_is_granted_not_public() {
+    // a consensus tells its caller, a bit at a time, whether other tenants hold ideas near seeds
+    // of its choosing: a role not granted crystallize_consensus gets PostgreSQL's 42501
+    let _s = serial();
+    let mut admin = common::db();
+    admin
+        .batch_execute(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_ungranted') THEN
+                     CREATE ROLE fractality_ungranted LOGIN;
+                 END IF;
+             END $$;
+             GRANT USAGE ON SCHEMA fractality TO fractality_ungranted;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO fractality_ungranted;",
+        )
+        .unwrap();
+    let mut c = common::connect_as("fractality_ungranted");
+    common::set_tenant(&mut c, common::tenant());
+    let id = node(
+        &mut c,
+        "ungranted",
+        "An idea",
+        serde_json::json!({}),
+        &unit(&axis(90)),
+    );
+    let e = c
+        .query_one(
+            "SELECT fractality.crystallize_consensus($1, 0.8, 3)",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "42501", "{e}");
+    let e = c
+        .query_one(
+            "SELECT fractality._crystallize_consensus($1, $2::text::vector, 0.8, 3, 'default')",
+            &[&id, &text(&unit(&axis(90)))],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "42501", "{e}");
 }

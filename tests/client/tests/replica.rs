@@ -497,7 +497,7 @@ fn writers(f: &Fixture) -> Vec<(&'static str, String, bool)> {
         ("create_replay_buffer", "SELECT fractality.create_replay_buffer('standby-buf')".into(), false),
         ("update_priorities", format!("SELECT fractality.update_priorities('replica-buf', ARRAY['\\x{}'::bytea], ARRAY[2.0])", f.event_id), false),
         ("crystallize_consensus", format!("SELECT fractality.crystallize_consensus('{root}', 0.7, 3)"), false),
-        ("archive_streams", "SELECT fractality.archive_streams('1 day')".into(), false),
+        ("archive_streams", "SELECT fractality.archive_streams('1 day')".into(), true),
         ("drop_replay_buffer", "SELECT fractality.drop_replay_buffer('replica-buf')".into(), false),
         ("run_maintenance", "SELECT fractality.run_maintenance()".into(), true),
         ("archive_old_events", "SELECT fractality.archive_old_events(1)".into(), true),

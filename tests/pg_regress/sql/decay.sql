@@ -55,9 +55,6 @@ SELECT node_id, old_atp, new_atp
   FROM fractality.apply_consciousness_decay(0.95, 0.1, 'cccccccc-0000-0000-0000-000000000000')
  ORDER BY node_id;
 SELECT node_key, atp FROM fractality.nodes ORDER BY node_key;
--- the per-row step the tick's UPDATE calls (it records the old value): greatest(atp * rate, floor)
-SELECT fractality.decay_tick('00000000-0000-0000-0000-0000000000c1', 0.5, 0.5, 0.1) AS half,
-       fractality.decay_tick('00000000-0000-0000-0000-0000000000c1', 0.15, 0.5, 0.1) AS clamped;
 -- every tenant, at half rate
 SELECT count(*) AS decayed FROM fractality.apply_consciousness_decay(0.5);
 -- a pulse adds energy to the current value, caps at 1, floors at 0, and records a point

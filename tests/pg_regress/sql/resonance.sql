@@ -5,6 +5,9 @@ BEGIN;
 CREATE ROLE fractality_regress_resonance NOLOGIN;
 GRANT USAGE ON SCHEMA fractality TO fractality_regress_resonance;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO fractality_regress_resonance;
+-- crystallize_consensus is granted, not public (see sql/resonance.sql): this role is a curator
+GRANT EXECUTE ON FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text),
+    fractality._crystallize_consensus(uuid, vector, float8, integer, text) TO fractality_regress_resonance;
 
 -- the weighted sum, validated
 SELECT fractality.resonance_score(0.8, 0.5, 0.6, 1.0) AS seed_weights,
@@ -126,8 +129,8 @@ SELECT node_key, label, metadata, contributor_count, round(resonance_score::nume
        (SELECT count(*) FROM fractality.consensus_links l WHERE l.consensus_id = c.id) AS links
   FROM fractality.consensus_nodes c;
 SET LOCAL ROLE fractality_regress_resonance;
--- alice sees the aggregate and her own links only
-SELECT n.node_key, round(l.similarity::numeric, 3) AS similarity_to_centroid
+-- alice sees the aggregate and her own links only, their similarity to the seed to one decimal
+SELECT n.node_key, round(l.similarity::numeric, 3) AS similarity_to_seed
   FROM fractality.consensus_links l JOIN fractality.nodes n ON n.id = l.node_id ORDER BY 1;
 SELECT depth, node_key, round(resonance_score::numeric, 3) AS resonance
   FROM fractality.consensus_tree(0.7, 5) ORDER BY depth, node_key;

@@ -1,0 +1,162 @@
+//! Privileges: an application role with the documented grants (USAGE on the schema, the DML
+//! privileges on its tables, and, for a curator, EXECUTE on crystallize_consensus) may execute
+//! every function of the API and neither the internal helpers nor the owner's maintenance
+//! functions, and such a call fails with PostgreSQL's 42501 before the function runs. PUBLIC
+//! may execute none of those, nor crystallize_consensus.
+
+mod common;
+mod reliability;
+
+/// The internal helpers (sql/security.sql): partition and archive steps, trigger functions, the
+/// aggregates' support functions, the replay internals and the consensus part that sees across
+/// tenants.
+const INTERNAL: &[&str] = &[
+    "archive_events_before",
+    "archive_partition_name",
+    "archive_streams_before",
+    "attach_to_archive",
+    "create_month_partition",
+    "drop_events_before",
+    "drop_partition",
+    "drop_streams_before",
+    "ensure_month_partition",
+    "event_table_as",
+    "index_partition",
+    "new_event_table",
+    "pack_stream_points",
+    "partition_bounds",
+    "protect_partition",
+    "set_event_bound",
+    "_embedding_models_index",
+    "_node_embeddings_check",
+    "action_metadata_check_event",
+    "experience_events_cascade_delete",
+    "experience_events_cascade_truncate",
+    "experience_events_to_inbox",
+    "notify_consciousness_update",
+    "touch_updated_at",
+    "discounted_return_ffunc",
+    "discounted_return_sfunc",
+    "discounted_return_steps_ffunc",
+    "discounted_return_steps_sfunc",
+    "episode_sums_ffunc",
+    "episode_sums_sfunc",
+    "reward_stats_combine",
+    "reward_stats_deserial",
+    "reward_stats_ffunc",
+    "reward_stats_serial",
+    "reward_stats_sfunc",
+    "_replay_enter",
+    "_replay_entered",
+    "_replay_leave",
+    "_replay_rebuild",
+    "_replay_remove",
+    "_replay_remove_before",
+    "_replay_truncate",
+    "_crystallize_consensus",
+];
+
+/// Granted to a curator, not to PUBLIC (a consensus tells its caller about other tenants).
+const GRANTED: &[&str] = &["crystallize_consensus", "_crystallize_consensus"];
+
+/// The owner's maintenance (partitions, archiving, retention, index builds): not PUBLIC.
+const MAINTENANCE: &[&str] = &[
+    "ensure_partitions",
+    "archive_old_events",
+    "archive_streams",
+    "run_maintenance",
+    "add_retention_policy",
+    "remove_retention_policy",
+    "build_model_index",
+    "drop_model_index",
+];
+
+#[test]
+fn privileges_an_application_role_executes_the_api_and_no_helper() {
+    let mut admin = common::db();
+    let role = "fractality_privileges_app";
+    let mut app = common::app(role, Some(common::tenant()));
+    let functions: Vec<(String, String, bool, bool, bool)> = admin
+        .query(
+            "SELECT p.proname::text, p.oid::regprocedure::text,
+                    has_function_privilege('public', p.oid, 'EXECUTE'),
+                    has_function_privilege($1, p.oid, 'EXECUTE'),
+                    'internal'::regtype = ANY (p.proargtypes::regtype[]) OR p.prorettype = 'trigger'::regtype
+               FROM pg_proc p
+              WHERE p.pronamespace = 'fractality'::regnamespace
+              ORDER BY 2",
+            &[&role],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert!(functions.len() > 100, "every function of the schema");
+    let mut problems = Vec::new();
+    let (mut api, mut helpers, mut refused) = (0, 0, 0);
+    for (name, signature, public, granted, uncallable) in &functions {
+        let internal = INTERNAL.contains(&name.as_str()) || MAINTENANCE.contains(&name.as_str());
+        if internal || GRANTED.contains(&name.as_str()) {
+            if *public {
+                problems.push(format!("PUBLIC may execute {signature}"));
+            }
+        } else if !*public {
+            problems.push(format!(
+                "PUBLIC may not execute the API function {signature}"
+            ));
+        }
+        if internal && !GRANTED.contains(&name.as_str()) {
+            helpers += 1;
+            if *granted {
+                problems.push(format!("the application role may execute {signature}"));
+            }
+            if *uncallable {
+                continue; // a trigger or an aggregate's step: no SQL call can name it
+            }
+            // a call with arguments of the helper's types, refused before it runs (not NULLs: a
+            // strict function of constant NULLs is folded to NULL without being called)
+            let args: String = admin
+                .query_one(
+                    "SELECT coalesce(string_agg(
+                                CASE format_type(t, NULL)
+                                    WHEN 'regclass' THEN '''fractality.nodes''::regclass'
+                                    WHEN 'date' THEN 'current_date'
+                                    WHEN 'timestamp with time zone' THEN 'now()'
+                                    WHEN 'text' THEN '''x'''
+                                    WHEN 'interval' THEN '''1 day''::interval'
+                                    WHEN 'bytea[]' THEN '''{}''::bytea[]'
+                                    WHEN 'bigint[]' THEN '''{}''::bigint[]'
+                                    ELSE '0::' || format_type(t, NULL) END, ', ' ORDER BY i), '')
+                       FROM unnest((SELECT proargtypes::oid[] FROM pg_proc WHERE oid = $1::text::regprocedure))
+                            WITH ORDINALITY a(t, i)",
+                    &[signature],
+                )
+                .unwrap()
+                .get(0);
+            let sql = format!("SELECT fractality.{name}({args})");
+            match app.batch_execute(&sql) {
+                Ok(()) => problems.push(format!("the application role ran {sql}")),
+                Err(e) if common::sqlstate(&e) == "42501" => refused += 1,
+                Err(e) => {
+                    problems.push(format!("{sql}: {} instead of 42501", common::sqlstate(&e)))
+                }
+            }
+        } else {
+            api += 1;
+            if !*granted {
+                problems.push(format!("the application role may not execute {signature}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(refused > 10, "the helpers were called");
+    // and the API works for it: a memory written and recalled, an event written
+    app.batch_execute(
+        "SELECT * FROM fractality.remember(NULL, 'privileges', fractality.normalize_vector(array_fill(1, ARRAY[384])::real[]::vector));
+         SELECT count(*) FROM fractality.recall(fractality.normalize_vector(array_fill(1, ARRAY[384])::real[]::vector), 1);",
+    )
+    .unwrap();
+    reliability::report(&format!(
+        "privileges: an application role may execute {api} API functions and none of {helpers} internal helpers ({refused} called: 42501 each); PUBLIC may not execute crystallize_consensus"
+    ));
+}
