@@ -595,9 +595,11 @@ mod tests {
             Some(7),
             "3 + 3 cluster-1 nodes of two users and the third user's"
         );
-        assert_eq!(label.as_deref(), Some("cluster 1"));
+        // no tenant's label is published, though every node carries the same one
+        assert_eq!(label, None);
         let score = f64_of("SELECT resonance_score FROM fractality.consensus_nodes").unwrap();
         assert!((0.7..=1.0).contains(&score), "group resonance {score}");
+        assert_relative_eq!(score * 10.0, (score * 10.0).round(), epsilon = 1e-9);
         let n = Spi::get_one::<i64>("SELECT count(*) FROM fractality.consensus_nodes")
             .unwrap()
             .unwrap();

@@ -202,7 +202,8 @@ fn hit(id: Option<Uuid>, exact: Option<f64>, order: Option<Option<f64>>) -> Opti
     let exact = exact.filter(|d| !d.is_nan())?;
     let order = match order {
         None => exact,
-        Some(o) => o.filter(|d| !d.is_nan())?,
+        // an order pgvector's single-precision sums overflowed on: the exact distance
+        Some(o) => o.filter(|d| !d.is_nan()).unwrap_or(exact),
     };
     Some(Hit {
         node_id: id?,

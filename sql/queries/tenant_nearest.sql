@@ -6,8 +6,10 @@
 -- index's, in halfvec above 2 000 dimensions, only orders). Run with hnsw.iterative_scan =
 -- strict_order (the tenant filter must not starve the scan) and enable_sort = off (the index
 -- order, not a sort of the tenant's rows), which the calling functions set; read through a
--- cursor until the distance passes what the caller needs. Only ids and distances travel.
-SELECT e.node_id, e.embedding <=> $2 AS distance,
+-- cursor until the distance passes what the caller needs. Only ids and distances travel; a
+-- distance pgvector's single-precision sums overflow on (NaN) is fractality's, in double.
+SELECT e.node_id,
+       coalesce(nullif(e.embedding <=> $2, 'NaN'), 1 - fractality.cosine_similarity(e.embedding, $2)) AS distance,
        (e.embedding::{{type}}({{dims}})) <=> ($2::{{type}}({{dims}})) AS order_distance
   FROM fractality.node_embeddings e
  WHERE e.user_id = $1 AND e.model = {{model}}

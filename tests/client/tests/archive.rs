@@ -304,20 +304,32 @@ fn archived_points_stay_with_their_tenant() {
     seed_points(&mut c, na, ta);
     seed_points(&mut c, nb, tb);
 
-    // a tenant's own archive run moves its own points only
+    // archiving is the owner's maintenance: a tenant's role may not run it
     let mut a = app("archive_tenant", Some(ta));
-    let moved: i64 = a
+    let err = a
+        .query_one("SELECT fractality.archive_streams('30 days')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    assert_eq!(point_counts(&mut c, na).1, 0);
+
+    // the administrator archives both tenants' points, each packed row one tenant's
+    let both: i64 = c
         .query_one("SELECT fractality.archive_streams('30 days')", &[])
         .unwrap()
         .get(0);
+    let moved = point_counts(&mut c, na).1;
     assert!(moved > 1000);
-    assert_eq!(point_counts(&mut c, nb).1, 0);
-    assert_eq!(point_counts(&mut c, na).1, moved);
-
-    // the administrator archives the rest
-    c.query_one("SELECT fractality.archive_streams('30 days')", &[])
-        .unwrap();
     assert_eq!(point_counts(&mut c, nb).1, moved);
+    assert_eq!(both, 2 * moved);
+    let mixed: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.consciousness_archive r
+               JOIN fractality.nodes n ON n.id = r.node_id WHERE n.user_id <> r.user_id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(mixed, 0, "a packed row of one tenant's node under another tenant");
 
     // tenant a sees its own packed rows only, and no history of b's node
     let rows: Vec<uuid::Uuid> = a
