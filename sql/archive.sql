@@ -329,13 +329,18 @@ BEGIN
                FROM fractality.partition_bounds('fractality.experience_events') p
               WHERE p.lo IS NULL OR p.lo::bigint < cutoff_us
     LOOP
+        -- the dropped events' ids are free again (the archived ones stay registered)
         IF r.hi IS NOT NULL AND r.hi <= cutoff_us THEN
-            EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
+            EXECUTE format('WITH d AS (DELETE FROM fractality.experience_event_ids i USING %s p
+                                        WHERE i.event_id = p.event_id AND i."timestamp" = p."timestamp")
+                            SELECT count(*) FROM %s', r.part, r.part) INTO k;
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
             PERFORM fractality.drop_partition(r.part);
         ELSE
-            EXECUTE format('DELETE FROM %s WHERE "timestamp" < $1', r.part) USING cutoff_us;
-            GET DIAGNOSTICS k = ROW_COUNT;
+            EXECUTE format('WITH d AS (DELETE FROM %s WHERE "timestamp" < $1 RETURNING event_id, "timestamp"),
+                                 i AS (DELETE FROM fractality.experience_event_ids i USING d
+                                        WHERE i.event_id = d.event_id AND i."timestamp" = d."timestamp")
+                            SELECT count(*) FROM d', r.part) INTO k USING cutoff_us;
         END IF;
         gone := gone + k;
     END LOOP;

@@ -8,15 +8,16 @@
 -- archiving moves whole partitions. Columns are ordered widest-alignment first to keep the row
 -- narrow (no padding).
 --
--- Storage: the row alone takes about 174 bytes on disk; a btree over ("timestamp", event_id)
--- would add about 50 more per event. The API reads events by time range (query_events,
--- episode_returns, high_reward_events) or scans them whole (sample_experiences), and events
--- arrive roughly in time order, so the only index is a BRIN over "timestamp" (a few bytes per
--- thousand events). The trade-off: no unique index, hence no declarative primary key or foreign
--- key. (timestamp, event_id) identifies an event; the write functions refuse duplicates within a
--- batch and against the stored events of the batch's time window (not against a concurrent
--- transaction writing the same ids), and action_metadata's reference to its event is kept by the
--- triggers below (checked on insert, cascaded on delete and truncate).
+-- Storage: the row alone takes about 174 bytes on disk. The API reads events by time range
+-- (query_events, episode_returns, high_reward_events) or scans them whole, and events arrive
+-- roughly in time order, so the events' own index is a BRIN over "timestamp" (a few bytes per
+-- thousand events); hence no declarative primary key or foreign key on them. An event id is
+-- unique whatever its timestamp, across the hot and cold tiers: experience_event_ids below holds
+-- every id written (about 90 bytes an event with its btree), so that two transactions writing
+-- the same id at once cannot both commit. The write functions also refuse duplicates within a
+-- batch and against the stored events, with a message naming the element; action_metadata's
+-- reference to its event is kept by the triggers below (checked at commit, cascaded on delete
+-- and truncate).
 CREATE TABLE fractality.experience_events (
     "timestamp"        bigint      NOT NULL,
     episode_id         bigint      NOT NULL,
@@ -68,6 +69,67 @@ CREATE TABLE fractality.experience_events_default
     PARTITION OF fractality.experience_events DEFAULT;
 CREATE INDEX experience_events_default_time ON fractality.experience_events_default
     USING brin ("timestamp") WITH (pages_per_range = 32);
+
+-- Every event id written, hot or archived: its primary key makes an id unique whatever the
+-- timestamp, also between concurrent writers (the second waits for the first and fails with
+-- 23505). Filled by the statement trigger below on every insert into experience_events, as the
+-- owner; a DELETE or TRUNCATE of events frees their ids (those still in the cold tier stay);
+-- archiving moves events without touching it (it reads and deletes partitions, not the parent);
+-- retention that drops events frees their ids.
+CREATE TABLE fractality.experience_event_ids (
+    event_id    bytea  NOT NULL,
+    "timestamp" bigint NOT NULL,
+    CONSTRAINT experience_event_ids_pkey PRIMARY KEY (event_id)
+);
+
+COMMENT ON TABLE fractality.experience_event_ids IS
+    'Every event id written (hot or archived), unique: no id is written twice, whatever its timestamp.';
+
+CREATE INDEX experience_event_ids_time ON fractality.experience_event_ids
+    USING brin ("timestamp") WITH (pages_per_range = 32);
+
+CREATE FUNCTION fractality._experience_events_register() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO fractality.experience_event_ids (event_id, "timestamp")
+    SELECT n.event_id, n."timestamp" FROM new_events n;
+    RETURN NULL;
+END $$;
+
+-- named to fire first of the insert triggers (they fire in name order): a duplicate fails before
+-- the inbox and the replay buffers are written
+CREATE TRIGGER experience_events_ids
+    AFTER INSERT ON fractality.experience_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_register();
+
+CREATE FUNCTION fractality._experience_events_unregister() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM fractality.experience_event_ids i
+         WHERE NOT EXISTS (SELECT 1 FROM fractality.experience_events_archive a
+                            WHERE a."timestamp" = i."timestamp" AND a.event_id = i.event_id);
+    ELSE
+        DELETE FROM fractality.experience_event_ids i
+         USING old_events o
+         WHERE i.event_id = o.event_id AND i."timestamp" = o."timestamp";
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER experience_events_ids_deleted
+    AFTER DELETE ON fractality.experience_events
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_unregister();
+
+CREATE TRIGGER experience_events_ids_truncated
+    AFTER TRUNCATE ON fractality.experience_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_unregister();
 
 CREATE TABLE fractality.action_metadata (
     event_id        bytea        PRIMARY KEY,

@@ -108,6 +108,7 @@ BEGIN
                     '_embedding_models_index', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
+                    '_experience_events_register', '_experience_events_unregister',
                     'discounted_return_ffunc', 'discounted_return_sfunc',
                     'discounted_return_steps_ffunc', 'discounted_return_steps_sfunc',
                     'episode_sums_ffunc', 'episode_sums_sfunc', 'reward_stats_combine',

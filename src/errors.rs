@@ -91,7 +91,7 @@ pub enum FractalityError {
     #[error("fractality: internal query {query} failed: {detail}")]
     Internal { query: &'static str, detail: String },
 
-    /// 23505 unique_violation: an event (timestamp, event_id) given twice or already stored.
+    /// 23505 unique_violation: an event id given twice or already stored (whatever the timestamp).
     #[error("duplicate event (timestamp {timestamp}, event_id {event_id}): {detail}")]
     DuplicateEvent {
         timestamp: i64,
@@ -158,7 +158,7 @@ impl FractalityError {
                 "The batch is a JSON array of event objects; nothing of it was written.",
             ),
             FractalityError::DuplicateEvent { .. } => Some(
-                "(timestamp, event_id) identifies an event; nothing of the batch was written.",
+                "An event id is written once, whatever its timestamp; nothing of the batch was written.",
             ),
             FractalityError::UnknownModel(_) => Some(
                 "Register it first: SELECT fractality.register_model('<model>', <dimensions>); fractality.embedding_models lists the models.",

@@ -362,11 +362,11 @@ pub fn parse_batch(batch: &Value) -> Result<Vec<Event>, FractalityError> {
     Ok(out)
 }
 
-/// No two events of a batch share (timestamp, event_id).
+/// No two events of a batch share an event id (whatever their timestamps).
 pub fn check_unique(events: &[Event]) -> Result<(), FractalityError> {
     let mut seen = std::collections::HashMap::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
-        if let Some(first) = seen.insert((e.timestamp, e.event_id), i) {
+        if let Some(first) = seen.insert(e.event_id, i) {
             return Err(FractalityError::DuplicateEvent {
                 timestamp: e.timestamp,
                 event_id: hex(&e.event_id),
@@ -383,8 +383,15 @@ const INSERT_METADATA: &str = r#"
 INSERT INTO fractality.action_metadata (event_timestamp, event_id, intent_type, executor_id, parameters)
 SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::jsonb[])"#;
 
-/// Stored events of the batch's time window (the batch would duplicate any of them that it holds),
-/// in the hot tier and in the cold one (sql/archive.sql).
+/// The stored events (hot or archived) that hold one of the batch's ids, whatever their
+/// timestamps: primary-key probes of experience_event_ids.
+const STORED_IDS: &str = r#"
+SELECT i."timestamp", i.event_id FROM fractality.experience_event_ids i
+ WHERE i.event_id = ANY($1)"#;
+
+/// For a schema of 0.4.0 and earlier served by this library until `ALTER EXTENSION fractality
+/// UPDATE` has run (no experience_event_ids): the stored events of the batch's time window, in
+/// the hot tier and in the cold one (sql/archive.sql).
 const STORED_IN_WINDOW: &str = r#"
 SELECT "timestamp", event_id FROM fractality.experience_events
  WHERE "timestamp" BETWEEN $1 AND $2
@@ -400,12 +407,15 @@ SELECT "timestamp", event_id FROM fractality.experience_events
 
 /// Whether the cold tier of events exists (two syscache lookups).
 fn cold_tier_exists() -> bool {
+    relation_exists(c"experience_events_archive")
+}
+
+fn relation_exists(name: &std::ffi::CStr) -> bool {
     // SAFETY: plain catalog lookups by name, inside a transaction.
     unsafe {
         let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
         ns != pg_sys::InvalidOid
-            && pg_sys::get_relname_relid(c"experience_events_archive".as_ptr(), ns)
-                != pg_sys::InvalidOid
+            && pg_sys::get_relname_relid(name.as_ptr(), ns) != pg_sys::InvalidOid
     }
 }
 
@@ -557,10 +567,15 @@ pub fn insert_events(events: &[Event]) -> i64 {
     let lo = events.iter().map(|e| e.timestamp).min().unwrap_or(0);
     let hi = events.iter().map(|e| e.timestamp).max().unwrap_or(0);
 
-    // duplicates of stored events (see the storage note in sql/experience.sql)
+    // duplicates of stored events (see the storage note in sql/experience.sql); a concurrent
+    // writer of the same id is stopped by experience_event_ids' primary key
+    let registry = relation_exists(c"experience_event_ids");
     Spi::connect(|client| {
-        let stored = client
-            .select(
+        let stored = if registry {
+            let ids: Vec<Vec<u8>> = events.iter().map(|e| e.event_id.to_vec()).collect();
+            client.select(STORED_IDS, None, &[ids.into()])
+        } else {
+            client.select(
                 if cold_tier_exists() {
                     STORED_IN_WINDOW
                 } else {
@@ -569,17 +584,19 @@ pub fn insert_events(events: &[Event]) -> i64 {
                 None,
                 &[lo.into(), hi.into()],
             )
-            .unwrap_or_else(|e| error!("reading stored events: {e}"));
+        }
+        .unwrap_or_else(|e| error!("reading stored events: {e}"));
         if stored.is_empty() {
             return;
         }
         let batch: HashSet<(i64, [u8; 16])> =
             events.iter().map(|e| (e.timestamp, e.event_id)).collect();
+        let ids: HashSet<[u8; 16]> = events.iter().map(|e| e.event_id).collect();
         for row in stored {
             let ts: i64 = row.get(1).ok().flatten().unwrap_or_default();
             let id: Vec<u8> = row.get(2).ok().flatten().unwrap_or_default();
             if let Ok(id16) = <[u8; 16]>::try_from(id.as_slice()) {
-                if batch.contains(&(ts, id16)) {
+                if (registry && ids.contains(&id16)) || batch.contains(&(ts, id16)) {
                     FractalityError::DuplicateEvent {
                         timestamp: ts,
                         event_id: hex(&id16),

@@ -295,3 +295,106 @@ fn experience_sampling_frequencies_follow_priorities() {
     }
     tx.rollback().unwrap();
 }
+
+/// Two transactions writing batches that carry the same event id (at different timestamps) at
+/// once: the second waits for the first and, once it commits, fails with 23505; one event is
+/// stored. Against a stored event the id is refused whatever the timestamp, naming it; deleting
+/// the event frees its id.
+#[test]
+fn experience_concurrent_batches_with_one_id_cannot_both_commit() {
+    let _l = lock();
+    let mut admin = common::db();
+    let id: u128 = 0x0c0c_0000_0000_0000_0000_0000_0000_0001;
+    let (t1, t2) = (7_100_000_000_000_000i64, 7_200_000_000_000_000i64);
+    admin
+        .execute(
+            "DELETE FROM fractality.experience_events WHERE event_id = $1",
+            &[&id.to_be_bytes().to_vec()],
+        )
+        .unwrap();
+    let mut a = common::db();
+    let mut b = common::db();
+    let batch_a = json!([event(t1, id, 71, 0, 0.5), event(t1 + 1, id + 1, 71, 1, 0.5)]);
+    let batch_b = json!([event(t2, id + 2, 72, 0, 0.5), event(t2 + 1, id, 72, 1, 0.5)]);
+    a.batch_execute("BEGIN").unwrap();
+    a.execute("SELECT fractality.write_events($1::jsonb)", &[&batch_a])
+        .unwrap();
+    let b_pid: i32 = b.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let writer = std::thread::spawn(move || {
+        let r = b.execute("SELECT fractality.write_events($1::jsonb)", &[&batch_b]);
+        (r.map_err(|e| common::sqlstate(&e)), b)
+    });
+    // b waits for a's transaction (the id's registry entry)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: bool = admin
+            .query_one(
+                "SELECT coalesce(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = $1",
+                &[&b_pid],
+            )
+            .unwrap()
+            .get(0);
+        if waiting {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second writer never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    a.batch_execute("COMMIT").unwrap();
+    let (outcome, _b) = writer.join().unwrap();
+    assert_eq!(
+        outcome,
+        Err("23505".to_string()),
+        "the second batch is refused"
+    );
+    let stored: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.experience_events WHERE event_id = $1",
+            &[&id.to_be_bytes().to_vec()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1, "one event holds the id");
+    assert_eq!(
+        count(&mut admin, t2, t2 + 2),
+        0,
+        "nothing of the second batch"
+    );
+    // against the stored event, at yet another timestamp: refused up front, naming the id
+    let e = admin
+        .execute(
+            "SELECT fractality.write_events($1::jsonb)",
+            &[&json!([event(t2 + 5, id, 73, 0, 0.5)])],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "23505");
+    assert!(
+        e.to_string().contains(&format!("{id:032x}")),
+        "the message names the id: {e}"
+    );
+    // a deleted event frees its id
+    admin
+        .execute(
+            "DELETE FROM fractality.experience_events WHERE event_id = ANY($1)",
+            &[&vec![
+                id.to_be_bytes().to_vec(),
+                (id + 1).to_be_bytes().to_vec(),
+            ]],
+        )
+        .unwrap();
+    admin
+        .execute(
+            "SELECT fractality.write_events($1::jsonb)",
+            &[&json!([event(t2 + 9, id, 74, 0, 0.5)])],
+        )
+        .unwrap();
+    admin
+        .execute(
+            "DELETE FROM fractality.experience_events WHERE event_id = $1",
+            &[&id.to_be_bytes().to_vec()],
+        )
+        .unwrap();
+}

@@ -33,6 +33,8 @@ const INTERNAL: &[&str] = &[
     "experience_events_cascade_delete",
     "experience_events_cascade_truncate",
     "experience_events_to_inbox",
+    "_experience_events_register",
+    "_experience_events_unregister",
     "notify_consciousness_update",
     "touch_updated_at",
     "discounted_return_ffunc",

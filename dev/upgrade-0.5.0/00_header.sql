@@ -1,0 +1,11 @@
+-- fractality: upgrade from 0.4.0 to 0.5.0
+-- Run by ALTER EXTENSION fractality UPDATE (TO '0.5.0'), after the earlier upgrade scripts when
+-- coming from an older version. tests/client/tests/upgrade.rs updates 0.1.0 to 0.4.0 installs
+-- (their scripts kept in tests/upgrade/) and compares each with a fresh install.
+--
+-- 0.5.0 brings embedding models of any dimension in node_embeddings hash-partitioned by tenant
+-- (an HNSW index per partition and model), keys that all include user_id, resonance_with,
+-- consensus that needs three users and keeps its centroid from tenants, and partitions made for
+-- rows the default partitions caught. The existing embeddings move into the partitioned table
+-- (every row kept) as the 'default' model; the index is built once they are in, so the upgrade
+-- takes about as long as building the index (minutes per million embeddings).

@@ -1,0 +1,16 @@
+-- ---- embeddings: models of any dimension, node_embeddings partitioned by tenant --------------
+-- The 0.4.0 table steps aside, the partitioned one takes its name and its rows (as the 'default'
+-- model), then the model's index is built over them and the old table goes.
+
+ALTER TABLE fractality.node_embeddings RENAME TO node_embeddings_0_4_0;
+ALTER TABLE fractality.node_embeddings_0_4_0 DROP CONSTRAINT node_embeddings_pkey;
+DROP INDEX fractality.node_embeddings_hnsw, fractality.node_embeddings_user;
+
+--@ file embeddings.sql CREATE TABLE fractality.embedding_models (||SELECT fractality.register_model('default', 384);
+
+INSERT INTO fractality.embedding_models (model, dims) VALUES ('default', 384);
+INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding, model_version, updated_at)
+SELECT e.user_id, e.node_id, 'default', e.embedding, e.model_version, e.updated_at
+  FROM fractality.node_embeddings_0_4_0 e;
+SELECT count(*) AS partitions_indexed FROM fractality.build_model_index('default');
+DROP TABLE fractality.node_embeddings_0_4_0;

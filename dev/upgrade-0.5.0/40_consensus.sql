@@ -1,0 +1,13 @@
+-- ---- consensus: a model per consensus node, the centroid kept from tenants ------------------
+
+ALTER TABLE fractality.consensus_nodes
+    ADD COLUMN model text NOT NULL DEFAULT 'default' REFERENCES fractality.embedding_models (model);
+
+--@ file consensus.sql -- The unit centroid of each consensus, for the owner alone||CREATE TABLE fractality.consensus_links (
+
+INSERT INTO fractality.consensus_centroids (consensus_id, centroid)
+SELECT c.id, c.centroid FROM fractality.consensus_nodes c WHERE c.centroid IS NOT NULL;
+ALTER TABLE fractality.consensus_nodes DROP COLUMN centroid;
+
+COMMENT ON TABLE fractality.consensus_nodes IS
+    'Collective nodes: contributor count and group resonance of similar nodes held by several users, and what a majority of them share.';

@@ -1,0 +1,20 @@
+-- ---- the agent memory API: expiry, remember, recall, forget ----------------------------------
+
+ALTER TABLE fractality.nodes
+    ADD COLUMN expires_at timestamptz,
+    ADD CONSTRAINT nodes_expires_at_finite CHECK (isfinite(expires_at));
+COMMENT ON COLUMN fractality.nodes.expires_at IS
+    'When the memory expires (remember''s ttl), apart from decay: never recalled after it, deleted by run_maintenance.';
+-- the memories that expire, for run_maintenance (energy writes leave expires_at: still HOT)
+CREATE INDEX nodes_expires_at ON fractality.nodes (expires_at) WHERE expires_at IS NOT NULL;
+
+--@ file! decay.sql -- Every node's energy as of now||COMMENT ON VIEW
+
+--@ file! archive.sql -- ---- maintenance ----||
+--@ pgrx remember_wrapper
+--@ pgrx remember_many_wrapper
+--@ pgrx recall_wrapper
+--@ pgrx recall_explain_wrapper
+--@ pgrx forget_wrapper
+
+--@ file memory.sql DO $$||

@@ -1,0 +1,28 @@
+-- ---- functions: a model for every embedding function; resonance_with; the consensus split ---
+
+DROP FUNCTION fractality.find_resonant(uuid, float8, integer);
+DROP FUNCTION fractality.find_resonant(text, float8, integer);
+DROP FUNCTION fractality.calculate_resonance(uuid, uuid);
+DROP FUNCTION fractality.crystallize_consensus(uuid, float8, integer);
+DROP FUNCTION fractality.upsert_node(text, text, jsonb, float8, vector, text);
+DROP FUNCTION fractality.upsert_node_for(uuid, text, text, jsonb, float8, vector, text);
+DROP FUNCTION fractality.thaw(text, integer);
+DROP FUNCTION fractality.freeze(jsonb);
+-- their parameter "r#type" becomes "type"
+DROP FUNCTION fractality.link(text, text, text, float8);
+DROP FUNCTION fractality.unlink(text, text, text);
+
+--@ pgrx find_resonant_wrapper
+--@ pgrx find_resonant_by_key_wrapper
+--@ pgrx calculate_resonance_wrapper
+--@ pgrx resonance_with_wrapper
+--@ pgrx crystallize_consensus_wrapper
+--@ pgrx crystallize_consensus_definer_wrapper
+--@ pgrx upsert_node_wrapper
+--@ pgrx upsert_node_for_wrapper
+--@ pgrx thaw_wrapper
+--@ pgrx freeze_wrapper
+--@ pgrx link_wrapper
+--@ pgrx unlink_wrapper
+
+--@ file resonance.sql DO $$||-- The seed's traversal
