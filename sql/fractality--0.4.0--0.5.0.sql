@@ -1239,13 +1239,18 @@ BEGIN
                FROM fractality.partition_bounds('fractality.experience_events') p
               WHERE p.lo IS NULL OR p.lo::bigint < cutoff_us
     LOOP
+        -- the dropped events' ids are free again (the archived ones stay registered)
         IF r.hi IS NOT NULL AND r.hi <= cutoff_us THEN
-            EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
+            EXECUTE format('WITH d AS (DELETE FROM fractality.experience_event_ids i USING %s p
+                                        WHERE i.event_id = p.event_id AND i."timestamp" = p."timestamp")
+                            SELECT count(*) FROM %s', r.part, r.part) INTO k;
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
             PERFORM fractality.drop_partition(r.part);
         ELSE
-            EXECUTE format('DELETE FROM %s WHERE "timestamp" < $1', r.part) USING cutoff_us;
-            GET DIAGNOSTICS k = ROW_COUNT;
+            EXECUTE format('WITH d AS (DELETE FROM %s WHERE "timestamp" < $1 RETURNING event_id, "timestamp"),
+                                 i AS (DELETE FROM fractality.experience_event_ids i USING d
+                                        WHERE i.event_id = d.event_id AND i."timestamp" = d."timestamp")
+                            SELECT count(*) FROM d', r.part) INTO k USING cutoff_us;
         END IF;
         gone := gone + k;
     END LOOP;
@@ -1263,6 +1268,77 @@ REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, b
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;
+
+-- ---- event ids unique whatever their timestamps ------------------------------------------------
+-- Every id written so far is registered (hot and cold tiers; an id stored twice, which 0.4.0 let
+-- through with other timestamps or from concurrent writers, once). The update reads every event
+-- once: about a second per million events.
+
+-- Every event id written, hot or archived: its primary key makes an id unique whatever the
+-- timestamp, also between concurrent writers (the second waits for the first and fails with
+-- 23505). Filled by the statement trigger below on every insert into experience_events, as the
+-- owner; a DELETE or TRUNCATE of events frees their ids (those still in the cold tier stay);
+-- archiving moves events without touching it (it reads and deletes partitions, not the parent);
+-- retention that drops events frees their ids.
+CREATE TABLE fractality.experience_event_ids (
+    event_id    bytea  NOT NULL,
+    "timestamp" bigint NOT NULL,
+    CONSTRAINT experience_event_ids_pkey PRIMARY KEY (event_id)
+);
+
+COMMENT ON TABLE fractality.experience_event_ids IS
+    'Every event id written (hot or archived), unique: no id is written twice, whatever its timestamp.';
+
+CREATE INDEX experience_event_ids_time ON fractality.experience_event_ids
+    USING brin ("timestamp") WITH (pages_per_range = 32);
+
+CREATE FUNCTION fractality._experience_events_register() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO fractality.experience_event_ids (event_id, "timestamp")
+    SELECT n.event_id, n."timestamp" FROM new_events n;
+    RETURN NULL;
+END $$;
+
+-- named to fire first of the insert triggers (they fire in name order): a duplicate fails before
+-- the inbox and the replay buffers are written
+CREATE TRIGGER experience_events_ids
+    AFTER INSERT ON fractality.experience_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_register();
+
+CREATE FUNCTION fractality._experience_events_unregister() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM fractality.experience_event_ids i
+         WHERE NOT EXISTS (SELECT 1 FROM fractality.experience_events_archive a
+                            WHERE a."timestamp" = i."timestamp" AND a.event_id = i.event_id);
+    ELSE
+        DELETE FROM fractality.experience_event_ids i
+         USING old_events o
+         WHERE i.event_id = o.event_id AND i."timestamp" = o."timestamp";
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER experience_events_ids_deleted
+    AFTER DELETE ON fractality.experience_events
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_unregister();
+
+CREATE TRIGGER experience_events_ids_truncated
+    AFTER TRUNCATE ON fractality.experience_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_unregister();
+INSERT INTO fractality.experience_event_ids (event_id, "timestamp")
+SELECT e.event_id, e."timestamp" FROM fractality.experience_events e
+UNION ALL
+SELECT a.event_id, a."timestamp" FROM fractality.experience_events_archive a
+ON CONFLICT (event_id) DO NOTHING;
 
 -- ---- functions: a model for every embedding function; resonance_with; the consensus split ---
 
@@ -1483,6 +1559,7 @@ BEGIN
                     '_embedding_models_index', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
+                    '_experience_events_register', '_experience_events_unregister',
                     'discounted_return_ffunc', 'discounted_return_sfunc',
                     'discounted_return_steps_ffunc', 'discounted_return_steps_sfunc',
                     'episode_sums_ffunc', 'episode_sums_sfunc', 'reward_stats_combine',
