@@ -329,7 +329,10 @@ fn archived_points_stay_with_their_tenant() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(mixed, 0, "a packed row of one tenant's node under another tenant");
+    assert_eq!(
+        mixed, 0,
+        "a packed row of one tenant's node under another tenant"
+    );
 
     // tenant a sees its own packed rows only, and no history of b's node
     let rows: Vec<uuid::Uuid> = a

@@ -371,9 +371,13 @@ fn experience_concurrent_batches_with_one_id_cannot_both_commit() {
         )
         .unwrap_err();
     assert_eq!(common::sqlstate(&e), "23505");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
     assert!(
-        e.to_string().contains(&format!("{id:032x}")),
-        "the message names the id: {e}"
+        message.contains(&format!("{id:032x}")),
+        "the message names the id: {message}"
     );
     // a deleted event frees its id
     admin

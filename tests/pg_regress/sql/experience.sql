@@ -31,8 +31,11 @@ SELECT "timestamp", total_reward FROM fractality.high_reward_events(0, 0.5, 3);
 
 -- write_events_json (text, json): the same batch read by serde straight from its text
 SAVEPOINT t;
-SELECT fractality.write_events_json((SELECT jsonb_agg(e || jsonb_build_object('timestamp', (e->>'timestamp')::bigint + 1)) FROM ev)::text) AS as_text,
-       fractality.write_events_json((SELECT jsonb_agg(e || jsonb_build_object('timestamp', (e->>'timestamp')::bigint + 2)) FROM ev)::json) AS as_json;
+-- (other ids: an event id is written once, whatever its timestamp)
+SELECT fractality.write_events_json((SELECT jsonb_agg(e || jsonb_build_object('timestamp', (e->>'timestamp')::bigint + 1,
+            'event_id', lpad(to_hex(1000 + (e->>'sequence_number')::int), 32, '0'))) FROM ev)::text) AS as_text,
+       fractality.write_events_json((SELECT jsonb_agg(e || jsonb_build_object('timestamp', (e->>'timestamp')::bigint + 2,
+            'event_id', lpad(to_hex(2000 + (e->>'sequence_number')::int), 32, '0'))) FROM ev)::json) AS as_json;
 SELECT "timestamp" % 1000 AS form, count(*), sum(total_reward), sum(step_number), count(DISTINCT event_id)
   FROM fractality.query_events(0, 100000, 100) GROUP BY 1 ORDER BY 1;
 ROLLBACK TO t;
