@@ -51,9 +51,17 @@ if [ ! -f "$pg_sharedir/extension/vector--${PGVECTOR_VERSION}.sql" ]; then
     log "building pgvector ${PGVECTOR_VERSION} from Debian's source package"
     src_list=/etc/apt/sources.list.d/fractality-trixie-src.sources
     if [ ! -f "$src_list" ]; then
+        # the Debian archive this machine's apt already uses (its sources, never a fixed host)
+        debian_uri() {
+            apt-get indextargets --format '$(REPO_URI)' 'Created-By: Packages' 'Label: Debian' \
+                | { grep -v -- '-security' || true; } | head -n 1
+        }
+        mirror=$(debian_uri)
+        if [ -z "$mirror" ]; then apt-get update -qq; mirror=$(debian_uri); fi
+        if [ -z "$mirror" ]; then echo "setup.sh: no Debian archive among apt's sources (pgvector's source package comes from it)" >&2; exit 1; fi
         cat > "$src_list" <<EOF
 Types: deb-src
-URIs: http://deb.debian.org/debian
+URIs: ${mirror}
 Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

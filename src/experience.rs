@@ -1378,10 +1378,13 @@ mod tests {
         let e = err(json!([event(1), event(2), event(1)]));
         assert!(e.starts_with("duplicate event (timestamp 1001"));
         assert!(e.contains("elements 0 and 2"));
-        // same id at another time is another event
+        // an event id is written once, whatever its timestamp
         let mut later = event(1);
         later["timestamp"] = json!(5000);
-        assert_eq!(parse_batch(&json!([event(1), later])).unwrap().len(), 2);
+        let e = err(json!([event(1), later]));
+        assert!(e.starts_with("duplicate event (timestamp 5000"), "{e}");
+        assert!(e.contains("elements 0 and 1"), "{e}");
+        assert_eq!(parse_batch(&json!([event(1), event(2)])).unwrap().len(), 2);
     }
 
     #[test]

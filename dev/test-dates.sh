@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# fractality: the date-dependent tests on other days than today, as root (after scripts/test.sh,
+# which sets everything up and builds what is run here).
+#
+#   bash dev/test-dates.sh ["YYYY-MM-DD HH:MM:SS" ...]
+#
+# Default days: the last minutes of a 31-day month and of a year, the first minutes of a month
+# after February, February's last day, and a leap day. For each, with libfaketime (the Debian
+# package `faketime`, installed here if missing) moving every clock by the same offset:
+#   1. every #[pg_test] suite (cargo pgrx test; only the server's processes see the other date,
+#      cargo and rustc keep the real one);
+#   2. pg_regress against a fresh server that lives on that date;
+#   3. the client suites that depend on the date, against the same server, their test binaries
+#      on that date too.
+# Ends with "dates: N passed, M failed" and exits non-zero when a date fails.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+cd "$ROOT"
+
+PORT="${FRACTALITY_DATES_PORT:-54341}"
+CLIENT_SUITES=(archive experience decay schema privileges backup tenancy memory)
+if [ $# -gt 0 ]; then
+    dates=("$@")
+else
+    dates=("2027-01-31 23:57:00" "2027-03-01 00:05:00" "2026-12-31 23:58:00"
+           "2027-02-28 23:50:00" "2028-02-29 12:00:00")
+fi
+
+if ! dpkg-query -W -f='${Status}' faketime 2>/dev/null | grep -q "install ok installed"; then
+    log "installing faketime"
+    apt-get install -y -qq --no-install-recommends faketime >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends faketime >/dev/null; }
+fi
+FAKELIB=$(dpkg -L faketime | grep '/libfaketime.so.1$' | head -n 1)
+# pgrx starts its server through sudo, which drops LD_PRELOAD and FAKETIME: keep them, for the
+# length of this run only
+SUDOERS=/etc/sudoers.d/zz-fractality-test-dates
+echo 'Defaults env_keep += "LD_PRELOAD FAKETIME FAKETIME_ONLY_CMDS FAKETIME_DONT_FAKE_MONOTONIC"' > "$SUDOERS"
+chmod 440 "$SUDOERS"
+trap 'rm -f "$SUDOERS"; server_stop "$ROOT/target/dates-pgdata" 2>/dev/null || true' EXIT
+LOGS="$ROOT/target/test-logs/dates"
+mkdir -p "$LOGS"
+
+# the client test binaries, built at the real date
+log "building the client test binaries"
+mapfile -t bins < <(cargo test -p fractality-client --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and "test" in m["target"]["kind"]:
+        print(m["target"]["name"], m["executable"])')
+bin_of() { local b; for b in "${bins[@]}"; do [ "${b%% *}" = "$1" ] && { echo "${b#* }"; return; }; done; }
+
+ok=0
+bad=0
+for when in "${dates[@]}"; do
+    offset=$(( $(date -u -d "$when" +%s) - $(date -u +%s) ))
+    sign=+; [ "$offset" -lt 0 ] && sign=
+    fake=(env LD_PRELOAD="$FAKELIB" "FAKETIME=$sign$offset" FAKETIME_DONT_FAKE_MONOTONIC=1)
+    tag=$(echo "$when" | tr ' :' '__')
+    log "--- $when UTC (clock moved by ${offset}s)"
+    failed_here=()
+
+    # 1. pg_test suites: a fresh data directory, only the server's processes on the other date
+    data="$ROOT/target/dates-pgrx-data"
+    rm -rf "$data"; mkdir -p "$data"; chown postgres:postgres "$data"
+    if ! "${fake[@]}" FAKETIME_ONLY_CMDS=postgres,initdb,pg_ctl \
+            cargo pgrx test pg15 --runas postgres --pgdata "$data" >"$LOGS/$tag-pgrx.log" 2>&1; then
+        failed_here+=("pgrx: $(grep -c 'FAILED$' "$LOGS/$tag-pgrx.log" || true) failed")
+    fi
+    # the server's own clock, as its last checkpoint recorded it
+    log "pgrx server's last checkpoint: $("$PG_BIN/pg_controldata" "$data" 2>/dev/null \
+        | sed -n 's/^Time of latest checkpoint: *//p')"
+
+    # 2. pg_regress against a server living on that date
+    data="$ROOT/target/dates-pgdata"
+    server_stop "$data" 2>/dev/null || true
+    rm -rf "$data"; mkdir -p "$data"; chown postgres:postgres "$data"; chmod 700 "$data"
+    as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-instructions >/dev/null
+    cat >> "$data/postgresql.conf" <<CONF
+listen_addresses = 'localhost'
+unix_socket_directories = '$data'
+shared_preload_libraries = 'pg_cron'
+cron.database_name = 'postgres'
+CONF
+    (cd / && sudo -u postgres -H "${fake[@]}" "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w \
+        -o "-p $PORT" start >/dev/null)
+    server_date=$(pg_psql "$PORT" -d postgres -tAc "SELECT now()::timestamp(0)")
+    log "server's now(): $server_date"
+    regress="$ROOT/target/dates-regress"
+    rm -rf "$regress"; mkdir -p "$regress"
+    cp -r "$ROOT/tests/pg_regress" "$regress/input"
+    chown -R postgres:postgres "$regress"
+    if ! as_pg "$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress" \
+            --bindir="$PG_BIN" --host=localhost --port="$PORT" --user=postgres \
+            --inputdir="$regress/input" --outputdir="$regress" \
+            --schedule="$regress/input/schedule" --dbname=fractality_regress \
+            >"$LOGS/$tag-pg_regress.log" 2>&1; then
+        failed_here+=(pg_regress)
+        cp "$regress/regression.diffs" "$LOGS/$tag-regression.diffs" 2>/dev/null || true
+    fi
+
+    # 3. client suites, their binaries on the same date
+    for suite in "${CLIENT_SUITES[@]}"; do
+        exe=$(bin_of "$suite")
+        [ -n "$exe" ] || { failed_here+=("client:$suite (no binary)"); continue; }
+        if ! (cd tests/client && "${fake[@]}" \
+                FRACTALITY_TEST_URL="host=localhost port=$PORT user=postgres dbname=postgres" \
+                "$exe" >"$LOGS/$tag-client-$suite.log" 2>&1); then
+            failed_here+=("client:$suite")
+        fi
+    done
+    server_stop "$data"
+
+    if [ ${#failed_here[@]} -eq 0 ]; then
+        ok=$((ok + 1)); log "$when: every suite passed"
+    else
+        bad=$((bad + 1)); log "$when: FAILED ${failed_here[*]} (logs in $LOGS, prefix $tag)"
+    fi
+done
+echo "dates: $ok passed, $bad failed"
+[ "$bad" -eq 0 ]
