@@ -317,7 +317,7 @@ fn remember_one(
                 tenant,
                 &model.name,
                 Vector::from_slice(&m.embedding)?,
-            );
+            )?;
         }
         return Ok((id, false));
     }
@@ -377,7 +377,7 @@ fn remember_one(
         query: "memory_insert",
         detail: "no id returned".into(),
     })?;
-    crate::graph::write_embedding(id, tenant, &model.name, Vector::from_slice(&m.embedding)?);
+    crate::graph::write_embedding(id, tenant, &model.name, Vector::from_slice(&m.embedding)?)?;
     Ok((id, true))
 }
 

@@ -1,0 +1,9 @@
+-- freeze: the stream points $3 (the jsonb array of a thawed node's "stream") appended to node $1
+-- of tenant $2, but for those at a time the node has a point at already.
+INSERT INTO fractality.consciousness_streams
+       (time, node_id, user_id, atp_level, attention_score, resonance_vector)
+SELECT p.time, $1, $2, p.atp_level, p.attention_score, p.resonance_vector
+  FROM jsonb_to_recordset($3) AS p(time timestamptz, atp_level float8, attention_score float8,
+                                   resonance_vector real[])
+ WHERE NOT EXISTS (SELECT 1 FROM fractality.consciousness_streams s
+                    WHERE s.node_id = $1 AND s.time = p.time)

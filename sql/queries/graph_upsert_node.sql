@@ -1,0 +1,13 @@
+-- upsert_node: node $2 (its key) of tenant $1 inserted or updated; returns its id. $3 label,
+-- $4 type, $5 metadata (merged into the stored object), $6 atp: a NULL keeps the stored value (on
+-- insert the column default: no label or type, '{}', full energy); a new atp restarts its decay.
+INSERT INTO fractality.nodes AS n (user_id, node_key, label, type, metadata, atp, atp_at)
+VALUES ($1, $2, $3, $4, coalesce($5, '{}'::jsonb), coalesce($6, 1.0), now())
+ON CONFLICT (user_id, node_key) DO UPDATE
+   SET label    = coalesce($3, n.label),
+       type     = coalesce($4, n.type),
+       metadata = n.metadata || coalesce($5, '{}'::jsonb),
+       atp      = coalesce($6, n.atp),
+       atp_at   = CASE WHEN $6 IS NULL THEN n.atp_at ELSE now() END,
+       updated_at = now()
+RETURNING n.id

@@ -1,0 +1,221 @@
+//! A batch given as typed arrays, one per column (`write_events` over arrays, `write_event`):
+//! [`events_from_arrays`], with the checks and messages of the JSON reader.
+
+use crate::errors::FractalityError;
+
+use super::event::{
+    bad, check_unique, finite_real, Event, ACTION_FIELDS, REWARD_FIELDS, STATE_FIELDS,
+};
+
+fn array_len<T>(
+    name: &'static str,
+    a: &[Option<T>],
+    per_event: usize,
+    n: usize,
+) -> Result<(), FractalityError> {
+    if a.len() != n * per_event {
+        return Err(bad(
+            "write_events",
+            name,
+            format!(
+                "expected {} values ({n} events x {per_event}), got {}",
+                n * per_event,
+                a.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn elem<T: Copy>(
+    a: &[Option<T>],
+    i: usize,
+    name: &str,
+    event: usize,
+) -> Result<T, FractalityError> {
+    a[i].ok_or_else(|| bad(&format!("write_events: element {event}"), name, "NULL"))
+}
+
+/// The typed-array batch: one array per column, element i of each is event i. `states` and
+/// `actions` hold 8 values per event and `rewards` 4 (homeostasis, curiosity, efficiency, goal),
+/// event after event (a 2-D array n x 8 is read the same way).
+#[allow(clippy::too_many_arguments)]
+pub fn events_from_arrays(
+    event_ids: &[Option<Vec<u8>>],
+    timestamps: &[Option<i64>],
+    episode_ids: &[Option<i64>],
+    step_numbers: &[Option<i32>],
+    event_types: &[Option<i16>],
+    flags: &[Option<i16>],
+    states: &[Option<f32>],
+    actions: &[Option<f32>],
+    rewards: &[Option<f32>],
+    adna_version_hashes: &[Option<i32>],
+    sequence_numbers: &[Option<i32>],
+) -> Result<Vec<Event>, FractalityError> {
+    let n = event_ids.len();
+    array_len("timestamps", timestamps, 1, n)?;
+    array_len("episode_ids", episode_ids, 1, n)?;
+    array_len("step_numbers", step_numbers, 1, n)?;
+    array_len("event_types", event_types, 1, n)?;
+    array_len("flags", flags, 1, n)?;
+    array_len("states", states, 8, n)?;
+    array_len("actions", actions, 8, n)?;
+    array_len("rewards", rewards, 4, n)?;
+    array_len("adna_version_hashes", adna_version_hashes, 1, n)?;
+    array_len("sequence_numbers", sequence_numbers, 1, n)?;
+    let mut out = Vec::with_capacity(n);
+    for (i, id) in event_ids.iter().enumerate() {
+        let ctx = format!("write_events: element {i}");
+        let id = id.as_ref().ok_or_else(|| bad(&ctx, "event_ids", "NULL"))?;
+        let event_id = <[u8; 16]>::try_from(id.as_slice()).map_err(|_| {
+            bad(
+                &ctx,
+                "event_ids",
+                format!("expected 16 bytes, got {} bytes", id.len()),
+            )
+        })?;
+        let timestamp = elem(timestamps, i, "timestamps", i)?;
+        if timestamp < 0 {
+            return Err(bad(&ctx, "timestamps", format!("{timestamp} is negative")));
+        }
+        let mut state = [0f32; 8];
+        let mut action = [0f32; 8];
+        let mut rew = [0f32; 4];
+        for k in 0..8 {
+            state[k] = finite_real(
+                &ctx,
+                STATE_FIELDS[k],
+                elem(states, 8 * i + k, STATE_FIELDS[k], i)?.into(),
+            )?;
+            action[k] = finite_real(
+                &ctx,
+                ACTION_FIELDS[k],
+                elem(actions, 8 * i + k, ACTION_FIELDS[k], i)?.into(),
+            )?;
+        }
+        for k in 0..4 {
+            rew[k] = finite_real(
+                &ctx,
+                REWARD_FIELDS[k],
+                elem(rewards, 4 * i + k, REWARD_FIELDS[k], i)?.into(),
+            )?;
+        }
+        out.push(Event {
+            timestamp,
+            event_id,
+            episode_id: elem(episode_ids, i, "episode_ids", i)?,
+            step_number: elem(step_numbers, i, "step_numbers", i)?,
+            event_type: elem(event_types, i, "event_types", i)?,
+            flags: elem(flags, i, "flags", i)?,
+            state,
+            action,
+            rewards: rew,
+            adna_version_hash: elem(adna_version_hashes, i, "adna_version_hashes", i)?,
+            sequence_number: elem(sequence_numbers, i, "sequence_numbers", i)?,
+            metadata: None,
+        });
+    }
+    check_unique(&out)?;
+    Ok(out)
+}
+
+/// The argument of `write_event` behind a column array of `events_from_arrays`.
+pub fn single_field(array: &str) -> &str {
+    match array {
+        "event_ids" => "event_id",
+        "timestamps" => "timestamp",
+        "episode_ids" => "episode_id",
+        "step_numbers" => "step_number",
+        "event_types" => "event_type",
+        "states" => "state",
+        "actions" => "action",
+        "adna_version_hashes" => "adna_version_hash",
+        "sequence_numbers" => "sequence_number",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_arrays() {
+        let ids = vec![Some(vec![1u8; 16]), Some(vec![2u8; 16])];
+        fn two<T: Copy>(v: T) -> Vec<Option<T>> {
+            vec![Some(v), Some(v)]
+        }
+        let st: Vec<Option<f32>> = vec![Some(0.5); 16];
+        let rw: Vec<Option<f32>> = vec![Some(1.0); 8];
+        let ok = events_from_arrays(
+            &ids,
+            &[Some(1), Some(2)],
+            &two(1i64),
+            &two(1i32),
+            &two(0i16),
+            &two(0i16),
+            &st,
+            &st,
+            &rw,
+            &two(3i32),
+            &two(4i32),
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 2);
+        let mut bad_rw = rw.clone();
+        bad_rw[5] = Some(f32::NAN);
+        let e = events_from_arrays(
+            &ids,
+            &[Some(1), Some(2)],
+            &two(1i64),
+            &two(1i32),
+            &two(0i16),
+            &two(0i16),
+            &st,
+            &st,
+            &bad_rw,
+            &two(3),
+            &two(4),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "write_events: element 1, field \"reward_curiosity\": NaN is not a finite real"
+        );
+        let e = events_from_arrays(
+            &ids,
+            &[Some(1)],
+            &two(1i64),
+            &two(1i32),
+            &two(0i16),
+            &two(0i16),
+            &st,
+            &st,
+            &rw,
+            &two(3i32),
+            &two(4i32),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("field \"timestamps\": expected 2 values"));
+        let short = vec![Some(vec![1u8; 15])];
+        let e = events_from_arrays(
+            &short,
+            &[Some(1)],
+            &[Some(1)],
+            &[Some(1)],
+            &[Some(0)],
+            &[Some(0)],
+            &st[..8],
+            &st[..8],
+            &rw[..4],
+            &[Some(3)],
+            &[Some(4)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("expected 16 bytes, got 15 bytes"));
+    }
+}

@@ -1,0 +1,505 @@
+//! The fast readers of a batch, each giving exactly the events and errors of the reference
+//! reader ([`parse_batch`]) and handing it whatever it does not take as it is: jsonb decoded in
+//! place ([`parse_batch_jsonb`], [`event_from_jsonb`]) and JSON text read by serde straight into
+//! events ([`parse_batch_text`]).
+
+use serde_json::Value;
+
+use crate::errors::FractalityError;
+use crate::jsonb::{self, JsonbArg};
+
+use super::event::{
+    check_unique, parse_batch, parse_event, parse_event_id, parse_metadata, Event, Metadata,
+};
+
+// ---- jsonb: decoded in place -----------------------------------------------------------------
+
+/// [`parse_batch`] over the jsonb in place: each element decoded straight from its binary
+/// container ([`event_from_jsonb`]); an element it does not take as it is (a metadata object, a
+/// number it cannot convert exactly, anything malformed) goes through serde and
+/// [`parse_event`] as its JSON text, so results and error messages are those of parse_batch.
+pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityError> {
+    let root = batch.root();
+    if !root.is_array() {
+        return parse_batch(&batch.to_serde()?);
+    }
+    let mut out = Vec::new();
+    let mut failed = None;
+    jsonb::elements(&root, |i, item| {
+        if failed.is_some() {
+            return;
+        }
+        let event = match event_from_jsonb(&item) {
+            Some(e) => Ok(e),
+            None => item
+                .to_serde()
+                .and_then(|v| parse_event(&format!("write_events: element {i}"), &v)),
+        };
+        match event {
+            Ok(e) => out.push(e),
+            Err(e) => failed = Some(e),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    check_unique(&out)?;
+    Ok(out)
+}
+
+/// The slot of the optional metadata object.
+const METADATA: usize = 28;
+
+/// Fields of an event object, by their slot in [`Fields`].
+fn field_slot(key: &[u8]) -> Option<usize> {
+    Some(match key {
+        b"event_id" => 0,
+        b"timestamp" => 1,
+        b"episode_id" => 2,
+        b"step_number" => 3,
+        b"event_type" => 4,
+        b"flags" => 5,
+        b"adna_version_hash" => 6,
+        b"sequence_number" => 7,
+        b"reward_homeostasis" => 24,
+        b"reward_curiosity" => 25,
+        b"reward_efficiency" => 26,
+        b"reward_goal" => 27,
+        b"metadata" => METADATA,
+        _ if key.len() == 8 && key.starts_with(b"state_l") && (b'1'..=b'8').contains(&key[7]) => {
+            8 + (key[7] - b'1') as usize
+        }
+        _ if key.len() == 9 && key.starts_with(b"action_l") && (b'1'..=b'8').contains(&key[8]) => {
+            16 + (key[8] - b'1') as usize
+        }
+        _ => return None,
+    })
+}
+
+/// An event object's fields as a fast reader meets them, in any order ([`event_from_jsonb`] over
+/// a jsonb container, [`parse_batch_text`] over JSON text). Each setter answers false for what it
+/// does not take as it is; [`Fields::finish`] gives the event only where [`parse_event`] gives the
+/// same one, and None for anything else (the caller then asks parse_event, which explains).
+struct Fields {
+    seen: [bool; 29],
+    id: [u8; 16],
+    ints: [i64; 8],
+    /// state 8, action 8, rewards 4
+    reals: [f32; 20],
+}
+
+impl Fields {
+    fn new() -> Self {
+        Fields {
+            seen: [false; 29],
+            id: [0; 16],
+            ints: [0; 8],
+            reals: [0.0; 20],
+        }
+    }
+
+    /// The slot (of [`field_slot`]) of a field met for the first time; None for a repeated one.
+    fn claim(&mut self, slot: usize) -> Option<usize> {
+        (!std::mem::replace(&mut self.seen[slot], true)).then_some(slot)
+    }
+
+    fn id(&mut self, text: &str) -> bool {
+        match parse_event_id(text) {
+            Ok(b) => {
+                self.id = b;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// An integer field (slots 1 to 7), in its column's range.
+    fn int(&mut self, slot: usize, n: i64) -> bool {
+        let (min, max) = match slot {
+            1 => (0, i64::MAX),
+            2 => (i64::MIN, i64::MAX),
+            4 | 5 => (i16::MIN.into(), i16::MAX.into()),
+            3 | 6 | 7 => (i32::MIN.into(), i32::MAX.into()),
+            _ => return false,
+        };
+        if n < min || n > max {
+            return false;
+        }
+        self.ints[slot] = n;
+        true
+    }
+
+    /// A real field (slots 8 to 27), finite as a real.
+    fn real(&mut self, slot: usize, x: f64) -> bool {
+        let r = x as f32;
+        if !(8..=27).contains(&slot) || !r.is_finite() {
+            return false;
+        }
+        self.reals[slot - 8] = r;
+        true
+    }
+
+    /// The event, once every field but the rewards (0 when absent) and metadata was met.
+    fn finish(&self, metadata: Option<Metadata>) -> Option<Event> {
+        if !self.seen[..24].iter().all(|&s| s) {
+            return None;
+        }
+        let r = &self.reals;
+        Some(Event {
+            timestamp: self.ints[1],
+            event_id: self.id,
+            episode_id: self.ints[2],
+            step_number: self.ints[3] as i32,
+            event_type: self.ints[4] as i16,
+            flags: self.ints[5] as i16,
+            state: r[..8].try_into().expect("8 reals"),
+            action: r[8..16].try_into().expect("8 reals"),
+            rewards: r[16..].try_into().expect("4 reals"),
+            adna_version_hash: self.ints[6] as i32,
+            sequence_number: self.ints[7] as i32,
+            metadata,
+        })
+    }
+}
+
+/// One well-formed event object without metadata, read from its jsonb container; None for
+/// anything else (the caller then asks [`parse_event`], which accepts or explains it). Where it
+/// returns an event, parse_event returns the same one.
+pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<Event> {
+    let mut f = Fields::new();
+    let ok = jsonb::pairs(item, |key, v| {
+        match field_slot(key).and_then(|s| f.claim(s)) {
+            Some(0) => v.as_str().is_some_and(|t| f.id(t)),
+            Some(slot @ 1..=7) => v.as_i64().is_some_and(|n| f.int(slot, n)),
+            Some(slot @ 8..=27) => v.as_f64().is_some_and(|x| f.real(slot, x)),
+            // metadata: only a null one is taken here
+            Some(_) => matches!(v, jsonb::Value::Null),
+            None => false,
+        }
+    });
+    if !ok {
+        return None;
+    }
+    f.finish(None)
+}
+
+// ---- JSON text: serde straight into events ----------------------------------------------------
+
+/// A batch as JSON text (`write_events_json`, over `text` or `json`): read by serde straight
+/// into events, field by field, without a JSON tree; a batch that reader does not take as it is
+/// (anything malformed, a repeated field, a metadata object it refuses) is read again as a
+/// `serde_json::Value` by [`parse_batch`], whose results and error messages are the reference.
+pub fn parse_batch_text(text: &str) -> Result<Vec<Event>, FractalityError> {
+    match read_text(text) {
+        Some(events) => {
+            check_unique(&events)?;
+            Ok(events)
+        }
+        None => {
+            let value: Value =
+                serde_json::from_str(text).map_err(|e| FractalityError::InvalidJson {
+                    context: "write_events_json",
+                    detail: e.to_string(),
+                })?;
+            parse_batch(&value)
+        }
+    }
+}
+
+/// The events of a batch the text reader takes as it is; None for anything else.
+fn read_text(text: &str) -> Option<Vec<Event>> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let events = TextBatch.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(events)
+}
+
+mod text_reader {
+    //! The serde visitors of [`super::parse_batch_text`]: an array of objects, each object's
+    //! values put in [`super::Fields`]; any error only means "not taken as it is".
+    use super::{field_slot, parse_metadata, Event, Fields, METADATA};
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::Value;
+    use std::fmt;
+
+    fn refuse<E: de::Error>() -> E {
+        E::custom("not taken by the fast reader")
+    }
+
+    /// The batch: a JSON array of event objects.
+    pub struct TextBatch;
+
+    impl<'de> DeserializeSeed<'de> for TextBatch {
+        type Value = Vec<Event>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Event>, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for TextBatch {
+        type Value = Vec<Event>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of events")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Event>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(e) = seq.next_element_seed(TextEvent { index: out.len() })? {
+                out.push(e);
+            }
+            Ok(out)
+        }
+    }
+
+    /// One event object, element `index` of the batch.
+    struct TextEvent {
+        index: usize,
+    }
+
+    impl<'de> DeserializeSeed<'de> for TextEvent {
+        type Value = Event;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Event, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for TextEvent {
+        type Value = Event;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an event object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+            let mut f = Fields::new();
+            let mut metadata = None;
+            while let Some(Key(key)) = map.next_key()? {
+                let Some(slot) = key.and_then(|s| f.claim(s)) else {
+                    return Err(refuse());
+                };
+                let ok = if slot == METADATA {
+                    match map.next_value::<Value>()? {
+                        Value::Null => true,
+                        m => {
+                            let ctx = format!("write_events: element {}", self.index);
+                            metadata = parse_metadata(&ctx, &m).ok();
+                            metadata.is_some()
+                        }
+                    }
+                } else {
+                    match (slot, map.next_value::<Scalar>()?) {
+                        (0, Scalar::Str(t)) => f.id(&t),
+                        (1..=7, Scalar::Int(n)) => f.int(slot, n),
+                        (8..=27, Scalar::Int(n)) => f.real(slot, n as f64),
+                        (8..=27, Scalar::UInt(n)) => f.real(slot, n as f64),
+                        (8..=27, Scalar::Float(x)) => f.real(slot, x),
+                        _ => false,
+                    }
+                };
+                if !ok {
+                    return Err(refuse());
+                }
+            }
+            f.finish(metadata).ok_or_else(refuse)
+        }
+    }
+
+    /// A field name as its slot ([`field_slot`]); None for a name the reader does not know.
+    struct Key(Option<usize>);
+
+    impl<'de> de::Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a field name")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                    Ok(Key(field_slot(v.as_bytes())))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// A field's value as JSON has it: an integer (as `serde_json::Value::as_i64` and `as_f64`
+    /// take it), a float, a string; anything else is Other.
+    enum Scalar<'a> {
+        Int(i64),
+        UInt(u64),
+        Float(f64),
+        Str(std::borrow::Cow<'a, str>),
+        Other,
+    }
+
+    impl<'de> de::Deserialize<'de> for Scalar<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Scalar<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a JSON value")
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Int(v))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
+                    Ok(i64::try_from(v).map_or(Scalar::UInt(v), Scalar::Int))
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Float(v))
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Str(v.into()))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Str(v.to_string().into()))
+                }
+                fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Other)
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Other)
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Scalar<'de>, A::Error> {
+                    Err(refuse())
+                }
+                fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Scalar<'de>, A::Error> {
+                    Err(refuse())
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+}
+use text_reader::TextBatch;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experience::event::tests::event;
+    use pgrx::prelude::*;
+    use serde_json::json;
+
+    /// The text reader against the reference: the same events, or the same error.
+    fn same_as_reference(text: &str) -> Result<Vec<Event>, String> {
+        let fast = parse_batch_text(text).map_err(|e| e.to_string());
+        let reference = serde_json::from_str::<Value>(text)
+            .map_err(|e| format!("invalid JSON: {e}"))
+            .and_then(|v| parse_batch(&v).map_err(|e| e.to_string()));
+        match (&fast, &reference) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+            (Err(a), Err(b)) if b.starts_with("invalid JSON") => {
+                assert!(a.ends_with(b.as_str()), "{text}: {a} vs {b}")
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "{text}"),
+            _ => panic!("{text}: text reader {fast:?}, reference {reference:?}"),
+        }
+        fast
+    }
+
+    #[test]
+    fn the_text_reader_gives_the_events_and_errors_of_the_reference() {
+        let mut with_metadata = event(2);
+        with_metadata["metadata"] =
+            json!({"intent_type": "explore", "executor_id": "agent-1", "parameters": {"d": 2}});
+        let good = json!([event(1), with_metadata]).to_string();
+        assert_eq!(same_as_reference(&good).unwrap().len(), 2);
+        // taken by the text reader itself, not by the fallback
+        assert_eq!(read_text(&good).unwrap().len(), 2);
+        // a malformed element, the reference's messages
+        let mut variants: Vec<Value> = Vec::new();
+        for (field, v) in [
+            ("step_number", json!("three")),
+            ("step_number", json!(1.0)),
+            ("step_number", json!(1e3)),
+            ("timestamp", json!(-1)),
+            ("timestamp", json!(u64::MAX)),
+            ("flags", json!(40000)),
+            ("event_id", json!("000102030405060708090a0b0c0d0e")),
+            ("event_id", json!(7)),
+            ("reward_goal", json!(null)),
+            ("reward_goal", json!("NaN")),
+            ("reward_goal", json!(1e300)),
+            ("reward_goal", json!(u64::MAX)),
+            ("reward_goal", json!(-12)),
+            ("state_l3", json!([1])),
+            ("state_l3", json!({"x": 1})),
+            ("state_l3", json!(true)),
+            ("rewardd", json!(1)),
+            ("metadata", json!(null)),
+            ("metadata", json!({"intent_type": "explore"})),
+            (
+                "metadata",
+                json!({"intent_type": "a", "executor_id": "b", "parameters": {"p": [1, {"q": null}]}}),
+            ),
+            (
+                "metadata",
+                json!({"intent_type": "a\u{0}b", "executor_id": "b"}),
+            ),
+            (
+                "metadata",
+                json!({"intent_type": "a", "executor_id": "b", "parameters": {"p": "\u{0}"}}),
+            ),
+        ] {
+            let mut e = event(3);
+            e[field] = v;
+            variants.push(e);
+        }
+        let mut missing = event(3);
+        missing.as_object_mut().unwrap().remove("action_l8");
+        variants.push(missing);
+        let mut no_rewards = event(3);
+        no_rewards
+            .as_object_mut()
+            .unwrap()
+            .remove("reward_homeostasis");
+        variants.push(no_rewards);
+        variants.push(json!(1));
+        variants.push(json!([]));
+        for v in variants {
+            same_as_reference(&json!([event(1), v]).to_string()).ok();
+        }
+        let errors = [
+            same_as_reference(&json!([event(1), event(1)]).to_string()),
+            same_as_reference(r#"{"a": 1}"#),
+            same_as_reference(r#"[{"event_id": "#),
+            same_as_reference(r#"[] x"#),
+            same_as_reference(""),
+        ];
+        assert!(errors.iter().all(Result::is_err));
+        // escapes in keys and values, a repeated field (the last one counts, as in jsonb)
+        let mut text = json!([event(1)]).to_string();
+        text = text.replacen("\"flags\":0", "\"fl\\u0061gs\":5,\"flags\":0", 1);
+        assert!(text.contains("\\u0061"));
+        let got = same_as_reference(&text).unwrap();
+        assert_eq!(got[0].flags, 0);
+        assert!(
+            read_text(&text).is_none(),
+            "a repeated field is the fallback's"
+        );
+        let uuid = json!([event(1)]).to_string().replace(
+            &format!("{:032x}", 1),
+            "00000000-0000-0000-0000-00000000000\\u0031",
+        );
+        assert_eq!(same_as_reference(&uuid).unwrap()[0].event_id[15], 1);
+        // numbers round to the nearest real through the nearest double, as the jsonb reader does
+        let precise = json!([event(1)]).to_string().replace(
+            "\"reward_homeostasis\":0.5",
+            "\"reward_homeostasis\":0.10000000149011612",
+        );
+        assert_eq!(same_as_reference(&precise).unwrap()[0].rewards[0], 0.1f32);
+    }
+
+    #[test]
+    fn invalid_json_text_is_22p02_with_its_position() {
+        let e = parse_batch_text("[{\"event_id\": }]").unwrap_err();
+        assert_eq!(
+            e.sqlstate(),
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION
+        );
+        assert!(e
+            .to_string()
+            .starts_with("write_events_json: invalid JSON: "));
+        assert!(e.to_string().contains("line 1 column 15"), "{e}");
+    }
+}

@@ -1,0 +1,172 @@
+//! The experience store's ingest: `write_event`, `write_events` (a JSON array parsed natively
+//! with serde, or typed arrays), `write_event_with_metadata`.
+//!
+//! Every form validates the whole batch first (plain Rust, unit-tested: [`event`] is the
+//! reference reader of JSON, [`fast`] the readers of jsonb in place and of JSON text, [`arrays`]
+//! the typed arrays), then [`store`] writes it through PostgreSQL's own COPY FROM machinery, fed
+//! the batch in binary COPY format from memory (the metadata, if any, with one INSERT over arrays
+//! through SPI). A malformed batch is refused whole with an error naming the element and the
+//! field; nothing of it is written. This file is the `#[pg_extern]` layer.
+
+pub mod arrays;
+pub mod event;
+pub mod fast;
+pub mod store;
+
+use pgrx::prelude::*;
+
+use crate::errors::{FractalityError, OrReport};
+use crate::jsonb::JsonbArg;
+
+pub use arrays::events_from_arrays;
+pub use event::{
+    check_unique, hex, parse_batch, parse_event, parse_event_id, parse_metadata, Event, Metadata,
+    REWARD_FIELDS,
+};
+pub use fast::{event_from_jsonb, parse_batch_jsonb, parse_batch_text};
+pub use store::{encode_copy, insert_events};
+
+use arrays::single_field;
+
+/// Writes a batch of events given as a JSON array of objects (the seed's column names; an
+/// optional "metadata" object per event). Returns the number of events written.
+#[pg_extern(volatile, strict, parallel_unsafe, name = "write_events")]
+fn write_events_json(events: JsonbArg<'_>) -> i64 {
+    crate::errors::writer(c"write_events");
+    let batch = parse_batch_jsonb(&events).unwrap_or_report();
+    insert_events(&batch).unwrap_or_report()
+}
+
+/// The elements of a fixed-size array: straight from the array's data when it has no NULLs.
+fn opts<T>(a: &Array<'_, T>) -> Vec<Option<T>>
+where
+    T: pgrx::array::Scalar + 'static,
+    for<'a> T: pgrx::datum::UnboxDatum<As<'a> = T>,
+{
+    match a.as_slice() {
+        Ok(values) => values.iter().map(|&v| Some(v)).collect(),
+        Err(_) => a.iter().collect(),
+    }
+}
+
+/// `write_events_json`: a batch of events given as JSON text (`text`, and `json` through the same
+/// C function, declared in sql/experience_api.sql): the array of objects of `write_events(jsonb)`,
+/// read by serde straight from the text. Returns the number of events written.
+#[pg_extern(volatile, strict, parallel_unsafe, name = "write_events_json")]
+fn write_events_text(events: &str) -> i64 {
+    crate::errors::writer(c"write_events_json");
+    let batch = parse_batch_text(events).unwrap_or_report();
+    insert_events(&batch).unwrap_or_report()
+}
+
+/// The typed-array form of `write_events`, for clients that send arrays.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, strict, parallel_unsafe, name = "write_events")]
+fn write_events_arrays(
+    event_ids: Array<'_, &[u8]>,
+    timestamps: Array<'_, i64>,
+    episode_ids: Array<'_, i64>,
+    step_numbers: Array<'_, i32>,
+    event_types: Array<'_, i16>,
+    flags: Array<'_, i16>,
+    states: Array<'_, f32>,
+    actions: Array<'_, f32>,
+    rewards: Array<'_, f32>,
+    adna_version_hashes: Array<'_, i32>,
+    sequence_numbers: Array<'_, i32>,
+) -> i64 {
+    crate::errors::writer(c"write_events");
+    let (timestamps, episode_ids, step_numbers) =
+        (opts(&timestamps), opts(&episode_ids), opts(&step_numbers));
+    let (event_types, flags) = (opts(&event_types), opts(&flags));
+    let (states, actions, rewards) = (opts(&states), opts(&actions), opts(&rewards));
+    let (adna_version_hashes, sequence_numbers) =
+        (opts(&adna_version_hashes), opts(&sequence_numbers));
+    let event_ids: Vec<Option<Vec<u8>>> = event_ids.iter().map(|b| b.map(<[u8]>::to_vec)).collect();
+    let events = events_from_arrays(
+        &event_ids,
+        &timestamps,
+        &episode_ids,
+        &step_numbers,
+        &event_types,
+        &flags,
+        &states,
+        &actions,
+        &rewards,
+        &adna_version_hashes,
+        &sequence_numbers,
+    )
+    .unwrap_or_report();
+    insert_events(&events).unwrap_or_report()
+}
+
+/// One event, every column; `state` and `action` as real[8]; optional action metadata as an
+/// object {intent_type, executor_id, parameters}.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn write_event(
+    event_id: Option<Vec<u8>>,
+    timestamp: Option<i64>,
+    episode_id: Option<i64>,
+    step_number: Option<i32>,
+    event_type: Option<i16>,
+    flags: Option<i16>,
+    state: Option<Vec<Option<f32>>>,
+    action: Option<Vec<Option<f32>>>,
+    adna_version_hash: Option<i32>,
+    sequence_number: Option<i32>,
+    reward_homeostasis: default!(Option<f32>, 0.0),
+    reward_curiosity: default!(Option<f32>, 0.0),
+    reward_efficiency: default!(Option<f32>, 0.0),
+    reward_goal: default!(Option<f32>, 0.0),
+    metadata: default!(Option<crate::jsonb::JsonValue>, "NULL"),
+) {
+    crate::errors::writer(c"write_event");
+    let need = |name: &'static str| FractalityError::NullNotAllowed(name);
+    let id = event_id.ok_or_else(|| need("event_id")).unwrap_or_report();
+    let state = state.ok_or_else(|| need("state")).unwrap_or_report();
+    let action = action.ok_or_else(|| need("action")).unwrap_or_report();
+    let rewards = [
+        reward_homeostasis,
+        reward_curiosity,
+        reward_efficiency,
+        reward_goal,
+    ];
+    let mut events = events_from_arrays(
+        &[Some(id)],
+        &[timestamp],
+        &[episode_id],
+        &[step_number],
+        &[event_type],
+        &[flags],
+        &state,
+        &action,
+        &rewards,
+        &[adna_version_hash],
+        &[sequence_number],
+    )
+    .map_err(|e| match e {
+        FractalityError::BadEvent { field, problem, .. } => FractalityError::BadEvent {
+            context: "write_event".into(),
+            field: single_field(&field).to_string(),
+            problem,
+        },
+        other => other,
+    })
+    .unwrap_or_report();
+    if let Some(m) = metadata {
+        events[0].metadata = Some(parse_metadata("write_event", &m.0).unwrap_or_report());
+    }
+    insert_events(&events).unwrap_or_report();
+}
+
+/// One event as a JSON object (as in `write_events`) with its action metadata
+/// {intent_type, executor_id, parameters}.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn write_event_with_metadata(event: crate::jsonb::JsonValue, metadata: crate::jsonb::JsonValue) {
+    crate::errors::writer(c"write_event_with_metadata");
+    let ctx = "write_event_with_metadata";
+    let mut e = parse_event(ctx, &event.0).unwrap_or_report();
+    e.metadata = Some(parse_metadata(ctx, &metadata.0).unwrap_or_report());
+    insert_events(&[e]).unwrap_or_report();
+}

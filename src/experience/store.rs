@@ -1,0 +1,290 @@
+//! Writing a validated batch: the one part of `experience` that knows tables and columns.
+//! [`insert_events`] refuses duplicates of stored events (a query of `sql/queries/`, through
+//! [`crate::spi`]), COPYs the events through PostgreSQL's own COPY FROM machinery, fed the batch
+//! in binary COPY format from memory ([`encode_copy`]), and INSERTs their metadata with one query
+//! over arrays.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::errors::FractalityError;
+use crate::spi::{self, Query};
+
+use super::event::{stored_duplicate, Event};
+
+const INSERT_METADATA: Query<'static> = Query {
+    name: "experience_insert_metadata",
+    text: include_str!("../../sql/queries/experience_insert_metadata.sql"),
+    types: &[
+        pg_sys::INT8ARRAYOID,
+        pg_sys::BYTEAARRAYOID,
+        pg_sys::TEXTARRAYOID,
+        pg_sys::TEXTARRAYOID,
+        pg_sys::JSONBARRAYOID,
+    ],
+};
+
+/// The stored events (hot or archived) that hold one of the batch's ids, whatever their
+/// timestamps: primary-key probes of experience_event_ids.
+const STORED_IDS: Query<'static> = Query {
+    name: "experience_stored_ids",
+    text: include_str!("../../sql/queries/experience_stored_ids.sql"),
+    types: &[pg_sys::BYTEAARRAYOID],
+};
+
+/// For a schema of 0.4.0 and earlier served by this library until `ALTER EXTENSION fractality
+/// UPDATE` has run (no experience_event_ids): the stored events of the batch's time window, in
+/// the hot tier and in the cold one (sql/archive.sql).
+const STORED_IN_WINDOW: Query<'static> = Query {
+    name: "experience_stored_in_window",
+    text: include_str!("../../sql/queries/experience_stored_in_window.sql"),
+    types: &[pg_sys::INT8OID, pg_sys::INT8OID],
+};
+
+/// The same in the hot tier alone, for a schema of 0.1.0 (no cold tier) served by this library
+/// until `ALTER EXTENSION fractality UPDATE` has run.
+const STORED_IN_WINDOW_HOT: Query<'static> = Query {
+    name: "experience_stored_in_window_hot",
+    text: include_str!("../../sql/queries/experience_stored_in_window_hot.sql"),
+    types: &[pg_sys::INT8OID, pg_sys::INT8OID],
+};
+
+/// Whether the cold tier of events exists (two syscache lookups).
+fn cold_tier_exists() -> bool {
+    relation_exists(c"experience_events_archive")
+}
+
+fn relation_exists(name: &std::ffi::CStr) -> bool {
+    // SAFETY: plain catalog lookups by name, inside a transaction.
+    unsafe {
+        let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
+        ns != pg_sys::InvalidOid
+            && pg_sys::get_relname_relid(name.as_ptr(), ns) != pg_sys::InvalidOid
+    }
+}
+
+/// The columns the COPY below fills, in its order.
+const COPY_COLUMNS: [&str; 28] = [
+    "timestamp",
+    "event_id",
+    "episode_id",
+    "step_number",
+    "event_type",
+    "flags",
+    "state_l1",
+    "state_l2",
+    "state_l3",
+    "state_l4",
+    "state_l5",
+    "state_l6",
+    "state_l7",
+    "state_l8",
+    "action_l1",
+    "action_l2",
+    "action_l3",
+    "action_l4",
+    "action_l5",
+    "action_l6",
+    "action_l7",
+    "action_l8",
+    "reward_homeostasis",
+    "reward_curiosity",
+    "reward_efficiency",
+    "reward_goal",
+    "adna_version_hash",
+    "sequence_number",
+];
+
+/// The batch in PostgreSQL's binary COPY format, columns as in `COPY_COLUMNS`.
+pub fn encode_copy(events: &[Event]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + events.len() * 250 + 2);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes()); // flags
+    out.extend_from_slice(&0i32.to_be_bytes()); // header extension
+    fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    for e in events {
+        out.extend_from_slice(&(COPY_COLUMNS.len() as i16).to_be_bytes());
+        field(&mut out, &e.timestamp.to_be_bytes());
+        field(&mut out, &e.event_id);
+        field(&mut out, &e.episode_id.to_be_bytes());
+        field(&mut out, &e.step_number.to_be_bytes());
+        field(&mut out, &e.event_type.to_be_bytes());
+        field(&mut out, &e.flags.to_be_bytes());
+        for x in e.state.iter().chain(&e.action).chain(&e.rewards) {
+            field(&mut out, &x.to_be_bytes());
+        }
+        field(&mut out, &e.adna_version_hash.to_be_bytes());
+        field(&mut out, &e.sequence_number.to_be_bytes());
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}
+
+thread_local! {
+    /// The COPY data being fed to CopyFrom, and how much of it was read.
+    static COPY_SOURCE: std::cell::RefCell<(Vec<u8>, usize)> =
+        const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// CopyFrom's data source: the next bytes of COPY_SOURCE; 0 at the end.
+unsafe extern "C-unwind" fn copy_source(
+    outbuf: *mut std::ffi::c_void,
+    _minread: std::ffi::c_int,
+    maxread: std::ffi::c_int,
+) -> std::ffi::c_int {
+    COPY_SOURCE.with(|src| {
+        let mut src = src.borrow_mut();
+        let (data, pos) = &mut *src;
+        let n = (data.len() - *pos).min(maxread.max(0) as usize);
+        std::ptr::copy_nonoverlapping(data.as_ptr().add(*pos), outbuf as *mut u8, n);
+        *pos += n;
+        n as std::ffi::c_int
+    })
+}
+
+/// Inserts the events with PostgreSQL's own COPY FROM machinery (binary format from memory):
+/// partition routing, multi-row inserts, index updates, constraints and triggers exactly as a
+/// client's COPY, without a round trip through SQL text or arrays. The caller needs INSERT on
+/// experience_events, as for an INSERT.
+fn copy_events(events: &[Event]) -> u64 {
+    use pgrx::pg_sys;
+    COPY_SOURCE.with(|src| *src.borrow_mut() = (encode_copy(events), 0));
+    let copied = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"fractality".as_ptr(), false);
+        let relid = pg_sys::get_relname_relid(c"experience_events".as_ptr(), nsp);
+        if relid == pg_sys::InvalidOid {
+            error!("fractality.experience_events does not exist");
+        }
+        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+        let nsitem = pg_sys::addRangeTableEntryForRelation(
+            pstate,
+            rel,
+            pg_sys::RowExclusiveLock as i32,
+            std::ptr::null_mut(),
+            false,
+            false,
+        );
+        // as COPY FROM: INSERT privilege on the table (an error otherwise)
+        (*(*nsitem).p_rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
+        pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
+        let mut columns: *mut pg_sys::List = std::ptr::null_mut();
+        for name in COPY_COLUMNS {
+            let c = std::ffi::CString::new(name).expect("no NUL");
+            let node = pg_sys::makeString(pg_sys::pstrdup(c.as_ptr()));
+            columns = pg_sys::lappend(columns, node.cast());
+        }
+        let format = pg_sys::makeDefElem(
+            pg_sys::pstrdup(c"format".as_ptr()),
+            pg_sys::makeString(pg_sys::pstrdup(c"binary".as_ptr())).cast(),
+            -1,
+        );
+        let options = pg_sys::lappend(std::ptr::null_mut(), format.cast());
+        let cstate = pg_sys::BeginCopyFrom(
+            pstate,
+            rel,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            false,
+            Some(copy_source),
+            columns,
+            options,
+        );
+        let n = pg_sys::CopyFrom(cstate);
+        pg_sys::EndCopyFrom(cstate);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        n
+    };
+    COPY_SOURCE.with(|src| *src.borrow_mut() = (Vec::new(), 0));
+    copied
+}
+
+/// The stored events (timestamp, id) that the batch might duplicate: with the id registry
+/// (`registry`), those of its ids; on an older schema, those of its time window.
+fn stored_events(events: &[Event], registry: bool) -> Result<Vec<(i64, Vec<u8>)>, FractalityError> {
+    let row = |r: &spi::Row| {
+        (
+            r.get::<i64>(1).unwrap_or_default(),
+            r.get::<Vec<u8>>(2).unwrap_or_default(),
+        )
+    };
+    if registry {
+        let ids: Vec<Vec<u8>> = events.iter().map(|e| e.event_id.to_vec()).collect();
+        return spi::rows(&STORED_IDS, &[ids.into()], false, row);
+    }
+    let lo = events.iter().map(|e| e.timestamp).min().unwrap_or(0);
+    let hi = events.iter().map(|e| e.timestamp).max().unwrap_or(0);
+    let q = if cold_tier_exists() {
+        &STORED_IN_WINDOW
+    } else {
+        &STORED_IN_WINDOW_HOT
+    };
+    spi::rows(q, &[lo.into(), hi.into()], false, row)
+}
+
+/// INSERTs the action metadata of the events that have some.
+fn insert_metadata(with_meta: &[&Event]) -> Result<(), FractalityError> {
+    let meta = |e: &&Event| e.metadata.clone().expect("filtered");
+    let margs: Vec<pgrx::datum::DatumWithOid> = vec![
+        with_meta
+            .iter()
+            .map(|e| e.timestamp)
+            .collect::<Vec<i64>>()
+            .into(),
+        with_meta
+            .iter()
+            .map(|e| e.event_id.to_vec())
+            .collect::<Vec<Vec<u8>>>()
+            .into(),
+        with_meta
+            .iter()
+            .map(|e| meta(e).intent_type)
+            .collect::<Vec<String>>()
+            .into(),
+        with_meta
+            .iter()
+            .map(|e| meta(e).executor_id)
+            .collect::<Vec<String>>()
+            .into(),
+        with_meta
+            .iter()
+            .map(|e| JsonB(meta(e).parameters))
+            .collect::<Vec<JsonB>>()
+            .into(),
+    ];
+    spi::run(&INSERT_METADATA, &margs)?;
+    Ok(())
+}
+
+/// Writes a validated batch: refuses duplicates of stored events, then COPYs the events and
+/// INSERTs their metadata. Returns the number of events written.
+pub fn insert_events(events: &[Event]) -> Result<i64, FractalityError> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+
+    // duplicates of stored events (see the storage note in sql/experience.sql); a concurrent
+    // writer of the same id is stopped by experience_event_ids' primary key
+    let registry = relation_exists(c"experience_event_ids");
+    let stored = spi::connect(|| stored_events(events, registry))?;
+    if let Some(duplicate) = stored_duplicate(events, &stored, registry) {
+        return Err(duplicate);
+    }
+
+    let copied = copy_events(events);
+    if copied != events.len() as u64 {
+        error!(
+            "write_events: COPY took {copied} of {} events",
+            events.len()
+        );
+    }
+
+    let with_meta: Vec<&Event> = events.iter().filter(|e| e.metadata.is_some()).collect();
+    if !with_meta.is_empty() {
+        spi::connect(|| insert_metadata(&with_meta))?;
+    }
+    Ok(events.len() as i64)
+}

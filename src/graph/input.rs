@@ -1,0 +1,275 @@
+//! What the graph functions are given, checked without a server: keys, relationship types,
+//! weights, energies and depths ([`check_key`], ...), the fields of `upsert_node`
+//! ([`NodeFields`]), and the document `freeze` reads ([`parse_frozen`]).
+
+use serde::Deserialize;
+
+use crate::errors::{finite, pg_float, FractalityError};
+use crate::vector::Vector;
+
+/// Deepest `traverse` accepted.
+pub const MAX_DEPTH: i32 = 100;
+
+// ---- validation ------------------------------------------------------------------------------
+
+pub fn check_depth(depth: i32) -> Result<usize, FractalityError> {
+    if (0..=MAX_DEPTH).contains(&depth) {
+        Ok(depth as usize)
+    } else {
+        Err(FractalityError::invalid(
+            "max_depth",
+            depth,
+            "max_depth must be between 0 and 100.",
+        ))
+    }
+}
+
+pub fn check_weight(weight: f64) -> Result<f64, FractalityError> {
+    let w = finite("weight", weight)?;
+    if (-1.0..=1.0).contains(&w) {
+        Ok(w)
+    } else {
+        Err(FractalityError::invalid(
+            "weight",
+            pg_float(w),
+            "An edge weight lies in [-1, 1].",
+        ))
+    }
+}
+
+pub fn check_atp(atp: f64) -> Result<f64, FractalityError> {
+    let a = finite("atp", atp)?;
+    if (0.0..=1.0).contains(&a) {
+        Ok(a)
+    } else {
+        Err(FractalityError::invalid(
+            "atp",
+            pg_float(a),
+            "Energy (atp) lies in [0, 1].",
+        ))
+    }
+}
+
+pub fn check_relationship(rel: &str) -> Result<&str, FractalityError> {
+    let n = rel.chars().count();
+    if (1..=50).contains(&n) {
+        Ok(rel)
+    } else {
+        Err(FractalityError::invalid(
+            "relationship type",
+            format!("'{rel}'"),
+            "A relationship type has 1 to 50 characters.",
+        ))
+    }
+}
+
+pub fn check_key(key: &str) -> Result<&str, FractalityError> {
+    let n = key.chars().count();
+    if (1..=255).contains(&n) {
+        Ok(key)
+    } else {
+        Err(FractalityError::invalid(
+            "node_key",
+            format!("'{key}'"),
+            "A node key has 1 to 255 characters.",
+        ))
+    }
+}
+
+// ---- nodes -----------------------------------------------------------------------------------
+
+/// What `upsert_node` writes; `None` keeps what is stored (or the column default on insert).
+pub struct NodeFields<'a> {
+    pub key: &'a str,
+    pub label: Option<&'a str>,
+    pub metadata: Option<serde_json::Value>,
+    pub atp: Option<f64>,
+    pub embedding: Option<Vector<'a>>,
+    /// The model of `embedding`.
+    pub model: &'a str,
+    pub node_type: Option<&'a str>,
+}
+
+impl NodeFields<'_> {
+    pub fn validate(&self) -> Result<(), FractalityError> {
+        check_key(self.key)?;
+        if let Some(a) = self.atp {
+            check_atp(a)?;
+        }
+        if let Some(m) = &self.metadata {
+            if !m.is_object() {
+                return Err(FractalityError::invalid(
+                    "metadata",
+                    m.to_string(),
+                    "metadata is a JSON object.",
+                ));
+            }
+        }
+        if let Some(t) = self.node_type {
+            if t.chars().count() > 50 {
+                return Err(FractalityError::invalid(
+                    "type",
+                    format!("'{t}'"),
+                    "A node type has at most 50 characters.",
+                ));
+            }
+        }
+        crate::models::check_name(self.model)?;
+        Ok(())
+    }
+}
+
+// ---- the frozen document --------------------------------------------------------------------
+
+/// What `freeze` reads: the shape `thaw` writes (unknown fields are ignored).
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct Frozen {
+    pub user_id: Option<String>,
+    pub node_key: Option<String>,
+    pub label: Option<String>,
+    #[serde(rename = "type")]
+    pub node_type: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub atp: Option<f64>,
+    pub embedding: Option<Vec<f32>>,
+    /// Embeddings by model (thaw writes every model's here).
+    pub embeddings: std::collections::BTreeMap<String, Vec<f32>>,
+    pub edges: FrozenEdges,
+    pub stream: Vec<FrozenPoint>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct FrozenEdges {
+    pub outgoing: Vec<FrozenEdge>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct FrozenEdge {
+    pub to_key: String,
+    #[serde(rename = "type", default = "child")]
+    pub relationship: String,
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn child() -> String {
+    "child".into()
+}
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Deserialize, Debug)]
+pub struct FrozenPoint {
+    pub time: String,
+    pub atp_level: f64,
+    #[serde(default)]
+    pub attention_score: Option<f64>,
+    #[serde(default)]
+    pub resonance_vector: Option<Vec<f32>>,
+}
+
+pub fn parse_frozen(doc: serde_json::Value) -> Result<Frozen, FractalityError> {
+    let frozen: Frozen = serde_json::from_value(doc).map_err(|e| {
+        FractalityError::invalid(
+            "frozen node",
+            e.to_string(),
+            "Pass the shape thaw() returns: node_key, label, type, metadata, atp, embedding, edges.outgoing, stream.",
+        )
+    })?;
+    if frozen.node_key.is_none() {
+        return Err(FractalityError::invalid(
+            "frozen node",
+            "no node_key",
+            "A frozen node names its node_key.",
+        ));
+    }
+    for p in &frozen.stream {
+        check_atp(p.atp_level).map_err(|_| {
+            FractalityError::invalid(
+                "stream point atp_level",
+                pg_float(p.atp_level),
+                "A stream point's atp_level lies in [0, 1].",
+            )
+        })?;
+    }
+    for e in &frozen.edges.outgoing {
+        check_weight(e.weight)?;
+        check_relationship(&e.relationship)?;
+    }
+    Ok(frozen)
+}
+
+/// Whether `by_model` holds an embedding of `model` already.
+pub fn frozen_has(by_model: &[(String, Vector<'static>)], model: &str) -> bool {
+    by_model.iter().any(|(m, _)| m == model)
+}
+
+/// The 16 bytes of a textual uuid.
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_bad_value() {
+        assert_eq!(
+            check_weight(1.5).unwrap_err().to_string(),
+            "invalid value for weight: 1.5"
+        );
+        assert_eq!(
+            check_weight(f64::NAN).unwrap_err().to_string(),
+            "invalid value for weight: NaN"
+        );
+        assert!(check_weight(-1.0).is_ok());
+        assert_eq!(
+            check_depth(-1).unwrap_err().to_string(),
+            "invalid value for max_depth: -1"
+        );
+        assert!(check_depth(101).is_err());
+        assert_eq!(check_depth(5), Ok(5));
+        assert!(check_atp(1.01).is_err());
+        assert!(check_relationship("").is_err());
+        assert!(check_key(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn frozen_documents_parse_and_bad_ones_are_refused() {
+        let f = parse_frozen(serde_json::json!({
+            "node_key": "a", "atp": 0.5, "embedding": [1.0, 2.0],
+            "edges": {"outgoing": [{"to_key": "b", "type": "child", "weight": 0.5}], "incoming": []},
+            "stream": [{"time": "2026-01-01T00:00:00Z", "atp_level": 0.3}]
+        }))
+        .unwrap();
+        assert_eq!(f.node_key.as_deref(), Some("a"));
+        assert_eq!(f.edges.outgoing[0].to_key, "b");
+        assert_eq!(f.stream.len(), 1);
+        assert!(parse_frozen(serde_json::json!({"label": "no key"})).is_err());
+        assert!(parse_frozen(serde_json::json!({
+            "node_key": "a", "stream": [{"time": "2026-01-01", "atp_level": 2.0}]
+        }))
+        .is_err());
+        assert!(parse_frozen(serde_json::json!({
+            "node_key": "a", "edges": {"outgoing": [{"to_key": "b", "weight": -3}]}
+        }))
+        .is_err());
+        assert_eq!(
+            parse_uuid("a11ce000-0000-4000-8000-000000000001").unwrap()[0],
+            0xa1
+        );
+        assert!(parse_uuid("nope").is_none());
+    }
+}

@@ -1,0 +1,589 @@
+//! The graph API: nodes by key (`upsert_node`), edges (`link`, `unlink`), neighbours (`children`,
+//! `parents`), breadth-first `traverse`, the cheapest `consciousness_path`, `thaw`/`freeze` of a
+//! node with its edges, embedding and stream, and full-text `search_nodes`.
+//!
+//! Three levels: [`input`] checks what callers pass and parses the frozen document, [`walk`] holds
+//! the graph algorithms ([`breadth_first`], [`cheapest_path`]) as plain Rust over a `fetch`
+//! callback, tested without a server, and [`store`] runs the queries (`sql/queries/graph_*.sql`),
+//! one level (or one batch) of edges per query, on the covering index `edges_from_type_weight`.
+//! This file is the `#[pg_extern]` layer. Every function runs as the caller, so row-level
+//! security holds: a tenant walks, links and finds only its own nodes. A node's energy is read
+//! as `fractality.current_atp(atp, atp_at)`, its current (lazily decayed) energy.
+
+pub mod input;
+pub mod store;
+pub mod walk;
+
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+
+use crate::errors::{finite, node_not_found, pg_float, FractalityError, OrReport};
+use crate::spi;
+use crate::vector::Vector;
+
+pub use input::{
+    check_atp, check_depth, check_key, check_relationship, check_weight, parse_frozen, Frozen,
+    FrozenEdge, FrozenEdges, FrozenPoint, NodeFields, MAX_DEPTH,
+};
+pub use store::{write_embedding, UuidArray};
+pub use walk::{breadth_first, cheapest_path, edge_cost, path_of, Visit};
+
+use input::{frozen_has, parse_uuid};
+
+/// How many frontier nodes `consciousness_path` expands per query.
+const PATH_BATCH: usize = 128;
+
+// ---- the session -----------------------------------------------------------------------------
+
+/// The tenant of the session (`fractality.user_id`), or None when it is unset; read from the
+/// setting directly (a malformed value is left to `fractality.current_user_id()` to reject).
+fn session_tenant_opt() -> Result<Option<Uuid>, FractalityError> {
+    let setting = crate::gucs::USER_ID.get();
+    match setting.as_ref().map(|c| c.to_string_lossy()) {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => match parse_uuid(&text) {
+            Some(bytes) => Ok(Some(Uuid::from_bytes(bytes))),
+            // read only (a standby has no transaction id to give)
+            None => spi::connect(store::session_tenant),
+        },
+    }
+}
+
+/// The tenant of the session, or 22004 when it is unset.
+fn session_tenant() -> Result<Uuid, FractalityError> {
+    session_tenant_opt()?.ok_or(FractalityError::NoTenant)
+}
+
+/// An argument of a function that is not strict (it has other arguments where NULL means
+/// something) that must not be NULL: 22004 otherwise.
+fn required<T>(name: &'static str, value: Option<T>) -> T {
+    value.unwrap_or_else(|| FractalityError::NullNotAllowed(name).report())
+}
+
+// ---- nodes -----------------------------------------------------------------------------------
+
+/// Inserts or updates `user`'s node `fields.key`; returns its id.
+pub fn upsert(user: Uuid, fields: NodeFields<'_>) -> Result<Uuid, FractalityError> {
+    fields.validate()?;
+    let NodeFields {
+        key,
+        label,
+        metadata,
+        atp,
+        embedding,
+        model,
+        node_type,
+    } = fields;
+    spi::connect(|| {
+        // the model and the dimension before anything is written (a 0.4.0 schema not yet
+        // updated takes the default model's 384-d embeddings as it did)
+        let current = crate::models::schema_is_current();
+        if let Some(v) = &embedding {
+            if current || model != crate::models::DEFAULT {
+                crate::models::Model::lookup(model)?.check(v)?;
+            }
+        }
+        let id = store::upsert_node(user, key, label, node_type, metadata, atp)?;
+        if let Some(v) = embedding {
+            if current {
+                store::write_embedding(id, user, model, v)?;
+            } else {
+                store::write_embedding_0_4(id, user, v)?;
+            }
+        }
+        Ok(id)
+    })
+}
+
+/// Inserts or updates the node `node_key` of the session's tenant (`fractality.user_id`): a NULL
+/// label, type or atp keeps the stored value (1.0 for a new node), metadata is merged into the
+/// stored object, an embedding (of `model`'s dimension) is upserted into node_embeddings as the
+/// node's embedding of that model. Returns its id.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."upsert_node"(
+    "node_key" text, "label" text DEFAULT NULL, "metadata" jsonb DEFAULT '{}',
+    "atp" double precision DEFAULT NULL, "embedding" vector DEFAULT NULL, "type" text DEFAULT NULL,
+    "model" text DEFAULT 'default'
+) RETURNS uuid VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'upsert_node_wrapper';
+"#
+)]
+fn upsert_node(
+    node_key: Option<&str>,
+    label: default!(Option<&str>, "NULL"),
+    metadata: default!(Option<crate::jsonb::JsonValue>, "'{}'"),
+    atp: default!(Option<f64>, "NULL"),
+    embedding: default!(Option<Vector<'_>>, "NULL"),
+    r#type: default!(Option<&str>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Uuid {
+    crate::errors::writer(c"upsert_node");
+    let node_key = required("node_key", node_key);
+    let model = required("model", unsafe { crate::models::model_arg(fcinfo, 6) });
+    let model = model.as_str();
+    let user = session_tenant().unwrap_or_report();
+    upsert(
+        user,
+        NodeFields {
+            key: node_key,
+            label,
+            metadata: metadata.map(|j| j.0),
+            atp,
+            embedding,
+            model,
+            node_type: r#type,
+        },
+    )
+    .unwrap_or_report()
+}
+
+/// `upsert_node` for an explicit tenant, for the owner role and loaders (row-level security still
+/// applies to other roles). A name of its own rather than an overload of `upsert_node`: with
+/// `user_id uuid` first, a call like `upsert_node('k', 'label', '{}')` of untyped literals
+/// would be ambiguous between the two.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."upsert_node_for"(
+    "user_id" uuid, "node_key" text, "label" text DEFAULT NULL, "metadata" jsonb DEFAULT '{}',
+    "atp" double precision DEFAULT NULL, "embedding" vector DEFAULT NULL, "type" text DEFAULT NULL,
+    "model" text DEFAULT 'default'
+) RETURNS uuid VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'upsert_node_for_wrapper';
+"#
+)]
+#[allow(clippy::too_many_arguments)] // the SQL function's parameters
+fn upsert_node_for(
+    user_id: Option<Uuid>,
+    node_key: Option<&str>,
+    label: default!(Option<&str>, "NULL"),
+    metadata: default!(Option<crate::jsonb::JsonValue>, "'{}'"),
+    atp: default!(Option<f64>, "NULL"),
+    embedding: default!(Option<Vector<'_>>, "NULL"),
+    r#type: default!(Option<&str>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Uuid {
+    crate::errors::writer(c"upsert_node_for");
+    let user_id = required("user_id", user_id);
+    let node_key = required("node_key", node_key);
+    let model = required("model", unsafe { crate::models::model_arg(fcinfo, 7) });
+    let model = model.as_str();
+    upsert(
+        user_id,
+        NodeFields {
+            key: node_key,
+            label,
+            metadata: metadata.map(|j| j.0),
+            atp,
+            embedding,
+            model,
+            node_type: r#type,
+        },
+    )
+    .unwrap_or_report()
+}
+
+// ---- edges -----------------------------------------------------------------------------------
+
+/// Links `user`'s nodes `from_key` -> `to_key`; returns the edge id.
+pub fn link_keys(
+    user: Uuid,
+    from_key: &str,
+    to_key: &str,
+    rel: &str,
+    weight: f64,
+) -> Result<Uuid, FractalityError> {
+    check_relationship(rel)?;
+    check_weight(weight)?;
+    if from_key == to_key {
+        return Err(FractalityError::invalid(
+            "link",
+            format!("'{from_key}' to itself"),
+            "A node cannot be its own child, parent or neighbour: link two different nodes.",
+        ));
+    }
+    spi::connect(|| {
+        let from = store::node_id(user, from_key, false)?;
+        let to = store::node_id(user, to_key, false)?;
+        store::upsert_edge(user, from, to, rel, weight)
+    })
+}
+
+/// Links the session tenant's node `from_key` to `to_key` with a relationship type and a weight
+/// in [-1, 1]; an existing edge of that type between them gets the new weight. Returns its id.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."link"(
+    "from_key" text, "to_key" text, "type" text DEFAULT 'child', "weight" double precision DEFAULT 1.0
+) RETURNS uuid STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'link_wrapper';
+"#
+)]
+fn link(
+    from_key: &str,
+    to_key: &str,
+    r#type: default!(&str, "'child'"),
+    weight: default!(f64, "1.0"),
+) -> Uuid {
+    crate::errors::writer(c"link");
+    let user = session_tenant().unwrap_or_report();
+    link_keys(user, from_key, to_key, r#type, weight).unwrap_or_report()
+}
+
+/// Removes the edge `from_key` -> `to_key` of that type; true when there was one.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."unlink"("from_key" text, "to_key" text, "type" text DEFAULT 'child')
+RETURNS bool STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'unlink_wrapper';
+"#
+)]
+fn unlink(from_key: &str, to_key: &str, r#type: default!(&str, "'child'")) -> bool {
+    let user = session_tenant().unwrap_or_report();
+    spi::connect(|| {
+        crate::errors::writer(c"unlink");
+        let from = store::node_id(user, from_key, false)?;
+        let to = store::node_id(user, to_key, false)?;
+        store::delete_edge(from, to, r#type)
+    })
+    .unwrap_or_report()
+}
+
+/// The neighbours of the session tenant's node `node_key` (see [`store::neighbours`]).
+fn neighbours(
+    node_key: &str,
+    rel: &str,
+    outgoing: bool,
+) -> Result<Vec<store::Neighbour>, FractalityError> {
+    let user = session_tenant()?;
+    spi::connect(|| store::neighbours(store::node_id(user, node_key, true)?, rel, outgoing))
+}
+
+/// The nodes `node_key` links to with that relationship, strongest edge first.
+#[pg_extern(stable, parallel_unsafe)]
+fn children(
+    node_key: &str,
+    relationship: default!(&str, "'child'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(node_id, Uuid),
+        name!(node_key, String),
+        name!(label, Option<String>),
+        name!(weight, f64),
+        name!(atp, f64),
+    ),
+> {
+    TableIterator::new(neighbours(node_key, relationship, true).unwrap_or_report())
+}
+
+/// The nodes that link to `node_key` with that relationship, strongest edge first.
+#[pg_extern(stable, parallel_unsafe)]
+fn parents(
+    node_key: &str,
+    relationship: default!(&str, "'child'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(node_id, Uuid),
+        name!(node_key, String),
+        name!(label, Option<String>),
+        name!(weight, f64),
+        name!(atp, f64),
+    ),
+> {
+    TableIterator::new(neighbours(node_key, relationship, false).unwrap_or_report())
+}
+
+// ---- traversal and paths ---------------------------------------------------------------------
+
+/// `fetch` for a walk: the answer of `query`, or no edges once one query has failed (the walk
+/// then ends, and the caller returns the error it keeps in `failed`).
+fn or_stop<T>(
+    failed: &mut Option<FractalityError>,
+    query: impl FnOnce() -> Result<Vec<T>, FractalityError>,
+) -> Vec<T> {
+    if failed.is_some() {
+        return Vec::new();
+    }
+    query().unwrap_or_else(|e| {
+        *failed = Some(e);
+        Vec::new()
+    })
+}
+
+type TraverseRow = (Uuid, String, i32, UuidArray, f64);
+
+/// The rows of `traverse`.
+fn walk_from(
+    root: Uuid,
+    depth: usize,
+    relationship: &str,
+) -> Result<Vec<TraverseRow>, FractalityError> {
+    let mut failed = None;
+    // ids are sent in index order: the scan's own sort of the array finds it sorted, and
+    // consecutive descents share the upper pages of the index
+    let visits = breadth_first(root, depth, |frontier| {
+        or_stop(&mut failed, || {
+            let mut ids = frontier.to_vec();
+            ids.sort_unstable();
+            store::level_edges(ids, relationship)
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut ids: Vec<Uuid> = visits.iter().map(|v| v.node).collect();
+    ids.sort_unstable();
+    let mut keys = store::node_keys(ids)?;
+    // the root's key is fetched with the others: a root the caller cannot see has no key
+    // (and, row-level security hiding its edges too, nothing was walked from it)
+    if !keys.contains_key(&root) {
+        return Err(node_not_found(root));
+    }
+    Ok((0..visits.len())
+        .filter_map(|i| {
+            let v = &visits[i];
+            // an edge can only point at a node of its own tenant (composite foreign key), so
+            // every node is visible; skip rather than fail should a policy say otherwise
+            let key = keys.remove(&v.node)?;
+            Some((
+                v.node,
+                key,
+                v.depth as i32,
+                UuidArray(path_of(&visits, i)),
+                v.weight,
+            ))
+        })
+        .collect())
+}
+
+/// Breadth first from `root` along edges of one relationship type, to `max_depth` (0 to 100):
+/// every reachable node once, at its smallest depth, with the path to it and the product of the
+/// edge weights along it. One index-only query per level; runs as the caller (row-level security
+/// holds). P0002 when the root does not exist or is not visible.
+#[pg_extern(stable, strict, parallel_unsafe)]
+fn traverse(
+    root: Uuid,
+    max_depth: default!(i32, 5),
+    relationship: default!(&str, "'child'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(node_id, Uuid),
+        name!(node_key, String),
+        name!(depth, i32),
+        name!(path, UuidArray),
+        name!(accumulated_weight, f64),
+    ),
+> {
+    let depth = check_depth(max_depth).unwrap_or_report();
+    TableIterator::new(spi::connect(|| walk_from(root, depth, relationship)).unwrap_or_report())
+}
+
+/// The cheapest path from `from` to `to` (see [`cheapest_path`]), `None` when there is none.
+fn path_between(
+    from: Uuid,
+    to: Uuid,
+    max_cost: Option<f64>,
+) -> Result<Option<Vec<(Uuid, f64)>>, FractalityError> {
+    let ends = store::energies(vec![from, to])?;
+    for n in [from, to] {
+        if !ends.contains_key(&n) {
+            return Err(node_not_found(n));
+        }
+    }
+    let mut failed = None;
+    let path = cheapest_path(from, ends[&from], to, max_cost, PATH_BATCH, |batch| {
+        or_stop(&mut failed, || store::path_edges(batch.to_vec()))
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(path),
+    }
+}
+
+type PathRow = (i32, Uuid, f64);
+
+/// The cheapest directed path from `from` to `to`, an edge between nodes of energy a and b
+/// costing 1 / (a * b) (Dijkstra, natively; nodes without energy are impassable). One row per
+/// step with the cumulative cost; empty when there is no path (costing at most `max_cost`).
+#[pg_extern(stable, parallel_unsafe)]
+fn consciousness_path(
+    from: Option<Uuid>,
+    to: Option<Uuid>,
+    max_cost: default!(Option<f64>, "NULL"),
+) -> TableIterator<'static, (name!(step, i32), name!(node_id, Uuid), name!(cost, f64))> {
+    let (from, to) = (required("from", from), required("to", to));
+    if let Some(m) = max_cost {
+        let m = finite("max_cost", m).unwrap_or_report();
+        if m < 0.0 {
+            FractalityError::invalid("max_cost", pg_float(m), "max_cost is >= 0 (or NULL).")
+                .report();
+        }
+    }
+    let path = spi::connect(|| path_between(from, to, max_cost)).unwrap_or_report();
+    let rows: Vec<PathRow> = path
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (n, c))| (i as i32, n, c))
+        .collect();
+    TableIterator::new(rows)
+}
+
+// ---- thaw and freeze -------------------------------------------------------------------------
+
+/// The node `node_key` of the session's tenant as one JSON document: its fields and metadata,
+/// its energy, its embedding (an array, or null), its outgoing and incoming edges, and its
+/// latest `stream_points` stream points (newest first). P0002 when there is no such node.
+#[pg_extern(
+    stable,
+    strict,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."thaw"(
+    "node_key" text, "stream_points" integer DEFAULT 100, "model" text DEFAULT 'default'
+) RETURNS jsonb STRICT STABLE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'thaw_wrapper';
+"#
+)]
+fn thaw(node_key: &str, stream_points: i32, fcinfo: pg_sys::FunctionCallInfo) -> JsonB {
+    let model = unsafe { crate::models::model_arg(fcinfo, 2) }.expect("strict");
+    let model = model.as_str();
+    crate::models::check_name(model).unwrap_or_report();
+    if !crate::models::schema_is_current() {
+        FractalityError::SchemaBehind.report();
+    }
+    if stream_points < 0 {
+        FractalityError::invalid(
+            "stream_points",
+            stream_points,
+            "Ask for 0 or more stream points.",
+        )
+        .report();
+    }
+    let user = session_tenant().unwrap_or_report();
+    spi::connect(|| store::thaw(user, node_key, stream_points as i64, model))
+        .unwrap_or_report()
+        .unwrap_or_else(|| node_not_found(format!("'{node_key}'")).report())
+}
+
+/// Writes the parsed document `frozen` (with its `stream` as given) for `freeze`.
+fn freeze_node(
+    frozen: Frozen,
+    stream: Option<serde_json::Value>,
+    model: &str,
+) -> Result<Uuid, FractalityError> {
+    let user = match session_tenant_opt()? {
+        Some(user) => user,
+        None => frozen
+            .user_id
+            .as_deref()
+            .and_then(|u| Uuid::from_slice(&parse_uuid(u)?).ok())
+            .ok_or(FractalityError::NoTenant)?,
+    };
+    // every embedding by model, `embedding` taking precedence for `model`; all checked first
+    let mut by_model: Vec<(String, Vector<'static>)> = Vec::new();
+    if let Some(v) = frozen.embedding {
+        by_model.push((model.to_string(), Vector::from_vec(v)?));
+    }
+    for (m, v) in frozen.embeddings {
+        if frozen_has(&by_model, &m) {
+            continue;
+        }
+        by_model.push((m, Vector::from_vec(v)?));
+    }
+    spi::connect(|| {
+        by_model
+            .iter()
+            .try_for_each(|(m, v)| crate::models::Model::lookup(m)?.check(v))
+    })?;
+    let mut rest = by_model.into_iter();
+    let (first_model, first) = match rest.next() {
+        Some((m, v)) => (Some(m), Some(v)),
+        None => (None, None),
+    };
+    let key = frozen.node_key.as_deref().expect("checked");
+    let id = upsert(
+        user,
+        NodeFields {
+            key,
+            label: frozen.label.as_deref(),
+            metadata: frozen.metadata,
+            atp: frozen.atp,
+            embedding: first,
+            model: first_model.as_deref().unwrap_or(model),
+            node_type: frozen.node_type.as_deref(),
+        },
+    )?;
+    for (m, v) in rest {
+        spi::connect(|| store::write_embedding(id, user, &m, v))?;
+    }
+    for e in &frozen.edges.outgoing {
+        link_keys(user, key, &e.to_key, &e.relationship, e.weight)?;
+    }
+    if !frozen.stream.is_empty() {
+        spi::connect(|| store::freeze_stream(id, user, stream.unwrap_or_default()))?;
+    }
+    Ok(id)
+}
+
+/// Writes a node back from the document `thaw` returns (or one an application built): the node
+/// (upserted by key), its embeddings (`embedding` as `model`'s, and each of `embeddings` as its
+/// model's), its outgoing edges (by target key) and its buffered stream points, all in the
+/// caller's transaction: an error anywhere writes nothing. Stream points the node already has at
+/// the same time are skipped, so freezing a thawed node twice adds nothing. The tenant is the
+/// session's (`fractality.user_id`), or the document's `user_id` when unset.
+#[pg_extern(
+    volatile,
+    strict,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION fractality."freeze"("node" jsonb, "model" text DEFAULT 'default')
+RETURNS uuid STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'freeze_wrapper';
+"#
+)]
+fn freeze(node: crate::jsonb::JsonValue, fcinfo: pg_sys::FunctionCallInfo) -> Uuid {
+    crate::errors::writer(c"freeze");
+    let model = unsafe { crate::models::model_arg(fcinfo, 1) }.expect("strict");
+    let stream = node.0.get("stream").cloned();
+    let frozen = parse_frozen(node.0).unwrap_or_report();
+    freeze_node(frozen, stream, &model).unwrap_or_report()
+}
+
+// ---- full-text search ------------------------------------------------------------------------
+
+/// Full-text search over the nodes' labels and descriptions (`metadata->>'description'`), with
+/// web-search syntax ("quoted phrases", or, -not), through the GIN index on
+/// `fractality.node_search(label, metadata)`; the `k` best by ts_rank_cd. Searches the session's
+/// tenant when fractality.user_id is set, otherwise every node the caller may see.
+#[pg_extern(stable, strict, parallel_unsafe)]
+fn search_nodes(
+    query: &str,
+    k: default!(i32, 20),
+) -> TableIterator<
+    'static,
+    (
+        name!(node_id, Uuid),
+        name!(node_key, String),
+        name!(label, Option<String>),
+        name!(rank, f64),
+        name!(atp, f64),
+    ),
+> {
+    if k < 1 {
+        FractalityError::invalid("k", k, "Ask for at least 1 result.").report();
+    }
+    TableIterator::new(spi::connect(|| store::search(query, k as i64)).unwrap_or_report())
+}

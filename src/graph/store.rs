@@ -1,0 +1,378 @@
+//! The graph's queries: the one part of `graph` that knows tables and columns. Each function runs
+//! one query of `sql/queries/` (`graph_*.sql`, `thaw.sql`, `upsert_embedding*.sql`) through
+//! [`crate::spi`], as the caller (row-level security holds); SPI must be connected
+//! ([`crate::spi::connect`]). Readers read with the calling statement's snapshot; writers see
+//! their own earlier writes.
+
+use std::collections::HashMap;
+
+use pgrx::callconv::{BoxRet, FcInfo};
+use pgrx::datum::DatumWithOid;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+
+use crate::errors::{node_not_found, FractalityError};
+use crate::spi::{self, Query};
+use crate::vector::{vector_type_oid, Vector};
+
+const SESSION_TENANT: Query<'static> = Query {
+    name: "graph_session_tenant",
+    text: include_str!("../../sql/queries/graph_session_tenant.sql"),
+    types: &[],
+};
+const NODE_ID: Query<'static> = Query {
+    name: "graph_node_id",
+    text: include_str!("../../sql/queries/graph_node_id.sql"),
+    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
+};
+const UPSERT_NODE: Query<'static> = Query {
+    name: "graph_upsert_node",
+    text: include_str!("../../sql/queries/graph_upsert_node.sql"),
+    types: &[
+        pg_sys::UUIDOID,
+        pg_sys::TEXTOID,
+        pg_sys::TEXTOID,
+        pg_sys::TEXTOID,
+        pg_sys::JSONBOID,
+        pg_sys::FLOAT8OID,
+    ],
+};
+const UPSERT_EMBEDDING: &str = include_str!("../../sql/queries/upsert_embedding.sql");
+const UPSERT_EMBEDDING_0_4: &str = include_str!("../../sql/queries/upsert_embedding_0_4.sql");
+const UPSERT_EDGE: Query<'static> = Query {
+    name: "graph_upsert_edge",
+    text: include_str!("../../sql/queries/graph_upsert_edge.sql"),
+    types: &[
+        pg_sys::UUIDOID,
+        pg_sys::UUIDOID,
+        pg_sys::UUIDOID,
+        pg_sys::TEXTOID,
+        pg_sys::FLOAT8OID,
+    ],
+};
+const UNLINK: Query<'static> = Query {
+    name: "graph_unlink",
+    text: include_str!("../../sql/queries/graph_unlink.sql"),
+    types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, pg_sys::TEXTOID],
+};
+const CHILDREN: Query<'static> = Query {
+    name: "graph_children",
+    text: include_str!("../../sql/queries/graph_children.sql"),
+    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
+};
+const PARENTS: Query<'static> = Query {
+    name: "graph_parents",
+    text: include_str!("../../sql/queries/graph_parents.sql"),
+    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
+};
+const LEVEL_EDGES: Query<'static> = Query {
+    name: "graph_level_edges",
+    text: include_str!("../../sql/queries/graph_level_edges.sql"),
+    types: &[pg_sys::UUIDARRAYOID, pg_sys::TEXTOID],
+};
+const NODE_KEYS: Query<'static> = Query {
+    name: "graph_node_keys",
+    text: include_str!("../../sql/queries/graph_node_keys.sql"),
+    types: &[pg_sys::UUIDARRAYOID],
+};
+const PATH_ENDS: Query<'static> = Query {
+    name: "graph_path_ends",
+    text: include_str!("../../sql/queries/graph_path_ends.sql"),
+    types: &[pg_sys::UUIDARRAYOID],
+};
+const PATH_EDGES: Query<'static> = Query {
+    name: "graph_path_edges",
+    text: include_str!("../../sql/queries/graph_path_edges.sql"),
+    types: &[pg_sys::UUIDARRAYOID],
+};
+const THAW: Query<'static> = Query {
+    name: "thaw",
+    text: include_str!("../../sql/queries/thaw.sql"),
+    types: &[
+        pg_sys::UUIDOID,
+        pg_sys::TEXTOID,
+        pg_sys::INT8OID,
+        pg_sys::TEXTOID,
+    ],
+};
+const FREEZE_STREAM: Query<'static> = Query {
+    name: "graph_freeze_stream",
+    text: include_str!("../../sql/queries/graph_freeze_stream.sql"),
+    types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, pg_sys::JSONBOID],
+};
+const SEARCH: Query<'static> = Query {
+    name: "graph_search",
+    text: include_str!("../../sql/queries/graph_search.sql"),
+    types: &[pg_sys::TEXTOID, pg_sys::INT8OID],
+};
+
+/// A query that returns an id returned none.
+fn no_id(query: &'static str) -> FractalityError {
+    FractalityError::Internal {
+        query,
+        detail: "no id returned".into(),
+    }
+}
+
+// ---- nodes -----------------------------------------------------------------------------------
+
+/// `fractality.current_user_id()`: the session's tenant, None when the setting is unset.
+pub fn session_tenant() -> Result<Option<Uuid>, FractalityError> {
+    spi::one::<Uuid>(&SESSION_TENANT, &[], true)
+}
+
+/// The id of `key` in `user`'s graph, or P0002. `read_only` as in [`spi::rows`].
+pub fn node_id(user: Uuid, key: &str, read_only: bool) -> Result<Uuid, FractalityError> {
+    spi::one::<Uuid>(&NODE_ID, &[user.into(), key.into()], read_only)?
+        .ok_or_else(|| node_not_found(format!("'{key}'")))
+}
+
+/// Inserts or updates `user`'s node `key` (`upsert_node`'s fields but the embedding: a `None`
+/// keeps what is stored); returns its id.
+pub fn upsert_node(
+    user: Uuid,
+    key: &str,
+    label: Option<&str>,
+    node_type: Option<&str>,
+    metadata: Option<serde_json::Value>,
+    atp: Option<f64>,
+) -> Result<Uuid, FractalityError> {
+    spi::one::<Uuid>(
+        &UPSERT_NODE,
+        &[
+            user.into(),
+            key.into(),
+            label.into(),
+            node_type.into(),
+            metadata.map(JsonB).into(),
+            atp.into(),
+        ],
+        false,
+    )?
+    .ok_or_else(|| no_id(UPSERT_NODE.name))
+}
+
+/// Inserts or replaces node `id`'s embedding of `model` (checked by the caller).
+pub fn write_embedding(
+    id: Uuid,
+    user: Uuid,
+    model: &str,
+    v: Vector<'_>,
+) -> Result<(), FractalityError> {
+    let voi = vector_type_oid();
+    // SAFETY: a vector datum with the vector type's OID
+    let emb = unsafe { DatumWithOid::new(v, voi) };
+    spi::run(
+        &Query {
+            name: "upsert_embedding",
+            text: UPSERT_EMBEDDING,
+            types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, voi, pg_sys::TEXTOID],
+        },
+        &[id.into(), user.into(), emb, model.into()],
+    )?;
+    Ok(())
+}
+
+/// Node `id`'s embedding as a 0.4.0 schema (one model, no `model` column) stores it.
+pub fn write_embedding_0_4(id: Uuid, user: Uuid, v: Vector<'_>) -> Result<(), FractalityError> {
+    let voi = vector_type_oid();
+    spi::run(
+        &Query {
+            name: "upsert_embedding_0_4",
+            text: UPSERT_EMBEDDING_0_4,
+            types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, voi],
+        },
+        // SAFETY: a vector datum with the vector type's OID
+        &[id.into(), user.into(), unsafe { DatumWithOid::new(v, voi) }],
+    )?;
+    Ok(())
+}
+
+// ---- edges -----------------------------------------------------------------------------------
+
+/// Inserts the edge `from` -> `to` of type `rel`, or gives it the new weight; returns its id.
+pub fn upsert_edge(
+    user: Uuid,
+    from: Uuid,
+    to: Uuid,
+    rel: &str,
+    weight: f64,
+) -> Result<Uuid, FractalityError> {
+    spi::one::<Uuid>(
+        &UPSERT_EDGE,
+        &[
+            user.into(),
+            from.into(),
+            to.into(),
+            rel.into(),
+            weight.into(),
+        ],
+        false,
+    )?
+    .ok_or_else(|| no_id(UPSERT_EDGE.name))
+}
+
+/// Removes the edge `from` -> `to` of type `rel`; true when there was one.
+pub fn delete_edge(from: Uuid, to: Uuid, rel: &str) -> Result<bool, FractalityError> {
+    Ok(spi::run(&UNLINK, &[from.into(), to.into(), rel.into()])? > 0)
+}
+
+/// A neighbour: id, key, label, edge weight, current energy.
+pub type Neighbour = (Uuid, String, Option<String>, f64, f64);
+
+/// The nodes `id` links to (`outgoing`) or that link to it with type `rel`, strongest first.
+pub fn neighbours(id: Uuid, rel: &str, outgoing: bool) -> Result<Vec<Neighbour>, FractalityError> {
+    let q = if outgoing { &CHILDREN } else { &PARENTS };
+    let rows = spi::rows(q, &[id.into(), rel.into()], true, |r| {
+        Some((
+            r.get::<Uuid>(1)?,
+            r.get::<String>(2)?,
+            r.get::<String>(3),
+            r.get::<f64>(4)?,
+            r.get::<f64>(5)?,
+        ))
+    })?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+// ---- traversal and paths ---------------------------------------------------------------------
+
+/// An edge (from, to, weight) or (from, to, energy of to).
+fn edge_row(r: &spi::Row) -> Option<(Uuid, Uuid, f64)> {
+    Some((r.get::<Uuid>(1)?, r.get::<Uuid>(2)?, r.get::<f64>(3)?))
+}
+
+/// The edges of type `rel` leaving `frontier` (sent sorted, in index order), with their weights.
+pub fn level_edges(
+    frontier: Vec<Uuid>,
+    rel: &str,
+) -> Result<Vec<(Uuid, Uuid, f64)>, FractalityError> {
+    let rows = spi::rows(
+        &LEVEL_EDGES,
+        &[UuidArray(frontier).into(), rel.into()],
+        true,
+        edge_row,
+    )?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// The keys of the nodes `ids` the caller can see.
+pub fn node_keys(ids: Vec<Uuid>) -> Result<HashMap<Uuid, String>, FractalityError> {
+    let rows = spi::rows(&NODE_KEYS, &[UuidArray(ids).into()], true, |r| {
+        Some((r.get::<Uuid>(1)?, r.get::<String>(2)?))
+    })?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// The current energy of the nodes `ids` the caller can see.
+pub fn energies(ids: Vec<Uuid>) -> Result<HashMap<Uuid, f64>, FractalityError> {
+    let rows = spi::rows(&PATH_ENDS, &[ids.into()], true, |r| {
+        Some((r.get::<Uuid>(1)?, r.get::<f64>(2)?))
+    })?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// The edges (of any type) leaving `batch`, with the current energy of their targets.
+pub fn path_edges(batch: Vec<Uuid>) -> Result<Vec<(Uuid, Uuid, f64)>, FractalityError> {
+    let rows = spi::rows(&PATH_EDGES, &[batch.into()], true, edge_row)?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// A `uuid[]` built in one piece with `construct_array`: pgrx's `Vec<Uuid>` goes through
+/// `accumArrayResult`, a palloc and a type lookup per element, which cost `traverse` more than
+/// its index lookups at depth 3 (a path per row, a frontier per level).
+pub struct UuidArray(pub Vec<Uuid>);
+
+impl IntoDatum for UuidArray {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        let mut elems: Vec<pg_sys::Datum> = self
+            .0
+            .iter()
+            .map(|u| pg_sys::Datum::from(u.as_ptr() as usize))
+            .collect();
+        // SAFETY: every element points at 16 bytes that outlive the call; construct_array
+        // copies them into a new array in the current memory context
+        let array = unsafe {
+            pg_sys::construct_array(
+                elems.as_mut_ptr(),
+                elems.len() as i32,
+                pg_sys::UUIDOID,
+                16,
+                false,
+                pg_sys::TYPALIGN_CHAR as std::os::raw::c_char,
+            )
+        };
+        Some(pg_sys::Datum::from(array as usize))
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::UUIDARRAYOID
+    }
+}
+
+unsafe impl BoxRet for UuidArray {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        match self.into_datum() {
+            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+unsafe impl SqlTranslatable for UuidArray {
+    const TYPE_IDENT: &'static str = <Vec<Uuid> as SqlTranslatable>::TYPE_IDENT;
+    const TYPE_ORIGIN: TypeOrigin = <Vec<Uuid> as SqlTranslatable>::TYPE_ORIGIN;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> =
+        <Vec<Uuid> as SqlTranslatable>::ARGUMENT_SQL;
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> = <Vec<Uuid> as SqlTranslatable>::RETURN_SQL;
+}
+
+// ---- thaw, freeze, search --------------------------------------------------------------------
+
+/// `thaw.sql`: node `key` of `user` as one document, None when there is no such node.
+pub fn thaw(
+    user: Uuid,
+    key: &str,
+    stream_points: i64,
+    model: &str,
+) -> Result<Option<JsonB>, FractalityError> {
+    spi::one::<JsonB>(
+        &THAW,
+        &[user.into(), key.into(), stream_points.into(), model.into()],
+        true,
+    )
+}
+
+/// Appends the stream points `stream` (a thawed node's "stream") to node `id`, but for those at
+/// a time it has a point at already.
+pub fn freeze_stream(
+    id: Uuid,
+    user: Uuid,
+    stream: serde_json::Value,
+) -> Result<(), FractalityError> {
+    spi::run(
+        &FREEZE_STREAM,
+        &[id.into(), user.into(), JsonB(stream).into()],
+    )?;
+    Ok(())
+}
+
+/// A match of `search_nodes`: id, key, label, rank, current energy.
+pub type SearchRow = (Uuid, String, Option<String>, f64, f64);
+
+/// The `k` best full-text matches of `query`.
+pub fn search(query: &str, k: i64) -> Result<Vec<SearchRow>, FractalityError> {
+    let rows = spi::rows(&SEARCH, &[query.into(), k.into()], true, |r| {
+        Some((
+            r.get::<Uuid>(1)?,
+            r.get::<String>(2)?,
+            r.get::<String>(3),
+            r.get::<f64>(4)?,
+            r.get::<f64>(5)?,
+        ))
+    })?;
+    Ok(rows.into_iter().flatten().collect())
+}

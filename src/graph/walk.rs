@@ -1,0 +1,411 @@
+//! The graph algorithms, plain Rust over a `fetch` callback and tested without a server:
+//! [`breadth_first`] (what `traverse` walks) and [`cheapest_path`] (Dijkstra, what
+//! `consciousness_path` finds, an edge costing [`edge_cost`]). `fetch` is given the nodes whose
+//! edges are wanted and answers them in any order; `super::store` answers it with one query per
+//! level (or per batch of the frontier).
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::hash::Hash;
+
+// ---- breadth-first traversal -----------------------------------------------------------------
+
+/// One node reached by [`breadth_first`]: its depth, the index of the node it was reached from,
+/// and the product of the edge weights along that path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Visit<N> {
+    pub node: N,
+    pub depth: usize,
+    pub parent: Option<usize>,
+    pub weight: f64,
+}
+
+/// Breadth first from `root` to `max_depth`: every reachable node once, at its smallest depth
+/// (so cycles are cut), reached through the parent that gives the highest accumulated weight
+/// (ties: the smaller parent id). With weights in [0, 1] that is the strongest shortest path.
+/// `fetch(frontier)` returns the edges (from, to, weight) leaving the frontier, in any order.
+/// The result is ordered by depth, then accumulated weight (highest first), then id.
+pub fn breadth_first<N, F>(root: N, max_depth: usize, mut fetch: F) -> Vec<Visit<N>>
+where
+    N: Copy + Eq + Hash + Ord,
+    F: FnMut(&[N]) -> Vec<(N, N, f64)>,
+{
+    let mut visits = vec![Visit {
+        node: root,
+        depth: 0,
+        parent: None,
+        weight: 1.0,
+    }];
+    let mut index: HashMap<N, usize> = HashMap::from([(root, 0)]);
+    let mut frontier: Vec<usize> = vec![0];
+    for depth in 1..=max_depth {
+        if frontier.is_empty() {
+            break;
+        }
+        let ids: Vec<N> = frontier.iter().map(|&i| visits[i].node).collect();
+        let mut next: Vec<usize> = Vec::new();
+        for (from, to, w) in fetch(&ids) {
+            let Some(&fi) = index.get(&from) else {
+                continue;
+            };
+            if visits[fi].depth + 1 != depth {
+                continue;
+            }
+            let acc = visits[fi].weight * w;
+            match index.get(&to) {
+                None => {
+                    index.insert(to, visits.len());
+                    next.push(visits.len());
+                    visits.push(Visit {
+                        node: to,
+                        depth,
+                        parent: Some(fi),
+                        weight: acc,
+                    });
+                }
+                Some(&ti) if visits[ti].depth == depth => {
+                    let cur = &visits[ti];
+                    let cur_parent = visits[cur.parent.expect("not the root")].node;
+                    let better = acc > cur.weight || (acc == cur.weight && from < cur_parent);
+                    if better {
+                        visits[ti].parent = Some(fi);
+                        visits[ti].weight = acc;
+                    }
+                }
+                Some(_) => {} // reached earlier: a cycle or a longer way round
+            }
+        }
+        frontier = next;
+    }
+    let mut order: Vec<usize> = (0..visits.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&visits[a], &visits[b]);
+        x.depth
+            .cmp(&y.depth)
+            .then(y.weight.total_cmp(&x.weight))
+            .then(x.node.cmp(&y.node))
+    });
+    // re-index parents into the new order
+    let mut position = vec![0usize; visits.len()];
+    for (new, &old) in order.iter().enumerate() {
+        position[old] = new;
+    }
+    order
+        .iter()
+        .map(|&old| {
+            let v = &visits[old];
+            Visit {
+                node: v.node,
+                depth: v.depth,
+                parent: v.parent.map(|p| position[p]),
+                weight: v.weight,
+            }
+        })
+        .collect()
+}
+
+/// The path from the root to `visits[i]`, root first.
+pub fn path_of<N: Copy>(visits: &[Visit<N>], i: usize) -> Vec<N> {
+    let mut path = Vec::with_capacity(visits[i].depth + 1);
+    let mut at = Some(i);
+    while let Some(j) = at {
+        path.push(visits[j].node);
+        at = visits[j].parent;
+    }
+    path.reverse();
+    path
+}
+
+// ---- cheapest path ---------------------------------------------------------------------------
+
+/// The cost of an edge between nodes of energy `a` and `b`: 1 / (a * b); `None` (impassable) when
+/// either has no energy.
+pub fn edge_cost(a: f64, b: f64) -> Option<f64> {
+    let p = a * b;
+    (p > 0.0 && p.is_finite()).then(|| 1.0 / p)
+}
+
+#[derive(PartialEq)]
+struct Entry<N>(f64, N);
+impl<N: Ord> Eq for Entry<N> {}
+impl<N: Ord> PartialOrd for Entry<N> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<N: Ord> Ord for Entry<N> {
+    /// Reversed: BinaryHeap pops the cheapest (then the smallest id) first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.total_cmp(&self.0).then(other.1.cmp(&self.1))
+    }
+}
+
+/// Dijkstra from `from` (energy `from_atp`) to `to` over directed edges of cost
+/// [`edge_cost`]; paths costing more than `max_cost` are not followed. `fetch(nodes)` returns the
+/// edges (from, to, energy of to) leaving those nodes; it is called with up to `batch` nodes at
+/// a time: the node being settled and the cheapest other unexpanded nodes of the frontier, so
+/// that a path costs a few queries, not one per node. Returns the path with the cumulative cost
+/// at each step, or `None` when `to` cannot be reached.
+pub fn cheapest_path<N, F>(
+    from: N,
+    from_atp: f64,
+    to: N,
+    max_cost: Option<f64>,
+    batch: usize,
+    mut fetch: F,
+) -> Option<Vec<(N, f64)>>
+where
+    N: Copy + Eq + Hash + Ord,
+    F: FnMut(&[N]) -> Vec<(N, N, f64)>,
+{
+    // node -> (cost so far, previous node, energy)
+    let mut best: HashMap<N, (f64, Option<N>, f64)> =
+        HashMap::from([(from, (0.0, None, from_atp))]);
+    let mut settled: HashSet<N> = HashSet::new();
+    let mut adjacency: HashMap<N, Vec<(N, f64)>> = HashMap::new();
+    let mut heap = BinaryHeap::from([Entry(0.0, from)]);
+    while let Some(Entry(cost, u)) = heap.pop() {
+        if settled.contains(&u) || cost > best[&u].0 {
+            continue;
+        }
+        if u == to {
+            let mut path = vec![(u, cost)];
+            let mut at = best[&u].1;
+            while let Some(p) = at {
+                path.push((p, best[&p].0));
+                at = best[&p].1;
+            }
+            path.reverse();
+            return Some(path);
+        }
+        if !adjacency.contains_key(&u) {
+            let mut others: Vec<(f64, N)> = best
+                .iter()
+                .filter(|(n, _)| **n != u && !settled.contains(*n) && !adjacency.contains_key(*n))
+                .map(|(n, b)| (b.0, *n))
+                .collect();
+            if others.len() >= batch {
+                others.select_nth_unstable_by(batch.saturating_sub(2), |a, b| {
+                    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+                });
+                others.truncate(batch.saturating_sub(1));
+            }
+            let mut ids: Vec<N> = vec![u];
+            ids.extend(others.into_iter().map(|(_, n)| n));
+            for n in &ids {
+                adjacency.insert(*n, Vec::new());
+            }
+            for (a, b, atp_b) in fetch(&ids) {
+                if let Some(list) = adjacency.get_mut(&a) {
+                    list.push((b, atp_b));
+                }
+            }
+        }
+        settled.insert(u);
+        let atp_u = best[&u].2;
+        for &(v, atp_v) in &adjacency[&u] {
+            if settled.contains(&v) {
+                continue;
+            }
+            let Some(c) = edge_cost(atp_u, atp_v) else {
+                continue;
+            };
+            let next = cost + c;
+            if max_cost.is_some_and(|m| next > m) {
+                continue;
+            }
+            if best.get(&v).is_none_or(|b| next < b.0) {
+                best.insert(v, (next, Some(u), atp_v));
+                heap.push(Entry(next, v));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+    use std::cell::RefCell;
+
+    fn graph(edges: &[(u32, u32, f64)]) -> impl FnMut(&[u32]) -> Vec<(u32, u32, f64)> + '_ {
+        move |frontier: &[u32]| {
+            edges
+                .iter()
+                .filter(|e| frontier.contains(&e.0))
+                .copied()
+                .collect()
+        }
+    }
+
+    #[test]
+    fn bfs_visits_each_node_once_at_its_smallest_depth() {
+        // 1 -> 2 -> 3 -> 1 (cycle), 1 -> 3 directly, 3 -> 4
+        let edges = [
+            (1, 2, 0.5),
+            (2, 3, 1.0),
+            (3, 1, 1.0),
+            (1, 3, 0.25),
+            (3, 4, 0.5),
+        ];
+        let v = breadth_first(1u32, 5, graph(&edges));
+        let got: Vec<(u32, usize)> = v.iter().map(|x| (x.node, x.depth)).collect();
+        assert_eq!(got, vec![(1, 0), (2, 1), (3, 1), (4, 2)]);
+        assert_relative_eq!(v[2].weight, 0.25);
+        assert_eq!(path_of(&v, 3), vec![1, 3, 4]);
+        assert_relative_eq!(v[3].weight, 0.125);
+    }
+
+    #[test]
+    fn bfs_prefers_the_strongest_shortest_path_and_stops_at_the_depth() {
+        // two ways to 4 at depth 2: via 2 (0.9 * 0.9) and via 3 (0.5 * 1.0)
+        let edges = [
+            (1, 3, 0.5),
+            (1, 2, 0.9),
+            (3, 4, 1.0),
+            (2, 4, 0.9),
+            (4, 5, 1.0),
+        ];
+        let v = breadth_first(1u32, 2, graph(&edges));
+        let four = v.iter().position(|x| x.node == 4).unwrap();
+        assert_eq!(path_of(&v, four), vec![1, 2, 4]);
+        assert_relative_eq!(v[four].weight, 0.81, epsilon = 1e-12);
+        assert!(
+            v.iter().all(|x| x.node != 5),
+            "depth 3 is beyond max_depth 2"
+        );
+        assert_eq!(breadth_first(1u32, 0, graph(&edges)).len(), 1);
+        // within a depth: strongest first
+        assert_eq!(v[1].node, 2);
+    }
+
+    #[test]
+    fn bfs_same_result_whatever_order_edges_come_in() {
+        let edges = [(1, 2, 0.5), (1, 3, 0.5), (2, 4, 0.5), (3, 4, 0.5)];
+        let mut reversed = edges;
+        reversed.reverse();
+        let a = breadth_first(1u32, 3, graph(&edges));
+        let b = breadth_first(1u32, 3, graph(&reversed));
+        assert_eq!(a, b);
+        let four = a.iter().position(|x| x.node == 4).unwrap();
+        assert_eq!(
+            path_of(&a, four),
+            vec![1, 2, 4],
+            "ties go to the smaller parent"
+        );
+    }
+
+    #[test]
+    fn edge_cost_is_the_inverse_energy_product() {
+        assert_relative_eq!(edge_cost(0.5, 0.5).unwrap(), 4.0);
+        assert_relative_eq!(edge_cost(1.0, 1.0).unwrap(), 1.0);
+        assert_eq!(edge_cost(0.0, 1.0), None);
+    }
+
+    fn energy_graph<'a>(
+        edges: &'a [(u32, u32)],
+        atp: &'a HashMap<u32, f64>,
+        calls: &'a RefCell<usize>,
+    ) -> impl FnMut(&[u32]) -> Vec<(u32, u32, f64)> + 'a {
+        move |batch: &[u32]| {
+            *calls.borrow_mut() += 1;
+            edges
+                .iter()
+                .filter(|e| batch.contains(&e.0))
+                .map(|&(a, b)| (a, b, atp[&b]))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn dijkstra_takes_the_energetic_detour() {
+        // 1 -> 2 -> 4 through a weak node (0.1), or 1 -> 3 -> 5 -> 4 through strong ones
+        let atp = HashMap::from([(1, 1.0), (2, 0.1), (3, 1.0), (4, 1.0), (5, 1.0)]);
+        let edges = [(1, 2), (2, 4), (1, 3), (3, 5), (5, 4)];
+        let calls = RefCell::new(0);
+        let p = cheapest_path(1u32, 1.0, 4, None, 128, energy_graph(&edges, &atp, &calls)).unwrap();
+        let nodes: Vec<u32> = p.iter().map(|x| x.0).collect();
+        assert_eq!(nodes, vec![1, 3, 5, 4]);
+        assert_relative_eq!(p[3].1, 3.0);
+        // the direct way costs 10 + 10 = 20
+        let p2 = cheapest_path(1u32, 1.0, 2, None, 1, energy_graph(&edges, &atp, &calls)).unwrap();
+        assert_relative_eq!(p2[1].1, 10.0);
+        // a budget below 3 finds nothing
+        assert!(cheapest_path(
+            1u32,
+            1.0,
+            4,
+            Some(2.5),
+            8,
+            energy_graph(&edges, &atp, &calls)
+        )
+        .is_none());
+        // unreachable (edges are directed)
+        assert!(cheapest_path(4u32, 1.0, 1, None, 8, energy_graph(&edges, &atp, &calls)).is_none());
+        // from == to: one step of cost 0
+        assert_eq!(
+            cheapest_path(3u32, 1.0, 3, None, 8, energy_graph(&edges, &atp, &calls)).unwrap(),
+            vec![(3, 0.0)]
+        );
+    }
+
+    #[test]
+    fn dijkstra_matches_exhaustive_search_and_batches_its_fetches() {
+        // a deterministic pseudo-random graph of 200 nodes, 4 edges each
+        let n = 200u32;
+        let mut s = 12345u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as u32
+        };
+        let atp: HashMap<u32, f64> = (0..n)
+            .map(|i| (i, 0.05 + (next() % 95) as f64 / 100.0))
+            .collect();
+        let edges: Vec<(u32, u32)> = (0..n)
+            .flat_map(|i| (0..4).map(move |k| (i, k)))
+            .map(|(i, _)| (i, next() % n))
+            .filter(|(a, b)| a != b)
+            .collect();
+        // Bellman-Ford as the reference
+        let mut dist = vec![f64::INFINITY; n as usize];
+        dist[0] = 0.0;
+        for _ in 0..n {
+            for &(a, b) in &edges {
+                let c = dist[a as usize] + edge_cost(atp[&a], atp[&b]).unwrap();
+                if c < dist[b as usize] {
+                    dist[b as usize] = c;
+                }
+            }
+        }
+        let calls = RefCell::new(0);
+        for target in [1u32, 57, 133, 199] {
+            let got = cheapest_path(
+                0u32,
+                atp[&0],
+                target,
+                None,
+                64,
+                energy_graph(&edges, &atp, &calls),
+            );
+            match got {
+                Some(p) => {
+                    assert_relative_eq!(p.last().unwrap().1, dist[target as usize], epsilon = 1e-9);
+                    // costs along the path add up edge by edge
+                    for w in p.windows(2) {
+                        let c = edge_cost(atp[&w[0].0], atp[&w[1].0]).unwrap();
+                        assert_relative_eq!(w[1].1 - w[0].1, c, epsilon = 1e-9);
+                    }
+                }
+                None => assert!(dist[target as usize].is_infinite()),
+            }
+        }
+        assert!(
+            *calls.borrow() < 4 * 20,
+            "{} fetches for 4 searches",
+            calls.borrow()
+        );
+    }
+}
