@@ -11,8 +11,8 @@
 //! grant.
 //!
 //! What a consensus publishes since this suite first broke it: the number of users, the group
-//! resonance to one decimal, the seed's own label and metadata (the caller's), and each tenant's
-//! own links with their similarity to the seed to one decimal. The attacks solve for u_b from
+//! resonance to one decimal, no label and no metadata, and each tenant's own links with their
+//! similarity to the seed to one decimal. The attacks solve for u_b from
 //! those as they did from the exact centroid similarities that leaked before; a caller that
 //! repeats calls with seeds and thresholds of its choosing still learns a bit at a time (the
 //! user count), which is why crystallize_consensus is granted to trusted roles, not PUBLIC.
