@@ -1,7 +1,8 @@
 //! Benchmark scenario `replay`: a prioritised replay buffer over every hot event of the loaded
 //! store.
 //! - sample 256 with weights (median ms) against weighted sampling in SQL over the buffer's items
-//!   (Efraimidis-Spirakis: ORDER BY random() ^ (1 / p^alpha) DESC LIMIT n) and the 0.4.0
+//!   (Efraimidis-Spirakis, in logs so that small priorities do not underflow: ORDER BY
+//!   ln(1 - random()) / p^alpha DESC LIMIT n) and the 0.4.0
 //!   sample_experiences over the store;
 //! - update_priorities of 256 sampled ids;
 //! - write_events of 5 000-event batches with the buffer against the same with no buffer;
@@ -16,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use crate::bench::{thousands, timed, Ctx, Figure, Row, Unit};
 use crate::datagen::Error;
 
-const DRAWS: i64 = 256;
+const DRAWS: i32 = 256;
 const WRITE_BATCH: usize = 5_000;
 const WRITE_BATCHES: usize = 6;
 const SCALES: [i64; 3] = [100_000, 1_000_000, 10_000_000];
@@ -121,7 +122,7 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     let es = c.prepare(
         "SELECT i.event_id FROM fractality.replay_items i
           WHERE i.buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'bench')
-          ORDER BY random() ^ (1.0 / power(i.priority, 0.6)) DESC LIMIT $1",
+          ORDER BY ln(1 - random()) / power(i.priority, 0.6) DESC LIMIT $1::integer",
     )?;
     let update = c.prepare("SELECT fractality.update_priorities('bench', $1, $2)")?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.params.seed);
@@ -181,7 +182,7 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         let ((), fill) = timed(|| {
             c.execute(
                 "INSERT INTO fractality.replay_items (buffer_id, slot, event_timestamp, event_id, priority)
-                 SELECT $1, g, g, int8send(g), 0.5 + (g % 97) / 10.0 FROM generate_series(0, $2 - 1) g",
+                 SELECT $1, g, g, int8send(g), 0.5 + (g % 97) / 10.0 FROM generate_series(0, $2::bigint - 1) g",
                 &[&id, &n],
             )?;
             c.query_one("SELECT fractality._replay_rebuild($1)", &[&id])?;
