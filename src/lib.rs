@@ -80,7 +80,7 @@ extension_sql_file!(
     ]
 );
 // prioritised replay: buffers, their items and sum trees, the triggers that keep them in step
-// with the events (src/replay.rs has the functions).
+// with the events (src/replay/ has the functions).
 extension_sql_file!(
     "../sql/replay.sql",
     name = "replay",
@@ -142,7 +142,7 @@ extension_sql_file!(
         consensus::crystallize_consensus_definer
     ]
 );
-// the agent memory API: settings of remember, recall and recall_explain (src/memory.rs).
+// the agent memory API: settings of remember, recall and recall_explain (src/memory/).
 extension_sql_file!(
     "../sql/memory.sql",
     name = "memory",

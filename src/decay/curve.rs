@@ -1,0 +1,260 @@
+//! The decay curve as plain Rust, tested without a server: `max(floor, atp * rate ^ (elapsed /
+//! tick))` ([`decay`]), the checks of its arguments, seconds of an interval as PostgreSQL counts
+//! them, and the setting `fractality.decay_tick` parsed ([`parse_tick`]).
+
+use crate::errors::{finite, FractalityError};
+
+const USECS_PER_SEC: f64 = 1_000_000.0;
+const SECS_PER_DAY: f64 = 86_400.0;
+
+/// Seconds in an interval, as PostgreSQL's `date_part('epoch', interval)` counts them: a year of
+/// months is 365.25 days, a remaining month 30 days, a day 24 hours.
+pub fn interval_secs(months: i32, days: i32, micros: i64) -> f64 {
+    let years = f64::from(months / 12);
+    let rest = f64::from(months % 12);
+    years * 365.25 * SECS_PER_DAY
+        + rest * 30.0 * SECS_PER_DAY
+        + f64::from(days) * SECS_PER_DAY
+        + micros as f64 / USECS_PER_SEC
+}
+
+/// `max(floor, atp * rate ^ (elapsed / tick))`, and `atp` itself where it is already below the
+/// floor. The arguments are assumed valid (see [`check_curve`]); `elapsed` and `tick` share a unit.
+#[inline]
+pub fn decay(atp: f64, elapsed: f64, rate: f64, tick: f64, floor: f64) -> f64 {
+    if atp <= floor || elapsed <= 0.0 || rate >= 1.0 {
+        return atp;
+    }
+    (atp * rate.powf(elapsed / tick)).max(floor)
+}
+
+/// A rate in (0, 1].
+pub fn check_rate(name: &'static str, rate: f64) -> Result<f64, FractalityError> {
+    let rate = finite(name, rate)?;
+    if rate > 0.0 && rate <= 1.0 {
+        Ok(rate)
+    } else {
+        Err(FractalityError::invalid(
+            name,
+            rate,
+            "A decay rate is the fraction kept per tick: a number in (0, 1].",
+        ))
+    }
+}
+
+/// An energy level in [0, 1] (ATP, or a floor).
+pub fn check_level(name: &'static str, value: f64) -> Result<f64, FractalityError> {
+    let value = finite(name, value)?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(FractalityError::invalid(
+            name,
+            value,
+            "Energy levels (ATP and its floor) lie in [0, 1].",
+        ))
+    }
+}
+
+/// Validates the arguments of a decay curve; `elapsed` and `tick` in seconds, `shown` renders
+/// them for the message.
+pub fn check_curve(
+    atp: f64,
+    elapsed: f64,
+    rate: f64,
+    tick: f64,
+    floor: f64,
+    shown: impl Fn(&'static str) -> String,
+) -> Result<(), FractalityError> {
+    check_level("atp", atp)?;
+    if elapsed < 0.0 {
+        return Err(FractalityError::invalid(
+            "elapsed",
+            shown("elapsed"),
+            "Elapsed time cannot be negative.",
+        ));
+    }
+    check_rate("rate", rate)?;
+    if tick <= 0.0 {
+        return Err(FractalityError::invalid(
+            "tick",
+            shown("tick"),
+            "The tick (the time one decay step takes) must be positive.",
+        ));
+    }
+    check_level("floor", floor)?;
+    Ok(())
+}
+
+/// Parses the setting `fractality.decay_tick` into microseconds: a positive duration written as
+/// number-unit pairs (`1 hour`, `90 minutes`, `1h 30min`, `2.5 days`, `1 week`), `HH:MM[:SS]`, or a
+/// bare number of seconds. Units: us, ms, s, min, h, d, w and their long forms. Months and years
+/// are refused: they have no fixed length.
+pub fn parse_tick(text: &str) -> Result<i64, String> {
+    let s = text.trim().to_ascii_lowercase();
+    if s.is_empty() {
+        return Err("the tick is empty".into());
+    }
+    let secs: f64 = if s.contains(':') {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() < 2 || parts.len() > 3 {
+            return Err(format!("\"{text}\" is not HH:MM[:SS]"));
+        }
+        let mut total = 0.0;
+        for (i, p) in parts.iter().enumerate() {
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("\"{text}\" is not HH:MM[:SS]"))?;
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("\"{text}\" is not HH:MM[:SS]"));
+            }
+            total += v * [3600.0, 60.0, 1.0][i];
+        }
+        total
+    } else {
+        let mut total = 0.0;
+        let mut rest = s.as_str();
+        let mut pairs = 0;
+        while !rest.trim_start().is_empty() {
+            rest = rest.trim_start();
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+                .unwrap_or(rest.len());
+            let number: f64 = rest[..end]
+                .parse()
+                .map_err(|_| format!("\"{text}\" is not a duration such as '1 hour'"))?;
+            rest = rest[end..].trim_start();
+            let uend = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
+            let unit = &rest[..uend];
+            rest = &rest[uend..];
+            let per = match unit {
+                "" if pairs == 0 && rest.trim().is_empty() => 1.0, // a bare number: seconds
+                "us" | "usec" | "usecs" | "microsecond" | "microseconds" => 1e-6,
+                "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1e-3,
+                "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+                "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+                "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
+                "d" | "day" | "days" => SECS_PER_DAY,
+                "w" | "week" | "weeks" => 7.0 * SECS_PER_DAY,
+                "mon" | "mons" | "month" | "months" | "y" | "year" | "years" => {
+                    return Err(format!(
+                        "\"{text}\": months and years have no fixed length; use days"
+                    ))
+                }
+                other => return Err(format!("\"{text}\": unknown unit \"{other}\"")),
+            };
+            total += number * per;
+            pairs += 1;
+        }
+        total
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("\"{text}\" is not a positive duration"));
+    }
+    let micros = secs * USECS_PER_SEC;
+    if !(1.0..=1e17).contains(&micros) {
+        return Err(format!(
+            "\"{text}\" is out of range (1 microsecond to about 3000 years)"
+        ));
+    }
+    Ok(micros.round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+    use rand::{Rng, SeedableRng};
+
+    const HOUR: f64 = 3600.0;
+
+    #[test]
+    fn one_tick_keeps_the_rate() {
+        assert_relative_eq!(decay(0.8, HOUR, 0.95, HOUR, 0.1), 0.76);
+        assert_relative_eq!(decay(0.8, 2.0 * HOUR, 0.5, HOUR, 0.1), 0.2);
+        assert_relative_eq!(decay(0.8, 0.5 * HOUR, 0.25, HOUR, 0.0), 0.4);
+    }
+
+    #[test]
+    fn the_floor_clamps_and_values_below_it_stay() {
+        assert_eq!(decay(0.8, 100.0 * HOUR, 0.5, HOUR, 0.1), 0.1);
+        assert_eq!(decay(0.05, 10.0 * HOUR, 0.5, HOUR, 0.1), 0.05);
+        assert_eq!(decay(0.1, 10.0 * HOUR, 0.5, HOUR, 0.1), 0.1);
+        assert_eq!(decay(0.7, 0.0, 0.5, HOUR, 0.1), 0.7);
+        assert_eq!(decay(0.7, 5.0 * HOUR, 1.0, HOUR, 0.1), 0.7);
+    }
+
+    #[test]
+    fn decay_composes_over_many_random_values() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..100_000 {
+            let atp: f64 = rng.random_range(0.0..=1.0);
+            let rate: f64 = rng.random_range(0.01..=1.0);
+            let floor: f64 = rng.random_range(0.0..=1.0);
+            let tick: f64 = rng.random_range(1.0..100_000.0);
+            let t1: f64 = rng.random_range(0.0..1_000_000.0);
+            let t2: f64 = rng.random_range(0.0..1_000_000.0);
+            let direct = decay(atp, t1 + t2, rate, tick, floor);
+            let stepwise = decay(decay(atp, t1, rate, tick, floor), t2, rate, tick, floor);
+            assert_relative_eq!(direct, stepwise, max_relative = 1e-9, epsilon = 1e-300);
+            assert!(direct >= floor.min(atp) && direct <= atp);
+        }
+    }
+
+    #[test]
+    fn intervals_count_seconds_like_date_part_epoch() {
+        assert_eq!(interval_secs(0, 0, 3_600_000_000), 3600.0);
+        assert_eq!(interval_secs(0, 1, 0), 86_400.0);
+        assert_eq!(interval_secs(1, 0, 0), 30.0 * 86_400.0);
+        assert_eq!(interval_secs(12, 0, 0), 365.25 * 86_400.0);
+        assert_eq!(interval_secs(0, 0, -1_000_000), -1.0);
+    }
+
+    #[test]
+    fn ticks_parse_in_many_spellings() {
+        let h = 3_600_000_000;
+        assert_eq!(parse_tick("1 hour"), Ok(h));
+        assert_eq!(parse_tick(" 1 HOUR "), Ok(h));
+        assert_eq!(parse_tick("60 minutes"), Ok(h));
+        assert_eq!(parse_tick("1h"), Ok(h));
+        assert_eq!(parse_tick("1h 30min"), Ok(h + h / 2));
+        assert_eq!(parse_tick("01:30:00"), Ok(h + h / 2));
+        assert_eq!(parse_tick("3600"), Ok(h));
+        assert_eq!(parse_tick("2.5 days"), Ok(60 * h));
+        assert_eq!(parse_tick("1 week"), Ok(168 * h));
+        assert_eq!(parse_tick("500 ms"), Ok(500_000));
+        for bad in [
+            "",
+            "0",
+            "-1 hour",
+            "1 fortnight",
+            "1 month",
+            "hour",
+            "1:2:3:4",
+            "abc",
+        ] {
+            assert!(parse_tick(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn bad_curves_are_refused_naming_the_value() {
+        let show = |w: &'static str| w.to_string();
+        let e = check_curve(0.5, 1.0, 1.5, 1.0, 0.1, show).unwrap_err();
+        assert_eq!(e.to_string(), "invalid value for rate: 1.5");
+        let e = check_curve(0.5, 1.0, 0.0, 1.0, 0.1, show).unwrap_err();
+        assert_eq!(e.to_string(), "invalid value for rate: 0");
+        let e = check_curve(f64::NAN, 1.0, 0.5, 1.0, 0.1, show).unwrap_err();
+        assert_eq!(e.to_string(), "invalid value for atp: NaN");
+        let e = check_curve(0.5, -1.0, 0.5, 1.0, 0.1, show).unwrap_err();
+        assert_eq!(e.to_string(), "invalid value for elapsed: elapsed");
+        let e = check_curve(0.5, 1.0, 0.5, 0.0, 0.1, show).unwrap_err();
+        assert_eq!(e.to_string(), "invalid value for tick: tick");
+        let e = check_curve(0.5, 1.0, 0.5, 1.0, f64::INFINITY, show).unwrap_err();
+        assert_eq!(e.to_string(), "invalid value for floor: Infinity");
+        assert!(check_curve(0.5, 0.0, 1.0, 1.0, 0.0, show).is_ok());
+    }
+}

@@ -1,0 +1,253 @@
+//! Consciousness decay: a node's energy (ATP) fades as `atp * rate ^ (elapsed / tick)`, never
+//! below a floor, and a value already below the floor stays as it is.
+//!
+//! The decay is lazy: `nodes.atp` is the energy as of `nodes.atp_at`, and [`current_atp`] reads
+//! it decayed to any instant with the settings `fractality.decay_rate`, `fractality.decay_tick`
+//! and `fractality.atp_floor`, so energy is always current without any write. Decay composes
+//! (writing the decayed value at t1 and reading at t2 gives what reading at t2 gives), so
+//! [`materialize_decay`] can write it back at any time without changing what readers see.
+//! [`apply_consciousness_decay`] is the seed's explicit tick on the stored value, and [`pulse`]
+//! feeds energy to a node and records a stream point.
+//!
+//! Decay writes (`apply_consciousness_decay`, `materialize_decay`) do not send one
+//! `consciousness_update` notification per row: they switch `fractality.notify` off for their own
+//! statement and, where it was on, send ONE summary notification
+//! `{"action": "DECAY" | "MATERIALIZE", "rows": n, "user_id": …}` when they wrote rows.
+//!
+//! The levels: [`curve`] is the curve, its checks and the tick's parser, plain Rust tested without
+//! a server; [`store`] runs the writers' queries (`sql/queries/decay_*.sql`); this file is the
+//! `#[pg_extern]` layer.
+
+pub mod curve;
+pub mod store;
+
+use crate::errors::{finite, FractalityError, OrReport};
+use crate::gucs;
+use crate::spi;
+use pgrx::prelude::*;
+
+pub use curve::{check_curve, check_level, check_rate, decay, interval_secs, parse_tick};
+
+// ---- SQL: the curve and the lazy read ------------------------------------------------------------
+
+fn interval_text(iv: Interval) -> String {
+    // SAFETY: interval_out takes one non-null interval datum and returns a palloc'd C string.
+    unsafe {
+        pgrx::direct_function_call::<&core::ffi::CStr>(pg_sys::interval_out, &[iv.into_datum()])
+    }
+    .map(|c| c.to_string_lossy().into_owned())
+    .unwrap_or_default()
+}
+
+fn secs_of(iv: Interval) -> f64 {
+    interval_secs(iv.months(), iv.days(), iv.micros())
+}
+
+/// `max(floor, atp * rate ^ (elapsed / tick))`; `atp` itself where it is already below the floor.
+#[pg_extern(immutable, parallel_safe, strict)]
+pub fn decay_atp(atp: f64, elapsed: Interval, rate: f64, tick: Interval, floor: f64) -> f64 {
+    let (e, t) = (secs_of(elapsed), secs_of(tick));
+    check_curve(atp, e, rate, t, floor, |which| {
+        interval_text(if which == "elapsed" { elapsed } else { tick })
+    })
+    .unwrap_or_report();
+    decay(atp, e, rate, t, floor)
+}
+
+fn finite_ts(name: &'static str, ts: TimestampWithTimeZone) -> Result<i64, FractalityError> {
+    let raw = ts.into_inner();
+    if raw == i64::MIN || raw == i64::MAX {
+        Err(FractalityError::invalid(
+            name,
+            if raw > 0 { "infinity" } else { "-infinity" },
+            "Pass a finite timestamp.",
+        ))
+    } else {
+        Ok(raw)
+    }
+}
+
+/// The energy as of `at` of a node whose energy was `atp` at `atp_at`, decayed with the settings
+/// fractality.decay_rate, fractality.decay_tick and fractality.atp_floor. An `atp_at` later than
+/// `at` (a write committed after the reading transaction began) reads as `atp`.
+#[inline]
+pub fn current(atp: f64, atp_at_us: i64, at_us: i64) -> f64 {
+    let elapsed_us = at_us as f64 - atp_at_us as f64;
+    decay(
+        atp,
+        elapsed_us,
+        gucs::DECAY_RATE.get(),
+        gucs::decay_tick_us() as f64,
+        gucs::ATP_FLOOR.get(),
+    )
+}
+
+/// Lazy decay with the settings: a node's energy now (or at `at`) without any write.
+#[pg_extern(stable, parallel_safe, strict)]
+pub fn current_atp(
+    atp: f64,
+    atp_at: TimestampWithTimeZone,
+    at: default!(TimestampWithTimeZone, "now()"),
+) -> f64 {
+    check_level("atp", atp).unwrap_or_report();
+    let from = finite_ts("atp_at", atp_at).unwrap_or_report();
+    let to = finite_ts("at", at).unwrap_or_report();
+    current(atp, from, to)
+}
+
+// ---- SQL: writers --------------------------------------------------------------------------------
+
+/// Switches the per-row notification off for one statement; returns whether it was on.
+fn notify_off() -> Result<bool, FractalityError> {
+    let was_on = gucs::NOTIFY.get();
+    if was_on {
+        store::set_notify("off")?;
+    }
+    Ok(was_on)
+}
+
+/// Restores the notification setting and, if it was on and rows were written, sends one summary.
+fn notify_restore(
+    was_on: bool,
+    action: &str,
+    rows: i64,
+    user: Option<pgrx::Uuid>,
+) -> Result<(), FractalityError> {
+    if !was_on {
+        return Ok(());
+    }
+    store::set_notify("on")?;
+    if rows > 0 {
+        store::notify(action, rows, user)?;
+    }
+    Ok(())
+}
+
+/// 0.4.0's per-row step of the explicit tick, `greatest(atp * rate, floor)`: no longer in the
+/// schema (the upgrade drops it), but its symbol stays in the library so that the install
+/// scripts of 0.4.0 and earlier still load against it (an installation being upgraded).
+#[pg_extern(sql = false, volatile, strict, parallel_unsafe)]
+pub fn decay_tick(_node_id: pgrx::Uuid, atp: f64, rate: f64, floor: f64) -> f64 {
+    (atp * rate).max(floor)
+}
+
+/// The seed's one-tick decay over the stored energy: every node above `min_atp` (of one tenant
+/// when `p_user_id` is given) keeps `decay_rate` of it, never dropping below `min_atp`. Returns the
+/// exact old and new values of the rows it changed, and touches no other row. `atp_at` does not
+/// move: the tick comes on top of the lazy decay. A row a concurrent transaction changed while
+/// this ran is decayed from that transaction's value (as any UPDATE would), and that value is
+/// the old one reported.
+#[pg_extern(volatile)]
+pub fn apply_consciousness_decay(
+    decay_rate: default!(Option<f64>, 0.95),
+    min_atp: default!(Option<f64>, 0.1),
+    p_user_id: default!(Option<pgrx::Uuid>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(node_id, pgrx::Uuid),
+        name!(old_atp, f64),
+        name!(new_atp, f64),
+    ),
+> {
+    crate::errors::writer(c"apply_consciousness_decay");
+    let rate = decay_rate
+        .ok_or(FractalityError::NullNotAllowed("decay_rate"))
+        .and_then(|r| check_rate("decay_rate", r))
+        .unwrap_or_report();
+    let floor = min_atp
+        .ok_or(FractalityError::NullNotAllowed("min_atp"))
+        .and_then(|f| check_level("min_atp", f))
+        .unwrap_or_report();
+
+    let rows = spi::connect(|| -> Result<Vec<(pgrx::Uuid, f64, f64)>, FractalityError> {
+        let was_on = notify_off()?;
+        let rows = store::apply(rate, floor, p_user_id)?;
+        notify_restore(was_on, "DECAY", rows.len() as i64, p_user_id)?;
+        Ok(rows)
+    })
+    .unwrap_or_report();
+    TableIterator::new(rows)
+}
+
+/// How long the plain batches of materialize_decay wait for a row a writer holds before the run
+/// falls back to batches that skip such rows. Well below deadlock_timeout (1 s by default), so a
+/// writer waiting for a row materialize_decay already wrote never sees a deadlock.
+const WRITER_WAIT: &str = "10ms";
+
+/// Writes the lazily decayed energy back into `atp` (and `atp_at` = now) for every node whose
+/// stored value is stale, in batches of about `batch_size` rows (ranges of the table's blocks).
+/// It does not wait for writers: the batches are plain UPDATEs that give up on a row a concurrent
+/// transaction holds after 10 ms, and then the whole run is rolled back and redone in batches that
+/// skip the rows writers hold (left for the next run), so it cannot deadlock with a writer either.
+/// Readers see the same energy before and after. Returns the rows written.
+#[pg_extern(volatile)]
+pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
+    let batch = batch_size
+        .ok_or(FractalityError::NullNotAllowed("batch_size"))
+        .and_then(|b| {
+            crate::errors::writer(c"materialize_decay");
+            if b > 0 {
+                Ok(i64::from(b))
+            } else {
+                Err(FractalityError::invalid(
+                    "batch_size",
+                    b,
+                    "Pass a positive number of rows per batch.",
+                ))
+            }
+        })
+        .unwrap_or_report();
+
+    spi::connect(|| -> Result<i64, FractalityError> {
+        let was_on = notify_off()?;
+        // blocks now, and rows per block as the statistics last saw them
+        let plan = store::materialize_plan()?;
+        let step = if plan.per_block >= 1.0 {
+            ((batch as f64 / plan.per_block).floor() as i64).max(1)
+        } else {
+            // no statistics yet: assume the tightest packing an 8 kB page allows for this table
+            (batch / 60).max(1)
+        };
+        let ranges: Vec<(i64, i64)> = (0..plan.blocks)
+            .step_by(step as usize)
+            .map(|from| (from, (from + step).min(plan.blocks)))
+            .collect();
+        // plain batches, in one subtransaction, waiting at most WRITER_WAIT for a held row
+        let plain = store::in_subtransaction(|| -> Result<i64, FractalityError> {
+            store::set_lock_timeout(WRITER_WAIT)?;
+            store::materialize(&store::MATERIALIZE_PLAIN, plan.now, &ranges)
+        });
+        let written = match plain {
+            Some(written) => {
+                store::set_lock_timeout(&plan.lock_timeout)?;
+                written?
+            }
+            // a writer held a row: everything above was rolled back (lock_timeout with it)
+            None => store::materialize(&store::MATERIALIZE_SKIP_LOCKED, plan.now, &ranges)?,
+        };
+        notify_restore(was_on, "MATERIALIZE", written, None)?;
+        Ok(written)
+    })
+    .unwrap_or_report()
+}
+
+/// Feeds `energy` to a node: its ATP becomes min(1, current + energy), never below 0 (a negative
+/// energy drains), `atp_at` becomes now, and one point (now, new ATP) is appended to
+/// consciousness_streams. Returns the new ATP.
+#[pg_extern(volatile)]
+pub fn pulse(node_id: Option<pgrx::Uuid>, energy: Option<f64>) -> f64 {
+    crate::errors::writer(c"pulse");
+    let id = node_id
+        .ok_or(FractalityError::NullNotAllowed("node_id"))
+        .unwrap_or_report();
+    let energy = energy
+        .ok_or(FractalityError::NullNotAllowed("energy"))
+        .and_then(|e| finite("energy", e))
+        .unwrap_or_report();
+    let atp = spi::connect(|| store::pulse(id, energy)).unwrap_or_report();
+    match atp {
+        Some(v) => v,
+        None => crate::errors::node_not_found(id).report(),
+    }
+}

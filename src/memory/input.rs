@@ -1,0 +1,273 @@
+//! What callers pass to the memory API, checked and parsed as plain functions (tested without a
+//! server): `k`, similarity thresholds, energies, directions, `ttl`, metadata, one [`Memory`],
+//! and the JSON batch of `remember_many` ([`parse_memories`]).
+
+use pgrx::datum::Interval;
+use serde_json::Value;
+
+use crate::errors::{finite, FractalityError};
+use crate::models::Model;
+use crate::vector::Vector;
+
+/// Largest `k` recall accepts.
+pub const MAX_K: i32 = 1000;
+
+/// The key of a memory remembered without one: derived from its content, so that the same fact
+/// told twice finds the same key. (The digest itself is computed in SQL: `md5`.)
+pub const DERIVED_KEY_PREFIX: &str = "memory-";
+
+pub fn check_k(k: i32) -> Result<usize, FractalityError> {
+    if !(1..=MAX_K).contains(&k) {
+        return Err(FractalityError::invalid(
+            "k",
+            k,
+            "k is the number of memories wanted, from 1 to 1000.",
+        ));
+    }
+    Ok(k as usize)
+}
+
+pub fn check_similarity(name: &'static str, v: f64) -> Result<f64, FractalityError> {
+    let v = finite(name, v)?;
+    if !(-1.0..=1.0).contains(&v) {
+        return Err(FractalityError::invalid(
+            name,
+            v,
+            "A similarity threshold is a cosine similarity in [-1, 1].",
+        ));
+    }
+    Ok(v)
+}
+
+pub fn check_energy(name: &'static str, v: f64) -> Result<f64, FractalityError> {
+    let v = finite(name, v)?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(FractalityError::invalid(
+            name,
+            v,
+            "Energy lies in [0, 1]; 0 reinforces nothing.",
+        ));
+    }
+    Ok(v)
+}
+
+/// A direction: a query or a memory needs one for similarity (22023 for a zero vector).
+pub fn check_direction(name: &'static str, v: &[f32]) -> Result<(), FractalityError> {
+    if v.iter().all(|x| *x == 0.0) {
+        return Err(FractalityError::invalid(
+            name,
+            "a zero vector",
+            "A zero vector has no direction: no similarity can be computed with it.",
+        ));
+    }
+    Ok(())
+}
+
+/// An interval as PostgreSQL's default style prints it (e.g. `-1 days`, `1 mon 02:00:00`),
+/// computed here (no call into the server).
+pub fn interval_text(t: &Interval) -> String {
+    let mut parts = Vec::new();
+    let plural =
+        |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    if t.months() != 0 {
+        let (y, m) = (t.months() / 12, t.months() % 12);
+        if y != 0 {
+            parts.push(plural(y as i64, "year", "years"));
+        }
+        if m != 0 {
+            parts.push(plural(m as i64, "mon", "mons"));
+        }
+    }
+    if t.days() != 0 {
+        parts.push(plural(t.days() as i64, "day", "days"));
+    }
+    let us = t.micros();
+    if us != 0 || parts.is_empty() {
+        let sign = if us < 0 { "-" } else { "" };
+        let a = us.unsigned_abs();
+        let (h, m, s, f) = (
+            a / 3_600_000_000,
+            a / 60_000_000 % 60,
+            a / 1_000_000 % 60,
+            a % 1_000_000,
+        );
+        let frac = if f == 0 {
+            String::new()
+        } else {
+            format!(".{f:06}").trim_end_matches('0').to_string()
+        };
+        parts.push(format!("{sign}{h:02}:{m:02}:{s:02}{frac}"));
+    }
+    parts.join(" ")
+}
+
+pub fn check_ttl(ttl: Option<Interval>) -> Result<Option<Interval>, FractalityError> {
+    match ttl {
+        Some(t) if t.as_micros() <= 0 || t.months() < 0 || t.days() < 0 || t.micros() < 0 => {
+            Err(FractalityError::invalid(
+                "ttl",
+                format!("'{}'", interval_text(&t)),
+                "ttl is a positive interval (e.g. '7 days'), or NULL for a memory that never expires.",
+            ))
+        }
+        t => Ok(t),
+    }
+}
+
+pub fn check_metadata(m: &Value) -> Result<(), FractalityError> {
+    if m.is_object() {
+        Ok(())
+    } else {
+        Err(FractalityError::invalid(
+            "metadata",
+            m.to_string(),
+            "metadata is a JSON object.",
+        ))
+    }
+}
+
+/// One memory to remember.
+#[derive(Debug)]
+pub struct Memory {
+    pub key: Option<String>,
+    pub content: String,
+    pub embedding: Vec<f32>,
+    pub metadata: Value,
+    pub ttl: Option<Interval>,
+}
+
+impl Memory {
+    /// Its key, metadata, ttl and embedding (for `model`) checked.
+    pub fn validate(&self, model: &Model) -> Result<(), FractalityError> {
+        if let Some(k) = &self.key {
+            crate::graph::check_key(k)?;
+        }
+        check_metadata(&self.metadata)?;
+        check_ttl(self.ttl)?;
+        let v = Vector::from_slice(&self.embedding)?;
+        model.check(&v)?;
+        check_direction("embedding", &self.embedding)
+    }
+}
+
+/// The memories of a `remember_many` batch: a JSON array of objects with `content` and
+/// `embedding` (an array of numbers), and optionally `node_key`, `metadata` and `ttl` (an
+/// interval as text).
+pub fn parse_memories(doc: &Value) -> Result<Vec<(Memory, Option<String>)>, FractalityError> {
+    let Value::Array(items) = doc else {
+        return Err(FractalityError::invalid(
+            "memories",
+            "not a JSON array",
+            "Pass a JSON array of objects {content, embedding[, node_key, metadata, ttl]}.",
+        ));
+    };
+    let bad = |i: usize, field: &str, problem: &str| FractalityError::BadMemory {
+        element: i + 1,
+        field: field.to_string(),
+        problem: problem.to_string(),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(o) = item else {
+            return Err(bad(i, "(element)", "not a JSON object"));
+        };
+        for k in o.keys() {
+            if !matches!(
+                k.as_str(),
+                "content" | "embedding" | "node_key" | "metadata" | "ttl"
+            ) {
+                return Err(bad(i, k, "unknown field"));
+            }
+        }
+        let content = match o.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(bad(i, "content", "missing or not a string")),
+        };
+        let embedding = match o.get("embedding") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_f64()
+                        .filter(|v| v.is_finite() && v.abs() <= f32::MAX as f64)
+                        .map(|v| v as f32)
+                })
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| bad(i, "embedding", "not an array of finite numbers"))?,
+            _ => return Err(bad(i, "embedding", "missing or not an array")),
+        };
+        let key = match o.get("node_key") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => return Err(bad(i, "node_key", "not a string")),
+        };
+        let metadata = match o.get("metadata") {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(m @ Value::Object(_)) => m.clone(),
+            _ => return Err(bad(i, "metadata", "not a JSON object")),
+        };
+        let ttl = match o.get("ttl") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => return Err(bad(i, "ttl", "not an interval as text (e.g. \"7 days\")")),
+        };
+        out.push((
+            Memory {
+                key,
+                content,
+                embedding,
+                metadata,
+                ttl: None,
+            },
+            ttl,
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_arguments_are_named() {
+        assert_eq!(
+            check_k(0).unwrap_err().to_string(),
+            "invalid value for k: 0"
+        );
+        assert!(check_k(1001).is_err());
+        assert_eq!(check_k(10), Ok(10));
+        assert!(check_similarity("min_similarity", 1.5).is_err());
+        assert!(check_similarity("min_similarity", f64::NAN).is_err());
+        assert!(check_energy("reinforce", -0.1).is_err());
+        assert!(check_direction("query", &[0.0, 0.0]).is_err());
+        assert!(check_direction("query", &[0.0, 1.0]).is_ok());
+    }
+
+    #[test]
+    fn batches_parse_and_name_the_bad_element() {
+        let ok = serde_json::json!([
+            {"content": "a", "embedding": [1, 0]},
+            {"content": "b", "embedding": [0, 1], "node_key": "k", "metadata": {"x": 1}, "ttl": "1 day"}
+        ]);
+        let parsed = parse_memories(&ok).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[1].0.key.as_deref(), Some("k"));
+        assert_eq!(parsed[1].1.as_deref(), Some("1 day"));
+        let e = parse_memories(
+            &serde_json::json!([{"content": "a", "embedding": [1, 0]}, {"content": "b"}]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "memory 2, field \"embedding\": missing or not an array"
+        );
+        assert!(parse_memories(&serde_json::json!({"content": "a"})).is_err());
+        assert!(parse_memories(
+            &serde_json::json!([{"content": "a", "embedding": [1], "extra": 1}])
+        )
+        .is_err());
+        assert!(
+            parse_memories(&serde_json::json!([{"content": "a", "embedding": ["x"]}])).is_err()
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! recall's work: the context and its neighbours scored first, then the tenant read in distance
+//! order ([`crate::search`]) until no unread memory can beat the k-th best ([`stop_bound`]), or,
+//! with words, the nearest `pool` fused with the full-text ranking ([`rrf`]); the returned
+//! memories pulsed when asked.
+
+use std::collections::HashMap;
+
+use pgrx::Uuid;
+use serde_json::Value;
+
+use crate::errors::FractalityError;
+use crate::models::Model;
+use crate::search::{Path, TenantScan};
+use crate::vector::{cosine, Vector};
+
+use super::input::{check_direction, check_energy, check_k, check_similarity};
+use super::score::{rrf, score, stop_bound, Weights};
+use super::store::{self, details, Detail};
+
+/// A memory recall looked at.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub node_id: Uuid,
+    pub node_key: String,
+    pub content: Option<String>,
+    pub metadata: Value,
+    pub similarity: Option<f64>,
+    pub vector_rank: Option<usize>,
+    pub text_rank: Option<f64>,
+    pub text_position: Option<usize>,
+    pub relevance: f64,
+    pub atp: f64,
+    pub edge_weight: f64,
+    pub score: f64,
+}
+
+/// What recall found, and how.
+pub struct Recalled {
+    /// Every candidate looked at, best first; the first `returned` are the answer.
+    pub candidates: Vec<Candidate>,
+    pub returned: usize,
+    pub path: Path,
+}
+
+/// The arguments of recall.
+pub struct RecallArgs<'a> {
+    pub query: &'a [f32],
+    pub k: i32,
+    pub query_text: Option<&'a str>,
+    pub context: Option<&'a str>,
+    pub model: &'a str,
+    pub min_similarity: f64,
+    pub reinforce: f64,
+    pub weights: Weights,
+}
+
+/// recall's work (SPI connected).
+pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
+    let k = check_k(a.k)?;
+    let min_sim = check_similarity("min_similarity", a.min_similarity)?;
+    let reinforce = check_energy("reinforce", a.reinforce)?;
+    let w = a.weights;
+    let model = Model::lookup(a.model)?;
+    model.check(&Vector::from_slice(a.query)?)?;
+    check_direction("query", a.query)?;
+    let tenant = store::tenant()?;
+
+    // the context and its neighbours (with their edge weights), scored before the scan
+    let mut edge_of: HashMap<Uuid, f64> = HashMap::new();
+    if let Some(ctx) = a.context {
+        let rows = store::context(tenant, ctx)?;
+        if rows.is_empty() {
+            return Err(crate::errors::node_not_found(format!("'{ctx}'")));
+        }
+        for (id, w) in rows {
+            if let (Some(id), Some(w)) = (id, w) {
+                let e = edge_of.entry(id).or_insert(w);
+                if crate::resonance::stronger_edge(w, *e) {
+                    *e = w;
+                }
+            }
+        }
+    }
+
+    let mut sims: HashMap<Uuid, f64> = HashMap::new();
+    let mut vector_order: Vec<Uuid> = Vec::new();
+    let pool = (4 * k).max(40);
+    let first = if a.query_text.is_some() { pool } else { k + 1 };
+    let mut scan = TenantScan::open(&model, tenant, a.query, false, first)?;
+    let path = scan.path();
+    let mut info: HashMap<Uuid, Detail> = HashMap::new();
+    let score_of = |relevance: f64, atp: f64, edge: f64| score(relevance, atp, edge, w);
+
+    // the context's neighbours: their similarity from their embeddings
+    if !edge_of.is_empty() {
+        let ids: Vec<Uuid> = edge_of.keys().copied().collect();
+        for (id, v) in crate::resonance::embeddings_of(tenant, &ids, &model)? {
+            if let Some(s) = cosine(a.query, &v)? {
+                sims.insert(id, s);
+            }
+        }
+        info.extend(details(&ids)?);
+    }
+
+    // vector candidates: without words, until nothing unread can beat the k-th best score;
+    // with words, the nearest `pool` (then fused with the text ranking)
+    let mut best: Vec<f64> = Vec::new(); // scores of the candidates so far, for the k-th best
+    for (id, s) in &sims {
+        if let Some((_, _, _, atp)) = info.get(id) {
+            best.push(score_of(*s, *atp, edge_of.get(id).copied().unwrap_or(0.0)));
+        }
+    }
+    'scan: loop {
+        let batch = scan.next_batch()?;
+        if batch.is_empty() {
+            break;
+        }
+        let mut fresh = Vec::with_capacity(batch.len());
+        let mut last_order = None;
+        for h in &batch {
+            if h.order < min_sim - scan.margin() {
+                last_order = Some(h.order);
+                break;
+            }
+            if !sims.contains_key(&h.node_id) {
+                fresh.push(h.node_id);
+            }
+            sims.insert(h.node_id, h.similarity);
+            vector_order.push(h.node_id);
+            last_order = Some(h.order);
+        }
+        info.extend(details(&fresh)?);
+        for id in &fresh {
+            if let (Some((_, _, _, atp)), Some(s)) = (info.get(id), sims.get(id)) {
+                if *s >= min_sim {
+                    best.push(score_of(*s, *atp, edge_of.get(id).copied().unwrap_or(0.0)));
+                }
+            }
+        }
+        let Some(reached) = last_order else { break };
+        if reached < min_sim - scan.margin() {
+            break;
+        }
+        if a.query_text.is_some() {
+            if vector_order.len() >= pool {
+                break 'scan;
+            }
+        } else if best.len() >= k {
+            best.sort_by(|x, y| y.total_cmp(x));
+            best.truncate(k);
+            if stop_bound(reached + scan.margin(), w) < best[k - 1] {
+                break 'scan;
+            }
+        }
+    }
+    drop(scan);
+
+    // text candidates
+    let mut text_rank: HashMap<Uuid, (usize, f64)> = HashMap::new();
+    if let Some(q) = a.query_text {
+        let rows = store::text(tenant, q, pool as i64)?;
+        let mut missing = Vec::new();
+        for (i, (id, rank)) in rows.into_iter().enumerate() {
+            text_rank.insert(id, (i + 1, rank));
+            if !info.contains_key(&id) {
+                missing.push(id);
+            }
+        }
+        if !missing.is_empty() {
+            info.extend(details(&missing)?);
+            for (id, v) in crate::resonance::embeddings_of(tenant, &missing, &model)? {
+                if let Some(s) = cosine(a.query, &v)? {
+                    sims.insert(id, s);
+                }
+            }
+        }
+    }
+
+    let vector_rank: HashMap<Uuid, usize> = vector_order
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i + 1))
+        .collect();
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut ids: Vec<Uuid> = info.keys().copied().collect();
+    ids.sort();
+    for id in ids {
+        let (key, content, metadata, atp) = info[&id].clone();
+        let similarity = sims.get(&id).copied();
+        if similarity.unwrap_or(-1.0) < min_sim && !text_rank.contains_key(&id) {
+            continue;
+        }
+        if a.query_text.is_none() && similarity.is_none() {
+            continue;
+        }
+        let relevance = if a.query_text.is_some() {
+            rrf(
+                vector_rank.get(&id).copied(),
+                text_rank.get(&id).map(|t| t.0),
+            )
+        } else {
+            similarity.unwrap_or(0.0)
+        };
+        let edge = edge_of.get(&id).copied().unwrap_or(0.0);
+        candidates.push(Candidate {
+            node_id: id,
+            node_key: key,
+            content,
+            metadata,
+            similarity,
+            vector_rank: vector_rank.get(&id).copied(),
+            text_rank: text_rank.get(&id).map(|t| t.1),
+            text_position: text_rank.get(&id).map(|t| t.0),
+            relevance,
+            atp,
+            edge_weight: edge,
+            score: score_of(relevance, atp, edge),
+        });
+    }
+    candidates.sort_by(|x, y| {
+        y.score
+            .total_cmp(&x.score)
+            .then(
+                y.similarity
+                    .unwrap_or(-2.0)
+                    .total_cmp(&x.similarity.unwrap_or(-2.0)),
+            )
+            .then(x.node_id.cmp(&y.node_id))
+    });
+    let returned = candidates.len().min(k);
+
+    if reinforce > 0.0 && returned > 0 {
+        let ids: Vec<Uuid> = candidates[..returned].iter().map(|c| c.node_id).collect();
+        store::pulse(ids, reinforce, tenant)?;
+    }
+    Ok(Recalled {
+        candidates,
+        returned,
+        path,
+    })
+}

@@ -1,0 +1,224 @@
+//! The memory API's queries: the one part of `memory` that knows tables and columns. Each
+//! function runs one query of `sql/queries/memory_*.sql` through [`crate::spi`], as the caller
+//! (row-level security holds); SPI must be connected ([`crate::spi::connect`]). Every query sees
+//! the transaction's own earlier writes (remember reads what it has just written).
+
+use std::collections::HashMap;
+
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+use serde_json::Value;
+
+use crate::errors::FractalityError;
+use crate::spi::{self, Query};
+
+const TENANT: Query<'static> = Query {
+    name: "current_user_id",
+    text: include_str!("../../sql/queries/memory_tenant.sql"),
+    types: &[],
+};
+const KEY: Query<'static> = Query {
+    name: "memory_key",
+    text: include_str!("../../sql/queries/memory_key.sql"),
+    types: &[pg_sys::TEXTOID],
+};
+const LOCK: Query<'static> = Query {
+    name: "memory_lock",
+    text: include_str!("../../sql/queries/memory_lock.sql"),
+    types: &[pg_sys::UUIDOID],
+};
+const BY_KEY: Query<'static> = Query {
+    name: "memory_by_key",
+    text: include_str!("../../sql/queries/memory_by_key.sql"),
+    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, pg_sys::TEXTOID],
+};
+const INSERT: Query<'static> = Query {
+    name: "memory_insert",
+    text: include_str!("../../sql/queries/memory_insert.sql"),
+    types: &[
+        pg_sys::UUIDOID,
+        pg_sys::TEXTOID,
+        pg_sys::TEXTOID,
+        pg_sys::JSONBOID,
+        pg_sys::INTERVALOID,
+    ],
+};
+const REINFORCE: Query<'static> = Query {
+    name: "memory_reinforce",
+    text: include_str!("../../sql/queries/memory_reinforce.sql"),
+    types: &[
+        pg_sys::UUIDOID,
+        pg_sys::FLOAT8OID,
+        pg_sys::JSONBOID,
+        pg_sys::INTERVALOID,
+        pg_sys::UUIDOID,
+    ],
+};
+const PULSE: Query<'static> = Query {
+    name: "memory_pulse",
+    text: include_str!("../../sql/queries/memory_pulse.sql"),
+    types: &[pg_sys::UUIDARRAYOID, pg_sys::FLOAT8OID, pg_sys::UUIDOID],
+};
+const FORGET: Query<'static> = Query {
+    name: "memory_forget",
+    text: include_str!("../../sql/queries/memory_forget.sql"),
+    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
+};
+const DETAILS: Query<'static> = Query {
+    name: "memory_details",
+    text: include_str!("../../sql/queries/memory_details.sql"),
+    types: &[pg_sys::UUIDARRAYOID],
+};
+const TEXT: Query<'static> = Query {
+    name: "memory_text",
+    text: include_str!("../../sql/queries/memory_text.sql"),
+    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, pg_sys::INT8OID],
+};
+const CONTEXT: Query<'static> = Query {
+    name: "memory_context",
+    text: include_str!("../../sql/queries/memory_context.sql"),
+    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
+};
+
+/// A memory's key, content, metadata and current energy.
+pub type Detail = (String, Option<String>, Value, f64);
+
+// ---- the session's tenant ----------------------------------------------------------------------
+
+/// The tenant of the session, or 22004 when `fractality.user_id` is unset.
+pub fn tenant() -> Result<Uuid, FractalityError> {
+    spi::one::<Uuid>(&TENANT, &[], false)?.ok_or(FractalityError::NoTenant)
+}
+
+/// One writer of `tenant`'s memories at a time, until the transaction ends.
+pub fn lock(tenant: Uuid) -> Result<(), FractalityError> {
+    spi::run(&LOCK, &[tenant.into()])?;
+    Ok(())
+}
+
+// ---- remember and forget -----------------------------------------------------------------------
+
+/// The key of a memory of `content` remembered without one.
+pub fn derived_key(content: &str) -> Result<String, FractalityError> {
+    Ok(spi::one::<String>(&KEY, &[content.into()], false)?.unwrap_or_default())
+}
+
+/// `tenant`'s memory `key`: (its id, whether it has an embedding of `model`).
+pub fn by_key(
+    tenant: Uuid,
+    key: &str,
+    model: &str,
+) -> Result<Option<(Uuid, bool)>, FractalityError> {
+    Ok(spi::rows(
+        &BY_KEY,
+        &[tenant.into(), key.into(), model.into()],
+        false,
+        |r| r.get::<Uuid>(1).zip(r.get::<bool>(2)),
+    )?
+    .into_iter()
+    .flatten()
+    .next())
+}
+
+/// Memory `id` of `tenant` told again: fed by `energy`, `metadata` merged, its expiry moved by
+/// `ttl` when given.
+pub fn reinforce(
+    id: Uuid,
+    tenant: Uuid,
+    energy: f64,
+    metadata: &Value,
+    ttl: Option<Interval>,
+) -> Result<(), FractalityError> {
+    spi::run(
+        &REINFORCE,
+        &[
+            id.into(),
+            energy.into(),
+            JsonB(metadata.clone()).into(),
+            ttl.into(),
+            tenant.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A new memory of `tenant`; its id.
+pub fn insert(
+    tenant: Uuid,
+    key: &str,
+    content: &str,
+    metadata: &Value,
+    ttl: Option<Interval>,
+) -> Result<Uuid, FractalityError> {
+    spi::one::<Uuid>(
+        &INSERT,
+        &[
+            tenant.into(),
+            key.into(),
+            content.into(),
+            JsonB(metadata.clone()).into(),
+            ttl.into(),
+        ],
+        false,
+    )?
+    .ok_or(FractalityError::Internal {
+        query: "memory_insert",
+        detail: "no id returned".into(),
+    })
+}
+
+/// Deletes `tenant`'s memory `key`; the rows deleted.
+pub fn forget(tenant: Uuid, key: &str) -> Result<u64, FractalityError> {
+    spi::run(&FORGET, &[tenant.into(), key.into()])
+}
+
+// ---- recall ------------------------------------------------------------------------------------
+
+/// Key, content, metadata and energy of unexpired memories.
+pub fn details(ids: &[Uuid]) -> Result<HashMap<Uuid, Detail>, FractalityError> {
+    Ok(spi::rows(&DETAILS, &[ids.to_vec().into()], false, |r| {
+        Some((
+            r.get::<Uuid>(1)?,
+            (
+                r.get::<String>(2)?,
+                r.get::<String>(3),
+                r.get::<JsonB>(4).map_or(Value::Null, |j| j.0),
+                r.get::<f64>(5)?,
+            ),
+        ))
+    })?
+    .into_iter()
+    .flatten()
+    .collect())
+}
+
+/// A node of recall's context: its id and the weight of its edge to the context node (NULL for
+/// the context node itself).
+pub type ContextRow = (Option<Uuid>, Option<f64>);
+
+/// `tenant`'s node `ctx` and its neighbours (either direction); empty when there is no such node.
+pub fn context(tenant: Uuid, ctx: &str) -> Result<Vec<ContextRow>, FractalityError> {
+    spi::rows(&CONTEXT, &[tenant.into(), ctx.into()], false, |r| {
+        (r.get::<Uuid>(1), r.get::<f64>(2))
+    })
+}
+
+/// `tenant`'s unexpired memories matching the words `q`, best first, at most `limit`: (id, rank).
+pub fn text(tenant: Uuid, q: &str, limit: i64) -> Result<Vec<(Uuid, f64)>, FractalityError> {
+    Ok(spi::rows(
+        &TEXT,
+        &[tenant.into(), q.into(), limit.into()],
+        false,
+        |r| r.get::<Uuid>(1).zip(r.get::<f64>(2)),
+    )?
+    .into_iter()
+    .flatten()
+    .collect())
+}
+
+/// The recalled memories `ids` of `tenant` fed by `energy` each.
+pub fn pulse(ids: Vec<Uuid>, energy: f64, tenant: Uuid) -> Result<(), FractalityError> {
+    spi::run(&PULSE, &[ids.into(), energy.into(), tenant.into()])?;
+    Ok(())
+}

@@ -1,0 +1,507 @@
+//! Replay's queries: the one part of `replay` that knows tables and columns. Each function runs
+//! one query of `sql/queries/replay_*.sql` through [`crate::spi`]; SPI must be connected
+//! ([`crate::spi::connect`]). Samplers read with the calling statement's snapshot; writers see
+//! their own earlier writes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::errors::FractalityError;
+use crate::spi::{self, Cursor, Query};
+
+use super::tree::{Blocks, FANOUT};
+
+const TREE_READ: Query<'static> = Query {
+    name: "replay_tree_read",
+    text: include_str!("../../sql/queries/replay_tree_read.sql"),
+    types: &[pg_sys::INT4OID, pg_sys::INT2OID, pg_sys::INT8ARRAYOID],
+};
+const TREE_RANGE: Query<'static> = Query {
+    name: "replay_tree_range",
+    text: include_str!("../../sql/queries/replay_tree_range.sql"),
+    types: &[
+        pg_sys::INT4OID,
+        pg_sys::INT2OID,
+        pg_sys::INT8OID,
+        pg_sys::INT8OID,
+    ],
+};
+const TREE_WRITE: Query<'static> = Query {
+    name: "replay_tree_write",
+    text: include_str!("../../sql/queries/replay_tree_write.sql"),
+    types: &[
+        pg_sys::INT4OID,
+        pg_sys::INT2OID,
+        pg_sys::INT8ARRAYOID,
+        pg_sys::FLOAT8ARRAYOID,
+        pg_sys::INT4OID,
+    ],
+};
+const TREE_CLEAR: Query<'static> = Query {
+    name: "replay_tree_clear",
+    text: include_str!("../../sql/queries/replay_tree_clear.sql"),
+    types: &[pg_sys::INT4OID],
+};
+const LEAVES: Query<'static> = Query {
+    name: "replay_leaves",
+    text: include_str!("../../sql/queries/replay_leaves.sql"),
+    types: &[pg_sys::INT4OID, pg_sys::INT8ARRAYOID, pg_sys::INT4OID],
+};
+/// Read as it is, or with ` FOR UPDATE` appended to lock the buffer.
+const BUFFER: &str = include_str!("../../sql/queries/replay_buffer.sql");
+const ENTERED: Query<'static> = Query {
+    name: "replay_entered",
+    text: include_str!("../../sql/queries/replay_entered.sql"),
+    types: &[
+        pg_sys::INT4OID,
+        pg_sys::INT8OID,
+        pg_sys::INT8OID,
+        pg_sys::INT2OID,
+        pg_sys::FLOAT8OID,
+    ],
+};
+const REMOVE: Query<'static> = Query {
+    name: "replay_remove",
+    text: include_str!("../../sql/queries/replay_remove.sql"),
+    types: &[pg_sys::BYTEAARRAYOID, pg_sys::INT8ARRAYOID],
+};
+const REMOVE_BEFORE: Query<'static> = Query {
+    name: "replay_remove_before",
+    text: include_str!("../../sql/queries/replay_remove_before.sql"),
+    types: &[pg_sys::INT8OID],
+};
+const SIZE: Query<'static> = Query {
+    name: "replay_size",
+    text: include_str!("../../sql/queries/replay_size.sql"),
+    types: &[pg_sys::INT4OID],
+};
+const ITEMS_BY_SLOT: Query<'static> = Query {
+    name: "replay_items_by_slot",
+    text: include_str!("../../sql/queries/replay_items_by_slot.sql"),
+    types: &[pg_sys::INT4OID, pg_sys::INT8ARRAYOID],
+};
+const ITEMS_BY_EVENT: Query<'static> = Query {
+    name: "replay_items_by_event",
+    text: include_str!("../../sql/queries/replay_items_by_event.sql"),
+    types: &[pg_sys::INT4OID, pg_sys::BYTEAARRAYOID],
+};
+const SET_PRIORITIES: Query<'static> = Query {
+    name: "replay_set_priorities",
+    text: include_str!("../../sql/queries/replay_set_priorities.sql"),
+    types: &[
+        pg_sys::INT4OID,
+        pg_sys::BYTEAARRAYOID,
+        pg_sys::FLOAT8ARRAYOID,
+    ],
+};
+const CREATE: Query<'static> = Query {
+    name: "replay_create",
+    text: include_str!("../../sql/queries/replay_create.sql"),
+    types: &[
+        pg_sys::TEXTOID,
+        pg_sys::FLOAT8OID,
+        pg_sys::FLOAT8OID,
+        pg_sys::FLOAT8OID,
+        pg_sys::INT8OID,
+        pg_sys::INT2OID,
+        pg_sys::INT4OID,
+    ],
+};
+const BACKFILL: Query<'static> = Query {
+    name: "replay_backfill",
+    text: include_str!("../../sql/queries/replay_backfill.sql"),
+    types: &[pg_sys::INT4OID],
+};
+const ALL_ITEMS: Query<'static> = Query {
+    name: "replay_all_items",
+    text: include_str!("../../sql/queries/replay_all_items.sql"),
+    types: &[pg_sys::INT4OID],
+};
+const DROP: Query<'static> = Query {
+    name: "replay_drop",
+    text: include_str!("../../sql/queries/replay_drop.sql"),
+    types: &[pg_sys::TEXTOID],
+};
+const BATCH: Query<'static> = Query {
+    name: "replay_batch",
+    text: include_str!("../../sql/queries/replay_batch.sql"),
+    types: &[pg_sys::INT8ARRAYOID, pg_sys::BYTEAARRAYOID, pg_sys::INT8OID],
+};
+const LOCK_ALL: Query<'static> = Query {
+    name: "replay_lock_all",
+    text: include_str!("../../sql/queries/replay_lock_all.sql"),
+    types: &[],
+};
+
+// ---- the tree in replay_tree -------------------------------------------------------------------
+
+/// One buffer's tree through SPI (`read_only` for samplers).
+pub struct SpiTree {
+    buffer: i32,
+    read_only: bool,
+}
+
+impl SpiTree {
+    pub fn new(buffer: i32, read_only: bool) -> SpiTree {
+        SpiTree { buffer, read_only }
+    }
+}
+
+impl Blocks for SpiTree {
+    fn read(
+        &mut self,
+        level: u16,
+        blocks: &[i64],
+    ) -> Result<HashMap<i64, Vec<f64>>, FractalityError> {
+        if blocks.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(spi::rows(
+            &TREE_READ,
+            &[
+                self.buffer.into(),
+                (level as i16).into(),
+                blocks.to_vec().into(),
+            ],
+            self.read_only,
+            |r| Some((r.get::<i64>(1)?, r.get::<Vec<f64>>(2)?)),
+        )?
+        .into_iter()
+        .flatten()
+        .collect())
+    }
+
+    fn range(
+        &mut self,
+        level: u16,
+        lo: i64,
+        hi: i64,
+    ) -> Result<HashMap<i64, Vec<f64>>, FractalityError> {
+        Ok(spi::rows(
+            &TREE_RANGE,
+            &[
+                self.buffer.into(),
+                (level as i16).into(),
+                lo.into(),
+                hi.into(),
+            ],
+            self.read_only,
+            |r| Some((r.get::<i64>(1)?, r.get::<Vec<f64>>(2)?)),
+        )?
+        .into_iter()
+        .flatten()
+        .collect())
+    }
+
+    fn write(
+        &mut self,
+        level: u16,
+        blocks: &BTreeMap<i64, Vec<f64>>,
+    ) -> Result<(), FractalityError> {
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = blocks.keys().copied().collect();
+        let flat: Vec<f64> = blocks.values().flat_map(|v| v.iter().copied()).collect();
+        spi::run(
+            &TREE_WRITE,
+            &[
+                self.buffer.into(),
+                (level as i16).into(),
+                ids.into(),
+                flat.into(),
+                (FANOUT as i32).into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Every block of buffer `id`'s tree deleted.
+pub fn clear_tree(id: i32) -> Result<(), FractalityError> {
+    spi::run(&TREE_CLEAR, &[id.into()])?;
+    Ok(())
+}
+
+/// p^alpha of the items of leaf blocks `blocks`, as the leaves of the tree.
+pub fn leaf_values(
+    b: &Buffer,
+    blocks: &BTreeSet<i64>,
+) -> Result<BTreeMap<i64, Vec<f64>>, FractalityError> {
+    let mut out: BTreeMap<i64, Vec<f64>> = blocks.iter().map(|k| (*k, vec![0.0; FANOUT])).collect();
+    if blocks.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<i64> = blocks.iter().copied().collect();
+    for (slot, p) in spi::rows(
+        &LEAVES,
+        &[b.id.into(), ids.into(), (FANOUT as i32).into()],
+        false,
+        |r| r.get::<i64>(1).zip(r.get::<f64>(2)),
+    )?
+    .into_iter()
+    .flatten()
+    {
+        if let Some(v) = out.get_mut(&(slot / FANOUT as i64)) {
+            v[(slot % FANOUT as i64) as usize] = p.powf(b.alpha);
+        }
+    }
+    Ok(out)
+}
+
+// ---- buffers -----------------------------------------------------------------------------------
+
+/// A buffer's settings and counters.
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    pub id: i32,
+    pub name: String,
+    pub alpha: f64,
+    pub beta: f64,
+    pub epsilon: f64,
+    pub capacity: Option<i64>,
+    pub max_priority: f64,
+    pub next_seq: i64,
+    pub size: i64,
+    pub levels: u16,
+}
+
+impl Buffer {
+    /// The slots the tree must span.
+    pub fn slots(&self) -> u64 {
+        match self.capacity {
+            Some(c) => c as u64,
+            None => self.next_seq.max(1) as u64,
+        }
+    }
+}
+
+/// The buffer `name` (or of id `id`), locked for the transaction when `lock`.
+pub fn buffer(name: Option<&str>, id: Option<i32>, lock: bool) -> Result<Buffer, FractalityError> {
+    let text = if lock {
+        format!("{BUFFER} FOR UPDATE")
+    } else {
+        BUFFER.to_string()
+    };
+    spi::rows(
+        &Query {
+            name: "replay_buffer",
+            text: &text,
+            types: &[pg_sys::TEXTOID, pg_sys::INT4OID],
+        },
+        &[name.into(), id.into()],
+        !lock,
+        |r| {
+            Some(Buffer {
+                id: r.get(1)?,
+                name: r.get(2)?,
+                alpha: r.get(3)?,
+                beta: r.get(4)?,
+                epsilon: r.get(5)?,
+                capacity: r.get(6),
+                max_priority: r.get(7)?,
+                next_seq: r.get(8)?,
+                size: r.get(9)?,
+                levels: r.get::<i16>(10)? as u16,
+            })
+        },
+    )?
+    .into_iter()
+    .flatten()
+    .next()
+    .ok_or_else(|| {
+        FractalityError::invalid(
+            "buffer",
+            format!("'{}'", name.unwrap_or("")),
+            "No replay buffer of that name: create it with fractality.create_replay_buffer(name, ...); fractality.replay_buffers lists them.",
+        )
+    })
+}
+
+/// Writes `b`'s counters (next sequence number, size, levels, largest priority).
+pub fn save_counters(b: &Buffer) -> Result<(), FractalityError> {
+    spi::run(
+        &ENTERED,
+        &[
+            b.id.into(),
+            b.next_seq.into(),
+            b.size.into(),
+            (b.levels as i16).into(),
+            b.max_priority.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// How many items buffer `id` holds (with the transaction's own writes).
+pub fn size(id: i32) -> Result<i64, FractalityError> {
+    Ok(spi::one::<i64>(&SIZE, &[id.into()], false)?.unwrap_or(0))
+}
+
+/// Every buffer locked (before items leave them).
+pub fn lock_all() -> Result<(), FractalityError> {
+    spi::run(&LOCK_ALL, &[])?;
+    Ok(())
+}
+
+/// The items of the events (`event_ids`, `timestamps`) deleted from every buffer: (buffer,
+/// slot) of each.
+pub fn remove(
+    event_ids: Vec<Option<Vec<u8>>>,
+    timestamps: Vec<Option<i64>>,
+) -> Result<Vec<(i32, i64)>, FractalityError> {
+    Ok(spi::rows(
+        &REMOVE,
+        &[event_ids.into(), timestamps.into()],
+        false,
+        |r| r.get::<i32>(1).zip(r.get::<i64>(2)),
+    )?
+    .into_iter()
+    .flatten()
+    .collect())
+}
+
+/// The items of events older than `cutoff_us` deleted from every buffer: (buffer, slot) of each.
+pub fn remove_before(cutoff_us: i64) -> Result<Vec<(i32, i64)>, FractalityError> {
+    Ok(spi::rows(&REMOVE_BEFORE, &[cutoff_us.into()], false, |r| {
+        r.get::<i32>(1).zip(r.get::<i64>(2))
+    })?
+    .into_iter()
+    .flatten()
+    .collect())
+}
+
+/// Inserts a buffer; its id, None when one of that name exists already.
+#[allow(clippy::too_many_arguments)] // the buffer's columns
+pub fn create(
+    name: &str,
+    alpha: f64,
+    beta: f64,
+    epsilon: f64,
+    capacity: Option<i64>,
+    event_type: Option<i16>,
+    policy_version: Option<i32>,
+) -> Result<Option<i32>, FractalityError> {
+    spi::one::<i32>(
+        &CREATE,
+        &[
+            name.into(),
+            alpha.into(),
+            beta.into(),
+            epsilon.into(),
+            capacity.into(),
+            event_type.into(),
+            policy_version.into(),
+        ],
+        false,
+    )
+}
+
+/// The stored hot events that pass buffer `id`'s filter entered into it; how many.
+pub fn backfill(id: i32) -> Result<i64, FractalityError> {
+    Ok(spi::one::<i64>(&BACKFILL, &[id.into()], false)?.unwrap_or(0))
+}
+
+/// A cursor over buffer `id`'s items: (slot, priority), in slot order.
+pub fn all_items(id: i32) -> Result<Cursor, FractalityError> {
+    Cursor::open(&ALL_ITEMS, &[id.into()], false)
+}
+
+/// Deletes the buffer `name` with its items and tree; the rows deleted.
+pub fn drop(name: &str) -> Result<u64, FractalityError> {
+    spi::run(&DROP, &[name.into()])
+}
+
+// ---- items -------------------------------------------------------------------------------------
+
+/// An item: its event's timestamp and id, its priority.
+pub type Item = (i64, Vec<u8>, f64);
+
+/// Buffer `id`'s items in `slots`, by slot.
+pub fn items_by_slot(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, FractalityError> {
+    Ok(
+        spi::rows(&ITEMS_BY_SLOT, &[id.into(), slots.into()], true, |r| {
+            Some((
+                r.get::<i64>(1)?,
+                (r.get::<i64>(2)?, r.get::<Vec<u8>>(3)?, r.get::<f64>(4)?),
+            ))
+        })?
+        .into_iter()
+        .flatten()
+        .collect(),
+    )
+}
+
+/// Buffer `id`'s items of the events `ids`: (event id, slot).
+pub fn items_by_event(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64)>, FractalityError> {
+    Ok(
+        spi::rows(&ITEMS_BY_EVENT, &[id.into(), ids.into()], false, |r| {
+            r.get::<Vec<u8>>(1).zip(r.get::<i64>(2))
+        })?
+        .into_iter()
+        .flatten()
+        .collect(),
+    )
+}
+
+/// Sets the priorities `ps` of the items of events `ids` in buffer `id`; the items updated.
+pub fn set_priorities(id: i32, ids: Vec<Vec<u8>>, ps: Vec<f64>) -> Result<u64, FractalityError> {
+    spi::run(&SET_PRIORITIES, &[id.into(), ids.into(), ps.into()])
+}
+
+/// What `replay_batch` joins to a draw: episode, step, type, state, action, the five rewards,
+/// the next state, and the action metadata (intent type, executor, parameters).
+pub type Joined = (
+    i64,
+    i32,
+    i16,
+    Vec<Option<f32>>,
+    Vec<Option<f32>>,
+    [f32; 5],
+    Option<Vec<Option<f32>>>,
+    Option<String>,
+    Option<String>,
+    Option<JsonB>,
+);
+
+/// The events of the draws (`ts`, `ids`, in draw order) joined to their state, action, rewards,
+/// next state within `within_us` and metadata, by draw number (from 1).
+pub fn batch(
+    ts: Vec<i64>,
+    ids: Vec<Vec<u8>>,
+    within_us: i64,
+) -> Result<HashMap<usize, Joined>, FractalityError> {
+    Ok(spi::rows(
+        &BATCH,
+        &[ts.into(), ids.into(), within_us.into()],
+        true,
+        |r| {
+            Some((
+                r.get::<i64>(1)? as usize,
+                (
+                    r.get::<i64>(2)?,
+                    r.get::<i32>(3)?,
+                    r.get::<i16>(4)?,
+                    r.get::<Vec<Option<f32>>>(5)?,
+                    r.get::<Vec<Option<f32>>>(6)?,
+                    [
+                        r.get::<f32>(7)?,
+                        r.get::<f32>(8)?,
+                        r.get::<f32>(9)?,
+                        r.get::<f32>(10)?,
+                        r.get::<f32>(11)?,
+                    ],
+                    r.get::<Vec<Option<f32>>>(12),
+                    r.get::<String>(13),
+                    r.get::<String>(14),
+                    r.get::<JsonB>(15),
+                ),
+            ))
+        },
+    )?
+    .into_iter()
+    .flatten()
+    .collect())
+}

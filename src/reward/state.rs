@@ -1,0 +1,316 @@
+//! The arithmetic of the rewards as plain Rust, tested without a server: `total_reward`'s sum
+//! and checks, and the state machines of the aggregates (`discounted_return` in step order and by
+//! step number, `episode_sums`, `reward_stats`' Welford with Chan's combination).
+
+use crate::errors::{pg_float, FractalityError};
+
+/// total_reward's arithmetic and checks.
+pub fn sum_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<f32, FractalityError> {
+    for (name, v) in [
+        ("reward_homeostasis", h),
+        ("reward_curiosity", c),
+        ("reward_efficiency", e),
+        ("reward_goal", g),
+    ] {
+        if !v.is_finite() {
+            return Err(FractalityError::invalid(
+                name,
+                pg_float(v as f64),
+                "Rewards are finite numbers (not NaN or an infinity).",
+            ));
+        }
+    }
+    let sum = h + c + e + g;
+    if sum.is_finite() {
+        Ok(sum)
+    } else {
+        Err(FractalityError::Overflow("total_reward"))
+    }
+}
+
+pub fn check_gamma(gamma: f64) -> Result<f64, FractalityError> {
+    if gamma.is_finite() && (0.0..=1.0).contains(&gamma) {
+        Ok(gamma)
+    } else {
+        Err(FractalityError::invalid(
+            "gamma",
+            pg_float(gamma),
+            "The discount factor gamma must be a number in [0, 1].",
+        ))
+    }
+}
+
+fn check_reward(r: f64) -> Result<f64, FractalityError> {
+    crate::errors::finite("reward", r)
+}
+
+// ---- discounted return in step order ---------------------------------------------------------
+
+/// Rewards in step order: G = r0 + g r1 + g^2 r2 + ...
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Discounted {
+    pub sum: f64,
+    pub weight: f64,
+    pub gamma: f64,
+    pub started: bool,
+}
+
+impl Discounted {
+    pub fn push(&mut self, reward: f64, gamma: f64) -> Result<(), FractalityError> {
+        let reward = check_reward(reward)?;
+        if !self.started {
+            self.gamma = check_gamma(gamma)?;
+            self.weight = 1.0;
+            self.started = true;
+        } else if gamma != self.gamma {
+            return Err(FractalityError::invalid(
+                "gamma",
+                pg_float(gamma),
+                "gamma must be the same for every row of one discounted_return.",
+            ));
+        }
+        self.sum += self.weight * reward;
+        self.weight *= self.gamma;
+        Ok(())
+    }
+}
+
+// ---- discounted return by step number (order-free, so hash aggregation needs no sort) ---------
+
+/// G = sum over rows of g^(step - first step) * reward, where first step is the smallest step
+/// seen. Rows may come in any order; equal to `Discounted` over the rows sorted by step when the
+/// steps are consecutive.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DiscountedBySteps {
+    pub sum: f64,
+    pub first_step: i64,
+    pub gamma: f64,
+    pub started: bool,
+}
+
+fn gpow(gamma: f64, exponent: i64) -> f64 {
+    if exponent <= i64::from(i32::MAX) {
+        gamma.powi(exponent as i32)
+    } else {
+        gamma.powf(exponent as f64)
+    }
+}
+
+impl DiscountedBySteps {
+    pub fn push(&mut self, reward: f64, gamma: f64, step: i64) -> Result<(), FractalityError> {
+        let reward = check_reward(reward)?;
+        if !self.started {
+            self.gamma = check_gamma(gamma)?;
+            self.first_step = step;
+            self.sum = reward;
+            self.started = true;
+            return Ok(());
+        }
+        if gamma != self.gamma {
+            return Err(FractalityError::invalid(
+                "gamma",
+                pg_float(gamma),
+                "gamma must be the same for every row of one discounted_return.",
+            ));
+        }
+        if step >= self.first_step {
+            self.sum += reward * gpow(self.gamma, step - self.first_step);
+        } else {
+            self.sum = self.sum * gpow(self.gamma, self.first_step - step) + reward;
+            self.first_step = step;
+        }
+        Ok(())
+    }
+}
+
+// ---- one episode's sums in one pass (episode_returns) ----------------------------------------
+
+/// Steps, the four component sums and the discounted return by step number of one episode.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EpisodeSums {
+    pub steps: i64,
+    pub components: [f64; 4],
+    pub discounted: DiscountedBySteps,
+}
+
+impl EpisodeSums {
+    pub fn push(
+        &mut self,
+        step: i64,
+        rewards: [f32; 4],
+        gamma: f64,
+    ) -> Result<(), FractalityError> {
+        self.steps += 1;
+        for (sum, r) in self.components.iter_mut().zip(rewards) {
+            *sum += f64::from(r);
+        }
+        let [h, c, e, g] = rewards;
+        self.discounted
+            .push(f64::from(sum_rewards(h, c, e, g)?), gamma, step)
+    }
+
+    /// steps, homeostasis, curiosity, efficiency, goal, discounted.
+    pub fn values(&self) -> Vec<f64> {
+        let mut v = vec![self.steps as f64];
+        v.extend(self.components);
+        v.push(self.discounted.sum);
+        v
+    }
+}
+
+// ---- reward_stats: Welford, with Chan's combination ------------------------------------------
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Welford {
+    pub n: i64,
+    pub mean: f64,
+    pub m2: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Welford {
+    pub fn push(&mut self, x: f64) {
+        if self.n == 0 {
+            self.min = x;
+            self.max = x;
+        } else {
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+        }
+        self.n += 1;
+        let delta = x - self.mean;
+        self.mean += delta / self.n as f64;
+        self.m2 += delta * (x - self.mean);
+    }
+
+    pub fn combine(&self, other: &Welford) -> Welford {
+        if self.n == 0 {
+            return *other;
+        }
+        if other.n == 0 {
+            return *self;
+        }
+        let n = self.n + other.n;
+        let delta = other.mean - self.mean;
+        let (na, nb, nf) = (self.n as f64, other.n as f64, n as f64);
+        Welford {
+            n,
+            mean: self.mean + delta * nb / nf,
+            m2: self.m2 + other.m2 + delta * delta * na * nb / nf,
+            min: self.min.min(other.min),
+            max: self.max.max(other.max),
+        }
+    }
+
+    /// Sample standard deviation; None below two values.
+    pub fn stddev(&self) -> Option<f64> {
+        (self.n >= 2).then(|| (self.m2 / (self.n - 1) as f64).sqrt())
+    }
+
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(40);
+        out.extend_from_slice(&self.n.to_le_bytes());
+        for v in [self.mean, self.m2, self.min, self.max] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Welford> {
+        if b.len() != 40 {
+            return None;
+        }
+        let f = |i: usize| f64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        Some(Welford {
+            n: i64::from_le_bytes(b[0..8].try_into().ok()?),
+            mean: f(8),
+            m2: f(16),
+            min: f(24),
+            max: f(32),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+
+    #[test]
+    fn total_reward_is_the_real_sum() {
+        assert_eq!(
+            sum_rewards(0.1, 0.2, 0.3, 0.4),
+            Ok(0.1f32 + 0.2 + 0.3 + 0.4)
+        );
+        assert_eq!(
+            sum_rewards(0.1, f32::NAN, 0.3, 0.4)
+                .unwrap_err()
+                .to_string(),
+            "invalid value for reward_curiosity: NaN"
+        );
+        assert!(sum_rewards(f32::INFINITY, 0.0, 0.0, 0.0).is_err());
+        assert_eq!(
+            sum_rewards(3e38, 3e38, 0.0, 0.0),
+            Err(FractalityError::Overflow("total_reward"))
+        );
+    }
+
+    #[test]
+    fn discounted_in_order() {
+        let mut d = Discounted::default();
+        for r in [1.0, 2.0, 3.0] {
+            d.push(r, 0.5).unwrap();
+        }
+        assert_relative_eq!(d.sum, 1.0 + 0.5 * 2.0 + 0.25 * 3.0);
+        assert!(d.push(1.0, 0.9).is_err());
+        assert!(Discounted::default().push(1.0, 1.5).is_err());
+        assert!(Discounted::default().push(f64::NAN, 0.5).is_err());
+    }
+
+    #[test]
+    fn discounted_by_steps_is_order_free() {
+        let rewards = [(3, 0.5), (0, 1.0), (2, -2.0), (1, 4.0)];
+        let mut d = DiscountedBySteps::default();
+        for (s, r) in rewards {
+            d.push(r, 0.9, s).unwrap();
+        }
+        let mut o = Discounted::default();
+        for r in [1.0, 4.0, -2.0, 0.5] {
+            o.push(r, 0.9).unwrap();
+        }
+        assert_relative_eq!(d.sum, o.sum, epsilon = 1e-12);
+        assert_eq!(d.first_step, 0);
+    }
+
+    #[test]
+    fn episode_sums_in_one_pass() {
+        let mut e = EpisodeSums::default();
+        e.push(1, [1.0, 0.0, 0.0, 0.0], 0.5).unwrap();
+        e.push(0, [0.0, 2.0, 0.0, 1.0], 0.5).unwrap();
+        assert_eq!(e.values(), vec![2.0, 1.0, 2.0, 0.0, 1.0, 3.0 + 0.5]);
+    }
+
+    #[test]
+    fn welford_matches_two_pass_and_combines() {
+        let xs: Vec<f64> = (0..1000)
+            .map(|i| ((i * 37) % 101) as f64 / 7.0 - 3.0)
+            .collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+        let mut all = Welford::default();
+        xs.iter().for_each(|&x| all.push(x));
+        assert_relative_eq!(all.mean, mean, epsilon = 1e-12);
+        assert_relative_eq!(all.stddev().unwrap(), var.sqrt(), epsilon = 1e-12);
+        let (mut a, mut b) = (Welford::default(), Welford::default());
+        xs[..300].iter().for_each(|&x| a.push(x));
+        xs[300..].iter().for_each(|&x| b.push(x));
+        let c = a.combine(&b);
+        assert_eq!(c.n, 1000);
+        assert_relative_eq!(c.mean, all.mean, epsilon = 1e-12);
+        assert_relative_eq!(c.m2, all.m2, epsilon = 1e-9);
+        assert_eq!((c.min, c.max), (all.min, all.max));
+        assert_eq!(Welford::from_bytes(&c.to_bytes()), Some(c));
+        assert_eq!(Welford::default().stddev(), None);
+    }
+}
