@@ -453,13 +453,37 @@ fn update_priorities(
         for (id, p) in &pairs {
             by_id.insert(id.clone(), p + b.epsilon);
         }
-        let (set_ids, set_ps): (Vec<Vec<u8>>, Vec<f64>) = by_id.into_iter().unzip();
+        let (set_ids, set_ps): (Vec<Vec<u8>>, Vec<f64>) =
+            by_id.iter().map(|(k, v)| (k.clone(), *v)).unzip();
         let updated = store::set_priorities(b.id, set_ids, set_ps.clone())?;
         let top = set_ps.iter().copied().fold(b.max_priority, f64::max);
         b.max_priority = top;
+        // the leaf blocks as the tree holds them (one entry per slot, p^alpha), the changed
+        // slots set: no item of a block is read again (a block the tree lacks is rebuilt from
+        // its items)
         let blocks: BTreeSet<i64> = found.iter().map(|f| f.1 / FANOUT as i64).collect();
-        let slots = b.slots();
-        refresh_blocks(&mut b, blocks, slots)?;
+        let mut tree = SpiTree::new(b.id, false);
+        let ids: Vec<i64> = blocks.iter().copied().collect();
+        let mut leaves: BTreeMap<i64, Vec<f64>> = tree
+            .read(0, &ids)?
+            .into_iter()
+            .filter(|(_, e)| e.len() == FANOUT)
+            .collect();
+        let missing: BTreeSet<i64> = blocks
+            .iter()
+            .filter(|k| !leaves.contains_key(k))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            leaves.extend(store::leaf_values(&b, &missing)?);
+        }
+        for (id, slot) in &found {
+            if let (Some(p), Some(block)) = (by_id.get(id), leaves.get_mut(&(slot / FANOUT as i64)))
+            {
+                block[(slot % FANOUT as i64) as usize] = p.powf(b.alpha);
+            }
+        }
+        refresh(&mut tree, b.levels, leaves)?;
         store::save_counters(&b)?;
         Ok(updated as i64)
     })
