@@ -16,7 +16,11 @@ COMMENT ON AGGREGATE fractality.discounted_return(float8, float8) IS
 CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8, step integer) (
     SFUNC = fractality.discounted_return_steps_sfunc,
     STYPE = internal,
-    FINALFUNC = fractality.discounted_return_steps_ffunc
+    FINALFUNC = fractality.discounted_return_steps_ffunc,
+    COMBINEFUNC = fractality.discounted_return_steps_combine,
+    SERIALFUNC = fractality.discounted_return_steps_serial,
+    DESERIALFUNC = fractality.discounted_return_steps_deserial,
+    PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE fractality.discounted_return(float8, float8, integer) IS
     'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward.';
@@ -41,7 +45,11 @@ CREATE AGGREGATE fractality.episode_sums(step integer, homeostasis real, curiosi
                                          efficiency real, goal real, gamma float8) (
     SFUNC = fractality.episode_sums_sfunc,
     STYPE = internal,
-    FINALFUNC = fractality.episode_sums_ffunc
+    FINALFUNC = fractality.episode_sums_ffunc,
+    COMBINEFUNC = fractality.episode_sums_combine,
+    SERIALFUNC = fractality.episode_sums_serial,
+    DESERIALFUNC = fractality.episode_sums_deserial,
+    PARALLEL = SAFE
 );
 
 -- Per-episode returns of the hot events with "timestamp" in [from_us, to_us).

@@ -106,6 +106,48 @@ fn discounted_return_steps_ffunc(state: Internal) -> Option<f64> {
     s.started.then_some(s.sum)
 }
 
+// Parallel aggregation of discounted_return(reward, gamma, step): partial states per worker,
+// combined by rescaling to the smaller first step, sent between processes as bytes.
+#[pg_extern(immutable, parallel_safe)]
+fn discounted_return_steps_combine(
+    mut a: Internal,
+    b: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let other = unsafe { b.get::<DiscountedBySteps>() }
+        .copied()
+        .unwrap_or_default();
+    let s: &mut DiscountedBySteps =
+        unsafe { state_mut(&mut a, fcinfo, "discounted_return_steps_combine") };
+    *s = s.combine(&other).unwrap_or_report();
+    a
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn discounted_return_steps_serial(state: Internal) -> Vec<u8> {
+    unsafe { state.get::<DiscountedBySteps>() }
+        .copied()
+        .unwrap_or_default()
+        .to_bytes()
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn discounted_return_steps_deserial(
+    bytes: Vec<u8>,
+    _unused: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let d = DiscountedBySteps::from_bytes(&bytes).unwrap_or_else(|| {
+        FractalityError::CorruptVector(format!("discounted_return state of {} bytes", bytes.len()))
+            .report()
+    });
+    let mut state = Internal::default();
+    let s: &mut DiscountedBySteps =
+        unsafe { state_mut(&mut state, fcinfo, "discounted_return_steps_deserial") };
+    *s = d;
+    state
+}
+
 #[allow(clippy::too_many_arguments)]
 /// Transition of the aggregate `fractality.episode_sums` behind episode_returns: one call per
 /// event instead of one per sum.
@@ -138,6 +180,43 @@ fn episode_sums_sfunc(
 #[pg_extern(immutable, parallel_safe)]
 fn episode_sums_ffunc(state: Internal) -> Option<Vec<f64>> {
     unsafe { state.get::<EpisodeSums>() }.map(EpisodeSums::values)
+}
+
+/// Two workers' partial sums of one episode (parallel aggregation).
+#[pg_extern(immutable, parallel_safe)]
+fn episode_sums_combine(
+    mut a: Internal,
+    b: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let other = unsafe { b.get::<EpisodeSums>() }.copied().unwrap_or_default();
+    let s: &mut EpisodeSums = unsafe { state_mut(&mut a, fcinfo, "episode_sums_combine") };
+    *s = s.combine(&other).unwrap_or_report();
+    a
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn episode_sums_serial(state: Internal) -> Vec<u8> {
+    unsafe { state.get::<EpisodeSums>() }
+        .copied()
+        .unwrap_or_default()
+        .to_bytes()
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn episode_sums_deserial(
+    bytes: Vec<u8>,
+    _unused: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let e = EpisodeSums::from_bytes(&bytes).unwrap_or_else(|| {
+        FractalityError::CorruptVector(format!("episode_sums state of {} bytes", bytes.len()))
+            .report()
+    });
+    let mut state = Internal::default();
+    let s: &mut EpisodeSums = unsafe { state_mut(&mut state, fcinfo, "episode_sums_deserial") };
+    *s = e;
+    state
 }
 
 #[pg_extern(immutable, parallel_safe)]

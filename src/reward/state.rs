@@ -123,6 +123,56 @@ impl DiscountedBySteps {
     }
 }
 
+impl DiscountedBySteps {
+    /// Two partial states of one group (parallel aggregation): each sum rescaled to the smaller
+    /// first step. Equal, up to rounding, to pushing every row into one state.
+    pub fn combine(&self, other: &DiscountedBySteps) -> Result<DiscountedBySteps, FractalityError> {
+        if !self.started {
+            return Ok(*other);
+        }
+        if !other.started {
+            return Ok(*self);
+        }
+        if other.gamma != self.gamma {
+            return Err(FractalityError::invalid(
+                "gamma",
+                pg_float(other.gamma),
+                "gamma must be the same for every row of one discounted_return.",
+            ));
+        }
+        let first = self.first_step.min(other.first_step);
+        Ok(DiscountedBySteps {
+            sum: self.sum * gpow(self.gamma, self.first_step - first)
+                + other.sum * gpow(self.gamma, other.first_step - first),
+            first_step: first,
+            gamma: self.gamma,
+            started: true,
+        })
+    }
+
+    /// sum, first step, gamma, started: 25 bytes.
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(25);
+        out.extend_from_slice(&self.sum.to_le_bytes());
+        out.extend_from_slice(&self.first_step.to_le_bytes());
+        out.extend_from_slice(&self.gamma.to_le_bytes());
+        out.push(u8::from(self.started));
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<DiscountedBySteps> {
+        if b.len() != 25 || b[24] > 1 {
+            return None;
+        }
+        Some(DiscountedBySteps {
+            sum: f64::from_le_bytes(b[0..8].try_into().ok()?),
+            first_step: i64::from_le_bytes(b[8..16].try_into().ok()?),
+            gamma: f64::from_le_bytes(b[16..24].try_into().ok()?),
+            started: b[24] == 1,
+        })
+    }
+}
+
 // ---- one episode's sums in one pass (episode_returns) ----------------------------------------
 
 /// Steps, the four component sums and the discounted return by step number of one episode.
@@ -147,6 +197,42 @@ impl EpisodeSums {
         let [h, c, e, g] = rewards;
         self.discounted
             .push(f64::from(sum_rewards(h, c, e, g)?), gamma, step)
+    }
+
+    /// Two partial states of one episode (parallel aggregation).
+    pub fn combine(&self, other: &EpisodeSums) -> Result<EpisodeSums, FractalityError> {
+        let mut components = self.components;
+        for (a, b) in components.iter_mut().zip(other.components) {
+            *a += b;
+        }
+        Ok(EpisodeSums {
+            steps: self.steps + other.steps,
+            components,
+            discounted: self.discounted.combine(&other.discounted)?,
+        })
+    }
+
+    /// steps, the four sums, the discounted state: 65 bytes.
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(65);
+        out.extend_from_slice(&self.steps.to_le_bytes());
+        for v in self.components {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend(self.discounted.to_bytes());
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<EpisodeSums> {
+        if b.len() != 65 {
+            return None;
+        }
+        let f = |i: usize| f64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        Some(EpisodeSums {
+            steps: i64::from_le_bytes(b[0..8].try_into().ok()?),
+            components: [f(8), f(16), f(24), f(32)],
+            discounted: DiscountedBySteps::from_bytes(&b[40..])?,
+        })
     }
 
     /// steps, homeostasis, curiosity, efficiency, goal, discounted.
@@ -281,6 +367,53 @@ mod tests {
         }
         assert_relative_eq!(d.sum, o.sum, epsilon = 1e-12);
         assert_eq!(d.first_step, 0);
+    }
+
+    #[test]
+    fn partial_states_combine_to_the_one_pass_state() {
+        // rows in a shuffled order, split into three workers' partial states
+        let rows: Vec<(i64, [f32; 4])> = (0..40)
+            .map(|k| ((k * 17) % 40, [k as f32 * 0.25, 1.0 - k as f32 * 0.01, 0.5, -0.125]))
+            .collect();
+        let mut one = EpisodeSums::default();
+        let mut parts = [EpisodeSums::default(); 3];
+        for (i, (step, r)) in rows.iter().enumerate() {
+            one.push(*step, *r, 0.9).unwrap();
+            parts[i % 3].push(*step, *r, 0.9).unwrap();
+        }
+        let merged = EpisodeSums::default()
+            .combine(&parts[2])
+            .unwrap()
+            .combine(&parts[0])
+            .unwrap()
+            .combine(&parts[1])
+            .unwrap();
+        assert_eq!(merged.steps, one.steps);
+        for (a, b) in merged.values().iter().zip(one.values()) {
+            assert_relative_eq!(*a, b, max_relative = 1e-12);
+        }
+        // the discounted return of consecutive steps from 0 is sum g^k r_k
+        let want: f64 = (0..40)
+            .map(|s| {
+                let k = (0..40).find(|k| (k * 17) % 40 == s).unwrap();
+                0.9f64.powi(s as i32) * f64::from(
+                    (k as f32 * 0.25) + (1.0 - k as f32 * 0.01) + 0.5 + -0.125,
+                )
+            })
+            .sum();
+        assert_relative_eq!(merged.discounted.sum, want, max_relative = 1e-6);
+        // through bytes and back
+        let back = EpisodeSums::from_bytes(&merged.to_bytes()).unwrap();
+        assert_eq!(back, merged);
+        assert!(EpisodeSums::from_bytes(&[0; 64]).is_none());
+        // another gamma in another worker is refused
+        let mut other = DiscountedBySteps::default();
+        other.push(1.0, 0.5, 3).unwrap();
+        assert!(one.discounted.combine(&other).is_err());
+        assert_eq!(
+            DiscountedBySteps::default().combine(&other).unwrap(),
+            other
+        );
     }
 
     #[test]

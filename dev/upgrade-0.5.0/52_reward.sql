@@ -1,0 +1,15 @@
+-- ---- reward aggregates in parallel: episode_sums (episode_returns) and discounted_return by
+-- step get combine, serialise and deserialise steps; PostgreSQL cannot add them to an existing
+-- aggregate, so both are made again ----
+
+--@ pgrx discounted_return_steps_combine_wrapper
+--@ pgrx discounted_return_steps_serial_wrapper
+--@ pgrx discounted_return_steps_deserial_wrapper
+--@ pgrx episode_sums_combine_wrapper
+--@ pgrx episode_sums_serial_wrapper
+--@ pgrx episode_sums_deserial_wrapper
+
+DROP AGGREGATE fractality.discounted_return(float8, float8, integer);
+DROP AGGREGATE fractality.episode_sums(integer, real, real, real, real, float8);
+--@ file reward.sql -- discounted_return(reward, gamma, step): the same||-- reward_stats(x)
+--@ file reward.sql -- One pass over an episode's events||-- Per-episode returns
