@@ -432,6 +432,76 @@ mod tests {
     }
 
     #[pg_test]
+    fn exp_episode_sums_and_discounted_return_parallel_equal_serial() {
+        // 500 episodes of 400 steps, rows in a shuffled order
+        Spi::run(
+            "CREATE TABLE tests.episodes AS
+                 SELECT (g % 500)::bigint AS episode_id, (g / 500)::integer AS step,
+                        (((g * 31) % 97) / 97.0)::real AS h, (((g * 17) % 13) / 13.0 - 0.5)::real AS c
+                   FROM generate_series(0, 199999) g ORDER BY (g * 104729) % 200000;
+             ANALYZE tests.episodes;",
+        )
+        .unwrap();
+        let sums = |settings: &str| -> Vec<(i64, Vec<f64>, f64)> {
+            Spi::run(settings).unwrap();
+            Spi::connect(|c| {
+                c.select(
+                    "SELECT episode_id, fractality.episode_sums(step, h, c, 0, 0, 0.99),
+                            fractality.discounted_return((h + c)::float8, 0.99, step)
+                       FROM tests.episodes GROUP BY episode_id ORDER BY episode_id",
+                    None,
+                    &[],
+                )
+                .unwrap()
+                .map(|r| {
+                    (
+                        r.get::<i64>(1).unwrap().unwrap(),
+                        r.get::<Vec<f64>>(2).unwrap().unwrap(),
+                        r.get::<f64>(3).unwrap().unwrap(),
+                    )
+                })
+                .collect()
+            })
+        };
+        let serial = sums("SET LOCAL max_parallel_workers_per_gather = 0");
+        let parallel_settings =
+            "SET LOCAL max_parallel_workers_per_gather = 2; SET LOCAL parallel_setup_cost = 0;
+             SET LOCAL parallel_tuple_cost = 0; SET LOCAL min_parallel_table_scan_size = 0";
+        let parallel = sums(parallel_settings);
+        let plan = Spi::explain(
+            "SELECT episode_id, fractality.episode_sums(step, h, c, 0, 0, 0.99),
+                    fractality.discounted_return((h + c)::float8, 0.99, step)
+               FROM tests.episodes GROUP BY episode_id",
+        )
+        .unwrap()
+        .0
+        .to_string();
+        assert!(
+            plan.contains("Partial"),
+            "a partial aggregate is planned: {plan}"
+        );
+        assert_eq!(serial.len(), 500);
+        assert_eq!(parallel.len(), serial.len());
+        for (p, s) in parallel.iter().zip(&serial) {
+            assert_eq!(p.0, s.0);
+            assert_eq!(p.1[0], 400.0, "steps of episode {}", p.0);
+            assert_eq!(p.1[0], s.1[0]);
+            for (a, b) in p.1.iter().zip(&s.1) {
+                assert_relative_eq!(*a, *b, max_relative = 1e-9, epsilon = 1e-9);
+            }
+            assert_relative_eq!(p.2, s.2, max_relative = 1e-9, epsilon = 1e-9);
+            // the episode's discounted return, as episode_sums counts it too
+            assert_relative_eq!(p.1[5], p.2, max_relative = 1e-6, epsilon = 1e-6);
+        }
+        // and the discounted return by step is sum g^k r_k over the steps in order
+        let ordered: f64 = one(
+            "SELECT fractality.discounted_return((h + c)::float8, 0.99 ORDER BY step)
+               FROM tests.episodes WHERE episode_id = 7",
+        );
+        assert_relative_eq!(serial[7].2, ordered, max_relative = 1e-9);
+    }
+
+    #[pg_test]
     fn exp_reward_stats_parallel_equals_serial_and_two_pass() {
         Spi::run(
             "CREATE TABLE tests.stats_input AS

@@ -1482,6 +1482,80 @@ ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
     SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
     SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off;
 
+-- ---- reward aggregates in parallel: episode_sums (episode_returns) and discounted_return by
+-- step get combine, serialise and deserialise steps; PostgreSQL cannot add them to an existing
+-- aggregate, so both are made again ----
+
+CREATE FUNCTION fractality."discounted_return_steps_combine"(
+	"a" internal, /* Internal */
+	"b" internal /* Internal */
+) RETURNS internal /* Internal */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'discounted_return_steps_combine_wrapper';
+CREATE FUNCTION fractality."discounted_return_steps_serial"(
+	"state" internal /* Internal */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'discounted_return_steps_serial_wrapper';
+CREATE FUNCTION fractality."discounted_return_steps_deserial"(
+	"bytes" bytea, /* Vec < u8 > */
+	"_unused" internal /* Internal */
+) RETURNS internal /* Internal */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'discounted_return_steps_deserial_wrapper';
+CREATE FUNCTION fractality."episode_sums_combine"(
+	"a" internal, /* Internal */
+	"b" internal /* Internal */
+) RETURNS internal /* Internal */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'episode_sums_combine_wrapper';
+CREATE FUNCTION fractality."episode_sums_serial"(
+	"state" internal /* Internal */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'episode_sums_serial_wrapper';
+CREATE FUNCTION fractality."episode_sums_deserial"(
+	"bytes" bytea, /* Vec < u8 > */
+	"_unused" internal /* Internal */
+) RETURNS internal /* Internal */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'episode_sums_deserial_wrapper';
+
+DROP AGGREGATE fractality.discounted_return(float8, float8, integer);
+DROP AGGREGATE fractality.episode_sums(integer, real, real, real, real, float8);
+-- discounted_return(reward, gamma, step): the same by step number, in any order (no sort):
+-- sum of gamma^(step - first step) * reward.
+CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8, step integer) (
+    SFUNC = fractality.discounted_return_steps_sfunc,
+    STYPE = internal,
+    FINALFUNC = fractality.discounted_return_steps_ffunc,
+    COMBINEFUNC = fractality.discounted_return_steps_combine,
+    SERIALFUNC = fractality.discounted_return_steps_serial,
+    DESERIALFUNC = fractality.discounted_return_steps_deserial,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE fractality.discounted_return(float8, float8, integer) IS
+    'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward.';
+-- One pass over an episode's events: {steps, homeostasis, curiosity, efficiency, goal, discounted}
+-- (the discounted return by step number, as discounted_return(reward, gamma, step)). The engine of
+-- episode_returns: one transition per event instead of one per sum.
+CREATE AGGREGATE fractality.episode_sums(step integer, homeostasis real, curiosity real,
+                                         efficiency real, goal real, gamma float8) (
+    SFUNC = fractality.episode_sums_sfunc,
+    STYPE = internal,
+    FINALFUNC = fractality.episode_sums_ffunc,
+    COMBINEFUNC = fractality.episode_sums_combine,
+    SERIALFUNC = fractality.episode_sums_serial,
+    DESERIALFUNC = fractality.episode_sums_deserial,
+    PARALLEL = SAFE
+);
+
 -- 0.4.0's per-row step of the explicit tick: apply_consciousness_decay locks the rows and reads the old values itself
 DROP FUNCTION fractality.decay_tick(uuid, double precision, double precision, double precision);
 
@@ -1562,6 +1636,9 @@ BEGIN
                     '_experience_events_register', '_experience_events_unregister',
                     'discounted_return_ffunc', 'discounted_return_sfunc',
                     'discounted_return_steps_ffunc', 'discounted_return_steps_sfunc',
+                    'discounted_return_steps_combine', 'discounted_return_steps_serial',
+                    'discounted_return_steps_deserial', 'episode_sums_combine',
+                    'episode_sums_serial', 'episode_sums_deserial',
                     'episode_sums_ffunc', 'episode_sums_sfunc', 'reward_stats_combine',
                     'reward_stats_deserial', 'reward_stats_ffunc', 'reward_stats_serial',
                     'reward_stats_sfunc',

@@ -189,7 +189,9 @@ fn episode_sums_combine(
     b: Internal,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Internal {
-    let other = unsafe { b.get::<EpisodeSums>() }.copied().unwrap_or_default();
+    let other = unsafe { b.get::<EpisodeSums>() }
+        .copied()
+        .unwrap_or_default();
     let s: &mut EpisodeSums = unsafe { state_mut(&mut a, fcinfo, "episode_sums_combine") };
     *s = s.combine(&other).unwrap_or_report();
     a

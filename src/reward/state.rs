@@ -373,7 +373,12 @@ mod tests {
     fn partial_states_combine_to_the_one_pass_state() {
         // rows in a shuffled order, split into three workers' partial states
         let rows: Vec<(i64, [f32; 4])> = (0..40)
-            .map(|k| ((k * 17) % 40, [k as f32 * 0.25, 1.0 - k as f32 * 0.01, 0.5, -0.125]))
+            .map(|k| {
+                (
+                    (k * 17) % 40,
+                    [k as f32 * 0.25, 1.0 - k as f32 * 0.01, 0.5, -0.125],
+                )
+            })
             .collect();
         let mut one = EpisodeSums::default();
         let mut parts = [EpisodeSums::default(); 3];
@@ -396,9 +401,8 @@ mod tests {
         let want: f64 = (0..40)
             .map(|s| {
                 let k = (0..40).find(|k| (k * 17) % 40 == s).unwrap();
-                0.9f64.powi(s as i32) * f64::from(
-                    (k as f32 * 0.25) + (1.0 - k as f32 * 0.01) + 0.5 + -0.125,
-                )
+                0.9f64.powi(s as i32)
+                    * f64::from((k as f32 * 0.25) + (1.0 - k as f32 * 0.01) + 0.5 + -0.125)
             })
             .sum();
         assert_relative_eq!(merged.discounted.sum, want, max_relative = 1e-6);
@@ -410,10 +414,7 @@ mod tests {
         let mut other = DiscountedBySteps::default();
         other.push(1.0, 0.5, 3).unwrap();
         assert!(one.discounted.combine(&other).is_err());
-        assert_eq!(
-            DiscountedBySteps::default().combine(&other).unwrap(),
-            other
-        );
+        assert_eq!(DiscountedBySteps::default().combine(&other).unwrap(), other);
     }
 
     #[test]
