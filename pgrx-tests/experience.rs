@@ -438,7 +438,7 @@ mod tests {
             "CREATE TABLE tests.episodes AS
                  SELECT (g % 500)::bigint AS episode_id, (g / 500)::integer AS step,
                         (((g * 31) % 97) / 97.0)::real AS h, (((g * 17) % 13) / 13.0 - 0.5)::real AS c
-                   FROM generate_series(0, 199999) g ORDER BY (g * 104729) % 200000;
+                   FROM generate_series(0::bigint, 199999) g ORDER BY (g * 104729) % 200000;
              ANALYZE tests.episodes;",
         )
         .unwrap();

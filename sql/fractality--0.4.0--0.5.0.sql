@@ -968,7 +968,18 @@ BEGIN
         CONTINUE WHEN k = 0;
         -- entry j of the batch takes sequence number next_seq + j; with a capacity, slot
         -- seq % capacity (the oldest item there goes), and only the batch's last `capacity`
-        -- entries are written (the earlier ones would be overwritten by them at once)
+        -- entries are written (the earlier ones would be overwritten by them at once); without
+        -- one, every slot is new
+        IF b.capacity IS NULL THEN
+            INSERT INTO fractality.replay_items (buffer_id, slot, event_timestamp, event_id, priority)
+            SELECT b.buffer_id, b.next_seq + row_number() OVER () - 1, n."timestamp", n.event_id,
+                   b.max_priority
+              FROM new_events n
+             WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
+               AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version);
+            PERFORM fractality._replay_entered(b.buffer_id, b.next_seq, k, k);
+            CONTINUE;
+        END IF;
         WITH written AS (
             INSERT INTO fractality.replay_items AS i (buffer_id, slot, event_timestamp, event_id, priority)
             SELECT b.buffer_id,

@@ -37,10 +37,20 @@ fn refresh_blocks(
     blocks: BTreeSet<i64>,
     slots: u64,
 ) -> Result<(), FractalityError> {
+    let leaves = store::leaf_values(b, &blocks)?;
+    refresh_leaves(b, leaves, slots)
+}
+
+/// The tree of `b` with the leaf blocks `leaves` (their entries given) and every block above
+/// them brought up to date, with levels for `slots`.
+fn refresh_leaves(
+    b: &mut Buffer,
+    leaves: BTreeMap<i64, Vec<f64>>,
+    slots: u64,
+) -> Result<(), FractalityError> {
     let needed = levels_for(slots).max(b.levels);
     let grew = needed > b.levels;
     let mut tree = SpiTree::new(b.id, false);
-    let leaves = store::leaf_values(b, &blocks)?;
     if grew {
         // new levels above the old root: their blocks 0 are filled from their children
         refresh(&mut tree, b.levels, leaves)?;
@@ -83,7 +93,25 @@ fn replay_entered(buffer_id: i32, first_seq: i64, k: i64, fresh: i64) {
         b.next_seq = first_seq + k;
         b.size += fresh;
         let slots = b.slots();
-        refresh_blocks(&mut b, blocks, slots)?;
+        // the slots written hold the buffer's largest priority: their leaf entries are known,
+        // the rest of each leaf block is read from the tree (not from the items)
+        let entry = b.max_priority.powf(b.alpha);
+        let ids: Vec<i64> = blocks.iter().copied().collect();
+        let mut leaves: BTreeMap<i64, Vec<f64>> = SpiTree::new(b.id, false)
+            .read(0, &ids)?
+            .into_iter()
+            .filter(|(_, e)| e.len() == FANOUT)
+            .collect();
+        for block in &blocks {
+            leaves.entry(*block).or_insert_with(|| vec![0.0; FANOUT]);
+        }
+        for seq in from..first_seq + k {
+            let slot = slot_of(&b, seq);
+            if let Some(block) = leaves.get_mut(&(slot / FANOUT as i64)) {
+                block[(slot % FANOUT as i64) as usize] = entry;
+            }
+        }
+        refresh_leaves(&mut b, leaves, slots)?;
         store::save_counters(&b)
     })
     .unwrap_or_report()

@@ -401,7 +401,7 @@ mod tests {
         let want: f64 = (0..40)
             .map(|s| {
                 let k = (0..40).find(|k| (k * 17) % 40 == s).unwrap();
-                0.9f64.powi(s as i32)
+                0.9f64.powi(s)
                     * f64::from((k as f32 * 0.25) + (1.0 - k as f32 * 0.01) + 0.5 + -0.125)
             })
             .sum();
