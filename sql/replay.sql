@@ -49,7 +49,7 @@ CREATE TABLE fractality.replay_items (
     priority        float8  NOT NULL,
     CONSTRAINT replay_items_pkey PRIMARY KEY (buffer_id, slot),
     CONSTRAINT replay_items_priority CHECK (priority > 0 AND priority < 'Infinity')
-);
+) WITH (fillfactor = 80);   -- room on each page: a new priority is a HOT update (no index entry)
 
 COMMENT ON TABLE fractality.replay_items IS
     'The events of each replay buffer by slot, with their priority p (the sum tree holds p^alpha).';
@@ -65,7 +65,7 @@ CREATE TABLE fractality.replay_tree (
     block     bigint   NOT NULL,
     sums      float8[] NOT NULL,
     CONSTRAINT replay_tree_pkey PRIMARY KEY (buffer_id, level, block)
-);
+) WITH (fillfactor = 50);   -- blocks are rewritten in place: leave room for HOT updates
 
 COMMENT ON TABLE fractality.replay_tree IS
     'The sum tree of each replay buffer: blocks of 128 partial sums per level (level 0: p^alpha by slot).';

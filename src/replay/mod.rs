@@ -461,8 +461,16 @@ fn update_priorities(
     }
     spi::connect(|| -> Result<i64, FractalityError> {
         let mut b = self::buffer(Some(name), None, true)?;
-        let ids: Vec<Vec<u8>> = pairs.iter().map(|p| p.0.clone()).collect();
-        let found = store::items_by_event(b.id, ids)?;
+        // the last priority given for an id counts
+        let mut by_id: HashMap<Vec<u8>, f64> = HashMap::new();
+        for (id, p) in &pairs {
+            by_id.insert(id.clone(), p + b.epsilon);
+        }
+        let (set_ids, set_ps): (Vec<Vec<u8>>, Vec<f64>) =
+            by_id.iter().map(|(k, v)| (k.clone(), *v)).unzip();
+        // the items updated; an id not among them is not in the buffer, and the error rolls
+        // the update back with the call
+        let found = store::set_priorities(b.id, set_ids, set_ps.clone())?;
         let known: BTreeSet<&Vec<u8>> = found.iter().map(|f| &f.0).collect();
         let unknown: Vec<String> = pairs
             .iter()
@@ -476,14 +484,7 @@ fn update_priorities(
                 ids: unknown.join(", "),
             });
         }
-        // the last priority given for an id counts
-        let mut by_id: HashMap<Vec<u8>, f64> = HashMap::new();
-        for (id, p) in &pairs {
-            by_id.insert(id.clone(), p + b.epsilon);
-        }
-        let (set_ids, set_ps): (Vec<Vec<u8>>, Vec<f64>) =
-            by_id.iter().map(|(k, v)| (k.clone(), *v)).unzip();
-        let updated = store::set_priorities(b.id, set_ids, set_ps.clone())?;
+        let updated = found.len();
         let top = set_ps.iter().copied().fold(b.max_priority, f64::max);
         b.max_priority = top;
         // the leaf blocks as the tree holds them (one entry per slot, p^alpha), the changed

@@ -82,11 +82,6 @@ const ITEMS_BY_SLOT: Query<'static> = Query {
     text: include_str!("../../sql/queries/replay_items_by_slot.sql"),
     types: &[pg_sys::INT4OID, pg_sys::INT8ARRAYOID],
 };
-const ITEMS_BY_EVENT: Query<'static> = Query {
-    name: "replay_items_by_event",
-    text: include_str!("../../sql/queries/replay_items_by_event.sql"),
-    types: &[pg_sys::INT4OID, pg_sys::BYTEAARRAYOID],
-};
 const SET_PRIORITIES: Query<'static> = Query {
     name: "replay_set_priorities",
     text: include_str!("../../sql/queries/replay_set_priorities.sql"),
@@ -434,21 +429,22 @@ pub fn items_by_slot(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, Fra
     )
 }
 
-/// Buffer `id`'s items of the events `ids`: (event id, slot).
-pub fn items_by_event(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64)>, FractalityError> {
-    Ok(
-        spi::rows(&ITEMS_BY_EVENT, &[id.into(), ids.into()], false, |r| {
-            r.get::<Vec<u8>>(1).zip(r.get::<i64>(2))
-        })?
-        .into_iter()
-        .flatten()
-        .collect(),
-    )
-}
-
 /// Sets the priorities `ps` of the items of events `ids` in buffer `id`; the items updated.
-pub fn set_priorities(id: i32, ids: Vec<Vec<u8>>, ps: Vec<f64>) -> Result<u64, FractalityError> {
-    spi::run(&SET_PRIORITIES, &[id.into(), ids.into(), ps.into()])
+/// Sets the priorities; the items updated (event id, slot).
+pub fn set_priorities(
+    id: i32,
+    ids: Vec<Vec<u8>>,
+    ps: Vec<f64>,
+) -> Result<Vec<(Vec<u8>, i64)>, FractalityError> {
+    Ok(spi::rows(
+        &SET_PRIORITIES,
+        &[id.into(), ids.into(), ps.into()],
+        false,
+        |r| r.get::<Vec<u8>>(1).zip(r.get::<i64>(2)),
+    )?
+    .into_iter()
+    .flatten()
+    .collect())
 }
 
 /// What `replay_batch` joins to a draw: episode, step, type, state, action, the five rewards,
