@@ -31,7 +31,7 @@ if ! dpkg-query -W -f='${Status}' faketime 2>/dev/null | grep -q "install ok ins
     apt-get install -y -qq --no-install-recommends faketime >/dev/null \
         || { apt-get update -qq && apt-get install -y -qq --no-install-recommends faketime >/dev/null; }
 fi
-FAKELIB=$(dpkg -L faketime | grep '/libfaketime.so.1$' | head -n 1)
+FAKELIB=$(dpkg -L libfaketime | grep '/libfaketime.so.1$' | head -n 1)
 # pgrx starts its server through sudo, which drops LD_PRELOAD and FAKETIME: keep them, for the
 # length of this run only
 SUDOERS=/etc/sudoers.d/zz-fractality-test-dates
