@@ -10,8 +10,13 @@
 #   1. every #[pg_test] suite (cargo pgrx test; only the server's processes see the other date,
 #      cargo and rustc keep the real one);
 #   2. pg_regress against a fresh server that lives on that date;
-#   3. the client suites that depend on the date, against the same server, their test binaries
-#      on that date too.
+#   3. the client suites that depend on the date, against the same server (their binaries keep
+#      the real clock: Rust test binaries hang with libfaketime loaded), but the tests that
+#      interrupt a call with statement_timeout: PostgreSQL's timeouts do not fire in a server
+#      under libfaketime (scripts/test.sh runs them at the real date). A suite gets 10 minutes.
+#      Known: lock_timeout does not fire either, so decay.rs's materialize_decay tests wait
+#      until their 10 minutes are up (2026-12-02: the 2027-01-31 run passed pg_regress 14/14,
+#      archive.rs 3/3 and experience.rs 5/5 before that).
 # Ends with "dates: N passed, M failed" and exits non-zero when a date fails.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -111,9 +116,12 @@ CONF
     for suite in "${CLIENT_SUITES[@]}"; do
         exe=$(bin_of "$suite")
         [ -n "$exe" ] || { failed_here+=("client:$suite (no binary)"); continue; }
-        if ! (cd tests/client && "${fake[@]}" \
+        # the binaries keep the real clock (Rust test binaries hang with libfaketime loaded):
+        # what they check is the server's date, which is the other one
+        if ! (cd tests/client && \
                 FRACTALITY_TEST_URL="host=localhost port=$PORT user=postgres dbname=postgres" \
-                "$exe" >"$LOGS/$tag-client-$suite.log" 2>&1); then
+                timeout 600 "$exe" --skip _cancelled_or_killed_half_way \
+                >"$LOGS/$tag-client-$suite.log" 2>&1); then
             failed_here+=("client:$suite")
         fi
     done
