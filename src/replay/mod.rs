@@ -70,6 +70,36 @@ fn refresh_leaves(
     Ok(())
 }
 
+/// The leaf blocks `blocks` as the tree holds them (one entry per slot, p^alpha) with the
+/// entries `changed` (slot, p^alpha) set; blocks the tree lacks come from `missing`.
+fn leaves_with(
+    b: &Buffer,
+    blocks: &BTreeSet<i64>,
+    changed: impl IntoIterator<Item = (i64, f64)>,
+    missing: impl FnOnce(&BTreeSet<i64>) -> Result<BTreeMap<i64, Vec<f64>>, FractalityError>,
+) -> Result<BTreeMap<i64, Vec<f64>>, FractalityError> {
+    let ids: Vec<i64> = blocks.iter().copied().collect();
+    let mut leaves: BTreeMap<i64, Vec<f64>> = SpiTree::new(b.id, false)
+        .read(0, &ids)?
+        .into_iter()
+        .filter(|(_, e)| e.len() == FANOUT)
+        .collect();
+    let absent: BTreeSet<i64> = blocks
+        .iter()
+        .filter(|k| !leaves.contains_key(k))
+        .copied()
+        .collect();
+    if !absent.is_empty() {
+        leaves.extend(missing(&absent)?);
+    }
+    for (slot, value) in changed {
+        if let Some(block) = leaves.get_mut(&(slot / FANOUT as i64)) {
+            block[(slot % FANOUT as i64) as usize] = value;
+        }
+    }
+    Ok(leaves)
+}
+
 fn slot_of(b: &Buffer, seq: i64) -> i64 {
     match b.capacity {
         Some(c) => seq % c,
@@ -94,23 +124,13 @@ fn replay_entered(buffer_id: i32, first_seq: i64, k: i64, fresh: i64) {
         b.size += fresh;
         let slots = b.slots();
         // the slots written hold the buffer's largest priority: their leaf entries are known,
-        // the rest of each leaf block is read from the tree (not from the items)
+        // the rest of each leaf block is read from the tree (not from the items); a block the
+        // tree lacks is new, its other slots empty
         let entry = b.max_priority.powf(b.alpha);
-        let ids: Vec<i64> = blocks.iter().copied().collect();
-        let mut leaves: BTreeMap<i64, Vec<f64>> = SpiTree::new(b.id, false)
-            .read(0, &ids)?
-            .into_iter()
-            .filter(|(_, e)| e.len() == FANOUT)
-            .collect();
-        for block in &blocks {
-            leaves.entry(*block).or_insert_with(|| vec![0.0; FANOUT]);
-        }
-        for seq in from..first_seq + k {
-            let slot = slot_of(&b, seq);
-            if let Some(block) = leaves.get_mut(&(slot / FANOUT as i64)) {
-                block[(slot % FANOUT as i64) as usize] = entry;
-            }
-        }
+        let written = (from..first_seq + k).map(|seq| (slot_of(&b, seq), entry));
+        let leaves = leaves_with(&b, &blocks, written, |missing| {
+            Ok(missing.iter().map(|k| (*k, vec![0.0; FANOUT])).collect())
+        })?;
         refresh_leaves(&mut b, leaves, slots)?;
         store::save_counters(&b)
     })
@@ -487,32 +507,17 @@ fn update_priorities(
         let updated = found.len();
         let top = set_ps.iter().copied().fold(b.max_priority, f64::max);
         b.max_priority = top;
-        // the leaf blocks as the tree holds them (one entry per slot, p^alpha), the changed
-        // slots set: no item of a block is read again (a block the tree lacks is rebuilt from
-        // its items)
+        // the changed slots over the leaf blocks as the tree holds them: no item of a block is
+        // read again (a block the tree lacks is rebuilt from its items)
         let blocks: BTreeSet<i64> = found.iter().map(|f| f.1 / FANOUT as i64).collect();
-        let mut tree = SpiTree::new(b.id, false);
-        let ids: Vec<i64> = blocks.iter().copied().collect();
-        let mut leaves: BTreeMap<i64, Vec<f64>> = tree
-            .read(0, &ids)?
-            .into_iter()
-            .filter(|(_, e)| e.len() == FANOUT)
-            .collect();
-        let missing: BTreeSet<i64> = blocks
+        let changed = found
             .iter()
-            .filter(|k| !leaves.contains_key(k))
-            .copied()
-            .collect();
-        if !missing.is_empty() {
-            leaves.extend(store::leaf_values(&b, &missing)?);
-        }
-        for (id, slot) in &found {
-            if let (Some(p), Some(block)) = (by_id.get(id), leaves.get_mut(&(slot / FANOUT as i64)))
-            {
-                block[(slot % FANOUT as i64) as usize] = p.powf(b.alpha);
-            }
-        }
-        refresh(&mut tree, b.levels, leaves)?;
+            .filter_map(|(id, slot)| by_id.get(id).map(|p| (*slot, p.powf(b.alpha))));
+        let leaves = leaves_with(&b, &blocks, changed, |missing| {
+            store::leaf_values(&b, missing)
+        })?;
+        let slots = b.slots();
+        refresh_leaves(&mut b, leaves, slots)?;
         store::save_counters(&b)?;
         Ok(updated as i64)
     })
