@@ -80,9 +80,6 @@ for when in "${dates[@]}"; do
             cargo pgrx test pg15 --runas postgres --pgdata "$data" >"$LOGS/$tag-pgrx.log" 2>&1; then
         failed_here+=("pgrx: $(grep -c 'FAILED$' "$LOGS/$tag-pgrx.log" || true) failed")
     fi
-    # the server's own clock, as its last checkpoint recorded it
-    log "pgrx server's last checkpoint: $("$PG_BIN/pg_controldata" "$data" 2>/dev/null \
-        | sed -n 's/^Time of latest checkpoint: *//p')"
 
     # 2. pg_regress against a server living on that date
     data="$ROOT/target/dates-pgdata"
