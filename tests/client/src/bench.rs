@@ -62,7 +62,8 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "graph",
         aliases: &["traverse"],
-        about: "traverse vs the seed's recursive CTE, consciousness_path, upsert_node rates",
+        about: "traverse vs the seed's recursive CTE (on the generated graph, and on sparse, dense and \
+                skewed graphs built in tenants of their own), consciousness_path, upsert_node rates",
         baseline: "traverse: the seed's recursive CTE (path array, cycle check, every simple path) on the same roots; \
                    upsert_node: the seed's saveNode INSERT ... ON CONFLICT DO UPDATE",
         run: crate::bench_graph::graph,
