@@ -2,7 +2,7 @@
 -- nodes.atp is a node's energy as of nodes.atp_at; fractality.current_atp reads it decayed to now
 -- with the settings fractality.decay_rate, fractality.decay_tick and fractality.atp_floor. The
 -- functions (decay_atp, current_atp, apply_consciousness_decay, materialize_decay, pulse) are in
--- src/decay.rs.
+-- src/decay/.
 
 -- Every node's energy as of now, without any write: one seq scan of nodes and a native call per
 -- row. THE one place where fractality reads a node's current energy: the views, resonance,

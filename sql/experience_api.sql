@@ -1,16 +1,21 @@
 -- fractality: the experience store's API in SQL (the seed's PersistenceBackend trait)
 -- Reads by time range, the seed's high-reward batch retrieval, versioned policies and versioned
 -- configuration with lineage. Ingest (write_event, write_events, write_event_with_metadata) is in
--- src/experience.rs.
+-- src/experience/mod.rs.
 
--- write_events_json over a json argument: the C function of its text form (a json datum is its
--- text), so the batch is read by serde straight from the text, with no jsonb conversion. An
+-- write_events_json: a batch of events as JSON text, read by serde straight from the text with
+-- no jsonb conversion; the json form is the same C function (a json datum is its text). An
 -- untyped literal picks the text form (PostgreSQL prefers the string category). A name of its
 -- own, not a write_events overload: with a text one beside write_events(jsonb), a client's
 -- untyped `write_events($1)` would be resolved to text and a jsonb value bound to it refused.
+-- Declared here rather than by pgrx: the C function also reads a jsonb argument (see
+-- src/experience/mod.rs, the symbol's history).
+CREATE FUNCTION fractality.write_events_json(events text) RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_json_wrapper';
 CREATE FUNCTION fractality.write_events_json(events json) RETURNS bigint
 STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_text_wrapper';
+LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_json_wrapper';
 
 -- Events with "timestamp" in [start_us, end_us), oldest first, at most "limit"; with_metadata
 -- fills intent_type, executor_id and parameters from action_metadata (NULL otherwise).

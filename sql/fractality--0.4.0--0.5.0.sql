@@ -1493,6 +1493,19 @@ ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
     SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
     SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off;
 
+-- write_events and write_events_json are named in Rust as in SQL since 0.5.0: write_events(jsonb)
+-- moves to its own C symbol, write_events_json(text, json) to the one write_events(jsonb) had
+-- (which reads either; the old symbols stay in the library for the scripts of 0.1.0-0.4.0)
+CREATE OR REPLACE FUNCTION fractality.write_events(events jsonb) RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_wrapper';
+CREATE OR REPLACE FUNCTION fractality.write_events_json(events text) RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_json_wrapper';
+CREATE OR REPLACE FUNCTION fractality.write_events_json(events json) RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_json_wrapper';
+
 -- ---- reward aggregates in parallel: episode_sums (episode_returns) and discounted_return by
 -- step get combine, serialise and deserialise steps; PostgreSQL cannot add them to an existing
 -- aggregate, so both are made again ----

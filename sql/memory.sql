@@ -1,5 +1,5 @@
 -- fractality: the agent memory API
--- remember, remember_many, recall, recall_explain and forget are in src/memory.rs; here, the
+-- remember, remember_many, recall, recall_explain and forget are in src/memory/; here, the
 -- settings their searches run with (as for find_resonant in sql/resonance.sql): pgvector's
 -- schema pinned on the search_path, and the tenant's HNSW index read in distance order,
 -- iteratively (the tenant filter must not starve the scan), in strict order (recall's stop rule

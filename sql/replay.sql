@@ -7,7 +7,7 @@
 -- tree kept in the database: replay_tree holds, per buffer, blocks of FANOUT (128) partial sums,
 -- level 0 the items' p^alpha by slot, each level above the sums of the blocks below; a draw reads
 -- one block per level (O(log N)), an update rewrites the blocks above the items it changed.
--- src/replay.rs has the functions; this file the tables and the triggers that keep buffers in
+-- src/replay/ has the functions; this file the tables and the triggers that keep buffers in
 -- step with the events (written, deleted, truncated; archive_events_before and
 -- drop_events_before take archived and dropped events out explicitly).
 

@@ -1,5 +1,5 @@
 -- fractality: resonance and consensus
--- Settings of the native functions in src/resonance.rs and src/consensus.rs, and the consensus
+-- Settings of the native functions in src/resonance/ and src/consensus.rs, and the consensus
 -- tree. Loaded after those functions are created.
 --
 -- pgvector's schema is looked up here, at install time, never assumed: the functions that use

@@ -1,5 +1,5 @@
 -- fractality: reward aggregation over the experience store
--- The aggregates over the Rust state functions of src/reward.rs, per-episode returns, and the
+-- The aggregates over the Rust state functions of src/reward/, per-episode returns, and the
 -- incremental roll-up of rewards into adna_policies.
 
 -- discounted_return(reward, gamma ORDER BY step): r0 + g r1 + g^2 r2 + ... in the given order.

@@ -91,6 +91,11 @@ pub enum FractalityError {
     #[error("fractality: internal query {query} failed: {detail}")]
     Internal { query: &'static str, detail: String },
 
+    /// XX000 internal_error: a step of fractality's own machinery outside SPI failed (an
+    /// aggregate's support function called on its own, an object of the schema missing).
+    #[error("fractality: {0}")]
+    InternalStep(String),
+
     /// 23505 unique_violation: an event id given twice or already stored (whatever the timestamp).
     #[error("duplicate event (timestamp {timestamp}, event_id {event_id}): {detail}")]
     DuplicateEvent {
@@ -130,7 +135,9 @@ impl FractalityError {
             FractalityError::BadMemory { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             FractalityError::BufferExists(_) => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             FractalityError::ModelDimension { .. } => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-            FractalityError::Internal { .. } => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            FractalityError::Internal { .. } | FractalityError::InternalStep(_) => {
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
+            }
             FractalityError::SchemaBehind => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
@@ -166,7 +173,7 @@ impl FractalityError {
             FractalityError::ModelDimension { .. } => Some(
                 "Every embedding of a model has the model's dimension (fractality.embedding_models); register another model for another dimension.",
             ),
-            FractalityError::Internal { .. } => None,
+            FractalityError::Internal { .. } | FractalityError::InternalStep(_) => None,
             FractalityError::Overflow(_) => None,
             FractalityError::NotInBuffer { .. } => Some(
                 "Write back priorities of the events a sample of this buffer returned (archived and deleted events leave every buffer); nothing was written.",

@@ -8,46 +8,82 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// `fractality.user_id`: the tenant of the session, a uuid. Row-level security shows a role that
 /// is neither owner nor BYPASSRLS only the rows whose `user_id` equals it; unset, it sees nothing.
 /// Applications set it per request or per transaction (`SET LOCAL fractality.user_id = '…'`).
-pub static USER_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static USER_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// `fractality.notify`: whether changes to nodes send `pg_notify('consciousness_update', …)`.
 /// On by default; bulk loads turn it off for their transaction with `SET LOCAL fractality.notify = off`.
-pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// `fractality.decay_rate`: the fraction of its energy a node keeps per tick, in (0, 1]; 0.95.
-pub static DECAY_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.95);
+static DECAY_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.95);
 
 /// `fractality.decay_tick`: the time one decay step takes, a positive duration ('1 hour',
 /// '30 min', '1h 30min', '01:30:00', '2 days'); '1 hour'. Parsed once when set.
-pub static DECAY_TICK: GucSetting<Option<CString>> =
+static DECAY_TICK: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"1 hour"));
 
 /// `fractality.atp_floor`: energy never decays below this level, in [0, 1]; 0.1. A value already
 /// below it stays as it is.
-pub static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
+static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 
 /// `fractality.exact_scan_limit`: a tenant's search (find_resonant, recall, remember's duplicate
 /// check) reads a tenant of at most this many 384-d embeddings exactly (every one of them, a
 /// recall of 1) instead of through its partition's HNSW index; for a model of d dimensions the
 /// limit is scaled by 384 / d. 0 turns the exact scan off. 2000.
-pub static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(2000);
+static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(2000);
 
 /// `fractality.embedding_partitions`: how many hash partitions (by tenant) node_embeddings gets
 /// when the extension is created, 1 to 1024; 64 (a tenant group per partition: the fewer tenants
 /// share a partition, the less its HNSW scan has to skip). Read only by CREATE EXTENSION: set
 /// it before, e.g. `SET fractality.embedding_partitions = 256; CREATE EXTENSION fractality;`.
-pub static EMBEDDING_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(64);
+static EMBEDDING_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(64);
 
 /// `fractality.remember_energy`: the energy `remember` feeds a memory it already holds (the same
 /// key, or one within the duplicate threshold), in [0, 1]; 0.1.
-pub static REMEMBER_ENERGY: GucSetting<f64> = GucSetting::<f64>::new(0.1);
+static REMEMBER_ENERGY: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 
 /// `fractality.recall_w_sim`, `recall_w_energy`, `recall_w_edge`: the weights of relevance,
 /// current energy and the edge to the context in `recall`'s score, each in [0, 1]; the seed's
 /// resonance weights 0.5, 0.3 and 0.2. A call's own weights take precedence.
-pub static RECALL_W_SIM: GucSetting<f64> = GucSetting::<f64>::new(0.5);
-pub static RECALL_W_ENERGY: GucSetting<f64> = GucSetting::<f64>::new(0.3);
-pub static RECALL_W_EDGE: GucSetting<f64> = GucSetting::<f64>::new(0.2);
+static RECALL_W_SIM: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+static RECALL_W_ENERGY: GucSetting<f64> = GucSetting::<f64>::new(0.3);
+static RECALL_W_EDGE: GucSetting<f64> = GucSetting::<f64>::new(0.2);
+
+/// The tenant the session set (`fractality.user_id`), unparsed.
+pub fn user_id() -> Option<CString> {
+    USER_ID.get()
+}
+
+/// `fractality.decay_rate`.
+#[inline]
+pub fn decay_rate() -> f64 {
+    DECAY_RATE.get()
+}
+
+/// `fractality.atp_floor`.
+#[inline]
+pub fn atp_floor() -> f64 {
+    ATP_FLOOR.get()
+}
+
+/// `fractality.exact_scan_limit` (for 384-d embeddings).
+pub fn exact_scan_limit() -> i32 {
+    EXACT_SCAN_LIMIT.get()
+}
+
+/// `fractality.remember_energy`.
+pub fn remember_energy() -> f64 {
+    REMEMBER_ENERGY.get()
+}
+
+/// `fractality.recall_w_sim`, `recall_w_energy` and `recall_w_edge`.
+pub fn recall_weights() -> (f64, f64, f64) {
+    (
+        RECALL_W_SIM.get(),
+        RECALL_W_ENERGY.get(),
+        RECALL_W_EDGE.get(),
+    )
+}
 
 /// fractality.decay_tick in microseconds, set by its assign hook.
 static DECAY_TICK_US: AtomicI64 = AtomicI64::new(3_600_000_000);

@@ -50,17 +50,26 @@ impl FromDatum for RawDatum {
 unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArg<'fcx> {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         match unsafe { arg.unbox_arg_using_from_datum::<RawDatum>() } {
-            Some(RawDatum(d)) => JsonbArg {
-                // a plain 4-byte-header copy when the datum is toasted or short-headed
-                jsonb: unsafe { pg_sys::pg_detoast_datum(d.cast_mut_ptr()) }.cast(),
-                _call: PhantomData,
-            },
+            // SAFETY: a non-null argument of the call
+            Some(RawDatum(d)) => unsafe { JsonbArg::from_datum(d) },
             None => FractalityError::NullNotAllowed("jsonb argument").report(),
         }
     }
 }
 
 impl<'fcx> JsonbArg<'fcx> {
+    /// A jsonb argument from its datum.
+    ///
+    /// # Safety
+    /// `d` is a non-null jsonb datum that lives as long as the call.
+    pub unsafe fn from_datum(d: pg_sys::Datum) -> JsonbArg<'fcx> {
+        JsonbArg {
+            // a plain 4-byte-header copy when the datum is toasted or short-headed
+            jsonb: unsafe { pg_sys::pg_detoast_datum(d.cast_mut_ptr()) }.cast(),
+            _call: PhantomData,
+        }
+    }
+
     /// The top-level value: a container (array or object), or a scalar.
     pub fn root(&self) -> Value<'fcx> {
         // SAFETY: a detoasted jsonb datum that lives as long as the call

@@ -79,11 +79,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/experience_api.sql",
     name = "experience_api",
-    requires = [
-        "experience",
-        reward::total_reward,
-        experience::write_events_text
-    ]
+    requires = ["experience", reward::total_reward]
 );
 // prioritised replay: buffers, their items and sum trees, the triggers that keep them in step
 // with the events (src/replay/ has the functions).
@@ -134,7 +130,7 @@ extension_sql_file!(
     requires = ["graph", "streams", "decay"]
 );
 // resonance and consensus: search settings and SECURITY DEFINER of the functions in
-// src/resonance.rs and src/consensus.rs, and consensus_tree.
+// src/resonance/ and src/consensus.rs, and consensus_tree.
 extension_sql_file!(
     "../sql/resonance.sql",
     name = "resonance",

@@ -86,7 +86,7 @@ impl TenantScan {
         first: usize,
     ) -> Result<TenantScan, FractalityError> {
         // the exact path while rows x dimensions stay within the limit's 384-d rows
-        let limit = ((crate::gucs::EXACT_SCAN_LIMIT.get() as i64) * REFERENCE_DIMS
+        let limit = ((crate::gucs::exact_scan_limit() as i64) * REFERENCE_DIMS
             / model.dims.max(1) as i64)
             .min(i32::MAX as i64);
         let small = limit > 0 && {

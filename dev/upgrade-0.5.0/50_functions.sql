@@ -26,3 +26,11 @@ DROP FUNCTION fractality.unlink(text, text, text);
 --@ pgrx unlink_wrapper
 
 --@ file resonance.sql DO $$||-- The seed's traversal
+
+-- write_events and write_events_json are named in Rust as in SQL since 0.5.0: write_events(jsonb)
+-- moves to its own C symbol, write_events_json(text, json) to the one write_events(jsonb) had
+-- (which reads either; the old symbols stay in the library for the scripts of 0.1.0-0.4.0)
+CREATE OR REPLACE FUNCTION fractality.write_events(events jsonb) RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_wrapper';
+--@ file! experience_api.sql CREATE FUNCTION fractality.write_events_json(events text)||-- Events with "timestamp" in

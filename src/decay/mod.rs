@@ -76,9 +76,9 @@ pub fn current(atp: f64, atp_at_us: i64, at_us: i64) -> f64 {
     decay(
         atp,
         elapsed_us,
-        gucs::DECAY_RATE.get(),
+        gucs::decay_rate(),
         gucs::decay_tick_us() as f64,
-        gucs::ATP_FLOOR.get(),
+        gucs::atp_floor(),
     )
 }
 
@@ -99,7 +99,7 @@ pub fn current_atp(
 
 /// Switches the per-row notification off for one statement; returns whether it was on.
 fn notify_off() -> Result<bool, FractalityError> {
-    let was_on = gucs::NOTIFY.get();
+    let was_on = gucs::notify_enabled();
     if was_on {
         store::set_notify("off")?;
     }

@@ -30,8 +30,8 @@ use arrays::single_field;
 
 /// Writes a batch of events given as a JSON array of objects (the seed's column names; an
 /// optional "metadata" object per event). Returns the number of events written.
-#[pg_extern(volatile, strict, parallel_unsafe, name = "write_events")]
-fn write_events_json(events: JsonbArg<'_>) -> i64 {
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn write_events(events: JsonbArg<'_>) -> i64 {
     crate::errors::writer(c"write_events");
     let batch = parse_batch_jsonb(&events).unwrap_or_report();
     insert_events(&batch).unwrap_or_report()
@@ -49,14 +49,50 @@ where
     }
 }
 
-/// `write_events_json`: a batch of events given as JSON text (`text`, and `json` through the same
-/// C function, declared in sql/experience_api.sql): the array of objects of `write_events(jsonb)`,
-/// read by serde straight from the text. Returns the number of events written.
-#[pg_extern(volatile, strict, parallel_unsafe, name = "write_events_json")]
-fn write_events_text(events: &str) -> i64 {
-    crate::errors::writer(c"write_events_json");
-    let batch = parse_batch_text(events).unwrap_or_report();
-    insert_events(&batch).unwrap_or_report()
+/// `write_events_json`: a batch of events given as JSON text (`text` and `json`, declared in
+/// sql/experience_api.sql): the array of objects of `write_events(jsonb)`, read by serde straight
+/// from the text. Returns the number of events written.
+///
+/// Until 0.5.0 this C symbol was `write_events(jsonb)`'s, and a 0.1.0-0.4.0 catalog still names
+/// it for that function until `ALTER EXTENSION fractality UPDATE` has run; a jsonb argument is
+/// therefore read as jsonb (the argument's type comes from the call, not the symbol).
+#[pg_extern(volatile, strict, parallel_unsafe, sql = false)]
+fn write_events_json(events: pgrx::AnyElement) -> i64 {
+    let batch = if events.oid() == pg_sys::JSONBOID {
+        crate::errors::writer(c"write_events");
+        // SAFETY: a non-null jsonb datum of this call
+        let jsonb = unsafe { JsonbArg::from_datum(events.datum()) };
+        parse_batch_jsonb(&jsonb)
+    } else {
+        crate::errors::writer(c"write_events_json");
+        // SAFETY: a non-null datum of a text category type (text or json) of this call
+        let text = unsafe { <&str as FromDatum>::from_datum(events.datum(), false) }
+            .unwrap_or_else(|| FractalityError::NullNotAllowed("events").report());
+        parse_batch_text(text)
+    };
+    insert_events(&batch.unwrap_or_report()).unwrap_or_report()
+}
+
+/// The C symbol 0.3.0 and 0.4.0 declared `write_events_json(text)` and `(json)` with: their
+/// install and upgrade scripts (run on the way to 0.5.0) still name it. It is `write_events_json`.
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_write_events_text_wrapper() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// See [`pg_finfo_write_events_text_wrapper`].
+///
+/// # Safety
+/// Called by PostgreSQL's function manager with a valid call frame.
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub unsafe extern "C-unwind" fn write_events_text_wrapper(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: the frame PostgreSQL gave, passed on unchanged
+    unsafe { write_events_json_wrapper(fcinfo) }
 }
 
 /// The typed-array form of `write_events`, for clients that send arrays.

@@ -156,7 +156,8 @@ fn copy_events(events: &[Event]) -> u64 {
         let nsp = pg_sys::get_namespace_oid(c"fractality".as_ptr(), false);
         let relid = pg_sys::get_relname_relid(c"experience_events".as_ptr(), nsp);
         if relid == pg_sys::InvalidOid {
-            error!("fractality.experience_events does not exist");
+            FractalityError::InternalStep("fractality.experience_events does not exist".into())
+                .report();
         }
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
@@ -276,10 +277,10 @@ pub fn insert_events(events: &[Event]) -> Result<i64, FractalityError> {
 
     let copied = copy_events(events);
     if copied != events.len() as u64 {
-        error!(
+        return Err(FractalityError::InternalStep(format!(
             "write_events: COPY took {copied} of {} events",
             events.len()
-        );
+        )));
     }
 
     let with_meta: Vec<&Event> = events.iter().filter(|e| e.metadata.is_some()).collect();

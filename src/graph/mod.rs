@@ -38,7 +38,7 @@ const PATH_BATCH: usize = 128;
 /// The tenant of the session (`fractality.user_id`), or None when it is unset; read from the
 /// setting directly (a malformed value is left to `fractality.current_user_id()` to reject).
 fn session_tenant_opt() -> Result<Option<Uuid>, FractalityError> {
-    let setting = crate::gucs::USER_ID.get();
+    let setting = crate::gucs::user_id();
     match setting.as_ref().map(|c| c.to_string_lossy()) {
         None => Ok(None),
         Some(text) if text.is_empty() => Ok(None),

@@ -138,10 +138,11 @@ fn forget(node_key: &str) -> bool {
 
 /// The weights of a call: its own where given, else the settings.
 fn weights(w_sim: Option<f64>, w_energy: Option<f64>, w_edge: Option<f64>) -> Weights {
+    let (sim, energy, edge) = crate::gucs::recall_weights();
     Weights::new(
-        w_sim.unwrap_or_else(|| crate::gucs::RECALL_W_SIM.get()),
-        w_energy.unwrap_or_else(|| crate::gucs::RECALL_W_ENERGY.get()),
-        w_edge.unwrap_or_else(|| crate::gucs::RECALL_W_EDGE.get()),
+        w_sim.unwrap_or(sim),
+        w_energy.unwrap_or(energy),
+        w_edge.unwrap_or(edge),
     )
     .unwrap_or_report()
 }

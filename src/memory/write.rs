@@ -42,36 +42,40 @@ fn remember_one(
         }
         return Ok((id, false));
     }
-    // a near duplicate: the nearest unexpired memory within the threshold
+    // a near duplicate: the nearest unexpired memory within the threshold. The scan goes on past
+    // a batch whose near duplicates have all expired: a live one may come later in the order.
     let mut scan = TenantScan::open(model, tenant, &m.embedding, false, 4)?;
-    let mut near: Vec<(Uuid, f64)> = Vec::new();
-    'scan: loop {
+    loop {
         let batch = scan.next_batch()?;
         if batch.is_empty() {
             break;
         }
+        let mut near: Vec<(Uuid, f64)> = Vec::new();
+        let mut past = false;
         for h in batch {
             if h.order < dedup - scan.margin() {
-                break 'scan;
+                past = true;
+                break;
             }
             if h.similarity >= dedup {
                 near.push((h.node_id, h.similarity));
             }
         }
         if !near.is_empty() {
+            let ids: Vec<Uuid> = near.iter().map(|n| n.0).collect();
+            let alive: HashSet<Uuid> = store::details(&ids)?.into_keys().collect();
+            near.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            if let Some((id, _)) = near.into_iter().find(|(id, _)| alive.contains(id)) {
+                drop(scan);
+                reinforce(id)?;
+                return Ok((id, false));
+            }
+        }
+        if past {
             break;
         }
     }
     drop(scan);
-    if !near.is_empty() {
-        let ids: Vec<Uuid> = near.iter().map(|n| n.0).collect();
-        let alive: HashSet<Uuid> = store::details(&ids)?.into_keys().collect();
-        near.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        if let Some((id, _)) = near.into_iter().find(|(id, _)| alive.contains(id)) {
-            reinforce(id)?;
-            return Ok((id, false));
-        }
-    }
     // a new memory
     let id = store::insert(tenant, &key, &m.content, &m.metadata, m.ttl)?;
     crate::graph::write_embedding(id, tenant, &model.name, Vector::from_slice(&m.embedding)?)?;
@@ -86,7 +90,7 @@ pub fn remember_all(
     dedup: f64,
 ) -> Result<Vec<(Uuid, bool)>, FractalityError> {
     let dedup = check_similarity("dedup_threshold", dedup)?;
-    let energy = crate::gucs::REMEMBER_ENERGY.get();
+    let energy = crate::gucs::remember_energy();
     spi::connect(|| {
         let tenant = store::tenant()?;
         let model = Model::lookup(model)?;

@@ -35,7 +35,7 @@ pub fn total_reward(homeostasis: f32, curiosity: f32, efficiency: f32, goal: f32
 unsafe fn agg_context(fcinfo: pg_sys::FunctionCallInfo, name: &str) -> pg_sys::MemoryContext {
     let mut cx: pg_sys::MemoryContext = std::ptr::null_mut();
     if pg_sys::AggCheckCallContext(fcinfo, &mut cx) == 0 {
-        error!("{name} called outside an aggregate");
+        FractalityError::InternalStep(format!("{name} called outside an aggregate")).report();
     }
     cx
 }
@@ -52,7 +52,9 @@ unsafe fn state_mut<'a, T: Copy + Default>(
         p.write(T::default());
         *state = Internal::from(Some(pg_sys::Datum::from(p)));
     }
-    state.get_mut::<T>().expect("initialised above")
+    state
+        .get_mut::<T>()
+        .unwrap_or_else(|| FractalityError::InternalStep(format!("{name}: no state")).report())
 }
 
 #[pg_extern(immutable, parallel_safe)]
@@ -277,14 +279,22 @@ fn reward_stats_ffunc(
     let w = unsafe { state.get::<Welford>() }
         .copied()
         .unwrap_or_default();
+    let failed = |e: &dyn std::fmt::Display| -> ! {
+        FractalityError::InternalStep(format!("reward_stats_result: {e}")).report()
+    };
     let mut t = PgHeapTuple::new_composite_type("fractality.reward_stats_result")
-        .unwrap_or_else(|e| error!("reward_stats_result: {e}"));
+        .unwrap_or_else(|e| failed(&e));
     let some = |v: f64| (w.n > 0).then_some(v);
-    t.set_by_name("n", w.n).expect("n");
-    t.set_by_name("mean", some(w.mean)).expect("mean");
-    t.set_by_name("stddev", w.stddev()).expect("stddev");
-    t.set_by_name("min", some(w.min)).expect("min");
-    t.set_by_name("max", some(w.max)).expect("max");
+    let set = (|| {
+        t.set_by_name("n", w.n)?;
+        t.set_by_name("mean", some(w.mean))?;
+        t.set_by_name("stddev", w.stddev())?;
+        t.set_by_name("min", some(w.min))?;
+        t.set_by_name("max", some(w.max))
+    })();
+    if let Err(e) = set {
+        failed(&e);
+    }
     t
 }
 

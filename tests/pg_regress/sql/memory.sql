@@ -142,4 +142,13 @@ END $$;
 SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
 SELECT (SELECT count(*) FROM fractality.nodes) = n AND (SELECT count(*) FROM fractality.consciousness_streams) = s
        AS nothing_written FROM before_bad;
+-- an expired near duplicate does not hide a live one further down the distance order: five
+-- expired notes nearer than the live one fill the scan's first batch
+SELECT count(*) FILTER (WHERE r.created) AS created
+  FROM generate_series(1, 5) i,
+       LATERAL fractality.remember('old-' || i, 'Old note ' || i, pg_temp.v(100, i * 0.005), dedup_threshold => 1) r;
+UPDATE fractality.nodes SET expires_at = now() - interval '1 second' WHERE label LIKE 'Old note%';
+SELECT created FROM fractality.remember('live', 'Live note', pg_temp.v(100, 0.03), dedup_threshold => 1);
+SELECT created, node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'live') AS the_live_one
+  FROM fractality.remember(NULL, 'The note again', pg_temp.v(100));
 ROLLBACK;

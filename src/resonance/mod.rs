@@ -1,0 +1,323 @@
+//! Resonance: how strongly two nodes of a mind resonate.
+//!
+//! `resonance = w_sim * cosine similarity + w_energy * atp_a * atp_b + w_edge * edge weight`,
+//! with the seed's weights 0.5, 0.3 and 0.2. [`score`] is the pure math, [`store`] the queries (as
+//! the caller), this file the `#[pg_extern]` layer and the two set computations. `resonance_with` (and
+//! `calculate_resonance`, its one-pair form) reads the nodes, their embeddings and the edges
+//! between them in three queries and computes the rest natively; `find_resonant` takes the
+//! source's neighbours from the tenant's search ([`crate::search`]) and re-ranks them natively.
+//!
+//! Every query runs as the caller through SQL: row-level security decides what each sees.
+
+use std::collections::HashMap;
+
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+pub mod score;
+pub mod store;
+
+use crate::errors::{node_not_found, FractalityError, OrReport};
+use crate::models::{model_arg, Model};
+use crate::search::TenantScan;
+use crate::spi;
+use crate::vector::cosine;
+
+pub use score::*;
+pub use store::{edges_between, embeddings_of, node, NodeEnergy, NodeRef};
+
+/// `w_sim * similarity + w_energy * atp_a * atp_b + w_edge * edge_weight`; every input validated.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn resonance_score(
+    similarity: f64,
+    atp_a: f64,
+    atp_b: f64,
+    edge_weight: f64,
+    w_sim: default!(f64, 0.5),
+    w_energy: default!(f64, 0.3),
+    w_edge: default!(f64, 0.2),
+) -> f64 {
+    let w = Weights::new(w_sim, w_energy, w_edge).unwrap_or_report();
+    score(similarity, atp_a, atp_b, edge_weight, w).unwrap_or_report()
+}
+
+// ---- SQL: resonance_with and calculate_resonance ---------------------------------------------
+
+/// One row of `resonance_with`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pair {
+    pub node_id: Uuid,
+    pub similarity: Option<f64>,
+    pub atp: f64,
+    pub edge_weight: f64,
+    pub resonance: Option<f64>,
+}
+
+/// The resonance of `source` with each of `others`, in the order given: three queries (the
+/// nodes, their embeddings per tenant, the edges), the rest native. P0002 for a node that does
+/// not exist or that the caller may not see; similarity and resonance NULL where either node has
+/// no embedding of the model (or a zero one).
+pub fn resonance_set(
+    source: Uuid,
+    others: &[Uuid],
+    model: &str,
+) -> Result<Vec<Pair>, FractalityError> {
+    let model = Model::lookup(model)?;
+    let mut ids = Vec::with_capacity(others.len() + 1);
+    ids.push(source);
+    ids.extend_from_slice(others);
+    let nodes = store::nodes_by_ids(&ids)?;
+    if let Some(id) = ids.iter().find(|id| !nodes.contains_key(id)) {
+        return Err(node_not_found(id));
+    }
+    let src = nodes[&source];
+    // the embeddings, one query per tenant (one in the common case)
+    let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for id in &ids {
+        let n = nodes[id];
+        let group = by_tenant.entry(n.tenant).or_default();
+        if !group.contains(id) {
+            group.push(*id);
+        }
+    }
+    let mut embeddings: HashMap<Uuid, Vec<f32>> = HashMap::new();
+    for (tenant, group) in &by_tenant {
+        embeddings.extend(embeddings_of(*tenant, group, &model)?);
+    }
+    let edges = edges_between(source, others)?;
+    let source_vec = embeddings.get(&source);
+    others
+        .iter()
+        .map(|id| {
+            let n = nodes[id];
+            let edge = edges.get(id).copied().unwrap_or(0.0);
+            let similarity = match (source_vec, embeddings.get(id)) {
+                (Some(a), Some(b)) => cosine(a, b)?,
+                _ => None,
+            };
+            let resonance = similarity
+                .map(|s| score(s, src.atp, n.atp, edge, SEED_WEIGHTS))
+                .transpose()?;
+            Ok(Pair {
+                node_id: *id,
+                similarity,
+                atp: n.atp,
+                edge_weight: edge,
+                resonance,
+            })
+        })
+        .collect()
+}
+
+/// The seed's resonance of `node` with each of `others` (its set form): 0.5 x cosine similarity
+/// of their embeddings of `model` + 0.3 x the product of their current energies + 0.2 x the edge
+/// between them (either direction; 0 without one). One row per element of `others`, in order.
+/// P0002 for a node that does not exist or that the caller may not see; similarity and
+/// resonance are NULL where either node has no embedding of the model.
+#[pg_extern(stable, strict)]
+#[allow(clippy::type_complexity)] // the table pgrx declares
+fn resonance_with(
+    node: Uuid,
+    others: Vec<Option<Uuid>>,
+    model: default!(&str, "'default'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(node_id, Uuid),
+        name!(similarity, Option<f64>),
+        name!(atp, f64),
+        name!(edge_weight, f64),
+        name!(resonance, Option<f64>),
+    ),
+> {
+    let others: Vec<Uuid> = others
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| FractalityError::NullNotAllowed("an element of others").report())
+        })
+        .collect();
+    let pairs = spi::connect(|| resonance_set(node, &others, model)).unwrap_or_report();
+    TableIterator::new(
+        pairs
+            .into_iter()
+            .map(|p| (p.node_id, p.similarity, p.atp, p.edge_weight, p.resonance)),
+    )
+}
+
+/// The seed's resonance of two nodes: 0.5 x cosine similarity + 0.3 x energy product + 0.2 x
+/// edge weight (0 without an edge). NULL where either node has no embedding of `model` (or a
+/// zero one). P0002 for a node that does not exist or that the caller may not see.
+#[pg_extern(
+    stable,
+    strict,
+    sql = r#"
+CREATE FUNCTION fractality."calculate_resonance"(
+    "node_a" uuid, "node_b" uuid, "model" text DEFAULT 'default'
+) RETURNS double precision STRICT STABLE
+LANGUAGE c AS 'MODULE_PATHNAME', 'calculate_resonance_wrapper';
+"#
+)]
+fn calculate_resonance(
+    node_a: Uuid,
+    node_b: Uuid,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Option<f64> {
+    let model = unsafe { model_arg(fcinfo, 2) }.expect("strict");
+    spi::connect(|| resonance_set(node_a, &[node_b], &model))
+        .unwrap_or_report()
+        .into_iter()
+        .next()
+        .and_then(|p| p.resonance)
+}
+
+// ---- SQL: find_resonant -------------------------------------------------------------------------
+
+/// One row of find_resonant.
+type Resonant = (Uuid, String, Option<String>, f64, f64, f64);
+
+/// find_resonant's work: the source, its embedding, its neighbours within the threshold from the
+/// tenant's search (at most MAX_CANDIDATES, the nearest), their details, the native re-ranking.
+fn resonant(
+    source: NodeRef<'_>,
+    threshold_: f64,
+    k: i32,
+    model: &str,
+) -> Result<Vec<Resonant>, FractalityError> {
+    let threshold_ = threshold(threshold_)?;
+    let k = check_k(k)?;
+    let model = Model::lookup(model)?;
+    let src = node(&source)?;
+    let Some(query) = embeddings_of(src.tenant, &[src.id], &model)?.remove(&src.id) else {
+        return Ok(Vec::new());
+    };
+    if query.iter().all(|x| *x == 0.0) {
+        return Ok(Vec::new()); // no direction, no similarity
+    }
+    let mut scan = TenantScan::open(&model, src.tenant, &query, true, k + 1)?;
+    let mut found: Vec<(Uuid, f64)> = Vec::new();
+    'scan: loop {
+        let batch = scan.next_batch()?;
+        if batch.is_empty() {
+            break;
+        }
+        for h in batch {
+            if h.order < threshold_ - scan.margin() {
+                break 'scan;
+            }
+            if h.node_id != src.id && h.similarity >= threshold_ {
+                found.push((h.node_id, h.similarity));
+                if found.len() >= MAX_CANDIDATES as usize {
+                    break 'scan;
+                }
+            }
+        }
+    }
+    drop(scan);
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = found.iter().map(|f| f.0).collect();
+    let edges = edges_between(src.id, &ids)?;
+    let details = store::node_details(&ids)?;
+    let ranked: Vec<Ranked> = found
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (id, sim))| {
+            let (_, _, atp) = details.get(id)?;
+            let edge = edges.get(id).copied().unwrap_or(0.0);
+            Some(Ranked {
+                index: i,
+                similarity: *sim,
+                resonance: raw_score(*sim, src.atp, *atp, edge, SEED_WEIGHTS),
+            })
+        })
+        .collect();
+    Ok(rerank(ranked, k)
+        .into_iter()
+        .map(|r| {
+            let id = found[r.index].0;
+            let (key, label, atp) = details[&id].clone();
+            (id, key, label, r.similarity, atp, r.resonance)
+        })
+        .collect())
+}
+
+/// The nodes of the source's tenant that resonate with it: similarity (of their embeddings of
+/// `model`) at least `threshold`, ordered by resonance (highest first), at most `k`. A tenant of
+/// at most `fractality.exact_scan_limit` embeddings of the model is read whole; a larger one
+/// through the model's HNSW index in the tenant's partition, in distance order until the
+/// threshold. Every read is the caller's: what row-level security hides is left out. The source
+/// is never in its own result; empty when it has no embedding of the model.
+#[pg_extern(
+    stable,
+    strict,
+    sql = r#"
+CREATE FUNCTION fractality."find_resonant"(
+    "node" uuid, "threshold" double precision DEFAULT 0.7, "k" integer DEFAULT 20,
+    "model" text DEFAULT 'default'
+) RETURNS TABLE (
+    "node_id" uuid, "node_key" text, "label" text, "similarity" double precision,
+    "atp" double precision, "resonance" double precision
+) STRICT STABLE
+LANGUAGE c AS 'MODULE_PATHNAME', 'find_resonant_wrapper';
+"#
+)]
+fn find_resonant(
+    node: Uuid,
+    threshold: f64,
+    k: i32,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> TableIterator<
+    'static,
+    (
+        name!(node_id, Uuid),
+        name!(node_key, String),
+        name!(label, Option<String>),
+        name!(similarity, f64),
+        name!(atp, f64),
+        name!(resonance, f64),
+    ),
+> {
+    let model = unsafe { model_arg(fcinfo, 3) }.expect("strict");
+    TableIterator::new(
+        spi::connect(|| resonant(NodeRef::Id(node), threshold, k, &model)).unwrap_or_report(),
+    )
+}
+
+/// As `find_resonant(uuid, ...)`, the source named by its key in the caller's tenant
+/// (`fractality.user_id`).
+#[pg_extern(
+    stable,
+    strict,
+    sql = r#"
+CREATE FUNCTION fractality."find_resonant"(
+    "node_key" text, "threshold" double precision DEFAULT 0.7, "k" integer DEFAULT 20,
+    "model" text DEFAULT 'default'
+) RETURNS TABLE (
+    "node_id" uuid, "node_key" text, "label" text, "similarity" double precision,
+    "atp" double precision, "resonance" double precision
+) STRICT STABLE
+LANGUAGE c AS 'MODULE_PATHNAME', 'find_resonant_by_key_wrapper';
+"#
+)]
+fn find_resonant_by_key(
+    node_key: &str,
+    threshold: f64,
+    k: i32,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> TableIterator<
+    'static,
+    (
+        name!(node_id, Uuid),
+        name!(node_key, String),
+        name!(label, Option<String>),
+        name!(similarity, f64),
+        name!(atp, f64),
+        name!(resonance, f64),
+    ),
+> {
+    let model = unsafe { model_arg(fcinfo, 3) }.expect("strict");
+    TableIterator::new(
+        spi::connect(|| resonant(NodeRef::Key(node_key), threshold, k, &model)).unwrap_or_report(),
+    )
+}

@@ -1,0 +1,175 @@
+//! The store of the resonance functions: nodes, embeddings and edges read as the caller
+//! (row-level security decides what each query sees), each query from sql/queries/.
+
+use std::collections::HashMap;
+
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+use crate::errors::{node_not_found, FractalityError};
+use crate::models::Model;
+use crate::spi::{self, Query};
+use crate::vector::Vector;
+
+use super::score::stronger_edge;
+
+const NODE_BY_ID: &str = include_str!("../../sql/queries/node_by_id.sql");
+const NODE_BY_KEY: &str = include_str!("../../sql/queries/node_by_key.sql");
+const NODES_BY_IDS: &str = include_str!("../../sql/queries/nodes_by_ids.sql");
+const EMBEDDINGS_OF: &str = include_str!("../../sql/queries/embeddings_of.sql");
+const EDGES_BETWEEN: &str = include_str!("../../sql/queries/edges_between.sql");
+const NODE_DETAILS: &str = include_str!("../../sql/queries/node_details.sql");
+
+/// A node as the resonance functions need it.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeEnergy {
+    pub id: Uuid,
+    pub tenant: Uuid,
+    pub atp: f64,
+}
+
+fn node_row(r: &spi::Row) -> Option<NodeEnergy> {
+    Some(NodeEnergy {
+        id: r.get(1)?,
+        tenant: r.get(2)?,
+        atp: r.get(3)?,
+    })
+}
+
+/// A node by id or by key (of the session's tenant).
+pub enum NodeRef<'a> {
+    Id(Uuid),
+    Key(&'a str),
+}
+
+/// The node `r` as the caller sees it, or P0002.
+pub fn node(r: &NodeRef<'_>) -> Result<NodeEnergy, FractalityError> {
+    let found = match r {
+        NodeRef::Id(id) => spi::rows(
+            &Query {
+                name: "node_by_id",
+                text: NODE_BY_ID,
+                types: &[pg_sys::UUIDOID],
+            },
+            &[(*id).into()],
+            true,
+            node_row,
+        )?,
+        NodeRef::Key(key) => spi::rows(
+            &Query {
+                name: "node_by_key",
+                text: NODE_BY_KEY,
+                types: &[pg_sys::TEXTOID],
+            },
+            &[(*key).into()],
+            true,
+            node_row,
+        )?,
+    };
+    found.into_iter().flatten().next().ok_or_else(|| match r {
+        NodeRef::Id(id) => node_not_found(id),
+        NodeRef::Key(key) => node_not_found(format!("'{key}'")),
+    })
+}
+
+/// The nodes `ids` the caller sees, by id.
+pub fn nodes_by_ids(ids: &[Uuid]) -> Result<HashMap<Uuid, NodeEnergy>, FractalityError> {
+    Ok(spi::rows(
+        &Query {
+            name: "nodes_by_ids",
+            text: NODES_BY_IDS,
+            types: &[pg_sys::UUIDARRAYOID],
+        },
+        &[ids.to_vec().into()],
+        true,
+        node_row,
+    )?
+    .into_iter()
+    .flatten()
+    .map(|n| (n.id, n))
+    .collect())
+}
+
+/// Key, label and current energy of the nodes `ids` the caller sees.
+pub type Details = HashMap<Uuid, (String, Option<String>, f64)>;
+
+/// [`Details`] of `ids`.
+pub fn node_details(ids: &[Uuid]) -> Result<Details, FractalityError> {
+    Ok(spi::rows(
+        &Query {
+            name: "node_details",
+            text: NODE_DETAILS,
+            types: &[pg_sys::UUIDARRAYOID],
+        },
+        &[ids.to_vec().into()],
+        true,
+        |r| {
+            Some((
+                r.get::<Uuid>(1)?,
+                (r.get::<String>(2)?, r.get::<String>(3), r.get::<f64>(4)?),
+            ))
+        },
+    )?
+    .into_iter()
+    .flatten()
+    .collect())
+}
+
+/// The embeddings of `model` of `ids` (all of `tenant`), copied out.
+pub fn embeddings_of(
+    tenant: Uuid,
+    ids: &[Uuid],
+    model: &Model,
+) -> Result<HashMap<Uuid, Vec<f32>>, FractalityError> {
+    let rows = spi::rows(
+        &Query {
+            name: "embeddings_of",
+            text: EMBEDDINGS_OF,
+            types: &[pg_sys::UUIDOID, pg_sys::UUIDARRAYOID, pg_sys::TEXTOID],
+        },
+        &[
+            tenant.into(),
+            ids.to_vec().into(),
+            model.name.as_str().into(),
+        ],
+        true,
+        |r| -> Result<Option<(Uuid, Vec<f32>)>, FractalityError> {
+            let (Some(id), Some(d)) = (r.get::<Uuid>(1), r.datum(2)) else {
+                return Ok(None);
+            };
+            // SAFETY: a non-null vector datum of the row being read
+            let v = unsafe { Vector::from_datum_ref(d) }?;
+            Ok(Some((id, v.as_slice().to_vec())))
+        },
+    )?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        if let Some((id, v)) = r? {
+            out.insert(id, v);
+        }
+    }
+    Ok(out)
+}
+
+/// The edge between `node` and each of `others` in either direction: of several, the one of
+/// greatest |weight| (the positive one on a tie).
+pub fn edges_between(node: Uuid, others: &[Uuid]) -> Result<HashMap<Uuid, f64>, FractalityError> {
+    let rows = spi::rows(
+        &Query {
+            name: "edges_between",
+            text: EDGES_BETWEEN,
+            types: &[pg_sys::UUIDOID, pg_sys::UUIDARRAYOID],
+        },
+        &[node.into(), others.to_vec().into()],
+        true,
+        |r| r.get::<Uuid>(1).zip(r.get::<f64>(2)),
+    )?;
+    let mut out: HashMap<Uuid, f64> = HashMap::new();
+    for (other, w) in rows.into_iter().flatten() {
+        let e = out.entry(other).or_insert(w);
+        if stronger_edge(w, *e) {
+            *e = w;
+        }
+    }
+    Ok(out)
+}
