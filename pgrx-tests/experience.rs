@@ -313,6 +313,44 @@ mod tests {
         );
     }
 
+    /// An installation whose library is newer than its catalog (before `ALTER EXTENSION
+    /// fractality UPDATE`) still calls the C symbols of 0.1.0-0.4.0: `write_events_json_wrapper`
+    /// was `write_events(jsonb)`'s (a jsonb argument), `write_events_text_wrapper` the text form's.
+    #[pg_test]
+    fn exp_the_symbols_of_earlier_catalogs_still_write() {
+        Spi::run(
+            "CREATE FUNCTION public.old_write_events(jsonb) RETURNS bigint STRICT
+                 LANGUAGE c AS '$libdir/fractality', 'write_events_json_wrapper';
+             CREATE FUNCTION public.old_write_events_json(text) RETURNS bigint STRICT
+                 LANGUAGE c AS '$libdir/fractality', 'write_events_text_wrapper'",
+        )
+        .unwrap();
+        let batch = |base: i64| {
+            format!(
+                "SELECT json_agg(json_build_object(
+                     'event_id', md5(({base} + i)::text), 'timestamp', {base} + i, 'episode_id', 1,
+                     'step_number', i, 'event_type', 1, 'flags', 0, 'adna_version_hash', 5,
+                     'sequence_number', i, 'state_l1', i * 0.5, 'reward_goal', i,
+                     'metadata', json_build_object('intent_type', 'old', 'executor_id', 'x')))
+                   FROM generate_series(1, 20) i"
+            )
+        };
+        let n: i64 = one(&format!(
+            "SELECT public.old_write_events(({})::jsonb) + public.old_write_events_json(({})::text)",
+            batch(0),
+            batch(1000)
+        ));
+        assert_eq!(n, 40);
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.query_events(0, 2000, 1000, true)
+                  WHERE intent_type = 'old' AND state[1] = step_number * 0.5::real
+                    AND reward_goal = step_number"
+            ),
+            40
+        );
+    }
+
     #[pg_test(error = "write_events_json: invalid JSON: expected value at line 1 column 2")]
     fn exp_write_events_text_refuses_invalid_json() {
         Spi::run("SELECT fractality.write_events_json('[,]')").unwrap();
