@@ -40,8 +40,8 @@ mod tests {
     /// the date, every month of the span ends up with its partition).
     fn seed_events() {
         Spi::run(
-            "SELECT fractality.create_month_partition('fractality.experience_events', (now() - interval '40 days')::date);
-             SELECT fractality.create_month_partition('fractality.experience_events', (now() - interval '70 days')::date);
+            "SELECT fractality._create_month_partition('fractality.experience_events', (now() - interval '40 days')::date);
+             SELECT fractality._create_month_partition('fractality.experience_events', (now() - interval '70 days')::date);
              SELECT fractality.write_events((SELECT jsonb_agg(jsonb_build_object(
                  'event_id', 'a0' || lpad(to_hex(g), 30, '0'),
                  'timestamp', fractality.epoch_us(now() - g * interval '6 hours') - 1,
@@ -220,7 +220,7 @@ mod tests {
              INSERT INTO fractality.nodes (id, user_id, node_key, label) VALUES
                  ('00000000-0000-0000-0000-0000000000a1', '11111111-1111-1111-1111-111111111111', 'arch-a', 'A'),
                  ('00000000-0000-0000-0000-0000000000b1', '22222222-2222-2222-2222-222222222222', 'arch-b', 'B');
-             SELECT fractality.create_month_partition('fractality.consciousness_streams', (now() - interval '5 months')::date);
+             SELECT fractality._create_month_partition('fractality.consciousness_streams', (now() - interval '5 months')::date);
              INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, attention_score, resonance_vector)
              SELECT now() - g * interval '1 hour',
                     CASE WHEN g % 3 = 0 THEN '00000000-0000-0000-0000-0000000000b1'::uuid ELSE '00000000-0000-0000-0000-0000000000a1' END,
@@ -402,7 +402,7 @@ mod tests {
         let caught: i64 = one("SELECT count(*) FROM fractality.experience_events_default");
         assert!(caught > 0);
         let months: i64 = one(
-            "SELECT count(DISTINCT to_char(fractality.us_to_timestamptz(\"timestamp\") AT TIME ZONE 'UTC', 'YYYY_MM'))
+            "SELECT count(DISTINCT to_char(fractality._us_to_timestamptz(\"timestamp\") AT TIME ZONE 'UTC', 'YYYY_MM'))
                FROM fractality.experience_events_default",
         );
         assert!(one::<i32>("SELECT fractality.ensure_partitions(0)") as i64 >= months);
@@ -416,7 +416,7 @@ mod tests {
         // every event in the partition named after its month, every stream point too
         assert!(one::<bool>(
             "SELECT bool_and(e.tableoid = format('fractality.experience_events_%s',
-                        to_char(fractality.us_to_timestamptz(e.\"timestamp\") AT TIME ZONE 'UTC', 'YYYY_MM'))::regclass)
+                        to_char(fractality._us_to_timestamptz(e.\"timestamp\") AT TIME ZONE 'UTC', 'YYYY_MM'))::regclass)
                FROM fractality.experience_events e"
         ));
         assert!(one::<bool>(
@@ -439,7 +439,7 @@ mod tests {
         // archiving now moves the wholly old months as they lie (their files go cold untouched)
         Spi::run(
             "CREATE TEMP TABLE old_files AS
-             SELECT c.relfilenode FROM fractality.partition_bounds('fractality.experience_events') p
+             SELECT c.relfilenode FROM fractality._partition_bounds('fractality.experience_events') p
                JOIN pg_class c ON c.oid = p.part
               WHERE p.hi IS NOT NULL AND p.hi::bigint <= fractality.epoch_us(now() - interval '7 days')",
         )

@@ -115,7 +115,7 @@ mod tests {
         );
         // creating an existing partition again is a no-op
         let created = Spi::get_one::<bool>(
-            "SELECT fractality.create_month_partition('fractality.experience_events', current_date)",
+            "SELECT fractality._create_month_partition('fractality.experience_events', current_date)",
         )
         .unwrap()
         .unwrap();

@@ -5,10 +5,10 @@
 -- Events: hot and cold are two partitioned tables of the same row type, with disjoint time ranges
 -- (plus a default partition each). A hot partition that lies wholly before the cutoff moves with
 -- DETACH PARTITION + ATTACH PARTITION: its rows are not rewritten, and since every hot partition
--- carries its bound as a CHECK constraint (partition_bound, see create_month_partition), ATTACH
+-- carries its bound as a CHECK constraint (partition_bound, see _create_month_partition), ATTACH
 -- does not even scan them. The partition that straddles the cutoff is split by moving rows: the
 -- recent ones into a new hot partition when most are old, else the old ones into the cold
--- partition of the same range (see archive_events_before).
+-- partition of the same range (see _archive_events_before).
 -- Stream points are packed per node (consciousness_archive) instead: there the per-row overhead
 -- and the index dominate, and a packed row holds up to 1000 points.
 --
@@ -49,13 +49,13 @@ CREATE INDEX action_metadata_archive_event_ref
 -- ---- helpers ------------------------------------------------------------------------------------
 
 -- A microsecond count since the Unix epoch as a timestamptz, exactly.
-CREATE FUNCTION fractality.us_to_timestamptz(us bigint) RETURNS timestamptz
+CREATE FUNCTION fractality._us_to_timestamptz(us bigint) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT timestamptz 'epoch' + us * interval '1 microsecond' $$;
 
 -- The partitions of a range-partitioned table of fractality with their bounds as text (NULL for
 -- the default partition).
-CREATE FUNCTION fractality.partition_bounds(parent regclass)
+CREATE FUNCTION fractality._partition_bounds(parent regclass)
 RETURNS TABLE (part regclass, lo text, hi text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -70,7 +70,7 @@ $$;
 
 -- Drops a partition (detached or not). The partitions made while the extension was created are
 -- members of it; they leave it first, since PostgreSQL refuses to drop a member on its own.
-CREATE FUNCTION fractality.drop_partition(part regclass) RETURNS void
+CREATE FUNCTION fractality._drop_partition(part regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -84,18 +84,18 @@ END $$;
 
 -- Name of the archive partition starting at lo: experience_events_archive_YYYY_MM for a month's
 -- start, else with the day and time to the microsecond.
-CREATE FUNCTION fractality.archive_partition_name(lo bigint) RETURNS text
+CREATE FUNCTION fractality._archive_partition_name(lo bigint) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
 AS $$
     SELECT 'experience_events_archive_'
            || CASE WHEN t = date_trunc('month', t) THEN to_char(t, 'YYYY_MM')
                    ELSE to_char(t, 'YYYY_MM_DD_HH24MISS_US') END
-      FROM (SELECT fractality.us_to_timestamptz(lo) AT TIME ZONE 'UTC' AS t) s
+      FROM (SELECT fractality._us_to_timestamptz(lo) AT TIME ZONE 'UTC' AS t) s
 $$;
 
 -- A fresh table shaped like `parent` (columns, defaults, CHECK constraints) in schema fractality,
 -- with the given bound as its partition_bound constraint; ready to be filled and attached.
-CREATE FUNCTION fractality.new_event_table(name text, lo bigint, hi bigint) RETURNS regclass
+CREATE FUNCTION fractality._new_event_table(name text, lo bigint, hi bigint) RETURNS regclass
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -103,12 +103,12 @@ BEGIN
     EXECUTE format('CREATE TABLE fractality.%I (LIKE fractality.experience_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)', name);
     EXECUTE format('ALTER TABLE fractality.%I ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
                    name, lo, hi);
-    PERFORM fractality.index_partition(format('fractality.%I', name)::regclass);
+    PERFORM fractality._index_partition(format('fractality.%I', name)::regclass);
     RETURN format('fractality.%I', name)::regclass;
 END $$;
 
 -- Sets the partition_bound constraint of a detached event table (one scan of its rows).
-CREATE FUNCTION fractality.set_event_bound(tbl regclass, lo bigint, hi bigint) RETURNS void
+CREATE FUNCTION fractality._set_event_bound(tbl regclass, lo bigint, hi bigint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -120,12 +120,12 @@ END $$;
 -- Attaches a detached event table to the cold tier as [lo, hi), after taking in the rows of the
 -- cold default partition that fall in that range (late events archived earlier), which ATTACH
 -- would otherwise refuse. The table is renamed after its range first.
-CREATE FUNCTION fractality.attach_to_archive(tbl regclass, lo bigint, hi bigint) RETURNS void
+CREATE FUNCTION fractality._attach_to_archive(tbl regclass, lo bigint, hi bigint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    name text := fractality.archive_partition_name(lo);
+    name text := fractality._archive_partition_name(lo);
 BEGIN
     EXECUTE format('WITH m AS (DELETE FROM fractality.experience_events_archive_default
                                 WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING *)
@@ -133,7 +133,7 @@ BEGIN
     IF (SELECT c.relname FROM pg_class c WHERE c.oid = tbl) <> name THEN
         EXECUTE format('ALTER TABLE %s RENAME TO %I', tbl, name);
     END IF;
-    PERFORM fractality.index_partition(tbl);
+    PERFORM fractality._index_partition(tbl);
     EXECUTE format('ALTER TABLE fractality.experience_events_archive ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
                    name, lo, hi);
 END $$;
@@ -144,7 +144,7 @@ END $$;
 -- CREATE TABLE AS (bulk, about twice as fast as INSERT ... SELECT), then given experience_events'
 -- NOT NULLs, defaults and CHECK constraints and partition_bound [lo, hi) in one ALTER (one scan):
 -- ready to be attached.
-CREATE FUNCTION fractality.event_table_as(name text, src regclass, lo bigint, hi bigint) RETURNS regclass
+CREATE FUNCTION fractality._event_table_as(name text, src regclass, lo bigint, hi bigint) RETURNS regclass
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -169,7 +169,7 @@ BEGIN
         SELECT format('ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %s AND "timestamp" < %s)', lo, hi)
     ) s(x);
     EXECUTE format('ALTER TABLE fractality.%I %s', name, alters);
-    PERFORM fractality.index_partition(format('fractality.%I', name)::regclass);
+    PERFORM fractality._index_partition(format('fractality.%I', name)::regclass);
     RETURN format('fractality.%I', name)::regclass;
 END $$;
 
@@ -185,7 +185,7 @@ END $$;
 --     range takes them (made, empty, with P's bound if there is none yet); so frequent runs move
 --     each row once, into one cold partition a month. A wholly old P is then dropped.
 -- The hot default partition's old rows move row by row too.
-CREATE FUNCTION fractality.archive_events_before(cutoff_us bigint) RETURNS bigint
+CREATE FUNCTION fractality._archive_events_before(cutoff_us bigint) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -210,23 +210,23 @@ BEGIN
     LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
 
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
-               FROM fractality.partition_bounds('fractality.experience_events') p
+               FROM fractality._partition_bounds('fractality.experience_events') p
               WHERE p.lo IS NOT NULL AND p.lo::bigint < cutoff_us
               ORDER BY p.lo::bigint
     LOOP
         p_lo := r.lo;
         p_hi := r.hi;
         SELECT c.relname INTO hot_name FROM pg_class c WHERE c.oid = r.part;
-        overlap := EXISTS (SELECT 1 FROM fractality.partition_bounds('fractality.experience_events_archive') a
+        overlap := EXISTS (SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
                             WHERE a.lo IS NOT NULL AND a.lo::bigint < p_hi AND a.hi::bigint > p_lo);
         IF NOT overlap AND p_hi <= cutoff_us THEN
             -- wholly old: the partition itself moves, its rows stay where they lie
             EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-            PERFORM fractality.set_event_bound(r.part, p_lo, p_hi)
+            PERFORM fractality._set_event_bound(r.part, p_lo, p_hi)
               WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
                                  WHERE conrelid = r.part AND conname = 'partition_bound');
-            PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
+            PERFORM fractality._attach_to_archive(r.part, p_lo, p_hi);
             moved := moved + k;
             CONTINUE;
         END IF;
@@ -239,23 +239,23 @@ BEGIN
             END IF;
             IF n_new < n_old THEN
                 -- straddles, mostly old: the recent rows move out, P goes cold whole
-                side := fractality.event_table_as(left(hot_name, 50) || '_split', r.part, cutoff_us, p_hi);
+                side := fractality._event_table_as(left(hot_name, 50) || '_split', r.part, cutoff_us, p_hi);
                 EXECUTE format('DELETE FROM %s WHERE "timestamp" >= $1', r.part) USING cutoff_us;
                 EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-                PERFORM fractality.set_event_bound(r.part, p_lo, p_hi)
+                PERFORM fractality._set_event_bound(r.part, p_lo, p_hi)
                   WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
                                      WHERE conrelid = r.part AND conname = 'partition_bound');
-                PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
+                PERFORM fractality._attach_to_archive(r.part, p_lo, p_hi);
                 EXECUTE format('ALTER TABLE %s RENAME TO %I', side, hot_name);
-                PERFORM fractality.index_partition(side);
+                PERFORM fractality._index_partition(side);
                 EXECUTE format('ALTER TABLE fractality.experience_events ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
                                hot_name, cutoff_us, p_hi);
                 moved := moved + n_old;
                 CONTINUE;
             END IF;
             -- straddles, mostly recent: a cold partition with P's bound takes the old rows
-            side := fractality.new_event_table(left(hot_name, 50) || '_cold', p_lo, p_hi);
-            PERFORM fractality.attach_to_archive(side, p_lo, p_hi);
+            side := fractality._new_event_table(left(hot_name, 50) || '_cold', p_lo, p_hi);
+            PERFORM fractality._attach_to_archive(side, p_lo, p_hi);
         END IF;
 
         -- row by row (the cold tier routes them); writers are locked out meanwhile
@@ -266,7 +266,7 @@ BEGIN
         moved := moved + k;
         IF p_hi <= cutoff_us THEN
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-            PERFORM fractality.drop_partition(r.part);
+            PERFORM fractality._drop_partition(r.part);
         END IF;
     END LOOP;
 
@@ -307,13 +307,13 @@ BEGIN
             MESSAGE = format('invalid value for days_threshold: %s', days_threshold),
             HINT = 'days_threshold is a number of days >= 0.';
     END IF;
-    RETURN fractality.archive_events_before(
+    RETURN fractality._archive_events_before(
         fractality.epoch_us(now() - make_interval(days => days_threshold)));
 END $$;
 
 -- Deletes every event (and its metadata) with "timestamp" < cutoff_us from the hot tier; whole
 -- partitions are dropped. Returns the number of events deleted. The 'drop' retention action.
-CREATE FUNCTION fractality.drop_events_before(cutoff_us bigint) RETURNS bigint
+CREATE FUNCTION fractality._drop_events_before(cutoff_us bigint) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -326,7 +326,7 @@ BEGIN
     LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
-               FROM fractality.partition_bounds('fractality.experience_events') p
+               FROM fractality._partition_bounds('fractality.experience_events') p
               WHERE p.lo IS NULL OR p.lo::bigint < cutoff_us
     LOOP
         -- the dropped events' ids are free again (the archived ones stay registered)
@@ -335,7 +335,7 @@ BEGIN
                                         WHERE i.event_id = p.event_id AND i."timestamp" = p."timestamp")
                             SELECT count(*) FROM %s', r.part, r.part) INTO k;
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-            PERFORM fractality.drop_partition(r.part);
+            PERFORM fractality._drop_partition(r.part);
         ELSE
             EXECUTE format('WITH d AS (DELETE FROM %s WHERE "timestamp" < $1 RETURNING event_id, "timestamp"),
                                  i AS (DELETE FROM fractality.experience_event_ids i USING d
@@ -356,7 +356,7 @@ END $$;
 -- Packs the stream rows that the query `src` yields (consciousness_streams' columns; $1 in it is
 -- `cutoff`) into consciousness_archive: per node, up to 1000 points per row in time order.
 -- Internal: the callers pass fixed SQL.
-CREATE FUNCTION fractality.pack_stream_points(src text, cutoff timestamptz) RETURNS bigint
+CREATE FUNCTION fractality._pack_stream_points(src text, cutoff timestamptz) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 3
@@ -389,7 +389,7 @@ END $$;
 -- Moves every stream point with time < cutoff into consciousness_archive; returns how many.
 -- The caller's row-level security holds: a tenant role moves its own points only. The owner
 -- moves wholly old partitions by reading them once and dropping them.
-CREATE FUNCTION fractality.archive_streams_before(cutoff timestamptz) RETURNS bigint
+CREATE FUNCTION fractality._archive_streams_before(cutoff timestamptz) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -410,17 +410,17 @@ BEGIN
         LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
         LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
         FOR r IN SELECT p.part
-                   FROM fractality.partition_bounds('fractality.consciousness_streams') p
+                   FROM fractality._partition_bounds('fractality.consciousness_streams') p
                   WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
                   ORDER BY p.lo::timestamptz
         LOOP
-            moved := moved + fractality.pack_stream_points(format('SELECT * FROM %s', r.part), cutoff);
+            moved := moved + fractality._pack_stream_points(format('SELECT * FROM %s', r.part), cutoff);
             EXECUTE format('ALTER TABLE fractality.consciousness_streams DETACH PARTITION %s', r.part);
-            PERFORM fractality.drop_partition(r.part);
+            PERFORM fractality._drop_partition(r.part);
         END LOOP;
     END IF;
     -- the rest: the straddling partition, the default one, and everything for a tenant role
-    moved := moved + fractality.pack_stream_points(
+    moved := moved + fractality._pack_stream_points(
         'DELETE FROM fractality.consciousness_streams WHERE time < $1 RETURNING *', cutoff);
     RETURN moved;
 END $$;
@@ -441,11 +441,11 @@ BEGIN
             MESSAGE = format('invalid value for older_than: %s', older_than),
             HINT = 'older_than is an interval >= 0, e.g. ''3 months''.';
     END IF;
-    RETURN fractality.archive_streams_before(now() - older_than);
+    RETURN fractality._archive_streams_before(now() - older_than);
 END $$;
 
 -- Deletes every stream point with time < cutoff (whole partitions are dropped by the owner).
-CREATE FUNCTION fractality.drop_streams_before(cutoff timestamptz) RETURNS bigint
+CREATE FUNCTION fractality._drop_streams_before(cutoff timestamptz) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -464,12 +464,12 @@ BEGIN
         LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
         LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
         FOR r IN SELECT p.part
-                   FROM fractality.partition_bounds('fractality.consciousness_streams') p
+                   FROM fractality._partition_bounds('fractality.consciousness_streams') p
                   WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
         LOOP
             EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
             EXECUTE format('ALTER TABLE fractality.consciousness_streams DETACH PARTITION %s', r.part);
-            PERFORM fractality.drop_partition(r.part);
+            PERFORM fractality._drop_partition(r.part);
             gone := gone + k;
         END LOOP;
     END IF;
@@ -523,7 +523,7 @@ END $$;
 -- Creates the monthly partition of `parent` holding `month` unless a partition of that name
 -- exists; rows of that month caught by the default partition move into it. Returns true when it
 -- created one.
-CREATE FUNCTION fractality.ensure_month_partition(parent regclass, month date) RETURNS boolean
+CREATE FUNCTION fractality._ensure_month_partition(parent regclass, month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -559,7 +559,7 @@ BEGIN
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM fractality.%I WHERE %I >= %L AND %I < %L)',
                    dflt, key, lo_txt, key, hi_txt) INTO caught;
     IF NOT caught THEN
-        RETURN fractality.create_month_partition(parent, month);
+        RETURN fractality._create_month_partition(parent, month);
     END IF;
     -- the default partition caught rows of this month: they move into the new partition, which
     -- is attached once filled
@@ -571,11 +571,11 @@ BEGIN
     END IF;
     EXECUTE format('WITH m AS (DELETE FROM fractality.%I WHERE %I >= %L AND %I < %L RETURNING *) INSERT INTO fractality.%I SELECT * FROM m',
                    dflt, key, lo_txt, key, hi_txt, part_name);
-    PERFORM fractality.index_partition(format('fractality.%I', part_name)::regclass);
+    PERFORM fractality._index_partition(format('fractality.%I', part_name)::regclass);
     EXECUTE format('ALTER TABLE %s ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
                    parent, part_name, lo_txt, hi_txt);
     IF streams THEN
-        PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
+        PERFORM fractality._protect_partition(format('fractality.%I', part_name)::regclass);
     END IF;
     RETURN true;
 END $$;
@@ -615,21 +615,21 @@ BEGIN
               WHERE s.time >= '0001-01-01 00:00+00' AND s.time < '9999-12-01 00:00+00'
              ORDER BY 1
     LOOP
-        created := created + fractality.ensure_month_partition('fractality.consciousness_streams', m)::integer;
+        created := created + fractality._ensure_month_partition('fractality.consciousness_streams', m)::integer;
     END LOOP;
     FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
              UNION
-             SELECT DISTINCT date_trunc('month', fractality.us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date
+             SELECT DISTINCT date_trunc('month', fractality._us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date
                FROM fractality.experience_events_default e
               WHERE e."timestamp" < 253399622400000000  -- 9999-12-01: the names have four-digit years
              ORDER BY 1
     LOOP
         CONTINUE WHEN EXISTS (
-            SELECT 1 FROM fractality.partition_bounds('fractality.experience_events_archive') a
+            SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
              WHERE a.lo IS NOT NULL
                AND a.lo::bigint < fractality.epoch_us((m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
                AND a.hi::bigint > fractality.epoch_us(m::timestamp AT TIME ZONE 'UTC'));
-        created := created + fractality.ensure_month_partition('fractality.experience_events', m)::integer;
+        created := created + fractality._ensure_month_partition('fractality.experience_events', m)::integer;
     END LOOP;
     RETURN created;
 END $$;
@@ -713,15 +713,15 @@ BEGIN
     FOR p IN SELECT * FROM fractality.retention_policies ORDER BY relation::text LOOP
         IF p.relation = 'fractality.experience_events'::regclass THEN
             IF p.action = 'archive' THEN
-                n := fractality.archive_events_before(fractality.epoch_us(now() - p.keep));
+                n := fractality._archive_events_before(fractality.epoch_us(now() - p.keep));
             ELSE
-                n := fractality.drop_events_before(fractality.epoch_us(now() - p.keep));
+                n := fractality._drop_events_before(fractality.epoch_us(now() - p.keep));
             END IF;
         ELSIF p.relation = 'fractality.consciousness_streams'::regclass THEN
             IF p.action = 'archive' THEN
-                n := fractality.archive_streams_before(now() - p.keep);
+                n := fractality._archive_streams_before(now() - p.keep);
             ELSE
-                n := fractality.drop_streams_before(now() - p.keep);
+                n := fractality._drop_streams_before(now() - p.keep);
             END IF;
         ELSE
             CONTINUE;

@@ -22,7 +22,7 @@ AS $$ SELECT (date_part('epoch', t) * 1000000)::bigint $$;
 -- Row-level security on a partition of a tenant table, the same policy as its parent: a role
 -- granted the partition itself (GRANT ... ON ALL TABLES IN SCHEMA does that) still sees only its
 -- tenant's rows.
-CREATE FUNCTION fractality.protect_partition(part regclass) RETURNS void
+CREATE FUNCTION fractality._protect_partition(part regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -41,7 +41,7 @@ $$;
 -- (a table renamed since) takes the name. The parents declare no index: pg_dump dumps each
 -- monthly partition, a table of its own, with its index, and pg_restore must not meet one made
 -- for it by the parent (see streams.sql).
-CREATE FUNCTION fractality.index_partition(part regclass) RETURNS void
+CREATE FUNCTION fractality._index_partition(part regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -76,7 +76,7 @@ $$;
 -- Creates the monthly partition of `parent` (consciousness_streams, ranged on timestamptz, or
 -- experience_events, ranged on bigint microseconds) that holds `month`, unless it exists.
 -- Returns true when it created one. Identifiers are quoted with %I, bounds with %L.
-CREATE FUNCTION fractality.create_month_partition(parent regclass, month date) RETURNS boolean
+CREATE FUNCTION fractality._create_month_partition(parent regclass, month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -88,11 +88,11 @@ DECLARE
     hi_txt  text;
 BEGIN
     IF parent IS NULL OR month IS NULL THEN
-        RAISE EXCEPTION 'create_month_partition: parent and month must not be NULL'
+        RAISE EXCEPTION '_create_month_partition: parent and month must not be NULL'
             USING ERRCODE = '22004';
     END IF;
     IF month = 'infinity'::date OR month = '-infinity'::date THEN
-        RAISE EXCEPTION 'create_month_partition: month % is not a finite date', month
+        RAISE EXCEPTION '_create_month_partition: month % is not a finite date', month
             USING ERRCODE = '22023';
     END IF;
     IF parent = to_regclass('fractality.consciousness_streams') THEN
@@ -102,7 +102,7 @@ BEGIN
         lo_txt := fractality.epoch_us(lo)::text;
         hi_txt := fractality.epoch_us(hi)::text;
     ELSE
-        RAISE EXCEPTION 'create_month_partition: % is not a partitioned table of fractality', parent
+        RAISE EXCEPTION '_create_month_partition: % is not a partitioned table of fractality', parent
             USING ERRCODE = '22023',
                   HINT = 'Use fractality.consciousness_streams or fractality.experience_events.';
     END IF;
@@ -125,12 +125,12 @@ BEGIN
                        part_name, lo_txt, hi_txt);
     END IF;
     IF parent = to_regclass('fractality.consciousness_streams') THEN
-        PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
+        PERFORM fractality._protect_partition(format('fractality.%I', part_name)::regclass);
     END IF;
-    PERFORM fractality.index_partition(format('fractality.%I', part_name)::regclass);
+    PERFORM fractality._index_partition(format('fractality.%I', part_name)::regclass);
     RETURN true;
 END
 $$;
 
-COMMENT ON FUNCTION fractality.create_month_partition(regclass, date) IS
+COMMENT ON FUNCTION fractality._create_month_partition(regclass, date) IS
     'Creates the monthly partition of consciousness_streams or experience_events holding the given month (UTC); false when it already exists.';

@@ -10,6 +10,157 @@
 -- (every row kept) as the 'default' model; the index is built once they are in, so the upgrade
 -- takes about as long as building the index (minutes per million embeddings).
 
+-- ---- internal helpers: a leading underscore ----------------------------------------------------
+-- The partition and archive steps (not for direct calls, not executable by PUBLIC) take a
+-- leading underscore, as the other internal helpers have. They are renamed first, so that every
+-- later section replaces (CREATE OR REPLACE) the renamed function, which keeps its privileges,
+-- its comment and its membership of the extension. The bodies of 0.4.0 that name a renamed
+-- helper and that no later section replaces are replaced here: _archive_partition_name,
+-- archive_old_events, _archive_streams_before, archive_streams and _drop_streams_before. PUBLIC
+-- loses EXECUTE on them (0.4.0 revoked nothing) by the internal helpers' REVOKE at the end
+-- (security.sql).
+
+ALTER FUNCTION fractality.protect_partition(regclass) RENAME TO _protect_partition;
+ALTER FUNCTION fractality.create_month_partition(regclass, date) RENAME TO _create_month_partition;
+ALTER FUNCTION fractality.us_to_timestamptz(bigint) RENAME TO _us_to_timestamptz;
+ALTER FUNCTION fractality.partition_bounds(regclass) RENAME TO _partition_bounds;
+ALTER FUNCTION fractality.drop_partition(regclass) RENAME TO _drop_partition;
+ALTER FUNCTION fractality.archive_partition_name(bigint) RENAME TO _archive_partition_name;
+ALTER FUNCTION fractality.new_event_table(text, bigint, bigint) RENAME TO _new_event_table;
+ALTER FUNCTION fractality.set_event_bound(regclass, bigint, bigint) RENAME TO _set_event_bound;
+ALTER FUNCTION fractality.attach_to_archive(regclass, bigint, bigint) RENAME TO _attach_to_archive;
+ALTER FUNCTION fractality.event_table_as(text, regclass, bigint, bigint) RENAME TO _event_table_as;
+ALTER FUNCTION fractality.archive_events_before(bigint) RENAME TO _archive_events_before;
+ALTER FUNCTION fractality.drop_events_before(bigint) RENAME TO _drop_events_before;
+ALTER FUNCTION fractality.pack_stream_points(text, timestamptz) RENAME TO _pack_stream_points;
+ALTER FUNCTION fractality.archive_streams_before(timestamptz) RENAME TO _archive_streams_before;
+ALTER FUNCTION fractality.drop_streams_before(timestamptz) RENAME TO _drop_streams_before;
+ALTER FUNCTION fractality.ensure_month_partition(regclass, date) RENAME TO _ensure_month_partition;
+
+-- Name of the archive partition starting at lo: experience_events_archive_YYYY_MM for a month's
+-- start, else with the day and time to the microsecond.
+CREATE OR REPLACE FUNCTION fractality._archive_partition_name(lo bigint) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+    SELECT 'experience_events_archive_'
+           || CASE WHEN t = date_trunc('month', t) THEN to_char(t, 'YYYY_MM')
+                   ELSE to_char(t, 'YYYY_MM_DD_HH24MISS_US') END
+      FROM (SELECT fractality._us_to_timestamptz(lo) AT TIME ZONE 'UTC' AS t) s
+$$;
+
+-- The seed's function, done right: events older than days_threshold days leave the hot tier for
+-- the cold tier (experience_events_archive), with their action_metadata. Returns how many moved;
+-- a second run moves nothing.
+CREATE OR REPLACE FUNCTION fractality.archive_old_events(days_threshold integer) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF days_threshold IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = 'days_threshold must not be NULL',
+            HINT = 'Pass the age in days beyond which events are archived, e.g. 7.';
+    END IF;
+    IF days_threshold < 0 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for days_threshold: %s', days_threshold),
+            HINT = 'days_threshold is a number of days >= 0.';
+    END IF;
+    RETURN fractality._archive_events_before(
+        fractality.epoch_us(now() - make_interval(days => days_threshold)));
+END $$;
+
+-- Moves every stream point with time < cutoff into consciousness_archive; returns how many.
+-- The caller's row-level security holds: a tenant role moves its own points only. The owner
+-- moves wholly old partitions by reading them once and dropping them.
+CREATE OR REPLACE FUNCTION fractality._archive_streams_before(cutoff timestamptz) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    moved bigint := 0;
+    is_owner boolean;
+BEGIN
+    IF cutoff IS NULL THEN
+        RAISE null_value_not_allowed USING MESSAGE = 'cutoff must not be NULL';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
+    SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
+      FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
+    IF is_owner THEN
+        -- nodes before the streams, in the order pulse and every writer of points take them (a
+        -- partition's foreign key to nodes needs SHARE ROW EXCLUSIVE on nodes): no deadlock
+        LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
+        LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
+        FOR r IN SELECT p.part
+                   FROM fractality._partition_bounds('fractality.consciousness_streams') p
+                  WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
+                  ORDER BY p.lo::timestamptz
+        LOOP
+            moved := moved + fractality._pack_stream_points(format('SELECT * FROM %s', r.part), cutoff);
+            EXECUTE format('ALTER TABLE fractality.consciousness_streams DETACH PARTITION %s', r.part);
+            PERFORM fractality._drop_partition(r.part);
+        END LOOP;
+    END IF;
+    -- the rest: the straddling partition, the default one, and everything for a tenant role
+    moved := moved + fractality._pack_stream_points(
+        'DELETE FROM fractality.consciousness_streams WHERE time < $1 RETURNING *', cutoff);
+    RETURN moved;
+END $$;
+
+-- Stream points older than `older_than` move into consciousness_archive, packed per node and
+-- lossless. Returns how many points moved; a second run moves nothing.
+CREATE OR REPLACE FUNCTION fractality.archive_streams(older_than interval DEFAULT '3 months') RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF older_than IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = 'older_than must not be NULL',
+            HINT = 'Pass the age beyond which stream points are archived, e.g. ''3 months''.';
+    END IF;
+    IF older_than < interval '0' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for older_than: %s', older_than),
+            HINT = 'older_than is an interval >= 0, e.g. ''3 months''.';
+    END IF;
+    RETURN fractality._archive_streams_before(now() - older_than);
+END $$;
+
+-- Deletes every stream point with time < cutoff (whole partitions are dropped by the owner).
+CREATE OR REPLACE FUNCTION fractality._drop_streams_before(cutoff timestamptz) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    k bigint;
+    gone bigint := 0;
+    is_owner boolean;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
+    SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
+      FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
+    IF is_owner THEN
+        -- nodes before the streams, in the order pulse and every writer of points take them (a
+        -- partition's foreign key to nodes needs SHARE ROW EXCLUSIVE on nodes): no deadlock
+        LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
+        LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
+        FOR r IN SELECT p.part
+                   FROM fractality._partition_bounds('fractality.consciousness_streams') p
+                  WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
+        LOOP
+            EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
+            EXECUTE format('ALTER TABLE fractality.consciousness_streams DETACH PARTITION %s', r.part);
+            PERFORM fractality._drop_partition(r.part);
+            gone := gone + k;
+        END LOOP;
+    END IF;
+    DELETE FROM fractality.consciousness_streams WHERE time < cutoff;
+    GET DIAGNOSTICS k = ROW_COUNT;
+    RETURN gone + k;
+END $$;
+
 -- ---- partitions: rows the default partitions caught move into monthly partitions ------------
 
 -- Creates the monthly partitions of consciousness_streams and experience_events from the current
@@ -47,21 +198,21 @@ BEGIN
               WHERE s.time >= '0001-01-01 00:00+00' AND s.time < '9999-12-01 00:00+00'
              ORDER BY 1
     LOOP
-        created := created + fractality.ensure_month_partition('fractality.consciousness_streams', m)::integer;
+        created := created + fractality._ensure_month_partition('fractality.consciousness_streams', m)::integer;
     END LOOP;
     FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
              UNION
-             SELECT DISTINCT date_trunc('month', fractality.us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date
+             SELECT DISTINCT date_trunc('month', fractality._us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date
                FROM fractality.experience_events_default e
               WHERE e."timestamp" < 253399622400000000  -- 9999-12-01: the names have four-digit years
              ORDER BY 1
     LOOP
         CONTINUE WHEN EXISTS (
-            SELECT 1 FROM fractality.partition_bounds('fractality.experience_events_archive') a
+            SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
              WHERE a.lo IS NOT NULL
                AND a.lo::bigint < fractality.epoch_us((m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
                AND a.hi::bigint > fractality.epoch_us(m::timestamp AT TIME ZONE 'UTC'));
-        created := created + fractality.ensure_month_partition('fractality.experience_events', m)::integer;
+        created := created + fractality._ensure_month_partition('fractality.experience_events', m)::integer;
     END LOOP;
     RETURN created;
 END $$;
@@ -80,7 +231,7 @@ END $$;
 -- (a table renamed since) takes the name. The parents declare no index: pg_dump dumps each
 -- monthly partition, a table of its own, with its index, and pg_restore must not meet one made
 -- for it by the parent (see streams.sql).
-CREATE OR REPLACE FUNCTION fractality.index_partition(part regclass) RETURNS void
+CREATE OR REPLACE FUNCTION fractality._index_partition(part regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -114,7 +265,7 @@ $$;
 -- Creates the monthly partition of `parent` (consciousness_streams, ranged on timestamptz, or
 -- experience_events, ranged on bigint microseconds) that holds `month`, unless it exists.
 -- Returns true when it created one. Identifiers are quoted with %I, bounds with %L.
-CREATE OR REPLACE FUNCTION fractality.create_month_partition(parent regclass, month date) RETURNS boolean
+CREATE OR REPLACE FUNCTION fractality._create_month_partition(parent regclass, month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -126,11 +277,11 @@ DECLARE
     hi_txt  text;
 BEGIN
     IF parent IS NULL OR month IS NULL THEN
-        RAISE EXCEPTION 'create_month_partition: parent and month must not be NULL'
+        RAISE EXCEPTION '_create_month_partition: parent and month must not be NULL'
             USING ERRCODE = '22004';
     END IF;
     IF month = 'infinity'::date OR month = '-infinity'::date THEN
-        RAISE EXCEPTION 'create_month_partition: month % is not a finite date', month
+        RAISE EXCEPTION '_create_month_partition: month % is not a finite date', month
             USING ERRCODE = '22023';
     END IF;
     IF parent = to_regclass('fractality.consciousness_streams') THEN
@@ -140,7 +291,7 @@ BEGIN
         lo_txt := fractality.epoch_us(lo)::text;
         hi_txt := fractality.epoch_us(hi)::text;
     ELSE
-        RAISE EXCEPTION 'create_month_partition: % is not a partitioned table of fractality', parent
+        RAISE EXCEPTION '_create_month_partition: % is not a partitioned table of fractality', parent
             USING ERRCODE = '22023',
                   HINT = 'Use fractality.consciousness_streams or fractality.experience_events.';
     END IF;
@@ -163,15 +314,15 @@ BEGIN
                        part_name, lo_txt, hi_txt);
     END IF;
     IF parent = to_regclass('fractality.consciousness_streams') THEN
-        PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
+        PERFORM fractality._protect_partition(format('fractality.%I', part_name)::regclass);
     END IF;
-    PERFORM fractality.index_partition(format('fractality.%I', part_name)::regclass);
+    PERFORM fractality._index_partition(format('fractality.%I', part_name)::regclass);
     RETURN true;
 END
 $$;
 -- A fresh table shaped like `parent` (columns, defaults, CHECK constraints) in schema fractality,
 -- with the given bound as its partition_bound constraint; ready to be filled and attached.
-CREATE OR REPLACE FUNCTION fractality.new_event_table(name text, lo bigint, hi bigint) RETURNS regclass
+CREATE OR REPLACE FUNCTION fractality._new_event_table(name text, lo bigint, hi bigint) RETURNS regclass
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -179,12 +330,12 @@ BEGIN
     EXECUTE format('CREATE TABLE fractality.%I (LIKE fractality.experience_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)', name);
     EXECUTE format('ALTER TABLE fractality.%I ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %L AND "timestamp" < %L)',
                    name, lo, hi);
-    PERFORM fractality.index_partition(format('fractality.%I', name)::regclass);
+    PERFORM fractality._index_partition(format('fractality.%I', name)::regclass);
     RETURN format('fractality.%I', name)::regclass;
 END $$;
 
 -- Sets the partition_bound constraint of a detached event table (one scan of its rows).
-CREATE OR REPLACE FUNCTION fractality.set_event_bound(tbl regclass, lo bigint, hi bigint) RETURNS void
+CREATE OR REPLACE FUNCTION fractality._set_event_bound(tbl regclass, lo bigint, hi bigint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -196,12 +347,12 @@ END $$;
 -- Attaches a detached event table to the cold tier as [lo, hi), after taking in the rows of the
 -- cold default partition that fall in that range (late events archived earlier), which ATTACH
 -- would otherwise refuse. The table is renamed after its range first.
-CREATE OR REPLACE FUNCTION fractality.attach_to_archive(tbl regclass, lo bigint, hi bigint) RETURNS void
+CREATE OR REPLACE FUNCTION fractality._attach_to_archive(tbl regclass, lo bigint, hi bigint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    name text := fractality.archive_partition_name(lo);
+    name text := fractality._archive_partition_name(lo);
 BEGIN
     EXECUTE format('WITH m AS (DELETE FROM fractality.experience_events_archive_default
                                 WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING *)
@@ -209,7 +360,7 @@ BEGIN
     IF (SELECT c.relname FROM pg_class c WHERE c.oid = tbl) <> name THEN
         EXECUTE format('ALTER TABLE %s RENAME TO %I', tbl, name);
     END IF;
-    PERFORM fractality.index_partition(tbl);
+    PERFORM fractality._index_partition(tbl);
     EXECUTE format('ALTER TABLE fractality.experience_events_archive ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
                    name, lo, hi);
 END $$;
@@ -217,7 +368,7 @@ END $$;
 -- CREATE TABLE AS (bulk, about twice as fast as INSERT ... SELECT), then given experience_events'
 -- NOT NULLs, defaults and CHECK constraints and partition_bound [lo, hi) in one ALTER (one scan):
 -- ready to be attached.
-CREATE OR REPLACE FUNCTION fractality.event_table_as(name text, src regclass, lo bigint, hi bigint) RETURNS regclass
+CREATE OR REPLACE FUNCTION fractality._event_table_as(name text, src regclass, lo bigint, hi bigint) RETURNS regclass
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -242,13 +393,13 @@ BEGIN
         SELECT format('ADD CONSTRAINT partition_bound CHECK ("timestamp" >= %s AND "timestamp" < %s)', lo, hi)
     ) s(x);
     EXECUTE format('ALTER TABLE fractality.%I %s', name, alters);
-    PERFORM fractality.index_partition(format('fractality.%I', name)::regclass);
+    PERFORM fractality._index_partition(format('fractality.%I', name)::regclass);
     RETURN format('fractality.%I', name)::regclass;
 END $$;
 -- Creates the monthly partition of `parent` holding `month` unless a partition of that name
 -- exists; rows of that month caught by the default partition move into it. Returns true when it
 -- created one.
-CREATE OR REPLACE FUNCTION fractality.ensure_month_partition(parent regclass, month date) RETURNS boolean
+CREATE OR REPLACE FUNCTION fractality._ensure_month_partition(parent regclass, month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -284,7 +435,7 @@ BEGIN
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM fractality.%I WHERE %I >= %L AND %I < %L)',
                    dflt, key, lo_txt, key, hi_txt) INTO caught;
     IF NOT caught THEN
-        RETURN fractality.create_month_partition(parent, month);
+        RETURN fractality._create_month_partition(parent, month);
     END IF;
     -- the default partition caught rows of this month: they move into the new partition, which
     -- is attached once filled
@@ -296,11 +447,11 @@ BEGIN
     END IF;
     EXECUTE format('WITH m AS (DELETE FROM fractality.%I WHERE %I >= %L AND %I < %L RETURNING *) INSERT INTO fractality.%I SELECT * FROM m',
                    dflt, key, lo_txt, key, hi_txt, part_name);
-    PERFORM fractality.index_partition(format('fractality.%I', part_name)::regclass);
+    PERFORM fractality._index_partition(format('fractality.%I', part_name)::regclass);
     EXECUTE format('ALTER TABLE %s ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
                    parent, part_name, lo_txt, hi_txt);
     IF streams THEN
-        PERFORM fractality.protect_partition(format('fractality.%I', part_name)::regclass);
+        PERFORM fractality._protect_partition(format('fractality.%I', part_name)::regclass);
     END IF;
     RETURN true;
 END $$;
@@ -321,7 +472,7 @@ BEGIN
                                     'fractality.experience_events_archive'::regclass)
               ORDER BY c.relname
     LOOP
-        PERFORM fractality.index_partition(r.part);
+        PERFORM fractality._index_partition(r.part);
         IF r.relname !~ '_default$' AND EXISTS (
                SELECT 1 FROM pg_catalog.pg_depend d
                 WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = r.part
@@ -727,15 +878,15 @@ BEGIN
     FOR p IN SELECT * FROM fractality.retention_policies ORDER BY relation::text LOOP
         IF p.relation = 'fractality.experience_events'::regclass THEN
             IF p.action = 'archive' THEN
-                n := fractality.archive_events_before(fractality.epoch_us(now() - p.keep));
+                n := fractality._archive_events_before(fractality.epoch_us(now() - p.keep));
             ELSE
-                n := fractality.drop_events_before(fractality.epoch_us(now() - p.keep));
+                n := fractality._drop_events_before(fractality.epoch_us(now() - p.keep));
             END IF;
         ELSIF p.relation = 'fractality.consciousness_streams'::regclass THEN
             IF p.action = 'archive' THEN
-                n := fractality.archive_streams_before(now() - p.keep);
+                n := fractality._archive_streams_before(now() - p.keep);
             ELSE
-                n := fractality.drop_streams_before(now() - p.keep);
+                n := fractality._drop_streams_before(now() - p.keep);
             END IF;
         ELSE
             CONTINUE;
@@ -1008,7 +1159,7 @@ CREATE TRIGGER experience_events_to_replay
     FOR EACH STATEMENT EXECUTE FUNCTION fractality._replay_enter();
 
 -- Events deleted leave every buffer (archiving and dropping take theirs out in
--- archive_events_before and drop_events_before, which move or drop whole partitions).
+-- _archive_events_before and _drop_events_before, which move or drop whole partitions).
 CREATE FUNCTION fractality._replay_leave() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1128,7 +1279,7 @@ AS 'MODULE_PATHNAME', 'replay_batch_wrapper';
 --     range takes them (made, empty, with P's bound if there is none yet); so frequent runs move
 --     each row once, into one cold partition a month. A wholly old P is then dropped.
 -- The hot default partition's old rows move row by row too.
-CREATE OR REPLACE FUNCTION fractality.archive_events_before(cutoff_us bigint) RETURNS bigint
+CREATE OR REPLACE FUNCTION fractality._archive_events_before(cutoff_us bigint) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1153,23 +1304,23 @@ BEGIN
     LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
 
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
-               FROM fractality.partition_bounds('fractality.experience_events') p
+               FROM fractality._partition_bounds('fractality.experience_events') p
               WHERE p.lo IS NOT NULL AND p.lo::bigint < cutoff_us
               ORDER BY p.lo::bigint
     LOOP
         p_lo := r.lo;
         p_hi := r.hi;
         SELECT c.relname INTO hot_name FROM pg_class c WHERE c.oid = r.part;
-        overlap := EXISTS (SELECT 1 FROM fractality.partition_bounds('fractality.experience_events_archive') a
+        overlap := EXISTS (SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
                             WHERE a.lo IS NOT NULL AND a.lo::bigint < p_hi AND a.hi::bigint > p_lo);
         IF NOT overlap AND p_hi <= cutoff_us THEN
             -- wholly old: the partition itself moves, its rows stay where they lie
             EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-            PERFORM fractality.set_event_bound(r.part, p_lo, p_hi)
+            PERFORM fractality._set_event_bound(r.part, p_lo, p_hi)
               WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
                                  WHERE conrelid = r.part AND conname = 'partition_bound');
-            PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
+            PERFORM fractality._attach_to_archive(r.part, p_lo, p_hi);
             moved := moved + k;
             CONTINUE;
         END IF;
@@ -1182,23 +1333,23 @@ BEGIN
             END IF;
             IF n_new < n_old THEN
                 -- straddles, mostly old: the recent rows move out, P goes cold whole
-                side := fractality.event_table_as(left(hot_name, 50) || '_split', r.part, cutoff_us, p_hi);
+                side := fractality._event_table_as(left(hot_name, 50) || '_split', r.part, cutoff_us, p_hi);
                 EXECUTE format('DELETE FROM %s WHERE "timestamp" >= $1', r.part) USING cutoff_us;
                 EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-                PERFORM fractality.set_event_bound(r.part, p_lo, p_hi)
+                PERFORM fractality._set_event_bound(r.part, p_lo, p_hi)
                   WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
                                      WHERE conrelid = r.part AND conname = 'partition_bound');
-                PERFORM fractality.attach_to_archive(r.part, p_lo, p_hi);
+                PERFORM fractality._attach_to_archive(r.part, p_lo, p_hi);
                 EXECUTE format('ALTER TABLE %s RENAME TO %I', side, hot_name);
-                PERFORM fractality.index_partition(side);
+                PERFORM fractality._index_partition(side);
                 EXECUTE format('ALTER TABLE fractality.experience_events ATTACH PARTITION fractality.%I FOR VALUES FROM (%L) TO (%L)',
                                hot_name, cutoff_us, p_hi);
                 moved := moved + n_old;
                 CONTINUE;
             END IF;
             -- straddles, mostly recent: a cold partition with P's bound takes the old rows
-            side := fractality.new_event_table(left(hot_name, 50) || '_cold', p_lo, p_hi);
-            PERFORM fractality.attach_to_archive(side, p_lo, p_hi);
+            side := fractality._new_event_table(left(hot_name, 50) || '_cold', p_lo, p_hi);
+            PERFORM fractality._attach_to_archive(side, p_lo, p_hi);
         END IF;
 
         -- row by row (the cold tier routes them); writers are locked out meanwhile
@@ -1209,7 +1360,7 @@ BEGIN
         moved := moved + k;
         IF p_hi <= cutoff_us THEN
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-            PERFORM fractality.drop_partition(r.part);
+            PERFORM fractality._drop_partition(r.part);
         END IF;
     END LOOP;
 
@@ -1234,7 +1385,7 @@ BEGIN
 END $$;
 -- Deletes every event (and its metadata) with "timestamp" < cutoff_us from the hot tier; whole
 -- partitions are dropped. Returns the number of events deleted. The 'drop' retention action.
-CREATE OR REPLACE FUNCTION fractality.drop_events_before(cutoff_us bigint) RETURNS bigint
+CREATE OR REPLACE FUNCTION fractality._drop_events_before(cutoff_us bigint) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1247,7 +1398,7 @@ BEGIN
     LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
-               FROM fractality.partition_bounds('fractality.experience_events') p
+               FROM fractality._partition_bounds('fractality.experience_events') p
               WHERE p.lo IS NULL OR p.lo::bigint < cutoff_us
     LOOP
         -- the dropped events' ids are free again (the archived ones stay registered)
@@ -1256,7 +1407,7 @@ BEGIN
                                         WHERE i.event_id = p.event_id AND i."timestamp" = p."timestamp")
                             SELECT count(*) FROM %s', r.part, r.part) INTO k;
             EXECUTE format('ALTER TABLE fractality.experience_events DETACH PARTITION %s', r.part);
-            PERFORM fractality.drop_partition(r.part);
+            PERFORM fractality._drop_partition(r.part);
         ELSE
             EXECUTE format('WITH d AS (DELETE FROM %s WHERE "timestamp" < $1 RETURNING event_id, "timestamp"),
                                  i AS (DELETE FROM fractality.experience_event_ids i USING d
@@ -1589,7 +1740,7 @@ ALTER TABLE fractality.node_embeddings ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON fractality.node_embeddings
     USING (user_id = fractality.current_user_id());
 -- and on each of its partitions (a role granted a partition itself sees its tenant's rows only)
-SELECT fractality.protect_partition(i.inhrelid::regclass)
+SELECT fractality._protect_partition(i.inhrelid::regclass)
   FROM pg_catalog.pg_inherits i WHERE i.inhparent = 'fractality.node_embeddings'::regclass;
 
 -- the models are read by every role granted SELECT and written only by their owner
@@ -1649,11 +1800,12 @@ BEGIN
                FROM pg_catalog.pg_proc p
               WHERE p.pronamespace = 'fractality'::regnamespace
                 AND p.proname IN (
-                    'archive_events_before', 'archive_partition_name', 'archive_streams_before',
-                    'attach_to_archive', 'create_month_partition', 'drop_events_before',
-                    'drop_partition', 'drop_streams_before', 'ensure_month_partition',
-                    'event_table_as', 'index_partition', 'new_event_table', 'pack_stream_points',
-                    'partition_bounds', 'protect_partition', 'set_event_bound',
+                    '_archive_events_before', '_archive_partition_name', '_archive_streams_before',
+                    '_attach_to_archive', '_create_month_partition', '_drop_events_before',
+                    '_drop_partition', '_drop_streams_before', '_ensure_month_partition',
+                    '_event_table_as', '_index_partition', '_new_event_table', '_pack_stream_points',
+                    '_partition_bounds', '_protect_partition', '_set_event_bound',
+                    '_us_to_timestamptz',
                     '_embedding_models_index', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',

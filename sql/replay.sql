@@ -8,8 +8,8 @@
 -- level 0 the items' p^alpha by slot, each level above the sums of the blocks below; a draw reads
 -- one block per level (O(log N)), an update rewrites the blocks above the items it changed.
 -- src/replay/ has the functions; this file the tables and the triggers that keep buffers in
--- step with the events (written, deleted, truncated; archive_events_before and
--- drop_events_before take archived and dropped events out explicitly).
+-- step with the events (written, deleted, truncated; _archive_events_before and
+-- _drop_events_before take archived and dropped events out explicitly).
 
 CREATE TABLE fractality.replay_buffers (
     buffer_id      integer     GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -131,7 +131,7 @@ CREATE TRIGGER experience_events_to_replay
     FOR EACH STATEMENT EXECUTE FUNCTION fractality._replay_enter();
 
 -- Events deleted leave every buffer (archiving and dropping take theirs out in
--- archive_events_before and drop_events_before, which move or drop whole partitions).
+-- _archive_events_before and _drop_events_before, which move or drop whole partitions).
 CREATE FUNCTION fractality._replay_leave() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

@@ -15,7 +15,7 @@ ALTER TABLE fractality.node_embeddings ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON fractality.node_embeddings
     USING (user_id = fractality.current_user_id());
 -- and on each of its partitions (a role granted a partition itself sees its tenant's rows only)
-SELECT fractality.protect_partition(i.inhrelid::regclass)
+SELECT fractality._protect_partition(i.inhrelid::regclass)
   FROM pg_catalog.pg_inherits i WHERE i.inhparent = 'fractality.node_embeddings'::regclass;
 
 -- the models are read by every role granted SELECT and written only by their owner
@@ -100,11 +100,12 @@ BEGIN
                FROM pg_catalog.pg_proc p
               WHERE p.pronamespace = 'fractality'::regnamespace
                 AND p.proname IN (
-                    'archive_events_before', 'archive_partition_name', 'archive_streams_before',
-                    'attach_to_archive', 'create_month_partition', 'drop_events_before',
-                    'drop_partition', 'drop_streams_before', 'ensure_month_partition',
-                    'event_table_as', 'index_partition', 'new_event_table', 'pack_stream_points',
-                    'partition_bounds', 'protect_partition', 'set_event_bound',
+                    '_archive_events_before', '_archive_partition_name', '_archive_streams_before',
+                    '_attach_to_archive', '_create_month_partition', '_drop_events_before',
+                    '_drop_partition', '_drop_streams_before', '_ensure_month_partition',
+                    '_event_table_as', '_index_partition', '_new_event_table', '_pack_stream_points',
+                    '_partition_bounds', '_protect_partition', '_set_event_bound',
+                    '_us_to_timestamptz',
                     '_embedding_models_index', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',

@@ -29,7 +29,7 @@ COMMENT ON TABLE fractality.consciousness_streams IS
 -- newest first.
 CREATE TABLE fractality.consciousness_streams_default
     PARTITION OF fractality.consciousness_streams DEFAULT;
-SELECT fractality.protect_partition('fractality.consciousness_streams_default');
+SELECT fractality._protect_partition('fractality.consciousness_streams_default');
 CREATE INDEX consciousness_streams_default_node_time
     ON fractality.consciousness_streams_default (node_id, time DESC);
 

@@ -7,7 +7,7 @@
 -- monthly partitions leave the extension.
 
 --@ file! bootstrap.sql -- Gives a partition of consciousness_streams or of experience_events(_archive), or a table about||-- Creates the monthly partition of `parent` (consciousness_streams, ranged on timestamptz, or
---@ file! bootstrap.sql -- Creates the monthly partition of `parent` (consciousness_streams, ranged on timestamptz, or||COMMENT ON FUNCTION fractality.create_month_partition
+--@ file! bootstrap.sql -- Creates the monthly partition of `parent` (consciousness_streams, ranged on timestamptz, or||COMMENT ON FUNCTION fractality._create_month_partition
 --@ file! archive.sql -- A fresh table shaped like `parent`||-- ---- events
 --@ file! archive.sql -- A new table of fractality's event columns holding the rows of `src` in [lo, hi), made with||-- Moves every event with "timestamp" < cutoff_us
 --@ file! archive.sql -- Creates the monthly partition of `parent` holding `month` unless a partition of that name||-- Creates the monthly partitions of consciousness_streams and experience_events from the current
@@ -28,7 +28,7 @@ BEGIN
                                     'fractality.experience_events_archive'::regclass)
               ORDER BY c.relname
     LOOP
-        PERFORM fractality.index_partition(r.part);
+        PERFORM fractality._index_partition(r.part);
         IF r.relname !~ '_default$' AND EXISTS (
                SELECT 1 FROM pg_catalog.pg_depend d
                 WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = r.part

@@ -169,7 +169,7 @@ fn replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
 }
 
 /// Events older than `cutoff_us` (archived or dropped) leave every buffer; how many items went.
-/// Internal (archive_events_before's and drop_events_before's).
+/// Internal (_archive_events_before's and _drop_events_before's).
 #[pg_extern(volatile, strict, parallel_unsafe, name = "_replay_remove_before")]
 fn replay_remove_before(cutoff_us: i64) -> i64 {
     spi::connect(|| -> Result<i64, FractalityError> {

@@ -42,12 +42,12 @@ fn reset_native(
 ) -> Result<(), Error> {
     client.batch_execute(
         "DO $$ DECLARE r record; BEGIN
-             FOR r IN SELECT part FROM fractality.partition_bounds('fractality.experience_events_archive')
+             FOR r IN SELECT part FROM fractality._partition_bounds('fractality.experience_events_archive')
                        WHERE lo IS NOT NULL
                       UNION ALL
-                      SELECT part FROM fractality.partition_bounds('fractality.experience_events')
+                      SELECT part FROM fractality._partition_bounds('fractality.experience_events')
                        WHERE lo IS NOT NULL LOOP
-                 PERFORM fractality.drop_partition(r.part);
+                 PERFORM fractality._drop_partition(r.part);
              END LOOP;
          END $$;
          TRUNCATE fractality.experience_events_archive, fractality.action_metadata_archive;

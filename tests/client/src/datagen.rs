@@ -700,7 +700,7 @@ pub fn ensure_months(
     to_us: i64,
 ) -> Result<(), Error> {
     client.query(
-        "SELECT fractality.create_month_partition($1::text::regclass, m.month)
+        "SELECT fractality._create_month_partition($1::text::regclass, m.month)
            FROM (SELECT DISTINCT date_trunc('month', d)::date AS month
                    FROM (SELECT generate_series(lo, hi, interval '1 day') AS d
                            FROM (SELECT to_timestamp($2::float8) AT TIME ZONE 'UTC' AS lo,

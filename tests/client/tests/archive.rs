@@ -22,12 +22,12 @@ fn reset(c: &mut Client) {
     c.batch_execute(
         "DROP TRIGGER IF EXISTS pause_packing ON fractality.consciousness_archive;
          DO $$ DECLARE r record; BEGIN
-             FOR r IN SELECT part FROM fractality.partition_bounds('fractality.experience_events_archive') WHERE lo IS NOT NULL
+             FOR r IN SELECT part FROM fractality._partition_bounds('fractality.experience_events_archive') WHERE lo IS NOT NULL
                       UNION ALL
-                      SELECT part FROM fractality.partition_bounds('fractality.experience_events') WHERE lo IS NOT NULL
+                      SELECT part FROM fractality._partition_bounds('fractality.experience_events') WHERE lo IS NOT NULL
                       UNION ALL
-                      SELECT part FROM fractality.partition_bounds('fractality.consciousness_streams') WHERE lo IS NOT NULL LOOP
-                 PERFORM fractality.drop_partition(r.part);
+                      SELECT part FROM fractality._partition_bounds('fractality.consciousness_streams') WHERE lo IS NOT NULL LOOP
+                 PERFORM fractality._drop_partition(r.part);
              END LOOP;
          END $$;
          TRUNCATE fractality.experience_events, fractality.experience_events_archive,
@@ -43,8 +43,8 @@ fn reset(c: &mut Client) {
 /// months from the rows the default partition caught, whatever the date.
 fn seed_events(c: &mut Client) {
     c.batch_execute(
-        "SELECT fractality.create_month_partition('fractality.experience_events', (now() - interval '40 days')::date);
-         SELECT fractality.create_month_partition('fractality.experience_events', (now() - interval '70 days')::date);
+        "SELECT fractality._create_month_partition('fractality.experience_events', (now() - interval '40 days')::date);
+         SELECT fractality._create_month_partition('fractality.experience_events', (now() - interval '70 days')::date);
          SELECT fractality.write_events((SELECT jsonb_agg(jsonb_build_object(
              'event_id', 'c0' || lpad(to_hex(g), 30, '0'),
              'timestamp', fractality.epoch_us(now() - g * interval '6 hours') - 1,
@@ -170,7 +170,7 @@ fn archive_events_cancelled_or_killed_half_way_keeps_each_event_once() {
         assert_eq!(event_counts(&mut c), before, "after {interrupt}");
         let cold_parts: i64 = c
             .query_one(
-                "SELECT count(*) FROM fractality.partition_bounds('fractality.experience_events_archive')
+                "SELECT count(*) FROM fractality._partition_bounds('fractality.experience_events_archive')
                   WHERE lo IS NOT NULL",
                 &[],
             )
@@ -198,7 +198,7 @@ fn seed_points(c: &mut Client, node: uuid::Uuid, user: uuid::Uuid) {
     )
     .unwrap();
     c.batch_execute(
-        "SELECT fractality.create_month_partition('fractality.consciousness_streams', (now() - interval '5 months')::date)",
+        "SELECT fractality._create_month_partition('fractality.consciousness_streams', (now() - interval '5 months')::date)",
     )
     .unwrap();
     c.execute(

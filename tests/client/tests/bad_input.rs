@@ -131,7 +131,7 @@ fn functions() -> Vec<Func> {
         Func { call: "fractality.materialize_decay", args: &[("10000", "integer")] },
         Func { call: "fractality.pulse", args: &[("'{ROOT}'", "uuid"), ("0.01", "float8")] },
         Func {
-            call: "fractality.create_month_partition",
+            call: "fractality._create_month_partition",
             args: &[("'fractality.consciousness_streams'", "regclass"), ("current_date", "date")],
         },
         Func {

@@ -136,6 +136,6 @@ SELECT relation, keep, action FROM fractality.retention_policies;
 ROLLBACK;
 
 -- the partition helper refuses tables it does not manage and non-finite months
-SELECT fractality.create_month_partition('fractality.nodes', current_date);
-SELECT fractality.create_month_partition('fractality.experience_events', 'infinity');
-SELECT fractality.create_month_partition(NULL, current_date);
+SELECT fractality._create_month_partition('fractality.nodes', current_date);
+SELECT fractality._create_month_partition('fractality.experience_events', 'infinity');
+SELECT fractality._create_month_partition(NULL, current_date);

@@ -10,7 +10,7 @@ DROP SCHEMA fractality;
 SELECT count(*) AS leftover_relations FROM pg_class WHERE relname LIKE 'consciousness%' OR relname LIKE 'experience%'
     OR relname IN ('nodes', 'edges', 'node_embeddings', 'adna_policies', 'configuration_store');
 SELECT count(*) AS leftover_functions FROM pg_proc
- WHERE proname IN ('cosine_similarity', 'current_user_id', 'create_month_partition', 'notify_consciousness_update');
+ WHERE proname IN ('cosine_similarity', 'current_user_id', '_create_month_partition', 'notify_consciousness_update');
 SELECT extname FROM pg_extension ORDER BY 1;
 CREATE EXTENSION fractality;
 SELECT count(*) AS tables FROM pg_tables WHERE schemaname = 'fractality';
