@@ -126,7 +126,7 @@ unsafe extern "C-unwind" fn check_decay_tick(
         return unsafe { refuse("fractality.decay_tick must be set to a positive duration.") };
     }
     let text = unsafe { CStr::from_ptr(p) }.to_string_lossy();
-    match crate::decay::parse_tick(&text) {
+    match crate::decay::curve::parse_tick(&text) {
         Ok(_) => true,
         Err(why) => unsafe { refuse(&format!("fractality.decay_tick: {why}.")) },
     }
@@ -141,7 +141,7 @@ unsafe extern "C-unwind" fn assign_decay_tick(
         return;
     }
     let text = unsafe { CStr::from_ptr(newval) }.to_string_lossy();
-    if let Ok(us) = crate::decay::parse_tick(&text) {
+    if let Ok(us) = crate::decay::curve::parse_tick(&text) {
         DECAY_TICK_US.store(us, Ordering::Relaxed);
     }
 }
