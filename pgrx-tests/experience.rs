@@ -330,7 +330,11 @@ mod tests {
                 "SELECT json_agg(json_build_object(
                      'event_id', md5(({base} + i)::text), 'timestamp', {base} + i, 'episode_id', 1,
                      'step_number', i, 'event_type', 1, 'flags', 0, 'adna_version_hash', 5,
-                     'sequence_number', i, 'state_l1', i * 0.5, 'reward_goal', i,
+                     'sequence_number', i, 'state_l1', i * 0.5, 'state_l2', 0, 'state_l3', 0,
+                     'state_l4', 0, 'state_l5', 0, 'state_l6', 0, 'state_l7', 0, 'state_l8', 0,
+                     'action_l1', 1, 'action_l2', 0, 'action_l3', 0, 'action_l4', 0,
+                     'action_l5', 0, 'action_l6', 0, 'action_l7', 0, 'action_l8', 0,
+                     'reward_goal', i,
                      'metadata', json_build_object('intent_type', 'old', 'executor_id', 'x')))
                    FROM generate_series(1, 20) i"
             )
