@@ -292,36 +292,32 @@ fn is_vector_type(oid: pg_sys::Oid) -> bool {
     }
 }
 
+const VECTOR_TYPE_OID: crate::spi::Query<'static> = crate::spi::Query {
+    name: "vector_type_oid",
+    text: include_str!("../sql/queries/vector_type_oid.sql"),
+    types: &[],
+};
+
 /// The OID of pgvector's `vector` type, wherever pgvector is installed.
 pub fn vector_type_oid() -> pg_sys::Oid {
     let cached = VECTOR_OID.get();
     if cached != pg_sys::Oid::INVALID && is_vector_type(cached) {
         return cached;
     }
-    // a read-only query (Spi::get_one would ask for a transaction id, which a standby refuses)
-    let oid = Spi::connect(|c| {
-        c.select(
-            "SELECT t.oid FROM pg_catalog.pg_type t \
-               JOIN pg_catalog.pg_extension e ON e.extnamespace = t.typnamespace \
-              WHERE e.extname = 'vector' AND t.typname = 'vector'",
-            Some(1),
-            &[],
-        )?
-        .first()
-        .get_one::<pg_sys::Oid>()
-    })
-    .ok()
-    .flatten()
-    .unwrap_or_else(|| {
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            "type vector of extension vector does not exist",
-            "fractality",
-        )
-        .set_hint("CREATE EXTENSION vector (fractality requires it).")
-        .report(PgLogLevel::ERROR);
-        unreachable!()
-    });
+    // read-only (a standby refuses to hand out a transaction id)
+    let oid = crate::spi::connect(|| crate::spi::one::<pg_sys::Oid>(&VECTOR_TYPE_OID, &[], true))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                "type vector of extension vector does not exist",
+                "fractality",
+            )
+            .set_hint("CREATE EXTENSION vector (fractality requires it).")
+            .report(PgLogLevel::ERROR);
+            unreachable!()
+        });
     VECTOR_OID.set(oid);
     oid
 }

@@ -26,12 +26,16 @@ pub use input::{
     FrozenEdge, FrozenEdges, FrozenPoint, NodeFields, MAX_DEPTH,
 };
 pub use store::{write_embedding, UuidArray};
-pub use walk::{breadth_first, cheapest_path, edge_cost, path_of, Visit};
+pub use walk::{breadth_first, cheapest_path, edge_cost, path_of, Ahead, Visit};
 
 use input::{frozen_has, parse_uuid};
 
 /// How many frontier nodes `consciousness_path` expands per query.
 const PATH_BATCH: usize = 128;
+/// traverse reads the levels left in one query from a frontier of at most this many nodes...
+const AHEAD_FRONTIER: usize = 16;
+/// ... when they hold fewer edges than this.
+const AHEAD_BUDGET: i64 = 256;
 
 // ---- the session -----------------------------------------------------------------------------
 
@@ -330,12 +334,33 @@ fn walk_from(
     relationship: &str,
 ) -> Result<Vec<TraverseRow>, FractalityError> {
     let mut failed = None;
-    // ids are sent in index order: the scan's own sort of the array finds it sorted, and
-    // consecutive descents share the upper pages of the index
+    // while the frontier is small, one query reads the edges of every level left (a query per
+    // level would cost more than its few rows); once such a read overflows its budget, a query
+    // per level
+    let mut ahead: Option<Ahead<Uuid>> = None;
+    let mut overflowed = false;
+    let mut level = 0;
     let visits = breadth_first(root, depth, |frontier| {
+        level += 1;
         or_stop(&mut failed, || {
+            if let Some(edges) = ahead.as_ref().and_then(|a| a.edges(frontier)) {
+                return Ok(edges);
+            }
+            // ids are sent in index order: the scan's own sort of the array finds it sorted,
+            // and consecutive descents share the upper pages of the index
             let mut ids = frontier.to_vec();
             ids.sort_unstable();
+            let steps = (depth + 1 - level) as i32;
+            if !overflowed && steps > 1 && ids.len() <= AHEAD_FRONTIER {
+                let rows = store::edges_ahead(ids.clone(), relationship, steps, AHEAD_BUDGET)?;
+                if (rows.len() as i64) < AHEAD_BUDGET {
+                    let known = Ahead::new(&ids, &rows, steps);
+                    let edges = known.edges(frontier).unwrap_or_default();
+                    ahead = Some(known);
+                    return Ok(edges);
+                }
+                overflowed = true;
+            }
             store::level_edges(ids, relationship)
         })
     });
@@ -369,8 +394,8 @@ fn walk_from(
 
 /// Breadth first from `root` along edges of one relationship type, to `max_depth` (0 to 100):
 /// every reachable node once, at its smallest depth, with the path to it and the product of the
-/// edge weights along it. One index-only query per level; runs as the caller (row-level security
-/// holds). P0002 when the root does not exist or is not visible.
+/// edge weights along it. One index-only query per level, or one for the levels left while the
+/// frontier is small; runs as the caller (row-level security holds). P0002 when the root does not exist or is not visible.
 #[pg_extern(stable, strict, parallel_unsafe)]
 fn traverse(
     root: Uuid,

@@ -73,6 +73,16 @@ const LEVEL_EDGES: Query<'static> = Query {
     text: include_str!("../../sql/queries/graph_level_edges.sql"),
     types: &[pg_sys::UUIDARRAYOID, pg_sys::TEXTOID],
 };
+const EDGES_AHEAD: Query<'static> = Query {
+    name: "graph_edges_ahead",
+    text: include_str!("../../sql/queries/graph_edges_ahead.sql"),
+    types: &[
+        pg_sys::UUIDARRAYOID,
+        pg_sys::TEXTOID,
+        pg_sys::INT4OID,
+        pg_sys::INT8OID,
+    ],
+};
 const NODE_KEYS: Query<'static> = Query {
     name: "graph_node_keys",
     text: include_str!("../../sql/queries/graph_node_keys.sql"),
@@ -255,6 +265,35 @@ pub fn level_edges(
         &[UuidArray(frontier).into(), rel.into()],
         true,
         edge_row,
+    )?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// The edges of type `rel` within `steps` steps of `frontier`, each with the step it is reached
+/// at (1 for the frontier's own), at most `budget` rows: see `graph_edges_ahead.sql`.
+pub fn edges_ahead(
+    frontier: Vec<Uuid>,
+    rel: &str,
+    steps: i32,
+    budget: i64,
+) -> Result<Vec<(Uuid, Uuid, f64, i32)>, FractalityError> {
+    let rows = spi::rows(
+        &EDGES_AHEAD,
+        &[
+            UuidArray(frontier).into(),
+            rel.into(),
+            steps.into(),
+            budget.into(),
+        ],
+        true,
+        |r| {
+            Some((
+                r.get::<Uuid>(1)?,
+                r.get::<Uuid>(2)?,
+                r.get::<f64>(3)?,
+                r.get::<i32>(4)?,
+            ))
+        },
     )?;
     Ok(rows.into_iter().flatten().collect())
 }

@@ -2,13 +2,61 @@
 //! [`breadth_first`] (what `traverse` walks) and [`cheapest_path`] (Dijkstra, what
 //! `consciousness_path` finds, an edge costing [`edge_cost`]). `fetch` is given the nodes whose
 //! edges are wanted and answers them in any order; `super::store` answers it with one query per
-//! level (or per batch of the frontier).
+//! level (or per batch of the frontier), or from the edges of several levels read at once
+//! ([`Ahead`]).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::Hash;
 
 // ---- breadth-first traversal -----------------------------------------------------------------
+
+/// Edges known ahead of a walk: read for several levels at once from a small frontier, they
+/// answer the next levels' `fetch` without a query as long as every node of the frontier is
+/// covered (its outgoing edges are all among them).
+pub struct Ahead<N> {
+    out: HashMap<N, Vec<(N, f64)>>,
+    covered: HashSet<N>,
+}
+
+impl<N: Copy + Eq + Hash> Ahead<N> {
+    /// From every edge within `steps` steps of `frontier`, each with the step it is reached at
+    /// (1 for the frontier's own; an edge may come at several steps): the frontier and every node
+    /// reached before the last step are covered.
+    pub fn new(frontier: &[N], edges: &[(N, N, f64, i32)], steps: i32) -> Self {
+        let mut covered: HashSet<N> = frontier.iter().copied().collect();
+        let mut seen: HashSet<(N, N)> = HashSet::new();
+        let mut out: HashMap<N, Vec<(N, f64)>> = HashMap::new();
+        for &(from, to, w, step) in edges {
+            if step < steps {
+                covered.insert(to);
+            }
+            if seen.insert((from, to)) {
+                out.entry(from).or_default().push((to, w));
+            }
+        }
+        Ahead { out, covered }
+    }
+
+    /// The edges leaving `frontier`, when every one of its nodes is covered.
+    pub fn edges(&self, frontier: &[N]) -> Option<Vec<(N, N, f64)>> {
+        if !frontier.iter().all(|n| self.covered.contains(n)) {
+            return None;
+        }
+        Some(
+            frontier
+                .iter()
+                .flat_map(|f| {
+                    self.out
+                        .get(f)
+                        .into_iter()
+                        .flatten()
+                        .map(move |&(to, w)| (*f, to, w))
+                })
+                .collect(),
+        )
+    }
+}
 
 /// One node reached by [`breadth_first`]: its depth, the index of the node it was reached from,
 /// and the product of the edge weights along that path.
@@ -226,6 +274,53 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edges_known_ahead_answer_the_walk_as_queries_per_level_do() {
+        // a chain 1 -> 2 -> 3 -> 4 with a cycle 3 -> 1 and a side branch 2 -> 5
+        let all = [
+            (1, 2, 0.5),
+            (2, 3, 0.5),
+            (3, 4, 0.5),
+            (3, 1, 0.9),
+            (2, 5, 0.25),
+        ];
+        let per_level = |f: &[i32]| -> Vec<(i32, i32, f64)> {
+            all.iter().copied().filter(|e| f.contains(&e.0)).collect()
+        };
+        // what graph_edges_ahead.sql returns for frontier [1], 3 steps: each edge at each step
+        // it is reached at (UNION keeps one row per edge and step)
+        let rows = [
+            (1, 2, 0.5, 1),
+            (2, 3, 0.5, 2),
+            (2, 5, 0.25, 2),
+            (3, 4, 0.5, 3),
+            (3, 1, 0.9, 3),
+        ];
+        let ahead = Ahead::new(&[1], &rows, 3);
+        // nodes reached at the last step (4, and 1 again) have unknown edges: 4 is not covered
+        assert!(ahead.edges(&[4]).is_none());
+        assert!(ahead.edges(&[3, 5]).is_some());
+        let mut queries = 0;
+        let walked = breadth_first(1, 3, |f| match ahead.edges(f) {
+            Some(e) => e,
+            None => {
+                queries += 1;
+                per_level(f)
+            }
+        });
+        assert_eq!(queries, 0);
+        assert_eq!(walked, breadth_first(1, 3, per_level));
+        // a fourth level needs node 4's edges: asked for
+        let mut asked = Vec::new();
+        breadth_first(1, 4, |f| {
+            ahead.edges(f).unwrap_or_else(|| {
+                asked.push(f.to_vec());
+                per_level(f)
+            })
+        });
+        assert_eq!(asked, vec![vec![4]]);
+    }
     use approx::assert_relative_eq;
     use std::cell::RefCell;
 
