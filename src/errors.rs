@@ -249,6 +249,31 @@ pub fn finite(name: &'static str, value: f64) -> Result<f64, FractalityError> {
     }
 }
 
+/// A float argument that must be a finite number in [lo, hi]: 22023 with `hint` otherwise.
+pub fn in_range(
+    name: &'static str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+    hint: &'static str,
+) -> Result<f64, FractalityError> {
+    let value = finite(name, value)?;
+    if value < lo || value > hi {
+        return Err(FractalityError::invalid(name, value, hint));
+    }
+    Ok(value)
+}
+
+/// An argument of a function that is not strict (it has other arguments where NULL means
+/// something) that must not be NULL: 22004 otherwise.
+#[track_caller]
+pub fn required<T>(name: &'static str, value: Option<T>) -> T {
+    match value {
+        Some(v) => v,
+        None => FractalityError::NullNotAllowed(name).report(),
+    }
+}
+
 /// A writer refuses a read-only transaction (a hot standby, `default_transaction_read_only`,
 /// `SET TRANSACTION READ ONLY`) with PostgreSQL's own error, 25006, before it reads or locks
 /// anything.
@@ -278,5 +303,22 @@ mod tests {
             "invalid value for x: Infinity"
         );
         assert_eq!(finite("x", 0.5), Ok(0.5));
+    }
+
+    #[test]
+    fn in_range_is_finite_and_within_the_bounds() {
+        assert_eq!(
+            in_range("w", 1.5, 0.0, 1.0, "in [0, 1]")
+                .unwrap_err()
+                .to_string(),
+            "invalid value for w: 1.5"
+        );
+        assert_eq!(
+            in_range("w", f64::NAN, 0.0, 1.0, "in [0, 1]")
+                .unwrap_err()
+                .to_string(),
+            "invalid value for w: NaN"
+        );
+        assert_eq!(in_range("w", -1.0, -1.0, 1.0, "in [-1, 1]"), Ok(-1.0));
     }
 }

@@ -2,7 +2,7 @@
 //! tick))` ([`decay`]), the checks of its arguments, seconds of an interval as PostgreSQL counts
 //! them, and the setting `fractality.decay_tick` parsed ([`parse_tick`]).
 
-use crate::errors::{finite, FractalityError};
+use crate::errors::{finite, in_range, FractalityError};
 
 const USECS_PER_SEC: f64 = 1_000_000.0;
 const SECS_PER_DAY: f64 = 86_400.0;
@@ -44,16 +44,8 @@ pub fn check_rate(name: &'static str, rate: f64) -> Result<f64, FractalityError>
 
 /// An energy level in [0, 1] (ATP, or a floor).
 pub fn check_level(name: &'static str, value: f64) -> Result<f64, FractalityError> {
-    let value = finite(name, value)?;
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(FractalityError::invalid(
-            name,
-            value,
-            "Energy levels (ATP and its floor) lie in [0, 1].",
-        ))
-    }
+    const HINT: &str = "Energy levels (ATP and its floor) lie in [0, 1].";
+    in_range(name, value, 0.0, 1.0, HINT)
 }
 
 /// Validates the arguments of a decay curve; `elapsed` and `tick` in seconds, `shown` renders

@@ -21,7 +21,7 @@
 pub mod curve;
 pub mod store;
 
-use crate::errors::{finite, FractalityError, OrReport};
+use crate::errors::{finite, required, FractalityError, OrReport};
 use crate::gucs;
 use crate::spi;
 use pgrx::prelude::*;
@@ -151,14 +151,8 @@ pub fn apply_consciousness_decay(
     ),
 > {
     crate::errors::writer(c"apply_consciousness_decay");
-    let rate = decay_rate
-        .ok_or(FractalityError::NullNotAllowed("decay_rate"))
-        .and_then(|r| check_rate("decay_rate", r))
-        .unwrap_or_report();
-    let floor = min_atp
-        .ok_or(FractalityError::NullNotAllowed("min_atp"))
-        .and_then(|f| check_level("min_atp", f))
-        .unwrap_or_report();
+    let rate = check_rate("decay_rate", required("decay_rate", decay_rate)).unwrap_or_report();
+    let floor = check_level("min_atp", required("min_atp", min_atp)).unwrap_or_report();
 
     let rows = spi::connect(|| -> Result<Vec<(pgrx::Uuid, f64, f64)>, FractalityError> {
         let was_on = notify_off()?;
@@ -183,21 +177,17 @@ const WRITER_WAIT: &str = "10ms";
 /// Readers see the same energy before and after. Returns the rows written.
 #[pg_extern(volatile)]
 pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
-    let batch = batch_size
-        .ok_or(FractalityError::NullNotAllowed("batch_size"))
-        .and_then(|b| {
-            crate::errors::writer(c"materialize_decay");
-            if b > 0 {
-                Ok(i64::from(b))
-            } else {
-                Err(FractalityError::invalid(
-                    "batch_size",
-                    b,
-                    "Pass a positive number of rows per batch.",
-                ))
-            }
-        })
-        .unwrap_or_report();
+    let batch = required("batch_size", batch_size);
+    crate::errors::writer(c"materialize_decay");
+    if batch <= 0 {
+        FractalityError::invalid(
+            "batch_size",
+            batch,
+            "Pass a positive number of rows per batch.",
+        )
+        .report();
+    }
+    let batch = i64::from(batch);
 
     spi::connect(|| -> Result<i64, FractalityError> {
         let was_on = notify_off()?;
@@ -238,13 +228,8 @@ pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
 #[pg_extern(volatile)]
 pub fn pulse(node_id: Option<pgrx::Uuid>, energy: Option<f64>) -> f64 {
     crate::errors::writer(c"pulse");
-    let id = node_id
-        .ok_or(FractalityError::NullNotAllowed("node_id"))
-        .unwrap_or_report();
-    let energy = energy
-        .ok_or(FractalityError::NullNotAllowed("energy"))
-        .and_then(|e| finite("energy", e))
-        .unwrap_or_report();
+    let id = required("node_id", node_id);
+    let energy = finite("energy", required("energy", energy)).unwrap_or_report();
     let atp = spi::connect(|| store::pulse(id, energy)).unwrap_or_report();
     match atp {
         Some(v) => v,

@@ -15,7 +15,7 @@ pub mod store;
 
 use pgrx::prelude::*;
 
-use crate::errors::{FractalityError, OrReport};
+use crate::errors::{required, FractalityError, OrReport};
 use crate::jsonb::JsonbArg;
 
 pub use arrays::events_from_arrays;
@@ -66,8 +66,9 @@ fn write_events_json(events: pgrx::AnyElement) -> i64 {
     } else {
         crate::errors::writer(c"write_events_json");
         // SAFETY: a non-null datum of a text category type (text or json) of this call
-        let text = unsafe { <&str as FromDatum>::from_datum(events.datum(), false) }
-            .unwrap_or_else(|| FractalityError::NullNotAllowed("events").report());
+        let text = required("events", unsafe {
+            <&str as FromDatum>::from_datum(events.datum(), false)
+        });
         parse_batch_text(text)
     };
     insert_events(&batch.unwrap_or_report()).unwrap_or_report()
@@ -158,10 +159,9 @@ fn write_event(
     metadata: default!(Option<crate::jsonb::JsonValue>, "NULL"),
 ) {
     crate::errors::writer(c"write_event");
-    let need = |name: &'static str| FractalityError::NullNotAllowed(name);
-    let id = event_id.ok_or_else(|| need("event_id")).unwrap_or_report();
-    let state = state.ok_or_else(|| need("state")).unwrap_or_report();
-    let action = action.ok_or_else(|| need("action")).unwrap_or_report();
+    let id = required("event_id", event_id);
+    let state = required("state", state);
+    let action = required("action", action);
     let rewards = [
         reward_homeostasis,
         reward_curiosity,

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::errors::{finite, pg_float, FractalityError};
+use crate::errors::{in_range, pg_float, FractalityError};
 use crate::vector::Vector;
 
 /// Deepest `traverse` accepted.
@@ -25,29 +25,17 @@ pub fn check_depth(depth: i32) -> Result<usize, FractalityError> {
 }
 
 pub fn check_weight(weight: f64) -> Result<f64, FractalityError> {
-    let w = finite("weight", weight)?;
-    if (-1.0..=1.0).contains(&w) {
-        Ok(w)
-    } else {
-        Err(FractalityError::invalid(
-            "weight",
-            pg_float(w),
-            "An edge weight lies in [-1, 1].",
-        ))
-    }
+    in_range(
+        "weight",
+        weight,
+        -1.0,
+        1.0,
+        "An edge weight lies in [-1, 1].",
+    )
 }
 
 pub fn check_atp(atp: f64) -> Result<f64, FractalityError> {
-    let a = finite("atp", atp)?;
-    if (0.0..=1.0).contains(&a) {
-        Ok(a)
-    } else {
-        Err(FractalityError::invalid(
-            "atp",
-            pg_float(a),
-            "Energy (atp) lies in [0, 1].",
-        ))
-    }
+    in_range("atp", atp, 0.0, 1.0, "Energy (atp) lies in [0, 1].")
 }
 
 pub fn check_relationship(rel: &str) -> Result<&str, FractalityError> {

@@ -17,7 +17,7 @@ pub mod walk;
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 
-use crate::errors::{finite, node_not_found, pg_float, FractalityError, OrReport};
+use crate::errors::{finite, node_not_found, pg_float, required, FractalityError, OrReport};
 use crate::spi;
 use crate::vector::Vector;
 
@@ -57,12 +57,6 @@ fn session_tenant_opt() -> Result<Option<Uuid>, FractalityError> {
 /// The tenant of the session, or 22004 when it is unset.
 fn session_tenant() -> Result<Uuid, FractalityError> {
     session_tenant_opt()?.ok_or(FractalityError::NoTenant)
-}
-
-/// An argument of a function that is not strict (it has other arguments where NULL means
-/// something) that must not be NULL: 22004 otherwise.
-fn required<T>(name: &'static str, value: Option<T>) -> T {
-    value.unwrap_or_else(|| FractalityError::NullNotAllowed(name).report())
 }
 
 // ---- nodes -----------------------------------------------------------------------------------

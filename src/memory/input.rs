@@ -5,7 +5,7 @@
 use pgrx::datum::Interval;
 use serde_json::Value;
 
-use crate::errors::{finite, FractalityError};
+use crate::errors::{in_range, FractalityError};
 use crate::models::Model;
 use crate::vector::Vector;
 
@@ -28,27 +28,18 @@ pub fn check_k(k: i32) -> Result<usize, FractalityError> {
 }
 
 pub fn check_similarity(name: &'static str, v: f64) -> Result<f64, FractalityError> {
-    let v = finite(name, v)?;
-    if !(-1.0..=1.0).contains(&v) {
-        return Err(FractalityError::invalid(
-            name,
-            v,
-            "A similarity threshold is a cosine similarity in [-1, 1].",
-        ));
-    }
-    Ok(v)
+    const HINT: &str = "A similarity threshold is a cosine similarity in [-1, 1].";
+    in_range(name, v, -1.0, 1.0, HINT)
 }
 
 pub fn check_energy(name: &'static str, v: f64) -> Result<f64, FractalityError> {
-    let v = finite(name, v)?;
-    if !(0.0..=1.0).contains(&v) {
-        return Err(FractalityError::invalid(
-            name,
-            v,
-            "Energy lies in [0, 1]; 0 reinforces nothing.",
-        ));
-    }
-    Ok(v)
+    in_range(
+        name,
+        v,
+        0.0,
+        1.0,
+        "Energy lies in [0, 1]; 0 reinforces nothing.",
+    )
 }
 
 /// A direction: a query or a memory needs one for similarity (22023 for a zero vector).

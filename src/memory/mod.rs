@@ -27,7 +27,7 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 use serde_json::Value;
 
-use crate::errors::{FractalityError, OrReport};
+use crate::errors::{required, FractalityError, OrReport};
 use crate::spi;
 use crate::vector::Vector;
 
@@ -56,25 +56,15 @@ fn remember(
     ttl: default!(Option<Interval>, "NULL"),
 ) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {
     crate::errors::writer(c"remember");
-    let required = |name: &'static str| FractalityError::NullNotAllowed(name);
     let memory = Memory {
         key: node_key.map(str::to_string),
-        content: content
-            .ok_or(required("content"))
-            .unwrap_or_report()
-            .to_string(),
-        embedding: embedding
-            .ok_or(required("embedding"))
-            .unwrap_or_report()
-            .as_slice()
-            .to_vec(),
+        content: required("content", content).to_string(),
+        embedding: required("embedding", embedding).as_slice().to_vec(),
         metadata: metadata.map_or(Value::Object(Default::default()), |j| j.0),
         ttl,
     };
-    let model = model.ok_or(required("model")).unwrap_or_report();
-    let dedup = dedup_threshold
-        .ok_or(required("dedup_threshold"))
-        .unwrap_or_report();
+    let model = required("model", model);
+    let dedup = required("dedup_threshold", dedup_threshold);
     TableIterator::new(remember_all(&[memory], model, dedup).unwrap_or_report())
 }
 
@@ -89,15 +79,9 @@ fn remember_many(
     dedup_threshold: default!(Option<f64>, 0.95),
 ) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {
     crate::errors::writer(c"remember_many");
-    let doc = memories
-        .ok_or(FractalityError::NullNotAllowed("memories"))
-        .unwrap_or_report();
-    let model = model
-        .ok_or(FractalityError::NullNotAllowed("model"))
-        .unwrap_or_report();
-    let dedup = dedup_threshold
-        .ok_or(FractalityError::NullNotAllowed("dedup_threshold"))
-        .unwrap_or_report();
+    let doc = required("memories", memories);
+    let model = required("model", model);
+    let dedup = required("dedup_threshold", dedup_threshold);
     let parsed = parse_memories(&doc.0).unwrap_or_report();
     let mut batch = Vec::with_capacity(parsed.len());
     for (i, (mut m, ttl)) in parsed.into_iter().enumerate() {
@@ -193,18 +177,15 @@ fn recall(
         name!(score, f64),
     ),
 > {
-    let need = |name: &'static str| FractalityError::NullNotAllowed(name);
-    let query = query.ok_or(need("query")).unwrap_or_report();
+    let query = required("query", query);
     let args = RecallArgs {
         query: query.as_slice(),
-        k: k.ok_or(need("k")).unwrap_or_report(),
+        k: required("k", k),
         query_text,
         context,
-        model: model.ok_or(need("model")).unwrap_or_report(),
-        min_similarity: min_similarity
-            .ok_or(need("min_similarity"))
-            .unwrap_or_report(),
-        reinforce: reinforce.ok_or(need("reinforce")).unwrap_or_report(),
+        model: required("model", model),
+        min_similarity: required("min_similarity", min_similarity),
+        reinforce: required("reinforce", reinforce),
         weights: weights(w_sim, w_energy, w_edge),
     };
     if args.reinforce > 0.0 {
@@ -284,17 +265,14 @@ fn recall_explain(
         name!(path, String),
     ),
 > {
-    let need = |name: &'static str| FractalityError::NullNotAllowed(name);
-    let query = query.ok_or(need("query")).unwrap_or_report();
+    let query = required("query", query);
     let args = RecallArgs {
         query: query.as_slice(),
-        k: k.ok_or(need("k")).unwrap_or_report(),
+        k: required("k", k),
         query_text,
         context,
-        model: model.ok_or(need("model")).unwrap_or_report(),
-        min_similarity: min_similarity
-            .ok_or(need("min_similarity"))
-            .unwrap_or_report(),
+        model: required("model", model),
+        min_similarity: required("min_similarity", min_similarity),
         reinforce: 0.0,
         weights: weights(w_sim, w_energy, w_edge),
     };

@@ -3,7 +3,7 @@
 //! vector and the full-text ranking ([`rrf`]), and the bound above which no unread memory can
 //! score ([`stop_bound`]).
 
-use crate::errors::{finite, FractalityError};
+use crate::errors::{in_range, FractalityError};
 
 /// The constant of reciprocal-rank fusion (Cormack et al. 2009).
 pub const RRF_K: f64 = 60.0;
@@ -17,15 +17,8 @@ pub struct Weights {
 }
 
 fn unit(name: &'static str, v: f64) -> Result<f64, FractalityError> {
-    let v = finite(name, v)?;
-    if !(0.0..=1.0).contains(&v) {
-        return Err(FractalityError::invalid(
-            name,
-            v,
-            "A weight lies in [0, 1] (the defaults are 0.5, 0.3 and 0.2).",
-        ));
-    }
-    Ok(v)
+    const HINT: &str = "A weight lies in [0, 1] (the defaults are 0.5, 0.3 and 0.2).";
+    in_range(name, v, 0.0, 1.0, HINT)
 }
 
 impl Weights {

@@ -19,14 +19,14 @@ use pgrx::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::errors::{pg_float, FractalityError, OrReport};
+use crate::errors::{in_range, pg_float, required, FractalityError, OrReport};
 use crate::spi;
 
 pub use input::MAX_DRAWS;
 pub use store::{Buffer, SpiTree};
 pub use tree::{descend, levels_for, pick, refresh, total, weights, Blocks, FANOUT};
 
-use input::{check_draws, check_unit_interval, hex};
+use input::{check_draws, hex};
 use store::buffer;
 
 // ---- keeping the tree in step ------------------------------------------------------------------
@@ -203,33 +203,32 @@ fn create_replay_buffer(
     backfill: default!(Option<bool>, false),
 ) -> i32 {
     crate::errors::writer(c"create_replay_buffer");
-    let need = |name: &'static str| FractalityError::NullNotAllowed(name);
-    let name = name.ok_or(need("name")).unwrap_or_report();
-    let alpha = check_unit_interval(
+    let name = required("name", name);
+    let alpha = in_range(
         "alpha",
-        alpha.ok_or(need("alpha")).unwrap_or_report(),
+        required("alpha", alpha),
         0.0,
         10.0,
         "alpha is the priority exponent, from 0 (uniform) to 10; 0.6 is usual.",
     )
     .unwrap_or_report();
-    let beta = check_unit_interval(
+    let beta = in_range(
         "beta",
-        beta.ok_or(need("beta")).unwrap_or_report(),
+        required("beta", beta),
         0.0,
         1.0,
         "beta is the importance-sampling exponent in [0, 1]; 0.4 is usual, annealed to 1.",
     )
     .unwrap_or_report();
-    let epsilon = check_unit_interval(
+    let epsilon = in_range(
         "epsilon",
-        epsilon.ok_or(need("epsilon")).unwrap_or_report(),
+        required("epsilon", epsilon),
         f64::MIN_POSITIVE,
         0.999,
         "epsilon is a small positive number added to every priority (e.g. 1e-6).",
     )
     .unwrap_or_report();
-    let backfill = backfill.ok_or(need("backfill")).unwrap_or_report();
+    let backfill = required("backfill", backfill);
     if name.is_empty() || name.chars().count() > 63 {
         FractalityError::invalid(
             "name",
@@ -354,7 +353,7 @@ pub fn sample(
     let n = check_draws(n)?;
     let b = buffer(Some(name), None, false)?;
     let beta = match beta {
-        Some(v) => check_unit_interval(
+        Some(v) => in_range(
             "beta",
             v,
             0.0,
@@ -419,12 +418,8 @@ fn sample_experiences_from(
         name!(weight, f64),
     ),
 > {
-    let buffer = buffer
-        .ok_or(FractalityError::NullNotAllowed("buffer"))
-        .unwrap_or_report();
-    let n = n
-        .ok_or(FractalityError::NullNotAllowed("n"))
-        .unwrap_or_report();
+    let buffer = required("buffer", buffer);
+    let n = required("n", n);
     let draws = spi::connect(|| sample(buffer, n, beta, seed)).unwrap_or_report();
     TableIterator::new(draws.into_iter().map(|d| {
         (
@@ -448,15 +443,12 @@ fn update_priorities(
     priorities: Option<Vec<Option<f64>>>,
 ) -> i64 {
     crate::errors::writer(c"update_priorities");
-    let need = |name: &'static str| FractalityError::NullNotAllowed(name);
-    let name = buffer.ok_or(need("buffer")).unwrap_or_report();
-    let ids: Vec<Option<Vec<u8>>> = event_ids
-        .ok_or(need("event_ids"))
-        .unwrap_or_report()
+    let name = required("buffer", buffer);
+    let ids: Vec<Option<Vec<u8>>> = required("event_ids", event_ids)
         .iter()
         .map(|b| b.map(<[u8]>::to_vec))
         .collect();
-    let ps = priorities.ok_or(need("priorities")).unwrap_or_report();
+    let ps = required("priorities", priorities);
     if ids.len() != ps.len() {
         FractalityError::invalid(
             "priorities",
@@ -467,8 +459,8 @@ fn update_priorities(
     }
     let mut pairs: Vec<(Vec<u8>, f64)> = Vec::with_capacity(ids.len());
     for (i, (id, p)) in ids.into_iter().zip(ps).enumerate() {
-        let id = id.ok_or(need("an element of event_ids")).unwrap_or_report();
-        let p = p.ok_or(need("an element of priorities")).unwrap_or_report();
+        let id = required("an element of event_ids", id);
+        let p = required("an element of priorities", p);
         if !p.is_finite() || p < 0.0 {
             FractalityError::invalid(
                 "priority",
@@ -581,15 +573,9 @@ fn replay_batch(
         name!(weight, f64),
     ),
 > {
-    let buffer = buffer
-        .ok_or(FractalityError::NullNotAllowed("buffer"))
-        .unwrap_or_report();
-    let n = n
-        .ok_or(FractalityError::NullNotAllowed("n"))
-        .unwrap_or_report();
-    let within = next_within
-        .ok_or(FractalityError::NullNotAllowed("next_within"))
-        .unwrap_or_report();
+    let buffer = required("buffer", buffer);
+    let n = required("n", n);
+    let within = required("next_within", next_within);
     if within.as_micros() < 0 {
         FractalityError::invalid(
             "next_within",

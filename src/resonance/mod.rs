@@ -17,7 +17,7 @@ use pgrx::Uuid;
 pub mod score;
 pub mod store;
 
-use crate::errors::{node_not_found, FractalityError, OrReport};
+use crate::errors::{node_not_found, required, FractalityError, OrReport};
 use crate::models::{model_arg, Model};
 use crate::search::TenantScan;
 use crate::spi;
@@ -132,9 +132,7 @@ fn resonance_with(
 > {
     let others: Vec<Uuid> = others
         .into_iter()
-        .map(|o| {
-            o.unwrap_or_else(|| FractalityError::NullNotAllowed("an element of others").report())
-        })
+        .map(|o| required("an element of others", o))
         .collect();
     let pairs = spi::connect(|| resonance_set(node, &others, model)).unwrap_or_report();
     TableIterator::new(

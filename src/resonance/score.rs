@@ -1,7 +1,7 @@
 //! The resonance formula as plain Rust: the weights, the score with its input checks, the
 //! re-ranking of candidates, the choice among several edges. Tested without a server.
 
-use crate::errors::{finite, FractalityError};
+use crate::errors::{in_range, FractalityError};
 
 pub const W_SIM: f64 = 0.5;
 pub const W_ENERGY: f64 = 0.3;
@@ -25,20 +25,6 @@ pub const SEED_WEIGHTS: Weights = Weights {
     energy: W_ENERGY,
     edge: W_EDGE,
 };
-
-fn in_range(
-    name: &'static str,
-    v: f64,
-    lo: f64,
-    hi: f64,
-    hint: &'static str,
-) -> Result<f64, FractalityError> {
-    let v = finite(name, v)?;
-    if v < lo || v > hi {
-        return Err(FractalityError::invalid(name, v, hint));
-    }
-    Ok(v)
-}
 
 impl Weights {
     /// Each weight finite and in [0, 1].

@@ -13,7 +13,7 @@ use pgrx::{pg_sys, Internal};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::errors::{FractalityError, OrReport};
+use crate::errors::{required, FractalityError, OrReport};
 
 pub use sample::{prioritised_sample, MAX_DRAWS, PRIORITY_EPSILON};
 pub use state::{check_gamma, sum_rewards, Discounted, DiscountedBySteps, EpisodeSums, Welford};
@@ -66,9 +66,7 @@ fn discounted_return_sfunc(
 ) -> Internal {
     let s: &mut Discounted = unsafe { state_mut(&mut state, fcinfo, "discounted_return_sfunc") };
     if let Some(r) = reward {
-        let g = gamma
-            .ok_or(FractalityError::NullNotAllowed("gamma"))
-            .unwrap_or_report();
+        let g = required("gamma", gamma);
         s.push(r, g).unwrap_or_report();
     }
     state
@@ -91,12 +89,8 @@ fn discounted_return_steps_sfunc(
     let s: &mut DiscountedBySteps =
         unsafe { state_mut(&mut state, fcinfo, "discounted_return_steps_sfunc") };
     if let Some(r) = reward {
-        let g = gamma
-            .ok_or(FractalityError::NullNotAllowed("gamma"))
-            .unwrap_or_report();
-        let st = step
-            .ok_or(FractalityError::NullNotAllowed("step"))
-            .unwrap_or_report();
+        let g = required("gamma", gamma);
+        let st = required("step", step);
         s.push(r, g, st.into()).unwrap_or_report();
     }
     state
@@ -165,15 +159,14 @@ fn episode_sums_sfunc(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Internal {
     let s: &mut EpisodeSums = unsafe { state_mut(&mut state, fcinfo, "episode_sums_sfunc") };
-    let need = |name: &'static str| FractalityError::NullNotAllowed(name);
     let rewards = [
         homeostasis.unwrap_or(0.0),
         curiosity.unwrap_or(0.0),
         efficiency.unwrap_or(0.0),
         goal.unwrap_or(0.0),
     ];
-    let step = step.ok_or_else(|| need("step")).unwrap_or_report();
-    let gamma = gamma.ok_or_else(|| need("gamma")).unwrap_or_report();
+    let step = required("step", step);
+    let gamma = required("gamma", gamma);
     s.push(step.into(), rewards, gamma).unwrap_or_report();
     state
 }
@@ -320,14 +313,8 @@ fn sample_experiences(
     ),
 > {
     // not strict (a NULL seed means a random draw): the other arguments refuse NULL themselves
-    let need = |v: Option<f64>, name: &'static str| {
-        v.ok_or(FractalityError::NullNotAllowed(name))
-            .unwrap_or_report()
-    };
-    let n = n
-        .ok_or(FractalityError::NullNotAllowed("n"))
-        .unwrap_or_report();
-    let (alpha, beta) = (need(alpha, "alpha"), need(beta, "beta"));
+    let n = required("n", n);
+    let (alpha, beta) = (required("alpha", alpha), required("beta", beta));
     if !(0..=MAX_DRAWS).contains(&n) {
         FractalityError::invalid(
             "n",
