@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::errors::{node_not_found, FractalityError, OrReport};
 use crate::models::{model_arg, Model};
 use crate::resonance::{self, threshold, NodeRef};
-use crate::spi::{self, Cursor, Query};
+use crate::spi::{self, query, Cursor, Query};
 use crate::vector::{cosine, normalize, vector_type_oid, Vector};
 
 /// At most this many nodes (the nearest to the source) make up one consensus.
@@ -73,13 +73,19 @@ pub fn coarse(x: f64) -> f64 {
 
 // ---- SQL ------------------------------------------------------------------------------------
 
-const SOURCE: &str = include_str!("../sql/queries/consensus_source.sql");
+const SOURCE: Query<'static> = query!("consensus_source", [UUIDOID, TEXTOID]);
+/// A template (rendered per model).
 const MEMBERS: &str = include_str!("../sql/queries/consensus_members.sql");
-const EXISTING: &str = include_str!("../sql/queries/consensus_existing.sql");
+const EXISTING: Query<'static> = query!("consensus_existing", [UUIDARRAYOID, UUIDOID]);
+/// consensus_insert and consensus_update: one of them, with the same parameters (below).
 const INSERT: &str = include_str!("../sql/queries/consensus_insert.sql");
 const UPDATE: &str = include_str!("../sql/queries/consensus_update.sql");
-const UNLINK: &str = include_str!("../sql/queries/consensus_unlink.sql");
-const LINK: &str = include_str!("../sql/queries/consensus_link.sql");
+const UNLINK: Query<'static> = query!("consensus_unlink", [UUIDOID, UUIDARRAYOID]);
+const LINK: Query<'static> = query!(
+    "consensus_link",
+    [UUIDOID, UUIDARRAYOID, UUIDARRAYOID, FLOAT8ARRAYOID]
+);
+/// With the vector type's OID, known at run time.
 const CALL: &str = include_str!("../sql/queries/consensus_call.sql");
 
 struct Member {
@@ -195,11 +201,7 @@ fn consensus(
     let model = Model::lookup(model)?;
     // the source, as stored: the caller's embedding must be exactly it
     let source: Option<Member> = spi::rows(
-        &Query {
-            name: "consensus_source",
-            text: SOURCE,
-            types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
-        },
+        &SOURCE,
         &[node.into(), model.name.as_str().into()],
         false,
         |r| -> Result<Option<Member>, FractalityError> {
@@ -308,15 +310,7 @@ fn consensus(
     let meta = pgrx::JsonB(Value::Object(Default::default()));
     let count = users.len() as i32;
 
-    let existing: Option<Uuid> = spi::one(
-        &Query {
-            name: "consensus_existing",
-            text: EXISTING,
-            types: &[pg_sys::UUIDARRAYOID, pg_sys::UUIDOID],
-        },
-        &[ids.clone().into(), node.into()],
-        false,
-    )?;
+    let existing: Option<Uuid> = spi::one(&EXISTING, &[ids.clone().into(), node.into()], false)?;
     let save_types = [
         pg_sys::UUIDOID,
         pg_sys::TEXTOID,
@@ -353,25 +347,9 @@ fn consensus(
     })?;
 
     let member_users: Vec<Uuid> = members.iter().map(|m| m.user).collect();
+    spi::run(&UNLINK, &[id.into(), ids.clone().into()])?;
     spi::run(
-        &Query {
-            name: "consensus_unlink",
-            text: UNLINK,
-            types: &[pg_sys::UUIDOID, pg_sys::UUIDARRAYOID],
-        },
-        &[id.into(), ids.clone().into()],
-    )?;
-    spi::run(
-        &Query {
-            name: "consensus_link",
-            text: LINK,
-            types: &[
-                pg_sys::UUIDOID,
-                pg_sys::UUIDARRAYOID,
-                pg_sys::UUIDARRAYOID,
-                pg_sys::FLOAT8ARRAYOID,
-            ],
-        },
+        &LINK,
         &[id.into(), ids.into(), member_users.into(), sims.into()],
     )?;
     Ok(Some(id))

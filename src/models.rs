@@ -45,7 +45,7 @@ pub fn check_name(name: &str) -> Result<&str, FractalityError> {
     }
 }
 
-const DIMS: &str = include_str!("../sql/queries/model_dims.sql");
+const DIMS: spi::Query<'static> = spi::query!("model_dims", [TEXTOID]);
 
 /// The trailing `model` argument (0-based position `n`) of a function whose SQL definition
 /// gained it in 0.5.0. A database still on the 0.4.0 schema (before `ALTER EXTENSION fractality
@@ -83,12 +83,7 @@ impl Model {
         if !schema_is_current() {
             return Err(FractalityError::SchemaBehind);
         }
-        let q = spi::Query {
-            name: "model_dims",
-            text: DIMS,
-            types: &[pg_sys::TEXTOID],
-        };
-        match spi::one::<i32>(&q, &[name.into()], true)? {
+        match spi::one::<i32>(&DIMS, &[name.into()], true)? {
             Some(d) if d > 0 => Ok(Model {
                 name: name.to_string(),
                 dims: d as usize,

@@ -20,7 +20,7 @@ use pgrx::Uuid;
 
 use crate::errors::FractalityError;
 use crate::models::Model;
-use crate::spi::{self, Cursor, Query};
+use crate::spi::{self, query, Cursor, Query};
 use crate::vector::{vector_type_oid, Vector};
 
 /// Rows fetched from the index at a time, at most (batches start at what the caller asks for
@@ -32,8 +32,10 @@ pub const MAX_ROWS: i64 = 10_000;
 /// dimensions takes the exact path for proportionally fewer (the cost is per element).
 const REFERENCE_DIMS: i64 = 384;
 
-const TENANT_SIZE: &str = include_str!("../sql/queries/tenant_size.sql");
+const TENANT_SIZE: Query<'static> = query!("tenant_size", [UUIDOID, TEXTOID, INT8OID]);
+/// With the vector type's OID, known at run time.
 const TENANT_EMBEDDINGS: &str = include_str!("../sql/queries/tenant_embeddings.sql");
+/// A template (rendered per model).
 const TENANT_NEAREST: &str = include_str!("../sql/queries/tenant_nearest.sql");
 
 /// One embedding found.
@@ -90,13 +92,8 @@ impl TenantScan {
             / model.dims.max(1) as i64)
             .min(i32::MAX as i64);
         let small = limit > 0 && {
-            let q = Query {
-                name: "tenant_size",
-                text: TENANT_SIZE,
-                types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, pg_sys::INT8OID],
-            };
             let n: i64 = spi::one(
-                &q,
+                &TENANT_SIZE,
                 &[
                     tenant.into(),
                     model.name.as_str().into(),

@@ -32,6 +32,23 @@ pub struct Query<'a> {
     pub types: &'a [pg_sys::Oid],
 }
 
+/// The [`Query`] of `sql/queries/<file>.sql`, named `<file>` in messages (unless `name = ...`
+/// says otherwise), with the types of its parameters (`pg_sys` OIDs):
+/// `query!("graph_node_id", [UUIDOID, TEXTOID])`.
+macro_rules! query {
+    ($file:literal, [$($oid:ident),* $(,)?]) => {
+        $crate::spi::query!($file, [$($oid),*], name = $file)
+    };
+    ($file:literal, [$($oid:ident),* $(,)?], name = $name:literal) => {
+        $crate::spi::Query {
+            name: $name,
+            text: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/queries/", $file, ".sql")),
+            types: &[$(::pgrx::pg_sys::$oid),*],
+        }
+    };
+}
+pub(crate) use query;
+
 thread_local! {
     /// Kept plans by query text.
     static PLANS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());

@@ -292,11 +292,7 @@ fn is_vector_type(oid: pg_sys::Oid) -> bool {
     }
 }
 
-const VECTOR_TYPE_OID: crate::spi::Query<'static> = crate::spi::Query {
-    name: "vector_type_oid",
-    text: include_str!("../sql/queries/vector_type_oid.sql"),
-    types: &[],
-};
+const VECTOR_TYPE_OID: crate::spi::Query<'static> = crate::spi::query!("vector_type_oid", []);
 
 /// The OID of pgvector's `vector` type, wherever pgvector is installed.
 pub fn vector_type_oid() -> pg_sys::Oid {

@@ -8,55 +8,25 @@ use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, Uuid};
 
 use crate::errors::FractalityError;
-use crate::spi::{self, Query};
+use crate::spi::{self, query, Query};
 
-const APPLY: Query<'static> = Query {
-    name: "decay_apply",
-    text: include_str!("../../sql/queries/decay_apply.sql"),
-    types: &[pg_sys::FLOAT8OID, pg_sys::FLOAT8OID],
-};
-const APPLY_TENANT: Query<'static> = Query {
-    name: "decay_apply_tenant",
-    text: include_str!("../../sql/queries/decay_apply_tenant.sql"),
-    types: &[pg_sys::FLOAT8OID, pg_sys::FLOAT8OID, pg_sys::UUIDOID],
-};
-const MATERIALIZE_PLAN: Query<'static> = Query {
-    name: "decay_materialize_plan",
-    text: include_str!("../../sql/queries/decay_materialize_plan.sql"),
-    types: &[],
-};
+const APPLY: Query<'static> = query!("decay_apply", [FLOAT8OID, FLOAT8OID]);
+const APPLY_TENANT: Query<'static> = query!("decay_apply_tenant", [FLOAT8OID, FLOAT8OID, UUIDOID]);
+const MATERIALIZE_PLAN: Query<'static> = query!("decay_materialize_plan", []);
 /// One batch, the fast way (run with a short lock_timeout).
-pub const MATERIALIZE_PLAIN: Query<'static> = Query {
-    name: "decay_materialize_plain",
-    text: include_str!("../../sql/queries/decay_materialize_plain.sql"),
-    types: &[pg_sys::TIMESTAMPTZOID, pg_sys::INT8OID, pg_sys::INT8OID],
-};
+pub const MATERIALIZE_PLAIN: Query<'static> = query!(
+    "decay_materialize_plain",
+    [TIMESTAMPTZOID, INT8OID, INT8OID]
+);
 /// One batch, the way that never waits (rows a writer holds are left out).
-pub const MATERIALIZE_SKIP_LOCKED: Query<'static> = Query {
-    name: "decay_materialize_skip_locked",
-    text: include_str!("../../sql/queries/decay_materialize_skip_locked.sql"),
-    types: &[pg_sys::TIMESTAMPTZOID, pg_sys::INT8OID, pg_sys::INT8OID],
-};
-const PULSE: Query<'static> = Query {
-    name: "decay_pulse",
-    text: include_str!("../../sql/queries/decay_pulse.sql"),
-    types: &[pg_sys::UUIDOID, pg_sys::FLOAT8OID],
-};
-const SET_NOTIFY: Query<'static> = Query {
-    name: "decay_set_notify",
-    text: include_str!("../../sql/queries/decay_set_notify.sql"),
-    types: &[pg_sys::TEXTOID],
-};
-const SET_LOCK_TIMEOUT: Query<'static> = Query {
-    name: "decay_set_lock_timeout",
-    text: include_str!("../../sql/queries/decay_set_lock_timeout.sql"),
-    types: &[pg_sys::TEXTOID],
-};
-const NOTIFY: Query<'static> = Query {
-    name: "decay_notify",
-    text: include_str!("../../sql/queries/decay_notify.sql"),
-    types: &[pg_sys::TEXTOID, pg_sys::INT8OID, pg_sys::UUIDOID],
-};
+pub const MATERIALIZE_SKIP_LOCKED: Query<'static> = query!(
+    "decay_materialize_skip_locked",
+    [TIMESTAMPTZOID, INT8OID, INT8OID]
+);
+const PULSE: Query<'static> = query!("decay_pulse", [UUIDOID, FLOAT8OID]);
+const SET_NOTIFY: Query<'static> = query!("decay_set_notify", [TEXTOID]);
+const SET_LOCK_TIMEOUT: Query<'static> = query!("decay_set_lock_timeout", [TEXTOID]);
+const NOTIFY: Query<'static> = query!("decay_notify", [TEXTOID, INT8OID, UUIDOID]);
 
 /// The transaction takes its id before a write (or ERRORs trying), as pgrx's
 /// `SpiClient::update` did before each of these queries.

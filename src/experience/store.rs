@@ -8,46 +8,34 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::errors::FractalityError;
-use crate::spi::{self, Query};
+use crate::spi::{self, query, Query};
 
 use super::event::{stored_duplicate, Event};
 
-const INSERT_METADATA: Query<'static> = Query {
-    name: "experience_insert_metadata",
-    text: include_str!("../../sql/queries/experience_insert_metadata.sql"),
-    types: &[
-        pg_sys::INT8ARRAYOID,
-        pg_sys::BYTEAARRAYOID,
-        pg_sys::TEXTARRAYOID,
-        pg_sys::TEXTARRAYOID,
-        pg_sys::JSONBARRAYOID,
-    ],
-};
+const INSERT_METADATA: Query<'static> = query!(
+    "experience_insert_metadata",
+    [
+        INT8ARRAYOID,
+        BYTEAARRAYOID,
+        TEXTARRAYOID,
+        TEXTARRAYOID,
+        JSONBARRAYOID
+    ]
+);
 
 /// The stored events (hot or archived) that hold one of the batch's ids, whatever their
 /// timestamps: primary-key probes of experience_event_ids.
-const STORED_IDS: Query<'static> = Query {
-    name: "experience_stored_ids",
-    text: include_str!("../../sql/queries/experience_stored_ids.sql"),
-    types: &[pg_sys::BYTEAARRAYOID],
-};
+const STORED_IDS: Query<'static> = query!("experience_stored_ids", [BYTEAARRAYOID]);
 
 /// For a schema of 0.4.0 and earlier served by this library until `ALTER EXTENSION fractality
 /// UPDATE` has run (no experience_event_ids): the stored events of the batch's time window, in
 /// the hot tier and in the cold one (sql/archive.sql).
-const STORED_IN_WINDOW: Query<'static> = Query {
-    name: "experience_stored_in_window",
-    text: include_str!("../../sql/queries/experience_stored_in_window.sql"),
-    types: &[pg_sys::INT8OID, pg_sys::INT8OID],
-};
+const STORED_IN_WINDOW: Query<'static> = query!("experience_stored_in_window", [INT8OID, INT8OID]);
 
 /// The same in the hot tier alone, for a schema of 0.1.0 (no cold tier) served by this library
 /// until `ALTER EXTENSION fractality UPDATE` has run.
-const STORED_IN_WINDOW_HOT: Query<'static> = Query {
-    name: "experience_stored_in_window_hot",
-    text: include_str!("../../sql/queries/experience_stored_in_window_hot.sql"),
-    types: &[pg_sys::INT8OID, pg_sys::INT8OID],
-};
+const STORED_IN_WINDOW_HOT: Query<'static> =
+    query!("experience_stored_in_window_hot", [INT8OID, INT8OID]);
 
 /// Whether the cold tier of events exists (two syscache lookups).
 fn cold_tier_exists() -> bool {

@@ -15,109 +15,35 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 
 use crate::errors::{node_not_found, FractalityError};
-use crate::spi::{self, Query};
+use crate::spi::{self, query, Query};
 use crate::vector::{vector_type_oid, Vector};
 
-const SESSION_TENANT: Query<'static> = Query {
-    name: "graph_session_tenant",
-    text: include_str!("../../sql/queries/graph_session_tenant.sql"),
-    types: &[],
-};
-const NODE_ID: Query<'static> = Query {
-    name: "graph_node_id",
-    text: include_str!("../../sql/queries/graph_node_id.sql"),
-    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
-};
-const UPSERT_NODE: Query<'static> = Query {
-    name: "graph_upsert_node",
-    text: include_str!("../../sql/queries/graph_upsert_node.sql"),
-    types: &[
-        pg_sys::UUIDOID,
-        pg_sys::TEXTOID,
-        pg_sys::TEXTOID,
-        pg_sys::TEXTOID,
-        pg_sys::JSONBOID,
-        pg_sys::FLOAT8OID,
-    ],
-};
+const SESSION_TENANT: Query<'static> = query!("graph_session_tenant", []);
+const NODE_ID: Query<'static> = query!("graph_node_id", [UUIDOID, TEXTOID]);
+const UPSERT_NODE: Query<'static> = query!(
+    "graph_upsert_node",
+    [UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, FLOAT8OID]
+);
 const UPSERT_EMBEDDING: &str = include_str!("../../sql/queries/upsert_embedding.sql");
 const UPSERT_EMBEDDING_0_4: &str = include_str!("../../sql/queries/upsert_embedding_0_4.sql");
-const UPSERT_EDGE: Query<'static> = Query {
-    name: "graph_upsert_edge",
-    text: include_str!("../../sql/queries/graph_upsert_edge.sql"),
-    types: &[
-        pg_sys::UUIDOID,
-        pg_sys::UUIDOID,
-        pg_sys::UUIDOID,
-        pg_sys::TEXTOID,
-        pg_sys::FLOAT8OID,
-    ],
-};
-const UNLINK: Query<'static> = Query {
-    name: "graph_unlink",
-    text: include_str!("../../sql/queries/graph_unlink.sql"),
-    types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, pg_sys::TEXTOID],
-};
-const CHILDREN: Query<'static> = Query {
-    name: "graph_children",
-    text: include_str!("../../sql/queries/graph_children.sql"),
-    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
-};
-const PARENTS: Query<'static> = Query {
-    name: "graph_parents",
-    text: include_str!("../../sql/queries/graph_parents.sql"),
-    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
-};
-const LEVEL_EDGES: Query<'static> = Query {
-    name: "graph_level_edges",
-    text: include_str!("../../sql/queries/graph_level_edges.sql"),
-    types: &[pg_sys::UUIDARRAYOID, pg_sys::TEXTOID],
-};
-const EDGES_AHEAD: Query<'static> = Query {
-    name: "graph_edges_ahead",
-    text: include_str!("../../sql/queries/graph_edges_ahead.sql"),
-    types: &[
-        pg_sys::UUIDARRAYOID,
-        pg_sys::TEXTOID,
-        pg_sys::INT4OID,
-        pg_sys::INT8OID,
-    ],
-};
-const NODE_KEYS: Query<'static> = Query {
-    name: "graph_node_keys",
-    text: include_str!("../../sql/queries/graph_node_keys.sql"),
-    types: &[pg_sys::UUIDARRAYOID],
-};
-const PATH_ENDS: Query<'static> = Query {
-    name: "graph_path_ends",
-    text: include_str!("../../sql/queries/graph_path_ends.sql"),
-    types: &[pg_sys::UUIDARRAYOID],
-};
-const PATH_EDGES: Query<'static> = Query {
-    name: "graph_path_edges",
-    text: include_str!("../../sql/queries/graph_path_edges.sql"),
-    types: &[pg_sys::UUIDARRAYOID],
-};
-const THAW: Query<'static> = Query {
-    name: "thaw",
-    text: include_str!("../../sql/queries/thaw.sql"),
-    types: &[
-        pg_sys::UUIDOID,
-        pg_sys::TEXTOID,
-        pg_sys::INT8OID,
-        pg_sys::TEXTOID,
-    ],
-};
-const FREEZE_STREAM: Query<'static> = Query {
-    name: "graph_freeze_stream",
-    text: include_str!("../../sql/queries/graph_freeze_stream.sql"),
-    types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, pg_sys::JSONBOID],
-};
-const SEARCH: Query<'static> = Query {
-    name: "graph_search",
-    text: include_str!("../../sql/queries/graph_search.sql"),
-    types: &[pg_sys::TEXTOID, pg_sys::INT8OID],
-};
+const UPSERT_EDGE: Query<'static> = query!(
+    "graph_upsert_edge",
+    [UUIDOID, UUIDOID, UUIDOID, TEXTOID, FLOAT8OID]
+);
+const UNLINK: Query<'static> = query!("graph_unlink", [UUIDOID, UUIDOID, TEXTOID]);
+const CHILDREN: Query<'static> = query!("graph_children", [UUIDOID, TEXTOID]);
+const PARENTS: Query<'static> = query!("graph_parents", [UUIDOID, TEXTOID]);
+const LEVEL_EDGES: Query<'static> = query!("graph_level_edges", [UUIDARRAYOID, TEXTOID]);
+const EDGES_AHEAD: Query<'static> = query!(
+    "graph_edges_ahead",
+    [UUIDARRAYOID, TEXTOID, INT4OID, INT8OID]
+);
+const NODE_KEYS: Query<'static> = query!("graph_node_keys", [UUIDARRAYOID]);
+const PATH_ENDS: Query<'static> = query!("graph_path_ends", [UUIDARRAYOID]);
+const PATH_EDGES: Query<'static> = query!("graph_path_edges", [UUIDARRAYOID]);
+const THAW: Query<'static> = query!("thaw", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
+const FREEZE_STREAM: Query<'static> = query!("graph_freeze_stream", [UUIDOID, UUIDOID, JSONBOID]);
+const SEARCH: Query<'static> = query!("graph_search", [TEXTOID, INT8OID]);
 
 /// A query that returns an id returned none.
 fn no_id(query: &'static str) -> FractalityError {

@@ -6,80 +6,29 @@
 use std::collections::HashMap;
 
 use pgrx::datum::Interval;
-use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 use serde_json::Value;
 
 use crate::errors::FractalityError;
-use crate::spi::{self, Query};
+use crate::spi::{self, query, Query};
 
-const TENANT: Query<'static> = Query {
-    name: "current_user_id",
-    text: include_str!("../../sql/queries/memory_tenant.sql"),
-    types: &[],
-};
-const KEY: Query<'static> = Query {
-    name: "memory_key",
-    text: include_str!("../../sql/queries/memory_key.sql"),
-    types: &[pg_sys::TEXTOID],
-};
-const LOCK: Query<'static> = Query {
-    name: "memory_lock",
-    text: include_str!("../../sql/queries/memory_lock.sql"),
-    types: &[pg_sys::UUIDOID],
-};
-const BY_KEY: Query<'static> = Query {
-    name: "memory_by_key",
-    text: include_str!("../../sql/queries/memory_by_key.sql"),
-    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, pg_sys::TEXTOID],
-};
-const INSERT: Query<'static> = Query {
-    name: "memory_insert",
-    text: include_str!("../../sql/queries/memory_insert.sql"),
-    types: &[
-        pg_sys::UUIDOID,
-        pg_sys::TEXTOID,
-        pg_sys::TEXTOID,
-        pg_sys::JSONBOID,
-        pg_sys::INTERVALOID,
-    ],
-};
-const REINFORCE: Query<'static> = Query {
-    name: "memory_reinforce",
-    text: include_str!("../../sql/queries/memory_reinforce.sql"),
-    types: &[
-        pg_sys::UUIDOID,
-        pg_sys::FLOAT8OID,
-        pg_sys::JSONBOID,
-        pg_sys::INTERVALOID,
-        pg_sys::UUIDOID,
-    ],
-};
-const PULSE: Query<'static> = Query {
-    name: "memory_pulse",
-    text: include_str!("../../sql/queries/memory_pulse.sql"),
-    types: &[pg_sys::UUIDARRAYOID, pg_sys::FLOAT8OID, pg_sys::UUIDOID],
-};
-const FORGET: Query<'static> = Query {
-    name: "memory_forget",
-    text: include_str!("../../sql/queries/memory_forget.sql"),
-    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
-};
-const DETAILS: Query<'static> = Query {
-    name: "memory_details",
-    text: include_str!("../../sql/queries/memory_details.sql"),
-    types: &[pg_sys::UUIDARRAYOID],
-};
-const TEXT: Query<'static> = Query {
-    name: "memory_text",
-    text: include_str!("../../sql/queries/memory_text.sql"),
-    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, pg_sys::INT8OID],
-};
-const CONTEXT: Query<'static> = Query {
-    name: "memory_context",
-    text: include_str!("../../sql/queries/memory_context.sql"),
-    types: &[pg_sys::UUIDOID, pg_sys::TEXTOID],
-};
+const TENANT: Query<'static> = query!("memory_tenant", [], name = "current_user_id");
+const KEY: Query<'static> = query!("memory_key", [TEXTOID]);
+const LOCK: Query<'static> = query!("memory_lock", [UUIDOID]);
+const BY_KEY: Query<'static> = query!("memory_by_key", [UUIDOID, TEXTOID, TEXTOID]);
+const INSERT: Query<'static> = query!(
+    "memory_insert",
+    [UUIDOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID]
+);
+const REINFORCE: Query<'static> = query!(
+    "memory_reinforce",
+    [UUIDOID, FLOAT8OID, JSONBOID, INTERVALOID, UUIDOID]
+);
+const PULSE: Query<'static> = query!("memory_pulse", [UUIDARRAYOID, FLOAT8OID, UUIDOID]);
+const FORGET: Query<'static> = query!("memory_forget", [UUIDOID, TEXTOID]);
+const DETAILS: Query<'static> = query!("memory_details", [UUIDARRAYOID]);
+const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID]);
+const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
 
 /// A memory's key, content, metadata and current energy.
 pub type Detail = (String, Option<String>, Value, f64);

@@ -9,126 +9,42 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::errors::FractalityError;
-use crate::spi::{self, Cursor, Query};
+use crate::spi::{self, query, Cursor, Query};
 
 use super::tree::{Blocks, FANOUT};
 
-const TREE_READ: Query<'static> = Query {
-    name: "replay_tree_read",
-    text: include_str!("../../sql/queries/replay_tree_read.sql"),
-    types: &[pg_sys::INT4OID, pg_sys::INT2OID, pg_sys::INT8ARRAYOID],
-};
-const TREE_RANGE: Query<'static> = Query {
-    name: "replay_tree_range",
-    text: include_str!("../../sql/queries/replay_tree_range.sql"),
-    types: &[
-        pg_sys::INT4OID,
-        pg_sys::INT2OID,
-        pg_sys::INT8OID,
-        pg_sys::INT8OID,
-    ],
-};
-const TREE_WRITE: Query<'static> = Query {
-    name: "replay_tree_write",
-    text: include_str!("../../sql/queries/replay_tree_write.sql"),
-    types: &[
-        pg_sys::INT4OID,
-        pg_sys::INT2OID,
-        pg_sys::INT8ARRAYOID,
-        pg_sys::FLOAT8ARRAYOID,
-        pg_sys::INT4OID,
-    ],
-};
-const TREE_CLEAR: Query<'static> = Query {
-    name: "replay_tree_clear",
-    text: include_str!("../../sql/queries/replay_tree_clear.sql"),
-    types: &[pg_sys::INT4OID],
-};
-const LEAVES: Query<'static> = Query {
-    name: "replay_leaves",
-    text: include_str!("../../sql/queries/replay_leaves.sql"),
-    types: &[pg_sys::INT4OID, pg_sys::INT8ARRAYOID, pg_sys::INT4OID],
-};
+const TREE_READ: Query<'static> = query!("replay_tree_read", [INT4OID, INT2OID, INT8ARRAYOID]);
+const TREE_RANGE: Query<'static> =
+    query!("replay_tree_range", [INT4OID, INT2OID, INT8OID, INT8OID]);
+const TREE_WRITE: Query<'static> = query!(
+    "replay_tree_write",
+    [INT4OID, INT2OID, INT8ARRAYOID, FLOAT8ARRAYOID, INT4OID]
+);
+const TREE_CLEAR: Query<'static> = query!("replay_tree_clear", [INT4OID]);
+const LEAVES: Query<'static> = query!("replay_leaves", [INT4OID, INT8ARRAYOID, INT4OID]);
 /// Read as it is, or with ` FOR UPDATE` appended to lock the buffer.
 const BUFFER: &str = include_str!("../../sql/queries/replay_buffer.sql");
-const ENTERED: Query<'static> = Query {
-    name: "replay_entered",
-    text: include_str!("../../sql/queries/replay_entered.sql"),
-    types: &[
-        pg_sys::INT4OID,
-        pg_sys::INT8OID,
-        pg_sys::INT8OID,
-        pg_sys::INT2OID,
-        pg_sys::FLOAT8OID,
-    ],
-};
-const REMOVE: Query<'static> = Query {
-    name: "replay_remove",
-    text: include_str!("../../sql/queries/replay_remove.sql"),
-    types: &[pg_sys::BYTEAARRAYOID, pg_sys::INT8ARRAYOID],
-};
-const REMOVE_BEFORE: Query<'static> = Query {
-    name: "replay_remove_before",
-    text: include_str!("../../sql/queries/replay_remove_before.sql"),
-    types: &[pg_sys::INT8OID],
-};
-const SIZE: Query<'static> = Query {
-    name: "replay_size",
-    text: include_str!("../../sql/queries/replay_size.sql"),
-    types: &[pg_sys::INT4OID],
-};
-const ITEMS_BY_SLOT: Query<'static> = Query {
-    name: "replay_items_by_slot",
-    text: include_str!("../../sql/queries/replay_items_by_slot.sql"),
-    types: &[pg_sys::INT4OID, pg_sys::INT8ARRAYOID],
-};
-const SET_PRIORITIES: Query<'static> = Query {
-    name: "replay_set_priorities",
-    text: include_str!("../../sql/queries/replay_set_priorities.sql"),
-    types: &[
-        pg_sys::INT4OID,
-        pg_sys::BYTEAARRAYOID,
-        pg_sys::FLOAT8ARRAYOID,
-    ],
-};
-const CREATE: Query<'static> = Query {
-    name: "replay_create",
-    text: include_str!("../../sql/queries/replay_create.sql"),
-    types: &[
-        pg_sys::TEXTOID,
-        pg_sys::FLOAT8OID,
-        pg_sys::FLOAT8OID,
-        pg_sys::FLOAT8OID,
-        pg_sys::INT8OID,
-        pg_sys::INT2OID,
-        pg_sys::INT4OID,
-    ],
-};
-const BACKFILL: Query<'static> = Query {
-    name: "replay_backfill",
-    text: include_str!("../../sql/queries/replay_backfill.sql"),
-    types: &[pg_sys::INT4OID],
-};
-const ALL_ITEMS: Query<'static> = Query {
-    name: "replay_all_items",
-    text: include_str!("../../sql/queries/replay_all_items.sql"),
-    types: &[pg_sys::INT4OID],
-};
-const DROP: Query<'static> = Query {
-    name: "replay_drop",
-    text: include_str!("../../sql/queries/replay_drop.sql"),
-    types: &[pg_sys::TEXTOID],
-};
-const BATCH: Query<'static> = Query {
-    name: "replay_batch",
-    text: include_str!("../../sql/queries/replay_batch.sql"),
-    types: &[pg_sys::INT8ARRAYOID, pg_sys::BYTEAARRAYOID, pg_sys::INT8OID],
-};
-const LOCK_ALL: Query<'static> = Query {
-    name: "replay_lock_all",
-    text: include_str!("../../sql/queries/replay_lock_all.sql"),
-    types: &[],
-};
+const ENTERED: Query<'static> = query!(
+    "replay_entered",
+    [INT4OID, INT8OID, INT8OID, INT2OID, FLOAT8OID]
+);
+const REMOVE: Query<'static> = query!("replay_remove", [BYTEAARRAYOID, INT8ARRAYOID]);
+const REMOVE_BEFORE: Query<'static> = query!("replay_remove_before", [INT8OID]);
+const SIZE: Query<'static> = query!("replay_size", [INT4OID]);
+const ITEMS_BY_SLOT: Query<'static> = query!("replay_items_by_slot", [INT4OID, INT8ARRAYOID]);
+const SET_PRIORITIES: Query<'static> = query!(
+    "replay_set_priorities",
+    [INT4OID, BYTEAARRAYOID, FLOAT8ARRAYOID]
+);
+const CREATE: Query<'static> = query!(
+    "replay_create",
+    [TEXTOID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID, INT2OID, INT4OID]
+);
+const BACKFILL: Query<'static> = query!("replay_backfill", [INT4OID]);
+const ALL_ITEMS: Query<'static> = query!("replay_all_items", [INT4OID]);
+const DROP: Query<'static> = query!("replay_drop", [TEXTOID]);
+const BATCH: Query<'static> = query!("replay_batch", [INT8ARRAYOID, BYTEAARRAYOID, INT8OID]);
+const LOCK_ALL: Query<'static> = query!("replay_lock_all", []);
 
 // ---- the tree in replay_tree -------------------------------------------------------------------
 

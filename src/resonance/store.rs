@@ -3,22 +3,21 @@
 
 use std::collections::HashMap;
 
-use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::errors::{node_not_found, FractalityError};
 use crate::models::Model;
-use crate::spi::{self, Query};
+use crate::spi::{self, query, Query};
 use crate::vector::Vector;
 
 use super::score::stronger_edge;
 
-const NODE_BY_ID: &str = include_str!("../../sql/queries/node_by_id.sql");
-const NODE_BY_KEY: &str = include_str!("../../sql/queries/node_by_key.sql");
-const NODES_BY_IDS: &str = include_str!("../../sql/queries/nodes_by_ids.sql");
-const EMBEDDINGS_OF: &str = include_str!("../../sql/queries/embeddings_of.sql");
-const EDGES_BETWEEN: &str = include_str!("../../sql/queries/edges_between.sql");
-const NODE_DETAILS: &str = include_str!("../../sql/queries/node_details.sql");
+const NODE_BY_ID: Query<'static> = query!("node_by_id", [UUIDOID]);
+const NODE_BY_KEY: Query<'static> = query!("node_by_key", [TEXTOID]);
+const NODES_BY_IDS: Query<'static> = query!("nodes_by_ids", [UUIDARRAYOID]);
+const EMBEDDINGS_OF: Query<'static> = query!("embeddings_of", [UUIDOID, UUIDARRAYOID, TEXTOID]);
+const EDGES_BETWEEN: Query<'static> = query!("edges_between", [UUIDOID, UUIDARRAYOID]);
+const NODE_DETAILS: Query<'static> = query!("node_details", [UUIDARRAYOID]);
 
 /// A node as the resonance functions need it.
 #[derive(Clone, Copy, Debug)]
@@ -45,26 +44,8 @@ pub enum NodeRef<'a> {
 /// The node `r` as the caller sees it, or P0002.
 pub fn node(r: &NodeRef<'_>) -> Result<NodeEnergy, FractalityError> {
     let found = match r {
-        NodeRef::Id(id) => spi::rows(
-            &Query {
-                name: "node_by_id",
-                text: NODE_BY_ID,
-                types: &[pg_sys::UUIDOID],
-            },
-            &[(*id).into()],
-            true,
-            node_row,
-        )?,
-        NodeRef::Key(key) => spi::rows(
-            &Query {
-                name: "node_by_key",
-                text: NODE_BY_KEY,
-                types: &[pg_sys::TEXTOID],
-            },
-            &[(*key).into()],
-            true,
-            node_row,
-        )?,
+        NodeRef::Id(id) => spi::rows(&NODE_BY_ID, &[(*id).into()], true, node_row)?,
+        NodeRef::Key(key) => spi::rows(&NODE_BY_KEY, &[(*key).into()], true, node_row)?,
     };
     found.into_iter().flatten().next().ok_or_else(|| match r {
         NodeRef::Id(id) => node_not_found(id),
@@ -74,20 +55,13 @@ pub fn node(r: &NodeRef<'_>) -> Result<NodeEnergy, FractalityError> {
 
 /// The nodes `ids` the caller sees, by id.
 pub fn nodes_by_ids(ids: &[Uuid]) -> Result<HashMap<Uuid, NodeEnergy>, FractalityError> {
-    Ok(spi::rows(
-        &Query {
-            name: "nodes_by_ids",
-            text: NODES_BY_IDS,
-            types: &[pg_sys::UUIDARRAYOID],
-        },
-        &[ids.to_vec().into()],
-        true,
-        node_row,
-    )?
-    .into_iter()
-    .flatten()
-    .map(|n| (n.id, n))
-    .collect())
+    Ok(
+        spi::rows(&NODES_BY_IDS, &[ids.to_vec().into()], true, node_row)?
+            .into_iter()
+            .flatten()
+            .map(|n| (n.id, n))
+            .collect(),
+    )
 }
 
 /// Key, label and current energy of the nodes `ids` the caller sees.
@@ -95,21 +69,12 @@ pub type Details = HashMap<Uuid, (String, Option<String>, f64)>;
 
 /// [`Details`] of `ids`.
 pub fn node_details(ids: &[Uuid]) -> Result<Details, FractalityError> {
-    Ok(spi::rows(
-        &Query {
-            name: "node_details",
-            text: NODE_DETAILS,
-            types: &[pg_sys::UUIDARRAYOID],
-        },
-        &[ids.to_vec().into()],
-        true,
-        |r| {
-            Some((
-                r.get::<Uuid>(1)?,
-                (r.get::<String>(2)?, r.get::<String>(3), r.get::<f64>(4)?),
-            ))
-        },
-    )?
+    Ok(spi::rows(&NODE_DETAILS, &[ids.to_vec().into()], true, |r| {
+        Some((
+            r.get::<Uuid>(1)?,
+            (r.get::<String>(2)?, r.get::<String>(3), r.get::<f64>(4)?),
+        ))
+    })?
     .into_iter()
     .flatten()
     .collect())
@@ -122,11 +87,7 @@ pub fn embeddings_of(
     model: &Model,
 ) -> Result<HashMap<Uuid, Vec<f32>>, FractalityError> {
     let rows = spi::rows(
-        &Query {
-            name: "embeddings_of",
-            text: EMBEDDINGS_OF,
-            types: &[pg_sys::UUIDOID, pg_sys::UUIDARRAYOID, pg_sys::TEXTOID],
-        },
+        &EMBEDDINGS_OF,
         &[
             tenant.into(),
             ids.to_vec().into(),
@@ -155,11 +116,7 @@ pub fn embeddings_of(
 /// greatest |weight| (the positive one on a tie).
 pub fn edges_between(node: Uuid, others: &[Uuid]) -> Result<HashMap<Uuid, f64>, FractalityError> {
     let rows = spi::rows(
-        &Query {
-            name: "edges_between",
-            text: EDGES_BETWEEN,
-            types: &[pg_sys::UUIDOID, pg_sys::UUIDARRAYOID],
-        },
+        &EDGES_BETWEEN,
         &[node.into(), others.to_vec().into()],
         true,
         |r| r.get::<Uuid>(1).zip(r.get::<f64>(2)),

@@ -2,14 +2,11 @@
 //! SPI must be connected ([`crate::spi::connect`]).
 
 use crate::errors::FractalityError;
-use crate::spi::{Cursor, Query};
+use crate::spi::{query, Cursor, Query};
 
 /// The hot events in one fixed order with their total reward (sample_experiences' two passes).
-const SAMPLE_HOT_EVENTS: Query<'static> = Query {
-    name: "sample_hot_events",
-    text: include_str!("../../sql/queries/reward_sample_hot_events.sql"),
-    types: &[],
-};
+const SAMPLE_HOT_EVENTS: Query<'static> =
+    query!("reward_sample_hot_events", [], name = "sample_hot_events");
 
 /// A cursor over the hot events, read with the statement's snapshot: (event id, total reward).
 pub fn hot_events() -> Result<Cursor, FractalityError> {
