@@ -120,15 +120,12 @@ impl TenantScan {
                 text: TENANT_EMBEDDINGS,
                 types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, vector_type_oid()],
             };
-            let mut hits: Vec<Hit> = spi::rows(
+            let mut hits: Vec<Hit> = spi::some_rows(
                 &q,
                 &[tenant.into(), model.name.as_str().into(), arg],
                 read_only,
                 |r| hit(r.get::<Uuid>(1), r.get::<f64>(2), None),
-            )?
-            .into_iter()
-            .flatten()
-            .collect();
+            )?;
             hits.sort_by(|a, b| {
                 b.similarity
                     .total_cmp(&a.similarity)

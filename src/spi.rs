@@ -21,6 +21,7 @@ use std::os::raw::c_char;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
+use pgrx::Uuid;
 
 use crate::errors::FractalityError;
 
@@ -123,6 +124,11 @@ impl Row {
         }
     }
 
+    /// Columns 1 and 2; None when either is NULL.
+    pub fn pair<A: FromDatum, B: FromDatum>(&self) -> Option<(A, B)> {
+        self.get(1).zip(self.get(2))
+    }
+
     /// Column `n` (1-based) as a raw datum, for values read in place (vectors); None for NULL.
     pub fn datum(&self, n: i32) -> Option<pg_sys::Datum> {
         // SAFETY: as in get
@@ -175,6 +181,17 @@ pub fn rows<R>(
     }
 }
 
+/// Runs `q` as [`rows`] does and collects the rows that `f` maps to `Some` (into a `Vec`, a
+/// map, ...): a row without a value `f` needs (a NULL) is left out.
+pub fn some_rows<R, C: FromIterator<R>>(
+    q: &Query<'_>,
+    args: &[DatumWithOid<'_>],
+    read_only: bool,
+    f: impl FnMut(&Row) -> Option<R>,
+) -> Result<C, FractalityError> {
+    Ok(rows(q, args, read_only, f)?.into_iter().flatten().collect())
+}
+
 /// Runs `q` for its effect; returns the number of rows it processed.
 pub fn run(q: &Query<'_>, args: &[DatumWithOid<'_>]) -> Result<u64, FractalityError> {
     let plan = plan(q)?;
@@ -203,6 +220,14 @@ pub fn one<T: FromDatum>(
         .into_iter()
         .next()
         .flatten())
+}
+
+/// The id that `q`, a writer, returns (its first column): XX000 when it returns none.
+pub fn returned_id(q: &Query<'_>, args: &[DatumWithOid<'_>]) -> Result<Uuid, FractalityError> {
+    one::<Uuid>(q, args, false)?.ok_or_else(|| FractalityError::Internal {
+        query: q.name,
+        detail: "no id returned".into(),
+    })
 }
 
 /// A query read in batches, for scans that stop early (distance order until a threshold).

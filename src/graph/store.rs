@@ -45,14 +45,6 @@ const THAW: Query<'static> = query!("thaw", [UUIDOID, TEXTOID, INT8OID, TEXTOID]
 const FREEZE_STREAM: Query<'static> = query!("graph_freeze_stream", [UUIDOID, UUIDOID, JSONBOID]);
 const SEARCH: Query<'static> = query!("graph_search", [TEXTOID, INT8OID]);
 
-/// A query that returns an id returned none.
-fn no_id(query: &'static str) -> FractalityError {
-    FractalityError::Internal {
-        query,
-        detail: "no id returned".into(),
-    }
-}
-
 // ---- nodes -----------------------------------------------------------------------------------
 
 /// `fractality.current_user_id()`: the session's tenant, None when the setting is unset.
@@ -76,7 +68,7 @@ pub fn upsert_node(
     metadata: Option<serde_json::Value>,
     atp: Option<f64>,
 ) -> Result<Uuid, FractalityError> {
-    spi::one::<Uuid>(
+    spi::returned_id(
         &UPSERT_NODE,
         &[
             user.into(),
@@ -86,9 +78,7 @@ pub fn upsert_node(
             metadata.map(JsonB).into(),
             atp.into(),
         ],
-        false,
-    )?
-    .ok_or_else(|| no_id(UPSERT_NODE.name))
+    )
 }
 
 /// Inserts or replaces node `id`'s embedding of `model` (checked by the caller).
@@ -137,7 +127,7 @@ pub fn upsert_edge(
     rel: &str,
     weight: f64,
 ) -> Result<Uuid, FractalityError> {
-    spi::one::<Uuid>(
+    spi::returned_id(
         &UPSERT_EDGE,
         &[
             user.into(),
@@ -146,9 +136,7 @@ pub fn upsert_edge(
             rel.into(),
             weight.into(),
         ],
-        false,
-    )?
-    .ok_or_else(|| no_id(UPSERT_EDGE.name))
+    )
 }
 
 /// Removes the edge `from` -> `to` of type `rel`; true when there was one.
@@ -159,19 +147,21 @@ pub fn delete_edge(from: Uuid, to: Uuid, rel: &str) -> Result<bool, FractalityEr
 /// A neighbour: id, key, label, edge weight, current energy.
 pub type Neighbour = (Uuid, String, Option<String>, f64, f64);
 
+/// A node found: id, key, label, a number (an edge weight, a rank), current energy.
+fn node_row(r: &spi::Row) -> Option<(Uuid, String, Option<String>, f64, f64)> {
+    Some((
+        r.get::<Uuid>(1)?,
+        r.get::<String>(2)?,
+        r.get::<String>(3),
+        r.get::<f64>(4)?,
+        r.get::<f64>(5)?,
+    ))
+}
+
 /// The nodes `id` links to (`outgoing`) or that link to it with type `rel`, strongest first.
 pub fn neighbours(id: Uuid, rel: &str, outgoing: bool) -> Result<Vec<Neighbour>, FractalityError> {
     let q = if outgoing { &CHILDREN } else { &PARENTS };
-    let rows = spi::rows(q, &[id.into(), rel.into()], true, |r| {
-        Some((
-            r.get::<Uuid>(1)?,
-            r.get::<String>(2)?,
-            r.get::<String>(3),
-            r.get::<f64>(4)?,
-            r.get::<f64>(5)?,
-        ))
-    })?;
-    Ok(rows.into_iter().flatten().collect())
+    spi::some_rows(q, &[id.into(), rel.into()], true, node_row)
 }
 
 // ---- traversal and paths ---------------------------------------------------------------------
@@ -186,13 +176,12 @@ pub fn level_edges(
     frontier: Vec<Uuid>,
     rel: &str,
 ) -> Result<Vec<(Uuid, Uuid, f64)>, FractalityError> {
-    let rows = spi::rows(
+    spi::some_rows(
         &LEVEL_EDGES,
         &[UuidArray(frontier).into(), rel.into()],
         true,
         edge_row,
-    )?;
-    Ok(rows.into_iter().flatten().collect())
+    )
 }
 
 /// The edges of type `rel` within `steps` steps of `frontier`, each with the step it is reached
@@ -226,24 +215,17 @@ pub fn edges_ahead(
 
 /// The keys of the nodes `ids` the caller can see.
 pub fn node_keys(ids: Vec<Uuid>) -> Result<HashMap<Uuid, String>, FractalityError> {
-    let rows = spi::rows(&NODE_KEYS, &[UuidArray(ids).into()], true, |r| {
-        Some((r.get::<Uuid>(1)?, r.get::<String>(2)?))
-    })?;
-    Ok(rows.into_iter().flatten().collect())
+    spi::some_rows(&NODE_KEYS, &[UuidArray(ids).into()], true, spi::Row::pair)
 }
 
 /// The current energy of the nodes `ids` the caller can see.
 pub fn energies(ids: Vec<Uuid>) -> Result<HashMap<Uuid, f64>, FractalityError> {
-    let rows = spi::rows(&PATH_ENDS, &[ids.into()], true, |r| {
-        Some((r.get::<Uuid>(1)?, r.get::<f64>(2)?))
-    })?;
-    Ok(rows.into_iter().flatten().collect())
+    spi::some_rows(&PATH_ENDS, &[ids.into()], true, spi::Row::pair)
 }
 
 /// The edges (of any type) leaving `batch`, with the current energy of their targets.
 pub fn path_edges(batch: Vec<Uuid>) -> Result<Vec<(Uuid, Uuid, f64)>, FractalityError> {
-    let rows = spi::rows(&PATH_EDGES, &[batch.into()], true, edge_row)?;
-    Ok(rows.into_iter().flatten().collect())
+    spi::some_rows(&PATH_EDGES, &[batch.into()], true, edge_row)
 }
 
 /// A `uuid[]` built in one piece with `construct_array`: pgrx's `Vec<Uuid>` goes through
@@ -330,14 +312,5 @@ pub type SearchRow = (Uuid, String, Option<String>, f64, f64);
 
 /// The `k` best full-text matches of `query`.
 pub fn search(query: &str, k: i64) -> Result<Vec<SearchRow>, FractalityError> {
-    let rows = spi::rows(&SEARCH, &[query.into(), k.into()], true, |r| {
-        Some((
-            r.get::<Uuid>(1)?,
-            r.get::<String>(2)?,
-            r.get::<String>(3),
-            r.get::<f64>(4)?,
-            r.get::<f64>(5)?,
-        ))
-    })?;
-    Ok(rows.into_iter().flatten().collect())
+    spi::some_rows(&SEARCH, &[query.into(), k.into()], true, node_row)
 }

@@ -59,15 +59,9 @@ pub fn by_key(
     key: &str,
     model: &str,
 ) -> Result<Option<(Uuid, bool)>, FractalityError> {
-    Ok(spi::rows(
-        &BY_KEY,
-        &[tenant.into(), key.into(), model.into()],
-        false,
-        |r| r.get::<Uuid>(1).zip(r.get::<bool>(2)),
-    )?
-    .into_iter()
-    .flatten()
-    .next())
+    let args = [tenant.into(), key.into(), model.into()];
+    let found = spi::rows(&BY_KEY, &args, false, spi::Row::pair)?;
+    Ok(found.into_iter().flatten().next())
 }
 
 /// Memory `id` of `tenant` told again: fed by `energy`, `metadata` merged, its expiry moved by
@@ -100,7 +94,7 @@ pub fn insert(
     metadata: &Value,
     ttl: Option<Interval>,
 ) -> Result<Uuid, FractalityError> {
-    spi::one::<Uuid>(
+    spi::returned_id(
         &INSERT,
         &[
             tenant.into(),
@@ -109,12 +103,7 @@ pub fn insert(
             JsonB(metadata.clone()).into(),
             ttl.into(),
         ],
-        false,
-    )?
-    .ok_or(FractalityError::Internal {
-        query: "memory_insert",
-        detail: "no id returned".into(),
-    })
+    )
 }
 
 /// Deletes `tenant`'s memory `key`; the rows deleted.
@@ -126,7 +115,7 @@ pub fn forget(tenant: Uuid, key: &str) -> Result<u64, FractalityError> {
 
 /// Key, content, metadata and energy of unexpired memories.
 pub fn details(ids: &[Uuid]) -> Result<HashMap<Uuid, Detail>, FractalityError> {
-    Ok(spi::rows(&DETAILS, &[ids.to_vec().into()], false, |r| {
+    spi::some_rows(&DETAILS, &[ids.to_vec().into()], false, |r| {
         Some((
             r.get::<Uuid>(1)?,
             (
@@ -136,10 +125,7 @@ pub fn details(ids: &[Uuid]) -> Result<HashMap<Uuid, Detail>, FractalityError> {
                 r.get::<f64>(5)?,
             ),
         ))
-    })?
-    .into_iter()
-    .flatten()
-    .collect())
+    })
 }
 
 /// A node of recall's context: its id and the weight of its edge to the context node (NULL for
@@ -155,15 +141,8 @@ pub fn context(tenant: Uuid, ctx: &str) -> Result<Vec<ContextRow>, FractalityErr
 
 /// `tenant`'s unexpired memories matching the words `q`, best first, at most `limit`: (id, rank).
 pub fn text(tenant: Uuid, q: &str, limit: i64) -> Result<Vec<(Uuid, f64)>, FractalityError> {
-    Ok(spi::rows(
-        &TEXT,
-        &[tenant.into(), q.into(), limit.into()],
-        false,
-        |r| r.get::<Uuid>(1).zip(r.get::<f64>(2)),
-    )?
-    .into_iter()
-    .flatten()
-    .collect())
+    let args = [tenant.into(), q.into(), limit.into()];
+    spi::some_rows(&TEXT, &args, false, spi::Row::pair)
 }
 
 /// The recalled memories `ids` of `tenant` fed by `energy` each.

@@ -24,7 +24,9 @@ use crate::spi;
 
 pub use input::MAX_DRAWS;
 pub use store::{Buffer, SpiTree};
-pub use tree::{descend, levels_for, pick, refresh, total, weights, Blocks, FANOUT};
+pub use tree::{
+    descend, levels_for, pick, refresh, total, weights, BlockMap, Blocks, OrderedBlocks, FANOUT,
+};
 
 use input::{check_draws, hex};
 use store::buffer;
@@ -45,7 +47,7 @@ fn refresh_blocks(
 /// them brought up to date, with levels for `slots`.
 fn refresh_leaves(
     b: &mut Buffer,
-    leaves: BTreeMap<i64, Vec<f64>>,
+    leaves: OrderedBlocks,
     slots: u64,
 ) -> Result<(), FractalityError> {
     let needed = levels_for(slots).max(b.levels);
@@ -76,10 +78,10 @@ fn leaves_with(
     b: &Buffer,
     blocks: &BTreeSet<i64>,
     changed: impl IntoIterator<Item = (i64, f64)>,
-    missing: impl FnOnce(&BTreeSet<i64>) -> Result<BTreeMap<i64, Vec<f64>>, FractalityError>,
-) -> Result<BTreeMap<i64, Vec<f64>>, FractalityError> {
+    missing: impl FnOnce(&BTreeSet<i64>) -> Result<OrderedBlocks, FractalityError>,
+) -> Result<OrderedBlocks, FractalityError> {
     let ids: Vec<i64> = blocks.iter().copied().collect();
-    let mut leaves: BTreeMap<i64, Vec<f64>> = SpiTree::new(b.id, false)
+    let mut leaves: OrderedBlocks = SpiTree::new(b.id, false)
         .read(0, &ids)?
         .into_iter()
         .filter(|(_, e)| e.len() == FANOUT)
@@ -274,7 +276,7 @@ fn create_replay_buffer(
 /// The whole tree of `b` built from its items (one pass in slot order).
 fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
     b.levels = levels_for(b.slots());
-    let mut leaves: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    let mut leaves: OrderedBlocks = BTreeMap::new();
     let mut cursor = store::all_items(b.id)?;
     loop {
         let rows = cursor.fetch(10_000, |r| r.get::<i64>(1).zip(r.get::<f64>(2)));
@@ -293,7 +295,7 @@ fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
     let mut level_blocks = leaves;
     for level in 0..b.levels {
         tree.write(level, &level_blocks)?;
-        let mut up: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        let mut up: OrderedBlocks = BTreeMap::new();
         for (c, sums) in &level_blocks {
             up.entry(c / FANOUT as i64)
                 .or_insert_with(|| vec![0.0; FANOUT])[(c % FANOUT as i64) as usize] =

@@ -3,7 +3,7 @@
 //! ([`crate::spi::connect`]). Samplers read with the calling statement's snapshot; writers see
 //! their own earlier writes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -11,7 +11,7 @@ use pgrx::JsonB;
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Cursor, Query};
 
-use super::tree::{Blocks, FANOUT};
+use super::tree::{BlockMap, Blocks, OrderedBlocks, FANOUT};
 
 const TREE_READ: Query<'static> = query!("replay_tree_read", [INT4OID, INT2OID, INT8ARRAYOID]);
 const TREE_RANGE: Query<'static> =
@@ -61,56 +61,29 @@ impl SpiTree {
 }
 
 impl Blocks for SpiTree {
-    fn read(
-        &mut self,
-        level: u16,
-        blocks: &[i64],
-    ) -> Result<HashMap<i64, Vec<f64>>, FractalityError> {
+    fn read(&mut self, level: u16, blocks: &[i64]) -> Result<BlockMap, FractalityError> {
         if blocks.is_empty() {
             return Ok(HashMap::new());
         }
-        Ok(spi::rows(
-            &TREE_READ,
-            &[
-                self.buffer.into(),
-                (level as i16).into(),
-                blocks.to_vec().into(),
-            ],
-            self.read_only,
-            |r| Some((r.get::<i64>(1)?, r.get::<Vec<f64>>(2)?)),
-        )?
-        .into_iter()
-        .flatten()
-        .collect())
+        let args = [
+            self.buffer.into(),
+            (level as i16).into(),
+            blocks.to_vec().into(),
+        ];
+        spi::some_rows(&TREE_READ, &args, self.read_only, spi::Row::pair)
     }
 
-    fn range(
-        &mut self,
-        level: u16,
-        lo: i64,
-        hi: i64,
-    ) -> Result<HashMap<i64, Vec<f64>>, FractalityError> {
-        Ok(spi::rows(
-            &TREE_RANGE,
-            &[
-                self.buffer.into(),
-                (level as i16).into(),
-                lo.into(),
-                hi.into(),
-            ],
-            self.read_only,
-            |r| Some((r.get::<i64>(1)?, r.get::<Vec<f64>>(2)?)),
-        )?
-        .into_iter()
-        .flatten()
-        .collect())
+    fn range(&mut self, level: u16, lo: i64, hi: i64) -> Result<BlockMap, FractalityError> {
+        let args = [
+            self.buffer.into(),
+            (level as i16).into(),
+            lo.into(),
+            hi.into(),
+        ];
+        spi::some_rows(&TREE_RANGE, &args, self.read_only, spi::Row::pair)
     }
 
-    fn write(
-        &mut self,
-        level: u16,
-        blocks: &BTreeMap<i64, Vec<f64>>,
-    ) -> Result<(), FractalityError> {
+    fn write(&mut self, level: u16, blocks: &OrderedBlocks) -> Result<(), FractalityError> {
         if blocks.is_empty() {
             return Ok(());
         }
@@ -137,24 +110,15 @@ pub fn clear_tree(id: i32) -> Result<(), FractalityError> {
 }
 
 /// p^alpha of the items of leaf blocks `blocks`, as the leaves of the tree.
-pub fn leaf_values(
-    b: &Buffer,
-    blocks: &BTreeSet<i64>,
-) -> Result<BTreeMap<i64, Vec<f64>>, FractalityError> {
-    let mut out: BTreeMap<i64, Vec<f64>> = blocks.iter().map(|k| (*k, vec![0.0; FANOUT])).collect();
+pub fn leaf_values(b: &Buffer, blocks: &BTreeSet<i64>) -> Result<OrderedBlocks, FractalityError> {
+    let mut out: OrderedBlocks = blocks.iter().map(|k| (*k, vec![0.0; FANOUT])).collect();
     if blocks.is_empty() {
         return Ok(out);
     }
     let ids: Vec<i64> = blocks.iter().copied().collect();
-    for (slot, p) in spi::rows(
-        &LEAVES,
-        &[b.id.into(), ids.into(), (FANOUT as i32).into()],
-        false,
-        |r| r.get::<i64>(1).zip(r.get::<f64>(2)),
-    )?
-    .into_iter()
-    .flatten()
-    {
+    let args = [b.id.into(), ids.into(), (FANOUT as i32).into()];
+    let priorities: Vec<(i64, f64)> = spi::some_rows(&LEAVES, &args, false, spi::Row::pair)?;
+    for (slot, p) in priorities {
         if let Some(v) = out.get_mut(&(slot / FANOUT as i64)) {
             v[(slot % FANOUT as i64) as usize] = p.powf(b.alpha);
         }
@@ -263,25 +227,13 @@ pub fn remove(
     event_ids: Vec<Option<Vec<u8>>>,
     timestamps: Vec<Option<i64>>,
 ) -> Result<Vec<(i32, i64)>, FractalityError> {
-    Ok(spi::rows(
-        &REMOVE,
-        &[event_ids.into(), timestamps.into()],
-        false,
-        |r| r.get::<i32>(1).zip(r.get::<i64>(2)),
-    )?
-    .into_iter()
-    .flatten()
-    .collect())
+    let args = [event_ids.into(), timestamps.into()];
+    spi::some_rows(&REMOVE, &args, false, spi::Row::pair)
 }
 
 /// The items of events older than `cutoff_us` deleted from every buffer: (buffer, slot) of each.
 pub fn remove_before(cutoff_us: i64) -> Result<Vec<(i32, i64)>, FractalityError> {
-    Ok(spi::rows(&REMOVE_BEFORE, &[cutoff_us.into()], false, |r| {
-        r.get::<i32>(1).zip(r.get::<i64>(2))
-    })?
-    .into_iter()
-    .flatten()
-    .collect())
+    spi::some_rows(&REMOVE_BEFORE, &[cutoff_us.into()], false, spi::Row::pair)
 }
 
 /// Inserts a buffer; its id, None when one of that name exists already.
@@ -332,35 +284,23 @@ pub type Item = (i64, Vec<u8>, f64);
 
 /// Buffer `id`'s items in `slots`, by slot.
 pub fn items_by_slot(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, FractalityError> {
-    Ok(
-        spi::rows(&ITEMS_BY_SLOT, &[id.into(), slots.into()], true, |r| {
-            Some((
-                r.get::<i64>(1)?,
-                (r.get::<i64>(2)?, r.get::<Vec<u8>>(3)?, r.get::<f64>(4)?),
-            ))
-        })?
-        .into_iter()
-        .flatten()
-        .collect(),
-    )
+    spi::some_rows(&ITEMS_BY_SLOT, &[id.into(), slots.into()], true, |r| {
+        Some((
+            r.get::<i64>(1)?,
+            (r.get::<i64>(2)?, r.get::<Vec<u8>>(3)?, r.get::<f64>(4)?),
+        ))
+    })
 }
 
-/// Sets the priorities `ps` of the items of events `ids` in buffer `id`; the items updated.
-/// Sets the priorities; the items updated (event id, slot).
+/// Sets the priorities `ps` of the items of events `ids` in buffer `id`; the items updated
+/// (event id, slot).
 pub fn set_priorities(
     id: i32,
     ids: Vec<Vec<u8>>,
     ps: Vec<f64>,
 ) -> Result<Vec<(Vec<u8>, i64)>, FractalityError> {
-    Ok(spi::rows(
-        &SET_PRIORITIES,
-        &[id.into(), ids.into(), ps.into()],
-        false,
-        |r| r.get::<Vec<u8>>(1).zip(r.get::<i64>(2)),
-    )?
-    .into_iter()
-    .flatten()
-    .collect())
+    let args = [id.into(), ids.into(), ps.into()];
+    spi::some_rows(&SET_PRIORITIES, &args, false, spi::Row::pair)
 }
 
 /// What `replay_batch` joins to a draw: episode, step, type, state, action, the five rewards,
@@ -385,7 +325,7 @@ pub fn batch(
     ids: Vec<Vec<u8>>,
     within_us: i64,
 ) -> Result<HashMap<usize, Joined>, FractalityError> {
-    Ok(spi::rows(
+    spi::some_rows(
         &BATCH,
         &[ts.into(), ids.into(), within_us.into()],
         true,
@@ -412,8 +352,5 @@ pub fn batch(
                 ),
             ))
         },
-    )?
-    .into_iter()
-    .flatten()
-    .collect())
+    )
 }

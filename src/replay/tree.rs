@@ -58,27 +58,19 @@ pub fn weights(probabilities: &[f64], n_items: u64, beta: f64) -> Vec<f64> {
     }
 }
 
+/// Blocks of one level by number, each with its FANOUT entries, as read.
+pub type BlockMap = HashMap<i64, Vec<f64>>;
+/// The same in block order, as written.
+pub type OrderedBlocks = BTreeMap<i64, Vec<f64>>;
+
 /// The blocks of one buffer's tree, as the sampler and the updater see them.
 pub trait Blocks {
     /// Blocks of `level` (absent ones are missing from the answer).
-    fn read(
-        &mut self,
-        level: u16,
-        blocks: &[i64],
-    ) -> Result<HashMap<i64, Vec<f64>>, FractalityError>;
+    fn read(&mut self, level: u16, blocks: &[i64]) -> Result<BlockMap, FractalityError>;
     /// Writes blocks of `level`.
-    fn write(
-        &mut self,
-        level: u16,
-        blocks: &BTreeMap<i64, Vec<f64>>,
-    ) -> Result<(), FractalityError>;
+    fn write(&mut self, level: u16, blocks: &OrderedBlocks) -> Result<(), FractalityError>;
     /// Every block of `level` whose number lies in [lo, hi).
-    fn range(
-        &mut self,
-        level: u16,
-        lo: i64,
-        hi: i64,
-    ) -> Result<HashMap<i64, Vec<f64>>, FractalityError>;
+    fn range(&mut self, level: u16, lo: i64, hi: i64) -> Result<BlockMap, FractalityError>;
 }
 
 /// The sum of the whole tree (the root's entries).
@@ -127,7 +119,7 @@ pub fn descend(
 pub fn refresh(
     tree: &mut impl Blocks,
     levels: u16,
-    leaves: BTreeMap<i64, Vec<f64>>,
+    leaves: OrderedBlocks,
 ) -> Result<(), FractalityError> {
     let mut changed = leaves;
     for level in 0..levels {
@@ -138,7 +130,7 @@ pub fn refresh(
         let parents: BTreeSet<i64> = changed.keys().map(|b| b / FANOUT as i64).collect();
         let ids: Vec<i64> = parents.iter().copied().collect();
         let mut existing = tree.read(level + 1, &ids)?;
-        let mut next: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        let mut next: OrderedBlocks = BTreeMap::new();
         for p in parents {
             let entries = match existing.remove(&p) {
                 Some(e) => e,
@@ -176,32 +168,19 @@ mod tests {
     struct Mem(HashMap<(u16, i64), Vec<f64>>);
 
     impl Blocks for Mem {
-        fn read(
-            &mut self,
-            level: u16,
-            blocks: &[i64],
-        ) -> Result<HashMap<i64, Vec<f64>>, FractalityError> {
+        fn read(&mut self, level: u16, blocks: &[i64]) -> Result<BlockMap, FractalityError> {
             Ok(blocks
                 .iter()
                 .filter_map(|b| self.0.get(&(level, *b)).map(|v| (*b, v.clone())))
                 .collect())
         }
-        fn write(
-            &mut self,
-            level: u16,
-            blocks: &BTreeMap<i64, Vec<f64>>,
-        ) -> Result<(), FractalityError> {
+        fn write(&mut self, level: u16, blocks: &OrderedBlocks) -> Result<(), FractalityError> {
             for (b, v) in blocks {
                 self.0.insert((level, *b), v.clone());
             }
             Ok(())
         }
-        fn range(
-            &mut self,
-            level: u16,
-            lo: i64,
-            hi: i64,
-        ) -> Result<HashMap<i64, Vec<f64>>, FractalityError> {
+        fn range(&mut self, level: u16, lo: i64, hi: i64) -> Result<BlockMap, FractalityError> {
             Ok(self
                 .0
                 .iter()
@@ -211,7 +190,7 @@ mod tests {
         }
     }
 
-    fn leaves_of(values: &[f64]) -> BTreeMap<i64, Vec<f64>> {
+    fn leaves_of(values: &[f64]) -> OrderedBlocks {
         let mut out = BTreeMap::new();
         for (s, v) in values.iter().enumerate() {
             out.entry(s as i64 / FANOUT as i64)

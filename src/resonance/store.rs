@@ -55,13 +55,9 @@ pub fn node(r: &NodeRef<'_>) -> Result<NodeEnergy, FractalityError> {
 
 /// The nodes `ids` the caller sees, by id.
 pub fn nodes_by_ids(ids: &[Uuid]) -> Result<HashMap<Uuid, NodeEnergy>, FractalityError> {
-    Ok(
-        spi::rows(&NODES_BY_IDS, &[ids.to_vec().into()], true, node_row)?
-            .into_iter()
-            .flatten()
-            .map(|n| (n.id, n))
-            .collect(),
-    )
+    spi::some_rows(&NODES_BY_IDS, &[ids.to_vec().into()], true, |r| {
+        node_row(r).map(|n| (n.id, n))
+    })
 }
 
 /// Key, label and current energy of the nodes `ids` the caller sees.
@@ -69,15 +65,12 @@ pub type Details = HashMap<Uuid, (String, Option<String>, f64)>;
 
 /// [`Details`] of `ids`.
 pub fn node_details(ids: &[Uuid]) -> Result<Details, FractalityError> {
-    Ok(spi::rows(&NODE_DETAILS, &[ids.to_vec().into()], true, |r| {
+    spi::some_rows(&NODE_DETAILS, &[ids.to_vec().into()], true, |r| {
         Some((
             r.get::<Uuid>(1)?,
             (r.get::<String>(2)?, r.get::<String>(3), r.get::<f64>(4)?),
         ))
-    })?
-    .into_iter()
-    .flatten()
-    .collect())
+    })
 }
 
 /// The embeddings of `model` of `ids` (all of `tenant`), copied out.
@@ -115,14 +108,10 @@ pub fn embeddings_of(
 /// The edge between `node` and each of `others` in either direction: of several, the one of
 /// greatest |weight| (the positive one on a tie).
 pub fn edges_between(node: Uuid, others: &[Uuid]) -> Result<HashMap<Uuid, f64>, FractalityError> {
-    let rows = spi::rows(
-        &EDGES_BETWEEN,
-        &[node.into(), others.to_vec().into()],
-        true,
-        |r| r.get::<Uuid>(1).zip(r.get::<f64>(2)),
-    )?;
+    let args = [node.into(), others.to_vec().into()];
+    let rows: Vec<(Uuid, f64)> = spi::some_rows(&EDGES_BETWEEN, &args, true, spi::Row::pair)?;
     let mut out: HashMap<Uuid, f64> = HashMap::new();
-    for (other, w) in rows.into_iter().flatten() {
+    for (other, w) in rows {
         let e = out.entry(other).or_insert(w);
         if stronger_edge(w, *e) {
             *e = w;
