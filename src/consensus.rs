@@ -22,7 +22,7 @@ use crate::errors::{node_not_found, FractalityError, OrReport};
 use crate::models::{model_arg, Model};
 use crate::resonance::{self, threshold, NodeRef};
 use crate::spi::{self, query, Cursor, Query};
-use crate::vector::{cosine, normalize, vector_type_oid, Vector};
+use crate::vector::{cosine, normalize, Vector};
 
 /// At most this many nodes (the nearest to the source) make up one consensus.
 pub const MAX_MEMBERS: i64 = 500;
@@ -143,15 +143,14 @@ fn crystallize_consensus(
         else {
             return Ok(None);
         };
-        let voi = vector_type_oid();
-        let v = Vector::from_vec(embedding)?;
+        let v: DatumWithOid = Vector::from_vec(embedding)?.into();
         spi::one::<Uuid>(
             &Query {
                 name: "consensus_call",
                 text: CALL,
                 types: &[
                     pg_sys::UUIDOID,
-                    voi,
+                    v.oid(),
                     pg_sys::FLOAT8OID,
                     pg_sys::INT4OID,
                     pg_sys::TEXTOID,
@@ -159,8 +158,7 @@ fn crystallize_consensus(
             },
             &[
                 node.into(),
-                // SAFETY: a vector datum with the vector type's OID
-                unsafe { DatumWithOid::new(v, voi) },
+                v,
                 threshold.into(),
                 min_contributors.into(),
                 model.name.as_str().into(),
@@ -205,15 +203,15 @@ fn consensus(
         &[node.into(), model.name.as_str().into()],
         false,
         |r| -> Result<Option<Member>, FractalityError> {
-            let (Some(user), Some(d)) = (r.get::<Uuid>(1), r.datum(2)) else {
+            let Some(user) = r.get::<Uuid>(1) else {
                 return Ok(None);
             };
-            // SAFETY: a non-null vector datum of the row being read
-            let v = unsafe { Vector::from_datum_ref(d) }?;
-            Ok(Some(Member {
+            // SAFETY: column 2 is the embedding, a vector
+            let embedding = unsafe { r.vector(2) }?;
+            Ok(embedding.map(|embedding| Member {
                 id: node,
                 user,
-                embedding: v.as_slice().to_vec(),
+                embedding,
             }))
         },
     )?
@@ -226,48 +224,41 @@ fn consensus(
     };
 
     // its neighbours across tenants until the threshold, nearest first
-    let margin = if model.index_type() == "vector" {
-        1e-6
-    } else {
-        1e-2
-    };
+    let margin = model.index_margin();
     let mut seen: HashSet<Uuid> = HashSet::from([node]);
     let mut members = vec![source];
     let text = model.render(MEMBERS);
-    let voi = vector_type_oid();
-    let query = Vector::from_slice(embedding.as_slice())?;
+    let query: DatumWithOid = Vector::from_slice(embedding.as_slice())?.into();
     let mut cursor = Cursor::open(
         &Query {
             name: "consensus_members",
             text: &text,
-            types: &[voi, pg_sys::INT8OID],
+            types: &[query.oid(), pg_sys::INT8OID],
         },
-        // SAFETY: a vector datum with the vector type's OID
-        &[unsafe { DatumWithOid::new(query, voi) }, MAX_MEMBERS.into()],
+        &[query, MAX_MEMBERS.into()],
         false,
     )?;
     'scan: loop {
         let batch = cursor.fetch(
             FETCH,
             |r| -> Result<Option<(f64, Member)>, FractalityError> {
-                let (Some(id), Some(user), Some(d), Some(distance)) = (
-                    r.get::<Uuid>(1),
-                    r.get::<Uuid>(2),
-                    r.datum(3),
-                    r.get::<f64>(4),
-                ) else {
+                let (Some(id), Some(user), Some(distance)) =
+                    (r.get::<Uuid>(1), r.get::<Uuid>(2), r.get::<f64>(4))
+                else {
                     return Ok(None);
                 };
-                // SAFETY: a non-null vector datum of the row being read
-                let v = unsafe { Vector::from_datum_ref(d) }?;
-                Ok(Some((
-                    distance,
-                    Member {
-                        id,
-                        user,
-                        embedding: v.as_slice().to_vec(),
-                    },
-                )))
+                // SAFETY: column 3 is the embedding, a vector
+                let embedding = unsafe { r.vector(3) }?;
+                Ok(embedding.map(|embedding| {
+                    (
+                        distance,
+                        Member {
+                            id,
+                            user,
+                            embedding,
+                        },
+                    )
+                }))
             },
         );
         if batch.is_empty() {

@@ -97,6 +97,16 @@ impl Model {
         index_type(self.dims)
     }
 
+    /// How much less than the true similarity a distance read through this model's index may
+    /// give: halfvec distances carry about three significant digits.
+    pub fn index_margin(&self) -> f64 {
+        if self.index_type() == "vector" {
+            1e-6
+        } else {
+            1e-2
+        }
+    }
+
     /// `template` for this model: `{{model}}`, `{{dims}}` and `{{type}}` filled in.
     pub fn render(&self, template: &str) -> String {
         render(template, &self.name, self.dims)

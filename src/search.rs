@@ -21,7 +21,7 @@ use pgrx::Uuid;
 use crate::errors::FractalityError;
 use crate::models::Model;
 use crate::spi::{self, query, Cursor, Query};
-use crate::vector::{vector_type_oid, Vector};
+use crate::vector::Vector;
 
 /// Rows fetched from the index at a time, at most (batches start at what the caller asks for
 /// and double).
@@ -104,21 +104,14 @@ impl TenantScan {
             .unwrap_or(0);
             n <= limit
         };
-        let margin = if model.index_type() == "vector" {
-            1e-6
-        } else {
-            // halfvec distances carry about three significant digits
-            1e-2
-        };
-        let qv = Vector::from_slice(query)?;
-        // SAFETY: the datum is a vector of the vector type's OID
-        let arg = unsafe { DatumWithOid::new(qv, vector_type_oid()) };
+        let arg: DatumWithOid = Vector::from_slice(query)?.into();
+        let voi = arg.oid();
         let batch = first.clamp(1, FETCH);
         if small {
             let q = Query {
                 name: "tenant_embeddings",
                 text: TENANT_EMBEDDINGS,
-                types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, vector_type_oid()],
+                types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, voi],
             };
             let mut hits: Vec<Hit> = spi::some_rows(
                 &q,
@@ -143,12 +136,12 @@ impl TenantScan {
         let q = Query {
             name: "tenant_nearest",
             text: &text,
-            types: &[pg_sys::UUIDOID, vector_type_oid(), pg_sys::INT8OID],
+            types: &[pg_sys::UUIDOID, voi, pg_sys::INT8OID],
         };
         let cursor = Cursor::open(&q, &[tenant.into(), arg, MAX_ROWS.into()], read_only)?;
         Ok(TenantScan {
             path: Path::Index,
-            margin,
+            margin: model.index_margin(),
             exact: Vec::new().into_iter(),
             cursor: Some(cursor),
             batch,

@@ -24,6 +24,7 @@ use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::errors::FractalityError;
+use crate::vector::Vector;
 
 /// A query: a name for messages, its text (from `sql/queries/*.sql`, or rendered from one of
 /// them for a model), and the types of its parameters.
@@ -137,6 +138,20 @@ impl Row {
             let d = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
             (!isnull).then_some(d)
         }
+    }
+
+    /// Column `n` (1-based), a `vector`, its values copied out; None for NULL.
+    ///
+    /// # Safety
+    /// Column `n` is of pgvector's `vector` type.
+    pub unsafe fn vector(&self, n: i32) -> Result<Option<Vec<f32>>, FractalityError> {
+        let Some(d) = self.datum(n) else {
+            return Ok(None);
+        };
+        // SAFETY: a non-null vector datum of the row being read
+        Ok(Some(
+            unsafe { Vector::from_datum_ref(d) }?.as_slice().to_vec(),
+        ))
     }
 }
 

@@ -16,7 +16,7 @@ use pgrx::{JsonB, Uuid};
 
 use crate::errors::{node_not_found, FractalityError};
 use crate::spi::{self, query, Query};
-use crate::vector::{vector_type_oid, Vector};
+use crate::vector::Vector;
 
 const SESSION_TENANT: Query<'static> = query!("graph_session_tenant", []);
 const NODE_ID: Query<'static> = query!("graph_node_id", [UUIDOID, TEXTOID]);
@@ -88,14 +88,12 @@ pub fn write_embedding(
     model: &str,
     v: Vector<'_>,
 ) -> Result<(), FractalityError> {
-    let voi = vector_type_oid();
-    // SAFETY: a vector datum with the vector type's OID
-    let emb = unsafe { DatumWithOid::new(v, voi) };
+    let emb: DatumWithOid = v.into();
     spi::run(
         &Query {
             name: "upsert_embedding",
             text: UPSERT_EMBEDDING,
-            types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, voi, pg_sys::TEXTOID],
+            types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, emb.oid(), pg_sys::TEXTOID],
         },
         &[id.into(), user.into(), emb, model.into()],
     )?;
@@ -104,15 +102,14 @@ pub fn write_embedding(
 
 /// Node `id`'s embedding as a 0.4.0 schema (one model, no `model` column) stores it.
 pub fn write_embedding_0_4(id: Uuid, user: Uuid, v: Vector<'_>) -> Result<(), FractalityError> {
-    let voi = vector_type_oid();
+    let emb: DatumWithOid = v.into();
     spi::run(
         &Query {
             name: "upsert_embedding_0_4",
             text: UPSERT_EMBEDDING_0_4,
-            types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, voi],
+            types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, emb.oid()],
         },
-        // SAFETY: a vector datum with the vector type's OID
-        &[id.into(), user.into(), unsafe { DatumWithOid::new(v, voi) }],
+        &[id.into(), user.into(), emb],
     )?;
     Ok(())
 }

@@ -8,7 +8,6 @@ use pgrx::Uuid;
 use crate::errors::{node_not_found, FractalityError};
 use crate::models::Model;
 use crate::spi::{self, query, Query};
-use crate::vector::Vector;
 
 use super::score::stronger_edge;
 
@@ -88,12 +87,11 @@ pub fn embeddings_of(
         ],
         true,
         |r| -> Result<Option<(Uuid, Vec<f32>)>, FractalityError> {
-            let (Some(id), Some(d)) = (r.get::<Uuid>(1), r.datum(2)) else {
+            let Some(id) = r.get::<Uuid>(1) else {
                 return Ok(None);
             };
-            // SAFETY: a non-null vector datum of the row being read
-            let v = unsafe { Vector::from_datum_ref(d) }?;
-            Ok(Some((id, v.as_slice().to_vec())))
+            // SAFETY: column 2 is the embedding, a vector
+            Ok(unsafe { r.vector(2) }?.map(|v| (id, v)))
         },
     )?;
     let mut out = HashMap::with_capacity(rows.len());
