@@ -67,12 +67,7 @@ pub unsafe fn model_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<St
 /// Whether the database holds the schema of this library (0.5.0 on: `embedding_models`), not
 /// an older one still waiting for `ALTER EXTENSION fractality UPDATE`.
 pub fn schema_is_current() -> bool {
-    // SAFETY: catalog lookups by name
-    unsafe {
-        let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
-        ns != pg_sys::Oid::INVALID
-            && pg_sys::get_relname_relid(c"embedding_models".as_ptr(), ns) != pg_sys::Oid::INVALID
-    }
+    spi::relation_exists(c"embedding_models")
 }
 
 impl Model {

@@ -56,6 +56,17 @@ thread_local! {
     static PLANS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
 }
 
+/// Whether the relation `fractality.<name>` exists (two syscache lookups, no query): how the
+/// library tells a schema older than itself.
+pub fn relation_exists(name: &std::ffi::CStr) -> bool {
+    // SAFETY: plain catalog lookups by name, inside a transaction
+    unsafe {
+        let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
+        ns != pg_sys::InvalidOid
+            && pg_sys::get_relname_relid(name.as_ptr(), ns) != pg_sys::InvalidOid
+    }
+}
+
 /// Runs `f` with an SPI connection open.
 pub fn connect<R>(f: impl FnOnce() -> R) -> R {
     Spi::connect_mut(|_| f())

@@ -4,11 +4,10 @@
 //! in binary COPY format from memory ([`encode_copy`]), and INSERTs their metadata with one query
 //! over arrays.
 
-use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::errors::FractalityError;
-use crate::spi::{self, query, Query};
+use crate::spi::{self, query, relation_exists, Query};
 
 use super::event::{stored_duplicate, Event};
 
@@ -40,15 +39,6 @@ const STORED_IN_WINDOW_HOT: Query<'static> =
 /// Whether the cold tier of events exists (two syscache lookups).
 fn cold_tier_exists() -> bool {
     relation_exists(c"experience_events_archive")
-}
-
-fn relation_exists(name: &std::ffi::CStr) -> bool {
-    // SAFETY: plain catalog lookups by name, inside a transaction.
-    unsafe {
-        let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
-        ns != pg_sys::InvalidOid
-            && pg_sys::get_relname_relid(name.as_ptr(), ns) != pg_sys::InvalidOid
-    }
 }
 
 /// The columns the COPY below fills, in its order.
