@@ -1,9 +1,10 @@
-//! What callers pass to replay, checked as plain functions: the number of draws; and event ids
-//! as hex for messages.
+//! What callers pass to replay, checked as a plain function: the number of draws.
 
 use crate::errors::FractalityError;
 
-/// The most draws one call takes.
+/// At most this many draws per call (of replay buffers and of 0.4.0's sample_experiences): the
+/// sample is built in memory, and an allocation the server cannot make aborts the process
+/// rather than raising an ERROR.
 pub const MAX_DRAWS: i32 = 1_000_000;
 
 /// The number of draws `n`, from 0 to [`MAX_DRAWS`].
@@ -16,9 +17,4 @@ pub fn check_draws(n: i32) -> Result<usize, FractalityError> {
         ));
     }
     Ok(n as usize)
-}
-
-/// Bytes as lower-case hex digits.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -16,8 +16,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use pgrx::datum::{Array, Interval};
 use pgrx::prelude::*;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use crate::errors::{in_range, pg_float, required, FractalityError, OrReport};
 use crate::spi;
@@ -25,10 +23,11 @@ use crate::spi;
 pub use input::MAX_DRAWS;
 pub use store::{Buffer, SpiTree};
 pub use tree::{
-    descend, levels_for, pick, refresh, total, weights, BlockMap, Blocks, OrderedBlocks, FANOUT,
+    descend, levels_for, pick, points, refresh, total, weights, BlockMap, Blocks, OrderedBlocks,
+    FANOUT,
 };
 
-use input::{check_draws, hex};
+use input::check_draws;
 use store::buffer;
 
 // ---- keeping the tree in step ------------------------------------------------------------------
@@ -369,11 +368,7 @@ pub fn sample(
     if n == 0 || b.size == 0 || total <= 0.0 {
         return Ok(Vec::new());
     }
-    let mut rng = match seed {
-        Some(s) => StdRng::seed_from_u64(s as u64),
-        None => StdRng::from_rng(&mut rand::rng()),
-    };
-    let points: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * total).collect();
+    let points = points(n, total, seed);
     let landed = descend(&mut tree, b.levels, &points)?;
     let slots: Vec<i64> = landed.iter().flatten().map(|(s, _)| *s).collect();
     let items = store::items_by_slot(b.id, slots)?;
@@ -490,7 +485,7 @@ fn update_priorities(
             .iter()
             .filter(|p| !known.contains(&p.0))
             .take(5)
-            .map(|p| format!("\\x{}", hex(&p.0)))
+            .map(|p| crate::experience::hex(&p.0))
             .collect();
         if !unknown.is_empty() {
             return Err(FractalityError::NotInBuffer {

@@ -9,6 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use crate::errors::FractalityError;
 
 /// Partial sums per block (1 KB of float8: stored inline, never toasted).
@@ -42,6 +45,16 @@ pub fn pick(entries: &[f64], u: f64) -> Option<(usize, f64)> {
         last = Some((j, w));
     }
     last.map(|(j, w)| (j, w * (1.0 - f64::EPSILON)))
+}
+
+/// The `n` points a sample draws, uniform in [0, `total`): the same for the same `seed`, random
+/// without one.
+pub fn points(n: usize, total: f64, seed: Option<i64>) -> Vec<f64> {
+    let mut rng = match seed {
+        Some(s) => StdRng::seed_from_u64(s as u64),
+        None => StdRng::from_rng(&mut rand::rng()),
+    };
+    (0..n).map(|_| rng.random::<f64>() * total).collect()
 }
 
 /// Importance weights `(N P(i))^-beta`, normalised by their maximum over the draw.

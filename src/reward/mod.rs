@@ -10,12 +10,12 @@ pub mod store;
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Internal};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use crate::errors::{required, FractalityError, OrReport};
+use crate::replay::input::check_draws;
+use crate::replay::points;
 
-pub use sample::{prioritised_sample, MAX_DRAWS, PRIORITY_EPSILON};
+pub use sample::{normalise_weights, prioritised_sample, PRIORITY_EPSILON};
 pub use state::{check_gamma, sum_rewards, Discounted, DiscountedBySteps, EpisodeSums, Welford};
 
 use sample::check_unit;
@@ -315,14 +315,7 @@ fn sample_experiences(
     // not strict (a NULL seed means a random draw): the other arguments refuse NULL themselves
     let n = required("n", n);
     let (alpha, beta) = (required("alpha", alpha), required("beta", beta));
-    if !(0..=MAX_DRAWS).contains(&n) {
-        FractalityError::invalid(
-            "n",
-            n,
-            "The number of draws n is from 0 to 1000000 (draw larger samples in several calls).",
-        )
-        .report();
-    }
+    let n = check_draws(n).unwrap_or_report();
     check_unit(
         "alpha",
         alpha,
@@ -338,10 +331,6 @@ fn sample_experiences(
     // Two passes over the hot events in one order, holding only the n draws: the first sums
     // the priorities, the second walks their running sum past the n points drawn in [0, sum).
     // (Replay buffers, fractality.sample_experiences(buffer, n), draw in O(log N) instead.)
-    let mut rng = match seed {
-        Some(s) => StdRng::seed_from_u64(s as u64),
-        None => StdRng::from_rng(&mut rand::rng()),
-    };
     let priority = |r: f64| r.abs().powf(alpha) + PRIORITY_EPSILON;
     let draws: Vec<(Vec<u8>, f64, f64)> = crate::spi::connect(|| -> Result<_, FractalityError> {
         let (mut count, mut total) = (0u64, 0.0f64);
@@ -360,7 +349,7 @@ fn sample_experiences(
         if count == 0 || n == 0 {
             return Ok(Vec::new());
         }
-        let points: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * total).collect();
+        let points = points(n, total, seed);
         let mut order: Vec<usize> = (0..points.len()).collect();
         order.sort_by(|a, b| points[*a].total_cmp(&points[*b]));
         let mut picked: Vec<Option<(Vec<u8>, f64)>> = vec![None; points.len()];
@@ -402,12 +391,7 @@ fn sample_experiences(
                 (id, p, w)
             })
             .collect();
-        let max_w = draws.iter().map(|d| d.2).fold(0.0, f64::max);
-        if max_w > 0.0 {
-            for d in &mut draws {
-                d.2 /= max_w;
-            }
-        }
+        normalise_weights(&mut draws);
         Ok(draws)
     })
     .unwrap_or_report();

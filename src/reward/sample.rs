@@ -7,10 +7,6 @@ use crate::errors::{pg_float, FractalityError};
 
 pub const PRIORITY_EPSILON: f64 = 1e-6;
 
-/// At most this many draws per call: the sample is built in memory, and an allocation the
-/// server cannot make aborts the process rather than raising an ERROR.
-pub const MAX_DRAWS: i32 = 1_000_000;
-
 /// Priorities |r|^alpha + epsilon; `n` draws with replacement, P(i) proportional to the
 /// priority; importance weights (N P(i))^-beta normalised so that the largest drawn is 1.
 /// Returns (index, priority, weight) per draw.
@@ -45,13 +41,18 @@ pub fn prioritised_sample(
             (i, priorities[i], (count * prob).powf(-beta))
         })
         .collect();
+    normalise_weights(&mut draws);
+    draws
+}
+
+/// The weights of `draws` (each draw's last field) divided by the largest, when it is positive.
+pub fn normalise_weights<T>(draws: &mut [(T, f64, f64)]) {
     let max_w = draws.iter().map(|d| d.2).fold(0.0, f64::max);
     if max_w > 0.0 {
-        for d in &mut draws {
+        for d in draws {
             d.2 /= max_w;
         }
     }
-    draws
 }
 
 /// A finite number >= 0 (alpha, beta), or 22023 with `hint`.
