@@ -17,9 +17,9 @@ use pgrx::pg_sys;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
-use pgrx::prelude::*;
 
 use crate::errors::FractalityError;
+use crate::vector::RawDatum;
 
 /// A non-null `jsonb` argument, detoasted, borrowed for the call.
 pub struct JsonbArg<'fcx> {
@@ -33,18 +33,6 @@ unsafe impl SqlTranslatable for JsonbArg<'_> {
     const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
     const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
         Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
-}
-
-struct RawDatum(pg_sys::Datum);
-
-impl FromDatum for RawDatum {
-    unsafe fn from_polymorphic_datum(
-        datum: pg_sys::Datum,
-        is_null: bool,
-        _typoid: pg_sys::Oid,
-    ) -> Option<Self> {
-        (!is_null).then_some(RawDatum(datum))
-    }
 }
 
 unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArg<'fcx> {
@@ -129,20 +117,22 @@ impl<'a> Value<'a> {
         }
     }
 
-    fn container_flags(&self) -> u32 {
+    /// The container of this value when it is of `kind`: an array (`JB_FARRAY`) or an object
+    /// (`JB_FOBJECT`).
+    fn container(&self, kind: u32) -> Option<*mut pg_sys::JsonbContainer> {
         match self {
             // SAFETY: a container of a live jsonb datum
-            Value::Container(c, _) => unsafe { (**c).header },
-            _ => 0,
+            Value::Container(c, _) if unsafe { (**c).header } & kind != 0 => Some(*c),
+            _ => None,
         }
     }
 
     pub fn is_array(&self) -> bool {
-        self.container_flags() & pg_sys::JB_FARRAY != 0
+        self.container(pg_sys::JB_FARRAY).is_some()
     }
 
     pub fn is_object(&self) -> bool {
-        self.container_flags() & pg_sys::JB_FOBJECT != 0
+        self.container(pg_sys::JB_FOBJECT).is_some()
     }
 
     pub fn as_str(&self) -> Option<&'a str> {
@@ -222,15 +212,12 @@ unsafe fn numeric_text(n: pg_sys::Numeric) -> Option<String> {
 
 /// Calls `f` with each element of an array container, in order; false when `v` is not an array.
 pub fn elements<'a>(v: &Value<'a>, mut f: impl FnMut(usize, Value<'a>)) -> bool {
-    let Value::Container(c, _) = v else {
+    let Some(c) = v.container(pg_sys::JB_FARRAY) else {
         return false;
     };
-    if !v.is_array() {
-        return false;
-    }
     // SAFETY: a container of a live jsonb; the iterator frees itself at the end
     unsafe {
-        let mut it = pg_sys::JsonbIteratorInit(*c);
+        let mut it = pg_sys::JsonbIteratorInit(c);
         let mut jv: pg_sys::JsonbValue = std::mem::zeroed();
         let mut i = 0;
         loop {
@@ -250,15 +237,12 @@ pub fn elements<'a>(v: &Value<'a>, mut f: impl FnMut(usize, Value<'a>)) -> bool 
 /// Calls `f` with each (key, value) of an object container, in jsonb's key order; stops early
 /// when `f` returns false. False when `v` is not an object or `f` stopped.
 pub fn pairs<'a>(v: &Value<'a>, mut f: impl FnMut(&'a [u8], Value<'a>) -> bool) -> bool {
-    let Value::Container(c, _) = v else {
+    let Some(c) = v.container(pg_sys::JB_FOBJECT) else {
         return false;
     };
-    if !v.is_object() {
-        return false;
-    }
     // SAFETY: a container of a live jsonb
     unsafe {
-        let mut it = pg_sys::JsonbIteratorInit(*c);
+        let mut it = pg_sys::JsonbIteratorInit(c);
         let mut jv: pg_sys::JsonbValue = std::mem::zeroed();
         let mut key: &[u8] = &[];
         loop {

@@ -256,8 +256,9 @@ impl IntoDatum for Vector<'_> {
     }
 }
 
-/// The datum itself, for reading arguments without interpretation.
-struct RawDatum(pg_sys::Datum);
+/// The datum itself, for reading arguments without interpretation (vectors here, jsonb in
+/// [`crate::jsonb`]).
+pub(crate) struct RawDatum(pub(crate) pg_sys::Datum);
 
 impl FromDatum for RawDatum {
     unsafe fn from_polymorphic_datum(
