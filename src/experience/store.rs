@@ -9,7 +9,7 @@ use pgrx::JsonB;
 use crate::errors::FractalityError;
 use crate::spi::{self, query, relation_exists, Query};
 
-use super::event::{stored_duplicate, Event};
+use super::event::{stored_duplicate, Event, ACTION_FIELDS, REWARD_FIELDS, STATE_FIELDS};
 
 const INSERT_METADATA: Query<'static> = query!(
     "experience_insert_metadata",
@@ -41,39 +41,27 @@ fn cold_tier_exists() -> bool {
     relation_exists(c"experience_events_archive")
 }
 
-/// The columns the COPY below fills, in its order.
-const COPY_COLUMNS: [&str; 28] = [
-    "timestamp",
-    "event_id",
-    "episode_id",
-    "step_number",
-    "event_type",
-    "flags",
-    "state_l1",
-    "state_l2",
-    "state_l3",
-    "state_l4",
-    "state_l5",
-    "state_l6",
-    "state_l7",
-    "state_l8",
-    "action_l1",
-    "action_l2",
-    "action_l3",
-    "action_l4",
-    "action_l5",
-    "action_l6",
-    "action_l7",
-    "action_l8",
-    "reward_homeostasis",
-    "reward_curiosity",
-    "reward_efficiency",
-    "reward_goal",
-    "adna_version_hash",
-    "sequence_number",
-];
+/// The columns the COPY below fills, in its order: the event's own, its state, action and
+/// rewards, and the policy's.
+fn copy_columns() -> impl Iterator<Item = &'static str> {
+    let event = [
+        "timestamp",
+        "event_id",
+        "episode_id",
+        "step_number",
+        "event_type",
+        "flags",
+    ];
+    let policy = ["adna_version_hash", "sequence_number"];
+    event
+        .into_iter()
+        .chain(STATE_FIELDS)
+        .chain(ACTION_FIELDS)
+        .chain(REWARD_FIELDS)
+        .chain(policy)
+}
 
-/// The batch in PostgreSQL's binary COPY format, columns as in `COPY_COLUMNS`.
+/// The batch in PostgreSQL's binary COPY format, columns as in [`copy_columns`].
 pub fn encode_copy(events: &[Event]) -> Vec<u8> {
     let mut out = Vec::with_capacity(19 + events.len() * 250 + 2);
     out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
@@ -83,8 +71,9 @@ pub fn encode_copy(events: &[Event]) -> Vec<u8> {
         out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
         out.extend_from_slice(bytes);
     }
+    let columns = (copy_columns().count() as i16).to_be_bytes();
     for e in events {
-        out.extend_from_slice(&(COPY_COLUMNS.len() as i16).to_be_bytes());
+        out.extend_from_slice(&columns);
         field(&mut out, &e.timestamp.to_be_bytes());
         field(&mut out, &e.event_id);
         field(&mut out, &e.episode_id.to_be_bytes());
@@ -151,7 +140,7 @@ fn copy_events(events: &[Event]) -> u64 {
         (*(*nsitem).p_rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
         pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
         let mut columns: *mut pg_sys::List = std::ptr::null_mut();
-        for name in COPY_COLUMNS {
+        for name in copy_columns() {
             let c = std::ffi::CString::new(name).expect("no NUL");
             let node = pg_sys::makeString(pg_sys::pstrdup(c.as_ptr()));
             columns = pg_sys::lappend(columns, node.cast());
