@@ -183,34 +183,32 @@ fn text_field(ctx: &str, obj: &Map<String, Value>, name: &str) -> Result<String,
     Ok(s.to_string())
 }
 
+/// `v` as a JSON object, or a malformed `field`.
+fn object<'v>(
+    ctx: &str,
+    field: &str,
+    v: &'v Value,
+) -> Result<&'v Map<String, Value>, FractalityError> {
+    v.as_object()
+        .ok_or_else(|| bad(ctx, field, format!("expected an object, got {}", show(v))))
+}
+
 /// An action_metadata object: intent_type, executor_id, parameters (an object, default {}).
 pub fn parse_metadata(ctx: &str, v: &Value) -> Result<Metadata, FractalityError> {
-    let obj = v.as_object().ok_or_else(|| {
-        bad(
-            ctx,
-            "metadata",
-            format!("expected an object, got {}", show(v)),
-        )
-    })?;
+    let obj = object(ctx, "metadata", v)?;
     for key in obj.keys() {
         if !["intent_type", "executor_id", "parameters"].contains(&key.as_str()) {
             return Err(bad(ctx, &format!("metadata.{key}"), "unknown field"));
         }
     }
-    let intent_type = text_field(ctx, obj, "intent_type").map_err(|_| {
-        bad(
-            ctx,
-            "metadata.intent_type",
-            "expected a string of 1 to 255 characters",
-        )
-    })?;
-    let executor_id = text_field(ctx, obj, "executor_id").map_err(|_| {
-        bad(
-            ctx,
-            "metadata.executor_id",
-            "expected a string of 1 to 255 characters",
-        )
-    })?;
+    let text = |name: &str| {
+        text_field(ctx, obj, name).map_err(|_| {
+            let field = format!("metadata.{name}");
+            bad(ctx, &field, "expected a string of 1 to 255 characters")
+        })
+    };
+    let intent_type = text("intent_type")?;
+    let executor_id = text("executor_id")?;
     for (name, v) in [("intent_type", &intent_type), ("executor_id", &executor_id)] {
         if v.contains('\0') {
             return Err(bad(
@@ -272,13 +270,7 @@ fn known_field(k: &str) -> bool {
 
 /// One event object with the seed's column names.
 pub fn parse_event(ctx: &str, v: &Value) -> Result<Event, FractalityError> {
-    let obj = v.as_object().ok_or_else(|| {
-        bad(
-            ctx,
-            "(event)",
-            format!("expected an object, got {}", show(v)),
-        )
-    })?;
+    let obj = object(ctx, "(event)", v)?;
     if let Some(k) = obj.keys().find(|k| !known_field(k)) {
         return Err(bad(ctx, k, "unknown field"));
     }
