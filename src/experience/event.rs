@@ -139,6 +139,16 @@ fn int_field(
     Ok(n)
 }
 
+/// An integer field of an `integer` column.
+fn int4_field(ctx: &str, obj: &Map<String, Value>, name: &str) -> Result<i32, FractalityError> {
+    Ok(int_field(ctx, obj, name, i32::MIN.into(), i32::MAX.into())? as i32)
+}
+
+/// An integer field of a `smallint` column.
+fn int2_field(ctx: &str, obj: &Map<String, Value>, name: &str) -> Result<i16, FractalityError> {
+    Ok(int_field(ctx, obj, name, i16::MIN.into(), i16::MAX.into())? as i16)
+}
+
 fn real_field(
     ctx: &str,
     obj: &Map<String, Value>,
@@ -308,26 +318,14 @@ pub fn parse_event(ctx: &str, v: &Value) -> Result<Event, FractalityError> {
         timestamp: int_field(ctx, obj, "timestamp", 0, i64::MAX)?,
         event_id,
         episode_id: int_field(ctx, obj, "episode_id", i64::MIN, i64::MAX)?,
-        step_number: int_field(ctx, obj, "step_number", i32::MIN.into(), i32::MAX.into())? as i32,
-        event_type: int_field(ctx, obj, "event_type", i16::MIN.into(), i16::MAX.into())? as i16,
-        flags: int_field(ctx, obj, "flags", i16::MIN.into(), i16::MAX.into())? as i16,
+        step_number: int4_field(ctx, obj, "step_number")?,
+        event_type: int2_field(ctx, obj, "event_type")?,
+        flags: int2_field(ctx, obj, "flags")?,
         state,
         action,
         rewards,
-        adna_version_hash: int_field(
-            ctx,
-            obj,
-            "adna_version_hash",
-            i32::MIN.into(),
-            i32::MAX.into(),
-        )? as i32,
-        sequence_number: int_field(
-            ctx,
-            obj,
-            "sequence_number",
-            i32::MIN.into(),
-            i32::MAX.into(),
-        )? as i32,
+        adna_version_hash: int4_field(ctx, obj, "adna_version_hash")?,
+        sequence_number: int4_field(ctx, obj, "sequence_number")?,
         metadata,
     })
 }
