@@ -18,7 +18,7 @@ use pgrx::prelude::*;
 use pgrx::Uuid;
 use serde_json::Value;
 
-use crate::errors::{node_not_found, FractalityError, OrReport};
+use crate::errors::{count_in_range, node_not_found, FractalityError, OrReport};
 use crate::models::{model_arg, Model};
 use crate::resonance::{self, threshold, NodeRef};
 use crate::spi::{self, query, Cursor, Query};
@@ -99,14 +99,8 @@ struct Member {
 pub const MIN_CONTRIBUTORS: i32 = 3;
 
 fn check_min_contributors(n: i32) -> Result<usize, FractalityError> {
-    if !(MIN_CONTRIBUTORS..=1000).contains(&n) {
-        return Err(FractalityError::invalid(
-            "min_contributors",
-            n,
-            "A consensus needs from 3 to 1000 distinct users (default 3): fewer would expose one user's node to another.",
-        ));
-    }
-    Ok(n as usize)
+    const HINT: &str = "A consensus needs from 3 to 1000 distinct users (default 3): fewer would expose one user's node to another.";
+    count_in_range("min_contributors", n, MIN_CONTRIBUTORS, 1000, HINT)
 }
 
 /// Forms or updates the consensus around `node` (see README): when the nodes within `threshold`

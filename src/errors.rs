@@ -264,6 +264,22 @@ pub fn in_range(
     Ok(value)
 }
 
+/// An integer argument that counts something (results, draws, levels) in [lo, hi], lo >= 0, as a
+/// `usize`: 22023 with `hint` otherwise.
+pub fn count_in_range(
+    name: &'static str,
+    value: i32,
+    lo: i32,
+    hi: i32,
+    hint: &'static str,
+) -> Result<usize, FractalityError> {
+    if (lo..=hi).contains(&value) {
+        Ok(value as usize)
+    } else {
+        Err(FractalityError::invalid(name, value, hint))
+    }
+}
+
 /// An argument of a function that is not strict (it has other arguments where NULL means
 /// something) that must not be NULL: 22004 otherwise.
 #[track_caller]
@@ -320,5 +336,17 @@ mod tests {
             "invalid value for w: NaN"
         );
         assert_eq!(in_range("w", -1.0, -1.0, 1.0, "in [-1, 1]"), Ok(-1.0));
+    }
+
+    #[test]
+    fn count_in_range_is_within_the_bounds() {
+        assert_eq!(
+            count_in_range("k", 0, 1, 10, "1 to 10")
+                .unwrap_err()
+                .to_string(),
+            "invalid value for k: 0"
+        );
+        assert!(count_in_range("k", 11, 1, 10, "1 to 10").is_err());
+        assert_eq!(count_in_range("k", 10, 1, 10, "1 to 10"), Ok(10));
     }
 }

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::errors::{in_range, pg_float, FractalityError};
+use crate::errors::{count_in_range, in_range, pg_float, FractalityError};
 use crate::vector::Vector;
 
 /// Deepest `traverse` accepted.
@@ -13,15 +13,8 @@ pub const MAX_DEPTH: i32 = 100;
 // ---- validation ------------------------------------------------------------------------------
 
 pub fn check_depth(depth: i32) -> Result<usize, FractalityError> {
-    if (0..=MAX_DEPTH).contains(&depth) {
-        Ok(depth as usize)
-    } else {
-        Err(FractalityError::invalid(
-            "max_depth",
-            depth,
-            "max_depth must be between 0 and 100.",
-        ))
-    }
+    const HINT: &str = "max_depth must be between 0 and 100.";
+    count_in_range("max_depth", depth, 0, MAX_DEPTH, HINT)
 }
 
 pub fn check_weight(weight: f64) -> Result<f64, FractalityError> {

@@ -5,7 +5,7 @@
 use pgrx::datum::Interval;
 use serde_json::Value;
 
-use crate::errors::{in_range, FractalityError};
+use crate::errors::{count_in_range, in_range, FractalityError};
 use crate::models::Model;
 use crate::vector::Vector;
 
@@ -17,14 +17,8 @@ pub const MAX_K: i32 = 1000;
 pub const DERIVED_KEY_PREFIX: &str = "memory-";
 
 pub fn check_k(k: i32) -> Result<usize, FractalityError> {
-    if !(1..=MAX_K).contains(&k) {
-        return Err(FractalityError::invalid(
-            "k",
-            k,
-            "k is the number of memories wanted, from 1 to 1000.",
-        ));
-    }
-    Ok(k as usize)
+    const HINT: &str = "k is the number of memories wanted, from 1 to 1000.";
+    count_in_range("k", k, 1, MAX_K, HINT)
 }
 
 pub fn check_similarity(name: &'static str, v: f64) -> Result<f64, FractalityError> {

@@ -1,7 +1,7 @@
 //! The resonance formula as plain Rust: the weights, the score with its input checks, the
 //! re-ranking of candidates, the choice among several edges. Tested without a server.
 
-use crate::errors::{in_range, FractalityError};
+use crate::errors::{count_in_range, in_range, FractalityError};
 
 pub const W_SIM: f64 = 0.5;
 pub const W_ENERGY: f64 = 0.3;
@@ -112,14 +112,8 @@ pub fn stronger_edge(w: f64, than: f64) -> bool {
 
 /// `k` of find_resonant: 1 to [`MAX_K`].
 pub fn check_k(k: i32) -> Result<usize, FractalityError> {
-    if k <= 0 || k > MAX_K {
-        return Err(FractalityError::invalid(
-            "k",
-            k,
-            "k is the number of results wanted, from 1 to 1000.",
-        ));
-    }
-    Ok(k as usize)
+    const HINT: &str = "k is the number of results wanted, from 1 to 1000.";
+    count_in_range("k", k, 1, MAX_K, HINT)
 }
 
 #[cfg(test)]
