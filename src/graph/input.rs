@@ -31,30 +31,27 @@ pub fn check_atp(atp: f64) -> Result<f64, FractalityError> {
     in_range("atp", atp, 0.0, 1.0, "Energy (atp) lies in [0, 1].")
 }
 
-pub fn check_relationship(rel: &str) -> Result<&str, FractalityError> {
-    let n = rel.chars().count();
-    if (1..=50).contains(&n) {
-        Ok(rel)
+/// `text` (named `name`) of 1 to `max` characters, or 22023 with `hint`.
+fn check_length<'a>(
+    name: &'static str,
+    text: &'a str,
+    max: usize,
+    hint: &'static str,
+) -> Result<&'a str, FractalityError> {
+    if (1..=max).contains(&text.chars().count()) {
+        Ok(text)
     } else {
-        Err(FractalityError::invalid(
-            "relationship type",
-            format!("'{rel}'"),
-            "A relationship type has 1 to 50 characters.",
-        ))
+        Err(FractalityError::invalid(name, format!("'{text}'"), hint))
     }
 }
 
+pub fn check_relationship(rel: &str) -> Result<&str, FractalityError> {
+    const HINT: &str = "A relationship type has 1 to 50 characters.";
+    check_length("relationship type", rel, 50, HINT)
+}
+
 pub fn check_key(key: &str) -> Result<&str, FractalityError> {
-    let n = key.chars().count();
-    if (1..=255).contains(&n) {
-        Ok(key)
-    } else {
-        Err(FractalityError::invalid(
-            "node_key",
-            format!("'{key}'"),
-            "A node key has 1 to 255 characters.",
-        ))
-    }
+    check_length("node_key", key, 255, "A node key has 1 to 255 characters.")
 }
 
 // ---- nodes -----------------------------------------------------------------------------------
