@@ -122,21 +122,10 @@ fn upsert_node(
     crate::errors::writer(c"upsert_node");
     let node_key = required("node_key", node_key);
     let model = required("model", unsafe { crate::models::model_arg(fcinfo, 6) });
-    let model = model.as_str();
     let user = session_tenant().unwrap_or_report();
-    upsert(
-        user,
-        NodeFields {
-            key: node_key,
-            label,
-            metadata: metadata.map(|j| j.0),
-            atp,
-            embedding,
-            model,
-            node_type: r#type,
-        },
+    upsert_args(
+        user, node_key, label, metadata, atp, embedding, r#type, &model,
     )
-    .unwrap_or_report()
 }
 
 /// `upsert_node` for an explicit tenant, for the owner role and loaders (row-level security still
@@ -170,20 +159,33 @@ fn upsert_node_for(
     let user_id = required("user_id", user_id);
     let node_key = required("node_key", node_key);
     let model = required("model", unsafe { crate::models::model_arg(fcinfo, 7) });
-    let model = model.as_str();
-    upsert(
-        user_id,
-        NodeFields {
-            key: node_key,
-            label,
-            metadata: metadata.map(|j| j.0),
-            atp,
-            embedding,
-            model,
-            node_type: r#type,
-        },
+    upsert_args(
+        user_id, node_key, label, metadata, atp, embedding, r#type, &model,
     )
-    .unwrap_or_report()
+}
+
+/// `upsert_node`'s and `upsert_node_for`'s node of `user`, from the functions' arguments.
+#[allow(clippy::too_many_arguments)] // the SQL functions' parameters
+fn upsert_args(
+    user: Uuid,
+    key: &str,
+    label: Option<&str>,
+    metadata: Option<crate::jsonb::JsonValue>,
+    atp: Option<f64>,
+    embedding: Option<Vector<'_>>,
+    node_type: Option<&str>,
+    model: &str,
+) -> Uuid {
+    let fields = NodeFields {
+        key,
+        label,
+        metadata: metadata.map(|j| j.0),
+        atp,
+        embedding,
+        model,
+        node_type,
+    };
+    upsert(user, fields).unwrap_or_report()
 }
 
 // ---- edges -----------------------------------------------------------------------------------
