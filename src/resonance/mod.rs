@@ -240,6 +240,18 @@ fn resonant(
         .collect())
 }
 
+/// Both `find_resonant`s' rows, the model their fourth argument.
+fn resonant_rows(
+    source: NodeRef<'_>,
+    threshold: f64,
+    k: i32,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Vec<Resonant> {
+    // SAFETY: the call info of the running find_resonant call
+    let model = unsafe { model_arg(fcinfo, 3) }.expect("strict");
+    spi::connect(|| resonant(source, threshold, k, &model)).unwrap_or_report()
+}
+
 /// The nodes of the source's tenant that resonate with it: similarity (of their embeddings of
 /// `model`) at least `threshold`, ordered by resonance (highest first), at most `k`. A tenant of
 /// at most `fractality.exact_scan_limit` embeddings of the model is read whole; a larger one
@@ -276,10 +288,7 @@ fn find_resonant(
         name!(resonance, f64),
     ),
 > {
-    let model = unsafe { model_arg(fcinfo, 3) }.expect("strict");
-    TableIterator::new(
-        spi::connect(|| resonant(NodeRef::Id(node), threshold, k, &model)).unwrap_or_report(),
-    )
+    TableIterator::new(resonant_rows(NodeRef::Id(node), threshold, k, fcinfo))
 }
 
 /// As `find_resonant(uuid, ...)`, the source named by its key in the caller's tenant
@@ -314,8 +323,5 @@ fn find_resonant_by_key(
         name!(resonance, f64),
     ),
 > {
-    let model = unsafe { model_arg(fcinfo, 3) }.expect("strict");
-    TableIterator::new(
-        spi::connect(|| resonant(NodeRef::Key(node_key), threshold, k, &model)).unwrap_or_report(),
-    )
+    TableIterator::new(resonant_rows(NodeRef::Key(node_key), threshold, k, fcinfo))
 }
