@@ -57,6 +57,38 @@ unsafe fn state_mut<'a, T: Copy + Default>(
         .unwrap_or_else(|| FractalityError::InternalStep(format!("{name}: no state")).report())
 }
 
+/// A combine function's work: `a`'s state (in `a`'s memory) combined with `b`'s by `combine`.
+unsafe fn combined<T: Copy + Default>(
+    mut a: Internal,
+    b: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+    name: &str,
+    combine: impl FnOnce(&T, &T) -> Result<T, FractalityError>,
+) -> Internal {
+    let other = unsafe { b.get::<T>() }.copied().unwrap_or_default();
+    let s: &mut T = unsafe { state_mut(&mut a, fcinfo, name) };
+    *s = combine(s, &other).unwrap_or_report();
+    a
+}
+
+/// A deserial function's work: the state `decoded` from `bytes` in a new Internal (XX001, naming
+/// the aggregate `what`, for bytes that hold no such state).
+unsafe fn deserialized<T: Copy + Default>(
+    bytes: &[u8],
+    decoded: Option<T>,
+    what: &str,
+    fcinfo: pg_sys::FunctionCallInfo,
+    name: &str,
+) -> Internal {
+    let d = decoded.unwrap_or_else(|| {
+        FractalityError::CorruptVector(format!("{what} state of {} bytes", bytes.len())).report()
+    });
+    let mut state = Internal::default();
+    let s: &mut T = unsafe { state_mut(&mut state, fcinfo, name) };
+    *s = d;
+    state
+}
+
 #[pg_extern(immutable, parallel_safe)]
 fn discounted_return_sfunc(
     mut state: Internal,
@@ -106,17 +138,12 @@ fn discounted_return_steps_ffunc(state: Internal) -> Option<f64> {
 // combined by rescaling to the smaller first step, sent between processes as bytes.
 #[pg_extern(immutable, parallel_safe)]
 fn discounted_return_steps_combine(
-    mut a: Internal,
+    a: Internal,
     b: Internal,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Internal {
-    let other = unsafe { b.get::<DiscountedBySteps>() }
-        .copied()
-        .unwrap_or_default();
-    let s: &mut DiscountedBySteps =
-        unsafe { state_mut(&mut a, fcinfo, "discounted_return_steps_combine") };
-    *s = s.combine(&other).unwrap_or_report();
-    a
+    let name = "discounted_return_steps_combine";
+    unsafe { combined(a, b, fcinfo, name, DiscountedBySteps::combine) }
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -133,15 +160,9 @@ fn discounted_return_steps_deserial(
     _unused: Internal,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Internal {
-    let d = DiscountedBySteps::from_bytes(&bytes).unwrap_or_else(|| {
-        FractalityError::CorruptVector(format!("discounted_return state of {} bytes", bytes.len()))
-            .report()
-    });
-    let mut state = Internal::default();
-    let s: &mut DiscountedBySteps =
-        unsafe { state_mut(&mut state, fcinfo, "discounted_return_steps_deserial") };
-    *s = d;
-    state
+    let d = DiscountedBySteps::from_bytes(&bytes);
+    let name = "discounted_return_steps_deserial";
+    unsafe { deserialized(&bytes, d, "discounted_return", fcinfo, name) }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -179,17 +200,8 @@ fn episode_sums_ffunc(state: Internal) -> Option<Vec<f64>> {
 
 /// Two workers' partial sums of one episode (parallel aggregation).
 #[pg_extern(immutable, parallel_safe)]
-fn episode_sums_combine(
-    mut a: Internal,
-    b: Internal,
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Internal {
-    let other = unsafe { b.get::<EpisodeSums>() }
-        .copied()
-        .unwrap_or_default();
-    let s: &mut EpisodeSums = unsafe { state_mut(&mut a, fcinfo, "episode_sums_combine") };
-    *s = s.combine(&other).unwrap_or_report();
-    a
+fn episode_sums_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    unsafe { combined(a, b, fcinfo, "episode_sums_combine", EpisodeSums::combine) }
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -206,14 +218,8 @@ fn episode_sums_deserial(
     _unused: Internal,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Internal {
-    let e = EpisodeSums::from_bytes(&bytes).unwrap_or_else(|| {
-        FractalityError::CorruptVector(format!("episode_sums state of {} bytes", bytes.len()))
-            .report()
-    });
-    let mut state = Internal::default();
-    let s: &mut EpisodeSums = unsafe { state_mut(&mut state, fcinfo, "episode_sums_deserial") };
-    *s = e;
-    state
+    let e = EpisodeSums::from_bytes(&bytes);
+    unsafe { deserialized(&bytes, e, "episode_sums", fcinfo, "episode_sums_deserial") }
 }
 
 #[pg_extern(immutable, parallel_safe)]
@@ -230,15 +236,9 @@ fn reward_stats_sfunc(
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn reward_stats_combine(
-    mut a: Internal,
-    b: Internal,
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Internal {
-    let other = unsafe { b.get::<Welford>() }.copied().unwrap_or_default();
-    let s: &mut Welford = unsafe { state_mut(&mut a, fcinfo, "reward_stats_combine") };
-    *s = s.combine(&other);
-    a
+fn reward_stats_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    let combine = |s: &Welford, o: &Welford| Ok(s.combine(o));
+    unsafe { combined(a, b, fcinfo, "reward_stats_combine", combine) }
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -255,14 +255,8 @@ fn reward_stats_deserial(
     _unused: Internal,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Internal {
-    let w = Welford::from_bytes(&bytes).unwrap_or_else(|| {
-        FractalityError::CorruptVector(format!("reward_stats state of {} bytes", bytes.len()))
-            .report()
-    });
-    let mut state = Internal::default();
-    let s: &mut Welford = unsafe { state_mut(&mut state, fcinfo, "reward_stats_deserial") };
-    *s = w;
-    state
+    let w = Welford::from_bytes(&bytes);
+    unsafe { deserialized(&bytes, w, "reward_stats", fcinfo, "reward_stats_deserial") }
 }
 
 #[pg_extern(immutable, parallel_safe, requires = ["reward_types"])]
