@@ -44,6 +44,25 @@ fn check_reward(r: f64) -> Result<f64, FractalityError> {
     crate::errors::finite("reward", r)
 }
 
+/// A row (or a partial state) whose gamma is not the one the aggregate started with.
+fn gamma_changed(gamma: f64) -> FractalityError {
+    FractalityError::invalid(
+        "gamma",
+        pg_float(gamma),
+        "gamma must be the same for every row of one discounted_return.",
+    )
+}
+
+/// The little-endian f64 at byte `i` of a state's bytes (their length checked by the caller).
+fn f64_at(b: &[u8], i: usize) -> f64 {
+    f64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
+}
+
+/// The little-endian i64 at byte `i` of a state's bytes (their length checked by the caller).
+fn i64_at(b: &[u8], i: usize) -> i64 {
+    i64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
+}
+
 // ---- discounted return in step order ---------------------------------------------------------
 
 /// Rewards in step order: G = r0 + g r1 + g^2 r2 + ...
@@ -63,11 +82,7 @@ impl Discounted {
             self.weight = 1.0;
             self.started = true;
         } else if gamma != self.gamma {
-            return Err(FractalityError::invalid(
-                "gamma",
-                pg_float(gamma),
-                "gamma must be the same for every row of one discounted_return.",
-            ));
+            return Err(gamma_changed(gamma));
         }
         self.sum += self.weight * reward;
         self.weight *= self.gamma;
@@ -107,11 +122,7 @@ impl DiscountedBySteps {
             return Ok(());
         }
         if gamma != self.gamma {
-            return Err(FractalityError::invalid(
-                "gamma",
-                pg_float(gamma),
-                "gamma must be the same for every row of one discounted_return.",
-            ));
+            return Err(gamma_changed(gamma));
         }
         if step >= self.first_step {
             self.sum += reward * gpow(self.gamma, step - self.first_step);
@@ -134,11 +145,7 @@ impl DiscountedBySteps {
             return Ok(*self);
         }
         if other.gamma != self.gamma {
-            return Err(FractalityError::invalid(
-                "gamma",
-                pg_float(other.gamma),
-                "gamma must be the same for every row of one discounted_return.",
-            ));
+            return Err(gamma_changed(other.gamma));
         }
         let first = self.first_step.min(other.first_step);
         Ok(DiscountedBySteps {
@@ -165,9 +172,9 @@ impl DiscountedBySteps {
             return None;
         }
         Some(DiscountedBySteps {
-            sum: f64::from_le_bytes(b[0..8].try_into().ok()?),
-            first_step: i64::from_le_bytes(b[8..16].try_into().ok()?),
-            gamma: f64::from_le_bytes(b[16..24].try_into().ok()?),
+            sum: f64_at(b, 0),
+            first_step: i64_at(b, 8),
+            gamma: f64_at(b, 16),
             started: b[24] == 1,
         })
     }
@@ -227,10 +234,9 @@ impl EpisodeSums {
         if b.len() != 65 {
             return None;
         }
-        let f = |i: usize| f64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         Some(EpisodeSums {
-            steps: i64::from_le_bytes(b[0..8].try_into().ok()?),
-            components: [f(8), f(16), f(24), f(32)],
+            steps: i64_at(b, 0),
+            components: [f64_at(b, 8), f64_at(b, 16), f64_at(b, 24), f64_at(b, 32)],
             discounted: DiscountedBySteps::from_bytes(&b[40..])?,
         })
     }
@@ -307,13 +313,12 @@ impl Welford {
         if b.len() != 40 {
             return None;
         }
-        let f = |i: usize| f64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         Some(Welford {
-            n: i64::from_le_bytes(b[0..8].try_into().ok()?),
-            mean: f(8),
-            m2: f(16),
-            min: f(24),
-            max: f(32),
+            n: i64_at(b, 0),
+            mean: f64_at(b, 8),
+            m2: f64_at(b, 16),
+            min: f64_at(b, 24),
+            max: f64_at(b, 32),
         })
     }
 }
