@@ -79,27 +79,20 @@ pub fn events_from_arrays(
         if timestamp < 0 {
             return Err(bad(&ctx, "timestamps", format!("{timestamp} is negative")));
         }
+        // value k of this event in `a`, which holds `names.len()` values per event
+        let real = |a: &[Option<f32>], names: &[&str], k: usize| {
+            let v = elem(a, names.len() * i + k, names[k], i)?;
+            finite_real(&ctx, names[k], v.into())
+        };
         let mut state = [0f32; 8];
         let mut action = [0f32; 8];
         let mut rew = [0f32; 4];
         for k in 0..8 {
-            state[k] = finite_real(
-                &ctx,
-                STATE_FIELDS[k],
-                elem(states, 8 * i + k, STATE_FIELDS[k], i)?.into(),
-            )?;
-            action[k] = finite_real(
-                &ctx,
-                ACTION_FIELDS[k],
-                elem(actions, 8 * i + k, ACTION_FIELDS[k], i)?.into(),
-            )?;
+            state[k] = real(states, &STATE_FIELDS, k)?;
+            action[k] = real(actions, &ACTION_FIELDS, k)?;
         }
-        for k in 0..4 {
-            rew[k] = finite_real(
-                &ctx,
-                REWARD_FIELDS[k],
-                elem(rewards, 4 * i + k, REWARD_FIELDS[k], i)?.into(),
-            )?;
+        for (k, r) in rew.iter_mut().enumerate() {
+            *r = real(rewards, &REWARD_FIELDS, k)?;
         }
         out.push(Event {
             timestamp,
@@ -148,57 +141,32 @@ mod tests {
         }
         let st: Vec<Option<f32>> = vec![Some(0.5); 16];
         let rw: Vec<Option<f32>> = vec![Some(1.0); 8];
-        let ok = events_from_arrays(
-            &ids,
-            &[Some(1), Some(2)],
-            &two(1i64),
-            &two(1i32),
-            &two(0i16),
-            &two(0i16),
-            &st,
-            &st,
-            &rw,
-            &two(3i32),
-            &two(4i32),
-        )
-        .unwrap();
+        // the two events `ids`, with these timestamps and rewards
+        let batch = |timestamps: &[Option<i64>], rewards: &[Option<f32>]| {
+            events_from_arrays(
+                &ids,
+                timestamps,
+                &two(1i64),
+                &two(1i32),
+                &two(0i16),
+                &two(0i16),
+                &st,
+                &st,
+                rewards,
+                &two(3i32),
+                &two(4i32),
+            )
+        };
+        let ok = batch(&[Some(1), Some(2)], &rw).unwrap();
         assert_eq!(ok.len(), 2);
         let mut bad_rw = rw.clone();
         bad_rw[5] = Some(f32::NAN);
-        let e = events_from_arrays(
-            &ids,
-            &[Some(1), Some(2)],
-            &two(1i64),
-            &two(1i32),
-            &two(0i16),
-            &two(0i16),
-            &st,
-            &st,
-            &bad_rw,
-            &two(3),
-            &two(4),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = batch(&[Some(1), Some(2)], &bad_rw).unwrap_err().to_string();
         assert_eq!(
             e,
             "write_events: element 1, field \"reward_curiosity\": NaN is not a finite real"
         );
-        let e = events_from_arrays(
-            &ids,
-            &[Some(1)],
-            &two(1i64),
-            &two(1i32),
-            &two(0i16),
-            &two(0i16),
-            &st,
-            &st,
-            &rw,
-            &two(3i32),
-            &two(4i32),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = batch(&[Some(1)], &rw).unwrap_err().to_string();
         assert!(e.contains("field \"timestamps\": expected 2 values"));
         let short = vec![Some(vec![1u8; 15])];
         let e = events_from_arrays(
