@@ -131,18 +131,6 @@ fn weights(w_sim: Option<f64>, w_energy: Option<f64>, w_edge: Option<f64>) -> We
     .unwrap_or_report()
 }
 
-type RecallRow = (
-    Uuid,
-    String,
-    Option<String>,
-    JsonB,
-    Option<f64>,
-    Option<f64>,
-    f64,
-    f64,
-    f64,
-);
-
 /// The caller's memories most worth bringing back for `query` (and `query_text`), best first,
 /// at most `k`: scored `w_sim * relevance + w_energy * current energy + w_edge * edge weight to
 /// the `context` node`. Relevance is the cosine similarity; with `query_text`, the
@@ -193,42 +181,20 @@ fn recall(
         crate::errors::writer(c"recall");
     }
     let r = spi::connect(|| recall_in(&args)).unwrap_or_report();
-    let rows: Vec<RecallRow> = r
-        .candidates
-        .into_iter()
-        .take(r.returned)
-        .map(|c| {
-            (
-                c.node_id,
-                c.node_key,
-                c.content,
-                JsonB(c.metadata),
-                c.similarity,
-                c.text_rank,
-                c.atp,
-                c.edge_weight,
-                c.score,
-            )
-        })
-        .collect();
-    TableIterator::new(rows)
+    TableIterator::new(r.candidates.into_iter().take(r.returned).map(|c| {
+        (
+            c.node_id,
+            c.node_key,
+            c.content,
+            JsonB(c.metadata),
+            c.similarity,
+            c.text_rank,
+            c.atp,
+            c.edge_weight,
+            c.score,
+        )
+    }))
 }
-
-type ExplainRow = (
-    i32,
-    Uuid,
-    String,
-    Option<f64>,
-    Option<i32>,
-    Option<f64>,
-    Option<i32>,
-    f64,
-    f64,
-    f64,
-    f64,
-    bool,
-    String,
-);
 
 /// Why recall returns what it returns: every memory it looked at, best first, with each part of
 /// its score (similarity and its place in the vector ranking, text rank and its place, the
@@ -277,28 +243,22 @@ fn recall_explain(
         weights: weights(w_sim, w_energy, w_edge),
     };
     let r = spi::connect(|| recall_in(&args)).unwrap_or_report();
-    let path = r.path.name().to_string();
-    let rows: Vec<ExplainRow> = r
-        .candidates
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| {
-            (
-                i as i32 + 1,
-                c.node_id,
-                c.node_key,
-                c.similarity,
-                c.vector_rank.map(|v| v as i32),
-                c.text_rank,
-                c.text_position.map(|v| v as i32),
-                c.relevance,
-                c.atp,
-                c.edge_weight,
-                c.score,
-                i < r.returned,
-                path.clone(),
-            )
-        })
-        .collect();
-    TableIterator::new(rows)
+    let path = r.path.name();
+    TableIterator::new(r.candidates.into_iter().enumerate().map(move |(i, c)| {
+        (
+            i as i32 + 1,
+            c.node_id,
+            c.node_key,
+            c.similarity,
+            c.vector_rank.map(|v| v as i32),
+            c.text_rank,
+            c.text_position.map(|v| v as i32),
+            c.relevance,
+            c.atp,
+            c.edge_weight,
+            c.score,
+            i < r.returned,
+            path.to_string(),
+        )
+    }))
 }
