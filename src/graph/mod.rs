@@ -433,8 +433,6 @@ fn path_between(
     }
 }
 
-type PathRow = (i32, Uuid, f64);
-
 /// The cheapest directed path from `from` to `to`, an edge between nodes of energy a and b
 /// costing 1 / (a * b) (Dijkstra, natively; nodes without energy are impassable). One row per
 /// step with the cumulative cost; empty when there is no path (costing at most `max_cost`).
@@ -453,13 +451,8 @@ fn consciousness_path(
         }
     }
     let path = spi::connect(|| path_between(from, to, max_cost)).unwrap_or_report();
-    let rows: Vec<PathRow> = path
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(i, (n, c))| (i as i32, n, c))
-        .collect();
-    TableIterator::new(rows)
+    let steps = path.unwrap_or_default().into_iter().enumerate();
+    TableIterator::new(steps.map(|(i, (n, c))| (i as i32, n, c)))
 }
 
 // ---- thaw and freeze -------------------------------------------------------------------------

@@ -513,28 +513,6 @@ fn update_priorities(
     .unwrap_or_report()
 }
 
-type BatchRow = (
-    Vec<u8>,
-    i64,
-    i64,
-    i32,
-    i16,
-    Vec<Option<f32>>,
-    Vec<Option<f32>>,
-    f32,
-    f32,
-    f32,
-    f32,
-    f32,
-    Option<Vec<Option<f32>>>,
-    Option<String>,
-    Option<String>,
-    Option<pgrx::JsonB>,
-    f64,
-    f64,
-    f64,
-);
-
 /// A learner's batch in one call: `n` draws from `buffer` (as sample_experiences) joined to each
 /// event's state, action, rewards, the next state of its episode (the event of step + 1 within
 /// `next_within` after it; NULL at the end of an episode) and its action metadata.
@@ -587,7 +565,7 @@ fn replay_batch(
         .report();
     }
     let within_us = within.as_micros().min(i64::MAX as i128) as i64;
-    let rows: Vec<BatchRow> = spi::connect(|| -> Result<Vec<BatchRow>, FractalityError> {
+    let rows = spi::connect(|| -> Result<Vec<_>, FractalityError> {
         let draws = sample(buffer, n, beta, seed)?;
         let ts: Vec<i64> = draws.iter().map(|d| d.event_timestamp).collect();
         let ids: Vec<Vec<u8>> = draws.iter().map(|d| d.event_id.clone()).collect();
