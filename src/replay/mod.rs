@@ -23,8 +23,8 @@ use crate::spi;
 pub use input::MAX_DRAWS;
 pub use store::{Buffer, SpiTree};
 pub use tree::{
-    descend, levels_for, pick, points, refresh, total, weights, BlockMap, Blocks, OrderedBlocks,
-    FANOUT,
+    descend, levels_for, pick, place, points, refresh, total, weights, BlockMap, Blocks,
+    OrderedBlocks, FANOUT,
 };
 
 use input::check_draws;
@@ -94,8 +94,9 @@ fn leaves_with(
         leaves.extend(missing(&absent)?);
     }
     for (slot, value) in changed {
-        if let Some(block) = leaves.get_mut(&(slot / FANOUT as i64)) {
-            block[(slot % FANOUT as i64) as usize] = value;
+        let (block, entry) = place(slot);
+        if let Some(entries) = leaves.get_mut(&block) {
+            entries[entry] = value;
         }
     }
     Ok(leaves)
@@ -283,10 +284,8 @@ fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
             break;
         }
         for (slot, p) in rows.into_iter().flatten() {
-            leaves
-                .entry(slot / FANOUT as i64)
-                .or_insert_with(|| vec![0.0; FANOUT])[(slot % FANOUT as i64) as usize] =
-                p.powf(b.alpha);
+            let (block, entry) = place(slot);
+            leaves.entry(block).or_insert_with(|| vec![0.0; FANOUT])[entry] = p.powf(b.alpha);
         }
     }
     drop(cursor);
@@ -296,9 +295,8 @@ fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
         tree.write(level, &level_blocks)?;
         let mut up: OrderedBlocks = BTreeMap::new();
         for (c, sums) in &level_blocks {
-            up.entry(c / FANOUT as i64)
-                .or_insert_with(|| vec![0.0; FANOUT])[(c % FANOUT as i64) as usize] =
-                sums.iter().sum();
+            let (block, entry) = place(*c);
+            up.entry(block).or_insert_with(|| vec![0.0; FANOUT])[entry] = sums.iter().sum();
         }
         if level + 1 < b.levels && up.is_empty() {
             up.insert(0, vec![0.0; FANOUT]);

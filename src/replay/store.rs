@@ -11,7 +11,7 @@ use pgrx::JsonB;
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Cursor, Query};
 
-use super::tree::{BlockMap, Blocks, OrderedBlocks, FANOUT};
+use super::tree::{place, BlockMap, Blocks, OrderedBlocks, FANOUT};
 
 const TREE_READ: Query<'static> = query!("replay_tree_read", [INT4OID, INT2OID, INT8ARRAYOID]);
 const TREE_RANGE: Query<'static> =
@@ -119,8 +119,9 @@ pub fn leaf_values(b: &Buffer, blocks: &BTreeSet<i64>) -> Result<OrderedBlocks, 
     let args = [b.id.into(), ids.into(), (FANOUT as i32).into()];
     let priorities: Vec<(i64, f64)> = spi::some_rows(&LEAVES, &args, false, spi::Row::pair)?;
     for (slot, p) in priorities {
-        if let Some(v) = out.get_mut(&(slot / FANOUT as i64)) {
-            v[(slot % FANOUT as i64) as usize] = p.powf(b.alpha);
+        let (block, entry) = place(slot);
+        if let Some(entries) = out.get_mut(&block) {
+            entries[entry] = p.powf(b.alpha);
         }
     }
     Ok(out)

@@ -17,6 +17,11 @@ use crate::errors::FractalityError;
 /// Partial sums per block (1 KB of float8: stored inline, never toasted).
 pub const FANOUT: usize = 128;
 
+/// Where slot (or block) `n` lies one level up: the block there, and its entry in that block.
+pub fn place(n: i64) -> (i64, usize) {
+    (n / FANOUT as i64, (n % FANOUT as i64) as usize)
+}
+
 /// Levels a tree over `slots` slots needs: the fewest with FANOUT^levels >= slots, at least 1.
 pub fn levels_for(slots: u64) -> u16 {
     let mut levels = 1u16;
@@ -160,9 +165,8 @@ pub fn refresh(
             next.insert(p, entries);
         }
         for (c, sums) in &changed {
-            let p = c / FANOUT as i64;
-            next.get_mut(&p).expect("parent read")[(c % FANOUT as i64) as usize] =
-                sums.iter().sum();
+            let (p, entry) = place(*c);
+            next.get_mut(&p).expect("parent read")[entry] = sums.iter().sum();
         }
         changed = next;
     }
