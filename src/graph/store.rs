@@ -189,25 +189,16 @@ pub fn edges_ahead(
     steps: i32,
     budget: i64,
 ) -> Result<Vec<(Uuid, Uuid, f64, i32)>, FractalityError> {
-    let rows = spi::rows(
-        &EDGES_AHEAD,
-        &[
-            UuidArray(frontier).into(),
-            rel.into(),
-            steps.into(),
-            budget.into(),
-        ],
-        true,
-        |r| {
-            Some((
-                r.get::<Uuid>(1)?,
-                r.get::<Uuid>(2)?,
-                r.get::<f64>(3)?,
-                r.get::<i32>(4)?,
-            ))
-        },
-    )?;
-    Ok(rows.into_iter().flatten().collect())
+    let args = [
+        UuidArray(frontier).into(),
+        rel.into(),
+        steps.into(),
+        budget.into(),
+    ];
+    spi::some_rows(&EDGES_AHEAD, &args, true, |r| {
+        let (from, to, weight) = edge_row(r)?;
+        Some((from, to, weight, r.get::<i32>(4)?))
+    })
 }
 
 /// The keys of the nodes `ids` the caller can see.
