@@ -14,8 +14,6 @@ pub mod input;
 pub mod store;
 pub mod walk;
 
-use std::collections::HashMap;
-
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 
@@ -332,11 +330,10 @@ fn walk_from(
     relationship: &str,
 ) -> Result<Vec<TraverseRow>, FractalityError> {
     let mut failed = None;
-    // while the frontier is small, one query reads the edges of every level left and the keys
-    // of the nodes they reach (a query per level would cost more than its few rows); once such
-    // a read overflows its budget, a query per level and the keys at the end
+    // while the frontier is small, one query reads the edges of every level left (a query per
+    // level would cost more than its few rows); once such a read overflows its budget, a query
+    // per level
     let mut ahead: Option<Ahead<Uuid>> = None;
-    let mut keys: HashMap<Uuid, String> = HashMap::new();
     let mut overflowed = false;
     let mut level = 0;
     let visits = breadth_first(root, depth, |frontier| {
@@ -349,20 +346,14 @@ fn walk_from(
             // and consecutive descents share the upper pages of the index
             let mut ids = frontier.to_vec();
             ids.sort_unstable();
-            if !overflowed && ids.len() <= AHEAD_FRONTIER {
-                let steps = (depth + 1 - level) as i32;
+            let steps = (depth + 1 - level) as i32;
+            if !overflowed && steps > 1 && ids.len() <= AHEAD_FRONTIER {
                 let rows = store::edges_ahead(ids.clone(), relationship, steps, AHEAD_BUDGET)?;
-                let edges: Vec<(Uuid, Uuid, f64, i32)> = rows
-                    .iter()
-                    .filter(|r| r.3 > 0)
-                    .map(|r| (r.0, r.1, r.2, r.3))
-                    .collect();
-                if (edges.len() as i64) < AHEAD_BUDGET {
-                    keys.extend(rows.into_iter().filter_map(|r| Some((r.1, r.4?))));
-                    let known = Ahead::new(&ids, &edges, steps);
-                    let out = known.edges(frontier).unwrap_or_default();
+                if (rows.len() as i64) < AHEAD_BUDGET {
+                    let known = Ahead::new(&ids, &rows, steps);
+                    let edges = known.edges(frontier).unwrap_or_default();
                     ahead = Some(known);
-                    return Ok(out);
+                    return Ok(edges);
                 }
                 overflowed = true;
             }
@@ -372,18 +363,11 @@ fn walk_from(
     if let Some(e) = failed {
         return Err(e);
     }
-    // the keys the reads ahead did not bring (all of them after a query per level)
-    let mut missing: Vec<Uuid> = visits
-        .iter()
-        .map(|v| v.node)
-        .filter(|n| !keys.contains_key(n))
-        .collect();
-    if !missing.is_empty() {
-        missing.sort_unstable();
-        keys.extend(store::node_keys(missing)?);
-    }
-    // the root's key is read with the others: a root the caller cannot see has no key (and,
-    // row-level security hiding its edges too, nothing was walked from it)
+    let mut ids: Vec<Uuid> = visits.iter().map(|v| v.node).collect();
+    ids.sort_unstable();
+    let mut keys = store::node_keys(ids)?;
+    // the root's key is fetched with the others: a root the caller cannot see has no key
+    // (and, row-level security hiding its edges too, nothing was walked from it)
     if !keys.contains_key(&root) {
         return Err(node_not_found(root));
     }
@@ -406,9 +390,8 @@ fn walk_from(
 
 /// Breadth first from `root` along edges of one relationship type, to `max_depth` (0 to 100):
 /// every reachable node once, at its smallest depth, with the path to it and the product of the
-/// edge weights along it. One index-only query per level, or one for the levels left (with the
-/// nodes' keys) while the frontier is small; runs as the caller (row-level security holds).
-/// P0002 when the root does not exist or is not visible.
+/// edge weights along it. One index-only query per level, or one for the levels left while the
+/// frontier is small; runs as the caller (row-level security holds). P0002 when the root does not exist or is not visible.
 #[pg_extern(stable, strict, parallel_unsafe)]
 fn traverse(
     root: Uuid,

@@ -181,19 +181,14 @@ pub fn level_edges(
     )
 }
 
-/// One row of [`edges_ahead`]: from, to, weight, step, the key of `to` (None where the caller
-/// cannot see it). Step 0 rows are the frontier's own keys (from = to).
-pub type AheadRow = (Uuid, Uuid, f64, i32, Option<String>);
-
-/// The keys of `frontier` and the edges of type `rel` within `steps` steps of it, each with the
-/// step it is reached at (1 for the frontier's own) and the key of the node it reaches, at most
-/// `budget` edges: see `graph_edges_ahead.sql`.
+/// The edges of type `rel` within `steps` steps of `frontier`, each with the step it is reached
+/// at (1 for the frontier's own), at most `budget` rows: see `graph_edges_ahead.sql`.
 pub fn edges_ahead(
     frontier: Vec<Uuid>,
     rel: &str,
     steps: i32,
     budget: i64,
-) -> Result<Vec<AheadRow>, FractalityError> {
+) -> Result<Vec<(Uuid, Uuid, f64, i32)>, FractalityError> {
     let args = [
         UuidArray(frontier).into(),
         rel.into(),
@@ -202,7 +197,7 @@ pub fn edges_ahead(
     ];
     spi::some_rows(&EDGES_AHEAD, &args, true, |r| {
         let (from, to, weight) = edge_row(r)?;
-        Some((from, to, weight, r.get::<i32>(4)?, r.get::<String>(5)))
+        Some((from, to, weight, r.get::<i32>(4)?))
     })
 }
 
