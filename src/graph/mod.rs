@@ -391,7 +391,8 @@ fn walk_from(
 /// Breadth first from `root` along edges of one relationship type, to `max_depth` (0 to 100):
 /// every reachable node once, at its smallest depth, with the path to it and the product of the
 /// edge weights along it. One index-only query per level, or one for the levels left while the
-/// frontier is small; runs as the caller (row-level security holds). P0002 when the root does not exist or is not visible.
+/// frontier is small; runs as the caller (row-level security holds). P0002 when the root does
+/// not exist or is not visible.
 #[pg_extern(stable, strict, parallel_unsafe)]
 fn traverse(
     root: Uuid,

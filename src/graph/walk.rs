@@ -274,6 +274,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_relative_eq;
+    use std::cell::RefCell;
 
     #[test]
     fn edges_known_ahead_answer_the_walk_as_queries_per_level_do() {
@@ -321,8 +323,6 @@ mod tests {
         });
         assert_eq!(asked, vec![vec![4]]);
     }
-    use approx::assert_relative_eq;
-    use std::cell::RefCell;
 
     fn graph(edges: &[(u32, u32, f64)]) -> impl FnMut(&[u32]) -> Vec<(u32, u32, f64)> + '_ {
         move |frontier: &[u32]| {

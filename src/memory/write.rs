@@ -14,6 +14,43 @@ use crate::vector::Vector;
 use super::input::{check_similarity, Memory};
 use super::store;
 
+/// The nearest unexpired memory of `tenant` within `dedup` cosine similarity of `embedding`. The
+/// scan goes on past a batch whose near duplicates have all expired: a live one may come later
+/// in the distance order.
+fn live_duplicate(
+    model: &Model,
+    tenant: Uuid,
+    embedding: &[f32],
+    dedup: f64,
+) -> Result<Option<Uuid>, FractalityError> {
+    let mut scan = TenantScan::open(model, tenant, embedding, false, 4)?;
+    loop {
+        let batch = scan.next_batch()?;
+        let mut near: Vec<(Uuid, f64)> = Vec::new();
+        let mut past = batch.is_empty();
+        for h in batch {
+            if h.order < dedup - scan.margin() {
+                past = true;
+                break;
+            }
+            if h.similarity >= dedup {
+                near.push((h.node_id, h.similarity));
+            }
+        }
+        if !near.is_empty() {
+            let ids: Vec<Uuid> = near.iter().map(|n| n.0).collect();
+            let alive: HashSet<Uuid> = store::details(&ids)?.into_keys().collect();
+            near.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            if let Some((id, _)) = near.into_iter().find(|(id, _)| alive.contains(id)) {
+                return Ok(Some(id));
+            }
+        }
+        if past {
+            return Ok(None);
+        }
+    }
+}
+
 /// Stores `m` in `tenant`'s memory, or reinforces the memory it duplicates (the same key, or the
 /// nearest within `dedup` cosine similarity): (node id, created). The caller holds the tenant's
 /// remember lock and has validated `m`.
@@ -42,40 +79,11 @@ fn remember_one(
         }
         return Ok((id, false));
     }
-    // a near duplicate: the nearest unexpired memory within the threshold. The scan goes on past
-    // a batch whose near duplicates have all expired: a live one may come later in the order.
-    let mut scan = TenantScan::open(model, tenant, &m.embedding, false, 4)?;
-    loop {
-        let batch = scan.next_batch()?;
-        if batch.is_empty() {
-            break;
-        }
-        let mut near: Vec<(Uuid, f64)> = Vec::new();
-        let mut past = false;
-        for h in batch {
-            if h.order < dedup - scan.margin() {
-                past = true;
-                break;
-            }
-            if h.similarity >= dedup {
-                near.push((h.node_id, h.similarity));
-            }
-        }
-        if !near.is_empty() {
-            let ids: Vec<Uuid> = near.iter().map(|n| n.0).collect();
-            let alive: HashSet<Uuid> = store::details(&ids)?.into_keys().collect();
-            near.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            if let Some((id, _)) = near.into_iter().find(|(id, _)| alive.contains(id)) {
-                drop(scan);
-                reinforce(id)?;
-                return Ok((id, false));
-            }
-        }
-        if past {
-            break;
-        }
+    // a near duplicate: the nearest unexpired memory within the threshold
+    if let Some(id) = live_duplicate(model, tenant, &m.embedding, dedup)? {
+        reinforce(id)?;
+        return Ok((id, false));
     }
-    drop(scan);
     // a new memory
     let id = store::insert(tenant, &key, &m.content, &m.metadata, m.ttl)?;
     crate::graph::write_embedding(id, tenant, &model.name, Vector::from_slice(&m.embedding)?)?;
