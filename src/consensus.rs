@@ -77,9 +77,17 @@ const SOURCE: Query<'static> = query!("consensus_source", [UUIDOID, TEXTOID]);
 /// A template (rendered per model).
 const MEMBERS: &str = include_str!("../sql/queries/consensus_members.sql");
 const EXISTING: Query<'static> = query!("consensus_existing", [UUIDARRAYOID, UUIDOID]);
-/// consensus_insert and consensus_update: one of them, with the same parameters (below).
-const INSERT: &str = include_str!("../sql/queries/consensus_insert.sql");
-const UPDATE: &str = include_str!("../sql/queries/consensus_update.sql");
+/// consensus_insert and consensus_update: one of them, with the same parameters (the key or
+/// the id first); then the centroid.
+const INSERT: Query<'static> = query!(
+    "consensus_insert",
+    [UUIDOID, TEXTOID, JSONBOID, INT4OID, FLOAT8OID, TEXTOID]
+);
+const UPDATE: Query<'static> = query!(
+    "consensus_update",
+    [UUIDOID, TEXTOID, JSONBOID, INT4OID, FLOAT8OID, TEXTOID]
+);
+const CENTROID: Query<'static> = query!("consensus_centroid", [UUIDOID, FLOAT4ARRAYOID]);
 const UNLINK: Query<'static> = query!("consensus_unlink", [UUIDOID, UUIDARRAYOID]);
 const LINK: Query<'static> = query!(
     "consensus_link",
@@ -296,40 +304,22 @@ fn consensus(
     let count = users.len() as i32;
 
     let existing: Option<Uuid> = spi::one(&EXISTING, &[ids.clone().into(), node.into()], false)?;
-    let save_types = [
-        pg_sys::UUIDOID,
-        pg_sys::TEXTOID,
-        pg_sys::JSONBOID,
-        pg_sys::FLOAT4ARRAYOID,
-        pg_sys::INT4OID,
-        pg_sys::FLOAT8OID,
-        pg_sys::TEXTOID,
-    ];
-    let (name, text, key) = match existing {
-        Some(id) => ("consensus_update", UPDATE, id),
-        None => ("consensus_insert", INSERT, node),
+    let (save, key) = match existing {
+        Some(id) => (&UPDATE, id),
+        None => (&INSERT, node),
     };
-    let id: Uuid = spi::one(
-        &Query {
-            name,
-            text,
-            types: &save_types,
-        },
+    let id = spi::returned_id(
+        save,
         &[
             key.into(),
             label.into(),
             meta.into(),
-            centre.into(),
             count.into(),
             group.into(),
             model.name.as_str().into(),
         ],
-        false,
-    )?
-    .ok_or(FractalityError::Internal {
-        query: name,
-        detail: "no consensus id returned".into(),
-    })?;
+    )?;
+    spi::run(&CENTROID, &[id.into(), centre.into()])?;
 
     let member_users: Vec<Uuid> = members.iter().map(|m| m.user).collect();
     spi::run(&UNLINK, &[id.into(), ids.clone().into()])?;
