@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::bench::{thousands, timed, Ctx, Figure, Row, Unit};
 use crate::bench_resonance::{
-    close_session, exact_mode, flat_copy, open_session, sources, Source, Space, SPACE_384,
+    close_session, exact_mode, flat_copy, open_session, sources, Scale, Source, Space, SPACE_384,
 };
 use crate::datagen::Error;
 
@@ -160,10 +160,9 @@ pub fn memory(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     rows.push(
         Row::new(
             format!(
-                "recall k=10, no words, {} sources of tenants of ~{} ({} embeddings, 16 partitions); recall@10 {recall:.3} against the score over the whole tenant; bare kNN at ef_search {ef} (recall@10 {bare_recall:.3})",
+                "recall k=10, no words, {} sources, {}; recall@10 {recall:.3} against the score over the whole tenant; bare kNN at ef_search {ef} (recall@10 {bare_recall:.3})",
                 srcs.len(),
-                thousands(flat.rows as u64 / 100),
-                thousands(flat.rows as u64)
+                Scale::of(c, s)?.describe(s)
             ),
             Some(Figure::from_samples(&native, Unit::Millis)),
             Some(Figure::from_samples(&baseline, Unit::Millis)),

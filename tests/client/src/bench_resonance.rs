@@ -172,7 +172,7 @@ pub(crate) fn tenant_role(c: &mut Client, flat: &str) -> Result<(), Error> {
 // ---- scale -----------------------------------------------------------------------------------
 
 /// What a model's embeddings amount to, for the rows' text.
-struct Scale {
+pub(crate) struct Scale {
     rows: i64,
     tenants: i64,
     median_tenant: i64,
@@ -181,7 +181,7 @@ struct Scale {
 }
 
 impl Scale {
-    fn of(c: &mut Client, s: &Space) -> Result<Scale, Error> {
+    pub(crate) fn of(c: &mut Client, s: &Space) -> Result<Scale, Error> {
         // a tenant's rows are in one partition (hash of user_id)
         let r = c.query_one(
             "SELECT coalesce(sum(n), 0)::bigint, count(DISTINCT user_id),
@@ -202,7 +202,7 @@ impl Scale {
         })
     }
 
-    fn describe(&self, s: &Space) -> String {
+    pub(crate) fn describe(&self, s: &Space) -> String {
         format!(
             "{} x {} ('{}'), {} tenants (median {} embeddings), {} partitions ({} holding them)",
             thousands(self.rows as u64),
