@@ -19,9 +19,9 @@ CREATE FUNCTION fractality.epoch_us(t timestamptz) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT (date_part('epoch', t) * 1000000)::bigint $$;
 
--- Row-level security on a partition of a tenant table, the same policy as its parent: a role
--- granted the partition itself (GRANT ... ON ALL TABLES IN SCHEMA does that) still sees only its
--- tenant's rows.
+-- Row-level security on a tenant table (security.sql) or a partition of one, the same policy
+-- tenant_isolation on each: on a partition, a role granted the partition itself (GRANT ... ON ALL
+-- TABLES IN SCHEMA does that) still sees only its tenant's rows. A policy of that name is kept.
 CREATE FUNCTION fractality._protect_partition(part regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

@@ -7,14 +7,13 @@
 -- (see README, "Tenants and privileges"). Partitions get no grants, so they are reached only
 -- through their parent, where the policy applies.
 
-ALTER TABLE fractality.nodes ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON fractality.nodes
-    USING (user_id = fractality.current_user_id());
-
-ALTER TABLE fractality.node_embeddings ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON fractality.node_embeddings
-    USING (user_id = fractality.current_user_id());
--- and on each of its partitions (a role granted a partition itself sees its tenant's rows only)
+-- The tenant tables, each under the policy tenant_isolation (see _protect_partition in
+-- bootstrap.sql), and each partition of node_embeddings too (a role granted a partition itself
+-- sees its tenant's rows only). Idempotent: the upgrade runs it over the tables that have it.
+SELECT fractality._protect_partition(t)
+  FROM unnest('{fractality.nodes, fractality.node_embeddings, fractality.edges,
+                fractality.consciousness_streams, fractality.consciousness_archive,
+                fractality.consensus_links}'::regclass[]) t;
 SELECT fractality._protect_partition(i.inhrelid::regclass)
   FROM pg_catalog.pg_inherits i WHERE i.inhparent = 'fractality.node_embeddings'::regclass;
 
@@ -32,22 +31,6 @@ REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, b
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;
-
-ALTER TABLE fractality.edges ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON fractality.edges
-    USING (user_id = fractality.current_user_id());
-
-ALTER TABLE fractality.consciousness_streams ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON fractality.consciousness_streams
-    USING (user_id = fractality.current_user_id());
-
-ALTER TABLE fractality.consciousness_archive ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON fractality.consciousness_archive
-    USING (user_id = fractality.current_user_id());
-
-ALTER TABLE fractality.consensus_links ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON fractality.consensus_links
-    USING (user_id = fractality.current_user_id());
 
 -- consensus_nodes is readable by every role granted SELECT, and written only by its owner (the
 -- SECURITY DEFINER consensus functions): without a policy for INSERT, UPDATE or DELETE, a tenant
