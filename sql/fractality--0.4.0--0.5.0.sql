@@ -1736,10 +1736,14 @@ DROP FUNCTION fractality.decay_tick(uuid, double precision, double precision, do
 
 -- ---- row-level security of the new tables -----------------------------------------------------
 
-ALTER TABLE fractality.node_embeddings ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON fractality.node_embeddings
-    USING (user_id = fractality.current_user_id());
--- and on each of its partitions (a role granted a partition itself sees its tenant's rows only)
+-- (the tenant tables of 0.4.0 have their policy: _protect_partition leaves it as it is)
+-- The tenant tables, each under the policy tenant_isolation (see _protect_partition in
+-- bootstrap.sql), and each partition of node_embeddings too (a role granted a partition itself
+-- sees its tenant's rows only). Idempotent: the upgrade runs it over the tables that have it.
+SELECT fractality._protect_partition(t)
+  FROM unnest('{fractality.nodes, fractality.node_embeddings, fractality.edges,
+                fractality.consciousness_streams, fractality.consciousness_archive,
+                fractality.consensus_links}'::regclass[]) t;
 SELECT fractality._protect_partition(i.inhrelid::regclass)
   FROM pg_catalog.pg_inherits i WHERE i.inhparent = 'fractality.node_embeddings'::regclass;
 
