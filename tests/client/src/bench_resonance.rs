@@ -876,31 +876,39 @@ const WITH_SOURCES_SQL: &str = "
         ON e.user_id = n.user_id AND e.node_id = n.id AND e.model = 'default'
      ORDER BY n.user_id, hashtext(n.id::text), n.id";
 
-/// The others of a source: the targets of its edges (either direction), then nodes of its
-/// cluster in its tenant, then any nodes of its tenant, up to $2, each with an embedding (nodes
-/// other scenarios added may have none); with the kind of each (1 edge, 2 cluster, 3 random).
+/// The others of a source ($1, of tenant $3, in cluster $4): the targets of its edges (either
+/// direction), then nodes of its cluster in its tenant, then any nodes of its tenant, up to $2,
+/// each with an embedding (nodes other scenarios added may have none); with the kind of each (1
+/// edge, 2 cluster, 3 random). The tenant is a parameter, not a join: the planner then prunes
+/// node_embeddings to the tenant's partition and knows the pool's size (with the tenant from a
+/// join, at 1M it looped over every one of the tenant's embeddings for each row of the pool).
 const WITH_OTHERS_SQL: &str = "
-    WITH s AS (SELECT id, user_id, metadata->>'cluster' AS cluster FROM fractality.nodes WHERE id = $1),
-    pool AS (
+    WITH pool AS MATERIALIZED (
         SELECT CASE WHEN e.from_node = $1 THEN e.to_node ELSE e.from_node END AS id, 1 AS kind
           FROM fractality.edges e WHERE e.from_node = $1 OR e.to_node = $1
         UNION ALL
-        SELECT n.id, 2 FROM fractality.nodes n, s
-         WHERE n.user_id = s.user_id AND n.metadata->>'cluster' = s.cluster
+        SELECT n.id, 2 FROM fractality.nodes n
+         WHERE n.user_id = $3 AND n.metadata->>'cluster' = $4
         UNION ALL
-        SELECT n.id, 3 FROM fractality.nodes n, s WHERE n.user_id = s.user_id)
-    SELECT p.id, min(p.kind) FROM pool p, s
+        SELECT n.id, 3 FROM fractality.nodes n WHERE n.user_id = $3)
+    SELECT p.id, min(p.kind) FROM pool p
      WHERE p.id <> $1
        AND EXISTS (SELECT 1 FROM fractality.node_embeddings e
-                    WHERE e.user_id = s.user_id AND e.node_id = p.id AND e.model = 'default')
+                    WHERE e.user_id = $3 AND e.node_id = p.id AND e.model = 'default')
      GROUP BY p.id ORDER BY min(p.kind), hashtext(p.id::text), p.id LIMIT $2";
+
+/// A source's tenant and cluster.
+const WITH_SOURCE_SQL: &str =
+    "SELECT user_id, metadata->>'cluster' FROM fractality.nodes WHERE id = $1";
 
 fn resonance_with_rows(c: &mut Client, reps: usize, scale: &Scale) -> Result<Vec<Row>, Error> {
     let sources: Vec<Uuid> = ids(&c.query(WITH_SOURCES_SQL, &[&WITH_SOURCES])?);
     let mut sets: Vec<(Uuid, Vec<Uuid>)> = Vec::new();
     let mut kinds = [0usize; 3];
     for src in &sources {
-        let rows = c.query(WITH_OTHERS_SQL, &[src, &WITH_OTHERS])?;
+        let at = c.query_one(WITH_SOURCE_SQL, &[src])?;
+        let (tenant, cluster): (Uuid, Option<String>) = (at.get(0), at.get(1));
+        let rows = c.query(WITH_OTHERS_SQL, &[src, &WITH_OTHERS, &tenant, &cluster])?;
         for r in &rows {
             let k: i32 = r.get(1);
             kinds[(k as usize).clamp(1, 3) - 1] += 1;
