@@ -29,8 +29,10 @@ static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 /// `fractality.exact_scan_limit`: a tenant's search (find_resonant, recall, remember's duplicate
 /// check) reads a tenant of at most this many 384-d embeddings exactly (every one of them, a
 /// recall of 1) instead of through its partition's HNSW index; for a model of d dimensions the
-/// limit is scaled by 384 / d. 0 turns the exact scan off. 2000.
-static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(2000);
+/// limit is scaled by 384 / d. 0 turns the exact scan off. 500: about where reading every
+/// embedding (and counting the tenant's entries to know it is small) starts to cost more than one
+/// filtered HNSW scan of the partition (docs/BENCHMARKS.md, "Resonance").
+static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(500);
 
 /// `fractality.embedding_partitions`: how many hash partitions (by tenant) node_embeddings gets
 /// when the extension is created, 1 to 1024; 64 (a tenant group per partition: the fewer tenants
