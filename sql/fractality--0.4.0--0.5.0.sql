@@ -854,7 +854,7 @@ SELECT n.id                                         AS node_id,
 
 -- One maintenance pass in one transaction: decay materialised, partitions for the coming months
 -- (ensure_partitions with 3 months ahead), every retention policy applied (its last_run and
--- last_result updated), expired memories deleted. Idempotent. A second session calling it while one runs returns at once
+-- last_result updated), expired memories deleted, replay priorities pending folded. Idempotent. A second session calling it while one runs returns at once
 -- with {"skipped": true}. Schedule it with pg_cron, e.g.
 --   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
 CREATE OR REPLACE FUNCTION fractality.run_maintenance() RETURNS jsonb
@@ -867,6 +867,7 @@ DECLARE
     done jsonb := '[]'::jsonb;
     materialized bigint;
     expired bigint;
+    folded bigint;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0)) THEN
         RETURN jsonb_build_object('skipped', true);
@@ -898,9 +899,14 @@ BEGIN
     -- memories past their expiry (remember's ttl) go, with what hangs off them
     DELETE FROM fractality.nodes n WHERE n.expires_at <= now();
     GET DIAGNOSTICS expired = ROW_COUNT;
+    -- priorities written back to replay buffers and still pending go into their sum trees
+    SELECT coalesce(sum(fractality.fold_priorities(b.name)), 0) INTO folded
+      FROM fractality.replay_buffers b
+     WHERE EXISTS (SELECT 1 FROM fractality.replay_pending w WHERE w.buffer_id = b.buffer_id);
     materialized := fractality.materialize_decay();
     RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
-                              'memories_expired', expired, 'decay_materialized', materialized);
+                              'memories_expired', expired, 'replay_priorities_folded', folded,
+                              'decay_materialized', materialized);
 END $$;
 CREATE FUNCTION fractality."remember"(
 	"node_key" TEXT, /* Option < & str > */
@@ -1027,6 +1033,8 @@ CREATE TABLE fractality.replay_buffers (
     size           bigint      NOT NULL DEFAULT 0,
     -- levels of the sum tree (the root is the one block of level levels - 1)
     levels         smallint    NOT NULL DEFAULT 1,
+    -- priorities written back since the last fold (replay_pending; a slot counts once a call)
+    pending        bigint      NOT NULL DEFAULT 0,
     created_at     timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT replay_buffers_name UNIQUE (name),
     CONSTRAINT replay_buffers_name_length CHECK (char_length(name) BETWEEN 1 AND 63),
@@ -1035,7 +1043,7 @@ CREATE TABLE fractality.replay_buffers (
     CONSTRAINT replay_buffers_epsilon CHECK (epsilon > 0 AND epsilon < 1),
     CONSTRAINT replay_buffers_capacity CHECK (capacity > 0),
     CONSTRAINT replay_buffers_max_priority CHECK (max_priority > 0 AND max_priority < 'Infinity'),
-    CONSTRAINT replay_buffers_counts CHECK (next_seq >= 0 AND size >= 0 AND levels >= 1)
+    CONSTRAINT replay_buffers_counts CHECK (next_seq >= 0 AND size >= 0 AND levels >= 1 AND pending >= 0)
 );
 
 COMMENT ON TABLE fractality.replay_buffers IS
@@ -1052,10 +1060,13 @@ CREATE TABLE fractality.replay_items (
 ) WITH (fillfactor = 80);   -- room on each page: a new priority is a HOT update (no index entry)
 
 COMMENT ON TABLE fractality.replay_items IS
-    'The events of each replay buffer by slot, with their priority p (the sum tree holds p^alpha).';
+    'The events of each replay buffer by slot, with their priority p as the sum tree holds it (p^alpha); priorities written back and not yet folded are in replay_pending, and the view replay_priorities shows every item''s current one.';
 
--- update_priorities finds items by event id; deleted events leave every buffer by it too
-CREATE INDEX replay_items_event ON fractality.replay_items (event_id);
+-- update_priorities finds items by event id; deleted events leave every buffer by it too. An
+-- event is in a buffer once; unique, so that the planner never prefers a bitmap AND with the
+-- primary key's buffer_id (which, planned before the table was analyzed, read every item of the
+-- buffer for each id: 16 s for 256 ids in a buffer of 1M)
+CREATE UNIQUE INDEX replay_items_event ON fractality.replay_items (event_id, buffer_id);
 -- archiving takes out every item older than its cutoff
 CREATE INDEX replay_items_time ON fractality.replay_items USING brin (event_timestamp);
 
@@ -1069,6 +1080,39 @@ CREATE TABLE fractality.replay_tree (
 
 COMMENT ON TABLE fractality.replay_tree IS
     'The sum tree of each replay buffer: blocks of 128 partial sums per level (level 0: p^alpha by slot).';
+
+-- Priorities written back by update_priorities and not yet folded into replay_items and
+-- replay_tree: one row per call (the slots, the priority the tree holds for each, the new one),
+-- folded once fractality.replay_fold_after priorities were written to a buffer since its last
+-- fold (its column pending), before any other change of its tree (events entering a full
+-- buffer, leaving, a rebuild), and by fold_priorities and run_maintenance. A sample reads them
+-- with the tree in one snapshot and draws with the current priorities. Rows stay inline up to
+-- ~8 KB (about 340 slots a call).
+CREATE TABLE fractality.replay_pending (
+    buffer_id  integer  NOT NULL REFERENCES fractality.replay_buffers (buffer_id) ON DELETE CASCADE,
+    seq        bigint   GENERATED ALWAYS AS IDENTITY,
+    slots      bigint[] NOT NULL,
+    olds       float8[] NOT NULL,
+    priorities float8[] NOT NULL,
+    CONSTRAINT replay_pending_pkey PRIMARY KEY (buffer_id, seq),
+    CONSTRAINT replay_pending_lengths CHECK (
+        cardinality(olds) = cardinality(slots) AND cardinality(priorities) = cardinality(slots))
+) WITH (toast_tuple_target = 8160);
+
+COMMENT ON TABLE fractality.replay_pending IS
+    'Priorities written back by update_priorities and not yet folded into replay_items and replay_tree (samplers see them).';
+
+-- Every item of every buffer with its current priority (a pending one where there is one).
+CREATE VIEW fractality.replay_priorities WITH (security_invoker = true) AS
+SELECT i.buffer_id, i.slot, i.event_timestamp, i.event_id, coalesce(p.priority, i.priority) AS priority
+  FROM fractality.replay_items i
+  LEFT JOIN (SELECT DISTINCT ON (w.buffer_id, u.slot) w.buffer_id, u.slot, u.priority
+               FROM fractality.replay_pending w, unnest(w.slots, w.priorities) u(slot, priority)
+              ORDER BY w.buffer_id, u.slot, w.seq DESC) p
+    ON p.buffer_id = i.buffer_id AND p.slot = i.slot;
+
+COMMENT ON VIEW fractality.replay_priorities IS
+    'Every item of every replay buffer with its current priority, pending or folded.';
 
 -- Events written enter every buffer whose filter they pass, at the buffer's largest priority;
 -- with a capacity the oldest items are overwritten. One buffer at a time, each locked for the
@@ -1184,9 +1228,10 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    DELETE FROM fractality.replay_pending;
     DELETE FROM fractality.replay_items;
     DELETE FROM fractality.replay_tree;
-    UPDATE fractality.replay_buffers SET size = 0, levels = 1;
+    UPDATE fractality.replay_buffers SET size = 0, levels = 1, pending = 0;
     RETURN NULL;
 END
 $$;
@@ -1236,6 +1281,12 @@ CREATE FUNCTION fractality."update_priorities"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'update_priorities_wrapper';
+CREATE FUNCTION fractality."fold_priorities"(
+	"buffer" TEXT /* & str */
+) RETURNS bigint /* i64 */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'fold_priorities_wrapper';
 CREATE FUNCTION fractality."replay_batch"(
 	"buffer" TEXT, /* Option < & str > */
 	"n" INT, /* Option < i32 > */

@@ -42,6 +42,8 @@ static EMBEDDING_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(64);
 
 /// `fractality.remember_energy`: the energy `remember` feeds a memory it already holds (the same
 /// key, or one within the duplicate threshold), in [0, 1]; 0.1.
+static REPLAY_FOLD_AFTER: GucSetting<i32> = GucSetting::<i32>::new(8192);
+
 static REMEMBER_ENERGY: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 
 /// `fractality.recall_w_sim`, `recall_w_energy`, `recall_w_edge`: the weights of relevance,
@@ -74,6 +76,11 @@ pub fn exact_scan_limit() -> i32 {
 }
 
 /// `fractality.remember_energy`.
+/// Priorities written to a replay buffer since its last fold at which update_priorities folds.
+pub fn replay_fold_after() -> usize {
+    REPLAY_FOLD_AFTER.get().max(0) as usize
+}
+
 pub fn remember_energy() -> f64 {
     REMEMBER_ENERGY.get()
 }
@@ -227,6 +234,16 @@ pub fn init() {
         1,
         1024,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"fractality.replay_fold_after",
+        c"Priorities written back to a replay buffer since its last fold at which update_priorities folds them into the items and the sum tree.",
+        c"update_priorities appends the priorities it is given (one row of replay_pending) and folds every pending one once this many were written since the last fold (a slot once a call), rewriting each tree block once for all of them; samples see pending priorities either way. 0 folds on every call.",
+        &REPLAY_FOLD_AFTER,
+        0,
+        1_000_000,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_float_guc(

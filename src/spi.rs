@@ -136,6 +136,28 @@ impl Row {
         }
     }
 
+    /// Column `n` (1-based), an array of a fixed-size type (`bigint[]`, `float8[]`, ...), copied
+    /// out in one piece (element by element when it holds NULLs, which are skipped); None for
+    /// NULL.
+    pub fn array<T>(&self, n: i32) -> Option<Vec<T>>
+    where
+        T: pgrx::array::Scalar + pgrx::datum::UnboxDatum,
+        for<'a> pgrx::datum::Array<'a, T>: FromDatum,
+        for<'a> T: pgrx::datum::UnboxDatum<As<'a> = T>,
+    {
+        // SAFETY: tuple and desc come from the current SPI_tuptable; the array is read in place
+        // and copied before the callback returns
+        unsafe {
+            let mut isnull = false;
+            let d = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
+            let a = pgrx::datum::Array::<T>::from_datum(d, isnull)?;
+            Some(match a.as_slice() {
+                Ok(s) => s.to_vec(),
+                Err(_) => a.iter().flatten().collect(),
+            })
+        }
+    }
+
     /// Columns 1 and 2; None when either is NULL.
     pub fn pair<A: FromDatum, B: FromDatum>(&self) -> Option<(A, B)> {
         self.get(1).zip(self.get(2))

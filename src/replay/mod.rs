@@ -9,6 +9,7 @@
 //! counters and tree in step with its items.
 
 pub mod input;
+pub mod pending;
 pub mod store;
 pub mod tree;
 
@@ -28,6 +29,7 @@ pub use tree::{
 };
 
 use input::check_draws;
+use pending::Pending;
 use store::buffer;
 
 // ---- keeping the tree in step ------------------------------------------------------------------
@@ -102,6 +104,40 @@ fn leaves_with(
     Ok(leaves)
 }
 
+/// The `pending` priorities of `b` folded into its items and tree (the tree's blocks over them
+/// rewritten once each); `written`: they are rows of replay_pending, deleted here.
+fn fold(b: &mut Buffer, pending: &Pending, written: bool) -> Result<usize, FractalityError> {
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let (slots, ps): (Vec<i64>, Vec<f64>) = pending.latest_all().unzip();
+    store::fold_items(b.id, slots.clone(), ps.clone())?;
+    let blocks: BTreeSet<i64> = slots.iter().map(|s| s / FANOUT as i64).collect();
+    let alpha = b.alpha;
+    let changed = slots.iter().zip(&ps).map(|(s, p)| (*s, p.powf(alpha)));
+    let leaves = leaves_with(b, &blocks, changed, |missing| {
+        store::leaf_values(b, missing)
+    })?;
+    let span = b.slots();
+    refresh_leaves(b, leaves, span)?;
+    if written {
+        store::clear_pending(b.id)?;
+    }
+    b.pending = 0;
+    Ok(pending.len())
+}
+
+/// Every buffer's pending priorities folded (before items leave them). The buffers are locked.
+fn fold_all() -> Result<(), FractalityError> {
+    for id in store::pending_buffers()? {
+        let mut b = buffer(None, Some(id), true)?;
+        let pending = store::pending(&b, false)?;
+        fold(&mut b, &pending, true)?;
+        store::save_counters(&b)?;
+    }
+    Ok(())
+}
+
 fn slot_of(b: &Buffer, seq: i64) -> i64 {
     match b.capacity {
         Some(c) => seq % c,
@@ -119,6 +155,14 @@ fn replay_entered(buffer_id: i32, first_seq: i64, k: i64, fresh: i64) {
             Some(c) => first_seq + (k - c).max(0),
             None => first_seq,
         };
+        // items overwritten at capacity take their pending priorities with them: fold first
+        // (without a capacity every slot written is new, and the pending ones stay as they are)
+        if b.capacity.is_some() {
+            let pending = store::pending(&b, false)?;
+            if (from..first_seq + k).any(|seq| pending.latest(slot_of(&b, seq)).is_some()) {
+                fold(&mut b, &pending, true)?;
+            }
+        }
         let blocks: BTreeSet<i64> = (from..first_seq + k)
             .map(|s| slot_of(&b, s) / FANOUT as i64)
             .collect();
@@ -164,6 +208,7 @@ fn replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
     let event_ids: Vec<Option<Vec<u8>>> = event_ids.iter().map(|b| b.map(<[u8]>::to_vec)).collect();
     spi::connect(|| -> Result<(), FractalityError> {
         store::lock_all()?;
+        fold_all()?;
         let removed = store::remove(event_ids, timestamps)?;
         after_removal(removed)
     })
@@ -176,6 +221,7 @@ fn replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
 fn replay_remove_before(cutoff_us: i64) -> i64 {
     spi::connect(|| -> Result<i64, FractalityError> {
         store::lock_all()?;
+        fold_all()?;
         let removed = store::remove_before(cutoff_us)?;
         let n = removed.len() as i64;
         after_removal(removed)?;
@@ -312,6 +358,14 @@ fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
 fn replay_rebuild(buffer_id: i32) -> i64 {
     spi::connect(|| -> Result<i64, FractalityError> {
         let mut b = buffer(None, Some(buffer_id), true)?;
+        // the pending priorities into the items the tree is built from
+        let pending = store::pending(&b, false)?;
+        if !pending.is_empty() {
+            let (slots, ps): (Vec<i64>, Vec<f64>) = pending.latest_all().unzip();
+            store::fold_items(buffer_id, slots, ps)?;
+            store::clear_pending(buffer_id)?;
+        }
+        b.pending = 0;
         b.size = store::size(buffer_id)?;
         b.next_seq = b.next_seq.max(b.size);
         store::clear_tree(buffer_id)?;
@@ -362,12 +416,14 @@ pub fn sample(
         None => b.beta,
     };
     let mut tree = SpiTree::new(b.id, true);
-    let total = total(&mut tree, b.levels)?;
+    // the priorities written back and not folded yet, in the same snapshot as the tree
+    let pending = store::pending(&b, true)?;
+    let total = total(&mut tree, b.levels, &pending)?;
     if n == 0 || b.size == 0 || total <= 0.0 {
         return Ok(Vec::new());
     }
     let points = points(n, total, seed);
-    let landed = descend(&mut tree, b.levels, &points)?;
+    let landed = descend(&mut tree, b.levels, &points, &pending)?;
     let slots: Vec<i64> = landed.iter().flatten().map(|(s, _)| *s).collect();
     let items = store::items_by_slot(b.id, slots)?;
     let mut draws: Vec<Draw> = landed
@@ -379,7 +435,7 @@ pub fn sample(
                 slot,
                 event_timestamp: ts,
                 event_id: id,
-                priority: p,
+                priority: pending.latest(slot).unwrap_or(p),
                 probability: w / total,
                 weight: 0.0,
             })
@@ -431,6 +487,9 @@ fn sample_experiences_from(
 /// `buffer`: priority = `priorities[i]` (|delta|, >= 0) + the buffer's epsilon; the buffer's
 /// largest priority moves up to the largest written. All or nothing: an unknown id, a NaN or a
 /// negative priority, arrays of different lengths write nothing. Returns the items updated.
+/// The priorities are appended to `replay_pending` (one row) and folded into the items and the
+/// tree in bulk once `fractality.replay_fold_after` were written since the last fold; samples see
+/// them at once.
 #[pg_extern(volatile, parallel_unsafe)]
 fn update_priorities(
     buffer: Option<&str>,
@@ -473,11 +532,8 @@ fn update_priorities(
         for (id, p) in &pairs {
             by_id.insert(id.clone(), p + b.epsilon);
         }
-        let (set_ids, set_ps): (Vec<Vec<u8>>, Vec<f64>) =
-            by_id.iter().map(|(k, v)| (k.clone(), *v)).unzip();
-        // the items updated; an id not among them is not in the buffer, and the error rolls
-        // the update back with the call
-        let found = store::set_priorities(b.id, set_ids, set_ps.clone())?;
+        // the items of the ids; an id not among them is not in the buffer: nothing is written
+        let found = store::find(b.id, by_id.keys().cloned().collect())?;
         let known: BTreeSet<&Vec<u8>> = found.iter().map(|f| &f.0).collect();
         let unknown: Vec<String> = pairs
             .iter()
@@ -491,22 +547,47 @@ fn update_priorities(
                 ids: unknown.join(", "),
             });
         }
-        let updated = found.len();
-        let top = set_ps.iter().copied().fold(b.max_priority, f64::max);
-        b.max_priority = top;
-        // the changed slots over the leaf blocks as the tree holds them: no item of a block is
-        // read again (a block the tree lacks is rebuilt from its items)
-        let blocks: BTreeSet<i64> = found.iter().map(|f| f.1 / FANOUT as i64).collect();
-        let changed = found
-            .iter()
-            .filter_map(|(id, slot)| by_id.get(id).map(|p| (*slot, p.powf(b.alpha))));
-        let leaves = leaves_with(&b, &blocks, changed, |missing| {
-            store::leaf_values(&b, missing)
-        })?;
-        let slots = b.slots();
-        refresh_leaves(&mut b, leaves, slots)?;
+        b.max_priority = by_id.values().copied().fold(b.max_priority, f64::max);
+        // one row appended: the slots (in order), the priority the tree holds for each, the new
+        // one; folded into the items and the tree once fold_after have been written since the
+        // last fold (the pending rows are read then, not now)
+        let mut found = found;
+        found.sort_unstable_by_key(|f| f.1);
+        let mut write: pending::Write = Default::default();
+        for (id, slot, stored) in &found {
+            write.0.push(*slot);
+            write.1.push(*stored);
+            write.2.push(by_id[id]);
+        }
+        b.pending += found.len() as i64;
+        if b.pending as u64 >= crate::gucs::replay_fold_after() as u64 {
+            let pending = store::pending(&b, false)?;
+            let merged = pending.with(write);
+            fold(&mut b, &merged, !pending.is_empty())?;
+        } else {
+            store::write_pending(b.id, write)?;
+        }
         store::save_counters(&b)?;
-        Ok(updated as i64)
+        Ok(found.len() as i64)
+    })
+    .unwrap_or_report()
+}
+
+/// Folds the priorities written back to replay buffer `buffer` and still pending into its items
+/// and sum tree now (update_priorities folds them once `fractality.replay_fold_after` were
+/// written since the last fold, run_maintenance every buffer's; samples see them either way).
+/// Returns the slots folded.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn fold_priorities(buffer: &str) -> i64 {
+    crate::errors::writer(c"fold_priorities");
+    spi::connect(|| -> Result<i64, FractalityError> {
+        let mut b = self::buffer(Some(buffer), None, true)?;
+        let pending = store::pending(&b, false)?;
+        let n = fold(&mut b, &pending, true)?;
+        if n > 0 {
+            store::save_counters(&b)?;
+        }
+        Ok(n as i64)
     })
     .unwrap_or_report()
 }

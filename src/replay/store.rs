@@ -11,6 +11,7 @@ use pgrx::JsonB;
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Cursor, Query};
 
+use super::pending::{Pending, Write};
 use super::tree::{place, BlockMap, Blocks, OrderedBlocks, FANOUT};
 
 const TREE_READ: Query<'static> = query!("replay_tree_read", [INT4OID, INT2OID, INT8ARRAYOID]);
@@ -26,16 +27,22 @@ const LEAVES: Query<'static> = query!("replay_leaves", [INT4OID, INT8ARRAYOID, I
 const BUFFER: &str = include_str!("../../sql/queries/replay_buffer.sql");
 const ENTERED: Query<'static> = query!(
     "replay_entered",
-    [INT4OID, INT8OID, INT8OID, INT2OID, FLOAT8OID]
+    [INT4OID, INT8OID, INT8OID, INT2OID, FLOAT8OID, INT8OID]
 );
 const REMOVE: Query<'static> = query!("replay_remove", [BYTEAARRAYOID, INT8ARRAYOID]);
 const REMOVE_BEFORE: Query<'static> = query!("replay_remove_before", [INT8OID]);
 const SIZE: Query<'static> = query!("replay_size", [INT4OID]);
 const ITEMS_BY_SLOT: Query<'static> = query!("replay_items_by_slot", [INT4OID, INT8ARRAYOID]);
-const SET_PRIORITIES: Query<'static> = query!(
-    "replay_set_priorities",
-    [INT4OID, BYTEAARRAYOID, FLOAT8ARRAYOID]
+const FIND: Query<'static> = query!("replay_find", [INT4OID, BYTEAARRAYOID]);
+const FOLD_ITEMS: Query<'static> =
+    query!("replay_fold_items", [INT4OID, INT8ARRAYOID, FLOAT8ARRAYOID]);
+const PENDING_READ: Query<'static> = query!("replay_pending_read", [INT4OID]);
+const PENDING_WRITE: Query<'static> = query!(
+    "replay_pending_write",
+    [INT4OID, INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID]
 );
+const PENDING_CLEAR: Query<'static> = query!("replay_pending_clear", [INT4OID]);
+const PENDING_BUFFERS: Query<'static> = query!("replay_pending_buffers", []);
 const CREATE: Query<'static> = query!(
     "replay_create",
     [TEXTOID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID, INT2OID, INT4OID]
@@ -47,6 +54,11 @@ const BATCH: Query<'static> = query!("replay_batch", [INT8ARRAYOID, BYTEAARRAYOI
 const LOCK_ALL: Query<'static> = query!("replay_lock_all", []);
 
 // ---- the tree in replay_tree -------------------------------------------------------------------
+
+/// A block as read: its number and entries (copied out in one piece).
+fn block(r: &spi::Row) -> Option<(i64, Vec<f64>)> {
+    Some((r.get::<i64>(1)?, r.array::<f64>(2)?))
+}
 
 /// One buffer's tree through SPI (`read_only` for samplers).
 pub struct SpiTree {
@@ -70,7 +82,7 @@ impl Blocks for SpiTree {
             (level as i16).into(),
             blocks.to_vec().into(),
         ];
-        spi::some_rows(&TREE_READ, &args, self.read_only, spi::Row::pair)
+        spi::some_rows(&TREE_READ, &args, self.read_only, block)
     }
 
     fn range(&mut self, level: u16, lo: i64, hi: i64) -> Result<BlockMap, FractalityError> {
@@ -80,7 +92,7 @@ impl Blocks for SpiTree {
             lo.into(),
             hi.into(),
         ];
-        spi::some_rows(&TREE_RANGE, &args, self.read_only, spi::Row::pair)
+        spi::some_rows(&TREE_RANGE, &args, self.read_only, block)
     }
 
     fn write(&mut self, level: u16, blocks: &OrderedBlocks) -> Result<(), FractalityError> {
@@ -142,6 +154,8 @@ pub struct Buffer {
     pub next_seq: i64,
     pub size: i64,
     pub levels: u16,
+    /// Priorities written back since the last fold (a slot once a call).
+    pub pending: i64,
 }
 
 impl Buffer {
@@ -181,6 +195,7 @@ pub fn buffer(name: Option<&str>, id: Option<i32>, lock: bool) -> Result<Buffer,
                 next_seq: r.get(8)?,
                 size: r.get(9)?,
                 levels: r.get::<i16>(10)? as u16,
+                pending: r.get(11)?,
             })
         },
     )?
@@ -196,7 +211,7 @@ pub fn buffer(name: Option<&str>, id: Option<i32>, lock: bool) -> Result<Buffer,
     })
 }
 
-/// Writes `b`'s counters (next sequence number, size, levels, largest priority).
+/// Writes `b`'s counters (next sequence number, size, levels, largest priority, pending).
 pub fn save_counters(b: &Buffer) -> Result<(), FractalityError> {
     spi::run(
         &ENTERED,
@@ -206,6 +221,7 @@ pub fn save_counters(b: &Buffer) -> Result<(), FractalityError> {
             b.size.into(),
             (b.levels as i16).into(),
             b.max_priority.into(),
+            b.pending.into(),
         ],
     )?;
     Ok(())
@@ -293,15 +309,47 @@ pub fn items_by_slot(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, Fra
     })
 }
 
-/// Sets the priorities `ps` of the items of events `ids` in buffer `id`; the items updated
-/// (event id, slot).
-pub fn set_priorities(
-    id: i32,
-    ids: Vec<Vec<u8>>,
-    ps: Vec<f64>,
-) -> Result<Vec<(Vec<u8>, i64)>, FractalityError> {
-    let args = [id.into(), ids.into(), ps.into()];
-    spi::some_rows(&SET_PRIORITIES, &args, false, spi::Row::pair)
+/// The items of events `ids` in buffer `id`: (event id, slot, the priority the tree holds).
+pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, FractalityError> {
+    spi::some_rows(&FIND, &[id.into(), ids.into()], false, |r| {
+        Some((r.get::<Vec<u8>>(1)?, r.get::<i64>(2)?, r.get::<f64>(3)?))
+    })
+}
+
+/// A fold: the items of buffer `id` in `slots` get the priorities `ps`.
+pub fn fold_items(id: i32, slots: Vec<i64>, ps: Vec<f64>) -> Result<(), FractalityError> {
+    spi::run(&FOLD_ITEMS, &[id.into(), slots.into(), ps.into()])?;
+    Ok(())
+}
+
+// ---- pending priorities ------------------------------------------------------------------------
+
+/// Buffer `b`'s pending priorities (`read_only` for samplers: the statement's snapshot).
+pub fn pending(b: &Buffer, read_only: bool) -> Result<Pending, FractalityError> {
+    let rows: Vec<Write> = spi::some_rows(&PENDING_READ, &[b.id.into()], read_only, |r| {
+        Some((r.array::<i64>(1)?, r.array::<f64>(2)?, r.array::<f64>(3)?))
+    })?;
+    Ok(Pending::from_writes(b.alpha, rows))
+}
+
+/// One write of priorities to buffer `id` appended: `slots`, the priorities they had, the new.
+pub fn write_pending(id: i32, (slots, olds, news): Write) -> Result<(), FractalityError> {
+    spi::run(
+        &PENDING_WRITE,
+        &[id.into(), slots.into(), olds.into(), news.into()],
+    )?;
+    Ok(())
+}
+
+/// Buffer `id`'s pending priorities deleted (once folded).
+pub fn clear_pending(id: i32) -> Result<(), FractalityError> {
+    spi::run(&PENDING_CLEAR, &[id.into()])?;
+    Ok(())
+}
+
+/// The buffers with priorities pending.
+pub fn pending_buffers() -> Result<Vec<i32>, FractalityError> {
+    spi::some_rows(&PENDING_BUFFERS, &[], false, |r| r.get::<i32>(1))
 }
 
 /// What `replay_batch` joins to a draw: episode, step, type, state, action, the five rewards,

@@ -14,6 +14,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::errors::FractalityError;
 
+use super::pending::Pending;
+
 /// Partial sums per block (1 KB of float8: stored inline, never toasted).
 pub const FANOUT: usize = 128;
 
@@ -91,20 +93,26 @@ pub trait Blocks {
     fn range(&mut self, level: u16, lo: i64, hi: i64) -> Result<BlockMap, FractalityError>;
 }
 
-/// The sum of the whole tree (the root's entries).
-pub fn total(tree: &mut impl Blocks, levels: u16) -> Result<f64, FractalityError> {
+/// The sum of the whole tree (the root's entries) with the `pending` priorities.
+pub fn total(
+    tree: &mut impl Blocks,
+    levels: u16,
+    pending: &Pending,
+) -> Result<f64, FractalityError> {
     Ok(tree
         .read(levels - 1, &[0])?
         .get(&0)
-        .map_or(0.0, |r| r.iter().sum()))
+        .map_or(0.0, |r| pending.adjust(levels - 1, 0, r).iter().sum()))
 }
 
 /// The slot each of `points` (each in [0, total)) falls on, with the slot's weight: one pass down
-/// the tree, reading the blocks all points need at a level in one read.
+/// the tree, reading the blocks all points need at a level in one read, each block seen with the
+/// `pending` priorities under it.
 pub fn descend(
     tree: &mut impl Blocks,
     levels: u16,
     points: &[f64],
+    pending: &Pending,
 ) -> Result<Vec<Option<(i64, f64)>>, FractalityError> {
     // (block at the current level, what is left of the point inside it) per point
     let mut at: Vec<Option<(i64, f64)>> = points.iter().map(|u| Some((0i64, *u))).collect();
@@ -112,7 +120,17 @@ pub fn descend(
         let mut need: Vec<i64> = at.iter().flatten().map(|(b, _)| *b).collect();
         need.sort_unstable();
         need.dedup();
-        let blocks = tree.read(level, &need)?;
+        let blocks: BlockMap = tree
+            .read(level, &need)?
+            .into_iter()
+            .map(|(b, e)| {
+                let adjusted = match pending.adjust(level, b, &e) {
+                    std::borrow::Cow::Owned(v) => Some(v),
+                    std::borrow::Cow::Borrowed(_) => None,
+                };
+                (b, adjusted.unwrap_or(e))
+            })
+            .collect();
         for slot in at.iter_mut() {
             let Some((b, u)) = *slot else { continue };
             *slot = blocks
@@ -235,7 +253,7 @@ mod tests {
         let mut t = Mem::default();
         refresh(&mut t, levels, leaves_of(&values)).unwrap();
         assert_relative_eq!(
-            total(&mut t, levels).unwrap(),
+            total(&mut t, levels, &Pending::empty(1.0)).unwrap(),
             values.iter().sum::<f64>(),
             max_relative = 1e-12
         );
@@ -268,7 +286,7 @@ mod tests {
             }
         }
         assert_relative_eq!(
-            total(&mut t, levels).unwrap(),
+            total(&mut t, levels, &Pending::empty(1.0)).unwrap(),
             values.iter().sum::<f64>(),
             max_relative = 1e-12
         );
@@ -299,7 +317,7 @@ mod tests {
         }
         points.push(sum * (1.0 - 1e-17));
         expect.push(299);
-        let got: Vec<i64> = descend(&mut t, levels, &points)
+        let got: Vec<i64> = descend(&mut t, levels, &points, &Pending::empty(1.0))
             .unwrap()
             .into_iter()
             .map(|d| d.unwrap().0)
@@ -310,7 +328,7 @@ mod tests {
         let n = 200_000;
         let pts: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * sum).collect();
         let mut counts = vec![0u64; 300];
-        for d in descend(&mut t, levels, &pts).unwrap() {
+        for d in descend(&mut t, levels, &pts, &Pending::empty(1.0)).unwrap() {
             counts[d.unwrap().0 as usize] += 1;
         }
         let mut chi2 = 0.0;
@@ -323,6 +341,55 @@ mod tests {
             }
         }
         assert!(chi2 < 330.5, "chi-square {chi2}");
+    }
+
+    #[test]
+    fn pending_priorities_draw_as_the_folded_tree() {
+        let alpha = 0.6;
+        let n = 20_000usize;
+        let stored: Vec<f64> = (0..n).map(|i| 0.5 + (i % 89) as f64 / 10.0).collect();
+        let changed: Vec<(i64, f64)> = (0..n as i64)
+            .step_by(53)
+            .map(|s| (s, if s % 2 == 0 { 40.0 } else { 1e-6 }))
+            .collect();
+        let pending = Pending::from_writes(
+            alpha,
+            [(
+                changed.iter().map(|c| c.0).collect(),
+                changed.iter().map(|c| stored[c.0 as usize]).collect(),
+                changed.iter().map(|c| c.1).collect(),
+            )],
+        );
+        let mut folded = stored.clone();
+        for (s, p) in &changed {
+            folded[*s as usize] = *p;
+        }
+        let levels = levels_for(n as u64);
+        let pow = |v: &[f64]| v.iter().map(|x| x.powf(alpha)).collect::<Vec<f64>>();
+        let (mut a, mut b) = (Mem::default(), Mem::default());
+        refresh(&mut a, levels, leaves_of(&pow(&stored))).unwrap();
+        refresh(&mut b, levels, leaves_of(&pow(&folded))).unwrap();
+        let none = Pending::empty(alpha);
+        let sum = total(&mut b, levels, &none).unwrap();
+        assert_relative_eq!(
+            total(&mut a, levels, &pending).unwrap(),
+            sum,
+            max_relative = 1e-12
+        );
+        let mut rng = StdRng::seed_from_u64(3);
+        let pts: Vec<f64> = (0..20_000).map(|_| rng.random::<f64>() * sum).collect();
+        let over = descend(&mut a, levels, &pts, &pending).unwrap();
+        let direct = descend(&mut b, levels, &pts, &none).unwrap();
+        let mut same = 0;
+        for (o, d) in over.iter().zip(&direct) {
+            let (o, d) = (o.unwrap(), d.unwrap());
+            if o.0 == d.0 {
+                same += 1;
+                assert_relative_eq!(o.1, d.1, max_relative = 1e-12);
+            }
+        }
+        // only a point within rounding of a boundary may land on a neighbour
+        assert!(same >= pts.len() - 2, "{same} of {} draws agree", pts.len());
     }
 
     #[test]

@@ -131,7 +131,7 @@ test('bytea event ids and JSON batches survive write_events_json and query_event
   close(Math.max(...sample.map((r) => r.weight)), 1);
   const { rows: [{ n: updated }] } = await db.query("SELECT fractality.update_priorities('types', $1, $2) AS n", [[ids[0], one], [3, 0]]);
   assert.equal(updated, '2');
-  const { rows: items } = await db.query('SELECT event_id, priority FROM fractality.replay_items ORDER BY priority DESC');
+  const { rows: items } = await db.query('SELECT event_id, priority FROM fractality.replay_priorities ORDER BY priority DESC');
   assert.ok(items[0].event_id.equals(ids[0]) && items.at(-1).event_id.equals(one));
   close(items[0].priority, 3 + 1e-6, 1e-12);
   close(items.at(-1).priority, 1e-6, 1e-12);
@@ -302,7 +302,7 @@ test('the example agent runs end to end', async () => {
   }
   assert.equal(updated, new Set(batch.map((t) => t.event_id.toString('hex'))).size);
   const { rows: items } = await db.query(
-    `SELECT event_id, priority FROM fractality.replay_items JOIN fractality.replay_buffers USING (buffer_id)
+    `SELECT event_id, priority FROM fractality.replay_priorities JOIN fractality.replay_buffers USING (buffer_id)
       WHERE name = $1`, [BUFFER]);
   assert.equal(items.length, 4 + 3);
   const priority = new Map(items.map((i) => [i.event_id.toString('hex'), i.priority]));

@@ -125,7 +125,7 @@ def test_td_errors_are_written_back_as_priorities(db, session):
         assert delta == pytest.approx(t["total_reward"] + (0.9 * mean if t["next_state"] is not None else 0) - mean)
     with psycopg.connect(db) as c:
         stored = dict(c.execute(
-            """SELECT i.event_id, i.priority FROM fractality.replay_items i
+            """SELECT i.event_id, i.priority FROM fractality.replay_priorities i
                  JOIN fractality.replay_buffers b USING (buffer_id) WHERE b.name = 'python-agent'""").fetchall())
         assert len(stored) == 11
         for t, delta in zip(batch, errors):

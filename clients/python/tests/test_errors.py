@@ -69,7 +69,7 @@ def test_replay_errors_write_nothing(conn):
     one = uuid.uuid4().bytes
     conn.execute("""SELECT fractality.write_event(%s, 7000000, 1, 0, 1::int2, 0::int2, %s::real[], %s::real[], 0, 0)""",
                  (one, [0.0] * 8, [0.0] * 8))
-    items = "SELECT event_id, priority FROM fractality.replay_items i JOIN fractality.replay_buffers b USING (buffer_id) WHERE b.name = 'errors'"
+    items = "SELECT event_id, priority FROM fractality.replay_priorities i JOIN fractality.replay_buffers b USING (buffer_id) WHERE b.name = 'errors'"
     assert conn.execute(items).fetchall() == [(one, 1.0)]  # entered at the largest priority
     for ids, priorities, cls, words in [
         ([one, uuid.uuid4().bytes], [0.5, 0.5], errors.NoDataFound, "holds no item of event"),  # one unknown id

@@ -128,7 +128,7 @@ def test_bytea_ids_and_json_batches_survive_write_events_json(conn):
     assert all(r[1] == 1.0 and r[2] == pytest.approx(1.0) for r in sample)
     assert conn.execute("SELECT fractality.update_priorities('types', %s, %s)",
                         ([ids[0], one], [3.0, 0.0])).fetchone()[0] == 2
-    priorities = dict(conn.execute("SELECT event_id, priority FROM fractality.replay_items"))
+    priorities = dict(conn.execute("SELECT event_id, priority FROM fractality.replay_priorities"))
     assert priorities[ids[0]] == pytest.approx(3.0 + 1e-6) and priorities[one] == pytest.approx(1e-6)
     weights = dict(conn.execute("SELECT event_id, weight FROM fractality.sample_experiences('types', 200, seed => 4)"))
     assert weights[ids[0]] < weights[ids[1]] < 1 + 1e-12  # drawn more often, weighted less

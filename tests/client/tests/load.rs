@@ -511,7 +511,21 @@ fn load_run_keeps_every_invariant() {
         .get(0);
     assert_eq!(deadlocks, 0, "deadlocks during the load run");
     // the learners, the writers and the archiver left the replay buffer's sum tree equal to its
-    // items: every level sums to the items' p^alpha, and its size counts them
+    // items: every level sums to the items' p^alpha, and its size counts them; the priorities
+    // still pending folded first, so that the folds of the run and this one are checked too
+    let pending: i64 = admin
+        .query_one("SELECT count(*) FROM fractality.replay_pending", &[])
+        .unwrap()
+        .get(0);
+    let folded: i64 = admin
+        .query_one("SELECT fractality.fold_priorities('load')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        pending > 0,
+        folded > 0,
+        "pending rows {pending}, slots folded {folded}"
+    );
     let (levels_ok, size_ok): (bool, bool) = {
         let r = admin
             .query_one(

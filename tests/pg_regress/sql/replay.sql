@@ -1,7 +1,8 @@
 -- Prioritised experience replay: buffers fed by write_events at their largest priority, a sum
 -- tree that always equals its items, draws that follow p^alpha (chi-square at a fixed seed),
 -- weights by the formula, priorities written back, eviction at capacity, filters, events that
--- leave (deleted, archived), replay_batch, bad input. One transaction, rolled back.
+-- leave (deleted, archived), replay_batch, priorities pending and folded, bad input. One
+-- transaction, rolled back.
 \set VERBOSITY terse
 BEGIN;
 SET LOCAL fractality.notify = off;
@@ -42,6 +43,11 @@ SELECT fractality.update_priorities('all',
          ARRAY(SELECT 10.0 * (g + 1) FROM generate_series(0, 9) g)) AS updated;
 SELECT name, round(max_priority::numeric, 6) AS max_priority FROM fractality.replay_buffers WHERE name = 'all';
 SELECT pg_temp.consistent('all') AS consistent_after_update;
+-- the priorities wait in replay_pending, one row a call, until a fold; the view shows them
+SELECT count(*) AS pending_rows, sum(cardinality(slots)) AS pending_slots FROM fractality.replay_pending;
+SELECT count(*) FILTER (WHERE v.priority > 1.5) AS current_above, count(*) FILTER (WHERE i.priority > 1.5) AS folded_above
+  FROM fractality.replay_priorities v JOIN fractality.replay_items i USING (buffer_id, slot)
+ WHERE v.buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all');
 -- a new event enters at that largest priority
 SELECT fractality.write_events(pg_temp.events(1200, 1200, 1000000)) AS written;
 SELECT round(priority::numeric, 6) AS new_item_priority FROM fractality.replay_items
@@ -51,7 +57,7 @@ SELECT round(priority::numeric, 6) AS new_item_priority FROM fractality.replay_i
 -- over the 11 prioritised items and the rest pooled (df 11; 31.26 is its 0.001 quantile)
 CREATE TEMP TABLE draws AS SELECT * FROM fractality.sample_experiences('all', 200000, seed => 42);
 CREATE TEMP TABLE expected AS
-WITH items AS (SELECT r.* FROM fractality.replay_items r
+WITH items AS (SELECT r.* FROM fractality.replay_priorities r
                 WHERE r.buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all'))
 SELECT CASE WHEN priority > 1.5 THEN encode(event_id, 'hex') ELSE 'rest' END AS cell,
        sum(power(priority, 0.6)) / (SELECT sum(power(priority, 0.6)) FROM items) AS p
@@ -66,7 +72,7 @@ SELECT bool_and(abs(d.probability - power(d.priority, 0.6) / t.s) < 1e-12) AS pr
        bool_and(abs(d.weight - power(1201 * d.probability, -0.4) / m.w) < 1e-9) AS weights,
        max(d.weight) = 1 AS normalised
   FROM draws d,
-       (SELECT sum(power(priority, 0.6)) AS s FROM fractality.replay_items
+       (SELECT sum(power(priority, 0.6)) AS s FROM fractality.replay_priorities
          WHERE buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all')) t,
        (SELECT max(power(1201 * probability, -0.4)) AS w FROM draws) m;
 -- the same seed, the same sample; another seed, another
@@ -74,6 +80,36 @@ SELECT (SELECT array_agg(event_id) FROM fractality.sample_experiences('all', 20,
      = (SELECT array_agg(event_id) FROM fractality.sample_experiences('all', 20, seed => 5)) AS reproducible,
        (SELECT array_agg(event_id) FROM fractality.sample_experiences('all', 20, seed => 5))
      <> (SELECT array_agg(event_id) FROM fractality.sample_experiences('all', 20, seed => 6)) AS seeds_differ;
+
+-- a fold moves the pending priorities into the items and the tree; the draws stay the same
+CREATE TEMP TABLE before_fold AS
+SELECT row_number() OVER () AS i, * FROM fractality.sample_experiences('all', 50, seed => 8);
+SELECT fractality.fold_priorities('all') AS folded, fractality.fold_priorities('all') AS again;
+SELECT count(*) AS pending_after_fold FROM fractality.replay_pending;
+SELECT pg_temp.consistent('all') AS consistent_after_fold;
+SELECT count(*) FILTER (WHERE priority > 1.5) AS folded_above FROM fractality.replay_items
+ WHERE buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all');
+SELECT count(*) AS same_draws
+  FROM before_fold a
+  JOIN (SELECT row_number() OVER () AS i, * FROM fractality.sample_experiences('all', 50, seed => 8)) b
+    ON a.i = b.i AND a.event_id = b.event_id AND abs(a.probability - b.probability) < 1e-12;
+-- fold_after: a call that brings the pending slots to it folds them all; 0 folds every call
+SET LOCAL fractality.replay_fold_after = 3;
+SELECT fractality.update_priorities('all',
+         ARRAY(SELECT decode(lpad(to_hex(g), 32, '0'), 'hex') FROM generate_series(20, 21) g), ARRAY[2.0, 2.0]) AS updated;
+SELECT count(*) AS pending_rows FROM fractality.replay_pending;
+SELECT fractality.update_priorities('all',
+         ARRAY(SELECT decode(lpad(to_hex(g), 32, '0'), 'hex') FROM generate_series(21, 22) g), ARRAY[3.0, 3.0]) AS updated;
+SELECT count(*) AS pending_rows FROM fractality.replay_pending;
+SET LOCAL fractality.replay_fold_after = 0;
+SELECT fractality.update_priorities('all', ARRAY[decode(lpad(to_hex(23), 32, '0'), 'hex')], ARRAY[4.0]) AS updated;
+SELECT count(*) AS pending_rows FROM fractality.replay_pending;
+SELECT encode(event_id, 'hex') AS event, round(priority::numeric, 6) AS priority FROM fractality.replay_items
+ WHERE buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all')
+   AND event_id IN (SELECT decode(lpad(to_hex(g), 32, '0'), 'hex') FROM generate_series(20, 23) g)
+ ORDER BY 1;
+SELECT pg_temp.consistent('all') AS consistent_after_folds;
+RESET fractality.replay_fold_after;
 
 -- a learner's batch in one call: state, action, rewards, next state, metadata
 SELECT fractality.write_event_with_metadata(
@@ -109,6 +145,8 @@ BEGIN
         'SELECT fractality.update_priorities(''all'', ARRAY[''\x00''::bytea], ARRAY[NULL::float8])',
         'SELECT fractality.update_priorities(''all'', ARRAY[''\x0000000000000000000000000000dead''::bytea], ARRAY[1.0])',
         'SELECT fractality.update_priorities(''nobuffer'', ARRAY[]::bytea[], ARRAY[]::float8[])',
+        'SELECT fractality.fold_priorities(''nobuffer'')',
+        'SET fractality.replay_fold_after = -1',
         'SELECT fractality.create_replay_buffer(''all'')',
         'SELECT fractality.create_replay_buffer('''')',
         'SELECT fractality.create_replay_buffer(''x'', alpha => ''NaN'')',

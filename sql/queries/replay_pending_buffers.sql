@@ -1,0 +1,2 @@
+-- The buffers with priorities pending.
+SELECT DISTINCT p.buffer_id FROM fractality.replay_pending p ORDER BY 1
