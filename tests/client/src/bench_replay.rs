@@ -22,6 +22,13 @@ const DRAWS: i32 = 256;
 const WRITE_BATCH: usize = 5_000;
 const WRITE_BATCHES: usize = 6;
 const SCALES: [i64; 3] = [100_000, 1_000_000, 10_000_000];
+/// After a bulk fill: the replay tables vacuumed and analyzed, then a checkpoint (one statement
+/// at a time: VACUUM runs outside a transaction block).
+fn settle(c: &mut Client) -> Result<(), Error> {
+    c.batch_execute("VACUUM (ANALYZE) fractality.replay_items, fractality.replay_tree")?;
+    c.batch_execute("CHECKPOINT")?;
+    Ok(())
+}
 /// Sample-and-update rounds of the learner's loop (at least): enough for two folds at the
 /// default fractality.replay_fold_after (8192 slots, 32 calls of 256).
 const LEARN_ROUNDS: usize = 64;
@@ -95,9 +102,9 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         (r.get(0), r.get(1))
     };
     eprintln!("  replay: buffer of {size} items ({levels} levels) built in {build:.1} s");
-    // the buffer's pages written out before anything is timed (a checkpoint behind the backfill
-    // otherwise runs through the timed loop)
-    c.batch_execute("CHECKPOINT")?;
+    // the buffer vacuumed and its pages written out before anything is timed (otherwise the
+    // autovacuum and the checkpoints behind the backfill of 1M items run through the timed loop)
+    settle(c)?;
     let mut with = Vec::new();
     for i in 0..WRITE_BATCHES {
         with.push(write(c, 200 + i as u64)?);
@@ -213,7 +220,7 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
             c.query_one("SELECT fractality._replay_rebuild($1)", &[&id])?;
             Ok(())
         })?;
-        c.batch_execute("CHECKPOINT")?;
+        settle(c)?;
         let stmt = c.prepare(&format!(
             "SELECT event_id, weight FROM fractality.sample_experiences('{name}', $1::integer)"
         ))?;
