@@ -380,7 +380,7 @@ fn replay_rebuild(buffer_id: i32) -> i64 {
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn drop_replay_buffer(name: &str) -> bool {
     crate::errors::writer(c"drop_replay_buffer");
-    spi::connect(|| store::drop(name)).unwrap_or_report() > 0
+    spi::connect(|| store::drop(name)).unwrap_or_report()
 }
 
 // ---- SQL: sampling -----------------------------------------------------------------------------

@@ -50,6 +50,7 @@ const CREATE: Query<'static> = query!(
 const BACKFILL: Query<'static> = query!("replay_backfill", [INT4OID]);
 const ALL_ITEMS: Query<'static> = query!("replay_all_items", [INT4OID]);
 const DROP: Query<'static> = query!("replay_drop", [TEXTOID]);
+const DROP_ITEMS: Query<'static> = query!("replay_drop_items", [INT4OID]);
 const BATCH: Query<'static> = query!("replay_batch", [INT8ARRAYOID, BYTEAARRAYOID, INT8OID]);
 const LOCK_ALL: Query<'static> = query!("replay_lock_all", []);
 
@@ -289,9 +290,14 @@ pub fn all_items(id: i32) -> Result<Cursor, FractalityError> {
     Cursor::open(&ALL_ITEMS, &[id.into()], false)
 }
 
-/// Deletes the buffer `name` with its items and tree; the rows deleted.
-pub fn drop(name: &str) -> Result<u64, FractalityError> {
-    spi::run(&DROP, &[name.into()])
+/// Deletes the buffer `name` with its items, tree and pending priorities; false when there was
+/// none.
+pub fn drop(name: &str) -> Result<bool, FractalityError> {
+    let Some(id) = spi::one::<i32>(&DROP, &[name.into()], false)? else {
+        return Ok(false);
+    };
+    spi::run(&DROP_ITEMS, &[id.into()])?;
+    Ok(true)
 }
 
 // ---- items -------------------------------------------------------------------------------------

@@ -165,4 +165,6 @@ END $$;
 SELECT fractality.drop_replay_buffer('type1') AS dropped, fractality.drop_replay_buffer('type1') AS again;
 SELECT count(*) AS type1_tree_blocks FROM fractality.replay_tree t
  WHERE NOT EXISTS (SELECT 1 FROM fractality.replay_buffers b WHERE b.buffer_id = t.buffer_id);
+SELECT count(*) AS type1_items FROM fractality.replay_items i
+ WHERE NOT EXISTS (SELECT 1 FROM fractality.replay_buffers b WHERE b.buffer_id = i.buffer_id);
 ROLLBACK;
