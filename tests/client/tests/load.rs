@@ -514,7 +514,11 @@ fn load_run_keeps_every_invariant() {
     // items: every level sums to the items' p^alpha, and its size counts them; the priorities
     // still pending folded first, so that the folds of the run and this one are checked too
     let pending: i64 = admin
-        .query_one("SELECT count(*) FROM fractality.replay_pending", &[])
+        .query_one(
+            "SELECT count(*) FROM fractality.replay_pending p
+               JOIN fractality.replay_buffers b USING (buffer_id) WHERE b.name = 'load'",
+            &[],
+        )
         .unwrap()
         .get(0);
     let folded: i64 = admin
