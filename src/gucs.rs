@@ -40,10 +40,13 @@ static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(500);
 /// it before, e.g. `SET fractality.embedding_partitions = 256; CREATE EXTENSION fractality;`.
 static EMBEDDING_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(64);
 
-/// `fractality.remember_energy`: the energy `remember` feeds a memory it already holds (the same
-/// key, or one within the duplicate threshold), in [0, 1]; 0.1.
+/// `fractality.replay_fold_after`: priorities written back to a replay buffer since its last fold
+/// at which update_priorities folds them into the items and the sum tree; 8192 (32 calls of 256).
+/// 0 folds on every call.
 static REPLAY_FOLD_AFTER: GucSetting<i32> = GucSetting::<i32>::new(8192);
 
+/// `fractality.remember_energy`: the energy `remember` feeds a memory it already holds (the same
+/// key, or one within the duplicate threshold), in [0, 1]; 0.1.
 static REMEMBER_ENERGY: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 
 /// `fractality.recall_w_sim`, `recall_w_energy`, `recall_w_edge`: the weights of relevance,
@@ -75,12 +78,12 @@ pub fn exact_scan_limit() -> i32 {
     EXACT_SCAN_LIMIT.get()
 }
 
-/// `fractality.remember_energy`.
-/// Priorities written to a replay buffer since its last fold at which update_priorities folds.
+/// `fractality.replay_fold_after`.
 pub fn replay_fold_after() -> usize {
     REPLAY_FOLD_AFTER.get().max(0) as usize
 }
 
+/// `fractality.remember_energy`.
 pub fn remember_energy() -> f64 {
     REMEMBER_ENERGY.get()
 }

@@ -533,7 +533,7 @@ fn update_priorities(
             by_id.insert(id.clone(), p + b.epsilon);
         }
         // the items of the ids; an id not among them is not in the buffer: nothing is written
-        let found = store::find(b.id, by_id.keys().cloned().collect())?;
+        let mut found = store::find(b.id, by_id.keys().cloned().collect())?;
         let known: BTreeSet<&Vec<u8>> = found.iter().map(|f| &f.0).collect();
         let unknown: Vec<String> = pairs
             .iter()
@@ -551,7 +551,6 @@ fn update_priorities(
         // one row appended: the slots (in order), the priority the tree holds for each, the new
         // one; folded into the items and the tree once fold_after have been written since the
         // last fold (the pending rows are read then, not now)
-        let mut found = found;
         found.sort_unstable_by_key(|f| f.1);
         let mut write: pending::Write = Default::default();
         for (id, slot, stored) in &found {
@@ -559,12 +558,14 @@ fn update_priorities(
             write.1.push(*stored);
             write.2.push(by_id[id]);
         }
-        b.pending += found.len() as i64;
-        if b.pending as u64 >= crate::gucs::replay_fold_after() as u64 {
-            let pending = store::pending(&b, false)?;
-            let merged = pending.with(write);
-            fold(&mut b, &merged, !pending.is_empty())?;
-        } else {
+        if (b.pending + found.len() as i64) as u64 >= crate::gucs::replay_fold_after() as u64 {
+            let mut writes = store::pending_writes(&b, false)?;
+            let earlier = !writes.is_empty();
+            writes.push(write);
+            let all = Pending::from_writes(b.alpha, writes);
+            fold(&mut b, &all, earlier)?;
+        } else if !found.is_empty() {
+            b.pending += found.len() as i64;
             store::write_pending(b.id, write)?;
         }
         store::save_counters(&b)?;

@@ -10,11 +10,9 @@
 //! each block once for all the updates that touched it.
 //!
 //! Samplers read the pending rows with the tree in one snapshot and see the tree as the fold
-//! would leave it: [`Pending::adjust`] gives a block's entries with the change of every pending
-//! slot under each entry added, so that a descent through adjusted blocks draws with the current
+//! would leave it: [`Pending::adjust`] adds to a block's entries the change of every pending slot
+//! under each, so that a descent through adjusted blocks draws with the current
 //! priorities, exactly.
-
-use std::borrow::Cow;
 
 use super::tree::FANOUT;
 
@@ -108,37 +106,13 @@ impl Pending {
         self.prefix[self.slots.len()]
     }
 
-    /// The pending slots with a write added (its olds are the priorities the tree holds).
-    pub fn with(&self, (slots, olds, news): Write) -> Pending {
-        let mut p = self.clone();
-        let mut fresh = Vec::new();
-        for ((s, old), new) in slots.into_iter().zip(olds).zip(news) {
-            match p.slots.binary_search(&s) {
-                Ok(k) => p.latest[k] = new,
-                Err(_) => fresh.push((s, old, new)),
-            }
-        }
-        if !fresh.is_empty() {
-            let mut all: Vec<(i64, f64, f64)> = (0..p.slots.len())
-                .map(|k| (p.slots[k], p.stored[k], p.latest[k]))
-                .collect();
-            all.extend(fresh);
-            all.sort_by_key(|e| e.0);
-            all.dedup_by_key(|e| e.0);
-            p.slots = all.iter().map(|e| e.0).collect();
-            p.stored = all.iter().map(|e| e.1).collect();
-            p.latest = all.iter().map(|e| e.2).collect();
-        }
-        p.sum_up();
-        p
-    }
-
-    /// Block `block` of `level` (its FANOUT entries as the tree holds them) with the pending
-    /// slots under it: a leaf entry of a pending slot is its latest p^alpha, an entry above the
-    /// leaves its stored sum plus the change of the pending slots below it (never below 0).
-    pub fn adjust<'a>(&self, level: u16, block: i64, entries: &'a [f64]) -> Cow<'a, [f64]> {
+    /// Block `block` of `level` (its FANOUT entries as the tree holds them) brought to the
+    /// pending slots under it, in place: a leaf entry of a pending slot becomes its latest
+    /// p^alpha, an entry above the leaves its stored sum plus the change of the pending slots
+    /// below it (never below 0). A block with no pending slot under it is left as it is.
+    pub fn adjust(&self, level: u16, block: i64, entries: &mut [f64]) {
         if self.slots.is_empty() {
-            return Cow::Borrowed(entries);
+            return;
         }
         // the slots an entry of this level spans, and those the block spans
         let span = (FANOUT as i128).saturating_pow(level as u32);
@@ -146,25 +120,20 @@ impl Pending {
         let hi = lo.saturating_add(span.saturating_mul(FANOUT as i128));
         let first = self.slots.partition_point(|s| (*s as i128) < lo);
         let end = self.slots.partition_point(|s| (*s as i128) < hi);
-        if first == end {
-            return Cow::Borrowed(entries);
-        }
-        let mut out = entries.to_vec();
         let mut k = first;
         while k < end {
             let j = ((self.slots[k] as i128 - lo) / span) as usize;
             if level == 0 {
-                out[j] = self.latest[k].powf(self.alpha);
+                entries[j] = self.latest[k].powf(self.alpha);
                 k += 1;
             } else {
                 // every pending slot under entry j at once, from the prefix sums
                 let entry_hi = lo + (j as i128 + 1) * span;
                 let stop = k + self.slots[k..end].partition_point(|s| (*s as i128) < entry_hi);
-                out[j] = (out[j] + self.prefix[stop] - self.prefix[k]).max(0.0);
+                entries[j] = (entries[j] + self.prefix[stop] - self.prefix[k]).max(0.0);
                 k = stop;
             }
         }
-        Cow::Owned(out)
     }
 }
 
@@ -188,7 +157,14 @@ mod tests {
         assert_eq!(p.latest(6), None);
         // slot 5: 1.0 -> 0.5, slot 300: 2.0 -> 3.0
         assert_relative_eq!(p.delta(), 0.5);
-        let q = p.with((vec![300, 7], vec![3.0, 1.0], vec![1.0, 2.0]));
+        let q = Pending::from_writes(
+            1.0,
+            [
+                (vec![5, 300], vec![1.0, 2.0], vec![4.0, 3.0]),
+                (vec![5], vec![4.0], vec![0.5]),
+                (vec![7, 300], vec![1.0, 2.0], vec![2.0, 1.0]),
+            ],
+        );
         assert_eq!(
             q.latest_all().collect::<Vec<_>>(),
             [(5, 0.5), (7, 2.0), (300, 1.0)]
@@ -231,11 +207,12 @@ mod tests {
         for level in 0..3u32 {
             let blocks = n.div_ceil(FANOUT.pow(level + 1));
             for b in 0..blocks {
-                let entries: Vec<f64> = (0..FANOUT).map(|j| entry(&stored, level, b, j)).collect();
-                let adjusted = pending.adjust(level as u16, b as i64, &entries);
-                for j in 0..FANOUT {
+                let mut adjusted: Vec<f64> =
+                    (0..FANOUT).map(|j| entry(&stored, level, b, j)).collect();
+                pending.adjust(level as u16, b as i64, &mut adjusted);
+                for (j, got) in adjusted.iter().enumerate() {
                     assert_relative_eq!(
-                        adjusted[j],
+                        *got,
                         entry(&folded, level, b, j),
                         epsilon = 1e-9,
                         max_relative = 1e-12
@@ -249,14 +226,17 @@ mod tests {
     }
 
     #[test]
-    fn blocks_without_pending_slots_are_not_copied() {
+    fn blocks_without_pending_slots_are_left_as_they_are() {
         let p = Pending::from_writes(1.0, [(vec![1000], vec![1.0], vec![2.0])]);
         let e = vec![1.0; FANOUT];
-        assert!(matches!(p.adjust(0, 0, &e), Cow::Borrowed(_)));
-        assert!(matches!(p.adjust(0, 7, &e), Cow::Owned(_)));
-        assert!(matches!(
-            Pending::empty(1.0).adjust(2, 0, &e),
-            Cow::Borrowed(_)
-        ));
+        let mut b0 = e.clone();
+        p.adjust(0, 0, &mut b0);
+        assert_eq!(b0, e);
+        let mut b7 = e.clone();
+        p.adjust(0, 7, &mut b7);
+        assert_eq!(b7[1000 % FANOUT], 2.0);
+        let mut root = e.clone();
+        Pending::empty(1.0).adjust(2, 0, &mut root);
+        assert_eq!(root, e);
     }
 }

@@ -330,12 +330,20 @@ pub fn fold_items(id: i32, slots: Vec<i64>, ps: Vec<f64>) -> Result<(), Fractali
 
 // ---- pending priorities ------------------------------------------------------------------------
 
-/// Buffer `b`'s pending priorities (`read_only` for samplers: the statement's snapshot).
-pub fn pending(b: &Buffer, read_only: bool) -> Result<Pending, FractalityError> {
-    let rows: Vec<Write> = spi::some_rows(&PENDING_READ, &[b.id.into()], read_only, |r| {
+/// Buffer `b`'s pending writes in the order they were made (`read_only` for samplers: the
+/// statement's snapshot); none read when its counter says there are none.
+pub fn pending_writes(b: &Buffer, read_only: bool) -> Result<Vec<Write>, FractalityError> {
+    if b.pending == 0 {
+        return Ok(Vec::new());
+    }
+    spi::some_rows(&PENDING_READ, &[b.id.into()], read_only, |r| {
         Some((r.array::<i64>(1)?, r.array::<f64>(2)?, r.array::<f64>(3)?))
-    })?;
-    Ok(Pending::from_writes(b.alpha, rows))
+    })
+}
+
+/// Buffer `b`'s pending priorities (`read_only` for samplers).
+pub fn pending(b: &Buffer, read_only: bool) -> Result<Pending, FractalityError> {
+    Ok(Pending::from_writes(b.alpha, pending_writes(b, read_only)?))
 }
 
 /// One write of priorities to buffer `id` appended: `slots`, the priorities they had, the new.

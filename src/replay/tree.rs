@@ -99,10 +99,10 @@ pub fn total(
     levels: u16,
     pending: &Pending,
 ) -> Result<f64, FractalityError> {
-    Ok(tree
-        .read(levels - 1, &[0])?
-        .get(&0)
-        .map_or(0.0, |r| pending.adjust(levels - 1, 0, r).iter().sum()))
+    Ok(tree.read(levels - 1, &[0])?.get_mut(&0).map_or(0.0, |r| {
+        pending.adjust(levels - 1, 0, r);
+        r.iter().sum()
+    }))
 }
 
 /// The slot each of `points` (each in [0, total)) falls on, with the slot's weight: one pass down
@@ -120,17 +120,10 @@ pub fn descend(
         let mut need: Vec<i64> = at.iter().flatten().map(|(b, _)| *b).collect();
         need.sort_unstable();
         need.dedup();
-        let blocks: BlockMap = tree
-            .read(level, &need)?
-            .into_iter()
-            .map(|(b, e)| {
-                let adjusted = match pending.adjust(level, b, &e) {
-                    std::borrow::Cow::Owned(v) => Some(v),
-                    std::borrow::Cow::Borrowed(_) => None,
-                };
-                (b, adjusted.unwrap_or(e))
-            })
-            .collect();
+        let mut blocks = tree.read(level, &need)?;
+        for (b, entries) in blocks.iter_mut() {
+            pending.adjust(level, *b, entries);
+        }
         for slot in at.iter_mut() {
             let Some((b, u)) = *slot else { continue };
             *slot = blocks
