@@ -79,7 +79,7 @@ fi
 log "4/5 client-side tests (tests/client) through a real client"
 status=0
 FRACTALITY_TEST_URL="host=localhost port=$TEST_PORT user=postgres dbname=postgres" \
-    cargo test -p fractality-client 2>&1 \
+    cargo test -p fractality-client --no-fail-fast 2>&1 \
     | grep -vE '^\s+(Compiling|Downloaded|Downloading)' | tee "$LOGS/client.log" || status=$?
 count_cargo "$LOGS/client.log"
 if [ "$status" -ne 0 ] && [ "$last_failed" -eq 0 ]; then failed=$((failed + 1)); fi

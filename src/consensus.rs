@@ -76,6 +76,11 @@ pub fn coarse(x: f64) -> f64 {
 const SOURCE: Query<'static> = query!("consensus_source", [UUIDOID, TEXTOID]);
 /// A template (rendered per model).
 const MEMBERS: &str = include_str!("../sql/queries/consensus_members.sql");
+/// With the vector type's OID, known at run time.
+const MEMBERS_EXACT: &str = include_str!("../sql/queries/consensus_members_exact.sql");
+const MODEL_SIZE: Query<'static> = query!("consensus_model_size", [TEXTOID, INT8OID]);
+/// `fractality.consensus_exact_limit` counts embeddings of this many dimensions.
+const REFERENCE_DIMS: i64 = 384;
 const EXISTING: Query<'static> = query!("consensus_existing", [UUIDARRAYOID, UUIDOID]);
 /// consensus_insert and consensus_update: one of them, with the same parameters (the key or
 /// the id first); then the centroid.
@@ -100,6 +105,27 @@ struct Member {
     id: Uuid,
     user: Uuid,
     embedding: Vec<f32>,
+}
+
+/// A candidate row of consensus_members(_exact): (distance, member); None for a NULL column.
+fn member(r: &spi::Row) -> Result<Option<(f64, Member)>, FractalityError> {
+    let (Some(id), Some(user), Some(distance)) =
+        (r.get::<Uuid>(1), r.get::<Uuid>(2), r.get::<f64>(4))
+    else {
+        return Ok(None);
+    };
+    // SAFETY: column 3 is the embedding, a vector
+    let embedding = unsafe { r.vector(3) }?;
+    Ok(embedding.map(|embedding| {
+        (
+            distance,
+            Member {
+                id,
+                user,
+                embedding,
+            },
+        )
+    }))
 }
 
 /// Fewest distinct users a consensus may have: with two, one contributor's vector and the
@@ -225,62 +251,77 @@ fn consensus(
         return Err(node_not_found(node));
     };
 
-    // its neighbours across tenants until the threshold, nearest first
-    let margin = model.index_margin();
+    // its neighbours across tenants until the threshold, nearest first: every distance while
+    // the model holds few embeddings, else the partitions' HNSW indexes
     let mut seen: HashSet<Uuid> = HashSet::from([node]);
     let mut members = vec![source];
-    let text = model.render(MEMBERS);
-    let query: DatumWithOid = Vector::from_slice(embedding.as_slice())?.into();
-    let mut cursor = Cursor::open(
-        &Query {
-            name: "consensus_members",
-            text: &text,
-            types: &[query.oid(), pg_sys::INT8OID],
-        },
-        &[query, MAX_MEMBERS.into()],
-        false,
-    )?;
-    'scan: loop {
-        let batch = cursor.fetch(
-            FETCH,
-            |r| -> Result<Option<(f64, Member)>, FractalityError> {
-                let (Some(id), Some(user), Some(distance)) =
-                    (r.get::<Uuid>(1), r.get::<Uuid>(2), r.get::<f64>(4))
-                else {
-                    return Ok(None);
-                };
-                // SAFETY: column 3 is the embedding, a vector
-                let embedding = unsafe { r.vector(3) }?;
-                Ok(embedding.map(|embedding| {
-                    (
-                        distance,
-                        Member {
-                            id,
-                            user,
-                            embedding,
-                        },
-                    )
-                }))
-            },
-        );
-        if batch.is_empty() {
-            break;
-        }
-        for r in batch {
+    let mut admit = |candidates: Vec<Result<Option<(f64, Member)>, FractalityError>>,
+                     bound: f64|
+     -> Result<bool, FractalityError> {
+        for r in candidates {
             let Some((distance, m)) = r? else { continue };
             if distance.is_nan() {
                 continue; // a zero vector
             }
-            if distance > max_distance + margin {
-                break 'scan;
+            if distance > bound {
+                return Ok(false);
             }
             let sim = cosine(embedding.as_slice(), &m.embedding)?.unwrap_or(-1.0);
             if sim >= 1.0 - max_distance && seen.insert(m.id) {
                 members.push(m);
             }
         }
+        Ok(true)
+    };
+    let query: DatumWithOid = Vector::from_slice(embedding.as_slice())?.into();
+    let voi = query.oid();
+    let limit =
+        (crate::gucs::consensus_exact_limit() as i64) * REFERENCE_DIMS / model.dims.max(1) as i64;
+    let few = limit > 0 && {
+        let n: i64 = spi::one(
+            &MODEL_SIZE,
+            &[model.name.as_str().into(), (limit + 1).into()],
+            false,
+        )?
+        .unwrap_or(0);
+        n <= limit
+    };
+    if few {
+        let candidates = spi::rows(
+            &Query {
+                name: "consensus_members_exact",
+                text: MEMBERS_EXACT,
+                types: &[voi, pg_sys::TEXTOID, pg_sys::FLOAT8OID, pg_sys::INT8OID],
+            },
+            &[
+                query,
+                model.name.as_str().into(),
+                max_distance.into(),
+                MAX_MEMBERS.into(),
+            ],
+            false,
+            member,
+        )?;
+        admit(candidates, max_distance)?;
+    } else {
+        let text = model.render(MEMBERS);
+        let mut cursor = Cursor::open(
+            &Query {
+                name: "consensus_members",
+                text: &text,
+                types: &[voi, pg_sys::INT8OID],
+            },
+            &[query, MAX_MEMBERS.into()],
+            false,
+        )?;
+        let bound = max_distance + model.index_margin();
+        loop {
+            let batch = cursor.fetch(FETCH, member);
+            if batch.is_empty() || !admit(batch, bound)? {
+                break;
+            }
+        }
     }
-    drop(cursor);
 
     let users: HashSet<Uuid> = members.iter().map(|m| m.user).collect();
     if users.len() < min_users || users.len() < MIN_CONTRIBUTORS as usize {

@@ -34,6 +34,14 @@ static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 /// filtered HNSW scan of the partition (docs/BENCHMARKS.md, "Resonance").
 static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(500);
 
+/// `fractality.consensus_exact_limit`: crystallize_consensus compares its seed with every
+/// embedding of the model, across tenants, while the model holds at most this many 384-d
+/// embeddings (scaled by 384 / d), instead of reading the partitions' HNSW indexes, whose search
+/// may miss a member (an approximate index; seen on pgvector 0.8.0 as a consensus of three users
+/// found without one of them). 0 turns the exact path off. 10 000: a few milliseconds of
+/// distances for a function a curator runs, not an agent's hot path.
+static CONSENSUS_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 /// `fractality.embedding_partitions`: how many hash partitions (by tenant) node_embeddings gets
 /// when the extension is created, 1 to 1024; 64 (a tenant group per partition: the fewer tenants
 /// share a partition, the less its HNSW scan has to skip). Read only by CREATE EXTENSION: set
@@ -76,6 +84,11 @@ pub fn atp_floor() -> f64 {
 /// `fractality.exact_scan_limit` (for 384-d embeddings).
 pub fn exact_scan_limit() -> i32 {
     EXACT_SCAN_LIMIT.get()
+}
+
+/// `fractality.consensus_exact_limit` (for 384-d embeddings).
+pub fn consensus_exact_limit() -> i32 {
+    CONSENSUS_EXACT_LIMIT.get()
 }
 
 /// `fractality.replay_fold_after`.
@@ -224,6 +237,16 @@ pub fn init() {
         c"A tenant's search reads a tenant of at most this many 384-d embeddings exactly instead of through the HNSW index.",
         c"find_resonant, recall and remember read every embedding of a small tenant (recall 1); above the limit (scaled by 384 / dimensions) the tenant's partition index gives the candidates. 0 turns the exact scan off.",
         &EXACT_SCAN_LIMIT,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"fractality.consensus_exact_limit",
+        c"crystallize_consensus compares its seed with every embedding of the model while the model holds at most this many 384-d embeddings.",
+        c"Up to the limit (scaled by 384 / dimensions) a consensus finds every member exactly; above it the partitions' HNSW indexes give the candidates. 0 turns the exact path off.",
+        &CONSENSUS_EXACT_LIMIT,
         0,
         i32::MAX,
         GucContext::Userset,

@@ -125,6 +125,16 @@ SELECT n.id, n.user_id, fractality.normalize_vector(
 SET LOCAL ROLE fractality_regress_resonance;
 SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-000000111000') = fractality.crystallize_consensus('00000000-0000-0000-0000-000000112000') AS same_consensus;
 RESET ROLE;
+SELECT contributor_count, (SELECT count(*) FROM fractality.consensus_links) AS links
+  FROM fractality.consensus_nodes;
+-- the few embeddings above were compared exactly (fractality.consensus_exact_limit); through the
+-- partitions' HNSW indexes the same consensus finds the same members
+SET LOCAL ROLE fractality_regress_resonance;
+SET LOCAL fractality.consensus_exact_limit = 0;
+SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-000000112000') = c.id AS same_through_the_index
+  FROM fractality.consensus_nodes c;
+RESET fractality.consensus_exact_limit;
+RESET ROLE;
 SELECT node_key, label, metadata, contributor_count, round(resonance_score::numeric, 3) AS group_resonance,
        (SELECT count(*) FROM fractality.consensus_links l WHERE l.consensus_id = c.id) AS links
   FROM fractality.consensus_nodes c;
