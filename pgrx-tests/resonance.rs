@@ -119,6 +119,66 @@ mod tests {
         );
     }
 
+    /// resonance_with against many nodes reads the source's own edges (two range scans), against
+    /// a few, or from a hub, probes an index per node: the edges, and so the scores, are the same
+    /// as calculate_resonance's (one node, probed) either way.
+    #[pg_test]
+    fn resonance_with_many_nodes_reads_the_same_edges_as_a_probe() {
+        clustered(1, 2, 20);
+        let src = node_id("u1-c1-1", 1);
+        // edges both ways, several between one pair (the strongest |weight| counts), some to
+        // nodes not asked about
+        Spi::run(&format!(
+            "INSERT INTO fractality.edges (user_id, from_node, to_node, relationship_type, weight)
+             SELECT user_id, '{src}', id, 'a', -0.95 + 0.05 * split_part(node_key, '-', 3)::int
+               FROM fractality.nodes WHERE node_key LIKE 'u1-c2-%' AND split_part(node_key, '-', 3)::int % 3 = 0;
+             INSERT INTO fractality.edges (user_id, from_node, to_node, relationship_type, weight)
+             SELECT user_id, id, '{src}', 'b', 0.05 * split_part(node_key, '-', 3)::int
+               FROM fractality.nodes WHERE node_key LIKE 'u1-c%-%' AND split_part(node_key, '-', 3)::int % 4 = 1
+                AND id <> '{src}';
+             INSERT INTO fractality.edges (user_id, from_node, to_node, relationship_type, weight)
+             SELECT user_id, '{src}', id, 'c', 0.95
+               FROM fractality.nodes WHERE node_key = 'u1-c2-6';"
+        ))
+        .unwrap();
+        let differing = |filter: &str| -> i64 {
+            Spi::get_one::<i64>(&format!(
+                "WITH others AS (SELECT array_agg(id ORDER BY node_key) AS ids FROM fractality.nodes
+                                  WHERE {filter}),
+                      r AS (SELECT r.* FROM others, fractality.resonance_with('{src}', others.ids) r)
+                 SELECT count(*) FROM r, LATERAL fractality.resonance_with('{src}', ARRAY[r.node_id]) p
+                  WHERE r.edge_weight <> p.edge_weight OR r.resonance IS DISTINCT FROM p.resonance"
+            ))
+            .unwrap()
+            .unwrap()
+        };
+        let edged = |filter: &str| -> i64 {
+            Spi::get_one::<i64>(&format!(
+                "SELECT count(*) FROM fractality.resonance_with('{src}',
+                        (SELECT array_agg(id) FROM fractality.nodes WHERE {filter})) WHERE edge_weight <> 0"
+            ))
+            .unwrap()
+            .unwrap()
+        };
+        // 34 others: the source's own edges
+        let many =
+            "node_key NOT IN ('u1-c1-2', 'u1-c2-3', 'u1-c1-5', 'u1-c2-9', 'u1-c1-13', 'u1-c2-17')";
+        assert_eq!(differing(many), 0);
+        assert_eq!(edged(many), 9);
+        // 8 others: a probe each
+        let few = "split_part(node_key, '-', 3)::int <= 4";
+        assert_eq!(differing(few), 0);
+        // a hub: more edges than 4 per node asked about, so probed after all
+        Spi::run(&format!(
+            "INSERT INTO fractality.edges (user_id, from_node, to_node, relationship_type, weight)
+             SELECT n.user_id, '{src}', n.id, 'hub-' || t, 0.01 * t
+               FROM fractality.nodes n, generate_series(1, 5) t WHERE n.id <> '{src}'"
+        ))
+        .unwrap();
+        assert_eq!(differing(many), 0);
+        assert_eq!(edged(many), 33);
+    }
+
     #[pg_test(error = "node 00000000-0000-0000-0000-00000000dead does not exist or is not visible")]
     fn calculate_resonance_missing_node_is_p0002() {
         clustered(1, 1, 2);

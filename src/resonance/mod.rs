@@ -9,7 +9,7 @@
 //!
 //! Every query runs as the caller through SQL: row-level security decides what each sees.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use pgrx::prelude::*;
 use pgrx::Uuid;
@@ -73,11 +73,10 @@ pub fn resonance_set(
     let src = nodes[&source];
     // the embeddings, one query per tenant (one in the common case)
     let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    let mut grouped: HashSet<Uuid> = HashSet::with_capacity(ids.len());
     for id in &ids {
-        let n = nodes[id];
-        let group = by_tenant.entry(n.tenant).or_default();
-        if !group.contains(id) {
-            group.push(*id);
+        if grouped.insert(*id) {
+            by_tenant.entry(nodes[id].tenant).or_default().push(*id);
         }
     }
     let mut embeddings: HashMap<Uuid, Vec<f32>> = HashMap::new();
