@@ -92,6 +92,8 @@ const WITH_SOURCES: i64 = 10;
 pub const MODEL_1536: &str = "openai_1536";
 pub const DIMS_1536: usize = 1536;
 pub const TENANTS_1536: usize = 20;
+/// Sources of `resonance_1536`'s recall rows.
+const MEMORY_SOURCES: usize = 100;
 /// Where `resonance_1536` records the data it loaded (seed, size, tenants).
 const DATASET_1536: &str = "public.fractality_bench_dataset_1536";
 
@@ -1181,6 +1183,10 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         c.batch_execute(SEED_DDL)?;
         rows.extend(resonance_with_rows(c, reps, &scale)?);
         rows.extend(calculate_rows(c, reps)?);
+        // recall (the memory API) on the same vectors: issue 15's 200k x 1536 figure
+        let srcs = sources(c, s, MEMORY_SOURCES)?;
+        rows.extend(crate::bench_memory::recall_rows(c, s, &srcs, 3, false)?);
+        c.batch_execute("RESET hnsw.ef_search")?;
         let build = datagen::recorded_build(c, s.model)?;
         rows.extend(build_rows(s, &scale, build.as_ref(), &flat));
         Ok(rows)
@@ -1417,6 +1423,10 @@ pub fn resonance_1536(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
             &[Mode::Default, Mode::Index],
             &[Mode::Default, Mode::Index],
         )?;
+        // recall (the memory API) on the same vectors: issue 15's 200k x 1536 figure
+        let srcs = sources(c, s, MEMORY_SOURCES)?;
+        rows.extend(crate::bench_memory::recall_rows(c, s, &srcs, 3, false)?);
+        c.batch_execute("RESET hnsw.ef_search")?;
         let build = datagen::recorded_build(c, s.model)?;
         rows.extend(build_rows(s, &scale, build.as_ref(), &flat));
         match load {
