@@ -79,8 +79,6 @@ const MEMBERS: &str = include_str!("../sql/queries/consensus_members.sql");
 /// With the vector type's OID, known at run time.
 const MEMBERS_EXACT: &str = include_str!("../sql/queries/consensus_members_exact.sql");
 const MODEL_SIZE: Query<'static> = query!("consensus_model_size", [TEXTOID, INT8OID]);
-/// `fractality.consensus_exact_limit` counts embeddings of this many dimensions.
-const REFERENCE_DIMS: i64 = 384;
 const EXISTING: Query<'static> = query!("consensus_existing", [UUIDARRAYOID, UUIDOID]);
 /// consensus_insert and consensus_update: one of them, with the same parameters (the key or
 /// the id first); then the centroid.
@@ -275,8 +273,7 @@ fn consensus(
     };
     let query: DatumWithOid = Vector::from_slice(embedding.as_slice())?.into();
     let voi = query.oid();
-    let limit =
-        (crate::gucs::consensus_exact_limit() as i64) * REFERENCE_DIMS / model.dims.max(1) as i64;
+    let limit = model.rows_within(crate::gucs::consensus_exact_limit());
     let few = limit > 0 && {
         let n: i64 = spi::one(
             &MODEL_SIZE,

@@ -102,6 +102,13 @@ impl Model {
         }
     }
 
+    /// A limit counted in 384-d embeddings (`fractality.exact_scan_limit`,
+    /// `fractality.consensus_exact_limit`) as embeddings of this model: the same rows x
+    /// dimensions, so a model of more dimensions takes an exact path for fewer rows.
+    pub fn rows_within(&self, limit_384: i32) -> i64 {
+        (limit_384 as i64 * 384 / self.dims.max(1) as i64).min(i32::MAX as i64)
+    }
+
     /// `template` for this model: `{{model}}`, `{{dims}}` and `{{type}}` filled in.
     pub fn render(&self, template: &str) -> String {
         render(template, &self.name, self.dims)

@@ -30,9 +30,6 @@ const FETCH: usize = 256;
 const DEFAULT_EF_SEARCH: usize = 40;
 /// The most rows one search reads through the index.
 pub const MAX_ROWS: i64 = 10_000;
-/// `fractality.exact_scan_limit` counts embeddings of this many dimensions: a model of more
-/// dimensions takes the exact path for proportionally fewer (the cost is per element).
-const REFERENCE_DIMS: i64 = 384;
 
 const TENANT_SIZE: Query<'static> = query!("tenant_size", [UUIDOID, TEXTOID, INT8OID]);
 /// With the vector type's OID, known at run time.
@@ -90,9 +87,7 @@ impl TenantScan {
         first: usize,
     ) -> Result<TenantScan, FractalityError> {
         // the exact path while rows x dimensions stay within the limit's 384-d rows
-        let limit = ((crate::gucs::exact_scan_limit() as i64) * REFERENCE_DIMS
-            / model.dims.max(1) as i64)
-            .min(i32::MAX as i64);
+        let limit = model.rows_within(crate::gucs::exact_scan_limit());
         let small = limit > 0 && {
             let n: i64 = spi::one(
                 &TENANT_SIZE,

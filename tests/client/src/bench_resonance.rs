@@ -1183,10 +1183,6 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         c.batch_execute(SEED_DDL)?;
         rows.extend(resonance_with_rows(c, reps, &scale)?);
         rows.extend(calculate_rows(c, reps)?);
-        // recall (the memory API) on the same vectors: issue 15's 200k x 1536 figure
-        let srcs = sources(c, s, MEMORY_SOURCES)?;
-        rows.extend(crate::bench_memory::recall_rows(c, s, &srcs, 3, false)?);
-        c.batch_execute("RESET hnsw.ef_search")?;
         let build = datagen::recorded_build(c, s.model)?;
         rows.extend(build_rows(s, &scale, build.as_ref(), &flat));
         Ok(rows)
