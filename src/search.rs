@@ -19,7 +19,7 @@ use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::errors::FractalityError;
-use crate::models::Model;
+use crate::models::{index_type, Model};
 use crate::spi::{self, query, Cursor, Query};
 use crate::vector::Vector;
 
@@ -129,7 +129,7 @@ impl TenantScan {
                 batch,
             });
         }
-        let text = model.render(TENANT_NEAREST);
+        let text = nearest_sql(model);
         let q = Query {
             name: "tenant_nearest",
             text: &text,
@@ -179,6 +179,18 @@ impl TenantScan {
     }
 }
 
+/// The tenant_nearest query for `model`: its template rendered, `{{exact}}` (the full-precision
+/// distance) the order distance itself for a `vector` index (the same computation: the row's
+/// embedding is fetched and compared once, not twice) and one in full precision for `halfvec`.
+fn nearest_sql(model: &Model) -> String {
+    let exact = if index_type(model.dims) == "vector" {
+        "s.order_distance"
+    } else {
+        "s.embedding <=> $2"
+    };
+    model.render(TENANT_NEAREST).replace("{{exact}}", exact)
+}
+
 /// The `hnsw.ef_search` in effect (the search functions set it; `ALTER FUNCTION ... SET` changes
 /// it), at most a batch: the index's first search finds that many candidates for the price of one
 /// row, and a row past them makes it search on (measured at 1536 dimensions in a partition of one
@@ -215,4 +227,31 @@ fn hit(id: Option<Uuid>, exact: Option<f64>, order: Option<Option<f64>>) -> Opti
         similarity: (1.0 - exact).clamp(-1.0, 1.0),
         order: 1.0 - order,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nearest_query_compares_a_vector_once_and_a_halfvec_in_full_precision() {
+        let model = |dims| Model {
+            name: "m".into(),
+            dims,
+        };
+        let v = nearest_sql(&model(1536));
+        assert!(!v.contains("{{"), "{v}");
+        assert!(
+            v.contains("coalesce(nullif(s.order_distance, 'NaN')"),
+            "{v}"
+        );
+        assert!(v.contains("(e.embedding::vector(1536)) <=> ($2::vector(1536))"));
+        let h = nearest_sql(&model(3072));
+        assert!(!h.contains("{{"), "{h}");
+        assert!(
+            h.contains("coalesce(nullif(s.embedding <=> $2, 'NaN')"),
+            "{h}"
+        );
+        assert!(h.contains("(e.embedding::halfvec(3072)) <=> ($2::halfvec(3072))"));
+    }
 }
