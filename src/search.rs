@@ -235,23 +235,28 @@ mod tests {
 
     #[test]
     fn the_nearest_query_compares_a_vector_once_and_a_halfvec_in_full_precision() {
-        let model = |dims| Model {
-            name: "m".into(),
-            dims,
-        };
-        let v = nearest_sql(&model(1536));
-        assert!(!v.contains("{{"), "{v}");
-        assert!(
-            v.contains("coalesce(nullif(s.order_distance, 'NaN')"),
-            "{v}"
-        );
-        assert!(v.contains("(e.embedding::vector(1536)) <=> ($2::vector(1536))"));
-        let h = nearest_sql(&model(3072));
-        assert!(!h.contains("{{"), "{h}");
-        assert!(
-            h.contains("coalesce(nullif(s.embedding <=> $2, 'NaN')"),
-            "{h}"
-        );
-        assert!(h.contains("(e.embedding::halfvec(3072)) <=> ($2::halfvec(3072))"));
+        for (dims, exact, order) in [
+            (
+                1536,
+                "s.order_distance",
+                "(e.embedding::vector(1536)) <=> ($2::vector(1536))",
+            ),
+            (
+                3072,
+                "s.embedding <=> $2",
+                "(e.embedding::halfvec(3072)) <=> ($2::halfvec(3072))",
+            ),
+        ] {
+            let q = nearest_sql(&Model {
+                name: "m".into(),
+                dims,
+            });
+            assert!(!q.contains("{{"), "{q}");
+            assert!(
+                q.contains(&format!("coalesce(nullif({exact}, 'NaN')")),
+                "{q}"
+            );
+            assert!(q.contains(order), "{q}");
+        }
     }
 }
