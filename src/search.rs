@@ -19,7 +19,7 @@ use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::errors::FractalityError;
-use crate::models::{index_type, Model};
+use crate::models::Model;
 use crate::spi::{self, query, Cursor, Query};
 use crate::vector::Vector;
 
@@ -183,7 +183,7 @@ impl TenantScan {
 /// distance) the order distance itself for a `vector` index (the same computation: the row's
 /// embedding is fetched and compared once, not twice) and one in full precision for `halfvec`.
 fn nearest_sql(model: &Model) -> String {
-    let exact = if index_type(model.dims) == "vector" {
+    let exact = if model.index_type() == "vector" {
         "s.order_distance"
     } else {
         "s.embedding <=> $2"

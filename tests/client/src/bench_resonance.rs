@@ -1408,6 +1408,7 @@ fn load_1536(c: &mut Client, p: &Params, n: usize) -> Result<Option<Load1536>, E
 }
 
 pub fn resonance_1536(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
+    let reps = ctx.reps(3);
     let n = ctx.params.nodes;
     let p = ctx.params.clone();
     let c = &mut *ctx.client;
@@ -1423,7 +1424,7 @@ pub fn resonance_1536(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         )?;
         // recall (the memory API) on the same vectors: issue 15's 200k x 1536 figure
         let srcs = sources(c, s, MEMORY_SOURCES)?;
-        rows.extend(crate::bench_memory::recall_rows(c, s, &srcs, 3, false)?);
+        rows.extend(crate::bench_memory::recall_rows(c, s, &srcs, reps, false)?);
         c.batch_execute("RESET hnsw.ef_search")?;
         let build = datagen::recorded_build(c, s.model)?;
         rows.extend(build_rows(s, &scale, build.as_ref(), &flat));
