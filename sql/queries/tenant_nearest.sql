@@ -4,7 +4,7 @@
 -- {{model}}, {{type}} and {{dims}} are the model's (src/models.rs); the ORDER BY and the WHERE
 -- are the index's expression and predicate; {{exact}} is the full-precision distance
 -- (src/search.rs): for a `vector` index the order distance itself, the same computation, so that
--- a row's embedding is read (from TOAST, at 1 536 dimensions) and compared once; in halfvec
+-- a row's embedding is read and compared once (6 KB at 1 536 dimensions); in halfvec
 -- above 2 000 dimensions, where the index's distance only orders, one in full precision. Run with
 -- hnsw.iterative_scan = strict_order (the tenant filter must not starve the scan) and
 -- enable_sort = off (the index order, not a sort of the tenant's rows), which the calling

@@ -11,6 +11,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO fract
 SELECT fractality.register_model('tiny', 8);
 SELECT fractality.register_model('tiny', 8) AS again;
 SELECT fractality.register_model('wide', 2500);
+SELECT fractality.register_model('mid', 1536);
 SELECT model, dims, fractality.model_index_type(dims) AS index_type
   FROM fractality.embedding_models ORDER BY model;
 -- one index per partition and model, attached to the model's index on the parent
@@ -42,11 +43,25 @@ SELECT count(fractality.upsert_node('m-' || i, model => 'tiny',
            embedding => (SELECT array_agg(CASE WHEN d = (i % 2) + 1 THEN 1 ELSE i / 100.0 END)
                            FROM generate_series(1, 8) d)::vector)) AS tiny_embeddings
   FROM generate_series(1, 6) i;
+-- rows are kept whole up to a page (toast_tuple_target 8160 on every partition): 1 536-d
+-- embeddings (6 KB) stay in their rows, 2 500-d ones (10 KB) go to the partition's TOAST table
+SELECT count(fractality.upsert_node('m-' || i, model => 'mid',
+           embedding => (SELECT array_agg(sin(i * 7919 + d * 104729)) FROM generate_series(1, 1536) d)::vector))
+       AS mid_embeddings
+  FROM generate_series(1, 6) i;
+SELECT count(DISTINCT tableoid) AS partitions_used,
+       min(pg_column_size(embedding)) FILTER (WHERE model = 'mid') AS mid_bytes,
+       (SELECT pg_relation_size(c.reltoastrelid) FROM pg_class c
+         WHERE c.oid = min(e.tableoid::oid)) AS toast_bytes
+  FROM fractality.node_embeddings e;
 SELECT count(fractality.upsert_node('w-' || i, model => 'wide',
            embedding => (SELECT array_agg(CASE WHEN d % 3 = i % 3 THEN 1 ELSE 0.01 * i END)
                            FROM generate_series(1, 2500) d)::vector)) AS wide_embeddings
   FROM generate_series(1, 6) i;
 SELECT model, count(*) AS embeddings FROM fractality.node_embeddings GROUP BY model ORDER BY model;
+SELECT (SELECT pg_relation_size(c.reltoastrelid) FROM pg_class c
+         WHERE c.oid = min(e.tableoid::oid)) > 0 AS wide_in_toast
+  FROM fractality.node_embeddings e;
 
 -- per model, by the exact scan and through the index
 SET LOCAL fractality.exact_scan_limit = 2000;

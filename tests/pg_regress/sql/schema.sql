@@ -34,6 +34,7 @@ SELECT model, dims FROM fractality.embedding_models;
 SELECT pg_get_partkeydef('fractality.node_embeddings'::regclass) AS partition_key,
        count(*) AS partitions,
        count(*) FILTER (WHERE c.relrowsecurity) AS with_row_security,
+       count(*) FILTER (WHERE 'toast_tuple_target=8160' = ANY (c.reloptions)) AS rows_kept_whole,
        count(*) FILTER (WHERE EXISTS (SELECT 1 FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
                                        WHERE i.indrelid = c.oid AND x.relname = c.relname || '_default_hnsw')) AS with_default_index
   FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
@@ -56,10 +57,12 @@ SELECT tgrelid::regclass AS "table", tgname, tgenabled
    AND tgparentid = 0  -- a partition's clone of its parent's trigger is the parent's
  ORDER BY tgrelid::regclass::text, 2;
 
--- storage options: every view runs with the caller's rights; nodes leave room for HOT updates
+-- storage options: every view runs with the caller's rights; nodes leave room for HOT updates;
+-- node_embeddings' partitions keep rows of up to a page whole (rows_kept_whole above)
 SELECT relname, relkind, reloptions FROM pg_class
  WHERE relnamespace = 'fractality'::regnamespace AND reloptions IS NOT NULL
    AND relkind <> 'i'  -- partitions' indexes carry their month in their names
+   AND relname !~ '^node_embeddings_p[0-9]+$'  -- counted with the partitions above
  ORDER BY 1;
 
 -- defaults as a client sees them
