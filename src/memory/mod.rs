@@ -175,6 +175,7 @@ fn recall(
         min_similarity: required("min_similarity", min_similarity),
         reinforce: required("reinforce", reinforce),
         weights: weights(w_sim, w_energy, w_edge),
+        score_all: false,
     };
     if args.reinforce > 0.0 {
         // reinforcing writes; without it recall only reads (and runs on a standby)
@@ -241,6 +242,7 @@ fn recall_explain(
         min_similarity: required("min_similarity", min_similarity),
         reinforce: 0.0,
         weights: weights(w_sim, w_energy, w_edge),
+        score_all: true,
     };
     let r = spi::connect(|| recall_in(&args)).unwrap_or_report();
     let path = r.path.name();

@@ -52,6 +52,19 @@ pub struct RecallArgs<'a> {
     pub min_similarity: f64,
     pub reinforce: f64,
     pub weights: Weights,
+    /// Score every hit read (recall_explain), not only those that can still be among the k.
+    pub score_all: bool,
+}
+
+/// Without words, the fewest hits scored at a time (one query for their details) while fewer
+/// than k are: a hit without details (expired) or already scored (the context's) leaves a gap.
+const MIN_SCORED: usize = 4;
+
+/// The k-th best of the scores so far (at least k of them), keeping only the best k.
+fn kth_best(best: &mut Vec<f64>, k: usize) -> f64 {
+    best.sort_by(|x, y| y.total_cmp(x));
+    best.truncate(k);
+    best[k - 1]
 }
 
 /// recall's work (SPI connected).
@@ -115,42 +128,62 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
         if batch.is_empty() {
             break;
         }
-        let mut fresh = Vec::with_capacity(batch.len());
-        let mut last_order = None;
-        for h in &batch {
-            if h.order < min_sim - scan.margin() {
-                last_order = Some(h.order);
-                break;
+        let margin = scan.margin();
+        // the hits at or above min_similarity, in order (the rest of the scan is below it)
+        let within = batch
+            .iter()
+            .take_while(|h| h.order >= min_sim - margin)
+            .count();
+        let mut i = 0;
+        while i < within {
+            // how many hits to score now: with words (or explaining) all of them; without, first
+            // those that bring the scored to k, then those whose bound can still beat the k-th
+            // best: a hit of a lower bound is not among the k, nor is any hit after it, and its
+            // details are not read
+            let n = if a.query_text.is_some() || a.score_all {
+                within - i
+            } else if best.len() < k {
+                (k - best.len()).max(MIN_SCORED).min(within - i)
+            } else {
+                let kth = kth_best(&mut best, k);
+                let n = batch[i..within]
+                    .iter()
+                    .take_while(|h| stop_bound(h.order + margin, w) >= kth)
+                    .count();
+                if n == 0 {
+                    break 'scan;
+                }
+                n
+            };
+            let mut fresh = Vec::with_capacity(n);
+            for h in &batch[i..i + n] {
+                if !sims.contains_key(&h.node_id) {
+                    fresh.push(h.node_id);
+                }
+                sims.insert(h.node_id, h.similarity);
+                vector_order.push(h.node_id);
             }
-            if !sims.contains_key(&h.node_id) {
-                fresh.push(h.node_id);
-            }
-            sims.insert(h.node_id, h.similarity);
-            vector_order.push(h.node_id);
-            last_order = Some(h.order);
-        }
-        info.extend(details(&fresh)?);
-        for id in &fresh {
-            if let (Some((_, _, _, atp)), Some(s)) = (info.get(id), sims.get(id)) {
-                if *s >= min_sim {
-                    best.push(score_of(*s, *atp, edge_of.get(id).copied().unwrap_or(0.0)));
+            info.extend(details(&fresh)?);
+            for id in &fresh {
+                if let (Some((_, _, _, atp)), Some(s)) = (info.get(id), sims.get(id)) {
+                    if *s >= min_sim {
+                        best.push(score_of(*s, *atp, edge_of.get(id).copied().unwrap_or(0.0)));
+                    }
                 }
             }
+            i += n;
         }
-        let Some(reached) = last_order else { break };
-        if reached < min_sim - scan.margin() {
+        if within < batch.len() {
             break;
         }
         if a.query_text.is_some() {
             if vector_order.len() >= pool {
                 break 'scan;
             }
-        } else if best.len() >= k {
-            best.sort_by(|x, y| y.total_cmp(x));
-            best.truncate(k);
-            if stop_bound(reached + scan.margin(), w) < best[k - 1] {
-                break 'scan;
-            }
+        } else if best.len() >= k
+            && stop_bound(batch[within - 1].order + margin, w) < kth_best(&mut best, k)
+        {
+            break 'scan;
         }
     }
     drop(scan);

@@ -187,6 +187,19 @@ fn recall_equals_the_score_over_every_memory_and_a_plain_recall_writes_nothing()
                 .map(|r| r.get(0))
                 .collect();
             assert_eq!(got.len(), 10);
+            // recall reads the details of only the hits that can still be among the k;
+            // recall_explain scores every hit read: the same answer, in the same order
+            let explained: Vec<Uuid> = c
+                .query(
+                    "SELECT node_id FROM fractality.recall_explain($1::text::vector, 10)
+                      WHERE returned ORDER BY position",
+                    &[&query],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(got, explained, "recall and recall_explain, limit {limit}");
             wanted += exact.len();
             hits += got.iter().filter(|id| exact.contains(id)).count();
             if limit != "0" {
