@@ -131,7 +131,7 @@ fn fold(b: &mut Buffer, pending: &Pending, written: bool) -> Result<usize, Fract
 fn fold_all() -> Result<(), FractalityError> {
     for id in store::pending_buffers()? {
         let mut b = buffer(None, Some(id), true)?;
-        let pending = store::pending(&b, false)?;
+        let pending = store::pending(&b)?;
         fold(&mut b, &pending, true)?;
         store::save_counters(&b)?;
     }
@@ -158,7 +158,7 @@ fn replay_entered(buffer_id: i32, first_seq: i64, k: i64, fresh: i64) {
         // items overwritten at capacity take their pending priorities with them: fold first
         // (without a capacity every slot written is new, and the pending ones stay as they are)
         if b.capacity.is_some() {
-            let pending = store::pending(&b, false)?;
+            let pending = store::pending(&b)?;
             if (from..first_seq + k).any(|seq| pending.latest(slot_of(&b, seq)).is_some()) {
                 fold(&mut b, &pending, true)?;
             }
@@ -359,7 +359,7 @@ fn replay_rebuild(buffer_id: i32) -> i64 {
     spi::connect(|| -> Result<i64, FractalityError> {
         let mut b = buffer(None, Some(buffer_id), true)?;
         // the pending priorities into the items the tree is built from
-        let pending = store::pending(&b, false)?;
+        let pending = store::pending(&b)?;
         if !pending.is_empty() {
             let (slots, ps): (Vec<i64>, Vec<f64>) = pending.latest_all().unzip();
             store::fold_items(buffer_id, slots, ps)?;
@@ -417,7 +417,7 @@ pub fn sample(
     };
     let mut tree = SpiTree::new(b.id, true);
     // the priorities written back and not folded yet, in the same snapshot as the tree
-    let pending = store::pending(&b, true)?;
+    let pending = store::pending_seen(&b)?;
     let total = total(&mut tree, b.levels, &pending)?;
     if n == 0 || b.size == 0 || total <= 0.0 {
         return Ok(Vec::new());
@@ -559,7 +559,7 @@ fn update_priorities(
             write.2.push(by_id[id]);
         }
         if (b.pending + found.len() as i64) as u64 >= crate::gucs::replay_fold_after() as u64 {
-            let mut writes = store::pending_writes(&b, false)?;
+            let mut writes = store::pending_writes(&b)?;
             let earlier = !writes.is_empty();
             writes.push(write);
             let all = Pending::from_writes(b.alpha, writes);
@@ -583,7 +583,7 @@ fn fold_priorities(buffer: &str) -> i64 {
     crate::errors::writer(c"fold_priorities");
     spi::connect(|| -> Result<i64, FractalityError> {
         let mut b = self::buffer(Some(buffer), None, true)?;
-        let pending = store::pending(&b, false)?;
+        let pending = store::pending(&b)?;
         let n = fold(&mut b, &pending, true)?;
         if n > 0 {
             store::save_counters(&b)?;

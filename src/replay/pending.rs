@@ -12,7 +12,8 @@
 //! Samplers read the pending rows with the tree in one snapshot and see the tree as the fold
 //! would leave it: [`Pending::adjust`] adds to a block's entries the change of every pending slot
 //! under each, so that a descent through adjusted blocks draws with the current
-//! priorities, exactly.
+//! priorities, exactly. A learner's session keeps what it read ([`Seen`]) and, at its next
+//! sample, reads and merges only the writes made since.
 
 use super::tree::FANOUT;
 
@@ -24,6 +25,8 @@ pub struct Pending {
     slots: Vec<i64>,
     stored: Vec<f64>,
     latest: Vec<f64>,
+    /// change[k]: latest[k]^alpha - stored[k]^alpha
+    change: Vec<f64>,
     /// prefix[k]: the change of p^alpha of slots[..k]
     prefix: Vec<f64>,
 }
@@ -44,6 +47,15 @@ impl Pending {
     /// The pending writes in the order they were made: a slot's stored priority is the one the
     /// tree holds (its first write's old), its latest the one its last write gave it.
     pub fn from_writes(alpha: f64, writes: impl IntoIterator<Item = Write>) -> Pending {
+        let mut p = Pending::empty(alpha);
+        p.extend(writes);
+        p
+    }
+
+    /// Writes made after those already here, in the order they were made: each slot written
+    /// keeps the stored priority of its first write and takes the latest of its last. The
+    /// same numbers, bit for bit, as [`Pending::from_writes`] of every write at once.
+    pub fn extend(&mut self, writes: impl IntoIterator<Item = Write>) {
         // (slot, order of the write, old, new), sorted by slot and order: a slot's first entry
         // has its stored priority, its last the latest
         let mut all: Vec<(i64, usize, f64, f64)> = Vec::new();
@@ -56,28 +68,76 @@ impl Pending {
                     .map(|((s, old), new)| (s, w, old, new)),
             );
         }
+        if all.is_empty() {
+            return;
+        }
         // each write's slots are in order: a stable sort merges the runs
         all.sort_by_key(|e| (e.0, e.1));
-        let mut p = Pending::empty(alpha);
-        for e in all {
-            if p.slots.last() == Some(&e.0) {
-                *p.latest.last_mut().expect("a slot has its entries") = e.3;
-            } else {
-                p.slots.push(e.0);
-                p.stored.push(e.2);
-                p.latest.push(e.3);
+        let mut written: Vec<(i64, f64, f64)> = Vec::with_capacity(all.len());
+        for (slot, _, old, new) in all {
+            match written.last_mut() {
+                Some(last) if last.0 == slot => last.2 = new,
+                _ => written.push((slot, old, new)),
             }
         }
-        p.sum_up();
-        p
+        // merged with the slots already pending, in slot order
+        let n = self.slots.len() + written.len();
+        let mut merged = Pending {
+            alpha: self.alpha,
+            slots: Vec::with_capacity(n),
+            stored: Vec::with_capacity(n),
+            latest: Vec::with_capacity(n),
+            change: Vec::with_capacity(n),
+            prefix: Vec::new(),
+        };
+        let alpha = self.alpha;
+        let push = |m: &mut Pending, slot: i64, stored: f64, latest: f64, change: Option<f64>| {
+            m.slots.push(slot);
+            m.stored.push(stored);
+            m.latest.push(latest);
+            m.change
+                .push(change.unwrap_or_else(|| latest.powf(alpha) - stored.powf(alpha)));
+        };
+        let mut k = 0;
+        for (slot, old, new) in written {
+            while k < self.slots.len() && self.slots[k] < slot {
+                push(
+                    &mut merged,
+                    self.slots[k],
+                    self.stored[k],
+                    self.latest[k],
+                    Some(self.change[k]),
+                );
+                k += 1;
+            }
+            if k < self.slots.len() && self.slots[k] == slot {
+                // pending already: its stored priority stays, the latest is this write's
+                push(&mut merged, slot, self.stored[k], new, None);
+                k += 1;
+            } else {
+                push(&mut merged, slot, old, new, None);
+            }
+        }
+        while k < self.slots.len() {
+            push(
+                &mut merged,
+                self.slots[k],
+                self.stored[k],
+                self.latest[k],
+                Some(self.change[k]),
+            );
+            k += 1;
+        }
+        *self = merged;
+        self.sum_up();
     }
 
     fn sum_up(&mut self) {
         self.prefix = Vec::with_capacity(self.slots.len() + 1);
         let mut acc = 0.0;
         self.prefix.push(acc);
-        for k in 0..self.slots.len() {
-            acc += self.latest[k].powf(self.alpha) - self.stored[k].powf(self.alpha);
+        for c in &self.change {
+            acc += c;
             self.prefix.push(acc);
         }
     }
@@ -134,6 +194,70 @@ impl Pending {
                 k = stop;
             }
         }
+    }
+}
+
+/// A sampler's copy of one buffer's pending writes, kept by the backend from one sample to the
+/// next, so that a sample reads the arrays of only the writes made since the last (a learner
+/// appends one between two samples) instead of every write since the last fold, and merges them
+/// instead of sorting all of them again. Writers of a buffer hold its lock until they commit, so
+/// a snapshot sees the writes since the last fold up to some number: the copy is good while the
+/// writes a snapshot sees up to its last are exactly those it holds (a fold, a write rolled back,
+/// a table created anew make a sampler read every write again).
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// The OID of the table the writes were read from.
+    table: i64,
+    seqs: Vec<i64>,
+    pending: Pending,
+}
+
+/// A pending write as a sampler reads it: the table's OID, the write's number, and the write
+/// itself when it is after the sampler's last.
+pub type SeenRow = (i64, i64, Option<Write>);
+
+impl Seen {
+    /// None held yet.
+    pub fn new(table: i64, alpha: f64) -> Seen {
+        Seen {
+            table,
+            seqs: Vec::new(),
+            pending: Pending::empty(alpha),
+        }
+    }
+
+    /// The number of the last write held (-1: none).
+    pub fn last(&self) -> i64 {
+        self.seqs.last().copied().unwrap_or(-1)
+    }
+
+    /// Whether the writes of `rows` up to [`Seen::last`] are exactly those held, from the same
+    /// table and with the same alpha.
+    pub fn holds(&self, alpha: f64, rows: &[SeenRow]) -> bool {
+        let last = self.last();
+        let upto = rows.iter().take_while(|r| r.1 <= last);
+        self.pending.alpha.to_bits() == alpha.to_bits()
+            && upto.clone().count() == self.seqs.len()
+            && upto
+                .zip(&self.seqs)
+                .all(|(r, s)| r.0 == self.table && r.1 == *s)
+    }
+
+    /// The writes of `rows` after the last held added, in order (each comes with its arrays).
+    pub fn advance(&mut self, rows: Vec<SeenRow>) {
+        let last = self.last();
+        let mut writes = Vec::new();
+        for (_, seq, write) in rows {
+            if seq > last {
+                self.seqs.push(seq);
+                writes.extend(write);
+            }
+        }
+        self.pending.extend(writes);
+    }
+
+    pub fn pending(&self) -> &Pending {
+        &self.pending
     }
 }
 
@@ -223,6 +347,89 @@ mod tests {
         let before: f64 = stored.iter().map(|v| v.powf(alpha)).sum();
         let after: f64 = folded.iter().map(|v| v.powf(alpha)).sum();
         assert_relative_eq!(before + pending.delta(), after, max_relative = 1e-12);
+    }
+
+    /// Pendings equal bit for bit.
+    fn same(a: &Pending, b: &Pending) -> bool {
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        a.slots == b.slots
+            && bits(&a.stored) == bits(&b.stored)
+            && bits(&a.latest) == bits(&b.latest)
+            && bits(&a.prefix) == bits(&b.prefix)
+    }
+
+    /// Writes of slots spread over 0..5000, some slots written several times.
+    fn some_writes(n: usize) -> Vec<Write> {
+        (0..n)
+            .map(|w| {
+                let mut slots: Vec<i64> = (0..40)
+                    .map(|i| ((w * 131 + i * 977) % 5000) as i64)
+                    .collect();
+                slots.sort();
+                slots.dedup();
+                let olds = slots.iter().map(|s| 0.5 + (*s % 17) as f64).collect();
+                let news = slots
+                    .iter()
+                    .map(|s| 0.01 + ((*s as usize + w) % 23) as f64 / 3.0)
+                    .collect();
+                (slots, olds, news)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_added_later_give_the_numbers_of_all_at_once() {
+        let writes = some_writes(30);
+        let all = Pending::from_writes(0.6, writes.clone());
+        for split in [0, 1, 7, 29, 30] {
+            let mut p = Pending::from_writes(0.6, writes[..split].to_vec());
+            p.extend(writes[split..].to_vec());
+            assert!(same(&p, &all), "split at {split}");
+        }
+        // one write at a time
+        let mut p = Pending::empty(0.6);
+        for w in &writes {
+            p.extend([w.clone()]);
+        }
+        assert!(same(&p, &all));
+    }
+
+    #[test]
+    fn a_samplers_copy_holds_while_it_sees_the_same_writes() {
+        let writes = some_writes(6);
+        let rows = |upto: usize, after: i64| -> Vec<SeenRow> {
+            (0..upto)
+                .map(|i| {
+                    let seq = 10 + i as i64;
+                    (4242, seq, (seq > after).then(|| writes[i].clone()))
+                })
+                .collect()
+        };
+        let mut seen = Seen::new(4242, 0.6);
+        assert_eq!(seen.last(), -1);
+        seen.advance(rows(3, -1));
+        assert_eq!(seen.last(), 12);
+        assert!(same(
+            seen.pending(),
+            &Pending::from_writes(0.6, writes[..3].to_vec())
+        ));
+        // three more: the earlier rows come without their arrays
+        let later = rows(6, 12);
+        assert!(seen.holds(0.6, &later));
+        seen.advance(later);
+        assert!(same(
+            seen.pending(),
+            &Pending::from_writes(0.6, writes.clone())
+        ));
+        // a write rolled back, a fold (none of the earlier seen), another table or alpha
+        let mut gone = rows(6, 15);
+        gone.remove(4);
+        assert!(!seen.holds(0.6, &gone));
+        assert!(!seen.holds(0.6, &[]));
+        let other: Vec<SeenRow> = rows(6, 15).into_iter().map(|r| (1, r.1, r.2)).collect();
+        assert!(!seen.holds(0.6, &other));
+        assert!(!seen.holds(0.5, &rows(6, 15)));
+        assert!(seen.holds(0.6, &rows(6, 15)));
     }
 
     #[test]

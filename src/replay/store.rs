@@ -3,6 +3,7 @@
 //! ([`crate::spi::connect`]). Samplers read with the calling statement's snapshot; writers see
 //! their own earlier writes.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
 use pgrx::prelude::*;
@@ -11,7 +12,7 @@ use pgrx::JsonB;
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Cursor, Query};
 
-use super::pending::{Pending, Write};
+use super::pending::{Pending, Seen, SeenRow, Write};
 use super::tree::{place, BlockMap, Blocks, OrderedBlocks, FANOUT};
 
 const TREE_READ: Query<'static> = query!("replay_tree_read", [INT4OID, INT2OID, INT8ARRAYOID]);
@@ -36,7 +37,7 @@ const ITEMS_BY_SLOT: Query<'static> = query!("replay_items_by_slot", [INT4OID, I
 const FIND: Query<'static> = query!("replay_find", [INT4OID, BYTEAARRAYOID]);
 const FOLD_ITEMS: Query<'static> =
     query!("replay_fold_items", [INT4OID, INT8ARRAYOID, FLOAT8ARRAYOID]);
-const PENDING_READ: Query<'static> = query!("replay_pending_read", [INT4OID]);
+const PENDING_READ: Query<'static> = query!("replay_pending_read", [INT4OID, INT8OID]);
 const PENDING_WRITE: Query<'static> = query!(
     "replay_pending_write",
     [INT4OID, INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID]
@@ -330,20 +331,71 @@ pub fn fold_items(id: i32, slots: Vec<i64>, ps: Vec<f64>) -> Result<(), Fractali
 
 // ---- pending priorities ------------------------------------------------------------------------
 
-/// Buffer `b`'s pending writes in the order they were made (`read_only` for samplers: the
-/// statement's snapshot); none read when its counter says there are none.
-pub fn pending_writes(b: &Buffer, read_only: bool) -> Result<Vec<Write>, FractalityError> {
-    if b.pending == 0 {
-        return Ok(Vec::new());
-    }
-    spi::some_rows(&PENDING_READ, &[b.id.into()], read_only, |r| {
-        Some((r.array::<i64>(1)?, r.array::<f64>(2)?, r.array::<f64>(3)?))
+/// Buffer `id`'s pending writes in the order they were made, each with its table's OID and its
+/// number, and its arrays when it is after write number `after` (-1: every one).
+fn pending_rows(id: i32, after: i64, read_only: bool) -> Result<Vec<SeenRow>, FractalityError> {
+    spi::some_rows(&PENDING_READ, &[id.into(), after.into()], read_only, |r| {
+        let write = match r.array::<i64>(3) {
+            Some(slots) => Some((slots, r.array::<f64>(4)?, r.array::<f64>(5)?)),
+            None => None,
+        };
+        Some((r.get::<i64>(1)?, r.get::<i64>(2)?, write))
     })
 }
 
-/// Buffer `b`'s pending priorities (`read_only` for samplers).
-pub fn pending(b: &Buffer, read_only: bool) -> Result<Pending, FractalityError> {
-    Ok(Pending::from_writes(b.alpha, pending_writes(b, read_only)?))
+/// Buffer `b`'s pending writes in the order they were made (with the transaction's own);
+/// none read when its counter says there are none.
+pub fn pending_writes(b: &Buffer) -> Result<Vec<Write>, FractalityError> {
+    if b.pending == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(pending_rows(b.id, -1, false)?
+        .into_iter()
+        .filter_map(|r| r.2)
+        .collect())
+}
+
+/// Buffer `b`'s pending priorities (with the transaction's own writes).
+pub fn pending(b: &Buffer) -> Result<Pending, FractalityError> {
+    Ok(Pending::from_writes(b.alpha, pending_writes(b)?))
+}
+
+thread_local! {
+    /// The samplers' copies of pending writes, by buffer (see [`Seen`]).
+    static SEEN: RefCell<HashMap<i32, Seen>> = RefCell::new(HashMap::new());
+}
+/// Buffers whose copies a backend keeps, at most (all dropped when more are sampled).
+const SEEN_BUFFERS: usize = 64;
+
+/// Buffer `b`'s pending priorities as a sampler sees them (the statement's snapshot): from the
+/// backend's copy of the writes it read before and the arrays of only the writes made since.
+pub fn pending_seen(b: &Buffer) -> Result<Pending, FractalityError> {
+    let held = SEEN.with(|m| m.borrow_mut().remove(&b.id));
+    if b.pending == 0 {
+        return Ok(Pending::empty(b.alpha));
+    }
+    let after = held.as_ref().map_or(-1, Seen::last);
+    let mut rows = pending_rows(b.id, after, true)?;
+    let mut seen = match held {
+        Some(h) if h.holds(b.alpha, &rows) => h,
+        held => {
+            if held.is_some() {
+                // a fold or a rollback since: every write again
+                rows = pending_rows(b.id, -1, true)?;
+            }
+            Seen::new(rows.first().map_or(0, |r| r.0), b.alpha)
+        }
+    };
+    seen.advance(rows);
+    let pending = seen.pending().clone();
+    SEEN.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= SEEN_BUFFERS {
+            m.clear();
+        }
+        m.insert(b.id, seen);
+    });
+    Ok(pending)
 }
 
 /// One write of priorities to buffer `id` appended: `slots`, the priorities they had, the new.

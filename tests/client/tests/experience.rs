@@ -402,3 +402,112 @@ fn experience_concurrent_batches_with_one_id_cannot_both_commit() {
         )
         .unwrap();
 }
+
+/// A learner's session keeps a copy of the buffer's pending priorities between samples and
+/// reads only the writes made since (src/replay/pending.rs, `Seen`): its draws at a seed are,
+/// bit for bit, those of a session that reads every pending write, after each write back, after
+/// a write back rolled back in its own transaction, and after a fold.
+#[test]
+fn replay_a_learners_copy_of_pending_priorities_draws_as_a_new_session() {
+    let _g = lock();
+    let mut setup = common::db();
+    let batch = Value::Array(
+        (0..600)
+            .map(|i| {
+                let mut e = event(
+                    9_500_000_000 + i as i64,
+                    0x5e_e000 + i as u128,
+                    95,
+                    i,
+                    (i % 7) as f32,
+                );
+                e["adna_version_hash"] = json!(7771);
+                e
+            })
+            .collect(),
+    );
+    setup
+        .batch_execute(
+            "SELECT fractality.create_replay_buffer('seen_copy', alpha => 0.7, policy_version => 7771)",
+        )
+        .unwrap();
+    setup
+        .query_one("SELECT fractality.write_events($1)", &[&batch])
+        .unwrap();
+    type Draw = (Vec<u8>, f64, f64, f64);
+    let draws = |c: &mut Client| -> Vec<Draw> {
+        c.query(
+            "SELECT event_id, priority, probability, weight
+               FROM fractality.sample_experiences('seen_copy', 300, seed => 99)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+    };
+    let mut learner = common::db();
+    learner
+        .batch_execute("SET fractality.replay_fold_after = 1000000")
+        .unwrap();
+    let write_back = |c: &mut Client, round: usize| {
+        let ids: Vec<Vec<u8>> = c
+            .query(
+                "SELECT event_id FROM fractality.sample_experiences('seen_copy', 40, seed => $1)",
+                &[&(round as i64)],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let errors: Vec<f64> = (0..ids.len())
+            .map(|i| ((i * 7 + round * 3) % 11) as f64 / 2.0)
+            .collect();
+        c.query_one(
+            "SELECT fractality.update_priorities('seen_copy', $1, $2)",
+            &[&ids, &errors],
+        )
+        .unwrap();
+    };
+    let pending = |c: &mut Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM fractality.replay_pending p
+               JOIN fractality.replay_buffers b USING (buffer_id) WHERE b.name = 'seen_copy'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    // (assert! rather than assert_eq!: a failure need not print 300 draws twice)
+    let same = |a: &mut Client| draws(a) == draws(&mut common::db());
+    assert!(same(&mut learner), "nothing pending");
+    for round in 0..5 {
+        write_back(&mut learner, round);
+        assert!(same(&mut learner), "after write back {round}");
+    }
+    assert_eq!(pending(&mut learner), 5);
+    // a write back and a sample in a transaction rolled back
+    learner.batch_execute("BEGIN").unwrap();
+    write_back(&mut learner, 5);
+    let inside = draws(&mut learner);
+    learner.batch_execute("ROLLBACK").unwrap();
+    let after = draws(&mut learner);
+    assert!(inside != after, "the rolled-back write changed the draws");
+    assert!(after == draws(&mut common::db()), "after a rollback");
+    // another session writes back, then a fold
+    write_back(&mut common::db(), 6);
+    assert!(same(&mut learner), "another's write");
+    learner
+        .query_one("SELECT fractality.fold_priorities('seen_copy')", &[])
+        .unwrap();
+    assert_eq!(pending(&mut learner), 0);
+    assert!(same(&mut learner), "after a fold");
+    write_back(&mut learner, 7);
+    assert!(same(&mut learner), "after the fold, a write");
+    setup
+        .batch_execute(
+            "SELECT fractality.drop_replay_buffer('seen_copy');
+             DELETE FROM fractality.experience_events WHERE adna_version_hash = 7771",
+        )
+        .unwrap();
+}
