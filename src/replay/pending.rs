@@ -99,17 +99,20 @@ impl Pending {
                 .push(change.unwrap_or_else(|| latest.powf(alpha) - stored.powf(alpha)));
         };
         let mut k = 0;
-        for (slot, old, new) in written {
-            while k < self.slots.len() && self.slots[k] < slot {
+        for w in written.into_iter().map(Some).chain([None]) {
+            // the pending slots before this write's (after the last one: all that are left)
+            while k < self.slots.len() && w.is_none_or(|(slot, _, _)| self.slots[k] < slot) {
+                let change = Some(self.change[k]);
                 push(
                     &mut merged,
                     self.slots[k],
                     self.stored[k],
                     self.latest[k],
-                    Some(self.change[k]),
+                    change,
                 );
                 k += 1;
             }
+            let Some((slot, old, new)) = w else { break };
             if k < self.slots.len() && self.slots[k] == slot {
                 // pending already: its stored priority stays, the latest is this write's
                 push(&mut merged, slot, self.stored[k], new, None);
@@ -117,16 +120,6 @@ impl Pending {
             } else {
                 push(&mut merged, slot, old, new, None);
             }
-        }
-        while k < self.slots.len() {
-            push(
-                &mut merged,
-                self.slots[k],
-                self.stored[k],
-                self.latest[k],
-                Some(self.change[k]),
-            );
-            k += 1;
         }
         *self = merged;
         self.sum_up();
