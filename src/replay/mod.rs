@@ -417,35 +417,36 @@ pub fn sample(
     };
     let mut tree = SpiTree::new(b.id, true);
     // the priorities written back and not folded yet, in the same snapshot as the tree
-    let pending = store::pending_seen(&b)?;
-    let total = total(&mut tree, b.levels, &pending)?;
-    if n == 0 || b.size == 0 || total <= 0.0 {
-        return Ok(Vec::new());
-    }
-    let points = points(n, total, seed);
-    let landed = descend(&mut tree, b.levels, &points, &pending)?;
-    let slots: Vec<i64> = landed.iter().flatten().map(|(s, _)| *s).collect();
-    let items = store::items_by_slot(b.id, slots)?;
-    let mut draws: Vec<Draw> = landed
-        .into_iter()
-        .flatten()
-        .filter_map(|(slot, w)| {
-            let (ts, id, p) = items.get(&slot)?.clone();
-            Some(Draw {
-                slot,
-                event_timestamp: ts,
-                event_id: id,
-                priority: pending.latest(slot).unwrap_or(p),
-                probability: w / total,
-                weight: 0.0,
+    store::with_pending_seen(&b, |pending| {
+        let total = total(&mut tree, b.levels, pending)?;
+        if n == 0 || b.size == 0 || total <= 0.0 {
+            return Ok(Vec::new());
+        }
+        let points = points(n, total, seed);
+        let landed = descend(&mut tree, b.levels, &points, pending)?;
+        let slots: Vec<i64> = landed.iter().flatten().map(|(s, _)| *s).collect();
+        let items = store::items_by_slot(b.id, slots)?;
+        let mut draws: Vec<Draw> = landed
+            .into_iter()
+            .flatten()
+            .filter_map(|(slot, w)| {
+                let (ts, id, p) = items.get(&slot)?.clone();
+                Some(Draw {
+                    slot,
+                    event_timestamp: ts,
+                    event_id: id,
+                    priority: pending.latest(slot).unwrap_or(p),
+                    probability: w / total,
+                    weight: 0.0,
+                })
             })
-        })
-        .collect();
-    let probs: Vec<f64> = draws.iter().map(|d| d.probability).collect();
-    for (d, w) in draws.iter_mut().zip(weights(&probs, b.size as u64, beta)) {
-        d.weight = w;
-    }
-    Ok(draws)
+            .collect();
+        let probs: Vec<f64> = draws.iter().map(|d| d.probability).collect();
+        for (d, w) in draws.iter_mut().zip(weights(&probs, b.size as u64, beta)) {
+            d.weight = w;
+        }
+        Ok(draws)
+    })
 }
 
 /// `n` draws with replacement from replay buffer `buffer`: P(i) = p_i^alpha / sum_k p_k^alpha,

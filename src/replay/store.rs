@@ -367,12 +367,16 @@ thread_local! {
 /// Buffers whose copies a backend keeps, at most (all dropped when more are sampled).
 const SEEN_BUFFERS: usize = 64;
 
-/// Buffer `b`'s pending priorities as a sampler sees them (the statement's snapshot): from the
-/// backend's copy of the writes it read before and the arrays of only the writes made since.
-pub fn pending_seen(b: &Buffer) -> Result<Pending, FractalityError> {
+/// `f` of buffer `b`'s pending priorities as a sampler sees them (the statement's snapshot):
+/// the backend's copy of the writes it read before, brought up to date with the arrays of only
+/// the writes made since, and kept (not copied) for the next sample.
+pub fn with_pending_seen<R>(
+    b: &Buffer,
+    f: impl FnOnce(&Pending) -> Result<R, FractalityError>,
+) -> Result<R, FractalityError> {
     let held = SEEN.with(|m| m.borrow_mut().remove(&b.id));
     if b.pending == 0 {
-        return Ok(Pending::empty(b.alpha));
+        return f(&Pending::empty(b.alpha));
     }
     let after = held.as_ref().map_or(-1, Seen::last);
     let mut rows = pending_rows(b.id, after, true)?;
@@ -387,7 +391,7 @@ pub fn pending_seen(b: &Buffer) -> Result<Pending, FractalityError> {
         }
     };
     seen.advance(rows);
-    let pending = seen.pending().clone();
+    let r = f(seen.pending());
     SEEN.with(|m| {
         let mut m = m.borrow_mut();
         if m.len() >= SEEN_BUFFERS {
@@ -395,7 +399,7 @@ pub fn pending_seen(b: &Buffer) -> Result<Pending, FractalityError> {
         }
         m.insert(b.id, seen);
     });
-    Ok(pending)
+    r
 }
 
 /// One write of priorities to buffer `id` appended: `slots`, the priorities they had, the new.
