@@ -61,13 +61,15 @@ CREATE TABLE fractality.replay_items (
 COMMENT ON TABLE fractality.replay_items IS
     'The events of each replay buffer by slot, with their priority p as the sum tree holds it (p^alpha); priorities written back and not yet folded are in replay_pending, and the view replay_priorities shows every item''s current one.';
 
--- update_priorities finds items by event id; deleted events leave every buffer by it too. An
--- event is in a buffer once; unique, so that the planner never prefers a bitmap AND with the
--- primary key's buffer_id (which, planned before the table was analyzed, read every item of the
--- buffer for each id: 16 s for 256 ids in a buffer of 1M)
-CREATE UNIQUE INDEX replay_items_event ON fractality.replay_items (event_id, buffer_id);
--- archiving takes out every item older than its cutoff
-CREATE INDEX replay_items_time ON fractality.replay_items USING brin (event_timestamp);
+-- Items by their event's timestamp: an event leaving (deleted: its id and timestamp are known)
+-- and archiving (everything before a cutoff) find theirs through it, and update_priorities the
+-- items of ids its session did not just sample (their timestamps from experience_event_ids).
+-- Experience arrives roughly in time order, so new entries go to the index's right edge. No
+-- index on the event id itself: its entries land at random places among every item's (5 000
+-- events written touched ~3 900 of its leaf pages, each read and written whole to the WAL after
+-- a checkpoint: write_events with a buffer took ~4x longer in this insert than without that
+-- index, docs/BENCHMARKS.md).
+CREATE INDEX replay_items_time ON fractality.replay_items (event_timestamp, buffer_id);
 
 CREATE TABLE fractality.replay_tree (
     buffer_id integer  NOT NULL REFERENCES fractality.replay_buffers (buffer_id) ON DELETE CASCADE,
@@ -128,10 +130,6 @@ DECLARE
     fresh bigint;
 BEGIN
     FOR b IN SELECT * FROM fractality.replay_buffers ORDER BY buffer_id FOR UPDATE LOOP
-        SELECT count(*) INTO k FROM new_events n
-         WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
-           AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version);
-        CONTINUE WHEN k = 0;
         -- entry j of the batch takes sequence number next_seq + j; with a capacity, slot
         -- seq % capacity (the oldest item there goes), and only the batch's last `capacity`
         -- entries are written (the earlier ones would be overwritten by them at once); without
@@ -143,19 +141,26 @@ BEGIN
               FROM new_events n
              WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
                AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version);
-            PERFORM fractality._replay_entered(b.buffer_id, b.next_seq, k, k);
+            GET DIAGNOSTICS k = ROW_COUNT;
+            IF k > 0 THEN
+                PERFORM fractality._replay_entered(b.buffer_id, b.next_seq, k, k);
+            END IF;
             CONTINUE;
         END IF;
+        SELECT count(*) INTO k FROM new_events n
+         WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
+           AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version);
+        CONTINUE WHEN k = 0;
         WITH written AS (
             INSERT INTO fractality.replay_items AS i (buffer_id, slot, event_timestamp, event_id, priority)
             SELECT b.buffer_id,
-                   CASE WHEN b.capacity IS NULL THEN b.next_seq + m.j ELSE (b.next_seq + m.j) % b.capacity END,
+                   (b.next_seq + m.j) % b.capacity,
                    m."timestamp", m.event_id, b.max_priority
               FROM (SELECT row_number() OVER () - 1 AS j, n."timestamp", n.event_id
                       FROM new_events n
                      WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
                        AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version)) m
-             WHERE b.capacity IS NULL OR m.j >= k - b.capacity
+             WHERE m.j >= k - b.capacity
             ON CONFLICT ON CONSTRAINT replay_items_pkey DO UPDATE
                SET event_timestamp = EXCLUDED.event_timestamp, event_id = EXCLUDED.event_id,
                    priority = EXCLUDED.priority

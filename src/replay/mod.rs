@@ -441,6 +441,7 @@ pub fn sample(
                 })
             })
             .collect();
+        store::note_drawn(b.id, draws.iter().map(|d| (&d.event_id, d.slot)));
         let probs: Vec<f64> = draws.iter().map(|d| d.probability).collect();
         for (d, w) in draws.iter_mut().zip(weights(&probs, b.size as u64, beta)) {
             d.weight = w;

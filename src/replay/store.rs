@@ -306,9 +306,13 @@ pub fn drop(name: &str) -> Result<bool, FractalityError> {
 /// An item: its event's timestamp and id, its priority.
 pub type Item = (i64, Vec<u8>, f64);
 
-/// Buffer `id`'s items in `slots`, by slot.
-pub fn items_by_slot(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, FractalityError> {
-    spi::some_rows(&ITEMS_BY_SLOT, &[id.into(), slots.into()], true, |r| {
+/// Buffer `id`'s items in `slots`, by slot (`read_only`: in the calling statement's snapshot).
+fn items_at(
+    id: i32,
+    slots: Vec<i64>,
+    read_only: bool,
+) -> Result<HashMap<i64, Item>, FractalityError> {
+    spi::some_rows(&ITEMS_BY_SLOT, &[id.into(), slots.into()], read_only, |r| {
         Some((
             r.get::<i64>(1)?,
             (r.get::<i64>(2)?, r.get::<Vec<u8>>(3)?, r.get::<f64>(4)?),
@@ -316,11 +320,71 @@ pub fn items_by_slot(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, Fra
     })
 }
 
-/// The items of events `ids` in buffer `id`: (event id, slot, the priority the tree holds).
-pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, FractalityError> {
-    spi::some_rows(&FIND, &[id.into(), ids.into()], false, |r| {
-        Some((r.get::<Vec<u8>>(1)?, r.get::<i64>(2)?, r.get::<f64>(3)?))
+/// Buffer `id`'s items in `slots`, by slot, as a sampler sees them.
+pub fn items_by_slot(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, FractalityError> {
+    items_at(id, slots, true)
+}
+
+thread_local! {
+    /// The slots of the events this backend's samples drew, by buffer: where `find` looks first.
+    static DRAWN: RefCell<HashMap<i32, HashMap<Vec<u8>, i64>>> = RefCell::new(HashMap::new());
+}
+/// Drawn events a backend keeps the slots of, per buffer (all forgotten when more are drawn).
+const DRAWN_EVENTS: usize = 1 << 16;
+
+/// The slots at which a sample of buffer `id` found its events, kept for [`find`] (a learner
+/// writes back the priorities of what it sampled).
+pub fn note_drawn<'a>(id: i32, drawn: impl ExactSizeIterator<Item = (&'a Vec<u8>, i64)>) {
+    DRAWN.with(|m| {
+        let mut m = m.borrow_mut();
+        if !m.contains_key(&id) && m.len() >= SEEN_BUFFERS {
+            m.clear();
+        }
+        let slots = m.entry(id).or_default();
+        if slots.len() + drawn.len() > DRAWN_EVENTS {
+            slots.clear();
+        }
+        for (event, slot) in drawn {
+            slots.insert(event.clone(), slot);
+        }
     })
+}
+
+/// The items of events `ids` in buffer `id`: (event id, slot, the priority the tree holds), in
+/// the latest committed state (a writer, holding the buffer's lock). An event this backend drew
+/// from the buffer is looked for at the slot it was drawn from (by primary key, where the sample
+/// read it); the others, and those no longer there, through their timestamps in the event-id
+/// registry (replay_items has no index on the event id: see sql/replay.sql).
+pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, FractalityError> {
+    let mut drawn: Vec<(Vec<u8>, i64)> = Vec::new();
+    let mut rest: Vec<Vec<u8>> = Vec::new();
+    DRAWN.with(|m| {
+        let m = m.borrow();
+        for event in ids {
+            match m.get(&id).and_then(|slots| slots.get(&event)) {
+                Some(slot) => drawn.push((event, *slot)),
+                None => rest.push(event),
+            }
+        }
+    });
+    let mut found = Vec::with_capacity(drawn.len() + rest.len());
+    if !drawn.is_empty() {
+        let items = items_at(id, drawn.iter().map(|d| d.1).collect(), false)?;
+        for (event, slot) in drawn {
+            match items.get(&slot) {
+                Some((_, at, p)) if *at == event => found.push((event, slot, *p)),
+                _ => rest.push(event),
+            }
+        }
+    }
+    if !rest.is_empty() {
+        let registered: Vec<(Vec<u8>, i64, f64)> =
+            spi::some_rows(&FIND, &[id.into(), rest.into()], false, |r| {
+                Some((r.get::<Vec<u8>>(1)?, r.get::<i64>(2)?, r.get::<f64>(3)?))
+            })?;
+        found.extend(registered);
+    }
+    Ok(found)
 }
 
 /// A fold: the items of buffer `id` in `slots` get the priorities `ps`.

@@ -6,7 +6,8 @@
 //!   sample_experiences over the store;
 //! - update_priorities of 256 sampled ids, over enough calls (64) that its folds (every
 //!   fractality.replay_fold_after / 256 calls) are among them, with the mean;
-//! - write_events of 5 000-event batches with the buffer against the same with no buffer;
+//! - write_events of 5 000-event batches with the buffer against the same with no buffer, with
+//!   consecutive and with random event ids;
 //! - the sample's time over buffers of 100 000, 1 000 000 and 10 000 000 items (items written
 //!   directly, the tree built once), which should barely move.
 //!
@@ -47,18 +48,33 @@ fn ms(secs: f64) -> f64 {
     secs * 1e3
 }
 
-/// A batch of `n` events far in the future (so that nothing else reads them), ids from `tag`.
-fn events(tag: u64, n: usize) -> String {
+/// splitmix64: a well-mixed 64-bit value of `x`.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A batch of `n` events far in the future (so that nothing else reads them), in time order,
+/// ids from `tag`: consecutive, or (`random`) spread over the whole id space as an agent's
+/// random 128-bit ids are.
+fn events(tag: u64, n: usize, random: bool) -> String {
     let ts0: i64 = 4_000_000_000_000_000 + (tag as i64) * 10_000_000;
     let items: Vec<String> = (0..n)
         .map(|i| {
+            let (hi, lo) = if random {
+                (mix(tag << 32 | i as u64), mix(!(tag << 32 | i as u64)))
+            } else {
+                (0xbe7c_0000_0000_0000u64 | tag, i as u64)
+            };
             format!(
                 "{{\"event_id\": \"{:016x}{:016x}\", \"timestamp\": {}, \"episode_id\": {}, \"step_number\": {}, \"event_type\": 1, \"flags\": 0, \
                  \"state_l1\": 0.5, \"state_l2\": 0.5, \"state_l3\": 0.5, \"state_l4\": 0.5, \"state_l5\": 0.5, \"state_l6\": 0.5, \"state_l7\": 0.5, \"state_l8\": 0.5, \
                  \"action_l1\": 1, \"action_l2\": 0, \"action_l3\": 0, \"action_l4\": 0, \"action_l5\": 0, \"action_l6\": 0, \"action_l7\": 0, \"action_l8\": 0, \
                  \"reward_goal\": {}, \"adna_version_hash\": 1, \"sequence_number\": {}}}",
-                0xbe7c_0000_0000_0000u64 | tag,
-                i,
+                hi,
+                lo,
                 ts0 + i as i64,
                 (tag as i64) * 1000 + (i / 10) as i64,
                 i % 10,
@@ -82,8 +98,8 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     compact(c)?;
 
     // ---- write_events without a buffer, then with one ------------------------------------------
-    let write = |c: &mut Client, tag: u64| -> Result<f64, Error> {
-        let batch = events(tag, WRITE_BATCH);
+    let write = |c: &mut Client, tag: u64, random: bool| -> Result<f64, Error> {
+        let batch = events(tag, WRITE_BATCH, random);
         let (_, t) =
             timed(|| Ok(c.query_one("SELECT fractality.write_events_json($1::text)", &[&batch])?))?;
         Ok(ms(t))
@@ -91,9 +107,13 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     // each side is timed right after a checkpoint (settle() below for the other): both pay the
     // full-page images of the pages they touch first
     c.batch_execute("CHECKPOINT")?;
-    let mut without = Vec::new();
+    let (mut without, mut without_random) = (Vec::new(), Vec::new());
     for i in 0..WRITE_BATCHES {
-        without.push(write(c, 100 + i as u64)?);
+        without.push(write(c, 100 + i as u64, false)?);
+    }
+    c.batch_execute("CHECKPOINT")?;
+    for i in 0..WRITE_BATCHES {
+        without_random.push(write(c, 300 + i as u64, true)?);
     }
     // the buffer over every hot event (its build timed)
     let hot: i64 = c
@@ -119,9 +139,13 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     // the buffer vacuumed and its pages written out before anything is timed (otherwise the
     // autovacuum and the checkpoints behind the backfill of 1M items run through the timed loop)
     settle(c)?;
-    let mut with = Vec::new();
+    let (mut with, mut with_random) = (Vec::new(), Vec::new());
     for i in 0..WRITE_BATCHES {
-        with.push(write(c, 200 + i as u64)?);
+        with.push(write(c, 200 + i as u64, false)?);
+    }
+    c.batch_execute("CHECKPOINT")?;
+    for i in 0..WRITE_BATCHES {
+        with_random.push(write(c, 400 + i as u64, true)?);
     }
     rows.push(Row::new(
         format!(
@@ -139,6 +163,14 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
             ),
             Some(Figure::from_samples(&with, Unit::Millis)),
             Some(Figure::from_samples(&without, Unit::Millis)),
+        )
+        .target("<= 1.3x the time without buffers"),
+    );
+    rows.push(
+        Row::new(
+            "- the same with random event ids",
+            Some(Figure::from_samples(&with_random, Unit::Millis)),
+            Some(Figure::from_samples(&without_random, Unit::Millis)),
         )
         .target("<= 1.3x the time without buffers"),
     );

@@ -511,3 +511,117 @@ fn replay_a_learners_copy_of_pending_priorities_draws_as_a_new_session() {
         )
         .unwrap();
 }
+
+/// update_priorities finds an item at the slot its session drew it from (checked against the
+/// item there) and otherwise through the event's timestamp in the event-id registry: an event
+/// drawn and since overwritten (capacity), or deleted, is not in the buffer any more, whatever
+/// the slot the session remembers; an event the session never drew is found all the same.
+#[test]
+fn replay_update_priorities_finds_drawn_overwritten_and_never_drawn_events() {
+    let _g = lock();
+    let mut setup = common::db();
+    let base: u128 = 0x5f_f000;
+    let id = |i: u128| (base + i).to_be_bytes().to_vec();
+    let hex = |b: &[u8]| {
+        let digits: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        format!("\\x{digits}")
+    };
+    let batch = |from: u128, n: u128| {
+        Value::Array(
+            (from..from + n)
+                .map(|i| {
+                    let mut e = event(9_600_000_000 + i as i64, base + i, 96, i as i32, 1.0);
+                    e["adna_version_hash"] = json!(7772);
+                    e
+                })
+                .collect(),
+        )
+    };
+    setup
+        .batch_execute(
+            "SELECT fractality.create_replay_buffer('found_by', capacity => 50, epsilon => 0.001,
+                                                     policy_version => 7772)",
+        )
+        .unwrap();
+    setup
+        .query_one("SELECT fractality.write_events($1)", &[&batch(0, 50)])
+        .unwrap();
+    let mut learner = common::db();
+    let drawn: std::collections::BTreeSet<Vec<u8>> = learner
+        .query(
+            "SELECT event_id FROM fractality.sample_experiences('found_by', 600, seed => 5)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(drawn.len(), 50, "every item drawn at this seed");
+    // events 50..59 take the slots of 0..9 (the oldest go)
+    setup
+        .query_one("SELECT fractality.write_events($1)", &[&batch(50, 10)])
+        .unwrap();
+    // event 30 deleted: it leaves the buffer
+    setup
+        .execute(
+            "DELETE FROM fractality.experience_events WHERE event_id = $1",
+            &[&id(30)],
+        )
+        .unwrap();
+    let update = |c: &mut Client, ids: &[Vec<u8>], ps: &[f64]| {
+        c.query_one(
+            "SELECT fractality.update_priorities('found_by', $1, $2)",
+            &[&ids, &ps],
+        )
+        .map(|r| r.get::<_, i64>(0))
+    };
+    for gone in [0, 9, 30] {
+        let err = update(&mut learner, &[id(20), id(gone)], &[1.0, 1.0]).unwrap_err();
+        let db = err.as_db_error().expect("a database error");
+        assert_eq!(db.code().code(), "P0002", "{db:?}");
+        assert!(
+            db.message().contains(&hex(&id(gone))) && !db.message().contains(&hex(&id(20))),
+            "the message names event {gone} only: {}",
+            db.message()
+        );
+    }
+    // drawn (20, 40), never drawn by the learner (50, 59), from a session that drew nothing (21)
+    assert_eq!(
+        update(
+            &mut learner,
+            &[id(20), id(50), id(40), id(59)],
+            &[2.0, 3.0, 4.0, 5.0]
+        )
+        .unwrap(),
+        4
+    );
+    assert_eq!(update(&mut common::db(), &[id(21)], &[6.0]).unwrap(), 1);
+    let priority = |c: &mut Client, i: u128| -> (i64, f64) {
+        let r = c
+            .query_one(
+                "SELECT v.slot, v.priority FROM fractality.replay_priorities v
+                   JOIN fractality.replay_buffers b USING (buffer_id)
+                  WHERE b.name = 'found_by' AND v.event_id = $1",
+                &[&id(i)],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    for (i, slot, p) in [
+        (20, 20, 2.0),
+        (50, 0, 3.0),
+        (40, 40, 4.0),
+        (59, 9, 5.0),
+        (21, 21, 6.0),
+    ] {
+        let (at, got) = priority(&mut setup, i);
+        assert_eq!(at, slot, "event {i}'s slot");
+        assert_relative_eq!(got, p + 0.001, epsilon = 1e-12);
+    }
+    setup
+        .batch_execute(
+            "SELECT fractality.drop_replay_buffer('found_by');
+             DELETE FROM fractality.experience_events WHERE adna_version_hash = 7772",
+        )
+        .unwrap();
+}
