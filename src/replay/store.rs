@@ -326,26 +326,31 @@ pub fn items_by_slot(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, Fra
 }
 
 thread_local! {
-    /// The slots of the events this backend's samples drew, by buffer: where `find` looks first.
-    static DRAWN: RefCell<HashMap<i32, HashMap<Vec<u8>, i64>>> = RefCell::new(HashMap::new());
+    /// The slots at which this backend's samples drew events, by (buffer, event id): where
+    /// `find` looks first.
+    static DRAWN: RefCell<HashMap<(i32, u128), i64>> = RefCell::new(HashMap::new());
 }
-/// Drawn events a backend keeps the slots of, per buffer (all forgotten when more are drawn).
+/// Drawn events a backend keeps the slots of (about 3 MB), all buffers together; all forgotten
+/// when a sample would go past it.
 const DRAWN_EVENTS: usize = 1 << 16;
+
+/// An event id as a key (event ids are 16 bytes; another length is never kept).
+fn drawn_key(id: i32, event: &[u8]) -> Option<(i32, u128)> {
+    Some((id, u128::from_be_bytes(event.try_into().ok()?)))
+}
 
 /// The slots at which a sample of buffer `id` found its events, kept for [`find`] (a learner
 /// writes back the priorities of what it sampled).
 pub fn note_drawn<'a>(id: i32, drawn: impl ExactSizeIterator<Item = (&'a Vec<u8>, i64)>) {
     DRAWN.with(|m| {
         let mut m = m.borrow_mut();
-        if !m.contains_key(&id) && m.len() >= SEEN_BUFFERS {
+        if m.len() + drawn.len() > DRAWN_EVENTS {
             m.clear();
         }
-        let slots = m.entry(id).or_default();
-        if slots.len() + drawn.len() > DRAWN_EVENTS {
-            slots.clear();
-        }
         for (event, slot) in drawn {
-            slots.insert(event.clone(), slot);
+            if let Some(key) = drawn_key(id, event) {
+                m.insert(key, slot);
+            }
         }
     })
 }
@@ -361,7 +366,7 @@ pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, Frac
     DRAWN.with(|m| {
         let m = m.borrow();
         for event in ids {
-            match m.get(&id).and_then(|slots| slots.get(&event)) {
+            match drawn_key(id, &event).and_then(|k| m.get(&k)) {
                 Some(slot) => drawn.push((event, *slot)),
                 None => rest.push(event),
             }
