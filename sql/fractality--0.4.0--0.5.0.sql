@@ -1295,6 +1295,15 @@ CREATE FUNCTION fractality."update_priorities"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'update_priorities_wrapper';
+CREATE FUNCTION fractality."update_priorities"(
+	"buffer" TEXT, /* Option < & str > */
+	"event_ids" bytea[], /* :: std :: option :: Option < Array < '_, & [u8] > > */
+	"priorities" double precision[], /* :: std :: option :: Option < Vec < Option < f64 > > > */
+	"event_timestamps" bigint[] /* :: std :: option :: Option < Vec < Option < i64 > > > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'update_priorities_at_wrapper';
 CREATE FUNCTION fractality."fold_priorities"(
 	"buffer" TEXT /* & str */
 ) RETURNS bigint /* i64 */

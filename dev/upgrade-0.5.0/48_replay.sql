@@ -10,6 +10,7 @@
 --@ pgrx drop_replay_buffer_wrapper
 --@ pgrx sample_experiences_from_wrapper
 --@ pgrx update_priorities_wrapper
+--@ pgrx update_priorities_at_wrapper
 --@ pgrx fold_priorities_wrapper
 --@ pgrx replay_batch_wrapper
 

@@ -491,7 +491,8 @@ fn sample_experiences_from(
 /// negative priority, arrays of different lengths write nothing. Returns the items updated.
 /// The priorities are appended to `replay_pending` (one row) and folded into the items and the
 /// tree in bulk once `fractality.replay_fold_after` were written since the last fold; samples see
-/// them at once.
+/// them at once. An event this session drew is found at the slot it was drawn from; another
+/// through the event-id registry (the form with `event_timestamps` skips that).
 #[pg_extern(volatile, parallel_unsafe)]
 fn update_priorities(
     buffer: Option<&str>,
@@ -499,6 +500,31 @@ fn update_priorities(
     priorities: Option<Vec<Option<f64>>>,
 ) -> i64 {
     crate::errors::writer(c"update_priorities");
+    write_back(buffer, event_ids, priorities, None)
+}
+
+/// update_priorities with each event's timestamp as `sample_experiences` returned it: the items
+/// are found by (timestamp, buffer) without the registry, whichever session sampled them. A
+/// timestamp that is not its event's finds no item (an error, nothing written).
+#[pg_extern(volatile, parallel_unsafe, name = "update_priorities")]
+fn update_priorities_at(
+    buffer: Option<&str>,
+    event_ids: Option<Array<'_, &[u8]>>,
+    priorities: Option<Vec<Option<f64>>>,
+    event_timestamps: Option<Vec<Option<i64>>>,
+) -> i64 {
+    crate::errors::writer(c"update_priorities");
+    let ts = required("event_timestamps", event_timestamps);
+    write_back(buffer, event_ids, priorities, Some(ts))
+}
+
+/// update_priorities' body: `timestamps`, when given, one per id.
+fn write_back(
+    buffer: Option<&str>,
+    event_ids: Option<Array<'_, &[u8]>>,
+    priorities: Option<Vec<Option<f64>>>,
+    timestamps: Option<Vec<Option<i64>>>,
+) -> i64 {
     let name = required("buffer", buffer);
     let ids: Vec<Option<Vec<u8>>> = required("event_ids", event_ids)
         .iter()
@@ -512,6 +538,23 @@ fn update_priorities(
             "Pass one priority (|TD error|) per event id.",
         )
         .report();
+    }
+    let mut at: HashMap<Vec<u8>, i64> = HashMap::new();
+    if let Some(ts) = &timestamps {
+        if ts.len() != ids.len() {
+            FractalityError::invalid(
+                "event_timestamps",
+                format!("{} timestamps for {} event ids", ts.len(), ids.len()),
+                "Pass each event's timestamp as sample_experiences returned it, one per event id.",
+            )
+            .report();
+        }
+        for (id, t) in ids.iter().zip(ts) {
+            let t = required("an element of event_timestamps", *t);
+            if let Some(id) = id {
+                at.insert(id.clone(), t);
+            }
+        }
     }
     let mut pairs: Vec<(Vec<u8>, f64)> = Vec::with_capacity(ids.len());
     for (i, (id, p)) in ids.into_iter().zip(ps).enumerate() {
@@ -535,7 +578,11 @@ fn update_priorities(
             by_id.insert(id.clone(), p + b.epsilon);
         }
         // the items of the ids; an id not among them is not in the buffer: nothing is written
-        let mut found = store::find(b.id, by_id.keys().cloned().collect())?;
+        let mut found = if timestamps.is_some() {
+            store::find_at(b.id, by_id.keys().map(|id| (id.clone(), at[id])).collect())?
+        } else {
+            store::find(b.id, by_id.keys().cloned().collect())?
+        };
         let known: BTreeSet<&Vec<u8>> = found.iter().map(|f| &f.0).collect();
         let unknown: Vec<String> = pairs
             .iter()

@@ -35,6 +35,7 @@ const REMOVE_BEFORE: Query<'static> = query!("replay_remove_before", [INT8OID]);
 const SIZE: Query<'static> = query!("replay_size", [INT4OID]);
 const ITEMS_BY_SLOT: Query<'static> = query!("replay_items_by_slot", [INT4OID, INT8ARRAYOID]);
 const FIND: Query<'static> = query!("replay_find", [INT4OID, BYTEAARRAYOID]);
+const FIND_AT: Query<'static> = query!("replay_find_at", [INT4OID, BYTEAARRAYOID, INT8ARRAYOID]);
 const FOLD_ITEMS: Query<'static> =
     query!("replay_fold_items", [INT4OID, INT8ARRAYOID, FLOAT8ARRAYOID]);
 const PENDING_READ: Query<'static> = query!("replay_pending_read", [INT4OID, INT8OID]);
@@ -390,6 +391,18 @@ pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, Frac
         found.extend(registered);
     }
     Ok(found)
+}
+
+/// The items of events `events` (id, timestamp) in buffer `id`, found by timestamp: (event id,
+/// slot, the priority the tree holds), in the latest committed state.
+pub fn find_at(
+    id: i32,
+    events: Vec<(Vec<u8>, i64)>,
+) -> Result<Vec<(Vec<u8>, i64, f64)>, FractalityError> {
+    let (ids, ts): (Vec<Vec<u8>>, Vec<i64>) = events.into_iter().unzip();
+    spi::some_rows(&FIND_AT, &[id.into(), ids.into(), ts.into()], false, |r| {
+        Some((r.get::<Vec<u8>>(1)?, r.get::<i64>(2)?, r.get::<f64>(3)?))
+    })
 }
 
 /// A fold: the items of buffer `id` in `slots` get the priorities `ps`.

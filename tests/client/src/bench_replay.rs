@@ -6,9 +6,9 @@
 //!   sample_experiences over the store;
 //! - update_priorities of 256 sampled ids, over enough calls (64) that its folds (every
 //!   fractality.replay_fold_after / 256 calls) are among them, with the mean; and of 256 ids the
-//!   session did not draw (found through the event-id registry);
-//! - write_events of 5 000-event batches with the buffer against the same with no buffer, with
-//!   consecutive and with random event ids;
+//!   session did not draw (found through the event-id registry, or by the timestamps given);
+//! - write_events of 5 000-event batches with the buffer against the same with the buffer's
+//!   trigger disabled, in alternation, with consecutive and with random event ids;
 //! - the sample's time over buffers of 100 000, 1 000 000 and 10 000 000 items (items written
 //!   directly, the tree built once), which should barely move.
 //!
@@ -98,24 +98,7 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     )?;
     compact(c)?;
 
-    // ---- write_events without a buffer, then with one ------------------------------------------
-    let write = |c: &mut Client, tag: u64, random: bool| -> Result<f64, Error> {
-        let batch = events(tag, WRITE_BATCH, random);
-        let (_, t) =
-            timed(|| Ok(c.query_one("SELECT fractality.write_events_json($1::text)", &[&batch])?))?;
-        Ok(ms(t))
-    };
-    // each side is timed right after a checkpoint (settle() below for the other): both pay the
-    // full-page images of the pages they touch first
-    c.batch_execute("CHECKPOINT")?;
-    let (mut without, mut without_random) = (Vec::new(), Vec::new());
-    for i in 0..WRITE_BATCHES {
-        without.push(write(c, 100 + i as u64, false)?);
-    }
-    c.batch_execute("CHECKPOINT")?;
-    for i in 0..WRITE_BATCHES {
-        without_random.push(write(c, 300 + i as u64, true)?);
-    }
+    // ---- write_events with the buffer and without it, in alternation -----------------------------
     // the buffer over every hot event (its build timed)
     let hot: i64 = c
         .query_one(
@@ -140,14 +123,43 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     // the buffer vacuumed and its pages written out before anything is timed (otherwise the
     // autovacuum and the checkpoints behind the backfill of 1M items run through the timed loop)
     settle(c)?;
-    let (mut with, mut with_random) = (Vec::new(), Vec::new());
-    for i in 0..WRITE_BATCHES {
-        with.push(write(c, 200 + i as u64, false)?);
-    }
-    c.batch_execute("CHECKPOINT")?;
-    for i in 0..WRITE_BATCHES {
-        with_random.push(write(c, 400 + i as u64, true)?);
-    }
+    let write = |c: &mut Client, tag: u64, n: usize, random: bool| -> Result<f64, Error> {
+        let batch = events(tag, n, random);
+        let (_, t) =
+            timed(|| Ok(c.query_one("SELECT fractality.write_events_json($1::text)", &[&batch])?))?;
+        Ok(ms(t))
+    };
+    // without the buffer: its trigger disabled (which spares write_events even the look at
+    // replay_buffers that no buffer at all costs). Each batch comes after a write of one event
+    // (plans made again after the ALTER) and a checkpoint (both sides pay the full-page images
+    // of the pages they touch first); with and without alternate, so that the machine's drift
+    // falls on both.
+    let toggle = |c: &mut Client, on: bool| {
+        c.batch_execute(&format!(
+            "ALTER TABLE fractality.experience_events {} TRIGGER experience_events_to_replay",
+            if on { "ENABLE" } else { "DISABLE" }
+        ))
+    };
+    let alternate_writes = |c: &mut Client| -> Result<[Vec<f64>; 4], Error> {
+        let mut times: [Vec<f64>; 4] = Default::default();
+        let mut warm = 600;
+        for i in 0..WRITE_BATCHES as u64 {
+            for (shape, random) in [false, true].into_iter().enumerate() {
+                for (side, with) in [true, false].into_iter().enumerate() {
+                    toggle(c, with)?;
+                    write(c, warm, 1, random)?;
+                    warm += 1;
+                    c.batch_execute("CHECKPOINT")?;
+                    let tag = 100 + 100 * (2 * shape + side) as u64 + i;
+                    times[2 * shape + side].push(write(c, tag, WRITE_BATCH, random)?);
+                }
+            }
+        }
+        Ok(times)
+    };
+    let written = alternate_writes(c);
+    toggle(c, true)?;
+    let [with, without, with_random, without_random] = written?;
     rows.push(Row::new(
         format!(
             "create_replay_buffer with backfill over {} hot events (s, once)",
@@ -254,17 +266,25 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     // ids this session did not draw (a learner behind a connection pool writes back from another
     // session than the one it sampled in): found through the event-id registry
     let pick = c.prepare(
-        "SELECT i.event_id FROM fractality.replay_items i
+        "SELECT i.event_id, i.event_timestamp FROM fractality.replay_items i
           WHERE i.buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'bench')
             AND i.slot = ANY($1)",
     )?;
-    let mut undrawn = Vec::new();
-    for _ in 0..reps {
+    let update_at = c.prepare("SELECT fractality.update_priorities('bench', $1, $2, $3)")?;
+    let (mut undrawn, mut undrawn_at) = (Vec::new(), Vec::new());
+    for round in 0..2 * reps {
         let slots: Vec<i64> = (0..DRAWS).map(|_| rng.random_range(0..size)).collect();
-        let ids: Vec<Vec<u8>> = c.query(&pick, &[&slots])?.iter().map(|r| r.get(0)).collect();
+        let picked = c.query(&pick, &[&slots])?;
+        let ids: Vec<Vec<u8>> = picked.iter().map(|r| r.get(0)).collect();
+        let stamps: Vec<i64> = picked.iter().map(|r| r.get(1)).collect();
         let errors: Vec<f64> = ids.iter().map(|_| rng.random_range(0.0..3.0)).collect();
-        let (_, t) = timed(|| Ok(c.query_one(&update, &[&ids, &errors])?))?;
-        undrawn.push(ms(t));
+        if round % 2 == 0 {
+            let (_, t) = timed(|| Ok(c.query_one(&update, &[&ids, &errors])?))?;
+            undrawn.push(ms(t));
+        } else {
+            let (_, t) = timed(|| Ok(c.query_one(&update_at, &[&ids, &errors, &stamps])?))?;
+            undrawn_at.push(ms(t));
+        }
     }
     rows.push(
         Row::new(
@@ -273,6 +293,17 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
                 undrawn.len()
             ),
             Some(Figure::from_samples(&undrawn, Unit::Millis)),
+            None,
+        )
+        .target("<= 5 ms"),
+    );
+    rows.push(
+        Row::new(
+            format!(
+                "- the same with their timestamps (update_priorities(buffer, ids, priorities, timestamps)), {} calls",
+                undrawn_at.len()
+            ),
+            Some(Figure::from_samples(&undrawn_at, Unit::Millis)),
             None,
         )
         .target("<= 5 ms"),

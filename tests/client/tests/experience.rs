@@ -515,7 +515,8 @@ fn replay_a_learners_copy_of_pending_priorities_draws_as_a_new_session() {
 /// update_priorities finds an item at the slot its session drew it from (checked against the
 /// item there) and otherwise through the event's timestamp in the event-id registry: an event
 /// drawn and since overwritten (capacity), or deleted, is not in the buffer any more, whatever
-/// the slot the session remembers; an event the session never drew is found all the same.
+/// the slot the session remembers; an event the session never drew is found all the same; and
+/// with the events' timestamps (the four-argument form), by them.
 #[test]
 fn replay_update_priorities_finds_drawn_overwritten_and_never_drawn_events() {
     let _g = lock();
@@ -607,12 +608,40 @@ fn replay_update_priorities_finds_drawn_overwritten_and_never_drawn_events() {
             .unwrap();
         (r.get(0), r.get(1))
     };
+    // with the timestamps sample_experiences returns: found by them, from any session
+    let at = |c: &mut Client, ids: &[u128], ts: &[Option<i64>], ps: &[f64]| {
+        let ids: Vec<Vec<u8>> = ids.iter().map(|i| id(*i)).collect();
+        c.query_one(
+            "SELECT fractality.update_priorities('found_by', $1, $2, $3)",
+            &[&ids, &ps, &ts],
+        )
+        .map(|r| r.get::<_, i64>(0))
+    };
+    let ts = |i: u128| Some(9_600_000_000 + i as i64);
+    assert_eq!(
+        at(&mut common::db(), &[22, 51], &[ts(22), ts(51)], &[7.0, 8.0]).unwrap(),
+        2
+    );
+    for (ids, stamps, code) in [
+        // event 23 is not at event 24's timestamp
+        (vec![22, 23], vec![ts(22), ts(24)], "P0002"),
+        // event 0 left the buffer (its slot is event 50's)
+        (vec![0], vec![ts(0)], "P0002"),
+        (vec![22], vec![ts(22), ts(23)], "22023"),
+        (vec![22], vec![None], "22004"),
+    ] {
+        let err = at(&mut learner, &ids, &stamps, &vec![1.0; ids.len()]).unwrap_err();
+        let db = err.as_db_error().expect("a database error");
+        assert_eq!(db.code().code(), code, "{ids:?} at {stamps:?}: {db:?}");
+    }
     for (i, slot, p) in [
         (20, 20, 2.0),
         (50, 0, 3.0),
         (40, 40, 4.0),
         (59, 9, 5.0),
         (21, 21, 6.0),
+        (22, 22, 7.0),
+        (51, 1, 8.0),
     ] {
         let (at, got) = priority(&mut setup, i);
         assert_eq!(at, slot, "event {i}'s slot");
