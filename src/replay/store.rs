@@ -356,6 +356,11 @@ pub fn note_drawn<'a>(id: i32, drawn: impl ExactSizeIterator<Item = (&'a Vec<u8>
     })
 }
 
+/// A row of `replay_find*.sql`: (event id, slot, the priority the tree holds).
+fn found_row(r: &spi::Row) -> Option<(Vec<u8>, i64, f64)> {
+    Some((r.get::<Vec<u8>>(1)?, r.get::<i64>(2)?, r.get::<f64>(3)?))
+}
+
 /// The items of events `ids` in buffer `id`: (event id, slot, the priority the tree holds), in
 /// the latest committed state (a writer, holding the buffer's lock). An event this backend drew
 /// from the buffer is looked for at the slot it was drawn from (by primary key, where the sample
@@ -378,16 +383,14 @@ pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, Frac
         let items = items_at(id, drawn.iter().map(|d| d.1).collect(), false)?;
         for (event, slot) in drawn {
             match items.get(&slot) {
-                Some((_, at, p)) if *at == event => found.push((event, slot, *p)),
+                Some((_, held, p)) if *held == event => found.push((event, slot, *p)),
                 _ => rest.push(event),
             }
         }
     }
     if !rest.is_empty() {
         let registered: Vec<(Vec<u8>, i64, f64)> =
-            spi::some_rows(&FIND, &[id.into(), rest.into()], false, |r| {
-                Some((r.get::<Vec<u8>>(1)?, r.get::<i64>(2)?, r.get::<f64>(3)?))
-            })?;
+            spi::some_rows(&FIND, &[id.into(), rest.into()], false, found_row)?;
         found.extend(registered);
     }
     Ok(found)
@@ -400,9 +403,12 @@ pub fn find_at(
     events: Vec<(Vec<u8>, i64)>,
 ) -> Result<Vec<(Vec<u8>, i64, f64)>, FractalityError> {
     let (ids, ts): (Vec<Vec<u8>>, Vec<i64>) = events.into_iter().unzip();
-    spi::some_rows(&FIND_AT, &[id.into(), ids.into(), ts.into()], false, |r| {
-        Some((r.get::<Vec<u8>>(1)?, r.get::<i64>(2)?, r.get::<f64>(3)?))
-    })
+    spi::some_rows(
+        &FIND_AT,
+        &[id.into(), ids.into(), ts.into()],
+        false,
+        found_row,
+    )
 }
 
 /// A fold: the items of buffer `id` in `slots` get the priorities `ps`.
