@@ -240,6 +240,15 @@ fn functions() -> Vec<Func> {
             call: "fractality.update_priorities",
             args: &[("'bad-input-buffer'", "text"), ("'{}'", "bytea[]"), ("'{}'", "float8[]")],
         },
+        Func {
+            call: "fractality.update_priorities",
+            args: &[
+                ("'bad-input-buffer'", "text"),
+                ("'{}'", "bytea[]"),
+                ("'{}'", "float8[]"),
+                ("'{}'", "bigint[]"),
+            ],
+        },
         Func { call: "fractality.fold_priorities", args: &[("'bad-input-buffer'", "text")] },
         Func { call: "fractality.drop_replay_buffer", args: &[("'bad-input-buffer-never'", "text")] },
         Func { call: "fractality.consensus_tree", args: &[("0.8", "float8"), ("5", "integer")] },
