@@ -531,32 +531,33 @@ fn write_back(
         .map(|b| b.map(<[u8]>::to_vec))
         .collect();
     let ps = required("priorities", priorities);
-    if ids.len() != ps.len() {
-        FractalityError::invalid(
-            "priorities",
-            format!("{} priorities for {} event ids", ps.len(), ids.len()),
-            "Pass one priority (|TD error|) per event id.",
-        )
-        .report();
-    }
-    let mut at: HashMap<Vec<u8>, i64> = HashMap::new();
-    if let Some(ts) = &timestamps {
-        if ts.len() != ids.len() {
+    let one_per_id = |name, n: usize, what: &str, hint| {
+        if n != ids.len() {
             FractalityError::invalid(
-                "event_timestamps",
-                format!("{} timestamps for {} event ids", ts.len(), ids.len()),
-                "Pass each event's timestamp as sample_experiences returned it, one per event id.",
+                name,
+                format!("{n} {what} for {} event ids", ids.len()),
+                hint,
             )
             .report();
         }
-        for (id, t) in ids.iter().zip(ts) {
-            let t = required("an element of event_timestamps", *t);
-            if let Some(id) = id {
-                at.insert(id.clone(), t);
-            }
-        }
+    };
+    one_per_id(
+        "priorities",
+        ps.len(),
+        "priorities",
+        "Pass one priority (|TD error|) per event id.",
+    );
+    if let Some(ts) = &timestamps {
+        one_per_id(
+            "event_timestamps",
+            ts.len(),
+            "timestamps",
+            "Pass each event's timestamp as sample_experiences returned it, one per event id.",
+        );
     }
+    // each id's priority and, with timestamps, its timestamp (the last given for an id counts)
     let mut pairs: Vec<(Vec<u8>, f64)> = Vec::with_capacity(ids.len());
+    let mut at: HashMap<Vec<u8>, i64> = HashMap::new();
     for (i, (id, p)) in ids.into_iter().zip(ps).enumerate() {
         let id = required("an element of event_ids", id);
         let p = required("an element of priorities", p);
@@ -567,6 +568,12 @@ fn write_back(
                 "A priority is a finite |TD error| >= 0 (the buffer adds its epsilon).",
             )
             .report();
+        }
+        if let Some(ts) = &timestamps {
+            at.insert(
+                id.clone(),
+                required("an element of event_timestamps", ts[i]),
+            );
         }
         pairs.push((id, p));
     }
