@@ -1,0 +1,192 @@
+//! What a learner calls: draws from a buffer's sum tree with their importance weights, and the
+//! priorities it writes back (appended as pending, folded in bulk by [`super::upkeep`]).
+
+use std::collections::{BTreeSet, HashMap};
+
+use pgrx::datum::Array;
+
+use crate::errors::{in_range, pg_float, required, FractalityError, OrReport};
+use crate::spi;
+
+use super::input::check_draws;
+use super::pending::{self, Pending};
+use super::store::{self, buffer, SpiTree};
+use super::tree::{descend, points, total, weights};
+use super::upkeep::fold;
+
+/// One draw.
+#[derive(Clone, Debug)]
+pub struct Draw {
+    pub slot: i64,
+    pub event_timestamp: i64,
+    pub event_id: Vec<u8>,
+    pub priority: f64,
+    pub probability: f64,
+    pub weight: f64,
+}
+
+/// `n` draws with replacement from buffer `name` (SPI connected).
+pub fn sample(
+    name: &str,
+    n: i32,
+    beta: Option<f64>,
+    seed: Option<i64>,
+) -> Result<Vec<Draw>, FractalityError> {
+    let n = check_draws(n)?;
+    let b = buffer(Some(name), None, false)?;
+    let beta = match beta {
+        Some(v) => in_range(
+            "beta",
+            v,
+            0.0,
+            1.0,
+            "beta is the importance-sampling exponent in [0, 1].",
+        )?,
+        None => b.beta,
+    };
+    let mut tree = SpiTree::new(b.id, true);
+    // the priorities written back and not folded yet, in the same snapshot as the tree
+    store::with_pending_seen(&b, |pending| {
+        let total = total(&mut tree, b.levels, pending)?;
+        if n == 0 || b.size == 0 || total <= 0.0 {
+            return Ok(Vec::new());
+        }
+        let points = points(n, total, seed);
+        let landed = descend(&mut tree, b.levels, &points, pending)?;
+        let slots: Vec<i64> = landed.iter().flatten().map(|(s, _)| *s).collect();
+        let items = store::items_by_slot(b.id, slots)?;
+        let mut draws: Vec<Draw> = landed
+            .into_iter()
+            .flatten()
+            .filter_map(|(slot, w)| {
+                let (ts, id, p) = items.get(&slot)?.clone();
+                Some(Draw {
+                    slot,
+                    event_timestamp: ts,
+                    event_id: id,
+                    priority: pending.latest(slot).unwrap_or(p),
+                    probability: w / total,
+                    weight: 0.0,
+                })
+            })
+            .collect();
+        store::note_drawn(b.id, draws.iter().map(|d| (&d.event_id, d.slot)));
+        let probs: Vec<f64> = draws.iter().map(|d| d.probability).collect();
+        for (d, w) in draws.iter_mut().zip(weights(&probs, b.size as u64, beta)) {
+            d.weight = w;
+        }
+        Ok(draws)
+    })
+}
+
+/// update_priorities' body: `timestamps`, when given, one per id.
+pub(super) fn write_back(
+    buffer: Option<&str>,
+    event_ids: Option<Array<'_, &[u8]>>,
+    priorities: Option<Vec<Option<f64>>>,
+    timestamps: Option<Vec<Option<i64>>>,
+) -> i64 {
+    let name = required("buffer", buffer);
+    let ids: Vec<Option<Vec<u8>>> = required("event_ids", event_ids)
+        .iter()
+        .map(|b| b.map(<[u8]>::to_vec))
+        .collect();
+    let ps = required("priorities", priorities);
+    let one_per_id = |name, n: usize, what: &str, hint| {
+        if n != ids.len() {
+            FractalityError::invalid(
+                name,
+                format!("{n} {what} for {} event ids", ids.len()),
+                hint,
+            )
+            .report();
+        }
+    };
+    one_per_id(
+        "priorities",
+        ps.len(),
+        "priorities",
+        "Pass one priority (|TD error|) per event id.",
+    );
+    if let Some(ts) = &timestamps {
+        one_per_id(
+            "event_timestamps",
+            ts.len(),
+            "timestamps",
+            "Pass each event's timestamp as sample_experiences returned it, one per event id.",
+        );
+    }
+    // each id's priority and, with timestamps, its timestamp (the last given for an id counts)
+    let mut pairs: Vec<(Vec<u8>, f64)> = Vec::with_capacity(ids.len());
+    let mut at: HashMap<Vec<u8>, i64> = HashMap::new();
+    for (i, (id, p)) in ids.into_iter().zip(ps).enumerate() {
+        let id = required("an element of event_ids", id);
+        let p = required("an element of priorities", p);
+        if !p.is_finite() || p < 0.0 {
+            FractalityError::invalid(
+                "priority",
+                format!("{} at position {}", pg_float(p), i + 1),
+                "A priority is a finite |TD error| >= 0 (the buffer adds its epsilon).",
+            )
+            .report();
+        }
+        if let Some(ts) = &timestamps {
+            at.insert(
+                id.clone(),
+                required("an element of event_timestamps", ts[i]),
+            );
+        }
+        pairs.push((id, p));
+    }
+    spi::connect(|| -> Result<i64, FractalityError> {
+        let mut b = self::buffer(Some(name), None, true)?;
+        // the last priority given for an id counts
+        let mut by_id: HashMap<Vec<u8>, f64> = HashMap::new();
+        for (id, p) in &pairs {
+            by_id.insert(id.clone(), p + b.epsilon);
+        }
+        // the items of the ids; an id not among them is not in the buffer: nothing is written
+        let mut found = if timestamps.is_some() {
+            store::find_at(b.id, by_id.keys().map(|id| (id.clone(), at[id])).collect())?
+        } else {
+            store::find(b.id, by_id.keys().cloned().collect())?
+        };
+        let known: BTreeSet<&Vec<u8>> = found.iter().map(|f| &f.0).collect();
+        let unknown: Vec<String> = pairs
+            .iter()
+            .filter(|p| !known.contains(&p.0))
+            .take(5)
+            .map(|p| crate::experience::hex(&p.0))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(FractalityError::NotInBuffer {
+                buffer: b.name.clone(),
+                ids: unknown.join(", "),
+            });
+        }
+        b.max_priority = by_id.values().copied().fold(b.max_priority, f64::max);
+        // one row appended: the slots (in order), the priority the tree holds for each, the new
+        // one; folded into the items and the tree once fold_after have been written since the
+        // last fold (the pending rows are read then, not now)
+        found.sort_unstable_by_key(|f| f.1);
+        let mut write: pending::Write = Default::default();
+        for (id, slot, stored) in &found {
+            write.0.push(*slot);
+            write.1.push(*stored);
+            write.2.push(by_id[id]);
+        }
+        if (b.pending + found.len() as i64) as u64 >= crate::gucs::replay_fold_after() as u64 {
+            let mut writes = store::pending_writes(&b)?;
+            let earlier = !writes.is_empty();
+            writes.push(write);
+            let all = Pending::from_writes(b.alpha, writes);
+            fold(&mut b, &all, earlier)?;
+        } else if !found.is_empty() {
+            b.pending += found.len() as i64;
+            store::write_pending(b.id, write)?;
+        }
+        store::save_counters(&b)?;
+        Ok(found.len() as i64)
+    })
+    .unwrap_or_report()
+}

@@ -1,0 +1,218 @@
+//! Keeping a buffer's counters and sum tree in step with its items: new items (the entry
+//! trigger's), removed ones (deleted or archived events), priorities written back and folded,
+//! and the whole tree rebuilt from the items. Runs with SPI connected and the buffer locked by
+//! the caller; the queries are [`super::store`]'s, the tree's arithmetic [`super::tree`]'s.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::errors::FractalityError;
+
+use super::pending::Pending;
+use super::store::{self, buffer, Buffer, SpiTree};
+use super::tree::{levels_for, place, refresh, Blocks, OrderedBlocks, FANOUT};
+
+/// The tree of `b` over the leaf blocks `blocks` brought up to date, with levels for `slots`.
+fn refresh_blocks(
+    b: &mut Buffer,
+    blocks: BTreeSet<i64>,
+    slots: u64,
+) -> Result<(), FractalityError> {
+    let leaves = store::leaf_values(b, &blocks)?;
+    refresh_leaves(b, leaves, slots)
+}
+
+/// The tree of `b` with the leaf blocks `leaves` (their entries given) and every block above
+/// them brought up to date, with levels for `slots`.
+fn refresh_leaves(
+    b: &mut Buffer,
+    leaves: OrderedBlocks,
+    slots: u64,
+) -> Result<(), FractalityError> {
+    let needed = levels_for(slots).max(b.levels);
+    let grew = needed > b.levels;
+    let mut tree = SpiTree::new(b.id, false);
+    if grew {
+        // new levels above the old root: their blocks 0 are filled from their children
+        refresh(&mut tree, b.levels, leaves)?;
+        for level in b.levels..needed {
+            let mut fresh = BTreeMap::new();
+            let mut e = vec![0.0; FANOUT];
+            for (c, sums) in tree.range(level - 1, 0, FANOUT as i64)? {
+                e[c as usize] = sums.iter().sum();
+            }
+            fresh.insert(0i64, e);
+            tree.write(level, &fresh)?;
+        }
+        b.levels = needed;
+    } else {
+        refresh(&mut tree, b.levels, leaves)?;
+    }
+    Ok(())
+}
+
+/// The leaf blocks `blocks` as the tree holds them (one entry per slot, p^alpha) with the
+/// entries `changed` (slot, p^alpha) set; blocks the tree lacks come from `missing`.
+fn leaves_with(
+    b: &Buffer,
+    blocks: &BTreeSet<i64>,
+    changed: impl IntoIterator<Item = (i64, f64)>,
+    missing: impl FnOnce(&BTreeSet<i64>) -> Result<OrderedBlocks, FractalityError>,
+) -> Result<OrderedBlocks, FractalityError> {
+    let ids: Vec<i64> = blocks.iter().copied().collect();
+    let mut leaves: OrderedBlocks = SpiTree::new(b.id, false)
+        .read(0, &ids)?
+        .into_iter()
+        .filter(|(_, e)| e.len() == FANOUT)
+        .collect();
+    let absent: BTreeSet<i64> = blocks
+        .iter()
+        .filter(|k| !leaves.contains_key(k))
+        .copied()
+        .collect();
+    if !absent.is_empty() {
+        leaves.extend(missing(&absent)?);
+    }
+    for (slot, value) in changed {
+        let (block, entry) = place(slot);
+        if let Some(entries) = leaves.get_mut(&block) {
+            entries[entry] = value;
+        }
+    }
+    Ok(leaves)
+}
+
+/// The `pending` priorities of `b` folded into its items and tree (the tree's blocks over them
+/// rewritten once each); `written`: they are rows of replay_pending, deleted here.
+pub(super) fn fold(
+    b: &mut Buffer,
+    pending: &Pending,
+    written: bool,
+) -> Result<usize, FractalityError> {
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let (slots, ps): (Vec<i64>, Vec<f64>) = pending.latest_all().unzip();
+    store::fold_items(b.id, slots.clone(), ps.clone())?;
+    let blocks: BTreeSet<i64> = slots.iter().map(|s| s / FANOUT as i64).collect();
+    let alpha = b.alpha;
+    let changed = slots.iter().zip(&ps).map(|(s, p)| (*s, p.powf(alpha)));
+    let leaves = leaves_with(b, &blocks, changed, |missing| {
+        store::leaf_values(b, missing)
+    })?;
+    let span = b.slots();
+    refresh_leaves(b, leaves, span)?;
+    if written {
+        store::clear_pending(b.id)?;
+    }
+    b.pending = 0;
+    Ok(pending.len())
+}
+
+/// Every buffer's pending priorities folded (before items leave them). The buffers are locked.
+pub(super) fn fold_all() -> Result<(), FractalityError> {
+    for id in store::pending_buffers()? {
+        let mut b = buffer(None, Some(id), true)?;
+        let pending = store::pending(&b)?;
+        fold(&mut b, &pending, true)?;
+        store::save_counters(&b)?;
+    }
+    Ok(())
+}
+
+fn slot_of(b: &Buffer, seq: i64) -> i64 {
+    match b.capacity {
+        Some(c) => seq % c,
+        None => seq,
+    }
+}
+
+/// After the trigger wrote `k` entries from sequence number `first_seq` (`fresh` of them into
+/// empty slots): the counters and the tree.
+pub(super) fn entered(
+    buffer_id: i32,
+    first_seq: i64,
+    k: i64,
+    fresh: i64,
+) -> Result<(), FractalityError> {
+    let mut b = buffer(None, Some(buffer_id), true)?;
+    let from = match b.capacity {
+        Some(c) => first_seq + (k - c).max(0),
+        None => first_seq,
+    };
+    // items overwritten at capacity take their pending priorities with them: fold first
+    // (without a capacity every slot written is new, and the pending ones stay as they are)
+    if b.capacity.is_some() {
+        let pending = store::pending(&b)?;
+        if (from..first_seq + k).any(|seq| pending.latest(slot_of(&b, seq)).is_some()) {
+            fold(&mut b, &pending, true)?;
+        }
+    }
+    let blocks: BTreeSet<i64> = (from..first_seq + k)
+        .map(|s| slot_of(&b, s) / FANOUT as i64)
+        .collect();
+    b.next_seq = first_seq + k;
+    b.size += fresh;
+    let slots = b.slots();
+    // the slots written hold the buffer's largest priority: their leaf entries are known,
+    // the rest of each leaf block is read from the tree (not from the items); a block the
+    // tree lacks is new, its other slots empty
+    let entry = b.max_priority.powf(b.alpha);
+    let written = (from..first_seq + k).map(|seq| (slot_of(&b, seq), entry));
+    let leaves = leaves_with(&b, &blocks, written, |missing| {
+        Ok(missing.iter().map(|k| (*k, vec![0.0; FANOUT])).collect())
+    })?;
+    refresh_leaves(&mut b, leaves, slots)?;
+    store::save_counters(&b)
+}
+
+/// Takes the removed items (buffer, slot) out of their trees.
+pub(super) fn after_removal(removed: Vec<(i32, i64)>) -> Result<(), FractalityError> {
+    let mut per_buffer: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
+    for (b, slot) in removed {
+        per_buffer
+            .entry(b)
+            .or_default()
+            .insert(slot / FANOUT as i64);
+    }
+    for (id, blocks) in per_buffer {
+        let mut b = buffer(None, Some(id), true)?;
+        b.size = store::size(id)?;
+        let slots = b.slots();
+        refresh_blocks(&mut b, blocks, slots)?;
+        store::save_counters(&b)?;
+    }
+    Ok(())
+}
+
+/// The whole tree of `b` built from its items (one pass in slot order).
+pub(super) fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
+    b.levels = levels_for(b.slots());
+    let mut leaves: OrderedBlocks = BTreeMap::new();
+    let mut cursor = store::all_items(b.id)?;
+    loop {
+        let rows = cursor.fetch(10_000, |r| r.get::<i64>(1).zip(r.get::<f64>(2)));
+        if rows.is_empty() {
+            break;
+        }
+        for (slot, p) in rows.into_iter().flatten() {
+            let (block, entry) = place(slot);
+            leaves.entry(block).or_insert_with(|| vec![0.0; FANOUT])[entry] = p.powf(b.alpha);
+        }
+    }
+    drop(cursor);
+    let mut tree = SpiTree::new(b.id, false);
+    let mut level_blocks = leaves;
+    for level in 0..b.levels {
+        tree.write(level, &level_blocks)?;
+        let mut up: OrderedBlocks = BTreeMap::new();
+        for (c, sums) in &level_blocks {
+            let (block, entry) = place(*c);
+            up.entry(block).or_insert_with(|| vec![0.0; FANOUT])[entry] = sums.iter().sum();
+        }
+        if level + 1 < b.levels && up.is_empty() {
+            up.insert(0, vec![0.0; FANOUT]);
+        }
+        level_blocks = up;
+    }
+    Ok(())
+}
