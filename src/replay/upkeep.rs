@@ -119,6 +119,7 @@ pub(super) fn fold_all() -> Result<(), FractalityError> {
     Ok(())
 }
 
+/// The slot of the item with sequence number `seq` (with a capacity, slots are reused in turn).
 fn slot_of(b: &Buffer, seq: i64) -> i64 {
     match b.capacity {
         Some(c) => seq % c,
