@@ -2,15 +2,16 @@
 //! `parents`), breadth-first `traverse`, the cheapest `consciousness_path`, `thaw`/`freeze` of a
 //! node with its edges, embedding and stream, and full-text `search_nodes`.
 //!
-//! Three levels: [`input`] checks what callers pass and parses the frozen document, [`walk`] holds
+//! The levels: [`input`] checks what callers pass and parses the frozen document, [`walk`] holds
 //! the graph algorithms ([`breadth_first`], [`cheapest_path`]) as plain Rust over a `fetch`
-//! callback, tested without a server, and [`store`] runs the queries (`sql/queries/graph_*.sql`),
-//! one level (or one batch) of edges per query, on the covering index `edges_from_type_weight`.
-//! This file is the `#[pg_extern]` layer. Every function runs as the caller, so row-level
+//! callback, tested without a server, [`store`] runs the queries (`sql/queries/graph_*.sql`),
+//! one level (or one batch) of edges per query, on the covering index `edges_from_type_weight`,
+//! and [`reach`] feeds the algorithms from the store. This file is the `#[pg_extern]` layer. Every function runs as the caller, so row-level
 //! security holds: a tenant walks, links and finds only its own nodes. A node's energy is read
 //! as `fractality.current_atp(atp, atp_at)`, its current (lazily decayed) energy.
 
 pub mod input;
+pub mod reach;
 pub mod store;
 pub mod walk;
 
@@ -29,13 +30,6 @@ pub use store::{write_embedding, UuidArray};
 pub use walk::{breadth_first, cheapest_path, edge_cost, path_of, Ahead, Visit};
 
 use input::{frozen_has, parse_uuid};
-
-/// How many frontier nodes `consciousness_path` expands per query.
-const PATH_BATCH: usize = 128;
-/// traverse reads the levels left in one query from a frontier of at most this many nodes...
-const AHEAD_FRONTIER: usize = 16;
-/// ... when they hold fewer edges than this.
-const AHEAD_BUDGET: i64 = 256;
 
 // ---- the session -----------------------------------------------------------------------------
 
@@ -306,88 +300,6 @@ fn parents(
 
 // ---- traversal and paths ---------------------------------------------------------------------
 
-/// `fetch` for a walk: the answer of `query`, or no edges once one query has failed (the walk
-/// then ends, and the caller returns the error it keeps in `failed`).
-fn or_stop<T>(
-    failed: &mut Option<FractalityError>,
-    query: impl FnOnce() -> Result<Vec<T>, FractalityError>,
-) -> Vec<T> {
-    if failed.is_some() {
-        return Vec::new();
-    }
-    query().unwrap_or_else(|e| {
-        *failed = Some(e);
-        Vec::new()
-    })
-}
-
-type TraverseRow = (Uuid, String, i32, UuidArray, f64);
-
-/// The rows of `traverse`.
-fn walk_from(
-    root: Uuid,
-    depth: usize,
-    relationship: &str,
-) -> Result<Vec<TraverseRow>, FractalityError> {
-    let mut failed = None;
-    // while the frontier is small, one query reads the edges of every level left (a query per
-    // level would cost more than its few rows); once such a read overflows its budget, a query
-    // per level
-    let mut ahead: Option<Ahead<Uuid>> = None;
-    let mut overflowed = false;
-    let mut level = 0;
-    let visits = breadth_first(root, depth, |frontier| {
-        level += 1;
-        or_stop(&mut failed, || {
-            if let Some(edges) = ahead.as_ref().and_then(|a| a.edges(frontier)) {
-                return Ok(edges);
-            }
-            // ids are sent in index order: the scan's own sort of the array finds it sorted,
-            // and consecutive descents share the upper pages of the index
-            let mut ids = frontier.to_vec();
-            ids.sort_unstable();
-            let steps = (depth + 1 - level) as i32;
-            if !overflowed && steps > 1 && ids.len() <= AHEAD_FRONTIER {
-                let rows = store::edges_ahead(ids.clone(), relationship, steps, AHEAD_BUDGET)?;
-                if (rows.len() as i64) < AHEAD_BUDGET {
-                    let known = Ahead::new(&ids, &rows, steps);
-                    let edges = known.edges(frontier).unwrap_or_default();
-                    ahead = Some(known);
-                    return Ok(edges);
-                }
-                overflowed = true;
-            }
-            store::level_edges(ids, relationship)
-        })
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let mut ids: Vec<Uuid> = visits.iter().map(|v| v.node).collect();
-    ids.sort_unstable();
-    let mut keys = store::node_keys(ids)?;
-    // the root's key is fetched with the others: a root the caller cannot see has no key
-    // (and, row-level security hiding its edges too, nothing was walked from it)
-    if !keys.contains_key(&root) {
-        return Err(node_not_found(root));
-    }
-    Ok((0..visits.len())
-        .filter_map(|i| {
-            let v = &visits[i];
-            // an edge can only point at a node of its own tenant (composite foreign key), so
-            // every node is visible; skip rather than fail should a policy say otherwise
-            let key = keys.remove(&v.node)?;
-            Some((
-                v.node,
-                key,
-                v.depth as i32,
-                UuidArray(path_of(&visits, i)),
-                v.weight,
-            ))
-        })
-        .collect())
-}
-
 /// Breadth first from `root` along edges of one relationship type, to `max_depth` (0 to 100):
 /// every reachable node once, at its smallest depth, with the path to it and the product of the
 /// edge weights along it. One index-only query per level, or one for the levels left while the
@@ -409,29 +321,9 @@ fn traverse(
     ),
 > {
     let depth = check_depth(max_depth).unwrap_or_report();
-    TableIterator::new(spi::connect(|| walk_from(root, depth, relationship)).unwrap_or_report())
-}
-
-/// The cheapest path from `from` to `to` (see [`cheapest_path`]), `None` when there is none.
-fn path_between(
-    from: Uuid,
-    to: Uuid,
-    max_cost: Option<f64>,
-) -> Result<Option<Vec<(Uuid, f64)>>, FractalityError> {
-    let ends = store::energies(vec![from, to])?;
-    for n in [from, to] {
-        if !ends.contains_key(&n) {
-            return Err(node_not_found(n));
-        }
-    }
-    let mut failed = None;
-    let path = cheapest_path(from, ends[&from], to, max_cost, PATH_BATCH, |batch| {
-        or_stop(&mut failed, || store::path_edges(batch.to_vec()))
-    });
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(path),
-    }
+    TableIterator::new(
+        spi::connect(|| reach::walk_from(root, depth, relationship)).unwrap_or_report(),
+    )
 }
 
 /// The cheapest directed path from `from` to `to`, an edge between nodes of energy a and b
@@ -451,7 +343,7 @@ fn consciousness_path(
                 .report();
         }
     }
-    let path = spi::connect(|| path_between(from, to, max_cost)).unwrap_or_report();
+    let path = spi::connect(|| reach::path_between(from, to, max_cost)).unwrap_or_report();
     let steps = path.unwrap_or_default().into_iter().enumerate();
     TableIterator::new(steps.map(|(i, (n, c))| (i as i32, n, c)))
 }

@@ -1,0 +1,121 @@
+//! The walks over the store: `traverse`'s breadth-first walk, reading several levels ahead while
+//! the frontier is small, and `consciousness_path`'s Dijkstra, both [`super::walk`]'s algorithms
+//! fed by [`super::store`]'s queries (SPI connected, as the caller).
+
+use pgrx::Uuid;
+
+use crate::errors::{node_not_found, FractalityError};
+
+use super::store::{self, UuidArray};
+use super::walk::{breadth_first, cheapest_path, path_of, Ahead};
+
+/// How many frontier nodes `consciousness_path` expands per query.
+const PATH_BATCH: usize = 128;
+/// traverse reads the levels left in one query from a frontier of at most this many nodes...
+const AHEAD_FRONTIER: usize = 16;
+/// ... when they hold fewer edges than this.
+const AHEAD_BUDGET: i64 = 256;
+
+/// `fetch` for a walk: the answer of `query`, or no edges once one query has failed (the walk
+/// then ends, and the caller returns the error it keeps in `failed`).
+fn or_stop<T>(
+    failed: &mut Option<FractalityError>,
+    query: impl FnOnce() -> Result<Vec<T>, FractalityError>,
+) -> Vec<T> {
+    if failed.is_some() {
+        return Vec::new();
+    }
+    query().unwrap_or_else(|e| {
+        *failed = Some(e);
+        Vec::new()
+    })
+}
+
+pub(super) type TraverseRow = (Uuid, String, i32, UuidArray, f64);
+
+/// The rows of `traverse`.
+pub(super) fn walk_from(
+    root: Uuid,
+    depth: usize,
+    relationship: &str,
+) -> Result<Vec<TraverseRow>, FractalityError> {
+    let mut failed = None;
+    // while the frontier is small, one query reads the edges of every level left (a query per
+    // level would cost more than its few rows); once such a read overflows its budget, a query
+    // per level
+    let mut ahead: Option<Ahead<Uuid>> = None;
+    let mut overflowed = false;
+    let mut level = 0;
+    let visits = breadth_first(root, depth, |frontier| {
+        level += 1;
+        or_stop(&mut failed, || {
+            if let Some(edges) = ahead.as_ref().and_then(|a| a.edges(frontier)) {
+                return Ok(edges);
+            }
+            // ids are sent in index order: the scan's own sort of the array finds it sorted,
+            // and consecutive descents share the upper pages of the index
+            let mut ids = frontier.to_vec();
+            ids.sort_unstable();
+            let steps = (depth + 1 - level) as i32;
+            if !overflowed && steps > 1 && ids.len() <= AHEAD_FRONTIER {
+                let rows = store::edges_ahead(ids.clone(), relationship, steps, AHEAD_BUDGET)?;
+                if (rows.len() as i64) < AHEAD_BUDGET {
+                    let known = Ahead::new(&ids, &rows, steps);
+                    let edges = known.edges(frontier).unwrap_or_default();
+                    ahead = Some(known);
+                    return Ok(edges);
+                }
+                overflowed = true;
+            }
+            store::level_edges(ids, relationship)
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut ids: Vec<Uuid> = visits.iter().map(|v| v.node).collect();
+    ids.sort_unstable();
+    let mut keys = store::node_keys(ids)?;
+    // the root's key is fetched with the others: a root the caller cannot see has no key
+    // (and, row-level security hiding its edges too, nothing was walked from it)
+    if !keys.contains_key(&root) {
+        return Err(node_not_found(root));
+    }
+    Ok((0..visits.len())
+        .filter_map(|i| {
+            let v = &visits[i];
+            // an edge can only point at a node of its own tenant (composite foreign key), so
+            // every node is visible; skip rather than fail should a policy say otherwise
+            let key = keys.remove(&v.node)?;
+            Some((
+                v.node,
+                key,
+                v.depth as i32,
+                UuidArray(path_of(&visits, i)),
+                v.weight,
+            ))
+        })
+        .collect())
+}
+
+/// The cheapest path from `from` to `to` (see [`cheapest_path`]), `None` when there is none.
+pub(super) fn path_between(
+    from: Uuid,
+    to: Uuid,
+    max_cost: Option<f64>,
+) -> Result<Option<Vec<(Uuid, f64)>>, FractalityError> {
+    let ends = store::energies(vec![from, to])?;
+    for n in [from, to] {
+        if !ends.contains_key(&n) {
+            return Err(node_not_found(n));
+        }
+    }
+    let mut failed = None;
+    let path = cheapest_path(from, ends[&from], to, max_cost, PATH_BATCH, |batch| {
+        or_stop(&mut failed, || store::path_edges(batch.to_vec()))
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(path),
+    }
+}
