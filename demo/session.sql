@@ -113,6 +113,19 @@ SELECT episode_id, steps, round(total::numeric, 3) AS total, round(discounted::n
   FROM fractality.episode_returns(0, fractality.epoch_us(now()), 0.95)
  ORDER BY episode_id DESC LIMIT 5;
 
+\echo '== a learner''s replay: a prioritised buffer over the stored steps, a seeded batch, TD errors written back =='
+SELECT fractality.create_replay_buffer('learner', alpha => 0.6, beta => 0.4, backfill => true) AS buffer_id;
+SELECT name, size, levels, max_priority FROM fractality.replay_buffers;
+SELECT episode_id, step_number, round(total_reward::numeric, 3) AS reward, next_state IS NOT NULL AS has_next,
+       intent_type, round(probability::numeric, 5) AS p, round(weight::numeric, 3) AS weight
+  FROM fractality.replay_batch('learner', 4, seed => 7);
+-- the learner's |TD errors| for that batch become their priorities (+ epsilon): drawn more often
+SELECT fractality.update_priorities('learner', array_agg(event_id), array_agg(50.0::float8), array_agg(event_timestamp))
+         AS priorities_written
+  FROM fractality.sample_experiences('learner', 4, seed => 7);
+SELECT round(priority::numeric, 3) AS priority, count(*) AS draws_of_1000, round(min(weight)::numeric, 3) AS weight
+  FROM fractality.sample_experiences('learner', 1000, seed => 8) GROUP BY 1 ORDER BY 1 DESC;
+
 \echo '== policy lineage: save a third version of bin-explore, then walk its ancestry =='
 SELECT fractality.save_policy('bin-explore', 'curious-v3', '{"1": 0.8, "2": 0.2}') AS new_policy \gset
 SELECT depth, ancestor_id, version, rule_id, is_active FROM fractality.policy_lineage(:new_policy);
@@ -145,11 +158,13 @@ SELECT fractality.upsert_node('insight-1', 'A new insight', '{"description": "re
 UNLISTEN consciousness_update;
 RESET fractality.user_id;
 
-\echo '== retention: keep a day of events hot; run_maintenance archives the rest, still readable =='
+\echo '== retention: keep a day of events hot; run_maintenance archives the rest, still readable, and out of the replay buffer =='
 SELECT fractality.add_retention_policy('fractality.experience_events', '1 day', 'archive');
 SELECT r->'retention' AS retention FROM fractality.run_maintenance() r;
 SELECT count(*) FILTER (WHERE archived) AS archived, count(*) AS all_events, count(intent_type) AS with_metadata
   FROM fractality.query_events(0, fractality.epoch_us(now()), 100000, true, true);
+-- archived events have left the replay buffer (its tree with them)
+SELECT name, size FROM fractality.replay_buffers;
 
 \echo '== stream points older than two days, packed per node; one node''s history across both tiers =='
 SELECT fractality.archive_streams('2 days') AS points_packed;
