@@ -32,7 +32,7 @@ pub use tree::{
 
 use learn::write_back;
 use store::buffer;
-use upkeep::{after_removal, fold, fold_all, rebuild};
+use upkeep::{after_removal, fold, fold_all};
 
 /// After the trigger wrote `k` entries from sequence number `first_seq` (`fresh` of them into
 /// empty slots): the counters and the tree. Internal (the trigger's).
@@ -146,12 +146,7 @@ fn create_replay_buffer(
         )?
         .ok_or_else(|| FractalityError::BufferExists(name.to_string()))?;
         if backfill {
-            let mut b = buffer(None, Some(id), true)?;
-            let k = store::backfill(id)?;
-            b.next_seq = k;
-            b.size = k;
-            rebuild(&mut b)?;
-            store::save_counters(&b)?;
+            upkeep::backfill(id)?;
         }
         Ok(id)
     })
@@ -162,24 +157,7 @@ fn create_replay_buffer(
 /// directly, by a loader or a benchmark). Internal: the owner's.
 #[pg_extern(volatile, strict, parallel_unsafe, name = "_replay_rebuild")]
 fn replay_rebuild(buffer_id: i32) -> i64 {
-    spi::connect(|| -> Result<i64, FractalityError> {
-        let mut b = buffer(None, Some(buffer_id), true)?;
-        // the pending priorities into the items the tree is built from
-        let pending = store::pending(&b)?;
-        if !pending.is_empty() {
-            let (slots, ps): (Vec<i64>, Vec<f64>) = pending.latest_all().unzip();
-            store::fold_items(buffer_id, slots, ps)?;
-            store::clear_pending(buffer_id)?;
-        }
-        b.pending = 0;
-        b.size = store::size(buffer_id)?;
-        b.next_seq = b.next_seq.max(b.size);
-        store::clear_tree(buffer_id)?;
-        rebuild(&mut b)?;
-        store::save_counters(&b)?;
-        Ok(b.size)
-    })
-    .unwrap_or_report()
+    spi::connect(|| upkeep::rebuild_from_items(buffer_id)).unwrap_or_report()
 }
 
 /// Drops a replay buffer with its items and tree; false when there was none.

@@ -186,7 +186,7 @@ pub(super) fn after_removal(removed: Vec<(i32, i64)>) -> Result<(), FractalityEr
 }
 
 /// The whole tree of `b` built from its items (one pass in slot order).
-pub(super) fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
+fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
     b.levels = levels_for(b.slots());
     let mut leaves: OrderedBlocks = BTreeMap::new();
     let mut cursor = store::all_items(b.id)?;
@@ -216,4 +216,35 @@ pub(super) fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
         level_blocks = up;
     }
     Ok(())
+}
+
+/// A new buffer `id` filled with the hot events already stored that pass its filter: its
+/// counters and its tree.
+pub(super) fn backfill(id: i32) -> Result<(), FractalityError> {
+    let mut b = buffer(None, Some(id), true)?;
+    let k = store::backfill(id)?;
+    b.next_seq = k;
+    b.size = k;
+    rebuild(&mut b)?;
+    store::save_counters(&b)
+}
+
+/// Buffer `buffer_id`'s counters and whole tree rebuilt from its items, the pending priorities
+/// folded into the items first; returns its size.
+pub(super) fn rebuild_from_items(buffer_id: i32) -> Result<i64, FractalityError> {
+    let mut b = buffer(None, Some(buffer_id), true)?;
+    // the pending priorities into the items the tree is built from
+    let pending = store::pending(&b)?;
+    if !pending.is_empty() {
+        let (slots, ps): (Vec<i64>, Vec<f64>) = pending.latest_all().unzip();
+        store::fold_items(buffer_id, slots, ps)?;
+        store::clear_pending(buffer_id)?;
+    }
+    b.pending = 0;
+    b.size = store::size(buffer_id)?;
+    b.next_seq = b.next_seq.max(b.size);
+    store::clear_tree(buffer_id)?;
+    rebuild(&mut b)?;
+    store::save_counters(&b)?;
+    Ok(b.size)
 }
