@@ -690,6 +690,43 @@ mod tests {
     }
 
     #[pg_test]
+    fn consensus_through_the_indexes_counts_staged_members() {
+        clustered(2, 2, 3);
+        let src = node_id("u1-c1-1", 1);
+        // the partitions' HNSW indexes, not every distance; the third user's node on the same
+        // theme staged, as remember_many writes it (outside the indexes)
+        Spi::run(&format!(
+            "SET LOCAL fractality.consensus_exact_limit = 0;
+             INSERT INTO fractality.nodes (id, user_id, node_key, label)
+             VALUES ('00000000-0000-0000-0000-0000000000c3', '00000000-0000-0000-0000-000000000003', 'u3-c1-1', 'cluster 1');
+             INSERT INTO fractality.node_embeddings (node_id, user_id, embedding, staged)
+             SELECT '00000000-0000-0000-0000-0000000000c3', '00000000-0000-0000-0000-000000000003', embedding, true
+               FROM fractality.node_embeddings WHERE node_id = '{src}'"
+        ))
+        .unwrap();
+        let contributors = || {
+            Spi::get_one::<i32>("SELECT contributor_count FROM fractality.consensus_nodes").unwrap()
+        };
+        let first = Spi::get_one::<pgrx::Uuid>(&format!(
+            "SELECT fractality.crystallize_consensus('{src}')"
+        ))
+        .unwrap()
+        .expect("the staged node is the third user");
+        assert_eq!(contributors(), Some(3));
+        // indexed, the same consensus
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT fractality.index_staged_embeddings()").unwrap(),
+            Some(1)
+        );
+        let second = Spi::get_one::<pgrx::Uuid>(&format!(
+            "SELECT fractality.crystallize_consensus('{src}')"
+        ))
+        .unwrap();
+        assert_eq!(second, Some(first));
+        assert_eq!(contributors(), Some(3));
+    }
+
+    #[pg_test]
     fn consensus_tree_decays_and_cuts_cycles() {
         clustered(3, 1, 2);
         let a = node_id("u1-c1-1", 1);

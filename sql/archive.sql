@@ -689,7 +689,7 @@ END $$;
 
 -- One maintenance pass in one transaction: decay materialised, partitions for the coming months
 -- (ensure_partitions with 3 months ahead), every retention policy applied (its last_run and
--- last_result updated), expired memories deleted, replay priorities pending folded. Idempotent. A second session calling it while one runs returns at once
+-- last_result updated), expired memories deleted, staged embeddings indexed, replay priorities pending folded. Idempotent. A second session calling it while one runs returns at once
 -- with {"skipped": true}. Schedule it with pg_cron, e.g.
 --   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
 CREATE FUNCTION fractality.run_maintenance() RETURNS jsonb
@@ -703,6 +703,7 @@ DECLARE
     materialized bigint;
     expired bigint;
     folded bigint;
+    indexed bigint;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0)) THEN
         RETURN jsonb_build_object('skipped', true);
@@ -734,12 +735,15 @@ BEGIN
     -- memories past their expiry (remember's ttl) go, with what hangs off them
     DELETE FROM fractality.nodes n WHERE n.expires_at <= now();
     GET DIAGNOSTICS expired = ROW_COUNT;
+    -- embeddings remember_many staged go into their HNSW indexes
+    indexed := fractality.index_staged_embeddings();
     -- priorities written back to replay buffers and still pending go into their sum trees
     SELECT coalesce(sum(fractality.fold_priorities(b.name)), 0) INTO folded
       FROM fractality.replay_buffers b
      WHERE EXISTS (SELECT 1 FROM fractality.replay_pending w WHERE w.buffer_id = b.buffer_id);
     materialized := fractality.materialize_decay();
     RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
-                              'memories_expired', expired, 'replay_priorities_folded', folded,
+                              'memories_expired', expired, 'embeddings_indexed', indexed,
+                              'replay_priorities_folded', folded,
                               'decay_materialized', materialized);
 END $$;

@@ -39,6 +39,7 @@ CREATE TABLE fractality.node_embeddings (
     embedding     vector      NOT NULL,
     model_version text,
     updated_at    timestamptz NOT NULL DEFAULT now(),
+    staged        boolean     NOT NULL DEFAULT false,
     CONSTRAINT node_embeddings_pkey PRIMARY KEY (user_id, node_id, model),
     CONSTRAINT node_embeddings_node FOREIGN KEY (node_id, user_id)
         REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
@@ -52,6 +53,16 @@ COMMENT ON TABLE fractality.node_embeddings IS
 -- Deleting a node deletes its embeddings; the foreign key's own lookups go through this index
 -- (node_id, user_id) rather than the primary key's (user_id, node_id, model).
 CREATE INDEX node_embeddings_node ON fractality.node_embeddings (node_id, user_id);
+
+-- Staged embeddings: the rows remember_many writes (staged = true) stay out of the HNSW indexes
+-- (whose predicate is `model = ... AND NOT staged`), so that a batch does not pay an index
+-- insert per memory; searches read a tenant's staged rows exactly, through this index of them
+-- alone, beside its index scan; index_staged_embeddings (and run_maintenance) moves them into
+-- the HNSW indexes. Like GIN's pending list: a bulk write is cheap, a search reads the backlog.
+CREATE INDEX node_embeddings_staged ON fractality.node_embeddings (user_id, model) WHERE staged;
+
+COMMENT ON COLUMN fractality.node_embeddings.staged IS
+    'Written by remember_many and not yet in the model''s HNSW index: searches read it exactly; index_staged_embeddings (run_maintenance) indexes it.';
 
 -- The partitions, fixed at install: the setting fractality.embedding_partitions (default 64), e.g.
 --   SET fractality.embedding_partitions = 256; CREATE EXTENSION fractality CASCADE;
@@ -144,7 +155,7 @@ BEGIN
      WHERE e.extname = 'vector';
     parent_index := 'node_embeddings_' || build_model_index.model || '_hnsw';
     IF to_regclass(format('fractality.%I', parent_index)) IS NULL THEN
-        EXECUTE format('CREATE INDEX %I ON ONLY fractality.node_embeddings USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L',
+        EXECUTE format('CREATE INDEX %I ON ONLY fractality.node_embeddings USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L AND NOT staged',
                        parent_index, ty, d, opclass, build_model_index.model);
     END IF;
     FOR part IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -153,7 +164,7 @@ BEGIN
         child := part.relname || '_' || build_model_index.model || '_hnsw';
         CONTINUE WHEN to_regclass(format('fractality.%I', child)) IS NOT NULL;
         t0 := clock_timestamp();
-        EXECUTE format('CREATE INDEX %I ON fractality.%I USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L',
+        EXECUTE format('CREATE INDEX %I ON fractality.%I USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L AND NOT staged',
                        child, part.relname, ty, d, opclass, build_model_index.model);
         EXECUTE format('ALTER INDEX fractality.%I ATTACH PARTITION fractality.%I', parent_index, child);
         partition_name := part.relname;
@@ -263,5 +274,32 @@ $$;
 
 COMMENT ON FUNCTION fractality.register_model(text, integer) IS
     'Registers an embedding model (a plain identifier, 1 to 4 000 dimensions) and builds its HNSW index on every partition; idempotent.';
+
+-- Moves the caller's staged embeddings (remember_many's) into their models' HNSW indexes, at most
+-- `max_rows` of them (NULL: all), oldest first; returns how many. As the caller: row-level
+-- security limits it to the tenants the caller may write. run_maintenance calls it.
+CREATE FUNCTION fractality.index_staged_embeddings(max_rows bigint DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF max_rows < 0 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for max_rows: %s', max_rows),
+            HINT = 'The most staged embeddings to index in this call, >= 0; NULL indexes every one.';
+    END IF;
+    UPDATE fractality.node_embeddings e SET staged = false
+      FROM (SELECT s.user_id, s.node_id, s.model FROM fractality.node_embeddings s
+             WHERE s.staged ORDER BY s.updated_at LIMIT max_rows) x
+     WHERE e.staged AND e.user_id = x.user_id AND e.node_id = x.node_id AND e.model = x.model;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
+    'Moves staged embeddings (written by remember_many) into their models'' HNSW indexes, at most max_rows (NULL: all); returns how many.';
 
 SELECT fractality.register_model('default', 384);

@@ -78,6 +78,8 @@ const SOURCE: Query<'static> = query!("consensus_source", [UUIDOID, TEXTOID]);
 const MEMBERS: &str = include_str!("../sql/queries/consensus_members.sql");
 /// With the vector type's OID, known at run time.
 const MEMBERS_EXACT: &str = include_str!("../sql/queries/consensus_members_exact.sql");
+/// The same for the staged rows, which the indexes do not hold.
+const MEMBERS_STAGED: &str = include_str!("../sql/queries/consensus_members_staged.sql");
 const MODEL_SIZE: Query<'static> = query!("consensus_model_size", [TEXTOID, INT8OID]);
 const EXISTING: Query<'static> = query!("consensus_existing", [UUIDARRAYOID, UUIDOID]);
 /// consensus_insert and consensus_update: one of them, with the same parameters (the key or
@@ -283,24 +285,35 @@ fn consensus(
         .unwrap_or(0);
         n <= limit
     };
-    if few {
-        let candidates = spi::rows(
+    // every member within the distance, computed exactly: of the whole model, or of its staged
+    // rows (remember_many's, which no index holds)
+    let exact = |name: &'static str, text: &'static str| {
+        spi::rows(
             &Query {
-                name: "consensus_members_exact",
-                text: MEMBERS_EXACT,
+                name,
+                text,
                 types: &[voi, pg_sys::TEXTOID, pg_sys::FLOAT8OID, pg_sys::INT8OID],
             },
             &[
-                query,
+                Vector::from_slice(embedding.as_slice())?.into(),
                 model.name.as_str().into(),
                 max_distance.into(),
                 MAX_MEMBERS.into(),
             ],
             false,
             member,
+        )
+    };
+    if few {
+        admit(
+            exact("consensus_members_exact", MEMBERS_EXACT)?,
+            max_distance,
         )?;
-        admit(candidates, max_distance)?;
     } else {
+        admit(
+            exact("consensus_members_staged", MEMBERS_STAGED)?,
+            max_distance,
+        )?;
         let text = model.render(MEMBERS);
         let mut cursor = Cursor::open(
             &Query {

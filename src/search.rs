@@ -7,7 +7,8 @@
 //! - a larger one through the model's HNSW index in the tenant's partition (one partition: the
 //!   tenant is a parameter the executor prunes by at start-up), with the tenant as a filter that
 //!   pgvector's iterative scan keeps from starving the scan, in distance order, read in batches
-//!   until the caller has what it needs.
+//!   until the caller has what it needs; the tenant's staged rows (remember_many's, not in the
+//!   index yet) are read exactly at the start and merged into that order.
 //!
 //! Either way the distances are pgvector's, computed in full precision where the rows are (only
 //! ids and distances come back, never the vectors), so both paths report the same numbers;
@@ -32,8 +33,11 @@ const DEFAULT_EF_SEARCH: usize = 40;
 pub const MAX_ROWS: i64 = 10_000;
 
 const TENANT_SIZE: Query<'static> = query!("tenant_size", [UUIDOID, TEXTOID, INT8OID]);
+const TENANT_VECTORS: Query<'static> = query!("tenant_vectors", [UUIDOID, TEXTOID]);
 /// With the vector type's OID, known at run time.
 const TENANT_EMBEDDINGS: &str = include_str!("../sql/queries/tenant_embeddings.sql");
+/// The same for the staged rows alone; with the vector type's OID.
+const TENANT_STAGED: &str = include_str!("../sql/queries/tenant_staged.sql");
 /// A template (rendered per model).
 const TENANT_NEAREST: &str = include_str!("../sql/queries/tenant_nearest.sql");
 
@@ -67,7 +71,8 @@ impl Path {
 pub struct TenantScan {
     path: Path,
     margin: f64,
-    exact: std::vec::IntoIter<Hit>,
+    /// The exact path's hits, or the staged rows' on the index path, best first.
+    exact: std::iter::Peekable<std::vec::IntoIter<Hit>>,
     cursor: Option<Cursor>,
     /// The size of the next batch.
     batch: usize,
@@ -88,19 +93,7 @@ impl TenantScan {
     ) -> Result<TenantScan, FractalityError> {
         // the exact path while rows x dimensions stay within the limit's 384-d rows
         let limit = model.rows_within(crate::gucs::exact_scan_limit());
-        let small = limit > 0 && {
-            let n: i64 = spi::one(
-                &TENANT_SIZE,
-                &[
-                    tenant.into(),
-                    model.name.as_str().into(),
-                    (limit + 1).into(),
-                ],
-                read_only,
-            )?
-            .unwrap_or(0);
-            n <= limit
-        };
+        let small = limit > 0 && tenant_size(model, tenant, limit + 1, read_only)? <= limit;
         let arg: DatumWithOid = Vector::from_slice(query)?.into();
         let voi = arg.oid();
         let batch = first.clamp(1, FETCH);
@@ -110,25 +103,26 @@ impl TenantScan {
                 text: TENANT_EMBEDDINGS,
                 types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, voi],
             };
-            let mut hits: Vec<Hit> = spi::some_rows(
-                &q,
-                &[tenant.into(), model.name.as_str().into(), arg],
-                read_only,
-                |r| hit(r.get::<Uuid>(1), r.get::<f64>(2), None),
-            )?;
-            hits.sort_by(|a, b| {
-                b.similarity
-                    .total_cmp(&a.similarity)
-                    .then_with(|| a.node_id.cmp(&b.node_id))
-            });
             return Ok(TenantScan {
                 path: Path::Exact,
                 margin: 0.0,
-                exact: hits.into_iter(),
+                exact: exact_hits(&q, tenant, model, arg, read_only)?,
                 cursor: None,
                 batch,
             });
         }
+        let staged = Query {
+            name: "tenant_staged",
+            text: TENANT_STAGED,
+            types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, voi],
+        };
+        let staged = exact_hits(
+            &staged,
+            tenant,
+            model,
+            Vector::from_slice(query)?.into(),
+            read_only,
+        )?;
         let text = nearest_sql(model);
         let q = Query {
             name: "tenant_nearest",
@@ -139,7 +133,7 @@ impl TenantScan {
         Ok(TenantScan {
             path: Path::Index,
             margin: model.index_margin(),
-            exact: Vec::new().into_iter(),
+            exact: staged,
             cursor: Some(cursor),
             batch: batch.max(ef_search()),
         })
@@ -167,7 +161,7 @@ impl TenantScan {
             (r.get::<Uuid>(1), r.get::<f64>(2), r.get::<f64>(3))
         });
         let fetched = rows.len();
-        let hits: Vec<Hit> = rows
+        let mut hits: Vec<Hit> = rows
             .into_iter()
             .filter_map(|(id, exact, order)| hit(id, exact, Some(order)))
             .collect();
@@ -175,8 +169,85 @@ impl TenantScan {
             // only zero vectors in this batch: go on with the next one
             return self.next_batch();
         }
+        // the staged rows as near as the batch's last (every one left once the index has no
+        // more), in order among the batch's
+        let floor = match hits.last() {
+            Some(last) if fetched == n => last.order,
+            _ => f64::NEG_INFINITY,
+        };
+        let before = hits.len();
+        while let Some(h) = self.exact.next_if(|h| h.order >= floor) {
+            hits.push(h);
+        }
+        if hits.len() > before {
+            hits.sort_by(best_first);
+        }
         Ok(hits)
     }
+}
+
+/// How many embeddings of `model` `tenant` holds, counted up to `cap` (SPI connected).
+pub fn tenant_size(
+    model: &Model,
+    tenant: Uuid,
+    cap: i64,
+    read_only: bool,
+) -> Result<i64, FractalityError> {
+    Ok(spi::one(
+        &TENANT_SIZE,
+        &[tenant.into(), model.name.as_str().into(), cap.into()],
+        read_only,
+    )?
+    .unwrap_or(0))
+}
+
+/// Every embedding of `model` that `tenant` holds, staged or indexed, given to `f` as (node id,
+/// vector), seeing the transaction's own writes (SPI connected).
+pub fn tenant_vectors(
+    model: &Model,
+    tenant: Uuid,
+    mut f: impl FnMut(Uuid, &[f32]),
+) -> Result<(), FractalityError> {
+    spi::rows(
+        &TENANT_VECTORS,
+        &[tenant.into(), model.name.as_str().into()],
+        false,
+        |r| -> Result<(), FractalityError> {
+            // SAFETY: column 2 is the embedding, a vector
+            if let (Some(id), Some(v)) = (r.get::<Uuid>(1), unsafe { r.vector(2) }?) {
+                f(id, &v);
+            }
+            Ok(())
+        },
+    )?
+    .into_iter()
+    .collect()
+}
+
+/// Higher `order` first, then the node id (a stable order for ties).
+fn best_first(a: &Hit, b: &Hit) -> std::cmp::Ordering {
+    b.order
+        .total_cmp(&a.order)
+        .then_with(|| a.node_id.cmp(&b.node_id))
+}
+
+/// The hits of an exact query (tenant_embeddings or tenant_staged: $1 tenant, $2 model, $3 the
+/// query vector), best first.
+fn exact_hits(
+    q: &Query<'_>,
+    tenant: Uuid,
+    model: &Model,
+    query: DatumWithOid,
+    read_only: bool,
+) -> Result<std::iter::Peekable<std::vec::IntoIter<Hit>>, FractalityError> {
+    let mut hits: Vec<Hit> = spi::some_rows(
+        q,
+        &[tenant.into(), model.name.as_str().into(), query],
+        read_only,
+        |r| hit(r.get::<Uuid>(1), r.get::<f64>(2), None),
+    )?;
+    hits.sort_by(best_first);
+    Ok(hits.into_iter().peekable())
 }
 
 /// The tenant_nearest query for `model`: its template rendered, `{{exact}}` (the full-precision

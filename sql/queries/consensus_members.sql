@@ -1,9 +1,10 @@
 -- The embeddings of one model across every tenant in order of cosine distance to $1, at most
 -- $2: the candidates of a consensus (read by _crystallize_consensus, as the owner). A template
--- (src/models.rs): each partition's HNSW index of the model, merged in distance order.
+-- (src/models.rs): each partition's HNSW index of the model, merged in distance order;
+-- the staged rows, outside the indexes, are read apart (consensus_members_staged.sql).
 SELECT e.node_id, e.user_id, e.embedding,
        (e.embedding::{{type}}({{dims}})) <=> ($1::{{type}}({{dims}})) AS distance
   FROM fractality.node_embeddings e
- WHERE e.model = {{model}}
+ WHERE e.model = {{model}} AND NOT e.staged
  ORDER BY (e.embedding::{{type}}({{dims}})) <=> ($1::{{type}}({{dims}}))
  LIMIT $2

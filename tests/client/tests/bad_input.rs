@@ -250,6 +250,7 @@ fn functions() -> Vec<Func> {
             ],
         },
         Func { call: "fractality.fold_priorities", args: &[("'bad-input-buffer'", "text")] },
+        Func { call: "fractality.index_staged_embeddings", args: &[("NULL", "bigint")] },
         Func { call: "fractality.drop_replay_buffer", args: &[("'bad-input-buffer-never'", "text")] },
         Func { call: "fractality.consensus_tree", args: &[("0.8", "float8"), ("5", "integer")] },
         Func {

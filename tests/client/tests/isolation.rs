@@ -95,6 +95,14 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
     let ga = build(&mut a, "A");
     let gb = build(&mut b, "B");
     let b_ids = [gb.root, gb.child, gb.leaf];
+    // one of B's embeddings waits outside the index, as remember_many leaves it: A's
+    // index_staged_embeddings must not index it
+    admin
+        .execute(
+            "UPDATE fractality.node_embeddings SET staged = true WHERE user_id = $1 AND node_id = $2",
+            &[&ub, &gb.child],
+        )
+        .unwrap();
     let before = tenant_snapshot(&mut admin, ub);
     assert_eq!(before["nodes"].0, 3);
     assert_eq!(before["edges"].0, 2);
@@ -272,6 +280,8 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
             format!("UPDATE fractality.nodes SET user_id = '{ub}' WHERE node_key = 'leaf'"),
             &["42501"],
         ),
+        // A's staged embeddings (none) indexed, none of B's
+        ("SELECT fractality.index_staged_embeddings()".into(), &[]),
         // last: forget by key forgets A's own leaf, nothing of B's
         ("SELECT fractality.forget('leaf')".into(), &[]),
     ];
