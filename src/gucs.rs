@@ -34,6 +34,13 @@ static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 /// filtered HNSW scan of the partition (docs/BENCHMARKS.md, "Resonance").
 static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(500);
 
+/// `fractality.staged_limit`: a tenant's staged embeddings of a model (remember_many's, outside
+/// the HNSW index, read exactly by every search) that remember_many leaves staged; past it the
+/// call indexes them all itself, as GIN's pending list is flushed past gin_pending_list_limit.
+/// 20 000 (384-d rows; scaled by 384 / dimensions): a search then reads at most about 25 ms of
+/// staged rows between two run_maintenance. 0 indexes every batch at once.
+static STAGED_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+
 /// `fractality.consensus_exact_limit`: crystallize_consensus compares its seed with every
 /// embedding of the model, across tenants, while the model holds at most this many 384-d
 /// embeddings (scaled by 384 / d), instead of reading the partitions' HNSW indexes, whose search
@@ -84,6 +91,11 @@ pub fn atp_floor() -> f64 {
 /// `fractality.exact_scan_limit` (for 384-d embeddings).
 pub fn exact_scan_limit() -> i32 {
     EXACT_SCAN_LIMIT.get()
+}
+
+/// `fractality.staged_limit` (for 384-d embeddings).
+pub fn staged_limit() -> i32 {
+    STAGED_LIMIT.get()
 }
 
 /// `fractality.consensus_exact_limit` (for 384-d embeddings).
@@ -237,6 +249,16 @@ pub fn init() {
         c"A tenant's search reads a tenant of at most this many 384-d embeddings exactly instead of through the HNSW index.",
         c"find_resonant, recall and remember read every embedding of a small tenant (recall 1); above the limit (scaled by 384 / dimensions) the tenant's partition index gives the candidates. 0 turns the exact scan off.",
         &EXACT_SCAN_LIMIT,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"fractality.staged_limit",
+        c"remember_many leaves at most this many 384-d embeddings of a tenant staged outside the HNSW index.",
+        c"Staged embeddings are read exactly by every search until index_staged_embeddings or run_maintenance indexes them; past the limit (scaled by 384 / dimensions) remember_many indexes them itself. 0 indexes every batch at once.",
+        &STAGED_LIMIT,
         0,
         i32::MAX,
         GucContext::Userset,

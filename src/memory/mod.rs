@@ -17,6 +17,7 @@
 //! `#[pg_extern]` layer.
 
 pub mod input;
+pub mod pool;
 pub mod rank;
 pub mod score;
 pub mod store;
@@ -65,13 +66,15 @@ fn remember(
     };
     let model = required("model", model);
     let dedup = required("dedup_threshold", dedup_threshold);
-    TableIterator::new(remember_all(&[memory], model, dedup).unwrap_or_report())
+    TableIterator::new(remember_all(&[memory], model, dedup, false).unwrap_or_report())
 }
 
 /// The batch form of `remember`, for loaders and agents that flush a buffer: a JSON array of
 /// objects `{content, embedding[, node_key, metadata, ttl]}`, each remembered with the rules of
 /// `remember` in order (so duplicates within the batch become one memory). Every element is
-/// checked before anything is written; one row per element.
+/// checked before anything is written; one row per element. The new memories' embeddings are
+/// staged: written outside the model's HNSW index (searches read them exactly) until
+/// `index_staged_embeddings` or `run_maintenance` indexes them.
 #[pg_extern(volatile, parallel_unsafe)]
 fn remember_many(
     memories: Option<crate::jsonb::JsonValue>,
@@ -96,7 +99,7 @@ fn remember_many(
         }
         batch.push(m);
     }
-    TableIterator::new(remember_all(&batch, model, dedup).unwrap_or_report())
+    TableIterator::new(remember_all(&batch, model, dedup, true).unwrap_or_report())
 }
 
 /// An interval from its text, as PostgreSQL's `interval_in` reads it (pgrx catches its syntax

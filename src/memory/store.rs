@@ -5,20 +5,28 @@
 
 use std::collections::HashMap;
 
+use pgrx::datum::DatumWithOid;
 use pgrx::datum::Interval;
-use pgrx::{JsonB, Uuid};
+use pgrx::{pg_sys, JsonB, Uuid};
 use serde_json::Value;
 
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Query};
+use crate::vector::Vector;
 
 const TENANT: Query<'static> = query!("memory_tenant", [], name = "current_user_id");
-const KEY: Query<'static> = query!("memory_key", [TEXTOID]);
+const KEYS: Query<'static> = query!("memory_keys", [TEXTARRAYOID]);
 const LOCK: Query<'static> = query!("memory_lock", [UUIDOID]);
-const BY_KEY: Query<'static> = query!("memory_by_key", [UUIDOID, TEXTOID, TEXTOID]);
-const INSERT: Query<'static> = query!(
-    "memory_insert",
-    [UUIDOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID]
+const BY_KEYS: Query<'static> = query!("memory_by_keys", [UUIDOID, TEXTARRAYOID, TEXTOID]);
+const INSERT_MANY: Query<'static> = query!(
+    "memory_insert_many",
+    [
+        UUIDOID,
+        TEXTARRAYOID,
+        TEXTARRAYOID,
+        JSONBARRAYOID,
+        INTERVALARRAYOID
+    ]
 );
 const REINFORCE: Query<'static> = query!(
     "memory_reinforce",
@@ -29,6 +37,10 @@ const FORGET: Query<'static> = query!("memory_forget", [UUIDOID, TEXTOID]);
 const DETAILS: Query<'static> = query!("memory_details", [UUIDARRAYOID]);
 const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID]);
 const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
+const STAGED_COUNT: Query<'static> = query!("memory_staged_count", [UUIDOID, TEXTOID, INT8OID]);
+const INDEX_STAGED: Query<'static> = query!("memory_index_staged", [UUIDOID, TEXTOID]);
+/// With the vector type's OID, known at run time.
+const STAGE: &str = include_str!("../../sql/queries/memory_stage.sql");
 
 /// A memory's key, content, metadata and current energy.
 pub type Detail = (String, Option<String>, Value, f64);
@@ -48,20 +60,27 @@ pub fn lock(tenant: Uuid) -> Result<(), FractalityError> {
 
 // ---- remember and forget -----------------------------------------------------------------------
 
-/// The key of a memory of `content` remembered without one.
-pub fn derived_key(content: &str) -> Result<String, FractalityError> {
-    Ok(spi::one::<String>(&KEY, &[content.into()], false)?.unwrap_or_default())
+/// The keys of memories of `contents` remembered without one, in order.
+pub fn derived_keys(contents: Vec<&str>) -> Result<Vec<String>, FractalityError> {
+    if contents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys = spi::rows(&KEYS, &[contents.into()], false, |r| r.get::<String>(1))?;
+    Ok(keys.into_iter().map(Option::unwrap_or_default).collect())
 }
 
-/// `tenant`'s memory `key`: (its id, whether it has an embedding of `model`).
-pub fn by_key(
+/// `tenant`'s memories with the keys `keys`: each key's (id, whether it has an embedding of
+/// `model`).
+pub fn by_keys(
     tenant: Uuid,
-    key: &str,
+    keys: Vec<&str>,
     model: &str,
-) -> Result<Option<(Uuid, bool)>, FractalityError> {
-    let args = [tenant.into(), key.into(), model.into()];
-    let found = spi::rows(&BY_KEY, &args, false, spi::Row::pair)?;
-    Ok(found.into_iter().flatten().next())
+) -> Result<HashMap<String, (Uuid, bool)>, FractalityError> {
+    let args = [tenant.into(), keys.into(), model.into()];
+    let found = spi::rows(&BY_KEYS, &args, false, |r| {
+        Some((r.get::<String>(1)?, (r.get::<Uuid>(2)?, r.get::<bool>(3)?)))
+    })?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Memory `id` of `tenant` told again: fed by `energy`, `metadata` merged, its expiry moved by
@@ -86,24 +105,60 @@ pub fn reinforce(
     Ok(())
 }
 
-/// A new memory of `tenant`; its id.
-pub fn insert(
+/// New memories of `tenant` (key, content, metadata, ttl), in one statement; each key's id.
+pub fn insert_many(
     tenant: Uuid,
-    key: &str,
-    content: &str,
-    metadata: &Value,
-    ttl: Option<Interval>,
-) -> Result<Uuid, FractalityError> {
-    spi::returned_id(
-        &INSERT,
+    memories: &[(&str, &str, &Value, Option<Interval>)],
+) -> Result<HashMap<String, Uuid>, FractalityError> {
+    if memories.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let keys: Vec<&str> = memories.iter().map(|m| m.0).collect();
+    let contents: Vec<&str> = memories.iter().map(|m| m.1).collect();
+    let metadata: Vec<JsonB> = memories.iter().map(|m| JsonB(m.2.clone())).collect();
+    let ttls: Vec<Option<Interval>> = memories.iter().map(|m| m.3).collect();
+    let rows = spi::rows(
+        &INSERT_MANY,
         &[
             tenant.into(),
-            key.into(),
-            content.into(),
-            JsonB(metadata.clone()).into(),
-            ttl.into(),
+            keys.into(),
+            contents.into(),
+            metadata.into(),
+            ttls.into(),
         ],
-    )
+        false,
+        |r| Some((r.get::<String>(1)?, r.get::<Uuid>(2)?)),
+    )?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// Memory `id`'s embedding of `model`, written staged (outside the model's HNSW index).
+pub fn stage(id: Uuid, tenant: Uuid, model: &str, v: Vector<'_>) -> Result<(), FractalityError> {
+    let emb: DatumWithOid = v.into();
+    spi::run(
+        &Query {
+            name: "memory_stage",
+            text: STAGE,
+            types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, emb.oid(), pg_sys::TEXTOID],
+        },
+        &[id.into(), tenant.into(), emb, model.into()],
+    )?;
+    Ok(())
+}
+
+/// How many embeddings of `model` `tenant` holds staged, counted up to `cap`.
+pub fn staged_count(tenant: Uuid, model: &str, cap: i64) -> Result<i64, FractalityError> {
+    Ok(spi::one(
+        &STAGED_COUNT,
+        &[tenant.into(), model.into(), cap.into()],
+        false,
+    )?
+    .unwrap_or(0))
+}
+
+/// `tenant`'s staged embeddings of `model` moved into the model's HNSW index; how many.
+pub fn index_staged(tenant: Uuid, model: &str) -> Result<u64, FractalityError> {
+    spi::run(&INDEX_STAGED, &[tenant.into(), model.into()])
 }
 
 /// Deletes `tenant`'s memory `key`; the rows deleted.

@@ -1,9 +1,17 @@
 //! remember's work: a memory stored in the caller's tenant, or the memory it duplicates
-//! reinforced (the same key, or the nearest within the threshold, found by [`crate::search`]).
+//! reinforced (the same key, or the nearest within the threshold: found by [`Pool`] among those
+//! the call created, and among those stored before the call by [`crate::search`] or, for a
+//! batch into a small enough tenant, by [`Pool`] too, the tenant read once).
+//! The new memories are inserted at the end of the call, in one statement, and their embeddings
+//! after them: into the model's HNSW index (`remember`), or staged beside it (`remember_many`: a
+//! batch does not pay an index insert per memory; `index_staged_embeddings` and
+//! `run_maintenance` index them later).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use pgrx::datum::Interval;
 use pgrx::Uuid;
+use serde_json::Value;
 
 use crate::errors::FractalityError;
 use crate::models::Model;
@@ -12,17 +20,18 @@ use crate::spi;
 use crate::vector::Vector;
 
 use super::input::{check_similarity, Memory};
+use super::pool::{Near, Pool};
 use super::store;
 
-/// The nearest unexpired memory of `tenant` within `dedup` cosine similarity of `embedding`. The
-/// scan goes on past a batch whose near duplicates have all expired: a live one may come later
-/// in the distance order.
+/// The nearest unexpired memory of `tenant` within `dedup` cosine similarity of `embedding`, with
+/// its similarity. The scan goes on past a batch whose near duplicates have all expired: a live
+/// one may come later in the distance order.
 fn live_duplicate(
     model: &Model,
     tenant: Uuid,
     embedding: &[f32],
     dedup: f64,
-) -> Result<Option<Uuid>, FractalityError> {
+) -> Result<Option<(Uuid, f64)>, FractalityError> {
     let mut scan = TenantScan::open(model, tenant, embedding, false, 4)?;
     loop {
         let batch = scan.next_batch()?;
@@ -41,8 +50,8 @@ fn live_duplicate(
             let ids: Vec<Uuid> = near.iter().map(|n| n.0).collect();
             let alive: HashSet<Uuid> = store::details(&ids)?.into_keys().collect();
             near.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            if let Some((id, _)) = near.into_iter().find(|(id, _)| alive.contains(id)) {
-                return Ok(Some(id));
+            if let Some(found) = near.into_iter().find(|(id, _)| alive.contains(id)) {
+                return Ok(Some(found));
             }
         }
         if past {
@@ -51,51 +60,140 @@ fn live_duplicate(
     }
 }
 
-/// Stores `m` in `tenant`'s memory, or reinforces the memory it duplicates (the same key, or the
-/// nearest within `dedup` cosine similarity): (node id, created). The caller holds the tenant's
-/// remember lock and has validated `m`.
-fn remember_one(
+/// A memory a batch refers to: stored before the call, or the batch's `n`th new one (inserted
+/// at the end of the call, with every new memory in one statement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ref {
+    Stored(Uuid),
+    New(usize),
+}
+
+/// What a batch writes at its end.
+#[derive(Default)]
+struct Pending {
+    /// The key and the index in the batch of each new memory, in order.
+    new: Vec<(String, usize)>,
+    /// The reinforcements: (the memory told again, the index of the memory telling it), in
+    /// order; applied at the end in the order of the memories' ids (as recall's pulse locks
+    /// them: two writers of several memories never wait for each other).
+    reinforce: Vec<(Ref, usize)>,
+}
+
+/// What every memory of a call shares: the tenant, the model, the duplicate threshold, and
+/// whether the pool holds the whole tenant.
+#[derive(Clone, Copy)]
+struct Call<'a> {
     tenant: Uuid,
-    model: &Model,
-    m: &Memory,
+    model: &'a Model,
     dedup: f64,
-    energy: f64,
-) -> Result<(Uuid, bool), FractalityError> {
-    let key = match &m.key {
-        Some(k) => k.clone(),
-        None => store::derived_key(&m.content)?,
+    whole: bool,
+}
+
+/// The first memory of `near` that has not expired (those created by the call have not).
+fn first_alive(near: &[Near<Ref>]) -> Result<Option<(Ref, f64)>, FractalityError> {
+    let stored: Vec<Uuid> = near
+        .iter()
+        .take_while(|n| !n.created)
+        .filter_map(|n| match n.id {
+            Ref::Stored(id) => Some(id),
+            Ref::New(_) => None,
+        })
+        .collect();
+    let alive: HashSet<Uuid> = if stored.is_empty() {
+        HashSet::new()
+    } else {
+        store::details(&stored)?.into_keys().collect()
     };
-    let reinforce = |id: Uuid| store::reinforce(id, tenant, energy, &m.metadata, m.ttl);
-    // the same key
-    if let Some((id, has_embedding)) = store::by_key(tenant, &key, &model.name)? {
-        reinforce(id)?;
-        if !has_embedding {
+    Ok(near
+        .iter()
+        .find(|n| match n.id {
+            Ref::New(_) => true,
+            Ref::Stored(id) => alive.contains(&id),
+        })
+        .map(|n| (n.id, n.similarity)))
+}
+
+/// Memory `i` of a batch (`m`, its key `key`) stored in `tenant`'s memory, or the memory it
+/// duplicates reinforced (the same key: one of `stored`, the tenant's memories with the batch's
+/// keys, or of the batch's new ones; or the nearest within `dedup` cosine similarity): (the
+/// memory, created). A new memory joins `pool` and `pending`, and so does a reinforcement: the
+/// caller writes them at the end. With `whole`, `pool` holds every memory the tenant stored
+/// before the call, and the tenant is not searched. The caller holds the tenant's remember lock
+/// and has validated `m`.
+fn remember_one(
+    call: &Call<'_>,
+    (i, (m, key)): (usize, (&Memory, String)),
+    stored: &mut HashMap<String, (Uuid, bool)>,
+    pool: &mut Pool<Ref>,
+    pending: &mut Pending,
+) -> Result<(Ref, bool), FractalityError> {
+    let Call {
+        tenant,
+        model,
+        dedup,
+        whole,
+    } = *call;
+    // the same key: a memory this call created, or one stored before
+    if let Some(r) = pool.by_key(&key) {
+        pending.reinforce.push((r, i));
+        return Ok((r, false));
+    }
+    if let Some((id, has_embedding)) = stored.get_mut(&key) {
+        let id = *id;
+        pending.reinforce.push((Ref::Stored(id), i));
+        if !*has_embedding {
+            *has_embedding = true;
             crate::graph::write_embedding(
                 id,
                 tenant,
                 &model.name,
                 Vector::from_slice(&m.embedding)?,
             )?;
+            pool.know(Ref::Stored(id), &m.embedding);
         }
-        return Ok((id, false));
+        return Ok((Ref::Stored(id), false));
     }
-    // a near duplicate: the nearest unexpired memory within the threshold
-    if let Some(id) = live_duplicate(model, tenant, &m.embedding, dedup)? {
-        reinforce(id)?;
-        return Ok((id, false));
+    // a near duplicate: the nearest unexpired memory within the threshold, in the pool and
+    // (unless the pool holds the whole tenant) found by the tenant's search; of equals, the
+    // first
+    let pooled = first_alive(&pool.near(&m.embedding, dedup))?;
+    let searched = if whole {
+        None
+    } else {
+        live_duplicate(model, tenant, &m.embedding, dedup)?.map(|(id, s)| (Ref::Stored(id), s))
+    };
+    let nearest = match (searched, pooled) {
+        (Some(a), Some(b)) if b.1 > a.1 || (b.1 == a.1 && b.0 < a.0) => Some(b),
+        (a, b) => a.or(b),
+    };
+    if let Some((r, _)) = nearest {
+        pending.reinforce.push((r, i));
+        return Ok((r, false));
     }
     // a new memory
-    let id = store::insert(tenant, &key, &m.content, &m.metadata, m.ttl)?;
-    crate::graph::write_embedding(id, tenant, &model.name, Vector::from_slice(&m.embedding)?)?;
-    Ok((id, true))
+    let r = Ref::New(pending.new.len());
+    pending.new.push((key.clone(), i));
+    pool.push(r, key, m.embedding.clone());
+    Ok((r, true))
 }
 
+/// A batch reads its tenant whole (once, then checks every memory in memory) while the tenant
+/// holds at most this many 384-d embeddings (scaled by 384 / dimensions; about 40 MB held
+/// at most) ...
+const WHOLE_TENANT_ROWS: i32 = 20_000;
+/// ... and at most this many per memory of the batch: reading a row costs about a thousandth
+/// of one search of the tenant's index (a few ms), comparing it in memory far less.
+const WHOLE_ROWS_PER_MEMORY: i64 = 1_500;
+
 /// Remembers memories in the caller's tenant, one after the other, with the rules of `remember`;
-/// every memory is checked before anything is written.
+/// every memory is checked before anything is written. The new memories are inserted at the
+/// end, in one statement; their embeddings go into the model's index, or with `stage` are
+/// staged beside it.
 pub fn remember_all(
     memories: &[Memory],
     model: &str,
     dedup: f64,
+    stage: bool,
 ) -> Result<Vec<(Uuid, bool)>, FractalityError> {
     let dedup = check_similarity("dedup_threshold", dedup)?;
     let energy = crate::gucs::remember_energy();
@@ -106,9 +204,93 @@ pub fn remember_all(
             m.validate(&model)?;
         }
         store::lock(tenant)?;
-        memories
+        let mut pool = Pool::default();
+        // a batch and a tenant small enough: the tenant read whole, once
+        let cap = model
+            .rows_within(WHOLE_TENANT_ROWS)
+            .min(WHOLE_ROWS_PER_MEMORY * memories.len() as i64);
+        let whole = memories.len() > 1
+            && crate::search::tenant_size(&model, tenant, cap + 1, false)? <= cap;
+        if whole {
+            crate::search::tenant_vectors(&model, tenant, |id, v| pool.know(Ref::Stored(id), v))?;
+        }
+        let call = Call {
+            tenant,
+            model: &model,
+            dedup,
+            whole,
+        };
+        // every memory's key (given, or derived from its content), and those the tenant holds
+        let mut derived = store::derived_keys(
+            memories
+                .iter()
+                .filter(|m| m.key.is_none())
+                .map(|m| m.content.as_str())
+                .collect(),
+        )?
+        .into_iter();
+        let keys: Vec<String> = memories
             .iter()
-            .map(|m| remember_one(tenant, &model, m, dedup, energy))
-            .collect()
+            .map(|m| m.key.clone().or_else(|| derived.next()).unwrap_or_default())
+            .collect();
+        let mut stored = store::by_keys(
+            tenant,
+            keys.iter().map(String::as_str).collect(),
+            &model.name,
+        )?;
+        let mut pending = Pending::default();
+        let told = memories
+            .iter()
+            .zip(keys)
+            .enumerate()
+            .map(|m| remember_one(&call, m, &mut stored, &mut pool, &mut pending))
+            .collect::<Result<Vec<_>, _>>()?;
+        // the new memories, then what told them again, then their embeddings
+        let rows: Vec<(&str, &str, &Value, Option<Interval>)> = pending
+            .new
+            .iter()
+            .map(|(key, i)| {
+                let m = &memories[*i];
+                (key.as_str(), m.content.as_str(), &m.metadata, m.ttl)
+            })
+            .collect();
+        let by_key = store::insert_many(tenant, &rows)?;
+        let ids: Vec<Uuid> = pending
+            .new
+            .iter()
+            .map(|(key, _)| {
+                by_key.get(key).copied().ok_or_else(|| {
+                    FractalityError::InternalStep(format!("memory {key} was not inserted"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let id = |r: Ref| match r {
+            Ref::Stored(id) => id,
+            Ref::New(n) => ids[n],
+        };
+        let mut told_again: Vec<(Uuid, usize)> =
+            pending.reinforce.iter().map(|&(r, i)| (id(r), i)).collect();
+        told_again.sort();
+        for (node, i) in told_again {
+            let m = &memories[i];
+            store::reinforce(node, tenant, energy, &m.metadata, m.ttl)?;
+        }
+        let created = pending.new.len();
+        for (r, embedding) in pool.into_created() {
+            let v = Vector::from_slice(&embedding)?;
+            if stage {
+                store::stage(id(r), tenant, &model.name, v)?;
+            } else {
+                crate::graph::write_embedding(id(r), tenant, &model.name, v)?;
+            }
+        }
+        // past the staged limit, the tenant's staged embeddings go into the index now
+        if stage && created > 0 {
+            let limit = model.rows_within(crate::gucs::staged_limit());
+            if store::staged_count(tenant, &model.name, limit + 1)? > limit {
+                store::index_staged(tenant, &model.name)?;
+            }
+        }
+        Ok(told.into_iter().map(|(r, c)| (id(r), c)).collect())
     })
 }

@@ -129,7 +129,8 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
     });
     reliability::wait_until_half_way(&mut admin, decay_pid, false);
     // a remember_many of 300 memories, held at its last one (the memory from before, which it
-    // reinforces, is locked by another session) with the 299 others written
+    // reinforces, is locked by another session), its 299 new memories checked and waiting to be
+    // inserted at the end of the call
     let mut memory_holder = common::db();
     memory_holder
         .batch_execute(&format!(

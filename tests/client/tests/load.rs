@@ -66,6 +66,7 @@ const OPS: &[(&str, u32, Op)] = &[
     ("materialize_decay", 1, op_materialize_decay),
     ("save_policy", 3, op_save_policy),
     ("remember", 3, op_remember),
+    ("remember_many", 2, op_remember_many),
     ("recall", 3, op_recall),
     ("sample + update_priorities", 3, op_learn),
 ];
@@ -206,6 +207,26 @@ fn op_remember(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
     if !created {
         w.pulses += 1;
     }
+    Ok(())
+}
+
+/// The same facts in a batch of five (remember_many): each one already held, or told twice in
+/// the batch, is reinforced (one stream point each, counted with the pulses); the new ones wait
+/// outside the HNSW index until the maintenance connection's run_maintenance indexes them.
+fn op_remember_many(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
+    let batch: Vec<serde_json::Value> = (0..5)
+        .map(|_| {
+            let k = w.rng.random_range(0..40usize);
+            let v: serde_json::Value =
+                serde_json::from_str(&vector_text(3 + k % 4, k, 0.5)).expect("a JSON array");
+            serde_json::json!({"content": format!("load fact {k}"), "embedding": v})
+        })
+        .collect();
+    let rows = c.query(
+        "SELECT created FROM fractality.remember_many($1::jsonb)",
+        &[&serde_json::Value::Array(batch)],
+    )?;
+    w.pulses += rows.iter().filter(|r| !r.get::<_, bool>(0)).count() as i64;
     Ok(())
 }
 

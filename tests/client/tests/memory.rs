@@ -1,7 +1,8 @@
 //! The agent memory API through a real client, as application roles: two sessions telling the
 //! same fact at once end with one memory (by content and by similarity under another key);
 //! recall's answer equals the score computed over every memory of the tenant (both search
-//! paths); a read-only recall writes nothing.
+//! paths, with remember_many's embeddings staged, half indexed, all indexed); a read-only recall
+//! writes nothing.
 
 mod common;
 mod reliability;
@@ -169,48 +170,83 @@ fn recall_equals_the_score_over_every_memory_and_a_plain_recall_writes_nothing()
             .unwrap()
             .get(0)
     };
+    let staged = |admin: &mut Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM fractality.node_embeddings WHERE user_id = $1 AND staged",
+                &[&tenant],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(
+        staged(&mut admin),
+        1500,
+        "remember_many stages its embeddings"
+    );
     let before = points(&mut admin);
     let (mut hits, mut wanted) = (0usize, 0usize);
-    for limit in ["2000000", "0"] {
-        c.batch_execute(&format!("SET fractality.exact_scan_limit = {limit}"))
-            .unwrap();
-        for q in 0..12 {
-            let query = clustered(q, 100_000 + q);
-            let exact = exact_top(&mut admin, tenant, &query, 10);
-            let got: Vec<Uuid> = c
-                .query(
-                    "SELECT node_id FROM fractality.recall($1::text::vector, 10)",
-                    &[&query],
+    // the embeddings all staged (read exactly on either path), half of them moved into the HNSW
+    // index (the index path merges the two), all of them indexed
+    for (phase, indexing) in [(0, None), (1, Some(750i64)), (2, None)] {
+        if phase > 0 {
+            let n: i64 = c
+                .query_one(
+                    "SELECT fractality.index_staged_embeddings($1)",
+                    &[&indexing],
                 )
                 .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            assert_eq!(got.len(), 10);
-            // recall reads the details of only the hits that can still be among the k;
-            // recall_explain scores every hit read: the same answer, in the same order
-            let explained: Vec<Uuid> = c
-                .query(
-                    "SELECT node_id FROM fractality.recall_explain($1::text::vector, 10)
+                .get(0);
+            assert_eq!(n, 750, "phase {phase}");
+            admin
+                .batch_execute("ANALYZE fractality.node_embeddings")
+                .unwrap();
+        }
+        for limit in ["2000000", "0"] {
+            c.batch_execute(&format!("SET fractality.exact_scan_limit = {limit}"))
+                .unwrap();
+            for q in 0..12 {
+                let query = clustered(q, 100_000 + q);
+                let exact = exact_top(&mut admin, tenant, &query, 10);
+                let got: Vec<Uuid> = c
+                    .query(
+                        "SELECT node_id FROM fractality.recall($1::text::vector, 10)",
+                        &[&query],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                assert_eq!(got.len(), 10);
+                // recall reads the details of only the hits that can still be among the k;
+                // recall_explain scores every hit read: the same answer, in the same order
+                let explained: Vec<Uuid> = c
+                    .query(
+                        "SELECT node_id FROM fractality.recall_explain($1::text::vector, 10)
                       WHERE returned ORDER BY position",
-                    &[&query],
-                )
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            assert_eq!(got, explained, "recall and recall_explain, limit {limit}");
-            wanted += exact.len();
-            hits += got.iter().filter(|id| exact.contains(id)).count();
-            if limit != "0" {
-                let mut g = got.clone();
-                let mut e = exact.clone();
-                g.sort();
-                e.sort();
-                assert_eq!(g, e, "the exact path returns the exact answer");
+                        &[&query],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                assert_eq!(got, explained, "recall and recall_explain, limit {limit}");
+                wanted += exact.len();
+                hits += got.iter().filter(|id| exact.contains(id)).count();
+                if limit != "0" || phase == 0 {
+                    let mut g = got.clone();
+                    let mut e = exact.clone();
+                    g.sort();
+                    e.sort();
+                    assert_eq!(
+                        g, e,
+                        "the exact path and staged rows give the exact answer (phase {phase})"
+                    );
+                }
             }
         }
     }
+    assert_eq!(staged(&mut admin), 0);
     let recall = hits as f64 / wanted as f64;
     assert!(recall >= 0.95, "recall@10 {recall}");
     assert_eq!(

@@ -86,6 +86,31 @@ SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT cr
          jsonb_build_object('content', 'Dave runs marathons', 'embedding', pg_temp.v(70)::real[],
                             'node_key', 'dave', 'metadata', '{"sport": true}'::jsonb, 'ttl', '30 days'),
          jsonb_build_object('content', 'The Seine flows through Paris', 'embedding', pg_temp.v(20)::real[])));
+-- the batch's new memories are staged (outside the HNSW index) and found all the same, by the
+-- exact path and through the index; index_staged_embeddings (run_maintenance calls it) indexes them
+SELECT count(*) FILTER (WHERE staged) AS staged, count(*) AS embeddings FROM fractality.node_embeddings;
+SELECT node_key, path FROM fractality.recall_explain(pg_temp.v(70), 1) WHERE returned;
+SET LOCAL fractality.exact_scan_limit = 0;
+SELECT node_key, path FROM fractality.recall_explain(pg_temp.v(70), 1) WHERE returned;
+-- told again in a batch: found among the staged memories by the tenant's search (a batch of
+-- one) and by the batch's one read of the whole tenant (a batch of two)
+SELECT created FROM fractality.remember_many(jsonb_build_array(
+         jsonb_build_object('content', 'Dave runs a marathon', 'embedding', pg_temp.v(70, 0.01)::real[])));
+SELECT created FROM fractality.remember_many(jsonb_build_array(
+         jsonb_build_object('content', 'Dave runs marathons often', 'embedding', pg_temp.v(70, 0.02)::real[]),
+         jsonb_build_object('content', 'Erin paints', 'embedding', pg_temp.v(80)::real[])));
+SELECT label, (SELECT count(*) FROM fractality.consciousness_streams s WHERE s.node_id = n.id) AS points
+  FROM fractality.nodes n WHERE node_key IN ('dave') OR label LIKE 'Erin%' ORDER BY label;
+SELECT fractality.index_staged_embeddings(1) AS indexed, fractality.index_staged_embeddings() AS the_rest,
+       fractality.index_staged_embeddings() AS again;
+SELECT node_key, path FROM fractality.recall_explain(pg_temp.v(70), 1) WHERE returned;
+RESET fractality.exact_scan_limit;
+-- past fractality.staged_limit a batch indexes the tenant's staged embeddings itself
+SET LOCAL fractality.staged_limit = 0;
+SELECT created FROM fractality.remember_many(jsonb_build_array(
+         jsonb_build_object('content', 'Frank sails', 'embedding', pg_temp.v(90)::real[])));
+RESET fractality.staged_limit;
+SELECT count(*) FILTER (WHERE staged) AS staged, count(*) AS embeddings FROM fractality.node_embeddings;
 
 -- another tenant remembers the same fact: a memory of its own, and never sees the first's
 SET LOCAL fractality.user_id = 'bbbbbbbb-0000-0000-0000-000000000000';
@@ -123,7 +148,8 @@ BEGIN
         'SELECT * FROM fractality.recall(pg_temp.v(1), reinforce => -0.5)',
         'SELECT * FROM fractality.recall(pg_temp.v(1), w_energy => ''NaN'')',
         'SELECT * FROM fractality.recall(array_fill(0, ARRAY[384])::vector)',
-        'SELECT * FROM fractality.recall_explain(pg_temp.v(1), k => -1)'] LOOP
+        'SELECT * FROM fractality.recall_explain(pg_temp.v(1), k => -1)',
+        'SELECT fractality.index_staged_embeddings(-1)'] LOOP
         BEGIN
             EXECUTE q;
             RAISE NOTICE 'no error: %', q;
