@@ -1,15 +1,17 @@
 -- thaw: the node $2 of tenant $1 as one document: fields, metadata, current energy, its
 -- embeddings (`embedding`: model $4's, as an array; `embeddings`: every model's, by
--- model), outgoing and incoming edges, and its latest $3 stream points (newest first).
+-- model), outgoing and incoming edges, and its latest $3 stream points (newest first). The
+-- embeddings' subqueries name the tenant by the parameter: node_embeddings' partitions are
+-- pruned when the plan starts.
 SELECT jsonb_build_object(
     'id', n.id, 'user_id', n.user_id, 'node_key', n.node_key, 'label', n.label, 'type', n.type,
     'metadata', n.metadata, 'energy', n.energy,
     'atp', ne.atp, 'atp_at', n.atp_at, 'created_at', n.created_at, 'updated_at', n.updated_at,
     'embedding', (SELECT emb.embedding::text::jsonb FROM fractality.node_embeddings emb
-                   WHERE emb.user_id = n.user_id AND emb.node_id = n.id AND emb.model = $4),
+                   WHERE emb.user_id = $1 AND emb.node_id = n.id AND emb.model = $4),
     'embeddings', coalesce((SELECT jsonb_object_agg(emb.model, emb.embedding::text::jsonb)
                               FROM fractality.node_embeddings emb
-                             WHERE emb.user_id = n.user_id AND emb.node_id = n.id), '{}'::jsonb),
+                             WHERE emb.user_id = $1 AND emb.node_id = n.id), '{}'::jsonb),
     'edges', jsonb_build_object(
         'outgoing', coalesce((SELECT jsonb_agg(jsonb_build_object(
                           'id', e.id, 'to_node', e.to_node, 'to_key', t.node_key,
