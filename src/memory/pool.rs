@@ -28,8 +28,13 @@ pub struct Pool<Id> {
     codes: Vec<i8>,
     /// 1 / the scale of each (max |component| / 127; 0 for a zero vector).
     inv_scale: Vec<f32>,
+    /// The sum of each one's codes (the VNNI kernel multiplies unsigned bytes: q + 128).
+    sums: Vec<i32>,
     /// The L1 norm of each unit vector.
     l1: Vec<f32>,
+    /// The products of a scan, kept from one scan to the next (a fresh buffer of a megabyte a
+    /// scan cost a page fault per page).
+    products: Vec<i32>,
     /// The largest of `inv_scale` and of `l1`: a rounding bound that holds for every entry.
     max_inv_scale: f32,
     max_l1: f32,
@@ -53,7 +58,9 @@ impl<Id: Copy + Ord> Default for Pool<Id> {
             exact: Vec::new(),
             codes: Vec::new(),
             inv_scale: Vec::new(),
+            sums: Vec::new(),
             l1: Vec::new(),
+            products: Vec::new(),
             max_inv_scale: 0.0,
             max_l1: 0.0,
         }
@@ -103,6 +110,7 @@ impl<Id: Copy + Ord> Pool<Id> {
 
     fn add(&mut self, id: Id, created: bool, exact: Vec<f32>, unit: &[f32]) {
         let (codes, inv, l1) = quantize(unit);
+        self.sums.push(codes.iter().map(|&c| c as i32).sum());
         self.codes.extend(codes);
         self.inv_scale.push(inv);
         self.l1.push(l1);
@@ -127,49 +135,101 @@ impl<Id: Copy + Ord> Pool<Id> {
         self.add(id, true, embedding, &u);
     }
 
+    /// How many memories it holds; [`Pool::near_since`] reads those added after a count.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
     /// The memories at `threshold` cosine similarity of `embedding` or above, most similar
     /// first (of equals, the smallest id), each with its similarity in double precision (as
     /// `crate::vector::cosine`; for a memory stored before, from its unit vector in single
     /// precision: the same to about 1e-7). The scan compares 8-bit codes and keeps every memory
     /// whose bound on the rounding does not rule it out.
-    pub fn near(&self, embedding: &[f32], threshold: f64) -> Vec<Near<Id>> {
-        let dims = embedding.len();
-        let u = unit(embedding);
-        if dims == 0 || u.iter().all(|&x| x == 0.0) {
-            return Vec::new();
+    pub fn near(&mut self, embedding: &[f32], threshold: f64) -> Vec<Near<Id>> {
+        self.near_since(embedding, threshold, 0)
+    }
+
+    /// [`Pool::near`] among the memories added since the pool held `from`.
+    pub fn near_since(&mut self, embedding: &[f32], threshold: f64, from: usize) -> Vec<Near<Id>> {
+        self.near_many(&[embedding], threshold, from)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// [`Pool::near`] for each of `embeddings` (of one dimension) among the memories added since
+    /// the pool held `from`: each memory's codes are read once for all of them.
+    pub fn near_many(
+        &mut self,
+        embeddings: &[&[f32]],
+        threshold: f64,
+        from: usize,
+    ) -> Vec<Vec<Near<Id>>> {
+        let mut out: Vec<Vec<Near<Id>>> = vec![Vec::new(); embeddings.len()];
+        let dims = embeddings.first().map_or(0, |e| e.len());
+        if dims == 0 || from >= self.ids.len() {
+            return out;
         }
-        let (q, q_inv, q_l1) = quantize(&u);
+        // the queries as unit vectors in 8 bits; a zero vector finds nothing
+        let queries: Vec<(usize, Vec<i8>, f32, f32)> = embeddings
+            .iter()
+            .enumerate()
+            .filter_map(|(k, e)| {
+                let u = unit(e);
+                if u.iter().all(|&x| x == 0.0) {
+                    return None;
+                }
+                let (q, inv, l1) = quantize(&u);
+                Some((k, q, inv, l1))
+            })
+            .collect();
+        if queries.is_empty() {
+            return out;
+        }
+        let codes: Vec<&[i8]> = queries.iter().map(|q| q.1.as_slice()).collect();
+        let mut products = std::mem::take(&mut self.products);
+        dots(
+            &codes,
+            &self.codes[from * dims..],
+            &self.sums[from..],
+            &mut products,
+        );
         let floor = threshold as f32 - SLACK;
-        // a first cut with a rounding bound that holds for every entry (the bound grows with
-        // both), then each entry's own
-        let loosest = rounding_bound(dims, q_inv, q_l1, self.max_inv_scale, self.max_l1);
-        let mut out: Vec<Near<Id>> = Vec::new();
-        for (i, d) in dots(&q, &self.codes).into_iter().enumerate() {
-            let inv = self.inv_scale[i];
-            let approx = d as f32 * q_inv * inv;
-            if approx + loosest < floor
-                || approx + rounding_bound(dims, q_inv, q_l1, inv, self.l1[i]) < floor
-            {
-                continue;
+        for (j, (k, _, q_inv, q_l1)) in queries.iter().enumerate() {
+            let embedding = embeddings[*k];
+            // a first cut with a rounding bound that holds for every entry (the bound grows
+            // with both), then each entry's own
+            let loosest = rounding_bound(dims, *q_inv, *q_l1, self.max_inv_scale, self.max_l1);
+            let found = &mut out[*k];
+            for (n, row) in products.chunks_exact(queries.len()).enumerate() {
+                let i = from + n;
+                let inv = self.inv_scale[i];
+                let approx = row[j] as f32 * q_inv * inv;
+                if approx + loosest < floor
+                    || approx + rounding_bound(dims, *q_inv, *q_l1, inv, self.l1[i]) < floor
+                {
+                    continue;
+                }
+                let Some(sim) = cosine(embedding, &self.exact[i])
+                    .ok()
+                    .flatten()
+                    .filter(|s| *s >= threshold)
+                else {
+                    continue;
+                };
+                found.push(Near {
+                    id: self.ids[i],
+                    similarity: sim,
+                    created: self.created[i],
+                });
             }
-            let Some(sim) = cosine(embedding, &self.exact[i])
-                .ok()
-                .flatten()
-                .filter(|s| *s >= threshold)
-            else {
-                continue;
-            };
-            out.push(Near {
-                id: self.ids[i],
-                similarity: sim,
-                created: self.created[i],
-            });
+            best_first(found);
         }
-        out.sort_by(|a, b| {
-            b.similarity
-                .total_cmp(&a.similarity)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        self.products = products;
         out
     }
 
@@ -183,31 +243,134 @@ impl<Id: Copy + Ord> Pool<Id> {
     }
 }
 
-/// The dot products of `q` with each of `codes` (one after the other, `q.len()` each), in order.
-fn dots(q: &[i8], codes: &[i8]) -> Vec<i32> {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the processor has AVX2 (checked just above)
-        return unsafe { dots_avx2(q, codes) };
-    }
-    codes
-        .chunks_exact(q.len())
-        .map(|c| dot_i8_lanes(q, c))
-        .collect()
+/// Most similar first; of equals, the smallest id.
+pub fn best_first<Id: Ord>(near: &mut [Near<Id>]) {
+    near.sort_by(|a, b| {
+        b.similarity
+            .total_cmp(&a.similarity)
+            .then_with(|| a.id.cmp(&b.id))
+    });
 }
 
-/// [`dots`] with AVX2 (the dot product inlined into the loop).
+/// The dot products of each of `queries` with each row of `codes` (one after the other, of the
+/// queries' length; `sums` the sum of each row's codes), row by row: `rows x queries.len()`.
+/// With AVX-512 VNNI or AVX2 where the processor has them (checked at run time).
+fn dots(queries: &[&[i8]], codes: &[i8], sums: &[i32], out: &mut Vec<i32>) {
+    out.clear();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vnni")
+        {
+            // SAFETY: the processor has these features (checked just above)
+            return unsafe { dots_vnni(queries, codes, sums, out) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above)
+            return unsafe { dots_avx2(queries, codes, out) };
+        }
+    }
+    dots_lanes(queries, codes, out)
+}
+
+/// [`dots`] in plain Rust.
+fn dots_lanes(queries: &[&[i8]], codes: &[i8], out: &mut Vec<i32>) {
+    let dims = queries.first().map_or(1, |q| q.len().max(1));
+    for row in codes.chunks_exact(dims) {
+        out.extend(queries.iter().map(|q| dot_i8_lanes(q, row)));
+    }
+}
+
+/// [`dots`] with AVX2 (the dot product inlined into the loop; a row stays in the first-level
+/// cache for every query).
 ///
 /// # Safety
 /// The processor must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn dots_avx2(q: &[i8], codes: &[i8]) -> Vec<i32> {
-    codes
-        .chunks_exact(q.len())
+unsafe fn dots_avx2(queries: &[&[i8]], codes: &[i8], out: &mut Vec<i32>) {
+    let dims = queries.first().map_or(1, |q| q.len().max(1));
+    for row in codes.chunks_exact(dims) {
         // SAFETY: the caller's processor has AVX2
-        .map(|c| unsafe { dot_i8_avx2(q, c) })
-        .collect()
+        out.extend(queries.iter().map(|q| unsafe { dot_i8_avx2(q, row) }));
+    }
+}
+
+/// [`dots`] with AVX-512 VNNI: `vpdpbusd` multiplies 64 unsigned bytes by 64 signed ones and adds
+/// them in fours, so each query is shifted to q + 128 (1..255) and 128 x the row's sum taken off.
+///
+/// # Safety
+/// The processor must have AVX-512 F, BW and VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dots_vnni(queries: &[&[i8]], codes: &[i8], sums: &[i32], out: &mut Vec<i32>) {
+    use std::arch::x86_64::*;
+    let dims = queries.first().map_or(1, |q| q.len().max(1));
+    let shifted: Vec<Vec<u8>> = queries
+        .iter()
+        .map(|q| q.iter().map(|&c| (c as i16 + 128) as u8).collect())
+        .collect();
+    let whole = dims / 64 * 64;
+    let tail = |q: &[u8], row: &[i8]| -> i32 {
+        q[whole..]
+            .iter()
+            .zip(&row[whole..])
+            .map(|(&x, &y)| x as i32 * y as i32)
+            .sum()
+    };
+    for (row, &sum) in codes.chunks_exact(dims).zip(sums) {
+        let r = row.as_ptr();
+        let mut groups = shifted.chunks_exact(4);
+        // four queries at a time, in four independent sums held in registers (one `vpdpbusd`
+        // waits for the one before it into the same sum)
+        for qs in groups.by_ref() {
+            let (p0, p1, p2, p3) = (
+                qs[0].as_ptr(),
+                qs[1].as_ptr(),
+                qs[2].as_ptr(),
+                qs[3].as_ptr(),
+            );
+            let (mut a0, mut a1, mut a2, mut a3) = (
+                _mm512_setzero_si512(),
+                _mm512_setzero_si512(),
+                _mm512_setzero_si512(),
+                _mm512_setzero_si512(),
+            );
+            let mut i = 0;
+            // SAFETY: every load reads 64 bytes at i + 64 <= dims of the row and the queries
+            unsafe {
+                while i < whole {
+                    let b = _mm512_loadu_si512(r.add(i) as *const _);
+                    a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(p0.add(i) as *const _), b);
+                    a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(p1.add(i) as *const _), b);
+                    a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(p2.add(i) as *const _), b);
+                    a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512(p3.add(i) as *const _), b);
+                    i += 64;
+                }
+            }
+            for (a, q) in [a0, a1, a2, a3].into_iter().zip(qs) {
+                out.push(_mm512_reduce_add_epi32(a) + tail(q, row) - 128 * sum);
+            }
+        }
+        for q in groups.remainder() {
+            let mut a = _mm512_setzero_si512();
+            let mut i = 0;
+            // SAFETY: as above
+            unsafe {
+                while i < whole {
+                    let b = _mm512_loadu_si512(r.add(i) as *const _);
+                    a = _mm512_dpbusd_epi32(
+                        a,
+                        _mm512_loadu_si512(q.as_ptr().add(i) as *const _),
+                        b,
+                    );
+                    i += 64;
+                }
+            }
+            out.push(_mm512_reduce_add_epi32(a) + tail(q, row) - 128 * sum);
+        }
+    }
 }
 
 /// The dot product of two code vectors in plain Rust (the compiler vectorises it), exact in 32
@@ -299,25 +462,88 @@ mod tests {
         }
     }
 
+    /// [`dots`] of one query.
+    fn dots1(q: &[i8], codes: &[i8]) -> Vec<i32> {
+        let sums: Vec<i32> = codes
+            .chunks_exact(q.len())
+            .map(|r| r.iter().map(|&c| c as i32).sum())
+            .collect();
+        let mut out = Vec::new();
+        dots(&[q], codes, &sums, &mut out);
+        out
+    }
+
     #[test]
     fn the_integer_dot_product_of_every_length_is_the_plain_sum() {
         let mut r = noise(1);
-        for n in [1usize, 15, 16, 17, 31, 32, 33, 384, 1537, 4000] {
+        for n in [1usize, 15, 16, 17, 31, 32, 33, 63, 64, 65, 384, 1537, 4000] {
             let a: Vec<i8> = (0..n).map(|_| (r() * 127.0) as i8).collect();
             let b: Vec<i8> = (0..n).map(|_| (r() * 127.0) as i8).collect();
             let plain: i32 = a.iter().zip(&b).map(|(&x, &y)| x as i32 * y as i32).sum();
-            assert_eq!(dots(&a, &b), vec![plain], "{n}");
+            assert_eq!(dots1(&a, &b), vec![plain], "{n}");
             assert_eq!(dot_i8_lanes(&a, &b), plain, "{n}");
         }
         // the extremes: 4 000 x 127 x 127 fits
         let a = vec![-127i8; 4000];
-        assert_eq!(dots(&a, &a), vec![4000 * 127 * 127]);
-        // several at once, in order
-        let q = [1i8, 2, 3];
+        assert_eq!(dots1(&a, &a), vec![4000 * 127 * 127]);
+        let b = vec![127i8; 4000];
+        assert_eq!(dots1(&a, &b), vec![-4000 * 127 * 127]);
+        // several rows, in order
         assert_eq!(
-            dots(&q, &[1, 0, 0, 0, 1, 0, 0, 0, 1, -1, -1, -1]),
+            dots1(&[1, 2, 3], &[1, 0, 0, 0, 1, 0, 0, 0, 1, -1, -1, -1]),
             vec![1, 2, 3, -6]
         );
+    }
+
+    #[test]
+    fn every_kernel_gives_the_plain_products_row_by_row() {
+        let mut r = noise(3);
+        for dims in [5usize, 64, 100, 384, 1536] {
+            let queries: Vec<Vec<i8>> = (0..7)
+                .map(|_| (0..dims).map(|_| (r() * 127.0) as i8).collect())
+                .collect();
+            let codes: Vec<i8> = (0..dims * 33).map(|_| (r() * 127.0) as i8).collect();
+            let sums: Vec<i32> = codes
+                .chunks_exact(dims)
+                .map(|row| row.iter().map(|&c| c as i32).sum())
+                .collect();
+            let qs: Vec<&[i8]> = queries.iter().map(Vec::as_slice).collect();
+            let mut want = Vec::new();
+            for row in codes.chunks_exact(dims) {
+                for q in &qs {
+                    want.push(
+                        q.iter()
+                            .zip(row)
+                            .map(|(&x, &y)| x as i32 * y as i32)
+                            .sum::<i32>(),
+                    );
+                }
+            }
+            let mut out = Vec::new();
+            dots(&qs, &codes, &sums, &mut out);
+            assert_eq!(out, want, "{dims}");
+            out.clear();
+            dots_lanes(&qs, &codes, &mut out);
+            assert_eq!(out, want, "{dims}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the processor has AVX2
+                    out.clear();
+                    unsafe { dots_avx2(&qs, &codes, &mut out) };
+                    assert_eq!(out, want, "{dims}");
+                }
+                if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512vnni")
+                {
+                    // SAFETY: the processor has AVX-512 F, BW and VNNI
+                    out.clear();
+                    unsafe { dots_vnni(&qs, &codes, &sums, &mut out) };
+                    assert_eq!(out, want, "{dims}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -336,7 +562,7 @@ mod tests {
                 for (j, b) in vs.iter().enumerate() {
                     let (ua, ub) = (unit(a), unit(b));
                     let ((qa, ia, la), (qb, ib, lb)) = (quantize(&ua), quantize(&ub));
-                    let approx = dots(&qa, &qb)[0] as f64 * ia as f64 * ib as f64;
+                    let approx = dots1(&qa, &qb)[0] as f64 * ia as f64 * ib as f64;
                     let exact = cosine(a, b).unwrap().unwrap();
                     let bound = rounding_bound(dims, ia, la, ib, lb) as f64;
                     assert!(
@@ -368,6 +594,27 @@ mod tests {
             } else {
                 p.know(i as u32, v);
             }
+        }
+        // a block of queries at once over the first half, the rest since: the same answers
+        let half = p.len() / 2;
+        let block: Vec<&[f32]> = vs.iter().step_by(11).map(Vec::as_slice).collect();
+        let first = p.near_many(&block, 0.9, 0);
+        let early = p.near_many(&block, 0.9, 0).len();
+        assert_eq!(early, block.len());
+        for (q, whole) in block.iter().zip(&first) {
+            let mut parts = p.near_many(&[*q], 0.9, half).pop().unwrap();
+            let mut head: Vec<Near<u32>> = whole
+                .iter()
+                .filter(|n| (n.id as usize) < half)
+                .copied()
+                .collect();
+            head.append(&mut parts);
+            best_first(&mut head);
+            assert_eq!(&head, whole);
+            assert_eq!(
+                p.near_since(q, 0.9, half).len(),
+                whole.iter().filter(|n| n.id as usize >= half).count()
+            );
         }
         for t in [0.5, 0.9, 0.95, 0.97] {
             for q in vs.iter().step_by(7) {
@@ -404,13 +651,13 @@ mod tests {
         // a memory stored before has no key in the pool: the store finds it by its key
     }
 
-    fn first(p: &Pool<u32>, q: &[f32], threshold: f64) -> Option<(u32, f64)> {
+    fn first(p: &mut Pool<u32>, q: &[f32], threshold: f64) -> Option<(u32, f64)> {
         p.near(q, threshold).first().map(|n| (n.id, n.similarity))
     }
 
     #[test]
     fn the_nearest_within_the_threshold_with_its_exact_similarity() {
-        let p = pool(&[
+        let mut p = pool(&[
             (1, "a", vec![1.0, 0.0, 0.0]),
             (2, "b", vec![1.0, 0.2, 0.0]),
             (3, "c", vec![0.0, 0.0, 3.0]),
@@ -425,9 +672,9 @@ mod tests {
             epsilon = 1e-12
         );
         // above every similarity: none
-        assert_eq!(first(&p, &q, 0.9999), None);
+        assert_eq!(first(&mut p, &q, 0.9999), None);
         // the length does not matter, the direction does
-        assert_eq!(first(&p, &[0.0, 0.0, 0.5], 0.99).map(|n| n.0), Some(3));
+        assert_eq!(first(&mut p, &[0.0, 0.0, 0.5], 0.99).map(|n| n.0), Some(3));
     }
 
     #[test]
@@ -452,13 +699,13 @@ mod tests {
 
     #[test]
     fn equals_go_to_the_smallest_id_and_zero_vectors_match_nothing() {
-        let p = pool(&[
+        let mut p = pool(&[
             (7, "a", vec![0.0, 2.0]),
             (4, "b", vec![0.0, 1.0]),
             (9, "z", vec![0.0, 0.0]),
         ]);
-        assert_eq!(first(&p, &[0.0, 5.0], 0.95).map(|n| n.0), Some(4));
-        assert_eq!(first(&p, &[0.0, 0.0], -1.0), None);
+        assert_eq!(first(&mut p, &[0.0, 5.0], 0.95).map(|n| n.0), Some(4));
+        assert_eq!(first(&mut p, &[0.0, 0.0], -1.0), None);
         assert_eq!(
             p.near(&[1.0, 0.0], -1.0)
                 .iter()
@@ -471,10 +718,10 @@ mod tests {
     #[test]
     fn the_threshold_is_exact_at_its_edge() {
         // cos = 0.6 exactly (3-4-5): found at 0.6, not above
-        let p = pool(&[(1, "a", vec![3.0, 4.0])]);
+        let mut p = pool(&[(1, "a", vec![3.0, 4.0])]);
         let q = [1.0f32, 0.0];
-        assert!(first(&p, &q, 0.6).is_some());
-        assert!(first(&p, &q, 0.600_001).is_none());
+        assert!(first(&mut p, &q, 0.6).is_some());
+        assert!(first(&mut p, &q, 0.600_001).is_none());
     }
 
     #[test]

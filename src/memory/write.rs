@@ -20,7 +20,7 @@ use crate::spi;
 use crate::vector::Vector;
 
 use super::input::{check_similarity, Memory};
-use super::pool::{Near, Pool};
+use super::pool::{best_first, Near, Pool};
 use super::store;
 
 /// The nearest unexpired memory of `tenant` within `dedup` cosine similarity of `embedding`, with
@@ -124,6 +124,7 @@ fn remember_one(
     call: &Call<'_>,
     (i, (m, key)): (usize, (&Memory, String)),
     stored: &mut HashMap<String, (Uuid, bool)>,
+    (mut near, from): (Vec<Near<Ref>>, usize),
     pool: &mut Pool<Ref>,
     pending: &mut Pending,
 ) -> Result<(Ref, bool), FractalityError> {
@@ -156,7 +157,9 @@ fn remember_one(
     // a near duplicate: the nearest unexpired memory within the threshold, in the pool and
     // (unless the pool holds the whole tenant) found by the tenant's search; of equals, the
     // first
-    let pooled = first_alive(&pool.near(&m.embedding, dedup))?;
+    near.extend(pool.near_since(&m.embedding, dedup, from));
+    best_first(&mut near);
+    let pooled = first_alive(&near)?;
     let searched = if whole {
         None
     } else {
@@ -176,6 +179,10 @@ fn remember_one(
     pool.push(r, key, m.embedding.clone());
     Ok((r, true))
 }
+
+/// Memories compared with the pool in one pass over it (each of its rows read once for all of
+/// them: the comparison's speed is the memory's).
+const BLOCK: usize = 16;
 
 /// A batch reads its tenant whole (once, then checks every memory in memory) while the tenant
 /// holds at most this many 384-d embeddings (scaled by 384 / dimensions; about 40 MB held
@@ -239,12 +246,27 @@ pub fn remember_all(
             &model.name,
         )?;
         let mut pending = Pending::default();
-        let told = memories
-            .iter()
-            .zip(keys)
-            .enumerate()
-            .map(|m| remember_one(&call, m, &mut stored, &mut pool, &mut pending))
-            .collect::<Result<Vec<_>, _>>()?;
+        // a block of memories at a time, each compared with the pool as it was when the block
+        // began in one pass over it, then with what the block added since
+        let mut keys = keys.into_iter();
+        let mut told = Vec::with_capacity(memories.len());
+        for (b, block) in memories.chunks(BLOCK).enumerate() {
+            let from = pool.len();
+            let embeddings: Vec<&[f32]> = block.iter().map(|m| m.embedding.as_slice()).collect();
+            let early = pool.near_many(&embeddings, dedup, 0);
+            for ((k, m), near) in block.iter().enumerate().zip(early) {
+                let key = keys.next().unwrap_or_default();
+                let i = b * BLOCK + k;
+                told.push(remember_one(
+                    &call,
+                    (i, (m, key)),
+                    &mut stored,
+                    (near, from),
+                    &mut pool,
+                    &mut pending,
+                )?);
+            }
+        }
         // the new memories, then what told them again, then their embeddings
         let rows: Vec<(&str, &str, &Value, Option<Interval>)> = pending
             .new
