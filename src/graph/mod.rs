@@ -79,7 +79,7 @@ pub fn upsert(user: Uuid, fields: NodeFields<'_>) -> Result<Uuid, FractalityErro
         let id = store::upsert_node(user, key, label, node_type, metadata, atp)?;
         if let Some(v) = embedding {
             if current {
-                store::write_embedding(id, user, model, v)?;
+                store::write_embedding(id, user, model, v, false)?;
             } else {
                 store::write_embedding_0_4(id, user, v)?;
             }
@@ -434,7 +434,7 @@ fn freeze_node(
         },
     )?;
     for (m, v) in rest {
-        spi::connect(|| store::write_embedding(id, user, &m, v))?;
+        spi::connect(|| store::write_embedding(id, user, &m, v, false))?;
     }
     for e in &frozen.edges.outgoing {
         link_keys(user, key, &e.to_key, &e.relationship, e.weight)?;

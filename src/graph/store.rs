@@ -81,21 +81,29 @@ pub fn upsert_node(
     )
 }
 
-/// Inserts or replaces node `id`'s embedding of `model` (checked by the caller).
+/// Inserts or replaces node `id`'s embedding of `model` (checked by the caller); a new one
+/// `staged` outside the model's HNSW index (remember_many's), or in it.
 pub fn write_embedding(
     id: Uuid,
     user: Uuid,
     model: &str,
     v: Vector<'_>,
+    staged: bool,
 ) -> Result<(), FractalityError> {
     let emb: DatumWithOid = v.into();
     spi::run(
         &Query {
             name: "upsert_embedding",
             text: UPSERT_EMBEDDING,
-            types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, emb.oid(), pg_sys::TEXTOID],
+            types: &[
+                pg_sys::UUIDOID,
+                pg_sys::UUIDOID,
+                emb.oid(),
+                pg_sys::TEXTOID,
+                pg_sys::BOOLOID,
+            ],
         },
-        &[id.into(), user.into(), emb, model.into()],
+        &[id.into(), user.into(), emb, model.into(), staged.into()],
     )?;
     Ok(())
 }

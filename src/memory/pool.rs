@@ -145,24 +145,19 @@ impl<Id: Copy + Ord> Pool<Id> {
         self.ids.is_empty()
     }
 
-    /// The memories at `threshold` cosine similarity of `embedding` or above, most similar
-    /// first (of equals, the smallest id), each with its similarity in double precision (as
+    /// The memories added since the pool held `from` (0: all) at `threshold` cosine similarity
+    /// of `embedding` or above, most similar first (of equals, the smallest id), each with its similarity in double precision (as
     /// `crate::vector::cosine`; for a memory stored before, from its unit vector in single
     /// precision: the same to about 1e-7). The scan compares 8-bit codes and keeps every memory
     /// whose bound on the rounding does not rule it out.
-    pub fn near(&mut self, embedding: &[f32], threshold: f64) -> Vec<Near<Id>> {
-        self.near_since(embedding, threshold, 0)
-    }
-
-    /// [`Pool::near`] among the memories added since the pool held `from`.
     pub fn near_since(&mut self, embedding: &[f32], threshold: f64, from: usize) -> Vec<Near<Id>> {
         self.near_many(&[embedding], threshold, from)
             .pop()
             .unwrap_or_default()
     }
 
-    /// [`Pool::near`] for each of `embeddings` (of one dimension) among the memories added since
-    /// the pool held `from`: each memory's codes are read once for all of them.
+    /// [`Pool::near_since`] for each of `embeddings` (of one dimension): each memory's codes are
+    /// read once for all of them.
     pub fn near_many(
         &mut self,
         embeddings: &[&[f32]],
@@ -627,7 +622,7 @@ mod tests {
                     })
                     .collect();
                 want.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                let got = p.near(q, t);
+                let got = p.near_since(q, t, 0);
                 assert_eq!(
                     got.iter().map(|n| n.id).collect::<Vec<_>>(),
                     want.iter().map(|w| w.0).collect::<Vec<_>>(),
@@ -652,7 +647,9 @@ mod tests {
     }
 
     fn first(p: &mut Pool<u32>, q: &[f32], threshold: f64) -> Option<(u32, f64)> {
-        p.near(q, threshold).first().map(|n| (n.id, n.similarity))
+        p.near_since(q, threshold, 0)
+            .first()
+            .map(|n| (n.id, n.similarity))
     }
 
     #[test]
@@ -663,7 +660,7 @@ mod tests {
             (3, "c", vec![0.0, 0.0, 3.0]),
         ]);
         let q = [1.0f32, 0.25, 0.0];
-        let near = p.near(&q, 0.9);
+        let near = p.near_since(&q, 0.9, 0);
         assert_eq!(near.iter().map(|n| n.id).collect::<Vec<_>>(), vec![2, 1]);
         assert!(near.iter().all(|n| n.created));
         assert_relative_eq!(
@@ -683,7 +680,7 @@ mod tests {
         p.know(5, &[2.0, 0.3, 0.0]);
         p.know(6, &[0.0, 1.0, 0.0]);
         let q = [1.0f32, 0.2, 0.0];
-        let near = p.near(&q, 0.95);
+        let near = p.near_since(&q, 0.95, 0);
         assert_eq!(
             near.iter().map(|n| (n.id, n.created)).collect::<Vec<_>>(),
             vec![(5, false), (1, true)]
@@ -707,7 +704,7 @@ mod tests {
         assert_eq!(first(&mut p, &[0.0, 5.0], 0.95).map(|n| n.0), Some(4));
         assert_eq!(first(&mut p, &[0.0, 0.0], -1.0), None);
         assert_eq!(
-            p.near(&[1.0, 0.0], -1.0)
+            p.near_since(&[1.0, 0.0], -1.0, 0)
                 .iter()
                 .map(|n| n.id)
                 .collect::<Vec<_>>(),

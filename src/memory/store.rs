@@ -5,14 +5,12 @@
 
 use std::collections::HashMap;
 
-use pgrx::datum::DatumWithOid;
 use pgrx::datum::Interval;
-use pgrx::{pg_sys, JsonB, Uuid};
+use pgrx::{JsonB, Uuid};
 use serde_json::Value;
 
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Query};
-use crate::vector::Vector;
 
 const TENANT: Query<'static> = query!("memory_tenant", [], name = "current_user_id");
 const KEYS: Query<'static> = query!("memory_keys", [TEXTARRAYOID]);
@@ -39,8 +37,6 @@ const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID]);
 const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
 const STAGED_COUNT: Query<'static> = query!("memory_staged_count", [UUIDOID, TEXTOID, INT8OID]);
 const INDEX_STAGED: Query<'static> = query!("memory_index_staged", [UUIDOID, TEXTOID]);
-/// With the vector type's OID, known at run time.
-const STAGE: &str = include_str!("../../sql/queries/memory_stage.sql");
 
 /// A memory's key, content, metadata and current energy.
 pub type Detail = (String, Option<String>, Value, f64);
@@ -130,20 +126,6 @@ pub fn insert_many(
         |r| Some((r.get::<String>(1)?, r.get::<Uuid>(2)?)),
     )?;
     Ok(rows.into_iter().flatten().collect())
-}
-
-/// Memory `id`'s embedding of `model`, written staged (outside the model's HNSW index).
-pub fn stage(id: Uuid, tenant: Uuid, model: &str, v: Vector<'_>) -> Result<(), FractalityError> {
-    let emb: DatumWithOid = v.into();
-    spi::run(
-        &Query {
-            name: "memory_stage",
-            text: STAGE,
-            types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, emb.oid(), pg_sys::TEXTOID],
-        },
-        &[id.into(), tenant.into(), emb, model.into()],
-    )?;
-    Ok(())
 }
 
 /// How many embeddings of `model` `tenant` holds staged, counted up to `cap`.

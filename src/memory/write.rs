@@ -31,11 +31,11 @@ fn live_duplicate(
     tenant: Uuid,
     embedding: &[f32],
     dedup: f64,
-) -> Result<Option<(Uuid, f64)>, FractalityError> {
+) -> Result<Option<(Ref, f64)>, FractalityError> {
     let mut scan = TenantScan::open(model, tenant, embedding, false, 4)?;
     loop {
         let batch = scan.next_batch()?;
-        let mut near: Vec<(Uuid, f64)> = Vec::new();
+        let mut near: Vec<Near<Ref>> = Vec::new();
         let mut past = batch.is_empty();
         for h in batch {
             if h.order < dedup - scan.margin() {
@@ -43,16 +43,16 @@ fn live_duplicate(
                 break;
             }
             if h.similarity >= dedup {
-                near.push((h.node_id, h.similarity));
+                near.push(Near {
+                    id: Ref::Stored(h.node_id),
+                    similarity: h.similarity,
+                    created: false,
+                });
             }
         }
-        if !near.is_empty() {
-            let ids: Vec<Uuid> = near.iter().map(|n| n.0).collect();
-            let alive: HashSet<Uuid> = store::details(&ids)?.into_keys().collect();
-            near.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            if let Some(found) = near.into_iter().find(|(id, _)| alive.contains(id)) {
-                return Ok(Some(found));
-            }
+        best_first(&mut near);
+        if let Some(found) = first_alive(&near)? {
+            return Ok(Some(found));
         }
         if past {
             return Ok(None);
@@ -149,6 +149,7 @@ fn remember_one(
                 tenant,
                 &model.name,
                 Vector::from_slice(&m.embedding)?,
+                false,
             )?;
             pool.know(Ref::Stored(id), &m.embedding);
         }
@@ -163,7 +164,7 @@ fn remember_one(
     let searched = if whole {
         None
     } else {
-        live_duplicate(model, tenant, &m.embedding, dedup)?.map(|(id, s)| (Ref::Stored(id), s))
+        live_duplicate(model, tenant, &m.embedding, dedup)?
     };
     let nearest = match (searched, pooled) {
         (Some(a), Some(b)) if b.1 > a.1 || (b.1 == a.1 && b.0 < a.0) => Some(b),
@@ -300,11 +301,7 @@ pub fn remember_all(
         let created = pending.new.len();
         for (r, embedding) in pool.into_created() {
             let v = Vector::from_slice(&embedding)?;
-            if stage {
-                store::stage(id(r), tenant, &model.name, v)?;
-            } else {
-                crate::graph::write_embedding(id(r), tenant, &model.name, v)?;
-            }
+            crate::graph::write_embedding(id(r), tenant, &model.name, v, stage)?;
         }
         // past the staged limit, the tenant's staged embeddings go into the index now
         if stage && created > 0 {
