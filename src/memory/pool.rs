@@ -146,9 +146,9 @@ impl<Id: Copy + Ord> Pool<Id> {
     }
 
     /// The memories added since the pool held `from` (0: all) at `threshold` cosine similarity
-    /// of `embedding` or above, most similar first (of equals, the smallest id), each with its similarity in double precision (as
-    /// `crate::vector::cosine`; for a memory stored before, from its unit vector in single
-    /// precision: the same to about 1e-7). The scan compares 8-bit codes and keeps every memory
+    /// of `embedding` or above, most similar first (of equals, the smallest id), each with its
+    /// similarity in double precision (as `crate::vector::cosine`; for a memory stored before,
+    /// from its unit vector in single precision: the same to about 1e-7). The scan compares 8-bit codes and keeps every memory
     /// whose bound on the rounding does not rule it out.
     pub fn near_since(&mut self, embedding: &[f32], threshold: f64, from: usize) -> Vec<Near<Id>> {
         self.near_many(&[embedding], threshold, from)
