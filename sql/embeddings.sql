@@ -201,12 +201,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     idx regclass := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
+    g record;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM fractality.embedding_models m WHERE m.model = drop_model_index.model) THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('unknown embedding model %L', drop_model_index.model),
             HINT = 'fractality.embedding_models lists the registered models.';
     END IF;
+    -- the model's tenant graphs go too (build_tenant_graphs builds them again after the load)
+    FOR g IN SELECT c.relname FROM pg_class c
+              WHERE c.relnamespace = 'fractality'::regnamespace AND c.relkind = 'i'
+                AND c.relname ~ ('^t[0-9a-f]{24}_' || drop_model_index.model || '_hnsw$')
+    LOOP
+        EXECUTE format('DROP INDEX fractality.%I', g.relname);
+    END LOOP;
     IF idx IS NULL THEN
         RETURN false;
     END IF;
@@ -216,7 +224,7 @@ END
 $$;
 
 COMMENT ON FUNCTION fractality.drop_model_index(text) IS
-    'Drops the HNSW index of a model from every partition of node_embeddings (before a bulk load; build_model_index rebuilds it).';
+    'Drops the HNSW index of a model from every partition of node_embeddings, and the model''s tenant graphs (before a bulk load; build_model_index and build_tenant_graphs rebuild them).';
 
 -- Registers an embedding model (name, dimension) and builds its HNSW index on every partition.
 -- Idempotent: registering a model again with the same dimension does nothing (and needs no
@@ -301,5 +309,124 @@ $$;
 
 COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
     'Moves staged embeddings (written by remember_many) into their models'' HNSW indexes, at most max_rows (NULL: all); returns how many.';
+
+-- Tenant graphs: an HNSW index of one tenant's embeddings of a model alone, beside the
+-- partition's index of every tenant there (which keeps them too: crystallize_consensus searches
+-- across tenants through it). A partition holds the tenants its hash gives it; in the shared
+-- graph a tenant's search steps over the others' rows (pgvector's iterative scan, filtering by
+-- tenant), so its cost grows with its share of the partition: a tenant of 10 000 among 40 000
+-- rows paid 3.6-4.6 ms where its own graph answers in 0.8-0.9 ms (1M x 384, 2026-12-03). A
+-- search reaches the tenant's graph by planning its query for that tenant (src/search.rs): the
+-- index predicate names the tenant, which only a plan made for its value can match.
+--   t<24 hex digits of md5(user_id)>_<model>_hnsw   ON the tenant's partition
+--   WHERE model = <model> AND NOT staged AND user_id = <tenant>
+-- Each row of such a tenant is inserted into two graphs: the cost of its writes to the indexes
+-- doubles. The index names its tenant (the catalog shows the predicate to every role, as it
+-- shows partition bounds); its size tells the tenant's.
+--
+-- build_tenant_graphs builds the graph of every tenant holding at least min_rows embeddings of
+-- `model` that lacks one, and drops those of tenants now under half of min_rows (or gone);
+-- returns what it did. Creating and dropping indexes needs the owner of node_embeddings (42501
+-- for any other role); a build holds a SHARE lock on the tenant's partition for its duration
+-- (writes to that partition wait; reads go on). Not in a dump, like the models' indexes:
+-- run it again after a restore (searches are exact either way: without the graph a tenant is
+-- searched through the shared one).
+CREATE FUNCTION fractality.build_tenant_graphs(model text DEFAULT 'default', min_rows bigint DEFAULT 2000)
+RETURNS TABLE (index_name text, partition_name text, tenant_rows bigint, action text, seconds float8)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d integer;
+    ty text;
+    opclass text;
+    t record;
+    t0 timestamptz;
+    tenants uuid[];
+    parts regclass[];
+    counts bigint[];
+    seen text[] := '{}';
+BEGIN
+    IF model IS NULL OR min_rows IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('build_tenant_graphs: %s must not be NULL', CASE WHEN model IS NULL THEN 'model' ELSE 'min_rows' END),
+            HINT = 'Pass a registered model and the fewest embeddings a tenant holds to get its own graph, e.g. build_tenant_graphs(''default'', 2000).';
+    END IF;
+    IF min_rows < 1 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for min_rows: %s', min_rows),
+            HINT = 'The fewest embeddings of the model a tenant holds to get its own graph, >= 1 (default 2000).';
+    END IF;
+    SELECT m.dims INTO d FROM fractality.embedding_models m WHERE m.model = build_tenant_graphs.model;
+    IF d IS NULL THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('unknown embedding model %L', build_tenant_graphs.model),
+            HINT = 'fractality.embedding_models lists the registered models.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c
+                    WHERE c.oid = 'fractality.node_embeddings'::regclass
+                      AND pg_has_role(c.relowner, 'USAGE')) THEN
+        RAISE insufficient_privilege USING
+            MESSAGE = format('build_tenant_graphs: only the owner of fractality.node_embeddings may build tenant graphs (model %L)', build_tenant_graphs.model),
+            HINT = 'A tenant graph is an index on a partition of node_embeddings: the administrator builds them (e.g. after run_maintenance).';
+    END IF;
+    SELECT format('%I.%I', n.nspname, fractality.model_index_type(d)),
+           format('%I.%I', n.nspname, fractality.model_index_type(d) || '_cosine_ops')
+      INTO ty, opclass
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'vector';
+    -- the tenants first, all of them (an index cannot be built on a partition a scan still reads)
+    SELECT coalesce(array_agg(x.user_id ORDER BY x.part::text, x.user_id), '{}'),
+           coalesce(array_agg(x.part ORDER BY x.part::text, x.user_id), '{}'),
+           coalesce(array_agg(x.n ORDER BY x.part::text, x.user_id), '{}')
+      INTO tenants, parts, counts
+      FROM (SELECT e.user_id, e.tableoid::regclass AS part, count(*) AS n
+              FROM fractality.node_embeddings e
+             WHERE e.model = build_tenant_graphs.model
+             GROUP BY e.user_id, e.tableoid) x;
+    FOR i IN 1 .. cardinality(tenants) LOOP
+        -- the name src/search.rs (tenant_size.sql) looks for
+        index_name := 't' || left(md5(tenants[i]::text), 24) || '_' || build_tenant_graphs.model || '_hnsw';
+        seen := seen || index_name;
+        partition_name := (SELECT c.relname FROM pg_class c WHERE c.oid = parts[i]);
+        tenant_rows := counts[i];
+        t0 := clock_timestamp();
+        IF counts[i] >= min_rows AND to_regclass(format('fractality.%I', index_name)) IS NULL THEN
+            EXECUTE format('CREATE INDEX %I ON %s USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L AND NOT staged AND user_id = %L',
+                           index_name, parts[i], ty, d, opclass, build_tenant_graphs.model, tenants[i]);
+            action := 'built';
+        ELSIF counts[i] < min_rows / 2.0 AND to_regclass(format('fractality.%I', index_name)) IS NOT NULL THEN
+            EXECUTE format('DROP INDEX fractality.%I', index_name);
+            action := 'dropped';
+        ELSE
+            CONTINUE;
+        END IF;
+        seconds := date_part('epoch', clock_timestamp() - t0);
+        RETURN NEXT;
+    END LOOP;
+    -- the graphs of tenants that hold no embedding of the model any more
+    FOR t IN SELECT c.relname, p.relname AS part
+               FROM pg_class c
+               JOIN pg_index i ON i.indexrelid = c.oid
+               JOIN pg_class p ON p.oid = i.indrelid
+              WHERE c.relnamespace = 'fractality'::regnamespace AND c.relkind = 'i'
+                AND c.relname ~ ('^t[0-9a-f]{24}_' || build_tenant_graphs.model || '_hnsw$')
+                AND c.relname <> ALL (seen)
+              ORDER BY c.relname
+    LOOP
+        t0 := clock_timestamp();
+        EXECUTE format('DROP INDEX fractality.%I', t.relname);
+        index_name := t.relname;
+        partition_name := t.part;
+        tenant_rows := 0;
+        action := 'dropped';
+        seconds := date_part('epoch', clock_timestamp() - t0);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION fractality.build_tenant_graphs(text, bigint) IS
+    'Builds an HNSW index of its own for every tenant holding at least min_rows embeddings of the model (searched instead of the partition''s shared index), and drops those of tenants under half of it; the owner of node_embeddings runs it.';
 
 SELECT fractality.register_model('default', 384);

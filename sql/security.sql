@@ -104,7 +104,7 @@ BEGIN
                     -- the owner's maintenance: partitions, archiving, retention, index builds
                     'ensure_partitions', 'archive_old_events', 'archive_streams', 'run_maintenance',
                     'add_retention_policy', 'remove_retention_policy', 'build_model_index',
-                    'drop_model_index')
+                    'drop_model_index', 'build_tenant_graphs')
     LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;

@@ -34,6 +34,11 @@ static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 /// filtered HNSW scan of the partition (docs/BENCHMARKS.md, "Resonance").
 static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(500);
 
+/// `fractality.tenant_graphs`: whether a tenant's search goes through the tenant's own HNSW
+/// index where build_tenant_graphs made one (on), or through its partition's shared index (off,
+/// for a comparison or a diagnosis); on.
+static TENANT_GRAPHS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 /// `fractality.staged_limit`: a tenant's staged embeddings of a model (remember_many's, outside
 /// the HNSW index, read exactly by every search) that remember_many leaves staged; past it the
 /// call indexes them all itself, as GIN's pending list is flushed past gin_pending_list_limit.
@@ -190,12 +195,25 @@ pub fn notify_enabled() -> bool {
     NOTIFY.get()
 }
 
+/// `fractality.tenant_graphs`.
+pub fn tenant_graphs() -> bool {
+    TENANT_GRAPHS.get()
+}
+
 pub fn init() {
     GucRegistry::define_string_guc(
         c"fractality.user_id",
         c"The tenant (user_id uuid) of this session.",
         c"Row-level security on fractality's tenant tables shows only the rows whose user_id equals this setting.",
         &USER_ID,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"fractality.tenant_graphs",
+        c"Search a tenant through its own HNSW index where build_tenant_graphs made one.",
+        c"Off: through the partition's index shared with the other tenants there.",
+        &TENANT_GRAPHS,
         GucContext::Userset,
         GucFlags::default(),
     );

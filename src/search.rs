@@ -1,14 +1,19 @@
 //! The nearest embeddings of one tenant and one model to a query vector, best first, read as the
 //! caller: what find_resonant, recall and remember's duplicate check start from.
 //!
-//! Two paths, chosen per call by the tenant's size (counted from its primary-key entries up to
-//! `fractality.exact_scan_limit` + 1):
-//! - a small tenant is read whole: every embedding's distance to the query (exact);
+//! Three paths, chosen per call (tenant_path.sql):
+//! - a tenant with a graph of its own for the model (build_tenant_graphs) is searched through it:
+//!   the same query as the next path, planned for the tenant's value, which the graph's
+//!   predicate names; no filtering, no other tenant's rows on the way;
+//! - a small tenant is read whole: every embedding's distance to the query (exact), while its
+//!   size (counted from its primary-key entries up to `fractality.exact_scan_limit` + 1) allows;
 //! - a larger one through the model's HNSW index in the tenant's partition (one partition: the
 //!   tenant is a parameter the executor prunes by at start-up), with the tenant as a filter that
-//!   pgvector's iterative scan keeps from starving the scan, in distance order, read in batches
-//!   until the caller has what it needs; the tenant's staged rows (remember_many's, not in the
-//!   index yet) are read exactly at the start and merged into that order.
+//!   pgvector's iterative scan keeps from starving the scan.
+//!
+//! The index paths read in distance order, in batches, until the caller has what it needs; the
+//! tenant's staged rows (remember_many's, not in the index yet) are read exactly at the start
+//! and merged into that order.
 //!
 //! Either way the distances are pgvector's, computed in full precision where the rows are (only
 //! ids and distances come back, never the vectors), so both paths report the same numbers;
@@ -33,6 +38,7 @@ const DEFAULT_EF_SEARCH: usize = 40;
 pub const MAX_ROWS: i64 = 10_000;
 
 const TENANT_SIZE: Query<'static> = query!("tenant_size", [UUIDOID, TEXTOID, INT8OID]);
+const TENANT_PATH: Query<'static> = query!("tenant_path", [UUIDOID, TEXTOID, INT8OID, BOOLOID]);
 const TENANT_VECTORS: Query<'static> = query!("tenant_vectors", [UUIDOID, TEXTOID]);
 /// With the vector type's OID, known at run time.
 const TENANT_EMBEDDINGS: &str = include_str!("../sql/queries/tenant_embeddings.sql");
@@ -54,8 +60,12 @@ pub struct Hit {
 /// How a tenant was searched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
+    /// Every embedding of the tenant read.
     Exact,
+    /// The partition's HNSW index, shared with the other tenants there, filtered by tenant.
     Index,
+    /// The tenant's own HNSW index (build_tenant_graphs).
+    TenantGraph,
 }
 
 impl Path {
@@ -63,6 +73,7 @@ impl Path {
         match self {
             Path::Exact => "exact",
             Path::Index => "index",
+            Path::TenantGraph => "tenant_graph",
         }
     }
 }
@@ -93,7 +104,9 @@ impl TenantScan {
     ) -> Result<TenantScan, FractalityError> {
         // the exact path while rows x dimensions stay within the limit's 384-d rows
         let limit = model.rows_within(crate::gucs::exact_scan_limit());
-        let small = limit > 0 && tenant_size(model, tenant, limit + 1, read_only)? <= limit;
+        // a tenant with a graph of its own is searched through it, whatever its size
+        let (own_graph, size) = tenant_path(model, tenant, limit + 1, read_only)?;
+        let small = !own_graph && limit > 0 && size.unwrap_or(0) <= limit;
         let arg: DatumWithOid = Vector::from_slice(query)?.into();
         let voi = arg.oid();
         let batch = first.clamp(1, FETCH);
@@ -129,9 +142,20 @@ impl TenantScan {
             text: &text,
             types: &[pg_sys::UUIDOID, voi, pg_sys::INT8OID],
         };
-        let cursor = Cursor::open(&q, &[tenant.into(), arg, MAX_ROWS.into()], read_only)?;
+        let args = [tenant.into(), arg, MAX_ROWS.into()];
+        // a tenant with a graph of its own: the query planned for its value, which the graph's
+        // predicate names (a generic plan can only use the partition's shared graph)
+        let cursor = if own_graph {
+            Cursor::open_custom(&q, &args, read_only)?
+        } else {
+            Cursor::open(&q, &args, read_only)?
+        };
         Ok(TenantScan {
-            path: Path::Index,
+            path: if own_graph {
+                Path::TenantGraph
+            } else {
+                Path::Index
+            },
             margin: model.index_margin(),
             exact: staged,
             cursor: Some(cursor),
@@ -199,6 +223,28 @@ pub fn tenant_size(
         read_only,
     )?
     .unwrap_or(0))
+}
+
+/// Whether `tenant` has a graph of its own for `model`, and when it has none, how many
+/// embeddings of the model it holds, counted up to `cap` (SPI connected).
+fn tenant_path(
+    model: &Model,
+    tenant: Uuid,
+    cap: i64,
+    read_only: bool,
+) -> Result<(bool, Option<i64>), FractalityError> {
+    let rows = spi::rows(
+        &TENANT_PATH,
+        &[
+            tenant.into(),
+            model.name.as_str().into(),
+            cap.into(),
+            crate::gucs::tenant_graphs().into(),
+        ],
+        read_only,
+        |r| (r.get::<bool>(1).unwrap_or(false), r.get::<i64>(2)),
+    )?;
+    Ok(rows.into_iter().next().unwrap_or((false, Some(0))))
 }
 
 /// Every embedding of `model` that `tenant` holds, staged or indexed, given to `f` as (node id,

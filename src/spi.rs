@@ -5,7 +5,9 @@
 //! functions call the same few queries over and over, and a partitioned table (node_embeddings)
 //! would otherwise be planned anew on every call. A generic plan still reaches only the tenant's
 //! partition: PostgreSQL prunes `user_id = $1` when the executor starts. PostgreSQL re-plans a
-//! kept plan itself when a table, an index or the role changes.
+//! kept plan itself when a table, an index or the role changes. The one exception is a search of
+//! a tenant with a graph of its own ([`Cursor::open_custom`]): its index's predicate names the
+//! tenant, so only a plan made for the tenant's value can use it; that query is planned per run.
 //!
 //! SQL errors raised while a query runs (a constraint, row-level security, a cancel) are
 //! PostgreSQL ERRORs and abort the calling statement as they should; what this module maps into
@@ -54,6 +56,8 @@ pub(crate) use query;
 thread_local! {
     /// Kept plans by query text.
     static PLANS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
+    /// Kept plans by query text that plan each run for its parameters' values.
+    static CUSTOM_PLANS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
 }
 
 /// Whether the relation `fractality.<name>` exists (two syscache lookups, no query): how the
@@ -73,7 +77,17 @@ pub fn connect<R>(f: impl FnOnce() -> R) -> R {
 }
 
 fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
-    if let Some(p) = PLANS.with(|plans| plans.borrow().get(q.text).copied()) {
+    kept_plan(q, &PLANS, pg_sys::CURSOR_OPT_GENERIC_PLAN)
+}
+
+/// The kept plan of `q` from `cache`, prepared with `options` (CURSOR_OPT_GENERIC_PLAN: one plan
+/// for every run; CURSOR_OPT_CUSTOM_PLAN: a plan per run, for the values of its parameters).
+fn kept_plan(
+    q: &Query<'_>,
+    cache: &'static std::thread::LocalKey<RefCell<HashMap<String, usize>>>,
+    options: u32,
+) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
+    if let Some(p) = cache.with(|plans| plans.borrow().get(q.text).copied()) {
         return Ok(p as pg_sys::SPIPlanPtr);
     }
     let text = CString::new(q.text).map_err(|_| FractalityError::Internal {
@@ -87,7 +101,7 @@ fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
             text.as_ptr(),
             types.len() as i32,
             types.as_mut_ptr(),
-            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+            options as i32,
         )
     };
     if plan.is_null() {
@@ -98,7 +112,7 @@ fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
     if kept != 0 {
         return Err(spi_failure(q.name, kept));
     }
-    PLANS.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
+    cache.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
     Ok(plan)
 }
 
@@ -290,7 +304,26 @@ impl Cursor {
         args: &[DatumWithOid<'_>],
         read_only: bool,
     ) -> Result<Cursor, FractalityError> {
-        let plan = plan(q)?;
+        Cursor::open_plan(q, plan(q)?, args, read_only)
+    }
+
+    /// The same with the query planned for these arguments' values (a partial index whose
+    /// predicate names a value, such as a tenant graph, is only usable so).
+    pub fn open_custom(
+        q: &Query<'_>,
+        args: &[DatumWithOid<'_>],
+        read_only: bool,
+    ) -> Result<Cursor, FractalityError> {
+        let plan = kept_plan(q, &CUSTOM_PLANS, pg_sys::CURSOR_OPT_CUSTOM_PLAN)?;
+        Cursor::open_plan(q, plan, args, read_only)
+    }
+
+    fn open_plan(
+        q: &Query<'_>,
+        plan: pg_sys::SPIPlanPtr,
+        args: &[DatumWithOid<'_>],
+        read_only: bool,
+    ) -> Result<Cursor, FractalityError> {
         let (mut datums, nulls) = values(args);
         // SAFETY: a kept plan, arguments of the prepared types; the portal is closed on drop
         let portal = unsafe {

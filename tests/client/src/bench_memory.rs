@@ -142,6 +142,8 @@ pub(crate) fn recall_rows(
         Vec::new()
     };
     let (mut native, mut with_words, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
+    // recall through the partition's shared graph (tenant graphs off), in the same turns
+    let mut shared = Vec::new();
     let (mut h, mut w) = (0usize, 0usize);
     for rep in 0..reps {
         for (i, src) in srcs.iter().enumerate() {
@@ -162,6 +164,10 @@ pub(crate) fn recall_rows(
             }
             let (_, t) = timed(|| Ok(c.query(&bare, &[&src.query])?))?;
             baseline.push(ms(t));
+            c.batch_execute("SET fractality.tenant_graphs = off")?;
+            let (_, t) = timed(|| Ok(c.query(&recall_stmt, &[&src.query, &s.model])?))?;
+            shared.push(ms(t));
+            c.batch_execute("RESET fractality.tenant_graphs")?;
         }
     }
     c.batch_execute("RESET fractality.user_id")?;
@@ -177,6 +183,14 @@ pub(crate) fn recall_rows(
             Some(Figure::from_samples(&baseline, Unit::Millis)),
         )
         .target("<= 1.5x the bare kNN; recall@10 >= 0.95"),
+    );
+    rows.push(
+        Row::new(
+            "- the same through the partition's shared graph (SET fractality.tenant_graphs = off), in the same turns",
+            Some(Figure::from_samples(&shared, Unit::Millis)),
+            Some(Figure::from_samples(&baseline, Unit::Millis)),
+        )
+        .target("informational"),
     );
     if words {
         rows.push(

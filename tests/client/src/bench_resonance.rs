@@ -605,6 +605,7 @@ fn crowded_sources(
 enum Mode {
     Default,
     Index,
+    Shared,
     Exact,
     AppRole,
 }
@@ -613,8 +614,9 @@ impl Mode {
     /// What the pass measures; `limit` is the server's fractality.exact_scan_limit.
     fn describe(self, limit: &str) -> String {
         match self {
-            Mode::Default => format!("default settings (the exact path for a tenant of at most fractality.exact_scan_limit = {limit} embeddings, else the index path)"),
-            Mode::Index => "the index path forced (SET fractality.exact_scan_limit = 0)".to_string(),
+            Mode::Default => format!("default settings (a tenant's own graph where build_tenant_graphs made one, else the exact path for a tenant of at most fractality.exact_scan_limit = {limit} embeddings, else the partition's shared graph)"),
+            Mode::Index => "the index path forced (SET fractality.exact_scan_limit = 0; the tenant's own graph where it has one)".to_string(),
+            Mode::Shared => "the partition's shared graph forced (SET fractality.exact_scan_limit = 0, fractality.tenant_graphs = off)".to_string(),
             Mode::Exact => "the exact path forced (SET fractality.exact_scan_limit = 1000000000)".to_string(),
             Mode::AppRole => format!("as an application role (bench_tenant: not the owner, NOBYPASSRLS, SELECT granted, fractality.user_id set to the source's tenant), default settings (exact_scan_limit {limit})"),
         }
@@ -624,6 +626,9 @@ impl Mode {
         match self {
             Mode::Default => {}
             Mode::Index => c.batch_execute("SET fractality.exact_scan_limit = 0")?,
+            Mode::Shared => c.batch_execute(
+                "SET fractality.exact_scan_limit = 0; SET fractality.tenant_graphs = off",
+            )?,
             Mode::Exact => c.batch_execute("SET fractality.exact_scan_limit = 1000000000")?,
             Mode::AppRole => c.batch_execute("SET ROLE bench_tenant")?,
         }
@@ -631,7 +636,10 @@ impl Mode {
     }
 
     fn leave(self, c: &mut Client) -> Result<(), Error> {
-        c.batch_execute("RESET ROLE; RESET fractality.user_id; RESET fractality.exact_scan_limit")?;
+        c.batch_execute(
+            "RESET ROLE; RESET fractality.user_id; RESET fractality.exact_scan_limit;
+             RESET fractality.tenant_graphs",
+        )?;
         Ok(())
     }
 }
@@ -1178,8 +1186,14 @@ pub fn resonance(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         let (mut rows, flat, scale) = find_resonant_rows(
             c,
             s,
-            &[Mode::Default, Mode::Index, Mode::Exact, Mode::AppRole],
-            &[Mode::Default, Mode::Index],
+            &[
+                Mode::Default,
+                Mode::Index,
+                Mode::Shared,
+                Mode::Exact,
+                Mode::AppRole,
+            ],
+            &[Mode::Default, Mode::Index, Mode::Shared],
         )?;
         eprintln!("  resonance: seed schema copy");
         c.batch_execute(SEED_DDL)?;
@@ -1389,6 +1403,8 @@ fn load_1536(c: &mut Client, p: &Params, n: usize) -> Result<Option<Load1536>, E
     ));
     c.batch_execute("RESET fractality.notify")?;
     let build = datagen::build_model_index(c, MODEL_1536)?;
+    let graphs = datagen::build_tenant_graphs(c, MODEL_1536)?;
+    steps.push((graphs.what, graphs.rows, graphs.secs));
     let ((), secs) = timed(|| {
         Ok(c.batch_execute(
             "ANALYZE fractality.nodes, fractality.node_embeddings, fractality.edges",
@@ -1419,8 +1435,8 @@ pub fn resonance_1536(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         let (mut rows, flat, scale) = find_resonant_rows(
             c,
             s,
-            &[Mode::Default, Mode::Index],
-            &[Mode::Default, Mode::Index],
+            &[Mode::Default, Mode::Index, Mode::Shared],
+            &[Mode::Default, Mode::Index, Mode::Shared],
         )?;
         // recall (the memory API) on the same vectors: issue 15's 200k x 1536 figure
         let srcs = sources(c, s, MEMORY_SOURCES)?;

@@ -866,6 +866,32 @@ pub fn build_model_index(client: &mut Client, model: &str) -> Result<IndexBuild,
     Ok(b)
 }
 
+/// `fractality.build_tenant_graphs(model)` after a load (its default threshold), with the
+/// settings of [`build_model_index`]: a graph of its own for every tenant of the model holding
+/// at least 2 000 embeddings. Returns the step: tenants given a graph, their rows, wall time.
+pub fn build_tenant_graphs(client: &mut Client, model: &str) -> Result<LoadStep, Error> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1));
+    client.batch_execute(&format!(
+        "SET maintenance_work_mem = '2GB'; SET max_parallel_maintenance_workers = {workers}"
+    ))?;
+    let started = Instant::now();
+    let built = client.query(
+        "SELECT tenant_rows FROM fractality.build_tenant_graphs($1) WHERE action = 'built'",
+        &[&model],
+    )?;
+    let secs = started.elapsed().as_secs_f64();
+    client.batch_execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")?;
+    let rows: i64 = built.iter().map(|r| r.get::<_, i64>(0)).sum();
+    Ok(LoadStep {
+        what: format!(
+            "tenant graphs of model '{model}': build_tenant_graphs, {} tenants of at least 2 000 embeddings",
+            built.len()
+        ),
+        rows: rows as u64,
+        secs,
+    })
+}
+
 /// The last build of `model`'s index recorded by [`build_model_index`], if any.
 pub fn recorded_build(client: &mut Client, model: &str) -> Result<Option<IndexBuild>, Error> {
     let exists: bool = client
@@ -944,6 +970,8 @@ pub fn load(client: &mut Client, p: &Params) -> Result<Vec<LoadStep>, Error> {
     for st in build_model_index(client, MODEL)?.steps() {
         step(&st.what, st.rows, st.secs);
     }
+    let st = build_tenant_graphs(client, MODEL)?;
+    step(&st.what, st.rows, st.secs);
 
     let sql = format!("COPY fractality.edges ({EDGE_COLUMNS}) FROM STDIN (FORMAT binary)");
     let (rows, secs) = copy(client, &sql, |w| encode_edges(&g, &edge_list, w))?;

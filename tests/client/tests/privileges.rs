@@ -78,6 +78,7 @@ const MAINTENANCE: &[&str] = &[
     "remove_retention_policy",
     "build_model_index",
     "drop_model_index",
+    "build_tenant_graphs",
 ];
 
 #[test]

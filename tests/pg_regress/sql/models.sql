@@ -1,7 +1,7 @@
 -- Embedding models of any dimension side by side: register_model (idempotent, fixed once it
 -- holds embeddings, administrators only for new ones), an HNSW index per partition and model,
 -- models above 2 000 dimensions indexed as halfvec, find_resonant / resonance_with / thaw /
--- freeze per model, bad input.
+-- freeze per model, tenant graphs (build_tenant_graphs), bad input.
 \set VERBOSITY terse
 BEGIN;
 CREATE ROLE fractality_regress_models NOLOGIN;
@@ -163,4 +163,88 @@ BEGIN
         END;
     END LOOP;
 END $$;
+-- tenant graphs: a tenant holding at least min_rows embeddings of a model gets an HNSW index of
+-- its own (on its partition, named after it), which its searches go through with the same
+-- answers; a row written later is in it; it goes when the tenant shrinks under half of min_rows,
+-- or holds none, and with drop_model_index
+SET LOCAL fractality.user_id = 'bbbbbbbb-0000-0000-0000-000000000000';
+SELECT count(fractality.upsert_node('b-' || i, model => 'tiny',
+           embedding => (SELECT array_agg(CASE WHEN d = 1 THEN 1 ELSE i / 100.0 END)
+                           FROM generate_series(1, 8) d)::vector)) AS other_tenant
+  FROM generate_series(1, 2) i;
+SELECT index_name, partition_name, tenant_rows, action FROM fractality.build_tenant_graphs('tiny', 5);
+SELECT count(*) AS built_again FROM fractality.build_tenant_graphs('tiny', 5);
+SELECT pg_get_indexdef(('fractality.t' || left(md5('aaaaaaaa-0000-0000-0000-000000000000'), 24) || '_tiny_hnsw')::regclass)
+       AS tenant_graph;
+SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SET LOCAL fractality.exact_scan_limit = 0;
+CREATE TEMP TABLE tiny_query AS
+SELECT e.embedding AS q FROM fractality.node_embeddings e JOIN fractality.nodes n ON n.id = e.node_id
+ WHERE n.node_key = 'm-1' AND e.model = 'tiny';
+CREATE TEMP TABLE through_graph AS
+SELECT r.* FROM tiny_query, fractality.recall_explain(q, 10, model => 'tiny') r;
+SELECT path, count(*) AS candidates,
+       pg_stat_get_xact_numscans(('fractality.t' || left(md5('aaaaaaaa-0000-0000-0000-000000000000'), 24) || '_tiny_hnsw')::regclass) > 0
+           AS graph_scanned
+  FROM through_graph GROUP BY path;
+SELECT 'tenant_graph' AS path, string_agg(node_key, ',' ORDER BY node_key) AS tiny
+  FROM fractality.find_resonant('m-1', 0.9, 20, 'tiny');
+SET LOCAL fractality.tenant_graphs = off;
+CREATE TEMP TABLE through_shared AS
+SELECT r.* FROM tiny_query, fractality.recall_explain(q, 10, model => 'tiny') r;
+SELECT (SELECT DISTINCT path FROM through_shared) AS path_off,
+       (SELECT count(*) FROM (SELECT node_id, position, score FROM through_graph
+                              EXCEPT SELECT node_id, position, score FROM through_shared) d) AS differing;
+RESET fractality.tenant_graphs;
+SELECT fractality.upsert_node('m-7', model => 'tiny',
+           embedding => '[0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, -5]') IS NOT NULL AS written_after;
+SELECT node_key, round(similarity::numeric, 3) AS similarity
+  FROM fractality.recall('[0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, -5]', 1, model => 'tiny');
+RESET fractality.exact_scan_limit;
+-- an application role may not build them, nor may one granted EXECUTE (it does not own the
+-- partitions); bad input
+SET LOCAL ROLE fractality_regress_models;
+DO $$
+BEGIN
+    PERFORM fractality.build_tenant_graphs('tiny', 1);
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+END $$;
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION fractality.build_tenant_graphs(text, bigint) TO fractality_regress_models;
+SET LOCAL ROLE fractality_regress_models;
+DO $$
+BEGIN
+    PERFORM fractality.build_tenant_graphs('tiny', 1);
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+END $$;
+RESET ROLE;
+DO $$
+DECLARE q text;
+BEGIN
+    FOREACH q IN ARRAY ARRAY[
+        'SELECT fractality.build_tenant_graphs(''nomodel'')',
+        'SELECT fractality.build_tenant_graphs(NULL)',
+        'SELECT fractality.build_tenant_graphs(''tiny'', NULL)',
+        'SELECT fractality.build_tenant_graphs(''tiny'', 0)'] LOOP
+        BEGIN
+            EXECUTE q;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+-- shrinking under half of min_rows (7 -> 3 of 7), then holding none, then the bulk-load path
+DELETE FROM fractality.node_embeddings e USING fractality.nodes n
+ WHERE n.id = e.node_id AND e.model = 'tiny' AND n.node_key IN ('m-1', 'm-2', 'm-3', 'm-4');
+SELECT partition_name, tenant_rows, action FROM fractality.build_tenant_graphs('tiny', 7);
+SELECT tenant_rows, action FROM fractality.build_tenant_graphs('tiny', 1) ORDER BY tenant_rows;
+DELETE FROM fractality.node_embeddings e WHERE e.model = 'tiny'
+   AND e.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
+SELECT partition_name, tenant_rows, action FROM fractality.build_tenant_graphs('tiny', 1);
+SELECT count(*) AS built FROM fractality.build_tenant_graphs('tiny', 1);
+SELECT count(*) AS tenant_graphs FROM pg_class c WHERE c.relname ~ '^t[0-9a-f]{24}_tiny_hnsw$';
+SELECT fractality.drop_model_index('tiny') AS dropped;
+SELECT count(*) AS tenant_graphs_left FROM pg_class c WHERE c.relname ~ '^t[0-9a-f]{24}_tiny_hnsw$';
 ROLLBACK;
