@@ -661,6 +661,28 @@ CREATE TRIGGER node_embeddings_check
     BEFORE INSERT OR UPDATE OF model, embedding ON fractality.node_embeddings
     FOR EACH ROW EXECUTE FUNCTION fractality._node_embeddings_check();
 
+-- The dimension of `model` and pgvector's type and operator class for its HNSW indexes, qualified
+-- with pgvector's schema (wherever it was installed); 22023 for an unknown model. What
+-- build_model_index and build_tenant_graphs build with.
+CREATE FUNCTION fractality._model_index_ops(model text, OUT dims integer, OUT index_type text, OUT opclass text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT m.dims INTO dims FROM fractality.embedding_models m WHERE m.model = _model_index_ops.model;
+    IF dims IS NULL THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('unknown embedding model %L', _model_index_ops.model),
+            HINT = 'fractality.embedding_models lists the registered models.';
+    END IF;
+    SELECT format('%I.%I', n.nspname, fractality.model_index_type(dims)),
+           format('%I.%I', n.nspname, fractality.model_index_type(dims) || '_cosine_ops')
+      INTO index_type, opclass
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'vector';
+END
+$$;
+
 -- Builds the HNSW index of `model` on every partition of node_embeddings that lacks it (named
 -- node_embeddings_<partition>_<model>_hnsw, attached to node_embeddings_<model>_hnsw); returns
 -- each partition built and the seconds its build took. Bulk loads drop the index first
@@ -679,18 +701,8 @@ DECLARE
     child text;
     t0 timestamptz;
 BEGIN
-    SELECT m.dims INTO d FROM fractality.embedding_models m WHERE m.model = build_model_index.model;
-    IF d IS NULL THEN
-        RAISE invalid_parameter_value USING
-            MESSAGE = format('unknown embedding model %L', build_model_index.model),
-            HINT = 'fractality.embedding_models lists the registered models.';
-    END IF;
-    -- pgvector's type and operator class, qualified with its schema (wherever it was installed)
-    SELECT format('%I.%I', n.nspname, fractality.model_index_type(d)),
-           format('%I.%I', n.nspname, fractality.model_index_type(d) || '_cosine_ops')
-      INTO ty, opclass
-      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-     WHERE e.extname = 'vector';
+    SELECT o.dims, o.index_type, o.opclass INTO d, ty, opclass
+      FROM fractality._model_index_ops(build_model_index.model) o;
     parent_index := 'node_embeddings_' || build_model_index.model || '_hnsw';
     IF to_regclass(format('fractality.%I', parent_index)) IS NULL THEN
         EXECUTE format('CREATE INDEX %I ON ONLY fractality.node_embeddings USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L AND NOT staged',
@@ -895,12 +907,6 @@ BEGIN
             MESSAGE = format('invalid value for min_rows: %s', min_rows),
             HINT = 'The fewest embeddings of the model a tenant holds to get its own graph, >= 1 (default 2000).';
     END IF;
-    SELECT m.dims INTO d FROM fractality.embedding_models m WHERE m.model = build_tenant_graphs.model;
-    IF d IS NULL THEN
-        RAISE invalid_parameter_value USING
-            MESSAGE = format('unknown embedding model %L', build_tenant_graphs.model),
-            HINT = 'fractality.embedding_models lists the registered models.';
-    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_class c
                     WHERE c.oid = 'fractality.node_embeddings'::regclass
                       AND pg_has_role(c.relowner, 'USAGE')) THEN
@@ -908,11 +914,8 @@ BEGIN
             MESSAGE = format('build_tenant_graphs: only the owner of fractality.node_embeddings may build tenant graphs (model %L)', build_tenant_graphs.model),
             HINT = 'A tenant graph is an index on a partition of node_embeddings: the administrator builds them (e.g. after run_maintenance).';
     END IF;
-    SELECT format('%I.%I', n.nspname, fractality.model_index_type(d)),
-           format('%I.%I', n.nspname, fractality.model_index_type(d) || '_cosine_ops')
-      INTO ty, opclass
-      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-     WHERE e.extname = 'vector';
+    SELECT o.dims, o.index_type, o.opclass INTO d, ty, opclass
+      FROM fractality._model_index_ops(build_tenant_graphs.model) o;
     -- the tenants first, all of them (an index cannot be built on a partition a scan still reads)
     SELECT coalesce(array_agg(x.user_id ORDER BY x.part::text, x.user_id), '{}'),
            coalesce(array_agg(x.part ORDER BY x.part::text, x.user_id), '{}'),
@@ -2053,7 +2056,7 @@ BEGIN
                     '_event_table_as', '_index_partition', '_new_event_table', '_pack_stream_points',
                     '_partition_bounds', '_protect_partition', '_set_event_bound',
                     '_us_to_timestamptz',
-                    '_embedding_models_index', 'action_metadata_check_event',
+                    '_embedding_models_index', '_model_index_ops', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
                     '_experience_events_register', '_experience_events_unregister',

@@ -89,7 +89,7 @@ BEGIN
                     '_event_table_as', '_index_partition', '_new_event_table', '_pack_stream_points',
                     '_partition_bounds', '_protect_partition', '_set_event_bound',
                     '_us_to_timestamptz',
-                    '_embedding_models_index', 'action_metadata_check_event',
+                    '_embedding_models_index', '_model_index_ops', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
                     '_experience_events_register', '_experience_events_unregister',

@@ -800,6 +800,25 @@ impl IndexBuild {
     }
 }
 
+/// `sql` (an index build of `model`, its one parameter) with 2 GB of maintenance_work_mem and as
+/// many processes as cores (leader plus workers: the server runs on this machine); its rows,
+/// wall seconds and the number of workers.
+fn with_build_settings(
+    client: &mut Client,
+    sql: &str,
+    model: &str,
+) -> Result<(Vec<postgres::Row>, f64, usize), Error> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1));
+    client.batch_execute(&format!(
+        "SET maintenance_work_mem = '2GB'; SET max_parallel_maintenance_workers = {workers}"
+    ))?;
+    let started = Instant::now();
+    let rows = client.query(sql, &[&model]);
+    let secs = started.elapsed().as_secs_f64();
+    client.batch_execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")?;
+    Ok((rows?, secs, workers))
+}
+
 /// Where the last build of each model's index is kept, for the scenarios to report.
 pub const INDEX_BUILDS: &str = "public.fractality_bench_index_builds";
 
@@ -807,18 +826,11 @@ pub const INDEX_BUILDS: &str = "public.fractality_bench_index_builds";
 /// the index dropped), with 2 GB of maintenance_work_mem and as many processes as cores;
 /// records the build in [`INDEX_BUILDS`].
 pub fn build_model_index(client: &mut Client, model: &str) -> Result<IndexBuild, Error> {
-    // Leader plus workers: as many processes as cores (the server runs on this machine).
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1));
-    client.batch_execute(&format!(
-        "SET maintenance_work_mem = '2GB'; SET max_parallel_maintenance_workers = {workers}"
-    ))?;
-    let started = Instant::now();
-    let built = client.query(
+    let (built, wall_secs, workers) = with_build_settings(
+        client,
         "SELECT partition_name, seconds FROM fractality.build_model_index($1)",
-        &[&model],
+        model,
     )?;
-    let wall_secs = started.elapsed().as_secs_f64();
-    client.batch_execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")?;
     let rows: HashMap<String, i64> = client
         .query(
             "SELECT c.relname::text, count(*)
@@ -870,17 +882,11 @@ pub fn build_model_index(client: &mut Client, model: &str) -> Result<IndexBuild,
 /// settings of [`build_model_index`]: a graph of its own for every tenant of the model holding
 /// at least 2 000 embeddings. Returns the step: tenants given a graph, their rows, wall time.
 pub fn build_tenant_graphs(client: &mut Client, model: &str) -> Result<LoadStep, Error> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1));
-    client.batch_execute(&format!(
-        "SET maintenance_work_mem = '2GB'; SET max_parallel_maintenance_workers = {workers}"
-    ))?;
-    let started = Instant::now();
-    let built = client.query(
+    let (built, secs, _) = with_build_settings(
+        client,
         "SELECT tenant_rows FROM fractality.build_tenant_graphs($1) WHERE action = 'built'",
-        &[&model],
+        model,
     )?;
-    let secs = started.elapsed().as_secs_f64();
-    client.batch_execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")?;
     let rows: i64 = built.iter().map(|r| r.get::<_, i64>(0)).sum();
     Ok(LoadStep {
         what: format!(

@@ -63,6 +63,7 @@ const INTERNAL: &[&str] = &[
     "_replay_remove_before",
     "_replay_truncate",
     "_crystallize_consensus",
+    "_model_index_ops",
 ];
 
 /// Granted to a curator, not to PUBLIC (a consensus tells its caller about other tenants).
