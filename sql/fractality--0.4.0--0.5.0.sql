@@ -876,8 +876,8 @@ COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
 --
 -- build_tenant_graphs builds the graph of every tenant holding at least min_rows embeddings of
 -- `model` that lacks one, and drops those of tenants now under half of min_rows (or gone);
--- returns what it did. Creating and dropping indexes needs the owner of node_embeddings (42501
--- for any other role); a build holds a SHARE lock on the tenant's partition for its duration
+-- returns what it did; one call at a time (a second waits for the first). Creating and dropping
+-- indexes needs the owner of node_embeddings (42501 for any other role); a build holds a SHARE lock on the tenant's partition for its duration
 -- (writes to that partition wait; reads go on). Not in a dump, like the models' indexes:
 -- run it again after a restore (searches are exact either way: without the graph a tenant is
 -- searched through the shared one).
@@ -916,6 +916,9 @@ BEGIN
     END IF;
     SELECT o.dims, o.index_type, o.opclass INTO d, ty, opclass
       FROM fractality._model_index_ops(build_tenant_graphs.model) o;
+    -- one build at a time: a second call waits for the first to commit, then finds its graphs
+    -- (two at once would both create the same index, and the second would fail)
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.build_tenant_graphs', 0));
     -- the tenants first, all of them (an index cannot be built on a partition a scan still reads)
     SELECT coalesce(array_agg(x.user_id ORDER BY x.part::text, x.user_id), '{}'),
            coalesce(array_agg(x.part ORDER BY x.part::text, x.user_id), '{}'),
