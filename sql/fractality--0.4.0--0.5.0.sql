@@ -929,7 +929,7 @@ BEGIN
              WHERE e.model = build_tenant_graphs.model
              GROUP BY e.user_id, e.tableoid) x;
     FOR i IN 1 .. cardinality(tenants) LOOP
-        -- the name src/search.rs (tenant_size.sql) looks for
+        -- the name src/search.rs (tenant_path.sql) looks for
         index_name := 't' || left(md5(tenants[i]::text), 24) || '_' || build_tenant_graphs.model || '_hnsw';
         seen := seen || index_name;
         partition_name := (SELECT c.relname FROM pg_class c WHERE c.oid = parts[i]);

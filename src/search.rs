@@ -37,7 +37,6 @@ const DEFAULT_EF_SEARCH: usize = 40;
 /// The most rows one search reads through the index.
 pub const MAX_ROWS: i64 = 10_000;
 
-const TENANT_SIZE: Query<'static> = query!("tenant_size", [UUIDOID, TEXTOID, INT8OID]);
 const TENANT_PATH: Query<'static> = query!("tenant_path", [UUIDOID, TEXTOID, INT8OID, BOOLOID]);
 const TENANT_VECTORS: Query<'static> = query!("tenant_vectors", [UUIDOID, TEXTOID]);
 /// With the vector type's OID, known at run time.
@@ -105,8 +104,15 @@ impl TenantScan {
         // the exact path while rows x dimensions stay within the limit's 384-d rows
         let limit = model.rows_within(crate::gucs::exact_scan_limit());
         // a tenant with a graph of its own is searched through it, whatever its size
-        let (own_graph, size) = tenant_path(model, tenant, limit + 1, read_only)?;
-        let small = !own_graph && limit > 0 && size.unwrap_or(0) <= limit;
+        let shape = tenant_path(
+            model,
+            tenant,
+            limit + 1,
+            read_only,
+            crate::gucs::tenant_graphs(),
+        )?;
+        let own_graph = shape.own_graph;
+        let small = !own_graph && limit > 0 && shape.size.unwrap_or(0) <= limit;
         let arg: DatumWithOid = Vector::from_slice(query)?.into();
         let voi = arg.oid();
         let batch = first.clamp(1, FETCH);
@@ -129,13 +135,17 @@ impl TenantScan {
             text: TENANT_STAGED,
             types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, voi],
         };
-        let staged = exact_hits(
-            &staged,
-            tenant,
-            model,
-            Vector::from_slice(query)?.into(),
-            read_only,
-        )?;
+        let staged = if shape.staged {
+            exact_hits(
+                &staged,
+                tenant,
+                model,
+                Vector::from_slice(query)?.into(),
+                read_only,
+            )?
+        } else {
+            Vec::new().into_iter().peekable()
+        };
         let text = nearest_sql(model);
         let q = Query {
             name: "tenant_nearest",
@@ -210,6 +220,47 @@ impl TenantScan {
     }
 }
 
+/// What a search of one tenant and model needs to know before it starts (tenant_path.sql).
+struct Shape {
+    /// The tenant has a graph of its own (and `graphs` allowed it).
+    own_graph: bool,
+    /// Without one, its embeddings counted up to the cap.
+    size: Option<i64>,
+    /// It holds staged embeddings.
+    staged: bool,
+}
+
+/// The [`Shape`] of `tenant`'s embeddings of `model`, its size counted up to `cap`; a graph of
+/// its own counts only with `graphs` (SPI connected).
+fn tenant_path(
+    model: &Model,
+    tenant: Uuid,
+    cap: i64,
+    read_only: bool,
+    graphs: bool,
+) -> Result<Shape, FractalityError> {
+    let rows = spi::rows(
+        &TENANT_PATH,
+        &[
+            tenant.into(),
+            model.name.as_str().into(),
+            cap.into(),
+            graphs.into(),
+        ],
+        read_only,
+        |r| Shape {
+            own_graph: r.get::<bool>(1).unwrap_or(false),
+            size: r.get::<i64>(2),
+            staged: r.get::<bool>(3).unwrap_or(false),
+        },
+    )?;
+    Ok(rows.into_iter().next().unwrap_or(Shape {
+        own_graph: false,
+        size: Some(0),
+        staged: false,
+    }))
+}
+
 /// How many embeddings of `model` `tenant` holds, counted up to `cap` (SPI connected).
 pub fn tenant_size(
     model: &Model,
@@ -217,34 +268,9 @@ pub fn tenant_size(
     cap: i64,
     read_only: bool,
 ) -> Result<i64, FractalityError> {
-    Ok(spi::one(
-        &TENANT_SIZE,
-        &[tenant.into(), model.name.as_str().into(), cap.into()],
-        read_only,
-    )?
-    .unwrap_or(0))
-}
-
-/// Whether `tenant` has a graph of its own for `model`, and when it has none, how many
-/// embeddings of the model it holds, counted up to `cap` (SPI connected).
-fn tenant_path(
-    model: &Model,
-    tenant: Uuid,
-    cap: i64,
-    read_only: bool,
-) -> Result<(bool, Option<i64>), FractalityError> {
-    let rows = spi::rows(
-        &TENANT_PATH,
-        &[
-            tenant.into(),
-            model.name.as_str().into(),
-            cap.into(),
-            crate::gucs::tenant_graphs().into(),
-        ],
-        read_only,
-        |r| (r.get::<bool>(1).unwrap_or(false), r.get::<i64>(2)),
-    )?;
-    Ok(rows.into_iter().next().unwrap_or((false, Some(0))))
+    Ok(tenant_path(model, tenant, cap, read_only, false)?
+        .size
+        .unwrap_or(0))
 }
 
 /// Every embedding of `model` that `tenant` holds, staged or indexed, given to `f` as (node id,
