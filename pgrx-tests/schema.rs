@@ -211,19 +211,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            count("SELECT count(*) FROM fractality.nodes WHERE fractality.node_search(label, metadata) @@ to_tsquery('english', 'entangle & quantum')"),
+            count("SELECT count(*) FROM fractality.node_text WHERE search @@ to_tsquery('english', 'entangle & quantum')"),
             1
         );
+        // the text follows the label and the description, and goes with its node
+        Spi::run(
+            "UPDATE fractality.nodes SET label = 'Classical', metadata = '{\"description\": \"alone\"}'
+              WHERE node_key = 'q'",
+        )
+        .unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM fractality.node_text WHERE search @@ to_tsquery('english', 'entangle | quantum')"),
+            0
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM fractality.node_text WHERE search @@ to_tsquery('english', 'classical & alone')"),
+            1
+        );
+        // an energy write leaves the text row as it was (no new row version)
+        let before = Spi::get_one::<String>(
+            "SELECT t.ctid::text FROM fractality.node_text t JOIN fractality.nodes n ON n.id = t.node_id
+              WHERE n.node_key = 'q'",
+        )
+        .unwrap()
+        .unwrap();
+        Spi::run("UPDATE fractality.nodes SET atp = 0.5 WHERE node_key = 'q'").unwrap();
+        let after = Spi::get_one::<String>(
+            "SELECT t.ctid::text FROM fractality.node_text t JOIN fractality.nodes n ON n.id = t.node_id
+              WHERE n.node_key = 'q'",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(before, after);
+        Spi::run("DELETE FROM fractality.nodes WHERE node_key = 'q'").unwrap();
+        assert_eq!(count("SELECT count(*) FROM fractality.node_text"), 0);
     }
 
     #[pg_test]
     fn schema_rls_is_enabled_on_every_tenant_table() {
         let n = count(
             "SELECT count(*) FROM pg_class WHERE relnamespace = 'fractality'::regnamespace
-               AND relrowsecurity AND relname IN ('nodes', 'node_embeddings', 'edges',
+               AND relrowsecurity AND relname IN ('nodes', 'node_text', 'node_embeddings', 'edges',
                  'consciousness_streams', 'consciousness_archive', 'consensus_links')",
         );
-        assert_eq!(n, 6);
+        assert_eq!(n, 7);
     }
 
     #[pg_test]

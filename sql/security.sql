@@ -11,7 +11,7 @@
 -- bootstrap.sql), and each partition of node_embeddings too (a role granted a partition itself
 -- sees its tenant's rows only). Idempotent: the upgrade runs it over the tables that have it.
 SELECT fractality._protect_partition(t)
-  FROM unnest('{fractality.nodes, fractality.node_embeddings, fractality.edges,
+  FROM unnest('{fractality.nodes, fractality.node_text, fractality.node_embeddings, fractality.edges,
                 fractality.consciousness_streams, fractality.consciousness_archive,
                 fractality.consensus_links}'::regclass[]) t;
 SELECT fractality._protect_partition(i.inhrelid::regclass)
@@ -46,7 +46,8 @@ ALTER TABLE fractality.consensus_centroids ENABLE ROW LEVEL SECURITY;
 -- pg_dump dumps the rows of an extension's tables only when the extension marks them: every
 -- table of fractality (each partition made here, the default and hash partitions) and every
 -- sequence, so that pg_dump / pg_restore give back every row and every sequence's value. The
--- 'default' model is made by CREATE EXTENSION itself and left out. Monthly partitions are
+-- 'default' model is made by CREATE EXTENSION itself and left out, and node_text too: restoring
+-- nodes fills it again (its insert trigger), so its own rows would collide. Monthly partitions are
 -- ordinary tables (see streams.sql), dumped as any table is. action_metadata's reference to its
 -- event is checked at commit: restore in one transaction (pg_restore --single-transaction).
 DO $$
@@ -60,6 +61,7 @@ BEGIN
                 AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'fractality')
                 AND d.deptype = 'e'
                 AND c.relkind IN ('r', 'S')
+                AND c.relname <> 'node_text'
               ORDER BY c.relname
     LOOP
         PERFORM pg_catalog.pg_extension_config_dump(r.rel,
@@ -92,6 +94,7 @@ BEGIN
                     '_embedding_models_index', '_model_index_ops', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
+                    '_node_text_insert', '_node_text_update',
                     '_experience_events_register', '_experience_events_unregister',
                     'discounted_return_ffunc', 'discounted_return_sfunc',
                     'discounted_return_steps_ffunc', 'discounted_return_steps_sfunc',

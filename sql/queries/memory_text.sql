@@ -1,8 +1,8 @@
 -- recall's text candidates: tenant $1's unexpired memories matching $2 (web-search syntax)
--- through the full-text index, best ts_rank_cd first, at most $3.
-SELECT n.id, ts_rank_cd(fractality.node_search(n.label, n.metadata), q)::float8 AS rank
-  FROM fractality.nodes n, websearch_to_tsquery('english', $2) q
- WHERE n.user_id = $1 AND fractality.node_search(n.label, n.metadata) @@ q
-   AND (n.expires_at IS NULL OR n.expires_at > now())
- ORDER BY rank DESC, n.id
+-- through node_text's GIN index (tenant first), best ts_rank_cd first, at most $3.
+SELECT t.node_id, ts_rank_cd(t.search, q)::float8 AS rank
+  FROM fractality.node_text t, websearch_to_tsquery('english', $2) q
+ WHERE t.user_id = $1 AND t.search @@ q
+   AND (t.expires_at IS NULL OR t.expires_at > now())
+ ORDER BY rank DESC, t.node_id
  LIMIT $3

@@ -472,8 +472,8 @@ fn freeze(node: crate::jsonb::JsonValue, fcinfo: pg_sys::FunctionCallInfo) -> Uu
 // ---- full-text search ------------------------------------------------------------------------
 
 /// Full-text search over the nodes' labels and descriptions (`metadata->>'description'`), with
-/// web-search syntax ("quoted phrases", or, -not), through the GIN index on
-/// `fractality.node_search(label, metadata)`; the `k` best by ts_rank_cd. Searches the session's
+/// web-search syntax ("quoted phrases", or, -not), through the GIN index of `fractality.node_text`
+/// (`fractality.node_search(label, metadata)`, kept by triggers); the `k` best by ts_rank_cd. Searches the session's
 /// tenant when fractality.user_id is set, otherwise every node the caller may see.
 #[pg_extern(stable, strict, parallel_unsafe)]
 fn search_nodes(

@@ -114,6 +114,7 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
     let reads: Vec<String> = vec![
         "SELECT id, user_id FROM fractality.nodes".into(),
         "SELECT node_id, user_id FROM fractality.node_embeddings".into(),
+        "SELECT node_id, user_id FROM fractality.node_text".into(),
         "SELECT id, from_node, to_node, user_id FROM fractality.edges".into(),
         "SELECT node_id, user_id FROM fractality.consciousness_streams".into(),
         "SELECT node_id, user_id FROM fractality.consciousness_streams_default".into(),
@@ -279,6 +280,18 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
         (
             format!("UPDATE fractality.nodes SET user_id = '{ub}' WHERE node_key = 'leaf'"),
             &["42501"],
+        ),
+        (
+            format!("INSERT INTO fractality.node_text (user_id, node_id, search) VALUES ('{ub}', '{br}', 'planted')"),
+            &["42501"],
+        ),
+        (
+            format!("UPDATE fractality.node_text SET search = 'rewritten' WHERE node_id = '{bc}'"),
+            &[],
+        ),
+        (
+            format!("DELETE FROM fractality.node_text WHERE user_id = '{ub}'"),
+            &[],
         ),
         // A's staged embeddings (none) indexed, none of B's
         ("SELECT fractality.index_staged_embeddings()".into(), &[]),

@@ -291,7 +291,9 @@ fn upgrade_from(previous: &str) {
         );
     }
 
-    old.batch_execute("ALTER EXTENSION fractality UPDATE")
+    // 0.5.0 requires btree_gin (node_text's GIN index leads with the tenant); an UPDATE does not
+    // create what a new version requires
+    old.batch_execute("CREATE EXTENSION IF NOT EXISTS btree_gin; ALTER EXTENSION fractality UPDATE")
         .unwrap();
     let version: String = old
         .query_one(

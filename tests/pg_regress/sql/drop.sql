@@ -8,7 +8,7 @@ SELECT count(*) AS functions_left_in_schema FROM pg_proc WHERE pronamespace = 'f
 SELECT count(*) AS types_left_in_schema FROM pg_type WHERE typnamespace = 'fractality'::regnamespace;
 DROP SCHEMA fractality;
 SELECT count(*) AS leftover_relations FROM pg_class WHERE relname LIKE 'consciousness%' OR relname LIKE 'experience%'
-    OR relname IN ('nodes', 'edges', 'node_embeddings', 'adna_policies', 'configuration_store');
+    OR relname IN ('nodes', 'node_text', 'edges', 'node_embeddings', 'adna_policies', 'configuration_store');
 SELECT count(*) AS leftover_functions FROM pg_proc
  WHERE proname IN ('cosine_similarity', 'current_user_id', '_create_month_partition', 'notify_consciousness_update');
 SELECT extname FROM pg_extension ORDER BY 1;
@@ -16,3 +16,4 @@ CREATE EXTENSION fractality;
 SELECT count(*) AS tables FROM pg_tables WHERE schemaname = 'fractality';
 DROP EXTENSION fractality;
 DROP EXTENSION vector;
+DROP EXTENSION btree_gin;

@@ -67,6 +67,11 @@ SELECT label, round(atp::numeric, 3) AS atp_now FROM fractality.node_energy WHER
 -- expiry apart from decay: an expired memory is never recalled, run_maintenance deletes it
 UPDATE fractality.nodes SET expires_at = now() - interval '1 second' WHERE label LIKE 'The meeting%';
 SELECT count(*) AS meeting_recalled FROM fractality.recall(pg_temp.v(50), 5) WHERE content LIKE 'The meeting%';
+-- nor found by its words (node_text keeps the expiry beside the text)
+SELECT count(*) AS meeting_by_words FROM fractality.recall(pg_temp.v(1), 5, 'meeting Tuesday')
+ WHERE content LIKE 'The meeting%';
+SELECT count(*) AS meeting_text_rows, bool_and(expires_at < now()) AS expired
+  FROM fractality.node_text WHERE search @@ to_tsquery('english', 'meeting');
 RESET ROLE;
 SELECT r->'memories_expired' AS expired FROM fractality.run_maintenance() r;
 SET LOCAL ROLE fractality_regress_memory;
@@ -76,7 +81,8 @@ SELECT count(*) AS meetings FROM fractality.nodes WHERE label LIKE 'The meeting%
 SELECT fractality.forget('tea') AS forgotten, fractality.forget('tea') AS again;
 SELECT (SELECT count(*) FROM fractality.nodes WHERE node_key = 'tea') AS nodes,
        (SELECT count(*) FROM fractality.edges) AS edges,
-       (SELECT count(*) FROM fractality.node_embeddings) AS embeddings;
+       (SELECT count(*) FROM fractality.node_embeddings) AS embeddings,
+       (SELECT count(*) FROM fractality.node_text) = (SELECT count(*) FROM fractality.nodes) AS one_text_a_node;
 
 -- a batch: the same rules, duplicates within the batch become one memory
 SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS reinforced

@@ -17,7 +17,7 @@ SELECT inhparent::regclass AS parent, count(*) AS partitions,
 SELECT table_name, column_name, data_type, is_nullable, column_default, is_generated
   FROM information_schema.columns
  WHERE table_schema = 'fractality'
-   AND table_name IN ('nodes', 'node_embeddings', 'edges', 'consciousness_streams',
+   AND table_name IN ('nodes', 'node_text', 'node_embeddings', 'edges', 'consciousness_streams',
                       'consciousness_archive', 'consensus_nodes', 'consensus_links',
                       'experience_events', 'action_metadata', 'adna_policies',
                       'configuration_store', 'learning_metrics', 'retention_policies')
@@ -44,7 +44,7 @@ SELECT pg_get_partkeydef('fractality.node_embeddings'::regclass) AS partition_ke
 SELECT tablename, indexname, indexdef
   FROM pg_indexes
  WHERE schemaname = 'fractality'
-   AND tablename IN ('nodes', 'node_embeddings', 'edges', 'consciousness_streams',
+   AND tablename IN ('nodes', 'node_text', 'node_embeddings', 'edges', 'consciousness_streams',
                      'consciousness_archive', 'consensus_nodes', 'consensus_links',
                      'experience_events', 'action_metadata', 'adna_policies',
                      'configuration_store', 'learning_metrics', 'retention_policies')

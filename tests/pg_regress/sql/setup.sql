@@ -1,4 +1,5 @@
--- CREATE EXTENSION installs pgvector too (requires = 'vector') and everything in schema fractality.
+-- CREATE EXTENSION installs pgvector and btree_gin too (requires = 'vector, btree_gin') and everything
+-- in schema fractality.
 CREATE EXTENSION fractality CASCADE;
 -- monthly partitions are made by maintenance (run_maintenance, or ensure_partitions), never by
 -- the install script: this month's and the next

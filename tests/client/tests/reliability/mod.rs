@@ -37,6 +37,7 @@ pub fn counts(c: &mut Client) -> BTreeMap<String, i64> {
 /// The tenant tables (those with a user_id column).
 pub const TENANT_TABLES: &[&str] = &[
     "nodes",
+    "node_text",
     "node_embeddings",
     "edges",
     "consciousness_streams",
