@@ -191,19 +191,19 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
     // text candidates
     let mut text_rank: HashMap<Uuid, (usize, f64)> = HashMap::new();
     if let Some(q) = a.query_text {
-        let rows = store::text(tenant, q, pool as i64)?;
-        let mut missing = Vec::new();
-        for (i, (id, rank)) in rows.into_iter().enumerate() {
-            text_rank.insert(id, (i + 1, rank));
-            if !info.contains_key(&id) {
-                missing.push(id);
-            }
-        }
-        if !missing.is_empty() {
-            info.extend(details(&missing)?);
-            for (id, v) in crate::resonance::embeddings_of(tenant, &missing, &model)? {
-                if let Some(s) = cosine(a.query, &v)? {
-                    sims.insert(id, s);
+        // each with its details and embedding: those the vector side did not bring are scored
+        // from them
+        for (i, hit) in store::text(tenant, q, pool as i64, &model.name)?
+            .into_iter()
+            .enumerate()
+        {
+            text_rank.insert(hit.id, (i + 1, hit.rank));
+            if let std::collections::hash_map::Entry::Vacant(e) = info.entry(hit.id) {
+                e.insert(hit.detail);
+                if let Some(v) = hit.embedding {
+                    if let Some(s) = cosine(a.query, &v)? {
+                        sims.insert(hit.id, s);
+                    }
                 }
             }
         }

@@ -33,7 +33,7 @@ const REINFORCE: Query<'static> = query!(
 const PULSE: Query<'static> = query!("memory_pulse", [UUIDARRAYOID, FLOAT8OID, UUIDOID]);
 const FORGET: Query<'static> = query!("memory_forget", [UUIDOID, TEXTOID]);
 const DETAILS: Query<'static> = query!("memory_details", [UUIDARRAYOID]);
-const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID]);
+const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
 const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
 const STAGED_COUNT: Query<'static> = query!("memory_staged_count", [UUIDOID, TEXTOID, INT8OID]);
 const INDEX_STAGED: Query<'static> = query!("memory_index_staged", [UUIDOID, TEXTOID]);
@@ -176,10 +176,49 @@ pub fn context(tenant: Uuid, ctx: &str) -> Result<Vec<ContextRow>, FractalityErr
     })
 }
 
-/// `tenant`'s unexpired memories matching the words `q`, best first, at most `limit`: (id, rank).
-pub fn text(tenant: Uuid, q: &str, limit: i64) -> Result<Vec<(Uuid, f64)>, FractalityError> {
-    let args = [tenant.into(), q.into(), limit.into()];
-    spi::some_rows(&TEXT, &args, false, spi::Row::pair)
+/// A text candidate of recall: its id, text rank, details and embedding of the model (None
+/// without one).
+pub struct TextHit {
+    pub id: Uuid,
+    pub rank: f64,
+    pub detail: Detail,
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// `tenant`'s unexpired memories matching the words `q`, best first, at most `limit`, with their
+/// details and embeddings of `model`.
+pub fn text(
+    tenant: Uuid,
+    q: &str,
+    limit: i64,
+    model: &str,
+) -> Result<Vec<TextHit>, FractalityError> {
+    let args = [tenant.into(), q.into(), limit.into(), model.into()];
+    let rows = spi::rows(&TEXT, &args, false, |r| -> Result<_, FractalityError> {
+        let (Some(id), Some(rank), Some(key), Some(atp)) = (
+            r.get::<Uuid>(1),
+            r.get::<f64>(2),
+            r.get::<String>(3),
+            r.get::<f64>(6),
+        ) else {
+            return Ok(None);
+        };
+        let detail = (
+            key,
+            r.get::<String>(4),
+            r.get::<JsonB>(5).map_or(Value::Null, |j| j.0),
+            atp,
+        );
+        // SAFETY: column 7 is the embedding, a vector
+        let embedding = unsafe { r.vector(7) }?;
+        Ok(Some(TextHit {
+            id,
+            rank,
+            detail,
+            embedding,
+        }))
+    })?;
+    rows.into_iter().filter_map(Result::transpose).collect()
 }
 
 /// The recalled memories `ids` of `tenant` fed by `energy` each.

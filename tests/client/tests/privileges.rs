@@ -38,6 +38,8 @@ const INTERNAL: &[&str] = &[
     "_experience_events_unregister",
     "notify_consciousness_update",
     "touch_updated_at",
+    "_node_text_insert",
+    "_node_text_update",
     "discounted_return_ffunc",
     "discounted_return_sfunc",
     "discounted_return_steps_ffunc",

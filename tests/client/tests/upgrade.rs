@@ -43,7 +43,9 @@ const CATALOG: &str = r#"
 WITH ns AS (SELECT 'fractality'::regnamespace AS oid),
 ext AS (SELECT oid FROM pg_extension WHERE extname = 'fractality')
 SELECT 'relation ' || c.relname || ' kind ' || c.relkind::text || ' options ' || coalesce(c.reloptions::text, '')
-       || ' rls ' || c.relrowsecurity || '/' || c.relforcerowsecurity || ' acl ' || coalesce(c.relacl::text, '')
+       -- (an ACL granted and revoked again holds the owner's default: the same as none)
+       || ' rls ' || c.relrowsecurity || '/' || c.relforcerowsecurity || ' acl '
+       || coalesce(nullif(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner))::text, '')
        || ' partition ' || coalesce(pg_get_expr(c.relpartbound, c.oid), '')
        || ' key ' || CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) ELSE '' END
        || ' comment ' || coalesce(obj_description(c.oid, 'pg_class'), '')
@@ -291,10 +293,20 @@ fn upgrade_from(previous: &str) {
         );
     }
 
+    // an application role granted the tables as the README says, before the upgrade
+    let app = format!("fractality_upgrade_app_{tag}");
+    old.batch_execute(&format!(
+        "DROP ROLE IF EXISTS {app}; CREATE ROLE {app};
+         GRANT USAGE ON SCHEMA fractality TO {app};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO {app};"
+    ))
+    .unwrap();
     // 0.5.0 requires btree_gin (node_text's GIN index leads with the tenant); an UPDATE does not
     // create what a new version requires
-    old.batch_execute("CREATE EXTENSION IF NOT EXISTS btree_gin; ALTER EXTENSION fractality UPDATE")
-        .unwrap();
+    old.batch_execute(
+        "CREATE EXTENSION IF NOT EXISTS btree_gin; ALTER EXTENSION fractality UPDATE",
+    )
+    .unwrap();
     let version: String = old
         .query_one(
             "SELECT extversion FROM pg_extension WHERE extname = 'fractality'",
@@ -366,6 +378,25 @@ fn upgrade_from(previous: &str) {
         .unwrap()
         .get(0);
     assert!((0.0..=1.0).contains(&atp));
+
+    // the role keeps writing nodes: their text goes into node_text (new in 0.5.0), which the
+    // upgrade granted it as it had nodes
+    old.batch_execute(&format!("SET ROLE {app}")).unwrap();
+    old.batch_execute("SELECT fractality.upsert_node('granted', 'written after the upgrade')")
+        .unwrap_or_else(|e| panic!("a granted role writing a node after the upgrade: {e:?}"));
+    let found: i64 = old
+        .query_one(
+            "SELECT count(*) FROM fractality.search_nodes('written upgrade') WHERE node_key = 'granted'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1);
+    old.batch_execute(&format!(
+        "RESET ROLE; REVOKE ALL ON ALL TABLES IN SCHEMA fractality FROM {app};
+         REVOKE USAGE ON SCHEMA fractality FROM {app}; DROP ROLE {app};"
+    ))
+    .unwrap();
 
     // the upgraded schema is the fresh one, object for object; the monthly partitions the old
     // install script made (this month's and the next) are ordinary tables now, as
