@@ -438,6 +438,13 @@ mod tests {
             count("SELECT count(*) FROM fractality.search_nodes('quantum')"),
             0
         );
+        // without a tenant, every node the caller may see (the owner: all of them)
+        Spi::run("RESET fractality.user_id").unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(node_key, ' ' ORDER BY rank DESC) FROM fractality.search_nodes('quantum')")
+                .unwrap(),
+            "q1 q2"
+        );
     }
 
     #[pg_test]

@@ -32,7 +32,7 @@ use crate::errors::{required, FractalityError, OrReport};
 use crate::spi;
 use crate::vector::Vector;
 
-pub use input::{parse_memories, Memory, DERIVED_KEY_PREFIX, MAX_K};
+pub use input::{parse_memories, parse_memories_jsonb, Memory, DERIVED_KEY_PREFIX, MAX_K};
 pub use rank::{recall_in, Candidate, RecallArgs, Recalled};
 pub use score::{rrf, score, stop_bound, Weights, RRF_K};
 pub use write::remember_all;
@@ -77,7 +77,7 @@ fn remember(
 /// `index_staged_embeddings` or `run_maintenance` indexes them.
 #[pg_extern(volatile, parallel_unsafe)]
 fn remember_many(
-    memories: Option<crate::jsonb::JsonValue>,
+    memories: Option<crate::jsonb::JsonbArg<'_>>,
     model: default!(Option<&str>, "'default'"),
     dedup_threshold: default!(Option<f64>, 0.95),
 ) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {
@@ -85,7 +85,7 @@ fn remember_many(
     let doc = required("memories", memories);
     let model = required("model", model);
     let dedup = required("dedup_threshold", dedup_threshold);
-    let parsed = parse_memories(&doc.0).unwrap_or_report();
+    let parsed = parse_memories_jsonb(&doc).unwrap_or_report();
     let mut batch = Vec::with_capacity(parsed.len());
     for (i, (mut m, ttl)) in parsed.into_iter().enumerate() {
         if let Some(t) = ttl {

@@ -324,8 +324,10 @@ pub fn memory(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
          DELETE FROM fractality.nodes WHERE node_key LIKE 'bench-mem-%' OR label LIKE 'bench memory%'
              OR label LIKE 'bench batch memory%';",
     )?;
-    // their index entries are dead now: vacuumed, so that later scenarios search a clean graph
-    c.batch_execute("VACUUM fractality.node_embeddings")?;
+    // their rows and index entries are dead now: vacuumed, so that later scenarios (and a run
+    // again with --reuse) search a clean graph and insert the same keys without passing the
+    // dead versions of every earlier run's
+    c.batch_execute("VACUUM fractality.nodes, fractality.node_text, fractality.node_embeddings")?;
     close_session(c)?;
     Ok(rows)
 }
