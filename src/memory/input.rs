@@ -139,21 +139,17 @@ impl Memory {
 /// The batch of `remember_many`: a JSON array of memory objects (see [`parse_memory`]).
 pub fn parse_memories(doc: &Value) -> Result<Vec<(Memory, Option<String>)>, FractalityError> {
     let Value::Array(items) = doc else {
-        return Err(not_an_array());
+        return Err(FractalityError::invalid(
+            "memories",
+            "not a JSON array",
+            "Pass a JSON array of objects {content, embedding[, node_key, metadata, ttl]}.",
+        ));
     };
     items
         .iter()
         .enumerate()
         .map(|(i, item)| parse_memory(i, item))
         .collect()
-}
-
-fn not_an_array() -> FractalityError {
-    FractalityError::invalid(
-        "memories",
-        "not a JSON array",
-        "Pass a JSON array of objects {content, embedding[, node_key, metadata, ttl]}.",
-    )
 }
 
 /// Element `i` (0-based) of a batch: {content, embedding[, node_key, metadata, ttl]}, with its

@@ -153,16 +153,19 @@ pub fn forget(tenant: Uuid, key: &str) -> Result<u64, FractalityError> {
 /// Key, content, metadata and energy of unexpired memories.
 pub fn details(ids: &[Uuid]) -> Result<HashMap<Uuid, Detail>, FractalityError> {
     spi::some_rows(&DETAILS, &[ids.to_vec().into()], false, |r| {
-        Some((
-            r.get::<Uuid>(1)?,
-            (
-                r.get::<String>(2)?,
-                r.get::<String>(3),
-                r.get::<JsonB>(4).map_or(Value::Null, |j| j.0),
-                r.get::<f64>(5)?,
-            ),
-        ))
+        Some((r.get::<Uuid>(1)?, detail_at(r, 2)?))
     })
+}
+
+/// A memory's details from the columns `at` (key), `at + 1` (content), `at + 2` (metadata) and
+/// `at + 3` (current energy); None when the key or the energy is NULL.
+fn detail_at(r: &spi::Row, at: i32) -> Option<Detail> {
+    Some((
+        r.get::<String>(at)?,
+        r.get::<String>(at + 1),
+        r.get::<JsonB>(at + 2).map_or(Value::Null, |j| j.0),
+        r.get::<f64>(at + 3)?,
+    ))
 }
 
 /// A node of recall's context: its id and the weight of its edge to the context node (NULL for
@@ -195,20 +198,11 @@ pub fn text(
 ) -> Result<Vec<TextHit>, FractalityError> {
     let args = [tenant.into(), q.into(), limit.into(), model.into()];
     let rows = spi::rows(&TEXT, &args, false, |r| -> Result<_, FractalityError> {
-        let (Some(id), Some(rank), Some(key), Some(atp)) = (
-            r.get::<Uuid>(1),
-            r.get::<f64>(2),
-            r.get::<String>(3),
-            r.get::<f64>(6),
-        ) else {
+        let (Some(id), Some(rank), Some(detail)) =
+            (r.get::<Uuid>(1), r.get::<f64>(2), detail_at(r, 3))
+        else {
             return Ok(None);
         };
-        let detail = (
-            key,
-            r.get::<String>(4),
-            r.get::<JsonB>(5).map_or(Value::Null, |j| j.0),
-            atp,
-        );
         // SAFETY: column 7 is the embedding, a vector
         let embedding = unsafe { r.vector(7) }?;
         Ok(Some(TextHit {
