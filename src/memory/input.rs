@@ -271,16 +271,19 @@ fn memory_from_jsonb(item: &jsonb::Value<'_>) -> Option<(Memory, Option<String>)
         }
         b"node_key" | b"ttl" => {
             let t = match v {
-                J::Null => Some(None),
-                J::String(_) => text(&v).map(Some),
-                _ => None,
+                J::Null => None,
+                J::String(_) => match text(&v) {
+                    Some(t) => Some(t),
+                    None => return false,
+                },
+                _ => return false,
             };
             if k == b"ttl" {
-                ttl = t.clone().flatten();
+                ttl = t;
             } else {
-                key = t.clone().flatten();
+                key = t;
             }
-            t.is_some()
+            true
         }
         b"metadata" => match v {
             J::Null => true,
