@@ -1105,7 +1105,7 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'remember_wrapper';
 CREATE FUNCTION fractality."remember_many"(
-	"memories" jsonb, /* Option < crate :: jsonb :: JsonValue > */
+	"memories" jsonb, /* Option < crate :: jsonb :: JsonbArg < '_ > > */
 	"model" TEXT DEFAULT 'default', /* Option < & str > */
 	"dedup_threshold" double precision DEFAULT 0.95 /* Option < f64 > */
 ) RETURNS TABLE (
@@ -1115,6 +1115,21 @@ CREATE FUNCTION fractality."remember_many"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'remember_many_wrapper';
+CREATE FUNCTION fractality."remember_many"(
+	"node_keys" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"contents" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"embeddings" vector[], /* Option < VectorArray < '_ > > */
+	"metadata" jsonb[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < JsonB > > > */
+	"model" TEXT DEFAULT 'default', /* Option < & str > */
+	"dedup_threshold" double precision DEFAULT 0.95, /* Option < f64 > */
+	"ttls" interval[] DEFAULT NULL /* :: std :: option :: Option < Vec < Option < Interval > > > */
+) RETURNS TABLE (
+	"node_id" uuid,  /* Uuid */
+	"created" bool  /* bool */
+)
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'remember_many_arrays_wrapper';
 CREATE FUNCTION fractality."recall"(
 	"query" vector, /* Option < Vector < '_ > > */
 	"k" INT DEFAULT 10, /* Option < i32 > */

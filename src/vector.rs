@@ -256,6 +256,92 @@ impl IntoDatum for Vector<'_> {
     }
 }
 
+/// A `vector[]` argument: its elements read in place, in order (a NULL element as None). Only a
+/// one-dimensional array is taken (22023 otherwise): its elements are a list of embeddings.
+pub struct VectorArray<'a> {
+    items: Vec<Option<Vector<'a>>>,
+}
+
+impl<'a> VectorArray<'a> {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn into_items(self) -> Vec<Option<Vector<'a>>> {
+        self.items
+    }
+
+    /// Reads a `vector[]` datum.
+    ///
+    /// # Safety
+    /// `datum` must be a non-null array datum, valid for `'a`.
+    unsafe fn from_datum_ref(datum: pg_sys::Datum) -> Result<VectorArray<'a>, FractalityError> {
+        unsafe {
+            let arr = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+            let elem = (*arr).elemtype;
+            if !is_vector_type(elem) {
+                return Err(FractalityError::invalid(
+                    "embeddings",
+                    format!("an array of type {}", elem.to_u32()),
+                    "Pass an array of pgvector's vector (vector[]).",
+                ));
+            }
+            if (*arr).ndim > 1 {
+                return Err(FractalityError::invalid(
+                    "embeddings",
+                    format!("an array of {} dimensions", (*arr).ndim),
+                    "Pass a one-dimensional array of vectors, one per memory.",
+                ));
+            }
+            let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
+            let mut nulls: *mut bool = std::ptr::null_mut();
+            let mut n: i32 = 0;
+            // vector: a varlena (length -1), by reference, int4-aligned ('i')
+            pg_sys::deconstruct_array(
+                arr,
+                elem,
+                -1,
+                false,
+                b'i' as std::os::raw::c_char,
+                &mut elems,
+                &mut nulls,
+                &mut n,
+            );
+            let mut items = Vec::with_capacity(n.max(0) as usize);
+            for i in 0..n.max(0) as usize {
+                items.push(if *nulls.add(i) {
+                    None
+                } else {
+                    Some(Vector::from_datum_ref(*elems.add(i))?)
+                });
+            }
+            Ok(VectorArray { items })
+        }
+    }
+}
+
+unsafe impl SqlTranslatable for VectorArray<'_> {
+    const TYPE_IDENT: &'static str = "fractality::vector::VectorArray";
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> =
+        Ok(SqlMappingRef::literal("vector[]"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("vector[]")));
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for VectorArray<'fcx> {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        match unsafe { arg.unbox_arg_using_from_datum::<RawDatum>() } {
+            Some(RawDatum(d)) => unsafe { VectorArray::from_datum_ref(d) }.unwrap_or_report(),
+            None => FractalityError::NullNotAllowed("embeddings").report(),
+        }
+    }
+}
+
 /// The datum itself, for reading arguments without interpretation (vectors here, jsonb in
 /// [`crate::jsonb`]).
 pub(crate) struct RawDatum(pub(crate) pg_sys::Datum);

@@ -13,7 +13,8 @@ The calls, each one round trip:
                   at full energy (1.0), or, for the same key or a memory within `dedup` cosine
                   similarity, that memory reinforced (+ fractality.remember_energy, 0.1, at most 1;
                   metadata merged): (node_id, created). A NULL key is 'memory-' || md5(content).
-    remember_many fractality.remember_many(jsonb): the same for a JSON batch
+    remember_many fractality.remember_many(node_keys, contents, embeddings, ...): the same for a
+                  batch, an array per field
     recall        fractality.recall(query, k, query_text, context, ...): the memories most worth
                   bringing back, scored 0.5 x relevance + 0.3 x energy + 0.2 x edge weight to the
                   context; with `reinforce` > 0 each one returned is fed that energy
@@ -77,11 +78,19 @@ class Memory:
 
     def remember_many(self, facts: list[dict], dedup: float = DEDUP_THRESHOLD) -> list[tuple[uuid.UUID, bool]]:
         """Remembers a batch, in order, by the rules of `remember`: each fact a dict with `content`
-        and optionally `node_key`, `metadata`, `ttl` (text, e.g. '7 days'). One row per fact."""
-        batch = [{**f, "embedding": self.embed(f["content"])} for f in facts]
+        and optionally `node_key`, `metadata`, `ttl` (text, e.g. '7 days'). One row per fact.
+        Sent in the arrays form (an array per field, one element per fact): no JSON to build or
+        for the server to parse."""
         return self.conn.execute(
-            "SELECT node_id, created FROM fractality.remember_many(%s, dedup_threshold => %s)",
-            (Jsonb(batch), dedup)).fetchall()
+            """SELECT node_id, created
+                 FROM fractality.remember_many(%s::text[], %s::text[], %s::vector[], %s::jsonb[],
+                                               dedup_threshold => %s, ttls => %s::text[]::interval[])""",
+            ([f.get("node_key") for f in facts],
+             [f["content"] for f in facts],
+             [Vector(self.embed(f["content"])) for f in facts],
+             [None if f.get("metadata") is None else Jsonb(f["metadata"]) for f in facts],
+             dedup,
+             [f.get("ttl") for f in facts])).fetchall()
 
     def recall(self, query: str, k: int = 5, words: str | None = None, context: str | None = None,
                min_similarity: float = 0.0, reinforce: float = 0.0) -> list[Recalled]:

@@ -13,6 +13,7 @@ CREATE INDEX nodes_expires_at ON fractality.nodes (expires_at) WHERE expires_at 
 --@ file! archive.sql -- ---- maintenance ----||
 --@ pgrx remember_wrapper
 --@ pgrx remember_many_wrapper
+--@ pgrx remember_many_arrays_wrapper
 --@ pgrx recall_wrapper
 --@ pgrx recall_explain_wrapper
 --@ pgrx forget_wrapper

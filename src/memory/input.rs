@@ -210,6 +210,60 @@ pub fn parse_memory(i: usize, item: &Value) -> Result<(Memory, Option<String>), 
     ))
 }
 
+/// The arrays form of `remember_many`: memory `i` is `contents[i]`, `embeddings[i]`, and, where
+/// those arrays are given, `node_keys[i]` (NULL: derived from the content), `metadata[i]` (NULL:
+/// `{}`) and `ttls[i]` (NULL: never expires). Every given array has the length of `contents`; a
+/// NULL content or embedding is refused with its position (1-based, as SQL counts).
+pub fn memories_from_arrays(
+    node_keys: Option<Vec<Option<String>>>,
+    contents: Vec<Option<String>>,
+    embeddings: Vec<Option<Vec<f32>>>,
+    metadata: Option<Vec<Option<Value>>>,
+    ttls: Option<Vec<Option<Interval>>>,
+) -> Result<Vec<Memory>, FractalityError> {
+    const HINT: &str = "Pass one element per memory in each array: contents and embeddings, and node_keys, metadata and ttls when given (or NULL for the whole array).";
+    let n = contents.len();
+    let same = |name: &'static str, len: Option<usize>| match len {
+        Some(len) if len != n => Err(FractalityError::invalid(
+            name,
+            format!("{len} elements for {n} contents"),
+            HINT,
+        )),
+        _ => Ok(()),
+    };
+    same("embeddings", Some(embeddings.len()))?;
+    same("node_keys", node_keys.as_ref().map(Vec::len))?;
+    same("metadata", metadata.as_ref().map(Vec::len))?;
+    same("ttls", ttls.as_ref().map(Vec::len))?;
+    let null = |name: &'static str, i: usize| {
+        FractalityError::invalid(
+            name,
+            format!("NULL at position {}", i + 1),
+            "Every memory has a content and an embedding.",
+        )
+    };
+    let mut keys = node_keys.map(Vec::into_iter);
+    let mut metadata = metadata.map(Vec::into_iter);
+    let mut ttls = ttls.map(Vec::into_iter);
+    contents
+        .into_iter()
+        .zip(embeddings)
+        .enumerate()
+        .map(|(i, (content, embedding))| {
+            Ok(Memory {
+                key: keys.as_mut().and_then(|k| k.next().flatten()),
+                content: content.ok_or_else(|| null("contents", i))?,
+                embedding: embedding.ok_or_else(|| null("embeddings", i))?,
+                metadata: metadata
+                    .as_mut()
+                    .and_then(|m| m.next().flatten())
+                    .unwrap_or_else(|| Value::Object(Default::default())),
+                ttl: ttls.as_mut().and_then(|t| t.next().flatten()),
+            })
+        })
+        .collect()
+}
+
 /// A number of an embedding as an f32: finite and within f32's range.
 fn embedding_value(v: f64) -> Option<f32> {
     (v.is_finite() && v.abs() <= f32::MAX as f64).then_some(v as f32)
@@ -327,6 +381,66 @@ mod tests {
         assert!(check_energy("reinforce", -0.1).is_err());
         assert!(check_direction("query", &[0.0, 0.0]).is_err());
         assert!(check_direction("query", &[0.0, 1.0]).is_ok());
+    }
+
+    #[test]
+    fn arrays_pair_up_and_name_the_bad_one() {
+        let s = |x: &str| Some(x.to_string());
+        let ms = memories_from_arrays(
+            Some(vec![s("k"), None]),
+            vec![s("a"), s("b")],
+            vec![Some(vec![1.0, 0.0]), Some(vec![0.0, 1.0])],
+            Some(vec![None, Some(serde_json::json!({"x": 1}))]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ms.len(), 2);
+        assert_eq!(ms[0].key.as_deref(), Some("k"));
+        assert_eq!(ms[1].key, None);
+        assert_eq!(ms[0].metadata, serde_json::json!({}));
+        assert_eq!(ms[1].metadata, serde_json::json!({"x": 1}));
+        assert_eq!(ms[1].embedding, vec![0.0, 1.0]);
+        assert!(ms[0].ttl.is_none());
+        let e = memories_from_arrays(
+            None,
+            vec![s("a"), s("b")],
+            vec![Some(vec![1.0])],
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for embeddings: 1 elements for 2 contents"
+        );
+        let e = memories_from_arrays(
+            None,
+            vec![s("a"), None],
+            vec![Some(vec![1.0]), Some(vec![1.0])],
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for contents: NULL at position 2"
+        );
+        let e =
+            memories_from_arrays(Some(vec![]), vec![s("a")], vec![None], None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for node_keys: 0 elements for 1 contents"
+        );
+        let e = memories_from_arrays(None, vec![s("a")], vec![None], None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for embeddings: NULL at position 1"
+        );
+        assert!(
+            memories_from_arrays(None, vec![], vec![], None, Some(vec![]))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

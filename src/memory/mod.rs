@@ -30,9 +30,11 @@ use serde_json::Value;
 
 use crate::errors::{required, FractalityError, OrReport};
 use crate::spi;
-use crate::vector::Vector;
+use crate::vector::{Vector, VectorArray};
 
-pub use input::{parse_memories, parse_memories_jsonb, Memory, DERIVED_KEY_PREFIX, MAX_K};
+pub use input::{
+    memories_from_arrays, parse_memories, parse_memories_jsonb, Memory, DERIVED_KEY_PREFIX, MAX_K,
+};
 pub use rank::{recall_in, Candidate, RecallArgs, Recalled};
 pub use score::{rrf, score, stop_bound, Weights, RRF_K};
 pub use write::remember_all;
@@ -99,6 +101,38 @@ fn remember_many(
         }
         batch.push(m);
     }
+    TableIterator::new(remember_all(&batch, model, dedup, true).unwrap_or_report())
+}
+
+/// The arrays form of `remember_many`, for loaders and clients that send arrays (each vector in
+/// pgvector's binary form, no JSON to parse): memory `i` is `contents[i]` with `embeddings[i]`,
+/// and, where those arrays are given, `node_keys[i]` (NULL: derived from the content),
+/// `metadata[i]` (NULL: `{}`) and `ttls[i]` (NULL: never expires). The rules, the staging of the
+/// embeddings and the result are those of the jsonb form; arrays of different lengths or a NULL
+/// content or embedding are refused with nothing written.
+#[pg_extern(volatile, parallel_unsafe, name = "remember_many")]
+#[allow(clippy::too_many_arguments)] // the SQL function's parameters
+fn remember_many_arrays(
+    node_keys: Option<Vec<Option<String>>>,
+    contents: Option<Vec<Option<String>>>,
+    embeddings: Option<VectorArray<'_>>,
+    metadata: default!(Option<Vec<Option<JsonB>>>, "NULL"),
+    model: default!(Option<&str>, "'default'"),
+    dedup_threshold: default!(Option<f64>, 0.95),
+    ttls: default!(Option<Vec<Option<Interval>>>, "NULL"),
+) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {
+    crate::errors::writer(c"remember_many");
+    let contents = required("contents", contents);
+    let embeddings = required("embeddings", embeddings)
+        .into_items()
+        .into_iter()
+        .map(|v| v.map(|v| v.as_slice().to_vec()))
+        .collect();
+    let model = required("model", model);
+    let dedup = required("dedup_threshold", dedup_threshold);
+    let metadata = metadata.map(|m| m.into_iter().map(|j| j.map(|j| j.0)).collect());
+    let batch =
+        memories_from_arrays(node_keys, contents, embeddings, metadata, ttls).unwrap_or_report();
     TableIterator::new(remember_all(&batch, model, dedup, true).unwrap_or_report())
 }
 

@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 
-use pgrx::datum::Interval;
-use pgrx::{JsonB, Uuid};
+use pgrx::datum::{DatumWithOid, Interval};
+use pgrx::{pg_sys, JsonB, Uuid};
 use serde_json::Value;
 
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Query};
+use crate::vector::Vector;
 
 const TENANT: Query<'static> = query!("memory_tenant", [], name = "current_user_id");
 const KEYS: Query<'static> = query!("memory_keys", [TEXTARRAYOID]);
@@ -35,6 +36,8 @@ const FORGET: Query<'static> = query!("memory_forget", [UUIDOID, TEXTOID]);
 const DETAILS: Query<'static> = query!("memory_details", [UUIDARRAYOID]);
 const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
 const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
+/// Its types are set per call (the OID of `vector[]` is the database's).
+const EMBED_MANY: Query<'static> = query!("memory_embed_many", []);
 const STAGED_COUNT: Query<'static> = query!("memory_staged_count", [UUIDOID, TEXTOID, INT8OID]);
 const INDEX_STAGED: Query<'static> = query!("memory_index_staged", [UUIDOID, TEXTOID]);
 
@@ -126,6 +129,42 @@ pub fn insert_many(
         |r| Some((r.get::<String>(1)?, r.get::<Uuid>(2)?)),
     )?;
     Ok(rows.into_iter().flatten().collect())
+}
+
+/// The embeddings of `tenant`'s new memories `ids` (none has one of `model` yet), in one
+/// statement; staged beside the model's HNSW index with `staged`.
+pub fn insert_embeddings(
+    tenant: Uuid,
+    ids: Vec<Uuid>,
+    embeddings: Vec<Vector<'_>>,
+    model: &str,
+    staged: bool,
+) -> Result<u64, FractalityError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let embeddings: DatumWithOid = embeddings.into();
+    let types = [
+        pg_sys::UUIDOID,
+        pg_sys::UUIDARRAYOID,
+        embeddings.oid(),
+        pg_sys::TEXTOID,
+        pg_sys::BOOLOID,
+    ];
+    let q = Query {
+        types: &types,
+        ..EMBED_MANY
+    };
+    spi::run(
+        &q,
+        &[
+            tenant.into(),
+            ids.into(),
+            embeddings,
+            model.into(),
+            staged.into(),
+        ],
+    )
 }
 
 /// How many embeddings of `model` `tenant` holds staged, counted up to `cap`.

@@ -299,10 +299,13 @@ pub fn remember_all(
             store::reinforce(node, tenant, energy, &m.metadata, m.ttl)?;
         }
         let created = pending.new.len();
-        for (r, embedding) in pool.into_created() {
-            let v = Vector::from_slice(&embedding)?;
-            crate::graph::write_embedding(id(r), tenant, &model.name, v, stage)?;
-        }
+        let (new_ids, embeddings): (Vec<Uuid>, Vec<Vec<f32>>) =
+            pool.into_created().map(|(r, e)| (id(r), e)).unzip();
+        let embeddings = embeddings
+            .into_iter()
+            .map(Vector::from_vec)
+            .collect::<Result<Vec<_>, _>>()?;
+        store::insert_embeddings(tenant, new_ids, embeddings, &model.name, stage)?;
         // past the staged limit, the tenant's staged embeddings go into the index now
         if stage && created > 0 {
             let limit = model.rows_within(crate::gucs::staged_limit());

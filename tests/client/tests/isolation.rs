@@ -217,6 +217,23 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
             format!("SELECT * FROM fractality.remember(NULL, 'B root secret', '{}'::vector)", vector_text(0, 0, 0.05)),
             &[],
         ),
+        // and so do both forms of remember_many
+        (
+            format!(
+                "SELECT * FROM fractality.remember_many(jsonb_build_array(jsonb_build_object(
+                        'content', 'B root secret, told in a batch', 'embedding', '{}'::vector::real[])))",
+                vector_text(0, 0, 0.05)
+            ),
+            &[],
+        ),
+        (
+            format!(
+                "SELECT * FROM fractality.remember_many(ARRAY[NULL], ARRAY['B root secret, told in arrays'],
+                                                        ARRAY['{}'::vector])",
+                vector_text(0, 0, 0.05)
+            ),
+            &[],
+        ),
         (
             "SELECT fractality.link('root', 'leaf', 'cross', 0.5)".into(),
             &[],

@@ -212,20 +212,34 @@ fn op_remember(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
 
 /// The same facts in a batch of five (remember_many): each one already held, or told twice in
 /// the batch, is reinforced (one stream point each, counted with the pulses); the new ones wait
-/// outside the HNSW index until the maintenance connection's run_maintenance indexes them.
+/// outside the HNSW index until the maintenance connection's run_maintenance indexes them. Each
+/// batch goes in either form, jsonb or arrays, at random.
 fn op_remember_many(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
-    let batch: Vec<serde_json::Value> = (0..5)
+    let facts: Vec<(String, String)> = (0..5)
         .map(|_| {
             let k = w.rng.random_range(0..40usize);
-            let v: serde_json::Value =
-                serde_json::from_str(&vector_text(3 + k % 4, k, 0.5)).expect("a JSON array");
-            serde_json::json!({"content": format!("load fact {k}"), "embedding": v})
+            (format!("load fact {k}"), vector_text(3 + k % 4, k, 0.5))
         })
         .collect();
-    let rows = c.query(
-        "SELECT created FROM fractality.remember_many($1::jsonb)",
-        &[&serde_json::Value::Array(batch)],
-    )?;
+    let rows = if w.rng.random_bool(0.5) {
+        let batch: Vec<serde_json::Value> = facts
+            .iter()
+            .map(|(content, v)| {
+                let v: serde_json::Value = serde_json::from_str(v).expect("a JSON array");
+                serde_json::json!({"content": content, "embedding": v})
+            })
+            .collect();
+        c.query(
+            "SELECT created FROM fractality.remember_many($1::jsonb)",
+            &[&serde_json::Value::Array(batch)],
+        )?
+    } else {
+        let (contents, vectors): (Vec<String>, Vec<String>) = facts.into_iter().unzip();
+        c.query(
+            "SELECT created FROM fractality.remember_many(NULL, $1::text[], $2::text[]::vector[])",
+            &[&contents, &vectors],
+        )?
+    };
     w.pulses += rows.iter().filter(|r| !r.get::<_, bool>(0)).count() as i64;
     Ok(())
 }

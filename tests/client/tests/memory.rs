@@ -262,3 +262,102 @@ fn recall_equals_the_score_over_every_memory_and_a_plain_recall_writes_nothing()
     .unwrap();
     assert_eq!(points(&mut admin), before + 5);
 }
+
+#[test]
+fn the_arrays_form_of_remember_many_remembers_as_the_jsonb_form_does() {
+    let (ta, tb) = (common::tenant(), common::tenant());
+    let mut admin = common::db();
+    // 400 memories: in 12 families (cosine about 0.98 within one, under the threshold of 0.995
+    // used here), every 10th a copy of the one before under another
+    // content (a duplicate by similarity), a third of them under keys that repeat, some contents
+    // told twice without a key (the same derived key), metadata and expiries on some
+    let n = 400;
+    let mut vectors: Vec<String> = Vec::new();
+    let (mut keys, mut contents, mut metadata, mut ttls) = (vec![], vec![], vec![], vec![]);
+    for i in 0..n {
+        vectors.push(if i % 10 == 9 {
+            vectors[i - 1].clone()
+        } else {
+            clustered(i % 12, i)
+        });
+        keys.push((i % 3 == 0).then(|| format!("k{}", i % 50)));
+        contents.push(if i % 7 == 6 {
+            format!("memory {}", i - 1)
+        } else {
+            format!("memory {i}")
+        });
+        metadata.push((i % 4 == 0).then(|| serde_json::json!({ "i": i })));
+        ttls.push((i % 5 == 0).then_some("1 day"));
+    }
+    let mut c = common::app("fractality_memory_a", Some(ta));
+    c.batch_execute("SET fractality.notify = off").unwrap();
+    let batch: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "node_key": keys[i],
+                "content": contents[i],
+                "embedding": serde_json::from_str::<serde_json::Value>(&vectors[i]).unwrap(),
+                "metadata": metadata[i],
+                "ttl": ttls[i],
+            })
+        })
+        .collect();
+    let created =
+        |rows: Vec<postgres::Row>| -> Vec<bool> { rows.iter().map(|r| r.get(1)).collect() };
+    let by_json = created(
+        c.query(
+            "SELECT * FROM fractality.remember_many($1::jsonb, 'default', 0.995)",
+            &[&serde_json::Value::Array(batch)],
+        )
+        .unwrap(),
+    );
+    common::set_tenant(&mut c, tb);
+    let metadata_text: Vec<Option<String>> = metadata
+        .iter()
+        .map(|m| m.as_ref().map(|m| m.to_string()))
+        .collect();
+    let arrays = "SELECT * FROM fractality.remember_many($1::text[], $2::text[], $3::text[]::vector[],
+                                                       $4::text[]::jsonb[], dedup_threshold => 0.995,
+                                                       ttls => $5::text[]::interval[])";
+    let by_arrays = created(
+        c.query(arrays, &[&keys, &contents, &vectors, &metadata_text, &ttls])
+            .unwrap(),
+    );
+    assert_eq!(by_json.len(), n);
+    assert_eq!(by_arrays, by_json, "created, memory by memory");
+    let new = by_json.iter().filter(|c| **c).count();
+    assert!(
+        new > n / 2 && new < n - 40,
+        "{new} of {n} created: the batch has duplicates by key, content and similarity"
+    );
+    // what each tenant holds: the same memories, keys, texts, metadata, expiries, energies and
+    // embeddings, all staged
+    let held = |admin: &mut Client, t: Uuid| -> Vec<String> {
+        admin
+            .query(
+                "SELECT concat_ws(' | ', n.node_key, n.label, n.metadata::text, n.expires_at IS NOT NULL,
+                                  round(n.atp::numeric, 6), e.staged, e.embedding::text)
+                   FROM fractality.nodes n
+                   JOIN fractality.node_embeddings e ON e.user_id = n.user_id AND e.node_id = n.id
+                  WHERE n.user_id = $1 ORDER BY n.node_key",
+                &[&t],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let (a, b) = (held(&mut admin, ta), held(&mut admin, tb));
+    assert_eq!(a.len(), new);
+    assert_eq!(a, b);
+    // told again through the arrays form: every one reinforced, none created
+    let again = created(
+        c.query(arrays, &[&keys, &contents, &vectors, &metadata_text, &ttls])
+            .unwrap(),
+    );
+    assert!(
+        again.iter().all(|c| !c),
+        "a batch told again created a memory"
+    );
+    assert_eq!(held(&mut admin, tb).len(), new);
+}

@@ -107,6 +107,18 @@ SELECT created FROM fractality.remember_many(jsonb_build_array(
          jsonb_build_object('content', 'Erin paints', 'embedding', pg_temp.v(80)::real[])));
 SELECT label, (SELECT count(*) FROM fractality.consciousness_streams s WHERE s.node_id = n.id) AS points
   FROM fractality.nodes n WHERE node_key IN ('dave') OR label LIKE 'Erin%' ORDER BY label;
+-- the arrays form, for clients that send arrays: the same rules (a key of the tenant's, a
+-- content told twice, a near duplicate), NULL keys derived, NULL metadata and ttl elements
+CREATE TEMP TABLE told ON COMMIT DROP AS
+SELECT * FROM fractality.remember_many(
+         ARRAY['dave', NULL, NULL, NULL],
+         ARRAY['Dave ran Boston', 'Grace bakes bread', 'Grace bakes bread', 'Grace bakes loaves'],
+         ARRAY[pg_temp.v(75), pg_temp.v(85), pg_temp.v(86), pg_temp.v(85, 0.01)],
+         ARRAY['{"race": "boston"}', NULL, NULL, '{"kind": "bread"}']::jsonb[],
+         ttls => ARRAY[NULL, '7 days', NULL, NULL]::interval[]) WITH ORDINALITY;
+SELECT t.created, n.node_key LIKE 'memory-%' AS derived_key, n.label, n.metadata, n.expires_at IS NOT NULL AS expires
+  FROM told t JOIN fractality.nodes n ON n.id = t.node_id
+ ORDER BY t.ordinality;
 SELECT fractality.index_staged_embeddings(1) AS indexed, fractality.index_staged_embeddings() AS the_rest,
        fractality.index_staged_embeddings() AS again;
 SELECT node_key, path FROM fractality.recall_explain(pg_temp.v(70), 1) WHERE returned;
@@ -145,6 +157,12 @@ BEGIN
         'SELECT * FROM fractality.remember_many(''{"content": "x"}'')',
         'SELECT * FROM fractality.remember_many(jsonb_build_array(jsonb_build_object(''content'', ''ok'', ''embedding'', pg_temp.v(2)::real[]), jsonb_build_object(''content'', ''bad'', ''embedding'', ARRAY[1, 2])))',
         'SELECT * FROM fractality.remember_many(''[{"content": "x", "embedding": [1], "ttl": "soon"}]'')',
+        'SELECT * FROM fractality.remember_many(ARRAY[NULL], ARRAY[''x'', ''y''], ARRAY[pg_temp.v(1), pg_temp.v(2)])',
+        'SELECT * FROM fractality.remember_many(NULL, ARRAY[''x'', NULL], ARRAY[pg_temp.v(1), pg_temp.v(2)])',
+        'SELECT * FROM fractality.remember_many(NULL, ARRAY[''x''], ARRAY[NULL]::vector[])',
+        'SELECT * FROM fractality.remember_many(NULL, ARRAY[''x''], ARRAY[''[1,2]'']::vector[])',
+        'SELECT * FROM fractality.remember_many(NULL, ARRAY[''x''], ARRAY[[pg_temp.v(1)]])',
+        'SELECT * FROM fractality.remember_many(NULL, ARRAY[''x''], ARRAY[pg_temp.v(1)], ttls => ARRAY[''-1 day'']::interval[])',
         'SELECT * FROM fractality.recall(''[1,2]'')',
         'SELECT * FROM fractality.recall(pg_temp.v(1), 0)',
         'SELECT * FROM fractality.recall(pg_temp.v(1), 1001)',
