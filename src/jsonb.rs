@@ -153,8 +153,8 @@ impl<'a> Value<'a> {
     /// serde's `as_f64` of this value's text.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
-            Value::Number(n) => match Decimal::of(*n).and_then(|d| d.to_f64_exact()) {
-                Some(x) => Some(x),
+            Value::Number(n) => match Decimal::of(*n) {
+                Some(d) => d.to_f64(),
                 // SAFETY: a numeric datum of a live jsonb
                 None => unsafe { numeric_text(*n) }
                     .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -411,6 +411,39 @@ impl<'a> Decimal<'a> {
     }
 }
 
+impl Decimal<'_> {
+    /// The value as f64, correctly rounded: [`Decimal::to_f64_exact`] where it applies, else
+    /// the digits written out as a decimal and read by Rust's parser (correctly rounded, as
+    /// serde_json reads a number with `float_roundtrip`, so the same f64 as its text through
+    /// serde). None beyond f64's range (serde refuses those too).
+    pub fn to_f64(&self) -> Option<f64> {
+        if let Some(x) = self.to_f64_exact() {
+            return Some(x);
+        }
+        use std::fmt::Write;
+        // value = digits (base 10000, concatenated) x 10^(4 (weight - len + 1))
+        let mut text = String::with_capacity(4 * self.digits.len() + 16);
+        if self.negative {
+            text.push('-');
+        }
+        for &d in self.digits {
+            if !(0..10_000).contains(&d) {
+                return None;
+            }
+            let _ = write!(text, "{d:04}");
+        }
+        if self.digits.is_empty() {
+            text.push('0');
+        }
+        let _ = write!(
+            text,
+            "e{}",
+            4 * (self.weight - self.digits.len() as i32 + 1)
+        );
+        text.parse::<f64>().ok().filter(|x| x.is_finite())
+    }
+}
+
 /// 10^0 ..= 10^22, each exact in f64.
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -583,9 +616,84 @@ mod tests {
                 .as_f64()
                 .unwrap();
             let b = long(neg && !digits.is_empty(), weight, dscale, &digits);
-            if let Some(got) = with(b, |d| d.to_f64_exact()) {
+            if let Some(got) = with(b.clone(), |d| d.to_f64_exact()) {
                 assert_eq!(got, want, "{text}");
             }
+            assert_eq!(with(b, |d| d.to_f64()), Some(want), "{text}");
         }
+    }
+
+    /// The digits of a decimal text (optional sign, digits, optional point, optional exponent)
+    /// as a numeric body: base-10000 digits around the point.
+    fn numeric_of(text: &str) -> Vec<u8> {
+        let (neg, t) = match text.strip_prefix('-') {
+            Some(t) => (true, t),
+            None => (false, text),
+        };
+        let (mantissa, exp) = match t.split_once(['e', 'E']) {
+            Some((m, e)) => (m, e.parse::<i32>().unwrap()),
+            None => (t, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        // all digits, and the position of the point among them (from the left)
+        let all: String = format!("{int}{frac}");
+        let point = int.len() as i32 + exp;
+        // pad so that the point falls on a multiple of 4, on both sides
+        let lead = (4 - point.rem_euclid(4)) % 4;
+        let mut padded = "0".repeat(lead as usize) + &all;
+        while !padded.len().is_multiple_of(4) {
+            padded.push('0');
+        }
+        let mut digits: Vec<i16> = padded
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap().parse().unwrap())
+            .collect();
+        let mut weight = ((point + lead) / 4 - 1) as i16;
+        while digits.first() == Some(&0) {
+            digits.remove(0);
+            weight -= 1;
+        }
+        while digits.last() == Some(&0) {
+            digits.pop();
+        }
+        long(neg && !digits.is_empty(), weight, 0, &digits)
+    }
+
+    #[test]
+    fn every_float_text_agrees_with_serde() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut texts: Vec<String> = vec![
+            "0.10000000149011612".into(),
+            "-0.30000001192092896".into(),
+            "1.7976931348623157e308".into(),
+            "2.2250738585072014e-308".into(),
+            "5e-324".into(),
+            "123456789012345678901234567890".into(),
+            "0".into(),
+        ];
+        for _ in 0..20_000 {
+            let x: f64 = rng.random_range(-1.0..1.0) * 10f64.powi(rng.random_range(-40..40));
+            texts.push(format!("{x:e}"));
+            texts.push(format!("{x:.17e}"));
+            if (x as f32).is_finite() {
+                texts.push(format!("{}", x as f32 as f64));
+            }
+        }
+        for text in texts {
+            let want = serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap()
+                .as_f64()
+                .unwrap();
+            assert_eq!(
+                with(numeric_of(&text), |d| d.to_f64()),
+                Some(want),
+                "{text}"
+            );
+        }
+        // beyond f64: None, as serde refuses it
+        assert_eq!(with(numeric_of("1e400"), |d| d.to_f64()), None);
+        assert!(serde_json::from_str::<serde_json::Value>("1e400").is_err());
     }
 }
