@@ -94,31 +94,9 @@ END
 $$;
 
 -- An embedding's dimension is its model's (22000 naming both), and the model is registered
--- (22023): checked before the row reaches the foreign key or the model's index.
-CREATE FUNCTION fractality._node_embeddings_check() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    d integer;
-    got integer;
-BEGIN
-    SELECT m.dims INTO d FROM fractality.embedding_models m WHERE m.model = NEW.model;
-    IF d IS NULL THEN
-        RAISE invalid_parameter_value USING
-            MESSAGE = format('unknown embedding model %L', NEW.model),
-            HINT = 'Register it first: SELECT fractality.register_model(''<model>'', <dimensions>); fractality.embedding_models lists the models.';
-    END IF;
-    got := fractality.vector_dims_native(NEW.embedding);
-    IF got <> d THEN
-        RAISE data_exception USING
-            MESSAGE = format('embedding of %s dimensions for model %L of %s dimensions', got, NEW.model, d),
-            HINT = 'Every embedding of a model has the model''s dimension (fractality.embedding_models); register another model for another dimension.';
-    END IF;
-    RETURN NEW;
-END
-$$;
-
+-- (22023): checked before the row reaches the foreign key or the model's index, by the native
+-- trigger function fractality._node_embeddings_check() (src/models.rs: the model's dimension
+-- looked up once per statement).
 CREATE TRIGGER node_embeddings_check
     BEFORE INSERT OR UPDATE OF model, embedding ON fractality.node_embeddings
     FOR EACH ROW EXECUTE FUNCTION fractality._node_embeddings_check();

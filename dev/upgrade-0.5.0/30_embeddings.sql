@@ -6,6 +6,7 @@ ALTER TABLE fractality.node_embeddings RENAME TO node_embeddings_0_4_0;
 ALTER TABLE fractality.node_embeddings_0_4_0 DROP CONSTRAINT node_embeddings_pkey;
 DROP INDEX fractality.node_embeddings_hnsw, fractality.node_embeddings_user;
 
+--@ pgrx _node_embeddings_check_wrapper
 --@ file embeddings.sql CREATE TABLE fractality.embedding_models (||SELECT fractality.register_model('default', 384);
 
 INSERT INTO fractality.embedding_models (model, dims) VALUES ('default', 384);

@@ -140,6 +140,28 @@ END $$;
 SELECT fractality.register_model('spare', 4);
 SELECT fractality.register_model('spare', 5);
 SELECT dims FROM fractality.embedding_models WHERE model = 'spare';
+-- the dimension check looks a model up once per statement: every row of a statement is checked,
+-- and a model registered after a statement that did not know it is known to the next one
+DO $$
+DECLARE q text;
+BEGIN
+    FOREACH q IN ARRAY ARRAY[
+        'INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
+         SELECT id, user_id, ''spare'', CASE WHEN node_key = ''m-2'' THEN ''[1,2,3,4]''::vector ELSE ''[1,2,3,4,5]'' END
+           FROM fractality.nodes WHERE node_key IN (''m-2'', ''m-3'') ORDER BY node_key DESC',
+        'INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
+         SELECT id, user_id, ''later'', ''[1,2,3]'' FROM fractality.nodes WHERE node_key = ''m-2'''] LOOP
+        BEGIN
+            EXECUTE q;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+SELECT fractality.register_model('later', 3);
+INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
+SELECT id, user_id, 'later', '[1,2,3]' FROM fractality.nodes WHERE node_key = 'm-2';
+SELECT model, count(*) FROM fractality.node_embeddings WHERE model IN ('spare', 'later') GROUP BY model ORDER BY model;
 SELECT pg_get_indexdef('fractality.node_embeddings_p00_spare_hnsw'::regclass) AS spare_index;
 -- the bulk-load path: drop a model's index, load, build it (the seconds per partition vary)
 SELECT fractality.drop_model_index('tiny') AS dropped, fractality.drop_model_index('tiny') AS dropped_again;
