@@ -409,9 +409,7 @@ impl<'a> Decimal<'a> {
         };
         Some(if self.negative { -x } else { x })
     }
-}
 
-impl Decimal<'_> {
     /// The value as f64, correctly rounded: [`Decimal::to_f64_exact`] where it applies, else
     /// the digits written out as a decimal and read by Rust's parser (correctly rounded, as
     /// serde_json reads a number with `float_roundtrip`, so the same f64 as its text through

@@ -32,11 +32,7 @@ extension_sql_file!("../sql/graph.sql", name = "graph", requires = ["bootstrap"]
 extension_sql_file!(
     "../sql/embeddings.sql",
     name = "embeddings",
-    requires = [
-        "graph",
-        vector::vector_dims_native,
-        models::_node_embeddings_check
-    ]
+    requires = ["graph", models::_node_embeddings_check]
 );
 extension_sql_file!("../sql/streams.sql", name = "streams", requires = ["graph"]);
 extension_sql_file!(

@@ -263,14 +263,6 @@ pub struct VectorArray<'a> {
 }
 
 impl<'a> VectorArray<'a> {
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     pub fn into_items(self) -> Vec<Option<Vector<'a>>> {
         self.items
     }

@@ -323,14 +323,14 @@ pub fn memory(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     let contents: Vec<String> = (0..MANY)
         .map(|i| format!("bench batch memory {i}"))
         .collect();
+    let keys: Vec<String> = (0..MANY).map(|i| format!("bench-mem-m-{i}")).collect();
     let batch = serde_json::Value::Array(
         (0..MANY)
             .map(|i| {
-                serde_json::json!({"node_key": format!("bench-mem-m-{i}"), "content": contents[i], "embedding": vectors[i].to_vec()})
+                serde_json::json!({"node_key": keys[i], "content": contents[i], "embedding": vectors[i].to_vec()})
             })
             .collect(),
     );
-    let keys: Vec<String> = (0..MANY).map(|i| format!("bench-mem-m-{i}")).collect();
     let (mut json_rates, mut array_rates) = (Vec::new(), Vec::new());
     for _ in 0..MANY_ROUNDS {
         let (_, t) = timed(|| {
