@@ -1331,31 +1331,57 @@ CREATE TABLE fractality.replay_buffers (
 COMMENT ON TABLE fractality.replay_buffers IS
     'Prioritised replay buffers over experience_events: alpha, beta, epsilon, an optional capacity (the oldest item goes first) and filter.';
 
+-- The items, FANOUT (128) slots to a row: block k of a buffer holds slots 128k .. 128k + 127,
+-- entry j (from 1) of its arrays slot 128k + j - 1: the event's timestamp (-1: the slot is
+-- empty), its id (16 bytes at offset 16 (j - 1) of event_ids; zeros where empty) and its priority
+-- p as the tree holds it (p^alpha is in the tree; 0 where empty). No NULL in the arrays, so that
+-- an entry is reached by offset. A batch of 5 000 events enters as 40 rows with 40 index entries
+-- each, where one row and two B-tree entries an item took about three times as long (the write
+-- target of issue 17: docs/BENCHMARKS.md). span is the range of the block's timestamps: the
+-- items of a known event (removals, archiving, update_priorities given ids) are found through
+-- it (SP-GiST: 8 us a probe among 7 800 blocks, GiST 14 us) or where it starts, then by
+-- position in the block.
 -- buffer_id is the buffer's, without a foreign key: the functions that write items hold the
--- buffer's row lock (FOR UPDATE) while they do, and drop_replay_buffer deletes them with it; a
--- foreign key's check per item cost write_events a quarter of its time with a buffer.
-CREATE TABLE fractality.replay_items (
-    buffer_id       integer NOT NULL,
-    slot            bigint  NOT NULL,
-    event_timestamp bigint  NOT NULL,
-    event_id        bytea   NOT NULL,
-    priority        float8  NOT NULL,
-    CONSTRAINT replay_items_pkey PRIMARY KEY (buffer_id, slot),
-    CONSTRAINT replay_items_priority CHECK (priority > 0 AND priority < 'Infinity')
-) WITH (fillfactor = 80);   -- room on each page: a new priority is a HOT update (no index entry)
+-- buffer's row lock (FOR UPDATE) while they do, and drop_replay_buffer deletes them with it.
+CREATE TABLE fractality.replay_blocks (
+    buffer_id  integer   NOT NULL,
+    block      bigint    NOT NULL,
+    timestamps bigint[]  NOT NULL,
+    event_ids  bytea     NOT NULL,
+    priorities float8[]  NOT NULL,
+    -- how many of the slots hold an item
+    filled     smallint  NOT NULL,
+    span       int8range NOT NULL,
+    CONSTRAINT replay_blocks_pkey PRIMARY KEY (buffer_id, block),
+    CONSTRAINT replay_blocks_shape CHECK (
+        cardinality(timestamps) = 128 AND cardinality(priorities) = 128
+        AND octet_length(event_ids) = 2048 AND filled BETWEEN 1 AND 128),
+    CONSTRAINT replay_blocks_priorities CHECK (
+        0 <= ALL (priorities) AND 'Infinity' > ALL (priorities))
+) WITH (fillfactor = 50, toast_tuple_target = 8160);   -- ~4.2 KB rows kept whole, rewritten HOT
 
-COMMENT ON TABLE fractality.replay_items IS
-    'The events of each replay buffer by slot, with their priority p as the sum tree holds it (p^alpha); priorities written back and not yet folded are in replay_pending, and the view replay_priorities shows every item''s current one.';
+ALTER TABLE fractality.replay_blocks ALTER timestamps SET STORAGE MAIN,
+    ALTER event_ids SET STORAGE MAIN, ALTER priorities SET STORAGE MAIN;
 
--- Items by their event's timestamp: an event leaving (deleted: its id and timestamp are known)
--- and archiving (everything before a cutoff) find theirs through it, and update_priorities the
--- items of ids its session did not just sample (their timestamps from experience_event_ids).
--- Experience arrives roughly in time order, so new entries go to the index's right edge. No
--- index on the event id itself: its entries land at random places among every item's (5 000
--- events written touched ~3 900 of its leaf pages, each read and written whole to the WAL after
--- a checkpoint: write_events with a buffer took ~4x longer in this insert than without that
--- index, docs/BENCHMARKS.md).
-CREATE INDEX replay_items_time ON fractality.replay_items (event_timestamp, buffer_id);
+COMMENT ON TABLE fractality.replay_blocks IS
+    'The events of each replay buffer, 128 slots a row: timestamps (-1: empty), ids (16 bytes each), priorities p as the sum tree holds them (p^alpha); the view replay_items shows one row an item.';
+
+CREATE INDEX replay_blocks_span ON fractality.replay_blocks USING spgist (span);
+-- Blocks by where they start: experience arrives in time order, so an event is nearly always in
+-- the block that starts last at or before its timestamp (3 us a probe; replay_find_at.sql).
+CREATE INDEX replay_blocks_start ON fractality.replay_blocks (buffer_id, lower(span));
+
+-- One row an item, as the blocks hold them (priorities written back and not yet folded are in
+-- replay_pending: the view replay_priorities shows every item's current one).
+CREATE VIEW fractality.replay_items WITH (security_invoker = true) AS
+SELECT b.buffer_id, b.block * 128 + u.k - 1 AS slot, u.ts AS event_timestamp,
+       substring(b.event_ids FROM (u.k::integer - 1) * 16 + 1 FOR 16) AS event_id, u.p AS priority
+  FROM fractality.replay_blocks b,
+       unnest(b.timestamps, b.priorities) WITH ORDINALITY u(ts, p, k)
+ WHERE u.ts >= 0;
+
+COMMENT ON VIEW fractality.replay_items IS
+    'The items of every replay buffer, one row each (slot, event, the priority p the sum tree holds), read from replay_blocks.';
 
 CREATE TABLE fractality.replay_tree (
     buffer_id integer  NOT NULL REFERENCES fractality.replay_buffers (buffer_id) ON DELETE CASCADE,
@@ -1401,16 +1427,17 @@ SELECT i.buffer_id, i.slot, i.event_timestamp, i.event_id, coalesce(p.priority, 
 COMMENT ON VIEW fractality.replay_priorities IS
     'Every item of every replay buffer with its current priority, pending or folded.';
 
--- Events written enter every buffer whose filter they pass, at the buffer's largest priority;
--- with a capacity the oldest items are overwritten. One buffer at a time, each locked for the
--- rest of the transaction (its writers are serialised; samplers read a consistent snapshot).
+-- Events written enter every buffer whose filter they pass, at the buffer's largest priority
+-- (entry j of the batch takes sequence number next_seq + j, slot seq or, with a capacity,
+-- seq % capacity, where the oldest item goes: src/replay/upkeep.rs, entered). One buffer at a
+-- time, each locked for the rest of the transaction (its writers are serialised; samplers read a
+-- consistent snapshot).
 -- SECURITY DEFINER: a role that may write events keeps the buffers in step without privileges
 -- of its own on them.
 CREATE FUNCTION fractality."_replay_entered"(
 	"buffer_id" INT, /* i32 */
-	"first_seq" bigint, /* i64 */
-	"k" bigint, /* i64 */
-	"fresh" bigint /* i64 */
+	"timestamps" bigint[], /* Array < '_, i64 > */
+	"event_ids" bytea[] /* Array < '_, & [u8] > */
 ) RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -1440,48 +1467,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     b record;
-    k bigint;
-    fresh bigint;
+    ts bigint[];
+    ids bytea[];
 BEGIN
     FOR b IN SELECT * FROM fractality.replay_buffers ORDER BY buffer_id FOR UPDATE LOOP
-        -- entry j of the batch takes sequence number next_seq + j; with a capacity, slot
-        -- seq % capacity (the oldest item there goes), and only the batch's last `capacity`
-        -- entries are written (the earlier ones would be overwritten by them at once); without
-        -- one, every slot is new
-        IF b.capacity IS NULL THEN
-            INSERT INTO fractality.replay_items (buffer_id, slot, event_timestamp, event_id, priority)
-            SELECT b.buffer_id, b.next_seq + row_number() OVER () - 1, n."timestamp", n.event_id,
-                   b.max_priority
-              FROM new_events n
-             WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
-               AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version);
-            GET DIAGNOSTICS k = ROW_COUNT;
-            IF k > 0 THEN
-                PERFORM fractality._replay_entered(b.buffer_id, b.next_seq, k, k);
-            END IF;
-            CONTINUE;
-        END IF;
-        SELECT count(*) INTO k FROM new_events n
+        SELECT array_agg(n."timestamp"), array_agg(n.event_id) INTO ts, ids
+          FROM new_events n
          WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
            AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version);
-        CONTINUE WHEN k = 0;
-        WITH written AS (
-            INSERT INTO fractality.replay_items AS i (buffer_id, slot, event_timestamp, event_id, priority)
-            SELECT b.buffer_id,
-                   (b.next_seq + m.j) % b.capacity,
-                   m."timestamp", m.event_id, b.max_priority
-              FROM (SELECT row_number() OVER () - 1 AS j, n."timestamp", n.event_id
-                      FROM new_events n
-                     WHERE (b.event_type IS NULL OR n.event_type = b.event_type)
-                       AND (b.policy_version IS NULL OR n.adna_version_hash = b.policy_version)) m
-             WHERE m.j >= k - b.capacity
-            ON CONFLICT ON CONSTRAINT replay_items_pkey DO UPDATE
-               SET event_timestamp = EXCLUDED.event_timestamp, event_id = EXCLUDED.event_id,
-                   priority = EXCLUDED.priority
-            RETURNING i.xmax = 0 AS fresh)
-        SELECT count(*) FILTER (WHERE w.fresh) INTO fresh FROM written w;
-        -- the sum tree over the slots written, the buffer's counters
-        PERFORM fractality._replay_entered(b.buffer_id, b.next_seq, k, fresh);
+        -- the items' blocks, the sum tree over the slots written, the buffer's counters
+        IF ts IS NOT NULL THEN
+            PERFORM fractality._replay_entered(b.buffer_id, ts, ids);
+        END IF;
     END LOOP;
     RETURN NULL;
 END
@@ -1519,7 +1516,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     DELETE FROM fractality.replay_pending;
-    DELETE FROM fractality.replay_items;
+    DELETE FROM fractality.replay_blocks;
     DELETE FROM fractality.replay_tree;
     UPDATE fractality.replay_buffers SET size = 0, levels = 1, pending = 0;
     RETURN NULL;
@@ -1776,7 +1773,7 @@ END $$;
 REVOKE EXECUTE ON FUNCTION fractality._replay_enter() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_leave() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_truncate() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint[], bytea[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;
@@ -2107,7 +2104,7 @@ REVOKE EXECUTE ON FUNCTION fractality._node_embeddings_check() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_enter() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_leave() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_truncate() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint[], bytea[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;

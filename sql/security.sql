@@ -27,7 +27,7 @@ REVOKE EXECUTE ON FUNCTION fractality._node_embeddings_check() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_enter() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_leave() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_truncate() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint, bigint, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION fractality._replay_entered(integer, bigint[], bytea[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove(bytea[], bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;

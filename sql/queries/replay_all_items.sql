@@ -1,2 +1,2 @@
--- Every item of buffer $1 in slot order: slot and priority.
-SELECT i.slot, i.priority FROM fractality.replay_items i WHERE i.buffer_id = $1 ORDER BY i.slot
+-- Every block of buffer $1's items: block and the priorities of its 128 slots (0: empty).
+SELECT b.block, b.priorities FROM fractality.replay_blocks b WHERE b.buffer_id = $1

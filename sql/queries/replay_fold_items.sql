@@ -1,5 +1,6 @@
--- A fold: the items of buffer $1 in slots $2 get the priorities $3.
-UPDATE fractality.replay_items i
-   SET priority = u.priority
-  FROM unnest($2::bigint[], $3::float8[]) u(slot, priority)
- WHERE i.buffer_id = $1 AND i.slot = u.slot
+-- A fold: blocks $2 of buffer $1's items get priorities $3 (block $2[i] the entries
+-- (i - 1) * 128 + 1 .. i * 128).
+UPDATE fractality.replay_blocks b
+   SET priorities = $3[(w.i - 1) * 128 + 1 : w.i * 128]
+  FROM unnest($2::bigint[]) WITH ORDINALITY w(block, i)
+ WHERE b.buffer_id = $1 AND b.block = w.block

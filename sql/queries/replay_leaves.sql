@@ -1,5 +1,3 @@
--- The items of buffer $1 in leaf blocks $2 ($3 slots a block): slot and priority.
-SELECT i.slot, i.priority
-  FROM unnest($2::bigint[]) b(block)
-  JOIN fractality.replay_items i
-    ON i.buffer_id = $1 AND i.slot >= b.block * $3 AND i.slot < (b.block + 1) * $3
+-- The items of buffer $1 in blocks $2: block and the priorities of its 128 slots (0: empty).
+SELECT b.block, b.priorities FROM fractality.replay_blocks b
+ WHERE b.buffer_id = $1 AND b.block = ANY($2::bigint[])

@@ -1,2 +1,2 @@
 -- How many items replay buffer $1 holds.
-SELECT count(*) FROM fractality.replay_items i WHERE i.buffer_id = $1
+SELECT coalesce(sum(b.filled), 0)::bigint FROM fractality.replay_blocks b WHERE b.buffer_id = $1

@@ -9,6 +9,7 @@
 //! a buffer's counters and tree in step with its items, [`learn`] samples and takes priorities
 //! back; this file is the `#[pg_extern]` layer.
 
+pub mod blocks;
 pub mod input;
 pub mod learn;
 pub mod pending;
@@ -32,13 +33,15 @@ pub use tree::{
 
 use learn::write_back;
 use store::buffer;
-use upkeep::{after_removal, fold, fold_all};
+use upkeep::{after_removal, fold, fold_all, take_out};
 
-/// After the trigger wrote `k` entries from sequence number `first_seq` (`fresh` of them into
-/// empty slots): the counters and the tree. Internal (the trigger's).
+/// The events (`timestamps`, `event_ids`, in the order written) entering buffer `buffer_id`: its
+/// items, counters and tree. Internal (the trigger's).
 #[pg_extern(volatile, strict, parallel_unsafe, name = "_replay_entered")]
-fn replay_entered(buffer_id: i32, first_seq: i64, k: i64, fresh: i64) {
-    spi::connect(|| upkeep::entered(buffer_id, first_seq, k, fresh)).unwrap_or_report()
+fn replay_entered(buffer_id: i32, timestamps: Array<'_, i64>, event_ids: Array<'_, &[u8]>) {
+    let timestamps: Vec<i64> = timestamps.iter().map(|t| t.unwrap_or(-1)).collect();
+    let event_ids: Vec<&[u8]> = event_ids.iter().map(|b| b.unwrap_or(&[])).collect();
+    spi::connect(|| upkeep::entered(buffer_id, &timestamps, &event_ids)).unwrap_or_report()
 }
 
 /// Deleted events leave every buffer. Internal (the delete trigger's).
@@ -48,8 +51,8 @@ fn replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
     spi::connect(|| -> Result<(), FractalityError> {
         store::lock_all()?;
         fold_all()?;
-        let removed = store::remove(event_ids, timestamps)?;
-        after_removal(removed)
+        let held = store::held(event_ids, timestamps)?;
+        after_removal(take_out(held)?)
     })
     .unwrap_or_report()
 }
@@ -61,9 +64,11 @@ fn replay_remove_before(cutoff_us: i64) -> i64 {
     spi::connect(|| -> Result<i64, FractalityError> {
         store::lock_all()?;
         fold_all()?;
-        let removed = store::remove_before(cutoff_us)?;
-        let n = removed.len() as i64;
-        after_removal(removed)?;
+        let (mut changed, whole) = store::remove_before(cutoff_us)?;
+        let older = store::older(cutoff_us)?;
+        let n = whole + older.len() as i64;
+        changed.extend(take_out(older)?);
+        after_removal(changed)?;
         Ok(n)
     })
     .unwrap_or_report()

@@ -4,7 +4,7 @@
 //! their own earlier writes.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -12,6 +12,7 @@ use pgrx::JsonB;
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Cursor, Query};
 
+use super::blocks::Block;
 use super::pending::{Pending, Seen, SeenRow, Write};
 use super::tree::{place, BlockMap, Blocks, OrderedBlocks, FANOUT};
 
@@ -23,7 +24,7 @@ const TREE_WRITE: Query<'static> = query!(
     [INT4OID, INT2OID, INT8ARRAYOID, FLOAT8ARRAYOID, INT4OID]
 );
 const TREE_CLEAR: Query<'static> = query!("replay_tree_clear", [INT4OID]);
-const LEAVES: Query<'static> = query!("replay_leaves", [INT4OID, INT8ARRAYOID, INT4OID]);
+const LEAVES: Query<'static> = query!("replay_leaves", [INT4OID, INT8ARRAYOID]);
 /// Read as it is, or with ` FOR UPDATE` appended to lock the buffer.
 const BUFFER: &str = include_str!("../../sql/queries/replay_buffer.sql");
 const ENTERED: Query<'static> = query!(
@@ -32,10 +33,30 @@ const ENTERED: Query<'static> = query!(
 );
 const REMOVE: Query<'static> = query!("replay_remove", [BYTEAARRAYOID, INT8ARRAYOID]);
 const REMOVE_BEFORE: Query<'static> = query!("replay_remove_before", [INT8OID]);
+const OLDER: Query<'static> = query!("replay_older", [INT8OID]);
+const BLOCKS_READ: Query<'static> = query!("replay_blocks_read", [INT4OID, INT8ARRAYOID]);
+const BLOCKS_WRITE: Query<'static> = query!(
+    "replay_blocks_write",
+    [
+        INT4OID,
+        INT8ARRAYOID,
+        INT8ARRAYOID,
+        BYTEAOID,
+        FLOAT8ARRAYOID,
+        INT2ARRAYOID,
+        INT8ARRAYOID,
+        INT8ARRAYOID
+    ]
+);
+const BLOCKS_DELETE: Query<'static> = query!("replay_blocks_delete", [INT4OID, INT8ARRAYOID]);
 const SIZE: Query<'static> = query!("replay_size", [INT4OID]);
 const ITEMS_BY_SLOT: Query<'static> = query!("replay_items_by_slot", [INT4OID, INT8ARRAYOID]);
-const FIND: Query<'static> = query!("replay_find", [INT4OID, BYTEAARRAYOID]);
+const FIND: Query<'static> = query!("replay_find", [BYTEAARRAYOID]);
 const FIND_AT: Query<'static> = query!("replay_find_at", [INT4OID, BYTEAARRAYOID, INT8ARRAYOID]);
+const FIND_IN_SPANS: Query<'static> = query!(
+    "replay_find_in_spans",
+    [INT4OID, BYTEAARRAYOID, INT8ARRAYOID]
+);
 const FOLD_ITEMS: Query<'static> =
     query!("replay_fold_items", [INT4OID, INT8ARRAYOID, FLOAT8ARRAYOID]);
 const PENDING_READ: Query<'static> = query!("replay_pending_read", [INT4OID, INT8OID]);
@@ -124,19 +145,25 @@ pub fn clear_tree(id: i32) -> Result<(), FractalityError> {
     Ok(())
 }
 
+/// The priorities of buffer `id`'s items in blocks `blocks` (0 for an empty slot), by block.
+fn priorities(id: i32, blocks: &BTreeSet<i64>) -> Result<BTreeMap<i64, Vec<f64>>, FractalityError> {
+    if blocks.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let ids: Vec<i64> = blocks.iter().copied().collect();
+    spi::some_rows(&LEAVES, &[id.into(), ids.into()], false, |r| {
+        Some((r.get::<i64>(1)?, r.array::<f64>(2)?))
+    })
+}
+
 /// p^alpha of the items of leaf blocks `blocks`, as the leaves of the tree.
 pub fn leaf_values(b: &Buffer, blocks: &BTreeSet<i64>) -> Result<OrderedBlocks, FractalityError> {
     let mut out: OrderedBlocks = blocks.iter().map(|k| (*k, vec![0.0; FANOUT])).collect();
-    if blocks.is_empty() {
-        return Ok(out);
-    }
-    let ids: Vec<i64> = blocks.iter().copied().collect();
-    let args = [b.id.into(), ids.into(), (FANOUT as i32).into()];
-    let priorities: Vec<(i64, f64)> = spi::some_rows(&LEAVES, &args, false, spi::Row::pair)?;
-    for (slot, p) in priorities {
-        let (block, entry) = place(slot);
+    for (block, ps) in priorities(b.id, blocks)? {
         if let Some(entries) = out.get_mut(&block) {
-            entries[entry] = p.powf(b.alpha);
+            for (e, p) in entries.iter_mut().zip(ps) {
+                *e = if p > 0.0 { p.powf(b.alpha) } else { 0.0 };
+            }
         }
     }
     Ok(out)
@@ -241,9 +268,8 @@ pub fn lock_all() -> Result<(), FractalityError> {
     Ok(())
 }
 
-/// The items of the events (`event_ids`, `timestamps`) deleted from every buffer: (buffer,
-/// slot) of each.
-pub fn remove(
+/// Where the events (`event_ids`, `timestamps`) are held, in every buffer: (buffer, slot).
+pub fn held(
     event_ids: Vec<Option<Vec<u8>>>,
     timestamps: Vec<Option<i64>>,
 ) -> Result<Vec<(i32, i64)>, FractalityError> {
@@ -251,9 +277,75 @@ pub fn remove(
     spi::some_rows(&REMOVE, &args, false, spi::Row::pair)
 }
 
-/// The items of events older than `cutoff_us` deleted from every buffer: (buffer, slot) of each.
-pub fn remove_before(cutoff_us: i64) -> Result<Vec<(i32, i64)>, FractalityError> {
-    spi::some_rows(&REMOVE_BEFORE, &[cutoff_us.into()], false, spi::Row::pair)
+/// The blocks holding only events older than `cutoff_us` deleted from every buffer: (buffer,
+/// block) of each, and how many items they held.
+pub fn remove_before(cutoff_us: i64) -> Result<(Vec<(i32, i64)>, i64), FractalityError> {
+    let rows: Vec<(i32, i64, i16)> =
+        spi::some_rows(&REMOVE_BEFORE, &[cutoff_us.into()], false, |r| {
+            Some((r.get::<i32>(1)?, r.get::<i64>(2)?, r.get::<i16>(3)?))
+        })?;
+    let n = rows.iter().map(|r| r.2 as i64).sum();
+    Ok((rows.into_iter().map(|r| (r.0, r.1)).collect(), n))
+}
+
+/// The slots of every buffer holding events older than `cutoff_us`: (buffer, slot).
+pub fn older(cutoff_us: i64) -> Result<Vec<(i32, i64)>, FractalityError> {
+    spi::some_rows(&OLDER, &[cutoff_us.into()], false, spi::Row::pair)
+}
+
+/// Blocks `blocks` of buffer `id`'s items, whole (those that hold none are absent).
+pub fn read_blocks(
+    id: i32,
+    blocks: &BTreeSet<i64>,
+) -> Result<BTreeMap<i64, Block>, FractalityError> {
+    if blocks.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let ids: Vec<i64> = blocks.iter().copied().collect();
+    spi::some_rows(&BLOCKS_READ, &[id.into(), ids.into()], false, |r| {
+        let block =
+            Block::from_parts(r.array::<i64>(2)?, r.get::<Vec<u8>>(3)?, r.array::<f64>(4)?)?;
+        Some((r.get::<i64>(1)?, block))
+    })
+}
+
+/// Blocks of buffer `id`'s items written whole; those left empty deleted.
+pub fn write_blocks(id: i32, blocks: &BTreeMap<i64, Block>) -> Result<(), FractalityError> {
+    let (mut numbers, mut gone) = (Vec::new(), Vec::new());
+    let (mut timestamps, mut event_ids, mut priorities) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut filled, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, b) in blocks {
+        let Some((first, last)) = b.span() else {
+            gone.push(*n);
+            continue;
+        };
+        numbers.push(*n);
+        timestamps.extend_from_slice(&b.timestamps);
+        event_ids.extend_from_slice(&b.event_ids);
+        priorities.extend_from_slice(&b.priorities);
+        filled.push(b.filled() as i16);
+        lo.push(first);
+        hi.push(last);
+    }
+    if !numbers.is_empty() {
+        spi::run(
+            &BLOCKS_WRITE,
+            &[
+                id.into(),
+                numbers.into(),
+                timestamps.into(),
+                event_ids.into(),
+                priorities.into(),
+                filled.into(),
+                lo.into(),
+                hi.into(),
+            ],
+        )?;
+    }
+    if !gone.is_empty() {
+        spi::run(&BLOCKS_DELETE, &[id.into(), gone.into()])?;
+    }
+    Ok(())
 }
 
 /// Inserts a buffer; its id, None when one of that name exists already.
@@ -287,7 +379,7 @@ pub fn backfill(id: i32) -> Result<i64, FractalityError> {
     Ok(spi::one::<i64>(&BACKFILL, &[id.into()], false)?.unwrap_or(0))
 }
 
-/// A cursor over buffer `id`'s items: (slot, priority), in slot order.
+/// A cursor over buffer `id`'s blocks of items: (block, the priorities of its slots).
 pub fn all_items(id: i32) -> Result<Cursor, FractalityError> {
     Cursor::open(&ALL_ITEMS, &[id.into()], false)
 }
@@ -365,7 +457,7 @@ fn found_row(r: &spi::Row) -> Option<(Vec<u8>, i64, f64)> {
 /// the latest committed state (a writer, holding the buffer's lock). An event this backend drew
 /// from the buffer is looked for at the slot it was drawn from (by primary key, where the sample
 /// read it); the others, and those no longer there, through their timestamps in the event-id
-/// registry (replay_items has no index on the event id: see sql/replay.sql).
+/// registry (the items have no index on the event id: see sql/replay.sql).
 pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, FractalityError> {
     let mut drawn: Vec<(Vec<u8>, i64)> = Vec::new();
     let mut rest: Vec<Vec<u8>> = Vec::new();
@@ -389,31 +481,69 @@ pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, Frac
         }
     }
     if !rest.is_empty() {
-        let registered: Vec<(Vec<u8>, i64, f64)> =
-            spi::some_rows(&FIND, &[id.into(), rest.into()], false, found_row)?;
-        found.extend(registered);
+        let registered: Vec<(Vec<u8>, i64)> =
+            spi::some_rows(&FIND, &[rest.into()], false, spi::Row::pair)?;
+        found.extend(find_at(id, registered)?);
     }
     Ok(found)
 }
 
 /// The items of events `events` (id, timestamp) in buffer `id`, found by timestamp: (event id,
-/// slot, the priority the tree holds), in the latest committed state.
+/// slot, the priority the tree holds), in the latest committed state. Each is looked for first
+/// in the block that starts last at or before its timestamp (one B-tree probe), the rest in
+/// every block whose span holds it.
 pub fn find_at(
     id: i32,
     events: Vec<(Vec<u8>, i64)>,
 ) -> Result<Vec<(Vec<u8>, i64, f64)>, FractalityError> {
-    let (ids, ts): (Vec<Vec<u8>>, Vec<i64>) = events.into_iter().unzip();
-    spi::some_rows(
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, ts): (Vec<Vec<u8>>, Vec<i64>) = events.iter().cloned().unzip();
+    let mut found: Vec<(Vec<u8>, i64, f64)> = spi::some_rows(
         &FIND_AT,
         &[id.into(), ids.into(), ts.into()],
         false,
         found_row,
-    )
+    )?;
+    let (ids, ts): (Vec<Vec<u8>>, Vec<i64>) = {
+        let seen: HashSet<&[u8]> = found.iter().map(|f| f.0.as_slice()).collect();
+        events
+            .into_iter()
+            .filter(|(e, _)| !seen.contains(e.as_slice()))
+            .unzip()
+    };
+    if !ids.is_empty() {
+        let elsewhere: Vec<(Vec<u8>, i64, f64)> = spi::some_rows(
+            &FIND_IN_SPANS,
+            &[id.into(), ids.into(), ts.into()],
+            false,
+            found_row,
+        )?;
+        found.extend(elsewhere);
+    }
+    Ok(found)
 }
 
-/// A fold: the items of buffer `id` in `slots` get the priorities `ps`.
+/// A fold: the items of buffer `id` in `slots` get the priorities `ps` (empty slots stay
+/// empty).
 pub fn fold_items(id: i32, slots: Vec<i64>, ps: Vec<f64>) -> Result<(), FractalityError> {
-    spi::run(&FOLD_ITEMS, &[id.into(), slots.into(), ps.into()])?;
+    let blocks: BTreeSet<i64> = slots.iter().map(|s| place(*s).0).collect();
+    let mut held = priorities(id, &blocks)?;
+    for (slot, p) in slots.into_iter().zip(ps) {
+        let (block, entry) = place(slot);
+        if let Some(e) = held.get_mut(&block).and_then(|v| v.get_mut(entry)) {
+            if *e > 0.0 {
+                *e = p;
+            }
+        }
+    }
+    if held.is_empty() {
+        return Ok(());
+    }
+    let numbers: Vec<i64> = held.keys().copied().collect();
+    let flat: Vec<f64> = held.into_values().flatten().collect();
+    spi::run(&FOLD_ITEMS, &[id.into(), numbers.into(), flat.into()])?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::errors::FractalityError;
 
+use super::blocks::Block;
 use super::pending::Pending;
 use super::store::{self, buffer, Buffer, SpiTree};
 use super::tree::{levels_for, place, refresh, Blocks, OrderedBlocks, FANOUT};
@@ -127,15 +128,18 @@ fn slot_of(b: &Buffer, seq: i64) -> i64 {
     }
 }
 
-/// After the trigger wrote `k` entries from sequence number `first_seq` (`fresh` of them into
-/// empty slots): the counters and the tree.
+/// The events (`timestamps`, `event_ids`) entering buffer `buffer_id` (the trigger's, the buffer
+/// locked): entry j takes sequence number next_seq + j and its slot (with a capacity, only the
+/// last `capacity` entries are written: the earlier ones would be overwritten by them at once),
+/// at the buffer's largest priority; then the counters and the tree.
 pub(super) fn entered(
     buffer_id: i32,
-    first_seq: i64,
-    k: i64,
-    fresh: i64,
+    timestamps: &[i64],
+    event_ids: &[&[u8]],
 ) -> Result<(), FractalityError> {
     let mut b = buffer(None, Some(buffer_id), true)?;
+    let first_seq = b.next_seq;
+    let k = timestamps.len() as i64;
     let from = match b.capacity {
         Some(c) => first_seq + (k - c).max(0),
         None => first_seq,
@@ -151,6 +155,22 @@ pub(super) fn entered(
     let blocks: BTreeSet<i64> = (from..first_seq + k)
         .map(|s| slot_of(&b, s) / FANOUT as i64)
         .collect();
+    // without a capacity only the first block can hold items already
+    let stored = match b.capacity {
+        Some(_) => blocks.clone(),
+        None => blocks.iter().take(1).copied().collect(),
+    };
+    let mut items = store::read_blocks(b.id, &stored)?;
+    let mut fresh = 0;
+    for seq in from..first_seq + k {
+        let j = (seq - first_seq) as usize;
+        let (block, entry) = place(slot_of(&b, seq));
+        let held = items.entry(block).or_insert_with(Block::empty);
+        if held.set(entry, timestamps[j], event_ids[j], b.max_priority)? {
+            fresh += 1;
+        }
+    }
+    store::write_blocks(b.id, &items)?;
     b.next_seq = first_seq + k;
     b.size += fresh;
     let slots = b.slots();
@@ -166,14 +186,35 @@ pub(super) fn entered(
     store::save_counters(&b)
 }
 
-/// Takes the removed items (buffer, slot) out of their trees.
-pub(super) fn after_removal(removed: Vec<(i32, i64)>) -> Result<(), FractalityError> {
+/// The items in `held` (buffer, slot) taken out of their blocks: (buffer, block) of each block
+/// changed. The buffers are locked.
+pub(super) fn take_out(held: Vec<(i32, i64)>) -> Result<Vec<(i32, i64)>, FractalityError> {
     let mut per_buffer: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
-    for (b, slot) in removed {
-        per_buffer
-            .entry(b)
-            .or_default()
-            .insert(slot / FANOUT as i64);
+    for (b, slot) in held {
+        per_buffer.entry(b).or_default().insert(slot);
+    }
+    let mut changed = Vec::new();
+    for (id, slots) in per_buffer {
+        let blocks: BTreeSet<i64> = slots.iter().map(|s| place(*s).0).collect();
+        let mut items = store::read_blocks(id, &blocks)?;
+        for slot in slots {
+            let (block, entry) = place(slot);
+            if let Some(held) = items.get_mut(&block) {
+                held.clear(entry);
+            }
+        }
+        store::write_blocks(id, &items)?;
+        changed.extend(blocks.into_iter().map(|k| (id, k)));
+    }
+    Ok(changed)
+}
+
+/// Takes the blocks changed by removals (buffer, block) out of their trees: their leaves read
+/// again from the items, the counters.
+pub(super) fn after_removal(changed: Vec<(i32, i64)>) -> Result<(), FractalityError> {
+    let mut per_buffer: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
+    for (b, block) in changed {
+        per_buffer.entry(b).or_default().insert(block);
     }
     for (id, blocks) in per_buffer {
         let mut b = buffer(None, Some(id), true)?;
@@ -191,13 +232,15 @@ fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
     let mut leaves: OrderedBlocks = BTreeMap::new();
     let mut cursor = store::all_items(b.id)?;
     loop {
-        let rows = cursor.fetch(10_000, |r| r.get::<i64>(1).zip(r.get::<f64>(2)));
+        let rows = cursor.fetch(1_000, |r| r.get::<i64>(1).zip(r.array::<f64>(2)));
         if rows.is_empty() {
             break;
         }
-        for (slot, p) in rows.into_iter().flatten() {
-            let (block, entry) = place(slot);
-            leaves.entry(block).or_insert_with(|| vec![0.0; FANOUT])[entry] = p.powf(b.alpha);
+        for (block, ps) in rows.into_iter().flatten() {
+            let powered = ps
+                .iter()
+                .map(|p| if *p > 0.0 { p.powf(b.alpha) } else { 0.0 });
+            leaves.insert(block, powered.collect());
         }
     }
     drop(cursor);

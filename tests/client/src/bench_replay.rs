@@ -28,15 +28,15 @@ const SCALES: [i64; 3] = [100_000, 1_000_000, 10_000_000];
 /// After a bulk fill: the replay tables vacuumed and analyzed, then a checkpoint (one statement
 /// at a time: VACUUM runs outside a transaction block).
 fn settle(c: &mut Client) -> Result<(), Error> {
-    c.batch_execute("VACUUM (ANALYZE) fractality.replay_items, fractality.replay_tree")?;
+    c.batch_execute("VACUUM (ANALYZE) fractality.replay_blocks, fractality.replay_tree")?;
     c.batch_execute("CHECKPOINT")?;
     Ok(())
 }
 /// The replay tables rewritten without the dead rows of the buffers dropped before (the 10M-item
-/// buffer of a run leaves about 1 GB of them in `replay_items`): the next run's items are laid out
+/// buffer of a run leaves dead blocks behind in `replay_blocks`): the next run's items are laid out
 /// as in a fresh store, and the SQL baseline scans only live rows.
 fn compact(c: &mut Client) -> Result<(), Error> {
-    for t in ["replay_items", "replay_tree", "replay_pending"] {
+    for t in ["replay_blocks", "replay_tree", "replay_pending"] {
         c.batch_execute(&format!("VACUUM (FULL, ANALYZE) fractality.{t}"))?;
     }
     Ok(())
@@ -266,9 +266,12 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     // ids this session did not draw (a learner behind a connection pool writes back from another
     // session than the one it sampled in): found through the event-id registry
     let pick = c.prepare(
-        "SELECT i.event_id, i.event_timestamp FROM fractality.replay_items i
-          WHERE i.buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'bench')
-            AND i.slot = ANY($1)",
+        "SELECT substring(b.event_ids FROM (s % 128)::integer * 16 + 1 FOR 16), b.timestamps[s % 128 + 1]
+           FROM unnest($1::bigint[]) s
+           JOIN fractality.replay_blocks b
+             ON b.buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'bench')
+            AND b.block = s / 128
+          WHERE b.timestamps[s % 128 + 1] >= 0",
     )?;
     let update_at = c.prepare("SELECT fractality.update_priorities('bench', $1, $2, $3)")?;
     let (mut undrawn, mut undrawn_at) = (Vec::new(), Vec::new());
@@ -317,8 +320,14 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
             .get(0);
         let ((), fill) = timed(|| {
             c.execute(
-                "INSERT INTO fractality.replay_items (buffer_id, slot, event_timestamp, event_id, priority)
-                 SELECT $1, g, g, int8send(g), 0.5 + (g % 97) / 10.0 FROM generate_series(0, $2::bigint - 1) g",
+                "INSERT INTO fractality.replay_blocks (buffer_id, block, timestamps, event_ids, priorities, filled, span)
+                 SELECT $1, g / 128,
+                        array_agg(g ORDER BY g) || array_fill(-1::bigint, ARRAY[128 - count(*)::integer]),
+                        string_agg(int8send(0) || int8send(g), ''::bytea ORDER BY g)
+                          || decode(repeat('00', 16 * (128 - count(*)::integer)), 'hex'),
+                        array_agg(0.5 + (g % 97) / 10.0 ORDER BY g) || array_fill(0::float8, ARRAY[128 - count(*)::integer]),
+                        count(*), int8range(min(g), max(g), '[]')
+                   FROM generate_series(0, $2::bigint - 1) g GROUP BY g / 128",
                 &[&id, &n],
             )?;
             c.query_one("SELECT fractality._replay_rebuild($1)", &[&id])?;

@@ -111,6 +111,27 @@ SELECT encode(event_id, 'hex') AS event, round(priority::numeric, 6) AS priority
 SELECT pg_temp.consistent('all') AS consistent_after_folds;
 RESET fractality.replay_fold_after;
 
+-- late events: a batch whose timestamps fall among earlier blocks' (the items are kept 128 to a
+-- block, found by timestamp through the block that starts last before it, else through every
+-- block whose span holds it): found by timestamp and by id, and gone when deleted
+SELECT fractality.write_events(pg_temp.events(6000, 6000, 1000050 - 6000)
+                               || pg_temp.events(6001, 6001, 1000200 - 6001)) AS late;
+SELECT fractality.update_priorities('all', ARRAY[decode(lpad(to_hex(6001), 32, '0'), 'hex')], ARRAY[5.0],
+                                    ARRAY[1000200::bigint]) AS by_timestamp,
+       fractality.update_priorities('all', ARRAY[decode(lpad(to_hex(6000), 32, '0'), 'hex')], ARRAY[6.0]) AS by_id;
+SELECT encode(event_id, 'hex') AS event, event_timestamp, round(priority::numeric, 6) AS priority
+  FROM fractality.replay_priorities
+ WHERE buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all')
+   AND event_timestamp IN (1000050, 1000200)
+ ORDER BY 2, 1;
+DELETE FROM fractality.experience_events
+ WHERE event_id IN (decode(lpad(to_hex(6000), 32, '0'), 'hex'), decode(lpad(to_hex(6001), 32, '0'), 'hex'));
+SELECT b.name, count(i.*) AS items_at_late_timestamps
+  FROM fractality.replay_buffers b
+  LEFT JOIN fractality.replay_items i ON i.buffer_id = b.buffer_id AND i.event_timestamp IN (1000050, 1000200)
+ GROUP BY 1 ORDER BY 1;
+SELECT pg_temp.consistent('all') AS all_consistent, pg_temp.consistent('type1') AS type1_consistent;
+
 -- a learner's batch in one call: state, action, rewards, next state, metadata
 SELECT fractality.write_event_with_metadata(
          pg_temp.events(1300, 1300, 1000000) -> 0,

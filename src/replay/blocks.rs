@@ -1,0 +1,161 @@
+//! The items of a buffer as `replay_blocks` holds them, in plain Rust: FANOUT slots a block (the
+//! same blocks as the sum tree's leaves), each slot an event's timestamp, its 16-byte id and the
+//! priority p the tree holds, or empty (timestamp -1, zero id, priority 0). No NULL, so that a
+//! slot is reached by its offset in SQL too (`sql/queries/replay_items_by_slot.sql`).
+
+use crate::errors::FractalityError;
+
+use super::tree::FANOUT;
+
+/// An empty slot's timestamp (events' timestamps are never negative).
+pub const EMPTY: i64 = -1;
+/// Bytes of an event id.
+pub const ID_BYTES: usize = 16;
+
+/// One block of items.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Block {
+    pub timestamps: Vec<i64>,
+    pub event_ids: Vec<u8>,
+    pub priorities: Vec<f64>,
+}
+
+impl Block {
+    /// A block of empty slots.
+    pub fn empty() -> Block {
+        Block {
+            timestamps: vec![EMPTY; FANOUT],
+            event_ids: vec![0; FANOUT * ID_BYTES],
+            priorities: vec![0.0; FANOUT],
+        }
+    }
+
+    /// A block as stored; None when its arrays do not have FANOUT entries.
+    pub fn from_parts(
+        timestamps: Vec<i64>,
+        event_ids: Vec<u8>,
+        priorities: Vec<f64>,
+    ) -> Option<Block> {
+        (timestamps.len() == FANOUT
+            && priorities.len() == FANOUT
+            && event_ids.len() == FANOUT * ID_BYTES)
+            .then_some(Block {
+                timestamps,
+                event_ids,
+                priorities,
+            })
+    }
+
+    /// Whether slot `entry` holds an item.
+    pub fn holds(&self, entry: usize) -> bool {
+        self.timestamps[entry] != EMPTY
+    }
+
+    /// Slot `entry` given the event (`ts`, `id`) at priority `p`; whether it was empty.
+    pub fn set(
+        &mut self,
+        entry: usize,
+        ts: i64,
+        id: &[u8],
+        p: f64,
+    ) -> Result<bool, FractalityError> {
+        if id.len() != ID_BYTES || ts < 0 {
+            return Err(FractalityError::Internal {
+                query: "replay_blocks",
+                detail: format!(
+                    "an event of {} bytes at timestamp {ts} cannot enter a buffer",
+                    id.len()
+                ),
+            });
+        }
+        let was_empty = !self.holds(entry);
+        self.timestamps[entry] = ts;
+        self.event_ids[entry * ID_BYTES..(entry + 1) * ID_BYTES].copy_from_slice(id);
+        self.priorities[entry] = p;
+        Ok(was_empty)
+    }
+
+    /// Slot `entry` emptied; whether it held an item.
+    pub fn clear(&mut self, entry: usize) -> bool {
+        let held = self.holds(entry);
+        self.timestamps[entry] = EMPTY;
+        self.event_ids[entry * ID_BYTES..(entry + 1) * ID_BYTES].fill(0);
+        self.priorities[entry] = 0.0;
+        held
+    }
+
+    /// How many slots hold an item.
+    pub fn filled(&self) -> usize {
+        self.timestamps.iter().filter(|t| **t != EMPTY).count()
+    }
+
+    /// The smallest and largest timestamp held; None when the block is empty.
+    pub fn span(&self) -> Option<(i64, i64)> {
+        let mut held = self.timestamps.iter().copied().filter(|t| *t != EMPTY);
+        let first = held.next()?;
+        Some(held.fold((first, first), |(lo, hi), t| (lo.min(t), hi.max(t))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> Vec<u8> {
+        vec![n; ID_BYTES]
+    }
+
+    #[test]
+    fn slots_are_set_and_cleared_in_place() {
+        let mut b = Block::empty();
+        assert_eq!(b.filled(), 0);
+        assert_eq!(b.span(), None);
+        assert!(b.set(3, 500, &id(7), 1.5).unwrap());
+        assert!(b.set(FANOUT - 1, 20, &id(9), 2.0).unwrap());
+        // a slot written again was not empty
+        assert!(!b.set(3, 600, &id(8), 1.0).unwrap());
+        assert_eq!(b.filled(), 2);
+        assert_eq!(b.span(), Some((20, 600)));
+        assert_eq!(&b.event_ids[3 * ID_BYTES..4 * ID_BYTES], &id(8)[..]);
+        assert_eq!(b.timestamps[3], 600);
+        assert!(b.clear(FANOUT - 1));
+        assert!(!b.clear(FANOUT - 1));
+        assert_eq!(b.filled(), 1);
+        assert_eq!(b.span(), Some((600, 600)));
+        assert_eq!(b.priorities[FANOUT - 1], 0.0);
+        assert!(b.event_ids[(FANOUT - 1) * ID_BYTES..]
+            .iter()
+            .all(|x| *x == 0));
+        // the other slots are untouched
+        assert_eq!(b.priorities[3], 1.0);
+        assert_eq!(
+            b.timestamps.iter().filter(|t| **t == EMPTY).count(),
+            FANOUT - 1
+        );
+    }
+
+    #[test]
+    fn events_that_cannot_be_held_are_refused() {
+        let mut b = Block::empty();
+        assert!(b.set(0, 1, &[1u8; 8], 1.0).is_err());
+        assert!(b.set(0, -5, &id(1), 1.0).is_err());
+        assert_eq!(b, Block::empty());
+    }
+
+    #[test]
+    fn stored_parts_must_have_every_slot() {
+        assert!(Block::from_parts(
+            vec![EMPTY; FANOUT],
+            vec![0; FANOUT * ID_BYTES],
+            vec![0.0; FANOUT]
+        )
+        .is_some());
+        assert!(Block::from_parts(
+            vec![EMPTY; FANOUT - 1],
+            vec![0; FANOUT * ID_BYTES],
+            vec![0.0; FANOUT]
+        )
+        .is_none());
+        assert!(Block::from_parts(vec![EMPTY; FANOUT], vec![0; 16], vec![0.0; FANOUT]).is_none());
+    }
+}
