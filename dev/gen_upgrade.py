@@ -4,7 +4,7 @@ dev/upgrade-0.5.0/*.sql (in file-name order) and pieces of the current sources, 
 upgrade creates exactly what a fresh install does. Directives in a section:
   --@ pgrx SYMBOL                 the CREATE FUNCTION of a pgrx wrapper, from the schema output
   --@ file[!] NAME START||END     sql/NAME from the line START up to END (or the end); with !,
-                                  CREATE FUNCTION/VIEW become CREATE OR REPLACE
+                                  CREATE FUNCTION/VIEW/AGGREGATE become CREATE OR REPLACE
 Usage: cargo pgrx schema pg15 -o /tmp/schema.sql && python3 dev/gen_upgrade.py /tmp/schema.sql
 tests/client/tests/upgrade.rs compares the upgraded catalog with a fresh install's."""
 import re, sys, glob, os
@@ -48,6 +48,7 @@ for path in sorted(glob.glob(os.path.join(ROOT, 'dev', 'upgrade-0.5.0', '*.sql')
             if m.group(1):
                 piece = piece.replace('CREATE FUNCTION', 'CREATE OR REPLACE FUNCTION')
                 piece = piece.replace('CREATE VIEW', 'CREATE OR REPLACE VIEW')
+                piece = piece.replace('CREATE AGGREGATE', 'CREATE OR REPLACE AGGREGATE')
             out.append(piece)
             continue
         out.append(line)

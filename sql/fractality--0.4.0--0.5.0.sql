@@ -2056,6 +2056,7 @@ DROP AGGREGATE fractality.episode_sums(integer, real, real, real, real, float8);
 CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8, step integer) (
     SFUNC = fractality.discounted_return_steps_sfunc,
     STYPE = internal,
+    SSPACE = 32,
     FINALFUNC = fractality.discounted_return_steps_ffunc,
     COMBINEFUNC = fractality.discounted_return_steps_combine,
     SERIALFUNC = fractality.discounted_return_steps_serial,
@@ -2071,12 +2072,67 @@ CREATE AGGREGATE fractality.episode_sums(step integer, homeostasis real, curiosi
                                          efficiency real, goal real, gamma float8) (
     SFUNC = fractality.episode_sums_sfunc,
     STYPE = internal,
+    SSPACE = 72,
     FINALFUNC = fractality.episode_sums_ffunc,
     COMBINEFUNC = fractality.episode_sums_combine,
     SERIALFUNC = fractality.episode_sums_serial,
     DESERIALFUNC = fractality.episode_sums_deserial,
     PARALLEL = SAFE
 );
+-- the state sizes (SSPACE) of the aggregates 0.4.0 made, and episode_returns planned per call
+-- discounted_return(reward, gamma ORDER BY step): r0 + g r1 + g^2 r2 + ... in the given order.
+CREATE OR REPLACE AGGREGATE fractality.discounted_return(reward float8, gamma float8) (
+    SFUNC = fractality.discounted_return_sfunc,
+    STYPE = internal,
+    SSPACE = 32,
+    FINALFUNC = fractality.discounted_return_ffunc
+);
+COMMENT ON AGGREGATE fractality.discounted_return(float8, float8) IS
+    'Discounted return of the rewards in ORDER BY order: sum of gamma^k * reward_k. NULL rewards are skipped.';
+-- reward_stats(x): (n, mean, stddev, min, max) by Welford, parallel through a combine step.
+CREATE OR REPLACE AGGREGATE fractality.reward_stats(float8) (
+    SFUNC = fractality.reward_stats_sfunc,
+    STYPE = internal,
+    SSPACE = 40,
+    FINALFUNC = fractality.reward_stats_ffunc,
+    COMBINEFUNC = fractality.reward_stats_combine,
+    SERIALFUNC = fractality.reward_stats_serial,
+    DESERIALFUNC = fractality.reward_stats_deserial,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE fractality.reward_stats(float8) IS
+    'Count, mean, sample stddev, min and max (Welford; parallel with a combine step). NULLs are skipped.';
+-- Per-episode returns of the hot events with "timestamp" in [from_us, to_us).
+CREATE OR REPLACE FUNCTION fractality.episode_returns(from_us bigint, to_us bigint, gamma float8 DEFAULT 0.99)
+RETURNS TABLE (episode_id bigint, steps bigint, total float8, discounted float8, mean float8,
+               homeostasis float8, curiosity float8, efficiency float8, goal float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+-- planned for each call's range: the generic plan, which cannot see how many events the range
+-- holds, sorted every event for a group aggregate (335 ms against 157 ms hashed, 1M events)
+SET plan_cache_mode = force_custom_plan
+AS $$
+BEGIN
+    IF from_us IS NULL OR to_us IS NULL OR from_us > to_us THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid time range for episode_returns: [%s, %s)', from_us, to_us),
+            HINT = 'Pass from_us <= to_us, both microseconds since the Unix epoch.';
+    END IF;
+    IF gamma IS NULL OR gamma = 'NaN' OR gamma < 0 OR gamma > 1 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for gamma: %s', gamma),
+            HINT = 'The discount factor gamma must be a number in [0, 1].';
+    END IF;
+    RETURN QUERY
+    SELECT s.episode_id, s.v[1]::bigint, s.v[2] + s.v[3] + s.v[4] + s.v[5], s.v[6],
+           (s.v[2] + s.v[3] + s.v[4] + s.v[5]) / s.v[1], s.v[2], s.v[3], s.v[4], s.v[5]
+      FROM (SELECT ev.episode_id,
+                   fractality.episode_sums(ev.step_number, ev.reward_homeostasis, ev.reward_curiosity,
+                                           ev.reward_efficiency, ev.reward_goal, episode_returns.gamma) AS v
+              FROM fractality.experience_events ev
+             WHERE ev."timestamp" >= from_us AND ev."timestamp" < to_us AND NOT ev.archived
+             GROUP BY ev.episode_id) s
+     ORDER BY s.episode_id;
+END $$;
 
 -- 0.4.0's per-row step of the explicit tick: apply_consciousness_decay locks the rows and reads the old values itself
 DROP FUNCTION fractality.decay_tick(uuid, double precision, double precision, double precision);

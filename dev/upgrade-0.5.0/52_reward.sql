@@ -13,3 +13,7 @@ DROP AGGREGATE fractality.discounted_return(float8, float8, integer);
 DROP AGGREGATE fractality.episode_sums(integer, real, real, real, real, float8);
 --@ file reward.sql -- discounted_return(reward, gamma, step): the same||-- reward_stats(x)
 --@ file reward.sql -- One pass over an episode's events||-- Per-episode returns
+-- the state sizes (SSPACE) of the aggregates 0.4.0 made, and episode_returns planned per call
+--@ file! reward.sql -- discounted_return(reward, gamma ORDER BY step)||-- discounted_return(reward, gamma, step): the same
+--@ file! reward.sql -- reward_stats(x)||-- One pass over an episode's events
+--@ file! reward.sql -- Per-episode returns||-- Events not yet rolled into adna_policies

@@ -452,4 +452,35 @@ mod tests {
         assert_eq!(Welford::from_bytes(&c.to_bytes()), Some(c));
         assert_eq!(Welford::default().stddev(), None);
     }
+
+    /// The SSPACE each aggregate of sql/reward.sql declares is the size of its state: the
+    /// planner sizes a hash aggregate by it.
+    #[test]
+    fn aggregates_declare_the_size_of_their_states() {
+        let sql = include_str!("../../sql/reward.sql");
+        let declared = |sfunc: &str| -> usize {
+            let at = sql
+                .find(&format!("SFUNC = fractality.{sfunc},"))
+                .unwrap_or_else(|| panic!("no aggregate over {sfunc}"));
+            let rest = &sql[at..];
+            let space = &rest[rest.find("SSPACE = ").expect("no SSPACE") + 9..];
+            space[..space.find(',').unwrap()].parse().unwrap()
+        };
+        assert_eq!(
+            declared("discounted_return_sfunc"),
+            std::mem::size_of::<Discounted>()
+        );
+        assert_eq!(
+            declared("discounted_return_steps_sfunc"),
+            std::mem::size_of::<DiscountedBySteps>()
+        );
+        assert_eq!(
+            declared("episode_sums_sfunc"),
+            std::mem::size_of::<EpisodeSums>()
+        );
+        assert_eq!(
+            declared("reward_stats_sfunc"),
+            std::mem::size_of::<Welford>()
+        );
+    }
 }
