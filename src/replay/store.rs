@@ -12,7 +12,7 @@ use pgrx::JsonB;
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Cursor, Query};
 
-use super::blocks::Block;
+use super::blocks::{Block, ID_BYTES};
 use super::pending::{Pending, Seen, SeenRow, Write};
 use super::tree::{place, BlockMap, Blocks, OrderedBlocks, FANOUT};
 
@@ -309,25 +309,28 @@ pub fn read_blocks(
     })
 }
 
+/// Blocks written by one statement at most (~4 MB of arrays).
+const BLOCKS_A_WRITE: usize = 1024;
+
 /// Blocks of buffer `id`'s items written whole; those left empty deleted.
 pub fn write_blocks(id: i32, blocks: &BTreeMap<i64, Block>) -> Result<(), FractalityError> {
-    let (mut numbers, mut gone) = (Vec::new(), Vec::new());
-    let (mut timestamps, mut event_ids, mut priorities) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut filled, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
-    for (n, b) in blocks {
-        let Some((first, last)) = b.span() else {
-            gone.push(*n);
-            continue;
-        };
-        numbers.push(*n);
-        timestamps.extend_from_slice(&b.timestamps);
-        event_ids.extend_from_slice(&b.event_ids);
-        priorities.extend_from_slice(&b.priorities);
-        filled.push(b.filled() as i16);
-        lo.push(first);
-        hi.push(last);
-    }
-    if !numbers.is_empty() {
+    let (held, gone): (Vec<_>, Vec<_>) = blocks.iter().partition(|(_, b)| b.span().is_some());
+    for chunk in held.chunks(BLOCKS_A_WRITE) {
+        let mut numbers = Vec::with_capacity(chunk.len());
+        let mut timestamps = Vec::with_capacity(chunk.len() * FANOUT);
+        let mut event_ids = Vec::with_capacity(chunk.len() * FANOUT * ID_BYTES);
+        let mut priorities = Vec::with_capacity(chunk.len() * FANOUT);
+        let (mut filled, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
+        for (n, b) in chunk {
+            let (first, last) = b.span().unwrap_or_default();
+            numbers.push(**n);
+            timestamps.extend_from_slice(&b.timestamps);
+            event_ids.extend_from_slice(&b.event_ids);
+            priorities.extend_from_slice(&b.priorities);
+            filled.push(b.filled() as i16);
+            lo.push(first);
+            hi.push(last);
+        }
         spi::run(
             &BLOCKS_WRITE,
             &[
@@ -343,6 +346,7 @@ pub fn write_blocks(id: i32, blocks: &BTreeMap<i64, Block>) -> Result<(), Fracta
         )?;
     }
     if !gone.is_empty() {
+        let gone: Vec<i64> = gone.into_iter().map(|(n, _)| *n).collect();
         spi::run(&BLOCKS_DELETE, &[id.into(), gone.into()])?;
     }
     Ok(())

@@ -188,4 +188,17 @@ SELECT count(*) AS type1_tree_blocks FROM fractality.replay_tree t
  WHERE NOT EXISTS (SELECT 1 FROM fractality.replay_buffers b WHERE b.buffer_id = t.buffer_id);
 SELECT count(*) AS type1_items FROM fractality.replay_items i
  WHERE NOT EXISTS (SELECT 1 FROM fractality.replay_buffers b WHERE b.buffer_id = i.buffer_id);
+-- one statement of 140 000 events enters a buffer in more than one write of its blocks (1 024
+-- blocks, 131 072 slots, a write)
+INSERT INTO fractality.experience_events ("timestamp", episode_id, step_number,
+        state_l1, state_l2, state_l3, state_l4, state_l5, state_l6, state_l7, state_l8,
+        action_l1, action_l2, action_l3, action_l4, action_l5, action_l6, action_l7, action_l8,
+        adna_version_hash, sequence_number, event_type, flags, event_id)
+SELECT 2000000 + g, 100000 + g / 10, g % 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+       7, g, 0, 0, decode(lpad(to_hex(10000000 + g), 32, '0'), 'hex')
+  FROM generate_series(0, 139999) g;
+SELECT b.size AS all_size, count(k.*) AS blocks, sum(k.filled) AS filled
+  FROM fractality.replay_buffers b JOIN fractality.replay_blocks k USING (buffer_id)
+ WHERE b.name = 'all' GROUP BY b.size;
+SELECT pg_temp.consistent('all') AS consistent_after_a_large_write;
 ROLLBACK;
