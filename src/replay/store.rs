@@ -51,7 +51,8 @@ const BLOCKS_WRITE: Query<'static> = query!(
 const BLOCKS_DELETE: Query<'static> = query!("replay_blocks_delete", [INT4OID, INT8ARRAYOID]);
 const SIZE: Query<'static> = query!("replay_size", [INT4OID]);
 const ITEMS_BY_SLOT: Query<'static> = query!("replay_items_by_slot", [INT4OID, INT8ARRAYOID]);
-const FIND: Query<'static> = query!("replay_find", [BYTEAARRAYOID]);
+const FIND: Query<'static> = query!("replay_find", [INT4OID, BYTEAARRAYOID]);
+const REGISTERED: Query<'static> = query!("replay_registered", [BYTEAARRAYOID]);
 const FIND_AT: Query<'static> = query!("replay_find_at", [INT4OID, BYTEAARRAYOID, INT8ARRAYOID]);
 const FIND_IN_SPANS: Query<'static> = query!(
     "replay_find_in_spans",
@@ -485,9 +486,20 @@ pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, Frac
         }
     }
     if !rest.is_empty() {
-        let registered: Vec<(Vec<u8>, i64)> =
-            spi::some_rows(&FIND, &[rest.into()], false, spi::Row::pair)?;
-        found.extend(find_at(id, registered)?);
+        let quick: Vec<(Vec<u8>, i64, f64)> =
+            spi::some_rows(&FIND, &[id.into(), rest.clone().into()], false, found_row)?;
+        let missed: Vec<Vec<u8>> = {
+            let seen: HashSet<&[u8]> = quick.iter().map(|f| f.0.as_slice()).collect();
+            rest.into_iter()
+                .filter(|e| !seen.contains(e.as_slice()))
+                .collect()
+        };
+        found.extend(quick);
+        if !missed.is_empty() {
+            let registered: Vec<(Vec<u8>, i64)> =
+                spi::some_rows(&REGISTERED, &[missed.into()], false, spi::Row::pair)?;
+            found.extend(in_spans(id, registered)?);
+        }
     }
     Ok(found)
 }
@@ -510,23 +522,33 @@ pub fn find_at(
         false,
         found_row,
     )?;
-    let (ids, ts): (Vec<Vec<u8>>, Vec<i64>) = {
+    let missed: Vec<(Vec<u8>, i64)> = {
         let seen: HashSet<&[u8]> = found.iter().map(|f| f.0.as_slice()).collect();
         events
             .into_iter()
             .filter(|(e, _)| !seen.contains(e.as_slice()))
-            .unzip()
+            .collect()
     };
-    if !ids.is_empty() {
-        let elsewhere: Vec<(Vec<u8>, i64, f64)> = spi::some_rows(
-            &FIND_IN_SPANS,
-            &[id.into(), ids.into(), ts.into()],
-            false,
-            found_row,
-        )?;
-        found.extend(elsewhere);
-    }
+    found.extend(in_spans(id, missed)?);
     Ok(found)
+}
+
+/// The items of events `events` (id, timestamp) in buffer `id`, looked for in every block whose
+/// span holds the timestamp.
+fn in_spans(
+    id: i32,
+    events: Vec<(Vec<u8>, i64)>,
+) -> Result<Vec<(Vec<u8>, i64, f64)>, FractalityError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, ts): (Vec<Vec<u8>>, Vec<i64>) = events.into_iter().unzip();
+    spi::some_rows(
+        &FIND_IN_SPANS,
+        &[id.into(), ids.into(), ts.into()],
+        false,
+        found_row,
+    )
 }
 
 /// A fold: the items of buffer `id` in `slots` get the priorities `ps` (empty slots stay

@@ -119,6 +119,8 @@ SELECT fractality.write_events(pg_temp.events(6000, 6000, 1000050 - 6000)
 SELECT fractality.update_priorities('all', ARRAY[decode(lpad(to_hex(6001), 32, '0'), 'hex')], ARRAY[5.0],
                                     ARRAY[1000200::bigint]) AS by_timestamp,
        fractality.update_priorities('all', ARRAY[decode(lpad(to_hex(6000), 32, '0'), 'hex')], ARRAY[6.0]) AS by_id;
+-- by id, not in the block that starts last before its timestamp: found through the spans
+SELECT fractality.update_priorities('all', ARRAY[decode(lpad(to_hex(6001), 32, '0'), 'hex')], ARRAY[7.0]) AS by_id_elsewhere;
 SELECT encode(event_id, 'hex') AS event, event_timestamp, round(priority::numeric, 6) AS priority
   FROM fractality.replay_priorities
  WHERE buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all')
