@@ -9,6 +9,7 @@ use crate::errors::{in_range, pg_float, required, FractalityError, OrReport};
 use crate::spi;
 
 use super::input::check_draws;
+use super::items;
 use super::pending::{self, Pending};
 use super::store::{self, buffer, SpiTree};
 use super::tree::{descend, points, total, weights};
@@ -54,7 +55,7 @@ pub fn sample(
         let points = points(n, total, seed);
         let landed = descend(&mut tree, b.levels, &points, pending)?;
         let slots: Vec<i64> = landed.iter().flatten().map(|(s, _)| *s).collect();
-        let items = store::items_by_slot(b.id, slots)?;
+        let items = items::items_by_slot(b.id, slots)?;
         let mut draws: Vec<Draw> = landed
             .into_iter()
             .flatten()
@@ -70,7 +71,7 @@ pub fn sample(
                 })
             })
             .collect();
-        store::note_drawn(b.id, draws.iter().map(|d| (&d.event_id, d.slot)));
+        items::note_drawn(b.id, draws.iter().map(|d| (&d.event_id, d.slot)));
         let probs: Vec<f64> = draws.iter().map(|d| d.probability).collect();
         for (d, w) in draws.iter_mut().zip(weights(&probs, b.size as u64, beta)) {
             d.weight = w;
@@ -147,9 +148,9 @@ pub(super) fn write_back(
         }
         // the items of the ids; an id not among them is not in the buffer: nothing is written
         let mut found = if timestamps.is_some() {
-            store::find_at(b.id, by_id.keys().map(|id| (id.clone(), at[id])).collect())?
+            items::find_at(b.id, by_id.keys().map(|id| (id.clone(), at[id])).collect())?
         } else {
-            store::find(b.id, by_id.keys().cloned().collect())?
+            items::find(b.id, by_id.keys().cloned().collect())?
         };
         let known: BTreeSet<&Vec<u8>> = found.iter().map(|f| &f.0).collect();
         let unknown: Vec<String> = pairs

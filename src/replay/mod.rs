@@ -11,6 +11,7 @@
 
 pub mod blocks;
 pub mod input;
+pub mod items;
 pub mod learn;
 pub mod pending;
 pub mod store;
@@ -51,7 +52,7 @@ fn replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
     spi::connect(|| -> Result<(), FractalityError> {
         store::lock_all()?;
         fold_all()?;
-        let held = store::held(event_ids, timestamps)?;
+        let held = items::held(event_ids, timestamps)?;
         after_removal(take_out(held)?)
     })
     .unwrap_or_report()
@@ -64,8 +65,8 @@ fn replay_remove_before(cutoff_us: i64) -> i64 {
     spi::connect(|| -> Result<i64, FractalityError> {
         store::lock_all()?;
         fold_all()?;
-        let (mut changed, whole) = store::remove_before(cutoff_us)?;
-        let older = store::older(cutoff_us)?;
+        let (mut changed, whole) = items::remove_before(cutoff_us)?;
+        let older = items::older(cutoff_us)?;
         let n = whole + older.len() as i64;
         changed.extend(take_out(older)?);
         after_removal(changed)?;

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::errors::FractalityError;
 
 use super::blocks::Block;
+use super::items;
 use super::pending::Pending;
 use super::store::{self, buffer, Buffer, SpiTree};
 use super::tree::{levels_for, place, refresh, Blocks, OrderedBlocks, FANOUT};
@@ -18,7 +19,7 @@ fn refresh_blocks(
     blocks: BTreeSet<i64>,
     slots: u64,
 ) -> Result<(), FractalityError> {
-    let leaves = store::leaf_values(b, &blocks)?;
+    let leaves = items::leaf_values(b, &blocks)?;
     refresh_leaves(b, leaves, slots)
 }
 
@@ -93,12 +94,12 @@ pub(super) fn fold(
         return Ok(0);
     }
     let (slots, ps): (Vec<i64>, Vec<f64>) = pending.latest_all().unzip();
-    store::fold_items(b.id, slots.clone(), ps.clone())?;
+    items::fold_items(b.id, slots.clone(), ps.clone())?;
     let blocks: BTreeSet<i64> = slots.iter().map(|s| s / FANOUT as i64).collect();
     let alpha = b.alpha;
     let changed = slots.iter().zip(&ps).map(|(s, p)| (*s, p.powf(alpha)));
     let leaves = leaves_with(b, &blocks, changed, |missing| {
-        store::leaf_values(b, missing)
+        items::leaf_values(b, missing)
     })?;
     let span = b.slots();
     refresh_leaves(b, leaves, span)?;
@@ -160,7 +161,7 @@ pub(super) fn entered(
         Some(_) => blocks.clone(),
         None => blocks.iter().take(1).copied().collect(),
     };
-    let mut items = store::read_blocks(b.id, &stored)?;
+    let mut items = items::read_blocks(b.id, &stored)?;
     let mut fresh = 0;
     for seq in from..first_seq + k {
         let j = (seq - first_seq) as usize;
@@ -170,7 +171,7 @@ pub(super) fn entered(
             fresh += 1;
         }
     }
-    store::write_blocks(b.id, &items)?;
+    items::write_blocks(b.id, &items)?;
     b.next_seq = first_seq + k;
     b.size += fresh;
     let slots = b.slots();
@@ -196,14 +197,14 @@ pub(super) fn take_out(held: Vec<(i32, i64)>) -> Result<Vec<(i32, i64)>, Fractal
     let mut changed = Vec::new();
     for (id, slots) in per_buffer {
         let blocks: BTreeSet<i64> = slots.iter().map(|s| place(*s).0).collect();
-        let mut items = store::read_blocks(id, &blocks)?;
+        let mut items = items::read_blocks(id, &blocks)?;
         for slot in slots {
             let (block, entry) = place(slot);
             if let Some(held) = items.get_mut(&block) {
                 held.clear(entry);
             }
         }
-        store::write_blocks(id, &items)?;
+        items::write_blocks(id, &items)?;
         changed.extend(blocks.into_iter().map(|k| (id, k)));
     }
     Ok(changed)
@@ -218,7 +219,7 @@ pub(super) fn after_removal(changed: Vec<(i32, i64)>) -> Result<(), FractalityEr
     }
     for (id, blocks) in per_buffer {
         let mut b = buffer(None, Some(id), true)?;
-        b.size = store::size(id)?;
+        b.size = items::size(id)?;
         let slots = b.slots();
         refresh_blocks(&mut b, blocks, slots)?;
         store::save_counters(&b)?;
@@ -230,7 +231,7 @@ pub(super) fn after_removal(changed: Vec<(i32, i64)>) -> Result<(), FractalityEr
 fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
     b.levels = levels_for(b.slots());
     let mut leaves: OrderedBlocks = BTreeMap::new();
-    let mut cursor = store::all_items(b.id)?;
+    let mut cursor = items::all_items(b.id)?;
     loop {
         let rows = cursor.fetch(1_000, |r| r.get::<i64>(1).zip(r.array::<f64>(2)));
         if rows.is_empty() {
@@ -265,7 +266,7 @@ fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
 /// counters and its tree.
 pub(super) fn backfill(id: i32) -> Result<(), FractalityError> {
     let mut b = buffer(None, Some(id), true)?;
-    let k = store::backfill(id)?;
+    let k = items::backfill(id)?;
     b.next_seq = k;
     b.size = k;
     rebuild(&mut b)?;
@@ -280,11 +281,11 @@ pub(super) fn rebuild_from_items(buffer_id: i32) -> Result<i64, FractalityError>
     let pending = store::pending(&b)?;
     if !pending.is_empty() {
         let (slots, ps): (Vec<i64>, Vec<f64>) = pending.latest_all().unzip();
-        store::fold_items(buffer_id, slots, ps)?;
+        items::fold_items(buffer_id, slots, ps)?;
         store::clear_pending(buffer_id)?;
     }
     b.pending = 0;
-    b.size = store::size(buffer_id)?;
+    b.size = items::size(buffer_id)?;
     b.next_seq = b.next_seq.max(b.size);
     store::clear_tree(buffer_id)?;
     rebuild(&mut b)?;
