@@ -84,6 +84,26 @@ impl Block {
         held
     }
 
+    /// The item in slot `entry`: its event's timestamp and id, its priority; None when empty.
+    pub fn item(&self, entry: usize) -> Option<(i64, Vec<u8>, f64)> {
+        self.holds(entry).then(|| {
+            (
+                self.timestamps[entry],
+                self.event_ids[entry * ID_BYTES..(entry + 1) * ID_BYTES].to_vec(),
+                self.priorities[entry],
+            )
+        })
+    }
+
+    /// The slots' entries in the sum tree: p^`alpha` of each item's priority, 0 where empty (as
+    /// every writer of the tree computes them).
+    pub fn leaf(&self, alpha: f64) -> Vec<f64> {
+        self.priorities
+            .iter()
+            .map(|p| if *p > 0.0 { p.powf(alpha) } else { 0.0 })
+            .collect()
+    }
+
     /// How many slots hold an item.
     pub fn filled(&self) -> usize {
         self.timestamps.iter().filter(|t| **t != EMPTY).count()
@@ -132,6 +152,19 @@ mod tests {
             b.timestamps.iter().filter(|t| **t == EMPTY).count(),
             FANOUT - 1
         );
+    }
+
+    #[test]
+    fn items_and_leaf_entries_are_read_by_slot() {
+        let mut b = Block::empty();
+        b.set(5, 77, &id(3), 4.0).unwrap();
+        assert_eq!(b.item(5), Some((77, id(3), 4.0)));
+        assert_eq!(b.item(6), None);
+        let leaf = b.leaf(0.5);
+        assert_eq!(leaf[5], 2.0);
+        assert_eq!(leaf.iter().filter(|x| **x != 0.0).count(), 1);
+        // alpha 0: every item weighs 1, an empty slot still 0
+        assert_eq!(b.leaf(0.0).iter().sum::<f64>(), 1.0);
     }
 
     #[test]

@@ -110,11 +110,27 @@ pub fn read_blocks(
         return Ok(BTreeMap::new());
     }
     let ids: Vec<i64> = blocks.iter().copied().collect();
-    spi::some_rows(&BLOCKS_READ, &[id.into(), ids.into()], false, |r| {
-        let block =
-            Block::from_parts(r.array::<i64>(2)?, r.get::<Vec<u8>>(3)?, r.array::<f64>(4)?)?;
-        Some((r.get::<i64>(1)?, block))
-    })
+    spi::some_rows(&BLOCKS_READ, &[id.into(), ids.into()], false, block_row)
+}
+
+/// Blocks `blocks` of buffer `id`'s items as a sampler sees them (the calling statement's
+/// snapshot).
+pub fn blocks_seen(id: i32, blocks: &[i64]) -> Result<HashMap<i64, Block>, FractalityError> {
+    if blocks.is_empty() {
+        return Ok(HashMap::new());
+    }
+    spi::some_rows(
+        &BLOCKS_READ,
+        &[id.into(), blocks.to_vec().into()],
+        true,
+        block_row,
+    )
+}
+
+/// A row of `replay_blocks_read.sql`: the block's number and its items.
+fn block_row(r: &spi::Row) -> Option<(i64, Block)> {
+    let block = Block::from_parts(r.array::<i64>(2)?, r.get::<Vec<u8>>(3)?, r.array::<f64>(4)?)?;
+    Some((r.get::<i64>(1)?, block))
 }
 
 /// Blocks written by one statement at most (~4 MB of arrays).
@@ -185,11 +201,6 @@ fn items_at(
             (r.get::<i64>(2)?, r.get::<Vec<u8>>(3)?, r.get::<f64>(4)?),
         ))
     })
-}
-
-/// Buffer `id`'s items in `slots`, by slot, as a sampler sees them.
-pub fn items_by_slot(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, FractalityError> {
-    items_at(id, slots, true)
 }
 
 thread_local! {

@@ -8,11 +8,12 @@ use pgrx::datum::Array;
 use crate::errors::{in_range, pg_float, required, FractalityError, OrReport};
 use crate::spi;
 
+use super::blocks::Block;
 use super::input::check_draws;
 use super::items;
 use super::pending::{self, Pending};
 use super::store::{self, buffer, SpiTree};
-use super::tree::{descend, points, total, weights};
+use super::tree::{descend, place, points, total, weights, BlockMap, Blocks, OrderedBlocks};
 use super::upkeep::fold;
 
 /// One draw.
@@ -24,6 +25,41 @@ pub struct Draw {
     pub priority: f64,
     pub probability: f64,
     pub weight: f64,
+}
+
+/// The sum tree as a sampler descends it: the levels above the leaves from `replay_tree`, the
+/// leaves from the items' own blocks (p^alpha of each slot's priority, which is what the tree's
+/// leaves hold), kept so that the items drawn need no second read: one block read a draw at the
+/// bottom instead of two.
+struct Descent {
+    tree: SpiTree,
+    buffer: i32,
+    alpha: f64,
+    /// The item blocks read as leaves, by number.
+    items: HashMap<i64, Block>,
+}
+
+impl Blocks for Descent {
+    fn read(&mut self, level: u16, blocks: &[i64]) -> Result<BlockMap, FractalityError> {
+        if level > 0 {
+            return self.tree.read(level, blocks);
+        }
+        let read = items::blocks_seen(self.buffer, blocks)?;
+        let leaves = read.iter().map(|(k, b)| (*k, b.leaf(self.alpha))).collect();
+        self.items.extend(read);
+        Ok(leaves)
+    }
+
+    fn write(&mut self, _level: u16, _blocks: &OrderedBlocks) -> Result<(), FractalityError> {
+        Err(FractalityError::Internal {
+            query: "sample_experiences",
+            detail: "a sampler does not write the tree".into(),
+        })
+    }
+
+    fn range(&mut self, level: u16, lo: i64, hi: i64) -> Result<BlockMap, FractalityError> {
+        self.tree.range(level, lo, hi)
+    }
 }
 
 /// `n` draws with replacement from buffer `name` (SPI connected).
@@ -45,7 +81,12 @@ pub fn sample(
         )?,
         None => b.beta,
     };
-    let mut tree = SpiTree::new(b.id, true);
+    let mut tree = Descent {
+        tree: SpiTree::new(b.id, true),
+        buffer: b.id,
+        alpha: b.alpha,
+        items: HashMap::new(),
+    };
     // the priorities written back and not folded yet, in the same snapshot as the tree
     store::with_pending_seen(&b, |pending| {
         let total = total(&mut tree, b.levels, pending)?;
@@ -54,13 +95,12 @@ pub fn sample(
         }
         let points = points(n, total, seed);
         let landed = descend(&mut tree, b.levels, &points, pending)?;
-        let slots: Vec<i64> = landed.iter().flatten().map(|(s, _)| *s).collect();
-        let items = items::items_by_slot(b.id, slots)?;
         let mut draws: Vec<Draw> = landed
             .into_iter()
             .flatten()
             .filter_map(|(slot, w)| {
-                let (ts, id, p) = items.get(&slot)?.clone();
+                let (block, entry) = place(slot);
+                let (ts, id, p) = tree.items.get(&block)?.item(entry)?;
                 Some(Draw {
                     slot,
                     event_timestamp: ts,
