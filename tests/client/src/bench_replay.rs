@@ -18,7 +18,7 @@
 use postgres::Client;
 use rand::{Rng, SeedableRng};
 
-use crate::bench::{thousands, timed, Ctx, Figure, Row, Unit};
+use crate::bench::{alternate, thousands, timed, Ctx, Figure, Row, Unit};
 use crate::datagen::Error;
 
 const DRAWS: i32 = 256;
@@ -242,13 +242,10 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         "SELECT event_id FROM bench_plain_items
           ORDER BY ln(1 - random()) / power(priority, 0.6) DESC LIMIT $1::integer",
     )?;
-    let (mut native_plain, mut plain) = (Vec::new(), Vec::new());
-    for _ in 0..reps {
-        let (_, t) = timed(|| Ok(c.query(&sample, &[&DRAWS])?))?;
-        native_plain.push(ms(t));
-        let (_, t) = timed(|| Ok(c.query(&es_plain, &[&DRAWS])?))?;
-        plain.push(ms(t));
-    }
+    let draws = |c: &mut Client, q: &postgres::Statement| -> Result<f64, Error> {
+        Ok(ms(timed(|| Ok(c.query(q, &[&DRAWS])?))?.1))
+    };
+    let (native_plain, plain) = alternate(c, reps, |c| draws(c, &sample), |c| draws(c, &es_plain))?;
     c.batch_execute("DROP TABLE bench_plain_items")?;
     rows.push(
         Row::new(
