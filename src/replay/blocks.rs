@@ -12,6 +12,15 @@ pub const EMPTY: i64 = -1;
 /// Bytes of an event id.
 pub const ID_BYTES: usize = 16;
 
+/// A leaf block of the sum tree from its slots' `priorities`: p^`alpha` of each item's, 0 where
+/// the slot is empty (0^0 would be 1). The one place the tree's leaves are computed from the items.
+pub fn leaf(priorities: &[f64], alpha: f64) -> Vec<f64> {
+    priorities
+        .iter()
+        .map(|p| if *p > 0.0 { p.powf(alpha) } else { 0.0 })
+        .collect()
+}
+
 /// One block of items.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Block {
@@ -95,13 +104,9 @@ impl Block {
         })
     }
 
-    /// The slots' entries in the sum tree: p^`alpha` of each item's priority, 0 where empty (as
-    /// every writer of the tree computes them).
+    /// The slots' entries in the sum tree (see [`leaf`]).
     pub fn leaf(&self, alpha: f64) -> Vec<f64> {
-        self.priorities
-            .iter()
-            .map(|p| if *p > 0.0 { p.powf(alpha) } else { 0.0 })
-            .collect()
+        leaf(&self.priorities, alpha)
     }
 
     /// How many slots hold an item.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Cursor, Query};
 
-use super::blocks::{Block, ID_BYTES};
+use super::blocks::{leaf, Block, ID_BYTES};
 use super::store::Buffer;
 use super::tree::{place, OrderedBlocks, FANOUT};
 
@@ -60,15 +60,16 @@ fn priorities(id: i32, blocks: &BTreeSet<i64>) -> Result<BTreeMap<i64, Vec<f64>>
 
 /// p^alpha of the items of leaf blocks `blocks`, as the leaves of the tree.
 pub fn leaf_values(b: &Buffer, blocks: &BTreeSet<i64>) -> Result<OrderedBlocks, FractalityError> {
-    let mut out: OrderedBlocks = blocks.iter().map(|k| (*k, vec![0.0; FANOUT])).collect();
-    for (block, ps) in priorities(b.id, blocks)? {
-        if let Some(entries) = out.get_mut(&block) {
-            for (e, p) in entries.iter_mut().zip(ps) {
-                *e = if p > 0.0 { p.powf(b.alpha) } else { 0.0 };
-            }
-        }
-    }
-    Ok(out)
+    let mut held = priorities(b.id, blocks)?;
+    Ok(blocks
+        .iter()
+        .map(|k| {
+            let entries = held
+                .remove(k)
+                .map_or_else(|| vec![0.0; FANOUT], |ps| leaf(&ps, b.alpha));
+            (*k, entries)
+        })
+        .collect())
 }
 
 /// How many items buffer `id` holds (with the transaction's own writes).
@@ -86,14 +87,11 @@ pub fn held(
 }
 
 /// The blocks holding only events older than `cutoff_us` deleted from every buffer: (buffer,
-/// block) of each, and how many items they held.
-pub fn remove_before(cutoff_us: i64) -> Result<(Vec<(i32, i64)>, i64), FractalityError> {
-    let rows: Vec<(i32, i64, i16)> =
-        spi::some_rows(&REMOVE_BEFORE, &[cutoff_us.into()], false, |r| {
-            Some((r.get::<i32>(1)?, r.get::<i64>(2)?, r.get::<i16>(3)?))
-        })?;
-    let n = rows.iter().map(|r| r.2 as i64).sum();
-    Ok((rows.into_iter().map(|r| (r.0, r.1)).collect(), n))
+/// block, how many items it held) of each.
+pub fn remove_before(cutoff_us: i64) -> Result<Vec<(i32, i64, i64)>, FractalityError> {
+    spi::some_rows(&REMOVE_BEFORE, &[cutoff_us.into()], false, |r| {
+        Some((r.get::<i32>(1)?, r.get::<i64>(2)?, r.get::<i16>(3)? as i64))
+    })
 }
 
 /// The slots of every buffer holding events older than `cutoff_us`: (buffer, slot).
@@ -187,15 +185,11 @@ pub fn all_items(id: i32) -> Result<Cursor, FractalityError> {
 }
 
 /// An item: its event's timestamp and id, its priority.
-pub type Item = (i64, Vec<u8>, f64);
+type Item = (i64, Vec<u8>, f64);
 
-/// Buffer `id`'s items in `slots`, by slot (`read_only`: in the calling statement's snapshot).
-fn items_at(
-    id: i32,
-    slots: Vec<i64>,
-    read_only: bool,
-) -> Result<HashMap<i64, Item>, FractalityError> {
-    spi::some_rows(&ITEMS_BY_SLOT, &[id.into(), slots.into()], read_only, |r| {
+/// Buffer `id`'s items in `slots`, by slot, in the latest committed state.
+fn items_at(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, FractalityError> {
+    spi::some_rows(&ITEMS_BY_SLOT, &[id.into(), slots.into()], false, |r| {
         Some((
             r.get::<i64>(1)?,
             (r.get::<i64>(2)?, r.get::<Vec<u8>>(3)?, r.get::<f64>(4)?),
@@ -257,7 +251,7 @@ pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, Frac
     });
     let mut found = Vec::with_capacity(drawn.len() + rest.len());
     if !drawn.is_empty() {
-        let items = items_at(id, drawn.iter().map(|d| d.1).collect(), false)?;
+        let items = items_at(id, drawn.iter().map(|d| d.1).collect())?;
         for (event, slot) in drawn {
             match items.get(&slot) {
                 Some((_, held, p)) if *held == event => found.push((event, slot, *p)),

@@ -34,7 +34,7 @@ pub use tree::{
 
 use learn::write_back;
 use store::buffer;
-use upkeep::{after_removal, fold, fold_all, take_out};
+use upkeep::{fold, fold_all, remove_items};
 
 /// The events (`timestamps`, `event_ids`, in the order written) entering buffer `buffer_id`: its
 /// items, counters and tree. Internal (the trigger's).
@@ -53,7 +53,8 @@ fn replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
         store::lock_all()?;
         fold_all()?;
         let held = items::held(event_ids, timestamps)?;
-        after_removal(take_out(held)?)
+        remove_items(held, Vec::new())?;
+        Ok(())
     })
     .unwrap_or_report()
 }
@@ -65,12 +66,8 @@ fn replay_remove_before(cutoff_us: i64) -> i64 {
     spi::connect(|| -> Result<i64, FractalityError> {
         store::lock_all()?;
         fold_all()?;
-        let (mut changed, whole) = items::remove_before(cutoff_us)?;
-        let older = items::older(cutoff_us)?;
-        let n = whole + older.len() as i64;
-        changed.extend(take_out(older)?);
-        after_removal(changed)?;
-        Ok(n)
+        let gone = items::remove_before(cutoff_us)?;
+        remove_items(items::older(cutoff_us)?, gone)
     })
     .unwrap_or_report()
 }

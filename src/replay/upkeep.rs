@@ -7,21 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::errors::FractalityError;
 
-use super::blocks::Block;
+use super::blocks::{leaf, Block};
 use super::items;
 use super::pending::Pending;
 use super::store::{self, buffer, Buffer, SpiTree};
 use super::tree::{levels_for, place, refresh, Blocks, OrderedBlocks, FANOUT};
-
-/// The tree of `b` over the leaf blocks `blocks` brought up to date, with levels for `slots`.
-fn refresh_blocks(
-    b: &mut Buffer,
-    blocks: BTreeSet<i64>,
-    slots: u64,
-) -> Result<(), FractalityError> {
-    let leaves = items::leaf_values(b, &blocks)?;
-    refresh_leaves(b, leaves, slots)
-}
 
 /// The tree of `b` with the leaf blocks `leaves` (their entries given) and every block above
 /// them brought up to date, with levels for `slots`.
@@ -187,44 +177,61 @@ pub(super) fn entered(
     store::save_counters(&b)
 }
 
-/// The items in `held` (buffer, slot) taken out of their blocks: (buffer, block) of each block
-/// changed. The buffers are locked.
-pub(super) fn take_out(held: Vec<(i32, i64)>) -> Result<Vec<(i32, i64)>, FractalityError> {
-    let mut per_buffer: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
+/// What leaves one buffer: slots to empty, blocks deleted whole (block, how many items).
+#[derive(Default)]
+struct Leaving {
+    slots: BTreeSet<i64>,
+    gone: Vec<(i64, i64)>,
+}
+
+/// Items leaving their buffers (the buffers locked, their pending priorities folded): `held`
+/// (buffer, slot) taken out of their blocks, `gone` (buffer, block, items) blocks already
+/// deleted whole. Each buffer's tree follows from the blocks as they are left (no second read)
+/// and its size from the items taken out. How many items left.
+pub(super) fn remove_items(
+    held: Vec<(i32, i64)>,
+    gone: Vec<(i32, i64, i64)>,
+) -> Result<i64, FractalityError> {
+    let mut per_buffer: BTreeMap<i32, Leaving> = BTreeMap::new();
     for (b, slot) in held {
-        per_buffer.entry(b).or_default().insert(slot);
+        per_buffer.entry(b).or_default().slots.insert(slot);
     }
-    let mut changed = Vec::new();
-    for (id, slots) in per_buffer {
+    for (b, block, n) in gone {
+        per_buffer.entry(b).or_default().gone.push((block, n));
+    }
+    let mut total = 0;
+    for (id, Leaving { slots, gone }) in per_buffer {
+        let mut b = buffer(None, Some(id), true)?;
         let blocks: BTreeSet<i64> = slots.iter().map(|s| place(*s).0).collect();
         let mut items = items::read_blocks(id, &blocks)?;
+        let mut removed = 0;
         for slot in slots {
             let (block, entry) = place(slot);
-            if let Some(held) = items.get_mut(&block) {
-                held.clear(entry);
+            if items.get_mut(&block).is_some_and(|h| h.clear(entry)) {
+                removed += 1;
             }
         }
         items::write_blocks(id, &items)?;
-        changed.extend(blocks.into_iter().map(|k| (id, k)));
-    }
-    Ok(changed)
-}
-
-/// Takes the blocks changed by removals (buffer, block) out of their trees: their leaves read
-/// again from the items, the counters.
-pub(super) fn after_removal(changed: Vec<(i32, i64)>) -> Result<(), FractalityError> {
-    let mut per_buffer: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
-    for (b, block) in changed {
-        per_buffer.entry(b).or_default().insert(block);
-    }
-    for (id, blocks) in per_buffer {
-        let mut b = buffer(None, Some(id), true)?;
-        b.size = items::size(id)?;
-        let slots = b.slots();
-        refresh_blocks(&mut b, blocks, slots)?;
+        let mut leaves: OrderedBlocks = blocks
+            .iter()
+            .map(|k| {
+                let entries = items
+                    .get(k)
+                    .map_or_else(|| vec![0.0; FANOUT], |h| h.leaf(b.alpha));
+                (*k, entries)
+            })
+            .collect();
+        for (block, n) in gone {
+            leaves.insert(block, vec![0.0; FANOUT]);
+            removed += n;
+        }
+        b.size -= removed;
+        let span = b.slots();
+        refresh_leaves(&mut b, leaves, span)?;
         store::save_counters(&b)?;
+        total += removed;
     }
-    Ok(())
+    Ok(total)
 }
 
 /// The whole tree of `b` built from its items (one pass in slot order).
@@ -238,10 +245,7 @@ fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
             break;
         }
         for (block, ps) in rows.into_iter().flatten() {
-            let powered = ps
-                .iter()
-                .map(|p| if *p > 0.0 { p.powf(b.alpha) } else { 0.0 });
-            leaves.insert(block, powered.collect());
+            leaves.insert(block, leaf(&ps, b.alpha));
         }
     }
     drop(cursor);
