@@ -8,4 +8,5 @@ mod graph;
 mod reliability;
 mod resonance;
 mod schema;
+mod spi;
 mod vector;

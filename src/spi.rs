@@ -135,19 +135,48 @@ fn values(args: &[DatumWithOid<'_>]) -> (Vec<pg_sys::Datum>, Vec<c_char>) {
 
 /// One row of a result, read in place: valid while the callback that receives it runs.
 pub struct Row {
-    tuple: pg_sys::HeapTuple,
-    desc: pg_sys::TupleDesc,
+    source: Source,
+}
+
+/// Where a row's values are: a tuple of `SPI_tuptable`, or the executor's slot of a row being
+/// streamed ([`stream`]).
+enum Source {
+    Tuple(pg_sys::HeapTuple, pg_sys::TupleDesc),
+    Slot(*mut pg_sys::TupleTableSlot),
 }
 
 impl Row {
+    /// Column `n` (1-based): its datum, and whether it is NULL.
+    fn binval(&self, n: i32) -> (pg_sys::Datum, bool) {
+        // SAFETY: the tuple and its descriptor come from the current SPI_tuptable; the slot is
+        // the one the executor passed to the receiver, its values deformed up to n on demand
+        unsafe {
+            match self.source {
+                Source::Tuple(tuple, desc) => {
+                    let mut isnull = false;
+                    let d = pg_sys::SPI_getbinval(tuple, desc, n, &mut isnull);
+                    (d, isnull)
+                }
+                Source::Slot(slot) => {
+                    let natts = (*(*slot).tts_tupleDescriptor).natts;
+                    if n < 1 || n > natts {
+                        return (pg_sys::Datum::from(0usize), true);
+                    }
+                    if ((*slot).tts_nvalid as i32) < n {
+                        pg_sys::slot_getsomeattrs(slot, n);
+                    }
+                    let i = (n - 1) as usize;
+                    (*(*slot).tts_values.add(i), *(*slot).tts_isnull.add(i))
+                }
+            }
+        }
+    }
+
     /// Column `n` (1-based) as `T`; None for NULL.
     pub fn get<T: FromDatum>(&self, n: i32) -> Option<T> {
-        // SAFETY: tuple and desc come from the current SPI_tuptable
-        unsafe {
-            let mut isnull = false;
-            let d = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
-            T::from_datum(d, isnull)
-        }
+        let (d, isnull) = self.binval(n);
+        // SAFETY: a datum of the row being read, of the column's type
+        unsafe { T::from_datum(d, isnull) }
     }
 
     /// Column `n` (1-based), an array of a fixed-size type (`bigint[]`, `float8[]`, ...), copied
@@ -159,17 +188,34 @@ impl Row {
         for<'a> pgrx::datum::Array<'a, T>: FromDatum,
         for<'a> T: pgrx::datum::UnboxDatum<As<'a> = T>,
     {
-        // SAFETY: tuple and desc come from the current SPI_tuptable; the array is read in place
-        // and copied before the callback returns
-        unsafe {
-            let mut isnull = false;
-            let d = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
-            let a = pgrx::datum::Array::<T>::from_datum(d, isnull)?;
-            Some(match a.as_slice() {
-                Ok(s) => s.to_vec(),
-                Err(_) => a.iter().flatten().collect(),
-            })
-        }
+        let (d, isnull) = self.binval(n);
+        // SAFETY: as in get; the array is read in place and copied before the callback returns
+        let a = unsafe { pgrx::datum::Array::<T>::from_datum(d, isnull) }?;
+        Some(match a.as_slice() {
+            Ok(s) => s.to_vec(),
+            Err(_) => a.iter().flatten().collect(),
+        })
+    }
+
+    /// `f` of column `n` (1-based), an array of a fixed-size type without NULLs, read in place;
+    /// None for NULL or an array holding NULLs.
+    pub fn with_array<T, R>(&self, n: i32, f: impl FnOnce(&[T]) -> R) -> Option<R>
+    where
+        T: pgrx::array::Scalar + pgrx::datum::UnboxDatum,
+        for<'a> pgrx::datum::Array<'a, T>: FromDatum,
+    {
+        let (d, isnull) = self.binval(n);
+        // SAFETY: as in get; the array (detoasted only when stored toasted) outlives f
+        let a = unsafe { pgrx::datum::Array::<T>::from_datum(d, isnull) }?;
+        a.as_slice().ok().map(f)
+    }
+
+    /// `f` of column `n` (1-based), a `bytea`, read in place; None for NULL.
+    pub fn with_bytes<R>(&self, n: i32, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let (d, isnull) = self.binval(n);
+        // SAFETY: as in get; the bytes (detoasted only when stored toasted) outlive f
+        let bytes = unsafe { <&[u8]>::from_datum(d, isnull) }?;
+        Some(f(bytes))
     }
 
     /// Columns 1 and 2; None when either is NULL.
@@ -179,12 +225,8 @@ impl Row {
 
     /// Column `n` (1-based) as a raw datum, for values read in place (vectors); None for NULL.
     pub fn datum(&self, n: i32) -> Option<pg_sys::Datum> {
-        // SAFETY: as in get
-        unsafe {
-            let mut isnull = false;
-            let d = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
-            (!isnull).then_some(d)
-        }
+        let (d, isnull) = self.binval(n);
+        (!isnull).then_some(d)
     }
 
     /// Column `n` (1-based), a `vector`, its values copied out; None for NULL.
@@ -212,8 +254,7 @@ unsafe fn collect<R>(mut f: impl FnMut(&Row) -> R) -> Vec<R> {
             let desc = (*table).tupdesc;
             for i in 0..n {
                 out.push(f(&Row {
-                    tuple: *(*table).vals.add(i),
-                    desc,
+                    source: Source::Tuple(*(*table).vals.add(i), desc),
                 }));
             }
             pg_sys::SPI_freetuptable(table);
@@ -253,6 +294,91 @@ pub fn some_rows<R, C: FromIterator<R>>(
 ) -> Result<C, FractalityError> {
     Ok(rows(q, args, read_only, f)?.into_iter().flatten().collect())
 }
+
+/// Runs `q` as [`rows`] does, handing each row to `f` as the executor produces it instead of
+/// copying the result into a table first: by-reference values (arrays, byteas) are read where
+/// the scan found them, in the shared buffer, and are valid only while `f` runs. For readers of
+/// wide rows of which they keep a little. `f` must not run queries. Returns the rows seen.
+pub fn stream(
+    q: &Query<'_>,
+    args: &[DatumWithOid<'_>],
+    read_only: bool,
+    mut f: impl FnMut(&Row),
+) -> Result<u64, FractalityError> {
+    let plan = plan(q)?;
+    let mut receiver = Receiver {
+        base: pg_sys::DestReceiver {
+            receiveSlot: Some(receive_slot),
+            rStartup: Some(receiver_noop_startup),
+            rShutdown: Some(receiver_noop),
+            rDestroy: Some(receiver_noop),
+            mydest: pg_sys::CommandDest::DestNone,
+        },
+        f: &mut f,
+        seen: 0,
+    };
+    // SAFETY: a kept plan, arguments of the prepared types; the receiver outlives the run
+    unsafe {
+        let params = pg_sys::makeParamList(args.len() as i32);
+        let slots = (*params).params.as_mut_slice(args.len());
+        for (i, a) in args.iter().enumerate() {
+            let (value, isnull) = match a.datum() {
+                Some(d) => (d.sans_lifetime(), false),
+                None => (pg_sys::Datum::from(0usize), true),
+            };
+            slots[i] = pg_sys::ParamExternData {
+                value,
+                isnull,
+                pflags: pg_sys::PARAM_FLAG_CONST as u16,
+                ptype: q.types.get(i).copied().unwrap_or(pg_sys::InvalidOid),
+            };
+        }
+        let options = pg_sys::SPIExecuteOptions {
+            params,
+            read_only,
+            dest: &mut receiver.base,
+            ..Default::default()
+        };
+        let status = pg_sys::SPI_execute_plan_extended(plan, &options);
+        if status < 0 {
+            return Err(spi_failure(q.name, status));
+        }
+    }
+    Ok(receiver.seen)
+}
+
+/// The DestReceiver of [`stream`]: PostgreSQL's struct first, then the callback.
+#[repr(C)]
+struct Receiver<'a> {
+    base: pg_sys::DestReceiver,
+    f: &'a mut dyn FnMut(&Row),
+    seen: u64,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn receive_slot(
+    slot: *mut pg_sys::TupleTableSlot,
+    receiver: *mut pg_sys::DestReceiver,
+) -> bool {
+    // SAFETY: the receiver is the base of a Receiver that stream() keeps alive while it runs
+    let r = unsafe { &mut *(receiver as *mut Receiver<'_>) };
+    r.seen += 1;
+    (r.f)(&Row {
+        source: Source::Slot(slot),
+    });
+    true
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn receiver_noop_startup(
+    _receiver: *mut pg_sys::DestReceiver,
+    _operation: i32,
+    _desc: pg_sys::TupleDesc,
+) {
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn receiver_noop(_receiver: *mut pg_sys::DestReceiver) {}
 
 /// Runs `q` for its effect; returns the number of rows it processed.
 pub fn run(q: &Query<'_>, args: &[DatumWithOid<'_>]) -> Result<u64, FractalityError> {

@@ -12,13 +12,34 @@ pub const EMPTY: i64 = -1;
 /// Bytes of an event id.
 pub const ID_BYTES: usize = 16;
 
-/// A leaf block of the sum tree from its slots' `priorities`: p^`alpha` of each item's, 0 where
-/// the slot is empty (0^0 would be 1). The one place the tree's leaves are computed from the items.
+/// A slot's entry in a leaf block of the sum tree from its item's priority `p`: p^`alpha`, 0
+/// where the slot is empty (0^0 would be 1). The one place the tree's leaves are computed from
+/// the items.
+pub fn leaf_entry(p: f64, alpha: f64) -> f64 {
+    if p > 0.0 {
+        p.powf(alpha)
+    } else {
+        0.0
+    }
+}
+
+/// The entries of a leaf block of the sum tree from its slots' `priorities` (see
+/// [`leaf_entry`]), computed as they are passed. A run of equal priorities is computed once: new
+/// items enter at the buffer's largest priority, so most of a buffer's items share it until they
+/// are drawn.
+pub fn leaf_entries(priorities: &[f64], alpha: f64) -> impl Iterator<Item = f64> + '_ {
+    let mut last = (f64::NAN, 0.0);
+    priorities.iter().map(move |&p| {
+        if p != last.0 {
+            last = (p, leaf_entry(p, alpha));
+        }
+        last.1
+    })
+}
+
+/// A leaf block of the sum tree from its slots' `priorities` (see [`leaf_entry`]).
 pub fn leaf(priorities: &[f64], alpha: f64) -> Vec<f64> {
-    priorities
-        .iter()
-        .map(|p| if *p > 0.0 { p.powf(alpha) } else { 0.0 })
-        .collect()
+    leaf_entries(priorities, alpha).collect()
 }
 
 /// One block of items.

@@ -6,6 +6,8 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use rustc_hash::FxHashMap;
+
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Cursor, Query};
 
@@ -111,18 +113,40 @@ pub fn read_blocks(
     spi::some_rows(&BLOCKS_READ, &[id.into(), ids.into()], false, block_row)
 }
 
-/// Blocks `blocks` of buffer `id`'s items as a sampler sees them (the calling statement's
-/// snapshot).
-pub fn blocks_seen(id: i32, blocks: &[i64]) -> Result<HashMap<i64, Block>, FractalityError> {
+/// `f` of each of blocks `blocks` of buffer `id`'s items as a sampler sees them (the calling
+/// statement's snapshot): the block's number and its slots' timestamps, ids and priorities, read
+/// in place (nothing copied but what `f` keeps).
+pub fn each_block_seen(
+    id: i32,
+    blocks: &[i64],
+    mut f: impl FnMut(i64, &[i64], &[u8], &[f64]),
+) -> Result<(), FractalityError> {
     if blocks.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(());
     }
-    spi::some_rows(
+    spi::stream(
         &BLOCKS_READ,
         &[id.into(), blocks.to_vec().into()],
         true,
-        block_row,
-    )
+        |r| {
+            let Some(block) = r.get::<i64>(1) else {
+                return;
+            };
+            r.with_array(2, |ts: &[i64]| {
+                r.with_bytes(3, |ids| {
+                    r.with_array(4, |ps: &[f64]| {
+                        if ts.len() == FANOUT
+                            && ps.len() == FANOUT
+                            && ids.len() == FANOUT * ID_BYTES
+                        {
+                            f(block, ts, ids, ps)
+                        }
+                    })
+                })
+            });
+        },
+    )?;
+    Ok(())
 }
 
 /// A row of `replay_blocks_read.sql`: the block's number and its items.
@@ -200,7 +224,7 @@ fn items_at(id: i32, slots: Vec<i64>) -> Result<HashMap<i64, Item>, FractalityEr
 thread_local! {
     /// The slots at which this backend's samples drew events, by (buffer, event id): where
     /// `find` looks first.
-    static DRAWN: RefCell<HashMap<(i32, u128), i64>> = RefCell::new(HashMap::new());
+    static DRAWN: RefCell<FxHashMap<(i32, u128), i64>> = RefCell::new(FxHashMap::default());
 }
 /// Drawn events a backend keeps the slots of (about 3 MB), all buffers together; all forgotten
 /// when a sample would go past it.

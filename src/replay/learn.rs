@@ -1,19 +1,21 @@
 //! What a learner calls: draws from a buffer's sum tree with their importance weights, and the
 //! priorities it writes back (appended as pending, folded in bulk by [`super::upkeep`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rustc_hash::FxHashMap;
 
 use pgrx::datum::Array;
 
 use crate::errors::{in_range, pg_float, required, FractalityError, OrReport};
 use crate::spi;
 
-use super::blocks::Block;
+use super::blocks::{leaf, leaf_entries, leaf_entry, ID_BYTES};
 use super::input::check_draws;
 use super::items;
 use super::pending::{self, Pending};
 use super::store::{self, buffer, SpiTree};
-use super::tree::{descend, place, points, total, weights, BlockMap, Blocks, OrderedBlocks};
+use super::tree::{descend, pick, points, total, weights, BlockMap, Blocks, OrderedBlocks, FANOUT};
 use super::upkeep::fold;
 
 /// One draw.
@@ -29,14 +31,15 @@ pub struct Draw {
 
 /// The sum tree as a sampler descends it: the levels above the leaves from `replay_tree`, the
 /// leaves from the items' own blocks (p^alpha of each slot's priority, which is what the tree's
-/// leaves hold), kept so that the items drawn need no second read: one block read a draw at the
-/// bottom instead of two.
+/// leaves hold), read in place as the scan finds them: a draw computes the entries of its block
+/// only up to the slot it lands on and copies out only that slot's item, so that a draw costs one
+/// block read at the bottom and no copy of the block.
 struct Descent {
     tree: SpiTree,
     buffer: i32,
     alpha: f64,
-    /// The item blocks read as leaves, by number.
-    items: HashMap<i64, Block>,
+    /// The items the draws landed on, by slot: timestamp, id, priority.
+    items: FxHashMap<i64, (i64, Vec<u8>, f64)>,
 }
 
 impl Blocks for Descent {
@@ -44,9 +47,11 @@ impl Blocks for Descent {
         if level > 0 {
             return self.tree.read(level, blocks);
         }
-        let read = items::blocks_seen(self.buffer, blocks)?;
-        let leaves = read.iter().map(|(k, b)| (*k, b.leaf(self.alpha))).collect();
-        self.items.extend(read);
+        let alpha = self.alpha;
+        let mut leaves = BlockMap::default();
+        items::each_block_seen(self.buffer, blocks, |b, _, _, priorities| {
+            leaves.insert(b, leaf(priorities, alpha));
+        })?;
         Ok(leaves)
     }
 
@@ -59,6 +64,54 @@ impl Blocks for Descent {
 
     fn range(&mut self, level: u16, lo: i64, hi: i64) -> Result<BlockMap, FractalityError> {
         self.tree.range(level, lo, hi)
+    }
+
+    fn land(
+        &mut self,
+        at: &[Option<(i64, f64)>],
+        pending: &Pending,
+    ) -> Result<Vec<Option<(i64, f64)>>, FractalityError> {
+        // the points by leaf block
+        let mut by_block: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, a) in at.iter().enumerate() {
+            if let Some((b, _)) = a {
+                by_block.entry(*b).or_default().push(i);
+            }
+        }
+        let blocks: Vec<i64> = by_block.keys().copied().collect();
+        let (alpha, items) = (self.alpha, &mut self.items);
+        let mut landed = vec![None; at.len()];
+        items::each_block_seen(self.buffer, &blocks, |b, timestamps, ids, priorities| {
+            let Some(points) = by_block.get(&b) else {
+                return;
+            };
+            // the whole block's entries where several points land in it or pending priorities
+            // change it; otherwise each entry up to the landing slot, computed as it is passed
+            let whole = (points.len() > 1 || pending.touches_leaf(b)).then(|| {
+                let mut entries = leaf(priorities, alpha);
+                pending.adjust(0, b, &mut entries);
+                entries
+            });
+            for &i in points {
+                let Some((_, u)) = at[i] else { continue };
+                let found = match &whole {
+                    Some(entries) => pick(entries.iter().copied(), u).map(|(j, _)| (j, entries[j])),
+                    None => pick(leaf_entries(priorities, alpha), u)
+                        .map(|(j, _)| (j, leaf_entry(priorities[j], alpha))),
+                };
+                let Some((j, w)) = found else { continue };
+                let slot = b * FANOUT as i64 + j as i64;
+                landed[i] = Some((slot, w));
+                items.entry(slot).or_insert_with(|| {
+                    (
+                        timestamps[j],
+                        ids[j * ID_BYTES..(j + 1) * ID_BYTES].to_vec(),
+                        priorities[j],
+                    )
+                });
+            }
+        })?;
+        Ok(landed)
     }
 }
 
@@ -85,7 +138,7 @@ pub fn sample(
         tree: SpiTree::new(b.id, true),
         buffer: b.id,
         alpha: b.alpha,
-        items: HashMap::new(),
+        items: FxHashMap::default(),
     };
     // the priorities written back and not folded yet, in the same snapshot as the tree
     store::with_pending_seen(&b, |pending| {
@@ -99,13 +152,12 @@ pub fn sample(
             .into_iter()
             .flatten()
             .filter_map(|(slot, w)| {
-                let (block, entry) = place(slot);
-                let (ts, id, p) = tree.items.get(&block)?.item(entry)?;
+                let (ts, id, p) = tree.items.get(&slot)?;
                 Some(Draw {
                     slot,
-                    event_timestamp: ts,
-                    event_id: id,
-                    priority: pending.latest(slot).unwrap_or(p),
+                    event_timestamp: *ts,
+                    event_id: id.clone(),
+                    priority: pending.latest(slot).unwrap_or(*p),
                     probability: w / total,
                     weight: 0.0,
                 })

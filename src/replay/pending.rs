@@ -159,6 +159,15 @@ impl Pending {
         self.prefix[self.slots.len()]
     }
 
+    /// Whether a pending priority lies under block `block` of leaves (level 0).
+    pub fn touches_leaf(&self, block: i64) -> bool {
+        let lo = block.saturating_mul(FANOUT as i64);
+        let first = self.slots.partition_point(|s| *s < lo);
+        self.slots
+            .get(first)
+            .is_some_and(|s| *s < lo.saturating_add(FANOUT as i64))
+    }
+
     /// Block `block` of `level` (its FANOUT entries as the tree holds them) brought to the
     /// pending slots under it, in place: a leaf entry of a pending slot becomes its latest
     /// p^alpha, an entry above the leaves its stored sum plus the change of the pending slots

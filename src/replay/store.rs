@@ -64,17 +64,34 @@ impl SpiTree {
     }
 }
 
+impl SpiTree {
+    /// The blocks `q` returns (block, sums), each copied out as the scan finds it.
+    fn blocks(
+        &self,
+        q: &Query<'_>,
+        args: &[pgrx::datum::DatumWithOid<'_>],
+    ) -> Result<BlockMap, FractalityError> {
+        let mut out = BlockMap::default();
+        spi::stream(q, args, self.read_only, |r| {
+            if let Some((b, sums)) = block(r) {
+                out.insert(b, sums);
+            }
+        })?;
+        Ok(out)
+    }
+}
+
 impl Blocks for SpiTree {
     fn read(&mut self, level: u16, blocks: &[i64]) -> Result<BlockMap, FractalityError> {
         if blocks.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(BlockMap::default());
         }
         let args = [
             self.buffer.into(),
             (level as i16).into(),
             blocks.to_vec().into(),
         ];
-        spi::some_rows(&TREE_READ, &args, self.read_only, block)
+        self.blocks(&TREE_READ, &args)
     }
 
     fn range(&mut self, level: u16, lo: i64, hi: i64) -> Result<BlockMap, FractalityError> {
@@ -84,7 +101,7 @@ impl Blocks for SpiTree {
             lo.into(),
             hi.into(),
         ];
-        spi::some_rows(&TREE_RANGE, &args, self.read_only, block)
+        self.blocks(&TREE_RANGE, &args)
     }
 
     fn write(&mut self, level: u16, blocks: &OrderedBlocks) -> Result<(), FractalityError> {

@@ -7,7 +7,7 @@
 //! level `l`; the root is block 0 of the top level. A parent's entries are always recomputed from
 //! its children's sums (never adjusted by differences), so the tree does not drift from its items.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -38,10 +38,10 @@ pub fn levels_for(slots: u64) -> u16 {
 /// Within one block's entries, the child a point `u` (0 <= u < sum) falls into and what is left
 /// of `u` inside it. A child of weight 0 is never chosen: where rounding puts `u` at or past the
 /// end, the last child of positive weight is.
-pub fn pick(entries: &[f64], u: f64) -> Option<(usize, f64)> {
+pub fn pick(entries: impl IntoIterator<Item = f64>, u: f64) -> Option<(usize, f64)> {
     let mut left = u;
     let mut last = None;
-    for (j, &w) in entries.iter().enumerate() {
+    for (j, w) in entries.into_iter().enumerate() {
         if w <= 0.0 {
             continue;
         }
@@ -79,7 +79,7 @@ pub fn weights(probabilities: &[f64], n_items: u64, beta: f64) -> Vec<f64> {
 }
 
 /// Blocks of one level by number, each with its FANOUT entries, as read.
-pub type BlockMap = HashMap<i64, Vec<f64>>;
+pub type BlockMap = rustc_hash::FxHashMap<i64, Vec<f64>>;
 /// The same in block order, as written.
 pub type OrderedBlocks = BTreeMap<i64, Vec<f64>>;
 
@@ -91,6 +91,31 @@ pub trait Blocks {
     fn write(&mut self, level: u16, blocks: &OrderedBlocks) -> Result<(), FractalityError>;
     /// Every block of `level` whose number lies in [lo, hi).
     fn range(&mut self, level: u16, lo: i64, hi: i64) -> Result<BlockMap, FractalityError>;
+
+    /// The last step of a descent: for each point (its leaf block, what is left of it there),
+    /// the slot it lands on and the slot's weight, the leaves seen with the `pending` priorities.
+    fn land(
+        &mut self,
+        at: &[Option<(i64, f64)>],
+        pending: &Pending,
+    ) -> Result<Vec<Option<(i64, f64)>>, FractalityError> {
+        let mut need: Vec<i64> = at.iter().flatten().map(|(b, _)| *b).collect();
+        need.sort_unstable();
+        need.dedup();
+        let mut leaves = self.read(0, &need)?;
+        for (b, entries) in leaves.iter_mut() {
+            pending.adjust(0, *b, entries);
+        }
+        Ok(at
+            .iter()
+            .map(|a| {
+                let (b, u) = (*a)?;
+                let entries = leaves.get(&b)?;
+                let (j, _) = pick(entries.iter().copied(), u)?;
+                Some((b * FANOUT as i64 + j as i64, entries[j]))
+            })
+            .collect())
+    }
 }
 
 /// The sum of the whole tree (the root's entries) with the `pending` priorities.
@@ -116,7 +141,7 @@ pub fn descend(
 ) -> Result<Vec<Option<(i64, f64)>>, FractalityError> {
     // (block at the current level, what is left of the point inside it) per point
     let mut at: Vec<Option<(i64, f64)>> = points.iter().map(|u| Some((0i64, *u))).collect();
-    for level in (0..levels).rev() {
+    for level in (1..levels).rev() {
         let mut need: Vec<i64> = at.iter().flatten().map(|(b, _)| *b).collect();
         need.sort_unstable();
         need.dedup();
@@ -128,18 +153,11 @@ pub fn descend(
             let Some((b, u)) = *slot else { continue };
             *slot = blocks
                 .get(&b)
-                .and_then(|entries| pick(entries, u))
-                .map(|(j, left)| {
-                    let child = b * FANOUT as i64 + j as i64;
-                    if level == 0 {
-                        (child, blocks[&b][j])
-                    } else {
-                        (child, left)
-                    }
-                });
+                .and_then(|entries| pick(entries.iter().copied(), u))
+                .map(|(j, left)| (b * FANOUT as i64 + j as i64, left));
         }
     }
-    Ok(at)
+    tree.land(&at, pending)
 }
 
 /// Rewrites the leaf blocks `leaves` (their values given) and every block above them: each
@@ -190,6 +208,7 @@ mod tests {
     use approx::assert_relative_eq;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+    use std::collections::HashMap;
 
     /// A tree in memory.
     #[derive(Default)]
@@ -395,9 +414,9 @@ mod tests {
 
     #[test]
     fn pick_skips_empty_children() {
-        assert_eq!(pick(&[0.0, 2.0, 0.0, 3.0], 0.0), Some((1, 0.0)));
-        assert_eq!(pick(&[0.0, 2.0, 0.0, 3.0], 2.5), Some((3, 0.5)));
-        assert_eq!(pick(&[0.0, 2.0, 0.0, 3.0], 9.0).map(|p| p.0), Some(3));
-        assert_eq!(pick(&[0.0, 0.0], 0.0), None);
+        assert_eq!(pick([0.0, 2.0, 0.0, 3.0], 0.0), Some((1, 0.0)));
+        assert_eq!(pick([0.0, 2.0, 0.0, 3.0], 2.5), Some((3, 0.5)));
+        assert_eq!(pick([0.0, 2.0, 0.0, 3.0], 9.0).map(|p| p.0), Some(3));
+        assert_eq!(pick([0.0, 0.0], 0.0), None);
     }
 }

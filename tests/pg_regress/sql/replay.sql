@@ -53,6 +53,17 @@ SELECT fractality.write_events(pg_temp.events(1200, 1200, 1000000)) AS written;
 SELECT round(priority::numeric, 6) AS new_item_priority FROM fractality.replay_items
  WHERE event_id = decode(lpad(to_hex(1200), 32, '0'), 'hex') AND buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'all');
 
+-- a draw alone in its block computes the block's entries only up to the slot it lands on, a draw
+-- that shares its block with others all of them (and every draw in a block under pending
+-- priorities): the first draw of a sample of 1 and of 256 at the same seed land on the same item
+SELECT count(*) FILTER (WHERE a.event_id = b.event_id AND a.probability = b.probability) AS same,
+       count(*) AS seeds
+  FROM generate_series(1, 60) s,
+       LATERAL (SELECT event_id, probability FROM fractality.sample_experiences('all', 1, seed => s)) a,
+       LATERAL (SELECT x.event_id, x.probability
+                  FROM fractality.sample_experiences('all', 256, seed => s) WITH ORDINALITY x
+                 WHERE x.ordinality = 1) b;
+
 -- frequencies over 200 000 draws at a fixed seed against P(i) = p_i^alpha / sum: chi-square
 -- over the 11 prioritised items and the rest pooled (df 11; 31.26 is its 0.001 quantile)
 CREATE TEMP TABLE draws AS SELECT * FROM fractality.sample_experiences('all', 200000, seed => 42);
