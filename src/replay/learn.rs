@@ -40,10 +40,19 @@ struct Descent {
     alpha: f64,
     /// The items the draws landed on, by slot: timestamp, id, priority.
     items: FxHashMap<i64, (i64, Vec<u8>, f64)>,
+    /// The root's level and the root as first read (the total reads it, then the descent).
+    top: u16,
+    root: Option<BlockMap>,
 }
 
 impl Blocks for Descent {
     fn read(&mut self, level: u16, blocks: &[i64]) -> Result<BlockMap, FractalityError> {
+        if level == self.top && level > 0 && blocks == [0] {
+            if self.root.is_none() {
+                self.root = Some(self.tree.read(level, blocks)?);
+            }
+            return Ok(self.root.clone().unwrap_or_default());
+        }
         if level > 0 {
             return self.tree.read(level, blocks);
         }
@@ -139,6 +148,8 @@ pub fn sample(
         buffer: b.id,
         alpha: b.alpha,
         items: FxHashMap::default(),
+        top: b.levels.saturating_sub(1),
+        root: None,
     };
     // the priorities written back and not folded yet, in the same snapshot as the tree
     store::with_pending_seen(&b, |pending| {
