@@ -4,9 +4,9 @@
 -- buffer when they are written, at the buffer's largest priority so far; a learner samples
 -- (P(i) = p_i^alpha / sum_k p_k^alpha, importance weights (N P(i))^-beta / max), computes its TD
 -- errors and writes them back as priorities (|delta| + epsilon). The sampling structure is a sum
--- tree kept in the database: replay_tree holds, per buffer, blocks of FANOUT (128) partial sums,
+-- tree kept in the database: replay_tree holds, per buffer, blocks of FANOUT (120) partial sums,
 -- level 0 the items' p^alpha by slot, each level above the sums of the blocks below; a draw reads
--- one block per level (O(log N)). The items are kept in the same blocks of 128 slots
+-- one block per level (O(log N)). The items are kept in the same blocks of 120 slots
 -- (replay_blocks, one row a block; the view replay_items shows one row an item). A learner's
 -- update appends one row to replay_pending; the rows are folded into the items and the tree in
 -- bulk (see replay_pending), and samplers see them meanwhile.
@@ -46,16 +46,22 @@ CREATE TABLE fractality.replay_buffers (
 COMMENT ON TABLE fractality.replay_buffers IS
     'Prioritised replay buffers over experience_events: alpha, beta, epsilon, an optional capacity (the oldest item goes first) and filter.';
 
--- The items, FANOUT (128) slots to a row: block k of a buffer holds slots 128k .. 128k + 127,
--- entry j (from 1) of its arrays slot 128k + j - 1: the event's timestamp (-1: the slot is
+-- The items, FANOUT (120) slots to a row: block k of a buffer holds slots 120k .. 120k + 119,
+-- entry j (from 1) of its arrays slot 120k + j - 1: the event's timestamp (-1: the slot is
 -- empty), its id (16 bytes at offset 16 (j - 1) of event_ids; zeros where empty) and its priority
 -- p as the tree holds it (p^alpha is in the tree; 0 where empty). No NULL in the arrays, so that
--- an entry is reached by offset. A batch of 5 000 events enters as 40 rows with 40 index entries
+-- an entry is reached by offset. A batch of 5 000 events enters as 42 rows with 42 index entries
 -- each, where one row and two B-tree entries an item took about three times as long (the write
 -- target of issue 17: docs/BENCHMARKS.md). span is the range of the block's timestamps: the
 -- items of a known event (removals, archiving, update_priorities given ids) are found through
 -- it (SP-GiST: 8 us a probe among 7 800 blocks, GiST 14 us) or where it starts, then by
 -- position in the block.
+-- Why 120 slots and not 128: a slot is 32 bytes (timestamp, id, priority), so a row of 120 is
+-- 3.9 KB and two versions of it fit in a page: a rewrite that changes only priorities (a fold)
+-- is a HOT update, with no new index entries and no dead row left for the next reader to step
+-- over. A row of 128 (4.2 KB) did not fit twice: every fold of 1M items left 7 800 dead rows
+-- and a table twice its size until a vacuum, and a sample read past them (2.73 ms against 2.15
+-- ms after a VACUUM, stock server).
 -- buffer_id is the buffer's, without a foreign key: the functions that write items hold the
 -- buffer's row lock (FOR UPDATE) while they do, and drop_replay_buffer deletes them with it.
 CREATE TABLE fractality.replay_blocks (
@@ -69,17 +75,17 @@ CREATE TABLE fractality.replay_blocks (
     span       int8range NOT NULL,
     CONSTRAINT replay_blocks_pkey PRIMARY KEY (buffer_id, block),
     CONSTRAINT replay_blocks_shape CHECK (
-        cardinality(timestamps) = 128 AND cardinality(priorities) = 128
-        AND octet_length(event_ids) = 2048 AND filled BETWEEN 1 AND 128),
+        cardinality(timestamps) = 120 AND cardinality(priorities) = 120
+        AND octet_length(event_ids) = 1920 AND filled BETWEEN 1 AND 120),
     CONSTRAINT replay_blocks_priorities CHECK (
         0 <= ALL (priorities) AND 'Infinity' > ALL (priorities))
-) WITH (fillfactor = 50, toast_tuple_target = 8160);   -- ~4.2 KB rows kept whole, rewritten HOT
+) WITH (fillfactor = 50, toast_tuple_target = 8160);   -- 3.9 KB rows kept whole, one a page, rewritten HOT
 
 ALTER TABLE fractality.replay_blocks ALTER timestamps SET STORAGE MAIN,
     ALTER event_ids SET STORAGE MAIN, ALTER priorities SET STORAGE MAIN;
 
 COMMENT ON TABLE fractality.replay_blocks IS
-    'The events of each replay buffer, 128 slots a row: timestamps (-1: empty), ids (16 bytes each), priorities p as the sum tree holds them (p^alpha); the view replay_items shows one row an item.';
+    'The events of each replay buffer, 120 slots a row: timestamps (-1: empty), ids (16 bytes each), priorities p as the sum tree holds them (p^alpha); the view replay_items shows one row an item.';
 
 CREATE INDEX replay_blocks_span ON fractality.replay_blocks USING spgist (span);
 -- Blocks by where they start: experience arrives in time order, so an event is nearly always in
@@ -89,7 +95,7 @@ CREATE INDEX replay_blocks_start ON fractality.replay_blocks (buffer_id, lower(s
 -- One row an item, as the blocks hold them (priorities written back and not yet folded are in
 -- replay_pending: the view replay_priorities shows every item's current one).
 CREATE VIEW fractality.replay_items WITH (security_invoker = true) AS
-SELECT b.buffer_id, b.block * 128 + u.k - 1 AS slot, u.ts AS event_timestamp,
+SELECT b.buffer_id, b.block * 120 + u.k - 1 AS slot, u.ts AS event_timestamp,
        substring(b.event_ids FROM (u.k::integer - 1) * 16 + 1 FOR 16) AS event_id, u.p AS priority
   FROM fractality.replay_blocks b,
        unnest(b.timestamps, b.priorities) WITH ORDINALITY u(ts, p, k)
@@ -107,7 +113,7 @@ CREATE TABLE fractality.replay_tree (
 ) WITH (fillfactor = 50);   -- blocks are rewritten in place: leave room for HOT updates
 
 COMMENT ON TABLE fractality.replay_tree IS
-    'The sum tree of each replay buffer: blocks of 128 partial sums per level (level 0: p^alpha by slot).';
+    'The sum tree of each replay buffer: blocks of 120 partial sums per level (level 0: p^alpha by slot).';
 
 -- Priorities written back by update_priorities and not yet folded into replay_items and
 -- replay_tree: one row per call (the slots, the priority the tree holds for each, the new one),

@@ -1,5 +1,5 @@
 -- The hot events already stored that pass buffer $1's filter enter it, oldest first (with a
--- capacity, the newest `capacity` of them), at its largest priority, 128 to a block; how many
+-- capacity, the newest `capacity` of them), at its largest priority, 120 to a block; how many
 -- entered.
 WITH b AS (SELECT * FROM fractality.replay_buffers WHERE buffer_id = $1),
 picked AS (
@@ -15,12 +15,12 @@ kept AS (
      WHERE b.capacity IS NULL OR p.newest <= b.capacity),
 ins AS (
     INSERT INTO fractality.replay_blocks (buffer_id, block, timestamps, event_ids, priorities, filled, span)
-    SELECT b.buffer_id, k.seq / 128,
-           array_agg(k."timestamp" ORDER BY k.seq) || array_fill(-1::bigint, ARRAY[128 - count(*)::integer]),
-           string_agg(k.event_id, ''::bytea ORDER BY k.seq) || decode(repeat('00', 16 * (128 - count(*)::integer)), 'hex'),
-           array_fill(b.max_priority, ARRAY[count(*)::integer]) || array_fill(0::float8, ARRAY[128 - count(*)::integer]),
+    SELECT b.buffer_id, k.seq / 120,
+           array_agg(k."timestamp" ORDER BY k.seq) || array_fill(-1::bigint, ARRAY[120 - count(*)::integer]),
+           string_agg(k.event_id, ''::bytea ORDER BY k.seq) || decode(repeat('00', 16 * (120 - count(*)::integer)), 'hex'),
+           array_fill(b.max_priority, ARRAY[count(*)::integer]) || array_fill(0::float8, ARRAY[120 - count(*)::integer]),
            count(*), int8range(min(k."timestamp"), max(k."timestamp"), '[]')
       FROM kept k, b
-     GROUP BY b.buffer_id, b.max_priority, k.seq / 128
+     GROUP BY b.buffer_id, b.max_priority, k.seq / 120
     RETURNING filled)
 SELECT coalesce(sum(filled), 0)::bigint FROM ins

@@ -3,7 +3,7 @@
 -- arrives in time order): event id, slot and the priority the tree holds. An id missing from the
 -- answer is not stored, or is in another block (replay_registered.sql, then
 -- replay_find_in_spans.sql).
-SELECT r.event_id, b.block * 128 + k.k - 1, b.priorities[k.k]
+SELECT r.event_id, b.block * 120 + k.k - 1, b.priorities[k.k]
   FROM fractality.experience_event_ids r
  CROSS JOIN LATERAL (
         SELECT s.block, s.timestamps, s.event_ids, s.priorities FROM fractality.replay_blocks s

@@ -2,7 +2,7 @@
 -- last at or before each timestamp (where an event is when experience arrives in time order):
 -- event id, slot and the priority the tree holds. An event missing from the answer may be in
 -- another block: replay_find_in_spans.sql looks in every block whose span holds its timestamp.
-SELECT d.event_id, b.block * 128 + k.k - 1, b.priorities[k.k]
+SELECT d.event_id, b.block * 120 + k.k - 1, b.priorities[k.k]
   FROM unnest($2::bytea[], $3::bigint[]) d(event_id, ts)
  CROSS JOIN LATERAL (
         SELECT s.block, s.timestamps, s.event_ids, s.priorities FROM fractality.replay_blocks s

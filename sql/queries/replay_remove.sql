@@ -1,5 +1,5 @@
 -- Where the events ($1: ids, $2: their timestamps) are held, in every buffer: buffer and slot.
-SELECT b.buffer_id, b.block * 128 + k.k - 1
+SELECT b.buffer_id, b.block * 120 + k.k - 1
   FROM unnest($1::bytea[], $2::bigint[]) e(event_id, ts)
   JOIN fractality.replay_blocks b ON b.span @> e.ts
  CROSS JOIN LATERAL unnest(array_positions(b.timestamps, e.ts)) k(k)

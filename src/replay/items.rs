@@ -1,4 +1,4 @@
-//! Replay's items through [`crate::spi`], as `replay_blocks` holds them (128 slots a row, the
+//! Replay's items through [`crate::spi`], as `replay_blocks` holds them (120 slots a row, the
 //! sum tree's leaf blocks: [`super::blocks`]): read and written by block, found by slot (the
 //! samplers), by an event's timestamp (removals, archiving, `update_priorities`), folded, counted.
 //! SPI must be connected ([`crate::spi::connect`]).

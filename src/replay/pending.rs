@@ -441,9 +441,14 @@ mod tests {
         let mut b0 = e.clone();
         p.adjust(0, 0, &mut b0);
         assert_eq!(b0, e);
-        let mut b7 = e.clone();
-        p.adjust(0, 7, &mut b7);
-        assert_eq!(b7[1000 % FANOUT], 2.0);
+        let block = (1000 / FANOUT) as i64;
+        let mut under = e.clone();
+        p.adjust(0, block, &mut under);
+        assert_eq!(under[1000 % FANOUT], 2.0);
+        // only the block of leaves that holds the slot is touched
+        assert!(p.touches_leaf(block));
+        assert!(!p.touches_leaf(block - 1) && !p.touches_leaf(block + 1) && !p.touches_leaf(0));
+        assert!(!Pending::empty(1.0).touches_leaf(block));
         let mut root = e.clone();
         Pending::empty(1.0).adjust(2, 0, &mut root);
         assert_eq!(root, e);

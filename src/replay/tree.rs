@@ -16,8 +16,10 @@ use crate::errors::FractalityError;
 
 use super::pending::Pending;
 
-/// Partial sums per block (1 KB of float8: stored inline, never toasted).
-pub const FANOUT: usize = 128;
+/// Partial sums per block, and slots per block of items (960 bytes of float8 a block of the tree;
+/// a block of items, 32 bytes a slot, is 3.9 KB: two versions of it fit in a page, so that its
+/// rewrites are HOT updates; sql/replay.sql says more).
+pub const FANOUT: usize = 120;
 
 /// Where slot (or block) `n` lies one level up: the block there, and its entry in that block.
 pub fn place(n: i64) -> (i64, usize) {
@@ -249,10 +251,10 @@ mod tests {
     #[test]
     fn levels_grow_with_the_log_of_the_slots() {
         assert_eq!(levels_for(0), 1);
-        assert_eq!(levels_for(128), 1);
-        assert_eq!(levels_for(129), 2);
-        assert_eq!(levels_for(16_384), 2);
-        assert_eq!(levels_for(16_385), 3);
+        assert_eq!(levels_for(120), 1);
+        assert_eq!(levels_for(121), 2);
+        assert_eq!(levels_for(14_400), 2);
+        assert_eq!(levels_for(14_401), 3);
         assert_eq!(levels_for(10_000_000), 4);
     }
 

@@ -95,7 +95,14 @@ SELECT (SELECT array_agg(event_id) FROM fractality.sample_experiences('all', 20,
 -- a fold moves the pending priorities into the items and the tree; the draws stay the same
 CREATE TEMP TABLE before_fold AS
 SELECT row_number() OVER () AS i, * FROM fractality.sample_experiences('all', 50, seed => 8);
+CREATE TEMP TABLE updates_before AS
+SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = 'fractality.replay_blocks'::regclass;
 SELECT fractality.fold_priorities('all') AS folded, fractality.fold_priorities('all') AS again;
+-- the fold rewrote the blocks whose priorities changed, each a HOT update (a block of 120 slots
+-- fits twice in a page: no new index entry, no dead row for a sampler to step over)
+SELECT s.n_tup_upd - u.n_tup_upd AS blocks_rewritten, s.n_tup_hot_upd - u.n_tup_hot_upd AS hot
+  FROM pg_stat_xact_user_tables s, updates_before u WHERE s.relid = 'fractality.replay_blocks'::regclass;
+SELECT max(pg_column_size(b.*)) <= 4080 AS a_block_fits_twice_in_a_page FROM fractality.replay_blocks b;
 SELECT count(*) AS pending_after_fold FROM fractality.replay_pending;
 SELECT pg_temp.consistent('all') AS consistent_after_fold;
 SELECT count(*) FILTER (WHERE priority > 1.5) AS folded_above FROM fractality.replay_items
@@ -122,7 +129,7 @@ SELECT encode(event_id, 'hex') AS event, round(priority::numeric, 6) AS priority
 SELECT pg_temp.consistent('all') AS consistent_after_folds;
 RESET fractality.replay_fold_after;
 
--- late events: a batch whose timestamps fall among earlier blocks' (the items are kept 128 to a
+-- late events: a batch whose timestamps fall among earlier blocks' (the items are kept 120 to a
 -- block, found by timestamp through the block that starts last before it, else through every
 -- block whose span holds it): found by timestamp and by id, and gone when deleted
 SELECT fractality.write_events(pg_temp.events(6000, 6000, 1000050 - 6000)
@@ -202,7 +209,7 @@ SELECT count(*) AS type1_tree_blocks FROM fractality.replay_tree t
 SELECT count(*) AS type1_items FROM fractality.replay_items i
  WHERE NOT EXISTS (SELECT 1 FROM fractality.replay_buffers b WHERE b.buffer_id = i.buffer_id);
 -- one statement of 140 000 events enters a buffer in more than one write of its blocks (1 024
--- blocks, 131 072 slots, a write)
+-- blocks, 122 880 slots, a write)
 INSERT INTO fractality.experience_events ("timestamp", episode_id, step_number,
         state_l1, state_l2, state_l3, state_l4, state_l5, state_l6, state_l7, state_l8,
         action_l1, action_l2, action_l3, action_l4, action_l5, action_l6, action_l7, action_l8,
