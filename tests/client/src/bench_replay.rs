@@ -304,12 +304,12 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     // ids this session did not draw (a learner behind a connection pool writes back from another
     // session than the one it sampled in): found through the event-id registry
     let pick = c.prepare(
-        "SELECT substring(b.event_ids FROM (s % 128)::integer * 16 + 1 FOR 16), b.timestamps[s % 128 + 1]
+        "SELECT substring(b.event_ids FROM (s % 120)::integer * 16 + 1 FOR 16), b.timestamps[s % 120 + 1]
            FROM unnest($1::bigint[]) s
            JOIN fractality.replay_blocks b
              ON b.buffer_id = (SELECT buffer_id FROM fractality.replay_buffers WHERE name = 'bench')
-            AND b.block = s / 128
-          WHERE b.timestamps[s % 128 + 1] >= 0",
+            AND b.block = s / 120
+          WHERE b.timestamps[s % 120 + 1] >= 0",
     )?;
     let update_at = c.prepare("SELECT fractality.update_priorities('bench', $1, $2, $3)")?;
     let (mut undrawn, mut undrawn_at) = (Vec::new(), Vec::new());
@@ -356,16 +356,17 @@ pub fn replay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
         let id: i32 = c
             .query_one("SELECT fractality.create_replay_buffer($1)", &[&name])?
             .get(0);
+        // the blocks written directly, 120 slots each (FANOUT, src/replay/tree.rs)
         let ((), fill) = timed(|| {
             c.execute(
                 "INSERT INTO fractality.replay_blocks (buffer_id, block, timestamps, event_ids, priorities, filled, span)
-                 SELECT $1, g / 128,
-                        array_agg(g ORDER BY g) || array_fill(-1::bigint, ARRAY[128 - count(*)::integer]),
+                 SELECT $1, g / 120,
+                        array_agg(g ORDER BY g) || array_fill(-1::bigint, ARRAY[120 - count(*)::integer]),
                         string_agg(int8send(0) || int8send(g), ''::bytea ORDER BY g)
-                          || decode(repeat('00', 16 * (128 - count(*)::integer)), 'hex'),
-                        array_agg(0.5 + (g % 97) / 10.0 ORDER BY g) || array_fill(0::float8, ARRAY[128 - count(*)::integer]),
+                          || decode(repeat('00', 16 * (120 - count(*)::integer)), 'hex'),
+                        array_agg(0.5 + (g % 97) / 10.0 ORDER BY g) || array_fill(0::float8, ARRAY[120 - count(*)::integer]),
                         count(*), int8range(min(g), max(g), '[]')
-                   FROM generate_series(0, $2::bigint - 1) g GROUP BY g / 128",
+                   FROM generate_series(0, $2::bigint - 1) g GROUP BY g / 120",
                 &[&id, &n],
             )?;
             c.query_one("SELECT fractality._replay_rebuild($1)", &[&id])?;
