@@ -3,9 +3,11 @@
 //! priority p the tree holds, or empty (timestamp -1, zero id, priority 0). No NULL, so that a
 //! slot is reached by its offset in SQL too (`sql/queries/replay_items_by_slot.sql`).
 
+use std::collections::BTreeSet;
+
 use crate::errors::FractalityError;
 
-use super::tree::FANOUT;
+use super::tree::{OrderedBlocks, FANOUT};
 
 /// An empty slot's timestamp (events' timestamps are never negative).
 pub const EMPTY: i64 = -1;
@@ -42,6 +44,27 @@ pub fn leaf(priorities: &[f64], alpha: f64) -> Vec<f64> {
     leaf_entries(priorities, alpha).collect()
 }
 
+/// The leaf blocks `blocks` of the tree from their items' priorities (`priorities_of` a block;
+/// None for a block that holds no item: its entries are 0).
+pub fn leaves<'a>(
+    blocks: &BTreeSet<i64>,
+    alpha: f64,
+    priorities_of: impl Fn(i64) -> Option<&'a [f64]>,
+) -> OrderedBlocks {
+    blocks
+        .iter()
+        .map(|k| {
+            let entries = priorities_of(*k).map_or_else(|| vec![0.0; FANOUT], |ps| leaf(ps, alpha));
+            (*k, entries)
+        })
+        .collect()
+}
+
+/// Whether arrays of these lengths are a block's: FANOUT timestamps and priorities, FANOUT ids.
+pub fn whole(timestamps: usize, event_ids: usize, priorities: usize) -> bool {
+    timestamps == FANOUT && priorities == FANOUT && event_ids == FANOUT * ID_BYTES
+}
+
 /// One block of items.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Block {
@@ -66,14 +89,11 @@ impl Block {
         event_ids: Vec<u8>,
         priorities: Vec<f64>,
     ) -> Option<Block> {
-        (timestamps.len() == FANOUT
-            && priorities.len() == FANOUT
-            && event_ids.len() == FANOUT * ID_BYTES)
-            .then_some(Block {
-                timestamps,
-                event_ids,
-                priorities,
-            })
+        whole(timestamps.len(), event_ids.len(), priorities.len()).then_some(Block {
+            timestamps,
+            event_ids,
+            priorities,
+        })
     }
 
     /// Whether slot `entry` holds an item.
@@ -112,22 +132,6 @@ impl Block {
         self.event_ids[entry * ID_BYTES..(entry + 1) * ID_BYTES].fill(0);
         self.priorities[entry] = 0.0;
         held
-    }
-
-    /// The item in slot `entry`: its event's timestamp and id, its priority; None when empty.
-    pub fn item(&self, entry: usize) -> Option<(i64, Vec<u8>, f64)> {
-        self.holds(entry).then(|| {
-            (
-                self.timestamps[entry],
-                self.event_ids[entry * ID_BYTES..(entry + 1) * ID_BYTES].to_vec(),
-                self.priorities[entry],
-            )
-        })
-    }
-
-    /// The slots' entries in the sum tree (see [`leaf`]).
-    pub fn leaf(&self, alpha: f64) -> Vec<f64> {
-        leaf(&self.priorities, alpha)
     }
 
     /// How many slots hold an item.
@@ -184,13 +188,20 @@ mod tests {
     fn items_and_leaf_entries_are_read_by_slot() {
         let mut b = Block::empty();
         b.set(5, 77, &id(3), 4.0).unwrap();
-        assert_eq!(b.item(5), Some((77, id(3), 4.0)));
-        assert_eq!(b.item(6), None);
-        let leaf = b.leaf(0.5);
+        assert!(b.holds(5) && !b.holds(6));
+        assert_eq!(
+            (
+                b.timestamps[5],
+                &b.event_ids[5 * ID_BYTES..6 * ID_BYTES],
+                b.priorities[5]
+            ),
+            (77, &id(3)[..], 4.0)
+        );
+        let leaf = leaf(&b.priorities, 0.5);
         assert_eq!(leaf[5], 2.0);
         assert_eq!(leaf.iter().filter(|x| **x != 0.0).count(), 1);
         // alpha 0: every item weighs 1, an empty slot still 0
-        assert_eq!(b.leaf(0.0).iter().sum::<f64>(), 1.0);
+        assert_eq!(super::leaf(&b.priorities, 0.0).iter().sum::<f64>(), 1.0);
     }
 
     #[test]

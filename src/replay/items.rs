@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Cursor, Query};
 
-use super::blocks::{leaf, Block, ID_BYTES};
+use super::blocks::{leaves, whole, Block, ID_BYTES};
 use super::store::Buffer;
 use super::tree::{place, OrderedBlocks, FANOUT};
 
@@ -62,16 +62,8 @@ fn priorities(id: i32, blocks: &BTreeSet<i64>) -> Result<BTreeMap<i64, Vec<f64>>
 
 /// p^alpha of the items of leaf blocks `blocks`, as the leaves of the tree.
 pub fn leaf_values(b: &Buffer, blocks: &BTreeSet<i64>) -> Result<OrderedBlocks, FractalityError> {
-    let mut held = priorities(b.id, blocks)?;
-    Ok(blocks
-        .iter()
-        .map(|k| {
-            let entries = held
-                .remove(k)
-                .map_or_else(|| vec![0.0; FANOUT], |ps| leaf(&ps, b.alpha));
-            (*k, entries)
-        })
-        .collect())
+    let held = priorities(b.id, blocks)?;
+    Ok(leaves(blocks, b.alpha, |k| held.get(&k).map(Vec::as_slice)))
 }
 
 /// How many items buffer `id` holds (with the transaction's own writes).
@@ -135,10 +127,7 @@ pub fn each_block_seen(
             r.with_array(2, |ts: &[i64]| {
                 r.with_bytes(3, |ids| {
                     r.with_array(4, |ps: &[f64]| {
-                        if ts.len() == FANOUT
-                            && ps.len() == FANOUT
-                            && ids.len() == FANOUT * ID_BYTES
-                        {
+                        if whole(ts.len(), ids.len(), ps.len()) {
                             f(block, ts, ids, ps)
                         }
                     })

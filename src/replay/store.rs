@@ -62,9 +62,7 @@ impl SpiTree {
     pub fn new(buffer: i32, read_only: bool) -> SpiTree {
         SpiTree { buffer, read_only }
     }
-}
 
-impl SpiTree {
     /// The blocks `q` returns (block, sums), each copied out as the scan finds it.
     fn blocks(
         &self,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::errors::FractalityError;
 
-use super::blocks::{leaf, Block};
+use super::blocks::{leaf, leaves, Block};
 use super::items;
 use super::pending::Pending;
 use super::store::{self, buffer, Buffer, SpiTree};
@@ -212,15 +212,9 @@ pub(super) fn remove_items(
             }
         }
         items::write_blocks(id, &items)?;
-        let mut leaves: OrderedBlocks = blocks
-            .iter()
-            .map(|k| {
-                let entries = items
-                    .get(k)
-                    .map_or_else(|| vec![0.0; FANOUT], |h| h.leaf(b.alpha));
-                (*k, entries)
-            })
-            .collect();
+        let mut leaves = leaves(&blocks, b.alpha, |k| {
+            items.get(&k).map(|h| h.priorities.as_slice())
+        });
         for (block, n) in gone {
             leaves.insert(block, vec![0.0; FANOUT]);
             removed += n;
