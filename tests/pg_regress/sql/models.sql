@@ -8,6 +8,19 @@ CREATE ROLE fractality_regress_models NOLOGIN;
 GRANT USAGE ON SCHEMA fractality TO fractality_regress_models;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO fractality_regress_models;
 
+-- each statement run on its own, its error reported (SQLSTATE and message)
+CREATE FUNCTION pg_temp.each_error(statements text[]) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE q text;
+BEGIN
+    FOREACH q IN ARRAY statements LOOP
+        BEGIN
+            EXECUTE q;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+
 SELECT fractality.register_model('tiny', 8);
 SELECT fractality.register_model('tiny', 8) AS again;
 SELECT fractality.register_model('wide', 2500);
@@ -105,10 +118,7 @@ SELECT count(*) AS differing
 -- bad input: clear errors, nothing written
 CREATE TEMP TABLE counts_before AS
 SELECT (SELECT count(*) FROM fractality.nodes) AS nodes, (SELECT count(*) FROM fractality.node_embeddings) AS embeddings;
-DO $$
-DECLARE q text;
-BEGIN
-    FOREACH q IN ARRAY ARRAY[
+SELECT FROM pg_temp.each_error(ARRAY[
         'SELECT fractality.upsert_node(''x'', embedding => ''[1,2,3]'', model => ''tiny'')',
         'SELECT fractality.upsert_node(''x'', embedding => ''[1,2,3]'', model => ''nomodel'')',
         'SELECT fractality.upsert_node(''x'', embedding => ''[1,2,3]'', model => ''Tiny'')',
@@ -117,14 +127,7 @@ BEGIN
         'SELECT fractality.freeze(''{"node_key": "x", "embeddings": {"tiny": [1, 2]}}'')',
         'SELECT fractality.freeze(''{"node_key": "x", "embeddings": {"nomodel": [1, 2]}}'')',
         'INSERT INTO fractality.node_embeddings (node_id, model, embedding)
-         SELECT id, ''wide'', ''[1,2]'' FROM fractality.nodes WHERE node_key = ''m-1'''] LOOP
-        BEGIN
-            EXECUTE q;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-        END;
-    END LOOP;
-END $$;
+         SELECT id, ''wide'', ''[1,2]'' FROM fractality.nodes WHERE node_key = ''m-1''']);
 SELECT (SELECT count(*) FROM fractality.nodes) = c.nodes AND (SELECT count(*) FROM fractality.node_embeddings) = c.embeddings
        AS nothing_written
   FROM counts_before c;
@@ -142,22 +145,12 @@ SELECT fractality.register_model('spare', 5);
 SELECT dims FROM fractality.embedding_models WHERE model = 'spare';
 -- the dimension check looks a model up once per statement: every row of a statement is checked,
 -- and a model registered after a statement that did not know it is known to the next one
-DO $$
-DECLARE q text;
-BEGIN
-    FOREACH q IN ARRAY ARRAY[
+SELECT FROM pg_temp.each_error(ARRAY[
         'INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
          SELECT id, user_id, ''spare'', CASE WHEN node_key = ''m-2'' THEN ''[1,2,3,4]''::vector ELSE ''[1,2,3,4,5]'' END
            FROM fractality.nodes WHERE node_key IN (''m-2'', ''m-3'') ORDER BY node_key DESC',
         'INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
-         SELECT id, user_id, ''later'', ''[1,2,3]'' FROM fractality.nodes WHERE node_key = ''m-2'''] LOOP
-        BEGIN
-            EXECUTE q;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-        END;
-    END LOOP;
-END $$;
+         SELECT id, user_id, ''later'', ''[1,2,3]'' FROM fractality.nodes WHERE node_key = ''m-2''']);
 SELECT fractality.register_model('later', 3);
 INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
 SELECT id, user_id, 'later', '[1,2,3]' FROM fractality.nodes WHERE node_key = 'm-2';
@@ -167,24 +160,14 @@ SELECT pg_get_indexdef('fractality.node_embeddings_p00_spare_hnsw'::regclass) AS
 SELECT fractality.drop_model_index('tiny') AS dropped, fractality.drop_model_index('tiny') AS dropped_again;
 SELECT count(*) AS partitions_built FROM fractality.build_model_index('tiny');
 SELECT count(*) AS built_again FROM fractality.build_model_index('tiny');
-DO $$
-DECLARE q text;
-BEGIN
-    FOREACH q IN ARRAY ARRAY[
+SELECT FROM pg_temp.each_error(ARRAY[
         'SELECT fractality.register_model(''a-b'', 8)',
         'SELECT fractality.register_model(''toolong_toolong_toolong_toolong_x'', 8)',
         'SELECT fractality.register_model(''huge'', 4001)',
         'SELECT fractality.register_model(''none'', 0)',
         'SELECT fractality.register_model(''n'', NULL)',
         'SELECT fractality.build_model_index(''nomodel'')',
-        'SELECT fractality.drop_model_index(''nomodel'')'] LOOP
-        BEGIN
-            EXECUTE q;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-        END;
-    END LOOP;
-END $$;
+        'SELECT fractality.drop_model_index(''nomodel'')']);
 -- tenant graphs: a tenant holding at least min_rows embeddings of a model gets an HNSW index of
 -- its own (on its partition, named after it), which its searches go through with the same
 -- answers; a row written later is in it; it goes when the tenant shrinks under half of min_rows,
@@ -242,21 +225,11 @@ EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
 END $$;
 RESET ROLE;
-DO $$
-DECLARE q text;
-BEGIN
-    FOREACH q IN ARRAY ARRAY[
+SELECT FROM pg_temp.each_error(ARRAY[
         'SELECT fractality.build_tenant_graphs(''nomodel'')',
         'SELECT fractality.build_tenant_graphs(NULL)',
         'SELECT fractality.build_tenant_graphs(''tiny'', NULL)',
-        'SELECT fractality.build_tenant_graphs(''tiny'', 0)'] LOOP
-        BEGIN
-            EXECUTE q;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-        END;
-    END LOOP;
-END $$;
+        'SELECT fractality.build_tenant_graphs(''tiny'', 0)']);
 -- shrinking under half of min_rows (7 -> 3 of 7), then holding none, then the bulk-load path
 DELETE FROM fractality.node_embeddings e USING fractality.nodes n
  WHERE n.id = e.node_id AND e.model = 'tiny' AND n.node_key IN ('m-1', 'm-2', 'm-3', 'm-4');
