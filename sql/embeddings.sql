@@ -311,7 +311,9 @@ COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
 --   t<24 hex digits of md5(user_id)>_<model>_hnsw   ON the tenant's partition
 --   WHERE model = <model> AND NOT staged AND user_id = <tenant>
 -- Each row of such a tenant is inserted into two graphs: the cost of its writes to the indexes
--- doubles. The index names its tenant (the catalog shows the predicate to every role, as it
+-- doubles. The default min_rows, 500, is fractality.exact_scan_limit's default: a tenant too
+-- large to be read whole gets a graph (at 100k x 384, tenants of ~1 000: find_resonant 1.57 ->
+-- 1.18 ms, recall 1.42 -> 1.05 ms, remember 2.13 -> 2.87 ms; docs/BENCHMARKS.md). The index names its tenant (the catalog shows the predicate to every role, as it
 -- shows partition bounds); its size tells the tenant's.
 --
 -- build_tenant_graphs builds the graph of every tenant holding at least min_rows embeddings of
@@ -321,7 +323,7 @@ COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
 -- (writes to that partition wait; reads go on). Not in a dump, like the models' indexes:
 -- run it again after a restore (searches are exact either way: without the graph a tenant is
 -- searched through the shared one).
-CREATE FUNCTION fractality.build_tenant_graphs(model text DEFAULT 'default', min_rows bigint DEFAULT 2000)
+CREATE FUNCTION fractality.build_tenant_graphs(model text DEFAULT 'default', min_rows bigint DEFAULT 500)
 RETURNS TABLE (index_name text, partition_name text, tenant_rows bigint, action text, seconds float8)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -340,12 +342,12 @@ BEGIN
     IF model IS NULL OR min_rows IS NULL THEN
         RAISE null_value_not_allowed USING
             MESSAGE = format('build_tenant_graphs: %s must not be NULL', CASE WHEN model IS NULL THEN 'model' ELSE 'min_rows' END),
-            HINT = 'Pass a registered model and the fewest embeddings a tenant holds to get its own graph, e.g. build_tenant_graphs(''default'', 2000).';
+            HINT = 'Pass a registered model and the fewest embeddings a tenant holds to get its own graph, e.g. build_tenant_graphs(''default'', 500).';
     END IF;
     IF min_rows < 1 THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid value for min_rows: %s', min_rows),
-            HINT = 'The fewest embeddings of the model a tenant holds to get its own graph, >= 1 (default 2000).';
+            HINT = 'The fewest embeddings of the model a tenant holds to get its own graph, >= 1 (default 500).';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_class c
                     WHERE c.oid = 'fractality.node_embeddings'::regclass

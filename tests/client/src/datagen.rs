@@ -880,7 +880,7 @@ pub fn build_model_index(client: &mut Client, model: &str) -> Result<IndexBuild,
 
 /// `fractality.build_tenant_graphs(model)` after a load (its default threshold), with the
 /// settings of [`build_model_index`]: a graph of its own for every tenant of the model holding
-/// at least 2 000 embeddings. Returns the step: tenants given a graph, their rows, wall time.
+/// at least 500 embeddings. Returns the step: tenants given a graph, their rows, wall time.
 pub fn build_tenant_graphs(client: &mut Client, model: &str) -> Result<LoadStep, Error> {
     let (built, secs, _) = with_build_settings(
         client,
@@ -890,7 +890,7 @@ pub fn build_tenant_graphs(client: &mut Client, model: &str) -> Result<LoadStep,
     let rows: i64 = built.iter().map(|r| r.get::<_, i64>(0)).sum();
     Ok(LoadStep {
         what: format!(
-            "tenant graphs of model '{model}': build_tenant_graphs, {} tenants of at least 2 000 embeddings",
+            "tenant graphs of model '{model}': build_tenant_graphs, {} tenants of at least 500 embeddings",
             built.len()
         ),
         rows: rows as u64,
