@@ -1174,27 +1174,6 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'forget_wrapper';
 
-DO $$
-DECLARE
-    vector_schema name;
-    f text;
-BEGIN
-    SELECT n.nspname INTO vector_schema
-      FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-     WHERE e.extname = 'vector';
-    FOREACH f IN ARRAY ARRAY[
-        format('fractality.remember(text, text, %I.vector, jsonb, text, float8, interval)', vector_schema),
-        'fractality.remember_many(jsonb, text, float8)',
-        format('fractality.recall(%I.vector, integer, text, text, text, float8, float8, float8, float8, float8)', vector_schema),
-        format('fractality.recall_explain(%I.vector, integer, text, text, text, float8, float8, float8, float8)', vector_schema)] LOOP
-        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp
-                            SET hnsw.iterative_scan = ''strict_order'' SET hnsw.ef_search = 40
-                            SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off',
-                       f, vector_schema);
-    END LOOP;
-END
-$$;
-
 -- the full text: from an index expression on nodes into node_text, kept by triggers
 DROP INDEX fractality.nodes_search_gin;
 -- The full text of a node: its label and metadata->>'description', kept in node_text (below).
@@ -1958,12 +1937,6 @@ BEGIN
         RAISE EXCEPTION 'fractality requires pgvector: extension vector is not installed'
             USING ERRCODE = '42704', HINT = 'CREATE EXTENSION fractality CASCADE installs it.';
     END IF;
-    EXECUTE format('ALTER FUNCTION fractality.find_resonant(uuid, float8, integer, text)
-                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
-    EXECUTE format('ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
-                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
-    EXECUTE format('ALTER FUNCTION fractality.resonance_with(uuid, uuid[], text)
-                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
     EXECUTE format('ALTER FUNCTION fractality.calculate_resonance(uuid, uuid, text)
                         SET search_path = pg_catalog, %I, pg_temp', vector_schema);
     -- consensus: crystallize_consensus reads the source as the caller; _crystallize_consensus,
@@ -1986,18 +1959,6 @@ BEGIN
                    vector_schema);
 END
 $$;
-
--- The tenant's search (src/search.rs) reads the model's HNSW index in distance order until the
--- caller has what it needs: iterative (a tenant filter must not starve the scan), strict order
--- (the stop rule relies on it), the index order rather than a sort of the tenant's rows, and
--- room for crowded neighbourhoods (other tenants' rows skipped on the way); no JIT (with
--- enable_sort off a sort's estimated cost is huge, which would compile every plan that sorts).
-ALTER FUNCTION fractality.find_resonant(uuid, float8, integer, text)
-    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
-    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off;
-ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
-    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
-    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off;
 
 -- write_events and write_events_json are named in Rust as in SQL since 0.5.0: write_events(jsonb)
 -- moves to its own C symbol, write_events_json(text, json) to the one write_events(jsonb) had

@@ -6,10 +6,13 @@
 -- its operators get a search_path pinned to pg_catalog, that schema, pg_temp (all of
 -- fractality's own objects are schema-qualified in their queries).
 --
--- find_resonant and crystallize_consensus read candidates from the HNSW indexes in distance
--- order with pgvector's iterative scan (strict order), so that a filter cannot starve the scan
--- and the caller can stop once the distance passes the threshold. These are SET clauses of the
--- functions: they hold while the function runs and are restored when it returns.
+-- crystallize_consensus reads candidates from the HNSW indexes in distance order with pgvector's
+-- iterative scan (strict order), so that a filter cannot starve the scan and the caller can stop
+-- once the distance passes the threshold. These are SET clauses of the functions: they hold
+-- while the function runs and are restored when it returns. find_resonant and resonance_with,
+-- which return sets, set the same themselves, once per call (src/search.rs, Pinned): PostgreSQL
+-- applies a function's SET clauses again for every row a value-per-call set-returning function
+-- returns.
 DO $$
 DECLARE
     vector_schema name;
@@ -21,12 +24,6 @@ BEGIN
         RAISE EXCEPTION 'fractality requires pgvector: extension vector is not installed'
             USING ERRCODE = '42704', HINT = 'CREATE EXTENSION fractality CASCADE installs it.';
     END IF;
-    EXECUTE format('ALTER FUNCTION fractality.find_resonant(uuid, float8, integer, text)
-                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
-    EXECUTE format('ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
-                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
-    EXECUTE format('ALTER FUNCTION fractality.resonance_with(uuid, uuid[], text)
-                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
     EXECUTE format('ALTER FUNCTION fractality.calculate_resonance(uuid, uuid, text)
                         SET search_path = pg_catalog, %I, pg_temp', vector_schema);
     -- consensus: crystallize_consensus reads the source as the caller; _crystallize_consensus,
@@ -49,18 +46,6 @@ BEGIN
                    vector_schema);
 END
 $$;
-
--- The tenant's search (src/search.rs) reads the model's HNSW index in distance order until the
--- caller has what it needs: iterative (a tenant filter must not starve the scan), strict order
--- (the stop rule relies on it), the index order rather than a sort of the tenant's rows, and
--- room for crowded neighbourhoods (other tenants' rows skipped on the way); no JIT (with
--- enable_sort off a sort's estimated cost is huge, which would compile every plan that sorts).
-ALTER FUNCTION fractality.find_resonant(uuid, float8, integer, text)
-    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
-    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off;
-ALTER FUNCTION fractality.find_resonant(text, float8, integer, text)
-    SET hnsw.iterative_scan = 'strict_order' SET hnsw.ef_search = 40
-    SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off;
 
 -- The seed's traversal: from each consensus node whose resonance_score exceeds min_score, to
 -- the caller's contributing nodes (depth 1, through consensus_links), then along edges

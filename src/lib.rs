@@ -144,18 +144,6 @@ extension_sql_file!(
         consensus::crystallize_consensus_definer
     ]
 );
-// the agent memory API: settings of remember, recall and recall_explain (src/memory/).
-extension_sql_file!(
-    "../sql/memory.sql",
-    name = "memory",
-    requires = [
-        "embeddings",
-        memory::remember,
-        memory::remember_many,
-        memory::recall,
-        memory::recall_explain
-    ]
-);
 // finalize: row-level security over everything above.
 extension_sql_file!("../sql/security.sql", name = "security", finalize);
 

@@ -397,6 +397,39 @@ pub fn vector_type_oid() -> pg_sys::Oid {
     oid
 }
 
+/// The schema pgvector's type (and with it its operators) lives in: where `CREATE EXTENSION
+/// vector` put it, looked up from the type, never assumed.
+pub fn vector_schema() -> std::ffi::CString {
+    let oid = vector_type_oid();
+    // SAFETY: a syscache lookup, released before the name is read; the name is palloc'd
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::TYPEOID as i32,
+            pg_sys::Datum::from(oid),
+        );
+        let nsp = if tuple.is_null() {
+            pg_sys::Oid::INVALID
+        } else {
+            let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_type>(tuple);
+            let nsp = (*form).typnamespace;
+            pg_sys::ReleaseSysCache(tuple);
+            nsp
+        };
+        let name = pg_sys::get_namespace_name(nsp);
+        if name.is_null() {
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                "the schema of type vector (extension vector) does not exist",
+                "fractality",
+            )
+            .set_hint("CREATE EXTENSION vector (fractality requires it).")
+            .report(PgLogLevel::ERROR);
+            unreachable!()
+        }
+        std::ffi::CStr::from_ptr(name).to_owned()
+    }
+}
+
 // ---- SQL functions --------------------------------------------------------------------------
 
 /// Cosine similarity of two vectors, in [-1, 1]; NULL when either has zero norm.

@@ -18,8 +18,6 @@ CREATE INDEX nodes_expires_at ON fractality.nodes (expires_at) WHERE expires_at 
 --@ pgrx recall_explain_wrapper
 --@ pgrx forget_wrapper
 
---@ file memory.sql DO $$||
-
 -- the full text: from an index expression on nodes into node_text, kept by triggers
 DROP INDEX fractality.nodes_search_gin;
 --@ file! graph.sql -- The full text of a node: its label||CREATE INDEX nodes_metadata_gin

@@ -218,6 +218,7 @@ fn recall(
         // reinforcing writes; without it recall only reads (and runs on a standby)
         crate::errors::writer(c"recall");
     }
+    let _settings = crate::search::Pinned::search();
     let r = spi::connect(|| recall_in(&args)).unwrap_or_report();
     TableIterator::new(r.candidates.into_iter().take(r.returned).map(|c| {
         (
@@ -281,6 +282,7 @@ fn recall_explain(
         weights: weights(w_sim, w_energy, w_edge),
         score_all: true,
     };
+    let _settings = crate::search::Pinned::search();
     let r = spi::connect(|| recall_in(&args)).unwrap_or_report();
     let path = r.path.name();
     TableIterator::new(r.candidates.into_iter().enumerate().map(move |(i, c)| {

@@ -205,6 +205,7 @@ pub fn remember_all(
 ) -> Result<Vec<(Uuid, bool)>, FractalityError> {
     let dedup = check_similarity("dedup_threshold", dedup)?;
     let energy = crate::gucs::remember_energy();
+    let _settings = crate::search::Pinned::search();
     spi::connect(|| {
         let tenant = store::tenant()?;
         let model = Model::lookup(model)?;

@@ -133,6 +133,7 @@ fn resonance_with(
         .into_iter()
         .map(|o| required("an element of others", o))
         .collect();
+    let _settings = crate::search::Pinned::path();
     let pairs = spi::connect(|| resonance_set(node, &others, model)).unwrap_or_report();
     TableIterator::new(
         pairs
@@ -248,6 +249,7 @@ fn resonant_rows(
 ) -> Vec<Resonant> {
     // SAFETY: the call info of the running find_resonant call
     let model = unsafe { model_arg(fcinfo, 3) }.expect("strict");
+    let _settings = crate::search::Pinned::search();
     spi::connect(|| resonant(source, threshold, k, &model)).unwrap_or_report()
 }
 

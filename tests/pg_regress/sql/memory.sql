@@ -201,4 +201,26 @@ UPDATE fractality.nodes SET expires_at = now() - interval '1 second' WHERE label
 SELECT created FROM fractality.remember('live', 'Live note', pg_temp.v(100, 0.03), dedup_threshold => 1);
 SELECT created, node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'live') AS the_live_one
   FROM fractality.remember(NULL, 'The note again', pg_temp.v(100));
+-- the searches set what they run with themselves, for the call (search::Pinned): a caller whose
+-- search_path holds neither pgvector's schema nor fractality's and whose scan settings differ is
+-- answered as any other, and keeps its own settings, after a call and after a failed one (the
+-- tenant searched through its HNSW index, whose queries need pgvector's operators)
+SET LOCAL fractality.exact_scan_limit = 0;
+SELECT pg_temp.v(100, 0.03) AS q, (SELECT id FROM fractality.nodes WHERE node_key = 'live') AS live \gset
+SET LOCAL hnsw.ef_search = 17;
+SET LOCAL enable_sort = on;
+SET LOCAL search_path = pg_catalog;
+SELECT node_key FROM fractality.recall(:'q'::public.vector, 1);
+SELECT count(*) AS resonant FROM fractality.find_resonant(:'live'::uuid, 0.5, 5);
+SELECT round(similarity::numeric, 3) AS similarity FROM fractality.resonance_with(:'live'::uuid, ARRAY[:'live'::uuid]);
+-- the arrays form of remember_many checks duplicates with the same settings: the live note
+SELECT created, node_id = :'live'::uuid AS the_live_note
+  FROM fractality.remember_many(ARRAY['live-again'], ARRAY['The live note again'], ARRAY[:'q'::public.vector]);
+SELECT current_setting('search_path') AS search_path, current_setting('hnsw.ef_search') AS ef_search,
+       current_setting('enable_sort') AS enable_sort;
+SAVEPOINT failing;
+SELECT node_key FROM fractality.recall(:'q'::public.vector, 1, model => 'nomodel');
+ROLLBACK TO SAVEPOINT failing;
+SELECT current_setting('search_path') AS search_path, current_setting('hnsw.ef_search') AS ef_search,
+       current_setting('enable_sort') AS enable_sort;
 ROLLBACK;
