@@ -355,19 +355,30 @@ thread_local! {
 
 /// True when `oid` names a type called `vector` (a syscache probe).
 fn is_vector_type(oid: pg_sys::Oid) -> bool {
-    // SAFETY: a syscache lookup, released before returning
+    // SAFETY: the name is read while the cache entry is held
+    with_type(
+        oid,
+        |t| unsafe { std::ffi::CStr::from_ptr(t.typname.data.as_ptr()) } == c"vector",
+    )
+    .unwrap_or(false)
+}
+
+/// `f` of type `oid`'s catalog row, None when there is no such type.
+fn with_type<R>(oid: pg_sys::Oid, f: impl FnOnce(&pg_sys::FormData_pg_type) -> R) -> Option<R> {
+    // SAFETY: a syscache lookup; the row is read by f and released before returning
     unsafe {
         let tuple = pg_sys::SearchSysCache1(
             pg_sys::SysCacheIdentifier::TYPEOID as i32,
             pg_sys::Datum::from(oid),
         );
         if tuple.is_null() {
-            return false;
+            return None;
         }
-        let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_type>(tuple);
-        let ok = std::ffi::CStr::from_ptr((*form).typname.data.as_ptr()) == c"vector";
+        let r = f(&*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_type>(
+            tuple,
+        ));
         pg_sys::ReleaseSysCache(tuple);
-        ok
+        Some(r)
     }
 }
 
@@ -400,21 +411,9 @@ pub fn vector_type_oid() -> pg_sys::Oid {
 /// The schema pgvector's type (and with it its operators) lives in: where `CREATE EXTENSION
 /// vector` put it, looked up from the type, never assumed.
 pub fn vector_schema() -> std::ffi::CString {
-    let oid = vector_type_oid();
-    // SAFETY: a syscache lookup, released before the name is read; the name is palloc'd
+    let nsp = with_type(vector_type_oid(), |t| t.typnamespace).unwrap_or(pg_sys::Oid::INVALID);
+    // SAFETY: a syscache lookup; the name is palloc'd
     unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::TYPEOID as i32,
-            pg_sys::Datum::from(oid),
-        );
-        let nsp = if tuple.is_null() {
-            pg_sys::Oid::INVALID
-        } else {
-            let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_type>(tuple);
-            let nsp = (*form).typnamespace;
-            pg_sys::ReleaseSysCache(tuple);
-            nsp
-        };
         let name = pg_sys::get_namespace_name(nsp);
         if name.is_null() {
             ErrorReport::new(
