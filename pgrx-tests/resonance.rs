@@ -334,6 +334,103 @@ mod tests {
         );
     }
 
+    /// Rows of resonance_with(`src`, `others`) that differ from the node's one-pair call (read
+    /// by probes) in order, similarity, energy, edge or resonance; and how many rows there are.
+    fn differing_from_pairs(src: &str, others: &str) -> (i64, i64) {
+        let row = Spi::get_two::<i64, i64>(&format!(
+            "WITH o AS (SELECT {others} AS ids),
+                  r AS (SELECT row_number() OVER () AS i, r.* FROM o, fractality.resonance_with('{src}', o.ids) r)
+             SELECT count(*) FILTER (
+                      WHERE r.node_id <> o.ids[r.i]
+                         OR r.similarity IS DISTINCT FROM p.similarity
+                         OR r.atp IS DISTINCT FROM p.atp
+                         OR r.edge_weight <> p.edge_weight
+                         OR r.resonance IS DISTINCT FROM p.resonance),
+                    count(*)
+               FROM o, r, LATERAL fractality.resonance_with('{src}', ARRAY[r.node_id]) p"
+        ))
+        .unwrap();
+        (row.0.unwrap(), row.1.unwrap())
+    }
+
+    /// From 64 others on, where they are most of the source's tenant, resonance_with reads the
+    /// tenant's nodes and embeddings in one pass each instead of probing for every node: the same
+    /// rows as the probes give, nodes of other tenants (probed) among them, a node without an
+    /// embedding, and as the tenant under row-level security: what it may not see is P0002.
+    #[pg_test]
+    fn resonance_with_most_of_a_tenant_reads_it_whole_with_the_same_rows() {
+        clustered(2, 2, 40);
+        let src = node_id("u1-c1-1", 1);
+        Spi::run(&format!(
+            "INSERT INTO fractality.edges (user_id, from_node, to_node, weight)
+             SELECT user_id, '{src}', id, 0.3 FROM fractality.nodes
+              WHERE user_id = '00000000-0000-0000-0000-000000000001' AND node_key LIKE 'u1-c2-%';
+             DELETE FROM fractality.node_embeddings
+              WHERE node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'u1-c1-7');
+             CREATE ROLE fractality_test_rls NOLOGIN NOSUPERUSER NOBYPASSRLS;
+             GRANT USAGE ON SCHEMA fractality TO fractality_test_rls;
+             GRANT SELECT ON fractality.nodes, fractality.node_embeddings, fractality.edges,
+                             fractality.embedding_models, fractality.node_energy
+                TO fractality_test_rls;"
+        ))
+        .unwrap();
+        let tenant = |u: i32, extra: &str| {
+            format!(
+                "(SELECT array_agg(id ORDER BY node_key DESC) FROM fractality.nodes
+                   WHERE user_id = '00000000-0000-0000-0000-00000000000{u}') {extra}"
+            )
+        };
+        // the whole tenant (80 nodes, the source among them), and three of the other tenant's
+        let mixed = tenant(
+            1,
+            "|| (SELECT array_agg(id ORDER BY node_key) FROM (SELECT id, node_key FROM fractality.nodes
+                  WHERE user_id = '00000000-0000-0000-0000-000000000002' ORDER BY node_key LIMIT 3) t)",
+        );
+        assert_eq!(differing_from_pairs(&src, &mixed), (0, 83));
+        let nulls = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM fractality.resonance_with('{src}', {}) WHERE similarity IS NULL",
+            tenant(1, "")
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(nulls, 1, "u1-c1-7 has no embedding");
+        let edged = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM fractality.resonance_with('{src}', {}) WHERE edge_weight = 0.3",
+            tenant(1, "")
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(edged, 40);
+
+        // as tenant 1: its own nodes as before; one of tenant 2's is not visible
+        let hidden = node_id("u2-c1-1", 2);
+        Spi::run(&format!(
+            "CREATE FUNCTION pg_temp.error_of(others uuid[]) RETURNS text
+             LANGUAGE plpgsql AS $$
+             BEGIN
+                 PERFORM count(*) FROM fractality.resonance_with('{src}', others);
+                 RETURN 'none';
+             EXCEPTION WHEN OTHERS THEN
+                 RETURN SQLSTATE || ' ' || SQLERRM;
+             END $$;
+             SET LOCAL ROLE fractality_test_rls;
+             SET LOCAL fractality.user_id = '00000000-0000-0000-0000-000000000001'"
+        ))
+        .unwrap();
+        assert_eq!(differing_from_pairs(&src, &tenant(1, "")), (0, 80));
+        let error = |others: String| {
+            Spi::get_one::<String>(&format!("SELECT pg_temp.error_of({others})"))
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(error(tenant(1, "")), "none");
+        assert_eq!(
+            error(tenant(1, &format!("|| '{hidden}'::uuid"))),
+            format!("P0002 node {hidden} does not exist or is not visible")
+        );
+        Spi::run("RESET ROLE").unwrap();
+    }
+
     #[pg_test(error = "node 00000000-0000-0000-0000-00000000dead does not exist or is not visible")]
     fn resonance_with_an_unknown_node_is_p0002() {
         clustered(1, 1, 2);

@@ -171,20 +171,42 @@ fn same_dims(a: &[f32], b: &[f32]) -> Result<(), FractalityError> {
 }
 
 /// Cosine similarity in [-1, 1], accumulated in f64; `None` when either vector has zero norm.
+///
+/// The sums run in [`LANES`] independent lanes, added together at the end, so that the additions
+/// overlap instead of each waiting on the one before (384 dimensions on the bench machine: 0.275
+/// against 0.32 µs with one running sum each).
 pub fn cosine(a: &[f32], b: &[f32]) -> Result<Option<f64>, FractalityError> {
     same_dims(a, b)?;
-    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64, y as f64);
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
+    let (mut dot, mut na, mut nb) = ([0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES]);
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            let (x, y) = (x[i] as f64, y[i] as f64);
+            dot[i] += x * y;
+            na[i] += x * x;
+            nb[i] += y * y;
+        }
     }
+    for (i, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+        let (x, y) = (x as f64, y as f64);
+        dot[i] += x * y;
+        na[i] += x * x;
+        nb[i] += y * y;
+    }
+    let (dot, na, nb) = (
+        dot.iter().sum::<f64>(),
+        na.iter().sum::<f64>(),
+        nb.iter().sum::<f64>(),
+    );
     if na == 0.0 || nb == 0.0 {
         return Ok(None);
     }
     Ok(Some((dot / (na * nb).sqrt()).clamp(-1.0, 1.0)))
 }
+
+/// The independent running sums of [`cosine`].
+const LANES: usize = 4;
 
 /// The unit vector in the direction of `v`.
 pub fn normalize(v: &[f32]) -> Result<Vec<f32>, FractalityError> {
@@ -466,6 +488,23 @@ mod tests {
             epsilon = 1e-12
         );
         assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]).unwrap(), None);
+    }
+
+    /// The lanes and the remainder add up to the plain sums, at every length around a lane.
+    #[test]
+    fn cosine_in_lanes_is_the_plain_formula() {
+        for n in [1usize, 3, 4, 5, 8, 11, 384, 387] {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| ((i * 5 % 11) as f32 - 4.5) / 2.0).collect();
+            let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+            for (&x, &y) in a.iter().zip(&b) {
+                dot += x as f64 * y as f64;
+                na += x as f64 * x as f64;
+                nb += y as f64 * y as f64;
+            }
+            let got = cosine(&a, &b).unwrap().unwrap();
+            assert_relative_eq!(got, dot / (na * nb).sqrt(), epsilon = 1e-12);
+        }
     }
 
     #[test]

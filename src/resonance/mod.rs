@@ -9,7 +9,7 @@
 //!
 //! Every query runs as the caller through SQL: row-level security decides what each sees.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use pgrx::prelude::*;
 use pgrx::Uuid;
@@ -21,10 +21,12 @@ use crate::errors::{node_not_found, required, FractalityError, OrReport};
 use crate::models::{model_arg, Model};
 use crate::search::TenantScan;
 use crate::spi;
-use crate::vector::cosine;
 
 pub use score::*;
-pub use store::{edges_between, embeddings_of, node, NodeEnergy, NodeRef};
+pub use store::{
+    edges_between, embeddings_of, node, similarities_in_tenant, similarities_to, NodeEnergy,
+    NodeRef,
+};
 
 /// `w_sim * similarity + w_energy * atp_a * atp_b + w_edge * edge_weight`; every input validated.
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -53,47 +55,66 @@ pub struct Pair {
     pub resonance: Option<f64>,
 }
 
-/// The resonance of `source` with each of `others`, in the order given: three queries (the
-/// nodes, their embeddings per tenant, the edges), the rest native. P0002 for a node that does
-/// not exist or that the caller may not see; similarity and resonance NULL where either node has
-/// no embedding of the model (or a zero one).
+/// `resonance_with` reads the source's tenant in one pass, instead of probing for each other node,
+/// when the tenant holds fewer than this many embeddings of the model per other node.
+const TENANT_PER_OTHER: usize = 2;
+/// ... and only from this many others on.
+const READ_TENANT_FROM: usize = 64;
+
+/// The resonance of `source` with each of `others`, in the order given: the nodes, the
+/// similarities of their embeddings to the source's (one query per tenant), the edges, the rest
+/// native. Where the others are most of the source's tenant, its nodes and embeddings are each
+/// read in one pass rather than probed for one by one. P0002 for a node that does not exist or
+/// that the caller may not see; similarity and resonance NULL where either node has no embedding
+/// of the model (or a zero one).
 pub fn resonance_set(
     source: Uuid,
     others: &[Uuid],
     model: &str,
 ) -> Result<Vec<Pair>, FractalityError> {
     let model = Model::lookup(model)?;
-    let mut ids = Vec::with_capacity(others.len() + 1);
-    ids.push(source);
-    ids.extend_from_slice(others);
-    let nodes = store::nodes_by_ids(&ids)?;
-    if let Some(id) = ids.iter().find(|id| !nodes.contains_key(id)) {
+    let src = node(&NodeRef::Id(source))?;
+    let wanted: HashSet<Uuid> = others.iter().copied().collect();
+    let cap = (wanted.len() * TENANT_PER_OTHER) as i64;
+    let whole = wanted.len() >= READ_TENANT_FROM
+        && crate::search::tenant_size(&model, src.tenant, cap, true)? < cap;
+    let mut nodes = if whole {
+        store::nodes_in_tenant(src.tenant, &wanted, 2 * cap)?
+    } else {
+        HashMap::default()
+    };
+    let missing: Vec<Uuid> = wanted
+        .iter()
+        .filter(|id| !nodes.contains_key(id))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        nodes.extend(store::nodes_by_ids(&missing)?);
+    }
+    if let Some(id) = others.iter().find(|id| !nodes.contains_key(id)) {
         return Err(node_not_found(id));
     }
-    let src = nodes[&source];
-    // the embeddings, one query per tenant (one in the common case)
-    let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
-    let mut grouped: HashSet<Uuid> = HashSet::with_capacity(ids.len());
-    for id in &ids {
-        if grouped.insert(*id) {
+    let mut similarity: HashMap<Uuid, Option<f64>> = HashMap::default();
+    if let Some(query) = embeddings_of(src.tenant, &[source], &model)?.remove(&source) {
+        let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::default();
+        for id in &wanted {
             by_tenant.entry(nodes[id].tenant).or_default().push(*id);
         }
-    }
-    let mut embeddings: HashMap<Uuid, Vec<f32>> = HashMap::new();
-    for (tenant, group) in &by_tenant {
-        embeddings.extend(embeddings_of(*tenant, group, &model)?);
+        for (tenant, group) in &by_tenant {
+            similarity.extend(if whole && *tenant == src.tenant {
+                similarities_in_tenant(*tenant, &wanted, &model, &query)?
+            } else {
+                similarities_to(*tenant, group, &model, &query)?
+            });
+        }
     }
     let edges = edges_between(source, others)?;
-    let source_vec = embeddings.get(&source);
     others
         .iter()
         .map(|id| {
             let n = nodes[id];
             let edge = edges.get(id).copied().unwrap_or(0.0);
-            let similarity = match (source_vec, embeddings.get(id)) {
-                (Some(a), Some(b)) => cosine(a, b)?,
-                _ => None,
-            };
+            let similarity = similarity.get(id).copied().flatten();
             let resonance = similarity
                 .map(|s| score(s, src.atp, n.atp, edge, SEED_WEIGHTS))
                 .transpose()?;
