@@ -878,6 +878,11 @@ const WITH_SQL: &str = "
 const WITH_SEED: &str = "
     SELECT o, bench_seed_resonance.calculate_resonance($1, o) FROM unnest($2::uuid[]) AS o";
 
+/// The rows alone: the same arguments sent, one (uuid, float8) row per other node returned, no
+/// work. What any function answering the question costs this client at least.
+const WITH_ROWS: &str =
+    "SELECT o, 0.5::float8 FROM unnest($2::uuid[]) AS o WHERE $1::uuid IS NOT NULL";
+
 /// One node of each of the largest tenants (with an embedding).
 const WITH_SOURCES_SQL: &str = "
     SELECT DISTINCT ON (n.user_id) n.id
@@ -936,6 +941,7 @@ fn resonance_with_rows(c: &mut Client, reps: usize, scale: &Scale) -> Result<Vec
     let native = c.prepare(WITH_NATIVE)?;
     let sql = c.prepare(WITH_SQL)?;
     let seed = c.prepare(WITH_SEED)?;
+    let bare_rows = c.prepare(WITH_ROWS)?;
     for (src, others) in &sets {
         let a = c.query(&native, &[src, others])?;
         let b = c.query(&sql, &[src, others])?;
@@ -983,7 +989,8 @@ fn resonance_with_rows(c: &mut Client, reps: usize, scale: &Scale) -> Result<Vec
         sets.len(),
         pairs / sets.len()
     );
-    let (mut t_native, mut t_sql, mut t_seed) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t_native, mut t_sql, mut t_seed, mut t_rows) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let per_pair = |c: &mut Client, st: &Statement, src: &Uuid, others: &Vec<Uuid>| {
         let started = Instant::now();
         let n = c.query(st, &[src, others])?.len();
@@ -1003,6 +1010,7 @@ fn resonance_with_rows(c: &mut Client, reps: usize, scale: &Scale) -> Result<Vec
             t_native.push(per_pair(c, &native, src, others)?);
             t_sql.push(per_pair(c, &sql, src, others)?);
             t_seed.push(per_pair(c, &seed, src, others)?);
+            t_rows.push(per_pair(c, &bare_rows, src, others)?);
         }
     }
     let per_source = |k: usize| k as f64 / sets.len() as f64;
@@ -1035,6 +1043,11 @@ fn resonance_with_rows(c: &mut Client, reps: usize, scale: &Scale) -> Result<Vec
             Some(Figure::from_samples(&t_sql, Unit::Micros)),
         )
         .target("no slower per pair (gain >= 1.0)"),
+        Row::new(
+            "- the rows alone (informational): the same arguments, one (uuid, float8) row per other node, no work; what any function answering costs this client at least, in both columns above",
+            Some(Figure::from_samples(&t_rows, Unit::Micros)),
+            None,
+        ),
     ])
 }
 
