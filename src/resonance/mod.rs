@@ -21,6 +21,7 @@ use crate::errors::{node_not_found, required, FractalityError, OrReport};
 use crate::models::{model_arg, Model};
 use crate::search::TenantScan;
 use crate::spi;
+use crate::vector::cosine;
 
 pub use score::*;
 pub use store::{
@@ -73,41 +74,16 @@ pub fn resonance_set(
     model: &str,
 ) -> Result<Vec<Pair>, FractalityError> {
     let model = Model::lookup(model)?;
-    let src = node(&NodeRef::Id(source))?;
     let wanted: HashSet<Uuid> = others.iter().copied().collect();
-    let cap = (wanted.len() * TENANT_PER_OTHER) as i64;
-    let whole = wanted.len() >= READ_TENANT_FROM
-        && crate::search::tenant_size(&model, src.tenant, cap, true)? < cap;
-    let mut nodes = if whole {
-        store::nodes_in_tenant(src.tenant, &wanted, 2 * cap)?
-    } else {
-        HashMap::default()
-    };
-    let missing: Vec<Uuid> = wanted
-        .iter()
-        .filter(|id| !nodes.contains_key(id))
-        .copied()
-        .collect();
-    if !missing.is_empty() {
-        nodes.extend(store::nodes_by_ids(&missing)?);
-    }
-    if let Some(id) = others.iter().find(|id| !nodes.contains_key(id)) {
+    let (nodes, whole) = nodes_of(source, &wanted, &model)?;
+    if let Some(id) = std::iter::once(&source)
+        .chain(others)
+        .find(|id| !nodes.contains_key(id))
+    {
         return Err(node_not_found(id));
     }
-    let mut similarity: HashMap<Uuid, Option<f64>> = HashMap::default();
-    if let Some(query) = embeddings_of(src.tenant, &[source], &model)?.remove(&source) {
-        let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::default();
-        for id in &wanted {
-            by_tenant.entry(nodes[id].tenant).or_default().push(*id);
-        }
-        for (tenant, group) in &by_tenant {
-            similarity.extend(if whole && *tenant == src.tenant {
-                similarities_in_tenant(*tenant, &wanted, &model, &query)?
-            } else {
-                similarities_to(*tenant, group, &model, &query)?
-            });
-        }
-    }
+    let src = nodes[&source];
+    let similarity = similarities(&src, &wanted, &nodes, &model, whole)?;
     let edges = edges_between(source, others)?;
     others
         .iter()
@@ -127,6 +103,82 @@ pub fn resonance_set(
             })
         })
         .collect()
+}
+
+/// `source` and the `wanted` nodes as the caller sees them (those it may not see left out), and
+/// whether the source's tenant was read in one pass: from [`READ_TENANT_FROM`] others on, when
+/// the tenant holds fewer than [`TENANT_PER_OTHER`] embeddings of `model` per other node (the
+/// nodes of other tenants, and any beyond the pass's limit, are probed for).
+fn nodes_of(
+    source: Uuid,
+    wanted: &HashSet<Uuid>,
+    model: &Model,
+) -> Result<(HashMap<Uuid, NodeEnergy>, bool), FractalityError> {
+    if wanted.len() >= READ_TENANT_FROM {
+        let src = node(&NodeRef::Id(source))?;
+        let cap = (wanted.len() * TENANT_PER_OTHER) as i64;
+        if crate::search::tenant_size(model, src.tenant, cap, true)? < cap {
+            let mut nodes = store::nodes_in_tenant(src.tenant, wanted, 2 * cap)?;
+            nodes.insert(source, src);
+            let missing: Vec<Uuid> = wanted
+                .iter()
+                .filter(|id| !nodes.contains_key(id))
+                .copied()
+                .collect();
+            if !missing.is_empty() {
+                nodes.extend(store::nodes_by_ids(&missing)?);
+            }
+            return Ok((nodes, true));
+        }
+    }
+    let mut ids = Vec::with_capacity(wanted.len() + 1);
+    ids.push(source);
+    ids.extend(wanted.iter().copied());
+    Ok((store::nodes_by_ids(&ids)?, false))
+}
+
+/// The similarity of each of the `wanted` nodes' embeddings of `model` to the source's, one query
+/// per tenant: for a few, the embeddings copied out with the source's; for many, the source's
+/// first, then each other's computed where the scan reads it (the source's tenant in one pass
+/// when `whole`).
+fn similarities(
+    source: &NodeEnergy,
+    wanted: &HashSet<Uuid>,
+    nodes: &HashMap<Uuid, NodeEnergy>,
+    model: &Model,
+    whole: bool,
+) -> Result<HashMap<Uuid, Option<f64>>, FractalityError> {
+    let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::default();
+    for id in wanted {
+        by_tenant.entry(nodes[id].tenant).or_default().push(*id);
+    }
+    let mut out = HashMap::default();
+    if wanted.len() < READ_TENANT_FROM {
+        by_tenant.entry(source.tenant).or_default().push(source.id);
+        let mut vectors = HashMap::default();
+        for (tenant, group) in &by_tenant {
+            vectors.extend(embeddings_of(*tenant, group, model)?);
+        }
+        if let Some(query) = vectors.get(&source.id) {
+            for id in wanted {
+                if let Some(v) = vectors.get(id) {
+                    out.insert(*id, cosine(query, v)?);
+                }
+            }
+        }
+        return Ok(out);
+    }
+    let Some(query) = embeddings_of(source.tenant, &[source.id], model)?.remove(&source.id) else {
+        return Ok(out);
+    };
+    for (tenant, group) in &by_tenant {
+        out.extend(if whole && *tenant == source.tenant {
+            similarities_in_tenant(*tenant, wanted, model, &query)?
+        } else {
+            similarities_to(*tenant, group, model, &query)?
+        });
+    }
+    Ok(out)
 }
 
 /// The seed's resonance of `node` with each of `others` (its set form): 0.5 x cosine similarity
