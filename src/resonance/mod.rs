@@ -24,10 +24,8 @@ use crate::spi;
 use crate::vector::cosine;
 
 pub use score::*;
-pub use store::{
-    edges_between, embeddings_of, node, similarities_in_tenant, similarities_to, NodeEnergy,
-    NodeRef,
-};
+pub use store::{edges_between, embeddings_of, node, NodeEnergy, NodeRef};
+use store::{similarities_in_tenant, similarities_to};
 
 /// `w_sim * similarity + w_energy * atp_a * atp_b + w_edge * edge_weight`; every input validated.
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -114,27 +112,30 @@ fn nodes_of(
     wanted: &HashSet<Uuid>,
     model: &Model,
 ) -> Result<(HashMap<Uuid, NodeEnergy>, bool), FractalityError> {
-    if wanted.len() >= READ_TENANT_FROM {
-        let src = node(&NodeRef::Id(source))?;
-        let cap = (wanted.len() * TENANT_PER_OTHER) as i64;
-        if crate::search::tenant_size(model, src.tenant, cap, true)? < cap {
-            let mut nodes = store::nodes_in_tenant(src.tenant, wanted, 2 * cap)?;
-            nodes.insert(source, src);
-            let missing: Vec<Uuid> = wanted
-                .iter()
-                .filter(|id| !nodes.contains_key(id))
-                .copied()
-                .collect();
-            if !missing.is_empty() {
-                nodes.extend(store::nodes_by_ids(&missing)?);
-            }
-            return Ok((nodes, true));
-        }
+    if wanted.len() < READ_TENANT_FROM {
+        let mut ids = Vec::with_capacity(wanted.len() + 1);
+        ids.push(source);
+        ids.extend(wanted.iter().copied());
+        return Ok((store::nodes_by_ids(&ids)?, false));
     }
-    let mut ids = Vec::with_capacity(wanted.len() + 1);
-    ids.push(source);
-    ids.extend(wanted.iter().copied());
-    Ok((store::nodes_by_ids(&ids)?, false))
+    let src = node(&NodeRef::Id(source))?;
+    let cap = (wanted.len() * TENANT_PER_OTHER) as i64;
+    let whole = crate::search::tenant_size(model, src.tenant, cap, true)? < cap;
+    let mut nodes = if whole {
+        store::nodes_in_tenant(src.tenant, wanted, 2 * cap)?
+    } else {
+        HashMap::default()
+    };
+    nodes.insert(source, src);
+    let missing: Vec<Uuid> = wanted
+        .iter()
+        .filter(|id| !nodes.contains_key(id))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        nodes.extend(store::nodes_by_ids(&missing)?);
+    }
+    Ok((nodes, whole))
 }
 
 /// The similarity of each of the `wanted` nodes' embeddings of `model` to the source's, one query
