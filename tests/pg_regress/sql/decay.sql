@@ -37,12 +37,7 @@ SELECT fractality.decay_atp(0.5, '1 hour', 1.5, '1 hour', 0.1);
 SELECT fractality.decay_atp(0.5, '1 hour', 0.9, '0 s', 0.1);
 SELECT fractality.current_atp('Infinity', '2026-01-01', '2026-01-02');
 SELECT fractality.current_atp(0.5, '-infinity', '2026-01-02');
-DO $$
-BEGIN
-    PERFORM fractality.apply_consciousness_decay('NaN');
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.apply_consciousness_decay(''NaN'')']);
 
 BEGIN;
 INSERT INTO fractality.nodes (id, user_id, node_key, atp) VALUES
@@ -67,12 +62,7 @@ SELECT atp_level FROM fractality.consciousness_streams
 SAVEPOINT s;
 SELECT fractality.pulse('00000000-0000-0000-0000-0000000000ff', 0.1);
 ROLLBACK TO s;
-DO $$
-BEGIN
-    PERFORM fractality.pulse('00000000-0000-0000-0000-0000000000ff', 0.1);
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.pulse(''00000000-0000-0000-0000-0000000000ff'', 0.1)']);
 ROLLBACK;
 
 -- materialisation writes back what readers already see; active_consciousness reads decayed energy

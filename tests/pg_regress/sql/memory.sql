@@ -141,10 +141,7 @@ SELECT count(*) AS still_there FROM fractality.nodes WHERE node_key = 'dave';
 -- bad input: clear errors, nothing written
 CREATE TEMP TABLE before_bad AS SELECT (SELECT count(*) FROM fractality.nodes) AS n,
                                        (SELECT count(*) FROM fractality.consciousness_streams) AS s;
-DO $$
-DECLARE q text;
-BEGIN
-    FOREACH q IN ARRAY ARRAY[
+SELECT FROM regress.each_error(ARRAY[
         'SELECT * FROM fractality.remember(NULL, ''x'', ''[1,2,3]'')',
         'SELECT * FROM fractality.remember(NULL, ''x'', pg_temp.v(1), model => ''nomodel'')',
         'SELECT * FROM fractality.remember(NULL, ''x'', array_fill(0, ARRAY[384])::vector)',
@@ -173,22 +170,9 @@ BEGIN
         'SELECT * FROM fractality.recall(pg_temp.v(1), w_energy => ''NaN'')',
         'SELECT * FROM fractality.recall(array_fill(0, ARRAY[384])::vector)',
         'SELECT * FROM fractality.recall_explain(pg_temp.v(1), k => -1)',
-        'SELECT fractality.index_staged_embeddings(-1)'] LOOP
-        BEGIN
-            EXECUTE q;
-            RAISE NOTICE 'no error: %', q;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-        END;
-    END LOOP;
-END $$;
+        'SELECT fractality.index_staged_embeddings(-1)']);
 SET LOCAL fractality.user_id = '';
-DO $$
-BEGIN
-    PERFORM fractality.remember(NULL, 'x', pg_temp.v(1));
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.remember(NULL, ''x'', pg_temp.v(1))']);
 SET LOCAL fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
 SELECT (SELECT count(*) FROM fractality.nodes) = n AND (SELECT count(*) FROM fractality.consciousness_streams) = s
        AS nothing_written FROM before_bad;

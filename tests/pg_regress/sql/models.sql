@@ -8,19 +8,6 @@ CREATE ROLE fractality_regress_models NOLOGIN;
 GRANT USAGE ON SCHEMA fractality TO fractality_regress_models;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO fractality_regress_models;
 
--- each statement run on its own, its error reported (SQLSTATE and message)
-CREATE FUNCTION pg_temp.each_error(statements text[]) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE q text;
-BEGIN
-    FOREACH q IN ARRAY statements LOOP
-        BEGIN
-            EXECUTE q;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-        END;
-    END LOOP;
-END $$;
-
 SELECT fractality.register_model('tiny', 8);
 SELECT fractality.register_model('tiny', 8) AS again;
 SELECT fractality.register_model('wide', 2500);
@@ -38,12 +25,7 @@ SELECT pg_get_indexdef('fractality.node_embeddings_p00_wide_hnsw'::regclass) AS 
 -- an application role: a known model again is fine, a new one needs the owner
 SET LOCAL ROLE fractality_regress_models;
 SELECT fractality.register_model('tiny', 8) AS known;
-DO $$
-BEGIN
-    PERFORM fractality.register_model('mine', 16);
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.register_model(''mine'', 16)']);
 
 -- six nodes with a 384-d default embedding and an 8-d tiny one: in 'tiny' the odd and the even
 -- nodes are two clusters, in 'default' all six are close
@@ -118,7 +100,7 @@ SELECT count(*) AS differing
 -- bad input: clear errors, nothing written
 CREATE TEMP TABLE counts_before AS
 SELECT (SELECT count(*) FROM fractality.nodes) AS nodes, (SELECT count(*) FROM fractality.node_embeddings) AS embeddings;
-SELECT FROM pg_temp.each_error(ARRAY[
+SELECT FROM regress.each_error(ARRAY[
         'SELECT fractality.upsert_node(''x'', embedding => ''[1,2,3]'', model => ''tiny'')',
         'SELECT fractality.upsert_node(''x'', embedding => ''[1,2,3]'', model => ''nomodel'')',
         'SELECT fractality.upsert_node(''x'', embedding => ''[1,2,3]'', model => ''Tiny'')',
@@ -134,18 +116,13 @@ SELECT (SELECT count(*) FROM fractality.nodes) = c.nodes AND (SELECT count(*) FR
 RESET ROLE;
 
 -- a model that holds embeddings is fixed; one that holds none may change
-DO $$
-BEGIN
-    PERFORM fractality.register_model('tiny', 9);
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.register_model(''tiny'', 9)']);
 SELECT fractality.register_model('spare', 4);
 SELECT fractality.register_model('spare', 5);
 SELECT dims FROM fractality.embedding_models WHERE model = 'spare';
 -- the dimension check looks a model up once per statement: every row of a statement is checked,
 -- and a model registered after a statement that did not know it is known to the next one
-SELECT FROM pg_temp.each_error(ARRAY[
+SELECT FROM regress.each_error(ARRAY[
         'INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
          SELECT id, user_id, ''spare'', CASE WHEN node_key = ''m-2'' THEN ''[1,2,3,4]''::vector ELSE ''[1,2,3,4,5]'' END
            FROM fractality.nodes WHERE node_key IN (''m-2'', ''m-3'') ORDER BY node_key DESC',
@@ -160,7 +137,7 @@ SELECT pg_get_indexdef('fractality.node_embeddings_p00_spare_hnsw'::regclass) AS
 SELECT fractality.drop_model_index('tiny') AS dropped, fractality.drop_model_index('tiny') AS dropped_again;
 SELECT count(*) AS partitions_built FROM fractality.build_model_index('tiny');
 SELECT count(*) AS built_again FROM fractality.build_model_index('tiny');
-SELECT FROM pg_temp.each_error(ARRAY[
+SELECT FROM regress.each_error(ARRAY[
         'SELECT fractality.register_model(''a-b'', 8)',
         'SELECT fractality.register_model(''toolong_toolong_toolong_toolong_x'', 8)',
         'SELECT fractality.register_model(''huge'', 4001)',
@@ -209,23 +186,13 @@ RESET fractality.exact_scan_limit;
 -- an application role may not build them, nor may one granted EXECUTE (it does not own the
 -- partitions); bad input
 SET LOCAL ROLE fractality_regress_models;
-DO $$
-BEGIN
-    PERFORM fractality.build_tenant_graphs('tiny', 1);
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.build_tenant_graphs(''tiny'', 1)']);
 RESET ROLE;
 GRANT EXECUTE ON FUNCTION fractality.build_tenant_graphs(text, bigint) TO fractality_regress_models;
 SET LOCAL ROLE fractality_regress_models;
-DO $$
-BEGIN
-    PERFORM fractality.build_tenant_graphs('tiny', 1);
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.build_tenant_graphs(''tiny'', 1)']);
 RESET ROLE;
-SELECT FROM pg_temp.each_error(ARRAY[
+SELECT FROM regress.each_error(ARRAY[
         'SELECT fractality.build_tenant_graphs(''nomodel'')',
         'SELECT fractality.build_tenant_graphs(NULL)',
         'SELECT fractality.build_tenant_graphs(''tiny'', NULL)',

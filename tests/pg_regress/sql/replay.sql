@@ -172,10 +172,7 @@ SELECT pg_temp.consistent('all') AS all_consistent, pg_temp.consistent('type1') 
 SELECT count(*) AS drawn_from_empty FROM fractality.sample_experiences('all', 10, seed => 1);
 
 -- bad input: clear errors, nothing written
-DO $$
-DECLARE q text;
-BEGIN
-    FOREACH q IN ARRAY ARRAY[
+SELECT FROM regress.each_error(ARRAY[
         'SELECT * FROM fractality.sample_experiences(''nobuffer'', 10)',
         'SELECT * FROM fractality.sample_experiences(''all'', -1)',
         'SELECT * FROM fractality.sample_experiences(''all'', 1000001)',
@@ -194,15 +191,7 @@ BEGIN
         'SELECT fractality.create_replay_buffer(''x'', beta => 2)',
         'SELECT fractality.create_replay_buffer(''x'', epsilon => 0)',
         'SELECT fractality.create_replay_buffer(''x'', capacity => 0)',
-        'SELECT * FROM fractality.replay_batch(''all'', 1, next_within => ''-1 hour'')'] LOOP
-        BEGIN
-            EXECUTE q;
-            RAISE NOTICE 'no error: %', q;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-        END;
-    END LOOP;
-END $$;
+        'SELECT * FROM fractality.replay_batch(''all'', 1, next_within => ''-1 hour'')']);
 SELECT fractality.drop_replay_buffer('type1') AS dropped, fractality.drop_replay_buffer('type1') AS again;
 SELECT count(*) AS type1_tree_blocks FROM fractality.replay_tree t
  WHERE NOT EXISTS (SELECT 1 FROM fractality.replay_buffers b WHERE b.buffer_id = t.buffer_id);

@@ -13,21 +13,11 @@ GRANT EXECUTE ON FUNCTION fractality.crystallize_consensus(uuid, float8, integer
 SELECT fractality.resonance_score(0.8, 0.5, 0.6, 1.0) AS seed_weights,
        fractality.resonance_score(0.8, 0.5, 0.6, 1.0, 1, 0, 0) AS similarity_only,
        fractality.resonance_score(NULL, 0.5, 0.6, 1.0) AS null_arg;
-DO $$
-DECLARE q text;
-BEGIN
-    FOREACH q IN ARRAY ARRAY[
+SELECT FROM regress.each_error(ARRAY[
         'SELECT fractality.resonance_score(''NaN'', 0.5, 0.5, 0)',
         'SELECT fractality.resonance_score(0.5, 1.5, 0.5, 0)',
         'SELECT fractality.resonance_score(0.5, 0.5, 0.5, 0, 0.5, ''Infinity'', 0.2)',
-        'SELECT fractality.resonance_score(0.5, 0.5, 0.5, -2)'] LOOP
-        BEGIN
-            EXECUTE q;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-        END;
-    END LOOP;
-END $$;
+        'SELECT fractality.resonance_score(0.5, 0.5, 0.5, -2)']);
 
 -- three minds, two themes, three facets each: facets of a theme have cosine about 0.9
 CREATE TEMP TABLE minds (user_id uuid, name text, n int);
@@ -67,12 +57,7 @@ SELECT a.node_key AS a, b.node_key AS b,
  ORDER BY b.node_key;
 -- carol's nodes have no embedding yet: NULL; a missing node: P0002
 SELECT fractality.calculate_resonance('00000000-0000-0000-0000-000000111000', '00000000-0000-0000-0000-000000311000') AS no_embedding;
-DO $$
-BEGIN
-    PERFORM fractality.calculate_resonance('00000000-0000-0000-0000-000000111000', '00000000-0000-0000-0000-00000000dead');
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.calculate_resonance(''00000000-0000-0000-0000-000000111000'', ''00000000-0000-0000-0000-00000000dead'')']);
 
 -- as alice's application role: her resonant nodes, never bob's, never the source
 SET LOCAL ROLE fractality_regress_resonance;
@@ -82,38 +67,18 @@ SELECT node_key, label, round(similarity::numeric, 3) AS similarity, atp, round(
 SELECT node_key FROM fractality.find_resonant('dreams-2', 0.7, 1);
 SELECT count(*) AS above_0_9 FROM fractality.find_resonant('dreams-2', 0.9, 20);
 -- bob's node is invisible to alice: P0002 as if it did not exist
-DO $$
-BEGIN
-    PERFORM fractality.calculate_resonance('00000000-0000-0000-0000-000000111000', '00000000-0000-0000-0000-000000211000');
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
-DO $$
-DECLARE q text;
-BEGIN
-    FOREACH q IN ARRAY ARRAY[
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.calculate_resonance(''00000000-0000-0000-0000-000000111000'', ''00000000-0000-0000-0000-000000211000'')']);
+SELECT FROM regress.each_error(ARRAY[
         'SELECT * FROM fractality.find_resonant(''dreams-2'', 0.7, 0)',
         'SELECT * FROM fractality.find_resonant(''dreams-2'', 0.7, 1000000)',
         'SELECT * FROM fractality.find_resonant(''dreams-2'', 1.5)',
         'SELECT * FROM fractality.find_resonant(''no-such-key'')',
-        'SELECT * FROM fractality.find_resonant(''00000000-0000-0000-0000-000000211000''::uuid)'] LOOP
-        BEGIN
-            EXECUTE q;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-        END;
-    END LOOP;
-END $$;
+        'SELECT * FROM fractality.find_resonant(''00000000-0000-0000-0000-000000211000''::uuid)']);
 
 -- consensus: alice and bob alone are two users, too few for the default of three
 SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-000000111000') IS NULL AS too_few;
 -- alice may not crystallise from bob's node
-DO $$
-BEGIN
-    PERFORM fractality.crystallize_consensus('00000000-0000-0000-0000-000000211000');
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.crystallize_consensus(''00000000-0000-0000-0000-000000211000'')']);
 RESET ROLE;
 -- carol thinks about dreams too
 INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
@@ -144,12 +109,7 @@ SELECT n.node_key, round(l.similarity::numeric, 3) AS similarity_to_seed
   FROM fractality.consensus_links l JOIN fractality.nodes n ON n.id = l.node_id ORDER BY 1;
 SELECT depth, node_key, round(resonance_score::numeric, 3) AS resonance
   FROM fractality.consensus_tree(0.7, 5) ORDER BY depth, node_key;
-DO $$
-BEGIN
-    PERFORM fractality.consensus_tree('NaN', 5);
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.consensus_tree(''NaN'', 5)']);
 -- calculate_resonance reads a pair through SQL as the caller, so every policy holds as in any
 -- query: policies of the caller's roles only, permissive ones OR-ed, restrictive ones AND-ed, a
 -- policy created between two calls of one call site, a policy with a sub-query

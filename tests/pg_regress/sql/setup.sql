@@ -6,3 +6,19 @@ CREATE EXTENSION fractality CASCADE;
 SELECT fractality.ensure_partitions(1) AS partitions_made;
 SELECT extname, extnamespace::regnamespace AS schema, extrelocatable
   FROM pg_extension WHERE extname IN ('fractality', 'vector') ORDER BY extname;
+-- the suite's helper (the later files use it): each statement run on its own, in its own
+-- subtransaction, and what it did reported: its error's SQLSTATE and message, or 'no error'
+CREATE SCHEMA regress;
+GRANT USAGE ON SCHEMA regress TO PUBLIC;
+CREATE FUNCTION regress.each_error(statements text[]) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE q text;
+BEGIN
+    FOREACH q IN ARRAY statements LOOP
+        BEGIN
+            EXECUTE q;
+            RAISE NOTICE 'no error: %', q;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
+        END;
+    END LOOP;
+END $$;

@@ -8,18 +8,8 @@ SELECT round(fractality.cosine_similarity('[1,2,3]', '[3,2,1]')::numeric, 6) AS 
        round((1 - ('[1,2,3]'::vector <=> '[3,2,1]'::vector))::numeric, 6) AS pgvector;
 SELECT fractality.normalize_vector('[3,4]') AS unit, fractality.vector_dims_native('[1,2,3,4,5]') AS dims;
 -- errors carry a SQLSTATE: 22000 for a dimension mismatch, 22023 for a zero vector
-DO $$
-BEGIN
-    PERFORM fractality.cosine_similarity('[1,2,3]', '[1,2]');
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
-DO $$
-BEGIN
-    PERFORM fractality.normalize_vector('[0,0,0]');
-EXCEPTION WHEN OTHERS THEN
-    RAISE NOTICE 'SQLSTATE % : %', SQLSTATE, SQLERRM;
-END $$;
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.cosine_similarity(''[1,2,3]'', ''[1,2]'')']);
+SELECT FROM regress.each_error(ARRAY['SELECT fractality.normalize_vector(''[0,0,0]'')']);
 -- a toasted 2000-d value and a short-header 3-d value read from a table
 CREATE TEMP TABLE vt (id int, v vector);
 INSERT INTO vt SELECT 1, array_agg((i % 5 + 1)::real)::vector FROM generate_series(1, 2000) i;
