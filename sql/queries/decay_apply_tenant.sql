@@ -1,17 +1,13 @@
--- apply_consciousness_decay for tenant $3: the explicit tick as one UPDATE. Every node of the
--- tenant above the floor $2 whose energy would change keeps $1 of it, never below $2.
--- The rows are locked first (FOR NO KEY UPDATE, which under READ COMMITTED returns the latest
--- committed version of a row a concurrent transaction changed, re-checked against the WHERE), so
--- the locked row's value is exactly the one the UPDATE decays: the old value comes from there,
--- the new from RETURNING (PostgreSQL 15's RETURNING sees only the new row). Returns id, old and
--- new energy.
+-- apply_consciousness_decay for tenant $3: decay_apply.sql (read its notes on the row locks and
+-- RETURNING) restricted to the tenant's nodes, a query of its own so that each kept plan fits its
+-- case. Returns id, old and new energy.
 UPDATE fractality.nodes n
    SET atp = greatest(o.atp * $1, $2)
   FROM (SELECT id, user_id, atp
           FROM fractality.nodes
-         WHERE atp > $2
+         WHERE user_id = $3
+           AND atp > $2
            AND greatest(atp * $1, $2) <> atp
-           AND user_id = $3
            FOR NO KEY UPDATE) o
  WHERE n.id = o.id AND n.user_id = o.user_id
 RETURNING n.id, o.atp, n.atp

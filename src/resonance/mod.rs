@@ -352,17 +352,7 @@ fn find_resonant(
     threshold: f64,
     k: i32,
     fcinfo: pg_sys::FunctionCallInfo,
-) -> TableIterator<
-    'static,
-    (
-        name!(node_id, Uuid),
-        name!(node_key, String),
-        name!(label, Option<String>),
-        name!(similarity, f64),
-        name!(atp, f64),
-        name!(resonance, f64),
-    ),
-> {
+) -> TableIterator<'static, (Uuid, String, Option<String>, f64, f64, f64)> {
     TableIterator::new(resonant_rows(NodeRef::Id(node), threshold, k, fcinfo))
 }
 
@@ -387,16 +377,6 @@ fn find_resonant_by_key(
     threshold: f64,
     k: i32,
     fcinfo: pg_sys::FunctionCallInfo,
-) -> TableIterator<
-    'static,
-    (
-        name!(node_id, Uuid),
-        name!(node_key, String),
-        name!(label, Option<String>),
-        name!(similarity, f64),
-        name!(atp, f64),
-        name!(resonance, f64),
-    ),
-> {
+) -> TableIterator<'static, (Uuid, String, Option<String>, f64, f64, f64)> {
     TableIterator::new(resonant_rows(NodeRef::Key(node_key), threshold, k, fcinfo))
 }
