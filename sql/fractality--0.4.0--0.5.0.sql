@@ -1426,28 +1426,28 @@ CREATE FUNCTION fractality."_replay_entered"(
 	"timestamps" bigint[], /* Array < '_, i64 > */
 	"event_ids" bytea[] /* Array < '_, & [u8] > */
 ) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'replay_entered_wrapper';
+AS 'MODULE_PATHNAME', '_replay_entered_wrapper';
 CREATE FUNCTION fractality."_replay_remove"(
 	"event_ids" bytea[], /* Array < '_, & [u8] > */
 	"timestamps" bigint[] /* Vec < Option < i64 > > */
 ) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'replay_remove_wrapper';
+AS 'MODULE_PATHNAME', '_replay_remove_wrapper';
 CREATE FUNCTION fractality."_replay_remove_before"(
 	"cutoff_us" bigint /* i64 */
 ) RETURNS bigint /* i64 */
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'replay_remove_before_wrapper';
+AS 'MODULE_PATHNAME', '_replay_remove_before_wrapper';
 CREATE FUNCTION fractality."_replay_rebuild"(
 	"buffer_id" INT /* i32 */
 ) RETURNS bigint /* i64 */
-STRICT VOLATILE PARALLEL UNSAFE 
+STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'replay_rebuild_wrapper';
+AS 'MODULE_PATHNAME', '_replay_rebuild_wrapper';
 CREATE FUNCTION fractality._replay_enter() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1896,9 +1896,9 @@ CREATE FUNCTION fractality."_crystallize_consensus"(
 	"min_contributors" INT, /* i32 */
 	"model" TEXT /* & str */
 ) RETURNS uuid /* Option < Uuid > */
-STRICT VOLATILE 
+STRICT VOLATILE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'crystallize_consensus_definer_wrapper';
+AS 'MODULE_PATHNAME', '_crystallize_consensus_wrapper';
 CREATE FUNCTION fractality."upsert_node"(
     "node_key" text, "label" text DEFAULT NULL, "metadata" jsonb DEFAULT '{}',
     "atp" double precision DEFAULT NULL, "embedding" vector DEFAULT NULL, "type" text DEFAULT NULL,

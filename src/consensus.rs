@@ -203,8 +203,8 @@ fn crystallize_consensus(
 /// returns nothing but the consensus id: counts, group resonance, a label and metadata shared by
 /// a majority of at least three users are what the consensus stores for every tenant to read;
 /// the centroid is the owner's alone.
-#[pg_extern(volatile, strict, name = "_crystallize_consensus")]
-fn crystallize_consensus_definer(
+#[pg_extern(volatile, strict)]
+fn _crystallize_consensus(
     node: Uuid,
     embedding: Vector<'_>,
     threshold: f64,

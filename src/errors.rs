@@ -82,6 +82,10 @@ pub enum FractalityError {
         dims: usize,
     },
 
+    /// 42704 undefined_object: pgvector's type, or its schema, is not in this database.
+    #[error("{0} of extension vector does not exist")]
+    NoVector(&'static str),
+
     /// 55000 object_not_in_prerequisite_state: the library is newer than the database's schema.
     #[error("the fractality schema of this database is older than its library")]
     SchemaBehind,
@@ -141,6 +145,7 @@ impl FractalityError {
             FractalityError::SchemaBehind => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
+            FractalityError::NoVector(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
         }
     }
 
@@ -186,6 +191,9 @@ impl FractalityError {
             ),
             FractalityError::SchemaBehind => {
                 Some("Run ALTER EXTENSION fractality UPDATE (docs/UPGRADES.md says what it does).")
+            }
+            FractalityError::NoVector(_) => {
+                Some("CREATE EXTENSION vector (fractality requires it).")
             }
         }
     }

@@ -112,7 +112,10 @@ impl<'a> Value<'a> {
                 )),
                 pg_sys::jbvType::jbvNumeric => Value::Number(v.val.numeric),
                 pg_sys::jbvType::jbvBinary => Value::Container(v.val.binary.data, PhantomData),
-                other => panic!("unexpected jsonb value type {other}"),
+                other => crate::errors::FractalityError::InternalStep(format!(
+                    "unexpected jsonb value type {other}"
+                ))
+                .report(),
             }
         }
     }

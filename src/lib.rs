@@ -89,8 +89,8 @@ extension_sql_file!(
     requires = [
         "experience",
         "reward",
-        replay::replay_entered,
-        replay::replay_remove
+        replay::_replay_entered,
+        replay::_replay_remove
     ]
 );
 extension_sql_file!(
@@ -110,7 +110,7 @@ extension_sql_file!(
         "decay",
         "replay",
         decay::materialize_decay,
-        replay::replay_remove_before
+        replay::_replay_remove_before
     ]
 );
 extension_sql_file!(
@@ -141,7 +141,7 @@ extension_sql_file!(
         resonance::resonance_with,
         resonance::calculate_resonance,
         consensus::crystallize_consensus,
-        consensus::crystallize_consensus_definer
+        consensus::_crystallize_consensus
     ]
 );
 // finalize: row-level security over everything above.

@@ -18,7 +18,6 @@
 use crate::errors::{FractalityError, OrReport};
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
@@ -414,18 +413,8 @@ pub fn vector_type_oid() -> pg_sys::Oid {
     }
     // read-only (a standby refuses to hand out a transaction id)
     let oid = crate::spi::connect(|| crate::spi::one::<pg_sys::Oid>(&VECTOR_TYPE_OID, &[], true))
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| {
-            ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-                "type vector of extension vector does not exist",
-                "fractality",
-            )
-            .set_hint("CREATE EXTENSION vector (fractality requires it).")
-            .report(PgLogLevel::ERROR);
-            unreachable!()
-        });
+        .and_then(|oid| oid.ok_or(FractalityError::NoVector("type vector")))
+        .unwrap_or_report();
     VECTOR_OID.set(oid);
     oid
 }
@@ -438,14 +427,7 @@ pub fn vector_schema() -> std::ffi::CString {
     unsafe {
         let name = pg_sys::get_namespace_name(nsp);
         if name.is_null() {
-            ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-                "the schema of type vector (extension vector) does not exist",
-                "fractality",
-            )
-            .set_hint("CREATE EXTENSION vector (fractality requires it).")
-            .report(PgLogLevel::ERROR);
-            unreachable!()
+            FractalityError::NoVector("the schema of type vector").report();
         }
         std::ffi::CStr::from_ptr(name).to_owned()
     }

@@ -1,10 +1,10 @@
 -- ---- prioritised replay: buffers, items, sum trees; archiving takes events out of them -----
 
 --@ file replay.sql CREATE TABLE fractality.replay_buffers (||CREATE FUNCTION fractality._replay_enter() RETURNS trigger
---@ pgrx replay_entered_wrapper
---@ pgrx replay_remove_wrapper
---@ pgrx replay_remove_before_wrapper
---@ pgrx replay_rebuild_wrapper
+--@ pgrx _replay_entered_wrapper
+--@ pgrx _replay_remove_wrapper
+--@ pgrx _replay_remove_before_wrapper
+--@ pgrx _replay_rebuild_wrapper
 --@ file replay.sql CREATE FUNCTION fractality._replay_enter() RETURNS trigger||
 --@ pgrx create_replay_buffer_wrapper
 --@ pgrx drop_replay_buffer_wrapper

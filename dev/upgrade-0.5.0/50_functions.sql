@@ -17,7 +17,7 @@ DROP FUNCTION fractality.unlink(text, text, text);
 --@ pgrx calculate_resonance_wrapper
 --@ pgrx resonance_with_wrapper
 --@ pgrx crystallize_consensus_wrapper
---@ pgrx crystallize_consensus_definer_wrapper
+--@ pgrx _crystallize_consensus_wrapper
 --@ pgrx upsert_node_wrapper
 --@ pgrx upsert_node_for_wrapper
 --@ pgrx thaw_wrapper

@@ -38,16 +38,16 @@ use upkeep::{fold, fold_all, remove_items};
 
 /// The events (`timestamps`, `event_ids`, in the order written) entering buffer `buffer_id`: its
 /// items, counters and tree. Internal (the trigger's).
-#[pg_extern(volatile, strict, parallel_unsafe, name = "_replay_entered")]
-fn replay_entered(buffer_id: i32, timestamps: Array<'_, i64>, event_ids: Array<'_, &[u8]>) {
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn _replay_entered(buffer_id: i32, timestamps: Array<'_, i64>, event_ids: Array<'_, &[u8]>) {
     let timestamps: Vec<i64> = timestamps.iter().map(|t| t.unwrap_or(-1)).collect();
     let event_ids: Vec<&[u8]> = event_ids.iter().map(|b| b.unwrap_or(&[])).collect();
     spi::connect(|| upkeep::entered(buffer_id, &timestamps, &event_ids)).unwrap_or_report()
 }
 
 /// Deleted events leave every buffer. Internal (the delete trigger's).
-#[pg_extern(volatile, strict, parallel_unsafe, name = "_replay_remove")]
-fn replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn _replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
     let event_ids: Vec<Option<Vec<u8>>> = event_ids.iter().map(|b| b.map(<[u8]>::to_vec)).collect();
     spi::connect(|| -> Result<(), FractalityError> {
         store::lock_all()?;
@@ -61,8 +61,8 @@ fn replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
 
 /// Events older than `cutoff_us` (archived or dropped) leave every buffer; how many items went.
 /// Internal (_archive_events_before's and _drop_events_before's).
-#[pg_extern(volatile, strict, parallel_unsafe, name = "_replay_remove_before")]
-fn replay_remove_before(cutoff_us: i64) -> i64 {
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn _replay_remove_before(cutoff_us: i64) -> i64 {
     spi::connect(|| -> Result<i64, FractalityError> {
         store::lock_all()?;
         fold_all()?;
@@ -158,8 +158,8 @@ fn create_replay_buffer(
 
 /// Rebuilds buffer `buffer_id`'s counters and whole sum tree from its items (items written
 /// directly, by a loader or a benchmark). Internal: the owner's.
-#[pg_extern(volatile, strict, parallel_unsafe, name = "_replay_rebuild")]
-fn replay_rebuild(buffer_id: i32) -> i64 {
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn _replay_rebuild(buffer_id: i32) -> i64 {
     spi::connect(|| upkeep::rebuild_from_items(buffer_id)).unwrap_or_report()
 }
 
