@@ -21,7 +21,7 @@ use crate::errors::{node_not_found, required, FractalityError, OrReport};
 use crate::models::{model_arg, Model};
 use crate::search::TenantScan;
 use crate::spi;
-use crate::vector::cosine;
+use crate::vector::CosineTo;
 
 pub use score::*;
 pub use store::{edges_between, embeddings_of, node, NodeEnergy, NodeRef};
@@ -161,9 +161,10 @@ fn similarities(
             vectors.extend(embeddings_of(*tenant, group, model)?);
         }
         if let Some(query) = vectors.get(&source.id) {
+            let to = CosineTo::new(query);
             for id in wanted {
                 if let Some(v) = vectors.get(id) {
-                    out.insert(*id, cosine(query, v)?);
+                    out.insert(*id, to.of(v)?);
                 }
             }
         }

@@ -8,7 +8,7 @@ use pgrx::Uuid;
 use crate::errors::{node_not_found, FractalityError};
 use crate::models::Model;
 use crate::spi::{self, query, Query};
-use crate::vector::{cosine, Vector};
+use crate::vector::{CosineTo, Vector};
 
 use super::score::stronger_edge;
 
@@ -150,6 +150,7 @@ fn stream_similarities(
 ) -> Result<HashMap<Uuid, Option<f64>>, FractalityError> {
     let mut out = HashMap::with_capacity_and_hasher(expected, Default::default());
     let mut failed = None;
+    let to = CosineTo::new(query);
     spi::stream(q, args, true, |r| {
         let (Some(id), None) = (r.get::<Uuid>(1), &failed) else {
             return;
@@ -158,7 +159,7 @@ fn stream_similarities(
             return;
         };
         // SAFETY: column 2 is the embedding, a vector, valid while this callback runs
-        match unsafe { Vector::from_datum_ref(d) }.and_then(|v| cosine(query, v.as_slice())) {
+        match unsafe { Vector::from_datum_ref(d) }.and_then(|v| to.of(v.as_slice())) {
             Ok(s) => {
                 out.insert(id, s);
             }
