@@ -22,7 +22,7 @@ use crate::errors::{count_in_range, node_not_found, FractalityError, OrReport};
 use crate::models::{model_arg, Model};
 use crate::resonance::{self, threshold, NodeRef};
 use crate::spi::{self, query, Cursor, Query};
-use crate::vector::{cosine, normalize, Vector};
+use crate::vector::{cosine, normalize, CosineTo, Vector};
 
 /// At most this many nodes (the nearest to the source) make up one consensus.
 pub const MAX_MEMBERS: i64 = 500;
@@ -253,6 +253,7 @@ fn consensus(
 
     // its neighbours across tenants until the threshold, nearest first: every distance while
     // the model holds few embeddings, else the partitions' HNSW indexes
+    let to_seed = CosineTo::new(embedding.as_slice());
     let mut seen: HashSet<Uuid> = HashSet::from([node]);
     let mut members = vec![source];
     let mut admit = |candidates: Vec<Result<Option<(f64, Member)>, FractalityError>>,
@@ -266,7 +267,7 @@ fn consensus(
             if distance > bound {
                 return Ok(false);
             }
-            let sim = cosine(embedding.as_slice(), &m.embedding)?.unwrap_or(-1.0);
+            let sim = to_seed.of(&m.embedding)?.unwrap_or(-1.0);
             if sim >= 1.0 - max_distance && seen.insert(m.id) {
                 members.push(m);
             }
@@ -343,7 +344,7 @@ fn consensus(
     // each member's similarity to the seed (the caller's node), to one decimal
     let sims: Vec<f64> = vectors
         .iter()
-        .map(|v| Ok(coarse(cosine(v, embedding.as_slice())?.unwrap_or(0.0))))
+        .map(|v| Ok(coarse(to_seed.of(v)?.unwrap_or(0.0))))
         .collect::<Result<_, FractalityError>>()?;
 
     let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::errors::FractalityError;
 use crate::models::Model;
 use crate::search::{Path, TenantScan};
-use crate::vector::{cosine, Vector};
+use crate::vector::{CosineTo, Vector};
 
 use super::input::{check_direction, check_energy, check_k, check_similarity};
 use super::score::{rrf, score, stop_bound, Weights};
@@ -103,12 +103,13 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
     let path = scan.path();
     let mut info: HashMap<Uuid, Detail> = HashMap::new();
     let score_of = |relevance: f64, atp: f64, edge: f64| score(relevance, atp, edge, w);
+    let to_query = CosineTo::new(a.query);
 
     // the context's neighbours: their similarity from their embeddings
     if !edge_of.is_empty() {
         let ids: Vec<Uuid> = edge_of.keys().copied().collect();
         for (id, v) in crate::resonance::embeddings_of(tenant, &ids, &model)? {
-            if let Some(s) = cosine(a.query, &v)? {
+            if let Some(s) = to_query.of(&v)? {
                 sims.insert(id, s);
             }
         }
@@ -201,7 +202,7 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
             if let std::collections::hash_map::Entry::Vacant(e) = info.entry(hit.id) {
                 e.insert(hit.detail);
                 if let Some(v) = hit.embedding {
-                    if let Some(s) = cosine(a.query, &v)? {
+                    if let Some(s) = to_query.of(&v)? {
                         sims.insert(hit.id, s);
                     }
                 }
