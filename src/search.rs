@@ -89,6 +89,18 @@ impl Pinned {
         set(c"jit", c"off");
         pinned
     }
+
+    /// Bitmap scans off, for a query that reads many rows scattered over as many heap pages
+    /// (a tenant's nodes, written among every other tenant's): [`crate::resonance`]'s pass over
+    /// a tenant. A bitmap heap scan looks each page up twice in the shared buffer table (its
+    /// prefetch and its read) and builds and sorts a bitmap first; an index scan looks each page
+    /// up once.
+    pub fn index_scans() -> Pinned {
+        // SAFETY: as in `path`
+        let level = unsafe { pg_sys::NewGUCNestLevel() };
+        set(c"enable_bitmapscan", c"off");
+        Pinned { level }
+    }
 }
 
 impl Drop for Pinned {

@@ -177,6 +177,8 @@ pub fn nodes_in_tenant(
     limit: i64,
 ) -> Result<HashMap<Uuid, NodeEnergy>, FractalityError> {
     let mut out = HashMap::with_capacity_and_hasher(wanted.len(), Default::default());
+    // planned (and kept) under this setting: see Pinned::index_scans
+    let _plan = crate::search::Pinned::index_scans();
     spi::stream(
         &NODES_OF_TENANT,
         &[tenant.into(), limit.into()],
