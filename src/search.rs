@@ -4,7 +4,8 @@
 //! Three paths, chosen per call (tenant_path.sql):
 //! - a tenant with a graph of its own for the model (build_tenant_graphs) is searched through it:
 //!   the same query as the next path, planned for the tenant's value, which the graph's
-//!   predicate names; no filtering, no other tenant's rows on the way;
+//!   predicate names, and kept per tenant (`spi::Cursor::open_for_tenant`); no filtering, no
+//!   other tenant's rows on the way;
 //! - a small tenant is read whole: every embedding's distance to the query (exact), while its
 //!   size (counted from its primary-key entries up to `fractality.exact_scan_limit` + 1) allows;
 //! - a larger one through the model's HNSW index in the tenant's partition (one partition: the
@@ -238,9 +239,9 @@ impl TenantScan {
         };
         let args = [tenant.into(), arg, MAX_ROWS.into()];
         // a tenant with a graph of its own: the query planned for its value, which the graph's
-        // predicate names (a generic plan can only use the partition's shared graph)
+        // predicate names (a generic plan can only use the partition's shared graph), and kept
         let cursor = if own_graph {
-            Cursor::open_custom(&q, &args, read_only)?
+            Cursor::open_for_tenant(&q, tenant, &args, read_only)?
         } else {
             Cursor::open(&q, &args, read_only)?
         };

@@ -6,8 +6,10 @@
 //! would otherwise be planned anew on every call. A generic plan still reaches only the tenant's
 //! partition: PostgreSQL prunes `user_id = $1` when the executor starts. PostgreSQL re-plans a
 //! kept plan itself when a table, an index or the role changes. The one exception is a search of
-//! a tenant with a graph of its own ([`Cursor::open_custom`]): its index's predicate names the
-//! tenant, so only a plan made for the tenant's value can use it; that query is planned per run.
+//! a tenant with a graph of its own ([`Cursor::open_for_tenant`]): its index's predicate names
+//! the tenant, so only a plan made for the tenant's value can use it. That query is parsed with
+//! its `$1` bound to the tenant as a constant (a parser hook, as PL/pgSQL resolves its variables:
+//! no value is written into the text) and kept per tenant ([`tenant_plans`]).
 //!
 //! SQL errors raised while a query runs (a constraint, row-level security, a cancel) are
 //! PostgreSQL ERRORs and abort the calling statement as they should; what this module maps into
@@ -27,6 +29,8 @@ use pgrx::Uuid;
 
 use crate::errors::FractalityError;
 use crate::vector::Vector;
+
+mod tenant_plans;
 
 /// A query: a name for messages, its text (from `sql/queries/*.sql`, or rendered from one of
 /// them for a model), and the types of its parameters.
@@ -56,8 +60,6 @@ pub(crate) use query;
 thread_local! {
     /// Kept plans by query text.
     static PLANS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
-    /// Kept plans by query text that plan each run for its parameters' values.
-    static CUSTOM_PLANS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
 }
 
 /// Whether the relation `fractality.<name>` exists (two syscache lookups, no query): how the
@@ -76,20 +78,19 @@ pub fn connect<R>(f: impl FnOnce() -> R) -> R {
     Spi::connect_mut(|_| f())
 }
 
+/// The kept plan of `q`: a generic plan, one for every run, made on first use.
 fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
-    kept_plan(q, &PLANS, pg_sys::CURSOR_OPT_GENERIC_PLAN)
-}
-
-/// The kept plan of `q` from `cache`, prepared with `options` (CURSOR_OPT_GENERIC_PLAN: one plan
-/// for every run; CURSOR_OPT_CUSTOM_PLAN: a plan per run, for the values of its parameters).
-fn kept_plan(
-    q: &Query<'_>,
-    cache: &'static std::thread::LocalKey<RefCell<HashMap<String, usize>>>,
-    options: u32,
-) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
-    if let Some(p) = cache.with(|plans| plans.borrow().get(q.text).copied()) {
+    if let Some(p) = PLANS.with(|plans| plans.borrow().get(q.text).copied()) {
         return Ok(p as pg_sys::SPIPlanPtr);
     }
+    let plan = prepare_kept(q, pg_sys::CURSOR_OPT_GENERIC_PLAN)?;
+    PLANS.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
+    Ok(plan)
+}
+
+/// `q` prepared with `options` (CURSOR_OPT_GENERIC_PLAN: one plan for every run;
+/// CURSOR_OPT_CUSTOM_PLAN: a plan per run, for its parameters' values) and kept.
+fn prepare_kept(q: &Query<'_>, options: u32) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
     let text = CString::new(q.text).map_err(|_| FractalityError::Internal {
         query: q.name,
         detail: "query text holds a NUL byte".into(),
@@ -112,7 +113,6 @@ fn kept_plan(
     if kept != 0 {
         return Err(spi_failure(q.name, kept));
     }
-    cache.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
     Ok(plan)
 }
 
@@ -431,17 +431,6 @@ impl Cursor {
         read_only: bool,
     ) -> Result<Cursor, FractalityError> {
         Cursor::open_plan(q, plan(q)?, args, read_only)
-    }
-
-    /// The same with the query planned for these arguments' values (a partial index whose
-    /// predicate names a value, such as a tenant graph, is only usable so).
-    pub fn open_custom(
-        q: &Query<'_>,
-        args: &[DatumWithOid<'_>],
-        read_only: bool,
-    ) -> Result<Cursor, FractalityError> {
-        let plan = kept_plan(q, &CUSTOM_PLANS, pg_sys::CURSOR_OPT_CUSTOM_PLAN)?;
-        Cursor::open_plan(q, plan, args, read_only)
     }
 
     fn open_plan(

@@ -202,6 +202,20 @@ DELETE FROM fractality.node_embeddings e USING fractality.nodes n
  WHERE n.id = e.node_id AND e.model = 'tiny' AND n.node_key IN ('m-1', 'm-2', 'm-3', 'm-4');
 SELECT partition_name, tenant_rows, action FROM fractality.build_tenant_graphs('tiny', 7);
 SELECT tenant_rows, action FROM fractality.build_tenant_graphs('tiny', 1) ORDER BY tenant_rows;
+-- the graph made again under the same name: the search's plan kept for the tenant (made above,
+-- with the first graph) is made again for the new one, and answers as the exact path does
+SET LOCAL fractality.exact_scan_limit = 0;
+CREATE TEMP TABLE through_rebuilt AS
+SELECT node_key, similarity FROM fractality.find_resonant('m-5', 0.0, 20, 'tiny');
+SELECT count(*) AS found,
+       pg_stat_get_xact_numscans(('fractality.t' || left(md5('aaaaaaaa-0000-0000-0000-000000000000'), 24) || '_tiny_hnsw')::regclass) > 0
+           AS rebuilt_graph_scanned
+  FROM through_rebuilt;
+SET LOCAL fractality.exact_scan_limit = 1000;
+SELECT count(*) AS differing_from_exact
+  FROM (SELECT node_key, similarity FROM through_rebuilt
+        EXCEPT SELECT node_key, similarity FROM fractality.find_resonant('m-5', 0.0, 20, 'tiny')) d;
+RESET fractality.exact_scan_limit;
 DELETE FROM fractality.node_embeddings e WHERE e.model = 'tiny'
    AND e.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';
 SELECT partition_name, tenant_rows, action FROM fractality.build_tenant_graphs('tiny', 1);

@@ -1,0 +1,237 @@
+//! Plans kept per tenant: a query whose `$1` (the tenant) is bound into its plan as a constant,
+//! for a tenant's own graph (a partial HNSW index whose predicate names the tenant, which only a
+//! plan made for that value can use). The query is parsed through a parser hook that turns `$1`
+//! into a constant, as PL/pgSQL's hook turns its variables into parameters: no value is written
+//! into the text. PostgreSQL keeps the plan valid as it does any kept plan: it analyses the query
+//! again, through the same hook, when an index is built or dropped or the role changes.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::os::raw::c_char;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+use super::{spi_failure, values, Cursor, Query};
+use crate::errors::FractalityError;
+
+/// How many plans bound to a tenant a backend keeps, the least recently used going first: each
+/// holds its query tree and plan (about 43 KB for a search), so at most about 5.5 MB a backend.
+pub const TENANT_PLANS: usize = 128;
+/// How many tenants a backend remembers having searched once (16 bytes each): a tenant gets a
+/// kept plan on its second search among them. The first is planned for its value and not kept,
+/// as a query without a kept plan would be: making and keeping a plan costs more than planning
+/// once (it parses and analyses the query too), which a tenant searched once never earns back.
+const SEEN_ONCE: usize = 1024;
+
+thread_local! {
+    /// Kept plans with their `$1` bound to a tenant ([`Cursor::open_for_tenant`]), the most
+    /// recently used last.
+    static TENANT_BOUND: RefCell<Vec<TenantPlan>> = const { RefCell::new(Vec::new()) };
+    /// (query text, tenant) searched once and not kept yet.
+    static SEEN: RefCell<HashSet<(String, Uuid)>> = RefCell::new(HashSet::new());
+    /// The plans of the first searches: planned for their parameters' values on every run.
+    static CUSTOM_PLANS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
+}
+
+/// A kept plan whose `$1` is a tenant's id, bound into the query as a constant.
+struct TenantPlan {
+    text: String,
+    tenant: Uuid,
+    plan: pg_sys::SPIPlanPtr,
+    /// The parser hook's state. PostgreSQL analyses the query again with it when the plan is
+    /// invalidated, so it lives as long as the plan.
+    _hook: Box<TenantHook>,
+}
+
+/// What the parser hook binds: the tenant for `$1`, and the type of every parameter.
+struct TenantHook {
+    tenant: [u8; 16],
+    types: Vec<pg_sys::Oid>,
+}
+
+/// The parser set-up of a query bound to a tenant: its parameter references go to
+/// [`tenant_param`].
+#[pg_guard]
+unsafe extern "C-unwind" fn tenant_parser_setup(
+    pstate: *mut pg_sys::ParseState,
+    arg: *mut std::ffi::c_void,
+) {
+    // SAFETY: the parse state being set up; arg is the plan's TenantHook
+    unsafe {
+        (*pstate).p_paramref_hook = Some(tenant_param);
+        (*pstate).p_ref_hook_state = arg;
+    }
+}
+
+/// `$1` as a constant uuid (the tenant), any other `$n` as a parameter of its type (what
+/// PostgreSQL's own hook for fixed parameter types makes); NULL for a `$n` past them, which the
+/// parser reports as "there is no parameter $n".
+#[pg_guard]
+unsafe extern "C-unwind" fn tenant_param(
+    pstate: *mut pg_sys::ParseState,
+    pref: *mut pg_sys::ParamRef,
+) -> *mut pg_sys::Node {
+    // SAFETY: the hook state tenant_parser_setup installed, alive as long as the plan; the nodes
+    // are made in the parser's memory context, as the parser's own are (and copied with the
+    // query tree into the plan's)
+    unsafe {
+        let hook = &*((*pstate).p_ref_hook_state as *const TenantHook);
+        let n = (*pref).number;
+        if n == 1 {
+            let bytes = pg_sys::palloc(16) as *mut u8;
+            std::ptr::copy_nonoverlapping(hook.tenant.as_ptr(), bytes, 16);
+            let c = pg_sys::makeConst(
+                pg_sys::UUIDOID,
+                -1,
+                pg_sys::InvalidOid,
+                16,
+                pg_sys::Datum::from(bytes),
+                false,
+                false,
+            );
+            (*c).location = (*pref).location;
+            return c.cast();
+        }
+        let Some(&ty) = usize::try_from(n - 1).ok().and_then(|i| hook.types.get(i)) else {
+            return std::ptr::null_mut();
+        };
+        let param: *mut pg_sys::Param =
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::Param>()).cast();
+        (*param).xpr.type_ = pg_sys::NodeTag::T_Param;
+        (*param).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
+        (*param).paramid = n;
+        (*param).paramtype = ty;
+        (*param).paramtypmod = -1;
+        (*param).paramcollid = pg_sys::get_typcollation(ty);
+        (*param).location = (*pref).location;
+        param.cast()
+    }
+}
+
+/// The kept plan of `q` with its `$1` bound to `tenant`, made on the tenant's second search (the
+/// least recently used of [`TENANT_PLANS`] freed to make room); on its first, `q`'s plan that is
+/// made for its parameters' values on every run.
+fn tenant_plan(q: &Query<'_>, tenant: Uuid) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
+    let found = TENANT_BOUND.with(|b| {
+        let mut b = b.borrow_mut();
+        let i = b
+            .iter()
+            .position(|p| p.tenant == tenant && p.text == q.text)?;
+        let p = b.remove(i);
+        let plan = p.plan;
+        b.push(p);
+        Some(plan)
+    });
+    if let Some(plan) = found {
+        return Ok(plan);
+    }
+    let key = (q.text.to_string(), tenant);
+    let first = SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if seen.remove(&key) {
+            return false;
+        }
+        if seen.len() >= SEEN_ONCE {
+            seen.clear();
+        }
+        seen.insert(key);
+        true
+    });
+    if first {
+        return custom_plan(q);
+    }
+    let text = CString::new(q.text).map_err(|_| FractalityError::Internal {
+        query: q.name,
+        detail: "query text holds a NUL byte".into(),
+    })?;
+    let mut tenant_bytes = [0u8; 16];
+    tenant_bytes.copy_from_slice(tenant.as_bytes());
+    let mut hook = Box::new(TenantHook {
+        tenant: tenant_bytes,
+        types: q.types.to_vec(),
+    });
+    let arg: *mut TenantHook = &mut *hook;
+    // SAFETY: SPI is connected (the module's contract); the hook's state is boxed and kept with
+    // the plan
+    let plan = unsafe {
+        pg_sys::SPI_prepare_params(
+            text.as_ptr(),
+            Some(tenant_parser_setup),
+            arg.cast(),
+            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+        )
+    };
+    if plan.is_null() {
+        return Err(spi_failure(q.name, unsafe { pg_sys::SPI_result }));
+    }
+    // SAFETY: a plan SPI_prepare_params just made
+    let kept = unsafe { pg_sys::SPI_keepplan(plan) };
+    if kept != 0 {
+        return Err(spi_failure(q.name, kept));
+    }
+    TENANT_BOUND.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() >= TENANT_PLANS {
+            let old = b.remove(0);
+            // SAFETY: a kept plan of this backend; a portal still running it holds its own
+            // reference to the plan it runs. The hook's state goes with it.
+            unsafe { pg_sys::SPI_freeplan(old.plan) };
+        }
+        b.push(TenantPlan {
+            text: q.text.to_string(),
+            tenant,
+            plan,
+            _hook: hook,
+        });
+    });
+    Ok(plan)
+}
+
+/// `q`'s kept plan that PostgreSQL plans for its parameters' values on every run.
+fn custom_plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
+    if let Some(p) = CUSTOM_PLANS.with(|plans| plans.borrow().get(q.text).copied()) {
+        return Ok(p as pg_sys::SPIPlanPtr);
+    }
+    let plan = super::prepare_kept(q, pg_sys::CURSOR_OPT_CUSTOM_PLAN)?;
+    CUSTOM_PLANS.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
+    Ok(plan)
+}
+
+impl Cursor {
+    /// A cursor over `q` with its `$1`, `tenant`, bound into its plan as a constant: a partial
+    /// index whose predicate names the tenant (its own graph) is only usable so. The plan is
+    /// kept per tenant from its second search on ([`TENANT_PLANS`]). `args` are every
+    /// parameter's, `$1` included.
+    pub fn open_for_tenant(
+        q: &Query<'_>,
+        tenant: Uuid,
+        args: &[DatumWithOid<'_>],
+        read_only: bool,
+    ) -> Result<Cursor, FractalityError> {
+        let plan = tenant_plan(q, tenant)?;
+        let (datums, nulls) = values(args);
+        // SAFETY: a parameter list of args.len() entries, each filled below; SPI copies it into
+        // the portal
+        let portal = unsafe {
+            let params = pg_sys::makeParamList(args.len() as i32);
+            let slots = (*params).params.as_mut_slice(args.len());
+            for (i, slot) in slots.iter_mut().enumerate() {
+                slot.value = datums[i];
+                slot.isnull = nulls[i] == b'n' as c_char;
+                slot.pflags = pg_sys::PARAM_FLAG_CONST as u16;
+                slot.ptype = q.types[i];
+            }
+            pg_sys::SPI_cursor_open_with_paramlist(std::ptr::null(), plan, params, read_only)
+        };
+        if portal.is_null() {
+            return Err(spi_failure(q.name, unsafe { pg_sys::SPI_result }));
+        }
+        Ok(Cursor {
+            portal,
+            name: q.name,
+        })
+    }
+}
