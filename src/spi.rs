@@ -83,14 +83,6 @@ fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
     if let Some(p) = PLANS.with(|plans| plans.borrow().get(q.text).copied()) {
         return Ok(p as pg_sys::SPIPlanPtr);
     }
-    let plan = prepare_kept(q, pg_sys::CURSOR_OPT_GENERIC_PLAN)?;
-    PLANS.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
-    Ok(plan)
-}
-
-/// `q` prepared with `options` (CURSOR_OPT_GENERIC_PLAN: one plan for every run;
-/// CURSOR_OPT_CUSTOM_PLAN: a plan per run, for its parameters' values) and kept.
-fn prepare_kept(q: &Query<'_>, options: u32) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
     let text = CString::new(q.text).map_err(|_| FractalityError::Internal {
         query: q.name,
         detail: "query text holds a NUL byte".into(),
@@ -102,7 +94,7 @@ fn prepare_kept(q: &Query<'_>, options: u32) -> Result<pg_sys::SPIPlanPtr, Fract
             text.as_ptr(),
             types.len() as i32,
             types.as_mut_ptr(),
-            options as i32,
+            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
         )
     };
     if plan.is_null() {
@@ -113,6 +105,7 @@ fn prepare_kept(q: &Query<'_>, options: u32) -> Result<pg_sys::SPIPlanPtr, Fract
     if kept != 0 {
         return Err(spi_failure(q.name, kept));
     }
+    PLANS.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
     Ok(plan)
 }
 
