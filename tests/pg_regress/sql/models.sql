@@ -221,6 +221,36 @@ DELETE FROM fractality.node_embeddings e WHERE e.model = 'tiny'
 SELECT partition_name, tenant_rows, action FROM fractality.build_tenant_graphs('tiny', 1);
 SELECT count(*) AS built FROM fractality.build_tenant_graphs('tiny', 1);
 SELECT count(*) AS tenant_graphs FROM pg_class c WHERE c.relname ~ '^t[0-9a-f]{24}_tiny_hnsw$';
+-- a backend keeps the plans of at most 128 tenants' own-graph searches (src/spi/tenant_plans.rs),
+-- the least recently used going first: 130 tenants searched in turn, then the first three again
+-- (their plans made anew), each through its own graph and by the exact path, the same rows
+SELECT count(fractality.upsert_node_for(('cccccccc-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid,
+           'g-' || i, model => 'tiny',
+           embedding => (SELECT array_agg(sin(t * 31 + i * 7 + d)) FROM generate_series(1, 8) d)::vector))
+       AS many_tenants
+  FROM generate_series(1, 130) t, generate_series(1, 2) i;
+SELECT count(*) AS many_graphs FROM fractality.build_tenant_graphs('tiny', 2) WHERE action = 'built';
+CREATE FUNCTION pg_temp.graph_against_exact(t int) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    src uuid;
+    through_graph text;
+    exact text;
+BEGIN
+    SELECT n.id INTO src FROM fractality.nodes n
+     WHERE n.user_id = ('cccccccc-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid AND n.node_key = 'g-1';
+    PERFORM set_config('fractality.exact_scan_limit', '0', true);
+    SELECT string_agg(r.node_key || ' ' || r.similarity, ',') INTO through_graph
+      FROM fractality.find_resonant(src, -1, 20, 'tiny') r;
+    PERFORM set_config('fractality.exact_scan_limit', '1000', true);
+    SELECT string_agg(r.node_key || ' ' || r.similarity, ',') INTO exact
+      FROM fractality.find_resonant(src, -1, 20, 'tiny') r;
+    RETURN CASE WHEN through_graph IS NOT NULL AND through_graph = exact THEN 0 ELSE 1 END;
+END $$;
+SELECT count(*) AS searches, sum(pg_temp.graph_against_exact(t)) AS differing
+  FROM (SELECT t FROM generate_series(1, 130) t UNION ALL SELECT t FROM generate_series(1, 3) t) s;
+RESET fractality.exact_scan_limit;
+SELECT count(*) FILTER (WHERE pg_stat_get_xact_numscans(c.oid) > 0) AS graphs_scanned
+  FROM pg_class c WHERE c.relname ~ '^t[0-9a-f]{24}_tiny_hnsw$';
 SELECT fractality.drop_model_index('tiny') AS dropped;
 SELECT count(*) AS tenant_graphs_left FROM pg_class c WHERE c.relname ~ '^t[0-9a-f]{24}_tiny_hnsw$';
 ROLLBACK;
