@@ -83,29 +83,39 @@ fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
     if let Some(p) = PLANS.with(|plans| plans.borrow().get(q.text).copied()) {
         return Ok(p as pg_sys::SPIPlanPtr);
     }
-    let text = CString::new(q.text).map_err(|_| FractalityError::Internal {
-        query: q.name,
-        detail: "query text holds a NUL byte".into(),
-    })?;
+    let text = c_text(q)?;
     let mut types = q.types.to_vec();
     // SAFETY: SPI is connected (module contract); text and types outlive the call
-    let plan = unsafe {
+    let plan = keep(q, unsafe {
         pg_sys::SPI_prepare_cursor(
             text.as_ptr(),
             types.len() as i32,
             types.as_mut_ptr(),
             pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
         )
-    };
+    })?;
+    PLANS.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
+    Ok(plan)
+}
+
+/// `q`'s text as SPI takes it.
+fn c_text(q: &Query<'_>) -> Result<CString, FractalityError> {
+    CString::new(q.text).map_err(|_| FractalityError::Internal {
+        query: q.name,
+        detail: "query text holds a NUL byte".into(),
+    })
+}
+
+/// `plan`, which SPI has just prepared for `q` (NULL when it could not), kept for the session.
+fn keep(q: &Query<'_>, plan: pg_sys::SPIPlanPtr) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
     if plan.is_null() {
         return Err(spi_failure(q.name, unsafe { pg_sys::SPI_result }));
     }
-    // SAFETY: a plan SPI_prepare_cursor just made
-    let kept = unsafe { pg_sys::SPI_keepplan(plan) };
-    if kept != 0 {
-        return Err(spi_failure(q.name, kept));
+    // SAFETY: a plan SPI has just prepared
+    let code = unsafe { pg_sys::SPI_keepplan(plan) };
+    if code != 0 {
+        return Err(spi_failure(q.name, code));
     }
-    PLANS.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
     Ok(plan)
 }
 

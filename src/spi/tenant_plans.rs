@@ -6,14 +6,13 @@
 //! again, through the same hook, when an index is built or dropped or the role changes.
 
 use std::cell::RefCell;
-use std::ffi::CString;
 use std::os::raw::c_char;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use super::{spi_failure, values, Cursor, Query};
+use super::{c_text, keep, spi_failure, values, Cursor, Query};
 use crate::errors::FractalityError;
 
 /// How many plans bound to a tenant a backend keeps, the least recently used going first: each
@@ -120,10 +119,7 @@ fn tenant_plan(q: &Query<'_>, tenant: Uuid) -> Result<pg_sys::SPIPlanPtr, Fracta
     if let Some(plan) = found {
         return Ok(plan);
     }
-    let text = CString::new(q.text).map_err(|_| FractalityError::Internal {
-        query: q.name,
-        detail: "query text holds a NUL byte".into(),
-    })?;
+    let text = c_text(q)?;
     let mut tenant_bytes = [0u8; 16];
     tenant_bytes.copy_from_slice(tenant.as_bytes());
     let mut hook = Box::new(TenantHook {
@@ -133,22 +129,14 @@ fn tenant_plan(q: &Query<'_>, tenant: Uuid) -> Result<pg_sys::SPIPlanPtr, Fracta
     let arg: *mut TenantHook = &mut *hook;
     // SAFETY: SPI is connected (the module's contract); the hook's state is boxed and kept with
     // the plan
-    let plan = unsafe {
+    let plan = keep(q, unsafe {
         pg_sys::SPI_prepare_params(
             text.as_ptr(),
             Some(tenant_parser_setup),
             arg.cast(),
             pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
         )
-    };
-    if plan.is_null() {
-        return Err(spi_failure(q.name, unsafe { pg_sys::SPI_result }));
-    }
-    // SAFETY: a plan SPI_prepare_params just made
-    let kept = unsafe { pg_sys::SPI_keepplan(plan) };
-    if kept != 0 {
-        return Err(spi_failure(q.name, kept));
-    }
+    })?;
     TENANT_BOUND.with(|b| {
         let mut b = b.borrow_mut();
         if b.len() >= TENANT_PLANS {
