@@ -453,6 +453,11 @@ impl Cursor {
                 read_only,
             )
         };
+        Cursor::opened(q, portal)
+    }
+
+    /// The cursor of `portal`, which SPI has just opened for `q` (NULL when it could not).
+    fn opened(q: &Query<'_>, portal: pg_sys::Portal) -> Result<Cursor, FractalityError> {
         if portal.is_null() {
             return Err(spi_failure(q.name, unsafe { pg_sys::SPI_result }));
         }

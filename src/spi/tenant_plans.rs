@@ -12,7 +12,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use super::{c_text, keep, spi_failure, values, Cursor, Query};
+use super::{c_text, keep, values, Cursor, Query};
 use crate::errors::FractalityError;
 
 /// How many plans bound to a tenant a backend keeps, the least recently used going first: each
@@ -31,16 +31,15 @@ thread_local! {
 /// A kept plan whose `$1` is a tenant's id, bound into the query as a constant.
 struct TenantPlan {
     text: String,
-    tenant: Uuid,
     plan: pg_sys::SPIPlanPtr,
-    /// The parser hook's state. PostgreSQL analyses the query again with it when the plan is
-    /// invalidated, so it lives as long as the plan.
-    _hook: Box<TenantHook>,
+    /// The parser hook's state, the tenant with it. PostgreSQL analyses the query again with it
+    /// when the plan is invalidated, so it lives as long as the plan.
+    hook: Box<TenantHook>,
 }
 
 /// What the parser hook binds: the tenant for `$1`, and the type of every parameter.
 struct TenantHook {
-    tenant: [u8; 16],
+    tenant: Uuid,
     types: Vec<pg_sys::Oid>,
 }
 
@@ -74,7 +73,7 @@ unsafe extern "C-unwind" fn tenant_param(
         let n = (*pref).number;
         if n == 1 {
             let bytes = pg_sys::palloc(16) as *mut u8;
-            std::ptr::copy_nonoverlapping(hook.tenant.as_ptr(), bytes, 16);
+            std::ptr::copy_nonoverlapping(hook.tenant.as_bytes().as_ptr(), bytes, 16);
             let c = pg_sys::makeConst(
                 pg_sys::UUIDOID,
                 -1,
@@ -110,7 +109,7 @@ fn tenant_plan(q: &Query<'_>, tenant: Uuid) -> Result<pg_sys::SPIPlanPtr, Fracta
         let mut b = b.borrow_mut();
         let i = b
             .iter()
-            .position(|p| p.tenant == tenant && p.text == q.text)?;
+            .position(|p| p.hook.tenant == tenant && p.text == q.text)?;
         let p = b.remove(i);
         let plan = p.plan;
         b.push(p);
@@ -120,10 +119,8 @@ fn tenant_plan(q: &Query<'_>, tenant: Uuid) -> Result<pg_sys::SPIPlanPtr, Fracta
         return Ok(plan);
     }
     let text = c_text(q)?;
-    let mut tenant_bytes = [0u8; 16];
-    tenant_bytes.copy_from_slice(tenant.as_bytes());
     let mut hook = Box::new(TenantHook {
-        tenant: tenant_bytes,
+        tenant,
         types: q.types.to_vec(),
     });
     let arg: *mut TenantHook = &mut *hook;
@@ -147,9 +144,8 @@ fn tenant_plan(q: &Query<'_>, tenant: Uuid) -> Result<pg_sys::SPIPlanPtr, Fracta
         }
         b.push(TenantPlan {
             text: q.text.to_string(),
-            tenant,
             plan,
-            _hook: hook,
+            hook,
         });
     });
     Ok(plan)
@@ -180,12 +176,6 @@ impl Cursor {
             }
             pg_sys::SPI_cursor_open_with_paramlist(std::ptr::null(), plan, params, read_only)
         };
-        if portal.is_null() {
-            return Err(spi_failure(q.name, unsafe { pg_sys::SPI_result }));
-        }
-        Ok(Cursor {
-            portal,
-            name: q.name,
-        })
+        Cursor::opened(q, portal)
     }
 }
