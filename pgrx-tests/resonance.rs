@@ -663,6 +663,11 @@ mod tests {
             ("SELECT * FROM fractality.find_resonant('held', 0.5, 5, 'Default')",
              "22023 invalid value for model: 'Default'"),
             ("SELECT fractality.thaw('held', 1, 'x y')", "22023 invalid value for model: 'x y'"),
+            ("SELECT fractality.thaw('held', 1, 'nomodel')", "22023 unknown embedding model 'nomodel'"),
+            ("SELECT fractality.calculate_resonance(id, id, 'nomodel') FROM fractality.nodes WHERE node_key = 'held'",
+             "22023 unknown embedding model 'nomodel'"),
+            ("SELECT count(*) FROM fractality.nodes n, fractality.find_resonant(n.id, 0.5, 5, 'nomodel') WHERE n.node_key = 'held'",
+             "22023 unknown embedding model 'nomodel'"),
         ] {
             assert_eq!(failure(sql), expected, "{sql}");
         }

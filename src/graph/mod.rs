@@ -368,9 +368,6 @@ fn thaw(node_key: &str, stream_points: i32, fcinfo: pg_sys::FunctionCallInfo) ->
     let model = unsafe { crate::models::model_arg(fcinfo, 2) }.expect("strict");
     let model = model.as_str();
     crate::models::check_name(model).unwrap_or_report();
-    if !crate::models::schema_is_current() {
-        FractalityError::SchemaBehind.report();
-    }
     if stream_points < 0 {
         FractalityError::invalid(
             "stream_points",
@@ -380,9 +377,13 @@ fn thaw(node_key: &str, stream_points: i32, fcinfo: pg_sys::FunctionCallInfo) ->
         .report();
     }
     let user = session_tenant().unwrap_or_report();
-    spi::connect(|| store::thaw(user, node_key, stream_points as i64, model))
-        .unwrap_or_report()
-        .unwrap_or_else(|| node_not_found(format!("'{node_key}'")).report())
+    // the model registered (22023 naming it otherwise), as every function taking one checks
+    spi::connect(|| {
+        crate::models::Model::lookup(model)?;
+        store::thaw(user, node_key, stream_points as i64, model)
+    })
+    .unwrap_or_report()
+    .unwrap_or_else(|| node_not_found(format!("'{node_key}'")).report())
 }
 
 /// Writes the parsed document `frozen` (with its `stream` as given) for `freeze`.
