@@ -178,6 +178,11 @@ fn functions() -> Vec<Func> {
             args: &[("'{ROOT}'", "uuid"), ("0.7", "float8"), ("3", "integer"), ("'default'", "text")],
         },
         Func { call: "fractality.register_model", args: &[("'default'", "text"), ("384", "integer")] },
+        // the owner's index builders, on the suite's own model (registered by the set-up): the
+        // valid calls drop its index and build it again
+        Func { call: "fractality.drop_model_index", args: &[("'bad_m4'", "text")] },
+        Func { call: "fractality.build_model_index", args: &[("'bad_m4'", "text")] },
+        Func { call: "fractality.build_tenant_graphs", args: &[("'bad_m4'", "text"), ("500", "bigint")] },
         Func {
             call: "fractality.remember",
             args: &[
@@ -494,7 +499,8 @@ fn every_function_refuses_bad_input_cleanly() {
          SELECT fractality.upsert_node('child', 'child', '{}', 0.8, array_fill(0.06, ARRAY[384])::vector);
          SELECT fractality.upsert_node('leaf', 'leaf', '{}', 0.7);
          SELECT fractality.link('root', 'child'); SELECT fractality.link('child', 'leaf');
-         SELECT fractality.save_policy('bin', 'rule', '{\"0\": 1}');",
+         SELECT fractality.save_policy('bin', 'rule', '{\"0\": 1}');
+         SELECT fractality.register_model('bad_m4', 4);",
     )
     .unwrap();
     let ids: BTreeMap<String, String> = c
@@ -660,4 +666,143 @@ fn ten_thousand_event_batches_with_one_bad_element() {
     assert_eq!(written, n as i64);
     assert_eq!(total(&mut c), 2 * n as i64);
     assert_eq!(reliability::backend_pid(&mut c), pid);
+}
+
+/// The model errors of every function that takes a model, from a client: a model that is not
+/// registered is 22023 with its name in the message, an embedding of another dimension than its
+/// model's 22000 with both numbers, and neither writes anything (every table's row count, the
+/// models' indexes and tenant graphs unchanged).
+#[test]
+fn model_errors_name_the_model_and_write_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = common::db();
+    let tenant = "bad1bad1-0000-4000-8000-000000000002";
+    c.batch_execute(&format!(
+        "SET fractality.user_id = '{tenant}';
+         SELECT fractality.register_model('bad_m4', 4);
+         SELECT fractality.upsert_node('m-root', 'm root', '{{}}', 0.9, '[1,0,0,0]'::vector, NULL, 'bad_m4');
+         SELECT fractality.upsert_node('m-child', 'm child', '{{}}', 0.8, '[0.9,0.1,0,0]'::vector, NULL, 'bad_m4');
+         SELECT fractality.upsert_node('m-root', NULL, NULL, NULL, array_fill(0.05, ARRAY[384])::vector);
+         SELECT fractality.link('m-root', 'm-child');"
+    ))
+    .unwrap();
+    let id = |c: &mut Client, key: &str| -> String {
+        c.query_one(
+            "SELECT id::text FROM fractality.nodes WHERE node_key = $1",
+            &[&key],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let (root, child) = (id(&mut c, "m-root"), id(&mut c, "m-child"));
+    let counts = counts_sql(&mut c);
+    // every index of node_embeddings, the models' and the tenant graphs', by name
+    let indexes = "SELECT string_agg(c.relname, ',' ORDER BY c.relname)
+                     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                     JOIN pg_class t ON t.oid = i.indrelid
+                    WHERE t.relname LIKE 'node_embeddings%'";
+    let pid = reliability::backend_pid(&mut c);
+    let v4 = "'[1,2,3,4]'::vector";
+    let v3 = "'[1,2,3]'::vector";
+    let with_model = |m: &str, v: &str| -> Vec<String> {
+        vec![
+            format!("SELECT fractality.upsert_node('m-new', NULL, NULL, NULL, {v}, NULL, '{m}')"),
+            format!("SELECT fractality.upsert_node_for('{tenant}', 'm-new', NULL, NULL, NULL, {v}, NULL, '{m}')"),
+            format!("SELECT fractality.freeze(jsonb_build_object('node_key', 'm-frozen', 'embedding', {v}::real[]), '{m}')"),
+            format!("SELECT fractality.freeze(jsonb_build_object('node_key', 'm-frozen', 'embeddings', jsonb_build_object('{m}', {v}::real[])))"),
+            format!("SELECT * FROM fractality.remember('m-rem', 'a memory', {v}, '{{}}', '{m}')"),
+            format!("SELECT * FROM fractality.remember_many(jsonb_build_array(jsonb_build_object('content', 'a batch memory', 'embedding', {v}::real[])), '{m}')"),
+            format!("SELECT * FROM fractality.remember_many(ARRAY[NULL]::text[], ARRAY['an array memory'], ARRAY[{v}], model => '{m}')"),
+            format!("SELECT * FROM fractality.recall({v}, 10, model => '{m}')"),
+            format!("SELECT * FROM fractality.recall_explain({v}, 10, model => '{m}')"),
+        ]
+    };
+    // (call, SQLSTATE, words the message must hold)
+    let mut cases: Vec<(String, &str, Vec<String>)> = Vec::new();
+    let unknown = vec!["'no_such_model'".to_string()];
+    for sql in with_model("no_such_model", v4) {
+        cases.push((sql, "22023", unknown.clone()));
+    }
+    for sql in [
+        "SELECT fractality.thaw('m-root', 10, 'no_such_model')".to_string(),
+        format!("SELECT * FROM fractality.find_resonant('{root}'::uuid, 0.7, 20, 'no_such_model')"),
+        "SELECT * FROM fractality.find_resonant('m-root', 0.7, 20, 'no_such_model')".to_string(),
+        format!("SELECT fractality.calculate_resonance('{root}', '{child}', 'no_such_model')"),
+        format!("SELECT * FROM fractality.resonance_with('{root}', ARRAY['{child}']::uuid[], 'no_such_model')"),
+        format!("SELECT fractality.crystallize_consensus('{root}', 0.7, 3, 'no_such_model')"),
+        "SELECT * FROM fractality.build_tenant_graphs('no_such_model', 1)".to_string(),
+        "SELECT * FROM fractality.build_model_index('no_such_model')".to_string(),
+        "SELECT fractality.drop_model_index('no_such_model')".to_string(),
+    ] {
+        cases.push((sql, "22023", unknown.clone()));
+    }
+    let dims = vec![
+        "3 dimensions".to_string(),
+        "4 dimensions".to_string(),
+        "'bad_m4'".to_string(),
+    ];
+    for sql in with_model("bad_m4", v3) {
+        cases.push((sql, "22000", dims.clone()));
+    }
+    // a model name that is not a plain identifier, and a model already registered at another
+    // dimension
+    cases.push((
+        "SELECT fractality.register_model('Bad-Model', 4)".into(),
+        "22023",
+        vec!["Bad-Model".into()],
+    ));
+    cases.push((
+        "SELECT fractality.register_model('bad_m4', 8)".into(),
+        "22023",
+        vec!["bad_m4".into(), "4".into(), "8".into()],
+    ));
+
+    let rows_before: Vec<i64> = c.query_one(&counts, &[]).unwrap().get(0);
+    let indexes_before: Option<String> = c.query_one(indexes, &[]).unwrap().get(0);
+    let mut failures = Vec::new();
+    for (sql, state, words) in &cases {
+        match c.batch_execute(sql) {
+            Ok(()) => failures.push(format!("succeeded, expected {state}: {sql}")),
+            Err(e) => {
+                let got = common::sqlstate(&e);
+                let message = e
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_default();
+                if got != *state {
+                    failures.push(format!("{got} ({message}), expected {state}: {sql}"));
+                }
+                for w in words {
+                    if !message.contains(w.as_str()) {
+                        failures.push(format!("message '{message}' does not name {w}: {sql}"));
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            reliability::backend_pid(&mut c),
+            pid,
+            "the backend survived {sql}"
+        );
+        let rows: Vec<i64> = c.query_one(&counts, &[]).unwrap().get(0);
+        if rows != rows_before {
+            failures.push(format!("a failed call wrote rows: {sql}"));
+        }
+    }
+    let indexes_after: Option<String> = c.query_one(indexes, &[]).unwrap().get(0);
+    assert_eq!(
+        indexes_before, indexes_after,
+        "a failed call made or dropped an index"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} problems:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // the same calls with the model's own dimension work (the failures above were the model's)
+    for sql in with_model("bad_m4", v4) {
+        c.batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
 }

@@ -431,6 +431,171 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
     assert_eq!(before, tenant_snapshot(&mut admin, ub));
 }
 
+/// The same isolation for a second model: tenant A, naming the model in every call, neither
+/// sees nor changes tenant B's embeddings of it, nor reaches B's own graph of it
+/// (build_tenant_graphs), though B's embeddings are the nearest there are to A's queries.
+#[test]
+fn a_second_model_is_as_isolated_as_the_default() {
+    const M: &str = "iso_m2";
+    let mut admin = common::db();
+    admin
+        .batch_execute(&format!("SELECT fractality.register_model('{M}', 4)"))
+        .unwrap();
+    let (ua, ub) = (common::tenant(), common::tenant());
+    let mut a = common::app("fractality_iso_m2_a", Some(ua));
+    let mut b = common::app("fractality_iso_m2_b", Some(ub));
+    // the same keys in both tenants; B's vectors are A's query exactly, A's a little off it
+    let node = |c: &mut Client, key: &str, v: &str| -> Uuid {
+        c.query_one(
+            "SELECT fractality.upsert_node($1, $1 || ' secret', '{}', 0.9, $2::text::vector, NULL, $3)",
+            &[&key, &v, &M],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let b_ids: Vec<Uuid> = ["m2-root", "m2-near", "m2-far"]
+        .iter()
+        .zip(["[1,0,0,0]", "[0.99,0.01,0,0]", "[0.9,0.1,0,0]"])
+        .map(|(k, v)| node(&mut b, k, v))
+        .collect();
+    b.batch_execute("SELECT fractality.link('m2-root', 'm2-near', 'child', 0.9)")
+        .unwrap();
+    let a_ids: Vec<Uuid> = ["m2-root", "m2-near"]
+        .iter()
+        .zip(["[0.8,0.2,0,0]", "[0.7,0.3,0,0]"])
+        .map(|(k, v)| node(&mut a, k, v))
+        .collect();
+    // B's graph of its own for the model: the search that could reach past the tenant filter
+    let built: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.build_tenant_graphs($1, 3) WHERE action = 'built'",
+            &[&M],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        built, 1,
+        "B alone holds 3 embeddings of {M}: its graph is built"
+    );
+    let before = tenant_snapshot(&mut admin, ub);
+    assert_eq!(before["node_embeddings"].0, 3);
+
+    let (ar, br, bn) = (a_ids[0], b_ids[0], b_ids[1]);
+    let q = "'[1,0,0,0]'::vector";
+    let reads = [
+        format!("SELECT * FROM fractality.find_resonant('m2-root', -1.0, 1000, '{M}')"),
+        format!("SELECT * FROM fractality.find_resonant('{ar}'::uuid, -1.0, 1000, '{M}')"),
+        format!("SELECT * FROM fractality.find_resonant('{br}'::uuid, -1.0, 1000, '{M}')"),
+        format!("SELECT fractality.calculate_resonance('{ar}', '{br}', '{M}')"),
+        format!("SELECT fractality.calculate_resonance('{br}', '{bn}', '{M}')"),
+        format!("SELECT * FROM fractality.resonance_with('{ar}', ARRAY['{bn}'::uuid], '{M}')"),
+        format!("SELECT * FROM fractality.resonance_with('{br}', ARRAY['{bn}'::uuid], '{M}')"),
+        format!("SELECT node_id FROM fractality.recall({q}, 1000, model => '{M}')"),
+        format!("SELECT node_id FROM fractality.recall({q}, 1000, 'secret', 'm2-root', '{M}')"),
+        format!(
+            "SELECT node_id FROM fractality.recall_explain({q}, 1000, 'secret', model => '{M}')"
+        ),
+        format!("SELECT fractality.thaw('m2-root', 10, '{M}')"),
+        "SELECT node_id, user_id FROM fractality.node_embeddings".into(),
+    ];
+    for sql in &reads {
+        match uuids(&mut a, sql) {
+            Ok(seen) => {
+                for id in b_ids.iter().chain([&ub]) {
+                    assert!(!seen.contains(id), "tenant A saw B's {id} through: {sql}");
+                }
+            }
+            Err(state) => assert_eq!(state, "P0002", "{sql}"),
+        }
+    }
+    // A's own search finds A's own rows through the model (not an empty answer by accident)
+    let own = uuids(
+        &mut a,
+        &format!("SELECT node_id FROM fractality.find_resonant('m2-root', -1.0, 1000, '{M}')"),
+    )
+    .unwrap();
+    assert_eq!(own, vec![a_ids[1]]);
+    let recalled = uuids(
+        &mut a,
+        &format!("SELECT node_id FROM fractality.recall({q}, 1000, model => '{M}')"),
+    )
+    .unwrap();
+    assert_eq!(recalled.len(), 2, "A recalls its two memories of {M}");
+
+    // writes naming the model land in A's tenant or are refused
+    let writes: Vec<(String, &[&str])> = vec![
+        (
+            format!("SELECT fractality.upsert_node_for('{ub}', 'm2-root', 'hijacked', NULL, NULL, '[0,1,0,0]'::vector, NULL, '{M}')"),
+            &["42501"],
+        ),
+        (
+            format!("SELECT fractality.upsert_node('m2-root', NULL, NULL, NULL, '[0,0,1,0]'::vector, NULL, '{M}')"),
+            &[],
+        ),
+        (
+            format!("SELECT * FROM fractality.remember(NULL, 'm2-root secret', {q}, '{{}}', '{M}')"),
+            &[],
+        ),
+        (
+            format!(
+                "SELECT * FROM fractality.remember_many(ARRAY[NULL]::text[], ARRAY['B secret, in arrays'], ARRAY[{q}], model => '{M}')"
+            ),
+            &[],
+        ),
+        (
+            format!(
+                "SELECT fractality.freeze(jsonb_build_object('id', '{br}'::uuid, 'user_id', '{ub}'::uuid,
+                        'node_key', 'm2-root', 'label', 'frozen by A',
+                        'embeddings', jsonb_build_object('{M}', ARRAY[0,0,0,1])))"
+            ),
+            &[],
+        ),
+        (
+            format!("SELECT * FROM fractality.recall({q}, 1000, model => '{M}', reinforce => 0.5)"),
+            &[],
+        ),
+        (
+            format!("UPDATE fractality.node_embeddings SET embedding = '[0,1,0,0]' WHERE user_id = '{ub}' AND model = '{M}'"),
+            &[],
+        ),
+        (
+            format!("DELETE FROM fractality.node_embeddings WHERE node_id = '{bn}'"),
+            &[],
+        ),
+        (
+            format!("INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding) VALUES ('{br}', '{ub}', '{M}', '[0,1,0,0]')"),
+            &["42501"],
+        ),
+        ("SELECT fractality.index_staged_embeddings()".into(), &[]),
+    ];
+    for (sql, states) in &writes {
+        match common_try(&mut a, sql) {
+            Ok(()) => assert!(states.is_empty(), "{sql} succeeded, expected {states:?}"),
+            Err(s) => assert!(
+                states.contains(&s.as_str()),
+                "{sql}: {s}, expected {states:?}"
+            ),
+        }
+    }
+    assert_eq!(
+        before,
+        tenant_snapshot(&mut admin, ub),
+        "tenant B's rows changed while A worked with {M}"
+    );
+    // B still finds its own neighbours through its graph
+    let b_found = uuids(
+        &mut b,
+        &format!("SELECT node_id FROM fractality.find_resonant('m2-root', 0.5, 10, '{M}')"),
+    )
+    .unwrap();
+    assert_eq!(
+        b_found.len(),
+        2,
+        "B's search of {M} finds its two other nodes"
+    );
+    assert!(b_found.iter().all(|id| b_ids.contains(id)));
+}
+
 fn common_try(c: &mut Client, sql: &str) -> Result<(), String> {
     reliability::try_sql(c, sql)
 }
