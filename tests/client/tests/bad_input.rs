@@ -744,6 +744,15 @@ fn model_errors_name_the_model_and_write_nothing() {
     for sql in with_model("bad_m4", v3) {
         cases.push((sql, "22000", dims.clone()));
     }
+    // elements beyond a real (infinite as a vector's) in the JSON forms
+    for sql in [
+        "SELECT * FROM fractality.remember_many('[{\"content\": \"far\", \"embedding\": [1e39, 0, 0, 0]}]'::jsonb, 'bad_m4')",
+        "SELECT * FROM fractality.remember_many('[{\"content\": \"far\", \"embedding\": [1e999, 0, 0, 0]}]'::jsonb, 'bad_m4')",
+        "SELECT fractality.freeze('{\"node_key\": \"m-far\", \"embeddings\": {\"bad_m4\": [1e39, 0, 0, 0]}}')",
+        "SELECT fractality.freeze('{\"node_key\": \"m-far\", \"embedding\": [0, 1e39, 0, 0]}', 'bad_m4')",
+    ] {
+        cases.push((sql.to_string(), "22023", Vec::new()));
+    }
     // a model name that is not a plain identifier, and a model already registered at another
     // dimension
     cases.push((
