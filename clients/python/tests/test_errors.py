@@ -34,6 +34,10 @@ def unit(i: int, dims: int = 384) -> Vector:
     ("SELECT * FROM fractality.recall(%s, 0)", (unit(1),), errors.InvalidParameterValue, "22023", "k: 0"),
     ("SELECT * FROM fractality.recall(%s, context => 'no-such-node')", (unit(1),), errors.NoDataFound, "P0002", "'no-such-node'"),
     ("SELECT * FROM fractality.recall(%s)", (Vector([0.0] * 384),), errors.InvalidParameterValue, "22023", "zero vector"),
+    ("SELECT * FROM fractality.remember(NULL, 'x', %s, model => 'no_such_model')", (unit(1),), errors.InvalidParameterValue, "22023", "'no_such_model'"),
+    ("SELECT * FROM fractality.recall(%s, model => 'no_such_model')", (unit(1),), errors.InvalidParameterValue, "22023", "'no_such_model'"),
+    ("SELECT * FROM fractality.find_resonant('k', 0.7, 20, 'no_such_model')", None, errors.InvalidParameterValue, "22023", "'no_such_model'"),
+    ("SELECT fractality.upsert_node('k', embedding => %s, model => 'No Model')", (unit(1),), errors.InvalidParameterValue, "22023", "'No Model'"),
     ("SELECT * FROM fractality.sample_experiences('nobuffer', 10)", None, errors.InvalidParameterValue, "22023", "'nobuffer'"),
     ("SELECT * FROM fractality.replay_batch('nobuffer', 10)", None, errors.InvalidParameterValue, "22023", "'nobuffer'"),
 ])
