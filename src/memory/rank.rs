@@ -120,7 +120,8 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
     // with words, the nearest `pool` (then fused with the text ranking)
     let mut best: Vec<f64> = Vec::new(); // scores of the candidates so far, for the k-th best
     for (id, s) in &sims {
-        if let Some((_, _, _, atp)) = info.get(id) {
+        // a neighbour below min_similarity is not returned: its score must not stop the scan
+        if let (Some((_, _, _, atp)), true) = (info.get(id), *s >= min_sim) {
             best.push(score_of(*s, *atp, edge_of.get(id).copied().unwrap_or(0.0)));
         }
     }
@@ -162,9 +163,16 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
                     fresh.push(h.node_id);
                 }
                 sims.insert(h.node_id, h.similarity);
-                vector_order.push(h.node_id);
             }
             info.extend(details(&fresh)?);
+            // a place in the vector ranking for what can be returned only: a live memory (an
+            // expired one has no details) at or above min_similarity (an index of reduced
+            // precision orders a little below it too)
+            for h in &batch[i..i + n] {
+                if h.similarity >= min_sim && info.contains_key(&h.node_id) {
+                    vector_order.push(h.node_id);
+                }
+            }
             for id in &fresh {
                 if let (Some((_, _, _, atp)), Some(s)) = (info.get(id), sims.get(id)) {
                     if *s >= min_sim {

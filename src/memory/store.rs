@@ -68,18 +68,30 @@ pub fn derived_keys(contents: Vec<&str>) -> Result<Vec<String>, FractalityError>
     Ok(keys.into_iter().map(Option::unwrap_or_default).collect())
 }
 
-/// `tenant`'s memories with the keys `keys`: each key's (id, whether it has an embedding of
-/// `model`).
+/// `tenant`'s memories with the keys `keys`: each live key's (id, whether it has an embedding
+/// of `model`), and the keys of those that have expired.
 pub fn by_keys(
     tenant: Uuid,
     keys: Vec<&str>,
     model: &str,
-) -> Result<HashMap<String, (Uuid, bool)>, FractalityError> {
+) -> Result<(HashMap<String, (Uuid, bool)>, Vec<String>), FractalityError> {
     let args = [tenant.into(), keys.into(), model.into()];
     let found = spi::rows(&BY_KEYS, &args, false, |r| {
-        Some((r.get::<String>(1)?, (r.get::<Uuid>(2)?, r.get::<bool>(3)?)))
+        Some((
+            r.get::<String>(1)?,
+            (r.get::<Uuid>(2)?, r.get::<bool>(3)?),
+            r.get::<bool>(4)?,
+        ))
     })?;
-    Ok(found.into_iter().flatten().collect())
+    let (mut live, mut expired) = (HashMap::new(), Vec::new());
+    for (key, memory, gone) in found.into_iter().flatten() {
+        if gone {
+            expired.push(key);
+        } else {
+            live.insert(key, memory);
+        }
+    }
+    Ok((live, expired))
 }
 
 /// Memory `id` of `tenant` told again: fed by `energy`, `metadata` merged, its expiry moved by

@@ -242,11 +242,17 @@ pub fn remember_all(
             .iter()
             .map(|m| m.key.clone().or_else(|| derived.next()).unwrap_or_default())
             .collect();
-        let mut stored = store::by_keys(
+        let (mut stored, expired) = store::by_keys(
             tenant,
             keys.iter().map(String::as_str).collect(),
             &model.name,
         )?;
+        // an expired memory told again is a new one: the old goes first, as run_maintenance
+        // would take it (with its embeddings, edges and stream points); reinforcing it would
+        // keep it expired, never recalled
+        for key in &expired {
+            store::forget(tenant, key)?;
+        }
         let mut pending = Pending::default();
         // a block of memories at a time, each compared with the pool as it was when the block
         // began in one pass over it, then with what the block added since

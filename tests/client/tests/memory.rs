@@ -361,3 +361,151 @@ fn the_arrays_form_of_remember_many_remembers_as_the_jsonb_form_does() {
     );
     assert_eq!(held(&mut admin, tb).len(), new);
 }
+
+/// A 384-d unit vector at cosine `c` to the first axis, in the plane of axis `axis`.
+fn at_cosine(c: f64, axis: usize) -> String {
+    let mut v = vec![0.0f64; 384];
+    v[0] = c;
+    v[axis] = (1.0 - c * c).sqrt();
+    format!(
+        "[{}]",
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+/// A neighbour of the context below min_similarity is not returned, and does not stop the
+/// search for those that are: recall(k = 1) returns the one memory above it, as recall_explain
+/// and the score over every memory say.
+#[test]
+fn a_context_neighbour_below_min_similarity_does_not_hide_the_best_memory() {
+    let mut c = common::db();
+    let tenant = common::tenant();
+    c.batch_execute(&format!("SET fractality.user_id = '{tenant}'"))
+        .unwrap();
+    c.batch_execute("SELECT fractality.upsert_node('ctx', 'the context')")
+        .unwrap();
+    // n: cosine -0.1 to the query, but an edge of weight 1 to the context: score
+    // 0.5 x -0.1 + 0.3 x 1 + 0.2 x 1 = 0.45; m: cosine 0.2, no edge: 0.1 + 0.3 = 0.40
+    for (key, v) in [("n", at_cosine(-0.1, 1)), ("m", at_cosine(0.2, 2))] {
+        c.execute(
+            "SELECT * FROM fractality.remember($1, $1, $2::text::vector)",
+            &[&key, &v],
+        )
+        .unwrap();
+    }
+    c.batch_execute("SELECT fractality.link('ctx', 'n', 'child', 1.0)")
+        .unwrap();
+    let q = at_cosine(1.0, 1);
+    let keys = |c: &mut Client, sql: &str| -> Vec<String> {
+        c.query(sql, &[&q])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let recalled = keys(
+        &mut c,
+        "SELECT node_key FROM fractality.recall($1::text::vector, 1, context => 'ctx')",
+    );
+    assert_eq!(recalled, vec!["m".to_string()]);
+    let explained = keys(
+        &mut c,
+        "SELECT node_key FROM fractality.recall_explain($1::text::vector, 1, context => 'ctx')
+          WHERE returned",
+    );
+    assert_eq!(explained, recalled, "recall and recall_explain agree");
+}
+
+/// An expired memory is left out of the vector ranking: the live one after it ranks first,
+/// and its relevance with words is what rank 1 gives.
+#[test]
+fn expired_memories_take_no_place_in_the_ranking() {
+    let mut c = common::db();
+    let tenant = common::tenant();
+    c.batch_execute(&format!("SET fractality.user_id = '{tenant}'"))
+        .unwrap();
+    for (key, v, ttl) in [
+        ("gone", at_cosine(0.99, 1), "1 microsecond"),
+        ("live", at_cosine(0.9, 2), "1 day"),
+    ] {
+        c.execute(
+            "SELECT * FROM fractality.remember($1, $1, $2::text::vector, ttl => $3::text::interval)",
+            &[&key, &v, &ttl],
+        )
+        .unwrap();
+    }
+    c.batch_execute("SELECT pg_sleep(0.01)").unwrap();
+    let rows = c
+        .query(
+            "SELECT node_key, vector_rank FROM fractality.recall_explain($1::text::vector, 5, 'nomatchword')",
+            &[&at_cosine(1.0, 1)],
+        )
+        .unwrap();
+    let ranked: Vec<(String, Option<i32>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(ranked, vec![("live".to_string(), Some(1))]);
+}
+
+/// A memory told again after it expired is a new, live memory: created, recalled, and kept by
+/// run_maintenance; the expired one is gone (in every form of remember).
+#[test]
+fn an_expired_memory_told_again_is_a_new_live_one() {
+    let mut c = common::db();
+    let tenant = common::tenant();
+    c.batch_execute(&format!("SET fractality.user_id = '{tenant}'"))
+        .unwrap();
+    let forms = [
+        "SELECT created FROM fractality.remember(NULL, $1, $2::text::vector, ttl => $3::text::interval)",
+        "SELECT created FROM fractality.remember_many(jsonb_build_array(jsonb_build_object(
+             'content', $1::text, 'embedding', $2::text::vector::real[], 'ttl', $3::text)))",
+        "SELECT created FROM fractality.remember_many(ARRAY[NULL]::text[], ARRAY[$1::text],
+             ARRAY[$2::text::vector], ttls => ARRAY[$3::text::interval])",
+    ];
+    for (i, form) in forms.iter().enumerate() {
+        // each form its own fact, far from the others' (no near duplicate among them)
+        let v = at_cosine(0.5, 3 + i);
+        let content = format!("The meeting is on Tuesday, form {i}");
+        let told = |c: &mut Client, ttl: &str| -> bool {
+            c.query_one(*form, &[&content, &v, &ttl]).unwrap().get(0)
+        };
+        assert!(
+            told(&mut c, "1 microsecond"),
+            "form {i}: the first telling creates"
+        );
+        c.batch_execute("SELECT pg_sleep(0.01)").unwrap();
+        // the content is the memory's label
+        let old: Uuid = c
+            .query_one(
+                "SELECT id FROM fractality.nodes WHERE label = $1",
+                &[&content],
+            )
+            .unwrap()
+            .get(0);
+        assert!(
+            told(&mut c, "1 day"),
+            "form {i}: told again after it expired, a new memory"
+        );
+        let alive: i64 = c
+            .query_one(
+                "SELECT count(*) FROM fractality.recall($1::text::vector, 50) WHERE content = $2",
+                &[&v, &content],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(alive, 1, "form {i}: recalled");
+        let stale: i64 = c
+            .query_one(
+                "SELECT count(*) FROM fractality.nodes WHERE id = $1",
+                &[&old],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(stale, 0, "form {i}: the expired memory is gone");
+        assert!(
+            !told(&mut c, "1 day"),
+            "form {i}: a third telling reinforces"
+        );
+    }
+}
