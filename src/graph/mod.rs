@@ -71,10 +71,16 @@ pub fn upsert(user: Uuid, fields: NodeFields<'_>) -> Result<Uuid, FractalityErro
         // the model and the dimension before anything is written (a 0.4.0 schema not yet
         // updated takes the default model's 384-d embeddings as it did)
         let current = crate::models::schema_is_current();
-        if let Some(v) = &embedding {
-            if current || model != crate::models::DEFAULT {
+        match &embedding {
+            Some(v) if current || model != crate::models::DEFAULT => {
                 crate::models::Model::lookup(model)?.check(v)?;
             }
+            // no embedding: a model named all the same must exist (22023 naming it), as every
+            // function taking one checks; the default, always registered, costs no query
+            None if model != crate::models::DEFAULT => {
+                crate::models::Model::lookup(model)?;
+            }
+            _ => {}
         }
         let id = store::upsert_node(user, key, label, node_type, metadata, atp)?;
         if let Some(v) = embedding {
@@ -412,6 +418,10 @@ fn freeze_node(
         by_model.push((m, Vector::from_vec(v)?));
     }
     spi::connect(|| {
+        if model != crate::models::DEFAULT && by_model.is_empty() {
+            // a model named without an embedding of it: it must exist all the same
+            crate::models::Model::lookup(model)?;
+        }
         by_model
             .iter()
             .try_for_each(|(m, v)| crate::models::Model::lookup(m)?.check(v))

@@ -730,6 +730,10 @@ fn model_errors_name_the_model_and_write_nothing() {
         format!("SELECT fractality.calculate_resonance('{root}', '{child}', 'no_such_model')"),
         format!("SELECT * FROM fractality.resonance_with('{root}', ARRAY['{child}']::uuid[], 'no_such_model')"),
         format!("SELECT fractality.crystallize_consensus('{root}', 0.7, 3, 'no_such_model')"),
+        // a model named without an embedding of it must exist all the same
+        "SELECT fractality.upsert_node('m-bare', 'no embedding', model => 'no_such_model')".to_string(),
+        format!("SELECT fractality.upsert_node_for('{tenant}', 'm-bare', model => 'no_such_model')"),
+        "SELECT fractality.freeze('{\"node_key\": \"m-bare\"}', 'no_such_model')".to_string(),
         "SELECT * FROM fractality.build_tenant_graphs('no_such_model', 1)".to_string(),
         "SELECT * FROM fractality.build_model_index('no_such_model')".to_string(),
         "SELECT fractality.drop_model_index('no_such_model')".to_string(),
