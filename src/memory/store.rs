@@ -68,13 +68,16 @@ pub fn derived_keys(contents: Vec<&str>) -> Result<Vec<String>, FractalityError>
     Ok(keys.into_iter().map(Option::unwrap_or_default).collect())
 }
 
+/// Memories by key: (id, whether it has an embedding of the model asked for).
+pub type ByKey = HashMap<String, (Uuid, bool)>;
+
 /// `tenant`'s memories with the keys `keys`: each live key's (id, whether it has an embedding
 /// of `model`), and the keys of those that have expired.
 pub fn by_keys(
     tenant: Uuid,
     keys: Vec<&str>,
     model: &str,
-) -> Result<(HashMap<String, (Uuid, bool)>, Vec<String>), FractalityError> {
+) -> Result<(ByKey, Vec<String>), FractalityError> {
     let args = [tenant.into(), keys.into(), model.into()];
     let found = spi::rows(&BY_KEYS, &args, false, |r| {
         Some((
