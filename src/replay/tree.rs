@@ -259,6 +259,36 @@ mod tests {
     }
 
     #[test]
+    fn a_tree_grown_by_several_levels_at_once_counts_every_leaf() {
+        // a tree of one level over 50 slots, then a batch to 20 000 slots: three levels
+        let values: Vec<f64> = (0..20_000).map(|i| 1.0 + (i % 7) as f64).collect();
+        let mut t = Mem::default();
+        refresh(&mut t, 1, leaves_of(&values[..50])).unwrap();
+        let levels = levels_for(values.len() as u64);
+        assert_eq!(levels, 3);
+        refresh(&mut t, levels, leaves_of(&values)).unwrap();
+        assert_relative_eq!(
+            total(&mut t, levels, &Pending::empty(1.0)).unwrap(),
+            values.iter().sum::<f64>(),
+            max_relative = 1e-12
+        );
+        // an emptied tree (TRUNCATE) whose slots start at 2 000 000: four levels at once
+        let mut t = Mem::default();
+        let mut far = OrderedBlocks::new();
+        for b in [16_666i64, 16_667, 16_700] {
+            far.insert(b, vec![0.5; FANOUT]);
+        }
+        let levels = levels_for(16_701 * FANOUT as u64);
+        assert_eq!(levels, 4);
+        refresh(&mut t, levels, far).unwrap();
+        assert_relative_eq!(
+            total(&mut t, levels, &Pending::empty(1.0)).unwrap(),
+            3.0 * 0.5 * FANOUT as f64,
+            max_relative = 1e-12
+        );
+    }
+
+    #[test]
     fn every_parent_is_the_sum_of_its_children_after_updates() {
         let values: Vec<f64> = (0..40_000)
             .map(|i| ((i * 37) % 101) as f64 / 10.0 + 0.01)

@@ -14,31 +14,18 @@ use super::store::{self, buffer, Buffer, SpiTree};
 use super::tree::{levels_for, place, refresh, Blocks, OrderedBlocks, FANOUT};
 
 /// The tree of `b` with the leaf blocks `leaves` (their entries given) and every block above
-/// them brought up to date, with levels for `slots`.
+/// them brought up to date, with levels for `slots`. New levels above the old root are refreshed
+/// as the others: a block missing there is made from all of its children, so a batch that adds
+/// several levels at once (a first batch of more than 14 400 items, or the first after a
+/// TRUNCATE, whose slots start where the old ones ended) leaves no leaf block without a parent.
 fn refresh_leaves(
     b: &mut Buffer,
     leaves: OrderedBlocks,
     slots: u64,
 ) -> Result<(), FractalityError> {
     let needed = levels_for(slots).max(b.levels);
-    let grew = needed > b.levels;
-    let mut tree = SpiTree::new(b.id, false);
-    if grew {
-        // new levels above the old root: their blocks 0 are filled from their children
-        refresh(&mut tree, b.levels, leaves)?;
-        for level in b.levels..needed {
-            let mut fresh = BTreeMap::new();
-            let mut e = vec![0.0; FANOUT];
-            for (c, sums) in tree.range(level - 1, 0, FANOUT as i64)? {
-                e[c as usize] = sums.iter().sum();
-            }
-            fresh.insert(0i64, e);
-            tree.write(level, &fresh)?;
-        }
-        b.levels = needed;
-    } else {
-        refresh(&mut tree, b.levels, leaves)?;
-    }
+    refresh(&mut SpiTree::new(b.id, false), needed, leaves)?;
+    b.levels = needed;
     Ok(())
 }
 

@@ -654,3 +654,64 @@ fn replay_update_priorities_finds_drawn_overwritten_and_never_drawn_events() {
         )
         .unwrap();
 }
+
+/// A first batch that makes the sum tree grow by several levels at once (20 000 items: three
+/// levels over one) counts every item: the draws reach the items past the first 14 400 as
+/// often as their share says. So does the first batch after a TRUNCATE, whose slots start where
+/// the emptied buffer's ended.
+#[test]
+fn replay_a_tree_grown_by_several_levels_at_once_draws_every_item() {
+    let _g = lock();
+    let mut c = common::db();
+    c.batch_execute("SELECT fractality.create_replay_buffer('grown', policy_version => 4242)")
+        .unwrap();
+    let ts0 = 9_700_000_000i64;
+    let batch = |n: usize, ts0: i64, id0: u128| {
+        Value::Array(
+            (0..n)
+                .map(|i| {
+                    let mut e = event(ts0 + i as i64, id0 + i as u128, 97, i as i32, 0.5);
+                    e["adna_version_hash"] = json!(4242);
+                    e
+                })
+                .collect(),
+        )
+    };
+    let n = 20_000usize;
+    c.query_one(
+        "SELECT fractality.write_events($1)",
+        &[&batch(n, ts0, 0x97_0000_0000)],
+    )
+    .unwrap();
+    let (late, drawn): (i64, i64) = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE event_timestamp >= $1), count(*)
+               FROM fractality.sample_experiences('grown', 20000, seed => 7)",
+            &[&(ts0 + 14_400)],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(drawn, 20_000);
+    // 5 600 of 20 000 items, all of one priority: 28 % of the draws
+    let share = late as f64 / drawn as f64;
+    assert!(
+        (0.25..0.31).contains(&share),
+        "draws past the 14 400th item: {share}"
+    );
+    // emptied, then 50 items at slots 20 000 and on
+    c.batch_execute("TRUNCATE fractality.experience_events CASCADE")
+        .unwrap();
+    c.query_one(
+        "SELECT fractality.write_events($1)",
+        &[&batch(50, ts0 + 100_000, 0x97_1000_0000)],
+    )
+    .unwrap();
+    let drawn: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT event_id) FROM fractality.sample_experiences('grown', 2000, seed => 7)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(drawn, 50, "after a TRUNCATE every new item is drawn");
+}
