@@ -124,6 +124,10 @@ impl Blocks for Descent {
     }
 }
 
+/// The most a leaf of the sum tree may hold, (priority + epsilon) ^ alpha: sums of up to 1e18
+/// such leaves stay finite.
+const MAX_HELD: f64 = 1e290;
+
 /// `n` draws with replacement from buffer `name` (SPI connected).
 pub fn sample(
     name: &str,
@@ -246,7 +250,18 @@ pub(super) fn write_back(
         let mut b = self::buffer(Some(name), None, true)?;
         // the last priority given for an id counts
         let mut by_id: HashMap<Vec<u8>, f64> = HashMap::new();
-        for (id, p) in &pairs {
+        for (i, (id, p)) in pairs.iter().enumerate() {
+            // the tree holds (p + epsilon)^alpha and sums it over every item: a priority whose
+            // power overflows (or nears it, so that a sum would) would make every draw land
+            // on the last item
+            let held = (p + b.epsilon).powf(b.alpha);
+            if held.is_nan() || held > MAX_HELD {
+                return Err(FractalityError::invalid(
+                    "priority",
+                    format!("{} at position {}", pg_float(*p), i + 1),
+                    "What the sum tree holds, (priority + epsilon) ^ alpha with the buffer's alpha, is at most 1e290: pass a smaller priority (or use a buffer of a smaller alpha).",
+                ));
+            }
             by_id.insert(id.clone(), p + b.epsilon);
         }
         // the items of the ids; an id not among them is not in the buffer: nothing is written

@@ -343,6 +343,12 @@ fn sample_experiences(
         if count == 0 || n == 0 {
             return Ok(Vec::new());
         }
+        if !total.is_finite() {
+            // |reward| ^ alpha past a double: the draws could not tell the events apart
+            return Err(FractalityError::Overflow(
+                "the sum of the priorities |reward| ^ alpha (a smaller alpha)",
+            ));
+        }
         let points = points(n, total, seed);
         let mut order: Vec<usize> = (0..points.len()).collect();
         order.sort_by(|a, b| points[*a].total_cmp(&points[*b]));

@@ -715,3 +715,82 @@ fn replay_a_tree_grown_by_several_levels_at_once_draws_every_item() {
         .get(0);
     assert_eq!(drawn, 50, "after a TRUNCATE every new item is drawn");
 }
+
+/// A priority whose power the sum tree could not hold is refused (22023), nothing written; one
+/// it can hold is taken. The 0.4.0 sampler refuses an alpha whose powers overflow (22003).
+#[test]
+fn replay_priorities_past_what_the_tree_holds_are_refused() {
+    let _g = lock();
+    let mut c = common::db();
+    c.batch_execute(
+        "SELECT fractality.create_replay_buffer('steep', alpha => 10, policy_version => 4343)",
+    )
+    .unwrap();
+    let events = Value::Array(
+        (0..3)
+            .map(|i| {
+                let mut e = event(
+                    9_800_000_000 + i,
+                    0x98_0000_0000 + i as u128,
+                    98,
+                    i as i32,
+                    5.0,
+                );
+                e["adna_version_hash"] = json!(4343);
+                e
+            })
+            .collect(),
+    );
+    c.query_one("SELECT fractality.write_events($1)", &[&events])
+        .unwrap();
+    let id: Vec<u8> = c
+        .query_one(
+            "SELECT event_id FROM fractality.experience_events WHERE adna_version_hash = 4343 LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let pending = |c: &mut Client| -> i64 {
+        c.query_one(
+            "SELECT pending FROM fractality.replay_buffers WHERE name = 'steep'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = pending(&mut c);
+    let e = c
+        .query_one(
+            "SELECT fractality.update_priorities('steep', ARRAY[$1::bytea], ARRAY[1e31::float8])",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22023", "{e}");
+    assert_eq!(pending(&mut c), before, "nothing written");
+    let taken: i64 = c
+        .query_one(
+            "SELECT fractality.update_priorities('steep', ARRAY[$1::bytea], ARRAY[1e20::float8])",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(taken, 1);
+    // 1e200 of 1e200 + two small ones: every draw is that event
+    let draws: Vec<Vec<u8>> = c
+        .query(
+            "SELECT event_id FROM fractality.sample_experiences('steep', 20, seed => 3)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(draws.len() == 20 && draws.iter().all(|d| *d == id));
+    let e = c
+        .query_one(
+            "SELECT count(*) FROM fractality.sample_experiences(10, alpha => 1000)",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22003", "{e}");
+}
