@@ -8,6 +8,7 @@ UPDATE fractality.nodes n
          WHERE user_id = $3
            AND atp > $2
            AND greatest(atp * $1, $2) <> atp
+         ORDER BY id
            FOR NO KEY UPDATE) o
  WHERE n.id = o.id AND n.user_id = o.user_id
 RETURNING n.id, o.atp, n.atp

@@ -353,3 +353,64 @@ fn decay_materialize_leaves_a_callers_exception_block_in_a_correct_state() {
         .get(0);
     assert!(written >= 200, "{written}");
 }
+
+/// apply_consciousness_decay locks its rows in id order, as every writer of several nodes does:
+/// a transaction holding the first of two nodes, then writing the second while the decay waits
+/// for the first, does not deadlock with it (rows stored in the other order: the decay used to
+/// lock them as it read them, the second first, and one of the two ended with 40P01).
+#[test]
+fn the_explicit_tick_and_a_writer_of_two_nodes_do_not_deadlock() {
+    let mut s1 = common::db();
+    let user = common::tenant();
+    let (a, b) = (
+        uuid::Uuid::from_u128(user.as_u128() & !0xffff | 0x0001),
+        uuid::Uuid::from_u128(user.as_u128() | 0xffff),
+    );
+    assert!(a < b);
+    // b stored first, a second: a scan reads b before a
+    for (id, key) in [(b, "tick-b"), (a, "tick-a")] {
+        s1.execute(
+            "INSERT INTO fractality.nodes (id, user_id, node_key, atp) VALUES ($1, $2, $3, 0.9)",
+            &[&id, &user, &key],
+        )
+        .unwrap();
+    }
+    s1.batch_execute("BEGIN").unwrap();
+    s1.execute("SELECT fractality.pulse($1, 0.05)", &[&a])
+        .unwrap();
+    let tick = std::thread::spawn(move || {
+        let mut s2 = common::db();
+        s2.query(
+            "SELECT count(*) FROM fractality.apply_consciousness_decay(0.5, 0.1, $1)",
+            &[&user],
+        )
+        .map(|_| ())
+        .map_err(|e| common::sqlstate(&e))
+    });
+    // the tick waits for a
+    let mut admin = common::db();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: bool = admin
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_stat_activity
+                  WHERE query LIKE '%apply_consciousness_decay(0.5, 0.1%' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tick never waited"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // the writer takes b: free, since the tick holds nothing before a
+    let wrote = s1.execute("SELECT fractality.pulse($1, 0.05)", &[&b]);
+    assert!(wrote.is_ok(), "the writer: {wrote:?}");
+    s1.batch_execute("COMMIT").unwrap();
+    assert_eq!(tick.join().unwrap(), Ok(()), "the tick");
+}
