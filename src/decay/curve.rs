@@ -98,7 +98,8 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
                 .trim()
                 .parse()
                 .map_err(|_| format!("\"{text}\" is not HH:MM[:SS]"))?;
-            if !v.is_finite() || v < 0.0 {
+            // a sign, even on a zero ('-0:30'), is not a part of HH:MM[:SS]
+            if !v.is_finite() || v.is_sign_negative() || p.trim().starts_with('+') {
                 return Err(format!("\"{text}\" is not HH:MM[:SS]"));
             }
             total += v * [3600.0, 60.0, 1.0][i];
@@ -226,6 +227,9 @@ mod tests {
             "1 month",
             "hour",
             "1:2:3:4",
+            "-0:30",
+            "0:-30",
+            "+1:00",
             "abc",
         ] {
             assert!(parse_tick(bad).is_err(), "{bad:?} should be refused");
