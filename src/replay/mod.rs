@@ -315,6 +315,9 @@ fn replay_batch(
         let draws = sample(buffer, n, beta, seed)?;
         let ts: Vec<i64> = draws.iter().map(|d| d.event_timestamp).collect();
         let ids: Vec<Vec<u8>> = draws.iter().map(|d| d.event_id.clone()).collect();
+        // the query adds the window to each drawn timestamp: no further than the largest bigint
+        let latest = ts.iter().copied().max().unwrap_or(0);
+        let within_us = within_us.min(i64::MAX.saturating_sub(latest.max(0)));
         let mut by_draw = store::batch(ts, ids, within_us)?;
         Ok(draws
             .into_iter()

@@ -714,6 +714,20 @@ fn replay_a_tree_grown_by_several_levels_at_once_draws_every_item() {
         .unwrap()
         .get(0);
     assert_eq!(drawn, 50, "after a TRUNCATE every new item is drawn");
+    // a learner's batch with a window as long as intervals go: each draw with its next step
+    let (rows, with_next): (i64, i64) = c
+        .query_one(
+            "SELECT count(*), count(next_state)
+               FROM fractality.replay_batch('grown', 4, seed => 1, next_within => '300000 years')",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(rows, 4);
+    assert!(
+        with_next >= 3,
+        "the next steps within the window: {with_next}"
+    );
 }
 
 /// A priority whose power the sum tree could not hold is refused (22023), nothing written; one
