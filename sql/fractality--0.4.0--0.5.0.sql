@@ -188,6 +188,12 @@ BEGIN
             MESSAGE = format('invalid value for ahead: %s', ahead),
             HINT = 'ahead is a number of months in [0, 120].';
     END IF;
+    -- the archivers' locks first, in one order (streams, events), then the partitions': an
+    -- archiver takes its lock before its tables, and this takes tables below (the parents, and
+    -- nodes for a stream partition), so an archiver running beside it waits for it whole
+    -- instead of holding a table it is about to want (a deadlock)
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0));
     -- the parents first (before their default partitions are read): the archivers lock them so
     LOCK TABLE fractality.consciousness_streams, fractality.experience_events IN ACCESS SHARE MODE;
@@ -1063,10 +1069,14 @@ BEGIN
     GET DIAGNOSTICS expired = ROW_COUNT;
     -- embeddings remember_many staged go into their HNSW indexes
     indexed := fractality.index_staged_embeddings();
-    -- priorities written back to replay buffers and still pending go into their sum trees
-    SELECT coalesce(sum(fractality.fold_priorities(b.name)), 0) INTO folded
-      FROM fractality.replay_buffers b
-     WHERE EXISTS (SELECT 1 FROM fractality.replay_pending w WHERE w.buffer_id = b.buffer_id);
+    -- priorities written back to replay buffers and still pending go into their sum trees, the
+    -- buffers locked in id order as every writer and learner locks them
+    folded := 0;
+    FOR p IN SELECT b.name FROM fractality.replay_buffers b
+              WHERE EXISTS (SELECT 1 FROM fractality.replay_pending w WHERE w.buffer_id = b.buffer_id)
+              ORDER BY b.buffer_id LOOP
+        folded := folded + fractality.fold_priorities(p.name);
+    END LOOP;
     materialized := fractality.materialize_decay();
     RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
                               'memories_expired', expired, 'embeddings_indexed', indexed,

@@ -465,3 +465,51 @@ fn pg_cron_runs_maintenance() {
     let (hot, cold, distinct) = point_counts(&mut c, node);
     assert_eq!((hot + cold, distinct), (1200, 1200));
 }
+
+/// Partition upkeep and an archiver in two sessions take their locks in one order: a
+/// transaction that ran ensure_partitions (as run_maintenance does first) and then archives,
+/// beside an archiver started in between, ends with both done, not with a deadlock.
+#[test]
+fn partition_upkeep_and_an_archiver_beside_it_do_not_deadlock() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let (t, n) = (tenant(), uuid::Uuid::new_v4());
+    seed_points(&mut c, n, t);
+    c.batch_execute("BEGIN; SELECT fractality.ensure_partitions(0);")
+        .unwrap();
+    let archiver = thread::spawn(|| {
+        let mut s2 = db();
+        s2.query_one("SELECT fractality.archive_streams('30 days')", &[])
+            .map(|r| r.get::<_, i64>(0))
+            .map_err(|e| sqlstate(&e))
+    });
+    // the archiver waits (for the upkeep's locks)
+    let mut admin = db();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: bool = admin
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_stat_activity
+                  WHERE query LIKE 'SELECT fractality.archive_streams(%' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the archiver never waited");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let moved = c.query_one("SELECT fractality.archive_streams('30 days')", &[]);
+    assert!(moved.is_ok(), "the upkeep's own archiving: {moved:?}");
+    c.batch_execute("COMMIT").unwrap();
+    let later = archiver.join().unwrap();
+    assert_eq!(
+        later,
+        Ok(0),
+        "the archiver, after the upkeep: nothing left to move"
+    );
+    assert!(moved.unwrap().get::<_, i64>(0) > 1000);
+}
