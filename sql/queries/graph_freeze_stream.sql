@@ -1,5 +1,5 @@
 -- freeze: the stream points $3 (the jsonb array of a thawed node's "stream") appended to node $1
--- of tenant $2, but for those at a time the node has a point at already.
+-- of tenant $2, but for those at a time the node has a point at already, hot or archived.
 INSERT INTO fractality.consciousness_streams
        (time, node_id, user_id, atp_level, attention_score, resonance_vector)
 SELECT p.time, $1, $2, p.atp_level, p.attention_score, p.resonance_vector
@@ -7,3 +7,6 @@ SELECT p.time, $1, $2, p.atp_level, p.attention_score, p.resonance_vector
                                    resonance_vector real[])
  WHERE NOT EXISTS (SELECT 1 FROM fractality.consciousness_streams s
                     WHERE s.node_id = $1 AND s.time = p.time)
+   AND NOT EXISTS (SELECT 1 FROM fractality.consciousness_archive a
+                    WHERE a.node_id = $1 AND a.user_id = $2
+                      AND p.time BETWEEN a.time_from AND a.time_to AND p.time = ANY (a.times))

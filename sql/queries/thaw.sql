@@ -1,6 +1,7 @@
 -- thaw: the node $2 of tenant $1 as one document: fields, metadata, current energy, its
 -- embeddings (`embedding`: model $4's, as an array; `embeddings`: every model's, by
--- model), outgoing and incoming edges, and its latest $3 stream points (newest first). The
+-- model), outgoing and incoming edges, and its latest $3 stream points (newest first), hot or
+-- archived (stream_history's two tiers). The
 -- embeddings' subqueries name the tenant by the parameter: node_embeddings' partitions are
 -- pruned when the plan starts.
 SELECT jsonb_build_object(
@@ -29,8 +30,17 @@ SELECT jsonb_build_object(
                           'time', s.time, 'atp_level', s.atp_level,
                           'attention_score', s.attention_score,
                           'resonance_vector', s.resonance_vector) ORDER BY s.time DESC)
-                        FROM (SELECT * FROM fractality.consciousness_streams s
-                               WHERE s.node_id = n.id ORDER BY s.time DESC LIMIT $3) s),
+                        FROM (SELECT h.* FROM (
+                                (SELECT s.time, s.atp_level, s.attention_score, s.resonance_vector
+                                   FROM fractality.consciousness_streams s
+                                  WHERE s.node_id = n.id ORDER BY s.time DESC LIMIT $3)
+                                UNION ALL
+                                (SELECT p.t, p.a, p.att, p.r::real[]
+                                   FROM fractality.consciousness_archive c,
+                                        unnest(c.times, c.atp_levels, c.attention_scores,
+                                               c.resonance_vectors) AS p(t, a, att, r)
+                                  WHERE c.node_id = n.id ORDER BY p.t DESC LIMIT $3)) h
+                               ORDER BY h.time DESC LIMIT $3) s),
                        '[]'::jsonb))
   FROM fractality.nodes n
   JOIN fractality.node_energy ne ON ne.node_id = n.id AND ne.user_id = n.user_id

@@ -513,3 +513,47 @@ fn partition_upkeep_and_an_archiver_beside_it_do_not_deadlock() {
     );
     assert!(moved.unwrap().get::<_, i64>(0) > 1000);
 }
+
+/// thaw reads a node's stream points from both tiers, and freeze of that document adds none of
+/// them again: every point once in stream_history after a thaw, an archive run and a freeze.
+#[test]
+fn thaw_and_freeze_see_archived_points() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let (t, n) = (tenant(), uuid::Uuid::new_v4());
+    seed_points(&mut c, n, t);
+    c.batch_execute(&format!("SET fractality.user_id = '{t}'"))
+        .unwrap();
+    let key = format!("arch-{n}");
+    let thawed: serde_json::Value = c
+        .query_one("SELECT fractality.thaw($1, 2000)", &[&key])
+        .unwrap()
+        .get(0);
+    assert_eq!(thawed["stream"].as_array().unwrap().len(), 1200);
+    let moved: i64 = c
+        .query_one("SELECT fractality.archive_streams('30 days')", &[])
+        .unwrap()
+        .get(0);
+    assert!(moved > 1000);
+    // the thawed document as it was: its points now mostly archived
+    c.execute("SELECT fractality.freeze($1)", &[&thawed])
+        .unwrap();
+    let (hot, cold, distinct) = point_counts(&mut c, n);
+    assert_eq!((hot + cold, distinct), (1200, 1200), "each point once");
+    // a thaw now: the same 1 200 points, newest first, archived ones among them
+    let again: serde_json::Value = c
+        .query_one("SELECT fractality.thaw($1, 2000)", &[&key])
+        .unwrap()
+        .get(0);
+    assert_eq!(again["stream"], thawed["stream"]);
+    let latest: serde_json::Value = c
+        .query_one("SELECT fractality.thaw($1, 3)", &[&key])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        latest["stream"].as_array().unwrap()[..],
+        thawed["stream"].as_array().unwrap()[..3]
+    );
+    c.batch_execute("RESET fractality.user_id").unwrap();
+}
