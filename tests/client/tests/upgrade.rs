@@ -347,7 +347,8 @@ fn upgrade_from(previous: &str) {
     let checks: &[(&str, i64)] = &[
         ("SELECT count(*) FROM fractality.traverse((SELECT id FROM fractality.nodes WHERE node_key = 'root' AND user_id = fractality.current_user_id()))", 2),
         ("SELECT count(*) FROM fractality.children('root')", 1),
-        ("SELECT jsonb_array_length(fractality.thaw('root') -> 'stream')", 2),
+        // the root's stream points in both tiers: two hot, one archived
+        ("SELECT jsonb_array_length(fractality.thaw('root') -> 'stream')", 3),
         ("SELECT count(*) FROM fractality.find_resonant('root', 0.0, 10)", 1),
         ("SELECT count(*) FROM fractality.query_events(0, 10000000, 1000, true)", 101),
         ("SELECT (fractality.load_policy('upgrade-bin') ->> 'version')::bigint", 2),
