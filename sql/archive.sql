@@ -441,6 +441,7 @@ BEGIN
             MESSAGE = format('invalid value for older_than: %s', older_than),
             HINT = 'older_than is an interval >= 0, e.g. ''3 months''.';
     END IF;
+    PERFORM fractality._check_age('older_than', older_than);
     RETURN fractality._archive_streams_before(now() - older_than);
 END $$;
 
@@ -642,6 +643,33 @@ END $$;
 
 -- ---- retention policies ------------------------------------------------------------------------
 
+-- Refuses (22023, naming `name`) an age a cutoff is computed from, now() - age, that is not one:
+-- a negative part ('1 month -29 days' is a day in March and less than none in February, so a
+-- 'drop' policy of it would delete today's rows), or one reaching before the earliest timestamp
+-- (a policy of it would make every run_maintenance fail).
+CREATE FUNCTION fractality._check_age(name text, age interval) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    months bigint := extract(year FROM age)::bigint * 12 + extract(month FROM age)::bigint;
+    days bigint := extract(day FROM age)::bigint;
+BEGIN
+    IF months < 0 OR days < 0
+       OR age - make_interval(months => months::integer, days => days::integer) < interval '0' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for %s: %s', name, age),
+            HINT = format('%s is an age with no negative part, e.g. ''30 days''.', name);
+    END IF;
+    BEGIN
+        PERFORM now() - age;
+    EXCEPTION WHEN datetime_field_overflow THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for %s: %s', name, age),
+            HINT = format('%s reaches before the earliest timestamp: a shorter age.', name);
+    END;
+END $$;
+
 -- Keep `relation` (experience_events or consciousness_streams) for `keep`, then 'archive' (into
 -- the cold tier) or 'drop' its older rows; applied by run_maintenance(). Replaces the relation's
 -- policy if it has one.
@@ -666,6 +694,7 @@ BEGIN
             MESSAGE = format('invalid value for keep: %s', keep),
             HINT = 'keep is a positive interval, e.g. ''30 days''.';
     END IF;
+    PERFORM fractality._check_age('keep', keep);
     IF action NOT IN ('archive', 'drop') THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid value for action: %s', quote_literal(action)),

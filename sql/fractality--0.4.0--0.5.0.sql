@@ -124,6 +124,7 @@ BEGIN
             MESSAGE = format('invalid value for older_than: %s', older_than),
             HINT = 'older_than is an interval >= 0, e.g. ''3 months''.';
     END IF;
+    PERFORM fractality._check_age('older_than', older_than);
     RETURN fractality._archive_streams_before(now() - older_than);
 END $$;
 
@@ -221,6 +222,84 @@ BEGIN
         created := created + fractality._ensure_month_partition('fractality.experience_events', m)::integer;
     END LOOP;
     RETURN created;
+END $$;
+-- ---- retention policies ------------------------------------------------------------------------
+
+-- Refuses (22023, naming `name`) an age a cutoff is computed from, now() - age, that is not one:
+-- a negative part ('1 month -29 days' is a day in March and less than none in February, so a
+-- 'drop' policy of it would delete today's rows), or one reaching before the earliest timestamp
+-- (a policy of it would make every run_maintenance fail).
+CREATE OR REPLACE FUNCTION fractality._check_age(name text, age interval) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    months bigint := extract(year FROM age)::bigint * 12 + extract(month FROM age)::bigint;
+    days bigint := extract(day FROM age)::bigint;
+BEGIN
+    IF months < 0 OR days < 0
+       OR age - make_interval(months => months::integer, days => days::integer) < interval '0' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for %s: %s', name, age),
+            HINT = format('%s is an age with no negative part, e.g. ''30 days''.', name);
+    END IF;
+    BEGIN
+        PERFORM now() - age;
+    EXCEPTION WHEN datetime_field_overflow THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for %s: %s', name, age),
+            HINT = format('%s reaches before the earliest timestamp: a shorter age.', name);
+    END;
+END $$;
+
+-- Keep `relation` (experience_events or consciousness_streams) for `keep`, then 'archive' (into
+-- the cold tier) or 'drop' its older rows; applied by run_maintenance(). Replaces the relation's
+-- policy if it has one.
+CREATE OR REPLACE FUNCTION fractality.add_retention_policy(relation regclass, keep interval, action text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF relation IS NULL OR keep IS NULL OR action IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('add_retention_policy: %s must not be NULL',
+                             CASE WHEN relation IS NULL THEN 'relation' WHEN keep IS NULL THEN 'keep' ELSE 'action' END),
+            HINT = 'Pass a relation, a positive interval and ''archive'' or ''drop''.';
+    END IF;
+    IF relation NOT IN ('fractality.experience_events'::regclass, 'fractality.consciousness_streams'::regclass) THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for relation: %s is not a partitioned table of fractality', relation),
+            HINT = 'Retention applies to fractality.experience_events and fractality.consciousness_streams.';
+    END IF;
+    IF keep <= interval '0' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for keep: %s', keep),
+            HINT = 'keep is a positive interval, e.g. ''30 days''.';
+    END IF;
+    PERFORM fractality._check_age('keep', keep);
+    IF action NOT IN ('archive', 'drop') THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for action: %s', quote_literal(action)),
+            HINT = 'action is ''archive'' (move into the cold tier) or ''drop'' (delete).';
+    END IF;
+    INSERT INTO fractality.retention_policies AS p (relation, keep, action)
+    VALUES (add_retention_policy.relation, add_retention_policy.keep, add_retention_policy.action)
+    ON CONFLICT ON CONSTRAINT retention_policies_pkey DO UPDATE
+       SET keep = excluded.keep, action = excluded.action, last_run = NULL, last_result = NULL;
+END $$;
+
+-- Removes the retention policy of `relation`; false when it had none.
+CREATE OR REPLACE FUNCTION fractality.remove_retention_policy(relation regclass) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    IF relation IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = 'remove_retention_policy: relation must not be NULL',
+            HINT = 'Pass the relation whose policy to remove, e.g. ''fractality.experience_events''.';
+    END IF;
+    DELETE FROM fractality.retention_policies p WHERE p.relation = remove_retention_policy.relation;
+    RETURN FOUND;
 END $$;
 
 -- ---- pg_dump: monthly partitions are ordinary tables, each with its own index ----------------
@@ -2193,7 +2272,7 @@ BEGIN
                     '_drop_partition', '_drop_streams_before', '_ensure_month_partition',
                     '_event_table_as', '_index_partition', '_new_event_table', '_pack_stream_points',
                     '_partition_bounds', '_protect_partition', '_set_event_bound',
-                    '_us_to_timestamptz',
+                    '_us_to_timestamptz', '_check_age',
                     '_embedding_models_index', '_model_index_ops', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',

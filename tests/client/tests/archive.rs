@@ -557,3 +557,40 @@ fn thaw_and_freeze_see_archived_points() {
     );
     c.batch_execute("RESET fractality.user_id").unwrap();
 }
+
+/// An age with a negative part, or one reaching before the earliest timestamp, is refused
+/// where a cutoff is computed from it (22023, nothing stored): a 'drop' policy of '1 month -29
+/// days' would delete today's rows on some days, one of 10 000 years would make every
+/// run_maintenance fail.
+#[test]
+fn ages_that_are_not_ages_are_refused() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    for sql in [
+        "SELECT fractality.add_retention_policy('fractality.consciousness_streams', '1 month -29 days', 'drop')",
+        "SELECT fractality.add_retention_policy('fractality.experience_events', '10000 years', 'archive')",
+        "SELECT fractality.add_retention_policy('fractality.consciousness_streams', '1 day -1 hour', 'drop')",
+        "SELECT fractality.archive_streams('1 month -30 days')",
+        "SELECT fractality.archive_streams('10000 years')",
+    ] {
+        let e = c.batch_execute(sql).unwrap_err();
+        assert_eq!(sqlstate(&e), "22023", "{sql}: {e}");
+    }
+    let policies: i64 = c
+        .query_one("SELECT count(*) FROM fractality.retention_policies", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(policies, 0);
+    c.batch_execute(
+        "SELECT fractality.add_retention_policy('fractality.consciousness_streams', '1 month 2 days', 'archive')",
+    )
+    .unwrap();
+    let run: serde_json::Value = c
+        .query_one("SELECT fractality.run_maintenance()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(run["skipped"], serde_json::json!(false));
+    c.batch_execute("TRUNCATE fractality.retention_policies")
+        .unwrap();
+}

@@ -28,6 +28,7 @@ const INTERNAL: &[&str] = &[
     "_protect_partition",
     "_set_event_bound",
     "_us_to_timestamptz",
+    "_check_age",
     "_embedding_models_index",
     "_node_embeddings_check",
     "action_metadata_check_event",
