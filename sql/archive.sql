@@ -54,11 +54,14 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT timestamptz 'epoch' + us * interval '1 microsecond' $$;
 
 -- The partitions of a range-partitioned table of fractality with their bounds as text (NULL for
--- the default partition).
+-- the default partition); a timestamptz bound in ISO form and UTC, whatever the session's
+-- DateStyle and TimeZone (an abbreviation such as IST, read back, may name another zone).
 CREATE FUNCTION fractality._partition_bounds(parent regclass)
 RETURNS TABLE (part regclass, lo text, hi text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET timezone = 'UTC'
 AS $$
     SELECT c.oid::regclass, b[1], b[2]
       FROM pg_inherits i
@@ -527,6 +530,8 @@ END $$;
 CREATE FUNCTION fractality._ensure_month_partition(parent regclass, month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET timezone = 'UTC'
 AS $$
 DECLARE
     streams boolean := parent = 'fractality.consciousness_streams'::regclass;

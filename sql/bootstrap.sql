@@ -79,6 +79,8 @@ $$;
 CREATE FUNCTION fractality._create_month_partition(parent regclass, month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET timezone = 'UTC'
 AS $$
 DECLARE
     lo      timestamptz := date_trunc('month', month::timestamp) AT TIME ZONE 'UTC';

@@ -353,6 +353,8 @@ $$;
 CREATE OR REPLACE FUNCTION fractality._create_month_partition(parent regclass, month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET timezone = 'UTC'
 AS $$
 DECLARE
     lo      timestamptz := date_trunc('month', month::timestamp) AT TIME ZONE 'UTC';
@@ -487,6 +489,8 @@ END $$;
 CREATE OR REPLACE FUNCTION fractality._ensure_month_partition(parent regclass, month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET timezone = 'UTC'
 AS $$
 DECLARE
     streams boolean := parent = 'fractality.consciousness_streams'::regclass;
@@ -588,6 +592,24 @@ CREATE CONSTRAINT TRIGGER action_metadata_event
     AFTER INSERT OR UPDATE OF event_id, event_timestamp ON fractality.action_metadata
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION fractality.action_metadata_check_event();
+-- partition bounds read and written in ISO form and UTC, whatever the session's settings
+-- The partitions of a range-partitioned table of fractality with their bounds as text (NULL for
+-- the default partition); a timestamptz bound in ISO form and UTC, whatever the session's
+-- DateStyle and TimeZone (an abbreviation such as IST, read back, may name another zone).
+CREATE OR REPLACE FUNCTION fractality._partition_bounds(parent regclass)
+RETURNS TABLE (part regclass, lo text, hi text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET timezone = 'UTC'
+AS $$
+    SELECT c.oid::regclass, b[1], b[2]
+      FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid
+      LEFT JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                     '^FOR VALUES FROM \(''?([^'')]*)''?\) TO \(''?([^'')]*)''?\)$') b ON true
+     WHERE i.inhparent = parent
+$$;
 
 -- ---- keys: every primary and unique key of a tenant table includes user_id -----------------
 -- nodes' key becomes (id, user_id) (id first: a node is still found by its id alone); the

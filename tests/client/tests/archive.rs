@@ -594,3 +594,44 @@ fn ages_that_are_not_ages_are_refused() {
     c.batch_execute("TRUNCATE fractality.retention_policies")
         .unwrap();
 }
+
+/// Month partitions made in a session of any DateStyle and TimeZone have their bounds at
+/// midnight UTC: made under DateStyle SQL in Asia/Kolkata (whose abbreviation, IST, reads back
+/// as another zone), they were 3.5 hours off, and the next month's, made in UTC, overlapped.
+#[test]
+fn month_partitions_have_utc_bounds_whatever_the_session_settings() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    c.batch_execute(
+        "SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Kolkata';
+         SELECT fractality.ensure_partitions(2);
+         RESET DateStyle; RESET TimeZone;",
+    )
+    .unwrap();
+    c.batch_execute("SET TimeZone = 'UTC'; SELECT fractality.ensure_partitions(3);")
+        .unwrap();
+    for parent in [
+        "fractality.consciousness_streams",
+        "fractality.experience_events",
+    ] {
+        let off: i64 = c
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM fractality._partition_bounds('{parent}') b
+                      WHERE b.lo IS NOT NULL
+                        AND CASE WHEN '{parent}' = 'fractality.experience_events'
+                                 THEN fractality._us_to_timestamptz(b.lo::bigint)
+                                 ELSE b.lo::timestamptz END
+                            <> date_trunc('month', CASE WHEN '{parent}' = 'fractality.experience_events'
+                                 THEN fractality._us_to_timestamptz(b.lo::bigint)
+                                 ELSE b.lo::timestamptz END)"
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(off, 0, "{parent}: every bound at a month's start, UTC");
+    }
+    c.batch_execute("RESET TimeZone").unwrap();
+}
