@@ -187,7 +187,7 @@ mod tests {
 
 // ---- the dimension check of node_embeddings ----------------------------------------------------
 
-/// Dimensions looked up, and the (transaction, command) they were read in.
+/// Dimensions looked up, and the (local transaction, command) they were read in.
 type Checked = (Option<(u32, u32)>, std::collections::HashMap<String, i32>);
 
 thread_local! {
@@ -201,13 +201,10 @@ thread_local! {
 /// The dimension of `model` as the registry holds it in the running command's snapshot (None:
 /// not registered); SPI connected.
 fn registered_dims(model: &str) -> Result<Option<i32>, FractalityError> {
-    // SAFETY: plain reads of the transaction's state
-    let now = unsafe {
-        (
-            pg_sys::GetCurrentTransactionIdIfAny().into_inner(),
-            pg_sys::GetCurrentCommandId(false),
-        )
-    };
+    // the backend's local transaction id, not the transaction id: that is 0 until the
+    // transaction first writes, so the first command of two transactions would share a key
+    // SAFETY: plain reads of this backend's transaction state (MyProc is set in a backend)
+    let now = unsafe { ((*pg_sys::MyProc).lxid, pg_sys::GetCurrentCommandId(false)) };
     if let Some(d) = CHECKED.with_borrow(|(at, dims)| {
         (*at == Some(now))
             .then(|| dims.get(model).copied())

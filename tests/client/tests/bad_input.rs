@@ -819,3 +819,37 @@ fn model_errors_name_the_model_and_write_nothing() {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 }
+
+/// The dimension check reads a model's dimension afresh in every transaction: a model
+/// registered again at another dimension (it held no rows then) is checked at its new one by a
+/// session that checked it before, even when both inserts are their transaction's first command
+/// (whose transaction id is not assigned yet when the check runs).
+#[test]
+fn a_model_registered_again_is_checked_at_its_new_dimension() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = common::db();
+    let mut admin = common::db();
+    let tenant = uuid::Uuid::from_u128(0xbad1_bad1_0000_4000_8000_0000_0000_0004);
+    admin
+        .batch_execute("SELECT fractality.register_model('again_m', 4)")
+        .unwrap();
+    let node: uuid::Uuid = s
+        .query_one(
+            "INSERT INTO fractality.nodes (user_id, node_key) VALUES ($1, 'again') RETURNING id",
+            &[&tenant],
+        )
+        .unwrap()
+        .get(0);
+    let insert = format!(
+        "INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding, staged)
+         VALUES ('{node}', '{tenant}', 'again_m', '[1,2,3,4]', true)"
+    );
+    s.batch_execute(&insert).unwrap();
+    s.batch_execute("DELETE FROM fractality.node_embeddings WHERE model = 'again_m'")
+        .unwrap();
+    admin
+        .batch_execute("SELECT fractality.register_model('again_m', 8)")
+        .unwrap();
+    let e = s.batch_execute(&insert).unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22000", "{e}");
+}
