@@ -2230,6 +2230,15 @@ SELECT fractality._protect_partition(t)
 SELECT fractality._protect_partition(i.inhrelid::regclass)
   FROM pg_catalog.pg_inherits i WHERE i.inhparent = 'fractality.node_embeddings'::regclass;
 
+-- consensus_links: each tenant reads its own links, and only the consensus functions (their
+-- owner) write them: a tenant linking a node of its own to any consensus, or unlinking one,
+-- would steer what the curator's next run finds and whose links it deletes. A tenant's node
+-- deleted takes its links with it all the same (the foreign key's cascade runs as the owner).
+DROP POLICY IF EXISTS tenant_isolation ON fractality.consensus_links;
+DROP POLICY IF EXISTS tenant_read ON fractality.consensus_links;
+CREATE POLICY tenant_read ON fractality.consensus_links FOR SELECT
+    USING (user_id = fractality.current_user_id());
+
 -- the models are read by every role granted SELECT and written only by their owner
 -- (register_model as the administrator)
 ALTER TABLE fractality.embedding_models ENABLE ROW LEVEL SECURITY;

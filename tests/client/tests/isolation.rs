@@ -745,6 +745,12 @@ fn consensus_exposes_only_aggregates_and_resists_search_path_hijack() {
             "INSERT INTO fractality.consensus_nodes (node_key) VALUES ('forged')",
             Some("42501"),
         ),
+        // nor its own links: they are what the curator's next run counts and unlinks by
+        (
+            "UPDATE fractality.consensus_links SET similarity = 0.125",
+            None,
+        ),
+        ("DELETE FROM fractality.consensus_links", None),
     ] {
         match reliability::try_sql(&mut a, sql) {
             Ok(()) => assert!(state.is_none(), "{sql}"),
@@ -762,6 +768,26 @@ fn consensus_exposes_only_aggregates_and_resists_search_path_hijack() {
         (r.get(0), r.get(1))
     };
     assert_eq!(still, (1, 5));
+    let forged = reliability::try_sql(
+        &mut a,
+        &format!(
+            "INSERT INTO fractality.consensus_links (consensus_id, node_id, user_id, similarity)
+             VALUES ('{cid}', '{aid}', '{ua}', 0.125) ON CONFLICT DO NOTHING"
+        ),
+    );
+    assert_eq!(
+        forged,
+        Err("42501".to_string()),
+        "a tenant links a node to a consensus"
+    );
+    let kept: f64 = admin
+        .query_one(
+            "SELECT similarity FROM fractality.consensus_links WHERE consensus_id = $1 AND node_id = $2",
+            &[&cid, &aid],
+        )
+        .unwrap()
+        .get(0);
+    assert!(kept != 0.125, "A's link rewritten: {kept}");
     admin
         .batch_execute(&format!(
             "DROP SCHEMA evil CASCADE; REVOKE CREATE ON DATABASE {db} FROM {role}"
