@@ -485,23 +485,7 @@ fn partition_upkeep_and_an_archiver_beside_it_do_not_deadlock() {
             .map_err(|e| sqlstate(&e))
     });
     // the archiver waits (for the upkeep's locks)
-    let mut admin = db();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let waiting: bool = admin
-            .query_one(
-                "SELECT count(*) > 0 FROM pg_stat_activity
-                  WHERE query LIKE 'SELECT fractality.archive_streams(%' AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        if waiting {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the archiver never waited");
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_a_lock(&mut db(), "SELECT fractality.archive_streams(%");
     let moved = c.query_one("SELECT fractality.archive_streams('30 days')", &[]);
     assert!(moved.is_ok(), "the upkeep's own archiving: {moved:?}");
     c.batch_execute("COMMIT").unwrap();

@@ -388,26 +388,7 @@ fn the_explicit_tick_and_a_writer_of_two_nodes_do_not_deadlock() {
         .map_err(|e| common::sqlstate(&e))
     });
     // the tick waits for a
-    let mut admin = common::db();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let waiting: bool = admin
-            .query_one(
-                "SELECT count(*) > 0 FROM pg_stat_activity
-                  WHERE query LIKE '%apply_consciousness_decay(0.5, 0.1%' AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        if waiting {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tick never waited"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for_a_lock(&mut common::db(), "%apply_consciousness_decay(0.5, 0.1%");
     // the writer takes b: free, since the tick holds nothing before a
     let wrote = s1.execute("SELECT fractality.pulse($1, 0.05)", &[&b]);
     assert!(wrote.is_ok(), "the writer: {wrote:?}");

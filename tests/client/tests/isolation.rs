@@ -86,6 +86,21 @@ fn uuids(c: &mut Client, sql: &str) -> Result<Vec<Uuid>, String> {
     Ok(out)
 }
 
+/// Runs each of `reads` as tenant A: what it returns never names one of B's `ids` or B (`ub`);
+/// a call that fails fails with P0002 (a node of B is, for A, a node that does not exist).
+fn none_of_bs(a: &mut Client, reads: &[String], ids: &[Uuid], ub: Uuid) {
+    for sql in reads {
+        match uuids(a, sql) {
+            Ok(seen) => {
+                for id in ids.iter().chain([&ub]) {
+                    assert!(!seen.contains(id), "tenant A saw B's {id} through: {sql}");
+                }
+            }
+            Err(state) => assert_eq!(state, "P0002", "{sql}"),
+        }
+    }
+}
+
 #[test]
 fn tenant_a_neither_sees_nor_changes_tenant_b() {
     let mut admin = common::db();
@@ -159,17 +174,7 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
         let part: String = r.get(0);
         reads.push(format!("SELECT node_id, user_id FROM fractality.{part}"));
     }
-    for sql in &reads {
-        match uuids(&mut a, sql) {
-            Ok(seen) => {
-                for id in b_ids.iter().chain([&ub]) {
-                    assert!(!seen.contains(id), "tenant A saw B's {id} through: {sql}");
-                }
-            }
-            // a node of B is, for A, a node that does not exist
-            Err(state) => assert_eq!(state, "P0002", "{sql}"),
-        }
-    }
+    none_of_bs(&mut a, &reads, &b_ids, ub);
     // the hourly view has no ids: B's keys and labels are the same as A's, so count A's points
     let points: i64 = a
         .query_one(
@@ -315,15 +320,7 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
         // last: forget by key forgets A's own leaf, nothing of B's
         ("SELECT fractality.forget('leaf')".into(), &[]),
     ];
-    for (sql, states) in &writes {
-        match common_try(&mut a, sql) {
-            Ok(()) => assert!(states.is_empty(), "{sql} succeeded, expected {states:?}"),
-            Err(s) => assert!(
-                states.contains(&s.as_str()),
-                "{sql}: {s}, expected {states:?}"
-            ),
-        }
-    }
+    ends_as(&mut a, &writes);
     let after = tenant_snapshot(&mut admin, ub);
     assert_eq!(before, after, "tenant B's rows changed while A worked");
     // A's own graph did change: the writes by key landed there
@@ -498,16 +495,7 @@ fn a_second_model_is_as_isolated_as_the_default() {
         format!("SELECT fractality.thaw('m2-root', 10, '{M}')"),
         "SELECT node_id, user_id FROM fractality.node_embeddings".into(),
     ];
-    for sql in &reads {
-        match uuids(&mut a, sql) {
-            Ok(seen) => {
-                for id in b_ids.iter().chain([&ub]) {
-                    assert!(!seen.contains(id), "tenant A saw B's {id} through: {sql}");
-                }
-            }
-            Err(state) => assert_eq!(state, "P0002", "{sql}"),
-        }
-    }
+    none_of_bs(&mut a, &reads, &b_ids, ub);
     // A's own search finds A's own rows through the model (not an empty answer by accident)
     let own = uuids(
         &mut a,
@@ -568,15 +556,7 @@ fn a_second_model_is_as_isolated_as_the_default() {
         ),
         ("SELECT fractality.index_staged_embeddings()".into(), &[]),
     ];
-    for (sql, states) in &writes {
-        match common_try(&mut a, sql) {
-            Ok(()) => assert!(states.is_empty(), "{sql} succeeded, expected {states:?}"),
-            Err(s) => assert!(
-                states.contains(&s.as_str()),
-                "{sql}: {s}, expected {states:?}"
-            ),
-        }
-    }
+    ends_as(&mut a, &writes);
     assert_eq!(
         before,
         tenant_snapshot(&mut admin, ub),
@@ -594,6 +574,19 @@ fn a_second_model_is_as_isolated_as_the_default() {
         "B's search of {M} finds its two other nodes"
     );
     assert!(b_found.iter().all(|id| b_ids.contains(id)));
+}
+
+/// Runs each write as `c`: it succeeds where no SQLSTATE is given, else fails with one of them.
+fn ends_as(c: &mut Client, writes: &[(String, &[&str])]) {
+    for (sql, states) in writes {
+        match common_try(c, sql) {
+            Ok(()) => assert!(states.is_empty(), "{sql} succeeded, expected {states:?}"),
+            Err(s) => assert!(
+                states.contains(&s.as_str()),
+                "{sql}: {s}, expected {states:?}"
+            ),
+        }
+    }
 }
 
 fn common_try(c: &mut Client, sql: &str) -> Result<(), String> {

@@ -140,3 +140,26 @@ pub fn notifications(c: &mut Client, wait: Duration) -> Vec<serde_json::Value> {
     }
     out
 }
+
+/// Waits, up to a minute, until a statement whose text is LIKE `pattern` waits for a lock.
+pub fn wait_for_a_lock(admin: &mut Client, pattern: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: bool = admin
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_stat_activity
+                  WHERE query LIKE $1 AND wait_event_type = 'Lock'",
+                &[&pattern],
+            )
+            .unwrap()
+            .get(0);
+        if waiting {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pattern} never waited for a lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
