@@ -1941,6 +1941,28 @@ CREATE TRIGGER experience_events_ids_deleted
 CREATE TRIGGER experience_events_ids_truncated
     AFTER TRUNCATE ON fractality.experience_events
     FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_unregister();
+
+-- An event's id and timestamp are its identity: the id registry, its action metadata and the
+-- replay buffers' items refer to the pair, so an UPDATE of either is refused (23001, as a foreign
+-- key ON UPDATE RESTRICT would; an UPDATE of an id would let a second event take the old one's
+-- place in the registry, of a timestamp orphan its metadata). Delete the event and write it anew.
+CREATE FUNCTION fractality._experience_events_identity() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.event_id IS DISTINCT FROM OLD.event_id OR NEW."timestamp" IS DISTINCT FROM OLD."timestamp" THEN
+        RAISE restrict_violation USING
+            MESSAGE = format('update of event %s at %s: an event''s id and timestamp do not change',
+                             encode(OLD.event_id, 'hex'), OLD."timestamp"),
+            HINT = 'Delete the event and write it anew (fractality.write_event).';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER experience_events_identity
+    BEFORE UPDATE OF event_id, "timestamp" ON fractality.experience_events
+    FOR EACH ROW EXECUTE FUNCTION fractality._experience_events_identity();
 INSERT INTO fractality.experience_event_ids (event_id, "timestamp")
 SELECT e.event_id, e."timestamp" FROM fractality.experience_events e
 UNION ALL
@@ -2309,6 +2331,7 @@ BEGIN
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
                     '_node_text_insert', '_node_text_update',
                     '_experience_events_register', '_experience_events_unregister',
+                    '_experience_events_identity',
                     'discounted_return_ffunc', 'discounted_return_sfunc',
                     'discounted_return_steps_ffunc', 'discounted_return_steps_sfunc',
                     'discounted_return_steps_combine', 'discounted_return_steps_serial',

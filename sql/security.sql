@@ -105,6 +105,7 @@ BEGIN
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
                     '_node_text_insert', '_node_text_update',
                     '_experience_events_register', '_experience_events_unregister',
+                    '_experience_events_identity',
                     'discounted_return_ffunc', 'discounted_return_sfunc',
                     'discounted_return_steps_ffunc', 'discounted_return_steps_sfunc',
                     'discounted_return_steps_combine', 'discounted_return_steps_serial',

@@ -94,6 +94,7 @@ pub fn events_from_arrays(
         for (k, r) in rew.iter_mut().enumerate() {
             *r = real(rewards, &REWARD_FIELDS, k)?;
         }
+        let rew = super::event::rewards_that_sum(&ctx, rew)?;
         out.push(Event {
             timestamp,
             event_id,

@@ -166,6 +166,24 @@ fn real_field(
     finite_real(ctx, name, x)
 }
 
+/// The four rewards of an event, whose sum (total_reward, what the reward inbox and the queries
+/// compute) must be a real too: each finite is not enough (3e38 + 3e38).
+pub(super) fn rewards_that_sum(ctx: &str, rewards: [f32; 4]) -> Result<[f32; 4], FractalityError> {
+    let [h, c, e, g] = rewards;
+    crate::reward::state::sum_rewards(h, c, e, g)
+        .map(|_| rewards)
+        .map_err(|_| {
+            bad(
+                ctx,
+                "rewards",
+                format!(
+                    "their sum {} is beyond a real",
+                    crate::errors::pg_float(h as f64 + c as f64 + e as f64 + g as f64)
+                ),
+            )
+        })
+}
+
 pub(super) fn finite_real(ctx: &str, name: &str, x: f64) -> Result<f32, FractalityError> {
     let r = x as f32;
     if !r.is_finite() {
@@ -310,6 +328,7 @@ pub fn parse_event(ctx: &str, v: &Value) -> Result<Event, FractalityError> {
     for (r, name) in rewards.iter_mut().zip(REWARD_FIELDS) {
         *r = real_field(ctx, obj, name, Some(0.0))?;
     }
+    let rewards = rewards_that_sum(ctx, rewards)?;
     let metadata = match obj.get("metadata") {
         None | Some(Value::Null) => None,
         Some(m) => Some(parse_metadata(ctx, m)?),
@@ -461,6 +480,16 @@ pub(super) mod tests {
         let mut huge = event(1);
         huge["reward_goal"] = json!(1e300);
         assert!(err(json!([huge])).contains("is not a finite real"));
+        // each reward a real, their sum not: refused here, naming the event
+        let mut sum = event(1);
+        sum["reward_curiosity"] = json!(3e38);
+        sum["reward_goal"] = json!(3e38);
+        let e = err(json!([event(2), sum]));
+        assert!(
+            e.contains("element 1, field \"rewards\": their sum")
+                && e.ends_with("is beyond a real"),
+            "{e}"
+        );
         let mut unknown = event(1);
         unknown["rewardd"] = json!(1);
         assert!(err(json!([unknown])).contains("field \"rewardd\": unknown field"));

@@ -145,6 +145,10 @@ impl Fields {
             return None;
         }
         let r = &self.reals;
+        // rewards whose sum is beyond a real: the reference parser explains
+        if !(r[16] + r[17] + r[18] + r[19]).is_finite() {
+            return None;
+        }
         Some(Event {
             timestamp: self.ints[1],
             event_id: self.id,

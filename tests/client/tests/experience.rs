@@ -808,3 +808,50 @@ fn replay_priorities_past_what_the_tree_holds_are_refused() {
         .unwrap_err();
     assert_eq!(common::sqlstate(&e), "22003", "{e}");
 }
+
+/// An event's id and timestamp do not change (23001, nothing written): an id changed would let
+/// a second event take the old one's place in the registry, a timestamp changed would orphan
+/// its action metadata. Other columns may be updated. A reward sum beyond a real is refused at
+/// the write, naming the event (22023), not later by the reward inbox.
+#[test]
+fn an_events_identity_does_not_change() {
+    let _g = lock();
+    let mut c = common::db();
+    let ts = 9_900_000_000i64;
+    let e = event(ts, 0x99_0000_0001, 99, 0, 0.5);
+    c.query_one(
+        "SELECT fractality.write_events($1)",
+        &[&Value::Array(vec![e])],
+    )
+    .unwrap();
+    for sql in [
+        format!("UPDATE fractality.experience_events SET event_id = '\\x00000000000000000000000000990002'::bytea WHERE \"timestamp\" = {ts}"),
+        format!("UPDATE fractality.experience_events SET \"timestamp\" = {} WHERE \"timestamp\" = {ts}", ts + 1),
+    ] {
+        let err = c.batch_execute(&sql).unwrap_err();
+        assert_eq!(common::sqlstate(&err), "23001", "{sql}: {err}");
+    }
+    assert_eq!(count(&mut c, ts, ts + 1), 1);
+    c.batch_execute(&format!(
+        "UPDATE fractality.experience_events SET flags = 1 WHERE \"timestamp\" = {ts}"
+    ))
+    .unwrap();
+    let mut big = event(ts + 10, 0x99_0000_0003, 99, 1, 3e38);
+    big["reward_curiosity"] = json!(3e38);
+    let err = c
+        .query_one(
+            "SELECT fractality.write_events($1)",
+            &[&Value::Array(vec![big])],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+    let message = err
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("field \"rewards\": their sum"),
+        "{message}"
+    );
+    assert_eq!(count(&mut c, ts + 10, ts + 11), 0);
+}
