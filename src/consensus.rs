@@ -81,7 +81,7 @@ const MEMBERS_EXACT: &str = include_str!("../sql/queries/consensus_members_exact
 /// The same for the staged rows, which the indexes do not hold.
 const MEMBERS_STAGED: &str = include_str!("../sql/queries/consensus_members_staged.sql");
 const MODEL_SIZE: Query<'static> = query!("consensus_model_size", [TEXTOID, INT8OID]);
-const EXISTING: Query<'static> = query!("consensus_existing", [UUIDARRAYOID, UUIDOID]);
+const EXISTING: Query<'static> = query!("consensus_existing", [UUIDARRAYOID, UUIDOID, TEXTOID]);
 /// consensus_insert and consensus_update: one of them, with the same parameters (the key or
 /// the id first); then the centroid.
 const INSERT: Query<'static> = query!(
@@ -355,7 +355,11 @@ fn consensus(
     let meta = pgrx::JsonB(Value::Object(Default::default()));
     let count = users.len() as i32;
 
-    let existing: Option<Uuid> = spi::one(&EXISTING, &[ids.clone().into(), node.into()], false)?;
+    let existing: Option<Uuid> = spi::one(
+        &EXISTING,
+        &[ids.clone().into(), node.into(), model.name.as_str().into()],
+        false,
+    )?;
     let (save, key) = match existing {
         Some(id) => (&UPDATE, id),
         None => (&INSERT, node),

@@ -167,3 +167,67 @@ fn consensus_forms_with_three_users_not_two() {
         .get(0);
     assert_eq!(foreign, 0);
 }
+
+/// A consensus is kept per seed and model: the same seed crystallised under a second model
+/// makes a consensus of its own, and the first keeps its model, its members and its links.
+#[test]
+fn a_consensus_per_seed_and_model() {
+    let mut admin = common::db();
+    admin
+        .batch_execute("SELECT fractality.register_model('cons_m2', 4)")
+        .unwrap();
+    let tenants = [common::tenant(), common::tenant(), common::tenant()];
+    let mut seed = None;
+    for (i, t) in tenants.iter().enumerate() {
+        let id: Uuid = admin
+            .query_one(
+                "SELECT fractality.upsert_node_for($1, 'both-models', 'an idea', '{}', 0.8,
+                        array_fill(0.05::real, ARRAY[384])::vector)",
+                &[t],
+            )
+            .unwrap()
+            .get(0);
+        admin
+            .execute(
+                "SELECT fractality.upsert_node_for($1, 'both-models', embedding => $2::text::vector, model => 'cons_m2')",
+                &[t, &format!("[1,{},0,0]", 0.01 * i as f64)],
+            )
+            .unwrap();
+        seed.get_or_insert(id);
+    }
+    let seed = seed.unwrap();
+    let crystallize = |c: &mut Client, model: &str| -> Uuid {
+        c.query_one(
+            "SELECT fractality.crystallize_consensus($1, 0.9, 3, $2)",
+            &[&seed, &model],
+        )
+        .unwrap()
+        .get::<_, Option<Uuid>>(0)
+        .expect("a consensus of three users")
+    };
+    let first = crystallize(&mut admin, "default");
+    let second = crystallize(&mut admin, "cons_m2");
+    assert_ne!(first, second, "a second model's consensus is its own");
+    assert_eq!(
+        crystallize(&mut admin, "default"),
+        first,
+        "the first is found again"
+    );
+    let rows: Vec<(Uuid, String, i64)> = admin
+        .query(
+            "SELECT c.id, c.model, (SELECT count(*) FROM fractality.consensus_links l WHERE l.consensus_id = c.id)
+               FROM fractality.consensus_nodes c WHERE c.id = ANY($1) ORDER BY c.model",
+            &[&vec![first, second]],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (second, "cons_m2".to_string(), 3),
+            (first, "default".to_string(), 3)
+        ]
+    );
+}
