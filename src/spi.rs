@@ -136,6 +136,29 @@ fn values(args: &[DatumWithOid<'_>]) -> (Vec<pg_sys::Datum>, Vec<c_char>) {
         .unzip()
 }
 
+/// The arguments as a parameter list of `q`'s types (palloc'd in the current memory context;
+/// SPI copies what it keeps): for the runs that take one instead of datum and null arrays.
+fn param_list(q: &Query<'_>, args: &[DatumWithOid<'_>]) -> pg_sys::ParamListInfo {
+    // SAFETY: a list of args.len() entries, each filled below
+    unsafe {
+        let params = pg_sys::makeParamList(args.len() as i32);
+        let slots = (*params).params.as_mut_slice(args.len());
+        for (i, a) in args.iter().enumerate() {
+            let (value, isnull) = match a.datum() {
+                Some(d) => (d.sans_lifetime(), false),
+                None => (pg_sys::Datum::from(0usize), true),
+            };
+            slots[i] = pg_sys::ParamExternData {
+                value,
+                isnull,
+                pflags: pg_sys::PARAM_FLAG_CONST as u16,
+                ptype: q.types.get(i).copied().unwrap_or(pg_sys::InvalidOid),
+            };
+        }
+        params
+    }
+}
+
 /// One row of a result, read in place: valid while the callback that receives it runs.
 pub struct Row {
     source: Source,
@@ -322,22 +345,8 @@ pub fn stream(
     };
     // SAFETY: a kept plan, arguments of the prepared types; the receiver outlives the run
     unsafe {
-        let params = pg_sys::makeParamList(args.len() as i32);
-        let slots = (*params).params.as_mut_slice(args.len());
-        for (i, a) in args.iter().enumerate() {
-            let (value, isnull) = match a.datum() {
-                Some(d) => (d.sans_lifetime(), false),
-                None => (pg_sys::Datum::from(0usize), true),
-            };
-            slots[i] = pg_sys::ParamExternData {
-                value,
-                isnull,
-                pflags: pg_sys::PARAM_FLAG_CONST as u16,
-                ptype: q.types.get(i).copied().unwrap_or(pg_sys::InvalidOid),
-            };
-        }
         let options = pg_sys::SPIExecuteOptions {
-            params,
+            params: param_list(q, args),
             read_only,
             dest: &mut receiver.base,
             ..Default::default()

@@ -146,9 +146,7 @@ impl Fields {
         }
         let r = &self.reals;
         // rewards whose sum is beyond a real: the reference parser explains
-        if !(r[16] + r[17] + r[18] + r[19]).is_finite() {
-            return None;
-        }
+        crate::reward::state::sum_rewards(r[16], r[17], r[18], r[19]).ok()?;
         Some(Event {
             timestamp: self.ints[1],
             event_id: self.id,

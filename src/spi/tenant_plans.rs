@@ -6,13 +6,12 @@
 //! again, through the same hook, when an index is built or dropped or the role changes.
 
 use std::cell::RefCell;
-use std::os::raw::c_char;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use super::{c_text, keep, values, Cursor, Query};
+use super::{c_text, keep, param_list, Cursor, Query};
 use crate::errors::FractalityError;
 
 /// How many plans bound to a tenant a backend keeps, the least recently used going first: each
@@ -162,19 +161,15 @@ impl Cursor {
         read_only: bool,
     ) -> Result<Cursor, FractalityError> {
         let plan = tenant_plan(q, tenant)?;
-        let (datums, nulls) = values(args);
-        // SAFETY: a parameter list of args.len() entries, each filled below; SPI copies it into
-        // the portal
+        // SAFETY: a kept plan and a parameter list of its types; SPI copies the list into the
+        // portal
         let portal = unsafe {
-            let params = pg_sys::makeParamList(args.len() as i32);
-            let slots = (*params).params.as_mut_slice(args.len());
-            for (i, slot) in slots.iter_mut().enumerate() {
-                slot.value = datums[i];
-                slot.isnull = nulls[i] == b'n' as c_char;
-                slot.pflags = pg_sys::PARAM_FLAG_CONST as u16;
-                slot.ptype = q.types[i];
-            }
-            pg_sys::SPI_cursor_open_with_paramlist(std::ptr::null(), plan, params, read_only)
+            pg_sys::SPI_cursor_open_with_paramlist(
+                std::ptr::null(),
+                plan,
+                param_list(q, args),
+                read_only,
+            )
         };
         Cursor::opened(q, portal)
     }
