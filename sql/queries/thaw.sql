@@ -1,9 +1,8 @@
 -- thaw: the node $2 of tenant $1 as one document: fields, metadata, current energy, its
 -- embeddings (`embedding`: model $4's, as an array; `embeddings`: every model's, by
 -- model), outgoing and incoming edges, and its latest $3 stream points (newest first), hot or
--- archived (stream_history's two tiers). The
--- embeddings' subqueries name the tenant by the parameter: node_embeddings' partitions are
--- pruned when the plan starts.
+-- archived (stream_history's two tiers). The embeddings' subqueries name the tenant by the
+-- parameter: node_embeddings' partitions are pruned when the plan starts.
 SELECT jsonb_build_object(
     'id', n.id, 'user_id', n.user_id, 'node_key', n.node_key, 'label', n.label, 'type', n.type,
     'metadata', n.metadata, 'energy', n.energy,
