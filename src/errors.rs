@@ -100,6 +100,11 @@ pub enum FractalityError {
     #[error("fractality: {0}")]
     InternalStep(String),
 
+    /// 0A000 feature_not_supported: a table under row-level security that a function writes by
+    /// COPY FROM, which refuses it as PostgreSQL's COPY FROM does.
+    #[error("COPY FROM not supported with row-level security: {0} writes {1} by COPY")]
+    CopyUnderRowSecurity(&'static str, &'static str),
+
     /// 23505 unique_violation: an event id given twice or already stored (whatever the timestamp).
     #[error("duplicate event (timestamp {timestamp}, event_id {event_id}): {detail}")]
     DuplicateEvent {
@@ -146,6 +151,9 @@ impl FractalityError {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
             FractalityError::NoVector(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            FractalityError::CopyUnderRowSecurity(..) => {
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED
+            }
         }
     }
 
@@ -195,6 +203,9 @@ impl FractalityError {
             FractalityError::NoVector(_) => {
                 Some("CREATE EXTENSION vector (fractality requires it).")
             }
+            FractalityError::CopyUnderRowSecurity(..) => Some(
+                "Write the events with INSERT statements, or turn row-level security off on the table; nothing was written.",
+            ),
         }
     }
 

@@ -130,6 +130,13 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The number of elements of an array; None for anything else.
+    pub fn array_len(&self) -> Option<usize> {
+        // SAFETY: a container of a live jsonb datum
+        self.container(pg_sys::JB_FARRAY)
+            .map(|c| (unsafe { (*c).header } & pg_sys::JB_CMASK) as usize)
+    }
+
     pub fn is_array(&self) -> bool {
         self.container(pg_sys::JB_FARRAY).is_some()
     }

@@ -4,28 +4,54 @@
 use crate::errors::FractalityError;
 
 use super::event::{
-    bad, check_unique, finite_real, Event, ACTION_FIELDS, REWARD_FIELDS, STATE_FIELDS,
+    bad, check_batch_size, check_unique, finite_real, Event, ACTION_FIELDS, REWARD_FIELDS,
+    STATE_FIELDS,
 };
 
-fn array_len<T>(
+fn array_len(
     name: &'static str,
-    a: &[Option<T>],
+    len: usize,
     per_event: usize,
     n: usize,
 ) -> Result<(), FractalityError> {
-    if a.len() != n * per_event {
+    if len != n * per_event {
         return Err(bad(
             "write_events",
             name,
             format!(
-                "expected {} values ({n} events x {per_event}), got {}",
+                "expected {} values ({n} events x {per_event}), got {len}",
                 n * per_event,
-                a.len()
             ),
         ));
     }
     Ok(())
 }
+
+/// The lengths of the typed-array batch's arrays, in the order of [`events_from_arrays`]'
+/// arguments: at most [`MAX_EVENTS`] events, and every other array of the first's length times
+/// its values per event. Checked before any array is copied.
+pub fn check_lengths(lengths: [usize; 11]) -> Result<(), FractalityError> {
+    let n = lengths[0];
+    check_batch_size(n)?;
+    for ((name, per_event), len) in COLUMNS.iter().zip(&lengths[1..]) {
+        array_len(name, *len, *per_event, n)?;
+    }
+    Ok(())
+}
+
+/// The arrays after `event_ids` and their values per event.
+const COLUMNS: [(&str, usize); 10] = [
+    ("timestamps", 1),
+    ("episode_ids", 1),
+    ("step_numbers", 1),
+    ("event_types", 1),
+    ("flags", 1),
+    ("states", 8),
+    ("actions", 8),
+    ("rewards", 4),
+    ("adna_version_hashes", 1),
+    ("sequence_numbers", 1),
+];
 
 fn elem<T: Copy>(
     a: &[Option<T>],
@@ -54,16 +80,19 @@ pub fn events_from_arrays(
     sequence_numbers: &[Option<i32>],
 ) -> Result<Vec<Event>, FractalityError> {
     let n = event_ids.len();
-    array_len("timestamps", timestamps, 1, n)?;
-    array_len("episode_ids", episode_ids, 1, n)?;
-    array_len("step_numbers", step_numbers, 1, n)?;
-    array_len("event_types", event_types, 1, n)?;
-    array_len("flags", flags, 1, n)?;
-    array_len("states", states, 8, n)?;
-    array_len("actions", actions, 8, n)?;
-    array_len("rewards", rewards, 4, n)?;
-    array_len("adna_version_hashes", adna_version_hashes, 1, n)?;
-    array_len("sequence_numbers", sequence_numbers, 1, n)?;
+    check_lengths([
+        n,
+        timestamps.len(),
+        episode_ids.len(),
+        step_numbers.len(),
+        event_types.len(),
+        flags.len(),
+        states.len(),
+        actions.len(),
+        rewards.len(),
+        adna_version_hashes.len(),
+        sequence_numbers.len(),
+    ])?;
     let mut out = Vec::with_capacity(n);
     for (i, id) in event_ids.iter().enumerate() {
         let ctx = format!("write_events: element {i}");

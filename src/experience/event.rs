@@ -55,6 +55,23 @@ pub(super) const ACTION_FIELDS: [&str; 8] = [
     "action_l8",
 ];
 
+/// The most events one call writes: its working memory (the parsed events and the COPY buffer,
+/// about 0.5 KB an event) is the process's own, beyond PostgreSQL's memory contexts, so it is
+/// bounded here rather than left to fail an allocation.
+pub const MAX_EVENTS: usize = 1_000_000;
+
+/// A batch of `n` events: 22023 above [`MAX_EVENTS`], before anything of it is read.
+pub fn check_batch_size(n: usize) -> Result<(), FractalityError> {
+    if n > MAX_EVENTS {
+        return Err(FractalityError::invalid(
+            "events",
+            format!("{n} events"),
+            "One call writes at most 1 000 000 events: split the batch into calls of that size or less.",
+        ));
+    }
+    Ok(())
+}
+
 /// A malformed field of an event: 22023 naming the element (`context`) and the field.
 pub(super) fn bad(context: &str, field: &str, problem: impl Into<String>) -> FractalityError {
     FractalityError::BadEvent {
@@ -358,6 +375,7 @@ pub fn parse_batch(batch: &Value) -> Result<Vec<Event>, FractalityError> {
             format!("expected a JSON array of events, got {}", show(batch)),
         )
     })?;
+    check_batch_size(items.len())?;
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         out.push(parse_event(&format!("write_events: element {i}"), item)?);

@@ -20,10 +20,11 @@ use super::event::{
 /// [`parse_event`] as its JSON text, so results and error messages are those of parse_batch.
 pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityError> {
     let root = batch.root();
-    if !root.is_array() {
+    let Some(n) = root.array_len() else {
         return parse_batch(&batch.to_serde()?);
-    }
-    let mut out = Vec::new();
+    };
+    super::event::check_batch_size(n)?;
+    let mut out = Vec::with_capacity(n);
     let mut failed = None;
     jsonb::elements(&root, |i, item| {
         if failed.is_some() {
@@ -194,6 +195,7 @@ pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<Event> {
 pub fn parse_batch_text(text: &str) -> Result<Vec<Event>, FractalityError> {
     match read_text(text) {
         Some(events) => {
+            super::event::check_batch_size(events.len())?;
             check_unique(&events)?;
             Ok(events)
         }

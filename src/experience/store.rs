@@ -115,7 +115,8 @@ unsafe extern "C-unwind" fn copy_source(
 /// Inserts the events with PostgreSQL's own COPY FROM machinery (binary format from memory):
 /// partition routing, multi-row inserts, index updates, constraints and triggers exactly as a
 /// client's COPY, without a round trip through SQL text or arrays. The caller needs INSERT on
-/// experience_events, as for an INSERT.
+/// each column written, as for an INSERT; a table under row-level security is refused (0A000),
+/// as COPY FROM refuses it.
 fn copy_events(events: &[Event]) -> u64 {
     use pgrx::pg_sys;
     COPY_SOURCE.with(|src| *src.borrow_mut() = (encode_copy(events), 0));
@@ -136,14 +137,33 @@ fn copy_events(events: &[Event]) -> u64 {
             false,
             false,
         );
-        // as COPY FROM: INSERT privilege on the table (an error otherwise)
-        (*(*nsitem).p_rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
-        pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
+        // as COPY FROM (DoCopy): INSERT privilege on each column written, an error otherwise;
+        // a table under row-level security is refused, as COPY FROM refuses it
+        let rte = (*nsitem).p_rte;
+        (*rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
         let mut columns: *mut pg_sys::List = std::ptr::null_mut();
         for name in copy_columns() {
             let c = std::ffi::CString::new(name).expect("no NUL");
+            let attno = pg_sys::attnameAttNum(rel, c.as_ptr(), false);
+            if attno <= 0 {
+                FractalityError::InternalStep(format!(
+                    "fractality.experience_events has no column {name}"
+                ))
+                .report();
+            }
+            (*rte).insertedCols = pg_sys::bms_add_member(
+                (*rte).insertedCols,
+                attno as i32 - pg_sys::FirstLowInvalidHeapAttributeNumber,
+            );
             let node = pg_sys::makeString(pg_sys::pstrdup(c.as_ptr()));
             columns = pg_sys::lappend(columns, node.cast());
+        }
+        pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
+        if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+        {
+            FractalityError::CopyUnderRowSecurity("write_event(s)", "fractality.experience_events")
+                .report();
         }
         let format = pg_sys::makeDefElem(
             pg_sys::pstrdup(c"format".as_ptr()),

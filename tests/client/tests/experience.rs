@@ -855,3 +855,77 @@ fn an_events_identity_does_not_change() {
     );
     assert_eq!(count(&mut c, ts + 10, ts + 11), 0);
 }
+
+/// The event writers insert by COPY FROM; they check what a client's COPY FROM checks: INSERT on
+/// every column written (a grant on one column is not enough) and no row-level security on the
+/// table (COPY FROM does not apply policies, so it refuses such a table).
+#[test]
+fn the_event_writers_check_what_copy_from_checks() {
+    let _g = lock();
+    let mut admin = common::db();
+    let role = "fr_events_column_writer";
+    let mut w = common::app(role, None);
+    let ts = 9_910_000_000i64;
+    admin
+        .execute(
+            "DELETE FROM fractality.experience_events WHERE \"timestamp\" = $1",
+            &[&ts],
+        )
+        .unwrap();
+    let write = |c: &mut Client, id: u128| {
+        c.query_one(
+            "SELECT fractality.write_events($1)",
+            &[&Value::Array(vec![event(ts, id, 991, 0, 0.5)])],
+        )
+    };
+    admin
+        .batch_execute(&format!(
+            "REVOKE INSERT ON fractality.experience_events FROM {role};
+             GRANT INSERT (created_at) ON fractality.experience_events TO {role};"
+        ))
+        .unwrap();
+    let err = write(&mut w, 0x991_0001).unwrap_err();
+    let restore = format!("GRANT INSERT ON fractality.experience_events TO {role}");
+    admin.batch_execute(&restore).unwrap();
+    assert_eq!(common::sqlstate(&err), "42501", "{err}");
+    assert_eq!(count(&mut admin, ts, ts + 1), 0);
+
+    admin
+        .batch_execute("ALTER TABLE fractality.experience_events ENABLE ROW LEVEL SECURITY")
+        .unwrap();
+    let err = write(&mut w, 0x991_0002).unwrap_err();
+    admin
+        .batch_execute("ALTER TABLE fractality.experience_events DISABLE ROW LEVEL SECURITY")
+        .unwrap();
+    assert_eq!(common::sqlstate(&err), "0A000", "{err}");
+    assert_eq!(count(&mut admin, ts, ts + 1), 0);
+
+    // with the table's grant and no policy in the way, the same role writes
+    write(&mut w, 0x991_0003).unwrap();
+    assert_eq!(count(&mut admin, ts, ts + 1), 1);
+}
+
+/// One call writes at most 1 000 000 events, in every form: a larger batch is refused (22023,
+/// naming its size) before it is read, and nothing is written.
+#[test]
+fn a_batch_beyond_a_million_events_is_refused_before_it_is_read() {
+    let _g = lock();
+    let mut c = common::db();
+    let before = count(&mut c, 0, i64::MAX);
+    for sql in [
+        "SELECT fractality.write_events(array_fill('\\x00'::bytea, ARRAY[1000001]), '{}'::bigint[],
+                '{}'::bigint[], '{}'::integer[], '{}'::smallint[], '{}'::smallint[], '{}'::real[],
+                '{}'::real[], '{}'::real[], '{}'::integer[], '{}'::integer[])",
+        "SELECT fractality.write_events((SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 1000001)))",
+        "SELECT fractality.write_events_json((SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 1000001))::text)",
+    ] {
+        let err = c.batch_execute(sql).unwrap_err();
+        assert_eq!(common::sqlstate(&err), "22023", "{sql}: {err}");
+        let message = err
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert_eq!(message, "invalid value for events: 1000001 events", "{sql}");
+    }
+    assert_eq!(count(&mut c, 0, i64::MAX), before);
+}
