@@ -1946,6 +1946,8 @@ CREATE TRIGGER experience_events_ids_truncated
 -- replay buffers' items refer to the pair, so an UPDATE of either is refused (23001, as a foreign
 -- key ON UPDATE RESTRICT would; an UPDATE of an id would let a second event take the old one's
 -- place in the registry, of a timestamp orphan its metadata). Delete the event and write it anew.
+-- An UPDATE of its rewards is checked as a write is: a sum beyond a real is refused (22003, from
+-- total_reward), since every reader of the event (query_events, episode_returns, ...) sums them.
 CREATE FUNCTION fractality._experience_events_identity() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1957,11 +1959,14 @@ BEGIN
                              encode(OLD.event_id, 'hex'), OLD."timestamp"),
             HINT = 'Delete the event and write it anew (fractality.write_event).';
     END IF;
+    PERFORM fractality.total_reward(NEW.reward_homeostasis, NEW.reward_curiosity,
+                                    NEW.reward_efficiency, NEW.reward_goal);
     RETURN NEW;
 END $$;
 
 CREATE TRIGGER experience_events_identity
-    BEFORE UPDATE OF event_id, "timestamp" ON fractality.experience_events
+    BEFORE UPDATE OF event_id, "timestamp", reward_homeostasis, reward_curiosity, reward_efficiency,
+                     reward_goal ON fractality.experience_events
     FOR EACH ROW EXECUTE FUNCTION fractality._experience_events_identity();
 INSERT INTO fractality.experience_event_ids (event_id, "timestamp")
 SELECT e.event_id, e."timestamp" FROM fractality.experience_events e

@@ -836,6 +836,26 @@ fn an_events_identity_does_not_change() {
         "UPDATE fractality.experience_events SET flags = 1 WHERE \"timestamp\" = {ts}"
     ))
     .unwrap();
+    // rewards whose sum is beyond a real: refused at the UPDATE as at a write, so that the
+    // readers, which sum them, keep reading the event
+    let err = c
+        .batch_execute(&format!(
+            "UPDATE fractality.experience_events SET reward_curiosity = 3e38, reward_goal = 3e38 WHERE \"timestamp\" = {ts}"
+        ))
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22003", "{err}");
+    let goal: f32 = c
+        .query_one(
+            "SELECT total_reward FROM fractality.query_events($1, $2)",
+            &[&ts, &(ts + 1)],
+        )
+        .unwrap()
+        .get(0);
+    assert_relative_eq!(goal, 0.6, epsilon = 1e-6);
+    c.batch_execute(&format!(
+        "UPDATE fractality.experience_events SET reward_goal = 2 WHERE \"timestamp\" = {ts}"
+    ))
+    .unwrap();
     let mut big = event(ts + 10, 0x99_0000_0003, 99, 1, 3e38);
     big["reward_curiosity"] = json!(3e38);
     let err = c
