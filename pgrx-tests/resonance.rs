@@ -627,6 +627,58 @@ mod tests {
             .unwrap()
     }
 
+    /// A model above 2 000 dimensions is indexed over halfvec: an element beyond its range is
+    /// refused when written (22023), by every writer, and a staged row never fails the index later.
+    #[pg_test]
+    fn halfvec_models_refuse_elements_beyond_its_range() {
+        Spi::run(
+            "SET LOCAL fractality.user_id = '00000000-0000-0000-0000-000000000002';
+             SELECT fractality.register_model('wide', 2001);
+             CREATE TEMP TABLE wide_v AS
+               SELECT jsonb_agg(CASE WHEN d = 3 THEN 100000 ELSE 0.01 END ORDER BY d) AS bad,
+                      jsonb_agg(0.01 ORDER BY d) AS good
+                 FROM generate_series(1, 2001) d;",
+        )
+        .unwrap();
+        for sql in [
+            "SELECT count(*) FROM wide_v, fractality.remember_many(jsonb_build_array(jsonb_build_object('content', 'far', 'embedding', bad)), 'wide')",
+            "SELECT count(*) FROM wide_v, fractality.remember(NULL, 'far', bad::text::vector, model => 'wide')",
+            "SELECT fractality.upsert_node('far', embedding => bad::text::vector, model => 'wide') FROM wide_v",
+        ] {
+            assert_eq!(
+                failure(sql),
+                "22023 invalid value for embedding: element 3 is 100000",
+                "{sql}"
+            );
+        }
+        let held = Spi::get_one::<i64>(
+            "SELECT count(*) FROM fractality.node_embeddings WHERE model = 'wide'",
+        );
+        assert_eq!(held, Ok(Some(0)));
+        Spi::run(
+            "SELECT count(*) FROM wide_v, fractality.remember_many(jsonb_build_array(jsonb_build_object('content', 'near', 'embedding', good)), 'wide')",
+        )
+        .unwrap();
+        let indexed = Spi::get_one::<i64>("SELECT fractality.index_staged_embeddings()");
+        assert_eq!(indexed, Ok(Some(1)));
+    }
+
+    /// 'default' keeps the 384 dimensions the install gives it, even while it holds no embedding:
+    /// a dump leaves its row out, so a restore would bring it back at 384.
+    #[pg_test]
+    fn the_default_model_keeps_its_dimension() {
+        Spi::run("DELETE FROM fractality.node_embeddings WHERE model = 'default'").unwrap();
+        assert_eq!(
+            failure("SELECT fractality.register_model('default', 1536)"),
+            "22023 model 'default' has 384 dimensions, fixed at install: it cannot change to 1536"
+        );
+        Spi::run("SELECT fractality.register_model('default', 384)").unwrap();
+        let dims = Spi::get_one::<i32>(
+            "SELECT dims FROM fractality.embedding_models WHERE model = 'default'",
+        );
+        assert_eq!(dims, Ok(Some(384)));
+    }
+
     #[pg_test]
     fn models_refuse_bad_input_and_write_nothing() {
         Spi::run(

@@ -832,6 +832,9 @@ $$;
 CREATE TRIGGER embedding_models_index
     AFTER INSERT ON fractality.embedding_models
     FOR EACH ROW EXECUTE FUNCTION fractality._embedding_models_index();
+-- Also under session_replication_role = replica: a data-only restore loaded as pg_dump
+-- --disable-triggers loads it (docs/OPERATIONS.md), and a logical replica, get the index too.
+ALTER TABLE fractality.embedding_models ENABLE ALWAYS TRIGGER embedding_models_index;
 
 -- Drops the HNSW index of `model` from every partition (before a bulk load); true when there was one.
 CREATE FUNCTION fractality.drop_model_index(model text) RETURNS boolean
@@ -909,6 +912,14 @@ BEGIN
                 MESSAGE = format('model %L has %s dimensions and holds embeddings: it cannot change to %s',
                                  model, current_dims, dims),
                 HINT = 'A model is fixed once it holds embeddings; register the new one under another name.';
+        END IF;
+        IF register_model.model = 'default' THEN
+            -- the install registers it at 384 and a dump leaves its row out (security.sql), so a
+            -- restore would bring it back at 384 and refuse every embedding of another size
+            RAISE invalid_parameter_value USING
+                MESSAGE = format('model ''default'' has %s dimensions, fixed at install: it cannot change to %s',
+                                 current_dims, dims),
+                HINT = 'Register a model of its own name for another dimension, e.g. SELECT fractality.register_model(''text_embedding_3_small'', 1536), and pass it as model.';
         END IF;
         PERFORM fractality.drop_model_index(model);
         UPDATE fractality.embedding_models m SET dims = register_model.dims WHERE m.model = register_model.model;

@@ -115,10 +115,11 @@ impl Model {
         render(template, &self.name, self.dims)
     }
 
-    /// An embedding of this model: 22000 naming both dimensions otherwise.
+    /// An embedding of this model: 22000 naming both dimensions otherwise, 22023 for an element
+    /// its index cannot hold ([`check_index_range`]).
     pub fn check(&self, v: &Vector<'_>) -> Result<(), FractalityError> {
         if v.dims() == self.dims {
-            Ok(())
+            check_index_range(v.as_slice())
         } else {
             Err(FractalityError::ModelDimension {
                 model: self.name.clone(),
@@ -126,6 +127,27 @@ impl Model {
                 dims: self.dims,
             })
         }
+    }
+}
+
+/// The largest magnitude of a `halfvec` element (pgvector refuses a larger one, 22003).
+pub const HALFVEC_MAX: f32 = 65504.0;
+
+/// An embedding that its model's index can hold: above [`VECTOR_INDEX_MAX_DIMS`] the index is
+/// over `halfvec`, so every element lies within ±[`HALFVEC_MAX`] (22023 naming the first that
+/// does not). Checked when the row is written: a staged row (remember_many's) enters the index
+/// only later, in `index_staged_embeddings`, where such an element would fail the whole pass.
+pub fn check_index_range(v: &[f32]) -> Result<(), FractalityError> {
+    if index_type(v.len()) == "vector" {
+        return Ok(());
+    }
+    match v.iter().position(|x| x.abs() > HALFVEC_MAX) {
+        None => Ok(()),
+        Some(i) => Err(FractalityError::invalid(
+            "embedding",
+            format!("element {} is {}", i + 1, v[i]),
+            "A model of more than 2 000 dimensions is indexed over halfvec, whose elements lie within ±65504: scale the embedding down first (its cosines do not change).",
+        )),
     }
 }
 
@@ -182,6 +204,21 @@ mod tests {
         );
         assert_eq!(index_type(2000), "vector");
         assert_eq!(index_type(2001), "halfvec");
+    }
+
+    #[test]
+    fn halfvec_models_hold_elements_within_its_range() {
+        let mut big = vec![0.5f32; 2001];
+        assert!(check_index_range(&big).is_ok());
+        big[1] = -65504.0;
+        assert!(check_index_range(&big).is_ok());
+        big[6] = 100000.0;
+        assert_eq!(
+            check_index_range(&big).unwrap_err().to_string(),
+            "invalid value for embedding: element 7 is 100000"
+        );
+        // a vector model takes any real
+        assert!(check_index_range(&[1e30f32; 2000]).is_ok());
     }
 }
 
@@ -256,7 +293,7 @@ fn _node_embeddings_check<'a>(
             (!null).then_some(d)
         };
         let model = attr(c"model").and_then(|d| String::from_datum(d, false));
-        let got = attr(c"embedding").map(|d| Vector::from_datum_ref(d).unwrap_or_report().dims());
+        let got = attr(c"embedding").map(|d| Vector::from_datum_ref(d).unwrap_or_report());
         (model, got)
     };
     let model = crate::errors::required("model", model);
@@ -264,13 +301,16 @@ fn _node_embeddings_check<'a>(
     let Some(dims) = dims else {
         FractalityError::UnknownModel(model).report()
     };
-    if let Some(got) = got.filter(|g| *g != dims as usize) {
-        FractalityError::ModelDimension {
-            model,
-            got,
-            dims: dims as usize,
+    if let Some(v) = got {
+        if v.dims() != dims as usize {
+            FractalityError::ModelDimension {
+                model,
+                got: v.dims(),
+                dims: dims as usize,
+            }
+            .report()
         }
-        .report()
+        check_index_range(v.as_slice()).unwrap_or_report();
     }
     Ok(trigger.new())
 }

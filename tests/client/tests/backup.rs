@@ -594,6 +594,19 @@ fn backup_pg_dump_and_pg_restore_give_back_every_row() {
     // every restored database works as the source did
     let mut checked = 0;
     for db in [&mut restored, &mut restored_plain, &mut fresh] {
+        // the model registered after install has its index on every partition again (its row
+        // restored fires the trigger that builds it, under session_replication_role = replica too)
+        let row = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_inherits WHERE inhparent = 'fractality.node_embeddings'::regclass),
+                        (SELECT count(*) FROM pg_inherits
+                          WHERE inhparent = to_regclass('fractality.node_embeddings_small_hnsw'))",
+                &[],
+            )
+            .unwrap();
+        let (parts, indexed): (i64, i64) = (row.get(0), row.get(1));
+        assert!(parts > 0);
+        assert_eq!(indexed, parts, "model small's index on every partition");
         checked = works(db, root, &mut source);
     }
     reliability::report(&format!(
