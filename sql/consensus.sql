@@ -1,7 +1,8 @@
 -- fractality: the collective layer
 -- Consensus nodes crystallise when nodes of several users resonate. They hold only aggregates
--- (counts, scores, a label and metadata a majority of the users share); the links say which of a
--- tenant's nodes contributed and are visible to that tenant alone. The centroid is kept apart,
+-- (counts and scores; label and metadata stay empty, since nothing published is computed from a
+-- tenant's label); the links say which of a tenant's nodes contributed, with their similarity to
+-- the seed to one decimal, and are visible to that tenant alone. The centroid is kept apart,
 -- readable by the owner only: with few contributors a centroid and one's own vector give away
 -- the others' (for two unit vectors, u_b = 2 (c . u_a) c - u_a).
 
@@ -24,7 +25,7 @@ CREATE TABLE fractality.consensus_nodes (
 );
 
 COMMENT ON TABLE fractality.consensus_nodes IS
-    'Collective nodes: contributor count and group resonance of similar nodes held by several users, and what a majority of them share.';
+    'Collective nodes: contributor count and group resonance of similar nodes held by several users (label and metadata stay empty).';
 
 CREATE INDEX consensus_nodes_score ON fractality.consensus_nodes (resonance_score DESC);
 
@@ -51,6 +52,6 @@ CREATE TABLE fractality.consensus_links (
 );
 
 COMMENT ON TABLE fractality.consensus_links IS
-    'Which node contributed to which consensus node, with its similarity to the centroid.';
+    'Which node contributed to which consensus node, with its similarity to the seed (to one decimal).';
 
 CREATE INDEX consensus_links_node ON fractality.consensus_links (node_id);

@@ -93,7 +93,10 @@ END $$;
 
 -- Events not yet rolled into adna_policies: every insert into experience_events (write_events,
 -- INSERT, COPY) adds one row per adna_version_hash of the statement, in the same transaction, so
--- each event is counted exactly once whatever the path and however often the refresh runs.
+-- each insert of an event is counted exactly once whatever the path and however often the
+-- refresh runs. The counts are of executions as they were written: an event deleted later
+-- (retention, archiving, by hand) stays counted, an event deleted and written again counts again,
+-- and an UPDATE of an event's rewards does not change its policy's average.
 CREATE TABLE fractality.policy_reward_inbox (
     adna_version_hash integer NOT NULL,
     events            bigint  NOT NULL,

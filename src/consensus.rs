@@ -200,9 +200,9 @@ fn crystallize_consensus(
 /// The part of crystallize_consensus that sees across tenants: SECURITY DEFINER (sql/resonance.sql)
 /// with a pinned search_path. It acts only for a caller that presents `node`'s stored embedding
 /// of `model` exactly, which only a role that may read the node has (P0002 otherwise), and
-/// returns nothing but the consensus id: counts, group resonance, a label and metadata shared by
-/// a majority of at least three users are what the consensus stores for every tenant to read;
-/// the centroid is the owner's alone.
+/// returns nothing but the consensus id: counts and group resonance (coarse) are what the
+/// consensus stores for every tenant to read, no label and no metadata; the centroid is the
+/// owner's alone.
 #[pg_extern(volatile, strict)]
 fn _crystallize_consensus(
     node: Uuid,

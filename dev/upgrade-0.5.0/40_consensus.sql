@@ -10,4 +10,6 @@ SELECT c.id, c.centroid FROM fractality.consensus_nodes c WHERE c.centroid IS NO
 ALTER TABLE fractality.consensus_nodes DROP COLUMN centroid;
 
 COMMENT ON TABLE fractality.consensus_nodes IS
-    'Collective nodes: contributor count and group resonance of similar nodes held by several users, and what a majority of them share.';
+    'Collective nodes: contributor count and group resonance of similar nodes held by several users (label and metadata stay empty).';
+COMMENT ON TABLE fractality.consensus_links IS
+    'Which node contributed to which consensus node, with its similarity to the seed (to one decimal).';
