@@ -20,7 +20,9 @@ CREATE TRIGGER configuration_store_touch_updated_at
     FOR EACH ROW EXECUTE FUNCTION fractality.touch_updated_at();
 
 -- pg_notify('consciousness_update', {node_id, node_key, user_id, atp, action}) for every insert,
--- update and delete of a node. A bulk load turns it off for its own session or transaction with
+-- update and delete of a node, while fractality.notify is on (off by default: any session of the
+-- database may LISTEN, whatever its role, so a notification would carry one tenant's keys and
+-- energies to every other). A bulk load turns it off for its own session or transaction with
 -- SET [LOCAL] fractality.notify = off.
 CREATE FUNCTION fractality.notify_consciousness_update() RETURNS trigger
 LANGUAGE plpgsql

@@ -11,8 +11,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 static USER_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// `fractality.notify`: whether changes to nodes send `pg_notify('consciousness_update', …)`.
-/// On by default; bulk loads turn it off for their transaction with `SET LOCAL fractality.notify = off`.
-static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Off by default: every session of the database may LISTEN, whatever its role, and a payload
+/// names the tenant, the node's key and its energy; row-level security does not reach it. Turn
+/// it on (`ALTER DATABASE … SET fractality.notify = on`) where every listener may see every
+/// tenant's changes; bulk loads turn it off for their transaction with `SET LOCAL`.
+static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// `fractality.decay_rate`: the fraction of its energy a node keeps per tick, in (0, 1]; 0.95.
 static DECAY_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.95);
@@ -220,7 +223,7 @@ pub fn init() {
     GucRegistry::define_bool_guc(
         c"fractality.notify",
         c"Send consciousness_update notifications for changes to nodes.",
-        c"Turn off (SET LOCAL fractality.notify = off) for bulk loads that should not send one notification per row.",
+        c"Off by default: any session of the database may LISTEN, whatever its role, and a notification names the tenant, the node's key and its energy. Turn it on only where every listener may see every tenant's changes.",
         &NOTIFY,
         GucContext::Userset,
         GucFlags::default(),

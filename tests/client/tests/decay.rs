@@ -30,7 +30,7 @@ fn decay_writes_send_one_summary_notification_not_one_per_row() {
     let user = common::tenant();
     writer.batch_execute("SET fractality.notify = off").unwrap();
     let ids = nodes(&mut writer, user, 25, 0.9, "0");
-    writer.batch_execute("RESET fractality.notify").unwrap();
+    writer.batch_execute("SET fractality.notify = on").unwrap();
 
     let decayed = writer
         .query(

@@ -1,4 +1,5 @@
-//! The consciousness_update notification, received by a real client with LISTEN.
+//! The consciousness_update notification, received by a real client with LISTEN: off by
+//! default (any session may LISTEN, whatever its role), sent while a session turns it on.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 fn node_changes_are_announced_with_their_payload() {
     let mut listener = common::listener();
     let mut writer = common::db();
+    writer.batch_execute("SET fractality.notify = on").unwrap();
     let user = common::tenant();
     let id: uuid::Uuid = writer
         .query_one(
@@ -44,6 +46,7 @@ fn node_changes_are_announced_with_their_payload() {
 fn bulk_loads_can_turn_notifications_off() {
     let mut listener = common::listener();
     let mut writer = common::db();
+    writer.batch_execute("SET fractality.notify = on").unwrap();
     let user = common::tenant();
     let mut tx = writer.transaction().unwrap();
     tx.batch_execute("SET LOCAL fractality.notify = off")
@@ -63,4 +66,62 @@ fn bulk_loads_can_turn_notifications_off() {
         mine, 0,
         "no notification for a bulk load with fractality.notify = off"
     );
+    // the session's own setting is back after the transaction: the next write is announced
+    writer
+        .execute(
+            "INSERT INTO fractality.nodes (user_id, node_key) VALUES ($1, 'after-bulk')",
+            &[&user],
+        )
+        .unwrap();
+    let mine = common::notifications(&mut listener, Duration::from_secs(2))
+        .into_iter()
+        .filter(|p| p["user_id"] == user.to_string())
+        .count();
+    assert_eq!(mine, 1);
+}
+
+/// A tenant's writes send nothing under the default settings, though any role may LISTEN: the
+/// channel is the database's, row-level security does not reach it, and a payload names the
+/// tenant, key and energy.
+#[test]
+fn notifications_are_off_unless_a_session_turns_them_on() {
+    let mut listener = common::app("fr_notify_listener", None);
+    listener
+        .batch_execute("LISTEN consciousness_update")
+        .unwrap();
+    let user = common::tenant();
+    let mut writer = common::app("fr_notify_writer", Some(user));
+    let on: bool = writer
+        .query_one("SELECT fractality.notify_enabled()", &[])
+        .unwrap()
+        .get(0);
+    assert!(!on, "fractality.notify is on by default");
+    // two memories far apart (cosine 0), so that the second is not taken for the first
+    let write = |c: &mut postgres::Client, key: &str, sign: f64| {
+        c.query_one(
+            "SELECT node_id FROM fractality.remember($1, 'a secret of ' || $1,
+                    (array_fill(0.5::float8, ARRAY[192]) || array_fill($2::float8 * 0.5, ARRAY[192]))::vector)",
+            &[&key, &sign],
+        )
+        .unwrap();
+    };
+    write(&mut writer, "quiet", 1.0);
+    let heard = common::notifications(&mut listener, Duration::from_millis(700))
+        .into_iter()
+        .filter(|p| p["user_id"] == user.to_string())
+        .count();
+    assert_eq!(
+        heard, 0,
+        "a tenant's write announced under the default settings"
+    );
+    // turned on, the same write reaches a listener of another role
+    writer.batch_execute("SET fractality.notify = on").unwrap();
+    write(&mut writer, "loud", -1.0);
+    let heard: Vec<serde_json::Value> =
+        common::notifications(&mut listener, Duration::from_secs(2))
+            .into_iter()
+            .filter(|p| p["user_id"] == user.to_string())
+            .collect();
+    assert!(!heard.is_empty());
+    assert!(heard.iter().all(|p| p["node_key"] == "loud"), "{heard:?}");
 }
