@@ -73,7 +73,13 @@ export async function learn(pool, n, seed, gamma = 0.9) {
 
 // `server`: a connection string or a node-postgres config object
 export async function run(server, log = console.log) {
-  const pool = new pg.Pool({ ...(typeof server === 'string' ? { connectionString: server } : server), max: 4 });
+  // the agent prints its tenants' changes live, so its sessions send them (fractality.notify is
+  // off by default: any session of the database may LISTEN)
+  const pool = new pg.Pool({
+    options: '-c fractality.notify=on',
+    ...(typeof server === 'string' ? { connectionString: server } : server),
+    max: 4,
+  });
   const tenants = new Map();  // user id -> name: the listener prints only this session's changes
   const facts = new Map();  // node key -> what the agent was told
   const listener = await pool.connect();

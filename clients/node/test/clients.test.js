@@ -220,7 +220,8 @@ test('consciousness_update notifications arrive with the documented payloads', a
     if (received.length === 4) resolve();
   }));
   await listener.query('LISTEN consciousness_update');
-  const pool = newPool(undefined, 2);
+  // off by default (any session may LISTEN): the writers turn it on
+  const pool = new pg.Pool({ ...config(DB), max: 2, options: '-c fractality.notify=on' });
   const user = randomUUID();
   try {
     const nodeId = await withTenant(pool, user, (c) =>

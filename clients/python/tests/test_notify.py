@@ -16,7 +16,9 @@ from memory import Memory, tenant
 def test_memory_changes_are_announced_with_their_payload(db):
     user = uuid.uuid4()
     with psycopg.connect(db, autocommit=True) as listener, \
-         ConnectionPool(db, min_size=1, max_size=2, kwargs={"autocommit": True},
+         ConnectionPool(db, min_size=1, max_size=2,
+                        # off by default (any session may LISTEN): the writers turn it on
+                        kwargs={"autocommit": True, "options": "-c fractality.notify=on"},
                         configure=register_vector, open=True) as pool:
         listener.execute("LISTEN consciousness_update")
         # five transactions: remember, told again, a night, reinforce, forget
@@ -48,7 +50,8 @@ def test_memory_changes_are_announced_with_their_payload(db):
 
 def test_the_insert_payload(db):
     user = uuid.uuid4()
-    with psycopg.connect(db, autocommit=True) as listener, psycopg.connect(db, autocommit=True) as writer:
+    with psycopg.connect(db, autocommit=True) as listener, \
+         psycopg.connect(db, autocommit=True, options="-c fractality.notify=on") as writer:
         listener.execute("LISTEN consciousness_update")
         writer.execute("SELECT set_config('fractality.user_id', %s, false)", (str(user),))
         node_id = writer.execute("SELECT fractality.upsert_node('spark', 'a spark', '{}', 0.75)").fetchone()[0]
