@@ -152,10 +152,12 @@ SELECT p.step, n.node_key, n.atp, round(p.cost::numeric, 3) AS cost
          (SELECT id FROM fractality.nodes WHERE user_id = fractality.current_user_id() AND node_key = 'reward-shaping-2')) p
   JOIN fractality.nodes n ON n.id = p.node_id ORDER BY p.step;
 
-\echo '== live updates: LISTEN consciousness_update, then upsert a node =='
+\echo '== live updates (off by default: any session may LISTEN): SET fractality.notify = on, LISTEN, upsert a node =='
+SET fractality.notify = on;
 LISTEN consciousness_update;
 SELECT fractality.upsert_node('insight-1', 'A new insight', '{"description": "resonance across minds"}', 0.8) IS NOT NULL AS upserted;
 UNLISTEN consciousness_update;
+RESET fractality.notify;
 RESET fractality.user_id;
 
 \echo '== retention: keep a day of events hot; run_maintenance archives the rest, still readable, and out of the replay buffer =='
