@@ -369,6 +369,57 @@ mod tests {
         );
     }
 
+    /// Rows spread over 30 months the partitions do not cover: one call makes the partitions of
+    /// the 24 nearest the current month, the next call the other 6; no row is lost or moved twice.
+    #[pg_test]
+    fn ensure_partitions_takes_at_most_24_months_a_call() {
+        serial();
+        Spi::run(
+            "SET LOCAL fractality.notify = off;
+             INSERT INTO fractality.nodes (id, user_id, node_key, label) VALUES
+                 ('00000000-0000-0000-0000-0000000000c3', '11111111-1111-1111-1111-111111111111', 'far', 'F');
+             INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
+             SELECT now() + g * interval '1 year', '00000000-0000-0000-0000-0000000000c3',
+                    '11111111-1111-1111-1111-111111111111', g / 100.0
+               FROM generate_series(1, 30) g;
+             SELECT fractality.write_events((SELECT jsonb_agg(jsonb_build_object(
+                 'event_id', 'e1' || lpad(to_hex(g), 30, '0'),
+                 'timestamp', fractality.epoch_us(now() + g * interval '1 year'),
+                 'episode_id', g, 'step_number', 0, 'event_type', 1, 'flags', 0,
+                 'state_l1', 0, 'state_l2', 0, 'state_l3', 0, 'state_l4', 0, 'state_l5', 0,
+                 'state_l6', 0, 'state_l7', 0, 'state_l8', 0, 'action_l1', 0, 'action_l2', 0,
+                 'action_l3', 0, 'action_l4', 0, 'action_l5', 0, 'action_l6', 0, 'action_l7', 0,
+                 'action_l8', 0, 'adna_version_hash', 1, 'sequence_number', g))
+               FROM generate_series(1, 30) g));",
+        )
+        .unwrap();
+        let in_default = || -> (i64, i64) {
+            (
+                one("SELECT count(*) FROM fractality.consciousness_streams_default"),
+                one("SELECT count(*) FROM fractality.experience_events_default"),
+            )
+        };
+        assert_eq!(in_default(), (30, 30));
+        let first: i32 = one("SELECT fractality.ensure_partitions(0)");
+        assert!((48..=50).contains(&first), "{first}");
+        assert_eq!(in_default(), (6, 6));
+        // the 24 nearest went first: what is left is the farthest
+        assert!(one::<bool>(
+            "SELECT bool_and(time > now() + interval '24 years') FROM fractality.consciousness_streams_default"
+        ));
+        assert_eq!(one::<i32>("SELECT fractality.ensure_partitions(0)"), 12);
+        assert_eq!(in_default(), (0, 0));
+        assert_eq!(
+            one::<i64>(
+                "SELECT (SELECT count(*) FROM fractality.consciousness_streams s
+                          WHERE s.node_id = '00000000-0000-0000-0000-0000000000c3')
+                      + (SELECT count(*) FROM fractality.experience_events e
+                          WHERE e.\"timestamp\" > fractality.epoch_us(now()))"
+            ),
+            60
+        );
+    }
+
     /// History imported after install: events and stream points of past months without a
     /// partition land in the default partitions; ensure_partitions moves them into monthly
     /// partitions (metadata untouched), so that archiving then moves whole partitions. A month

@@ -592,7 +592,11 @@ END $$;
 -- into them as pg_partman's partition_data does; so that archiving and retention move whole
 -- partitions whatever the date. The one exception: events of a month the cold tier already
 -- holds (late events of an archived month) stay in the default partition, and the next archiving
--- run moves them into the cold tier. Returns how many partitions it created.
+-- run moves them into the cold tier. Of the months the default partitions caught, one call takes
+-- at most 24 a table, those nearest the current month first, and leaves the rest (still read
+-- where they are) to the next call: a writer of rows spread over centuries cannot make one call
+-- create thousands of partitions and fail on its locks, which would stop run_maintenance for
+-- every tenant. Returns how many partitions it created.
 CREATE FUNCTION fractality.ensure_partitions(ahead integer DEFAULT 3) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -622,18 +626,30 @@ BEGIN
     LOCK TABLE fractality.consciousness_streams, fractality.experience_events IN ACCESS SHARE MODE;
     FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
              UNION
-             SELECT DISTINCT date_trunc('month', s.time AT TIME ZONE 'UTC')::date
-               FROM fractality.consciousness_streams_default s
-              WHERE s.time >= '0001-01-01 00:00+00' AND s.time < '9999-12-01 00:00+00'
+             (SELECT d.m
+                FROM (SELECT DISTINCT date_trunc('month', s.time AT TIME ZONE 'UTC')::date AS m
+                        FROM fractality.consciousness_streams_default s
+                       WHERE s.time >= '0001-01-01 00:00+00' AND s.time < '9999-12-01 00:00+00') d
+               ORDER BY abs(d.m - this_month), d.m
+               LIMIT 24)
              ORDER BY 1
     LOOP
         created := created + fractality._ensure_month_partition('fractality.consciousness_streams', m)::integer;
     END LOOP;
     FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
              UNION
-             SELECT DISTINCT date_trunc('month', fractality._us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date
-               FROM fractality.experience_events_default e
-              WHERE e."timestamp" < 253399622400000000  -- 9999-12-01: the names have four-digit years
+             (SELECT d.m
+                FROM (SELECT DISTINCT date_trunc('month', fractality._us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date AS m
+                        FROM fractality.experience_events_default e
+                       WHERE e."timestamp" < 253399622400000000) d  -- 9999-12-01: the names have four-digit years
+               -- a month the cold tier holds stays in the default partition (below): no place here
+               WHERE NOT EXISTS (
+                     SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
+                      WHERE a.lo IS NOT NULL
+                        AND a.lo::bigint < fractality.epoch_us((d.m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
+                        AND a.hi::bigint > fractality.epoch_us(d.m::timestamp AT TIME ZONE 'UTC'))
+               ORDER BY abs(d.m - this_month), d.m
+               LIMIT 24)
              ORDER BY 1
     LOOP
         CONTINUE WHEN EXISTS (
