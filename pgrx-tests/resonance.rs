@@ -695,6 +695,8 @@ mod tests {
         for (sql, expected) in [
             ("SELECT fractality.register_model('default', 9)", "22023 model 'default' has 384 dimensions and holds embeddings: it cannot change to 9"),
             ("SELECT fractality.register_model('Bad-Name', 9)", "22023 invalid value for model: 'Bad-Name'"),
+            // the name of another model's index on partition p00
+            ("SELECT fractality.register_model('p00_x', 9)", "22023 invalid value for model: 'p00_x'"),
             ("SELECT fractality.register_model('big', 4001)", "22023 invalid value for dims: 4001"),
             ("SELECT fractality.register_model('small', 0)", "22023 invalid value for dims: 0"),
             ("SELECT fractality.register_model(NULL, 3)", "22004 register_model: model must not be NULL"),

@@ -906,6 +906,13 @@ BEGIN
             MESSAGE = format('invalid value for model: %L', model),
             HINT = 'A model name is a plain identifier: lower-case letters, digits and underscores, starting with a letter, at most 32 characters (e.g. ''text_embedding_3_small'').';
     END IF;
+    IF model ~ '^p[0-9]+_' THEN
+        -- model m's index on partition p00 is node_embeddings_p00_m_hnsw, which is also the name
+        -- of the whole-table index of a model 'p00_m'
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for model: %L', model),
+            HINT = 'Names of the form p<digits>_... are taken by the indexes of other models on the partitions of node_embeddings (node_embeddings_p00_<model>_hnsw); choose another.';
+    END IF;
     IF dims < 1 OR dims > 4000 THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid value for dims: %s', dims),
