@@ -223,6 +223,8 @@ fn concurrent_upserts_of_one_key_make_one_node() {
 fn upsert_node_announces_insert_then_update() {
     let mut listener = common::listener();
     let mut writer = common::db();
+    // off by default (any session may LISTEN): this writer turns it on
+    writer.batch_execute("SET fractality.notify = on").unwrap();
     let user = common::tenant();
     common::set_tenant(&mut writer, user);
     let id: Uuid = writer
