@@ -85,8 +85,9 @@ pg_psql() {
 install_extension() {
     local profile=("$@") lock=()
     [ -n "${FRACTALITY_PG_LOCKED:-}" ] || lock=(flock /tmp/fractality-pg.lock)
-    (cd "$ROOT" && "${lock[@]}" cargo pgrx install --pg-config "$PG_CONFIG" "${profile[@]}" 2>&1 \
-        | grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)' \
-        | grep -E 'Installing|Finished|error|warning' || true)
+    # a build that fails stops here: the library of an earlier build must not pass for this one
+    (cd "$ROOT" && set -o pipefail && "${lock[@]}" cargo pgrx install --pg-config "$PG_CONFIG" "${profile[@]}" 2>&1 \
+        | { grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)' || true; } \
+        | { grep -E 'Installing|Finished|error|warning|-->' || true; })
     test -f "$($PG_CONFIG --pkglibdir)/fractality.so"
 }

@@ -47,7 +47,8 @@ fi
 
 # 2. pgvector from Debian's source package ----------------------------------------------------
 pg_sharedir="$($PG_CONFIG --sharedir)"
-if [ ! -f "$pg_sharedir/extension/vector--${PGVECTOR_VERSION}.sql" ]; then
+vector_installed=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$pg_sharedir/extension/vector.control" 2>/dev/null || true)
+if [ -z "$vector_installed" ] || dpkg --compare-versions "$vector_installed" lt "$PGVECTOR_VERSION"; then
     log "building pgvector ${PGVECTOR_VERSION} from Debian's source package"
     src_list=/etc/apt/sources.list.d/fractality-trixie-src.sources
     if [ ! -f "$src_list" ]; then
@@ -69,11 +70,14 @@ EOF
         apt-get update -qq
     fi
     build=$(mktemp -d)
-    chmod 755 "$build"   # apt-get source downloads as _apt
+    chown _apt "$build" 2>/dev/null || true   # apt-get source downloads as _apt where it may
+    # the source version of PGVECTOR_VERSION (apt-get source takes an exact version, no pattern);
+    # the newest there is if the archive no longer has it
+    version=$(apt-cache showsrc pgvector 2>/dev/null | sed -n 's/^Version: //p' \
+                  | { grep -F "${PGVECTOR_VERSION}-" || true; } | sort -V | tail -n 1)
     (
         cd "$build"
-        apt-get source -qq --download-only "pgvector=${PGVECTOR_VERSION}*" >/dev/null 2>&1 \
-            || apt-get source -qq --download-only pgvector >/dev/null
+        apt-get source -qq --download-only "pgvector${version:+=$version}" >/dev/null
         tarball=$(ls pgvector_*.orig.tar.* | head -n 1)
         mkdir src && tar -xf "$tarball" -C src --strip-components=1
         cd src
@@ -81,12 +85,23 @@ EOF
         make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
     )
     rm -rf "$build"
+    # the source entry was for this build only: later apt-get updates need not fetch its index
+    rm -f "$src_list"
 else
-    log "pgvector ${PGVECTOR_VERSION} present"
+    log "pgvector ${vector_installed} present"
 fi
 
 # 3. cargo-pgrx --------------------------------------------------------------------------------
 export PATH="$HOME/.cargo/bin:$PATH"
+# the Rust toolchain is the machine's (rustup's stable): checked here, not installed
+no_rust=()
+for t in rustc cargo "cargo fmt" "cargo clippy"; do
+    $t --version >/dev/null 2>&1 || no_rust+=("$t")
+done
+if [ ${#no_rust[@]} -gt 0 ]; then
+    echo "setup.sh: a Rust toolchain (stable, with rustfmt and clippy) is needed; not found: ${no_rust[*]}" >&2
+    exit 1
+fi
 if ! cargo pgrx --version 2>/dev/null | grep -q " ${PGRX_VERSION}\$"; then
     log "installing cargo-pgrx ${PGRX_VERSION} (a few minutes)"
     cargo install cargo-pgrx --version "${PGRX_VERSION}" --locked --quiet
