@@ -57,9 +57,14 @@ macro_rules! query {
 }
 pub(crate) use query;
 
+/// Kept plans of one query text, by its parameters' types: a type looked up at run time
+/// (pgvector's `vector`) gets a new OID when its extension is made again, and a plan kept with
+/// the old one would fail on every run ("cache lookup failed for type") until the session ends.
+type PlansOf = Vec<(Vec<pg_sys::Oid>, usize)>;
+
 thread_local! {
-    /// Kept plans by query text.
-    static PLANS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
+    /// Kept plans by query text and parameter types.
+    static PLANS: RefCell<HashMap<String, PlansOf>> = RefCell::new(HashMap::new());
 }
 
 /// Whether the relation `fractality.<name>` exists (two syscache lookups, no query): how the
@@ -80,7 +85,15 @@ pub fn connect<R>(f: impl FnOnce() -> R) -> R {
 
 /// The kept plan of `q`: a generic plan, one for every run, made on first use.
 fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
-    if let Some(p) = PLANS.with(|plans| plans.borrow().get(q.text).copied()) {
+    let found = PLANS.with(|plans| {
+        plans
+            .borrow()
+            .get(q.text)?
+            .iter()
+            .find(|(types, _)| types.as_slice() == q.types)
+            .map(|(_, p)| *p)
+    });
+    if let Some(p) = found {
         return Ok(p as pg_sys::SPIPlanPtr);
     }
     let text = c_text(q)?;
@@ -94,7 +107,13 @@ fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
             pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
         )
     })?;
-    PLANS.with(|plans| plans.borrow_mut().insert(q.text.to_string(), plan as usize));
+    PLANS.with(|plans| {
+        plans
+            .borrow_mut()
+            .entry(q.text.to_string())
+            .or_default()
+            .push((q.types.to_vec(), plan as usize))
+    });
     Ok(plan)
 }
 

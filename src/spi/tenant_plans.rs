@@ -108,7 +108,7 @@ fn tenant_plan(q: &Query<'_>, tenant: Uuid) -> Result<pg_sys::SPIPlanPtr, Fracta
         let mut b = b.borrow_mut();
         let i = b
             .iter()
-            .position(|p| p.hook.tenant == tenant && p.text == q.text)?;
+            .position(|p| p.hook.tenant == tenant && p.text == q.text && p.hook.types == q.types)?;
         let p = b.remove(i);
         let plan = p.plan;
         b.push(p);

@@ -188,3 +188,60 @@ fn stream_points_are_routed_to_monthly_partitions() {
         "this month and next month are separate partitions"
     );
 }
+
+/// A session that searched before the extensions were dropped and made again (pgvector's type
+/// then has a new OID) searches afterwards as a new session does: its kept plans are keyed by
+/// their parameters' types too, not by their text alone.
+#[test]
+fn a_session_searches_on_after_the_extensions_are_made_again() {
+    use postgres::{Client, NoTls};
+    let db = "fractality_reinstall";
+    let url = |name: &str| {
+        let base: Vec<String> = common::admin_url()
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("dbname="))
+            .map(str::to_string)
+            .collect();
+        format!("{} dbname={name}", base.join(" "))
+    };
+    let mut admin = Client::connect(&common::admin_url(), NoTls).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    let mut other = Client::connect(&url(db), NoTls).unwrap();
+    other
+        .batch_execute("CREATE EXTENSION fractality CASCADE")
+        .unwrap();
+    let mut a = Client::connect(&url(db), NoTls).unwrap();
+    let user = common::tenant();
+    common::set_tenant(&mut a, user);
+    let recall =
+        "SELECT count(*) FROM fractality.recall(array_fill(0.5::real, ARRAY[384])::vector, 5)";
+    let remember = "SELECT count(*) FROM fractality.remember(NULL, 'the sea is salty', array_fill(0.5::real, ARRAY[384])::vector)";
+    a.query_one(remember, &[]).unwrap();
+    assert_eq!(a.query_one(recall, &[]).unwrap().get::<_, i64>(0), 1);
+    let old: u32 = a
+        .query_one("SELECT 'vector'::regtype::oid", &[])
+        .unwrap()
+        .get(0);
+    other
+        .batch_execute(
+            "DROP EXTENSION fractality CASCADE; DROP EXTENSION vector; CREATE EXTENSION fractality CASCADE",
+        )
+        .unwrap();
+    let new: u32 = a
+        .query_one("SELECT 'vector'::regtype::oid", &[])
+        .unwrap()
+        .get(0);
+    assert_ne!(old, new, "pgvector's type was made again");
+    a.query_one(remember, &[]).unwrap();
+    assert_eq!(a.query_one(recall, &[]).unwrap().get::<_, i64>(0), 1);
+    drop(a);
+    drop(other);
+    admin
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .unwrap();
+}
