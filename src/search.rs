@@ -14,7 +14,10 @@
 //!
 //! The index paths read in distance order, in batches, until the caller has what it needs; the
 //! tenant's staged rows (remember_many's, not in the index yet) are read exactly at the start
-//! and merged into that order.
+//! and merged into that order. Should the shared index end before the caller has what it needs
+//! and before the tenant's rows are all read (pgvector's iterative scan stops silently after
+//! `hnsw.max_scan_tuples` tuples, which a small tenant of a crowded partition can reach), the
+//! rest of the tenant is read exactly and the search goes on with it.
 //!
 //! Either way the distances are pgvector's, computed in full precision where the rows are (only
 //! ids and distances come back, never the vectors), so both paths report the same numbers;
@@ -171,6 +174,26 @@ pub struct TenantScan {
     cursor: Option<Cursor>,
     /// The size of the next batch.
     batch: usize,
+    /// On the shared index's path, what the rest of the tenant is read with should the index end
+    /// before it ([`TenantScan::rest_of_tenant`]).
+    rest: Option<Rest>,
+}
+
+/// A search through the partition's shared index, for reading the rest of the tenant exactly
+/// when the index ends early: pgvector's iterative scan ends silently once it has visited
+/// `hnsw.max_scan_tuples` tuples (or used its memory), which a tenant with a small share of a
+/// crowded partition can reach before its own rows are all read.
+struct Rest {
+    model: Model,
+    tenant: Uuid,
+    query: Vec<f32>,
+    read_only: bool,
+    /// The nodes returned so far (index and staged rows).
+    returned: std::collections::HashSet<Uuid>,
+    /// Rows the cursor gave in all.
+    fetched: usize,
+    /// The cursor gave a short batch: it has ended.
+    ended: bool,
 }
 
 impl TenantScan {
@@ -213,6 +236,7 @@ impl TenantScan {
                 exact: exact_hits(&q, tenant, model, arg, read_only)?,
                 cursor: None,
                 batch,
+                rest: None,
             });
         }
         let staged = Query {
@@ -255,6 +279,15 @@ impl TenantScan {
             exact: staged,
             cursor: Some(cursor),
             batch: batch.max(ef_search()),
+            rest: (!own_graph).then(|| Rest {
+                model: model.clone(),
+                tenant,
+                query: query.to_vec(),
+                read_only,
+                returned: Default::default(),
+                fetched: 0,
+                ended: false,
+            }),
         })
     }
 
@@ -271,6 +304,9 @@ impl TenantScan {
     /// The next hits in order, none at the end: as many as the caller asked for at first (on
     /// the index path at least [`ef_search`]), then twice as many each time (up to 256).
     pub fn next_batch(&mut self) -> Result<Vec<Hit>, FractalityError> {
+        if self.rest.as_ref().is_some_and(|r| r.ended) {
+            self.rest_of_tenant()?;
+        }
         let n = self.batch;
         self.batch = (self.batch * 2).min(FETCH);
         let Some(cursor) = self.cursor.as_mut() else {
@@ -280,6 +316,10 @@ impl TenantScan {
             (r.get::<Uuid>(1), r.get::<f64>(2), r.get::<f64>(3))
         });
         let fetched = rows.len();
+        if let Some(rest) = self.rest.as_mut() {
+            rest.fetched += fetched;
+            rest.ended = fetched < n;
+        }
         let mut hits: Vec<Hit> = rows
             .into_iter()
             .filter_map(|(id, exact, order)| hit(id, exact, Some(order)))
@@ -301,7 +341,43 @@ impl TenantScan {
         if hits.len() > before {
             hits.sort_by(best_first);
         }
+        if let Some(rest) = self.rest.as_mut() {
+            rest.returned.extend(hits.iter().map(|h| h.node_id));
+            if hits.is_empty() && rest.ended {
+                // an empty batch is the end to the caller: the rest now
+                self.rest_of_tenant()?;
+                return Ok(self.exact.by_ref().take(n).collect());
+            }
+        }
         Ok(hits)
+    }
+
+    /// After the shared index ended: unless it ended at [`MAX_ROWS`] or had given every row of
+    /// the tenant, the tenant's rows it did not give, read exactly, best first, are what the
+    /// search goes on with.
+    fn rest_of_tenant(&mut self) -> Result<(), FractalityError> {
+        let Some(rest) = self.rest.take() else {
+            return Ok(());
+        };
+        self.cursor = None;
+        self.exact = Vec::new().into_iter().peekable();
+        let seen = rest.returned.len() as i64;
+        if rest.fetched as i64 >= MAX_ROWS
+            || tenant_size(&rest.model, rest.tenant, seen + 1, rest.read_only)? <= seen
+        {
+            return Ok(());
+        }
+        let arg: DatumWithOid = Vector::from_slice(&rest.query)?.into();
+        let q = Query {
+            name: "tenant_embeddings",
+            text: TENANT_EMBEDDINGS,
+            types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, arg.oid()],
+        };
+        let hits: Vec<Hit> = exact_hits(&q, rest.tenant, &rest.model, arg, rest.read_only)?
+            .filter(|h| !rest.returned.contains(&h.node_id))
+            .collect();
+        self.exact = hits.into_iter().peekable();
+        Ok(())
     }
 }
 

@@ -231,3 +231,84 @@ fn a_consensus_per_seed_and_model() {
         ]
     );
 }
+
+/// A tenant with a small share of a crowded partition, searched through the partition's shared
+/// index: pgvector's iterative scan ends once it has visited `hnsw.max_scan_tuples` (100 000)
+/// tuples, here all other tenants' and nearer; the search then reads the rest of the tenant
+/// exactly, so recall and find_resonant return what the exact path returns.
+#[test]
+fn a_search_the_shared_index_ends_early_reads_the_rest_of_the_tenant() {
+    use postgres::NoTls;
+    let db = "fractality_crowded";
+    let url = |name: &str| {
+        let base: Vec<String> = common::admin_url()
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("dbname="))
+            .map(str::to_string)
+            .collect();
+        format!("{} dbname={name}", base.join(" "))
+    };
+    let mut admin = Client::connect(&common::admin_url(), NoTls).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    let mut c = Client::connect(&url(db), NoTls).unwrap();
+    let t = common::tenant();
+    // one partition: every tenant shares it; 120 000 embeddings of ten other tenants near the
+    // query [1, 0, 0, 0], then 200 of tenant t on the far side
+    c.batch_execute(&format!(
+        "SET fractality.embedding_partitions = 1;
+         CREATE EXTENSION fractality CASCADE;
+         SELECT fractality.register_model('tiny', 4);
+         SELECT count(*) FROM fractality.drop_model_index('tiny');
+         INSERT INTO fractality.nodes (user_id, node_key)
+         SELECT ('00000000-0000-4000-8000-00000000000' || (g % 10))::uuid, 'o-' || g
+           FROM generate_series(1, 120000) g;
+         INSERT INTO fractality.nodes (user_id, node_key)
+         SELECT '{t}', 't-' || g FROM generate_series(1, 200) g;
+         INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding)
+         SELECT n.user_id, n.id, 'tiny',
+                CASE WHEN n.user_id = '{t}'
+                     THEN format('[-1, %s, %s, 0.5]', (g % 17) / 100.0, (g % 13) / 100.0)
+                     ELSE format('[1, %s, %s, 0.5]', (g % 97) / 100.0, (g % 89) / 100.0) END::vector
+           FROM (SELECT n.*, row_number() OVER () AS g FROM fractality.nodes n) n;
+         SELECT count(*) FROM fractality.build_model_index('tiny');
+         ANALYZE fractality.node_embeddings;
+         SELECT set_config('fractality.user_id', '{t}', false);"
+    ))
+    .unwrap();
+    let query = "'[1, 0, 0, 0]'::vector";
+    let counts = |c: &mut Client| -> (i64, i64) {
+        let recall: i64 = c
+            .query_one(
+                &format!("SELECT count(*) FROM fractality.recall({query}, 200, model => 'tiny', min_similarity => -1)"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let resonant: i64 = c
+            .query_one(
+                "SELECT count(*) FROM fractality.nodes n, fractality.find_resonant(n.id, -1, 500, 'tiny')
+                  WHERE n.node_key = 't-1' AND n.user_id = fractality.current_user_id()",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (recall, resonant)
+    };
+    c.batch_execute("SET fractality.exact_scan_limit = 0")
+        .unwrap();
+    let (recall, resonant) = counts(&mut c);
+    c.batch_execute("SET fractality.exact_scan_limit = 1000000")
+        .unwrap();
+    let exact = counts(&mut c);
+    assert_eq!(exact, (200, 199), "the exact path");
+    assert_eq!((recall, resonant), exact, "through the shared index");
+    drop(c);
+    admin
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .unwrap();
+}
