@@ -238,31 +238,16 @@ fn a_consensus_per_seed_and_model() {
 /// exactly, so recall and find_resonant return what the exact path returns.
 #[test]
 fn a_search_the_shared_index_ends_early_reads_the_rest_of_the_tenant() {
-    use postgres::NoTls;
     let db = "fractality_crowded";
-    let url = |name: &str| {
-        let base: Vec<String> = common::admin_url()
-            .split_whitespace()
-            .filter(|kv| !kv.starts_with("dbname="))
-            .map(str::to_string)
-            .collect();
-        format!("{} dbname={name}", base.join(" "))
-    };
-    let mut admin = Client::connect(&common::admin_url(), NoTls).unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .unwrap();
-    let mut c = Client::connect(&url(db), NoTls).unwrap();
     let t = common::tenant();
     // one partition: every tenant shares it; 120 000 embeddings of ten other tenants near the
     // query [1, 0, 0, 0], then 200 of tenant t on the far side
+    let mut c = common::fresh_db(
+        db,
+        "SET fractality.embedding_partitions = 1; CREATE EXTENSION fractality CASCADE",
+    );
     c.batch_execute(&format!(
-        "SET fractality.embedding_partitions = 1;
-         CREATE EXTENSION fractality CASCADE;
-         SELECT fractality.register_model('tiny', 4);
+        "SELECT fractality.register_model('tiny', 4);
          SELECT count(*) FROM fractality.drop_model_index('tiny');
          INSERT INTO fractality.nodes (user_id, node_key)
          SELECT ('00000000-0000-4000-8000-00000000000' || (g % 10))::uuid, 'o-' || g
@@ -308,7 +293,5 @@ fn a_search_the_shared_index_ends_early_reads_the_rest_of_the_tenant() {
     assert_eq!(exact, (200, 199), "the exact path");
     assert_eq!((recall, resonant), exact, "through the shared index");
     drop(c);
-    admin
-        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .unwrap();
+    common::drop_db(db);
 }

@@ -196,26 +196,8 @@ fn stream_points_are_routed_to_monthly_partitions() {
 fn a_session_searches_on_after_the_extensions_are_made_again() {
     use postgres::{Client, NoTls};
     let db = "fractality_reinstall";
-    let url = |name: &str| {
-        let base: Vec<String> = common::admin_url()
-            .split_whitespace()
-            .filter(|kv| !kv.starts_with("dbname="))
-            .map(str::to_string)
-            .collect();
-        format!("{} dbname={name}", base.join(" "))
-    };
-    let mut admin = Client::connect(&common::admin_url(), NoTls).unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .unwrap();
-    let mut other = Client::connect(&url(db), NoTls).unwrap();
-    other
-        .batch_execute("CREATE EXTENSION fractality CASCADE")
-        .unwrap();
-    let mut a = Client::connect(&url(db), NoTls).unwrap();
+    let mut other = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    let mut a = Client::connect(&common::url_of(db), NoTls).unwrap();
     let user = common::tenant();
     common::set_tenant(&mut a, user);
     let recall =
@@ -241,7 +223,5 @@ fn a_session_searches_on_after_the_extensions_are_made_again() {
     assert_eq!(a.query_one(recall, &[]).unwrap().get::<_, i64>(0), 1);
     drop(a);
     drop(other);
-    admin
-        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .unwrap();
+    common::drop_db(db);
 }

@@ -8,33 +8,9 @@
 mod common;
 mod reliability;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
-
-fn url(db: &str) -> String {
-    let mut parts: Vec<String> = common::admin_url()
-        .split_whitespace()
-        .filter(|kv| !kv.starts_with("dbname="))
-        .map(str::to_string)
-        .collect();
-    parts.push(format!("dbname={db}"));
-    parts.join(" ")
-}
-
-/// A fresh database `name` with `create` run in it.
-fn fresh_db(name: &str, create: &str) -> Client {
-    let mut admin = Client::connect(&common::admin_url(), NoTls).expect("connect");
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let mut c = Client::connect(&url(name), NoTls).unwrap();
-    c.batch_execute(create).unwrap();
-    c
-}
 
 /// Every object of schema fractality as one line each: relations with their options, columns,
 /// constraints, indexes, policies, triggers, views, functions and aggregates (full definition),
@@ -267,7 +243,7 @@ fn upgrade_from(previous: &str) {
         format!("fractality_upgrade_old_{tag}"),
         format!("fractality_upgrade_new_{tag}"),
     );
-    let mut old = fresh_db(
+    let mut old = common::fresh_db(
         &old_db,
         &format!("CREATE EXTENSION fractality VERSION '{previous}' CASCADE"),
     );
@@ -402,7 +378,7 @@ fn upgrade_from(previous: &str) {
     // the upgraded schema is the fresh one, object for object; the monthly partitions the old
     // install script made (this month's and the next) are ordinary tables now, as
     // ensure_partitions makes them in a fresh install
-    let mut new = fresh_db(
+    let mut new = common::fresh_db(
         &new_db,
         "CREATE EXTENSION fractality CASCADE; SELECT fractality.ensure_partitions(1);",
     );
@@ -435,10 +411,7 @@ fn upgrade_from(previous: &str) {
     ));
     drop(old);
     drop(new);
-    let mut admin = Client::connect(&common::admin_url(), NoTls).unwrap();
     for db in [&old_db, &new_db] {
-        admin
-            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-            .unwrap();
+        common::drop_db(db);
     }
 }

@@ -53,6 +53,34 @@ pub fn db() -> Client {
     Client::connect(&url_for(DB, "postgres"), NoTls).expect("connect to the test database")
 }
 
+/// The connection string of database `name` on the test server, as its superuser.
+pub fn url_of(name: &str) -> String {
+    url_for(name, "postgres")
+}
+
+/// A database of one test's own, `name`, made afresh, with `create` run in it; a superuser
+/// connection to it. [`drop_db`] drops it.
+pub fn fresh_db(name: &str, create: &str) -> Client {
+    let mut admin = Client::connect(&admin_url(), NoTls).expect("connect to the test server");
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let mut c = Client::connect(&url_of(name), NoTls).unwrap();
+    c.batch_execute(create).unwrap();
+    c
+}
+
+/// Drops database `name` (a [`fresh_db`]), whoever is still connected to it.
+pub fn drop_db(name: &str) {
+    let mut admin = Client::connect(&admin_url(), NoTls).expect("connect to the test server");
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+}
+
 /// A connection as `role` (a LOGIN role; the server trusts local connections).
 pub fn connect_as(role: &str) -> Client {
     Client::connect(&url_for(DB, role), NoTls).expect("connect as role")
