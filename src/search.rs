@@ -175,7 +175,7 @@ pub struct TenantScan {
     /// The size of the next batch.
     batch: usize,
     /// On the shared index's path, what the rest of the tenant is read with should the index end
-    /// before it ([`TenantScan::rest_of_tenant`]).
+    /// before it ([`TenantScan::ended_early`]).
     rest: Option<Rest>,
 }
 
@@ -190,10 +190,10 @@ struct Rest {
     read_only: bool,
     /// The nodes returned so far (index and staged rows).
     returned: std::collections::HashSet<Uuid>,
+    /// Rows read: the cursor's and the staged ones, zero vectors included.
+    read: usize,
     /// Rows the cursor gave in all.
     fetched: usize,
-    /// The cursor gave a short batch: it has ended.
-    ended: bool,
 }
 
 impl TenantScan {
@@ -244,8 +244,8 @@ impl TenantScan {
             text: TENANT_STAGED,
             types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, voi],
         };
-        let staged = if shape.staged {
-            exact_hits(
+        let (staged, staged_rows) = if shape.staged {
+            exact_rows(
                 &staged,
                 tenant,
                 model,
@@ -253,8 +253,9 @@ impl TenantScan {
                 read_only,
             )?
         } else {
-            Vec::new().into_iter().peekable()
+            (Vec::new(), 0)
         };
+        let staged = staged.into_iter().peekable();
         let text = nearest_sql(model);
         let q = Query {
             name: "tenant_nearest",
@@ -285,8 +286,8 @@ impl TenantScan {
                 query: query.to_vec(),
                 read_only,
                 returned: Default::default(),
+                read: staged_rows,
                 fetched: 0,
-                ended: false,
             }),
         })
     }
@@ -304,9 +305,6 @@ impl TenantScan {
     /// The next hits in order, none at the end: as many as the caller asked for at first (on
     /// the index path at least [`ef_search`]), then twice as many each time (up to 256).
     pub fn next_batch(&mut self) -> Result<Vec<Hit>, FractalityError> {
-        if self.rest.as_ref().is_some_and(|r| r.ended) {
-            self.rest_of_tenant()?;
-        }
         let n = self.batch;
         self.batch = (self.batch * 2).min(FETCH);
         let Some(cursor) = self.cursor.as_mut() else {
@@ -316,22 +314,39 @@ impl TenantScan {
             (r.get::<Uuid>(1), r.get::<f64>(2), r.get::<f64>(3))
         });
         let fetched = rows.len();
+        let ended = fetched < n;
         if let Some(rest) = self.rest.as_mut() {
             rest.fetched += fetched;
-            rest.ended = fetched < n;
+            rest.read += fetched;
         }
         let mut hits: Vec<Hit> = rows
             .into_iter()
             .filter_map(|(id, exact, order)| hit(id, exact, Some(order)))
             .collect();
-        if fetched > 0 && hits.is_empty() {
+        if ended && self.ended_early()? {
+            // pgvector stopped before the tenant's end: this batch and every row of the tenant
+            // not returned yet (the staged ones among them), read exactly, go on in order
+            let rest = self.rest.take().expect("ended_early needs it");
+            let in_batch: std::collections::HashSet<Uuid> =
+                hits.iter().map(|h| h.node_id).collect();
+            hits.extend(
+                rest.exact_remainder()?
+                    .into_iter()
+                    .filter(|h| !in_batch.contains(&h.node_id)),
+            );
+            hits.sort_by(best_first);
+            self.cursor = None;
+            self.exact = hits.into_iter().peekable();
+            return Ok(self.exact.by_ref().take(n).collect());
+        }
+        if !ended && hits.is_empty() {
             // only zero vectors in this batch: go on with the next one
             return self.next_batch();
         }
         // the staged rows as near as the batch's last (every one left once the index has no
         // more), in order among the batch's
         let floor = match hits.last() {
-            Some(last) if fetched == n => last.order,
+            Some(last) if !ended => last.order,
             _ => f64::NEG_INFINITY,
         };
         let before = hits.len();
@@ -343,41 +358,38 @@ impl TenantScan {
         }
         if let Some(rest) = self.rest.as_mut() {
             rest.returned.extend(hits.iter().map(|h| h.node_id));
-            if hits.is_empty() && rest.ended {
-                // an empty batch is the end to the caller: the rest now
-                self.rest_of_tenant()?;
-                return Ok(self.exact.by_ref().take(n).collect());
-            }
         }
         Ok(hits)
     }
 
-    /// After the shared index ended: unless it ended at [`MAX_ROWS`] or had given every row of
-    /// the tenant, the tenant's rows it did not give, read exactly, best first, are what the
-    /// search goes on with.
-    fn rest_of_tenant(&mut self) -> Result<(), FractalityError> {
-        let Some(rest) = self.rest.take() else {
-            return Ok(());
+    /// Whether the shared index's cursor, which has just ended, ended before the tenant's rows
+    /// did: not at [`MAX_ROWS`], and the tenant holds more rows than were read (index and staged).
+    /// A zero vector, which the index does not hold, counts as not read: a search that drains a
+    /// tenant holding one reads it exactly once more, to the same result.
+    fn ended_early(&self) -> Result<bool, FractalityError> {
+        let Some(rest) = self.rest.as_ref() else {
+            return Ok(false);
         };
-        self.cursor = None;
-        self.exact = Vec::new().into_iter().peekable();
-        let seen = rest.returned.len() as i64;
-        if rest.fetched as i64 >= MAX_ROWS
-            || tenant_size(&rest.model, rest.tenant, seen + 1, rest.read_only)? <= seen
-        {
-            return Ok(());
-        }
-        let arg: DatumWithOid = Vector::from_slice(&rest.query)?.into();
+        let read = rest.read as i64;
+        Ok((rest.fetched as i64) < MAX_ROWS
+            && tenant_size(&rest.model, rest.tenant, read + 1, rest.read_only)? > read)
+    }
+}
+
+impl Rest {
+    /// The tenant's rows not returned yet, read exactly, best first.
+    fn exact_remainder(&self) -> Result<Vec<Hit>, FractalityError> {
+        let arg: DatumWithOid = Vector::from_slice(&self.query)?.into();
         let q = Query {
             name: "tenant_embeddings",
             text: TENANT_EMBEDDINGS,
             types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, arg.oid()],
         };
-        let hits: Vec<Hit> = exact_hits(&q, rest.tenant, &rest.model, arg, rest.read_only)?
-            .filter(|h| !rest.returned.contains(&h.node_id))
-            .collect();
-        self.exact = hits.into_iter().peekable();
-        Ok(())
+        let (hits, _) = exact_rows(&q, self.tenant, &self.model, arg, self.read_only)?;
+        Ok(hits
+            .into_iter()
+            .filter(|h| !self.returned.contains(&h.node_id))
+            .collect())
     }
 }
 
@@ -473,14 +485,30 @@ fn exact_hits(
     query: DatumWithOid,
     read_only: bool,
 ) -> Result<std::iter::Peekable<std::vec::IntoIter<Hit>>, FractalityError> {
-    let mut hits: Vec<Hit> = spi::some_rows(
+    Ok(exact_rows(q, tenant, model, query, read_only)?
+        .0
+        .into_iter()
+        .peekable())
+}
+
+/// [`exact_hits`] as a vector, with the number of rows read (zero vectors included).
+fn exact_rows(
+    q: &Query<'_>,
+    tenant: Uuid,
+    model: &Model,
+    query: DatumWithOid,
+    read_only: bool,
+) -> Result<(Vec<Hit>, usize), FractalityError> {
+    let rows: Vec<Option<Hit>> = spi::rows(
         q,
         &[tenant.into(), model.name.as_str().into(), query],
         read_only,
         |r| hit(r.get::<Uuid>(1), r.get::<f64>(2), None),
     )?;
+    let read = rows.len();
+    let mut hits: Vec<Hit> = rows.into_iter().flatten().collect();
     hits.sort_by(best_first);
-    Ok(hits.into_iter().peekable())
+    Ok((hits, read))
 }
 
 /// The tenant_nearest query for `model`: its template rendered, `{{exact}}` (the full-precision
