@@ -10,6 +10,7 @@ use crate::jsonb::{self, JsonbArg};
 
 use super::event::{
     check_unique, parse_batch, parse_event, parse_event_id, parse_metadata, Event, Metadata,
+    MAX_EVENTS,
 };
 
 // ---- jsonb: decoded in place -----------------------------------------------------------------
@@ -194,12 +195,16 @@ pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<Event> {
 /// `serde_json::Value` by [`parse_batch`], whose results and error messages are the reference.
 pub fn parse_batch_text(text: &str) -> Result<Vec<Event>, FractalityError> {
     match read_text(text) {
-        Some(events) => {
-            super::event::check_batch_size(events.len())?;
+        Ok(events) => {
             check_unique(&events)?;
             Ok(events)
         }
-        None => {
+        Err(too_many) => {
+            // before a JSON tree of the batch is built: its size (one pass, nothing kept)
+            let n = text_reader::count_elements(text);
+            if too_many || n.is_some_and(|n| n > MAX_EVENTS) {
+                super::event::check_batch_size(n.unwrap_or(MAX_EVENTS + 1))?;
+            }
             let value: Value =
                 serde_json::from_str(text).map_err(|e| FractalityError::InvalidJson {
                     context: "write_events_json",
@@ -210,25 +215,52 @@ pub fn parse_batch_text(text: &str) -> Result<Vec<Event>, FractalityError> {
     }
 }
 
-/// The events of a batch the text reader takes as it is; None for anything else.
-fn read_text(text: &str) -> Option<Vec<Event>> {
+/// The events of a batch the text reader takes as it is; Err for anything else, Err(true) for a
+/// batch of more than [`MAX_EVENTS`] events (the reader stops at the one past them).
+fn read_text(text: &str) -> Result<Vec<Event>, bool> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_str(text);
-    let events = TextBatch.deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    Some(events)
+    let events = TextBatch
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string().starts_with(text_reader::TOO_MANY))?;
+    de.end().map_err(|_| false)?;
+    Ok(events)
 }
 
 mod text_reader {
     //! The serde visitors of [`super::parse_batch_text`]: an array of objects, each object's
     //! values put in [`super::Fields`]; any error only means "not taken as it is".
-    use super::{field_slot, parse_metadata, Event, Fields, METADATA};
+    use super::{field_slot, parse_metadata, Event, Fields, MAX_EVENTS, METADATA};
     use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
     use serde_json::Value;
     use std::fmt;
 
     fn refuse<E: de::Error>() -> E {
         E::custom("not taken by the fast reader")
+    }
+
+    /// What the reader stops with at the event past [`MAX_EVENTS`].
+    pub const TOO_MANY: &str = "more events than one call takes";
+
+    /// The number of elements of `text`'s top-level JSON array (None when it is not one), read
+    /// without keeping any of them.
+    pub fn count_elements(text: &str) -> Option<usize> {
+        struct Count;
+        impl<'de> Visitor<'de> for Count {
+            type Value = usize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(n)
+            }
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        de.deserialize_seq(Count).ok()
     }
 
     /// The batch: a JSON array of event objects.
@@ -249,6 +281,9 @@ mod text_reader {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Event>, A::Error> {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
             while let Some(e) = seq.next_element_seed(TextEvent { index: out.len() })? {
+                if out.len() == MAX_EVENTS {
+                    return Err(de::Error::custom(TOO_MANY));
+                }
                 out.push(e);
             }
             Ok(out)
@@ -478,9 +513,14 @@ mod tests {
         let got = same_as_reference(&text).unwrap();
         assert_eq!(got[0].flags, 0);
         assert!(
-            read_text(&text).is_none(),
+            matches!(read_text(&text), Err(false)),
             "a repeated field is the fallback's"
         );
+        assert_eq!(
+            text_reader::count_elements("[1, [2, 3], {\"a\": [4]}, null]"),
+            Some(4)
+        );
+        assert_eq!(text_reader::count_elements("{\"a\": 1}"), None);
         let uuid = json!([event(1)]).to_string().replace(
             &format!("{:032x}", 1),
             "00000000-0000-0000-0000-00000000000\\u0031",
