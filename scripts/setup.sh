@@ -73,7 +73,7 @@ EOF
     chown _apt "$build" 2>/dev/null || true   # apt-get source downloads as _apt where it may
     # the source version of PGVECTOR_VERSION (apt-get source takes an exact version, no pattern);
     # the newest there is if the archive no longer has it
-    version=$(apt-cache showsrc pgvector 2>/dev/null | sed -n 's/^Version: //p' \
+    version=$({ apt-cache showsrc pgvector 2>/dev/null || true; } | sed -n 's/^Version: //p' \
                   | { grep -F "${PGVECTOR_VERSION}-" || true; } | sort -V | tail -n 1)
     (
         cd "$build"

@@ -848,8 +848,9 @@ $$;
 CREATE TRIGGER embedding_models_index
     AFTER INSERT ON fractality.embedding_models
     FOR EACH ROW EXECUTE FUNCTION fractality._embedding_models_index();
--- Also under session_replication_role = replica: a data-only restore loaded as pg_dump
--- --disable-triggers loads it (docs/OPERATIONS.md), and a logical replica, get the index too.
+-- Also under session_replication_role = replica: a data-only restore loaded that way
+-- (docs/OPERATIONS.md) and a logical replica get the index too. (pg_dump --disable-triggers
+-- writes ALTER TABLE ... DISABLE TRIGGER ALL instead, which turns this trigger off as well.)
 ALTER TABLE fractality.embedding_models ENABLE ALWAYS TRIGGER embedding_models_index;
 
 -- Drops the HNSW index of `model` from every partition (before a bulk load); true when there was one.
@@ -906,13 +907,6 @@ BEGIN
             MESSAGE = format('invalid value for model: %L', model),
             HINT = 'A model name is a plain identifier: lower-case letters, digits and underscores, starting with a letter, at most 32 characters (e.g. ''text_embedding_3_small'').';
     END IF;
-    IF model ~ '^p[0-9]+_' THEN
-        -- model m's index on partition p00 is node_embeddings_p00_m_hnsw, which is also the name
-        -- of the whole-table index of a model 'p00_m'
-        RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for model: %L', model),
-            HINT = 'Names of the form p<digits>_... are taken by the indexes of other models on the partitions of node_embeddings (node_embeddings_p00_<model>_hnsw); choose another.';
-    END IF;
     IF dims < 1 OR dims > 4000 THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid value for dims: %s', dims),
@@ -921,6 +915,13 @@ BEGIN
     SELECT m.dims INTO current_dims FROM fractality.embedding_models m WHERE m.model = register_model.model;
     IF current_dims = dims THEN
         RETURN;
+    END IF;
+    IF current_dims IS NULL AND model ~ '^p[0-9]+_' THEN
+        -- model m's index on partition p00 is node_embeddings_p00_m_hnsw, which is also the name
+        -- of the whole-table index of a model 'p00_m'
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for model: %L', model),
+            HINT = 'Names of the form p<digits>_... are taken by the indexes of other models on the partitions of node_embeddings (node_embeddings_p00_<model>_hnsw); choose another.';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_class c
                     WHERE c.oid = 'fractality.node_embeddings'::regclass

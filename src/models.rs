@@ -130,18 +130,19 @@ impl Model {
     }
 }
 
-/// The largest magnitude of a `halfvec` element (pgvector refuses a larger one, 22003).
-pub const HALFVEC_MAX: f32 = 65504.0;
+/// The smallest magnitude that rounds to infinity in half precision, which pgvector refuses
+/// (22003); below it a value rounds to at most 65504, the largest `halfvec` element.
+pub const HALFVEC_OVERFLOW: f32 = 65520.0;
 
 /// An embedding that its model's index can hold: above [`VECTOR_INDEX_MAX_DIMS`] the index is
-/// over `halfvec`, so every element lies within ±[`HALFVEC_MAX`] (22023 naming the first that
-/// does not). Checked when the row is written: a staged row (remember_many's) enters the index
+/// over `halfvec`, so no element may round to infinity in half precision, [`HALFVEC_OVERFLOW`]
+/// or more in magnitude (22023 naming the first that does). Checked when the row is written: a staged row (remember_many's) enters the index
 /// only later, in `index_staged_embeddings`, where such an element would fail the whole pass.
 pub fn check_index_range(v: &[f32]) -> Result<(), FractalityError> {
     if index_type(v.len()) == "vector" {
         return Ok(());
     }
-    match v.iter().position(|x| x.abs() > HALFVEC_MAX) {
+    match v.iter().position(|x| x.abs() >= HALFVEC_OVERFLOW) {
         None => Ok(()),
         Some(i) => Err(FractalityError::invalid(
             "embedding",
@@ -211,7 +212,14 @@ mod tests {
         let mut big = vec![0.5f32; 2001];
         assert!(check_index_range(&big).is_ok());
         big[1] = -65504.0;
+        big[2] = 65519.0; // rounds to 65504
         assert!(check_index_range(&big).is_ok());
+        big[3] = -65520.0; // rounds to infinity
+        assert_eq!(
+            check_index_range(&big).unwrap_err().to_string(),
+            "invalid value for embedding: element 4 is -65520"
+        );
+        big[3] = 0.5;
         big[6] = 100000.0;
         assert_eq!(
             check_index_range(&big).unwrap_err().to_string(),
