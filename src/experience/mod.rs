@@ -217,6 +217,18 @@ fn write_event_with_metadata(event: crate::jsonb::JsonValue, metadata: crate::js
     crate::errors::writer(c"write_event_with_metadata");
     let ctx = "write_event_with_metadata";
     let mut e = parse_event(ctx, &event.0).unwrap_or_report();
-    e.metadata = Some(parse_metadata(ctx, &metadata.0).unwrap_or_report());
+    let given = parse_metadata(ctx, &metadata.0).unwrap_or_report();
+    // metadata given twice, in the event and as the argument: one of them would be lost
+    if e.metadata.as_ref().is_some_and(|own| *own != given) {
+        FractalityError::BadEvent {
+            context: ctx.into(),
+            field: "metadata".into(),
+            problem:
+                "the event's own \"metadata\" differs from the metadata argument; give it once"
+                    .into(),
+        }
+        .report()
+    }
+    e.metadata = Some(given);
     insert_events(&[e]).unwrap_or_report();
 }

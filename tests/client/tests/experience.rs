@@ -174,6 +174,30 @@ fn experience_bad_batches_are_refused_whole_with_sqlstate() {
         .unwrap_err();
     assert_eq!(common::sqlstate(&err), "23505");
     assert_eq!(count(&mut c, base, base + 100), 1);
+    // metadata given twice, differently: refused, not one of them dropped; the same twice is one
+    let mut own = good(20);
+    own["metadata"] = json!({"intent_type": "recall", "executor_id": "a"});
+    let other = json!({"intent_type": "remember", "executor_id": "b"});
+    let err = c
+        .query_one(
+            "SELECT fractality.write_event_with_metadata($1, $2)",
+            &[&own, &other],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+    assert!(err
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("field \"metadata\""));
+    assert_eq!(count(&mut c, base, base + 100), 1);
+    let same = own["metadata"].clone();
+    c.query_one(
+        "SELECT fractality.write_event_with_metadata($1, $2)",
+        &[&own, &same],
+    )
+    .unwrap();
+    assert_eq!(count(&mut c, base, base + 100), 2);
     // other functions: bad arguments, clear SQLSTATEs
     for (sql, state) in [
         ("SELECT * FROM fractality.query_events(10, 1, 5)", "22023"),
