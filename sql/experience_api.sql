@@ -107,7 +107,7 @@ END $$;
 
 -- Saves a new version of the policy of a state bin: the active one (if any) becomes its parent
 -- and inactive; version = the bin's highest version + 1; version_hash = hash of bin, rule,
--- version and weights. Concurrent saves for one bin are serialised by a transaction-scoped
+-- version and weights, unique among the policies. Concurrent saves for one bin are serialised by a transaction-scoped
 -- advisory lock on the bin, so there is never more than one active policy per bin.
 CREATE FUNCTION fractality.save_policy(state_bin_id text, rule_id text, action_weights jsonb,
                                        metadata jsonb DEFAULT NULL)
@@ -118,6 +118,8 @@ DECLARE
     parent integer;
     next_version integer;
     new_id integer;
+    h integer;
+    salt integer := 0;
 BEGIN
     IF state_bin_id IS NULL OR state_bin_id = '' OR length(state_bin_id) > 255 THEN
         RAISE invalid_parameter_value USING
@@ -154,11 +156,21 @@ BEGIN
      WHERE p.state_bin_id = save_policy.state_bin_id;
     UPDATE fractality.adna_policies p SET is_active = false, updated_at = now()
      WHERE p.policy_id = parent;
+    -- version_hash is unique among the policies: events name their policy by it, and
+    -- refresh_policy_rewards credits every policy of a hash. The hash of (bin, rule, version,
+    -- weights) is 32 bits (likely to repeat among some 100 000 versions) and its input can be
+    -- the same for two policies whose names hold the separator; on a repeat, the hash of the
+    -- same with a counter. (Two saves of other bins committing the same new hash at one instant
+    -- are not kept apart.)
+    LOOP
+        h := hashtext(concat_ws(E'\x1f', state_bin_id, rule_id, next_version, action_weights::text)
+                      || CASE WHEN salt = 0 THEN '' ELSE E'\x1f' || salt END);
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.version_hash = h);
+        salt := salt + 1;
+    END LOOP;
     INSERT INTO fractality.adna_policies
         (state_bin_id, rule_id, action_weights, metadata, version, version_hash, parent_policy_id, is_active)
-    VALUES (state_bin_id, rule_id, action_weights, metadata, next_version,
-            hashtext(concat_ws(E'\x1f', state_bin_id, rule_id, next_version, action_weights::text)),
-            parent, true)
+    VALUES (state_bin_id, rule_id, action_weights, metadata, next_version, h, parent, true)
     RETURNING policy_id INTO new_id;
     RETURN new_id;
 END $$;

@@ -2148,6 +2148,77 @@ CREATE OR REPLACE FUNCTION fractality.write_events_json(events json) RETURNS big
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_json_wrapper';
 
+-- save_policy keeps version_hash unique among the policies (a counter on a repeat)
+-- Saves a new version of the policy of a state bin: the active one (if any) becomes its parent
+-- and inactive; version = the bin's highest version + 1; version_hash = hash of bin, rule,
+-- version and weights, unique among the policies. Concurrent saves for one bin are serialised by a transaction-scoped
+-- advisory lock on the bin, so there is never more than one active policy per bin.
+CREATE OR REPLACE FUNCTION fractality.save_policy(state_bin_id text, rule_id text, action_weights jsonb,
+                                       metadata jsonb DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    bad_key text;
+    parent integer;
+    next_version integer;
+    new_id integer;
+    h integer;
+    salt integer := 0;
+BEGIN
+    IF state_bin_id IS NULL OR state_bin_id = '' OR length(state_bin_id) > 255 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for state_bin_id: %s', coalesce(quote_literal(state_bin_id), 'NULL')),
+            HINT = 'state_bin_id is a non-empty text of at most 255 characters.';
+    END IF;
+    IF rule_id IS NULL OR rule_id = '' OR length(rule_id) > 255 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for rule_id: %s', coalesce(quote_literal(rule_id), 'NULL')),
+            HINT = 'rule_id is a non-empty text of at most 255 characters.';
+    END IF;
+    IF action_weights IS NULL OR jsonb_typeof(action_weights) <> 'object' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for action_weights: %s', coalesce(action_weights::text, 'NULL')),
+            HINT = 'action_weights is a JSON object of numbers, e.g. {"0": 0.7, "3": 0.3}.';
+    END IF;
+    SELECT k INTO bad_key FROM jsonb_each(action_weights) AS w(k, v)
+     WHERE jsonb_typeof(w.v) <> 'number' LIMIT 1;
+    IF bad_key IS NOT NULL THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for action_weights: key %s is not a number', quote_literal(bad_key)),
+            HINT = 'action_weights is a JSON object of numbers, e.g. {"0": 0.7, "3": 0.3}.';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for metadata: %s', metadata),
+            HINT = 'metadata is a JSON object or NULL.';
+    END IF;
+
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.adna_policies/' || state_bin_id, 0));
+    SELECT p.policy_id INTO parent FROM fractality.adna_policies p
+     WHERE p.state_bin_id = save_policy.state_bin_id AND p.is_active;
+    SELECT coalesce(max(p.version), 0) + 1 INTO next_version FROM fractality.adna_policies p
+     WHERE p.state_bin_id = save_policy.state_bin_id;
+    UPDATE fractality.adna_policies p SET is_active = false, updated_at = now()
+     WHERE p.policy_id = parent;
+    -- version_hash is unique among the policies: events name their policy by it, and
+    -- refresh_policy_rewards credits every policy of a hash. The hash of (bin, rule, version,
+    -- weights) is 32 bits (likely to repeat among some 100 000 versions) and its input can be
+    -- the same for two policies whose names hold the separator; on a repeat, the hash of the
+    -- same with a counter. (Two saves of other bins committing the same new hash at one instant
+    -- are not kept apart.)
+    LOOP
+        h := hashtext(concat_ws(E'\x1f', state_bin_id, rule_id, next_version, action_weights::text)
+                      || CASE WHEN salt = 0 THEN '' ELSE E'\x1f' || salt END);
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.version_hash = h);
+        salt := salt + 1;
+    END LOOP;
+    INSERT INTO fractality.adna_policies
+        (state_bin_id, rule_id, action_weights, metadata, version, version_hash, parent_policy_id, is_active)
+    VALUES (state_bin_id, rule_id, action_weights, metadata, next_version, h, parent, true)
+    RETURNING policy_id INTO new_id;
+    RETURN new_id;
+END $$;
+
 -- ---- reward aggregates in parallel: episode_sums (episode_returns) and discounted_return by
 -- step get combine, serialise and deserialise steps; PostgreSQL cannot add them to an existing
 -- aggregate, so both are made again ----

@@ -34,3 +34,6 @@ CREATE OR REPLACE FUNCTION fractality.write_events(events jsonb) RETURNS bigint
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_wrapper';
 --@ file! experience_api.sql CREATE FUNCTION fractality.write_events_json(events text)||-- Events with "timestamp" in
+
+-- save_policy keeps version_hash unique among the policies (a counter on a repeat)
+--@ file! experience_api.sql -- Saves a new version of the policy of a state bin||-- The active policy of a state bin

@@ -973,3 +973,55 @@ fn a_batch_beyond_a_million_events_is_refused_before_it_is_read() {
     }
     assert_eq!(count(&mut c, 0, i64::MAX), before);
 }
+
+/// Two policies never share a version_hash, though their hash inputs are the same text (the
+/// separator inside the names): the second gets the next candidate, and the reward refresh
+/// credits the policy an event names, not both.
+#[test]
+fn policies_never_share_a_version_hash() {
+    let _g = lock();
+    let mut c = common::db();
+    let ids: Vec<i32> = [
+        "SELECT fractality.save_policy(E'vh\\x1fb', 'c', '{\"0\": 1}')",
+        "SELECT fractality.save_policy('vh', E'b\\x1fc', '{\"0\": 1}')",
+    ]
+    .iter()
+    .map(|sql| c.query_one(*sql, &[]).unwrap().get(0))
+    .collect();
+    let hash = |c: &mut Client, id: i32| -> i32 {
+        c.query_one(
+            "SELECT version_hash FROM fractality.adna_policies WHERE policy_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let (a, b) = (hash(&mut c, ids[0]), hash(&mut c, ids[1]));
+    let plain: i32 = c
+        .query_one(
+            "SELECT hashtext(concat_ws(E'\\x1f', 'vh', E'b\\x1fc', 1, '{\"0\": 1}'::jsonb::text))",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(a, plain, "the first keeps the plain hash");
+    assert_ne!(a, b);
+    let mut e = event(9_920_000_000, 0x992_0001, 992, 0, 1.0);
+    e["adna_version_hash"] = json!(a);
+    c.query_one(
+        "SELECT fractality.write_events($1)",
+        &[&Value::Array(vec![e])],
+    )
+    .unwrap();
+    c.query_one("SELECT fractality.refresh_policy_rewards()", &[])
+        .unwrap();
+    let runs = |c: &mut Client, id: i32| -> i64 {
+        c.query_one(
+            "SELECT total_executions::bigint FROM fractality.adna_policies WHERE policy_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert_eq!((runs(&mut c, ids[0]), runs(&mut c, ids[1])), (1, 0));
+}
