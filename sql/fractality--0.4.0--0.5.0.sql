@@ -87,6 +87,14 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
+    IF is_owner AND current_setting('transaction_isolation') <> 'read committed' THEN
+        -- a whole partition is packed from one read and then dropped: under a snapshot taken
+        -- before the locks below, a point written meanwhile would be dropped unpacked
+        RAISE object_not_in_prerequisite_state USING
+            MESSAGE = format('archiving stream points as the owner needs READ COMMITTED, not %s',
+                             current_setting('transaction_isolation')),
+            HINT = 'It packs whole partitions and drops them; run it in a READ COMMITTED transaction (the default).';
+    END IF;
     IF is_owner THEN
         -- nodes before the streams, in the order pulse and every writer of points take them (a
         -- partition's foreign key to nodes needs SHARE ROW EXCLUSIVE on nodes): no deadlock

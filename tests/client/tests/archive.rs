@@ -619,3 +619,34 @@ fn month_partitions_have_utc_bounds_whatever_the_session_settings() {
     }
     c.batch_execute("RESET TimeZone").unwrap();
 }
+
+/// The owner archives stream points by packing whole old partitions and dropping them, which
+/// needs to see every point: at REPEATABLE READ (a snapshot that can be older than its locks)
+/// it is refused (55000) and moves nothing.
+#[test]
+fn the_owners_stream_archive_refuses_a_snapshot_older_than_its_locks() {
+    let _g = serial();
+    let mut c = common::db();
+    let (node, user) = (uuid::Uuid::new_v4(), common::tenant());
+    seed_points(&mut c, node, user);
+    let before = point_counts(&mut c, node);
+    let mut tx = c
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    let err = tx
+        .query_one("SELECT fractality.archive_streams('30 days')", &[])
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "55000", "{err}");
+    tx.rollback().unwrap();
+    assert_eq!(point_counts(&mut c, node), before);
+    // at READ COMMITTED it archives
+    let moved: i64 = c
+        .query_one("SELECT fractality.archive_streams('30 days')", &[])
+        .unwrap()
+        .get(0);
+    assert!(moved > 0);
+    let after = point_counts(&mut c, node);
+    assert_eq!(after.0 + after.1, before.0 + before.1);
+}
