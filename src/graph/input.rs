@@ -145,8 +145,11 @@ pub struct FrozenPoint {
     pub atp_level: f64,
     #[serde(default)]
     pub attention_score: Option<f64>,
+    /// As `thaw` gives it: an array (of arrays, for more dimensions) whose elements are numbers,
+    /// NULL, or "NaN" / "Infinity" / "-Infinity" as PostgreSQL writes a real in JSON; the column
+    /// `real[]` reads it (22P02 for anything else).
     #[serde(default)]
-    pub resonance_vector: Option<Vec<f32>>,
+    pub resonance_vector: Option<serde_json::Value>,
 }
 
 pub fn parse_frozen(doc: serde_json::Value) -> Result<Frozen, FractalityError> {

@@ -418,8 +418,8 @@ fn freeze_node(
         by_model.push((m, Vector::from_vec(v)?));
     }
     spi::connect(|| {
-        if model != crate::models::DEFAULT && by_model.is_empty() {
-            // a model named without an embedding of it: it must exist all the same
+        if model != crate::models::DEFAULT {
+            // a model named, with or without an embedding of it: it must exist all the same
             crate::models::Model::lookup(model)?;
         }
         by_model

@@ -20,10 +20,10 @@ use crate::vector::Vector;
 
 const SESSION_TENANT: Query<'static> = query!("graph_session_tenant", []);
 const NODE_ID: Query<'static> = query!("graph_node_id", [UUIDOID, TEXTOID]);
-const UPSERT_NODE: Query<'static> = query!(
-    "graph_upsert_node",
-    [UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, FLOAT8OID]
-);
+/// A template: `{{expiry}}` is [`EXPIRY`], or nothing on a schema older than 0.5.0.
+const UPSERT_NODE: &str = include_str!("../../sql/queries/graph_upsert_node.sql");
+const EXPIRY: &str =
+    "expires_at = CASE WHEN n.expires_at <= now() THEN NULL ELSE n.expires_at END,";
 const UPSERT_EMBEDDING: &str = include_str!("../../sql/queries/upsert_embedding.sql");
 const UPSERT_EMBEDDING_0_4: &str = include_str!("../../sql/queries/upsert_embedding_0_4.sql");
 const UPSERT_EDGE: Query<'static> = query!(
@@ -68,8 +68,21 @@ pub fn upsert_node(
     metadata: Option<serde_json::Value>,
     atp: Option<f64>,
 ) -> Result<Uuid, FractalityError> {
+    static CURRENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static OLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = if crate::models::schema_is_current() {
+        CURRENT.get_or_init(|| UPSERT_NODE.replace("{{expiry}}", EXPIRY))
+    } else {
+        OLDER.get_or_init(|| UPSERT_NODE.replace("{{expiry}}", ""))
+    };
+    use pgrx::pg_sys::{FLOAT8OID, JSONBOID, TEXTOID, UUIDOID};
+    let q = Query {
+        name: "graph_upsert_node",
+        text,
+        types: &[UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, FLOAT8OID],
+    };
     spi::returned_id(
-        &UPSERT_NODE,
+        &q,
         &[
             user.into(),
             key.into(),

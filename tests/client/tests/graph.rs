@@ -253,3 +253,106 @@ fn upsert_node_announces_insert_then_update() {
     assert_eq!(got[0]["atp"], 0.3);
     assert_eq!(got[1]["atp"], 0.6);
 }
+
+/// upsert_node of an expired memory makes it live again (without an expiry), as remember does
+/// with an expired memory's key; an energy-only upsert leaves updated_at, a content one moves it.
+#[test]
+fn upsert_node_revives_an_expired_node_and_moves_updated_at_for_content_only() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    let id: Uuid = c
+        .query_one("SELECT fractality.upsert_node('tea', 'Tea')", &[])
+        .unwrap()
+        .get(0);
+    c.execute(
+        "UPDATE fractality.nodes SET expires_at = now() - interval '1 second', updated_at = '2000-01-01'
+          WHERE id = $1",
+        &[&id],
+    )
+    .unwrap();
+    c.query_one("SELECT fractality.upsert_node('tea', atp => 0.3)", &[])
+        .unwrap();
+    let (expired, old): (bool, bool) = {
+        let r = c
+            .query_one(
+                "SELECT expires_at IS NOT NULL, updated_at = '2000-01-01' FROM fractality.nodes WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(!expired, "an expired node written again is live");
+    assert!(old, "an energy write leaves updated_at");
+    c.query_one("SELECT fractality.upsert_node('tea', 'Tea, kept')", &[])
+        .unwrap();
+    let moved: bool = c
+        .query_one(
+            "SELECT updated_at > now() - interval '1 minute' FROM fractality.nodes WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(moved, "a content write moves updated_at");
+    // a node with a future expiry keeps it
+    c.execute(
+        "UPDATE fractality.nodes SET expires_at = now() + interval '1 day' WHERE id = $1",
+        &[&id],
+    )
+    .unwrap();
+    c.query_one("SELECT fractality.upsert_node('tea', atp => 0.5)", &[])
+        .unwrap();
+    let kept: bool = c
+        .query_one(
+            "SELECT expires_at > now() FROM fractality.nodes WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(kept);
+}
+
+/// freeze takes back what thaw gives: stream points whose resonance vector holds NULL or NaN
+/// elements; and it checks the model it is given even when the document carries embeddings.
+#[test]
+fn freeze_takes_back_what_thaw_gives_and_checks_its_model() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    c.batch_execute(
+        "SELECT fractality.upsert_node('vec-src');
+         INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, resonance_vector)
+         SELECT now() - interval '1 minute', id, user_id, 0.5, '{0.5, NULL, NaN}'
+           FROM fractality.nodes WHERE node_key = 'vec-src' AND user_id = fractality.current_user_id();",
+    )
+    .unwrap();
+    c.query_one(
+        "SELECT fractality.freeze(fractality.thaw('vec-src') || '{\"node_key\": \"vec-copy\"}')",
+        &[],
+    )
+    .unwrap();
+    let v: String = c
+        .query_one(
+            "SELECT s.resonance_vector::text FROM fractality.consciousness_streams s
+               JOIN fractality.nodes n ON n.id = s.node_id
+              WHERE n.node_key = 'vec-copy' AND n.user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "{0.5,NULL,NaN}");
+    let err = c
+        .query_one(
+            "SELECT fractality.freeze(jsonb_build_object('node_key', 'm',
+                    'embeddings', jsonb_build_object('default', array_fill(0.1::real, ARRAY[384]))),
+                    'no_such_model')",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+    assert!(err
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("no_such_model"));
+}
