@@ -248,6 +248,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'unlink_wrapper';
 "#
 )]
 fn unlink(from_key: &str, to_key: &str, r#type: default!(&str, "'child'")) -> bool {
+    check_relationship(r#type).unwrap_or_report();
     let user = session_tenant().unwrap_or_report();
     spi::connect(|| {
         crate::errors::writer(c"unlink");
@@ -264,6 +265,7 @@ fn neighbours(
     rel: &str,
     outgoing: bool,
 ) -> Result<Vec<store::Neighbour>, FractalityError> {
+    check_relationship(rel)?;
     let user = session_tenant()?;
     spi::connect(|| store::neighbours(store::node_id(user, node_key, true)?, rel, outgoing))
 }
@@ -327,6 +329,7 @@ fn traverse(
     ),
 > {
     let depth = check_depth(max_depth).unwrap_or_report();
+    check_relationship(relationship).unwrap_or_report();
     TableIterator::new(
         spi::connect(|| reach::walk_from(root, depth, relationship)).unwrap_or_report(),
     )

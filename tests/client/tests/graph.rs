@@ -157,6 +157,16 @@ fn bad_input_has_a_sqlstate_and_writes_nothing() {
             "SELECT fractality.freeze('{\"node_key\": \"x\", \"edges\": {\"outgoing\": [{\"to_key\": \"missing\"}]}}')",
             "P0002",
         ),
+        // a relationship type link refuses, refused by every function that takes one
+        ("SELECT fractality.link('n0', 'n2', '')", "22023"),
+        ("SELECT fractality.unlink('n0', 'n1', '')", "22023"),
+        ("SELECT * FROM fractality.children('n0', '')", "22023"),
+        ("SELECT * FROM fractality.parents('n1', '')", "22023"),
+        (
+            "SELECT * FROM fractality.traverse((SELECT id FROM fractality.nodes WHERE node_key = 'n0'), 3, '')",
+            "22023",
+        ),
+        ("SELECT * FROM fractality.children('n0', repeat('r', 51))", "22023"),
     ] {
         let e = c.query(sql, &[]).unwrap_err();
         assert_eq!(common::sqlstate(&e), state, "{sql}: {e}");
