@@ -130,6 +130,9 @@ pub struct FrozenEdge {
     pub relationship: String,
     #[serde(default = "one")]
     pub weight: f64,
+    /// The edge's metadata, as `thaw` gives it (a JSON object), merged into the edge's.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 fn child() -> String {
@@ -179,6 +182,13 @@ pub fn parse_frozen(doc: serde_json::Value) -> Result<Frozen, FractalityError> {
     for e in &frozen.edges.outgoing {
         check_weight(e.weight)?;
         check_relationship(&e.relationship)?;
+        if let Some(m) = e.metadata.as_ref().filter(|m| !m.is_object()) {
+            return Err(FractalityError::invalid(
+                "edge metadata",
+                m.to_string(),
+                "An edge's metadata is a JSON object.",
+            ));
+        }
     }
     Ok(frozen)
 }

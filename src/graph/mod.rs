@@ -197,6 +197,7 @@ pub fn link_keys(
     to_key: &str,
     rel: &str,
     weight: f64,
+    metadata: Option<serde_json::Value>,
 ) -> Result<Uuid, FractalityError> {
     check_relationship(rel)?;
     check_weight(weight)?;
@@ -210,7 +211,7 @@ pub fn link_keys(
     spi::connect(|| {
         let from = store::node_id(user, from_key, false)?;
         let to = store::node_id(user, to_key, false)?;
-        store::upsert_edge(user, from, to, rel, weight)
+        store::upsert_edge(user, from, to, rel, weight, metadata)
     })
 }
 
@@ -234,7 +235,7 @@ fn link(
 ) -> Uuid {
     crate::errors::writer(c"link");
     let user = session_tenant().unwrap_or_report();
-    link_keys(user, from_key, to_key, r#type, weight).unwrap_or_report()
+    link_keys(user, from_key, to_key, r#type, weight, None).unwrap_or_report()
 }
 
 /// Removes the edge `from_key` -> `to_key` of that type; true when there was one.
@@ -451,7 +452,14 @@ fn freeze_node(
         spi::connect(|| store::write_embedding(id, user, &m, v, false))?;
     }
     for e in &frozen.edges.outgoing {
-        link_keys(user, key, &e.to_key, &e.relationship, e.weight)?;
+        link_keys(
+            user,
+            key,
+            &e.to_key,
+            &e.relationship,
+            e.weight,
+            e.metadata.clone(),
+        )?;
     }
     if !frozen.stream.is_empty() {
         spi::connect(|| store::freeze_stream(id, user, stream.unwrap_or_default()))?;

@@ -28,7 +28,7 @@ const UPSERT_EMBEDDING: &str = include_str!("../../sql/queries/upsert_embedding.
 const UPSERT_EMBEDDING_0_4: &str = include_str!("../../sql/queries/upsert_embedding_0_4.sql");
 const UPSERT_EDGE: Query<'static> = query!(
     "graph_upsert_edge",
-    [UUIDOID, UUIDOID, UUIDOID, TEXTOID, FLOAT8OID]
+    [UUIDOID, UUIDOID, UUIDOID, TEXTOID, FLOAT8OID, JSONBOID]
 );
 const UNLINK: Query<'static> = query!("graph_unlink", [UUIDOID, UUIDOID, TEXTOID]);
 const CHILDREN: Query<'static> = query!("graph_children", [UUIDOID, TEXTOID]);
@@ -144,6 +144,7 @@ pub fn upsert_edge(
     to: Uuid,
     rel: &str,
     weight: f64,
+    metadata: Option<serde_json::Value>,
 ) -> Result<Uuid, FractalityError> {
     spi::returned_id(
         &UPSERT_EDGE,
@@ -153,6 +154,7 @@ pub fn upsert_edge(
             to.into(),
             rel.into(),
             weight.into(),
+            metadata.map(JsonB).into(),
         ],
     )
 }

@@ -351,6 +351,31 @@ fn freeze_takes_back_what_thaw_gives_and_checks_its_model() {
         .unwrap()
         .get(0);
     assert_eq!(v, "{0.5,NULL,NaN}");
+    // an edge's metadata goes across too
+    c.batch_execute(
+        "SELECT fractality.upsert_node('vec-dst');
+         SELECT fractality.link('vec-src', 'vec-dst', 'child', 0.5);
+         UPDATE fractality.edges SET metadata = '{\"why\": \"x\"}'
+          WHERE user_id = fractality.current_user_id();
+         SELECT fractality.freeze(fractality.thaw('vec-src') || '{\"node_key\": \"vec-copy\"}');",
+    )
+    .unwrap();
+    let meta: serde_json::Value = c
+        .query_one(
+            "SELECT e.metadata FROM fractality.edges e JOIN fractality.nodes n ON n.id = e.from_node
+              WHERE n.node_key = 'vec-copy' AND n.user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(meta, serde_json::json!({"why": "x"}));
+    let err = c
+        .query_one(
+            "SELECT fractality.freeze('{\"node_key\": \"vec-copy\", \"edges\": {\"outgoing\": [{\"to_key\": \"vec-dst\", \"metadata\": [1]}]}}')",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
     let err = c
         .query_one(
             "SELECT fractality.freeze(jsonb_build_object('node_key', 'm',
