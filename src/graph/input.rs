@@ -109,6 +109,8 @@ pub struct Frozen {
     #[serde(rename = "type")]
     pub node_type: Option<String>,
     pub metadata: Option<serde_json::Value>,
+    /// The node's other energy fields (network, ...) as `thaw` gives them: merged into its own.
+    pub energy: Option<serde_json::Value>,
     pub atp: Option<f64>,
     pub embedding: Option<Vec<f32>>,
     /// Embeddings by model (thaw writes every model's here).
@@ -178,6 +180,13 @@ pub fn parse_frozen(doc: serde_json::Value) -> Result<Frozen, FractalityError> {
                 "A stream point's atp_level lies in [0, 1].",
             )
         })?;
+    }
+    if let Some(e) = frozen.energy.as_ref().filter(|e| !e.is_object()) {
+        return Err(FractalityError::invalid(
+            "energy",
+            e.to_string(),
+            "A node's energy is a JSON object (its network and other fields; atp apart).",
+        ));
     }
     for e in &frozen.edges.outgoing {
         check_weight(e.weight)?;

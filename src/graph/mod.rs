@@ -451,6 +451,9 @@ fn freeze_node(
     for (m, v) in rest {
         spi::connect(|| store::write_embedding(id, user, &m, v, false))?;
     }
+    if let Some(energy) = frozen.energy {
+        spi::connect(|| store::set_energy(id, user, energy))?;
+    }
     for e in &frozen.edges.outgoing {
         link_keys(
             user,
@@ -468,8 +471,9 @@ fn freeze_node(
 }
 
 /// Writes a node back from the document `thaw` returns (or one an application built): the node
-/// (upserted by key), its embeddings (`embedding` as `model`'s, and each of `embeddings` as its
-/// model's), its outgoing edges (by target key) and its buffered stream points, all in the
+/// (upserted by key; its `energy` object merged into its own), its embeddings (`embedding` as
+/// `model`'s, and each of `embeddings` as its model's), its outgoing edges (by target key, their
+/// metadata merged) and its buffered stream points, all in the
 /// caller's transaction: an error anywhere writes nothing. Stream points the node already has at
 /// the same time are skipped, so freezing a thawed node twice adds nothing. The tenant is the
 /// session's (`fractality.user_id`), or the document's `user_id` when unset.

@@ -31,6 +31,7 @@ const UPSERT_EDGE: Query<'static> = query!(
     [UUIDOID, UUIDOID, UUIDOID, TEXTOID, FLOAT8OID, JSONBOID]
 );
 const UNLINK: Query<'static> = query!("graph_unlink", [UUIDOID, UUIDOID, TEXTOID]);
+const SET_ENERGY: Query<'static> = query!("graph_set_energy", [UUIDOID, UUIDOID, JSONBOID]);
 const CHILDREN: Query<'static> = query!("graph_children", [UUIDOID, TEXTOID]);
 const PARENTS: Query<'static> = query!("graph_parents", [UUIDOID, TEXTOID]);
 const LEVEL_EDGES: Query<'static> = query!("graph_level_edges", [UUIDARRAYOID, TEXTOID]);
@@ -157,6 +158,12 @@ pub fn upsert_edge(
             metadata.map(JsonB).into(),
         ],
     )
+}
+
+/// `energy` merged into node `id`'s energy object (freeze).
+pub fn set_energy(id: Uuid, user: Uuid, energy: serde_json::Value) -> Result<(), FractalityError> {
+    spi::run(&SET_ENERGY, &[id.into(), user.into(), JsonB(energy).into()])?;
+    Ok(())
 }
 
 /// Removes the edge `from` -> `to` of type `rel`; true when there was one.

@@ -351,12 +351,14 @@ fn freeze_takes_back_what_thaw_gives_and_checks_its_model() {
         .unwrap()
         .get(0);
     assert_eq!(v, "{0.5,NULL,NaN}");
-    // an edge's metadata goes across too
+    // an edge's metadata and the node's energy object go across too
     c.batch_execute(
         "SELECT fractality.upsert_node('vec-dst');
          SELECT fractality.link('vec-src', 'vec-dst', 'child', 0.5);
          UPDATE fractality.edges SET metadata = '{\"why\": \"x\"}'
           WHERE user_id = fractality.current_user_id();
+         UPDATE fractality.nodes SET energy = '{\"network\": \"dream\"}'
+          WHERE node_key = 'vec-src' AND user_id = fractality.current_user_id();
          SELECT fractality.freeze(fractality.thaw('vec-src') || '{\"node_key\": \"vec-copy\"}');",
     )
     .unwrap();
@@ -369,6 +371,22 @@ fn freeze_takes_back_what_thaw_gives_and_checks_its_model() {
         .unwrap()
         .get(0);
     assert_eq!(meta, serde_json::json!({"why": "x"}));
+    let network: String = c
+        .query_one(
+            "SELECT energy ->> 'network' FROM fractality.nodes
+              WHERE node_key = 'vec-copy' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(network, "dream");
+    let err = c
+        .query_one(
+            "SELECT fractality.freeze('{\"node_key\": \"vec-copy\", \"energy\": 3}')",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
     let err = c
         .query_one(
             "SELECT fractality.freeze('{\"node_key\": \"vec-copy\", \"edges\": {\"outgoing\": [{\"to_key\": \"vec-dst\", \"metadata\": [1]}]}}')",
