@@ -2159,8 +2159,9 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_json_wrapper';
 -- save_policy keeps version_hash unique among the policies (a counter on a repeat)
 -- Saves a new version of the policy of a state bin: the active one (if any) becomes its parent
 -- and inactive; version = the bin's highest version + 1; version_hash = hash of bin, rule,
--- version and weights, unique among the policies. Concurrent saves for one bin are serialised by a transaction-scoped
--- advisory lock on the bin, so there is never more than one active policy per bin.
+-- version and weights, unique among the policies. Concurrent saves for one bin are serialised by
+-- a transaction-scoped advisory lock on the bin, so there is never more than one active policy
+-- per bin.
 CREATE OR REPLACE FUNCTION fractality.save_policy(state_bin_id text, rule_id text, action_weights jsonb,
                                        metadata jsonb DEFAULT NULL)
 RETURNS integer

@@ -136,8 +136,9 @@ pub const HALFVEC_OVERFLOW: f32 = 65520.0;
 
 /// An embedding that its model's index can hold: above [`VECTOR_INDEX_MAX_DIMS`] the index is
 /// over `halfvec`, so no element may round to infinity in half precision, [`HALFVEC_OVERFLOW`]
-/// or more in magnitude (22023 naming the first that does). Checked when the row is written: a staged row (remember_many's) enters the index
-/// only later, in `index_staged_embeddings`, where such an element would fail the whole pass.
+/// or more in magnitude (22023 naming the first that does). Checked when the row is written: a
+/// staged row (remember_many's) enters the index only later, in `index_staged_embeddings`,
+/// where such an element would fail the whole pass.
 pub fn check_index_range(v: &[f32]) -> Result<(), FractalityError> {
     if index_type(v.len()) == "vector" {
         return Ok(());

@@ -82,7 +82,7 @@ pub fn upsert(user: Uuid, fields: NodeFields<'_>) -> Result<Uuid, FractalityErro
             }
             _ => {}
         }
-        let id = store::upsert_node(user, key, label, node_type, metadata, atp)?;
+        let id = store::upsert_node(user, key, label, node_type, metadata, atp, current)?;
         if let Some(v) = embedding {
             if current {
                 store::write_embedding(id, user, model, v, false)?;
@@ -422,8 +422,9 @@ fn freeze_node(
         by_model.push((m, Vector::from_vec(v)?));
     }
     spi::connect(|| {
-        if model != crate::models::DEFAULT {
-            // a model named, with or without an embedding of it: it must exist all the same
+        if model != crate::models::DEFAULT && !frozen_has(&by_model, model) {
+            // a model named without an embedding of it: it must exist all the same (with one,
+            // it is looked up below)
             crate::models::Model::lookup(model)?;
         }
         by_model
@@ -454,15 +455,8 @@ fn freeze_node(
     if let Some(energy) = frozen.energy {
         spi::connect(|| store::set_energy(id, user, energy))?;
     }
-    for e in &frozen.edges.outgoing {
-        link_keys(
-            user,
-            key,
-            &e.to_key,
-            &e.relationship,
-            e.weight,
-            e.metadata.clone(),
-        )?;
+    for e in frozen.edges.outgoing {
+        link_keys(user, key, &e.to_key, &e.relationship, e.weight, e.metadata)?;
     }
     if !frozen.stream.is_empty() {
         spi::connect(|| store::freeze_stream(id, user, stream.unwrap_or_default()))?;

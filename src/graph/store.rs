@@ -68,10 +68,11 @@ pub fn upsert_node(
     node_type: Option<&str>,
     metadata: Option<serde_json::Value>,
     atp: Option<f64>,
+    schema_is_current: bool,
 ) -> Result<Uuid, FractalityError> {
     static CURRENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static OLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let text = if crate::models::schema_is_current() {
+    let text = if schema_is_current {
         CURRENT.get_or_init(|| UPSERT_NODE.replace("{{expiry}}", EXPIRY))
     } else {
         OLDER.get_or_init(|| UPSERT_NODE.replace("{{expiry}}", ""))
