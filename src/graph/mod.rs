@@ -494,7 +494,8 @@ fn freeze(node: crate::jsonb::JsonValue, fcinfo: pg_sys::FunctionCallInfo) -> Uu
 /// Full-text search over the nodes' labels and descriptions (`metadata->>'description'`), with
 /// web-search syntax ("quoted phrases", or, -not), through the GIN index of `fractality.node_text`
 /// (`fractality.node_search(label, metadata)`, kept by triggers); the `k` best by ts_rank_cd. Searches the session's
-/// tenant when fractality.user_id is set, otherwise every node the caller may see.
+/// tenant when fractality.user_id is set, otherwise every node the caller may see. Expired
+/// memories (remember's `ttl`) are left out, as `recall` leaves them.
 #[pg_extern(stable, strict, parallel_unsafe)]
 fn search_nodes(
     query: &str,

@@ -448,6 +448,31 @@ fn expired_memories_take_no_place_in_the_ranking() {
     assert_eq!(ranked, vec![("live".to_string(), Some(1))]);
 }
 
+/// An expired memory is not found by its words either: `search_nodes` returns the live one only.
+#[test]
+fn search_nodes_leaves_expired_memories_out() {
+    let mut c = common::db();
+    let tenant = common::tenant();
+    c.batch_execute(&format!("SET fractality.user_id = '{tenant}'"))
+        .unwrap();
+    for (key, ttl) in [("gone", "1 microsecond"), ("live", "1 day")] {
+        c.execute(
+            "SELECT * FROM fractality.remember($1, 'a heron by the ' || $1 || ' pond', $2::text::vector,
+                                                ttl => $3::text::interval)",
+            &[&key, &at_cosine(0.5, if key == "gone" { 1 } else { 2 }), &ttl],
+        )
+        .unwrap();
+    }
+    c.batch_execute("SELECT pg_sleep(0.01)").unwrap();
+    let found: Vec<String> = c
+        .query("SELECT node_key FROM fractality.search_nodes('heron') ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(found, vec!["live".to_string()]);
+}
+
 /// A memory told again after it expired is a new, live memory: created, recalled, and kept by
 /// run_maintenance; the expired one is gone (in every form of remember).
 #[test]
