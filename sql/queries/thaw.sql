@@ -1,4 +1,4 @@
--- thaw: the node $2 of tenant $1 as one document: fields, metadata, current energy, its
+-- thaw: the node $2 of tenant $1 as one document: fields, metadata, current energy, expiry, its
 -- embeddings (`embedding`: model $4's, as an array; `embeddings`: every model's, by
 -- model), outgoing and incoming edges, and its latest $3 stream points (newest first), hot or
 -- archived (stream_history's two tiers). The embeddings' subqueries name the tenant by the
@@ -7,6 +7,8 @@ SELECT jsonb_build_object(
     'id', n.id, 'user_id', n.user_id, 'node_key', n.node_key, 'label', n.label, 'type', n.type,
     'metadata', n.metadata, 'energy', n.energy,
     'atp', ne.atp, 'atp_at', n.atp_at, 'created_at', n.created_at, 'updated_at', n.updated_at,
+    -- NULL on a 0.4.0 schema, which has no expires_at yet (the same query serves both)
+    'expires_at', to_jsonb(n) -> 'expires_at',
     'embedding', (SELECT emb.embedding::text::jsonb FROM fractality.node_embeddings emb
                    WHERE emb.user_id = $1 AND emb.node_id = n.id AND emb.model = $4),
     'embeddings', coalesce((SELECT jsonb_object_agg(emb.model, emb.embedding::text::jsonb)

@@ -112,6 +112,8 @@ pub struct Frozen {
     /// The node's other energy fields (network, ...) as `thaw` gives them: merged into its own.
     pub energy: Option<serde_json::Value>,
     pub atp: Option<f64>,
+    /// When the node expires, as `thaw` gives it (a time as text); absent or null: as it was.
+    pub expires_at: Option<String>,
     pub embedding: Option<Vec<f32>>,
     /// Embeddings by model (thaw writes every model's here).
     pub embeddings: std::collections::BTreeMap<String, Vec<f32>>,

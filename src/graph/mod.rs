@@ -455,6 +455,14 @@ fn freeze_node(
     if let Some(energy) = frozen.energy {
         spi::connect(|| store::set_energy(id, user, energy))?;
     }
+    if let Some(at) = frozen.expires_at.as_deref() {
+        spi::connect(|| {
+            if !crate::models::schema_is_current() {
+                return Err(FractalityError::SchemaBehind);
+            }
+            store::set_expiry(id, user, at)
+        })?;
+    }
     for e in frozen.edges.outgoing {
         link_keys(user, key, &e.to_key, &e.relationship, e.weight, e.metadata)?;
     }
@@ -465,7 +473,7 @@ fn freeze_node(
 }
 
 /// Writes a node back from the document `thaw` returns (or one an application built): the node
-/// (upserted by key; its `energy` object merged into its own), its embeddings (`embedding` as
+/// (upserted by key; its `energy` object merged into its own; its `expires_at`, when given), its embeddings (`embedding` as
 /// `model`'s, and each of `embeddings` as its model's), its outgoing edges (by target key, their
 /// metadata merged) and its buffered stream points, all in the
 /// caller's transaction: an error anywhere writes nothing. Stream points the node already has at

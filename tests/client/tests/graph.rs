@@ -322,6 +322,60 @@ fn upsert_node_revives_an_expired_node_and_moves_updated_at_for_content_only() {
     assert!(kept);
 }
 
+/// A memory's expiry goes across: thaw gives `expires_at`, freeze writes it back (a bad time is
+/// refused, and writes nothing).
+#[test]
+fn thaw_and_freeze_carry_the_expiry() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    c.batch_execute(
+        "SELECT fractality.upsert_node('ttl-src');
+         UPDATE fractality.nodes SET expires_at = '2031-05-06 07:08:09.123456+00'
+          WHERE node_key = 'ttl-src' AND user_id = fractality.current_user_id();",
+    )
+    .unwrap();
+    let thawed: Option<String> = c
+        .query_one("SELECT fractality.thaw('ttl-src') ->> 'expires_at'", &[])
+        .unwrap()
+        .get(0);
+    assert!(thawed.is_some(), "thaw gives the expiry");
+    c.query_one(
+        "SELECT fractality.freeze(fractality.thaw('ttl-src') || '{\"node_key\": \"ttl-copy\"}')",
+        &[],
+    )
+    .unwrap();
+    let same: bool = c
+        .query_one(
+            "SELECT expires_at = '2031-05-06 07:08:09.123456+00' FROM fractality.nodes
+              WHERE node_key = 'ttl-copy' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(same, "freeze writes the expiry back");
+    for (bad, state) in [("\"next week\"", "22007"), ("\"infinity\"", "22023"), ("7", "22023")] {
+        let err = c
+            .query_one(
+                &format!(
+                    "SELECT fractality.freeze('{{\"node_key\": \"ttl-bad\", \"expires_at\": {bad}}}')"
+                ),
+                &[],
+            )
+            .unwrap_err();
+        assert_eq!(common::sqlstate(&err), state, "{bad}: {err}");
+    }
+    let written: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes
+              WHERE node_key = 'ttl-bad' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0);
+}
+
 /// freeze takes back what thaw gives: stream points whose resonance vector holds NULL or NaN
 /// elements; and it checks the model it is given even when the document carries embeddings.
 #[test]
