@@ -24,8 +24,11 @@ use crate::resonance::{self, threshold, NodeRef};
 use crate::spi::{self, query, Cursor, Query};
 use crate::vector::{cosine, normalize, CosineTo, Vector};
 
-/// At most this many nodes (the nearest to the source) make up one consensus.
-pub const MAX_MEMBERS: i64 = 500;
+/// At most this many nodes (the nearest to the source) make up one consensus: as many as the
+/// largest `min_contributors` asks for users.
+pub const MAX_MEMBERS: i64 = MAX_CONTRIBUTORS as i64;
+/// The largest `min_contributors`.
+const MAX_CONTRIBUTORS: i32 = 1000;
 const FETCH: i64 = 64;
 
 // ---- pure math ------------------------------------------------------------------------------
@@ -50,18 +53,33 @@ pub fn centroid(vectors: &[&[f32]]) -> Result<Vec<f32>, FractalityError> {
     normalize(&mean)
 }
 
-/// Mean cosine similarity over all pairs; None with fewer than two vectors.
+/// Mean cosine similarity over all pairs; None with fewer than two vectors (a zero vector, which
+/// has no direction, takes part in no pair). For unit vectors u the pairs' dot products sum to
+/// (|sum of u|^2 - n) / 2, so this is one pass over the vectors, not n^2 / 2 cosines (1 000
+/// members: 1 000 sums, not 499 500 cosines).
 pub fn group_resonance(vectors: &[&[f32]]) -> Result<Option<f64>, FractalityError> {
-    let (mut sum, mut n) = (0.0, 0u64);
-    for (i, a) in vectors.iter().enumerate() {
-        for b in &vectors[i + 1..] {
-            if let Some(c) = cosine(a, b)? {
-                sum += c;
-                n += 1;
-            }
+    let dims = vectors.first().map_or(0, |v| v.len());
+    let mut sum = vec![0.0f64; dims];
+    let mut n = 0u64;
+    for v in vectors {
+        if v.len() != dims {
+            return Err(FractalityError::DimensionMismatch(dims, v.len()));
         }
+        let norm = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            continue;
+        }
+        for (s, &x) in sum.iter_mut().zip(v.iter()) {
+            *s += x as f64 / norm;
+        }
+        n += 1;
     }
-    Ok((n > 0).then(|| sum / n as f64))
+    if n < 2 {
+        return Ok(None);
+    }
+    let squared: f64 = sum.iter().map(|s| s * s).sum();
+    let n = n as f64;
+    Ok(Some(((squared - n) / (n * (n - 1.0))).clamp(-1.0, 1.0)))
 }
 
 /// What a consensus publishes of a score that depends on other tenants' vectors: one decimal.
@@ -134,12 +152,18 @@ pub const MIN_CONTRIBUTORS: i32 = 3;
 
 fn check_min_contributors(n: i32) -> Result<usize, FractalityError> {
     const HINT: &str = "A consensus needs from 3 to 1000 distinct users (default 3): fewer would expose one user's node to another.";
-    count_in_range("min_contributors", n, MIN_CONTRIBUTORS, 1000, HINT)
+    count_in_range(
+        "min_contributors",
+        n,
+        MIN_CONTRIBUTORS,
+        MAX_CONTRIBUTORS,
+        HINT,
+    )
 }
 
 /// Forms or updates the consensus around `node` (see README): when the nodes within `threshold`
-/// of it (any tenant, the source included) belong to at least `min_contributors` distinct users.
-/// Runs as the caller, who must see `node` (P0002 otherwise): it reads the node's embedding of
+/// of it (any tenant, the source included; the 1 000 nearest) belong to at least
+/// `min_contributors` distinct users. Runs as the caller, who must see `node` (P0002 otherwise): it reads the node's embedding of
 /// `model` under row-level security and hands it to `_crystallize_consensus`, the part that sees
 /// across tenants. NULL when the node has no embedding of the model or too few users hold
 /// similar nodes (nothing written).
@@ -415,6 +439,34 @@ mod tests {
             epsilon = 1e-9
         );
         assert_eq!(group_resonance(&[&a]).unwrap(), None);
+        assert!(group_resonance(&[&a, &[1.0, 0.0, 0.0]]).is_err());
+    }
+
+    #[test]
+    fn group_resonance_agrees_with_every_pair() {
+        // 40 vectors of 16 dimensions (a zero one among them), from a fixed generator
+        let mut x = 12345u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) as f64 / (1u64 << 31) as f64 - 0.5) as f32
+        };
+        let mut vectors: Vec<Vec<f32>> =
+            (0..40).map(|_| (0..16).map(|_| next()).collect()).collect();
+        vectors[7] = vec![0.0; 16];
+        let refs: Vec<&[f32]> = vectors.iter().map(|v| v.as_slice()).collect();
+        let (mut sum, mut pairs) = (0.0, 0);
+        for (i, a) in refs.iter().enumerate() {
+            for b in &refs[i + 1..] {
+                if let Some(c) = cosine(a, b).unwrap() {
+                    sum += c;
+                    pairs += 1;
+                }
+            }
+        }
+        let g = group_resonance(&refs).unwrap().unwrap();
+        assert_relative_eq!(g, sum / pairs as f64, epsilon = 1e-12);
     }
 
     #[test]

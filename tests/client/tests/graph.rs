@@ -354,7 +354,11 @@ fn thaw_and_freeze_carry_the_expiry() {
         .unwrap()
         .get(0);
     assert!(same, "freeze writes the expiry back");
-    for (bad, state) in [("\"next week\"", "22007"), ("\"infinity\"", "22023"), ("7", "22023")] {
+    for (bad, state) in [
+        ("\"next week\"", "22007"),
+        ("\"infinity\"", "22023"),
+        ("7", "22023"),
+    ] {
         let err = c
             .query_one(
                 &format!(

@@ -465,7 +465,10 @@ fn search_nodes_leaves_expired_memories_out() {
     }
     c.batch_execute("SELECT pg_sleep(0.01)").unwrap();
     let found: Vec<String> = c
-        .query("SELECT node_key FROM fractality.search_nodes('heron') ORDER BY 1", &[])
+        .query(
+            "SELECT node_key FROM fractality.search_nodes('heron') ORDER BY 1",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))

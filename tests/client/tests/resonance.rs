@@ -302,3 +302,53 @@ fn a_search_the_shared_index_ends_early_reads_the_rest_of_the_tenant() {
     drop(c);
     common::drop_db(db);
 }
+
+/// A consensus can gather as many users as `min_contributors` may ask for (1 000): 700 users
+/// holding the same idea crystallise a consensus of 700 at `min_contributors` 600, by the exact
+/// path and through the partitions' indexes.
+#[test]
+fn a_consensus_gathers_every_user_min_contributors_allows() {
+    let db = "fractality_consensus_many";
+    let mut c = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    c.batch_execute(
+        "SELECT fractality.register_model('tiny', 4);
+         INSERT INTO fractality.nodes (user_id, node_key)
+         SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'idea'
+           FROM generate_series(1, 700) g;
+         INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding)
+         SELECT n.user_id, n.id, 'tiny',
+                format('[1, %s, %s, 0]', (g % 7) / 100.0, (g % 5) / 100.0)::vector
+           FROM (SELECT n.*, row_number() OVER (ORDER BY user_id) AS g FROM fractality.nodes n) n;
+         ANALYZE fractality.node_embeddings;",
+    )
+    .unwrap();
+    for exact_limit in ["10000", "0"] {
+        c.batch_execute(&format!(
+            "SET fractality.consensus_exact_limit = {exact_limit}"
+        ))
+        .unwrap();
+        c.batch_execute("DELETE FROM fractality.consensus_nodes")
+            .unwrap();
+        let made: Option<uuid::Uuid> = c
+            .query_one(
+                "SELECT fractality.crystallize_consensus(n.id, 0.9, 600, 'tiny')
+                   FROM fractality.nodes n
+                  WHERE n.user_id = '00000000-0000-4000-8000-000000000001'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let made =
+            made.unwrap_or_else(|| panic!("no consensus, consensus_exact_limit {exact_limit}"));
+        let count: i32 = c
+            .query_one(
+                "SELECT contributor_count FROM fractality.consensus_nodes WHERE id = $1",
+                &[&made],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(count, 700, "consensus_exact_limit {exact_limit}");
+    }
+    drop(c);
+    common::drop_db(db);
+}
