@@ -448,6 +448,36 @@ fn expired_memories_take_no_place_in_the_ranking() {
     assert_eq!(ranked, vec![("live".to_string(), Some(1))]);
 }
 
+/// A memory told again without metadata is an energy write: its updated_at stays (the column's
+/// contract); told again with metadata, it moves.
+#[test]
+fn a_plain_repeat_leaves_updated_at() {
+    let mut c = common::db();
+    let tenant = common::tenant();
+    c.batch_execute(&format!("SET fractality.user_id = '{tenant}'"))
+        .unwrap();
+    let remember = "SELECT * FROM fractality.remember('kept', 'the kettle whistles', $1::text::vector, $2::text::jsonb)";
+    let v = at_cosine(0.5, 3);
+    let updated_at = |c: &mut Client| -> String {
+        c.query_one(
+            "SELECT updated_at::text FROM fractality.nodes
+              WHERE node_key = 'kept' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let none = serde_json::json!({}).to_string();
+    c.execute(remember, &[&v, &none]).unwrap();
+    let first = updated_at(&mut c);
+    c.batch_execute("SELECT pg_sleep(0.01)").unwrap();
+    c.execute(remember, &[&v, &none]).unwrap();
+    assert_eq!(updated_at(&mut c), first, "a plain repeat");
+    let some = serde_json::json!({"room": "kitchen"}).to_string();
+    c.execute(remember, &[&v, &some]).unwrap();
+    assert_ne!(updated_at(&mut c), first, "a repeat with metadata");
+}
+
 /// An expired memory is not found by its words either: `search_nodes` returns the live one only.
 #[test]
 fn search_nodes_leaves_expired_memories_out() {
