@@ -9,10 +9,11 @@
 -- crystallize_consensus reads candidates from the HNSW indexes in distance order with pgvector's
 -- iterative scan (strict order), so that a filter cannot starve the scan and the caller can stop
 -- once the distance passes the threshold. These are SET clauses of the functions: they hold
--- while the function runs and are restored when it returns. find_resonant and resonance_with,
--- which return sets, set the same themselves, once per call (src/search.rs, Pinned): PostgreSQL
--- applies a function's SET clauses again for every row a value-per-call set-returning function
--- returns.
+-- while the function runs and are restored when it returns. find_resonant, recall,
+-- recall_explain and remember's duplicate check set the same themselves, once per call
+-- (src/search.rs, Pinned): PostgreSQL applies a function's SET clauses again for every row a
+-- value-per-call set-returning function returns. resonance_with reads no index this way and pins
+-- only its search_path.
 DO $$
 DECLARE
     vector_schema name;

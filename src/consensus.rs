@@ -22,7 +22,7 @@ use crate::errors::{count_in_range, node_not_found, FractalityError, OrReport};
 use crate::models::{model_arg, Model};
 use crate::resonance::{self, threshold, NodeRef};
 use crate::spi::{self, query, Cursor, Query};
-use crate::vector::{cosine, normalize, CosineTo, Vector};
+use crate::vector::{normalize, CosineTo, Vector};
 
 /// At most this many nodes (the nearest to the source) make up one consensus: as many as the
 /// largest `min_contributors` asks for users.
@@ -417,6 +417,7 @@ pub fn distinct_users<T: Eq + std::hash::Hash + Copy>(users: &[T]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vector::cosine;
     use approx::assert_relative_eq;
 
     #[test]

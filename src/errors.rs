@@ -163,7 +163,9 @@ impl FractalityError {
                 Some("Both vectors must have the same number of dimensions.")
             }
             FractalityError::InvalidParameter { hint, .. } => Some(hint),
-            FractalityError::NullNotAllowed(_) => None,
+            FractalityError::NullNotAllowed(_) => Some(
+                "Pass a value; an argument with a default may be left out to take it.",
+            ),
             FractalityError::CorruptVector(_) => None,
             FractalityError::NotFound { .. } => Some(
                 "Check the id or key, and that fractality.user_id names the tenant that owns it (row-level security shows only its rows).",

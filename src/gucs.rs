@@ -32,7 +32,8 @@ static ATP_FLOOR: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 /// `fractality.exact_scan_limit`: a tenant's search (find_resonant, recall, remember's duplicate
 /// check) reads a tenant of at most this many 384-d embeddings exactly (every one of them, a
 /// recall of 1) instead of through its partition's HNSW index; for a model of d dimensions the
-/// limit is scaled by 384 / d. 0 turns the exact scan off. 500: about where reading every
+/// limit is scaled by 384 / d. 0 turns the exact scan off. A tenant with a graph of its own
+/// (`build_tenant_graphs`) is searched through it whatever its size. 500: about where reading every
 /// embedding (and counting the tenant's entries to know it is small) starts to cost more than one
 /// filtered HNSW scan of the partition (docs/BENCHMARKS.md, "Resonance").
 static EXACT_SCAN_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(500);
@@ -268,7 +269,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"fractality.exact_scan_limit",
         c"A tenant's search reads a tenant of at most this many 384-d embeddings exactly instead of through the HNSW index.",
-        c"find_resonant, recall and remember read every embedding of a small tenant (recall 1); above the limit (scaled by 384 / dimensions) the tenant's partition index gives the candidates. 0 turns the exact scan off.",
+        c"find_resonant, recall and remember read every embedding of a small tenant (recall 1); above the limit (scaled by 384 / dimensions) the tenant's partition index gives the candidates. 0 turns the exact scan off. A tenant with a graph of its own (build_tenant_graphs) is searched through it whatever its size.",
         &EXACT_SCAN_LIMIT,
         0,
         i32::MAX,

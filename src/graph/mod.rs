@@ -361,8 +361,9 @@ fn consciousness_path(
 // ---- thaw and freeze -------------------------------------------------------------------------
 
 /// The node `node_key` of the session's tenant as one JSON document: its fields and metadata,
-/// its energy, its embedding (an array, or null), its outgoing and incoming edges, and its
-/// latest `stream_points` stream points (newest first). P0002 when there is no such node.
+/// its energy, its expiry (`expires_at`), its embedding of `model` (an array, or null) and every
+/// model's (`embeddings`, by model), its outgoing and incoming edges, and its latest
+/// `stream_points` stream points (newest first). P0002 when there is no such node.
 #[pg_extern(
     stable,
     strict,

@@ -238,8 +238,9 @@ fn recall(
 /// Why recall returns what it returns: every memory it looked at, best first, with each part of
 /// its score (similarity and its place in the vector ranking, text rank and its place, the
 /// relevance used, energy, edge weight to the context, score), whether it is returned, and how
-/// the tenant was searched (`exact`: every embedding; `index`: the tenant's HNSW index in
-/// distance order). Writes nothing (no reinforcement).
+/// the tenant was searched (`exact`: every embedding; `index`: the partition's shared HNSW
+/// index, filtered by tenant, in distance order; `tenant_graph`: the tenant's own HNSW index).
+/// Writes nothing (no reinforcement).
 #[pg_extern(volatile, parallel_unsafe)]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)] // the SQL function's signature
 fn recall_explain(
