@@ -209,15 +209,24 @@ pub fn frozen_has(by_model: &[(String, Vector<'static>)], model: &str) -> bool {
     by_model.iter().any(|(m, _)| m == model)
 }
 
-/// The 16 bytes of a textual uuid.
+/// The 16 bytes of a uuid written in its canonical form (8-4-4-4-12 hex digits) or as 32 hex
+/// digits; None for anything else (PostgreSQL's other forms, braces or hyphens elsewhere, are
+/// left to its own `uuid` input, which also rejects what is no uuid).
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
+    let b = s.as_bytes();
+    let canonical = b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-');
+    let hex: Vec<u8> = match (canonical, b.len()) {
+        (true, _) => b.iter().copied().filter(|&c| c != b'-').collect(),
+        (false, 32) => b.to_vec(),
+        _ => return None,
+    };
+    if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
+    let digit = |c: u8| (c as char).to_digit(16).expect("a hex digit") as u8;
     let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = digit(hex[2 * i]) << 4 | digit(hex[2 * i + 1]);
     }
     Some(out)
 }
@@ -273,5 +282,14 @@ mod tests {
             0xa1
         );
         assert!(parse_uuid("nope").is_none());
+        assert_eq!(
+            parse_uuid("A11CE0000000400080000000000000FF").unwrap()[15],
+            0xff
+        );
+        // no panic on multibyte text of 32 bytes, and no sign taken for a digit
+        assert!(parse_uuid(&format!("a\u{e9}{}", "a".repeat(29))).is_none());
+        assert!(parse_uuid(&"+0".repeat(16)).is_none());
+        assert!(parse_uuid("a11ce000-0000-4000-8000-00000000000+").is_none());
+        assert!(parse_uuid("a11ce0000-000-4000-8000-000000000001").is_none());
     }
 }

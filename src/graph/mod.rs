@@ -405,11 +405,16 @@ fn freeze_node(
 ) -> Result<Uuid, FractalityError> {
     let user = match session_tenant_opt()? {
         Some(user) => user,
-        None => frozen
-            .user_id
-            .as_deref()
-            .and_then(|u| Uuid::from_slice(&parse_uuid(u)?).ok())
-            .ok_or(FractalityError::NoTenant)?,
+        None => match frozen.user_id.as_deref() {
+            None => return Err(FractalityError::NoTenant),
+            Some(u) => Uuid::from_bytes(parse_uuid(u).ok_or_else(|| {
+                FractalityError::invalid(
+                    "user_id",
+                    u,
+                    "A frozen node's user_id is a uuid, as thaw gives it (or set fractality.user_id).",
+                )
+            })?),
+        },
     };
     // every embedding by model, `embedding` taking precedence for `model`; all checked first
     let mut by_model: Vec<(String, Vector<'static>)> = Vec::new();

@@ -322,6 +322,42 @@ fn upsert_node_revives_an_expired_node_and_moves_updated_at_for_content_only() {
     assert!(kept);
 }
 
+/// A tenant setting that is no uuid is refused with 22P02 by the graph functions, as by
+/// PostgreSQL's own cast: multibyte text of 32 bytes, signs among the digits (before: an
+/// internal error, and a node written under the all-zero tenant); a frozen node's user_id that
+/// is no uuid is 22023.
+#[test]
+fn a_tenant_that_is_no_uuid_is_refused() {
+    let mut c = common::db();
+    for bad in [format!("a\u{e9}{}", "a".repeat(29)), "+0".repeat(16)] {
+        c.execute("SELECT set_config('fractality.user_id', $1, false)", &[&bad])
+            .unwrap();
+        for call in [
+            "SELECT count(*) FROM fractality.children('x')",
+            "SELECT fractality.upsert_node('no-uuid-tenant')::text",
+        ] {
+            let err = c.query_one(call, &[]).unwrap_err();
+            assert_eq!(common::sqlstate(&err), "22P02", "{bad:?} {call}: {err}");
+        }
+    }
+    c.batch_execute("RESET fractality.user_id").unwrap();
+    let written: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE node_key = 'no-uuid-tenant'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0);
+    let err = c
+        .query_one(
+            "SELECT fractality.freeze('{\"node_key\": \"k\", \"user_id\": \"+0+0+0+0+0+0+0+0+0+0+0+0+0+0+0+0\"}')",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+}
+
 /// A memory's expiry goes across: thaw gives `expires_at`, freeze writes it back (a bad time is
 /// refused, and writes nothing).
 #[test]
