@@ -471,10 +471,10 @@ unsafe impl SqlTranslatable for JsonValue {
         Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
 }
 
-/// The text of a jsonb datum, parsed.
-pub fn parse_jsonb_datum(d: pg_sys::Datum) -> Result<serde_json::Value, FractalityError> {
+/// The text of a non-null jsonb datum, as `jsonb_out` prints it.
+fn jsonb_datum_text(d: pg_sys::Datum) -> String {
     // SAFETY: a non-null jsonb datum; JsonbToCString writes into a fresh palloc'd buffer
-    let text = unsafe {
+    unsafe {
         let jb: *mut pg_sys::Jsonb = pg_sys::pg_detoast_datum(d.cast_mut_ptr()).cast();
         let cstr = pg_sys::JsonbToCString(
             std::ptr::null_mut(),
@@ -484,8 +484,138 @@ pub fn parse_jsonb_datum(d: pg_sys::Datum) -> Result<serde_json::Value, Fractali
         std::ffi::CStr::from_ptr(cstr)
             .to_string_lossy()
             .into_owned()
-    };
-    serde_json::from_str(&text).map_err(unreadable)
+    }
+}
+
+/// The text of a jsonb datum, parsed.
+pub fn parse_jsonb_datum(d: pg_sys::Datum) -> Result<serde_json::Value, FractalityError> {
+    serde_json::from_str(&jsonb_datum_text(d)).map_err(unreadable)
+}
+
+/// A `jsonb[]` argument, each element parsed (a NULL element as None): 22023 naming the element
+/// for one serde cannot read (pgrx's own `Vec<JsonB>` panics there), or for an array of more
+/// than one dimension.
+pub struct JsonbArray(pub Vec<Option<serde_json::Value>>);
+
+unsafe impl SqlTranslatable for JsonbArray {
+    const TYPE_IDENT: &'static str = "fractality::jsonb::JsonbArray";
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> =
+        Ok(SqlMappingRef::literal("jsonb[]"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb[]")));
+}
+
+impl JsonbArray {
+    /// Reads a `jsonb[]` datum.
+    ///
+    /// # Safety
+    /// `d` is a non-null `jsonb[]` datum.
+    unsafe fn from_datum(d: pg_sys::Datum) -> Result<JsonbArray, FractalityError> {
+        unsafe {
+            let arr = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+            if (*arr).ndim > 1 {
+                return Err(FractalityError::invalid(
+                    "metadata",
+                    format!("an array of {} dimensions", (*arr).ndim),
+                    "Pass a one-dimensional array of jsonb objects, one per memory.",
+                ));
+            }
+            let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
+            let mut nulls: *mut bool = std::ptr::null_mut();
+            let mut n: i32 = 0;
+            // jsonb: a varlena (length -1), by reference, int4-aligned ('i')
+            pg_sys::deconstruct_array(
+                arr,
+                pg_sys::JSONBOID,
+                -1,
+                false,
+                b'i' as std::os::raw::c_char,
+                &mut elems,
+                &mut nulls,
+                &mut n,
+            );
+            let mut items = Vec::with_capacity(n.max(0) as usize);
+            for i in 0..n.max(0) as usize {
+                items.push(if *nulls.add(i) {
+                    None
+                } else {
+                    let text = jsonb_datum_text(*elems.add(i));
+                    Some(serde_json::from_str(&text).map_err(|e| {
+                        FractalityError::invalid(
+                            "metadata",
+                            format!("element {} of the array: {e}", i + 1),
+                            "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.",
+                        )
+                    })?)
+                });
+            }
+            Ok(JsonbArray(items))
+        }
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArray {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        match unsafe { arg.unbox_arg_using_from_datum::<RawDatum>() } {
+            // SAFETY: a non-null argument of type jsonb[]
+            Some(RawDatum(d)) => match unsafe { JsonbArray::from_datum(d) } {
+                Ok(a) => a,
+                Err(e) => e.report(),
+            },
+            None => FractalityError::NullNotAllowed("metadata").report(),
+        }
+    }
+}
+
+/// A stored jsonb value kept as its text and given back through `jsonb_in`: no serde in
+/// between, which refuses numbers beyond float8 and nesting deeper than 128 levels, both of which
+/// jsonb holds (pgrx's `JsonB` panics on them when reading a row).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsonbText(pub String);
+
+impl pgrx::FromDatum for JsonbText {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Self> {
+        (!is_null).then(|| JsonbText(jsonb_datum_text(datum)))
+    }
+}
+
+impl pgrx::IntoDatum for JsonbText {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        let text = std::ffi::CString::new(self.0).expect("jsonb text holds no NUL");
+        // SAFETY: jsonb_in of the text jsonb_out printed
+        unsafe {
+            pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(text.as_ptr().into())])
+        }
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}
+
+unsafe impl pgrx::callconv::BoxRet for JsonbText {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
+        match pgrx::IntoDatum::into_datum(self) {
+            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+unsafe impl SqlTranslatable for JsonbText {
+    const TYPE_IDENT: &'static str = "fractality::jsonb::JsonbText";
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
 }
 
 unsafe impl<'fcx> ArgAbi<'fcx> for JsonValue {

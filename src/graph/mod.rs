@@ -16,7 +16,7 @@ pub mod store;
 pub mod walk;
 
 use pgrx::prelude::*;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 
 use crate::errors::{finite, node_not_found, pg_float, required, FractalityError, OrReport};
 use crate::spi;
@@ -375,7 +375,11 @@ CREATE FUNCTION fractality."thaw"(
 LANGUAGE c AS 'MODULE_PATHNAME', 'thaw_wrapper';
 "#
 )]
-fn thaw(node_key: &str, stream_points: i32, fcinfo: pg_sys::FunctionCallInfo) -> JsonB {
+fn thaw(
+    node_key: &str,
+    stream_points: i32,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> crate::jsonb::JsonbText {
     let model = unsafe { crate::models::model_arg(fcinfo, 2) }.expect("strict");
     let model = model.as_str();
     crate::models::check_name(model).unwrap_or_report();

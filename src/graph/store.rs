@@ -320,8 +320,8 @@ pub fn thaw(
     key: &str,
     stream_points: i64,
     model: &str,
-) -> Result<Option<JsonB>, FractalityError> {
-    spi::one::<JsonB>(
+) -> Result<Option<crate::jsonb::JsonbText>, FractalityError> {
+    spi::one::<crate::jsonb::JsonbText>(
         &THAW,
         &[user.into(), key.into(), stream_points.into(), model.into()],
         true,

@@ -25,7 +25,7 @@ pub mod write;
 
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::Value;
 
 use crate::errors::{required, FractalityError, OrReport};
@@ -116,7 +116,7 @@ fn remember_many_arrays(
     node_keys: Option<Vec<Option<String>>>,
     contents: Option<Vec<Option<String>>>,
     embeddings: Option<VectorArray<'_>>,
-    metadata: default!(Option<Vec<Option<JsonB>>>, "NULL"),
+    metadata: default!(Option<crate::jsonb::JsonbArray>, "NULL"),
     model: default!(Option<&str>, "'default'"),
     dedup_threshold: default!(Option<f64>, 0.95),
     ttls: default!(Option<Vec<Option<Interval>>>, "NULL"),
@@ -130,7 +130,7 @@ fn remember_many_arrays(
         .collect();
     let model = required("model", model);
     let dedup = required("dedup_threshold", dedup_threshold);
-    let metadata = metadata.map(|m| m.into_iter().map(|j| j.map(|j| j.0)).collect());
+    let metadata = metadata.map(|m| m.0);
     let batch =
         memories_from_arrays(node_keys, contents, embeddings, metadata, ttls).unwrap_or_report();
     TableIterator::new(remember_all(&batch, model, dedup, true).unwrap_or_report())
@@ -194,7 +194,7 @@ fn recall(
         name!(node_id, Uuid),
         name!(node_key, String),
         name!(content, Option<String>),
-        name!(metadata, JsonB),
+        name!(metadata, crate::jsonb::JsonbText),
         name!(similarity, Option<f64>),
         name!(text_rank, Option<f64>),
         name!(atp, f64),
@@ -225,7 +225,7 @@ fn recall(
             c.node_id,
             c.node_key,
             c.content,
-            JsonB(c.metadata),
+            c.metadata,
             c.similarity,
             c.text_rank,
             c.atp,

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use pgrx::Uuid;
-use serde_json::Value;
 
 use crate::errors::FractalityError;
 use crate::models::Model;
@@ -23,7 +22,7 @@ pub struct Candidate {
     pub node_id: Uuid,
     pub node_key: String,
     pub content: Option<String>,
-    pub metadata: Value,
+    pub metadata: crate::jsonb::JsonbText,
     pub similarity: Option<f64>,
     pub vector_rank: Option<usize>,
     pub text_rank: Option<f64>,

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use pgrx::datum::{DatumWithOid, Interval};
 use pgrx::{pg_sys, JsonB, Uuid};
+
+use crate::jsonb::JsonbText;
 use serde_json::Value;
 
 use crate::errors::FractalityError;
@@ -42,7 +44,7 @@ const STAGED_COUNT: Query<'static> = query!("memory_staged_count", [UUIDOID, TEX
 const INDEX_STAGED: Query<'static> = query!("memory_index_staged", [UUIDOID, TEXTOID]);
 
 /// A memory's key, content, metadata and current energy.
-pub type Detail = (String, Option<String>, Value, f64);
+pub type Detail = (String, Option<String>, JsonbText, f64);
 
 // ---- the session's tenant ----------------------------------------------------------------------
 
@@ -217,7 +219,8 @@ fn detail_at(r: &spi::Row, at: i32) -> Option<Detail> {
     Some((
         r.get::<String>(at)?,
         r.get::<String>(at + 1),
-        r.get::<JsonB>(at + 2).map_or(Value::Null, |j| j.0),
+        r.get::<JsonbText>(at + 2)
+            .unwrap_or_else(|| JsonbText("null".into())),
         r.get::<f64>(at + 3)?,
     ))
 }

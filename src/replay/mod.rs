@@ -288,7 +288,7 @@ fn replay_batch(
         name!(next_state, Option<Vec<Option<f32>>>),
         name!(intent_type, Option<String>),
         name!(executor_id, Option<String>),
-        name!(parameters, Option<pgrx::JsonB>),
+        name!(parameters, Option<crate::jsonb::JsonbText>),
         name!(priority, f64),
         name!(probability, f64),
         name!(weight, f64),

@@ -8,7 +8,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use pgrx::prelude::*;
-use pgrx::JsonB;
 
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Query};
@@ -363,7 +362,7 @@ pub type Joined = (
     Option<Vec<Option<f32>>>,
     Option<String>,
     Option<String>,
-    Option<JsonB>,
+    Option<crate::jsonb::JsonbText>,
 );
 
 /// The events of the draws (`ts`, `ids`, in draw order) joined to their state, action, rewards,
@@ -396,7 +395,7 @@ pub fn batch(
                     r.get::<Vec<Option<f32>>>(12),
                     r.get::<String>(13),
                     r.get::<String>(14),
-                    r.get::<JsonB>(15),
+                    r.get::<crate::jsonb::JsonbText>(15),
                 ),
             ))
         },

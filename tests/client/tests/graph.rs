@@ -330,8 +330,11 @@ fn upsert_node_revives_an_expired_node_and_moves_updated_at_for_content_only() {
 fn a_tenant_that_is_no_uuid_is_refused() {
     let mut c = common::db();
     for bad in [format!("a\u{e9}{}", "a".repeat(29)), "+0".repeat(16)] {
-        c.execute("SELECT set_config('fractality.user_id', $1, false)", &[&bad])
-            .unwrap();
+        c.execute(
+            "SELECT set_config('fractality.user_id', $1, false)",
+            &[&bad],
+        )
+        .unwrap();
         for call in [
             "SELECT count(*) FROM fractality.children('x')",
             "SELECT fractality.upsert_node('no-uuid-tenant')::text",

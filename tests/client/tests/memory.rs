@@ -478,6 +478,59 @@ fn a_plain_repeat_leaves_updated_at() {
     assert_ne!(updated_at(&mut c), first, "a repeat with metadata");
 }
 
+/// Metadata that jsonb holds but serde does not (a number beyond float8, nesting deeper than 128)
+/// comes back whole from recall and thaw (before: an internal error for the whole recall); the
+/// arrays form of remember_many refuses it with 22023, as the jsonb form does.
+#[test]
+fn metadata_beyond_serde_is_read_back_or_refused_cleanly() {
+    let mut c = common::db();
+    let tenant = common::tenant();
+    c.batch_execute(&format!("SET fractality.user_id = '{tenant}'"))
+        .unwrap();
+    let v = at_cosine(0.9, 4);
+    c.execute(
+        "SELECT * FROM fractality.remember('huge', 'a number too large', $1::text::vector)",
+        &[&v],
+    )
+    .unwrap();
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    c.execute(
+        "UPDATE fractality.nodes SET metadata = jsonb_build_object('x', 1e400::numeric, 'deep', $1::text::jsonb)
+          WHERE node_key = 'huge' AND user_id = fractality.current_user_id()",
+        &[&deep],
+    )
+    .unwrap();
+    let recalled: String = c
+        .query_one(
+            "SELECT metadata::text FROM fractality.recall($1::text::vector, 1)",
+            &[&v],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        recalled.contains("1e400") || recalled.contains("10000000000"),
+        "{}",
+        &recalled[..80]
+    );
+    let same: bool = c
+        .query_one(
+            "SELECT (fractality.thaw('huge') -> 'metadata') = metadata FROM fractality.nodes
+              WHERE node_key = 'huge' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(same, "thaw gives the metadata whole");
+    let err = c
+        .query_one(
+            "SELECT count(*) FROM fractality.remember_many(NULL, ARRAY['too large'], ARRAY[$1::text::vector],
+                                                         ARRAY['{\"x\": 1e400}'::jsonb])",
+            &[&v],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+}
+
 /// An expired memory is not found by its words either: `search_nodes` returns the live one only.
 #[test]
 fn search_nodes_leaves_expired_memories_out() {
