@@ -266,6 +266,16 @@ BEGIN
             HINT = 'A new model builds an HNSW index on every partition: the administrator registers it once; then register_model with the same dimension succeeds for every role.';
     END IF;
     IF current_dims IS NOT NULL THEN
+        -- the writers of embeddings first: one of this model written meanwhile (staged, it meets
+        -- no index that would refuse its dimension) is then seen below, and a later one waits
+        -- for the new dimension. A snapshot older than the lock would not see it.
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE object_not_in_prerequisite_state USING
+                MESSAGE = format('register_model: changing the dimension of model %L needs READ COMMITTED, not %s',
+                                 model, current_setting('transaction_isolation')),
+                HINT = 'Run it in a READ COMMITTED transaction (the default), so that it sees every embedding written before it.';
+        END IF;
+        LOCK TABLE fractality.node_embeddings IN SHARE ROW EXCLUSIVE MODE;
         IF EXISTS (SELECT 1 FROM fractality.node_embeddings e WHERE e.model = register_model.model) THEN
             RAISE invalid_parameter_value USING
                 MESSAGE = format('model %L has %s dimensions and holds embeddings: it cannot change to %s',

@@ -939,6 +939,16 @@ BEGIN
             HINT = 'A new model builds an HNSW index on every partition: the administrator registers it once; then register_model with the same dimension succeeds for every role.';
     END IF;
     IF current_dims IS NOT NULL THEN
+        -- the writers of embeddings first: one of this model written meanwhile (staged, it meets
+        -- no index that would refuse its dimension) is then seen below, and a later one waits
+        -- for the new dimension. A snapshot older than the lock would not see it.
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE object_not_in_prerequisite_state USING
+                MESSAGE = format('register_model: changing the dimension of model %L needs READ COMMITTED, not %s',
+                                 model, current_setting('transaction_isolation')),
+                HINT = 'Run it in a READ COMMITTED transaction (the default), so that it sees every embedding written before it.';
+        END IF;
+        LOCK TABLE fractality.node_embeddings IN SHARE ROW EXCLUSIVE MODE;
         IF EXISTS (SELECT 1 FROM fractality.node_embeddings e WHERE e.model = register_model.model) THEN
             RAISE invalid_parameter_value USING
                 MESSAGE = format('model %L has %s dimensions and holds embeddings: it cannot change to %s',
@@ -1259,7 +1269,7 @@ CREATE FUNCTION fractality."remember_many"(
 	"node_keys" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
 	"contents" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
 	"embeddings" vector[], /* Option < VectorArray < '_ > > */
-	"metadata" jsonb[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < JsonB > > > */
+	"metadata" jsonb[] DEFAULT NULL, /* Option < crate :: jsonb :: JsonbArray > */
 	"model" TEXT DEFAULT 'default', /* Option < & str > */
 	"dedup_threshold" double precision DEFAULT 0.95, /* Option < f64 > */
 	"ttls" interval[] DEFAULT NULL /* :: std :: option :: Option < Vec < Option < Interval > > > */
@@ -1285,7 +1295,7 @@ CREATE FUNCTION fractality."recall"(
 	"node_id" uuid,  /* Uuid */
 	"node_key" TEXT,  /* String */
 	"content" TEXT,  /* Option < String > */
-	"metadata" jsonb,  /* JsonB */
+	"metadata" jsonb,  /* crate :: jsonb :: JsonbText */
 	"similarity" double precision,  /* Option < f64 > */
 	"text_rank" double precision,  /* Option < f64 > */
 	"atp" double precision,  /* f64 */
@@ -1748,7 +1758,7 @@ CREATE FUNCTION fractality."replay_batch"(
 	"next_state" real[],  /* :: std :: option :: Option < Vec < Option < f32 > > > */
 	"intent_type" TEXT,  /* Option < String > */
 	"executor_id" TEXT,  /* Option < String > */
-	"parameters" jsonb,  /* Option < pgrx :: JsonB > */
+	"parameters" jsonb,  /* Option < crate :: jsonb :: JsonbText > */
 	"priority" double precision,  /* f64 */
 	"probability" double precision,  /* f64 */
 	"weight" double precision  /* f64 */

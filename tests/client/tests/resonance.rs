@@ -352,3 +352,94 @@ fn a_consensus_gathers_every_user_min_contributors_allows() {
     drop(c);
     common::drop_db(db);
 }
+
+/// The dimension check of node_embeddings looks a model up again after a rollback to a
+/// savepoint: a model registered inside the rolled-back part is gone for the next statement
+/// (22023, unknown), even though the statement runs under the same command id.
+#[test]
+fn the_dimension_check_forgets_what_a_savepoint_rolled_back() {
+    let db = "fractality_savepoint_dims";
+    let mut c = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    c.batch_execute(
+        "SET fractality.user_id = 'a0000000-0000-4000-8000-000000000001';
+         SELECT fractality.upsert_node('n');",
+    )
+    .unwrap();
+    c.batch_execute("BEGIN").unwrap();
+    c.batch_execute("SAVEPOINT s").unwrap();
+    c.batch_execute("SELECT fractality.register_model('gone', 3)")
+        .unwrap();
+    // the check reads the model, then the foreign key to the node fails
+    let err = c
+        .batch_execute(
+            "INSERT INTO fractality.node_embeddings (node_id, model, embedding)
+             VALUES (gen_random_uuid(), 'gone', '[1,2,3]')",
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "23503", "{err}");
+    c.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
+    let err = c
+        .batch_execute(
+            "INSERT INTO fractality.node_embeddings (node_id, model, embedding)
+             SELECT id, 'gone', '[1,2,3]' FROM fractality.nodes WHERE node_key = 'n'",
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+    c.batch_execute("ROLLBACK").unwrap();
+    drop(c);
+    common::drop_db(db);
+}
+
+/// A model's dimension cannot change under an embedding being written: register_model waits for
+/// the writer and then refuses (the model holds an embedding), even for a staged row, which no
+/// HNSW index checks (before: the new dimension was taken and the 3-d row stayed in a 5-d model).
+#[test]
+fn a_dimension_change_waits_for_the_writers_of_the_model() {
+    let db = "fractality_dims_race";
+    let mut a = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    a.batch_execute(
+        "SELECT fractality.register_model('raced', 3);
+         SET fractality.user_id = 'a0000000-0000-4000-8000-000000000002';
+         SELECT fractality.upsert_node('n');",
+    )
+    .unwrap();
+    a.batch_execute("BEGIN").unwrap();
+    a.batch_execute(
+        "INSERT INTO fractality.node_embeddings (node_id, model, embedding, staged)
+         SELECT id, 'raced', '[1,2,3]', true FROM fractality.nodes WHERE node_key = 'n'",
+    )
+    .unwrap();
+    let url = common::url_of(db);
+    let owner = std::thread::spawn(move || {
+        let mut b = Client::connect(&url, postgres::NoTls).unwrap();
+        b.batch_execute("SELECT fractality.register_model('raced', 5)")
+            .err()
+            .map(|e| common::sqlstate(&e))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    a.batch_execute("COMMIT").unwrap();
+    let refused = owner.join().unwrap();
+    assert_eq!(refused.as_deref(), Some("22023"));
+    let dims: i32 = a
+        .query_one(
+            "SELECT dims FROM fractality.embedding_models WHERE model = 'raced'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(dims, 3);
+    // a snapshot taken before the lock would miss such a writer: refused
+    a.batch_execute("SELECT fractality.register_model('free', 4)")
+        .unwrap();
+    a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .unwrap();
+    let err = a
+        .batch_execute("SELECT fractality.register_model('free', 7)")
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "55000", "{err}");
+    a.batch_execute("ROLLBACK").unwrap();
+    a.batch_execute("SELECT fractality.register_model('free', 7)")
+        .unwrap();
+    drop(a);
+    common::drop_db(db);
+}
