@@ -169,6 +169,18 @@ fn same_dims(a: &[f32], b: &[f32]) -> Result<(), FractalityError> {
     }
 }
 
+/// A direction: a query or a memory needs one for similarity (22023 for a zero vector).
+pub fn check_direction(name: &'static str, v: &[f32]) -> Result<(), FractalityError> {
+    if v.iter().all(|x| *x == 0.0) {
+        return Err(FractalityError::invalid(
+            name,
+            "a zero vector",
+            "A zero vector has no direction: no similarity can be computed with it.",
+        ));
+    }
+    Ok(())
+}
+
 /// Cosine similarity in [-1, 1], accumulated in f64; `None` when either vector has zero norm.
 pub fn cosine(a: &[f32], b: &[f32]) -> Result<Option<f64>, FractalityError> {
     CosineTo::new(a).of(b)

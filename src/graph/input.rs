@@ -93,6 +93,9 @@ impl NodeFields<'_> {
             }
         }
         crate::models::check_name(self.model)?;
+        if let Some(v) = &self.embedding {
+            crate::vector::check_direction("embedding", v.as_slice())?;
+        }
         Ok(())
     }
 }

@@ -431,6 +431,9 @@ fn freeze_node(
         }
         by_model.push((m, Vector::from_vec(v)?));
     }
+    for (_, v) in &by_model {
+        crate::vector::check_direction("embedding", v.as_slice())?;
+    }
     spi::connect(|| {
         if model != crate::models::DEFAULT && !frozen_has(&by_model, model) {
             // a model named without an embedding of it: it must exist all the same (with one,

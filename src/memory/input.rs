@@ -37,17 +37,7 @@ pub fn check_energy(name: &'static str, v: f64) -> Result<f64, FractalityError> 
     )
 }
 
-/// A direction: a query or a memory needs one for similarity (22023 for a zero vector).
-pub fn check_direction(name: &'static str, v: &[f32]) -> Result<(), FractalityError> {
-    if v.iter().all(|x| *x == 0.0) {
-        return Err(FractalityError::invalid(
-            name,
-            "a zero vector",
-            "A zero vector has no direction: no similarity can be computed with it.",
-        ));
-    }
-    Ok(())
-}
+pub use crate::vector::check_direction;
 
 /// An interval as PostgreSQL's default style prints it (e.g. `-1 days`, `1 mon 02:00:00`),
 /// computed here (no call into the server).

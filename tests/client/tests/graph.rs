@@ -361,6 +361,34 @@ fn a_tenant_that_is_no_uuid_is_refused() {
     assert_eq!(common::sqlstate(&err), "22023", "{err}");
 }
 
+/// An embedding needs a direction: a zero vector is refused with 22023 by upsert_node,
+/// upsert_node_for and freeze, as remember refuses it, and nothing is written.
+#[test]
+fn a_zero_embedding_is_refused() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    let zero = "array_fill(0, ARRAY[384])::real[]::vector";
+    for call in [
+        format!("SELECT fractality.upsert_node('zero-emb', embedding => {zero})::text"),
+        format!("SELECT fractality.upsert_node_for('{user}', 'zero-emb', embedding => {zero})::text"),
+        "SELECT fractality.freeze(jsonb_build_object('node_key', 'zero-emb', 'embedding', array_fill(0, ARRAY[384])))::text".to_string(),
+        "SELECT fractality.freeze(jsonb_build_object('node_key', 'zero-emb', 'embeddings', jsonb_build_object('default', array_fill(0, ARRAY[384]))))::text".to_string(),
+    ] {
+        let err = c.query_one(&call, &[]).unwrap_err();
+        assert_eq!(common::sqlstate(&err), "22023", "{call}: {err}");
+    }
+    let written: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes
+              WHERE node_key = 'zero-emb' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0);
+}
+
 /// A memory's expiry goes across: thaw gives `expires_at`, freeze writes it back (a bad time is
 /// refused, and writes nothing).
 #[test]
