@@ -15,7 +15,7 @@ use crate::errors::{required, FractalityError, OrReport};
 use crate::replay::input::check_draws;
 use crate::replay::points;
 
-pub use sample::{normalise_weights, prioritised_sample, PRIORITY_EPSILON};
+pub use sample::{importance_weights, prioritised_sample, PRIORITY_EPSILON};
 pub use state::{check_gamma, sum_rewards, Discounted, DiscountedBySteps, EpisodeSums, Welford};
 
 use sample::check_unit;
@@ -104,10 +104,20 @@ fn discounted_return_sfunc(
     state
 }
 
+/// `v`, or 22003 naming `what` when it went beyond a double (as PostgreSQL's `sum` and `avg` of
+/// float8 raise): an aggregate over finite rewards whose sums overflow.
+fn finite_result(v: f64, what: &'static str) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        FractalityError::Overflow(what).report()
+    }
+}
+
 #[pg_extern(immutable, parallel_safe)]
 fn discounted_return_ffunc(state: Internal) -> Option<f64> {
     let s = unsafe { state.get::<Discounted>() }?;
-    s.started.then_some(s.sum)
+    s.started.then(|| finite_result(s.sum, "discounted_return"))
 }
 
 #[pg_extern(immutable, parallel_safe)]
@@ -131,7 +141,7 @@ fn discounted_return_steps_sfunc(
 #[pg_extern(immutable, parallel_safe)]
 fn discounted_return_steps_ffunc(state: Internal) -> Option<f64> {
     let s = unsafe { state.get::<DiscountedBySteps>() }?;
-    s.started.then_some(s.sum)
+    s.started.then(|| finite_result(s.sum, "discounted_return"))
 }
 
 // Parallel aggregation of discounted_return(reward, gamma, step): partial states per worker,
@@ -195,7 +205,12 @@ fn episode_sums_sfunc(
 /// steps, homeostasis, curiosity, efficiency, goal, discounted; NULL for no rows.
 #[pg_extern(immutable, parallel_safe)]
 fn episode_sums_ffunc(state: Internal) -> Option<Vec<f64>> {
-    unsafe { state.get::<EpisodeSums>() }.map(EpisodeSums::values)
+    unsafe { state.get::<EpisodeSums>() }.map(|s| {
+        s.values()
+            .into_iter()
+            .map(|v| finite_result(v, "episode_sums"))
+            .collect()
+    })
 }
 
 /// Two workers' partial sums of one episode (parallel aggregation).
@@ -271,7 +286,10 @@ fn reward_stats_ffunc(
     };
     let mut t = PgHeapTuple::new_composite_type("fractality.reward_stats_result")
         .unwrap_or_else(|e| failed(&e));
-    let some = |v: f64| (w.n > 0).then_some(v);
+    let some = |v: f64| (w.n > 0).then(|| finite_result(v, "reward_stats"));
+    if let Some(sd) = w.stddev() {
+        finite_result(sd, "reward_stats");
+    }
     let set = (|| {
         t.set_by_name("n", w.n)?;
         t.set_by_name("mean", some(w.mean))?;
@@ -384,14 +402,9 @@ fn sample_experiences(
             .into_iter()
             .map(|d| d.or_else(|| last.clone()).unwrap_or_default())
             .collect();
-        let mut draws: Vec<(Vec<u8>, f64, f64)> = weights_of
-            .into_iter()
-            .map(|(id, p)| {
-                let w = (count as f64 * (p / total)).powf(-beta);
-                (id, p, w)
-            })
-            .collect();
-        normalise_weights(&mut draws);
+        let mut draws: Vec<(Vec<u8>, f64, f64)> =
+            weights_of.into_iter().map(|(id, p)| (id, p, 0.0)).collect();
+        importance_weights(&mut draws, beta);
         Ok(draws)
     })
     .unwrap_or_report();

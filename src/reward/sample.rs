@@ -30,28 +30,28 @@ pub fn prioritised_sample(
         total += p;
         cumulative.push(total);
     }
-    let count = priorities.len() as f64;
     let mut draws: Vec<(usize, f64, f64)> = (0..n)
         .map(|_| {
             let u = rng.random::<f64>() * total;
             let i = cumulative
                 .partition_point(|&c| c <= u)
                 .min(priorities.len() - 1);
-            let prob = priorities[i] / total;
-            (i, priorities[i], (count * prob).powf(-beta))
+            (i, priorities[i], 0.0)
         })
         .collect();
-    normalise_weights(&mut draws);
+    importance_weights(&mut draws, beta);
     draws
 }
 
-/// The weights of `draws` (each draw's last field) divided by the largest, when it is positive.
-pub fn normalise_weights<T>(draws: &mut [(T, f64, f64)]) {
-    let max_w = draws.iter().map(|d| d.2).fold(0.0, f64::max);
-    if max_w > 0.0 {
-        for d in draws {
-            d.2 /= max_w;
-        }
+/// The importance weights of `draws` (each draw's priority in its middle field, written to its
+/// last): (N P(i))^-beta divided by the largest drawn, which is (p_min / p_i)^beta with p_min the
+/// smallest priority drawn. N and the total cancel, so no power of a large or small number is
+/// formed: every weight is in (0, 1] (or underflows to 0) for any beta >= 0. Computed as
+/// (N P(i))^-beta and then divided, a beta of 2 000 gave infinities and NaN.
+pub fn importance_weights<T>(draws: &mut [(T, f64, f64)], beta: f64) {
+    let p_min = draws.iter().map(|d| d.1).fold(f64::INFINITY, f64::min);
+    for d in draws {
+        d.2 = (p_min / d.1).powf(beta);
     }
 }
 
@@ -92,5 +92,25 @@ mod tests {
         let again = prioritised_sample(&rewards, 100, 1.0, 0.4, &mut StdRng::seed_from_u64(9));
         let same = prioritised_sample(&rewards, 100, 1.0, 0.4, &mut StdRng::seed_from_u64(9));
         assert_eq!(again, same);
+    }
+
+    #[test]
+    fn importance_weights_are_the_normalised_powers_for_any_beta() {
+        // (N P(i))^-beta over the largest drawn, written out, for a beta where that is finite
+        let rewards = [1.0, 0.5, 3.0, -2.0];
+        let draws = prioritised_sample(&rewards, 50, 1.0, 0.7, &mut StdRng::seed_from_u64(3));
+        let total: f64 = rewards.iter().map(|r| r.abs() + PRIORITY_EPSILON).sum();
+        let raw = |p: f64| (4.0 * p / total).powf(-0.7);
+        let max_raw = draws.iter().map(|d| raw(d.1)).fold(0.0, f64::max);
+        for d in &draws {
+            assert_relative_eq!(d.2, raw(d.1) / max_raw, epsilon = 1e-12);
+        }
+        // and a beta where the powers themselves overflow: weights in [0, 1], the largest 1
+        let draws = prioritised_sample(&rewards, 50, 1.0, 2000.0, &mut StdRng::seed_from_u64(3));
+        assert!(
+            draws.iter().all(|d| (0.0..=1.0).contains(&d.2)),
+            "{draws:?}"
+        );
+        assert_relative_eq!(draws.iter().map(|d| d.2).fold(0.0, f64::max), 1.0);
     }
 }

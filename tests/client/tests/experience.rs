@@ -1025,3 +1025,28 @@ fn policies_never_share_a_version_hash() {
     };
     assert_eq!((runs(&mut c, ids[0]), runs(&mut c, ids[1])), (1, 0));
 }
+
+/// The reward aggregates raise 22003 when their sums go beyond a double, as PostgreSQL's own
+/// `sum` and `avg` of float8 do (before: -Infinity, NaN or Infinity as an answer).
+#[test]
+fn reward_aggregates_refuse_an_overflow() {
+    let mut c = common::db();
+    for sql in [
+        "SELECT ((fractality.reward_stats(x)).mean)::text FROM unnest('{1e308,-1e308}'::float8[]) x",
+        "SELECT fractality.discounted_return(r, 1.0 ORDER BY r)::text FROM unnest('{1e308,1e308}'::float8[]) r",
+        "SELECT fractality.discounted_return(r, 1.0, s)::text
+           FROM unnest('{1e308,1e308}'::float8[], '{1,2}'::int[]) AS t(r, s)",
+    ] {
+        let err = c.query_one(sql, &[]).unwrap_err();
+        assert_eq!(common::sqlstate(&err), "22003", "{sql}: {err}");
+    }
+    // finite sums stay answers
+    let mean: f64 = c
+        .query_one(
+            "SELECT (fractality.reward_stats(x)).mean FROM unnest('{1e150,3e150}'::float8[]) x",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    approx::assert_relative_eq!(mean, 2e150, max_relative = 1e-12);
+}
