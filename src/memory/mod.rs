@@ -157,6 +157,12 @@ fn forget(node_key: &str) -> bool {
 
 // ---- recall ------------------------------------------------------------------------------------
 
+/// `query_text` as recall uses it: text of nothing but white space is no words (as NULL), not a
+/// text search that matches nothing and still turns the ranking into a fusion of two.
+fn words(query_text: Option<&str>) -> Option<&str> {
+    query_text.filter(|t| !t.trim().is_empty())
+}
+
 /// The weights of a call: its own where given, else the settings.
 fn weights(w_sim: Option<f64>, w_energy: Option<f64>, w_edge: Option<f64>) -> Weights {
     let (sim, energy, edge) = crate::gucs::recall_weights();
@@ -206,7 +212,7 @@ fn recall(
     let args = RecallArgs {
         query: query.as_slice(),
         k: required("k", k),
-        query_text,
+        query_text: words(query_text),
         context,
         model: required("model", model),
         min_similarity: required("min_similarity", min_similarity),
@@ -275,7 +281,7 @@ fn recall_explain(
     let args = RecallArgs {
         query: query.as_slice(),
         k: required("k", k),
-        query_text,
+        query_text: words(query_text),
         context,
         model: required("model", model),
         min_similarity: required("min_similarity", min_similarity),

@@ -531,6 +531,42 @@ fn metadata_beyond_serde_is_read_back_or_refused_cleanly() {
     assert_eq!(common::sqlstate(&err), "22023", "{err}");
 }
 
+/// An empty query_text is no words: recall ranks as with NULL (before, a text search that
+/// matched nothing turned the ranking into a fusion capped at 0.5 relevance).
+#[test]
+fn an_empty_query_text_ranks_as_none() {
+    let mut c = common::db();
+    let tenant = common::tenant();
+    c.batch_execute(&format!("SET fractality.user_id = '{tenant}'"))
+        .unwrap();
+    for (key, cos, axis) in [("near", 0.95, 5), ("far", 0.3, 6)] {
+        c.execute(
+            "SELECT * FROM fractality.remember($1, $1, $2::text::vector)",
+            &[&key, &at_cosine(cos, axis)],
+        )
+        .unwrap();
+    }
+    let ranked = |c: &mut Client, words: Option<&str>| -> Vec<(String, f64)> {
+        c.query(
+            "SELECT node_key, score FROM fractality.recall($1::text::vector, 2, $2)",
+            &[&at_cosine(1.0, 5), &words],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let none = ranked(&mut c, None);
+    for empty in ["", "   "] {
+        let got = ranked(&mut c, Some(empty));
+        assert_eq!(got.len(), none.len(), "{empty:?}");
+        for ((k1, s1), (k2, s2)) in got.iter().zip(&none) {
+            assert_eq!(k1, k2);
+            approx::assert_relative_eq!(*s1, *s2, epsilon = 1e-6);
+        }
+    }
+}
+
 /// An expired memory is not found by its words either: `search_nodes` returns the live one only.
 #[test]
 fn search_nodes_leaves_expired_memories_out() {
