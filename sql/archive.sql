@@ -310,6 +310,7 @@ BEGIN
             MESSAGE = format('invalid value for days_threshold: %s', days_threshold),
             HINT = 'days_threshold is a number of days >= 0.';
     END IF;
+    PERFORM fractality._check_age('days_threshold', make_interval(days => days_threshold));
     RETURN fractality._archive_events_before(
         fractality.epoch_us(now() - make_interval(days => days_threshold)));
 END $$;

@@ -650,3 +650,21 @@ fn the_owners_stream_archive_refuses_a_snapshot_older_than_its_locks() {
     let after = point_counts(&mut c, node);
     assert_eq!(after.0 + after.1, before.0 + before.1);
 }
+
+/// An age beyond the earliest timestamp is refused naming days_threshold (22023), as
+/// archive_streams refuses its older_than (before: 22008, "timestamp out of range").
+#[test]
+fn archive_old_events_refuses_an_age_before_time_began() {
+    let mut c = common::db();
+    let err = c
+        .query_one("SELECT fractality.archive_old_events(2147483647)", &[])
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("days_threshold"),
+        "{err}"
+    );
+}

@@ -476,6 +476,26 @@ fn freeze_takes_back_what_thaw_gives_and_checks_its_model() {
         .unwrap()
         .get(0);
     assert_eq!(v, "{0.5,NULL,NaN}");
+    // two points of one document at one time: the first is written, once
+    c.query_one(
+        "SELECT fractality.freeze('{\"node_key\": \"twice\", \"stream\": [
+            {\"time\": \"2026-01-01 00:00:00+00\", \"atp_level\": 0.25},
+            {\"time\": \"2026-01-01 00:00:00+00\", \"atp_level\": 0.75}]}')",
+        &[],
+    )
+    .unwrap();
+    let levels: Vec<f64> = c
+        .query(
+            "SELECT s.atp_level FROM fractality.consciousness_streams s
+               JOIN fractality.nodes n ON n.id = s.node_id
+              WHERE n.node_key = 'twice' AND n.user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(levels, vec![0.25]);
     // an edge's metadata and the node's energy object go across too
     c.batch_execute(
         "SELECT fractality.upsert_node('vec-dst');
