@@ -90,6 +90,12 @@ pub enum FractalityError {
     #[error("the fractality schema of this database is older than its library")]
     SchemaBehind,
 
+    /// 40001 serialization_failure: another session changed what the call was writing (a
+    /// memory it was telling again deleted, a key it was storing taken); the call can be run
+    /// again as it was.
+    #[error("memory {0} was changed by another session while remember ran")]
+    ConcurrentChange(String),
+
     /// XX000 internal_error: SPI refused one of fractality's own queries (not an error of the
     /// query itself, which PostgreSQL reports as it is).
     #[error("fractality: internal query {query} failed: {detail}")]
@@ -150,6 +156,9 @@ impl FractalityError {
             FractalityError::SchemaBehind => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
+            FractalityError::ConcurrentChange(_) => {
+                PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE
+            }
             FractalityError::NoVector(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             FractalityError::CopyUnderRowSecurity(..) => {
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED
@@ -202,6 +211,9 @@ impl FractalityError {
             FractalityError::SchemaBehind => {
                 Some("Run ALTER EXTENSION fractality UPDATE (docs/UPGRADES.md says what it does).")
             }
+            FractalityError::ConcurrentChange(_) => Some(
+                "Another session deleted or wrote that memory meanwhile (forget, run_maintenance, upsert_node, freeze); nothing was written: run the call again.",
+            ),
             FractalityError::NoVector(_) => {
                 Some("CREATE EXTENSION vector (fractality requires it).")
             }

@@ -521,33 +521,20 @@ impl JsonbArray {
                     "Pass a one-dimensional array of jsonb objects, one per memory.",
                 ));
             }
-            let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
-            let mut nulls: *mut bool = std::ptr::null_mut();
-            let mut n: i32 = 0;
-            // jsonb: a varlena (length -1), by reference, int4-aligned ('i')
-            pg_sys::deconstruct_array(
-                arr,
-                pg_sys::JSONBOID,
-                -1,
-                false,
-                b'i' as std::os::raw::c_char,
-                &mut elems,
-                &mut nulls,
-                &mut n,
-            );
-            let mut items = Vec::with_capacity(n.max(0) as usize);
-            for i in 0..n.max(0) as usize {
-                items.push(if *nulls.add(i) {
-                    None
-                } else {
-                    let text = jsonb_datum_text(*elems.add(i));
-                    Some(serde_json::from_str(&text).map_err(|e| {
+            let mut items = Vec::new();
+            for (i, d) in crate::vector::varlena_elements(arr, pg_sys::JSONBOID)
+                .into_iter()
+                .enumerate()
+            {
+                items.push(match d {
+                    None => None,
+                    Some(d) => Some(serde_json::from_str(&jsonb_datum_text(d)).map_err(|e| {
                         FractalityError::invalid(
                             "metadata",
                             format!("element {} of the array: {e}", i + 1),
                             "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.",
                         )
-                    })?)
+                    })?),
                 });
             }
             Ok(JsonbArray(items))

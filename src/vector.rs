@@ -346,30 +346,42 @@ impl<'a> VectorArray<'a> {
                     "Pass a one-dimensional array of vectors, one per memory.",
                 ));
             }
-            let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
-            let mut nulls: *mut bool = std::ptr::null_mut();
-            let mut n: i32 = 0;
-            // vector: a varlena (length -1), by reference, int4-aligned ('i')
-            pg_sys::deconstruct_array(
-                arr,
-                elem,
-                -1,
-                false,
-                b'i' as std::os::raw::c_char,
-                &mut elems,
-                &mut nulls,
-                &mut n,
-            );
-            let mut items = Vec::with_capacity(n.max(0) as usize);
-            for i in 0..n.max(0) as usize {
-                items.push(if *nulls.add(i) {
-                    None
-                } else {
-                    Some(Vector::from_datum_ref(*elems.add(i))?)
-                });
-            }
+            let items = varlena_elements(arr, elem)
+                .into_iter()
+                .map(|d| d.map(|d| Vector::from_datum_ref(d)).transpose())
+                .collect::<Result<_, _>>()?;
             Ok(VectorArray { items })
         }
+    }
+}
+
+/// The elements of a detoasted array of a varlena type aligned on 4 bytes (vector, jsonb), in
+/// order, a NULL element as None.
+///
+/// # Safety
+/// `arr` is a detoasted array whose elements are of type `elem`, valid while the datums are used.
+pub(crate) unsafe fn varlena_elements(
+    arr: *mut pg_sys::ArrayType,
+    elem: pg_sys::Oid,
+) -> Vec<Option<pg_sys::Datum>> {
+    unsafe {
+        let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
+        let mut nulls: *mut bool = std::ptr::null_mut();
+        let mut n: i32 = 0;
+        // a varlena (length -1), by reference, int4-aligned ('i')
+        pg_sys::deconstruct_array(
+            arr,
+            elem,
+            -1,
+            false,
+            b'i' as std::os::raw::c_char,
+            &mut elems,
+            &mut nulls,
+            &mut n,
+        );
+        (0..n.max(0) as usize)
+            .map(|i| (!*nulls.add(i)).then(|| *elems.add(i)))
+            .collect()
     }
 }
 

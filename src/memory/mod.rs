@@ -150,6 +150,9 @@ fn forget(node_key: &str) -> bool {
     crate::errors::writer(c"forget");
     spi::connect(|| -> Result<bool, FractalityError> {
         let tenant = store::tenant()?;
+        // remember's lock: a remember of this memory running meanwhile stores it anew after
+        // this commits, instead of telling again what is gone
+        store::lock(tenant)?;
         Ok(store::forget(tenant, node_key)? > 0)
     })
     .unwrap_or_report()

@@ -107,8 +107,8 @@ pub fn reinforce(
     energy: f64,
     metadata: &Value,
     ttl: Option<Interval>,
-) -> Result<(), FractalityError> {
-    spi::run(
+) -> Result<bool, FractalityError> {
+    Ok(spi::run(
         &REINFORCE,
         &[
             id.into(),
@@ -117,11 +117,11 @@ pub fn reinforce(
             ttl.into(),
             tenant.into(),
         ],
-    )?;
-    Ok(())
+    )? > 0)
 }
 
-/// New memories of `tenant` (key, content, metadata, ttl), in one statement; each key's id.
+/// New memories of `tenant` (key, content, metadata, ttl), in one statement; each key's id (a
+/// key another session stored meanwhile is left out: the caller's to report).
 pub fn insert_many(
     tenant: Uuid,
     memories: &[(&str, &str, &Value, Option<Interval>)],

@@ -289,9 +289,10 @@ pub fn remember_all(
             .new
             .iter()
             .map(|(key, _)| {
-                by_key.get(key).copied().ok_or_else(|| {
-                    FractalityError::InternalStep(format!("memory {key} was not inserted"))
-                })
+                by_key
+                    .get(key)
+                    .copied()
+                    .ok_or_else(|| FractalityError::ConcurrentChange(format!("'{key}'")))
             })
             .collect::<Result<_, _>>()?;
         let id = |r: Ref| match r {
@@ -303,7 +304,11 @@ pub fn remember_all(
         told_again.sort();
         for (node, i) in told_again {
             let m = &memories[i];
-            store::reinforce(node, tenant, energy, &m.metadata, m.ttl)?;
+            // a memory deleted since it was read (run_maintenance's expiry, a DELETE): forget
+            // takes the lock above, these do not
+            if !store::reinforce(node, tenant, energy, &m.metadata, m.ttl)? {
+                return Err(FractalityError::ConcurrentChange(format!("node {node}")));
+            }
         }
         let created = pending.new.len();
         let (new_ids, embeddings): (Vec<Uuid>, Vec<Vec<f32>>) =

@@ -567,6 +567,81 @@ fn an_empty_query_text_ranks_as_none() {
     }
 }
 
+/// remember against another session's forget of the same memory: remember waits for the forget
+/// and stores the memory anew (before: it returned created = false and no memory was left).
+/// Against another session's upsert_node of the same new key: 40001, a retry reinforces it
+/// (before: 23505).
+#[test]
+fn remember_against_a_concurrent_forget_or_upsert() {
+    let tenant = common::tenant();
+    let set = format!("SET fractality.user_id = '{tenant}'");
+    let mut a = common::db();
+    let mut b = common::db();
+    a.batch_execute(&set).unwrap();
+    b.batch_execute(&set).unwrap();
+    let v = at_cosine(0.8, 7);
+    let remember =
+        "SELECT created FROM fractality.remember('raced', 'the tide turns', $1::text::vector)";
+    a.query_one(remember, &[&v]).unwrap();
+    b.batch_execute("BEGIN").unwrap();
+    b.batch_execute("SELECT fractality.forget('raced')")
+        .unwrap();
+    let told = {
+        let v = v.clone();
+        let set = set.clone();
+        std::thread::spawn(move || {
+            let mut a = common::db();
+            a.batch_execute(&set).unwrap();
+            a.query_one(remember, &[&v]).map(|r| r.get::<_, bool>(0))
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    b.batch_execute("COMMIT").unwrap();
+    let created = told.join().unwrap().unwrap();
+    let count: i64 = a
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes
+              WHERE node_key = 'raced' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        (created, count),
+        (true, 1),
+        "remembered again after the forget"
+    );
+
+    b.batch_execute("BEGIN").unwrap();
+    b.batch_execute("SELECT fractality.upsert_node('raced-new')")
+        .unwrap();
+    let told = {
+        let v = at_cosine(0.8, 8);
+        let set = set.clone();
+        std::thread::spawn(move || {
+            let mut a = common::db();
+            a.batch_execute(&set).unwrap();
+            a.query_one(
+                "SELECT created FROM fractality.remember('raced-new', 'the tide turns again', $1::text::vector)",
+                &[&v],
+            )
+            .map(|r| r.get::<_, bool>(0))
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    b.batch_execute("COMMIT").unwrap();
+    let err = told.join().unwrap().unwrap_err();
+    assert_eq!(common::sqlstate(&err), "40001", "{err}");
+    let created: bool = a
+        .query_one(
+            "SELECT created FROM fractality.remember('raced-new', 'the tide turns again', $1::text::vector)",
+            &[&at_cosine(0.8, 8)],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!created, "the retry tells the node upsert_node made");
+}
+
 /// An expired memory is not found by its words either: `search_nodes` returns the live one only.
 #[test]
 fn search_nodes_leaves_expired_memories_out() {
