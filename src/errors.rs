@@ -106,6 +106,11 @@ pub enum FractalityError {
     #[error("fractality: {0}")]
     InternalStep(String),
 
+    /// 55000 object_not_in_prerequisite_state: a call that must see what other sessions commit
+    /// while it waits for their locks, run at an isolation level whose snapshot predates them.
+    #[error("{0} needs READ COMMITTED, not {1}")]
+    NeedsReadCommitted(&'static str, &'static str),
+
     /// 0A000 feature_not_supported: a table under row-level security that a function writes by
     /// COPY FROM, which refuses it as PostgreSQL's COPY FROM does.
     #[error("COPY FROM not supported with row-level security: {0} writes {1} by COPY")]
@@ -163,6 +168,9 @@ impl FractalityError {
             FractalityError::CopyUnderRowSecurity(..) => {
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED
             }
+            FractalityError::NeedsReadCommitted(..) => {
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
         }
     }
 
@@ -217,6 +225,9 @@ impl FractalityError {
             FractalityError::NoVector(_) => {
                 Some("CREATE EXTENSION vector (fractality requires it).")
             }
+            FractalityError::NeedsReadCommitted(..) => Some(
+                "Run it in a READ COMMITTED transaction (the default): it waits for other sessions' writes and must then see them.",
+            ),
             FractalityError::CopyUnderRowSecurity(..) => Some(
                 "Write the events with INSERT statements, or turn row-level security off on the table; nothing was written.",
             ),

@@ -23,6 +23,7 @@ const TREE_WRITE: Query<'static> = query!(
     [INT4OID, INT2OID, INT8ARRAYOID, FLOAT8ARRAYOID, INT4OID]
 );
 const TREE_CLEAR: Query<'static> = query!("replay_tree_clear", [INT4OID]);
+const LOCK_EVENTS: Query<'static> = query!("replay_lock_events", []);
 /// Read as it is, or with ` FOR UPDATE` appended to lock the buffer.
 const BUFFER: &str = include_str!("../../sql/queries/replay_buffer.sql");
 const ENTERED: Query<'static> = query!(
@@ -400,4 +401,24 @@ pub fn batch(
             ))
         },
     )
+}
+
+/// The writers of events held off until the transaction ends (a backfill's): 55000 at an
+/// isolation level whose snapshot predates the lock, which would not see an event committed
+/// while it waited.
+pub fn lock_events() -> Result<(), FractalityError> {
+    // SAFETY: a plain read of the transaction's isolation level
+    let level = unsafe { pg_sys::XactIsoLevel };
+    if level >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        return Err(FractalityError::NeedsReadCommitted(
+            "create_replay_buffer with backfill",
+            if level == pg_sys::XACT_SERIALIZABLE as i32 {
+                "SERIALIZABLE"
+            } else {
+                "REPEATABLE READ"
+            },
+        ));
+    }
+    spi::run(&LOCK_EVENTS, &[])?;
+    Ok(())
 }

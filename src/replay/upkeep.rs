@@ -250,6 +250,7 @@ fn rebuild(b: &mut Buffer) -> Result<(), FractalityError> {
 /// A new buffer `id` filled with the hot events already stored that pass its filter: its
 /// counters and its tree.
 pub(super) fn backfill(id: i32) -> Result<(), FractalityError> {
+    store::lock_events()?;
     let mut b = buffer(None, Some(id), true)?;
     let k = items::backfill(id)?;
     b.next_seq = k;

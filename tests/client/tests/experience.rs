@@ -1050,3 +1050,51 @@ fn reward_aggregates_refuse_an_overflow() {
         .get(0);
     approx::assert_relative_eq!(mean, 2e150, max_relative = 1e-12);
 }
+
+/// A buffer made with backfill takes an event written meanwhile by another session: it waits
+/// for the writer and then reads it (before: the event, invisible to the backfill and written
+/// before the buffer existed, entered neither way).
+#[test]
+fn a_backfilled_buffer_takes_an_event_written_meanwhile() {
+    let _g = lock();
+    let mut w = common::db();
+    w.batch_execute("SELECT fractality.drop_replay_buffer('meanwhile') WHERE EXISTS (SELECT 1 FROM fractality.replay_buffers WHERE name = 'meanwhile')")
+        .unwrap();
+    let mut e = event(9_100_000_000, 0x9191_0001, 91, 1, 0.5);
+    e["adna_version_hash"] = json!(919191);
+    w.batch_execute("BEGIN").unwrap();
+    w.query_one(
+        "SELECT fractality.write_events($1)",
+        &[&Value::Array(vec![e])],
+    )
+    .unwrap();
+    let made = std::thread::spawn(|| {
+        let mut c = common::db();
+        c.query_one(
+            "SELECT fractality.create_replay_buffer('meanwhile', policy_version => 919191, backfill => true)",
+            &[],
+        )
+        .map(|r| r.get::<_, i32>(0))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    w.batch_execute("COMMIT").unwrap();
+    made.join().unwrap().unwrap();
+    let size: i64 = w
+        .query_one(
+            "SELECT size FROM fractality.replay_buffers WHERE name = 'meanwhile'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    w.batch_execute("SELECT fractality.drop_replay_buffer('meanwhile')")
+        .unwrap();
+    assert_eq!(size, 1);
+    // a snapshot older than the lock would miss such an event: refused
+    w.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .unwrap();
+    let err = w
+        .batch_execute("SELECT fractality.create_replay_buffer('meanwhile', backfill => true)")
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "55000", "{err}");
+    w.batch_execute("ROLLBACK").unwrap();
+}
