@@ -207,6 +207,7 @@ BEGIN
     IF cutoff_us IS NULL THEN
         RAISE null_value_not_allowed USING MESSAGE = 'cutoff_us must not be NULL';
     END IF;
+    PERFORM fractality._check_read_committed('archiving events');
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
     -- DETACH needs it anyway; taken first, so that no lock is ever upgraded half way. It also
     -- keeps writers out, so that a row move can be an INSERT ... SELECT and then a DELETE.
@@ -315,6 +316,21 @@ BEGIN
         fractality.epoch_us(now() - make_interval(days => days_threshold)));
 END $$;
 
+-- Refuses (55000) a transaction above READ COMMITTED for `what`, a step that moves or drops whole
+-- partitions after waiting for their lock: its snapshot, older than the lock, would not see the
+-- rows written while it waited, and they would go with the partition.
+CREATE FUNCTION fractality._check_read_committed(what text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE object_not_in_prerequisite_state USING
+            MESSAGE = format('%s needs READ COMMITTED, not %s', what, current_setting('transaction_isolation')),
+            HINT = 'It moves or drops whole partitions once it holds their lock; run it in a READ COMMITTED transaction (the default).';
+    END IF;
+END $$;
+
 -- Deletes every event (and its metadata) with "timestamp" < cutoff_us from the hot tier; whole
 -- partitions are dropped. Returns the number of events deleted. The 'drop' retention action.
 CREATE FUNCTION fractality._drop_events_before(cutoff_us bigint) RETURNS bigint
@@ -326,6 +342,7 @@ DECLARE
     k bigint;
     gone bigint := 0;
 BEGIN
+    PERFORM fractality._check_read_committed('dropping events');
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
     LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;

@@ -70,6 +70,21 @@ BEGIN
         fractality.epoch_us(now() - make_interval(days => days_threshold)));
 END $$;
 
+-- Refuses (55000) a transaction above READ COMMITTED for `what`, a step that moves or drops whole
+-- partitions after waiting for their lock: its snapshot, older than the lock, would not see the
+-- rows written while it waited, and they would go with the partition.
+CREATE OR REPLACE FUNCTION fractality._check_read_committed(what text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE object_not_in_prerequisite_state USING
+            MESSAGE = format('%s needs READ COMMITTED, not %s', what, current_setting('transaction_isolation')),
+            HINT = 'It moves or drops whole partitions once it holds their lock; run it in a READ COMMITTED transaction (the default).';
+    END IF;
+END $$;
+
 -- Moves every stream point with time < cutoff into consciousness_archive; returns how many.
 -- The caller's row-level security holds: a tenant role moves its own points only. The owner
 -- moves wholly old partitions by reading them once and dropping them.
@@ -1799,6 +1814,7 @@ BEGIN
     IF cutoff_us IS NULL THEN
         RAISE null_value_not_allowed USING MESSAGE = 'cutoff_us must not be NULL';
     END IF;
+    PERFORM fractality._check_read_committed('archiving events');
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
     -- DETACH needs it anyway; taken first, so that no lock is ever upgraded half way. It also
     -- keeps writers out, so that a row move can be an INSERT ... SELECT and then a DELETE.
@@ -1895,6 +1911,7 @@ DECLARE
     k bigint;
     gone bigint := 0;
 BEGIN
+    PERFORM fractality._check_read_committed('dropping events');
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
     LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
@@ -2458,7 +2475,7 @@ BEGIN
                     '_drop_partition', '_drop_streams_before', '_ensure_month_partition',
                     '_event_table_as', '_index_partition', '_new_event_table', '_pack_stream_points',
                     '_partition_bounds', '_protect_partition', '_set_event_bound',
-                    '_us_to_timestamptz', '_check_age',
+                    '_us_to_timestamptz', '_check_age', '_check_read_committed',
                     '_embedding_models_index', '_model_index_ops', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',

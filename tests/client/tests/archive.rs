@@ -668,3 +668,26 @@ fn archive_old_events_refuses_an_age_before_time_began() {
         "{err}"
     );
 }
+
+/// Archiving events moves and drops whole partitions once it holds their lock: at an isolation
+/// level whose snapshot predates that lock it is refused (55000), and nothing moves (before, an
+/// event committed while it waited went with its partition).
+#[test]
+fn archiving_events_refuses_a_snapshot_older_than_its_lock() {
+    let _g = serial();
+    let mut c = common::db();
+    reset(&mut c);
+    seed_events(&mut c);
+    let before = event_counts(&mut c);
+    let mut tx = c
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    let err = tx
+        .query_one("SELECT fractality.archive_old_events(7)", &[])
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "55000", "{err}");
+    tx.rollback().unwrap();
+    assert_eq!(event_counts(&mut c), before);
+}

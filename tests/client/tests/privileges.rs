@@ -29,6 +29,7 @@ const INTERNAL: &[&str] = &[
     "_set_event_bound",
     "_us_to_timestamptz",
     "_check_age",
+    "_check_read_committed",
     "_experience_events_identity",
     "_embedding_models_index",
     "_node_embeddings_check",
