@@ -386,6 +386,32 @@ fn the_dimension_check_forgets_what_a_savepoint_rolled_back() {
         .unwrap_err();
     assert_eq!(common::sqlstate(&err), "22023", "{err}");
     c.batch_execute("ROLLBACK").unwrap();
+    // the statement fails in the check itself (its second row): no command id is used up, so
+    // only the subtransaction tells the rolled-back dimension from the one that stands
+    c.batch_execute("SELECT fractality.register_model('kept', 3)")
+        .unwrap();
+    c.batch_execute("BEGIN").unwrap();
+    c.batch_execute("SAVEPOINT s").unwrap();
+    c.batch_execute("SELECT fractality.register_model('kept', 5)")
+        .unwrap();
+    let err = c
+        .batch_execute(
+            "INSERT INTO fractality.node_embeddings (node_id, model, embedding, staged)
+             SELECT id, 'kept', v::vector, true
+               FROM fractality.nodes, (VALUES ('[1,2,3,4,5]'), ('[1,2,3]')) AS t(v)
+              WHERE node_key = 'n'",
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22000", "{err}");
+    c.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
+    let err = c
+        .batch_execute(
+            "INSERT INTO fractality.node_embeddings (node_id, model, embedding, staged)
+             SELECT id, 'kept', '[1,2,3,4,5]', true FROM fractality.nodes WHERE node_key = 'n'",
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22000", "a 5-d row in a 3-d model: {err}");
+    c.batch_execute("ROLLBACK").unwrap();
     drop(c);
     common::drop_db(db);
 }
