@@ -51,7 +51,11 @@ vector_installed=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$pg_sharedir/e
 if [ -z "$vector_installed" ] || dpkg --compare-versions "$vector_installed" lt "$PGVECTOR_VERSION"; then
     log "building pgvector ${PGVECTOR_VERSION} from Debian's source package"
     src_list=/etc/apt/sources.list.d/fractality-trixie-src.sources
-    if [ ! -f "$src_list" ]; then
+    build=$(mktemp -d)
+    # the source entry and the build directory go however this ends (an interrupted run left the
+    # entry behind, and the next one skipped the update it needs)
+    trap 'rm -f "$src_list"; rm -rf "$build"' EXIT
+    {
         # the Debian archive this machine's apt already uses (its sources, never a fixed host)
         debian_uri() {
             apt-get indextargets --format '$(REPO_URI)' 'Created-By: Packages' 'Label: Debian' \
@@ -68,8 +72,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
         apt-get update -qq
-    fi
-    build=$(mktemp -d)
+    }
     chown _apt "$build" 2>/dev/null || true   # apt-get source downloads as _apt where it may
     # the source version of PGVECTOR_VERSION (apt-get source takes an exact version, no pattern);
     # the newest there is if the archive no longer has it
@@ -84,9 +87,10 @@ EOF
         make -s PG_CONFIG="$PG_CONFIG" OPTFLAGS="" -j"$(nproc)" >/dev/null
         make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
     )
-    rm -rf "$build"
     # the source entry was for this build only: later apt-get updates need not fetch its index
     rm -f "$src_list"
+    rm -rf "$build"
+    trap - EXIT
 else
     log "pgvector ${vector_installed} present"
 fi
@@ -121,7 +125,8 @@ fi
 # (re)installed when requirements.txt changed: its hash is kept in the venv
 py_dir="$here/clients/python"
 req_hash=$(sha256sum "$py_dir/requirements.txt" | cut -d' ' -f1)
-"$py_dir/.venv/bin/python" -c '' 2>/dev/null || rm -rf "$py_dir/.venv"   # none, or its python is gone
+# none, its python gone, or made half (interrupted before pip was in it)
+"$py_dir/.venv/bin/python" -m pip --version >/dev/null 2>&1 || rm -rf "$py_dir/.venv"
 if [ "$(cat "$py_dir/.venv/requirements.sha256" 2>/dev/null)" != "$req_hash" ]; then
     log "Python client: virtual environment clients/python/.venv, packages of requirements.txt"
     if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then   # Debian's python3 needs python3-venv
