@@ -1133,7 +1133,12 @@ $$;
 COMMENT ON FUNCTION fractality.build_tenant_graphs(text, bigint) IS
     'Builds an HNSW index of its own for every tenant holding at least min_rows embeddings of the model (searched instead of the partition''s shared index), and drops those of tenants under half of it; the owner of node_embeddings runs it.';
 
+-- the model's row without its trigger, which would build the indexes now, empty, and have every
+-- row below inserted into them one at a time: they are built once over the rows, by
+-- build_model_index (the trigger fires always afterwards, as a fresh install leaves it)
+ALTER TABLE fractality.embedding_models DISABLE TRIGGER embedding_models_index;
 INSERT INTO fractality.embedding_models (model, dims) VALUES ('default', 384);
+ALTER TABLE fractality.embedding_models ENABLE ALWAYS TRIGGER embedding_models_index;
 INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding, model_version, updated_at)
 SELECT e.user_id, e.node_id, 'default', e.embedding, e.model_version, e.updated_at
   FROM fractality.node_embeddings_0_4_0 e;
