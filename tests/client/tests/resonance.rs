@@ -410,7 +410,11 @@ fn the_dimension_check_forgets_what_a_savepoint_rolled_back() {
              SELECT id, 'kept', '[1,2,3,4,5]', true FROM fractality.nodes WHERE node_key = 'n'",
         )
         .unwrap_err();
-    assert_eq!(common::sqlstate(&err), "22000", "a 5-d row in a 3-d model: {err}");
+    assert_eq!(
+        common::sqlstate(&err),
+        "22000",
+        "a 5-d row in a 3-d model: {err}"
+    );
     c.batch_execute("ROLLBACK").unwrap();
     drop(c);
     common::drop_db(db);
