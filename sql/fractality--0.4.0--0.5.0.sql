@@ -2425,6 +2425,11 @@ CREATE POLICY tenant_read ON fractality.consensus_links FOR SELECT
 ALTER TABLE fractality.embedding_models ENABLE ROW LEVEL SECURITY;
 CREATE POLICY models_read ON fractality.embedding_models FOR SELECT USING (true);
 
+-- the retention policies: no policy at all, so only the owner (and BYPASSRLS) reads or writes
+-- them. run_maintenance applies them as the owner to every tenant's rows: a role granted the
+-- table (GRANT ... ON ALL TABLES) must not be able to set one (a 'drop' after a microsecond).
+ALTER TABLE fractality.retention_policies ENABLE ROW LEVEL SECURITY;
+
 -- internal helpers: not for direct calls
 REVOKE EXECUTE ON FUNCTION fractality._node_embeddings_check() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_enter() FROM PUBLIC;

@@ -787,3 +787,47 @@ fn consensus_exposes_only_aggregates_and_resists_search_path_hijack() {
         ))
         .unwrap();
 }
+
+/// The retention policies are the owner's: run_maintenance applies them to every tenant's rows
+/// as the owner. An application role granted every table (as the README's GRANT does) can
+/// neither read nor write them (before: a tenant could insert a policy dropping every tenant's
+/// stream points at the next maintenance run).
+#[test]
+fn a_tenant_cannot_set_the_retention_policies() {
+    let mut a = common::app("fractality_iso_a", Some(common::tenant()));
+    let forged = reliability::try_sql(
+        &mut a,
+        "INSERT INTO fractality.retention_policies (relation, keep, action)
+         VALUES ('fractality.consciousness_streams', '1 microsecond', 'drop')",
+    );
+    assert_eq!(forged, Err("42501".to_string()));
+    let mut admin = common::db();
+    admin
+        .batch_execute(
+            "INSERT INTO fractality.retention_policies (relation, keep, action)
+             VALUES ('fractality.experience_events', '3650 days', 'archive')
+             ON CONFLICT (relation) DO NOTHING",
+        )
+        .unwrap();
+    for sql in [
+        "UPDATE fractality.retention_policies SET keep = '1 microsecond'",
+        "DELETE FROM fractality.retention_policies",
+    ] {
+        reliability::try_sql(&mut a, sql).unwrap();
+    }
+    let seen: i64 = a
+        .query_one("SELECT count(*) FROM fractality.retention_policies", &[])
+        .unwrap()
+        .get(0);
+    let kept: String = admin
+        .query_one(
+            "SELECT keep::text FROM fractality.retention_policies WHERE relation = 'fractality.experience_events'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    admin
+        .batch_execute("DELETE FROM fractality.retention_policies WHERE relation = 'fractality.experience_events'::regclass")
+        .unwrap();
+    assert_eq!((seen, kept.as_str()), (0, "3650 days"));
+}
