@@ -51,7 +51,7 @@ CREATE INDEX action_metadata_archive_event_ref
 -- A microsecond count since the Unix epoch as a timestamptz, exactly.
 CREATE FUNCTION fractality._us_to_timestamptz(us bigint) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT timestamptz 'epoch' + us * interval '1 microsecond' $$;
+AS $$ SELECT timestamptz 'epoch' + us::float8 * interval '1 microsecond' $$;
 
 -- The partitions of a range-partitioned table of fractality with their bounds as text (NULL for
 -- the default partition); a timestamptz bound in ISO form and UTC, whatever the session's
@@ -208,7 +208,7 @@ BEGIN
         RAISE null_value_not_allowed USING MESSAGE = 'cutoff_us must not be NULL';
     END IF;
     PERFORM fractality._check_read_committed('archiving events');
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
     -- DETACH needs it anyway; taken first, so that no lock is ever upgraded half way. It also
     -- keeps writers out, so that a row move can be an INSERT ... SELECT and then a DELETE.
     LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
@@ -299,6 +299,7 @@ END $$;
 -- a second run moves nothing.
 CREATE FUNCTION fractality.archive_old_events(days_threshold integer) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF days_threshold IS NULL THEN
@@ -343,7 +344,7 @@ DECLARE
     gone bigint := 0;
 BEGIN
     PERFORM fractality._check_read_committed('dropping events');
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
     LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
@@ -422,7 +423,7 @@ BEGIN
     IF cutoff IS NULL THEN
         RAISE null_value_not_allowed USING MESSAGE = 'cutoff must not be NULL';
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner AND current_setting('transaction_isolation') <> 'read committed' THEN
@@ -458,6 +459,7 @@ END $$;
 -- lossless. Returns how many points moved; a second run moves nothing.
 CREATE FUNCTION fractality.archive_streams(older_than interval DEFAULT '3 months') RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF older_than IS NULL THEN
@@ -485,7 +487,7 @@ DECLARE
     gone bigint := 0;
     is_owner boolean;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
@@ -514,6 +516,7 @@ CREATE FUNCTION fractality.stream_history(node uuid, "from" timestamptz, "to" ti
 RETURNS TABLE ("time" timestamptz, atp_level float8, attention_score float8, resonance_vector real[],
                archived boolean)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF node IS NULL OR "from" IS NULL OR "to" IS NULL THEN
@@ -625,6 +628,7 @@ END $$;
 -- every tenant. Returns how many partitions it created.
 CREATE FUNCTION fractality.ensure_partitions(ahead integer DEFAULT 3) RETURNS integer
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     this_month date := date_trunc('month', now() AT TIME ZONE 'UTC')::date;
@@ -645,9 +649,9 @@ BEGIN
     -- archiver takes its lock before its tables, and this takes tables below (the parents, and
     -- nodes for a stream partition), so an archiver running beside it waits for it whole
     -- instead of holding a table it is about to want (a deadlock)
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
     -- the parents first (before their default partitions are read): the archivers lock them so
     LOCK TABLE fractality.consciousness_streams, fractality.experience_events IN ACCESS SHARE MODE;
     FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
@@ -723,6 +727,7 @@ END $$;
 CREATE FUNCTION fractality.add_retention_policy(relation regclass, keep interval, action text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF relation IS NULL OR keep IS NULL OR action IS NULL THEN
@@ -756,6 +761,7 @@ END $$;
 -- Removes the retention policy of `relation`; false when it had none.
 CREATE FUNCTION fractality.remove_retention_policy(relation regclass) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF relation IS NULL THEN
@@ -776,6 +782,7 @@ END $$;
 --   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
 CREATE FUNCTION fractality.run_maintenance() RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p record;
@@ -787,7 +794,7 @@ DECLARE
     folded bigint;
     indexed bigint;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0)) THEN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0::bigint)) THEN
         RETURN jsonb_build_object('skipped', true);
     END IF;
     -- partitions and retention before decay: materialize_decay leaves row locks on nodes, and

@@ -389,7 +389,7 @@ BEGIN
       FROM fractality._model_index_ops(build_tenant_graphs.model) o;
     -- one build at a time: a second call waits for the first to commit, then finds its graphs
     -- (two at once would both create the same index, and the second would fail)
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.build_tenant_graphs', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.build_tenant_graphs', 0::bigint));
     -- the tenants first, all of them (an index cannot be built on a partition a scan still reads)
     SELECT coalesce(array_agg(x.user_id ORDER BY x.part::text, x.user_id), '{}'),
            coalesce(array_agg(x.part ORDER BY x.part::text, x.user_id), '{}'),

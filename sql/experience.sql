@@ -181,7 +181,9 @@ CREATE INDEX action_metadata_event_ref ON fractality.action_metadata (event_time
 -- unique index for a foreign key to use; see the storage note above). SQLSTATE 23503 as a
 -- foreign key would report it.
 CREATE FUNCTION fractality.action_metadata_check_event() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM fractality.experience_events e
                     WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id) THEN
@@ -202,7 +204,9 @@ CREATE CONSTRAINT TRIGGER action_metadata_event
     FOR EACH ROW EXECUTE FUNCTION fractality.action_metadata_check_event();
 
 CREATE FUNCTION fractality.experience_events_cascade_delete() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     DELETE FROM fractality.action_metadata m
      USING old_events o
@@ -216,7 +220,9 @@ CREATE TRIGGER experience_events_cascade_delete
     FOR EACH STATEMENT EXECUTE FUNCTION fractality.experience_events_cascade_delete();
 
 CREATE FUNCTION fractality.experience_events_cascade_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     TRUNCATE fractality.action_metadata;
     RETURN NULL;

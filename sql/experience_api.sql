@@ -76,7 +76,9 @@ CREATE FUNCTION fractality.high_reward_events(since_us bigint, min_reward real D
 RETURNS TABLE ("timestamp" bigint, event_id bytea, episode_id bigint, step_number integer,
                event_type smallint, total_reward real, adna_version_hash integer,
                intent_type varchar, executor_id varchar, parameters jsonb)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF since_us IS NULL OR min_reward IS NULL OR min_reward = 'NaN' THEN
         RAISE invalid_parameter_value USING
@@ -113,7 +115,9 @@ END $$;
 CREATE FUNCTION fractality.save_policy(state_bin_id text, rule_id text, action_weights jsonb,
                                        metadata jsonb DEFAULT NULL)
 RETURNS integer
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     bad_key text;
     parent integer;
@@ -150,7 +154,7 @@ BEGIN
             HINT = 'metadata is a JSON object or NULL.';
     END IF;
 
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.adna_policies/' || state_bin_id, 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.adna_policies/' || state_bin_id, 0::bigint));
     SELECT p.policy_id INTO parent FROM fractality.adna_policies p
      WHERE p.state_bin_id = save_policy.state_bin_id AND p.is_active;
     SELECT coalesce(max(p.version), 0) + 1 INTO next_version FROM fractality.adna_policies p
@@ -193,7 +197,9 @@ $$;
 CREATE FUNCTION fractality.policy_lineage(policy_id integer)
 RETURNS TABLE (depth integer, ancestor_id integer, version integer, rule_id varchar,
                version_hash integer, is_active boolean, created_at timestamptz)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.policy_id = policy_lineage.policy_id) THEN
         RAISE no_data_found USING
@@ -217,7 +223,9 @@ END $$;
 -- Returns the config_id. Serialised per (component, key) like save_policy.
 CREATE FUNCTION fractality.save_config(component text, key text, value jsonb)
 RETURNS integer
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     parent integer;
     next_version integer;
@@ -238,7 +246,7 @@ BEGIN
             MESSAGE = 'value must not be NULL',
             HINT = 'Pass a JSON value; the JSON null is ''null''::jsonb.';
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.configuration_store/' || component || E'\x1f' || key, 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.configuration_store/' || component || E'\x1f' || key, 0::bigint));
     SELECT c.config_id INTO parent FROM fractality.configuration_store c
      WHERE c.component_name = component AND c.config_key = key AND c.is_active;
     SELECT coalesce(max(c.version), 0) + 1 INTO next_version FROM fractality.configuration_store c

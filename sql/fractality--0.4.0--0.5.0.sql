@@ -53,6 +53,7 @@ $$;
 -- a second run moves nothing.
 CREATE OR REPLACE FUNCTION fractality.archive_old_events(days_threshold integer) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF days_threshold IS NULL THEN
@@ -100,7 +101,7 @@ BEGIN
     IF cutoff IS NULL THEN
         RAISE null_value_not_allowed USING MESSAGE = 'cutoff must not be NULL';
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner AND current_setting('transaction_isolation') <> 'read committed' THEN
@@ -136,6 +137,7 @@ END $$;
 -- lossless. Returns how many points moved; a second run moves nothing.
 CREATE OR REPLACE FUNCTION fractality.archive_streams(older_than interval DEFAULT '3 months') RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF older_than IS NULL THEN
@@ -163,7 +165,7 @@ DECLARE
     gone bigint := 0;
     is_owner boolean;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
@@ -201,6 +203,7 @@ END $$;
 -- every tenant. Returns how many partitions it created.
 CREATE OR REPLACE FUNCTION fractality.ensure_partitions(ahead integer DEFAULT 3) RETURNS integer
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     this_month date := date_trunc('month', now() AT TIME ZONE 'UTC')::date;
@@ -221,9 +224,9 @@ BEGIN
     -- archiver takes its lock before its tables, and this takes tables below (the parents, and
     -- nodes for a stream partition), so an archiver running beside it waits for it whole
     -- instead of holding a table it is about to want (a deadlock)
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0));
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
     -- the parents first (before their default partitions are read): the archivers lock them so
     LOCK TABLE fractality.consciousness_streams, fractality.experience_events IN ACCESS SHARE MODE;
     FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
@@ -298,6 +301,7 @@ END $$;
 CREATE OR REPLACE FUNCTION fractality.add_retention_policy(relation regclass, keep interval, action text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF relation IS NULL OR keep IS NULL OR action IS NULL THEN
@@ -331,6 +335,7 @@ END $$;
 -- Removes the retention policy of `relation`; false when it had none.
 CREATE OR REPLACE FUNCTION fractality.remove_retention_policy(relation regclass) RETURNS boolean
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF relation IS NULL THEN
@@ -616,7 +621,9 @@ $$;
 -- action_metadata's reference to its event: checked at commit (a restore in one transaction
 -- loads the metadata before the events)
 CREATE OR REPLACE FUNCTION fractality.action_metadata_check_event() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM fractality.experience_events e
                     WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id) THEN
@@ -1078,7 +1085,7 @@ BEGIN
       FROM fractality._model_index_ops(build_tenant_graphs.model) o;
     -- one build at a time: a second call waits for the first to commit, then finds its graphs
     -- (two at once would both create the same index, and the second would fail)
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.build_tenant_graphs', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.build_tenant_graphs', 0::bigint));
     -- the tenants first, all of them (an index cannot be built on a partition a scan still reads)
     SELECT coalesce(array_agg(x.user_id ORDER BY x.part::text, x.user_id), '{}'),
            coalesce(array_agg(x.part ORDER BY x.part::text, x.user_id), '{}'),
@@ -1203,6 +1210,7 @@ SELECT n.id                                         AS node_id,
 --   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
 CREATE OR REPLACE FUNCTION fractality.run_maintenance() RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p record;
@@ -1214,7 +1222,7 @@ DECLARE
     folded bigint;
     indexed bigint;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0)) THEN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0::bigint)) THEN
         RETURN jsonb_build_object('skipped', true);
     END IF;
     -- partitions and retention before decay: materialize_decay leaves row locks on nodes, and
@@ -1824,7 +1832,7 @@ BEGIN
         RAISE null_value_not_allowed USING MESSAGE = 'cutoff_us must not be NULL';
     END IF;
     PERFORM fractality._check_read_committed('archiving events');
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
     -- DETACH needs it anyway; taken first, so that no lock is ever upgraded half way. It also
     -- keeps writers out, so that a row move can be an INSERT ... SELECT and then a DELETE.
     LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
@@ -1921,7 +1929,7 @@ DECLARE
     gone bigint := 0;
 BEGIN
     PERFORM fractality._check_read_committed('dropping events');
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
     LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
@@ -2202,7 +2210,9 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_json_wrapper';
 CREATE OR REPLACE FUNCTION fractality.save_policy(state_bin_id text, rule_id text, action_weights jsonb,
                                        metadata jsonb DEFAULT NULL)
 RETURNS integer
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     bad_key text;
     parent integer;
@@ -2239,7 +2249,7 @@ BEGIN
             HINT = 'metadata is a JSON object or NULL.';
     END IF;
 
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.adna_policies/' || state_bin_id, 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.adna_policies/' || state_bin_id, 0::bigint));
     SELECT p.policy_id INTO parent FROM fractality.adna_policies p
      WHERE p.state_bin_id = save_policy.state_bin_id AND p.is_active;
     SELECT coalesce(max(p.version), 0) + 1 INTO next_version FROM fractality.adna_policies p
@@ -2368,6 +2378,7 @@ CREATE OR REPLACE FUNCTION fractality.episode_returns(from_us bigint, to_us bigi
 RETURNS TABLE (episode_id bigint, steps bigint, total float8, discounted float8, mean float8,
                homeostasis float8, curiosity float8, efficiency float8, goal float8)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 -- planned for each call's range: the generic plan, which cannot see how many events the range
 -- holds, sorted every event for a group aggregate (335 ms against 157 ms hashed, 1M events)
 SET plan_cache_mode = force_custom_plan
@@ -2393,6 +2404,223 @@ BEGIN
              WHERE ev."timestamp" >= from_us AND ev."timestamp" < to_us AND NOT ev.archived
              GROUP BY ev.episode_id) s
      ORDER BY s.episode_id;
+END $$;
+
+-- ---- search paths pinned ----------------------------------------------------------------------
+-- The functions of 0.4.0 that ran with the caller's search_path, which a function of another
+-- schema matching a call's argument types more exactly than pg_catalog's could take over (the
+-- owner's maintenance among them): pinned to pg_catalog, pg_temp, and the inlined SQL helpers'
+-- operands of pg_catalog's exact types.
+CREATE OR REPLACE FUNCTION fractality.epoch_us(t timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT (date_part('epoch', t) * 1000000::float8)::bigint $$;
+CREATE OR REPLACE FUNCTION fractality._us_to_timestamptz(us bigint) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT timestamptz 'epoch' + us::float8 * interval '1 microsecond' $$;
+CREATE OR REPLACE FUNCTION fractality.stream_history(node uuid, "from" timestamptz, "to" timestamptz)
+RETURNS TABLE ("time" timestamptz, atp_level float8, attention_score float8, resonance_vector real[],
+               archived boolean)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF node IS NULL OR "from" IS NULL OR "to" IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('stream_history: %s must not be NULL',
+                             CASE WHEN node IS NULL THEN 'node' WHEN "from" IS NULL THEN 'from' ELSE 'to' END),
+            HINT = 'Pass a node id and a time range [from, to); ''-infinity'' and ''infinity'' are allowed.';
+    END IF;
+    IF "from" > "to" THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid time range for stream_history: [%s, %s)', "from", "to"),
+            HINT = 'Pass from <= to.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM fractality.nodes n WHERE n.id = node) THEN
+        RAISE no_data_found USING
+            MESSAGE = format('node %s does not exist or is not visible', node),
+            HINT = 'Check the id or key, and that fractality.user_id names the tenant that owns it (row-level security shows only its rows).';
+    END IF;
+    RETURN QUERY
+    SELECT h.t, h.a, h.att, h.r, h.cold FROM (
+        SELECT s.time AS t, s.atp_level AS a, s.attention_score AS att, s.resonance_vector AS r,
+               false AS cold
+          FROM fractality.consciousness_streams s
+         WHERE s.node_id = node AND s.time >= "from" AND s.time < "to"
+        UNION ALL
+        SELECT p.t, p.a, p.att, p.r::real[], true
+          FROM fractality.consciousness_archive c,
+               unnest(c.times, c.atp_levels, c.attention_scores, c.resonance_vectors) AS p(t, a, att, r)
+         WHERE c.node_id = node AND c.time_to >= "from" AND c.time_from < "to"
+           AND p.t >= "from" AND p.t < "to"
+    ) h
+    ORDER BY h.t, h.cold DESC;
+END $$;
+CREATE OR REPLACE FUNCTION fractality.experience_events_cascade_delete() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM fractality.action_metadata m
+     USING old_events o
+     WHERE m.event_timestamp = o."timestamp" AND m.event_id = o.event_id;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION fractality.experience_events_cascade_truncate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    TRUNCATE fractality.action_metadata;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION fractality.experience_events_to_inbox() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO fractality.policy_reward_inbox (adna_version_hash, events, reward_sum)
+    SELECT n.adna_version_hash, count(*),
+           sum(fractality.total_reward(n.reward_homeostasis, n.reward_curiosity,
+                                       n.reward_efficiency, n.reward_goal)::float8)
+      FROM new_events n
+     GROUP BY n.adna_version_hash;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION fractality.refresh_policy_rewards() RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rolled bigint;
+    summary jsonb;
+BEGIN
+    WITH taken AS (
+        DELETE FROM fractality.policy_reward_inbox i
+         WHERE EXISTS (SELECT 1 FROM fractality.adna_policies p
+                        WHERE p.version_hash = i.adna_version_hash)
+        RETURNING i.adna_version_hash, i.events, i.reward_sum
+    ), per_hash AS (
+        SELECT t.adna_version_hash, sum(t.events)::bigint AS events, sum(t.reward_sum) AS reward_sum
+          FROM taken t GROUP BY t.adna_version_hash
+    ), updated AS (
+        UPDATE fractality.adna_policies p
+           SET avg_reward = ((p.avg_reward::float8 * p.total_executions + h.reward_sum)
+                             / (p.total_executions + h.events))::real,
+               total_executions = p.total_executions + h.events,
+               updated_at = now()
+          FROM per_hash h
+         WHERE p.version_hash = h.adna_version_hash
+        RETURNING p.policy_id, p.version_hash, h.events, h.reward_sum, p.avg_reward
+    )
+    SELECT coalesce(sum(h.events), 0),
+           jsonb_build_object(
+               'events', coalesce(sum(h.events), 0),
+               'mean_reward', sum(h.reward_sum) / nullif(sum(h.events), 0),
+               'policies', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'policy_id', u.policy_id, 'events', u.events,
+                                'mean_reward', u.reward_sum / u.events,
+                                'avg_reward', u.avg_reward) ORDER BY u.policy_id), '[]'::jsonb)
+                              FROM updated u))
+      INTO rolled, summary
+      FROM per_hash h;
+    IF rolled > 0 THEN
+        INSERT INTO fractality.learning_metrics (metric_type, metric_data)
+        VALUES ('reward_trend', summary);
+    END IF;
+    RETURN rolled::integer;
+END $$;
+CREATE OR REPLACE FUNCTION fractality.high_reward_events(since_us bigint, min_reward real DEFAULT 0.5,
+                                              "limit" integer DEFAULT 1000)
+RETURNS TABLE ("timestamp" bigint, event_id bytea, episode_id bigint, step_number integer,
+               event_type smallint, total_reward real, adna_version_hash integer,
+               intent_type varchar, executor_id varchar, parameters jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF since_us IS NULL OR min_reward IS NULL OR min_reward = 'NaN' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid argument for high_reward_events: since_us %s, min_reward %s',
+                             coalesce(since_us::text, 'NULL'), coalesce(min_reward::text, 'NULL')),
+            HINT = 'Pass a time in microseconds since the Unix epoch and a finite reward threshold.';
+    END IF;
+    IF "limit" IS NULL OR "limit" < 0 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for limit: %s', coalesce("limit"::text, 'NULL')),
+            HINT = 'limit must be an integer >= 0.';
+    END IF;
+    RETURN QUERY
+    SELECT e."timestamp", e.event_id, e.episode_id, e.step_number, e.event_type,
+           fractality.total_reward(e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal),
+           e.adna_version_hash, m.intent_type, m.executor_id, m.parameters
+      FROM fractality.experience_events e
+      LEFT JOIN fractality.action_metadata m
+        ON m.event_timestamp = e."timestamp" AND m.event_id = e.event_id
+     WHERE e."timestamp" > since_us
+       AND NOT e.archived
+       AND fractality.total_reward(e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal) > min_reward
+     ORDER BY e."timestamp" DESC, e.event_id
+     LIMIT "limit";
+END $$;
+CREATE OR REPLACE FUNCTION fractality.policy_lineage(policy_id integer)
+RETURNS TABLE (depth integer, ancestor_id integer, version integer, rule_id varchar,
+               version_hash integer, is_active boolean, created_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.policy_id = policy_lineage.policy_id) THEN
+        RAISE no_data_found USING
+            MESSAGE = format('policy %s does not exist', coalesce(policy_lineage.policy_id::text, 'NULL')),
+            HINT = 'Pass a policy_id returned by fractality.save_policy.';
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE up AS (
+        SELECT 0 AS d, p.* FROM fractality.adna_policies p WHERE p.policy_id = policy_lineage.policy_id
+        UNION ALL
+        SELECT up.d + 1, p.* FROM up JOIN fractality.adna_policies p ON p.policy_id = up.parent_policy_id
+         WHERE up.d < 100000
+    )
+    SELECT up.d, up.policy_id, up.version, up.rule_id, up.version_hash, up.is_active, up.created_at
+      FROM up ORDER BY up.d;
+END $$;
+CREATE OR REPLACE FUNCTION fractality.save_config(component text, key text, value jsonb)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent integer;
+    next_version integer;
+    new_id integer;
+BEGIN
+    IF component IS NULL OR component = '' OR length(component) > 255 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for component: %s', coalesce(quote_literal(component), 'NULL')),
+            HINT = 'component is a non-empty text of at most 255 characters.';
+    END IF;
+    IF key IS NULL OR key = '' OR length(key) > 255 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for key: %s', coalesce(quote_literal(key), 'NULL')),
+            HINT = 'key is a non-empty text of at most 255 characters.';
+    END IF;
+    IF value IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = 'value must not be NULL',
+            HINT = 'Pass a JSON value; the JSON null is ''null''::jsonb.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.configuration_store/' || component || E'\x1f' || key, 0::bigint));
+    SELECT c.config_id INTO parent FROM fractality.configuration_store c
+     WHERE c.component_name = component AND c.config_key = key AND c.is_active;
+    SELECT coalesce(max(c.version), 0) + 1 INTO next_version FROM fractality.configuration_store c
+     WHERE c.component_name = component AND c.config_key = key;
+    UPDATE fractality.configuration_store c SET is_active = false, updated_at = now()
+     WHERE c.config_id = parent;
+    INSERT INTO fractality.configuration_store
+        (component_name, config_key, config_value, version, parent_config_id, is_active)
+    VALUES (component, key, value, next_version, parent, true)
+    RETURNING config_id INTO new_id;
+    RETURN new_id;
 END $$;
 
 -- 0.4.0's per-row step of the explicit tick: apply_consciousness_decay locks the rows and reads the old values itself

@@ -64,6 +64,7 @@ CREATE FUNCTION fractality.episode_returns(from_us bigint, to_us bigint, gamma f
 RETURNS TABLE (episode_id bigint, steps bigint, total float8, discounted float8, mean float8,
                homeostasis float8, curiosity float8, efficiency float8, goal float8)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 -- planned for each call's range: the generic plan, which cannot see how many events the range
 -- holds, sorted every event for a group aggregate (335 ms against 157 ms hashed, 1M events)
 SET plan_cache_mode = force_custom_plan
@@ -106,7 +107,9 @@ COMMENT ON TABLE fractality.policy_reward_inbox IS
     'Per-statement reward sums of inserted events, waiting for refresh_policy_rewards().';
 
 CREATE FUNCTION fractality.experience_events_to_inbox() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     INSERT INTO fractality.policy_reward_inbox (adna_version_hash, events, reward_sum)
     SELECT n.adna_version_hash, count(*),
@@ -126,7 +129,9 @@ CREATE TRIGGER experience_events_to_inbox
 -- adna_version_hash = version_hash, and writes one 'reward_trend' row to learning_metrics when
 -- it rolled any. Events of a hash that no policy has wait for one. Returns the events rolled in.
 CREATE FUNCTION fractality.refresh_policy_rewards() RETURNS integer
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     rolled bigint;
     summary jsonb;

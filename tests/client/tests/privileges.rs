@@ -176,3 +176,36 @@ fn privileges_an_application_role_executes_the_api_and_no_helper() {
         "privileges: an application role may execute {api} API functions and none of {helpers} internal helpers ({refused} called: 42501 each); PUBLIC may not execute crystallize_consensus"
     ));
 }
+
+/// A function of another schema on the caller's path that matches a call's argument types more
+/// exactly than pg_catalog's (here hashtextextended(text, integer), which the advisory locks'
+/// `0` would have picked) does not run inside fractality's functions: the maintenance and the
+/// experience API pin their search_path, and the queries name pg_catalog's types exactly.
+/// Before, the owner's run_maintenance (pg_cron's) ran such a function as a superuser.
+#[test]
+fn a_function_planted_on_the_path_is_not_called() {
+    let db = "fractality_planted";
+    let mut c = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    c.batch_execute(
+        "CREATE FUNCTION public.hashtextextended(text, integer) RETURNS bigint
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted function called'; END $$;
+         SET search_path = \"$user\", public;
+         SET fractality.user_id = 'a0000000-0000-4000-8000-0000000000ff';",
+    )
+    .unwrap();
+    for call in [
+        "SELECT fractality.run_maintenance()::text",
+        "SELECT fractality.forget('nothing')::text",
+        "SELECT fractality.save_policy('bin', 'rule', '{\"a\": 1}')::text",
+        "SELECT fractality.save_config('component', 'key', '1')::text",
+        "SELECT fractality.archive_old_events(30)::text",
+        "SELECT fractality.archive_streams('30 days')::text",
+        "SELECT count(*)::text FROM fractality.build_tenant_graphs()",
+    ] {
+        if let Err(e) = c.query_one(call, &[]) {
+            panic!("{call}: {e:?}");
+        }
+    }
+    drop(c);
+    common::drop_db(db);
+}

@@ -1,0 +1,15 @@
+-- ---- search paths pinned ----------------------------------------------------------------------
+-- The functions of 0.4.0 that ran with the caller's search_path, which a function of another
+-- schema matching a call's argument types more exactly than pg_catalog's could take over (the
+-- owner's maintenance among them): pinned to pg_catalog, pg_temp, and the inlined SQL helpers'
+-- operands of pg_catalog's exact types.
+--@ file! bootstrap.sql CREATE FUNCTION fractality.epoch_us(||-- Row-level security on a tenant table
+--@ file! archive.sql CREATE FUNCTION fractality._us_to_timestamptz(||-- The partitions of a range-partitioned table
+--@ file! archive.sql CREATE FUNCTION fractality.stream_history(||-- ---- partitions ahead
+--@ file! experience.sql CREATE FUNCTION fractality.experience_events_cascade_delete(||CREATE TRIGGER experience_events_cascade_delete
+--@ file! experience.sql CREATE FUNCTION fractality.experience_events_cascade_truncate(||CREATE TRIGGER experience_events_cascade_truncate
+--@ file! reward.sql CREATE FUNCTION fractality.experience_events_to_inbox(||CREATE TRIGGER experience_events_to_inbox
+--@ file! reward.sql CREATE FUNCTION fractality.refresh_policy_rewards(||
+--@ file! experience_api.sql CREATE FUNCTION fractality.high_reward_events(||-- ---- policies
+--@ file! experience_api.sql CREATE FUNCTION fractality.policy_lineage(||-- ---- configuration
+--@ file! experience_api.sql CREATE FUNCTION fractality.save_config(||-- The active value of (component, key)
