@@ -642,52 +642,6 @@ fn remember_against_a_concurrent_forget_or_upsert() {
     assert!(!created, "the retry tells the node upsert_node made");
 }
 
-/// remember_many locks the memories it tells again, live or expired, in the order of their ids,
-/// as pulse locks nodes: a session that pulses A and then Z while remember_many tells expired Z
-/// and live A again does not deadlock with it (before: remember_many deleted Z first, then
-/// waited for A, and the pulse of Z waited for it: 40P01).
-#[test]
-fn remember_many_and_pulse_take_nodes_in_one_order() {
-    let tenant = common::tenant();
-    let set = format!("SET fractality.user_id = '{tenant}'");
-    let mut a = common::db();
-    a.batch_execute(&set).unwrap();
-    let mut ids = [Uuid::new_v4(), Uuid::new_v4()];
-    ids.sort();
-    let (low, high) = (ids[0], ids[1]);
-    a.execute(
-        "INSERT INTO fractality.nodes (id, user_id, node_key, label, expires_at)
-         VALUES ($1, fractality.current_user_id(), 'dl-a', 'a', NULL),
-                ($2, fractality.current_user_id(), 'dl-z', 'z', now() - interval '1 minute')",
-        &[&low, &high],
-    )
-    .unwrap();
-    a.batch_execute("BEGIN").unwrap();
-    a.query_one("SELECT fractality.pulse($1, 0.1)", &[&low])
-        .unwrap();
-    let told = {
-        let set = set.clone();
-        let (v1, v2) = (at_cosine(0.6, 9), at_cosine(0.6, 10));
-        std::thread::spawn(move || {
-            let mut b = common::db();
-            b.batch_execute(&set).unwrap();
-            b.query(
-                "SELECT * FROM fractality.remember_many(ARRAY['dl-z', 'dl-a'], ARRAY['z again', 'a again'],
-                                                       ARRAY[$1::text::vector, $2::text::vector])",
-                &[&v1, &v2],
-            )
-            .map(|rows| rows.len())
-        })
-    };
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    let second = a.query_one("SELECT fractality.pulse($1, 0.1)", &[&high]);
-    let committed = a.batch_execute("COMMIT");
-    let remembered = told.join().unwrap();
-    assert!(second.is_ok(), "pulse of Z: {:?}", second.err());
-    committed.unwrap();
-    assert_eq!(remembered.unwrap(), 2);
-}
-
 /// An expired memory is not found by its words either: `search_nodes` returns the live one only.
 #[test]
 fn search_nodes_leaves_expired_memories_out() {
