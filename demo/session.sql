@@ -90,9 +90,10 @@ RESET fractality.user_id;
 SELECT n.node_key AS from_node, fractality.crystallize_consensus(n.id) IS NOT NULL AS formed
   FROM fractality.nodes n
  WHERE n.user_id = 'a11ce000-0000-4000-8000-000000000001' AND n.node_key LIKE '%-1' ORDER BY 1;
-SELECT label, contributor_count AS minds, round(resonance_score::numeric, 3) AS group_resonance,
+-- (a consensus publishes no label or metadata of anyone: its key names the seed node)
+SELECT node_key, contributor_count AS minds, round(resonance_score::numeric, 3) AS group_resonance,
        (SELECT count(*) FROM fractality.consensus_links l WHERE l.consensus_id = c.id) AS linked_nodes
-  FROM fractality.consensus_nodes c ORDER BY label;
+  FROM fractality.consensus_nodes c ORDER BY node_key;
 SELECT depth, count(*) AS nodes, round(max(resonance_score)::numeric, 3) AS resonance
   FROM fractality.consensus_tree(0.7, 3) GROUP BY depth ORDER BY depth;
 
@@ -119,7 +120,7 @@ SELECT name, size, levels, max_priority FROM fractality.replay_buffers;
 SELECT episode_id, step_number, round(total_reward::numeric, 3) AS reward, next_state IS NOT NULL AS has_next,
        intent_type, round(probability::numeric, 5) AS p, round(weight::numeric, 3) AS weight
   FROM fractality.replay_batch('learner', 4, seed => 7);
--- the learner's |TD errors| for that batch become their priorities (+ epsilon): drawn more often
+-- a large |TD error| (50) for that batch becomes its priority (+ epsilon): drawn more often
 SELECT fractality.update_priorities('learner', array_agg(event_id), array_agg(50.0::float8), array_agg(event_timestamp))
          AS priorities_written
   FROM fractality.sample_experiences('learner', 4, seed => 7);

@@ -13,7 +13,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { embed } from './embedding.js';
-import { Memory, memoryKey, withTenant } from './memory.js';
+import { checkout, Memory, memoryKey, withTenant } from './memory.js';
 
 export const DEFAULT_URL = 'postgresql://postgres@localhost:54330/fractality_demo';
 const ANSWER_SIMILARITY = 0.3;
@@ -59,25 +59,39 @@ export async function ensureBuffer(pool) {
 
 // a learner's step: a batch of transitions, TD errors of a toy critic (V = the batch's mean
 // reward, 0 after an episode's end), |TD error| written back as priorities
+// (one transaction on one connection: the priorities go back to the items where this session drew
+// them, and together with the draw)
 export async function learn(pool, n, seed, gamma = 0.9) {
-  const { rows: batch } = await pool.query(
-    `SELECT event_id, episode_id, step_number, intent_type, state, next_state, total_reward, priority, weight
-       FROM fractality.replay_batch($1, $2, seed => $3)`, [BUFFER, n, seed]);
-  const v = batch.reduce((s, t) => s + t.total_reward, 0) / (batch.length || 1);
-  const errors = batch.map((t) => t.total_reward + (t.next_state ? gamma * v : 0) - v);
-  const { rows: [{ updated }] } = await pool.query(
-    'SELECT fractality.update_priorities($1, $2::bytea[], $3::float8[]) AS updated',
-    [BUFFER, batch.map((t) => t.event_id), errors.map(Math.abs)]);
-  return { batch, errors, updated: Number(updated) };
+  const client = await checkout(pool);
+  let broken;
+  try {
+    await client.query('BEGIN');
+    const { rows: batch } = await client.query(
+      `SELECT event_id, episode_id, step_number, intent_type, state, next_state, total_reward, priority, weight
+         FROM fractality.replay_batch($1, $2, seed => $3)`, [BUFFER, n, seed]);
+    const v = batch.reduce((s, t) => s + t.total_reward, 0) / (batch.length || 1);
+    const errors = batch.map((t) => t.total_reward + (t.next_state ? gamma * v : 0) - v);
+    const { rows: [{ updated }] } = await client.query(
+      'SELECT fractality.update_priorities($1, $2::bytea[], $3::float8[]) AS updated',
+      [BUFFER, batch.map((t) => t.event_id), errors.map(Math.abs)]);
+    await client.query('COMMIT');
+    return { batch, errors, updated: Number(updated) };
+  } catch (e) {
+    await client.query('ROLLBACK').catch((r) => { broken = r; });
+    throw e;
+  } finally {
+    client.release(broken);
+  }
 }
 
 // `server`: a connection string or a node-postgres config object
 export async function run(server, log = console.log) {
   // the agent prints its tenants' changes live, so its sessions send them (fractality.notify is
   // off by default: any session of the database may LISTEN)
+  const config = typeof server === 'string' ? { connectionString: server } : server;
   const pool = new pg.Pool({
-    options: '-c fractality.notify=on',
-    ...(typeof server === 'string' ? { connectionString: server } : server),
+    ...config,
+    options: ['-c fractality.notify=on', config.options].filter(Boolean).join(' '),
     max: 4,
   });
   const tenants = new Map();  // user id -> name: the listener prints only this session's changes
@@ -103,26 +117,36 @@ export async function run(server, log = console.log) {
       const answers = [];
       let step = 0;
       for (const [kind, text] of turns) {
-        await withTenant(pool, userId, async (client) => {
+        // one transaction per turn, run again if another session got in its way (withTenant):
+        // the turn keeps its lines and answer until it has committed
+        const done = await withTenant(pool, userId, async (client) => {
           const memory = new Memory(client, embed);
+          const turn = { lines: [], answer: undefined, stepped: false };
           let e;
           if (kind === 'tell') {
             const { created } = await memory.remember(text, { metadata: { source: name } });
-            if (created) facts.set(memoryKey(text), text);  // the key remember derived
-            log(`  remember  ${JSON.stringify(text).padEnd(40)} ${created ? 'new' : 'again'}`);
-            e = event(episodeId, step++, 'remember', embed(text), { reward_curiosity: created ? 1 : 0 });
+            // the key remember derived, known before the commit sends its notification (setting
+            // it again on a second try is the same)
+            if (created) facts.set(memoryKey(text), text);
+            turn.lines.push(`  remember  ${JSON.stringify(text).padEnd(40)} ${created ? 'new' : 'again'}`);
+            e = event(episodeId, step, 'remember', embed(text), { reward_curiosity: created ? 1 : 0 });
           } else if (kind === 'sleep') {
-            log(`  sleep     ${await memory.sleep(0.5)} memories keep half their energy`);
-            return;
+            turn.lines.push(`  sleep     ${await memory.sleep(0.5)} memories keep half their energy`);
+            return turn;
           } else {  // one call: the best memory above the threshold (or matching the words), fed on use
             const [best] = await memory.recall(text, { k: 1, words: text, minSimilarity: ANSWER_SIMILARITY, reinforce: 0.2 });
-            answers.push([text, best ? best.content : null]);
-            log(`  ask       ${JSON.stringify(text).padEnd(40)} -> ${best ? JSON.stringify(best.content) +
-              ` (similarity ${best.similarity.toFixed(2)})` : "I don't know"}`);
-            e = event(episodeId, step++, 'recall', embed(text), { reward_goal: best ? 1 : 0 });
+            turn.answer = [text, best ? best.content : null];
+            turn.lines.push(`  ask       ${JSON.stringify(text).padEnd(40)} -> ${best ? JSON.stringify(best.content) +
+              ` (similarity ${best.similarity === null ? '-' : best.similarity.toFixed(2)})` : "I don't know"}`);
+            e = event(episodeId, step, 'recall', embed(text), { reward_goal: best ? 1 : 0 });
           }
           await client.query('SELECT fractality.write_events_json($1::text)', [JSON.stringify([e])]);
+          turn.stepped = true;
+          return turn;
         });
+        done.lines.forEach((line) => log(line));
+        if (done.answer) answers.push(done.answer);
+        if (done.stepped) step++;
         await sleep(20);  // let the listener print this turn's live updates before the next turn
       }
       const { rows: [ret] } = await pool.query(

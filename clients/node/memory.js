@@ -22,19 +22,34 @@ export async function checkout(pool) {
   return client;
 }
 
-export async function withTenant(pool, userId, fn) {
-  const client = await checkout(pool);
-  try {
-    await client.query('BEGIN');
-    await client.query("SELECT set_config('fractality.user_id', $1, true)", [userId]);
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (e) {
-    await client.query('ROLLBACK');
-    throw e;
-  } finally {
-    client.release();
+// PostgreSQL ends a transaction with these when another session got in its way; nothing of it is
+// kept, and running it again is the remedy: remember raises 40001 when another session changed the
+// memory it was writing meanwhile (a forget, run_maintenance, upsert_node), and two writers of the
+// same memories may deadlock (40P01).
+export const RETRIED = new Set(['40001', '40P01']);
+
+// fn(client) in a transaction of tenant `userId`, run again from the start, in a new transaction,
+// when it ends with a serialization failure or a deadlock (up to `attempts` tries in all). fn may
+// run more than once: it keeps what it does outside the database (output, counters) for the
+// caller to apply once it has returned.
+export async function withTenant(pool, userId, fn, { attempts = 3 } = {}) {
+  for (let attempt = 1; ; attempt++) {
+    const client = await checkout(pool);
+    let broken;
+    try {
+      await client.query('BEGIN');
+      await client.query("SELECT set_config('fractality.user_id', $1, true)", [userId]);
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (e) {
+      // a connection that cannot even roll back leaves the pool; the first error is the one told
+      await client.query('ROLLBACK').catch((r) => { broken = r; });
+      if (!broken && RETRIED.has(e.code) && attempt < attempts) continue;
+      throw e;
+    } finally {
+      client.release(broken);
+    }
   }
 }
 

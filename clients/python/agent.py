@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool
 
 import experience
 from embedding import embed
-from memory import Memory, memory_key, tenant
+from memory import Memory, in_tenant, memory_key, tenant
 
 DEFAULT_URL = "postgresql://postgres@localhost:54330/fractality_demo"
 ANSWER_SIMILARITY = 0.35  # recall's min_similarity: below it (and without matching words) the agent does not know
@@ -56,7 +56,14 @@ def converse(pool, name: str, turns, episode_id: int, since_us: int, out) -> dic
     with tenant(pool, user_id) as conn:
         Memory(conn, embed).remember(f"conversation with {name}", key=root)
     for kind, text in turns:
-        with tenant(pool, user_id) as conn:  # one transaction per turn, the tenant set inside it
+        # one transaction per turn, the tenant set inside it, run again if another session got in
+        # its way (in_tenant): the turn keeps its lines and answer until it has committed, and
+        # the episode goes back to its mark before each try
+        mark = episode.mark()
+
+        def turn(conn, kind=kind, text=text):
+            episode.rewind(mark)
+            lines, answer = [], None
             memory = Memory(conn, embed)
             state = embed(text)[:8]
             if kind == "tell":
@@ -65,7 +72,7 @@ def converse(pool, name: str, turns, episode_id: int, since_us: int, out) -> dic
                 node_id, created = memory.remember(text, {"source": name})
                 if created:  # its key is the one remember derived from the content
                     memory.link(root, memory_key(text), weight=0.8)
-                out(f"  remember  {text!r:45} {'new' if created else 'again'}, energy {memory.energy(node_id):.2f}")
+                lines.append(f"  remember  {text!r:45} {'new' if created else 'again'}, energy {memory.energy(node_id):.2f}")
                 episode.step("remember", state, {"text": text}, curiosity=novelty)
             elif kind == "ask":
                 # one call: the best memory above the threshold (or matching the words), fed on use
@@ -73,21 +80,29 @@ def converse(pool, name: str, turns, episode_id: int, since_us: int, out) -> dic
                                          min_similarity=ANSWER_SIMILARITY, reinforce=USE_ENERGY)
                 if recalled:
                     best = recalled[0]
-                    answers.append((text, best.content))
-                    out(f"  ask       {text!r:45} -> {best.content!r} (similarity {best.similarity:.2f}, "
-                        f"score {best.score:.2f}, energy {best.atp:.2f} -> {memory.energy(best.node_id):.2f})")
+                    answer = (text, best.content)
+                    similarity = "-" if best.similarity is None else f"{best.similarity:.2f}"
+                    lines.append(f"  ask       {text!r:45} -> {best.content!r} (similarity {similarity}, "
+                                 f"score {best.score:.2f}, energy {best.atp:.2f} -> {memory.energy(best.node_id):.2f})")
                     episode.step("recall", state, {"text": text, "used": best.key}, goal=1.0)
                 else:
-                    answers.append((text, None))
-                    out(f"  ask       {text!r:45} -> I don't know")
+                    answer = (text, None)
+                    lines.append(f"  ask       {text!r:45} -> I don't know")
                     episode.step("recall", state, {"text": text}, goal=0.0)
             elif kind == "forget":
                 gone = memory.forget(text)
-                out(f"  forget    {text!r:45} {'forgotten' if gone else 'not known'}")
+                lines.append(f"  forget    {text!r:45} {'forgotten' if gone else 'not known'}")
                 episode.step("forget", state, {"text": text}, efficiency=0.5 if gone else 0.0)
             elif kind == "sleep":
-                out(f"  sleep     {text}: {memory.sleep(0.5)} memories keep half their energy")
+                lines.append(f"  sleep     {text}: {memory.sleep(0.5)} memories keep half their energy")
             episode.flush(conn)
+            return lines, answer
+
+        lines, answer = in_tenant(pool, user_id, turn)
+        for line in lines:
+            out(line)
+        if answer is not None:
+            answers.append(answer)
     with tenant(pool, user_id) as conn:
         steps, total, discounted = episode.returns(conn, since_us)
         walk = Memory(conn, embed).walk(root)

@@ -50,6 +50,14 @@ class Episode:
         self.steps += 1
         return event_id
 
+    def mark(self):
+        """The steps recorded so far, to go back to if a transaction that flushes them fails."""
+        return (list(self.pending), self.steps)
+
+    def rewind(self, mark) -> None:
+        """Back to `mark`: the steps recorded (and flushed) since are forgotten."""
+        self.pending, self.steps = list(mark[0]), mark[1]
+
     def flush(self, conn) -> int:
         """Writes the pending steps in one batch, in the caller's transaction."""
         if not self.pending:

@@ -29,6 +29,7 @@ from datetime import timedelta
 import hashlib
 import uuid
 
+import psycopg
 from pgvector import Vector
 from psycopg.types.json import Jsonb
 
@@ -41,6 +42,27 @@ def tenant(pool, user_id: uuid.UUID):
     with pool.connection() as conn, conn.transaction():
         conn.execute("SELECT set_config('fractality.user_id', %s, true)", (str(user_id),))
         yield conn
+
+
+# PostgreSQL ends a transaction with these when another session got in its way; nothing of it is
+# kept, and running it again is the remedy: remember raises 40001 when another session changed
+# the memory it was writing meanwhile (a forget, run_maintenance, upsert_node), and two writers
+# of the same memories may deadlock (40P01).
+RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+
+def in_tenant(pool, user_id: uuid.UUID, fn, attempts: int = 3):
+    """fn(conn) in a transaction of tenant `user_id` (as `tenant`), run again from the start, in a
+    new transaction, when it ends with a serialization failure or a deadlock; fn's result. fn may
+    run more than once: it keeps what it does outside the database (output, counters) for the
+    caller to apply once it has returned."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with tenant(pool, user_id) as conn:
+                return fn(conn)
+        except RETRIED:
+            if attempt == attempts:
+                raise
 
 
 def memory_key(content: str) -> str:

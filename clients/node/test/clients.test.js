@@ -167,6 +167,30 @@ test('errors carry their SQLSTATE in err.code, with a hint, and write nothing', 
   await assert.rejects(db.query("SELECT fractality.upsert_node('k')"), { code: '22004' });
 });
 
+test('withTenant runs a transaction again after a serialization failure, and no other error', async () => {
+  const pool = new pg.Pool({ ...config(DB), max: 1 });
+  const user = randomUUID();
+  let tries = 0;
+  try {
+    const count = await withTenant(pool, user, async (c) => {
+      tries += 1;
+      await new Memory(c, embed).remember('told once', { key: 'retried' });
+      if (tries === 1) {  // the first attempt ends as a serialization failure would end it
+        await c.query("DO $$ BEGIN RAISE EXCEPTION 'in the way' USING ERRCODE = '40001'; END $$");
+      }
+      return (await c.query("SELECT count(*)::int AS n FROM fractality.nodes WHERE node_key = 'retried'")).rows[0].n;
+    });
+    assert.deepEqual([count, tries], [1, 2]);
+    await assert.rejects(withTenant(pool, user, async (c) => {
+      tries += 1;
+      await c.query('SELECT fractality.pulse($1, 0.1)', [randomUUID()]);
+    }), { code: 'P0002' });
+    assert.equal(tries, 3);
+  } finally {
+    await pool.end();
+  }
+});
+
 test('SET LOCAL tenancy holds across a pool: two tenants interleaved on the same connections', async () => {
   const pool = newPool(ROLE, 3);  // three: two tenants taking turns on two would keep their own
   const [a, b] = [randomUUID(), randomUUID()];

@@ -11,7 +11,7 @@ from pgvector.psycopg import register_vector
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from memory import Memory, tenant
+from memory import Memory, in_tenant, tenant
 
 TENANT = uuid.uuid4()
 
@@ -116,3 +116,26 @@ def test_an_error_rolls_back_the_tenant_transaction_and_the_pool_goes_on(db):
         with tenant(pool, TENANT) as conn:  # the same (only) connection, usable again
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
             assert conn.execute("SELECT count(*) FROM fractality.nodes WHERE node_key = 'doomed'").fetchone()[0] == 0
+
+
+def test_in_tenant_runs_a_turn_again_after_a_serialization_failure(db):
+    """in_tenant runs fn again, in a new transaction, when PostgreSQL ends the first with 40001
+    (as remember does when another session changed the memory meanwhile); the failed attempt's
+    writes are gone, and other errors are not retried."""
+    tries = []
+
+    def turn(conn):
+        tries.append(1)
+        Memory(conn, lambda text: unit(8).to_list()).remember("told once", key="retried")
+        if len(tries) == 1:  # the first attempt ends as a serialization failure would end it
+            conn.execute("DO $$ BEGIN RAISE EXCEPTION 'in the way' USING ERRCODE = '40001'; END $$")
+        return conn.execute("SELECT count(*) FROM fractality.nodes WHERE node_key = 'retried'").fetchone()[0]
+
+    with ConnectionPool(db, min_size=1, max_size=1, kwargs={"autocommit": True},
+                        configure=register_vector, open=True) as pool:
+        assert in_tenant(pool, TENANT, turn) == 1
+        assert len(tries) == 2
+        with pytest.raises(errors.NoDataFound):  # not retried
+            in_tenant(pool, TENANT, lambda conn: tries.append(1) or
+                      conn.execute("SELECT fractality.pulse(%s, 0.1)", (uuid.UUID(int=1),)))
+        assert len(tries) == 3
