@@ -1034,12 +1034,15 @@ COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
 -- search reaches the tenant's graph by planning its query for that tenant (src/search.rs): the
 -- index predicate names the tenant, which only a plan made for its value can match.
 --   t<24 hex digits of md5(user_id)>_<model>_hnsw   ON the tenant's partition
---   WHERE model = <model> AND NOT staged AND user_id = <tenant>
+--   WHERE model = <model> AND NOT staged AND left(md5(user_id::text), 24) = <those 24 digits>
 -- Each row of such a tenant is inserted into two graphs: the cost of its writes to the indexes
 -- doubles. The default min_rows, 500, is fractality.exact_scan_limit's default: a tenant too
 -- large to be read whole gets a graph (at 100k x 384, tenants of ~1 000: find_resonant 1.57 ->
--- 1.18 ms, recall 1.42 -> 1.05 ms, remember 2.13 -> 2.87 ms; docs/BENCHMARKS.md). The index names its tenant (the catalog shows the predicate to every role, as it
--- shows partition bounds); its size tells the tenant's.
+-- 1.18 ms, recall 1.42 -> 1.05 ms, remember 2.13 -> 2.87 ms; docs/BENCHMARKS.md). The catalog
+-- shows every role the index's name and predicate: both name a digest of the tenant, not the
+-- tenant, whose id is all a session needs to act as it; the index's size tells the tenant's.
+-- The search (sql/queries/tenant_nearest.sql) states the same digest of its tenant, which its
+-- plan, made for that tenant, folds into the constant the predicate names.
 --
 -- build_tenant_graphs builds the graph of every tenant holding at least min_rows embeddings of
 -- `model` that lacks one, and drops those of tenants now under half of min_rows (or gone);
@@ -1103,8 +1106,8 @@ BEGIN
         tenant_rows := counts[i];
         t0 := clock_timestamp();
         IF counts[i] >= min_rows AND to_regclass(format('fractality.%I', index_name)) IS NULL THEN
-            EXECUTE format('CREATE INDEX %I ON %s USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L AND NOT staged AND user_id = %L',
-                           index_name, parts[i], ty, d, opclass, build_tenant_graphs.model, tenants[i]);
+            EXECUTE format('CREATE INDEX %I ON %s USING hnsw ((embedding::%s(%s)) %s) WHERE model = %L AND NOT staged AND left(md5(user_id::text), 24) = %L',
+                           index_name, parts[i], ty, d, opclass, build_tenant_graphs.model, left(md5(tenants[i]::text), 24));
             action := 'built';
         ELSIF counts[i] < min_rows / 2.0 AND to_regclass(format('fractality.%I', index_name)) IS NOT NULL THEN
             EXECUTE format('DROP INDEX fractality.%I', index_name);

@@ -74,6 +74,16 @@ fn tenant_graphs_two_builds_at_once_build_each_graph_once() {
         .unwrap()
         .get(0);
     assert_eq!(graphs, 1, "one graph");
+    // the catalog, which every role reads, does not show the tenant (whose id is all a session
+    // needs to act as it): the graph's predicate names a digest of it
+    let shown: i64 = a
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'fractality' AND indexdef ~ $1",
+            &[&tenant.to_string()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, 0, "an index definition names the tenant");
     let path: String = a
         .query_one(
             "SELECT DISTINCT path FROM fractality.recall_explain('[1,0,0.5,0.25]'::text::vector, 3, model => $1)",
