@@ -250,7 +250,7 @@ fn consensus(
 ) -> Result<Option<Uuid>, FractalityError> {
     let model = Model::lookup(model)?;
     // the source, as stored: the caller's embedding must be exactly it
-    let source: Option<Member> = spi::rows(
+    let source = spi::rows(
         &SOURCE,
         &[node.into(), model.name.as_str().into()],
         false,
@@ -268,10 +268,13 @@ fn consensus(
         },
     )?
     .into_iter()
-    .next()
-    .transpose()?
-    .flatten();
-    let Some(source) = source.filter(|m| m.embedding.as_slice() == embedding.as_slice()) else {
+    .collect::<Result<Vec<_>, _>>()?
+    .into_iter()
+    .flatten()
+    // an id is unique within a tenant only: the node of that id whose embedding the caller
+    // presents (another tenant's node of the same id is not the caller's)
+    .find(|m| m.embedding.as_slice() == embedding.as_slice());
+    let Some(source) = source else {
         return Err(node_not_found(node));
     };
 

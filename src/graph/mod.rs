@@ -35,7 +35,7 @@ use input::{frozen_has, parse_uuid};
 
 /// The tenant of the session (`fractality.user_id`), or None when it is unset; read from the
 /// setting directly (a malformed value is left to `fractality.current_user_id()` to reject).
-fn session_tenant_opt() -> Result<Option<Uuid>, FractalityError> {
+pub(crate) fn session_tenant_opt() -> Result<Option<Uuid>, FractalityError> {
     let setting = crate::gucs::user_id();
     match setting.as_ref().map(|c| c.to_string_lossy()) {
         None => Ok(None),

@@ -44,16 +44,38 @@ pub enum NodeRef<'a> {
     Key(&'a str),
 }
 
-/// The node `r` as the caller sees it, or P0002.
+/// The node `r` as the caller sees it, or P0002. An id is unique within a tenant only: a caller
+/// who sees several tenants' nodes of one id (the owner, BYPASSRLS) gets the session tenant's,
+/// and 22023 when the session names none of them (rather than whichever came first).
 pub fn node(r: &NodeRef<'_>) -> Result<NodeEnergy, FractalityError> {
-    let found = match r {
+    let found: Vec<NodeEnergy> = match r {
         NodeRef::Id(id) => spi::rows(&NODE_BY_ID, &[(*id).into()], true, node_row)?,
         NodeRef::Key(key) => spi::rows(&NODE_BY_KEY, &[(*key).into()], true, node_row)?,
-    };
-    found.into_iter().flatten().next().ok_or_else(|| match r {
-        NodeRef::Id(id) => node_not_found(id),
-        NodeRef::Key(key) => node_not_found(format!("'{key}'")),
-    })
+    }
+    .into_iter()
+    .flatten()
+    .collect();
+    match (r, found.len()) {
+        (NodeRef::Id(id), 0) => Err(node_not_found(id)),
+        (NodeRef::Key(key), 0) => Err(node_not_found(format!("'{key}'"))),
+        (_, 1) => Ok(found.into_iter().next().expect("one")),
+        (_, n) => {
+            let session = crate::graph::session_tenant_opt()?;
+            found
+                .into_iter()
+                .find(|f| Some(f.tenant) == session)
+                .ok_or_else(|| {
+                    FractalityError::invalid(
+                        "node",
+                        format!("{} (a node of {n} tenants)", match r {
+                            NodeRef::Id(id) => id.to_string(),
+                            NodeRef::Key(key) => format!("'{key}'"),
+                        }),
+                        "A node id is unique within its tenant: set fractality.user_id to the tenant whose node is meant.",
+                    )
+                })
+        }
+    }
 }
 
 /// The nodes `ids` the caller sees, by id.

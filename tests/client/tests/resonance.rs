@@ -473,3 +473,63 @@ fn a_dimension_change_waits_for_the_writers_of_the_model() {
     drop(a);
     common::drop_db(db);
 }
+
+/// A node id is unique within its tenant only. Another tenant may hold a node of the same id
+/// (here tenant A copies B's, which consensus_nodes' keys show every role): a caller who sees
+/// both (the owner) is told so (22023) rather than served whichever came first, and with the
+/// session naming B gets B's node, in find_resonant and in crystallize_consensus (which then
+/// gathers around B's embedding, not A's).
+#[test]
+fn a_node_id_another_tenant_copied_is_not_taken_for_the_original() {
+    let db = "fractality_copied_id";
+    let mut c = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    let x = uuid::Uuid::new_v4();
+    c.batch_execute(&format!(
+        "SELECT fractality.register_model('tiny', 4);
+         INSERT INTO fractality.nodes (id, user_id, node_key)
+         VALUES ('{x}', 'b0000000-0000-4000-8000-00000000000b', 'original'),
+                ('{x}', 'a0000000-0000-4000-8000-00000000000a', 'copy');
+         INSERT INTO fractality.nodes (user_id, node_key)
+         SELECT ('c0000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'near-b'
+           FROM generate_series(1, 4) g;
+         INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding)
+         SELECT user_id, id, 'tiny',
+                CASE WHEN node_key = 'copy' THEN '[-1, 0, 0, 0]' ELSE '[1, 0.01, 0, 0]' END::vector
+           FROM fractality.nodes;"
+    ))
+    .unwrap();
+    let err = c
+        .query(
+            "SELECT * FROM fractality.find_resonant($1::uuid, 0.5, 10, 'tiny')",
+            &[&x],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+    c.batch_execute("SET fractality.user_id = 'b0000000-0000-4000-8000-00000000000b'")
+        .unwrap();
+    let near: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.find_resonant($1::uuid, 0.5, 10, 'tiny')",
+            &[&x],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(near, 0, "B holds no other node: its own tenant's, none");
+    let made: Option<uuid::Uuid> = c
+        .query_one(
+            "SELECT fractality.crystallize_consensus($1, 0.9, 3, 'tiny')",
+            &[&x],
+        )
+        .unwrap()
+        .get(0);
+    let minds: i32 = c
+        .query_one(
+            "SELECT contributor_count FROM fractality.consensus_nodes WHERE id = $1",
+            &[&made.expect("a consensus around B's node")],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(minds, 5, "B and the four near it, not A");
+    drop(c);
+    common::drop_db(db);
+}
