@@ -83,6 +83,16 @@ impl Pinned {
         Pinned { level }
     }
 
+    /// The search path `pg_catalog, pg_temp` alone, for calls whose queries use nothing of
+    /// pgvector's by an unqualified name (the replay fold, decay): no other schema, not even one
+    /// where pgvector was installed and others may create functions, is on it.
+    pub fn catalog() -> Pinned {
+        // SAFETY: as in `path`
+        let level = unsafe { pg_sys::NewGUCNestLevel() };
+        set(c"search_path", c"pg_catalog, pg_temp");
+        Pinned { level }
+    }
+
     /// The search path and the HNSW settings of a tenant's search.
     pub fn search() -> Pinned {
         let pinned = Pinned::path();

@@ -188,6 +188,8 @@ pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
         .report();
     }
     let batch = i64::from(batch);
+    // run_maintenance's step, called by the owner on its own too: a fixed search path
+    let _path = crate::search::Pinned::catalog();
 
     spi::connect(|| -> Result<i64, FractalityError> {
         let was_on = notify_off()?;

@@ -209,3 +209,36 @@ fn a_function_planted_on_the_path_is_not_called() {
     drop(c);
     common::drop_db(db);
 }
+
+/// The same for the owner's direct call of fold_priorities (the replay fold's queries unnest
+/// bigint[], which a planted unnest(bigint[]) would take over as a better match than
+/// pg_catalog's unnest(anyarray)): the call pins its search path, as run_maintenance does.
+#[test]
+fn a_planted_unnest_is_not_called_by_the_replay_fold() {
+    let db = "fractality_planted_fold";
+    let mut c = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    c.batch_execute("SELECT fractality.create_replay_buffer('planted')")
+        .unwrap();
+    c.query_one(
+        "SELECT fractality.write_events($1::jsonb)",
+        &[&reliability::events_json(7 << 60, 20, 5_000_000_000)],
+    )
+    .unwrap();
+    c.batch_execute(
+        "SET fractality.replay_fold_after = 1000000;
+         SELECT fractality.update_priorities('planted',
+                ARRAY(SELECT event_id FROM fractality.replay_items LIMIT 10),
+                ARRAY(SELECT 2.0::float8 FROM generate_series(1, 10)));
+         CREATE FUNCTION public.unnest(bigint[]) RETURNS SETOF bigint
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted function called'; END $$;
+         SET search_path = \"$user\", public;",
+    )
+    .unwrap();
+    let folded: i64 = c
+        .query_one("SELECT fractality.fold_priorities('planted')", &[])
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .get(0);
+    assert_eq!(folded, 10);
+    drop(c);
+    common::drop_db(db);
+}
