@@ -620,6 +620,18 @@ fn month_partitions_have_utc_bounds_whatever_the_session_settings() {
     c.batch_execute("RESET TimeZone").unwrap();
 }
 
+/// The SQLSTATE `sql` fails with in a REPEATABLE READ transaction, which is then rolled back.
+fn at_repeatable_read(c: &mut Client, sql: &str) -> String {
+    let mut tx = c
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    let err = tx.batch_execute(sql).expect_err(sql);
+    tx.rollback().unwrap();
+    common::sqlstate(&err)
+}
+
 /// The owner archives stream points by packing whole old partitions and dropping them, which
 /// needs to see every point: at REPEATABLE READ (a snapshot that can be older than its locks)
 /// it is refused (55000) and moves nothing.
@@ -630,16 +642,10 @@ fn the_owners_stream_archive_refuses_a_snapshot_older_than_its_locks() {
     let (node, user) = (uuid::Uuid::new_v4(), common::tenant());
     seed_points(&mut c, node, user);
     let before = point_counts(&mut c, node);
-    let mut tx = c
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .start()
-        .unwrap();
-    let err = tx
-        .query_one("SELECT fractality.archive_streams('30 days')", &[])
-        .unwrap_err();
-    assert_eq!(common::sqlstate(&err), "55000", "{err}");
-    tx.rollback().unwrap();
+    assert_eq!(
+        at_repeatable_read(&mut c, "SELECT fractality.archive_streams('30 days')"),
+        "55000"
+    );
     assert_eq!(point_counts(&mut c, node), before);
     // at READ COMMITTED it archives
     let moved: i64 = c
@@ -679,15 +685,9 @@ fn archiving_events_refuses_a_snapshot_older_than_its_lock() {
     reset(&mut c);
     seed_events(&mut c);
     let before = event_counts(&mut c);
-    let mut tx = c
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .start()
-        .unwrap();
-    let err = tx
-        .query_one("SELECT fractality.archive_old_events(7)", &[])
-        .unwrap_err();
-    assert_eq!(common::sqlstate(&err), "55000", "{err}");
-    tx.rollback().unwrap();
+    assert_eq!(
+        at_repeatable_read(&mut c, "SELECT fractality.archive_old_events(7)"),
+        "55000"
+    );
     assert_eq!(event_counts(&mut c), before);
 }
