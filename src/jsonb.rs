@@ -201,12 +201,12 @@ impl<'a> Value<'a> {
 
 /// JSON that jsonb holds but serde does not read (a number beyond float8, nesting deeper than 128
 /// levels): 22023.
+/// What serde reads of JSON, which jsonb holds more of.
+const SERDE_READS: &str =
+    "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.";
+
 fn unreadable(e: serde_json::Error) -> FractalityError {
-    FractalityError::invalid(
-        "jsonb argument",
-        e.to_string(),
-        "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.",
-    )
+    FractalityError::invalid("jsonb argument", e.to_string(), SERDE_READS)
 }
 
 /// The text numeric_out prints for a numeric.
@@ -532,7 +532,7 @@ impl JsonbArray {
                         FractalityError::invalid(
                             "metadata",
                             format!("element {} of the array: {e}", i + 1),
-                            "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.",
+                            SERDE_READS,
                         )
                     })?),
                 });

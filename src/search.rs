@@ -76,20 +76,22 @@ impl Pinned {
         let path =
             std::ffi::CString::new(format!("pg_catalog, {}, pg_temp", quoted.to_string_lossy()))
                 .expect("a quoted identifier has no NUL");
-        // SAFETY: a new nesting level of settings, popped by Drop (or by the abort of the
-        // transaction on an error)
-        let level = unsafe { pg_sys::NewGUCNestLevel() };
-        set(c"search_path", &path);
-        Pinned { level }
+        Pinned::search_path(&path)
     }
 
     /// The search path `pg_catalog, pg_temp` alone, for calls whose queries use nothing of
     /// pgvector's by an unqualified name (the replay fold, decay): no other schema, not even one
     /// where pgvector was installed and others may create functions, is on it.
     pub fn catalog() -> Pinned {
-        // SAFETY: as in `path`
+        Pinned::search_path(c"pg_catalog, pg_temp")
+    }
+
+    /// `search_path` set to `path` at a new nesting level of settings.
+    fn search_path(path: &std::ffi::CStr) -> Pinned {
+        // SAFETY: a new nesting level of settings, popped by Drop (or by the abort of the
+        // transaction on an error)
         let level = unsafe { pg_sys::NewGUCNestLevel() };
-        set(c"search_path", c"pg_catalog, pg_temp");
+        set(c"search_path", path);
         Pinned { level }
     }
 
@@ -110,7 +112,7 @@ impl Pinned {
     /// prefetch and its read) and builds and sorts a bitmap first; an index scan looks each page
     /// up once.
     pub fn index_scans() -> Pinned {
-        // SAFETY: as in `path`
+        // SAFETY: as in `search_path`
         let level = unsafe { pg_sys::NewGUCNestLevel() };
         set(c"enable_bitmapscan", c"off");
         Pinned { level }

@@ -32,7 +32,6 @@ const UPSERT_EDGE: Query<'static> = query!(
 );
 const UNLINK: Query<'static> = query!("graph_unlink", [UUIDOID, UUIDOID, TEXTOID]);
 const SET_ENERGY: Query<'static> = query!("graph_set_energy", [UUIDOID, UUIDOID, JSONBOID]);
-const EXPIRY_FINITE: Query<'static> = query!("graph_expiry_finite", [TEXTOID]);
 const SET_EXPIRY: Query<'static> = query!("graph_set_expiry", [UUIDOID, UUIDOID, TEXTOID]);
 const CHILDREN: Query<'static> = query!("graph_children", [UUIDOID, TEXTOID]);
 const PARENTS: Query<'static> = query!("graph_parents", [UUIDOID, TEXTOID]);
@@ -172,14 +171,14 @@ pub fn set_energy(id: Uuid, user: Uuid, energy: serde_json::Value) -> Result<(),
 /// Node `id` expires at `at`, a time as text (freeze): 22007 when it is no time, 22023 when it
 /// is not finite.
 pub fn set_expiry(id: Uuid, user: Uuid, at: &str) -> Result<(), FractalityError> {
-    if spi::one::<bool>(&EXPIRY_FINITE, &[at.into()], true)? != Some(true) {
+    // the node was just written: no row means the time is not finite
+    if spi::run(&SET_EXPIRY, &[id.into(), user.into(), at.into()])? == 0 {
         return Err(FractalityError::invalid(
             "expires_at",
             at,
             "A node expires at a finite time, e.g. \"2027-01-01 00:00:00+00\", or not at all (no expires_at).",
         ));
     }
-    spi::run(&SET_EXPIRY, &[id.into(), user.into(), at.into()])?;
     Ok(())
 }
 

@@ -7,11 +7,10 @@ use std::collections::HashMap;
 
 use pgrx::datum::{DatumWithOid, Interval};
 use pgrx::{pg_sys, JsonB, Uuid};
-
-use crate::jsonb::JsonbText;
 use serde_json::Value;
 
 use crate::errors::FractalityError;
+use crate::jsonb::JsonbText;
 use crate::spi::{self, query, Query};
 use crate::vector::Vector;
 

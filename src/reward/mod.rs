@@ -287,13 +287,11 @@ fn reward_stats_ffunc(
     let mut t = PgHeapTuple::new_composite_type("fractality.reward_stats_result")
         .unwrap_or_else(|e| failed(&e));
     let some = |v: f64| (w.n > 0).then(|| finite_result(v, "reward_stats"));
-    if let Some(sd) = w.stddev() {
-        finite_result(sd, "reward_stats");
-    }
+    let stddev = w.stddev().map(|sd| finite_result(sd, "reward_stats"));
     let set = (|| {
         t.set_by_name("n", w.n)?;
         t.set_by_name("mean", some(w.mean))?;
-        t.set_by_name("stddev", w.stddev())?;
+        t.set_by_name("stddev", stddev)?;
         t.set_by_name("min", some(w.min))?;
         t.set_by_name("max", some(w.max))
     })();
