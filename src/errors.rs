@@ -116,6 +116,11 @@ pub enum FractalityError {
     #[error("COPY FROM not supported with row-level security: {0} writes {1} by COPY")]
     CopyUnderRowSecurity(&'static str, &'static str),
 
+    /// 54000 program_limit_exceeded: a JSON argument (or one element of a batch) holding more
+    /// values than one document read whole may (`json::MAX_VALUES`).
+    #[error("{context}: {detail}")]
+    TooLarge { context: String, detail: String },
+
     /// 23505 unique_violation: an event id given twice or already stored (whatever the timestamp).
     #[error("duplicate event (timestamp {timestamp}, event_id {event_id}): {detail}")]
     DuplicateEvent {
@@ -149,6 +154,7 @@ impl FractalityError {
                 PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION
             }
             FractalityError::DuplicateEvent { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            FractalityError::TooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             FractalityError::UnknownModel(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             FractalityError::NotInBuffer { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::Overflow(_) => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
@@ -198,6 +204,9 @@ impl FractalityError {
             ),
             FractalityError::DuplicateEvent { .. } => Some(
                 "An event id is written once, whatever its timestamp; nothing of the batch was written.",
+            ),
+            FractalityError::TooLarge { .. } => Some(
+                "A JSON document read whole (an event, a memory, a metadata object, a batch that is not an array) holds at most 8 000 000 values; a batch of events is read element by element. Nothing was written.",
             ),
             FractalityError::UnknownModel(_) => Some(
                 "Register it first: SELECT fractality.register_model('<model>', <dimensions>); fractality.embedding_models lists the models.",

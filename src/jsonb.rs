@@ -195,7 +195,7 @@ impl<'a> Value<'a> {
                 t
             },
         };
-        serde_json::from_str(&text).map_err(unreadable)
+        crate::json::parse(&text).map_err(unreadable)
     }
 }
 
@@ -206,6 +206,9 @@ const SERDE_READS: &str =
     "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.";
 
 fn unreadable(e: serde_json::Error) -> FractalityError {
+    if crate::json::is_too_large(&e) {
+        return crate::json::too_large("jsonb argument");
+    }
     FractalityError::invalid("jsonb argument", e.to_string(), SERDE_READS)
 }
 
@@ -489,7 +492,7 @@ fn jsonb_datum_text(d: pg_sys::Datum) -> String {
 
 /// The text of a jsonb datum, parsed.
 pub fn parse_jsonb_datum(d: pg_sys::Datum) -> Result<serde_json::Value, FractalityError> {
-    serde_json::from_str(&jsonb_datum_text(d)).map_err(unreadable)
+    crate::json::parse(&jsonb_datum_text(d)).map_err(unreadable)
 }
 
 /// A `jsonb[]` argument, each element parsed (a NULL element as None): 22023 naming the element
@@ -528,7 +531,13 @@ impl JsonbArray {
             {
                 items.push(match d {
                     None => None,
-                    Some(d) => Some(serde_json::from_str(&jsonb_datum_text(d)).map_err(|e| {
+                    Some(d) => Some(crate::json::parse(&jsonb_datum_text(d)).map_err(|e| {
+                        if crate::json::is_too_large(&e) {
+                            return crate::json::too_large(format!(
+                                "metadata, element {} of the array",
+                                i + 1
+                            ));
+                        }
                         FractalityError::invalid(
                             "metadata",
                             format!("element {} of the array: {e}", i + 1),

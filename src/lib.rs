@@ -14,6 +14,7 @@ pub mod errors;
 pub mod experience;
 pub mod graph;
 pub mod gucs;
+pub mod json;
 pub mod jsonb;
 pub mod memory;
 pub mod models;

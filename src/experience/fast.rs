@@ -3,8 +3,6 @@
 //! place ([`parse_batch_jsonb`], [`event_from_jsonb`]) and JSON text read by serde straight into
 //! events ([`parse_batch_text`]).
 
-use serde_json::Value;
-
 use crate::errors::FractalityError;
 use crate::jsonb::{self, JsonbArg};
 
@@ -191,8 +189,9 @@ pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<Event> {
 
 /// A batch as JSON text (`write_events_json`, over `text` or `json`): read by serde straight
 /// into events, field by field, without a JSON tree; a batch that reader does not take as it is
-/// (anything malformed, a repeated field, a metadata object it refuses) is read again as a
-/// `serde_json::Value` by [`parse_batch`], whose results and error messages are the reference.
+/// (anything malformed, a repeated field, a metadata object it refuses) is read again by the
+/// reference reader ([`parse_event`] over each element, as [`parse_batch`] does), whose results
+/// and error messages are the reference.
 pub fn parse_batch_text(text: &str) -> Result<Vec<Event>, FractalityError> {
     match read_text(text) {
         Ok(events) => {
@@ -205,14 +204,46 @@ pub fn parse_batch_text(text: &str) -> Result<Vec<Event>, FractalityError> {
             if too_many || n.is_some_and(|n| n > MAX_EVENTS) {
                 super::event::check_batch_size(n.unwrap_or(MAX_EVENTS + 1))?;
             }
-            let value: Value =
-                serde_json::from_str(text).map_err(|e| FractalityError::InvalidJson {
-                    context: "write_events_json",
-                    detail: e.to_string(),
-                })?;
-            parse_batch(&value)
+            read_by_element(text, n.is_some())
         }
     }
+}
+
+/// The reference reader over JSON text without a tree of the whole batch: an array is read one
+/// element at a time, each a `Value` under [`crate::json::MAX_VALUES`] handed to
+/// [`parse_event`] and dropped, so what the batch costs in Rust's heap is its events; anything
+/// else is read whole under the same cap and handed to [`parse_batch`], which refuses it.
+fn read_by_element(text: &str, array: bool) -> Result<Vec<Event>, FractalityError> {
+    let json_error = |e: serde_json::Error| {
+        if crate::json::is_too_large(&e) {
+            crate::json::too_large("write_events_json")
+        } else {
+            FractalityError::InvalidJson {
+                context: "write_events_json",
+                detail: e.to_string(),
+            }
+        }
+    };
+    if !array {
+        // malformed (the error of the whole text, before any tree), or not an array
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(json_error)?;
+        return parse_batch(&crate::json::parse(text).map_err(json_error)?);
+    }
+    let mut failed = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = serde::Deserializer::deserialize_seq(
+        &mut de,
+        text_reader::ByElement {
+            failed: &mut failed,
+        },
+    )
+    .and_then(|events| de.end().map(|()| events));
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let events = read.map_err(json_error)?;
+    check_unique(&events)?;
+    Ok(events)
 }
 
 /// The events of a batch the text reader takes as it is; Err for anything else, Err(true) for a
@@ -230,7 +261,7 @@ fn read_text(text: &str) -> Result<Vec<Event>, bool> {
 mod text_reader {
     //! The serde visitors of [`super::parse_batch_text`]: an array of objects, each object's
     //! values put in [`super::Fields`]; any error only means "not taken as it is".
-    use super::{field_slot, parse_metadata, Event, Fields, MAX_EVENTS, METADATA};
+    use super::{field_slot, parse_event, parse_metadata, Event, Fields, MAX_EVENTS, METADATA};
     use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
     use serde_json::Value;
     use std::fmt;
@@ -261,6 +292,44 @@ mod text_reader {
         }
         let mut de = serde_json::Deserializer::from_str(text);
         de.deserialize_seq(Count).ok()
+    }
+
+    /// The batch, as the reference reader takes it: each element read as a `Value` (under
+    /// [`crate::json::MAX_VALUES`]) and handed to [`parse_event`]; the first element it refuses
+    /// is put in `failed` and stops the read.
+    pub struct ByElement<'a> {
+        pub failed: &'a mut Option<crate::errors::FractalityError>,
+    }
+
+    impl<'de> Visitor<'de> for ByElement<'_> {
+        type Value = Vec<Event>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of events")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Event>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            loop {
+                let mut left = crate::json::MAX_VALUES;
+                let v = match seq.next_element_seed(crate::json::Bounded { left: &mut left }) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => return Ok(out),
+                    Err(e) => {
+                        if crate::json::is_too_large(&e) {
+                            let element = format!("write_events: element {}", out.len());
+                            *self.failed = Some(crate::json::too_large(element));
+                        }
+                        return Err(e);
+                    }
+                };
+                match parse_event(&format!("write_events: element {}", out.len()), &v) {
+                    Ok(e) => out.push(e),
+                    Err(e) => {
+                        *self.failed = Some(e);
+                        return Err(de::Error::custom("refused"));
+                    }
+                }
+            }
+        }
     }
 
     /// The batch: a JSON array of event objects.
@@ -315,7 +384,8 @@ mod text_reader {
                     return Err(refuse());
                 };
                 let ok = if slot == METADATA {
-                    match map.next_value::<Value>()? {
+                    let mut left = crate::json::MAX_VALUES;
+                    match map.next_value_seed(crate::json::Bounded { left: &mut left })? {
                         Value::Null => true,
                         m => {
                             let ctx = format!("write_events: element {}", self.index);
@@ -417,7 +487,7 @@ mod tests {
     use super::*;
     use crate::experience::event::tests::event;
     use pgrx::prelude::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     /// The text reader against the reference: the same events, or the same error.
     fn same_as_reference(text: &str) -> Result<Vec<Event>, String> {
@@ -532,6 +602,50 @@ mod tests {
             "\"reward_homeostasis\":0.10000000149011612",
         );
         assert_eq!(same_as_reference(&precise).unwrap()[0].rewards[0], 0.1f32);
+    }
+
+    #[test]
+    fn a_document_past_the_cap_is_54000_and_builds_no_tree_of_the_batch() {
+        let limit = PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+        let zeros = |n: usize| format!("[{}0]", "0,".repeat(n - 1));
+        // not an array: read whole, under the cap
+        let e = parse_batch_text(&format!("{{\"x\": {}}}", zeros(crate::json::MAX_VALUES)))
+            .unwrap_err();
+        assert_eq!(e.sqlstate(), limit, "{e}");
+        // one event's metadata past the cap, after a good event
+        let mut big = event(2);
+        big["metadata"] = json!({"intent_type": "a", "executor_id": "b", "parameters": {}});
+        let text = format!("[{}, {}]", event(1), big).replace(
+            "\"parameters\":{}",
+            &format!(
+                "\"parameters\":{{\"p\":{}}}",
+                zeros(crate::json::MAX_VALUES)
+            ),
+        );
+        assert!(text.len() > 2 * crate::json::MAX_VALUES);
+        let e = parse_batch_text(&text).unwrap_err();
+        assert_eq!(e.sqlstate(), limit, "{e}");
+        assert!(
+            e.to_string().starts_with("write_events: element 1: "),
+            "{e}"
+        );
+        // a batch of many small elements is not one document: every element under the cap
+        let many = format!(
+            "[{}]",
+            (0..200u8)
+                .map(|i| event(i).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(parse_batch_text(&many).unwrap().len(), 200);
+        // a malformed batch past the cap is still its syntax error, not the cap's
+        let unclosed = format!("[{{\"x\": {}}}", zeros(2 * crate::json::MAX_VALUES));
+        let e = parse_batch_text(&unclosed).unwrap_err();
+        assert_eq!(
+            e.sqlstate(),
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            "{e}"
+        );
     }
 
     #[test]

@@ -21,11 +21,12 @@ const QUOTES: &str = "$q$it's \"quoted\"; DROP TABLE fractality.nodes; -- '); SE
 
 /// SQLSTATEs a call may end with: the documented ones (22023 invalid value, 22004 NULL not
 /// allowed, 22000 dimensions, P0002 not found, 23505 duplicate event, 42710 a replay buffer's
-/// name taken, 42501 the policy refusing a row), and those PostgreSQL raises while reading a literal, before the function runs
+/// name taken, 42501 the policy refusing a row, 54000 a JSON document past the values read
+/// whole), and those PostgreSQL raises while reading a literal, before the function runs
 /// (22P02 / 22007 / 22008 / 22003 bad or out-of-range input, 42P01 unknown relation name).
 const ALLOWED: &[&str] = &[
     "22023", "22004", "22000", "P0002", "23505", "42710", "42501", "22P02", "22007", "22008",
-    "22003", "42P01",
+    "22003", "42P01", "54000",
 ];
 
 /// The hostile values of an SQL type, as SQL expressions.
@@ -67,6 +68,9 @@ fn variants(ty: &str) -> Vec<String> {
             "(repeat('[', 200) || repeat(']', 200))::json",
             "to_json(QUOTES::text)",
             "json_build_array(json_build_object('event_id', QUOTES, 'metadata', QUOTES))",
+            // past the most values a document read whole may hold (54000)
+            "('{\"x\": [' || repeat('0,', 8000000) || '0]}')::json",
+            "('[{\"metadata\": {\"parameters\": [' || repeat('0,', 8000000) || '0]}}]')::json",
         ],
         "vector" => &[
             "'[1,2,3]'",

@@ -1,0 +1,144 @@
+//! JSON read into a `serde_json::Value` with a cap on the number of values: a tree of the whole
+//! document is built in Rust's heap, outside PostgreSQL's memory contexts, at 32 bytes or more a
+//! value (16 times the text of `[0,0,...]`), so an argument of a few hundred megabytes could
+//! otherwise ask for gigabytes, and a refused allocation aborts the server. A document over the
+//! cap is 54000 (`FractalityError::TooLarge`), as PostgreSQL refuses a value past its own limits.
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::fmt;
+
+use crate::errors::FractalityError;
+
+/// The most values (scalars, arrays and objects, each counted once) one document read whole may
+/// hold: about 256 MB of tree (a `freeze` of a node with a million stream points holds about
+/// five million). A batch of events is read element by element, each element under this cap.
+pub const MAX_VALUES: usize = 8_000_000;
+
+/// The start of serde's error message for a document past the cap.
+const TOO_MANY_VALUES: &str = "more than 8000000 JSON values";
+
+/// `text` parsed as `serde_json::from_str::<Value>` would, refused past [`MAX_VALUES`].
+pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut left = MAX_VALUES;
+    let v = Bounded { left: &mut left }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// Whether serde's error is the cap's.
+pub fn is_too_large(e: &impl fmt::Display) -> bool {
+    e.to_string().starts_with(TOO_MANY_VALUES)
+}
+
+/// The cap's error for `context`, from serde's.
+pub fn too_large(context: impl Into<String>) -> FractalityError {
+    FractalityError::TooLarge {
+        context: context.into(),
+        detail: format!("{TOO_MANY_VALUES} in one document"),
+    }
+}
+
+/// A `Value` seed that counts what it builds against `left`.
+pub struct Bounded<'a> {
+    pub left: &'a mut usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        if *self.left == 0 {
+            return Err(de::Error::custom(TOO_MANY_VALUES));
+        }
+        *self.left -= 1;
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+    fn visit_f64<E>(self, x: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(x).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Bounded {
+            left: &mut *self.left,
+        })? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let v = map.next_value_seed(Bounded {
+                left: &mut *self.left,
+            })?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_as_serde_does() {
+        for text in [
+            r#"{"a": [1, -2, 3.5, 1e300, "x\u00e9", true, null, {"b": {}}], "a": 0}"#,
+            "[]",
+            "18446744073709551615",
+            "-9223372036854775808",
+            r#""\ud83d\ude00""#,
+        ] {
+            let want: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(parse(text).unwrap(), want, "{text}");
+        }
+        for bad in ["[1,]", "{\"a\" 1}", "1e400", "[1] x", ""] {
+            let want = serde_json::from_str::<Value>(bad).unwrap_err().to_string();
+            assert_eq!(parse(bad).unwrap_err().to_string(), want, "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuses_past_the_cap() {
+        let at_cap = format!("[{}0]", "0,".repeat(MAX_VALUES - 2));
+        assert_eq!(
+            parse(&at_cap).unwrap().as_array().unwrap().len(),
+            MAX_VALUES - 1
+        );
+        let past = format!("[{}0]", "0,".repeat(MAX_VALUES - 1));
+        let e = parse(&past).unwrap_err();
+        assert!(is_too_large(&e), "{e}");
+        let nested = format!("{{\"a\": [{}{{}}]}}", "[],".repeat(MAX_VALUES));
+        assert!(is_too_large(&parse(&nested).unwrap_err()));
+    }
+}
