@@ -96,6 +96,32 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), 0)) };
 }
 
+/// COPY_SOURCE holding one call's data while the guard lives. Dropped on every way out (an ERROR
+/// or a cancel unwinds through it), it gives back what was there before: the data is not kept
+/// in the backend after a failed call, and a write_events called from a trigger of the COPY
+/// (which reads its own data) leaves the outer one's data as it found it.
+struct CopySourceGuard {
+    outer: Option<(Vec<u8>, usize)>,
+}
+
+impl CopySourceGuard {
+    fn fill(data: Vec<u8>) -> CopySourceGuard {
+        let outer = COPY_SOURCE.with(|src| std::mem::replace(&mut *src.borrow_mut(), (data, 0)));
+        CopySourceGuard { outer: Some(outer) }
+    }
+}
+
+impl Drop for CopySourceGuard {
+    fn drop(&mut self) {
+        let outer = self.outer.take().unwrap_or_default();
+        COPY_SOURCE.with(|src| {
+            if let Ok(mut src) = src.try_borrow_mut() {
+                *src = outer;
+            }
+        });
+    }
+}
+
 /// CopyFrom's data source: the next bytes of COPY_SOURCE; 0 at the end.
 unsafe extern "C-unwind" fn copy_source(
     outbuf: *mut std::ffi::c_void,
@@ -119,8 +145,8 @@ unsafe extern "C-unwind" fn copy_source(
 /// as COPY FROM refuses it.
 fn copy_events(events: &[Event]) -> u64 {
     use pgrx::pg_sys;
-    COPY_SOURCE.with(|src| *src.borrow_mut() = (encode_copy(events), 0));
-    let copied = unsafe {
+    let _source = CopySourceGuard::fill(encode_copy(events));
+    unsafe {
         let nsp = pg_sys::get_namespace_oid(c"fractality".as_ptr(), false);
         let relid = pg_sys::get_relname_relid(c"experience_events".as_ptr(), nsp);
         if relid == pg_sys::InvalidOid {
@@ -185,9 +211,7 @@ fn copy_events(events: &[Event]) -> u64 {
         pg_sys::EndCopyFrom(cstate);
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         n
-    };
-    COPY_SOURCE.with(|src| *src.borrow_mut() = (Vec::new(), 0));
-    copied
+    }
 }
 
 /// The stored events (timestamp, id) that the batch might duplicate: with the id registry

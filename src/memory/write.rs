@@ -259,6 +259,8 @@ pub fn remember_all(
         let mut keys = keys.into_iter();
         let mut told = Vec::with_capacity(memories.len());
         for (b, block) in memories.chunks(BLOCK).enumerate() {
+            // a block may make no query (a tenant read whole): a cancel is seen here
+            pgrx::check_for_interrupts!();
             let from = pool.len();
             let embeddings: Vec<&[f32]> = block.iter().map(|m| m.embedding.as_slice()).collect();
             let early = pool.near_many(&embeddings, dedup, 0);

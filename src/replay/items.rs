@@ -229,10 +229,12 @@ fn drawn_key(id: i32, event: &[u8]) -> Option<(i32, u128)> {
 pub fn note_drawn<'a>(id: i32, drawn: impl ExactSizeIterator<Item = (&'a Vec<u8>, i64)>) {
     DRAWN.with(|m| {
         let mut m = m.borrow_mut();
-        if m.len() + drawn.len() > DRAWN_EVENTS {
-            m.clear();
+        // at most DRAWN_EVENTS kept: a larger sample keeps its first ones (the others are found
+        // as any item is); a map past the bound is replaced, which frees it (clear() would not)
+        if m.len() + drawn.len().min(DRAWN_EVENTS) > DRAWN_EVENTS {
+            *m = Default::default();
         }
-        for (event, slot) in drawn {
+        for (event, slot) in drawn.take(DRAWN_EVENTS) {
             if let Some(key) = drawn_key(id, event) {
                 m.insert(key, slot);
             }
