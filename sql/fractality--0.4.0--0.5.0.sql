@@ -1153,6 +1153,29 @@ INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding, mode
 SELECT e.user_id, e.node_id, 'default', e.embedding, e.model_version, e.updated_at
   FROM fractality.node_embeddings_0_4_0 e;
 SELECT count(*) AS partitions_indexed FROM fractality.build_model_index('default');
+-- each role keeps on the new table, on each of its partitions and on the models beside it the
+-- privileges it held on the 0.4.0 table, as GRANT ... ON ALL TABLES (the README's) would give it
+-- on a fresh install: an application role reads and writes embeddings as it did
+DO $$
+DECLARE
+    a record;
+BEGIN
+    FOR a IN SELECT t.rel, x.grantee, x.privilege_type
+               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x,
+                    (SELECT 'fractality.node_embeddings'::pg_catalog.regclass AS rel
+                     UNION ALL SELECT 'fractality.embedding_models'::pg_catalog.regclass
+                     UNION ALL SELECT i.inhrelid::pg_catalog.regclass FROM pg_catalog.pg_inherits i
+                      WHERE i.inhparent = 'fractality.node_embeddings'::pg_catalog.regclass) t
+              WHERE c.oid = 'fractality.node_embeddings_0_4_0'::pg_catalog.regclass
+                AND x.grantee <> c.relowner
+                AND x.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', a.privilege_type, a.rel,
+                                  CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                       ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END);
+    END LOOP;
+END
+$$;
 DROP TABLE fractality.node_embeddings_0_4_0;
 
 -- ---- consensus: a model per consensus node, the centroid kept from tenants ------------------
@@ -1462,23 +1485,6 @@ SELECT n.user_id, n.id, fractality.node_search(n.label, n.metadata), n.expires_a
 -- default 4 MB: at 1M nodes, 4 MB of pending entries made one tenant's text search 1.7x slower)
 CREATE INDEX node_text_search ON fractality.node_text USING gin (user_id, search)
     WITH (gin_pending_list_limit = 256);
--- writing a node writes its text as the caller: every role keeps on node_text the table
--- privileges it had on nodes
-DO $$
-DECLARE
-    a record;
-BEGIN
-    FOR a IN SELECT x.grantee, x.privilege_type
-               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
-              WHERE c.oid = 'fractality.nodes'::regclass AND x.grantee <> c.relowner
-                AND x.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
-    LOOP
-        EXECUTE pg_catalog.format('GRANT %s ON fractality.node_text TO %s', a.privilege_type,
-                                  CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                       ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END);
-    END LOOP;
-END
-$$;
 
 -- ---- prioritised replay: buffers, items, sum trees; archiving takes events out of them -----
 
@@ -2744,3 +2750,44 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- ---- privileges on the new tables ----------------------------------------------------------------
+-- Each role keeps on a table this update adds the privileges it held on the 0.4.0 table it
+-- serves, as GRANT ... ON ALL TABLES (the README's) would give it on a fresh install: writing a
+-- node writes its text as the caller (node_text, from nodes); the replay buffers and the event-id
+-- registry serve the events (experience_events); the centroids, the consensus nodes (which
+-- row-level security keeps the owner's alone). node_embeddings and embedding_models took theirs
+-- from the 0.4.0 node_embeddings (30_embeddings.sql).
+DO $$
+DECLARE
+    a record;
+BEGIN
+    FOR a IN SELECT t.dst, x.grantee, x.privilege_type
+               FROM (VALUES ('fractality.nodes', 'fractality.node_text'),
+                            ('fractality.experience_events', 'fractality.experience_event_ids'),
+                            ('fractality.experience_events', 'fractality.replay_buffers'),
+                            ('fractality.experience_events', 'fractality.replay_tree'),
+                            ('fractality.experience_events', 'fractality.replay_blocks'),
+                            ('fractality.experience_events', 'fractality.replay_pending'),
+                            ('fractality.consensus_nodes', 'fractality.consensus_centroids')) t(src, dst),
+                    pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
+              WHERE c.oid = t.src::pg_catalog.regclass AND x.grantee <> c.relowner
+                AND x.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', a.privilege_type, a.dst,
+                                  CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                       ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END);
+    END LOOP;
+END
+$$;
+
+-- PostgreSQL records a grant made by an extension's script as the extension's own initial
+-- privileges (pg_init_privs), and pg_dump leaves those out of a dump: a restore (a fresh
+-- CREATE EXTENSION, which grants nothing on a table) would lose every grant above. They are the
+-- roles' grants, carried over, not the extension's: as on a fresh install, no table of the
+-- schema keeps initial privileges, and pg_dump dumps what the roles hold. (The update runs as a
+-- superuser: the extension is not trusted.)
+DELETE FROM pg_catalog.pg_init_privs i
+ USING pg_catalog.pg_class c
+ WHERE i.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND i.objoid = c.oid
+   AND c.relnamespace = 'fractality'::pg_catalog.regnamespace;

@@ -19,4 +19,27 @@ INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding, mode
 SELECT e.user_id, e.node_id, 'default', e.embedding, e.model_version, e.updated_at
   FROM fractality.node_embeddings_0_4_0 e;
 SELECT count(*) AS partitions_indexed FROM fractality.build_model_index('default');
+-- each role keeps on the new table, on each of its partitions and on the models beside it the
+-- privileges it held on the 0.4.0 table, as GRANT ... ON ALL TABLES (the README's) would give it
+-- on a fresh install: an application role reads and writes embeddings as it did
+DO $$
+DECLARE
+    a record;
+BEGIN
+    FOR a IN SELECT t.rel, x.grantee, x.privilege_type
+               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x,
+                    (SELECT 'fractality.node_embeddings'::pg_catalog.regclass AS rel
+                     UNION ALL SELECT 'fractality.embedding_models'::pg_catalog.regclass
+                     UNION ALL SELECT i.inhrelid::pg_catalog.regclass FROM pg_catalog.pg_inherits i
+                      WHERE i.inhparent = 'fractality.node_embeddings'::pg_catalog.regclass) t
+              WHERE c.oid = 'fractality.node_embeddings_0_4_0'::pg_catalog.regclass
+                AND x.grantee <> c.relowner
+                AND x.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', a.privilege_type, a.rel,
+                                  CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                       ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END);
+    END LOOP;
+END
+$$;
 DROP TABLE fractality.node_embeddings_0_4_0;

@@ -26,20 +26,3 @@ INSERT INTO fractality.node_text (user_id, node_id, search, expires_at)
 SELECT n.user_id, n.id, fractality.node_search(n.label, n.metadata), n.expires_at
   FROM fractality.nodes n;
 --@ file graph.sql -- the tenant first, then the words||CREATE TABLE fractality.edges
--- writing a node writes its text as the caller: every role keeps on node_text the table
--- privileges it had on nodes
-DO $$
-DECLARE
-    a record;
-BEGIN
-    FOR a IN SELECT x.grantee, x.privilege_type
-               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
-              WHERE c.oid = 'fractality.nodes'::regclass AND x.grantee <> c.relowner
-                AND x.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
-    LOOP
-        EXECUTE pg_catalog.format('GRANT %s ON fractality.node_text TO %s', a.privilege_type,
-                                  CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                       ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END);
-    END LOOP;
-END
-$$;

@@ -74,6 +74,11 @@ SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid)
   FROM pg_depend d, ext WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid
    AND d.deptype = 'e'
 UNION ALL
+-- what pg_dump takes for the extension's own grants and leaves out of a dump
+SELECT 'initial privileges ' || c.relname || ' ' || i.objsubid || ' ' || i.initprivs::text
+  FROM pg_init_privs i JOIN pg_class c ON i.classoid = 'pg_class'::regclass AND c.oid = i.objoid
+  JOIN ns ON c.relnamespace = ns.oid
+UNION ALL
 SELECT 'dumped ' || x.rel::regclass::text || ' ' || coalesce(x.cond, '')
   FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(rel, cond)
  WHERE e.extname = 'fractality'
@@ -369,6 +374,22 @@ fn upgrade_from(previous: &str) {
         .unwrap()
         .get(0);
     assert_eq!(found, 1);
+    // and embeddings (node_embeddings is made anew, with the models beside it), replay buffers
+    // and the event-id registry (new): the role keeps what it held on the tables they replace or
+    // sit beside, as the README's GRANT ... ON ALL TABLES would give it on a fresh install
+    let v = "array_fill(0.5, ARRAY[384])::vector";
+    for sql in [
+        format!(
+            "SELECT fractality.upsert_node('granted_v', 'with a vector', '{{}}', 0.5, {v})::text"
+        ),
+        "SELECT count(*)::text FROM fractality.find_resonant('granted_v', 0.0, 5)".to_string(),
+        format!("SELECT count(*)::text FROM fractality.recall({v}, 3)"),
+        "SELECT count(*)::text FROM fractality.replay_buffers".to_string(),
+        "SELECT count(*)::text FROM fractality.experience_event_ids".to_string(),
+    ] {
+        old.query_one(&sql, &[])
+            .unwrap_or_else(|e| panic!("a granted role after the upgrade: {sql}: {e:?}"));
+    }
     old.batch_execute(&format!(
         "RESET ROLE; REVOKE ALL ON ALL TABLES IN SCHEMA fractality FROM {app};
          REVOKE USAGE ON SCHEMA fractality FROM {app}; DROP ROLE {app};"
