@@ -615,3 +615,97 @@ fn backup_pg_dump_and_pg_restore_give_back_every_row() {
         checked
     ));
 }
+
+/// A database made with another number of embedding partitions is restored with that setting
+/// (the partitions are the extension's: the restore's CREATE EXTENSION makes them, and the dump
+/// holds each partition's rows): every embedding back, in the partition its hash names. Without
+/// it the restore refuses the rows (a partition constraint) and, in one transaction, writes nothing.
+#[test]
+fn backup_of_another_partition_count_is_restored_with_that_setting() {
+    let (src, bad, good) = (
+        "fractality_backup_p16",
+        "fractality_backup_p16_default",
+        "fractality_backup_p16_restored",
+    );
+    let _cleanup = Dbs(vec![src.into(), bad.into(), good.into()]);
+    let partitions = [("PGOPTIONS", "-c fractality.embedding_partitions=16")];
+    recreate(src);
+    tool(
+        "psql",
+        &[
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            src,
+            "-c",
+            "CREATE EXTENSION fractality CASCADE",
+            "-c",
+            // 50 tenants: their hashes spread over the partitions
+            "SELECT count(fractality.upsert_node_for(\
+             ('aaaaaaaa-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'k', 'l', '{}', 0.5, \
+             array_fill(i::real, ARRAY[384])::vector)) FROM generate_series(1, 50) i",
+        ],
+        &partitions,
+    );
+    let count = |db: &str, sql: &str| -> i64 {
+        Client::connect(&url(db), NoTls)
+            .unwrap()
+            .query_one(sql, &[])
+            .unwrap()
+            .get(0)
+    };
+    let parts = "SELECT count(*) FROM pg_inherits \
+                 WHERE inhparent = 'fractality.node_embeddings'::regclass";
+    let rows = "SELECT count(*) FROM fractality.node_embeddings";
+    assert_eq!(count(src, parts), 16);
+    assert_eq!(count(src, rows), 50);
+    let file = dump_file("p16.dump");
+    tool("pg_dump", &["-Fc", "-f", &file, src], &[]);
+
+    // with the default (64): refused, nothing written
+    recreate(bad);
+    let (host, port) = server();
+    let out = std::process::Command::new(format!("{PG_BIN}/pg_restore"))
+        .args(["-h", &host, "-p", &port, "-U", "postgres"])
+        .args(["--single-transaction", "--exit-on-error", "-d", bad, &file])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("violates partition constraint"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        count(
+            bad,
+            "SELECT count(*) FROM pg_extension WHERE extname = 'fractality'"
+        ),
+        0
+    );
+
+    // with the source's setting: every row, each where its hash puts it
+    recreate(good);
+    tool(
+        "pg_restore",
+        &["--single-transaction", "--exit-on-error", "-d", good, &file],
+        &partitions,
+    );
+    assert_eq!(count(good, parts), 16);
+    assert_eq!(count(good, rows), 50);
+    let v = "array_fill(7, ARRAY[384])::vector";
+    let mut c = Client::connect(&url(good), NoTls).unwrap();
+    c.batch_execute("SET fractality.user_id = 'aaaaaaaa-0000-4000-8000-000000000001'")
+        .unwrap();
+    let found: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM fractality.recall({v}, 5)"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1);
+    reliability::report(
+        "backup: a database of 16 embedding partitions restored with PGOPTIONS='-c fractality.embedding_partitions=16' (refused, nothing written, without it)",
+    );
+}
