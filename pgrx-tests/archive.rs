@@ -220,7 +220,7 @@ mod tests {
              INSERT INTO fractality.nodes (id, user_id, node_key, label) VALUES
                  ('00000000-0000-0000-0000-0000000000a1', '11111111-1111-1111-1111-111111111111', 'arch-a', 'A'),
                  ('00000000-0000-0000-0000-0000000000b1', '22222222-2222-2222-2222-222222222222', 'arch-b', 'B');
-             SELECT fractality._create_month_partition('fractality.consciousness_streams', (now() - interval '5 months')::date);
+             SELECT fractality._create_month_partition('fractality.consciousness_streams', ((now() - interval '5 months') AT TIME ZONE 'UTC')::date);
              INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, attention_score, resonance_vector)
              SELECT now() - g * interval '1 hour',
                     CASE WHEN g % 3 = 0 THEN '00000000-0000-0000-0000-0000000000b1'::uuid ELSE '00000000-0000-0000-0000-0000000000a1' END,
@@ -530,10 +530,10 @@ mod tests {
              INSERT INTO fractality.nodes (id, user_id, node_key, label) VALUES
                  ('00000000-0000-0000-0000-0000000000c1', '11111111-1111-1111-1111-111111111111', 'ens', 'E');
              INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
-             VALUES (date_trunc('month', now()) + interval '5 months 3 days', '00000000-0000-0000-0000-0000000000c1',
+             VALUES ((date_trunc('month', now() AT TIME ZONE 'UTC') + interval '5 months 3 days') AT TIME ZONE 'UTC', '00000000-0000-0000-0000-0000000000c1',
                      '11111111-1111-1111-1111-111111111111', 0.5);
              SELECT fractality.write_event('\\xcccccccccccccccccccccccccccccccc',
-                     fractality.epoch_us(date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '5 months 3 days'),
+                     fractality.epoch_us((date_trunc('month', now() AT TIME ZONE 'UTC') + interval '5 months 3 days') AT TIME ZONE 'UTC'),
                      1, 1, 0::smallint, 0::smallint,
                      array_fill(0.25::real, ARRAY[8]), array_fill(0::real, ARRAY[8]), 77, 11);",
         )

@@ -115,7 +115,7 @@ mod tests {
         );
         // creating an existing partition again is a no-op
         let created = Spi::get_one::<bool>(
-            "SELECT fractality._create_month_partition('fractality.experience_events', current_date)",
+            "SELECT fractality._create_month_partition('fractality.experience_events', (now() AT TIME ZONE 'UTC')::date)",
         )
         .unwrap()
         .unwrap();

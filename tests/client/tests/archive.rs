@@ -198,7 +198,7 @@ fn seed_points(c: &mut Client, node: uuid::Uuid, user: uuid::Uuid) {
     )
     .unwrap();
     c.batch_execute(
-        "SELECT fractality._create_month_partition('fractality.consciousness_streams', (now() - interval '5 months')::date)",
+        "SELECT fractality._create_month_partition('fractality.consciousness_streams', ((now() - interval '5 months') AT TIME ZONE 'UTC')::date)",
     )
     .unwrap();
     c.execute(

@@ -40,6 +40,8 @@ struct Worker {
     rng: StdRng,
     seq: u64,
     tag: u32,
+    /// where the events' timestamps start: SPAN microseconds before the run began
+    since_us: i64,
     /// (timestamp, event_id) of every event of an acknowledged write_events call
     events: Vec<(i64, Vec<u8>)>,
     pulses: i64,
@@ -85,9 +87,13 @@ fn event_id(w: &mut Worker) -> Vec<u8> {
     id
 }
 
+/// The span of the events' timestamps, up to the start of the run: about 58 days, so that
+/// batches hit several month partitions and both archive cutoffs (40 and 25 days back) fall
+/// inside it, whatever the date.
+const SPAN: i64 = 5_000_000_000_000;
+
 fn timestamp(w: &mut Worker) -> i64 {
-    // spread over two months of microseconds so that batches hit several partitions
-    1_790_000_000_000_000 + w.rng.random_range(0..5_000_000_000_000i64)
+    w.since_us + w.rng.random_range(0..SPAN)
 }
 
 fn op_write_events_arrays(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
@@ -417,6 +423,11 @@ fn load_run_keeps_every_invariant() {
         )
         .unwrap();
     let tag: u32 = rand::rng().random();
+    let since_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+        - SPAN;
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let handles: Vec<_> = (0..CLIENTS)
@@ -434,6 +445,7 @@ fn load_run_keeps_every_invariant() {
                     nodes,
                     rng: StdRng::seed_from_u64(i as u64),
                     seq: 0,
+                    since_us,
                     tag,
                     events: Vec::new(),
                     pulses: 0,
@@ -509,8 +521,8 @@ fn load_run_keeps_every_invariant() {
     ));
     assert!(ops > 0);
     assert!(maint_runs > 0, "no maintenance run during the load");
-    // the workers' events span the two months before 2026-11-19, so every run after that date
-    // finds some older than the cutoff
+    // the workers' events span the 58 days before the run, so every run finds some older than
+    // its cutoff
     assert!(archived > 0, "the load run archived no event");
 
     check_events(&mut admin, &tag.to_be_bytes(), &events);

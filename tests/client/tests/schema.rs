@@ -161,7 +161,7 @@ fn stream_points_are_routed_to_monthly_partitions() {
         .get(0);
     c.execute(
         "INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, attention_score)
-         VALUES (now(), $1, $2, 0.9, 0.5), (now() + interval '1 month', $1, $2, 0.8, 0.4),
+         VALUES (now(), $1, $2, 0.9, 0.5), ((now() AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC', $1, $2, 0.8, 0.4),
                 ('2001-01-01', $1, $2, 0.7, NULL)",
         &[&id, &user],
     )
