@@ -857,3 +857,52 @@ fn a_model_registered_again_is_checked_at_its_new_dimension() {
     let e = s.batch_execute(&insert).unwrap_err();
     assert_eq!(common::sqlstate(&e), "22000", "{e}");
 }
+
+/// A dimension changed in a part rolled back to a savepoint is not the model's afterwards: the
+/// check that read it in a command that failed (which leaves the command id where it was) does
+/// not answer from it for the next command.
+#[test]
+fn a_dimension_rolled_back_to_a_savepoint_is_not_kept() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = common::db();
+    let tenant = uuid::Uuid::from_u128(0xbad1_bad1_0000_4000_8000_0000_0000_0005);
+    s.batch_execute("SELECT fractality.register_model('savepoint_m', 3)")
+        .unwrap();
+    let node: uuid::Uuid = s
+        .query_one(
+            "INSERT INTO fractality.nodes (user_id, node_key) VALUES ($1, 'savepoint') RETURNING id",
+            &[&tenant],
+        )
+        .unwrap()
+        .get(0);
+    let insert = |v: &str| {
+        format!(
+            "INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding, staged)
+             VALUES ('{node}', '{tenant}', 'savepoint_m', '{v}', true)"
+        )
+    };
+    s.batch_execute("BEGIN; SAVEPOINT a; SELECT fractality.register_model('savepoint_m', 4)")
+        .unwrap();
+    let e = s.batch_execute(&insert("[1,2,3]")).unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22000", "{e}");
+    s.batch_execute("ROLLBACK TO SAVEPOINT a").unwrap();
+    // the model is at 3 again: 4 numbers are refused, 3 stored
+    let e = s.batch_execute(&insert("[1,2,3,4]")).unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22000", "{e}");
+    s.batch_execute("ROLLBACK TO SAVEPOINT a").unwrap();
+    s.batch_execute(&insert("[1,2,3]")).unwrap();
+    s.batch_execute("COMMIT").unwrap();
+    let dims: i32 = s
+        .query_one(
+            "SELECT vector_dims(embedding) FROM fractality.node_embeddings WHERE model = 'savepoint_m'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(dims, 3);
+    s.batch_execute(
+        "DELETE FROM fractality.node_embeddings WHERE model = 'savepoint_m';
+         DELETE FROM fractality.nodes WHERE node_key = 'savepoint'",
+    )
+    .unwrap();
+}
