@@ -15,16 +15,49 @@ use crate::errors::FractalityError;
 /// five million). A batch of events is read element by element, each element under this cap.
 pub const MAX_VALUES: usize = 8_000_000;
 
+/// The most values a batch keeps of all its elements' documents together (the metadata of its
+/// events): about 1 GB of trees, the most PostgreSQL takes as one argument.
+pub const MAX_BATCH_VALUES: usize = 32_000_000;
+
 /// The start of serde's error message for a document past the cap.
 const TOO_MANY_VALUES: &str = "more than 8000000 JSON values";
 
+/// The caps a reader holds a document and a batch to.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// values of one document
+    pub doc: usize,
+    /// values a batch keeps of its elements' documents together
+    pub batch: usize,
+}
+
+/// The caps of every call: [`MAX_VALUES`] and [`MAX_BATCH_VALUES`].
+pub const LIMITS: Limits = Limits {
+    doc: MAX_VALUES,
+    batch: MAX_BATCH_VALUES,
+};
+
 /// `text` parsed as `serde_json::from_str::<Value>` would, refused past [`MAX_VALUES`].
 pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
+    parse_within(text, MAX_VALUES)
+}
+
+/// [`parse`] refusing past `cap` values.
+pub fn parse_within(text: &str, cap: usize) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let mut left = MAX_VALUES;
+    let mut left = cap;
     let v = Bounded { left: &mut left }.deserialize(&mut de)?;
     de.end()?;
     Ok(v)
+}
+
+/// The values of `v`, counted as [`Bounded`] counts them.
+pub fn count(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(count).sum::<usize>(),
+        Value::Object(o) => 1 + o.values().map(count).sum::<usize>(),
+        _ => 1,
+    }
 }
 
 /// Whether serde's error is the cap's.
@@ -36,7 +69,7 @@ pub fn is_too_large(e: &impl fmt::Display) -> bool {
 pub fn too_large(context: impl Into<String>) -> FractalityError {
     FractalityError::TooLarge {
         context: context.into(),
-        detail: format!("{TOO_MANY_VALUES} in one document"),
+        detail: format!("{TOO_MANY_VALUES} in one document, or past {MAX_BATCH_VALUES} in the metadata of one batch"),
     }
 }
 

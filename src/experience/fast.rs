@@ -193,7 +193,15 @@ pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<Event> {
 /// reference reader ([`parse_event`] over each element, as [`parse_batch`] does), whose results
 /// and error messages are the reference.
 pub fn parse_batch_text(text: &str) -> Result<Vec<Event>, FractalityError> {
-    match read_text(text) {
+    parse_batch_text_within(text, crate::json::LIMITS)
+}
+
+/// [`parse_batch_text`] under `limits`.
+fn parse_batch_text_within(
+    text: &str,
+    limits: crate::json::Limits,
+) -> Result<Vec<Event>, FractalityError> {
+    match read_text(text, limits) {
         Ok(events) => {
             check_unique(&events)?;
             Ok(events)
@@ -204,7 +212,7 @@ pub fn parse_batch_text(text: &str) -> Result<Vec<Event>, FractalityError> {
             if too_many || n.is_some_and(|n| n > MAX_EVENTS) {
                 super::event::check_batch_size(n.unwrap_or(MAX_EVENTS + 1))?;
             }
-            read_by_element(text, n.is_some())
+            read_by_element(text, n.is_some(), limits)
         }
     }
 }
@@ -213,7 +221,11 @@ pub fn parse_batch_text(text: &str) -> Result<Vec<Event>, FractalityError> {
 /// element at a time, each a `Value` under [`crate::json::MAX_VALUES`] handed to
 /// [`parse_event`] and dropped, so what the batch costs in Rust's heap is its events; anything
 /// else is read whole under the same cap and handed to [`parse_batch`], which refuses it.
-fn read_by_element(text: &str, array: bool) -> Result<Vec<Event>, FractalityError> {
+fn read_by_element(
+    text: &str,
+    array: bool,
+    limits: crate::json::Limits,
+) -> Result<Vec<Event>, FractalityError> {
     let json_error = |e: serde_json::Error| {
         if crate::json::is_too_large(&e) {
             crate::json::too_large("write_events_json")
@@ -227,7 +239,7 @@ fn read_by_element(text: &str, array: bool) -> Result<Vec<Event>, FractalityErro
     if !array {
         // malformed (the error of the whole text, before any tree), or not an array
         serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(json_error)?;
-        return parse_batch(&crate::json::parse(text).map_err(json_error)?);
+        return parse_batch(&crate::json::parse_within(text, limits.doc).map_err(json_error)?);
     }
     let mut failed = None;
     let mut de = serde_json::Deserializer::from_str(text);
@@ -235,23 +247,29 @@ fn read_by_element(text: &str, array: bool) -> Result<Vec<Event>, FractalityErro
         &mut de,
         text_reader::ByElement {
             failed: &mut failed,
+            limits,
         },
     )
     .and_then(|events| de.end().map(|()| events));
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let events = read.map_err(json_error)?;
+    // an error of the text (failed names the element when it was the cap's) before an
+    // element's
+    let events = match (read, failed) {
+        // the cap's error names its element in failed
+        (Err(e), Some(f)) if crate::json::is_too_large(&e) => return Err(f),
+        (Err(e), _) => return Err(json_error(e)),
+        (Ok(_), Some(f)) => return Err(f),
+        (Ok(events), None) => events,
+    };
     check_unique(&events)?;
     Ok(events)
 }
 
 /// The events of a batch the text reader takes as it is; Err for anything else, Err(true) for a
 /// batch of more than [`MAX_EVENTS`] events (the reader stops at the one past them).
-fn read_text(text: &str) -> Result<Vec<Event>, bool> {
+fn read_text(text: &str, limits: crate::json::Limits) -> Result<Vec<Event>, bool> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_str(text);
-    let events = TextBatch
+    let events = TextBatch(limits)
         .deserialize(&mut de)
         .map_err(|e| e.to_string().starts_with(text_reader::TOO_MANY))?;
     de.end().map_err(|_| false)?;
@@ -296,9 +314,13 @@ mod text_reader {
 
     /// The batch, as the reference reader takes it: each element read as a `Value` (under
     /// [`crate::json::MAX_VALUES`]) and handed to [`parse_event`]; the first element it refuses
-    /// is put in `failed` and stops the read.
+    /// is put in `failed`, and the rest is read on without being kept, so that an error of the
+    /// text further on (its syntax, a number beyond float8, the cap) is the one reported, as
+    /// when the reference read the whole text first. The metadata kept of all the events
+    /// together is held to [`crate::json::MAX_BATCH_VALUES`].
     pub struct ByElement<'a> {
         pub failed: &'a mut Option<crate::errors::FractalityError>,
+        pub limits: crate::json::Limits,
     }
 
     impl<'de> Visitor<'de> for ByElement<'_> {
@@ -308,32 +330,45 @@ mod text_reader {
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Event>, A::Error> {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            let mut kept = self.limits.batch;
+            let mut index = 0;
             loop {
-                let mut left = crate::json::MAX_VALUES;
+                let element = format!("write_events: element {index}");
+                let mut left = self.limits.doc;
                 let v = match seq.next_element_seed(crate::json::Bounded { left: &mut left }) {
                     Ok(Some(v)) => v,
                     Ok(None) => return Ok(out),
                     Err(e) => {
                         if crate::json::is_too_large(&e) {
-                            let element = format!("write_events: element {}", out.len());
                             *self.failed = Some(crate::json::too_large(element));
                         }
                         return Err(e);
                     }
                 };
-                match parse_event(&format!("write_events: element {}", out.len()), &v) {
-                    Ok(e) => out.push(e),
-                    Err(e) => {
-                        *self.failed = Some(e);
-                        return Err(de::Error::custom("refused"));
+                index += 1;
+                if self.failed.is_some() {
+                    continue;
+                }
+                match parse_event(&element, &v) {
+                    Ok(e) => {
+                        let n = e
+                            .metadata
+                            .as_ref()
+                            .map_or(0, |m| crate::json::count(&m.parameters));
+                        match kept.checked_sub(n) {
+                            Some(k) => kept = k,
+                            None => *self.failed = Some(crate::json::too_large(element)),
+                        }
+                        out.push(e);
                     }
+                    Err(e) => *self.failed = Some(e),
                 }
             }
         }
     }
 
     /// The batch: a JSON array of event objects.
-    pub struct TextBatch;
+    pub struct TextBatch(pub crate::json::Limits);
 
     impl<'de> DeserializeSeed<'de> for TextBatch {
         type Value = Vec<Event>;
@@ -349,7 +384,13 @@ mod text_reader {
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Event>, A::Error> {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(e) = seq.next_element_seed(TextEvent { index: out.len() })? {
+            // the metadata values kept, of all the events together
+            let mut left = self.0.batch;
+            while let Some(e) = seq.next_element_seed(TextEvent {
+                index: out.len(),
+                left: &mut left,
+                doc: self.0.doc,
+            })? {
                 if out.len() == MAX_EVENTS {
                     return Err(de::Error::custom(TOO_MANY));
                 }
@@ -360,18 +401,22 @@ mod text_reader {
     }
 
     /// One event object, element `index` of the batch.
-    struct TextEvent {
+    struct TextEvent<'a> {
         index: usize,
+        /// the values the batch may still keep
+        left: &'a mut usize,
+        /// the values of one document
+        doc: usize,
     }
 
-    impl<'de> DeserializeSeed<'de> for TextEvent {
+    impl<'de> DeserializeSeed<'de> for TextEvent<'_> {
         type Value = Event;
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Event, D::Error> {
             d.deserialize_map(self)
         }
     }
 
-    impl<'de> Visitor<'de> for TextEvent {
+    impl<'de> Visitor<'de> for TextEvent<'_> {
         type Value = Event;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("an event object")
@@ -384,8 +429,12 @@ mod text_reader {
                     return Err(refuse());
                 };
                 let ok = if slot == METADATA {
-                    let mut left = crate::json::MAX_VALUES;
-                    match map.next_value_seed(crate::json::Bounded { left: &mut left })? {
+                    // one document under the cap, all the batch's under its budget
+                    let mut left = (*self.left).min(self.doc);
+                    let had = left;
+                    let value = map.next_value_seed(crate::json::Bounded { left: &mut left })?;
+                    *self.left -= had - left;
+                    match value {
                         Value::Null => true,
                         m => {
                             let ctx = format!("write_events: element {}", self.index);
@@ -514,7 +563,7 @@ mod tests {
         let good = json!([event(1), with_metadata]).to_string();
         assert_eq!(same_as_reference(&good).unwrap().len(), 2);
         // taken by the text reader itself, not by the fallback
-        assert_eq!(read_text(&good).unwrap().len(), 2);
+        assert_eq!(read_text(&good, crate::json::LIMITS).unwrap().len(), 2);
         // a malformed element, the reference's messages
         let mut variants: Vec<Value> = Vec::new();
         for (field, v) in [
@@ -574,6 +623,11 @@ mod tests {
             same_as_reference(r#"[{"event_id": "#),
             same_as_reference(r#"[] x"#),
             same_as_reference(""),
+            // an error of the text after a refused element is the one reported
+            same_as_reference(r#"[1] x"#),
+            same_as_reference(r#"[1, 1e400]"#),
+            same_as_reference(r#"[1, "\ud800"]"#),
+            same_as_reference(&format!("[1, {}] x", event(2))),
         ];
         assert!(errors.iter().all(Result::is_err));
         // escapes in keys and values, a repeated field (the last one counts, as in jsonb)
@@ -583,7 +637,7 @@ mod tests {
         let got = same_as_reference(&text).unwrap();
         assert_eq!(got[0].flags, 0);
         assert!(
-            matches!(read_text(&text), Err(false)),
+            matches!(read_text(&text, crate::json::LIMITS), Err(false)),
             "a repeated field is the fallback's"
         );
         assert_eq!(
@@ -627,6 +681,29 @@ mod tests {
         assert_eq!(e.sqlstate(), limit, "{e}");
         assert!(
             e.to_string().starts_with("write_events: element 1: "),
+            "{e}"
+        );
+        // the metadata kept of all the events together: under the batch's budget (small caps
+        // here: each event's parameters hold 300 values, the batch may keep 1 000)
+        let small = crate::json::Limits {
+            doc: 500,
+            batch: 1000,
+        };
+        let per = 300;
+        let events: Vec<String> = (0..5u8)
+            .map(|i| {
+                let mut e = event(i);
+                e["metadata"] = json!({"intent_type": "a", "executor_id": "b", "parameters": {}});
+                e.to_string().replace(
+                    "\"parameters\":{}",
+                    &format!("\"parameters\":{{\"p\":{}}}", zeros(per - 2)),
+                )
+            })
+            .collect();
+        let e = parse_batch_text_within(&format!("[{}]", events.join(",")), small).unwrap_err();
+        assert_eq!(e.sqlstate(), limit, "{e}");
+        assert!(
+            e.to_string().starts_with("write_events: element 3: "),
             "{e}"
         );
         // a batch of many small elements is not one document: every element under the cap
