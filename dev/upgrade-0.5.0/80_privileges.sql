@@ -1,5 +1,5 @@
 -- ---- privileges on the new tables ----------------------------------------------------------------
--- Each role keeps on a table this update adds the privileges it held on the 0.4.0 table it
+-- Each role keeps on a table (or view) this update adds the privileges it held on the 0.4.0 table it
 -- serves, as GRANT ... ON ALL TABLES (the README's) would give it on a fresh install: writing a
 -- node writes its text as the caller (node_text, from nodes); the replay buffers and the event-id
 -- registry serve the events (experience_events); the centroids, the consensus nodes (which
@@ -16,6 +16,8 @@ BEGIN
                             ('fractality.experience_events', 'fractality.replay_tree'),
                             ('fractality.experience_events', 'fractality.replay_blocks'),
                             ('fractality.experience_events', 'fractality.replay_pending'),
+                            ('fractality.experience_events', 'fractality.replay_items'),
+                            ('fractality.experience_events', 'fractality.replay_priorities'),
                             ('fractality.consensus_nodes', 'fractality.consensus_centroids')) t(src, dst),
                     pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
               WHERE c.oid = t.src::pg_catalog.regclass AND x.grantee <> c.relowner

@@ -385,6 +385,7 @@ fn upgrade_from(previous: &str) {
         "SELECT count(*)::text FROM fractality.find_resonant('granted_v', 0.0, 5)".to_string(),
         format!("SELECT count(*)::text FROM fractality.recall({v}, 3)"),
         "SELECT count(*)::text FROM fractality.replay_buffers".to_string(),
+        "SELECT count(*)::text FROM fractality.replay_priorities".to_string(),
         "SELECT count(*)::text FROM fractality.experience_event_ids".to_string(),
     ] {
         old.query_one(&sql, &[])
