@@ -317,9 +317,10 @@ BEGIN
         fractality.epoch_us(now() - make_interval(days => days_threshold)));
 END $$;
 
--- Refuses (55000) a transaction above READ COMMITTED for `what`, a step that moves or drops whole
--- partitions after waiting for their lock: its snapshot, older than the lock, would not see the
--- rows written while it waited, and they would go with the partition.
+-- Refuses (55000) a transaction above READ COMMITTED for `what`, a step that waits for the locks
+-- of other sessions' writers and must then see what they wrote (moving, dropping or packing whole
+-- partitions; changing a model's dimension): a snapshot older than the lock would not see the
+-- rows written while it waited.
 CREATE FUNCTION fractality._check_read_committed(what text) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -328,7 +329,7 @@ BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE object_not_in_prerequisite_state USING
             MESSAGE = format('%s needs READ COMMITTED, not %s', what, current_setting('transaction_isolation')),
-            HINT = 'It moves or drops whole partitions once it holds their lock; run it in a READ COMMITTED transaction (the default).';
+            HINT = 'Run it in a READ COMMITTED transaction (the default): it waits for other sessions'' writes and must then see them.';
     END IF;
 END $$;
 
@@ -426,13 +427,10 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
-    IF is_owner AND current_setting('transaction_isolation') <> 'read committed' THEN
+    IF is_owner THEN
         -- a whole partition is packed from one read and then dropped: under a snapshot taken
         -- before the locks below, a point written meanwhile would be dropped unpacked
-        RAISE object_not_in_prerequisite_state USING
-            MESSAGE = format('archiving stream points as the owner needs READ COMMITTED, not %s',
-                             current_setting('transaction_isolation')),
-            HINT = 'It packs whole partitions and drops them; run it in a READ COMMITTED transaction (the default).';
+        PERFORM fractality._check_read_committed('archiving stream points as the owner');
     END IF;
     IF is_owner THEN
         -- nodes before the streams, in the order pulse and every writer of points take them (a

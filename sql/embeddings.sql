@@ -269,12 +269,8 @@ BEGIN
         -- the writers of embeddings first: one of this model written meanwhile (staged, it meets
         -- no index that would refuse its dimension) is then seen below, and a later one waits
         -- for the new dimension. A snapshot older than the lock would not see it.
-        IF current_setting('transaction_isolation') <> 'read committed' THEN
-            RAISE object_not_in_prerequisite_state USING
-                MESSAGE = format('register_model: changing the dimension of model %L needs READ COMMITTED, not %s',
-                                 model, current_setting('transaction_isolation')),
-                HINT = 'Run it in a READ COMMITTED transaction (the default), so that it sees every embedding written before it.';
-        END IF;
+        PERFORM fractality._check_read_committed(
+            format('register_model: changing the dimension of model %L', model));
         LOCK TABLE fractality.node_embeddings IN SHARE ROW EXCLUSIVE MODE;
         IF EXISTS (SELECT 1 FROM fractality.node_embeddings e WHERE e.model = register_model.model) THEN
             RAISE invalid_parameter_value USING

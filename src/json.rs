@@ -19,8 +19,8 @@ pub const MAX_VALUES: usize = 8_000_000;
 /// events): about 1 GB of trees, the most PostgreSQL takes as one argument.
 pub const MAX_BATCH_VALUES: usize = 32_000_000;
 
-/// The start of serde's error message for a document past the cap.
-const TOO_MANY_VALUES: &str = "more than 8000000 JSON values";
+/// serde's error message for a document past its cap (the caps are in [`too_large`]'s).
+const TOO_MANY_VALUES: &str = "more JSON values than the cap";
 
 /// The caps a reader holds a document and a batch to.
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +69,9 @@ pub fn is_too_large(e: &impl fmt::Display) -> bool {
 pub fn too_large(context: impl Into<String>) -> FractalityError {
     FractalityError::TooLarge {
         context: context.into(),
-        detail: format!("{TOO_MANY_VALUES} in one document, or past {MAX_BATCH_VALUES} in the metadata of one batch"),
+        detail: format!(
+            "more than {MAX_VALUES} JSON values in one document, or past {MAX_BATCH_VALUES} in the metadata of one batch"
+        ),
     }
 }
 

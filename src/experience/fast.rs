@@ -351,10 +351,8 @@ mod text_reader {
                 }
                 match parse_event(&element, &v) {
                     Ok(e) => {
-                        let n = e
-                            .metadata
-                            .as_ref()
-                            .map_or(0, |m| crate::json::count(&m.parameters));
+                        // the metadata document, counted as the text reader counts it
+                        let n = v.get("metadata").map_or(0, crate::json::count);
                         match kept.checked_sub(n) {
                             Some(k) => kept = k,
                             None => *self.failed = Some(crate::json::too_large(element)),

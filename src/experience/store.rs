@@ -101,19 +101,19 @@ thread_local! {
 /// in the backend after a failed call, and a write_events called from a trigger of the COPY
 /// (which reads its own data) leaves the outer one's data as it found it.
 struct CopySourceGuard {
-    outer: Option<(Vec<u8>, usize)>,
+    outer: (Vec<u8>, usize),
 }
 
 impl CopySourceGuard {
     fn fill(data: Vec<u8>) -> CopySourceGuard {
         let outer = COPY_SOURCE.with(|src| std::mem::replace(&mut *src.borrow_mut(), (data, 0)));
-        CopySourceGuard { outer: Some(outer) }
+        CopySourceGuard { outer }
     }
 }
 
 impl Drop for CopySourceGuard {
     fn drop(&mut self) {
-        let outer = self.outer.take().unwrap_or_default();
+        let outer = std::mem::take(&mut self.outer);
         COPY_SOURCE.with(|src| {
             if let Ok(mut src) = src.try_borrow_mut() {
                 *src = outer;
