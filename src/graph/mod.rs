@@ -477,7 +477,16 @@ fn freeze_node(
         })?;
     }
     for e in frozen.edges.outgoing {
-        link_keys(user, key, &e.to_key, &e.relationship, e.weight, e.metadata)?;
+        if e.to_key == key {
+            // a self-loop: `link` makes none, but the table holds one written otherwise (an
+            // application's INSERT, older data), and thaw gives it: written back as it was (its
+            // type and weight checked by parse_frozen)
+            spi::connect(|| {
+                store::upsert_edge(user, id, id, &e.relationship, e.weight, e.metadata)
+            })?;
+        } else {
+            link_keys(user, key, &e.to_key, &e.relationship, e.weight, e.metadata)?;
+        }
     }
     if !frozen.stream.is_empty() {
         spi::connect(|| store::freeze_stream(id, user, stream.unwrap_or_default()))?;
@@ -488,7 +497,7 @@ fn freeze_node(
 /// Writes a node back from the document `thaw` returns (or one an application built): the node
 /// (upserted by key; its `energy` object merged into its own; its `expires_at`, when given), its embeddings (`embedding` as
 /// `model`'s, and each of `embeddings` as its model's), its outgoing edges (by target key, their
-/// metadata merged) and its buffered stream points, all in the
+/// metadata merged; a self-loop, which `link` does not make, as it was) and its buffered stream points, all in the
 /// caller's transaction: an error anywhere writes nothing. Stream points the node already has at
 /// the same time are skipped, so freezing a thawed node twice adds nothing. The tenant is the
 /// session's (`fractality.user_id`), or the document's `user_id` when unset.

@@ -447,6 +447,67 @@ fn thaw_and_freeze_carry_the_expiry() {
     assert_eq!(written, 0);
 }
 
+/// (from key, to key, type, weight, metadata)
+type Edge = (String, String, String, f64, serde_json::Value);
+
+/// A self-loop goes across: `link` makes none, but the table holds one an application wrote,
+/// thaw gives it, and freeze writes it back (it was refused as "link to itself", so a thawed
+/// node with one could not be frozen at all).
+#[test]
+fn a_self_loop_survives_thaw_and_freeze() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    c.batch_execute(
+        "SELECT fractality.upsert_node('loop-src', 'loop');
+         SELECT fractality.upsert_node('loop-dst');
+         SELECT fractality.link('loop-src', 'loop-dst', 'child', 0.5);
+         INSERT INTO fractality.edges (user_id, from_node, to_node, relationship_type, weight, metadata)
+         SELECT user_id, id, id, 'self', -0.25, '{\"why\": \"habit\"}' FROM fractality.nodes
+          WHERE node_key = 'loop-src' AND user_id = fractality.current_user_id();",
+    )
+    .unwrap();
+    let edges = |c: &mut postgres::Client| -> Vec<Edge> {
+        c.query(
+            "SELECT f.node_key, t.node_key, e.relationship_type, e.weight, e.metadata
+               FROM fractality.edges e
+               JOIN fractality.nodes f ON f.id = e.from_node AND f.user_id = e.user_id
+               JOIN fractality.nodes t ON t.id = e.to_node AND t.user_id = e.user_id
+              WHERE e.user_id = fractality.current_user_id()
+              ORDER BY 1, 2, 3",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+    };
+    let before = edges(&mut c);
+    assert_eq!(before.len(), 2);
+    let doc: serde_json::Value = c
+        .query_one("SELECT fractality.thaw('loop-src')", &[])
+        .unwrap()
+        .get(0);
+    let forgotten: bool = c
+        .query_one("SELECT fractality.forget('loop-src')", &[])
+        .unwrap()
+        .get(0);
+    assert!(forgotten);
+    assert_eq!(edges(&mut c).len(), 0);
+    c.query_one("SELECT fractality.freeze($1)", &[&doc])
+        .unwrap();
+    assert_eq!(edges(&mut c), before);
+    // frozen again: the same edges, not a second self-loop
+    c.query_one("SELECT fractality.freeze($1)", &[&doc])
+        .unwrap();
+    assert_eq!(edges(&mut c), before);
+    // link still makes none
+    let err = c
+        .query_one("SELECT fractality.link('loop-dst', 'loop-dst')", &[])
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+}
+
 /// freeze takes back what thaw gives: stream points whose resonance vector holds NULL or NaN
 /// elements; and it checks the model it is given even when the document carries embeddings.
 #[test]
