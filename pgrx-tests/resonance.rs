@@ -845,6 +845,59 @@ mod tests {
         );
     }
 
+    /// An id is unique within a tenant only: a third user's node that has the seed's id (an
+    /// agent's memory copied into another tenant with its ids) is a member of its own, counted
+    /// and linked as such.
+    #[pg_test]
+    fn consensus_counts_another_tenants_node_of_the_same_id() {
+        clustered(2, 2, 3);
+        let src = node_id("u1-c1-1", 1);
+        Spi::run(&format!(
+            "INSERT INTO fractality.nodes (id, user_id, node_key, label)
+             VALUES ('{src}', '00000000-0000-0000-0000-000000000003', 'u3-c1-1', 'cluster 1');
+             INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
+             SELECT '{src}', '00000000-0000-0000-0000-000000000003', embedding
+               FROM fractality.node_embeddings WHERE node_id = '{src}'"
+        ))
+        .unwrap();
+        Spi::run("SET LOCAL fractality.user_id = '00000000-0000-0000-0000-000000000001'").unwrap();
+        for _ in 0..2 {
+            Spi::get_one::<pgrx::Uuid>(&format!(
+                "SELECT fractality.crystallize_consensus('{src}')"
+            ))
+            .unwrap()
+            .expect("the third user's node makes three users");
+            let (count, links, of_src) = Spi::get_three::<i32, i64, i64>(&format!(
+                "SELECT c.contributor_count,
+                        (SELECT count(*) FROM fractality.consensus_links l WHERE l.consensus_id = c.id),
+                        (SELECT count(*) FROM fractality.consensus_links l
+                          WHERE l.consensus_id = c.id AND l.node_id = '{src}')
+                   FROM fractality.consensus_nodes c"
+            ))
+            .unwrap();
+            assert_eq!(count, Some(3));
+            assert_eq!(links, Some(7), "the two users' 6 and the third user's");
+            assert_eq!(
+                of_src,
+                Some(2),
+                "the seed and the third user's node of its id"
+            );
+        }
+        // the third user's node gone: its link goes, the seed's stays
+        Spi::run(&format!(
+            "DELETE FROM fractality.node_embeddings
+              WHERE node_id = '{src}' AND user_id = '00000000-0000-0000-0000-000000000003'"
+        ))
+        .unwrap();
+        assert_eq!(
+            Spi::get_one::<pgrx::Uuid>(&format!(
+                "SELECT fractality.crystallize_consensus('{src}', 0.7, 3)"
+            ))
+            .unwrap(),
+            None
+        );
+    }
+
     #[pg_test]
     fn consensus_through_the_indexes_counts_staged_members() {
         clustered(2, 2, 3);

@@ -99,7 +99,10 @@ const MEMBERS_EXACT: &str = include_str!("../sql/queries/consensus_members_exact
 /// The same for the staged rows, which the indexes do not hold.
 const MEMBERS_STAGED: &str = include_str!("../sql/queries/consensus_members_staged.sql");
 const MODEL_SIZE: Query<'static> = query!("consensus_model_size", [TEXTOID, INT8OID]);
-const EXISTING: Query<'static> = query!("consensus_existing", [UUIDARRAYOID, UUIDOID, TEXTOID]);
+const EXISTING: Query<'static> = query!(
+    "consensus_existing",
+    [UUIDARRAYOID, UUIDARRAYOID, UUIDOID, UUIDOID, TEXTOID]
+);
 /// consensus_insert and consensus_update: one of them, with the same parameters (the key or
 /// the id first); then the centroid.
 const INSERT: Query<'static> = query!(
@@ -111,7 +114,7 @@ const UPDATE: Query<'static> = query!(
     [UUIDOID, TEXTOID, JSONBOID, INT4OID, FLOAT8OID, TEXTOID]
 );
 const CENTROID: Query<'static> = query!("consensus_centroid", [UUIDOID, FLOAT4ARRAYOID]);
-const UNLINK: Query<'static> = query!("consensus_unlink", [UUIDOID, UUIDARRAYOID]);
+const UNLINK: Query<'static> = query!("consensus_unlink", [UUIDOID, UUIDARRAYOID, UUIDARRAYOID]);
 const LINK: Query<'static> = query!(
     "consensus_link",
     [UUIDOID, UUIDARRAYOID, UUIDARRAYOID, FLOAT8ARRAYOID]
@@ -281,7 +284,9 @@ fn consensus(
     // its neighbours across tenants until the threshold, nearest first: every distance while
     // the model holds few embeddings, else the partitions' HNSW indexes
     let to_seed = CosineTo::new(embedding.as_slice());
-    let mut seen: HashSet<Uuid> = HashSet::from([node]);
+    // members by (id, tenant): an id is unique within a tenant only
+    let source_user = source.user;
+    let mut seen: HashSet<(Uuid, Uuid)> = HashSet::from([(node, source_user)]);
     let mut members = vec![source];
     let mut admit = |candidates: Vec<Result<Option<(f64, Member)>, FractalityError>>,
                      bound: f64|
@@ -295,7 +300,7 @@ fn consensus(
                 return Ok(false);
             }
             let sim = to_seed.of(&m.embedding)?.unwrap_or(-1.0);
-            if sim >= 1.0 - max_distance && seen.insert(m.id) {
+            if sim >= 1.0 - max_distance && seen.insert((m.id, m.user)) {
                 members.push(m);
             }
         }
@@ -382,9 +387,16 @@ fn consensus(
     let meta = pgrx::JsonB(Value::Object(Default::default()));
     let count = users.len() as i32;
 
+    let member_users: Vec<Uuid> = members.iter().map(|m| m.user).collect();
     let existing: Option<Uuid> = spi::one(
         &EXISTING,
-        &[ids.clone().into(), node.into(), model.name.as_str().into()],
+        &[
+            ids.clone().into(),
+            member_users.clone().into(),
+            node.into(),
+            source_user.into(),
+            model.name.as_str().into(),
+        ],
         false,
     )?;
     let (save, key) = match existing {
@@ -404,8 +416,10 @@ fn consensus(
     )?;
     spi::run(&CENTROID, &[id.into(), centre.into()])?;
 
-    let member_users: Vec<Uuid> = members.iter().map(|m| m.user).collect();
-    spi::run(&UNLINK, &[id.into(), ids.clone().into()])?;
+    spi::run(
+        &UNLINK,
+        &[id.into(), ids.clone().into(), member_users.clone().into()],
+    )?;
     spi::run(
         &LINK,
         &[id.into(), ids.into(), member_users.into(), sims.into()],
