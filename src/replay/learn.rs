@@ -180,7 +180,7 @@ pub fn sample(
             .collect();
         items::note_drawn(b.id, draws.iter().map(|d| (&d.event_id, d.slot)));
         let probs: Vec<f64> = draws.iter().map(|d| d.probability).collect();
-        for (d, w) in draws.iter_mut().zip(weights(&probs, b.size as u64, beta)) {
+        for (d, w) in draws.iter_mut().zip(weights(&probs, beta)) {
             d.weight = w;
         }
         Ok(draws)
@@ -294,7 +294,14 @@ pub(super) fn write_back(
             write.1.push(*stored);
             write.2.push(by_id[id]);
         }
-        if (b.pending + found.len() as i64) as u64 >= crate::gucs::replay_fold_after() as u64 {
+        // a write taking nearly all of a slot's p^alpha away is folded at once (see
+        // pending::cancels), as is the write that reaches fold_after
+        let cancels = found
+            .iter()
+            .any(|(id, _, stored)| pending::cancels(b.alpha, *stored, by_id[id]));
+        if cancels
+            || (b.pending + found.len() as i64) as u64 >= crate::gucs::replay_fold_after() as u64
+        {
             let mut writes = store::pending_writes(&b)?;
             let earlier = !writes.is_empty();
             writes.push(write);

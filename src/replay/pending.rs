@@ -18,7 +18,7 @@
 use super::tree::FANOUT;
 
 /// The pending slots of one buffer, in slot order: the priority the tree holds for each and the
-/// latest one written, with prefix sums of the change of p^alpha.
+/// latest one written, with the change of p^alpha each makes.
 #[derive(Clone, Debug, Default)]
 pub struct Pending {
     alpha: f64,
@@ -27,8 +27,8 @@ pub struct Pending {
     latest: Vec<f64>,
     /// change[k]: latest[k]^alpha - stored[k]^alpha
     change: Vec<f64>,
-    /// prefix[k]: the change of p^alpha of slots[..k]
-    prefix: Vec<f64>,
+    /// The change of the tree's total: the sum of `change`.
+    total: f64,
 }
 
 /// One row of `replay_pending`: slots, the priority the tree holds for each, the new one.
@@ -39,7 +39,6 @@ impl Pending {
     pub fn empty(alpha: f64) -> Pending {
         Pending {
             alpha,
-            prefix: vec![0.0],
             ..Pending::default()
         }
     }
@@ -88,7 +87,7 @@ impl Pending {
             stored: Vec::with_capacity(n),
             latest: Vec::with_capacity(n),
             change: Vec::with_capacity(n),
-            prefix: Vec::new(),
+            total: 0.0,
         };
         let alpha = self.alpha;
         let push = |m: &mut Pending, slot: i64, stored: f64, latest: f64, change: Option<f64>| {
@@ -121,18 +120,8 @@ impl Pending {
                 push(&mut merged, slot, old, new, None);
             }
         }
+        merged.total = merged.change.iter().sum();
         *self = merged;
-        self.sum_up();
-    }
-
-    fn sum_up(&mut self) {
-        self.prefix = Vec::with_capacity(self.slots.len() + 1);
-        let mut acc = 0.0;
-        self.prefix.push(acc);
-        for c in &self.change {
-            acc += c;
-            self.prefix.push(acc);
-        }
     }
 
     /// How many slots are pending.
@@ -156,7 +145,7 @@ impl Pending {
 
     /// The change of the tree's total the pending slots make.
     pub fn delta(&self) -> f64 {
-        self.prefix[self.slots.len()]
+        self.total
     }
 
     /// Whether a pending priority lies under block `block` of leaves (level 0).
@@ -189,15 +178,31 @@ impl Pending {
                 entries[j] = self.latest[k].powf(self.alpha);
                 k += 1;
             } else {
-                // every pending slot under entry j at once, from the prefix sums
+                // every pending slot under entry j at once, summed apart from every other
+                // entry's (a running sum over all the slots would carry a large change of one
+                // block into the difference taken for another, and lose a small one there)
                 let entry_hi = lo + (j as i128 + 1) * span;
                 let stop = k + self.slots[k..end].partition_point(|s| (*s as i128) < entry_hi);
-                entries[j] = (entries[j] + self.prefix[stop] - self.prefix[k]).max(0.0);
+                let change: f64 = self.change[k..stop].iter().sum();
+                entries[j] = (entries[j] + change).max(0.0);
                 k = stop;
             }
         }
     }
 }
+
+/// Whether writing `new` over the priority `stored` the tree holds for a slot takes away nearly
+/// all of that slot's p^alpha (more than 2^32 times what is left): the blocks above it hold
+/// sums that include the old p^alpha, in which the slot's neighbours may have been lost to
+/// rounding, so that the stored sum plus the change would no longer be the sum of what is left.
+/// Such a write is folded at once (the fold sums every block again from its entries) instead of
+/// being left pending.
+pub fn cancels(alpha: f64, stored: f64, new: f64) -> bool {
+    stored.powf(alpha) > new.powf(alpha) * CANCELS
+}
+
+/// See [`cancels`]: 2^32 leaves at most 2^-20 of what is left to the rounding of the old sum.
+const CANCELS: f64 = 4_294_967_296.0;
 
 /// A sampler's copy of one buffer's pending writes, kept by the backend from one sample to the
 /// next, so that a sample reads the arrays of only the writes made since the last (a learner
@@ -357,7 +362,8 @@ mod tests {
         a.slots == b.slots
             && bits(&a.stored) == bits(&b.stored)
             && bits(&a.latest) == bits(&b.latest)
-            && bits(&a.prefix) == bits(&b.prefix)
+            && bits(&a.change) == bits(&b.change)
+            && a.total.to_bits() == b.total.to_bits()
     }
 
     /// Writes of slots spread over 0..5000, some slots written several times.
@@ -432,6 +438,43 @@ mod tests {
         assert!(!seen.holds(0.6, &other));
         assert!(!seen.holds(0.5, &rows(6, 15)));
         assert!(seen.holds(0.6, &rows(6, 15)));
+    }
+
+    #[test]
+    fn a_large_change_of_one_entry_does_not_swallow_anothers() {
+        // slot 0 from 1 to 1e40, slot FANOUT (the next block of leaves) from 1 to 2: the entries
+        // above them change by exactly their own slots' changes
+        let p = Pending::from_writes(
+            1.0,
+            [(vec![0, FANOUT as i64], vec![1.0, 1.0], vec![1e40, 2.0])],
+        );
+        let mut level1 = vec![5.0; FANOUT];
+        p.adjust(1, 0, &mut level1);
+        assert_relative_eq!(level1[0], 5.0 + 1e40 - 1.0, max_relative = 1e-15);
+        assert_eq!(level1[1], 6.0);
+        assert_eq!(level1[2], 5.0);
+        // and back down, in another write: slot 0's change is 0 again, slot FANOUT's still 1
+        let q = Pending::from_writes(
+            1.0,
+            [
+                (vec![0, FANOUT as i64], vec![1.0, 1.0], vec![1e40, 2.0]),
+                (vec![0], vec![1.0], vec![1.0]),
+            ],
+        );
+        let mut level1 = vec![5.0; FANOUT];
+        q.adjust(1, 0, &mut level1);
+        assert_eq!(&level1[..3], &[5.0, 6.0, 5.0]);
+        assert_eq!(q.delta(), 1.0);
+    }
+
+    #[test]
+    fn a_write_that_takes_away_nearly_all_of_a_slot_is_folded() {
+        assert!(cancels(1.0, 1e17, 1.0));
+        assert!(cancels(10.0, 1e20, 1.0));
+        assert!(!cancels(1.0, 1e9, 1.0));
+        assert!(!cancels(0.6, 1e15, 1.0), "1e9 of p^alpha: within 2^32");
+        assert!(!cancels(1.0, 1.0, 1e17), "a rise is never folded early");
+        assert!(!cancels(0.0, 1e300, 1e-300), "alpha 0: every p^alpha is 1");
     }
 
     #[test]

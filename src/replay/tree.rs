@@ -67,16 +67,23 @@ pub fn points(n: usize, total: f64, seed: Option<i64>) -> Vec<f64> {
 }
 
 /// Importance weights `(N P(i))^-beta`, normalised by their maximum over the draw.
-pub fn weights(probabilities: &[f64], n_items: u64, beta: f64) -> Vec<f64> {
-    let raw: Vec<f64> = probabilities
+pub fn weights(probabilities: &[f64], beta: f64) -> Vec<f64> {
+    let p_min = probabilities.iter().copied().fold(f64::INFINITY, f64::min);
+    probabilities
         .iter()
-        .map(|p| (n_items as f64 * p).powf(-beta))
-        .collect();
-    let max = raw.iter().copied().fold(0.0, f64::max);
-    if max > 0.0 && max.is_finite() {
-        raw.iter().map(|w| w / max).collect()
+        .map(|&p| weight(p_min, p, beta))
+        .collect()
+}
+
+/// The importance weight of a draw of probability (or priority) `p`, `(N P(i))^-beta` divided by
+/// the largest of the draw, which is `(p_min / p)^beta` with `p_min` the smallest drawn: N and the
+/// total cancel, so no power of a large or small number is formed, and every weight is in [0, 1]
+/// (1 for the draws of `p_min`, even a `p_min` of 0).
+pub fn weight(p_min: f64, p: f64, beta: f64) -> f64 {
+    if p <= p_min {
+        1.0
     } else {
-        vec![1.0; raw.len()]
+        (p_min / p).powf(beta)
     }
 }
 
@@ -438,10 +445,14 @@ mod tests {
 
     #[test]
     fn weights_are_normalised_importance_corrections() {
-        let w = weights(&[0.5, 0.25, 0.25], 4, 0.5);
+        let w = weights(&[0.5, 0.25, 0.25], 0.5);
         assert_relative_eq!(w[0], (4.0f64 * 0.5).powf(-0.5) / (4.0f64 * 0.25).powf(-0.5));
         assert_relative_eq!(w[1], 1.0);
-        assert_eq!(weights(&[0.1, 0.2], 10, 0.0), vec![1.0, 1.0]);
+        assert_eq!(weights(&[0.1, 0.2], 0.0), vec![1.0, 1.0]);
+        // a probability that underflowed to 0 is the largest weight, the others' tend to 0
+        // (the quotient form gave every draw 1)
+        assert_eq!(weights(&[0.0, 0.5, 0.25], 0.4), vec![1.0, 0.0, 0.0]);
+        assert_eq!(weights(&[1e-300, 1e-300], 1.0), vec![1.0, 1.0]);
     }
 
     #[test]

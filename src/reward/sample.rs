@@ -44,14 +44,13 @@ pub fn prioritised_sample(
 }
 
 /// The importance weights of `draws` (each draw's priority in its middle field, written to its
-/// last): (N P(i))^-beta divided by the largest drawn, which is (p_min / p_i)^beta with p_min the
-/// smallest priority drawn. N and the total cancel, so no power of a large or small number is
-/// formed: every weight is in (0, 1] (or underflows to 0) for any beta >= 0. Computed as
-/// (N P(i))^-beta and then divided, a beta of 2 000 gave infinities and NaN.
+/// last), as the replay buffers' ([`crate::replay::tree::weight`]): every weight in [0, 1] for
+/// any beta >= 0 (computed as (N P(i))^-beta and then divided, a beta of 2 000 gave infinities
+/// and NaN).
 pub fn importance_weights<T>(draws: &mut [(T, f64, f64)], beta: f64) {
     let p_min = draws.iter().map(|d| d.1).fold(f64::INFINITY, f64::min);
     for d in draws {
-        d.2 = (p_min / d.1).powf(beta);
+        d.2 = crate::replay::tree::weight(p_min, d.1, beta);
     }
 }
 

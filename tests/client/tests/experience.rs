@@ -833,6 +833,94 @@ fn replay_priorities_past_what_the_tree_holds_are_refused() {
     assert_eq!(common::sqlstate(&e), "22003", "{e}");
 }
 
+/// A priority written far down after it was folded: the tree's sums above the leaves held
+/// 1e17 + 1 + 1 = 1e17, so the write, left pending, brought them to 0 (or to rounding's
+/// leftovers) and the sample came back empty or skewed. It is folded at once, and the three
+/// events are drawn by what they hold.
+#[test]
+fn replay_a_priority_written_far_down_is_drawn_by_what_is_left() {
+    let _g = lock();
+    let mut c = common::db();
+    // 1 000 slots: a tree with a level above its leaves
+    c.batch_execute(
+        "SELECT fractality.create_replay_buffer('plunge', alpha => 1, epsilon => 1e-300,
+                                                capacity => 1000, policy_version => 4344)",
+    )
+    .unwrap();
+    let events = Value::Array(
+        (0..3)
+            .map(|i| {
+                let mut e = event(
+                    9_810_000_000 + i,
+                    0x98_1000_0000 + i as u128,
+                    98,
+                    i as i32,
+                    5.0,
+                );
+                e["adna_version_hash"] = json!(4344);
+                e
+            })
+            .collect(),
+    );
+    c.query_one("SELECT fractality.write_events($1)", &[&events])
+        .unwrap();
+    let ids: Vec<Vec<u8>> = c
+        .query(
+            "SELECT event_id FROM fractality.experience_events WHERE adna_version_hash = 4344
+              ORDER BY event_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids.len(), 3);
+    c.query_one(
+        "SELECT fractality.update_priorities('plunge', $1, ARRAY[1e17, 1, 1]::float8[])",
+        &[&ids],
+    )
+    .unwrap();
+    c.batch_execute("SELECT fractality.fold_priorities('plunge')")
+        .unwrap();
+    c.query_one(
+        "SELECT fractality.update_priorities('plunge', ARRAY[$1::bytea], ARRAY[2::float8])",
+        &[&ids[0]],
+    )
+    .unwrap();
+    let pending: i64 = c
+        .query_one(
+            "SELECT pending FROM fractality.replay_buffers WHERE name = 'plunge'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 0, "folded at once");
+    let rows = c
+        .query(
+            "SELECT event_id, probability, weight
+               FROM fractality.sample_experiences('plunge', 60, beta => 1, seed => 3)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 60);
+    let mut drawn = std::collections::BTreeSet::new();
+    for r in &rows {
+        let id: Vec<u8> = r.get(0);
+        let (p, w): (f64, f64) = (r.get(1), r.get(2));
+        if id == ids[0] {
+            assert_relative_eq!(p, 0.5, max_relative = 1e-12);
+            assert_relative_eq!(w, 0.5, max_relative = 1e-12); // (0.25 / 0.5) ^ 1
+        } else {
+            assert_relative_eq!(p, 0.25, max_relative = 1e-12);
+            assert_relative_eq!(w, 1.0);
+        }
+        drawn.insert(id);
+    }
+    assert_eq!(drawn.len(), 3);
+    c.batch_execute("SELECT fractality.drop_replay_buffer('plunge')")
+        .unwrap();
+}
+
 /// An event's id and timestamp do not change (23001, nothing written): an id changed would let
 /// a second event take the old one's place in the registry, a timestamp changed would orphan
 /// its action metadata. Other columns may be updated. A reward sum beyond a real is refused at
