@@ -31,7 +31,9 @@ RETURNS TABLE ("timestamp" bigint, event_id bytea, episode_id bigint, step_numbe
                reward_homeostasis real, reward_curiosity real, reward_efficiency real, reward_goal real,
                total_reward real, adna_version_hash integer, sequence_number integer, archived boolean,
                intent_type varchar, executor_id varchar, parameters jsonb)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF start_us IS NULL OR end_us IS NULL OR start_us > end_us THEN
         RAISE invalid_parameter_value USING
@@ -182,7 +184,9 @@ END $$;
 
 -- The active policy of a state bin as a JSON object, or NULL when the bin has none.
 CREATE FUNCTION fractality.load_policy(state_bin_id text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
     SELECT jsonb_build_object(
                'policy_id', p.policy_id, 'state_bin_id', p.state_bin_id, 'rule_id', p.rule_id,
                'action_weights', p.action_weights, 'metadata', p.metadata, 'version', p.version,
@@ -262,7 +266,9 @@ END $$;
 
 -- The active value of (component, key), or NULL when there is none.
 CREATE FUNCTION fractality.load_config(component text, key text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
     SELECT c.config_value FROM fractality.configuration_store c
      WHERE c.component_name = load_config.component AND c.config_key = load_config.key AND c.is_active
 $$;
@@ -271,7 +277,9 @@ $$;
 CREATE FUNCTION fractality.config_history(component text, key text)
 RETURNS TABLE (config_id integer, version integer, config_value jsonb, parent_config_id integer,
                is_active boolean, created_at timestamptz)
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
     SELECT c.config_id, c.version, c.config_value, c.parent_config_id, c.is_active, c.created_at
       FROM fractality.configuration_store c
      WHERE c.component_name = config_history.component AND c.config_key = config_history.key

@@ -2168,17 +2168,20 @@ BEGIN
         RAISE EXCEPTION 'fractality requires pgvector: extension vector is not installed'
             USING ERRCODE = '42704', HINT = 'CREATE EXTENSION fractality CASCADE installs it.';
     END IF;
-    EXECUTE format('ALTER FUNCTION fractality.calculate_resonance(uuid, uuid, text)
-                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    -- pg_catalog alone on the path: the queries name pgvector's objects in full (with its schema
+    -- looked up at run time, so that pgvector may move), and no schema where others may create
+    -- functions is searched
+    ALTER FUNCTION fractality.calculate_resonance(uuid, uuid, text)
+        SET search_path = pg_catalog, pg_temp;
     -- consensus: crystallize_consensus reads the source as the caller; _crystallize_consensus,
     -- which must see across tenants, runs as the owner and exposes only aggregates and links
-    EXECUTE format('ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text)
-                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text)
+        SET search_path = pg_catalog, pg_temp;
     EXECUTE format('ALTER FUNCTION fractality._crystallize_consensus(uuid, %I.vector, float8, integer, text)
-                        SECURITY DEFINER SET search_path = pg_catalog, %I, pg_temp
+                        SECURITY DEFINER SET search_path = pg_catalog, pg_temp
                         SET hnsw.iterative_scan = ''strict_order'' SET hnsw.ef_search = 100
                         SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off',
-                   vector_schema, vector_schema);
+                   vector_schema);
     -- Granted, not public: a consensus tells its caller how many users hold ideas near a seed of
     -- the caller's choosing; a caller holding several tenants and calling it again and again with
     -- seeds and thresholds it picks learns, a bit at a time, where another tenant's vectors lie.
@@ -2532,6 +2535,54 @@ BEGIN
     END IF;
     RETURN rolled::integer;
 END $$;
+CREATE OR REPLACE FUNCTION fractality.query_events(start_us bigint, end_us bigint, "limit" integer DEFAULT 1000,
+                                        with_metadata boolean DEFAULT false,
+                                        include_archived boolean DEFAULT false)
+RETURNS TABLE ("timestamp" bigint, event_id bytea, episode_id bigint, step_number integer,
+               event_type smallint, flags smallint,
+               state real[], action real[],
+               reward_homeostasis real, reward_curiosity real, reward_efficiency real, reward_goal real,
+               total_reward real, adna_version_hash integer, sequence_number integer, archived boolean,
+               intent_type varchar, executor_id varchar, parameters jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF start_us IS NULL OR end_us IS NULL OR start_us > end_us THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid time range for query_events: [%s, %s)', start_us, end_us),
+            HINT = 'Pass start_us <= end_us, both microseconds since the Unix epoch.';
+    END IF;
+    IF "limit" IS NULL OR "limit" < 0 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for limit: %s', coalesce("limit"::text, 'NULL')),
+            HINT = 'limit must be an integer >= 0.';
+    END IF;
+    RETURN QUERY
+    SELECT e."timestamp", e.event_id, e.episode_id, e.step_number, e.event_type, e.flags,
+           ARRAY[e.state_l1, e.state_l2, e.state_l3, e.state_l4, e.state_l5, e.state_l6, e.state_l7, e.state_l8],
+           ARRAY[e.action_l1, e.action_l2, e.action_l3, e.action_l4, e.action_l5, e.action_l6, e.action_l7, e.action_l8],
+           e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal,
+           fractality.total_reward(e.reward_homeostasis, e.reward_curiosity, e.reward_efficiency, e.reward_goal),
+           e.adna_version_hash, e.sequence_number, e.is_archived,
+           e.m_intent_type, e.m_executor_id, e.m_parameters
+      FROM (SELECT h.*, h.archived AS is_archived,
+                   m.intent_type AS m_intent_type, m.executor_id AS m_executor_id, m.parameters AS m_parameters
+              FROM fractality.experience_events h
+              LEFT JOIN fractality.action_metadata m
+                ON with_metadata AND m.event_timestamp = h."timestamp" AND m.event_id = h.event_id
+             WHERE h."timestamp" >= start_us AND h."timestamp" < end_us
+               AND (include_archived OR NOT h.archived)
+            UNION ALL
+            SELECT c.*, true,
+                   m.intent_type, m.executor_id, m.parameters
+              FROM fractality.experience_events_archive c
+              LEFT JOIN fractality.action_metadata_archive m
+                ON with_metadata AND m.event_timestamp = c."timestamp" AND m.event_id = c.event_id
+             WHERE include_archived AND c."timestamp" >= start_us AND c."timestamp" < end_us) e
+     ORDER BY e."timestamp", e.event_id
+     LIMIT "limit";
+END $$;
 CREATE OR REPLACE FUNCTION fractality.high_reward_events(since_us bigint, min_reward real DEFAULT 0.5,
                                               "limit" integer DEFAULT 1000)
 RETURNS TABLE ("timestamp" bigint, event_id bytea, episode_id bigint, step_number integer,
@@ -2565,6 +2616,19 @@ BEGIN
      ORDER BY e."timestamp" DESC, e.event_id
      LIMIT "limit";
 END $$;
+CREATE OR REPLACE FUNCTION fractality.load_policy(state_bin_id text) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+               'policy_id', p.policy_id, 'state_bin_id', p.state_bin_id, 'rule_id', p.rule_id,
+               'action_weights', p.action_weights, 'metadata', p.metadata, 'version', p.version,
+               'version_hash', p.version_hash, 'parent_policy_id', p.parent_policy_id,
+               'total_executions', p.total_executions, 'avg_reward', p.avg_reward,
+               'created_at', p.created_at)
+      FROM fractality.adna_policies p
+     WHERE p.state_bin_id = load_policy.state_bin_id AND p.is_active
+$$;
 CREATE OR REPLACE FUNCTION fractality.policy_lineage(policy_id integer)
 RETURNS TABLE (depth integer, ancestor_id integer, version integer, rule_id varchar,
                version_hash integer, is_active boolean, created_at timestamptz)
@@ -2625,6 +2689,26 @@ BEGIN
     RETURNING config_id INTO new_id;
     RETURN new_id;
 END $$;
+CREATE OR REPLACE FUNCTION fractality.load_config(component text, key text) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.config_value FROM fractality.configuration_store c
+     WHERE c.component_name = load_config.component AND c.config_key = load_config.key AND c.is_active
+$$;
+
+-- Every version of (component, key), newest first.
+CREATE OR REPLACE FUNCTION fractality.config_history(component text, key text)
+RETURNS TABLE (config_id integer, version integer, config_value jsonb, parent_config_id integer,
+               is_active boolean, created_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.config_id, c.version, c.config_value, c.parent_config_id, c.is_active, c.created_at
+      FROM fractality.configuration_store c
+     WHERE c.component_name = config_history.component AND c.config_key = config_history.key
+     ORDER BY c.version DESC
+$$;
 
 -- 0.4.0's per-row step of the explicit tick: apply_consciousness_decay locks the rows and reads the old values itself
 DROP FUNCTION fractality.decay_tick(uuid, double precision, double precision, double precision);

@@ -2,9 +2,9 @@
 -- Settings of the native functions in src/resonance/ and src/consensus.rs, and the consensus
 -- tree. Loaded after those functions are created.
 --
--- pgvector's schema is looked up here, at install time, never assumed: the functions that use
--- its operators get a search_path pinned to pg_catalog, that schema, pg_temp (all of
--- fractality's own objects are schema-qualified in their queries).
+-- The functions below get a search_path pinned to pg_catalog, pg_temp: their queries name
+-- fractality's objects in full, and pgvector's with its schema looked up when they run
+-- (src/vector.rs, qualify), so that no schema where others may create functions is searched.
 --
 -- crystallize_consensus reads candidates from the HNSW indexes in distance order with pgvector's
 -- iterative scan (strict order), so that a filter cannot starve the scan and the caller can stop
@@ -25,17 +25,20 @@ BEGIN
         RAISE EXCEPTION 'fractality requires pgvector: extension vector is not installed'
             USING ERRCODE = '42704', HINT = 'CREATE EXTENSION fractality CASCADE installs it.';
     END IF;
-    EXECUTE format('ALTER FUNCTION fractality.calculate_resonance(uuid, uuid, text)
-                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    -- pg_catalog alone on the path: the queries name pgvector's objects in full (with its schema
+    -- looked up at run time, so that pgvector may move), and no schema where others may create
+    -- functions is searched
+    ALTER FUNCTION fractality.calculate_resonance(uuid, uuid, text)
+        SET search_path = pg_catalog, pg_temp;
     -- consensus: crystallize_consensus reads the source as the caller; _crystallize_consensus,
     -- which must see across tenants, runs as the owner and exposes only aggregates and links
-    EXECUTE format('ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text)
-                        SET search_path = pg_catalog, %I, pg_temp', vector_schema);
+    ALTER FUNCTION fractality.crystallize_consensus(uuid, float8, integer, text)
+        SET search_path = pg_catalog, pg_temp;
     EXECUTE format('ALTER FUNCTION fractality._crystallize_consensus(uuid, %I.vector, float8, integer, text)
-                        SECURITY DEFINER SET search_path = pg_catalog, %I, pg_temp
+                        SECURITY DEFINER SET search_path = pg_catalog, pg_temp
                         SET hnsw.iterative_scan = ''strict_order'' SET hnsw.ef_search = 100
                         SET hnsw.max_scan_tuples = 100000 SET enable_sort = off SET jit = off',
-                   vector_schema, vector_schema);
+                   vector_schema);
     -- Granted, not public: a consensus tells its caller how many users hold ideas near a seed of
     -- the caller's choosing; a caller holding several tenants and calling it again and again with
     -- seeds and thresholds it picks learns, a bit at a time, where another tenant's vectors lie.

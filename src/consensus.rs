@@ -113,7 +113,8 @@ const UPDATE: Query<'static> = query!(
     "consensus_update",
     [UUIDOID, TEXTOID, JSONBOID, INT4OID, FLOAT8OID, TEXTOID]
 );
-const CENTROID: Query<'static> = query!("consensus_centroid", [UUIDOID, FLOAT4ARRAYOID]);
+/// With pgvector's schema, known at run time.
+const CENTROID: &str = include_str!("../sql/queries/consensus_centroid.sql");
 const UNLINK: Query<'static> = query!("consensus_unlink", [UUIDOID, UUIDARRAYOID, UUIDARRAYOID]);
 const LINK: Query<'static> = query!(
     "consensus_link",
@@ -324,7 +325,7 @@ fn consensus(
         spi::rows(
             &Query {
                 name,
-                text,
+                text: &crate::vector::qualify(text),
                 types: &[voi, pg_sys::TEXTOID, pg_sys::FLOAT8OID, pg_sys::INT8OID],
             },
             &[
@@ -414,7 +415,14 @@ fn consensus(
             model.name.as_str().into(),
         ],
     )?;
-    spi::run(&CENTROID, &[id.into(), centre.into()])?;
+    spi::run(
+        &Query {
+            name: "consensus_centroid",
+            text: &crate::vector::qualify(CENTROID),
+            types: &[pg_sys::UUIDOID, pg_sys::FLOAT4ARRAYOID],
+        },
+        &[id.into(), centre.into()],
+    )?;
 
     spi::run(
         &UNLINK,

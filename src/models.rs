@@ -110,9 +110,10 @@ impl Model {
         (limit_384 as i64 * 384 / self.dims.max(1) as i64).min(i32::MAX as i64)
     }
 
-    /// `template` for this model: `{{model}}`, `{{dims}}` and `{{type}}` filled in.
+    /// `template` for this model: `{{model}}`, `{{dims}}` and `{{type}}` filled in, and
+    /// pgvector's schema (`{{vector}}`, [`crate::vector::qualify`]).
     pub fn render(&self, template: &str) -> String {
-        render(template, &self.name, self.dims)
+        crate::vector::qualify(&render(template, &self.name, self.dims))
     }
 
     /// An embedding of this model: 22000 naming both dimensions otherwise, 22023 for an element

@@ -51,8 +51,8 @@ const TENANT_STAGED: &str = include_str!("../sql/queries/tenant_staged.sql");
 const TENANT_NEAREST: &str = include_str!("../sql/queries/tenant_nearest.sql");
 
 /// What the search functions run with, set by the call itself and restored when this is dropped:
-/// pgvector's schema pinned on the search path (`pg_catalog, <its schema>, pg_temp`: the queries
-/// name fractality's objects in full, and the kept plans stay valid whatever the caller's path)
+/// the search path pinned to `pg_catalog, pg_temp` (the queries name fractality's objects and
+/// pgvector's in full, and the kept plans stay valid whatever the caller's path)
 /// and, for a search ([`Pinned::search`]), the tenant's HNSW index read in distance order:
 /// iteratively (the tenant filter must not starve the scan), in strict order (the stop rules rely
 /// on it), with room for crowded neighbourhoods, the index order rather than a sort, no JIT (with
@@ -68,21 +68,10 @@ pub struct Pinned {
 }
 
 impl Pinned {
-    /// The search path alone.
+    /// The search path `pg_catalog, pg_temp` alone: the queries name fractality's objects and
+    /// pgvector's ([`crate::vector::qualify`]) in full, so no other schema, not even one where
+    /// pgvector was installed and others may create functions, is on it.
     pub fn path() -> Pinned {
-        let schema = crate::vector::vector_schema();
-        // SAFETY: quote_identifier reads a NUL-terminated name and returns it or a palloc'd copy
-        let quoted = unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_identifier(schema.as_ptr())) };
-        let path =
-            std::ffi::CString::new(format!("pg_catalog, {}, pg_temp", quoted.to_string_lossy()))
-                .expect("a quoted identifier has no NUL");
-        Pinned::search_path(&path)
-    }
-
-    /// The search path `pg_catalog, pg_temp` alone, for calls whose queries use nothing of
-    /// pgvector's by an unqualified name (the replay fold, decay): no other schema, not even one
-    /// where pgvector was installed and others may create functions, is on it.
-    pub fn catalog() -> Pinned {
         Pinned::search_path(c"pg_catalog, pg_temp")
     }
 
@@ -239,7 +228,7 @@ impl TenantScan {
         if small {
             let q = Query {
                 name: "tenant_embeddings",
-                text: TENANT_EMBEDDINGS,
+                text: &crate::vector::qualify(TENANT_EMBEDDINGS),
                 types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, voi],
             };
             return Ok(TenantScan {
@@ -253,7 +242,7 @@ impl TenantScan {
         }
         let staged = Query {
             name: "tenant_staged",
-            text: TENANT_STAGED,
+            text: &crate::vector::qualify(TENANT_STAGED),
             types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, voi],
         };
         let (staged, staged_rows) = if shape.staged {
@@ -268,7 +257,7 @@ impl TenantScan {
             (Vec::new(), 0)
         };
         let staged = staged.into_iter().peekable();
-        let text = nearest_sql(model);
+        let text = crate::vector::qualify(&nearest_sql(model));
         let q = Query {
             name: "tenant_nearest",
             text: &text,
@@ -394,7 +383,7 @@ impl Rest {
         let arg: DatumWithOid = Vector::from_slice(&self.query)?.into();
         let q = Query {
             name: "tenant_embeddings",
-            text: TENANT_EMBEDDINGS,
+            text: &crate::vector::qualify(TENANT_EMBEDDINGS),
             types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, arg.oid()],
         };
         let (hits, _) = exact_rows(&q, self.tenant, &self.model, arg, self.read_only)?;
@@ -526,13 +515,18 @@ fn exact_rows(
 /// The tenant_nearest query for `model`: its template rendered, `{{exact}}` (the full-precision
 /// distance) the order distance itself for a `vector` index (the same computation: the row's
 /// embedding is fetched and compared once, not twice) and one in full precision for `halfvec`.
+/// pgvector's schema (`{{vector}}`) is left to the caller ([`crate::vector::qualify`]).
 fn nearest_sql(model: &Model) -> String {
     let exact = if model.index_type() == "vector" {
         "s.order_distance"
     } else {
-        "s.embedding <=> $2"
+        "s.embedding OPERATOR({{vector}}.<=>) $2"
     };
-    model.render(TENANT_NEAREST).replace("{{exact}}", exact)
+    crate::models::render(
+        &TENANT_NEAREST.replace("{{exact}}", exact),
+        &model.name,
+        model.dims,
+    )
 }
 
 /// The `hnsw.ef_search` in effect (the search functions set it, [`Pinned::search`]), at most a
@@ -583,18 +577,19 @@ mod tests {
             (
                 1536,
                 "s.order_distance",
-                "(e.embedding::vector(1536)) <=> ($2::vector(1536))",
+                "(e.embedding::\"my schema\".vector(1536)) OPERATOR(\"my schema\".<=>) ($2::\"my schema\".vector(1536))",
             ),
             (
                 3072,
-                "s.embedding <=> $2",
-                "(e.embedding::halfvec(3072)) <=> ($2::halfvec(3072))",
+                "s.embedding OPERATOR(\"my schema\".<=>) $2",
+                "(e.embedding::\"my schema\".halfvec(3072)) OPERATOR(\"my schema\".<=>) ($2::\"my schema\".halfvec(3072))",
             ),
         ] {
             let q = nearest_sql(&Model {
                 name: "m".into(),
                 dims,
-            });
+            })
+            .replace("{{vector}}", "\"my schema\"");
             assert!(!q.contains("{{"), "{q}");
             assert!(
                 q.contains(&format!("coalesce(nullif({exact}, 'NaN')")),

@@ -481,6 +481,19 @@ pub fn vector_schema() -> std::ffi::CString {
     }
 }
 
+/// `template` with `{{vector}}` replaced by pgvector's schema, quoted: the queries name pgvector's
+/// types and operators in full (`{{vector}}.vector`, `OPERATOR({{vector}}.<=>)`), so that they run
+/// with only `pg_catalog` on the search path. A schema on the path where others may create
+/// functions (pgvector's is often `public`) would let a function there that matches a call's
+/// argument types better than pg_catalog's polymorphic one (`unnest(text[])` over
+/// `unnest(anyarray)`) run inside fractality's calls, as their caller.
+pub fn qualify(template: &str) -> String {
+    let schema = vector_schema();
+    // SAFETY: quote_identifier reads a NUL-terminated name and returns it or a palloc'd copy
+    let quoted = unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_identifier(schema.as_ptr())) };
+    template.replace("{{vector}}", &quoted.to_string_lossy())
+}
+
 // ---- SQL functions --------------------------------------------------------------------------
 
 /// Cosine similarity of two vectors, in [-1, 1]; NULL when either has zero norm.

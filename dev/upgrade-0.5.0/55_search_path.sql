@@ -10,6 +10,9 @@
 --@ file! experience.sql CREATE FUNCTION fractality.experience_events_cascade_truncate(||CREATE TRIGGER experience_events_cascade_truncate
 --@ file! reward.sql CREATE FUNCTION fractality.experience_events_to_inbox(||CREATE TRIGGER experience_events_to_inbox
 --@ file! reward.sql CREATE FUNCTION fractality.refresh_policy_rewards(||
+--@ file! experience_api.sql CREATE FUNCTION fractality.query_events(||-- The seed's "batch retrieval
 --@ file! experience_api.sql CREATE FUNCTION fractality.high_reward_events(||-- ---- policies
+--@ file! experience_api.sql CREATE FUNCTION fractality.load_policy(||-- The policy and its ancestors
 --@ file! experience_api.sql CREATE FUNCTION fractality.policy_lineage(||-- ---- configuration
 --@ file! experience_api.sql CREATE FUNCTION fractality.save_config(||-- The active value of (component, key)
+--@ file! experience_api.sql CREATE FUNCTION fractality.load_config(||

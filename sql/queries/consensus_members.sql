@@ -3,8 +3,8 @@
 -- (src/models.rs): each partition's HNSW index of the model, merged in distance order;
 -- the staged rows, outside the indexes, are read apart (consensus_members_staged.sql).
 SELECT e.node_id, e.user_id, e.embedding,
-       (e.embedding::{{type}}({{dims}})) <=> ($1::{{type}}({{dims}})) AS distance
+       (e.embedding::{{vector}}.{{type}}({{dims}})) OPERATOR({{vector}}.<=>) ($1::{{vector}}.{{type}}({{dims}})) AS distance
   FROM fractality.node_embeddings e
  WHERE e.model = {{model}} AND NOT e.staged
- ORDER BY (e.embedding::{{type}}({{dims}})) <=> ($1::{{type}}({{dims}}))
+ ORDER BY (e.embedding::{{vector}}.{{type}}({{dims}})) OPERATOR({{vector}}.<=>) ($1::{{vector}}.{{type}}({{dims}}))
  LIMIT $2

@@ -2,8 +2,8 @@
 -- tenant within cosine distance $3 of $1, nearest first, at most $4 ($2: the model): read
 -- exactly beside the index scan of consensus_members.sql (by _crystallize_consensus, as the
 -- owner), through node_embeddings_staged.
-SELECT e.node_id, e.user_id, e.embedding, e.embedding <=> $1 AS distance
+SELECT e.node_id, e.user_id, e.embedding, e.embedding OPERATOR({{vector}}.<=>) $1 AS distance
   FROM fractality.node_embeddings e
- WHERE e.staged AND e.model = $2 AND e.embedding <=> $1 <= $3
+ WHERE e.staged AND e.model = $2 AND e.embedding OPERATOR({{vector}}.<=>) $1 <= $3
  ORDER BY 4, 1
  LIMIT $4

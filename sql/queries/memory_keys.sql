@@ -2,5 +2,5 @@
 -- same fact told twice finds the same key; the prefix is DERIVED_KEY_PREFIX of
 -- src/memory/input.rs).
 SELECT 'memory-' || md5(u.content)
-  FROM unnest($1::text[]) WITH ORDINALITY AS u(content, n)
+  FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(content, n)
  ORDER BY u.n

@@ -16,9 +16,9 @@ kept AS (
 ins AS (
     INSERT INTO fractality.replay_blocks (buffer_id, block, timestamps, event_ids, priorities, filled, span)
     SELECT b.buffer_id, k.seq / 120,
-           array_agg(k."timestamp" ORDER BY k.seq) || array_fill(-1::bigint, ARRAY[120 - count(*)::integer]),
+           pg_catalog.array_agg(k."timestamp" ORDER BY k.seq) || pg_catalog.array_fill(-1::bigint, ARRAY[120 - count(*)::integer]),
            string_agg(k.event_id, ''::bytea ORDER BY k.seq) || decode(repeat('00', 16 * (120 - count(*)::integer)), 'hex'),
-           array_fill(b.max_priority, ARRAY[count(*)::integer]) || array_fill(0::float8, ARRAY[120 - count(*)::integer]),
+           pg_catalog.array_fill(b.max_priority, ARRAY[count(*)::integer]) || pg_catalog.array_fill(0::float8, ARRAY[120 - count(*)::integer]),
            count(*), int8range(min(k."timestamp"), max(k."timestamp"), '[]')
       FROM kept k, b
      GROUP BY b.buffer_id, b.max_priority, k.seq / 120

@@ -10,6 +10,6 @@ SELECT r.event_id, b.block * 120 + k.k - 1, b.priorities[k.k]
          WHERE s.buffer_id = $1 AND lower(s.span) <= r."timestamp"
          ORDER BY lower(s.span) DESC
          LIMIT 1) b
- CROSS JOIN LATERAL unnest(array_positions(b.timestamps, r."timestamp")) k(k)
+ CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.array_positions(b.timestamps, r."timestamp")) k(k)
  WHERE r.event_id = ANY($2::bytea[])
    AND substring(b.event_ids FROM (k.k - 1) * 16 + 1 FOR 16) = r.event_id

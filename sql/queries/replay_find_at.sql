@@ -9,5 +9,5 @@ SELECT d.event_id, b.block * 120 + k.k - 1, b.priorities[k.k]
          WHERE s.buffer_id = $1 AND lower(s.span) <= d.ts
          ORDER BY lower(s.span) DESC
          LIMIT 1) b
- CROSS JOIN LATERAL unnest(array_positions(b.timestamps, d.ts)) k(k)
+ CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.array_positions(b.timestamps, d.ts)) k(k)
  WHERE substring(b.event_ids FROM (k.k - 1) * 16 + 1 FOR 16) = d.event_id

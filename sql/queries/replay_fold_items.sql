@@ -2,5 +2,5 @@
 -- (i - 1) * 120 + 1 .. i * 120).
 UPDATE fractality.replay_blocks b
    SET priorities = $3[(w.i - 1) * 120 + 1 : w.i * 120]
-  FROM unnest($2::bigint[]) WITH ORDINALITY w(block, i)
+  FROM pg_catalog.unnest($2::bigint[]) WITH ORDINALITY w(block, i)
  WHERE b.buffer_id = $1 AND b.block = w.block

@@ -4,6 +4,6 @@
 -- single precision, which overflows for components beyond about 1e19: then (NaN) the distance is
 -- fractality's, summed in double precision.
 SELECT e.node_id,
-       coalesce(nullif(e.embedding <=> $3, 'NaN'), 1 - fractality.cosine_similarity(e.embedding, $3))
+       coalesce(nullif(e.embedding OPERATOR({{vector}}.<=>) $3, 'NaN'), 1 - fractality.cosine_similarity(e.embedding, $3))
   FROM fractality.node_embeddings e
  WHERE e.user_id = $1 AND e.model = $2

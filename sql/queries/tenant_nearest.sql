@@ -16,9 +16,9 @@ SELECT s.node_id,
        coalesce(nullif({{exact}}, 'NaN'), 1 - fractality.cosine_similarity(s.embedding, $2)) AS distance,
        s.order_distance
   FROM (SELECT e.node_id, e.embedding,
-               (e.embedding::{{type}}({{dims}})) <=> ($2::{{type}}({{dims}})) AS order_distance
+               (e.embedding::{{vector}}.{{type}}({{dims}})) OPERATOR({{vector}}.<=>) ($2::{{vector}}.{{type}}({{dims}})) AS order_distance
           FROM fractality.node_embeddings e
          WHERE e.user_id = $1 AND e.model = {{model}} AND NOT e.staged
            AND left(md5(e.user_id::text), 24) = left(md5($1::text), 24)
-         ORDER BY (e.embedding::{{type}}({{dims}})) <=> ($2::{{type}}({{dims}}))
+         ORDER BY (e.embedding::{{vector}}.{{type}}({{dims}})) OPERATOR({{vector}}.<=>) ($2::{{vector}}.{{type}}({{dims}}))
          LIMIT $3) s

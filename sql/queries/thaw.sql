@@ -3,31 +3,31 @@
 -- model), outgoing and incoming edges, and its latest $3 stream points (newest first), hot or
 -- archived (stream_history's two tiers). The embeddings' subqueries name the tenant by the
 -- parameter: node_embeddings' partitions are pruned when the plan starts.
-SELECT jsonb_build_object(
+SELECT pg_catalog.jsonb_build_object(
     'id', n.id, 'user_id', n.user_id, 'node_key', n.node_key, 'label', n.label, 'type', n.type,
     'metadata', n.metadata, 'energy', n.energy,
     'atp', ne.atp, 'atp_at', n.atp_at, 'created_at', n.created_at, 'updated_at', n.updated_at,
     -- NULL on a 0.4.0 schema, which has no expires_at yet (the same query serves both)
-    'expires_at', to_jsonb(n) -> 'expires_at',
+    'expires_at', pg_catalog.to_jsonb(n) -> 'expires_at',
     'embedding', (SELECT emb.embedding::text::jsonb FROM fractality.node_embeddings emb
                    WHERE emb.user_id = $1 AND emb.node_id = n.id AND emb.model = $4),
-    'embeddings', coalesce((SELECT jsonb_object_agg(emb.model, emb.embedding::text::jsonb)
+    'embeddings', coalesce((SELECT pg_catalog.jsonb_object_agg(emb.model, emb.embedding::text::jsonb)
                               FROM fractality.node_embeddings emb
                              WHERE emb.user_id = $1 AND emb.node_id = n.id), '{}'::jsonb),
-    'edges', jsonb_build_object(
-        'outgoing', coalesce((SELECT jsonb_agg(jsonb_build_object(
+    'edges', pg_catalog.jsonb_build_object(
+        'outgoing', coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                           'id', e.id, 'to_node', e.to_node, 'to_key', t.node_key,
                           'type', e.relationship_type, 'weight', e.weight, 'metadata', e.metadata)
                           ORDER BY e.relationship_type, t.node_key)
                         FROM fractality.edges e JOIN fractality.nodes t ON t.id = e.to_node
                        WHERE e.from_node = n.id), '[]'::jsonb),
-        'incoming', coalesce((SELECT jsonb_agg(jsonb_build_object(
+        'incoming', coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                           'id', e.id, 'from_node', e.from_node, 'from_key', f.node_key,
                           'type', e.relationship_type, 'weight', e.weight, 'metadata', e.metadata)
                           ORDER BY e.relationship_type, f.node_key)
                         FROM fractality.edges e JOIN fractality.nodes f ON f.id = e.from_node
                        WHERE e.to_node = n.id), '[]'::jsonb)),
-    'stream', coalesce((SELECT jsonb_agg(jsonb_build_object(
+    'stream', coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                           'time', s.time, 'atp_level', s.atp_level,
                           'attention_score', s.attention_score,
                           'resonance_vector', s.resonance_vector) ORDER BY s.time DESC)

@@ -189,7 +189,7 @@ pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
     }
     let batch = i64::from(batch);
     // run_maintenance's step, called by the owner on its own too: a fixed search path
-    let _path = crate::search::Pinned::catalog();
+    let _path = crate::search::Pinned::path();
 
     spi::connect(|| -> Result<i64, FractalityError> {
         let was_on = notify_off()?;

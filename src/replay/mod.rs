@@ -160,7 +160,7 @@ fn create_replay_buffer(
 /// directly, by a loader or a benchmark). Internal: the owner's.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn _replay_rebuild(buffer_id: i32) -> i64 {
-    let _path = crate::search::Pinned::catalog();
+    let _path = crate::search::Pinned::path();
     spi::connect(|| upkeep::rebuild_from_items(buffer_id)).unwrap_or_report()
 }
 
@@ -168,7 +168,7 @@ fn _replay_rebuild(buffer_id: i32) -> i64 {
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn drop_replay_buffer(name: &str) -> bool {
     crate::errors::writer(c"drop_replay_buffer");
-    let _path = crate::search::Pinned::catalog();
+    let _path = crate::search::Pinned::path();
     spi::connect(|| store::drop(name)).unwrap_or_report()
 }
 
@@ -250,7 +250,7 @@ fn update_priorities_at(
 fn fold_priorities(buffer: &str) -> i64 {
     crate::errors::writer(c"fold_priorities");
     // the owner calls it too: its queries run under a fixed search path, not the caller's
-    let _path = crate::search::Pinned::catalog();
+    let _path = crate::search::Pinned::path();
     spi::connect(|| -> Result<i64, FractalityError> {
         let mut b = self::buffer(Some(buffer), None, true)?;
         let pending = store::pending(&b)?;

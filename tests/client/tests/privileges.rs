@@ -210,6 +210,97 @@ fn a_function_planted_on_the_path_is_not_called() {
     common::drop_db(db);
 }
 
+/// A caller whose search_path leaves out `public` (PostgreSQL's secure schema usage) is not
+/// exposed by fractality's calls either: they pinned pgvector's schema (here `public`, where
+/// others may create functions) on the path, so that a `public.unnest(text[])`, a better match
+/// than pg_catalog's `unnest(anyarray)`, ran inside `remember` as its caller. The calls now pin
+/// `pg_catalog, pg_temp` and name pgvector's type and operator with its schema, looked up as
+/// they run: pgvector may then move to another schema too.
+#[test]
+fn a_function_planted_in_pgvectors_schema_is_not_called() {
+    let db = "fractality_planted_vector";
+    let mut c = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    let mut plant = String::new();
+    for t in [
+        "text",
+        "uuid",
+        "bigint",
+        "integer",
+        "real",
+        "double precision",
+        "jsonb",
+    ] {
+        plant.push_str(&format!(
+            "CREATE FUNCTION public.unnest({t}[]) RETURNS SETOF {t}
+             LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted unnest({t}[]) called'; END $$;"
+        ));
+    }
+    plant.push_str(
+        "CREATE FUNCTION public.array_position(uuid[], uuid) RETURNS integer
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted array_position called'; END $$;
+         CREATE FUNCTION public.array_positions(uuid[], uuid) RETURNS integer[]
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted array_positions called'; END $$;
+         SET search_path = \"$user\";
+         SET fractality.user_id = 'a0000000-0000-4000-8000-0000000000fe';",
+    );
+    c.batch_execute(&plant).unwrap();
+    let v = |i: usize| {
+        let mut a = vec!["0.01".to_string(); 384];
+        a[i] = "1".into();
+        format!("'[{}]'::public.vector", a.join(","))
+    };
+    let calls = [
+        format!("SELECT count(*)::text FROM fractality.remember('a', 'first', {})", v(1)),
+        format!("SELECT count(*)::text FROM fractality.remember(NULL, 'second', {})", v(2)),
+        format!(
+            "SELECT count(*)::text FROM fractality.remember_many(ARRAY['c', 'd'], ARRAY['third', 'fourth'],
+                    ARRAY[{}, {}])",
+            v(3),
+            v(4)
+        ),
+        format!(
+            "SELECT count(*)::text FROM fractality.remember_many(jsonb_build_array(jsonb_build_object(
+                    'content', 'fifth', 'embedding', ({})::text::jsonb)))",
+            v(5)
+        ),
+        format!("SELECT count(*)::text FROM fractality.recall({}, 3)", v(1)),
+        format!("SELECT count(*)::text FROM fractality.recall({}, 3, 'first', reinforce => 0.1)", v(1)),
+        format!("SELECT count(*)::text FROM fractality.recall_explain({}, 3, 'first')", v(1)),
+        "SELECT count(*)::text FROM fractality.find_resonant('a', 0.0, 5)".into(),
+        "SELECT count(*)::text FROM fractality.resonance_with(
+                (SELECT id FROM fractality.nodes WHERE node_key = 'a'),
+                ARRAY(SELECT id FROM fractality.nodes))"
+            .into(),
+        "SELECT fractality.calculate_resonance(
+                (SELECT id FROM fractality.nodes WHERE node_key = 'a'),
+                (SELECT id FROM fractality.nodes WHERE node_key = 'c'))::text"
+            .into(),
+        "SELECT coalesce(fractality.crystallize_consensus(
+                (SELECT id FROM fractality.nodes WHERE node_key = 'a'))::text, 'none')"
+            .into(),
+        "SELECT fractality.index_staged_embeddings()::text".into(),
+        "SELECT fractality.materialize_decay()::text".into(),
+        "SELECT fractality.run_maintenance()::text".into(),
+    ];
+    for call in &calls {
+        if let Err(e) = c.query_one(call.as_str(), &[]) {
+            panic!("{call}: {e:?}");
+        }
+    }
+    // pgvector moved to another schema: the calls look its schema up as they run (consensus
+    // had it fixed in its SET clause at install, and failed after the move)
+    c.batch_execute("CREATE SCHEMA moved; ALTER EXTENSION vector SET SCHEMA moved;")
+        .unwrap();
+    for call in &calls {
+        let call = call.replace("::public.vector", "::moved.vector");
+        if let Err(e) = c.query_one(call.as_str(), &[]) {
+            panic!("after the move, {call}: {e:?}");
+        }
+    }
+    drop(c);
+    common::drop_db(db);
+}
+
 /// The same for the owner's direct call of fold_priorities (the replay fold's queries unnest
 /// bigint[], which a planted unnest(bigint[]) would take over as a better match than
 /// pg_catalog's unnest(anyarray)): the call pins its search path, as run_maintenance does.
