@@ -60,8 +60,9 @@ static CONSENSUS_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 /// `fractality.embedding_partitions`: how many hash partitions (by tenant) node_embeddings gets
 /// when the extension is created, 1 to 1024; 64 (a tenant group per partition: the fewer tenants
-/// share a partition, the less its HNSW scan has to skip). Read only by CREATE EXTENSION: set
-/// it before, e.g. `SET fractality.embedding_partitions = 256; CREATE EXTENSION fractality;`.
+/// share a partition, the less its HNSW scan has to skip). Read only by CREATE EXTENSION and the
+/// 0.4.0 -> 0.5.0 update (and so by a restore's CREATE EXTENSION): set it before, e.g.
+/// `SET fractality.embedding_partitions = 256; CREATE EXTENSION fractality;`.
 static EMBEDDING_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(64);
 
 /// `fractality.replay_fold_after`: priorities written back to a replay buffer since its last fold
@@ -299,7 +300,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"fractality.embedding_partitions",
         c"Hash partitions (by tenant) of node_embeddings, fixed when the extension is created.",
-        c"Read by CREATE EXTENSION only: set it before creating the extension.",
+        c"Read by CREATE EXTENSION and the 0.4.0 -> 0.5.0 update only: set it before either (and before a restore, to the dumped database's count).",
         &EMBEDDING_PARTITIONS,
         1,
         1024,
