@@ -883,19 +883,31 @@ mod tests {
                 "the seed and the third user's node of its id"
             );
         }
-        // the third user's node gone: its link goes, the seed's stays
+        // a fourth user on the theme, then the third user's node gone: the consensus stays (three
+        // users), the third user's link goes and the seed's stays (links were dropped by id
+        // alone, so the third user's, of the seed's id, stayed)
         Spi::run(&format!(
-            "DELETE FROM fractality.node_embeddings
+            "INSERT INTO fractality.nodes (id, user_id, node_key, label)
+             VALUES ('00000000-0000-0000-0000-0000000000c4', '00000000-0000-0000-0000-000000000004', 'u4-c1-1', 'cluster 1');
+             INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
+             SELECT '00000000-0000-0000-0000-0000000000c4', '00000000-0000-0000-0000-000000000004', embedding
+               FROM fractality.node_embeddings WHERE node_id = '{src}'
+                AND user_id = '00000000-0000-0000-0000-000000000001';
+             DELETE FROM fractality.node_embeddings
               WHERE node_id = '{src}' AND user_id = '00000000-0000-0000-0000-000000000003'"
         ))
         .unwrap();
-        assert_eq!(
-            Spi::get_one::<pgrx::Uuid>(&format!(
-                "SELECT fractality.crystallize_consensus('{src}', 0.7, 3)"
-            ))
-            .unwrap(),
-            None
-        );
+        Spi::get_one::<pgrx::Uuid>(&format!("SELECT fractality.crystallize_consensus('{src}')"))
+            .unwrap()
+            .expect("users 1, 2 and 4");
+        let (links, of_src_users) = Spi::get_two::<i64, String>(&format!(
+            "SELECT (SELECT count(*) FROM fractality.consensus_links),
+                    (SELECT string_agg(right(user_id::text, 1), ',' ORDER BY user_id)
+                       FROM fractality.consensus_links WHERE node_id = '{src}')"
+        ))
+        .unwrap();
+        assert_eq!(links, Some(7), "the two users' 6 and the fourth user's");
+        assert_eq!(of_src_users.as_deref(), Some("1"), "the seed's link alone");
     }
 
     #[pg_test]

@@ -42,6 +42,10 @@ use upkeep::{fold, fold_all, remove_items};
 fn _replay_entered(buffer_id: i32, timestamps: Array<'_, i64>, event_ids: Array<'_, &[u8]>) {
     let timestamps: Vec<i64> = timestamps.iter().map(|t| t.unwrap_or(-1)).collect();
     let event_ids: Vec<&[u8]> = event_ids.iter().map(|b| b.unwrap_or(&[])).collect();
+    // every query of the replay buffers runs under pg_catalog alone (search::Pinned::path): their
+    // range and array operators are polymorphic, which a function or operator planted in a schema
+    // of the caller's path could match better
+    let _path = crate::search::Pinned::path();
     spi::connect(|| upkeep::entered(buffer_id, &timestamps, &event_ids)).unwrap_or_report()
 }
 
@@ -49,6 +53,7 @@ fn _replay_entered(buffer_id: i32, timestamps: Array<'_, i64>, event_ids: Array<
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn _replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
     let event_ids: Vec<Option<Vec<u8>>> = event_ids.iter().map(|b| b.map(<[u8]>::to_vec)).collect();
+    let _path = crate::search::Pinned::path();
     spi::connect(|| -> Result<(), FractalityError> {
         store::lock_all()?;
         fold_all()?;
@@ -63,6 +68,7 @@ fn _replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
 /// Internal (_archive_events_before's and _drop_events_before's).
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn _replay_remove_before(cutoff_us: i64) -> i64 {
+    let _path = crate::search::Pinned::path();
     spi::connect(|| -> Result<i64, FractalityError> {
         store::lock_all()?;
         fold_all()?;
@@ -137,6 +143,7 @@ fn create_replay_buffer(
             .report();
         }
     }
+    let _path = crate::search::Pinned::path();
     spi::connect(|| -> Result<i32, FractalityError> {
         let id = store::create(
             name,
@@ -197,6 +204,7 @@ fn sample_experiences_from(
 > {
     let buffer = required("buffer", buffer);
     let n = required("n", n);
+    let _path = crate::search::Pinned::path();
     let draws = spi::connect(|| sample(buffer, n, beta, seed)).unwrap_or_report();
     TableIterator::new(draws.into_iter().map(|d| {
         (
@@ -315,6 +323,7 @@ fn replay_batch(
         .report();
     }
     let within_us = within.as_micros().min(i64::MAX as i128) as i64;
+    let _path = crate::search::Pinned::path();
     let rows = spi::connect(|| -> Result<Vec<_>, FractalityError> {
         let draws = sample(buffer, n, beta, seed)?;
         let ts: Vec<i64> = draws.iter().map(|d| d.event_timestamp).collect();

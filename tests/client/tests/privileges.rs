@@ -240,6 +240,17 @@ fn a_function_planted_in_pgvectors_schema_is_not_called() {
          LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted array_position called'; END $$;
          CREATE FUNCTION public.array_positions(uuid[], uuid) RETURNS integer[]
          LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted array_positions called'; END $$;
+         CREATE FUNCTION public.lower(int8range) RETURNS bigint
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted lower(int8range) called'; END $$;
+         CREATE FUNCTION public.planted_op(int8range, bigint) RETURNS boolean
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted @> called'; END $$;
+         CREATE OPERATOR public.@> (LEFTARG = int8range, RIGHTARG = bigint, FUNCTION = public.planted_op);
+         CREATE FUNCTION public.planted_overlap(int8range, int8range) RETURNS boolean
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted && called'; END $$;
+         CREATE OPERATOR public.&& (LEFTARG = int8range, RIGHTARG = int8range, FUNCTION = public.planted_overlap);
+         CREATE FUNCTION public.planted_cat(bigint[], bigint[]) RETURNS bigint[]
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted || called'; END $$;
+         CREATE OPERATOR public.|| (LEFTARG = bigint[], RIGHTARG = bigint[], FUNCTION = public.planted_cat);
          SET search_path = \"$user\";
          SET fractality.user_id = 'a0000000-0000-4000-8000-0000000000fe';",
     );
@@ -249,6 +260,21 @@ fn a_function_planted_in_pgvectors_schema_is_not_called() {
         a[i] = "1".into();
         format!("'[{}]'::public.vector", a.join(","))
     };
+    // two more tenants holding the memory 'a' is near, so that consensus forms (and runs every
+    // query: its members, centroid, links)
+    for (t, k) in [
+        ("a0000000-0000-4000-8000-0000000000fd", "b-other"),
+        ("a0000000-0000-4000-8000-0000000000fc", "c-other"),
+    ] {
+        c.query_one(
+            &format!(
+                "SELECT fractality.upsert_node_for('{t}', '{k}', '{k}', '{{}}', 0.5, {})::text",
+                v(1)
+            ),
+            &[],
+        )
+        .unwrap();
+    }
     let calls = [
         format!("SELECT count(*)::text FROM fractality.remember('a', 'first', {})", v(1)),
         format!("SELECT count(*)::text FROM fractality.remember(NULL, 'second', {})", v(2)),
@@ -275,26 +301,69 @@ fn a_function_planted_in_pgvectors_schema_is_not_called() {
                 (SELECT id FROM fractality.nodes WHERE node_key = 'a'),
                 (SELECT id FROM fractality.nodes WHERE node_key = 'c'))::text"
             .into(),
-        "SELECT coalesce(fractality.crystallize_consensus(
-                (SELECT id FROM fractality.nodes WHERE node_key = 'a'))::text, 'none')"
+        "SELECT fractality.crystallize_consensus(
+                (SELECT id FROM fractality.nodes WHERE node_key = 'a'
+                    AND user_id = fractality.current_user_id()))::text"
             .into(),
         "SELECT fractality.index_staged_embeddings()::text".into(),
         "SELECT fractality.materialize_decay()::text".into(),
         "SELECT fractality.run_maintenance()::text".into(),
     ];
     for call in &calls {
-        if let Err(e) = c.query_one(call.as_str(), &[]) {
-            panic!("{call}: {e:?}");
+        match c.query_one(call.as_str(), &[]) {
+            Ok(row) => assert!(row.get::<_, Option<String>>(0).is_some(), "{call}: NULL"),
+            Err(e) => panic!("{call}: {e:?}"),
         }
     }
+    // with public on the path (PostgreSQL's default), the functions that do not pin theirs name
+    // pg_catalog's polymorphic functions in full, and the replay functions pin theirs (their range
+    // and array operators)
+    c.batch_execute(
+        "SET search_path = \"$user\", public;
+         SELECT fractality.create_replay_buffer('planted', backfill => true);",
+    )
+    .unwrap();
+    c.query_one(
+        "SELECT fractality.write_events($1::jsonb)",
+        &[&reliability::events_json(9 << 60, 20, 5_000_000_000)],
+    )
+    .unwrap();
+    for call in [
+        "SELECT count(*)::text FROM fractality.sample_experiences('planted', 5, seed => 1)",
+        "SELECT fractality.update_priorities('planted',
+                ARRAY(SELECT event_id FROM fractality.replay_items LIMIT 5),
+                ARRAY[1, 2, 3, 4, 5]::float8[])::text",
+        "SELECT fractality.update_priorities('planted',
+                ARRAY(SELECT event_id FROM fractality.replay_items ORDER BY event_id LIMIT 3),
+                ARRAY[1, 2, 3]::float8[],
+                ARRAY(SELECT event_timestamp FROM fractality.replay_items ORDER BY event_id LIMIT 3))::text",
+        "SELECT count(*)::text FROM fractality.replay_batch('planted', 5, seed => 2)",
+        "SELECT fractality.fold_priorities('planted')::text",
+        "SELECT count(*)::text FROM fractality.traverse(
+                (SELECT id FROM fractality.nodes WHERE node_key = 'a'
+                    AND user_id = fractality.current_user_id()), 3)",
+        "SELECT (fractality.thaw('a') IS NOT NULL)::text",
+        "SELECT fractality.freeze(fractality.thaw('a') || '{\"node_key\": \"a2\"}')::text",
+        "SELECT count(*)::text FROM fractality.search_nodes('first')",
+        "SELECT fractality.archive_old_events(0)::text",
+        "SELECT fractality.drop_replay_buffer('planted')::text",
+        "SELECT fractality.forget('a2')::text",
+    ] {
+        match c.query_one(call, &[]) {
+            Ok(row) => assert!(row.get::<_, Option<String>>(0).is_some(), "{call}: NULL"),
+            Err(e) => panic!("{call}: {e:?}"),
+        }
+    }
+    c.batch_execute("SET search_path = \"$user\"").unwrap();
     // pgvector moved to another schema: the calls look its schema up as they run (consensus
     // had it fixed in its SET clause at install, and failed after the move)
     c.batch_execute("CREATE SCHEMA moved; ALTER EXTENSION vector SET SCHEMA moved;")
         .unwrap();
     for call in &calls {
         let call = call.replace("::public.vector", "::moved.vector");
-        if let Err(e) = c.query_one(call.as_str(), &[]) {
-            panic!("after the move, {call}: {e:?}");
+        match c.query_one(call.as_str(), &[]) {
+            Ok(row) => assert!(row.get::<_, Option<String>>(0).is_some(), "{call}: NULL"),
+            Err(e) => panic!("after the move, {call}: {e:?}"),
         }
     }
     drop(c);
