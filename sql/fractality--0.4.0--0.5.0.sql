@@ -1319,13 +1319,13 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'remember_many_wrapper';
 CREATE FUNCTION fractality."remember_many"(
-	"node_keys" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
-	"contents" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"node_keys" TEXT[], /* :: std :: option :: Option < Array < '_, String > > */
+	"contents" TEXT[], /* :: std :: option :: Option < Array < '_, String > > */
 	"embeddings" vector[], /* Option < VectorArray < '_ > > */
 	"metadata" jsonb[] DEFAULT NULL, /* Option < crate :: jsonb :: JsonbArray > */
 	"model" TEXT DEFAULT 'default', /* Option < & str > */
 	"dedup_threshold" double precision DEFAULT 0.95, /* Option < f64 > */
-	"ttls" interval[] DEFAULT NULL /* :: std :: option :: Option < Vec < Option < Interval > > > */
+	"ttls" interval[] DEFAULT NULL /* :: std :: option :: Option < Array < '_, Interval > > */
 ) RETURNS TABLE (
 	"node_id" uuid,  /* Uuid */
 	"created" bool  /* bool */
@@ -1752,7 +1752,7 @@ AS 'MODULE_PATHNAME', 'sample_experiences_from_wrapper';
 CREATE FUNCTION fractality."update_priorities"(
 	"buffer" TEXT, /* Option < & str > */
 	"event_ids" bytea[], /* :: std :: option :: Option < Array < '_, & [u8] > > */
-	"priorities" double precision[] /* :: std :: option :: Option < Vec < Option < f64 > > > */
+	"priorities" double precision[] /* :: std :: option :: Option < Array < '_, f64 > > */
 ) RETURNS bigint /* i64 */
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -1760,8 +1760,8 @@ AS 'MODULE_PATHNAME', 'update_priorities_wrapper';
 CREATE FUNCTION fractality."update_priorities"(
 	"buffer" TEXT, /* Option < & str > */
 	"event_ids" bytea[], /* :: std :: option :: Option < Array < '_, & [u8] > > */
-	"priorities" double precision[], /* :: std :: option :: Option < Vec < Option < f64 > > > */
-	"event_timestamps" bigint[] /* :: std :: option :: Option < Vec < Option < i64 > > > */
+	"priorities" double precision[], /* :: std :: option :: Option < Array < '_, f64 > > */
+	"event_timestamps" bigint[] /* :: std :: option :: Option < Array < '_, i64 > > */
 ) RETURNS bigint /* i64 */
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -2103,7 +2103,7 @@ CREATE FUNCTION fractality."calculate_resonance"(
 LANGUAGE c AS 'MODULE_PATHNAME', 'calculate_resonance_wrapper';
 CREATE FUNCTION fractality."resonance_with"(
 	"node" uuid, /* Uuid */
-	"others" uuid[], /* Vec < Option < Uuid > > */
+	"others" uuid[], /* Array < '_, Uuid > */
 	"model" TEXT DEFAULT 'default' /* & str */
 ) RETURNS TABLE (
 	"node_id" uuid,  /* Uuid */

@@ -121,6 +121,11 @@ pub enum FractalityError {
     #[error("{context}: {detail}")]
     TooLarge { context: String, detail: String },
 
+    /// 54000 program_limit_exceeded: a result a call would hold in the process's own memory
+    /// (beyond PostgreSQL's memory contexts) past its bound, with how to ask for less.
+    #[error("{what}")]
+    Limit { what: String, hint: &'static str },
+
     /// 23505 unique_violation: an event id given twice or already stored (whatever the timestamp).
     #[error("duplicate event (timestamp {timestamp}, event_id {event_id}): {detail}")]
     DuplicateEvent {
@@ -154,7 +159,9 @@ impl FractalityError {
                 PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION
             }
             FractalityError::DuplicateEvent { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
-            FractalityError::TooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            FractalityError::TooLarge { .. } | FractalityError::Limit { .. } => {
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED
+            }
             FractalityError::UnknownModel(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             FractalityError::NotInBuffer { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::Overflow(_) => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
@@ -205,6 +212,7 @@ impl FractalityError {
             FractalityError::DuplicateEvent { .. } => Some(
                 "An event id is written once, whatever its timestamp; nothing of the batch was written.",
             ),
+            FractalityError::Limit { hint, .. } => Some(hint),
             FractalityError::TooLarge { .. } => Some(
                 "A JSON document read whole (an event, a memory, a metadata object, a batch that is not an array) holds at most 8 000 000 values; a batch of events is read element by element. Nothing was written.",
             ),
@@ -331,6 +339,37 @@ pub fn count_in_range(
     } else {
         Err(FractalityError::invalid(name, value, hint))
     }
+}
+
+/// The most elements an array argument may hold: what a call copies out of one is the process's
+/// own memory, beyond PostgreSQL's memory contexts (a NULL element of a 17 MB array takes 24
+/// bytes of it), where a failed allocation ends the server, not the statement.
+pub const MAX_ELEMENTS: usize = 1_000_000;
+
+/// An array argument of `n` elements: 22023 above [`MAX_ELEMENTS`], before any is copied out
+/// (taken as pgrx's lazy `Array`, not as a `Vec`, which pgrx fills before the function runs).
+pub fn check_elements(name: &'static str, n: usize) -> Result<(), FractalityError> {
+    if n > MAX_ELEMENTS {
+        return Err(FractalityError::invalid(
+            name,
+            format!("an array of {n} elements"),
+            "An array argument holds at most 1 000 000 elements: split the call into calls of that size or less.",
+        ));
+    }
+    Ok(())
+}
+
+/// The elements of the array argument `name` (a NULL element as None), at most
+/// [`MAX_ELEMENTS`], counted before any is read.
+pub fn elements<'a, T>(
+    name: &'static str,
+    array: &'a pgrx::datum::Array<'_, T>,
+) -> Vec<Option<T::As<'a>>>
+where
+    T: pgrx::datum::UnboxDatum,
+{
+    check_elements(name, array.len()).unwrap_or_report();
+    array.iter().collect()
 }
 
 /// An argument of a function that is not strict (it has other arguments where NULL means

@@ -525,25 +525,33 @@ impl JsonbArray {
                 ));
             }
             let mut items = Vec::new();
-            for (i, d) in crate::vector::varlena_elements(arr, pg_sys::JSONBOID)
+            // the values of every element together, as a batch's metadata (json::LIMITS)
+            let mut left = crate::json::MAX_BATCH_VALUES;
+            for (i, d) in crate::vector::varlena_elements("metadata", arr, pg_sys::JSONBOID)?
                 .into_iter()
                 .enumerate()
             {
                 items.push(match d {
                     None => None,
-                    Some(d) => Some(crate::json::parse(&jsonb_datum_text(d)).map_err(|e| {
-                        if crate::json::is_too_large(&e) {
-                            return crate::json::too_large(format!(
-                                "metadata, element {} of the array",
-                                i + 1
-                            ));
-                        }
-                        FractalityError::invalid(
-                            "metadata",
-                            format!("element {} of the array: {e}", i + 1),
-                            SERDE_READS,
-                        )
-                    })?),
+                    Some(d) => Some({
+                        let cap = left.min(crate::json::MAX_VALUES);
+                        let v =
+                            crate::json::parse_within(&jsonb_datum_text(d), cap).map_err(|e| {
+                                if crate::json::is_too_large(&e) {
+                                    return crate::json::too_large(format!(
+                                        "metadata, element {} of the array",
+                                        i + 1
+                                    ));
+                                }
+                                FractalityError::invalid(
+                                    "metadata",
+                                    format!("element {} of the array: {e}", i + 1),
+                                    SERDE_READS,
+                                )
+                            })?;
+                        left -= crate::json::count(&v).min(left);
+                        v
+                    }),
                 });
             }
             Ok(JsonbArray(items))

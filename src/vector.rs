@@ -346,7 +346,7 @@ impl<'a> VectorArray<'a> {
                     "Pass a one-dimensional array of vectors, one per memory.",
                 ));
             }
-            let items = varlena_elements(arr, elem)
+            let items = varlena_elements("embeddings", arr, elem)?
                 .into_iter()
                 .map(|d| d.map(|d| Vector::from_datum_ref(d)).transpose())
                 .collect::<Result<_, _>>()?;
@@ -356,15 +356,21 @@ impl<'a> VectorArray<'a> {
 }
 
 /// The elements of a detoasted array of a varlena type aligned on 4 bytes (vector, jsonb), in
-/// order, a NULL element as None.
+/// order, a NULL element as None; 22023 naming the argument `name` past
+/// [`crate::errors::MAX_ELEMENTS`], before any is copied out.
 ///
 /// # Safety
 /// `arr` is a detoasted array whose elements are of type `elem`, valid while the datums are used.
 pub(crate) unsafe fn varlena_elements(
+    name: &'static str,
     arr: *mut pg_sys::ArrayType,
     elem: pg_sys::Oid,
-) -> Vec<Option<pg_sys::Datum>> {
+) -> Result<Vec<Option<pg_sys::Datum>>, FractalityError> {
     unsafe {
+        // ARR_DIMS: the dimensions follow the header
+        let dims = (arr as *const u8).add(std::mem::size_of::<pg_sys::ArrayType>()) as *mut i32;
+        let count = pg_sys::ArrayGetNItems((*arr).ndim, dims);
+        crate::errors::check_elements(name, count.max(0) as usize)?;
         let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
         let mut nulls: *mut bool = std::ptr::null_mut();
         let mut n: i32 = 0;
@@ -379,9 +385,9 @@ pub(crate) unsafe fn varlena_elements(
             &mut nulls,
             &mut n,
         );
-        (0..n.max(0) as usize)
+        Ok((0..n.max(0) as usize)
             .map(|i| (!*nulls.add(i)).then(|| *elems.add(i)))
-            .collect()
+            .collect())
     }
 }
 

@@ -162,8 +162,8 @@ fn write_event(
     step_number: Option<i32>,
     event_type: Option<i16>,
     flags: Option<i16>,
-    state: Option<Vec<Option<f32>>>,
-    action: Option<Vec<Option<f32>>>,
+    state: Option<Array<'_, f32>>,
+    action: Option<Array<'_, f32>>,
     adna_version_hash: Option<i32>,
     sequence_number: Option<i32>,
     reward_homeostasis: default!(Option<f32>, 0.0),
@@ -174,8 +174,8 @@ fn write_event(
 ) {
     crate::errors::writer(c"write_event");
     let id = required("event_id", event_id);
-    let state = required("state", state);
-    let action = required("action", action);
+    let state = crate::errors::elements("state", &required("state", state));
+    let action = crate::errors::elements("action", &required("action", action));
     let rewards = [
         reward_homeostasis,
         reward_curiosity,

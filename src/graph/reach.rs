@@ -15,6 +15,10 @@ const PATH_BATCH: usize = 128;
 const AHEAD_FRONTIER: usize = 16;
 /// ... when they hold fewer edges than this.
 const AHEAD_BUDGET: i64 = 256;
+/// The most node ids `traverse`'s paths hold together (16 bytes each, 512 MB): its rows are
+/// built in the process's own memory, beyond PostgreSQL's memory contexts, where a failed
+/// allocation ends the server. A walk of 100 levels reaching 2 000 000 nodes would ask for 3 GB.
+pub const MAX_PATH_IDS: usize = 32_000_000;
 
 /// `fetch` for a walk: the answer of `query`, or no edges once one query has failed (the walk
 /// then ends, and the caller returns the error it keeps in `failed`).
@@ -72,6 +76,17 @@ pub(super) fn walk_from(
     });
     if let Some(e) = failed {
         return Err(e);
+    }
+    // every node reached is returned with its whole path, built here in the process's memory
+    let path_ids: usize = visits.iter().map(|v| v.depth + 1).sum();
+    if path_ids > MAX_PATH_IDS {
+        return Err(FractalityError::Limit {
+            what: format!(
+                "traverse from {root}: {} nodes reached, whose paths hold {path_ids} ids together (at most {MAX_PATH_IDS})",
+                visits.len()
+            ),
+            hint: "traverse returns every node reached with its whole path: walk less deep (max_depth), or from a node with fewer descendants.",
+        });
     }
     let mut ids: Vec<Uuid> = visits.iter().map(|v| v.node).collect();
     ids.sort_unstable();

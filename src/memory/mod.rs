@@ -113,16 +113,19 @@ fn remember_many(
 #[pg_extern(volatile, parallel_unsafe, name = "remember_many")]
 #[allow(clippy::too_many_arguments)] // the SQL function's parameters
 fn remember_many_arrays(
-    node_keys: Option<Vec<Option<String>>>,
-    contents: Option<Vec<Option<String>>>,
+    node_keys: Option<Array<'_, String>>,
+    contents: Option<Array<'_, String>>,
     embeddings: Option<VectorArray<'_>>,
     metadata: default!(Option<crate::jsonb::JsonbArray>, "NULL"),
     model: default!(Option<&str>, "'default'"),
     dedup_threshold: default!(Option<f64>, 0.95),
-    ttls: default!(Option<Vec<Option<Interval>>>, "NULL"),
+    ttls: default!(Option<Array<'_, Interval>>, "NULL"),
 ) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {
     crate::errors::writer(c"remember_many");
-    let contents = required("contents", contents);
+    // each array counted before any element is copied out (crate::errors::MAX_ELEMENTS)
+    let node_keys = node_keys.map(|a| crate::errors::elements("node_keys", &a));
+    let contents = crate::errors::elements("contents", &required("contents", contents));
+    let ttls = ttls.map(|a| crate::errors::elements("ttls", &a));
     let embeddings = required("embeddings", embeddings)
         .into_items()
         .into_iter()

@@ -191,15 +191,16 @@ pub fn sample(
 pub(super) fn write_back(
     buffer: Option<&str>,
     event_ids: Option<Array<'_, &[u8]>>,
-    priorities: Option<Vec<Option<f64>>>,
+    priorities: Option<Array<'_, f64>>,
     timestamps: Option<Vec<Option<i64>>>,
 ) -> i64 {
     let name = required("buffer", buffer);
-    let ids: Vec<Option<Vec<u8>>> = required("event_ids", event_ids)
-        .iter()
-        .map(|b| b.map(<[u8]>::to_vec))
-        .collect();
-    let ps = required("priorities", priorities);
+    let ids: Vec<Option<Vec<u8>>> =
+        crate::errors::elements("event_ids", &required("event_ids", event_ids))
+            .into_iter()
+            .map(|b| b.map(<[u8]>::to_vec))
+            .collect();
+    let ps = crate::errors::elements("priorities", &required("priorities", priorities));
     let one_per_id = |name, n: usize, what: &str, hint| {
         if n != ids.len() {
             FractalityError::invalid(

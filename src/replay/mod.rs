@@ -229,7 +229,7 @@ fn sample_experiences_from(
 fn update_priorities(
     buffer: Option<&str>,
     event_ids: Option<Array<'_, &[u8]>>,
-    priorities: Option<Vec<Option<f64>>>,
+    priorities: Option<Array<'_, f64>>,
 ) -> i64 {
     crate::errors::writer(c"update_priorities");
     write_back(buffer, event_ids, priorities, None)
@@ -242,11 +242,14 @@ fn update_priorities(
 fn update_priorities_at(
     buffer: Option<&str>,
     event_ids: Option<Array<'_, &[u8]>>,
-    priorities: Option<Vec<Option<f64>>>,
-    event_timestamps: Option<Vec<Option<i64>>>,
+    priorities: Option<Array<'_, f64>>,
+    event_timestamps: Option<Array<'_, i64>>,
 ) -> i64 {
     crate::errors::writer(c"update_priorities");
-    let ts = required("event_timestamps", event_timestamps);
+    let ts = crate::errors::elements(
+        "event_timestamps",
+        &required("event_timestamps", event_timestamps),
+    );
     write_back(buffer, event_ids, priorities, Some(ts))
 }
 

@@ -373,12 +373,19 @@ pub fn batch(
     ids: Vec<Vec<u8>>,
     within_us: i64,
 ) -> Result<HashMap<usize, Joined>, FractalityError> {
-    spi::some_rows(
+    // the rows are held in the process's own memory until they are returned: at most
+    // BATCH_BYTES of them (the draws are with replacement, so one event of large metadata can
+    // come back a million times)
+    let mut held = 0usize;
+    let rows: HashMap<usize, Joined> = spi::some_rows(
         &BATCH,
         &[ts.into(), ids.into(), within_us.into()],
         true,
         |r| {
-            Some((
+            if held > BATCH_BYTES {
+                return None;
+            }
+            let row = (
                 r.get::<i64>(1)? as usize,
                 (
                     r.get::<i64>(2)?,
@@ -398,10 +405,30 @@ pub fn batch(
                     r.get::<String>(14),
                     r.get::<crate::jsonb::JsonbText>(15),
                 ),
-            ))
+            );
+            let j = &row.1;
+            held += 256
+                + 4 * (j.3.len() + j.4.len() + j.6.as_ref().map_or(0, Vec::len))
+                + j.7.as_ref().map_or(0, String::len)
+                + j.8.as_ref().map_or(0, String::len)
+                + j.9.as_ref().map_or(0, |p| p.0.len());
+            Some(row)
         },
-    )
+    )?;
+    if held > BATCH_BYTES {
+        return Err(FractalityError::Limit {
+            what: format!(
+                "replay_batch: the {} draws' events and metadata hold more than {BATCH_BYTES} bytes",
+                rows.len()
+            ),
+            hint: "Draw fewer events a call (n): a batch is held whole before it is returned, and each draw carries its event's metadata.",
+        });
+    }
+    Ok(rows)
 }
+
+/// The most bytes of events and metadata [`batch`] holds (1 GiB).
+const BATCH_BYTES: usize = 1 << 30;
 
 /// The writers of events held off until the transaction ends (a backfill's): 55000 at an
 /// isolation level whose snapshot predates the lock, which would not see an event committed

@@ -192,7 +192,7 @@ fn similarities(
 #[allow(clippy::type_complexity)] // the table pgrx declares
 fn resonance_with(
     node: Uuid,
-    others: Vec<Option<Uuid>>,
+    others: Array<'_, Uuid>,
     model: default!(&str, "'default'"),
 ) -> TableIterator<
     'static,
@@ -204,7 +204,7 @@ fn resonance_with(
         name!(resonance, Option<f64>),
     ),
 > {
-    let others: Vec<Uuid> = others
+    let others: Vec<Uuid> = crate::errors::elements("others", &others)
         .into_iter()
         .map(|o| required("an element of others", o))
         .collect();

@@ -906,3 +906,118 @@ fn a_dimension_rolled_back_to_a_savepoint_is_not_kept() {
     )
     .unwrap();
 }
+
+/// An array argument of more than 1 000 000 elements is refused (22023, naming the argument and
+/// its length) before its elements are copied out: pgrx copied every element of an array
+/// argument into the process's own memory before the function ran (24 bytes for a NULL
+/// element, 1 bit of input), so `array_fill(NULL::text, ARRAY[134217727])`, 17 MB, asked for
+/// 3 GB beyond PostgreSQL's memory contexts. Nothing is written.
+#[test]
+fn arrays_past_a_million_elements_are_refused_before_they_are_read() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = common::db();
+    c.batch_execute(
+        "SET fractality.user_id = 'bad1bad1-0000-4000-8000-000000000003';
+         SELECT fractality.upsert_node('arr-src', 'arr', '{}', 0.5, array_fill(0.05, ARRAY[384])::vector);
+         SELECT fractality.create_replay_buffer('arrays_cap');",
+    )
+    .unwrap();
+    let big = "array_fill(NULL::{t}, ARRAY[1000001])";
+    let of = |t: &str| big.replace("{t}", t);
+    let v = "array_fill(0.05, ARRAY[384])::vector";
+    for (call, arg) in [
+        (
+            format!(
+                "SELECT count(*) FROM fractality.resonance_with(
+                    (SELECT id FROM fractality.nodes WHERE node_key = 'arr-src'), {})",
+                of("uuid")
+            ),
+            "others",
+        ),
+        (
+            format!(
+                "SELECT count(*) FROM fractality.remember_many({}, ARRAY['x'], ARRAY[{v}])",
+                of("text")
+            ),
+            "node_keys",
+        ),
+        (
+            format!(
+                "SELECT count(*) FROM fractality.remember_many(NULL, {}, ARRAY[{v}])",
+                of("text")
+            ),
+            "contents",
+        ),
+        (
+            format!(
+                "SELECT count(*) FROM fractality.remember_many(NULL, ARRAY['x'], {})",
+                of("vector")
+            ),
+            "embeddings",
+        ),
+        (
+            format!(
+                "SELECT count(*) FROM fractality.remember_many(NULL, ARRAY['x'], ARRAY[{v}], {})",
+                of("jsonb")
+            ),
+            "metadata",
+        ),
+        (
+            format!(
+                "SELECT count(*) FROM fractality.remember_many(NULL, ARRAY['x'], ARRAY[{v}],
+                    ttls => {})",
+                of("interval")
+            ),
+            "ttls",
+        ),
+        (
+            format!(
+                "SELECT fractality.update_priorities('arrays_cap', {}, ARRAY[1]::float8[])",
+                of("bytea")
+            ),
+            "event_ids",
+        ),
+        (
+            format!(
+                "SELECT fractality.update_priorities('arrays_cap', ARRAY['\\x00'::bytea], {})",
+                of("float8")
+            ),
+            "priorities",
+        ),
+        (
+            format!(
+                "SELECT fractality.update_priorities('arrays_cap', ARRAY['\\x00'::bytea],
+                    ARRAY[1]::float8[], {})",
+                of("bigint")
+            ),
+            "event_timestamps",
+        ),
+        (
+            format!(
+                "SELECT fractality.write_event('\\x00000000000000000000000000000001', 1, 1, 1, 1::smallint,
+                    0::smallint, {}, array_fill(0, ARRAY[8])::real[], 1, 1)",
+                of("real")
+            ),
+            "state",
+        ),
+    ] {
+        let err = c.query_one(call.as_str(), &[]).unwrap_err();
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{call}: {err}"));
+        assert_eq!(common::sqlstate(&err), "22023", "{call}: {err}");
+        assert_eq!(
+            db.message(),
+            format!("invalid value for {arg}: an array of 1000001 elements"),
+            "{call}"
+        );
+    }
+    let written: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 1, "only arr-src");
+    c.batch_execute("SELECT fractality.drop_replay_buffer('arrays_cap')")
+        .unwrap();
+}

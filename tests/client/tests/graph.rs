@@ -615,3 +615,65 @@ fn freeze_takes_back_what_thaw_gives_and_checks_its_model() {
         .message()
         .contains("no_such_model"));
 }
+
+/// A walk whose rows would hold more than 32 000 000 node ids in their paths together is refused
+/// (54000) before they are built: traverse builds every row, with its whole path, in the
+/// process's own memory, where a failed allocation ends the server (a chain of 100 levels fanning
+/// out to 2 000 000 nodes asked for 3 GB). Here a chain of 99 nodes and 320 000 leaves at depth
+/// 100: 32.3 million ids. One level less deep, the same walk is answered.
+#[test]
+fn a_walk_past_its_path_budget_is_refused() {
+    // a database of its own, dropped at the end (deleting 320 000 nodes one cascade at a time
+    // would take longer than the rest of the test); built without the foreign keys' triggers
+    // (session_replication_role), which the rows satisfy by construction, nor the full-text
+    // index's (the walk does not read it)
+    let db = "fractality_path_budget";
+    let mut c = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    c.batch_execute(
+        "SET fractality.user_id = 'c0000000-0000-4000-8000-000000000001';
+         SET session_replication_role = replica;
+         ALTER TABLE fractality.nodes DISABLE TRIGGER nodes_text_insert;
+         INSERT INTO fractality.nodes (user_id, node_key)
+         SELECT fractality.current_user_id(), 'chain-' || i FROM generate_series(0, 99) i;
+         INSERT INTO fractality.nodes (user_id, node_key)
+         SELECT fractality.current_user_id(), 'leaf-' || i FROM generate_series(1, 320000) i;
+         INSERT INTO fractality.edges (user_id, from_node, to_node)
+         SELECT a.user_id, a.id, b.id
+           FROM generate_series(0, 98) i
+           JOIN fractality.nodes a ON a.node_key = 'chain-' || i
+           JOIN fractality.nodes b ON b.node_key = 'chain-' || (i + 1);
+         INSERT INTO fractality.edges (user_id, from_node, to_node)
+         SELECT a.user_id, a.id, b.id
+           FROM fractality.nodes a, fractality.nodes b
+          WHERE a.node_key = 'chain-99' AND b.node_key LIKE 'leaf-%';
+         SET session_replication_role = origin;
+         ANALYZE fractality.nodes, fractality.edges;",
+    )
+    .unwrap();
+    let root: Uuid = c
+        .query_one(
+            "SELECT id FROM fractality.nodes WHERE node_key = 'chain-0'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let err = c
+        .query_one(
+            "SELECT count(*) FROM fractality.traverse($1, 100)",
+            &[&root],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "54000", "{err}");
+    let msg = err.as_db_error().unwrap().message().to_string();
+    assert!(
+        msg.contains("320100 nodes reached") && msg.contains("32325050 ids"),
+        "{msg}"
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM fractality.traverse($1, 99)", &[&root])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 100);
+    drop(c);
+    common::drop_db(db);
+}
