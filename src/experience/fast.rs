@@ -25,6 +25,8 @@ pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityE
     super::event::check_batch_size(n)?;
     let mut out = Vec::with_capacity(n);
     let mut failed = None;
+    // the metadata the batch keeps, held to json::MAX_BATCH_VALUES together as the text reader's
+    let mut kept = 0usize;
     jsonb::elements(&root, |i, item| {
         if failed.is_some() {
             return;
@@ -36,7 +38,17 @@ pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityE
                 .and_then(|v| parse_event(&format!("write_events: element {i}"), &v)),
         };
         match event {
-            Ok(e) => out.push(e),
+            Ok(e) => {
+                kept += e
+                    .metadata
+                    .as_ref()
+                    .map_or(0, |m| crate::json::count(&m.parameters));
+                if kept > crate::json::MAX_BATCH_VALUES {
+                    failed = Some(crate::json::too_large(format!("write_events: element {i}")));
+                    return;
+                }
+                out.push(e)
+            }
             Err(e) => failed = Some(e),
         }
     });

@@ -273,6 +273,8 @@ pub fn parse_memories_jsonb(
     }
     let mut out = Vec::new();
     let mut failed = None;
+    // the metadata the batch keeps, held to json::MAX_BATCH_VALUES together
+    let mut kept = 0usize;
     jsonb::elements(&root, |i, item| {
         if failed.is_some() {
             return;
@@ -281,7 +283,17 @@ pub fn parse_memories_jsonb(
             .map(Ok)
             .unwrap_or_else(|| item.to_serde().and_then(|v| parse_memory(i, &v)))
         {
-            Ok(m) => out.push(m),
+            Ok(m) => {
+                kept += crate::json::count(&m.0.metadata);
+                if kept > crate::json::MAX_BATCH_VALUES {
+                    failed = Some(crate::json::too_large(format!(
+                        "memories, element {}",
+                        i + 1
+                    )));
+                    return;
+                }
+                out.push(m)
+            }
             Err(e) => failed = Some(e),
         }
     });
