@@ -521,6 +521,9 @@ fn freeze(node: crate::jsonb::JsonValue, fcinfo: pg_sys::FunctionCallInfo) -> Uu
 
 // ---- full-text search ------------------------------------------------------------------------
 
+/// The most results `search_nodes` returns, as `recall`'s k.
+const MAX_SEARCH_K: i32 = 1000;
+
 /// Full-text search over the nodes' labels and descriptions (`metadata->>'description'`), with
 /// web-search syntax ("quoted phrases", or, -not), through the GIN index of `fractality.node_text`
 /// (`fractality.node_search(label, metadata)`, kept by triggers); the `k` best by ts_rank_cd. Searches the session's
@@ -542,6 +545,10 @@ fn search_nodes(
 > {
     if k < 1 {
         FractalityError::invalid("k", k, "Ask for at least 1 result.").report();
+    }
+    if k > MAX_SEARCH_K {
+        // the rows are held in the process's own memory until returned (labels whole)
+        FractalityError::invalid("k", k, "Ask for at most 1000 results.").report();
     }
     TableIterator::new(spi::connect(|| store::search(query, k as i64)).unwrap_or_report())
 }

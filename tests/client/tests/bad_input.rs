@@ -1010,6 +1010,22 @@ fn arrays_past_a_million_elements_are_refused_before_they_are_read() {
             "{call}"
         );
     }
+    // search_nodes holds its rows (labels whole) until it returns them: at most 1000
+    let err = c
+        .query_one(
+            "SELECT count(*) FROM fractality.search_nodes('arr', 1001)",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+    let found: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.search_nodes('arr', 1000)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1);
     let written: i64 = c
         .query_one(
             "SELECT count(*) FROM fractality.nodes WHERE user_id = fractality.current_user_id()",
