@@ -31,18 +31,17 @@ pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityE
         if failed.is_some() {
             return;
         }
-        let event = match event_from_jsonb(&item) {
+        // with the values of its metadata document, counted as the text reader counts them
+        let event = match event_from_jsonb_counted(&item) {
             Some(e) => Ok(e),
-            None => item
-                .to_serde()
-                .and_then(|v| parse_event(&format!("write_events: element {i}"), &v)),
+            None => item.to_serde().and_then(|v| {
+                let n = v.get("metadata").map_or(0, crate::json::count);
+                parse_event(&format!("write_events: element {i}"), &v).map(|e| (e, n))
+            }),
         };
         match event {
-            Ok(e) => {
-                kept += e
-                    .metadata
-                    .as_ref()
-                    .map_or(0, |m| crate::json::count(&m.parameters));
+            Ok((e, n)) => {
+                kept += n;
                 if kept > crate::json::MAX_BATCH_VALUES {
                     failed = Some(crate::json::too_large(format!("write_events: element {i}")));
                     return;
@@ -180,21 +179,31 @@ impl Fields {
 /// anything else (the caller then asks [`parse_event`], which accepts or explains it). Where it
 /// returns an event, parse_event returns the same one.
 pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<Event> {
+    event_from_jsonb_counted(item).map(|(e, _)| e)
+}
+
+/// [`event_from_jsonb`], with the JSON values of its metadata member as the text reader counts
+/// them (1 for a null one, 0 without one).
+fn event_from_jsonb_counted(item: &jsonb::Value<'_>) -> Option<(Event, usize)> {
     let mut f = Fields::new();
+    let mut metadata = 0;
     let ok = jsonb::pairs(item, |key, v| {
         match field_slot(key).and_then(|s| f.claim(s)) {
             Some(0) => v.as_str().is_some_and(|t| f.id(t)),
             Some(slot @ 1..=7) => v.as_i64().is_some_and(|n| f.int(slot, n)),
             Some(slot @ 8..=27) => v.as_f64().is_some_and(|x| f.real(slot, x)),
             // metadata: only a null one is taken here
-            Some(_) => matches!(v, jsonb::Value::Null),
+            Some(_) => {
+                metadata = 1;
+                matches!(v, jsonb::Value::Null)
+            }
             None => false,
         }
     });
     if !ok {
         return None;
     }
-    f.finish(None)
+    f.finish(None).map(|e| (e, metadata))
 }
 
 // ---- JSON text: serde straight into events ----------------------------------------------------

@@ -19,6 +19,12 @@ const AHEAD_BUDGET: i64 = 256;
 /// built in the process's own memory, beyond PostgreSQL's memory contexts, where a failed
 /// allocation ends the server. A walk of 100 levels reaching 2 000 000 nodes would ask for 3 GB.
 pub const MAX_PATH_IDS: usize = 32_000_000;
+/// The most edges a walk reads (each about 40 bytes as read, and a node of the walk, about 100
+/// more, for each new node it reaches): a wide walk's memory, which the paths' bound does not
+/// hold when the paths are short.
+pub const MAX_EDGES: i64 = 4_000_000;
+/// The hint of both.
+const TOO_WIDE: &str = "traverse returns every node reached with its whole path: walk less deep (max_depth), or from a node with fewer descendants.";
 
 /// `fetch` for a walk: the answer of `query`, or no edges once one query has failed (the walk
 /// then ends, and the caller returns the error it keeps in `failed`).
@@ -50,6 +56,8 @@ pub(super) fn walk_from(
     let mut ahead: Option<Ahead<Uuid>> = None;
     let mut overflowed = false;
     let mut level = 0;
+    // the edges the walk may read in all (each a node it may reach)
+    let mut edges_left = MAX_EDGES;
     let visits = breadth_first(root, depth, |frontier| {
         level += 1;
         or_stop(&mut failed, || {
@@ -63,6 +71,7 @@ pub(super) fn walk_from(
             let steps = (depth + 1 - level) as i32;
             if !overflowed && steps > 1 && ids.len() <= AHEAD_FRONTIER {
                 let rows = store::edges_ahead(ids.clone(), relationship, steps, AHEAD_BUDGET)?;
+                edges_left -= rows.len() as i64;
                 if (rows.len() as i64) < AHEAD_BUDGET {
                     let known = Ahead::new(&ids, &rows, steps);
                     let edges = known.edges(frontier).unwrap_or_default();
@@ -71,7 +80,17 @@ pub(super) fn walk_from(
                 }
                 overflowed = true;
             }
-            store::level_edges(ids, relationship)
+            let edges = store::level_edges(ids, relationship, edges_left.max(0) + 1)?;
+            edges_left -= edges.len() as i64;
+            if edges_left < 0 {
+                return Err(FractalityError::Limit {
+                    what: format!(
+                        "traverse from {root}: more than {MAX_EDGES} edges to read by depth {level}"
+                    ),
+                    hint: TOO_WIDE,
+                });
+            }
+            Ok(edges)
         })
     });
     if let Some(e) = failed {
@@ -85,7 +104,7 @@ pub(super) fn walk_from(
                 "traverse from {root}: {} nodes reached, whose paths hold {path_ids} ids together (at most {MAX_PATH_IDS})",
                 visits.len()
             ),
-            hint: "traverse returns every node reached with its whole path: walk less deep (max_depth), or from a node with fewer descendants.",
+            hint: TOO_WIDE,
         });
     }
     let mut ids: Vec<Uuid> = visits.iter().map(|v| v.node).collect();

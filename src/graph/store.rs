@@ -35,7 +35,7 @@ const SET_ENERGY: Query<'static> = query!("graph_set_energy", [UUIDOID, UUIDOID,
 const SET_EXPIRY: Query<'static> = query!("graph_set_expiry", [UUIDOID, UUIDOID, TEXTOID]);
 const CHILDREN: Query<'static> = query!("graph_children", [UUIDOID, TEXTOID]);
 const PARENTS: Query<'static> = query!("graph_parents", [UUIDOID, TEXTOID]);
-const LEVEL_EDGES: Query<'static> = query!("graph_level_edges", [UUIDARRAYOID, TEXTOID]);
+const LEVEL_EDGES: Query<'static> = query!("graph_level_edges", [UUIDARRAYOID, TEXTOID, INT8OID]);
 const EDGES_AHEAD: Query<'static> = query!(
     "graph_edges_ahead",
     [UUIDARRAYOID, TEXTOID, INT4OID, INT8OID]
@@ -218,10 +218,11 @@ fn edge_row(r: &spi::Row) -> Option<(Uuid, Uuid, f64)> {
 pub fn level_edges(
     frontier: Vec<Uuid>,
     rel: &str,
+    limit: i64,
 ) -> Result<Vec<(Uuid, Uuid, f64)>, FractalityError> {
     spi::some_rows(
         &LEVEL_EDGES,
-        &[UuidArray(frontier).into(), rel.into()],
+        &[UuidArray(frontier).into(), rel.into(), limit.into()],
         true,
         edge_row,
     )

@@ -376,6 +376,7 @@ pub fn batch(
     // the rows are held in the process's own memory until they are returned: at most
     // BATCH_BYTES of them (the draws are with replacement, so one event of large metadata can
     // come back a million times)
+    let draws = ts.len();
     let mut held = 0usize;
     let rows: HashMap<usize, Joined> = spi::some_rows(
         &BATCH,
@@ -408,7 +409,7 @@ pub fn batch(
             );
             let j = &row.1;
             held += 256
-                + 4 * (j.3.len() + j.4.len() + j.6.as_ref().map_or(0, Vec::len))
+                + 8 * (j.3.len() + j.4.len() + j.6.as_ref().map_or(0, Vec::len))
                 + j.7.as_ref().map_or(0, String::len)
                 + j.8.as_ref().map_or(0, String::len)
                 + j.9.as_ref().map_or(0, |p| p.0.len());
@@ -418,8 +419,7 @@ pub fn batch(
     if held > BATCH_BYTES {
         return Err(FractalityError::Limit {
             what: format!(
-                "replay_batch: the {} draws' events and metadata hold more than {BATCH_BYTES} bytes",
-                rows.len()
+                "replay_batch of {draws} draws: their events and metadata hold more than {BATCH_BYTES} bytes"
             ),
             hint: "Draw fewer events a call (n): a batch is held whole before it is returned, and each draw carries its event's metadata.",
         });

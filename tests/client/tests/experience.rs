@@ -754,6 +754,31 @@ fn replay_a_tree_grown_by_several_levels_at_once_draws_every_item() {
     );
 }
 
+/// Three events of episode 98 and policy version `policy` (steps 0-2, timestamps from `ts0`, ids
+/// from `id0`), written; their ids in id order.
+fn three_events_of_policy(c: &mut Client, policy: i32, ts0: i64, id0: u128) -> Vec<Vec<u8>> {
+    let events = Value::Array(
+        (0..3)
+            .map(|i| {
+                let mut e = event(ts0 + i, id0 + i as u128, 98, i as i32, 5.0);
+                e["adna_version_hash"] = json!(policy);
+                e
+            })
+            .collect(),
+    );
+    c.query_one("SELECT fractality.write_events($1)", &[&events])
+        .unwrap();
+    c.query(
+        "SELECT event_id FROM fractality.experience_events WHERE adna_version_hash = $1
+          ORDER BY event_id",
+        &[&policy],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 /// A priority whose power the sum tree could not hold is refused (22023), nothing written; one
 /// it can hold is taken. The 0.4.0 sampler refuses an alpha whose powers overflow (22003).
 #[test]
@@ -764,30 +789,7 @@ fn replay_priorities_past_what_the_tree_holds_are_refused() {
         "SELECT fractality.create_replay_buffer('steep', alpha => 10, policy_version => 4343)",
     )
     .unwrap();
-    let events = Value::Array(
-        (0..3)
-            .map(|i| {
-                let mut e = event(
-                    9_800_000_000 + i,
-                    0x98_0000_0000 + i as u128,
-                    98,
-                    i as i32,
-                    5.0,
-                );
-                e["adna_version_hash"] = json!(4343);
-                e
-            })
-            .collect(),
-    );
-    c.query_one("SELECT fractality.write_events($1)", &[&events])
-        .unwrap();
-    let id: Vec<u8> = c
-        .query_one(
-            "SELECT event_id FROM fractality.experience_events WHERE adna_version_hash = 4343 LIMIT 1",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let id = three_events_of_policy(&mut c, 4343, 9_800_000_000, 0x98_0000_0000).remove(0);
     let pending = |c: &mut Client| -> i64 {
         c.query_one(
             "SELECT pending FROM fractality.replay_buffers WHERE name = 'steep'",
@@ -847,33 +849,7 @@ fn replay_a_priority_written_far_down_is_drawn_by_what_is_left() {
                                                 capacity => 1000, policy_version => 4344)",
     )
     .unwrap();
-    let events = Value::Array(
-        (0..3)
-            .map(|i| {
-                let mut e = event(
-                    9_810_000_000 + i,
-                    0x98_1000_0000 + i as u128,
-                    98,
-                    i as i32,
-                    5.0,
-                );
-                e["adna_version_hash"] = json!(4344);
-                e
-            })
-            .collect(),
-    );
-    c.query_one("SELECT fractality.write_events($1)", &[&events])
-        .unwrap();
-    let ids: Vec<Vec<u8>> = c
-        .query(
-            "SELECT event_id FROM fractality.experience_events WHERE adna_version_hash = 4344
-              ORDER BY event_id",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids = three_events_of_policy(&mut c, 4344, 9_810_000_000, 0x98_1000_0000);
     assert_eq!(ids.len(), 3);
     c.query_one(
         "SELECT fractality.update_priorities('plunge', $1, ARRAY[1e17, 1, 1]::float8[])",
