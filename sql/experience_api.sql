@@ -86,7 +86,7 @@ BEGIN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid argument for high_reward_events: since_us %s, min_reward %s',
                              coalesce(since_us::text, 'NULL'), coalesce(min_reward::text, 'NULL')),
-            HINT = 'Pass a time in microseconds since the Unix epoch and a finite reward threshold.';
+            HINT = 'Pass a time in microseconds since the Unix epoch and a reward threshold (not NaN; -Infinity: every event).';
     END IF;
     IF "limit" IS NULL OR "limit" < 0 THEN
         RAISE invalid_parameter_value USING

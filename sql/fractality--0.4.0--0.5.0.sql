@@ -1746,7 +1746,7 @@ CREATE FUNCTION fractality."sample_experiences"(
 	"probability" double precision,  /* f64 */
 	"weight" double precision  /* f64 */
 )
-STABLE PARALLEL UNSAFE 
+VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'sample_experiences_from_wrapper';
 CREATE FUNCTION fractality."update_priorities"(
@@ -1799,7 +1799,7 @@ CREATE FUNCTION fractality."replay_batch"(
 	"probability" double precision,  /* f64 */
 	"weight" double precision  /* f64 */
 )
-STABLE PARALLEL UNSAFE
+VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'replay_batch_wrapper';
 
@@ -2341,7 +2341,7 @@ CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8, step 
     PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE fractality.discounted_return(float8, float8, integer) IS
-    'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward.';
+    'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward (a NULL reward adds nothing; its step keeps its number).';
 -- One pass over an episode's events: {steps, homeostasis, curiosity, efficiency, goal, discounted}
 -- (the discounted return by step number, as discounted_return(reward, gamma, step)). The engine of
 -- episode_returns: one transition per event instead of one per sum.
@@ -2365,7 +2365,7 @@ CREATE OR REPLACE AGGREGATE fractality.discounted_return(reward float8, gamma fl
     FINALFUNC = fractality.discounted_return_ffunc
 );
 COMMENT ON AGGREGATE fractality.discounted_return(float8, float8) IS
-    'Discounted return of the rewards in ORDER BY order: sum of gamma^k * reward_k. NULL rewards are skipped.';
+    'Discounted return of the rewards in ORDER BY order: sum of gamma^k * reward_k over the non-NULL rewards (a NULL reward is not a step: the next one takes its power of gamma).';
 -- reward_stats(x): (n, mean, stddev, min, max) by Welford, parallel through a combine step.
 CREATE OR REPLACE AGGREGATE fractality.reward_stats(float8) (
     SFUNC = fractality.reward_stats_sfunc,
@@ -2596,7 +2596,7 @@ BEGIN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid argument for high_reward_events: since_us %s, min_reward %s',
                              coalesce(since_us::text, 'NULL'), coalesce(min_reward::text, 'NULL')),
-            HINT = 'Pass a time in microseconds since the Unix epoch and a finite reward threshold.';
+            HINT = 'Pass a time in microseconds since the Unix epoch and a reward threshold (not NaN; -Infinity: every event).';
     END IF;
     IF "limit" IS NULL OR "limit" < 0 THEN
         RAISE invalid_parameter_value USING

@@ -13,7 +13,7 @@ CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8) (
     FINALFUNC = fractality.discounted_return_ffunc
 );
 COMMENT ON AGGREGATE fractality.discounted_return(float8, float8) IS
-    'Discounted return of the rewards in ORDER BY order: sum of gamma^k * reward_k. NULL rewards are skipped.';
+    'Discounted return of the rewards in ORDER BY order: sum of gamma^k * reward_k over the non-NULL rewards (a NULL reward is not a step: the next one takes its power of gamma).';
 
 -- discounted_return(reward, gamma, step): the same by step number, in any order (no sort):
 -- sum of gamma^(step - first step) * reward.
@@ -28,7 +28,7 @@ CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8, step 
     PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE fractality.discounted_return(float8, float8, integer) IS
-    'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward.';
+    'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward (a NULL reward adds nothing; its step keeps its number).';
 
 -- reward_stats(x): (n, mean, stddev, min, max) by Welford, parallel through a combine step.
 CREATE AGGREGATE fractality.reward_stats(float8) (

@@ -185,7 +185,9 @@ fn drop_replay_buffer(name: &str) -> bool {
 /// weights (N P(i))^-beta normalised by their maximum over the draw (`beta` defaults to the
 /// buffer's). Reproducible with a `seed` for the same contents and priorities. One block of the
 /// sum tree per level a draw: the cost grows with log N.
-#[pg_extern(stable, parallel_unsafe, name = "sample_experiences")]
+// VOLATILE, as the 0.4.0 form: a draw without a seed is random, and the session keeps where it
+// drew each event (update_priorities looks there first)
+#[pg_extern(volatile, parallel_unsafe, name = "sample_experiences")]
 #[allow(clippy::type_complexity)] // the table pgrx declares
 fn sample_experiences_from(
     buffer: Option<&str>,
@@ -277,7 +279,7 @@ fn fold_priorities(buffer: &str) -> i64 {
 /// A learner's batch in one call: `n` draws from `buffer` (as sample_experiences) joined to each
 /// event's state, action, rewards, the next state of its episode (the event of step + 1 within
 /// `next_within` after it; NULL at the end of an episode) and its action metadata.
-#[pg_extern(stable, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe)]
 #[allow(clippy::type_complexity)] // the table pgrx declares
 fn replay_batch(
     buffer: Option<&str>,
