@@ -82,7 +82,9 @@ fn _replay_remove_before(cutoff_us: i64) -> i64 {
 
 /// Creates a replay buffer: priorities p^`alpha` (0: uniform), importance correction `beta`
 /// (used when a sample does not give its own), `epsilon` added to every priority written back,
-/// an optional `capacity` (then the oldest item goes first), and an optional filter (one event
+/// an optional `capacity` (a ring of that many slots: it holds the items of the last `capacity`
+/// events that entered, the oldest going first; an event archived or deleted meanwhile leaves its
+/// slot empty until the ring comes round to it), and an optional filter (one event
 /// type, one policy version: `adna_version_hash`). Events written from now on enter it; with
 /// `backfill`, the hot events already stored that pass the filter enter too (the newest
 /// `capacity` of them). Returns its id.
