@@ -73,7 +73,7 @@ pub fn derived_keys(contents: Vec<&str>) -> Result<Vec<String>, FractalityError>
 pub type ByKey = HashMap<String, (Uuid, bool)>;
 
 /// `tenant`'s memories with the keys `keys`: each live key's (id, whether it has an embedding
-/// of `model`), and the keys of those that have expired.
+/// of `model`), and the keys of those that have expired, in the order of their ids.
 pub fn by_keys(
     tenant: Uuid,
     keys: Vec<&str>,
@@ -90,12 +90,15 @@ pub fn by_keys(
     let (mut live, mut expired) = (HashMap::new(), Vec::new());
     for (key, memory, gone) in found.into_iter().flatten() {
         if gone {
-            expired.push(key);
+            expired.push((memory.0, key));
         } else {
             live.insert(key, memory);
         }
     }
-    Ok((live, expired))
+    // in the order of their ids, as run_maintenance locks the expired memories it deletes: the
+    // two never wait for each other in a circle
+    expired.sort();
+    Ok((live, expired.into_iter().map(|(_, key)| key).collect()))
 }
 
 /// Memory `id` of `tenant` told again: fed by `energy`, `metadata` merged, its expiry moved by

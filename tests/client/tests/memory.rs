@@ -731,3 +731,83 @@ fn an_expired_memory_told_again_is_a_new_live_one() {
         );
     }
 }
+
+/// remember_many deletes the expired memories it is told again in the order of their ids, as
+/// run_maintenance locks the expired memories it deletes: a session holding the lower one and
+/// then asking for the higher (run_maintenance's order) no longer meets remember_many holding
+/// the higher and asking for the lower (it went by key, and a deadlock rolled one back).
+#[test]
+fn remember_many_and_maintenance_delete_expired_memories_in_one_order() {
+    let tenant = common::tenant();
+    let mut admin = common::db();
+    let mut setup = common::app("fractality_memory_a", Some(tenant));
+    setup
+        .batch_execute(&format!(
+            "SELECT fractality.remember('exp-1', 'first to expire', '{}'::vector);
+             SELECT fractality.remember('exp-2', 'second to expire', '{}'::vector);",
+            vector_text(11, 1, 0.0),
+            vector_text(12, 1, 0.0)
+        ))
+        .unwrap();
+    // the key that sorts first names the memory of the higher id
+    let ids: Vec<(Uuid, String)> = admin
+        .query(
+            "SELECT id, node_key FROM fractality.nodes
+              WHERE user_id = $1 AND node_key IN ('exp-1', 'exp-2') ORDER BY id",
+            &[&tenant],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let (low, high) = (ids[0].0, ids[1].0);
+    admin
+        .execute(
+            "UPDATE fractality.nodes SET node_key = CASE id WHEN $2 THEN 'exp-b' ELSE 'exp-a' END,
+                    expires_at = now() - interval '1 minute'
+              WHERE user_id = $1 AND id IN ($2, $3)",
+            &[&tenant, &low, &high],
+        )
+        .unwrap();
+    // a maintenance-like session holds the lower memory
+    let mut holder = common::db();
+    begin_and(
+        &mut holder,
+        &format!("SELECT 1 FROM fractality.nodes WHERE id = '{low}' FOR UPDATE"),
+    );
+    let mut teller = common::app("fractality_memory_a", Some(tenant));
+    let teller_pid = reliability::backend_pid(&mut teller);
+    let sql = format!(
+        "SELECT count(*) FROM fractality.remember_many(ARRAY['exp-a', 'exp-b'],
+                ARRAY['told again a', 'told again b'], ARRAY['{}'::vector, '{}'::vector])",
+        vector_text(13, 1, 0.0),
+        vector_text(14, 1, 0.0)
+    );
+    let told = thread::spawn(move || teller.query_one(&sql, &[]).map(|r| r.get::<_, i64>(0)));
+    // remember_many waits for the lower one, before it has taken the higher ...
+    wait_for_lock(&mut admin, teller_pid);
+    // ... so the holder takes the higher at once, and commits
+    holder
+        .batch_execute("SET LOCAL lock_timeout = '20s'")
+        .unwrap();
+    holder
+        .batch_execute(&format!(
+            "SELECT 1 FROM fractality.nodes WHERE id = '{high}' FOR UPDATE"
+        ))
+        .unwrap_or_else(|e| panic!("the higher memory: {e:?}"));
+    holder.batch_execute("COMMIT").unwrap();
+    let told = told
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("remember_many: {e:?}"));
+    assert_eq!(told, 2);
+    let fresh: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE user_id = $1
+                AND node_key IN ('exp-a', 'exp-b') AND expires_at IS NULL AND label LIKE 'told again%'",
+            &[&tenant],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(fresh, 2, "both stored anew");
+}
