@@ -101,7 +101,7 @@ read -r p f < <(grep -E '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' "$LOGS/
                        END { print p + 0, f + 0 }')
 count_tier "$p" "$f" "$status"
 status=0
-(cd "$ROOT/clients/node" && FRACTALITY_TEST_URL="$CLIENT_URL" node --test --test-reporter=tap test/) 2>&1 \
+(cd "$ROOT/clients/node" && FRACTALITY_TEST_URL="$CLIENT_URL" node --test --test-reporter=tap test/*.test.js) 2>&1 \
     | tee "$LOGS/node.log" || status=$?
 # the TAP reporter's closing lines: "# pass N", "# fail N", "# cancelled N"
 read -r p f < <(awk '/^# pass / { p = $3 } /^# fail / { f = $3 } /^# cancelled / { c = $3 }

@@ -28,7 +28,8 @@ export const CONVERSATIONS = {
     ['ask', 'What is the capital of France?']],
 };
 
-const nowUs = () => BigInt(Date.now()) * 1000n + process.hrtime.bigint() % 1000n;
+// microseconds since the epoch, from the process's monotonic clock (never backwards within a run)
+const nowUs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function event(episodeId, step, intent, state, rewards) {  // one row of experience_events, as JSON
@@ -97,16 +98,29 @@ export async function run(server, log = console.log) {
   const tenants = new Map();  // user id -> name: the listener prints only this session's changes
   const facts = new Map();  // node key -> what the agent was told
   const listener = await pool.connect();
+  // a lost listening connection (a server restart, a terminated backend) ends the live output,
+  // not the process: pg-pool removes its own error handler from a client it lends
+  let listening = true;
+  listener.on('error', (e) => {
+    listening = false;
+    log(`    ~ live: listening stopped (${e.message})`);
+  });
   listener.on('notification', (msg) => {
-    const u = JSON.parse(msg.payload);
-    if (!tenants.has(u.user_id)) return;
+    // any session may NOTIFY this channel: a payload that is not fractality's is passed over
+    let u;
+    try {
+      u = JSON.parse(msg.payload);
+    } catch {
+      return;
+    }
+    if (u === null || typeof u !== 'object' || !tenants.has(u.user_id)) return;
     if (u.node_key === undefined) log(`    ~ live: ${u.action} of ${u.rows} memories`);  // a decay tick's summary
     else log(`    ~ live: ${u.action} ${JSON.stringify(facts.get(u.node_key) ?? u.node_key)} energy ${Number(u.atp).toFixed(2)}`);
   });
-  await listener.query('LISTEN consciousness_update');
   const started = nowUs();
   const results = {};
   try {
+    await listener.query('LISTEN consciousness_update');
     const { bufferId, created } = await ensureBuffer(pool);  // before the first event
     log(`replay buffer ${JSON.stringify(BUFFER)} (id ${bufferId}) ${created ? 'created' : 'already there'}`);
     let episodeId = Number(started);
@@ -162,8 +176,9 @@ export async function run(server, log = console.log) {
     results.replay = replay;
     results.bufferId = bufferId;
   } finally {
-    await listener.query('UNLISTEN *');
-    listener.release();
+    // the first error is the one told: a connection that cannot UNLISTEN leaves the pool
+    const unlisten = listening ? await listener.query('UNLISTEN *').then(() => undefined, (e) => e) : true;
+    listener.release(unlisten);
     await pool.end();
   }
   return results;

@@ -16,7 +16,12 @@ import pgvector from 'pgvector/pg';
 export async function checkout(pool) {
   const client = await pool.connect();
   if (!client.vectorTypes) {
-    await pgvector.registerTypes(client);
+    try {
+      await pgvector.registerTypes(client);
+    } catch (e) {
+      client.release(e);  // not kept by the pool: it would be lent again without the types
+      throw e;
+    }
     client.vectorTypes = true;
   }
   return client;
@@ -56,10 +61,13 @@ export async function withTenant(pool, userId, fn, { attempts = 3 } = {}) {
 // the key remember derives for a memory told without one: 'memory-' || md5(content)
 export const memoryKey = (content) => 'memory-' + createHash('md5').update(content).digest('hex');
 
+// `embed` gives the embeddings of `model` (a model registered with fractality.register_model;
+// 'default': 384 dimensions)
 export class Memory {
-  constructor(client, embed) {
+  constructor(client, embed, { model = 'default' } = {}) {
     this.client = client;
     this.embed = embed;
+    this.model = model;
   }
 
   async one(sql, params) {
@@ -69,8 +77,8 @@ export class Memory {
   // -> { nodeId, created }
   async remember(content, { metadata = {}, key = null, ttl = null } = {}) {
     const { node_id: nodeId, created } = await this.one(
-      'SELECT node_id, created FROM fractality.remember($1, $2, $3, $4, ttl => $5::interval)',
-      [key, content, pgvector.toSql(this.embed(content)), metadata, ttl]);
+      'SELECT node_id, created FROM fractality.remember($1, $2, $3, $4, model => $5, ttl => $6::interval)',
+      [key, content, pgvector.toSql(this.embed(content)), metadata, this.model, ttl]);
     return { nodeId, created };
   }
 
@@ -78,8 +86,9 @@ export class Memory {
   async recall(query, { k = 5, words = null, context = null, minSimilarity = 0, reinforce = 0 } = {}) {
     const { rows } = await this.client.query(
       `SELECT node_id, node_key AS key, content, metadata, similarity, text_rank, atp, edge_weight, score
-         FROM fractality.recall($1, $2, query_text => $3, context => $4, min_similarity => $5, reinforce => $6)`,
-      [pgvector.toSql(this.embed(query)), k, words, context, minSimilarity, reinforce]);
+         FROM fractality.recall($1, $2, query_text => $3, context => $4, min_similarity => $5, reinforce => $6,
+                                model => $7)`,
+      [pgvector.toSql(this.embed(query)), k, words, context, minSimilarity, reinforce, this.model]);
     return rows;
   }
 
@@ -91,9 +100,15 @@ export class Memory {
   }
 
   // time passing for the tenant: every memory keeps `keep` of its energy -> how many changed
+  // (a session without a tenant is refused: apply_consciousness_decay given NULL decays every
+  // tenant's memories)
   async sleep(keep = 0.5) {
+    const { tenant } = await this.one('SELECT fractality.current_user_id() AS tenant', []);
+    if (tenant === null) {
+      throw new Error('sleep needs a tenant: call it inside withTenant (fractality.user_id is not set)');
+    }
     return (await this.one(
-      'SELECT count(*)::int AS n FROM fractality.apply_consciousness_decay($1, 0.1, fractality.current_user_id())', [keep])).n;
+      'SELECT count(*)::int AS n FROM fractality.apply_consciousness_decay($1, 0.1, $2)', [keep, tenant])).n;
   }
 
   async forget(content, key = memoryKey(content)) {

@@ -53,8 +53,8 @@ def converse(pool, name: str, turns, episode_id: int, since_us: int, out) -> dic
     root = f"conversation-{name}"
     answers = []
     out(f"conversation {name} (tenant {user_id})")
-    with tenant(pool, user_id) as conn:
-        Memory(conn, embed).remember(f"conversation with {name}", key=root)
+    in_tenant(pool, user_id,
+              lambda conn: Memory(conn, embed).remember(f"conversation with {name}", key=root))
     for kind, text in turns:
         # one transaction per turn, the tenant set inside it, run again if another session got in
         # its way (in_tenant): the turn keeps its lines and answer until it has committed, and

@@ -7,7 +7,9 @@ texts are near orthogonal (random directions in 384 dimensions), and near spelli
 "cats") share trigrams. Good enough to show recall working; it knows no synonyms.
 
 To plug in a real model, replace `embed` with one returning a unit vector, for example
-sentence-transformers' all-MiniLM-L6-v2, which is 384-d as fractality 0.4.0 stores:
+sentence-transformers' all-MiniLM-L6-v2, which is 384-d, fractality's 'default' model (for
+another dimension, register a model, `SELECT fractality.register_model('mine', 768)`, and give
+`Memory(conn, embed, model='mine')`):
 
     from sentence_transformers import SentenceTransformer
     _model = SentenceTransformer("all-MiniLM-L6-v2")

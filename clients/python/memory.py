@@ -84,19 +84,24 @@ class Recalled:
 
 
 class Memory:
-    """The memory of one tenant, through a connection from `tenant(...)`."""
+    """The memory of one tenant, through a connection from `tenant(...)`; `embed` gives the
+    embeddings of `model` (a model registered with fractality.register_model, 'default': 384
+    dimensions)."""
 
-    def __init__(self, conn, embed):
+    def __init__(self, conn, embed, model: str = "default"):
         self.conn = conn
         self.embed = embed
+        self.model = model
 
     def remember(self, content: str, metadata: dict | None = None, key: str | None = None,
                  ttl: timedelta | None = None, dedup: float = DEDUP_THRESHOLD) -> tuple[uuid.UUID, bool]:
         """Stores a fact, or reinforces the memory it duplicates. Returns (node_id, created)."""
         return self.conn.execute(
             """SELECT node_id, created
-                 FROM fractality.remember(%s, %s, %s, %s, dedup_threshold => %s, ttl => %s)""",
-            (key, content, Vector(self.embed(content)), Jsonb(metadata or {}), dedup, ttl)).fetchone()
+                 FROM fractality.remember(%s, %s, %s, %s, model => %s, dedup_threshold => %s,
+                                          ttl => %s)""",
+            (key, content, Vector(self.embed(content)), Jsonb(metadata or {}), self.model, dedup,
+             ttl)).fetchone()
 
     def remember_many(self, facts: list[dict], dedup: float = DEDUP_THRESHOLD) -> list[tuple[uuid.UUID, bool]]:
         """Remembers a batch, in order, by the rules of `remember`: each fact a dict with `content`
@@ -106,11 +111,13 @@ class Memory:
         return self.conn.execute(
             """SELECT node_id, created
                  FROM fractality.remember_many(%s::text[], %s::text[], %s::vector[], %s::jsonb[],
-                                               dedup_threshold => %s, ttls => %s::text[]::interval[])""",
+                                               model => %s, dedup_threshold => %s,
+                                               ttls => %s::text[]::interval[])""",
             ([f.get("node_key") for f in facts],
              [f["content"] for f in facts],
              [Vector(self.embed(f["content"])) for f in facts],
              [None if f.get("metadata") is None else Jsonb(f["metadata"]) for f in facts],
+             self.model,
              dedup,
              [f.get("ttl") for f in facts])).fetchall()
 
@@ -122,9 +129,10 @@ class Memory:
         `reinforce` > 0 feeds each memory returned that much energy."""
         rows = self.conn.execute(
             """SELECT node_id, node_key, content, metadata, similarity, text_rank, atp, edge_weight, score
-                 FROM fractality.recall(%s, %s, query_text => %s, context => %s,
+                 FROM fractality.recall(%s, %s, query_text => %s, context => %s, model => %s,
                                         min_similarity => %s, reinforce => %s)""",
-            (Vector(self.embed(query)), k, words, context, min_similarity, reinforce)).fetchall()
+            (Vector(self.embed(query)), k, words, context, self.model, min_similarity,
+             reinforce)).fetchall()
         return [Recalled(*r) for r in rows]
 
     def reinforce(self, node_ids: list[uuid.UUID], energy: float = 0.2) -> dict[uuid.UUID, float]:
@@ -135,10 +143,15 @@ class Memory:
 
     def sleep(self, keep: float = 0.5) -> int:
         """Time passing, for the tenant: every memory keeps `keep` of its stored energy (never below
-        0.1), fractality's explicit decay tick. Returns the memories it changed."""
+        0.1), fractality's explicit decay tick. Returns the memories it changed. A connection
+        without a tenant is refused: apply_consciousness_decay given NULL decays every tenant."""
+        tenant_id = self.conn.execute("SELECT fractality.current_user_id()").fetchone()[0]
+        if tenant_id is None:
+            raise ValueError("sleep needs a tenant: call it inside tenant() or in_tenant() "
+                             "(fractality.user_id is not set)")
         return self.conn.execute(
-            "SELECT count(*) FROM fractality.apply_consciousness_decay(%s, 0.1, fractality.current_user_id())",
-            (keep,)).fetchone()[0]
+            "SELECT count(*) FROM fractality.apply_consciousness_decay(%s, 0.1, %s)",
+            (keep, tenant_id)).fetchone()[0]
 
     def forget(self, content: str | None = None, key: str | None = None) -> bool:
         """Forgets a memory by key (or by the key derived from `content`); false if there was none."""

@@ -138,6 +138,10 @@ test('bytea event ids and JSON batches survive write_events_json and query_event
 });
 
 test('errors carry their SQLSTATE in err.code, with a hint, and write nothing', async () => {
+  // the buffer of the last case, made here if an earlier test has not (this test runs alone too)
+  if ((await db.query("SELECT count(*)::int AS n FROM fractality.replay_buffers WHERE name = 'types'")).rows[0].n === 0) {
+    await db.query("SELECT fractality.create_replay_buffer('types')");
+  }
   await db.query("SELECT set_config('fractality.user_id', $1, false)", [randomUUID()]);
   const cases = [
     ['SELECT fractality.normalize_vector($1)', [pgvector.toSql([0, 0])], '22023', /zero vector/],
@@ -285,6 +289,42 @@ test('remember: a fact told twice is one memory; recall with words finds what th
       const [hit] = await memory.recall('Which sport?', { k: 1, words: 'marathons', minSimilarity: 0.5 });
       assert.equal(hit.key, 'dave');
       assert.ok(hit.similarity < 0.5 && hit.text_rank > 0);
+    });
+  } finally {
+    await pool.end();
+  }
+});
+
+test('sleep without a tenant is refused and decays nothing', async () => {
+  const pool = newPool(undefined, 1);  // the owner: row-level security would not hold it back
+  try {
+    const user = randomUUID();
+    const { nodeId } = await withTenant(pool, user, (c) => new Memory(c, embed).remember('The kettle is on'));
+    const client = await pool.connect();
+    try {
+      await pgvector.registerTypes(client);
+      await assert.rejects(new Memory(client, embed).sleep(0.5), /needs a tenant/);
+    } finally {
+      client.release();
+    }
+    close((await db.query('SELECT atp FROM fractality.nodes WHERE id = $1', [nodeId])).rows[0].atp, 1.0);
+  } finally {
+    await pool.end();
+  }
+});
+
+test('a Memory of another model stores and recalls its embeddings', async () => {
+  await db.query("SELECT fractality.register_model('node_m4', 4)");
+  const axis = { north: [1, 0, 0, 0], east: [0, 1, 0, 0] };
+  const pool = newPool(ROLE, 1);
+  try {
+    await withTenant(pool, randomUUID(), async (client) => {
+      const memory = new Memory(client, (text) => axis[text.split(' ').at(-1)], { model: 'node_m4' });
+      await memory.remember('the wind blows from the north', { key: 'wind' });
+      await memory.remember('the sun rises in the east', { key: 'sun' });
+      const [best] = await memory.recall('which way is north', { k: 1 });
+      assert.equal(best.key, 'wind');
+      close(best.similarity, 1.0);
     });
   } finally {
     await pool.end();

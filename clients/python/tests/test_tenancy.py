@@ -166,3 +166,34 @@ def test_batches_words_and_expiry_as_the_application_role(pool):
         assert memory.recall("The library closes at noon", k=1)[0].node_id == node_id
         conn.execute("UPDATE fractality.nodes SET expires_at = now() - interval '1 second' WHERE id = %s", (node_id,))
         assert node_id not in {m.node_id for m in memory.recall("The library closes at noon", k=5)}  # expired
+
+
+def test_sleep_without_a_tenant_is_refused_and_decays_nothing(db, pool):
+    """apply_consciousness_decay given NULL decays every tenant's memories: Memory.sleep on a
+    connection without a tenant raises instead of passing NULL on."""
+    user = uuid.uuid4()
+    with tenant(pool, user) as conn:
+        node_id, _ = Memory(conn, embed).remember("The kettle is on", key="kettle")
+    with psycopg.connect(db, autocommit=True) as owner:
+        register_vector(owner)
+        with pytest.raises(ValueError, match="needs a tenant"):
+            Memory(owner, embed).sleep(0.5)
+        atp = owner.execute("SELECT atp FROM fractality.nodes WHERE id = %s", (node_id,)).fetchone()[0]
+    assert atp == pytest.approx(1.0)
+
+
+def test_memory_of_another_model(db, pool):
+    """Memory(conn, embed, model=...) stores and recalls embeddings of that model."""
+    with psycopg.connect(db, autocommit=True) as owner:
+        owner.execute("SELECT fractality.register_model('py_m4', 4)")
+    axis = {"north": [1.0, 0.0, 0.0, 0.0], "east": [0.0, 1.0, 0.0, 0.0]}
+    with tenant(pool, uuid.uuid4()) as conn:
+        memory = Memory(conn, lambda text: axis[text.split()[-1]], model="py_m4")
+        memory.remember("the wind blows from the north", key="wind")
+        memory.remember("the sun rises in the east", key="sun")
+        [best] = memory.recall("which way is north", k=1)
+        assert best.key == "wind"
+        assert best.similarity == pytest.approx(1.0)
+        dims = conn.execute("""SELECT DISTINCT fractality.vector_dims_native(embedding)
+                                 FROM fractality.node_embeddings WHERE model = 'py_m4'""").fetchall()
+        assert dims == [(4,)]
