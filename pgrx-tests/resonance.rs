@@ -910,6 +910,37 @@ mod tests {
         assert_eq!(of_src_users.as_deref(), Some("1"), "the seed's link alone");
     }
 
+    /// Members that cancel out (threshold -1 takes nodes on every side) share no direction: no
+    /// consensus and nothing written, where the centroid's normalisation raised 22023.
+    #[pg_test]
+    fn consensus_of_members_that_cancel_out_is_none() {
+        Spi::run(
+            "INSERT INTO fractality.nodes (id, user_id, node_key)
+             SELECT ('00000000-0000-0000-0000-0000000000e' || u)::uuid,
+                    ('00000000-0000-0000-0000-00000000000' || u)::uuid, 'axis'
+               FROM generate_series(1, 4) u;
+             INSERT INTO fractality.node_embeddings (node_id, user_id, embedding)
+             SELECT ('00000000-0000-0000-0000-0000000000e' || u)::uuid,
+                    ('00000000-0000-0000-0000-00000000000' || u)::uuid,
+                    (SELECT array_agg(CASE WHEN d = (u + 1) / 2 THEN (CASE WHEN u % 2 = 1 THEN 1 ELSE -1 END)
+                                           ELSE 0 END ORDER BY d)
+                       FROM generate_series(1, 384) d)::real[]::vector
+               FROM generate_series(1, 4) u;",
+        )
+        .unwrap();
+        assert_eq!(
+            Spi::get_one::<pgrx::Uuid>(
+                "SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-0000000000e1', -1, 3)"
+            )
+            .unwrap(),
+            None
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM fractality.consensus_nodes").unwrap(),
+            Some(0)
+        );
+    }
+
     #[pg_test]
     fn consensus_through_the_indexes_counts_staged_members() {
         clustered(2, 2, 3);

@@ -33,8 +33,9 @@ const FETCH: i64 = 64;
 
 // ---- pure math ------------------------------------------------------------------------------
 
-/// The unit centroid of unit-normalised vectors.
-pub fn centroid(vectors: &[&[f32]]) -> Result<Vec<f32>, FractalityError> {
+/// The unit centroid of unit-normalised vectors; None when they cancel out (their mean is the
+/// zero vector, which has no direction: members on opposite sides, with a threshold <= 0).
+pub fn centroid(vectors: &[&[f32]]) -> Result<Option<Vec<f32>>, FractalityError> {
     let dims = vectors.first().map_or(0, |v| v.len());
     let mut sum = vec![0.0f64; dims];
     for v in vectors {
@@ -50,7 +51,10 @@ pub fn centroid(vectors: &[&[f32]]) -> Result<Vec<f32>, FractalityError> {
         .iter()
         .map(|s| (s / vectors.len() as f64) as f32)
         .collect();
-    normalize(&mean)
+    if mean.iter().all(|&x| x == 0.0) {
+        return Ok(None);
+    }
+    normalize(&mean).map(Some)
 }
 
 /// Mean cosine similarity over all pairs; None with fewer than two vectors (a zero vector, which
@@ -372,7 +376,10 @@ fn consensus(
         return Ok(None);
     }
     let vectors: Vec<&[f32]> = members.iter().map(|m| m.embedding.as_slice()).collect();
-    let centre = centroid(&vectors)?;
+    // members that cancel out share no direction: no consensus (nothing written)
+    let Some(centre) = centroid(&vectors)? else {
+        return Ok(None);
+    };
     let group = coarse(group_resonance(&vectors)?.unwrap_or(1.0));
     // each member's similarity to the seed (the caller's node), to one decimal
     let sims: Vec<f64> = vectors
@@ -449,10 +456,12 @@ mod tests {
     fn centroid_is_the_normalised_mean_direction() {
         let a = [1.0f32, 0.0];
         let b = [0.0f32, 3.0];
-        let c = centroid(&[&a, &b]).unwrap();
+        let c = centroid(&[&a, &b]).unwrap().unwrap();
         assert_relative_eq!(c[0], std::f32::consts::FRAC_1_SQRT_2, epsilon = 1e-6);
         assert_relative_eq!(c[1], std::f32::consts::FRAC_1_SQRT_2, epsilon = 1e-6);
         assert!(centroid(&[&[1.0, 0.0], &[1.0, 0.0, 0.0]]).is_err());
+        // opposite directions cancel out: no centroid, not an error
+        assert_eq!(centroid(&[&[1.0, 0.0], &[-2.0, 0.0]]).unwrap(), None);
     }
 
     #[test]
