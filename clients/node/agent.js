@@ -89,12 +89,17 @@ export async function learn(pool, n, seed, gamma = 0.9) {
 export async function run(server, log = console.log) {
   // the agent prints its tenants' changes live, so its sessions send them (fractality.notify is
   // off by default: any session of the database may LISTEN)
-  const config = typeof server === 'string' ? { connectionString: server } : server;
-  const pool = new pg.Pool({
-    ...config,
-    options: ['-c fractality.notify=on', config.options].filter(Boolean).join(' '),
-    max: 4,
-  });
+  // (a URL's own `options` would win over a config's: the setting joins them in the URL)
+  const withNotify = (options) => ['-c fractality.notify=on', options].filter(Boolean).join(' ');
+  let config;
+  if (typeof server === 'string') {
+    const url = new URL(server);
+    url.searchParams.set('options', withNotify(url.searchParams.get('options')));
+    config = { connectionString: url.toString() };
+  } else {
+    config = { ...server, options: withNotify(server.options) };
+  }
+  const pool = new pg.Pool({ ...config, max: 4 });
   const tenants = new Map();  // user id -> name: the listener prints only this session's changes
   const facts = new Map();  // node key -> what the agent was told
   const listener = await pool.connect();

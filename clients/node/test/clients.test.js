@@ -376,3 +376,12 @@ test('the example agent runs end to end', async () => {
   const priority = new Map(items.map((i) => [i.event_id.toString('hex'), i.priority]));
   batch.forEach((t, i) => close(priority.get(t.event_id.toString('hex')), Math.abs(errors[i]) + 1e-6, 1e-9));
 });
+
+test('the agent hears its tenants when given a URL that carries options of its own', async () => {
+  // node-postgres lets a URL's options win over a config's: the agent joins its setting to them
+  const c = config(DB);
+  const url = `postgresql://${c.user}@${c.host}:${c.port}/${c.database}?options=${encodeURIComponent('-c jit=off')}`;
+  const lines = [];
+  await run(url, (line) => lines.push(line));
+  assert.ok(lines.some((l) => l.includes('~ live:')), 'the live listener heard the agent');
+});
