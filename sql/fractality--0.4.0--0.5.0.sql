@@ -2341,7 +2341,7 @@ CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8, step 
     PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE fractality.discounted_return(float8, float8, integer) IS
-    'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward (a NULL reward adds nothing; its step keeps its number).';
+    'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward over the rows of a non-NULL reward (min(step) among them).';
 -- One pass over an episode's events: {steps, homeostasis, curiosity, efficiency, goal, discounted}
 -- (the discounted return by step number, as discounted_return(reward, gamma, step)). The engine of
 -- episode_returns: one transition per event instead of one per sum.

@@ -28,7 +28,7 @@ CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8, step 
     PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE fractality.discounted_return(float8, float8, integer) IS
-    'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward (a NULL reward adds nothing; its step keeps its number).';
+    'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward over the rows of a non-NULL reward (min(step) among them).';
 
 -- reward_stats(x): (n, mean, stddev, min, max) by Welford, parallel through a combine step.
 CREATE AGGREGATE fractality.reward_stats(float8) (

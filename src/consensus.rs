@@ -51,7 +51,14 @@ pub fn centroid(vectors: &[&[f32]]) -> Result<Option<Vec<f32>>, FractalityError>
         .iter()
         .map(|s| (s / vectors.len() as f64) as f32)
         .collect();
-    if mean.iter().all(|&x| x == 0.0) {
+    // the mean of unit vectors has a norm in [0, 1]: below 1e-6 what is left is the sums'
+    // rounding, not a direction
+    let norm = mean
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    if norm < 1e-6 {
         return Ok(None);
     }
     normalize(&mean).map(Some)
@@ -462,6 +469,11 @@ mod tests {
         assert!(centroid(&[&[1.0, 0.0], &[1.0, 0.0, 0.0]]).is_err());
         // opposite directions cancel out: no centroid, not an error
         assert_eq!(centroid(&[&[1.0, 0.0], &[-2.0, 0.0]]).unwrap(), None);
+        // nor do they up to rounding
+        assert_eq!(
+            centroid(&[&[1.0, 0.0, 0.0], &[-1.0, 1e-9, 0.0]]).unwrap(),
+            None
+        );
     }
 
     #[test]

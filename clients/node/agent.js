@@ -89,17 +89,26 @@ export async function learn(pool, n, seed, gamma = 0.9) {
 export async function run(server, log = console.log) {
   // the agent prints its tenants' changes live, so its sessions send them (fractality.notify is
   // off by default: any session of the database may LISTEN)
-  // (a URL's own `options` would win over a config's: the setting joins them in the URL)
+  // (a URL's own `options` would win over a config's: the setting joins them in the URL; a
+  // connection string that is not a URL takes it as a config option)
   const withNotify = (options) => ['-c fractality.notify=on', options].filter(Boolean).join(' ');
-  let config;
-  if (typeof server === 'string') {
-    const url = new URL(server);
+  const config = typeof server === 'string' ? { connectionString: server } : { ...server };
+  let url;
+  try {
+    url = config.connectionString === undefined ? undefined : new URL(config.connectionString);
+  } catch {
+    url = undefined;
+  }
+  if (url && url.searchParams.has('options')) {
     url.searchParams.set('options', withNotify(url.searchParams.get('options')));
-    config = { connectionString: url.toString() };
+    config.connectionString = url.toString();
   } else {
-    config = { ...server, options: withNotify(server.options) };
+    config.options = withNotify(config.options);
   }
   const pool = new pg.Pool({ ...config, max: 4 });
+  // an idle pooled connection that is lost (a server restart) is reported, not thrown: pg-pool
+  // emits it on the pool, and an unheard 'error' event would end the process
+  pool.on('error', (e) => log(`    ~ a pooled connection was lost (${e.message})`));
   const tenants = new Map();  // user id -> name: the listener prints only this session's changes
   const facts = new Map();  // node key -> what the agent was told
   const listener = await pool.connect();
