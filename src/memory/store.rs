@@ -34,6 +34,7 @@ const REINFORCE: Query<'static> = query!(
 );
 const PULSE: Query<'static> = query!("memory_pulse", [UUIDARRAYOID, FLOAT8OID, UUIDOID]);
 const FORGET: Query<'static> = query!("memory_forget", [UUIDOID, TEXTOID]);
+const LOCK_NODES: Query<'static> = query!("memory_lock_nodes", [UUIDOID, UUIDARRAYOID]);
 const DETAILS: Query<'static> = query!("memory_details", [UUIDARRAYOID]);
 const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
 const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
@@ -73,12 +74,12 @@ pub fn derived_keys(contents: Vec<&str>) -> Result<Vec<String>, FractalityError>
 pub type ByKey = HashMap<String, (Uuid, bool)>;
 
 /// `tenant`'s memories with the keys `keys`: each live key's (id, whether it has an embedding
-/// of `model`), and the keys of those that have expired, in the order of their ids.
+/// of `model`), and the (id, key) of those that have expired, in the order of their ids.
 pub fn by_keys(
     tenant: Uuid,
     keys: Vec<&str>,
     model: &str,
-) -> Result<(ByKey, Vec<String>), FractalityError> {
+) -> Result<(ByKey, Vec<(Uuid, String)>), FractalityError> {
     let args = [tenant.into(), keys.into(), model.into()];
     let found = spi::rows(&BY_KEYS, &args, false, |r| {
         Some((
@@ -95,10 +96,8 @@ pub fn by_keys(
             live.insert(key, memory);
         }
     }
-    // in the order of their ids, as run_maintenance locks the expired memories it deletes: the
-    // two never wait for each other in a circle
     expired.sort();
-    Ok((live, expired.into_iter().map(|(_, key)| key).collect()))
+    Ok((live, expired))
 }
 
 /// Memory `id` of `tenant` told again: fed by `energy`, `metadata` merged, its expiry moved by
@@ -204,6 +203,15 @@ pub fn index_staged(tenant: Uuid, model: &str) -> Result<u64, FractalityError> {
 /// Deletes `tenant`'s memory `key`; the rows deleted.
 pub fn forget(tenant: Uuid, key: &str) -> Result<u64, FractalityError> {
     spi::run(&FORGET, &[tenant.into(), key.into()])
+}
+
+/// `tenant`'s nodes `ids` locked for update, in the order of their ids (none: no query).
+pub fn lock_nodes(tenant: Uuid, ids: Vec<Uuid>) -> Result<(), FractalityError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    spi::run(&LOCK_NODES, &[tenant.into(), ids.into()])?;
+    Ok(())
 }
 
 // ---- recall ------------------------------------------------------------------------------------

@@ -247,12 +247,6 @@ pub fn remember_all(
             keys.iter().map(String::as_str).collect(),
             &model.name,
         )?;
-        // an expired memory told again is a new one: the old goes first, as run_maintenance
-        // would take it (with its embeddings, edges and stream points); reinforcing it would
-        // keep it expired, never recalled
-        for key in &expired {
-            store::forget(tenant, key)?;
-        }
         let mut pending = Pending::default();
         // a block of memories at a time, each compared with the pool as it was when the block
         // began in one pass over it, then with what the block added since
@@ -276,6 +270,27 @@ pub fn remember_all(
                     &mut pending,
                 )?);
             }
+        }
+        // the stored memories the call deletes (expired, told again) and reinforces, locked in
+        // one pass in the order of their ids, as every writer of several memories locks them
+        // (run_maintenance, a decay tick, recall's reinforcement): two such writers never wait
+        // for each other in a circle
+        let mut locked: Vec<Uuid> = expired
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(pending.reinforce.iter().filter_map(|(r, _)| match r {
+                Ref::Stored(id) => Some(*id),
+                Ref::New(_) => None,
+            }))
+            .collect();
+        locked.sort_unstable();
+        locked.dedup();
+        store::lock_nodes(tenant, locked)?;
+        // an expired memory told again is a new one: the old goes first, as run_maintenance
+        // would take it (with its embeddings, edges and stream points); reinforcing it would
+        // keep it expired, never recalled
+        for (_, key) in &expired {
+            store::forget(tenant, key)?;
         }
         // the new memories, then what told them again, then their embeddings
         let rows: Vec<(&str, &str, &Value, Option<Interval>)> = pending

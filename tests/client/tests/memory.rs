@@ -811,3 +811,75 @@ fn remember_many_and_maintenance_delete_expired_memories_in_one_order() {
         .get(0);
     assert_eq!(fresh, 2, "both stored anew");
 }
+
+/// remember_many locks the stored memories it deletes (expired, told again) and reinforces in one
+/// pass in the order of their ids, as a decay tick or a reinforcement locks several: a session
+/// holding a live memory of a lower id and then asking for an expired one of a higher id no
+/// longer meets remember_many holding the expired one (deleted first) and asking for the live
+/// one (reinforced after), which ended in a deadlock.
+#[test]
+fn remember_many_locks_what_it_deletes_and_reinforces_in_one_order() {
+    let tenant = common::tenant();
+    let mut admin = common::db();
+    let mut setup = common::app("fractality_memory_a", Some(tenant));
+    setup
+        .batch_execute(&format!(
+            "SELECT fractality.remember('mix-1', 'one of two', '{}'::vector);
+             SELECT fractality.remember('mix-2', 'two of two', '{}'::vector);",
+            vector_text(15, 1, 0.0),
+            vector_text(16, 1, 0.0)
+        ))
+        .unwrap();
+    let ids: Vec<Uuid> = admin
+        .query(
+            "SELECT id FROM fractality.nodes
+              WHERE user_id = $1 AND node_key IN ('mix-1', 'mix-2') ORDER BY id",
+            &[&tenant],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (live, expired) = (ids[0], ids[1]);
+    admin
+        .execute(
+            "UPDATE fractality.nodes SET node_key = CASE id WHEN $2 THEN 'mix-live' ELSE 'mix-expired' END,
+                    expires_at = CASE id WHEN $2 THEN NULL ELSE now() - interval '1 minute' END
+              WHERE user_id = $1 AND id IN ($2, $3)",
+            &[&tenant, &live, &expired],
+        )
+        .unwrap();
+    let mut holder = common::db();
+    begin_and(
+        &mut holder,
+        &format!("SELECT 1 FROM fractality.nodes WHERE id = '{live}' FOR UPDATE"),
+    );
+    let mut teller = common::app("fractality_memory_a", Some(tenant));
+    let teller_pid = reliability::backend_pid(&mut teller);
+    // the live one told again (by key: reinforced), the expired one told again (deleted, new)
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE created) FROM fractality.remember_many(ARRAY['mix-live', 'mix-expired'],
+                ARRAY['one of two', 'two of two, again'], ARRAY['{}'::vector, '{}'::vector])",
+        vector_text(15, 1, 0.0),
+        vector_text(17, 1, 0.0)
+    );
+    let told = thread::spawn(move || teller.query_one(&sql, &[]).map(|r| r.get::<_, i64>(0)));
+    wait_for_lock(&mut admin, teller_pid);
+    holder
+        .batch_execute("SET LOCAL lock_timeout = '20s'")
+        .unwrap();
+    holder
+        .batch_execute(&format!(
+            "SELECT 1 FROM fractality.nodes WHERE id = '{expired}' FOR UPDATE"
+        ))
+        .unwrap_or_else(|e| panic!("the expired memory: {e:?}"));
+    holder.batch_execute("COMMIT").unwrap();
+    let created = told
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("remember_many: {e:?}"));
+    assert_eq!(
+        created, 1,
+        "the expired one stored anew, the live one reinforced"
+    );
+}
