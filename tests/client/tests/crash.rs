@@ -128,13 +128,12 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
             .map(|_| ())
     });
     reliability::wait_until_half_way(&mut admin, decay_pid, false);
-    // a remember_many of 300 memories, held at its last one (the memory from before, which it
-    // reinforces, is locked by another session), its 299 new memories checked and waiting to be
-    // inserted at the end of the call
+    // a remember_many of 300 memories, held at its last one after inserting the 299 before it
+    // (another session is inserting the same key and has not committed)
     let mut memory_holder = common::db();
     memory_holder
         .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM fractality.nodes WHERE user_id = '{tenant}' AND node_key = 'crash-memory' FOR UPDATE"
+            "BEGIN; INSERT INTO fractality.nodes (user_id, node_key) VALUES ('{tenant}', 'crash-last')"
         ))
         .unwrap();
     let mut rememberer = common::db();
@@ -152,8 +151,8 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
         })
         .collect();
     memories.push(serde_json::json!({
-        "node_key": "crash-memory", "content": "told again",
-        "embedding": serde_json::from_str::<serde_json::Value>(&reliability::vector_text(5, 0, 0.0)).unwrap(),
+        "node_key": "crash-last", "content": "the last of the batch",
+        "embedding": serde_json::from_str::<serde_json::Value>(&reliability::vector_text(7, 999, 0.77)).unwrap(),
     }));
     let memories = serde_json::Value::Array(memories);
     let remember_call = thread::spawn(move || {
