@@ -106,7 +106,7 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
     assert_eq!(before.0["consciousness_streams"], 10);
     assert_eq!(before.0["node_embeddings"], 1);
 
-    // a write_events batch held in its statement trigger, a materialize_decay half way
+    // a write_events batch held in its statement trigger (and, last, a materialize_decay half way)
     let mut holder = common::db();
     holder
         .batch_execute("BEGIN; LOCK TABLE fractality.policy_reward_inbox IN SHARE MODE")
@@ -120,14 +120,6 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
             .map(|_| ())
     });
     reliability::wait_until_half_way(&mut admin, ingest_pid, true);
-    let mut decay = common::db();
-    let decay_pid = reliability::backend_pid(&mut decay);
-    let decay_call = thread::spawn(move || {
-        decay
-            .query_one("SELECT fractality.materialize_decay(100)", &[])
-            .map(|_| ())
-    });
-    reliability::wait_until_half_way(&mut admin, decay_pid, false);
     // a remember_many of 300 memories, held at its last one after inserting the 299 before it
     // (another session is inserting the same key and has not committed)
     let mut memory_holder = common::db();
@@ -192,6 +184,16 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
             .map(|_| ())
     });
     reliability::wait_until_half_way(&mut admin, learner_pid, true);
+    // materialize_decay last: the calls above wait for locks, it runs on (and would end before
+    // a kill that came a few seconds after it got half way)
+    let mut decay = common::db();
+    let decay_pid = reliability::backend_pid(&mut decay);
+    let decay_call = thread::spawn(move || {
+        decay
+            .query_one("SELECT fractality.materialize_decay(100)", &[])
+            .map(|_| ())
+    });
+    reliability::wait_until_half_way(&mut admin, decay_pid, false);
 
     kill_9(decay_pid);
     assert!(
