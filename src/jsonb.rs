@@ -199,12 +199,12 @@ impl<'a> Value<'a> {
     }
 }
 
-/// JSON that jsonb holds but serde does not read (a number beyond float8, nesting deeper than 128
-/// levels): 22023.
 /// What serde reads of JSON, which jsonb holds more of.
 const SERDE_READS: &str =
     "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.";
 
+/// JSON that jsonb holds but serde does not read (a number beyond float8, nesting deeper than 128
+/// levels): 22023; past the cap of a document read whole: 54000.
 fn unreadable(e: serde_json::Error) -> FractalityError {
     if crate::json::is_too_large(&e) {
         return crate::json::too_large("jsonb argument");

@@ -72,15 +72,10 @@ impl Pinned {
     /// pgvector's ([`crate::vector::qualify`]) in full, so no other schema, not even one where
     /// pgvector was installed and others may create functions, is on it.
     pub fn path() -> Pinned {
-        Pinned::search_path(c"pg_catalog, pg_temp")
-    }
-
-    /// `search_path` set to `path` at a new nesting level of settings.
-    fn search_path(path: &std::ffi::CStr) -> Pinned {
         // SAFETY: a new nesting level of settings, popped by Drop (or by the abort of the
         // transaction on an error)
         let level = unsafe { pg_sys::NewGUCNestLevel() };
-        set(c"search_path", path);
+        set(c"search_path", c"pg_catalog, pg_temp");
         Pinned { level }
     }
 
@@ -101,7 +96,7 @@ impl Pinned {
     /// prefetch and its read) and builds and sorts a bitmap first; an index scan looks each page
     /// up once.
     pub fn index_scans() -> Pinned {
-        // SAFETY: as in `search_path`
+        // SAFETY: as in `path`
         let level = unsafe { pg_sys::NewGUCNestLevel() };
         set(c"enable_bitmapscan", c"off");
         Pinned { level }

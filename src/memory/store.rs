@@ -35,6 +35,7 @@ const REINFORCE: Query<'static> = query!(
 const PULSE: Query<'static> = query!("memory_pulse", [UUIDARRAYOID, FLOAT8OID, UUIDOID]);
 const FORGET: Query<'static> = query!("memory_forget", [UUIDOID, TEXTOID]);
 const LOCK_NODES: Query<'static> = query!("memory_lock_nodes", [UUIDOID, UUIDARRAYOID]);
+const FORGET_IDS: Query<'static> = query!("memory_forget_ids", [UUIDOID, UUIDARRAYOID]);
 const DETAILS: Query<'static> = query!("memory_details", [UUIDARRAYOID]);
 const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
 const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
@@ -74,12 +75,12 @@ pub fn derived_keys(contents: Vec<&str>) -> Result<Vec<String>, FractalityError>
 pub type ByKey = HashMap<String, (Uuid, bool)>;
 
 /// `tenant`'s memories with the keys `keys`: each live key's (id, whether it has an embedding
-/// of `model`), and the (id, key) of those that have expired, in the order of their ids.
+/// of `model`), and the ids of those that have expired.
 pub fn by_keys(
     tenant: Uuid,
     keys: Vec<&str>,
     model: &str,
-) -> Result<(ByKey, Vec<(Uuid, String)>), FractalityError> {
+) -> Result<(ByKey, Vec<Uuid>), FractalityError> {
     let args = [tenant.into(), keys.into(), model.into()];
     let found = spi::rows(&BY_KEYS, &args, false, |r| {
         Some((
@@ -91,12 +92,11 @@ pub fn by_keys(
     let (mut live, mut expired) = (HashMap::new(), Vec::new());
     for (key, memory, gone) in found.into_iter().flatten() {
         if gone {
-            expired.push((memory.0, key));
+            expired.push(memory.0);
         } else {
             live.insert(key, memory);
         }
     }
-    expired.sort();
     Ok((live, expired))
 }
 
@@ -203,6 +203,15 @@ pub fn index_staged(tenant: Uuid, model: &str) -> Result<u64, FractalityError> {
 /// Deletes `tenant`'s memory `key`; the rows deleted.
 pub fn forget(tenant: Uuid, key: &str) -> Result<u64, FractalityError> {
     spi::run(&FORGET, &[tenant.into(), key.into()])
+}
+
+/// `tenant`'s nodes `ids` deleted, as [`forget`] deletes one (none: no query).
+pub fn forget_ids(tenant: Uuid, ids: Vec<Uuid>) -> Result<(), FractalityError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    spi::run(&FORGET_IDS, &[tenant.into(), ids.into()])?;
+    Ok(())
 }
 
 /// `tenant`'s nodes `ids` locked for update, in the order of their ids (none: no query).

@@ -277,7 +277,7 @@ pub fn remember_all(
         // for each other in a circle
         let mut locked: Vec<Uuid> = expired
             .iter()
-            .map(|(id, _)| *id)
+            .copied()
             .chain(pending.reinforce.iter().filter_map(|(r, _)| match r {
                 Ref::Stored(id) => Some(*id),
                 Ref::New(_) => None,
@@ -289,9 +289,7 @@ pub fn remember_all(
         // an expired memory told again is a new one: the old goes first, as run_maintenance
         // would take it (with its embeddings, edges and stream points); reinforcing it would
         // keep it expired, never recalled
-        for (_, key) in &expired {
-            store::forget(tenant, key)?;
-        }
+        store::forget_ids(tenant, expired)?;
         // the new memories, then what told them again, then their embeddings
         let rows: Vec<(&str, &str, &Value, Option<Interval>)> = pending
             .new

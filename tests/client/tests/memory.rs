@@ -732,6 +732,70 @@ fn an_expired_memory_told_again_is_a_new_live_one() {
     }
 }
 
+/// Two memories of `tenant` remembered with `keys` (vectors on axes `axes`), as (lower id,
+/// higher id).
+fn two_memories(
+    admin: &mut Client,
+    tenant: Uuid,
+    keys: [&str; 2],
+    axes: [usize; 2],
+) -> (Uuid, Uuid) {
+    let mut setup = common::app("fractality_memory_a", Some(tenant));
+    for (key, axis) in keys.iter().zip(axes) {
+        setup
+            .batch_execute(&format!(
+                "SELECT fractality.remember('{key}', 'memory {key}', '{}'::vector)",
+                vector_text(axis, 1, 0.0)
+            ))
+            .unwrap();
+    }
+    let ids: Vec<Uuid> = admin
+        .query(
+            "SELECT id FROM fractality.nodes WHERE user_id = $1 AND node_key = ANY($2) ORDER BY id",
+            &[&tenant, &keys.to_vec()],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    (ids[0], ids[1])
+}
+
+/// `sql` (a remember_many of `tenant`, one count back) while another session holds memory
+/// `first`: once the call waits for it, that session takes memory `second` too and commits. The
+/// call's count; a deadlock (either side) fails the test.
+fn remember_many_between_locks(
+    admin: &mut Client,
+    tenant: Uuid,
+    first: Uuid,
+    second: Uuid,
+    sql: String,
+) -> i64 {
+    let mut holder = common::db();
+    begin_and(
+        &mut holder,
+        &format!("SELECT 1 FROM fractality.nodes WHERE id = '{first}' FOR UPDATE"),
+    );
+    let mut teller = common::app("fractality_memory_a", Some(tenant));
+    let teller_pid = reliability::backend_pid(&mut teller);
+    let told = thread::spawn(move || teller.query_one(&sql, &[]).map(|r| r.get::<_, i64>(0)));
+    // remember_many waits for the first, before it has taken the second ...
+    wait_for_lock(admin, teller_pid);
+    // ... so the holder takes the second at once, and commits
+    holder
+        .batch_execute("SET LOCAL lock_timeout = '20s'")
+        .unwrap();
+    holder
+        .batch_execute(&format!(
+            "SELECT 1 FROM fractality.nodes WHERE id = '{second}' FOR UPDATE"
+        ))
+        .unwrap_or_else(|e| panic!("the second memory: {e:?}"));
+    holder.batch_execute("COMMIT").unwrap();
+    told.join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("remember_many: {e:?}"))
+}
+
 /// remember_many deletes the expired memories it is told again in the order of their ids, as
 /// run_maintenance locks the expired memories it deletes: a session holding the lower one and
 /// then asking for the higher (run_maintenance's order) no longer meets remember_many holding
@@ -740,27 +804,8 @@ fn an_expired_memory_told_again_is_a_new_live_one() {
 fn remember_many_and_maintenance_delete_expired_memories_in_one_order() {
     let tenant = common::tenant();
     let mut admin = common::db();
-    let mut setup = common::app("fractality_memory_a", Some(tenant));
-    setup
-        .batch_execute(&format!(
-            "SELECT fractality.remember('exp-1', 'first to expire', '{}'::vector);
-             SELECT fractality.remember('exp-2', 'second to expire', '{}'::vector);",
-            vector_text(11, 1, 0.0),
-            vector_text(12, 1, 0.0)
-        ))
-        .unwrap();
+    let (low, high) = two_memories(&mut admin, tenant, ["exp-1", "exp-2"], [11, 12]);
     // the key that sorts first names the memory of the higher id
-    let ids: Vec<(Uuid, String)> = admin
-        .query(
-            "SELECT id, node_key FROM fractality.nodes
-              WHERE user_id = $1 AND node_key IN ('exp-1', 'exp-2') ORDER BY id",
-            &[&tenant],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let (low, high) = (ids[0].0, ids[1].0);
     admin
         .execute(
             "UPDATE fractality.nodes SET node_key = CASE id WHEN $2 THEN 'exp-b' ELSE 'exp-a' END,
@@ -769,37 +814,14 @@ fn remember_many_and_maintenance_delete_expired_memories_in_one_order() {
             &[&tenant, &low, &high],
         )
         .unwrap();
-    // a maintenance-like session holds the lower memory
-    let mut holder = common::db();
-    begin_and(
-        &mut holder,
-        &format!("SELECT 1 FROM fractality.nodes WHERE id = '{low}' FOR UPDATE"),
-    );
-    let mut teller = common::app("fractality_memory_a", Some(tenant));
-    let teller_pid = reliability::backend_pid(&mut teller);
+    // a maintenance-like session holds the lower memory, then the higher
     let sql = format!(
         "SELECT count(*) FROM fractality.remember_many(ARRAY['exp-a', 'exp-b'],
                 ARRAY['told again a', 'told again b'], ARRAY['{}'::vector, '{}'::vector])",
         vector_text(13, 1, 0.0),
         vector_text(14, 1, 0.0)
     );
-    let told = thread::spawn(move || teller.query_one(&sql, &[]).map(|r| r.get::<_, i64>(0)));
-    // remember_many waits for the lower one, before it has taken the higher ...
-    wait_for_lock(&mut admin, teller_pid);
-    // ... so the holder takes the higher at once, and commits
-    holder
-        .batch_execute("SET LOCAL lock_timeout = '20s'")
-        .unwrap();
-    holder
-        .batch_execute(&format!(
-            "SELECT 1 FROM fractality.nodes WHERE id = '{high}' FOR UPDATE"
-        ))
-        .unwrap_or_else(|e| panic!("the higher memory: {e:?}"));
-    holder.batch_execute("COMMIT").unwrap();
-    let told = told
-        .join()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("remember_many: {e:?}"));
+    let told = remember_many_between_locks(&mut admin, tenant, low, high, sql);
     assert_eq!(told, 2);
     let fresh: i64 = admin
         .query_one(
@@ -821,26 +843,7 @@ fn remember_many_and_maintenance_delete_expired_memories_in_one_order() {
 fn remember_many_locks_what_it_deletes_and_reinforces_in_one_order() {
     let tenant = common::tenant();
     let mut admin = common::db();
-    let mut setup = common::app("fractality_memory_a", Some(tenant));
-    setup
-        .batch_execute(&format!(
-            "SELECT fractality.remember('mix-1', 'one of two', '{}'::vector);
-             SELECT fractality.remember('mix-2', 'two of two', '{}'::vector);",
-            vector_text(15, 1, 0.0),
-            vector_text(16, 1, 0.0)
-        ))
-        .unwrap();
-    let ids: Vec<Uuid> = admin
-        .query(
-            "SELECT id FROM fractality.nodes
-              WHERE user_id = $1 AND node_key IN ('mix-1', 'mix-2') ORDER BY id",
-            &[&tenant],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let (live, expired) = (ids[0], ids[1]);
+    let (live, expired) = two_memories(&mut admin, tenant, ["mix-1", "mix-2"], [15, 16]);
     admin
         .execute(
             "UPDATE fractality.nodes SET node_key = CASE id WHEN $2 THEN 'mix-live' ELSE 'mix-expired' END,
@@ -849,35 +852,14 @@ fn remember_many_locks_what_it_deletes_and_reinforces_in_one_order() {
             &[&tenant, &live, &expired],
         )
         .unwrap();
-    let mut holder = common::db();
-    begin_and(
-        &mut holder,
-        &format!("SELECT 1 FROM fractality.nodes WHERE id = '{live}' FOR UPDATE"),
-    );
-    let mut teller = common::app("fractality_memory_a", Some(tenant));
-    let teller_pid = reliability::backend_pid(&mut teller);
     // the live one told again (by key: reinforced), the expired one told again (deleted, new)
     let sql = format!(
         "SELECT count(*) FILTER (WHERE created) FROM fractality.remember_many(ARRAY['mix-live', 'mix-expired'],
-                ARRAY['one of two', 'two of two, again'], ARRAY['{}'::vector, '{}'::vector])",
+                ARRAY['memory mix-1', 'two of two, again'], ARRAY['{}'::vector, '{}'::vector])",
         vector_text(15, 1, 0.0),
         vector_text(17, 1, 0.0)
     );
-    let told = thread::spawn(move || teller.query_one(&sql, &[]).map(|r| r.get::<_, i64>(0)));
-    wait_for_lock(&mut admin, teller_pid);
-    holder
-        .batch_execute("SET LOCAL lock_timeout = '20s'")
-        .unwrap();
-    holder
-        .batch_execute(&format!(
-            "SELECT 1 FROM fractality.nodes WHERE id = '{expired}' FOR UPDATE"
-        ))
-        .unwrap_or_else(|e| panic!("the expired memory: {e:?}"));
-    holder.batch_execute("COMMIT").unwrap();
-    let created = told
-        .join()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("remember_many: {e:?}"));
+    let created = remember_many_between_locks(&mut admin, tenant, live, expired, sql);
     assert_eq!(
         created, 1,
         "the expired one stored anew, the live one reinforced"

@@ -1,0 +1,3 @@
+-- remember_many: the expired memories of tenant $1 it is told again ($2: their ids, locked by
+-- memory_lock_nodes.sql), deleted as forget deletes one, with what hangs off them.
+DELETE FROM fractality.nodes n WHERE n.user_id = $1 AND n.id = ANY($2)
