@@ -210,8 +210,15 @@ pub fn forget_ids(tenant: Uuid, ids: Vec<Uuid>) -> Result<(), FractalityError> {
     if ids.is_empty() {
         return Ok(());
     }
-    spi::run(&FORGET_IDS, &[tenant.into(), ids.into()])?;
-    Ok(())
+    let deleted: std::collections::HashSet<Uuid> =
+        spi::some_rows(&FORGET_IDS, &[tenant.into(), ids.clone().into()], false, |r| {
+            r.get::<Uuid>(1)
+        })?;
+    // one left: another session wrote it again (live, or a later expiry) since it was read
+    match ids.into_iter().find(|id| !deleted.contains(id)) {
+        Some(kept) => Err(FractalityError::ConcurrentChange(format!("node {kept}"))),
+        None => Ok(()),
+    }
 }
 
 /// `tenant`'s nodes `ids` locked for update, in the order of their ids (none: no query).

@@ -865,3 +865,56 @@ fn remember_many_locks_what_it_deletes_and_reinforces_in_one_order() {
         "the expired one stored anew, the live one reinforced"
     );
 }
+
+/// An expired memory that another session writes again (upsert_node makes it live, without an
+/// expiry) while remember_many, told it again, waits for it: remember_many does not delete the
+/// live memory it finds once it holds it (before: the other session's committed write was
+/// deleted, with the memory's edges and stream points, and a new memory stored). It fails with
+/// 40001, and a retry reinforces the live memory.
+#[test]
+fn remember_many_keeps_an_expired_memory_another_session_made_live_meanwhile() {
+    let tenant = common::tenant();
+    let mut admin = common::db();
+    let (kept, _) = two_memories(&mut admin, tenant, ["revived", "revived-other"], [18, 19]);
+    admin
+        .execute(
+            "UPDATE fractality.nodes SET expires_at = now() - interval '1 minute' WHERE id = $1",
+            &[&kept],
+        )
+        .unwrap();
+    // the other session writes the expired memory again, and holds it
+    let mut writer = common::app("fractality_memory_a", Some(tenant));
+    begin_and(
+        &mut writer,
+        "SELECT fractality.upsert_node('revived', label => 'written again')",
+    );
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE created) FROM fractality.remember_many(ARRAY['revived'],
+                ARRAY['told again'], ARRAY['{}'::vector])",
+        vector_text(20, 1, 0.0)
+    );
+    let mut teller = common::app("fractality_memory_a", Some(tenant));
+    let teller_pid = reliability::backend_pid(&mut teller);
+    let told = thread::spawn(move || {
+        let first = teller.query_one(&sql, &[]).map(|r| r.get::<_, i64>(0));
+        let again = teller.query_one(&sql, &[]).map(|r| r.get::<_, i64>(0));
+        (first, again)
+    });
+    // remember_many read the memory as expired and waits for the writer; the writer commits
+    wait_for_lock(&mut admin, teller_pid);
+    writer.batch_execute("COMMIT").unwrap();
+    let (first, again) = told.join().unwrap();
+    let err = first.expect_err("the memory changed under remember_many");
+    assert_eq!(common::sqlstate(&err), "40001", "{err:?}");
+    assert_eq!(again.unwrap(), 0, "the retry reinforces the live memory");
+    let row = admin
+        .query_one(
+            "SELECT id, label, expires_at IS NULL FROM fractality.nodes
+              WHERE user_id = $1 AND node_key = 'revived'",
+            &[&tenant],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, Uuid>(0), kept, "the same memory");
+    assert_eq!(row.get::<_, String>(1), "written again", "the other write kept");
+    assert!(row.get::<_, bool>(2), "live");
+}
