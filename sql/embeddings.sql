@@ -265,6 +265,13 @@ BEGIN
             MESSAGE = format('register_model: only the owner of fractality.node_embeddings may register model %L', model),
             HINT = 'A new model builds an HNSW index on every partition: the administrator registers it once; then register_model with the same dimension succeeds for every role.';
     END IF;
+    -- one registration of a model at a time: a second session registering it meanwhile waits,
+    -- then reads what the first committed (the same dimension: nothing to do)
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.register_model ' || model, 0::bigint));
+    SELECT m.dims INTO current_dims FROM fractality.embedding_models m WHERE m.model = register_model.model;
+    IF current_dims = dims THEN
+        RETURN;
+    END IF;
     IF current_dims IS NOT NULL THEN
         -- the writers of embeddings first: one of this model written meanwhile (staged, it meets
         -- no index that would refuse its dimension) is then seen below, and a later one waits

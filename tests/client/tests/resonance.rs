@@ -420,6 +420,87 @@ fn the_dimension_check_forgets_what_a_savepoint_rolled_back() {
     common::drop_db(db);
 }
 
+/// A statement that fails after the check has read a model, rolled back to a savepoint, releases
+/// the writers' lock: another session may then change the (now empty) model's dimension, and the
+/// next statement, under the same command id, checks against the new one (before: against the
+/// dimension read by the failed statement, refusing a right embedding and taking a wrong one).
+#[test]
+fn the_dimension_check_reads_a_change_made_after_a_savepoints_rollback() {
+    let db = "fractality_savepoint_dims_other";
+    let mut a = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    a.batch_execute(
+        "SELECT fractality.register_model('moved', 3);
+         SET fractality.user_id = 'a0000000-0000-4000-8000-000000000003';
+         SELECT fractality.upsert_node('n1'), fractality.upsert_node('n2');",
+    )
+    .unwrap();
+    a.batch_execute("BEGIN; SAVEPOINT s").unwrap();
+    // the check reads 'moved' (3) for both rows; the second is the same key as the first
+    let err = a
+        .batch_execute(
+            "INSERT INTO fractality.node_embeddings (node_id, model, embedding, staged)
+             SELECT id, 'moved', '[1,2,3]', true
+               FROM fractality.nodes, generate_series(1, 2)
+              WHERE node_key = 'n1'",
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "23505", "{err}");
+    a.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
+    let mut b = Client::connect(&common::url_of(db), postgres::NoTls).unwrap();
+    b.batch_execute("SELECT fractality.register_model('moved', 5)")
+        .unwrap();
+    a.batch_execute(
+        "INSERT INTO fractality.node_embeddings (node_id, model, embedding, staged)
+         SELECT id, 'moved', '[1,2,3,4,5]', true FROM fractality.nodes WHERE node_key = 'n2'",
+    )
+    .unwrap();
+    let err = a
+        .batch_execute(
+            "INSERT INTO fractality.node_embeddings (node_id, model, embedding, staged)
+             SELECT id, 'moved', '[1,2,3]', true FROM fractality.nodes WHERE node_key = 'n1'",
+        )
+        .unwrap_err();
+    assert_eq!(
+        common::sqlstate(&err),
+        "22000",
+        "a 3-d row in a 5-d model: {err}"
+    );
+    a.batch_execute("ROLLBACK").unwrap();
+    drop((a, b));
+    common::drop_db(db);
+}
+
+/// Two sessions registering the same new model at once (two instances of an application at
+/// boot): the second waits for the first and then finds the model registered, as a later call
+/// would (before: 23505 on embedding_models' key).
+#[test]
+fn two_sessions_registering_one_new_model_at_once_both_succeed() {
+    let db = "fractality_register_race";
+    let mut a = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    let mut admin = Client::connect(&common::url_of(db), postgres::NoTls).unwrap();
+    a.batch_execute("BEGIN; SELECT fractality.register_model('booted', 6)")
+        .unwrap();
+    let url = common::url_of(db);
+    let mut b = Client::connect(&url, postgres::NoTls).unwrap();
+    let second = std::thread::spawn(move || {
+        b.batch_execute("SELECT fractality.register_model('booted', 6)")
+            .map_err(|e| format!("{}: {e:?}", common::sqlstate(&e)))
+    });
+    common::wait_for_a_lock(&mut admin, "%register_model('booted'%");
+    a.batch_execute("COMMIT").unwrap();
+    second.join().unwrap().expect("the second registration");
+    let models: i64 = a
+        .query_one(
+            "SELECT count(*) FROM fractality.embedding_models WHERE model = 'booted' AND dims = 6",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(models, 1);
+    drop((a, admin));
+    common::drop_db(db);
+}
+
 /// A model's dimension cannot change under an embedding being written: register_model waits for
 /// the writer and then refuses (the model holds an embedding), even for a staged row, which no
 /// HNSW index checks (before: the new dimension was taken and the 3-d row stayed in a 5-d model).
