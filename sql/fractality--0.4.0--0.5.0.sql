@@ -111,8 +111,10 @@ BEGIN
         PERFORM fractality._check_read_committed('archiving stream points as the owner');
     END IF;
     IF is_owner THEN
-        -- nodes before the streams, in the order pulse and every writer of points take them (a
-        -- partition's foreign key to nodes needs SHARE ROW EXCLUSIVE on nodes): no deadlock
+        -- nodes before the streams, in the order pulse and every writer of points take them: no
+        -- deadlock with a forget, whose cascade waits for the streams while the packed rows'
+        -- foreign key to nodes would wait for it. Readers of nodes are not held up: nothing
+        -- below takes a stronger lock on nodes.
         LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
         LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
         FOR r IN SELECT p.part
@@ -121,7 +123,8 @@ BEGIN
                   ORDER BY p.lo::timestamptz
         LOOP
             moved := moved + fractality._pack_stream_points(format('SELECT * FROM %s', r.part), cutoff);
-            EXECUTE format('ALTER TABLE fractality.consciousness_streams DETACH PARTITION %s', r.part);
+            -- dropped attached: a detached partition's foreign key is its own, with triggers on
+            -- nodes, and dropping them takes ACCESS EXCLUSIVE on nodes (every reader waits)
             PERFORM fractality._drop_partition(r.part);
         END LOOP;
     END IF;
@@ -167,8 +170,7 @@ BEGIN
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
-        -- nodes before the streams, in the order pulse and every writer of points take them (a
-        -- partition's foreign key to nodes needs SHARE ROW EXCLUSIVE on nodes): no deadlock
+        -- nodes before the streams, as _archive_streams_before takes them
         LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
         LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
         FOR r IN SELECT p.part
@@ -176,7 +178,7 @@ BEGIN
                   WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
         LOOP
             EXECUTE format('SELECT count(*) FROM %s', r.part) INTO k;
-            EXECUTE format('ALTER TABLE fractality.consciousness_streams DETACH PARTITION %s', r.part);
+            -- dropped attached, as _archive_streams_before drops one
             PERFORM fractality._drop_partition(r.part);
             gone := gone + k;
         END LOOP;

@@ -691,3 +691,57 @@ fn archiving_events_refuses_a_snapshot_older_than_its_lock() {
     );
     assert_eq!(event_counts(&mut c), before);
 }
+
+/// The owner's archive and drop of stream points take no lock on `nodes` that readers wait for:
+/// with a reader of `nodes` in an open transaction, both end without waiting for it (before: the
+/// drop of a detached partition asked for ACCESS EXCLUSIVE on `nodes` while holding SHARE ROW
+/// EXCLUSIVE, so it waited for every reader, every new reader waited behind it, and a reader
+/// that then wrote a node, as recall's reinforcement does, deadlocked with it).
+#[test]
+fn dropping_old_stream_partitions_does_not_wait_for_readers_of_nodes() {
+    let _s = serial();
+    let mut c = db();
+    for sql in [
+        "SELECT fractality.archive_streams('30 days')",
+        "SELECT fractality._drop_streams_before(now() - interval '30 days')",
+    ] {
+        reset(&mut c);
+        let (t, n) = (tenant(), uuid::Uuid::new_v4());
+        seed_points(&mut c, n, t);
+        let mut reader = db();
+        reader
+            .batch_execute("BEGIN; SELECT count(*) FROM fractality.nodes")
+            .unwrap();
+        let mut runner = db();
+        let pid = backend_pid(&mut runner);
+        let run = thread::spawn(move || {
+            runner
+                .query_one(sql, &[])
+                .map(|r| r.get::<_, i64>(0))
+                .map_err(|e| sqlstate(&e))
+        });
+        // ended, or waiting for a lock (the reader's, on nodes)
+        let started = Instant::now();
+        let waiting = loop {
+            if run.is_finished() {
+                break false;
+            }
+            let waits: bool = c
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = $1 AND NOT l.granted)",
+                    &[&pid],
+                )
+                .unwrap()
+                .get(0);
+            if waits {
+                break true;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{sql} never ended");
+            thread::sleep(Duration::from_millis(20));
+        };
+        reader.batch_execute("COMMIT").unwrap();
+        let moved = run.join().unwrap();
+        assert!(!waiting, "{sql} waited for the reader of nodes");
+        assert!(moved.unwrap() > 1000, "{sql}: the old points");
+    }
+}
