@@ -110,6 +110,7 @@ const MEMBERS_EXACT: &str = include_str!("../sql/queries/consensus_members_exact
 /// The same for the staged rows, which the indexes do not hold.
 const MEMBERS_STAGED: &str = include_str!("../sql/queries/consensus_members_staged.sql");
 const MODEL_SIZE: Query<'static> = query!("consensus_model_size", [TEXTOID, INT8OID]);
+const LOCK: Query<'static> = query!("consensus_lock", [TEXTOID]);
 const EXISTING: Query<'static> = query!(
     "consensus_existing",
     [UUIDARRAYOID, UUIDARRAYOID, UUIDOID, UUIDOID, TEXTOID]
@@ -403,6 +404,9 @@ fn consensus(
     let count = users.len() as i32;
 
     let member_users: Vec<Uuid> = members.iter().map(|m| m.user).collect();
+    // one writer of a model's consensus at a time, and the consensus already made read after it:
+    // two curators of one group at once would otherwise each make one
+    spi::run(&LOCK, &[model.name.as_str().into()])?;
     let existing: Option<Uuid> = spi::one(
         &EXISTING,
         &[
@@ -518,6 +522,8 @@ mod tests {
 
     #[test]
     fn published_scores_have_one_decimal() {
+        // exact on purpose: k / 10.0 is correctly rounded, so the nearest f64 to the decimal (what
+        // prints as one decimal); a tolerance would pass 0.9000000000000001 (k * 0.1)
         assert_eq!(coarse(0.8734), 0.9);
         assert_eq!(coarse(0.7499), 0.7);
         assert_eq!(coarse(-0.04), -0.0);

@@ -614,3 +614,123 @@ fn a_node_id_another_tenant_copied_is_not_taken_for_the_original() {
     drop(c);
     common::drop_db(db);
 }
+
+/// Two curators crystallising two seeds of one group at once end with one consensus, as one after
+/// the other would: the second waits for the first and then takes its consensus over (before:
+/// neither saw the other's uncommitted one, and the group had two).
+#[test]
+fn two_curators_crystallising_one_group_at_once_make_one_consensus() {
+    let mut admin = common::db();
+    let tenants = [common::tenant(), common::tenant(), common::tenant()];
+    let ids = load(&mut admin, &tenants, "consensus-race", 3, 23);
+    let mut first = common::db();
+    first.batch_execute("BEGIN").unwrap();
+    let one: Option<Uuid> = first
+        .query_one("SELECT fractality.crystallize_consensus($1)", &[&ids[0][0]])
+        .unwrap()
+        .get(0);
+    let one = one.expect("three users form a consensus");
+    let mut second = common::db();
+    let pid: i32 = second
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let seed = ids[1][0];
+    let other = std::thread::spawn(move || {
+        second
+            .query_one("SELECT fractality.crystallize_consensus($1)", &[&seed])
+            .map(|r| r.get::<_, Option<Uuid>>(0))
+            .map_err(|e| format!("{e:?}"))
+    });
+    // the second ends, or waits for the first
+    let started = std::time::Instant::now();
+    while !other.is_finished() {
+        let waits: bool = admin
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if waits {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    first.batch_execute("COMMIT").unwrap();
+    let two = other.join().unwrap().expect("the second curator");
+    assert_eq!(two, Some(one), "the group's one consensus");
+    let members: Vec<Uuid> = ids.iter().flatten().copied().collect();
+    let consensus: i64 = admin
+        .query_one(
+            "SELECT count(DISTINCT consensus_id) FROM fractality.consensus_links
+              WHERE node_id = ANY($1)",
+            &[&members],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(consensus, 1);
+}
+
+/// A member deleted (forget, run_maintenance) while a curator's consensus links it: the
+/// consensus is made without it (before: its link failed the foreign key, 23503, and no
+/// consensus was made).
+#[test]
+fn a_member_deleted_while_consensus_links_it_is_left_out() {
+    let mut admin = common::db();
+    let tenants = [common::tenant(), common::tenant(), common::tenant()];
+    let ids = load(&mut admin, &tenants, "consensus-forget", 3, 29);
+    let gone = ids[2][1];
+    let mut forgetter = common::db();
+    forgetter
+        .batch_execute(&format!(
+            "BEGIN; DELETE FROM fractality.nodes WHERE id = '{gone}'"
+        ))
+        .unwrap();
+    let mut curator = common::db();
+    let pid: i32 = curator
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let seed = ids[0][0];
+    let made = std::thread::spawn(move || {
+        curator
+            .query_one("SELECT fractality.crystallize_consensus($1)", &[&seed])
+            .map(|r| r.get::<_, Option<Uuid>>(0))
+            .map_err(|e| format!("{}: {e:?}", common::sqlstate(&e)))
+    });
+    // the curator waits for the delete (the member's lock), which then commits
+    let started = std::time::Instant::now();
+    while !made.is_finished() {
+        let waits: bool = admin
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if waits {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    forgetter.batch_execute("COMMIT").unwrap();
+    let id = made
+        .join()
+        .unwrap()
+        .expect("the consensus")
+        .expect("three users hold the group");
+    let linked: Vec<Uuid> = admin
+        .query(
+            "SELECT node_id FROM fractality.consensus_links WHERE consensus_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(linked.len(), 8, "every member but the deleted one");
+    assert!(!linked.contains(&gone));
+}
