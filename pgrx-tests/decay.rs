@@ -205,9 +205,10 @@ mod tests {
             ),
             1
         );
-        assert_eq!(
+        assert_relative_eq!(
             f("SELECT atp FROM fractality.nodes WHERE node_key = 'other'"),
-            0.45
+            0.45,
+            max_relative = 1e-12
         );
         // a rate of 1 changes nothing, so it writes nothing
         assert_eq!(
@@ -224,7 +225,7 @@ mod tests {
         assert_eq!(
             i(&format!(
                 "SELECT count(*) FROM fractality.apply_consciousness_decay(0.5, 0.1)
-                  WHERE (node_id = '{high}' AND old_atp = 0.9 AND new_atp = 0.45)
+                  WHERE (node_id = '{high}' AND old_atp = 0.9 AND abs(new_atp - 0.45) < 1e-12)
                      OR (node_id = '{low}' AND old_atp = 0.15 AND new_atp = 0.1)"
             )),
             2
@@ -239,7 +240,7 @@ mod tests {
         assert_eq!(
             i(
                 "SELECT count(*) FROM fractality.apply_consciousness_decay(0.5, 0.1)
-                WHERE old_atp = 0.45 AND new_atp = 0.225"
+                WHERE abs(old_atp - 0.45) < 1e-12 AND abs(new_atp - 0.225) < 1e-12"
             ),
             1
         );

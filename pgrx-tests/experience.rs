@@ -122,9 +122,10 @@ mod tests {
             ),
             1.25
         );
-        assert_eq!(
-            one::<Vec<f32>>("SELECT state FROM fractality.query_events(5000, 5001, 1)"),
-            vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+        assert_relative_eq!(
+            one::<Vec<f32>>("SELECT state FROM fractality.query_events(5000, 5001, 1)")[..],
+            [0.1f32, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8][..],
+            max_relative = 1e-6
         );
         // [start, end): the end is excluded, limit holds
         assert_eq!(

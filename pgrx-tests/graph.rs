@@ -163,8 +163,28 @@ mod tests {
     #[pg_test]
     fn graph_traverse_agrees_with_the_seed_cte() {
         random_graph(300, 3);
+        let root = "(SELECT id FROM fractality.nodes WHERE node_key = 'g0')";
+        // the walk reaches something: the root alone at depth 0, with its children at depth 1,
+        // and further at each depth asked (3 edges a node)
+        let children = count(&format!(
+            "SELECT count(DISTINCT to_node) FROM fractality.edges
+              WHERE from_node = {root} AND relationship_type = 'child'"
+        ));
+        assert!(children >= 1, "g0 has {children} children");
+        let mut reached_before = 0;
         for depth in [0, 1, 3, 5] {
-            let root = "(SELECT id FROM fractality.nodes WHERE node_key = 'g0')";
+            let reached = count(&format!(
+                "SELECT count(*) FROM fractality.traverse({root}, {depth})"
+            ));
+            match depth {
+                0 => assert_eq!(reached, 1),
+                1 => assert_eq!(reached, 1 + children),
+                _ => assert!(
+                    reached > reached_before,
+                    "depth {depth}: {reached} nodes, {reached_before} before"
+                ),
+            }
+            reached_before = reached;
             // the same nodes, each at the smallest depth the CTE finds it
             let mismatched = count(&format!(
                 "WITH cte AS (SELECT id, min(depth) AS depth FROM ({}) t GROUP BY id),
@@ -286,16 +306,44 @@ mod tests {
         let (optimal, reached) = (optimal.unwrap(), reached.unwrap());
         assert!(reached > 20, "{reached} nodes reached");
         assert!(optimal * 10 >= reached * 9, "{optimal} of {reached}");
-        let steps_consistent = count(
-            "SELECT count(*) FROM fractality.consciousness_path(
-                 (SELECT id FROM fractality.nodes WHERE node_key = 'g0'),
-                 (SELECT id FROM fractality.nodes WHERE node_key = 'g7')) p
-              WHERE p.step > 0 AND NOT EXISTS (
-                 SELECT 1 FROM fractality.consciousness_path(
-                     (SELECT id FROM fractality.nodes WHERE node_key = 'g0'),
-                     (SELECT id FROM fractality.nodes WHERE node_key = 'g7')) q
-                  WHERE q.step = p.step - 1 AND q.cost < p.cost)",
+        // the costs grow step by step along the path of most steps: g0 has at most 3 children and
+        // more than 20 nodes are reached, so its end is 2 edges away or more
+        let path = |to: &str| {
+            format!(
+                "fractality.consciousness_path((SELECT id FROM fractality.nodes WHERE node_key = 'g0'),
+                                               (SELECT id FROM fractality.nodes WHERE node_key = '{to}'))"
+            )
+        };
+        let far = one::<String>(
+            "SELECT n.node_key FROM fractality.nodes n WHERE n.node_key LIKE 'g%'
+              ORDER BY (SELECT count(*) FROM fractality.consciousness_path(
+                           (SELECT id FROM fractality.nodes WHERE node_key = 'g0'), n.id)) DESC,
+                       n.node_key
+              LIMIT 1",
+        )
+        .unwrap();
+        let (steps, ends) = Spi::get_two::<i64, i64>(&format!(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE (p.step = 0 AND p.node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'g0'))
+                                        OR (p.step = max_step AND p.node_id = (SELECT id FROM fractality.nodes WHERE node_key = '{far}')))
+               FROM (SELECT *, max(step) OVER () AS max_step FROM {}) p",
+            path(&far)
+        ))
+        .unwrap();
+        let steps = steps.unwrap();
+        assert!(steps >= 3, "{steps} steps from g0 to {far}");
+        assert_eq!(
+            ends,
+            Some(2),
+            "the path from g0 to {far} starts and ends there"
         );
+        let steps_consistent = count(&format!(
+            "SELECT count(*) FROM {} p
+              WHERE p.step > 0 AND NOT EXISTS (
+                 SELECT 1 FROM {} q WHERE q.step = p.step - 1 AND q.cost < p.cost)",
+            path(&far),
+            path(&far)
+        ));
         assert_eq!(steps_consistent, 0);
     }
 

@@ -199,11 +199,23 @@ mod tests {
 
     #[test]
     fn intervals_count_seconds_like_date_part_epoch() {
-        assert_eq!(interval_secs(0, 0, 3_600_000_000), 3600.0);
-        assert_eq!(interval_secs(0, 1, 0), 86_400.0);
-        assert_eq!(interval_secs(1, 0, 0), 30.0 * 86_400.0);
-        assert_eq!(interval_secs(12, 0, 0), 365.25 * 86_400.0);
-        assert_eq!(interval_secs(0, 0, -1_000_000), -1.0);
+        assert_relative_eq!(
+            interval_secs(0, 0, 3_600_000_000),
+            3600.0,
+            max_relative = 1e-12
+        );
+        assert_relative_eq!(interval_secs(0, 1, 0), 86_400.0, max_relative = 1e-12);
+        assert_relative_eq!(
+            interval_secs(1, 0, 0),
+            30.0 * 86_400.0,
+            max_relative = 1e-12
+        );
+        assert_relative_eq!(
+            interval_secs(12, 0, 0),
+            365.25 * 86_400.0,
+            max_relative = 1e-12
+        );
+        assert_relative_eq!(interval_secs(0, 0, -1_000_000), -1.0, max_relative = 1e-12);
     }
 
     #[test]

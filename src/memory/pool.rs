@@ -593,9 +593,36 @@ mod tests {
         // a block of queries at once over the first half, the rest since: the same answers
         let half = p.len() / 2;
         let block: Vec<&[f32]> = vs.iter().step_by(11).map(Vec::as_slice).collect();
+        // every memory at `t` or above compared in full, most similar first
+        let exact = |q: &[f32], t: f64| -> Vec<(u32, f64)> {
+            let mut want: Vec<(u32, f64)> = vs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| {
+                    let s = cosine(q, v).unwrap().unwrap();
+                    (s >= t).then_some((i as u32, s))
+                })
+                .collect();
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            want
+        };
         let first = p.near_many(&block, 0.9, 0);
-        let early = p.near_many(&block, 0.9, 0).len();
-        assert_eq!(early, block.len());
+        // each query's answer is what comparing it with every memory gives: itself among them
+        for (k, q) in block.iter().enumerate() {
+            let want = exact(q, 0.9);
+            assert!(
+                first[k].iter().any(|n| n.id as usize == 11 * k),
+                "query {k}"
+            );
+            assert_eq!(
+                first[k].iter().map(|n| n.id).collect::<Vec<_>>(),
+                want.iter().map(|w| w.0).collect::<Vec<_>>(),
+                "query {k}"
+            );
+            for (g, w) in first[k].iter().zip(&want) {
+                assert_relative_eq!(g.similarity, w.1, epsilon = 1e-6);
+            }
+        }
         for (q, whole) in block.iter().zip(&first) {
             let mut parts = p.near_many(&[*q], 0.9, half).pop().unwrap();
             let mut head: Vec<Near<u32>> = whole
@@ -613,15 +640,7 @@ mod tests {
         }
         for t in [0.5, 0.9, 0.95, 0.97] {
             for q in vs.iter().step_by(7) {
-                let mut want: Vec<(u32, f64)> = vs
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| {
-                        let s = cosine(q, v).unwrap().unwrap();
-                        (s >= t).then_some((i as u32, s))
-                    })
-                    .collect();
-                want.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let want = exact(q, t);
                 let got = p.near_since(q, t, 0);
                 assert_eq!(
                     got.iter().map(|n| n.id).collect::<Vec<_>>(),

@@ -330,9 +330,10 @@ mod tests {
 
     #[test]
     fn total_reward_is_the_real_sum() {
-        assert_eq!(
-            sum_rewards(0.1, 0.2, 0.3, 0.4),
-            Ok(0.1f32 + 0.2 + 0.3 + 0.4)
+        assert_relative_eq!(
+            sum_rewards(0.1, 0.2, 0.3, 0.4).unwrap(),
+            0.1f32 + 0.2 + 0.3 + 0.4,
+            max_relative = 1e-6
         );
         assert_eq!(
             sum_rewards(0.1, f32::NAN, 0.3, 0.4)
@@ -427,7 +428,11 @@ mod tests {
         let mut e = EpisodeSums::default();
         e.push(1, [1.0, 0.0, 0.0, 0.0], 0.5).unwrap();
         e.push(0, [0.0, 2.0, 0.0, 1.0], 0.5).unwrap();
-        assert_eq!(e.values(), vec![2.0, 1.0, 2.0, 0.0, 1.0, 3.0 + 0.5]);
+        assert_relative_eq!(
+            e.values()[..],
+            [2.0, 1.0, 2.0, 0.0, 1.0, 3.0 + 0.5][..],
+            epsilon = 1e-12
+        );
     }
 
     #[test]

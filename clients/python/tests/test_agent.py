@@ -118,6 +118,7 @@ def test_replay_batch_returns_transitions(db, session):
 def test_td_errors_are_written_back_as_priorities(db, session):
     results, lines = session
     batch, errors = results["replay"]["batch"], results["replay"]["errors"]
+    assert len(batch) == 6 and len(errors) == len(batch)  # one TD error a transition
     ids = {t["event_id"] for t in batch}
     assert results["replay"]["updated"] == len(ids)  # an event drawn twice is one item
     mean = sum(t["total_reward"] for t in batch) / len(batch)
@@ -130,9 +131,12 @@ def test_td_errors_are_written_back_as_priorities(db, session):
         assert len(stored) == 11
         for t, delta in zip(batch, errors):
             assert stored[t["event_id"]] == pytest.approx(abs(delta) + 1e-6, abs=1e-9)  # + epsilon
-        assert all(p == 1.0 for i, p in stored.items() if i not in ids)  # the others untouched
+        others = [p for i, p in stored.items() if i not in ids]
+        assert len(others) == len(stored) - len(ids) > 0  # every drawn event among the items
+        assert all(p == 1.0 for p in others)  # the others untouched
         # and the draws follow: probabilities now p^0.6 / sum
         total = sum(p ** 0.6 for p in stored.values())
         again = c.execute("SELECT event_id, probability FROM fractality.sample_experiences('python-agent', 20, seed => 1)").fetchall()
+        assert len(again) == 20  # 20 draws with replacement
         assert all(prob == pytest.approx(stored[i] ** 0.6 / total) for i, prob in again)
     assert lines[-1] == f"update_priorities: {len(ids)} priorities written back"

@@ -213,7 +213,7 @@ fn decay_bad_input_fails_with_sqlstates_and_writes_nothing() {
             &[&mine, &theirs],
         )
         .unwrap();
-    assert_eq!(row.get::<_, f64>(0), 1.0);
+    assert_relative_eq!(row.get::<_, f64>(0), 1.0, epsilon = 1e-12);
     assert_eq!(row.get::<_, i64>(1), 0);
 }
 

@@ -97,7 +97,7 @@ fn embeddings_round_trip_as_pgvector_values() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(unit.as_slice(), &[0.6, 0.8]);
+    assert_relative_eq!(unit.as_slice(), &[0.6f32, 0.8][..], max_relative = 1e-6);
 }
 
 #[test]
