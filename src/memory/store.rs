@@ -210,10 +210,12 @@ pub fn forget_ids(tenant: Uuid, ids: Vec<Uuid>) -> Result<(), FractalityError> {
     if ids.is_empty() {
         return Ok(());
     }
-    let deleted: std::collections::HashSet<Uuid> =
-        spi::some_rows(&FORGET_IDS, &[tenant.into(), ids.clone().into()], false, |r| {
-            r.get::<Uuid>(1)
-        })?;
+    let deleted: std::collections::HashSet<Uuid> = spi::some_rows(
+        &FORGET_IDS,
+        &[tenant.into(), ids.clone().into()],
+        false,
+        |r| r.get::<Uuid>(1),
+    )?;
     // one left: another session wrote it again (live, or a later expiry) since it was read
     match ids.into_iter().find(|id| !deleted.contains(id)) {
         Some(kept) => Err(FractalityError::ConcurrentChange(format!("node {kept}"))),

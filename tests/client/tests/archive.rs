@@ -736,7 +736,10 @@ fn dropping_old_stream_partitions_does_not_wait_for_readers_of_nodes() {
             if waits {
                 break true;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "{sql} never ended");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{sql} never ended"
+            );
             thread::sleep(Duration::from_millis(20));
         };
         reader.batch_execute("COMMIT").unwrap();

@@ -915,6 +915,10 @@ fn remember_many_keeps_an_expired_memory_another_session_made_live_meanwhile() {
         )
         .unwrap();
     assert_eq!(row.get::<_, Uuid>(0), kept, "the same memory");
-    assert_eq!(row.get::<_, String>(1), "written again", "the other write kept");
+    assert_eq!(
+        row.get::<_, String>(1),
+        "written again",
+        "the other write kept"
+    );
     assert!(row.get::<_, bool>(2), "live");
 }
