@@ -156,5 +156,7 @@ def test_memories_through_remember_many_and_recall(conn):
     assert score == pytest.approx(0.5 * similarity + 0.3 * atp)
     assert recalled[1][1] == "other" and recalled[1][3] == {}
     # metadata merged and the expiry kept: the telling again had no ttl of its own
-    expires = conn.execute("SELECT expires_at - created_at FROM fractality.nodes WHERE node_key = 'other'").fetchone()[0]
-    assert expires == timedelta(days=2)  # interval -> timedelta
+    # (compared in SQL: under a session time zone with summer time, two days may be 47 or 49 hours)
+    two_days, ttl = conn.execute(
+        "SELECT expires_at = created_at + interval '2 days', interval '2 days' FROM fractality.nodes WHERE node_key = 'other'").fetchone()
+    assert two_days and ttl == timedelta(days=2)  # interval -> timedelta

@@ -86,19 +86,43 @@ fn uuids(c: &mut Client, sql: &str) -> Result<Vec<Uuid>, String> {
     Ok(out)
 }
 
+/// Whether `sql` names one of B's `ids` or B itself.
+fn names_b(sql: &str, ids: &[Uuid], ub: Uuid) -> bool {
+    ids.iter()
+        .chain([&ub])
+        .any(|id| sql.contains(&id.to_string()))
+}
+
 /// Runs each of `reads` as tenant A: what it returns never names one of B's `ids` or B (`ub`);
-/// a call that fails fails with P0002 (a node of B is, for A, a node that does not exist).
-fn none_of_bs(a: &mut Client, reads: &[String], ids: &[Uuid], ub: Uuid) {
+/// a call that fails fails with P0002 (a node of B is, for A, a node that does not exist). Returns
+/// the reads that failed or named none of A's own rows (`own`): the callers check that these are
+/// the reads that ask about B alone, so that a read failing or coming back empty for A as well
+/// (a grant or the tenant lost) does not pass for isolation.
+fn none_of_bs(
+    a: &mut Client,
+    reads: &[String],
+    ids: &[Uuid],
+    ub: Uuid,
+    own: &[Uuid],
+) -> Vec<String> {
+    let mut without_a = Vec::new();
     for sql in reads {
         match uuids(a, sql) {
             Ok(seen) => {
                 for id in ids.iter().chain([&ub]) {
                     assert!(!seen.contains(id), "tenant A saw B's {id} through: {sql}");
                 }
+                if !own.iter().any(|id| seen.contains(id)) {
+                    without_a.push(sql.clone());
+                }
             }
-            Err(state) => assert_eq!(state, "P0002", "{sql}"),
+            Err(state) => {
+                assert_eq!(state, "P0002", "{sql}");
+                without_a.push(sql.clone());
+            }
         }
     }
+    without_a
 }
 
 #[test]
@@ -174,7 +198,27 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
         let part: String = r.get(0);
         reads.push(format!("SELECT node_id, user_id FROM fractality.{part}"));
     }
-    none_of_bs(&mut a, &reads, &b_ids, ub);
+    let without_a = none_of_bs(
+        &mut a,
+        &reads,
+        &b_ids,
+        ub,
+        &[ga.root, ga.child, ga.leaf, ua],
+    );
+    // A holds no consensus, and its points lie in the default partition and this month's
+    let empty_for_a = |sql: &str| {
+        sql.ends_with("consensus_links")
+            || sql.contains("consensus_tree")
+            || (sql.contains("FROM fractality.consciousness_streams_")
+                && !sql.ends_with("_default"))
+    };
+    for sql in &without_a {
+        assert!(
+            names_b(sql, &b_ids, ub) || empty_for_a(sql),
+            "A's own rows missing from: {sql}"
+        );
+    }
+    assert!(without_a.len() < reads.len() / 2, "{without_a:?}");
     // the hourly view has no ids: B's keys and labels are the same as A's, so count A's points
     let points: i64 = a
         .query_one(
@@ -495,7 +539,10 @@ fn a_second_model_is_as_isolated_as_the_default() {
         format!("SELECT fractality.thaw('m2-root', 10, '{M}')"),
         "SELECT node_id, user_id FROM fractality.node_embeddings".into(),
     ];
-    none_of_bs(&mut a, &reads, &b_ids, ub);
+    let without_a = none_of_bs(&mut a, &reads, &b_ids, ub, &a_ids);
+    for sql in &without_a {
+        assert!(names_b(sql, &b_ids, ub), "A's own rows missing from: {sql}");
+    }
     // A's own search finds A's own rows through the model (not an empty answer by accident)
     let own = uuids(
         &mut a,
