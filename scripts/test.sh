@@ -23,10 +23,11 @@ mkdir -p "$LOGS"
 
 passed=0
 failed=0
-count_cargo() {  # add up the "test result:" lines of a cargo test log
+count_cargo() {  # add up the "test result:" lines of a cargo test log; an ignored test fails
     local p f
     read -r p f < <(awk '/^test result:/ { for (i = 2; i <= NF; i++) {
-                             if ($i ~ /^passed/) p += $(i - 1); if ($i ~ /^failed/) f += $(i - 1) } }
+                             if ($i ~ /^passed/) p += $(i - 1)
+                             if ($i ~ /^(failed|ignored)/) f += $(i - 1) } }
                          END { print p + 0, f + 0 }' "$1")
     passed=$((passed + p))
     failed=$((failed + f))
@@ -61,6 +62,16 @@ mkdir -p "$regress_dir"
 cp -r "$ROOT/tests/pg_regress" "$regress_dir/input"
 chown -R postgres:postgres "$regress_dir"
 tests=$(sed -n 's/^test: *//p' "$ROOT/tests/pg_regress/schedule" | tr '\n' ' ')
+# every suite is wired in: each pg_regress file in the schedule, each pg_test file a module
+for f in "$ROOT"/tests/pg_regress/sql/*.sql; do
+    name=$(basename "$f" .sql)
+    echo " $tests " | grep -q " $name " || { echo "not in tests/pg_regress/schedule: $name"; failed=$((failed + 1)); }
+done
+for f in "$ROOT"/pgrx-tests/*.rs; do
+    name=$(basename "$f" .rs)
+    [ "$name" = mod ] || grep -qE "^\s*(pub )?mod $name;" "$ROOT/pgrx-tests/mod.rs" \
+        || { echo "not a module of pgrx-tests/mod.rs: $name"; failed=$((failed + 1)); }
+done
 status=0
 as_pg "$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress" \
     --bindir="$PG_BIN" --host=localhost --port="$TEST_PORT" --user=postgres \
@@ -68,9 +79,12 @@ as_pg "$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress" \
     --schedule="$regress_dir/input/schedule" --dbname=fractality_regress \
     2>&1 | tee "$LOGS/pg_regress.log" || status=$?
 n_tests=$(echo "$tests" | wc -w)
+# each test of the schedule counts once it has run: "ok" or "FAILED"; one that did not run fails
+n_ok=$(grep -cE '^(test )? *[a-z_0-9]+ +\.\.\. ok ' "$LOGS/pg_regress.log" || true)
 n_failed=$(grep -cE '(\.\.\.|^not ok|^ok).*FAILED|^not ok' "$LOGS/pg_regress.log" || true)
-passed=$((passed + n_tests - n_failed))
+passed=$((passed + n_ok))
 failed=$((failed + n_failed))
+[ $((n_ok + n_failed)) -ge "$n_tests" ] || failed=$((failed + n_tests - n_ok - n_failed))
 if [ "$status" -ne 0 ]; then
     [ "$n_failed" -gt 0 ] || failed=$((failed + 1))
     [ -f "$regress_dir/regression.diffs" ] && cat "$regress_dir/regression.diffs"
@@ -94,18 +108,21 @@ count_tier() {  # count_tier PASSED FAILED STATUS: a runner that failed but coun
 status=0
 (cd "$ROOT/clients/python" && FRACTALITY_TEST_URL="$CLIENT_URL" .venv/bin/python -m pytest -q -rfE) 2>&1 \
     | tee "$LOGS/python.log" || status=$?
-# pytest's summary line: "1 failed, 26 passed, 1 error in 5.56s"
-read -r p f < <(grep -E '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' "$LOGS/python.log" | tail -n 1 \
+# pytest's summary line: "1 failed, 26 passed, 1 error in 5.56s"; a skipped or expected-to-fail
+# test fails the run (no test is skipped here)
+read -r p f < <(grep -E '[0-9]+ (passed|failed|errors?|skipped|xfailed|xpassed)\b.* in [0-9.]+s' "$LOGS/python.log" | tail -n 1 \
                 | awk '{ for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i - 1);
-                                                       if ($i ~ /^(failed|errors?)/) f += $(i - 1) } }
+                                                       if ($i ~ /^(failed|errors?|skipped|xfailed|xpassed)/) f += $(i - 1) } }
                        END { print p + 0, f + 0 }')
 count_tier "$p" "$f" "$status"
 status=0
 (cd "$ROOT/clients/node" && FRACTALITY_TEST_URL="$CLIENT_URL" node --test --test-reporter=tap test/*.test.js) 2>&1 \
     | tee "$LOGS/node.log" || status=$?
-# the TAP reporter's closing lines: "# pass N", "# fail N", "# cancelled N"
+# the TAP reporter's closing lines: "# pass N", "# fail N", "# cancelled N", "# skipped N",
+# "# todo N" (a skipped or todo test fails the run)
 read -r p f < <(awk '/^# pass / { p = $3 } /^# fail / { f = $3 } /^# cancelled / { c = $3 }
-                     END { print p + 0, f + c }' "$LOGS/node.log")
+                     /^# skipped / { s = $3 } /^# todo / { t = $3 }
+                     END { print p + 0, f + c + s + t }' "$LOGS/node.log")
 count_tier "$p" "$f" "$status"
 
 echo
