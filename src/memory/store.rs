@@ -34,7 +34,8 @@ const REINFORCE: Query<'static> = query!(
 );
 const PULSE: Query<'static> = query!("memory_pulse", [UUIDARRAYOID, FLOAT8OID, UUIDOID]);
 const FORGET: Query<'static> = query!("memory_forget", [UUIDOID, TEXTOID]);
-const LOCK_NODES: Query<'static> = query!("memory_lock_nodes", [UUIDOID, UUIDARRAYOID]);
+const LOCK_NODES: Query<'static> =
+    query!("memory_lock_nodes", [UUIDOID, UUIDARRAYOID, UUIDARRAYOID]);
 const FORGET_IDS: Query<'static> = query!("memory_forget_ids", [UUIDOID, UUIDARRAYOID]);
 const DETAILS: Query<'static> = query!("memory_details", [UUIDARRAYOID]);
 const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
@@ -223,12 +224,20 @@ pub fn forget_ids(tenant: Uuid, ids: Vec<Uuid>) -> Result<(), FractalityError> {
     }
 }
 
-/// `tenant`'s nodes `ids` locked for update, in the order of their ids (none: no query).
-pub fn lock_nodes(tenant: Uuid, ids: Vec<Uuid>) -> Result<(), FractalityError> {
-    if ids.is_empty() {
+/// `tenant`'s nodes `deleted` (locked for update) and `reinforced` (for no key update), in one
+/// pass in the order of their ids (none: no query).
+pub fn lock_nodes(
+    tenant: Uuid,
+    deleted: Vec<Uuid>,
+    reinforced: Vec<Uuid>,
+) -> Result<(), FractalityError> {
+    if deleted.is_empty() && reinforced.is_empty() {
         return Ok(());
     }
-    spi::run(&LOCK_NODES, &[tenant.into(), ids.into()])?;
+    spi::run(
+        &LOCK_NODES,
+        &[tenant.into(), deleted.into(), reinforced.into()],
+    )?;
     Ok(())
 }
 

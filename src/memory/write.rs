@@ -275,17 +275,15 @@ pub fn remember_all(
         // one pass in the order of their ids, as every writer of several memories locks them
         // (run_maintenance, a decay tick, recall's reinforcement): two such writers never wait
         // for each other in a circle
-        let mut locked: Vec<Uuid> = expired
+        let reinforced: Vec<Uuid> = pending
+            .reinforce
             .iter()
-            .copied()
-            .chain(pending.reinforce.iter().filter_map(|(r, _)| match r {
+            .filter_map(|(r, _)| match r {
                 Ref::Stored(id) => Some(*id),
                 Ref::New(_) => None,
-            }))
+            })
             .collect();
-        locked.sort_unstable();
-        locked.dedup();
-        store::lock_nodes(tenant, locked)?;
+        store::lock_nodes(tenant, expired.clone(), reinforced)?;
         // an expired memory told again is a new one: the old goes first, as run_maintenance
         // would take it (with its embeddings, edges and stream points); reinforcing it would
         // keep it expired, never recalled

@@ -875,13 +875,15 @@ fn remember_many_locks_what_it_deletes_and_reinforces_in_one_order() {
 fn remember_many_keeps_an_expired_memory_another_session_made_live_meanwhile() {
     let tenant = common::tenant();
     let mut admin = common::db();
-    let (kept, _) = two_memories(&mut admin, tenant, ["revived", "revived-other"], [18, 19]);
-    admin
-        .execute(
-            "UPDATE fractality.nodes SET expires_at = now() - interval '1 minute' WHERE id = $1",
-            &[&kept],
+    two_memories(&mut admin, tenant, ["revived", "revived-other"], [18, 19]);
+    let kept: Uuid = admin
+        .query_one(
+            "UPDATE fractality.nodes SET expires_at = now() - interval '1 minute'
+              WHERE user_id = $1 AND node_key = 'revived' RETURNING id",
+            &[&tenant],
         )
-        .unwrap();
+        .unwrap()
+        .get(0);
     // the other session writes the expired memory again, and holds it
     let mut writer = common::app("fractality_memory_a", Some(tenant));
     begin_and(
@@ -921,4 +923,64 @@ fn remember_many_keeps_an_expired_memory_another_session_made_live_meanwhile() {
         "the other write kept"
     );
     assert!(row.get::<_, bool>(2), "live");
+}
+
+/// remember_many locks a memory it reinforces as the reinforcement needs (FOR NO KEY UPDATE, as
+/// recall and a decay tick do), not as a delete: a session holding the memory's key (what a
+/// link, an embedding or a consensus link to it takes, FOR KEY SHARE) does not hold it up
+/// (before: it waited for that session's commit, and could deadlock with a consensus linking
+/// members in another order).
+#[test]
+fn remember_many_reinforcing_a_memory_does_not_wait_for_a_reference_to_it() {
+    let tenant = common::tenant();
+    let mut admin = common::db();
+    let (low, _) = two_memories(&mut admin, tenant, ["keyed-1", "keyed-2"], [21, 22]);
+    let (key, axis): (String, i32) = {
+        let r = admin
+            .query_one(
+                "SELECT node_key FROM fractality.nodes WHERE id = $1",
+                &[&low],
+            )
+            .unwrap();
+        let key: String = r.get(0);
+        let axis = if key == "keyed-1" { 21 } else { 22 };
+        (key, axis)
+    };
+    let mut referrer = common::db();
+    begin_and(
+        &mut referrer,
+        &format!("SELECT 1 FROM fractality.nodes WHERE id = '{low}' FOR KEY SHARE"),
+    );
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE created) FROM fractality.remember_many(ARRAY['{key}'],
+                ARRAY['memory {key}'], ARRAY['{}'::vector])",
+        vector_text(axis as usize, 1, 0.0)
+    );
+    let mut teller = common::app("fractality_memory_a", Some(tenant));
+    let teller_pid = reliability::backend_pid(&mut teller);
+    let told = thread::spawn(move || teller.query_one(&sql, &[]).map(|r| r.get::<_, i64>(0)));
+    let started = std::time::Instant::now();
+    let waited = loop {
+        if told.is_finished() {
+            break false;
+        }
+        let waits: bool = admin
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
+                &[&teller_pid],
+            )
+            .unwrap()
+            .get(0);
+        if waits {
+            break true;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        thread::sleep(std::time::Duration::from_millis(20));
+    };
+    referrer.batch_execute("COMMIT").unwrap();
+    assert_eq!(told.join().unwrap().unwrap(), 0, "reinforced");
+    assert!(
+        !waited,
+        "remember_many waited for a reference to the memory it reinforces"
+    );
 }
