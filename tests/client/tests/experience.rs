@@ -1162,3 +1162,57 @@ fn a_backfilled_buffer_takes_an_event_written_meanwhile() {
     assert_eq!(common::sqlstate(&err), "55000", "{err}");
     w.batch_execute("ROLLBACK").unwrap();
 }
+
+/// Events that enter no item of a buffer do not wait for that buffer's learner: a batch of
+/// another policy is written while a learner holds its buffer in an open transaction (before:
+/// every buffer was locked for every batch, so the writer waited for the learner's commit).
+#[test]
+fn replay_events_another_buffer_filters_out_do_not_wait_for_its_learner() {
+    let _g = lock();
+    let mut c = common::db();
+    c.batch_execute("SELECT fractality.create_replay_buffer('apart', policy_version => 6161)")
+        .unwrap();
+    let id = three_events_of_policy(&mut c, 6161, 9_900_000_000, 0x99_0000_0000).remove(0);
+    let mut learner = common::db();
+    learner.batch_execute("BEGIN").unwrap();
+    learner
+        .query_one(
+            "SELECT fractality.update_priorities('apart', ARRAY[$1::bytea], ARRAY[2.0::float8])",
+            &[&id],
+        )
+        .unwrap();
+    let mut writer = common::db();
+    let pid: i32 = writer
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let written = std::thread::spawn(move || {
+        three_events_of_policy(&mut writer, 6262, 9_910_000_000, 0x99_1000_0000).len()
+    });
+    let started = std::time::Instant::now();
+    let waited = loop {
+        if written.is_finished() {
+            break false;
+        }
+        let waits: bool = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if waits {
+            break true;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    learner.batch_execute("COMMIT").unwrap();
+    assert_eq!(written.join().unwrap(), 3);
+    assert!(
+        !waited,
+        "the writer waited for the learner of a buffer it does not enter"
+    );
+    c.batch_execute("SELECT fractality.drop_replay_buffer('apart')")
+        .unwrap();
+}
