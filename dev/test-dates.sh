@@ -4,31 +4,37 @@
 #
 #   bash dev/test-dates.sh ["YYYY-MM-DD HH:MM:SS" ...]
 #
-# Default days: the last minutes of a 31-day month and of a year, the first minutes of a month
-# after February, February's last day, and a leap day. For each, with libfaketime (the Debian
-# package `faketime`, installed here if missing) moving every clock by the same offset:
+# Default days: the last minutes of a 31-day month, of a 30-day month and of a year, the first
+# minutes of a month after February, February's last minutes, and a leap day's. For each, with
+# libfaketime (the Debian package `faketime`, installed here if missing) moving every clock of the
+# server by the same offset, each stage's server started at that date and time:
 #   1. every #[pg_test] suite (cargo pgrx test; only the server's processes see the other date,
 #      cargo and rustc keep the real one);
 #   2. pg_regress against a fresh server that lives on that date;
-#   3. the client suites that depend on the date, against the same server (their binaries keep
-#      the real clock: Rust test binaries hang with libfaketime loaded), but the tests that
-#      interrupt a call with statement_timeout: PostgreSQL's timeouts do not fire in a server
-#      under libfaketime (scripts/test.sh runs them at the real date). A suite gets 10 minutes.
-#      Known: lock_timeout does not fire either, so decay.rs's materialize_decay tests wait
-#      until their 10 minutes are up (2026-12-02: the 2027-01-31 run passed pg_regress 14/14,
-#      archive.rs 3/3 and experience.rs 5/5 before that).
+#   3. every client suite against the same server (their binaries keep the real clock: Rust
+#      test binaries hang with libfaketime loaded; what they check is the server's date) but
+#      `crash`, `load` and `replica`, which start, kill or time processes of their own, and but
+#      the tests that need a PostgreSQL timeout to fire (statement_timeout, and the lock_timeout
+#      with which materialize_decay skips a held row): timeouts do not fire in a server under
+#      libfaketime (scripts/test.sh runs them at the real date). A suite gets 10 minutes;
+#   4. the Python and Node.js clients' tests against the same server.
 # Ends with "dates: N passed, M failed" and exits non-zero when a date fails.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$ROOT"
 
 PORT="${FRACTALITY_DATES_PORT:-54341}"
-CLIENT_SUITES=(archive experience decay schema privileges backup tenancy memory)
+CLIENT_SUITES=(archive backup bad_input consensus_attack decay experience graph isolation memory
+               notify privileges resonance schema tenancy tenant_graphs upgrade)
+# the tests that need a timeout to fire (see above)
+SKIPS=(--skip _cancelled_or_killed_half_way
+       --skip decay_materialize_skips_a_row_a_writer_holds_without_blocking
+       --skip decay_materialize_leaves_a_callers_exception_block_in_a_correct_state)
 if [ $# -gt 0 ]; then
     dates=("$@")
 else
-    dates=("2027-01-31 23:57:00" "2027-03-01 00:05:00" "2026-12-31 23:58:00"
-           "2027-02-28 23:50:00" "2028-02-29 12:00:00")
+    dates=("2027-01-31 23:57:00" "2027-04-30 23:55:00" "2027-03-01 00:05:00"
+           "2026-12-31 23:58:00" "2027-02-28 23:50:00" "2028-02-29 23:50:00")
 fi
 
 if ! dpkg-query -W -f='${Status}' faketime 2>/dev/null | grep -q "install ok installed"; then
@@ -62,14 +68,33 @@ log "building the pg_test library and installing it"
 mkdir -p "$ROOT/target/dates-pgrx-data"; chown postgres:postgres "$ROOT/target/dates-pgrx-data"
 cargo pgrx test pg15 pg_graph_nan_weight_is_refused --runas postgres --pgdata "$ROOT/target/dates-pgrx-data" \
     >"$LOGS/build.log" 2>&1 || { tail -n 20 "$LOGS/build.log"; exit 1; }
+# the extension as scripts/test.sh installs it, for stages 2-4, built apart (its own target
+# directory: a build into target/debug would make stage 1 build the pg_test library again, under
+# libfaketime) and installed from its package by copying files
+log "building the extension as scripts/test.sh installs it, in target/dates-build"
+PACKAGE="$ROOT/target/dates-package"
+rm -rf "$PACKAGE"
+CARGO_TARGET_DIR="$ROOT/target/dates-build" cargo pgrx package --debug --pg-config "$PG_CONFIG" \
+    --out-dir "$PACKAGE" >"$LOGS/package.log" 2>&1 || { tail -n 20 "$LOGS/package.log"; exit 1; }
+install_package() {
+    install -m 755 "$PACKAGE$($PG_CONFIG --pkglibdir)"/fractality.so "$($PG_CONFIG --pkglibdir)/"
+    install -m 644 "$PACKAGE$($PG_CONFIG --sharedir)"/extension/fractality* "$($PG_CONFIG --sharedir)/extension/"
+    install -m 644 "$ROOT"/tests/upgrade/fractality--*.sql "$($PG_CONFIG --sharedir)/extension/"
+}
 
 ok=0
 bad=0
-for when in "${dates[@]}"; do
-    offset=$(( $(date -u -d "$when" +%s) - $(date -u +%s) ))
+# fake WHEN: the environment that starts a process at WHEN (its clock running on from there)
+fake_at() {
+    local offset sign
+    offset=$(( $(date -u -d "$1" +%s) - $(date -u +%s) ))
     sign=+; [ "$offset" -lt 0 ] && sign=
     fake=(env LD_PRELOAD="$FAKELIB" "FAKETIME=$sign$offset" FAKETIME_DONT_FAKE_MONOTONIC=1)
+}
+for when in "${dates[@]}"; do
     tag=$(echo "$when" | tr ' :' '__')
+    fake_at "$when"
+    offset=$(( $(date -u -d "$when" +%s) - $(date -u +%s) ))
     log "--- $when UTC (clock moved by ${offset}s)"
     failed_here=()
 
@@ -81,7 +106,10 @@ for when in "${dates[@]}"; do
         failed_here+=("pgrx: $(grep -c 'FAILED$' "$LOGS/$tag-pgrx.log" || true) failed")
     fi
 
-    # 2. pg_regress against a server living on that date
+    # 2. pg_regress against a server living on that date, with the extension as scripts/test.sh
+    # installs it (stage 1 installed the pg_test build, whose schema holds the tests too)
+    install_package >"$LOGS/$tag-install.log" 2>&1 || failed_here+=(install)
+    fake_at "$when"
     data="$ROOT/target/dates-pgdata"
     server_stop "$data" 2>/dev/null || true
     rm -rf "$data"; mkdir -p "$data"; chown postgres:postgres "$data"; chmod 700 "$data"
@@ -117,11 +145,18 @@ CONF
         # what they check is the server's date, which is the other one
         if ! (cd tests/client && \
                 FRACTALITY_TEST_URL="host=localhost port=$PORT user=postgres dbname=postgres" \
-                timeout 600 "$exe" --skip _cancelled_or_killed_half_way \
+                timeout 600 "$exe" "${SKIPS[@]}" \
                 >"$LOGS/$tag-client-$suite.log" 2>&1); then
             failed_here+=("client:$suite")
         fi
     done
+
+    # 4. the Python and Node.js clients, on the same server
+    url="host=localhost port=$PORT user=postgres dbname=postgres"
+    (cd clients/python && FRACTALITY_TEST_URL="$url" timeout 600 .venv/bin/python -m pytest -q \
+        >"$LOGS/$tag-python.log" 2>&1) || failed_here+=(python)
+    (cd clients/node && FRACTALITY_TEST_URL="$url" timeout 600 node --test test/*.test.js \
+        >"$LOGS/$tag-node.log" 2>&1) || failed_here+=(node)
     server_stop "$data"
 
     if [ ${#failed_here[@]} -eq 0 ]; then
@@ -130,5 +165,7 @@ CONF
         bad=$((bad + 1)); log "$when: FAILED ${failed_here[*]} (logs in $LOGS, prefix $tag)"
     fi
 done
+# the extension as scripts/test.sh leaves it
+install_package
 echo "dates: $ok passed, $bad failed"
 [ "$bad" -eq 0 ]
