@@ -26,8 +26,18 @@ COMMENT ON TABLE fractality.embedding_models IS
 
 -- The element type of a model's index: vector up to 2 000 dimensions, halfvec above.
 CREATE FUNCTION fractality.model_index_type(dims integer) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN CASE WHEN dims <= 2000 THEN 'vector' ELSE 'halfvec' END;
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF dims < 1 OR dims > 4000 THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for dims: %s', dims),
+            HINT = 'A model has 1 to 4 000 dimensions (vector up to 2 000, halfvec above), as register_model takes them.';
+    END IF;
+    RETURN CASE WHEN dims <= 2000 THEN 'vector' ELSE 'halfvec' END;
+END
+$$;
 
 COMMENT ON FUNCTION fractality.model_index_type(integer) IS
     'The type a model''s HNSW index casts its embeddings to: vector up to 2 000 dimensions, halfvec above (to 4 000).';

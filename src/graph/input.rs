@@ -177,7 +177,16 @@ pub fn parse_frozen(doc: serde_json::Value) -> Result<Frozen, FractalityError> {
             "A frozen node names its node_key.",
         ));
     }
-    for p in &frozen.stream {
+    for (i, p) in frozen.stream.iter().enumerate() {
+        // a stream point's time is finite (the table's check would refuse it with 23514)
+        let t = p.time.trim().to_ascii_lowercase();
+        if matches!(t.as_str(), "infinity" | "+infinity" | "-infinity") {
+            return Err(FractalityError::invalid(
+                "stream point time",
+                format!("{} (point {i})", p.time),
+                "A stream point's time is a finite timestamp, as thaw gives it.",
+            ));
+        }
         check_atp(p.atp_level).map_err(|_| {
             FractalityError::invalid(
                 "stream point atp_level",
@@ -280,6 +289,17 @@ mod tests {
             "node_key": "a", "edges": {"outgoing": [{"to_key": "b", "weight": -3}]}
         }))
         .is_err());
+        for time in ["infinity", " -Infinity", "+INFINITY "] {
+            let e = parse_frozen(serde_json::json!({
+                "node_key": "a", "stream": [{"time": "2026-01-01", "atp_level": 0.5},
+                                            {"time": time, "atp_level": 0.5}]
+            }))
+            .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("invalid value for stream point time: {time} (point 1)")
+            );
+        }
         assert_eq!(
             parse_uuid("a11ce000-0000-4000-8000-000000000001").unwrap()[0],
             0xa1

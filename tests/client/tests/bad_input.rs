@@ -761,6 +761,20 @@ fn model_errors_name_the_model_and_write_nothing() {
     ] {
         cases.push((sql.to_string(), "22023", Vec::new()));
     }
+    // a dimension no model may have
+    for d in ["-5", "0", "4001"] {
+        cases.push((
+            format!("SELECT fractality.model_index_type({d})"),
+            "22023",
+            vec![d.to_string()],
+        ));
+    }
+    // a frozen stream point at no finite time
+    cases.push((
+        "SELECT fractality.freeze('{\"node_key\": \"m-inf\", \"stream\": [{\"time\": \"infinity\", \"atp_level\": 0.5}]}')".into(),
+        "22023",
+        vec!["infinity".into()],
+    ));
     // a model name that is not a plain identifier, and a model already registered at another
     // dimension
     cases.push((
