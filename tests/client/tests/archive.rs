@@ -721,27 +721,7 @@ fn dropping_old_stream_partitions_does_not_wait_for_readers_of_nodes() {
                 .map_err(|e| sqlstate(&e))
         });
         // ended, or waiting for a lock (the reader's, on nodes)
-        let started = Instant::now();
-        let waiting = loop {
-            if run.is_finished() {
-                break false;
-            }
-            let waits: bool = c
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = $1 AND NOT l.granted)",
-                    &[&pid],
-                )
-                .unwrap()
-                .get(0);
-            if waits {
-                break true;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{sql} never ended"
-            );
-            thread::sleep(Duration::from_millis(20));
-        };
+        let waiting = waits_for_a_lock(&mut c, pid, &run);
         reader.batch_execute("COMMIT").unwrap();
         let moved = run.join().unwrap();
         assert!(!waiting, "{sql} waited for the reader of nodes");

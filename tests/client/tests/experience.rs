@@ -1172,7 +1172,7 @@ fn replay_events_another_buffer_filters_out_do_not_wait_for_its_learner() {
     let mut c = common::db();
     c.batch_execute("SELECT fractality.create_replay_buffer('apart', policy_version => 6161)")
         .unwrap();
-    let id = three_events_of_policy(&mut c, 6161, 9_900_000_000, 0x99_0000_0000).remove(0);
+    let id = three_events_of_policy(&mut c, 6161, 9_940_000_000, 0x9a_0000_0000).remove(0);
     let mut learner = common::db();
     learner.batch_execute("BEGIN").unwrap();
     learner
@@ -1187,26 +1187,9 @@ fn replay_events_another_buffer_filters_out_do_not_wait_for_its_learner() {
         .unwrap()
         .get(0);
     let written = std::thread::spawn(move || {
-        three_events_of_policy(&mut writer, 6262, 9_910_000_000, 0x99_1000_0000).len()
+        three_events_of_policy(&mut writer, 6262, 9_950_000_000, 0x9a_1000_0000).len()
     });
-    let started = std::time::Instant::now();
-    let waited = loop {
-        if written.is_finished() {
-            break false;
-        }
-        let waits: bool = c
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
-                &[&pid],
-            )
-            .unwrap()
-            .get(0);
-        if waits {
-            break true;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(60));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let waited = common::waits_for_a_lock(&mut c, pid, &written);
     learner.batch_execute("COMMIT").unwrap();
     assert_eq!(written.join().unwrap(), 3);
     assert!(

@@ -959,24 +959,7 @@ fn remember_many_reinforcing_a_memory_does_not_wait_for_a_reference_to_it() {
     let mut teller = common::app("fractality_memory_a", Some(tenant));
     let teller_pid = reliability::backend_pid(&mut teller);
     let told = thread::spawn(move || teller.query_one(&sql, &[]).map(|r| r.get::<_, i64>(0)));
-    let started = std::time::Instant::now();
-    let waited = loop {
-        if told.is_finished() {
-            break false;
-        }
-        let waits: bool = admin
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
-                &[&teller_pid],
-            )
-            .unwrap()
-            .get(0);
-        if waits {
-            break true;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(60));
-        thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let waited = common::waits_for_a_lock(&mut admin, teller_pid, &told);
     referrer.batch_execute("COMMIT").unwrap();
     assert_eq!(told.join().unwrap().unwrap(), 0, "reinforced");
     assert!(

@@ -643,21 +643,7 @@ fn two_curators_crystallising_one_group_at_once_make_one_consensus() {
             .map_err(|e| format!("{e:?}"))
     });
     // the second ends, or waits for the first
-    let started = std::time::Instant::now();
-    while !other.is_finished() {
-        let waits: bool = admin
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
-                &[&pid],
-            )
-            .unwrap()
-            .get(0);
-        if waits {
-            break;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(60));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::waits_for_a_lock(&mut admin, pid, &other);
     first.batch_execute("COMMIT").unwrap();
     let two = other.join().unwrap().expect("the second curator");
     assert_eq!(two, Some(one), "the group's one consensus");
@@ -701,21 +687,7 @@ fn a_member_deleted_while_consensus_links_it_is_left_out() {
             .map_err(|e| format!("{}: {e:?}", common::sqlstate(&e)))
     });
     // the curator waits for the delete (the member's lock), which then commits
-    let started = std::time::Instant::now();
-    while !made.is_finished() {
-        let waits: bool = admin
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
-                &[&pid],
-            )
-            .unwrap()
-            .get(0);
-        if waits {
-            break;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(60));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::waits_for_a_lock(&mut admin, pid, &made);
     forgetter.batch_execute("COMMIT").unwrap();
     let id = made
         .join()

@@ -191,3 +191,33 @@ pub fn wait_for_a_lock(admin: &mut Client, pattern: &str) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Waits, up to a minute, until the call running in `call` ends or backend `pid` (its session)
+/// waits for a lock; true when it waits.
+pub fn waits_for_a_lock<T>(
+    admin: &mut Client,
+    pid: i32,
+    call: &std::thread::JoinHandle<T>,
+) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        if call.is_finished() {
+            return false;
+        }
+        let waits: bool = admin
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if waits {
+            return true;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "backend {pid} neither ended nor waited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
