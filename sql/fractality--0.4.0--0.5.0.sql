@@ -1638,9 +1638,12 @@ COMMENT ON VIEW fractality.replay_priorities IS
 -- Events written enter every buffer whose filter they pass, at the buffer's largest priority
 -- (entry j of the batch takes sequence number next_seq + j, slot seq or, with a capacity,
 -- seq % capacity, where the oldest item goes: src/replay/upkeep.rs, entered). One buffer at a
--- time, each that some of the events enter locked for the rest of the transaction (its writers
--- are serialised; samplers read a consistent snapshot); a buffer none of them enters is not
--- locked, so its learner does not hold up writers of other events.
+-- time, each locked for the rest of the transaction (its writers are serialised; samplers read a
+-- consistent snapshot). Every buffer, in the order of their ids, even one none of the events
+-- enters: a transaction's first batch then takes every lock it will ever take here, so two
+-- transactions writing batches of other buffers in other orders (or a writer and lock_all's
+-- archiving) never wait for each other in a circle. The price: a writer waits for a learner
+-- holding any buffer (update_priorities in an open transaction).
 -- SECURITY DEFINER: a role that may write events keeps the buffers in step without privileges
 -- of its own on them.
 CREATE FUNCTION fractality."_replay_entered"(
@@ -1679,11 +1682,7 @@ DECLARE
     ts bigint[];
     ids bytea[];
 BEGIN
-    FOR b IN SELECT * FROM fractality.replay_buffers r
-              WHERE EXISTS (SELECT 1 FROM new_events n
-                             WHERE (r.event_type IS NULL OR n.event_type = r.event_type)
-                               AND (r.policy_version IS NULL OR n.adna_version_hash = r.policy_version))
-              ORDER BY r.buffer_id FOR UPDATE LOOP
+    FOR b IN SELECT * FROM fractality.replay_buffers ORDER BY buffer_id FOR UPDATE LOOP
         SELECT array_agg(n."timestamp"), array_agg(n.event_id) INTO ts, ids
           FROM new_events n
          WHERE (b.event_type IS NULL OR n.event_type = b.event_type)

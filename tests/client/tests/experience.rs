@@ -1163,39 +1163,83 @@ fn a_backfilled_buffer_takes_an_event_written_meanwhile() {
     w.batch_execute("ROLLBACK").unwrap();
 }
 
-/// Events that enter no item of a buffer do not wait for that buffer's learner: a batch of
-/// another policy is written while a learner holds its buffer in an open transaction (before:
-/// every buffer was locked for every batch, so the writer waited for the learner's commit).
+/// Two transactions writing batches of two buffers' events in opposite orders do not deadlock:
+/// a transaction's first batch locks every buffer, in the order of their ids, so the second
+/// transaction waits for the first at its own first batch (a batch that locked only the buffers
+/// it enters left the two holding one buffer each and asking for the other's).
 #[test]
-fn replay_events_another_buffer_filters_out_do_not_wait_for_its_learner() {
+fn replay_writers_of_two_buffers_in_opposite_orders_do_not_deadlock() {
     let _g = lock();
     let mut c = common::db();
-    c.batch_execute("SELECT fractality.create_replay_buffer('apart', policy_version => 6161)")
-        .unwrap();
-    let id = three_events_of_policy(&mut c, 6161, 9_940_000_000, 0x9a_0000_0000).remove(0);
-    let mut learner = common::db();
-    learner.batch_execute("BEGIN").unwrap();
-    learner
-        .query_one(
-            "SELECT fractality.update_priorities('apart', ARRAY[$1::bytea], ARRAY[2.0::float8])",
-            &[&id],
-        )
-        .unwrap();
-    let mut writer = common::db();
-    let pid: i32 = writer
+    c.batch_execute(
+        "SELECT fractality.create_replay_buffer('order_a', policy_version => 6161);
+         SELECT fractality.create_replay_buffer('order_b', policy_version => 6262);",
+    )
+    .unwrap();
+    let mut first = common::db();
+    first.batch_execute("BEGIN").unwrap();
+    three_events_of_policy(&mut first, 6262, 9_940_000_000, 0x9a_0000_0000);
+    let mut second = common::db();
+    let pid: i32 = second
         .query_one("SELECT pg_backend_pid()", &[])
         .unwrap()
         .get(0);
-    let written = std::thread::spawn(move || {
-        three_events_of_policy(&mut writer, 6262, 9_950_000_000, 0x9a_1000_0000).len()
+    let other = std::thread::spawn(move || {
+        second.batch_execute("BEGIN")?;
+        for (policy, ts, id) in [
+            (6161, 9_950_000_000, 0x9a_1000_0000u128),
+            (6262, 9_960_000_000, 0x9a_2000_0000),
+        ] {
+            let events = Value::Array(
+                (0..3)
+                    .map(|i| {
+                        let mut e = event(ts + i, id + i as u128, 97, i as i32, 1.0);
+                        e["adna_version_hash"] = json!(policy);
+                        e
+                    })
+                    .collect(),
+            );
+            second.query_one("SELECT fractality.write_events($1)", &[&events])?;
+        }
+        second.batch_execute("COMMIT")
     });
-    let waited = common::waits_for_a_lock(&mut c, pid, &written);
-    learner.batch_execute("COMMIT").unwrap();
-    assert_eq!(written.join().unwrap(), 3);
-    assert!(
-        !waited,
-        "the writer waited for the learner of a buffer it does not enter"
+    common::waits_for_a_lock(&mut c, pid, &other);
+    // the first transaction's batch of the other buffer
+    let events = Value::Array(
+        (0..3)
+            .map(|i| {
+                let mut e = event(
+                    9_970_000_000 + i,
+                    0x9a_3000_0000 + i as u128,
+                    97,
+                    i as i32,
+                    1.0,
+                );
+                e["adna_version_hash"] = json!(6161);
+                e
+            })
+            .collect(),
     );
-    c.batch_execute("SELECT fractality.drop_replay_buffer('apart')")
-        .unwrap();
+    let mine = first
+        .query_one("SELECT fractality.write_events($1)", &[&events])
+        .map_err(|e| common::sqlstate(&e));
+    first.batch_execute("COMMIT").unwrap();
+    let theirs = other.join().unwrap().map_err(|e| common::sqlstate(&e));
+    assert_eq!(
+        (mine.map(|_| ()), theirs),
+        (Ok(()), Ok(())),
+        "neither deadlocked"
+    );
+    let written: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.experience_events WHERE adna_version_hash IN (6161, 6262)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 12);
+    c.batch_execute(
+        "SELECT fractality.drop_replay_buffer('order_a'), fractality.drop_replay_buffer('order_b')",
+    )
+    .unwrap();
 }
