@@ -111,6 +111,7 @@ const MEMBERS_EXACT: &str = include_str!("../sql/queries/consensus_members_exact
 const MEMBERS_STAGED: &str = include_str!("../sql/queries/consensus_members_staged.sql");
 const MODEL_SIZE: Query<'static> = query!("consensus_model_size", [TEXTOID, INT8OID]);
 const LOCK: Query<'static> = query!("consensus_lock", [TEXTOID]);
+const LOCK_MEMBERS: Query<'static> = query!("consensus_lock_members", [UUIDARRAYOID, UUIDARRAYOID]);
 const EXISTING: Query<'static> = query!(
     "consensus_existing",
     [UUIDARRAYOID, UUIDARRAYOID, UUIDOID, UUIDOID, TEXTOID]
@@ -379,6 +380,25 @@ fn consensus(
         }
     }
 
+    // one writer of a model's consensus at a time, and what it counts locked against a delete
+    // (in the order of their ids, as every writer of several memories locks them): two curators
+    // of one group at once would otherwise each make a consensus, and a member forgotten meanwhile
+    // would be counted in the consensus and fail its link
+    spi::run(&LOCK, &[model.name.as_str().into()])?;
+    let kept: HashSet<(Uuid, Uuid)> = spi::some_rows(
+        &LOCK_MEMBERS,
+        &[
+            members.iter().map(|m| m.id).collect::<Vec<_>>().into(),
+            members.iter().map(|m| m.user).collect::<Vec<_>>().into(),
+        ],
+        false,
+        |r| Some((r.get::<Uuid>(1)?, r.get::<Uuid>(2)?)),
+    )?;
+    if !kept.contains(&(node, source_user)) {
+        return Ok(None); // the seed itself deleted meanwhile
+    }
+    members.retain(|m| kept.contains(&(m.id, m.user)));
+
     let users: HashSet<Uuid> = members.iter().map(|m| m.user).collect();
     if users.len() < min_users || users.len() < MIN_CONTRIBUTORS as usize {
         return Ok(None);
@@ -404,9 +424,6 @@ fn consensus(
     let count = users.len() as i32;
 
     let member_users: Vec<Uuid> = members.iter().map(|m| m.user).collect();
-    // one writer of a model's consensus at a time, and the consensus already made read after it:
-    // two curators of one group at once would otherwise each make one
-    spi::run(&LOCK, &[model.name.as_str().into()])?;
     let existing: Option<Uuid> = spi::one(
         &EXISTING,
         &[

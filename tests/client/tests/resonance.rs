@@ -659,15 +659,13 @@ fn two_curators_crystallising_one_group_at_once_make_one_consensus() {
     assert_eq!(consensus, 1);
 }
 
-/// A member deleted (forget, run_maintenance) while a curator's consensus links it: the
-/// consensus is made without it (before: its link failed the foreign key, 23503, and no
-/// consensus was made).
-#[test]
-fn a_member_deleted_while_consensus_links_it_is_left_out() {
-    let mut admin = common::db();
-    let tenants = [common::tenant(), common::tenant(), common::tenant()];
-    let ids = load(&mut admin, &tenants, "consensus-forget", 3, 29);
-    let gone = ids[2][1];
+/// Crystallises `seed` in a curator's session while another session deletes node `gone` (it
+/// deletes first and commits once the curator waits for it): the curator's answer.
+fn crystallise_while_deleting(
+    admin: &mut Client,
+    seed: Uuid,
+    gone: Uuid,
+) -> Result<Option<Uuid>, String> {
     let mut forgetter = common::db();
     forgetter
         .batch_execute(&format!(
@@ -679,7 +677,6 @@ fn a_member_deleted_while_consensus_links_it_is_left_out() {
         .query_one("SELECT pg_backend_pid()", &[])
         .unwrap()
         .get(0);
-    let seed = ids[0][0];
     let made = std::thread::spawn(move || {
         curator
             .query_one("SELECT fractality.crystallize_consensus($1)", &[&seed])
@@ -687,11 +684,23 @@ fn a_member_deleted_while_consensus_links_it_is_left_out() {
             .map_err(|e| format!("{}: {e:?}", common::sqlstate(&e)))
     });
     // the curator waits for the delete (the member's lock), which then commits
-    common::waits_for_a_lock(&mut admin, pid, &made);
+    common::waits_for_a_lock(admin, pid, &made);
     forgetter.batch_execute("COMMIT").unwrap();
-    let id = made
-        .join()
-        .unwrap()
+    made.join().unwrap()
+}
+
+/// A member deleted (forget, run_maintenance) while a curator's consensus is being written is
+/// left out of it: of its links, and of its count of users, which it may take below the
+/// threshold (no consensus then). Before: its link failed the foreign key (23503) and no
+/// consensus was made; and, had it gone through, the deleted member was counted and in the
+/// centroid.
+#[test]
+fn a_member_deleted_while_consensus_links_it_is_left_out() {
+    let mut admin = common::db();
+    let tenants = [common::tenant(), common::tenant(), common::tenant()];
+    let ids = load(&mut admin, &tenants, "consensus-forget", 3, 29);
+    let gone = ids[2][1];
+    let id = crystallise_while_deleting(&mut admin, ids[0][0], gone)
         .expect("the consensus")
         .expect("three users hold the group");
     let linked: Vec<Uuid> = admin
@@ -705,4 +714,21 @@ fn a_member_deleted_while_consensus_links_it_is_left_out() {
         .collect();
     assert_eq!(linked.len(), 8, "every member but the deleted one");
     assert!(!linked.contains(&gone));
+
+    // the third user's only member goes: two users are left, no consensus, nothing written
+    let two = [common::tenant(), common::tenant()];
+    let ids = load(&mut admin, &two, "consensus-forget-last", 3, 31);
+    let third = common::tenant();
+    let only = load(&mut admin, &[third], "consensus-forget-last", 1, 31)[0][0];
+    let before: i64 = admin
+        .query_one("SELECT count(*) FROM fractality.consensus_nodes", &[])
+        .unwrap()
+        .get(0);
+    let none = crystallise_while_deleting(&mut admin, ids[0][0], only).expect("an answer");
+    assert_eq!(none, None, "two users are left: no consensus");
+    let after: i64 = admin
+        .query_one("SELECT count(*) FROM fractality.consensus_nodes", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(after, before, "nothing written");
 }
