@@ -24,8 +24,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$ROOT"
 
 PORT="${FRACTALITY_DATES_PORT:-54341}"
-CLIENT_SUITES=(archive backup bad_input consensus_attack decay experience graph isolation memory
-               notify privileges resonance schema tenancy tenant_graphs upgrade)
+CLIENT_SUITES=(archive backup bad_input cancel consensus_attack decay experience graph isolation
+               memory notify privileges resonance schema tenancy tenant_graphs upgrade)
 # the tests that need a timeout to fire (see above)
 SKIPS=(--skip _cancelled_or_killed_half_way
        --skip decay_materialize_skips_a_row_a_writer_holds_without_blocking
@@ -76,10 +76,12 @@ PACKAGE="$ROOT/target/dates-package"
 rm -rf "$PACKAGE"
 CARGO_TARGET_DIR="$ROOT/target/dates-build" cargo pgrx package --debug --pg-config "$PG_CONFIG" \
     --out-dir "$PACKAGE" >"$LOGS/package.log" 2>&1 || { tail -n 20 "$LOGS/package.log"; exit 1; }
-install_package() {
-    install -m 755 "$PACKAGE$($PG_CONFIG --pkglibdir)"/fractality.so "$($PG_CONFIG --pkglibdir)/"
-    install -m 644 "$PACKAGE$($PG_CONFIG --sharedir)"/extension/fractality* "$($PG_CONFIG --sharedir)/extension/"
-    install -m 644 "$ROOT"/tests/upgrade/fractality--*.sql "$($PG_CONFIG --sharedir)/extension/"
+install_package() {  # under the lock install_extension takes (another checkout may be testing)
+    flock /tmp/fractality-pg.lock sh -c '
+        install -m 755 "$1$2"/fractality.so "$2/" &&
+        install -m 644 "$1$3"/extension/fractality* "$3/extension/" &&
+        install -m 644 "$4"/tests/upgrade/fractality--*.sql "$3/extension/"' \
+        sh "$PACKAGE" "$($PG_CONFIG --pkglibdir)" "$($PG_CONFIG --sharedir)" "$ROOT"
 }
 
 ok=0

@@ -364,8 +364,9 @@ COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
 -- build_tenant_graphs builds the graph of every tenant holding at least min_rows embeddings of
 -- `model` that lacks one, and drops those of tenants now under half of min_rows (or gone);
 -- returns what it did; one call at a time (a second waits for the first). Creating and dropping
--- indexes needs the owner of node_embeddings (42501 for any other role); a build holds a SHARE lock on the tenant's partition for its duration
--- (writes to that partition wait; reads go on). Not in a dump, like the models' indexes:
+-- indexes needs the owner of node_embeddings (42501 for any other role). The call is one
+-- transaction: a build's SHARE lock on the tenant's partition (writes wait, reads go on), and a
+-- drop's ACCESS EXCLUSIVE one, last until the whole call commits. Not in a dump, like the models' indexes:
 -- run it again after a restore (searches are exact either way: without the graph a tenant is
 -- searched through the shared one).
 CREATE FUNCTION fractality.build_tenant_graphs(model text DEFAULT 'default', min_rows bigint DEFAULT 500)

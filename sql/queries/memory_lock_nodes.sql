@@ -4,7 +4,7 @@
 -- UPDATE (as recall's and a decay tick's), which leaves the foreign keys' KEY SHARE free (a link,
 -- an embedding or a consensus link to the memory written meanwhile does not wait for it).
 SELECT u.id
-  FROM (SELECT DISTINCT m.id, m.id = ANY ($2) AS deleted
+  FROM (SELECT DISTINCT m.id, coalesce(m.id = ANY ($2), false) AS deleted
           FROM pg_catalog.unnest(pg_catalog.array_cat($2::uuid[], $3::uuid[])) AS m (id)
          ORDER BY m.id) u
   LEFT JOIN LATERAL (SELECT n.id FROM fractality.nodes n
