@@ -755,9 +755,9 @@ fn replay_a_tree_grown_by_several_levels_at_once_draws_every_item() {
 }
 
 /// Three events of episode 98 and policy version `policy` (steps 0-2, timestamps from `ts0`, ids
-/// from `id0`), written; their ids in id order.
-fn three_events_of_policy(c: &mut Client, policy: i32, ts0: i64, id0: u128) -> Vec<Vec<u8>> {
-    let events = Value::Array(
+/// from `id0`), as a batch.
+fn three_events(policy: i32, ts0: i64, id0: u128) -> Value {
+    Value::Array(
         (0..3)
             .map(|i| {
                 let mut e = event(ts0 + i, id0 + i as u128, 98, i as i32, 5.0);
@@ -765,9 +765,17 @@ fn three_events_of_policy(c: &mut Client, policy: i32, ts0: i64, id0: u128) -> V
                 e
             })
             .collect(),
-    );
-    c.query_one("SELECT fractality.write_events($1)", &[&events])
-        .unwrap();
+    )
+}
+
+/// Three events of episode 98 and policy version `policy` (steps 0-2, timestamps from `ts0`, ids
+/// from `id0`), written; their ids in id order.
+fn three_events_of_policy(c: &mut Client, policy: i32, ts0: i64, id0: u128) -> Vec<Vec<u8>> {
+    c.query_one(
+        "SELECT fractality.write_events($1)",
+        &[&three_events(policy, ts0, id0)],
+    )
+    .unwrap();
     c.query(
         "SELECT event_id FROM fractality.experience_events WHERE adna_version_hash = $1
           ORDER BY event_id",
@@ -1190,36 +1198,16 @@ fn replay_writers_of_two_buffers_in_opposite_orders_do_not_deadlock() {
             (6161, 9_950_000_000, 0x9a_1000_0000u128),
             (6262, 9_960_000_000, 0x9a_2000_0000),
         ] {
-            let events = Value::Array(
-                (0..3)
-                    .map(|i| {
-                        let mut e = event(ts + i, id + i as u128, 97, i as i32, 1.0);
-                        e["adna_version_hash"] = json!(policy);
-                        e
-                    })
-                    .collect(),
-            );
-            second.query_one("SELECT fractality.write_events($1)", &[&events])?;
+            second.query_one(
+                "SELECT fractality.write_events($1)",
+                &[&three_events(policy, ts, id)],
+            )?;
         }
         second.batch_execute("COMMIT")
     });
     common::waits_for_a_lock(&mut c, pid, &other);
     // the first transaction's batch of the other buffer
-    let events = Value::Array(
-        (0..3)
-            .map(|i| {
-                let mut e = event(
-                    9_970_000_000 + i,
-                    0x9a_3000_0000 + i as u128,
-                    97,
-                    i as i32,
-                    1.0,
-                );
-                e["adna_version_hash"] = json!(6161);
-                e
-            })
-            .collect(),
-    );
+    let events = three_events(6161, 9_970_000_000, 0x9a_3000_0000);
     let mine = first
         .query_one("SELECT fractality.write_events($1)", &[&events])
         .map_err(|e| common::sqlstate(&e));
