@@ -50,6 +50,14 @@ pub enum FractalityError {
         detail: String,
     },
 
+    /// The SQLSTATE of `inner`: one memory of a remember_many batch (`element`, counted from 1
+    /// as the batch's parse errors count) fails a check a single memory would fail the same way.
+    #[error("memory {element}: {inner}")]
+    InMemory {
+        element: usize,
+        inner: Box<FractalityError>,
+    },
+
     /// 22023 invalid_parameter_value: one element of a remember_many batch is malformed.
     #[error("memory {element}, field \"{field}\": {problem}")]
     BadMemory {
@@ -166,6 +174,7 @@ impl FractalityError {
             FractalityError::NotInBuffer { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::Overflow(_) => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
             FractalityError::BadMemory { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            FractalityError::InMemory { inner, .. } => inner.sqlstate(),
             FractalityError::BufferExists(_) => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             FractalityError::ModelDimension { .. } => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
             FractalityError::Internal { .. } | FractalityError::InternalStep(_) => {
@@ -193,6 +202,7 @@ impl FractalityError {
                 Some("Both vectors must have the same number of dimensions.")
             }
             FractalityError::InvalidParameter { hint, .. } => Some(hint),
+            FractalityError::InMemory { inner, .. } => inner.hint(),
             FractalityError::NullNotAllowed(_) => Some(
                 "Pass a value; an argument with a default may be left out to take it.",
             ),

@@ -209,8 +209,15 @@ pub fn remember_all(
     spi::connect(|| {
         let tenant = store::tenant()?;
         let model = Model::lookup(model)?;
-        for m in memories {
-            m.validate(&model)?;
+        for (i, m) in memories.iter().enumerate() {
+            // which memory of a batch, as the batch's parse errors say it
+            m.validate(&model).map_err(|e| match memories.len() {
+                1 => e,
+                _ => FractalityError::InMemory {
+                    element: i + 1,
+                    inner: Box::new(e),
+                },
+            })?;
         }
         store::lock(tenant)?;
         let mut pool = Pool::default();

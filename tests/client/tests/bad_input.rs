@@ -1051,3 +1051,69 @@ fn arrays_past_a_million_elements_are_refused_before_they_are_read() {
     c.batch_execute("SELECT fractality.drop_replay_buffer('arrays_cap')")
         .unwrap();
 }
+
+/// A memory of a remember_many batch that fails a check of its content (a zero embedding, an
+/// embedding of another dimension, a ttl that is no duration) is named by its place in the batch,
+/// with the check's own SQLSTATE, in both forms; nothing is written.
+#[test]
+fn remember_many_names_the_memory_that_fails_a_check() {
+    let mut c = common::db();
+    c.batch_execute("SET fractality.user_id = 'bad1bad1-0000-4000-8000-000000000077'")
+        .unwrap();
+    let good = "array_fill(0.05, ARRAY[384])::vector";
+    let cases = [
+        (
+            format!(
+                "SELECT * FROM fractality.remember_many(jsonb_build_array(
+                     jsonb_build_object('content', 'one', 'embedding', {good}::real[]),
+                     jsonb_build_object('content', 'two', 'embedding', {good}::real[]),
+                     jsonb_build_object('content', 'three', 'embedding', array_fill(0, ARRAY[384]))))"
+            ),
+            "22023",
+            "memory 3",
+        ),
+        (
+            format!(
+                "SELECT * FROM fractality.remember_many(ARRAY['a', 'b'], ARRAY['one', 'two'],
+                     ARRAY[{good}, array_fill(0.05, ARRAY[385])::vector])"
+            ),
+            "22000",
+            "memory 2",
+        ),
+        (
+            format!(
+                "SELECT * FROM fractality.remember_many(ARRAY['a', 'b'], ARRAY['one', 'two'],
+                     ARRAY[{good}, {good}], ttls => ARRAY['-1 hour'::interval, '1 hour'])"
+            ),
+            "22023",
+            "memory 1",
+        ),
+    ];
+    let before: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    for (sql, state, place) in &cases {
+        let e = c.batch_execute(sql).unwrap_err();
+        let message = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert_eq!(common::sqlstate(&e), *state, "{message}: {sql}");
+        assert!(
+            message.starts_with(place),
+            "'{message}' names {place}: {sql}"
+        );
+    }
+    let after: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(after, before, "nothing written");
+}
