@@ -151,6 +151,11 @@ DECLARE
     child text;
     t0 timestamptz;
 BEGIN
+    IF model IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('build_model_index: %s must not be NULL', 'model'),
+            HINT = 'Pass a registered model (fractality.embedding_models lists them).';
+    END IF;
     SELECT o.dims, o.index_type, o.opclass INTO d, ty, opclass
       FROM fractality._model_index_ops(build_model_index.model) o;
     parent_index := 'node_embeddings_' || build_model_index.model || '_hnsw';
@@ -207,6 +212,11 @@ DECLARE
     idx regclass := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
     g record;
 BEGIN
+    IF model IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('drop_model_index: %s must not be NULL', 'model'),
+            HINT = 'Pass a registered model (fractality.embedding_models lists them).';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM fractality.embedding_models m WHERE m.model = drop_model_index.model) THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('unknown embedding model %L', drop_model_index.model),

@@ -35,6 +35,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF start_us IS NULL OR end_us IS NULL OR "limit" IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('query_events: %s must not be NULL', CASE WHEN start_us IS NULL THEN 'start_us' WHEN end_us IS NULL THEN 'end_us' ELSE 'limit' END),
+            HINT = 'Pass start_us <= end_us, both microseconds since the Unix epoch, and a limit >= 0.';
+    END IF;
     IF start_us IS NULL OR end_us IS NULL OR start_us > end_us THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid time range for query_events: [%s, %s)', start_us, end_us),
@@ -82,6 +87,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF since_us IS NULL OR min_reward IS NULL OR "limit" IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('high_reward_events: %s must not be NULL', CASE WHEN since_us IS NULL THEN 'since_us' WHEN min_reward IS NULL THEN 'min_reward' ELSE 'limit' END),
+            HINT = 'Pass a time in microseconds since the Unix epoch, a reward threshold (-Infinity: every event) and a limit >= 0.';
+    END IF;
     IF since_us IS NULL OR min_reward IS NULL OR min_reward = 'NaN' THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid argument for high_reward_events: since_us %s, min_reward %s',
@@ -128,6 +138,11 @@ DECLARE
     h integer;
     salt integer := 0;
 BEGIN
+    IF state_bin_id IS NULL OR rule_id IS NULL OR action_weights IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('save_policy: %s must not be NULL', CASE WHEN state_bin_id IS NULL THEN 'state_bin_id' WHEN rule_id IS NULL THEN 'rule_id' ELSE 'action_weights' END),
+            HINT = 'Pass the state bin, the rule and the action weights (a JSON object); metadata may be NULL.';
+    END IF;
     IF state_bin_id IS NULL OR state_bin_id = '' OR length(state_bin_id) > 255 THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid value for state_bin_id: %s', coalesce(quote_literal(state_bin_id), 'NULL')),
@@ -205,6 +220,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF policy_id IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('policy_lineage: %s must not be NULL', 'policy_id'),
+            HINT = 'Pass a policy_id returned by fractality.save_policy.';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.policy_id = policy_lineage.policy_id) THEN
         RAISE no_data_found USING
             MESSAGE = format('policy %s does not exist', coalesce(policy_lineage.policy_id::text, 'NULL')),
@@ -235,6 +255,11 @@ DECLARE
     next_version integer;
     new_id integer;
 BEGIN
+    IF component IS NULL OR key IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('save_config: %s must not be NULL', CASE WHEN component IS NULL THEN 'component' ELSE 'key' END),
+            HINT = 'Pass the component, the key and the value (jsonb).';
+    END IF;
     IF component IS NULL OR component = '' OR length(component) > 255 THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid value for component: %s', coalesce(quote_literal(component), 'NULL')),

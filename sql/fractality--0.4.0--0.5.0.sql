@@ -847,6 +847,11 @@ DECLARE
     child text;
     t0 timestamptz;
 BEGIN
+    IF model IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('build_model_index: %s must not be NULL', 'model'),
+            HINT = 'Pass a registered model (fractality.embedding_models lists them).';
+    END IF;
     SELECT o.dims, o.index_type, o.opclass INTO d, ty, opclass
       FROM fractality._model_index_ops(build_model_index.model) o;
     parent_index := 'node_embeddings_' || build_model_index.model || '_hnsw';
@@ -903,6 +908,11 @@ DECLARE
     idx regclass := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
     g record;
 BEGIN
+    IF model IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('drop_model_index: %s must not be NULL', 'model'),
+            HINT = 'Pass a registered model (fractality.embedding_models lists them).';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM fractality.embedding_models m WHERE m.model = drop_model_index.model) THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('unknown embedding model %L', drop_model_index.model),
@@ -2217,6 +2227,55 @@ BEGIN
                    vector_schema);
 END
 $$;
+-- consensus_tree refuses a NULL argument with 22004 since 0.5.0
+-- The seed's traversal: from each consensus node whose resonance_score exceeds min_score, to
+-- the caller's contributing nodes (depth 1, through consensus_links), then along edges
+-- (from_node -> to_node); resonance decays by 0.9 a level; a node already on the path is not
+-- entered again (cycles cut). Runs as the caller: only the caller's links and nodes are seen.
+CREATE OR REPLACE FUNCTION fractality.consensus_tree(min_score float8 DEFAULT 0.8, max_depth integer DEFAULT 5)
+RETURNS TABLE (consensus_id uuid, node_id uuid, node_key text, label text,
+               resonance_score float8, depth integer, path uuid[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF min_score IS NULL OR max_depth IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('consensus_tree: %s must not be NULL', CASE WHEN min_score IS NULL THEN 'min_score' ELSE 'max_depth' END),
+            HINT = 'Pass a resonance score in [-1, 1] and a number of levels from 0 to 100, or leave them out (0.8, 5).';
+    END IF;
+    IF min_score IS NULL OR min_score = 'NaN'::float8 OR min_score < -1 OR min_score > 1 THEN
+        RAISE EXCEPTION 'invalid value for min_score: %', coalesce(min_score::text, 'NULL')
+            USING ERRCODE = '22023', HINT = 'min_score is a resonance score in [-1, 1] (e.g. 0.8).';
+    END IF;
+    IF max_depth IS NULL OR max_depth < 0 OR max_depth > 100 THEN
+        RAISE EXCEPTION 'invalid value for max_depth: %', coalesce(max_depth::text, 'NULL')
+            USING ERRCODE = '22023', HINT = 'max_depth is a number of levels from 0 to 100.';
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE tree (consensus_id, node_id, node_key, label, resonance_score, depth, path) AS (
+        SELECT cn.id, cn.id, cn.node_key, cn.label, cn.resonance_score, 0, ARRAY[cn.id]
+          FROM fractality.consensus_nodes cn
+         WHERE cn.resonance_score > min_score
+        UNION ALL
+        SELECT t.consensus_id, n.id, n.node_key, n.label, t.resonance_score * 0.9, t.depth + 1,
+               t.path || n.id
+          FROM tree t
+          CROSS JOIN LATERAL (
+                SELECT l.node_id AS next FROM fractality.consensus_links l
+                 WHERE t.depth = 0 AND l.consensus_id = t.node_id
+                UNION ALL
+                SELECT e.to_node FROM fractality.edges e
+                 WHERE t.depth > 0 AND e.from_node = t.node_id) step
+          JOIN fractality.nodes n ON n.id = step.next
+         WHERE t.depth < max_depth
+           AND NOT n.id = ANY (t.path)
+    )
+    SELECT t.consensus_id, t.node_id, t.node_key, t.label, t.resonance_score, t.depth, t.path
+      FROM tree t
+     ORDER BY t.resonance_score DESC, t.depth, t.consensus_id, t.path;
+END
+$$;
 
 -- write_events and write_events_json are named in Rust as in SQL since 0.5.0: write_events(jsonb)
 -- moves to its own C symbol, write_events_json(text, json) to the one write_events(jsonb) had
@@ -2251,6 +2310,11 @@ DECLARE
     h integer;
     salt integer := 0;
 BEGIN
+    IF state_bin_id IS NULL OR rule_id IS NULL OR action_weights IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('save_policy: %s must not be NULL', CASE WHEN state_bin_id IS NULL THEN 'state_bin_id' WHEN rule_id IS NULL THEN 'rule_id' ELSE 'action_weights' END),
+            HINT = 'Pass the state bin, the rule and the action weights (a JSON object); metadata may be NULL.';
+    END IF;
     IF state_bin_id IS NULL OR state_bin_id = '' OR length(state_bin_id) > 255 THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid value for state_bin_id: %s', coalesce(quote_literal(state_bin_id), 'NULL')),
@@ -2414,6 +2478,11 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
+    IF from_us IS NULL OR to_us IS NULL OR gamma IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('episode_returns: %s must not be NULL', CASE WHEN from_us IS NULL THEN 'from_us' WHEN to_us IS NULL THEN 'to_us' ELSE 'gamma' END),
+            HINT = 'Pass from_us <= to_us, both microseconds since the Unix epoch, and a discount factor gamma in [0, 1].';
+    END IF;
     IF from_us IS NULL OR to_us IS NULL OR from_us > to_us THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid time range for episode_returns: [%s, %s)', from_us, to_us),
@@ -2572,6 +2641,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF start_us IS NULL OR end_us IS NULL OR "limit" IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('query_events: %s must not be NULL', CASE WHEN start_us IS NULL THEN 'start_us' WHEN end_us IS NULL THEN 'end_us' ELSE 'limit' END),
+            HINT = 'Pass start_us <= end_us, both microseconds since the Unix epoch, and a limit >= 0.';
+    END IF;
     IF start_us IS NULL OR end_us IS NULL OR start_us > end_us THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid time range for query_events: [%s, %s)', start_us, end_us),
@@ -2616,6 +2690,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF since_us IS NULL OR min_reward IS NULL OR "limit" IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('high_reward_events: %s must not be NULL', CASE WHEN since_us IS NULL THEN 'since_us' WHEN min_reward IS NULL THEN 'min_reward' ELSE 'limit' END),
+            HINT = 'Pass a time in microseconds since the Unix epoch, a reward threshold (-Infinity: every event) and a limit >= 0.';
+    END IF;
     IF since_us IS NULL OR min_reward IS NULL OR min_reward = 'NaN' THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid argument for high_reward_events: since_us %s, min_reward %s',
@@ -2660,6 +2739,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF policy_id IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('policy_lineage: %s must not be NULL', 'policy_id'),
+            HINT = 'Pass a policy_id returned by fractality.save_policy.';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.policy_id = policy_lineage.policy_id) THEN
         RAISE no_data_found USING
             MESSAGE = format('policy %s does not exist', coalesce(policy_lineage.policy_id::text, 'NULL')),
@@ -2685,6 +2769,11 @@ DECLARE
     next_version integer;
     new_id integer;
 BEGIN
+    IF component IS NULL OR key IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('save_config: %s must not be NULL', CASE WHEN component IS NULL THEN 'component' ELSE 'key' END),
+            HINT = 'Pass the component, the key and the value (jsonb).';
+    END IF;
     IF component IS NULL OR component = '' OR length(component) > 255 THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid value for component: %s', coalesce(quote_literal(component), 'NULL')),

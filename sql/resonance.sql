@@ -62,6 +62,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF min_score IS NULL OR max_depth IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('consensus_tree: %s must not be NULL', CASE WHEN min_score IS NULL THEN 'min_score' ELSE 'max_depth' END),
+            HINT = 'Pass a resonance score in [-1, 1] and a number of levels from 0 to 100, or leave them out (0.8, 5).';
+    END IF;
     IF min_score IS NULL OR min_score = 'NaN'::float8 OR min_score < -1 OR min_score > 1 THEN
         RAISE EXCEPTION 'invalid value for min_score: %', coalesce(min_score::text, 'NULL')
             USING ERRCODE = '22023', HINT = 'min_score is a resonance score in [-1, 1] (e.g. 0.8).';

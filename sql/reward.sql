@@ -70,6 +70,11 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
+    IF from_us IS NULL OR to_us IS NULL OR gamma IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('episode_returns: %s must not be NULL', CASE WHEN from_us IS NULL THEN 'from_us' WHEN to_us IS NULL THEN 'to_us' ELSE 'gamma' END),
+            HINT = 'Pass from_us <= to_us, both microseconds since the Unix epoch, and a discount factor gamma in [0, 1].';
+    END IF;
     IF from_us IS NULL OR to_us IS NULL OR from_us > to_us THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid time range for episode_returns: [%s, %s)', from_us, to_us),

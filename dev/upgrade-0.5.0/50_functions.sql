@@ -26,6 +26,8 @@ DROP FUNCTION fractality.unlink(text, text, text);
 --@ pgrx unlink_wrapper
 
 --@ file resonance.sql DO $$||-- The seed's traversal
+-- consensus_tree refuses a NULL argument with 22004 since 0.5.0
+--@ file! resonance.sql -- The seed's traversal||COMMENT ON FUNCTION fractality.consensus_tree
 
 -- write_events and write_events_json are named in Rust as in SQL since 0.5.0: write_events(jsonb)
 -- moves to its own C symbol, write_events_json(text, json) to the one write_events(jsonb) had

@@ -174,6 +174,18 @@ fn write_event(
 ) {
     crate::errors::writer(c"write_event");
     let id = required("event_id", event_id);
+    // every column but the metadata (22004 for a NULL; a reward left out is 0)
+    let adna_version_hash = Some(required("adna_version_hash", adna_version_hash));
+    let sequence_number = Some(required("sequence_number", sequence_number));
+    let reward_homeostasis = Some(required("reward_homeostasis", reward_homeostasis));
+    let reward_curiosity = Some(required("reward_curiosity", reward_curiosity));
+    let reward_efficiency = Some(required("reward_efficiency", reward_efficiency));
+    let reward_goal = Some(required("reward_goal", reward_goal));
+    let timestamp = Some(required("timestamp", timestamp));
+    let episode_id = Some(required("episode_id", episode_id));
+    let step_number = Some(required("step_number", step_number));
+    let event_type = Some(required("event_type", event_type));
+    let flags = Some(required("flags", flags));
     let state = crate::errors::elements("state", &required("state", state));
     let action = crate::errors::elements("action", &required("action", action));
     let rewards = [
