@@ -640,14 +640,15 @@ mod tests {
                  FROM generate_series(1, 2001) d;",
         )
         .unwrap();
-        for sql in [
-            "SELECT count(*) FROM wide_v, fractality.remember_many(jsonb_build_array(jsonb_build_object('content', 'far', 'embedding', bad)), 'wide')",
-            "SELECT count(*) FROM wide_v, fractality.remember(NULL, 'far', bad::text::vector, model => 'wide')",
-            "SELECT fractality.upsert_node('far', embedding => bad::text::vector, model => 'wide') FROM wide_v",
+        // (remember_many names the memory of its batch)
+        for (sql, place) in [
+            ("SELECT count(*) FROM wide_v, fractality.remember_many(jsonb_build_array(jsonb_build_object('content', 'far', 'embedding', bad)), 'wide')", "memory 1: "),
+            ("SELECT count(*) FROM wide_v, fractality.remember(NULL, 'far', bad::text::vector, model => 'wide')", ""),
+            ("SELECT fractality.upsert_node('far', embedding => bad::text::vector, model => 'wide') FROM wide_v", ""),
         ] {
             assert_eq!(
                 failure(sql),
-                "22023 invalid value for embedding: element 3 is 100000",
+                format!("22023 {place}invalid value for embedding: element 3 is 100000"),
                 "{sql}"
             );
         }

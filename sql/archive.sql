@@ -822,10 +822,11 @@ BEGIN
         done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
     END LOOP;
     -- memories past their expiry (remember's ttl) go, with what hangs off them; locked in the
-    -- order of their ids first, as pulse and remember lock several nodes
+    -- order of their ids first (then tenants, for an id two tenants hold), as pulse, remember,
+    -- a decay tick and consensus lock several nodes
     DELETE FROM fractality.nodes n
      USING (SELECT x.id, x.user_id FROM fractality.nodes x
-             WHERE x.expires_at <= now() ORDER BY x.id FOR UPDATE) l
+             WHERE x.expires_at <= now() ORDER BY x.id, x.user_id FOR UPDATE) l
      WHERE n.id = l.id AND n.user_id = l.user_id;
     GET DIAGNOSTICS expired = ROW_COUNT;
     -- embeddings remember_many staged go into their HNSW indexes

@@ -209,7 +209,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    idx regclass := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
+    idx regclass;
     g record;
 BEGIN
     IF model IS NULL THEN
@@ -217,6 +217,7 @@ BEGIN
             MESSAGE = format('drop_model_index: %s must not be NULL', 'model'),
             HINT = 'Pass a registered model (fractality.embedding_models lists them).';
     END IF;
+    idx := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
     IF NOT EXISTS (SELECT 1 FROM fractality.embedding_models m WHERE m.model = drop_model_index.model) THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('unknown embedding model %L', drop_model_index.model),

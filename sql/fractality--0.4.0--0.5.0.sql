@@ -905,7 +905,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    idx regclass := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
+    idx regclass;
     g record;
 BEGIN
     IF model IS NULL THEN
@@ -913,6 +913,7 @@ BEGIN
             MESSAGE = format('drop_model_index: %s must not be NULL', 'model'),
             HINT = 'Pass a registered model (fractality.embedding_models lists them).';
     END IF;
+    idx := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
     IF NOT EXISTS (SELECT 1 FROM fractality.embedding_models m WHERE m.model = drop_model_index.model) THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('unknown embedding model %L', drop_model_index.model),
@@ -1300,10 +1301,11 @@ BEGIN
         done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
     END LOOP;
     -- memories past their expiry (remember's ttl) go, with what hangs off them; locked in the
-    -- order of their ids first, as pulse and remember lock several nodes
+    -- order of their ids first (then tenants, for an id two tenants hold), as pulse, remember,
+    -- a decay tick and consensus lock several nodes
     DELETE FROM fractality.nodes n
      USING (SELECT x.id, x.user_id FROM fractality.nodes x
-             WHERE x.expires_at <= now() ORDER BY x.id FOR UPDATE) l
+             WHERE x.expires_at <= now() ORDER BY x.id, x.user_id FOR UPDATE) l
      WHERE n.id = l.id AND n.user_id = l.user_id;
     GET DIAGNOSTICS expired = ROW_COUNT;
     -- embeddings remember_many staged go into their HNSW indexes

@@ -1,9 +1,12 @@
 -- The members of a consensus about to be written (ids $1 of tenants $2) locked against a delete
--- (KEY SHARE, what their links' foreign key takes), in the order of their ids; those still there
--- are returned: one deleted since it was read (forget, run_maintenance) is left out.
+-- (KEY SHARE, what their links' foreign key takes), one by one in the order of (id, tenant) as
+-- the sorted pairs come (a lookup of the primary key each: the call runs with enable_sort off, so
+-- no ORDER BY over nodes, which would read its whole primary key in order); those still there are
+-- returned: one deleted since it was read (forget, run_maintenance) is left out.
 SELECT n.id, n.user_id
-  FROM fractality.nodes n
-  JOIN unnest($1::uuid[], $2::uuid[]) AS m (node_id, user_id)
-    ON n.id = m.node_id AND n.user_id = m.user_id
- ORDER BY n.id, n.user_id
-   FOR KEY SHARE OF n
+  FROM (SELECT DISTINCT m.node_id, m.user_id
+          FROM unnest($1::uuid[], $2::uuid[]) AS m (node_id, user_id)
+         ORDER BY m.node_id, m.user_id) p
+ CROSS JOIN LATERAL (SELECT x.id, x.user_id FROM fractality.nodes x
+                      WHERE x.id = p.node_id AND x.user_id = p.user_id
+                        FOR KEY SHARE) n

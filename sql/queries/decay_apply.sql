@@ -14,7 +14,7 @@ UPDATE fractality.nodes n
           FROM fractality.nodes
          WHERE atp > $2
            AND greatest(atp * $1, $2) <> atp
-         ORDER BY id
+         ORDER BY id, user_id
            FOR NO KEY UPDATE) o
  WHERE n.id = o.id AND n.user_id = o.user_id
 RETURNING n.id, o.atp, n.atp

@@ -211,9 +211,10 @@ pub fn remember_all(
         let model = Model::lookup(model)?;
         for (i, m) in memories.iter().enumerate() {
             // which memory of a batch, as the batch's parse errors say it
-            m.validate(&model).map_err(|e| match memories.len() {
-                1 => e,
-                _ => FractalityError::InMemory {
+            // (remember_many stages its embeddings; remember, one memory, does not)
+            m.validate(&model).map_err(|e| match stage {
+                false => e,
+                true => FractalityError::InMemory {
                     element: i + 1,
                     inner: Box::new(e),
                 },
