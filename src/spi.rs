@@ -83,6 +83,15 @@ pub fn connect<R>(f: impl FnOnce() -> R) -> R {
     Spi::connect_mut(|_| f())
 }
 
+/// [`connect`] with the search path pinned to `pg_catalog, pg_temp` while `f` runs
+/// ([`crate::search::Pinned::path`]): for functions whose queries use polymorphic functions or
+/// operators (ranges, arrays), which one planted in a schema of the caller's path could match
+/// better.
+pub fn connect_pinned<R>(f: impl FnOnce() -> R) -> R {
+    let _path = crate::search::Pinned::path();
+    connect(f)
+}
+
 /// The kept plan of `q`: a generic plan, one for every run, made on first use.
 fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
     let found = PLANS.with(|plans| {

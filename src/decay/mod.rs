@@ -189,9 +189,7 @@ pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
     }
     let batch = i64::from(batch);
     // run_maintenance's step, called by the owner on its own too: a fixed search path
-    let _path = crate::search::Pinned::path();
-
-    spi::connect(|| -> Result<i64, FractalityError> {
+    spi::connect_pinned(|| -> Result<i64, FractalityError> {
         let was_on = notify_off()?;
         // blocks now, and rows per block as the statistics last saw them
         let plan = store::materialize_plan()?;

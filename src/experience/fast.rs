@@ -32,7 +32,7 @@ pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityE
             return;
         }
         // with the values of its metadata document, counted as the text reader counts them
-        let event = match event_from_jsonb_counted(&item) {
+        let event = match event_from_jsonb(&item) {
             Some(e) => Ok(e),
             None => item.to_serde().and_then(|v| {
                 let n = v.get("metadata").map_or(0, crate::json::count);
@@ -175,16 +175,11 @@ impl Fields {
     }
 }
 
-/// One well-formed event object without metadata, read from its jsonb container; None for
-/// anything else (the caller then asks [`parse_event`], which accepts or explains it). Where it
-/// returns an event, parse_event returns the same one.
-pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<Event> {
-    event_from_jsonb_counted(item).map(|(e, _)| e)
-}
-
-/// [`event_from_jsonb`], with the JSON values of its metadata member as the text reader counts
-/// them (1 for a null one, 0 without one).
-fn event_from_jsonb_counted(item: &jsonb::Value<'_>) -> Option<(Event, usize)> {
+/// One well-formed event object without metadata, read from its jsonb container, with the JSON
+/// values of its metadata member as the text reader counts them (1 for a null one, 0 without
+/// one); None for anything else (the caller then asks [`parse_event`], which accepts or explains
+/// it). Where it returns an event, parse_event returns the same one.
+pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<(Event, usize)> {
     let mut f = Fields::new();
     let mut metadata = 0;
     let ok = jsonb::pairs(item, |key, v| {

@@ -23,7 +23,7 @@ pub use event::{
     check_unique, hex, parse_batch, parse_event, parse_event_id, parse_metadata, Event, Metadata,
     REWARD_FIELDS,
 };
-pub use fast::{event_from_jsonb, parse_batch_jsonb, parse_batch_text};
+pub use fast::{parse_batch_jsonb, parse_batch_text};
 pub use store::{encode_copy, insert_events};
 
 use arrays::single_field;

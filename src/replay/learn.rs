@@ -248,8 +248,7 @@ pub(super) fn write_back(
         pairs.push((id, p));
     }
     // under pg_catalog alone, as every replay function (see _replay_entered)
-    let _path = crate::search::Pinned::path();
-    spi::connect(|| -> Result<i64, FractalityError> {
+    spi::connect_pinned(|| -> Result<i64, FractalityError> {
         let mut b = self::buffer(Some(name), None, true)?;
         // the last priority given for an id counts
         let mut by_id: HashMap<Vec<u8>, f64> = HashMap::new();

@@ -45,16 +45,14 @@ fn _replay_entered(buffer_id: i32, timestamps: Array<'_, i64>, event_ids: Array<
     // every query of the replay buffers runs under pg_catalog alone (search::Pinned::path): their
     // range and array operators are polymorphic, which a function or operator planted in a schema
     // of the caller's path could match better
-    let _path = crate::search::Pinned::path();
-    spi::connect(|| upkeep::entered(buffer_id, &timestamps, &event_ids)).unwrap_or_report()
+    spi::connect_pinned(|| upkeep::entered(buffer_id, &timestamps, &event_ids)).unwrap_or_report()
 }
 
 /// Deleted events leave every buffer. Internal (the delete trigger's).
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn _replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
     let event_ids: Vec<Option<Vec<u8>>> = event_ids.iter().map(|b| b.map(<[u8]>::to_vec)).collect();
-    let _path = crate::search::Pinned::path();
-    spi::connect(|| -> Result<(), FractalityError> {
+    spi::connect_pinned(|| -> Result<(), FractalityError> {
         store::lock_all()?;
         fold_all()?;
         let held = items::held(event_ids, timestamps)?;
@@ -68,8 +66,7 @@ fn _replay_remove(event_ids: Array<'_, &[u8]>, timestamps: Vec<Option<i64>>) {
 /// Internal (_archive_events_before's and _drop_events_before's).
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn _replay_remove_before(cutoff_us: i64) -> i64 {
-    let _path = crate::search::Pinned::path();
-    spi::connect(|| -> Result<i64, FractalityError> {
+    spi::connect_pinned(|| -> Result<i64, FractalityError> {
         store::lock_all()?;
         fold_all()?;
         let gone = items::remove_before(cutoff_us)?;
@@ -145,8 +142,7 @@ fn create_replay_buffer(
             .report();
         }
     }
-    let _path = crate::search::Pinned::path();
-    spi::connect(|| -> Result<i32, FractalityError> {
+    spi::connect_pinned(|| -> Result<i32, FractalityError> {
         let id = store::create(
             name,
             alpha,
@@ -169,16 +165,14 @@ fn create_replay_buffer(
 /// directly, by a loader or a benchmark). Internal: the owner's.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn _replay_rebuild(buffer_id: i32) -> i64 {
-    let _path = crate::search::Pinned::path();
-    spi::connect(|| upkeep::rebuild_from_items(buffer_id)).unwrap_or_report()
+    spi::connect_pinned(|| upkeep::rebuild_from_items(buffer_id)).unwrap_or_report()
 }
 
 /// Drops a replay buffer with its items and tree; false when there was none.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn drop_replay_buffer(name: &str) -> bool {
     crate::errors::writer(c"drop_replay_buffer");
-    let _path = crate::search::Pinned::path();
-    spi::connect(|| store::drop(name)).unwrap_or_report()
+    spi::connect_pinned(|| store::drop(name)).unwrap_or_report()
 }
 
 // ---- SQL: sampling -----------------------------------------------------------------------------
@@ -208,8 +202,7 @@ fn sample_experiences_from(
 > {
     let buffer = required("buffer", buffer);
     let n = required("n", n);
-    let _path = crate::search::Pinned::path();
-    let draws = spi::connect(|| sample(buffer, n, beta, seed)).unwrap_or_report();
+    let draws = spi::connect_pinned(|| sample(buffer, n, beta, seed)).unwrap_or_report();
     TableIterator::new(draws.into_iter().map(|d| {
         (
             d.event_id,
@@ -265,8 +258,7 @@ fn update_priorities_at(
 fn fold_priorities(buffer: &str) -> i64 {
     crate::errors::writer(c"fold_priorities");
     // the owner calls it too: its queries run under a fixed search path, not the caller's
-    let _path = crate::search::Pinned::path();
-    spi::connect(|| -> Result<i64, FractalityError> {
+    spi::connect_pinned(|| -> Result<i64, FractalityError> {
         let mut b = self::buffer(Some(buffer), None, true)?;
         let pending = store::pending(&b)?;
         let n = fold(&mut b, &pending, true)?;
@@ -330,8 +322,7 @@ fn replay_batch(
         .report();
     }
     let within_us = within.as_micros().min(i64::MAX as i128) as i64;
-    let _path = crate::search::Pinned::path();
-    let rows = spi::connect(|| -> Result<Vec<_>, FractalityError> {
+    let rows = spi::connect_pinned(|| -> Result<Vec<_>, FractalityError> {
         let draws = sample(buffer, n, beta, seed)?;
         let ts: Vec<i64> = draws.iter().map(|d| d.event_timestamp).collect();
         let ids: Vec<Vec<u8>> = draws.iter().map(|d| d.event_id.clone()).collect();
