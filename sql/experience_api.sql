@@ -40,14 +40,14 @@ BEGIN
             MESSAGE = format('query_events: %s must not be NULL', CASE WHEN start_us IS NULL THEN 'start_us' WHEN end_us IS NULL THEN 'end_us' ELSE 'limit' END),
             HINT = 'Pass start_us <= end_us, both microseconds since the Unix epoch, and a limit >= 0.';
     END IF;
-    IF start_us IS NULL OR end_us IS NULL OR start_us > end_us THEN
+    IF start_us > end_us THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid time range for query_events: [%s, %s)', start_us, end_us),
             HINT = 'Pass start_us <= end_us, both microseconds since the Unix epoch.';
     END IF;
-    IF "limit" IS NULL OR "limit" < 0 THEN
+    IF "limit" < 0 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for limit: %s', coalesce("limit"::text, 'NULL')),
+            MESSAGE = format('invalid value for limit: %s', "limit"::text),
             HINT = 'limit must be an integer >= 0.';
     END IF;
     RETURN QUERY
@@ -92,15 +92,15 @@ BEGIN
             MESSAGE = format('high_reward_events: %s must not be NULL', CASE WHEN since_us IS NULL THEN 'since_us' WHEN min_reward IS NULL THEN 'min_reward' ELSE 'limit' END),
             HINT = 'Pass a time in microseconds since the Unix epoch, a reward threshold (-Infinity: every event) and a limit >= 0.';
     END IF;
-    IF since_us IS NULL OR min_reward IS NULL OR min_reward = 'NaN' THEN
+    IF min_reward = 'NaN' THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid argument for high_reward_events: since_us %s, min_reward %s',
-                             coalesce(since_us::text, 'NULL'), coalesce(min_reward::text, 'NULL')),
+                             since_us::text, min_reward::text),
             HINT = 'Pass a time in microseconds since the Unix epoch and a reward threshold (not NaN; -Infinity: every event).';
     END IF;
-    IF "limit" IS NULL OR "limit" < 0 THEN
+    IF "limit" < 0 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for limit: %s', coalesce("limit"::text, 'NULL')),
+            MESSAGE = format('invalid value for limit: %s', "limit"::text),
             HINT = 'limit must be an integer >= 0.';
     END IF;
     RETURN QUERY
@@ -143,19 +143,19 @@ BEGIN
             MESSAGE = format('save_policy: %s must not be NULL', CASE WHEN state_bin_id IS NULL THEN 'state_bin_id' WHEN rule_id IS NULL THEN 'rule_id' ELSE 'action_weights' END),
             HINT = 'Pass the state bin, the rule and the action weights (a JSON object); metadata may be NULL.';
     END IF;
-    IF state_bin_id IS NULL OR state_bin_id = '' OR length(state_bin_id) > 255 THEN
+    IF state_bin_id = '' OR length(state_bin_id) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for state_bin_id: %s', coalesce(quote_literal(state_bin_id), 'NULL')),
+            MESSAGE = format('invalid value for state_bin_id: %s', quote_literal(state_bin_id)),
             HINT = 'state_bin_id is a non-empty text of at most 255 characters.';
     END IF;
-    IF rule_id IS NULL OR rule_id = '' OR length(rule_id) > 255 THEN
+    IF rule_id = '' OR length(rule_id) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for rule_id: %s', coalesce(quote_literal(rule_id), 'NULL')),
+            MESSAGE = format('invalid value for rule_id: %s', quote_literal(rule_id)),
             HINT = 'rule_id is a non-empty text of at most 255 characters.';
     END IF;
-    IF action_weights IS NULL OR jsonb_typeof(action_weights) <> 'object' THEN
+    IF jsonb_typeof(action_weights) <> 'object' THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for action_weights: %s', coalesce(action_weights::text, 'NULL')),
+            MESSAGE = format('invalid value for action_weights: %s', action_weights::text),
             HINT = 'action_weights is a JSON object of numbers, e.g. {"0": 0.7, "3": 0.3}.';
     END IF;
     SELECT k INTO bad_key FROM jsonb_each(action_weights) AS w(k, v)
@@ -227,7 +227,7 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.policy_id = policy_lineage.policy_id) THEN
         RAISE no_data_found USING
-            MESSAGE = format('policy %s does not exist', coalesce(policy_lineage.policy_id::text, 'NULL')),
+            MESSAGE = format('policy %s does not exist', policy_lineage.policy_id),
             HINT = 'Pass a policy_id returned by fractality.save_policy.';
     END IF;
     RETURN QUERY
@@ -260,14 +260,14 @@ BEGIN
             MESSAGE = format('save_config: %s must not be NULL', CASE WHEN component IS NULL THEN 'component' ELSE 'key' END),
             HINT = 'Pass the component, the key and the value (jsonb).';
     END IF;
-    IF component IS NULL OR component = '' OR length(component) > 255 THEN
+    IF component = '' OR length(component) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for component: %s', coalesce(quote_literal(component), 'NULL')),
+            MESSAGE = format('invalid value for component: %s', quote_literal(component)),
             HINT = 'component is a non-empty text of at most 255 characters.';
     END IF;
-    IF key IS NULL OR key = '' OR length(key) > 255 THEN
+    IF key = '' OR length(key) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for key: %s', coalesce(quote_literal(key), 'NULL')),
+            MESSAGE = format('invalid value for key: %s', quote_literal(key)),
             HINT = 'key is a non-empty text of at most 255 characters.';
     END IF;
     IF value IS NULL THEN

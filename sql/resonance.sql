@@ -67,12 +67,12 @@ BEGIN
             MESSAGE = format('consensus_tree: %s must not be NULL', CASE WHEN min_score IS NULL THEN 'min_score' ELSE 'max_depth' END),
             HINT = 'Pass a resonance score in [-1, 1] and a number of levels from 0 to 100, or leave them out (0.8, 5).';
     END IF;
-    IF min_score IS NULL OR min_score = 'NaN'::float8 OR min_score < -1 OR min_score > 1 THEN
-        RAISE EXCEPTION 'invalid value for min_score: %', coalesce(min_score::text, 'NULL')
+    IF min_score = 'NaN'::float8 OR min_score < -1 OR min_score > 1 THEN
+        RAISE EXCEPTION 'invalid value for min_score: %', min_score::text
             USING ERRCODE = '22023', HINT = 'min_score is a resonance score in [-1, 1] (e.g. 0.8).';
     END IF;
-    IF max_depth IS NULL OR max_depth < 0 OR max_depth > 100 THEN
-        RAISE EXCEPTION 'invalid value for max_depth: %', coalesce(max_depth::text, 'NULL')
+    IF max_depth < 0 OR max_depth > 100 THEN
+        RAISE EXCEPTION 'invalid value for max_depth: %', max_depth::text
             USING ERRCODE = '22023', HINT = 'max_depth is a number of levels from 0 to 100.';
     END IF;
     RETURN QUERY

@@ -75,12 +75,12 @@ BEGIN
             MESSAGE = format('episode_returns: %s must not be NULL', CASE WHEN from_us IS NULL THEN 'from_us' WHEN to_us IS NULL THEN 'to_us' ELSE 'gamma' END),
             HINT = 'Pass from_us <= to_us, both microseconds since the Unix epoch, and a discount factor gamma in [0, 1].';
     END IF;
-    IF from_us IS NULL OR to_us IS NULL OR from_us > to_us THEN
+    IF from_us > to_us THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid time range for episode_returns: [%s, %s)', from_us, to_us),
             HINT = 'Pass from_us <= to_us, both microseconds since the Unix epoch.';
     END IF;
-    IF gamma IS NULL OR gamma = 'NaN' OR gamma < 0 OR gamma > 1 THEN
+    IF gamma = 'NaN' OR gamma < 0 OR gamma > 1 THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid value for gamma: %s', gamma),
             HINT = 'The discount factor gamma must be a number in [0, 1].';
