@@ -219,7 +219,42 @@ fn write_everything(c: &mut Client) -> (Uuid, Uuid) {
          VALUES ('fractality.consciousness_streams', '3 months', 'archive');",
     )
     .unwrap();
+    // the cold tier (0.2.0 on): events older than the ones above, one with metadata, archived by
+    // the version's own function, so that the upgrade moves archive partitions with rows in them
+    if has_cold_tier(c) {
+        let old_events = reliability::events_json(0x0918, ARCHIVED as usize - 1, 100_000);
+        c.execute("SELECT fractality.write_events($1::jsonb)", &[&old_events])
+            .unwrap();
+        c.batch_execute(
+            "SELECT fractality.write_event_with_metadata(
+                 '{\"event_id\": \"0000000000000000000000000000fffe\", \"timestamp\": 500000, \"episode_id\": 8, \"step_number\": 0, \"event_type\": 1, \"flags\": 0, \"state_l1\": 0, \"state_l2\": 0, \"state_l3\": 0, \"state_l4\": 0, \"state_l5\": 0, \"state_l6\": 0, \"state_l7\": 0, \"state_l8\": 0, \"action_l1\": 0, \"action_l2\": 0, \"action_l3\": 0, \"action_l4\": 0, \"action_l5\": 0, \"action_l6\": 0, \"action_l7\": 0, \"action_l8\": 0, \"adna_version_hash\": 7, \"sequence_number\": 0}',
+                 '{\"intent_type\": \"archived\", \"executor_id\": \"e0\", \"parameters\": {\"p\": 0}}');",
+        )
+        .unwrap();
+        let moved: i64 = c
+            .query_one("SELECT fractality.archive_events_before(1000000)", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            moved, ARCHIVED,
+            "the old events archived before the upgrade"
+        );
+    }
     (roots[0], users[0])
+}
+
+/// Events in the cold tier before an upgrade from a version that has one.
+const ARCHIVED: i64 = 21;
+
+/// Whether the installed version has the cold tier of events (0.2.0 on; archived by
+/// `archive_events_before` until 0.4.0).
+fn has_cold_tier(c: &mut Client) -> bool {
+    c.query_one(
+        "SELECT to_regclass('fractality.experience_events_archive') IS NOT NULL",
+        &[],
+    )
+    .unwrap()
+    .get(0)
 }
 
 #[test]
@@ -253,6 +288,7 @@ fn upgrade_from(previous: &str) {
         &format!("CREATE EXTENSION fractality VERSION '{previous}' CASCADE"),
     );
     let (root, user) = write_everything(&mut old);
+    let cold = has_cold_tier(&mut old);
     let before = contents(&mut old, None);
     let old_columns = columns(&mut old);
     let centroids: Vec<String> = old
@@ -265,13 +301,15 @@ fn upgrade_from(previous: &str) {
         .map(|r| r.get(0))
         .collect();
     for (t, (n, _)) in &before {
-        // the inbox is emptied when policies take their events in; the cold tier (0.2.0 on) is
-        // filled by archiving, which would move away the rows the checks below read; every
-        // other table has rows
+        // the inbox is emptied when policies take their events in; every other table has rows
         assert!(
-            *n > 0 || t == "policy_reward_inbox" || t.ends_with("_archive"),
+            *n > 0 || t == "policy_reward_inbox",
             "no row in {t} before the upgrade"
         );
+    }
+    if cold {
+        assert_eq!(before["experience_events_archive"].0, ARCHIVED);
+        assert_eq!(before["action_metadata_archive"].0, 1);
     }
 
     // an application role granted the tables as the README says, before the upgrade
@@ -355,6 +393,26 @@ fn upgrade_from(previous: &str) {
             .get(0);
         assert_eq!(got, *expected, "{sql}");
     }
+    if cold {
+        // the archived events came through: read from the cold tier with their metadata, and
+        // their ids held by the registry (new in 0.5.0), so none is written again at another time
+        let (n, intents): (i64, Vec<String>) = {
+            let r = old
+                .query_one(
+                    "SELECT count(*), array_agg(intent_type) FILTER (WHERE intent_type IS NOT NULL)
+                       FROM fractality.query_events(0, 999999, 1000, true, true) WHERE archived",
+                    &[],
+                )
+                .unwrap();
+            (r.get(0), r.get(1))
+        };
+        assert_eq!((n, intents), (ARCHIVED, vec!["archived".to_string()]));
+        let again = reliability::events_json(0x0918, 1, 3_000_000);
+        let e = old
+            .execute("SELECT fractality.write_events($1::jsonb)", &[&again])
+            .unwrap_err();
+        assert_eq!(common::sqlstate(&e), "23505", "{e}");
+    }
     let atp: f64 = old
         .query_one("SELECT fractality.pulse($1, 0.01)", &[&root])
         .unwrap()
@@ -424,6 +482,27 @@ fn upgrade_from(previous: &str) {
             .map(|s| s.as_str())
             .collect::<Vec<_>>()
             .join("\n  ")
+    );
+    // archiving goes on after the upgrade, into the month the old version archived into
+    let moved: i64 = old
+        .query_one("SELECT fractality.archive_old_events(1)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(moved, 101, "the hot events archived after the upgrade");
+    let (n, with_metadata): (i64, i64) = {
+        let r = old
+            .query_one(
+                "SELECT count(*), count(intent_type)
+                   FROM fractality.query_events(0, 10000000, 1000, true, true) WHERE archived",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let archived_before = if cold { ARCHIVED } else { 0 };
+    assert_eq!(
+        (n, with_metadata),
+        (101 + archived_before, 1 + i64::from(cold))
     );
     reliability::report(&format!(
         "upgrade {previous} -> {version}: {} tables, {} rows kept; {} catalog entries identical to a fresh install",
