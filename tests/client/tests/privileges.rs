@@ -318,6 +318,22 @@ fn a_function_planted_in_pgvectors_schema_is_not_called() {
     // with public on the path (PostgreSQL's default), the functions that do not pin theirs name
     // pg_catalog's polymorphic functions in full, and the replay functions pin theirs (their range
     // and array operators)
+    // thaw unnests the archived stream points and write_event_with_metadata a batch's metadata
+    // (multi-argument unnests: PostgreSQL expands them into pg_catalog's own), and search_nodes
+    // names its text search configuration by a literal, which a planted (text, text) function
+    // matched better than pg_catalog's (regconfig, text) before the query named both
+    c.batch_execute(
+        "INSERT INTO fractality.consciousness_archive (node_id, user_id, time_from, time_to, points, times, atp_levels)
+         SELECT id, user_id, '2001-01-01', '2001-01-01', 1, ARRAY['2001-01-01'::timestamptz], ARRAY[0.25::real]
+           FROM fractality.nodes WHERE node_key = 'a' AND user_id = fractality.current_user_id();
+         CREATE FUNCTION public.websearch_to_tsquery(text, text) RETURNS tsquery
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted websearch_to_tsquery called'; END $$;
+         CREATE FUNCTION public.unnest(timestamptz[]) RETURNS SETOF timestamptz
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted unnest(timestamptz[]) called'; END $$;
+         CREATE FUNCTION public.unnest(bytea[]) RETURNS SETOF bytea
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted unnest(bytea[]) called'; END $$;",
+    )
+    .unwrap();
     c.batch_execute(
         "SET search_path = \"$user\", public;
          SELECT fractality.create_replay_buffer('planted', backfill => true);",
@@ -328,6 +344,13 @@ fn a_function_planted_in_pgvectors_schema_is_not_called() {
         &[&reliability::events_json(9 << 60, 20, 5_000_000_000)],
     )
     .unwrap();
+    let event = reliability::events_json(9 << 60 | 1 << 40, 1, 5_000_000_100)[0].clone();
+    c.execute(
+        "SELECT fractality.write_event_with_metadata($1::jsonb,
+                '{\"intent_type\": \"plant\", \"executor_id\": \"e\"}')",
+        &[&event],
+    )
+    .unwrap_or_else(|e| panic!("write_event_with_metadata: {e:?}"));
     for call in [
         "SELECT count(*)::text FROM fractality.sample_experiences('planted', 5, seed => 1)",
         "SELECT fractality.update_priorities('planted',
@@ -342,7 +365,7 @@ fn a_function_planted_in_pgvectors_schema_is_not_called() {
         "SELECT count(*)::text FROM fractality.traverse(
                 (SELECT id FROM fractality.nodes WHERE node_key = 'a'
                     AND user_id = fractality.current_user_id()), 3)",
-        "SELECT (fractality.thaw('a') IS NOT NULL)::text",
+        "SELECT (fractality.thaw('a') -> 'stream')::text",
         "SELECT fractality.freeze(fractality.thaw('a') || '{\"node_key\": \"a2\"}')::text",
         "SELECT count(*)::text FROM fractality.search_nodes('first')",
         "SELECT fractality.archive_old_events(0)::text",
