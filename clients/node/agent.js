@@ -28,8 +28,14 @@ export const CONVERSATIONS = {
     ['ask', 'What is the capital of France?']],
 };
 
-// microseconds since the epoch, from the process's monotonic clock (never backwards within a run)
-const nowUs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
+// microseconds since the epoch, from the wall clock (as the server's now()), never backwards and
+// never the same twice within a run
+let lastUs = 0n;
+const nowUs = () => {
+  const us = BigInt(Date.now()) * 1000n;
+  lastUs = us > lastUs ? us : lastUs + 1n;
+  return lastUs;
+};
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function event(episodeId, step, intent, state, rewards) {  // one row of experience_events, as JSON
@@ -201,5 +207,8 @@ export async function run(server, log = console.log) {
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const url = process.env.FRACTALITY_URL ?? DEFAULT_URL;
   console.log(`fractality agent, Node.js, against ${url}`);
-  run(url).catch((e) => { console.error(`error: ${e.message}`); process.exit(1); });
+  run(url).catch((e) => {
+    console.error(`error${e.code ? ` (${e.code})` : ''}: ${e.message}${e.hint ? `\nhint: ${e.hint}` : ''}`);
+    process.exit(1);
+  });
 }

@@ -12,8 +12,12 @@ const TRIGRAM_WEIGHT = 0.3;
 const STOPWORDS = new Set(('a an and are as at be by does do for from has have i in is it its of on or the to ' +
   'was what when where which who why with you your').split(' '));
 
+// lower-cased words (letters and digits of any script) without stop words, a plural 's' stripped;
+// a text of stop words alone keeps them
 export function words(text) {
-  return (text.toLowerCase().match(/[a-z0-9]+/g) ?? [])
+  const found = text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+  if (found.every((w) => STOPWORDS.has(w))) return found;
+  return found
     .filter((w) => !STOPWORDS.has(w))
     .map((w) => (w.length > 3 && w.endsWith('s') && !w.endsWith('ss') ? w.slice(0, -1) : w));
 }
@@ -41,7 +45,9 @@ export function embed(text) {
     const padded = `#${w}#`;
     for (let i = 0; i + 3 <= padded.length; i++) features.push([`t:${padded.slice(i, i + 3)}`, TRIGRAM_WEIGHT]);
   }
-  if (features.length === 0) features.push(['empty', 1]);  // a zero vector has no direction
+  // no word at all (punctuation, emoji, nothing): the text itself, so that two such texts are not
+  // one memory; a zero vector has no direction, so empty text gets one too
+  if (features.length === 0) features.push([`s:${text.trim()}`, 1]);
   const v = new Array(DIMS).fill(0);
   for (const [feature, weight] of features) direction(feature).forEach((x, i) => { v[i] += weight * x; });
   const norm = Math.hypot(...v);

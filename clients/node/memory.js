@@ -92,8 +92,15 @@ export class Memory {
     return rows;
   }
 
-  // pulses memories by id -> Map(node id -> new energy)
+  // pulses the tenant's memories by id -> Map(node id -> new energy); rejects, feeding nothing,
+  // when one of the ids is not a memory of the tenant (on the owner's connection too, which
+  // row-level security does not limit)
   async reinforce(nodeIds, energy = 0.2) {
+    const { missing } = await this.one(
+      `SELECT array_agg(w.id) AS missing FROM unnest($1::uuid[]) AS w(id)
+        WHERE NOT EXISTS (SELECT 1 FROM fractality.nodes n
+                           WHERE n.id = w.id AND n.user_id = fractality.current_user_id())`, [nodeIds]);
+    if (missing) throw new Error(`not memories of this tenant: ${missing.join(', ')}`);
     const { rows } = await this.client.query(
       'SELECT id, fractality.pulse(id, $1) AS atp FROM unnest($2::uuid[]) AS id', [energy, nodeIds]);
     return new Map(rows.map((r) => [r.id, r.atp]));

@@ -122,7 +122,7 @@ def replay(pool, out, episodes: dict[int, str], n: int = 6, seed: int = 7) -> di
     for t, delta in zip(batch, errors):
         origin = episodes.get(t["episode_id"], "earlier")  # the buffer keeps the events of earlier runs
         nxt = "-> next" if t["next_state"] is not None else "(end)  "
-        out(f"  {t['event_id'].hex()[:8]}…  {origin:7} step {t['step_number']} {t['intent_type']:8} "
+        out(f"  {t['event_id'].hex()[:8]}…  {origin:7} step {t['step_number']} {t['intent_type'] or '-':8} "
             f"reward {t['total_reward']:.2f} {nxt}  priority {t['priority']:.3f} weight {t['weight']:.3f}  "
             f"|TD error| {abs(delta):.3f}")
     out(f"update_priorities: {updated} priorities written back")
@@ -151,4 +151,7 @@ if __name__ == "__main__":
     try:
         run(url)
     except Exception as e:  # a readable line for a server that is not there
-        sys.exit(f"error: {e}")
+        diag = getattr(e, "diag", None)
+        code = f" ({e.sqlstate})" if getattr(e, "sqlstate", None) else ""
+        hint = f"\nhint: {diag.message_hint}" if diag is not None and diag.message_hint else ""
+        sys.exit(f"error{code}: {e}{hint}")

@@ -32,9 +32,13 @@ STOPWORDS = frozenset(
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased words without stop words, a plural 's' stripped."""
+    """Lower-cased words (letters and digits of any script) without stop words, a plural 's'
+    stripped; a text of stop words alone keeps them."""
+    found = re.findall(r"[^\W_]+", text.lower())
+    if all(w in STOPWORDS for w in found):
+        return found
     out = []
-    for w in re.findall(r"[a-z0-9]+", text.lower()):
+    for w in found:
         if w in STOPWORDS:
             continue
         if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
@@ -57,7 +61,9 @@ def embed(text: str) -> list[float]:
         padded = f"#{w}#"
         features += [(f"t:{padded[i:i + 3]}", TRIGRAM_WEIGHT) for i in range(len(padded) - 2)]
     if not features:
-        features = [("empty", 1.0)]  # a zero vector has no direction: give empty text one
+        # no word at all (punctuation, emoji, nothing): the text itself, so that two such texts
+        # are not one memory; a zero vector has no direction, so empty text gets one too
+        features = [(f"s:{text.strip()}", 1.0)]
     v = [0.0] * DIMS
     for feature, weight in features:
         for i, x in enumerate(_direction(feature)):

@@ -68,10 +68,12 @@ class Episode:
         return n
 
     def returns(self, conn, since_us: int, gamma: float = 0.9):
-        """(steps, total, discounted) of this episode, from fractality.episode_returns."""
-        return conn.execute(
+        """(steps, total, discounted) of this episode, from fractality.episode_returns; (0, 0.0,
+        0.0) for an episode with no event written yet."""
+        row = conn.execute(
             "SELECT steps, total, discounted FROM fractality.episode_returns(%s, %s, %s) WHERE episode_id = %s",
             (since_us, now_us() + 1, gamma, self.episode_id)).fetchone()
+        return row if row is not None else (0, 0.0, 0.0)
 
 
 def ensure_buffer(conn, name: str = BUFFER) -> tuple[int, bool]:

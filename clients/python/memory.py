@@ -56,6 +56,8 @@ def in_tenant(pool, user_id: uuid.UUID, fn, attempts: int = 3):
     new transaction, when it ends with a serialization failure or a deadlock; fn's result. fn may
     run more than once: it keeps what it does outside the database (output, counters) for the
     caller to apply once it has returned."""
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
     for attempt in range(1, attempts + 1):
         try:
             with tenant(pool, user_id) as conn:
@@ -136,7 +138,16 @@ class Memory:
         return [Recalled(*r) for r in rows]
 
     def reinforce(self, node_ids: list[uuid.UUID], energy: float = 0.2) -> dict[uuid.UUID, float]:
-        """Feeds memories by id (one stream point each); returns their new energy."""
+        """Feeds the tenant's memories by id (one stream point each); returns their new energy.
+        LookupError, and nothing fed, when one of the ids is not a memory of the tenant (the
+        owner's connection, which row-level security does not limit, included)."""
+        missing = self.conn.execute(
+            """SELECT array_agg(w.id) FROM unnest(%s::uuid[]) AS w(id)
+                WHERE NOT EXISTS (SELECT 1 FROM fractality.nodes n
+                                   WHERE n.id = w.id AND n.user_id = fractality.current_user_id())""",
+            (node_ids,)).fetchone()[0]
+        if missing:
+            raise LookupError(f"not memories of this tenant: {', '.join(map(str, missing))}")
         rows = self.conn.execute(
             "SELECT id, fractality.pulse(id, %s) FROM unnest(%s::uuid[]) AS id", (energy, node_ids))
         return dict(rows.fetchall())
@@ -158,9 +169,14 @@ class Memory:
         return self.conn.execute("SELECT fractality.forget(%s)", (key or memory_key(content),)).fetchone()[0]
 
     def energy(self, node_id: uuid.UUID) -> float:
-        """A memory's current (lazily decayed) energy."""
-        return self.conn.execute(
-            "SELECT atp FROM fractality.node_energy WHERE node_id = %s", (node_id,)).fetchone()[0]
+        """A memory's current (lazily decayed) energy; LookupError when it is not a memory of the
+        tenant (forgotten, or another tenant's)."""
+        row = self.conn.execute(
+            """SELECT atp FROM fractality.node_energy
+                WHERE node_id = %s AND user_id = fractality.current_user_id()""", (node_id,)).fetchone()
+        if row is None:
+            raise LookupError(f"not a memory of this tenant: {node_id}")
+        return row[0]
 
     def link(self, from_key: str, to_key: str, weight: float = 1.0) -> uuid.UUID:
         return self.conn.execute(

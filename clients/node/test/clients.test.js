@@ -313,6 +313,42 @@ test('sleep without a tenant is refused and decays nothing', async () => {
   }
 });
 
+test("reinforce keeps to the tenant on the owner's connection, which row-level security does not limit", async () => {
+  const pool = newPool(undefined, 1);  // the owner
+  try {
+    const [a, b] = [randomUUID(), randomUUID()];
+    const { nodeId: theirs } = await withTenant(pool, b, (c) => new Memory(c, embed).remember("B's secret is the garden gate"));
+    await withTenant(pool, a, async (c) => {
+      const memory = new Memory(c, embed);
+      const { nodeId: mine } = await memory.remember('A keeps the spare key under the mat');
+      await assert.rejects(memory.reinforce([mine, theirs], 0.1), new RegExp(`not memories of this tenant: ${theirs}`));
+      const fed = await memory.reinforce([mine], 0.1);
+      assert.deepEqual([...fed.keys()], [mine]);
+    });
+    const { rows } = await db.query('SELECT count(*)::int AS n FROM fractality.consciousness_streams WHERE node_id = $1', [theirs]);
+    assert.equal(rows[0].n, 0);  // nothing fed to B's memory
+  } finally {
+    await pool.end();
+  }
+});
+
+test('texts without ASCII words are different memories', async () => {
+  const pool = newPool(ROLE, 1);
+  try {
+    await withTenant(pool, randomUUID(), async (c) => {
+      const memory = new Memory(c, embed);
+      const created = [];
+      for (const text of ['東京は日本の首都です', 'パリはフランスの首都です', 'Who are you?', 'What is it?', '!!', '??', 'café', 'cafard']) {
+        created.push((await memory.remember(text)).created);
+      }
+      assert.deepEqual(created, Array(8).fill(true));
+      assert.equal((await memory.recall('東京は日本の首都です', { k: 1 }))[0].content, '東京は日本の首都です');
+    });
+  } finally {
+    await pool.end();
+  }
+});
+
 test('a Memory of another model stores and recalls its embeddings', async () => {
   await db.query("SELECT fractality.register_model('node_m4', 4)");
   const axis = { north: [1, 0, 0, 0], east: [0, 1, 0, 0] };

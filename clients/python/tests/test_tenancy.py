@@ -197,3 +197,50 @@ def test_memory_of_another_model(db, pool):
         dims = conn.execute("""SELECT DISTINCT fractality.vector_dims_native(embedding)
                                  FROM fractality.node_embeddings WHERE model = 'py_m4'""").fetchall()
         assert dims == [(4,)]
+
+
+def test_reinforce_and_energy_keep_to_the_tenant_on_the_owners_connection(db):
+    """The owner's connection is not limited by row-level security: Memory's calls by id keep to
+    the tenant themselves, refusing another tenant's memory (and feeding nothing) as an
+    application role's connection would."""
+    a, b = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(db, autocommit=True) as owner:
+        register_vector(owner)
+        with owner.transaction():
+            owner.execute("SELECT set_config('fractality.user_id', %s, true)", (str(b),))
+            theirs, _ = Memory(owner, embed).remember("B's secret is the garden gate", key="secret")
+        with owner.transaction():
+            owner.execute("SELECT set_config('fractality.user_id', %s, true)", (str(a),))
+            memory = Memory(owner, embed)
+            mine, _ = memory.remember("A keeps the spare key under the mat", key="key")
+            with pytest.raises(LookupError, match=str(theirs)):
+                memory.reinforce([mine, theirs], 0.1)
+            with pytest.raises(LookupError, match=str(theirs)):
+                memory.energy(theirs)
+            assert memory.energy(mine) == pytest.approx(1.0, abs=1e-3)
+            assert memory.forget(key="key")
+            with pytest.raises(LookupError, match=str(mine)):
+                memory.energy(mine)
+        points = owner.execute("SELECT count(*) FROM fractality.consciousness_streams WHERE node_id = %s",
+                               (theirs,)).fetchone()[0]
+    assert points == 0  # nothing fed to B's memory, not even by the refused batch's first id
+
+
+def test_in_tenant_refuses_no_attempt(pool):
+    from memory import in_tenant
+    ran = []
+    with pytest.raises(ValueError, match="at least 1"):
+        in_tenant(pool, uuid.uuid4(), ran.append, attempts=0)
+    assert ran == []
+
+
+def test_texts_without_ascii_words_are_different_memories(pool):
+    """The example's embedding reads words of any script, and a text of stop words or punctuation
+    alone by its own content: such texts are not taken for one memory."""
+    with tenant(pool, uuid.uuid4()) as conn:
+        memory = Memory(conn, embed)
+        created = [memory.remember(text)[1] for text in
+                   ["東京は日本の首都です", "パリはフランスの首都です", "Who are you?", "What is it?", "!!", "??",
+                    "café", "cafard"]]
+        assert created == [True] * 8
+        assert memory.recall("東京は日本の首都です", k=1)[0].content == "東京は日本の首都です"
