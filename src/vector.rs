@@ -169,13 +169,27 @@ fn same_dims(a: &[f32], b: &[f32]) -> Result<(), FractalityError> {
     }
 }
 
-/// A direction: a query or a memory needs one for similarity (22023 for a zero vector).
+/// A direction: a query or a memory needs one for similarity (22023 for a zero vector, and for
+/// one whose squared length is outside single precision's normal range: pgvector's `<=>`, which
+/// the searches order by, sums in single precision, so such a vector's distances come out as if
+/// it were infinitely long (0 similarity to everything) or infinitely short (1 or -1)).
 pub fn check_direction(name: &'static str, v: &[f32]) -> Result<(), FractalityError> {
     if v.iter().all(|x| *x == 0.0) {
         return Err(FractalityError::invalid(
             name,
             "a zero vector",
             "A zero vector has no direction: no similarity can be computed with it.",
+        ));
+    }
+    let norm2: f64 = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
+    if !(f64::from(f32::MIN_POSITIVE)..=f64::from(f32::MAX)).contains(&norm2) {
+        return Err(FractalityError::invalid(
+            name,
+            format!(
+                "a vector of squared length {}",
+                crate::errors::pg_float(norm2)
+            ),
+            "pgvector compares vectors in single precision: the sum of the squares of a vector's elements must lie between 1.2e-38 and 3.4e+38. Scale it (a unit vector always does).",
         ));
     }
     Ok(())

@@ -210,6 +210,17 @@ pub(super) fn finite_real(ctx: &str, name: &str, x: f64) -> Result<f32, Fractali
             format!("{} is not a finite real", crate::errors::pg_float(x)),
         ));
     }
+    if r == 0.0 && x != 0.0 {
+        // as PostgreSQL's real input refuses it (underflow), rather than storing 0
+        return Err(bad(
+            ctx,
+            name,
+            format!(
+                "{} is too close to 0 for a real",
+                crate::errors::pg_float(x)
+            ),
+        ));
+    }
     Ok(r)
 }
 

@@ -143,7 +143,8 @@ impl Fields {
     /// A real field (slots 8 to 27), finite as a real.
     fn real(&mut self, slot: usize, x: f64) -> bool {
         let r = x as f32;
-        if !(8..=27).contains(&slot) || !r.is_finite() {
+        // beyond a real, or too close to 0 for one: the reference parser explains
+        if !(8..=27).contains(&slot) || !r.is_finite() || (r == 0.0 && x != 0.0) {
             return false;
         }
         self.reals[slot - 8] = r;

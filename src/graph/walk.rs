@@ -170,7 +170,9 @@ pub fn path_of<N: Copy>(visits: &[Visit<N>], i: usize) -> Vec<N> {
 /// either has no energy.
 pub fn edge_cost(a: f64, b: f64) -> Option<f64> {
     let p = a * b;
-    (p > 0.0 && p.is_finite()).then(|| 1.0 / p)
+    let c = 1.0 / p;
+    // energies so small that their product's inverse overflows are no edge, as a product of 0
+    (p > 0.0 && p.is_finite() && c.is_finite()).then_some(c)
 }
 
 #[derive(PartialEq)]
@@ -259,7 +261,7 @@ where
                 continue;
             };
             let next = cost + c;
-            if max_cost.is_some_and(|m| next > m) {
+            if !next.is_finite() || max_cost.is_some_and(|m| next > m) {
                 continue;
             }
             if best.get(&v).is_none_or(|b| next < b.0) {
@@ -396,6 +398,9 @@ mod tests {
         assert_relative_eq!(edge_cost(0.5, 0.5).unwrap(), 4.0);
         assert_relative_eq!(edge_cost(1.0, 1.0).unwrap(), 1.0);
         assert_eq!(edge_cost(0.0, 1.0), None);
+        // an inverse beyond f64 is no edge either (fractality.atp_floor = 0, long idle nodes)
+        assert_eq!(edge_cost(1e-160, 1e-160), None);
+        assert_eq!(edge_cost(f64::MAX, 0.5), None);
     }
 
     fn energy_graph<'a>(

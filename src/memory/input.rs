@@ -383,6 +383,11 @@ mod tests {
         assert!(check_energy("reinforce", -0.1).is_err());
         assert!(check_direction("query", &[0.0, 0.0]).is_err());
         assert!(check_direction("query", &[0.0, 1.0]).is_ok());
+        // squared lengths single precision cannot hold, as pgvector sums them
+        assert!(check_direction("query", &[1e-23; 384]).is_err());
+        assert!(check_direction("query", &[1e19; 384]).is_err());
+        assert!(check_direction("query", &[1e-10; 384]).is_ok());
+        assert!(check_direction("query", &[1e18; 300]).is_ok());
     }
 
     #[test]

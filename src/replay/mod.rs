@@ -123,6 +123,20 @@ fn create_replay_buffer(
         "epsilon is a small positive number added to every priority (e.g. 1e-6).",
     )
     .unwrap_or_report();
+    // the least priority an item holds is epsilon^alpha: one that underflows makes items of
+    // priority 0 impossible to draw (a sample of them comes back empty)
+    if epsilon.powf(alpha) < f64::MIN_POSITIVE {
+        FractalityError::invalid(
+            "epsilon",
+            format!(
+                "{} with alpha {}: epsilon^alpha underflows to 0",
+                crate::errors::pg_float(epsilon),
+                crate::errors::pg_float(alpha)
+            ),
+            "epsilon^alpha is the weight of an item of priority 0 and must stay above 2.2e-308: take a larger epsilon or a smaller alpha.",
+        )
+        .report();
+    }
     let backfill = required("backfill", backfill);
     if name.is_empty() || name.chars().count() > 63 {
         FractalityError::invalid(

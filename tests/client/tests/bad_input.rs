@@ -1127,3 +1127,98 @@ fn remember_many_names_the_memory_that_fails_a_check() {
         .get(0);
     assert_eq!(after, before, "nothing written");
 }
+
+/// Numbers at the edges of what the storage and pgvector compute with are refused (22023, naming
+/// the value), not turned into wrong answers, and nothing is written:
+/// - a vector whose squared length single precision cannot hold (pgvector's `<=>` sums in
+///   single precision, so a vector of 1e-23s compared as infinitely short, at similarity 1 to
+///   everything, and `remember` merged a new memory into it; one of 1e19s as infinitely long);
+/// - a replay buffer whose epsilon^alpha underflows (items of priority 0 could not be drawn: a
+///   sample came back empty);
+/// - an event's real below the smallest real (stored as 0; PostgreSQL's own real input refuses
+///   it).
+#[test]
+fn numbers_beyond_single_precision_are_refused() {
+    let mut c = common::db();
+    c.batch_execute(
+        "SET fractality.user_id = 'bad1bad1-0000-4000-8000-000000000078';
+         SELECT fractality.upsert_node('edge-n', 'edge n', '{}', 0.5, array_fill(0.05, ARRAY[384])::vector);",
+    )
+    .unwrap();
+    let tiny = "array_fill(1e-23::real, ARRAY[384])::vector";
+    let huge = "array_fill(1e19::real, ARRAY[384])::vector";
+    let one = "('[1' || repeat(',0', 383) || ']')::vector";
+    let event = |field: &str, value: &str| {
+        let mut e = reliability::events_json(0x0bad_0078, 1, 4_000_000)[0].clone();
+        e[field] = serde_json::from_str(value).unwrap();
+        serde_json::Value::Array(vec![e]).to_string()
+    };
+    let mut cases: Vec<(String, &str)> = Vec::new();
+    for v in [tiny, huge] {
+        cases.push((
+            format!("SELECT * FROM fractality.remember('k', 'c', {v})"),
+            "squared length",
+        ));
+        cases.push((
+            format!("SELECT * FROM fractality.remember_many(ARRAY['k'], ARRAY['c'], ARRAY[{v}])"),
+            "squared length",
+        ));
+        cases.push((
+            format!("SELECT * FROM fractality.remember_many(jsonb_build_array(jsonb_build_object('content', 'c', 'embedding', {v}::real[])))"),
+            "squared length",
+        ));
+        cases.push((
+            format!("SELECT fractality.upsert_node('k2', 'c', '{{}}', 0.5, {v})"),
+            "squared length",
+        ));
+        cases.push((
+            format!("SELECT * FROM fractality.recall({v}, 3)"),
+            "squared length",
+        ));
+        cases.push((
+            format!("SELECT fractality.freeze(jsonb_set(fractality.thaw('edge-n'), '{{embedding}}', {v}::text::jsonb) || '{{\"node_key\": \"k3\"}}')"),
+            "squared length",
+        ));
+    }
+    cases.push((
+        "SELECT fractality.create_replay_buffer('edge-b', alpha => 10, epsilon => 1e-40)".into(),
+        "underflows",
+    ));
+    for field in ["reward_goal", "state_l3"] {
+        cases.push((
+            format!(
+                "SELECT fractality.write_events('{}'::jsonb)",
+                event(field, "1e-50")
+            ),
+            "too close to 0",
+        ));
+        cases.push((
+            format!(
+                "SELECT fractality.write_events_json('{}'::text)",
+                event(field, "1e-50")
+            ),
+            "too close to 0",
+        ));
+    }
+    let counts = reliability::counts(&mut c);
+    for (sql, words) in &cases {
+        let e = c.batch_execute(sql).expect_err(&format!("refused: {sql}"));
+        let message = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert_eq!(common::sqlstate(&e), "22023", "{message}: {sql}");
+        assert!(message.contains(words), "'{message}' says {words}: {sql}");
+    }
+    assert_eq!(reliability::counts(&mut c), counts, "nothing written");
+    // the bounds themselves are taken: a unit vector, a real at the smallest normal, and the
+    // largest alpha with an epsilon whose power stays normal
+    c.batch_execute(&format!(
+        "SELECT * FROM fractality.remember('unit', 'unit', {one});
+         SELECT fractality.write_events('{}'::jsonb);
+         SELECT fractality.create_replay_buffer('edge-ok', alpha => 10, epsilon => 1e-30);
+         SELECT fractality.drop_replay_buffer('edge-ok');",
+        event("reward_goal", "1.2e-38")
+    ))
+    .unwrap();
+}
