@@ -75,6 +75,34 @@ pub fn too_large(context: impl Into<String>) -> FractalityError {
     }
 }
 
+/// The key under which serde_json hands over a number it keeps as written.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// An object's key, borrowed from the text where it can be (the number token always is).
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(s.into()))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(s.to_owned().into()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(s.into()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// A `Value` seed that counts what it builds against `left`.
 pub struct Bounded<'a> {
     pub left: &'a mut usize,
@@ -131,7 +159,17 @@ impl<'de> Visitor<'de> for Bounded<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        while let Some(k) = map.next_key::<String>()? {
+        while let Some(Key(k)) = map.next_key::<Key>()? {
+            // a number, kept as written (serde_json's arbitrary_precision hands it over as a map
+            // of one entry under this key, as its own Value reads it)
+            if out.is_empty() && k == NUMBER_TOKEN {
+                let text: String = map.next_value()?;
+                return text
+                    .parse::<Number>()
+                    .map(Value::Number)
+                    .map_err(de::Error::custom);
+            }
+            let k = k.into_owned();
             let v = map.next_value_seed(Bounded {
                 left: &mut *self.left,
             })?;
@@ -150,6 +188,9 @@ mod tests {
         for text in [
             r#"{"a": [1, -2, 3.5, 1e300, "x\u00e9", true, null, {"b": {}}], "a": 0}"#,
             "[]",
+            // kept as written: beyond f64's digits, range and integers, trailing zeros
+            r#"{"big": 123456789012345678901234567890, "dec": 0.12345678901234567890123,
+                "e": 1e400, "z": 1.10, "neg": -0.0}"#,
             "18446744073709551615",
             "-9223372036854775808",
             r#""\ud83d\ude00""#,
@@ -157,10 +198,16 @@ mod tests {
             let want: Value = serde_json::from_str(text).unwrap();
             assert_eq!(parse(text).unwrap(), want, "{text}");
         }
-        for bad in ["[1,]", "{\"a\" 1}", "1e400", "[1] x", ""] {
+        for bad in ["[1,]", "{\"a\" 1}", "[1] x", ""] {
             let want = serde_json::from_str::<Value>(bad).unwrap_err().to_string();
             assert_eq!(parse(bad).unwrap_err().to_string(), want, "{bad}");
         }
+    }
+
+    #[test]
+    fn numbers_are_kept_as_written() {
+        let text = r#"{"big":123456789012345678901234567890,"dec":0.12345678901234567890123,"e":1e+400,"z":1.10}"#;
+        assert_eq!(parse(text).unwrap().to_string(), text);
     }
 
     #[test]

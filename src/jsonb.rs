@@ -174,7 +174,7 @@ impl<'a> Value<'a> {
         }
     }
 
-    /// The value as serde sees it: jsonb_out's text of it, parsed. A number beyond float8 or
+    /// The value as serde sees it: jsonb_out's text of it, parsed (numbers kept as written). A
     /// nesting deeper than serde reads is 22023.
     pub fn to_serde(&self) -> Result<serde_json::Value, FractalityError> {
         let text = match self {
@@ -200,10 +200,9 @@ impl<'a> Value<'a> {
 }
 
 /// What serde reads of JSON, which jsonb holds more of.
-const SERDE_READS: &str =
-    "fractality reads JSON numbers as float8 and nesting up to 128 levels deep.";
+const SERDE_READS: &str = "fractality reads JSON nested up to 128 levels deep.";
 
-/// JSON that jsonb holds but serde does not read (a number beyond float8, nesting deeper than 128
+/// JSON that jsonb holds but serde does not read (nesting deeper than 128
 /// levels): 22023; past the cap of a document read whole: 54000.
 fn unreadable(e: serde_json::Error) -> FractalityError {
     if crate::json::is_too_large(&e) {
@@ -462,7 +461,7 @@ const POW10: [f64; 23] = [
 ];
 
 /// A `jsonb` argument read into a `serde_json::Value` by fractality itself: what serde_json
-/// cannot hold (a number beyond float8, nesting deeper than 128 levels) is refused as bad input
+/// cannot hold (nesting deeper than 128 levels) is refused as bad input
 /// (22023) naming the problem, where pgrx's own `JsonB` would fail with an internal error.
 pub struct JsonValue(pub serde_json::Value);
 
@@ -573,8 +572,8 @@ unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArray {
 }
 
 /// A stored jsonb value kept as its text and given back through `jsonb_in`: no serde in
-/// between, which refuses numbers beyond float8 and nesting deeper than 128 levels, both of which
-/// jsonb holds (pgrx's `JsonB` panics on them when reading a row).
+/// between, which refuses nesting deeper than 128 levels, which jsonb holds (pgrx's `JsonB`
+/// panics on it when reading a row).
 #[derive(Clone, Debug, PartialEq)]
 pub struct JsonbText(pub String);
 
@@ -836,6 +835,12 @@ mod tests {
         }
         // beyond f64: None, as serde refuses it
         assert_eq!(with(numeric_of("1e400"), |d| d.to_f64()), None);
-        assert!(serde_json::from_str::<serde_json::Value>("1e400").is_err());
+        // serde keeps it as written (arbitrary_precision) and has no f64 of it either
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>("1e400")
+                .unwrap()
+                .as_f64(),
+            None
+        );
     }
 }

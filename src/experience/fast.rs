@@ -182,24 +182,37 @@ impl Fields {
 /// it). Where it returns an event, parse_event returns the same one.
 pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<(Event, usize)> {
     let mut f = Fields::new();
-    let mut metadata = 0;
+    let mut values = 0;
+    let mut metadata = None;
     let ok = jsonb::pairs(item, |key, v| {
         match field_slot(key).and_then(|s| f.claim(s)) {
             Some(0) => v.as_str().is_some_and(|t| f.id(t)),
             Some(slot @ 1..=7) => v.as_i64().is_some_and(|n| f.int(slot, n)),
             Some(slot @ 8..=27) => v.as_f64().is_some_and(|x| f.real(slot, x)),
-            // metadata: only a null one is taken here
-            Some(_) => {
-                metadata = 1;
-                matches!(v, jsonb::Value::Null)
-            }
+            // metadata: null, or an object read through serde alone (its numbers kept as
+            // written); one parse_metadata refuses goes to the reference, which names the element
+            Some(_) => match v {
+                jsonb::Value::Null => {
+                    values = 1;
+                    true
+                }
+                jsonb::Value::Container(..) => match v.to_serde() {
+                    Ok(m) => {
+                        values = crate::json::count(&m);
+                        metadata = parse_metadata("write_events", &m).ok();
+                        metadata.is_some()
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            },
             None => false,
         }
     });
     if !ok {
         return None;
     }
-    f.finish(None).map(|e| (e, metadata))
+    f.finish(metadata).map(|e| (e, values))
 }
 
 // ---- JSON text: serde straight into events ----------------------------------------------------
@@ -332,7 +345,7 @@ mod text_reader {
     /// The batch, as the reference reader takes it: each element read as a `Value` (under
     /// [`crate::json::MAX_VALUES`]) and handed to [`parse_event`]; the first element it refuses
     /// is put in `failed`, and the rest is read on without being kept, so that an error of the
-    /// text further on (its syntax, a number beyond float8, the cap) is the one reported, as
+    /// text further on (its syntax, the cap) is the one reported, as
     /// when the reference read the whole text first. The metadata kept of all the events
     /// together is held to [`crate::json::MAX_BATCH_VALUES`].
     pub struct ByElement<'a> {
@@ -458,7 +471,14 @@ mod text_reader {
                         }
                     }
                 } else {
-                    match (slot, map.next_value::<Scalar>()?) {
+                    // a number field read by serde's number parser: no text of it is kept
+                    // (a number serde keeps as written, for metadata, would be)
+                    let value = if slot == 0 {
+                        map.next_value::<Scalar>()?
+                    } else {
+                        map.next_value::<Numeric>()?.0
+                    };
+                    match (slot, value) {
                         (0, Scalar::Str(t)) => f.id(&t),
                         (1..=7, Scalar::Int(n)) => f.int(slot, n),
                         (8..=27, Scalar::Int(n)) => f.real(slot, n as f64),
@@ -504,43 +524,55 @@ mod text_reader {
         Other,
     }
 
+    struct ScalarVisitor;
+
+    impl<'de> Visitor<'de> for ScalarVisitor {
+        type Value = Scalar<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
+            Ok(Scalar::Int(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
+            Ok(i64::try_from(v).map_or(Scalar::UInt(v), Scalar::Int))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
+            Ok(Scalar::Float(v))
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+            Ok(Scalar::Str(v.into()))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
+            Ok(Scalar::Str(v.to_string().into()))
+        }
+        fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
+            Ok(Scalar::Other)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
+            Ok(Scalar::Other)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Scalar<'de>, A::Error> {
+            Err(refuse())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Scalar<'de>, A::Error> {
+            Err(refuse())
+        }
+    }
+
     impl<'de> de::Deserialize<'de> for Scalar<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Scalar<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a JSON value")
-                }
-                fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
-                    Ok(Scalar::Int(v))
-                }
-                fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
-                    Ok(i64::try_from(v).map_or(Scalar::UInt(v), Scalar::Int))
-                }
-                fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
-                    Ok(Scalar::Float(v))
-                }
-                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
-                    Ok(Scalar::Str(v.into()))
-                }
-                fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
-                    Ok(Scalar::Str(v.to_string().into()))
-                }
-                fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
-                    Ok(Scalar::Other)
-                }
-                fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
-                    Ok(Scalar::Other)
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Scalar<'de>, A::Error> {
-                    Err(refuse())
-                }
-                fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Scalar<'de>, A::Error> {
-                    Err(refuse())
-                }
-            }
-            d.deserialize_any(V)
+            d.deserialize_any(ScalarVisitor)
+        }
+    }
+
+    /// A number field's value, read as a number (an integer or a float as serde parses it); any
+    /// other JSON value is an error, which leaves the batch to the reference parser.
+    struct Numeric<'a>(Scalar<'a>);
+
+    impl<'de> de::Deserialize<'de> for Numeric<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_f64(ScalarVisitor).map(Numeric)
         }
     }
 }

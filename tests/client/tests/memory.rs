@@ -478,9 +478,10 @@ fn a_plain_repeat_leaves_updated_at() {
     assert_ne!(updated_at(&mut c), first, "a repeat with metadata");
 }
 
-/// Metadata that jsonb holds but serde does not (a number beyond float8, nesting deeper than 128)
-/// comes back whole from recall and thaw (before: an internal error for the whole recall); the
-/// arrays form of remember_many refuses it with 22023, as the jsonb form does.
+/// Metadata that jsonb holds, a number beyond float8 and nesting deeper than serde's 128, comes
+/// back whole from recall and thaw (before: an internal error for the whole recall); the arrays
+/// form of remember_many stores the number as written and refuses the nesting with 22023, as the
+/// jsonb form does.
 #[test]
 fn metadata_beyond_serde_is_read_back_or_refused_cleanly() {
     let mut c = common::db();
@@ -521,11 +522,26 @@ fn metadata_beyond_serde_is_read_back_or_refused_cleanly() {
         .unwrap()
         .get(0);
     assert!(same, "thaw gives the metadata whole");
+    c.execute(
+        "SELECT count(*) FROM fractality.remember_many(ARRAY['beyond'], ARRAY['too large'], ARRAY[$1::text::vector],
+                                                      ARRAY['{\"x\": 1e400}'::jsonb], dedup_threshold => 1)",
+        &[&at_cosine(0.2, 4)],
+    )
+    .unwrap();
+    let kept: bool = c
+        .query_one(
+            "SELECT metadata = '{\"x\": 1e400}'::jsonb FROM fractality.nodes
+              WHERE node_key = 'beyond' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(kept, "a number beyond float8 stored as written");
     let err = c
         .query_one(
-            "SELECT count(*) FROM fractality.remember_many(NULL, ARRAY['too large'], ARRAY[$1::text::vector],
-                                                         ARRAY['{\"x\": 1e400}'::jsonb])",
-            &[&v],
+            "SELECT count(*) FROM fractality.remember_many(NULL, ARRAY['too deep'], ARRAY[$1::text::vector],
+                                                         ARRAY[$2::text::jsonb])",
+            &[&v, &format!("{{\"deep\": {deep}}}")],
         )
         .unwrap_err();
     assert_eq!(common::sqlstate(&err), "22023", "{err}");
@@ -966,4 +982,101 @@ fn remember_many_reinforcing_a_memory_does_not_wait_for_a_reference_to_it() {
         !waited,
         "remember_many waited for a reference to the memory it reinforces"
     );
+}
+
+/// Metadata comes back as it was written, number for number: an integer beyond 64 bits, a
+/// decimal beyond 17 digits, one beyond float8's range and trailing zeros were rounded through
+/// f64 on their way in (`{"big": 123456789012345680000000000000, ...}`), in every function that
+/// takes metadata: upsert_node, remember, remember_many in both forms, freeze, and an event's
+/// action metadata through write_event_with_metadata and write_events (jsonb and text).
+#[test]
+fn metadata_numbers_are_kept_as_written() {
+    let mut c = common::db();
+    let meta = r#"{"big": 123456789012345678901234567890, "dec": 0.12345678901234567890123, "e": 1e400, "z": 1.10, "arr": [2.50, -7]}"#;
+    c.batch_execute("SET fractality.user_id = 'feed0000-0000-4000-8000-00000000000a'")
+        .unwrap();
+    let v = |i: usize| vector_text(384, i, 0.05);
+    c.execute(
+        "SELECT fractality.upsert_node('meta-upsert', 'l', $1::text::jsonb)",
+        &[&meta],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT * FROM fractality.remember('meta-remember', 'c1', $1::text::vector, $2::text::jsonb)",
+        &[&v(1), &meta],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT * FROM fractality.remember_many(ARRAY['meta-arrays'], ARRAY['c2'], ARRAY[$1::text::vector], ARRAY[$2::text::jsonb],
+                                                   dedup_threshold => 1)",
+        &[&v(2), &meta],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT * FROM fractality.remember_many(jsonb_build_array(jsonb_build_object(
+             'node_key', 'meta-jsonb', 'content', 'c3', 'embedding', $1::text::vector::real[], 'metadata', $2::text::jsonb)),
+             dedup_threshold => 1)",
+        &[&v(3), &meta],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT fractality.freeze(fractality.thaw('meta-upsert') || '{\"node_key\": \"meta-freeze\"}')",
+        &[],
+    )
+    .unwrap();
+    let keys = [
+        "meta-upsert",
+        "meta-remember",
+        "meta-arrays",
+        "meta-jsonb",
+        "meta-freeze",
+    ];
+    for key in keys {
+        let same: bool = c
+            .query_one(
+                "SELECT metadata = $2::text::jsonb AND metadata::text = ($2::text::jsonb)::text
+                   FROM fractality.nodes WHERE node_key = $1 AND user_id = fractality.current_user_id()",
+                &[&key, &meta],
+            )
+            .unwrap()
+            .get(0);
+        assert!(same, "{key}: metadata changed");
+    }
+    // events' action metadata: its parameters
+    // (the JSON is written as text around the metadata's own text: no JSON library of this
+    // client reads its numbers)
+    let mut events = reliability::events_json(0xfeed_000a, 3, 7_000_000);
+    for (i, e) in events.as_array_mut().unwrap().iter_mut().enumerate() {
+        e["event_id"] = serde_json::json!(format!("{:032x}", 0xfeed_0a00 + i));
+    }
+    let md = format!(r#"{{"intent_type": "t", "executor_id": "x", "parameters": {meta}}}"#);
+    let with_md = |e: &serde_json::Value| {
+        let t = e.to_string();
+        format!("[{}, \"metadata\": {md}}}]", &t[..t.len() - 1])
+    };
+    c.execute(
+        "SELECT fractality.write_events($1::text::jsonb)",
+        &[&with_md(&events[0])],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT fractality.write_events_json($1::text)",
+        &[&with_md(&events[1])],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT fractality.write_event_with_metadata($1::text::jsonb, $2::text::jsonb)",
+        &[&events[2].to_string(), &md],
+    )
+    .unwrap();
+    let kept: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.action_metadata
+              WHERE event_timestamp BETWEEN 7000000 AND 7000002
+                AND parameters = $1::text::jsonb AND parameters::text = ($1::text::jsonb)::text",
+            &[&meta],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 3, "events' parameters changed");
 }
