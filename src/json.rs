@@ -3,6 +3,10 @@
 //! value (16 times the text of `[0,0,...]`), so an argument of a few hundred megabytes could
 //! otherwise ask for gigabytes, and a refused allocation aborts the server. A document over the
 //! cap is 54000 (`FractalityError::TooLarge`), as PostgreSQL refuses a value past its own limits.
+//!
+//! Numbers are kept as written (serde_json's `arbitrary_precision`): each holds its text in a
+//! heap string of its own besides its 32 bytes, so a number counts as two values, and one more
+//! for every 32 characters of its text.
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -56,7 +60,23 @@ pub fn count(v: &Value) -> usize {
     match v {
         Value::Array(a) => 1 + a.iter().map(count).sum::<usize>(),
         Value::Object(o) => 1 + o.values().map(count).sum::<usize>(),
+        Value::Number(n) => 1 + number_cost(n.as_str()),
         _ => 1,
+    }
+}
+
+/// What a number's text costs beyond its value: its heap string, one value per 32 characters
+/// begun.
+fn number_cost(text: &str) -> usize {
+    1 + text.len() / 32
+}
+
+/// How deeply `v` nests: 0 for a scalar, 1 for an array or object of scalars, ...
+pub fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -77,6 +97,73 @@ pub fn too_large(context: impl Into<String>) -> FractalityError {
 
 /// The key under which serde_json hands over a number it keeps as written.
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// What follows the number token: a number's text (an owned string), or the value of a caller's
+/// key of that name.
+enum Entry {
+    Number(String),
+    Value(Value),
+}
+
+/// Reads what follows the number token: as [`Bounded`] but for an owned string.
+struct NumberOrValue<'a> {
+    left: &'a mut usize,
+}
+
+impl<'de> DeserializeSeed<'de> for NumberOrValue<'_> {
+    type Value = Entry;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entry, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NumberOrValue<'_> {
+    type Value = Entry;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Entry, E> {
+        Ok(Entry::Number(s))
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Entry, E> {
+        self.bounded()?.visit_bool(b).map(Entry::Value)
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Entry, E> {
+        self.bounded()?.visit_i64(n).map(Entry::Value)
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Entry, E> {
+        self.bounded()?.visit_u64(n).map(Entry::Value)
+    }
+    fn visit_f64<E: de::Error>(self, x: f64) -> Result<Entry, E> {
+        self.bounded()?.visit_f64(x).map(Entry::Value)
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Entry, E> {
+        self.bounded()?.visit_str(s).map(Entry::Value)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Entry, E> {
+        self.bounded()?.visit_str(s).map(Entry::Value)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Entry, E> {
+        self.bounded()?.visit_unit().map(Entry::Value)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Entry, A::Error> {
+        self.bounded()?.visit_seq(seq).map(Entry::Value)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry, A::Error> {
+        self.bounded()?.visit_map(map).map(Entry::Value)
+    }
+}
+
+impl<'a> NumberOrValue<'a> {
+    /// The value of a caller's key, counted as [`Bounded::deserialize`] counts one.
+    fn bounded<E: de::Error>(self) -> Result<Bounded<'a>, E> {
+        if *self.left == 0 {
+            return Err(E::custom(TOO_MANY_VALUES));
+        }
+        *self.left -= 1;
+        Ok(Bounded { left: self.left })
+    }
+}
 
 /// An object's key, borrowed from the text where it can be (the number token always is).
 struct Key<'de>(std::borrow::Cow<'de, str>);
@@ -119,6 +206,18 @@ impl<'de> DeserializeSeed<'de> for Bounded<'_> {
     }
 }
 
+impl Bounded<'_> {
+    /// A number read whole by serde (an integer of 64 bits), charged as [`count`] charges it.
+    fn number<E: de::Error>(self, n: Number) -> Result<Value, E> {
+        let cost = number_cost(n.as_str());
+        if *self.left < cost {
+            return Err(E::custom(TOO_MANY_VALUES));
+        }
+        *self.left -= cost;
+        Ok(Value::Number(n))
+    }
+}
+
 impl<'de> Visitor<'de> for Bounded<'_> {
     type Value = Value;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -127,14 +226,17 @@ impl<'de> Visitor<'de> for Bounded<'_> {
     fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
         Ok(Value::Bool(b))
     }
-    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
-        Ok(Value::Number(n.into()))
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+        self.number(n.into())
     }
-    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
-        Ok(Value::Number(n.into()))
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+        self.number(n.into())
     }
-    fn visit_f64<E>(self, x: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(x).map_or(Value::Null, Value::Number))
+    fn visit_f64<E: de::Error>(self, x: f64) -> Result<Value, E> {
+        match Number::from_f64(x) {
+            Some(n) => self.number(n),
+            None => Ok(Value::Null),
+        }
     }
     fn visit_str<E>(self, s: &str) -> Result<Value, E> {
         Ok(Value::String(s.to_owned()))
@@ -160,14 +262,30 @@ impl<'de> Visitor<'de> for Bounded<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(Key(k)) = map.next_key::<Key>()? {
-            // a number, kept as written (serde_json's arbitrary_precision hands it over as a map
-            // of one entry under this key, as its own Value reads it)
+            // a number, kept as written: serde_json's arbitrary_precision hands it over as a map
+            // of one entry under this key, its text as an owned string, which no string of the
+            // JSON text is (those come borrowed or copied); an object of the caller's with this
+            // key is an object
             if out.is_empty() && k == NUMBER_TOKEN {
-                let text: String = map.next_value()?;
-                return text
-                    .parse::<Number>()
-                    .map(Value::Number)
-                    .map_err(de::Error::custom);
+                match map.next_value_seed(NumberOrValue {
+                    left: &mut *self.left,
+                })? {
+                    Entry::Number(text) => {
+                        let cost = number_cost(&text);
+                        if *self.left < cost {
+                            return Err(de::Error::custom(TOO_MANY_VALUES));
+                        }
+                        *self.left -= cost;
+                        return text
+                            .parse::<Number>()
+                            .map(Value::Number)
+                            .map_err(de::Error::custom);
+                    }
+                    Entry::Value(v) => {
+                        out.insert(k.into_owned(), v);
+                        continue;
+                    }
+                }
             }
             let k = k.into_owned();
             let v = map.next_value_seed(Bounded {
@@ -208,18 +326,41 @@ mod tests {
     fn numbers_are_kept_as_written() {
         let text = r#"{"big":123456789012345678901234567890,"dec":0.12345678901234567890123,"e":1e+400,"z":1.10}"#;
         assert_eq!(parse(text).unwrap().to_string(), text);
+        // an object of the caller's under serde_json's own key for a number is an object
+        for text in [
+            r#"{"$serde_json::private::Number":"7"}"#,
+            r#"{"m":{"$serde_json::private::Number":"x","z":1}}"#,
+            r#"{"$serde_json::private::Number":[1,{"a":null}]}"#,
+        ] {
+            let v = parse(text).unwrap();
+            assert_eq!(v.to_string(), text);
+            assert!(v.is_object());
+        }
     }
 
     #[test]
     fn refuses_past_the_cap() {
-        let at_cap = format!("[{}0]", "0,".repeat(MAX_VALUES - 2));
+        let at_cap = format!("[{}null]", "null,".repeat(MAX_VALUES - 2));
         assert_eq!(
             parse(&at_cap).unwrap().as_array().unwrap().len(),
             MAX_VALUES - 1
         );
-        let past = format!("[{}0]", "0,".repeat(MAX_VALUES - 1));
+        let past = format!("[{}null]", "null,".repeat(MAX_VALUES - 1));
         let e = parse(&past).unwrap_err();
         assert!(is_too_large(&e), "{e}");
+        // a number counts twice (its text is a string of its own), and once more per 32
+        // characters of it; count agrees
+        let n = (MAX_VALUES - 1) / 2;
+        let zeros = parse(&format!("[{}0]", "0,".repeat(n - 1))).unwrap();
+        assert_eq!(count(&zeros), 1 + 2 * n);
+        assert!(is_too_large(
+            &parse(&format!("[{}0]", "0,".repeat(n))).unwrap_err()
+        ));
+        let text = format!("[0.{}, 1.5, 1e400]", "1".repeat(62));
+        let long = parse(&text).unwrap();
+        assert_eq!(count(&long), 1 + 4 + 2 + 2);
+        assert!(parse_within(&text, 9).is_ok());
+        assert!(is_too_large(&parse_within(&text, 8).unwrap_err()));
         let nested = format!("{{\"a\": [{}{{}}]}}", "[],".repeat(MAX_VALUES));
         assert!(is_too_large(&parse(&nested).unwrap_err()));
     }

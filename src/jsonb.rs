@@ -160,6 +160,20 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// Whether this is a number whose value is 0 (a number too small for float8 is not, though
+    /// `as_f64` gives 0 for it).
+    pub fn is_zero_number(&self) -> bool {
+        match self {
+            Value::Number(n) => match Decimal::of(*n) {
+                Some(d) => d.digits.iter().all(|&g| g == 0),
+                // SAFETY: a numeric datum of a live jsonb; numeric_out writes no exponent
+                None => unsafe { numeric_text(*n) }
+                    .is_some_and(|t| !t.bytes().any(|b| (b'1'..=b'9').contains(&b))),
+            },
+            _ => false,
+        }
+    }
+
     /// serde's `as_f64` of this value's text.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
@@ -177,6 +191,11 @@ impl<'a> Value<'a> {
     /// The value as serde sees it: jsonb_out's text of it, parsed (numbers kept as written). A
     /// nesting deeper than serde reads is 22023.
     pub fn to_serde(&self) -> Result<serde_json::Value, FractalityError> {
+        self.to_serde_within(crate::json::MAX_VALUES)
+    }
+
+    /// [`Value::to_serde`] under a cap of `cap` values (54000 past it).
+    pub fn to_serde_within(&self, cap: usize) -> Result<serde_json::Value, FractalityError> {
         let text = match self {
             Value::Null => return Ok(serde_json::Value::Null),
             Value::Bool(b) => return Ok(serde_json::Value::Bool(*b)),
@@ -195,7 +214,7 @@ impl<'a> Value<'a> {
                 t
             },
         };
-        crate::json::parse(&text).map_err(unreadable)
+        crate::json::parse_within(&text, cap).map_err(unreadable)
     }
 }
 
@@ -833,9 +852,9 @@ mod tests {
                 "{text}"
             );
         }
-        // beyond f64: None, as serde refuses it
+        // beyond f64: None, as serde's as_f64
         assert_eq!(with(numeric_of("1e400"), |d| d.to_f64()), None);
-        // serde keeps it as written (arbitrary_precision) and has no f64 of it either
+        // serde keeps it as written (arbitrary_precision) and gives no f64 of it either
         assert_eq!(
             serde_json::from_str::<serde_json::Value>("1e400")
                 .unwrap()

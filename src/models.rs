@@ -144,15 +144,28 @@ pub fn check_index_range(v: &[f32]) -> Result<(), FractalityError> {
     if index_type(v.len()) == "vector" {
         return Ok(());
     }
-    match v.iter().position(|x| x.abs() >= HALFVEC_OVERFLOW) {
-        None => Ok(()),
-        Some(i) => Err(FractalityError::invalid(
+    if let Some(i) = v.iter().position(|x| x.abs() >= HALFVEC_OVERFLOW) {
+        return Err(FractalityError::invalid(
             "embedding",
             format!("element {} is {}", i + 1, v[i]),
             "A model of more than 2 000 dimensions is indexed over halfvec, whose elements lie within ±65504: scale the embedding down first (its cosines do not change).",
-        )),
+        ));
     }
+    // every element 2^-25 or less rounds to 0 in half precision: the index would hold a zero
+    // vector, with no direction
+    if v.iter().all(|x| x.abs() <= HALFVEC_UNDERFLOW) {
+        return Err(FractalityError::invalid(
+            "embedding",
+            "a vector whose every element rounds to 0 in half precision",
+            "A model of more than 2 000 dimensions is indexed over halfvec, whose smallest element is about 6e-8: scale the embedding up first (its cosines do not change).",
+        ));
+    }
+    Ok(())
 }
+
+/// The largest magnitude that rounds to 0 in half precision (half the smallest subnormal, 2^-24,
+/// rounding to even).
+pub const HALFVEC_UNDERFLOW: f32 = 2.980_232_2e-8;
 
 pub fn index_type(dims: usize) -> &'static str {
     if dims <= VECTOR_INDEX_MAX_DIMS {
@@ -229,6 +242,13 @@ mod tests {
         );
         // a vector model takes any real
         assert!(check_index_range(&[1e30f32; 2000]).is_ok());
+        // every element rounding to 0 in half precision: a zero vector in the index
+        assert!(check_index_range(&[1e-8f32; 2001]).is_err());
+        assert!(check_index_range(&[HALFVEC_UNDERFLOW; 2001]).is_err());
+        let mut one = vec![1e-8f32; 2001];
+        one[7] = 6e-8; // rounds to the smallest subnormal
+        assert!(check_index_range(&one).is_ok());
+        assert!(check_index_range(&[1e-8f32; 2000]).is_ok());
     }
 }
 

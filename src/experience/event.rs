@@ -180,7 +180,23 @@ fn real_field(
     let x = v
         .as_f64()
         .ok_or_else(|| bad(ctx, name, format!("expected a number, got {}", show(v))))?;
+    // a number below float8's range is 0.0 here already: its text tells (the numbers are kept
+    // as written)
+    if x == 0.0 && v.as_number().is_some_and(|n| nonzero_text(n.as_str())) {
+        return Err(bad(
+            ctx,
+            name,
+            format!("{} is too close to 0 for a real", show(v)),
+        ));
+    }
     finite_real(ctx, name, x)
+}
+
+/// Whether a JSON number's text has a digit other than 0 before its exponent.
+pub(super) fn nonzero_text(text: &str) -> bool {
+    text.bytes()
+        .take_while(|b| !matches!(b, b'e' | b'E'))
+        .any(|b| (b'1'..=b'9').contains(&b))
 }
 
 /// The four rewards of an event, whose sum (total_reward, what the reward inbox and the queries

@@ -14,8 +14,8 @@ use super::event::{
 // ---- jsonb: decoded in place -----------------------------------------------------------------
 
 /// [`parse_batch`] over the jsonb in place: each element decoded straight from its binary
-/// container ([`event_from_jsonb`]); an element it does not take as it is (a metadata object, a
-/// number it cannot convert exactly, anything malformed) goes through serde and
+/// container ([`event_from_jsonb`]); an element it does not take as it is (a number it cannot
+/// convert exactly, metadata it refuses, anything malformed) goes through serde and
 /// [`parse_event`] as its JSON text, so results and error messages are those of parse_batch.
 pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityError> {
     let root = batch.root();
@@ -176,10 +176,20 @@ impl Fields {
     }
 }
 
-/// One well-formed event object without metadata, read from its jsonb container, with the JSON
-/// values of its metadata member as the text reader counts them (1 for a null one, 0 without
-/// one); None for anything else (the caller then asks [`parse_event`], which accepts or explains
-/// it). Where it returns an event, parse_event returns the same one.
+/// The values an event's metadata read in place may hold: the cap of a document read whole,
+/// less the event object and its other fields (numbers of up to 190 characters), as the
+/// reference reads the whole element.
+const METADATA_CAP: usize = crate::json::MAX_VALUES - 1 - 28 * 8;
+
+/// The nesting an event's metadata read in place may have: serde's limit for the whole element,
+/// less the event object's level.
+const METADATA_DEPTH: usize = 126;
+
+/// One well-formed event object, read from its jsonb container (a metadata object through
+/// serde alone), with the JSON values of its metadata member as the text reader counts them (1
+/// for a null one, 0 without one); None for anything else (the caller then asks
+/// [`parse_event`], which accepts or explains it). Where it returns an event, parse_event
+/// returns the same one.
 pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<(Event, usize)> {
     let mut f = Fields::new();
     let mut values = 0;
@@ -188,7 +198,10 @@ pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<(Event, usize)> {
         match field_slot(key).and_then(|s| f.claim(s)) {
             Some(0) => v.as_str().is_some_and(|t| f.id(t)),
             Some(slot @ 1..=7) => v.as_i64().is_some_and(|n| f.int(slot, n)),
-            Some(slot @ 8..=27) => v.as_f64().is_some_and(|x| f.real(slot, x)),
+            // a number too small for float8 reads as 0.0: the reference refuses it
+            Some(slot @ 8..=27) => v
+                .as_f64()
+                .is_some_and(|x| (x != 0.0 || v.is_zero_number()) && f.real(slot, x)),
             // metadata: null, or an object read through serde alone (its numbers kept as
             // written); one parse_metadata refuses goes to the reference, which names the element
             Some(_) => match v {
@@ -196,13 +209,15 @@ pub fn event_from_jsonb(item: &jsonb::Value<'_>) -> Option<(Event, usize)> {
                     values = 1;
                     true
                 }
-                jsonb::Value::Container(..) => match v.to_serde() {
-                    Ok(m) => {
+                // under the caps the element reader holds the whole element to (its other
+                // fields' values, one level of nesting); beyond them the reference decides
+                jsonb::Value::Container(..) => match v.to_serde_within(METADATA_CAP) {
+                    Ok(m) if crate::json::depth(&m) <= METADATA_DEPTH => {
                         values = crate::json::count(&m);
                         metadata = parse_metadata("write_events", &m).ok();
                         metadata.is_some()
                     }
-                    Err(_) => false,
+                    _ => false,
                 },
                 _ => false,
             },
@@ -566,14 +581,40 @@ mod text_reader {
         }
     }
 
-    /// A number field's value, read as a number (an integer or a float as serde parses it); any
-    /// other JSON value is an error, which leaves the batch to the reference parser.
+    /// A number field's value, read from its text as serde reads a number (an integer within
+    /// i64, else u64, else a float); anything else is Other, and so is a number too small for
+    /// float8 (0.0 to serde, which the reference refuses by its text), all of which leave the
+    /// batch to the reference parser.
     struct Numeric<'a>(Scalar<'a>);
 
     impl<'de> de::Deserialize<'de> for Numeric<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_f64(ScalarVisitor).map(Numeric)
+            let raw = <&'de serde_json::value::RawValue as de::Deserialize>::deserialize(d)?;
+            Ok(Numeric(number_of(raw.get()).unwrap_or(Scalar::Other)))
         }
+    }
+
+    /// A JSON value's text as a number, if it is one.
+    fn number_of(t: &str) -> Option<Scalar<'static>> {
+        let first = *t.as_bytes().first()?;
+        if first != b'-' && !first.is_ascii_digit() {
+            return None;
+        }
+        // an integer stops i64's parser at its end, a float at its '.' or 'e'
+        match t.parse::<i64>() {
+            Ok(n) => return Some(Scalar::Int(n)),
+            Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+                if let Ok(n) = t.parse::<u64>() {
+                    return Some(Scalar::UInt(n));
+                }
+            }
+            Err(_) => {}
+        }
+        let x: f64 = t.parse().ok()?;
+        if x == 0.0 && super::super::event::nonzero_text(t) {
+            return None;
+        }
+        Some(Scalar::Float(x))
     }
 }
 use text_reader::TextBatch;
@@ -672,7 +713,7 @@ mod tests {
             same_as_reference(""),
             // an error of the text after a refused element is the one reported
             same_as_reference(r#"[1] x"#),
-            same_as_reference(r#"[1, 1e400]"#),
+            same_as_reference(r#"[1, tru]"#),
             same_as_reference(r#"[1, "\ud800"]"#),
             same_as_reference(&format!("[1, {}] x", event(2))),
         ];
@@ -743,7 +784,8 @@ mod tests {
                 e["metadata"] = json!({"intent_type": "a", "executor_id": "b", "parameters": {}});
                 e.to_string().replace(
                     "\"parameters\":{}",
-                    &format!("\"parameters\":{{\"p\":{}}}", zeros(per - 2)),
+                    // nulls: a value each (a number counts twice, its text kept)
+                    &format!("\"parameters\":{{\"p\":[{}null]}}", "null,".repeat(per - 3)),
                 )
             })
             .collect();

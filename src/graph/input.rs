@@ -111,8 +111,12 @@ pub struct Frozen {
     pub label: Option<String>,
     #[serde(rename = "type")]
     pub node_type: Option<String>,
+    /// (The JSON values below are taken out of the document before serde reads the rest: see
+    /// [`parse_frozen`].)
+    #[serde(skip)]
     pub metadata: Option<serde_json::Value>,
     /// The node's other energy fields (network, ...) as `thaw` gives them: merged into its own.
+    #[serde(skip)]
     pub energy: Option<serde_json::Value>,
     pub atp: Option<f64>,
     /// When the node expires, as `thaw` gives it (a time as text); absent or null: as it was.
@@ -138,7 +142,7 @@ pub struct FrozenEdge {
     #[serde(default = "one")]
     pub weight: f64,
     /// The edge's metadata, as `thaw` gives it (a JSON object), merged into the edge's.
-    #[serde(default)]
+    #[serde(skip)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -158,18 +162,57 @@ pub struct FrozenPoint {
     /// As `thaw` gives it: an array (of arrays, for more dimensions) whose elements are numbers,
     /// NULL, or "NaN" / "Infinity" / "-Infinity" as PostgreSQL writes a real in JSON; the column
     /// `real[]` reads it (22P02 for anything else).
-    #[serde(default)]
+    #[serde(skip)]
     pub resonance_vector: Option<serde_json::Value>,
 }
 
-pub fn parse_frozen(doc: serde_json::Value) -> Result<Frozen, FractalityError> {
-    let frozen: Frozen = serde_json::from_value(doc).map_err(|e| {
+/// `field` of the object `v` taken out (None for null, for none, or when `v` is no object).
+fn take(v: &mut serde_json::Value, field: &str) -> Option<serde_json::Value> {
+    v.as_object_mut()
+        .and_then(|o| o.remove(field))
+        .filter(|x| !x.is_null())
+}
+
+/// `field` taken out of each element of the array at `path` of `doc` (None where there is none).
+fn take_each(
+    doc: &mut serde_json::Value,
+    path: &[&str],
+    field: &str,
+) -> Vec<Option<serde_json::Value>> {
+    let mut at = Some(doc);
+    for p in path {
+        at = at.and_then(|v| v.get_mut(*p));
+    }
+    match at.and_then(|v| v.as_array_mut()) {
+        Some(items) => items.iter_mut().map(|i| take(i, field)).collect(),
+        None => Vec::new(),
+    }
+}
+
+pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityError> {
+    // The caller's own JSON values (metadata, energy, resonance vectors) are taken out before
+    // serde reads the rest into the struct and put back after: serde_json's Value, read through
+    // serde (numbers kept as written), takes an object whose key is serde_json's own for a
+    // number for a number.
+    let metadata = take(&mut doc, "metadata");
+    let energy = take(&mut doc, "energy");
+    let edge_metadata = take_each(&mut doc, &["edges", "outgoing"], "metadata");
+    let vectors = take_each(&mut doc, &["stream"], "resonance_vector");
+    let mut frozen: Frozen = serde_json::from_value(doc).map_err(|e| {
         FractalityError::invalid(
             "frozen node",
             e.to_string(),
             "Pass the shape thaw() returns: node_key, label, type, metadata, atp, embedding, edges.outgoing, stream.",
         )
     })?;
+    frozen.metadata = metadata;
+    frozen.energy = energy;
+    for (e, m) in frozen.edges.outgoing.iter_mut().zip(edge_metadata) {
+        e.metadata = m;
+    }
+    for (p, r) in frozen.stream.iter_mut().zip(vectors) {
+        p.resonance_vector = r;
+    }
     if frozen.node_key.is_none() {
         return Err(FractalityError::invalid(
             "frozen node",

@@ -988,11 +988,13 @@ fn remember_many_reinforcing_a_memory_does_not_wait_for_a_reference_to_it() {
 /// decimal beyond 17 digits, one beyond float8's range and trailing zeros were rounded through
 /// f64 on their way in (`{"big": 123456789012345680000000000000, ...}`), in every function that
 /// takes metadata: upsert_node, remember, remember_many in both forms, freeze, and an event's
-/// action metadata through write_event_with_metadata and write_events (jsonb and text).
+/// action metadata through write_event_with_metadata and write_events (jsonb and text). An
+/// object under the key serde_json hands a number over with stays an object.
 #[test]
 fn metadata_numbers_are_kept_as_written() {
     let mut c = common::db();
-    let meta = r#"{"big": 123456789012345678901234567890, "dec": 0.12345678901234567890123, "e": 1e400, "z": 1.10, "arr": [2.50, -7]}"#;
+    let meta = r#"{"big": 123456789012345678901234567890, "dec": 0.12345678901234567890123, "e": 1e400, "z": 1.10, "arr": [2.50, -7],
+                   "tok": {"$serde_json::private::Number": "7"}, "tok2": {"$serde_json::private::Number": [1], "z": 0}}"#;
     c.batch_execute("SET fractality.user_id = 'feed0000-0000-4000-8000-00000000000a'")
         .unwrap();
     let v = |i: usize| vector_text(384, i, 0.05);
