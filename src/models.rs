@@ -265,20 +265,31 @@ thread_local! {
         std::cell::RefCell::new((None, std::collections::HashMap::new()));
 }
 
-/// The dimension of `model` as the registry holds it in the running command's snapshot (None:
-/// not registered); SPI connected.
-fn registered_dims(model: &str) -> Result<Option<i32>, FractalityError> {
-    // the backend's local transaction id, not the transaction id: that is 0 until the
-    // transaction first writes, so the first command of two transactions would share a key
+/// This backend's (local transaction, command): the backend's local transaction id, not the
+/// transaction id, which is 0 until the transaction first writes, so the first command of two
+/// transactions would share a key.
+fn command_now() -> (u32, u32) {
     // SAFETY: plain reads of this backend's transaction state (MyProc is set in a backend)
-    let now = unsafe { ((*pg_sys::MyProc).lxid, pg_sys::GetCurrentCommandId(false)) };
-    if let Some(d) = CHECKED.with_borrow(|(at, dims)| {
+    unsafe { ((*pg_sys::MyProc).lxid, pg_sys::GetCurrentCommandId(false)) }
+}
+
+/// The dimension of `model` looked up already in the running command, if it was.
+fn checked_dims(model: &str) -> Option<i32> {
+    let now = command_now();
+    CHECKED.with_borrow(|(at, dims)| {
         (*at == Some(now))
             .then(|| dims.get(model).copied())
             .flatten()
-    }) {
+    })
+}
+
+/// The dimension of `model` as the registry holds it in the running command's snapshot (None:
+/// not registered); SPI connected.
+fn registered_dims(model: &str) -> Result<Option<i32>, FractalityError> {
+    if let Some(d) = checked_dims(model) {
         return Ok(Some(d));
     }
+    let now = command_now();
     let found = spi::one::<i32>(&DIMS, &[model.into()], true)?;
     CHECKED.with_borrow_mut(|(at, dims)| {
         if *at != Some(now) {
@@ -327,7 +338,12 @@ fn _node_embeddings_check<'a>(
         (model, got)
     };
     let model = crate::errors::required("model", model);
-    let dims = spi::connect(|| registered_dims(&model)).unwrap_or_report();
+    // looked up once per command, without SPI after that; the lookup under the search path the
+    // extension's other calls plan it under (one kept plan, not planned again at each switch)
+    let dims = match checked_dims(&model) {
+        Some(d) => Some(d),
+        None => spi::connect_pinned(|| registered_dims(&model)).unwrap_or_report(),
+    };
     let Some(dims) = dims else {
         FractalityError::UnknownModel(model).report()
     };

@@ -35,6 +35,14 @@ pub struct Pending {
 pub type Write = (Vec<i64>, Vec<f64>, Vec<f64>);
 
 impl Pending {
+    /// The bytes its arrays hold.
+    pub fn bytes(&self) -> usize {
+        8 * (self.slots.capacity()
+            + self.stored.capacity()
+            + self.latest.capacity()
+            + self.change.capacity())
+    }
+
     /// No slot pending.
     pub fn empty(alpha: f64) -> Pending {
         Pending {
@@ -231,6 +239,11 @@ impl Seen {
             seqs: Vec::new(),
             pending: Pending::empty(alpha),
         }
+    }
+
+    /// The bytes the copy holds.
+    pub fn bytes(&self) -> usize {
+        8 * self.seqs.capacity() + self.pending.bytes()
     }
 
     /// The number of the last write held (-1: none).

@@ -255,6 +255,7 @@ pub fn drop(name: &str) -> Result<bool, FractalityError> {
         return Ok(false);
     };
     super::items::drop_items(id)?;
+    forget_seen(id);
     Ok(true)
 }
 
@@ -296,6 +297,31 @@ thread_local! {
 /// Buffers whose copies a backend keeps, at most (all dropped when more are sampled).
 const SEEN_BUFFERS: usize = 64;
 
+/// Bytes a backend's copies hold together, at most (all dropped when more would be kept); a
+/// copy larger than this is not kept: a pooled backend that samples many buffers, whose writers
+/// may leave a million writes pending (`fractality.replay_fold_after`), would otherwise keep
+/// gigabytes for its whole life.
+const SEEN_BYTES: usize = 64 << 20;
+
+/// `seen` kept in `copies` for buffer `id`, within [`SEEN_BUFFERS`] and `budget` bytes.
+fn keep_seen(copies: &mut HashMap<i32, Seen>, id: i32, seen: Seen, budget: usize) {
+    let bytes = seen.bytes();
+    copies.remove(&id);
+    if bytes > budget {
+        return;
+    }
+    let held: usize = copies.values().map(Seen::bytes).sum();
+    if copies.len() >= SEEN_BUFFERS || held + bytes > budget {
+        copies.clear();
+    }
+    copies.insert(id, seen);
+}
+
+/// Forgets the backend's copy of buffer `id`'s pending writes (the buffer dropped).
+pub fn forget_seen(id: i32) {
+    SEEN.with(|m| m.borrow_mut().remove(&id));
+}
+
 /// `f` of buffer `b`'s pending priorities as a sampler sees them (the statement's snapshot):
 /// the backend's copy of the writes it read before, brought up to date with the arrays of only
 /// the writes made since, and kept (not copied) for the next sample.
@@ -321,13 +347,7 @@ pub fn with_pending_seen<R>(
     };
     seen.advance(rows);
     let r = f(seen.pending());
-    SEEN.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() >= SEEN_BUFFERS {
-            m.clear();
-        }
-        m.insert(b.id, seen);
-    });
+    SEEN.with(|m| keep_seen(&mut m.borrow_mut(), b.id, seen, SEEN_BYTES));
     r
 }
 
@@ -448,4 +468,35 @@ pub fn lock_events() -> Result<(), FractalityError> {
     }
     spi::run(&LOCK_EVENTS, &[])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(writes: usize) -> Seen {
+        let mut s = Seen::new(1, 0.6);
+        s.advance(
+            (0..writes as i64)
+                .map(|i| (1, i, Some((vec![i], vec![1.0], vec![2.0]))))
+                .collect(),
+        );
+        s
+    }
+
+    #[test]
+    fn copies_are_kept_within_their_budget() {
+        let mut m = HashMap::new();
+        let one = copy(100).bytes();
+        assert!(one > 0);
+        keep_seen(&mut m, 1, copy(100), 3 * one);
+        keep_seen(&mut m, 2, copy(100), 3 * one);
+        assert_eq!(m.len(), 2);
+        // past the budget: the copies held go, the new one stays
+        keep_seen(&mut m, 3, copy(200), 3 * one);
+        assert_eq!(m.keys().copied().collect::<Vec<_>>(), vec![3]);
+        // one larger than the whole budget is not kept, and takes its old copy with it
+        keep_seen(&mut m, 3, copy(1000), 3 * one);
+        assert!(m.is_empty());
+    }
 }
