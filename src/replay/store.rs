@@ -298,10 +298,11 @@ thread_local! {
 const SEEN_BUFFERS: usize = 64;
 
 /// Bytes a backend's copies hold together, at most (all dropped when more would be kept); a
-/// copy larger than this is not kept: a pooled backend that samples many buffers, whose writers
-/// may leave a million writes pending (`fractality.replay_fold_after`), would otherwise keep
+/// copy larger than this is not kept. Writers may leave a million priorities pending
+/// (`fractality.replay_fold_after`), 32 bytes each in a copy (64 with the arrays' spare room):
+/// one such copy is kept, and a pooled backend that samples many buffers no longer keeps
 /// gigabytes for its whole life.
-const SEEN_BYTES: usize = 64 << 20;
+const SEEN_BYTES: usize = 128 << 20;
 
 /// `seen` kept in `copies` for buffer `id`, within [`SEEN_BUFFERS`] and `budget` bytes.
 fn keep_seen(copies: &mut HashMap<i32, Seen>, id: i32, seen: Seen, budget: usize) {
