@@ -190,7 +190,9 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
-/// A `Value` seed that counts what it builds against `left`.
+/// A `Value` seed that counts what it builds against `left`. For JSON text only: a
+/// deserializer of a `serde_json::Value` hands strings over as owned ones, which the number
+/// token's value is told apart by (see [`NumberOrValue`]).
 pub struct Bounded<'a> {
     pub left: &'a mut usize,
 }

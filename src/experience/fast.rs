@@ -602,6 +602,8 @@ mod text_reader {
         }
         // an integer stops i64's parser at its end, a float at its '.' or 'e'
         match t.parse::<i64>() {
+            // serde reads -0 as the float -0.0
+            Ok(0) if first == b'-' => return Some(Scalar::Float(-0.0)),
             Ok(n) => return Some(Scalar::Int(n)),
             Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
                 if let Ok(n) = t.parse::<u64>() {
@@ -627,6 +629,40 @@ mod tests {
     use serde_json::{json, Value};
 
     /// The text reader against the reference: the same events, or the same error.
+    /// Numbers written in ways `json!` cannot write read as the reference reads them, to the bit
+    /// (`-0` is -0.0 in a real, as serde and `real[]` have it), or refused alike.
+    #[test]
+    fn number_texts_read_as_the_reference_reads_them() {
+        let base = json!([event(1)]).to_string();
+        for (text, want) in [
+            ("-0", Some(-0.0f32)),
+            ("-0.0", Some(-0.0)),
+            ("0", Some(0.0)),
+            ("1E5", Some(100000.0)),
+            ("-2e-3", Some(-0.002)),
+            ("123456789012345678901234567890", Some(1.2345679e29)),
+            ("1e-400", None),
+            ("1e-50", None),
+            ("1e400", None),
+        ] {
+            let batch = base.replace(
+                "\"reward_homeostasis\":0.5",
+                &format!("\"reward_homeostasis\":{text}"),
+            );
+            assert!(batch.contains(text), "{batch}");
+            let got = same_as_reference(&batch).ok().map(|e| e[0].rewards[0]);
+            let reference = parse_batch(&crate::json::parse(&batch).unwrap())
+                .ok()
+                .map(|e| e[0].rewards[0]);
+            assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{text}");
+            assert_eq!(
+                reference.map(f32::to_bits),
+                want.map(f32::to_bits),
+                "{text}"
+            );
+        }
+    }
+
     fn same_as_reference(text: &str) -> Result<Vec<Event>, String> {
         let fast = parse_batch_text(text).map_err(|e| e.to_string());
         let reference = serde_json::from_str::<Value>(text)
