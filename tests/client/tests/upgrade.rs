@@ -206,6 +206,15 @@ fn write_everything(c: &mut Client) -> (Uuid, Uuid) {
     let events = reliability::events_json(0x0919, 100, 1_000_000);
     c.execute("SELECT fractality.write_events($1::jsonb)", &[&events])
         .unwrap();
+    // events of now, in the monthly partition the old install made (or its default one, at a
+    // month's turn in another time zone): the upgrade takes those partitions out of the extension
+    let now_us: i64 = c
+        .query_one("SELECT (extract(epoch FROM now()) * 1000000)::bigint", &[])
+        .unwrap()
+        .get(0);
+    let recent = reliability::events_json(0x0917, RECENT as usize, now_us);
+    c.execute("SELECT fractality.write_events($1::jsonb)", &[&recent])
+        .unwrap();
     c.batch_execute(
         "SELECT fractality.write_event_with_metadata(
              '{\"event_id\": \"0000000000000000000000000000ffff\", \"timestamp\": 2000000, \"episode_id\": 9, \"step_number\": 0, \"event_type\": 1, \"flags\": 0, \"state_l1\": 0, \"state_l2\": 0, \"state_l3\": 0, \"state_l4\": 0, \"state_l5\": 0, \"state_l6\": 0, \"state_l7\": 0, \"state_l8\": 0, \"action_l1\": 0, \"action_l2\": 0, \"action_l3\": 0, \"action_l4\": 0, \"action_l5\": 0, \"action_l6\": 0, \"action_l7\": 0, \"action_l8\": 0, \"adna_version_hash\": 7, \"sequence_number\": 0}',
@@ -245,6 +254,9 @@ fn write_everything(c: &mut Client) -> (Uuid, Uuid) {
 
 /// Events in the cold tier before an upgrade from a version that has one.
 const ARCHIVED: i64 = 21;
+
+/// Events of the upgrade's own time, in the month partitions of the old install.
+const RECENT: i64 = 10;
 
 /// Whether the installed version has the cold tier of events (0.2.0 on; archived by
 /// `archive_events_before` until 0.4.0).
@@ -393,6 +405,15 @@ fn upgrade_from(previous: &str) {
             .get(0);
         assert_eq!(got, *expected, "{sql}");
     }
+    let recent: i64 = old
+        .query_one(
+            "SELECT count(*) FROM fractality.experience_events WHERE event_id >= '\\x0000000000000917'::bytea
+                AND event_id < '\\x0000000000000918'::bytea",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(recent, RECENT, "this month's events kept");
     if cold {
         // the archived events came through: read from the cold tier with their metadata, and
         // their ids held by the registry (new in 0.5.0), so none is written again at another time
