@@ -71,6 +71,14 @@ fn number_cost(text: &str) -> usize {
     1 + text.len() / 32
 }
 
+/// Whether a JSON number's text has a digit other than 0 before its exponent (a number that
+/// float8 reads as 0 may not be 0).
+pub fn nonzero_text(text: &str) -> bool {
+    text.bytes()
+        .take_while(|b| !matches!(b, b'e' | b'E'))
+        .any(|b| (b'1'..=b'9').contains(&b))
+}
+
 /// How deeply `v` nests: 0 for a scalar, 1 for an array or object of scalars, ...
 pub fn depth(v: &Value) -> usize {
     match v {
@@ -209,7 +217,7 @@ impl<'de> DeserializeSeed<'de> for Bounded<'_> {
 }
 
 impl Bounded<'_> {
-    /// A number read whole by serde (an integer of 64 bits), charged as [`count`] charges it.
+    /// A number, charged as [`count`] charges it.
     fn number<E: de::Error>(self, n: Number) -> Result<Value, E> {
         let cost = number_cost(n.as_str());
         if *self.left < cost {
@@ -273,15 +281,11 @@ impl<'de> Visitor<'de> for Bounded<'_> {
                     left: &mut *self.left,
                 })? {
                     Entry::Number(text) => {
-                        let cost = number_cost(&text);
-                        if *self.left < cost {
-                            return Err(de::Error::custom(TOO_MANY_VALUES));
+                        let n = text.parse::<Number>().map_err(de::Error::custom)?;
+                        return Bounded {
+                            left: &mut *self.left,
                         }
-                        *self.left -= cost;
-                        return text
-                            .parse::<Number>()
-                            .map(Value::Number)
-                            .map_err(de::Error::custom);
+                        .number(n);
                     }
                     Entry::Value(v) => {
                         out.insert(k.into_owned(), v);

@@ -167,8 +167,7 @@ impl<'a> Value<'a> {
             Value::Number(n) => match Decimal::of(*n) {
                 Some(d) => d.digits.iter().all(|&g| g == 0),
                 // SAFETY: a numeric datum of a live jsonb; numeric_out writes no exponent
-                None => unsafe { numeric_text(*n) }
-                    .is_some_and(|t| !t.bytes().any(|b| (b'1'..=b'9').contains(&b))),
+                None => unsafe { numeric_text(*n) }.is_some_and(|t| !crate::json::nonzero_text(&t)),
             },
             _ => false,
         }

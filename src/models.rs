@@ -284,11 +284,8 @@ fn checked_dims(model: &str) -> Option<i32> {
 }
 
 /// The dimension of `model` as the registry holds it in the running command's snapshot (None:
-/// not registered); SPI connected.
+/// not registered), kept for the command ([`checked_dims`]); SPI connected.
 fn registered_dims(model: &str) -> Result<Option<i32>, FractalityError> {
-    if let Some(d) = checked_dims(model) {
-        return Ok(Some(d));
-    }
     let now = command_now();
     let found = spi::one::<i32>(&DIMS, &[model.into()], true)?;
     CHECKED.with_borrow_mut(|(at, dims)| {

@@ -182,7 +182,10 @@ fn real_field(
         .ok_or_else(|| bad(ctx, name, format!("expected a number, got {}", show(v))))?;
     // a number below float8's range is 0.0 here already: its text tells (the numbers are kept
     // as written)
-    if x == 0.0 && v.as_number().is_some_and(|n| nonzero_text(n.as_str())) {
+    if x == 0.0
+        && v.as_number()
+            .is_some_and(|n| crate::json::nonzero_text(n.as_str()))
+    {
         return Err(bad(
             ctx,
             name,
@@ -190,13 +193,6 @@ fn real_field(
         ));
     }
     finite_real(ctx, name, x)
-}
-
-/// Whether a JSON number's text has a digit other than 0 before its exponent.
-pub(super) fn nonzero_text(text: &str) -> bool {
-    text.bytes()
-        .take_while(|b| !matches!(b, b'e' | b'E'))
-        .any(|b| (b'1'..=b'9').contains(&b))
 }
 
 /// The four rewards of an event, whose sum (total_reward, what the reward inbox and the queries

@@ -486,8 +486,8 @@ mod text_reader {
                         }
                     }
                 } else {
-                    // a number field read by serde's number parser: no text of it is kept
-                    // (a number serde keeps as written, for metadata, would be)
+                    // a number field read from its text as a number (Numeric), not kept as
+                    // written as metadata's numbers are
                     let value = if slot == 0 {
                         map.next_value::<Scalar>()?
                     } else {
@@ -539,45 +539,43 @@ mod text_reader {
         Other,
     }
 
-    struct ScalarVisitor;
-
-    impl<'de> Visitor<'de> for ScalarVisitor {
-        type Value = Scalar<'de>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a JSON value")
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
-            Ok(Scalar::Int(v))
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
-            Ok(i64::try_from(v).map_or(Scalar::UInt(v), Scalar::Int))
-        }
-        fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
-            Ok(Scalar::Float(v))
-        }
-        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
-            Ok(Scalar::Str(v.into()))
-        }
-        fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
-            Ok(Scalar::Str(v.to_string().into()))
-        }
-        fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
-            Ok(Scalar::Other)
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
-            Ok(Scalar::Other)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Scalar<'de>, A::Error> {
-            Err(refuse())
-        }
-        fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Scalar<'de>, A::Error> {
-            Err(refuse())
-        }
-    }
-
     impl<'de> de::Deserialize<'de> for Scalar<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(ScalarVisitor)
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Scalar<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a JSON value")
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Int(v))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
+                    Ok(i64::try_from(v).map_or(Scalar::UInt(v), Scalar::Int))
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Float(v))
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Str(v.into()))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Str(v.to_string().into()))
+                }
+                fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Other)
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
+                    Ok(Scalar::Other)
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Scalar<'de>, A::Error> {
+                    Err(refuse())
+                }
+                fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Scalar<'de>, A::Error> {
+                    Err(refuse())
+                }
+            }
+            d.deserialize_any(V)
         }
     }
 
@@ -613,7 +611,7 @@ mod text_reader {
             Err(_) => {}
         }
         let x: f64 = t.parse().ok()?;
-        if x == 0.0 && super::super::event::nonzero_text(t) {
+        if x == 0.0 && crate::json::nonzero_text(t) {
             return None;
         }
         Some(Scalar::Float(x))
