@@ -55,7 +55,8 @@ AS $$ SELECT timestamptz 'epoch' + us::float8 * interval '1 microsecond' $$;
 
 -- The partitions of a range-partitioned table of fractality with their bounds as text (NULL for
 -- the default partition); a timestamptz bound in ISO form and UTC, whatever the session's
--- DateStyle and TimeZone (an abbreviation such as IST, read back, may name another zone).
+-- DateStyle and TimeZone (an abbreviation such as IST, read back, may name another zone). Its
+-- pattern has no backslash, so it reads the same under standard_conforming_strings = off.
 CREATE FUNCTION fractality._partition_bounds(parent regclass)
 RETURNS TABLE (part regclass, lo text, hi text)
 LANGUAGE sql STABLE
@@ -67,7 +68,7 @@ AS $$
       FROM pg_inherits i
       JOIN pg_class c ON c.oid = i.inhrelid
       LEFT JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
-                                     '^FOR VALUES FROM \(''?([^'')]*)''?\) TO \(''?([^'')]*)''?\)$') b ON true
+                                     '^FOR VALUES FROM [(]''?([^'')]*)''?[)] TO [(]''?([^'')]*)''?[)]$') b ON true
      WHERE i.inhparent = parent
 $$;
 
@@ -645,6 +646,10 @@ BEGIN
             MESSAGE = format('invalid value for ahead: %s', ahead),
             HINT = 'ahead is a number of months in [0, 120].';
     END IF;
+    -- it waits for the writers' locks, then reads the default partitions for rows to move: a
+    -- snapshot older than the lock would miss a row written meanwhile, and the new partition's
+    -- check would fail on it (23514)
+    PERFORM fractality._check_read_committed('creating partitions');
     -- the archivers' locks first, in one order (streams, events), then the partitions': an
     -- archiver takes its lock before its tables, and this takes tables below (the parents, and
     -- nodes for a stream partition), so an archiver running beside it waits for it whole
@@ -794,6 +799,7 @@ DECLARE
     folded bigint;
     indexed bigint;
 BEGIN
+    PERFORM fractality._check_read_committed('run_maintenance');
     IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0::bigint)) THEN
         RETURN jsonb_build_object('skipped', true);
     END IF;

@@ -35,9 +35,12 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF start_us IS NULL OR end_us IS NULL OR "limit" IS NULL THEN
+    IF start_us IS NULL OR end_us IS NULL OR "limit" IS NULL OR with_metadata IS NULL OR include_archived IS NULL THEN
         RAISE null_value_not_allowed USING
-            MESSAGE = format('query_events: %s must not be NULL', CASE WHEN start_us IS NULL THEN 'start_us' WHEN end_us IS NULL THEN 'end_us' ELSE 'limit' END),
+            MESSAGE = format('query_events: %s must not be NULL',
+                             CASE WHEN start_us IS NULL THEN 'start_us' WHEN end_us IS NULL THEN 'end_us'
+                                  WHEN "limit" IS NULL THEN 'limit' WHEN with_metadata IS NULL THEN 'with_metadata'
+                                  ELSE 'include_archived' END),
             HINT = 'Pass start_us <= end_us, both microseconds since the Unix epoch, and a limit >= 0.';
     END IF;
     IF start_us > end_us THEN
@@ -190,17 +193,29 @@ BEGIN
         EXIT WHEN NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.version_hash = h);
         salt := salt + 1;
     END LOOP;
-    INSERT INTO fractality.adna_policies
-        (state_bin_id, rule_id, action_weights, metadata, version, version_hash, parent_policy_id, is_active)
-    VALUES (state_bin_id, rule_id, action_weights, metadata, next_version, h, parent, true)
-    RETURNING policy_id INTO new_id;
+    BEGIN
+        INSERT INTO fractality.adna_policies
+            (state_bin_id, rule_id, action_weights, metadata, version, version_hash, parent_policy_id, is_active)
+        VALUES (state_bin_id, rule_id, action_weights, metadata, next_version, h, parent, true)
+        RETURNING policy_id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        -- above READ COMMITTED the snapshot predates the lock: a version another session saved
+        -- meanwhile was not seen, and this one repeats its number (or its hash)
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE serialization_failure USING
+                MESSAGE = format('save_policy: another session saved a policy of state bin %L meanwhile', state_bin_id),
+                HINT = 'Run the transaction again (its snapshot, REPEATABLE READ or SERIALIZABLE, predates that version).';
+        END IF;
+        RAISE;
+    END;
     RETURN new_id;
 END $$;
 
 -- The active policy of a state bin as a JSON object, or NULL when the bin has none.
 CREATE FUNCTION fractality.load_policy(state_bin_id text) RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3
 AS $$
     SELECT jsonb_build_object(
                'policy_id', p.policy_id, 'state_bin_id', p.state_bin_id, 'rule_id', p.rule_id,
@@ -282,16 +297,26 @@ BEGIN
      WHERE c.component_name = component AND c.config_key = key;
     UPDATE fractality.configuration_store c SET is_active = false, updated_at = now()
      WHERE c.config_id = parent;
-    INSERT INTO fractality.configuration_store
-        (component_name, config_key, config_value, version, parent_config_id, is_active)
-    VALUES (component, key, value, next_version, parent, true)
-    RETURNING config_id INTO new_id;
+    BEGIN
+        INSERT INTO fractality.configuration_store
+            (component_name, config_key, config_value, version, parent_config_id, is_active)
+        VALUES (component, key, value, next_version, parent, true)
+        RETURNING config_id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        -- as in save_policy: a version saved meanwhile, unseen by a snapshot older than the lock
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE serialization_failure USING
+                MESSAGE = format('save_config: another session saved %L / %L meanwhile', component, key),
+                HINT = 'Run the transaction again: its snapshot is older than that version.';
+        END IF;
+        RAISE;
+    END;
     RETURN new_id;
 END $$;
 
 -- The active value of (component, key), or NULL when there is none.
 CREATE FUNCTION fractality.load_config(component text, key text) RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.config_value FROM fractality.configuration_store c
@@ -302,7 +327,7 @@ $$;
 CREATE FUNCTION fractality.config_history(component text, key text)
 RETURNS TABLE (config_id integer, version integer, config_value jsonb, parent_config_id integer,
                is_active boolean, created_at timestamptz)
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.config_id, c.version, c.config_value, c.parent_config_id, c.is_active, c.created_at

@@ -220,6 +220,10 @@ BEGIN
             MESSAGE = format('invalid value for ahead: %s', ahead),
             HINT = 'ahead is a number of months in [0, 120].';
     END IF;
+    -- it waits for the writers' locks, then reads the default partitions for rows to move: a
+    -- snapshot older than the lock would miss a row written meanwhile, and the new partition's
+    -- check would fail on it (23514)
+    PERFORM fractality._check_read_committed('creating partitions');
     -- the archivers' locks first, in one order (streams, events), then the partitions': an
     -- archiver takes its lock before its tables, and this takes tables below (the parents, and
     -- nodes for a stream partition), so an archiver running beside it waits for it whole
@@ -642,7 +646,8 @@ CREATE CONSTRAINT TRIGGER action_metadata_event
 -- partition bounds read and written in ISO form and UTC, whatever the session's settings
 -- The partitions of a range-partitioned table of fractality with their bounds as text (NULL for
 -- the default partition); a timestamptz bound in ISO form and UTC, whatever the session's
--- DateStyle and TimeZone (an abbreviation such as IST, read back, may name another zone).
+-- DateStyle and TimeZone (an abbreviation such as IST, read back, may name another zone). Its
+-- pattern has no backslash, so it reads the same under standard_conforming_strings = off.
 CREATE OR REPLACE FUNCTION fractality._partition_bounds(parent regclass)
 RETURNS TABLE (part regclass, lo text, hi text)
 LANGUAGE sql STABLE
@@ -654,7 +659,7 @@ AS $$
       FROM pg_inherits i
       JOIN pg_class c ON c.oid = i.inhrelid
       LEFT JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
-                                     '^FOR VALUES FROM \(''?([^'')]*)''?\) TO \(''?([^'')]*)''?\)$') b ON true
+                                     '^FOR VALUES FROM [(]''?([^'')]*)''?[)] TO [(]''?([^'')]*)''?[)]$') b ON true
      WHERE i.inhparent = parent
 $$;
 
@@ -1273,6 +1278,7 @@ DECLARE
     folded bigint;
     indexed bigint;
 BEGIN
+    PERFORM fractality._check_read_committed('run_maintenance');
     IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0::bigint)) THEN
         RETURN jsonb_build_object('skipped', true);
     END IF;
@@ -2181,6 +2187,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'upsert_node_for_wrapper';
 CREATE FUNCTION fractality."thaw"(
     "node_key" text, "stream_points" integer DEFAULT 100, "model" text DEFAULT 'default'
 ) RETURNS jsonb STRICT STABLE PARALLEL UNSAFE
+SET extra_float_digits = 3
 LANGUAGE c AS 'MODULE_PATHNAME', 'thaw_wrapper';
 CREATE FUNCTION fractality."freeze"("node" jsonb, "model" text DEFAULT 'default')
 RETURNS uuid STRICT VOLATILE PARALLEL UNSAFE
@@ -2292,6 +2299,10 @@ CREATE OR REPLACE FUNCTION fractality.write_events_json(events json) RETURNS big
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_json_wrapper';
 
+-- write_event_with_metadata refuses a NULL (22004) since 0.5.0: STRICT, it returned void and
+-- wrote nothing without a word
+ALTER FUNCTION fractality.write_event_with_metadata(jsonb, jsonb) CALLED ON NULL INPUT;
+
 -- save_policy keeps version_hash unique among the policies (a counter on a repeat)
 -- Saves a new version of the policy of a state bin: the active one (if any) becomes its parent
 -- and inactive; version = the bin's highest version + 1; version_hash = hash of bin, rule,
@@ -2364,10 +2375,21 @@ BEGIN
         EXIT WHEN NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.version_hash = h);
         salt := salt + 1;
     END LOOP;
-    INSERT INTO fractality.adna_policies
-        (state_bin_id, rule_id, action_weights, metadata, version, version_hash, parent_policy_id, is_active)
-    VALUES (state_bin_id, rule_id, action_weights, metadata, next_version, h, parent, true)
-    RETURNING policy_id INTO new_id;
+    BEGIN
+        INSERT INTO fractality.adna_policies
+            (state_bin_id, rule_id, action_weights, metadata, version, version_hash, parent_policy_id, is_active)
+        VALUES (state_bin_id, rule_id, action_weights, metadata, next_version, h, parent, true)
+        RETURNING policy_id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        -- above READ COMMITTED the snapshot predates the lock: a version another session saved
+        -- meanwhile was not seen, and this one repeats its number (or its hash)
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE serialization_failure USING
+                MESSAGE = format('save_policy: another session saved a policy of state bin %L meanwhile', state_bin_id),
+                HINT = 'Run the transaction again (its snapshot, REPEATABLE READ or SERIALIZABLE, predates that version).';
+        END IF;
+        RAISE;
+    END;
     RETURN new_id;
 END $$;
 
@@ -2590,6 +2612,7 @@ END $$;
 CREATE OR REPLACE FUNCTION fractality.refresh_policy_rewards() RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3
 AS $$
 DECLARE
     rolled bigint;
@@ -2643,9 +2666,12 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF start_us IS NULL OR end_us IS NULL OR "limit" IS NULL THEN
+    IF start_us IS NULL OR end_us IS NULL OR "limit" IS NULL OR with_metadata IS NULL OR include_archived IS NULL THEN
         RAISE null_value_not_allowed USING
-            MESSAGE = format('query_events: %s must not be NULL', CASE WHEN start_us IS NULL THEN 'start_us' WHEN end_us IS NULL THEN 'end_us' ELSE 'limit' END),
+            MESSAGE = format('query_events: %s must not be NULL',
+                             CASE WHEN start_us IS NULL THEN 'start_us' WHEN end_us IS NULL THEN 'end_us'
+                                  WHEN "limit" IS NULL THEN 'limit' WHEN with_metadata IS NULL THEN 'with_metadata'
+                                  ELSE 'include_archived' END),
             HINT = 'Pass start_us <= end_us, both microseconds since the Unix epoch, and a limit >= 0.';
     END IF;
     IF start_us > end_us THEN
@@ -2722,8 +2748,9 @@ BEGIN
      LIMIT "limit";
 END $$;
 CREATE OR REPLACE FUNCTION fractality.load_policy(state_bin_id text) RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3
 AS $$
     SELECT jsonb_build_object(
                'policy_id', p.policy_id, 'state_bin_id', p.state_bin_id, 'rule_id', p.rule_id,
@@ -2798,14 +2825,24 @@ BEGIN
      WHERE c.component_name = component AND c.config_key = key;
     UPDATE fractality.configuration_store c SET is_active = false, updated_at = now()
      WHERE c.config_id = parent;
-    INSERT INTO fractality.configuration_store
-        (component_name, config_key, config_value, version, parent_config_id, is_active)
-    VALUES (component, key, value, next_version, parent, true)
-    RETURNING config_id INTO new_id;
+    BEGIN
+        INSERT INTO fractality.configuration_store
+            (component_name, config_key, config_value, version, parent_config_id, is_active)
+        VALUES (component, key, value, next_version, parent, true)
+        RETURNING config_id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        -- as in save_policy: a version saved meanwhile, unseen by a snapshot older than the lock
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE serialization_failure USING
+                MESSAGE = format('save_config: another session saved %L / %L meanwhile', component, key),
+                HINT = 'Run the transaction again: its snapshot is older than that version.';
+        END IF;
+        RAISE;
+    END;
     RETURN new_id;
 END $$;
 CREATE OR REPLACE FUNCTION fractality.load_config(component text, key text) RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.config_value FROM fractality.configuration_store c
@@ -2816,7 +2853,7 @@ $$;
 CREATE OR REPLACE FUNCTION fractality.config_history(component text, key text)
 RETURNS TABLE (config_id integer, version integer, config_value jsonb, parent_config_id integer,
                is_active boolean, created_at timestamptz)
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.config_id, c.version, c.config_value, c.parent_config_id, c.is_active, c.created_at
@@ -2902,10 +2939,11 @@ $$;
 -- ---- internal helpers ---------------------------------------------------------------------------
 -- Not executable by PUBLIC: the partition and archive steps and the owner's maintenance functions
 -- that call them (ensure_partitions, archive_old_events, archive_streams, run_maintenance, the
--- retention policies, index builds: they change tables only their owner may change; the owner
--- keeps the right, and grants it to a maintenance role if need be), the trigger functions
--- (checked when a trigger is created, not when it fires) and the aggregates' support functions
--- (checked for the aggregate's owner). Every other function of the schema is the API.
+-- retention policies, index builds: they change tables only their owner may change; a
+-- maintenance role, a member of the owner's role, runs them after SET ROLE to the owner), the
+-- trigger functions (checked when a trigger is created, not when it fires) and the aggregates'
+-- support functions (checked for the aggregate's owner). Every other function of the schema is
+-- the API.
 DO $$
 DECLARE
     f regprocedure;

@@ -136,6 +136,7 @@ CREATE TRIGGER experience_events_to_inbox
 CREATE FUNCTION fractality.refresh_policy_rewards() RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3
 AS $$
 DECLARE
     rolled bigint;

@@ -87,10 +87,11 @@ $$;
 -- ---- internal helpers ---------------------------------------------------------------------------
 -- Not executable by PUBLIC: the partition and archive steps and the owner's maintenance functions
 -- that call them (ensure_partitions, archive_old_events, archive_streams, run_maintenance, the
--- retention policies, index builds: they change tables only their owner may change; the owner
--- keeps the right, and grants it to a maintenance role if need be), the trigger functions
--- (checked when a trigger is created, not when it fires) and the aggregates' support functions
--- (checked for the aggregate's owner). Every other function of the schema is the API.
+-- retention policies, index builds: they change tables only their owner may change; a
+-- maintenance role, a member of the owner's role, runs them after SET ROLE to the owner), the
+-- trigger functions (checked when a trigger is created, not when it fires) and the aggregates'
+-- support functions (checked for the aggregate's owner). Every other function of the schema is
+-- the API.
 DO $$
 DECLARE
     f regprocedure;

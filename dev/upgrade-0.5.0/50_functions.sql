@@ -37,5 +37,9 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'write_events_wrapper';
 --@ file! experience_api.sql CREATE FUNCTION fractality.write_events_json(events text)||-- Events with "timestamp" in
 
+-- write_event_with_metadata refuses a NULL (22004) since 0.5.0: STRICT, it returned void and
+-- wrote nothing without a word
+ALTER FUNCTION fractality.write_event_with_metadata(jsonb, jsonb) CALLED ON NULL INPUT;
+
 -- save_policy keeps version_hash unique among the policies (a counter on a repeat)
 --@ file! experience_api.sql -- Saves a new version of the policy of a state bin||-- The active policy of a state bin

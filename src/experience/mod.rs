@@ -223,10 +223,15 @@ fn write_event(
 }
 
 /// One event as a JSON object (as in `write_events`) with its action metadata
-/// {intent_type, executor_id, parameters}.
-#[pg_extern(volatile, strict, parallel_unsafe)]
-fn write_event_with_metadata(event: crate::jsonb::JsonValue, metadata: crate::jsonb::JsonValue) {
+/// {intent_type, executor_id, parameters}. Not STRICT: a NULL for either is refused (22004),
+/// where a STRICT function returning void would have written nothing without a word.
+#[pg_extern(volatile, parallel_unsafe)]
+fn write_event_with_metadata(
+    event: Option<crate::jsonb::JsonValue>,
+    metadata: Option<crate::jsonb::JsonValue>,
+) {
     crate::errors::writer(c"write_event_with_metadata");
+    let (event, metadata) = (required("event", event), required("metadata", metadata));
     let ctx = "write_event_with_metadata";
     let mut e = parse_event(ctx, &event.0).unwrap_or_report();
     let given = parse_metadata(ctx, &metadata.0).unwrap_or_report();

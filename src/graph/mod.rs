@@ -372,6 +372,7 @@ fn consciousness_path(
 CREATE FUNCTION fractality."thaw"(
     "node_key" text, "stream_points" integer DEFAULT 100, "model" text DEFAULT 'default'
 ) RETURNS jsonb STRICT STABLE PARALLEL UNSAFE
+SET extra_float_digits = 3
 LANGUAGE c AS 'MODULE_PATHNAME', 'thaw_wrapper';
 "#
 )]

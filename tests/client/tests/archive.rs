@@ -620,6 +620,81 @@ fn month_partitions_have_utc_bounds_whatever_the_session_settings() {
     c.batch_execute("RESET TimeZone").unwrap();
 }
 
+/// The partitions' bounds, and so archiving, read the same under `standard_conforming_strings =
+/// off` (a setting of old applications and drivers): the bounds' pattern held backslashes, which
+/// that setting took as escapes, so every bound read NULL and `archive_old_events` moved nothing,
+/// with a warning.
+#[test]
+fn archiving_reads_partition_bounds_whatever_standard_conforming_strings() {
+    let _g = serial();
+    let mut c = common::db();
+    reset(&mut c);
+    seed_events(&mut c);
+    let before = event_counts(&mut c);
+    c.batch_execute("SET standard_conforming_strings = off")
+        .unwrap();
+    let (parts, bounded): (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT count(*), count(lo) FROM fractality._partition_bounds('fractality.experience_events')
+                  WHERE part::text NOT LIKE '%default'",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(parts >= 4, "{parts} month partitions");
+    assert_eq!(bounded, parts, "every month partition's bounds read");
+    let moved: i64 = c
+        .query_one("SELECT fractality.archive_old_events(7)", &[])
+        .unwrap()
+        .get(0);
+    c.batch_execute("RESET standard_conforming_strings")
+        .unwrap();
+    let after = event_counts(&mut c);
+    assert!(moved > 0, "moved {moved}");
+    assert_eq!(after.1, before.1 + moved, "into the cold tier");
+    assert_eq!(after.0 + after.1, before.0 + before.1, "every event kept");
+    assert_eq!(after.2, before.2);
+}
+
+/// Creating partitions waits for the writers' locks and then reads the default partitions for
+/// rows to move: at REPEATABLE READ it is refused (55000) before it creates anything, as
+/// archiving is, and so is `run_maintenance`, which creates them (before, a row written
+/// meanwhile into the default partition failed the new partition's check with 23514).
+#[test]
+fn creating_partitions_refuses_a_snapshot_older_than_its_lock() {
+    let _g = serial();
+    let mut c = common::db();
+    reset(&mut c);
+    let partitions = |c: &mut Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM pg_inherits
+              WHERE inhparent IN ('fractality.experience_events'::regclass,
+                                  'fractality.consciousness_streams'::regclass)",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = partitions(&mut c);
+    for sql in [
+        "SELECT fractality.ensure_partitions(5)",
+        "SELECT fractality.run_maintenance()",
+    ] {
+        assert_eq!(at_repeatable_read(&mut c, sql), "55000", "{sql}");
+        assert_eq!(partitions(&mut c), before, "{sql}");
+    }
+    let created: i32 = c
+        .query_one("SELECT fractality.ensure_partitions(5)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        created, 8,
+        "months 2 to 5 ahead of both tables, at READ COMMITTED"
+    );
+}
+
 /// The SQLSTATE `sql` fails with in a REPEATABLE READ transaction, which is then rolled back.
 fn at_repeatable_read(c: &mut Client, sql: &str) -> String {
     let mut tx = c

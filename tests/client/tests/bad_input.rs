@@ -1229,3 +1229,69 @@ fn numbers_beyond_single_precision_are_refused() {
     ))
     .unwrap();
 }
+
+/// A NULL never passes without a word. No function of the API is STRICT and returns void: a
+/// NULL would skip it, and the caller could not tell the call did nothing
+/// (`write_event_with_metadata(event, NULL)` was, and wrote no event). The flags of
+/// `query_events` are refused NULL (22004) like its other arguments; they read as false before.
+#[test]
+fn a_null_argument_is_never_swallowed_without_a_word() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = common::db();
+    let silent: Vec<String> = c
+        .query(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p
+              WHERE p.pronamespace = 'fractality'::regnamespace AND p.proisstrict
+                AND p.prorettype = 'void'::regtype AND p.proname NOT LIKE '\\_%'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(silent.is_empty(), "STRICT and void: {silent:?}");
+    let event = r#"'{"event_id": "0000000000000000000000000000bad5", "timestamp": 4000, "episode_id": 1, "step_number": 0, "event_type": 1, "flags": 0, "state_l1": 0, "state_l2": 0, "state_l3": 0, "state_l4": 0, "state_l5": 0, "state_l6": 0, "state_l7": 0, "state_l8": 0, "action_l1": 0, "action_l2": 0, "action_l3": 0, "action_l4": 0, "action_l5": 0, "action_l6": 0, "action_l7": 0, "action_l8": 0, "adna_version_hash": 7, "sequence_number": 0}'::jsonb"#;
+    let metadata = r#"'{"intent_type": "i", "executor_id": "e", "parameters": {}}'::jsonb"#;
+    let written = |c: &mut Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM fractality.experience_events
+              WHERE event_id = '\\x0000000000000000000000000000bad5'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    for (sql, argument) in [
+        (
+            format!("SELECT fractality.write_event_with_metadata({event}, NULL)"),
+            "metadata",
+        ),
+        (
+            format!("SELECT fractality.write_event_with_metadata(NULL, {metadata})"),
+            "event",
+        ),
+        (
+            "SELECT count(*) FROM fractality.query_events(0, 10000, 10, NULL)".to_string(),
+            "with_metadata",
+        ),
+        (
+            "SELECT count(*) FROM fractality.query_events(0, 10000, 10, false, NULL)".to_string(),
+            "include_archived",
+        ),
+    ] {
+        let err = c.batch_execute(&sql).expect_err(&sql);
+        assert_eq!(common::sqlstate(&err), "22004", "{sql}");
+        let message = err.as_db_error().unwrap().message().to_string();
+        assert!(message.contains(argument), "{sql}: {message}");
+        assert_eq!(written(&mut c), 0, "{sql}");
+    }
+    c.batch_execute(&format!(
+        "SELECT fractality.write_event_with_metadata({event}, {metadata})"
+    ))
+    .unwrap();
+    assert_eq!(written(&mut c), 1);
+    c.batch_execute(
+        "DELETE FROM fractality.experience_events WHERE event_id = '\\x0000000000000000000000000000bad5'",
+    )
+    .unwrap();
+}

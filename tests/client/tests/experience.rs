@@ -265,6 +265,54 @@ fn experience_concurrent_policy_saves_leave_one_active() {
     assert_eq!(depth, 40);
 }
 
+/// A save at REPEATABLE READ whose snapshot predates the first version another session saved
+/// meanwhile is a serialization failure (40001: run it again), as it is when a version existed
+/// before; it was a unique violation (23505) of the one active version. Then it saves.
+#[test]
+fn a_first_version_saved_meanwhile_is_a_serialization_failure_at_repeatable_read() {
+    let _g = lock();
+    let bin = format!("rr-{}", common::tenant());
+    let mut late = common::db();
+    let mut other = common::db();
+    for (first, second) in [
+        (
+            "SELECT fractality.save_policy($1, 'r1', '{\"0\": 0.5}')::text",
+            "SELECT fractality.save_policy($1, 'r2', '{\"0\": 0.7}')::text",
+        ),
+        (
+            "SELECT fractality.save_config('rr', $1, '1')::text",
+            "SELECT fractality.save_config('rr', $1, '2')::text",
+        ),
+    ] {
+        let mut tx = late
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .unwrap();
+        tx.batch_execute("SELECT 1").unwrap(); // the snapshot
+        other.query_one(first, &[&bin]).unwrap();
+        let err = tx.query_one(second, &[&bin]).expect_err(second);
+        assert_eq!(common::sqlstate(&err), "40001", "{second}: {err:?}");
+        tx.rollback().unwrap();
+        // run again, it saves the second version
+        late.query_one(second, &[&bin]).unwrap();
+    }
+    let versions: Vec<(i32, bool)> = late
+        .query(
+            "SELECT version, is_active FROM fractality.adna_policies WHERE state_bin_id = $1
+             UNION ALL
+             SELECT version, is_active FROM fractality.configuration_store
+              WHERE component_name = 'rr' AND config_key = $1
+             ORDER BY 1, 2",
+            &[&bin],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(versions, [(1, false), (1, false), (2, true), (2, true)]);
+}
+
 #[test]
 fn experience_sampling_frequencies_follow_priorities() {
     let _g = lock();

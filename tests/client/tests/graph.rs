@@ -447,6 +447,45 @@ fn thaw_and_freeze_carry_the_expiry() {
     assert_eq!(written, 0);
 }
 
+/// thaw keeps every digit of its numbers whatever the session's `extra_float_digits`: at -15
+/// it gave energy 0.7 for 0.7357588823428847 and edge weight 0.1 for 0.123456789, and freeze
+/// then stored them so.
+#[test]
+fn thaw_keeps_every_digit_under_a_sessions_float_rounding() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    c.batch_execute(
+        "SELECT fractality.upsert_node('efd-src', 'src', '{}', 0.7357588823428847);
+         SELECT fractality.upsert_node('efd-dst', 'dst', '{}', 0.25);
+         SELECT fractality.link('efd-src', 'efd-dst', 'child', 0.123456789);
+         SELECT fractality.pulse(id, 0.000123456789) FROM fractality.nodes
+          WHERE node_key = 'efd-src' AND user_id = fractality.current_user_id();",
+    )
+    .unwrap();
+    let mut tx = c.transaction().unwrap(); // one now(): the same decayed energy in both
+    let mut thawed = Vec::new();
+    for digits in [-15, 0, 1, 3] {
+        tx.batch_execute(&format!("SET LOCAL extra_float_digits = {digits}"))
+            .unwrap();
+        let doc: serde_json::Value = tx
+            .query_one("SELECT fractality.thaw('efd-src')", &[])
+            .unwrap()
+            .get(0);
+        thawed.push(doc);
+    }
+    tx.commit().unwrap();
+    for doc in &thawed[..3] {
+        assert_eq!(doc, &thawed[3]);
+    }
+    let weight = thawed[3]["edges"]["outgoing"][0]["weight"]
+        .as_f64()
+        .unwrap();
+    approx::assert_relative_eq!(weight, 0.123456789, max_relative = 1e-15);
+    let points = thawed[3]["stream"].as_array().unwrap();
+    assert!(!points.is_empty(), "the pulse's stream point");
+}
+
 /// (from key, to key, type, weight, metadata)
 type Edge = (String, String, String, f64, serde_json::Value);
 

@@ -115,10 +115,17 @@ SELECT fractality.load_config('action_controller', 'missing') IS NULL AS no_valu
 
 -- rewards roll into the policy whose version_hash the events carry, once
 UPDATE fractality.adna_policies SET version_hash = 77 WHERE policy_id = :last_id;
+-- (under a session's rounding of floats: the summary stored and the policy read keep every digit)
+SET extra_float_digits = -15;
 SELECT fractality.refresh_policy_rewards() AS rolled, fractality.refresh_policy_rewards() AS again;
+SELECT (fractality.load_policy(p.state_bin_id) ->> 'avg_reward')::real = p.avg_reward AS loaded_exactly
+  FROM fractality.adna_policies p WHERE p.policy_id = :last_id;
+RESET extra_float_digits;
 SELECT total_executions, round(avg_reward::numeric, 4) AS avg_reward
   FROM fractality.adna_policies WHERE policy_id = :last_id;
-SELECT metric_type, metric_data ->> 'events' AS events FROM fractality.learning_metrics;
+SELECT metric_type, metric_data ->> 'events' AS events,
+       (metric_data #>> '{policies,0,avg_reward}')::real = p.avg_reward AS stored_exactly
+  FROM fractality.learning_metrics, fractality.adna_policies p WHERE p.policy_id = :last_id;
 
 -- prioritised sampling: reproducible with a seed; the zero-reward events are (almost) never drawn
 SELECT (SELECT array_agg(event_id) FROM fractality.sample_experiences(20, seed => 5))
