@@ -341,9 +341,16 @@ BEGIN
             MESSAGE = format('invalid value for max_rows: %s', max_rows),
             HINT = 'The most staged embeddings to index in this call, >= 0; NULL indexes every one.';
     END IF;
+    -- the oldest max_rows, locked in the order of their keys (as remember_many locks a tenant's):
+    -- two callers, whatever their max_rows, never wait for each other in a circle
     UPDATE fractality.node_embeddings e SET staged = false
-      FROM (SELECT s.user_id, s.node_id, s.model FROM fractality.node_embeddings s
-             WHERE s.staged ORDER BY s.updated_at LIMIT max_rows) x
+      FROM (SELECT l.user_id, l.node_id, l.model FROM fractality.node_embeddings l
+             WHERE l.staged
+               AND (l.user_id, l.node_id, l.model) IN
+                   (SELECT s.user_id, s.node_id, s.model FROM fractality.node_embeddings s
+                     WHERE s.staged ORDER BY s.updated_at LIMIT max_rows)
+             ORDER BY l.user_id, l.node_id, l.model
+               FOR NO KEY UPDATE OF l) x
      WHERE e.staged AND e.user_id = x.user_id AND e.node_id = x.node_id AND e.model = x.model;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

@@ -209,8 +209,7 @@ pub fn link_keys(
         ));
     }
     spi::connect(|| {
-        let from = store::node_id(user, from_key, false)?;
-        let to = store::node_id(user, to_key, false)?;
+        let (from, to) = store::link_ends(user, from_key, to_key)?;
         store::upsert_edge(user, from, to, rel, weight, metadata)
     })
 }
@@ -253,8 +252,7 @@ fn unlink(from_key: &str, to_key: &str, r#type: default!(&str, "'child'")) -> bo
     let user = session_tenant().unwrap_or_report();
     spi::connect(|| {
         crate::errors::writer(c"unlink");
-        let from = store::node_id(user, from_key, false)?;
-        let to = store::node_id(user, to_key, false)?;
+        let (from, to) = store::link_ends(user, from_key, to_key)?;
         store::delete_edge(from, to, r#type)
     })
     .unwrap_or_report()
@@ -268,7 +266,7 @@ fn neighbours(
 ) -> Result<Vec<store::Neighbour>, FractalityError> {
     check_relationship(rel)?;
     let user = session_tenant()?;
-    spi::connect(|| store::neighbours(store::node_id(user, node_key, true)?, rel, outgoing))
+    spi::connect(|| store::neighbours(store::node_id(user, node_key)?, rel, outgoing))
 }
 
 /// The nodes `node_key` links to with that relationship, strongest edge first.

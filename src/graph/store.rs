@@ -20,6 +20,7 @@ use crate::vector::Vector;
 
 const SESSION_TENANT: Query<'static> = query!("graph_session_tenant", []);
 const NODE_ID: Query<'static> = query!("graph_node_id", [UUIDOID, TEXTOID]);
+const LINK_ENDS: Query<'static> = query!("graph_link_ends", [UUIDOID, TEXTOID, TEXTOID]);
 /// A template: `{{expiry}}` is [`EXPIRY`], or nothing on a schema older than 0.5.0.
 const UPSERT_NODE: &str = include_str!("../../sql/queries/graph_upsert_node.sql");
 const EXPIRY: &str =
@@ -54,10 +55,29 @@ pub fn session_tenant() -> Result<Option<Uuid>, FractalityError> {
     spi::one::<Uuid>(&SESSION_TENANT, &[], true)
 }
 
-/// The id of `key` in `user`'s graph, or P0002. `read_only` as in [`spi::rows`].
-pub fn node_id(user: Uuid, key: &str, read_only: bool) -> Result<Uuid, FractalityError> {
-    spi::one::<Uuid>(&NODE_ID, &[user.into(), key.into()], read_only)?
+/// The id of `key` in `user`'s graph, or P0002, for a reader (writers: [`link_ends`]).
+pub fn node_id(user: Uuid, key: &str) -> Result<Uuid, FractalityError> {
+    spi::one::<Uuid>(&NODE_ID, &[user.into(), key.into()], true)?
         .ok_or_else(|| node_not_found(format!("'{key}'")))
+}
+
+/// The ids of `from` and `to` (two keys) in `user`'s graph, locked until the transaction ends
+/// (FOR KEY SHARE, in id order): the ends of an edge about to be written or removed. P0002
+/// naming the first key missing.
+pub fn link_ends(user: Uuid, from: &str, to: &str) -> Result<(Uuid, Uuid), FractalityError> {
+    let found: HashMap<String, Uuid> = spi::some_rows(
+        &LINK_ENDS,
+        &[user.into(), from.into(), to.into()],
+        false,
+        |r| Some((r.get::<String>(2)?, r.get::<Uuid>(1)?)),
+    )?;
+    let id = |key: &str| {
+        found
+            .get(key)
+            .copied()
+            .ok_or_else(|| node_not_found(format!("'{key}'")))
+    };
+    Ok((id(from)?, id(to)?))
 }
 
 /// Inserts or updates `user`'s node `key` (`upsert_node`'s fields but the embedding: a `None`

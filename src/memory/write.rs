@@ -77,6 +77,10 @@ struct Pending {
     /// order; applied at the end in the order of the memories' ids (as recall's pulse locks
     /// them: two writers of several memories never wait for each other).
     reinforce: Vec<(Ref, usize)>,
+    /// Stored memories without an embedding of the model, told again with one: (the memory,
+    /// the index of the memory giving it); written once the memories are locked and reinforced
+    /// (a memory deleted meanwhile is then a concurrent change, 40001, not a foreign key).
+    embed: Vec<(Uuid, usize)>,
 }
 
 /// What every memory of a call shares: the tenant, the model, the duplicate threshold, and
@@ -144,13 +148,7 @@ fn remember_one(
         pending.reinforce.push((Ref::Stored(id), i));
         if !*has_embedding {
             *has_embedding = true;
-            crate::graph::write_embedding(
-                id,
-                tenant,
-                &model.name,
-                Vector::from_slice(&m.embedding)?,
-                false,
-            )?;
+            pending.embed.push((id, i));
             pool.know(Ref::Stored(id), &m.embedding);
         }
         return Ok((Ref::Stored(id), false));
@@ -330,6 +328,10 @@ pub fn remember_all(
             if !store::reinforce(node, tenant, energy, &m.metadata, m.ttl)? {
                 return Err(FractalityError::ConcurrentChange(format!("node {node}")));
             }
+        }
+        for &(node, i) in &pending.embed {
+            let embedding = Vector::from_slice(&memories[i].embedding)?;
+            crate::graph::write_embedding(node, tenant, &model.name, embedding, false)?;
         }
         let created = pending.new.len();
         let (new_ids, embeddings): (Vec<Uuid>, Vec<Vec<f32>>) =

@@ -716,3 +716,36 @@ fn a_walk_past_its_path_budget_is_refused() {
     drop(c);
     common::drop_db(db);
 }
+
+/// link (and unlink, and freeze's edges) lock the two nodes before writing the edge: a node
+/// forgotten meanwhile by another session is no node (P0002, as for a key never stored), not a
+/// foreign key failing (23503) when the edge is written.
+#[test]
+fn link_racing_a_forget_finds_no_node() {
+    let user = common::tenant();
+    let mut a = common::db();
+    common::set_tenant(&mut a, user);
+    a.batch_execute(
+        "SELECT fractality.upsert_node('race-x'); SELECT fractality.upsert_node('race-y');",
+    )
+    .unwrap();
+    let mut b = common::db();
+    common::set_tenant(&mut b, user);
+    b.batch_execute("BEGIN; SELECT fractality.forget('race-x');")
+        .unwrap();
+    let pid: i32 = a.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let linking =
+        std::thread::spawn(move || a.query_one("SELECT fractality.link('race-x', 'race-y')", &[]));
+    let mut admin = common::db();
+    assert!(
+        common::waits_for_a_lock(&mut admin, pid, &linking),
+        "link waits for the forget"
+    );
+    b.batch_execute("COMMIT").unwrap();
+    let err = linking.join().unwrap().unwrap_err();
+    assert_eq!(common::sqlstate(&err), "P0002", "{err:?}");
+    assert!(
+        err.as_db_error().unwrap().message().contains("race-x"),
+        "{err:?}"
+    );
+}

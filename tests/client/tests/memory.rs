@@ -1082,3 +1082,141 @@ fn metadata_numbers_are_kept_as_written() {
         .get(0);
     assert_eq!(kept, 3, "events' parameters changed");
 }
+
+/// remember_many moves a tenant's staged embeddings into the index (past
+/// `fractality.staged_limit`) locking them in the order of their keys, as
+/// `index_staged_embeddings` (run_maintenance) does: a session holding the lowest and then
+/// asking for the others no longer meets remember_many holding one of them (it locked them in
+/// the order it read them, and a deadlock rolled one side back).
+#[test]
+fn remember_many_and_index_staged_embeddings_lock_staged_rows_in_one_order() {
+    let tenant = common::tenant();
+    let mut admin = common::db();
+    let mut setup = common::app("fractality_memory_a", Some(tenant));
+    for i in 0..3 {
+        setup
+            .batch_execute(&format!(
+                "SELECT count(*) FROM fractality.remember_many(NULL, ARRAY['staged {i}'], ARRAY['{}'::vector])",
+                vector_text(20 + i, 1, 0.0)
+            ))
+            .unwrap();
+    }
+    let staged = |admin: &mut Client, order: &str| -> Vec<Uuid> {
+        admin
+            .query(
+                &format!(
+                    "SELECT node_id FROM fractality.node_embeddings
+                      WHERE user_id = $1 AND staged ORDER BY {order}"
+                ),
+                &[&tenant],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let by_key = staged(&mut admin, "node_id");
+    assert_eq!(by_key.len(), 3);
+    // the lowest written again: read last of the three in the table's order
+    admin
+        .execute(
+            "UPDATE fractality.node_embeddings SET staged = false WHERE user_id = $1 AND node_id = $2;",
+            &[&tenant, &by_key[0]],
+        )
+        .unwrap();
+    admin
+        .execute(
+            "UPDATE fractality.node_embeddings SET staged = true WHERE user_id = $1 AND node_id = $2;",
+            &[&tenant, &by_key[0]],
+        )
+        .unwrap();
+    assert_eq!(
+        staged(&mut admin, "ctid DESC")[0],
+        by_key[0],
+        "the lowest key read last"
+    );
+    let mut holder = common::db();
+    begin_and(
+        &mut holder,
+        &format!(
+            "SELECT 1 FROM fractality.node_embeddings WHERE user_id = '{tenant}' AND node_id = '{}'
+                FOR NO KEY UPDATE",
+            by_key[0]
+        ),
+    );
+    let mut teller = common::app("fractality_memory_a", Some(tenant));
+    teller
+        .batch_execute("SET fractality.staged_limit = 1")
+        .unwrap();
+    let teller_pid = reliability::backend_pid(&mut teller);
+    let sql = format!(
+        "SELECT count(*) FROM fractality.remember_many(NULL, ARRAY['staged 3'], ARRAY['{}'::vector])",
+        vector_text(23, 1, 0.0)
+    );
+    let told = thread::spawn(move || teller.query_one(&sql, &[]).map(|r| r.get::<_, i64>(0)));
+    wait_for_lock(&mut admin, teller_pid);
+    // the holder, in index_staged_embeddings' order, asks for the others
+    holder
+        .batch_execute("SET LOCAL lock_timeout = '20s'")
+        .unwrap();
+    holder
+        .batch_execute(&format!(
+            "SELECT 1 FROM fractality.node_embeddings WHERE user_id = '{tenant}' AND staged
+              ORDER BY node_id FOR NO KEY UPDATE"
+        ))
+        .unwrap_or_else(|e| panic!("the others: {e:?}"));
+    holder.batch_execute("COMMIT").unwrap();
+    let n = told
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("remember_many: {e:?}"));
+    assert_eq!(n, 1);
+    assert!(staged(&mut admin, "node_id").is_empty(), "all indexed");
+}
+
+/// remember giving a stored memory its first embedding of a model writes it once the memory is
+/// locked: a memory another session deletes meanwhile (run_maintenance's expiry, a DELETE) is
+/// a concurrent change (40001, run it again), as it is for the model the memory has; it was a
+/// foreign key failing (23503), which clients do not retry.
+#[test]
+fn remember_giving_a_deleted_memory_a_new_models_embedding_is_a_concurrent_change() {
+    let tenant = common::tenant();
+    let mut admin = common::db();
+    admin
+        .batch_execute("SELECT fractality.register_model('raced8', 8)")
+        .unwrap();
+    let mut a = common::app("fractality_memory_a", Some(tenant));
+    a.batch_execute(&format!(
+        "SELECT fractality.remember('raced-8', 'the tide turns', '{}'::vector)",
+        vector_text(30, 1, 0.0)
+    ))
+    .unwrap();
+    let mut holder = common::db();
+    begin_and(
+        &mut holder,
+        &format!(
+            "DELETE FROM fractality.nodes WHERE user_id = '{tenant}' AND node_key = 'raced-8'"
+        ),
+    );
+    let pid = reliability::backend_pid(&mut a);
+    let told = thread::spawn(move || {
+        a.query_one(
+            "SELECT created FROM fractality.remember('raced-8', 'the tide turns',
+                    '[1,0,0,0,0,0,0,0]'::vector, model => 'raced8')",
+            &[],
+        )
+        .map(|r| r.get::<_, bool>(0))
+    });
+    wait_for_lock(&mut admin, pid);
+    holder.batch_execute("COMMIT").unwrap();
+    let err = told.join().unwrap().unwrap_err();
+    assert_eq!(common::sqlstate(&err), "40001", "{err:?}");
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.node_embeddings WHERE user_id = $1",
+            &[&tenant],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
