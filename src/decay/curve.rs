@@ -79,71 +79,22 @@ pub fn check_curve(
 }
 
 /// Parses the setting `fractality.decay_tick` into microseconds: a positive duration written as
-/// number-unit pairs (`1 hour`, `90 minutes`, `1h 30min`, `2.5 days`, `1 week`), `HH:MM[:SS]`, or a
-/// bare number of seconds. Units: us, ms, s, min, h, d, w and their long forms. Months and years
-/// are refused: they have no fixed length.
+/// number-unit pairs (`1 hour`, `90 minutes`, `1h 30min`, `2.5 days`, `1 week`), `HH:MM[:SS]`,
+/// pairs then `HH:MM[:SS]` (`1 day 02:00:00`, as PostgreSQL prints an interval), or a bare
+/// number of seconds. Units: us, ms, s, min, h, d, w and their long forms. Months and years are
+/// refused: they have no fixed length.
 pub fn parse_tick(text: &str) -> Result<i64, String> {
     let s = text.trim().to_ascii_lowercase();
     if s.is_empty() {
         return Err("the tick is empty".into());
     }
-    let secs: f64 = if s.contains(':') {
-        let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() < 2 || parts.len() > 3 {
-            return Err(format!("\"{text}\" is not HH:MM[:SS]"));
-        }
-        let mut total = 0.0;
-        for (i, p) in parts.iter().enumerate() {
-            let v: f64 = p
-                .trim()
-                .parse()
-                .map_err(|_| format!("\"{text}\" is not HH:MM[:SS]"))?;
-            // a sign, even on a zero ('-0:30'), is not a part of HH:MM[:SS]
-            if !v.is_finite() || v.is_sign_negative() || p.trim().starts_with('+') {
-                return Err(format!("\"{text}\" is not HH:MM[:SS]"));
-            }
-            total += v * [3600.0, 60.0, 1.0][i];
-        }
-        total
-    } else {
-        let mut total = 0.0;
-        let mut rest = s.as_str();
-        let mut pairs = 0;
-        while !rest.trim_start().is_empty() {
-            rest = rest.trim_start();
-            let end = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-                .unwrap_or(rest.len());
-            let number: f64 = rest[..end]
-                .parse()
-                .map_err(|_| format!("\"{text}\" is not a duration such as '1 hour'"))?;
-            rest = rest[end..].trim_start();
-            let uend = rest
-                .find(|c: char| !c.is_ascii_alphabetic())
-                .unwrap_or(rest.len());
-            let unit = &rest[..uend];
-            rest = &rest[uend..];
-            let per = match unit {
-                "" if pairs == 0 && rest.trim().is_empty() => 1.0, // a bare number: seconds
-                "us" | "usec" | "usecs" | "microsecond" | "microseconds" => 1e-6,
-                "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1e-3,
-                "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
-                "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-                "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
-                "d" | "day" | "days" => SECS_PER_DAY,
-                "w" | "week" | "weeks" => 7.0 * SECS_PER_DAY,
-                "mon" | "mons" | "month" | "months" | "y" | "year" | "years" => {
-                    return Err(format!(
-                        "\"{text}\": months and years have no fixed length; use days"
-                    ))
-                }
-                other => return Err(format!("\"{text}\": unknown unit \"{other}\"")),
-            };
-            total += number * per;
-            pairs += 1;
-        }
-        total
+    // a clock comes last: "1 day 02:00:00"
+    let (pairs, clock) = match s.rsplit_once(char::is_whitespace) {
+        Some((head, last)) if last.contains(':') => (head, last),
+        _ if s.contains(':') => ("", s.as_str()),
+        _ => (s.as_str(), ""),
     };
+    let secs = clock_seconds(text, clock)? + pair_seconds(text, pairs, clock.is_empty())?;
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("\"{text}\" is not a positive duration"));
     }
@@ -154,6 +105,72 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
         ));
     }
     Ok(micros.round() as i64)
+}
+
+/// The seconds of `HH:MM[:SS]` (0 for none), a part of the tick `text`.
+fn clock_seconds(text: &str, clock: &str) -> Result<f64, String> {
+    if clock.is_empty() {
+        return Ok(0.0);
+    }
+    let parts: Vec<&str> = clock.split(':').collect();
+    if parts.len() < 2 || parts.len() > 3 {
+        return Err(format!("\"{text}\" is not HH:MM[:SS]"));
+    }
+    let mut total = 0.0;
+    for (i, p) in parts.iter().enumerate() {
+        let v: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not HH:MM[:SS]"))?;
+        // a sign, even on a zero ('-0:30'), is not a part of HH:MM[:SS]
+        if !v.is_finite() || v.is_sign_negative() || p.trim().starts_with('+') {
+            return Err(format!("\"{text}\" is not HH:MM[:SS]"));
+        }
+        total += v * [3600.0, 60.0, 1.0][i];
+    }
+    Ok(total)
+}
+
+/// The seconds of number-unit pairs (0 for none), a part of the tick `text`; `alone`: nothing
+/// follows them, so a bare number is seconds (before a clock PostgreSQL reads it as days: refused).
+fn pair_seconds(text: &str, pairs: &str, alone: bool) -> Result<f64, String> {
+    let mut total = 0.0;
+    let mut rest = pairs;
+    let mut n = 0;
+    while !rest.trim_start().is_empty() {
+        rest = rest.trim_start();
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..end]
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not a duration such as '1 hour'"))?;
+        rest = rest[end..].trim_start();
+        let uend = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let unit = &rest[..uend];
+        rest = &rest[uend..];
+        let per = match unit {
+            "" if alone && n == 0 && rest.trim().is_empty() => 1.0, // a bare number: seconds
+            "us" | "usec" | "usecs" | "microsecond" | "microseconds" => 1e-6,
+            "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1e-3,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+            "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
+            "d" | "day" | "days" => SECS_PER_DAY,
+            "w" | "week" | "weeks" => 7.0 * SECS_PER_DAY,
+            "mon" | "mons" | "month" | "months" | "y" | "year" | "years" => {
+                return Err(format!(
+                    "\"{text}\": months and years have no fixed length; use days"
+                ))
+            }
+            other => return Err(format!("\"{text}\": unknown unit \"{other}\"")),
+        };
+        total += number * per;
+        n += 1;
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -231,9 +248,20 @@ mod tests {
         assert_eq!(parse_tick("2.5 days"), Ok(60 * h));
         assert_eq!(parse_tick("1 week"), Ok(168 * h));
         assert_eq!(parse_tick("500 ms"), Ok(500_000));
+        // PostgreSQL's output of an interval: days, then a clock
+        assert_eq!(parse_tick("1 day 02:00:00"), Ok(26 * h));
+        assert_eq!(
+            parse_tick("2 days 00:30:00.5"),
+            Ok(48 * h + h / 2 + 500_000)
+        );
+        assert_eq!(parse_tick("1 week 01:00"), Ok(169 * h));
         for bad in [
             "",
             "0",
+            "1 02:00:00",
+            "-1 days +02:00:00",
+            "1 day 02:00 hours",
+            "1 day 1:2:3:4",
             "-1 hour",
             "1 fortnight",
             "1 month",
