@@ -1234,6 +1234,13 @@ INSERT INTO fractality.consensus_centroids (consensus_id, centroid)
 SELECT c.id, c.centroid FROM fractality.consensus_nodes c WHERE c.centroid IS NOT NULL;
 ALTER TABLE fractality.consensus_nodes DROP COLUMN centroid;
 
+-- a consensus's key names its seed by a digest, not by the seed's id (another tenant's node, in
+-- a table every role reads): 'consensus-<id>' becomes 'consensus-<md5 of the id>', the key a new
+-- crystallisation of the same seed finds
+UPDATE fractality.consensus_nodes
+   SET node_key = 'consensus-' || md5(substr(node_key, 11))
+ WHERE node_key ~ '^consensus-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+
 COMMENT ON TABLE fractality.consensus_nodes IS
     'Collective nodes: contributor count and group resonance of similar nodes held by several users (label and metadata stay empty).';
 COMMENT ON TABLE fractality.consensus_links IS

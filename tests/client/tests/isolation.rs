@@ -777,6 +777,19 @@ fn consensus_exposes_only_aggregates_and_resists_search_path_hijack() {
         .unwrap()
         .get(0);
     assert_eq!(b_links, 3);
+    // nor the seed's id: every role reads consensus_nodes, and its key named A's node (B read it)
+    let (key, digest): (String, String) = {
+        let r = b
+            .query_one(
+                "SELECT node_key, 'consensus-' || md5($2::uuid::text) FROM fractality.consensus_nodes
+                  WHERE id = $1",
+                &[&cid, &aid],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(!key.contains(&aid.to_string()), "{key} names A's node");
+    assert_eq!(key, digest);
     // a tenant cannot rewrite or delete the collective layer (it would cascade to others' links)
     for (sql, state) in [
         ("UPDATE fractality.consensus_nodes SET label = 'mine'", None),

@@ -99,6 +99,8 @@ const DROPPED: &[&str] = &[
     "nodes.search",
     // 0.5.0: the centroid moved into consensus_centroids (checked after the upgrade)
     "consensus_nodes.centroid",
+    // 0.5.0: the key names the seed by a digest (checked after the upgrade)
+    "consensus_nodes.node_key",
 ];
 
 /// The columns of every table of the extension.
@@ -405,6 +407,18 @@ fn upgrade_from(previous: &str) {
             .get(0);
         assert_eq!(got, *expected, "{sql}");
     }
+    // the consensus keyed by its seed's id is keyed by a digest of it: the seed's crystallisation
+    // above updated that one, and made no second
+    let keys: Vec<bool> = old
+        .query(
+            "SELECT node_key = 'consensus-' || md5($1::uuid::text) FROM fractality.consensus_nodes",
+            &[&root],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(keys, [true], "one consensus, under the seed's digest");
     let recent: i64 = old
         .query_one(
             "SELECT count(*) FROM fractality.experience_events WHERE event_id >= '\\x0000000000000917'::bytea
