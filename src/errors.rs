@@ -74,8 +74,8 @@ pub enum FractalityError {
     #[error("value out of range: overflow in {0}")]
     Overflow(&'static str),
 
-    /// P0002 no_data_found: update_priorities for events that are not in the buffer.
-    #[error("replay buffer '{buffer}' holds no item of event {ids}")]
+    /// P0002 no_data_found: update_priorities for ids of no event (at the timestamps given).
+    #[error("replay buffer '{buffer}' holds no item of event {ids}: no such event (at the timestamp given)")]
     NotInBuffer { buffer: String, ids: String },
 
     /// 22023 invalid_parameter_value: a model that is not registered.
@@ -235,7 +235,7 @@ impl FractalityError {
             FractalityError::Internal { .. } | FractalityError::InternalStep(_) => None,
             FractalityError::Overflow(_) => None,
             FractalityError::NotInBuffer { .. } => Some(
-                "Write back priorities of the events a sample of this buffer returned (archived and deleted events leave every buffer); nothing was written.",
+                "Write back priorities of the events a sample of this buffer returned, with the timestamps it returned; an event that left the buffer since (its slot taken, archived) is skipped, an id of no event is a mistake: nothing was written.",
             ),
             FractalityError::BufferExists(_) => Some(
                 "A name names one buffer: use the one there is (fractality.replay_buffers holds its id) or drop_replay_buffer it first.",

@@ -266,26 +266,49 @@ pub(super) fn write_back(
             }
             by_id.insert(id.clone(), p + b.epsilon);
         }
-        // the items of the ids; an id not among them is not in the buffer: nothing is written
+        // the items of the ids
         let mut found = if timestamps.is_some() {
             items::find_at(b.id, by_id.keys().map(|id| (id.clone(), at[id])).collect())?
         } else {
             items::find(b.id, by_id.keys().cloned().collect())?
         };
+        // an id not among them names an event that left the buffer since it was drawn (its slot
+        // taken by a newer event, archived), skipped as Reverb skips it, or no event at all (at
+        // its timestamp, when given): a mistake, and nothing is written
         let known: BTreeSet<&Vec<u8>> = found.iter().map(|f| &f.0).collect();
-        let unknown: Vec<String> = pairs
-            .iter()
-            .filter(|p| !known.contains(&p.0))
-            .take(5)
-            .map(|p| crate::experience::hex(&p.0))
+        let missing: Vec<Vec<u8>> = by_id
+            .keys()
+            .filter(|id| !known.contains(id))
+            .cloned()
             .collect();
-        if !unknown.is_empty() {
-            return Err(FractalityError::NotInBuffer {
-                buffer: b.name.clone(),
-                ids: unknown.join(", "),
-            });
+        if !missing.is_empty() {
+            let events: HashMap<Vec<u8>, i64> = items::registered(missing.clone())?
+                .into_iter()
+                .collect();
+            let mut none: Vec<&Vec<u8>> = missing
+                .iter()
+                .filter(|id| match events.get(*id) {
+                    None => true,
+                    Some(ts) => timestamps.is_some() && at[*id] != *ts,
+                })
+                .collect();
+            if !none.is_empty() {
+                none.sort();
+                return Err(FractalityError::NotInBuffer {
+                    buffer: b.name.clone(),
+                    ids: none
+                        .iter()
+                        .take(5)
+                        .map(|id| crate::experience::hex(id))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
         }
-        b.max_priority = by_id.values().copied().fold(b.max_priority, f64::max);
+        b.max_priority = found
+            .iter()
+            .map(|f| by_id[&f.0])
+            .fold(b.max_priority, f64::max);
         // one row appended: the slots (in order), the priority the tree holds for each, the new
         // one; folded into the items and the tree once fold_after have been written since the
         // last fold (the pending rows are read then, not now)
