@@ -2,8 +2,10 @@
 -- Named replay buffers over the experience store, as Schaul et al. (2016) define prioritised
 -- replay and as Reverb and TorchRL implement it, but durable and transactional: events enter a
 -- buffer when they are written, at the buffer's largest priority so far; a learner samples
--- (P(i) = p_i^alpha / sum_k p_k^alpha, importance weights (N P(i))^-beta / max), computes its TD
--- errors and writes them back as priorities (|delta| + epsilon). The sampling structure is a sum
+-- (P(i) = p_i^alpha / sum_k p_k^alpha, importance weights (N P(i))^-beta divided by the largest
+-- weight of the draw, not of the whole buffer as TorchRL divides), computes its TD errors and
+-- writes them back as priorities (|delta| + epsilon; an id the buffer holds no item of is
+-- skipped, as Reverb skips it). The sampling structure is a sum
 -- tree kept in the database: replay_tree holds, per buffer, blocks of FANOUT (120) partial sums,
 -- level 0 the items' p^alpha by slot, each level above the sums of the blocks below; a draw reads
 -- one block per level (O(log N)). The items are kept in the same blocks of 120 slots

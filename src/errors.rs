@@ -74,10 +74,6 @@ pub enum FractalityError {
     #[error("value out of range: overflow in {0}")]
     Overflow(&'static str),
 
-    /// P0002 no_data_found: update_priorities for ids of no event (at the timestamps given).
-    #[error("replay buffer '{buffer}' holds no item of event {ids}: no such event (at the timestamp given)")]
-    NotInBuffer { buffer: String, ids: String },
-
     /// 22023 invalid_parameter_value: a model that is not registered.
     #[error("unknown embedding model '{0}'")]
     UnknownModel(String),
@@ -171,7 +167,6 @@ impl FractalityError {
                 PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED
             }
             FractalityError::UnknownModel(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            FractalityError::NotInBuffer { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::Overflow(_) => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
             FractalityError::BadMemory { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             FractalityError::InMemory { inner, .. } => inner.sqlstate(),
@@ -234,9 +229,6 @@ impl FractalityError {
             ),
             FractalityError::Internal { .. } | FractalityError::InternalStep(_) => None,
             FractalityError::Overflow(_) => None,
-            FractalityError::NotInBuffer { .. } => Some(
-                "Write back priorities of the events a sample of this buffer returned, with the timestamps it returned; an event that left the buffer since (its slot taken, archived) is skipped, an id of no event is a mistake: nothing was written.",
-            ),
             FractalityError::BufferExists(_) => Some(
                 "A name names one buffer: use the one there is (fractality.replay_buffers holds its id) or drop_replay_buffer it first.",
             ),

@@ -293,7 +293,7 @@ pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, Frac
 
 /// The events of `ids` in the event-id registry, hot or archived: (id, timestamp); an id
 /// missing from the answer names no event.
-pub fn registered(ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64)>, FractalityError> {
+fn registered(ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64)>, FractalityError> {
     spi::some_rows(&REGISTERED, &[ids.into()], false, spi::Row::pair)
 }
 

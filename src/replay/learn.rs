@@ -1,7 +1,7 @@
 //! What a learner calls: draws from a buffer's sum tree with their importance weights, and the
 //! priorities it writes back (appended as pending, folded in bulk by [`super::upkeep`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use rustc_hash::FxHashMap;
 
@@ -272,39 +272,9 @@ pub(super) fn write_back(
         } else {
             items::find(b.id, by_id.keys().cloned().collect())?
         };
-        // an id not among them names an event that left the buffer since it was drawn (its slot
-        // taken by a newer event, archived), skipped as Reverb skips it, or no event at all (at
-        // its timestamp, when given): a mistake, and nothing is written
-        let known: BTreeSet<&Vec<u8>> = found.iter().map(|f| &f.0).collect();
-        let missing: Vec<Vec<u8>> = by_id
-            .keys()
-            .filter(|id| !known.contains(id))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            let events: HashMap<Vec<u8>, i64> = items::registered(missing.clone())?
-                .into_iter()
-                .collect();
-            let mut none: Vec<&Vec<u8>> = missing
-                .iter()
-                .filter(|id| match events.get(*id) {
-                    None => true,
-                    Some(ts) => timestamps.is_some() && at[*id] != *ts,
-                })
-                .collect();
-            if !none.is_empty() {
-                none.sort();
-                return Err(FractalityError::NotInBuffer {
-                    buffer: b.name.clone(),
-                    ids: none
-                        .iter()
-                        .take(5)
-                        .map(|id| crate::experience::hex(id))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-        }
+        // an id not among them is skipped, as Reverb skips it: an event that left the buffer
+        // since it was drawn (its slot taken by a newer event, archived, deleted, dropped by
+        // retention) or never entered it; the count returned says how many were written
         b.max_priority = found
             .iter()
             .map(|f| by_id[&f.0])

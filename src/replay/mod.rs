@@ -230,10 +230,10 @@ fn sample_experiences_from(
 
 /// The learner's TD errors written back as priorities of the items of `event_ids` in buffer
 /// `buffer`: priority = `priorities[i]` (|delta|, >= 0) + the buffer's epsilon; the buffer's
-/// largest priority moves up to the largest written. An event that left the buffer since it was
-/// drawn (its slot taken by a newer event under a capacity, archived) is skipped, as Reverb skips
-/// it; an id of no event, a NaN or a negative priority, arrays of different lengths write
-/// nothing. Returns the items updated.
+/// largest priority moves up to the largest written. An id the buffer holds no item of (an event
+/// that left it since it was drawn: its slot taken by a newer event under a capacity, archived,
+/// deleted) is skipped, as Reverb skips it; a NaN or a negative priority, arrays of different
+/// lengths write nothing. Returns the items updated.
 /// The priorities are appended to `replay_pending` (one row) and folded into the items and the
 /// tree in bulk once `fractality.replay_fold_after` were written since the last fold; samples see
 /// them at once. An event this session drew is found at the slot it was drawn from; another
@@ -249,8 +249,8 @@ fn update_priorities(
 }
 
 /// update_priorities with each event's timestamp as `sample_experiences` returned it: the items
-/// are found by (timestamp, buffer) without the registry, whichever session sampled them (it is
-/// read for those not found). A timestamp that is not its event's is an error, nothing written.
+/// are found by (timestamp, buffer) without the registry, whichever session sampled them. An id
+/// at a timestamp that is not its event's finds no item, and is skipped.
 #[pg_extern(volatile, parallel_unsafe, name = "update_priorities")]
 fn update_priorities_at(
     buffer: Option<&str>,

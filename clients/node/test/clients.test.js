@@ -159,7 +159,7 @@ test('errors carry their SQLSTATE in err.code, with a hint, and write nothing', 
     ["SELECT * FROM fractality.recall($1, model => 'no_such_model')", [pgvector.toSql(embed('x'))], '22023', /'no_such_model'/],
     ["SELECT fractality.upsert_node('k', embedding => $1, model => 'No Model')", [pgvector.toSql(embed('x'))], '22023', /'No Model'/],
     ["SELECT * FROM fractality.replay_batch('nobuffer', 1)", [], '22023', /'nobuffer'/],
-    ["SELECT fractality.update_priorities('types', ARRAY[$1::bytea], ARRAY[1.0])", [randomBytes(16)], 'P0002', /holds no item/],
+    ["SELECT fractality.update_priorities('types', ARRAY[$1::bytea], ARRAY[-1.0])", [randomBytes(16)], '22023', /-1 at position 1/],
   ];
   for (const [sql, params, code, message] of cases) {
     await assert.rejects(db.query(sql, params), (err) => {

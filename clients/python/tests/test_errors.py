@@ -75,8 +75,11 @@ def test_replay_errors_write_nothing(conn):
                  (one, [0.0] * 8, [0.0] * 8))
     items = "SELECT event_id, priority FROM fractality.replay_priorities i JOIN fractality.replay_buffers b USING (buffer_id) WHERE b.name = 'errors'"
     assert conn.execute(items).fetchall() == [(one, 1.0)]  # entered at the largest priority
+    # an id the buffer holds no item of is skipped (as Reverb skips it): the count says so
+    assert conn.execute("SELECT fractality.update_priorities('errors', %s, %s)",
+                        ([uuid.uuid4().bytes], [0.5])).fetchone()[0] == 0
+    assert conn.execute(items).fetchall() == [(one, 1.0)]
     for ids, priorities, cls, words in [
-        ([one, uuid.uuid4().bytes], [0.5, 0.5], errors.NoDataFound, "holds no item of event"),  # one unknown id
         ([one], [-1.0], errors.InvalidParameterValue, "-1 at position 1"),
         ([one], [0.5, 0.5], errors.InvalidParameterValue, "2 priorities for 1 event ids"),
     ]:

@@ -163,6 +163,16 @@ SELECT episode_id, step_number, state, action, reward_goal, next_state, intent_t
 SELECT count(*) FILTER (WHERE next_state IS NOT NULL) AS with_next,
        count(*) FILTER (WHERE step_number = 9 AND next_state IS NULL) AS episode_ends
   FROM fractality.replay_batch('all', 500, seed => 3);
+-- the steps of an episode written at one timestamp: each finds the next as its next state (it
+-- was looked for strictly after its own timestamp)
+SELECT fractality.write_events((SELECT jsonb_agg(e || '{"timestamp": 3000000}')
+                                  FROM jsonb_array_elements(pg_temp.events(5000, 5003, 0)) e)) AS written;
+SELECT fractality.update_priorities('all', ARRAY(SELECT decode(lpad(to_hex(g), 32, '0'), 'hex')
+                                                   FROM generate_series(5000, 5003) g),
+                                    ARRAY[1e9, 1e9, 1e9, 1e9]) AS updated;
+SELECT DISTINCT step_number, next_state[1] AS next_state_l1
+  FROM fractality.replay_batch('all', 200, seed => 1) WHERE episode_id = 500 ORDER BY 1;
+DELETE FROM fractality.experience_events WHERE "timestamp" = 3000000;
 
 -- deleted and archived events leave every buffer; the tree follows
 DELETE FROM fractality.experience_events WHERE "timestamp" < 1000000 + 100;
@@ -181,7 +191,6 @@ SELECT FROM regress.each_error(ARRAY[
         'SELECT fractality.update_priorities(''all'', ARRAY[''\x00''::bytea], ARRAY[''NaN''::float8])',
         'SELECT fractality.update_priorities(''all'', ARRAY[''\x00''::bytea], ARRAY[-1.0])',
         'SELECT fractality.update_priorities(''all'', ARRAY[''\x00''::bytea], ARRAY[NULL::float8])',
-        'SELECT fractality.update_priorities(''all'', ARRAY[''\x0000000000000000000000000000dead''::bytea], ARRAY[1.0])',
         'SELECT fractality.update_priorities(''nobuffer'', ARRAY[]::bytea[], ARRAY[]::float8[])',
         'SELECT fractality.fold_priorities(''nobuffer'')',
         'SET fractality.replay_fold_after = -1',
@@ -192,6 +201,8 @@ SELECT FROM regress.each_error(ARRAY[
         'SELECT fractality.create_replay_buffer(''x'', epsilon => 0)',
         'SELECT fractality.create_replay_buffer(''x'', capacity => 0)',
         'SELECT * FROM fractality.replay_batch(''all'', 1, next_within => ''-1 hour'')']);
+-- an id the buffer holds no item of is skipped (as Reverb skips it), the count says so
+SELECT fractality.update_priorities('all', ARRAY['\x0000000000000000000000000000dead'::bytea], ARRAY[1.0]) AS skipped;
 SELECT fractality.drop_replay_buffer('type1') AS dropped, fractality.drop_replay_buffer('type1') AS again;
 SELECT count(*) AS type1_tree_blocks FROM fractality.replay_tree t
  WHERE NOT EXISTS (SELECT 1 FROM fractality.replay_buffers b WHERE b.buffer_id = t.buffer_id);
