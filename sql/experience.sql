@@ -247,6 +247,7 @@ CREATE TABLE fractality.adna_policies (
     is_active        boolean      NOT NULL DEFAULT true,
     total_executions bigint       NOT NULL DEFAULT 0,
     avg_reward       real         NOT NULL DEFAULT 0.0,
+    reward_sum       float8       NOT NULL DEFAULT 0.0,
     CONSTRAINT adna_policies_version_positive CHECK (version >= 1),
     CONSTRAINT adna_policies_executions_nonnegative CHECK (total_executions >= 0),
     CONSTRAINT adna_policies_not_own_parent CHECK (parent_policy_id <> policy_id)
@@ -256,6 +257,8 @@ COMMENT ON TABLE fractality.adna_policies IS
     'Versioned policies per state bin with lineage; events reference version_hash.';
 COMMENT ON COLUMN fractality.adna_policies.version_hash IS
     'Referenced by experience_events.adna_version_hash.';
+COMMENT ON COLUMN fractality.adna_policies.reward_sum IS
+    'The sum of the rewards rolled in (refresh_policy_rewards), in double precision: avg_reward is reward_sum / total_executions as a real.';
 
 -- the seed's UNIQUE (...) WHERE, written as the partial unique index it has to be
 CREATE UNIQUE INDEX adna_policies_one_active ON fractality.adna_policies (state_bin_id)

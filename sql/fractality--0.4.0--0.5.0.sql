@@ -2251,7 +2251,8 @@ BEGIN
 END
 $$;
 -- consensus_tree refuses a NULL argument with 22004 since 0.5.0
--- The seed's traversal: from each consensus node whose resonance_score exceeds min_score, to
+-- The seed's traversal: from each consensus node whose resonance_score exceeds min_score (the
+-- published score, to one decimal: a group of 0.84 is 0.8, not above 0.8; pass 0.75 for it), to
 -- the caller's contributing nodes (depth 1, through consensus_links), then along edges
 -- (from_node -> to_node); resonance decays by 0.9 a level; a node already on the path is not
 -- entered again (cycles cut). Runs as the caller: only the caller's links and nodes are seen.
@@ -2543,6 +2544,17 @@ BEGIN
      ORDER BY s.episode_id;
 END $$;
 
+-- adna_policies keeps the sum of its rewards in double precision: avg_reward, a real recomputed
+-- from itself, stopped moving once a roll-up's change was below half its precision
+ALTER TABLE fractality.adna_policies ADD COLUMN reward_sum float8 NOT NULL DEFAULT 0.0;
+-- (the policies' updated_at stays: nothing of theirs changed)
+ALTER TABLE fractality.adna_policies DISABLE TRIGGER adna_policies_touch_updated_at;
+UPDATE fractality.adna_policies SET reward_sum = avg_reward::float8 * total_executions
+ WHERE total_executions > 0;
+ALTER TABLE fractality.adna_policies ENABLE TRIGGER adna_policies_touch_updated_at;
+COMMENT ON COLUMN fractality.adna_policies.reward_sum IS
+    'The sum of the rewards rolled in (refresh_policy_rewards), in double precision: avg_reward is reward_sum / total_executions as a real.';
+
 -- ---- search paths pinned ----------------------------------------------------------------------
 -- The functions of 0.4.0 that ran with the caller's search_path, which a function of another
 -- schema matching a call's argument types more exactly than pg_catalog's could take over (the
@@ -2632,18 +2644,24 @@ DECLARE
     rolled bigint;
     summary jsonb;
 BEGIN
-    WITH taken AS (
-        DELETE FROM fractality.policy_reward_inbox i
+    WITH waiting AS (
+        SELECT i.ctid AS row, sum(i.events) OVER (ORDER BY i.ctid) AS upto
+          FROM fractality.policy_reward_inbox i
          WHERE EXISTS (SELECT 1 FROM fractality.adna_policies p
                         WHERE p.version_hash = i.adna_version_hash)
+    ), taken AS (
+        -- (a statement's row holds at most its batch's events, far below the bound)
+        DELETE FROM fractality.policy_reward_inbox i
+         USING waiting w
+         WHERE i.ctid = w.row AND w.upto <= 2147483647
         RETURNING i.adna_version_hash, i.events, i.reward_sum
     ), per_hash AS (
         SELECT t.adna_version_hash, sum(t.events)::bigint AS events, sum(t.reward_sum) AS reward_sum
           FROM taken t GROUP BY t.adna_version_hash
     ), updated AS (
         UPDATE fractality.adna_policies p
-           SET avg_reward = ((p.avg_reward::float8 * p.total_executions + h.reward_sum)
-                             / (p.total_executions + h.events))::real,
+           SET reward_sum = p.reward_sum + h.reward_sum,
+               avg_reward = ((p.reward_sum + h.reward_sum) / (p.total_executions + h.events))::real,
                total_executions = p.total_executions + h.events,
                updated_at = now()
           FROM per_hash h

@@ -51,7 +51,8 @@ BEGIN
 END
 $$;
 
--- The seed's traversal: from each consensus node whose resonance_score exceeds min_score, to
+-- The seed's traversal: from each consensus node whose resonance_score exceeds min_score (the
+-- published score, to one decimal: a group of 0.84 is 0.8, not above 0.8; pass 0.75 for it), to
 -- the caller's contributing nodes (depth 1, through consensus_links), then along edges
 -- (from_node -> to_node); resonance decays by 0.9 a level; a node already on the path is not
 -- entered again (cycles cut). Runs as the caller: only the caller's links and nodes are seen.

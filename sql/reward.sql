@@ -130,9 +130,13 @@ CREATE TRIGGER experience_events_to_inbox
     REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION fractality.experience_events_to_inbox();
 
--- Rolls the waiting events into adna_policies (total_executions, avg_reward) through
+-- Rolls the waiting events into adna_policies (total_executions, reward_sum and avg_reward, the
+-- mean kept from the double-precision sum: a real recomputed from itself would stop moving once
+-- a roll-up's change is below half its precision, after some 10^7 events) through
 -- adna_version_hash = version_hash, and writes one 'reward_trend' row to learning_metrics when
--- it rolled any. Events of a hash that no policy has wait for one. Returns the events rolled in.
+-- it rolled any. Events of a hash that no policy has wait for one. Returns the events rolled in:
+-- at most 2^31 - 1 a call (the rows waiting longest first; the rest wait for the next call), so
+-- that a backlog of billions of events drains instead of overflowing the count.
 CREATE FUNCTION fractality.refresh_policy_rewards() RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -142,18 +146,24 @@ DECLARE
     rolled bigint;
     summary jsonb;
 BEGIN
-    WITH taken AS (
-        DELETE FROM fractality.policy_reward_inbox i
+    WITH waiting AS (
+        SELECT i.ctid AS row, sum(i.events) OVER (ORDER BY i.ctid) AS upto
+          FROM fractality.policy_reward_inbox i
          WHERE EXISTS (SELECT 1 FROM fractality.adna_policies p
                         WHERE p.version_hash = i.adna_version_hash)
+    ), taken AS (
+        -- (a statement's row holds at most its batch's events, far below the bound)
+        DELETE FROM fractality.policy_reward_inbox i
+         USING waiting w
+         WHERE i.ctid = w.row AND w.upto <= 2147483647
         RETURNING i.adna_version_hash, i.events, i.reward_sum
     ), per_hash AS (
         SELECT t.adna_version_hash, sum(t.events)::bigint AS events, sum(t.reward_sum) AS reward_sum
           FROM taken t GROUP BY t.adna_version_hash
     ), updated AS (
         UPDATE fractality.adna_policies p
-           SET avg_reward = ((p.avg_reward::float8 * p.total_executions + h.reward_sum)
-                             / (p.total_executions + h.events))::real,
+           SET reward_sum = p.reward_sum + h.reward_sum,
+               avg_reward = ((p.reward_sum + h.reward_sum) / (p.total_executions + h.events))::real,
                total_executions = p.total_executions + h.events,
                updated_at = now()
           FROM per_hash h

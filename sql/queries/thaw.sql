@@ -6,7 +6,9 @@
 SELECT pg_catalog.jsonb_build_object(
     'id', n.id, 'user_id', n.user_id, 'node_key', n.node_key, 'label', n.label, 'type', n.type,
     'metadata', n.metadata, 'energy', n.energy,
-    'atp', ne.atp, 'atp_at', n.atp_at, 'created_at', n.created_at, 'updated_at', n.updated_at,
+    -- the energy of now, as of now: the pair reads back as current_atp(atp, atp_at) = atp (the
+    -- stored atp_at beside the decayed energy would decay it twice)
+    'atp', ne.atp, 'atp_at', pg_catalog.now(), 'created_at', n.created_at, 'updated_at', n.updated_at,
     -- NULL on a 0.4.0 schema, which has no expires_at yet (the same query serves both)
     'expires_at', pg_catalog.to_jsonb(n) -> 'expires_at',
     'embedding', (SELECT emb.embedding::text::jsonb FROM fractality.node_embeddings emb

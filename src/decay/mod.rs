@@ -131,12 +131,12 @@ pub fn decay_tick(_node_id: pgrx::Uuid, atp: f64, rate: f64, floor: f64) -> f64 
     (atp * rate).max(floor)
 }
 
-/// The seed's one-tick decay over the stored energy: every node above `min_atp` (of one tenant
-/// when `p_user_id` is given) keeps `decay_rate` of it, never dropping below `min_atp`. Returns the
-/// exact old and new values of the rows it changed, and touches no other row. `atp_at` does not
-/// move: the tick comes on top of the lazy decay. A row a concurrent transaction changed while
-/// this ran is decayed from that transaction's value (as any UPDATE would), and that value is
-/// the old one reported.
+/// The seed's one-tick decay: every node whose energy now is above `min_atp` (of one tenant
+/// when `p_user_id` is given) keeps `decay_rate` of it, never dropping below `min_atp`, written
+/// as of now (`atp_at` = now(): the tick comes on top of the lazy decay since the last write).
+/// Returns the exact old and new energies of the rows it changed, and touches no other row. A
+/// row a concurrent transaction changed while this ran is decayed from that transaction's
+/// value (as any UPDATE would), and that value is the old one reported.
 #[pg_extern(volatile)]
 pub fn apply_consciousness_decay(
     decay_rate: default!(Option<f64>, 0.95),

@@ -104,6 +104,14 @@ pub fn decay(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
          RESET fractality.decay_rate; RESET fractality.decay_tick; RESET fractality.atp_floor;",
     )?;
     let nodes = count(c, "SELECT count(*) FROM fractality.nodes")?;
+    // every node's energy as of now, uniform in [0, 1) by its id (the generator's distribution,
+    // the same whatever earlier runs on reused data did): the tick decays the energy of now, and
+    // the seed's function, which has no lazy decay, the same values stored in its ATP
+    eprintln!("  decay: every node's energy set as of now");
+    c.batch_execute(
+        "UPDATE fractality.nodes
+            SET atp = (hashtextextended(id::text, 42) & 1048575) / 1048576.0, atp_at = now()",
+    )?;
     eprintln!("  decay: copying {nodes} nodes into bench_seed.nodes (ATP in energy jsonb)");
     c.batch_execute(SEED_DDL)?;
     c.batch_execute(

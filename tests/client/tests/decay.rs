@@ -40,8 +40,9 @@ fn decay_writes_send_one_summary_notification_not_one_per_row() {
         .unwrap();
     assert_eq!(decayed.len(), 25);
     for r in &decayed {
-        assert_eq!(r.get::<_, f64>(1), 0.9);
-        assert_relative_eq!(r.get::<_, f64>(2), 0.855);
+        // the energy now: 0.9 less the lazy decay of the moments since it was written
+        assert_relative_eq!(r.get::<_, f64>(1), 0.9, max_relative = 1e-6);
+        assert_relative_eq!(r.get::<_, f64>(2), 0.95 * r.get::<_, f64>(1));
     }
     let pulsed: f64 = writer
         .query_one("SELECT fractality.pulse($1, 0.1)", &[&ids[0]])
@@ -390,4 +391,46 @@ fn the_explicit_tick_and_a_writer_of_two_nodes_do_not_deadlock() {
     assert!(wrote.is_ok(), "the writer: {wrote:?}");
     s1.batch_execute("COMMIT").unwrap();
     assert_eq!(tick.join().unwrap(), Ok(()), "the tick");
+}
+
+/// The explicit tick decays the energy of now, the one every reader sees, and `min_atp` bounds
+/// it: a node stored at 0.5 whose energy has decayed to 0.31 ticks to 0.3 at `min_atp` 0.3
+/// (it ticked the stored 0.5 to 0.475, read as 0.2945, below the floor asked for, and reported
+/// 0.5 -> 0.475), and a node whose energy is already at the floor is left alone (it was
+/// reported as decaying from its stored value).
+#[test]
+fn the_tick_decays_the_energy_readers_see() {
+    let mut c = common::db();
+    let user = common::tenant();
+    // 0.95 an hour: 0.5 * 0.95^h = 0.31 at h = ln(0.62) / ln(0.95)
+    let hours = (0.62f64).ln() / (0.95f64).ln();
+    let fading = nodes(&mut c, user, 1, 0.5, &format!("{} seconds", hours * 3600.0))[0];
+    c.execute(
+        "INSERT INTO fractality.nodes (user_id, node_key, atp, atp_at)
+         VALUES ($1, 'faded', 0.5, now() - interval '100 hours')",
+        &[&user],
+    )
+    .unwrap();
+    let energy = |c: &mut Client, key: &str| -> f64 {
+        c.query_one(
+            "SELECT atp FROM fractality.node_energy WHERE user_id = $1 AND node_key = $2",
+            &[&user, &key],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert_relative_eq!(energy(&mut c, "n0001"), 0.31, max_relative = 1e-4);
+    let faded = energy(&mut c, "faded");
+    let ticked = c
+        .query(
+            "SELECT node_id, old_atp, new_atp FROM fractality.apply_consciousness_decay(0.95, 0.3, $1)",
+            &[&user],
+        )
+        .unwrap();
+    assert_eq!(ticked.len(), 1, "the faded node is left alone");
+    assert_eq!(ticked[0].get::<_, uuid::Uuid>(0), fading);
+    assert_relative_eq!(ticked[0].get::<_, f64>(1), 0.31, max_relative = 1e-4);
+    assert_eq!(ticked[0].get::<_, f64>(2), 0.3);
+    assert_relative_eq!(energy(&mut c, "n0001"), 0.3, max_relative = 1e-6);
+    assert_eq!(energy(&mut c, "faded"), faded);
 }

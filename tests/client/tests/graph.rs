@@ -486,6 +486,36 @@ fn thaw_keeps_every_digit_under_a_sessions_float_rounding() {
     assert!(!points.is_empty(), "the pulse's stream point");
 }
 
+/// thaw gives the energy of now as of now: read back through the decay curve, the pair is the
+/// energy `node_energy` shows (it gave the stored `atp_at` beside the decayed energy, which
+/// read back decayed it twice: 0.18 for 0.30 after ten hours).
+#[test]
+fn thaw_gives_the_energy_as_of_now() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    c.batch_execute(
+        "SELECT fractality.upsert_node('ten-hours', 'ten hours', '{}', 0.5);
+         UPDATE fractality.nodes SET atp_at = now() - interval '10 hours'
+          WHERE node_key = 'ten-hours' AND user_id = fractality.current_user_id();",
+    )
+    .unwrap();
+    let (read_back, shown): (f64, f64) = {
+        let r = c
+            .query_one(
+                "SELECT fractality.current_atp((d ->> 'atp')::float8, (d ->> 'atp_at')::timestamptz),
+                        (SELECT atp FROM fractality.node_energy
+                          WHERE node_key = 'ten-hours' AND user_id = fractality.current_user_id())
+                   FROM fractality.thaw('ten-hours') d",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    approx::assert_relative_eq!(shown, 0.5 * 0.95f64.powi(10), max_relative = 1e-4);
+    approx::assert_relative_eq!(read_back, shown, max_relative = 1e-9);
+}
+
 /// (from key, to key, type, weight, metadata)
 type Edge = (String, String, String, f64, serde_json::Value);
 

@@ -126,6 +126,28 @@ SELECT total_executions, round(avg_reward::numeric, 4) AS avg_reward
 SELECT metric_type, metric_data ->> 'events' AS events,
        (metric_data #>> '{policies,0,avg_reward}')::real = p.avg_reward AS stored_exactly
   FROM fractality.learning_metrics, fractality.adna_policies p WHERE p.policy_id = :last_id;
+SELECT round(reward_sum::numeric, 4) AS reward_sum,
+       (reward_sum / total_executions)::real = avg_reward AS mean_of_the_sum
+  FROM fractality.adna_policies WHERE policy_id = :last_id;
+-- a policy of 10^8 executions at a mean of 1, then 200 roll-ups of one zero reward each: the mean
+-- moves (a real recomputed from itself stayed 1, each change below half its precision)
+SELECT fractality.save_policy('bin-long', 'rule-l', '{"0": 1}') AS long_id \gset
+UPDATE fractality.adna_policies
+   SET version_hash = 88, total_executions = 100000000, avg_reward = 1, reward_sum = 100000000
+ WHERE policy_id = :long_id;
+DO $$ BEGIN
+    FOR k IN 1..200 LOOP
+        INSERT INTO fractality.policy_reward_inbox VALUES (88, 1, 0);
+        PERFORM fractality.refresh_policy_rewards();
+    END LOOP;
+END $$;
+SELECT total_executions, reward_sum, avg_reward FROM fractality.adna_policies WHERE policy_id = :long_id;
+-- a backlog beyond 2^31 - 1 events drains, at most that many a call (it overflowed the count)
+INSERT INTO fractality.policy_reward_inbox VALUES (88, 2000000000, 0), (88, 2000000000, 0);
+SELECT fractality.refresh_policy_rewards() AS first;
+SELECT fractality.refresh_policy_rewards() AS second;
+SELECT fractality.refresh_policy_rewards() AS third;
+SELECT total_executions FROM fractality.adna_policies WHERE policy_id = :long_id;
 
 -- prioritised sampling: reproducible with a seed; the zero-reward events are (almost) never drawn
 SELECT (SELECT array_agg(event_id) FROM fractality.sample_experiences(20, seed => 5))
