@@ -76,6 +76,13 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
     model.check(&Vector::from_slice(a.query)?)?;
     check_direction("query", a.query)?;
     let tenant = store::tenant()?;
+    // words that make no text search (stop words alone) are no words: the ranking stays the
+    // vector's, not a fusion with an empty text ranking that knocks the nearest memory out
+    let query_text = match a.query_text {
+        Some(q) if store::has_words(q)? => Some(q),
+        _ => None,
+    };
+    let a = &RecallArgs { query_text, ..*a };
 
     // the context and its neighbours (with their edge weights), scored before the scan
     let mut edge_of: HashMap<Uuid, f64> = HashMap::new();

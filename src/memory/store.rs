@@ -30,7 +30,7 @@ const INSERT_MANY: Query<'static> = query!(
 );
 const REINFORCE: Query<'static> = query!(
     "memory_reinforce",
-    [UUIDOID, FLOAT8OID, JSONBOID, INTERVALOID, UUIDOID]
+    [UUIDOID, FLOAT8OID, JSONBOID, INTERVALOID, UUIDOID, BOOLOID]
 );
 const PULSE: Query<'static> = query!("memory_pulse", [UUIDARRAYOID, FLOAT8OID, UUIDOID]);
 const FORGET: Query<'static> = query!("memory_forget", [UUIDOID, TEXTOID]);
@@ -39,6 +39,7 @@ const LOCK_NODES: Query<'static> =
 const FORGET_IDS: Query<'static> = query!("memory_forget_ids", [UUIDOID, UUIDARRAYOID]);
 const DETAILS: Query<'static> = query!("memory_details", [UUIDARRAYOID]);
 const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
+const HAS_WORDS: Query<'static> = query!("memory_has_words", [TEXTOID]);
 const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
 /// Its types are set per call (the OID of `vector[]` is the database's).
 const EMBED_MANY: Query<'static> = query!("memory_embed_many", []);
@@ -101,14 +102,14 @@ pub fn by_keys(
     Ok((live, expired))
 }
 
-/// Memory `id` of `tenant` told again: fed by `energy`, `metadata` merged, its expiry moved by
-/// `ttl` when given.
+/// Memory `id` of `tenant` told again: fed by `energy`, `metadata` merged, its expiry set by
+/// `ttl` when given and told `by_key`; a similar fact's `ttl` only moves an expiry later.
 pub fn reinforce(
     id: Uuid,
     tenant: Uuid,
     energy: f64,
     metadata: &Value,
-    ttl: Option<Interval>,
+    (ttl, by_key): (Option<Interval>, bool),
 ) -> Result<bool, FractalityError> {
     Ok(spi::run(
         &REINFORCE,
@@ -118,6 +119,7 @@ pub fn reinforce(
             JsonB(metadata.clone()).into(),
             ttl.into(),
             tenant.into(),
+            by_key.into(),
         ],
     )? > 0)
 }
@@ -280,6 +282,11 @@ pub struct TextHit {
     pub rank: f64,
     pub detail: Detail,
     pub embedding: Option<Vec<f32>>,
+}
+
+/// Whether the words `q` make a text search (stop words alone make none).
+pub fn has_words(q: &str) -> Result<bool, FractalityError> {
+    Ok(spi::one::<bool>(&HAS_WORDS, &[q.into()], true)?.unwrap_or(false))
 }
 
 /// `tenant`'s unexpired memories matching the words `q`, best first, at most `limit`, with their

@@ -76,7 +76,9 @@ struct Pending {
     /// The reinforcements: (the memory told again, the index of the memory telling it), in
     /// order; applied at the end in the order of the memories' ids (as recall's pulse locks
     /// them: two writers of several memories never wait for each other).
-    reinforce: Vec<(Ref, usize)>,
+    /// With whether it was told by its key (its ttl then sets the expiry; a similar fact's ttl
+    /// only ever moves an expiry later, and leaves a memory that does not expire so).
+    reinforce: Vec<(Ref, usize, bool)>,
     /// Stored memories without an embedding of the model, told again with one: (the memory,
     /// the index of the memory giving it); written once the memories are locked and reinforced
     /// (a memory deleted meanwhile is then a concurrent change, 40001, not a foreign key).
@@ -140,12 +142,12 @@ fn remember_one(
     } = *call;
     // the same key: a memory this call created, or one stored before
     if let Some(r) = pool.by_key(&key) {
-        pending.reinforce.push((r, i));
+        pending.reinforce.push((r, i, true));
         return Ok((r, false));
     }
     if let Some((id, has_embedding)) = stored.get_mut(&key) {
         let id = *id;
-        pending.reinforce.push((Ref::Stored(id), i));
+        pending.reinforce.push((Ref::Stored(id), i, true));
         if !*has_embedding {
             *has_embedding = true;
             pending.embed.push((id, i));
@@ -169,7 +171,7 @@ fn remember_one(
         (a, b) => a.or(b),
     };
     if let Some((r, _)) = nearest {
-        pending.reinforce.push((r, i));
+        pending.reinforce.push((r, i, false));
         return Ok((r, false));
     }
     // a new memory
@@ -284,7 +286,7 @@ pub fn remember_all(
         let reinforced: Vec<Uuid> = pending
             .reinforce
             .iter()
-            .filter_map(|(r, _)| match r {
+            .filter_map(|(r, _, _)| match r {
                 Ref::Stored(id) => Some(*id),
                 Ref::New(_) => None,
             })
@@ -318,14 +320,17 @@ pub fn remember_all(
             Ref::Stored(id) => id,
             Ref::New(n) => ids[n],
         };
-        let mut told_again: Vec<(Uuid, usize)> =
-            pending.reinforce.iter().map(|&(r, i)| (id(r), i)).collect();
+        let mut told_again: Vec<(Uuid, usize, bool)> = pending
+            .reinforce
+            .iter()
+            .map(|&(r, i, by_key)| (id(r), i, by_key))
+            .collect();
         told_again.sort();
-        for (node, i) in told_again {
+        for (node, i, by_key) in told_again {
             let m = &memories[i];
             // a memory deleted since it was read (run_maintenance's expiry, a DELETE): forget
             // takes the lock above, these do not
-            if !store::reinforce(node, tenant, energy, &m.metadata, m.ttl)? {
+            if !store::reinforce(node, tenant, energy, &m.metadata, (m.ttl, by_key))? {
                 return Err(FractalityError::ConcurrentChange(format!("node {node}")));
             }
         }

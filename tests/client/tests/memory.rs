@@ -1220,3 +1220,94 @@ fn remember_giving_a_deleted_memory_a_new_models_embedding_is_a_concurrent_chang
         .get(0);
     assert_eq!(left, 0);
 }
+
+/// Words that make no text search (stop words alone: "what is it?") are no words: recall ranks
+/// by the vector as without them (they turned the ranking into a fusion with an empty text
+/// ranking, and the nearest memory fell out of the two returned).
+#[test]
+fn a_query_text_of_stop_words_alone_is_no_words() {
+    let tenant = common::tenant();
+    let mut c = common::app("fractality_memory_a", Some(tenant));
+    for (i, fact) in ["Paris is in France", "The Seine flows", "Meet on Tuesday"]
+        .iter()
+        .enumerate()
+    {
+        c.batch_execute(&format!(
+            "SELECT fractality.remember(NULL, '{fact}', '{}'::vector)",
+            vector_text(40 + i, 1, 0.0)
+        ))
+        .unwrap();
+    }
+    let recall = |c: &mut Client, words: &str| -> Vec<(String, f64)> {
+        c.query(
+            &format!("SELECT content, score FROM fractality.recall($1::text::vector, 2{words})"),
+            &[&at_cosine(0.9, 40)],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let plain = recall(&mut c, "");
+    assert_eq!(plain[0].0, "Paris is in France");
+    for words in [", 'what is it?'", ", 'the'", ", '!!!'"] {
+        let got = recall(&mut c, words);
+        assert_eq!(got.len(), plain.len(), "{words}");
+        for (g, p) in got.iter().zip(&plain) {
+            assert_eq!(g.0, p.0, "{words}");
+            // (the energies decay a little between the calls)
+            approx::assert_relative_eq!(g.1, p.1, max_relative = 1e-6);
+        }
+    }
+    // a word that is one still fuses the two rankings
+    let fused = recall(&mut c, ", 'Seine'");
+    assert_eq!(fused[0].0, "The Seine flows");
+}
+
+/// A ttl told by a similar fact (another key) never makes a memory that does not expire expire,
+/// nor brings an expiry nearer; it moves one later. Told by the memory's own key, it sets the
+/// expiry. (A similar fact's ttl of one second made a standing memory expire, and once it was
+/// gone, its key stored anew lost its metadata.)
+#[test]
+fn a_similar_facts_ttl_does_not_make_a_standing_memory_expire() {
+    let tenant = common::tenant();
+    let mut c = common::app("fractality_memory_a", Some(tenant));
+    let expiry = |c: &mut Client, key: &str| -> Option<f64> {
+        c.query_one(
+            "SELECT extract(epoch FROM expires_at - now())::float8 FROM fractality.nodes
+              WHERE node_key = $1 AND user_id = fractality.current_user_id()",
+            &[&key],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let tell = |c: &mut Client, key: &str, axis: usize, ttl: &str| -> bool {
+        c.query_one(
+            &format!(
+                "SELECT created FROM fractality.remember({key}, 'told ' || gen_random_uuid(), '{}'::vector,
+                                                         ttl => {ttl})",
+                vector_text(axis, 1, 0.0)
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert!(tell(&mut c, "'tea'", 50, "NULL"));
+    assert!(!tell(&mut c, "NULL", 50, "'1 second'"), "merged into tea");
+    assert_eq!(expiry(&mut c, "tea"), None, "tea still does not expire");
+    assert!(tell(&mut c, "'note'", 51, "'1 hour'"));
+    assert!(!tell(&mut c, "NULL", 51, "'1 day'"));
+    let later = expiry(&mut c, "note").unwrap();
+    assert!(later > 23.0 * 3600.0, "moved later: {later}");
+    assert!(!tell(&mut c, "NULL", 51, "'1 minute'"));
+    assert_eq!(
+        expiry(&mut c, "note").map(|s| s > 23.0 * 3600.0),
+        Some(true),
+        "not nearer"
+    );
+    // by its key, the ttl is the memory's own
+    assert!(!tell(&mut c, "'note'", 51, "'1 minute'"));
+    let set = expiry(&mut c, "note").unwrap();
+    assert!(set > 0.0 && set <= 60.0, "set by the key: {set}");
+}
