@@ -327,7 +327,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
+    IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
         RAISE object_not_in_prerequisite_state USING
             MESSAGE = format('%s needs READ COMMITTED, not %s', what, current_setting('transaction_isolation')),
             HINT = 'Run it in a READ COMMITTED transaction (the default): it waits for other sessions'' writes and must then see them.';

@@ -201,7 +201,7 @@ BEGIN
     EXCEPTION WHEN unique_violation THEN
         -- above READ COMMITTED the snapshot predates the lock: a version another session saved
         -- meanwhile was not seen, and this one repeats its number (or its hash)
-        IF current_setting('transaction_isolation') <> 'read committed' THEN
+        IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
             RAISE serialization_failure USING
                 MESSAGE = format('save_policy: another session saved a policy of state bin %L meanwhile', state_bin_id),
                 HINT = 'Run the transaction again (its snapshot, REPEATABLE READ or SERIALIZABLE, predates that version).';
@@ -304,7 +304,7 @@ BEGIN
         RETURNING config_id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         -- as in save_policy: a version saved meanwhile, unseen by a snapshot older than the lock
-        IF current_setting('transaction_isolation') <> 'read committed' THEN
+        IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
             RAISE serialization_failure USING
                 MESSAGE = format('save_config: another session saved %L / %L meanwhile', component, key),
                 HINT = 'Run the transaction again: its snapshot is older than that version.';

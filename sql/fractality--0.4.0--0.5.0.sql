@@ -80,7 +80,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
+    IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
         RAISE object_not_in_prerequisite_state USING
             MESSAGE = format('%s needs READ COMMITTED, not %s', what, current_setting('transaction_isolation')),
             HINT = 'Run it in a READ COMMITTED transaction (the default): it waits for other sessions'' writes and must then see them.';
@@ -1447,11 +1447,14 @@ AS 'MODULE_PATHNAME', 'forget_wrapper';
 
 -- the full text: from an index expression on nodes into node_text, kept by triggers
 DROP INDEX fractality.nodes_search_gin;
--- The full text of a node: its label and metadata->>'description', kept in node_text (below).
+-- The full text of a node: its label and metadata->>'description', kept in node_text (below);
+-- their first 250 000 characters, at most 1 MB however they are written, within what a tsvector
+-- holds (1 MB of words: a label of 2 MB of distinct words failed the write with 54000).
 CREATE OR REPLACE FUNCTION fractality.node_search(label text, metadata jsonb) RETURNS tsvector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN pg_catalog.to_tsvector('english'::regconfig,
-                              coalesce(label, '') || ' ' || coalesce(metadata OPERATOR(pg_catalog.->>) 'description', ''));
+                              pg_catalog.left(coalesce(label, '') || ' ' || coalesce(metadata OPERATOR(pg_catalog.->>) 'description', ''),
+                                              250000));
 
 COMMENT ON FUNCTION fractality.node_search(text, jsonb) IS
     'The full text of a node (label and metadata->>''description''), as node_text keeps it.';
@@ -2398,7 +2401,7 @@ BEGIN
     EXCEPTION WHEN unique_violation THEN
         -- above READ COMMITTED the snapshot predates the lock: a version another session saved
         -- meanwhile was not seen, and this one repeats its number (or its hash)
-        IF current_setting('transaction_isolation') <> 'read committed' THEN
+        IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
             RAISE serialization_failure USING
                 MESSAGE = format('save_policy: another session saved a policy of state bin %L meanwhile', state_bin_id),
                 HINT = 'Run the transaction again (its snapshot, REPEATABLE READ or SERIALIZABLE, predates that version).';
@@ -2864,7 +2867,7 @@ BEGIN
         RETURNING config_id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         -- as in save_policy: a version saved meanwhile, unseen by a snapshot older than the lock
-        IF current_setting('transaction_isolation') <> 'read committed' THEN
+        IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
             RAISE serialization_failure USING
                 MESSAGE = format('save_config: another session saved %L / %L meanwhile', component, key),
                 HINT = 'Run the transaction again: its snapshot is older than that version.';

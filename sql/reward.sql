@@ -135,8 +135,9 @@ CREATE TRIGGER experience_events_to_inbox
 -- a roll-up's change is below half its precision, after some 10^7 events) through
 -- adna_version_hash = version_hash, and writes one 'reward_trend' row to learning_metrics when
 -- it rolled any. Events of a hash that no policy has wait for one. Returns the events rolled in:
--- at most 2^31 - 1 a call (the rows waiting longest first; the rest wait for the next call), so
--- that a backlog of billions of events drains instead of overflowing the count.
+-- at most 2^31 - 1 a call (the rows in the order they are stored, which is not always the order
+-- they came in; the rest wait for the next call), so that a backlog of billions of events drains
+-- instead of overflowing the count.
 CREATE FUNCTION fractality.refresh_policy_rewards() RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp

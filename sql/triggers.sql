@@ -27,6 +27,7 @@ CREATE TRIGGER configuration_store_touch_updated_at
 CREATE FUNCTION fractality.notify_consciousness_update() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3
 AS $$
 DECLARE
     r record;

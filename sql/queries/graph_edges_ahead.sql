@@ -9,6 +9,11 @@ WITH RECURSIVE ahead (from_node, to_node, weight, step) AS (
     UNION
     SELECT e.from_node, e.to_node, e.weight, a.step + 1
       FROM ahead a
-      JOIN fractality.edges e ON e.from_node = a.to_node AND e.relationship_type = $2
+     -- each node's edges through the index, whatever the statistics say: a join the planner
+     -- was free to plan read every tenant's edges (a hash join over them) once a level, when
+     -- one node anywhere had 300 000 children and made from_node look like a few values
+     CROSS JOIN LATERAL (SELECT x.from_node, x.to_node, x.weight FROM fractality.edges x
+                          WHERE x.from_node = a.to_node AND x.relationship_type = $2
+                          LIMIT $4) e
      WHERE a.step < $3)
 SELECT from_node, to_node, weight, step FROM ahead LIMIT $4

@@ -1,9 +1,10 @@
 -- freeze: the stream points $3 (the jsonb array of a thawed node's "stream") appended to node $1
--- of tenant $2, but for those at a time the node has a point at already, hot or archived, and
--- for all but the first of the document's points at one time.
+-- of tenant $2, but for those at a time the node has a point at already, hot or archived (so a
+-- document frozen twice adds nothing). Every point of the document at one time is kept: the
+-- points one transaction records share its now() (it kept the first of them only).
 INSERT INTO fractality.consciousness_streams
        (time, node_id, user_id, atp_level, attention_score, resonance_vector)
-SELECT DISTINCT ON (p.time) p.time, $1, $2, p.atp_level, p.attention_score, p.resonance_vector
+SELECT p.time, $1, $2, p.atp_level, p.attention_score, p.resonance_vector
   FROM ROWS FROM (jsonb_to_recordset($3) AS (time timestamptz, atp_level float8,
                                                attention_score float8, resonance_vector real[]))
        WITH ORDINALITY AS p(time, atp_level, attention_score, resonance_vector, n)
@@ -12,4 +13,4 @@ SELECT DISTINCT ON (p.time) p.time, $1, $2, p.atp_level, p.attention_score, p.re
    AND NOT EXISTS (SELECT 1 FROM fractality.consciousness_archive a
                     WHERE a.node_id = $1 AND a.user_id = $2
                       AND p.time BETWEEN a.time_from AND a.time_to AND p.time = ANY (a.times))
- ORDER BY p.time, p.n
+ ORDER BY p.n

@@ -11,6 +11,8 @@ SELECT pg_catalog.jsonb_build_object(
     'atp', ne.atp, 'atp_at', pg_catalog.now(), 'created_at', n.created_at, 'updated_at', n.updated_at,
     -- NULL on a 0.4.0 schema, which has no expires_at yet (the same query serves both)
     'expires_at', pg_catalog.to_jsonb(n) -> 'expires_at',
+    -- `embedding` is model $4's, and says so: freeze files it under that model
+    'model', $4,
     'embedding', (SELECT emb.embedding::text::jsonb FROM fractality.node_embeddings emb
                    WHERE emb.user_id = $1 AND emb.node_id = n.id AND emb.model = $4),
     'embeddings', coalesce((SELECT pg_catalog.jsonb_object_agg(emb.model, emb.embedding::text::jsonb)

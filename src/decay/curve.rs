@@ -153,6 +153,11 @@ fn pair_seconds(text: &str, pairs: &str, alone: bool) -> Result<f64, String> {
         rest = &rest[uend..];
         let per = match unit {
             "" if alone && n == 0 && rest.trim().is_empty() => 1.0, // a bare number: seconds
+            "" if !alone => {
+                return Err(format!(
+                    "\"{text}\": a number without a unit before a clock (days to PostgreSQL); write '1 day 02:00:00'"
+                ))
+            }
             "us" | "usec" | "usecs" | "microsecond" | "microseconds" => 1e-6,
             "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1e-3,
             "s" | "sec" | "secs" | "second" | "seconds" => 1.0,

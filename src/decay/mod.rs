@@ -6,7 +6,7 @@
 //! and `fractality.atp_floor`, so energy is always current without any write. Decay composes
 //! (writing the decayed value at t1 and reading at t2 gives what reading at t2 gives), so
 //! [`materialize_decay`] can write it back at any time without changing what readers see.
-//! [`apply_consciousness_decay`] is the seed's explicit tick on the stored value, and [`pulse`]
+//! [`apply_consciousness_decay`] is the seed's explicit tick on the energy of now, and [`pulse`]
 //! feeds energy to a node and records a stream point.
 //!
 //! Decay writes (`apply_consciousness_decay`, `materialize_decay`) do not send one

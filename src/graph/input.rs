@@ -122,6 +122,8 @@ pub struct Frozen {
     /// When the node expires, as `thaw` gives it (a time as text); absent or null: as it was.
     pub expires_at: Option<String>,
     pub embedding: Option<Vec<f32>>,
+    /// The model of `embedding`, as `thaw` names it (absent: freeze's `model` argument).
+    pub model: Option<String>,
     /// Embeddings by model (thaw writes every model's here).
     pub embeddings: std::collections::BTreeMap<String, Vec<f32>>,
     pub edges: FrozenEdges,

@@ -252,7 +252,11 @@ fn unlink(from_key: &str, to_key: &str, r#type: default!(&str, "'child'")) -> bo
     let user = session_tenant().unwrap_or_report();
     spi::connect(|| {
         crate::errors::writer(c"unlink");
-        let (from, to) = store::link_ends(user, from_key, to_key)?;
+        // no lock: an edge of a node deleted meanwhile goes with it
+        let (from, to) = (
+            store::node_id(user, from_key)?,
+            store::node_id(user, to_key)?,
+        );
         store::delete_edge(from, to, r#type)
     })
     .unwrap_or_report()
@@ -419,10 +423,26 @@ fn freeze_node(
             })?),
         },
     };
-    // every embedding by model, `embedding` taking precedence for `model`; all checked first
+    // every embedding by model, `embedding` taking precedence for its model (the document's
+    // `model`, as thaw names it, or else the argument: a document thawed for one model and
+    // frozen without naming it filed that model's vector as the default's); all checked first
+    let embedding_model = match frozen.model.as_deref() {
+        None => model.to_string(),
+        Some(own) => {
+            crate::models::check_name(own)?;
+            if model != crate::models::DEFAULT && model != own {
+                return Err(FractalityError::invalid(
+                    "model",
+                    format!("'{model}' for a document whose embedding is of model '{own}'"),
+                    "freeze files the document's embedding under the model it names (thaw names it); leave the model argument out, or pass that one.",
+                ));
+            }
+            own.to_string()
+        }
+    };
     let mut by_model: Vec<(String, Vector<'static>)> = Vec::new();
     if let Some(v) = frozen.embedding {
-        by_model.push((model.to_string(), Vector::from_vec(v)?));
+        by_model.push((embedding_model, Vector::from_vec(v)?));
     }
     for (m, v) in frozen.embeddings {
         if frozen_has(&by_model, &m) {
@@ -495,7 +515,7 @@ fn freeze_node(
 
 /// Writes a node back from the document `thaw` returns (or one an application built): the node
 /// (upserted by key; its `energy` object merged into its own; its `expires_at`, when given), its embeddings (`embedding` as
-/// `model`'s, and each of `embeddings` as its model's), its outgoing edges (by target key, their
+/// the model the document names, or else as `model`'s, and each of `embeddings` as its model's), its outgoing edges (by target key, their
 /// metadata merged; a self-loop, which `link` does not make, as it was) and its buffered stream points, all in the
 /// caller's transaction: an error anywhere writes nothing. Stream points the node already has at
 /// the same time are skipped, so freezing a thawed node twice adds nothing. The tenant is the

@@ -55,15 +55,16 @@ pub fn session_tenant() -> Result<Option<Uuid>, FractalityError> {
     spi::one::<Uuid>(&SESSION_TENANT, &[], true)
 }
 
-/// The id of `key` in `user`'s graph, or P0002, for a reader (writers: [`link_ends`]).
+/// The id of `key` in `user`'s graph, or P0002, unlocked (the ends of an edge to write:
+/// [`link_ends`]).
 pub fn node_id(user: Uuid, key: &str) -> Result<Uuid, FractalityError> {
     spi::one::<Uuid>(&NODE_ID, &[user.into(), key.into()], true)?
         .ok_or_else(|| node_not_found(format!("'{key}'")))
 }
 
 /// The ids of `from` and `to` (two keys) in `user`'s graph, locked until the transaction ends
-/// (FOR KEY SHARE, in id order): the ends of an edge about to be written or removed. P0002
-/// naming the first key missing.
+/// (FOR KEY SHARE, in id order, which needs UPDATE on nodes): the ends of an edge about to be
+/// written. P0002 naming the first key missing.
 pub fn link_ends(user: Uuid, from: &str, to: &str) -> Result<(Uuid, Uuid), FractalityError> {
     let found: HashMap<String, Uuid> = spi::some_rows(
         &LINK_ENDS,
@@ -221,10 +222,33 @@ fn node_row(r: &spi::Row) -> Option<(Uuid, String, Option<String>, f64, f64)> {
     ))
 }
 
-/// The nodes `id` links to (`outgoing`) or that link to it with type `rel`, strongest first.
+/// The most bytes of keys and labels [`neighbours`] holds (1 GiB, as `replay_batch`): the rows
+/// are held whole before they are returned.
+const NEIGHBOUR_BYTES: usize = 1 << 30;
+
+/// The nodes `id` links to (`outgoing`) or that link to it with type `rel`, strongest first;
+/// 54000 past [`NEIGHBOUR_BYTES`] (copied no further).
 pub fn neighbours(id: Uuid, rel: &str, outgoing: bool) -> Result<Vec<Neighbour>, FractalityError> {
     let q = if outgoing { &CHILDREN } else { &PARENTS };
-    spi::some_rows(q, &[id.into(), rel.into()], true, node_row)
+    let mut held = 0usize;
+    let rows: Vec<Neighbour> = spi::some_rows(q, &[id.into(), rel.into()], true, |r| {
+        if held > NEIGHBOUR_BYTES {
+            return None;
+        }
+        let row = node_row(r)?;
+        held += 64 + row.1.len() + row.2.as_ref().map_or(0, String::len);
+        Some(row)
+    })?;
+    if held > NEIGHBOUR_BYTES {
+        return Err(FractalityError::Limit {
+            what: format!(
+                "the {} of node {id} ({rel}): their keys and labels hold more than {NEIGHBOUR_BYTES} bytes",
+                if outgoing { "children" } else { "parents" }
+            ),
+            hint: "Read fractality.edges joined to fractality.nodes in SQL, which streams its rows: children and parents hold theirs whole before they return them.",
+        });
+    }
+    Ok(rows)
 }
 
 // ---- traversal and paths ---------------------------------------------------------------------

@@ -40,15 +40,16 @@ fn decay_writes_send_one_summary_notification_not_one_per_row() {
         .unwrap();
     assert_eq!(decayed.len(), 25);
     for r in &decayed {
-        // the energy now: 0.9 less the lazy decay of the moments since it was written
-        assert_relative_eq!(r.get::<_, f64>(1), 0.9, max_relative = 1e-6);
+        // the energy now: 0.9 less the lazy decay of the moments since it was written (1e-4 of
+        // it is seven seconds at 0.95 an hour: a loaded machine's pause between statements)
+        assert_relative_eq!(r.get::<_, f64>(1), 0.9, max_relative = 1e-4);
         assert_relative_eq!(r.get::<_, f64>(2), 0.95 * r.get::<_, f64>(1));
     }
     let pulsed: f64 = writer
         .query_one("SELECT fractality.pulse($1, 0.1)", &[&ids[0]])
         .unwrap()
         .get(0);
-    assert_relative_eq!(pulsed, 0.955, max_relative = 1e-6);
+    assert_relative_eq!(pulsed, 0.955, max_relative = 1e-4);
 
     let mine: Vec<serde_json::Value> = common::notifications(&mut listener, Duration::from_secs(2))
         .into_iter()
@@ -431,6 +432,39 @@ fn the_tick_decays_the_energy_readers_see() {
     assert_eq!(ticked[0].get::<_, uuid::Uuid>(0), fading);
     assert_relative_eq!(ticked[0].get::<_, f64>(1), 0.31, max_relative = 1e-4);
     assert_eq!(ticked[0].get::<_, f64>(2), 0.3);
-    assert_relative_eq!(energy(&mut c, "n0001"), 0.3, max_relative = 1e-6);
+    assert_relative_eq!(energy(&mut c, "n0001"), 0.3, max_relative = 1e-4);
     assert_eq!(energy(&mut c, "faded"), faded);
+}
+
+/// The tick never moves a node's atp_at back: a node another session wrote after the tick's
+/// transaction began keeps that later moment (it was stamped with the tick's earlier now(), and
+/// readers decayed the time between twice).
+#[test]
+fn the_tick_never_moves_atp_at_back() {
+    let mut ticker = common::db();
+    let mut writer = common::db();
+    let user = common::tenant();
+    let id = nodes(&mut writer, user, 1, 0.9, "0")[0];
+    ticker.batch_execute("BEGIN; SELECT now();").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    writer
+        .query_one("SELECT fractality.pulse($1, 0.05)", &[&id])
+        .unwrap();
+    let written: std::time::SystemTime = writer
+        .query_one("SELECT atp_at FROM fractality.nodes WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    let ticked = ticker
+        .query(
+            "SELECT node_id FROM fractality.apply_consciousness_decay(0.5, 0.1, $1)",
+            &[&user],
+        )
+        .unwrap();
+    assert_eq!(ticked.len(), 1);
+    ticker.batch_execute("COMMIT").unwrap();
+    let after: std::time::SystemTime = writer
+        .query_one("SELECT atp_at FROM fractality.nodes WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(after, written, "atp_at kept at the later write");
 }

@@ -606,7 +606,8 @@ fn freeze_takes_back_what_thaw_gives_and_checks_its_model() {
         .unwrap()
         .get(0);
     assert_eq!(v, "{0.5,NULL,NaN}");
-    // two points of one document at one time: the first is written, once
+    // two points of one document at one time (one transaction's pulses share its now()): both
+    // are written, once (it kept the first only, and a thawed node lost points)
     c.query_one(
         "SELECT fractality.freeze('{\"node_key\": \"twice\", \"stream\": [
             {\"time\": \"2026-01-01 00:00:00+00\", \"atp_level\": 0.25},
@@ -618,14 +619,32 @@ fn freeze_takes_back_what_thaw_gives_and_checks_its_model() {
         .query(
             "SELECT s.atp_level FROM fractality.consciousness_streams s
                JOIN fractality.nodes n ON n.id = s.node_id
-              WHERE n.node_key = 'twice' AND n.user_id = fractality.current_user_id()",
+              WHERE n.node_key = 'twice' AND n.user_id = fractality.current_user_id()
+              ORDER BY s.atp_level",
             &[],
         )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(levels, vec![0.25]);
+    assert_eq!(levels, vec![0.25, 0.75]);
+    c.query_one(
+        "SELECT fractality.freeze('{\"node_key\": \"twice\", \"stream\": [
+            {\"time\": \"2026-01-01 00:00:00+00\", \"atp_level\": 0.25},
+            {\"time\": \"2026-01-01 00:00:00+00\", \"atp_level\": 0.75}]}')",
+        &[],
+    )
+    .unwrap();
+    let again: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.consciousness_streams s
+               JOIN fractality.nodes n ON n.id = s.node_id
+              WHERE n.node_key = 'twice' AND n.user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(again, 2, "frozen again: nothing added");
     // an edge's metadata and the node's energy object go across too
     c.batch_execute(
         "SELECT fractality.upsert_node('vec-dst');
@@ -778,4 +797,137 @@ fn link_racing_a_forget_finds_no_node() {
         err.as_db_error().unwrap().message().contains("race-x"),
         "{err:?}"
     );
+}
+
+/// A document thawed for one model names it (`model`), and freeze files its `embedding` under
+/// that model: frozen without naming the model, it overwrote the default model's embedding with
+/// the other model's vector. Naming another model is refused (22023), nothing written.
+#[test]
+fn freeze_files_an_embedding_under_the_model_thaw_named() {
+    let mut c = common::db();
+    c.batch_execute("SELECT fractality.register_model('frz384', 384)")
+        .unwrap();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    let (a, b) = (reliability_vector(1, 0.0), reliability_vector(2, 0.0));
+    c.batch_execute(&format!(
+        "SELECT fractality.upsert_node('two-models', 'two', '{{}}', 0.5, '{a}'::vector);
+         SELECT fractality.upsert_node('two-models', embedding => '{b}'::vector, model => 'frz384');"
+    ))
+    .unwrap();
+    let stored = |c: &mut postgres::Client| -> Vec<(String, String)> {
+        c.query(
+            "SELECT e.model, e.embedding::text FROM fractality.node_embeddings e
+               JOIN fractality.nodes n ON n.id = e.node_id AND n.user_id = e.user_id
+              WHERE n.node_key = 'two-models' AND n.user_id = fractality.current_user_id()
+              ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let before = stored(&mut c);
+    assert_eq!(before.len(), 2);
+    let doc: serde_json::Value = c
+        .query_one("SELECT fractality.thaw('two-models', 10, 'frz384')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(doc["model"], "frz384");
+    c.query_one("SELECT fractality.freeze($1)", &[&doc])
+        .unwrap();
+    assert_eq!(stored(&mut c), before, "each model's embedding kept");
+    let err = c
+        .query_one("SELECT fractality.freeze($1, 'default2')", &[&doc])
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err:?}");
+    assert_eq!(stored(&mut c), before);
+}
+
+/// The stream points one transaction records share its now(): thaw gives them all and freeze
+/// writes them all back (it kept one of them, not even the last).
+#[test]
+fn stream_points_of_one_moment_survive_thaw_and_freeze() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    c.batch_execute(
+        "SELECT fractality.upsert_node('one-moment', 'moment', '{}', 0.2);
+         BEGIN;
+         SELECT fractality.pulse(id, 0.1) FROM fractality.nodes
+          WHERE node_key = 'one-moment' AND user_id = fractality.current_user_id();
+         SELECT fractality.pulse(id, 0.1) FROM fractality.nodes
+          WHERE node_key = 'one-moment' AND user_id = fractality.current_user_id();
+         SELECT fractality.pulse(id, 0.2) FROM fractality.nodes
+          WHERE node_key = 'one-moment' AND user_id = fractality.current_user_id();
+         COMMIT;",
+    )
+    .unwrap();
+    let levels = |c: &mut postgres::Client| -> Vec<f64> {
+        let mut v: Vec<f64> = c
+            .query(
+                "SELECT s.atp_level FROM fractality.consciousness_streams s
+                   JOIN fractality.nodes n ON n.id = s.node_id AND n.user_id = s.user_id
+                  WHERE n.node_key = 'one-moment' AND n.user_id = fractality.current_user_id()",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let before = levels(&mut c);
+    assert_eq!(before.len(), 3);
+    let doc: serde_json::Value = c
+        .query_one("SELECT fractality.thaw('one-moment')", &[])
+        .unwrap()
+        .get(0);
+    c.batch_execute("SELECT fractality.forget('one-moment')")
+        .unwrap();
+    c.query_one("SELECT fractality.freeze($1)", &[&doc])
+        .unwrap();
+    assert_eq!(levels(&mut c), before, "every point of the moment");
+    // frozen again: nothing added
+    c.query_one("SELECT fractality.freeze($1)", &[&doc])
+        .unwrap();
+    assert_eq!(levels(&mut c).len(), 3);
+}
+
+/// A memory longer than a tsvector holds (2 MB of distinct words) is stored, and found by the
+/// words of its beginning: its write failed with PostgreSQL's 54000, naming nothing.
+#[test]
+fn a_memory_beyond_what_a_tsvector_holds_is_stored_and_found() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    c.batch_execute(
+        "SELECT fractality.upsert_node('long-text',
+                'beginning ' || (SELECT string_agg(md5(g::text), ' ') FROM generate_series(1, 60000) g))",
+    )
+    .unwrap();
+    let found: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.search_nodes('beginning') WHERE node_key = 'long-text'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1);
+}
+
+fn reliability_vector(family: usize, amount: f32) -> String {
+    let mut v: Vec<f32> = (0..384)
+        .map(|j| if j % 8 == family % 8 { 1.0 } else { 0.05 })
+        .collect();
+    v[0] += amount;
+    format!(
+        "[{}]",
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 }
