@@ -2897,6 +2897,30 @@ AS $$
      ORDER BY c.version DESC
 $$;
 
+-- the node notification keeps every digit of its energy whatever the session's extra_float_digits
+CREATE OR REPLACE FUNCTION fractality.notify_consciousness_update() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        r := OLD;
+    ELSE
+        r := NEW;
+    END IF;
+    PERFORM pg_notify('consciousness_update',
+                      json_build_object('node_id', r.id,
+                                        'node_key', r.node_key,
+                                        'user_id', r.user_id,
+                                        'atp', r.atp,
+                                        'action', TG_OP)::text);
+    RETURN NULL;
+END
+$$;
+
 -- 0.4.0's per-row step of the explicit tick: apply_consciousness_decay locks the rows and reads the old values itself
 DROP FUNCTION fractality.decay_tick(uuid, double precision, double precision, double precision);
 

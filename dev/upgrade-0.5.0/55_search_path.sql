@@ -16,3 +16,6 @@
 --@ file! experience_api.sql CREATE FUNCTION fractality.policy_lineage(||-- ---- configuration
 --@ file! experience_api.sql CREATE FUNCTION fractality.save_config(||-- The active value of (component, key)
 --@ file! experience_api.sql CREATE FUNCTION fractality.load_config(||
+
+-- the node notification keeps every digit of its energy whatever the session's extra_float_digits
+--@ file! triggers.sql CREATE FUNCTION fractality.notify_consciousness_update(||CREATE TRIGGER nodes_notify
