@@ -8,6 +8,10 @@ use std::collections::HashMap;
 
 use crate::vector::cosine;
 
+/// How far below a threshold a similarity computed in f64 may fall and still meet it: two
+/// copies of one vector come out at 1 to within a few units of f64's last place, not at 1.
+const SAME: f64 = 1e-12;
+
 /// What the scaled integer dot product may differ from the exact one by, beyond its rounding
 /// bound: single-precision arithmetic on numbers of about 1.
 const SLACK: f32 = 1e-4;
@@ -20,8 +24,7 @@ pub struct Pool<Id> {
     keys: HashMap<String, usize>,
     /// Whether the batch created the memory (else it was stored before the call).
     created: Vec<bool>,
-    /// The embedding as given (created) or as a unit vector (stored before), for the exact
-    /// similarity of the candidates the scan finds.
+    /// The embedding as given, for the exact similarity of the candidates the scan finds.
     exact: Vec<Vec<f32>>,
     /// The unit vectors in 8 bits, one after the other: each component times the vector's
     /// scale, rounded.
@@ -123,8 +126,11 @@ impl<Id: Copy + Ord> Pool<Id> {
 
     /// A memory stored before the call (all of one dimension).
     pub fn know(&mut self, id: Id, embedding: &[f32]) {
+        // the embedding as stored, not its unit vector rounded to single precision: a memory
+        // told again with the same vector is at similarity 1 (to f64's rounding) as `remember`
+        // finds it, so a dedup_threshold of 1 takes it (it came out just under 1)
         let u = unit(embedding);
-        self.add(id, false, u.clone(), &u);
+        self.add(id, false, embedding.to_vec(), &u);
     }
 
     /// A memory created: its id, key and embedding (of the batch's model; a zero vector is
@@ -212,7 +218,7 @@ impl<Id: Copy + Ord> Pool<Id> {
                 let Some(sim) = cosine(embedding, &self.exact[i])
                     .ok()
                     .flatten()
-                    .filter(|s| *s >= threshold)
+                    .filter(|s| *s >= threshold - SAME)
                 else {
                     continue;
                 };

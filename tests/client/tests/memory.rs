@@ -1311,3 +1311,41 @@ fn a_similar_facts_ttl_does_not_make_a_standing_memory_expire() {
     let set = expiry(&mut c, "note").unwrap();
     assert!(set > 0.0 && set <= 60.0, "set by the key: {set}");
 }
+
+/// dedup_threshold 1 takes a memory told again with the same vector in `remember_many` as in
+/// `remember` (its pool compared it with a copy rounded to single precision, at similarity just
+/// under 1, and stored 17 of 20 again).
+#[test]
+fn a_threshold_of_one_takes_the_same_vector_in_both_forms() {
+    let tenant = common::tenant();
+    let mut c = common::app("fractality_memory_a", Some(tenant));
+    c.batch_execute(
+        "CREATE TEMP TABLE same_v AS
+         SELECT g, ('[' || (SELECT string_agg((sin(g * 7 + d) * 0.5 + 0.01 * d)::text, ',')
+                              FROM generate_series(1, 384) d) || ']')::vector AS v
+           FROM generate_series(1, 20) g;
+         SELECT count(*) FROM same_v, fractality.remember('a' || g, 'one ' || g, v, dedup_threshold => 1);",
+    )
+    .unwrap();
+    let created: i64 = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE created) FROM fractality.remember_many(
+                 (SELECT array_agg('b' || g ORDER BY g) FROM same_v),
+                 (SELECT array_agg('two ' || g ORDER BY g) FROM same_v),
+                 (SELECT array_agg(v ORDER BY g) FROM same_v),
+                 dedup_threshold => 1)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(created, 0, "every one told again");
+    let single: i64 = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE created)
+               FROM same_v, fractality.remember('c' || g, 'three ' || g, v, dedup_threshold => 1)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(single, 0);
+}
