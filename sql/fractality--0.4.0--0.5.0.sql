@@ -1448,13 +1448,15 @@ AS 'MODULE_PATHNAME', 'forget_wrapper';
 -- the full text: from an index expression on nodes into node_text, kept by triggers
 DROP INDEX fractality.nodes_search_gin;
 -- The full text of a node: its label and metadata->>'description', kept in node_text (below);
--- their first 250 000 characters, at most 1 MB however they are written, within what a tsvector
--- holds (1 MB of words: a label of 2 MB of distinct words failed the write with 54000).
+-- their first 80 000 characters, within what a tsvector holds (1 MB of words) however they are
+-- written: the parser keeps a hyphenated word and each of its parts, a URL and its host and
+-- path, up to about 12 bytes of words a character in a 4-byte script (a label of 2 MB of
+-- distinct words failed the write with 54000, and so did 264 000 Hangul characters).
 CREATE OR REPLACE FUNCTION fractality.node_search(label text, metadata jsonb) RETURNS tsvector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN pg_catalog.to_tsvector('english'::regconfig,
                               pg_catalog.left(coalesce(label, '') || ' ' || coalesce(metadata OPERATOR(pg_catalog.->>) 'description', ''),
-                                              250000));
+                                              80000));
 
 COMMENT ON FUNCTION fractality.node_search(text, jsonb) IS
     'The full text of a node (label and metadata->>''description''), as node_text keeps it.';

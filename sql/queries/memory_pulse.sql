@@ -10,7 +10,7 @@ WITH l AS (
 u AS (
     UPDATE fractality.nodes
        SET atp = least(1.0, greatest(0.0, fractality.current_atp(atp, atp_at, now()) + $2)),
-           atp_at = now()
+           atp_at = greatest(atp_at, now())
      WHERE id IN (SELECT l.id FROM l) AND user_id = $3
     RETURNING id, user_id, atp, atp_at)
 INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)

@@ -7,7 +7,7 @@
 WITH u AS (
     UPDATE fractality.nodes
        SET atp = least(1.0, greatest(0.0, fractality.current_atp(atp, atp_at, now()) + $2)),
-           atp_at = now(),
+           atp_at = greatest(atp_at, now()),
            metadata = metadata || $3,
            expires_at = CASE WHEN $4::interval IS NULL THEN expires_at
                              WHEN $6 THEN now() + $4

@@ -270,6 +270,7 @@ fn neighbours(
 ) -> Result<Vec<store::Neighbour>, FractalityError> {
     check_relationship(rel)?;
     let user = session_tenant()?;
+    let _jit = crate::search::Pinned::no_jit();
     spi::connect(|| store::neighbours(store::node_id(user, node_key)?, rel, outgoing))
 }
 
@@ -333,6 +334,7 @@ fn traverse(
 > {
     let depth = check_depth(max_depth).unwrap_or_report();
     check_relationship(relationship).unwrap_or_report();
+    let _jit = crate::search::Pinned::no_jit();
     TableIterator::new(
         spi::connect(|| reach::walk_from(root, depth, relationship)).unwrap_or_report(),
     )
@@ -426,7 +428,11 @@ fn freeze_node(
     // every embedding by model, `embedding` taking precedence for its model (the document's
     // `model`, as thaw names it, or else the argument: a document thawed for one model and
     // frozen without naming it filed that model's vector as the default's); all checked first
-    let embedding_model = match frozen.model.as_deref() {
+    let embedding_model = match frozen
+        .model
+        .as_deref()
+        .filter(|_| frozen.embedding.is_some())
+    {
         None => model.to_string(),
         Some(own) => {
             crate::models::check_name(own)?;

@@ -34,8 +34,8 @@ const UPSERT_EDGE: Query<'static> = query!(
 const UNLINK: Query<'static> = query!("graph_unlink", [UUIDOID, UUIDOID, TEXTOID]);
 const SET_ENERGY: Query<'static> = query!("graph_set_energy", [UUIDOID, UUIDOID, JSONBOID]);
 const SET_EXPIRY: Query<'static> = query!("graph_set_expiry", [UUIDOID, UUIDOID, TEXTOID]);
-const CHILDREN: Query<'static> = query!("graph_children", [UUIDOID, TEXTOID]);
-const PARENTS: Query<'static> = query!("graph_parents", [UUIDOID, TEXTOID]);
+const CHILDREN: Query<'static> = query!("graph_children", [UUIDOID, TEXTOID, INT8OID]);
+const PARENTS: Query<'static> = query!("graph_parents", [UUIDOID, TEXTOID, INT8OID]);
 const LEVEL_EDGES: Query<'static> = query!("graph_level_edges", [UUIDARRAYOID, TEXTOID, INT8OID]);
 const EDGES_AHEAD: Query<'static> = query!(
     "graph_edges_ahead",
@@ -222,27 +222,30 @@ fn node_row(r: &spi::Row) -> Option<(Uuid, String, Option<String>, f64, f64)> {
     ))
 }
 
-/// The most bytes of keys and labels [`neighbours`] holds (1 GiB, as `replay_batch`): the rows
-/// are held whole before they are returned.
+/// The most rows (1 000 000) and bytes of keys and labels (1 GiB, as `replay_batch`)
+/// [`neighbours`] holds: the rows are held whole before they are returned.
+const NEIGHBOUR_ROWS: i64 = 1_000_000;
 const NEIGHBOUR_BYTES: usize = 1 << 30;
 
 /// The nodes `id` links to (`outgoing`) or that link to it with type `rel`, strongest first;
-/// 54000 past [`NEIGHBOUR_BYTES`] (copied no further).
+/// 54000 past [`NEIGHBOUR_ROWS`] (the query reads one more) or [`NEIGHBOUR_BYTES`] (copied no
+/// further).
 pub fn neighbours(id: Uuid, rel: &str, outgoing: bool) -> Result<Vec<Neighbour>, FractalityError> {
     let q = if outgoing { &CHILDREN } else { &PARENTS };
     let mut held = 0usize;
-    let rows: Vec<Neighbour> = spi::some_rows(q, &[id.into(), rel.into()], true, |r| {
+    let args = [id.into(), rel.into(), (NEIGHBOUR_ROWS + 1).into()];
+    let rows: Vec<Neighbour> = spi::some_rows(q, &args, true, |r| {
         if held > NEIGHBOUR_BYTES {
             return None;
         }
         let row = node_row(r)?;
-        held += 64 + row.1.len() + row.2.as_ref().map_or(0, String::len);
+        held += 96 + row.1.len() + row.2.as_ref().map_or(0, String::len);
         Some(row)
     })?;
-    if held > NEIGHBOUR_BYTES {
+    if held > NEIGHBOUR_BYTES || rows.len() as i64 > NEIGHBOUR_ROWS {
         return Err(FractalityError::Limit {
             what: format!(
-                "the {} of node {id} ({rel}): their keys and labels hold more than {NEIGHBOUR_BYTES} bytes",
+                "the {} of node {id} ({rel}): more than {NEIGHBOUR_ROWS} rows or {NEIGHBOUR_BYTES} bytes of keys and labels",
                 if outgoing { "children" } else { "parents" }
             ),
             hint: "Read fractality.edges joined to fractality.nodes in SQL, which streams its rows: children and parents hold theirs whole before they return them.",

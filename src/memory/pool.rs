@@ -10,7 +10,7 @@ use crate::vector::cosine;
 
 /// How far below a threshold a similarity computed in f64 may fall and still meet it: two
 /// copies of one vector come out at 1 to within a few units of f64's last place, not at 1.
-const SAME: f64 = 1e-12;
+pub const SAME: f64 = 1e-12;
 
 /// What the scaled integer dot product may differ from the exact one by, beyond its rounding
 /// bound: single-precision arithmetic on numbers of about 1.

@@ -76,12 +76,15 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
     model.check(&Vector::from_slice(a.query)?)?;
     check_direction("query", a.query)?;
     let tenant = store::tenant()?;
-    // words that make no text search (stop words alone) are no words: the ranking stays the
-    // vector's, not a fusion with an empty text ranking that knocks the nearest memory out
-    let query_text = match a.query_text {
-        Some(q) if store::has_words(q)? => Some(q),
-        _ => None,
+    let pool = (4 * k).max(40);
+    // the words' matches first: words that match nothing (stop words alone, a typo) are no
+    // words, and the ranking stays the vector's, not a fusion with an empty text ranking that
+    // knocked the nearest memory out
+    let text_hits = match a.query_text {
+        Some(q) => store::text(tenant, q, pool as i64, &model.name)?,
+        None => Vec::new(),
     };
+    let query_text = a.query_text.filter(|_| !text_hits.is_empty());
     let a = &RecallArgs { query_text, ..*a };
 
     // the context and its neighbours (with their edge weights), scored before the scan
@@ -103,7 +106,6 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
 
     let mut sims: HashMap<Uuid, f64> = HashMap::new();
     let mut vector_order: Vec<Uuid> = Vec::new();
-    let pool = (4 * k).max(40);
     let first = if a.query_text.is_some() { pool } else { k + 1 };
     let mut scan = TenantScan::open(&model, tenant, a.query, false, first)?;
     let path = scan.path();
@@ -205,13 +207,10 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
 
     // text candidates
     let mut text_rank: HashMap<Uuid, (usize, f64)> = HashMap::new();
-    if let Some(q) = a.query_text {
+    if a.query_text.is_some() {
         // each with its details and embedding: those the vector side did not bring are scored
         // from them
-        for (i, hit) in store::text(tenant, q, pool as i64, &model.name)?
-            .into_iter()
-            .enumerate()
-        {
+        for (i, hit) in text_hits.into_iter().enumerate() {
             text_rank.insert(hit.id, (i + 1, hit.rank));
             if let std::collections::hash_map::Entry::Vacant(e) = info.entry(hit.id) {
                 e.insert(hit.detail);

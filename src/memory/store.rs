@@ -39,7 +39,6 @@ const LOCK_NODES: Query<'static> =
 const FORGET_IDS: Query<'static> = query!("memory_forget_ids", [UUIDOID, UUIDARRAYOID]);
 const DETAILS: Query<'static> = query!("memory_details", [UUIDARRAYOID]);
 const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
-const HAS_WORDS: Query<'static> = query!("memory_has_words", [TEXTOID]);
 const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
 /// Its types are set per call (the OID of `vector[]` is the database's).
 const EMBED_MANY: Query<'static> = query!("memory_embed_many", []);
@@ -282,11 +281,6 @@ pub struct TextHit {
     pub rank: f64,
     pub detail: Detail,
     pub embedding: Option<Vec<f32>>,
-}
-
-/// Whether the words `q` make a text search (stop words alone make none).
-pub fn has_words(q: &str) -> Result<bool, FractalityError> {
-    Ok(spi::one::<bool>(&HAS_WORDS, &[q.into()], true)?.unwrap_or(false))
 }
 
 /// `tenant`'s unexpired memories matching the words `q`, best first, at most `limit`, with their

@@ -42,7 +42,7 @@ fn live_duplicate(
                 past = true;
                 break;
             }
-            if h.similarity >= dedup {
+            if h.similarity >= dedup - crate::memory::pool::SAME {
                 near.push(Near {
                     id: Ref::Stored(h.node_id),
                     similarity: h.similarity,

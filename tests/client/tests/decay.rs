@@ -440,7 +440,7 @@ fn the_tick_decays_the_energy_readers_see() {
 /// transaction began keeps that later moment (it was stamped with the tick's earlier now(), and
 /// readers decayed the time between twice).
 #[test]
-fn the_tick_never_moves_atp_at_back() {
+fn energy_writes_never_move_atp_at_back() {
     let mut ticker = common::db();
     let mut writer = common::db();
     let user = common::tenant();
@@ -467,4 +467,23 @@ fn the_tick_never_moves_atp_at_back() {
         .unwrap()
         .get(0);
     assert_eq!(after, written, "atp_at kept at the later write");
+    // nor does a pulse (nor recall's or remember's reinforcement, the same rule)
+    ticker.batch_execute("BEGIN; SELECT now();").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    writer
+        .query_one("SELECT fractality.pulse($1, 0.05)", &[&id])
+        .unwrap();
+    let written: std::time::SystemTime = writer
+        .query_one("SELECT atp_at FROM fractality.nodes WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    ticker
+        .query_one("SELECT fractality.pulse($1, 0.05)", &[&id])
+        .unwrap();
+    ticker.batch_execute("COMMIT").unwrap();
+    let after: std::time::SystemTime = writer
+        .query_one("SELECT atp_at FROM fractality.nodes WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(after, written, "the pulse kept the later write's moment");
 }

@@ -916,6 +916,17 @@ fn a_memory_beyond_what_a_tsvector_holds_is_stored_and_found() {
         .unwrap()
         .get(0);
     assert_eq!(found, 1);
+    // 264 000 Hangul characters in hyphenated words: the parser keeps each word and its parts,
+    // more bytes of words than characters (a cap of 250 000 characters still failed)
+    c.batch_execute(
+        "SELECT fractality.upsert_node('long-hangul',
+                (SELECT string_agg((SELECT string_agg(chr(44032 + ((g * 10 + p) / 11172))
+                                                      || chr(44032 + ((g * 10 + p) % 11172))
+                                                      || repeat(chr(44032 + p), 8), '-')
+                                      FROM generate_series(0, 9) p), ' ')
+                   FROM generate_series(1, 2400) g))",
+    )
+    .unwrap();
 }
 
 fn reliability_vector(family: usize, amount: f32) -> String {
