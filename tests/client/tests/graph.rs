@@ -3,9 +3,11 @@
 //! upsert_node.
 
 mod common;
+mod reliability;
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
+use reliability::vector_text;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -809,7 +811,7 @@ fn freeze_files_an_embedding_under_the_model_thaw_named() {
         .unwrap();
     let user = common::tenant();
     common::set_tenant(&mut c, user);
-    let (a, b) = (reliability_vector(1, 0.0), reliability_vector(2, 0.0));
+    let (a, b) = (vector_text(1, 0, 0.0), vector_text(2, 0, 0.0));
     c.batch_execute(&format!(
         "SELECT fractality.upsert_node('two-models', 'two', '{{}}', 0.5, '{a}'::vector);
          SELECT fractality.upsert_node('two-models', embedding => '{b}'::vector, model => 'frz384');"
@@ -927,18 +929,4 @@ fn a_memory_beyond_what_a_tsvector_holds_is_stored_and_found() {
                    FROM generate_series(1, 2400) g))",
     )
     .unwrap();
-}
-
-fn reliability_vector(family: usize, amount: f32) -> String {
-    let mut v: Vec<f32> = (0..384)
-        .map(|j| if j % 8 == family % 8 { 1.0 } else { 0.05 })
-        .collect();
-    v[0] += amount;
-    format!(
-        "[{}]",
-        v.iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    )
 }
