@@ -94,10 +94,7 @@ impl Pinned {
     /// every tenant's edges, and one node with 300 000 children anywhere made them cost enough
     /// to be compiled on every call (60-110 ms for a walk of 85 nodes that runs in 2).
     pub fn no_jit() -> Pinned {
-        // SAFETY: as in `path`
-        let level = unsafe { pg_sys::NewGUCNestLevel() };
-        set(c"jit", c"off");
-        Pinned { level }
+        Pinned::one(c"jit", c"off")
     }
 
     /// Bitmap scans off, for a query that reads many rows scattered over as many heap pages
@@ -106,9 +103,14 @@ impl Pinned {
     /// prefetch and its read) and builds and sorts a bitmap first; an index scan looks each page
     /// up once.
     pub fn index_scans() -> Pinned {
+        Pinned::one(c"enable_bitmapscan", c"off")
+    }
+
+    /// One setting alone, at a nesting level of its own.
+    fn one(name: &std::ffi::CStr, value: &std::ffi::CStr) -> Pinned {
         // SAFETY: as in `path`
         let level = unsafe { pg_sys::NewGUCNestLevel() };
-        set(c"enable_bitmapscan", c"off");
+        set(name, value);
         Pinned { level }
     }
 }

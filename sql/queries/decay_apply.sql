@@ -2,7 +2,8 @@
 -- energy now (the lazy decay's current_atp at the transaction's now()) is above the floor $2
 -- keeps $1 of it, never below $2, written as of now (atp_at = now(), as materialize_decay
 -- writes it; a row another session wrote after this transaction began keeps its later atp_at,
--- and its energy as of then: the time between is not decayed twice): the tick comes on top of
+-- and its energy as of then, which current_atp gives for an atp_at after now(): the time between
+-- is not decayed twice): the tick comes on top of
 -- the decay since atp_at, and the floor holds for the
 -- energy every reader sees (decay_apply_tenant.sql is the same for one tenant: two queries, so
 -- that each kept plan fits its case). The stored atp is at least the energy now, so the
@@ -15,12 +16,12 @@
 -- the new row). Returns id, old and new energy.
 UPDATE fractality.nodes n
    SET atp = greatest(o.energy * $1, $2), atp_at = o.at
-  FROM (SELECT id, user_id, fractality.current_atp(atp, atp_at, greatest(atp_at, now())) AS energy,
+  FROM (SELECT id, user_id, fractality.current_atp(atp, atp_at, now()) AS energy,
                greatest(atp_at, now()) AS at
           FROM fractality.nodes
          WHERE atp > $2
            AND $1 < 1
-           AND fractality.current_atp(atp, atp_at, greatest(atp_at, now())) > $2
+           AND fractality.current_atp(atp, atp_at, now()) > $2
          ORDER BY id, user_id
            FOR NO KEY UPDATE) o
  WHERE n.id = o.id AND n.user_id = o.user_id

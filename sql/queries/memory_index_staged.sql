@@ -3,9 +3,8 @@
 -- index_staged_embeddings locks them: two callers never wait for each other in a circle. (The
 -- tenant named outside the lock pass too: the UPDATE reads the tenant's partition alone.)
 UPDATE fractality.node_embeddings e SET staged = false
-  FROM (SELECT s.user_id, s.node_id, s.model FROM fractality.node_embeddings s
+  FROM (SELECT s.node_id FROM fractality.node_embeddings s
          WHERE s.user_id = $1 AND s.model = $2 AND s.staged
-         ORDER BY s.user_id, s.node_id, s.model
+         ORDER BY s.node_id
            FOR NO KEY UPDATE OF s) x
- WHERE e.user_id = $1 AND e.model = $2 AND e.staged
-   AND e.user_id = x.user_id AND e.node_id = x.node_id AND e.model = x.model
+ WHERE e.user_id = $1 AND e.model = $2 AND e.staged AND e.node_id = x.node_id

@@ -285,16 +285,12 @@ pub fn find(id: i32, ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64, f64)>, Frac
         };
         found.extend(quick);
         if !missed.is_empty() {
-            found.extend(in_spans(id, registered(missed)?)?);
+            let registered: Vec<(Vec<u8>, i64)> =
+                spi::some_rows(&REGISTERED, &[missed.into()], false, spi::Row::pair)?;
+            found.extend(in_spans(id, registered)?);
         }
     }
     Ok(found)
-}
-
-/// The events of `ids` in the event-id registry, hot or archived: (id, timestamp); an id
-/// missing from the answer names no event.
-fn registered(ids: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, i64)>, FractalityError> {
-    spi::some_rows(&REGISTERED, &[ids.into()], false, spi::Row::pair)
 }
 
 /// The items of events `events` (id, timestamp) in buffer `id`, found by timestamp: (event id,

@@ -445,15 +445,17 @@ fn energy_writes_never_move_atp_at_back() {
     let mut writer = common::db();
     let user = common::tenant();
     let id = nodes(&mut writer, user, 1, 0.9, "0")[0];
+    let atp_at = |c: &mut Client| -> std::time::SystemTime {
+        c.query_one("SELECT atp_at FROM fractality.nodes WHERE id = $1", &[&id])
+            .unwrap()
+            .get(0)
+    };
     ticker.batch_execute("BEGIN; SELECT now();").unwrap();
     std::thread::sleep(Duration::from_millis(50));
     writer
         .query_one("SELECT fractality.pulse($1, 0.05)", &[&id])
         .unwrap();
-    let written: std::time::SystemTime = writer
-        .query_one("SELECT atp_at FROM fractality.nodes WHERE id = $1", &[&id])
-        .unwrap()
-        .get(0);
+    let written = atp_at(&mut writer);
     let ticked = ticker
         .query(
             "SELECT node_id FROM fractality.apply_consciousness_decay(0.5, 0.1, $1)",
@@ -462,10 +464,7 @@ fn energy_writes_never_move_atp_at_back() {
         .unwrap();
     assert_eq!(ticked.len(), 1);
     ticker.batch_execute("COMMIT").unwrap();
-    let after: std::time::SystemTime = writer
-        .query_one("SELECT atp_at FROM fractality.nodes WHERE id = $1", &[&id])
-        .unwrap()
-        .get(0);
+    let after = atp_at(&mut writer);
     assert_eq!(after, written, "atp_at kept at the later write");
     // nor does a pulse (nor recall's or remember's reinforcement, the same rule)
     ticker.batch_execute("BEGIN; SELECT now();").unwrap();
@@ -473,17 +472,11 @@ fn energy_writes_never_move_atp_at_back() {
     writer
         .query_one("SELECT fractality.pulse($1, 0.05)", &[&id])
         .unwrap();
-    let written: std::time::SystemTime = writer
-        .query_one("SELECT atp_at FROM fractality.nodes WHERE id = $1", &[&id])
-        .unwrap()
-        .get(0);
+    let written = atp_at(&mut writer);
     ticker
         .query_one("SELECT fractality.pulse($1, 0.05)", &[&id])
         .unwrap();
     ticker.batch_execute("COMMIT").unwrap();
-    let after: std::time::SystemTime = writer
-        .query_one("SELECT atp_at FROM fractality.nodes WHERE id = $1", &[&id])
-        .unwrap()
-        .get(0);
+    let after = atp_at(&mut writer);
     assert_eq!(after, written, "the pulse kept the later write's moment");
 }
