@@ -91,14 +91,38 @@ export async function learn(pool, n, seed, gamma = 0.9) {
   }
 }
 
-// `server`: a connection string or a node-postgres config object
+// libpq's key=value connection string ('host=localhost port=5432 dbname=x', what psql and the
+// Python client take) as the URL node-postgres reads (it reads URLs only, and would take the
+// key=value form's first word for a host): each key a query parameter, which node-postgres reads as
+// it reads a URL's own (host, port, user, password, sslmode, options, ...), dbname the path. A
+// URL is returned as it is.
+export function connectionUrl(s) {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s.trim())) return s;
+  const params = new URLSearchParams();
+  let dbname = '';
+  const pair = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|([^\s']*))\s*/y;
+  for (let at = 0; at < s.length;) {
+    pair.lastIndex = at;
+    const m = pair.exec(s);
+    if (!m || pair.lastIndex === at) {  // the string itself is not told: it may hold a password
+      throw new Error(`the connection string is neither a URL nor libpq's key=value form (at character ${at + 1})`);
+    }
+    const value = m[2] === undefined ? m[3] : m[2].replace(/\\(.)/g, '$1');
+    if (m[1] === 'dbname') dbname = value;
+    else params.set(m[1], value);
+    at = pair.lastIndex;
+  }
+  return `postgresql:///${encodeURIComponent(dbname)}?${params}`;
+}
+
+// `server`: a connection string (a URL or libpq's key=value form) or a node-postgres config object
 export async function run(server, log = console.log) {
   // the agent prints its tenants' changes live, so its sessions send them (fractality.notify is
   // off by default: any session of the database may LISTEN)
   // (a URL's own `options` would win over a config's: the setting joins them in the URL; a
-  // connection string that is not a URL takes it as a config option)
+  // config object takes it as a config option)
   const withNotify = (options) => ['-c fractality.notify=on', options].filter(Boolean).join(' ');
-  const config = typeof server === 'string' ? { connectionString: server } : { ...server };
+  const config = typeof server === 'string' ? { connectionString: connectionUrl(server) } : { ...server };
   let url;
   try {
     url = config.connectionString === undefined ? undefined : new URL(config.connectionString);

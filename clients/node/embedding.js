@@ -4,7 +4,7 @@
 // feature; a text is the normalised sum. Texts sharing words point the same way; unrelated texts
 // are near orthogonal. To plug in a real model, replace `embed` with one returning a unit vector
 // of 384 numbers (e.g. all-MiniLM-L6-v2 through @xenova/transformers' feature-extraction pipeline;
-// it gives a Float32Array, which pgvector.toSql takes as Array.from(output.data)).
+// it gives a Float32Array: return output.data, which Memory writes as it writes an array).
 import { createHash } from 'node:crypto';
 
 export const DIMS = 384;

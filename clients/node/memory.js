@@ -29,9 +29,26 @@ export async function checkout(pool) {
 
 // PostgreSQL ends a transaction with these when another session got in its way; nothing of it is
 // kept, and running it again is the remedy: remember raises 40001 when another session changed the
-// memory it was writing meanwhile (a forget, run_maintenance, upsert_node), and two writers of the
-// same memories may deadlock (40P01).
-export const RETRIED = new Set(['40001', '40P01']);
+// memory it was writing meanwhile (a forget, run_maintenance, upsert_node), two writers of the
+// same memories may deadlock (40P01), and a lock waited for longer than lock_timeout is 55P03.
+export const RETRIED = new Set(['40001', '40P01', '55P03']);
+
+// 25P02: fn caught an error of the database and returned; PostgreSQL then ends the transaction
+// with a ROLLBACK whatever COMMIT says, so nothing of the turn is kept and the caller is told
+function rolledBack() {
+  const e = new Error('the turn caught an error of the database and went on: PostgreSQL rolled its '
+    + 'whole transaction back and nothing of it is kept (a call that may fail and be caught belongs in a '
+    + 'SAVEPOINT of its own)');
+  e.code = '25P02';
+  return e;
+}
+
+// a vector as pgvector's text form: every element written as JavaScript writes the number, so that
+// NaN and Infinity reach the server as such and are refused there (22000, as from Python) instead of
+// becoming JSON's null; a Float32Array is taken as an array
+export function vectorText(v) {
+  return `[${Array.from(v, (x) => String(x)).join(',')}]`;
+}
 
 // fn(client) in a transaction of tenant `userId`, run again from the start, in a new transaction,
 // when it ends with a serialization failure or a deadlock (up to `attempts` tries in all). fn may
@@ -45,7 +62,7 @@ export async function withTenant(pool, userId, fn, { attempts = 3 } = {}) {
       await client.query('BEGIN');
       await client.query("SELECT set_config('fractality.user_id', $1, true)", [userId]);
       const result = await fn(client);
-      await client.query('COMMIT');
+      if ((await client.query('COMMIT')).command !== 'COMMIT') throw rolledBack();
       return result;
     } catch (e) {
       // a connection that cannot even roll back leaves the pool; the first error is the one told
@@ -78,7 +95,7 @@ export class Memory {
   async remember(content, { metadata = {}, key = null, ttl = null } = {}) {
     const { node_id: nodeId, created } = await this.one(
       'SELECT node_id, created FROM fractality.remember($1, $2, $3, $4, model => $5, ttl => $6::interval)',
-      [key, content, pgvector.toSql(this.embed(content)), metadata, this.model, ttl]);
+      [key, content, vectorText(this.embed(content)), metadata, this.model, ttl]);
     return { nodeId, created };
   }
 
@@ -88,7 +105,7 @@ export class Memory {
       `SELECT node_id, node_key AS key, content, metadata, similarity, text_rank, atp, edge_weight, score
          FROM fractality.recall($1, $2, query_text => $3, context => $4, min_similarity => $5, reinforce => $6,
                                 model => $7)`,
-      [pgvector.toSql(this.embed(query)), k, words, context, minSimilarity, reinforce, this.model]);
+      [vectorText(this.embed(query)), k, words, context, minSimilarity, reinforce, this.model]);
     return rows;
   }
 

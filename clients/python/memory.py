@@ -38,24 +38,33 @@ DEDUP_THRESHOLD = 0.95  # remember's default: a memory this similar is the same 
 
 @contextmanager
 def tenant(pool, user_id: uuid.UUID):
-    """A pooled connection in a transaction whose tenant is `user_id`."""
+    """A pooled connection in a transaction whose tenant is `user_id`. A block that caught an error
+    of the database and went on raises InFailedSqlTransaction (25P02) at its end: PostgreSQL has
+    rolled the whole transaction back, and its COMMIT would pass for done with nothing kept (a
+    call that may fail and be caught belongs in a savepoint, `with conn.transaction():`)."""
     with pool.connection() as conn, conn.transaction():
         conn.execute("SELECT set_config('fractality.user_id', %s, true)", (str(user_id),))
         yield conn
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            raise psycopg.errors.InFailedSqlTransaction(
+                "the turn caught an error of the database and went on: PostgreSQL rolled its whole "
+                "transaction back and nothing of it is kept (a call that may fail and be caught "
+                "belongs in a savepoint of its own: with conn.transaction(): ...)")
 
 
 # PostgreSQL ends a transaction with these when another session got in its way; nothing of it is
 # kept, and running it again is the remedy: remember raises 40001 when another session changed
-# the memory it was writing meanwhile (a forget, run_maintenance, upsert_node), and two writers
-# of the same memories may deadlock (40P01).
-RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+# the memory it was writing meanwhile (a forget, run_maintenance, upsert_node), two writers of
+# the same memories may deadlock (40P01), and a lock waited for longer than lock_timeout is 55P03.
+RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
+           psycopg.errors.LockNotAvailable)
 
 
 def in_tenant(pool, user_id: uuid.UUID, fn, attempts: int = 3):
     """fn(conn) in a transaction of tenant `user_id` (as `tenant`), run again from the start, in a
-    new transaction, when it ends with a serialization failure or a deadlock; fn's result. fn may
-    run more than once: it keeps what it does outside the database (output, counters) for the
-    caller to apply once it has returned."""
+    new transaction, when it ends with a serialization failure, a deadlock or a lock timeout; fn's
+    result. fn may run more than once: it keeps what it does outside the database (output,
+    counters) for the caller to apply once it has returned."""
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, not {attempts}")
     for attempt in range(1, attempts + 1):

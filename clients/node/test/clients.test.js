@@ -5,9 +5,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import pgvector from 'pgvector/pg';
-import { BUFFER, run } from '../agent.js';
+import { BUFFER, connectionUrl, run } from '../agent.js';
 import { embed } from '../embedding.js';
-import { Memory, memoryKey, withTenant } from '../memory.js';
+import { Memory, memoryKey, vectorText, withTenant } from '../memory.js';
 
 const DB = 'fractality_node';
 const ROLE = 'fractality_node_app';
@@ -193,6 +193,60 @@ test('withTenant runs a transaction again after a serialization failure, and no 
       await c.query('SELECT fractality.pulse($1, 0.1)', [randomUUID()]);
     }), { code: 'P0002' });
     assert.equal(tries, 3);
+  } finally {
+    await pool.end();
+  }
+});
+
+test('withTenant retries a lock timeout, and refuses a turn that caught an error of the database', async () => {
+  const pool = new pg.Pool({ ...config(DB), max: 1 });
+  const user = randomUUID();
+  let tries = 0;
+  try {
+    await withTenant(pool, user, async (c) => {  // 55P03: a lock waited for longer than lock_timeout
+      tries += 1;
+      if (tries === 1) await c.query("DO $$ BEGIN RAISE EXCEPTION 'locked' USING ERRCODE = '55P03'; END $$");
+    });
+    assert.equal(tries, 2);
+    // the failed call ends the transaction: COMMIT rolls it back, and the turn must not pass for done
+    await assert.rejects(withTenant(pool, user, async (c) => {
+      const m = new Memory(c, embed);
+      await m.remember('The ferry leaves at noon', { key: 'ferry' });
+      return c.query("SELECT fractality.link('ferry', 'no-such-key')").catch((e) => e.code);
+    }), (e) => e.code === '25P02' && /rolled its whole transaction back/.test(e.message));
+    const n = (await db.query("SELECT count(*)::int AS n FROM fractality.nodes WHERE node_key = 'ferry'")).rows[0].n;
+    assert.equal(n, 0);
+    // caught inside a savepoint of its own, the turn commits
+    const caught = await withTenant(pool, user, async (c) => {
+      await new Memory(c, embed).remember('The ferry leaves at noon', { key: 'ferry' });
+      await c.query('SAVEPOINT link');
+      const code = await c.query("SELECT fractality.link('ferry', 'no-such-key')").then(() => null, (e) => e.code);
+      await c.query('ROLLBACK TO SAVEPOINT link');
+      return code;
+    });
+    assert.equal(caught, 'P0002');
+    assert.equal((await db.query("SELECT count(*)::int AS n FROM fractality.nodes WHERE node_key = 'ferry'")).rows[0].n, 1);
+  } finally {
+    await pool.end();
+  }
+});
+
+test('an embedding with NaN or an infinity is refused by the server as such, naming it', async () => {
+  const pool = new pg.Pool({ ...config(DB), max: 1 });
+  try {
+    for (const [bad, message] of [[NaN, /NaN not allowed in vector/], [Infinity, /infinite value not allowed/],
+      [-Infinity, /infinite value not allowed/]]) {
+      await assert.rejects(withTenant(pool, randomUUID(), (c) =>
+        new Memory(c, () => [bad, ...Array(383).fill(0.1)]).remember('not a direction')),
+      (e) => e.code === '22000' && message.test(e.message));
+    }
+    // a Float32Array, what embedding models give, is written as an array
+    const v = new Float32Array(384).fill(0.05);
+    const { nodeId } = await withTenant(pool, randomUUID(), (c) => new Memory(c, () => v).remember('float32'));
+    const { rows: [{ e }] } = await db.query(
+      'SELECT embedding AS e FROM fractality.node_embeddings WHERE node_id = $1', [nodeId]);
+    assert.deepEqual(e.map(Math.fround), Array.from(v));  // float32 both ways: exactly
+    assert.equal(vectorText([0.5, NaN, -Infinity]), '[0.5,NaN,-Infinity]');
   } finally {
     await pool.end();
   }
@@ -423,4 +477,14 @@ test('the agent hears its tenants when given a URL that carries options of its o
   const lines = [];
   await run(url, (line) => lines.push(line));
   assert.ok(lines.some((l) => l.includes('~ live:')), 'the live listener heard the agent');
+});
+
+test("the agent takes libpq's key=value connection strings, as psql and the Python client do", async () => {
+  const c = config(DB);
+  const conninfo = `host=${c.host} port=${c.port} user=${c.user} dbname='${c.database}' options='-c jit=off'`;
+  assert.equal(connectionUrl('postgresql://u@h/d'), 'postgresql://u@h/d');
+  assert.throws(() => connectionUrl("host=a password='secret"), (e) => !e.message.includes('secret'));
+  const lines = [];
+  await run(conninfo, (line) => lines.push(line));
+  assert.ok(lines.some((l) => l.includes('~ live:')), 'the live listener heard the agent (its options joined)');
 });

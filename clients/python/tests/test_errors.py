@@ -142,3 +142,45 @@ def test_in_tenant_runs_a_turn_again_after_a_serialization_failure(db):
             in_tenant(pool, TENANT, lambda conn: tries.append(1) or
                       conn.execute("SELECT fractality.pulse(%s, 0.1)", (uuid.UUID(int=1),)))
         assert len(tries) == 3
+
+
+def test_in_tenant_retries_a_lock_timeout_and_refuses_a_turn_that_caught_an_error(db):
+    """A lock timeout (55P03) is retried as a serialization failure is. A turn that caught an error
+    of the database and returned raises 25P02: PostgreSQL rolled it all back, and the turn must not
+    pass for committed; caught in a savepoint of its own, the turn commits."""
+    tries = []
+
+    def locked_once(conn):
+        tries.append(1)
+        if len(tries) == 1:
+            conn.execute("DO $$ BEGIN RAISE EXCEPTION 'locked' USING ERRCODE = '55P03'; END $$")
+
+    def caught(conn):
+        Memory(conn, lambda text: unit(9).to_list()).remember("The ferry leaves at noon", key="ferry")
+        try:
+            conn.execute("SELECT fractality.link('ferry', 'no-such-key')")
+        except errors.NoDataFound:
+            return "link failed"
+
+    def caught_in_a_savepoint(conn):
+        Memory(conn, lambda text: unit(9).to_list()).remember("The ferry leaves at noon", key="ferry")
+        try:
+            with conn.transaction():
+                conn.execute("SELECT fractality.link('ferry', 'no-such-key')")
+        except errors.NoDataFound:
+            return "link failed"
+
+    def ferries():
+        with psycopg.connect(db) as c:
+            return c.execute("SELECT count(*) FROM fractality.nodes WHERE node_key = 'ferry'").fetchone()[0]
+
+    with ConnectionPool(db, min_size=1, max_size=1, kwargs={"autocommit": True},
+                        configure=register_vector, open=True) as pool:
+        in_tenant(pool, TENANT, locked_once)
+        assert len(tries) == 2
+        with pytest.raises(errors.InFailedSqlTransaction) as e:
+            in_tenant(pool, TENANT, caught)
+        assert e.value.sqlstate == "25P02" and "rolled its whole transaction back" in str(e.value)
+        assert ferries() == 0
+        assert in_tenant(pool, TENANT, caught_in_a_savepoint) == "link failed"
+        assert ferries() == 1
