@@ -5,6 +5,54 @@
 -- CREATE EXTENSION runs this with search_path = fractality, <schemas of required extensions>,
 -- so the pgvector type `vector` resolves wherever pgvector was installed.
 
+-- The schema is the control file's `fractality`: CREATE EXTENSION makes it, or takes one that is
+-- there already. The install puts SECURITY DEFINER functions of a superuser into it; a schema
+-- that another role owns (who could rename it and plant one of the same name with objects the
+-- functions would then reach), lets another role create in it, or holds another role's objects,
+-- is refused before anything is created.
+DO $$
+DECLARE
+    schema_owner name;
+    creator name;
+    stranger text;
+BEGIN
+    SELECT r.rolname INTO schema_owner
+      FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+     WHERE n.nspname = 'fractality' AND NOT r.rolsuper;
+    IF schema_owner IS NOT NULL THEN
+        RAISE EXCEPTION 'schema fractality is owned by role %, who is not a superuser', schema_owner
+            USING ERRCODE = '42501',
+                  HINT = 'fractality installs SECURITY DEFINER functions in its schema: drop the schema first, or make a superuser its owner (ALTER SCHEMA fractality OWNER TO ...).';
+    END IF;
+    SELECT coalesce(r.rolname, 'PUBLIC') INTO creator
+      FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+      LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+     WHERE n.nspname = 'fractality' AND a.privilege_type = 'CREATE' AND NOT coalesce(r.rolsuper, false)
+     LIMIT 1;
+    IF creator IS NOT NULL THEN
+        RAISE EXCEPTION 'schema fractality lets % create objects in it', creator
+            USING ERRCODE = '42501',
+                  HINT = 'fractality installs SECURITY DEFINER functions in its schema: REVOKE CREATE ON SCHEMA fractality from every role but superusers first.';
+    END IF;
+    SELECT o.what INTO stranger
+      FROM (SELECT c.relname::text AS what, c.relowner AS owner FROM pg_catalog.pg_class c
+             WHERE c.relnamespace = 'fractality'::regnamespace
+            UNION ALL
+            SELECT p.oid::regprocedure::text, p.proowner FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = 'fractality'::regnamespace
+            UNION ALL
+            SELECT t.typname::text, t.typowner FROM pg_catalog.pg_type t
+             WHERE t.typnamespace = 'fractality'::regnamespace) o
+      JOIN pg_catalog.pg_roles r ON r.oid = o.owner
+     WHERE NOT r.rolsuper
+     LIMIT 1;
+    IF stranger IS NOT NULL THEN
+        RAISE EXCEPTION 'schema fractality holds %, owned by a role that is not a superuser', stranger
+            USING ERRCODE = '42501',
+                  HINT = 'fractality installs SECURITY DEFINER functions in its schema: install it into a schema of its own.';
+    END IF;
+END $$;
+
 -- The tenant of the current session: the setting fractality.user_id as a uuid, NULL when unset.
 -- Row-level security compares every tenant row's user_id with it.
 CREATE FUNCTION fractality.current_user_id() RETURNS uuid

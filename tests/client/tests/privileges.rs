@@ -177,6 +177,72 @@ fn privileges_an_application_role_executes_the_api_and_no_helper() {
     ));
 }
 
+/// `CREATE EXTENSION` takes a schema named `fractality` that is there already. Its SECURITY
+/// DEFINER functions then ran as the superuser in a schema another role controlled: its owner
+/// could rename it and plant one of the same name whose tables the triggers reached. The install
+/// refuses a schema owned by a role that is not a superuser, one in which such a role may create,
+/// and one holding such a role's objects (42501), and creates nothing; a schema a superuser owns,
+/// emptied of them, it takes.
+#[test]
+fn the_install_refuses_a_schema_another_role_controls() {
+    let db = "fractality_schema_squatted";
+    let mut c = common::fresh_db(
+        db,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_squatter')
+                    THEN CREATE ROLE fractality_squatter; END IF; END $$;
+         CREATE EXTENSION vector; CREATE EXTENSION btree_gin;
+         CREATE SCHEMA fractality AUTHORIZATION fractality_squatter;",
+    );
+    let refused = |c: &mut postgres::Client, words: &str| {
+        let e = c.batch_execute("CREATE EXTENSION fractality").unwrap_err();
+        assert_eq!(common::sqlstate(&e), "42501", "{e:?}");
+        let message = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(message.contains(words), "{message}");
+        let installed: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_extension WHERE extname = 'fractality'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(installed, 0);
+    };
+    refused(&mut c, "owned by role fractality_squatter");
+    c.batch_execute(
+        "ALTER SCHEMA fractality OWNER TO postgres;
+         GRANT CREATE ON SCHEMA fractality TO PUBLIC;",
+    )
+    .unwrap();
+    refused(&mut c, "lets PUBLIC create");
+    c.batch_execute(
+        "SET ROLE fractality_squatter;
+         CREATE TABLE fractality.experience_event_ids_planted (event_id bytea);
+         RESET ROLE;
+         REVOKE CREATE ON SCHEMA fractality FROM PUBLIC;",
+    )
+    .unwrap();
+    refused(&mut c, "holds experience_event_ids_planted");
+    c.batch_execute(
+        "DROP TABLE fractality.experience_event_ids_planted;
+         CREATE EXTENSION fractality;",
+    )
+    .unwrap();
+    let objects: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+              WHERE e.extname = 'fractality' AND d.deptype = 'e'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(objects > 100, "{objects}");
+    drop(c);
+    common::drop_db(db);
+}
+
 /// A function of another schema on the caller's path that matches a call's argument types more
 /// exactly than pg_catalog's (here hashtextextended(text, integer), which the advisory locks'
 /// `0` would have picked) does not run inside fractality's functions: the maintenance and the
