@@ -577,4 +577,53 @@ mod tests {
     fn graph_upsert_without_a_tenant_is_refused() {
         Spi::run("RESET fractality.user_id; SELECT fractality.upsert_node('p1')").unwrap();
     }
+
+    #[pg_test(error = "invalid value for parameter \"fractality.user_id\": \"not-a-uuid\"")]
+    fn a_tenant_that_is_no_uuid_is_refused_when_set() {
+        Spi::run("SET fractality.user_id = 'not-a-uuid'").unwrap();
+    }
+
+    /// The setting takes what PostgreSQL's uuid input takes (and empty: no tenant), nothing else.
+    #[pg_test]
+    fn the_tenant_setting_takes_what_a_uuid_cast_takes() {
+        let accepted = one::<i32>(
+            "DO $$
+             DECLARE s text; set_ok bool; cast_ok bool; n int := 0;
+             BEGIN
+               FOREACH s IN ARRAY ARRAY[
+                 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11',
+                 '{a0eebc99-9c0b4ef8-bb6d6bb9-bd380a11}', 'a0eebc999c0b4ef8bb6d6bb9bd380a11',
+                 'a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11', '{a0eebc999c0b4ef8bb6d6bb9bd380a11}',
+                 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11-',
+                 '-a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'a0eebc99--9c0b-4ef8-bb6d-6bb9bd380a11',
+                 'a0e-ebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{a0eebc999c0b4ef8bb6d6bb9bd380a11',
+                 'a0eebc999c0b4ef8bb6d6bb9bd380a11}', ' a0eebc999c0b4ef8bb6d6bb9bd380a11',
+                 'a0eebc999c0b4ef8bb6d6bb9bd380a11 ', 'g0eebc999c0b4ef8bb6d6bb9bd380a11',
+                 'a0eebc999c0b4ef8bb6d6bb9bd380a1100', 'not-a-uuid', '{}', '-']
+               LOOP
+                 BEGIN
+                   PERFORM set_config('fractality.user_id', s, true); set_ok := true;
+                 EXCEPTION WHEN invalid_parameter_value THEN set_ok := false;
+                 END;
+                 BEGIN
+                   PERFORM s::uuid; cast_ok := true;
+                 EXCEPTION WHEN invalid_text_representation THEN cast_ok := false;
+                 END;
+                 IF set_ok IS DISTINCT FROM cast_ok THEN
+                   RAISE EXCEPTION '%: set %, cast %', s, set_ok, cast_ok;
+                 END IF;
+                 n := n + set_ok::int;
+               END LOOP;
+               PERFORM set_config('fractality_test.accepted', n::text, false);
+             END $$;
+             SELECT current_setting('fractality_test.accepted')::int",
+        );
+        assert_eq!(accepted, Some(6));
+        Spi::run("SET fractality.user_id = ''; SET fractality.user_id = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'")
+            .unwrap();
+        assert_eq!(
+            one::<pgrx::Uuid>("SELECT fractality.current_user_id()").map(|u| u.to_string()),
+            Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".to_string())
+        );
+    }
 }
