@@ -680,6 +680,26 @@ mod tests {
         assert_eq!(dims, Ok(Some(384)));
     }
 
+    /// A key names a node of the session's tenant: without one, `find_resonant` by key is 22004,
+    /// as every call by key is; by id it reads what the caller sees (the owner: every tenant).
+    #[pg_test]
+    fn find_resonant_by_key_needs_a_tenant() {
+        Spi::run(
+            "SET LOCAL fractality.user_id = '00000000-0000-0000-0000-000000000001';
+             SELECT fractality.upsert_node('held', embedding => array_fill(0.5, ARRAY[384])::vector);
+             SET LOCAL fractality.user_id = '';",
+        )
+        .unwrap();
+        assert_eq!(
+            failure("SELECT count(*) FROM fractality.find_resonant('held')"),
+            "22004 fractality.user_id is not set"
+        );
+        let by_id = Spi::get_one::<i64>(
+            "SELECT count(*) FROM fractality.nodes n, fractality.find_resonant(n.id) r WHERE n.node_key = 'held'",
+        );
+        assert_eq!(by_id, Ok(Some(0)));
+    }
+
     #[pg_test]
     fn models_refuse_bad_input_and_write_nothing() {
         Spi::run(

@@ -394,5 +394,9 @@ pub type SearchRow = (Uuid, String, Option<String>, f64, f64);
 
 /// The `k` best full-text matches of `query`.
 pub fn search(query: &str, k: i64) -> Result<Vec<SearchRow>, FractalityError> {
+    // node_text came with 0.5.0's schema: before the update, 55000, not a missing relation
+    if !crate::models::schema_is_current() {
+        return Err(FractalityError::SchemaBehind);
+    }
     spi::some_rows(&SEARCH, &[query.into(), k.into()], true, node_row)
 }

@@ -44,10 +44,15 @@ pub enum NodeRef<'a> {
     Key(&'a str),
 }
 
-/// The node `r` as the caller sees it, or P0002. An id is unique within a tenant only: a caller
-/// who sees several tenants' nodes of one id (the owner, BYPASSRLS) gets the session tenant's,
-/// and 22023 when the session names none of them (rather than whichever came first).
+/// The node `r` as the caller sees it, or P0002 (a key without a session tenant: 22004). An id is
+/// unique within a tenant only: a caller who sees several tenants' nodes of one id (the owner,
+/// BYPASSRLS) gets the session tenant's, and 22023 when the session names none of them (rather
+/// than whichever came first).
 pub fn node(r: &NodeRef<'_>) -> Result<NodeEnergy, FractalityError> {
+    if let NodeRef::Key(_) = r {
+        // a key names a node of the session's tenant
+        crate::graph::session_tenant_opt()?.ok_or(FractalityError::NoTenant)?;
+    }
     let found: Vec<NodeEnergy> = match r {
         NodeRef::Id(id) => spi::rows(&NODE_BY_ID, &[(*id).into()], true, node_row)?,
         NodeRef::Key(key) => spi::rows(&NODE_BY_KEY, &[(*key).into()], true, node_row)?,

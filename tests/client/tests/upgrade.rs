@@ -193,6 +193,11 @@ fn write_everything(c: &mut Client) -> (Uuid, Uuid) {
         )
         .unwrap_err();
     assert_eq!(common::sqlstate(&e), "55000", "{e}");
+    // so does the full-text search, whose table came with this library's schema
+    let e = c
+        .query("SELECT * FROM fractality.search_nodes('upgrade')", &[])
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "55000", "{e}");
     c.execute(
         "WITH cn AS (
              INSERT INTO fractality.consensus_nodes (node_key, label, centroid, contributor_count, resonance_score)
