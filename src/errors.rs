@@ -219,7 +219,7 @@ impl FractalityError {
             ),
             FractalityError::Limit { hint, .. } => Some(hint),
             FractalityError::TooLarge { .. } => Some(
-                "A JSON document read whole (an event, a memory, a metadata object, a batch that is not an array) holds at most 8 000 000 values, and the metadata of one batch at most 32 000 000 together: split the batch. Nothing was written.",
+                "A JSON document read whole (an event, a memory, a metadata object, a batch that is not an array) holds at most 8 000 000 values (a number counts as two, and one more for every 32 characters of its text), and the metadata of one batch at most 32 000 000 together: split the batch. Nothing was written.",
             ),
             FractalityError::UnknownModel(_) => Some(
                 "Register it first: SELECT fractality.register_model('<model>', <dimensions>); fractality.embedding_models lists the models.",

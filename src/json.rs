@@ -98,7 +98,7 @@ pub fn too_large(context: impl Into<String>) -> FractalityError {
     FractalityError::TooLarge {
         context: context.into(),
         detail: format!(
-            "more than {MAX_VALUES} JSON values in one document, or past {MAX_BATCH_VALUES} in the metadata of one batch"
+            "more than {MAX_VALUES} JSON values (a number counts as two) in one document, or past {MAX_BATCH_VALUES} in the metadata of one batch"
         ),
     }
 }

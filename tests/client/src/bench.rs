@@ -670,10 +670,12 @@ fn ingest(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     rows.extend(write_events_rows(ctx.client, &events, &native, reps)?);
     drop(events);
 
+    // both tables (and the registry, below) rewritten compactly: the write_events rounds above
+    // wrote and deleted this many events again and again, whose dead space a plain VACUUM keeps
     ctx.client
-        .batch_execute(&format!("VACUUM (ANALYZE) {NATIVE_EVENTS}"))?;
+        .batch_execute(&format!("VACUUM (FULL, ANALYZE) {NATIVE_EVENTS}"))?;
     ctx.client
-        .batch_execute(&format!("VACUUM (ANALYZE) {SEED_EVENTS}"))?;
+        .batch_execute(&format!("VACUUM (FULL, ANALYZE) {SEED_EVENTS}"))?;
     let ours = size(ctx.client, NATIVE_EVENTS)?;
     let theirs = size(ctx.client, SEED_EVENTS)?;
     for s in [&ours, &theirs] {
@@ -684,7 +686,7 @@ fn ingest(ctx: &mut Ctx<'_>) -> Result<Vec<Row>, Error> {
     let bytes = |s: &Size, b: i64| Some(Figure::single(s.per_row(b), Unit::BytesPerRow));
     // every stored event also has its id in the registry that keeps ids unique across tiers
     ctx.client
-        .batch_execute("VACUUM (ANALYZE) fractality.experience_event_ids")?;
+        .batch_execute("VACUUM (FULL, ANALYZE) fractality.experience_event_ids")?;
     let registry: f64 = ctx
         .client
         .query_one(
