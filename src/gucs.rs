@@ -162,53 +162,6 @@ unsafe extern "C-unwind" fn check_decay_rate(
     }
 }
 
-/// Whether `s` is a uuid as PostgreSQL's `uuid` input reads one: 32 hex digits, a hyphen allowed
-/// after any group of four but the last, the whole optionally in braces.
-pub(crate) fn is_uuid_text(s: &str) -> bool {
-    let braced = s.strip_prefix('{');
-    let mut b = braced.unwrap_or(s).as_bytes();
-    for i in 0..16 {
-        match b {
-            [h, l, rest @ ..] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => b = rest,
-            _ => return false,
-        }
-        if i % 2 == 1 && i < 15 {
-            if let [b'-', rest @ ..] = b {
-                b = rest;
-            }
-        }
-    }
-    if braced.is_some() {
-        match b {
-            [b'}', rest @ ..] => b = rest,
-            _ => return false,
-        }
-    }
-    b.is_empty()
-}
-
-/// `fractality.user_id` takes a uuid, or nothing (unset): a tenant that is no uuid would pass the
-/// `SET` and fail every later call.
-#[pg_guard]
-unsafe extern "C-unwind" fn check_user_id(
-    newval: *mut *mut core::ffi::c_char,
-    _extra: *mut *mut core::ffi::c_void,
-    _source: pg_sys::GucSource::Type,
-) -> bool {
-    let p = unsafe { *newval };
-    if p.is_null() {
-        return true;
-    }
-    let text = unsafe { CStr::from_ptr(p) }.to_string_lossy();
-    if text.is_empty() || is_uuid_text(&text) {
-        true
-    } else {
-        unsafe {
-            refuse("fractality.user_id is the session's tenant, a uuid (or empty: no tenant).")
-        }
-    }
-}
-
 #[pg_guard]
 unsafe extern "C-unwind" fn check_decay_tick(
     newval: *mut *mut core::ffi::c_char,
@@ -253,20 +206,14 @@ pub fn tenant_graphs() -> bool {
 }
 
 pub fn init() {
-    // SAFETY: the hook is #[pg_guard]ed and only reads the value.
-    unsafe {
-        GucRegistry::define_string_guc_with_hooks(
-            c"fractality.user_id",
-            c"The tenant (user_id uuid) of this session.",
-            c"Row-level security on fractality's tenant tables shows only the rows whose user_id equals this setting.",
-            &USER_ID,
-            GucContext::Userset,
-            GucFlags::default(),
-            Some(check_user_id),
-            None,
-            None,
-        );
-    }
+    GucRegistry::define_string_guc(
+        c"fractality.user_id",
+        c"The tenant (user_id uuid) of this session.",
+        c"Row-level security on fractality's tenant tables shows only the rows whose user_id equals this setting.",
+        &USER_ID,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"fractality.tenant_graphs",
         c"Search a tenant through its own HNSW index where build_tenant_graphs made one.",
@@ -410,34 +357,4 @@ pub fn init() {
     }
     // Unknown fractality.* settings are typos: refuse them once the library is loaded.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"fractality".as_ptr()) };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_uuid_text;
-
-    #[test]
-    fn uuids_read_as_postgresql_reads_them() {
-        for ok in [
-            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
-            "{A0EEBC99-9C0B4EF8-BB6D6BB9-BD380A11}",
-            "a0eebc999c0b4ef8bb6d6bb9bd380a11",
-            "a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11",
-        ] {
-            assert!(is_uuid_text(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "not-a-uuid",
-            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1",
-            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11-",
-            "a0e-ebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
-            "{a0eebc999c0b4ef8bb6d6bb9bd380a11",
-            "a0eebc999c0b4ef8bb6d6bb9bd380a11}",
-            " a0eebc999c0b4ef8bb6d6bb9bd380a11",
-            "é0eebc999c0b4ef8bb6d6bb9bd380a1",
-        ] {
-            assert!(!is_uuid_text(bad), "{bad}");
-        }
-    }
 }
