@@ -202,7 +202,7 @@ mod tests {
     }
 
     #[pg_test(
-        error = "duplicate event (timestamp 86400000000, event_id \\xdddddddddddddddddddddddddddddddd): already stored"
+        error = "duplicate event (timestamp 86400000000, event_id \\xdddddddddddddddddddddddddddddddd): already stored at timestamp 86400000000"
     )]
     fn archived_events_still_refuse_duplicates() {
         serial();

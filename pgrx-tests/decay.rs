@@ -125,6 +125,42 @@ mod tests {
         );
     }
 
+    /// Messages print an interval as PostgreSQL's default style does, whatever the session's.
+    #[pg_test]
+    fn messages_print_intervals_as_postgresql_does() {
+        Spi::run("SET IntervalStyle = 'iso_8601'").unwrap();
+        for text in [
+            "-1 day",
+            "1 day",
+            "-1 mon",
+            "2 mons",
+            "-1 year",
+            "1 year 1 mon 1 day 00:00:01.5",
+            "-01:00:00",
+            "0",
+            "1 day -01:00:00",
+            "-3 years -2 mons -1 days -00:00:00.000001",
+            "26:00:00",
+            "123456789 days",
+        ] {
+            let iv = Spi::get_one_with_args::<pgrx::datum::Interval>(
+                "SELECT $1::interval",
+                &[text.into()],
+            )
+            .unwrap()
+            .unwrap();
+            let postgres = Spi::get_one_with_args::<String>(
+                "SELECT set_config('IntervalStyle', 'postgres', true) || $1::interval::text",
+                &[text.into()],
+            )
+            .unwrap()
+            .unwrap()
+            .trim_start_matches("postgres")
+            .to_string();
+            assert_eq!(crate::errors::pg_interval(&iv), postgres, "{text}");
+        }
+    }
+
     #[pg_test(error = "invalid value for parameter \"fractality.decay_rate\": 0")]
     fn decay_rate_setting_refuses_zero() {
         Spi::run("SET fractality.decay_rate = 0").unwrap();

@@ -680,6 +680,41 @@ mod tests {
         assert_eq!(dims, Ok(Some(384)));
     }
 
+    /// An error repeats at most the first 197 characters of a caller's value, and its length: a
+    /// message goes to the server's log too, where a caller's whole metadata or a key of
+    /// megabytes had been written.
+    #[pg_test]
+    fn errors_repeat_a_long_value_cut() {
+        Spi::run("SET LOCAL fractality.user_id = '00000000-0000-0000-0000-000000000001'").unwrap();
+        let key = failure(
+            "SELECT * FROM fractality.remember(repeat('K', 20000), 'x', array_fill(0.5, ARRAY[384])::vector)",
+        );
+        assert_eq!(
+            key,
+            format!(
+                "22023 invalid value for node_key: '{}... (20002 characters)",
+                "K".repeat(196)
+            )
+        );
+        let metadata = failure(
+            "SELECT * FROM fractality.remember('k', 'x', array_fill(0.5, ARRAY[384])::vector,
+                                               jsonb_build_array('SECRET', repeat('x', 5000)))",
+        );
+        assert!(
+            metadata.starts_with("22023 invalid value for metadata: [\"SECRET\",\"xxx"),
+            "{metadata}"
+        );
+        assert!(metadata.ends_with("... (5013 characters)"), "{metadata}");
+        assert!(metadata.len() < 260, "{metadata}");
+        assert_eq!(
+            failure("SELECT * FROM fractality.find_resonant(repeat('k', 300))"),
+            format!(
+                "P0002 node '{}... (302 characters) does not exist or is not visible",
+                "k".repeat(196)
+            )
+        );
+    }
+
     /// A key names a node of the session's tenant: without one, `find_resonant` by key is 22004,
     /// as every call by key is; by id it reads what the caller sees (the owner: every tenant).
     #[pg_test]

@@ -140,10 +140,11 @@ pub enum FractalityError {
 }
 
 impl FractalityError {
+    /// 22023: `value` of `name` is refused; a long value is cut in the message ([`shown`]).
     pub fn invalid(name: &'static str, value: impl ToString, hint: &'static str) -> Self {
         FractalityError::InvalidParameter {
             name,
-            value: value.to_string(),
+            value: shown(value.to_string()),
             hint,
         }
     }
@@ -284,8 +285,61 @@ impl<T> OrReport<T> for Result<T, FractalityError> {
 pub fn node_not_found(key: impl ToString) -> FractalityError {
     FractalityError::NotFound {
         what: "node",
-        key: key.to_string(),
+        key: shown(key.to_string()),
     }
+}
+
+/// The most characters of a caller's value an error message repeats.
+const SHOWN_CHARS: usize = 200;
+
+/// `value` as a message shows it: whole up to [`SHOWN_CHARS`] characters, else its start and its
+/// length. A message goes to the server's log too (`log_min_error_statement`), where a caller's
+/// whole metadata or a key of megabytes has no place.
+pub fn shown(value: String) -> String {
+    let n = value.chars().count();
+    if n <= SHOWN_CHARS {
+        return value;
+    }
+    let head: String = value.chars().take(SHOWN_CHARS - 3).collect();
+    format!("{head}... ({n} characters)")
+}
+
+/// An interval as PostgreSQL's default style prints it (e.g. `-1 days`, `1 mon 02:00:00`),
+/// computed here (no call into the server, and whatever the session's
+/// IntervalStyle), for messages.
+pub fn pg_interval(t: &pgrx::datum::Interval) -> String {
+    let mut parts = Vec::new();
+    let plural = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    if t.months() != 0 {
+        let (y, m) = (t.months() / 12, t.months() % 12);
+        if y != 0 {
+            parts.push(plural(y as i64, "year", "years"));
+        }
+        if m != 0 {
+            parts.push(plural(m as i64, "mon", "mons"));
+        }
+    }
+    if t.days() != 0 {
+        parts.push(plural(t.days() as i64, "day", "days"));
+    }
+    let us = t.micros();
+    if us != 0 || parts.is_empty() {
+        let sign = if us < 0 { "-" } else { "" };
+        let a = us.unsigned_abs();
+        let (h, m, s, f) = (
+            a / 3_600_000_000,
+            a / 60_000_000 % 60,
+            a / 1_000_000 % 60,
+            a % 1_000_000,
+        );
+        let frac = if f == 0 {
+            String::new()
+        } else {
+            format!(".{f:06}").trim_end_matches('0').to_string()
+        };
+        parts.push(format!("{sign}{h:02}:{m:02}:{s:02}{frac}"));
+    }
+    parts.join(" ")
 }
 
 /// A float as PostgreSQL prints it: NaN, Infinity, -Infinity, or the number.

@@ -30,15 +30,6 @@ pub use curve::{check_curve, check_level, check_rate, decay, interval_secs, pars
 
 // ---- SQL: the curve and the lazy read ------------------------------------------------------------
 
-fn interval_text(iv: Interval) -> String {
-    // SAFETY: interval_out takes one non-null interval datum and returns a palloc'd C string.
-    unsafe {
-        pgrx::direct_function_call::<&core::ffi::CStr>(pg_sys::interval_out, &[iv.into_datum()])
-    }
-    .map(|c| c.to_string_lossy().into_owned())
-    .unwrap_or_default()
-}
-
 fn secs_of(iv: Interval) -> f64 {
     interval_secs(iv.months(), iv.days(), iv.micros())
 }
@@ -48,7 +39,7 @@ fn secs_of(iv: Interval) -> f64 {
 pub fn decay_atp(atp: f64, elapsed: Interval, rate: f64, tick: Interval, floor: f64) -> f64 {
     let (e, t) = (secs_of(elapsed), secs_of(tick));
     check_curve(atp, e, rate, t, floor, |which| {
-        interval_text(if which == "elapsed" { elapsed } else { tick })
+        crate::errors::pg_interval(if which == "elapsed" { &elapsed } else { &tick })
     })
     .unwrap_or_report();
     decay(atp, e, rate, t, floor)

@@ -3,8 +3,6 @@
 //! with the messages that name the element and the field. The fast readers (`super::fast`) and
 //! the typed arrays (`super::arrays`) give the same events and the same errors.
 
-use std::collections::HashSet;
-
 use serde_json::{Map, Value};
 
 use crate::errors::FractalityError;
@@ -422,10 +420,10 @@ pub fn check_unique(events: &[Event]) -> Result<(), FractalityError> {
     Ok(())
 }
 
-/// The first stored event (`stored`: timestamp and id of events already written, in the order
-/// read) that the batch `events` would write again: with the id registry (`by_id`), any stored
-/// event of one of its ids; without it (a schema older than the library), one of the same
-/// timestamp and id.
+/// The first event of the batch `events` (by its place in the batch) that is stored already
+/// (`stored`: timestamp and id of events already written): with the id registry (`by_id`), a
+/// stored event of its id; without it (a schema older than the library), one of the same
+/// timestamp and id. The error names the batch's element, its timestamp, and the stored one's.
 pub fn stored_duplicate(
     events: &[Event],
     stored: &[(i64, Vec<u8>)],
@@ -434,17 +432,27 @@ pub fn stored_duplicate(
     if stored.is_empty() {
         return None;
     }
-    let batch: HashSet<(i64, [u8; 16])> =
-        events.iter().map(|e| (e.timestamp, e.event_id)).collect();
-    let ids: HashSet<[u8; 16]> = events.iter().map(|e| e.event_id).collect();
-    stored.iter().find_map(|(ts, id)| {
-        let id16 = <[u8; 16]>::try_from(id.as_slice()).ok()?;
-        ((by_id && ids.contains(&id16)) || batch.contains(&(*ts, id16))).then(|| {
-            FractalityError::DuplicateEvent {
-                timestamp: *ts,
-                event_id: hex(&id16),
-                detail: "already stored".into(),
-            }
+    let mut at: std::collections::HashMap<[u8; 16], Vec<i64>> = Default::default();
+    for (ts, id) in stored {
+        if let Ok(id16) = <[u8; 16]>::try_from(id.as_slice()) {
+            at.entry(id16).or_default().push(*ts);
+        }
+    }
+    events.iter().enumerate().find_map(|(i, e)| {
+        let times = at.get(&e.event_id)?;
+        let ts = if by_id {
+            times.iter().min().copied()
+        } else {
+            times.iter().find(|t| **t == e.timestamp).copied()
+        }?;
+        Some(FractalityError::DuplicateEvent {
+            timestamp: e.timestamp,
+            event_id: hex(&e.event_id),
+            detail: if events.len() > 1 {
+                format!("element {i} of the batch, already stored at timestamp {ts}")
+            } else {
+                format!("already stored at timestamp {ts}")
+            },
         })
     })
 }
@@ -582,7 +590,7 @@ pub(super) mod tests {
         let e = stored_duplicate(&b, &[(1, id2.clone())], true).unwrap();
         assert_eq!(
             e.to_string(),
-            "duplicate event (timestamp 1, event_id \\x00000000000000000000000000000002): already stored"
+            "duplicate event (timestamp 1002, event_id \\x00000000000000000000000000000002): element 1 of the batch, already stored at timestamp 1"
         );
         assert_eq!(stored_duplicate(&b, &[(1, id2.clone())], false), None);
         assert!(stored_duplicate(&b, &[(1002, id2)], false).is_some());

@@ -37,53 +37,32 @@ pub fn check_energy(name: &'static str, v: f64) -> Result<f64, FractalityError> 
     )
 }
 
+use crate::errors::pg_interval;
 pub use crate::vector::check_direction;
 
-/// An interval as PostgreSQL's default style prints it (e.g. `-1 days`, `1 mon 02:00:00`),
-/// computed here (no call into the server).
-pub fn interval_text(t: &Interval) -> String {
-    let mut parts = Vec::new();
-    let plural =
-        |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
-    if t.months() != 0 {
-        let (y, m) = (t.months() / 12, t.months() % 12);
-        if y != 0 {
-            parts.push(plural(y as i64, "year", "years"));
-        }
-        if m != 0 {
-            parts.push(plural(m as i64, "mon", "mons"));
-        }
-    }
-    if t.days() != 0 {
-        parts.push(plural(t.days() as i64, "day", "days"));
-    }
-    let us = t.micros();
-    if us != 0 || parts.is_empty() {
-        let sign = if us < 0 { "-" } else { "" };
-        let a = us.unsigned_abs();
-        let (h, m, s, f) = (
-            a / 3_600_000_000,
-            a / 60_000_000 % 60,
-            a / 1_000_000 % 60,
-            a % 1_000_000,
-        );
-        let frac = if f == 0 {
-            String::new()
-        } else {
-            format!(".{f:06}").trim_end_matches('0').to_string()
-        };
-        parts.push(format!("{sign}{h:02}:{m:02}:{s:02}{frac}"));
-    }
-    parts.join(" ")
-}
+/// The longest ttl, in years: `now() + ttl` stays far inside PostgreSQL's timestamps (to 294276
+/// AD), so a ttl is refused by name rather than by the timestamp's overflow (22008).
+const MAX_TTL_YEARS: f64 = 10_000.0;
 
 pub fn check_ttl(ttl: Option<Interval>) -> Result<Option<Interval>, FractalityError> {
     match ttl {
         Some(t) if t.as_micros() <= 0 || t.months() < 0 || t.days() < 0 || t.micros() < 0 => {
             Err(FractalityError::invalid(
                 "ttl",
-                format!("'{}'", interval_text(&t)),
+                format!("'{}'", pg_interval(&t)),
                 "ttl is a positive interval (e.g. '7 days'), or NULL for a memory that never expires.",
+            ))
+        }
+        Some(t)
+            if t.months() as f64 / 12.0
+                + t.days() as f64 / 365.25
+                + t.micros() as f64 / (365.25 * 86_400e6)
+                > MAX_TTL_YEARS =>
+        {
+            Err(FractalityError::invalid(
+                "ttl",
+                format!("'{}'", pg_interval(&t)),
+                "ttl is at most 10 000 years; NULL is a memory that never expires.",
             ))
         }
         t => Ok(t),

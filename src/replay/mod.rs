@@ -327,12 +327,7 @@ fn replay_batch(
     if within.as_micros() < 0 {
         FractalityError::invalid(
             "next_within",
-            format!(
-                "{} months {} days {} us",
-                within.months(),
-                within.days(),
-                within.micros()
-            ),
+            format!("'{}'", crate::errors::pg_interval(&within)),
             "next_within is how long after an event its next step may come, an interval >= 0.",
         )
         .report();
