@@ -297,10 +297,12 @@ END $$;
 
 -- The seed's function, done right: events older than days_threshold days leave the hot tier for
 -- the cold tier (experience_events_archive), with their action_metadata. Returns how many moved;
--- a second run moves nothing.
+-- a second run moves nothing. Ages count back from now in UTC (as the partitions are bounded),
+-- so the same call moves the same rows whatever the caller's TimeZone.
 CREATE FUNCTION fractality.archive_old_events(days_threshold integer) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
 AS $$
 BEGIN
     IF days_threshold IS NULL THEN
@@ -458,10 +460,12 @@ BEGIN
 END $$;
 
 -- Stream points older than `older_than` move into consciousness_archive, packed per node and
--- lossless. Returns how many points moved; a second run moves nothing.
+-- lossless. Returns how many points moved; a second run moves nothing. The age counts back from
+-- now in UTC, whatever the caller's TimeZone (as archive_old_events).
 CREATE FUNCTION fractality.archive_streams(older_than interval DEFAULT '3 months') RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
 AS $$
 BEGIN
     IF older_than IS NULL THEN
@@ -782,12 +786,15 @@ END $$;
 
 -- One maintenance pass in one transaction: decay materialised, partitions for the coming months
 -- (ensure_partitions with 3 months ahead), every retention policy applied (its last_run and
--- last_result updated), expired memories deleted, staged embeddings indexed, replay priorities pending folded. Idempotent. A second session calling it while one runs returns at once
+-- last_result updated; their ages count back from now in UTC), expired memories deleted, staged
+-- embeddings indexed, replay priorities pending folded. Idempotent. A second session calling it
+-- while one runs returns at once
 -- with {"skipped": true}. Schedule it with pg_cron, e.g.
 --   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
 CREATE FUNCTION fractality.run_maintenance() RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
 AS $$
 DECLARE
     p record;

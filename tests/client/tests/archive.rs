@@ -620,6 +620,104 @@ fn month_partitions_have_utc_bounds_whatever_the_session_settings() {
     c.batch_execute("RESET TimeZone").unwrap();
 }
 
+/// An age is counted back from now in UTC, as the partitions are bounded: the same call at the
+/// same moment moves the same rows whatever the caller's TimeZone. Before, `now() - '91 days'`
+/// was calendar arithmetic in the session's zone, so a zone whose offset changed in between (a
+/// daylight saving change) moved the cutoff by that change: pg_cron in UTC and an operator's
+/// psql in Lord Howe archived different events. The age used is one across which Lord Howe's
+/// offset changes (there is one within any 200 days), so the test bites on any date.
+#[test]
+fn ages_are_counted_in_utc_whatever_the_session_time_zone() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let days: i32 = c
+        .query_one(
+            "SELECT min(n) FROM generate_series(30, 400) n
+              WHERE (now() AT TIME ZONE 'Australia/Lord_Howe') - (now() AT TIME ZONE 'UTC')
+                 <> ((now() - n * interval '24 hours') AT TIME ZONE 'Australia/Lord_Howe')
+                    - ((now() - n * interval '24 hours') AT TIME ZONE 'UTC')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // events and stream points 70, 50, 20, 10 and 1 minutes either side of the cutoff in UTC
+    let node = uuid::Uuid::new_v4();
+    let user = uuid::Uuid::new_v4();
+    c.execute(
+        "INSERT INTO fractality.nodes (id, user_id, node_key, label) VALUES ($1, $2, 'utc-ages', 'x')",
+        &[&node, &user],
+    )
+    .unwrap();
+    c.execute(
+        "WITH o(i, m) AS (SELECT i, m FROM unnest(ARRAY[-70, -50, -20, -10, -1, 1, 10, 20, 50, 70])
+                                              WITH ORDINALITY u(m, i))
+         SELECT fractality.write_events((SELECT jsonb_agg(jsonb_build_object(
+             'event_id', 'd1' || lpad(to_hex(i), 30, '0'),
+             'timestamp', fractality.epoch_us(now() - $1 * interval '24 hours' + m * interval '1 minute'),
+             'episode_id', 1, 'step_number', i, 'event_type', 1, 'flags', 0,
+             'state_l1', 0, 'state_l2', 0, 'state_l3', 0, 'state_l4', 0,
+             'state_l5', 0, 'state_l6', 0, 'state_l7', 0, 'state_l8', 0,
+             'action_l1', 0, 'action_l2', 0, 'action_l3', 0, 'action_l4', 0,
+             'action_l5', 0, 'action_l6', 0, 'action_l7', 0, 'action_l8', 0,
+             'adna_version_hash', 7, 'sequence_number', i)) FROM o))",
+        &[&(days as f64)],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, attention_score)
+         SELECT now() - $3 * interval '24 hours' + m * interval '1 minute', $1, $2, 0.5, 0.5
+           FROM unnest(ARRAY[-70, -50, -20, -10, -1, 1, 10, 20, 50, 70]) m",
+        &[&node, &user, &(days as f64)],
+    )
+    .unwrap();
+    c.batch_execute("SELECT fractality.ensure_partitions(1)")
+        .unwrap();
+    for zone in [
+        "UTC",
+        "Australia/Lord_Howe",
+        "America/St_Johns",
+        "Pacific/Kiritimati",
+        "Pacific/Pago_Pago",
+    ] {
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute(&format!("SET LOCAL TimeZone = '{zone}'"))
+            .unwrap();
+        let events: i64 = tx
+            .query_one("SELECT fractality.archive_old_events($1)", &[&days])
+            .unwrap()
+            .get(0);
+        let points: i64 = tx
+            .query_one(
+                "SELECT fractality.archive_streams(make_interval(days => $1))",
+                &[&days],
+            )
+            .unwrap()
+            .get(0);
+        tx.rollback().unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute(&format!(
+            "SET LOCAL TimeZone = '{zone}';
+             SELECT fractality.add_retention_policy('fractality.experience_events', '{days} days', 'archive');"
+        ))
+        .unwrap();
+        let by_policy: i64 = tx
+            .query_one(
+                "SELECT (fractality.run_maintenance() -> 'retention' -> 0 ->> 'rows')::bigint",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        tx.rollback().unwrap();
+        assert_eq!(
+            (events, points, by_policy),
+            (5, 5, 5),
+            "{zone}, {days} days: the five rows older than the cutoff in UTC"
+        );
+    }
+    reset(&mut c);
+}
+
 /// The partitions' bounds, and so archiving, read the same under `standard_conforming_strings =
 /// off` (a setting of old applications and drivers): the bounds' pattern held backslashes, which
 /// that setting took as escapes, so every bound read NULL and `archive_old_events` moved nothing,
