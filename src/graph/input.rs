@@ -119,6 +119,9 @@ pub struct Frozen {
     #[serde(skip)]
     pub energy: Option<serde_json::Value>,
     pub atp: Option<f64>,
+    /// The moment of `atp`, as `thaw` gives it (a time as text): the energy is decayed from it to
+    /// now; absent or null: `atp` is the energy of now.
+    pub atp_at: Option<String>,
     /// When the node expires, as `thaw` gives it (a time as text); absent or null: as it was.
     pub expires_at: Option<String>,
     pub embedding: Option<Vec<f32>>,

@@ -475,13 +475,18 @@ fn freeze_node(
         None => (None, None),
     };
     let key = frozen.node_key.as_deref().expect("checked");
+    // the document's energy as of its atp_at, decayed over the time it was kept
+    let atp = match (frozen.atp, frozen.atp_at.as_deref()) {
+        (Some(atp), Some(at)) => Some(spi::connect(|| store::energy_now(atp, at))?),
+        (atp, _) => atp,
+    };
     let id = upsert(
         user,
         NodeFields {
             key,
             label: frozen.label.as_deref(),
             metadata: frozen.metadata,
-            atp: frozen.atp,
+            atp,
             embedding: first,
             model: first_model.as_deref().unwrap_or(model),
             node_type: frozen.node_type.as_deref(),

@@ -34,6 +34,7 @@ const UPSERT_EDGE: Query<'static> = query!(
 const UNLINK: Query<'static> = query!("graph_unlink", [UUIDOID, UUIDOID, TEXTOID]);
 const SET_ENERGY: Query<'static> = query!("graph_set_energy", [UUIDOID, UUIDOID, JSONBOID]);
 const SET_EXPIRY: Query<'static> = query!("graph_set_expiry", [UUIDOID, UUIDOID, TEXTOID]);
+const ENERGY_NOW: Query<'static> = query!("graph_energy_now", [FLOAT8OID, TEXTOID]);
 const CHILDREN: Query<'static> = query!("graph_children", [UUIDOID, TEXTOID, INT8OID]);
 const PARENTS: Query<'static> = query!("graph_parents", [UUIDOID, TEXTOID, INT8OID]);
 const LEVEL_EDGES: Query<'static> = query!("graph_level_edges", [UUIDARRAYOID, TEXTOID, INT8OID]);
@@ -187,6 +188,12 @@ pub fn upsert_edge(
 pub fn set_energy(id: Uuid, user: Uuid, energy: serde_json::Value) -> Result<(), FractalityError> {
     spi::run(&SET_ENERGY, &[id.into(), user.into(), JsonB(energy).into()])?;
     Ok(())
+}
+
+/// The energy `atp` of a thawed node as of `atp_at` (a time as text), decayed to now (freeze).
+pub fn energy_now(atp: f64, atp_at: &str) -> Result<f64, FractalityError> {
+    spi::one::<f64>(&ENERGY_NOW, &[atp.into(), atp_at.into()], true)?
+        .ok_or_else(|| FractalityError::invalid("atp_at", "NULL", "atp_at is a time."))
 }
 
 /// Node `id` expires at `at`, a time as text (freeze): 22007 when it is no time, 22023 when it

@@ -518,6 +518,62 @@ fn thaw_gives_the_energy_as_of_now() {
     approx::assert_relative_eq!(read_back, shown, max_relative = 1e-9);
 }
 
+/// freeze takes a document's energy as of its `atp_at` and decays it over the time the document
+/// was kept, as the pair reads back: it stored the energy as of the freeze (0.5 kept ten hours
+/// came back as 0.5). An `atp_at` that is no time is 22007, an infinite one 22023, and nothing
+/// is written.
+#[test]
+fn freeze_decays_a_documents_energy_from_its_atp_at() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    c.batch_execute("SELECT fractality.upsert_node('kept', 'kept', '{}', 0.5)")
+        .unwrap();
+    let energy = |c: &mut postgres::Client| -> f64 {
+        c.query_one(
+            "SELECT atp FROM fractality.node_energy
+              WHERE node_key = 'kept' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    // a document thawed ten hours ago
+    c.batch_execute(
+        "SELECT fractality.freeze(jsonb_set(fractality.thaw('kept'), '{atp_at}',
+                                            to_jsonb(now() - interval '10 hours')))",
+    )
+    .unwrap();
+    approx::assert_relative_eq!(energy(&mut c), 0.5 * 0.95f64.powi(10), max_relative = 1e-4);
+    // a document of now keeps its energy, and one without atp_at is the energy of now
+    c.batch_execute(
+        "SELECT fractality.freeze(fractality.thaw('kept') || '{\"atp\": 0.7}');
+         SELECT fractality.freeze('{\"node_key\": \"kept\", \"atp\": 0.6}');",
+    )
+    .unwrap();
+    approx::assert_relative_eq!(energy(&mut c), 0.6, max_relative = 1e-6);
+    for (at, state) in [("\"soon\"", "22007"), ("\"infinity\"", "22023")] {
+        let e = c
+            .query_one(
+                &format!(
+                    "SELECT fractality.freeze('{{\"node_key\": \"kept\", \"label\": \"changed\", \"atp\": 0.9, \"atp_at\": {at}}}')"
+                ),
+                &[],
+            )
+            .unwrap_err();
+        assert_eq!(common::sqlstate(&e), state, "{at}: {e}");
+    }
+    approx::assert_relative_eq!(energy(&mut c), 0.6, max_relative = 1e-6);
+    let label: String = c
+        .query_one(
+            "SELECT label FROM fractality.nodes WHERE node_key = 'kept' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(label, "kept");
+}
+
 /// (from key, to key, type, weight, metadata)
 type Edge = (String, String, String, f64, serde_json::Value);
 
