@@ -201,6 +201,46 @@ mod tests {
         );
     }
 
+    /// Microseconds and times convert exactly both ways, also beyond 2^53 microseconds (June
+    /// 2255), where float8 rounded: an event of the last microsecond of February 2400 made
+    /// ensure_partitions create March's partition and stay in the default one for good.
+    #[pg_test]
+    fn microseconds_convert_exactly_beyond_float8() {
+        serial();
+        Spi::run("SET LOCAL TimeZone = 'Australia/Lord_Howe'").unwrap();
+        assert_eq!(
+            one::<i64>("SELECT fractality.epoch_us('2400-02-29 23:59:59.999999+00')"),
+            13574649599999999
+        );
+        assert_eq!(
+            one::<bool>(
+                "SELECT fractality._us_to_timestamptz(13574649599999999) = '2400-02-29 23:59:59.999999+00'"
+            ),
+            true
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM generate_series(0, 2000) i,
+                        LATERAL (SELECT (i::numeric * 4000000000000007::numeric + i)::bigint AS us) u
+                  WHERE fractality.epoch_us(fractality._us_to_timestamptz(u.us)) <> u.us"
+            ),
+            0
+        );
+        Spi::run(
+            "SELECT fractality.write_event('\\x000000000000000000000000000009a1', 13574649599999999, 1, 1,
+                     1::smallint, 0::smallint, array_fill(0::real, ARRAY[8]), array_fill(0::real, ARRAY[8]), 1, 1);
+             SELECT fractality.ensure_partitions(0);",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT tableoid::regclass::text FROM fractality.experience_events
+                  WHERE event_id = '\\x000000000000000000000000000009a1'"
+            ),
+            "fractality.experience_events_2400_02"
+        );
+    }
+
     #[pg_test(
         error = "duplicate event (timestamp 86400000000, event_id \\xdddddddddddddddddddddddddddddddd): already stored at timestamp 86400000000"
     )]

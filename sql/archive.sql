@@ -48,10 +48,18 @@ CREATE INDEX action_metadata_archive_event_ref
 
 -- ---- helpers ------------------------------------------------------------------------------------
 
--- A microsecond count since the Unix epoch as a timestamptz, exactly.
+-- A microsecond count since the Unix epoch as a timestamptz, exactly: whole days and the
+-- microseconds left, each exact as a float8 factor (the count itself is not beyond 2^53, after
+-- June 2255), added to the epoch as a timestamp without zone (no daylight saving in between).
+-- Operators named with their schema, as in epoch_us.
 CREATE FUNCTION fractality._us_to_timestamptz(us bigint) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT timestamptz 'epoch' + us::float8 * interval '1 microsecond' $$;
+AS $$ SELECT ((timestamp '1970-01-01'
+               OPERATOR(pg_catalog.+) ((us OPERATOR(pg_catalog./) 86400000000::bigint)::float8
+                                       OPERATOR(pg_catalog.*) interval '1 day'))
+              OPERATOR(pg_catalog.+) ((us OPERATOR(pg_catalog.%) 86400000000::bigint)::float8
+                                      OPERATOR(pg_catalog.*) interval '1 microsecond'))
+             AT TIME ZONE 'UTC' $$;
 
 -- The partitions of a range-partitioned table of fractality with their bounds as text (NULL for
 -- the default partition); a timestamptz bound in ISO form and UTC, whatever the session's

@@ -62,12 +62,13 @@ AS $$ SELECT nullif(current_setting('fractality.user_id', true), '')::uuid $$;
 COMMENT ON FUNCTION fractality.current_user_id() IS
     'The tenant of this session: the setting fractality.user_id as a uuid (NULL when unset).';
 
--- Microseconds since the Unix epoch of a timestamptz; experience_events.timestamp uses them. Every
--- operand is of the exact type of pg_catalog's operator, which is then the one used whatever the
--- caller's search_path holds (an inlined SQL function takes no SET clause).
+-- Microseconds since the Unix epoch of a timestamptz, exactly (extract's numeric, not date_part's
+-- float8, which rounds beyond 2^53 microseconds: after June 2255); experience_events.timestamp
+-- uses them. The operator is named with its schema, so it is pg_catalog's whatever the caller's
+-- search_path holds (an inlined SQL function takes no SET clause).
 CREATE FUNCTION fractality.epoch_us(t timestamptz) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT (date_part('epoch', t) * 1000000::float8)::bigint $$;
+AS $$ SELECT (extract(epoch FROM t) OPERATOR(pg_catalog.*) 1000000::numeric)::bigint $$;
 
 -- Row-level security on a tenant table (security.sql) or a partition of one, the same policy
 -- tenant_isolation on each: on a partition, a role granted the partition itself (GRANT ... ON ALL

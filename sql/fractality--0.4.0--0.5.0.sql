@@ -2574,10 +2574,15 @@ COMMENT ON COLUMN fractality.adna_policies.reward_sum IS
 -- operands of pg_catalog's exact types.
 CREATE OR REPLACE FUNCTION fractality.epoch_us(t timestamptz) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT (date_part('epoch', t) * 1000000::float8)::bigint $$;
+AS $$ SELECT (extract(epoch FROM t) OPERATOR(pg_catalog.*) 1000000::numeric)::bigint $$;
 CREATE OR REPLACE FUNCTION fractality._us_to_timestamptz(us bigint) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT timestamptz 'epoch' + us::float8 * interval '1 microsecond' $$;
+AS $$ SELECT ((timestamp '1970-01-01'
+               OPERATOR(pg_catalog.+) ((us OPERATOR(pg_catalog./) 86400000000::bigint)::float8
+                                       OPERATOR(pg_catalog.*) interval '1 day'))
+              OPERATOR(pg_catalog.+) ((us OPERATOR(pg_catalog.%) 86400000000::bigint)::float8
+                                      OPERATOR(pg_catalog.*) interval '1 microsecond'))
+             AT TIME ZONE 'UTC' $$;
 CREATE OR REPLACE FUNCTION fractality.stream_history(node uuid, "from" timestamptz, "to" timestamptz)
 RETURNS TABLE ("time" timestamptz, atp_level float8, attention_score float8, resonance_vector real[],
                archived boolean)
