@@ -125,6 +125,45 @@ mod tests {
         );
     }
 
+    /// The tick takes an interval as PostgreSQL prints it in every IntervalStyle: `PT2H`, `@ 2
+    /// hours`, `1 2:00:00` and `1 day -01:00:00` were refused when set in a session (and a value
+    /// set before the library loaded fell back to 1 hour with a warning).
+    #[pg_test]
+    fn the_tick_takes_an_interval_as_every_style_prints_it() {
+        for style in ["postgres", "postgres_verbose", "sql_standard", "iso_8601"] {
+            for iv in [
+                "26 hours",
+                "1 day -1 hour",
+                "90 minutes",
+                "0.5 seconds",
+                "2 weeks 3 days 00:00:01.25",
+            ] {
+                Spi::run_with_args(
+                    "SELECT set_config('IntervalStyle', $1, true)",
+                    &[style.into()],
+                )
+                .unwrap();
+                let text =
+                    Spi::get_one_with_args::<String>("SELECT $1::interval::text", &[iv.into()])
+                        .unwrap()
+                        .unwrap();
+                let us = Spi::get_one_with_args::<i64>(
+                    "SELECT (extract(epoch FROM $1::interval) * 1000000)::bigint",
+                    &[iv.into()],
+                )
+                .unwrap()
+                .unwrap();
+                Spi::run_with_args(
+                    "SELECT set_config('fractality.decay_tick', $1, true)",
+                    &[text.as_str().into()],
+                )
+                .unwrap_or_else(|e| panic!("{style}: {text}: {e}"));
+                assert_eq!(crate::gucs::decay_tick_us(), us, "{style}: {text}");
+            }
+        }
+        Spi::run("SET LOCAL IntervalStyle = 'postgres'").unwrap();
+    }
+
     /// Messages print an interval as PostgreSQL's default style does, whatever the session's.
     #[pg_test]
     fn messages_print_intervals_as_postgresql_does() {

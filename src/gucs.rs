@@ -248,7 +248,7 @@ pub fn init() {
         GucRegistry::define_string_guc_with_hooks(
             c"fractality.decay_tick",
             c"The time one decay step takes: a positive duration such as '1 hour'.",
-            c"Units us, ms, s, min, h, d, w (and long forms), HH:MM[:SS] (after them too: 1 day 02:00:00), or a bare number of seconds; months and years are refused.",
+            c"Units us, ms, s, min, h, d, w (and long forms), [+-]HH:MM[:SS] (after them too: 1 day 02:00:00), a bare number of seconds, or an interval as any IntervalStyle prints it (PT2H, @ 2 hours, 1 2:00:00); months and years are refused.",
             &DECAY_TICK,
             GucContext::Userset,
             GucFlags::default(),

@@ -79,22 +79,48 @@ pub fn check_curve(
 }
 
 /// Parses the setting `fractality.decay_tick` into microseconds: a positive duration written as
-/// number-unit pairs (`1 hour`, `90 minutes`, `1h 30min`, `2.5 days`, `1 week`), `HH:MM[:SS]`,
-/// pairs then `HH:MM[:SS]` (`1 day 02:00:00`, as PostgreSQL prints an interval), or a bare
-/// number of seconds. Units: us, ms, s, min, h, d, w and their long forms. Months and years are
-/// refused: they have no fixed length.
+/// number-unit pairs (`1 hour`, `90 minutes`, `1h 30min`, `2.5 days`, `1 week`), `[+-]HH:MM[:SS]`,
+/// pairs or a number of days then a clock (`1 day 02:00:00`, `1 day -01:00:00`, `1 2:00:00`), or
+/// a bare number of seconds; also as PostgreSQL prints an interval in every `IntervalStyle`
+/// (`@ 1 day 2 hours`, `P1DT2H`). Units: us, ms, s, min, h, d, w and their long forms. Months and
+/// years are refused: they have no fixed length.
 pub fn parse_tick(text: &str) -> Result<i64, String> {
     let s = text.trim().to_ascii_lowercase();
     if s.is_empty() {
         return Err("the tick is empty".into());
     }
-    // a clock comes last: "1 day 02:00:00"
-    let (pairs, clock) = match s.rsplit_once(char::is_whitespace) {
-        Some((head, last)) if last.contains(':') => (head, last),
-        _ if s.contains(':') => ("", s.as_str()),
-        _ => (s.as_str(), ""),
+    let secs = if s.starts_with('p') {
+        iso_seconds(text, &s)?
+    } else {
+        // postgres_verbose: "@ 1 day 2 hours", "@ 2 hours ago"
+        let s = s.strip_prefix('@').unwrap_or(&s).trim();
+        // sql_standard prints years-months first where the signs are mixed: "+0-0 +1 -1:00:00"
+        let mut kept = Vec::new();
+        for token in s.split_whitespace() {
+            match years_months(token) {
+                Some(0) => {}
+                Some(_) => {
+                    return Err(format!(
+                        "\"{text}\": months and years have no fixed length; use days"
+                    ))
+                }
+                None => kept.push(token),
+            }
+        }
+        let joined = kept.join(" ");
+        let s = joined.as_str();
+        let (s, sign) = match s.strip_suffix("ago") {
+            Some(head) if head.ends_with(char::is_whitespace) => (head.trim(), -1.0),
+            _ => (s, 1.0),
+        };
+        // a clock comes last: "1 day 02:00:00"
+        let (pairs, clock) = match s.rsplit_once(char::is_whitespace) {
+            Some((head, last)) if last.contains(':') => (head, last),
+            _ if s.contains(':') => ("", s),
+            _ => (s, ""),
+        };
+        sign * (clock_seconds(text, clock)? + pair_seconds(text, pairs, clock.is_empty())?)
     };
-    let secs = clock_seconds(text, clock)? + pair_seconds(text, pairs, clock.is_empty())?;
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("\"{text}\" is not a positive duration"));
     }
@@ -107,32 +133,89 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
     Ok(micros.round() as i64)
 }
 
-/// The seconds of `HH:MM[:SS]` (0 for none), a part of the tick `text`.
+/// The months of a `[+-]Y-M` token (sql_standard's years and months), or None for another token.
+fn years_months(token: &str) -> Option<i64> {
+    let unsigned = token.trim_start_matches(['+', '-']);
+    let (y, m) = unsigned.split_once('-')?;
+    let digits = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
+    (token.len() - unsigned.len() <= 1 && digits(y) && digits(m)).then(|| {
+        y.parse::<i64>().unwrap_or(i64::MAX).saturating_mul(12) + m.parse::<i64>().unwrap_or(1)
+    })
+}
+
+/// The seconds of an ISO 8601 duration (`s`, lower case: `p1dt2h`, `pt-1h30m`, `p1w`), a form of
+/// the tick `text`. Years and months (before the `t`) are refused.
+fn iso_seconds(text: &str, s: &str) -> Result<f64, String> {
+    let bad = || format!("\"{text}\" is not an ISO 8601 duration such as 'PT1H'");
+    let mut total = 0.0;
+    let mut time = false;
+    let mut rest = &s[1..];
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('t') {
+            if time {
+                return Err(bad());
+            }
+            time = true;
+            rest = r;
+            continue;
+        }
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..end].parse().map_err(|_| bad())?;
+        let per = match (rest[end..].chars().next(), time) {
+            (Some('w'), false) => 7.0 * SECS_PER_DAY,
+            (Some('d'), false) => SECS_PER_DAY,
+            (Some('y' | 'm'), false) => {
+                return Err(format!(
+                    "\"{text}\": months and years have no fixed length; use days"
+                ))
+            }
+            (Some('h'), true) => 3600.0,
+            (Some('m'), true) => 60.0,
+            (Some('s'), true) => 1.0,
+            _ => return Err(bad()),
+        };
+        total += number * per;
+        rest = &rest[end + 1..];
+    }
+    Ok(total)
+}
+
+/// The seconds of `[+-]HH:MM[:SS]` (0 for none), a part of the tick `text`: a sign before the
+/// hours applies to the whole clock, as PostgreSQL prints `1 day -01:00:00`.
 fn clock_seconds(text: &str, clock: &str) -> Result<f64, String> {
     if clock.is_empty() {
         return Ok(0.0);
     }
+    let (sign, clock) = match clock.as_bytes()[0] {
+        b'-' => (-1.0, &clock[1..]),
+        b'+' => (1.0, &clock[1..]),
+        _ => (1.0, clock),
+    };
     let parts: Vec<&str> = clock.split(':').collect();
     if parts.len() < 2 || parts.len() > 3 {
         return Err(format!("\"{text}\" is not HH:MM[:SS]"));
     }
     let mut total = 0.0;
     for (i, p) in parts.iter().enumerate() {
-        let v: f64 = p
-            .trim()
-            .parse()
-            .map_err(|_| format!("\"{text}\" is not HH:MM[:SS]"))?;
-        // a sign, even on a zero ('-0:30'), is not a part of HH:MM[:SS]
-        if !v.is_finite() || v.is_sign_negative() || p.trim().starts_with('+') {
+        // digits and a decimal point only: no sign inside the clock
+        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit() || c == '.') {
             return Err(format!("\"{text}\" is not HH:MM[:SS]"));
         }
+        let v: f64 = p
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not HH:MM[:SS]"))?;
         total += v * [3600.0, 60.0, 1.0][i];
     }
-    Ok(total)
+    Ok(sign * total)
 }
 
 /// The seconds of number-unit pairs (0 for none), a part of the tick `text`; `alone`: nothing
-/// follows them, so a bare number is seconds (before a clock PostgreSQL reads it as days: refused).
+/// follows them, so a bare number is seconds (before a clock it is days, as PostgreSQL reads it).
 fn pair_seconds(text: &str, pairs: &str, alone: bool) -> Result<f64, String> {
     let mut total = 0.0;
     let mut rest = pairs;
@@ -153,11 +236,9 @@ fn pair_seconds(text: &str, pairs: &str, alone: bool) -> Result<f64, String> {
         rest = &rest[uend..];
         let per = match unit {
             "" if alone && n == 0 && rest.trim().is_empty() => 1.0, // a bare number: seconds
-            "" if !alone => {
-                return Err(format!(
-                    "\"{text}\": a number without a unit before a clock (days to PostgreSQL); write '1 day 02:00:00'"
-                ))
-            }
+            // before a clock a bare number is days, as PostgreSQL reads (and sql_standard
+            // prints) "1 2:00:00"
+            "" if !alone && n == 0 && rest.trim().is_empty() => SECS_PER_DAY,
             "us" | "usec" | "usecs" | "microsecond" | "microseconds" => 1e-6,
             "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1e-3,
             "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
@@ -260,10 +341,35 @@ mod tests {
             Ok(48 * h + h / 2 + 500_000)
         );
         assert_eq!(parse_tick("1 week 01:00"), Ok(169 * h));
+        // and in every other IntervalStyle: sql_standard, postgres_verbose, iso_8601
+        assert_eq!(parse_tick("1 2:00:00"), Ok(26 * h));
+        assert_eq!(parse_tick("1 day -01:00:00"), Ok(23 * h));
+        assert_eq!(parse_tick("+1:00"), Ok(h));
+        assert_eq!(parse_tick("@ 1 day 2 hours"), Ok(26 * h));
+        assert_eq!(parse_tick("@ 1 day -1 hours"), Ok(23 * h));
+        assert_eq!(parse_tick("@ 0.5 secs"), Ok(500_000));
+        assert_eq!(parse_tick("PT2H"), Ok(2 * h));
+        assert_eq!(parse_tick("P1DT2H"), Ok(26 * h));
+        assert_eq!(parse_tick("P1DT-1H"), Ok(23 * h));
+        assert_eq!(parse_tick("P1W"), Ok(168 * h));
+        assert_eq!(parse_tick("pt1h30m0.5s"), Ok(h + h / 2 + 500_000));
+        assert_eq!(parse_tick("+0-0 +1 -1:00:00"), Ok(23 * h));
+        assert!(parse_tick("+0-1 +1 -1:00:00").is_err());
+        assert!(parse_tick("1-0 1:00:00").is_err());
         for bad in [
             "",
             "0",
-            "1 02:00:00",
+            "@ 2 hours ago",
+            "P1M",
+            "P1Y",
+            "P",
+            "PT",
+            "PT1X",
+            "P1DT2H3",
+            "PT1HT2M",
+            "P1H",
+            "1 day -1:-00",
+            "1 2 02:00:00",
             "-1 days +02:00:00",
             "1 day 02:00 hours",
             "1 day 1:2:3:4",
@@ -274,7 +380,6 @@ mod tests {
             "1:2:3:4",
             "-0:30",
             "0:-30",
-            "+1:00",
             "abc",
         ] {
             assert!(parse_tick(bad).is_err(), "{bad:?} should be refused");
