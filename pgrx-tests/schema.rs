@@ -13,6 +13,22 @@ mod tests {
             .expect("not null")
     }
 
+    /// Every function, aggregate and trigger function of the schema but the internal helpers
+    /// (named with a leading underscore) has a description for `\df+`: pgrx gives the Rust
+    /// functions none, and 123 of 137 had none.
+    #[pg_test]
+    fn every_function_a_user_meets_is_described() {
+        let missing = Spi::get_one::<String>(
+            "SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid::regprocedure::text)
+               FROM pg_proc p
+              WHERE p.pronamespace = 'fractality'::regnamespace AND p.proname !~ '^_'
+                AND obj_description(p.oid, 'pg_proc') IS NULL",
+        )
+        .unwrap();
+        assert_eq!(missing, None);
+        assert!(count("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'fractality'::regnamespace AND p.proname !~ '^_'") > 80);
+    }
+
     #[pg_test]
     fn schema_has_every_table_of_the_data_model() {
         for table in [

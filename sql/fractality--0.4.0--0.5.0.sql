@@ -3055,6 +3055,175 @@ BEGIN
 END
 $$;
 
+-- ---- descriptions --------------------------------------------------------------------------------
+-- What \df+ and obj_description show for every function the sources above do not describe (the
+-- Rust functions get none from pgrx); README.md has the same in its API tables.
+
+COMMENT ON FUNCTION fractality.remember(text, text, vector, jsonb, text, double precision, interval) IS
+    'Stores a memory of the session''s tenant (a NULL key: derived from the content), or reinforces the one it repeats (same key, or within dedup_threshold cosine similarity); ttl expires it. Returns (node_id, created).';
+COMMENT ON FUNCTION fractality.remember_many(jsonb, text, double precision) IS
+    'remember for a batch [{content, embedding[, node_key, metadata, ttl]}, ...]; new embeddings are staged until index_staged_embeddings or run_maintenance indexes them.';
+COMMENT ON FUNCTION fractality.remember_many(text[], text[], vector[], jsonb[], text, double precision, interval[]) IS
+    'remember for a batch given as arrays of one element a memory (NULL elements: a derived key, {}, no expiry); new embeddings are staged until indexed.';
+COMMENT ON FUNCTION fractality.recall(vector, integer, text, text, text, double precision, double precision, double precision, double precision, double precision) IS
+    'The k memories of the session''s tenant best scored by w_sim x relevance (cosine, fused with full text given query_text) + w_energy x energy + w_edge x edge to the context key; reinforce > 0 feeds those returned, 0 writes nothing.';
+COMMENT ON FUNCTION fractality.recall_explain(vector, integer, text, text, text, double precision, double precision, double precision, double precision) IS
+    'Every candidate a recall looks at, with the parts of its score, whether it is returned, and how the tenant was searched (exact, index, tenant_graph); writes nothing.';
+COMMENT ON FUNCTION fractality.forget(text) IS
+    'Deletes the session tenant''s memory of that key with its embeddings, edges and stream points; false when there is none.';
+COMMENT ON FUNCTION fractality.find_resonant(uuid, double precision, integer, text) IS
+    'The k nodes of the source''s tenant with cosine similarity >= threshold to it, by resonance (0.5 x similarity + 0.3 x energy product + 0.2 x edge weight); read as the caller.';
+COMMENT ON FUNCTION fractality.find_resonant(text, double precision, integer, text) IS
+    'find_resonant of the session tenant''s node of that key.';
+COMMENT ON FUNCTION fractality.resonance_with(uuid, uuid[], text) IS
+    'The resonance of a node with each of others (similarity, energies, edge weight and the score), in one pass; read as the caller.';
+COMMENT ON FUNCTION fractality.calculate_resonance(uuid, uuid, text) IS
+    'The resonance of two nodes: 0.5 x cosine similarity + 0.3 x energy product + 0.2 x edge weight.';
+COMMENT ON FUNCTION fractality.resonance_score(double precision, double precision, double precision, double precision, double precision, double precision, double precision) IS
+    'The resonance formula alone: w_sim x similarity + w_energy x atp_a x atp_b + w_edge x edge_weight.';
+COMMENT ON FUNCTION fractality.crystallize_consensus(uuid, double precision, integer, text) IS
+    'A consensus node where the nodes within threshold of the seed, of any tenant, belong to min_contributors users or more; publishes only counts and one-decimal scores. For a trusted curator role.';
+COMMENT ON FUNCTION fractality.cosine_similarity(vector, vector) IS
+    'The cosine similarity of two vectors of the same dimension, read in place.';
+COMMENT ON FUNCTION fractality.normalize_vector(vector) IS
+    'The vector scaled to length 1 (a zero vector is refused).';
+COMMENT ON FUNCTION fractality.vector_dims_native(vector) IS
+    'The dimension of a vector, read from its header.';
+COMMENT ON FUNCTION fractality.upsert_node(text, text, jsonb, double precision, vector, text, text) IS
+    'Inserts or updates the session tenant''s node of that key (a NULL keeps a value; metadata is merged); returns its id.';
+COMMENT ON FUNCTION fractality.upsert_node_for(uuid, text, text, jsonb, double precision, vector, text, text) IS
+    'upsert_node for the tenant given (row-level security still applies to the caller).';
+COMMENT ON FUNCTION fractality.link(text, text, text, double precision) IS
+    'An edge of that type and weight in [-1, 1] between two nodes of the session''s tenant, by key (inserted or updated).';
+COMMENT ON FUNCTION fractality.unlink(text, text, text) IS
+    'Deletes the edge of that type between two nodes of the session''s tenant; false when there is none.';
+COMMENT ON FUNCTION fractality.children(text, text) IS
+    'The nodes the node of that key links to with the relationship, strongest edge first.';
+COMMENT ON FUNCTION fractality.parents(text, text) IS
+    'The nodes that link to the node of that key with the relationship, strongest edge first.';
+COMMENT ON FUNCTION fractality.traverse(uuid, integer, text) IS
+    'A breadth-first walk from root along the relationship, to max_depth: each node once, at its smallest depth, with its path.';
+COMMENT ON FUNCTION fractality.consciousness_path(uuid, uuid, double precision) IS
+    'The cheapest path between two nodes (an edge costs 1 - |weight|), up to max_cost.';
+COMMENT ON FUNCTION fractality.thaw(text, integer, text) IS
+    'The session tenant''s node of that key as one document: its fields, energy as of now, every model''s embedding, edges and the latest stream points.';
+COMMENT ON FUNCTION fractality."freeze"(jsonb, text) IS
+    'Writes a document as thaw gives it back into the graph (node, embeddings, edges, stream points); its energy decays from its atp_at to now.';
+COMMENT ON FUNCTION fractality.search_nodes(text, integer) IS
+    'Full-text search (web search syntax) over the nodes'' label and metadata description, best first; expired memories left out.';
+COMMENT ON FUNCTION fractality.current_atp(double precision, timestamp with time zone, timestamp with time zone) IS
+    'The energy atp stored as of atp_at, decayed to the time at by the session''s curve (fractality.decay_rate, decay_tick, atp_floor).';
+COMMENT ON FUNCTION fractality.decay_atp(double precision, interval, double precision, interval, double precision) IS
+    'max(floor, atp x rate ^ (elapsed / tick)); a value already below the floor stays.';
+COMMENT ON FUNCTION fractality.apply_consciousness_decay(double precision, double precision, uuid) IS
+    'One explicit decay tick: every node (of p_user_id, or every tenant the caller sees when NULL) keeps decay_rate of its energy now, floored at min_atp.';
+COMMENT ON FUNCTION fractality.materialize_decay(integer) IS
+    'Writes the decayed energy of now into nodes, batch_size at a time, skipping rows other sessions hold.';
+COMMENT ON FUNCTION fractality.pulse(uuid, double precision) IS
+    'Feeds a node energy (capped at 1) and records a stream point; returns the new energy.';
+COMMENT ON FUNCTION fractality.stream_history(uuid, timestamp with time zone, timestamp with time zone) IS
+    'A node''s stream points (energy and attention over time) in [from, to), hot and archived.';
+COMMENT ON FUNCTION fractality.notify_enabled() IS
+    'Whether fractality.notify is on (the condition of the notification trigger).';
+COMMENT ON FUNCTION fractality.epoch_us(timestamp with time zone) IS
+    'Microseconds since the Unix epoch of a time, exactly (experience_events.timestamp).';
+COMMENT ON FUNCTION fractality.write_events(jsonb) IS
+    'Writes a JSON array of events, validated whole; returns how many.';
+COMMENT ON FUNCTION fractality.write_events(bytea[], bigint[], bigint[], integer[], smallint[], smallint[], real[], real[], real[], integer[], integer[]) IS
+    'Writes a batch of events given as typed arrays (the loaders'' form), validated whole; returns how many.';
+COMMENT ON FUNCTION fractality.write_events_json(text) IS
+    'Writes a JSON array of events sent as text (the fast path), validated whole; returns how many.';
+COMMENT ON FUNCTION fractality.write_events_json(json) IS
+    'write_events_json for a json value.';
+COMMENT ON FUNCTION fractality.write_event(bytea, bigint, bigint, integer, smallint, smallint, real[], real[], integer, integer, real, real, real, real, jsonb) IS
+    'Writes one event (8-D state, 8-D action, four rewards, optional action metadata).';
+COMMENT ON FUNCTION fractality.write_event_with_metadata(jsonb, jsonb) IS
+    'Writes one event given as JSON with its action metadata.';
+COMMENT ON FUNCTION fractality.query_events(bigint, bigint, integer, boolean, boolean) IS
+    'Events with start_us <= timestamp < end_us in time order, with their metadata and the archive if asked.';
+COMMENT ON FUNCTION fractality.high_reward_events(bigint, real, integer) IS
+    'Events since since_us whose total reward is at least min_reward, best first.';
+COMMENT ON FUNCTION fractality.create_replay_buffer(text, double precision, double precision, double precision, bigint, smallint, integer, boolean) IS
+    'A durable prioritised replay buffer fed by the events written that pass its filter (a ring of capacity events when given); backfill takes the stored ones too.';
+COMMENT ON FUNCTION fractality.drop_replay_buffer(text) IS
+    'Drops a replay buffer and its items; false when there is none.';
+COMMENT ON FUNCTION fractality.sample_experiences(text, integer, double precision, bigint) IS
+    'n draws from a replay buffer, each with probability proportional to its priority ^ alpha, with importance weights normalised by the draw''s largest.';
+COMMENT ON FUNCTION fractality.sample_experiences(integer, double precision, double precision, bigint) IS
+    '0.4.0''s form over every hot event, kept for one more release: use a replay buffer.';
+COMMENT ON FUNCTION fractality.update_priorities(text, bytea[], double precision[]) IS
+    'Writes a learner''s new priorities (TD errors) back to a buffer; ids it holds no item of are skipped. Returns how many were written.';
+COMMENT ON FUNCTION fractality.update_priorities(text, bytea[], double precision[], bigint[]) IS
+    'update_priorities with the events'' timestamps, which find the items without the id registry.';
+COMMENT ON FUNCTION fractality.replay_batch(text, integer, double precision, bigint, interval) IS
+    'A learner''s batch in one call: n weighted draws with state, action, rewards, next state (within next_within) and action metadata.';
+COMMENT ON FUNCTION fractality.fold_priorities(text) IS
+    'Folds the priorities written back to a buffer into its sum tree now; returns how many.';
+COMMENT ON FUNCTION fractality.total_reward(real, real, real, real) IS
+    'The sum of the four rewards (homeostasis, curiosity, efficiency, goal).';
+COMMENT ON FUNCTION fractality.episode_returns(bigint, bigint, double precision) IS
+    'Each episode''s return (rewards discounted by gamma per step) over the events in [from_us, to_us).';
+COMMENT ON FUNCTION fractality.refresh_policy_rewards() IS
+    'Rolls the rewards of events written since the last call into their policies'' aggregates; returns how many events.';
+COMMENT ON FUNCTION fractality.save_policy(text, text, jsonb, jsonb) IS
+    'A new version of a state bin''s policy, its parent the bin''s latest; returns the version.';
+COMMENT ON FUNCTION fractality.load_policy(text) IS
+    'The latest policy of a state bin.';
+COMMENT ON FUNCTION fractality.policy_lineage(integer) IS
+    'A policy''s ancestors, newest first.';
+COMMENT ON FUNCTION fractality.save_config(text, text, jsonb) IS
+    'A new version of a configuration value (component, key); returns the version.';
+COMMENT ON FUNCTION fractality.load_config(text, text) IS
+    'The latest version of a configuration value.';
+COMMENT ON FUNCTION fractality.config_history(text, text) IS
+    'Every version of a configuration value, newest first.';
+COMMENT ON FUNCTION fractality.run_maintenance() IS
+    'One maintenance pass (the owner''s; e.g. from pg_cron): partitions ahead, retention policies, expired memories, staged embeddings indexed, priorities folded, decay materialised. A second caller meanwhile returns {"skipped": true}.';
+COMMENT ON FUNCTION fractality.ensure_partitions(integer) IS
+    'Creates the monthly partitions of streams and events up to ahead months from now (UTC), and of months whose rows a default partition caught (the owner''s).';
+COMMENT ON FUNCTION fractality.archive_old_events(integer) IS
+    'Moves events older than days_threshold days (counted in UTC) into the cold tier with their metadata; returns how many (the owner''s).';
+COMMENT ON FUNCTION fractality.archive_streams(interval) IS
+    'Moves stream points older than older_than (counted in UTC) into the packed, lossless archive; returns how many (the owner''s).';
+COMMENT ON FUNCTION fractality.add_retention_policy(regclass, interval, text) IS
+    'What run_maintenance does with rows of experience_events or consciousness_streams older than keep: archive or drop (the owner''s).';
+COMMENT ON FUNCTION fractality.remove_retention_policy(regclass) IS
+    'Removes the retention policy of a table; false when there is none (the owner''s).';
+COMMENT ON FUNCTION fractality.touch_updated_at() IS
+    'Trigger: sets updated_at to now() on an update.';
+COMMENT ON FUNCTION fractality.experience_events_cascade_delete() IS
+    'Trigger: deletes the action metadata and registry ids of deleted events.';
+COMMENT ON FUNCTION fractality.experience_events_cascade_truncate() IS
+    'Trigger: empties the action metadata and the id registry with experience_events.';
+COMMENT ON FUNCTION fractality.action_metadata_check_event() IS
+    'Constraint trigger: action metadata refers to an event that exists (checked at commit).';
+COMMENT ON FUNCTION fractality.experience_events_to_inbox() IS
+    'Trigger: queues written events for refresh_policy_rewards.';
+COMMENT ON FUNCTION fractality.notify_consciousness_update() IS
+    'Trigger: sends consciousness_update for a changed node when fractality.notify is on.';
+COMMENT ON AGGREGATE fractality.episode_sums(integer, real, real, real, real, double precision) IS
+    'The discounted sums of an episode''s four rewards over its steps (behind episode_returns).';
+DO $$
+DECLARE
+    f regprocedure;
+    agg text;
+BEGIN
+    -- the aggregates' support functions
+    FOR f, agg IN
+        SELECT p.oid::regprocedure,
+               CASE WHEN p.proname LIKE 'discounted_return_steps_%' THEN 'discounted_return(reward, gamma, step)'
+                    WHEN p.proname LIKE 'discounted_return_%' THEN 'discounted_return(reward, gamma)'
+                    ELSE pg_catalog.regexp_replace(p.proname, '_(sfunc|ffunc|combine|serial|deserial)$', '')
+               END
+          FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = 'fractality'::pg_catalog.regnamespace
+           AND p.proname ~ '^(discounted_return|discounted_return_steps|episode_sums|reward_stats)_(sfunc|ffunc|combine|serial|deserial)$'
+    LOOP
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s IS %L', f,
+                                  'Support function of the aggregate ' || agg || ' (not for direct calls).');
+    END LOOP;
+END $$;
+
 -- ---- privileges on the new tables ----------------------------------------------------------------
 -- Each role keeps on a table (or view) this update adds the privileges it held on the 0.4.0 table it
 -- serves, as GRANT ... ON ALL TABLES (the README's) would give it on a fresh install: writing a
