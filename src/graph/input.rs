@@ -203,10 +203,20 @@ pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityErro
     let energy = take(&mut doc, "energy");
     let edge_metadata = take_each(&mut doc, &["edges", "outgoing"], "metadata");
     let vectors = take_each(&mut doc, &["stream"], "resonance_vector");
-    let mut frozen: Frozen = serde_json::from_value(doc).map_err(|e| {
+    let mut frozen = Frozen::deserialize(&doc).map_err(|e| {
+        // serde names the expected type, not the field: the first field that fails alone
+        let field = doc.as_object().and_then(|o| {
+            o.iter().find_map(|(k, v)| {
+                let alone = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+                Frozen::deserialize(&alone).is_err().then(|| k.clone())
+            })
+        });
         FractalityError::invalid(
             "frozen node",
-            e.to_string(),
+            match field {
+                Some(f) => format!("field \"{f}\": {e}"),
+                None => e.to_string(),
+            },
             "Pass the shape thaw() returns: node_key, label, type, metadata, atp, embedding, edges.outgoing, stream.",
         )
     })?;
@@ -329,6 +339,18 @@ mod tests {
         assert_eq!(f.edges.outgoing[0].to_key, "b");
         assert_eq!(f.stream.len(), 1);
         assert!(parse_frozen(serde_json::json!({"label": "no key"})).is_err());
+        // a field of the wrong type is named
+        let e = parse_frozen(serde_json::json!({"node_key": "a", "label": "x", "atp": "high"}))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for frozen node: field \"atp\": invalid type: string \"high\", expected f64"
+        );
+        let e = parse_frozen(serde_json::json!({"node_key": "a", "edges": [1]})).unwrap_err();
+        assert!(
+            e.to_string().contains("field \"edges\": invalid type"),
+            "{e}"
+        );
         assert!(parse_frozen(serde_json::json!({
             "node_key": "a", "stream": [{"time": "2026-01-01", "atp_level": 2.0}]
         }))
