@@ -12,44 +12,39 @@
 -- is refused before anything is created.
 DO $$
 DECLARE
-    schema_owner name;
-    creator name;
-    stranger text;
+    problem text;
+    remedy text;
 BEGIN
-    SELECT r.rolname INTO schema_owner
-      FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
-     WHERE n.nspname = 'fractality' AND NOT r.rolsuper;
-    IF schema_owner IS NOT NULL THEN
-        RAISE EXCEPTION 'schema fractality is owned by role %, who is not a superuser', schema_owner
-            USING ERRCODE = '42501',
-                  HINT = 'fractality installs SECURITY DEFINER functions in its schema: drop the schema first, or make a superuser its owner (ALTER SCHEMA fractality OWNER TO ...).';
-    END IF;
-    SELECT coalesce(r.rolname, 'PUBLIC') INTO creator
-      FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
-      LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-     WHERE n.nspname = 'fractality' AND a.privilege_type = 'CREATE' AND NOT coalesce(r.rolsuper, false)
-     LIMIT 1;
-    IF creator IS NOT NULL THEN
-        RAISE EXCEPTION 'schema fractality lets % create objects in it', creator
-            USING ERRCODE = '42501',
-                  HINT = 'fractality installs SECURITY DEFINER functions in its schema: REVOKE CREATE ON SCHEMA fractality from every role but superusers first.';
-    END IF;
-    SELECT o.what INTO stranger
-      FROM (SELECT c.relname::text AS what, c.relowner AS owner FROM pg_catalog.pg_class c
-             WHERE c.relnamespace = 'fractality'::regnamespace
+    SELECT x.problem, x.remedy INTO problem, remedy
+      FROM (SELECT 1 AS k, pg_catalog.format('is owned by role %s, who is not a superuser', r.rolname) AS problem,
+                   'drop the schema first, or make a superuser its owner (ALTER SCHEMA fractality OWNER TO ...)' AS remedy
+              FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+             WHERE n.nspname = 'fractality' AND NOT r.rolsuper
             UNION ALL
-            SELECT p.oid::regprocedure::text, p.proowner FROM pg_catalog.pg_proc p
-             WHERE p.pronamespace = 'fractality'::regnamespace
+            SELECT 2, pg_catalog.format('lets %s create objects in it', coalesce(r.rolname, 'PUBLIC')),
+                   'REVOKE CREATE ON SCHEMA fractality from every role but superusers first'
+              FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+              LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+             WHERE n.nspname = 'fractality' AND a.privilege_type = 'CREATE' AND NOT coalesce(r.rolsuper, false)
             UNION ALL
-            SELECT t.typname::text, t.typowner FROM pg_catalog.pg_type t
-             WHERE t.typnamespace = 'fractality'::regnamespace) o
-      JOIN pg_catalog.pg_roles r ON r.oid = o.owner
-     WHERE NOT r.rolsuper
+            SELECT 3, pg_catalog.format('holds %s, owned by a role that is not a superuser', o.what),
+                   'install it into a schema of its own'
+              FROM (SELECT c.relname::text AS what, c.relowner AS owner FROM pg_catalog.pg_class c
+                     WHERE c.relnamespace = 'fractality'::regnamespace
+                    UNION ALL
+                    SELECT p.oid::regprocedure::text, p.proowner FROM pg_catalog.pg_proc p
+                     WHERE p.pronamespace = 'fractality'::regnamespace
+                    UNION ALL
+                    SELECT t.typname::text, t.typowner FROM pg_catalog.pg_type t
+                     WHERE t.typnamespace = 'fractality'::regnamespace) o
+              JOIN pg_catalog.pg_roles r ON r.oid = o.owner
+             WHERE NOT r.rolsuper) x
+     ORDER BY x.k
      LIMIT 1;
-    IF stranger IS NOT NULL THEN
-        RAISE EXCEPTION 'schema fractality holds %, owned by a role that is not a superuser', stranger
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'schema fractality %', problem
             USING ERRCODE = '42501',
-                  HINT = 'fractality installs SECURITY DEFINER functions in its schema: install it into a schema of its own.';
+                  HINT = 'fractality installs SECURITY DEFINER functions in its schema: ' || remedy || '.';
     END IF;
 END $$;
 
