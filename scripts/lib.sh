@@ -79,15 +79,35 @@ pg_psql() {
     "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h localhost -p "$port" -U postgres "$@"
 }
 
-# Build the extension and install it into the system PostgreSQL 15. The install location is
-# shared by every checkout on the machine: installs take /tmp/fractality-pg.lock (unless the
-# caller already holds it and says so with FRACTALITY_PG_LOCKED=1).
+# Gives the installed library a file of its own that no running backend has mapped, before a
+# tool that rewrites it in place (`cargo pgrx test` installs with a plain copy): the backends of a
+# running server (the demo's, say) keep the file they mapped instead of dying with SIGBUS.
+detach_installed_library() {
+    local lib
+    lib="$($PG_CONFIG --pkglibdir)/fractality.so"
+    [ -f "$lib" ] || return 0
+    cp "$lib" "$lib.detached.$$" && mv -f "$lib.detached.$$" "$lib"
+}
+
+# Build the extension and install it into the system PostgreSQL 15 (--release: the release
+# build). The install location is shared by every checkout on the machine: the copy takes
+# /tmp/fractality-pg.lock (unless the caller already holds it and says so with
+# FRACTALITY_PG_LOCKED=1). Each file is replaced, not rewritten in place as `cargo pgrx install`
+# does: the backends of a running server keep the library they mapped (rewritten under them, they
+# die with SIGBUS and the server restarts).
 install_extension() {
-    local profile=("$@") lock=()
+    local flags=(--debug) out="$ROOT/target/install-package" lock=()
+    [ "${1:-}" = --release ] && flags=()
     [ -n "${FRACTALITY_PG_LOCKED:-}" ] || lock=(flock /tmp/fractality-pg.lock)
+    rm -rf "$out"
     # a build that fails stops here: the library of an earlier build must not pass for this one
-    (cd "$ROOT" && set -o pipefail && "${lock[@]}" cargo pgrx install --pg-config "$PG_CONFIG" "${profile[@]}" 2>&1 \
+    (cd "$ROOT" && set -o pipefail && cargo pgrx package --pg-config "$PG_CONFIG" "${flags[@]}" --out-dir "$out" 2>&1 \
         | { grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)' || true; } \
-        | { grep -E 'Installing|Finished|error|warning|-->' || true; })
+        | { grep -E 'Finished|error|warning|-->' || true; }) || return 1
+    "${lock[@]}" sh -c 'cd "$1" && find . -type f | while read -r f; do
+            case "$f" in *.so) mode=755 ;; *) mode=644 ;; esac
+            install -D -m "$mode" "$f" "/${f#./}" || exit 1
+        done' sh "$out" || return 1
+    echo "     Installed fractality into $($PG_CONFIG --pkglibdir) and $($PG_CONFIG --sharedir)/extension"
     test -f "$($PG_CONFIG --pkglibdir)/fractality.so"
 }

@@ -42,6 +42,7 @@ log "2/5 cargo pgrx test (unit tests and #[pg_test] suites)"
 mkdir -p "$PGRX_DATA"
 chown postgres:postgres "$PGRX_DATA"
 status=0
+detach_installed_library  # pgrx rewrites the installed library in place: a running server keeps its own
 cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_DATA" 2>&1 \
     | grep -vE '^\s+(Compiling|Downloaded|Downloading)' | tee "$LOGS/pgrx-test.log" || status=$?
 count_cargo "$LOGS/pgrx-test.log"
