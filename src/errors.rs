@@ -289,6 +289,20 @@ pub fn node_not_found(key: impl ToString) -> FractalityError {
     }
 }
 
+/// Lets a cancel or `statement_timeout` through at every `every`th step `i` of a long loop in
+/// Rust (reading a batch, walking a graph): the statement ends there with PostgreSQL's 57014, the
+/// Rust frames unwound as for any error. (Plain unit tests run outside a server: nothing to
+/// check there.)
+#[inline]
+pub fn interrupts_every(i: usize, every: usize) {
+    #[cfg(not(test))]
+    if i.is_multiple_of(every) {
+        pgrx::check_for_interrupts!();
+    }
+    #[cfg(test)]
+    let _ = (i, every);
+}
+
 /// The most characters of a caller's value an error message repeats.
 const SHOWN_CHARS: usize = 200;
 

@@ -265,6 +265,7 @@ impl<'de> Visitor<'de> for Bounded<'_> {
         while let Some(v) = seq.next_element_seed(Bounded {
             left: &mut *self.left,
         })? {
+            crate::errors::interrupts_every(out.len(), 1024);
             out.push(v);
         }
         Ok(Value::Array(out))

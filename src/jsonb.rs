@@ -253,6 +253,8 @@ pub fn elements<'a>(v: &Value<'a>, mut f: impl FnMut(usize, Value<'a>)) -> bool 
         loop {
             match pg_sys::JsonbIteratorNext(&mut it, &mut jv, true) {
                 pg_sys::JsonbIteratorToken::WJB_ELEM => {
+                    // a batch of many elements answers a cancel while it is read
+                    crate::errors::interrupts_every(i, 256);
                     f(i, Value::from_jbv(&jv));
                     i += 1;
                 }
@@ -642,10 +644,19 @@ unsafe impl SqlTranslatable for JsonbText {
 unsafe impl<'fcx> ArgAbi<'fcx> for JsonValue {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         match unsafe { arg.unbox_arg_using_from_datum::<RawDatum>() } {
-            Some(RawDatum(d)) => match parse_jsonb_datum(d) {
-                Ok(v) => JsonValue(v),
-                Err(e) => e.report(),
-            },
+            Some(RawDatum(d)) => {
+                // read before the function runs: a large document's memory, refused or not, is
+                // given back here (the function's own Trim does not exist yet)
+                let text = jsonb_datum_text(d);
+                let trim = crate::heap::Trim::when(text.len(), 1 << 20);
+                let parsed = crate::json::parse(&text).map_err(unreadable);
+                drop(text);
+                drop(trim);
+                match parsed {
+                    Ok(v) => JsonValue(v),
+                    Err(e) => e.report(),
+                }
+            }
             None => FractalityError::NullNotAllowed("jsonb argument").report(),
         }
     }

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod experience;
 pub mod graph;
 pub mod gucs;
+pub mod heap;
 pub mod json;
 pub mod jsonb;
 pub mod memory;
@@ -151,6 +152,7 @@ extension_sql_file!("../sql/security.sql", name = "security", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    heap::init();
 }
 
 // ---- in-server tests (cargo pgrx test), kept in pgrx-tests/ ----------------------------------

@@ -378,6 +378,7 @@ mod text_reader {
             let mut kept = self.limits.batch;
             let mut index = 0;
             loop {
+                crate::errors::interrupts_every(index, 256);
                 let element = format!("write_events: element {index}");
                 let mut left = self.limits.doc;
                 let v = match seq.next_element_seed(crate::json::Bounded { left: &mut left }) {
@@ -434,6 +435,7 @@ mod text_reader {
                 left: &mut left,
                 doc: self.0.doc,
             })? {
+                crate::errors::interrupts_every(out.len(), 256);
                 if out.len() == MAX_EVENTS {
                     return Err(de::Error::custom(TOO_MANY));
                 }

@@ -32,6 +32,7 @@ use arrays::single_field;
 /// optional "metadata" object per event). Returns the number of events written.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn write_events(events: JsonbArg<'_>) -> i64 {
+    let _trim = crate::heap::Trim;
     crate::errors::writer(c"write_events");
     let batch = parse_batch_jsonb(&events).unwrap_or_report();
     insert_events(&batch).unwrap_or_report()
@@ -58,6 +59,7 @@ where
 /// therefore read as jsonb (the argument's type comes from the call, not the symbol).
 #[pg_extern(volatile, strict, parallel_unsafe, sql = false)]
 fn write_events_json(events: pgrx::AnyElement) -> i64 {
+    let _trim = crate::heap::Trim;
     let batch = if events.oid() == pg_sys::JSONBOID {
         crate::errors::writer(c"write_events");
         // SAFETY: a non-null jsonb datum of this call
@@ -112,6 +114,7 @@ fn write_events_arrays(
     adna_version_hashes: Array<'_, i32>,
     sequence_numbers: Array<'_, i32>,
 ) -> i64 {
+    let _trim = crate::heap::Trim;
     crate::errors::writer(c"write_events");
     arrays::check_lengths([
         event_ids.len(),

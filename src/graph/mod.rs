@@ -332,11 +332,12 @@ fn traverse(
         name!(accumulated_weight, f64),
     ),
 > {
+    let trim = crate::heap::Trim;
     let depth = check_depth(max_depth).unwrap_or_report();
     check_relationship(relationship).unwrap_or_report();
     let _jit = crate::search::Pinned::no_jit();
     TableIterator::new(
-        spi::connect(|| reach::walk_from(root, depth, relationship)).unwrap_or_report(),
+        trim.rows(spi::connect(|| reach::walk_from(root, depth, relationship)).unwrap_or_report()),
     )
 }
 
@@ -349,6 +350,7 @@ fn consciousness_path(
     to: Option<Uuid>,
     max_cost: default!(Option<f64>, "NULL"),
 ) -> TableIterator<'static, (name!(step, i32), name!(node_id, Uuid), name!(cost, f64))> {
+    let _trim = crate::heap::Trim;
     let (from, to) = (required("from", from), required("to", to));
     if let Some(m) = max_cost {
         let m = finite("max_cost", m).unwrap_or_report();
@@ -542,6 +544,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'freeze_wrapper';
 "#
 )]
 fn freeze(node: crate::jsonb::JsonValue, fcinfo: pg_sys::FunctionCallInfo) -> Uuid {
+    let _trim = crate::heap::Trim;
     crate::errors::writer(c"freeze");
     let model = unsafe { crate::models::model_arg(fcinfo, 1) }.expect("strict");
     let stream = node.0.get("stream").cloned();

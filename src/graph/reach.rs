@@ -59,6 +59,7 @@ pub(super) fn walk_from(
     // the edges the walk may read in all (each a node it may reach)
     let mut edges_left = MAX_EDGES;
     let visits = breadth_first(root, depth, |frontier| {
+        crate::errors::interrupts_every(0, 1);
         level += 1;
         or_stop(&mut failed, || {
             if let Some(edges) = ahead.as_ref().and_then(|a| a.edges(frontier)) {
@@ -145,8 +146,23 @@ pub(super) fn path_between(
         }
     }
     let mut failed = None;
+    // the edges the search may read in all (each read is held, with a node it reaches)
+    let mut edges_left = MAX_EDGES;
     let path = cheapest_path(from, ends[&from], to, max_cost, PATH_BATCH, |batch| {
-        or_stop(&mut failed, || store::path_edges(batch.to_vec()))
+        or_stop(&mut failed, || {
+            crate::errors::interrupts_every(0, 1);
+            let edges = store::path_edges(batch.to_vec(), edges_left + 1)?;
+            edges_left -= edges.len() as i64;
+            if edges_left < 0 {
+                return Err(FractalityError::Limit {
+                    what: format!(
+                        "consciousness_path from {from} to {to}: more than {MAX_EDGES} edges to read"
+                    ),
+                    hint: "consciousness_path reads every edge of the paths cheaper than the one it finds: give a max_cost, or search between nearer nodes.",
+                });
+            }
+            Ok(edges)
+        })
     });
     match failed {
         Some(e) => Err(e),

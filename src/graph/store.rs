@@ -44,7 +44,7 @@ const EDGES_AHEAD: Query<'static> = query!(
 );
 const NODE_KEYS: Query<'static> = query!("graph_node_keys", [UUIDARRAYOID]);
 const PATH_ENDS: Query<'static> = query!("graph_path_ends", [UUIDARRAYOID]);
-const PATH_EDGES: Query<'static> = query!("graph_path_edges", [UUIDARRAYOID]);
+const PATH_EDGES: Query<'static> = query!("graph_path_edges", [UUIDARRAYOID, INT8OID]);
 const THAW: Query<'static> = query!("thaw", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
 const FREEZE_STREAM: Query<'static> = query!("graph_freeze_stream", [UUIDOID, UUIDOID, JSONBOID]);
 const SEARCH: Query<'static> = query!("graph_search", [TEXTOID, INT8OID]);
@@ -313,8 +313,8 @@ pub fn energies(ids: Vec<Uuid>) -> Result<HashMap<Uuid, f64>, FractalityError> {
 }
 
 /// The edges (of any type) leaving `batch`, with the current energy of their targets.
-pub fn path_edges(batch: Vec<Uuid>) -> Result<Vec<(Uuid, Uuid, f64)>, FractalityError> {
-    spi::some_rows(&PATH_EDGES, &[batch.into()], true, edge_row)
+pub fn path_edges(batch: Vec<Uuid>, limit: i64) -> Result<Vec<(Uuid, Uuid, f64)>, FractalityError> {
+    spi::some_rows(&PATH_EDGES, &[batch.into(), limit.into()], true, edge_row)
 }
 
 /// A `uuid[]` built in one piece with `construct_array`: pgrx's `Vec<Uuid>` goes through

@@ -6,7 +6,7 @@
 //! ([`Ahead`]).
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::hash::Hash;
 
 // ---- breadth-first traversal -----------------------------------------------------------------
@@ -214,6 +214,9 @@ where
     let mut settled: HashSet<N> = HashSet::new();
     let mut adjacency: HashMap<N, Vec<(N, f64)>> = HashMap::new();
     let mut heap = BinaryHeap::from([Entry(0.0, from)]);
+    // the nodes reached and not yet expanded, cheapest first: the batch of a fetch is taken from
+    // its start (scanning every node reached for it made a search quadratic in the graph)
+    let mut unexpanded: BTreeSet<Entry<N>> = BTreeSet::from([Entry(0.0, from)]);
     while let Some(Entry(cost, u)) = heap.pop() {
         if settled.contains(&u) || cost > best[&u].0 {
             continue;
@@ -229,20 +232,17 @@ where
             return Some(path);
         }
         if !adjacency.contains_key(&u) {
-            let mut others: Vec<(f64, N)> = best
-                .iter()
-                .filter(|(n, _)| **n != u && !settled.contains(*n) && !adjacency.contains_key(*n))
-                .map(|(n, b)| (b.0, *n))
-                .collect();
-            if others.len() >= batch {
-                others.select_nth_unstable_by(batch.saturating_sub(2), |a, b| {
-                    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
-                });
-                others.truncate(batch.saturating_sub(1));
-            }
             let mut ids: Vec<N> = vec![u];
-            ids.extend(others.into_iter().map(|(_, n)| n));
+            ids.extend(
+                unexpanded
+                    .iter()
+                    .rev() // Entry's order is reversed for the heap: the cheapest last
+                    .map(|e| e.1)
+                    .filter(|n| *n != u && !settled.contains(n))
+                    .take(batch.saturating_sub(1)),
+            );
             for n in &ids {
+                unexpanded.remove(&Entry(best[n].0, *n));
                 adjacency.insert(*n, Vec::new());
             }
             for (a, b, atp_b) in fetch(&ids) {
@@ -252,6 +252,7 @@ where
             }
         }
         settled.insert(u);
+        unexpanded.remove(&Entry(cost, u));
         let atp_u = best[&u].2;
         for &(v, atp_v) in &adjacency[&u] {
             if settled.contains(&v) {
@@ -264,7 +265,14 @@ where
             if !next.is_finite() || max_cost.is_some_and(|m| next > m) {
                 continue;
             }
-            if best.get(&v).is_none_or(|b| next < b.0) {
+            let previous = best.get(&v).map(|b| b.0);
+            if previous.is_none_or(|p| next < p) {
+                if !adjacency.contains_key(&v) {
+                    if let Some(p) = previous {
+                        unexpanded.remove(&Entry(p, v));
+                    }
+                    unexpanded.insert(Entry(next, v));
+                }
                 best.insert(v, (next, Some(u), atp_v));
                 heap.push(Entry(next, v));
             }

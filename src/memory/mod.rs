@@ -83,6 +83,7 @@ fn remember_many(
     model: default!(Option<&str>, "'default'"),
     dedup_threshold: default!(Option<f64>, 0.95),
 ) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {
+    let trim = crate::heap::Trim;
     crate::errors::writer(c"remember_many");
     let doc = required("memories", memories);
     let model = required("model", model);
@@ -101,7 +102,7 @@ fn remember_many(
         }
         batch.push(m);
     }
-    TableIterator::new(remember_all(&batch, model, dedup, true).unwrap_or_report())
+    TableIterator::new(trim.rows(remember_all(&batch, model, dedup, true).unwrap_or_report()))
 }
 
 /// The arrays form of `remember_many`, for loaders and clients that send arrays (each vector in
@@ -121,6 +122,7 @@ fn remember_many_arrays(
     dedup_threshold: default!(Option<f64>, 0.95),
     ttls: default!(Option<Array<'_, Interval>>, "NULL"),
 ) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {
+    let trim = crate::heap::Trim;
     crate::errors::writer(c"remember_many");
     // each array counted before any element is copied out (crate::errors::MAX_ELEMENTS)
     let node_keys = node_keys.map(|a| crate::errors::elements("node_keys", &a));
@@ -136,7 +138,7 @@ fn remember_many_arrays(
     let metadata = metadata.map(|m| m.0);
     let batch =
         memories_from_arrays(node_keys, contents, embeddings, metadata, ttls).unwrap_or_report();
-    TableIterator::new(remember_all(&batch, model, dedup, true).unwrap_or_report())
+    TableIterator::new(trim.rows(remember_all(&batch, model, dedup, true).unwrap_or_report()))
 }
 
 /// An interval from its text, as PostgreSQL's `interval_in` reads it (pgrx catches its syntax

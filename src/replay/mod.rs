@@ -216,8 +216,9 @@ fn sample_experiences_from(
 > {
     let buffer = required("buffer", buffer);
     let n = required("n", n);
+    let trim = crate::heap::Trim::when(n.max(0) as usize, 10_000);
     let draws = spi::connect_pinned(|| sample(buffer, n, beta, seed)).unwrap_or_report();
-    TableIterator::new(draws.into_iter().map(|d| {
+    TableIterator::new(crate::heap::rows_then(trim, draws).map(|d| {
         (
             d.event_id,
             d.event_timestamp,
@@ -245,6 +246,7 @@ fn update_priorities(
     priorities: Option<Array<'_, f64>>,
 ) -> i64 {
     crate::errors::writer(c"update_priorities");
+    let _trim = crate::heap::Trim::when(event_ids.as_ref().map_or(0, |a| a.len()), 10_000);
     write_back(buffer, event_ids, priorities, None)
 }
 
@@ -259,6 +261,7 @@ fn update_priorities_at(
     event_timestamps: Option<Array<'_, i64>>,
 ) -> i64 {
     crate::errors::writer(c"update_priorities");
+    let _trim = crate::heap::Trim::when(event_ids.as_ref().map_or(0, |a| a.len()), 10_000);
     let ts = crate::errors::elements(
         "event_timestamps",
         &required("event_timestamps", event_timestamps),
@@ -323,6 +326,7 @@ fn replay_batch(
 > {
     let buffer = required("buffer", buffer);
     let n = required("n", n);
+    let trim = crate::heap::Trim::when(n.max(0) as usize, 10_000);
     let within = required("next_within", next_within);
     if within.as_micros() < 0 {
         FractalityError::invalid(
@@ -372,5 +376,5 @@ fn replay_batch(
             .collect())
     })
     .unwrap_or_report();
-    TableIterator::new(rows)
+    TableIterator::new(crate::heap::rows_then(trim, rows))
 }
