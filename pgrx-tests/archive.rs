@@ -34,6 +34,18 @@ mod tests {
             .unwrap()
     }
 
+    /// The message a statement fails with ("ok" when it does not); its effects are undone.
+    fn message_of(sql: &str) -> String {
+        Spi::run(
+            "CREATE OR REPLACE FUNCTION pg_temp.message_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $$",
+        )
+        .unwrap();
+        Spi::get_one_with_args::<String>("SELECT pg_temp.message_of($1)", &[sql.into()])
+            .unwrap()
+            .unwrap()
+    }
+
     /// 401 events, one every 6 hours back from now (100 days), with awkward reals, and metadata
     /// on every fifth; partitions for the months 40 and 70 days back made first, those of the
     /// other months by ensure_partitions from the rows the default partition caught (whatever
@@ -198,6 +210,30 @@ mod tests {
                   WHERE event_id = '\\xbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb'"
             ),
             1
+        );
+    }
+
+    /// An age is checked as it is applied, in UTC: in Kiritimati (UTC+14) an age reaching just
+    /// before the earliest timestamp passed the check, and every run_maintenance after failed
+    /// with 22008.
+    #[pg_test]
+    fn an_age_reaching_before_the_earliest_time_is_refused_in_any_time_zone() {
+        serial();
+        Spi::run("SET LOCAL TimeZone = 'Pacific/Kiritimati'").unwrap();
+        let n = one::<i32>(
+            "SELECT ceil(extract(epoch FROM now() - '4714-11-24 00:00:00+00 BC'::timestamptz) / 86400)::int",
+        );
+        assert_eq!(
+            state_of(&format!(
+                "SELECT fractality.add_retention_policy('fractality.experience_events', make_interval(days => {n}), 'drop')"
+            )),
+            "22023"
+        );
+        // and its message prints the age in PostgreSQL's style whatever the session's
+        Spi::run("SET LOCAL IntervalStyle = 'iso_8601'").unwrap();
+        assert_eq!(
+            message_of("SELECT fractality.archive_streams('-1 days')"),
+            "invalid value for older_than: -1 days"
         );
     }
 

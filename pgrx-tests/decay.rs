@@ -181,6 +181,10 @@ mod tests {
             "-3 years -2 mons -1 days -00:00:00.000001",
             "26:00:00",
             "123456789 days",
+            "-1 days 2 hours",
+            "-11 mons 1 day",
+            "1 year -1 mon 3 days",
+            "-1 day -02:00:00",
         ] {
             let iv = Spi::get_one_with_args::<pgrx::datum::Interval>(
                 "SELECT $1::interval",

@@ -692,8 +692,8 @@ mod tests {
         assert_eq!(
             key,
             format!(
-                "22023 invalid value for node_key: '{}... (20002 characters)",
-                "K".repeat(196)
+                "22023 invalid value for node_key: '{}...' (20000 characters)",
+                "K".repeat(197)
             )
         );
         let metadata = failure(
@@ -706,11 +706,20 @@ mod tests {
         );
         assert!(metadata.ends_with("... (5013 characters)"), "{metadata}");
         assert!(metadata.len() < 260, "{metadata}");
+        // the fields of a batch's element too: a field name and a value of 100 000 characters
+        let field = failure(
+            "SELECT fractality.write_events(jsonb_build_array(jsonb_build_object(repeat('f', 100000), 1)))",
+        );
+        assert!(field.len() < 600, "{}", &field[..300]);
+        let id = failure(
+            "SELECT fractality.write_events(jsonb_build_array(jsonb_build_object('event_id', repeat('a', 100000))))",
+        );
+        assert!(id.len() < 600, "{}", &id[..300]);
         assert_eq!(
             failure("SELECT * FROM fractality.find_resonant(repeat('k', 300))"),
             format!(
-                "P0002 node '{}... (302 characters) does not exist or is not visible",
-                "k".repeat(196)
+                "P0002 node '{}...' (300 characters) does not exist or is not visible",
+                "k".repeat(197)
             )
         );
     }

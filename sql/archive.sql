@@ -474,6 +474,7 @@ CREATE FUNCTION fractality.archive_streams(older_than interval DEFAULT '3 months
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
+SET intervalstyle = 'postgres'
 AS $$
 BEGIN
     IF older_than IS NULL THEN
@@ -718,6 +719,8 @@ END $$;
 CREATE FUNCTION fractality._check_age(name text, age interval) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
+SET intervalstyle = 'postgres'
 AS $$
 DECLARE
     months bigint := extract(year FROM age)::bigint * 12 + extract(month FROM age)::bigint;
@@ -745,6 +748,7 @@ CREATE FUNCTION fractality.add_retention_policy(relation regclass, keep interval
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
 AS $$
 BEGIN
     IF relation IS NULL OR keep IS NULL OR action IS NULL THEN

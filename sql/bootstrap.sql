@@ -63,7 +63,11 @@ COMMENT ON FUNCTION fractality.current_user_id() IS
 -- search_path holds (an inlined SQL function takes no SET clause).
 CREATE FUNCTION fractality.epoch_us(t timestamptz) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT (extract(epoch FROM t) OPERATOR(pg_catalog.*) 1000000::numeric)::bigint $$;
+AS $$ SELECT CASE WHEN pg_catalog.isfinite(t)
+                 THEN (extract(epoch FROM t) OPERATOR(pg_catalog.*) 1000000::numeric)::bigint
+                 -- an infinity: out of bigint's range (22003), as float8's infinity casts
+                 ELSE (pg_catalog.date_part('epoch', t) OPERATOR(pg_catalog.*) 1000000::float8)::bigint
+            END $$;
 
 -- Row-level security on a tenant table (security.sql) or a partition of one, the same policy
 -- tenant_isolation on each: on a partition, a role granted the partition itself (GRANT ... ON ALL

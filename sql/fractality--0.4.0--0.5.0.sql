@@ -10,6 +10,35 @@
 -- (every row kept) as the 'default' model; the index is built once they are in, so the upgrade
 -- takes about as long as building the index (minutes per million embeddings).
 
+-- 0.5.0 puts SECURITY DEFINER functions into the schema, as the install does: a schema that a
+-- role other than a superuser owns (who could rename it and plant one of the same name with
+-- objects those functions would reach), or in which such a role may create, is refused before
+-- anything changes (sql/bootstrap.sql checks the same at install, and objects in it too).
+DO $$
+DECLARE
+    problem text;
+    remedy text;
+BEGIN
+    SELECT x.problem, x.remedy INTO problem, remedy
+      FROM (SELECT 1 AS k, pg_catalog.format('is owned by role %s, who is not a superuser', r.rolname) AS problem,
+                   'make a superuser its owner (ALTER SCHEMA fractality OWNER TO ...) first' AS remedy
+              FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+             WHERE n.nspname = 'fractality' AND NOT r.rolsuper
+            UNION ALL
+            SELECT 2, pg_catalog.format('lets %s create objects in it', coalesce(r.rolname, 'PUBLIC')),
+                   'REVOKE CREATE ON SCHEMA fractality from every role but superusers first'
+              FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+              LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+             WHERE n.nspname = 'fractality' AND a.privilege_type = 'CREATE' AND NOT coalesce(r.rolsuper, false)) x
+     ORDER BY x.k
+     LIMIT 1;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'schema fractality %', problem
+            USING ERRCODE = '42501',
+                  HINT = 'fractality puts SECURITY DEFINER functions in its schema: ' || remedy || '.';
+    END IF;
+END $$;
+
 -- ---- internal helpers: a leading underscore ----------------------------------------------------
 -- The partition and archive steps (not for direct calls, not executable by PUBLIC) take a
 -- leading underscore, as the other internal helpers have. They are renamed first, so that every
@@ -143,6 +172,7 @@ CREATE OR REPLACE FUNCTION fractality.archive_streams(older_than interval DEFAUL
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
+SET intervalstyle = 'postgres'
 AS $$
 BEGIN
     IF older_than IS NULL THEN
@@ -283,6 +313,8 @@ END $$;
 CREATE OR REPLACE FUNCTION fractality._check_age(name text, age interval) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
+SET intervalstyle = 'postgres'
 AS $$
 DECLARE
     months bigint := extract(year FROM age)::bigint * 12 + extract(month FROM age)::bigint;
@@ -310,6 +342,7 @@ CREATE OR REPLACE FUNCTION fractality.add_retention_policy(relation regclass, ke
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
 AS $$
 BEGIN
     IF relation IS NULL OR keep IS NULL OR action IS NULL THEN
@@ -2574,7 +2607,11 @@ COMMENT ON COLUMN fractality.adna_policies.reward_sum IS
 -- operands of pg_catalog's exact types.
 CREATE OR REPLACE FUNCTION fractality.epoch_us(t timestamptz) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT (extract(epoch FROM t) OPERATOR(pg_catalog.*) 1000000::numeric)::bigint $$;
+AS $$ SELECT CASE WHEN pg_catalog.isfinite(t)
+                 THEN (extract(epoch FROM t) OPERATOR(pg_catalog.*) 1000000::numeric)::bigint
+                 -- an infinity: out of bigint's range (22003), as float8's infinity casts
+                 ELSE (pg_catalog.date_part('epoch', t) OPERATOR(pg_catalog.*) 1000000::float8)::bigint
+            END $$;
 CREATE OR REPLACE FUNCTION fractality._us_to_timestamptz(us bigint) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT ((timestamp '1970-01-01'

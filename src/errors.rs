@@ -36,7 +36,7 @@ pub enum FractalityError {
 
     /// 22023 invalid_parameter_value: one element of an event batch (or the single event) is
     /// malformed; names the element and the field.
-    #[error("{context}, field \"{field}\": {problem}")]
+    #[error("{context}, field \"{}\": {}", shown(field.clone()), shown_ends(problem))]
     BadEvent {
         context: String,
         field: String,
@@ -59,7 +59,7 @@ pub enum FractalityError {
     },
 
     /// 22023 invalid_parameter_value: one element of a remember_many batch is malformed.
-    #[error("memory {element}, field \"{field}\": {problem}")]
+    #[error("memory {element}, field \"{}\": {}", shown(field.clone()), shown_ends(problem))]
     BadMemory {
         element: usize,
         field: String,
@@ -289,6 +289,22 @@ pub fn node_not_found(key: impl ToString) -> FractalityError {
     }
 }
 
+/// A sentence about a caller's value, as a message shows it: whole up to [`SHOWN_CHARS`]
+/// characters, else its start and its end (where the reason usually is: "... is not a finite
+/// real") around what was left out.
+pub fn shown_ends(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= SHOWN_CHARS {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(SHOWN_CHARS / 2).collect();
+    let tail: String = text.chars().skip(n - SHOWN_CHARS / 4).collect();
+    format!(
+        "{head}... ({} characters left out) ...{tail}",
+        n - SHOWN_CHARS / 2 - SHOWN_CHARS / 4
+    )
+}
+
 /// Lets a cancel or `statement_timeout` through at every `every`th step `i` of a long loop in
 /// Rust (reading a batch, walking a graph): the statement ends there with PostgreSQL's 57014, the
 /// Rust frames unwound as for any error. (Plain unit tests run outside a server: nothing to
@@ -310,35 +326,58 @@ const SHOWN_CHARS: usize = 200;
 /// length. A message goes to the server's log too (`log_min_error_statement`), where a caller's
 /// whole metadata or a key of megabytes has no place.
 pub fn shown(value: String) -> String {
-    let n = value.chars().count();
+    // a value quoted by its caller ('...') is cut inside its quotes, its own characters counted
+    let quoted = value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'');
+    let inner = if quoted {
+        &value[1..value.len() - 1]
+    } else {
+        value.as_str()
+    };
+    let n = inner.chars().count();
     if n <= SHOWN_CHARS {
         return value;
     }
-    let head: String = value.chars().take(SHOWN_CHARS - 3).collect();
-    format!("{head}... ({n} characters)")
+    let head: String = inner.chars().take(SHOWN_CHARS - 3).collect();
+    if quoted {
+        format!("'{head}...' ({n} characters)")
+    } else {
+        format!("{head}... ({n} characters)")
+    }
 }
 
 /// An interval as PostgreSQL's default style prints it (e.g. `-1 days`, `1 mon 02:00:00`),
 /// computed here (no call into the server, and whatever the session's
 /// IntervalStyle), for messages.
 pub fn pg_interval(t: &pgrx::datum::Interval) -> String {
+    // PostgreSQL writes a '+' before a positive field that follows a negative one
+    let mut negative_before = false;
     let mut parts = Vec::new();
-    let plural = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut field = |n: i64, one: &str, many: &str| {
+        let sign = if negative_before && n > 0 { "+" } else { "" };
+        negative_before |= n < 0;
+        format!("{sign}{n} {}", if n == 1 { one } else { many })
+    };
     if t.months() != 0 {
         let (y, m) = (t.months() / 12, t.months() % 12);
         if y != 0 {
-            parts.push(plural(y as i64, "year", "years"));
+            parts.push(field(y as i64, "year", "years"));
         }
         if m != 0 {
-            parts.push(plural(m as i64, "mon", "mons"));
+            parts.push(field(m as i64, "mon", "mons"));
         }
     }
     if t.days() != 0 {
-        parts.push(plural(t.days() as i64, "day", "days"));
+        parts.push(field(t.days() as i64, "day", "days"));
     }
     let us = t.micros();
     if us != 0 || parts.is_empty() {
-        let sign = if us < 0 { "-" } else { "" };
+        let sign = if us < 0 {
+            "-"
+        } else if negative_before {
+            "+"
+        } else {
+            ""
+        };
         let a = us.unsigned_abs();
         let (h, m, s, f) = (
             a / 3_600_000_000,

@@ -162,6 +162,13 @@ unsafe extern "C-unwind" fn check_decay_rate(
     }
 }
 
+/// [`crate::decay::curve::parse_tick`] with a panic taken as a refusal: a GUC hook must answer,
+/// not raise (raised while the library loads, it left the library half loaded for the session).
+fn parse_tick_caught(text: &str) -> Result<i64, String> {
+    std::panic::catch_unwind(|| crate::decay::curve::parse_tick(text))
+        .unwrap_or_else(|_| Err(format!("\"{text}\" could not be read")))
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn check_decay_tick(
     newval: *mut *mut core::ffi::c_char,
@@ -173,7 +180,7 @@ unsafe extern "C-unwind" fn check_decay_tick(
         return unsafe { refuse("fractality.decay_tick must be set to a positive duration.") };
     }
     let text = unsafe { CStr::from_ptr(p) }.to_string_lossy();
-    match crate::decay::curve::parse_tick(&text) {
+    match parse_tick_caught(&text) {
         Ok(_) => true,
         Err(why) => unsafe { refuse(&format!("fractality.decay_tick: {why}.")) },
     }
@@ -188,7 +195,7 @@ unsafe extern "C-unwind" fn assign_decay_tick(
         return;
     }
     let text = unsafe { CStr::from_ptr(newval) }.to_string_lossy();
-    if let Ok(us) = crate::decay::curve::parse_tick(&text) {
+    if let Ok(us) = parse_tick_caught(&text) {
         DECAY_TICK_US.store(us, Ordering::Relaxed);
     }
 }

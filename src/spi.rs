@@ -292,9 +292,10 @@ impl Row {
             return Ok(None);
         };
         // SAFETY: a non-null vector datum of the row being read
-        Ok(Some(
-            unsafe { Vector::from_datum_ref(d) }?.as_slice().to_vec(),
-        ))
+        // the copy a toasted vector is detoasted into is freed once read
+        Ok(Some(unsafe {
+            Vector::with_datum(d, |v| v.as_slice().to_vec())
+        }?))
     }
 }
 
@@ -360,6 +361,19 @@ pub fn stream(
     mut f: impl FnMut(&Row),
 ) -> Result<u64, FractalityError> {
     let plan = plan(q)?;
+    // what a callback's reads allocate (a toasted value's copy, the TOAST index scan that
+    // fetches it) is freed after each row, not kept until the query ends: 38 KB a row for
+    // embeddings of 3 000 dimensions, 115 MB for a tenant of 3 000
+    // SAFETY: a child of the current (SPI) context, deleted below or with it on an error
+    let row_context = unsafe {
+        pg_sys::AllocSetContextCreateInternal(
+            pg_sys::CurrentMemoryContext,
+            c"fractality stream row".as_ptr(),
+            0,
+            8 * 1024,
+            8 * 1024 * 1024,
+        )
+    };
     let mut receiver = Receiver {
         base: pg_sys::DestReceiver {
             receiveSlot: Some(receive_slot),
@@ -370,6 +384,7 @@ pub fn stream(
         },
         f: &mut f,
         seen: 0,
+        row_context,
     };
     // SAFETY: a kept plan, arguments of the prepared types; the receiver outlives the run
     unsafe {
@@ -380,6 +395,7 @@ pub fn stream(
             ..Default::default()
         };
         let status = pg_sys::SPI_execute_plan_extended(plan, &options);
+        pg_sys::MemoryContextDelete(row_context);
         if status < 0 {
             return Err(spi_failure(q.name, status));
         }
@@ -393,6 +409,8 @@ struct Receiver<'a> {
     base: pg_sys::DestReceiver,
     f: &'a mut dyn FnMut(&Row),
     seen: u64,
+    /// The context the callback runs in, reset after each row.
+    row_context: pg_sys::MemoryContext,
 }
 
 #[pg_guard]
@@ -403,9 +421,16 @@ unsafe extern "C-unwind" fn receive_slot(
     // SAFETY: the receiver is the base of a Receiver that stream() keeps alive while it runs
     let r = unsafe { &mut *(receiver as *mut Receiver<'_>) };
     r.seen += 1;
-    (r.f)(&Row {
-        source: Source::Slot(slot),
-    });
+    // SAFETY: the row context lives as long as the receiver; what the callback allocates there
+    // does not outlive the callback (a Row's values are valid while it runs)
+    unsafe {
+        let previous = pg_sys::MemoryContextSwitchTo(r.row_context);
+        (r.f)(&Row {
+            source: Source::Slot(slot),
+        });
+        pg_sys::MemoryContextSwitchTo(previous);
+        pg_sys::MemoryContextReset(r.row_context);
+    }
     true
 }
 

@@ -72,6 +72,27 @@ impl<'a> Vector<'a> {
         }
     }
 
+    /// `f` of the `vector` datum read in place, or of its detoasted copy, which is freed after
+    /// `f`: a scan reading many toasted embeddings (a model above about 2 000 dimensions) would
+    /// otherwise keep every copy until its query ends.
+    ///
+    /// # Safety
+    /// `datum` must be a non-null datum of pgvector's `vector` type, valid while `f` runs.
+    pub unsafe fn with_datum<R>(
+        datum: pg_sys::Datum,
+        f: impl FnOnce(&Vector<'_>) -> R,
+    ) -> Result<R, FractalityError> {
+        unsafe {
+            let raw = datum.cast_mut_ptr::<pg_sys::varlena>();
+            let plain = pg_sys::pg_detoast_datum(raw);
+            let read = Vector::from_datum_ref(pg_sys::Datum::from(plain)).map(|v| f(&v));
+            if plain != raw {
+                pg_sys::pfree(plain.cast());
+            }
+            read
+        }
+    }
+
     /// Reads a `vector` datum, in place when it has a plain 4-byte header, detoasting otherwise.
     ///
     /// # Safety

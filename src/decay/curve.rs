@@ -133,13 +133,20 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
     Ok(micros.round() as i64)
 }
 
-/// The months of a `[+-]Y-M` token (sql_standard's years and months), or None for another token.
+/// Whether a `[+-]Y-M` token (sql_standard's years and months) holds any (1) or none (0); None for
+/// another token.
 fn years_months(token: &str) -> Option<i64> {
     let unsigned = token.trim_start_matches(['+', '-']);
     let (y, m) = unsigned.split_once('-')?;
     let digits = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
+    // only whether there are any matters (and no arithmetic on digits of any length)
+    let zero = |p: &str| p.chars().all(|c| c == '0');
     (token.len() - unsigned.len() <= 1 && digits(y) && digits(m)).then(|| {
-        y.parse::<i64>().unwrap_or(i64::MAX).saturating_mul(12) + m.parse::<i64>().unwrap_or(1)
+        if zero(y) && zero(m) {
+            0
+        } else {
+            1
+        }
     })
 }
 
@@ -356,6 +363,8 @@ mod tests {
         assert_eq!(parse_tick("+0-0 +1 -1:00:00"), Ok(23 * h));
         assert!(parse_tick("+0-1 +1 -1:00:00").is_err());
         assert!(parse_tick("1-0 1:00:00").is_err());
+        assert!(parse_tick("99999999999999999999-1 1").is_err());
+        assert!(parse_tick("9223372036854775807-1 1").is_err());
         for bad in [
             "",
             "0",

@@ -528,7 +528,8 @@ pub(super) mod tests {
         assert!(err(json!([nan])).contains("field \"reward_goal\": expected a number"));
         let mut huge = event(1);
         huge["reward_goal"] = json!(1e300);
-        assert!(err(json!([huge])).contains("is not a finite real"));
+        let h = err(json!([huge]));
+        assert!(h.contains("is not a finite real"), "{h}");
         // each reward a real, their sum not: refused here, naming the event
         let mut sum = event(1);
         sum["reward_curiosity"] = json!(3e38);

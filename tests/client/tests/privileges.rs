@@ -241,6 +241,26 @@ fn the_install_refuses_a_schema_another_role_controls() {
     assert!(objects > 100, "{objects}");
     drop(c);
     common::drop_db(db);
+    // 0.4.0 installed into such a schema (it had no check) is not updated in it
+    let mut c = common::fresh_db(
+        db,
+        "CREATE SCHEMA fractality AUTHORIZATION fractality_squatter;
+         CREATE EXTENSION fractality VERSION '0.4.0' CASCADE; CREATE EXTENSION IF NOT EXISTS btree_gin;",
+    );
+    let e = c
+        .batch_execute("ALTER EXTENSION fractality UPDATE")
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "42501", "{e:?}");
+    let version: String = c
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'fractality'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "0.4.0");
+    drop(c);
+    common::drop_db(db);
 }
 
 /// A function of another schema on the caller's path that matches a call's argument types more
