@@ -10,6 +10,7 @@
 // episode's return, replays a batch from its replay buffer (replay_batch) and writes toy TD
 // errors back (update_priorities).
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { embed } from './embedding.js';
@@ -91,28 +92,54 @@ export async function learn(pool, n, seed, gamma = 0.9) {
   }
 }
 
-// libpq's key=value connection string ('host=localhost port=5432 dbname=x', what psql and the
-// Python client take) as the URL node-postgres reads (it reads URLs only, and would take the
-// key=value form's first word for a host): each key a query parameter, which node-postgres reads as
-// it reads a URL's own (host, port, user, password, sslmode, options, ...), dbname the path. A
-// URL is returned as it is.
-export function connectionUrl(s) {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s.trim())) return s;
-  const params = new URLSearchParams();
-  let dbname = '';
-  const pair = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|([^\s']*))\s*/y;
+// The libpq keywords node-postgres can follow, and what it calls them (the others, such as
+// service or target_session_attrs, are refused by name rather than silently left out).
+const LIBPQ_KEYS = {
+  host: 'host', hostaddr: 'host', port: 'port', dbname: 'database', user: 'user', password: 'password',
+  options: 'options', application_name: 'application_name', fallback_application_name: 'fallback_application_name',
+  client_encoding: 'client_encoding', connect_timeout: 'connect_timeout', sslmode: 'sslmode',
+  sslrootcert: 'sslrootcert', sslcert: 'sslcert', sslkey: 'sslkey',
+};
+
+// A connection string as node-postgres takes it: a URL as it is ({connectionString}), and libpq's
+// key=value form ('host=localhost port=5432 dbname=x', what psql and the Python client take),
+// which node-postgres does not read (it would take the first word for a host), as a config object:
+// values quoted or not, backslash escapes as libpq reads them, an unknown key refused.
+export function connectionConfig(s) {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s.trim())) return { connectionString: s };
+  const found = {};
+  const pair = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)*))\s*/y;
   for (let at = 0; at < s.length;) {
     pair.lastIndex = at;
     const m = pair.exec(s);
     if (!m || pair.lastIndex === at) {  // the string itself is not told: it may hold a password
       throw new Error(`the connection string is neither a URL nor libpq's key=value form (at character ${at + 1})`);
     }
-    const value = m[2] === undefined ? m[3] : m[2].replace(/\\(.)/g, '$1');
-    if (m[1] === 'dbname') dbname = value;
-    else params.set(m[1], value);
+    if (!(m[1] in LIBPQ_KEYS)) throw new Error(`connection option "${m[1]}": unknown, or not one node-postgres follows`);
+    found[m[1]] = (m[2] ?? m[3]).replace(/\\(.)/g, '$1');
     at = pair.lastIndex;
   }
-  return `postgresql:///${encodeURIComponent(dbname)}?${params}`;
+  const config = {};
+  for (const [k, v] of Object.entries(found)) {
+    if (['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'connect_timeout', 'fallback_application_name'].includes(k)) continue;
+    config[LIBPQ_KEYS[k]] = k === 'port' ? Number(v) : v;
+  }
+  if (!config.application_name && found.fallback_application_name) config.application_name = found.fallback_application_name;
+  if (found.connect_timeout) config.connectionTimeoutMillis = Number(found.connect_timeout) * 1000;
+  const mode = found.sslmode ?? 'prefer';
+  if (mode === 'disable' || mode === 'allow' || mode === 'prefer') {
+    config.ssl = false;  // node-postgres has no "try TLS, then plain": prefer and allow connect plainly
+  } else if (['require', 'verify-ca', 'verify-full'].includes(mode)) {
+    const read = (f) => (f ? readFileSync(f).toString() : undefined);
+    config.ssl = {
+      rejectUnauthorized: mode !== 'require' || Boolean(found.sslrootcert),
+      ca: read(found.sslrootcert), cert: read(found.sslcert), key: read(found.sslkey),
+      ...(mode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
+    };
+  } else {
+    throw new Error(`connection option "sslmode": "${mode}" is none of disable, allow, prefer, require, verify-ca, verify-full`);
+  }
+  return config;
 }
 
 // `server`: a connection string (a URL or libpq's key=value form) or a node-postgres config object
@@ -122,7 +149,7 @@ export async function run(server, log = console.log) {
   // (a URL's own `options` would win over a config's: the setting joins them in the URL; a
   // config object takes it as a config option)
   const withNotify = (options) => ['-c fractality.notify=on', options].filter(Boolean).join(' ');
-  const config = typeof server === 'string' ? { connectionString: connectionUrl(server) } : { ...server };
+  const config = typeof server === 'string' ? connectionConfig(server) : { ...server };
   let url;
   try {
     url = config.connectionString === undefined ? undefined : new URL(config.connectionString);

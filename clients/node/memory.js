@@ -43,15 +43,27 @@ function rolledBack() {
   return e;
 }
 
+// 25000: fn ran COMMIT or ROLLBACK itself; what came after ran without the tenant, and a rolled-back
+// turn would pass for done
+function endedByTurn() {
+  const e = new Error('the turn ended its transaction itself (COMMIT or ROLLBACK): leave the transaction to withTenant');
+  e.code = '25000';
+  return e;
+}
+
 // a vector as pgvector's text form: every element written as JavaScript writes the number, so that
 // NaN and Infinity reach the server as such and are refused there (22000, as from Python) instead of
 // becoming JSON's null; a Float32Array is taken as an array
 export function vectorText(v) {
-  return `[${Array.from(v, (x) => String(x)).join(',')}]`;
+  return `[${Array.from(v, (x) => {
+    if (typeof x !== 'number') throw new TypeError(`an embedding holds numbers, not ${typeof x} ${JSON.stringify(x)}`);
+    return String(x);
+  }).join(',')}]`;
 }
 
 // fn(client) in a transaction of tenant `userId`, run again from the start, in a new transaction,
-// when it ends with a serialization failure or a deadlock (up to `attempts` tries in all). fn may
+// when it ends with a serialization failure, a deadlock or a lock timeout (up to `attempts` tries
+// in all). fn may
 // run more than once: it keeps what it does outside the database (output, counters) for the
 // caller to apply once it has returned.
 export async function withTenant(pool, userId, fn, { attempts = 3 } = {}) {
@@ -62,6 +74,10 @@ export async function withTenant(pool, userId, fn, { attempts = 3 } = {}) {
       await client.query('BEGIN');
       await client.query("SELECT set_config('fractality.user_id', $1, true)", [userId]);
       const result = await fn(client);
+      // 'E': a caught error failed the transaction; 'I': the turn ended it itself
+      const status = client.getTransactionStatus();
+      if (status === 'E') throw rolledBack();
+      if (status === 'I') throw endedByTurn();
       if ((await client.query('COMMIT')).command !== 'COMMIT') throw rolledBack();
       return result;
     } catch (e) {

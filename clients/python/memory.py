@@ -45,11 +45,17 @@ def tenant(pool, user_id: uuid.UUID):
     with pool.connection() as conn, conn.transaction():
         conn.execute("SELECT set_config('fractality.user_id', %s, true)", (str(user_id),))
         yield conn
-        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+        status = conn.info.transaction_status
+        if status == psycopg.pq.TransactionStatus.INERROR:
             raise psycopg.errors.InFailedSqlTransaction(
                 "the turn caught an error of the database and went on: PostgreSQL rolled its whole "
                 "transaction back and nothing of it is kept (a call that may fail and be caught "
                 "belongs in a savepoint of its own: with conn.transaction(): ...)")
+        if status != psycopg.pq.TransactionStatus.INTRANS:
+            raise psycopg.errors.InvalidTransactionState(
+                "the turn ended its transaction itself (COMMIT or ROLLBACK): what came after ran "
+                "without its tenant, and a rolled-back turn would pass for done; leave the "
+                "transaction to the turn")
 
 
 # PostgreSQL ends a transaction with these when another session got in its way; nothing of it is

@@ -5,7 +5,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import pgvector from 'pgvector/pg';
-import { BUFFER, connectionUrl, run } from '../agent.js';
+import { BUFFER, connectionConfig, run } from '../agent.js';
 import { embed } from '../embedding.js';
 import { Memory, memoryKey, vectorText, withTenant } from '../memory.js';
 
@@ -225,6 +225,11 @@ test('withTenant retries a lock timeout, and refuses a turn that caught an error
       return code;
     });
     assert.equal(caught, 'P0002');
+    // a turn that ends its transaction itself is refused too (what came after ran without a tenant)
+    await assert.rejects(withTenant(pool, user, async (c) => {
+      await c.query('SELECT 1/0').catch(() => null);
+      await c.query('ROLLBACK');
+    }), { code: '25000' });
     assert.equal((await db.query("SELECT count(*)::int AS n FROM fractality.nodes WHERE node_key = 'ferry'")).rows[0].n, 1);
   } finally {
     await pool.end();
@@ -247,6 +252,8 @@ test('an embedding with NaN or an infinity is refused by the server as such, nam
       'SELECT embedding AS e FROM fractality.node_embeddings WHERE node_id = $1', [nodeId]);
     assert.deepEqual(e.map(Math.fround), Array.from(v));  // float32 both ways: exactly
     assert.equal(vectorText([0.5, NaN, -Infinity]), '[0.5,NaN,-Infinity]');
+    assert.throws(() => vectorText(['1,2']), TypeError);
+    assert.throws(() => vectorText([[1, 2], [3]]), TypeError);
   } finally {
     await pool.end();
   }
@@ -482,8 +489,14 @@ test('the agent hears its tenants when given a URL that carries options of its o
 test("the agent takes libpq's key=value connection strings, as psql and the Python client do", async () => {
   const c = config(DB);
   const conninfo = `host=${c.host} port=${c.port} user=${c.user} dbname='${c.database}' options='-c jit=off'`;
-  assert.equal(connectionUrl('postgresql://u@h/d'), 'postgresql://u@h/d');
-  assert.throws(() => connectionUrl("host=a password='secret"), (e) => !e.message.includes('secret'));
+  assert.deepEqual(connectionConfig('postgresql://u@h/d'), { connectionString: 'postgresql://u@h/d' });
+  assert.throws(() => connectionConfig("host=a password='secret"), (e) => !e.message.includes('secret'));
+  // read as libpq reads it: any database name, escapes quoted or not, unknown keys refused
+  assert.deepEqual(connectionConfig("host=h port=5 dbname='a+b/c#d e' user=it\\'s password=a\\\\b"),
+    { host: 'h', port: 5, database: 'a+b/c#d e', user: "it's", password: 'a\\b', ssl: false });
+  assert.throws(() => connectionConfig('passwrd=x host=y'), /"passwrd": unknown/);
+  assert.throws(() => connectionConfig('host=y sslmode=sometimes'), /sslmode/);
+  assert.equal(connectionConfig('host=y sslmode=require').ssl.rejectUnauthorized, false);
   const lines = [];
   await run(conninfo, (line) => lines.push(line));
   assert.ok(lines.some((l) => l.includes('~ live:')), 'the live listener heard the agent (its options joined)');

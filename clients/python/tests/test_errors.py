@@ -184,3 +184,12 @@ def test_in_tenant_retries_a_lock_timeout_and_refuses_a_turn_that_caught_an_erro
         assert ferries() == 0
         assert in_tenant(pool, TENANT, caught_in_a_savepoint) == "link failed"
         assert ferries() == 1
+
+        def ended_by_the_turn(conn):
+            try:
+                conn.execute("SELECT 1/0")
+            except errors.DivisionByZero:
+                conn.execute("ROLLBACK")
+
+        with pytest.raises(errors.InvalidTransactionState):  # what came after ran without a tenant
+            in_tenant(pool, TENANT, ended_by_the_turn)
