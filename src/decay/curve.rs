@@ -124,13 +124,14 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("\"{text}\" is not a positive duration"));
     }
-    let micros = secs * USECS_PER_SEC;
+    // whole microseconds: 1 day -23:59:59.999999 sums to 0.99999... of one in floats
+    let micros = (secs * USECS_PER_SEC).round();
     if !(1.0..=1e17).contains(&micros) {
         return Err(format!(
             "\"{text}\" is out of range (1 microsecond to about 3000 years)"
         ));
     }
-    Ok(micros.round() as i64)
+    Ok(micros as i64)
 }
 
 /// Whether a `[+-]Y-M` token (sql_standard's years and months) holds any (1) or none (0); None for
@@ -204,19 +205,29 @@ fn clock_seconds(text: &str, clock: &str) -> Result<f64, String> {
         _ => (1.0, clock),
     };
     let parts: Vec<&str> = clock.split(':').collect();
+    let bad = || format!("\"{text}\" is not HH:MM[:SS]");
     if parts.len() < 2 || parts.len() > 3 {
-        return Err(format!("\"{text}\" is not HH:MM[:SS]"));
+        return Err(bad());
     }
+    // as PostgreSQL reads a time: HH:MM, HH:MM:SS[.f], and MM:SS.f (two parts, a fraction)
+    let weights: &[f64] = match (parts.len(), parts[1].contains('.')) {
+        (2, true) => &[60.0, 1.0],
+        (2, false) => &[3600.0, 60.0],
+        _ => &[3600.0, 60.0, 1.0],
+    };
     let mut total = 0.0;
     for (i, p) in parts.iter().enumerate() {
-        // digits and a decimal point only: no sign inside the clock
-        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            return Err(format!("\"{text}\" is not HH:MM[:SS]"));
+        // digits, and a decimal point in the seconds only: no sign inside the clock
+        let last = i + 1 == parts.len();
+        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit() || (last && c == '.')) {
+            return Err(bad());
         }
-        let v: f64 = p
-            .parse()
-            .map_err(|_| format!("\"{text}\" is not HH:MM[:SS]"))?;
-        total += v * [3600.0, 60.0, 1.0][i];
+        let v: f64 = p.parse().map_err(|_| bad())?;
+        // the fields after the first count below 60 (a second may be 60, a leap second)
+        if i > 0 && (v >= 60.0 && !(last && weights[i] == 1.0 && v < 61.0)) {
+            return Err(format!("\"{text}\": a field of the clock is out of range"));
+        }
+        total += v * weights[i];
     }
     Ok(sign * total)
 }
@@ -227,6 +238,7 @@ fn pair_seconds(text: &str, pairs: &str, alone: bool) -> Result<f64, String> {
     let mut total = 0.0;
     let mut rest = pairs;
     let mut n = 0;
+    let mut seen: Vec<u64> = Vec::new();
     while !rest.trim_start().is_empty() {
         rest = rest.trim_start();
         let end = rest
@@ -260,6 +272,11 @@ fn pair_seconds(text: &str, pairs: &str, alone: bool) -> Result<f64, String> {
             }
             other => return Err(format!("\"{text}\": unknown unit \"{other}\"")),
         };
+        // a unit once, as PostgreSQL reads a duration ("1 day 1 day" is no interval)
+        if seen.contains(&per.to_bits()) {
+            return Err(format!("\"{text}\": a unit given twice"));
+        }
+        seen.push(per.to_bits());
         total += number * per;
         n += 1;
     }
@@ -364,6 +381,19 @@ mod tests {
         assert!(parse_tick("+0-1 +1 -1:00:00").is_err());
         assert!(parse_tick("1-0 1:00:00").is_err());
         assert!(parse_tick("99999999999999999999-1 1").is_err());
+        // as PostgreSQL reads them: MM:SS.f, one microsecond written with mixed signs
+        assert_eq!(parse_tick("1:30.5"), Ok(90_500_000));
+        assert_eq!(parse_tick("1 day -23:59:59.999999"), Ok(1));
+        assert_eq!(parse_tick("P1DT-23H-59M-59.999999S"), Ok(1));
+        for bad in [
+            "1 hour 1 hour",
+            "00:90",
+            "1.5:00",
+            "1:60:00",
+            "1 day 2 days",
+        ] {
+            assert!(parse_tick(bad).is_err(), "{bad:?} should be refused");
+        }
         assert!(parse_tick("9223372036854775807-1 1").is_err());
         for bad in [
             "",
