@@ -108,25 +108,36 @@ const LIBPQ_KEYS = {
 export function connectionConfig(s) {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s.trim())) return { connectionString: s };
   const found = {};
-  const pair = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)*))\s*/y;
+  // a value quoted ('...', with \\ and \' escapes), or a word (a quote inside it is a quote; a
+  // backslash escapes what follows, a trailing one is dropped), as libpq reads them
+  const pair = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\[^]?)(?:[^\s\\]|\\[^]?)*)|)\s*/y;
   for (let at = 0; at < s.length;) {
     pair.lastIndex = at;
     const m = pair.exec(s);
     if (!m || pair.lastIndex === at) {  // the string itself is not told: it may hold a password
       throw new Error(`the connection string is neither a URL nor libpq's key=value form (at character ${at + 1})`);
     }
-    if (!(m[1] in LIBPQ_KEYS)) throw new Error(`connection option "${m[1]}": unknown, or not one node-postgres follows`);
-    found[m[1]] = (m[2] ?? m[3]).replace(/\\(.)/g, '$1');
+    if (!Object.hasOwn(LIBPQ_KEYS, m[1])) throw new Error(`connection option "${m[1]}": unknown, or not one node-postgres follows`);
+    found[m[1]] = (m[2] ?? m[3] ?? '').replace(/\\([^]?)/g, '$1');
     at = pair.lastIndex;
   }
+  const integer = (k) => {
+    if (!/^\s*[+-]?\d+\s*$/.test(found[k])) throw new Error(`connection option "${k}": invalid integer value "${found[k]}"`);
+    return Number(found[k]);
+  };
   const config = {};
   for (const [k, v] of Object.entries(found)) {
-    if (['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'connect_timeout', 'fallback_application_name'].includes(k)) continue;
-    config[LIBPQ_KEYS[k]] = k === 'port' ? Number(v) : v;
+    if (['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'connect_timeout', 'fallback_application_name',
+      'hostaddr', 'port'].includes(k)) continue;
+    config[LIBPQ_KEYS[k]] = v;
   }
+  // node-postgres connects where host says: hostaddr, libpq's address to connect to, goes there
+  if (found.hostaddr) config.host = found.hostaddr;
+  if (found.port !== undefined) config.port = integer('port');
   if (!config.application_name && found.fallback_application_name) config.application_name = found.fallback_application_name;
-  if (found.connect_timeout) config.connectionTimeoutMillis = Number(found.connect_timeout) * 1000;
-  const mode = found.sslmode ?? 'prefer';
+  if (found.connect_timeout !== undefined) config.connectionTimeoutMillis = integer('connect_timeout') * 1000;
+  // libpq reads require with a root certificate as verify-ca
+  const mode = found.sslmode === 'require' && found.sslrootcert ? 'verify-ca' : (found.sslmode ?? 'prefer');
   if (mode === 'disable' || mode === 'allow' || mode === 'prefer') {
     config.ssl = false;  // node-postgres has no "try TLS, then plain": prefer and allow connect plainly
   } else if (['require', 'verify-ca', 'verify-full'].includes(mode)) {

@@ -42,20 +42,27 @@ def tenant(pool, user_id: uuid.UUID):
     of the database and went on raises InFailedSqlTransaction (25P02) at its end: PostgreSQL has
     rolled the whole transaction back, and its COMMIT would pass for done with nothing kept (a
     call that may fail and be caught belongs in a savepoint, `with conn.transaction():`)."""
-    with pool.connection() as conn, conn.transaction():
-        conn.execute("SELECT set_config('fractality.user_id', %s, true)", (str(user_id),))
-        yield conn
-        status = conn.info.transaction_status
-        if status == psycopg.pq.TransactionStatus.INERROR:
-            raise psycopg.errors.InFailedSqlTransaction(
-                "the turn caught an error of the database and went on: PostgreSQL rolled its whole "
-                "transaction back and nothing of it is kept (a call that may fail and be caught "
-                "belongs in a savepoint of its own: with conn.transaction(): ...)")
-        if status != psycopg.pq.TransactionStatus.INTRANS:
-            raise psycopg.errors.InvalidTransactionState(
-                "the turn ended its transaction itself (COMMIT or ROLLBACK): what came after ran "
-                "without its tenant, and a rolled-back turn would pass for done; leave the "
-                "transaction to the turn")
+    with pool.connection() as conn:
+        if not conn.autocommit:
+            # a turn's transaction() would then be a savepoint in psycopg's own transaction: a
+            # COMMIT in the turn would end the tenant's transaction and open another unseen
+            raise psycopg.ProgrammingError(
+                "tenant() needs a pool of autocommit connections "
+                "(ConnectionPool(..., kwargs={'autocommit': True})): each turn is its own transaction")
+        with conn.transaction():
+            conn.execute("SELECT set_config('fractality.user_id', %s, true)", (str(user_id),))
+            yield conn
+            status = conn.info.transaction_status
+            if status == psycopg.pq.TransactionStatus.INERROR:
+                raise psycopg.errors.InFailedSqlTransaction(
+                    "the turn caught an error of the database and went on: PostgreSQL rolled its "
+                    "whole transaction back and nothing of it is kept (a call that may fail and be "
+                    "caught belongs in a savepoint of its own: with conn.transaction(): ...)")
+            if status != psycopg.pq.TransactionStatus.INTRANS:
+                raise psycopg.errors.InvalidTransactionState(
+                    "the turn ended its transaction itself (COMMIT or ROLLBACK): what came after "
+                    "ran without its tenant, and a rolled-back turn would pass for done; leave the "
+                    "transaction to the turn")
 
 
 # PostgreSQL ends a transaction with these when another session got in its way; nothing of it is

@@ -495,6 +495,12 @@ test("the agent takes libpq's key=value connection strings, as psql and the Pyth
   assert.deepEqual(connectionConfig("host=h port=5 dbname='a+b/c#d e' user=it\\'s password=a\\\\b"),
     { host: 'h', port: 5, database: 'a+b/c#d e', user: "it's", password: 'a\\b', ssl: false });
   assert.throws(() => connectionConfig('passwrd=x host=y'), /"passwrd": unknown/);
+  assert.throws(() => connectionConfig('constructor=x'), /"constructor": unknown/);
+  assert.deepEqual(connectionConfig("password=ab'c hostaddr=127.0.0.1 host=h application_name=abc\\"),
+    { password: "ab'c", application_name: 'abc', host: '127.0.0.1', ssl: false });
+  assert.equal(connectionConfig('application_name=a\\ b').application_name, 'a b');
+  assert.throws(() => connectionConfig('host=h port= user=postgres'), /invalid integer value "user=postgres"/);
+  assert.throws(() => connectionConfig('connect_timeout=abc'), /invalid integer/);
   assert.throws(() => connectionConfig('host=y sslmode=sometimes'), /sslmode/);
   assert.equal(connectionConfig('host=y sslmode=require').ssl.rejectUnauthorized, false);
   const lines = [];

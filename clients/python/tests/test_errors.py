@@ -193,3 +193,8 @@ def test_in_tenant_retries_a_lock_timeout_and_refuses_a_turn_that_caught_an_erro
 
         with pytest.raises(errors.InvalidTransactionState):  # what came after ran without a tenant
             in_tenant(pool, TENANT, ended_by_the_turn)
+    # a pool of connections in psycopg's own transactions: a turn's COMMIT would go unseen
+    with ConnectionPool(db, min_size=1, max_size=1, kwargs={"autocommit": False},
+                        configure=register_vector, open=True) as pool:
+        with pytest.raises(psycopg.ProgrammingError, match="autocommit"):
+            in_tenant(pool, TENANT, lambda conn: conn.execute("SELECT 1"))
