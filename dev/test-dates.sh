@@ -66,6 +66,7 @@ bin_of() { local b; for b in "${bins[@]}"; do [ "${b%% *}" = "$1" ] && { echo "$
 # hangs with it), so the faked runs below find everything built and only start the server
 log "building the pg_test library and installing it"
 mkdir -p "$ROOT/target/dates-pgrx-data"; chown postgres:postgres "$ROOT/target/dates-pgrx-data"
+detach_installed_library  # cargo pgrx test rewrites the library in place: running servers keep theirs
 cargo pgrx test pg15 pg_graph_nan_weight_is_refused --runas postgres --pgdata "$ROOT/target/dates-pgrx-data" \
     >"$LOGS/build.log" 2>&1 || { tail -n 20 "$LOGS/build.log"; exit 1; }
 # the extension as scripts/test.sh installs it, for stages 2-4, built apart (its own target
@@ -103,6 +104,7 @@ for when in "${dates[@]}"; do
     # 1. pg_test suites: a fresh data directory, only the server's processes on the other date
     data="$ROOT/target/dates-pgrx-data"
     rm -rf "$data"; mkdir -p "$data"; chown postgres:postgres "$data"
+    detach_installed_library
     if ! "${fake[@]}" FAKETIME_ONLY_CMDS=postgres,initdb,pg_ctl \
             cargo pgrx test pg15 --runas postgres --pgdata "$data" >"$LOGS/$tag-pgrx.log" 2>&1; then
         failed_here+=("pgrx: $(grep -c 'FAILED$' "$LOGS/$tag-pgrx.log" || true) failed")

@@ -22,28 +22,32 @@ mod tests {
             .unwrap();
     }
 
-    /// The SQLSTATE a statement fails with ("ok" when it does not); its effects are undone.
-    fn state_of(sql: &str) -> String {
+    /// The SQLSTATE and the message a statement fails with ("ok" when it does not, and ""); its
+    /// effects are undone.
+    fn failure_of(sql: &str) -> (String, String) {
         Spi::run(
-            "CREATE OR REPLACE FUNCTION pg_temp.state_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-             BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
+            "CREATE OR REPLACE FUNCTION pg_temp.failure_of(q text, OUT state text, OUT message text)
+             LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE q; state := 'ok'; message := '';
+             EXCEPTION WHEN OTHERS THEN state := SQLSTATE; message := SQLERRM; END $$",
         )
         .unwrap();
-        Spi::get_one_with_args::<String>("SELECT pg_temp.state_of($1)", &[sql.into()])
-            .unwrap()
-            .unwrap()
+        Spi::get_two_with_args::<String, String>(
+            "SELECT state, message FROM pg_temp.failure_of($1)",
+            &[sql.into()],
+        )
+        .map(|(s, m)| (s.unwrap(), m.unwrap()))
+        .unwrap()
     }
 
-    /// The message a statement fails with ("ok" when it does not); its effects are undone.
+    /// The SQLSTATE a statement fails with ("ok" when it does not).
+    fn state_of(sql: &str) -> String {
+        failure_of(sql).0
+    }
+
+    /// The message a statement fails with ("" when it does not).
     fn message_of(sql: &str) -> String {
-        Spi::run(
-            "CREATE OR REPLACE FUNCTION pg_temp.message_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-             BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $$",
-        )
-        .unwrap();
-        Spi::get_one_with_args::<String>("SELECT pg_temp.message_of($1)", &[sql.into()])
-            .unwrap()
-            .unwrap()
+        failure_of(sql).1
     }
 
     /// 401 events, one every 6 hours back from now (100 days), with awkward reals, and metadata

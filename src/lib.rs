@@ -152,7 +152,6 @@ extension_sql_file!("../sql/security.sql", name = "security", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
-    heap::init();
 }
 
 // ---- in-server tests (cargo pgrx test), kept in pgrx-tests/ ----------------------------------

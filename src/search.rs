@@ -106,6 +106,14 @@ impl Pinned {
         Pinned::one(c"enable_bitmapscan", c"off")
     }
 
+    /// Sequential scans off, for a kept plan that must probe an index per row whatever the
+    /// statistics said when it was made: `freeze`'s stream points, checked against the node's
+    /// points, planned when the partition looked empty (relpages 0) took a sequential scan per
+    /// point, quadratic once the partition filled (300 000 points: beyond 30 s against 3).
+    pub fn no_seqscan() -> Pinned {
+        Pinned::one(c"enable_seqscan", c"off")
+    }
+
     /// One setting alone, at a nesting level of its own.
     fn one(name: &std::ffi::CStr, value: &std::ffi::CStr) -> Pinned {
         // SAFETY: as in `path`

@@ -89,8 +89,9 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
     if s.is_empty() {
         return Err("the tick is empty".into());
     }
-    let secs = if s.starts_with('p') {
-        iso_seconds(text, &s)?
+    let mut seen = 0u8;
+    let micros: i128 = if s.starts_with('p') {
+        iso_micros(text, &s, &mut seen)?
     } else {
         // postgres_verbose: "@ 1 day 2 hours", "@ 2 hours ago"
         let s = s.strip_prefix('@').unwrap_or(&s).trim();
@@ -110,8 +111,8 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
         let joined = kept.join(" ");
         let s = joined.as_str();
         let (s, sign) = match s.strip_suffix("ago") {
-            Some(head) if head.ends_with(char::is_whitespace) => (head.trim(), -1.0),
-            _ => (s, 1.0),
+            Some(head) if head.ends_with(char::is_whitespace) => (head.trim(), -1),
+            _ => (s, 1),
         };
         // a clock comes last: "1 day 02:00:00"
         let (pairs, clock) = match s.rsplit_once(char::is_whitespace) {
@@ -119,19 +120,69 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
             _ if s.contains(':') => ("", s),
             _ => (s, ""),
         };
-        sign * (clock_seconds(text, clock)? + pair_seconds(text, pairs, clock.is_empty())?)
+        let clock = clock_micros(text, clock, &mut seen)?;
+        sign * (clock + pair_micros(text, pairs, clock_is_empty(s), &mut seen)?)
     };
-    if !secs.is_finite() || secs <= 0.0 {
+    if micros <= 0 {
         return Err(format!("\"{text}\" is not a positive duration"));
     }
-    // whole microseconds: 1 day -23:59:59.999999 sums to 0.99999... of one in floats
-    let micros = (secs * USECS_PER_SEC).round();
-    if !(1.0..=1e17).contains(&micros) {
+    if micros > 100_000_000_000_000_000 {
         return Err(format!(
             "\"{text}\" is out of range (1 microsecond to about 3000 years)"
         ));
     }
     Ok(micros as i64)
+}
+
+/// Whether the tick `s` (after its years-months and `ago`) has no clock.
+fn clock_is_empty(s: &str) -> bool {
+    !s.contains(':')
+}
+
+/// The fields a duration sets, as PostgreSQL tracks them: each once.
+const HOUR: u8 = 1;
+const MINUTE: u8 = 2;
+const SECOND: u8 = 4;
+const MILLISECOND: u8 = 8;
+const MICROSECOND: u8 = 16;
+const DAY: u8 = 32;
+const WEEK: u8 = 64;
+
+/// Marks `fields` set, or the error of a field given twice.
+fn set_fields(text: &str, seen: &mut u8, fields: u8) -> Result<(), String> {
+    if *seen & fields != 0 {
+        return Err(format!("\"{text}\": a unit given twice"));
+    }
+    *seen |= fields;
+    Ok(())
+}
+
+/// The microseconds of `number` (a decimal, signed or not) of a unit of `scale` microseconds, as
+/// PostgreSQL adds a field: its integer part exactly, its fraction rounded to the microsecond
+/// (a half down); None for no number.
+fn field_micros(number: &str, scale: i128) -> Option<i128> {
+    let (negative, digits) = match number.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, number.strip_prefix('+').unwrap_or(number)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let numeric = |p: &str| p.chars().all(|c| c.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !numeric(int) || !numeric(frac) {
+        return None;
+    }
+    let whole: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let part: f64 = if frac.is_empty() {
+        0.0
+    } else {
+        format!("0.{frac}").parse().ok()?
+    };
+    let x = part * scale as f64;
+    let mut us = x.trunc() as i128;
+    if x - x.trunc() > 0.5 {
+        us += 1;
+    }
+    let total = whole.checked_mul(scale)?.checked_add(us)?;
+    Some(if negative { -total } else { total })
 }
 
 /// Whether a `[+-]Y-M` token (sql_standard's years and months) holds any (1) or none (0); None for
@@ -151,11 +202,11 @@ fn years_months(token: &str) -> Option<i64> {
     })
 }
 
-/// The seconds of an ISO 8601 duration (`s`, lower case: `p1dt2h`, `pt-1h30m`, `p1w`), a form of
-/// the tick `text`. Years and months (before the `t`) are refused.
-fn iso_seconds(text: &str, s: &str) -> Result<f64, String> {
+/// The microseconds of an ISO 8601 duration (`s`, lower case: `p1dt2h`, `pt-1h30m`, `p1w`), a
+/// form of the tick `text`. Years and months (before the `t`) are refused.
+fn iso_micros(text: &str, s: &str, seen: &mut u8) -> Result<i128, String> {
     let bad = || format!("\"{text}\" is not an ISO 8601 duration such as 'PT1H'");
-    let mut total = 0.0;
+    let mut total = 0i128;
     let mut time = false;
     let mut rest = &s[1..];
     if rest.is_empty() {
@@ -173,98 +224,128 @@ fn iso_seconds(text: &str, s: &str) -> Result<f64, String> {
         let end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
             .ok_or_else(bad)?;
-        let number: f64 = rest[..end].parse().map_err(|_| bad())?;
-        let per = match (rest[end..].chars().next(), time) {
-            (Some('w'), false) => 7.0 * SECS_PER_DAY,
-            (Some('d'), false) => SECS_PER_DAY,
+        let (scale, fields) = match (rest[end..].chars().next(), time) {
+            (Some('w'), false) => (7 * 86_400_000_000, WEEK),
+            (Some('d'), false) => (86_400_000_000, DAY),
             (Some('y' | 'm'), false) => {
                 return Err(format!(
                     "\"{text}\": months and years have no fixed length; use days"
                 ))
             }
-            (Some('h'), true) => 3600.0,
-            (Some('m'), true) => 60.0,
-            (Some('s'), true) => 1.0,
+            (Some('h'), true) => (3_600_000_000, HOUR),
+            (Some('m'), true) => (60_000_000, MINUTE),
+            (Some('s'), true) => (1_000_000, SECOND),
             _ => return Err(bad()),
         };
-        total += number * per;
+        set_fields(text, seen, fields)?;
+        total += field_micros(&rest[..end], scale).ok_or_else(bad)?;
         rest = &rest[end + 1..];
     }
     Ok(total)
 }
 
-/// The seconds of `[+-]HH:MM[:SS]` (0 for none), a part of the tick `text`: a sign before the
-/// hours applies to the whole clock, as PostgreSQL prints `1 day -01:00:00`.
-fn clock_seconds(text: &str, clock: &str) -> Result<f64, String> {
+/// The microseconds of `[+-]HH:MM[:SS[.f]]` or `MM:SS.f` (0 for none), a part of the tick
+/// `text`, as PostgreSQL reads a time: a sign before the hours applies to the whole clock
+/// (`1 day -01:00:00`), minutes and seconds below 60 (a second may be 60), the fraction of the
+/// seconds rounded to the microsecond.
+fn clock_micros(text: &str, clock: &str, seen: &mut u8) -> Result<i128, String> {
     if clock.is_empty() {
-        return Ok(0.0);
+        return Ok(0);
     }
     let (sign, clock) = match clock.as_bytes()[0] {
-        b'-' => (-1.0, &clock[1..]),
-        b'+' => (1.0, &clock[1..]),
-        _ => (1.0, clock),
+        b'-' => (-1, &clock[1..]),
+        b'+' => (1, &clock[1..]),
+        _ => (1, clock),
     };
-    let parts: Vec<&str> = clock.split(':').collect();
     let bad = || format!("\"{text}\" is not HH:MM[:SS]");
-    if parts.len() < 2 || parts.len() > 3 {
-        return Err(bad());
-    }
-    // as PostgreSQL reads a time: HH:MM, HH:MM:SS[.f], and MM:SS.f (two parts, a fraction)
-    let weights: &[f64] = match (parts.len(), parts[1].contains('.')) {
-        (2, true) => &[60.0, 1.0],
-        (2, false) => &[3600.0, 60.0],
-        _ => &[3600.0, 60.0, 1.0],
-    };
-    let mut total = 0.0;
-    for (i, p) in parts.iter().enumerate() {
-        // digits, and a decimal point in the seconds only: no sign inside the clock
-        let last = i + 1 == parts.len();
-        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit() || (last && c == '.')) {
+    let out_of_range = || format!("\"{text}\": a field of the clock is out of range");
+    let parts: Vec<&str> = clock.split(':').collect();
+    let whole = |p: &str| -> Result<i128, String> {
+        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
             return Err(bad());
         }
-        let v: f64 = p.parse().map_err(|_| bad())?;
-        // the fields after the first count below 60 (a second may be 60, a leap second)
-        if i > 0 && (v >= 60.0 && !(last && weights[i] == 1.0 && v < 61.0)) {
-            return Err(format!("\"{text}\": a field of the clock is out of range"));
+        p.parse::<i128>().map_err(|_| bad())
+    };
+    let seconds = |p: &str| -> Result<i128, String> {
+        let (int, frac) = p.split_once('.').unwrap_or((p, ""));
+        let s = whole(int)?;
+        if s > 60 || (s == 60 && !frac.is_empty() && frac.chars().any(|c| c != '0')) {
+            return Err(out_of_range());
         }
-        total += v * weights[i];
-    }
-    Ok(sign * total)
+        let f: f64 = if frac.is_empty() {
+            0.0
+        } else if frac.chars().all(|c| c.is_ascii_digit()) {
+            format!("0.{frac}").parse().map_err(|_| bad())?
+        } else {
+            return Err(bad());
+        };
+        Ok(s * 1_000_000 + (f * 1e6).round_ties_even() as i128)
+    };
+    let minutes = |p: &str| -> Result<i128, String> {
+        let m = whole(p)?;
+        if m >= 60 {
+            return Err(out_of_range());
+        }
+        Ok(m * 60_000_000)
+    };
+    let micros = match parts.as_slice() {
+        [m, s] if s.contains('.') => minutes(m)? + seconds(s)?,
+        [h, m] => whole(h)?.checked_mul(3_600_000_000).ok_or_else(bad)? + minutes(m)?,
+        [h, m, s] => {
+            whole(h)?.checked_mul(3_600_000_000).ok_or_else(bad)? + minutes(m)? + seconds(s)?
+        }
+        _ => return Err(bad()),
+    };
+    set_fields(
+        text,
+        seen,
+        HOUR | MINUTE | SECOND | MILLISECOND | MICROSECOND,
+    )?;
+    Ok(sign * micros)
 }
 
-/// The seconds of number-unit pairs (0 for none), a part of the tick `text`; `alone`: nothing
-/// follows them, so a bare number is seconds (before a clock it is days, as PostgreSQL reads it).
-fn pair_seconds(text: &str, pairs: &str, alone: bool) -> Result<f64, String> {
-    let mut total = 0.0;
+/// The microseconds of number-unit pairs (0 for none), a part of the tick `text`; `alone`:
+/// nothing follows them, so a bare number is seconds (before a clock it is days, as PostgreSQL
+/// reads it).
+fn pair_micros(text: &str, pairs: &str, alone: bool, seen: &mut u8) -> Result<i128, String> {
+    let mut total = 0i128;
     let mut rest = pairs;
     let mut n = 0;
-    let mut seen: Vec<u64> = Vec::new();
     while !rest.trim_start().is_empty() {
         rest = rest.trim_start();
         let end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
             .unwrap_or(rest.len());
-        let number: f64 = rest[..end]
-            .parse()
-            .map_err(|_| format!("\"{text}\" is not a duration such as '1 hour'"))?;
+        let number = &rest[..end];
         rest = rest[end..].trim_start();
         let uend = rest
             .find(|c: char| !c.is_ascii_alphabetic())
             .unwrap_or(rest.len());
         let unit = &rest[..uend];
         rest = &rest[uend..];
-        let per = match unit {
-            "" if alone && n == 0 && rest.trim().is_empty() => 1.0, // a bare number: seconds
+        let fraction = number
+            .split_once('.')
+            .is_some_and(|(_, f)| f.chars().any(|c| c != '0'));
+        let (scale, fields): (i128, u8) = match unit {
+            "" if alone && n == 0 && rest.trim().is_empty() => (1_000_000, SECOND), // seconds
             // before a clock a bare number is days, as PostgreSQL reads (and sql_standard
             // prints) "1 2:00:00"
-            "" if !alone && n == 0 && rest.trim().is_empty() => SECS_PER_DAY,
-            "us" | "usec" | "usecs" | "microsecond" | "microseconds" => 1e-6,
-            "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1e-3,
-            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-            "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
-            "d" | "day" | "days" => SECS_PER_DAY,
-            "w" | "week" | "weeks" => 7.0 * SECS_PER_DAY,
+            "" if !alone && n == 0 && rest.trim().is_empty() => (86_400_000_000, DAY),
+            "us" | "usec" | "usecs" | "microsecond" | "microseconds" => (1, MICROSECOND),
+            "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => (1_000, MILLISECOND),
+            // a second's fraction fills the milliseconds and microseconds too
+            "s" | "sec" | "secs" | "second" | "seconds" => (
+                1_000_000,
+                if fraction {
+                    SECOND | MILLISECOND | MICROSECOND
+                } else {
+                    SECOND
+                },
+            ),
+            "m" | "min" | "mins" | "minute" | "minutes" => (60_000_000, MINUTE),
+            "h" | "hr" | "hrs" | "hour" | "hours" => (3_600_000_000, HOUR),
+            "d" | "day" | "days" => (86_400_000_000, DAY),
+            "w" | "week" | "weeks" => (7 * 86_400_000_000, WEEK),
             "mon" | "mons" | "month" | "months" | "y" | "year" | "years" => {
                 return Err(format!(
                     "\"{text}\": months and years have no fixed length; use days"
@@ -272,12 +353,9 @@ fn pair_seconds(text: &str, pairs: &str, alone: bool) -> Result<f64, String> {
             }
             other => return Err(format!("\"{text}\": unknown unit \"{other}\"")),
         };
-        // a unit once, as PostgreSQL reads a duration ("1 day 1 day" is no interval)
-        if seen.contains(&per.to_bits()) {
-            return Err(format!("\"{text}\": a unit given twice"));
-        }
-        seen.push(per.to_bits());
-        total += number * per;
+        set_fields(text, seen, fields)?;
+        total += field_micros(number, scale)
+            .ok_or_else(|| format!("\"{text}\" is not a duration such as '1 hour'"))?;
         n += 1;
     }
     Ok(total)
@@ -391,6 +469,26 @@ mod tests {
             "1.5:00",
             "1:60:00",
             "1 day 2 days",
+        ] {
+            assert!(parse_tick(bad).is_err(), "{bad:?} should be refused");
+        }
+        // a field's fraction of a microsecond as PostgreSQL rounds it (a half down), and the
+        // fields a clock or a second's fraction sets given once
+        assert_eq!(parse_tick("1.5 us"), Ok(1));
+        assert_eq!(parse_tick("2.5 us"), Ok(2));
+        assert_eq!(parse_tick("0.0000015 s"), Ok(1));
+        assert_eq!(parse_tick("0.0000005 min"), Ok(30));
+        assert_eq!(parse_tick("1 week 1 day"), Ok(192 * 3_600_000_000));
+        for bad in [
+            "0.5 us",
+            "00:00:00.0000005",
+            "PT0.0000005S",
+            "60:00.5",
+            "1 hour 00:30:00",
+            "30 min 01:00",
+            "1 s 00:00:01",
+            "1.5 s 500 ms",
+            "PT1H1H",
         ] {
             assert!(parse_tick(bad).is_err(), "{bad:?} should be refused");
         }

@@ -389,6 +389,8 @@ pub fn freeze_stream(
     user: Uuid,
     stream: serde_json::Value,
 ) -> Result<(), FractalityError> {
+    // planned (and kept) under this setting: see Pinned::no_seqscan
+    let _plan = crate::search::Pinned::no_seqscan();
     spi::run(
         &FREEZE_STREAM,
         &[id.into(), user.into(), JsonB(stream).into()],
