@@ -311,12 +311,16 @@ pub fn shown_ends(text: &str) -> String {
 /// check there.)
 #[inline]
 pub fn interrupts_every(i: usize, every: usize) {
-    #[cfg(not(test))]
     if i.is_multiple_of(every) {
-        pgrx::check_for_interrupts!();
+        interrupts();
     }
-    #[cfg(test)]
-    let _ = (i, every);
+}
+
+/// [`interrupts_every`] step.
+#[inline]
+pub fn interrupts() {
+    #[cfg(not(test))]
+    pgrx::check_for_interrupts!();
 }
 
 /// The most characters of a caller's value an error message repeats.

@@ -509,9 +509,16 @@ fn jsonb_datum_text(d: pg_sys::Datum) -> String {
     }
 }
 
-/// The text of a jsonb datum, parsed.
+/// The text of a jsonb datum, parsed. A large document's memory, refused or not, is given back
+/// once it is read (an argument is read before its function runs, whose own Trim does not exist
+/// yet).
 pub fn parse_jsonb_datum(d: pg_sys::Datum) -> Result<serde_json::Value, FractalityError> {
-    crate::json::parse(&jsonb_datum_text(d)).map_err(unreadable)
+    let text = jsonb_datum_text(d);
+    let trim = crate::heap::Trim::when(text.len(), 1 << 20);
+    let parsed = crate::json::parse(&text).map_err(unreadable);
+    drop(text);
+    drop(trim);
+    parsed
 }
 
 /// A `jsonb[]` argument, each element parsed (a NULL element as None): 22023 naming the element
@@ -644,19 +651,10 @@ unsafe impl SqlTranslatable for JsonbText {
 unsafe impl<'fcx> ArgAbi<'fcx> for JsonValue {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         match unsafe { arg.unbox_arg_using_from_datum::<RawDatum>() } {
-            Some(RawDatum(d)) => {
-                // read before the function runs: a large document's memory, refused or not, is
-                // given back here (the function's own Trim does not exist yet)
-                let text = jsonb_datum_text(d);
-                let trim = crate::heap::Trim::when(text.len(), 1 << 20);
-                let parsed = crate::json::parse(&text).map_err(unreadable);
-                drop(text);
-                drop(trim);
-                match parsed {
-                    Ok(v) => JsonValue(v),
-                    Err(e) => e.report(),
-                }
-            }
+            Some(RawDatum(d)) => match parse_jsonb_datum(d) {
+                Ok(v) => JsonValue(v),
+                Err(e) => e.report(),
+            },
             None => FractalityError::NullNotAllowed("jsonb argument").report(),
         }
     }

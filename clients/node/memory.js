@@ -33,22 +33,17 @@ export async function checkout(pool) {
 // same memories may deadlock (40P01), and a lock waited for longer than lock_timeout is 55P03.
 export const RETRIED = new Set(['40001', '40P01', '55P03']);
 
-// 25P02: fn caught an error of the database and returned; PostgreSQL then ends the transaction
-// with a ROLLBACK whatever COMMIT says, so nothing of the turn is kept and the caller is told
-function rolledBack() {
-  const e = new Error('the turn caught an error of the database and went on: PostgreSQL rolled its '
-    + 'whole transaction back and nothing of it is kept (a call that may fail and be caught belongs in a '
-    + 'SAVEPOINT of its own)');
-  e.code = '25P02';
-  return e;
-}
-
-// 25000: fn ran COMMIT or ROLLBACK itself; what came after ran without the tenant, and a rolled-back
-// turn would pass for done
-function endedByTurn() {
-  const e = new Error('the turn ended its transaction itself (COMMIT or ROLLBACK): leave the transaction to withTenant');
-  e.code = '25000';
-  return e;
+// How a turn's transaction ended otherwise than by withTenant's COMMIT, as an error with its SQLSTATE:
+// 25P02, fn caught an error of the database and returned (PostgreSQL then ends the transaction with
+// a ROLLBACK whatever COMMIT says: nothing of the turn is kept); 25000, fn ran COMMIT or ROLLBACK
+// itself (what came after ran without the tenant, and a rolled-back turn would pass for done)
+const TURN_ENDED = {
+  '25P02': 'the turn caught an error of the database and went on: PostgreSQL rolled its whole transaction '
+    + 'back and nothing of it is kept (a call that may fail and be caught belongs in a SAVEPOINT of its own)',
+  25000: 'the turn ended its transaction itself (COMMIT or ROLLBACK): leave the transaction to withTenant',
+};
+function turnEnded(code) {
+  return Object.assign(new Error(TURN_ENDED[code]), { code });
 }
 
 // a vector as pgvector's text form: every element written as JavaScript writes the number, so that
@@ -76,9 +71,9 @@ export async function withTenant(pool, userId, fn, { attempts = 3 } = {}) {
       const result = await fn(client);
       // 'E': a caught error failed the transaction; 'I': the turn ended it itself
       const status = client.getTransactionStatus();
-      if (status === 'E') throw rolledBack();
-      if (status === 'I') throw endedByTurn();
-      if ((await client.query('COMMIT')).command !== 'COMMIT') throw rolledBack();
+      if (status === 'E') throw turnEnded('25P02');
+      if (status === 'I') throw turnEnded('25000');
+      if ((await client.query('COMMIT')).command !== 'COMMIT') throw turnEnded('25P02');
       return result;
     } catch (e) {
       // a connection that cannot even roll back leaves the pool; the first error is the one told

@@ -99,8 +99,8 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
         let mut kept = Vec::new();
         for token in s.split_whitespace() {
             match years_months(token) {
-                Some(0) => {}
-                Some(_) => {
+                Some(false) => {}
+                Some(true) => {
                     return Err(format!(
                         "\"{text}\": months and years have no fixed length; use days"
                     ))
@@ -120,8 +120,9 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
             _ if s.contains(':') => ("", s),
             _ => (s, ""),
         };
+        let alone = clock.is_empty();
         let clock = clock_micros(text, clock, &mut seen)?;
-        sign * (clock + pair_micros(text, pairs, clock_is_empty(s), &mut seen)?)
+        sign * (clock + pair_micros(text, pairs, alone, &mut seen)?)
     };
     if micros <= 0 {
         return Err(format!("\"{text}\" is not a positive duration"));
@@ -132,11 +133,6 @@ pub fn parse_tick(text: &str) -> Result<i64, String> {
         ));
     }
     Ok(micros as i64)
-}
-
-/// Whether the tick `s` (after its years-months and `ago`) has no clock.
-fn clock_is_empty(s: &str) -> bool {
-    !s.contains(':')
 }
 
 /// The fields a duration sets, as PostgreSQL tracks them: each once.
@@ -185,21 +181,14 @@ fn field_micros(number: &str, scale: i128) -> Option<i128> {
     Some(if negative { -total } else { total })
 }
 
-/// Whether a `[+-]Y-M` token (sql_standard's years and months) holds any (1) or none (0); None for
-/// another token.
-fn years_months(token: &str) -> Option<i64> {
+/// Whether a `[+-]Y-M` token (sql_standard's years and months) holds any; None for another
+/// token. (Only whether: no arithmetic on digits of any length.)
+fn years_months(token: &str) -> Option<bool> {
     let unsigned = token.trim_start_matches(['+', '-']);
     let (y, m) = unsigned.split_once('-')?;
     let digits = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
-    // only whether there are any matters (and no arithmetic on digits of any length)
     let zero = |p: &str| p.chars().all(|c| c == '0');
-    (token.len() - unsigned.len() <= 1 && digits(y) && digits(m)).then(|| {
-        if zero(y) && zero(m) {
-            0
-        } else {
-            1
-        }
-    })
+    (token.len() - unsigned.len() <= 1 && digits(y) && digits(m)).then(|| !(zero(y) && zero(m)))
 }
 
 /// The microseconds of an ISO 8601 duration (`s`, lower case: `p1dt2h`, `pt-1h30m`, `p1w`), a

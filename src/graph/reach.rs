@@ -59,7 +59,7 @@ pub(super) fn walk_from(
     // the edges the walk may read in all (each a node it may reach)
     let mut edges_left = MAX_EDGES;
     let visits = breadth_first(root, depth, |frontier| {
-        crate::errors::interrupts_every(0, 1);
+        crate::errors::interrupts();
         level += 1;
         or_stop(&mut failed, || {
             if let Some(edges) = ahead.as_ref().and_then(|a| a.edges(frontier)) {
@@ -150,7 +150,7 @@ pub(super) fn path_between(
     let mut edges_left = MAX_EDGES;
     let path = cheapest_path(from, ends[&from], to, max_cost, PATH_BATCH, |batch| {
         or_stop(&mut failed, || {
-            crate::errors::interrupts_every(0, 1);
+            crate::errors::interrupts();
             let edges = store::path_edges(batch.to_vec(), edges_left + 1)?;
             edges_left -= edges.len() as i64;
             if edges_left < 0 {

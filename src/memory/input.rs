@@ -5,7 +5,7 @@
 use pgrx::datum::Interval;
 use serde_json::Value;
 
-use crate::errors::{count_in_range, in_range, FractalityError};
+use crate::errors::{count_in_range, in_range, pg_interval, FractalityError};
 use crate::jsonb::{self, JsonbArg};
 use crate::models::Model;
 use crate::vector::Vector;
@@ -37,7 +37,6 @@ pub fn check_energy(name: &'static str, v: f64) -> Result<f64, FractalityError> 
     )
 }
 
-use crate::errors::pg_interval;
 pub use crate::vector::check_direction;
 
 /// The longest ttl, in years: `now() + ttl` stays far inside PostgreSQL's timestamps (to 294276

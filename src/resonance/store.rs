@@ -186,7 +186,7 @@ fn stream_similarities(
             return;
         };
         // SAFETY: column 2 is the embedding, a vector, valid while this callback runs
-        match unsafe { Vector::with_datum(d, |v| to.of(v.as_slice())) }.and_then(|s| s) {
+        match unsafe { Vector::from_datum_ref(d) }.and_then(|v| to.of(v.as_slice())) {
             Ok(s) => {
                 out.insert(id, s);
             }
