@@ -5,6 +5,19 @@
 -- CREATE EXTENSION runs this with search_path = fractality, <schemas of required extensions>,
 -- so the pgvector type `vector` resolves wherever pgvector was installed.
 
+-- The database must be UTF8: Rust strings are UTF-8, and every text argument, key, label and
+-- message passes through them. In another encoding a word outside ASCII failed each call with an
+-- internal error (XX000), so the install refuses such a database before it creates anything.
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'fractality needs a UTF8 database; the encoding of database % is %',
+                        pg_catalog.current_database(), pg_catalog.getdatabaseencoding()
+            USING ERRCODE = '0A000',
+                  HINT = 'Create a database with ENCODING ''UTF8'' (e.g. CREATE DATABASE memory ENCODING ''UTF8'' LOCALE ''C.UTF-8'' TEMPLATE template0) and install it there.';
+    END IF;
+END $$;
+
 -- The schema is the control file's `fractality`: CREATE EXTENSION makes it, or takes one that is
 -- there already. The install puts SECURITY DEFINER functions of a superuser into it; a schema
 -- that another role owns (who could rename it and plant one of the same name with objects the

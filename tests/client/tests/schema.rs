@@ -229,3 +229,44 @@ fn a_session_searches_on_after_the_extensions_are_made_again() {
     drop(other);
     common::drop_db(db);
 }
+
+/// A database in another encoding than UTF8 is refused by the install (0A000, naming the
+/// encoding), before anything is created: Rust strings are UTF-8, and there a word outside ASCII
+/// failed each call with an internal error.
+#[test]
+fn the_install_refuses_a_database_that_is_not_utf8() {
+    use postgres::{Client, NoTls};
+    for (db, encoding) in [
+        ("fractality_latin1", "LATIN1"),
+        ("fractality_sql_ascii", "SQL_ASCII"),
+    ] {
+        common::drop_db(db);
+        let mut admin = Client::connect(&common::admin_url(), NoTls).unwrap();
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {db} ENCODING '{encoding}' LOCALE 'C' TEMPLATE template0"
+            ))
+            .unwrap();
+        let mut c = Client::connect(&common::url_of(db), NoTls).unwrap();
+        let e = c
+            .batch_execute("CREATE EXTENSION fractality CASCADE")
+            .unwrap_err();
+        assert_eq!(common::sqlstate(&e), "0A000", "{e:?}");
+        let message = e.as_db_error().map(|d| d.message()).unwrap_or_default();
+        assert!(
+            message.contains(&format!("the encoding of database {db} is {encoding}")),
+            "{message}"
+        );
+        let made: i64 = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_extension WHERE extname IN ('fractality', 'vector', 'btree_gin'))
+                      + (SELECT count(*) FROM pg_namespace WHERE nspname = 'fractality')",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(made, 0, "nothing is created in {encoding}");
+        drop(c);
+        common::drop_db(db);
+    }
+}
