@@ -722,6 +722,64 @@ mod tests {
                 "k".repeat(197)
             )
         );
+        // and the functions written in SQL: each names the argument and cuts the value alike
+        let cut = |what: &str, c: char, n: usize| {
+            format!(
+                "22023 invalid value for {what}: '{}...' ({n} characters)",
+                c.to_string().repeat(197)
+            )
+        };
+        for (sql, expected) in [
+            (
+                "SELECT fractality.save_policy(repeat('s', 300000), 'r', '{\"a\": 1}')",
+                cut("state_bin_id", 's', 300000),
+            ),
+            (
+                "SELECT fractality.save_policy('s', repeat('r', 300), '{\"a\": 1}')",
+                cut("rule_id", 'r', 300),
+            ),
+            (
+                "SELECT fractality.save_config(repeat('c', 300000), 'k', '1')",
+                cut("component", 'c', 300000),
+            ),
+            (
+                "SELECT fractality.save_config('c', repeat('k', 256), '1')",
+                cut("key", 'k', 256),
+            ),
+            (
+                "SELECT fractality.register_model(repeat('m', 300000), 8)",
+                cut("model", 'm', 300000),
+            ),
+            (
+                "SELECT fractality.add_retention_policy('fractality.experience_events', '30 days', repeat('a', 300000))",
+                cut("action", 'a', 300000),
+            ),
+            (
+                "SELECT fractality.drop_model_index(repeat('m', 300000))",
+                format!(
+                    "22023 unknown embedding model '{}...' (300000 characters)",
+                    "m".repeat(197)
+                ),
+            ),
+            (
+                "SELECT fractality.save_policy('s', 'r', jsonb_build_object(repeat('k', 100000), 'x'))",
+                format!(
+                    "22023 invalid value for action_weights: key '{}...' (100000 characters) is not a number",
+                    "k".repeat(197)
+                ),
+            ),
+        ] {
+            assert_eq!(failure(sql), expected, "{sql}");
+        }
+        for sql in [
+            "SELECT fractality.save_policy('s', 'r', ('[' || repeat('1,', 100000) || '1]')::jsonb)",
+            "SELECT fractality.save_policy('s', 'r', '{\"a\": 1}', ('[' || repeat('1,', 100000) || '1]')::jsonb)",
+        ] {
+            let e = failure(sql);
+            assert!(e.starts_with("22023 invalid value for "), "{e:.300}");
+            assert!(e.ends_with(" characters)") && e.contains("... ("), "{e:.300}");
+            assert!(e.len() < 300, "{e:.300}");
+        }
     }
 
     /// A key names a node of the session's tenant: without one, `find_resonant` by key is 22004,

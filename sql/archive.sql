@@ -770,7 +770,7 @@ BEGIN
     PERFORM fractality._check_age('keep', keep);
     IF action NOT IN ('archive', 'drop') THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for action: %s', quote_literal(action)),
+            MESSAGE = format('invalid value for action: %s', CASE WHEN length(action) <= 200 THEN quote_literal(action) ELSE format('%L (%s characters)', left(action, 197) || '...', length(action)) END),
             HINT = 'action is ''archive'' (move into the cold tier) or ''drop'' (delete).';
     END IF;
     INSERT INTO fractality.retention_policies AS p (relation, keep, action)

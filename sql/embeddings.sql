@@ -122,7 +122,7 @@ BEGIN
     SELECT m.dims INTO dims FROM fractality.embedding_models m WHERE m.model = _model_index_ops.model;
     IF dims IS NULL THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('unknown embedding model %L', _model_index_ops.model),
+            MESSAGE = format('unknown embedding model %s', CASE WHEN length(_model_index_ops.model) <= 200 THEN quote_literal(_model_index_ops.model) ELSE format('%L (%s characters)', left(_model_index_ops.model, 197) || '...', length(_model_index_ops.model)) END),
             HINT = 'fractality.embedding_models lists the registered models.';
     END IF;
     SELECT format('%I.%I', n.nspname, fractality.model_index_type(dims)),
@@ -220,7 +220,7 @@ BEGIN
     idx := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
     IF NOT EXISTS (SELECT 1 FROM fractality.embedding_models m WHERE m.model = drop_model_index.model) THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('unknown embedding model %L', drop_model_index.model),
+            MESSAGE = format('unknown embedding model %s', CASE WHEN length(drop_model_index.model) <= 200 THEN quote_literal(drop_model_index.model) ELSE format('%L (%s characters)', left(drop_model_index.model, 197) || '...', length(drop_model_index.model)) END),
             HINT = 'fractality.embedding_models lists the registered models.';
     END IF;
     -- the model's tenant graphs go too (build_tenant_graphs builds them again after the load)
@@ -260,7 +260,7 @@ BEGIN
     END IF;
     IF model !~ '^[a-z][a-z0-9_]{0,31}$' THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for model: %L', model),
+            MESSAGE = format('invalid value for model: %s', CASE WHEN length(model) <= 200 THEN quote_literal(model) ELSE format('%L (%s characters)', left(model, 197) || '...', length(model)) END),
             HINT = 'A model name is a plain identifier: lower-case letters, digits and underscores, starting with a letter, at most 32 characters (e.g. ''text_embedding_3_small'').';
     END IF;
     IF dims < 1 OR dims > 4000 THEN
@@ -417,7 +417,7 @@ BEGIN
                     WHERE c.oid = 'fractality.node_embeddings'::regclass
                       AND pg_has_role(c.relowner, 'USAGE')) THEN
         RAISE insufficient_privilege USING
-            MESSAGE = format('build_tenant_graphs: only the owner of fractality.node_embeddings may build tenant graphs (model %L)', build_tenant_graphs.model),
+            MESSAGE = format('build_tenant_graphs: only the owner of fractality.node_embeddings may build tenant graphs (model %s)', CASE WHEN length(build_tenant_graphs.model) <= 200 THEN quote_literal(build_tenant_graphs.model) ELSE format('%L (%s characters)', left(build_tenant_graphs.model, 197) || '...', length(build_tenant_graphs.model)) END),
             HINT = 'A tenant graph is an index on a partition of node_embeddings: the administrator builds them (e.g. after run_maintenance).';
     END IF;
     SELECT o.dims, o.index_type, o.opclass INTO d, ty, opclass

@@ -148,29 +148,29 @@ BEGIN
     END IF;
     IF state_bin_id = '' OR length(state_bin_id) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for state_bin_id: %s', quote_literal(state_bin_id)),
+            MESSAGE = format('invalid value for state_bin_id: %s', CASE WHEN length(state_bin_id) <= 200 THEN quote_literal(state_bin_id) ELSE format('%L (%s characters)', left(state_bin_id, 197) || '...', length(state_bin_id)) END),
             HINT = 'state_bin_id is a non-empty text of at most 255 characters.';
     END IF;
     IF rule_id = '' OR length(rule_id) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for rule_id: %s', quote_literal(rule_id)),
+            MESSAGE = format('invalid value for rule_id: %s', CASE WHEN length(rule_id) <= 200 THEN quote_literal(rule_id) ELSE format('%L (%s characters)', left(rule_id, 197) || '...', length(rule_id)) END),
             HINT = 'rule_id is a non-empty text of at most 255 characters.';
     END IF;
     IF jsonb_typeof(action_weights) <> 'object' THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for action_weights: %s', action_weights::text),
+            MESSAGE = format('invalid value for action_weights: %s', CASE WHEN length(action_weights::text) <= 200 THEN action_weights::text ELSE format('%s... (%s characters)', left(action_weights::text, 197), length(action_weights::text)) END),
             HINT = 'action_weights is a JSON object of numbers, e.g. {"0": 0.7, "3": 0.3}.';
     END IF;
     SELECT k INTO bad_key FROM jsonb_each(action_weights) AS w(k, v)
      WHERE jsonb_typeof(w.v) <> 'number' LIMIT 1;
     IF bad_key IS NOT NULL THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for action_weights: key %s is not a number', quote_literal(bad_key)),
+            MESSAGE = format('invalid value for action_weights: key %s is not a number', CASE WHEN length(bad_key) <= 200 THEN quote_literal(bad_key) ELSE format('%L (%s characters)', left(bad_key, 197) || '...', length(bad_key)) END),
             HINT = 'action_weights is a JSON object of numbers, e.g. {"0": 0.7, "3": 0.3}.';
     END IF;
     IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for metadata: %s', metadata),
+            MESSAGE = format('invalid value for metadata: %s', CASE WHEN length(metadata::text) <= 200 THEN metadata::text ELSE format('%s... (%s characters)', left(metadata::text, 197), length(metadata::text)) END),
             HINT = 'metadata is a JSON object or NULL.';
     END IF;
 
@@ -277,12 +277,12 @@ BEGIN
     END IF;
     IF component = '' OR length(component) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for component: %s', quote_literal(component)),
+            MESSAGE = format('invalid value for component: %s', CASE WHEN length(component) <= 200 THEN quote_literal(component) ELSE format('%L (%s characters)', left(component, 197) || '...', length(component)) END),
             HINT = 'component is a non-empty text of at most 255 characters.';
     END IF;
     IF key = '' OR length(key) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for key: %s', quote_literal(key)),
+            MESSAGE = format('invalid value for key: %s', CASE WHEN length(key) <= 200 THEN quote_literal(key) ELSE format('%L (%s characters)', left(key, 197) || '...', length(key)) END),
             HINT = 'key is a non-empty text of at most 255 characters.';
     END IF;
     IF value IS NULL THEN

@@ -364,7 +364,7 @@ BEGIN
     PERFORM fractality._check_age('keep', keep);
     IF action NOT IN ('archive', 'drop') THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for action: %s', quote_literal(action)),
+            MESSAGE = format('invalid value for action: %s', CASE WHEN length(action) <= 200 THEN quote_literal(action) ELSE format('%L (%s characters)', left(action, 197) || '...', length(action)) END),
             HINT = 'action is ''archive'' (move into the cold tier) or ''drop'' (delete).';
     END IF;
     INSERT INTO fractality.retention_policies AS p (relation, keep, action)
@@ -860,7 +860,7 @@ BEGIN
     SELECT m.dims INTO dims FROM fractality.embedding_models m WHERE m.model = _model_index_ops.model;
     IF dims IS NULL THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('unknown embedding model %L', _model_index_ops.model),
+            MESSAGE = format('unknown embedding model %s', CASE WHEN length(_model_index_ops.model) <= 200 THEN quote_literal(_model_index_ops.model) ELSE format('%L (%s characters)', left(_model_index_ops.model, 197) || '...', length(_model_index_ops.model)) END),
             HINT = 'fractality.embedding_models lists the registered models.';
     END IF;
     SELECT format('%I.%I', n.nspname, fractality.model_index_type(dims)),
@@ -958,7 +958,7 @@ BEGIN
     idx := to_regclass(format('fractality.%I', 'node_embeddings_' || drop_model_index.model || '_hnsw'));
     IF NOT EXISTS (SELECT 1 FROM fractality.embedding_models m WHERE m.model = drop_model_index.model) THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('unknown embedding model %L', drop_model_index.model),
+            MESSAGE = format('unknown embedding model %s', CASE WHEN length(drop_model_index.model) <= 200 THEN quote_literal(drop_model_index.model) ELSE format('%L (%s characters)', left(drop_model_index.model, 197) || '...', length(drop_model_index.model)) END),
             HINT = 'fractality.embedding_models lists the registered models.';
     END IF;
     -- the model's tenant graphs go too (build_tenant_graphs builds them again after the load)
@@ -998,7 +998,7 @@ BEGIN
     END IF;
     IF model !~ '^[a-z][a-z0-9_]{0,31}$' THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for model: %L', model),
+            MESSAGE = format('invalid value for model: %s', CASE WHEN length(model) <= 200 THEN quote_literal(model) ELSE format('%L (%s characters)', left(model, 197) || '...', length(model)) END),
             HINT = 'A model name is a plain identifier: lower-case letters, digits and underscores, starting with a letter, at most 32 characters (e.g. ''text_embedding_3_small'').';
     END IF;
     IF dims < 1 OR dims > 4000 THEN
@@ -1155,7 +1155,7 @@ BEGIN
                     WHERE c.oid = 'fractality.node_embeddings'::regclass
                       AND pg_has_role(c.relowner, 'USAGE')) THEN
         RAISE insufficient_privilege USING
-            MESSAGE = format('build_tenant_graphs: only the owner of fractality.node_embeddings may build tenant graphs (model %L)', build_tenant_graphs.model),
+            MESSAGE = format('build_tenant_graphs: only the owner of fractality.node_embeddings may build tenant graphs (model %s)', CASE WHEN length(build_tenant_graphs.model) <= 200 THEN quote_literal(build_tenant_graphs.model) ELSE format('%L (%s characters)', left(build_tenant_graphs.model, 197) || '...', length(build_tenant_graphs.model)) END),
             HINT = 'A tenant graph is an index on a partition of node_embeddings: the administrator builds them (e.g. after run_maintenance).';
     END IF;
     SELECT o.dims, o.index_type, o.opclass INTO d, ty, opclass
@@ -2390,29 +2390,29 @@ BEGIN
     END IF;
     IF state_bin_id = '' OR length(state_bin_id) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for state_bin_id: %s', quote_literal(state_bin_id)),
+            MESSAGE = format('invalid value for state_bin_id: %s', CASE WHEN length(state_bin_id) <= 200 THEN quote_literal(state_bin_id) ELSE format('%L (%s characters)', left(state_bin_id, 197) || '...', length(state_bin_id)) END),
             HINT = 'state_bin_id is a non-empty text of at most 255 characters.';
     END IF;
     IF rule_id = '' OR length(rule_id) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for rule_id: %s', quote_literal(rule_id)),
+            MESSAGE = format('invalid value for rule_id: %s', CASE WHEN length(rule_id) <= 200 THEN quote_literal(rule_id) ELSE format('%L (%s characters)', left(rule_id, 197) || '...', length(rule_id)) END),
             HINT = 'rule_id is a non-empty text of at most 255 characters.';
     END IF;
     IF jsonb_typeof(action_weights) <> 'object' THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for action_weights: %s', action_weights::text),
+            MESSAGE = format('invalid value for action_weights: %s', CASE WHEN length(action_weights::text) <= 200 THEN action_weights::text ELSE format('%s... (%s characters)', left(action_weights::text, 197), length(action_weights::text)) END),
             HINT = 'action_weights is a JSON object of numbers, e.g. {"0": 0.7, "3": 0.3}.';
     END IF;
     SELECT k INTO bad_key FROM jsonb_each(action_weights) AS w(k, v)
      WHERE jsonb_typeof(w.v) <> 'number' LIMIT 1;
     IF bad_key IS NOT NULL THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for action_weights: key %s is not a number', quote_literal(bad_key)),
+            MESSAGE = format('invalid value for action_weights: key %s is not a number', CASE WHEN length(bad_key) <= 200 THEN quote_literal(bad_key) ELSE format('%L (%s characters)', left(bad_key, 197) || '...', length(bad_key)) END),
             HINT = 'action_weights is a JSON object of numbers, e.g. {"0": 0.7, "3": 0.3}.';
     END IF;
     IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for metadata: %s', metadata),
+            MESSAGE = format('invalid value for metadata: %s', CASE WHEN length(metadata::text) <= 200 THEN metadata::text ELSE format('%s... (%s characters)', left(metadata::text, 197), length(metadata::text)) END),
             HINT = 'metadata is a JSON object or NULL.';
     END IF;
 
@@ -2891,12 +2891,12 @@ BEGIN
     END IF;
     IF component = '' OR length(component) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for component: %s', quote_literal(component)),
+            MESSAGE = format('invalid value for component: %s', CASE WHEN length(component) <= 200 THEN quote_literal(component) ELSE format('%L (%s characters)', left(component, 197) || '...', length(component)) END),
             HINT = 'component is a non-empty text of at most 255 characters.';
     END IF;
     IF key = '' OR length(key) > 255 THEN
         RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid value for key: %s', quote_literal(key)),
+            MESSAGE = format('invalid value for key: %s', CASE WHEN length(key) <= 200 THEN quote_literal(key) ELSE format('%L (%s characters)', left(key, 197) || '...', length(key)) END),
             HINT = 'key is a non-empty text of at most 255 characters.';
     END IF;
     IF value IS NULL THEN
