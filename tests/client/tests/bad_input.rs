@@ -468,7 +468,18 @@ struct Run {
 /// Runs one call; checks the backend survived it and that a failed call wrote nothing.
 fn run(c: &mut Client, counts: &str, pid: i32, sql: String, failures: &mut Vec<String>) -> Run {
     let before: Vec<i64> = c.query_one(counts, &[]).unwrap().get(0);
-    let outcome = reliability::try_sql(c, &sql);
+    let outcome = c.batch_execute(&sql).map_err(|e| {
+        // a message repeats at most a cut of a caller's value (it goes to the server's log too)
+        if let Some(db) = e.as_db_error() {
+            let said = db.message().chars().count() + db.detail().map_or(0, |d| d.chars().count());
+            if said > 1000 {
+                failures.push(format!("a message of {said} characters: {sql:.300}"));
+            }
+        }
+        e.code()
+            .map(|s| s.code().to_string())
+            .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+    });
     match c.query_one("SELECT pg_backend_pid()", &[]) {
         Ok(r) if r.get::<_, i32>(0) == pid => {}
         other => panic!("the backend did not survive {sql}: {other:?}"),
