@@ -420,8 +420,8 @@ mod tests {
             let discounted: f64 = mine
                 .iter()
                 .map(|e| {
-                    let r = e.2[0] + e.2[1] + e.2[2] + e.2[3];
-                    gamma.powi(e.1) * f64::from(r)
+                    let r: f64 = e.2.iter().map(|&x| f64::from(x)).sum();
+                    gamma.powi(e.1) * r
                 })
                 .sum();
             assert_relative_eq!(v[0], total, epsilon = 1e-9);
@@ -434,8 +434,8 @@ mod tests {
         // the ORDER BY form of discounted_return agrees with the step form
         assert_relative_eq!(
             one::<f64>(
-                "SELECT fractality.discounted_return(fractality.total_reward(reward_homeostasis,
-                        reward_curiosity, reward_efficiency, reward_goal)::float8, 0.9 ORDER BY step_number)
+                "SELECT fractality.discounted_return(reward_homeostasis::float8 + reward_curiosity::float8
+                        + reward_efficiency::float8 + reward_goal::float8, 0.9 ORDER BY step_number)
                    FROM fractality.experience_events WHERE episode_id = 2"
             ),
             one::<f64>(

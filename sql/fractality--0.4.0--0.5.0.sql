@@ -2515,7 +2515,8 @@ CREATE AGGREGATE fractality.discounted_return(reward float8, gamma float8, step 
 COMMENT ON AGGREGATE fractality.discounted_return(float8, float8, integer) IS
     'Discounted return by step number, order-free: sum of gamma^(step - min(step)) * reward over the rows of a non-NULL reward (min(step) among them).';
 -- One pass over an episode's events: {steps, homeostasis, curiosity, efficiency, goal, discounted}
--- (the discounted return by step number, as discounted_return(reward, gamma, step)). The engine of
+-- (the discounted return by step number, as discounted_return(reward, gamma, step) of each event's
+-- four rewards summed in float8, so that at gamma = 1 it is the total). The engine of
 -- episode_returns: one transition per event instead of one per sum.
 CREATE AGGREGATE fractality.episode_sums(step integer, homeostasis real, curiosity real,
                                          efficiency real, goal real, gamma float8) (

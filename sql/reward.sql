@@ -45,7 +45,8 @@ COMMENT ON AGGREGATE fractality.reward_stats(float8) IS
     'Count, mean, sample stddev, min and max (Welford; parallel with a combine step). NULLs are skipped.';
 
 -- One pass over an episode's events: {steps, homeostasis, curiosity, efficiency, goal, discounted}
--- (the discounted return by step number, as discounted_return(reward, gamma, step)). The engine of
+-- (the discounted return by step number, as discounted_return(reward, gamma, step) of each event's
+-- four rewards summed in float8, so that at gamma = 1 it is the total). The engine of
 -- episode_returns: one transition per event instead of one per sum.
 CREATE AGGREGATE fractality.episode_sums(step integer, homeostasis real, curiosity real,
                                          efficiency real, goal real, gamma float8) (

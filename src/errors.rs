@@ -399,14 +399,23 @@ pub fn pg_interval(t: &pgrx::datum::Interval) -> String {
     parts.join(" ")
 }
 
-/// A float as PostgreSQL prints it: NaN, Infinity, -Infinity, or the number.
+/// A float as PostgreSQL prints it: NaN, Infinity, -Infinity, or the number in its fewest
+/// digits, in exponent notation below 1e-4 and from 1e15 on (`1e-300`, `1.5e+20`, `0.0001`).
 pub fn pg_float(value: f64) -> String {
     if value.is_nan() {
-        "NaN".into()
-    } else if value.is_infinite() {
-        if value > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else {
+        return "NaN".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let scientific = format!("{value:e}");
+    let (digits, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if value == 0.0 || (-4..15).contains(&exponent) {
         value.to_string()
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{digits}e{sign}{:02}", exponent.abs())
     }
 }
 
@@ -524,6 +533,29 @@ mod tests {
             "invalid value for x: Infinity"
         );
         assert_eq!(finite("x", 0.5), Ok(0.5));
+    }
+
+    /// Floats in messages read as PostgreSQL's float8out writes them (-1e-300 had been written
+    /// out in 317 characters).
+    #[test]
+    fn floats_print_as_postgresql_prints_them() {
+        for (v, want) in [
+            (-1e-300, "-1e-300"),
+            (1e-5, "1e-05"),
+            (1.5e-5, "1.5e-05"),
+            (0.0001, "0.0001"),
+            (0.5, "0.5"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (123456789012345.0, "123456789012345"),
+            (1e15, "1e+15"),
+            (1.5e20, "1.5e+20"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::MIN_POSITIVE / 4.0, "5.562684646268003e-309"),
+            (0.1 + 0.2, "0.30000000000000004"),
+        ] {
+            assert_eq!(pg_float(v), want, "{v:e}");
+        }
     }
 
     #[test]

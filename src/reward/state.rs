@@ -6,6 +6,17 @@ use crate::errors::{pg_float, FractalityError};
 
 /// total_reward's arithmetic and checks.
 pub fn sum_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<f32, FractalityError> {
+    let [h, c, e, g] = finite_rewards(h, c, e, g)?;
+    let sum = h + c + e + g;
+    if sum.is_finite() {
+        Ok(sum)
+    } else {
+        Err(FractalityError::Overflow("total_reward"))
+    }
+}
+
+/// The four rewards of an event, each refused unless a finite number.
+fn finite_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<[f32; 4], FractalityError> {
     for (name, v) in [
         ("reward_homeostasis", h),
         ("reward_curiosity", c),
@@ -20,12 +31,7 @@ pub fn sum_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<f32, FractalityErro
             ));
         }
     }
-    let sum = h + c + e + g;
-    if sum.is_finite() {
-        Ok(sum)
-    } else {
-        Err(FractalityError::Overflow("total_reward"))
-    }
+    Ok([h, c, e, g])
 }
 
 pub fn check_gamma(gamma: f64) -> Result<f64, FractalityError> {
@@ -201,9 +207,11 @@ impl EpisodeSums {
         for (sum, r) in self.components.iter_mut().zip(rewards) {
             *sum += f64::from(r);
         }
+        // the event's reward in double precision, as the totals count it: at gamma = 1 the
+        // discounted return is the total (a sum in real had lost up to one part in 10^7)
         let [h, c, e, g] = rewards;
-        self.discounted
-            .push(f64::from(sum_rewards(h, c, e, g)?), gamma, step)
+        let [h, c, e, g] = finite_rewards(h, c, e, g)?.map(f64::from);
+        self.discounted.push(h + c + e + g, gamma, step)
     }
 
     /// Two partial states of one episode (parallel aggregation).
@@ -416,6 +424,15 @@ mod tests {
         let back = EpisodeSums::from_bytes(&merged.to_bytes()).unwrap();
         assert_eq!(back, merged);
         assert!(EpisodeSums::from_bytes(&[0; 64]).is_none());
+        // at gamma = 1 the discounted return is the total, whatever the rewards' magnitudes (each
+        // event's reward summed in real had given 0 here against a total of 1)
+        let mut wide = EpisodeSums::default();
+        wide.push(0, [16_777_216.0, 1.0, -16_777_216.0, 0.0], 1.0)
+            .unwrap();
+        let total: f64 = wide.components.iter().sum();
+        assert_eq!(total, 1.0);
+        assert_eq!(wide.discounted.sum, total);
+        assert!(wide.push(1, [f32::NAN, 0.0, 0.0, 0.0], 1.0).is_err());
         // another gamma in another worker is refused
         let mut other = DiscountedBySteps::default();
         other.push(1.0, 0.5, 3).unwrap();
