@@ -136,3 +136,130 @@ fn partitions_granted_directly_still_filter_by_tenant() {
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r.get::<_, uuid::Uuid>(0) == ua));
 }
+
+/// A tenant leaves with its nodes: `DELETE FROM fractality.nodes` in the tenant's session (row
+/// level security limits it to the tenant) removes every row fractality keeps of it, in every
+/// tenant table: embeddings, edges, full text, stream points hot and packed in the cold archive,
+/// consensus links. Another tenant's rows stay as they were.
+#[test]
+fn a_tenant_erases_itself_with_its_nodes() {
+    // a database of its own: archiving the streams packs every tenant's points
+    let db = "fractality_erase";
+    let mut admin = common::fresh_db(
+        db,
+        "CREATE EXTENSION fractality CASCADE;
+         DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_erase_a') THEN CREATE ROLE fractality_erase_a LOGIN; END IF;
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_erase_b') THEN CREATE ROLE fractality_erase_b LOGIN; END IF;
+         END $$;
+         GRANT USAGE ON SCHEMA fractality TO fractality_erase_a, fractality_erase_b;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO fractality_erase_a, fractality_erase_b;",
+    );
+    let (ua, ub) = (common::tenant(), common::tenant());
+    let login = |role: &str, user: uuid::Uuid| {
+        let mut c = Client::connect(&common::url_for(db, role), postgres::NoTls).unwrap();
+        common::set_tenant(&mut c, user);
+        c
+    };
+    let mut a = login("fractality_erase_a", ua);
+    let mut b = login("fractality_erase_b", ub);
+    for c in [&mut a, &mut b] {
+        c.batch_execute(
+            "SELECT count(*) FROM fractality.remember('sea', 'the sea is salty', array_fill(0.5, ARRAY[384])::vector);
+             SELECT count(*) FROM fractality.remember('sky', 'the sky is blue', array_fill(-0.5, ARRAY[384])::vector);
+             SELECT fractality.link('sea', 'sky');
+             SELECT fractality.pulse(id, 0.1) FROM fractality.nodes;",
+        )
+        .unwrap();
+    }
+    // the stream points so far packed into the cold archive, then one more hot point each
+    admin
+        .batch_execute("SELECT fractality.archive_streams('0 seconds')")
+        .unwrap();
+    for c in [&mut a, &mut b] {
+        c.batch_execute("SELECT fractality.pulse(id, 0.1) FROM fractality.nodes")
+            .unwrap();
+    }
+    // every table of the schema that carries a tenant, counted for one tenant
+    let tables: Vec<String> = admin
+        .query(
+            "SELECT c.oid::regclass::text FROM pg_class c
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
+              WHERE c.relnamespace = 'fractality'::regnamespace AND c.relkind IN ('r', 'p')
+                AND NOT c.relispartition ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for t in [
+        "nodes",
+        "node_embeddings",
+        "edges",
+        "node_text",
+        "consciousness_streams",
+        "consciousness_archive",
+    ] {
+        assert!(
+            tables.contains(&format!("fractality.{t}")),
+            "{t} in {tables:?}"
+        );
+    }
+    let rows = |admin: &mut Client, user: uuid::Uuid| -> Vec<(String, String)> {
+        tables
+            .iter()
+            .map(|t| {
+                let digest: String = admin
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '')
+                               FROM {t} x WHERE x.user_id = $1"
+                        ),
+                        &[&user],
+                    )
+                    .unwrap()
+                    .get(0);
+                (t.clone(), digest)
+            })
+            .collect()
+    };
+    let held = rows(&mut admin, ua);
+    for t in [
+        "nodes",
+        "node_embeddings",
+        "edges",
+        "consciousness_streams",
+        "consciousness_archive",
+    ] {
+        let (_, d) = held
+            .iter()
+            .find(|(n, _)| n == &format!("fractality.{t}"))
+            .unwrap();
+        assert!(
+            !d.starts_with("0 "),
+            "tenant A holds rows of {t} before: {d}"
+        );
+    }
+    let others = rows(&mut admin, ub);
+    let deleted = a.execute("DELETE FROM fractality.nodes", &[]).unwrap();
+    assert_eq!(deleted, 2);
+    for (t, d) in rows(&mut admin, ua) {
+        assert!(
+            d.starts_with("0 "),
+            "{t} keeps rows of the tenant that left: {d}"
+        );
+    }
+    assert_eq!(
+        rows(&mut admin, ub),
+        others,
+        "the other tenant's rows are unchanged"
+    );
+    let recalled = count(
+        &mut a,
+        "SELECT count(*) FROM fractality.recall(array_fill(0.5, ARRAY[384])::vector, 5)",
+    );
+    assert_eq!(recalled, 0);
+    drop((a, b, admin));
+    common::drop_db(db);
+}

@@ -16,7 +16,7 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "host=localhost port=54331 user=postgres dbname=postgres".into())
 }
 
-fn url_for(db: &str, user: &str) -> String {
+pub fn url_for(db: &str, user: &str) -> String {
     let base: Vec<String> = admin_url()
         .split_whitespace()
         .filter(|kv| !kv.starts_with("dbname=") && !kv.starts_with("user="))
