@@ -366,6 +366,26 @@ mod tests {
             ),
             0
         );
+        // and whatever the caller's array_nulls (the archive keeps vectors as text: with it off,
+        // a NULL element had read as the word NULL, 22P02)
+        Spi::run("SET LOCAL fractality.user_id = '22222222-2222-2222-2222-222222222222'").unwrap();
+        let thawed: String = one("SELECT fractality.thaw('arch-b', 10000)::text");
+        Spi::run(&format!(
+            "SET LOCAL array_nulls = off; CREATE TEMP TABLE st_nulls_off AS {HISTORY}"
+        ))
+        .unwrap();
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM ((TABLE st_before EXCEPT ALL TABLE st_nulls_off)
+                                      UNION ALL (TABLE st_nulls_off EXCEPT ALL TABLE st_before)) d"
+            ),
+            0
+        );
+        assert_eq!(
+            one::<String>("SELECT fractality.thaw('arch-b', 10000)::text"),
+            thawed
+        );
+        Spi::run("SET LOCAL array_nulls = on; SET LOCAL fractality.user_id = ''").unwrap();
         // in time order across tiers, the archived flag on the cold points
         assert!(one::<bool>(
             "SELECT bool_and(ok) FROM (

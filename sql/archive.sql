@@ -531,6 +531,8 @@ RETURNS TABLE ("time" timestamptz, atp_level float8, attention_score float8, res
                archived boolean)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+-- the archive keeps vectors as text, whose NULL elements read back as NULL only with array_nulls
+SET array_nulls = on
 AS $$
 BEGIN
     IF node IS NULL OR "from" IS NULL OR "to" IS NULL THEN

@@ -2247,6 +2247,7 @@ CREATE FUNCTION fractality."thaw"(
     "node_key" text, "stream_points" integer DEFAULT 100, "model" text DEFAULT 'default'
 ) RETURNS jsonb STRICT STABLE PARALLEL UNSAFE
 SET extra_float_digits = 3
+SET array_nulls = on
 LANGUAGE c AS 'MODULE_PATHNAME', 'thaw_wrapper';
 CREATE FUNCTION fractality."freeze"("node" jsonb, "model" text DEFAULT 'default')
 RETURNS uuid STRICT VOLATILE PARALLEL UNSAFE
@@ -2626,6 +2627,8 @@ RETURNS TABLE ("time" timestamptz, atp_level float8, attention_score float8, res
                archived boolean)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+-- the archive keeps vectors as text, whose NULL elements read back as NULL only with array_nulls
+SET array_nulls = on
 AS $$
 BEGIN
     IF node IS NULL OR "from" IS NULL OR "to" IS NULL THEN

@@ -379,6 +379,7 @@ CREATE FUNCTION fractality."thaw"(
     "node_key" text, "stream_points" integer DEFAULT 100, "model" text DEFAULT 'default'
 ) RETURNS jsonb STRICT STABLE PARALLEL UNSAFE
 SET extra_float_digits = 3
+SET array_nulls = on
 LANGUAGE c AS 'MODULE_PATHNAME', 'thaw_wrapper';
 "#
 )]
