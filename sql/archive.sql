@@ -34,6 +34,9 @@ CREATE TABLE fractality.experience_events_archive_default
 -- own; none is declared on the parent, see streams.sql: pg_dump)
 CREATE INDEX experience_events_archive_default_time ON fractality.experience_events_archive_default
     USING brin ("timestamp") WITH (pages_per_range = 32);
+-- no primary key: the whole row is its identity for logical replication (experience.sql)
+ALTER TABLE fractality.experience_events_archive REPLICA IDENTITY FULL;
+ALTER TABLE fractality.experience_events_archive_default REPLICA IDENTITY FULL;
 
 CREATE TABLE fractality.action_metadata_archive (
     LIKE fractality.action_metadata INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE,

@@ -70,6 +70,16 @@ CREATE TABLE fractality.experience_events_default
 CREATE INDEX experience_events_default_time ON fractality.experience_events_default
     USING brin ("timestamp") WITH (pages_per_range = 32);
 
+-- The event tables, the stream points and the reward inbox have no primary key (an event's id is
+-- unique through experience_event_ids; a key would add a btree of about 40 bytes an event to
+-- every write): the whole row is each row's identity for logical replication. A publication of
+-- a table with no identity makes PostgreSQL refuse its UPDATEs and DELETEs, so that one CREATE
+-- PUBLICATION ... FOR ALL TABLES would have stopped forget, archiving and run_maintenance.
+-- Monthly and cold partitions get it from _index_partition. Without logical replication
+-- (wal_level below logical) it costs nothing.
+ALTER TABLE fractality.experience_events REPLICA IDENTITY FULL;
+ALTER TABLE fractality.experience_events_default REPLICA IDENTITY FULL;
+
 -- Every event id written, hot or archived: its primary key makes an id unique whatever the
 -- timestamp, also between concurrent writers (the second waits for the first and fails with
 -- 23505). Filled by the statement trigger below on every insert into experience_events, as the

@@ -397,7 +397,7 @@ END $$;
 -- monthly partitions leave the extension.
 
 -- Gives a partition of consciousness_streams or of experience_events(_archive), or a table about
--- to become one, its own index, named after it: (node_id, time DESC) for stream points
+-- to become one, REPLICA IDENTITY FULL and its own index, named after it: (node_id, time DESC) for stream points
 -- (<name>_node_time), a BRIN over "timestamp" for events (<name>_time). An index it already has
 -- (a table renamed since) takes the name. The parents declare no index: pg_dump dumps each
 -- monthly partition, a table of its own, with its index, and pg_restore must not meet one made
@@ -413,6 +413,10 @@ DECLARE
     have text;
 BEGIN
     SELECT c.relname INTO rel FROM pg_class c WHERE c.oid = part;
+    -- no primary key: the whole row is its identity for logical replication (experience.sql)
+    IF (SELECT c.relreplident FROM pg_class c WHERE c.oid = part) <> 'f' THEN
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', part);
+    END IF;
     streams := EXISTS (SELECT 1 FROM pg_attribute a
                         WHERE a.attrelid = part AND a.attname = 'atp_level' AND NOT a.attisdropped);
     want := rel || CASE WHEN streams THEN '_node_time' ELSE '_time' END;
@@ -630,6 +634,13 @@ BEGIN
     END IF;
     RETURN true;
 END $$;
+
+-- the tables without a primary key replicate with the whole row as identity (experience.sql);
+-- their partitions get it from _index_partition below
+ALTER TABLE fractality.consciousness_streams REPLICA IDENTITY FULL;
+ALTER TABLE fractality.experience_events REPLICA IDENTITY FULL;
+ALTER TABLE fractality.experience_events_archive REPLICA IDENTITY FULL;
+ALTER TABLE fractality.policy_reward_inbox REPLICA IDENTITY FULL;
 
 DROP INDEX fractality.consciousness_streams_node_time;
 DROP INDEX fractality.experience_events_time;

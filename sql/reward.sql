@@ -111,6 +111,8 @@ CREATE TABLE fractality.policy_reward_inbox (
 );
 COMMENT ON TABLE fractality.policy_reward_inbox IS
     'Per-statement reward sums of inserted events, waiting for refresh_policy_rewards().';
+-- no primary key: the whole row is its identity for logical replication (experience.sql)
+ALTER TABLE fractality.policy_reward_inbox REPLICA IDENTITY FULL;
 
 CREATE FUNCTION fractality.experience_events_to_inbox() RETURNS trigger
 LANGUAGE plpgsql

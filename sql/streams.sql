@@ -32,6 +32,9 @@ CREATE TABLE fractality.consciousness_streams_default
 SELECT fractality._protect_partition('fractality.consciousness_streams_default');
 CREATE INDEX consciousness_streams_default_node_time
     ON fractality.consciousness_streams_default (node_id, time DESC);
+-- no primary key: the whole row is its identity for logical replication (experience.sql)
+ALTER TABLE fractality.consciousness_streams REPLICA IDENTITY FULL;
+ALTER TABLE fractality.consciousness_streams_default REPLICA IDENTITY FULL;
 
 -- The cold tier: many points of one node per row, column-wise, lossless.
 -- times[i], atp_levels[i], attention_scores[i] and resonance_vectors[i] describe point i, in time

@@ -12,6 +12,13 @@
 --@ file! archive.sql -- A new table of fractality's event columns holding the rows of `src` in [lo, hi), made with||-- Moves every event with "timestamp" < cutoff_us
 --@ file! archive.sql -- Creates the monthly partition of `parent` holding `month` unless a partition of that name||-- Creates the monthly partitions of consciousness_streams and experience_events from the current
 
+-- the tables without a primary key replicate with the whole row as identity (experience.sql);
+-- their partitions get it from _index_partition below
+ALTER TABLE fractality.consciousness_streams REPLICA IDENTITY FULL;
+ALTER TABLE fractality.experience_events REPLICA IDENTITY FULL;
+ALTER TABLE fractality.experience_events_archive REPLICA IDENTITY FULL;
+ALTER TABLE fractality.policy_reward_inbox REPLICA IDENTITY FULL;
+
 DROP INDEX fractality.consciousness_streams_node_time;
 DROP INDEX fractality.experience_events_time;
 DROP INDEX fractality.experience_events_archive_time;

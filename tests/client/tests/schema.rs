@@ -270,3 +270,80 @@ fn the_install_refuses_a_database_that_is_not_utf8() {
         common::drop_db(db);
     }
 }
+
+/// A publication of every table (logical replication, or a change-data-capture tool) leaves
+/// every call working: PostgreSQL refuses UPDATE and DELETE on a published table without a
+/// replica identity, and the event tables, the stream points and the reward inbox have no
+/// primary key. They, and every partition maintenance makes later, replicate with the whole row
+/// as identity. (Before: forget, a tenant deleting its nodes, refresh_policy_rewards, the
+/// archiving and run_maintenance all failed with 55000 once the publication existed.)
+#[test]
+fn a_publication_of_every_table_leaves_every_call_working() {
+    let db = "fractality_published";
+    let mut c = common::fresh_db(
+        db,
+        "CREATE EXTENSION fractality CASCADE;
+         SET client_min_messages = error;  -- the warning that wal_level is not logical
+         CREATE PUBLICATION everything FOR ALL TABLES;",
+    );
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    c.batch_execute(
+        "SELECT count(*) FROM fractality.remember('sea', 'the sea is salty', array_fill(0.5, ARRAY[384])::vector);
+         SELECT count(*) FROM fractality.remember('sky', 'the sky is blue', array_fill(-0.5, ARRAY[384])::vector);
+         SELECT fractality.link('sea', 'sky');
+         SELECT fractality.pulse(id, 0.1) FROM fractality.nodes;
+         SELECT fractality.write_events((SELECT jsonb_agg(jsonb_build_object(
+             'event_id', 'd0' || lpad(to_hex(g), 30, '0'),
+             -- 50 days back, now, and 190 days ahead (the default partitions catch them)
+             'timestamp', fractality.epoch_us(now() + (g - 1) * interval '50 days' + (g / 2) * interval '140 days'),
+             'episode_id', 1, 'step_number', g, 'event_type', 1, 'flags', 0,
+             'state_l1', 0, 'state_l2', 0, 'state_l3', 0, 'state_l4', 0,
+             'state_l5', 0, 'state_l6', 0, 'state_l7', 0, 'state_l8', 0,
+             'action_l1', 0, 'action_l2', 0, 'action_l3', 0, 'action_l4', 0,
+             'action_l5', 0, 'action_l6', 0, 'action_l7', 0, 'action_l8', 0,
+             'adna_version_hash', 7, 'sequence_number', g))
+           FROM generate_series(0, 2) g));",
+    )
+    .unwrap();
+    for call in [
+        "SELECT fractality.forget('sky')",
+        "SELECT fractality.refresh_policy_rewards()",
+        "SELECT fractality.ensure_partitions(9)",
+        "SELECT fractality.archive_streams('0 seconds')",
+        "SELECT fractality.archive_old_events(30)",
+        "SELECT fractality.run_maintenance()",
+        "SELECT fractality.materialize_decay()",
+        "DELETE FROM fractality.experience_events WHERE step_number = 1",
+        "DELETE FROM fractality.nodes",
+    ] {
+        if let Err(e) = c.batch_execute(call) {
+            panic!("{call}: {} {e:?}", common::sqlstate(&e));
+        }
+    }
+    // every table and partition there is now (maintenance made some) has a key or the row
+    let unidentified: Vec<String> = c
+        .query(
+            "SELECT c.oid::regclass::text FROM pg_class c
+              WHERE c.relnamespace = 'fractality'::regnamespace AND c.relkind IN ('r', 'p')
+                AND c.relreplident <> 'f'
+                AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+              ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(unidentified.is_empty(), "{unidentified:?}");
+    let partitions: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'fractality.experience_events'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(partitions > 5, "{partitions}");
+    drop(c);
+    common::drop_db(db);
+}

@@ -22,7 +22,7 @@ SELECT 'relation ' || c.relname || ' kind ' || c.relkind::text || ' options ' ||
        -- (an ACL granted and revoked again holds the owner's default: the same as none)
        || ' rls ' || c.relrowsecurity || '/' || c.relforcerowsecurity || ' acl '
        || coalesce(nullif(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner))::text, '')
-       || ' partition ' || coalesce(pg_get_expr(c.relpartbound, c.oid), '')
+       || ' partition ' || coalesce(pg_get_expr(c.relpartbound, c.oid), '') || ' identity ' || c.relreplident::text
        || ' key ' || CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) ELSE '' END
        || ' comment ' || coalesce(obj_description(c.oid, 'pg_class'), '')
   FROM pg_class c, ns WHERE c.relnamespace = ns.oid
