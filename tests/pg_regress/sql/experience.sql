@@ -84,6 +84,10 @@ SELECT fractality.reward_stats(x) FROM (VALUES (1.0)) v(x) WHERE false;
 SAVEPOINT s;
 SELECT * FROM fractality.episode_returns(0, 100000, 1.5);
 ROLLBACK TO s;
+-- the value named whole whatever the session prints floats with
+SET LOCAL extra_float_digits = -15;
+SELECT * FROM fractality.episode_returns(0, 100000, 1.5);
+ROLLBACK TO s;
 SELECT fractality.reward_stats(x) FROM (VALUES ('NaN'::float8)) v(x);
 ROLLBACK TO s;
 
