@@ -408,13 +408,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rel text;
+    ident "char";
     streams boolean;
     want text;
     have text;
 BEGIN
-    SELECT c.relname INTO rel FROM pg_class c WHERE c.oid = part;
+    SELECT c.relname, c.relreplident INTO rel, ident FROM pg_class c WHERE c.oid = part;
     -- no primary key: the whole row is its identity for logical replication (experience.sql)
-    IF (SELECT c.relreplident FROM pg_class c WHERE c.oid = part) <> 'f' THEN
+    IF ident <> 'f' THEN
         EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', part);
     END IF;
     streams := EXISTS (SELECT 1 FROM pg_attribute a

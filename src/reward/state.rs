@@ -6,7 +6,7 @@ use crate::errors::{pg_float, FractalityError};
 
 /// total_reward's arithmetic and checks.
 pub fn sum_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<f32, FractalityError> {
-    let [h, c, e, g] = finite_rewards(h, c, e, g)?;
+    let [h, c, e, g] = finite_rewards([h, c, e, g])?;
     let sum = h + c + e + g;
     if sum.is_finite() {
         Ok(sum)
@@ -16,13 +16,14 @@ pub fn sum_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<f32, FractalityErro
 }
 
 /// The four rewards of an event, each refused unless a finite number.
-fn finite_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<[f32; 4], FractalityError> {
-    for (name, v) in [
-        ("reward_homeostasis", h),
-        ("reward_curiosity", c),
-        ("reward_efficiency", e),
-        ("reward_goal", g),
-    ] {
+fn finite_rewards(rewards: [f32; 4]) -> Result<[f32; 4], FractalityError> {
+    let names = [
+        "reward_homeostasis",
+        "reward_curiosity",
+        "reward_efficiency",
+        "reward_goal",
+    ];
+    for (name, v) in names.into_iter().zip(rewards) {
         if !v.is_finite() {
             return Err(FractalityError::invalid(
                 name,
@@ -31,7 +32,7 @@ fn finite_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<[f32; 4], Fractality
             ));
         }
     }
-    Ok([h, c, e, g])
+    Ok(rewards)
 }
 
 pub fn check_gamma(gamma: f64) -> Result<f64, FractalityError> {
@@ -203,14 +204,13 @@ impl EpisodeSums {
         rewards: [f32; 4],
         gamma: f64,
     ) -> Result<(), FractalityError> {
+        let [h, c, e, g] = finite_rewards(rewards)?.map(f64::from);
         self.steps += 1;
-        for (sum, r) in self.components.iter_mut().zip(rewards) {
-            *sum += f64::from(r);
+        for (sum, r) in self.components.iter_mut().zip([h, c, e, g]) {
+            *sum += r;
         }
         // the event's reward in double precision, as the totals count it: at gamma = 1 the
         // discounted return is the total (a sum in real had lost up to one part in 10^7)
-        let [h, c, e, g] = rewards;
-        let [h, c, e, g] = finite_rewards(h, c, e, g)?.map(f64::from);
         self.discounted.push(h + c + e + g, gamma, step)
     }
 

@@ -476,9 +476,7 @@ fn run(c: &mut Client, counts: &str, pid: i32, sql: String, failures: &mut Vec<S
                 failures.push(format!("a message of {said} characters: {sql:.300}"));
             }
         }
-        e.code()
-            .map(|s| s.code().to_string())
-            .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+        common::sqlstate(&e)
     });
     match c.query_one("SELECT pg_backend_pid()", &[]) {
         Ok(r) if r.get::<_, i32>(0) == pid => {}
