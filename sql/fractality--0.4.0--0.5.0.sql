@@ -2984,7 +2984,7 @@ BEGIN
                       json_build_object('node_id', r.id,
                                         'node_key', r.node_key,
                                         'user_id', r.user_id,
-                                        'atp', r.atp,
+                                        'atp', fractality.current_atp(r.atp, r.atp_at),
                                         'action', TG_OP)::text);
     RETURN NULL;
 END

@@ -20,7 +20,8 @@ CREATE TRIGGER configuration_store_touch_updated_at
     FOR EACH ROW EXECUTE FUNCTION fractality.touch_updated_at();
 
 -- pg_notify('consciousness_update', {node_id, node_key, user_id, atp, action}) for every insert,
--- update and delete of a node, while fractality.notify is on (off by default: any session of the
+-- update and delete of a node (atp: its energy now, as node_energy reads it, not the stored
+-- value of an older atp_at), while fractality.notify is on (off by default: any session of the
 -- database may LISTEN, whatever its role, so a notification would carry one tenant's keys and
 -- energies to every other). A bulk load turns it off for its own session or transaction with
 -- SET [LOCAL] fractality.notify = off.
@@ -41,7 +42,7 @@ BEGIN
                       json_build_object('node_id', r.id,
                                         'node_key', r.node_key,
                                         'user_id', r.user_id,
-                                        'atp', r.atp,
+                                        'atp', fractality.current_atp(r.atp, r.atp_at),
                                         'action', TG_OP)::text);
     RETURN NULL;
 END
