@@ -1,5 +1,5 @@
 -- fractality: resonance and consensus
--- Settings of the native functions in src/resonance/ and src/consensus.rs, and the consensus
+-- Settings of the native functions in src/resonance/ and src/consensus/, and the consensus
 -- tree. Loaded after those functions are created.
 --
 -- The functions below get a search_path pinned to pg_catalog, pg_temp: their queries name

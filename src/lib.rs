@@ -132,7 +132,7 @@ extension_sql_file!(
     requires = ["graph", "streams", "decay"]
 );
 // resonance and consensus: search settings and SECURITY DEFINER of the functions in
-// src/resonance/ and src/consensus.rs, and consensus_tree.
+// src/resonance/ and src/consensus/, and consensus_tree.
 extension_sql_file!(
     "../sql/resonance.sql",
     name = "resonance",
