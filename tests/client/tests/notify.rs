@@ -5,65 +5,20 @@ mod common;
 
 use std::time::Duration;
 
-#[test]
-fn node_changes_are_announced_with_their_payload() {
+/// A node of `user` inserted by `insert` (returning its id), changed by `update` (its id as $1),
+/// then deleted, by a session with the notification on: its energy as `node_energy` read it
+/// after the update, and the payloads for `user` that a listener opened before heard (checked:
+/// one each for the insert, the update and the delete, naming the node).
+fn insert_update_delete(
+    user: uuid::Uuid,
+    insert: &str,
+    update: &str,
+) -> (f64, Vec<serde_json::Value>) {
     let mut listener = common::listener();
     let mut writer = common::db();
     writer.batch_execute("SET fractality.notify = on").unwrap();
-    let user = common::tenant();
-    let id: uuid::Uuid = writer
-        .query_one(
-            "INSERT INTO fractality.nodes (user_id, node_key, atp) VALUES ($1, 'spark', 0.75) RETURNING id",
-            &[&user],
-        )
-        .unwrap()
-        .get(0);
-    writer
-        .execute(
-            "UPDATE fractality.nodes SET atp = 0.5, atp_at = now() WHERE id = $1",
-            &[&id],
-        )
-        .unwrap();
-    writer
-        .execute("DELETE FROM fractality.nodes WHERE id = $1", &[&id])
-        .unwrap();
-
-    let mine: Vec<serde_json::Value> = common::notifications(&mut listener, Duration::from_secs(2))
-        .into_iter()
-        .filter(|p| p["user_id"] == user.to_string())
-        .collect();
-    let actions: Vec<&str> = mine.iter().map(|p| p["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, vec!["INSERT", "UPDATE", "DELETE"]);
-    for p in &mine {
-        assert_eq!(p["node_id"], id.to_string());
-        assert_eq!(p["node_key"], "spark");
-    }
-    assert_eq!(mine[0]["atp"], 0.75);
-    assert_eq!(mine[1]["atp"], 0.5);
-}
-
-/// The payload's energy is the node's energy now, as `node_energy` reads it: for a node whose
-/// energy was stored two hours ago and whose label changes, the decayed value, not the stored one.
-#[test]
-fn a_payload_carries_the_energy_of_now() {
-    let mut listener = common::listener();
-    let mut writer = common::db();
-    writer.batch_execute("SET fractality.notify = on").unwrap();
-    let user = common::tenant();
-    let id: uuid::Uuid = writer
-        .query_one(
-            "INSERT INTO fractality.nodes (user_id, node_key, atp, atp_at)
-             VALUES ($1, 'ember', 0.8, now() - interval '2 hours') RETURNING id",
-            &[&user],
-        )
-        .unwrap()
-        .get(0);
-    writer
-        .execute(
-            "UPDATE fractality.nodes SET label = 'renamed' WHERE id = $1",
-            &[&id],
-        )
-        .unwrap();
+    let id: uuid::Uuid = writer.query_one(insert, &[&user]).unwrap().get(0);
+    writer.execute(update, &[&id]).unwrap();
     let now: f64 = writer
         .query_one(
             "SELECT atp FROM fractality.node_energy WHERE node_id = $1",
@@ -74,13 +29,42 @@ fn a_payload_carries_the_energy_of_now() {
     writer
         .execute("DELETE FROM fractality.nodes WHERE id = $1", &[&id])
         .unwrap();
-
     let mine: Vec<serde_json::Value> = common::notifications(&mut listener, Duration::from_secs(2))
         .into_iter()
         .filter(|p| p["user_id"] == user.to_string())
         .collect();
     let actions: Vec<&str> = mine.iter().map(|p| p["action"].as_str().unwrap()).collect();
     assert_eq!(actions, vec!["INSERT", "UPDATE", "DELETE"]);
+    for p in &mine {
+        assert_eq!(p["node_id"], id.to_string());
+    }
+    (now, mine)
+}
+
+#[test]
+fn node_changes_are_announced_with_their_payload() {
+    let (_, mine) = insert_update_delete(
+        common::tenant(),
+        "INSERT INTO fractality.nodes (user_id, node_key, atp) VALUES ($1, 'spark', 0.75) RETURNING id",
+        "UPDATE fractality.nodes SET atp = 0.5, atp_at = now() WHERE id = $1",
+    );
+    for p in &mine {
+        assert_eq!(p["node_key"], "spark");
+    }
+    assert_eq!(mine[0]["atp"], 0.75);
+    assert_eq!(mine[1]["atp"], 0.5);
+}
+
+/// The payload's energy is the node's energy now, as `node_energy` reads it: for a node whose
+/// energy was stored two hours ago and whose label changes, the decayed value, not the stored one.
+#[test]
+fn a_payload_carries_the_energy_of_now() {
+    let (now, mine) = insert_update_delete(
+        common::tenant(),
+        "INSERT INTO fractality.nodes (user_id, node_key, atp, atp_at)
+         VALUES ($1, 'ember', 0.8, now() - interval '2 hours') RETURNING id",
+        "UPDATE fractality.nodes SET label = 'renamed' WHERE id = $1",
+    );
     // 0.8 x 0.95^2 under the default settings (the statements run milliseconds apart)
     approx::assert_relative_eq!(now, 0.722, max_relative = 1e-6);
     for p in &mine {
