@@ -350,6 +350,21 @@ fn pair_micros(text: &str, pairs: &str, alone: bool, seen: &mut u8) -> Result<i1
     Ok(total)
 }
 
+/// The batches of `materialize_decay`: ranges [from, to) of a table's `blocks` blocks, each of
+/// about `batch` rows at `per_block` rows a block as the statistics last saw them (no statistics,
+/// 0: the tightest packing an 8 kB page allows a node, 60 rows), at least one block each.
+pub fn block_ranges(blocks: i64, per_block: f64, batch: i64) -> Vec<(i64, i64)> {
+    let step = if per_block >= 1.0 {
+        ((batch as f64 / per_block).floor() as i64).max(1)
+    } else {
+        (batch / 60).max(1)
+    };
+    (0..blocks.max(0))
+        .step_by(step as usize)
+        .map(|from| (from, (from + step).min(blocks)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,5 +543,20 @@ mod tests {
         let e = check_curve(0.5, 1.0, 0.5, 1.0, f64::INFINITY, show).unwrap_err();
         assert_eq!(e.to_string(), "invalid value for floor: Infinity");
         assert!(check_curve(0.5, 0.0, 1.0, 1.0, 0.0, show).is_ok());
+    }
+
+    #[test]
+    fn batches_cover_every_block_once() {
+        // 100 rows a block, batches of 1 000 rows: ten blocks a batch, the last one short
+        let r = block_ranges(95, 100.0, 1_000);
+        assert_eq!(r.len(), 10);
+        assert_eq!(r[0], (0, 10));
+        assert_eq!(r[9], (90, 95));
+        assert!(r.windows(2).all(|w| w[0].1 == w[1].0));
+        // a batch smaller than a block still moves a block at a time
+        assert_eq!(block_ranges(3, 100.0, 10), vec![(0, 1), (1, 2), (2, 3)]);
+        // no statistics: 60 rows a block assumed
+        assert_eq!(block_ranges(5, 0.0, 120), vec![(0, 2), (2, 4), (4, 5)]);
+        assert!(block_ranges(0, 100.0, 1_000).is_empty());
     }
 }

@@ -184,16 +184,7 @@ pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
         let was_on = notify_off()?;
         // blocks now, and rows per block as the statistics last saw them
         let plan = store::materialize_plan()?;
-        let step = if plan.per_block >= 1.0 {
-            ((batch as f64 / plan.per_block).floor() as i64).max(1)
-        } else {
-            // no statistics yet: assume the tightest packing an 8 kB page allows for this table
-            (batch / 60).max(1)
-        };
-        let ranges: Vec<(i64, i64)> = (0..plan.blocks)
-            .step_by(step as usize)
-            .map(|from| (from, (from + step).min(plan.blocks)))
-            .collect();
+        let ranges = curve::block_ranges(plan.blocks, plan.per_block, batch);
         // plain batches, in one subtransaction, waiting at most WRITER_WAIT for a held row
         let plain = store::in_subtransaction(|| -> Result<i64, FractalityError> {
             store::set_lock_timeout(WRITER_WAIT)?;
