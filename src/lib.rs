@@ -24,6 +24,7 @@ pub mod resonance;
 pub mod reward;
 pub mod search;
 pub mod spi;
+pub mod tenant;
 pub mod vector;
 
 // ---- the SQL, in load order ------------------------------------------------------------------

@@ -31,28 +31,6 @@ pub use walk::{breadth_first, cheapest_path, edge_cost, path_of, Ahead, Visit};
 
 use input::{frozen_has, parse_uuid};
 
-// ---- the session -----------------------------------------------------------------------------
-
-/// The tenant of the session (`fractality.user_id`), or None when it is unset; read from the
-/// setting directly (a malformed value is left to `fractality.current_user_id()` to reject).
-pub(crate) fn session_tenant_opt() -> Result<Option<Uuid>, FractalityError> {
-    let setting = crate::gucs::user_id();
-    match setting.as_ref().map(|c| c.to_string_lossy()) {
-        None => Ok(None),
-        Some(text) if text.is_empty() => Ok(None),
-        Some(text) => match parse_uuid(&text) {
-            Some(bytes) => Ok(Some(Uuid::from_bytes(bytes))),
-            // read only (a standby has no transaction id to give)
-            None => spi::connect(store::session_tenant),
-        },
-    }
-}
-
-/// The tenant of the session, or 22004 when it is unset.
-fn session_tenant() -> Result<Uuid, FractalityError> {
-    session_tenant_opt()?.ok_or(FractalityError::NoTenant)
-}
-
 // ---- nodes -----------------------------------------------------------------------------------
 
 /// Inserts or updates `user`'s node `fields.key`; returns its id.
@@ -122,7 +100,7 @@ fn upsert_node(
     crate::errors::writer(c"upsert_node");
     let node_key = required("node_key", node_key);
     let model = required("model", unsafe { crate::models::model_arg(fcinfo, 6) });
-    let user = session_tenant().unwrap_or_report();
+    let user = crate::tenant::required().unwrap_or_report();
     upsert_args(
         user, node_key, label, metadata, atp, embedding, r#type, &model,
     )
@@ -233,7 +211,7 @@ fn link(
     weight: default!(f64, "1.0"),
 ) -> Uuid {
     crate::errors::writer(c"link");
-    let user = session_tenant().unwrap_or_report();
+    let user = crate::tenant::required().unwrap_or_report();
     link_keys(user, from_key, to_key, r#type, weight, None).unwrap_or_report()
 }
 
@@ -249,7 +227,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'unlink_wrapper';
 )]
 fn unlink(from_key: &str, to_key: &str, r#type: default!(&str, "'child'")) -> bool {
     check_relationship(r#type).unwrap_or_report();
-    let user = session_tenant().unwrap_or_report();
+    let user = crate::tenant::required().unwrap_or_report();
     spi::connect(|| {
         crate::errors::writer(c"unlink");
         // no lock: an edge of a node deleted meanwhile goes with it
@@ -269,7 +247,7 @@ fn neighbours(
     outgoing: bool,
 ) -> Result<Vec<store::Neighbour>, FractalityError> {
     check_relationship(rel)?;
-    let user = session_tenant()?;
+    let user = crate::tenant::required()?;
     let _jit = crate::search::Pinned::no_jit();
     spi::connect(|| store::neighbours(store::node_id(user, node_key)?, rel, outgoing))
 }
@@ -399,7 +377,7 @@ fn thaw(
         )
         .report();
     }
-    let user = session_tenant().unwrap_or_report();
+    let user = crate::tenant::required().unwrap_or_report();
     // the model registered (22023 naming it otherwise), as every function taking one checks
     spi::connect(|| {
         crate::models::Model::lookup(model)?;
@@ -415,7 +393,7 @@ fn freeze_node(
     stream: Option<serde_json::Value>,
     model: &str,
 ) -> Result<Uuid, FractalityError> {
-    let user = match session_tenant_opt()? {
+    let user = match crate::tenant::current()? {
         Some(user) => user,
         None => match frozen.user_id.as_deref() {
             None => return Err(FractalityError::NoTenant),

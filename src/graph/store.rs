@@ -18,7 +18,6 @@ use crate::errors::{node_not_found, FractalityError};
 use crate::spi::{self, query, Query};
 use crate::vector::Vector;
 
-const SESSION_TENANT: Query<'static> = query!("graph_session_tenant", []);
 const NODE_ID: Query<'static> = query!("graph_node_id", [UUIDOID, TEXTOID]);
 const LINK_ENDS: Query<'static> = query!("graph_link_ends", [UUIDOID, TEXTOID, TEXTOID]);
 /// A template: `{{expiry}}` is [`EXPIRY`], or nothing on a schema older than 0.5.0.
@@ -50,11 +49,6 @@ const FREEZE_STREAM: Query<'static> = query!("graph_freeze_stream", [UUIDOID, UU
 const SEARCH: Query<'static> = query!("graph_search", [TEXTOID, INT8OID]);
 
 // ---- nodes -----------------------------------------------------------------------------------
-
-/// `fractality.current_user_id()`: the session's tenant, None when the setting is unset.
-pub fn session_tenant() -> Result<Option<Uuid>, FractalityError> {
-    spi::one::<Uuid>(&SESSION_TENANT, &[], true)
-}
 
 /// The id of `key` in `user`'s graph, or P0002, unlocked (the ends of an edge to write:
 /// [`link_ends`]).

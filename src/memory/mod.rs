@@ -154,7 +154,7 @@ fn parse_interval(text: &str) -> Result<Interval, String> {
 fn forget(node_key: &str) -> bool {
     crate::errors::writer(c"forget");
     spi::connect(|| -> Result<bool, FractalityError> {
-        let tenant = store::tenant()?;
+        let tenant = crate::tenant::required()?;
         // remember's lock: a remember of this memory running meanwhile stores it anew after
         // this commits, instead of telling again what is gone
         store::lock(tenant)?;

@@ -75,7 +75,7 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
     let model = Model::lookup(a.model)?;
     model.check(&Vector::from_slice(a.query)?)?;
     check_direction("query", a.query)?;
-    let tenant = store::tenant()?;
+    let tenant = crate::tenant::required()?;
     let pool = (4 * k).max(40);
     // the words' matches first: words that match nothing (stop words alone, a typo) are no
     // words, and the ranking stays the vector's, not a fusion with an empty text ranking that

@@ -14,7 +14,6 @@ use crate::jsonb::JsonbText;
 use crate::spi::{self, query, Query};
 use crate::vector::Vector;
 
-const TENANT: Query<'static> = query!("memory_tenant", [], name = "current_user_id");
 const KEYS: Query<'static> = query!("memory_keys", [TEXTARRAYOID]);
 const LOCK: Query<'static> = query!("memory_lock", [UUIDOID]);
 const BY_KEYS: Query<'static> = query!("memory_by_keys", [UUIDOID, TEXTARRAYOID, TEXTOID]);
@@ -48,12 +47,7 @@ const INDEX_STAGED: Query<'static> = query!("memory_index_staged", [UUIDOID, TEX
 /// A memory's key, content, metadata and current energy.
 pub type Detail = (String, Option<String>, JsonbText, f64);
 
-// ---- the session's tenant ----------------------------------------------------------------------
-
-/// The tenant of the session, or 22004 when `fractality.user_id` is unset.
-pub fn tenant() -> Result<Uuid, FractalityError> {
-    spi::one::<Uuid>(&TENANT, &[], false)?.ok_or(FractalityError::NoTenant)
-}
+// ---- locks -------------------------------------------------------------------------------------
 
 /// One writer of `tenant`'s memories at a time, until the transaction ends.
 pub fn lock(tenant: Uuid) -> Result<(), FractalityError> {

@@ -207,7 +207,7 @@ pub fn remember_all(
     let energy = crate::gucs::remember_energy();
     let _settings = crate::search::Pinned::search();
     spi::connect(|| {
-        let tenant = store::tenant()?;
+        let tenant = crate::tenant::required()?;
         let model = Model::lookup(model)?;
         for (i, m) in memories.iter().enumerate() {
             // which memory of a batch, as the batch's parse errors say it

@@ -51,7 +51,7 @@ pub enum NodeRef<'a> {
 pub fn node(r: &NodeRef<'_>) -> Result<NodeEnergy, FractalityError> {
     if let NodeRef::Key(_) = r {
         // a key names a node of the session's tenant
-        crate::graph::session_tenant_opt()?.ok_or(FractalityError::NoTenant)?;
+        crate::tenant::required()?;
     }
     let found: Vec<NodeEnergy> = match r {
         NodeRef::Id(id) => spi::rows(&NODE_BY_ID, &[(*id).into()], true, node_row)?,
@@ -65,7 +65,7 @@ pub fn node(r: &NodeRef<'_>) -> Result<NodeEnergy, FractalityError> {
         (NodeRef::Key(key), 0) => Err(node_not_found(format!("'{key}'"))),
         (_, 1) => Ok(found.into_iter().next().expect("one")),
         (_, n) => {
-            let session = crate::graph::session_tenant_opt()?;
+            let session = crate::tenant::current()?;
             found
                 .into_iter()
                 .find(|f| Some(f.tenant) == session)

@@ -324,7 +324,7 @@ fn upsert_node_revives_an_expired_node_and_moves_updated_at_for_content_only() {
     assert!(kept);
 }
 
-/// A tenant setting that is no uuid is refused with 22P02 by the graph functions, as by
+/// A tenant setting that is no uuid is refused with 22P02 by the graph and memory functions, as by
 /// PostgreSQL's own cast: multibyte text of 32 bytes, signs among the digits (before: an
 /// internal error, and a node written under the all-zero tenant); a frozen node's user_id that
 /// is no uuid is 22023.
@@ -340,6 +340,9 @@ fn a_tenant_that_is_no_uuid_is_refused() {
         for call in [
             "SELECT count(*) FROM fractality.children('x')",
             "SELECT fractality.upsert_node('no-uuid-tenant')::text",
+            // the memory calls read the tenant through the same reader (src/tenant.rs)
+            "SELECT fractality.forget('no-uuid-tenant')::text",
+            "SELECT count(*) FROM fractality.recall(array_fill(0.1::real, ARRAY[384])::vector, 1)",
         ] {
             let err = c.query_one(call, &[]).unwrap_err();
             assert_eq!(common::sqlstate(&err), "22P02", "{bad:?} {call}: {err}");

@@ -1,0 +1,31 @@
+//! The session's tenant, the setting `fractality.user_id`: read from the setting directly, and
+//! through `fractality.current_user_id()` (`sql/queries/session_tenant.sql`) only when it does
+//! not parse as a uuid in its common forms, so that PostgreSQL's own `uuid` input accepts its
+//! other forms and rejects the rest (22P02), as row-level security's policy reads it.
+
+use pgrx::Uuid;
+
+use crate::errors::FractalityError;
+use crate::graph::input::parse_uuid;
+use crate::spi::{self, query, Query};
+
+const SESSION_TENANT: Query<'static> = query!("session_tenant", []);
+
+/// The tenant of the session, or None when `fractality.user_id` is unset or empty.
+pub fn current() -> Result<Option<Uuid>, FractalityError> {
+    let setting = crate::gucs::user_id();
+    match setting.as_ref().map(|c| c.to_string_lossy()) {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => match parse_uuid(&text) {
+            Some(bytes) => Ok(Some(Uuid::from_bytes(bytes))),
+            // read only (a standby has no transaction id to give)
+            None => spi::connect(|| spi::one::<Uuid>(&SESSION_TENANT, &[], true)),
+        },
+    }
+}
+
+/// The tenant of the session, or 22004 when it is unset.
+pub fn required() -> Result<Uuid, FractalityError> {
+    current()?.ok_or(FractalityError::NoTenant)
+}
