@@ -133,7 +133,10 @@ def run(url: str, out=print) -> dict:
     """Runs both conversations against `url`; returns what each produced."""
     started = experience.now_us()  # also the first episode id: unique per run
     results = {}
-    with ConnectionPool(url, min_size=1, max_size=4, kwargs={"autocommit": True},
+    # unnamed statements (no server-side prepare): the agent runs behind any pooler, PgBouncer
+    # in transaction mode before 1.21 included (docs/CLIENTS.md, "Behind a pooler")
+    with ConnectionPool(url, min_size=1, max_size=4,
+                        kwargs={"autocommit": True, "prepare_threshold": None},
                         configure=register_vector, open=True) as pool:
         with pool.connection() as conn:  # before the first event: events enter buffers when written
             buffer_id, created = experience.ensure_buffer(conn)
