@@ -263,3 +263,71 @@ fn a_tenant_erases_itself_with_its_nodes() {
     drop((a, b, admin));
     common::drop_db(db);
 }
+
+/// A tenant's id written in any form PostgreSQL's `uuid` input takes (canonical, upper case
+/// without hyphens, in braces) is the same tenant for every call: the functions read the common
+/// forms natively and the others through `current_user_id()` (src/tenant.rs), as the row-level
+/// security policy reads them.
+#[test]
+fn a_tenant_in_any_uuid_form_is_one_tenant() {
+    let user = common::tenant();
+    let canonical = user.to_string();
+    let upper = user.simple().to_string().to_uppercase();
+    let braces = format!("{{{canonical}}}");
+    let mut c = common::app("fractality_tenant_forms", None);
+    let set = |c: &mut Client, form: &str| {
+        c.execute(
+            "SELECT set_config('fractality.user_id', $1, false)",
+            &[&form],
+        )
+        .unwrap();
+    };
+    let v = "array_fill(0.2::real, ARRAY[384])::vector";
+    set(&mut c, &braces);
+    let created: bool = c
+        .query_one(
+            &format!("SELECT created FROM fractality.remember('forms', 'told in braces', {v})"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(created);
+    c.execute("SELECT fractality.upsert_node('other')", &[])
+        .unwrap();
+    c.execute("SELECT fractality.link('forms', 'other')", &[])
+        .unwrap();
+    for form in [&upper, &canonical] {
+        set(&mut c, form);
+        let recalled: Vec<String> = c
+            .query(
+                &format!("SELECT content FROM fractality.recall({v}, 5)"),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(recalled, vec!["told in braces".to_string()], "{form}");
+        assert_eq!(
+            count(&mut c, "SELECT count(*) FROM fractality.children('forms')"),
+            1,
+            "{form}"
+        );
+    }
+    // every row under the one tenant, and forgotten from another form
+    set(&mut c, &upper);
+    let forgotten: bool = c
+        .query_one("SELECT fractality.forget('forms')", &[])
+        .unwrap()
+        .get(0);
+    assert!(forgotten);
+    let mut admin = common::db();
+    let rows: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE user_id = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "the node 'other' left, under the canonical id");
+}
