@@ -94,7 +94,8 @@ fn names_b(sql: &str, ids: &[Uuid], ub: Uuid) -> bool {
 }
 
 /// Runs each of `reads` as tenant A: what it returns never names one of B's `ids` or B (`ub`);
-/// a call that fails fails with P0002 (a node of B is, for A, a node that does not exist). Returns
+/// a call that fails fails with P0002, and a call given one of B's nodes fails so (a node of B
+/// is, for A, a node that does not exist; B's tenant id alone may find nothing). Returns
 /// the reads that failed or named none of A's own rows (`own`): the callers check that these are
 /// the reads that ask about B alone, so that a read failing or coming back empty for A as well
 /// (a grant or the tenant lost) does not pass for isolation.
@@ -107,8 +108,13 @@ fn none_of_bs(
 ) -> Vec<String> {
     let mut without_a = Vec::new();
     for sql in reads {
+        let given_bs_node = ids.iter().any(|id| sql.contains(&id.to_string()));
         match uuids(a, sql) {
             Ok(seen) => {
+                assert!(
+                    !given_bs_node,
+                    "tenant A was answered about B's node (not P0002): {sql}"
+                );
                 for id in ids.iter().chain([&ub]) {
                     assert!(!seen.contains(id), "tenant A saw B's {id} through: {sql}");
                 }
