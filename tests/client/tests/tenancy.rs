@@ -176,6 +176,16 @@ fn a_tenant_erases_itself_with_its_nodes() {
     admin
         .batch_execute("SELECT fractality.archive_streams('0 seconds')")
         .unwrap();
+    // a consensus holding one node of each tenant (written as its owner writes one: a consensus
+    // needs three users, and what is tested here is that the links go with their nodes)
+    admin
+        .batch_execute(
+            "WITH c AS (INSERT INTO fractality.consensus_nodes (node_key, contributor_count)
+                        VALUES ('erase-test', 2) RETURNING id)
+             INSERT INTO fractality.consensus_links (consensus_id, node_id, user_id, similarity)
+             SELECT c.id, n.id, n.user_id, 0.9 FROM c, fractality.nodes n WHERE n.node_key = 'sea'",
+        )
+        .unwrap();
     for c in [&mut a, &mut b] {
         c.batch_execute("SELECT fractality.pulse(id, 0.1) FROM fractality.nodes")
             .unwrap();
@@ -229,8 +239,10 @@ fn a_tenant_erases_itself_with_its_nodes() {
         "nodes",
         "node_embeddings",
         "edges",
+        "node_text",
         "consciousness_streams",
         "consciousness_archive",
+        "consensus_links",
     ] {
         let (_, d) = held
             .iter()
