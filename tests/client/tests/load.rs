@@ -45,6 +45,8 @@ struct Worker {
     /// (timestamp, event_id) of every event of an acknowledged write_events call
     events: Vec<(i64, Vec<u8>)>,
     pulses: i64,
+    /// rows find_resonant returned (each checked to be the tenant's own)
+    resonant: u64,
     /// acknowledged save_policy calls per bin
     saves: BTreeMap<String, i64>,
 }
@@ -196,6 +198,7 @@ fn op_find_resonant(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Erro
     for r in rows {
         let id: Uuid = r.get(0);
         assert!(w.nodes.contains(&id), "find_resonant crossed tenants: {id}");
+        w.resonant += 1;
     }
     Ok(())
 }
@@ -449,6 +452,7 @@ fn load_run_keeps_every_invariant() {
                     tag,
                     events: Vec::new(),
                     pulses: 0,
+                    resonant: 0,
                     saves: BTreeMap::new(),
                 };
                 let total: u32 = OPS.iter().map(|o| o.1).sum();
@@ -498,8 +502,10 @@ fn load_run_keeps_every_invariant() {
     let mut events = Vec::new();
     let mut pulses: BTreeMap<Uuid, i64> = BTreeMap::new();
     let mut saves: BTreeMap<String, i64> = BTreeMap::new();
+    let mut resonant = 0;
     for h in handles {
         let (w, d, r) = h.join().expect("a worker failed");
+        resonant += w.resonant;
         for (k, v) in d {
             *done.entry(k).or_default() += v;
         }
@@ -520,6 +526,12 @@ fn load_run_keeps_every_invariant() {
         events.len()
     ));
     assert!(ops > 0);
+    // the tenant check of find_resonant's rows above checked some
+    assert!(
+        done.get("find_resonant").is_none_or(|&n| n == 0) || resonant > 0,
+        "find_resonant ran {:?} times and never found a node",
+        done.get("find_resonant")
+    );
     assert!(maint_runs > 0, "no maintenance run during the load");
     // the workers' events span the 58 days before the run, so every run finds some older than
     // its cutoff

@@ -355,6 +355,7 @@ fn the_arrays_form_of_remember_many_remembers_as_the_jsonb_form_does() {
         c.query(arrays, &[&keys, &contents, &vectors, &metadata_text, &ttls])
             .unwrap(),
     );
+    assert_eq!(again.len(), n, "a row for every memory told again");
     assert!(
         again.iter().all(|c| !c),
         "a batch told again created a memory"

@@ -453,11 +453,20 @@ fn upgrade_from(previous: &str) {
             .unwrap_err();
         assert_eq!(common::sqlstate(&e), "23505", "{e}");
     }
+    let now: f64 = old
+        .query_one(
+            "SELECT atp FROM fractality.node_energy WHERE node_id = $1",
+            &[&root],
+        )
+        .unwrap()
+        .get(0);
     let atp: f64 = old
         .query_one("SELECT fractality.pulse($1, 0.01)", &[&root])
         .unwrap()
         .get(0);
-    assert!((0.0..=1.0).contains(&atp));
+    // the energy of now plus 0.01, at most 1 (the milliseconds between the two statements decay
+    // it by less than the tolerance)
+    approx::assert_abs_diff_eq!(atp, (now + 0.01).min(1.0), epsilon = 1e-6);
 
     // the role keeps writing nodes: their text goes into node_text (new in 0.5.0), which the
     // upgrade granted it as it had nodes
