@@ -262,6 +262,8 @@ fn upsert_node_announces_insert_then_update() {
         assert_eq!(p["node_id"], id.to_string());
         assert_eq!(p["node_key"], "live");
     }
+    // exact on purpose: upsert_node writes the energy as of now, and the energy of now is then
+    // the value written (the decay returns its input unchanged when no time has passed)
     assert_eq!(got[0]["atp"], 0.3);
     assert_eq!(got[1]["atp"], 0.6);
 }

@@ -51,6 +51,8 @@ fn node_changes_are_announced_with_their_payload() {
     for p in &mine {
         assert_eq!(p["node_key"], "spark");
     }
+    // exact on purpose: written with atp_at = now(), the energy of now is the value written
+    // (the decay returns its input unchanged when no time has passed, no pow of 0 in between)
     assert_eq!(mine[0]["atp"], 0.75);
     assert_eq!(mine[1]["atp"], 0.5);
 }
