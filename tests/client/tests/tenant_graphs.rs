@@ -6,7 +6,6 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 const MODEL: &str = "graphs_at_once";
 
@@ -37,8 +36,9 @@ fn tenant_graphs_two_builds_at_once_build_each_graph_once() {
 
     let finished = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&finished);
+    let mut b = common::db();
+    let b_pid: i32 = b.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let second = std::thread::spawn(move || {
-        let mut b = common::db();
         let rows = b
             .query(
                 "SELECT action FROM fractality.build_tenant_graphs($1, 1)",
@@ -52,11 +52,12 @@ fn tenant_graphs_two_builds_at_once_build_each_graph_once() {
         flag.store(true, Ordering::SeqCst);
         rows.map_err(|e| common::sqlstate(&e))
     });
-    std::thread::sleep(Duration::from_millis(500));
+    let mut admin = common::db();
     assert!(
-        !finished.load(Ordering::SeqCst),
+        common::waits_for_a_lock(&mut admin, b_pid, &second),
         "the second build waits for the first"
     );
+    assert!(!finished.load(Ordering::SeqCst));
     a.batch_execute("COMMIT").unwrap();
     let actions = second.join().unwrap();
     assert_eq!(
