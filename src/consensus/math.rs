@@ -172,9 +172,14 @@ mod tests {
 
     #[test]
     fn min_contributors_is_checked() {
-        assert!(check_min_contributors(1).is_err());
-        assert!(check_min_contributors(2).is_err());
-        assert!(check_min_contributors(1001).is_err());
+        for n in [1, 2, 1001] {
+            let e = check_min_contributors(n).unwrap_err();
+            assert_eq!(
+                e.sqlstate(),
+                pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "{n}"
+            );
+        }
         assert_eq!(check_min_contributors(3), Ok(3));
         assert_eq!(distinct_users(&[1, 2, 2, 3]), 3);
     }
