@@ -501,6 +501,9 @@ fn run(c: &mut Client, counts: &str, pid: i32, sql: String, failures: &mut Vec<S
 /// refused.
 const NON_FINITE_OK: &[(&str, usize)] = &[("fractality.high_reward_events", 1)];
 
+/// (function, argument) pairs whose number is an id looked up: one that names nothing is P0002.
+const ID_ARGS: &[(&str, usize)] = &[("fractality.policy_lineage", 0)];
+
 #[test]
 fn every_function_refuses_bad_input_cleanly() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -566,6 +569,18 @@ fn every_function_refuses_bad_input_cleanly() {
                     && !NON_FINITE_OK.contains(&(f.call, i))
                 {
                     failures.push(format!("accepted {v}: {}", r.sql));
+                }
+                // a number refused is refused as a bad value (22023, or 22003 out of range), not
+                // with whatever else the list allows (a policy's 42501, a lookup's P0002 but for
+                // an argument that is an id); 23505 and 42710 are the valid call's own outcome
+                // again (the value taken, the event or buffer already there)
+                if let Err(s) = &r.outcome {
+                    let number = ["float8", "real", "integer", "bigint", "smallint"].contains(ty);
+                    let as_value = ["22023", "22003", "23505", "42710"].contains(&s.as_str())
+                        || (s == "P0002" && ID_ARGS.contains(&(f.call, i)));
+                    if number && v != "NULL" && !as_value {
+                        failures.push(format!("{v} refused with {s}, not as a value: {}", r.sql));
+                    }
                 }
                 runs.push(r);
             }
