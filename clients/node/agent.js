@@ -2,6 +2,7 @@
 // with a listener printing live energy changes from `consciousness_update`.
 //
 //   node clients/node/agent.js        # FRACTALITY_URL overrides the server
+//                                     # FRACTALITY_LISTEN_URL the listener's (default: the same)
 //
 // Each conversation is one tenant; each turn one transaction with the tenant set inside it. The
 // agent remembers (a fact told again, in other words, is one memory, reinforced), sleeps (its
@@ -153,40 +154,22 @@ export function connectionConfig(s) {
   return config;
 }
 
-// `server`: a connection string (a URL or libpq's key=value form) or a node-postgres config object
-export async function run(server, log = console.log) {
-  // the agent prints its tenants' changes live, so its sessions send them (fractality.notify is
-  // off by default: any session of the database may LISTEN)
-  // (a URL's own `options` would win over a config's: the setting joins them in the URL; a
-  // config object takes it as a config option)
-  const withNotify = (options) => ['-c fractality.notify=on', options].filter(Boolean).join(' ');
+// `server`: a connection string (a URL or libpq's key=value form) or a node-postgres config object;
+// `listen`: the same for the connection that LISTENs (a session of its own: behind a pooler in
+// transaction mode, give the server's own address here)
+export async function run(server, log = console.log, { listen = server } = {}) {
   const config = typeof server === 'string' ? connectionConfig(server) : { ...server };
-  let url;
-  try {
-    url = config.connectionString === undefined ? undefined : new URL(config.connectionString);
-  } catch {
-    url = undefined;
-  }
-  if (url && url.searchParams.has('options')) {
-    url.searchParams.set('options', withNotify(url.searchParams.get('options')));
-    config.connectionString = url.toString();
-  } else {
-    config.options = withNotify(config.options);
-  }
   const pool = new pg.Pool({ ...config, max: 4 });
   // an idle pooled connection that is lost (a server restart) is reported, not thrown: pg-pool
   // emits it on the pool, and an unheard 'error' event would end the process
   pool.on('error', (e) => log(`    ~ a pooled connection was lost (${e.message})`));
   const tenants = new Map();  // user id -> name: the listener prints only this session's changes
   const facts = new Map();  // node key -> what the agent was told
-  const listener = await pool.connect();
+  const listener = new pg.Client(typeof listen === 'string' ? connectionConfig(listen) : { ...listen });
+  await listener.connect();
   // a lost listening connection (a server restart, a terminated backend) ends the live output,
-  // not the process: pg-pool removes its own error handler from a client it lends
-  let listening = true;
-  listener.on('error', (e) => {
-    listening = false;
-    log(`    ~ live: listening stopped (${e.message})`);
-  });
+  // not the process: an unheard 'error' event of a client would end it
+  listener.on('error', (e) => log(`    ~ live: listening stopped (${e.message})`));
   listener.on('notification', (msg) => {
     // any session may NOTIFY this channel: a payload that is not fractality's is passed over
     let u;
@@ -215,6 +198,8 @@ export async function run(server, log = console.log) {
       for (const [kind, text] of turns) {
         // one transaction per turn, run again if another session got in its way (withTenant):
         // the turn keeps its lines and answer until it has committed
+        // the agent prints its tenants' changes live, so its turns send them (fractality.notify is
+        // off by default: any session of the database may LISTEN), for their transaction only
         const done = await withTenant(pool, userId, async (client) => {
           const memory = new Memory(client, embed);
           const turn = { lines: [], answer: undefined, stepped: false };
@@ -239,7 +224,7 @@ export async function run(server, log = console.log) {
           await client.query('SELECT fractality.write_events_json($1::text)', [JSON.stringify([e])]);
           turn.stepped = true;
           return turn;
-        });
+        }, { settings: { 'fractality.notify': 'on' } });
         done.lines.forEach((line) => log(line));
         if (done.answer) answers.push(done.answer);
         if (done.stepped) step++;
@@ -258,9 +243,8 @@ export async function run(server, log = console.log) {
     results.replay = replay;
     results.bufferId = bufferId;
   } finally {
-    // the first error is the one told: a connection that cannot UNLISTEN leaves the pool
-    const unlisten = listening ? await listener.query('UNLISTEN *').then(() => undefined, (e) => e) : true;
-    listener.release(unlisten);
+    // the listener's own connection: closed, whether or not it is still there
+    await listener.end().catch(() => undefined);
     await pool.end();
   }
   return results;
@@ -269,7 +253,7 @@ export async function run(server, log = console.log) {
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const url = process.env.FRACTALITY_URL ?? DEFAULT_URL;
   console.log(`fractality agent, Node.js, against ${url}`);
-  run(url).catch((e) => {
+  run(url, console.log, { listen: process.env.FRACTALITY_LISTEN_URL ?? url }).catch((e) => {
     console.error(`error${e.code ? ` (${e.code})` : ''}: ${e.message}${e.hint ? `\nhint: ${e.hint}` : ''}`);
     process.exit(1);
   });

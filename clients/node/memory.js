@@ -60,14 +60,19 @@ export function vectorText(v) {
 // when it ends with a serialization failure, a deadlock or a lock timeout (up to `attempts` tries
 // in all). fn may
 // run more than once: it keeps what it does outside the database (output, counters) for the
-// caller to apply once it has returned.
-export async function withTenant(pool, userId, fn, { attempts = 3 } = {}) {
+// caller to apply once it has returned. `settings` ({name: value}) are set for the transaction
+// too, as the tenant is: behind a pooler in transaction mode a session's setting would stay on
+// the server connection for the next client.
+export async function withTenant(pool, userId, fn, { attempts = 3, settings = {} } = {}) {
   for (let attempt = 1; ; attempt++) {
     const client = await checkout(pool);
     let broken;
     try {
       await client.query('BEGIN');
       await client.query("SELECT set_config('fractality.user_id', $1, true)", [userId]);
+      for (const [name, value] of Object.entries(settings)) {
+        await client.query('SELECT set_config($1, $2, true)', [name, String(value)]);
+      }
       const result = await fn(client);
       // 'E': a caught error failed the transaction; 'I': the turn ended it itself
       const status = client.getTransactionStatus();

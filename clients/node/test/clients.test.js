@@ -174,6 +174,22 @@ test('errors carry their SQLSTATE in err.code, with a hint, and write nothing', 
   await assert.rejects(db.query("SELECT fractality.upsert_node('k')"), { code: '22004' });
 });
 
+test("withTenant's settings hold for its transaction only, as its tenant does (what a pooler needs)", async () => {
+  const pool = new pg.Pool({ ...config(DB), max: 1 });  // one connection: the next query is on it
+  try {
+    const inside = await withTenant(pool, randomUUID(), async (c) =>
+      (await c.query('SELECT fractality.notify_enabled() AS on, fractality.current_user_id() AS tenant')).rows[0],
+    { settings: { 'fractality.notify': 'on' } });
+    assert.equal(inside.on, true);
+    assert.ok(inside.tenant);
+    const { rows: [later] } = await pool.query(
+      'SELECT fractality.notify_enabled() AS on, fractality.current_user_id() AS tenant');
+    assert.deepEqual(later, { on: false, tenant: null });
+  } finally {
+    await pool.end();
+  }
+});
+
 test('withTenant runs a transaction again after a serialization failure, and no other error', async () => {
   const pool = new pg.Pool({ ...config(DB), max: 1 });
   const user = randomUUID();
@@ -295,7 +311,7 @@ test('SET LOCAL tenancy holds across a pool: two tenants interleaved on the same
         }
       });
     }
-    const { rows: [after] } = await pool.query(
+    const { rows: [later] } = await pool.query(
       "SELECT current_setting('fractality.user_id', true) AS tenant, (SELECT count(*)::int FROM fractality.nodes) AS n");
     assert.ok(!after.tenant, 'no tenant outside a tenant transaction');
     assert.equal(after.n, 0);
@@ -478,7 +494,8 @@ test('the example agent runs end to end', async () => {
 });
 
 test('the agent hears its tenants when given a URL that carries options of its own', async () => {
-  // node-postgres lets a URL's options win over a config's: the agent joins its setting to them
+  // the agent turns fractality.notify on per transaction, not through the connection's options:
+  // a URL's own options stay as they are, and the agent still hears its tenants
   const c = config(DB);
   const url = `postgresql://${c.user}@${c.host}:${c.port}/${c.database}?options=${encodeURIComponent('-c jit=off')}`;
   const lines = [];
@@ -505,5 +522,5 @@ test("the agent takes libpq's key=value connection strings, as psql and the Pyth
   assert.equal(connectionConfig('host=y sslmode=require').ssl.rejectUnauthorized, false);
   const lines = [];
   await run(conninfo, (line) => lines.push(line));
-  assert.ok(lines.some((l) => l.includes('~ live:')), 'the live listener heard the agent (its options joined)');
+  assert.ok(lines.some((l) => l.includes('~ live:')), 'the live listener heard the agent');
 });
