@@ -311,7 +311,7 @@ test('SET LOCAL tenancy holds across a pool: two tenants interleaved on the same
         }
       });
     }
-    const { rows: [later] } = await pool.query(
+    const { rows: [after] } = await pool.query(
       "SELECT current_setting('fractality.user_id', true) AS tenant, (SELECT count(*)::int FROM fractality.nodes) AS n");
     assert.ok(!after.tenant, 'no tenant outside a tenant transaction');
     assert.equal(after.n, 0);
