@@ -246,13 +246,7 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
         updated, 0,
         "the killed update_priorities left priorities behind"
     );
-    let stored: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM fractality.experience_events WHERE substr(event_id, 1, 8) = $1",
-            &[&(9u64 << 60).to_be_bytes().to_vec()],
-        )
-        .unwrap()
-        .get(0);
+    let stored: i64 = acknowledged(&mut admin, "experience_events");
     assert_eq!(stored, 5000, "acknowledged events after recovery");
     let active: i64 = admin
         .query_one(
@@ -317,13 +311,7 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
         before,
         "events or metadata changed across the crash of an archive"
     );
-    let hot: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM fractality.experience_events WHERE substr(event_id, 1, 8) = $1",
-            &[&(9u64 << 60).to_be_bytes().to_vec()],
-        )
-        .unwrap()
-        .get(0);
+    let hot: i64 = acknowledged(&mut admin, "experience_events");
     assert_eq!(hot, 5000, "the killed archive moved nothing");
     admin
         .batch_execute(
@@ -340,22 +328,20 @@ fn kill_9_half_way_then_crash_recovery_loses_nothing_acknowledged() {
         .get(0);
     assert!(moved >= 25_000, "{moved}");
     assert_eq!(tiers(&mut admin), before, "events after the archive");
-    let cold: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM fractality.experience_events_archive WHERE substr(event_id, 1, 8) = $1",
-            &[&(9u64 << 60).to_be_bytes().to_vec()],
-        )
-        .unwrap()
-        .get(0);
+    let cold: i64 = acknowledged(&mut admin, "experience_events_archive");
     assert_eq!(cold, 5000, "the acknowledged events, archived");
-    let hot: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM fractality.experience_events WHERE substr(event_id, 1, 8) = $1",
-            &[&(9u64 << 60).to_be_bytes().to_vec()],
-        )
-        .unwrap()
-        .get(0);
+    let hot: i64 = acknowledged(&mut admin, "experience_events");
     assert_eq!(hot, 0, "the archived events left the hot tier");
+}
+
+/// The acknowledged events (ids beginning 9 << 60) in `table` of fractality.
+fn acknowledged(c: &mut Client, table: &str) -> i64 {
+    c.query_one(
+        &format!("SELECT count(*) FROM fractality.{table} WHERE substr(event_id, 1, 8) = $1"),
+        &[&(9u64 << 60).to_be_bytes().to_vec()],
+    )
+    .unwrap()
+    .get(0)
 }
 
 /// Events and metadata rows across the hot and the cold tier, each counted as often as it is
