@@ -288,12 +288,9 @@ fn a_publication_of_every_table_leaves_every_call_working() {
     );
     let user = common::tenant();
     common::set_tenant(&mut c, user);
+    c.batch_execute(common::TWO_LINKED_MEMORIES).unwrap();
     c.batch_execute(
-        "SELECT count(*) FROM fractality.remember('sea', 'the sea is salty', array_fill(0.5, ARRAY[384])::vector);
-         SELECT count(*) FROM fractality.remember('sky', 'the sky is blue', array_fill(-0.5, ARRAY[384])::vector);
-         SELECT fractality.link('sea', 'sky');
-         SELECT fractality.pulse(id, 0.1) FROM fractality.nodes;
-         SELECT fractality.write_events((SELECT jsonb_agg(jsonb_build_object(
+        "SELECT fractality.write_events((SELECT jsonb_agg(jsonb_build_object(
              'event_id', 'd0' || lpad(to_hex(g), 30, '0'),
              -- 50 days back, now, and 190 days ahead (the default partitions catch them)
              'timestamp', fractality.epoch_us(now() + (g - 1) * interval '50 days' + (g / 2) * interval '140 days'),

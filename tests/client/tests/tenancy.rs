@@ -137,6 +137,17 @@ fn partitions_granted_directly_still_filter_by_tenant() {
     assert!(rows.iter().all(|r| r.get::<_, uuid::Uuid>(0) == ua));
 }
 
+/// The tenant tables the erase test fills for each tenant before it leaves.
+const HELD: [&str; 7] = [
+    "nodes",
+    "node_embeddings",
+    "edges",
+    "node_text",
+    "consciousness_streams",
+    "consciousness_archive",
+    "consensus_links",
+];
+
 /// A tenant leaves with its nodes: `DELETE FROM fractality.nodes` in the tenant's session (row
 /// level security limits it to the tenant) removes every row fractality keeps of it, in every
 /// tenant table: embeddings, edges, full text, stream points hot and packed in the cold archive,
@@ -164,13 +175,7 @@ fn a_tenant_erases_itself_with_its_nodes() {
     let mut a = login("fractality_erase_a", ua);
     let mut b = login("fractality_erase_b", ub);
     for c in [&mut a, &mut b] {
-        c.batch_execute(
-            "SELECT count(*) FROM fractality.remember('sea', 'the sea is salty', array_fill(0.5, ARRAY[384])::vector);
-             SELECT count(*) FROM fractality.remember('sky', 'the sky is blue', array_fill(-0.5, ARRAY[384])::vector);
-             SELECT fractality.link('sea', 'sky');
-             SELECT fractality.pulse(id, 0.1) FROM fractality.nodes;",
-        )
-        .unwrap();
+        c.batch_execute(common::TWO_LINKED_MEMORIES).unwrap();
     }
     // the stream points so far packed into the cold archive, then one more hot point each
     admin
@@ -203,14 +208,7 @@ fn a_tenant_erases_itself_with_its_nodes() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for t in [
-        "nodes",
-        "node_embeddings",
-        "edges",
-        "node_text",
-        "consciousness_streams",
-        "consciousness_archive",
-    ] {
+    for t in HELD {
         assert!(
             tables.contains(&format!("fractality.{t}")),
             "{t} in {tables:?}"
@@ -235,15 +233,7 @@ fn a_tenant_erases_itself_with_its_nodes() {
             .collect()
     };
     let held = rows(&mut admin, ua);
-    for t in [
-        "nodes",
-        "node_embeddings",
-        "edges",
-        "node_text",
-        "consciousness_streams",
-        "consciousness_archive",
-        "consensus_links",
-    ] {
+    for t in HELD {
         let (_, d) = held
             .iter()
             .find(|(n, _)| n == &format!("fractality.{t}"))

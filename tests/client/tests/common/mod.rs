@@ -10,6 +10,14 @@ use std::time::Duration;
 
 pub const DB: &str = "fractality_client";
 
+/// Two memories of the session's tenant far apart ('sea', 'sky'), linked, each pulsed once: rows
+/// in nodes, embeddings, full text, edges and stream points.
+pub const TWO_LINKED_MEMORIES: &str = "
+    SELECT count(*) FROM fractality.remember('sea', 'the sea is salty', array_fill(0.5, ARRAY[384])::vector);
+    SELECT count(*) FROM fractality.remember('sky', 'the sky is blue', array_fill(-0.5, ARRAY[384])::vector);
+    SELECT fractality.link('sea', 'sky');
+    SELECT fractality.pulse(id, 0.1) FROM fractality.nodes;";
+
 /// Connection string of the server under test (the README's test command starts it).
 pub fn admin_url() -> String {
     std::env::var("FRACTALITY_TEST_URL")
