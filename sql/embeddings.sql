@@ -279,9 +279,8 @@ BEGIN
             MESSAGE = format('invalid value for model: %L', model),
             HINT = 'Names of the form p<digits>_... are taken by the indexes of other models on the partitions of node_embeddings (node_embeddings_p00_<model>_hnsw); choose another.';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_class c
-                    WHERE c.oid = 'fractality.node_embeddings'::regclass
-                      AND pg_has_role(c.relowner, 'USAGE')) THEN
+    IF NOT pg_has_role((SELECT c.relowner FROM pg_class c
+                         WHERE c.oid = 'fractality.node_embeddings'::regclass), 'USAGE') THEN
         RAISE insufficient_privilege USING
             MESSAGE = format('register_model: only the owner of fractality.node_embeddings may register model %L', model),
             HINT = 'A new model builds an HNSW index on every partition: the administrator registers it once; then register_model with the same dimension succeeds for every role.';
@@ -413,9 +412,8 @@ BEGIN
             MESSAGE = format('invalid value for min_rows: %s', min_rows),
             HINT = 'The fewest embeddings of the model a tenant holds to get its own graph, >= 1 (default 500).';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_class c
-                    WHERE c.oid = 'fractality.node_embeddings'::regclass
-                      AND pg_has_role(c.relowner, 'USAGE')) THEN
+    IF NOT pg_has_role((SELECT c.relowner FROM pg_class c
+                         WHERE c.oid = 'fractality.node_embeddings'::regclass), 'USAGE') THEN
         RAISE insufficient_privilege USING
             MESSAGE = format('build_tenant_graphs: only the owner of fractality.node_embeddings may build tenant graphs (model %s)', CASE WHEN length(build_tenant_graphs.model) <= 200 THEN quote_literal(build_tenant_graphs.model) ELSE format('%L (%s characters)', left(build_tenant_graphs.model, 197) || '...', length(build_tenant_graphs.model)) END),
             HINT = 'A tenant graph is an index on a partition of node_embeddings: the administrator builds them (e.g. after run_maintenance).';

@@ -30,7 +30,7 @@ fn array_len(
 /// The lengths of the typed-array batch's arrays, in the order of [`events_from_arrays`]'
 /// arguments: at most [`MAX_EVENTS`] events, and every other array of the first's length times
 /// its values per event. Checked before any array is copied.
-pub fn check_lengths(lengths: [usize; 11]) -> Result<(), FractalityError> {
+fn check_lengths(lengths: [usize; 11]) -> Result<(), FractalityError> {
     let n = lengths[0];
     check_batch_size(n)?;
     for ((name, per_event), len) in COLUMNS.iter().zip(&lengths[1..]) {

@@ -116,20 +116,7 @@ fn write_events_arrays(
 ) -> i64 {
     let _trim = crate::heap::Trim;
     crate::errors::writer(c"write_events");
-    arrays::check_lengths([
-        event_ids.len(),
-        timestamps.len(),
-        episode_ids.len(),
-        step_numbers.len(),
-        event_types.len(),
-        flags.len(),
-        states.len(),
-        actions.len(),
-        rewards.len(),
-        adna_version_hashes.len(),
-        sequence_numbers.len(),
-    ])
-    .unwrap_or_report();
+    // the lengths are checked by events_from_arrays, before anything is written
     let (timestamps, episode_ids, step_numbers) =
         (opts(&timestamps), opts(&episode_ids), opts(&step_numbers));
     let (event_types, flags) = (opts(&event_types), opts(&flags));
