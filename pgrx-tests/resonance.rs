@@ -652,6 +652,11 @@ mod tests {
                 "{sql}"
             );
         }
+        // a query vector is named as the argument it is
+        assert_eq!(
+            failure("SELECT count(*) FROM wide_v, fractality.recall(bad::text::vector, 5, model => 'wide')"),
+            "22023 invalid value for query: element 3 is 100000"
+        );
         let held = Spi::get_one::<i64>(
             "SELECT count(*) FROM fractality.node_embeddings WHERE model = 'wide'",
         );

@@ -384,7 +384,7 @@ COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
 -- indexes needs the owner of node_embeddings (42501 for any other role). The call is one
 -- transaction: a build's SHARE lock on the tenant's partition (writes wait, reads go on), and a
 -- drop's ACCESS EXCLUSIVE one, last until the whole call commits. Not in a dump, like the models' indexes:
--- run it again after a restore (searches are exact either way: without the graph a tenant is
+-- run it again after a restore (searches go on either way: without the graph a tenant is
 -- searched through the shared one).
 CREATE FUNCTION fractality.build_tenant_graphs(model text DEFAULT 'default', min_rows bigint DEFAULT 500)
 RETURNS TABLE (index_name text, partition_name text, tenant_rows bigint, action text, seconds float8)

@@ -78,9 +78,11 @@ pub enum FractalityError {
     #[error("unknown embedding model '{0}'")]
     UnknownModel(String),
 
-    /// 22000 data_exception: an embedding whose dimension is not its model's.
-    #[error("embedding of {got} dimensions for model '{model}' of {dims} dimensions")]
+    /// 22000 data_exception: an embedding (or a query vector, `what`) whose dimension is not its
+    /// model's.
+    #[error("{what} of {got} dimensions for model '{model}' of {dims} dimensions")]
     ModelDimension {
+        what: &'static str,
         model: String,
         got: usize,
         dims: usize,

@@ -119,10 +119,16 @@ impl Model {
     /// An embedding of this model: 22000 naming both dimensions otherwise, 22023 for an element
     /// its index cannot hold ([`check_index_range`]).
     pub fn check(&self, v: &Vector<'_>) -> Result<(), FractalityError> {
+        self.check_as("embedding", v)
+    }
+
+    /// The same for the argument `what` (a query vector is checked as `query`).
+    pub fn check_as(&self, what: &'static str, v: &Vector<'_>) -> Result<(), FractalityError> {
         if v.dims() == self.dims {
-            check_index_range(v.as_slice())
+            check_index_range(what, v.as_slice())
         } else {
             Err(FractalityError::ModelDimension {
+                what,
                 model: self.name.clone(),
                 got: v.dims(),
                 dims: self.dims,
@@ -140,13 +146,13 @@ pub const HALFVEC_OVERFLOW: f32 = 65520.0;
 /// or more in magnitude (22023 naming the first that does). Checked when the row is written: a
 /// staged row (remember_many's) enters the index only later, in `index_staged_embeddings`,
 /// where such an element would fail the whole pass.
-pub fn check_index_range(v: &[f32]) -> Result<(), FractalityError> {
+pub fn check_index_range(what: &'static str, v: &[f32]) -> Result<(), FractalityError> {
     if index_type(v.len()) == "vector" {
         return Ok(());
     }
     if let Some(i) = v.iter().position(|x| x.abs() >= HALFVEC_OVERFLOW) {
         return Err(FractalityError::invalid(
-            "embedding",
+            what,
             format!("element {} is {}", i + 1, v[i]),
             "A model of more than 2 000 dimensions is indexed over halfvec, whose elements lie within ±65504: scale the embedding down first (its cosines do not change).",
         ));
@@ -155,7 +161,7 @@ pub fn check_index_range(v: &[f32]) -> Result<(), FractalityError> {
     // vector, with no direction
     if v.iter().all(|x| x.abs() <= HALFVEC_UNDERFLOW) {
         return Err(FractalityError::invalid(
-            "embedding",
+            what,
             "a vector whose every element rounds to 0 in half precision",
             "A model of more than 2 000 dimensions is indexed over halfvec, whose smallest element is about 6e-8: scale the embedding up first (its cosines do not change).",
         ));
@@ -225,30 +231,34 @@ mod tests {
     #[test]
     fn halfvec_models_hold_elements_within_its_range() {
         let mut big = vec![0.5f32; 2001];
-        assert!(check_index_range(&big).is_ok());
+        assert!(check_index_range("embedding", &big).is_ok());
         big[1] = -65504.0;
         big[2] = 65519.0; // rounds to 65504
-        assert!(check_index_range(&big).is_ok());
+        assert!(check_index_range("embedding", &big).is_ok());
         big[3] = -65520.0; // rounds to infinity
         assert_eq!(
-            check_index_range(&big).unwrap_err().to_string(),
+            check_index_range("embedding", &big)
+                .unwrap_err()
+                .to_string(),
             "invalid value for embedding: element 4 is -65520"
         );
         big[3] = 0.5;
         big[6] = 100000.0;
         assert_eq!(
-            check_index_range(&big).unwrap_err().to_string(),
+            check_index_range("embedding", &big)
+                .unwrap_err()
+                .to_string(),
             "invalid value for embedding: element 7 is 100000"
         );
         // a vector model takes any real
-        assert!(check_index_range(&[1e30f32; 2000]).is_ok());
+        assert!(check_index_range("embedding", &[1e30f32; 2000]).is_ok());
         // every element rounding to 0 in half precision: a zero vector in the index
-        assert!(check_index_range(&[1e-8f32; 2001]).is_err());
-        assert!(check_index_range(&[HALFVEC_UNDERFLOW; 2001]).is_err());
+        assert!(check_index_range("embedding", &[1e-8f32; 2001]).is_err());
+        assert!(check_index_range("embedding", &[HALFVEC_UNDERFLOW; 2001]).is_err());
         let mut one = vec![1e-8f32; 2001];
         one[7] = 6e-8; // rounds to the smallest subnormal
-        assert!(check_index_range(&one).is_ok());
-        assert!(check_index_range(&[1e-8f32; 2000]).is_ok());
+        assert!(check_index_range("embedding", &one).is_ok());
+        assert!(check_index_range("embedding", &[1e-8f32; 2000]).is_ok());
     }
 }
 
@@ -347,13 +357,14 @@ fn _node_embeddings_check<'a>(
     if let Some(v) = got {
         if v.dims() != dims as usize {
             FractalityError::ModelDimension {
+                what: "embedding",
                 model,
                 got: v.dims(),
                 dims: dims as usize,
             }
             .report()
         }
-        check_index_range(v.as_slice()).unwrap_or_report();
+        check_index_range("embedding", v.as_slice()).unwrap_or_report();
     }
     Ok(trigger.new())
 }

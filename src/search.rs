@@ -14,10 +14,13 @@
 //!
 //! The index paths read in distance order, in batches, until the caller has what it needs; the
 //! tenant's staged rows (remember_many's, not in the index yet) are read exactly at the start
-//! and merged into that order. Should the shared index end before the caller has what it needs
-//! and before the tenant's rows are all read (pgvector's iterative scan stops silently after
-//! `hnsw.max_scan_tuples` tuples, which a small tenant of a crowded partition can reach), the
-//! rest of the tenant is read exactly and the search goes on with it.
+//! and merged into that order. Should the index end before the caller has what it needs and
+//! before the tenant's rows are all read (pgvector's iterative scan stops silently after
+//! `hnsw.max_scan_tuples` tuples, which a small tenant of a crowded partition can reach; and an
+//! HNSW graph can leave a row no search reaches, which near-duplicates make likely, in the
+//! tenant's own graph as in the shared one), the rest of the tenant is read exactly and the search
+//! goes on with it. Short of that end, the index paths are HNSW's approximation: a row the graph
+//! does not reach is not returned (recall@20 1.000 on the benchmark's data, docs/BENCHMARKS.md).
 //!
 //! Either way the distances are pgvector's, computed in full precision where the rows are (only
 //! ids and distances come back, never the vectors), so both paths report the same numbers;
@@ -195,10 +198,11 @@ pub struct TenantScan {
     rest: Option<Rest>,
 }
 
-/// A search through the partition's shared index, for reading the rest of the tenant exactly
-/// when the index ends early: pgvector's iterative scan ends silently once it has visited
-/// `hnsw.max_scan_tuples` tuples (or used its memory), which a tenant with a small share of a
-/// crowded partition can reach before its own rows are all read.
+/// A search through an HNSW index (the partition's or the tenant's own), for reading the rest of
+/// the tenant exactly when the index ends early: pgvector's iterative scan ends silently once it
+/// has visited `hnsw.max_scan_tuples` tuples (or used its memory), which a tenant with a small
+/// share of a crowded partition can reach before its own rows are all read, and a graph may
+/// leave rows that no search reaches.
 struct Rest {
     model: Model,
     tenant: Uuid,
@@ -296,7 +300,7 @@ impl TenantScan {
             exact: staged,
             cursor: Some(cursor),
             batch: batch.max(ef_search()),
-            rest: (!own_graph).then(|| Rest {
+            rest: Some(Rest {
                 model: model.clone(),
                 tenant,
                 query: query.to_vec(),
@@ -378,9 +382,9 @@ impl TenantScan {
         Ok(hits)
     }
 
-    /// Whether the shared index's cursor, which has just ended, ended before the tenant's rows
-    /// did: not at [`MAX_ROWS`], and the tenant holds more rows than were read (index and staged).
-    /// A zero vector, which the index does not hold, counts as not read: a search that drains a
+    /// Whether the index's cursor, which has just ended, ended before the tenant's rows did: not
+    /// at [`MAX_ROWS`], and the tenant holds more rows than were read (index and staged). A zero
+    /// vector, which the index does not hold, counts as not read: a search that drains a
     /// tenant holding one reads it exactly once more, to the same result.
     fn ended_early(&self) -> Result<bool, FractalityError> {
         let Some(rest) = self.rest.as_ref() else {

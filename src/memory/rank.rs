@@ -73,7 +73,7 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
     let reinforce = check_energy("reinforce", a.reinforce)?;
     let w = a.weights;
     let model = Model::lookup(a.model)?;
-    model.check(&Vector::from_slice(a.query)?)?;
+    model.check_as("query", &Vector::from_slice(a.query)?)?;
     check_direction("query", a.query)?;
     let tenant = crate::tenant::required()?;
     let pool = (4 * k).max(40);

@@ -1,6 +1,7 @@
 //! Tenant graphs under concurrency: two build_tenant_graphs at once build each graph once (the
 //! second waits for the first, then finds the graph made and writes nothing), and the tenant's
-//! searches then go through it.
+//! searches then go through it. And a tenant's graph that leaves rows no search reaches: a call
+//! that asks for every row still gets every row.
 
 mod common;
 
@@ -98,6 +99,72 @@ fn tenant_graphs_two_builds_at_once_build_each_graph_once() {
     );
     a.batch_execute(&format!(
         "SELECT fractality.drop_model_index('{MODEL}');
+         DELETE FROM fractality.nodes WHERE user_id = '{tenant}'"
+    ))
+    .unwrap();
+}
+
+/// One cluster of 600 memories, each further from the centre than the last: the tenant's own
+/// HNSW graph of them leaves 8 that no search reaches (the shared graph reaches them all). A call
+/// that asks for more rows than the graph gives must read the rest exactly, as the shared graph's
+/// path does; it returned 592 of 600 before it did (found by a review, 2026-12-07).
+#[test]
+fn a_tenant_graph_that_misses_rows_still_returns_every_row_asked_for() {
+    const UNREACHED: &str = "unreached_rows";
+    let mut c = common::db();
+    c.batch_execute(&format!(
+        "SELECT fractality.register_model('{UNREACHED}', 384)"
+    ))
+    .unwrap();
+    let tenant = common::tenant();
+    common::set_tenant(&mut c, tenant);
+    c.batch_execute(&format!(
+        "SELECT setseed(0.3);
+         CREATE TEMP TABLE centre AS
+             SELECT array_agg((random() * 2 - 1)::real) AS b FROM generate_series(1, 384);
+         CREATE TEMP TABLE cluster AS
+             SELECT i, (SELECT array_agg((b[j] + (random() * 2 - 1) * (i / 300.0))::real ORDER BY j)
+                          FROM generate_series(1, 384) j, centre WHERE i > 0)::vector AS v
+               FROM generate_series(1, 600) i;
+         SELECT count(fractality.upsert_node('c' || i, 'memory ' || i, '{{}}', 0.5, v, NULL, '{UNREACHED}'))
+           FROM cluster;"
+    ))
+    .unwrap();
+    let count = |c: &mut postgres::Client, sql: &str| -> i64 {
+        c.query_one(sql, &[&UNREACHED]).unwrap().get(0)
+    };
+    let recall = "SELECT count(*) FROM fractality.recall((SELECT v FROM cluster WHERE i = 1), 1000, model => $1)";
+    let resonant = "SELECT count(*) FROM fractality.find_resonant('c1', -1, 1000, $1)";
+    assert_eq!(
+        count(&mut c, recall),
+        600,
+        "the shared graph's path: every memory"
+    );
+    let built = count(
+        &mut c,
+        "SELECT count(*) FROM fractality.build_tenant_graphs($1, 1) WHERE action = 'built'",
+    );
+    assert_eq!(built, 1, "the tenant's graph is built");
+    let path: String = c
+        .query_one(
+            "SELECT DISTINCT path FROM fractality.recall_explain((SELECT v FROM cluster WHERE i = 1), 10, model => $1)",
+            &[&UNREACHED],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(path, "tenant_graph", "searched through the tenant's graph");
+    assert_eq!(
+        count(&mut c, recall),
+        600,
+        "recall through the tenant's graph: every memory"
+    );
+    assert_eq!(
+        count(&mut c, resonant),
+        599,
+        "find_resonant through the tenant's graph: every other node"
+    );
+    c.batch_execute(&format!(
+        "SELECT fractality.drop_model_index('{UNREACHED}');
          DELETE FROM fractality.nodes WHERE user_id = '{tenant}'"
     ))
     .unwrap();
