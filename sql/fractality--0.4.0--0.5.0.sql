@@ -1134,7 +1134,7 @@ COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
 -- indexes needs the owner of node_embeddings (42501 for any other role). The call is one
 -- transaction: a build's SHARE lock on the tenant's partition (writes wait, reads go on), and a
 -- drop's ACCESS EXCLUSIVE one, last until the whole call commits. Not in a dump, like the models' indexes:
--- run it again after a restore (searches are exact either way: without the graph a tenant is
+-- run it again after a restore (searches go on either way: without the graph a tenant is
 -- searched through the shared one).
 CREATE FUNCTION fractality.build_tenant_graphs(model text DEFAULT 'default', min_rows bigint DEFAULT 500)
 RETURNS TABLE (index_name text, partition_name text, tenant_rows bigint, action text, seconds float8)
@@ -3155,9 +3155,9 @@ COMMENT ON FUNCTION fractality.children(text, text) IS
 COMMENT ON FUNCTION fractality.parents(text, text) IS
     'The nodes that link to the node of that key with the relationship, strongest edge first.';
 COMMENT ON FUNCTION fractality.traverse(uuid, integer, text) IS
-    'A breadth-first walk from root along the relationship, to max_depth: each node once, at its smallest depth, with its path.';
+    'A breadth-first walk from root along the relationship, to max_depth: each node once, at its smallest depth, with its strongest path there (the highest product of edge weights).';
 COMMENT ON FUNCTION fractality.consciousness_path(uuid, uuid, double precision) IS
-    'The cheapest path between two nodes (an edge costs 1 - |weight|), up to max_cost.';
+    'The cheapest directed path between two nodes (an edge between nodes of energy a and b costs 1 / (a * b)), up to max_cost.';
 COMMENT ON FUNCTION fractality.thaw(text, integer, text) IS
     'The session tenant''s node of that key as one document: its fields, energy as of now, every model''s embedding, edges and the latest stream points.';
 COMMENT ON FUNCTION fractality."freeze"(jsonb, text) IS

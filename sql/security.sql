@@ -177,9 +177,9 @@ COMMENT ON FUNCTION fractality.children(text, text) IS
 COMMENT ON FUNCTION fractality.parents(text, text) IS
     'The nodes that link to the node of that key with the relationship, strongest edge first.';
 COMMENT ON FUNCTION fractality.traverse(uuid, integer, text) IS
-    'A breadth-first walk from root along the relationship, to max_depth: each node once, at its smallest depth, with its path.';
+    'A breadth-first walk from root along the relationship, to max_depth: each node once, at its smallest depth, with its strongest path there (the highest product of edge weights).';
 COMMENT ON FUNCTION fractality.consciousness_path(uuid, uuid, double precision) IS
-    'The cheapest path between two nodes (an edge costs 1 - |weight|), up to max_cost.';
+    'The cheapest directed path between two nodes (an edge between nodes of energy a and b costs 1 / (a * b)), up to max_cost.';
 COMMENT ON FUNCTION fractality.thaw(text, integer, text) IS
     'The session tenant''s node of that key as one document: its fields, energy as of now, every model''s embedding, edges and the latest stream points.';
 COMMENT ON FUNCTION fractality."freeze"(jsonb, text) IS

@@ -137,6 +137,7 @@ pub struct Frozen {
 #[serde(default)]
 pub struct FrozenEdges {
     pub outgoing: Vec<FrozenEdge>,
+    pub incoming: Vec<FrozenInEdge>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -147,6 +148,19 @@ pub struct FrozenEdge {
     #[serde(default = "one")]
     pub weight: f64,
     /// The edge's metadata, as `thaw` gives it (a JSON object), merged into the edge's.
+    #[serde(skip)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// An edge into the node, as `thaw` gives it: from the node of `from_key`.
+#[derive(Deserialize, Debug)]
+pub struct FrozenInEdge {
+    pub from_key: String,
+    #[serde(rename = "type", default = "child")]
+    pub relationship: String,
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// As [`FrozenEdge::metadata`].
     #[serde(skip)]
     pub metadata: Option<serde_json::Value>,
 }
@@ -202,6 +216,7 @@ pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityErro
     let metadata = take(&mut doc, "metadata");
     let energy = take(&mut doc, "energy");
     let edge_metadata = take_each(&mut doc, &["edges", "outgoing"], "metadata");
+    let in_edge_metadata = take_each(&mut doc, &["edges", "incoming"], "metadata");
     let vectors = take_each(&mut doc, &["stream"], "resonance_vector");
     let mut frozen = Frozen::deserialize(&doc).map_err(|e| {
         // serde names the expected type, not the field: the first field that fails alone
@@ -217,12 +232,15 @@ pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityErro
                 Some(f) => format!("field \"{f}\": {e}"),
                 None => e.to_string(),
             },
-            "Pass the shape thaw() returns: node_key, label, type, metadata, atp, embedding, edges.outgoing, stream.",
+            "Pass the shape thaw() returns: node_key, label, type, metadata, atp, embedding, edges.outgoing, edges.incoming, stream.",
         )
     })?;
     frozen.metadata = metadata;
     frozen.energy = energy;
     for (e, m) in frozen.edges.outgoing.iter_mut().zip(edge_metadata) {
+        e.metadata = m;
+    }
+    for (e, m) in frozen.edges.incoming.iter_mut().zip(in_edge_metadata) {
         e.metadata = m;
     }
     for (p, r) in frozen.stream.iter_mut().zip(vectors) {
@@ -260,10 +278,20 @@ pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityErro
             "A node's energy is a JSON object (its network and other fields; atp apart).",
         ));
     }
-    for e in &frozen.edges.outgoing {
-        check_weight(e.weight)?;
-        check_relationship(&e.relationship)?;
-        if let Some(m) = e.metadata.as_ref().filter(|m| !m.is_object()) {
+    let edges = frozen
+        .edges
+        .outgoing
+        .iter()
+        .map(|e| (e.weight, &e.relationship, &e.metadata));
+    let in_edges = frozen
+        .edges
+        .incoming
+        .iter()
+        .map(|e| (e.weight, &e.relationship, &e.metadata));
+    for (weight, relationship, metadata) in edges.chain(in_edges) {
+        check_weight(weight)?;
+        check_relationship(relationship)?;
+        if let Some(m) = metadata.as_ref().filter(|m| !m.is_object()) {
             return Err(FractalityError::invalid(
                 "edge metadata",
                 m.to_string(),

@@ -291,8 +291,8 @@ fn parents(
 // ---- traversal and paths ---------------------------------------------------------------------
 
 /// Breadth first from `root` along edges of one relationship type, to `max_depth` (0 to 100):
-/// every reachable node once, at its smallest depth, with the path to it and the product of the
-/// edge weights along it. One index-only query per level, or one for the levels left while the
+/// every reachable node once, at its smallest depth, with its strongest path there (the highest
+/// product of edge weights, weights of either sign) and that product. One index-only query per level, or one for the levels left while the
 /// frontier is small; runs as the caller (row-level security holds). P0002 when the root does
 /// not exist or is not visible.
 #[pg_extern(stable, strict, parallel_unsafe)]
@@ -499,6 +499,22 @@ fn freeze_node(
             link_keys(user, key, &e.to_key, &e.relationship, e.weight, e.metadata)?;
         }
     }
+    // the edges into it, from nodes of the tenant (a self-loop is among the outgoing ones)
+    for e in frozen
+        .edges
+        .incoming
+        .into_iter()
+        .filter(|e| e.from_key != key)
+    {
+        link_keys(
+            user,
+            &e.from_key,
+            key,
+            &e.relationship,
+            e.weight,
+            e.metadata,
+        )?;
+    }
     if !frozen.stream.is_empty() {
         spi::connect(|| store::freeze_stream(id, user, stream.unwrap_or_default()))?;
     }
@@ -507,8 +523,8 @@ fn freeze_node(
 
 /// Writes a node back from the document `thaw` returns (or one an application built): the node
 /// (upserted by key; its `energy` object merged into its own; its `expires_at`, when given), its embeddings (`embedding` as
-/// the model the document names, or else as `model`'s, and each of `embeddings` as its model's), its outgoing edges (by target key, their
-/// metadata merged; a self-loop, which `link` does not make, as it was) and its buffered stream points, all in the
+/// the model the document names, or else as `model`'s, and each of `embeddings` as its model's), its outgoing and incoming edges (by the other
+/// node's key, their metadata merged; a self-loop, which `link` does not make, as it was) and its buffered stream points, all in the
 /// caller's transaction: an error anywhere writes nothing. Stream points the node already has at
 /// the same time are skipped, so freezing a thawed node twice adds nothing. The tenant is the
 /// session's (`fractality.user_id`), or the document's `user_id` when unset.

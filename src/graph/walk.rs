@@ -58,21 +58,36 @@ impl<N: Copy + Eq + Hash> Ahead<N> {
     }
 }
 
-/// One node reached by [`breadth_first`]: its depth, the index of the node it was reached from,
-/// and the product of the edge weights along that path.
+/// One node reached by [`breadth_first`]: its depth, the index of the node it was reached from
+/// on its strongest path, and the product of the edge weights along that path.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Visit<N> {
     pub node: N,
     pub depth: usize,
     pub parent: Option<usize>,
     pub weight: f64,
+    /// How the strongest path arrives: the node before and which of its two paths it extends.
+    strongest: Option<Link>,
+    /// The weakest path (the lowest product) at the same depth: a negative edge after it makes
+    /// the strongest path of the next node.
+    weakest: Option<Link>,
+    low: f64,
+}
+
+/// A step back along a path: the visit before, and whether its weakest path is the one taken.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Link {
+    at: usize,
+    weakest: bool,
 }
 
 /// Breadth first from `root` to `max_depth`: every reachable node once, at its smallest depth
-/// (so cycles are cut), reached through the parent that gives the highest accumulated weight
-/// (ties: the smaller parent id). With weights in [0, 1] that is the strongest shortest path.
-/// `fetch(frontier)` returns the edges (from, to, weight) leaving the frontier, in any order.
-/// The result is ordered by depth, then accumulated weight (highest first), then id.
+/// (so cycles are cut), with its strongest path there: the one whose product of edge weights is
+/// the highest (ties: the smaller id of the node before). Weights lie in [-1, 1], so a node's
+/// weakest path (the lowest product, most negative) is kept as well: through an edge of negative
+/// weight it is the next node's strongest. `fetch(frontier)` returns the edges (from, to,
+/// weight) leaving the frontier, in any order. The result is ordered by depth, then accumulated
+/// weight (highest first), then id.
 pub fn breadth_first<N, F>(root: N, max_depth: usize, mut fetch: F) -> Vec<Visit<N>>
 where
     N: Copy + Eq + Hash + Ord,
@@ -83,6 +98,9 @@ where
         depth: 0,
         parent: None,
         weight: 1.0,
+        strongest: None,
+        weakest: None,
+        low: 1.0,
     }];
     let mut index: HashMap<N, usize> = HashMap::from([(root, 0)]);
     let mut frontier: Vec<usize> = vec![0];
@@ -99,7 +117,27 @@ where
             if visits[fi].depth + 1 != depth {
                 continue;
             }
-            let acc = visits[fi].weight * w;
+            // the products through this edge from the node's strongest and weakest paths
+            // (+ 0.0: a product of 0 is 0, not -0)
+            let through_high = (
+                visits[fi].weight * w + 0.0,
+                Link {
+                    at: fi,
+                    weakest: false,
+                },
+            );
+            let through_low = (
+                visits[fi].low * w + 0.0,
+                Link {
+                    at: fi,
+                    weakest: true,
+                },
+            );
+            let (high, low) = if through_low.0 > through_high.0 {
+                (through_low, through_high)
+            } else {
+                (through_high, through_low)
+            };
             match index.get(&to) {
                 None => {
                     index.insert(to, visits.len());
@@ -108,16 +146,27 @@ where
                         node: to,
                         depth,
                         parent: Some(fi),
-                        weight: acc,
+                        weight: high.0,
+                        strongest: Some(high.1),
+                        weakest: Some(low.1),
+                        low: low.0,
                     });
                 }
                 Some(&ti) if visits[ti].depth == depth => {
+                    let before = |link: Option<Link>| visits[link.expect("not the root").at].node;
                     let cur = &visits[ti];
-                    let cur_parent = visits[cur.parent.expect("not the root")].node;
-                    let better = acc > cur.weight || (acc == cur.weight && from < cur_parent);
-                    if better {
+                    let stronger = high.0 > cur.weight
+                        || (high.0 == cur.weight && from < before(cur.strongest));
+                    let weaker =
+                        low.0 < cur.low || (low.0 == cur.low && from < before(cur.weakest));
+                    if stronger {
                         visits[ti].parent = Some(fi);
-                        visits[ti].weight = acc;
+                        visits[ti].weight = high.0;
+                        visits[ti].strongest = Some(high.1);
+                    }
+                    if weaker {
+                        visits[ti].low = low.0;
+                        visits[ti].weakest = Some(low.1);
                     }
                 }
                 Some(_) => {} // reached earlier: a cycle or a longer way round
@@ -133,11 +182,17 @@ where
             .then(y.weight.total_cmp(&x.weight))
             .then(x.node.cmp(&y.node))
     });
-    // re-index parents into the new order
+    // re-index the links into the new order
     let mut position = vec![0usize; visits.len()];
     for (new, &old) in order.iter().enumerate() {
         position[old] = new;
     }
+    let moved = |l: Option<Link>| {
+        l.map(|l| Link {
+            at: position[l.at],
+            weakest: l.weakest,
+        })
+    };
     order
         .iter()
         .map(|&old| {
@@ -147,18 +202,26 @@ where
                 depth: v.depth,
                 parent: v.parent.map(|p| position[p]),
                 weight: v.weight,
+                strongest: moved(v.strongest),
+                weakest: moved(v.weakest),
+                low: v.low,
             }
         })
         .collect()
 }
 
-/// The path from the root to `visits[i]`, root first.
+/// The strongest path from the root to `visits[i]`, root first.
 pub fn path_of<N: Copy>(visits: &[Visit<N>], i: usize) -> Vec<N> {
     let mut path = Vec::with_capacity(visits[i].depth + 1);
-    let mut at = Some(i);
-    while let Some(j) = at {
-        path.push(visits[j].node);
-        at = visits[j].parent;
+    path.push(visits[i].node);
+    let mut link = visits[i].strongest;
+    while let Some(l) = link {
+        path.push(visits[l.at].node);
+        link = if l.weakest {
+            visits[l.at].weakest
+        } else {
+            visits[l.at].strongest
+        };
     }
     path.reverse();
     path
@@ -399,6 +462,99 @@ mod tests {
             vec![1, 2, 4],
             "ties go to the smaller parent"
         );
+    }
+
+    #[test]
+    fn bfs_takes_the_strongest_path_through_negative_weights() {
+        // to 4 at depth 2: via 2 (0.9 * 0.2 = 0.18) or via 3 (0.5 * -0.9 = -0.45); to 5 at depth
+        // 3 through 4's edge of -1: 4's weakest path gives the strongest, 0.45 (found by a review:
+        // the walk kept only each node's strongest path and gave 5 -0.18 through 2)
+        let edges = [
+            (1, 2, 0.9),
+            (1, 3, 0.5),
+            (2, 4, 0.2),
+            (3, 4, -0.9),
+            (4, 5, -1.0),
+        ];
+        let v = breadth_first(1u32, 5, graph(&edges));
+        let at = |n: u32| v.iter().position(|x| x.node == n).unwrap();
+        assert_eq!(path_of(&v, at(4)), vec![1, 2, 4]);
+        assert_relative_eq!(v[at(4)].weight, 0.18, epsilon = 1e-12);
+        assert_eq!(path_of(&v, at(5)), vec![1, 3, 4, 5]);
+        assert_relative_eq!(v[at(5)].weight, 0.45, epsilon = 1e-12);
+        assert_eq!(v[at(5)].parent, Some(at(4)));
+        // a 0 after a negative product is 0, not -0
+        let v = breadth_first(1u32, 2, graph(&[(1, 2, -0.5), (2, 3, 0.0)]));
+        assert!(v[2].weight.is_sign_positive());
+    }
+
+    #[test]
+    fn bfs_matches_exhaustive_search_with_weights_of_either_sign() {
+        // deterministic pseudo-random graphs of 12 nodes, weights in [-1, 1]: every node reached
+        // at its smallest depth with the highest product over every path of that length, and its
+        // path gives that product
+        let mut s = 987654321u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as u32
+        };
+        for _ in 0..200 {
+            let n = 12u32;
+            let edges: Vec<(u32, u32, f64)> = (0..30)
+                .map(|_| {
+                    let (a, b) = (next() % n, next() % n);
+                    (a, b, (next() % 21) as f64 / 10.0 - 1.0)
+                })
+                .filter(|e| e.0 != e.1)
+                .collect();
+            // one edge a pair, as one relationship's edges are
+            let mut pairs = HashSet::new();
+            let edges: Vec<(u32, u32, f64)> = edges
+                .into_iter()
+                .filter(|e| pairs.insert((e.0, e.1)))
+                .collect();
+            let v = breadth_first(0u32, 6, graph(&edges));
+            // the reference: every walk of each length from 0, best product per (length, node)
+            let mut best: Vec<HashMap<u32, f64>> = vec![HashMap::from([(0, 1.0)])];
+            let mut low: Vec<HashMap<u32, f64>> = vec![HashMap::from([(0, 1.0)])];
+            for d in 1..=6 {
+                let (mut b, mut l) = (HashMap::new(), HashMap::new());
+                for &(from, to, w) in &edges {
+                    for p in [best[d - 1].get(&from), low[d - 1].get(&from)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        let x = p * w;
+                        let e = b.entry(to).or_insert(f64::NEG_INFINITY);
+                        *e = f64::max(*e, x);
+                        let e = l.entry(to).or_insert(f64::INFINITY);
+                        *e = f64::min(*e, x);
+                    }
+                }
+                best.push(b);
+                low.push(l);
+            }
+            for (i, x) in v.iter().enumerate() {
+                let first = (0..=6).find(|&d| best[d].contains_key(&x.node)).unwrap();
+                assert_eq!(x.depth, first, "node {} at its smallest depth", x.node);
+                assert_relative_eq!(x.weight, best[first][&x.node], epsilon = 1e-12);
+                let path = path_of(&v, i);
+                assert_eq!(path.len(), x.depth + 1);
+                let product: f64 = path
+                    .windows(2)
+                    .map(|p| {
+                        edges
+                            .iter()
+                            .find(|e| e.0 == p[0] && e.1 == p[1])
+                            .map(|e| e.2)
+                            .expect("an edge of the graph")
+                    })
+                    .product();
+                assert_relative_eq!(product, x.weight, epsilon = 1e-12);
+            }
+        }
     }
 
     #[test]

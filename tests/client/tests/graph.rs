@@ -640,6 +640,110 @@ fn a_self_loop_survives_thaw_and_freeze() {
     assert_eq!(common::sqlstate(&err), "22023", "{err}");
 }
 
+/// traverse's path to a node is its strongest at its depth with weights of either sign: to e
+/// through d's edge of -1, the path whose product at d is the most negative (a review found
+/// a > b > d > e at -0.18, where a > c > d > e gives 0.45).
+#[test]
+fn traverse_takes_the_strongest_path_through_negative_weights() {
+    let mut c = common::db();
+    common::set_tenant(&mut c, common::tenant());
+    c.batch_execute(
+        "SELECT fractality.upsert_node(k) FROM unnest(ARRAY['na', 'nb', 'nc', 'nd', 'ne']) k;
+         SELECT fractality.link('na', 'nb', 'child', 0.9), fractality.link('na', 'nc', 'child', 0.5),
+                fractality.link('nb', 'nd', 'child', 0.2), fractality.link('nc', 'nd', 'child', -0.9),
+                fractality.link('nd', 'ne', 'child', -1);",
+    )
+    .unwrap();
+    let rows: Vec<(String, i32, f64, Vec<String>)> = c
+        .query(
+            "SELECT t.node_key, t.depth, t.accumulated_weight,
+                    ARRAY(SELECT n.node_key FROM unnest(t.path) WITH ORDINALITY p(id, i)
+                            JOIN fractality.nodes n ON n.id = p.id ORDER BY p.i)
+               FROM fractality.traverse((SELECT id FROM fractality.nodes
+                                          WHERE node_key = 'na' AND user_id = fractality.current_user_id()), 5) t
+              ORDER BY t.depth, t.node_key",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let e = rows.iter().find(|r| r.0 == "ne").expect("e reached");
+    assert_eq!(e.1, 3);
+    approx::assert_relative_eq!(e.2, 0.45, epsilon = 1e-12);
+    assert_eq!(e.3, vec!["na", "nc", "nd", "ne"]);
+    let d = rows.iter().find(|r| r.0 == "nd").expect("d reached");
+    approx::assert_relative_eq!(d.2, 0.18, epsilon = 1e-12);
+    assert_eq!(d.3, vec!["na", "nb", "nd"]);
+}
+
+/// The edges into a node go across too: thaw gives them (`edges.incoming`), and freeze writes
+/// them back from the other node's key (it read only the outgoing ones, so a thawed, forgotten and
+/// frozen node lost every edge into it; found by a review, 2026-12-07).
+#[test]
+fn incoming_edges_survive_thaw_forget_and_freeze() {
+    let mut c = common::db();
+    common::set_tenant(&mut c, common::tenant());
+    c.batch_execute(
+        "SELECT fractality.upsert_node(k) FROM unnest(ARRAY['in-a', 'in-b', 'in-node']) k;
+         SELECT fractality.link('in-a', 'in-node', 'cause', 0.75);
+         UPDATE fractality.edges SET metadata = '{\"seen\": 2}'
+          WHERE relationship_type = 'cause' AND user_id = fractality.current_user_id();
+         SELECT fractality.link('in-b', 'in-node', 'child', -0.5);
+         SELECT fractality.link('in-node', 'in-b', 'child', 0.25);",
+    )
+    .unwrap();
+    let edges = |c: &mut postgres::Client| -> Vec<Edge> {
+        c.query(
+            "SELECT f.node_key, t.node_key, e.relationship_type, e.weight, e.metadata
+               FROM fractality.edges e
+               JOIN fractality.nodes f ON f.id = e.from_node AND f.user_id = e.user_id
+               JOIN fractality.nodes t ON t.id = e.to_node AND t.user_id = e.user_id
+              WHERE e.user_id = fractality.current_user_id()
+              ORDER BY 1, 2, 3",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+    };
+    let before = edges(&mut c);
+    assert_eq!(before.len(), 3);
+    let doc: serde_json::Value = c
+        .query_one("SELECT fractality.thaw('in-node')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(doc["edges"]["incoming"].as_array().map(Vec::len), Some(2));
+    c.query_one("SELECT fractality.forget('in-node')", &[])
+        .unwrap();
+    assert_eq!(edges(&mut c).len(), 0);
+    c.query_one("SELECT fractality.freeze($1)", &[&doc])
+        .unwrap();
+    assert_eq!(edges(&mut c), before);
+    // frozen again: the same edges
+    c.query_one("SELECT fractality.freeze($1)", &[&doc])
+        .unwrap();
+    assert_eq!(edges(&mut c), before);
+    // an incoming edge from a node the tenant does not hold: refused, nothing written
+    let mut stray = doc.clone();
+    stray["node_key"] = serde_json::json!("in-other");
+    stray["edges"]["incoming"][0]["from_key"] = serde_json::json!("no-such-node");
+    let err = c
+        .query_one("SELECT fractality.freeze($1)", &[&stray])
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "P0002", "{err}");
+    let held: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE node_key = 'in-other'
+                AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 0, "a failed freeze writes nothing");
+}
+
 /// freeze takes back what thaw gives: stream points whose resonance vector holds NULL or NaN
 /// elements; and it checks the model it is given even when the document carries embeddings.
 #[test]
