@@ -50,7 +50,9 @@ CREATE TABLE fractality.experience_events (
     archived           boolean     NOT NULL DEFAULT false,
     event_id           bytea       NOT NULL,
     CONSTRAINT experience_events_event_id_length CHECK (octet_length(event_id) = 16),
-    CONSTRAINT experience_events_timestamp_range CHECK ("timestamp" >= 0),
+    -- (the largest bigint excluded: readers' ranges end before their bound, and a replay block's
+    -- inclusive int8range of timestamps cannot end there)
+    CONSTRAINT experience_events_timestamp_range CHECK ("timestamp" >= 0 AND "timestamp" < 9223372036854775807),
     -- rewards feed every aggregate: a NaN or an infinity would poison them all
     CONSTRAINT experience_events_rewards_finite CHECK (
             reward_homeostasis > '-Infinity'::real AND reward_homeostasis < 'Infinity'::real

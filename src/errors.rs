@@ -212,7 +212,7 @@ impl FractalityError {
                 "SET fractality.user_id = '<tenant uuid>' (or pass user_id where the function takes one).",
             ),
             FractalityError::BadEvent { .. } => Some(
-                "An event is an object with the columns of experience_events: event_id (32 hex digits or a UUID), timestamp (integer microseconds >= 0), episode_id, step_number, event_type, flags, state_l1..state_l8, action_l1..action_l8, adna_version_hash, sequence_number; rewards default to 0. Nothing of the batch was written.",
+                "An event is an object with the columns of experience_events: event_id (32 hex digits or a UUID), timestamp (integer microseconds, 0 to 9223372036854775806), episode_id, step_number, event_type, flags, state_l1..state_l8, action_l1..action_l8, adna_version_hash, sequence_number; rewards default to 0. Nothing of the batch was written.",
             ),
             FractalityError::InvalidJson { .. } => Some(
                 "The batch is a JSON array of event objects; nothing of it was written.",

@@ -105,8 +105,13 @@ pub fn events_from_arrays(
             )
         })?;
         let timestamp = elem(timestamps, i, "timestamps", i)?;
-        if timestamp < 0 {
-            return Err(bad(&ctx, "timestamps", format!("{timestamp} is negative")));
+        if !(0..=super::event::MAX_TIMESTAMP).contains(&timestamp) {
+            let range = format!("[0, {}]", super::event::MAX_TIMESTAMP);
+            return Err(bad(
+                &ctx,
+                "timestamps",
+                format!("{timestamp} is out of range {range}"),
+            ));
         }
         // value k of this event in `a`, which holds `names.len()` values per event
         let real = |a: &[Option<f32>], names: &[&str], k: usize| {

@@ -154,6 +154,12 @@ fn int_field(
     Ok(n)
 }
 
+/// The latest timestamp an event may have: one microsecond before the largest `bigint`. The
+/// readers' time ranges end before their upper bound, and a replay buffer keeps the timestamps
+/// of each block as an inclusive `int8range`, whose end PostgreSQL stores as the bound + 1: an
+/// event at `bigint`'s largest value could be written but never read by time, nor enter a buffer.
+pub const MAX_TIMESTAMP: i64 = i64::MAX - 1;
+
 /// An integer field of an `integer` column.
 fn int4_field(ctx: &str, obj: &Map<String, Value>, name: &str) -> Result<i32, FractalityError> {
     Ok(int_field(ctx, obj, name, i32::MIN.into(), i32::MAX.into())? as i32)
@@ -372,7 +378,7 @@ pub fn parse_event(ctx: &str, v: &Value) -> Result<Event, FractalityError> {
         Some(m) => Some(parse_metadata(ctx, m)?),
     };
     Ok(Event {
-        timestamp: int_field(ctx, obj, "timestamp", 0, i64::MAX)?,
+        timestamp: int_field(ctx, obj, "timestamp", 0, MAX_TIMESTAMP)?,
         event_id,
         episode_id: int_field(ctx, obj, "episode_id", i64::MIN, i64::MAX)?,
         step_number: int4_field(ctx, obj, "step_number")?,

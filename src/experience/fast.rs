@@ -127,7 +127,7 @@ impl Fields {
     /// An integer field (slots 1 to 7), in its column's range.
     fn int(&mut self, slot: usize, n: i64) -> bool {
         let (min, max) = match slot {
-            1 => (0, i64::MAX),
+            1 => (0, super::event::MAX_TIMESTAMP),
             2 => (i64::MIN, i64::MAX),
             4 | 5 => (i16::MIN.into(), i16::MAX.into()),
             3 | 6 | 7 => (i32::MIN.into(), i32::MAX.into()),

@@ -813,6 +813,84 @@ fn replay_a_tree_grown_by_several_levels_at_once_draws_every_item() {
     );
 }
 
+/// The integer limits of an event (found by a review, 2026-12-07): bigint's largest timestamp
+/// is refused by every writer (22023, naming it) and by the table, and nothing is written (it was
+/// written, then failed every replay buffer with a bare "bigint out of range" and no time range
+/// could read it); integer's largest step, and a timestamp a microsecond below bigint's largest,
+/// go through a buffer and replay_batch, which gives them no next state (its step + 1 and its
+/// window's end overflowed).
+#[test]
+fn events_at_the_integer_limits() {
+    let _g = lock();
+    let mut c = common::db();
+    c.batch_execute("SELECT fractality.create_replay_buffer('limits', policy_version => 4343)")
+        .unwrap();
+    let with_policy = |mut e: Value| {
+        e["adna_version_hash"] = json!(4343);
+        e
+    };
+    let top = i64::MAX;
+    let before = count(&mut c, 0, top);
+    let json = Value::Array(vec![with_policy(event(top, 0x43_0001, 43, 0, 0.5))]);
+    for (sql, arg) in [
+        ("SELECT fractality.write_events($1::jsonb)", json.clone()),
+        (
+            "SELECT fractality.write_events_json($1::jsonb::text)",
+            json.clone(),
+        ),
+    ] {
+        let err = c.query_one(sql, &[&arg]).unwrap_err();
+        assert_eq!(common::sqlstate(&err), "22023", "{sql}: {err}");
+        let message = err.as_db_error().map(|d| d.message().to_string());
+        assert!(
+            message.is_some_and(|m| m.contains("9223372036854775807")),
+            "{err:?}"
+        );
+    }
+    let err = c
+        .query_one(
+            "SELECT fractality.write_event(decode(lpad('430002', 32, '0'), 'hex'), $1, 43, 0, 1::smallint, 0::smallint,
+                    array_fill(0.5::real, ARRAY[8]), array_fill(0.5::real, ARRAY[8]), 4343, 0)",
+            &[&top],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+    let err = c
+        .batch_execute(&format!(
+            "INSERT INTO fractality.experience_events (\"timestamp\", episode_id, step_number, event_type, flags,
+                 state_l1, state_l2, state_l3, state_l4, state_l5, state_l6, state_l7, state_l8,
+                 action_l1, action_l2, action_l3, action_l4, action_l5, action_l6, action_l7, action_l8,
+                 adna_version_hash, sequence_number, event_id)
+             VALUES ({top}, 43, 0, 1, 0, 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0, 4343, 0,
+                     decode(lpad('430003', 32, '0'), 'hex'))"
+        ))
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "23514", "{err}");
+    assert_eq!(count(&mut c, 0, top), before, "nothing written");
+    // the limits that are events: the last step of integer's range, a microsecond below the top
+    let last = Value::Array(vec![
+        with_policy(event(top - 1, 0x43_0004, 44, i32::MAX, 0.5)),
+        with_policy(event(9_430_000_000, 0x43_0005, 45, i32::MAX, 0.5)),
+    ]);
+    c.query_one("SELECT fractality.write_events($1)", &[&last])
+        .unwrap();
+    let (rows, with_next): (i64, i64) = c
+        .query_one(
+            "SELECT count(*), count(next_state)
+               FROM fractality.replay_batch('limits', 20, seed => 3, next_within => '300000 years')",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(rows, 20);
+    assert_eq!(with_next, 0, "a last step has no next one");
+    c.batch_execute(
+        "SELECT fractality.drop_replay_buffer('limits');
+         DELETE FROM fractality.experience_events WHERE episode_id IN (44, 45) AND adna_version_hash = 4343;",
+    )
+    .unwrap();
+}
+
 /// Three events of episode 98 and policy version `policy` (steps 0-2, timestamps from `ts0`, ids
 /// from `id0`), as a batch.
 fn three_events(policy: i32, ts0: i64, id0: u128) -> Value {
