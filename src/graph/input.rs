@@ -137,30 +137,20 @@ pub struct Frozen {
 #[serde(default)]
 pub struct FrozenEdges {
     pub outgoing: Vec<FrozenEdge>,
-    pub incoming: Vec<FrozenInEdge>,
+    pub incoming: Vec<FrozenEdge>,
 }
 
+/// An edge of the node, as `thaw` gives it: the other node's key is `to_key` in `outgoing`,
+/// `from_key` in `incoming`.
 #[derive(Deserialize, Debug)]
 pub struct FrozenEdge {
-    pub to_key: String,
+    #[serde(rename = "to_key", alias = "from_key")]
+    pub key: String,
     #[serde(rename = "type", default = "child")]
     pub relationship: String,
     #[serde(default = "one")]
     pub weight: f64,
     /// The edge's metadata, as `thaw` gives it (a JSON object), merged into the edge's.
-    #[serde(skip)]
-    pub metadata: Option<serde_json::Value>,
-}
-
-/// An edge into the node, as `thaw` gives it: from the node of `from_key`.
-#[derive(Deserialize, Debug)]
-pub struct FrozenInEdge {
-    pub from_key: String,
-    #[serde(rename = "type", default = "child")]
-    pub relationship: String,
-    #[serde(default = "one")]
-    pub weight: f64,
-    /// As [`FrozenEdge::metadata`].
     #[serde(skip)]
     pub metadata: Option<serde_json::Value>,
 }
@@ -364,7 +354,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(f.node_key.as_deref(), Some("a"));
-        assert_eq!(f.edges.outgoing[0].to_key, "b");
+        assert_eq!(f.edges.outgoing[0].key, "b");
         assert_eq!(f.stream.len(), 1);
         assert!(parse_frozen(serde_json::json!({"label": "no key"})).is_err());
         // a field of the wrong type is named

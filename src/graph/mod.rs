@@ -488,7 +488,7 @@ fn freeze_node(
         })?;
     }
     for e in frozen.edges.outgoing {
-        if e.to_key == key {
+        if e.key == key {
             // a self-loop: `link` makes none, but the table holds one written otherwise (an
             // application's INSERT, older data), and thaw gives it: written back as it was (its
             // type and weight checked by parse_frozen)
@@ -496,24 +496,12 @@ fn freeze_node(
                 store::upsert_edge(user, id, id, &e.relationship, e.weight, e.metadata)
             })?;
         } else {
-            link_keys(user, key, &e.to_key, &e.relationship, e.weight, e.metadata)?;
+            link_keys(user, key, &e.key, &e.relationship, e.weight, e.metadata)?;
         }
     }
     // the edges into it, from nodes of the tenant (a self-loop is among the outgoing ones)
-    for e in frozen
-        .edges
-        .incoming
-        .into_iter()
-        .filter(|e| e.from_key != key)
-    {
-        link_keys(
-            user,
-            &e.from_key,
-            key,
-            &e.relationship,
-            e.weight,
-            e.metadata,
-        )?;
+    for e in frozen.edges.incoming.into_iter().filter(|e| e.key != key) {
+        link_keys(user, &e.key, key, &e.relationship, e.weight, e.metadata)?;
     }
     if !frozen.stream.is_empty() {
         spi::connect(|| store::freeze_stream(id, user, stream.unwrap_or_default()))?;

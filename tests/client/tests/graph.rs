@@ -582,6 +582,48 @@ fn freeze_decays_a_documents_energy_from_its_atp_at() {
 /// (from key, to key, type, weight, metadata)
 type Edge = (String, String, String, f64, serde_json::Value);
 
+/// Thaws the node `key`, forgets it (its edges go with it), freezes the document twice, and
+/// checks that the tenant's edges are `before` each time; returns the document.
+fn edges_thawed_forgotten_and_frozen(
+    c: &mut postgres::Client,
+    key: &str,
+    before: &[Edge],
+) -> serde_json::Value {
+    let doc: serde_json::Value = c
+        .query_one("SELECT fractality.thaw($1)", &[&key])
+        .unwrap()
+        .get(0);
+    let forgotten: bool = c
+        .query_one("SELECT fractality.forget($1)", &[&key])
+        .unwrap()
+        .get(0);
+    assert!(forgotten);
+    assert_eq!(tenant_edges(c).len(), 0);
+    for _ in 0..2 {
+        c.query_one("SELECT fractality.freeze($1)", &[&doc])
+            .unwrap();
+        assert_eq!(tenant_edges(c), before);
+    }
+    doc
+}
+
+/// The session tenant's edges, by the keys of their ends.
+fn tenant_edges(c: &mut postgres::Client) -> Vec<Edge> {
+    c.query(
+        "SELECT f.node_key, t.node_key, e.relationship_type, e.weight, e.metadata
+           FROM fractality.edges e
+           JOIN fractality.nodes f ON f.id = e.from_node AND f.user_id = e.user_id
+           JOIN fractality.nodes t ON t.id = e.to_node AND t.user_id = e.user_id
+          WHERE e.user_id = fractality.current_user_id()
+          ORDER BY 1, 2, 3",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    .collect()
+}
+
 /// A self-loop goes across: `link` makes none, but the table holds one an application wrote,
 /// thaw gives it, and freeze writes it back (it was refused as "link to itself", so a thawed
 /// node with one could not be frozen at all).
@@ -599,40 +641,10 @@ fn a_self_loop_survives_thaw_and_freeze() {
           WHERE node_key = 'loop-src' AND user_id = fractality.current_user_id();",
     )
     .unwrap();
-    let edges = |c: &mut postgres::Client| -> Vec<Edge> {
-        c.query(
-            "SELECT f.node_key, t.node_key, e.relationship_type, e.weight, e.metadata
-               FROM fractality.edges e
-               JOIN fractality.nodes f ON f.id = e.from_node AND f.user_id = e.user_id
-               JOIN fractality.nodes t ON t.id = e.to_node AND t.user_id = e.user_id
-              WHERE e.user_id = fractality.current_user_id()
-              ORDER BY 1, 2, 3",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect()
-    };
-    let before = edges(&mut c);
+    let before = tenant_edges(&mut c);
     assert_eq!(before.len(), 2);
-    let doc: serde_json::Value = c
-        .query_one("SELECT fractality.thaw('loop-src')", &[])
-        .unwrap()
-        .get(0);
-    let forgotten: bool = c
-        .query_one("SELECT fractality.forget('loop-src')", &[])
-        .unwrap()
-        .get(0);
-    assert!(forgotten);
-    assert_eq!(edges(&mut c).len(), 0);
-    c.query_one("SELECT fractality.freeze($1)", &[&doc])
-        .unwrap();
-    assert_eq!(edges(&mut c), before);
-    // frozen again: the same edges, not a second self-loop
-    c.query_one("SELECT fractality.freeze($1)", &[&doc])
-        .unwrap();
-    assert_eq!(edges(&mut c), before);
+    // frozen twice: the same edges, not a second self-loop
+    edges_thawed_forgotten_and_frozen(&mut c, "loop-src", &before);
     // link still makes none
     let err = c
         .query_one("SELECT fractality.link('loop-dst', 'loop-dst')", &[])
@@ -693,38 +705,10 @@ fn incoming_edges_survive_thaw_forget_and_freeze() {
          SELECT fractality.link('in-node', 'in-b', 'child', 0.25);",
     )
     .unwrap();
-    let edges = |c: &mut postgres::Client| -> Vec<Edge> {
-        c.query(
-            "SELECT f.node_key, t.node_key, e.relationship_type, e.weight, e.metadata
-               FROM fractality.edges e
-               JOIN fractality.nodes f ON f.id = e.from_node AND f.user_id = e.user_id
-               JOIN fractality.nodes t ON t.id = e.to_node AND t.user_id = e.user_id
-              WHERE e.user_id = fractality.current_user_id()
-              ORDER BY 1, 2, 3",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect()
-    };
-    let before = edges(&mut c);
+    let before = tenant_edges(&mut c);
     assert_eq!(before.len(), 3);
-    let doc: serde_json::Value = c
-        .query_one("SELECT fractality.thaw('in-node')", &[])
-        .unwrap()
-        .get(0);
+    let doc = edges_thawed_forgotten_and_frozen(&mut c, "in-node", &before);
     assert_eq!(doc["edges"]["incoming"].as_array().map(Vec::len), Some(2));
-    c.query_one("SELECT fractality.forget('in-node')", &[])
-        .unwrap();
-    assert_eq!(edges(&mut c).len(), 0);
-    c.query_one("SELECT fractality.freeze($1)", &[&doc])
-        .unwrap();
-    assert_eq!(edges(&mut c), before);
-    // frozen again: the same edges
-    c.query_one("SELECT fractality.freeze($1)", &[&doc])
-        .unwrap();
-    assert_eq!(edges(&mut c), before);
     // an incoming edge from a node the tenant does not hold: refused, nothing written
     let mut stray = doc.clone();
     stray["node_key"] = serde_json::json!("in-other");
