@@ -239,6 +239,15 @@ pub(super) fn write_back(
             )
             .report();
         }
+        if id.len() != 16 {
+            // no event has it: not an unknown id (skipped) but no id at all
+            FractalityError::invalid(
+                "event_ids",
+                format!("{} bytes at position {}", id.len(), i + 1),
+                "An event id is 16 bytes, as sample_experiences returns it.",
+            )
+            .report();
+        }
         if let Some(ts) = &timestamps {
             at.insert(
                 id.clone(),

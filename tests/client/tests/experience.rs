@@ -952,6 +952,21 @@ fn replay_priorities_past_what_the_tree_holds_are_refused() {
         .unwrap_err();
     assert_eq!(common::sqlstate(&e), "22023", "{e}");
     assert_eq!(pending(&mut c), before, "nothing written");
+    // an id that no event can have (16 bytes each) is refused, not skipped as an unknown one
+    // (found by a review: it returned 0)
+    let e = c
+        .query_one(
+            "SELECT fractality.update_priorities('steep', ARRAY[$1::bytea, '\\x01'::bytea], ARRAY[1.0, 1.0])",
+            &[&id],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22023", "{e}");
+    let message = e.as_db_error().map(|d| d.message().to_string());
+    assert_eq!(
+        message.as_deref(),
+        Some("invalid value for event_ids: 1 bytes at position 2")
+    );
+    assert_eq!(pending(&mut c), before, "nothing written");
     let taken: i64 = c
         .query_one(
             "SELECT fractality.update_priorities('steep', ARRAY[$1::bytea], ARRAY[1e20::float8])",
