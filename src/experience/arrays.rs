@@ -29,7 +29,7 @@ fn array_len(
 
 /// The lengths of the typed-array batch's arrays, in the order of [`events_from_arrays`]'
 /// arguments: at most [`MAX_EVENTS`] events, and every other array of the first's length times
-/// its values per event. Checked before any array is copied.
+/// its values per event. Checked before any event is built.
 fn check_lengths(lengths: [usize; 11]) -> Result<(), FractalityError> {
     let n = lengths[0];
     check_batch_size(n)?;
@@ -105,13 +105,10 @@ pub fn events_from_arrays(
             )
         })?;
         let timestamp = elem(timestamps, i, "timestamps", i)?;
-        if !(0..=super::event::MAX_TIMESTAMP).contains(&timestamp) {
-            let range = format!("[0, {}]", super::event::MAX_TIMESTAMP);
-            return Err(bad(
-                &ctx,
-                "timestamps",
-                format!("{timestamp} is out of range {range}"),
-            ));
+        let max = super::event::MAX_TIMESTAMP;
+        if !(0..=max).contains(&timestamp) {
+            let range = format!("{timestamp} is out of range [0, {max}]");
+            return Err(bad(&ctx, "timestamps", range));
         }
         // value k of this event in `a`, which holds `names.len()` values per event
         let real = |a: &[Option<f32>], names: &[&str], k: usize| {

@@ -268,20 +268,10 @@ pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityErro
             "A node's energy is a JSON object (its network and other fields; atp apart).",
         ));
     }
-    let edges = frozen
-        .edges
-        .outgoing
-        .iter()
-        .map(|e| (e.weight, &e.relationship, &e.metadata));
-    let in_edges = frozen
-        .edges
-        .incoming
-        .iter()
-        .map(|e| (e.weight, &e.relationship, &e.metadata));
-    for (weight, relationship, metadata) in edges.chain(in_edges) {
-        check_weight(weight)?;
-        check_relationship(relationship)?;
-        if let Some(m) = metadata.as_ref().filter(|m| !m.is_object()) {
+    for e in frozen.edges.outgoing.iter().chain(&frozen.edges.incoming) {
+        check_weight(e.weight)?;
+        check_relationship(&e.relationship)?;
+        if let Some(m) = e.metadata.as_ref().filter(|m| !m.is_object()) {
             return Err(FractalityError::invalid(
                 "edge metadata",
                 m.to_string(),

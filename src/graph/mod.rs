@@ -292,9 +292,9 @@ fn parents(
 
 /// Breadth first from `root` along edges of one relationship type, to `max_depth` (0 to 100):
 /// every reachable node once, at its smallest depth, with its strongest path there (the highest
-/// product of edge weights, weights of either sign) and that product. One index-only query per level, or one for the levels left while the
-/// frontier is small; runs as the caller (row-level security holds). P0002 when the root does
-/// not exist or is not visible.
+/// product of edge weights, weights of either sign) and that product. One index-only query per
+/// level, or one for the levels left while the frontier is small; runs as the caller (row-level
+/// security holds). P0002 when the root does not exist or is not visible.
 #[pg_extern(stable, strict, parallel_unsafe)]
 fn traverse(
     root: Uuid,

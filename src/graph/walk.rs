@@ -58,13 +58,12 @@ impl<N: Copy + Eq + Hash> Ahead<N> {
     }
 }
 
-/// One node reached by [`breadth_first`]: its depth, the index of the node it was reached from
-/// on its strongest path, and the product of the edge weights along that path.
+/// One node reached by [`breadth_first`]: its depth and the product of the edge weights along
+/// its strongest path ([`path_of`]; [`Visit::parent`], the node before on it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Visit<N> {
     pub node: N,
     pub depth: usize,
-    pub parent: Option<usize>,
     pub weight: f64,
     /// How the strongest path arrives: the node before and which of its two paths it extends.
     strongest: Option<Link>,
@@ -79,6 +78,13 @@ pub struct Visit<N> {
 struct Link {
     at: usize,
     weakest: bool,
+}
+
+impl<N> Visit<N> {
+    /// The index of the visit before this one on its strongest path (None for the root).
+    pub fn parent(&self) -> Option<usize> {
+        self.strongest.map(|l| l.at)
+    }
 }
 
 /// Breadth first from `root` to `max_depth`: every reachable node once, at its smallest depth
@@ -96,7 +102,6 @@ where
     let mut visits = vec![Visit {
         node: root,
         depth: 0,
-        parent: None,
         weight: 1.0,
         strongest: None,
         weakest: None,
@@ -117,26 +122,21 @@ where
             if visits[fi].depth + 1 != depth {
                 continue;
             }
-            // the products through this edge from the node's strongest and weakest paths
-            // (+ 0.0: a product of 0 is 0, not -0)
-            let through_high = (
-                visits[fi].weight * w + 0.0,
-                Link {
-                    at: fi,
-                    weakest: false,
-                },
-            );
-            let through_low = (
-                visits[fi].low * w + 0.0,
-                Link {
-                    at: fi,
-                    weakest: true,
-                },
-            );
-            let (high, low) = if through_low.0 > through_high.0 {
-                (through_low, through_high)
+            // the products through this edge from the node's strongest and weakest paths, the
+            // higher first (+ 0.0: a product of 0 is 0, not -0)
+            let through = |weakest: bool| {
+                let p = if weakest {
+                    visits[fi].low
+                } else {
+                    visits[fi].weight
+                };
+                (p * w + 0.0, Link { at: fi, weakest })
+            };
+            let (strong, weak) = (through(false), through(true));
+            let (high, low) = if weak.0 > strong.0 {
+                (weak, strong)
             } else {
-                (through_high, through_low)
+                (strong, weak)
             };
             match index.get(&to) {
                 None => {
@@ -145,7 +145,6 @@ where
                     visits.push(Visit {
                         node: to,
                         depth,
-                        parent: Some(fi),
                         weight: high.0,
                         strongest: Some(high.1),
                         weakest: Some(low.1),
@@ -160,7 +159,6 @@ where
                     let weaker =
                         low.0 < cur.low || (low.0 == cur.low && from < before(cur.weakest));
                     if stronger {
-                        visits[ti].parent = Some(fi);
                         visits[ti].weight = high.0;
                         visits[ti].strongest = Some(high.1);
                     }
@@ -200,7 +198,6 @@ where
             Visit {
                 node: v.node,
                 depth: v.depth,
-                parent: v.parent.map(|p| position[p]),
                 weight: v.weight,
                 strongest: moved(v.strongest),
                 weakest: moved(v.weakest),
@@ -482,7 +479,7 @@ mod tests {
         assert_relative_eq!(v[at(4)].weight, 0.18, epsilon = 1e-12);
         assert_eq!(path_of(&v, at(5)), vec![1, 3, 4, 5]);
         assert_relative_eq!(v[at(5)].weight, 0.45, epsilon = 1e-12);
-        assert_eq!(v[at(5)].parent, Some(at(4)));
+        assert_eq!(v[at(5)].parent(), Some(at(4)));
         // a 0 after a negative product is 0, not -0
         let v = breadth_first(1u32, 2, graph(&[(1, 2, -0.5), (2, 3, 0.0)]));
         assert!(v[2].weight.is_sign_positive());

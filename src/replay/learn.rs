@@ -239,7 +239,7 @@ pub(super) fn write_back(
             )
             .report();
         }
-        if id.len() != 16 {
+        if id.len() != super::blocks::ID_BYTES {
             // no event has it: not an unknown id (skipped) but no id at all
             FractalityError::invalid(
                 "event_ids",
