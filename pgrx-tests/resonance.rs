@@ -973,6 +973,68 @@ mod tests {
         );
     }
 
+    /// An expired memory (its `expires_at` passed, run_maintenance's to delete) holds no idea: it
+    /// is not a neighbour `find_resonant` returns, a member a consensus counts, or a seed.
+    #[pg_test]
+    fn expired_memories_neither_resonate_nor_count_in_a_consensus() {
+        clustered(3, 1, 2);
+        let src = node_id("u1-c1-1", 1);
+        let found = |sql: &str| Spi::get_one::<i64>(sql).unwrap().unwrap();
+        let resonant =
+            format!("SELECT count(*) FROM fractality.find_resonant('{src}'::uuid, 0.5, 20)");
+        assert_eq!(found(&resonant), 1, "the source's tenant's other node");
+        // that node and both of user 3's expire
+        Spi::run(
+            "UPDATE fractality.nodes SET expires_at = now() - interval '1 second'
+              WHERE node_key IN ('u1-c1-2', 'u3-c1-1', 'u3-c1-2')",
+        )
+        .unwrap();
+        assert_eq!(
+            found(&resonant),
+            0,
+            "the source's tenant holds no live neighbour"
+        );
+        // and with the exact path off, through the tenant's partition's index
+        Spi::run("SET LOCAL fractality.exact_scan_limit = 0").unwrap();
+        assert_eq!(found(&resonant), 0);
+        Spi::run("RESET fractality.exact_scan_limit").unwrap();
+        // two users hold the idea now: no consensus, nothing written
+        let consensus = format!("SELECT fractality.crystallize_consensus('{src}', 0.5, 3)");
+        assert_eq!(Spi::get_one::<pgrx::Uuid>(&consensus).unwrap(), None);
+        assert_eq!(found("SELECT count(*) FROM fractality.consensus_nodes"), 0);
+        // user 3's first node lives again: three users, linked without the expired ones
+        Spi::run(
+            "UPDATE fractality.nodes SET expires_at = now() + interval '1 hour'
+              WHERE node_key = 'u3-c1-1'",
+        )
+        .unwrap();
+        let id = Spi::get_one::<pgrx::Uuid>(&consensus)
+            .unwrap()
+            .expect("three users again");
+        assert_eq!(
+            found(&format!(
+                "SELECT count(*) FROM fractality.consensus_links l
+                   JOIN fractality.nodes n ON n.id = l.node_id AND n.user_id = l.user_id
+                  WHERE l.consensus_id = '{id}' AND n.expires_at <= now()"
+            )),
+            0,
+            "no expired member linked"
+        );
+        assert_eq!(
+            found(&format!(
+                "SELECT count(*) FROM fractality.consensus_links WHERE consensus_id = '{id}'"
+            )),
+            4,
+            "user 1's source, user 2's two, user 3's live one"
+        );
+        // an expired seed crystallises nothing
+        Spi::run(&format!(
+            "UPDATE fractality.nodes SET expires_at = now() - interval '1 second' WHERE id = '{src}'"
+        ))
+        .unwrap();
+        assert_eq!(Spi::get_one::<pgrx::Uuid>(&consensus).unwrap(), None);
+    }
+
     /// An id is unique within a tenant only: a third user's node that has the seed's id (an
     /// agent's memory copied into another tenant with its ids) is a member of its own, counted
     /// and linked as such.

@@ -3146,7 +3146,7 @@ COMMENT ON FUNCTION fractality.recall_explain(vector, integer, text, text, text,
 COMMENT ON FUNCTION fractality.forget(text) IS
     'Deletes the session tenant''s memory of that key with its embeddings, edges and stream points; false when there is none.';
 COMMENT ON FUNCTION fractality.find_resonant(uuid, double precision, integer, text) IS
-    'The k nodes of the source''s tenant with cosine similarity >= threshold to it, by resonance (0.5 x similarity + 0.3 x energy product + 0.2 x edge weight); read as the caller.';
+    'The k nodes of the source''s tenant with cosine similarity >= threshold to it, by resonance (0.5 x similarity + 0.3 x energy product + 0.2 x edge weight); expired memories left out; read as the caller.';
 COMMENT ON FUNCTION fractality.find_resonant(text, double precision, integer, text) IS
     'find_resonant of the session tenant''s node of that key.';
 COMMENT ON FUNCTION fractality.resonance_with(uuid, uuid[], text) IS
@@ -3156,7 +3156,7 @@ COMMENT ON FUNCTION fractality.calculate_resonance(uuid, uuid, text) IS
 COMMENT ON FUNCTION fractality.resonance_score(double precision, double precision, double precision, double precision, double precision, double precision, double precision) IS
     'The resonance formula alone: w_sim x similarity + w_energy x atp_a x atp_b + w_edge x edge_weight.';
 COMMENT ON FUNCTION fractality.crystallize_consensus(uuid, double precision, integer, text) IS
-    'A consensus node where the nodes within threshold of the seed, of any tenant, belong to min_contributors users or more; publishes only counts and one-decimal scores. For a trusted curator role.';
+    'A consensus node where the nodes within threshold of the seed, of any tenant, belong to min_contributors users or more (expired memories not counted); publishes only counts and one-decimal scores. For a trusted curator role.';
 COMMENT ON FUNCTION fractality.cosine_similarity(vector, vector) IS
     'The cosine similarity of two vectors of the same dimension, read in place.';
 COMMENT ON FUNCTION fractality.normalize_vector(vector) IS

@@ -31,7 +31,7 @@ use store::{Candidate, Consensus};
 
 /// Forms or updates the consensus around `node` (see README): when the nodes within `threshold`
 /// of it (any tenant, the source included; the 1 000 nearest) belong to at least
-/// `min_contributors` distinct users. Runs as the caller, who must see `node` (P0002 otherwise): it reads the node's embedding of
+/// `min_contributors` distinct users (an expired memory, the seed included, counts for none). Runs as the caller, who must see `node` (P0002 otherwise): it reads the node's embedding of
 /// `model` under row-level security and hands it to `_crystallize_consensus`, the part that sees
 /// across tenants. NULL when the node has no embedding of the model or too few users hold
 /// similar nodes (nothing written).

@@ -332,8 +332,9 @@ fn resonant_rows(
 /// `model`) at least `threshold`, ordered by resonance (highest first), at most `k`. A tenant of
 /// at most `fractality.exact_scan_limit` embeddings of the model is read whole; a larger one
 /// through the model's HNSW index in the tenant's partition, in distance order until the
-/// threshold. Every read is the caller's: what row-level security hides is left out. The source
-/// is never in its own result; empty when it has no embedding of the model.
+/// threshold. Every read is the caller's: what row-level security hides is left out, and so is an
+/// expired memory (as `recall` never recalls one). The source is never in its own result; empty
+/// when it has no embedding of the model.
 #[pg_extern(
     stable,
     strict,

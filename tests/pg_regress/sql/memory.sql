@@ -197,6 +197,7 @@ SET LOCAL hnsw.ef_search = 17;
 SET LOCAL enable_sort = on;
 SET LOCAL search_path = pg_catalog;
 SELECT node_key FROM fractality.recall(:'q'::public.vector, 1);
+-- (its neighbours are the five expired old notes: none resonates)
 SELECT count(*) AS resonant FROM fractality.find_resonant(:'live'::uuid, 0.5, 5);
 SELECT round(similarity::numeric, 3) AS similarity FROM fractality.resonance_with(:'live'::uuid, ARRAY[:'live'::uuid]);
 -- the arrays form of remember_many checks duplicates with the same settings: the live note
