@@ -291,6 +291,63 @@ mod tests {
         Spi::run(write).unwrap();
     }
 
+    /// An erasure in the cold tier (a DELETE or TRUNCATE by hand) takes the events' metadata with
+    /// them and frees their ids, as one in the hot tier does: the metadata of an archived event
+    /// outlived its deletion, and its id could not be written again.
+    #[pg_test]
+    fn erasing_archived_events_takes_their_metadata_and_frees_their_ids() {
+        serial();
+        seed_events();
+        assert!(one::<i64>("SELECT fractality.archive_old_events(7)") > 0);
+        let cold_metadata = one::<i64>("SELECT count(*) FROM fractality.action_metadata_archive");
+        // episode 30: events 300 to 309, 75 to 77 days back, two of them with metadata
+        let erased = one::<i64>(
+            "WITH d AS (DELETE FROM fractality.experience_events_archive WHERE episode_id = 30
+                        RETURNING 1)
+             SELECT count(*) FROM d",
+        );
+        assert_eq!(erased, 10);
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.action_metadata_archive"),
+            cold_metadata - 2
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM fractality.action_metadata_archive
+                  WHERE (parameters ->> 'g')::int BETWEEN 300 AND 309"
+            ),
+            0
+        );
+        let ids_of_episode = "SELECT count(*) FROM fractality.experience_event_ids
+                               WHERE event_id IN (SELECT decode('a0' || lpad(to_hex(g), 30, '0'), 'hex')
+                                                    FROM generate_series(300, 309) g)";
+        assert_eq!(one::<i64>(ids_of_episode), 0);
+        // an erased id may be written again
+        Spi::run(
+            "SELECT fractality.write_event(decode('a0' || lpad(to_hex(300), 30, '0'), 'hex'),
+                     fractality.epoch_us(now()), 1, 1, 0::smallint, 0::smallint,
+                     array_fill(0.25::real, ARRAY[8]), array_fill(0::real, ARRAY[8]), 77, 11)",
+        )
+        .unwrap();
+        assert_eq!(one::<i64>(ids_of_episode), 1);
+        // the whole cold tier truncated: its metadata and ids go, the hot tier's stay
+        let hot_metadata = one::<i64>("SELECT count(*) FROM fractality.action_metadata");
+        assert!(hot_metadata > 0);
+        Spi::run("TRUNCATE fractality.experience_events_archive").unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.action_metadata_archive"),
+            0
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.action_metadata"),
+            hot_metadata
+        );
+        assert!(one::<bool>(
+            "SELECT (SELECT count(*) FROM fractality.experience_event_ids)
+                  = (SELECT count(*) FROM fractality.experience_events)"
+        ));
+    }
+
     fn seed_stream_points() {
         Spi::run(
             "SET LOCAL fractality.notify = off;

@@ -49,6 +49,27 @@ COMMENT ON TABLE fractality.action_metadata_archive IS
 CREATE INDEX action_metadata_archive_event_ref
     ON fractality.action_metadata_archive (event_timestamp, event_id);
 
+-- A DELETE from the cold tier (an erasure, by hand) or its TRUNCATE takes the events' metadata
+-- with them and frees their ids, as in the hot tier (experience.sql). The archivers move rows
+-- between partitions by name, which fires none of these.
+CREATE TRIGGER experience_events_archive_ids_deleted
+    AFTER DELETE ON fractality.experience_events_archive
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_unregister();
+
+CREATE TRIGGER experience_events_archive_ids_truncated
+    AFTER TRUNCATE ON fractality.experience_events_archive
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_unregister();
+
+CREATE TRIGGER experience_events_archive_cascade_delete
+    AFTER DELETE ON fractality.experience_events_archive
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality.experience_events_cascade_delete();
+
+CREATE TRIGGER experience_events_archive_cascade_truncate
+    AFTER TRUNCATE ON fractality.experience_events_archive
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality.experience_events_cascade_truncate();
+
 -- ---- helpers ------------------------------------------------------------------------------------
 
 -- A microsecond count since the Unix epoch as a timestamptz, exactly: whole days and the

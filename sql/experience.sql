@@ -122,10 +122,14 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- a trigger of either tier (the cold tier's in archive.sql): after a TRUNCATE, the ids of
+    -- events in neither tier go
     IF TG_OP = 'TRUNCATE' THEN
         DELETE FROM fractality.experience_event_ids i
          WHERE NOT EXISTS (SELECT 1 FROM fractality.experience_events_archive a
-                            WHERE a."timestamp" = i."timestamp" AND a.event_id = i.event_id);
+                            WHERE a."timestamp" = i."timestamp" AND a.event_id = i.event_id)
+           AND NOT EXISTS (SELECT 1 FROM fractality.experience_events e
+                            WHERE e."timestamp" = i."timestamp" AND e.event_id = i.event_id);
     ELSE
         DELETE FROM fractality.experience_event_ids i
          USING old_events o
@@ -215,14 +219,22 @@ CREATE CONSTRAINT TRIGGER action_metadata_event
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION fractality.action_metadata_check_event();
 
+-- The metadata of deleted events goes with them: of either tier, each from its own table (the
+-- cold tier's triggers are in archive.sql).
 CREATE FUNCTION fractality.experience_events_cascade_delete() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM fractality.action_metadata m
-     USING old_events o
-     WHERE m.event_timestamp = o."timestamp" AND m.event_id = o.event_id;
+    IF TG_TABLE_NAME = 'experience_events_archive' THEN
+        DELETE FROM fractality.action_metadata_archive m
+         USING old_events o
+         WHERE m.event_timestamp = o."timestamp" AND m.event_id = o.event_id;
+    ELSE
+        DELETE FROM fractality.action_metadata m
+         USING old_events o
+         WHERE m.event_timestamp = o."timestamp" AND m.event_id = o.event_id;
+    END IF;
     RETURN NULL;
 END $$;
 
@@ -236,7 +248,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    TRUNCATE fractality.action_metadata;
+    IF TG_TABLE_NAME = 'experience_events_archive' THEN
+        TRUNCATE fractality.action_metadata_archive;
+    ELSE
+        TRUNCATE fractality.action_metadata;
+    END IF;
     RETURN NULL;
 END $$;
 

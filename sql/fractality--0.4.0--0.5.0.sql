@@ -2125,10 +2125,14 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- a trigger of either tier (the cold tier's in archive.sql): after a TRUNCATE, the ids of
+    -- events in neither tier go
     IF TG_OP = 'TRUNCATE' THEN
         DELETE FROM fractality.experience_event_ids i
          WHERE NOT EXISTS (SELECT 1 FROM fractality.experience_events_archive a
-                            WHERE a."timestamp" = i."timestamp" AND a.event_id = i.event_id);
+                            WHERE a."timestamp" = i."timestamp" AND a.event_id = i.event_id)
+           AND NOT EXISTS (SELECT 1 FROM fractality.experience_events e
+                            WHERE e."timestamp" = i."timestamp" AND e.event_id = i.event_id);
     ELSE
         DELETE FROM fractality.experience_event_ids i
          USING old_events o
@@ -2177,6 +2181,27 @@ SELECT e.event_id, e."timestamp" FROM fractality.experience_events e
 UNION ALL
 SELECT a.event_id, a."timestamp" FROM fractality.experience_events_archive a
 ON CONFLICT (event_id) DO NOTHING;
+
+-- A DELETE from the cold tier (an erasure, by hand) or its TRUNCATE takes the events' metadata
+-- with them and frees their ids, as in the hot tier (experience.sql). The archivers move rows
+-- between partitions by name, which fires none of these.
+CREATE TRIGGER experience_events_archive_ids_deleted
+    AFTER DELETE ON fractality.experience_events_archive
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_unregister();
+
+CREATE TRIGGER experience_events_archive_ids_truncated
+    AFTER TRUNCATE ON fractality.experience_events_archive
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality._experience_events_unregister();
+
+CREATE TRIGGER experience_events_archive_cascade_delete
+    AFTER DELETE ON fractality.experience_events_archive
+    REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality.experience_events_cascade_delete();
+
+CREATE TRIGGER experience_events_archive_cascade_truncate
+    AFTER TRUNCATE ON fractality.experience_events_archive
+    FOR EACH STATEMENT EXECUTE FUNCTION fractality.experience_events_cascade_truncate();
 
 -- ---- the latest timestamp an event may have --------------------------------------------------
 -- bigint's largest value is refused (as writes now refuse it): readers' ranges end before their
@@ -2700,9 +2725,15 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM fractality.action_metadata m
-     USING old_events o
-     WHERE m.event_timestamp = o."timestamp" AND m.event_id = o.event_id;
+    IF TG_TABLE_NAME = 'experience_events_archive' THEN
+        DELETE FROM fractality.action_metadata_archive m
+         USING old_events o
+         WHERE m.event_timestamp = o."timestamp" AND m.event_id = o.event_id;
+    ELSE
+        DELETE FROM fractality.action_metadata m
+         USING old_events o
+         WHERE m.event_timestamp = o."timestamp" AND m.event_id = o.event_id;
+    END IF;
     RETURN NULL;
 END $$;
 CREATE OR REPLACE FUNCTION fractality.experience_events_cascade_truncate() RETURNS trigger
@@ -2710,7 +2741,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    TRUNCATE fractality.action_metadata;
+    IF TG_TABLE_NAME = 'experience_events_archive' THEN
+        TRUNCATE fractality.action_metadata_archive;
+    ELSE
+        TRUNCATE fractality.action_metadata;
+    END IF;
     RETURN NULL;
 END $$;
 CREATE OR REPLACE FUNCTION fractality.experience_events_to_inbox() RETURNS trigger

@@ -51,6 +51,6 @@ $$;
 -- loads the metadata before the events)
 --@ file! experience.sql CREATE FUNCTION fractality.action_metadata_check_event() RETURNS trigger||-- Checked at commit
 DROP TRIGGER action_metadata_event ON fractality.action_metadata;
---@ file experience.sql CREATE CONSTRAINT TRIGGER action_metadata_event||CREATE FUNCTION fractality.experience_events_cascade_delete()
+--@ file experience.sql CREATE CONSTRAINT TRIGGER action_metadata_event||-- The metadata of deleted events goes with them
 -- partition bounds read and written in ISO form and UTC, whatever the session's settings
 --@ file! archive.sql -- The partitions of a range-partitioned table of fractality with their bounds as text (NULL for||-- Drops a partition (detached or not).

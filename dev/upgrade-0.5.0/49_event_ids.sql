@@ -10,6 +10,8 @@ UNION ALL
 SELECT a.event_id, a."timestamp" FROM fractality.experience_events_archive a
 ON CONFLICT (event_id) DO NOTHING;
 
+--@ file archive.sql -- A DELETE from the cold tier (an erasure, by hand)||-- ---- helpers
+
 -- ---- the latest timestamp an event may have --------------------------------------------------
 -- bigint's largest value is refused (as writes now refuse it): readers' ranges end before their
 -- bound, and a replay block's inclusive int8range of timestamps cannot end there. An event stored
