@@ -973,6 +973,73 @@ mod tests {
         );
     }
 
+    /// Two groups that share a member keep a consensus each (the second took the first over and
+    /// unlinked its members, and the first took it back in turn), and a consensus whose group no
+    /// longer holds enough users goes at its next crystallisation (it kept its count and went on
+    /// being published).
+    #[pg_test]
+    fn consensus_per_group_and_not_beyond_it() {
+        Spi::run(
+            "SELECT fractality.register_model('m2', 2);
+             INSERT INTO fractality.nodes (id, user_id, node_key, label)
+             SELECT ('00000000-0000-0000-0000-0000000000a' || g)::uuid,
+                    ('00000000-0000-0000-0000-00000000000' || g)::uuid, 'g' || g, 'g' || g
+               FROM generate_series(1, 5) g;
+             INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
+             SELECT ('00000000-0000-0000-0000-0000000000a' || g)::uuid,
+                    ('00000000-0000-0000-0000-00000000000' || g)::uuid, 'm2',
+                    ARRAY[cos(radians(d)), sin(radians(d))]::real[]::vector
+               FROM unnest(ARRAY[1, 2, 3, 4, 5], ARRAY[0, 5, 30, 55, 60]) AS x (g, d);",
+        )
+        .unwrap();
+        // within 0.85 (31.8 degrees): g1 holds g1, g2, g3; g5 holds g3, g4, g5
+        let crystallize = |g: i32| {
+            Spi::get_one::<pgrx::Uuid>(&format!(
+                "SELECT fractality.crystallize_consensus('00000000-0000-0000-0000-0000000000a{g}', 0.85, 3, 'm2')"
+            ))
+            .unwrap()
+        };
+        let links = |c: pgrx::Uuid| {
+            Spi::get_one::<String>(&format!(
+                "SELECT string_agg(n.node_key, ' ' ORDER BY n.node_key) FROM fractality.consensus_links l
+                   JOIN fractality.nodes n ON n.id = l.node_id AND n.user_id = l.user_id
+                  WHERE l.consensus_id = '{c}'"
+            ))
+            .unwrap()
+        };
+        let first = crystallize(1).expect("three users");
+        let second = crystallize(5).expect("three users");
+        assert_ne!(first, second, "a group of its own");
+        assert_eq!(links(first).as_deref(), Some("g1 g2 g3"));
+        assert_eq!(links(second).as_deref(), Some("g3 g4 g5"));
+        assert_eq!(crystallize(1), Some(first));
+        assert_eq!(links(second).as_deref(), Some("g3 g4 g5"));
+        // g2 forgotten: g1's group is two users
+        Spi::run("DELETE FROM fractality.nodes WHERE node_key = 'g2'").unwrap();
+        assert_eq!(crystallize(1), None);
+        assert_eq!(
+            Spi::get_one::<i64>(&format!(
+                "SELECT count(*) FROM fractality.consensus_nodes WHERE id = '{first}'"
+            ))
+            .unwrap(),
+            Some(0),
+            "the consensus went with its group"
+        );
+        assert_eq!(
+            Spi::get_one::<i64>(&format!(
+                "SELECT count(*) FROM fractality.consensus_centroids WHERE consensus_id = '{first}'"
+            ))
+            .unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            links(second).as_deref(),
+            Some("g3 g4 g5"),
+            "the other stays"
+        );
+        assert_eq!(crystallize(5), Some(second));
+    }
+
     /// An expired memory (its `expires_at` passed, run_maintenance's to delete) holds no idea: it
     /// is not a neighbour `find_resonant` returns, a member a consensus counts, or a seed.
     #[pg_test]

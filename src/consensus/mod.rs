@@ -156,6 +156,8 @@ fn consensus(
 
     let users: HashSet<Uuid> = members.iter().map(|m| m.user).collect();
     if users.len() < min_users || users.len() < MIN_CONTRIBUTORS as usize {
+        // too few users hold the idea now: the consensus they held goes
+        store::remove(&model, &members, (node, source_user))?;
         return Ok(None);
     }
     let vectors: Vec<&[f32]> = members.iter().map(|m| m.embedding.as_slice()).collect();

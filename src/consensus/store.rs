@@ -47,6 +47,7 @@ const UPDATE: Query<'static> = query!(
 );
 /// With pgvector's schema, known at run time.
 const CENTROID: &str = include_str!("../../sql/queries/consensus_centroid.sql");
+const REMOVE: Query<'static> = query!("consensus_remove", [UUIDOID]);
 const UNLINK: Query<'static> = query!("consensus_unlink", [UUIDOID, UUIDARRAYOID, UUIDARRAYOID]);
 const LINK: Query<'static> = query!(
     "consensus_link",
@@ -210,22 +211,46 @@ pub struct Consensus<'a> {
     pub sims: Vec<f64>,
 }
 
-/// Writes `c`: the consensus that holds any of its members (or of its seed) updated, or a new
-/// one; its centroid; its links replaced by the members'. Its id.
+/// The consensus of `model` whose links are mostly to `members` (see consensus_existing.sql).
+fn existing(
+    model: &Model,
+    members: &[Member],
+    seed: (Uuid, Uuid),
+) -> Result<Option<Uuid>, FractalityError> {
+    spi::one(
+        &EXISTING,
+        &[
+            members.iter().map(|m| m.id).collect::<Vec<_>>().into(),
+            members.iter().map(|m| m.user).collect::<Vec<_>>().into(),
+            seed.0.into(),
+            seed.1.into(),
+            model.name.as_str().into(),
+        ],
+        false,
+    )
+}
+
+/// The consensus of `model` that `members`, the group of `seed` that no longer holds enough
+/// users, hold most of, removed: a consensus does not outlive its group (a member forgotten, or
+/// moved away). Whether there was one.
+pub fn remove(
+    model: &Model,
+    members: &[Member],
+    seed: (Uuid, Uuid),
+) -> Result<bool, FractalityError> {
+    let Some(id) = existing(model, members, seed)? else {
+        return Ok(false);
+    };
+    spi::run(&REMOVE, &[id.into()])?;
+    Ok(true)
+}
+
+/// Writes `c`: the consensus its members hold most of updated, or a new one; its centroid; its
+/// links replaced by the members'. Its id.
 pub fn save(c: Consensus<'_>) -> Result<Uuid, FractalityError> {
     let ids: Vec<Uuid> = c.members.iter().map(|m| m.id).collect();
     let users: Vec<Uuid> = c.members.iter().map(|m| m.user).collect();
-    let existing: Option<Uuid> = spi::one(
-        &EXISTING,
-        &[
-            ids.clone().into(),
-            users.clone().into(),
-            c.seed.0.into(),
-            c.seed.1.into(),
-            c.model.name.as_str().into(),
-        ],
-        false,
-    )?;
+    let existing = existing(c.model, c.members, c.seed)?;
     let (save, key) = match existing {
         Some(id) => (&UPDATE, id),
         None => (&INSERT, c.seed.0),
