@@ -3251,7 +3251,7 @@ COMMENT ON FUNCTION fractality.write_event_with_metadata(jsonb, jsonb) IS
 COMMENT ON FUNCTION fractality.query_events(bigint, bigint, integer, boolean, boolean) IS
     'Events with start_us <= timestamp < end_us in time order, with their metadata and the archive if asked.';
 COMMENT ON FUNCTION fractality.high_reward_events(bigint, real, integer) IS
-    'Events since since_us whose total reward is at least min_reward, best first.';
+    'Events since since_us whose total reward exceeds min_reward, newest first, with their metadata (the hot tier).';
 COMMENT ON FUNCTION fractality.create_replay_buffer(text, double precision, double precision, double precision, bigint, smallint, integer, boolean) IS
     'A durable prioritised replay buffer fed by the events written that pass its filter (a ring of capacity events when given); backfill takes the stored ones too.';
 COMMENT ON FUNCTION fractality.drop_replay_buffer(text) IS
@@ -3271,17 +3271,17 @@ COMMENT ON FUNCTION fractality.fold_priorities(text) IS
 COMMENT ON FUNCTION fractality.total_reward(real, real, real, real) IS
     'The sum of the four rewards (homeostasis, curiosity, efficiency, goal).';
 COMMENT ON FUNCTION fractality.episode_returns(bigint, bigint, double precision) IS
-    'Each episode''s return (rewards discounted by gamma per step) over the events in [from_us, to_us).';
+    'Each episode''s return (rewards discounted by gamma per step) over the hot tier''s events in [from_us, to_us) (archived events are not read).';
 COMMENT ON FUNCTION fractality.refresh_policy_rewards() IS
     'Rolls the rewards of events written since the last call into their policies'' aggregates; returns how many events.';
 COMMENT ON FUNCTION fractality.save_policy(text, text, jsonb, jsonb) IS
-    'A new version of a state bin''s policy, its parent the bin''s latest; returns the version.';
+    'A new version of a state bin''s policy, its parent the bin''s latest; returns its policy_id.';
 COMMENT ON FUNCTION fractality.load_policy(text) IS
     'The latest policy of a state bin.';
 COMMENT ON FUNCTION fractality.policy_lineage(integer) IS
-    'A policy''s ancestors, newest first.';
+    'A policy and its ancestors, from itself (depth 0) back to the first version.';
 COMMENT ON FUNCTION fractality.save_config(text, text, jsonb) IS
-    'A new version of a configuration value (component, key); returns the version.';
+    'A new version of a configuration value (component, key); returns its config_id.';
 COMMENT ON FUNCTION fractality.load_config(text, text) IS
     'The latest version of a configuration value.';
 COMMENT ON FUNCTION fractality.config_history(text, text) IS
