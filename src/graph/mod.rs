@@ -431,13 +431,17 @@ fn freeze_node(
     if let Some(v) = frozen.embedding {
         by_model.push((embedding_model, Vector::from_vec(v)?));
     }
+    // an entry of `embeddings` that `embedding` overrides is checked all the same (not written)
+    let mut overridden: Vec<(String, Vector<'static>)> = Vec::new();
     for (m, v) in frozen.embeddings {
+        let v = Vector::from_vec(v)?;
         if frozen_has(&by_model, &m) {
-            continue;
+            overridden.push((m, v));
+        } else {
+            by_model.push((m, v));
         }
-        by_model.push((m, Vector::from_vec(v)?));
     }
-    for (_, v) in &by_model {
+    for (_, v) in by_model.iter().chain(&overridden) {
         crate::vector::check_direction("embedding", v.as_slice())?;
     }
     spi::connect(|| {
@@ -448,6 +452,7 @@ fn freeze_node(
         }
         by_model
             .iter()
+            .chain(&overridden)
             .try_for_each(|(m, v)| crate::models::Model::lookup(m)?.check(v))
     })?;
     let mut rest = by_model.into_iter();

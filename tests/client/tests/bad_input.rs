@@ -786,6 +786,12 @@ fn model_errors_name_the_model_and_write_nothing() {
     for sql in with_model("bad_m4", v3) {
         cases.push((sql, "22000", dims.clone()));
     }
+    // an entry of `embeddings` that `embedding` overrides is checked all the same (it was skipped)
+    cases.push((
+        format!("SELECT fractality.freeze(jsonb_build_object('node_key', 'm-frozen', 'embedding', {v4}::real[], 'embeddings', jsonb_build_object('bad_m4', {v3}::real[])), 'bad_m4')"),
+        "22000",
+        dims.clone(),
+    ));
     // elements beyond a real (infinite as a vector's) in the JSON forms
     for sql in [
         "SELECT * FROM fractality.remember_many('[{\"content\": \"far\", \"embedding\": [1e39, 0, 0, 0]}]'::jsonb, 'bad_m4')",
