@@ -80,6 +80,20 @@ pub fn check_metadata(m: &Value) -> Result<(), FractalityError> {
     }
 }
 
+/// A memory's content is its text: what recall returns and searches the words of, and what a
+/// memory without a key is known by (its key is derived from it), so it has words. Blank contents
+/// were stored, all under the key of the empty text, so that a second reinforced the first.
+pub fn check_content(content: &str) -> Result<(), FractalityError> {
+    if content.trim().is_empty() {
+        return Err(FractalityError::invalid(
+            "content",
+            format!("'{content}'"),
+            "A memory's content is its text (what recall returns and searches): give it some words.",
+        ));
+    }
+    Ok(())
+}
+
 /// One memory to remember.
 #[derive(Debug)]
 pub struct Memory {
@@ -91,8 +105,9 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// Its key, metadata, ttl and embedding (for `model`) checked.
+    /// Its content, key, metadata, ttl and embedding (for `model`) checked.
     pub fn validate(&self, model: &Model) -> Result<(), FractalityError> {
+        check_content(&self.content)?;
         if let Some(k) = &self.key {
             crate::graph::check_key(k)?;
         }
@@ -357,6 +372,12 @@ mod tests {
         assert!(check_k(1001).is_err());
         assert_eq!(check_k(10), Ok(10));
         assert!(check_similarity("min_similarity", 1.5).is_err());
+        assert_eq!(
+            check_content(" \t").unwrap_err().to_string(),
+            "invalid value for content: ' \t'"
+        );
+        assert!(check_content("").is_err());
+        assert_eq!(check_content(" a fact "), Ok(()));
         assert!(check_similarity("min_similarity", f64::NAN).is_err());
         assert!(check_energy("reinforce", -0.1).is_err());
         assert!(check_direction("query", &[0.0, 0.0]).is_err());

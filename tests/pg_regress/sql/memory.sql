@@ -146,6 +146,8 @@ SELECT FROM regress.each_error(ARRAY[
         'SELECT * FROM fractality.remember(NULL, ''x'', pg_temp.v(1), model => ''nomodel'')',
         'SELECT * FROM fractality.remember(NULL, ''x'', array_fill(0, ARRAY[384])::vector)',
         'SELECT * FROM fractality.remember(NULL, NULL, pg_temp.v(1))',
+        'SELECT * FROM fractality.remember(NULL, '''', pg_temp.v(1))',
+        'SELECT * FROM fractality.remember_many(NULL, ARRAY[''x'', ''  ''], ARRAY[pg_temp.v(1), pg_temp.v(2)])',
         'SELECT * FROM fractality.remember(NULL, ''x'', pg_temp.v(1), ''[1]'')',
         'SELECT * FROM fractality.remember(NULL, ''x'', pg_temp.v(1), dedup_threshold => 1.5)',
         'SELECT * FROM fractality.remember(NULL, ''x'', pg_temp.v(1), dedup_threshold => ''NaN'')',
