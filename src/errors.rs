@@ -465,6 +465,25 @@ pub fn count_in_range(
     }
 }
 
+/// The longest text of words to search for (`recall`'s `query_text`, `search_nodes`' `query`), in
+/// characters: a text search of 50 000 words ran out of stack (54001) and a long one of distinct
+/// words failed with a message holding the whole text (54000); 5 000 words search well.
+pub const MAX_WORDS_CHARS: usize = 10_000;
+
+/// Words to search for, at most [`MAX_WORDS_CHARS`] characters: 22023 naming `name` and the length
+/// otherwise (not the text).
+pub fn check_words(name: &'static str, text: &str) -> Result<(), FractalityError> {
+    let n = text.chars().count();
+    if n > MAX_WORDS_CHARS {
+        return Err(FractalityError::invalid(
+            name,
+            format!("a text of {n} characters"),
+            "Words to search for are at most 10 000 characters: pass the few that matter.",
+        ));
+    }
+    Ok(())
+}
+
 /// The most elements an array argument may hold: what a call copies out of one is the process's
 /// own memory, beyond PostgreSQL's memory contexts (a NULL element of a 17 MB array takes 24
 /// bytes of it), where a failed allocation ends the server, not the statement.

@@ -571,5 +571,6 @@ fn search_nodes(
         // the rows are held in the process's own memory until returned (labels whole)
         FractalityError::invalid("k", k, "Ask for at most 1000 results.").report();
     }
+    crate::errors::check_words("query", query).unwrap_or_report();
     TableIterator::new(spi::connect(|| store::search(query, k as i64)).unwrap_or_report())
 }

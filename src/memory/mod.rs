@@ -166,8 +166,12 @@ fn forget(node_key: &str) -> bool {
 // ---- recall ------------------------------------------------------------------------------------
 
 /// `query_text` as recall uses it: text of nothing but white space is no words (as NULL), not a
-/// text search that matches nothing and still turns the ranking into a fusion of two.
+/// text search that matches nothing and still turns the ranking into a fusion of two; at most
+/// [`crate::errors::MAX_WORDS_CHARS`] characters.
 fn words(query_text: Option<&str>) -> Option<&str> {
+    if let Some(t) = query_text {
+        crate::errors::check_words("query_text", t).unwrap_or_report();
+    }
     query_text.filter(|t| !t.trim().is_empty())
 }
 

@@ -173,6 +173,8 @@ SELECT FROM regress.each_error(ARRAY[
         'SELECT * FROM fractality.recall(pg_temp.v(1), reinforce => -0.5)',
         'SELECT * FROM fractality.recall(pg_temp.v(1), w_energy => ''NaN'')',
         'SELECT * FROM fractality.recall(array_fill(0, ARRAY[384])::vector)',
+        'SELECT * FROM fractality.recall(pg_temp.v(1), 3, repeat(''x '', 5001))',
+        'SELECT * FROM fractality.search_nodes(repeat(''y'', 10001))',
         'SELECT * FROM fractality.recall_explain(pg_temp.v(1), k => -1)',
         'SELECT fractality.index_staged_embeddings(-1)']);
 SET LOCAL fractality.user_id = '';
