@@ -346,6 +346,19 @@ mod tests {
             "SELECT (SELECT count(*) FROM fractality.experience_event_ids)
                   = (SELECT count(*) FROM fractality.experience_events)"
         ));
+        // a tier truncated in one statement with its metadata table (its trigger truncated that
+        // table again, which the statement held: 55006)
+        // (the metadata's reference checks, deferred to commit, fire first: PostgreSQL truncates no
+        // table with trigger events pending)
+        Spi::run(
+            "SET CONSTRAINTS ALL IMMEDIATE;
+             TRUNCATE fractality.experience_events, fractality.action_metadata",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.experience_event_ids"),
+            0
+        );
     }
 
     fn seed_stream_points() {

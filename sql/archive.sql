@@ -174,6 +174,61 @@ BEGIN
                    name, lo, hi);
 END $$;
 
+-- The locks of a step that makes, moves or drops partitions of `target` (consciousness_streams
+-- or experience_events): ACCESS EXCLUSIVE on it, and for the streams SHARE ROW EXCLUSIVE on nodes
+-- first (a stream partition's foreign key takes it; nodes before the streams, in the order pulse
+-- and every writer of points take them: no deadlock with a forget, whose cascade waits for the
+-- streams). Taken without queueing behind a long transaction: a lock request waiting in
+-- PostgreSQL's queue holds up every session that asks after it, so an idle transaction that had
+-- read stream points, with maintenance waiting behind it and holding nodes, stopped every
+-- tenant's writes, and deadlocked (40P01) when it wrote a node. Each try waits at most 100 ms for
+-- each lock and lets go of both when it misses one, then pauses 100 ms; tries go on for
+-- fractality.maintenance_lock_wait (10 s; 0: wait in the queue as long as it takes), then 55P03.
+CREATE FUNCTION fractality._lock_for_partitions(target regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    streams boolean := target = 'fractality.consciousness_streams'::regclass;
+    -- the setting as SHOW gives it ('10s'), or a bare number of milliseconds where the library
+    -- that defines it is not loaded yet
+    setting text := nullif(current_setting('fractality.maintenance_lock_wait', true), '');
+    wait interval := CASE WHEN setting IS NULL THEN interval '10 s'
+                          WHEN setting ~ '^[0-9]+$' THEN make_interval(secs => setting::float8 / 1000)
+                          ELSE setting::interval END;
+    deadline timestamptz := clock_timestamp() + wait;
+    caller_timeout text := current_setting('lock_timeout');
+BEGIN
+    IF wait <= interval '0' THEN
+        IF streams THEN
+            LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
+        END IF;
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', target);
+        RETURN;
+    END IF;
+    LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '100ms', true);
+            IF streams THEN
+                LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
+            END IF;
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', target);
+            PERFORM set_config('lock_timeout', caller_timeout, true);
+            RETURN;
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            -- the try's locks went with it, and lock_timeout is the caller's again (a deadlock
+            -- is seen here only where deadlock_timeout is below 100 ms: this try was the victim)
+            IF clock_timestamp() >= deadline THEN
+                RAISE lock_not_available USING
+                    MESSAGE = format('could not lock %s for maintenance within %s',
+                                     CASE WHEN streams THEN 'fractality.nodes and ' ELSE '' END || target::text, wait),
+                    HINT = 'A long transaction holds it (pg_stat_activity: idle in transaction; pg_locks): end it, or run the maintenance again later. fractality.maintenance_lock_wait sets how long to try.';
+            END IF;
+        END;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+
 -- ---- events ------------------------------------------------------------------------------------
 
 -- A new table of fractality's event columns holding the rows of `src` in [lo, hi), made with
@@ -244,7 +299,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
     -- DETACH needs it anyway; taken first, so that no lock is ever upgraded half way. It also
     -- keeps writers out, so that a row move can be an INSERT ... SELECT and then a DELETE.
-    LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
+    PERFORM fractality._lock_for_partitions('fractality.experience_events');
 
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
                FROM fractality._partition_bounds('fractality.experience_events') p
@@ -381,7 +436,7 @@ DECLARE
 BEGIN
     PERFORM fractality._check_read_committed('dropping events');
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
-    LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
+    PERFORM fractality._lock_for_partitions('fractality.experience_events');
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
                FROM fractality._partition_bounds('fractality.experience_events') p
@@ -468,12 +523,10 @@ BEGIN
         PERFORM fractality._check_read_committed('archiving stream points as the owner');
     END IF;
     IF is_owner THEN
-        -- nodes before the streams, in the order pulse and every writer of points take them: no
-        -- deadlock with a forget, whose cascade waits for the streams while the packed rows'
-        -- foreign key to nodes would wait for it. Readers of nodes are not held up: nothing
-        -- below takes a stronger lock on nodes.
-        LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
-        LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
+        -- nodes before the streams (see _lock_for_partitions): no deadlock with a forget, whose
+        -- cascade waits for the streams while the packed rows' foreign key to nodes would wait
+        -- for it. Readers of nodes are not held up: nothing below takes a stronger lock on nodes.
+        PERFORM fractality._lock_for_partitions('fractality.consciousness_streams');
         FOR r IN SELECT p.part
                    FROM fractality._partition_bounds('fractality.consciousness_streams') p
                   WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
@@ -531,8 +584,7 @@ BEGIN
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
         -- nodes before the streams, as _archive_streams_before takes them
-        LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
-        LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
+        PERFORM fractality._lock_for_partitions('fractality.consciousness_streams');
         FOR r IN SELECT p.part
                    FROM fractality._partition_bounds('fractality.consciousness_streams') p
                   WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
@@ -619,13 +671,9 @@ BEGIN
                 WHERE c.relname = part_name AND c.relnamespace = 'fractality'::regnamespace) THEN
         RETURN false;
     END IF;
-    -- a stream partition's foreign key takes SHARE ROW EXCLUSIVE on nodes: taken first, in the
-    -- order pulse and every writer of points lock nodes and then the streams (no deadlock)
-    IF streams THEN
-        LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
-    END IF;
-    -- CREATE ... PARTITION OF and ATTACH need it anyway; taken before the default partition is read
-    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', parent);
+    -- CREATE ... PARTITION OF and ATTACH need it anyway (and a stream partition's foreign key
+    -- SHARE ROW EXCLUSIVE on nodes, taken first); taken before the default partition is read
+    PERFORM fractality._lock_for_partitions(parent);
     IF streams THEN
         lo_txt := lo::text; hi_txt := hi::text; key := 'time';
     ELSE
@@ -825,7 +873,9 @@ END $$;
 -- One maintenance pass in one transaction: decay materialised, partitions for the coming months
 -- (ensure_partitions with 3 months ahead), every retention policy applied (its last_run and
 -- last_result updated; their ages count back from now in UTC), expired memories deleted, staged
--- embeddings indexed, replay priorities pending folded. Idempotent. A second session calling it
+-- embeddings indexed, replay priorities pending folded. A step whose tables a long transaction
+-- holds for longer than fractality.maintenance_lock_wait is left to the next run and named in
+-- "busy" (the partitions, or a retention policy's relation). Idempotent. A second session calling it
 -- while one runs returns at once
 -- with {"skipped": true}. Schedule it with pg_cron, e.g.
 --   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
@@ -839,6 +889,7 @@ DECLARE
     created integer;
     n bigint;
     done jsonb := '[]'::jsonb;
+    busy jsonb := '[]'::jsonb;
     materialized bigint;
     expired bigint;
     folded bigint;
@@ -851,23 +902,33 @@ BEGIN
     -- partitions and retention before decay: materialize_decay leaves row locks on nodes, and
     -- a stream partition made or dropped after them would wait for SHARE ROW EXCLUSIVE on nodes
     -- behind a pulse that waits for one of those rows (a deadlock the load run found)
-    created := fractality.ensure_partitions(3);
+    -- a step whose tables a long transaction holds (see _lock_for_partitions) is left to the
+    -- next run, said in "busy", and the rest goes on
+    BEGIN
+        created := fractality.ensure_partitions(3);
+    EXCEPTION WHEN lock_not_available THEN
+        created := 0;
+        busy := busy || to_jsonb('partitions'::text);
+    END;
     FOR p IN SELECT * FROM fractality.retention_policies ORDER BY relation::text LOOP
-        IF p.relation = 'fractality.experience_events'::regclass THEN
-            IF p.action = 'archive' THEN
-                n := fractality._archive_events_before(fractality.epoch_us(now() - p.keep));
-            ELSE
-                n := fractality._drop_events_before(fractality.epoch_us(now() - p.keep));
-            END IF;
-        ELSIF p.relation = 'fractality.consciousness_streams'::regclass THEN
-            IF p.action = 'archive' THEN
+        CONTINUE WHEN p.relation NOT IN ('fractality.experience_events'::regclass,
+                                         'fractality.consciousness_streams'::regclass);
+        BEGIN
+            IF p.relation = 'fractality.experience_events'::regclass THEN
+                IF p.action = 'archive' THEN
+                    n := fractality._archive_events_before(fractality.epoch_us(now() - p.keep));
+                ELSE
+                    n := fractality._drop_events_before(fractality.epoch_us(now() - p.keep));
+                END IF;
+            ELSIF p.action = 'archive' THEN
                 n := fractality._archive_streams_before(now() - p.keep);
             ELSE
                 n := fractality._drop_streams_before(now() - p.keep);
             END IF;
-        ELSE
+        EXCEPTION WHEN lock_not_available THEN
+            busy := busy || to_jsonb(p.relation::text);
             CONTINUE;
-        END IF;
+        END;
         UPDATE fractality.retention_policies r SET last_run = now(), last_result = n
          WHERE r.relation = p.relation;
         done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
@@ -894,5 +955,7 @@ BEGIN
     RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
                               'memories_expired', expired, 'embeddings_indexed', indexed,
                               'replay_priorities_folded', folded,
-                              'decay_materialized', materialized);
+                              'decay_materialized', materialized)
+           -- what a long transaction held this time (see above), only when there is any
+           || CASE WHEN busy = '[]'::jsonb THEN '{}'::jsonb ELSE jsonb_build_object('busy', busy) END;
 END $$;

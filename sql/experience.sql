@@ -201,6 +201,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- a row gone by the time the check runs (moved to the cold tier, deleted) is not checked, as
+    -- a foreign key's check skips a row no longer there
+    IF NOT EXISTS (SELECT 1 FROM fractality.action_metadata m
+                    WHERE m.event_id = NEW.event_id AND m.event_timestamp = NEW.event_timestamp) THEN
+        RETURN NULL;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM fractality.experience_events e
                     WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id) THEN
         RAISE foreign_key_violation USING
@@ -248,9 +254,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- not when the statement truncated it too (TRUNCATE of both: the table is in use, 55006)
     IF TG_TABLE_NAME = 'experience_events_archive' THEN
-        TRUNCATE fractality.action_metadata_archive;
-    ELSE
+        IF EXISTS (SELECT 1 FROM fractality.action_metadata_archive) THEN
+            TRUNCATE fractality.action_metadata_archive;
+        END IF;
+    ELSIF EXISTS (SELECT 1 FROM fractality.action_metadata) THEN
         TRUNCATE fractality.action_metadata;
     END IF;
     RETURN NULL;

@@ -65,6 +65,14 @@ static CONSENSUS_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// `SET fractality.embedding_partitions = 256; CREATE EXTENSION fractality;`.
 static EMBEDDING_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(64);
 
+/// `fractality.maintenance_lock_wait`: how long a maintenance step that makes, moves or drops
+/// partitions (ensure_partitions, archive_old_events, archive_streams, retention in
+/// run_maintenance) tries for its table locks without queueing behind a long transaction, in
+/// milliseconds; then 55P03 (run_maintenance leaves the step to its next run). 0 waits in
+/// PostgreSQL's lock queue as long as it takes. Read by the SQL of sql/archive.sql
+/// (`_lock_for_partitions`); defined here so that SHOW and SET check it.
+static MAINTENANCE_LOCK_WAIT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 /// `fractality.replay_fold_after`: priorities written back to a replay buffer since its last fold
 /// at which update_priorities folds them into the items and the sum tree; 8192 (32 calls of 256).
 /// 0 folds on every call.
@@ -313,6 +321,16 @@ pub fn init() {
         1024,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"fractality.maintenance_lock_wait",
+        c"How long a maintenance step that makes, moves or drops partitions tries for its table locks.",
+        c"Each try waits at most 100 ms for each lock and lets go of them when it misses one, so that a long transaction does not make the step hold up every writer behind it; after this long, 55P03 (run_maintenance names the step in \"busy\" and goes on). 0 waits in the lock queue as long as it takes.",
+        &MAINTENANCE_LOCK_WAIT,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"fractality.replay_fold_after",

@@ -508,6 +508,118 @@ fn partition_upkeep_and_an_archiver_beside_it_do_not_deadlock() {
     assert!(moved.unwrap().get::<_, i64>(0) > 1000);
 }
 
+/// A tenant's transaction that read its stream points and stays open holds up neither the owner's
+/// stream archiving nor the other tenants' writes, and does not deadlock with it when it then
+/// writes a node: the archiver tries for its locks without queueing behind the reader
+/// (`_lock_for_partitions`) and moves the points once the reader is done. Before: it queued for
+/// the streams holding SHARE ROW EXCLUSIVE on nodes, every writer of nodes waited behind it, and
+/// the reader's pulse ended in 40P01. Past `fractality.maintenance_lock_wait` the archiver gives
+/// up (55P03), and run_maintenance names the step in "busy" and does the rest.
+#[test]
+fn a_long_reader_of_stream_points_holds_up_neither_the_archiver_nor_the_writers() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let (t, n) = (tenant(), uuid::Uuid::new_v4());
+    seed_points(&mut c, n, t);
+    let read = "BEGIN; SELECT count(*) FROM fractality.stream_history(";
+    let mut reader = app("fractality_archive_reader", Some(t));
+    reader
+        .batch_execute(&format!("{read}'{n}', '-infinity', 'infinity')"))
+        .unwrap();
+    let archiver = thread::spawn(|| {
+        let mut s2 = db();
+        s2.batch_execute("SET fractality.maintenance_lock_wait = '120s'")
+            .unwrap();
+        s2.query_one("SELECT fractality.archive_streams('30 days')", &[])
+            .map(|r| r.get::<_, i64>(0))
+            .map_err(|e| sqlstate(&e))
+    });
+    // the archiver is trying for its locks (a try waiting, or the pause between two), and has
+    // been for longer than deadlock_timeout
+    wait_for(
+        &mut c,
+        0,
+        "SELECT 1 FROM pg_stat_activity a WHERE $1 = 0
+            AND a.query LIKE 'SELECT fractality.archive_streams(%'
+            AND (a.wait_event_type = 'Lock' OR a.wait_event = 'PgSleep')",
+    );
+    thread::sleep(Duration::from_millis(1500));
+    // another tenant writes a node meanwhile (under the old locks it waited for the reader)
+    let mut writer = app("fractality_archive_writer", Some(tenant()));
+    writer
+        .batch_execute("SET statement_timeout = '20s'")
+        .unwrap();
+    let written = writer.query_one(
+        "SELECT fractality.upsert_node('written-meanwhile', 'a node')",
+        &[],
+    );
+    assert!(written.is_ok(), "another tenant's write: {written:?}");
+    // the reader writes its node, and ends
+    let pulsed = reader.query_one("SELECT fractality.pulse($1, 0.1)", &[&n]);
+    assert!(
+        pulsed.is_ok(),
+        "the reader's pulse: {:?}",
+        pulsed.map_err(|e| sqlstate(&e))
+    );
+    reader.batch_execute("COMMIT").unwrap();
+    let moved = archiver.join().unwrap();
+    assert!(
+        matches!(moved, Ok(m) if m > 1000),
+        "the archiver: {moved:?}"
+    );
+    // every month's partition made now, so that the run below has none to make
+    c.batch_execute("SELECT fractality.ensure_partitions(3)")
+        .unwrap();
+
+    // the reader again; this time the owner tries for 300 ms
+    reader
+        .batch_execute(&format!("{read}'{n}', '-infinity', 'infinity')"))
+        .unwrap();
+    c.batch_execute(
+        "SET fractality.maintenance_lock_wait = '300ms';
+         SELECT fractality.add_retention_policy('fractality.consciousness_streams', '1 day', 'archive');",
+    )
+    .unwrap();
+    let refused = c
+        .query_one("SELECT fractality.archive_streams('0 days')", &[])
+        .map_err(|e| {
+            let message = e.as_db_error().map(|d| d.message().to_string());
+            (sqlstate(&e), message.unwrap_or_default())
+        });
+    assert!(
+        matches!(&refused, Err((state, message)) if state == "55P03"
+            && message.contains("fractality.nodes and fractality.consciousness_streams")),
+        "{refused:?}"
+    );
+    let run: serde_json::Value = c
+        .query_one("SELECT fractality.run_maintenance()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(run["skipped"], false);
+    assert_eq!(
+        run["busy"],
+        serde_json::json!(["fractality.consciousness_streams"])
+    );
+    assert_eq!(run["retention"], serde_json::json!([]));
+    reader.batch_execute("COMMIT").unwrap();
+    let run: serde_json::Value = c
+        .query_one("SELECT fractality.run_maintenance()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(run.get("busy"), None, "{run}");
+    assert_eq!(
+        run["retention"][0]["relation"],
+        "fractality.consciousness_streams"
+    );
+    assert!(run["retention"][0]["rows"].as_i64().unwrap() > 0, "{run}");
+    c.batch_execute(
+        "SELECT fractality.remove_retention_policy('fractality.consciousness_streams');
+         RESET fractality.maintenance_lock_wait;",
+    )
+    .unwrap();
+}
+
 /// thaw reads a node's stream points from both tiers, and freeze of that document adds none of
 /// them again: every point once in stream_history after a thaw, an archive run and a freeze.
 #[test]
