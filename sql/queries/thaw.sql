@@ -9,8 +9,10 @@ SELECT pg_catalog.jsonb_build_object(
     -- the energy of now, as of now: the pair reads back as current_atp(atp, atp_at) = atp (the
     -- stored atp_at beside the decayed energy would decay it twice)
     'atp', ne.atp, 'atp_at', pg_catalog.now(), 'created_at', n.created_at, 'updated_at', n.updated_at,
-    -- NULL on a 0.4.0 schema, which has no expires_at yet (the same query serves both)
-    'expires_at', pg_catalog.to_jsonb(n) -> 'expires_at',
+    -- NULL on a 0.4.0 schema, which has no expires_at yet (the same query serves both); the
+    -- operator named with its schema and the key typed: an operator ->(jsonb, jsonb) planted in a
+    -- schema on the caller's path matched the untyped key better than pg_catalog's
+    'expires_at', pg_catalog.to_jsonb(n) OPERATOR(pg_catalog.->) 'expires_at'::text,
     -- `embedding` is model $4's, and says so: freeze files it under that model
     'model', $4,
     'embedding', (SELECT emb.embedding::text::jsonb FROM fractality.node_embeddings emb

@@ -428,7 +428,10 @@ fn a_function_planted_in_pgvectors_schema_is_not_called() {
          CREATE FUNCTION public.unnest(timestamptz[]) RETURNS SETOF timestamptz
          LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted unnest(timestamptz[]) called'; END $$;
          CREATE FUNCTION public.unnest(bytea[]) RETURNS SETOF bytea
-         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted unnest(bytea[]) called'; END $$;",
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted unnest(bytea[]) called'; END $$;
+         CREATE FUNCTION public.planted_arrow(jsonb, jsonb) RETURNS jsonb
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted -> called'; END $$;
+         CREATE OPERATOR public.-> (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = public.planted_arrow);",
     )
     .unwrap();
     c.batch_execute(
@@ -462,7 +465,8 @@ fn a_function_planted_in_pgvectors_schema_is_not_called() {
         "SELECT count(*)::text FROM fractality.traverse(
                 (SELECT id FROM fractality.nodes WHERE node_key = 'a'
                     AND user_id = fractality.current_user_id()), 3)",
-        "SELECT (fractality.thaw('a') -> 'stream')::text",
+        // (thaw's expiry: its key was untyped, which the planted ->(jsonb, jsonb) matched better)
+        "SELECT (fractality.thaw('a') -> 'stream'::text)::text",
         "SELECT fractality.freeze(fractality.thaw('a') || '{\"node_key\": \"a2\"}')::text",
         "SELECT count(*)::text FROM fractality.search_nodes('first')",
         "SELECT fractality.archive_old_events(0)::text",
