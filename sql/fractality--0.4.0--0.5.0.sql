@@ -3295,13 +3295,13 @@ COMMENT ON FUNCTION fractality.search_nodes(text, integer) IS
 COMMENT ON FUNCTION fractality.current_atp(double precision, timestamp with time zone, timestamp with time zone) IS
     'The energy atp stored as of atp_at, decayed to the time at by the session''s curve (fractality.decay_rate, decay_tick, atp_floor).';
 COMMENT ON FUNCTION fractality.decay_atp(double precision, interval, double precision, interval, double precision) IS
-    'max(floor, atp x rate ^ (elapsed / tick)); a value already below the floor stays.';
+    'max(floor, atp x rate ^ (elapsed / tick)); a value already below the floor stays. Intervals are measured as extract(epoch) measures them (a month 30 days, a year 365.25).';
 COMMENT ON FUNCTION fractality.apply_consciousness_decay(double precision, double precision, uuid) IS
     'One explicit decay tick: every node (of p_user_id, or every tenant the caller sees when NULL) keeps decay_rate of its energy now, floored at min_atp.';
 COMMENT ON FUNCTION fractality.materialize_decay(integer) IS
     'Writes the decayed energy of now into nodes, batch_size at a time, skipping rows other sessions hold.';
 COMMENT ON FUNCTION fractality.pulse(uuid, double precision) IS
-    'Feeds a node energy (capped at 1) and records a stream point; returns the new energy.';
+    'Feeds a node energy (capped at 1; a negative energy drains it, down to 0) and records a stream point; returns the new energy.';
 COMMENT ON FUNCTION fractality.stream_history(uuid, timestamp with time zone, timestamp with time zone) IS
     'A node''s stream points (energy and attention over time) in [from, to), hot and archived.';
 COMMENT ON FUNCTION fractality.notify_enabled() IS

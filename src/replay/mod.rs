@@ -120,7 +120,7 @@ fn create_replay_buffer(
         required("epsilon", epsilon),
         f64::MIN_POSITIVE,
         0.999,
-        "epsilon is a small positive number added to every priority (e.g. 1e-6).",
+        "epsilon is a small positive number below 0.999 added to every priority (e.g. 1e-6).",
     )
     .unwrap_or_report();
     // the least priority an item holds is epsilon^alpha: one that underflows makes items of
