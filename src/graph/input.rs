@@ -51,7 +51,12 @@ pub fn check_relationship(rel: &str) -> Result<&str, FractalityError> {
 }
 
 pub fn check_key(key: &str) -> Result<&str, FractalityError> {
-    check_length("node_key", key, 255, "A node key has 1 to 255 characters.")
+    check_key_named("node_key", key)
+}
+
+/// A node key passed as the argument `name`.
+pub fn check_key_named<'a>(name: &'static str, key: &'a str) -> Result<&'a str, FractalityError> {
+    check_length(name, key, 255, "A node key has 1 to 255 characters.")
 }
 
 // ---- nodes -----------------------------------------------------------------------------------
@@ -106,6 +111,9 @@ impl NodeFields<'_> {
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct Frozen {
+    /// The id of the node thawed (as `thaw` gives it): an edge whose other node it is, is a
+    /// self-loop, whatever key the document is frozen under.
+    pub id: Option<serde_json::Value>,
     pub user_id: Option<String>,
     pub node_key: Option<String>,
     pub label: Option<String>,
@@ -146,6 +154,9 @@ pub struct FrozenEdges {
 pub struct FrozenEdge {
     #[serde(rename = "to_key", alias = "from_key")]
     pub key: String,
+    /// The other node's id, as `thaw` gives it (`to_node`, `from_node`).
+    #[serde(default, rename = "to_node", alias = "from_node")]
+    pub node: Option<serde_json::Value>,
     #[serde(rename = "type", default = "child")]
     pub relationship: String,
     #[serde(default = "one")]

@@ -23,8 +23,8 @@ use crate::spi;
 use crate::vector::Vector;
 
 pub use input::{
-    check_atp, check_depth, check_key, check_relationship, check_weight, parse_frozen, Frozen,
-    FrozenEdge, FrozenEdges, FrozenPoint, NodeFields, MAX_DEPTH,
+    check_atp, check_depth, check_key, check_key_named, check_relationship, check_weight,
+    parse_frozen, Frozen, FrozenEdge, FrozenEdges, FrozenPoint, NodeFields, MAX_DEPTH,
 };
 pub use store::{write_embedding, UuidArray};
 pub use walk::{breadth_first, cheapest_path, edge_cost, path_of, Ahead, Visit};
@@ -177,6 +177,8 @@ pub fn link_keys(
     weight: f64,
     metadata: Option<serde_json::Value>,
 ) -> Result<Uuid, FractalityError> {
+    check_key_named("from_key", from_key)?;
+    check_key_named("to_key", to_key)?;
     check_relationship(rel)?;
     check_weight(weight)?;
     if from_key == to_key {
@@ -492,11 +494,19 @@ fn freeze_node(
             store::set_expiry(id, user, at)
         })?;
     }
+    // a self-loop: the other node is the one thawed (by id, as thaw gives both; by key in a
+    // document without ids), so that a copy under another key gets a loop of its own, not a pair
+    // of edges with the original
+    let thawed = frozen.id.as_ref();
+    let is_loop = |e: &crate::graph::input::FrozenEdge| match (thawed, e.node.as_ref()) {
+        (Some(a), Some(b)) => a == b,
+        _ => e.key == key,
+    };
     for e in frozen.edges.outgoing {
-        if e.key == key {
-            // a self-loop: `link` makes none, but the table holds one written otherwise (an
-            // application's INSERT, older data), and thaw gives it: written back as it was (its
-            // type and weight checked by parse_frozen)
+        if is_loop(&e) {
+            // `link` makes none, but the table holds one written otherwise (an application's
+            // INSERT, older data), and thaw gives it: written back as it was (its type and
+            // weight checked by parse_frozen)
             spi::connect(|| {
                 store::upsert_edge(user, id, id, &e.relationship, e.weight, e.metadata)
             })?;
@@ -505,7 +515,7 @@ fn freeze_node(
         }
     }
     // the edges into it, from nodes of the tenant (a self-loop is among the outgoing ones)
-    for e in frozen.edges.incoming.into_iter().filter(|e| e.key != key) {
+    for e in frozen.edges.incoming.into_iter().filter(|e| !is_loop(e)) {
         link_keys(user, &e.key, key, &e.relationship, e.weight, e.metadata)?;
     }
     if !frozen.stream.is_empty() {

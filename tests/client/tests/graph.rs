@@ -644,7 +644,26 @@ fn a_self_loop_survives_thaw_and_freeze() {
     let before = tenant_edges(&mut c);
     assert_eq!(before.len(), 2);
     // frozen twice: the same edges, not a second self-loop
-    edges_thawed_forgotten_and_frozen(&mut c, "loop-src", &before);
+    let doc = edges_thawed_forgotten_and_frozen(&mut c, "loop-src", &before);
+    // a copy under another key gets a loop of its own (it got an edge to the original and one
+    // back, the original's key being the loop's other end in the document)
+    let mut copy = doc.clone();
+    copy["node_key"] = "loop-copy".into();
+    c.query_one("SELECT fractality.freeze($1)", &[&copy])
+        .unwrap();
+    let mut expected = before.clone();
+    for e in &before {
+        let end = |k: &String| {
+            if *k == "loop-src" {
+                "loop-copy".to_string()
+            } else {
+                k.clone()
+            }
+        };
+        expected.push((end(&e.0), end(&e.1), e.2.clone(), e.3, e.4.clone()));
+    }
+    expected.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+    assert_eq!(tenant_edges(&mut c), expected);
     // link still makes none
     let err = c
         .query_one("SELECT fractality.link('loop-dst', 'loop-dst')", &[])
