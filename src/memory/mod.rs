@@ -153,6 +153,8 @@ fn parse_interval(text: &str) -> Result<Interval, String> {
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn forget(node_key: &str) -> bool {
     crate::errors::writer(c"forget");
+    // a key no memory can have is refused as remember refuses it, not answered "none"
+    crate::graph::check_key(node_key).unwrap_or_report();
     spi::connect(|| -> Result<bool, FractalityError> {
         let tenant = crate::tenant::required()?;
         // remember's lock: a remember of this memory running meanwhile stores it anew after

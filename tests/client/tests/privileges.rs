@@ -30,6 +30,7 @@ const INTERNAL: &[&str] = &[
     "_us_to_timestamptz",
     "_check_age",
     "_check_read_committed",
+    "_lock_for_partitions",
     "_experience_events_identity",
     "_embedding_models_index",
     "_node_embeddings_check",

@@ -109,6 +109,12 @@ ROLLBACK TO s;
 SELECT fractality.link('mind', 'island', '');
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK TO s;
+SELECT fractality.link('', '');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
+SELECT fractality.forget(repeat('k', 256));
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
 SELECT fractality.unlink('mind', 'nowhere');
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK TO s;
