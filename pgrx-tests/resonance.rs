@@ -1038,32 +1038,48 @@ mod tests {
             "the other stays"
         );
         assert_eq!(crystallize(5), Some(second));
+        // g3 and g4 move away (their embeddings rewritten, their links left): g5 alone
+        Spi::run(
+            "UPDATE fractality.node_embeddings SET embedding = '[-1,0]'
+              WHERE model = 'm2' AND node_id IN ('00000000-0000-0000-0000-0000000000a3',
+                                                 '00000000-0000-0000-0000-0000000000a4')",
+        )
+        .unwrap();
+        assert_eq!(crystallize(5), None);
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM fractality.consensus_nodes").unwrap(),
+            Some(0),
+            "the consensus its seed alone still held went too"
+        );
     }
 
     /// An expired memory (its `expires_at` passed, run_maintenance's to delete) holds no idea: it
     /// is not a neighbour `find_resonant` returns, a member a consensus counts, or a seed.
     #[pg_test]
     fn expired_memories_neither_resonate_nor_count_in_a_consensus() {
-        clustered(3, 1, 2);
+        clustered(3, 1, 3);
         let src = node_id("u1-c1-1", 1);
         let found = |sql: &str| Spi::get_one::<i64>(sql).unwrap().unwrap();
-        let resonant =
-            format!("SELECT count(*) FROM fractality.find_resonant('{src}'::uuid, 0.5, 20)");
-        assert_eq!(found(&resonant), 1, "the source's tenant's other node");
-        // that node and both of user 3's expire
+        let resonant = format!(
+            "SELECT string_agg(node_key, ' ' ORDER BY node_key)
+               FROM fractality.find_resonant('{src}'::uuid, 0.5, 20)"
+        );
+        let keys = |sql: &str| Spi::get_one::<String>(sql).unwrap();
+        assert_eq!(keys(&resonant).as_deref(), Some("u1-c1-2 u1-c1-3"));
+        // one of the source's tenant's and all of user 3's expire
         Spi::run(
             "UPDATE fractality.nodes SET expires_at = now() - interval '1 second'
-              WHERE node_key IN ('u1-c1-2', 'u3-c1-1', 'u3-c1-2')",
+              WHERE node_key IN ('u1-c1-2', 'u3-c1-1', 'u3-c1-2', 'u3-c1-3')",
         )
         .unwrap();
         assert_eq!(
-            found(&resonant),
-            0,
-            "the source's tenant holds no live neighbour"
+            keys(&resonant).as_deref(),
+            Some("u1-c1-3"),
+            "the live one only"
         );
         // and with the exact path off, through the tenant's partition's index
         Spi::run("SET LOCAL fractality.exact_scan_limit = 0").unwrap();
-        assert_eq!(found(&resonant), 0);
+        assert_eq!(keys(&resonant).as_deref(), Some("u1-c1-3"));
         Spi::run("RESET fractality.exact_scan_limit").unwrap();
         // two users hold the idea now: no consensus, nothing written
         let consensus = format!("SELECT fractality.crystallize_consensus('{src}', 0.5, 3)");
@@ -1079,20 +1095,14 @@ mod tests {
             .unwrap()
             .expect("three users again");
         assert_eq!(
-            found(&format!(
-                "SELECT count(*) FROM fractality.consensus_links l
+            keys(&format!(
+                "SELECT string_agg(n.node_key, ' ' ORDER BY n.node_key) FROM fractality.consensus_links l
                    JOIN fractality.nodes n ON n.id = l.node_id AND n.user_id = l.user_id
-                  WHERE l.consensus_id = '{id}' AND n.expires_at <= now()"
-            )),
-            0,
+                  WHERE l.consensus_id = '{id}'"
+            ))
+            .as_deref(),
+            Some("u1-c1-1 u1-c1-3 u2-c1-1 u2-c1-2 u2-c1-3 u3-c1-1"),
             "no expired member linked"
-        );
-        assert_eq!(
-            found(&format!(
-                "SELECT count(*) FROM fractality.consensus_links WHERE consensus_id = '{id}'"
-            )),
-            4,
-            "user 1's source, user 2's two, user 3's live one"
         );
         // an expired seed crystallises nothing
         Spi::run(&format!(

@@ -174,58 +174,84 @@ BEGIN
                    name, lo, hi);
 END $$;
 
--- The locks of a step that makes, moves or drops partitions of `target` (consciousness_streams
--- or experience_events): ACCESS EXCLUSIVE on it, and for the streams SHARE ROW EXCLUSIVE on nodes
--- first (a stream partition's foreign key takes it; nodes before the streams, in the order pulse
--- and every writer of points take them: no deadlock with a forget, whose cascade waits for the
--- streams). Taken without queueing behind a long transaction: a lock request waiting in
--- PostgreSQL's queue holds up every session that asks after it, so an idle transaction that had
--- read stream points, with maintenance waiting behind it and holding nodes, stopped every
--- tenant's writes, and deadlocked (40P01) when it wrote a node. Each try waits at most 100 ms for
--- each lock and lets go of both when it misses one, then pauses 100 ms; tries go on for
--- fractality.maintenance_lock_wait (10 s; 0: wait in the queue as long as it takes), then 55P03.
-CREATE FUNCTION fractality._lock_for_partitions(target regclass) RETURNS void
+-- The locks of a step that makes, moves or drops partitions of `targets` (consciousness_streams,
+-- experience_events or both): ACCESS EXCLUSIVE on each, and for the streams SHARE ROW EXCLUSIVE on
+-- nodes first (a stream partition's foreign key takes it; nodes before the streams, in the order
+-- pulse and every writer of points take them: no deadlock with a forget, whose cascade waits for
+-- the streams), in the order nodes, streams, events. Taken without queueing behind a long
+-- transaction: a lock request waiting in PostgreSQL's queue holds up every session that asks
+-- after it, so an idle transaction that had read stream points, with maintenance waiting behind
+-- it and holding nodes, stopped every tenant's writes, and deadlocked (40P01) when it wrote a
+-- node. A try takes all of them or none: it waits at most 100 ms for each lock (twice as long at
+-- each try after, up to 1 s, so that writers that each hold a table longer than a short try do
+-- not keep every try out) and lets go of all of them when it misses one, then pauses 100 ms.
+-- Tries go on for fractality.maintenance_lock_wait (10 s; 0: wait in the queue as long as it
+-- takes), then 55P03. A caller that needs several tables takes them in one call: a try that
+-- waited for one while holding another would hold up that one's writers.
+CREATE FUNCTION fractality._lock_for_partitions(targets regclass[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    streams boolean := target = 'fractality.consciousness_streams'::regclass;
-    -- the setting as SHOW gives it ('10s'), or a bare number of milliseconds where the library
-    -- that defines it is not loaded yet
+    streams boolean := 'fractality.consciousness_streams'::regclass = ANY (targets);
+    events boolean := 'fractality.experience_events'::regclass = ANY (targets);
     setting text := nullif(current_setting('fractality.maintenance_lock_wait', true), '');
-    wait interval := CASE WHEN setting IS NULL THEN interval '10 s'
-                          WHEN setting ~ '^[0-9]+$' THEN make_interval(secs => setting::float8 / 1000)
-                          ELSE setting::interval END;
-    deadline timestamptz := clock_timestamp() + wait;
+    wait interval;
+    deadline timestamptz;
+    try_ms integer := 100;
     caller_timeout text := current_setting('lock_timeout');
 BEGIN
-    IF wait <= interval '0' THEN
+    -- the setting as SHOW gives it ('10s'), or as set before the library that defines it is
+    -- loaded: a bare number is milliseconds, as the setting reads it; unreadable or negative
+    -- (which the library would refuse), the default
+    BEGIN
+        wait := CASE WHEN setting IS NULL THEN interval '10 s'
+                     WHEN setting ~ '^[0-9]+(\.[0-9]*)?$' THEN make_interval(secs => setting::float8 / 1000)
+                     ELSE setting::interval END;
+    EXCEPTION WHEN OTHERS THEN
+        wait := NULL;
+    END;
+    IF wait IS NULL OR wait < interval '0' THEN
+        wait := interval '10 s';
+    END IF;
+    IF wait = interval '0' THEN
         IF streams THEN
             LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
+            LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
         END IF;
-        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', target);
+        IF events THEN
+            LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
+        END IF;
         RETURN;
     END IF;
+    deadline := clock_timestamp() + wait;
     LOOP
         BEGIN
-            PERFORM set_config('lock_timeout', '100ms', true);
+            PERFORM set_config('lock_timeout', try_ms::text, true);
             IF streams THEN
                 LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
+                LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
             END IF;
-            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', target);
+            IF events THEN
+                LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
+            END IF;
             PERFORM set_config('lock_timeout', caller_timeout, true);
             RETURN;
         EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
             -- the try's locks went with it, and lock_timeout is the caller's again (a deadlock
-            -- is seen here only where deadlock_timeout is below 100 ms: this try was the victim)
+            -- is seen here only where deadlock_timeout is below the try's wait: this try was
+            -- the victim)
             IF clock_timestamp() >= deadline THEN
                 RAISE lock_not_available USING
                     MESSAGE = format('could not lock %s for maintenance within %s',
-                                     CASE WHEN streams THEN 'fractality.nodes and ' ELSE '' END || target::text, wait),
+                                     concat_ws(', ', CASE WHEN streams THEN 'fractality.nodes, fractality.consciousness_streams' END,
+                                               CASE WHEN events THEN 'fractality.experience_events' END),
+                                     wait),
                     HINT = 'A long transaction holds it (pg_stat_activity: idle in transaction; pg_locks): end it, or run the maintenance again later. fractality.maintenance_lock_wait sets how long to try.';
             END IF;
         END;
         PERFORM pg_sleep(0.1);
+        try_ms := least(try_ms * 2, 1000);
     END LOOP;
 END $$;
 
@@ -299,7 +325,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
     -- DETACH needs it anyway; taken first, so that no lock is ever upgraded half way. It also
     -- keeps writers out, so that a row move can be an INSERT ... SELECT and then a DELETE.
-    PERFORM fractality._lock_for_partitions('fractality.experience_events');
+    PERFORM fractality._lock_for_partitions(ARRAY['fractality.experience_events'::regclass]);
 
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
                FROM fractality._partition_bounds('fractality.experience_events') p
@@ -436,7 +462,7 @@ DECLARE
 BEGIN
     PERFORM fractality._check_read_committed('dropping events');
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
-    PERFORM fractality._lock_for_partitions('fractality.experience_events');
+    PERFORM fractality._lock_for_partitions(ARRAY['fractality.experience_events'::regclass]);
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
                FROM fractality._partition_bounds('fractality.experience_events') p
@@ -526,7 +552,7 @@ BEGIN
         -- nodes before the streams (see _lock_for_partitions): no deadlock with a forget, whose
         -- cascade waits for the streams while the packed rows' foreign key to nodes would wait
         -- for it. Readers of nodes are not held up: nothing below takes a stronger lock on nodes.
-        PERFORM fractality._lock_for_partitions('fractality.consciousness_streams');
+        PERFORM fractality._lock_for_partitions(ARRAY['fractality.consciousness_streams'::regclass]);
         FOR r IN SELECT p.part
                    FROM fractality._partition_bounds('fractality.consciousness_streams') p
                   WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
@@ -584,7 +610,7 @@ BEGIN
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
         -- nodes before the streams, as _archive_streams_before takes them
-        PERFORM fractality._lock_for_partitions('fractality.consciousness_streams');
+        PERFORM fractality._lock_for_partitions(ARRAY['fractality.consciousness_streams'::regclass]);
         FOR r IN SELECT p.part
                    FROM fractality._partition_bounds('fractality.consciousness_streams') p
                   WHERE p.hi IS NOT NULL AND p.hi::timestamptz <= cutoff
@@ -673,7 +699,7 @@ BEGIN
     END IF;
     -- CREATE ... PARTITION OF and ATTACH need it anyway (and a stream partition's foreign key
     -- SHARE ROW EXCLUSIVE on nodes, taken first); taken before the default partition is read
-    PERFORM fractality._lock_for_partitions(parent);
+    PERFORM fractality._lock_for_partitions(ARRAY[parent]);
     IF streams THEN
         lo_txt := lo::text; hi_txt := hi::text; key := 'time';
     ELSE
@@ -703,6 +729,59 @@ BEGIN
     RETURN true;
 END $$;
 
+-- The monthly partitions ensure_partitions(ahead) makes, of consciousness_streams and then of
+-- experience_events, each in month order: from the current month (UTC) to `ahead` months after
+-- it, and the months whose rows the default partitions caught (at most 24 a table, those nearest
+-- the current month first), but an events month the cold tier holds; those that exist left out.
+CREATE FUNCTION fractality._months_to_partition(ahead integer)
+RETURNS TABLE (parent regclass, month date)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH this AS (SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date AS m),
+streams AS (
+    SELECT (this.m + make_interval(months => g))::date AS m FROM this, generate_series(0, ahead) g
+    UNION
+    (SELECT d.m
+       FROM (SELECT DISTINCT date_trunc('month', s.time AT TIME ZONE 'UTC')::date AS m
+               FROM fractality.consciousness_streams_default s
+              WHERE s.time >= '0001-01-01 00:00+00' AND s.time < '9999-12-01 00:00+00') d, this
+      ORDER BY abs(d.m - this.m), d.m
+      LIMIT 24)),
+events AS (
+    SELECT e.m FROM (
+        SELECT (this.m + make_interval(months => g))::date AS m FROM this, generate_series(0, ahead) g
+        UNION
+        (SELECT d.m
+           FROM (SELECT DISTINCT date_trunc('month', fractality._us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date AS m
+                   FROM fractality.experience_events_default e
+                  WHERE e."timestamp" < 253399622400000000) d, this  -- 9999-12-01: the names have four-digit years
+          -- a month the cold tier holds stays in the default partition (ensure_partitions)
+          WHERE NOT EXISTS (
+                SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
+                 WHERE a.lo IS NOT NULL
+                   AND a.lo::bigint < fractality.epoch_us((d.m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
+                   AND a.hi::bigint > fractality.epoch_us(d.m::timestamp AT TIME ZONE 'UTC'))
+          ORDER BY abs(d.m - this.m), d.m
+          LIMIT 24)) e
+     WHERE NOT EXISTS (
+           SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
+            WHERE a.lo IS NOT NULL
+              AND a.lo::bigint < fractality.epoch_us((e.m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
+              AND a.hi::bigint > fractality.epoch_us(e.m::timestamp AT TIME ZONE 'UTC'))),
+wanted AS (
+    SELECT 'fractality.consciousness_streams'::regclass AS parent, m AS month, 1 AS tier FROM streams
+    UNION ALL
+    SELECT 'fractality.experience_events'::regclass, m, 2 FROM events)
+SELECT w.parent, w.month
+  FROM wanted w
+ WHERE NOT EXISTS (SELECT 1 FROM pg_class c
+                    WHERE c.relnamespace = 'fractality'::regnamespace
+                      AND c.relname = (SELECT r.relname FROM pg_class r WHERE r.oid = w.parent)
+                                      || '_' || to_char(w.month, 'YYYY_MM'))
+ ORDER BY w.tier, w.month
+$$;
+
 -- Creates the monthly partitions of consciousness_streams and experience_events from the current
 -- month (UTC) to `ahead` months after it, and those of any other month whose rows the default
 -- partitions caught (history imported after install, events from the future), moving the rows
@@ -719,8 +798,8 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    this_month date := date_trunc('month', now() AT TIME ZONE 'UTC')::date;
-    m date;
+    parents regclass[];
+    months date[];
     created integer := 0;
 BEGIN
     IF ahead IS NULL THEN
@@ -746,40 +825,16 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
     -- the parents first (before their default partitions are read): the archivers lock them so
     LOCK TABLE fractality.consciousness_streams, fractality.experience_events IN ACCESS SHARE MODE;
-    FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
-             UNION
-             (SELECT d.m
-                FROM (SELECT DISTINCT date_trunc('month', s.time AT TIME ZONE 'UTC')::date AS m
-                        FROM fractality.consciousness_streams_default s
-                       WHERE s.time >= '0001-01-01 00:00+00' AND s.time < '9999-12-01 00:00+00') d
-               ORDER BY abs(d.m - this_month), d.m
-               LIMIT 24)
-             ORDER BY 1
-    LOOP
-        created := created + fractality._ensure_month_partition('fractality.consciousness_streams', m)::integer;
-    END LOOP;
-    FOR m IN SELECT (this_month + make_interval(months => g))::date FROM generate_series(0, ahead) g
-             UNION
-             (SELECT d.m
-                FROM (SELECT DISTINCT date_trunc('month', fractality._us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date AS m
-                        FROM fractality.experience_events_default e
-                       WHERE e."timestamp" < 253399622400000000) d  -- 9999-12-01: the names have four-digit years
-               -- a month the cold tier holds stays in the default partition (below): no place here
-               WHERE NOT EXISTS (
-                     SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
-                      WHERE a.lo IS NOT NULL
-                        AND a.lo::bigint < fractality.epoch_us((d.m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
-                        AND a.hi::bigint > fractality.epoch_us(d.m::timestamp AT TIME ZONE 'UTC'))
-               ORDER BY abs(d.m - this_month), d.m
-               LIMIT 24)
-             ORDER BY 1
-    LOOP
-        CONTINUE WHEN EXISTS (
-            SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
-             WHERE a.lo IS NOT NULL
-               AND a.lo::bigint < fractality.epoch_us((m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
-               AND a.hi::bigint > fractality.epoch_us(m::timestamp AT TIME ZONE 'UTC'));
-        created := created + fractality._ensure_month_partition('fractality.experience_events', m)::integer;
+    SELECT array_agg(t.parent ORDER BY t.n), array_agg(t.month ORDER BY t.n)
+      INTO parents, months
+      FROM fractality._months_to_partition(ahead) WITH ORDINALITY AS t (parent, month, n);
+    IF parents IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- every table they need, in one try (see _lock_for_partitions)
+    PERFORM fractality._lock_for_partitions(ARRAY(SELECT DISTINCT unnest(parents)));
+    FOR i IN 1 .. cardinality(parents) LOOP
+        created := created + fractality._ensure_month_partition(parents[i], months[i])::integer;
     END LOOP;
     RETURN created;
 END $$;
@@ -890,6 +945,8 @@ DECLARE
     n bigint;
     done jsonb := '[]'::jsonb;
     busy jsonb := '[]'::jsonb;
+    needed regclass[];
+    policies regclass[];
     materialized bigint;
     expired bigint;
     folded bigint;
@@ -902,37 +959,50 @@ BEGIN
     -- partitions and retention before decay: materialize_decay leaves row locks on nodes, and
     -- a stream partition made or dropped after them would wait for SHARE ROW EXCLUSIVE on nodes
     -- behind a pulse that waits for one of those rows (a deadlock the load run found)
-    -- a step whose tables a long transaction holds (see _lock_for_partitions) is left to the
-    -- next run, said in "busy", and the rest goes on
+    -- the tables the partitions and the retention policies need, taken in one try with the
+    -- archivers' locks and the partitions' first (ensure_partitions' order; see
+    -- _lock_for_partitions): when a long transaction holds one of them for longer than
+    -- fractality.maintenance_lock_wait, those steps are left to the next run and named in
+    -- "busy", and the rest goes on
+    SELECT coalesce(array_agg(DISTINCT m.parent), '{}') INTO needed FROM fractality._months_to_partition(3) m;
+    SELECT coalesce(array_agg(r.relation ORDER BY r.relation::text), '{}') INTO policies
+      FROM fractality.retention_policies r
+     WHERE r.relation IN ('fractality.experience_events'::regclass, 'fractality.consciousness_streams'::regclass);
     BEGIN
-        created := fractality.ensure_partitions(3);
+        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
+        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
+        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
+        IF cardinality(needed) + cardinality(policies) > 0 THEN
+            PERFORM fractality._lock_for_partitions(needed || policies);
+        END IF;
     EXCEPTION WHEN lock_not_available THEN
-        created := 0;
-        busy := busy || to_jsonb('partitions'::text);
+        busy := to_jsonb(CASE WHEN cardinality(needed) > 0 THEN ARRAY['partitions'] ELSE '{}'::text[] END
+                         || policies::text[]);
     END;
-    FOR p IN SELECT * FROM fractality.retention_policies ORDER BY relation::text LOOP
-        CONTINUE WHEN p.relation NOT IN ('fractality.experience_events'::regclass,
-                                         'fractality.consciousness_streams'::regclass);
-        BEGIN
+    created := 0;
+    IF busy = '[]'::jsonb THEN
+        created := fractality.ensure_partitions(3);
+        FOR p IN SELECT * FROM fractality.retention_policies ORDER BY relation::text LOOP
             IF p.relation = 'fractality.experience_events'::regclass THEN
                 IF p.action = 'archive' THEN
                     n := fractality._archive_events_before(fractality.epoch_us(now() - p.keep));
                 ELSE
                     n := fractality._drop_events_before(fractality.epoch_us(now() - p.keep));
                 END IF;
-            ELSIF p.action = 'archive' THEN
-                n := fractality._archive_streams_before(now() - p.keep);
+            ELSIF p.relation = 'fractality.consciousness_streams'::regclass THEN
+                IF p.action = 'archive' THEN
+                    n := fractality._archive_streams_before(now() - p.keep);
+                ELSE
+                    n := fractality._drop_streams_before(now() - p.keep);
+                END IF;
             ELSE
-                n := fractality._drop_streams_before(now() - p.keep);
+                CONTINUE;
             END IF;
-        EXCEPTION WHEN lock_not_available THEN
-            busy := busy || to_jsonb(p.relation::text);
-            CONTINUE;
-        END;
-        UPDATE fractality.retention_policies r SET last_run = now(), last_result = n
-         WHERE r.relation = p.relation;
-        done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
-    END LOOP;
+            UPDATE fractality.retention_policies r SET last_run = now(), last_result = n
+             WHERE r.relation = p.relation;
+            done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
+        END LOOP;
+    END IF;
     -- memories past their expiry (remember's ttl) go, with what hangs off them; locked in the
     -- order of their ids first (then tenants, for an id two tenants hold), as pulse, remember,
     -- a decay tick and consensus lock several nodes

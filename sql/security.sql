@@ -106,6 +106,7 @@ BEGIN
                     '_event_table_as', '_index_partition', '_new_event_table', '_pack_stream_points',
                     '_partition_bounds', '_protect_partition', '_set_event_bound',
                     '_us_to_timestamptz', '_check_age', '_check_read_committed', '_lock_for_partitions',
+                    '_months_to_partition',
                     '_embedding_models_index', '_model_index_ops', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
@@ -253,7 +254,7 @@ COMMENT ON FUNCTION fractality.load_config(text, text) IS
 COMMENT ON FUNCTION fractality.config_history(text, text) IS
     'Every version of a configuration value, newest first.';
 COMMENT ON FUNCTION fractality.run_maintenance() IS
-    'One maintenance pass (the owner''s; e.g. from pg_cron): partitions ahead, retention policies, expired memories, staged embeddings indexed, priorities folded, decay materialised. A second caller meanwhile returns {"skipped": true}.';
+    'One maintenance pass (the owner''s; e.g. from pg_cron): partitions ahead, retention policies, expired memories, staged embeddings indexed, priorities folded, decay materialised. Partitions and retention whose tables a long transaction holds past fractality.maintenance_lock_wait are left to the next run and named in "busy". A second caller meanwhile returns {"skipped": true}.';
 COMMENT ON FUNCTION fractality.ensure_partitions(integer) IS
     'Creates the monthly partitions of streams and events up to ahead months from now (UTC), and of months whose rows a default partition caught (the owner''s).';
 COMMENT ON FUNCTION fractality.archive_old_events(integer) IS
@@ -267,11 +268,11 @@ COMMENT ON FUNCTION fractality.remove_retention_policy(regclass) IS
 COMMENT ON FUNCTION fractality.touch_updated_at() IS
     'Trigger: sets updated_at to now() on an update.';
 COMMENT ON FUNCTION fractality.experience_events_cascade_delete() IS
-    'Trigger: deletes the action metadata and registry ids of deleted events.';
+    'Trigger: deletes the action metadata of events deleted from either tier (their ids are freed by _experience_events_unregister).';
 COMMENT ON FUNCTION fractality.experience_events_cascade_truncate() IS
-    'Trigger: empties the action metadata and the id registry with experience_events.';
+    'Trigger: empties the action metadata of a tier truncated (experience_events or experience_events_archive).';
 COMMENT ON FUNCTION fractality.action_metadata_check_event() IS
-    'Constraint trigger: action metadata refers to an event that exists (checked at commit).';
+    'Constraint trigger: action metadata refers to an event that exists in its tier (checked at commit).';
 COMMENT ON FUNCTION fractality.experience_events_to_inbox() IS
     'Trigger: queues written events for refresh_policy_rewards.';
 COMMENT ON FUNCTION fractality.notify_consciousness_update() IS

@@ -48,6 +48,7 @@ const UPDATE: Query<'static> = query!(
 /// With pgvector's schema, known at run time.
 const CENTROID: &str = include_str!("../../sql/queries/consensus_centroid.sql");
 const REMOVE: Query<'static> = query!("consensus_remove", [UUIDOID]);
+const OF_SEED: Query<'static> = query!("consensus_of_seed", [UUIDOID, TEXTOID, UUIDOID]);
 const UNLINK: Query<'static> = query!("consensus_unlink", [UUIDOID, UUIDARRAYOID, UUIDARRAYOID]);
 const LINK: Query<'static> = query!(
     "consensus_link",
@@ -231,14 +232,23 @@ fn existing(
 }
 
 /// The consensus of `model` that `members`, the group of `seed` that no longer holds enough
-/// users, hold most of, removed: a consensus does not outlive its group (a member forgotten, or
-/// moved away). Whether there was one.
+/// users, hold most of, or else the one kept under the seed's key while the seed is linked to it,
+/// removed: a consensus does not outlive its group (a member forgotten, or moved away with its
+/// link left). Whether there was one.
 pub fn remove(
     model: &Model,
     members: &[Member],
     seed: (Uuid, Uuid),
 ) -> Result<bool, FractalityError> {
-    let Some(id) = existing(model, members, seed)? else {
+    let id = match existing(model, members, seed)? {
+        Some(id) => Some(id),
+        None => spi::one(
+            &OF_SEED,
+            &[seed.0.into(), model.name.as_str().into(), seed.1.into()],
+            false,
+        )?,
+    };
+    let Some(id) = id else {
         return Ok(false);
     };
     spi::run(&REMOVE, &[id.into()])?;

@@ -589,7 +589,7 @@ fn a_long_reader_of_stream_points_holds_up_neither_the_archiver_nor_the_writers(
         });
     assert!(
         matches!(&refused, Err((state, message)) if state == "55P03"
-            && message.contains("fractality.nodes and fractality.consciousness_streams")),
+            && message.contains("fractality.nodes, fractality.consciousness_streams")),
         "{refused:?}"
     );
     let run: serde_json::Value = c
@@ -615,8 +615,58 @@ fn a_long_reader_of_stream_points_holds_up_neither_the_archiver_nor_the_writers(
         "fractality.consciousness_streams"
     );
     assert!(run["retention"][0]["rows"].as_i64().unwrap() > 0, "{run}");
+
+    // both tiers' policies, and a reader of events this time: a try that holds nodes and the
+    // streams while it waits for the events lets go of them when it misses it (it held them
+    // while it tried for the events, and every writer of nodes waited for the whole of
+    // fractality.maintenance_lock_wait)
+    c.batch_execute(
+        "SELECT fractality.add_retention_policy('fractality.experience_events', '1 day', 'archive')",
+    )
+    .unwrap();
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM fractality.experience_events")
+        .unwrap();
+    let maintenance = thread::spawn(|| {
+        let mut s2 = db();
+        s2.batch_execute("SET fractality.maintenance_lock_wait = '8s'")
+            .unwrap();
+        s2.query_one("SELECT fractality.run_maintenance()", &[])
+            .map(|r| r.get::<_, serde_json::Value>(0))
+            .map_err(|e| sqlstate(&e))
+    });
+    wait_for(
+        &mut c,
+        0,
+        "SELECT 1 FROM pg_stat_activity a WHERE $1 = 0
+            AND a.query LIKE 'SELECT fractality.run_maintenance()%'
+            AND (a.wait_event_type = 'Lock' OR a.wait_event = 'PgSleep')",
+    );
+    // (a try waits at most 1 s; the whole wait is 8 s)
+    writer
+        .batch_execute("SET statement_timeout = '3s'")
+        .unwrap();
+    let written = writer.query_one(
+        "SELECT fractality.upsert_node('written-while-it-tries', 'a node')",
+        &[],
+    );
+    assert!(
+        written.is_ok(),
+        "a write while maintenance tries: {written:?}"
+    );
+    assert!(!maintenance.is_finished(), "maintenance still trying");
+    let run = maintenance.join().unwrap().expect("run_maintenance");
+    let busy = run["busy"].as_array().cloned().unwrap_or_default();
+    for relation in [
+        "fractality.consciousness_streams",
+        "fractality.experience_events",
+    ] {
+        assert!(busy.contains(&serde_json::json!(relation)), "{run}");
+    }
+    reader.batch_execute("COMMIT").unwrap();
     c.batch_execute(
         "SELECT fractality.remove_retention_policy('fractality.consciousness_streams');
+         SELECT fractality.remove_retention_policy('fractality.experience_events');
          RESET fractality.maintenance_lock_wait;",
     )
     .unwrap();

@@ -31,6 +31,7 @@ const INTERNAL: &[&str] = &[
     "_check_age",
     "_check_read_committed",
     "_lock_for_partitions",
+    "_months_to_partition",
     "_experience_events_identity",
     "_embedding_models_index",
     "_node_embeddings_check",
@@ -154,6 +155,7 @@ fn privileges_an_application_role_executes_the_api_and_no_helper() {
                                     WHEN 'interval' THEN '''1 day''::interval'
                                     WHEN 'bytea[]' THEN '''{}''::bytea[]'
                                     WHEN 'bigint[]' THEN '''{}''::bigint[]'
+                                    WHEN 'regclass[]' THEN '''{}''::regclass[]'
                                     ELSE '0::' || format_type(t, NULL) END, ', ' ORDER BY i), '')
                        FROM unnest((SELECT proargtypes::oid[] FROM pg_proc WHERE oid = $1::text::regprocedure))
                             WITH ORDINALITY a(t, i)",

@@ -191,6 +191,8 @@ UPDATE fractality.nodes SET expires_at = now() - interval '1 second' WHERE label
 SELECT created FROM fractality.remember('live', 'Live note', pg_temp.v(100, 0.03), dedup_threshold => 1);
 SELECT created, node_id = (SELECT id FROM fractality.nodes WHERE node_key = 'live') AS the_live_one
   FROM fractality.remember(NULL, 'The note again', pg_temp.v(100));
+-- and a live note near it (cosine about 0.9), for find_resonant below
+SELECT created FROM fractality.remember('near', 'A note near the live one', pg_temp.v(100, 0.1), dedup_threshold => 1);
 -- the searches set what they run with themselves, for the call (search::Pinned): a caller whose
 -- search_path holds neither pgvector's schema nor fractality's and whose scan settings differ is
 -- answered as any other, and keeps its own settings, after a call and after a failed one (the
@@ -201,8 +203,8 @@ SET LOCAL hnsw.ef_search = 17;
 SET LOCAL enable_sort = on;
 SET LOCAL search_path = pg_catalog;
 SELECT node_key FROM fractality.recall(:'q'::public.vector, 1);
--- (its neighbours are the five expired old notes: none resonates)
-SELECT count(*) AS resonant FROM fractality.find_resonant(:'live'::uuid, 0.5, 5);
+-- (the near note; the five expired old notes nearer still are left out)
+SELECT string_agg(node_key, ' ') AS resonant FROM fractality.find_resonant(:'live'::uuid, 0.5, 5);
 SELECT round(similarity::numeric, 3) AS similarity FROM fractality.resonance_with(:'live'::uuid, ARRAY[:'live'::uuid]);
 -- the arrays form of remember_many checks duplicates with the same settings: the live note
 SELECT created, node_id = :'live'::uuid AS the_live_note
