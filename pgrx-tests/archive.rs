@@ -361,6 +361,27 @@ mod tests {
         );
     }
 
+    /// Metadata written without its event and archived in the same transaction (the archivers
+    /// move metadata by its timestamp) is still checked at commit, against the cold tier: the
+    /// check skipped a row no longer in the hot tier, and let the orphan into the archive.
+    #[pg_test(
+        error = "insert or update on table \"action_metadata\" violates the reference \"action_metadata_event\": no event (86400000000, \\xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee)"
+    )]
+    fn metadata_archived_before_its_check_is_checked_in_the_cold_tier() {
+        serial();
+        Spi::run(
+            "INSERT INTO fractality.action_metadata (event_timestamp, event_id, intent_type, executor_id)
+             VALUES (86400000000, '\\xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 'explore', 'agent');
+             SELECT fractality.archive_old_events(7);",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM fractality.action_metadata_archive"),
+            1
+        );
+        Spi::run("SET CONSTRAINTS ALL IMMEDIATE").unwrap();
+    }
+
     fn seed_stream_points() {
         Spi::run(
             "SET LOCAL fractality.notify = off;
