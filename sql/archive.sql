@@ -214,20 +214,13 @@ BEGIN
     IF wait IS NULL OR wait < interval '0' THEN
         wait := interval '10 s';
     END IF;
-    IF wait = interval '0' THEN
-        IF streams THEN
-            LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
-            LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
-        END IF;
-        IF events THEN
-            LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
-        END IF;
-        RETURN;
-    END IF;
     deadline := clock_timestamp() + wait;
     LOOP
         BEGIN
-            PERFORM set_config('lock_timeout', try_ms::text, true);
+            -- with no wait set, one try in the queue under the caller's own lock_timeout
+            IF wait > interval '0' THEN
+                PERFORM set_config('lock_timeout', try_ms::text, true);
+            END IF;
             IF streams THEN
                 LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
                 LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
@@ -241,6 +234,9 @@ BEGIN
             -- the try's locks went with it, and lock_timeout is the caller's again (a deadlock
             -- is seen here only where deadlock_timeout is below the try's wait: this try was
             -- the victim)
+            IF wait = interval '0' THEN
+                RAISE;
+            END IF;
             IF clock_timestamp() >= deadline THEN
                 RAISE lock_not_available USING
                     MESSAGE = format('could not lock %s for maintenance within %s',
