@@ -200,24 +200,21 @@ CREATE FUNCTION fractality.action_metadata_check_event() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    has_event boolean;
 BEGIN
-    -- the row where it is when the check runs: moved to the cold tier since (archived in the same
+    -- its event in the hot tier: the one probe of every write
+    IF EXISTS (SELECT 1 FROM fractality.experience_events e
+                WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id) THEN
+        RETURN NULL;
+    END IF;
+    -- else the row where it is now: moved to the cold tier since (archived in the same
     -- transaction), its event is looked for there; deleted, it is not checked, as a foreign
     -- key's check skips a row no longer there
     IF EXISTS (SELECT 1 FROM fractality.action_metadata m
-                WHERE m.event_id = NEW.event_id AND m.event_timestamp = NEW.event_timestamp) THEN
-        has_event := EXISTS (SELECT 1 FROM fractality.experience_events e
-                          WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id);
-    ELSIF EXISTS (SELECT 1 FROM fractality.action_metadata_archive m
-                   WHERE m.event_id = NEW.event_id AND m.event_timestamp = NEW.event_timestamp) THEN
-        has_event := EXISTS (SELECT 1 FROM fractality.experience_events_archive e
-                          WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id);
-    ELSE
-        RETURN NULL;
-    END IF;
-    IF NOT has_event THEN
+                WHERE m.event_id = NEW.event_id AND m.event_timestamp = NEW.event_timestamp)
+       OR (EXISTS (SELECT 1 FROM fractality.action_metadata_archive m
+                    WHERE m.event_id = NEW.event_id AND m.event_timestamp = NEW.event_timestamp)
+           AND NOT EXISTS (SELECT 1 FROM fractality.experience_events_archive e
+                            WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id)) THEN
         RAISE foreign_key_violation USING
             MESSAGE = format('insert or update on table "action_metadata" violates the reference "action_metadata_event": no event (%s, %s)',
                              NEW.event_timestamp, NEW.event_id),

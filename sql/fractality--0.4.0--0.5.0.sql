@@ -692,8 +692,16 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 WITH this AS (SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date AS m),
+ahead_months AS (
+    SELECT (this.m + make_interval(months => g))::date AS m FROM this, generate_series(0, ahead) g),
+-- the cold tier's ranges of events: a month one of them overlaps stays in the default partition
+-- (ensure_partitions)
+cold AS (
+    SELECT a.lo::bigint AS lo, a.hi::bigint AS hi
+      FROM fractality._partition_bounds('fractality.experience_events_archive') a
+     WHERE a.lo IS NOT NULL),
 streams AS (
-    SELECT (this.m + make_interval(months => g))::date AS m FROM this, generate_series(0, ahead) g
+    SELECT m FROM ahead_months
     UNION
     (SELECT d.m
        FROM (SELECT DISTINCT date_trunc('month', s.time AT TIME ZONE 'UTC')::date AS m
@@ -701,27 +709,22 @@ streams AS (
               WHERE s.time >= '0001-01-01 00:00+00' AND s.time < '9999-12-01 00:00+00') d, this
       ORDER BY abs(d.m - this.m), d.m
       LIMIT 24)),
-events AS (
-    SELECT e.m FROM (
-        SELECT (this.m + make_interval(months => g))::date AS m FROM this, generate_series(0, ahead) g
-        UNION
-        (SELECT d.m
-           FROM (SELECT DISTINCT date_trunc('month', fractality._us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date AS m
-                   FROM fractality.experience_events_default e
-                  WHERE e."timestamp" < 253399622400000000) d, this  -- 9999-12-01: the names have four-digit years
-          -- a month the cold tier holds stays in the default partition (ensure_partitions)
-          WHERE NOT EXISTS (
-                SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
-                 WHERE a.lo IS NOT NULL
-                   AND a.lo::bigint < fractality.epoch_us((d.m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
-                   AND a.hi::bigint > fractality.epoch_us(d.m::timestamp AT TIME ZONE 'UTC'))
-          ORDER BY abs(d.m - this.m), d.m
-          LIMIT 24)) e
+events_wanted AS (
+    SELECT m, true AS ahead FROM ahead_months
+    UNION ALL
+    SELECT DISTINCT date_trunc('month', fractality._us_to_timestamptz(e."timestamp") AT TIME ZONE 'UTC')::date, false
+      FROM fractality.experience_events_default e
+     WHERE e."timestamp" < 253399622400000000),  -- 9999-12-01: the names have four-digit years
+events_warm AS (
+    SELECT w.m, w.ahead FROM events_wanted w
      WHERE NOT EXISTS (
-           SELECT 1 FROM fractality._partition_bounds('fractality.experience_events_archive') a
-            WHERE a.lo IS NOT NULL
-              AND a.lo::bigint < fractality.epoch_us((e.m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
-              AND a.hi::bigint > fractality.epoch_us(e.m::timestamp AT TIME ZONE 'UTC'))),
+           SELECT 1 FROM cold a
+            WHERE a.lo < fractality.epoch_us((w.m + interval '1 month')::timestamp AT TIME ZONE 'UTC')
+              AND a.hi > fractality.epoch_us(w.m::timestamp AT TIME ZONE 'UTC'))),
+events AS (
+    SELECT m FROM events_warm WHERE ahead
+    UNION
+    (SELECT w.m FROM events_warm w, this WHERE NOT w.ahead ORDER BY abs(w.m - this.m), w.m LIMIT 24)),
 wanted AS (
     SELECT 'fractality.consciousness_streams'::regclass AS parent, m AS month, 1 AS tier FROM streams
     UNION ALL
@@ -776,24 +779,21 @@ CREATE OR REPLACE FUNCTION fractality.action_metadata_check_event() RETURNS trig
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    has_event boolean;
 BEGIN
-    -- the row where it is when the check runs: moved to the cold tier since (archived in the same
+    -- its event in the hot tier: the one probe of every write
+    IF EXISTS (SELECT 1 FROM fractality.experience_events e
+                WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id) THEN
+        RETURN NULL;
+    END IF;
+    -- else the row where it is now: moved to the cold tier since (archived in the same
     -- transaction), its event is looked for there; deleted, it is not checked, as a foreign
     -- key's check skips a row no longer there
     IF EXISTS (SELECT 1 FROM fractality.action_metadata m
-                WHERE m.event_id = NEW.event_id AND m.event_timestamp = NEW.event_timestamp) THEN
-        has_event := EXISTS (SELECT 1 FROM fractality.experience_events e
-                          WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id);
-    ELSIF EXISTS (SELECT 1 FROM fractality.action_metadata_archive m
-                   WHERE m.event_id = NEW.event_id AND m.event_timestamp = NEW.event_timestamp) THEN
-        has_event := EXISTS (SELECT 1 FROM fractality.experience_events_archive e
-                          WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id);
-    ELSE
-        RETURN NULL;
-    END IF;
-    IF NOT has_event THEN
+                WHERE m.event_id = NEW.event_id AND m.event_timestamp = NEW.event_timestamp)
+       OR (EXISTS (SELECT 1 FROM fractality.action_metadata_archive m
+                    WHERE m.event_id = NEW.event_id AND m.event_timestamp = NEW.event_timestamp)
+           AND NOT EXISTS (SELECT 1 FROM fractality.experience_events_archive e
+                            WHERE e."timestamp" = NEW.event_timestamp AND e.event_id = NEW.event_id)) THEN
         RAISE foreign_key_violation USING
             MESSAGE = format('insert or update on table "action_metadata" violates the reference "action_metadata_event": no event (%s, %s)',
                              NEW.event_timestamp, NEW.event_id),

@@ -325,7 +325,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"fractality.maintenance_lock_wait",
         c"How long a maintenance step that makes, moves or drops partitions tries for its table locks.",
-        c"Each try waits at most 100 ms for each lock and lets go of them when it misses one, so that a long transaction does not make the step hold up every writer behind it; after this long, 55P03 (run_maintenance names the step in \"busy\" and goes on). 0 waits in the lock queue as long as it takes.",
+        c"A try takes every table the pass needs or none, waiting 100 ms to 1 s for each lock, so that a long transaction does not make the pass hold up every writer behind it; after this long, 55P03 (run_maintenance names the steps in \"busy\" and goes on). 0 waits in the lock queue as long as it takes.",
         &MAINTENANCE_LOCK_WAIT,
         0,
         i32::MAX,
