@@ -30,10 +30,12 @@ COMMENT ON TABLE fractality.experience_events_archive IS
 CREATE TABLE fractality.experience_events_archive_default
     PARTITION OF fractality.experience_events_archive DEFAULT;
 
--- each partition has its own BRIN index, as in the hot tier (an attached partition brings its
+-- each partition has its own indexes, as in the hot tier (an attached partition brings its
 -- own; none is declared on the parent, see streams.sql: pg_dump)
 CREATE INDEX experience_events_archive_default_time ON fractality.experience_events_archive_default
     USING brin ("timestamp") WITH (pages_per_range = 32);
+CREATE INDEX experience_events_archive_default_event_id ON fractality.experience_events_archive_default
+    USING hash (event_id);
 -- no primary key: the whole row is its identity for logical replication (experience.sql)
 ALTER TABLE fractality.experience_events_archive REPLICA IDENTITY FULL;
 ALTER TABLE fractality.experience_events_archive_default REPLICA IDENTITY FULL;

@@ -10,8 +10,10 @@
 --
 -- Storage: the row alone takes about 174 bytes on disk. The API reads events by time range
 -- (query_events, episode_returns, high_reward_events) or scans them whole, and events arrive
--- roughly in time order, so the events' own index is a BRIN over "timestamp" (a few bytes per
--- thousand events); hence no declarative primary key or foreign key on them. An event id is
+-- roughly in time order, so the events' own indexes are a BRIN over "timestamp" (a few bytes per
+-- thousand events) and a hash over event_id (about 20 bytes an event: one event found by its
+-- id, which action metadata's reference check does for every row); hence no declarative primary
+-- key or foreign key on them. An event id is
 -- unique whatever its timestamp, across the hot and cold tiers: experience_event_ids below holds
 -- every id written (about 90 bytes an event with its btree), so that two transactions writing
 -- the same id at once cannot both commit. The write functions also refuse duplicates within a
@@ -66,11 +68,13 @@ COMMENT ON TABLE fractality.experience_events IS
 COMMENT ON COLUMN fractality.experience_events.event_id IS 'u128 event id as 16 bytes.';
 
 -- The default partition, made here; the monthly ones by fractality.ensure_partitions
--- (run_maintenance), as ordinary tables, each with its own BRIN index (see streams.sql: pg_dump).
+-- (run_maintenance), as ordinary tables, each with its own indexes (see streams.sql: pg_dump).
 CREATE TABLE fractality.experience_events_default
     PARTITION OF fractality.experience_events DEFAULT;
 CREATE INDEX experience_events_default_time ON fractality.experience_events_default
     USING brin ("timestamp") WITH (pages_per_range = 32);
+CREATE INDEX experience_events_default_event_id ON fractality.experience_events_default
+    USING hash (event_id);
 
 -- The event tables, the stream points and the reward inbox have no primary key (an event's id is
 -- unique through experience_event_ids; a key would add a btree of about 40 bytes an event to

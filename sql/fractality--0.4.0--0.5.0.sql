@@ -370,9 +370,12 @@ END $$;
 -- monthly partitions leave the extension.
 
 -- Gives a partition of consciousness_streams or of experience_events(_archive), or a table about
--- to become one, REPLICA IDENTITY FULL and its own index, named after it: (node_id, time DESC) for stream points
--- (<name>_node_time), a BRIN over "timestamp" for events (<name>_time). An index it already has
--- (a table renamed since) takes the name. The parents declare no index: pg_dump dumps each
+-- to become one, REPLICA IDENTITY FULL and its own indexes, named after it: (node_id, time DESC)
+-- for stream points (<name>_node_time); for events a BRIN over "timestamp" (<name>_time) and a
+-- hash over event_id (<name>_event_id), what a lookup of one event by (timestamp, event_id)
+-- probes (action metadata's reference check: with the BRIN alone it read every page not yet
+-- summarised, which made a batch with metadata quadratic at commit). An index it already has of
+-- that kind (a table renamed since) takes the name. The parents declare no index: pg_dump dumps each
 -- monthly partition, a table of its own, with its index, and pg_restore must not meet one made
 -- for it by the parent (see streams.sql).
 CREATE OR REPLACE FUNCTION fractality._index_partition(part regclass) RETURNS void
@@ -395,19 +398,31 @@ BEGIN
                         WHERE a.attrelid = part AND a.attname = 'atp_level' AND NOT a.attisdropped);
     want := rel || CASE WHEN streams THEN '_node_time' ELSE '_time' END;
     SELECT ci.relname INTO have
-      FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid
-     WHERE i.indrelid = part
+      FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_am a ON a.oid = ci.relam
+     WHERE i.indrelid = part AND (streams OR a.amname = 'brin')
      ORDER BY ci.relname = want DESC
      LIMIT 1;
-    IF have = want THEN
-        RETURN;
-    ELSIF have IS NOT NULL THEN
-        EXECUTE format('ALTER INDEX fractality.%I RENAME TO %I', have, want);
-    ELSIF streams THEN
+    IF have IS NULL AND streams THEN
         EXECUTE format('CREATE INDEX %I ON %s (node_id, time DESC)', want, part);
-    ELSE
+    ELSIF have IS NULL THEN
         EXECUTE format('CREATE INDEX %I ON %s USING brin ("timestamp") WITH (pages_per_range = 32)',
                        want, part);
+    ELSIF have <> want THEN
+        EXECUTE format('ALTER INDEX fractality.%I RENAME TO %I', have, want);
+    END IF;
+    IF streams THEN
+        RETURN;
+    END IF;
+    want := rel || '_event_id';
+    SELECT ci.relname INTO have
+      FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_am a ON a.oid = ci.relam
+     WHERE i.indrelid = part AND a.amname = 'hash'
+     ORDER BY ci.relname = want DESC
+     LIMIT 1;
+    IF have IS NULL THEN
+        EXECUTE format('CREATE INDEX %I ON %s USING hash (event_id)', want, part);
+    ELSIF have <> want THEN
+        EXECUTE format('ALTER INDEX fractality.%I RENAME TO %I', have, want);
     END IF;
 END
 $$;
