@@ -11,7 +11,7 @@
 -- Storage: the row alone takes about 174 bytes on disk. The API reads events by time range
 -- (query_events, episode_returns, high_reward_events) or scans them whole, and events arrive
 -- roughly in time order, so the events' own indexes are a BRIN over "timestamp" (a few bytes per
--- thousand events) and a hash over event_id (about 20 bytes an event: one event found by its
+-- thousand events) and a hash over event_id (about 30 bytes an event: one event found by its
 -- id, which action metadata's reference check does for every row); hence no declarative primary
 -- key or foreign key on them. An event id is
 -- unique whatever its timestamp, across the hot and cold tiers: experience_event_ids below holds

@@ -1422,6 +1422,19 @@ COMMENT ON TABLE fractality.consensus_nodes IS
 COMMENT ON TABLE fractality.consensus_links IS
     'Which node contributed to which consensus node, with its similarity to the seed (to one decimal).';
 
+-- 0.5.0 publishes a consensus's number of users and group resonance to one decimal, with no
+-- label or metadata, and to each tenant its links' similarity to one decimal (a label, a value or
+-- an exact score confirms a guess about another tenant's ideas): the rows 0.4.0 made become
+-- what a crystallisation now writes (rounded as src/consensus/math.rs rounds, half away from 0)
+UPDATE fractality.consensus_nodes
+   SET label = NULL, metadata = '{}'::jsonb,
+       resonance_score = (round((resonance_score * 10)::numeric) / 10)::float8
+ WHERE label IS NOT NULL OR metadata <> '{}'::jsonb
+    OR resonance_score <> (round((resonance_score * 10)::numeric) / 10)::float8;
+UPDATE fractality.consensus_links
+   SET similarity = (round((similarity * 10)::numeric) / 10)::float8
+ WHERE similarity <> (round((similarity * 10)::numeric) / 10)::float8;
+
 -- ---- the agent memory API: expiry, remember, recall, forget ----------------------------------
 
 ALTER TABLE fractality.nodes
@@ -2240,9 +2253,8 @@ REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;
 
 -- ---- event ids unique whatever their timestamps ------------------------------------------------
--- Every id written so far is registered (hot and cold tiers; an id stored twice, which 0.4.0 let
--- through with other timestamps or from concurrent writers, once). The update reads every event
--- once: about a second per million events.
+-- Every id written so far is registered (hot and cold tiers). The update reads every event
+-- twice: about two seconds per million events.
 
 -- Every event id written, hot or archived: its primary key makes an id unique whatever the
 -- timestamp, also between concurrent writers (the second waits for the first and fails with
@@ -2340,6 +2352,31 @@ SELECT e.event_id, e."timestamp" FROM fractality.experience_events e
 UNION ALL
 SELECT a.event_id, a."timestamp" FROM fractality.experience_events_archive a
 ON CONFLICT (event_id) DO NOTHING;
+
+-- an id that 0.4.0 stored more than once (at other timestamps, or from concurrent writers) stops
+-- the update, which then changes nothing: 0.5.0 writes an id once, and registering one of the
+-- copies would leave the others outside the rule (the replay buffers find an item through it)
+DO $$
+DECLARE
+    extra bigint;
+    sample bytea;
+BEGIN
+    SELECT (SELECT count(*) FROM fractality.experience_events)
+         + (SELECT count(*) FROM fractality.experience_events_archive)
+         - (SELECT count(*) FROM fractality.experience_event_ids) INTO extra;
+    IF extra > 0 THEN
+        SELECT d.event_id INTO sample
+          FROM (SELECT e.event_id FROM fractality.experience_events e
+                UNION ALL
+                SELECT a.event_id FROM fractality.experience_events_archive a) d
+         GROUP BY d.event_id HAVING count(*) > 1
+         LIMIT 1;
+        RAISE unique_violation USING
+            MESSAGE = format('%s stored events repeat the id of another (such as %s), which 0.5.0 refuses: an event id is written once',
+                             extra, encode(sample, 'hex')),
+            HINT = 'Group both tiers (experience_events, experience_events_archive) by event_id to find them (docs/UPGRADES.md has the query), delete all but one of each, then update again.';
+    END IF;
+END $$;
 
 -- A DELETE from the cold tier (an erasure, by hand) or its TRUNCATE takes the events' metadata
 -- with them and frees their ids, as in the hot tier (experience.sql). The archivers move rows

@@ -20,3 +20,16 @@ COMMENT ON TABLE fractality.consensus_nodes IS
     'Collective nodes: contributor count and group resonance of similar nodes held by several users (label and metadata stay empty).';
 COMMENT ON TABLE fractality.consensus_links IS
     'Which node contributed to which consensus node, with its similarity to the seed (to one decimal).';
+
+-- 0.5.0 publishes a consensus's number of users and group resonance to one decimal, with no
+-- label or metadata, and to each tenant its links' similarity to one decimal (a label, a value or
+-- an exact score confirms a guess about another tenant's ideas): the rows 0.4.0 made become
+-- what a crystallisation now writes (rounded as src/consensus/math.rs rounds, half away from 0)
+UPDATE fractality.consensus_nodes
+   SET label = NULL, metadata = '{}'::jsonb,
+       resonance_score = (round((resonance_score * 10)::numeric) / 10)::float8
+ WHERE label IS NOT NULL OR metadata <> '{}'::jsonb
+    OR resonance_score <> (round((resonance_score * 10)::numeric) / 10)::float8;
+UPDATE fractality.consensus_links
+   SET similarity = (round((similarity * 10)::numeric) / 10)::float8
+ WHERE similarity <> (round((similarity * 10)::numeric) / 10)::float8;

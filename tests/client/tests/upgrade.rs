@@ -101,6 +101,10 @@ const DROPPED: &[&str] = &[
     "consensus_nodes.centroid",
     // 0.5.0: the key names the seed by a digest (checked after the upgrade)
     "consensus_nodes.node_key",
+    // 0.5.0: a consensus publishes no label, and its links' similarity to one decimal (checked
+    // after the upgrade)
+    "consensus_nodes.label",
+    "consensus_links.similarity",
 ];
 
 /// The columns of every table of the extension.
@@ -378,6 +382,23 @@ fn upgrade_from(previous: &str) {
         .collect();
     assert_eq!(moved, centroids, "every centroid kept");
     assert!(!moved.is_empty());
+    // and publishes what a crystallisation now writes: no label, links to one decimal (the
+    // old consensus said 'Upgrade root', its links 0.95)
+    let published: Vec<(Option<String>, f64)> = old
+        .query(
+            "SELECT c.label, l.similarity FROM fractality.consensus_nodes c
+               JOIN fractality.consensus_links l ON l.consensus_id = c.id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(!published.is_empty());
+    for (label, similarity) in published {
+        assert_eq!(label, None);
+        approx::assert_relative_eq!(similarity, 1.0);
+    }
 
     // every function works on the upgraded schema and its data
     old.batch_execute(&format!("SET fractality.user_id = '{user}'"))
@@ -564,4 +585,68 @@ fn upgrade_from(previous: &str) {
     for db in [&old_db, &new_db] {
         common::drop_db(db);
     }
+}
+
+/// An event id 0.4.0 stored twice (it refused a duplicate only at the same timestamp) stops the
+/// update with a message naming it, and the update changes nothing; once one copy is deleted it
+/// runs, and the id is written once from then on.
+#[test]
+fn an_event_id_stored_twice_by_0_4_0_stops_the_update() {
+    let db = "fractality_upgrade_duplicate_ids";
+    let mut c = common::fresh_db(
+        db,
+        "CREATE EXTENSION fractality VERSION '0.4.0' CASCADE; CREATE EXTENSION IF NOT EXISTS btree_gin;",
+    );
+    let event = |ts: i64| {
+        let mut e = serde_json::json!({
+            "event_id": "000000000000000000000000000000aa", "timestamp": ts, "episode_id": 1,
+            "step_number": 0, "event_type": 1, "flags": 0, "adna_version_hash": 7,
+            "sequence_number": 0
+        });
+        for k in 1..=8 {
+            e[format!("state_l{k}")] = serde_json::json!(0);
+            e[format!("action_l{k}")] = serde_json::json!(0);
+        }
+        serde_json::Value::Array(vec![e])
+    };
+    for ts in [1000i64, 2000] {
+        c.execute("SELECT fractality.write_events($1::jsonb)", &[&event(ts)])
+            .unwrap();
+    }
+    let err = c
+        .batch_execute("ALTER EXTENSION fractality UPDATE")
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "23505", "{err}");
+    let message = err.as_db_error().unwrap().message().to_string();
+    assert!(
+        message.contains("1 stored events") && message.contains("000000000000000000000000000000aa"),
+        "{message}"
+    );
+    let version: String = c
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'fractality'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "0.4.0");
+    c.batch_execute(
+        "DELETE FROM fractality.experience_events WHERE \"timestamp\" = 1000;
+         ALTER EXTENSION fractality UPDATE;",
+    )
+    .unwrap();
+    let registered: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.experience_event_ids WHERE \"timestamp\" = 2000",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(registered, 1);
+    let err = c
+        .execute("SELECT fractality.write_events($1::jsonb)", &[&event(3000)])
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "23505", "{err}");
+    drop(c);
+    common::drop_db(db);
 }
