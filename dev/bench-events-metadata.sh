@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Times write_events_json (text), write_events (jsonb) and remember_many (jsonb) on batches whose
 # elements carry metadata with float numbers: 5 000 events, 1 000 memories, five runs each in
-# turn, each rolled back. For comparing two builds by hand (install one, run, install the other,
-# run); the harness's ingest scenario writes events without metadata.
+# turn. Each event batch is committed (its time includes the commit, where action metadata's
+# reference to its event is checked, row by row) and truncated after; each remember_many is
+# rolled back. For comparing two builds by hand (install one, run, install the other, run); the
+# harness's ingest scenario writes events without metadata.
 #   bash dev/bench-events-metadata.sh [conninfo of a database where fractality may be created]
 set -euo pipefail
 url=${1:-"host=localhost port=54331 user=postgres dbname=postgres"}
@@ -34,15 +36,18 @@ run=$(mktemp)
   echo "SET fractality.user_id = '00000000-0000-4000-8000-0000000000aa';"
   echo '\timing on'
   for _ in 1 2 3 4 5; do
-    echo "BEGIN; SELECT fractality.write_events_json((SELECT t FROM batch)) \\g /dev/null"
-    echo "ROLLBACK; BEGIN; SELECT fractality.write_events((SELECT t FROM batch)::jsonb) \\g /dev/null"
-    echo "ROLLBACK; BEGIN; SELECT count(*) FROM fractality.remember_many((SELECT m FROM mems)) \\g /dev/null"
+    echo "SELECT fractality.write_events_json((SELECT t FROM batch)) \\g /dev/null"
+    echo "TRUNCATE fractality.experience_events, fractality.action_metadata;"
+    echo "SELECT fractality.write_events((SELECT t FROM batch)::jsonb) \\g /dev/null"
+    echo "TRUNCATE fractality.experience_events, fractality.action_metadata;"
+    echo "BEGIN; SELECT count(*) FROM fractality.remember_many((SELECT m FROM mems)) \\g /dev/null"
     echo "ROLLBACK;"
   done
 } > "$run"
 psql "$target" -qX -f "$run" | awk '/^Time/ { t[n++] = $2 }
   END { split("write_events_json (text)|write_events (jsonb)|remember_many (jsonb)", name, "|")
+        split("0 2 5", at, " ")
         for (k = 0; k < 3; k++) { printf "%s ms:", name[k + 1]
-          for (i = 0; i < n; i++) if (i % 9 == 3 * k + 1) printf " %s", t[i]; print "" } }'
+          for (i = 0; i < n; i++) if (i % 7 == at[k + 1]) printf " %s", t[i]; print "" } }'
 rm -f "$run"
 psql "$url" -qX -c "DROP DATABASE $db" >/dev/null

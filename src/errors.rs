@@ -404,20 +404,31 @@ pub fn pg_interval(t: &pgrx::datum::Interval) -> String {
 /// A float as PostgreSQL prints it: NaN, Infinity, -Infinity, or the number in its fewest
 /// digits, in exponent notation below 1e-4 and from 1e15 on (`1e-300`, `1.5e+20`, `0.0001`).
 pub fn pg_float(value: f64) -> String {
+    pg_number(value, format!("{value:e}"), value.to_string(), 15)
+}
+
+/// A real as PostgreSQL prints it, in the fewest digits that read back as the same real
+/// (`3.4e+38`, not the double's `3.3999999521443642e+38`).
+pub fn pg_real(value: f32) -> String {
+    pg_number(value as f64, format!("{value:e}"), value.to_string(), 6)
+}
+
+/// [`pg_float`] and [`pg_real`]: `scientific` and `plain` are the value's shortest forms, and
+/// exponent notation starts at 1e`digits` (PostgreSQL's: 15 for a double, 6 for a real).
+fn pg_number(value: f64, scientific: String, plain: String, digits: i32) -> String {
     if value.is_nan() {
         return "NaN".into();
     }
     if value.is_infinite() {
         return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
     }
-    let scientific = format!("{value:e}");
-    let (digits, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
-    if value == 0.0 || (-4..15).contains(&exponent) {
-        value.to_string()
+    if value == 0.0 || (-4..digits).contains(&exponent) {
+        plain
     } else {
         let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{digits}e{sign}{:02}", exponent.abs())
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
     }
 }
 
@@ -576,6 +587,19 @@ mod tests {
             (0.1 + 0.2, "0.30000000000000004"),
         ] {
             assert_eq!(pg_float(v), want, "{v:e}");
+        }
+        // and reals as float4out writes them (from 1e6 on in exponent notation)
+        for (v, want) in [
+            (3.4e38f32, "3.4e+38"),
+            (-3.4e38, "-3.4e+38"),
+            (1234567.0, "1.234567e+06"),
+            (123456.0, "123456"),
+            (0.0001, "0.0001"),
+            (1e-5, "1e-05"),
+            (1.5, "1.5"),
+            (f32::INFINITY, "Infinity"),
+        ] {
+            assert_eq!(pg_real(v), want, "{v:e}");
         }
     }
 

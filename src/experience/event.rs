@@ -209,9 +209,14 @@ pub(super) fn rewards_that_sum(ctx: &str, rewards: [f32; 4]) -> Result<[f32; 4],
             bad(
                 ctx,
                 "rewards",
+                // added as reals, in this order (3.4e38 + 3.4e38 - 3.4e38 - 3.4e38 overflows
+                // at the first addition, though its exact sum is 0)
                 format!(
-                    "their sum {} is beyond a real",
-                    crate::errors::pg_float(h as f64 + c as f64 + e as f64 + g as f64)
+                    "their sum in real arithmetic ({} + {} + {} + {}, added in that order) is beyond a real",
+                    crate::errors::pg_real(h),
+                    crate::errors::pg_real(c),
+                    crate::errors::pg_real(e),
+                    crate::errors::pg_real(g)
                 ),
             )
         })
@@ -545,6 +550,18 @@ pub(super) mod tests {
             e.contains("element 1, field \"rewards\": their sum")
                 && e.ends_with("is beyond a real"),
             "{e}"
+        );
+        // an exact sum of 0 that overflows as reals names the rewards, not the exact sum
+        let mut zero = event(1);
+        zero["reward_homeostasis"] = json!(3.4e38);
+        zero["reward_curiosity"] = json!(3.4e38);
+        zero["reward_efficiency"] = json!(-3.4e38);
+        zero["reward_goal"] = json!(-3.4e38);
+        let z = err(json!([zero]));
+        assert!(
+            z.contains("(3.4e+38 + 3.4e+38 + -3.4e+38 + -3.4e+38, added in that order)")
+                && !z.contains("sum 0"),
+            "{z}"
         );
         let mut unknown = event(1);
         unknown["rewardd"] = json!(1);

@@ -1479,7 +1479,8 @@ fn a_metadata_check_reads_its_event_not_the_partition() {
         .get(0);
     assert!(pages > 500, "{part}: {pages} pages");
     let blocks = |c: &mut Client, reader: &mut Client| -> i64 {
-        c.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+        c.batch_execute("SELECT pg_stat_force_next_flush()")
+            .unwrap();
         reader
             .query_one(
                 "SELECT pg_stat_clear_snapshot(), (SELECT coalesce(heap_blks_hit + heap_blks_read, 0)
