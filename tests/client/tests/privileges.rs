@@ -265,13 +265,7 @@ fn the_install_refuses_a_schema_another_role_controls() {
         .batch_execute("ALTER EXTENSION fractality UPDATE")
         .unwrap_err();
     assert_eq!(common::sqlstate(&e), "42501", "{e:?}");
-    let version: String = c
-        .query_one(
-            "SELECT extversion FROM pg_extension WHERE extname = 'fractality'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let version = common::extversion(&mut c);
     assert_eq!(version, "0.4.0");
     drop(c);
     common::drop_db(db);

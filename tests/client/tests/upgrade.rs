@@ -349,13 +349,7 @@ fn upgrade_from(previous: &str) {
         "CREATE EXTENSION IF NOT EXISTS btree_gin; ALTER EXTENSION fractality UPDATE",
     )
     .unwrap();
-    let version: String = old
-        .query_one(
-            "SELECT extversion FROM pg_extension WHERE extname = 'fractality'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let version = common::extversion(&mut old);
     let current: String = old
         .query_one(
             "SELECT default_version FROM pg_available_extensions WHERE name = 'fractality'",
@@ -622,13 +616,7 @@ fn an_event_id_stored_twice_by_0_4_0_stops_the_update() {
         message.contains("1 stored events") && message.contains("000000000000000000000000000000aa"),
         "{message}"
     );
-    let version: String = c
-        .query_one(
-            "SELECT extversion FROM pg_extension WHERE extname = 'fractality'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let version = common::extversion(&mut c);
     assert_eq!(version, "0.4.0");
     c.batch_execute(
         "DELETE FROM fractality.experience_events WHERE \"timestamp\" = 1000;

@@ -229,3 +229,13 @@ pub fn waits_for_a_lock<T>(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The version of fractality installed in the database of `c`.
+pub fn extversion(c: &mut Client) -> String {
+    c.query_one(
+        "SELECT extversion FROM pg_extension WHERE extname = 'fractality'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
