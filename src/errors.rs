@@ -21,6 +21,15 @@ pub enum FractalityError {
     #[error("{0} must not be NULL")]
     NullNotAllowed(&'static str),
 
+    /// 22004 null_value_not_allowed: a NULL element (counted from 1) of an array argument whose
+    /// elements all need a value, as PostgreSQL reports "array must not contain nulls".
+    #[error("invalid value for {name}: NULL at position {position}")]
+    NullElement {
+        name: &'static str,
+        position: usize,
+        hint: &'static str,
+    },
+
     /// XX001 data_corrupted: a datum that does not have the layout its type promises.
     #[error("corrupt vector datum: {0}")]
     CorruptVector(String),
@@ -157,7 +166,13 @@ impl FractalityError {
             FractalityError::InvalidParameter { .. } => {
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
             }
-            FractalityError::NullNotAllowed(_) => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            FractalityError::NullNotAllowed(_) | FractalityError::NullElement { .. } => {
+                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
+            }
+            // a NULL element of the typed-array form (a JSON null is a value of the wrong kind)
+            FractalityError::BadEvent { problem, .. } if problem == "NULL" => {
+                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
+            }
             FractalityError::CorruptVector(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             FractalityError::NotFound { .. } => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             FractalityError::NoTenant => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
@@ -199,7 +214,8 @@ impl FractalityError {
             FractalityError::DimensionMismatch(..) => {
                 Some("Both vectors must have the same number of dimensions.")
             }
-            FractalityError::InvalidParameter { hint, .. } => Some(hint),
+            FractalityError::InvalidParameter { hint, .. }
+            | FractalityError::NullElement { hint, .. } => Some(hint),
             FractalityError::InMemory { inner, .. } => inner.hint(),
             FractalityError::NullNotAllowed(_) => Some(
                 "Pass a value; an argument with a default may be left out to take it.",

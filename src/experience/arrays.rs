@@ -200,6 +200,16 @@ mod tests {
         );
         let e = batch(&[Some(1)], &rw).unwrap_err().to_string();
         assert!(e.contains("field \"timestamps\": expected 2 values"));
+        // a NULL element: 22004, as PostgreSQL's "array must not contain nulls"
+        let e = batch(&[Some(1), None], &rw).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "write_events: element 1, field \"timestamps\": NULL"
+        );
+        assert_eq!(
+            e.sqlstate(),
+            pgrx::PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
+        );
         let short = vec![Some(vec![1u8; 15])];
         let e = events_from_arrays(
             &short,

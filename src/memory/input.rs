@@ -218,12 +218,10 @@ pub fn memories_from_arrays(
     same("node_keys", node_keys.as_ref().map(Vec::len))?;
     same("metadata", metadata.as_ref().map(Vec::len))?;
     same("ttls", ttls.as_ref().map(Vec::len))?;
-    let null = |name: &'static str, i: usize| {
-        FractalityError::invalid(
-            name,
-            format!("NULL at position {}", i + 1),
-            "Every memory has a content and an embedding.",
-        )
+    let null = |name: &'static str, i: usize| FractalityError::NullElement {
+        name,
+        position: i + 1,
+        hint: "Every memory has a content and an embedding.",
     };
     let mut keys = node_keys.map(Vec::into_iter);
     let mut metadata = metadata.map(Vec::into_iter);
@@ -430,6 +428,10 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "invalid value for contents: NULL at position 2"
+        );
+        assert_eq!(
+            e.sqlstate(),
+            pgrx::PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
         );
         let e =
             memories_from_arrays(Some(vec![]), vec![s("a")], vec![None], None, None).unwrap_err();

@@ -65,6 +65,17 @@ SELECT fractality.write_events(ARRAY['\x01'::bytea], ARRAY[1::bigint], ARRAY[1::
                                ARRAY[0::smallint], array_fill(0::real, ARRAY[8]), array_fill(0::real, ARRAY[8]),
                                ARRAY[0, 0, 0, 0]::real[], ARRAY[1], ARRAY[1]);
 ROLLBACK TO s;
+-- a NULL element of a column's array: 22004, as PostgreSQL's "array must not contain nulls"
+SELECT fractality.write_events(ARRAY['\x00000000000000000000000000000c02'::bytea], ARRAY[NULL::bigint], ARRAY[1::bigint],
+                               ARRAY[0], ARRAY[0::smallint], ARRAY[0::smallint], array_fill(0::real, ARRAY[8]),
+                               array_fill(0::real, ARRAY[8]), ARRAY[0, 0, 0, 0]::real[], ARRAY[1], ARRAY[1]);
+ROLLBACK TO s;
+\set VERBOSITY sqlstate
+SELECT fractality.write_events(ARRAY['\x00000000000000000000000000000c02'::bytea], ARRAY[NULL::bigint], ARRAY[1::bigint],
+                               ARRAY[0], ARRAY[0::smallint], ARRAY[0::smallint], array_fill(0::real, ARRAY[8]),
+                               array_fill(0::real, ARRAY[8]), ARRAY[0, 0, 0, 0]::real[], ARRAY[1], ARRAY[1]);
+\set VERBOSITY default
+ROLLBACK TO s;
 SELECT * FROM fractality.query_events(10, 5, 1);
 ROLLBACK TO s;
 SELECT count(*) AS events_after_refusals FROM fractality.experience_events;
