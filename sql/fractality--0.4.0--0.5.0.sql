@@ -2192,9 +2192,16 @@ BEGIN
     DELETE FROM fractality.experience_events_default WHERE "timestamp" < cutoff_us;
     moved := moved + k;
 
-    -- and the metadata of every archived event
-    INSERT INTO fractality.action_metadata_archive
-    SELECT * FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
+    -- and the metadata of every archived event. A row of the cold table under the same id can
+    -- only be one written there by hand for no event (an id is written once, in either tier):
+    -- the event's own metadata takes its place, rather than that row stopping every archiving
+    -- run from then on (23505)
+    INSERT INTO fractality.action_metadata_archive AS a
+    SELECT * FROM fractality.action_metadata WHERE event_timestamp < cutoff_us
+    ON CONFLICT (event_id) DO UPDATE
+       SET event_timestamp = EXCLUDED.event_timestamp, intent_type = EXCLUDED.intent_type,
+           executor_id = EXCLUDED.executor_id, parameters = EXCLUDED.parameters,
+           created_at = EXCLUDED.created_at;
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
     -- archived events leave the replay buffers (the partitions moved without a DELETE)
     IF moved > 0 AND EXISTS (SELECT 1 FROM fractality.replay_buffers) THEN

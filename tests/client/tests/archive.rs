@@ -1097,3 +1097,58 @@ fn dropping_old_stream_partitions_does_not_wait_for_readers_of_nodes() {
         assert!(moved.unwrap() > 1000, "{sql}: the old points");
     }
 }
+
+/// A row written by hand into the cold metadata table for no event stops no archiving run: when
+/// an event of that id is archived later, its own metadata takes the row's place (before, every
+/// run failed from then on with 23505 on action_metadata_archive_pkey).
+#[test]
+fn a_stray_row_of_the_cold_metadata_stops_no_archiving() {
+    let _g = serial();
+    let mut c = common::db();
+    reset(&mut c);
+    seed_events(&mut c);
+    // an event 30 days old with metadata, and a row for its id in the cold table beforehand
+    let id = "c1000000000000000000000000000001";
+    c.batch_execute(&format!(
+        "INSERT INTO fractality.action_metadata_archive (event_id, event_timestamp, intent_type, executor_id)
+         VALUES ('\\x{id}', 1, 'stray', 'by hand');
+         SELECT fractality.write_events(jsonb_build_array(jsonb_build_object(
+             'event_id', '{id}', 'timestamp', fractality.epoch_us(now() - interval '30 days'),
+             'episode_id', 1, 'step_number', 0, 'event_type', 1, 'flags', 0,
+             'state_l1', 0, 'state_l2', 0, 'state_l3', 0, 'state_l4', 0,
+             'state_l5', 0, 'state_l6', 0, 'state_l7', 0, 'state_l8', 0,
+             'action_l1', 0, 'action_l2', 0, 'action_l3', 0, 'action_l4', 0,
+             'action_l5', 0, 'action_l6', 0, 'action_l7', 0, 'action_l8', 0,
+             'adna_version_hash', 7, 'sequence_number', 0,
+             'metadata', jsonb_build_object('intent_type', 'explore', 'executor_id', 'agent'))));"
+    ))
+    .unwrap();
+    let before = event_counts(&mut c);
+    let moved: i64 = c
+        .query_one("SELECT fractality.archive_old_events(7)", &[])
+        .unwrap()
+        .get(0);
+    assert!(moved > 0);
+    let after = event_counts(&mut c);
+    // every event and every metadata row once; the stray row replaced, not added
+    assert_eq!(after.0 + after.1, before.0 + before.1);
+    assert_eq!(after.2, before.2);
+    assert_eq!(after.3, before.3 - 1);
+    assert_eq!(after.4, before.4);
+    let (intent, ts_ok): (String, bool) = {
+        let r = c
+            .query_one(
+                &format!(
+                    "SELECT m.intent_type, m.event_timestamp = e.\"timestamp\"
+                       FROM fractality.action_metadata_archive m
+                       JOIN fractality.experience_events_archive e ON e.event_id = m.event_id
+                      WHERE m.event_id = '\\x{id}'"
+                ),
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(intent, "explore");
+    assert!(ts_ok);
+}
