@@ -1430,8 +1430,9 @@ fn a_large_document_leaves_no_memory_behind_in_the_backend() {
 /// Action metadata's reference check finds its event by its id, not by reading the partition:
 /// with the BRIN over "timestamp" alone, every page written since the last VACUUM matched, so
 /// each row's check at commit read them all (a batch of 8 000 events with metadata took 6.8 s to
-/// commit, 0.3 s without; 16 000, 139 s). Counted here in the partition's heap blocks read by the
-/// commit of one event with metadata, after 40 000 events not yet summarised.
+/// commit, 0.3 s without; 16 000, 139 s). Counted here in the partition's heap blocks that one
+/// event's write and its check (made immediate) fetch in their transaction, after 40 000 events
+/// not yet summarised.
 #[test]
 fn a_metadata_check_reads_its_event_not_the_partition() {
     let db = "fractality_metadata_check";
@@ -1439,7 +1440,6 @@ fn a_metadata_check_reads_its_event_not_the_partition() {
         db,
         "CREATE EXTENSION fractality CASCADE; SELECT fractality.ensure_partitions(1);",
     );
-    let mut reader = Client::connect(&common::url_of(db), postgres::NoTls).unwrap();
     // an hour into this month (UTC), so that the events are in its partition on any day
     let start: i64 = c
         .query_one(
@@ -1478,28 +1478,30 @@ fn a_metadata_check_reads_its_event_not_the_partition() {
         .unwrap()
         .get(0);
     assert!(pages > 500, "{part}: {pages} pages");
-    let blocks = |c: &mut Client, reader: &mut Client| -> i64 {
-        c.batch_execute("SELECT pg_stat_force_next_flush()")
-            .unwrap();
-        reader
-            .query_one(
-                "SELECT pg_stat_clear_snapshot(), (SELECT coalesce(heap_blks_hit + heap_blks_read, 0)
-                   FROM pg_statio_user_tables WHERE relid = $1::text::regclass)",
-                &[&part],
-            )
-            .unwrap()
-            .get(1)
+    // the partition's blocks this transaction fetched (this backend's own count: no other
+    // session, autovacuum included, adds to it), with the deferred check made to run at once
+    let mut tx = c.transaction().unwrap();
+    let fetched = |tx: &mut postgres::Transaction| -> i64 {
+        tx.query_one(
+            "SELECT pg_stat_get_xact_blocks_fetched($1::text::regclass)",
+            &[&part],
+        )
+        .unwrap()
+        .get(0)
     };
-    let before = blocks(&mut c, &mut reader);
+    let before = fetched(&mut tx);
     let id = (0x5eff_0001u128).to_be_bytes().to_vec();
     let one_ts = start + n + 1;
-    c.query_one(
+    tx.query_one(
         "SELECT fractality.write_event($1, $2, 7, 0, 0::int2, 0::int2, '{0,0,0,0,0,0,0,0}', '{0,0,0,0,0,0,0,0}', 0, 0,
                 metadata => '{\"intent_type\": \"probe\", \"executor_id\": \"test\"}')",
         &[&id, &one_ts],
     )
     .unwrap();
-    let after = blocks(&mut c, &mut reader);
+    tx.batch_execute("SET CONSTRAINTS fractality.action_metadata_event IMMEDIATE")
+        .unwrap();
+    let after = fetched(&mut tx);
+    tx.commit().unwrap();
     let stored: i64 = c
         .query_one(
             "SELECT count(*) FROM fractality.action_metadata WHERE event_id = $1",
@@ -1513,7 +1515,6 @@ fn a_metadata_check_reads_its_event_not_the_partition() {
         "the write and its check read {} of {part}'s {pages} pages",
         after - before
     );
-    drop(reader);
     drop(c);
     common::drop_db(db);
 }
