@@ -126,9 +126,13 @@ BEGIN
     streams := EXISTS (SELECT 1 FROM pg_attribute a
                         WHERE a.attrelid = part AND a.attname = 'atp_level' AND NOT a.attisdropped);
     want := rel || CASE WHEN streams THEN '_node_time' ELSE '_time' END;
+    -- an index of this kind on its first column (not one of the operator's on another)
     SELECT ci.relname INTO have
       FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_am a ON a.oid = ci.relam
-     WHERE i.indrelid = part AND (streams OR a.amname = 'brin')
+           JOIN pg_attribute t ON t.attrelid = part AND t.attnum = i.indkey[0]
+     WHERE i.indrelid = part
+       AND CASE WHEN streams THEN a.amname = 'btree' AND t.attname = 'node_id'
+                ELSE a.amname = 'brin' AND t.attname = 'timestamp' END
      ORDER BY ci.relname = want DESC
      LIMIT 1;
     IF have IS NULL AND streams THEN
@@ -145,7 +149,8 @@ BEGIN
     want := rel || '_event_id';
     SELECT ci.relname INTO have
       FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_am a ON a.oid = ci.relam
-     WHERE i.indrelid = part AND a.amname = 'hash'
+           JOIN pg_attribute t ON t.attrelid = part AND t.attnum = i.indkey[0]
+     WHERE i.indrelid = part AND a.amname = 'hash' AND t.attname = 'event_id'
      ORDER BY ci.relname = want DESC
      LIMIT 1;
     IF have IS NULL THEN

@@ -39,6 +39,42 @@ BEGIN
     END IF;
 END $$;
 
+-- An event id that 0.4.0 stored more than once (it refused a duplicate at the same timestamp
+-- only, and two concurrent writers could both store one) stops the update before anything
+-- changes: 0.5.0 writes an id once, and registering one of the copies would leave the others
+-- outside that rule (docs/UPGRADES.md, "Before the update", has the query that lists them).
+DO $$
+DECLARE
+    ids bigint;
+    sample text;
+BEGIN
+    SELECT count(*), min(pg_catalog.encode(d.event_id, 'hex')) INTO ids, sample
+      FROM (SELECT u.event_id
+              FROM (SELECT e.event_id FROM fractality.experience_events e
+                    UNION ALL
+                    SELECT a.event_id FROM fractality.experience_events_archive a) u
+             GROUP BY u.event_id HAVING count(*) > 1) d;
+    IF ids > 0 THEN
+        RAISE unique_violation USING
+            MESSAGE = pg_catalog.format('%s event ids are each stored more than once (such as %s), which 0.5.0 refuses: an event id is written once',
+                                        ids, sample),
+            HINT = 'Keep one event of each id (docs/UPGRADES.md, "Before the update", lists them and says how), then update again.';
+    END IF;
+END $$;
+
+-- An event stored by 0.4.0 at bigint's largest timestamp, which 0.5.0 refuses (49_event_ids.sql),
+-- stops the update before anything changes.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM fractality.experience_events WHERE "timestamp" = 9223372036854775807
+               UNION ALL
+               SELECT 1 FROM fractality.experience_events_archive WHERE "timestamp" = 9223372036854775807) THEN
+        RAISE check_violation USING
+            MESSAGE = 'an event has timestamp 9223372036854775807, which 0.5.0 refuses',
+            HINT = 'Move it to 9223372036854775806 or delete it, then update again.';
+    END IF;
+END $$;
+
 -- ---- internal helpers: a leading underscore ----------------------------------------------------
 -- The partition and archive steps (not for direct calls, not executable by PUBLIC) take a
 -- leading underscore, as the other internal helpers have. They are renamed first, so that every
@@ -397,9 +433,13 @@ BEGIN
     streams := EXISTS (SELECT 1 FROM pg_attribute a
                         WHERE a.attrelid = part AND a.attname = 'atp_level' AND NOT a.attisdropped);
     want := rel || CASE WHEN streams THEN '_node_time' ELSE '_time' END;
+    -- an index of this kind on its first column (not one of the operator's on another)
     SELECT ci.relname INTO have
       FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_am a ON a.oid = ci.relam
-     WHERE i.indrelid = part AND (streams OR a.amname = 'brin')
+           JOIN pg_attribute t ON t.attrelid = part AND t.attnum = i.indkey[0]
+     WHERE i.indrelid = part
+       AND CASE WHEN streams THEN a.amname = 'btree' AND t.attname = 'node_id'
+                ELSE a.amname = 'brin' AND t.attname = 'timestamp' END
      ORDER BY ci.relname = want DESC
      LIMIT 1;
     IF have IS NULL AND streams THEN
@@ -416,7 +456,8 @@ BEGIN
     want := rel || '_event_id';
     SELECT ci.relname INTO have
       FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_am a ON a.oid = ci.relam
-     WHERE i.indrelid = part AND a.amname = 'hash'
+           JOIN pg_attribute t ON t.attrelid = part AND t.attnum = i.indkey[0]
+     WHERE i.indrelid = part AND a.amname = 'hash' AND t.attname = 'event_id'
      ORDER BY ci.relname = want DESC
      LIMIT 1;
     IF have IS NULL THEN
@@ -1425,15 +1466,20 @@ COMMENT ON TABLE fractality.consensus_links IS
 -- 0.5.0 publishes a consensus's number of users and group resonance to one decimal, with no
 -- label or metadata, and to each tenant its links' similarity to one decimal (a label, a value or
 -- an exact score confirms a guess about another tenant's ideas): the rows 0.4.0 made become
--- what a crystallisation now writes (rounded as src/consensus/math.rs rounds, half away from 0)
+-- what a crystallisation now writes, rounded as src/consensus/math.rs rounds (x * 10 rounded half
+-- away from 0, in float8 as Rust's f64::round, then / 10)
 UPDATE fractality.consensus_nodes
    SET label = NULL, metadata = '{}'::jsonb,
-       resonance_score = (round((resonance_score * 10)::numeric) / 10)::float8
+       resonance_score = sign(resonance_score * 10) * (trunc(abs(resonance_score * 10))
+           + (abs(resonance_score * 10) - trunc(abs(resonance_score * 10)) >= 0.5)::int) / 10::float8
  WHERE label IS NOT NULL OR metadata <> '{}'::jsonb
-    OR resonance_score <> (round((resonance_score * 10)::numeric) / 10)::float8;
+    OR resonance_score <> sign(resonance_score * 10) * (trunc(abs(resonance_score * 10))
+           + (abs(resonance_score * 10) - trunc(abs(resonance_score * 10)) >= 0.5)::int) / 10::float8;
 UPDATE fractality.consensus_links
-   SET similarity = (round((similarity * 10)::numeric) / 10)::float8
- WHERE similarity <> (round((similarity * 10)::numeric) / 10)::float8;
+   SET similarity = sign(similarity * 10) * (trunc(abs(similarity * 10))
+           + (abs(similarity * 10) - trunc(abs(similarity * 10)) >= 0.5)::int) / 10::float8
+ WHERE similarity <> sign(similarity * 10) * (trunc(abs(similarity * 10))
+           + (abs(similarity * 10) - trunc(abs(similarity * 10)) >= 0.5)::int) / 10::float8;
 
 -- ---- the agent memory API: expiry, remember, recall, forget ----------------------------------
 
@@ -2260,8 +2306,8 @@ REVOKE EXECUTE ON FUNCTION fractality._replay_remove_before(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION fractality._replay_rebuild(integer) FROM PUBLIC;
 
 -- ---- event ids unique whatever their timestamps ------------------------------------------------
--- Every id written so far is registered (hot and cold tiers). The update reads every event
--- twice: about two seconds per million events.
+-- Every id written so far is registered (hot and cold tiers; the header has refused ids stored
+-- twice). The update reads every event once here: about a second per million events.
 
 -- Every event id written, hot or archived: its primary key makes an id unique whatever the
 -- timestamp, also between concurrent writers (the second waits for the first and fails with
@@ -2357,33 +2403,8 @@ CREATE TRIGGER experience_events_identity
 INSERT INTO fractality.experience_event_ids (event_id, "timestamp")
 SELECT e.event_id, e."timestamp" FROM fractality.experience_events e
 UNION ALL
-SELECT a.event_id, a."timestamp" FROM fractality.experience_events_archive a
-ON CONFLICT (event_id) DO NOTHING;
+SELECT a.event_id, a."timestamp" FROM fractality.experience_events_archive a;
 
--- an id that 0.4.0 stored more than once (at other timestamps, or from concurrent writers) stops
--- the update, which then changes nothing: 0.5.0 writes an id once, and registering one of the
--- copies would leave the others outside the rule (the replay buffers find an item through it)
-DO $$
-DECLARE
-    extra bigint;
-    sample bytea;
-BEGIN
-    SELECT (SELECT count(*) FROM fractality.experience_events)
-         + (SELECT count(*) FROM fractality.experience_events_archive)
-         - (SELECT count(*) FROM fractality.experience_event_ids) INTO extra;
-    IF extra > 0 THEN
-        SELECT d.event_id INTO sample
-          FROM (SELECT e.event_id FROM fractality.experience_events e
-                UNION ALL
-                SELECT a.event_id FROM fractality.experience_events_archive a) d
-         GROUP BY d.event_id HAVING count(*) > 1
-         LIMIT 1;
-        RAISE unique_violation USING
-            MESSAGE = format('%s stored events repeat the id of another (such as %s), which 0.5.0 refuses: an event id is written once',
-                             extra, encode(sample, 'hex')),
-            HINT = 'Group both tiers (experience_events, experience_events_archive) by event_id to find them (docs/UPGRADES.md has the query), delete all but one of each, then update again.';
-    END IF;
-END $$;
 
 -- A DELETE from the cold tier (an erasure, by hand) or its TRUNCATE takes the events' metadata
 -- with them and frees their ids, as in the hot tier (experience.sql). The archivers move rows
@@ -2409,17 +2430,7 @@ CREATE TRIGGER experience_events_archive_cascade_truncate
 -- ---- the latest timestamp an event may have --------------------------------------------------
 -- bigint's largest value is refused (as writes now refuse it): readers' ranges end before their
 -- bound, and a replay block's inclusive int8range of timestamps cannot end there. An event stored
--- there by 0.4.0 stops the update, which then changes nothing.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM fractality.experience_events WHERE "timestamp" = 9223372036854775807
-               UNION ALL
-               SELECT 1 FROM fractality.experience_events_archive WHERE "timestamp" = 9223372036854775807) THEN
-        RAISE check_violation USING
-            MESSAGE = 'an event has timestamp 9223372036854775807, which 0.5.0 refuses',
-            HINT = 'Move it to 9223372036854775806 or delete it, then update again.';
-    END IF;
-END $$;
+-- there by 0.4.0 has stopped the update before anything changed (the header).
 ALTER TABLE fractality.experience_events
     DROP CONSTRAINT experience_events_timestamp_range,
     ADD CONSTRAINT experience_events_timestamp_range CHECK ("timestamp" >= 0 AND "timestamp" < 9223372036854775807);

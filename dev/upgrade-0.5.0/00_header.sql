@@ -38,3 +38,39 @@ BEGIN
                   HINT = 'fractality puts SECURITY DEFINER functions in its schema: ' || remedy || '.';
     END IF;
 END $$;
+
+-- An event id that 0.4.0 stored more than once (it refused a duplicate at the same timestamp
+-- only, and two concurrent writers could both store one) stops the update before anything
+-- changes: 0.5.0 writes an id once, and registering one of the copies would leave the others
+-- outside that rule (docs/UPGRADES.md, "Before the update", has the query that lists them).
+DO $$
+DECLARE
+    ids bigint;
+    sample text;
+BEGIN
+    SELECT count(*), min(pg_catalog.encode(d.event_id, 'hex')) INTO ids, sample
+      FROM (SELECT u.event_id
+              FROM (SELECT e.event_id FROM fractality.experience_events e
+                    UNION ALL
+                    SELECT a.event_id FROM fractality.experience_events_archive a) u
+             GROUP BY u.event_id HAVING count(*) > 1) d;
+    IF ids > 0 THEN
+        RAISE unique_violation USING
+            MESSAGE = pg_catalog.format('%s event ids are each stored more than once (such as %s), which 0.5.0 refuses: an event id is written once',
+                                        ids, sample),
+            HINT = 'Keep one event of each id (docs/UPGRADES.md, "Before the update", lists them and says how), then update again.';
+    END IF;
+END $$;
+
+-- An event stored by 0.4.0 at bigint's largest timestamp, which 0.5.0 refuses (49_event_ids.sql),
+-- stops the update before anything changes.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM fractality.experience_events WHERE "timestamp" = 9223372036854775807
+               UNION ALL
+               SELECT 1 FROM fractality.experience_events_archive WHERE "timestamp" = 9223372036854775807) THEN
+        RAISE check_violation USING
+            MESSAGE = 'an event has timestamp 9223372036854775807, which 0.5.0 refuses',
+            HINT = 'Move it to 9223372036854775806 or delete it, then update again.';
+    END IF;
+END $$;

@@ -104,6 +104,8 @@ const DROPPED: &[&str] = &[
     // 0.5.0: a consensus publishes no label, and its links' similarity to one decimal (checked
     // after the upgrade)
     "consensus_nodes.label",
+    "consensus_nodes.metadata",
+    "consensus_nodes.resonance_score",
     "consensus_links.similarity",
 ];
 
@@ -204,10 +206,10 @@ fn write_everything(c: &mut Client) -> (Uuid, Uuid) {
     assert_eq!(common::sqlstate(&e), "55000", "{e}");
     c.execute(
         "WITH cn AS (
-             INSERT INTO fractality.consensus_nodes (node_key, label, centroid, contributor_count, resonance_score)
-             SELECT 'consensus-' || $1::uuid::text, 'Upgrade root', fractality.normalize_vector(
+             INSERT INTO fractality.consensus_nodes (node_key, label, metadata, centroid, contributor_count, resonance_score)
+             SELECT 'consensus-' || $1::uuid::text, 'Upgrade root', '{\"of\": \"a member\"}', fractality.normalize_vector(
                         (SELECT array_agg(x ORDER BY i) FROM unnest($2::text::vector::real[]) WITH ORDINALITY u(x, i))::vector),
-                    3, 0.9
+                    3, 0.87
              RETURNING id)
          INSERT INTO fractality.consensus_links (consensus_id, node_id, user_id, similarity)
          SELECT cn.id, n.id, n.user_id, 0.95 FROM cn, fractality.nodes n WHERE n.node_key IN ('root', 'child')",
@@ -376,21 +378,25 @@ fn upgrade_from(previous: &str) {
         .collect();
     assert_eq!(moved, centroids, "every centroid kept");
     assert!(!moved.is_empty());
-    // and publishes what a crystallisation now writes: no label, links to one decimal (the
-    // old consensus said 'Upgrade root', its links 0.95)
-    let published: Vec<(Option<String>, f64)> = old
+    // and publishes what a crystallisation now writes: no label or metadata, its score and its
+    // links to one decimal (the old consensus said 'Upgrade root' and a member's metadata, its
+    // score 0.87, its links 0.95)
+    let published: Vec<(Option<String>, String, f64, f64)> = old
         .query(
-            "SELECT c.label, l.similarity FROM fractality.consensus_nodes c
+            "SELECT c.label, c.metadata::text, c.resonance_score, l.similarity
+               FROM fractality.consensus_nodes c
                JOIN fractality.consensus_links l ON l.consensus_id = c.id",
             &[],
         )
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
     assert!(!published.is_empty());
-    for (label, similarity) in published {
+    for (label, metadata, score, similarity) in published {
         assert_eq!(label, None);
+        assert_eq!(metadata, "{}");
+        approx::assert_relative_eq!(score, 0.9);
         approx::assert_relative_eq!(similarity, 1.0);
     }
 
@@ -613,7 +619,9 @@ fn an_event_id_stored_twice_by_0_4_0_stops_the_update() {
     assert_eq!(common::sqlstate(&err), "23505", "{err}");
     let message = err.as_db_error().unwrap().message().to_string();
     assert!(
-        message.contains("1 stored events") && message.contains("000000000000000000000000000000aa"),
+        message.contains(
+            "1 event ids are each stored more than once (such as 000000000000000000000000000000aa)"
+        ),
         "{message}"
     );
     let version = common::extversion(&mut c);
