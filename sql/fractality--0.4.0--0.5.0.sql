@@ -1792,7 +1792,7 @@ CREATE TRIGGER nodes_text_update
           OR OLD.expires_at IS DISTINCT FROM NEW.expires_at)
     EXECUTE FUNCTION fractality._node_text_update();
 -- Kept like an index, also under session_replication_role = replica, the way a data-only restore
--- loads nodes (README, Backups). On a logical replica its nodes fill its node_text: leave
+-- loads nodes (docs/OPERATIONS.md, "Partitions, backups, replicas"). On a logical replica its nodes fill its node_text: leave
 -- node_text out of publications.
 ALTER TABLE fractality.nodes ENABLE ALWAYS TRIGGER nodes_text_insert;
 ALTER TABLE fractality.nodes ENABLE ALWAYS TRIGGER nodes_text_update;
@@ -3384,7 +3384,7 @@ $$;
 
 -- ---- descriptions --------------------------------------------------------------------------------
 -- What \df+ and obj_description show for every function the sources above do not describe (the
--- Rust functions get none from pgrx); README.md has the same in its API tables.
+-- Rust functions get none from pgrx); docs/API.md has the same in its tables.
 
 COMMENT ON FUNCTION fractality.remember(text, text, vector, jsonb, text, double precision, interval) IS
     'Stores a memory of the session''s tenant (a NULL key: derived from the content), or reinforces the one it repeats (same key, or within dedup_threshold cosine similarity); ttl expires it. Returns (node_id, created).';

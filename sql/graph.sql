@@ -132,7 +132,7 @@ CREATE TRIGGER nodes_text_update
           OR OLD.expires_at IS DISTINCT FROM NEW.expires_at)
     EXECUTE FUNCTION fractality._node_text_update();
 -- Kept like an index, also under session_replication_role = replica, the way a data-only restore
--- loads nodes (README, Backups). On a logical replica its nodes fill its node_text: leave
+-- loads nodes (docs/OPERATIONS.md, "Partitions, backups, replicas"). On a logical replica its nodes fill its node_text: leave
 -- node_text out of publications.
 ALTER TABLE fractality.nodes ENABLE ALWAYS TRIGGER nodes_text_insert;
 ALTER TABLE fractality.nodes ENABLE ALWAYS TRIGGER nodes_text_update;

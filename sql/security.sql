@@ -4,7 +4,7 @@
 -- sees nothing. Loaded last.
 --
 -- No table privilege is granted here: the administrator grants them to the application roles
--- (see README, "Tenants and privileges"). Partitions get no grants, so they are reached only
+-- (see README, "Tenants", and docs/OPERATIONS.md, "Privileges"). Partitions get no grants, so they are reached only
 -- through their parent, where the policy applies.
 
 -- The tenant tables, each under the policy tenant_isolation (see _protect_partition in
@@ -133,7 +133,7 @@ $$;
 
 -- ---- descriptions --------------------------------------------------------------------------------
 -- What \df+ and obj_description show for every function the sources above do not describe (the
--- Rust functions get none from pgrx); README.md has the same in its API tables.
+-- Rust functions get none from pgrx); docs/API.md has the same in its tables.
 
 COMMENT ON FUNCTION fractality.remember(text, text, vector, jsonb, text, double precision, interval) IS
     'Stores a memory of the session''s tenant (a NULL key: derived from the content), or reinforces the one it repeats (same key, or within dedup_threshold cosine similarity); ttl expires it. Returns (node_id, created).';

@@ -87,7 +87,7 @@ pub fn group_resonance(vectors: &[&[f32]]) -> Result<Option<f64>, FractalityErro
 
 /// What a consensus publishes of a score that depends on other tenants' vectors: one decimal.
 /// A consensus tells its readers how many users hold ideas near its seed and roughly how close
-/// they are, never a number precise enough to solve for one of them (see README: consensus).
+/// they are, never a number precise enough to solve for one of them (see docs/API.md, consensus, and docs/OPERATIONS.md, "Privileges").
 pub fn coarse(x: f64) -> f64 {
     ((x * 10.0).round() / 10.0).clamp(-1.0, 1.0)
 }

@@ -29,7 +29,7 @@ use crate::vector::{CosineTo, Vector};
 pub use math::*;
 use store::{Candidate, Consensus};
 
-/// Forms or updates the consensus around `node` (see README): when the nodes within `threshold`
+/// Forms or updates the consensus around `node` (see docs/API.md): when the nodes within `threshold`
 /// of it (any tenant, the source included; the 1 000 nearest) belong to at least
 /// `min_contributors` distinct users (an expired memory, the seed included, counts for none). Runs as the caller, who must see `node` (P0002 otherwise): it reads the node's embedding of
 /// `model` under row-level security and hands it to `_crystallize_consensus`, the part that sees

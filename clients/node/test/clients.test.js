@@ -46,7 +46,7 @@ before(async () => {
   db = await connect({ vector: false });
   await db.query('CREATE EXTENSION fractality CASCADE');
   await pgvector.registerTypes(db);  // the vector type exists only now
-  // an application role: not superuser, not owner, not BYPASSRLS (README, "Tenants and privileges")
+  // an application role: not superuser, not owner, not BYPASSRLS (README, "Tenants")
   await db.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${ROLE}')
                   THEN CREATE ROLE ${ROLE} LOGIN; END IF; END $$`);
   await db.query(`GRANT USAGE ON SCHEMA fractality TO ${ROLE};

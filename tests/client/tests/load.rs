@@ -415,7 +415,7 @@ fn load_run_keeps_every_invariant() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let mut admin = common::db();
-    // what README, "Tenants and privileges", grants an application role (serial ids of
+    // what README, "Tenants", grants an application role (serial ids of
     // policies need the sequences)
     common::app("fractality_load", None);
     admin
