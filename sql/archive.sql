@@ -972,14 +972,17 @@ BEGIN
     -- _lock_for_partitions): when a long transaction holds one of them for longer than
     -- fractality.maintenance_lock_wait, those steps are left to the next run and named in
     -- "busy", and the rest goes on
+    -- the archivers' locks before any table is read (_months_to_partition reads the default
+    -- partitions): an archiver holds its lock while it asks for ACCESS EXCLUSIVE on them, so
+    -- reading them first and then waiting for its lock was a deadlock
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
+    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
     SELECT coalesce(array_agg(DISTINCT m.parent), '{}') INTO needed FROM fractality._months_to_partition(3) m;
     SELECT coalesce(array_agg(r.relation ORDER BY r.relation::text), '{}') INTO policies
       FROM fractality.retention_policies r
      WHERE r.relation IN ('fractality.experience_events'::regclass, 'fractality.consciousness_streams'::regclass);
     BEGIN
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
         IF cardinality(needed) + cardinality(policies) > 0 THEN
             PERFORM fractality._lock_for_partitions(needed || policies);
         END IF;

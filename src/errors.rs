@@ -111,6 +111,13 @@ pub enum FractalityError {
     #[error("memory {0} was changed by another session while remember ran")]
     ConcurrentChange(String),
 
+    /// 40001 serialization_failure: a consensus the call was updating was deleted by another
+    /// session while the call waited for it; the call can be run again as it was.
+    #[error(
+        "consensus {0} was deleted by another session while crystallize_consensus waited for it"
+    )]
+    ConsensusGone(pgrx::Uuid),
+
     /// XX000 internal_error: SPI refused one of fractality's own queries (not an error of the
     /// query itself, which PostgreSQL reports as it is).
     #[error("fractality: internal query {query} failed: {detail}")]
@@ -196,7 +203,7 @@ impl FractalityError {
             FractalityError::SchemaBehind => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
-            FractalityError::ConcurrentChange(_) => {
+            FractalityError::ConcurrentChange(_) | FractalityError::ConsensusGone(_) => {
                 PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE
             }
             FractalityError::NoVector(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
@@ -259,6 +266,9 @@ impl FractalityError {
             }
             FractalityError::ConcurrentChange(_) => Some(
                 "Another session deleted or wrote that memory meanwhile (forget, run_maintenance, upsert_node, freeze); nothing was written: run the call again.",
+            ),
+            FractalityError::ConsensusGone(_) => Some(
+                "Nothing was written: run the call again (it then makes the group a consensus of its own).",
             ),
             FractalityError::NoVector(_) => {
                 Some("CREATE EXTENSION vector (fractality requires it).")

@@ -270,17 +270,22 @@ pub fn save(c: Consensus<'_>) -> Result<Uuid, FractalityError> {
     // caller's own would reach every tenant
     let label: Option<String> = None;
     let meta = pgrx::JsonB(Value::Object(Default::default()));
-    let id = spi::returned_id(
-        save,
-        &[
-            key.into(),
-            label.into(),
-            meta.into(),
-            c.count.into(),
-            c.group.into(),
-            c.model.name.as_str().into(),
-        ],
-    )?;
+    let args = [
+        key.into(),
+        label.into(),
+        meta.into(),
+        c.count.into(),
+        c.group.into(),
+        c.model.name.as_str().into(),
+    ];
+    let id = match existing {
+        // the consensus found may be deleted by another session before its row is locked here:
+        // the UPDATE then finds nothing
+        Some(id) => {
+            spi::one::<Uuid>(save, &args, false)?.ok_or(FractalityError::ConsensusGone(id))?
+        }
+        None => spi::returned_id(save, &args)?,
+    };
     spi::run(
         &Query {
             name: "consensus_centroid",

@@ -794,3 +794,55 @@ fn e_crystallize_is_granted_not_public() {
         .unwrap_err();
     assert_eq!(common::sqlstate(&e), "42501", "{e}");
 }
+
+/// A consensus that another session deletes while a crystallisation of its group waits for its
+/// row is a serialization failure (40001: run it again), not an internal error (it was XX000, "no
+/// id returned"); run again, the group makes a consensus of its own.
+#[test]
+fn a_consensus_deleted_while_its_group_crystallises_is_a_serialization_failure() {
+    let _g = serial();
+    let mut x = actors();
+    let region = 50;
+    let seed = node(
+        &mut x.a,
+        "gone-a",
+        "a",
+        serde_json::json!({}),
+        &near(region, 0.99, 5001),
+    );
+    node(
+        &mut x.b,
+        "gone-b",
+        "b",
+        serde_json::json!({}),
+        &near(region, 0.99, 5002),
+    );
+    node(
+        &mut x.c,
+        "gone-c",
+        "c",
+        serde_json::json!({}),
+        &near(region, 0.99, 5003),
+    );
+    let first = crystallize(&mut x.admin, seed, 0.8).expect("a consensus of three users");
+    let mut deleter = common::db();
+    deleter
+        .batch_execute(&format!(
+            "BEGIN; DELETE FROM fractality.consensus_nodes WHERE id = '{first}'"
+        ))
+        .unwrap();
+    let call = std::thread::spawn(move || {
+        common::db()
+            .query_one(
+                "SELECT fractality.crystallize_consensus($1, 0.8, 3)",
+                &[&seed],
+            )
+            .map(|r| r.get::<_, Option<Uuid>>(0))
+    });
+    common::wait_for_a_lock(&mut x.admin, "SELECT fractality.crystallize_consensus%");
+    deleter.batch_execute("COMMIT").unwrap();
+    let err = call.join().unwrap().unwrap_err();
+    assert_eq!(common::sqlstate(&err), "40001", "{err}");
+    let second = crystallize(&mut x.admin, seed, 0.8).expect("the group's own consensus");
+    assert_ne!(second, first);
+}
