@@ -502,8 +502,26 @@ fn freeze_node(
         (Some(a), Some(b)) => a == b,
         _ => e.key == key,
     };
+    // the edges out of it and into it (a self-loop is among the outgoing ones), written in the
+    // order of their (from, to, type) keys: two freezes of nodes linked both ways write the
+    // same edges, and each in its own order (its outgoing first) waited for the other's (40P01)
+    type Write = (String, String, bool, crate::graph::input::FrozenEdge);
+    let mut edges: Vec<Write> = Vec::new();
     for e in frozen.edges.outgoing {
-        if is_loop(&e) {
+        let looped = is_loop(&e);
+        let to = if looped {
+            key.to_string()
+        } else {
+            e.key.clone()
+        };
+        edges.push((key.to_string(), to, looped, e));
+    }
+    for e in frozen.edges.incoming.into_iter().filter(|e| !is_loop(e)) {
+        edges.push((e.key.clone(), key.to_string(), false, e));
+    }
+    edges.sort_by(|a, b| (&a.0, &a.1, &a.3.relationship).cmp(&(&b.0, &b.1, &b.3.relationship)));
+    for (from, to, looped, e) in edges {
+        if looped {
             // `link` makes none, but the table holds one written otherwise (an application's
             // INSERT, older data), and thaw gives it: written back as it was (its type and
             // weight checked by parse_frozen)
@@ -511,12 +529,8 @@ fn freeze_node(
                 store::upsert_edge(user, id, id, &e.relationship, e.weight, e.metadata)
             })?;
         } else {
-            link_keys(user, key, &e.key, &e.relationship, e.weight, e.metadata)?;
+            link_keys(user, &from, &to, &e.relationship, e.weight, e.metadata)?;
         }
-    }
-    // the edges into it, from nodes of the tenant (a self-loop is among the outgoing ones)
-    for e in frozen.edges.incoming.into_iter().filter(|e| !is_loop(e)) {
-        link_keys(user, &e.key, key, &e.relationship, e.weight, e.metadata)?;
     }
     if !frozen.stream.is_empty() {
         spi::connect(|| store::freeze_stream(id, user, stream.unwrap_or_default()))?;

@@ -802,7 +802,8 @@ fn e_crystallize_is_granted_not_public() {
 fn a_consensus_deleted_while_its_group_crystallises_is_a_serialization_failure() {
     let _g = serial();
     let mut x = actors();
-    let region = 50;
+    // a region of its own (the other tests use 10 to 87)
+    let region = 200;
     let seed = node(
         &mut x.a,
         "gone-a",
