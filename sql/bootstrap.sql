@@ -117,6 +117,7 @@ DECLARE
     streams boolean;
     want text;
     have text;
+    k record;
 BEGIN
     SELECT c.relname, c.relreplident INTO rel, ident FROM pg_class c WHERE c.oid = part;
     -- no primary key: the whole row is its identity for logical replication (experience.sql)
@@ -125,39 +126,27 @@ BEGIN
     END IF;
     streams := EXISTS (SELECT 1 FROM pg_attribute a
                         WHERE a.attrelid = part AND a.attname = 'atp_level' AND NOT a.attisdropped);
-    want := rel || CASE WHEN streams THEN '_node_time' ELSE '_time' END;
-    -- an index of this kind on its first column (not one of the operator's on another)
-    SELECT ci.relname INTO have
-      FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_am a ON a.oid = ci.relam
-           JOIN pg_attribute t ON t.attrelid = part AND t.attnum = i.indkey[0]
-     WHERE i.indrelid = part
-       AND CASE WHEN streams THEN a.amname = 'btree' AND t.attname = 'node_id'
-                ELSE a.amname = 'brin' AND t.attname = 'timestamp' END
-     ORDER BY ci.relname = want DESC
-     LIMIT 1;
-    IF have IS NULL AND streams THEN
-        EXECUTE format('CREATE INDEX %I ON %s (node_id, time DESC)', want, part);
-    ELSIF have IS NULL THEN
-        EXECUTE format('CREATE INDEX %I ON %s USING brin ("timestamp") WITH (pages_per_range = 32)',
-                       want, part);
-    ELSIF have <> want THEN
-        EXECUTE format('ALTER INDEX fractality.%I RENAME TO %I', have, want);
-    END IF;
-    IF streams THEN
-        RETURN;
-    END IF;
-    want := rel || '_event_id';
-    SELECT ci.relname INTO have
-      FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_am a ON a.oid = ci.relam
-           JOIN pg_attribute t ON t.attrelid = part AND t.attnum = i.indkey[0]
-     WHERE i.indrelid = part AND a.amname = 'hash' AND t.attname = 'event_id'
-     ORDER BY ci.relname = want DESC
-     LIMIT 1;
-    IF have IS NULL THEN
-        EXECUTE format('CREATE INDEX %I ON %s USING hash (event_id)', want, part);
-    ELSIF have <> want THEN
-        EXECUTE format('ALTER INDEX fractality.%I RENAME TO %I', have, want);
-    END IF;
+    -- each index the partition needs: one of that kind on that first column (not one of the
+    -- operator's on another) takes the name, or it is made
+    FOR k IN SELECT * FROM (VALUES
+                 (true,  '_node_time', 'btree', 'node_id',   'CREATE INDEX %I ON %s (node_id, time DESC)'),
+                 (false, '_time',      'brin',  'timestamp', 'CREATE INDEX %I ON %s USING brin ("timestamp") WITH (pages_per_range = 32)'),
+                 (false, '_event_id',  'hash',  'event_id',  'CREATE INDEX %I ON %s USING hash (event_id)'))
+                 v (for_streams, suffix, am, col, ddl)
+              WHERE v.for_streams = streams LOOP
+        want := rel || k.suffix;
+        SELECT ci.relname INTO have
+          FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_am a ON a.oid = ci.relam
+               JOIN pg_attribute t ON t.attrelid = part AND t.attnum = i.indkey[0]
+         WHERE i.indrelid = part AND a.amname = k.am AND t.attname = k.col
+         ORDER BY ci.relname = want DESC
+         LIMIT 1;
+        IF have IS NULL THEN
+            EXECUTE format(k.ddl, want, part);
+        ELSIF have <> want THEN
+            EXECUTE format('ALTER INDEX fractality.%I RENAME TO %I', have, want);
+        END IF;
+    END LOOP;
 END
 $$;
 

@@ -52,6 +52,12 @@ pub enum FractalityError {
         problem: String,
     },
 
+    /// 22004 null_value_not_allowed: a NULL element of the typed-array form of an event batch (or
+    /// of the single event), as PostgreSQL reports "array must not contain nulls" (a JSON null
+    /// is a value of the wrong kind: [`FractalityError::BadEvent`]).
+    #[error("{context}, field \"{}\": NULL", shown(field.clone()))]
+    NullEventField { context: String, field: String },
+
     /// 22P02 invalid_text_representation: text given as JSON that does not parse.
     #[error("{context}: invalid JSON: {detail}")]
     InvalidJson {
@@ -176,8 +182,7 @@ impl FractalityError {
             FractalityError::NullNotAllowed(_) | FractalityError::NullElement { .. } => {
                 PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
             }
-            // a NULL element of the typed-array form (a JSON null is a value of the wrong kind)
-            FractalityError::BadEvent { problem, .. } if problem == "NULL" => {
+            FractalityError::NullEventField { .. } => {
                 PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
             }
             FractalityError::CorruptVector(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
@@ -234,7 +239,7 @@ impl FractalityError {
             FractalityError::NoTenant => Some(
                 "SET fractality.user_id = '<tenant uuid>' (or pass user_id where the function takes one).",
             ),
-            FractalityError::BadEvent { .. } => Some(
+            FractalityError::BadEvent { .. } | FractalityError::NullEventField { .. } => Some(
                 "An event is an object with the columns of experience_events: event_id (32 hex digits or a UUID), timestamp (integer microseconds, 0 to 9223372036854775806), episode_id, step_number, event_type, flags, state_l1..state_l8, action_l1..action_l8, adna_version_hash, sequence_number; rewards default to 0. Nothing of the batch was written.",
             ),
             FractalityError::InvalidJson { .. } => Some(

@@ -26,15 +26,11 @@ COMMENT ON TABLE fractality.consensus_links IS
 -- an exact score confirms a guess about another tenant's ideas): the rows 0.4.0 made become
 -- what a crystallisation now writes, rounded as src/consensus/math.rs rounds (x * 10 rounded half
 -- away from 0, in float8 as Rust's f64::round, then / 10)
+-- (every row: the consensus tables hold a row per group and per member)
 UPDATE fractality.consensus_nodes
    SET label = NULL, metadata = '{}'::jsonb,
        resonance_score = sign(resonance_score * 10) * (trunc(abs(resonance_score * 10))
-           + (abs(resonance_score * 10) - trunc(abs(resonance_score * 10)) >= 0.5)::int) / 10::float8
- WHERE label IS NOT NULL OR metadata <> '{}'::jsonb
-    OR resonance_score <> sign(resonance_score * 10) * (trunc(abs(resonance_score * 10))
            + (abs(resonance_score * 10) - trunc(abs(resonance_score * 10)) >= 0.5)::int) / 10::float8;
 UPDATE fractality.consensus_links
    SET similarity = sign(similarity * 10) * (trunc(abs(similarity * 10))
-           + (abs(similarity * 10) - trunc(abs(similarity * 10)) >= 0.5)::int) / 10::float8
- WHERE similarity <> sign(similarity * 10) * (trunc(abs(similarity * 10))
            + (abs(similarity * 10) - trunc(abs(similarity * 10)) >= 0.5)::int) / 10::float8;

@@ -4,8 +4,8 @@
 use crate::errors::FractalityError;
 
 use super::event::{
-    bad, check_batch_size, check_unique, finite_real, Event, ACTION_FIELDS, REWARD_FIELDS,
-    STATE_FIELDS,
+    bad, check_batch_size, check_unique, finite_real, null_field, Event, ACTION_FIELDS,
+    REWARD_FIELDS, STATE_FIELDS,
 };
 
 fn array_len(
@@ -59,7 +59,7 @@ fn elem<T: Copy>(
     name: &str,
     event: usize,
 ) -> Result<T, FractalityError> {
-    a[i].ok_or_else(|| bad(&format!("write_events: element {event}"), name, "NULL"))
+    a[i].ok_or_else(|| null_field(&format!("write_events: element {event}"), name))
 }
 
 /// The typed-array batch: one array per column, element i of each is event i. `states` and
@@ -96,7 +96,7 @@ pub fn events_from_arrays(
     let mut out = Vec::with_capacity(n);
     for (i, id) in event_ids.iter().enumerate() {
         let ctx = format!("write_events: element {i}");
-        let id = id.as_ref().ok_or_else(|| bad(&ctx, "event_ids", "NULL"))?;
+        let id = id.as_ref().ok_or_else(|| null_field(&ctx, "event_ids"))?;
         let event_id = <[u8; 16]>::try_from(id.as_slice()).map_err(|_| {
             bad(
                 &ctx,

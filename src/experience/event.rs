@@ -79,6 +79,14 @@ pub(super) fn bad(context: &str, field: &str, problem: impl Into<String>) -> Fra
     }
 }
 
+/// A NULL element of the typed-array form (22004).
+pub(super) fn null_field(context: &str, field: &str) -> FractalityError {
+    FractalityError::NullEventField {
+        context: context.to_string(),
+        field: field.to_string(),
+    }
+}
+
 /// A JSON value, short, for messages.
 fn show(v: &Value) -> String {
     let s = v.to_string();

@@ -203,6 +203,10 @@ fn write_event(
             field: single_field(&field).to_string(),
             problem,
         },
+        FractalityError::NullEventField { field, .. } => FractalityError::NullEventField {
+            context: "write_event".into(),
+            field: single_field(&field).to_string(),
+        },
         other => other,
     })
     .unwrap_or_report();
