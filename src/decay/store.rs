@@ -10,8 +10,18 @@ use pgrx::{PgSqlErrorCode, Uuid};
 use crate::errors::FractalityError;
 use crate::spi::{self, query, Query};
 
-const APPLY: Query<'static> = query!("decay_apply", [FLOAT8OID, FLOAT8OID]);
-const APPLY_TENANT: Query<'static> = query!("decay_apply_tenant", [FLOAT8OID, FLOAT8OID, UUIDOID]);
+const LOCK: Query<'static> = query!("decay_lock", [FLOAT8OID, FLOAT8OID]);
+const LOCK_TENANT: Query<'static> = query!("decay_lock_tenant", [FLOAT8OID, FLOAT8OID, UUIDOID]);
+const APPLY: Query<'static> = query!(
+    "decay_apply",
+    [
+        FLOAT8OID,
+        FLOAT8OID,
+        UUIDARRAYOID,
+        UUIDARRAYOID,
+        FLOAT8ARRAYOID
+    ]
+);
 const MATERIALIZE_PLAN: Query<'static> = query!("decay_materialize_plan", []);
 /// One batch, the fast way (run with a short lock_timeout).
 pub const MATERIALIZE_PLAIN: Query<'static> = query!(
@@ -77,25 +87,54 @@ pub fn apply(
     user: Option<Uuid>,
 ) -> Result<Vec<(Uuid, f64, f64)>, FractalityError> {
     writing();
-    let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<f64>(2)?, r.get::<f64>(3)?));
-    let (q, rows) = match user {
+    // first the rows, locked in id order (decay_lock.sql says why in a statement of its own)
+    let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<Uuid>(2)?, r.get::<f64>(3)?));
+    let (q, locked) = match user {
         None => (
-            &APPLY,
-            spi::rows(&APPLY, &[rate.into(), floor.into()], false, row)?,
+            &LOCK,
+            spi::rows(&LOCK, &[rate.into(), floor.into()], false, row)?,
         ),
         Some(u) => (
-            &APPLY_TENANT,
+            &LOCK_TENANT,
             spi::rows(
-                &APPLY_TENANT,
+                &LOCK_TENANT,
                 &[rate.into(), floor.into(), u.into()],
                 false,
                 row,
             )?,
         ),
     };
-    rows.into_iter()
+    let locked = locked
+        .into_iter()
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| null_in(q.name))
+        .ok_or_else(|| null_in(q.name))?;
+    if locked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::with_capacity(locked.len());
+    let mut tenants = Vec::with_capacity(locked.len());
+    let mut energies = Vec::with_capacity(locked.len());
+    for (id, tenant, energy) in locked {
+        ids.push(id);
+        tenants.push(tenant);
+        energies.push(energy);
+    }
+    let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<f64>(2)?, r.get::<f64>(3)?));
+    spi::rows(
+        &APPLY,
+        &[
+            rate.into(),
+            floor.into(),
+            ids.into(),
+            tenants.into(),
+            energies.into(),
+        ],
+        false,
+        row,
+    )?
+    .into_iter()
+    .collect::<Option<Vec<_>>>()
+    .ok_or_else(|| null_in(APPLY.name))
 }
 
 /// What materialize_decay plans its batches with.

@@ -31,6 +31,7 @@ const REINFORCE: Query<'static> = query!(
     "memory_reinforce",
     [UUIDOID, FLOAT8OID, JSONBOID, INTERVALOID, UUIDOID, BOOLOID]
 );
+const LOCK_RECALLED: Query<'static> = query!("memory_lock_recalled", [UUIDARRAYOID, UUIDOID]);
 const PULSE: Query<'static> = query!("memory_pulse", [UUIDARRAYOID, FLOAT8OID, UUIDOID]);
 const FORGET: Query<'static> = query!("memory_forget", [UUIDOID, TEXTOID]);
 const LOCK_NODES: Query<'static> =
@@ -304,8 +305,16 @@ pub fn text(
     rows.into_iter().filter_map(Result::transpose).collect()
 }
 
-/// The recalled memories `ids` of `tenant` fed by `energy` each.
+/// The recalled memories `ids` of `tenant` fed by `energy` each: locked first, in id order, then
+/// written (memory_lock_recalled.sql says why in two statements).
 pub fn pulse(ids: Vec<Uuid>, energy: f64, tenant: Uuid) -> Result<(), FractalityError> {
-    spi::run(&PULSE, &[ids.into(), energy.into(), tenant.into()])?;
+    let locked: Vec<Uuid> =
+        spi::some_rows(&LOCK_RECALLED, &[ids.into(), tenant.into()], false, |r| {
+            r.get::<Uuid>(1)
+        })?;
+    if locked.is_empty() {
+        return Ok(());
+    }
+    spi::run(&PULSE, &[locked.into(), energy.into(), tenant.into()])?;
     Ok(())
 }

@@ -480,3 +480,96 @@ fn energy_writes_never_move_atp_at_back() {
     let after = atp_at(&mut writer);
     assert_eq!(after, written, "the pulse kept the later write's moment");
 }
+
+/// Decay ticks, recalls that reinforce and links between the same six memories of one tenant, two
+/// sessions each, at once for 3 s: none meets another in a deadlock. Each locks its rows in id
+/// order; when a tick's (and a reinforcement's) lock and write were one statement, the write's
+/// own scan could find a row changed since the statement began and wait for the tuple lock of
+/// its old version, held by a session waiting for this one: 40P01 in about 0.4 % of the
+/// transactions of this mix under pgbench (none in 41 000 since).
+#[test]
+fn decay_ticks_beside_recalls_and_links_do_not_deadlock() {
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    // six memories, each nearest to its own axis
+    let vector = |axis: usize| {
+        let v: Vec<String> = (0..384)
+            .map(|d| if d == axis { "1".into() } else { "0.01".into() })
+            .collect();
+        format!("[{}]", v.join(","))
+    };
+    for i in 0..6 {
+        c.query_one(
+            "SELECT created FROM fractality.remember($1, $1, $2::text::vector)",
+            &[&format!("deadlock-{i}"), &vector(i)],
+        )
+        .unwrap();
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    #[derive(Clone, Copy, Debug)]
+    enum Kind {
+        Decay,
+        Recall,
+        Link,
+    }
+    let looped = |kind: Kind, seed: usize| {
+        let query = vector(seed % 6);
+        std::thread::spawn(move || {
+            let mut c = common::db();
+            common::set_tenant(&mut c, user);
+            let mut calls = 0usize;
+            while std::time::Instant::now() < until {
+                let r = match kind {
+                    Kind::Recall => c
+                        .query(
+                            "SELECT node_id FROM fractality.recall($1::text::vector, 6, reinforce => 0.01)",
+                            &[&query],
+                        )
+                        .map(|rows| assert_eq!(rows.len(), 6)),
+                    Kind::Decay => c
+                        .query(
+                            "SELECT node_id FROM fractality.apply_consciousness_decay(0.99, 0.01, $1)",
+                            &[&user],
+                        )
+                        .map(|_| ()),
+                    Kind::Link => {
+                        let from = (seed + calls) % 6;
+                        let to = (from + 1 + calls % 5) % 6;
+                        c.query_one(
+                            "SELECT fractality.link($1, $2, 'child', 0.5)",
+                            &[&format!("deadlock-{from}"), &format!("deadlock-{to}")],
+                        )
+                        .map(|_| ())
+                    }
+                };
+                r.map_err(|e| format!("{kind:?} {calls}: {e:?}"))?;
+                calls += 1;
+            }
+            Ok::<usize, String>(calls)
+        })
+    };
+    let threads = [
+        looped(Kind::Decay, 0),
+        looped(Kind::Decay, 1),
+        looped(Kind::Recall, 2),
+        looped(Kind::Recall, 3),
+        looped(Kind::Link, 4),
+        looped(Kind::Link, 5),
+    ];
+    for t in threads {
+        let calls = t.join().unwrap().unwrap();
+        assert!(calls > 0, "a session made no call");
+    }
+    // the stored energies stayed within the floor and the cap
+    let (low, high): (f64, f64) = {
+        let r = c
+            .query_one(
+                "SELECT min(atp), max(atp) FROM fractality.nodes WHERE user_id = $1",
+                &[&user],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(low >= 0.01 && high <= 1.0, "{low} .. {high}");
+}

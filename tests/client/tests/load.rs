@@ -68,6 +68,8 @@ const OPS: &[(&str, u32, Op)] = &[
     ("link", 4, op_link),
     ("find_resonant", 4, op_find_resonant),
     ("materialize_decay", 1, op_materialize_decay),
+    ("apply_consciousness_decay", 1, op_decay_tick),
+    ("freeze(thaw)", 1, op_freeze_thawed),
     ("save_policy", 3, op_save_policy),
     ("remember", 3, op_remember),
     ("remember_many", 2, op_remember_many),
@@ -294,6 +296,31 @@ fn op_recall(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
 
 fn op_materialize_decay(c: &mut Client, _w: &mut Worker) -> Result<(), postgres::Error> {
     c.execute("SELECT fractality.materialize_decay()", &[])?;
+    Ok(())
+}
+
+/// An explicit decay tick of the worker's tenant, beside its other worker's links, pulses,
+/// recalls and freezes of the same nodes.
+fn op_decay_tick(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
+    let rows = c.query(
+        "SELECT old_atp, new_atp FROM fractality.apply_consciousness_decay(0.99, 0.05, $1)",
+        &[&w.tenant],
+    )?;
+    for r in rows {
+        let (old, new): (f64, f64) = (r.get(0), r.get(1));
+        assert!(new <= old && new >= 0.05, "a tick took {old} to {new}");
+    }
+    Ok(())
+}
+
+/// A node thawed and frozen again (its fields, embeddings, edges; its last stream point, which
+/// it holds already, adds none).
+fn op_freeze_thawed(c: &mut Client, w: &mut Worker) -> Result<(), postgres::Error> {
+    let k = w.rng.random_range(0..KEYS);
+    c.query_one(
+        "SELECT fractality.freeze(fractality.thaw($1, 1))",
+        &[&format!("load-{k}")],
+    )?;
     Ok(())
 }
 
