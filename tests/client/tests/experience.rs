@@ -265,6 +265,67 @@ fn experience_concurrent_policy_saves_leave_one_active() {
     assert_eq!(depth, 40);
 }
 
+/// Two saves of other state bins whose first versions hash alike (`hashtext` of bin, rule,
+/// version and weights: 'cb11490' and 'cb158446' with rule 'r' and {"0": 1}), at once: the second
+/// waits for the first's hash and takes the next one, so each event names one policy. Both took
+/// the same hash before, and `refresh_policy_rewards` credited an event to both.
+#[test]
+fn two_saves_of_bins_whose_hashes_collide_at_once_keep_the_hashes_apart() {
+    const DB: &str = "fractality_policy_hash";
+    let mut first = common::fresh_db(DB, "CREATE EXTENSION fractality CASCADE");
+    let collide: bool = first
+        .query_one(
+            "SELECT hashtext(concat_ws(E'\\x1f', 'cb11490', 'r', 1, '{\"0\": 1}'::jsonb::text))
+                  = hashtext(concat_ws(E'\\x1f', 'cb158446', 'r', 1, '{\"0\": 1}'::jsonb::text))",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(collide, "the two bins' first versions hash alike");
+    let mut tx = first.transaction().unwrap();
+    tx.query_one(
+        "SELECT fractality.save_policy('cb11490', 'r', '{\"0\": 1}')",
+        &[],
+    )
+    .unwrap();
+    let mut second = postgres::Client::connect(&common::url_of(DB), postgres::NoTls).unwrap();
+    let pid: i32 = second
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let call = std::thread::spawn(move || {
+        second
+            .query_one(
+                "SELECT fractality.save_policy('cb158446', 'r', '{\"0\": 1}')",
+                &[],
+            )
+            .map(|_| ())
+    });
+    let mut admin = postgres::Client::connect(&common::url_of(DB), postgres::NoTls).unwrap();
+    assert!(
+        common::waits_for_a_lock(&mut admin, pid, &call),
+        "the second save waits for the first's hash"
+    );
+    tx.commit().unwrap();
+    call.join().unwrap().unwrap();
+    let hashes: Vec<(String, i32, i32)> = admin
+        .query(
+            "SELECT state_bin_id::text, version, version_hash FROM fractality.adna_policies
+              ORDER BY policy_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(hashes.len(), 2);
+    assert_eq!((hashes[0].1, hashes[1].1), (1, 1));
+    assert_ne!(hashes[0].2, hashes[1].2, "{hashes:?}");
+    drop(admin);
+    drop(first);
+    common::drop_db(DB);
+}
+
 /// A save at REPEATABLE READ whose snapshot predates the first version another session saved
 /// meanwhile is a serialization failure (40001: run it again), as it is when a version existed
 /// before; it was a unique violation (23505) of the one active version. Then it saves.
