@@ -2,18 +2,22 @@
 -- in; one stream point recorded ($1: node, $5: tenant). A ttl $4 told by the memory's key ($6)
 -- sets its expiry to now + $4; told by a similar fact (another key), it only moves an expiry
 -- later, and leaves a memory that does not expire so: an hour's note that resembles a standing
--- fact does not make the fact expire. updated_at moves only when metadata is given: a plain
--- repeat is an energy write.
+-- fact does not make the fact expire. A node with no text (a graph node upsert_node made) takes
+-- the content $7 told: a memory is never left without its text; a memory's text stays as it was
+-- first told. updated_at moves only when metadata or that text is given: a plain repeat is an
+-- energy write.
 WITH u AS (
     UPDATE fractality.nodes
        SET atp = least(1.0, greatest(0.0, fractality.current_atp(atp, atp_at, now()) + $2)),
            atp_at = greatest(atp_at, now()),
            metadata = metadata || $3,
+           label = coalesce(label, $7),
            expires_at = CASE WHEN $4::interval IS NULL THEN expires_at
                              WHEN $6 THEN now() + $4
                              WHEN expires_at IS NULL THEN NULL
                              ELSE greatest(expires_at, now() + $4) END,
-           updated_at = CASE WHEN $3 = '{}'::jsonb THEN updated_at ELSE now() END
+           updated_at = CASE WHEN $3 = '{}'::jsonb AND label IS NOT NULL THEN updated_at
+                             ELSE now() END
      WHERE id = $1 AND user_id = $5
     RETURNING id, user_id, atp, atp_at)
 INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)

@@ -29,7 +29,15 @@ const INSERT_MANY: Query<'static> = query!(
 );
 const REINFORCE: Query<'static> = query!(
     "memory_reinforce",
-    [UUIDOID, FLOAT8OID, JSONBOID, INTERVALOID, UUIDOID, BOOLOID]
+    [
+        UUIDOID,
+        FLOAT8OID,
+        JSONBOID,
+        INTERVALOID,
+        UUIDOID,
+        BOOLOID,
+        TEXTOID
+    ]
 );
 const LOCK_RECALLED: Query<'static> = query!("memory_lock_recalled", [UUIDARRAYOID, UUIDOID]);
 const PULSE: Query<'static> = query!("memory_pulse", [UUIDARRAYOID, FLOAT8OID, UUIDOID]);
@@ -97,12 +105,13 @@ pub fn by_keys(
 }
 
 /// Memory `id` of `tenant` told again: fed by `energy`, `metadata` merged, its expiry set by
-/// `ttl` when given and told `by_key`; a similar fact's `ttl` only moves an expiry later.
+/// `ttl` when given and told `by_key`; a similar fact's `ttl` only moves an expiry later; `content`
+/// its text when it had none (a graph node).
 pub fn reinforce(
     id: Uuid,
     tenant: Uuid,
     energy: f64,
-    metadata: &Value,
+    (content, metadata): (&str, &Value),
     (ttl, by_key): (Option<Interval>, bool),
 ) -> Result<bool, FractalityError> {
     Ok(spi::run(
@@ -114,6 +123,7 @@ pub fn reinforce(
             ttl.into(),
             tenant.into(),
             by_key.into(),
+            content.into(),
         ],
     )? > 0)
 }

@@ -330,7 +330,13 @@ pub fn remember_all(
             let m = &memories[i];
             // a memory deleted since it was read (run_maintenance's expiry, a DELETE): forget
             // takes the lock above, these do not
-            if !store::reinforce(node, tenant, energy, &m.metadata, (m.ttl, by_key))? {
+            if !store::reinforce(
+                node,
+                tenant,
+                energy,
+                (m.content.as_str(), &m.metadata),
+                (m.ttl, by_key),
+            )? {
                 return Err(FractalityError::ConcurrentChange(format!("node {node}")));
             }
         }

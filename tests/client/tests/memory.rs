@@ -1356,3 +1356,62 @@ fn a_threshold_of_one_takes_the_same_vector_in_both_forms() {
         .get(0);
     assert_eq!(single, 0);
 }
+
+/// A memory told by the key of a graph node with no text (one `upsert_node` made) takes the
+/// content: recall returns it and its words find it. A memory's text told again stays as it was
+/// first told. Before, the content was dropped and the memory had no text.
+#[test]
+fn a_graph_node_told_as_a_memory_takes_its_content() {
+    let mut c = common::db();
+    let tenant = common::tenant();
+    common::set_tenant(&mut c, tenant);
+    c.batch_execute("SELECT fractality.upsert_node('tea-fact')")
+        .unwrap();
+    let v = at_cosine(1.0, 7);
+    let created: bool = c
+        .query_one(
+            "SELECT created FROM fractality.remember('tea-fact', 'Alice drinks green tea', $1::text::vector)",
+            &[&v],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!created, "the node's key: told again, not created");
+    let recalled: Vec<(String, Option<String>)> = c
+        .query(
+            "SELECT node_key, content FROM fractality.recall($1::text::vector, 1)",
+            &[&v],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        recalled,
+        vec![(
+            "tea-fact".to_string(),
+            Some("Alice drinks green tea".to_string())
+        )]
+    );
+    let found: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.search_nodes('green tea') WHERE node_key = 'tea-fact'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1, "its words find it");
+    // told again with other words: the text stays as first told
+    c.execute(
+        "SELECT * FROM fractality.remember('tea-fact', 'Alice drinks coffee', $1::text::vector)",
+        &[&v],
+    )
+    .unwrap();
+    let content: Option<String> = c
+        .query_one(
+            "SELECT content FROM fractality.recall($1::text::vector, 1)",
+            &[&v],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(content.as_deref(), Some("Alice drinks green tea"));
+}
