@@ -720,10 +720,19 @@ mod tests {
             "SELECT fractality.write_events(jsonb_build_array(jsonb_build_object('event_id', repeat('a', 100000))))",
         );
         assert!(id.len() < 600, "{}", &id[..300]);
+        // a key past 255 characters is a bad value, as it is to every function that takes one
         assert_eq!(
             failure("SELECT * FROM fractality.find_resonant(repeat('k', 300))"),
             format!(
-                "P0002 node '{}...' (300 characters) does not exist or is not visible",
+                "22023 invalid value for node_key: '{}...' (300 characters)",
+                "k".repeat(197)
+            )
+        );
+        // a key of 250 characters that names no node: P0002, the key cut alike
+        assert_eq!(
+            failure("SELECT * FROM fractality.find_resonant(repeat('k', 250))"),
+            format!(
+                "P0002 node '{}...' (250 characters) does not exist or is not visible",
                 "k".repeat(197)
             )
         );

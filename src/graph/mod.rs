@@ -228,6 +228,8 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'unlink_wrapper';
 "#
 )]
 fn unlink(from_key: &str, to_key: &str, r#type: default!(&str, "'child'")) -> bool {
+    check_key_named("from_key", from_key).unwrap_or_report();
+    check_key_named("to_key", to_key).unwrap_or_report();
     check_relationship(r#type).unwrap_or_report();
     let user = crate::tenant::required().unwrap_or_report();
     spi::connect(|| {
@@ -248,6 +250,7 @@ fn neighbours(
     rel: &str,
     outgoing: bool,
 ) -> Result<Vec<store::Neighbour>, FractalityError> {
+    check_key(node_key)?;
     check_relationship(rel)?;
     let user = crate::tenant::required()?;
     let _jit = crate::search::Pinned::no_jit();
@@ -370,6 +373,7 @@ fn thaw(
 ) -> crate::jsonb::JsonbText {
     let model = unsafe { crate::models::model_arg(fcinfo, 2) }.expect("strict");
     let model = model.as_str();
+    check_key(node_key).unwrap_or_report();
     crate::models::check_name(model).unwrap_or_report();
     if stream_points < 0 {
         FractalityError::invalid(

@@ -71,6 +71,9 @@ pub fn recall_in(a: &RecallArgs<'_>) -> Result<Recalled, FractalityError> {
     let k = check_k(a.k)?;
     let min_sim = check_similarity("min_similarity", a.min_similarity)?;
     let reinforce = check_energy("reinforce", a.reinforce)?;
+    if let Some(ctx) = a.context {
+        crate::graph::check_key_named("context", ctx)?;
+    }
     let w = a.weights;
     let model = Model::lookup(a.model)?;
     model.check_as("query", &Vector::from_slice(a.query)?)?;

@@ -258,6 +258,9 @@ fn resonant(
 ) -> Result<Vec<Resonant>, FractalityError> {
     let threshold_ = threshold(threshold_)?;
     let k = check_k(k)?;
+    if let NodeRef::Key(key) = source {
+        crate::graph::check_key(key)?;
+    }
     let model = Model::lookup(model)?;
     let src = node(&source)?;
     let Some(query) = embeddings_of(src.tenant, &[src.id], &model)?.remove(&src.id) else {

@@ -1325,3 +1325,72 @@ fn a_null_argument_is_never_swallowed_without_a_word() {
     )
     .unwrap();
 }
+
+/// A node key outside 1 to 255 characters is a bad value (22023, naming the argument) in every
+/// function that takes one, not a node looked for and not found (P0002), and nothing is written.
+#[test]
+fn a_key_out_of_bounds_is_a_bad_value_in_every_function() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = common::db();
+    let user = common::tenant();
+    common::set_tenant(&mut c, user);
+    c.batch_execute("SELECT fractality.upsert_node('kb-real')")
+        .unwrap();
+    let v = format!("'[{}]'::vector", vec!["0.1"; 384].join(","));
+    for key in ["''", "repeat('k', 256)"] {
+        for (sql, argument) in [
+            (format!("SELECT fractality.thaw({key})"), "node_key"),
+            (
+                format!("SELECT * FROM fractality.children({key})"),
+                "node_key",
+            ),
+            (
+                format!("SELECT * FROM fractality.parents({key})"),
+                "node_key",
+            ),
+            (
+                format!("SELECT * FROM fractality.find_resonant({key}::text)"),
+                "node_key",
+            ),
+            (
+                format!("SELECT fractality.unlink({key}, 'kb-real')"),
+                "from_key",
+            ),
+            (
+                format!("SELECT fractality.unlink('kb-real', {key})"),
+                "to_key",
+            ),
+            (
+                format!("SELECT fractality.link({key}, 'kb-real')"),
+                "from_key",
+            ),
+            (format!("SELECT fractality.forget({key})"), "node_key"),
+            (format!("SELECT fractality.upsert_node({key})"), "node_key"),
+            (
+                format!("SELECT * FROM fractality.recall({v}, context => {key})"),
+                "context",
+            ),
+            (
+                format!("SELECT * FROM fractality.recall({v}, 1, 'w', {key}, reinforce => 0.5)"),
+                "context",
+            ),
+            (
+                format!("SELECT * FROM fractality.recall_explain({v}, context => {key})"),
+                "context",
+            ),
+        ] {
+            let err = c.batch_execute(&sql).expect_err(&sql);
+            assert_eq!(common::sqlstate(&err), "22023", "{sql}: {err:?}");
+            let message = err.as_db_error().unwrap().message().to_string();
+            assert!(message.contains(argument), "{sql}: {message}");
+        }
+    }
+    let nodes: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.nodes WHERE user_id = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(nodes, 1);
+}
