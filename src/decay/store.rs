@@ -4,6 +4,8 @@
 //! it marks the transaction as writing first (it takes a transaction id, as pgrx's
 //! `SpiClient::update` did) and sees the transaction's earlier writes.
 
+use std::collections::HashMap;
+
 use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, Uuid};
 
@@ -12,16 +14,7 @@ use crate::spi::{self, query, Query};
 
 const LOCK: Query<'static> = query!("decay_lock", [FLOAT8OID, FLOAT8OID]);
 const LOCK_TENANT: Query<'static> = query!("decay_lock_tenant", [FLOAT8OID, FLOAT8OID, UUIDOID]);
-const APPLY: Query<'static> = query!(
-    "decay_apply",
-    [
-        FLOAT8OID,
-        FLOAT8OID,
-        UUIDARRAYOID,
-        UUIDARRAYOID,
-        FLOAT8ARRAYOID
-    ]
-);
+const APPLY: Query<'static> = query!("decay_apply", [FLOAT8OID, FLOAT8OID, TEXTARRAYOID]);
 const MATERIALIZE_PLAN: Query<'static> = query!("decay_materialize_plan", []);
 /// One batch, the fast way (run with a short lock_timeout).
 pub const MATERIALIZE_PLAIN: Query<'static> = query!(
@@ -88,7 +81,7 @@ pub fn apply(
 ) -> Result<Vec<(Uuid, f64, f64)>, FractalityError> {
     writing();
     // first the rows, locked in id order (decay_lock.sql says why in a statement of its own)
-    let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<Uuid>(2)?, r.get::<f64>(3)?));
+    let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<String>(2)?, r.get::<f64>(3)?));
     let (q, locked) = match user {
         None => (
             &LOCK,
@@ -111,28 +104,24 @@ pub fn apply(
     if locked.is_empty() {
         return Ok(Vec::new());
     }
-    let mut ids = Vec::with_capacity(locked.len());
-    let mut tenants = Vec::with_capacity(locked.len());
-    let mut energies = Vec::with_capacity(locked.len());
-    for (id, tenant, energy) in locked {
-        ids.push(id);
-        tenants.push(tenant);
-        energies.push(energy);
+    let mut old: HashMap<Uuid, f64> = HashMap::with_capacity(locked.len());
+    let mut places = Vec::with_capacity(locked.len());
+    for (id, place, energy) in locked {
+        old.insert(id, energy);
+        places.push(place);
     }
-    let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<f64>(2)?, r.get::<f64>(3)?));
+    let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<f64>(2)?));
     spi::rows(
         &APPLY,
-        &[
-            rate.into(),
-            floor.into(),
-            ids.into(),
-            tenants.into(),
-            energies.into(),
-        ],
+        &[rate.into(), floor.into(), places.into()],
         false,
         row,
     )?
     .into_iter()
+    .map(|r| {
+        let (id, new) = r?;
+        Some((id, *old.get(&id)?, new))
+    })
     .collect::<Option<Vec<_>>>()
     .ok_or_else(|| null_in(APPLY.name))
 }
