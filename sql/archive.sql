@@ -957,6 +957,8 @@ DECLARE
     policies regclass[];
     materialized bigint;
     expired bigint;
+    expired_ids uuid[];
+    expired_tenants uuid[];
     folded bigint;
     indexed bigint;
 BEGIN
@@ -1016,10 +1018,15 @@ BEGIN
     END IF;
     -- memories past their expiry (remember's ttl) go, with what hangs off them; locked in the
     -- order of their ids first (then tenants, for an id two tenants hold), as pulse, remember,
-    -- a decay tick and consensus lock several nodes
+    -- a decay tick and consensus lock several nodes, in a statement of their own: a DELETE that
+    -- locked them in a subquery would read them as of its start, and wait for the old version's
+    -- tuple lock of a row changed since, which a session waiting for this one may hold (40P01;
+    -- sql/queries/decay_lock.sql). The next statement's snapshot sees them as locked.
+    SELECT array_agg(l.id), array_agg(l.user_id) INTO expired_ids, expired_tenants
+      FROM (SELECT x.id, x.user_id FROM fractality.nodes x
+             WHERE x.expires_at <= now() ORDER BY x.id, x.user_id FOR UPDATE) l;
     DELETE FROM fractality.nodes n
-     USING (SELECT x.id, x.user_id FROM fractality.nodes x
-             WHERE x.expires_at <= now() ORDER BY x.id, x.user_id FOR UPDATE) l
+     USING ROWS FROM (unnest(expired_ids), unnest(expired_tenants)) AS l (id, user_id)
      WHERE n.id = l.id AND n.user_id = l.user_id;
     GET DIAGNOSTICS expired = ROW_COUNT;
     -- embeddings remember_many staged go into their HNSW indexes

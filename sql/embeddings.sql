@@ -334,6 +334,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n bigint;
+    tenants uuid[];
+    nodes uuid[];
+    models text[];
 BEGIN
     IF max_rows < 0 THEN
         RAISE invalid_parameter_value USING
@@ -341,15 +344,20 @@ BEGIN
             HINT = 'The most staged embeddings to index in this call, >= 0; NULL indexes every one.';
     END IF;
     -- the oldest max_rows, locked in the order of their keys (as remember_many locks a tenant's):
-    -- two callers, whatever their max_rows, never wait for each other in a circle
-    UPDATE fractality.node_embeddings e SET staged = false
+    -- two callers, whatever their max_rows, never wait for each other in a circle; locked in a
+    -- statement of their own and written in the next, whose snapshot sees them as locked (an
+    -- UPDATE that locked them in a subquery could wait for a stale version's tuple lock:
+    -- sql/queries/decay_lock.sql)
+    SELECT array_agg(x.user_id), array_agg(x.node_id), array_agg(x.model) INTO tenants, nodes, models
       FROM (SELECT l.user_id, l.node_id, l.model FROM fractality.node_embeddings l
              WHERE l.staged
                AND (l.user_id, l.node_id, l.model) IN
                    (SELECT s.user_id, s.node_id, s.model FROM fractality.node_embeddings s
                      WHERE s.staged ORDER BY s.updated_at LIMIT max_rows)
              ORDER BY l.user_id, l.node_id, l.model
-               FOR NO KEY UPDATE OF l) x
+               FOR NO KEY UPDATE OF l) x;
+    UPDATE fractality.node_embeddings e SET staged = false
+      FROM ROWS FROM (unnest(tenants), unnest(nodes), unnest(models)) AS x (user_id, node_id, model)
      WHERE e.staged AND e.user_id = x.user_id AND e.node_id = x.node_id AND e.model = x.model;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

@@ -185,14 +185,16 @@ BEGIN
     -- refresh_policy_rewards credits every policy of a hash. The hash of (bin, rule, version,
     -- weights) is 32 bits (likely to repeat among some 100 000 versions) and its input can be
     -- the same for two policies whose names hold the separator; on a repeat, the hash of the
-    -- same with a counter. Each hash is taken under a transaction-scoped advisory lock of its
-    -- own before it is looked for: two saves of other bins reaching the same hash at once take
-    -- it in turn, and the second (READ COMMITTED: each statement reads what has committed) finds
-    -- the first's row and goes on to the next hash.
+    -- same with a counter. Each hash is looked for under a transaction-scoped advisory lock of
+    -- its group (its lowest 8 bits: a transaction that saves many policies holds 256 such locks
+    -- at most): two saves of other bins reaching the same hash at once take it in turn, and the
+    -- second (READ COMMITTED: each statement reads what has committed) finds the first's row and
+    -- goes on to the next hash. Above READ COMMITTED the snapshot can predate the first's
+    -- commit, and both can keep the hash (docs/RELIABILITY.md).
     LOOP
         h := hashtext(concat_ws(E'\x1f', state_bin_id, rule_id, next_version, action_weights::text)
                       || CASE WHEN salt = 0 THEN '' ELSE E'\x1f' || salt END);
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.adna_policies.version_hash/' || h, 0::bigint));
+        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.adna_policies.version_hash/' || (h & 255), 0::bigint));
         EXIT WHEN NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.version_hash = h);
         salt := salt + 1;
     END LOOP;

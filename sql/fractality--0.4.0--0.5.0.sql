@@ -1243,6 +1243,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n bigint;
+    tenants uuid[];
+    nodes uuid[];
+    models text[];
 BEGIN
     IF max_rows < 0 THEN
         RAISE invalid_parameter_value USING
@@ -1250,15 +1253,20 @@ BEGIN
             HINT = 'The most staged embeddings to index in this call, >= 0; NULL indexes every one.';
     END IF;
     -- the oldest max_rows, locked in the order of their keys (as remember_many locks a tenant's):
-    -- two callers, whatever their max_rows, never wait for each other in a circle
-    UPDATE fractality.node_embeddings e SET staged = false
+    -- two callers, whatever their max_rows, never wait for each other in a circle; locked in a
+    -- statement of their own and written in the next, whose snapshot sees them as locked (an
+    -- UPDATE that locked them in a subquery could wait for a stale version's tuple lock:
+    -- sql/queries/decay_lock.sql)
+    SELECT array_agg(x.user_id), array_agg(x.node_id), array_agg(x.model) INTO tenants, nodes, models
       FROM (SELECT l.user_id, l.node_id, l.model FROM fractality.node_embeddings l
              WHERE l.staged
                AND (l.user_id, l.node_id, l.model) IN
                    (SELECT s.user_id, s.node_id, s.model FROM fractality.node_embeddings s
                      WHERE s.staged ORDER BY s.updated_at LIMIT max_rows)
              ORDER BY l.user_id, l.node_id, l.model
-               FOR NO KEY UPDATE OF l) x
+               FOR NO KEY UPDATE OF l) x;
+    UPDATE fractality.node_embeddings e SET staged = false
+      FROM ROWS FROM (unnest(tenants), unnest(nodes), unnest(models)) AS x (user_id, node_id, model)
      WHERE e.staged AND e.user_id = x.user_id AND e.node_id = x.node_id AND e.model = x.model;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -1517,6 +1525,8 @@ DECLARE
     policies regclass[];
     materialized bigint;
     expired bigint;
+    expired_ids uuid[];
+    expired_tenants uuid[];
     folded bigint;
     indexed bigint;
 BEGIN
@@ -1576,10 +1586,15 @@ BEGIN
     END IF;
     -- memories past their expiry (remember's ttl) go, with what hangs off them; locked in the
     -- order of their ids first (then tenants, for an id two tenants hold), as pulse, remember,
-    -- a decay tick and consensus lock several nodes
+    -- a decay tick and consensus lock several nodes, in a statement of their own: a DELETE that
+    -- locked them in a subquery would read them as of its start, and wait for the old version's
+    -- tuple lock of a row changed since, which a session waiting for this one may hold (40P01;
+    -- sql/queries/decay_lock.sql). The next statement's snapshot sees them as locked.
+    SELECT array_agg(l.id), array_agg(l.user_id) INTO expired_ids, expired_tenants
+      FROM (SELECT x.id, x.user_id FROM fractality.nodes x
+             WHERE x.expires_at <= now() ORDER BY x.id, x.user_id FOR UPDATE) l;
     DELETE FROM fractality.nodes n
-     USING (SELECT x.id, x.user_id FROM fractality.nodes x
-             WHERE x.expires_at <= now() ORDER BY x.id, x.user_id FOR UPDATE) l
+     USING ROWS FROM (unnest(expired_ids), unnest(expired_tenants)) AS l (id, user_id)
      WHERE n.id = l.id AND n.user_id = l.user_id;
     GET DIAGNOSTICS expired = ROW_COUNT;
     -- embeddings remember_many staged go into their HNSW indexes
@@ -2686,14 +2701,16 @@ BEGIN
     -- refresh_policy_rewards credits every policy of a hash. The hash of (bin, rule, version,
     -- weights) is 32 bits (likely to repeat among some 100 000 versions) and its input can be
     -- the same for two policies whose names hold the separator; on a repeat, the hash of the
-    -- same with a counter. Each hash is taken under a transaction-scoped advisory lock of its
-    -- own before it is looked for: two saves of other bins reaching the same hash at once take
-    -- it in turn, and the second (READ COMMITTED: each statement reads what has committed) finds
-    -- the first's row and goes on to the next hash.
+    -- same with a counter. Each hash is looked for under a transaction-scoped advisory lock of
+    -- its group (its lowest 8 bits: a transaction that saves many policies holds 256 such locks
+    -- at most): two saves of other bins reaching the same hash at once take it in turn, and the
+    -- second (READ COMMITTED: each statement reads what has committed) finds the first's row and
+    -- goes on to the next hash. Above READ COMMITTED the snapshot can predate the first's
+    -- commit, and both can keep the hash (docs/RELIABILITY.md).
     LOOP
         h := hashtext(concat_ws(E'\x1f', state_bin_id, rule_id, next_version, action_weights::text)
                       || CASE WHEN salt = 0 THEN '' ELSE E'\x1f' || salt END);
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.adna_policies.version_hash/' || h, 0::bigint));
+        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.adna_policies.version_hash/' || (h & 255), 0::bigint));
         EXIT WHEN NOT EXISTS (SELECT 1 FROM fractality.adna_policies p WHERE p.version_hash = h);
         salt := salt + 1;
     END LOOP;

@@ -51,7 +51,9 @@ const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
 /// Its types are set per call (the OID of `vector[]` is the database's).
 const EMBED_MANY: Query<'static> = query!("memory_embed_many", []);
 const STAGED_COUNT: Query<'static> = query!("memory_staged_count", [UUIDOID, TEXTOID, INT8OID]);
-const INDEX_STAGED: Query<'static> = query!("memory_index_staged", [UUIDOID, TEXTOID]);
+const LOCK_STAGED: Query<'static> = query!("memory_lock_staged", [UUIDOID, TEXTOID]);
+const INDEX_STAGED: Query<'static> =
+    query!("memory_index_staged", [UUIDOID, TEXTOID, UUIDARRAYOID]);
 
 /// A memory's key, content, metadata and current energy.
 pub type Detail = (String, Option<String>, JsonbText, f64);
@@ -202,9 +204,17 @@ pub fn staged_count(tenant: Uuid, model: &str, cap: i64) -> Result<i64, Fractali
     .unwrap_or(0))
 }
 
-/// `tenant`'s staged embeddings of `model` moved into the model's HNSW index; how many.
+/// `tenant`'s staged embeddings of `model` moved into the model's HNSW index (locked first, in
+/// the order of their keys, then written: memory_lock_staged.sql); how many.
 pub fn index_staged(tenant: Uuid, model: &str) -> Result<u64, FractalityError> {
-    spi::run(&INDEX_STAGED, &[tenant.into(), model.into()])
+    let locked: Vec<Uuid> =
+        spi::some_rows(&LOCK_STAGED, &[tenant.into(), model.into()], false, |r| {
+            r.get::<Uuid>(1)
+        })?;
+    if locked.is_empty() {
+        return Ok(0);
+    }
+    spi::run(&INDEX_STAGED, &[tenant.into(), model.into(), locked.into()])
 }
 
 /// Deletes `tenant`'s memory `key`; the rows deleted.
