@@ -1415,3 +1415,39 @@ fn a_graph_node_told_as_a_memory_takes_its_content() {
         .get(0);
     assert_eq!(content.as_deref(), Some("Alice drinks green tea"));
 }
+
+/// A fact told under another key that repeats a graph node with no text (by similarity, within
+/// `dedup_threshold`) reinforces that node, and the node takes the fact's content, as it does
+/// when told by its key (API.md, `remember`).
+#[test]
+fn a_graph_node_a_fact_repeats_takes_its_content() {
+    let mut c = common::db();
+    let tenant = common::tenant();
+    common::set_tenant(&mut c, tenant);
+    let v = at_cosine(1.0, 9);
+    c.execute(
+        "SELECT fractality.upsert_node('entity-alice', embedding => $1::text::vector)",
+        &[&v],
+    )
+    .unwrap();
+    let (key, created): (String, bool) = {
+        let r = c
+            .query_one(
+                "SELECT n.node_key, r.created
+                   FROM fractality.remember('alice-fact', 'Alice likes tea', $1::text::vector) r
+                   JOIN fractality.nodes n ON n.id = r.node_id",
+                &[&at_cosine(0.999, 9)],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((key.as_str(), created), ("entity-alice", false));
+    let content: Option<String> = c
+        .query_one(
+            "SELECT content FROM fractality.recall($1::text::vector, 1)",
+            &[&v],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(content.as_deref(), Some("Alice likes tea"));
+}
