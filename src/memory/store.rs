@@ -60,6 +60,12 @@ pub type Detail = (String, Option<String>, JsonbText, f64);
 
 // ---- locks -------------------------------------------------------------------------------------
 
+/// The ids a locking query `q` returns: the rows a writer then writes in a statement of its own
+/// (memory_lock_recalled.sql says why).
+fn locked_ids(q: &Query<'_>, args: &[DatumWithOid<'_>]) -> Result<Vec<Uuid>, FractalityError> {
+    spi::some_rows(q, args, false, |r| r.get::<Uuid>(1))
+}
+
 /// One writer of `tenant`'s memories at a time, until the transaction ends.
 pub fn lock(tenant: Uuid) -> Result<(), FractalityError> {
     spi::run(&LOCK, &[tenant.into()])?;
@@ -207,10 +213,7 @@ pub fn staged_count(tenant: Uuid, model: &str, cap: i64) -> Result<i64, Fractali
 /// `tenant`'s staged embeddings of `model` moved into the model's HNSW index (locked first, in
 /// the order of their keys, then written: memory_lock_staged.sql); how many.
 pub fn index_staged(tenant: Uuid, model: &str) -> Result<u64, FractalityError> {
-    let locked: Vec<Uuid> =
-        spi::some_rows(&LOCK_STAGED, &[tenant.into(), model.into()], false, |r| {
-            r.get::<Uuid>(1)
-        })?;
+    let locked = locked_ids(&LOCK_STAGED, &[tenant.into(), model.into()])?;
     if locked.is_empty() {
         return Ok(0);
     }
@@ -328,10 +331,7 @@ pub fn text(
 /// The recalled memories `ids` of `tenant` fed by `energy` each: locked first, in id order, then
 /// written (memory_lock_recalled.sql says why in two statements).
 pub fn pulse(ids: Vec<Uuid>, energy: f64, tenant: Uuid) -> Result<(), FractalityError> {
-    let locked: Vec<Uuid> =
-        spi::some_rows(&LOCK_RECALLED, &[ids.into(), tenant.into()], false, |r| {
-            r.get::<Uuid>(1)
-        })?;
+    let locked = locked_ids(&LOCK_RECALLED, &[ids.into(), tenant.into()])?;
     if locked.is_empty() {
         return Ok(());
     }

@@ -1357,6 +1357,16 @@ fn a_threshold_of_one_takes_the_same_vector_in_both_forms() {
     assert_eq!(single, 0);
 }
 
+/// The content of the memory `recall` brings back first for `v`.
+fn nearest_content(c: &mut Client, v: &str) -> Option<String> {
+    c.query_one(
+        "SELECT content FROM fractality.recall($1::text::vector, 1)",
+        &[&v],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// A memory told by the key of a graph node with no text (one `upsert_node` made) takes the
 /// content: recall returns it and its words find it. A memory's text told again stays as it was
 /// first told. Before, the content was dropped and the memory had no text.
@@ -1406,13 +1416,7 @@ fn a_graph_node_told_as_a_memory_takes_its_content() {
         &[&v],
     )
     .unwrap();
-    let content: Option<String> = c
-        .query_one(
-            "SELECT content FROM fractality.recall($1::text::vector, 1)",
-            &[&v],
-        )
-        .unwrap()
-        .get(0);
+    let content = nearest_content(&mut c, &v);
     assert_eq!(content.as_deref(), Some("Alice drinks green tea"));
 }
 
@@ -1442,12 +1446,6 @@ fn a_graph_node_a_fact_repeats_takes_its_content() {
         (r.get(0), r.get(1))
     };
     assert_eq!((key.as_str(), created), ("entity-alice", false));
-    let content: Option<String> = c
-        .query_one(
-            "SELECT content FROM fractality.recall($1::text::vector, 1)",
-            &[&v],
-        )
-        .unwrap()
-        .get(0);
+    let content = nearest_content(&mut c, &v);
     assert_eq!(content.as_deref(), Some("Alice likes tea"));
 }
