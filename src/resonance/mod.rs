@@ -248,8 +248,10 @@ fn calculate_resonance(
 /// One row of find_resonant.
 type Resonant = (Uuid, String, Option<String>, f64, f64, f64);
 
-/// find_resonant's work: the source, its embedding, its neighbours within the threshold from the
-/// tenant's search (at most MAX_CANDIDATES, the nearest), their details, the native re-ranking.
+/// find_resonant's work: the source, its embedding and its edges, its neighbours within the
+/// threshold from the tenant's search in order of similarity, scored a chunk of
+/// [`CHUNK`] at a time (their details, expired memories left out), until the threshold or until
+/// nothing unread can beat the k-th best resonance ([`unread_bound`]); then the native re-ranking.
 fn resonant(
     source: NodeRef<'_>,
     threshold_: f64,
@@ -269,53 +271,105 @@ fn resonant(
     if query.iter().all(|x| *x == 0.0) {
         return Ok(Vec::new()); // no direction, no similarity
     }
+    // the source's edges, read whole while they are few: each candidate's edge known, and the
+    // bound on an unread one's edge the strongest of them; beyond, asked for a chunk at a time
+    let source_edges = store::edges_of(src.id, SOURCE_EDGES)?;
+    let edge_bound = source_edges
+        .as_ref()
+        .map_or(1.0, |e| e.values().copied().fold(0.0, f64::max));
     let mut scan = TenantScan::open(&model, src.tenant, &query, true, k + 1)?;
-    let mut found: Vec<(Uuid, f64)> = Vec::new();
+    let margin = scan.margin();
+    let mut found = Found::default();
+    let mut chunk: Vec<(Uuid, f64)> = Vec::new();
     'scan: loop {
         let batch = scan.next_batch()?;
         if batch.is_empty() {
             break;
         }
         for h in batch {
-            if h.order < threshold_ - scan.margin() {
+            if h.order < threshold_ - margin {
                 break 'scan;
             }
             if h.node_id != src.id && h.similarity >= threshold_ {
-                found.push((h.node_id, h.similarity));
-                if found.len() >= MAX_CANDIDATES as usize {
-                    break 'scan;
+                chunk.push((h.node_id, h.similarity));
+                if chunk.len() >= CHUNK {
+                    found.score(&mut chunk, &src, source_edges.as_ref())?;
+                    // what is unread lies at most at this hit's order (strict order)
+                    let bound = unread_bound(h.order + margin, src.atp, edge_bound);
+                    if found.kth_best(k).is_some_and(|kth| bound < kth) {
+                        break 'scan;
+                    }
                 }
             }
         }
     }
     drop(scan);
-    if found.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = found.iter().map(|f| f.0).collect();
-    let edges = edges_between(src.id, &ids)?;
-    let details = store::node_details(&ids)?;
-    let ranked: Vec<Ranked> = found
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (id, sim))| {
-            let (_, _, atp) = details.get(id)?;
-            let edge = edges.get(id).copied().unwrap_or(0.0);
-            Some(Ranked {
-                index: i,
-                similarity: *sim,
-                resonance: raw_score(*sim, src.atp, *atp, edge, SEED_WEIGHTS),
-            })
-        })
-        .collect();
+    found.score(&mut chunk, &src, source_edges.as_ref())?;
+    let Found { ranked, rows } = found;
     Ok(rerank(ranked, k)
         .into_iter()
         .map(|r| {
-            let id = found[r.index].0;
-            let (key, label, atp) = details[&id].clone();
+            let (id, key, label, atp) = rows[r.index].clone();
             (id, key, label, r.similarity, atp, r.resonance)
         })
         .collect())
+}
+
+/// find_resonant's candidates within the threshold scored so far, nearest first.
+#[derive(Default)]
+struct Found {
+    ranked: Vec<Ranked>,
+    /// Id, key, label and energy of each, at its `index`.
+    rows: Vec<(Uuid, String, Option<String>, f64)>,
+}
+
+impl Found {
+    /// Scores the `chunk` (ids and similarities, nearest first) and empties it: their details
+    /// (an expired memory has none, and is left out) and their edges to the source (`edges`
+    /// where the source's were read whole).
+    fn score(
+        &mut self,
+        chunk: &mut Vec<(Uuid, f64)>,
+        src: &NodeEnergy,
+        edges: Option<&HashMap<Uuid, f64>>,
+    ) -> Result<(), FractalityError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = chunk.iter().map(|c| c.0).collect();
+        let asked;
+        let edges = match edges {
+            Some(e) => e,
+            None => {
+                asked = edges_between(src.id, &ids)?;
+                &asked
+            }
+        };
+        let mut details = store::node_details(&ids)?;
+        for (id, sim) in chunk.drain(..) {
+            let Some((key, label, atp)) = details.remove(&id) else {
+                continue;
+            };
+            let edge = edges.get(&id).copied().unwrap_or(0.0);
+            self.ranked.push(Ranked {
+                index: self.rows.len(),
+                similarity: sim,
+                resonance: raw_score(sim, src.atp, atp, edge, SEED_WEIGHTS),
+            });
+            self.rows.push((id, key, label, atp));
+        }
+        Ok(())
+    }
+
+    /// The k-th best resonance so far, once there are k.
+    fn kth_best(&self, k: usize) -> Option<f64> {
+        if self.ranked.len() < k {
+            return None;
+        }
+        let mut r: Vec<f64> = self.ranked.iter().map(|c| c.resonance).collect();
+        let (_, kth, _) = r.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        Some(*kth)
+    }
 }
 
 /// Both `find_resonant`s' rows, the model their fourth argument.

@@ -9,8 +9,12 @@ pub const W_EDGE: f64 = 0.2;
 
 /// Largest `k` find_resonant accepts.
 pub const MAX_K: i32 = 1000;
-/// At most this many candidates within the threshold are re-ranked (the nearest ones).
-pub const MAX_CANDIDATES: i64 = 2000;
+/// find_resonant scores its candidates within the threshold this many at a time (their details
+/// and edges in one query each), checking after each chunk whether an unread one can still beat
+/// the k-th best ([`unread_bound`]).
+pub const CHUNK: usize = 2000;
+/// find_resonant reads the source's edges whole while they number at most this many.
+pub const SOURCE_EDGES: usize = 256;
 
 /// The weights of the three terms.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -83,6 +87,20 @@ pub fn raw_score(similarity: f64, atp_a: f64, atp_b: f64, edge_weight: f64, w: W
     w.sim * similarity + w.energy * atp_a * atp_b + w.edge * edge_weight
 }
 
+/// The most resonance a node not read yet can have with the source: its similarity at most
+/// `similarity` (where the search in order of similarity has reached), its energy at most 1, its
+/// edge to the source at most `edge` (the strongest of the source's, or 1 where they were not all
+/// read). Weights are the seed's.
+pub fn unread_bound(similarity: f64, atp_source: f64, edge: f64) -> f64 {
+    raw_score(
+        similarity.min(1.0),
+        atp_source,
+        1.0,
+        edge.max(0.0),
+        SEED_WEIGHTS,
+    )
+}
+
 /// A candidate of find_resonant before and after re-ranking.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ranked {
@@ -131,6 +149,37 @@ mod tests {
         assert_relative_eq!(score(-1.0, 0.0, 0.0, -1.0, SEED_WEIGHTS).unwrap(), -0.7);
         let w = Weights::new(1.0, 0.0, 0.0).unwrap();
         assert_relative_eq!(score(0.25, 1.0, 1.0, 1.0, w).unwrap(), 0.25);
+    }
+
+    #[test]
+    fn nothing_unread_beats_the_unread_bound() {
+        // every node at or below the similarity reached, of any energy, with any edge up to the
+        // bound, scores at most the bound
+        for &(reached, atp_src, edge_bound) in &[
+            (0.9, 1.0, 0.0),
+            (0.7, 0.4, 0.5),
+            (1.2, 0.0, 1.0),
+            (-0.3, 0.8, -0.2),
+        ] {
+            let bound = unread_bound(reached, atp_src, edge_bound);
+            for sim in [-1.0, -0.3, 0.0, 0.5, 0.7, 0.9, 1.0] {
+                if sim > reached {
+                    continue;
+                }
+                for atp in [0.0, 0.5, 1.0] {
+                    for edge in [-1.0, 0.0, edge_bound.max(0.0)] {
+                        let s = score(sim, atp_src, atp, edge, SEED_WEIGHTS).unwrap();
+                        assert!(s <= bound + 1e-12, "{s} > {bound}");
+                    }
+                }
+            }
+        }
+        // and it is reached: the bound is the score of such a node
+        assert_relative_eq!(
+            unread_bound(0.8, 0.5, 0.25),
+            score(0.8, 0.5, 1.0, 0.25, SEED_WEIGHTS).unwrap()
+        );
+        assert_relative_eq!(unread_bound(1.5, 1.0, 2.0), 1.0 + 0.2);
     }
 
     #[test]

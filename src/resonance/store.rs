@@ -249,6 +249,24 @@ pub fn edges_between(node: Uuid, others: &[Uuid]) -> Result<HashMap<Uuid, f64>, 
                 .collect()
         }
     };
+    Ok(strongest(rows))
+}
+
+/// Every edge of `node` in either direction, the strongest per other node, while they number at
+/// most `cap` (None beyond: the caller asks for the edges it needs with [`edges_between`]).
+pub fn edges_of(node: Uuid, cap: usize) -> Result<Option<HashMap<Uuid, f64>>, FractalityError> {
+    let all: Vec<(Uuid, f64)> = spi::some_rows(
+        &EDGES_OF,
+        &[node.into(), (cap as i64 + 1).into()],
+        true,
+        spi::Row::pair,
+    )?;
+    Ok((all.len() <= cap).then(|| strongest(all)))
+}
+
+/// Of several edges between a node and another, the one of greatest |weight| (the positive one
+/// on a tie), per other node.
+fn strongest(rows: Vec<(Uuid, f64)>) -> HashMap<Uuid, f64> {
     let mut out: HashMap<Uuid, f64> = HashMap::default();
     for (other, w) in rows {
         let e = out.entry(other).or_insert(w);
@@ -256,7 +274,7 @@ pub fn edges_between(node: Uuid, others: &[Uuid]) -> Result<HashMap<Uuid, f64>, 
             *e = w;
         }
     }
-    Ok(out)
+    out
 }
 
 /// The edges between `node` and each of `others`, an index probe per other node and direction.

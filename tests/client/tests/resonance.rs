@@ -796,3 +796,102 @@ fn toasted_embeddings_are_freed_as_a_scan_reads_them() {
     drop(c);
     common::drop_db(db);
 }
+
+/// A tenant of `near` nodes of energy `near_atp` at a similarity just below 1 to the source
+/// (`expired`: past their expiry) and `far` nodes of energy 1 farther off (similarity about
+/// 0.958), all of a 3-dimensional model; keys `near-i`, `far-i`, the source `src`.
+fn crowd(admin: &mut Client, tenant: Uuid, near: i32, near_atp: f64, expired: bool, far: i32) {
+    admin
+        .batch_execute("SELECT fractality.register_model('resonance_crowd_3', 3)")
+        .unwrap();
+    admin
+        .execute(
+            "WITH n AS (
+                 INSERT INTO fractality.nodes (id, user_id, node_key, atp, expires_at)
+                 SELECT gen_random_uuid(), $1::uuid, k, a, x
+                   FROM (VALUES ('src', 1.0::float8, NULL::timestamptz)) s(k, a, x)
+                 UNION ALL
+                 SELECT gen_random_uuid(), $1, 'near-' || i, $3::float8,
+                        CASE WHEN $4::bool THEN now() - interval '1 minute' END
+                   FROM generate_series(1, $2::int) i
+                 UNION ALL
+                 SELECT gen_random_uuid(), $1, 'far-' || i, 1.0, NULL
+                   FROM generate_series(1, $5::int) i
+                 RETURNING id, node_key)
+             INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
+             SELECT id, $1, 'resonance_crowd_3',
+                    CASE WHEN node_key = 'src' THEN '[1,0,0]'::vector
+                         WHEN node_key LIKE 'near-%'
+                         THEN format('[1,%s,0]', split_part(node_key, '-', 2)::int * 0.00001)::vector
+                         ELSE format('[1,0.3,%s]', split_part(node_key, '-', 2)::int * 0.00001)::vector
+                    END
+               FROM n",
+            &[&tenant, &near, &near_atp, &expired, &far],
+        )
+        .unwrap();
+}
+
+/// find_resonant ranks every node within the threshold, not the nearest 2 000 of them: a crowd
+/// of nearer nodes (2 000 of energy 0, or 2 000 expired memories) used to take every place, and
+/// the nodes of the highest resonance, or every live one, were left out.
+#[test]
+fn find_resonant_ranks_every_node_within_the_threshold_past_a_crowd_of_nearer_ones() {
+    let mut admin = common::db();
+    for path in ["exact", "index"] {
+        for expired in [false, true] {
+            let t = common::tenant();
+            // energy 0 near nodes (resonance 0.5), or expired ones of full energy
+            crowd(
+                &mut admin,
+                t,
+                2000,
+                if expired { 1.0 } else { 0.0 },
+                expired,
+                50,
+            );
+            let mut a = common::app("fractality_resonance_crowd", Some(t));
+            if path == "index" {
+                a.batch_execute("SET fractality.exact_scan_limit = 0")
+                    .unwrap();
+            }
+            let rows = a
+                .query(
+                    "SELECT node_key, similarity, resonance, atp
+                       FROM fractality.find_resonant('src', 0.9, 10, 'resonance_crowd_3')",
+                    &[],
+                )
+                .unwrap();
+            assert_eq!(rows.len(), 10, "{path}, expired {expired}");
+            for r in &rows {
+                let key: String = r.get(0);
+                assert!(key.starts_with("far-"), "{path}, expired {expired}: {key}");
+                // 0.5 x 0.958 + 0.3 x the energy product, no edge: the source and the far nodes
+                // were written at once with energy 1, and have decayed alike since
+                let (sim, atp): (f64, f64) = (r.get(1), r.get(3));
+                approx::assert_abs_diff_eq!(sim, 1.0 / 1.09f64.sqrt(), epsilon = 1e-4);
+                approx::assert_abs_diff_eq!(atp, 1.0, epsilon = 1e-3);
+                approx::assert_abs_diff_eq!(
+                    r.get::<_, f64>(2),
+                    0.5 * sim + 0.3 * atp * atp,
+                    epsilon = 1e-9
+                );
+            }
+            // and every live node within the threshold when k allows it
+            let n: i64 = a
+                .query_one(
+                    "SELECT count(*) FROM fractality.find_resonant('src', 0.9, 1000, 'resonance_crowd_3')",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            assert_eq!(
+                n,
+                if expired { 50 } else { 1000 },
+                "{path}, expired {expired}"
+            );
+            admin
+                .execute("DELETE FROM fractality.nodes WHERE user_id = $1", &[&t])
+                .unwrap();
+        }
+    }
+}
