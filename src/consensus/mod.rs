@@ -33,8 +33,9 @@ use store::{Candidate, Consensus};
 /// of it (any tenant, the source included; the 1 000 nearest) belong to at least
 /// `min_contributors` distinct users (an expired memory, the seed included, counts for none). Runs as the caller, who must see `node` (P0002 otherwise): it reads the node's embedding of
 /// `model` under row-level security and hands it to `_crystallize_consensus`, the part that sees
-/// across tenants. NULL when the node has no embedding of the model or too few users hold
-/// similar nodes (nothing written).
+/// across tenants. NULL when the node has no embedding of the model (nothing written) or too few
+/// users hold similar nodes: then the consensus whose links are mostly to those nodes, if any,
+/// is removed (its group no longer holds the idea at this threshold), whoever crystallised it.
 #[pg_extern(
     volatile,
     strict,
@@ -66,6 +67,16 @@ fn crystallize_consensus(
         store::call(node, embedding, threshold, min_contributors, &model)
     })
     .unwrap_or_report()
+}
+
+/// The `n` nearest of `others` (by distance, then id and tenant), nearest first.
+fn nearest(mut others: Vec<(f64, store::Member)>, n: usize) -> Vec<store::Member> {
+    others.sort_by(|a, b| {
+        a.0.total_cmp(&b.0)
+            .then_with(|| (a.1.id, a.1.user).cmp(&(b.1.id, b.1.user)))
+    });
+    others.truncate(n);
+    others.into_iter().map(|(_, m)| m).collect()
 }
 
 /// The part of crystallize_consensus that sees across tenants: SECURITY DEFINER (sql/resonance.sql)
@@ -112,7 +123,9 @@ fn consensus(
     // members by (id, tenant): an id is unique within a tenant only
     let source_user = source.user;
     let mut seen: HashSet<(Uuid, Uuid)> = HashSet::from([(node, source_user)]);
-    let mut members = vec![source];
+    // the others with their distances: the staged rows and the indexes' each come nearest first,
+    // and the nearest of both together are kept below
+    let mut others: Vec<(f64, store::Member)> = Vec::new();
     let mut admit = |candidates: Vec<Candidate>, bound: f64| -> Result<bool, FractalityError> {
         for r in candidates {
             let Some((distance, m)) = r? else { continue };
@@ -124,7 +137,7 @@ fn consensus(
             }
             let sim = to_seed.of(&m.embedding)?.unwrap_or(-1.0);
             if sim >= 1.0 - max_distance && seen.insert((m.id, m.user)) {
-                members.push(m);
+                others.push((distance, m));
             }
         }
         Ok(true)
@@ -143,6 +156,8 @@ fn consensus(
         let bound = max_distance + model.index_margin();
         store::members_indexed(embedding.as_slice(), &model, |batch| admit(batch, bound))?;
     }
+    let mut members = vec![source];
+    members.extend(nearest(others, store::MAX_MEMBERS as usize - 1));
 
     // one writer of a model's consensus at a time, and what it counts locked against a delete
     // (in the order of their ids, as every writer of several memories locks them): two curators

@@ -895,3 +895,85 @@ fn find_resonant_ranks_every_node_within_the_threshold_past_a_crowd_of_nearer_on
         }
     }
 }
+
+/// A consensus gathers the 1 000 live nodes nearest its seed, by either path: expired memories
+/// nearer than them take no place (they used to fill the exact path's 1 000), and the staged
+/// rows and the indexes' rows are merged by distance rather than each adding up to 1 000.
+#[test]
+fn a_consensus_gathers_the_thousand_nearest_live_nodes_by_either_path() {
+    let db = "fractality_consensus_nearest";
+    let mut c = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    // 1 600 users of one idea at distances growing with g; every third of the first 900 expired,
+    // every other of g in 601..1600 staged (as remember_many leaves them)
+    c.batch_execute(
+        "SELECT fractality.register_model('tiny', 4);
+         INSERT INTO fractality.nodes (user_id, node_key, expires_at)
+         SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'idea',
+                CASE WHEN g <= 900 AND g % 3 = 0 THEN now() - interval '1 minute' END
+           FROM generate_series(1, 1600) g;
+         INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding, staged)
+         SELECT n.user_id, n.id, 'tiny', format('[1, %s, 0, 0]', n.g / 10000.0)::vector,
+                n.g > 600 AND n.g % 2 = 0
+           FROM (SELECT n.*, right(n.user_id::text, 12)::int AS g FROM fractality.nodes n) n;
+         ANALYZE fractality.node_embeddings;",
+    )
+    .unwrap();
+    // the seed is g = 1; the 1 000 nearest live nodes, by the same distance in plain SQL
+    let want: Vec<uuid::Uuid> = c
+        .query(
+            "SELECT n.user_id FROM fractality.nodes n
+               JOIN fractality.node_embeddings e ON e.node_id = n.id AND e.user_id = n.user_id
+              WHERE n.expires_at IS NULL
+              ORDER BY e.embedding <=> '[1, 0.0001, 0, 0]', n.user_id LIMIT 1000",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(want.len(), 1000);
+    for exact_limit in ["10000", "0"] {
+        c.batch_execute(&format!(
+            "SET fractality.consensus_exact_limit = {exact_limit};
+             DELETE FROM fractality.consensus_nodes;"
+        ))
+        .unwrap();
+        let made: Option<uuid::Uuid> = c
+            .query_one(
+                "SELECT fractality.crystallize_consensus(n.id, 0.5, 3, 'tiny')
+                   FROM fractality.nodes n
+                  WHERE n.user_id = '00000000-0000-4000-8000-000000000001'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let made = made.expect("a consensus");
+        let mut got: Vec<uuid::Uuid> = c
+            .query(
+                "SELECT user_id FROM fractality.consensus_links WHERE consensus_id = $1",
+                &[&made],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        got.sort();
+        let mut want = want.clone();
+        want.sort();
+        assert_eq!(got.len(), 1000, "consensus_exact_limit {exact_limit}");
+        assert!(
+            got == want,
+            "consensus_exact_limit {exact_limit}: not the nearest live"
+        );
+        let count: i32 = c
+            .query_one(
+                "SELECT contributor_count FROM fractality.consensus_nodes WHERE id = $1",
+                &[&made],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(count, 1000, "consensus_exact_limit {exact_limit}");
+    }
+    drop(c);
+    common::drop_db(db);
+}
