@@ -498,8 +498,10 @@ END $$;
 -- ---- streams -----------------------------------------------------------------------------------
 
 -- Packs the stream rows that the query `src` yields (consciousness_streams' columns; $1 in it is
--- `cutoff`) into consciousness_archive: per node, up to 1000 points per row in time order.
--- Internal: the callers pass fixed SQL.
+-- `cutoff`) into consciousness_archive: per node, up to 1000 points per row in time order, and
+-- a row's resonance vectors of at most 4 000 000 elements in all but the first point's (each at
+-- most 1 000 000, the table's check): written as text, 1 000 vectors of any size could pass the
+-- 1 GB a value may hold, and every run would fail on them. Internal: the callers pass fixed SQL.
 CREATE FUNCTION fractality._pack_stream_points(src text, cutoff timestamptz) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -511,8 +513,11 @@ BEGIN
     EXECUTE format($q$
         WITH src AS (%s),
         numbered AS (
-            SELECT s.*, row_number() OVER (PARTITION BY s.node_id, s.user_id ORDER BY s.time) AS rn
-              FROM src s),
+            SELECT s.*, row_number() OVER w AS rn,
+                   coalesce(sum(cardinality(s.resonance_vector)) OVER w, 0) AS elements
+              FROM src s
+            WINDOW w AS (PARTITION BY s.node_id, s.user_id ORDER BY s.time
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)),
         packed AS (
             INSERT INTO fractality.consciousness_archive
                 (node_id, user_id, time_from, time_to, points, times, atp_levels, attention_scores,
@@ -524,7 +529,7 @@ BEGIN
                    CASE WHEN bool_or(resonance_vector IS NOT NULL)
                         THEN array_agg(resonance_vector::text ORDER BY rn) END
               FROM numbered
-             GROUP BY node_id, user_id, (rn - 1) / 1000
+             GROUP BY node_id, user_id, (rn - 1) / 1000, (elements - 1) / 4000000
             RETURNING points)
         SELECT coalesce(sum(points), 0) FROM packed $q$, src) INTO k USING cutoff;
     RETURN k;

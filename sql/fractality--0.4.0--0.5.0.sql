@@ -909,6 +909,52 @@ ALTER TABLE fractality.consensus_links
     ADD CONSTRAINT consensus_links_node FOREIGN KEY (node_id, user_id)
         REFERENCES fractality.nodes (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE;
 
+-- ---- streams: a stream point's resonance vector is bounded --------------------------------------
+-- (the archive packs up to 1 000 points of a node in one row: vectors of any size could make that
+-- row too large to write, and every archiving run fail). A point of 0.4.0 holding more than
+-- 1 000 000 elements stops the update here with 23514: shorten it (or archive it elsewhere) first.
+ALTER TABLE fractality.consciousness_streams
+    ADD CONSTRAINT consciousness_streams_vector_size CHECK (cardinality(resonance_vector) <= 1000000);
+
+-- and the archive's rows of them are bounded in size too
+-- Packs the stream rows that the query `src` yields (consciousness_streams' columns; $1 in it is
+-- `cutoff`) into consciousness_archive: per node, up to 1000 points per row in time order, and
+-- a row's resonance vectors of at most 4 000 000 elements in all but the first point's (each at
+-- most 1 000 000, the table's check): written as text, 1 000 vectors of any size could pass the
+-- 1 GB a value may hold, and every run would fail on them. Internal: the callers pass fixed SQL.
+CREATE OR REPLACE FUNCTION fractality._pack_stream_points(src text, cutoff timestamptz) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3
+AS $$
+DECLARE
+    k bigint;
+BEGIN
+    EXECUTE format($q$
+        WITH src AS (%s),
+        numbered AS (
+            SELECT s.*, row_number() OVER w AS rn,
+                   coalesce(sum(cardinality(s.resonance_vector)) OVER w, 0) AS elements
+              FROM src s
+            WINDOW w AS (PARTITION BY s.node_id, s.user_id ORDER BY s.time
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)),
+        packed AS (
+            INSERT INTO fractality.consciousness_archive
+                (node_id, user_id, time_from, time_to, points, times, atp_levels, attention_scores,
+                 resonance_vectors)
+            SELECT node_id, user_id, min(time), max(time), count(*)::integer,
+                   array_agg(time ORDER BY rn), array_agg(atp_level ORDER BY rn),
+                   CASE WHEN bool_or(attention_score IS NOT NULL)
+                        THEN array_agg(attention_score ORDER BY rn) END,
+                   CASE WHEN bool_or(resonance_vector IS NOT NULL)
+                        THEN array_agg(resonance_vector::text ORDER BY rn) END
+              FROM numbered
+             GROUP BY node_id, user_id, (rn - 1) / 1000, (elements - 1) / 4000000
+            RETURNING points)
+        SELECT coalesce(sum(points), 0) FROM packed $q$, src) INTO k USING cutoff;
+    RETURN k;
+END $$;
+
 -- ---- embeddings: models of any dimension, node_embeddings partitioned by tenant --------------
 -- The 0.4.0 table steps aside, the partitioned one takes its name and its rows (as the 'default'
 -- model), then the model's index is built over them and the old table goes.

@@ -14,7 +14,9 @@ CREATE TABLE fractality.consciousness_streams (
     CONSTRAINT consciousness_streams_time_finite CHECK (isfinite(time)),
     CONSTRAINT consciousness_streams_atp_range CHECK (atp_level >= 0 AND atp_level <= 1),
     CONSTRAINT consciousness_streams_attention_finite
-        CHECK (attention_score > '-Infinity'::float8 AND attention_score < 'Infinity'::float8)
+        CHECK (attention_score > '-Infinity'::float8 AND attention_score < 'Infinity'::float8),
+    -- a point's resonance vector is bounded, so that the archive's rows are (_pack_stream_points)
+    CONSTRAINT consciousness_streams_vector_size CHECK (cardinality(resonance_vector) <= 1000000)
 ) PARTITION BY RANGE (time);
 
 COMMENT ON TABLE fractality.consciousness_streams IS

@@ -209,6 +209,28 @@ fn take_each(
     }
 }
 
+/// The most elements a stream point's `resonance_vector` holds (the table's check
+/// `consciousness_streams_vector_size`): the archive packs up to 1 000 points of a node in one
+/// row, and a vector of any size could make that row too large to write.
+pub const MAX_RESONANCE_VECTOR: usize = 1_000_000;
+
+/// The elements of a JSON value read as an array of any dimensions (1 for a scalar).
+fn leaves(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => a.iter().map(leaves).sum(),
+        _ => 1,
+    }
+}
+
+/// 22023 for stream point `i` at the infinite time `time`.
+pub fn infinite_point(time: &str, i: usize) -> FractalityError {
+    FractalityError::invalid(
+        "stream point time",
+        format!("{time} (point {i})"),
+        "A stream point's time is a finite timestamp, as thaw gives it.",
+    )
+}
+
 pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityError> {
     // The caller's own JSON values (metadata, energy, resonance vectors) are taken out before
     // serde reads the rest into the struct and put back after: serde_json's Value, read through
@@ -255,13 +277,19 @@ pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityErro
         ));
     }
     for (i, p) in frozen.stream.iter().enumerate() {
-        // a stream point's time is finite (the table's check would refuse it with 23514)
+        // a stream point's time is finite (the table's check would refuse it with 23514); the
+        // plain spellings here, any other when the points are written (graph_stream_infinite.sql)
         let t = p.time.trim().to_ascii_lowercase();
         if matches!(t.as_str(), "infinity" | "+infinity" | "-infinity") {
+            return Err(infinite_point(&p.time, i));
+        }
+        // and its resonance vector within the table's bound (23514 otherwise)
+        let n = p.resonance_vector.as_ref().map_or(0, leaves);
+        if n > MAX_RESONANCE_VECTOR {
             return Err(FractalityError::invalid(
-                "stream point time",
-                format!("{} (point {i})", p.time),
-                "A stream point's time is a finite timestamp, as thaw gives it.",
+                "stream point resonance_vector",
+                format!("{n} elements (point {i})"),
+                "A stream point's resonance_vector holds at most 1 000 000 elements.",
             ));
         }
         check_atp(p.atp_level).map_err(|_| {

@@ -377,7 +377,8 @@ pub fn thaw(
 }
 
 /// Appends the stream points `stream` (a thawed node's "stream") to node `id`, but for those at
-/// a time it has a point at already.
+/// a time it has a point at already. 22023 naming the first point at a time PostgreSQL reads as
+/// infinite (parse_frozen knows the plain spellings only).
 pub fn freeze_stream(
     id: Uuid,
     user: Uuid,
@@ -385,11 +386,16 @@ pub fn freeze_stream(
 ) -> Result<(), FractalityError> {
     // planned (and kept) under this setting: see Pinned::no_seqscan
     let _plan = crate::search::Pinned::no_seqscan();
-    spi::run(
+    let infinite: Vec<(i64, String)> = spi::some_rows(
         &FREEZE_STREAM,
         &[id.into(), user.into(), JsonB(stream).into()],
+        false,
+        |r| Some((r.get::<i64>(1)?, r.get::<String>(2)?)),
     )?;
-    Ok(())
+    match infinite.into_iter().next() {
+        Some((i, time)) => Err(crate::graph::input::infinite_point(&time, i as usize)),
+        None => Ok(()),
+    }
 }
 
 /// A match of `search_nodes`: id, key, label, rank, current energy.

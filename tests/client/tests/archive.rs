@@ -1193,3 +1193,125 @@ fn maintenance_beside_an_archiver_does_not_deadlock() {
     let (a, m) = (a.unwrap(), m.unwrap());
     assert!(a > 0 && m > 0, "{a} archiving and {m} maintenance calls");
 }
+
+/// A stream point's resonance vector holds at most 1 000 000 elements (the table's check,
+/// 23514; `freeze` says 22023 naming the point), and the archive packs a node's points into rows
+/// of at most about 4 000 000 elements: 1 000 points of vectors of any size, packed as text into
+/// one row, passed the 1 GB a value may hold, and every archiving run failed on them (a review
+/// made one tenant's 26 points of 3.9 million elements stop `run_maintenance` for every tenant).
+#[test]
+fn stream_points_large_vectors_are_bounded_and_packed_into_bounded_rows() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let (t, n) = (tenant(), uuid::Uuid::new_v4());
+    c.execute(
+        "INSERT INTO fractality.nodes (id, user_id, node_key) VALUES ($1, $2, $3)",
+        &[&n, &t, &format!("big-{n}")],
+    )
+    .unwrap();
+    c.batch_execute(
+        "SELECT fractality._create_month_partition('fractality.consciousness_streams', ((now() - interval '2 months') AT TIME ZONE 'UTC')::date)",
+    )
+    .unwrap();
+    let e = c
+        .execute(
+            "INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, resonance_vector)
+             VALUES (now() - interval '40 days', $1, $2, 0.5, array_fill(0.25::real, ARRAY[1000001]))",
+            &[&n, &t],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "23514", "{e}");
+    // five points of 1 000 000 elements (and one without a vector), 40 days back
+    c.execute(
+        "INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, resonance_vector)
+         SELECT now() - interval '40 days' - g * interval '1 minute', $1, $2, 0.5,
+                CASE WHEN g > 0 THEN array_fill((g / 3.0)::real, ARRAY[1000000]) END
+           FROM generate_series(0, 5) g",
+        &[&n, &t],
+    )
+    .unwrap();
+    let before: Vec<(String, Option<i32>, Option<f32>)> = c
+        .query(
+            "SELECT time::text, cardinality(resonance_vector), resonance_vector[1000000]
+               FROM fractality.consciousness_streams WHERE node_id = $1 ORDER BY time",
+            &[&n],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(before.len(), 6);
+    let moved: i64 = c
+        .query_one("SELECT fractality.archive_streams('30 days')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(moved, 6);
+    // 5 000 000 elements: two rows (the first four vectors; the fifth and the point without
+    // one), not one
+    let rows: Vec<(i32, i64)> = c
+        .query(
+            "SELECT points, (SELECT sum(cardinality(v::real[])) FROM unnest(resonance_vectors) v)::bigint
+               FROM fractality.consciousness_archive WHERE node_id = $1 ORDER BY time_from",
+            &[&n],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, vec![(4, 4_000_000), (2, 1_000_000)]);
+    // and read back as they were
+    let after: Vec<(String, Option<i32>, Option<f32>)> = c
+        .query(
+            "SELECT time::text, cardinality(resonance_vector), resonance_vector[1000000]
+               FROM fractality.stream_history($1, '-infinity', 'infinity') ORDER BY time",
+            &[&n],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(after, before);
+
+    // freeze names what the tables would refuse: a vector too large, a time read as infinite
+    c.batch_execute(&format!("SET fractality.user_id = '{t}'"))
+        .unwrap();
+    let key = format!("big-{n}");
+    for (point, state, names) in [
+        (
+            serde_json::json!({"time": "2026-01-01 00:00:00+00", "atp_level": 0.5,
+                               "resonance_vector": vec![0.5; 1_000_001]}),
+            "22023",
+            "1000001 elements (point 1)",
+        ),
+        (
+            serde_json::json!({"time": "infinity UTC", "atp_level": 0.5}),
+            "22023",
+            "infinity UTC (point 1)",
+        ),
+        (
+            serde_json::json!({"time": "-\tinfinity", "atp_level": 0.5}),
+            "22023",
+            "(point 1)",
+        ),
+    ] {
+        let doc = serde_json::json!({"node_key": key, "stream": [
+            {"time": "2026-01-02 00:00:00+00", "atp_level": 0.5}, point]});
+        let e = c
+            .execute("SELECT fractality.freeze($1)", &[&doc])
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), state, "{e}");
+        let msg = e.as_db_error().unwrap().message().to_string();
+        assert!(msg.contains(names), "{msg}");
+        // nothing written, the first point neither
+        let hot: i64 = c
+            .query_one(
+                "SELECT count(*) FROM fractality.consciousness_streams WHERE node_id = $1",
+                &[&n],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(hot, 0);
+    }
+    c.batch_execute("RESET fractality.user_id").unwrap();
+}
