@@ -5,25 +5,57 @@
 -- registry serve the events (experience_events); the centroids, the consensus nodes (which
 -- row-level security keeps the owner's alone). node_embeddings and embedding_models took theirs
 -- from the 0.4.0 node_embeddings (30_embeddings.sql).
+-- The cold tier of events came with 0.2.0, whose update granted nothing on it: a database made at
+-- 0.1.0 left its roles' query_events failing (42501 on experience_events_archive, even without
+-- include_archived, which names it). A role that holds privileges on the hot tier and none at all
+-- on the cold one gets the hot tier's there too (`fill`); one holding any keeps what it holds.
 DO $$
 DECLARE
     a record;
 BEGIN
     FOR a IN SELECT t.dst, x.grantee, x.privilege_type
-               FROM (VALUES ('fractality.nodes', 'fractality.node_text'),
-                            ('fractality.experience_events', 'fractality.experience_event_ids'),
-                            ('fractality.experience_events', 'fractality.replay_buffers'),
-                            ('fractality.experience_events', 'fractality.replay_tree'),
-                            ('fractality.experience_events', 'fractality.replay_blocks'),
-                            ('fractality.experience_events', 'fractality.replay_pending'),
-                            ('fractality.experience_events', 'fractality.replay_items'),
-                            ('fractality.experience_events', 'fractality.replay_priorities'),
-                            ('fractality.consensus_nodes', 'fractality.consensus_centroids')) t(src, dst),
+               FROM (VALUES ('fractality.nodes', 'fractality.node_text', false),
+                            ('fractality.experience_events', 'fractality.experience_event_ids', false),
+                            ('fractality.experience_events', 'fractality.replay_buffers', false),
+                            ('fractality.experience_events', 'fractality.replay_tree', false),
+                            ('fractality.experience_events', 'fractality.replay_blocks', false),
+                            ('fractality.experience_events', 'fractality.replay_pending', false),
+                            ('fractality.experience_events', 'fractality.replay_items', false),
+                            ('fractality.experience_events', 'fractality.replay_priorities', false),
+                            ('fractality.consensus_nodes', 'fractality.consensus_centroids', false),
+                            ('fractality.experience_events', 'fractality.experience_events_archive', true),
+                            ('fractality.action_metadata', 'fractality.action_metadata_archive', true)
+                    ) t(src, dst, fill),
                     pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
               WHERE c.oid = t.src::pg_catalog.regclass AND x.grantee <> c.relowner
                 AND x.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+                AND NOT (t.fill AND EXISTS (
+                        SELECT FROM pg_catalog.pg_class d, pg_catalog.aclexplode(d.relacl) y
+                         WHERE d.oid = t.dst::pg_catalog.regclass AND y.grantee = x.grantee))
     LOOP
         EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', a.privilege_type, a.dst,
+                                  CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                       ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END);
+    END LOOP;
+END
+$$;
+
+-- The sequences this update adds (of replay_buffers and replay_pending, identity columns, which
+-- their inserts use without a privilege) get what each role holds on a sequence of 0.4.0,
+-- adna_policies', as GRANT ... ON ALL SEQUENCES gives it on a fresh install.
+DO $$
+DECLARE
+    a record;
+BEGIN
+    FOR a IN SELECT t.dst, x.grantee, x.privilege_type
+               FROM (VALUES ('fractality.replay_buffers_buffer_id_seq'),
+                            ('fractality.replay_pending_seq_seq')) t(dst),
+                    pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
+              WHERE c.oid = 'fractality.adna_policies_policy_id_seq'::pg_catalog.regclass
+                AND x.grantee <> c.relowner
+                AND x.privilege_type IN ('USAGE', 'SELECT', 'UPDATE')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT %s ON SEQUENCE %s TO %s', a.privilege_type, a.dst,
                                   CASE WHEN a.grantee = 0 THEN 'PUBLIC'
                                        ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END);
     END LOOP;

@@ -342,7 +342,8 @@ fn upgrade_from(previous: &str) {
     old.batch_execute(&format!(
         "DROP ROLE IF EXISTS {app}; CREATE ROLE {app};
          GRANT USAGE ON SCHEMA fractality TO {app};
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO {app};"
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA fractality TO {app};
+         GRANT USAGE ON ALL SEQUENCES IN SCHEMA fractality TO {app};"
     ))
     .unwrap();
     // 0.5.0 requires btree_gin (node_text's GIN index leads with the tenant); an UPDATE does not
@@ -515,12 +516,28 @@ fn upgrade_from(previous: &str) {
         "SELECT count(*)::text FROM fractality.replay_buffers".to_string(),
         "SELECT count(*)::text FROM fractality.replay_priorities".to_string(),
         "SELECT count(*)::text FROM fractality.experience_event_ids".to_string(),
+        // both tiers of events: the cold tier came with 0.2.0, whose update granted nothing on
+        // it (from 0.1.0 the role's query_events failed with 42501 on it, archived or not)
+        "SELECT count(*)::text FROM fractality.query_events(0, 10000000, 1000, true, true)"
+            .to_string(),
+        "SELECT count(*)::text FROM fractality.query_events(0, 10000000)".to_string(),
     ] {
         old.query_one(&sql, &[])
             .unwrap_or_else(|e| panic!("a granted role after the upgrade: {sql}: {e:?}"));
     }
+    // and the sequences the update adds, as GRANT ... ON ALL SEQUENCES gave it the old ones
+    let granted: bool = old
+        .query_one(
+            "SELECT has_sequence_privilege('fractality.replay_buffers_buffer_id_seq', 'USAGE')
+                AND has_sequence_privilege('fractality.replay_pending_seq_seq', 'USAGE')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(granted, "the new sequences' USAGE for the granted role");
     old.batch_execute(&format!(
         "RESET ROLE; REVOKE ALL ON ALL TABLES IN SCHEMA fractality FROM {app};
+         REVOKE ALL ON ALL SEQUENCES IN SCHEMA fractality FROM {app};
          REVOKE USAGE ON SCHEMA fractality FROM {app}; DROP ROLE {app};"
     ))
     .unwrap();
