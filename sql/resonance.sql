@@ -54,8 +54,8 @@ $$;
 -- The seed's traversal: from each consensus node whose resonance_score exceeds min_score (the
 -- published score, to one decimal: a group of 0.84 is 0.8, not above 0.8; pass 0.75 for it), to
 -- the caller's contributing nodes (depth 1, through consensus_links), then along edges
--- (from_node -> to_node); resonance decays by 0.9 a level; a node already on the path is not
--- entered again (cycles cut). Runs as the caller: only the caller's links and nodes are seen.
+-- (from_node -> to_node, each node linked to once whatever the edges' types); resonance decays by
+-- 0.9 a level; a node already on the path is not entered again (cycles cut). Runs as the caller: only the caller's links and nodes are seen.
 CREATE FUNCTION fractality.consensus_tree(min_score float8 DEFAULT 0.8, max_depth integer DEFAULT 5)
 RETURNS TABLE (consensus_id uuid, node_id uuid, node_key text, label text,
                resonance_score float8, depth integer, path uuid[])
@@ -89,7 +89,8 @@ BEGIN
                 SELECT l.node_id AS next FROM fractality.consensus_links l
                  WHERE t.depth = 0 AND l.consensus_id = t.node_id
                 UNION ALL
-                SELECT e.to_node FROM fractality.edges e
+                -- each node it links to once, whatever the edges' types
+                SELECT DISTINCT e.to_node FROM fractality.edges e
                  WHERE t.depth > 0 AND e.from_node = t.node_id) step
           JOIN fractality.nodes n ON n.id = step.next
          WHERE t.depth < max_depth

@@ -109,6 +109,10 @@ SELECT n.node_key, round(l.similarity::numeric, 3) AS similarity_to_seed
   FROM fractality.consensus_links l JOIN fractality.nodes n ON n.id = l.node_id ORDER BY 1;
 SELECT depth, node_key, round(resonance_score::numeric, 3) AS resonance
   FROM fractality.consensus_tree(0.7, 5) ORDER BY depth, node_key;
+-- a second edge between the same two nodes, of another type, adds no row: a node once a path
+SELECT fractality.link('dreams-2', 'dreams-1', 'echo', 0.4) IS NOT NULL AS linked;
+SELECT depth, node_key, round(resonance_score::numeric, 3) AS resonance
+  FROM fractality.consensus_tree(0.7, 5) ORDER BY depth, node_key;
 SELECT FROM regress.each_error(ARRAY['SELECT fractality.consensus_tree(''NaN'', 5)']);
 -- calculate_resonance reads a pair through SQL as the caller, so every policy holds as in any
 -- query: policies of the caller's roles only, permissive ones OR-ed, restrictive ones AND-ed, a
