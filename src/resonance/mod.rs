@@ -271,12 +271,6 @@ fn resonant(
     if query.iter().all(|x| *x == 0.0) {
         return Ok(Vec::new()); // no direction, no similarity
     }
-    // the source's edges, read whole while they are few: each candidate's edge known, and the
-    // bound on an unread one's edge the strongest of them; beyond, asked for a chunk at a time
-    let source_edges = store::edges_of(src.id, SOURCE_EDGES)?;
-    let edge_bound = source_edges
-        .as_ref()
-        .map_or(1.0, |e| e.values().copied().fold(0.0, f64::max));
     let mut scan = TenantScan::open(&model, src.tenant, &query, true, k + 1)?;
     let margin = scan.margin();
     let mut found = Found::default();
@@ -293,9 +287,9 @@ fn resonant(
             if h.node_id != src.id && h.similarity >= threshold_ {
                 chunk.push((h.node_id, h.similarity));
                 if chunk.len() >= CHUNK {
-                    found.score(&mut chunk, &src, source_edges.as_ref())?;
+                    found.score(&mut chunk, &src)?;
                     // what is unread lies at most at this hit's order (strict order)
-                    let bound = unread_bound(h.order + margin, src.atp, edge_bound);
+                    let bound = unread_bound(h.order + margin, src.atp, found.edge_bound());
                     if found.kth_best(k).is_some_and(|kth| bound < kth) {
                         break 'scan;
                     }
@@ -304,8 +298,8 @@ fn resonant(
         }
     }
     drop(scan);
-    found.score(&mut chunk, &src, source_edges.as_ref())?;
-    let Found { ranked, rows } = found;
+    found.score(&mut chunk, &src)?;
+    let Found { ranked, rows, .. } = found;
     Ok(rerank(ranked, k)
         .into_iter()
         .map(|r| {
@@ -321,24 +315,29 @@ struct Found {
     ranked: Vec<Ranked>,
     /// Id, key, label and energy of each, at its `index`.
     rows: Vec<(Uuid, String, Option<String>, f64)>,
+    /// The source's edges, read at the first chunk (none when nothing is found): whole while
+    /// they number at most [`SOURCE_EDGES`] (Some: each candidate's edge known, an unread one's
+    /// at most the strongest of them), else asked for a chunk at a time (None).
+    source_edges: Option<Option<HashMap<Uuid, f64>>>,
 }
 
 impl Found {
     /// Scores the `chunk` (ids and similarities, nearest first) and empties it: their details
-    /// (an expired memory has none, and is left out) and their edges to the source (`edges`
-    /// where the source's were read whole).
+    /// (an expired memory has none, and is left out) and their edges to the source.
     fn score(
         &mut self,
         chunk: &mut Vec<(Uuid, f64)>,
         src: &NodeEnergy,
-        edges: Option<&HashMap<Uuid, f64>>,
     ) -> Result<(), FractalityError> {
         if chunk.is_empty() {
             return Ok(());
         }
+        if self.source_edges.is_none() {
+            self.source_edges = Some(store::edges_of(src.id, SOURCE_EDGES)?);
+        }
         let ids: Vec<Uuid> = chunk.iter().map(|c| c.0).collect();
         let asked;
-        let edges = match edges {
+        let edges = match self.source_edges.as_ref().and_then(|e| e.as_ref()) {
             Some(e) => e,
             None => {
                 asked = edges_between(src.id, &ids)?;
@@ -359,6 +358,15 @@ impl Found {
             self.rows.push((id, key, label, atp));
         }
         Ok(())
+    }
+
+    /// The most an unread candidate's edge to the source can weigh: the strongest of the
+    /// source's edges where they were read whole, else 1.
+    fn edge_bound(&self) -> f64 {
+        match self.source_edges.as_ref().and_then(|e| e.as_ref()) {
+            Some(e) => e.values().copied().fold(0.0, f64::max),
+            None => 1.0,
+        }
     }
 
     /// The k-th best resonance so far, once there are k.
