@@ -119,7 +119,7 @@ fn notify_restore(
 /// scripts of 0.4.0 and earlier still load against it (an installation being upgraded).
 #[pg_extern(sql = false, volatile, strict, parallel_unsafe)]
 pub fn decay_tick(_node_id: pgrx::Uuid, atp: f64, rate: f64, floor: f64) -> f64 {
-    (atp * rate).max(floor)
+    curve::tick(atp, rate, floor)
 }
 
 /// The seed's one-tick decay: every node whose energy now is above `min_atp` (of one tenant

@@ -14,7 +14,7 @@ use crate::spi::{self, query, Query};
 
 const LOCK: Query<'static> = query!("decay_lock", [FLOAT8OID, FLOAT8OID]);
 const LOCK_TENANT: Query<'static> = query!("decay_lock_tenant", [FLOAT8OID, FLOAT8OID, UUIDOID]);
-const APPLY: Query<'static> = query!("decay_apply", [FLOAT8OID, FLOAT8OID, TEXTARRAYOID]);
+const APPLY: Query<'static> = query!("decay_apply", [TEXTARRAYOID, FLOAT8ARRAYOID]);
 const MATERIALIZE_PLAN: Query<'static> = query!("decay_materialize_plan", []);
 /// One batch, the fast way (run with a short lock_timeout).
 pub const MATERIALIZE_PLAIN: Query<'static> = query!(
@@ -105,25 +105,38 @@ pub fn apply(
         return Ok(Vec::new());
     }
     let mut old: HashMap<Uuid, f64> = HashMap::with_capacity(locked.len());
-    let mut places = Vec::with_capacity(locked.len());
+    // each row's new energy, computed here (see decay_apply.sql), in the order of the places
+    let mut writes: Vec<((u32, u16), String, f64)> = Vec::with_capacity(locked.len());
     for (id, place, energy) in locked {
         old.insert(id, energy);
-        places.push(place);
+        writes.push((
+            tid_order(&place),
+            place,
+            crate::decay::curve::tick(energy, rate, floor),
+        ));
     }
+    writes.sort_unstable_by_key(|w| w.0);
+    let (places, energies): (Vec<String>, Vec<f64>) =
+        writes.into_iter().map(|(_, p, e)| (p, e)).unzip();
     let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<f64>(2)?));
-    spi::rows(
-        &APPLY,
-        &[rate.into(), floor.into(), places.into()],
-        false,
-        row,
-    )?
-    .into_iter()
-    .map(|r| {
-        let (id, new) = r?;
-        Some((id, *old.get(&id)?, new))
-    })
-    .collect::<Option<Vec<_>>>()
-    .ok_or_else(|| null_in(APPLY.name))
+    spi::rows(&APPLY, &[places.into(), energies.into()], false, row)?
+        .into_iter()
+        .map(|r| {
+            let (id, new) = r?;
+            Some((id, *old.get(&id)?, new))
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| null_in(APPLY.name))
+}
+
+/// A ctid's text, `(block,offset)`, as a key that sorts places in the table's order ((0, 0),
+/// first, for text that is none: the caller's text is PostgreSQL's).
+fn tid_order(place: &str) -> (u32, u16) {
+    let inner = place.trim_start_matches('(').trim_end_matches(')');
+    let mut parts = inner.split(',');
+    let block = parts.next().and_then(|b| b.parse().ok()).unwrap_or(0);
+    let offset = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
+    (block, offset)
 }
 
 /// What materialize_decay plans its batches with.

@@ -573,3 +573,52 @@ fn decay_ticks_beside_recalls_and_links_do_not_deadlock() {
     };
     assert!(low >= 0.01 && high <= 1.0, "{low} .. {high}");
 }
+
+/// A node of the smallest energy a double holds (5e-324, which pulses can leave) ticks to 0 (or
+/// the floor) rather than failing the tick: SQL's product raised 22003 "underflow" there, so one
+/// tenant's node stopped every tick, the owner's over all tenants too (found by a review). So does
+/// a rate of 5e-324, which the rate's check accepts.
+#[test]
+fn the_tick_of_the_smallest_energy_is_zero_not_an_underflow() {
+    let mut c = common::db();
+    let user = common::tenant();
+    c.execute(
+        "INSERT INTO fractality.nodes (user_id, node_key, atp, atp_at)
+         VALUES ($1, 'tiny', 5e-324, now()), ($1, 'half', 0.5, now())",
+        &[&user],
+    )
+    .unwrap();
+    let ticked: Vec<(String, f64, f64)> = c
+        .query(
+            "SELECT n.node_key, d.old_atp, d.new_atp
+               FROM fractality.apply_consciousness_decay(0.5, 0, $1) d
+               JOIN fractality.nodes n ON n.id = d.node_id ORDER BY 1",
+            &[&user],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(ticked.len(), 2);
+    assert_eq!(ticked[0].0, "half");
+    assert_relative_eq!(ticked[0].2, 0.25, max_relative = 1e-6);
+    assert_eq!(ticked[1], ("tiny".to_string(), 5e-324, 0.0));
+    // the owner's tick over every tenant, and a rate of the smallest double
+    c.execute(
+        "UPDATE fractality.nodes SET atp = 5e-324 WHERE user_id = $1 AND node_key = 'tiny'",
+        &[&user],
+    )
+    .unwrap();
+    c.batch_execute(
+        "BEGIN; SELECT count(*) FROM fractality.apply_consciousness_decay(0.5, 0); ROLLBACK;",
+    )
+    .unwrap();
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.apply_consciousness_decay(5e-324, 0, $1) WHERE new_atp = 0",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}
