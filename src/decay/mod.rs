@@ -5,7 +5,8 @@
 //! it decayed to any instant with the settings `fractality.decay_rate`, `fractality.decay_tick`
 //! and `fractality.atp_floor`, so energy is always current without any write. Decay composes
 //! (writing the decayed value at t1 and reading at t2 gives what reading at t2 gives), so
-//! [`materialize_decay`] can write it back at any time without changing what readers see.
+//! [`materialize_decay`] can write it back at any time without changing what readers at or after
+//! t1 see (a transaction whose now() is before t1 reads the written value, as for any write).
 //! [`apply_consciousness_decay`] is the seed's explicit tick on the energy of now, and [`pulse`]
 //! feeds energy to a node and records a stream point.
 //!
@@ -165,7 +166,8 @@ const WRITER_WAIT: &str = "10ms";
 /// It does not wait for writers: the batches are plain UPDATEs that give up on a row a concurrent
 /// transaction holds after 10 ms, and then the whole run is rolled back and redone in batches that
 /// skip the rows writers hold (left for the next run), so it cannot deadlock with a writer either.
-/// Readers see the same energy before and after. Returns the rows written.
+/// Readers whose now() is at or after this call's see the same energy before and after (an older
+/// transaction reads the written value, as for any write after it began). Returns the rows written.
 #[pg_extern(volatile)]
 pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
     let batch = required("batch_size", batch_size);
