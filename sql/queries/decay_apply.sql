@@ -8,10 +8,11 @@
 -- its later atp_at, and its energy as of then, which current_atp gives for an atp_at after now():
 -- the time between is not decayed twice). The rows are this transaction's since the first
 -- statement, and this statement's snapshot sees them as locked. A TID scan per place, in the
--- order of the places (sorted by the caller): no index probe per row. Returns id and new energy.
+-- order of the places (sorted by the caller): no index probe per row. Returns id, new energy and
+-- the old one $3 (by place: a node's id is its tenant's, and two tenants' nodes may share one).
 UPDATE fractality.nodes n
    SET atp = u.atp,
        atp_at = greatest(n.atp_at, now())
-  FROM unnest($1::text[]::pg_catalog.tid[], $2::float8[]) AS u (place, atp)
+  FROM unnest($1::text[]::pg_catalog.tid[], $2::float8[], $3::float8[]) AS u (place, atp, old)
  WHERE n.ctid = u.place
-RETURNING n.id, n.atp
+RETURNING n.id, n.atp, u.old

@@ -4,8 +4,6 @@
 //! it marks the transaction as writing first (it takes a transaction id, as pgrx's
 //! `SpiClient::update` did) and sees the transaction's earlier writes.
 
-use std::collections::HashMap;
-
 use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, Uuid};
 
@@ -14,7 +12,10 @@ use crate::spi::{self, query, Query};
 
 const LOCK: Query<'static> = query!("decay_lock", [FLOAT8OID, FLOAT8OID]);
 const LOCK_TENANT: Query<'static> = query!("decay_lock_tenant", [FLOAT8OID, FLOAT8OID, UUIDOID]);
-const APPLY: Query<'static> = query!("decay_apply", [TEXTARRAYOID, FLOAT8ARRAYOID]);
+const APPLY: Query<'static> = query!(
+    "decay_apply",
+    [TEXTARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID]
+);
 const MATERIALIZE_PLAN: Query<'static> = query!("decay_materialize_plan", []);
 /// One batch, the fast way (run with a short lock_timeout).
 pub const MATERIALIZE_PLAIN: Query<'static> = query!(
@@ -104,29 +105,33 @@ pub fn apply(
     if locked.is_empty() {
         return Ok(Vec::new());
     }
-    let mut old: HashMap<Uuid, f64> = HashMap::with_capacity(locked.len());
-    // each row's new energy, computed here (see decay_apply.sql), in the order of the places
-    let mut writes: Vec<((u32, u16), String, f64)> = Vec::with_capacity(locked.len());
-    for (id, place, energy) in locked {
-        old.insert(id, energy);
-        writes.push((
-            tid_order(&place),
-            place,
-            crate::decay::curve::tick(energy, rate, floor),
-        ));
+    // each row's new energy, computed here (see decay_apply.sql), with its old one (a node's id
+    // is its tenant's: two tenants' nodes may share one), in the order of the places
+    let mut writes: Vec<((u32, u16), String, f64, f64)> = Vec::with_capacity(locked.len());
+    for (_, place, energy) in locked {
+        let new = crate::decay::curve::tick(energy, rate, floor);
+        writes.push((tid_order(&place), place, energy, new));
     }
     writes.sort_unstable_by_key(|w| w.0);
-    let (places, energies): (Vec<String>, Vec<f64>) =
-        writes.into_iter().map(|(_, p, e)| (p, e)).unzip();
-    let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<f64>(2)?));
-    spi::rows(&APPLY, &[places.into(), energies.into()], false, row)?
-        .into_iter()
-        .map(|r| {
-            let (id, new) = r?;
-            Some((id, *old.get(&id)?, new))
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| null_in(APPLY.name))
+    let mut places = Vec::with_capacity(writes.len());
+    let mut olds = Vec::with_capacity(writes.len());
+    let mut news = Vec::with_capacity(writes.len());
+    for (_, place, old, new) in writes {
+        places.push(place);
+        olds.push(old);
+        news.push(new);
+    }
+    // (id, old, new)
+    let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<f64>(3)?, r.get::<f64>(2)?));
+    spi::rows(
+        &APPLY,
+        &[places.into(), news.into(), olds.into()],
+        false,
+        row,
+    )?
+    .into_iter()
+    .collect::<Option<Vec<_>>>()
+    .ok_or_else(|| null_in(APPLY.name))
 }
 
 /// A ctid's text, `(block,offset)`, as a key that sorts places in the table's order ((0, 0),

@@ -622,3 +622,39 @@ fn the_tick_of_the_smallest_energy_is_zero_not_an_underflow() {
         .get(0);
     assert_eq!(n, 2);
 }
+
+/// The owner's tick over every tenant reports each row's own old energy where two tenants'
+/// nodes share an id (an id is unique within a tenant only): it took the old energies by id, so
+/// one of the two rows reported the other's (found by a review).
+#[test]
+fn the_tick_reports_each_tenants_node_of_one_id_with_its_own_old_energy() {
+    let mut c = common::db();
+    let id = uuid::Uuid::new_v4();
+    for (user, atp) in [(common::tenant(), 0.8f64), (common::tenant(), 0.4)] {
+        c.execute(
+            "INSERT INTO fractality.nodes (id, user_id, node_key, atp, atp_at)
+             VALUES ($1, $2, 'shared-id', $3, now())",
+            &[&id, &user, &atp],
+        )
+        .unwrap();
+    }
+    let mut tx = c.transaction().unwrap();
+    let mut pairs: Vec<(f64, f64)> = tx
+        .query(
+            "SELECT old_atp, new_atp FROM fractality.apply_consciousness_decay(0.5, 0)
+              WHERE node_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    tx.rollback().unwrap();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(pairs.len(), 2);
+    for ((old, new), want) in pairs.iter().zip([0.4, 0.8]) {
+        // the energy of now (a few milliseconds of the lazy decay since the insert)
+        assert_relative_eq!(*old, want, max_relative = 1e-5);
+        assert_relative_eq!(*new, old * 0.5, max_relative = 1e-12);
+    }
+}
