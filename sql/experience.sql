@@ -109,27 +109,40 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    written bigint;
     dup record;
 BEGIN
     -- in the order of the ids: two batches sharing ids, written at once in other orders, each
-    -- waited for an id the other had taken (40P01); now the second waits for the first and then
-    -- fails with 23505 on the first id they share
+    -- waited for an id the other had taken (40P01); now the second waits for the first. An id
+    -- stored already is skipped here and then named (an ERROR, so nothing of the statement stays),
+    -- not caught as an exception: that would open a subtransaction a statement.
     INSERT INTO fractality.experience_event_ids (event_id, "timestamp")
-    SELECT n.event_id, n."timestamp" FROM new_events n ORDER BY n.event_id;
-    RETURN NULL;
-EXCEPTION WHEN unique_violation THEN
-    -- an id another batch committed after the writer's own check (the check names the batch's
-    -- element; here the event and the stored one's timestamp)
+    SELECT n.event_id, n."timestamp" FROM new_events n ORDER BY n.event_id
+    ON CONFLICT (event_id) DO NOTHING;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    IF written = (SELECT count(*) FROM new_events) THEN
+        RETURN NULL;
+    END IF;
+    -- an id another batch committed after the writer's own check (which names the batch's
+    -- element), an archived one, or one given twice with two timestamps by a plain INSERT
     SELECT n.event_id, n."timestamp", i."timestamp" AS stored INTO dup
       FROM new_events n JOIN fractality.experience_event_ids i ON i.event_id = n.event_id
-     ORDER BY n.event_id LIMIT 1;
-    IF NOT FOUND THEN
-        RAISE;  -- an id given twice in one statement: the writers refuse that before, but not an INSERT
+     WHERE i."timestamp" <> n."timestamp"
+        OR EXISTS (SELECT FROM fractality.experience_events_archive a
+                    WHERE a."timestamp" = n."timestamp" AND a.event_id = n.event_id)
+     ORDER BY n.event_id
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE unique_violation USING
+            MESSAGE = format('duplicate event (timestamp %s, event_id \x%s): already stored at timestamp %s',
+                             dup."timestamp", encode(dup.event_id, 'hex'), dup.stored),
+            HINT = 'An event id is written once, whatever its timestamp; nothing of the batch was written.',
+            SCHEMA = 'fractality', TABLE = 'experience_event_ids', CONSTRAINT = 'experience_event_ids_pkey';
     END IF;
     RAISE unique_violation USING
-        MESSAGE = format('duplicate event (timestamp %s, event_id \x%s): already stored at timestamp %s',
-                         dup."timestamp", encode(dup.event_id, 'hex'), dup.stored),
-        HINT = 'An event id is written once, whatever its timestamp; nothing of the batch was written.';
+        MESSAGE = 'duplicate event: an event id of the statement is stored already',
+        HINT = 'An event id is written once, whatever its timestamp; nothing of the batch was written.',
+        SCHEMA = 'fractality', TABLE = 'experience_event_ids', CONSTRAINT = 'experience_event_ids_pkey';
 END $$;
 
 -- named to fire first of the insert triggers (they fire in name order): a duplicate fails before
