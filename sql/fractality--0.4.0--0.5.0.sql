@@ -2381,27 +2381,40 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    written bigint;
     dup record;
 BEGIN
     -- in the order of the ids: two batches sharing ids, written at once in other orders, each
-    -- waited for an id the other had taken (40P01); now the second waits for the first and then
-    -- fails with 23505 on the first id they share
+    -- waited for an id the other had taken (40P01); now the second waits for the first. An id
+    -- stored already is skipped here and then named (an ERROR, so nothing of the statement stays),
+    -- not caught as an exception: that would open a subtransaction a statement.
     INSERT INTO fractality.experience_event_ids (event_id, "timestamp")
-    SELECT n.event_id, n."timestamp" FROM new_events n ORDER BY n.event_id;
-    RETURN NULL;
-EXCEPTION WHEN unique_violation THEN
-    -- an id another batch committed after the writer's own check (the check names the batch's
-    -- element; here the event and the stored one's timestamp)
+    SELECT n.event_id, n."timestamp" FROM new_events n ORDER BY n.event_id
+    ON CONFLICT (event_id) DO NOTHING;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    IF written = (SELECT count(*) FROM new_events) THEN
+        RETURN NULL;
+    END IF;
+    -- an id another batch committed after the writer's own check (which names the batch's
+    -- element), an archived one, or one given twice with two timestamps by a plain INSERT
     SELECT n.event_id, n."timestamp", i."timestamp" AS stored INTO dup
       FROM new_events n JOIN fractality.experience_event_ids i ON i.event_id = n.event_id
-     ORDER BY n.event_id LIMIT 1;
-    IF NOT FOUND THEN
-        RAISE;  -- an id given twice in one statement: the writers refuse that before, but not an INSERT
+     WHERE i."timestamp" <> n."timestamp"
+        OR EXISTS (SELECT FROM fractality.experience_events_archive a
+                    WHERE a."timestamp" = n."timestamp" AND a.event_id = n.event_id)
+     ORDER BY n.event_id
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE unique_violation USING
+            MESSAGE = format('duplicate event (timestamp %s, event_id \x%s): already stored at timestamp %s',
+                             dup."timestamp", encode(dup.event_id, 'hex'), dup.stored),
+            HINT = 'An event id is written once, whatever its timestamp; nothing of the batch was written.',
+            SCHEMA = 'fractality', TABLE = 'experience_event_ids', CONSTRAINT = 'experience_event_ids_pkey';
     END IF;
     RAISE unique_violation USING
-        MESSAGE = format('duplicate event (timestamp %s, event_id \x%s): already stored at timestamp %s',
-                         dup."timestamp", encode(dup.event_id, 'hex'), dup.stored),
-        HINT = 'An event id is written once, whatever its timestamp; nothing of the batch was written.';
+        MESSAGE = 'duplicate event: an event id of the statement is stored already',
+        HINT = 'An event id is written once, whatever its timestamp; nothing of the batch was written.',
+        SCHEMA = 'fractality', TABLE = 'experience_event_ids', CONSTRAINT = 'experience_event_ids_pkey';
 END $$;
 
 -- named to fire first of the insert triggers (they fire in name order): a duplicate fails before
@@ -3633,8 +3646,9 @@ END $$;
 -- from the 0.4.0 node_embeddings (30_embeddings.sql).
 -- The cold tier of events came with 0.2.0, whose update granted nothing on it: a database made at
 -- 0.1.0 left its roles' query_events failing (42501 on experience_events_archive, even without
--- include_archived, which names it). A role that holds privileges on the hot tier and none at all
--- on the cold one gets the hot tier's there too (`fill`); one holding any keeps what it holds.
+-- include_archived, which names it). Where a cold table still has no grant at all (`fill`: as that
+-- update left it), each role that may read the hot one may read it too (SELECT, what query_events
+-- needs; nothing more, and nothing where anyone granted anything on it since).
 DO $$
 DECLARE
     a record;
@@ -3655,9 +3669,9 @@ BEGIN
                     pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
               WHERE c.oid = t.src::pg_catalog.regclass AND x.grantee <> c.relowner
                 AND x.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
-                AND NOT (t.fill AND EXISTS (
-                        SELECT FROM pg_catalog.pg_class d, pg_catalog.aclexplode(d.relacl) y
-                         WHERE d.oid = t.dst::pg_catalog.regclass AND y.grantee = x.grantee))
+                AND NOT (t.fill AND (x.privilege_type <> 'SELECT' OR EXISTS (
+                        SELECT FROM pg_catalog.pg_class d
+                         WHERE d.oid = t.dst::pg_catalog.regclass AND d.relacl IS NOT NULL)))
     LOOP
         EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', a.privilege_type, a.dst,
                                   CASE WHEN a.grantee = 0 THEN 'PUBLIC'

@@ -7,8 +7,9 @@
 -- from the 0.4.0 node_embeddings (30_embeddings.sql).
 -- The cold tier of events came with 0.2.0, whose update granted nothing on it: a database made at
 -- 0.1.0 left its roles' query_events failing (42501 on experience_events_archive, even without
--- include_archived, which names it). A role that holds privileges on the hot tier and none at all
--- on the cold one gets the hot tier's there too (`fill`); one holding any keeps what it holds.
+-- include_archived, which names it). Where a cold table still has no grant at all (`fill`: as that
+-- update left it), each role that may read the hot one may read it too (SELECT, what query_events
+-- needs; nothing more, and nothing where anyone granted anything on it since).
 DO $$
 DECLARE
     a record;
@@ -29,9 +30,9 @@ BEGIN
                     pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
               WHERE c.oid = t.src::pg_catalog.regclass AND x.grantee <> c.relowner
                 AND x.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
-                AND NOT (t.fill AND EXISTS (
-                        SELECT FROM pg_catalog.pg_class d, pg_catalog.aclexplode(d.relacl) y
-                         WHERE d.oid = t.dst::pg_catalog.regclass AND y.grantee = x.grantee))
+                AND NOT (t.fill AND (x.privilege_type <> 'SELECT' OR EXISTS (
+                        SELECT FROM pg_catalog.pg_class d
+                         WHERE d.oid = t.dst::pg_catalog.regclass AND d.relacl IS NOT NULL)))
     LOOP
         EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', a.privilege_type, a.dst,
                                   CASE WHEN a.grantee = 0 THEN 'PUBLIC'
