@@ -123,8 +123,9 @@ fn consensus(
     // members by (id, tenant): an id is unique within a tenant only
     let source_user = source.user;
     let mut seen: HashSet<(Uuid, Uuid)> = HashSet::from([(node, source_user)]);
-    // the others with their distances: the staged rows and the indexes' each come nearest first,
-    // and the nearest of both together are kept below
+    // the others with their distances in full precision (1 - the similarity: an index of a model
+    // above 2 000 dimensions orders in halfvec, the staged rows exactly): the staged rows and the
+    // indexes' each come nearest first, and the nearest of both together are kept below
     let mut others: Vec<(f64, store::Member)> = Vec::new();
     let mut admit = |candidates: Vec<Candidate>, bound: f64| -> Result<bool, FractalityError> {
         for r in candidates {
@@ -137,7 +138,7 @@ fn consensus(
             }
             let sim = to_seed.of(&m.embedding)?.unwrap_or(-1.0);
             if sim >= 1.0 - max_distance && seen.insert((m.id, m.user)) {
-                others.push((distance, m));
+                others.push((1.0 - sim, m));
             }
         }
         Ok(true)

@@ -214,10 +214,12 @@ fn take_each(
 /// row, and a vector of any size could make that row too large to write.
 pub const MAX_RESONANCE_VECTOR: usize = 1_000_000;
 
-/// The elements of a JSON value read as an array of any dimensions (1 for a scalar).
+/// The elements of a JSON value read as an array of any dimensions: of a string, which the column
+/// reads as an array literal (`"{1,2}"`), its commas and one; 1 for any other scalar.
 fn leaves(v: &serde_json::Value) -> usize {
     match v {
         serde_json::Value::Array(a) => a.iter().map(leaves).sum(),
+        serde_json::Value::String(s) => s.matches(',').count() + 1,
         _ => 1,
     }
 }
@@ -278,7 +280,7 @@ pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityErro
     }
     for (i, p) in frozen.stream.iter().enumerate() {
         // a stream point's time is finite (the table's check would refuse it with 23514); the
-        // plain spellings here, any other when the points are written (graph_stream_infinite.sql)
+        // plain spellings here, any other when the points are written (graph_freeze_stream.sql)
         let t = p.time.trim().to_ascii_lowercase();
         if matches!(t.as_str(), "infinity" | "+infinity" | "-infinity") {
             return Err(infinite_point(&p.time, i));

@@ -396,8 +396,9 @@ fn resonant_rows(
 /// The nodes of the source's tenant that resonate with it: similarity (of their embeddings of
 /// `model`) at least `threshold`, ordered by resonance (highest first), at most `k`. A tenant of
 /// at most `fractality.exact_scan_limit` embeddings of the model is read whole; a larger one
-/// through the model's HNSW index in the tenant's partition, in distance order until the
-/// threshold. Every read is the caller's: what row-level security hides is left out, and so is an
+/// through an HNSW index (its own graph, or the partition's), in distance order until the
+/// threshold or until no node unread can beat the k-th best resonance, at most the 10 000 nearest
+/// (an expired memory not yet deleted among them). Every read is the caller's: what row-level security hides is left out, and so is an
 /// expired memory (as `recall` never recalls one). The source is never in its own result; empty
 /// when it has no embedding of the model.
 #[pg_extern(

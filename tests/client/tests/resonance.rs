@@ -977,3 +977,111 @@ fn a_consensus_gathers_the_thousand_nearest_live_nodes_by_either_path() {
     drop(c);
     common::drop_db(db);
 }
+
+/// find_resonant's ranking equals the same formula computed over the whole tenant in plain SQL,
+/// where its reading of candidates a chunk at a time stops early (the source's energy 0: nothing
+/// past the first 2 000 can beat the 20th) and where it must not (a node beyond the first 2 000,
+/// of full energy and an edge of weight 1 from a source of full energy, beats them all), with
+/// the source's edges read whole and with more of them than it reads whole (300).
+#[test]
+fn find_resonant_ranks_as_the_formula_over_the_whole_tenant() {
+    let mut admin = common::db();
+    admin
+        .batch_execute("SELECT fractality.register_model('resonance_crowd_3', 3)")
+        .unwrap();
+    for many_edges in [false, true] {
+        let t = common::tenant();
+        // 2 100 nodes of energy 0 at similarities from 1 down to about 0.43, one node 'x' of
+        // energy 1 past them all (similarity 0.437) linked from the source with weight 1
+        admin
+            .execute(
+                "WITH n AS (
+                     INSERT INTO fractality.nodes (id, user_id, node_key, atp)
+                     SELECT gen_random_uuid(), $1::uuid, 'n-' || i, 0.0 FROM generate_series(1, 2100) i
+                     UNION ALL SELECT gen_random_uuid(), $1::uuid, 'x', 1.0
+                     UNION ALL SELECT gen_random_uuid(), $1::uuid, 'src', 1.0
+                     RETURNING id, node_key)
+                 INSERT INTO fractality.node_embeddings (node_id, user_id, model, embedding)
+                 SELECT id, $1::uuid, 'resonance_crowd_3',
+                        CASE node_key WHEN 'src' THEN '[1,0,0]'::vector
+                                      WHEN 'x' THEN '[1,2.06,0]'::vector
+                             ELSE format('[1,%s,0]', split_part(node_key, '-', 2)::int * 0.001)::vector END
+                   FROM n",
+                &[&t],
+            )
+            .unwrap();
+        admin
+            .execute(
+                "INSERT INTO fractality.edges (from_node, to_node, relationship_type, weight, user_id)
+                 SELECT s.id, o.id, 'child', CASE WHEN o.node_key = 'x' THEN 1.0 ELSE 0.01 END, $1
+                   FROM fractality.nodes s, fractality.nodes o
+                  WHERE s.user_id = $1 AND o.user_id = $1 AND s.node_key = 'src'
+                    AND (o.node_key = 'x'
+                         OR ($2 AND o.node_key IN (SELECT 'n-' || i FROM generate_series(1701, 2000) i)))",
+                &[&t, &many_edges],
+            )
+            .unwrap();
+        let mut a = common::app("fractality_resonance_crowd", Some(t));
+        for src_atp in [1.0f64, 0.0] {
+            admin
+                .execute(
+                    "UPDATE fractality.nodes SET atp = $2, atp_at = now()
+                      WHERE user_id = $1 AND node_key = 'src'",
+                    &[&t, &src_atp],
+                )
+                .unwrap();
+            // the formula over every node of the tenant: energies now, the edge from the source
+            let want: Vec<String> = a
+                .query(
+                    "WITH s AS (SELECT n.node_id, n.atp, e.embedding FROM fractality.node_energy n
+                                  JOIN fractality.node_embeddings e
+                                    ON e.node_id = n.node_id AND e.user_id = n.user_id
+                                 WHERE n.node_key = 'src' AND e.model = 'resonance_crowd_3')
+                     SELECT n.node_key
+                       FROM s CROSS JOIN fractality.node_energy n
+                       JOIN fractality.node_embeddings e
+                         ON e.node_id = n.node_id AND e.user_id = n.user_id AND e.model = 'resonance_crowd_3'
+                       LEFT JOIN fractality.edges g ON g.from_node = s.node_id AND g.to_node = n.node_id
+                      WHERE n.node_key <> 'src' AND 1 - (e.embedding <=> s.embedding) >= 0.3
+                      ORDER BY 0.5 * (1 - (e.embedding <=> s.embedding)) + 0.3 * s.atp * n.atp
+                               + 0.2 * coalesce(g.weight, 0) DESC
+                      LIMIT 20",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(want.len(), 20);
+            assert_eq!(
+                want[0] == "x",
+                src_atp == 1.0,
+                "the test's own premise: {want:?}"
+            );
+            for path in ["exact", "index"] {
+                a.batch_execute(if path == "index" {
+                    "SET fractality.exact_scan_limit = 0"
+                } else {
+                    "RESET fractality.exact_scan_limit"
+                })
+                .unwrap();
+                let got: Vec<String> = a
+                    .query(
+                        "SELECT node_key FROM fractality.find_resonant('src', 0.3, 20, 'resonance_crowd_3')",
+                        &[],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                assert_eq!(
+                    got, want,
+                    "{path} path, source energy {src_atp}, 300 edges {many_edges}"
+                );
+            }
+        }
+        admin
+            .execute("DELETE FROM fractality.nodes WHERE user_id = $1", &[&t])
+            .unwrap();
+    }
+}
