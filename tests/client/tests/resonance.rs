@@ -303,6 +303,39 @@ fn a_search_the_shared_index_ends_early_reads_the_rest_of_the_tenant() {
     common::drop_db(db);
 }
 
+/// A consensus crystallised afresh from user 1's node of model 'tiny' (every consensus deleted
+/// first), with `consensus_exact_limit` at `exact_limit`: its id and its number of users.
+fn crystallised_tiny(
+    c: &mut Client,
+    exact_limit: &str,
+    threshold: f64,
+    min: i32,
+) -> (uuid::Uuid, i32) {
+    c.batch_execute(&format!(
+        "SET fractality.consensus_exact_limit = {exact_limit};
+         DELETE FROM fractality.consensus_nodes;"
+    ))
+    .unwrap();
+    let made: Option<uuid::Uuid> = c
+        .query_one(
+            "SELECT fractality.crystallize_consensus(n.id, $1, $2, 'tiny')
+               FROM fractality.nodes n
+              WHERE n.user_id = '00000000-0000-4000-8000-000000000001'",
+            &[&threshold, &min],
+        )
+        .unwrap()
+        .get(0);
+    let made = made.unwrap_or_else(|| panic!("no consensus, consensus_exact_limit {exact_limit}"));
+    let count: i32 = c
+        .query_one(
+            "SELECT contributor_count FROM fractality.consensus_nodes WHERE id = $1",
+            &[&made],
+        )
+        .unwrap()
+        .get(0);
+    (made, count)
+}
+
 /// A consensus can gather as many users as `min_contributors` may ask for (1 000): 700 users
 /// holding the same idea crystallise a consensus of 700 at `min_contributors` 600, by the exact
 /// path and through the partitions' indexes.
@@ -323,30 +356,7 @@ fn a_consensus_gathers_every_user_min_contributors_allows() {
     )
     .unwrap();
     for exact_limit in ["10000", "0"] {
-        c.batch_execute(&format!(
-            "SET fractality.consensus_exact_limit = {exact_limit}"
-        ))
-        .unwrap();
-        c.batch_execute("DELETE FROM fractality.consensus_nodes")
-            .unwrap();
-        let made: Option<uuid::Uuid> = c
-            .query_one(
-                "SELECT fractality.crystallize_consensus(n.id, 0.9, 600, 'tiny')
-                   FROM fractality.nodes n
-                  WHERE n.user_id = '00000000-0000-4000-8000-000000000001'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        let made =
-            made.unwrap_or_else(|| panic!("no consensus, consensus_exact_limit {exact_limit}"));
-        let count: i32 = c
-            .query_one(
-                "SELECT contributor_count FROM fractality.consensus_nodes WHERE id = $1",
-                &[&made],
-            )
-            .unwrap()
-            .get(0);
+        let (_, count) = crystallised_tiny(&mut c, exact_limit, 0.9, 600);
         assert_eq!(count, 700, "consensus_exact_limit {exact_limit}");
     }
     drop(c);
@@ -933,21 +943,7 @@ fn a_consensus_gathers_the_thousand_nearest_live_nodes_by_either_path() {
         .collect();
     assert_eq!(want.len(), 1000);
     for exact_limit in ["10000", "0"] {
-        c.batch_execute(&format!(
-            "SET fractality.consensus_exact_limit = {exact_limit};
-             DELETE FROM fractality.consensus_nodes;"
-        ))
-        .unwrap();
-        let made: Option<uuid::Uuid> = c
-            .query_one(
-                "SELECT fractality.crystallize_consensus(n.id, 0.5, 3, 'tiny')
-                   FROM fractality.nodes n
-                  WHERE n.user_id = '00000000-0000-4000-8000-000000000001'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        let made = made.expect("a consensus");
+        let (made, count) = crystallised_tiny(&mut c, exact_limit, 0.5, 3);
         let mut got: Vec<uuid::Uuid> = c
             .query(
                 "SELECT user_id FROM fractality.consensus_links WHERE consensus_id = $1",
@@ -965,13 +961,6 @@ fn a_consensus_gathers_the_thousand_nearest_live_nodes_by_either_path() {
             got == want,
             "consensus_exact_limit {exact_limit}: not the nearest live"
         );
-        let count: i32 = c
-            .query_one(
-                "SELECT contributor_count FROM fractality.consensus_nodes WHERE id = $1",
-                &[&made],
-            )
-            .unwrap()
-            .get(0);
         assert_eq!(count, 1000, "consensus_exact_limit {exact_limit}");
     }
     drop(c);
