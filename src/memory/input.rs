@@ -43,15 +43,24 @@ pub use crate::vector::check_direction;
 /// AD), so a ttl is refused by name rather than by the timestamp's overflow (22008).
 const MAX_TTL_YEARS: f64 = 10_000.0;
 
+/// The least an interval can add to a time, in microseconds: a month of 28 days (31 when it is
+/// taken away), a day of 23 hours (25: a day across a change of daylight saving time in the
+/// session's time zone). A ttl is positive when this is: `'7 days' - '1 hour'` is, `'1 mon -28
+/// days'` is not (in February it is no time at all).
+fn least_micros(t: &Interval) -> f64 {
+    const HOUR: f64 = 3_600e6;
+    let months = t.months() as f64 * if t.months() > 0 { 28.0 } else { 31.0 } * 24.0 * HOUR;
+    let days = t.days() as f64 * if t.days() > 0 { 23.0 } else { 25.0 } * HOUR;
+    months + days + t.micros() as f64
+}
+
 pub fn check_ttl(ttl: Option<Interval>) -> Result<Option<Interval>, FractalityError> {
     match ttl {
-        Some(t) if t.as_micros() <= 0 || t.months() < 0 || t.days() < 0 || t.micros() < 0 => {
-            Err(FractalityError::invalid(
-                "ttl",
-                format!("'{}'", pg_interval(&t)),
-                "ttl is a positive interval (e.g. '7 days'), or NULL for a memory that never expires.",
-            ))
-        }
+        Some(t) if least_micros(&t) <= 0.0 => Err(FractalityError::invalid(
+            "ttl",
+            format!("'{}'", pg_interval(&t)),
+            "ttl is a positive interval (e.g. '7 days'), or NULL for a memory that never expires.",
+        )),
         Some(t)
             if t.months() as f64 / 12.0
                 + t.days() as f64 / 365.25

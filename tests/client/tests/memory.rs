@@ -1449,3 +1449,64 @@ fn a_graph_node_a_fact_repeats_takes_its_content() {
     let content = nearest_content(&mut c, &v);
     assert_eq!(content.as_deref(), Some("Alice likes tea"));
 }
+
+/// A graph node whose label is blank ('' or spaces) takes the content a memory tells of it, as
+/// one without a label does: its blank label stayed, and its words were never found (found by a
+/// review).
+#[test]
+fn a_graph_node_of_a_blank_label_told_as_a_memory_takes_its_content() {
+    let mut c = common::db();
+    common::set_tenant(&mut c, common::tenant());
+    for (key, label, axis) in [("blank-empty", "", 11), ("blank-spaces", "  ", 12)] {
+        c.execute("SELECT fractality.upsert_node($1, $2)", &[&key, &label])
+            .unwrap();
+        let v = at_cosine(1.0, axis);
+        c.execute(
+            "SELECT created FROM fractality.remember($1, 'walruses sleep on the ice', $2::text::vector)",
+            &[&key, &v],
+        )
+        .unwrap();
+        let found: i64 = c
+            .query_one(
+                "SELECT count(*) FROM fractality.search_nodes('walruses ice') WHERE node_key = $1",
+                &[&key],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(found, 1, "{key}: its words find it");
+    }
+}
+
+/// A ttl is judged by the least time it can add, not by the sign of each part: '7 days' - '1
+/// hour' (a deadline less a margin) is a positive ttl; '1 mon -28 days', no time at all in
+/// February, is not (found by a review: the first was refused as "not positive").
+#[test]
+fn a_ttl_of_parts_of_both_signs_is_judged_by_the_least_time_it_adds() {
+    let mut c = common::db();
+    common::set_tenant(&mut c, common::tenant());
+    let v = at_cosine(1.0, 13);
+    c.execute(
+        "SELECT fractality.remember('ttl-margin', 'the meeting moved', $1::text::vector,
+                                    ttl => interval '7 days' - interval '1 hour')",
+        &[&v],
+    )
+    .unwrap();
+    let left: f64 = c
+        .query_one(
+            "SELECT extract(epoch FROM expires_at - now())::float8 FROM fractality.nodes
+              WHERE node_key = 'ttl-margin' AND user_id = fractality.current_user_id()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    approx::assert_abs_diff_eq!(left, 7.0 * 86_400.0 - 3_600.0, epsilon = 5.0);
+    for ttl in ["1 mon -28 days", "1 day -25 hours", "-1 day 23:00:00"] {
+        let e = c
+            .execute(
+                "SELECT fractality.remember('ttl-bad', 'never stored', $1::text::vector, ttl => $2::text::interval)",
+                &[&at_cosine(1.0, 14), &ttl],
+            )
+            .unwrap_err();
+        assert_eq!(common::sqlstate(&e), "22023", "{ttl}: {e}");
+    }
+}
