@@ -1552,7 +1552,9 @@ SELECT n.id                                         AS node_id,
 -- last_result updated; their ages count back from now in UTC), expired memories deleted, staged
 -- embeddings indexed, replay priorities pending folded. A step whose tables a long transaction
 -- holds for longer than fractality.maintenance_lock_wait is left to the next run and named in
--- "busy" (the partitions, or a retention policy's relation). Idempotent. A second session calling it
+-- "busy" (the partitions, or a retention policy's relation). A step that fails is rolled back
+-- alone and named in "failed" (step, SQLSTATE, message) and in a WARNING; the others go on.
+-- Idempotent. A second session calling it
 -- while one runs returns at once
 -- with {"skipped": true}. Schedule it with pg_cron, e.g.
 --   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
@@ -1575,6 +1577,11 @@ DECLARE
     expired_tenants uuid[];
     folded bigint;
     indexed bigint;
+    steps text[];
+    step text;
+    failed jsonb := '[]'::jsonb;
+    failed_state text;
+    failed_message text;
 BEGIN
     PERFORM fractality._check_read_committed('run_maintenance');
     IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0::bigint)) THEN
@@ -1606,60 +1613,87 @@ BEGIN
         busy := to_jsonb(CASE WHEN cardinality(needed) > 0 THEN ARRAY['partitions'] ELSE '{}'::text[] END
                          || policies::text[]);
     END;
+    -- the steps, each in a block of its own: one that fails (a row no function would have
+    -- written, which an application role granted every table can write; a lock held too long) is
+    -- rolled back alone, named in "failed" and in a WARNING, and the others go on, so that no
+    -- tenant's data can stop the upkeep of every tenant. A cancel still ends the run.
     created := 0;
-    IF busy = '[]'::jsonb THEN
-        created := fractality.ensure_partitions(3);
-        FOR p IN SELECT * FROM fractality.retention_policies ORDER BY relation::text LOOP
-            IF p.relation = 'fractality.experience_events'::regclass THEN
-                IF p.action = 'archive' THEN
-                    n := fractality._archive_events_before(fractality.epoch_us(now() - p.keep));
-                ELSE
-                    n := fractality._drop_events_before(fractality.epoch_us(now() - p.keep));
-                END IF;
-            ELSIF p.relation = 'fractality.consciousness_streams'::regclass THEN
-                IF p.action = 'archive' THEN
-                    n := fractality._archive_streams_before(now() - p.keep);
-                ELSE
-                    n := fractality._drop_streams_before(now() - p.keep);
-                END IF;
-            ELSE
-                CONTINUE;
-            END IF;
-            UPDATE fractality.retention_policies r SET last_run = now(), last_result = n
-             WHERE r.relation = p.relation;
-            done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
-        END LOOP;
-    END IF;
-    -- memories past their expiry (remember's ttl) go, with what hangs off them; locked in the
-    -- order of their ids first (then tenants, for an id two tenants hold), as pulse, remember,
-    -- a decay tick and consensus lock several nodes, in a statement of their own: a DELETE that
-    -- locked them in a subquery would read them as of its start, and wait for the old version's
-    -- tuple lock of a row changed since, which a session waiting for this one may hold (40P01;
-    -- sql/queries/decay_lock.sql). The next statement's snapshot sees them as locked.
-    SELECT array_agg(l.id), array_agg(l.user_id) INTO expired_ids, expired_tenants
-      FROM (SELECT x.id, x.user_id FROM fractality.nodes x
-             WHERE x.expires_at <= now() ORDER BY x.id, x.user_id FOR UPDATE) l;
-    DELETE FROM fractality.nodes n
-     USING ROWS FROM (unnest(expired_ids), unnest(expired_tenants)) AS l (id, user_id)
-     WHERE n.id = l.id AND n.user_id = l.user_id;
-    GET DIAGNOSTICS expired = ROW_COUNT;
-    -- embeddings remember_many staged go into their HNSW indexes
-    indexed := fractality.index_staged_embeddings();
-    -- priorities written back to replay buffers and still pending go into their sum trees, the
-    -- buffers locked in id order as every writer and learner locks them
+    expired := 0;
+    indexed := 0;
     folded := 0;
-    FOR p IN SELECT b.name FROM fractality.replay_buffers b
-              WHERE EXISTS (SELECT 1 FROM fractality.replay_pending w WHERE w.buffer_id = b.buffer_id)
-              ORDER BY b.buffer_id LOOP
-        folded := folded + fractality.fold_priorities(p.name);
+    materialized := 0;
+    steps := CASE WHEN busy = '[]'::jsonb THEN ARRAY['partitions'] ELSE '{}'::text[] END
+             || CASE WHEN busy = '[]'::jsonb
+                     THEN ARRAY(SELECT 'retention:' || r.relation::text FROM fractality.retention_policies r
+                                 WHERE r.relation = ANY (policies) ORDER BY r.relation::text)
+                     ELSE '{}'::text[] END
+             || ARRAY['memories', 'embeddings']
+             -- priorities written back to replay buffers and still pending go into their sum
+             -- trees, the buffers in id order as every writer and learner locks them
+             || ARRAY(SELECT 'replay:' || b.name FROM fractality.replay_buffers b
+                       WHERE EXISTS (SELECT 1 FROM fractality.replay_pending w WHERE w.buffer_id = b.buffer_id)
+                       ORDER BY b.buffer_id)
+             || ARRAY['decay'];
+    FOREACH step IN ARRAY steps LOOP
+        BEGIN
+            IF step = 'partitions' THEN
+                created := fractality.ensure_partitions(3);
+            ELSIF step LIKE 'retention:%' THEN
+                SELECT * INTO p FROM fractality.retention_policies r WHERE r.relation::text = substr(step, 11);
+                IF p.relation = 'fractality.experience_events'::regclass THEN
+                    IF p.action = 'archive' THEN
+                        n := fractality._archive_events_before(fractality.epoch_us(now() - p.keep));
+                    ELSE
+                        n := fractality._drop_events_before(fractality.epoch_us(now() - p.keep));
+                    END IF;
+                ELSE
+                    IF p.action = 'archive' THEN
+                        n := fractality._archive_streams_before(now() - p.keep);
+                    ELSE
+                        n := fractality._drop_streams_before(now() - p.keep);
+                    END IF;
+                END IF;
+                UPDATE fractality.retention_policies r SET last_run = now(), last_result = n
+                 WHERE r.relation = p.relation;
+                done := done || jsonb_build_object('relation', p.relation::text, 'action', p.action, 'rows', n);
+            ELSIF step = 'memories' THEN
+                -- memories past their expiry (remember's ttl) go, with what hangs off them; locked
+                -- in the order of their ids first (then tenants, for an id two tenants hold), as
+                -- pulse, remember, a decay tick and consensus lock several nodes, in a statement
+                -- of their own: a DELETE that locked them in a subquery would read them as of its
+                -- start, and wait for the old version's tuple lock of a row changed since, which
+                -- a session waiting for this one may hold (40P01; sql/queries/decay_lock.sql).
+                -- The next statement's snapshot sees them as locked.
+                SELECT array_agg(l.id), array_agg(l.user_id) INTO expired_ids, expired_tenants
+                  FROM (SELECT x.id, x.user_id FROM fractality.nodes x
+                         WHERE x.expires_at <= now() ORDER BY x.id, x.user_id FOR UPDATE) l;
+                DELETE FROM fractality.nodes n
+                 USING ROWS FROM (unnest(expired_ids), unnest(expired_tenants)) AS l (id, user_id)
+                 WHERE n.id = l.id AND n.user_id = l.user_id;
+                GET DIAGNOSTICS expired = ROW_COUNT;
+            ELSIF step = 'embeddings' THEN
+                -- embeddings remember_many staged go into their HNSW indexes
+                indexed := fractality.index_staged_embeddings();
+            ELSIF step LIKE 'replay:%' THEN
+                folded := folded + fractality.fold_priorities(substr(step, 8));
+            ELSE
+                materialized := fractality.materialize_decay();
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_message = MESSAGE_TEXT;
+            failed := failed || jsonb_build_object('step', step, 'sqlstate', failed_state,
+                                                   'message', failed_message);
+            RAISE WARNING 'run_maintenance: step % failed (%): %', step, failed_state, failed_message;
+        END;
     END LOOP;
-    materialized := fractality.materialize_decay();
     RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
                               'memories_expired', expired, 'embeddings_indexed', indexed,
                               'replay_priorities_folded', folded,
                               'decay_materialized', materialized)
            -- what a long transaction held this time (see above), only when there is any
-           || CASE WHEN busy = '[]'::jsonb THEN '{}'::jsonb ELSE jsonb_build_object('busy', busy) END;
+           || CASE WHEN busy = '[]'::jsonb THEN '{}'::jsonb ELSE jsonb_build_object('busy', busy) END
+           -- and the steps that failed, only when any did
+           || CASE WHEN failed = '[]'::jsonb THEN '{}'::jsonb ELSE jsonb_build_object('failed', failed) END;
 END $$;
 CREATE FUNCTION fractality."remember"(
 	"node_key" TEXT, /* Option < & str > */

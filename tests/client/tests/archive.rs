@@ -1313,3 +1313,81 @@ fn stream_points_large_vectors_are_bounded_and_packed_into_bounded_rows() {
     }
     c.batch_execute("RESET fractality.user_id").unwrap();
 }
+
+/// A step of run_maintenance that fails is rolled back alone and named in "failed" (and in a
+/// WARNING); the other steps go on. A review made one row an application role may write (a
+/// pending priority of NaN in a replay buffer's table, which update_priorities never writes) fail
+/// every run, for every tenant: no memory expired, no partition made, no decay materialised.
+#[test]
+fn a_failing_step_of_maintenance_leaves_the_others_to_run() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let buffer = format!("maint-{}", uuid::Uuid::new_v4().simple());
+    let (t, n) = (tenant(), uuid::Uuid::new_v4());
+    c.execute("SELECT fractality.create_replay_buffer($1)", &[&buffer])
+        .unwrap();
+    // an event in it, at slot 0
+    c.execute(
+        "SELECT fractality.write_events(jsonb_build_array(jsonb_build_object(
+             'event_id', md5($1), 'timestamp', fractality.epoch_us(now()), 'episode_id', 1,
+             'step_number', 0, 'event_type', 1, 'flags', 0, 'adna_version_hash', 0,
+             'sequence_number', 0, 'state_l1', 0, 'state_l2', 0, 'state_l3', 0, 'state_l4', 0,
+             'state_l5', 0, 'state_l6', 0, 'state_l7', 0, 'state_l8', 0, 'action_l1', 0,
+             'action_l2', 0, 'action_l3', 0, 'action_l4', 0, 'action_l5', 0, 'action_l6', 0,
+             'action_l7', 0, 'action_l8', 0)))",
+        &[&buffer],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO fractality.replay_pending (buffer_id, slots, olds, priorities)
+         SELECT buffer_id, '{0}', '{1}', '{NaN}' FROM fractality.replay_buffers WHERE name = $1",
+        &[&buffer],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE fractality.replay_buffers SET pending = 1 WHERE name = $1",
+        &[&buffer],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO fractality.nodes (id, user_id, node_key, expires_at)
+         VALUES ($1, $2, 'gone', now() - interval '1 minute')",
+        &[&n, &t],
+    )
+    .unwrap();
+    let run: serde_json::Value = c
+        .query_one("SELECT fractality.run_maintenance()", &[])
+        .unwrap()
+        .get(0);
+    let failed = run["failed"].as_array().unwrap_or_else(|| panic!("{run}"));
+    assert_eq!(failed.len(), 1, "{run}");
+    assert_eq!(failed[0]["step"], format!("replay:{buffer}"));
+    assert_eq!(failed[0]["sqlstate"], "23514", "{run}");
+    // the steps after it ran, and those before it kept their work
+    assert!(run["memories_expired"].as_i64().unwrap() >= 1, "{run}");
+    let gone: i64 = c
+        .query_one("SELECT count(*) FROM fractality.nodes WHERE id = $1", &[&n])
+        .unwrap()
+        .get(0);
+    assert_eq!(gone, 0);
+    assert!(run["decay_materialized"].is_i64(), "{run}");
+    // the failed step's rows as they were: the pending row is still there
+    let pending: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fractality.replay_pending p JOIN fractality.replay_buffers b USING (buffer_id)
+              WHERE b.name = $1",
+            &[&buffer],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 1);
+    c.execute("SELECT fractality.drop_replay_buffer($1)", &[&buffer])
+        .unwrap();
+    // and without the bad row, no "failed" at all
+    let run: serde_json::Value = c
+        .query_one("SELECT fractality.run_maintenance()", &[])
+        .unwrap()
+        .get(0);
+    assert!(run.get("failed").is_none(), "{run}");
+}
