@@ -3374,7 +3374,7 @@ BEGIN
     PERFORM pg_notify('consciousness_update',
                       json_build_object('node_id', r.id,
                                         'node_key', r.node_key,
-                                        'user_id', r.user_id,
+                                        'tenant', md5(r.user_id::text),
                                         'atp', fractality.current_atp(r.atp, r.atp_at),
                                         'action', TG_OP)::text);
     RETURN NULL;

@@ -19,10 +19,12 @@ CREATE TRIGGER configuration_store_touch_updated_at
     BEFORE UPDATE ON fractality.configuration_store
     FOR EACH ROW EXECUTE FUNCTION fractality.touch_updated_at();
 
--- pg_notify('consciousness_update', {node_id, node_key, user_id, atp, action}) for every insert,
+-- pg_notify('consciousness_update', {node_id, node_key, tenant, atp, action}) for every insert,
 -- update and delete of a node (atp: its energy now, as node_energy reads it, not the stored
--- value of an older atp_at), while fractality.notify is on (off by default: any session of the
--- database may LISTEN, whatever its role, so a notification would carry one tenant's keys and
+-- value of an older atp_at; tenant: md5 of the tenant id's text, which a listener compares with
+-- the digest of its own: the id itself is what a session sets to act as the tenant, and a
+-- payload reaches every listener), while fractality.notify is on (off by default: any session of
+-- the database may LISTEN, whatever its role, so a notification would carry one tenant's keys and
 -- energies to every other). A bulk load turns it off for its own session or transaction with
 -- SET [LOCAL] fractality.notify = off.
 CREATE FUNCTION fractality.notify_consciousness_update() RETURNS trigger
@@ -41,7 +43,7 @@ BEGIN
     PERFORM pg_notify('consciousness_update',
                       json_build_object('node_id', r.id,
                                         'node_key', r.node_key,
-                                        'user_id', r.user_id,
+                                        'tenant', md5(r.user_id::text),
                                         'atp', fractality.current_atp(r.atp, r.atp_at),
                                         'action', TG_OP)::text);
     RETURN NULL;

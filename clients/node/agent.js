@@ -10,7 +10,7 @@
 // from, and logs each step as an experience event (write_events_json); then it reads the
 // episode's return, replays a batch from its replay buffer (replay_batch) and writes toy TD
 // errors back (update_priorities).
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -163,7 +163,7 @@ export async function run(server, log = console.log, { listen = server } = {}) {
   // an idle pooled connection that is lost (a server restart) is reported, not thrown: pg-pool
   // emits it on the pool, and an unheard 'error' event would end the process
   pool.on('error', (e) => log(`    ~ a pooled connection was lost (${e.message})`));
-  const tenants = new Map();  // user id -> name: the listener prints only this session's changes
+  const tenants = new Map();  // md5 of a user id -> name: the listener prints only this session's changes
   const facts = new Map();  // node key -> what the agent was told
   const listener = new pg.Client(typeof listen === 'string' ? connectionConfig(listen) : { ...listen });
   await listener.connect();
@@ -178,7 +178,8 @@ export async function run(server, log = console.log, { listen = server } = {}) {
     } catch {
       return;
     }
-    if (u === null || typeof u !== 'object' || !tenants.has(u.user_id)) return;
+    // a payload names its tenant by the md5 of its id (the id itself acts as the tenant)
+    if (u === null || typeof u !== 'object' || !tenants.has(u.tenant)) return;
     if (u.node_key === undefined) log(`    ~ live: ${u.action} of ${u.rows} memories`);  // a decay tick's summary
     else log(`    ~ live: ${u.action} ${JSON.stringify(facts.get(u.node_key) ?? u.node_key)} energy ${Number(u.atp).toFixed(2)}`);
   });
@@ -191,7 +192,7 @@ export async function run(server, log = console.log, { listen = server } = {}) {
     let episodeId = Number(started);
     for (const [name, turns] of Object.entries(CONVERSATIONS)) {
       const userId = randomUUID();
-      tenants.set(userId, name);
+      tenants.set(createHash('md5').update(userId).digest('hex'), name);
       log(`conversation ${name} (tenant ${userId})`);
       const answers = [];
       let step = 0;

@@ -13,7 +13,7 @@
 //! Decay writes (`apply_consciousness_decay`, `materialize_decay`) do not send one
 //! `consciousness_update` notification per row: they switch `fractality.notify` off for their own
 //! statement and, where it was on, send ONE summary notification
-//! `{"action": "DECAY" | "MATERIALIZE", "rows": n, "user_id": …}` when they wrote rows.
+//! `{"action": "DECAY" | "MATERIALIZE", "rows": n, "tenant": md5 of the tenant id or null}` when they wrote rows.
 //!
 //! The levels: [`curve`] is the curve, its checks and the tick's parser, plain Rust tested without
 //! a server; [`store`] runs the writers' queries (`sql/queries/decay_*.sql`); this file is the

@@ -1,7 +1,7 @@
 // fractality through node-postgres' own type handling, against FRACTALITY_TEST_URL (libpq
 // conninfo or URL; scripts/test.sh starts that server), in a database of this file's own.
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import pgvector from 'pgvector/pg';
@@ -340,9 +340,11 @@ test('consciousness_update notifications arrive with the documented payloads', a
     await Promise.race([arrived, new Promise((_, reject) => setTimeout(() => reject(new Error('no notification')), 2000))]);
     assert.deepEqual(received.map((m) => m.channel), Array(4).fill('consciousness_update'));
     const [insert, decay, update, del] = received.map((m) => JSON.parse(m.payload));
-    assert.deepEqual(insert, { node_id: nodeId, node_key: 'tide', user_id: user, atp: 1, action: 'INSERT' });  // full energy
-    assert.deepEqual(decay, { action: 'DECAY', rows: 1, user_id: user });  // a decay tick: one summary
-    assert.deepEqual(Object.keys(update).sort(), ['action', 'atp', 'node_id', 'node_key', 'user_id']);
+    // the tenant by the md5 of its id, never the id (which acts as the tenant)
+    const tenant = createHash('md5').update(user).digest('hex');
+    assert.deepEqual(insert, { node_id: nodeId, node_key: 'tide', tenant, atp: 1, action: 'INSERT' });  // full energy
+    assert.deepEqual(decay, { action: 'DECAY', rows: 1, tenant });  // a decay tick: one summary
+    assert.deepEqual(Object.keys(update).sort(), ['action', 'atp', 'node_id', 'node_key', 'tenant']);
     assert.equal(update.action, 'UPDATE');
     close(update.atp, energy.get(nodeId));
     close(update.atp, 0.75, 1e-3);  // halved, plus 0.25

@@ -1,6 +1,8 @@
 """LISTEN consciousness_update from Python: each change of a memory arrives once committed, with
-the documented payload (node_id, node_key, user_id, atp, action)."""
+the documented payload (node_id, node_key, tenant, atp, action): the tenant as the md5 of its id,
+never the id, which a session sets to act as the tenant."""
 
+import hashlib
 import json
 import uuid
 
@@ -37,10 +39,12 @@ def test_memory_changes_are_announced_with_their_payload(db):
     assert {n.channel for n in received} == {"consciousness_update"}
     mine = [json.loads(n.payload) for n in received]
     assert [p["action"] for p in mine] == ["INSERT", "UPDATE", "DECAY", "UPDATE", "DELETE"]
+    digest = hashlib.md5(str(user).encode()).hexdigest()
     for p in mine[:2] + mine[3:]:  # one per row changed
-        assert set(p) == {"node_id", "node_key", "user_id", "atp", "action"}
-        assert (p["node_id"], p["node_key"], p["user_id"]) == (str(node_id), "tide", str(user))
-    assert mine[2] == {"action": "DECAY", "rows": 1, "user_id": str(user)}  # a decay tick: one summary
+        assert set(p) == {"node_id", "node_key", "tenant", "atp", "action"}
+        assert (p["node_id"], p["node_key"], p["tenant"]) == (str(node_id), "tide", digest)
+    assert mine[2] == {"action": "DECAY", "rows": 1, "tenant": digest}  # a decay tick: one summary
+    assert all(str(user) not in json.dumps(p) for p in mine)
     assert mine[0]["atp"] == 1.0  # a new memory starts at full energy
     assert mine[1]["atp"] == pytest.approx(1.0)  # told again: + 0.1, capped at 1
     assert mine[3]["atp"] == pytest.approx(energy)
@@ -57,5 +61,6 @@ def test_the_insert_payload(db):
         node_id = writer.execute("SELECT fractality.upsert_node('spark', 'a spark', '{}', 0.75)").fetchone()[0]
         n = next(listener.notifies(timeout=2.0))
         assert n.channel == "consciousness_update" and n.pid == writer.info.backend_pid
-    assert json.loads(n.payload) == {"node_id": str(node_id), "node_key": "spark", "user_id": str(user),
+    assert json.loads(n.payload) == {"node_id": str(node_id), "node_key": "spark",
+                                     "tenant": hashlib.md5(str(user).encode()).hexdigest(),
                                      "atp": 0.75, "action": "INSERT"}

@@ -53,7 +53,7 @@ fn decay_writes_send_one_summary_notification_not_one_per_row() {
 
     let mine: Vec<serde_json::Value> = common::notifications(&mut listener, Duration::from_secs(2))
         .into_iter()
-        .filter(|p| p["user_id"] == user.to_string())
+        .filter(|p| p["tenant"] == common::digest(user))
         .collect();
     assert_eq!(mine.len(), 2, "{mine:?}");
     assert_eq!(mine[0]["action"], "DECAY");

@@ -31,10 +31,14 @@ fn insert_update_delete(
         .unwrap();
     let mine: Vec<serde_json::Value> = common::notifications(&mut listener, Duration::from_secs(2))
         .into_iter()
-        .filter(|p| p["user_id"] == user.to_string())
+        .filter(|p| p["tenant"] == common::digest(user))
         .collect();
     let actions: Vec<&str> = mine.iter().map(|p| p["action"].as_str().unwrap()).collect();
     assert_eq!(actions, vec!["INSERT", "UPDATE", "DELETE"]);
+    // never the tenant's id, which a session sets to act as the tenant
+    for p in &mine {
+        assert!(!p.to_string().contains(&user.to_string()), "{p}");
+    }
     for p in &mine {
         assert_eq!(p["node_id"], id.to_string());
     }
@@ -93,7 +97,7 @@ fn bulk_loads_can_turn_notifications_off() {
     tx.commit().unwrap();
     let mine = common::notifications(&mut listener, Duration::from_millis(500))
         .into_iter()
-        .filter(|p| p["user_id"] == user.to_string())
+        .filter(|p| p["tenant"] == common::digest(user))
         .count();
     assert_eq!(
         mine, 0,
@@ -108,7 +112,7 @@ fn bulk_loads_can_turn_notifications_off() {
         .unwrap();
     let mine = common::notifications(&mut listener, Duration::from_secs(2))
         .into_iter()
-        .filter(|p| p["user_id"] == user.to_string())
+        .filter(|p| p["tenant"] == common::digest(user))
         .count();
     assert_eq!(mine, 1);
 }
@@ -141,7 +145,7 @@ fn notifications_are_off_unless_a_session_turns_them_on() {
     write(&mut writer, "quiet", 1.0);
     let heard = common::notifications(&mut listener, Duration::from_millis(700))
         .into_iter()
-        .filter(|p| p["user_id"] == user.to_string())
+        .filter(|p| p["tenant"] == common::digest(user))
         .count();
     assert_eq!(
         heard, 0,
@@ -153,7 +157,7 @@ fn notifications_are_off_unless_a_session_turns_them_on() {
     let heard: Vec<serde_json::Value> =
         common::notifications(&mut listener, Duration::from_secs(2))
             .into_iter()
-            .filter(|p| p["user_id"] == user.to_string())
+            .filter(|p| p["tenant"] == common::digest(user))
             .collect();
     assert!(!heard.is_empty());
     assert!(heard.iter().all(|p| p["node_key"] == "loud"), "{heard:?}");

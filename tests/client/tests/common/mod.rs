@@ -95,6 +95,22 @@ pub fn connect_as(role: &str) -> Client {
 }
 
 /// A fresh tenant id for one test, so tests never see each other's rows.
+/// How a notification names tenant `user`: the md5 of its id's text (the id itself acts as the
+/// tenant, and a payload reaches every listener), computed by the server.
+pub fn digest(user: uuid::Uuid) -> String {
+    static DIGESTS: Mutex<Option<std::collections::HashMap<uuid::Uuid, String>>> = Mutex::new(None);
+    let mut known = DIGESTS.lock().unwrap_or_else(|e| e.into_inner());
+    known
+        .get_or_insert_with(Default::default)
+        .entry(user)
+        .or_insert_with(|| {
+            db().query_one("SELECT md5($1::uuid::text)", &[&user])
+                .unwrap()
+                .get(0)
+        })
+        .clone()
+}
+
 pub fn tenant() -> uuid::Uuid {
     uuid::Uuid::new_v4()
 }
