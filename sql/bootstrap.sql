@@ -62,10 +62,11 @@ BEGIN
 END $$;
 
 -- The tenant of the current session: the setting fractality.user_id as a uuid, NULL when unset.
--- Row-level security compares every tenant row's user_id with it.
+-- Row-level security compares every tenant row's user_id with it. Inlined into the policies (no
+-- SET clause), so its calls name pg_catalog: a function of the caller's path cannot stand in.
 CREATE FUNCTION fractality.current_user_id() RETURNS uuid
 LANGUAGE sql STABLE PARALLEL SAFE
-AS $$ SELECT nullif(current_setting('fractality.user_id', true), '')::uuid $$;
+AS $$ SELECT nullif(pg_catalog.current_setting('fractality.user_id', true), '')::pg_catalog.uuid $$;
 
 COMMENT ON FUNCTION fractality.current_user_id() IS
     'The tenant of this session: the setting fractality.user_id as a uuid (NULL when unset).';

@@ -2999,6 +2999,9 @@ COMMENT ON COLUMN fractality.adna_policies.reward_sum IS
 -- schema matching a call's argument types more exactly than pg_catalog's could take over (the
 -- owner's maintenance among them): pinned to pg_catalog, pg_temp, and the inlined SQL helpers'
 -- operands of pg_catalog's exact types.
+CREATE OR REPLACE FUNCTION fractality.current_user_id() RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT nullif(pg_catalog.current_setting('fractality.user_id', true), '')::pg_catalog.uuid $$;
 CREATE OR REPLACE FUNCTION fractality.epoch_us(t timestamptz) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT CASE WHEN pg_catalog.isfinite(t)

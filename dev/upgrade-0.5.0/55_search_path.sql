@@ -3,6 +3,7 @@
 -- schema matching a call's argument types more exactly than pg_catalog's could take over (the
 -- owner's maintenance among them): pinned to pg_catalog, pg_temp, and the inlined SQL helpers'
 -- operands of pg_catalog's exact types.
+--@ file! bootstrap.sql CREATE FUNCTION fractality.current_user_id()||COMMENT ON FUNCTION fractality.current_user_id()
 --@ file! bootstrap.sql CREATE FUNCTION fractality.epoch_us(||-- Row-level security on a tenant table
 --@ file! archive.sql CREATE FUNCTION fractality._us_to_timestamptz(||-- The partitions of a range-partitioned table
 --@ file! archive.sql CREATE FUNCTION fractality.stream_history(||-- ---- partitions ahead

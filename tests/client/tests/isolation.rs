@@ -897,3 +897,28 @@ fn a_tenant_cannot_set_the_retention_policies() {
         .unwrap();
     assert_eq!((seen, kept.as_str()), (0, "3650 days"));
 }
+
+/// The tenant a session acts as is its setting `fractality.user_id`, whatever functions its
+/// search_path puts before pg_catalog's: `current_user_id()`, which every policy inlines, names
+/// pg_catalog's `current_setting` (a review found it called whatever `current_setting` the caller's
+/// path found first).
+#[test]
+fn the_tenant_is_the_setting_whatever_the_callers_search_path() {
+    let db = "fractality_tenant_path";
+    let mut c = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    c.batch_execute(
+        "CREATE SCHEMA lookalike;
+         CREATE FUNCTION lookalike.current_setting(text, boolean) RETURNS text LANGUAGE sql
+             AS $$ SELECT 'bbbbbbbb-0000-0000-0000-000000000000' $$;
+         SET search_path = lookalike, pg_catalog, public;
+         SET fractality.user_id = 'aaaaaaaa-0000-0000-0000-000000000000';",
+    )
+    .unwrap();
+    let who: String = c
+        .query_one("SELECT fractality.current_user_id()::text", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(who, "aaaaaaaa-0000-0000-0000-000000000000");
+    drop(c);
+    common::drop_db(db);
+}
