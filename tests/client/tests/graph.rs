@@ -247,11 +247,13 @@ fn upsert_node_announces_insert_then_update() {
         .execute("SELECT fractality.upsert_node('live', atp => 0.6)", &[])
         .unwrap();
     let mut got = Vec::new();
+    // the tenant by the md5 of its id
+    let tenant = common::digest(user);
     let mut n = listener.notifications();
     let mut it = n.timeout_iter(Duration::from_secs(2));
     while let Some(msg) = it.next().unwrap() {
         let p: serde_json::Value = serde_json::from_str(msg.payload()).unwrap();
-        if p["user_id"] == user.to_string() {
+        if p["tenant"] == tenant {
             got.push(p);
         }
     }
