@@ -132,15 +132,11 @@ BEGIN
                     WHERE a."timestamp" = n."timestamp" AND a.event_id = n.event_id)
      ORDER BY n.event_id
      LIMIT 1;
-    IF FOUND THEN
-        RAISE unique_violation USING
-            MESSAGE = format('duplicate event (timestamp %s, event_id \x%s): already stored at timestamp %s',
-                             dup."timestamp", encode(dup.event_id, 'hex'), dup.stored),
-            HINT = 'An event id is written once, whatever its timestamp; nothing of the batch was written.',
-            SCHEMA = 'fractality', TABLE = 'experience_event_ids', CONSTRAINT = 'experience_event_ids_pkey';
-    END IF;
     RAISE unique_violation USING
-        MESSAGE = 'duplicate event: an event id of the statement is stored already',
+        MESSAGE = CASE WHEN FOUND
+                       THEN format('duplicate event (timestamp %s, event_id \x%s): already stored at timestamp %s',
+                                   dup."timestamp", encode(dup.event_id, 'hex'), dup.stored)
+                       ELSE 'duplicate event: an event id of the statement is stored already' END,
         HINT = 'An event id is written once, whatever its timestamp; nothing of the batch was written.',
         SCHEMA = 'fractality', TABLE = 'experience_event_ids', CONSTRAINT = 'experience_event_ids_pkey';
 END $$;

@@ -374,15 +374,6 @@ pub fn block_ranges(blocks: i64, per_block: f64, batch: i64) -> Vec<(i64, i64)> 
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_tick_of_the_smallest_energy_is_zero_or_the_floor_not_an_error() {
-        assert_eq!(super::tick(5e-324, 0.5, 0.0), 0.0);
-        assert_eq!(super::tick(0.5, 5e-324, 0.0), 0.0);
-        assert_eq!(super::tick(5e-324, 0.5, 0.1), 0.1);
-        approx::assert_relative_eq!(super::tick(0.8, 0.95, 0.1), 0.76);
-        assert_eq!(super::tick(0.05, 0.95, 0.1), 0.1);
-    }
-
     use super::*;
     use approx::assert_relative_eq;
     use rand::{Rng, SeedableRng};
@@ -574,5 +565,14 @@ mod tests {
         // no statistics: 60 rows a block assumed
         assert_eq!(block_ranges(5, 0.0, 120), vec![(0, 2), (2, 4), (4, 5)]);
         assert!(block_ranges(0, 100.0, 1_000).is_empty());
+    }
+
+    #[test]
+    fn a_tick_of_the_smallest_energy_is_zero_or_the_floor_not_an_error() {
+        assert_eq!(tick(5e-324, 0.5, 0.0), 0.0);
+        assert_eq!(tick(0.5, 5e-324, 0.0), 0.0);
+        assert_eq!(tick(5e-324, 0.5, 0.1), 0.1);
+        assert_relative_eq!(tick(0.8, 0.95, 0.1), 0.76);
+        assert_eq!(tick(0.05, 0.95, 0.1), 0.1);
     }
 }

@@ -82,7 +82,7 @@ pub fn apply(
 ) -> Result<Vec<(Uuid, f64, f64)>, FractalityError> {
     writing();
     // first the rows, locked in id order (decay_lock.sql says why in a statement of its own)
-    let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<String>(2)?, r.get::<f64>(3)?));
+    let row = |r: &spi::Row| Some((r.get::<String>(1)?, r.get::<f64>(2)?));
     let (q, locked) = match user {
         None => (
             &LOCK,
@@ -105,21 +105,15 @@ pub fn apply(
     if locked.is_empty() {
         return Ok(Vec::new());
     }
-    // each row's new energy, computed here (see decay_apply.sql), with its old one (a node's id
-    // is its tenant's: two tenants' nodes may share one), in the order of the places
-    let mut writes: Vec<((u32, u16), String, f64, f64)> = Vec::with_capacity(locked.len());
-    for (_, place, energy) in locked {
-        let new = crate::decay::curve::tick(energy, rate, floor);
-        writes.push((tid_order(&place), place, energy, new));
-    }
-    writes.sort_unstable_by_key(|w| w.0);
-    let mut places = Vec::with_capacity(writes.len());
-    let mut olds = Vec::with_capacity(writes.len());
-    let mut news = Vec::with_capacity(writes.len());
-    for (_, place, old, new) in writes {
+    // each row's new energy, computed here (see decay_apply.sql), with its old one, by its place
+    // (a node's id is its tenant's: two tenants' nodes may share one)
+    let mut places = Vec::with_capacity(locked.len());
+    let mut olds = Vec::with_capacity(locked.len());
+    let mut news = Vec::with_capacity(locked.len());
+    for (place, old) in locked {
         places.push(place);
+        news.push(crate::decay::curve::tick(old, rate, floor));
         olds.push(old);
-        news.push(new);
     }
     // (id, old, new)
     let row = |r: &spi::Row| Some((r.get::<Uuid>(1)?, r.get::<f64>(3)?, r.get::<f64>(2)?));
@@ -132,16 +126,6 @@ pub fn apply(
     .into_iter()
     .collect::<Option<Vec<_>>>()
     .ok_or_else(|| null_in(APPLY.name))
-}
-
-/// A ctid's text, `(block,offset)`, as a key that sorts places in the table's order ((0, 0),
-/// first, for text that is none: the caller's text is PostgreSQL's).
-fn tid_order(place: &str) -> (u32, u16) {
-    let inner = place.trim_start_matches('(').trim_end_matches(')');
-    let mut parts = inner.split(',');
-    let block = parts.next().and_then(|b| b.parse().ok()).unwrap_or(0);
-    let offset = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
-    (block, offset)
 }
 
 /// What materialize_decay plans its batches with.
