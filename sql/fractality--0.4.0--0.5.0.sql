@@ -564,14 +564,17 @@ END $$;
 -- The locks of a step that makes, moves or drops partitions of `targets` (consciousness_streams,
 -- experience_events or both): ACCESS EXCLUSIVE on each, and for the streams SHARE ROW EXCLUSIVE on
 -- nodes first (a stream partition's foreign key takes it; nodes before the streams, in the order
--- pulse and every writer of points take them: no deadlock with a forget, whose cascade waits for
--- the streams), in the order nodes, streams, events. Taken without queueing behind a long
--- transaction: a lock request waiting in PostgreSQL's queue holds up every session that asks
--- after it, so an idle transaction that had read stream points, with maintenance waiting behind
--- it and holding nodes, stopped every tenant's writes, and deadlocked (40P01) when it wrote a
--- node. A try takes all of them or none: it waits at most 100 ms for each lock (twice as long at
--- each try after, up to 1 s, so that writers that each hold a table longer than a short try do
--- not keep every try out) and lets go of all of them when it misses one, then pauses 100 ms.
+-- every writer of points takes them, pulse's and remember's statements included: no deadlock
+-- with a forget, whose cascade waits for the streams), in the order nodes, streams, events. Taken
+-- without queueing behind a long transaction: a lock request waiting in PostgreSQL's queue holds
+-- up every session that asks after it, so an idle transaction that had read stream points, with
+-- maintenance waiting behind it and holding nodes, stopped every tenant's writes, and deadlocked
+-- (40P01) when it wrote a node. A try takes all of them or none: it waits at most 100 ms for the
+-- first (twice as long at each try after, up to 1 s, so that writers that each hold it longer
+-- than a short try do not keep every try out), takes the others only if they are free at once
+-- (it never waits while holding one: a session that holds stream points or events and waits for
+-- nodes behind it would be a deadlock, with that session, not maintenance, the one to fail, as a
+-- load run found), and lets go of all of them when it misses one, then pauses 100 ms.
 -- Tries go on for fractality.maintenance_lock_wait (10 s; 0: wait in the queue as long as it
 -- takes), then 55P03. A caller that needs several tables takes them in one call: a try that
 -- waited for one while holding another would hold up that one's writers.
@@ -608,11 +611,21 @@ BEGIN
             IF wait > interval '0' THEN
                 PERFORM set_config('lock_timeout', try_ms::text, true);
             END IF;
+            -- the first table waits (up to the try); a table after it is taken only if it is
+            -- free at once (NOWAIT): a try never waits while it holds a table, so no writer
+            -- waiting behind what it holds can be what it waits for (a pulse of a transaction
+            -- that had written stream points, or events, waits for nodes: 40P01)
             IF streams THEN
                 LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE;
-                LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
+                IF wait > interval '0' THEN
+                    LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE NOWAIT;
+                ELSE
+                    LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE;
+                END IF;
             END IF;
-            IF events THEN
+            IF events AND streams AND wait > interval '0' THEN
+                LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE NOWAIT;
+            ELSIF events THEN
                 LOCK TABLE fractality.experience_events IN ACCESS EXCLUSIVE MODE;
             END IF;
             PERFORM set_config('lock_timeout', caller_timeout, true);

@@ -2,13 +2,19 @@
 -- (or the later moment another session wrote it at, after this transaction began: never back),
 -- and one point (now, new ATP) appended to consciousness_streams. Returns the new ATP (no row
 -- when the node does not exist or is not visible).
+-- The node is updated first and the point inserted after it, both in CTEs, so that the
+-- statement, and its kept plan, locks nodes before consciousness_streams, as every writer of
+-- points and partition maintenance take them (an INSERT whose CTE updates nodes locks the
+-- streams first: it deadlocked with maintenance; sql/archive.sql, _lock_for_partitions).
 WITH u AS (
     UPDATE fractality.nodes
        SET atp = least(1.0, greatest(0.0,
                      fractality.current_atp(atp, atp_at, pg_catalog.now()) + $2)),
            atp_at = GREATEST(atp_at, pg_catalog.now())
      WHERE id = $1
-    RETURNING id, user_id, atp, atp_at)
-INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
-SELECT atp_at, id, user_id, atp FROM u
-RETURNING atp_level
+    RETURNING id, user_id, atp, atp_at),
+s AS (
+    INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
+    SELECT atp_at, id, user_id, atp FROM u
+    RETURNING atp_level)
+SELECT atp_level FROM s

@@ -6,6 +6,10 @@
 -- label NULL or blank) takes the content $7 told: a memory is never left without its text; a memory's text stays as it was
 -- first told. updated_at moves only when metadata or that text is given: a plain repeat is an
 -- energy write.
+-- The node is updated first and the point inserted after it, both in CTEs, so that the
+-- statement, and its kept plan, locks nodes before consciousness_streams, as every writer of
+-- points and partition maintenance take them (an INSERT whose CTE updates nodes locks the
+-- streams first: it deadlocked with maintenance; sql/archive.sql, _lock_for_partitions).
 WITH u AS (
     UPDATE fractality.nodes
        SET atp = least(1.0, greatest(0.0, fractality.current_atp(atp, atp_at, now()) + $2)),
@@ -19,7 +23,9 @@ WITH u AS (
            updated_at = CASE WHEN $3 = '{}'::jsonb AND btrim(label) <> '' THEN updated_at
                              ELSE now() END
      WHERE id = $1 AND user_id = $5
-    RETURNING id, user_id, atp, atp_at)
-INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
-SELECT u.atp_at, u.id, u.user_id, u.atp FROM u
-RETURNING atp_level
+    RETURNING id, user_id, atp, atp_at),
+s AS (
+    INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
+    SELECT u.atp_at, u.id, u.user_id, u.atp FROM u
+    RETURNING atp_level)
+SELECT atp_level FROM s

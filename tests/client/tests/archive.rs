@@ -508,6 +508,155 @@ fn partition_upkeep_and_an_archiver_beside_it_do_not_deadlock() {
     assert!(moved.unwrap().get::<_, i64>(0) > 1000);
 }
 
+/// Partition maintenance never waits for a table while it holds another, so a session that read
+/// stream points (or events) and then writes a node while maintenance tries for its locks is
+/// never a deadlock's victim, however short its deadlock_timeout. Before: a try held SHARE ROW
+/// EXCLUSIVE on nodes (and the streams) while it waited for the streams (or the events) for up to
+/// 1 s, as long as the default deadlock_timeout; the session waited for nodes behind it, and its
+/// own deadlock check found the cycle first (40P01 for a pulse and a remember in a load run).
+/// Here the session's deadlock_timeout is 20 ms, and it writes just after a try began to wait.
+#[test]
+fn maintenance_never_waits_for_a_table_while_it_holds_another() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let (t, n) = (tenant(), uuid::Uuid::new_v4());
+    seed_points(&mut c, n, t);
+    c.batch_execute("SELECT fractality.ensure_partitions(3)")
+        .unwrap();
+    let cases = [
+        (
+            "SELECT count(*) FROM fractality.consciousness_streams",
+            "SELECT fractality.archive_streams('30 days')::text",
+            "",
+        ),
+        (
+            "SELECT count(*) FROM fractality.experience_events",
+            "SELECT fractality.run_maintenance()::text",
+            "SELECT fractality.add_retention_policy('fractality.consciousness_streams', '1 day', 'archive');
+             SELECT fractality.add_retention_policy('fractality.experience_events', '1 day', 'archive');",
+        ),
+    ];
+    for (read, maintain, policies) in cases {
+        c.batch_execute(policies).unwrap();
+        let mut session = db();
+        session
+            .batch_execute(&format!(
+                "SET deadlock_timeout = '20ms'; SET fractality.user_id = '{t}'; BEGIN; {read}"
+            ))
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let maintenance = thread::spawn(move || {
+            let mut m = db();
+            m.batch_execute("SET fractality.maintenance_lock_wait = '60s'")
+                .unwrap();
+            tx.send(backend_pid(&mut m)).unwrap();
+            m.query_one(maintain, &[])
+                .map(|r| r.get::<_, String>(0))
+                .map_err(|e| sqlstate(&e))
+        });
+        let pid = rx.recv().unwrap();
+        // a try that waits for the streams or the events began to within 30 ms (the build before
+        // waited there; this one never does, and goes on after 2 s)
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            let waiting: bool = c
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks l
+                      WHERE l.pid = $1 AND NOT l.granted AND l.waitstart > clock_timestamp() - interval '30 ms'
+                        AND l.relation IN ('fractality.consciousness_streams'::regclass,
+                                           'fractality.experience_events'::regclass))",
+                    &[&pid],
+                )
+                .unwrap()
+                .get(0);
+            if waiting {
+                break;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        let pulsed = session.query_one("SELECT fractality.pulse($1, 0.1)", &[&n]);
+        assert!(
+            pulsed.is_ok(),
+            "{read}, then a pulse while {maintain} tries: {:?}",
+            pulsed.map_err(|e| sqlstate(&e))
+        );
+        session.batch_execute("COMMIT").unwrap();
+        let done = maintenance.join().unwrap();
+        assert!(
+            matches!(&done, Ok(out) if !out.contains("busy")),
+            "{maintain}: {done:?}"
+        );
+    }
+    c.batch_execute("TRUNCATE fractality.retention_policies")
+        .unwrap();
+}
+
+/// Every writer of stream points takes nodes before the streams, as partition maintenance takes
+/// them: while one waits for nodes behind a maintenance try (SHARE ROW EXCLUSIVE on nodes), the
+/// try can still take the streams at once, as it must (it takes a second table only when it is
+/// free, `_lock_for_partitions`). Before: pulse, remember's and remember_many's reinforcement and
+/// recall's statement inserted the point with the node's update in a CTE, and such a statement's
+/// kept plan locks the streams first, so that a try under a steady load of them missed every time.
+#[test]
+fn a_writer_waiting_for_the_nodes_holds_none_of_the_streams() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let t = tenant();
+    let mut w = app("fractality_lock_order", Some(t));
+    let v = "(SELECT array_agg(0.1 + (i % 7) / 10.0)::vector FROM generate_series(1, 384) i)";
+    w.batch_execute(&format!(
+        "SELECT fractality.remember('order-fact', 'a fact told twice', {v})"
+    ))
+    .unwrap();
+    let n: uuid::Uuid = w
+        .query_one("SELECT fractality.upsert_node('order-node', 'a node')", &[])
+        .unwrap()
+        .get(0);
+    let calls = [
+        format!("SELECT fractality.pulse('{n}', 0.1)::text"),
+        format!("SELECT created::text FROM fractality.remember('order-fact', 'a fact told twice', {v})"),
+        format!(
+            "SELECT string_agg(created::text, ',') FROM fractality.remember_many(NULL, ARRAY['a fact told twice'], ARRAY[{v}])"
+        ),
+        format!("SELECT string_agg(node_key, ',') FROM fractality.recall({v}, 1, reinforce => 0.01)"),
+    ];
+    let mut missed = Vec::new();
+    for call in calls {
+        // the statement's plan kept, as every later call uses it
+        w.query_one(call.as_str(), &[]).unwrap();
+        let pid = backend_pid(&mut w);
+        let mut maintenance = db();
+        maintenance
+            .batch_execute("BEGIN; LOCK TABLE fractality.nodes IN SHARE ROW EXCLUSIVE MODE")
+            .unwrap();
+        let writer = thread::spawn(move || {
+            let out = w
+                .query_one(call.as_str(), &[])
+                .map(|r| r.get::<_, Option<String>>(0));
+            (w, call, out.map_err(|e| sqlstate(&e)))
+        });
+        wait_for(
+            &mut c,
+            pid,
+            "SELECT 1 FROM pg_locks l WHERE l.pid = $1 AND NOT l.granted
+                AND l.relation = 'fractality.nodes'::regclass",
+        );
+        let streams = maintenance.batch_execute(
+            "LOCK TABLE fractality.consciousness_streams IN ACCESS EXCLUSIVE MODE NOWAIT",
+        );
+        let streams = streams.map_err(|e| sqlstate(&e));
+        maintenance.batch_execute("ROLLBACK").unwrap();
+        let (back, call, out) = writer.join().unwrap();
+        w = back;
+        if streams.is_err() || !matches!(out, Ok(Some(_))) {
+            missed.push(format!("{call}: the streams {streams:?}, the call {out:?}"));
+        }
+    }
+    assert!(missed.is_empty(), "{missed:#?}");
+}
+
 /// A tenant's transaction that read its stream points and stays open holds up neither the owner's
 /// stream archiving nor the other tenants' writes, and does not deadlock with it when it then
 /// writes a node: the archiver tries for its locks without queueing behind the reader
