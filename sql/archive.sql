@@ -1067,10 +1067,14 @@ BEGIN
                 -- of their own: a DELETE that locked them in a subquery would read them as of its
                 -- start, and wait for the old version's tuple lock of a row changed since, which
                 -- a session waiting for this one may hold (40P01; sql/queries/decay_lock.sql).
-                -- The next statement's snapshot sees them as locked.
+                -- The next statement's snapshot sees them as locked. One a session holds is left
+                -- for the next run (SKIP LOCKED): the run may hold tables that session waits
+                -- for (the partitions' and retention's locks, taken first), and waiting for its
+                -- row would be a deadlock.
                 SELECT array_agg(l.id), array_agg(l.user_id) INTO expired_ids, expired_tenants
                   FROM (SELECT x.id, x.user_id FROM fractality.nodes x
-                         WHERE x.expires_at <= now() ORDER BY x.id, x.user_id FOR UPDATE) l;
+                         WHERE x.expires_at <= now() ORDER BY x.id, x.user_id
+                           FOR UPDATE SKIP LOCKED) l;
                 DELETE FROM fractality.nodes n
                  USING ROWS FROM (unnest(expired_ids), unnest(expired_tenants)) AS l (id, user_id)
                  WHERE n.id = l.id AND n.user_id = l.user_id;
@@ -1079,7 +1083,13 @@ BEGIN
                 -- embeddings remember_many staged go into their HNSW indexes
                 indexed := fractality.index_staged_embeddings();
             ELSIF step LIKE 'replay:%' THEN
-                folded := folded + fractality.fold_priorities(substr(step, 8));
+                -- a buffer a session holds (a learner's transaction) is left for the next run,
+                -- as the memories above: that session may wait for a table this run holds
+                PERFORM 1 FROM fractality.replay_buffers b WHERE b.name = substr(step, 8)
+                    FOR UPDATE SKIP LOCKED;
+                IF FOUND THEN
+                    folded := folded + fractality.fold_priorities(substr(step, 8));
+                END IF;
             ELSE
                 materialized := fractality.materialize_decay();
             END IF;

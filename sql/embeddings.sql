@@ -326,8 +326,9 @@ COMMENT ON FUNCTION fractality.register_model(text, integer) IS
     'Registers an embedding model (a plain identifier, 1 to 4 000 dimensions) and builds its HNSW index on every partition; idempotent.';
 
 -- Moves the caller's staged embeddings (remember_many's) into their models' HNSW indexes, at most
--- `max_rows` of them (NULL: all), oldest first; returns how many. As the caller: row-level
--- security limits it to the tenants the caller may write. run_maintenance calls it.
+-- `max_rows` of them (NULL: all), oldest first, but for those another session holds (left for
+-- the next call); returns how many. As the caller: row-level security limits it to the tenants
+-- the caller may write. run_maintenance calls it.
 CREATE FUNCTION fractality.index_staged_embeddings(max_rows bigint DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -343,8 +344,10 @@ BEGIN
             MESSAGE = format('invalid value for max_rows: %s', max_rows),
             HINT = 'The most staged embeddings to index in this call, >= 0; NULL indexes every one.';
     END IF;
-    -- the oldest max_rows, locked in the order of their keys (as remember_many locks a tenant's):
-    -- two callers, whatever their max_rows, never wait for each other in a circle; locked in a
+    -- the oldest max_rows, locked in the order of their keys (as remember_many locks a tenant's),
+    -- skipping those another session holds: this never waits, so neither for another caller nor
+    -- for a session that holds one and waits for a table run_maintenance holds (its partitions'
+    -- and retention's locks, taken first: a deadlock); locked in a
     -- statement of their own and written in the next, whose snapshot sees them as locked (an
     -- UPDATE that locked them in a subquery could wait for a stale version's tuple lock:
     -- sql/queries/decay_lock.sql)
@@ -355,7 +358,7 @@ BEGIN
                    (SELECT s.user_id, s.node_id, s.model FROM fractality.node_embeddings s
                      WHERE s.staged ORDER BY s.updated_at LIMIT max_rows)
              ORDER BY l.user_id, l.node_id, l.model
-               FOR NO KEY UPDATE OF l) x;
+               FOR NO KEY UPDATE OF l SKIP LOCKED) x;
     UPDATE fractality.node_embeddings e SET staged = false
       FROM ROWS FROM (unnest(tenants), unnest(nodes), unnest(models)) AS x (user_id, node_id, model)
      WHERE e.staged AND e.user_id = x.user_id AND e.node_id = x.node_id AND e.model = x.model;
@@ -365,7 +368,7 @@ END
 $$;
 
 COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
-    'Moves staged embeddings (written by remember_many) into their models'' HNSW indexes, at most max_rows (NULL: all); returns how many.';
+    'Moves staged embeddings (written by remember_many) into their models'' HNSW indexes, at most max_rows (NULL: all), but for those another session holds; returns how many.';
 
 -- Tenant graphs: an HNSW index of one tenant's embeddings of a model alone, beside the
 -- partition's index of every tenant there (which keeps them too: crystallize_consensus searches

@@ -1294,8 +1294,9 @@ COMMENT ON FUNCTION fractality.register_model(text, integer) IS
     'Registers an embedding model (a plain identifier, 1 to 4 000 dimensions) and builds its HNSW index on every partition; idempotent.';
 
 -- Moves the caller's staged embeddings (remember_many's) into their models' HNSW indexes, at most
--- `max_rows` of them (NULL: all), oldest first; returns how many. As the caller: row-level
--- security limits it to the tenants the caller may write. run_maintenance calls it.
+-- `max_rows` of them (NULL: all), oldest first, but for those another session holds (left for
+-- the next call); returns how many. As the caller: row-level security limits it to the tenants
+-- the caller may write. run_maintenance calls it.
 CREATE FUNCTION fractality.index_staged_embeddings(max_rows bigint DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1311,8 +1312,10 @@ BEGIN
             MESSAGE = format('invalid value for max_rows: %s', max_rows),
             HINT = 'The most staged embeddings to index in this call, >= 0; NULL indexes every one.';
     END IF;
-    -- the oldest max_rows, locked in the order of their keys (as remember_many locks a tenant's):
-    -- two callers, whatever their max_rows, never wait for each other in a circle; locked in a
+    -- the oldest max_rows, locked in the order of their keys (as remember_many locks a tenant's),
+    -- skipping those another session holds: this never waits, so neither for another caller nor
+    -- for a session that holds one and waits for a table run_maintenance holds (its partitions'
+    -- and retention's locks, taken first: a deadlock); locked in a
     -- statement of their own and written in the next, whose snapshot sees them as locked (an
     -- UPDATE that locked them in a subquery could wait for a stale version's tuple lock:
     -- sql/queries/decay_lock.sql)
@@ -1323,7 +1326,7 @@ BEGIN
                    (SELECT s.user_id, s.node_id, s.model FROM fractality.node_embeddings s
                      WHERE s.staged ORDER BY s.updated_at LIMIT max_rows)
              ORDER BY l.user_id, l.node_id, l.model
-               FOR NO KEY UPDATE OF l) x;
+               FOR NO KEY UPDATE OF l SKIP LOCKED) x;
     UPDATE fractality.node_embeddings e SET staged = false
       FROM ROWS FROM (unnest(tenants), unnest(nodes), unnest(models)) AS x (user_id, node_id, model)
      WHERE e.staged AND e.user_id = x.user_id AND e.node_id = x.node_id AND e.model = x.model;
@@ -1333,7 +1336,7 @@ END
 $$;
 
 COMMENT ON FUNCTION fractality.index_staged_embeddings(bigint) IS
-    'Moves staged embeddings (written by remember_many) into their models'' HNSW indexes, at most max_rows (NULL: all); returns how many.';
+    'Moves staged embeddings (written by remember_many) into their models'' HNSW indexes, at most max_rows (NULL: all), but for those another session holds; returns how many.';
 
 -- Tenant graphs: an HNSW index of one tenant's embeddings of a model alone, beside the
 -- partition's index of every tenant there (which keeps them too: crystallize_consensus searches
@@ -1676,10 +1679,14 @@ BEGIN
                 -- of their own: a DELETE that locked them in a subquery would read them as of its
                 -- start, and wait for the old version's tuple lock of a row changed since, which
                 -- a session waiting for this one may hold (40P01; sql/queries/decay_lock.sql).
-                -- The next statement's snapshot sees them as locked.
+                -- The next statement's snapshot sees them as locked. One a session holds is left
+                -- for the next run (SKIP LOCKED): the run may hold tables that session waits
+                -- for (the partitions' and retention's locks, taken first), and waiting for its
+                -- row would be a deadlock.
                 SELECT array_agg(l.id), array_agg(l.user_id) INTO expired_ids, expired_tenants
                   FROM (SELECT x.id, x.user_id FROM fractality.nodes x
-                         WHERE x.expires_at <= now() ORDER BY x.id, x.user_id FOR UPDATE) l;
+                         WHERE x.expires_at <= now() ORDER BY x.id, x.user_id
+                           FOR UPDATE SKIP LOCKED) l;
                 DELETE FROM fractality.nodes n
                  USING ROWS FROM (unnest(expired_ids), unnest(expired_tenants)) AS l (id, user_id)
                  WHERE n.id = l.id AND n.user_id = l.user_id;
@@ -1688,7 +1695,13 @@ BEGIN
                 -- embeddings remember_many staged go into their HNSW indexes
                 indexed := fractality.index_staged_embeddings();
             ELSIF step LIKE 'replay:%' THEN
-                folded := folded + fractality.fold_priorities(substr(step, 8));
+                -- a buffer a session holds (a learner's transaction) is left for the next run,
+                -- as the memories above: that session may wait for a table this run holds
+                PERFORM 1 FROM fractality.replay_buffers b WHERE b.name = substr(step, 8)
+                    FOR UPDATE SKIP LOCKED;
+                IF FOUND THEN
+                    folded := folded + fractality.fold_priorities(substr(step, 8));
+                END IF;
             ELSE
                 materialized := fractality.materialize_decay();
             END IF;

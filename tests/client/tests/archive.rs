@@ -1463,6 +1463,139 @@ fn stream_points_large_vectors_are_bounded_and_packed_into_bounded_rows() {
     c.batch_execute("RESET fractality.user_id").unwrap();
 }
 
+/// run_maintenance leaves what a session holds for its next run rather than wait for it: an
+/// expired memory, a staged embedding, a replay buffer with pending priorities. The run holds the
+/// tables its partitions and retention need from its start (SHARE ROW EXCLUSIVE on nodes with a
+/// stream retention policy, ACCESS EXCLUSIVE on the events with an event one), so a session that
+/// holds such a row and then writes a node, or reads events, waits for the run, and the run
+/// waiting for the row was a deadlock (the session's 40P01 with its deadlock_timeout of 20 ms, or
+/// the run's, named in "failed": the memories' step so before).
+#[test]
+fn maintenance_leaves_what_a_session_holds_for_its_next_run() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let (t, gone, other) = (tenant(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let buffer = format!("held-{}", uuid::Uuid::new_v4().simple());
+    c.execute(
+        "INSERT INTO fractality.nodes (id, user_id, node_key) VALUES ($1, $2, 'kept')",
+        &[&other, &t],
+    )
+    .unwrap();
+    // what each case holds, made just before it (a run does the others' work too)
+    let expire = format!(
+        "INSERT INTO fractality.nodes (id, user_id, node_key, expires_at)
+         VALUES ('{gone}', '{t}', 'expired', now() - interval '1 minute')"
+    );
+    let stage = format!(
+        "SET fractality.user_id = '{t}';
+         SELECT fractality.remember_many(NULL, ARRAY['a staged fact'],
+             ARRAY[(SELECT array_agg(0.1 + (i % 5) / 10.0)::vector FROM generate_series(1, 384) i)]);
+         RESET fractality.user_id;"
+    );
+    let prioritise = format!(
+        "SELECT fractality.create_replay_buffer('{buffer}');
+         SELECT fractality.write_events(jsonb_build_array(jsonb_build_object(
+             'event_id', md5('{buffer}'), 'timestamp', fractality.epoch_us(now()), 'episode_id', 1,
+             'step_number', 0, 'event_type', 1, 'flags', 0, 'adna_version_hash', 0,
+             'sequence_number', 0, 'state_l1', 0, 'state_l2', 0, 'state_l3', 0, 'state_l4', 0,
+             'state_l5', 0, 'state_l6', 0, 'state_l7', 0, 'state_l8', 0, 'action_l1', 0,
+             'action_l2', 0, 'action_l3', 0, 'action_l4', 0, 'action_l5', 0, 'action_l6', 0,
+             'action_l7', 0, 'action_l8', 0)));
+         SELECT fractality.update_priorities('{buffer}', ARRAY[decode(md5('{buffer}'), 'hex')], ARRAY[2.0]);"
+    );
+    let staged =
+        format!("SELECT count(*) FROM fractality.node_embeddings WHERE user_id = '{t}' AND staged");
+    let pending = format!(
+        "SELECT count(*) FROM fractality.replay_pending p JOIN fractality.replay_buffers b USING (buffer_id)
+          WHERE b.name = '{buffer}'"
+    );
+    let left = format!("SELECT count(*) FROM fractality.nodes WHERE id = '{gone}'");
+    let pulse = format!("SELECT fractality.pulse('{other}', 0.1)::text");
+    let cases = [
+        (
+            expire,
+            format!("SELECT 1 FROM fractality.nodes WHERE id = '{gone}' FOR UPDATE"),
+            pulse.clone(),
+            "fractality.consciousness_streams",
+            ("fractality.nodes", "ShareRowExclusiveLock"),
+            left,
+        ),
+        (
+            stage,
+            format!("SELECT 1 FROM fractality.node_embeddings WHERE user_id = '{t}' AND staged FOR UPDATE"),
+            pulse,
+            "fractality.consciousness_streams",
+            ("fractality.nodes", "ShareRowExclusiveLock"),
+            staged,
+        ),
+        (
+            prioritise,
+            format!("SELECT 1 FROM fractality.replay_buffers WHERE name = '{buffer}' FOR UPDATE"),
+            "SELECT count(*)::text FROM fractality.experience_events".to_string(),
+            "fractality.experience_events",
+            ("fractality.experience_events", "AccessExclusiveLock"),
+            pending,
+        ),
+    ];
+    for (make, hold, then, policy, (table, mode), count) in cases {
+        c.batch_execute(&make).unwrap();
+        let n: i64 = c.query_one(count.as_str(), &[]).unwrap().get(0);
+        assert_eq!(n, 1, "{count}");
+        c.execute(
+            "SELECT fractality.add_retention_policy($1::text::regclass, '30 days', 'archive')",
+            &[&policy],
+        )
+        .unwrap();
+        let mut session = db();
+        session
+            .batch_execute(&format!(
+                "SET deadlock_timeout = '20ms'; SET fractality.user_id = '{t}'; BEGIN; {hold}"
+            ))
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let maintenance = thread::spawn(move || {
+            let mut m = db();
+            tx.send(backend_pid(&mut m)).unwrap();
+            m.query_one("SELECT fractality.run_maintenance()", &[])
+                .map(|r| r.get::<_, serde_json::Value>(0))
+                .map_err(|e| sqlstate(&e))
+        });
+        let pid = rx.recv().unwrap();
+        // the run holds its retention's table before the session goes on
+        wait_for(
+            &mut c,
+            pid,
+            &format!(
+                "SELECT 1 FROM pg_locks l WHERE l.pid = $1 AND l.granted
+                    AND l.relation = '{table}'::regclass AND l.mode = '{mode}'"
+            ),
+        );
+        let went_on = session
+            .query_one(then.as_str(), &[])
+            .map(|r| r.get::<_, String>(0))
+            .map_err(|e| sqlstate(&e));
+        session.batch_execute("COMMIT").unwrap();
+        let run = maintenance.join().unwrap();
+        assert!(went_on.is_ok(), "{hold}; {then}: {went_on:?}");
+        let run = run.expect("run_maintenance");
+        assert!(run.get("failed").is_none(), "{hold}: {run}");
+        let n: i64 = c.query_one(count.as_str(), &[]).unwrap().get(0);
+        assert_eq!(n, 1, "{hold}: left for the next run ({count}): {run}");
+        // the next run does it
+        let run: serde_json::Value = c
+            .query_one("SELECT fractality.run_maintenance()", &[])
+            .unwrap()
+            .get(0);
+        let n: i64 = c.query_one(count.as_str(), &[]).unwrap().get(0);
+        assert_eq!(n, 0, "{hold}: {count}: {run}");
+        c.batch_execute("TRUNCATE fractality.retention_policies")
+            .unwrap();
+    }
+    c.execute("SELECT fractality.drop_replay_buffer($1)", &[&buffer])
+        .unwrap();
+}
+
 /// A step of run_maintenance that fails is rolled back alone and named in "failed" (and in a
 /// WARNING); the other steps go on. A review made one row an application role may write (a
 /// pending priority of NaN in a replay buffer's table, which update_priorities never writes) fail
