@@ -359,10 +359,13 @@ fn seed_tenant(c: &mut Client) -> Vec<Uuid> {
 /// The maintenance connection of the load run (the owner, as a pg_cron job would be): until
 /// `stop`, archive_old_events with a cutoff 40 or 25 days back (the workers write events over
 /// the last two months, so each run moves some of them into the cold tier while writers go on),
-/// then run_maintenance. Returns (runs, events archived).
-fn maintain(stop: Arc<AtomicBool>) -> (u64, i64) {
+/// then run_maintenance, beside retention policies on both tiers (so that each run takes the
+/// tables they need, and holds them while its other steps run). Returns (runs, events archived,
+/// runs that found a table busy, the steps that failed: a run goes on past a failing step, so a
+/// deadlock of one would pass unseen otherwise).
+fn maintain(stop: Arc<AtomicBool>) -> (u64, i64, u64, Vec<serde_json::Value>) {
     let mut c = common::db();
-    let (mut runs, mut archived) = (0u64, 0i64);
+    let (mut runs, mut archived, mut busy, mut failed) = (0u64, 0i64, 0u64, Vec::new());
     for days in [40i32, 25].iter().cycle() {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -371,13 +374,19 @@ fn maintain(stop: Arc<AtomicBool>) -> (u64, i64) {
             .query_one("SELECT fractality.archive_old_events($1)", &[days])
             .unwrap_or_else(|e| panic!("archive_old_events({days}) failed: {e:?}"))
             .get(0);
-        c.query_one("SELECT fractality.run_maintenance()", &[])
-            .unwrap_or_else(|e| panic!("run_maintenance failed: {e:?}"));
+        let run: serde_json::Value = c
+            .query_one("SELECT fractality.run_maintenance()", &[])
+            .unwrap_or_else(|e| panic!("run_maintenance failed: {e:?}"))
+            .get(0);
+        if let Some(steps) = run.get("failed").and_then(|f| f.as_array()) {
+            failed.extend(steps.iter().cloned());
+        }
+        busy += u64::from(run.get("busy").is_some());
         runs += 1;
         archived += n;
         thread::sleep(Duration::from_millis(500));
     }
-    (runs, archived)
+    (runs, archived, busy, failed)
 }
 
 /// Every acknowledged event is present exactly once, in the hot or the cold tier; nothing else
@@ -449,7 +458,9 @@ fn load_run_keeps_every_invariant() {
         .batch_execute(
             "GRANT USAGE ON ALL SEQUENCES IN SCHEMA fractality TO fractality_load;
              SELECT fractality.drop_replay_buffer('load');
-             SELECT fractality.create_replay_buffer('load', backfill => true);",
+             SELECT fractality.create_replay_buffer('load', backfill => true);
+             SELECT fractality.add_retention_policy('fractality.consciousness_streams', '30 days', 'archive');
+             SELECT fractality.add_retention_policy('fractality.experience_events', '35 days', 'archive');",
         )
         .unwrap();
     let tag: u32 = rand::rng().random();
@@ -521,7 +532,7 @@ fn load_run_keeps_every_invariant() {
     };
     thread::sleep(Duration::from_secs(secs));
     stop.store(true, Ordering::Relaxed);
-    let (maint_runs, archived) = maintainer
+    let (maint_runs, archived, busy, failed) = maintainer
         .join()
         .expect("the maintenance connection failed");
     let mut done: BTreeMap<&str, u64> = BTreeMap::new();
@@ -548,7 +559,7 @@ fn load_run_keeps_every_invariant() {
     let elapsed = start.elapsed().as_secs_f64();
     let ops: u64 = done.values().sum();
     reliability::report(&format!(
-        "load: {CLIENTS} clients, {elapsed:.1} s, {ops} operations ({:.0}/s), {} events acknowledged; per operation {done:?}; retried {retried:?}; beside them {maint_runs} archive_old_events + run_maintenance runs, {archived} events archived",
+        "load: {CLIENTS} clients, {elapsed:.1} s, {ops} operations ({:.0}/s), {} events acknowledged; per operation {done:?}; retried {retried:?}; beside them {maint_runs} archive_old_events + run_maintenance runs ({busy} of them found a table busy), {archived} events archived",
         ops as f64 / elapsed,
         events.len()
     ));
@@ -560,6 +571,10 @@ fn load_run_keeps_every_invariant() {
         done.get("find_resonant")
     );
     assert!(maint_runs > 0, "no maintenance run during the load");
+    assert!(
+        failed.is_empty(),
+        "steps of run_maintenance failed: {failed:?}"
+    );
     // the workers' events span the 58 days before the run, so every run finds some older than
     // its cutoff
     assert!(archived > 0, "the load run archived no event");
@@ -636,6 +651,9 @@ fn load_run_keeps_every_invariant() {
         "the replay buffer's tree or size drifted from its items"
     );
     assert!(retried.is_empty(), "retryable errors: {retried:?}");
+    admin
+        .batch_execute("TRUNCATE fractality.retention_policies")
+        .unwrap();
 }
 
 fn nodes_digest(admin: &mut Client, tenant: Uuid) -> String {
