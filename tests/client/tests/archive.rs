@@ -89,6 +89,22 @@ fn backend_pid(c: &mut Client) -> i32 {
     c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
 }
 
+/// `sql` (one text value) called by the owner in a thread of its own, trying for its locks for
+/// up to 60 s: the backend's pid, and the call's value or SQLSTATE.
+fn owner_call(sql: &'static str) -> (i32, thread::JoinHandle<Result<String, String>>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let call = thread::spawn(move || {
+        let mut m = db();
+        m.batch_execute("SET fractality.maintenance_lock_wait = '60s'")
+            .unwrap();
+        tx.send(backend_pid(&mut m)).unwrap();
+        m.query_one(sql, &[])
+            .map(|r| r.get::<_, String>(0))
+            .map_err(|e| sqlstate(&e))
+    });
+    (rx.recv().unwrap(), call)
+}
+
 /// Waits until backend `pid` satisfies `cond` (SQL over pg_stat_activity a / pg_locks l).
 fn wait_for(c: &mut Client, pid: i32, cond: &str) {
     let started = Instant::now();
@@ -545,17 +561,7 @@ fn maintenance_never_waits_for_a_table_while_it_holds_another() {
                 "SET deadlock_timeout = '20ms'; SET fractality.user_id = '{t}'; BEGIN; {read}"
             ))
             .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let maintenance = thread::spawn(move || {
-            let mut m = db();
-            m.batch_execute("SET fractality.maintenance_lock_wait = '60s'")
-                .unwrap();
-            tx.send(backend_pid(&mut m)).unwrap();
-            m.query_one(maintain, &[])
-                .map(|r| r.get::<_, String>(0))
-                .map_err(|e| sqlstate(&e))
-        });
-        let pid = rx.recv().unwrap();
+        let (pid, maintenance) = owner_call(maintain);
         // a try that waits for the streams or the events began to within 30 ms (the build before
         // waited there; this one never does, and goes on after 2 s)
         let started = Instant::now();
@@ -1553,15 +1559,7 @@ fn maintenance_leaves_what_a_session_holds_for_its_next_run() {
                 "SET deadlock_timeout = '20ms'; SET fractality.user_id = '{t}'; BEGIN; {hold}"
             ))
             .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let maintenance = thread::spawn(move || {
-            let mut m = db();
-            tx.send(backend_pid(&mut m)).unwrap();
-            m.query_one("SELECT fractality.run_maintenance()", &[])
-                .map(|r| r.get::<_, serde_json::Value>(0))
-                .map_err(|e| sqlstate(&e))
-        });
-        let pid = rx.recv().unwrap();
+        let (pid, maintenance) = owner_call("SELECT fractality.run_maintenance()::text");
         // the run holds its retention's table before the session goes on
         wait_for(
             &mut c,
@@ -1578,7 +1576,7 @@ fn maintenance_leaves_what_a_session_holds_for_its_next_run() {
         session.batch_execute("COMMIT").unwrap();
         let run = maintenance.join().unwrap();
         assert!(went_on.is_ok(), "{hold}; {then}: {went_on:?}");
-        let run = run.expect("run_maintenance");
+        let run: serde_json::Value = serde_json::from_str(&run.expect("run_maintenance")).unwrap();
         assert!(run.get("failed").is_none(), "{hold}: {run}");
         let n: i64 = c.query_one(count.as_str(), &[]).unwrap().get(0);
         assert_eq!(n, 1, "{hold}: left for the next run ({count}): {run}");
