@@ -23,10 +23,10 @@ log "server running on localhost:$PORT (data in $DATA)"
 
 pg_psql "$PORT" -d postgres -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 pg_psql "$PORT" -d "$DB" -q -c "CREATE EXTENSION fractality CASCADE"
-# monthly partitions come from maintenance (run_maintenance, hourly from pg_cron), not the install
+# monthly partitions come from maintenance (maintain(), hourly from pg_cron), not the install
 pg_psql "$PORT" -d "$DB" -q -c "SELECT fractality.ensure_partitions(3)" >/dev/null
 pg_psql "$PORT" -d postgres -q -c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
-    -c "SELECT cron.schedule_in_database('fractality-maintenance', '17 * * * *', 'SELECT fractality.run_maintenance()', '$DB')" >/dev/null
+    -c "SELECT cron.schedule_in_database('fractality-maintenance', '17 * * * *', 'CALL fractality.maintain()', '$DB')" >/dev/null
 log "loading demo data (demo/data.sql)"
 pg_psql "$PORT" -d "$DB" -q -f "$ROOT/demo/data.sql" >/dev/null
 

@@ -951,18 +951,17 @@ END $$;
 
 -- ---- maintenance -------------------------------------------------------------------------------
 
--- One maintenance pass in one transaction: decay materialised, partitions for the coming months
--- (ensure_partitions with 3 months ahead), every retention policy applied (its last_run and
--- last_result updated; their ages count back from now in UTC), expired memories deleted, staged
--- embeddings indexed, replay priorities pending folded. A step whose tables a long transaction
--- holds for longer than fractality.maintenance_lock_wait is left to the next run and named in
--- "busy" (the partitions, or a retention policy's relation). A step that fails is rolled back
--- alone and named in "failed" (step, SQLSTATE, message) and in a WARNING; the others go on.
--- Idempotent. A second session calling it
--- while one runs returns at once
--- with {"skipped": true}. Schedule it with pg_cron, e.g.
---   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'SELECT fractality.run_maintenance()');
-CREATE FUNCTION fractality.run_maintenance() RETURNS jsonb
+-- The steps of one maintenance pass, those that need whole tables (`with_tables`: partitions
+-- for the coming months, ensure_partitions with 3 months ahead; every retention policy applied,
+-- its last_run and last_result updated, its age counted back from now in UTC) and those that
+-- work on rows (`with_rows`: expired memories deleted, staged embeddings indexed, replay
+-- priorities pending folded, decay materialised), in the caller's transaction; the report of
+-- run_maintenance for those steps. A step whose tables a long transaction holds for longer than
+-- fractality.maintenance_lock_wait is left to the next run and named in "busy" (the partitions,
+-- or a retention policy's relation). A step that fails is rolled back alone and named in
+-- "failed" (step, SQLSTATE, message) and in a WARNING; the others go on. A second session
+-- calling it while one runs returns at once with {"skipped": true}.
+CREATE FUNCTION fractality._run_maintenance(with_tables boolean, with_rows boolean) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
@@ -991,53 +990,59 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0::bigint)) THEN
         RETURN jsonb_build_object('skipped', true);
     END IF;
-    -- partitions and retention before decay: materialize_decay leaves row locks on nodes, and
-    -- a stream partition made or dropped after them would wait for SHARE ROW EXCLUSIVE on nodes
-    -- behind a pulse that waits for one of those rows (a deadlock the load run found)
-    -- the tables the partitions and the retention policies need, taken in one try with the
-    -- archivers' locks and the partitions' first (ensure_partitions' order; see
-    -- _lock_for_partitions): when a long transaction holds one of them for longer than
-    -- fractality.maintenance_lock_wait, those steps are left to the next run and named in
-    -- "busy", and the rest goes on
-    -- the archivers' locks before any table is read (_months_to_partition reads the default
-    -- partitions): an archiver holds its lock while it asks for ACCESS EXCLUSIVE on them, so
-    -- reading them first and then waiting for its lock was a deadlock
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
-    SELECT coalesce(array_agg(DISTINCT m.parent), '{}') INTO needed FROM fractality._months_to_partition(3) m;
-    SELECT coalesce(array_agg(r.relation ORDER BY r.relation::text), '{}') INTO policies
-      FROM fractality.retention_policies r
-     WHERE r.relation IN ('fractality.experience_events'::regclass, 'fractality.consciousness_streams'::regclass);
-    BEGIN
-        IF cardinality(needed) + cardinality(policies) > 0 THEN
-            PERFORM fractality._lock_for_partitions(needed || policies);
-        END IF;
-    EXCEPTION WHEN lock_not_available THEN
-        busy := to_jsonb(CASE WHEN cardinality(needed) > 0 THEN ARRAY['partitions'] ELSE '{}'::text[] END
-                         || policies::text[]);
-    END;
-    -- the steps, each in a block of its own: one that fails (a row no function would have
-    -- written, which an application role granted every table can write; a lock held too long) is
-    -- rolled back alone, named in "failed" and in a WARNING, and the others go on, so that no
-    -- tenant's data can stop the upkeep of every tenant. A cancel still ends the run.
     created := 0;
     expired := 0;
     indexed := 0;
     folded := 0;
     materialized := 0;
-    steps := CASE WHEN busy = '[]'::jsonb THEN ARRAY['partitions'] ELSE '{}'::text[] END
-             || CASE WHEN busy = '[]'::jsonb
-                     THEN ARRAY(SELECT 'retention:' || r.relation::text FROM fractality.retention_policies r
-                                 WHERE r.relation = ANY (policies) ORDER BY r.relation::text)
-                     ELSE '{}'::text[] END
-             || ARRAY['memories', 'embeddings']
-             -- priorities written back to replay buffers and still pending go into their sum
-             -- trees, the buffers in id order as every writer and learner locks them
-             || ARRAY(SELECT 'replay:' || b.name FROM fractality.replay_buffers b
-                       WHERE EXISTS (SELECT 1 FROM fractality.replay_pending w WHERE w.buffer_id = b.buffer_id)
-                       ORDER BY b.buffer_id)
-             || ARRAY['decay'];
+    steps := '{}';
+    IF with_tables THEN
+        -- partitions and retention before decay: materialize_decay leaves row locks on nodes, and
+        -- a stream partition made or dropped after them would wait for SHARE ROW EXCLUSIVE on nodes
+        -- behind a pulse that waits for one of those rows (a deadlock the load run found)
+        -- the tables the partitions and the retention policies need, taken in one try with the
+        -- archivers' locks and the partitions' first (ensure_partitions' order; see
+        -- _lock_for_partitions): when a long transaction holds one of them for longer than
+        -- fractality.maintenance_lock_wait, those steps are left to the next run and named in
+        -- "busy", and the rest goes on
+        -- the archivers' locks before any table is read (_months_to_partition reads the default
+        -- partitions): an archiver holds its lock while it asks for ACCESS EXCLUSIVE on them, so
+        -- reading them first and then waiting for its lock was a deadlock
+        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
+        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
+        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
+        SELECT coalesce(array_agg(DISTINCT m.parent), '{}') INTO needed FROM fractality._months_to_partition(3) m;
+        SELECT coalesce(array_agg(r.relation ORDER BY r.relation::text), '{}') INTO policies
+          FROM fractality.retention_policies r
+         WHERE r.relation IN ('fractality.experience_events'::regclass, 'fractality.consciousness_streams'::regclass);
+        BEGIN
+            IF cardinality(needed) + cardinality(policies) > 0 THEN
+                PERFORM fractality._lock_for_partitions(needed || policies);
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN
+            busy := to_jsonb(CASE WHEN cardinality(needed) > 0 THEN ARRAY['partitions'] ELSE '{}'::text[] END
+                             || policies::text[]);
+        END;
+        steps := CASE WHEN busy = '[]'::jsonb THEN ARRAY['partitions'] ELSE '{}'::text[] END
+                 || CASE WHEN busy = '[]'::jsonb
+                         THEN ARRAY(SELECT 'retention:' || r.relation::text FROM fractality.retention_policies r
+                                     WHERE r.relation = ANY (policies) ORDER BY r.relation::text)
+                         ELSE '{}'::text[] END;
+    END IF;
+    IF with_rows THEN
+        steps := steps
+                 || ARRAY['memories', 'embeddings']
+                 -- priorities written back to replay buffers and still pending go into their sum
+                 -- trees, the buffers in id order as every writer and learner locks them
+                 || ARRAY(SELECT 'replay:' || b.name FROM fractality.replay_buffers b
+                           WHERE EXISTS (SELECT 1 FROM fractality.replay_pending w WHERE w.buffer_id = b.buffer_id)
+                           ORDER BY b.buffer_id)
+                 || ARRAY['decay'];
+    END IF;
+    -- the steps, each in a block of its own: one that fails (a row no function would have
+    -- written, which an application role granted every table can write; a lock held too long) is
+    -- rolled back alone, named in "failed" and in a WARNING, and the others go on, so that no
+    -- tenant's data can stop the upkeep of every tenant. A cancel still ends the run.
     FOREACH step IN ARRAY steps LOOP
         BEGIN
             IF step = 'partitions' THEN
@@ -1100,12 +1105,62 @@ BEGIN
             RAISE WARNING 'run_maintenance: step % failed (%): %', step, failed_state, failed_message;
         END;
     END LOOP;
-    RETURN jsonb_build_object('skipped', false, 'partitions_created', created, 'retention', done,
-                              'memories_expired', expired, 'embeddings_indexed', indexed,
-                              'replay_priorities_folded', folded,
-                              'decay_materialized', materialized)
+    RETURN jsonb_build_object('skipped', false)
+           || CASE WHEN with_tables
+                   THEN jsonb_build_object('partitions_created', created, 'retention', done)
+                   ELSE '{}'::jsonb END
+           || CASE WHEN with_rows
+                   THEN jsonb_build_object('memories_expired', expired, 'embeddings_indexed', indexed,
+                                           'replay_priorities_folded', folded,
+                                           'decay_materialized', materialized)
+                   ELSE '{}'::jsonb END
            -- what a long transaction held this time (see above), only when there is any
            || CASE WHEN busy = '[]'::jsonb THEN '{}'::jsonb ELSE jsonb_build_object('busy', busy) END
            -- and the steps that failed, only when any did
            || CASE WHEN failed = '[]'::jsonb THEN '{}'::jsonb ELSE jsonb_build_object('failed', failed) END;
+END $$;
+
+-- One maintenance pass in one transaction: every step of _run_maintenance (read its notes),
+-- partitions and retention first. Idempotent. Where a pass takes tables (a partition to make, a
+-- retention policy), writers of them wait for the whole pass, its decay included: the procedure
+-- maintain() below runs the same steps in two transactions. Schedule either with pg_cron, e.g.
+--   SELECT cron.schedule('fractality-maintenance', '*/15 * * * *', 'CALL fractality.maintain()');
+CREATE FUNCTION fractality.run_maintenance() RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT fractality._run_maintenance(true, true) $$;
+
+-- The report of maintain(): the two parts' reports as one, "failed" the steps of both, "busy"
+-- the first's, {"skipped": true} alone where both were.
+CREATE FUNCTION fractality._maintenance_report(tables jsonb, row_steps jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN (tables ->> 'skipped')::boolean AND (row_steps ->> 'skipped')::boolean
+            THEN jsonb_build_object('skipped', true)
+            ELSE (tables - 'failed') || (row_steps - 'failed')
+                 || jsonb_build_object('skipped', (tables ->> 'skipped')::boolean OR (row_steps ->> 'skipped')::boolean)
+                 || CASE WHEN tables ? 'failed' OR row_steps ? 'failed'
+                         THEN jsonb_build_object('failed', coalesce(tables -> 'failed', '[]')
+                                                           || coalesce(row_steps -> 'failed', '[]'))
+                         ELSE '{}'::jsonb END
+       END
+$$;
+
+-- One maintenance pass as run_maintenance() makes it, in two transactions: the steps that take
+-- whole tables (partitions, retention), committed, and then those on rows (expired memories,
+-- staged embeddings, replay priorities, decay), so that writers of those tables wait for the
+-- first part alone. CALL it on its own, not in a transaction block (it commits: 2D000 there).
+-- `report` comes back as run_maintenance's ("skipped": a part another session was running).
+-- No SET clause (a procedure with one cannot commit): the names below are qualified.
+CREATE PROCEDURE fractality.maintain(INOUT report jsonb DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    tables pg_catalog.jsonb;
+BEGIN
+    tables := fractality._run_maintenance(true, false);
+    COMMIT;
+    report := fractality._maintenance_report(tables, fractality._run_maintenance(false, true));
+    COMMIT;
 END $$;

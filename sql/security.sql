@@ -123,10 +123,11 @@ BEGIN
                     'reward_stats_sfunc',
                     -- the owner's maintenance: partitions, archiving, retention, index builds
                     'ensure_partitions', 'archive_old_events', 'archive_streams', 'run_maintenance',
+                    '_run_maintenance', '_maintenance_report', 'maintain',
                     'add_retention_policy', 'remove_retention_policy', 'build_model_index',
                     'drop_model_index', 'build_tenant_graphs')
     LOOP
-        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('REVOKE EXECUTE ON ROUTINE %s FROM PUBLIC', f);
     END LOOP;
 END
 $$;
@@ -254,7 +255,9 @@ COMMENT ON FUNCTION fractality.load_config(text, text) IS
 COMMENT ON FUNCTION fractality.config_history(text, text) IS
     'Every version of a configuration value, newest first.';
 COMMENT ON FUNCTION fractality.run_maintenance() IS
-    'One maintenance pass (the owner''s; e.g. from pg_cron): partitions ahead, retention policies, expired memories, staged embeddings indexed, priorities folded, decay materialised. Partitions and retention whose tables a long transaction holds past fractality.maintenance_lock_wait are left to the next run and named in "busy". A second caller meanwhile returns {"skipped": true}.';
+    'One maintenance pass in one transaction (the owner''s; e.g. from pg_cron): partitions ahead, retention policies, expired memories, staged embeddings indexed, priorities folded, decay materialised. Partitions and retention whose tables a long transaction holds past fractality.maintenance_lock_wait are left to the next run and named in "busy". A second caller meanwhile returns {"skipped": true}.';
+COMMENT ON PROCEDURE fractality.maintain(jsonb) IS
+    'run_maintenance in two transactions (CALL it outside a transaction block): the partitions and retention, committed, then the steps on rows, so that writers of the tables a pass takes wait for the first part alone; report as run_maintenance''s.';
 COMMENT ON FUNCTION fractality.ensure_partitions(integer) IS
     'Creates the monthly partitions of streams and events up to ahead months from now (UTC), and of months whose rows a default partition caught (the owner''s).';
 COMMENT ON FUNCTION fractality.archive_old_events(integer) IS

@@ -1594,6 +1594,113 @@ fn maintenance_leaves_what_a_session_holds_for_its_next_run() {
         .unwrap();
 }
 
+/// maintain() runs run_maintenance's steps in two transactions: while its steps on rows run
+/// (held here in its decay by a trigger that waits for an advisory lock the test holds), it holds
+/// none of the tables its partitions and retention took, and a writer of nodes goes on.
+/// run_maintenance() does all in one transaction and holds them to its end: the same writer
+/// waits for it (55P03 under a lock_timeout of 2 s). Its report is run_maintenance's.
+#[test]
+fn maintain_lets_writers_go_on_while_it_works_on_rows() {
+    let _s = serial();
+    let mut c = db();
+    reset(&mut c);
+    let (t, stale, other) = (tenant(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    c.execute(
+        "INSERT INTO fractality.nodes (id, user_id, node_key, atp, atp_at)
+         VALUES ($1, $3, 'stale', 0.9, now() - interval '1 hour'), ($2, $3, 'written', 0.5, now())",
+        &[&stale, &other, &t],
+    )
+    .unwrap();
+    c.batch_execute(
+        "SELECT fractality.add_retention_policy('fractality.consciousness_streams', '30 days', 'archive');
+         CREATE FUNCTION public.hold_maintenance() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END $$;
+         CREATE TRIGGER hold_maintenance BEFORE UPDATE ON fractality.nodes FOR EACH ROW
+             WHEN (current_setting('application_name') = 'held-maintenance')
+             EXECUTE FUNCTION public.hold_maintenance();",
+    )
+    .unwrap();
+    let mut writer = app("fractality_maintain_writer", Some(t));
+    writer.batch_execute("SET lock_timeout = '2s'").unwrap();
+    for (call, writes) in [
+        ("CALL fractality.maintain()", true),
+        ("SELECT fractality.run_maintenance()", false),
+    ] {
+        let mut holder = db();
+        holder
+            .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(4242)")
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let run = thread::spawn(move || {
+            let mut m = db();
+            m.batch_execute("SET application_name = 'held-maintenance'")
+                .unwrap();
+            tx.send(backend_pid(&mut m)).unwrap();
+            m.query_one(call, &[])
+                .map(|r| r.get::<_, serde_json::Value>(0))
+                .map_err(|e| sqlstate(&e))
+        });
+        let pid = rx.recv().unwrap();
+        // held in its decay
+        wait_for(
+            &mut c,
+            pid,
+            "SELECT 1 FROM pg_locks l WHERE l.pid = $1 AND NOT l.granted AND l.locktype = 'advisory'",
+        );
+        let tables: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_locks l WHERE l.pid = $1
+                    AND (l.relation, l.mode) IN (('fractality.nodes'::regclass, 'ShareRowExclusiveLock'),
+                                                 ('fractality.consciousness_streams'::regclass, 'AccessExclusiveLock'))",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        let pulsed = writer
+            .query_one("SELECT fractality.pulse($1, 0.1)", &[&other])
+            .map(|_| ())
+            .map_err(|e| sqlstate(&e));
+        holder.batch_execute("COMMIT").unwrap();
+        let report = run
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{call}: {e}"));
+        if writes {
+            assert_eq!((tables, pulsed), (0, Ok(())), "{call}");
+        } else {
+            assert_eq!((tables, pulsed), (2, Err("55P03".to_string())), "{call}");
+        }
+        assert_eq!(report["skipped"], false, "{call}: {report}");
+        assert!(report.get("failed").is_none(), "{call}: {report}");
+        assert_eq!(
+            report["retention"][0]["relation"],
+            "fractality.consciousness_streams"
+        );
+        assert!(report["partitions_created"].is_i64(), "{call}: {report}");
+        assert!(
+            report["decay_materialized"].as_i64().unwrap() >= 1,
+            "{call}: {report}"
+        );
+        c.execute(
+            "UPDATE fractality.nodes SET atp_at = now() - interval '1 hour' WHERE id = $1",
+            &[&stale],
+        )
+        .unwrap();
+    }
+    c.batch_execute(
+        "DROP TRIGGER hold_maintenance ON fractality.nodes;
+         DROP FUNCTION public.hold_maintenance();
+         TRUNCATE fractality.retention_policies;",
+    )
+    .unwrap();
+    // inside a transaction block it cannot commit
+    let mut tx = c.transaction().unwrap();
+    let refused = tx
+        .batch_execute("CALL fractality.maintain()")
+        .map_err(|e| sqlstate(&e));
+    assert_eq!(refused, Err("2D000".to_string()));
+}
+
 /// A step of run_maintenance that fails is rolled back alone and named in "failed" (and in a
 /// WARNING); the other steps go on. A review made one row an application role may write (a
 /// pending priority of NaN in a replay buffer's table, which update_priorities never writes) fail

@@ -71,6 +71,8 @@ const INTERNAL: &[&str] = &[
     "_replay_truncate",
     "_crystallize_consensus",
     "_model_index_ops",
+    "_run_maintenance",
+    "_maintenance_report",
 ];
 
 /// Granted to a curator, not to PUBLIC (a consensus tells its caller about other tenants).
@@ -82,6 +84,7 @@ const MAINTENANCE: &[&str] = &[
     "archive_old_events",
     "archive_streams",
     "run_maintenance",
+    "maintain",
     "add_retention_policy",
     "remove_retention_policy",
     "build_model_index",
@@ -156,6 +159,7 @@ fn privileges_an_application_role_executes_the_api_and_no_helper() {
                                     WHEN 'bytea[]' THEN '''{}''::bytea[]'
                                     WHEN 'bigint[]' THEN '''{}''::bigint[]'
                                     WHEN 'regclass[]' THEN '''{}''::regclass[]'
+                                    WHEN 'jsonb' THEN '''{}''::jsonb'
                                     ELSE '0::' || format_type(t, NULL) END, ', ' ORDER BY i), '')
                        FROM unnest((SELECT proargtypes::oid[] FROM pg_proc WHERE oid = $1::text::regprocedure))
                             WITH ORDINALITY a(t, i)",
@@ -163,7 +167,15 @@ fn privileges_an_application_role_executes_the_api_and_no_helper() {
                 )
                 .unwrap()
                 .get(0);
-            let sql = format!("SELECT fractality.{name}({args})");
+            let procedure: bool = admin
+                .query_one(
+                    "SELECT prokind = 'p' FROM pg_proc WHERE oid = $1::text::regprocedure",
+                    &[signature],
+                )
+                .unwrap()
+                .get(0);
+            let verb = if procedure { "CALL" } else { "SELECT" };
+            let sql = format!("{verb} fractality.{name}({args})");
             match app.batch_execute(&sql) {
                 Ok(()) => problems.push(format!("the application role ran {sql}")),
                 Err(e) if common::sqlstate(&e) == "42501" => refused += 1,
