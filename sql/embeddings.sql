@@ -295,10 +295,13 @@ BEGIN
     IF current_dims IS NOT NULL THEN
         -- the writers of embeddings first: one of this model written meanwhile (staged, it meets
         -- no index that would refuse its dimension) is then seen below, and a later one waits
-        -- for the new dimension. A snapshot older than the lock would not see it.
+        -- for the new dimension. A snapshot older than the lock would not see it. ACCESS
+        -- EXCLUSIVE at once, which dropping the model's index below takes anyway: a weaker lock
+        -- raised to it later was a deadlock with a session that had read embeddings and then
+        -- wrote one (40P01, found by a review).
         PERFORM fractality._check_read_committed(
             format('register_model: changing the dimension of model %L', model));
-        LOCK TABLE fractality.node_embeddings IN SHARE ROW EXCLUSIVE MODE;
+        LOCK TABLE fractality.node_embeddings IN ACCESS EXCLUSIVE MODE;
         IF EXISTS (SELECT 1 FROM fractality.node_embeddings e WHERE e.model = register_model.model) THEN
             RAISE invalid_parameter_value USING
                 MESSAGE = format('model %L has %s dimensions and holds embeddings: it cannot change to %s',

@@ -511,6 +511,55 @@ fn two_sessions_registering_one_new_model_at_once_both_succeed() {
     common::drop_db(db);
 }
 
+/// A dimension change waits for a session that has read embeddings and then writes one, and
+/// neither fails: register_model takes ACCESS EXCLUSIVE on node_embeddings at once. It took
+/// SHARE ROW EXCLUSIVE and then, dropping the model's index, ACCESS EXCLUSIVE: the session's
+/// write waited for the first and register_model for the session (40P01, found by a review).
+#[test]
+fn a_dimension_change_beside_a_reader_that_then_writes_is_no_deadlock() {
+    let db = "fractality_dims_upgrade";
+    let mut a = common::fresh_db(db, "CREATE EXTENSION fractality CASCADE");
+    a.batch_execute(
+        "SELECT fractality.register_model('resized', 8);
+         SET fractality.user_id = 'a0000000-0000-4000-8000-000000000003';
+         SET deadlock_timeout = '20ms';",
+    )
+    .unwrap();
+    a.batch_execute("BEGIN").unwrap();
+    a.batch_execute(
+        "SELECT count(*) FROM fractality.recall((SELECT array_agg(0.1)::vector FROM generate_series(1, 384)), 3)",
+    )
+    .unwrap();
+    let url = common::url_of(db);
+    let owner = std::thread::spawn(move || {
+        let mut b = Client::connect(&url, postgres::NoTls).unwrap();
+        b.batch_execute("SELECT fractality.register_model('resized', 16)")
+            .map_err(|e| common::sqlstate(&e))
+    });
+    let mut admin = Client::connect(&common::url_of(db), postgres::NoTls).unwrap();
+    // waiting for the reader's ACCESS SHARE on node_embeddings
+    common::wait_for_a_lock(&mut admin, "%register_model('resized', 16)%");
+    let wrote = a
+        .batch_execute(
+            "SELECT fractality.remember('written', 'a memory written while the model changes',
+                 (SELECT array_agg(0.1 + i / 1000.0)::vector FROM generate_series(1, 384) i))",
+        )
+        .map_err(|e| common::sqlstate(&e));
+    a.batch_execute("COMMIT").unwrap();
+    let changed = owner.join().unwrap();
+    assert_eq!((wrote, changed), (Ok(()), Ok(())));
+    let dims: i32 = a
+        .query_one(
+            "SELECT dims FROM fractality.embedding_models WHERE model = 'resized'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(dims, 16);
+    drop((a, admin));
+    common::drop_db(db);
+}
+
 /// A model's dimension cannot change under an embedding being written: register_model waits for
 /// the writer and then refuses (the model holds an embedding), even for a staged row, which no
 /// HNSW index checks (before: the new dimension was taken and the 3-d row stayed in a 5-d model).
