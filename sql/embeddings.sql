@@ -415,6 +415,9 @@ DECLARE
     parts regclass[];
     counts bigint[];
     seen text[] := '{}';
+    shrunk text[] := '{}';
+    shrunk_parts text[] := '{}';
+    shrunk_rows bigint[] := '{}';
 BEGIN
     IF model IS NULL OR min_rows IS NULL THEN
         RAISE null_value_not_allowed USING
@@ -458,11 +461,26 @@ BEGIN
                            index_name, parts[i], ty, d, opclass, build_tenant_graphs.model, left(md5(tenants[i]::text), 24));
             action := 'built';
         ELSIF counts[i] < min_rows / 2.0 AND to_regclass(format('fractality.%I', index_name)) IS NOT NULL THEN
-            EXECUTE format('DROP INDEX fractality.%I', index_name);
-            action := 'dropped';
+            -- dropped after every build: a drop locks its partition against reads to the end of
+            -- the call, and plans kept for any tenant lock every partition (OPERATIONS), so
+            -- every tenant's searches would wait through the builds after it
+            shrunk := shrunk || index_name;
+            shrunk_parts := shrunk_parts || partition_name;
+            shrunk_rows := shrunk_rows || counts[i];
+            CONTINUE;
         ELSE
             CONTINUE;
         END IF;
+        seconds := date_part('epoch', clock_timestamp() - t0);
+        RETURN NEXT;
+    END LOOP;
+    FOR i IN 1 .. cardinality(shrunk) LOOP
+        t0 := clock_timestamp();
+        EXECUTE format('DROP INDEX fractality.%I', shrunk[i]);
+        index_name := shrunk[i];
+        partition_name := shrunk_parts[i];
+        tenant_rows := shrunk_rows[i];
+        action := 'dropped';
         seconds := date_part('epoch', clock_timestamp() - t0);
         RETURN NEXT;
     END LOOP;

@@ -169,3 +169,138 @@ fn a_tenant_graph_that_misses_rows_still_returns_every_row_asked_for() {
     ))
     .unwrap();
 }
+
+/// build_tenant_graphs drops the graphs of shrunk tenants after every build: a drop locks its
+/// partition against reads to the end of the call, and plans kept for any tenant lock every
+/// partition, so a tenant of a third partition could not recall while a build that came after
+/// the drop went on (here: held by a session writing to the built partition). Before, the call
+/// dropped and built in the order of the partitions, and the tenant's recall waited (55P03
+/// under a lock_timeout of 2 s).
+#[test]
+fn a_graph_dropped_waits_for_the_builds_so_other_tenants_recall_meanwhile() {
+    const SHRINK: &str = "graphs_shrink";
+    let mut a = common::db();
+    a.batch_execute(&format!("SELECT fractality.register_model('{SHRINK}', 4)"))
+        .unwrap();
+    let remember = |a: &mut postgres::Client, t: uuid::Uuid, key: &str| {
+        a.batch_execute(&format!("SET fractality.user_id = '{t}'"))
+            .unwrap();
+        a.execute(
+            "SELECT fractality.upsert_node($1, NULL, NULL, NULL, '[1,0.5,0.25,0.125]'::vector, NULL, $2)",
+            &[&key, &SHRINK],
+        )
+        .unwrap();
+    };
+    // three tenants: the shrunk one's partition named before the growing one's, the reader's
+    // a third
+    let mut part = std::collections::BTreeMap::new();
+    let (mut shrunk, mut grown, mut reader) = (None, None, None);
+    while reader.is_none() {
+        let t = common::tenant();
+        remember(&mut a, t, "probe");
+        let p: String = a
+            .query_one(
+                "SELECT tableoid::regclass::text FROM fractality.node_embeddings WHERE user_id = $1 AND model = $2",
+                &[&t, &SHRINK],
+            )
+            .unwrap()
+            .get(0);
+        part.insert(t, p.clone());
+        match (shrunk, grown) {
+            (None, _) => shrunk = Some(t),
+            (Some(s), None) if part[&s] < p => grown = Some(t),
+            (Some(s), Some(g)) if p != part[&s] && p != part[&g] => reader = Some(t),
+            _ => {}
+        }
+    }
+    let (shrunk, grown, reader) = (shrunk.unwrap(), grown.unwrap(), reader.unwrap());
+    for k in ["s-1", "s-2"] {
+        remember(&mut a, shrunk, k);
+    }
+    let built: i64 = a
+        .query_one(
+            "SELECT count(*) FROM fractality.build_tenant_graphs($1, 3) WHERE action = 'built'",
+            &[&SHRINK],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        built, 1,
+        "the shrunk tenant's graph, built while it had three rows"
+    );
+    a.execute(
+        "DELETE FROM fractality.nodes WHERE user_id = $1 AND node_key IN ('s-1', 's-2')",
+        &[&shrunk],
+    )
+    .unwrap();
+    for k in ["g-1", "g-2"] {
+        remember(&mut a, grown, k);
+    }
+    // a session writing to the grown tenant's partition holds up the build there
+    let mut holder = common::db();
+    holder
+        .batch_execute(&format!("SET fractality.user_id = '{grown}'; BEGIN"))
+        .unwrap();
+    holder
+        .execute(
+            "SELECT fractality.upsert_node('g-3', NULL, NULL, NULL, '[1,0.5,0.25,0.125]'::vector, NULL, $1)",
+            &[&SHRINK],
+        )
+        .unwrap();
+    let mut owner = common::db();
+    let owner_pid: i32 = owner
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let call = std::thread::spawn(move || {
+        owner
+            .query(
+                "SELECT action FROM fractality.build_tenant_graphs($1, 3)",
+                &[&SHRINK],
+            )
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| common::sqlstate(&e))
+    });
+    let mut admin = common::db();
+    let grown_part = part[&grown].clone();
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: bool = admin
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted
+                                   AND relation = $2::text::regclass)",
+                &[&owner_pid, &grown_part],
+            )
+            .unwrap()
+            .get(0);
+        if waiting {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 30, "the build never waited");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut r = common::db();
+    r.batch_execute(&format!(
+        "SET fractality.user_id = '{reader}'; SET plan_cache_mode = force_generic_plan;
+         SET lock_timeout = '2s';"
+    ))
+    .unwrap();
+    let recalled = r
+        .query_one(
+            "SELECT count(*) FROM fractality.recall('[1,0.5,0.25,0.125]'::vector, 3, model => $1)",
+            &[&SHRINK],
+        )
+        .map(|row| row.get::<_, i64>(0))
+        .map_err(|e| common::sqlstate(&e));
+    holder.batch_execute("COMMIT").unwrap();
+    let actions = call.join().unwrap();
+    assert_eq!(recalled, Ok(1), "the reader's recall during the build");
+    assert_eq!(
+        actions,
+        Ok(vec!["built".to_string(), "dropped".to_string()])
+    );
+}
