@@ -1383,9 +1383,8 @@ DECLARE
     parts regclass[];
     counts bigint[];
     seen text[] := '{}';
-    shrunk text[] := '{}';
-    shrunk_parts text[] := '{}';
-    shrunk_rows bigint[] := '{}';
+    shrunk integer[] := '{}';
+    k integer;
 BEGIN
     IF model IS NULL OR min_rows IS NULL THEN
         RAISE null_value_not_allowed USING
@@ -1432,9 +1431,7 @@ BEGIN
             -- dropped after every build: a drop locks its partition against reads to the end of
             -- the call, and plans kept for any tenant lock every partition (OPERATIONS), so
             -- every tenant's searches would wait through the builds after it
-            shrunk := shrunk || index_name;
-            shrunk_parts := shrunk_parts || partition_name;
-            shrunk_rows := shrunk_rows || counts[i];
+            shrunk := shrunk || i;
             CONTINUE;
         ELSE
             CONTINUE;
@@ -1442,12 +1439,13 @@ BEGIN
         seconds := date_part('epoch', clock_timestamp() - t0);
         RETURN NEXT;
     END LOOP;
-    FOR i IN 1 .. cardinality(shrunk) LOOP
+    -- (seen holds each tenant's index name at its place)
+    FOREACH k IN ARRAY shrunk LOOP
         t0 := clock_timestamp();
-        EXECUTE format('DROP INDEX fractality.%I', shrunk[i]);
-        index_name := shrunk[i];
-        partition_name := shrunk_parts[i];
-        tenant_rows := shrunk_rows[i];
+        index_name := seen[k];
+        EXECUTE format('DROP INDEX fractality.%I', index_name);
+        partition_name := (SELECT c.relname FROM pg_class c WHERE c.oid = parts[k]);
+        tenant_rows := counts[k];
         action := 'dropped';
         seconds := date_part('epoch', clock_timestamp() - t0);
         RETURN NEXT;

@@ -266,23 +266,10 @@ fn a_graph_dropped_waits_for_the_builds_so_other_tenants_recall_meanwhile() {
             .map_err(|e| common::sqlstate(&e))
     });
     let mut admin = common::db();
-    let grown_part = part[&grown].clone();
-    let started = std::time::Instant::now();
-    loop {
-        let waiting: bool = admin
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted
-                                   AND relation = $2::text::regclass)",
-                &[&owner_pid, &grown_part],
-            )
-            .unwrap()
-            .get(0);
-        if waiting {
-            break;
-        }
-        assert!(started.elapsed().as_secs() < 30, "the build never waited");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    assert!(
+        common::waits_for_a_lock(&mut admin, owner_pid, &call),
+        "the build waits for the writer of the grown tenant's partition"
+    );
     let mut r = common::db();
     r.batch_execute(&format!(
         "SET fractality.user_id = '{reader}'; SET plan_cache_mode = force_generic_plan;
