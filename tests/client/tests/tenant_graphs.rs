@@ -193,9 +193,8 @@ fn a_graph_dropped_waits_for_the_builds_so_other_tenants_recall_meanwhile() {
     };
     // three tenants: the shrunk one's partition named before the growing one's, the reader's
     // a third
-    let mut part = std::collections::BTreeMap::new();
-    let (mut shrunk, mut grown, mut reader) = (None, None, None);
-    while reader.is_none() {
+    let mut by_part = std::collections::BTreeMap::new();
+    while by_part.len() < 3 {
         let t = common::tenant();
         remember(&mut a, t, "probe");
         let p: String = a
@@ -205,15 +204,15 @@ fn a_graph_dropped_waits_for_the_builds_so_other_tenants_recall_meanwhile() {
             )
             .unwrap()
             .get(0);
-        part.insert(t, p.clone());
-        match (shrunk, grown) {
-            (None, _) => shrunk = Some(t),
-            (Some(s), None) if part[&s] < p => grown = Some(t),
-            (Some(s), Some(g)) if p != part[&s] && p != part[&g] => reader = Some(t),
-            _ => {}
-        }
+        by_part.entry(p).or_insert(t);
     }
-    let (shrunk, grown, reader) = (shrunk.unwrap(), grown.unwrap(), reader.unwrap());
+    // in the order of their partitions' names: shrunk, reader, grown
+    let mut ordered = by_part.into_values();
+    let (shrunk, reader, grown) = (
+        ordered.next().unwrap(),
+        ordered.next().unwrap(),
+        ordered.next().unwrap(),
+    );
     for k in ["s-1", "s-2"] {
         remember(&mut a, shrunk, k);
     }
