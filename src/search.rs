@@ -4,13 +4,13 @@
 //! Three paths, chosen per call (tenant_path.sql):
 //! - a tenant with a graph of its own for the model (build_tenant_graphs) is searched through it:
 //!   the same query as the next path, planned for the tenant's value, which the graph's
-//!   predicate names, and kept per tenant (`spi::Cursor::open_for_tenant`); no filtering, no
-//!   other tenant's rows on the way;
+//!   predicate names, and kept per tenant (`spi::Query::per_tenant`, as every query here); no
+//!   filtering, no other tenant's rows on the way;
 //! - a small tenant is read whole: every embedding's distance to the query (exact), while its
 //!   size (counted from its primary-key entries up to `fractality.exact_scan_limit` + 1) allows;
 //! - a larger one through the model's HNSW index in the tenant's partition (one partition: the
-//!   tenant is a parameter the executor prunes by at start-up), with the tenant as a filter that
-//!   pgvector's iterative scan keeps from starving the scan.
+//!   plan is made for the tenant), with the tenant as a filter that pgvector's iterative scan
+//!   keeps from starving the scan.
 //!
 //! The index paths read in distance order, in batches, until the caller has what it needs; the
 //! tenant's staged rows (remember_many's, not in the index yet) are read exactly at the start
@@ -44,8 +44,9 @@ const DEFAULT_EF_SEARCH: usize = 40;
 /// The most rows one search reads through the index.
 pub const MAX_ROWS: i64 = 10_000;
 
-const TENANT_PATH: Query<'static> = query!("tenant_path", [UUIDOID, TEXTOID, INT8OID, BOOLOID]);
-const TENANT_VECTORS: Query<'static> = query!("tenant_vectors", [UUIDOID, TEXTOID]);
+const TENANT_PATH: Query<'static> =
+    query!("tenant_path", [UUIDOID, TEXTOID, INT8OID, BOOLOID]).per_tenant();
+const TENANT_VECTORS: Query<'static> = query!("tenant_vectors", [UUIDOID, TEXTOID]).per_tenant();
 /// With the vector type's OID, known at run time.
 const TENANT_EMBEDDINGS: &str = include_str!("../sql/queries/tenant_embeddings.sql");
 /// The same for the staged rows alone; with the vector type's OID.
@@ -249,6 +250,7 @@ impl TenantScan {
                 name: "tenant_embeddings",
                 text: &crate::vector::qualify(TENANT_EMBEDDINGS),
                 types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, voi],
+                per_tenant: true,
             };
             return Ok(TenantScan {
                 path: Path::Exact,
@@ -263,6 +265,7 @@ impl TenantScan {
             name: "tenant_staged",
             text: &crate::vector::qualify(TENANT_STAGED),
             types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, voi],
+            per_tenant: true,
         };
         let (staged, staged_rows) = if shape.staged {
             exact_rows(
@@ -281,15 +284,12 @@ impl TenantScan {
             name: "tenant_nearest",
             text: &text,
             types: &[pg_sys::UUIDOID, voi, pg_sys::INT8OID],
+            per_tenant: true,
         };
         let args = [tenant.into(), arg, MAX_ROWS.into()];
-        // a tenant with a graph of its own: the query planned for its value, which the graph's
-        // predicate names (a generic plan can only use the partition's shared graph), and kept
-        let cursor = if own_graph {
-            Cursor::open_for_tenant(&q, tenant, &args, read_only)?
-        } else {
-            Cursor::open(&q, &args, read_only)?
-        };
+        // planned for the tenant: a graph of its own is used so (its predicate names the tenant),
+        // and either graph is reached in the tenant's partition alone
+        let cursor = Cursor::open(&q, &args, read_only)?;
         Ok(TenantScan {
             path: if own_graph {
                 Path::TenantGraph
@@ -404,6 +404,7 @@ impl Rest {
             name: "tenant_embeddings",
             text: &crate::vector::qualify(TENANT_EMBEDDINGS),
             types: &[pg_sys::UUIDOID, pg_sys::TEXTOID, arg.oid()],
+            per_tenant: true,
         };
         let (hits, _) = exact_rows(&q, self.tenant, &self.model, arg, self.read_only)?;
         Ok(hits

@@ -2,14 +2,14 @@
 //! place, failures as [`FractalityError`].
 //!
 //! Every query is prepared once per backend (by its text) as a generic plan and kept: the
-//! functions call the same few queries over and over, and a partitioned table (node_embeddings)
-//! would otherwise be planned anew on every call. A generic plan still reaches only the tenant's
-//! partition: PostgreSQL prunes `user_id = $1` when the executor starts. PostgreSQL re-plans a
-//! kept plan itself when a table, an index or the role changes. The one exception is a search of
-//! a tenant with a graph of its own ([`Cursor::open_for_tenant`]): its index's predicate names
-//! the tenant, so only a plan made for the tenant's value can use it. That query is parsed with
-//! its `$1` bound to the tenant as a constant (a parser hook, as PL/pgSQL resolves its variables:
-//! no value is written into the text) and kept per tenant ([`tenant_plans`]).
+//! functions call the same few queries over and over. PostgreSQL re-plans a kept plan itself when
+//! a table, an index or the role changes. The exception is a query of one tenant's rows of
+//! `node_embeddings` ([`Query::per_tenant`]): it is parsed with its `$1` bound to the tenant as
+//! a constant (a parser hook, as PL/pgSQL resolves its variables: no value is written into the
+//! text) and kept per tenant ([`tenant_plans`]). Such a plan reaches the tenant's partition
+//! alone, where a generic plan would lock every partition when it runs (PostgreSQL 15 prunes a
+//! generic plan's partitions only after it has locked them all), and it can use the tenant's
+//! own graph, a partial index whose predicate names the tenant.
 //!
 //! SQL errors raised while a query runs (a constraint, row-level security, a cancel) are
 //! PostgreSQL ERRORs and abort the calling statement as they should; what this module maps into
@@ -21,7 +21,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::raw::c_char;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -38,6 +37,23 @@ pub struct Query<'a> {
     pub name: &'static str,
     pub text: &'a str,
     pub types: &'a [pg_sys::Oid],
+    /// Its `$1` is the tenant (a uuid), and its plan is kept per tenant with `$1` bound as a
+    /// constant ([`tenant_plans`]): for queries on `node_embeddings`, whose generic plan would
+    /// lock every partition when it runs (PostgreSQL 15 locks a generic plan's partitions
+    /// before it prunes them), so that a lock on one partition (a graph built or dropped,
+    /// `CLUSTER`) held up every tenant's call. Bound, the plan reaches the tenant's partition
+    /// alone.
+    pub per_tenant: bool,
+}
+
+impl<'a> Query<'a> {
+    /// The same query, planned per tenant ([`Query::per_tenant`]).
+    pub const fn per_tenant(self) -> Query<'a> {
+        Query {
+            per_tenant: true,
+            ..self
+        }
+    }
 }
 
 /// The [`Query`] of `sql/queries/<file>.sql`, named `<file>` in messages (unless `name = ...`
@@ -52,6 +68,7 @@ macro_rules! query {
             name: $name,
             text: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/queries/", $file, ".sql")),
             types: &[$(::pgrx::pg_sys::$oid),*],
+            per_tenant: false,
         }
     };
 }
@@ -126,6 +143,25 @@ fn plan(q: &Query<'_>) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
     Ok(plan)
 }
 
+/// The kept plan to run `q` with `args`: bound to the tenant, `args[0]`, for a query planned per
+/// tenant (the generic plan when that argument is NULL), otherwise the generic plan.
+fn plan_for(
+    q: &Query<'_>,
+    args: &[DatumWithOid<'_>],
+) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
+    if q.per_tenant {
+        // SAFETY: a uuid datum, by the query's contract ($1 is the tenant)
+        let tenant = args
+            .first()
+            .and_then(|a| a.datum())
+            .and_then(|d| unsafe { Uuid::from_datum(d.sans_lifetime(), false) });
+        if let Some(tenant) = tenant {
+            return tenant_plans::tenant_plan(q, tenant);
+        }
+    }
+    plan(q)
+}
+
 /// `q`'s text as SPI takes it.
 fn c_text(q: &Query<'_>) -> Result<CString, FractalityError> {
     CString::new(q.text).map_err(|_| FractalityError::Internal {
@@ -152,16 +188,6 @@ fn spi_failure(query: &'static str, code: i32) -> FractalityError {
         query,
         detail: format!("SPI code {code}"),
     }
-}
-
-/// Datums and null flags of the arguments, as SPI takes them.
-fn values(args: &[DatumWithOid<'_>]) -> (Vec<pg_sys::Datum>, Vec<c_char>) {
-    args.iter()
-        .map(|a| match a.datum() {
-            Some(d) => (d.sans_lifetime(), b' ' as c_char),
-            None => (pg_sys::Datum::from(0usize), b'n' as c_char),
-        })
-        .unzip()
 }
 
 /// The arguments as a parameter list of `q`'s types (palloc'd in the current memory context;
@@ -326,12 +352,11 @@ pub fn rows<R>(
     read_only: bool,
     f: impl FnMut(&Row) -> R,
 ) -> Result<Vec<R>, FractalityError> {
-    let plan = plan(q)?;
-    let (mut datums, nulls) = values(args);
+    let plan = plan_for(q, args)?;
     // SAFETY: a kept plan, arguments of the prepared types
     unsafe {
         let status =
-            pg_sys::SPI_execute_plan(plan, datums.as_mut_ptr(), nulls.as_ptr(), read_only, 0);
+            pg_sys::SPI_execute_plan_with_paramlist(plan, param_list(q, args), read_only, 0);
         if status < 0 {
             return Err(spi_failure(q.name, status));
         }
@@ -360,7 +385,7 @@ pub fn stream(
     read_only: bool,
     mut f: impl FnMut(&Row),
 ) -> Result<u64, FractalityError> {
-    let plan = plan(q)?;
+    let plan = plan_for(q, args)?;
     // what a callback's reads allocate (a toasted value's copy, the TOAST index scan that
     // fetches it) is freed after each row, not kept until the query ends: 38 KB a row for
     // embeddings of 3 000 dimensions, 115 MB for a tenant of 3 000
@@ -447,11 +472,10 @@ unsafe extern "C-unwind" fn receiver_noop(_receiver: *mut pg_sys::DestReceiver) 
 
 /// Runs `q` for its effect; returns the number of rows it processed.
 pub fn run(q: &Query<'_>, args: &[DatumWithOid<'_>]) -> Result<u64, FractalityError> {
-    let plan = plan(q)?;
-    let (mut datums, nulls) = values(args);
+    let plan = plan_for(q, args)?;
     // SAFETY: as in rows
     unsafe {
-        let status = pg_sys::SPI_execute_plan(plan, datums.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        let status = pg_sys::SPI_execute_plan_with_paramlist(plan, param_list(q, args), false, 0);
         if status < 0 {
             return Err(spi_failure(q.name, status));
         }
@@ -495,23 +519,14 @@ impl Cursor {
         args: &[DatumWithOid<'_>],
         read_only: bool,
     ) -> Result<Cursor, FractalityError> {
-        Cursor::open_plan(q, plan(q)?, args, read_only)
-    }
-
-    fn open_plan(
-        q: &Query<'_>,
-        plan: pg_sys::SPIPlanPtr,
-        args: &[DatumWithOid<'_>],
-        read_only: bool,
-    ) -> Result<Cursor, FractalityError> {
-        let (mut datums, nulls) = values(args);
-        // SAFETY: a kept plan, arguments of the prepared types; the portal is closed on drop
+        let plan = plan_for(q, args)?;
+        // SAFETY: a kept plan and a parameter list of its types; SPI copies the list into the
+        // portal, which is closed on drop
         let portal = unsafe {
-            pg_sys::SPI_cursor_open(
+            pg_sys::SPI_cursor_open_with_paramlist(
                 std::ptr::null(),
                 plan,
-                datums.as_mut_ptr(),
-                nulls.as_ptr(),
+                param_list(q, args),
                 read_only,
             )
         };

@@ -143,6 +143,7 @@ pub fn members_exact(
             name,
             text: &crate::vector::qualify(text),
             types: &[v.oid(), pg_sys::TEXTOID, pg_sys::FLOAT8OID, pg_sys::INT8OID],
+            per_tenant: false,
         },
         &[
             v,
@@ -169,6 +170,7 @@ pub fn members_indexed(
             name: "consensus_members",
             text: &text,
             types: &[v.oid(), pg_sys::INT8OID],
+            per_tenant: false,
         },
         &[v, MAX_MEMBERS.into()],
         false,
@@ -291,6 +293,7 @@ pub fn save(c: Consensus<'_>) -> Result<Uuid, FractalityError> {
             name: "consensus_centroid",
             text: &crate::vector::qualify(CENTROID),
             types: &[pg_sys::UUIDOID, pg_sys::FLOAT4ARRAYOID],
+            per_tenant: false,
         },
         &[id.into(), c.centre.into()],
     )?;
@@ -323,6 +326,7 @@ pub fn call(
                 pg_sys::INT4OID,
                 pg_sys::TEXTOID,
             ],
+            per_tenant: false,
         },
         &[
             node.into(),

@@ -44,7 +44,7 @@ const EDGES_AHEAD: Query<'static> = query!(
 const NODE_KEYS: Query<'static> = query!("graph_node_keys", [UUIDARRAYOID]);
 const PATH_ENDS: Query<'static> = query!("graph_path_ends", [UUIDARRAYOID]);
 const PATH_EDGES: Query<'static> = query!("graph_path_edges", [UUIDARRAYOID, INT8OID]);
-const THAW: Query<'static> = query!("thaw", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
+const THAW: Query<'static> = query!("thaw", [UUIDOID, TEXTOID, INT8OID, TEXTOID]).per_tenant();
 const FREEZE_STREAM: Query<'static> = query!("graph_freeze_stream", [UUIDOID, UUIDOID, JSONBOID]);
 const SEARCH: Query<'static> = query!("graph_search", [TEXTOID, INT8OID]);
 
@@ -99,6 +99,7 @@ pub fn upsert_node(
         name: "graph_upsert_node",
         text,
         types: &[UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, FLOAT8OID],
+        per_tenant: false,
     };
     spi::returned_id(
         &q,
@@ -134,6 +135,7 @@ pub fn write_embedding(
                 pg_sys::TEXTOID,
                 pg_sys::BOOLOID,
             ],
+            per_tenant: false,
         },
         &[id.into(), user.into(), emb, model.into(), staged.into()],
     )?;
@@ -148,6 +150,7 @@ pub fn write_embedding_0_4(id: Uuid, user: Uuid, v: Vector<'_>) -> Result<(), Fr
             name: "upsert_embedding_0_4",
             text: UPSERT_EMBEDDING_0_4,
             types: &[pg_sys::UUIDOID, pg_sys::UUIDOID, emb.oid()],
+            per_tenant: false,
         },
         &[id.into(), user.into(), emb],
     )?;

@@ -16,7 +16,8 @@ use crate::vector::Vector;
 
 const KEYS: Query<'static> = query!("memory_keys", [TEXTARRAYOID]);
 const LOCK: Query<'static> = query!("memory_lock", [UUIDOID]);
-const BY_KEYS: Query<'static> = query!("memory_by_keys", [UUIDOID, TEXTARRAYOID, TEXTOID]);
+const BY_KEYS: Query<'static> =
+    query!("memory_by_keys", [UUIDOID, TEXTARRAYOID, TEXTOID]).per_tenant();
 const INSERT_MANY: Query<'static> = query!(
     "memory_insert_many",
     [
@@ -46,14 +47,16 @@ const LOCK_NODES: Query<'static> =
     query!("memory_lock_nodes", [UUIDOID, UUIDARRAYOID, UUIDARRAYOID]);
 const FORGET_IDS: Query<'static> = query!("memory_forget_ids", [UUIDOID, UUIDARRAYOID]);
 const DETAILS: Query<'static> = query!("memory_details", [UUIDARRAYOID]);
-const TEXT: Query<'static> = query!("memory_text", [UUIDOID, TEXTOID, INT8OID, TEXTOID]);
+const TEXT: Query<'static> =
+    query!("memory_text", [UUIDOID, TEXTOID, INT8OID, TEXTOID]).per_tenant();
 const CONTEXT: Query<'static> = query!("memory_context", [UUIDOID, TEXTOID]);
 /// Its types are set per call (the OID of `vector[]` is the database's).
 const EMBED_MANY: Query<'static> = query!("memory_embed_many", []);
-const STAGED_COUNT: Query<'static> = query!("memory_staged_count", [UUIDOID, TEXTOID, INT8OID]);
-const LOCK_STAGED: Query<'static> = query!("memory_lock_staged", [UUIDOID, TEXTOID]);
+const STAGED_COUNT: Query<'static> =
+    query!("memory_staged_count", [UUIDOID, TEXTOID, INT8OID]).per_tenant();
+const LOCK_STAGED: Query<'static> = query!("memory_lock_staged", [UUIDOID, TEXTOID]).per_tenant();
 const INDEX_STAGED: Query<'static> =
-    query!("memory_index_staged", [UUIDOID, TEXTOID, UUIDARRAYOID]);
+    query!("memory_index_staged", [UUIDOID, TEXTOID, UUIDARRAYOID]).per_tenant();
 
 /// A memory's key, content, metadata and current energy.
 pub type Detail = (String, Option<String>, JsonbText, f64);

@@ -15,7 +15,8 @@ use super::score::stronger_edge;
 const NODE_BY_ID: Query<'static> = query!("node_by_id", [UUIDOID]);
 const NODE_BY_KEY: Query<'static> = query!("node_by_key", [TEXTOID]);
 const NODES_BY_IDS: Query<'static> = query!("nodes_by_ids", [UUIDARRAYOID]);
-const EMBEDDINGS_OF: Query<'static> = query!("embeddings_of", [UUIDOID, UUIDARRAYOID, TEXTOID]);
+const EMBEDDINGS_OF: Query<'static> =
+    query!("embeddings_of", [UUIDOID, UUIDARRAYOID, TEXTOID]).per_tenant();
 const TENANT_VECTORS: Query<'static> = query!("tenant_vectors", [UUIDOID, TEXTOID]);
 const NODES_OF_TENANT: Query<'static> = query!("nodes_of_tenant", [UUIDOID, INT8OID]);
 const EDGES_BETWEEN: Query<'static> = query!("edges_between", [UUIDOID, UUIDARRAYOID]);

@@ -1,28 +1,32 @@
 //! Plans kept per tenant: a query whose `$1` (the tenant) is bound into its plan as a constant,
-//! for a tenant's own graph (a partial HNSW index whose predicate names the tenant, which only a
-//! plan made for that value can use). The query is parsed through a parser hook that turns `$1`
+//! so that the plan reaches the tenant's partition of `node_embeddings` alone (a generic plan
+//! locks every partition when it runs) and can use a tenant's own graph (a partial HNSW index
+//! whose predicate names the tenant, which only a plan made for that value can use). The query is parsed through a parser hook that turns `$1`
 //! into a constant, as PL/pgSQL's hook turns its variables into parameters: no value is written
 //! into the text. PostgreSQL keeps the plan valid as it does any kept plan: it analyses the query
 //! again, through the same hook, when an index is built or dropped or the role changes.
 
 use std::cell::RefCell;
 
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use super::{c_text, keep, param_list, Cursor, Query};
+use super::{c_text, keep, Query};
 use crate::errors::FractalityError;
 
-/// How many plans bound to a tenant a backend keeps, the least recently used going first: each
-/// holds its query tree and plan (about 43 KB for a search), so at most about 5.5 MB a backend.
-/// Making one costs a little more than planning the query once for the tenant's value (the
-/// parse and the analysis too), which the tenant's next search earns back: planning it is about
-/// 0.2 ms of a search at 384 dimensions.
-pub const TENANT_PLANS: usize = 128;
+/// How much memory a backend's plans bound to tenants may hold, the least recently used going
+/// first: each holds its query tree and its plan, 20-70 KB for most queries here (a search's
+/// path, its scan, recall's words), about 300 KB for `thaw`'s document. 8 MB keeps the plans
+/// of a few dozen tenants' searches. A plan made again costs a little more than planning the
+/// query once for the tenant's value (the parse and the analysis too), 0.1-0.2 ms for a search.
+pub const TENANT_PLAN_BYTES: usize = 8 << 20;
+
+/// The most recently used plans are kept whatever their size: those of the call that is running
+/// (a search keeps its cursor open while its call runs other queries).
+const KEEP_RECENT: usize = 8;
 
 thread_local! {
-    /// Kept plans with their `$1` bound to a tenant ([`Cursor::open_for_tenant`]), the most
+    /// Kept plans with their `$1` bound to a tenant ([`super::Query::per_tenant`]), the most
     /// recently used last.
     static TENANT_BOUND: RefCell<Vec<TenantPlan>> = const { RefCell::new(Vec::new()) };
 }
@@ -101,9 +105,36 @@ unsafe extern "C-unwind" fn tenant_param(
     }
 }
 
+/// The memory `plan` holds: its query's source, query trees and generic plan (once made).
+///
+/// # Safety
+/// A kept plan of this backend.
+unsafe fn plan_bytes(plan: pg_sys::SPIPlanPtr) -> usize {
+    unsafe {
+        let sources = pg_sys::SPI_plan_get_plan_sources(plan);
+        if sources.is_null() {
+            return 0;
+        }
+        let mut bytes = 0;
+        for i in 0..(*sources).length.max(0) as usize {
+            let source = (*(*sources).elements.add(i)).ptr_value as *mut pg_sys::CachedPlanSource;
+            // the query trees' context is the source's child
+            bytes += pg_sys::MemoryContextMemAllocated((*source).context, true);
+            let gplan = (*source).gplan;
+            if !gplan.is_null() {
+                bytes += pg_sys::MemoryContextMemAllocated((*gplan).context, true);
+            }
+        }
+        bytes
+    }
+}
+
 /// The kept plan of `q` with its `$1` bound to `tenant`, made on first use (the least recently
-/// used of [`TENANT_PLANS`] freed to make room).
-fn tenant_plan(q: &Query<'_>, tenant: Uuid) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
+/// used freed while the plans hold more than [`TENANT_PLAN_BYTES`]).
+pub(super) fn tenant_plan(
+    q: &Query<'_>,
+    tenant: Uuid,
+) -> Result<pg_sys::SPIPlanPtr, FractalityError> {
     let found = TENANT_BOUND.with(|b| {
         let mut b = b.borrow_mut();
         let i = b
@@ -135,11 +166,16 @@ fn tenant_plan(q: &Query<'_>, tenant: Uuid) -> Result<pg_sys::SPIPlanPtr, Fracta
     })?;
     TENANT_BOUND.with(|b| {
         let mut b = b.borrow_mut();
-        if b.len() >= TENANT_PLANS {
+        // SAFETY: kept plans of this backend
+        let mut bytes: usize = b.iter().map(|p| unsafe { plan_bytes(p.plan) }).sum();
+        while bytes > TENANT_PLAN_BYTES && b.len() > KEEP_RECENT {
             let old = b.remove(0);
             // SAFETY: a kept plan of this backend; a portal still running it holds its own
             // reference to the plan it runs. The hook's state goes with it.
-            unsafe { pg_sys::SPI_freeplan(old.plan) };
+            unsafe {
+                bytes = bytes.saturating_sub(plan_bytes(old.plan));
+                pg_sys::SPI_freeplan(old.plan);
+            }
         }
         b.push(TenantPlan {
             text: q.text.to_string(),
@@ -148,29 +184,4 @@ fn tenant_plan(q: &Query<'_>, tenant: Uuid) -> Result<pg_sys::SPIPlanPtr, Fracta
         });
     });
     Ok(plan)
-}
-
-impl Cursor {
-    /// A cursor over `q` with its `$1`, `tenant`, bound into its plan as a constant: a partial
-    /// index whose predicate names the tenant (its own graph) is only usable so. The plan is
-    /// kept per tenant ([`TENANT_PLANS`]). `args` are every parameter's, `$1` included.
-    pub fn open_for_tenant(
-        q: &Query<'_>,
-        tenant: Uuid,
-        args: &[DatumWithOid<'_>],
-        read_only: bool,
-    ) -> Result<Cursor, FractalityError> {
-        let plan = tenant_plan(q, tenant)?;
-        // SAFETY: a kept plan and a parameter list of its types; SPI copies the list into the
-        // portal
-        let portal = unsafe {
-            pg_sys::SPI_cursor_open_with_paramlist(
-                std::ptr::null(),
-                plan,
-                param_list(q, args),
-                read_only,
-            )
-        };
-        Cursor::opened(q, portal)
-    }
 }

@@ -290,3 +290,92 @@ fn a_graph_dropped_waits_for_the_builds_so_other_tenants_recall_meanwhile() {
         Ok(vec!["built".to_string(), "dropped".to_string()])
     );
 }
+
+/// A lock on one partition of node_embeddings holds up only the tenants hashed there. The
+/// queries of one tenant's embeddings are planned per tenant, so they lock that tenant's
+/// partition alone; a generic plan (what they ran before) locks every partition when it runs,
+/// and every tenant's recall, remember, thaw and find_resonant waited behind a graph dropped or
+/// a `CLUSTER` of one partition (55P03 under a lock_timeout of 1 s, before). Under SHARE (an
+/// index built there), remember_many past staged_limit, which moves staged rows with an UPDATE,
+/// waited too.
+#[test]
+fn a_lock_on_one_embeddings_partition_holds_up_only_its_own_tenants() {
+    const LOCKED: &str = "partition_locked";
+    let mut a = common::db();
+    a.batch_execute(&format!("SELECT fractality.register_model('{LOCKED}', 4)"))
+        .unwrap();
+    let partition_of = |a: &mut postgres::Client, t: uuid::Uuid| -> String {
+        common::set_tenant(a, t);
+        a.execute(
+            "SELECT fractality.upsert_node('probe', NULL, NULL, NULL, '[1,0.5,0.25,0.125]'::vector, NULL, $1)",
+            &[&LOCKED],
+        )
+        .unwrap();
+        a.query_one(
+            "SELECT tableoid::regclass::text FROM fractality.node_embeddings WHERE user_id = $1 AND model = $2",
+            &[&t, &LOCKED],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let held = common::tenant();
+    let locked = partition_of(&mut a, held);
+    let other = loop {
+        let t = common::tenant();
+        if partition_of(&mut a, t) != locked {
+            break t;
+        }
+    };
+    let mut app = common::app("partition_lock_app", Some(other));
+    app.batch_execute("SET lock_timeout = '1s'; SET fractality.staged_limit = 0")
+        .unwrap();
+    let calls = [
+        "SELECT count(*) FROM fractality.recall('[1,0.5,0.25,0.125]'::vector, 3, model => $1)",
+        "SELECT count(*) FROM fractality.recall('[1,0.5,0.25,0.125]'::vector, 3, 'words', model => $1, reinforce => 0.1)",
+        "SELECT count(*) FROM fractality.remember('m', 'words', '[0.5,1,0.25,0.125]'::vector, model => $1)",
+        "SELECT count(*) FROM fractality.remember_many(ARRAY['n1', 'n2'], ARRAY['one', 'two'],
+                ARRAY['[1,0,0,0]', '[0,1,0,0]']::vector[], model => $1)",
+        "SELECT count(*) FROM fractality.find_resonant('probe', 0.1, 5, $1)",
+        "SELECT count(*) FROM fractality.thaw('probe', 10, $1)",
+        "SELECT count(*) FROM fractality.freeze(fractality.thaw('probe', 10, $1), $1)",
+    ];
+    for mode in ["ACCESS EXCLUSIVE", "SHARE"] {
+        let mut holder = common::db();
+        holder
+            .batch_execute(&format!("BEGIN; LOCK TABLE {locked} IN {mode} MODE"))
+            .unwrap();
+        // twice: the plan made on the first call, then the plan kept
+        for round in 0..2 {
+            for call in calls {
+                let r = app
+                    .query_one(call, &[&LOCKED])
+                    .map(|_| ())
+                    .map_err(|e| common::sqlstate(&e));
+                assert_eq!(
+                    r,
+                    Ok(()),
+                    "{call} of a tenant outside {locked}, held in {mode} mode (round {round})"
+                );
+            }
+        }
+        holder.batch_execute("ROLLBACK").unwrap();
+    }
+    // the tenant of the locked partition does wait: the lock is real
+    let mut holder = common::db();
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {locked} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .unwrap();
+    common::set_tenant(&mut app, held);
+    let r = app
+        .query_one(calls[0], &[&LOCKED])
+        .map(|_| ())
+        .map_err(|e| common::sqlstate(&e));
+    assert_eq!(
+        r,
+        Err("55P03".to_string()),
+        "the locked partition's own tenant"
+    );
+    holder.batch_execute("ROLLBACK").unwrap();
+}
