@@ -107,14 +107,19 @@ impl NodeFields<'_> {
 
 // ---- the frozen document --------------------------------------------------------------------
 
-/// What `freeze` reads: the shape `thaw` writes (unknown fields are ignored).
+/// What `freeze` reads: the shape `thaw` writes. A field it does not know is refused (a
+/// misspelt `lable` or `wieght` would otherwise be dropped without a word); the fields `thaw`
+/// writes that freeze does not restore (`user_id`, `created_at`, `updated_at`, an edge's `id`)
+/// are taken and left.
 #[derive(Deserialize, Debug, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Frozen {
-    /// The id of the node thawed (as `thaw` gives it): an edge whose other node it is, is a
-    /// self-loop, whatever key the document is frozen under.
-    pub id: Option<serde_json::Value>,
+    /// The id of the node thawed (as `thaw` gives it, a uuid): an edge whose other node it is,
+    /// is a self-loop, whatever key the document is frozen under.
+    pub id: Option<String>,
     pub user_id: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
     pub node_key: Option<String>,
     pub label: Option<String>,
     #[serde(rename = "type")]
@@ -142,7 +147,7 @@ pub struct Frozen {
 }
 
 #[derive(Deserialize, Debug, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct FrozenEdges {
     pub outgoing: Vec<FrozenEdge>,
     pub incoming: Vec<FrozenEdge>,
@@ -151,12 +156,16 @@ pub struct FrozenEdges {
 /// An edge of the node, as `thaw` gives it: the other node's key is `to_key` in `outgoing`,
 /// `from_key` in `incoming`.
 #[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct FrozenEdge {
+    /// The edge's id, as `thaw` gives it (not restored: the edge is keyed by its nodes and type).
+    #[serde(default)]
+    pub id: Option<serde_json::Value>,
     #[serde(rename = "to_key", alias = "from_key")]
     pub key: String,
-    /// The other node's id, as `thaw` gives it (`to_node`, `from_node`).
+    /// The other node's id, as `thaw` gives it (`to_node`, `from_node`), a uuid.
     #[serde(default, rename = "to_node", alias = "from_node")]
-    pub node: Option<serde_json::Value>,
+    pub node: Option<String>,
     #[serde(rename = "type", default = "child")]
     pub relationship: String,
     #[serde(default = "one")]
@@ -174,6 +183,7 @@ fn one() -> f64 {
 }
 
 #[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct FrozenPoint {
     pub time: String,
     pub atp_level: f64,
@@ -270,6 +280,30 @@ pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityErro
     }
     for (p, r) in frozen.stream.iter_mut().zip(vectors) {
         p.resonance_vector = r;
+    }
+    // the ids tell a self-loop from an edge to another node: each a uuid, as thaw gives it
+    let ids = frozen.id.iter().map(|v| ("id", v)).chain(
+        frozen
+            .edges
+            .outgoing
+            .iter()
+            .filter_map(|e| e.node.as_ref().map(|v| ("to_node", v))),
+    );
+    let ids = ids.chain(
+        frozen
+            .edges
+            .incoming
+            .iter()
+            .filter_map(|e| e.node.as_ref().map(|v| ("from_node", v))),
+    );
+    for (field, v) in ids {
+        if parse_uuid(v).is_none() {
+            return Err(FractalityError::invalid(
+                field,
+                format!("'{v}'"),
+                "A node's id in a frozen document is a uuid, as thaw gives it (or leave it out).",
+            ));
+        }
     }
     if frozen.node_key.is_none() {
         return Err(FractalityError::invalid(
@@ -374,6 +408,53 @@ mod tests {
         assert!(check_atp(1.01).is_err());
         assert!(check_relationship("").is_err());
         assert!(check_key(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn frozen_documents_refuse_unknown_fields_and_ids_that_are_no_uuid() {
+        // what thaw writes is taken whole
+        let thawed = serde_json::json!({
+            "id": "0a41354d-8206-4fca-8dc3-00025cd120aa", "user_id": "b369adec-b3d0-44ed-b3a8-b9a8246a3cd6",
+            "node_key": "a", "label": "l", "type": "concept", "metadata": {}, "energy": {},
+            "atp": 0.5, "atp_at": "2026-01-01T00:00:00+00:00", "created_at": "2026-01-01T00:00:00+00:00",
+            "updated_at": "2026-01-01T00:00:00+00:00", "expires_at": null, "model": "default",
+            "embedding": [1.0], "embeddings": {"default": [1.0]},
+            "edges": {"outgoing": [{"id": "5ec65505-04ec-49b9-8218-e2c6d81e1e0c", "to_node": "0a41354d-8206-4fca-8dc3-00025cd120aa",
+                                     "to_key": "a", "type": "child", "weight": 0.5, "metadata": {}}],
+                      "incoming": [{"id": "5ec65505-04ec-49b9-8218-e2c6d81e1e0d", "from_node": "5ec65505-04ec-49b9-8218-e2c6d81e1e0e",
+                                     "from_key": "b", "type": "child", "weight": 0.5, "metadata": {}}]},
+            "stream": [{"time": "2026-01-01T00:00:00+00:00", "atp_level": 0.3, "attention_score": 0.1, "resonance_vector": null}]
+        });
+        assert!(parse_frozen(thawed).is_ok());
+        let e = parse_frozen(serde_json::json!({"node_key": "a", "lable": "x"})).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "invalid value for frozen node: field \"lable\": unknown field `lable`"
+            ),
+            "{e}"
+        );
+        let e = parse_frozen(serde_json::json!({
+            "node_key": "a", "edges": {"outgoing": [{"to_key": "b", "wieght": 0.1}]}
+        }))
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `wieght`"), "{e}");
+        let e = parse_frozen(serde_json::json!({
+            "node_key": "a", "stream": [{"time": "2026-01-01", "atp_level": 0.5, "atention": 3}]
+        }))
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `atention`"), "{e}");
+        let e = parse_frozen(serde_json::json!({
+            "node_key": "a", "id": "x", "edges": {"outgoing": [{"to_key": "b", "to_node": "x"}]}
+        }))
+        .unwrap_err();
+        assert_eq!(e.to_string(), "invalid value for id: 'x'");
+        let e = parse_frozen(serde_json::json!({
+            "node_key": "a", "edges": {"incoming": [{"from_key": "b", "from_node": "x"}]}
+        }))
+        .unwrap_err();
+        assert_eq!(e.to_string(), "invalid value for from_node: 'x'");
+        // a number is no id either
+        assert!(parse_frozen(serde_json::json!({"node_key": "a", "id": 5})).is_err());
     }
 
     #[test]

@@ -169,6 +169,29 @@ fn bad_input_has_a_sqlstate_and_writes_nothing() {
             "22023",
         ),
         ("SELECT * FROM fractality.children('n0', repeat('r', 51))", "22023"),
+        // a field freeze does not know (a misspelt one was dropped without a word, and an edge
+        // without its weight written at 1), and ids that are no uuid (an edge to n1 whose
+        // to_node equalled the document's id became a self-loop)
+        (
+            "SELECT fractality.freeze('{\"node_key\": \"x\", \"lable\": \"important\"}')",
+            "22023",
+        ),
+        (
+            "SELECT fractality.freeze('{\"node_key\": \"x\", \"edges\": {\"outgoing\": [{\"to_key\": \"n1\", \"wieght\": 0.1}]}}')",
+            "22023",
+        ),
+        (
+            "SELECT fractality.freeze('{\"node_key\": \"x\", \"stream\": [{\"time\": \"2026-01-01\", \"atp_level\": 0.5, \"atention\": 3}]}')",
+            "22023",
+        ),
+        (
+            "SELECT fractality.freeze('{\"node_key\": \"x\", \"id\": \"x\", \"edges\": {\"outgoing\": [{\"to_key\": \"n1\", \"to_node\": \"x\"}]}}')",
+            "22023",
+        ),
+        (
+            "SELECT fractality.freeze('{\"node_key\": \"x\", \"id\": 5}')",
+            "22023",
+        ),
     ] {
         let e = c.query(sql, &[]).unwrap_err();
         assert_eq!(common::sqlstate(&e), state, "{sql}: {e}");
