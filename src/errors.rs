@@ -544,6 +544,87 @@ pub fn check_elements(name: &'static str, n: usize) -> Result<(), FractalityErro
     Ok(())
 }
 
+/// The dimensions of array argument `n` of the call (its first header bytes read, not the
+/// array): None when it is NULL or was not passed.
+///
+/// # Safety
+/// `fcinfo` is the call's, and argument `n`, when passed, is an array.
+unsafe fn array_dims(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<Vec<i32>> {
+    unsafe {
+        if fcinfo.is_null() || ((*fcinfo).nargs as usize) <= n {
+            return None;
+        }
+        let datum = pgrx::fcinfo::pg_getarg_datum(fcinfo, n)?;
+        // the header after the length word: ndim, dataoffset, elemtype, then up to 6 dimensions
+        let arr = pg_sys::pg_detoast_datum_slice(datum.cast_mut_ptr(), 0, 12 + 4 * 6)
+            as *const pg_sys::ArrayType;
+        let ndim = (*arr).ndim.clamp(0, 6) as usize;
+        let dims = (arr as *const u8).add(std::mem::size_of::<pg_sys::ArrayType>()) as *const i32;
+        Some((0..ndim).map(|i| *dims.add(i)).collect())
+    }
+}
+
+/// 22023 unless array argument `n` (`name`) has one dimension, as a list does: PostgreSQL takes
+/// `'{{1,2},{3,4}}'` for any `T[]`, and its elements read in a row would pass for a list of four.
+/// An empty array (no dimension) passes.
+///
+/// # Safety
+/// As [`array_dims`].
+pub unsafe fn one_dimensional(
+    fcinfo: pg_sys::FunctionCallInfo,
+    n: usize,
+    name: &'static str,
+) -> Result<(), FractalityError> {
+    match unsafe { array_dims(fcinfo, n) } {
+        Some(d) if d.len() > 1 => Err(FractalityError::invalid(
+            name,
+            format!("an array of {} dimensions", d.len()),
+            "Pass a one-dimensional array, one element per item.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// [`one_dimensional`] for each of `args` (position, name), raised.
+///
+/// # Safety
+/// As [`array_dims`], for each.
+pub unsafe fn one_dimensional_args(
+    fcinfo: pg_sys::FunctionCallInfo,
+    args: &[(usize, &'static str)],
+) {
+    for &(n, name) in args {
+        unsafe { one_dimensional(fcinfo, n, name) }.unwrap_or_report();
+    }
+}
+
+/// 22023 unless array argument `n` (`name`) holds rows of `width` values: one dimension (the
+/// rows one after another), or two of which the second is `width` (a row per element of the
+/// first, as a client's list of lists arrives).
+///
+/// # Safety
+/// As [`array_dims`].
+pub unsafe fn rows_of(
+    fcinfo: pg_sys::FunctionCallInfo,
+    n: usize,
+    name: &'static str,
+    width: i32,
+) -> Result<(), FractalityError> {
+    match unsafe { array_dims(fcinfo, n) } {
+        Some(d) if d.len() > 2 || (d.len() == 2 && d[1] != width) => {
+            Err(FractalityError::invalid(
+                name,
+                format!(
+                    "an array of dimensions {}",
+                    d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" x ")
+                ),
+                "Pass the values one after another in one dimension, or an array of rows of as many values as an event holds.",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The elements of the array argument `name` (a NULL element as None), at most
 /// [`MAX_ELEMENTS`], counted before any is read.
 pub fn elements<'a, T>(

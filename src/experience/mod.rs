@@ -98,6 +98,32 @@ pub unsafe extern "C-unwind" fn write_events_text_wrapper(
     unsafe { write_events_json_wrapper(fcinfo) }
 }
 
+/// The arrays of `write_events`' typed form: one value an event in one dimension; states and
+/// actions 8 values an event, rewards 4, one after another or as rows of that many.
+///
+/// # Safety
+/// `fcinfo` is that function's call.
+unsafe fn check_event_arrays(fcinfo: pg_sys::FunctionCallInfo) -> Result<(), FractalityError> {
+    use crate::errors::{one_dimensional, rows_of};
+    unsafe {
+        for (n, name) in [
+            (0, "event_ids"),
+            (1, "timestamps"),
+            (2, "episode_ids"),
+            (3, "step_numbers"),
+            (4, "event_types"),
+            (5, "flags"),
+            (9, "adna_version_hashes"),
+            (10, "sequence_numbers"),
+        ] {
+            one_dimensional(fcinfo, n, name)?;
+        }
+        rows_of(fcinfo, 6, "states", 8)?;
+        rows_of(fcinfo, 7, "actions", 8)?;
+        rows_of(fcinfo, 8, "rewards", 4)
+    }
+}
+
 /// The typed-array form of `write_events`, for clients that send arrays.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, strict, parallel_unsafe, name = "write_events")]
@@ -113,9 +139,12 @@ fn write_events_arrays(
     rewards: Array<'_, f32>,
     adna_version_hashes: Array<'_, i32>,
     sequence_numbers: Array<'_, i32>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> i64 {
     let _trim = crate::heap::Trim;
     crate::errors::writer(c"write_events");
+    // SAFETY: the call's own arguments, arrays by the signature
+    unsafe { check_event_arrays(fcinfo) }.unwrap_or_report();
     // the lengths are checked by events_from_arrays, before anything is written
     let (timestamps, episode_ids, step_numbers) =
         (opts(&timestamps), opts(&episode_ids), opts(&step_numbers));
@@ -161,8 +190,15 @@ fn write_event(
     reward_efficiency: default!(Option<f32>, 0.0),
     reward_goal: default!(Option<f32>, 0.0),
     metadata: default!(Option<crate::jsonb::JsonValue>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) {
     crate::errors::writer(c"write_event");
+    // SAFETY: the call's own arguments, arrays by the signature
+    unsafe {
+        crate::errors::rows_of(fcinfo, 6, "state", 8)
+            .and_then(|()| crate::errors::rows_of(fcinfo, 7, "action", 8))
+    }
+    .unwrap_or_report();
     let id = required("event_id", event_id);
     // every column but the metadata (22004 for a NULL; a reward left out is 0)
     let adna_version_hash = Some(required("adna_version_hash", adna_version_hash));

@@ -121,9 +121,22 @@ fn remember_many_arrays(
     model: default!(Option<&str>, "'default'"),
     dedup_threshold: default!(Option<f64>, 0.95),
     ttls: default!(Option<Array<'_, Interval>>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> TableIterator<'static, (name!(node_id, Uuid), name!(created, bool))> {
     let trim = crate::heap::Trim;
     crate::errors::writer(c"remember_many");
+    // SAFETY: the call's own arguments, arrays by the signature (embeddings are checked as read)
+    unsafe {
+        crate::errors::one_dimensional_args(
+            fcinfo,
+            &[
+                (0, "node_keys"),
+                (1, "contents"),
+                (3, "metadata"),
+                (6, "ttls"),
+            ],
+        )
+    };
     // each array counted before any element is copied out (crate::errors::MAX_ELEMENTS)
     let node_keys = node_keys.map(|a| crate::errors::elements("node_keys", &a));
     let contents = crate::errors::elements("contents", &required("contents", contents));

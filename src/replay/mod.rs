@@ -21,7 +21,7 @@ pub mod upkeep;
 use pgrx::datum::{Array, Interval};
 use pgrx::prelude::*;
 
-use crate::errors::{in_range, required, FractalityError, OrReport};
+use crate::errors::{in_range, one_dimensional_args, required, FractalityError, OrReport};
 use crate::spi;
 
 pub use input::MAX_DRAWS;
@@ -244,8 +244,11 @@ fn update_priorities(
     buffer: Option<&str>,
     event_ids: Option<Array<'_, &[u8]>>,
     priorities: Option<Array<'_, f64>>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> i64 {
     crate::errors::writer(c"update_priorities");
+    // SAFETY: the call's own arguments, arrays by the signature
+    unsafe { one_dimensional_args(fcinfo, &[(1, "event_ids"), (2, "priorities")]) };
     let _trim = crate::heap::Trim::when(event_ids.as_ref().map_or(0, |a| a.len()), 10_000);
     write_back(buffer, event_ids, priorities, None)
 }
@@ -259,8 +262,16 @@ fn update_priorities_at(
     event_ids: Option<Array<'_, &[u8]>>,
     priorities: Option<Array<'_, f64>>,
     event_timestamps: Option<Array<'_, i64>>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> i64 {
     crate::errors::writer(c"update_priorities");
+    // SAFETY: the call's own arguments, arrays by the signature
+    unsafe {
+        one_dimensional_args(
+            fcinfo,
+            &[(1, "event_ids"), (2, "priorities"), (3, "event_timestamps")],
+        )
+    };
     let _trim = crate::heap::Trim::when(event_ids.as_ref().map_or(0, |a| a.len()), 10_000);
     let ts = crate::errors::elements(
         "event_timestamps",

@@ -194,6 +194,7 @@ fn resonance_with(
     node: Uuid,
     others: Array<'_, Uuid>,
     model: default!(&str, "'default'"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> TableIterator<
     'static,
     (
@@ -204,6 +205,8 @@ fn resonance_with(
         name!(resonance, Option<f64>),
     ),
 > {
+    // SAFETY: the call's own arguments, `others` an array by the signature
+    unsafe { crate::errors::one_dimensional_args(fcinfo, &[(1, "others")]) };
     let others: Vec<Uuid> = crate::errors::elements("others", &others)
         .into_iter()
         .map(|o| required("an element of others", o))

@@ -1394,3 +1394,116 @@ fn a_key_out_of_bounds_is_a_bad_value_in_every_function() {
         .get(0);
     assert_eq!(nodes, 1);
 }
+
+/// An array argument of one value an item refuses more than one dimension (22023 naming it, and
+/// nothing written): PostgreSQL takes `'{{1,2},{3,4}}'` for any `T[]`, and its elements read in
+/// a row passed for a list (write_event stored a 2 x 4 state as its 8 values). States, actions
+/// and rewards may come as rows of an event's values, as a client's list of lists arrives: the
+/// same values, one event after another.
+#[test]
+fn multi_dimensional_arrays_are_refused_where_a_list_is_taken() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = common::db();
+    c.batch_execute(
+        "SET fractality.user_id = 'bad1bad1-0000-4000-8000-000000000007';
+         SELECT fractality.upsert_node('md-src', 'md', '{}', 0.5, array_fill(0.05, ARRAY[384])::vector);
+         SELECT fractality.create_replay_buffer('md_buffer');",
+    )
+    .unwrap();
+    let counts = counts_sql(&mut c);
+    let v = "array_fill(0.05, ARRAY[384])::vector";
+    let id = "'\\x0000000000000000000000000000d001'::bytea";
+    let z8 = "array_fill(0::real, ARRAY[8])";
+    let two_d = "array_fill(0::real, ARRAY[2, 4])";
+    let src = "(SELECT id FROM fractality.nodes WHERE node_key = 'md-src')";
+    let event = |state: &str, action: &str| {
+        format!("SELECT fractality.write_event({id}, 2000, 1, 0, 1::smallint, 0::smallint, {state}, {action}, 7, 1)")
+    };
+    let events = |ids: &str, states: &str, rewards: &str| {
+        format!(
+            "SELECT fractality.write_events({ids}, '{{1000}}', '{{1}}', '{{0}}', '{{1}}', '{{0}}',
+                    {states}, {z8}, {rewards}, '{{7}}', '{{1}}')"
+        )
+    };
+    for (sql, arg) in [
+        (event(two_d, z8), "state"),
+        (event(z8, two_d), "action"),
+        (events(&format!("ARRAY[[{id}]]"), z8, "'{0,0,0,1}'"), "event_ids"),
+        (events(&format!("ARRAY[{id}]"), two_d, "'{0,0,0,1}'"), "states"),
+        (
+            events(&format!("ARRAY[{id}]"), z8, "array_fill(0::real, ARRAY[2, 2])"),
+            "rewards",
+        ),
+        (
+            format!("SELECT fractality.update_priorities('md_buffer', ARRAY[[{id}]], '{{1}}')"),
+            "event_ids",
+        ),
+        (
+            format!("SELECT fractality.update_priorities('md_buffer', ARRAY[{id}], '{{{{1}}}}')"),
+            "priorities",
+        ),
+        (
+            format!("SELECT fractality.update_priorities('md_buffer', ARRAY[{id}], '{{1}}', '{{{{5}}}}')"),
+            "event_timestamps",
+        ),
+        (
+            format!("SELECT count(*) FROM fractality.resonance_with({src}, ARRAY[[{src}]])"),
+            "others",
+        ),
+        (
+            format!("SELECT count(*) FROM fractality.remember_many(ARRAY[['a', 'b']], ARRAY['x', 'y'], ARRAY[{v}, {v}])"),
+            "node_keys",
+        ),
+        (
+            format!("SELECT count(*) FROM fractality.remember_many(NULL, ARRAY[['x', 'y']], ARRAY[{v}, {v}])"),
+            "contents",
+        ),
+        (
+            format!("SELECT count(*) FROM fractality.remember_many(NULL, ARRAY['x', 'y'], ARRAY[{v}, {v}],
+                                                                  ttls => ARRAY[['1 hour', '1 hour']]::interval[])"),
+            "ttls",
+        ),
+    ] {
+        let before: Vec<i64> = c.query_one(counts.as_str(), &[]).unwrap().get(0);
+        let e = c.query(sql.as_str(), &[]).unwrap_err();
+        assert_eq!(common::sqlstate(&e), "22023", "{sql}: {e}");
+        let db = e.as_db_error().expect("a server error");
+        assert!(
+            db.message().starts_with(&format!("invalid value for {arg}: an array of")),
+            "{sql}: {}",
+            db.message()
+        );
+        let after: Vec<i64> = c.query_one(counts.as_str(), &[]).unwrap().get(0);
+        assert_eq!(before, after, "{sql} wrote something");
+    }
+    // two events' states and rewards as rows: the same values as one after another
+    let n: i64 = c
+        .query_one(
+            "SELECT fractality.write_events(
+                    ARRAY['\\x0000000000000000000000000000d002', '\\x0000000000000000000000000000d003']::bytea[],
+                    '{1000, 1001}', '{1, 1}', '{0, 1}', '{1, 1}', '{0, 0}',
+                    ARRAY[[1,2,3,4,5,6,7,8], [9,10,11,12,13,14,15,16]]::real[],
+                    array_fill(0::real, ARRAY[2, 8]), ARRAY[[0,0,0,1], [0,0,0,2]]::real[], '{7, 7}', '{1, 2}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    let rows: Vec<(f32, f32, f32)> = c
+        .query(
+            "SELECT state_l1, state_l8, reward_goal FROM fractality.experience_events
+              WHERE event_id IN ('\\x0000000000000000000000000000d002', '\\x0000000000000000000000000000d003')
+              ORDER BY step_number",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (got, want) in rows.iter().zip([(1.0, 8.0, 1.0), (9.0, 16.0, 2.0)]) {
+        approx::assert_relative_eq!(got.0, want.0);
+        approx::assert_relative_eq!(got.1, want.1);
+        approx::assert_relative_eq!(got.2, want.2);
+    }
+}
