@@ -29,3 +29,28 @@ pub fn current() -> Result<Option<Uuid>, FractalityError> {
 pub fn required() -> Result<Uuid, FractalityError> {
     current()?.ok_or(FractalityError::NoTenant)
 }
+
+/// The tenant of a call that reads every row the caller may see when the session has none
+/// (`search_nodes`, `apply_consciousness_decay`): None for a caller whom row-level security does
+/// not restrict on `fractality.<table>` (its owner, a superuser, a BYPASSRLS role), which sees
+/// every tenant; 22004 for any other caller without a tenant, which would see nothing, so that
+/// an empty answer does not hide a missing setting. PostgreSQL itself says whether the policy
+/// applies (`check_enable_rls`, what `row_security_active()` asks).
+pub fn required_where_restricted(table: &std::ffi::CStr) -> Result<Option<Uuid>, FractalityError> {
+    if let Some(t) = current()? {
+        return Ok(Some(t));
+    }
+    // SAFETY: catalog lookups by name and PostgreSQL's own check, inside a transaction
+    let restricted = unsafe {
+        let ns = pgrx::pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
+        let rel = pgrx::pg_sys::get_relname_relid(table.as_ptr(), ns);
+        rel != pgrx::pg_sys::InvalidOid
+            && pgrx::pg_sys::check_enable_rls(rel, pgrx::pg_sys::InvalidOid, true)
+                == pgrx::pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    };
+    if restricted {
+        Err(FractalityError::NoTenant)
+    } else {
+        Ok(None)
+    }
+}

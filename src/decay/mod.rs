@@ -145,6 +145,10 @@ pub fn apply_consciousness_decay(
     crate::errors::writer(c"apply_consciousness_decay");
     let rate = check_rate("decay_rate", required("decay_rate", decay_rate)).unwrap_or_report();
     let floor = check_level("min_atp", required("min_atp", min_atp)).unwrap_or_report();
+    if p_user_id.is_none() {
+        // every node the caller sees: an application role must name its tenant
+        crate::tenant::required_where_restricted(c"nodes").unwrap_or_report();
+    }
 
     let rows = spi::connect(|| -> Result<Vec<(pgrx::Uuid, f64, f64)>, FractalityError> {
         let was_on = notify_off()?;

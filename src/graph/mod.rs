@@ -600,5 +600,7 @@ fn search_nodes(
         FractalityError::invalid("k", k, "Ask for at most 1000 results.").report();
     }
     crate::errors::check_words("query", query).unwrap_or_report();
+    // the session's tenant, or every node the caller sees: an application role must name one
+    crate::tenant::required_where_restricted(c"node_text").unwrap_or_report();
     TableIterator::new(spi::connect(|| store::search(query, k as i64)).unwrap_or_report())
 }

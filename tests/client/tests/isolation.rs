@@ -461,13 +461,20 @@ fn tenant_a_neither_sees_nor_changes_tenant_b() {
             ),
         }
     }
+    // the consensus nodes themselves (depth 0) are the shared aggregate; no tenant node below
+    let sql = "SELECT node_id FROM fractality.consensus_tree(-1, 5) WHERE depth > 0";
+    assert!(uuids(&mut none, sql).unwrap().is_empty(), "{sql}");
+    // the calls that read every row the caller sees when it names no tenant: an application
+    // role without one is told so (before, an empty answer hid the missing setting)
     for sql in [
         "SELECT * FROM fractality.search_nodes('secret')",
-        // the consensus nodes themselves (depth 0) are the shared aggregate; no tenant node below
-        "SELECT node_id FROM fractality.consensus_tree(-1, 5) WHERE depth > 0",
         "SELECT node_id FROM fractality.apply_consciousness_decay(0.5, 0.1, NULL)",
     ] {
-        assert!(uuids(&mut none, sql).unwrap().is_empty(), "{sql}");
+        assert_eq!(
+            common_try(&mut none, sql),
+            Err("22004".to_string()),
+            "{sql} without a user id"
+        );
     }
     assert_eq!(
         none.query_one("SELECT fractality.materialize_decay()", &[])
