@@ -755,7 +755,11 @@ END $$;
 -- The monthly partitions ensure_partitions(ahead) makes, of consciousness_streams and then of
 -- experience_events, each in month order: from the current month (UTC) to `ahead` months after
 -- it, and the months whose rows the default partitions caught (at most 24 a table, those nearest
--- the current month first), but an events month the cold tier holds; those that exist left out.
+-- the current month first) from 120 months before the current month to 24 after it, but an
+-- events month the cold tier holds; those that exist left out. Rows of months outside that
+-- window stay in the default partitions, where they are read and archived: any role may write
+-- events, and a tenant stream points, of any time, and a partition a month of them made the
+-- tables grow without end (every statement that cannot prune by time locks each partition).
 CREATE FUNCTION fractality._months_to_partition(ahead integer)
 RETURNS TABLE (parent regclass, month date)
 LANGUAGE sql STABLE
@@ -777,6 +781,7 @@ streams AS (
        FROM (SELECT DISTINCT date_trunc('month', s.time AT TIME ZONE 'UTC')::date AS m
                FROM fractality.consciousness_streams_default s
               WHERE s.time >= '0001-01-01 00:00+00' AND s.time < '9999-12-01 00:00+00') d, this
+      WHERE d.m >= (this.m - interval '120 months')::date AND d.m <= (this.m + interval '24 months')::date
       ORDER BY abs(d.m - this.m), d.m
       LIMIT 24)),
 events_wanted AS (
@@ -794,7 +799,10 @@ events_warm AS (
 events AS (
     SELECT m FROM events_warm WHERE ahead
     UNION
-    (SELECT w.m FROM events_warm w, this WHERE NOT w.ahead ORDER BY abs(w.m - this.m), w.m LIMIT 24)),
+    (SELECT w.m FROM events_warm w, this
+      WHERE NOT w.ahead
+        AND w.m >= (this.m - interval '120 months')::date AND w.m <= (this.m + interval '24 months')::date
+      ORDER BY abs(w.m - this.m), w.m LIMIT 24)),
 wanted AS (
     SELECT 'fractality.consciousness_streams'::regclass AS parent, m AS month, 1 AS tier FROM streams
     UNION ALL
@@ -818,7 +826,9 @@ $$;
 -- at most 24 a table, those nearest the current month first, and leaves the rest (still read
 -- where they are) to the next call: a writer of rows spread over centuries cannot make one call
 -- create thousands of partitions and fail on its locks, which would stop run_maintenance for
--- every tenant. Returns how many partitions it created.
+-- every tenant. Nor can calls after it: months more than 120 before the current one or 24 after
+-- it get no partition of their own (their rows stay in the default partition). Returns how many
+-- partitions it created.
 CREATE FUNCTION fractality.ensure_partitions(ahead integer DEFAULT 3) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp

@@ -1778,3 +1778,96 @@ fn a_failing_step_of_maintenance_leaves_the_others_to_run() {
         .get(0);
     assert!(run.get("failed").is_none(), "{run}");
 }
+
+/// The months maintenance makes partitions for from the rows the default partitions caught lie
+/// from 120 months before the current one to 24 after it: any role may write events, and a
+/// tenant stream points, of any time, and a partition a month of them made both tables grow
+/// without end, 48 partitions a run (a security review grew them to 3 409 each in 141 runs; every
+/// statement that cannot prune by time then locks each partition, and 8 tenants' forgets ran
+/// out of shared memory). Rows of the months outside stay in the default partitions, read as
+/// before.
+#[test]
+fn months_far_from_now_get_no_partition_of_their_own() {
+    const DB: &str = "fractality_partition_window";
+    let mut c = common::fresh_db(DB, "CREATE EXTENSION fractality CASCADE");
+    c.batch_execute("SET fractality.user_id = 'c0c0c0c0-0000-4000-8000-000000000001'")
+        .unwrap();
+    let node: uuid::Uuid = c
+        .query_one(
+            "SELECT fractality.upsert_node('far', 'far', '{}', 0.5)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // months relative to the current one (UTC), the 15th at noon: 132 and 119 before, 23 and
+    // 30 after
+    let offsets = [-132i32, -119, 23, 30];
+    for (i, m) in offsets.iter().enumerate() {
+        c.execute(
+            "INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
+             VALUES ((date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => $1, days => 14, hours => 12)) AT TIME ZONE 'UTC',
+                     $2, 'c0c0c0c0-0000-4000-8000-000000000001', 0.5)",
+            &[m, &node],
+        )
+        .unwrap();
+        c.execute(
+            "SELECT fractality.write_events(jsonb_build_array(jsonb_build_object(
+                 'event_id', lpad(to_hex($2::int), 32, 'f'),
+                 'timestamp', fractality.epoch_us((date_trunc('month', now() AT TIME ZONE 'UTC')
+                                                   + make_interval(months => $1, days => 14, hours => 12)) AT TIME ZONE 'UTC'),
+                 'episode_id', 1, 'step_number', $2::int, 'event_type', 1, 'flags', 0,
+                 'state_l1', 0, 'state_l2', 0, 'state_l3', 0, 'state_l4', 0,
+                 'state_l5', 0, 'state_l6', 0, 'state_l7', 0, 'state_l8', 0,
+                 'action_l1', 0, 'action_l2', 0, 'action_l3', 0, 'action_l4', 0,
+                 'action_l5', 0, 'action_l6', 0, 'action_l7', 0, 'action_l8', 0,
+                 'adna_version_hash', 7, 'sequence_number', 0)))",
+            &[m, &(i as i32)],
+        )
+        .unwrap();
+    }
+    c.batch_execute("SELECT fractality.ensure_partitions(0)")
+        .unwrap();
+    for table in ["consciousness_streams", "experience_events"] {
+        let made: Vec<bool> = c
+            .query(
+                "SELECT to_regclass(format('fractality.%s_%s', $1::text,
+                            to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => m), 'YYYY_MM'))) IS NOT NULL
+                   FROM unnest($2::int[]) WITH ORDINALITY AS t(m, n) ORDER BY n",
+                &[&table, &offsets.to_vec()],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            made,
+            vec![false, true, true, false],
+            "{table}: partitions for the months {offsets:?} from now"
+        );
+        // every row still read through the parent, the far ones in the default partition
+        let (all, default): (i64, i64) = {
+            let r = c
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT count(*) FROM fractality.{table}), (SELECT count(*) FROM fractality.{table}_default)"
+                    ),
+                    &[],
+                )
+                .unwrap();
+            (r.get(0), r.get(1))
+        };
+        assert_eq!(
+            (all, default),
+            (4, 2),
+            "{table}: rows in all, in the default partition"
+        );
+    }
+    // a run after it makes none for them either
+    let report: serde_json::Value = c
+        .query_one("SELECT fractality.run_maintenance()", &[])
+        .unwrap()
+        .get(0);
+    assert!(report.get("failed").is_none(), "{report}");
+    drop(c);
+    common::drop_db(DB);
+}
