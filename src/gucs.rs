@@ -50,6 +50,11 @@ static TENANT_GRAPHS: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// staged rows between two run_maintenance. 0 indexes every batch at once.
 static STAGED_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 
+/// `fractality.tenant_plan_memory`: how much memory (kB) a backend's plans bound to tenants may
+/// hold (spi/tenant_plans.rs), the least recently used freed first: 16 MB keeps a search's and
+/// a recall's plans for about 60 tenants.
+static TENANT_PLAN_MEMORY: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024);
+
 /// `fractality.consensus_exact_limit`: crystallize_consensus compares its seed with every
 /// embedding of the model, across tenants, while the model holds at most this many 384-d
 /// embeddings (scaled by 384 / d), instead of reading the partitions' HNSW indexes, whose search
@@ -109,6 +114,11 @@ pub fn atp_floor() -> f64 {
 /// `fractality.exact_scan_limit` (for 384-d embeddings).
 pub fn exact_scan_limit() -> i32 {
     EXACT_SCAN_LIMIT.get()
+}
+
+/// `fractality.tenant_plan_memory`, in bytes.
+pub fn tenant_plan_memory() -> usize {
+    TENANT_PLAN_MEMORY.get().max(0) as usize * 1024
 }
 
 /// `fractality.staged_limit` (for 384-d embeddings).
@@ -291,6 +301,16 @@ pub fn init() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"fractality.tenant_plan_memory",
+        c"How much memory a backend's query plans bound to a tenant may hold.",
+        c"Queries of one tenant's embeddings are planned for their tenant, so that they lock its partition alone, and kept; past this much the least recently used are freed, and planned again when their tenant comes back (0.1-0.2 ms a query).",
+        &TENANT_PLAN_MEMORY,
+        0,
+        1024 * 1024,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
     );
     GucRegistry::define_int_guc(
         c"fractality.staged_limit",

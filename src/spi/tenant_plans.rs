@@ -14,13 +14,11 @@ use pgrx::Uuid;
 use super::{c_text, keep, Query};
 use crate::errors::FractalityError;
 
-/// How much memory a backend's plans bound to tenants may hold, the least recently used going
-/// first: each holds its query tree and its plan, 20-70 KB for most queries here (a search's
-/// path, its scan, recall's words), about 300 KB for `thaw`'s document. 8 MB keeps the plans
-/// of a few dozen tenants' searches. A plan made again costs a little more than planning the
-/// query once for the tenant's value (the parse and the analysis too), 0.1-0.2 ms for a search.
-pub const TENANT_PLAN_BYTES: usize = 8 << 20;
-
+/// How much memory a backend's plans bound to tenants may hold is `fractality.tenant_plan_memory`
+/// (16 MB), the least recently used going first: each holds its query tree and its plan, 20-70 KB
+/// for most queries here (a search's path, its scan, recall's words), about 300 KB for `thaw`'s
+/// document. A plan made again costs a little more than planning the query once for the
+/// tenant's value (the parse and the analysis too), 0.1-0.2 ms for a search.
 /// The most recently used plans are kept whatever their size: those of the call that is running
 /// (a search keeps its cursor open while its call runs other queries).
 const KEEP_RECENT: usize = 8;
@@ -130,7 +128,7 @@ unsafe fn plan_bytes(plan: pg_sys::SPIPlanPtr) -> usize {
 }
 
 /// The kept plan of `q` with its `$1` bound to `tenant`, made on first use (the least recently
-/// used freed while the plans hold more than [`TENANT_PLAN_BYTES`]).
+/// used freed while the plans hold more than `fractality.tenant_plan_memory`).
 pub(super) fn tenant_plan(
     q: &Query<'_>,
     tenant: Uuid,
@@ -168,7 +166,8 @@ pub(super) fn tenant_plan(
         let mut b = b.borrow_mut();
         // SAFETY: kept plans of this backend
         let mut bytes: usize = b.iter().map(|p| unsafe { plan_bytes(p.plan) }).sum();
-        while bytes > TENANT_PLAN_BYTES && b.len() > KEEP_RECENT {
+        let budget = crate::gucs::tenant_plan_memory();
+        while bytes > budget && b.len() > KEEP_RECENT {
             let old = b.remove(0);
             // SAFETY: a kept plan of this backend; a portal still running it holds its own
             // reference to the plan it runs. The hook's state goes with it.

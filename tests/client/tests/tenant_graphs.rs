@@ -379,3 +379,54 @@ fn a_lock_on_one_embeddings_partition_holds_up_only_its_own_tenants() {
     );
     holder.batch_execute("ROLLBACK").unwrap();
 }
+
+/// Plans bound to tenants are kept within `fractality.tenant_plan_memory`: a backend that
+/// searched 40 tenants keeps the plans of the last few of them when the setting is small, and
+/// every tenant's when it is large enough. A value out of range is refused.
+#[test]
+fn plans_bound_to_tenants_stay_within_their_memory() {
+    const PLANNED: &str = "plan_memory";
+    let mut a = common::db();
+    a.batch_execute(&format!("SELECT fractality.register_model('{PLANNED}', 4)"))
+        .unwrap();
+    let tenants: Vec<uuid::Uuid> = (0..40).map(|_| common::tenant()).collect();
+    for t in &tenants {
+        common::set_tenant(&mut a, *t);
+        a.execute(
+            "SELECT fractality.upsert_node('probe', NULL, NULL, NULL, '[1,0.5,0.25,0.125]'::vector, NULL, $1)",
+            &[&PLANNED],
+        )
+        .unwrap();
+    }
+    // the plans of tenant_path.sql this backend keeps, one a tenant
+    let kept = |memory: &str| -> i64 {
+        let mut c = common::db();
+        c.batch_execute(&format!("SET fractality.tenant_plan_memory = '{memory}'"))
+            .unwrap();
+        for t in &tenants {
+            common::set_tenant(&mut c, *t);
+            c.query_one(
+                "SELECT count(*) FROM fractality.find_resonant('probe', 0.1, 5, $1)",
+                &[&PLANNED],
+            )
+            .unwrap();
+        }
+        c.query_one(
+            "SELECT count(*) FROM pg_backend_memory_contexts
+              WHERE name = 'CachedPlanSource' AND ident LIKE '-- How a tenant''s search of a model goes%'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let small = kept("256kB");
+    assert!(
+        (1..=8).contains(&small),
+        "256 kB keeps the plans of a few tenants, not {small}"
+    );
+    assert_eq!(kept("64MB"), 40, "64 MB keeps every tenant's");
+    let e = a
+        .batch_execute("SET fractality.tenant_plan_memory = -1")
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22023", "{e}");
+}
