@@ -17,6 +17,7 @@ mod tests {
                       decode(repeat(lpad(to_hex(g), 2, '0'), 64 * g), 'hex')
                  FROM generate_series(1, $1) g",
         types: &[pg_sys::INT4OID],
+        per_tenant: false,
     };
 
     type Read = (Option<i64>, Option<Vec<f64>>, Option<Vec<u8>>);
@@ -60,6 +61,7 @@ mod tests {
             name: "test_failing",
             text: "SELECT 1 / (3 - g) FROM generate_series(1, 5) g",
             types: &[],
+            per_tenant: false,
         };
         spi::connect(|| {
             let mut seen = 0;
