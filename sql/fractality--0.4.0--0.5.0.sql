@@ -2902,6 +2902,15 @@ BEGIN
             MESSAGE = format('invalid value for action_weights: key %s is not a number', CASE WHEN length(bad_key) <= 200 THEN quote_literal(bad_key) ELSE format('%L (%s characters)', left(bad_key, 197) || '...', length(bad_key)) END),
             HINT = 'action_weights is a JSON object of numbers, e.g. {"0": 0.7, "3": 0.3}.';
     END IF;
+    -- and each one a client reads as a double: beyond float8's range (1e400, which jsonb keeps)
+    -- it would read as an infinity
+    SELECT k INTO bad_key FROM jsonb_each(action_weights) AS w(k, v)
+     WHERE abs(w.v::text::numeric) > 1.7976931348623157e308 LIMIT 1;
+    IF bad_key IS NOT NULL THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid value for action_weights: key %s is beyond a double''s range', CASE WHEN length(bad_key) <= 200 THEN quote_literal(bad_key) ELSE format('%L (%s characters)', left(bad_key, 197) || '...', length(bad_key)) END),
+            HINT = 'action_weights is a JSON object of numbers within a double''s range, e.g. {"0": 0.7, "3": 0.3}.';
+    END IF;
     IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
         RAISE invalid_parameter_value USING
             MESSAGE = format('invalid value for metadata: %s', CASE WHEN length(metadata::text) <= 200 THEN metadata::text ELSE format('%s... (%s characters)', left(metadata::text, 197), length(metadata::text)) END),

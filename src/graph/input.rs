@@ -234,6 +234,20 @@ fn leaves(v: &serde_json::Value) -> usize {
     }
 }
 
+/// The first number of a JSON value read as an array of any dimensions that a `real` cannot
+/// hold (beyond about 3.4e38), as written: the column's cast would fail with 22003 naming
+/// neither the point nor the field.
+fn beyond_real(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Array(a) => a.iter().find_map(beyond_real),
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .filter(|x| x.abs() > f32::MAX as f64)
+            .map(|_| n.to_string()),
+        _ => None,
+    }
+}
+
 /// 22023 for stream point `i` at the infinite time `time`.
 pub fn infinite_point(time: &str, i: usize) -> FractalityError {
     FractalityError::invalid(
@@ -326,6 +340,13 @@ pub fn parse_frozen(mut doc: serde_json::Value) -> Result<Frozen, FractalityErro
                 "stream point resonance_vector",
                 format!("{n} elements (point {i})"),
                 "A stream point's resonance_vector holds at most 1 000 000 elements.",
+            ));
+        }
+        if let Some(x) = p.resonance_vector.as_ref().and_then(beyond_real) {
+            return Err(FractalityError::invalid(
+                "stream point resonance_vector",
+                format!("{x} (point {i})"),
+                "A stream point's resonance_vector holds reals: numbers within about 3.4e38.",
             ));
         }
         check_atp(p.atp_level).map_err(|_| {
@@ -455,6 +476,16 @@ mod tests {
         assert_eq!(e.to_string(), "invalid value for from_node: 'x'");
         // a number is no id either
         assert!(parse_frozen(serde_json::json!({"node_key": "a", "id": 5})).is_err());
+        // a resonance vector's element beyond a real is named with its point
+        let e = parse_frozen(serde_json::json!({
+            "node_key": "a", "stream": [{"time": "2026-01-01", "atp_level": 0.5, "resonance_vector": [1, 2]},
+                                        {"time": "2026-01-02", "atp_level": 0.5, "resonance_vector": [[1], [-1e39]]}]
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for stream point resonance_vector: -1e+39 (point 1)"
+        );
     }
 
     #[test]

@@ -192,6 +192,11 @@ fn bad_input_has_a_sqlstate_and_writes_nothing() {
             "SELECT fractality.freeze('{\"node_key\": \"x\", \"id\": 5}')",
             "22023",
         ),
+        // a vector's element beyond a real: 22023 naming the point (22003 naming nothing before)
+        (
+            "SELECT fractality.freeze('{\"node_key\": \"x\", \"stream\": [{\"time\": \"2026-01-01\", \"atp_level\": 0.5, \"resonance_vector\": [1e39]}]}')",
+            "22023",
+        ),
     ] {
         let e = c.query(sql, &[]).unwrap_err();
         assert_eq!(common::sqlstate(&e), state, "{sql}: {e}");

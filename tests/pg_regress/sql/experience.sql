@@ -115,6 +115,9 @@ SELECT fractality.save_policy('bin-r', 'rule-d', '[1, 2]');
 ROLLBACK TO s;
 SELECT fractality.save_policy('bin-r', 'rule-d', '{"0": "high"}');
 ROLLBACK TO s;
+-- a number jsonb keeps but a double does not (a client would read an infinity)
+SELECT fractality.save_policy('bin-r', 'rule-d', '{"0": 0.5, "1": -1e400}');
+ROLLBACK TO s;
 SELECT fractality.save_policy('', 'rule-d', '{}');
 ROLLBACK TO s;
 SELECT * FROM fractality.policy_lineage(-1);
