@@ -6,12 +6,19 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// The tests of this file build and drop graphs and lock partitions of node_embeddings (a
+/// build's SHARE, a holder's ACCESS EXCLUSIVE, an open transaction's writes): run side by side,
+/// one's lock held up another's build or call, which in turn held what the first waited for
+/// through its client (a wait no deadlock check sees). They run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 const MODEL: &str = "graphs_at_once";
 
 #[test]
 fn tenant_graphs_two_builds_at_once_build_each_graph_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut a = common::db();
     a.batch_execute(&format!("SELECT fractality.register_model('{MODEL}', 4)"))
         .unwrap();
@@ -110,6 +117,7 @@ fn tenant_graphs_two_builds_at_once_build_each_graph_once() {
 /// path does; it returned 592 of 600 before it did (found by a review, 2026-12-07).
 #[test]
 fn a_tenant_graph_that_misses_rows_still_returns_every_row_asked_for() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const UNREACHED: &str = "unreached_rows";
     let mut c = common::db();
     c.batch_execute(&format!(
@@ -178,6 +186,7 @@ fn a_tenant_graph_that_misses_rows_still_returns_every_row_asked_for() {
 /// under a lock_timeout of 2 s).
 #[test]
 fn a_graph_dropped_waits_for_the_builds_so_other_tenants_recall_meanwhile() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const SHRINK: &str = "graphs_shrink";
     let mut a = common::db();
     a.batch_execute(&format!("SELECT fractality.register_model('{SHRINK}', 4)"))
@@ -300,6 +309,7 @@ fn a_graph_dropped_waits_for_the_builds_so_other_tenants_recall_meanwhile() {
 /// waited too.
 #[test]
 fn a_lock_on_one_embeddings_partition_holds_up_only_its_own_tenants() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const LOCKED: &str = "partition_locked";
     let mut a = common::db();
     a.batch_execute(&format!("SELECT fractality.register_model('{LOCKED}', 4)"))
@@ -393,6 +403,7 @@ fn a_lock_on_one_embeddings_partition_holds_up_only_its_own_tenants() {
 /// every tenant's when it is large enough. A value out of range is refused.
 #[test]
 fn plans_bound_to_tenants_stay_within_their_memory() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const PLANNED: &str = "plan_memory";
     let mut a = common::db();
     a.batch_execute(&format!("SELECT fractality.register_model('{PLANNED}', 4)"))
