@@ -765,7 +765,10 @@ RETURNS TABLE (parent regclass, month date)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-WITH this AS (SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date AS m),
+-- the current month, and the first and last months a caught row's month gets a partition in
+WITH this AS (
+    SELECT t.m, (t.m - interval '120 months')::date AS lo, (t.m + interval '24 months')::date AS hi
+      FROM (SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date AS m) t),
 ahead_months AS (
     SELECT (this.m + make_interval(months => g))::date AS m FROM this, generate_series(0, ahead) g),
 -- the cold tier's ranges of events: a month one of them overlaps stays in the default partition
@@ -781,7 +784,7 @@ streams AS (
        FROM (SELECT DISTINCT date_trunc('month', s.time AT TIME ZONE 'UTC')::date AS m
                FROM fractality.consciousness_streams_default s
               WHERE s.time >= '0001-01-01 00:00+00' AND s.time < '9999-12-01 00:00+00') d, this
-      WHERE d.m >= (this.m - interval '120 months')::date AND d.m <= (this.m + interval '24 months')::date
+      WHERE d.m BETWEEN this.lo AND this.hi
       ORDER BY abs(d.m - this.m), d.m
       LIMIT 24)),
 events_wanted AS (
@@ -800,8 +803,7 @@ events AS (
     SELECT m FROM events_warm WHERE ahead
     UNION
     (SELECT w.m FROM events_warm w, this
-      WHERE NOT w.ahead
-        AND w.m >= (this.m - interval '120 months')::date AND w.m <= (this.m + interval '24 months')::date
+      WHERE NOT w.ahead AND w.m BETWEEN this.lo AND this.hi
       ORDER BY abs(w.m - this.m), w.m LIMIT 24)),
 wanted AS (
     SELECT 'fractality.consciousness_streams'::regclass AS parent, m AS month, 1 AS tier FROM streams

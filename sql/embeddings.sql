@@ -461,8 +461,8 @@ BEGIN
             action := 'built';
         ELSIF counts[i] < min_rows / 2.0 AND to_regclass(format('fractality.%I', index_name)) IS NOT NULL THEN
             -- dropped after every build: a drop locks its partition against reads to the end of
-            -- the call, and plans kept for any tenant lock every partition (OPERATIONS), so
-            -- every tenant's searches would wait through the builds after it
+            -- the call, so the searches of the tenants there would wait through the builds after
+            -- it
             shrunk := shrunk || i;
             CONTINUE;
         ELSE

@@ -46,7 +46,9 @@ pub const MAX_ROWS: i64 = 10_000;
 
 const TENANT_PATH: Query<'static> =
     query!("tenant_path", [UUIDOID, TEXTOID, INT8OID, BOOLOID]).per_tenant();
-const TENANT_VECTORS: Query<'static> = query!("tenant_vectors", [UUIDOID, TEXTOID]).per_tenant();
+/// Every embedding of a model that a tenant holds (also resonance_with's pass over a tenant).
+pub(crate) const TENANT_VECTORS: Query<'static> =
+    query!("tenant_vectors", [UUIDOID, TEXTOID]).per_tenant();
 /// With the vector type's OID, known at run time.
 const TENANT_EMBEDDINGS: &str = include_str!("../sql/queries/tenant_embeddings.sql");
 /// The same for the staged rows alone; with the vector type's OID.

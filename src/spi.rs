@@ -84,15 +84,23 @@ thread_local! {
     static PLANS: RefCell<HashMap<String, PlansOf>> = RefCell::new(HashMap::new());
 }
 
-/// Whether the relation `fractality.<name>` exists (two syscache lookups, no query): how the
-/// library tells a schema older than itself.
-pub fn relation_exists(name: &std::ffi::CStr) -> bool {
+/// The relation `fractality.<name>` (two syscache lookups, no query), InvalidOid when there is
+/// none.
+pub fn relation_oid(name: &std::ffi::CStr) -> pg_sys::Oid {
     // SAFETY: plain catalog lookups by name, inside a transaction
     unsafe {
         let ns = pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
-        ns != pg_sys::InvalidOid
-            && pg_sys::get_relname_relid(name.as_ptr(), ns) != pg_sys::InvalidOid
+        if ns == pg_sys::InvalidOid {
+            return pg_sys::InvalidOid;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), ns)
     }
+}
+
+/// Whether the relation `fractality.<name>` exists: how the library tells a schema older than
+/// itself.
+pub fn relation_exists(name: &std::ffi::CStr) -> bool {
+    relation_oid(name) != pg_sys::InvalidOid
 }
 
 /// Runs `f` with an SPI connection open.

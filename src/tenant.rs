@@ -40,14 +40,11 @@ pub fn required_where_restricted(table: &std::ffi::CStr) -> Result<Option<Uuid>,
     if let Some(t) = current()? {
         return Ok(Some(t));
     }
-    // SAFETY: catalog lookups by name and PostgreSQL's own check, inside a transaction
-    let restricted = unsafe {
-        let ns = pgrx::pg_sys::get_namespace_oid(c"fractality".as_ptr(), true);
-        let rel = pgrx::pg_sys::get_relname_relid(table.as_ptr(), ns);
-        rel != pgrx::pg_sys::InvalidOid
-            && pgrx::pg_sys::check_enable_rls(rel, pgrx::pg_sys::InvalidOid, true)
-                == pgrx::pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-    };
+    let rel = spi::relation_oid(table);
+    // SAFETY: PostgreSQL's own check of a relation, inside a transaction
+    let restricted = rel != pgrx::pg_sys::InvalidOid
+        && unsafe { pgrx::pg_sys::check_enable_rls(rel, pgrx::pg_sys::InvalidOid, true) }
+            == pgrx::pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
     if restricted {
         Err(FractalityError::NoTenant)
     } else {

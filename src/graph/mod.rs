@@ -501,8 +501,10 @@ fn freeze_node(
     // a self-loop: the other node is the one thawed (by id, as thaw gives both; by key in a
     // document without ids), so that a copy under another key gets a loop of its own, not a pair
     // of edges with the original
-    let thawed = frozen.id.as_ref();
-    let is_loop = |e: &crate::graph::input::FrozenEdge| match (thawed, e.node.as_ref()) {
+    // (the ids are uuids, checked by parse_frozen: compared by value, whatever their spelling)
+    let uuid = |id: Option<&String>| id.and_then(|v| crate::graph::input::parse_uuid(v));
+    let thawed = uuid(frozen.id.as_ref());
+    let is_loop = |e: &crate::graph::input::FrozenEdge| match (thawed, uuid(e.node.as_ref())) {
         (Some(a), Some(b)) => a == b,
         _ => e.key == key,
     };

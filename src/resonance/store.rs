@@ -17,7 +17,6 @@ const NODE_BY_KEY: Query<'static> = query!("node_by_key", [TEXTOID]);
 const NODES_BY_IDS: Query<'static> = query!("nodes_by_ids", [UUIDARRAYOID]);
 const EMBEDDINGS_OF: Query<'static> =
     query!("embeddings_of", [UUIDOID, UUIDARRAYOID, TEXTOID]).per_tenant();
-const TENANT_VECTORS: Query<'static> = query!("tenant_vectors", [UUIDOID, TEXTOID]);
 const NODES_OF_TENANT: Query<'static> = query!("nodes_of_tenant", [UUIDOID, INT8OID]);
 const EDGES_BETWEEN: Query<'static> = query!("edges_between", [UUIDOID, UUIDARRAYOID]);
 const EDGES_OF: Query<'static> = query!("edges_of", [UUIDOID, INT8OID]);
@@ -160,9 +159,13 @@ pub fn similarities_in_tenant(
     query: &[f32],
 ) -> Result<HashMap<Uuid, Option<f64>>, FractalityError> {
     let args = [tenant.into(), model.name.as_str().into()];
-    stream_similarities(&TENANT_VECTORS, &args, query, wanted.len(), |id| {
-        wanted.contains(id)
-    })
+    stream_similarities(
+        &crate::search::TENANT_VECTORS,
+        &args,
+        query,
+        wanted.len(),
+        |id| wanted.contains(id),
+    )
 }
 
 /// The similarities to `query` of the embeddings (column 2) of the nodes (column 1) `q` returns

@@ -1,10 +1,17 @@
 //! Plans kept per tenant: a query whose `$1` (the tenant) is bound into its plan as a constant,
 //! so that the plan reaches the tenant's partition of `node_embeddings` alone (a generic plan
 //! locks every partition when it runs) and can use a tenant's own graph (a partial HNSW index
-//! whose predicate names the tenant, which only a plan made for that value can use). The query is parsed through a parser hook that turns `$1`
-//! into a constant, as PL/pgSQL's hook turns its variables into parameters: no value is written
-//! into the text. PostgreSQL keeps the plan valid as it does any kept plan: it analyses the query
-//! again, through the same hook, when an index is built or dropped or the role changes.
+//! whose predicate names the tenant, which only a plan made for that value can use). The query
+//! is parsed through a parser hook that turns `$1` into a constant, as PL/pgSQL's hook turns its
+//! variables into parameters: no value is written into the text. PostgreSQL keeps the plan
+//! valid as it does any kept plan: it analyses the query again, through the same hook, when an
+//! index is built or dropped or the role changes.
+//!
+//! The plans are kept within `fractality.tenant_plan_memory` (16 MB), the least recently used
+//! going first: each holds its query tree and its plan, 20-70 KB for most queries here (a
+//! search's path, its scan, recall's words), about 300 KB for `thaw`'s document. A plan made
+//! again costs a little more than planning the query once for the tenant's value (the parse and
+//! the analysis too), 0.1-0.2 ms for a search.
 
 use std::cell::RefCell;
 
@@ -14,11 +21,6 @@ use pgrx::Uuid;
 use super::{c_text, keep, Query};
 use crate::errors::FractalityError;
 
-/// How much memory a backend's plans bound to tenants may hold is `fractality.tenant_plan_memory`
-/// (16 MB), the least recently used going first: each holds its query tree and its plan, 20-70 KB
-/// for most queries here (a search's path, its scan, recall's words), about 300 KB for `thaw`'s
-/// document. A plan made again costs a little more than planning the query once for the
-/// tenant's value (the parse and the analysis too), 0.1-0.2 ms for a search.
 /// The most recently used plans are kept whatever their size: those of the call that is running
 /// (a search keeps its cursor open while its call runs other queries).
 const KEEP_RECENT: usize = 8;
