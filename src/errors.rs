@@ -3,6 +3,58 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
+/// The form an event was given in, which the hint of its errors describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventForm {
+    /// A JSON object (`write_events` over jsonb, `write_events_json`, `write_event_with_metadata`).
+    Json,
+    /// `write_events` over typed arrays, an array per column.
+    Arrays,
+    /// `write_event`, an argument per column.
+    Arguments,
+    /// An event's action metadata (in any form).
+    Metadata,
+}
+
+impl FractalityError {
+    /// A malformed or NULL field of an event as one of the `form` given (its hint describes
+    /// that form); any other error as it is.
+    pub fn in_event_form(self, form: EventForm) -> FractalityError {
+        match self {
+            FractalityError::BadEvent {
+                context,
+                field,
+                problem,
+                ..
+            } => FractalityError::BadEvent {
+                context,
+                field,
+                problem,
+                form,
+            },
+            FractalityError::NullEventField { context, field, .. } => {
+                FractalityError::NullEventField {
+                    context,
+                    field,
+                    form,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl EventForm {
+    fn hint(self) -> &'static str {
+        match self {
+            EventForm::Json => "An event is an object with the columns of experience_events: event_id (32 hex digits or a UUID), timestamp (integer microseconds, 0 to 9223372036854775806), episode_id, step_number, event_type, flags, state_l1..state_l8, action_l1..action_l8, adna_version_hash, sequence_number; rewards default to 0. Nothing of the batch was written.",
+            EventForm::Arrays => "The typed-array form takes an array per column, an element per event, none NULL: event_ids (16 bytes each), timestamps (integer microseconds, 0 to 9223372036854775806), episode_ids, step_numbers, event_types, flags, states and actions (8 finite reals an event), rewards (4 an event: homeostasis, curiosity, efficiency, goal), adna_version_hashes, sequence_numbers. Nothing of the batch was written.",
+            EventForm::Metadata => "Action metadata is an object of intent_type and executor_id (each a text of 1 to 255 characters) and, optionally, parameters (an object). Nothing was written.",
+            EventForm::Arguments => "write_event takes one event's columns, none NULL: event_id (16 bytes), timestamp (integer microseconds, 0 to 9223372036854775806), episode_id, step_number, event_type, flags, state and action (8 finite reals each), adna_version_hash, sequence_number, the four rewards (finite reals, 0 when left out) and optional metadata. Nothing was written.",
+        }
+    }
+}
+
 #[derive(thiserror::Error, Debug, Clone, PartialEq)]
 pub enum FractalityError {
     /// 22000 data_exception, as pgvector reports it.
@@ -50,13 +102,18 @@ pub enum FractalityError {
         context: String,
         field: String,
         problem: String,
+        form: EventForm,
     },
 
     /// 22004 null_value_not_allowed: a NULL element of the typed-array form of an event batch (or
     /// of the single event), as PostgreSQL reports "array must not contain nulls" (a JSON null
     /// is a value of the wrong kind: [`FractalityError::BadEvent`]).
     #[error("{context}, field \"{}\": NULL", shown(field.clone()))]
-    NullEventField { context: String, field: String },
+    NullEventField {
+        context: String,
+        field: String,
+        form: EventForm,
+    },
 
     /// 22P02 invalid_text_representation: text given as JSON that does not parse.
     #[error("{context}: invalid JSON: {detail}")]
@@ -88,6 +145,11 @@ pub enum FractalityError {
     /// 22003 numeric_value_out_of_range: a result beyond its type, as PostgreSQL's arithmetic.
     #[error("value out of range: overflow in {0}")]
     Overflow(&'static str),
+
+    /// 22003 numeric_value_out_of_range: a sum of the values `terms` (written out) beyond its
+    /// type.
+    #[error("value out of range: overflow in {what}: {terms}")]
+    SumOverflow { what: &'static str, terms: String },
 
     /// 22023 invalid_parameter_value: a model that is not registered.
     #[error("unknown embedding model '{0}'")]
@@ -197,7 +259,9 @@ impl FractalityError {
                 PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED
             }
             FractalityError::UnknownModel(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            FractalityError::Overflow(_) => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+            FractalityError::Overflow(_) | FractalityError::SumOverflow { .. } => {
+                PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE
+            }
             FractalityError::BadMemory { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             FractalityError::InMemory { inner, .. } => inner.sqlstate(),
             FractalityError::BufferExists(_) => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
@@ -239,9 +303,9 @@ impl FractalityError {
             FractalityError::NoTenant => Some(
                 "SET fractality.user_id = '<tenant uuid>' (or pass user_id where the function takes one).",
             ),
-            FractalityError::BadEvent { .. } | FractalityError::NullEventField { .. } => Some(
-                "An event is an object with the columns of experience_events: event_id (32 hex digits or a UUID), timestamp (integer microseconds, 0 to 9223372036854775806), episode_id, step_number, event_type, flags, state_l1..state_l8, action_l1..action_l8, adna_version_hash, sequence_number; rewards default to 0. Nothing of the batch was written.",
-            ),
+            FractalityError::BadEvent { form, .. } | FractalityError::NullEventField { form, .. } => {
+                Some(form.hint())
+            }
             FractalityError::InvalidJson { .. } => Some(
                 "The batch is a JSON array of event objects; nothing of it was written.",
             ),
@@ -260,6 +324,9 @@ impl FractalityError {
             ),
             FractalityError::Internal { .. } | FractalityError::InternalStep(_) => None,
             FractalityError::Overflow(_) => None,
+            FractalityError::SumOverflow { .. } => {
+                Some("The sum is a real: at most 3.4e+38 either way.")
+            }
             FractalityError::BufferExists(_) => Some(
                 "A name names one buffer: use the one there is (fractality.replay_buffers holds its id) or drop_replay_buffer it first.",
             ),

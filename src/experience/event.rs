@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::errors::FractalityError;
+use crate::errors::{EventForm, FractalityError};
 
 /// One event, column for column as in experience_events.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +76,7 @@ pub(super) fn bad(context: &str, field: &str, problem: impl Into<String>) -> Fra
         context: context.to_string(),
         field: field.to_string(),
         problem: problem.into(),
+        form: EventForm::Json,
     }
 }
 
@@ -84,6 +85,7 @@ pub(super) fn null_field(context: &str, field: &str) -> FractalityError {
     FractalityError::NullEventField {
         context: context.to_string(),
         field: field.to_string(),
+        form: EventForm::Arrays,
     }
 }
 
@@ -262,7 +264,11 @@ fn text_field(ctx: &str, obj: &Map<String, Value>, name: &str) -> Result<String,
         return Err(bad(
             ctx,
             name,
-            format!("expected 1 to 255 characters, got {}", s.chars().count()),
+            format!(
+                "expected 1 to 255 characters, got {} ({})",
+                s.chars().count(),
+                show(v)
+            ),
         ));
     }
     Ok(s.to_string())
@@ -278,18 +284,26 @@ fn object<'v>(
         .ok_or_else(|| bad(ctx, field, format!("expected an object, got {}", show(v))))
 }
 
-/// An action_metadata object: intent_type, executor_id, parameters (an object, default {}).
+/// An action_metadata object: intent_type, executor_id, parameters (an object, default {}); its
+/// errors' hint describes metadata.
 pub fn parse_metadata(ctx: &str, v: &Value) -> Result<Metadata, FractalityError> {
+    metadata_of(ctx, v).map_err(|e| e.in_event_form(EventForm::Metadata))
+}
+
+fn metadata_of(ctx: &str, v: &Value) -> Result<Metadata, FractalityError> {
     let obj = object(ctx, "metadata", v)?;
     for key in obj.keys() {
         if !["intent_type", "executor_id", "parameters"].contains(&key.as_str()) {
             return Err(bad(ctx, &format!("metadata.{key}"), "unknown field"));
         }
     }
+    // text_field's problem (missing, the value of another kind, its length), named in full
     let text = |name: &str| {
-        text_field(ctx, obj, name).map_err(|_| {
-            let field = format!("metadata.{name}");
-            bad(ctx, &field, "expected a string of 1 to 255 characters")
+        text_field(ctx, obj, name).map_err(|e| match e {
+            FractalityError::BadEvent { problem, .. } => {
+                bad(ctx, &format!("metadata.{name}"), problem)
+            }
+            other => other,
         })
     };
     let intent_type = text("intent_type")?;
@@ -406,11 +420,12 @@ pub fn parse_event(ctx: &str, v: &Value) -> Result<Event, FractalityError> {
     })
 }
 
-/// A JSON array of event objects; the first malformed element refuses the whole batch.
-pub fn parse_batch(batch: &Value) -> Result<Vec<Event>, FractalityError> {
+/// A JSON array of event objects given to `function` (its errors name it); the first malformed
+/// element refuses the whole batch.
+pub fn parse_batch(function: &str, batch: &Value) -> Result<Vec<Event>, FractalityError> {
     let items = batch.as_array().ok_or_else(|| {
         bad(
-            "write_events",
+            function,
             "(batch)",
             format!("expected a JSON array of events, got {}", show(batch)),
         )
@@ -418,7 +433,7 @@ pub fn parse_batch(batch: &Value) -> Result<Vec<Event>, FractalityError> {
     check_batch_size(items.len())?;
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        out.push(parse_event(&format!("write_events: element {i}"), item)?);
+        out.push(parse_event(&format!("{function}: element {i}"), item)?);
     }
     check_unique(&out)?;
     Ok(out)
@@ -497,12 +512,12 @@ pub(super) mod tests {
     }
 
     fn err(batch: Value) -> String {
-        parse_batch(&batch).unwrap_err().to_string()
+        parse_batch("write_events", &batch).unwrap_err().to_string()
     }
 
     #[test]
     fn a_good_batch_parses() {
-        let b = parse_batch(&json!([event(1), event(2)])).unwrap();
+        let b = parse_batch("write_events", &json!([event(1), event(2)])).unwrap();
         assert_eq!(b.len(), 2);
         assert_eq!(b[1].timestamp, 1002);
         assert_eq!(b[1].event_id[15], 2);
@@ -595,7 +610,12 @@ pub(super) mod tests {
         let e = err(json!([event(1), later]));
         assert!(e.starts_with("duplicate event (timestamp 5000"), "{e}");
         assert!(e.contains("elements 0 and 1"), "{e}");
-        assert_eq!(parse_batch(&json!([event(1), event(2)])).unwrap().len(), 2);
+        assert_eq!(
+            parse_batch("write_events", &json!([event(1), event(2)]))
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -603,19 +623,40 @@ pub(super) mod tests {
         let mut e = event(1);
         e["metadata"] =
             json!({"intent_type": "explore", "executor_id": "agent-1", "parameters": {"depth": 2}});
-        let b = parse_batch(&json!([e])).unwrap();
+        let b = parse_batch("write_events", &json!([e])).unwrap();
         assert_eq!(
             b[0].metadata.as_ref().unwrap().parameters,
             json!({"depth": 2})
         );
         let mut e = event(1);
         e["metadata"] = json!({"intent_type": "explore"});
-        assert!(err(json!([e])).contains("metadata.executor_id"));
+        assert_eq!(
+            err(json!([e])),
+            "write_events: element 0, field \"metadata.executor_id\": missing"
+        );
+        // the value that is not one is named
+        let ctx = "write_event_with_metadata";
+        let msg = |m: Value| parse_metadata(ctx, &m).unwrap_err().to_string();
+        assert_eq!(
+            msg(json!({"intent_type": 42, "executor_id": "e"})),
+            "write_event_with_metadata, field \"metadata.intent_type\": expected a string, got 42"
+        );
+        assert_eq!(
+            msg(json!({"intent_type": "a", "executor_id": ["e"]})),
+            "write_event_with_metadata, field \"metadata.executor_id\": expected a string, got [\"e\"]"
+        );
+        assert_eq!(
+            msg(json!({"intent_type": "x".repeat(300), "executor_id": "e"})),
+            format!(
+                "write_event_with_metadata, field \"metadata.intent_type\": expected 1 to 255 characters, got 300 (\"{}...)",
+                "x".repeat(56)
+            )
+        );
     }
 
     #[test]
     fn stored_duplicates_by_id_or_by_timestamp_and_id() {
-        let b = parse_batch(&json!([event(1), event(2)])).unwrap();
+        let b = parse_batch("write_events", &json!([event(1), event(2)])).unwrap();
         let id2 = b[1].event_id.to_vec();
         assert_eq!(stored_duplicate(&b, &[], true), None);
         // the registry knows id 2 at another time: a duplicate with it, not without it

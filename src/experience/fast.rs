@@ -20,7 +20,7 @@ use super::event::{
 pub fn parse_batch_jsonb(batch: &JsonbArg<'_>) -> Result<Vec<Event>, FractalityError> {
     let root = batch.root();
     let Some(n) = root.array_len() else {
-        return parse_batch(&batch.to_serde()?);
+        return parse_batch("write_events", &batch.to_serde()?);
     };
     super::event::check_batch_size(n)?;
     let mut out = Vec::with_capacity(n);
@@ -284,7 +284,8 @@ fn read_by_element(
     if !array {
         // malformed (the error of the whole text, before any tree), or not an array
         serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(json_error)?;
-        return parse_batch(&crate::json::parse_within(text, limits.doc).map_err(json_error)?);
+        let batch = crate::json::parse_within(text, limits.doc).map_err(json_error)?;
+        return parse_batch("write_events_json", &batch);
     }
     let mut failed = None;
     let mut de = serde_json::Deserializer::from_str(text);
@@ -379,7 +380,7 @@ mod text_reader {
             let mut index = 0;
             loop {
                 crate::errors::interrupts_every(index, 256);
-                let element = format!("write_events: element {index}");
+                let element = format!("write_events_json: element {index}");
                 let mut left = self.limits.doc;
                 let v = match seq.next_element_seed(crate::json::Bounded { left: &mut left }) {
                     Ok(Some(v)) => v,
@@ -482,7 +483,7 @@ mod text_reader {
                     match value {
                         Value::Null => true,
                         m => {
-                            let ctx = format!("write_events: element {}", self.index);
+                            let ctx = format!("write_events_json: element {}", self.index);
                             metadata = parse_metadata(&ctx, &m).ok();
                             metadata.is_some()
                         }
@@ -651,7 +652,7 @@ mod tests {
             );
             assert!(batch.contains(text), "{batch}");
             let got = same_as_reference(&batch).ok().map(|e| e[0].rewards[0]);
-            let reference = parse_batch(&crate::json::parse(&batch).unwrap())
+            let reference = parse_batch("write_events_json", &crate::json::parse(&batch).unwrap())
                 .ok()
                 .map(|e| e[0].rewards[0]);
             assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{text}");
@@ -667,7 +668,7 @@ mod tests {
         let fast = parse_batch_text(text).map_err(|e| e.to_string());
         let reference = serde_json::from_str::<Value>(text)
             .map_err(|e| format!("invalid JSON: {e}"))
-            .and_then(|v| parse_batch(&v).map_err(|e| e.to_string()));
+            .and_then(|v| parse_batch("write_events_json", &v).map_err(|e| e.to_string()));
         match (&fast, &reference) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
             (Err(a), Err(b)) if b.starts_with("invalid JSON") => {
@@ -804,7 +805,7 @@ mod tests {
         let e = parse_batch_text(&text).unwrap_err();
         assert_eq!(e.sqlstate(), limit, "{e}");
         assert!(
-            e.to_string().starts_with("write_events: element 1: "),
+            e.to_string().starts_with("write_events_json: element 1: "),
             "{e}"
         );
         // the metadata kept of all the events together: under the batch's budget (small caps
@@ -828,7 +829,7 @@ mod tests {
         let e = parse_batch_text_within(&format!("[{}]", events.join(",")), small).unwrap_err();
         assert_eq!(e.sqlstate(), limit, "{e}");
         assert!(
-            e.to_string().starts_with("write_events: element 3: "),
+            e.to_string().starts_with("write_events_json: element 3: "),
             "{e}"
         );
         // a batch of many small elements is not one document: every element under the cap

@@ -15,7 +15,7 @@ pub mod store;
 
 use pgrx::prelude::*;
 
-use crate::errors::{required, FractalityError, OrReport};
+use crate::errors::{required, EventForm, FractalityError, OrReport};
 use crate::jsonb::JsonbArg;
 
 pub use arrays::events_from_arrays;
@@ -166,6 +166,7 @@ fn write_events_arrays(
         &adna_version_hashes,
         &sequence_numbers,
     )
+    .map_err(|e| e.in_event_form(EventForm::Arrays))
     .unwrap_or_report();
     insert_events(&events).unwrap_or_report()
 }
@@ -238,10 +239,12 @@ fn write_event(
             context: "write_event".into(),
             field: single_field(&field).to_string(),
             problem,
+            form: EventForm::Arguments,
         },
         FractalityError::NullEventField { field, .. } => FractalityError::NullEventField {
             context: "write_event".into(),
             field: single_field(&field).to_string(),
+            form: EventForm::Arguments,
         },
         other => other,
     })
@@ -268,6 +271,7 @@ fn write_event_with_metadata(
     // metadata given twice, in the event and as the argument: one of them would be lost
     if e.metadata.as_ref().is_some_and(|own| *own != given) {
         FractalityError::BadEvent {
+            form: EventForm::Json,
             context: ctx.into(),
             field: "metadata".into(),
             problem:

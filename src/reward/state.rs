@@ -2,7 +2,7 @@
 //! and checks, and the state machines of the aggregates (`discounted_return` in step order and by
 //! step number, `episode_sums`, `reward_stats`' Welford with Chan's combination).
 
-use crate::errors::{pg_float, FractalityError};
+use crate::errors::{pg_float, pg_real, FractalityError};
 
 /// total_reward's arithmetic and checks.
 pub fn sum_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<f32, FractalityError> {
@@ -11,7 +11,16 @@ pub fn sum_rewards(h: f32, c: f32, e: f32, g: f32) -> Result<f32, FractalityErro
     if sum.is_finite() {
         Ok(sum)
     } else {
-        Err(FractalityError::Overflow("total_reward"))
+        Err(FractalityError::SumOverflow {
+            what: "total_reward",
+            terms: format!(
+                "{} + {} + {} + {} is beyond a real",
+                pg_real(h),
+                pg_real(c),
+                pg_real(e),
+                pg_real(g)
+            ),
+        })
     }
 }
 
@@ -351,8 +360,10 @@ mod tests {
         );
         assert!(sum_rewards(f32::INFINITY, 0.0, 0.0, 0.0).is_err());
         assert_eq!(
-            sum_rewards(3e38, 3e38, 0.0, 0.0),
-            Err(FractalityError::Overflow("total_reward"))
+            sum_rewards(3e38, 3e38, 0.0, -1.5)
+                .unwrap_err()
+                .to_string(),
+            "value out of range: overflow in total_reward: 3e+38 + 3e+38 + 0 + -1.5 is beyond a real"
         );
     }
 

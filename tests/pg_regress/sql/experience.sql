@@ -42,6 +42,21 @@ ROLLBACK TO t;
 -- text that is not JSON
 SELECT fractality.write_events_json('[{"event_id": ]');
 ROLLBACK TO t;
+-- an element that is not an event: the error names write_events_json, the element and the field
+SELECT fractality.write_events_json(jsonb_build_array((SELECT e FROM ev LIMIT 1) || '{"event_id": "00000000000000000000000000000c03", "step_number": "two"}')::text);
+ROLLBACK TO t;
+-- metadata that is not: the value named, a missing field called missing
+SELECT fractality.write_event_with_metadata((SELECT e || '{"event_id": "00000000000000000000000000000c04"}' FROM ev LIMIT 1),
+                                            '{"intent_type": 42, "executor_id": "agent-1"}');
+ROLLBACK TO t;
+SELECT fractality.write_event_with_metadata((SELECT e || '{"event_id": "00000000000000000000000000000c04"}' FROM ev LIMIT 1),
+                                            '{"intent_type": "explore"}');
+ROLLBACK TO t;
+-- the column form's errors describe its arguments
+SELECT fractality.write_event('\x000000000000000000000000000000bc', 60000, 9, 1, 0::smallint, 0::smallint,
+                              array_fill(0.25::real, ARRAY[8]), array_fill('NaN'::real, ARRAY[8]), 77, 11);
+ROLLBACK TO t;
+SELECT count(*) AS none_written FROM fractality.experience_events WHERE event_id IN ('\x00000000000000000000000000000c03', '\x00000000000000000000000000000c04', '\x000000000000000000000000000000bc');
 
 -- malformed batches are refused whole, naming the element and the field; nothing is written
 SAVEPOINT s;
@@ -90,6 +105,10 @@ SELECT fractality.discounted_return(r, 0.5 ORDER BY s) AS ordered,
        fractality.discounted_return(r, 0.5, s) AS by_step
   FROM (VALUES (2, 0.5), (0, 0.0), (4, 1.25), (1, 0.25), (3, 0.0)) v(s, r);
 SELECT fractality.total_reward(0.1, 0.2, 0.3, 0.4) = 0.1::real + 0.2::real + 0.3::real + 0.4::real AS same_as_index_expression;
+SAVEPOINT s;
+-- a sum beyond a real: the rewards named
+SELECT fractality.total_reward(3e38, 3e38, 0, -1.5);
+ROLLBACK TO s;
 SELECT (fractality.reward_stats(x)).* FROM (VALUES (1.0), (2.0), (4.0), (NULL)) v(x);
 SELECT fractality.reward_stats(x) FROM (VALUES (1.0)) v(x) WHERE false;
 SAVEPOINT s;
