@@ -12,17 +12,20 @@
 --     ((embedding::halfvec(3072)) halfvec_cosine_ops)
 -- the stored vectors keep full precision; only the index order is computed in half precision.
 
+-- created_at is NULL for 'default' alone: its row comes with the extension (a dump leaves it out,
+-- and a restore's CREATE EXTENSION makes it again), so it has no time of registration to keep.
 CREATE TABLE fractality.embedding_models (
     model      text        NOT NULL,
     dims       integer     NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
+    created_at timestamptz DEFAULT now(),
     CONSTRAINT embedding_models_pkey PRIMARY KEY (model),
     CONSTRAINT embedding_models_name CHECK (model ~ '^[a-z][a-z0-9_]{0,31}$'),
-    CONSTRAINT embedding_models_dims CHECK (dims BETWEEN 1 AND 4000)
+    CONSTRAINT embedding_models_dims CHECK (dims BETWEEN 1 AND 4000),
+    CONSTRAINT embedding_models_created CHECK ((created_at IS NULL) = (model = 'default'))
 );
 
 COMMENT ON TABLE fractality.embedding_models IS
-    'Embedding models: name and dimension. Registered with fractality.register_model; a model is fixed once it holds embeddings.';
+    'Embedding models: name, dimension and when register_model registered it (NULL for ''default'', which comes with the extension). A model is fixed once it holds embeddings.';
 
 -- The element type of a model's index: vector up to 2 000 dimensions, halfvec above.
 CREATE FUNCTION fractality.model_index_type(dims integer) RETURNS text
@@ -319,7 +322,9 @@ BEGIN
         PERFORM fractality.drop_model_index(model);
         UPDATE fractality.embedding_models m SET dims = register_model.dims WHERE m.model = register_model.model;
     ELSE
-        INSERT INTO fractality.embedding_models (model, dims) VALUES (register_model.model, register_model.dims);
+        INSERT INTO fractality.embedding_models (model, dims, created_at)
+        VALUES (register_model.model, register_model.dims,
+                CASE WHEN register_model.model <> 'default' THEN now() END);
     END IF;
     PERFORM fractality.build_model_index(model);
 END

@@ -995,14 +995,15 @@ CREATE FUNCTION fractality."_node_embeddings_check"()
 CREATE TABLE fractality.embedding_models (
     model      text        NOT NULL,
     dims       integer     NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
+    created_at timestamptz DEFAULT now(),
     CONSTRAINT embedding_models_pkey PRIMARY KEY (model),
     CONSTRAINT embedding_models_name CHECK (model ~ '^[a-z][a-z0-9_]{0,31}$'),
-    CONSTRAINT embedding_models_dims CHECK (dims BETWEEN 1 AND 4000)
+    CONSTRAINT embedding_models_dims CHECK (dims BETWEEN 1 AND 4000),
+    CONSTRAINT embedding_models_created CHECK ((created_at IS NULL) = (model = 'default'))
 );
 
 COMMENT ON TABLE fractality.embedding_models IS
-    'Embedding models: name and dimension. Registered with fractality.register_model; a model is fixed once it holds embeddings.';
+    'Embedding models: name, dimension and when register_model registered it (NULL for ''default'', which comes with the extension). A model is fixed once it holds embeddings.';
 
 -- The element type of a model's index: vector up to 2 000 dimensions, halfvec above.
 CREATE FUNCTION fractality.model_index_type(dims integer) RETURNS text
@@ -1299,7 +1300,9 @@ BEGIN
         PERFORM fractality.drop_model_index(model);
         UPDATE fractality.embedding_models m SET dims = register_model.dims WHERE m.model = register_model.model;
     ELSE
-        INSERT INTO fractality.embedding_models (model, dims) VALUES (register_model.model, register_model.dims);
+        INSERT INTO fractality.embedding_models (model, dims, created_at)
+        VALUES (register_model.model, register_model.dims,
+                CASE WHEN register_model.model <> 'default' THEN now() END);
     END IF;
     PERFORM fractality.build_model_index(model);
 END
@@ -1491,7 +1494,7 @@ COMMENT ON FUNCTION fractality.build_tenant_graphs(text, bigint) IS
 -- row below inserted into them one at a time: they are built once over the rows, by
 -- build_model_index (the trigger fires always afterwards, as a fresh install leaves it)
 ALTER TABLE fractality.embedding_models DISABLE TRIGGER embedding_models_index;
-INSERT INTO fractality.embedding_models (model, dims) VALUES ('default', 384);
+INSERT INTO fractality.embedding_models (model, dims, created_at) VALUES ('default', 384, NULL);
 ALTER TABLE fractality.embedding_models ENABLE ALWAYS TRIGGER embedding_models_index;
 INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding, model_version, updated_at)
 SELECT e.user_id, e.node_id, 'default', e.embedding, e.model_version, e.updated_at

@@ -13,7 +13,7 @@ DROP INDEX fractality.node_embeddings_hnsw, fractality.node_embeddings_user;
 -- row below inserted into them one at a time: they are built once over the rows, by
 -- build_model_index (the trigger fires always afterwards, as a fresh install leaves it)
 ALTER TABLE fractality.embedding_models DISABLE TRIGGER embedding_models_index;
-INSERT INTO fractality.embedding_models (model, dims) VALUES ('default', 384);
+INSERT INTO fractality.embedding_models (model, dims, created_at) VALUES ('default', 384, NULL);
 ALTER TABLE fractality.embedding_models ENABLE ALWAYS TRIGGER embedding_models_index;
 INSERT INTO fractality.node_embeddings (user_id, node_id, model, embedding, model_version, updated_at)
 SELECT e.user_id, e.node_id, 'default', e.embedding, e.model_version, e.updated_at

@@ -274,15 +274,7 @@ fn digest(c: &mut Client, leaves: bool) -> BTreeMap<String, (i64, String)> {
         .collect();
     let mut out = BTreeMap::new();
     for t in tables {
-        // the 'default' model's row is made by CREATE EXTENSION, at its own time; the others'
-        // are restored with theirs
-        let rows = if t == "embedding_models" {
-            "(SELECT model, dims, CASE WHEN model <> 'default' THEN created_at END
-                FROM fractality.embedding_models)"
-                .to_string()
-        } else {
-            format!("fractality.{t}")
-        };
+        let rows = format!("fractality.{t}");
         let r = c
             .query_one(
                 &format!(
