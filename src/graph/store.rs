@@ -20,10 +20,10 @@ use crate::vector::Vector;
 
 const NODE_ID: Query<'static> = query!("graph_node_id", [UUIDOID, TEXTOID]);
 const LINK_ENDS: Query<'static> = query!("graph_link_ends", [UUIDOID, TEXTOID, TEXTOID]);
-/// A template: `{{expiry}}` is [`EXPIRY`], or nothing on a schema older than 0.5.0.
+/// A template: `{{live}}` is [`LIVE`], or nothing on a schema older than 0.5.0.
 const UPSERT_NODE: &str = include_str!("../../sql/queries/graph_upsert_node.sql");
-const EXPIRY: &str =
-    "expires_at = CASE WHEN n.expires_at <= now() THEN NULL ELSE n.expires_at END,";
+const LIVE: &str = " WHERE n.expires_at IS NULL OR n.expires_at > now()";
+const FORGET_EXPIRED: Query<'static> = query!("graph_forget_expired", [UUIDOID, TEXTOID]);
 const UPSERT_EMBEDDING: &str = include_str!("../../sql/queries/upsert_embedding.sql");
 const UPSERT_EMBEDDING_0_4: &str = include_str!("../../sql/queries/upsert_embedding_0_4.sql");
 const UPSERT_EDGE: Query<'static> = query!(
@@ -77,7 +77,8 @@ pub fn link_ends(user: Uuid, from: &str, to: &str) -> Result<(Uuid, Uuid), Fract
 }
 
 /// Inserts or updates `user`'s node `key` (`upsert_node`'s fields but the embedding: a `None`
-/// keeps what is stored); returns its id.
+/// keeps what is stored); returns its id. A node that has expired (a memory past its ttl) is
+/// deleted, as run_maintenance would delete it, and written anew, under a new id.
 pub fn upsert_node(
     user: Uuid,
     key: &str,
@@ -90,9 +91,9 @@ pub fn upsert_node(
     static CURRENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static OLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let text = if schema_is_current {
-        CURRENT.get_or_init(|| UPSERT_NODE.replace("{{expiry}}", EXPIRY))
+        CURRENT.get_or_init(|| UPSERT_NODE.replace("{{live}}", LIVE))
     } else {
-        OLDER.get_or_init(|| UPSERT_NODE.replace("{{expiry}}", ""))
+        OLDER.get_or_init(|| UPSERT_NODE.replace("{{live}}", ""))
     };
     use pgrx::pg_sys::{FLOAT8OID, JSONBOID, TEXTOID, UUIDOID};
     let q = Query {
@@ -101,17 +102,22 @@ pub fn upsert_node(
         types: &[UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, FLOAT8OID],
         per_tenant: false,
     };
-    spi::returned_id(
-        &q,
-        &[
+    let args = || {
+        [
             user.into(),
             key.into(),
             label.into(),
             node_type.into(),
-            metadata.map(JsonB).into(),
+            metadata.clone().map(JsonB).into(),
             atp.into(),
-        ],
-    )
+        ]
+    };
+    if let Some(id) = spi::one::<Uuid>(&q, &args(), false)? {
+        return Ok(id);
+    }
+    // the node has expired: gone, then written anew
+    spi::run(&FORGET_EXPIRED, &[user.into(), key.into()])?;
+    spi::returned_id(&q, &args())
 }
 
 /// Inserts or replaces node `id`'s embedding of `model` (checked by the caller); a new one

@@ -298,35 +298,78 @@ fn upsert_node_announces_insert_then_update() {
     assert_eq!(got[1]["atp"], 0.6);
 }
 
-/// upsert_node of an expired memory makes it live again (without an expiry), as remember does
-/// with an expired memory's key; an energy-only upsert leaves updated_at, a content one moves it.
+/// upsert_node of an expired memory deletes it, as run_maintenance would, and writes the node
+/// anew (as remember does with an expired memory's key): a new id, nothing of the old one
+/// (before: the old node came back with its label, content and embedding, and without an
+/// expiry); an energy-only upsert leaves updated_at, a content one moves it.
 #[test]
-fn upsert_node_revives_an_expired_node_and_moves_updated_at_for_content_only() {
+fn upsert_node_writes_an_expired_node_anew_and_moves_updated_at_for_content_only() {
     let mut c = common::db();
     let user = common::tenant();
     common::set_tenant(&mut c, user);
-    let id: Uuid = c
-        .query_one("SELECT fractality.upsert_node('tea', 'Tea')", &[])
+    let old: Uuid = c
+        .query_one(
+            &format!(
+                "SELECT node_id FROM fractality.remember('tea', 'tea is brewed hot', '{}', ttl => '1 hour')",
+                vector_text(3, 0, 0.0)
+            ),
+            &[],
+        )
         .unwrap()
         .get(0);
     c.execute(
-        "UPDATE fractality.nodes SET expires_at = now() - interval '1 second', updated_at = '2000-01-01'
-          WHERE id = $1",
+        "UPDATE fractality.nodes SET expires_at = now() - interval '1 second' WHERE id = $1",
+        &[&old],
+    )
+    .unwrap();
+    let id: Uuid = c
+        .query_one("SELECT fractality.upsert_node('tea', atp => 0.3)", &[])
+        .unwrap()
+        .get(0);
+    assert_ne!(id, old, "an expired node is written anew");
+    let r = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE id = $1), count(*),
+                    bool_and(expires_at IS NULL AND label IS NULL),
+                    (SELECT count(*) FROM fractality.node_embeddings WHERE node_id = $1),
+                    (SELECT count(*) FROM fractality.node_text WHERE node_id = $1)
+               FROM fractality.nodes WHERE user_id = $2 AND node_key = 'tea'",
+            &[&old, &user],
+        )
+        .unwrap();
+    assert_eq!(r.get::<_, i64>(0), 0, "the expired node is gone");
+    assert_eq!(r.get::<_, i64>(1), 1, "one node of the key");
+    assert!(
+        r.get::<_, bool>(2),
+        "the new one without an expiry or the old label"
+    );
+    assert_eq!(r.get::<_, i64>(3), 0, "nor its embedding");
+    assert_eq!(r.get::<_, i64>(4), 0, "nor its words");
+    let recalled: i64 = c
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM fractality.recall('{}', 5)",
+                vector_text(3, 0, 0.0)
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(recalled, 0, "the expired memory is not recalled again");
+    c.execute(
+        "UPDATE fractality.nodes SET updated_at = '2000-01-01' WHERE id = $1",
         &[&id],
     )
     .unwrap();
-    c.query_one("SELECT fractality.upsert_node('tea', atp => 0.3)", &[])
+    c.query_one("SELECT fractality.upsert_node('tea', atp => 0.4)", &[])
         .unwrap();
-    let (expired, old): (bool, bool) = {
-        let r = c
-            .query_one(
-                "SELECT expires_at IS NOT NULL, updated_at = '2000-01-01' FROM fractality.nodes WHERE id = $1",
-                &[&id],
-            )
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
-    assert!(!expired, "an expired node written again is live");
+    let old: bool = c
+        .query_one(
+            "SELECT updated_at = '2000-01-01' FROM fractality.nodes WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
     assert!(old, "an energy write leaves updated_at");
     c.query_one("SELECT fractality.upsert_node('tea', 'Tea, kept')", &[])
         .unwrap();

@@ -883,17 +883,17 @@ fn remember_many_locks_what_it_deletes_and_reinforces_in_one_order() {
     );
 }
 
-/// An expired memory that another session writes again (upsert_node makes it live, without an
-/// expiry) while remember_many, told it again, waits for it: remember_many does not delete the
-/// live memory it finds once it holds it (before: the other session's committed write was
-/// deleted, with the memory's edges and stream points, and a new memory stored). It fails with
-/// 40001, and a retry reinforces the live memory.
+/// An expired memory that another session writes again (upsert_node deletes it and writes the
+/// node anew, without an expiry) while remember_many, told it again, waits for it: remember_many
+/// does not delete the live node it finds once it holds the key (before: the other session's
+/// committed write was deleted, with the node's edges and stream points, and a new memory
+/// stored). It fails with 40001, and a retry reinforces the live node.
 #[test]
 fn remember_many_keeps_an_expired_memory_another_session_made_live_meanwhile() {
     let tenant = common::tenant();
     let mut admin = common::db();
     two_memories(&mut admin, tenant, ["revived", "revived-other"], [18, 19]);
-    let kept: Uuid = admin
+    let expired: Uuid = admin
         .query_one(
             "UPDATE fractality.nodes SET expires_at = now() - interval '1 minute'
               WHERE user_id = $1 AND node_key = 'revived' RETURNING id",
@@ -903,10 +903,15 @@ fn remember_many_keeps_an_expired_memory_another_session_made_live_meanwhile() {
         .get(0);
     // the other session writes the expired memory again, and holds it
     let mut writer = common::app("fractality_memory_a", Some(tenant));
-    begin_and(
-        &mut writer,
-        "SELECT fractality.upsert_node('revived', label => 'written again')",
-    );
+    writer.batch_execute("BEGIN").unwrap();
+    let written: Uuid = writer
+        .query_one(
+            "SELECT fractality.upsert_node('revived', label => 'written again')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_ne!(written, expired, "written anew");
     let sql = format!(
         "SELECT count(*) FILTER (WHERE created) FROM fractality.remember_many(ARRAY['revived'],
                 ARRAY['told again'], ARRAY['{}'::vector])",
@@ -933,7 +938,7 @@ fn remember_many_keeps_an_expired_memory_another_session_made_live_meanwhile() {
             &[&tenant],
         )
         .unwrap();
-    assert_eq!(row.get::<_, Uuid>(0), kept, "the same memory");
+    assert_eq!(row.get::<_, Uuid>(0), written, "the other session's node");
     assert_eq!(
         row.get::<_, String>(1),
         "written again",
