@@ -168,11 +168,28 @@ pub fn parse_memory(i: usize, item: &Value) -> Result<(Memory, Option<String>), 
         _ => return Err(bad("content", "missing or not a string")),
     };
     let embedding = match o.get("embedding") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| x.as_f64().and_then(embedding_value))
-            .collect::<Option<Vec<f32>>>()
-            .ok_or_else(|| bad("embedding", "not an array of finite numbers"))?,
+        Some(Value::Array(a)) => {
+            let mut v = Vec::with_capacity(a.len());
+            for (j, x) in a.iter().enumerate() {
+                let problem = match x.as_f64() {
+                    Some(f) => match embedding_value(f) {
+                        Some(f) => {
+                            v.push(f);
+                            continue;
+                        }
+                        None => "beyond a real",
+                    },
+                    None => "not a number",
+                };
+                let mut shown = x.to_string();
+                if shown.len() > 40 {
+                    shown = format!("{}...", &shown[..shown.floor_char_boundary(37)]);
+                }
+                let problem = format!("element {} is {shown}, {problem}", j + 1);
+                return Err(bad("embedding", &problem));
+            }
+            v
+        }
         _ => return Err(bad("embedding", "missing or not an array")),
     };
     let key = match o.get("node_key") {
@@ -394,6 +411,33 @@ mod tests {
         assert!(check_direction("query", &[1e19; 384]).is_err());
         assert!(check_direction("query", &[1e-10; 384]).is_ok());
         assert!(check_direction("query", &[1e18; 300]).is_ok());
+    }
+
+    #[test]
+    fn a_memory_s_bad_embedding_value_is_named_with_its_place() {
+        // the element named by its place (from 1) and its value
+        let msg = |e: &str| {
+            let m = serde_json::from_str(&format!("{{\"content\": \"c\", \"embedding\": {e}}}"));
+            parse_memory(1, &m.unwrap()).unwrap_err().to_string()
+        };
+        assert_eq!(
+            msg("[0.5, 1e39]"),
+            "memory 2, field \"embedding\": element 2 is 1e+39, beyond a real"
+        );
+        assert_eq!(
+            msg("[0.5, \"x\"]"),
+            "memory 2, field \"embedding\": element 2 is \"x\", not a number"
+        );
+        assert_eq!(
+            parse_memory(
+                0,
+                &serde_json::json!({"content": "c", "embedding": [0.5, -2.0]})
+            )
+            .unwrap()
+            .0
+            .embedding,
+            vec![0.5, -2.0]
+        );
     }
 
     #[test]
