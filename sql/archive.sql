@@ -14,7 +14,8 @@
 --
 -- Every step runs in the caller's transaction: an error, a cancel or a crash half way leaves
 -- every event and every point exactly once, in the hot or the cold tier. Archivers of one kind
--- are serialised by a transaction-scoped advisory lock. The DDL steps need the owner of the
+-- are serialised by a lock of the owner's (fractality._lock, bootstrap.sql), held until the
+-- transaction ends. The DDL steps need the owner of the
 -- tables (the administrator, or the pg_cron job of the administrator).
 
 -- ---- the cold tier of events ------------------------------------------------------------------
@@ -333,7 +334,7 @@ BEGIN
         RAISE null_value_not_allowed USING MESSAGE = 'cutoff_us must not be NULL';
     END IF;
     PERFORM fractality._check_read_committed('archiving events');
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
+    PERFORM fractality._lock('archive_events');
     -- DETACH needs it anyway; taken first, so that no lock is ever upgraded half way. It also
     -- keeps writers out, so that a row move can be an INSERT ... SELECT and then a DELETE.
     PERFORM fractality._lock_for_partitions(ARRAY['fractality.experience_events'::regclass]);
@@ -479,7 +480,7 @@ DECLARE
     gone bigint := 0;
 BEGIN
     PERFORM fractality._check_read_committed('dropping events');
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
+    PERFORM fractality._lock('archive_events');
     PERFORM fractality._lock_for_partitions(ARRAY['fractality.experience_events'::regclass]);
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
@@ -563,7 +564,7 @@ BEGIN
     IF cutoff IS NULL THEN
         RAISE null_value_not_allowed USING MESSAGE = 'cutoff must not be NULL';
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
+    PERFORM fractality._lock('archive_streams');
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
@@ -628,7 +629,7 @@ DECLARE
     gone bigint := 0;
     is_owner boolean;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
+    PERFORM fractality._lock('archive_streams');
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
@@ -858,9 +859,9 @@ BEGIN
     -- archiver takes its lock before its tables, and this takes tables below (the parents, and
     -- nodes for a stream partition), so an archiver running beside it waits for it whole
     -- instead of holding a table it is about to want (a deadlock)
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
+    PERFORM fractality._lock('archive_streams');
+    PERFORM fractality._lock('archive_events');
+    PERFORM fractality._lock('partitions');
     -- the parents first (before their default partitions are read): the archivers lock them so
     LOCK TABLE fractality.consciousness_streams, fractality.experience_events IN ACCESS SHARE MODE;
     SELECT array_agg(t.parent ORDER BY t.n), array_agg(t.month ORDER BY t.n)
@@ -999,7 +1000,7 @@ DECLARE
     failed_message text;
 BEGIN
     PERFORM fractality._check_read_committed('run_maintenance');
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0::bigint)) THEN
+    IF NOT fractality._try_lock('run_maintenance') THEN
         RETURN jsonb_build_object('skipped', true);
     END IF;
     created := 0;
@@ -1020,9 +1021,9 @@ BEGIN
         -- the archivers' locks before any table is read (_months_to_partition reads the default
         -- partitions): an archiver holds its lock while it asks for ACCESS EXCLUSIVE on them, so
         -- reading them first and then waiting for its lock was a deadlock
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
+        PERFORM fractality._lock('archive_streams');
+        PERFORM fractality._lock('archive_events');
+        PERFORM fractality._lock('partitions');
         SELECT coalesce(array_agg(DISTINCT m.parent), '{}') INTO needed FROM fractality._months_to_partition(3) m;
         SELECT coalesce(array_agg(r.relation ORDER BY r.relation::text), '{}') INTO policies
           FROM fractality.retention_policies r

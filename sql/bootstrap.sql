@@ -214,3 +214,60 @@ $$;
 
 COMMENT ON FUNCTION fractality._create_month_partition(regclass, date) IS
     'Creates the monthly partition of consciousness_streams or experience_events holding the given month (UTC); false when it already exists.';
+
+-- ---- locks ----------------------------------------------------------------------------------------
+-- What serialises the owner's maintenance and consensus steps and each tenant's memory writes: a
+-- row of fractality.locks inserted and deleted again at once by the holder (fractality._lock for
+-- the owner's, sql/queries/memory_lock.sql for a tenant's). The row is never seen by another
+-- transaction, but until the holder's transaction ends its key is "in insertion", and a second
+-- insert of the key waits for that end (then finds no row, and goes on); the table is empty
+-- between transactions, so it keeps nothing of any tenant and a dump holds no row of it.
+-- Advisory locks served before, but any role may take any advisory key, and pg_locks shows every
+-- role the keys in use: a role with no grant at all held maintenance's key and every
+-- run_maintenance was skipped, or read a tenant's key while that tenant wrote and held it after,
+-- and the tenant's next remember waited for as long as the other session lived. Row-level security
+-- lets a role insert only its own tenant's memory lock; the owner's (user_id the nil uuid, named
+-- after what they serialise) only the owner.
+CREATE TABLE fractality.locks (
+    user_id uuid NOT NULL,
+    name    text NOT NULL,
+    CONSTRAINT locks_pkey PRIMARY KEY (user_id, name)
+);
+
+COMMENT ON TABLE fractality.locks IS
+    'Keys inserted and deleted at once to serialise the owner''s maintenance and consensus steps (user_id the nil uuid) and each tenant''s memory writes (name ''remember''), until the transaction ends; empty between transactions.';
+
+ALTER TABLE fractality.locks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_lock ON fractality.locks
+    USING (user_id = fractality.current_user_id() AND name = 'remember')
+    WITH CHECK (user_id = fractality.current_user_id() AND name = 'remember');
+
+-- Takes the owner's lock `name` until the transaction ends, waiting while another transaction
+-- holds it. Internal: the owner's maintenance and the consensus functions (run as the owner).
+CREATE FUNCTION fractality._lock(name text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO fractality.locks (user_id, name) VALUES ('00000000-0000-0000-0000-000000000000', _lock.name);
+    DELETE FROM fractality.locks l
+     WHERE l.user_id = '00000000-0000-0000-0000-000000000000' AND l.name = _lock.name;
+END
+$$;
+
+-- fractality._lock when no other transaction holds it (waiting at most 10 ms): whether it took
+-- it. Internal, as _lock.
+CREATE FUNCTION fractality._try_lock(name text) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10ms'
+AS $$
+BEGIN
+    BEGIN
+        PERFORM fractality._lock(_try_lock.name);
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN false;
+    END;
+    RETURN true;
+END
+$$;

@@ -290,7 +290,7 @@ BEGIN
     END IF;
     -- one registration of a model at a time: a second session registering it meanwhile waits,
     -- then reads what the first committed (the same dimension: nothing to do)
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.register_model ' || model, 0::bigint));
+    PERFORM fractality._lock('register_model ' || model);
     SELECT m.dims INTO current_dims FROM fractality.embedding_models m WHERE m.model = register_model.model;
     IF current_dims = dims THEN
         RETURN;
@@ -443,7 +443,7 @@ BEGIN
       FROM fractality._model_index_ops(build_tenant_graphs.model) o;
     -- one build at a time: a second call waits for the first to commit, then finds its graphs
     -- (two at once would both create the same index, and the second would fail)
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.build_tenant_graphs', 0::bigint));
+    PERFORM fractality._lock('build_tenant_graphs');
     -- the tenants first, all of them (an index cannot be built on a partition a scan still reads)
     SELECT coalesce(array_agg(x.user_id ORDER BY x.part::text, x.user_id), '{}'),
            coalesce(array_agg(x.part ORDER BY x.part::text, x.user_id), '{}'),

@@ -75,6 +75,65 @@ BEGIN
     END IF;
 END $$;
 
+-- ---- locks: rows the owner's maintenance and each tenant's memory writes lock, instead of advisory
+-- keys any role could take and hold (bootstrap.sql says why)
+-- ---- locks ----------------------------------------------------------------------------------------
+-- What serialises the owner's maintenance and consensus steps and each tenant's memory writes: a
+-- row of fractality.locks inserted and deleted again at once by the holder (fractality._lock for
+-- the owner's, sql/queries/memory_lock.sql for a tenant's). The row is never seen by another
+-- transaction, but until the holder's transaction ends its key is "in insertion", and a second
+-- insert of the key waits for that end (then finds no row, and goes on); the table is empty
+-- between transactions, so it keeps nothing of any tenant and a dump holds no row of it.
+-- Advisory locks served before, but any role may take any advisory key, and pg_locks shows every
+-- role the keys in use: a role with no grant at all held maintenance's key and every
+-- run_maintenance was skipped, or read a tenant's key while that tenant wrote and held it after,
+-- and the tenant's next remember waited for as long as the other session lived. Row-level security
+-- lets a role insert only its own tenant's memory lock; the owner's (user_id the nil uuid, named
+-- after what they serialise) only the owner.
+CREATE TABLE fractality.locks (
+    user_id uuid NOT NULL,
+    name    text NOT NULL,
+    CONSTRAINT locks_pkey PRIMARY KEY (user_id, name)
+);
+
+COMMENT ON TABLE fractality.locks IS
+    'Keys inserted and deleted at once to serialise the owner''s maintenance and consensus steps (user_id the nil uuid) and each tenant''s memory writes (name ''remember''), until the transaction ends; empty between transactions.';
+
+ALTER TABLE fractality.locks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_lock ON fractality.locks
+    USING (user_id = fractality.current_user_id() AND name = 'remember')
+    WITH CHECK (user_id = fractality.current_user_id() AND name = 'remember');
+
+-- Takes the owner's lock `name` until the transaction ends, waiting while another transaction
+-- holds it. Internal: the owner's maintenance and the consensus functions (run as the owner).
+CREATE FUNCTION fractality._lock(name text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO fractality.locks (user_id, name) VALUES ('00000000-0000-0000-0000-000000000000', _lock.name);
+    DELETE FROM fractality.locks l
+     WHERE l.user_id = '00000000-0000-0000-0000-000000000000' AND l.name = _lock.name;
+END
+$$;
+
+-- fractality._lock when no other transaction holds it (waiting at most 10 ms): whether it took
+-- it. Internal, as _lock.
+CREATE FUNCTION fractality._try_lock(name text) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10ms'
+AS $$
+BEGIN
+    BEGIN
+        PERFORM fractality._lock(_try_lock.name);
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN false;
+    END;
+    RETURN true;
+END
+$$;
+
 -- ---- internal helpers: a leading underscore ----------------------------------------------------
 -- The partition and archive steps (not for direct calls, not executable by PUBLIC) take a
 -- leading underscore, as the other internal helpers have. They are renamed first, so that every
@@ -169,7 +228,7 @@ BEGIN
     IF cutoff IS NULL THEN
         RAISE null_value_not_allowed USING MESSAGE = 'cutoff must not be NULL';
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
+    PERFORM fractality._lock('archive_streams');
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
@@ -234,7 +293,7 @@ DECLARE
     gone bigint := 0;
     is_owner boolean;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
+    PERFORM fractality._lock('archive_streams');
     SELECT NOT row_security_active(c.oid) AND pg_has_role(c.relowner, 'USAGE') INTO is_owner
       FROM pg_class c WHERE c.oid = 'fractality.consciousness_streams'::regclass;
     IF is_owner THEN
@@ -297,9 +356,9 @@ BEGIN
     -- archiver takes its lock before its tables, and this takes tables below (the parents, and
     -- nodes for a stream partition), so an archiver running beside it waits for it whole
     -- instead of holding a table it is about to want (a deadlock)
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
+    PERFORM fractality._lock('archive_streams');
+    PERFORM fractality._lock('archive_events');
+    PERFORM fractality._lock('partitions');
     -- the parents first (before their default partitions are read): the archivers lock them so
     LOCK TABLE fractality.consciousness_streams, fractality.experience_events IN ACCESS SHARE MODE;
     SELECT array_agg(t.parent ORDER BY t.n), array_agg(t.month ORDER BY t.n)
@@ -1268,7 +1327,7 @@ BEGIN
     END IF;
     -- one registration of a model at a time: a second session registering it meanwhile waits,
     -- then reads what the first committed (the same dimension: nothing to do)
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.register_model ' || model, 0::bigint));
+    PERFORM fractality._lock('register_model ' || model);
     SELECT m.dims INTO current_dims FROM fractality.embedding_models m WHERE m.model = register_model.model;
     IF current_dims = dims THEN
         RETURN;
@@ -1421,7 +1480,7 @@ BEGIN
       FROM fractality._model_index_ops(build_tenant_graphs.model) o;
     -- one build at a time: a second call waits for the first to commit, then finds its graphs
     -- (two at once would both create the same index, and the second would fail)
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.build_tenant_graphs', 0::bigint));
+    PERFORM fractality._lock('build_tenant_graphs');
     -- the tenants first, all of them (an index cannot be built on a partition a scan still reads)
     SELECT coalesce(array_agg(x.user_id ORDER BY x.part::text, x.user_id), '{}'),
            coalesce(array_agg(x.part ORDER BY x.part::text, x.user_id), '{}'),
@@ -1633,7 +1692,7 @@ DECLARE
     failed_message text;
 BEGIN
     PERFORM fractality._check_read_committed('run_maintenance');
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('fractality.run_maintenance', 0::bigint)) THEN
+    IF NOT fractality._try_lock('run_maintenance') THEN
         RETURN jsonb_build_object('skipped', true);
     END IF;
     created := 0;
@@ -1654,9 +1713,9 @@ BEGIN
         -- the archivers' locks before any table is read (_months_to_partition reads the default
         -- partitions): an archiver holds its lock while it asks for ACCESS EXCLUSIVE on them, so
         -- reading them first and then waiting for its lock was a deadlock
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_streams', 0::bigint));
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
-        PERFORM pg_advisory_xact_lock(hashtextextended('fractality.partitions', 0::bigint));
+        PERFORM fractality._lock('archive_streams');
+        PERFORM fractality._lock('archive_events');
+        PERFORM fractality._lock('partitions');
         SELECT coalesce(array_agg(DISTINCT m.parent), '{}') INTO needed FROM fractality._months_to_partition(3) m;
         SELECT coalesce(array_agg(r.relation ORDER BY r.relation::text), '{}') INTO policies
           FROM fractality.retention_policies r
@@ -2362,7 +2421,7 @@ BEGIN
         RAISE null_value_not_allowed USING MESSAGE = 'cutoff_us must not be NULL';
     END IF;
     PERFORM fractality._check_read_committed('archiving events');
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
+    PERFORM fractality._lock('archive_events');
     -- DETACH needs it anyway; taken first, so that no lock is ever upgraded half way. It also
     -- keeps writers out, so that a row move can be an INSERT ... SELECT and then a DELETE.
     PERFORM fractality._lock_for_partitions(ARRAY['fractality.experience_events'::regclass]);
@@ -2466,7 +2525,7 @@ DECLARE
     gone bigint := 0;
 BEGIN
     PERFORM fractality._check_read_committed('dropping events');
-    PERFORM pg_advisory_xact_lock(hashtextextended('fractality.archive_events', 0::bigint));
+    PERFORM fractality._lock('archive_events');
     PERFORM fractality._lock_for_partitions(ARRAY['fractality.experience_events'::regclass]);
     DELETE FROM fractality.action_metadata WHERE event_timestamp < cutoff_us;
     FOR r IN SELECT p.part, p.lo::bigint AS lo, p.hi::bigint AS hi
@@ -3600,7 +3659,7 @@ BEGIN
                     '_event_table_as', '_index_partition', '_new_event_table', '_pack_stream_points',
                     '_partition_bounds', '_protect_partition', '_set_event_bound',
                     '_us_to_timestamptz', '_check_age', '_check_read_committed', '_lock_for_partitions',
-                    '_months_to_partition',
+                    '_months_to_partition', '_lock', '_try_lock',
                     '_embedding_models_index', '_model_index_ops', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',
@@ -3800,7 +3859,8 @@ END $$;
 -- ---- privileges on the new tables ----------------------------------------------------------------
 -- Each role keeps on a table (or view) this update adds the privileges it held on the 0.4.0 table it
 -- serves, as GRANT ... ON ALL TABLES (the README's) would give it on a fresh install: writing a
--- node writes its text as the caller (node_text, from nodes); the replay buffers and the event-id
+-- node writes its text as the caller (node_text, from nodes), and a memory locks its tenant's row
+-- of locks (from nodes); the replay buffers and the event-id
 -- registry serve the events (experience_events); the centroids, the consensus nodes (which
 -- row-level security keeps the owner's alone). node_embeddings and embedding_models took theirs
 -- from the 0.4.0 node_embeddings (30_embeddings.sql). The sequences this update adds (of
@@ -3818,6 +3878,7 @@ DECLARE
 BEGIN
     FOR a IN SELECT t.dst, t.kind, x.grantee, x.privilege_type
                FROM (VALUES ('fractality.nodes', 'fractality.node_text', false, 'TABLE'),
+                            ('fractality.nodes', 'fractality.locks', false, 'TABLE'),
                             ('fractality.experience_events', 'fractality.experience_event_ids', false, 'TABLE'),
                             ('fractality.experience_events', 'fractality.replay_buffers', false, 'TABLE'),
                             ('fractality.experience_events', 'fractality.replay_tree', false, 'TABLE'),

@@ -106,7 +106,7 @@ BEGIN
                     '_event_table_as', '_index_partition', '_new_event_table', '_pack_stream_points',
                     '_partition_bounds', '_protect_partition', '_set_event_bound',
                     '_us_to_timestamptz', '_check_age', '_check_read_committed', '_lock_for_partitions',
-                    '_months_to_partition',
+                    '_months_to_partition', '_lock', '_try_lock',
                     '_embedding_models_index', '_model_index_ops', 'action_metadata_check_event',
                     'experience_events_cascade_delete', 'experience_events_cascade_truncate',
                     'experience_events_to_inbox', 'notify_consciousness_update', 'touch_updated_at',

@@ -1,7 +1,8 @@
 -- ---- privileges on the new tables ----------------------------------------------------------------
 -- Each role keeps on a table (or view) this update adds the privileges it held on the 0.4.0 table it
 -- serves, as GRANT ... ON ALL TABLES (the README's) would give it on a fresh install: writing a
--- node writes its text as the caller (node_text, from nodes); the replay buffers and the event-id
+-- node writes its text as the caller (node_text, from nodes), and a memory locks its tenant's row
+-- of locks (from nodes); the replay buffers and the event-id
 -- registry serve the events (experience_events); the centroids, the consensus nodes (which
 -- row-level security keeps the owner's alone). node_embeddings and embedding_models took theirs
 -- from the 0.4.0 node_embeddings (30_embeddings.sql). The sequences this update adds (of
@@ -19,6 +20,7 @@ DECLARE
 BEGIN
     FOR a IN SELECT t.dst, t.kind, x.grantee, x.privilege_type
                FROM (VALUES ('fractality.nodes', 'fractality.node_text', false, 'TABLE'),
+                            ('fractality.nodes', 'fractality.locks', false, 'TABLE'),
                             ('fractality.experience_events', 'fractality.experience_event_ids', false, 'TABLE'),
                             ('fractality.experience_events', 'fractality.replay_buffers', false, 'TABLE'),
                             ('fractality.experience_events', 'fractality.replay_tree', false, 'TABLE'),

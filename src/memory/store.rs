@@ -16,6 +16,7 @@ use crate::vector::Vector;
 
 const KEYS: Query<'static> = query!("memory_keys", [TEXTARRAYOID]);
 const LOCK: Query<'static> = query!("memory_lock", [UUIDOID]);
+const UNLOCK: Query<'static> = query!("memory_unlock", [UUIDOID]);
 const BY_KEYS: Query<'static> =
     query!("memory_by_keys", [UUIDOID, TEXTARRAYOID, TEXTOID]).per_tenant();
 const INSERT_MANY: Query<'static> = query!(
@@ -69,9 +70,11 @@ fn locked_ids(q: &Query<'_>, args: &[DatumWithOid<'_>]) -> Result<Vec<Uuid>, Fra
     spi::some_rows(q, args, false, |r| r.get::<Uuid>(1))
 }
 
-/// One writer of `tenant`'s memories at a time, until the transaction ends.
+/// One writer of `tenant`'s memories at a time, until the transaction ends: the tenant's key in
+/// fractality.locks inserted and deleted again (memory_lock.sql says how that holds).
 pub fn lock(tenant: Uuid) -> Result<(), FractalityError> {
     spi::run(&LOCK, &[tenant.into()])?;
+    spi::run(&UNLOCK, &[tenant.into()])?;
     Ok(())
 }
 

@@ -1871,3 +1871,85 @@ fn months_far_from_now_get_no_partition_of_their_own() {
     drop(c);
     common::drop_db(DB);
 }
+
+/// No role but the owner can hold up the owner's maintenance or a curator's consensus: a role
+/// with no grant at all, holding at session level (outside any transaction, beyond the reach of
+/// idle_in_transaction_session_timeout) every advisory key those steps took before, leaves
+/// run_maintenance running (before: `{"skipped": true}` at every run, while the session lived)
+/// and archive_streams and crystallize_consensus going on (before: they waited as long); and it
+/// cannot insert the owner's keys into fractality.locks, where those locks are now taken.
+#[test]
+fn no_other_role_holds_up_maintenance_or_consensus() {
+    let _serial = serial();
+    let mut admin = db();
+    admin
+        .batch_execute(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fractality_no_grant') THEN
+                     CREATE ROLE fractality_no_grant LOGIN;
+                 END IF;
+             END $$;",
+        )
+        .unwrap();
+    let mut holder = connect_as("fractality_no_grant");
+    for key in [
+        "fractality.run_maintenance",
+        "fractality.archive_streams",
+        "fractality.archive_events",
+        "fractality.partitions",
+        "fractality.build_tenant_graphs",
+        "fractality.consensus default",
+    ] {
+        holder
+            .execute(
+                "SELECT pg_advisory_lock(hashtextextended($1, 0::bigint))",
+                &[&key],
+            )
+            .unwrap();
+    }
+    // the owner's calls do not wait (a lock_timeout turns a wait into an error here)
+    admin.batch_execute("SET lock_timeout = '5s'").unwrap();
+    let run: serde_json::Value = admin
+        .query_one("SELECT fractality.run_maintenance()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(run["skipped"], false, "{run}");
+    admin
+        .query_one("SELECT fractality.archive_streams('100 years')", &[])
+        .unwrap();
+    let curator_tenant = tenant();
+    let mut curator = app("fractality_archive_curator", Some(curator_tenant));
+    let seed: uuid::Uuid = curator
+        .query_one(
+            "SELECT fractality.upsert_node('lock-seed', embedding => array_fill(0.1::real, ARRAY[384])::vector)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    curator.batch_execute("SET lock_timeout = '5s'").unwrap();
+    curator
+        .query(
+            "SELECT fractality.crystallize_consensus($1, 0.9, 3)",
+            &[&seed],
+        )
+        .unwrap();
+    let left: i64 = admin
+        .query_one("SELECT count(*) FROM fractality.locks", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the locks keep no row between transactions");
+    holder
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .unwrap();
+    // a role with the application's grants cannot take the owner's locks either
+    let mut granted = app("fractality_archive_app", Some(tenant()));
+    for name in ["run_maintenance", "remember"] {
+        let e = granted
+            .execute(
+                "INSERT INTO fractality.locks VALUES ('00000000-0000-0000-0000-000000000000', $1)",
+                &[&name],
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{name}: {e}");
+    }
+}

@@ -929,3 +929,85 @@ fn the_tenant_is_the_setting_whatever_the_callers_search_path() {
     drop(c);
     common::drop_db(db);
 }
+
+/// Another tenant cannot hold up a tenant's memory writes: it reads the key the tenant's
+/// `remember` held from pg_locks (as any role may) and holds every advisory key it saw there at
+/// session level, and holds the key the tenant's writes took before by its formula; the
+/// tenant's next remember, remember_many and forget go on (before: they waited for as long as the
+/// other session lived). Nor can it insert the tenant's key into fractality.locks, where the
+/// lock is now taken (row-level security), or see it there.
+#[test]
+fn another_tenant_cannot_hold_up_a_tenants_memory_writes() {
+    let (ta, tb) = (common::tenant(), common::tenant());
+    let mut a = common::app("fractality_iso_lock_a", Some(ta));
+    let mut b = common::app("fractality_iso_lock_b", Some(tb));
+    let mut admin = common::db();
+    // B writes in a transaction it keeps open; A looks at the locks meanwhile
+    b.batch_execute("BEGIN").unwrap();
+    b.query_one(
+        &format!(
+            "SELECT created FROM fractality.remember('b-first', 'b first', '{}')",
+            vector_text(1, 0, 0.0)
+        ),
+        &[],
+    )
+    .unwrap();
+    let seen: Vec<(u32, u32)> = a
+        .query(
+            "SELECT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, i64>(0) as u32, r.get::<_, i64>(1) as u32))
+        .collect();
+    b.batch_execute("COMMIT").unwrap();
+    for (classid, objid) in &seen {
+        a.execute(
+            "SELECT pg_advisory_lock((($1::bigint) << 32) | $2::bigint)",
+            &[&i64::from(*classid), &i64::from(*objid)],
+        )
+        .unwrap();
+    }
+    a.execute(
+        "SELECT pg_advisory_lock(hashtextextended('fractality.remember ' || $1::uuid::text, 0::bigint))",
+        &[&tb],
+    )
+    .unwrap();
+    // B's writes do not wait (a lock_timeout turns a wait into an error here)
+    b.batch_execute("SET lock_timeout = '5s'").unwrap();
+    b.query_one(
+        &format!(
+            "SELECT created FROM fractality.remember('b-second', 'b second', '{}')",
+            vector_text(2, 0, 0.0)
+        ),
+        &[],
+    )
+    .unwrap();
+    b.query(
+        &format!(
+            "SELECT * FROM fractality.remember_many(ARRAY['b-third'], ARRAY['b third'], ARRAY['{}'::vector])",
+            vector_text(3, 0, 0.0)
+        ),
+        &[],
+    )
+    .unwrap();
+    let forgotten: bool = b
+        .query_one("SELECT fractality.forget('b-first')", &[])
+        .unwrap()
+        .get(0);
+    assert!(forgotten);
+    let left: i64 = admin
+        .query_one("SELECT count(*) FROM fractality.locks", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "no key is kept after the transactions");
+    a.batch_execute("SELECT pg_advisory_unlock_all()").unwrap();
+    let e = a
+        .execute(
+            "INSERT INTO fractality.locks VALUES ($1, 'remember')",
+            &[&tb],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "42501", "{e}");
+}

@@ -32,6 +32,8 @@ const INTERNAL: &[&str] = &[
     "_check_read_committed",
     "_lock_for_partitions",
     "_months_to_partition",
+    "_lock",
+    "_try_lock",
     "_experience_events_identity",
     "_embedding_models_index",
     "_node_embeddings_check",

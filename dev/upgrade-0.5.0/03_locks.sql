@@ -1,0 +1,3 @@
+-- ---- locks: rows the owner's maintenance and each tenant's memory writes lock, instead of advisory
+-- keys any role could take and hold (bootstrap.sql says why)
+--@ file bootstrap.sql -- ---- locks||
