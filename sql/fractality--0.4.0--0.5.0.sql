@@ -3173,6 +3173,46 @@ ALTER TABLE fractality.adna_policies ENABLE TRIGGER adna_policies_touch_updated_
 COMMENT ON COLUMN fractality.adna_policies.reward_sum IS
     'The sum of the rewards rolled in (refresh_policy_rewards), in double precision: avg_reward is reward_sum / total_executions as a real.';
 
+-- ---- views: each node's edges and points of its own tenant, and no point ahead of now
+-- Nodes above an energy level (current, decayed energy), with their child count and last stream
+-- activity (a point written ahead of now is not activity yet). A node is its tenant's id: two
+-- tenants' nodes may share an id, and each counts its own edges and points.
+CREATE OR REPLACE VIEW fractality.active_consciousness WITH (security_invoker = true) AS
+SELECT n.node_id,
+       n.user_id,
+       n.node_key,
+       n.label,
+       n.atp,
+       (SELECT count(*)
+          FROM fractality.edges e
+         WHERE e.from_node = n.node_id AND e.user_id = n.user_id
+           AND e.relationship_type = 'child') AS child_count,
+       (SELECT max(cs.time)
+          FROM fractality.consciousness_streams cs
+         WHERE cs.node_id = n.node_id AND cs.user_id = n.user_id AND cs.time <= now()) AS last_activity
+  FROM fractality.node_energy n
+ WHERE n.atp > 0.5;
+
+COMMENT ON VIEW fractality.active_consciousness IS
+    'Nodes with current (decayed) energy above 0.5, their child count and their last stream point.';
+
+-- Hourly energy by node key over the last 24 hours (up to now: not points written ahead of it),
+-- and how many minds (users) held it; each point under its own tenant's node.
+CREATE OR REPLACE VIEW fractality.consciousness_evolution WITH (security_invoker = true) AS
+SELECT date_trunc('hour', cs.time) AS hour,
+       n.node_key,
+       avg(cs.atp_level)            AS avg_atp,
+       stddev_samp(cs.atp_level)    AS atp_stddev,
+       count(*)                     AS points,
+       count(DISTINCT n.user_id)    AS active_minds
+  FROM fractality.consciousness_streams cs
+  JOIN fractality.nodes n ON n.id = cs.node_id AND n.user_id = cs.user_id
+ WHERE cs.time > now() - interval '24 hours' AND cs.time <= now()
+ GROUP BY 1, 2;
+
+COMMENT ON VIEW fractality.consciousness_evolution IS
+    'Hourly average and deviation of energy per node key over the last 24 hours, with distinct users.';
+
 -- ---- search paths pinned ----------------------------------------------------------------------
 -- The functions of 0.4.0 that ran with the caller's search_path, which a function of another
 -- schema matching a call's argument types more exactly than pg_catalog's could take over (the

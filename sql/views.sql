@@ -2,7 +2,8 @@
 -- Every view runs with the rights of the caller (security_invoker), so row-level security holds.
 
 -- Nodes above an energy level (current, decayed energy), with their child count and last stream
--- activity.
+-- activity (a point written ahead of now is not activity yet). A node is its tenant's id: two
+-- tenants' nodes may share an id, and each counts its own edges and points.
 CREATE VIEW fractality.active_consciousness WITH (security_invoker = true) AS
 SELECT n.node_id,
        n.user_id,
@@ -11,17 +12,19 @@ SELECT n.node_id,
        n.atp,
        (SELECT count(*)
           FROM fractality.edges e
-         WHERE e.from_node = n.node_id AND e.relationship_type = 'child') AS child_count,
+         WHERE e.from_node = n.node_id AND e.user_id = n.user_id
+           AND e.relationship_type = 'child') AS child_count,
        (SELECT max(cs.time)
           FROM fractality.consciousness_streams cs
-         WHERE cs.node_id = n.node_id) AS last_activity
+         WHERE cs.node_id = n.node_id AND cs.user_id = n.user_id AND cs.time <= now()) AS last_activity
   FROM fractality.node_energy n
  WHERE n.atp > 0.5;
 
 COMMENT ON VIEW fractality.active_consciousness IS
     'Nodes with current (decayed) energy above 0.5, their child count and their last stream point.';
 
--- Hourly energy by node key over the last 24 hours, and how many minds (users) held it.
+-- Hourly energy by node key over the last 24 hours (up to now: not points written ahead of it),
+-- and how many minds (users) held it; each point under its own tenant's node.
 CREATE VIEW fractality.consciousness_evolution WITH (security_invoker = true) AS
 SELECT date_trunc('hour', cs.time) AS hour,
        n.node_key,
@@ -30,8 +33,8 @@ SELECT date_trunc('hour', cs.time) AS hour,
        count(*)                     AS points,
        count(DISTINCT n.user_id)    AS active_minds
   FROM fractality.consciousness_streams cs
-  JOIN fractality.nodes n ON n.id = cs.node_id
- WHERE cs.time > now() - interval '24 hours'
+  JOIN fractality.nodes n ON n.id = cs.node_id AND n.user_id = cs.user_id
+ WHERE cs.time > now() - interval '24 hours' AND cs.time <= now()
  GROUP BY 1, 2;
 
 COMMENT ON VIEW fractality.consciousness_evolution IS

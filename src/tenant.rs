@@ -40,14 +40,39 @@ pub fn required_where_restricted(table: &std::ffi::CStr) -> Result<Option<Uuid>,
     if let Some(t) = current()? {
         return Ok(Some(t));
     }
-    let rel = spi::relation_oid(table);
-    // SAFETY: PostgreSQL's own check of a relation, inside a transaction
-    let restricted = rel != pgrx::pg_sys::InvalidOid
-        && unsafe { pgrx::pg_sys::check_enable_rls(rel, pgrx::pg_sys::InvalidOid, true) }
-            == pgrx::pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
-    if restricted {
+    if restricted(table) {
         Err(FractalityError::NoTenant)
     } else {
         Ok(None)
+    }
+}
+
+/// Whether row-level security restricts the caller on `fractality.<table>`, as PostgreSQL
+/// decides it (`check_enable_rls`): false for its owner, a superuser, a BYPASSRLS role.
+pub fn restricted(table: &std::ffi::CStr) -> bool {
+    let rel = spi::relation_oid(table);
+    // SAFETY: PostgreSQL's own check of a relation, inside a transaction
+    rel != pgrx::pg_sys::InvalidOid
+        && unsafe { pgrx::pg_sys::check_enable_rls(rel, pgrx::pg_sys::InvalidOid, true) }
+            == pgrx::pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+}
+
+/// The tenant whose rows of `fractality.<table>` a call that may be given one (`named`) writes:
+/// for a caller row-level security restricts, its session's tenant, which `named` must then be
+/// (22004 without a tenant; 22023 naming another, whose rows it could not write, so that the
+/// call does not answer "nothing" for a wrong id); for any other caller `named` (None: every
+/// tenant it sees).
+pub fn scope(table: &std::ffi::CStr, named: Option<Uuid>) -> Result<Option<Uuid>, FractalityError> {
+    if !restricted(table) {
+        return Ok(named);
+    }
+    let own = required()?;
+    match named {
+        Some(n) if n != own => Err(FractalityError::invalid(
+            "p_user_id",
+            n,
+            "Row-level security limits this role to the session's tenant (fractality.user_id): pass that id, or NULL.",
+        )),
+        _ => Ok(Some(own)),
     }
 }

@@ -145,15 +145,13 @@ pub fn apply_consciousness_decay(
     crate::errors::writer(c"apply_consciousness_decay");
     let rate = check_rate("decay_rate", required("decay_rate", decay_rate)).unwrap_or_report();
     let floor = check_level("min_atp", required("min_atp", min_atp)).unwrap_or_report();
-    if p_user_id.is_none() {
-        // every node the caller sees: an application role must name its tenant
-        crate::tenant::required_where_restricted(c"nodes").unwrap_or_report();
-    }
-
+    // an application role decays its session's tenant alone (22004 without one); the owner
+    // every tenant, or the one it names
+    let tenant = crate::tenant::scope(c"nodes", p_user_id).unwrap_or_report();
     let rows = spi::connect(|| -> Result<Vec<(pgrx::Uuid, f64, f64)>, FractalityError> {
         let was_on = notify_off()?;
         let rows = store::apply(rate, floor, p_user_id)?;
-        notify_restore(was_on, "DECAY", rows.len() as i64, p_user_id)?;
+        notify_restore(was_on, "DECAY", rows.len() as i64, tenant)?;
         Ok(rows)
     })
     .unwrap_or_report();
@@ -185,6 +183,12 @@ pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
         .report();
     }
     let batch = i64::from(batch);
+    // what the summary names: an application role writes its session's tenant's rows alone
+    let tenant = if crate::tenant::restricted(c"nodes") {
+        crate::tenant::current().unwrap_or_report()
+    } else {
+        None
+    };
     // run_maintenance's step, called by the owner on its own too: a fixed search path
     spi::connect_pinned(|| -> Result<i64, FractalityError> {
         let was_on = notify_off()?;
@@ -204,7 +208,7 @@ pub fn materialize_decay(batch_size: default!(Option<i32>, 10000)) -> i64 {
             // a writer held a row: everything above was rolled back (lock_timeout with it)
             None => store::materialize(&store::MATERIALIZE_SKIP_LOCKED, plan.now, &ranges)?,
         };
-        notify_restore(was_on, "MATERIALIZE", written, None)?;
+        notify_restore(was_on, "MATERIALIZE", written, tenant)?;
         Ok(written)
     })
     .unwrap_or_report()
@@ -218,7 +222,9 @@ pub fn pulse(node_id: Option<pgrx::Uuid>, energy: Option<f64>) -> f64 {
     crate::errors::writer(c"pulse");
     let id = required("node_id", node_id);
     let energy = finite("energy", required("energy", energy)).unwrap_or_report();
-    let atp = spi::connect(|| store::pulse(id, energy)).unwrap_or_report();
+    // the session's tenant's node of that id (tenants' nodes may share one)
+    let tenant = crate::tenant::current().unwrap_or_report();
+    let atp = spi::connect(|| store::pulse(id, energy, tenant)).unwrap_or_report();
     match atp {
         Some(v) => v,
         None => crate::errors::node_not_found(id).report(),

@@ -27,7 +27,7 @@ pub const MATERIALIZE_SKIP_LOCKED: Query<'static> = query!(
     "decay_materialize_skip_locked",
     [TIMESTAMPTZOID, INT8OID, INT8OID]
 );
-const PULSE: Query<'static> = query!("decay_pulse", [UUIDOID, FLOAT8OID]);
+const PULSE: Query<'static> = query!("decay_pulse", [UUIDOID, FLOAT8OID, UUIDOID]);
 const SET_NOTIFY: Query<'static> = query!("decay_set_notify", [TEXTOID]);
 const SET_LOCK_TIMEOUT: Query<'static> = query!("decay_set_lock_timeout", [TEXTOID]);
 const NOTIFY: Query<'static> = query!("decay_notify", [TEXTOID, INT8OID, UUIDOID]);
@@ -185,9 +185,9 @@ pub fn set_lock_timeout(value: &str) -> Result<(), FractalityError> {
 
 /// pulse's UPDATE and stream point: the new energy, None when the node does not exist or is not
 /// visible.
-pub fn pulse(id: Uuid, energy: f64) -> Result<Option<f64>, FractalityError> {
+pub fn pulse(id: Uuid, energy: f64, tenant: Option<Uuid>) -> Result<Option<f64>, FractalityError> {
     writing();
-    spi::one::<f64>(&PULSE, &[id.into(), energy.into()], false)
+    spi::one::<f64>(&PULSE, &[id.into(), energy.into(), tenant.into()], false)
 }
 
 // ---- subtransactions ---------------------------------------------------------------------------

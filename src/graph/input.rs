@@ -235,14 +235,15 @@ fn leaves(v: &serde_json::Value) -> usize {
 }
 
 /// The first number of a JSON value read as an array of any dimensions that a `real` cannot
-/// hold (beyond about 3.4e38), as written: the column's cast would fail with 22003 naming
-/// neither the point nor the field.
+/// hold (one that rounds to an infinity, as PostgreSQL's real input rounds it: 3.4028235e38, the
+/// largest real as thaw writes it, is one), as written: the column's cast would fail with 22003
+/// naming neither the point nor the field.
 fn beyond_real(v: &serde_json::Value) -> Option<String> {
     match v {
         serde_json::Value::Array(a) => a.iter().find_map(beyond_real),
         serde_json::Value::Number(n) => n
             .as_f64()
-            .filter(|x| x.abs() > f32::MAX as f64)
+            .filter(|x| !(*x as f32).is_finite())
             .map(|_| n.to_string()),
         _ => None,
     }
@@ -486,6 +487,13 @@ mod tests {
             e.to_string(),
             "invalid value for stream point resonance_vector: -1e+39 (point 1)"
         );
+        // the largest real as thaw writes it is one (PostgreSQL's input rounds it), a little
+        // more rounds to an infinity
+        let doc = r#"{"node_key": "a", "stream": [{"time": "2026-01-01", "atp_level": 0.5,
+                      "resonance_vector": [340282350000000000000000000000000000000, -3.4028235e38]}]}"#;
+        assert!(parse_frozen(serde_json::from_str(doc).unwrap()).is_ok());
+        let doc = doc.replace("-3.4028235e38", "3.4028236e38");
+        assert!(parse_frozen(serde_json::from_str(&doc).unwrap()).is_err());
     }
 
     #[test]

@@ -273,7 +273,9 @@ pub fn memories_from_arrays(
 
 /// A number of an embedding as an f32: finite and within f32's range.
 fn embedding_value(v: f64) -> Option<f32> {
-    (v.is_finite() && v.abs() <= f32::MAX as f64).then_some(v as f32)
+    // as PostgreSQL's real input rounds it: the largest real written out (3.4028235e38) is one
+    let r = v as f32;
+    r.is_finite().then_some(r)
 }
 
 /// [`parse_memories`] over the jsonb argument in place: each element read from its binary
@@ -438,6 +440,13 @@ mod tests {
             .embedding,
             vec![0.5, -2.0]
         );
+        // the largest real written out is one, as PostgreSQL's real input rounds it
+        assert_eq!(embedding_value(3.4028235e38), Some(f32::MAX));
+        assert_eq!(
+            embedding_value(-340282350000000000000000000000000000000.0),
+            Some(f32::MIN)
+        );
+        assert_eq!(embedding_value(3.4028236e38), None);
     }
 
     #[test]

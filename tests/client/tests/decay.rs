@@ -658,3 +658,121 @@ fn the_tick_reports_each_tenants_node_of_one_id_with_its_own_old_energy() {
         assert_relative_eq!(*new, old * 0.5, max_relative = 1e-12);
     }
 }
+
+/// Energy calls of one tenant say and touch that tenant alone (found by a review): as the owner
+/// with a tenant set, `pulse` of an id two tenants' nodes share feeds that tenant's node (before:
+/// both, returning the other's energy) and the views count each node's own points once (before:
+/// each tenant's point under both keys) and none written ahead of now (before: a point a year
+/// ahead was in the last 24 hours); an application role naming another tenant to
+/// `apply_consciousness_decay` is refused (before: nothing written, no word), and its decay
+/// writers' summaries name its tenant (before: `"tenant": null`, as a tick of every tenant).
+#[test]
+fn energy_calls_of_one_tenant_say_and_touch_that_tenant_alone() {
+    let mut owner = common::db();
+    let (ta, tb) = (common::tenant(), common::tenant());
+    let id = uuid::Uuid::new_v4();
+    owner.batch_execute("SET fractality.notify = off").unwrap();
+    for (user, key, atp) in [(ta, "twin-a", 0.2f64), (tb, "twin-b", 0.6)] {
+        owner
+            .execute(
+                "INSERT INTO fractality.nodes (id, user_id, node_key, atp, atp_at)
+                 VALUES ($1, $2, $3, $4, now())",
+                &[&id, &user, &key, &atp],
+            )
+            .unwrap();
+    }
+    common::set_tenant(&mut owner, tb);
+    let fed: f64 = owner
+        .query_one("SELECT fractality.pulse($1, 0.1)", &[&id])
+        .unwrap()
+        .get(0);
+    assert_relative_eq!(fed, 0.7, max_relative = 1e-4);
+    let a: f64 = owner
+        .query_one(
+            "SELECT atp FROM fractality.nodes WHERE id = $1 AND user_id = $2",
+            &[&id, &ta],
+        )
+        .unwrap()
+        .get(0);
+    assert_relative_eq!(a, 0.2, max_relative = 1e-12);
+    // one point each, and one of B's a year ahead
+    owner
+        .execute(
+            "INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level)
+             VALUES (now(), $1, $2, 0.2), (now() + interval '1 year', $1, $3, 0.9)",
+            &[&id, &ta, &tb],
+        )
+        .unwrap();
+    let points: Vec<(String, i64)> = owner
+        .query(
+            "SELECT node_key, sum(points)::bigint FROM fractality.consciousness_evolution
+              WHERE node_key IN ('twin-a', 'twin-b') GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // A's point, and B's pulse (its point a year ahead left out)
+    assert_eq!(points, [("twin-a".into(), 1), ("twin-b".into(), 1)]);
+    let last_ahead: bool = owner
+        .query_one(
+            "SELECT bool_or(last_activity > now()) FROM fractality.active_consciousness
+              WHERE node_key = 'twin-b'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!last_ahead, "a point ahead of now is no activity yet");
+    // an application role of tenant A
+    let mut app = common::app("fractality_decay_scope", Some(ta));
+    let e = app
+        .query(
+            "SELECT * FROM fractality.apply_consciousness_decay(0.9, 0.1, $1)",
+            &[&tb],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22023", "{e}");
+    let message = e.as_db_error().map(|d| d.message().to_string());
+    assert!(
+        message
+            .as_ref()
+            .is_some_and(|m| m.contains(&tb.to_string())),
+        "{message:?}"
+    );
+    let mut none = common::app("fractality_decay_scope", None);
+    let e = none
+        .query(
+            "SELECT * FROM fractality.apply_consciousness_decay(0.9, 0.1, $1)",
+            &[&ta],
+        )
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e), "22004", "{e}");
+    // the tick and the materialisation of the session's tenant (A's node made stale first)
+    owner
+        .execute(
+            "UPDATE fractality.nodes SET atp = 0.9, atp_at = now() - interval '3 hours'
+              WHERE id = $1 AND user_id = $2",
+            &[&id, &ta],
+        )
+        .unwrap();
+    let mut listener = common::listener();
+    app.batch_execute("SET fractality.notify = on").unwrap();
+    app.query("SELECT fractality.materialize_decay()", &[])
+        .unwrap();
+    app.query(
+        "SELECT * FROM fractality.apply_consciousness_decay(0.9, 0.1)",
+        &[],
+    )
+    .unwrap();
+    let actions: Vec<String> = common::notifications(&mut listener, Duration::from_secs(2))
+        .into_iter()
+        .filter(|p| p["tenant"] == common::digest(ta))
+        .map(|p| p["action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        ["MATERIALIZE", "DECAY"],
+        "the summaries name tenant A"
+    );
+}

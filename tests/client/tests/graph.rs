@@ -1212,3 +1212,43 @@ fn freezing_two_nodes_linked_both_ways_at_once_does_not_deadlock() {
         .get(0);
     assert_eq!(edges, 2);
 }
+
+/// What thaw gives, freeze takes: a stream point holding the largest real either way, which
+/// thaw writes out in full (340282350000000000000000000000000000000), is frozen back as it was
+/// (before: 22023, "beyond a real", though PostgreSQL's real input takes it).
+#[test]
+fn freeze_takes_the_largest_real_that_thaw_wrote() {
+    let mut c = common::db();
+    common::set_tenant(&mut c, common::tenant());
+    c.batch_execute(
+        "SELECT fractality.upsert_node('largest-real', 'largest');
+         INSERT INTO fractality.consciousness_streams (time, node_id, user_id, atp_level, resonance_vector)
+         SELECT now() - interval '1 minute', id, user_id, 0.5, '{3.4028235e38,-3.4028235e38}'
+           FROM fractality.nodes WHERE node_key = 'largest-real' AND user_id = fractality.current_user_id();",
+    )
+    .unwrap();
+    let frozen: String = c
+        .query_one("SELECT fractality.thaw('largest-real', 100)::text", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        frozen.contains("340282350000000000000000000000000000000"),
+        "{frozen}"
+    );
+    c.query_one(
+        "SELECT fractality.freeze(fractality.thaw('largest-real', 100))",
+        &[],
+    )
+    .unwrap();
+    let kept: String = c
+        .query_one(
+            "SELECT resonance_vector::text FROM fractality.consciousness_streams s
+               JOIN fractality.nodes n ON n.id = s.node_id AND n.user_id = s.user_id
+              WHERE n.node_key = 'largest-real' AND n.user_id = fractality.current_user_id()
+              ORDER BY s.time LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, "{3.4028235e+38,-3.4028235e+38}");
+}

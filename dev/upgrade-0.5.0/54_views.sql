@@ -1,0 +1,2 @@
+-- ---- views: each node's edges and points of its own tenant, and no point ahead of now
+--@ file! views.sql -- Nodes above an energy level||-- Query times from pg_stat_statements
