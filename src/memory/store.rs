@@ -71,10 +71,29 @@ fn locked_ids(q: &Query<'_>, args: &[DatumWithOid<'_>]) -> Result<Vec<Uuid>, Fra
 }
 
 /// One writer of `tenant`'s memories at a time, until the transaction ends: the tenant's key in
-/// fractality.locks inserted and deleted again (memory_lock.sql says how that holds).
+/// fractality.locks inserted and deleted again (memory_lock.sql says how that holds). Once per
+/// transaction: each insert of the key checks every entry the transaction's earlier ones left in
+/// the index (none is dead to it before it ends), so a lock taken at every call made 20 000
+/// memories told in one transaction take 3 ms each for the lock alone. A lock taken in a
+/// subtransaction that is still open holds; one whose subtransaction ended (rolled back, or
+/// released into its parent) is taken again.
 pub fn lock(tenant: Uuid) -> Result<(), FractalityError> {
+    thread_local! {
+        /// The transaction (the backend's local id), subtransaction and tenant of the last lock.
+        static HELD: std::cell::Cell<Option<(u32, u32, Uuid)>> = const { std::cell::Cell::new(None) };
+    }
+    // SAFETY: the backend's own PGPROC and transaction state, inside a transaction
+    let (lxid, subid) = unsafe { ((*pg_sys::MyProc).lxid, pg_sys::GetCurrentSubTransactionId()) };
+    let held = HELD.with(|h| h.get());
+    if let Some((x, sub, t)) = held {
+        // SAFETY: a lookup in the current transaction's stack of subtransactions
+        if x == lxid && t == tenant && unsafe { pg_sys::SubTransactionIsActive(sub) } {
+            return Ok(());
+        }
+    }
     spi::run(&LOCK, &[tenant.into()])?;
     spi::run(&UNLOCK, &[tenant.into()])?;
+    HELD.with(|h| h.set(Some((lxid, subid, tenant))));
     Ok(())
 }
 

@@ -1515,3 +1515,45 @@ fn a_ttl_of_parts_of_both_signs_is_judged_by_the_least_time_it_adds() {
         assert_eq!(common::sqlstate(&e), "22023", "{ttl}: {e}");
     }
 }
+
+/// A tenant's memory lock is taken once a transaction (its key's entries would otherwise pile up
+/// in the index for every later call to step over), but again after the savepoint that took it
+/// rolled back, which released it: a second session telling a memory then waits for the first
+/// one's commit.
+#[test]
+fn a_memory_lock_released_with_its_savepoint_is_taken_again() {
+    let tenant = common::tenant();
+    let mut admin = common::db();
+    let mut first = common::app("fractality_memory_a", Some(tenant));
+    let remember = |key: &str, family: usize| {
+        format!(
+            "SELECT created FROM fractality.remember('{key}', 'fact {key}', '{}')",
+            vector_text(family, 0, 0.0)
+        )
+    };
+    first.batch_execute("BEGIN; SAVEPOINT a").unwrap();
+    first.query_one(&remember("sp-1", 1), &[]).unwrap();
+    first.batch_execute("ROLLBACK TO SAVEPOINT a").unwrap();
+    first.query_one(&remember("sp-2", 2), &[]).unwrap();
+    let mut second = common::app("fractality_memory_a", Some(tenant));
+    let second_pid = reliability::backend_pid(&mut second);
+    let sql = remember("sp-3", 3);
+    let told = thread::spawn(move || second.query_one(&sql, &[]).map(|r| r.get::<_, bool>(0)));
+    // the second session waits for the first one's lock, taken again after the rollback
+    wait_for_lock(&mut admin, second_pid);
+    first.batch_execute("COMMIT").unwrap();
+    assert!(
+        told.join().unwrap().unwrap(),
+        "stored once the first committed"
+    );
+    let keys: Vec<String> = admin
+        .query(
+            "SELECT node_key FROM fractality.nodes WHERE user_id = $1 ORDER BY 1",
+            &[&tenant],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(keys, ["sp-2", "sp-3"]);
+}
