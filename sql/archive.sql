@@ -651,7 +651,8 @@ BEGIN
 END $$;
 
 -- A node's stream points in [from, to), from the hot and the cold tier, in time order. Runs as
--- the caller: row-level security shows a tenant its own nodes' points only.
+-- the caller: row-level security shows a tenant its own nodes' points only. With a tenant set,
+-- that tenant's node of the id (two tenants' nodes may share one, and the owner sees both).
 CREATE FUNCTION fractality.stream_history(node uuid, "from" timestamptz, "to" timestamptz)
 RETURNS TABLE ("time" timestamptz, atp_level float8, attention_score float8, resonance_vector real[],
                archived boolean)
@@ -672,7 +673,9 @@ BEGIN
             MESSAGE = format('invalid time range for stream_history: [%s, %s)', "from", "to"),
             HINT = 'Pass from <= to.';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM fractality.nodes n WHERE n.id = node) THEN
+    IF NOT EXISTS (SELECT 1 FROM fractality.nodes n
+                    WHERE n.id = node
+                      AND (fractality.current_user_id() IS NULL OR n.user_id = fractality.current_user_id())) THEN
         RAISE no_data_found USING
             MESSAGE = format('node %s does not exist or is not visible', node),
             HINT = 'Check the id or key, and that fractality.user_id names the tenant that owns it (row-level security shows only its rows).';
@@ -683,11 +686,13 @@ BEGIN
                false AS cold
           FROM fractality.consciousness_streams s
          WHERE s.node_id = node AND s.time >= "from" AND s.time < "to"
+           AND (fractality.current_user_id() IS NULL OR s.user_id = fractality.current_user_id())
         UNION ALL
         SELECT p.t, p.a, p.att, p.r::real[], true
           FROM fractality.consciousness_archive c,
                unnest(c.times, c.atp_levels, c.attention_scores, c.resonance_vectors) AS p(t, a, att, r)
          WHERE c.node_id = node AND c.time_to >= "from" AND c.time_from < "to"
+           AND (fractality.current_user_id() IS NULL OR c.user_id = fractality.current_user_id())
            AND p.t >= "from" AND p.t < "to"
     ) h
     ORDER BY h.t, h.cold DESC;

@@ -313,6 +313,53 @@ BEGIN
     GET DIAGNOSTICS k = ROW_COUNT;
     RETURN gone + k;
 END $$;
+-- A node's stream points in [from, to), from the hot and the cold tier, in time order. Runs as
+-- the caller: row-level security shows a tenant its own nodes' points only. With a tenant set,
+-- that tenant's node of the id (two tenants' nodes may share one, and the owner sees both).
+CREATE OR REPLACE FUNCTION fractality.stream_history(node uuid, "from" timestamptz, "to" timestamptz)
+RETURNS TABLE ("time" timestamptz, atp_level float8, attention_score float8, resonance_vector real[],
+               archived boolean)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+-- the archive keeps vectors as text, whose NULL elements read back as NULL only with array_nulls
+SET array_nulls = on
+AS $$
+BEGIN
+    IF node IS NULL OR "from" IS NULL OR "to" IS NULL THEN
+        RAISE null_value_not_allowed USING
+            MESSAGE = format('stream_history: %s must not be NULL',
+                             CASE WHEN node IS NULL THEN 'node' WHEN "from" IS NULL THEN 'from' ELSE 'to' END),
+            HINT = 'Pass a node id and a time range [from, to); ''-infinity'' and ''infinity'' are allowed.';
+    END IF;
+    IF "from" > "to" THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = format('invalid time range for stream_history: [%s, %s)', "from", "to"),
+            HINT = 'Pass from <= to.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM fractality.nodes n
+                    WHERE n.id = node
+                      AND (fractality.current_user_id() IS NULL OR n.user_id = fractality.current_user_id())) THEN
+        RAISE no_data_found USING
+            MESSAGE = format('node %s does not exist or is not visible', node),
+            HINT = 'Check the id or key, and that fractality.user_id names the tenant that owns it (row-level security shows only its rows).';
+    END IF;
+    RETURN QUERY
+    SELECT h.t, h.a, h.att, h.r, h.cold FROM (
+        SELECT s.time AS t, s.atp_level AS a, s.attention_score AS att, s.resonance_vector AS r,
+               false AS cold
+          FROM fractality.consciousness_streams s
+         WHERE s.node_id = node AND s.time >= "from" AND s.time < "to"
+           AND (fractality.current_user_id() IS NULL OR s.user_id = fractality.current_user_id())
+        UNION ALL
+        SELECT p.t, p.a, p.att, p.r::real[], true
+          FROM fractality.consciousness_archive c,
+               unnest(c.times, c.atp_levels, c.attention_scores, c.resonance_vectors) AS p(t, a, att, r)
+         WHERE c.node_id = node AND c.time_to >= "from" AND c.time_from < "to"
+           AND (fractality.current_user_id() IS NULL OR c.user_id = fractality.current_user_id())
+           AND p.t >= "from" AND p.t < "to"
+    ) h
+    ORDER BY h.t, h.cold DESC;
+END $$;
 
 -- ---- partitions: rows the default partitions caught move into monthly partitions ------------
 
@@ -3256,7 +3303,9 @@ BEGIN
             MESSAGE = format('invalid time range for stream_history: [%s, %s)', "from", "to"),
             HINT = 'Pass from <= to.';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM fractality.nodes n WHERE n.id = node) THEN
+    IF NOT EXISTS (SELECT 1 FROM fractality.nodes n
+                    WHERE n.id = node
+                      AND (fractality.current_user_id() IS NULL OR n.user_id = fractality.current_user_id())) THEN
         RAISE no_data_found USING
             MESSAGE = format('node %s does not exist or is not visible', node),
             HINT = 'Check the id or key, and that fractality.user_id names the tenant that owns it (row-level security shows only its rows).';
@@ -3267,11 +3316,13 @@ BEGIN
                false AS cold
           FROM fractality.consciousness_streams s
          WHERE s.node_id = node AND s.time >= "from" AND s.time < "to"
+           AND (fractality.current_user_id() IS NULL OR s.user_id = fractality.current_user_id())
         UNION ALL
         SELECT p.t, p.a, p.att, p.r::real[], true
           FROM fractality.consciousness_archive c,
                unnest(c.times, c.atp_levels, c.attention_scores, c.resonance_vectors) AS p(t, a, att, r)
          WHERE c.node_id = node AND c.time_to >= "from" AND c.time_from < "to"
+           AND (fractality.current_user_id() IS NULL OR c.user_id = fractality.current_user_id())
            AND p.t >= "from" AND p.t < "to"
     ) h
     ORDER BY h.t, h.cold DESC;

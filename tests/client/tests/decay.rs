@@ -661,7 +661,8 @@ fn the_tick_reports_each_tenants_node_of_one_id_with_its_own_old_energy() {
 
 /// Energy calls of one tenant say and touch that tenant alone (found by a review): as the owner
 /// with a tenant set, `pulse` of an id two tenants' nodes share feeds that tenant's node (before:
-/// both, returning the other's energy) and the views count each node's own points once (before:
+/// both, returning the other's energy), `stream_history` gives that node's points (before: both
+/// nodes') and the views count each node's own points once (before:
 /// each tenant's point under both keys) and none written ahead of now (before: a point a year
 /// ahead was in the last 24 hours); an application role naming another tenant to
 /// `apply_consciousness_decay` is refused (before: nothing written, no word), and its decay
@@ -703,6 +704,15 @@ fn energy_calls_of_one_tenant_say_and_touch_that_tenant_alone() {
             &[&id, &ta, &tb],
         )
         .unwrap();
+    // B's node's stream, for the owner with B's tenant set: its pulse and its point ahead
+    let history: i64 = owner
+        .query_one(
+            "SELECT count(*) FROM fractality.stream_history($1, '-infinity', 'infinity')",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(history, 2, "B's node's points alone");
     let points: Vec<(String, i64)> = owner
         .query(
             "SELECT node_key, sum(points)::bigint FROM fractality.consciousness_evolution
