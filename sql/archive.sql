@@ -663,6 +663,7 @@ SET search_path = pg_catalog, pg_temp
 SET array_nulls = on
 AS $$
 DECLARE
+    seen bigint;
     own uuid;
 BEGIN
     IF node IS NULL OR "from" IS NULL OR "to" IS NULL THEN
@@ -676,14 +677,15 @@ BEGIN
             MESSAGE = format('invalid time range for stream_history: [%s, %s)', "from", "to"),
             HINT = 'Pass from <= to.';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM fractality.nodes n WHERE n.id = node) THEN
+    -- the nodes of the id the caller sees, and the session's tenant's among them
+    SELECT count(*), (array_agg(n.user_id) FILTER (WHERE n.user_id = fractality.current_user_id()))[1]
+      INTO seen, own
+      FROM fractality.nodes n WHERE n.id = node;
+    IF seen = 0 THEN
         RAISE no_data_found USING
             MESSAGE = format('node %s does not exist or is not visible', node),
             HINT = 'Check the id or key, and that fractality.user_id names the tenant that owns it (row-level security shows only its rows).';
     END IF;
-    -- the session's tenant, when it has a node of the id
-    SELECT n.user_id INTO own FROM fractality.nodes n
-     WHERE n.id = node AND n.user_id = fractality.current_user_id();
     RETURN QUERY
     SELECT h.t, h.a, h.att, h.r, h.cold FROM (
         SELECT s.time AS t, s.atp_level AS a, s.attention_score AS att, s.resonance_vector AS r,

@@ -313,57 +313,6 @@ BEGIN
     GET DIAGNOSTICS k = ROW_COUNT;
     RETURN gone + k;
 END $$;
--- A node's stream points in [from, to), from the hot and the cold tier, in time order. Runs as
--- the caller: row-level security shows a tenant its own nodes' points only. With a tenant set
--- that has a node of the id, that node's (two tenants' nodes may share an id, and the owner sees
--- both).
-CREATE OR REPLACE FUNCTION fractality.stream_history(node uuid, "from" timestamptz, "to" timestamptz)
-RETURNS TABLE ("time" timestamptz, atp_level float8, attention_score float8, resonance_vector real[],
-               archived boolean)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
--- the archive keeps vectors as text, whose NULL elements read back as NULL only with array_nulls
-SET array_nulls = on
-AS $$
-DECLARE
-    own uuid;
-BEGIN
-    IF node IS NULL OR "from" IS NULL OR "to" IS NULL THEN
-        RAISE null_value_not_allowed USING
-            MESSAGE = format('stream_history: %s must not be NULL',
-                             CASE WHEN node IS NULL THEN 'node' WHEN "from" IS NULL THEN 'from' ELSE 'to' END),
-            HINT = 'Pass a node id and a time range [from, to); ''-infinity'' and ''infinity'' are allowed.';
-    END IF;
-    IF "from" > "to" THEN
-        RAISE invalid_parameter_value USING
-            MESSAGE = format('invalid time range for stream_history: [%s, %s)', "from", "to"),
-            HINT = 'Pass from <= to.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM fractality.nodes n WHERE n.id = node) THEN
-        RAISE no_data_found USING
-            MESSAGE = format('node %s does not exist or is not visible', node),
-            HINT = 'Check the id or key, and that fractality.user_id names the tenant that owns it (row-level security shows only its rows).';
-    END IF;
-    -- the session's tenant, when it has a node of the id
-    SELECT n.user_id INTO own FROM fractality.nodes n
-     WHERE n.id = node AND n.user_id = fractality.current_user_id();
-    RETURN QUERY
-    SELECT h.t, h.a, h.att, h.r, h.cold FROM (
-        SELECT s.time AS t, s.atp_level AS a, s.attention_score AS att, s.resonance_vector AS r,
-               false AS cold
-          FROM fractality.consciousness_streams s
-         WHERE s.node_id = node AND s.time >= "from" AND s.time < "to"
-           AND (own IS NULL OR s.user_id = own)
-        UNION ALL
-        SELECT p.t, p.a, p.att, p.r::real[], true
-          FROM fractality.consciousness_archive c,
-               unnest(c.times, c.atp_levels, c.attention_scores, c.resonance_vectors) AS p(t, a, att, r)
-         WHERE c.node_id = node AND c.time_to >= "from" AND c.time_from < "to"
-           AND (own IS NULL OR c.user_id = own)
-           AND p.t >= "from" AND p.t < "to"
-    ) h
-    ORDER BY h.t, h.cold DESC;
-END $$;
 
 -- ---- partitions: rows the default partitions caught move into monthly partitions ------------
 
@@ -3296,6 +3245,7 @@ SET search_path = pg_catalog, pg_temp
 SET array_nulls = on
 AS $$
 DECLARE
+    seen bigint;
     own uuid;
 BEGIN
     IF node IS NULL OR "from" IS NULL OR "to" IS NULL THEN
@@ -3309,14 +3259,15 @@ BEGIN
             MESSAGE = format('invalid time range for stream_history: [%s, %s)', "from", "to"),
             HINT = 'Pass from <= to.';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM fractality.nodes n WHERE n.id = node) THEN
+    -- the nodes of the id the caller sees, and the session's tenant's among them
+    SELECT count(*), (array_agg(n.user_id) FILTER (WHERE n.user_id = fractality.current_user_id()))[1]
+      INTO seen, own
+      FROM fractality.nodes n WHERE n.id = node;
+    IF seen = 0 THEN
         RAISE no_data_found USING
             MESSAGE = format('node %s does not exist or is not visible', node),
             HINT = 'Check the id or key, and that fractality.user_id names the tenant that owns it (row-level security shows only its rows).';
     END IF;
-    -- the session's tenant, when it has a node of the id
-    SELECT n.user_id INTO own FROM fractality.nodes n
-     WHERE n.id = node AND n.user_id = fractality.current_user_id();
     RETURN QUERY
     SELECT h.t, h.a, h.att, h.r, h.cold FROM (
         SELECT s.time AS t, s.atp_level AS a, s.attention_score AS att, s.resonance_vector AS r,

@@ -30,4 +30,3 @@ ALTER FUNCTION fractality.ensure_month_partition(regclass, date) RENAME TO _ensu
 --@ file! archive.sql -- The seed's function, done right||-- Deletes every event (and its metadata)
 
 --@ file! archive.sql -- Moves every stream point with time < cutoff into consciousness_archive||-- A node's stream points in [from, to)
---@ file! archive.sql -- A node's stream points in [from, to)||-- ---- partitions ahead

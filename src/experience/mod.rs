@@ -270,14 +270,11 @@ fn write_event_with_metadata(
     let given = parse_metadata(ctx, &metadata.0).unwrap_or_report();
     // metadata given twice, in the event and as the argument: one of them would be lost
     if e.metadata.as_ref().is_some_and(|own| *own != given) {
-        FractalityError::BadEvent {
-            form: EventForm::Json,
-            context: ctx.into(),
-            field: "metadata".into(),
-            problem:
-                "the event's own \"metadata\" differs from the metadata argument; give it once"
-                    .into(),
-        }
+        event::bad(
+            ctx,
+            "metadata",
+            "the event's own \"metadata\" differs from the metadata argument; give it once",
+        )
         .report()
     }
     e.metadata = Some(given);

@@ -102,22 +102,20 @@ pub fn upsert_node(
         types: &[UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, FLOAT8OID],
         per_tenant: false,
     };
-    let args = || {
-        [
-            user.into(),
-            key.into(),
-            label.into(),
-            node_type.into(),
-            metadata.clone().map(JsonB).into(),
-            atp.into(),
-        ]
-    };
-    if let Some(id) = spi::one::<Uuid>(&q, &args(), false)? {
+    let args = [
+        user.into(),
+        key.into(),
+        label.into(),
+        node_type.into(),
+        metadata.map(JsonB).into(),
+        atp.into(),
+    ];
+    if let Some(id) = spi::one::<Uuid>(&q, &args, false)? {
         return Ok(id);
     }
     // the node has expired: gone, then written anew
     spi::run(&FORGET_EXPIRED, &[user.into(), key.into()])?;
-    spi::returned_id(&q, &args())
+    spi::returned_id(&q, &args)
 }
 
 /// Inserts or replaces node `id`'s embedding of `model` (checked by the caller); a new one

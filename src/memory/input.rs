@@ -171,22 +171,19 @@ pub fn parse_memory(i: usize, item: &Value) -> Result<(Memory, Option<String>), 
         Some(Value::Array(a)) => {
             let mut v = Vec::with_capacity(a.len());
             for (j, x) in a.iter().enumerate() {
-                let problem = match x.as_f64() {
-                    Some(f) => match embedding_value(f) {
-                        Some(f) => {
-                            v.push(f);
-                            continue;
-                        }
-                        None => "beyond a real",
-                    },
+                let problem = match x.as_f64().map(embedding_value) {
+                    Some(Some(f)) => {
+                        v.push(f);
+                        continue;
+                    }
+                    Some(None) => "beyond a real",
                     None => "not a number",
                 };
-                let mut shown = x.to_string();
-                if shown.len() > 40 {
-                    shown = format!("{}...", &shown[..shown.floor_char_boundary(37)]);
-                }
-                let problem = format!("element {} is {shown}, {problem}", j + 1);
-                return Err(bad("embedding", &problem));
+                let x = crate::errors::shown(x.to_string());
+                return Err(bad(
+                    "embedding",
+                    &format!("element {} is {x}, {problem}", j + 1),
+                ));
             }
             v
         }
